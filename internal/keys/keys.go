@@ -1,0 +1,119 @@
+// Package keys builds the Redis key names of a queue.
+//
+// Every key a script touches is built here and passed to the script in KEYS,
+// in the fixed order of [Suffixes], so that Redis Cluster can route the call
+// and no script ever builds a key name of its own.
+package keys
+
+import "strings"
+
+// Prefix starts every key of every queue.
+const Prefix = "carmine:mq:"
+
+// Index names a position in a queue's key list. Scripts see key i at KEYS[i+1].
+type Index int
+
+// The keys of one queue, in the order they are passed to every script.
+const (
+	Messages Index = iota
+	MessagesRQ
+	LockTimes
+	LockTimesRQ
+	UDTs
+	Locks
+	Backoffs
+	NAttempts
+	Done
+	Requeue
+	MidsReady
+	MidCircle
+	NDryRuns
+	ISleepA
+	ISleepB
+	count
+)
+
+// Suffixes holds the key suffix of each Index, as Carmine names them.
+var Suffixes = [count]string{
+	Messages:    "messages",
+	MessagesRQ:  "messages-rq",
+	LockTimes:   "lock-times",
+	LockTimesRQ: "lock-times-rq",
+	UDTs:        "udts",
+	Locks:       "locks",
+	Backoffs:    "backoffs",
+	NAttempts:   "nattempts",
+	Done:        "done",
+	Requeue:     "requeue",
+	MidsReady:   "mids-ready",
+	MidCircle:   "mid-circle",
+	NDryRuns:    "ndry-runs",
+	ISleepA:     "isleep-a",
+	ISleepB:     "isleep-b",
+}
+
+// Count is the number of keys of one queue.
+const Count = int(count)
+
+// QueuePart is how the queue name appears in its keys: the name itself, or
+// {name} in cluster mode so that every key of the queue hashes to one slot.
+func QueuePart(queue string, cluster bool) string {
+	if cluster {
+		return "{" + queue + "}"
+	}
+	return queue
+}
+
+// QueuePrefix is the common prefix of every key of the queue, ending in ':'.
+func QueuePrefix(queue string, cluster bool) string {
+	return Prefix + QueuePart(queue, cluster) + ":"
+}
+
+// Key is the name of one key of the queue.
+func Key(queue string, cluster bool, i Index) string {
+	return QueuePrefix(queue, cluster) + Suffixes[i]
+}
+
+// All returns every key of the queue in Index order.
+func All(queue string, cluster bool) []string {
+	p := QueuePrefix(queue, cluster)
+	ks := make([]string, count)
+	for i, s := range Suffixes {
+		ks[i] = p + s
+	}
+	return ks
+}
+
+// MessagesPattern is the SCAN pattern that finds the messages hash of every
+// queue whose name matches the glob pattern (use "*" for all).
+func MessagesPattern(pattern string, cluster bool) string {
+	if cluster {
+		return Prefix + "{" + pattern + "}:" + Suffixes[Messages]
+	}
+	return Prefix + pattern + ":" + Suffixes[Messages]
+}
+
+// QueueFromMessagesKey returns the queue name held by a messages key, and
+// whether the key has the expected shape.
+func QueueFromMessagesKey(key string, cluster bool) (string, bool) {
+	rest, ok := strings.CutPrefix(key, Prefix)
+	if !ok {
+		return "", false
+	}
+	name, ok := strings.CutSuffix(rest, ":"+Suffixes[Messages])
+	if !ok || name == "" {
+		return "", false
+	}
+	if cluster {
+		inner, ok := strings.CutPrefix(name, "{")
+		if !ok {
+			return "", false
+		}
+		inner, ok = strings.CutSuffix(inner, "}")
+		if !ok || inner == "" {
+			return "", false
+		}
+		return inner, true
+	}
+	return name, true
+}

@@ -1,0 +1,207 @@
+// Package mq is a durable, distributed message queue on Redis that keeps
+// Carmine's message-queue protocol: a queue written by this package is laid
+// out in Redis exactly as Carmine (the Clojure library) lays it out, and moves
+// through the same states, so Go and Clojure services can share one queue
+// when they agree on the message encoding.
+//
+// A [Client] enqueues messages and inspects queues; a [Worker] polls a queue
+// and hands each message to a [Handler]. Every decision is one atomic Lua
+// script run on the Redis server, timed by the server's own clock.
+//
+// # Delivery
+//
+// Messages are kept until a handler's outcome is recorded. A message is handed
+// to one handler at a time as long as that handler finishes within the
+// message's lock time; when a lock expires (a crashed worker, a stalled
+// handler) the message is handed out again with the next attempt number. So
+// delivery is at least once, and exactly once while handlers finish within
+// their lock.
+//
+// # Keys
+//
+// All keys of queue Q start with "carmine:mq:Q:" ("carmine:mq:{Q}:" with
+// [Config.Cluster]); see the README for the full layout.
+package mq
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"unicode"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// Errors for bad input. They are returned before anything is written.
+var (
+	// ErrInvalidQueueName: a queue name is empty, longer than
+	// MaxQueueNameLength, or holds glob characters (* ? [ ] \), braces or
+	// control characters.
+	ErrInvalidQueueName = errors.New("mq: invalid queue name")
+	// ErrInvalidMessageID: a message id is empty, longer than
+	// MaxMessageIDLength, or equal to the circle's sentinel "end-of-circle".
+	ErrInvalidMessageID = errors.New("mq: invalid message id")
+	// ErrMessageTooLarge: an encoded message is larger than
+	// Config.MaxMessageSize.
+	ErrMessageTooLarge = errors.New("mq: message too large")
+	// ErrInvalidOption: an option or config field is out of range, such as a
+	// negative duration.
+	ErrInvalidOption = errors.New("mq: invalid option")
+	// ErrClusterModeRequired: New was given a *redis.ClusterClient without
+	// Config.Cluster, whose plain key layout cannot work on a cluster.
+	ErrClusterModeRequired = errors.New("mq: a cluster client needs Config.Cluster")
+)
+
+// Errors that answer an enqueue the queue refused (SPEC section 3). They are
+// normal answers, found in [EnqueueResult.Refused], not errors of the call.
+var (
+	// ErrAlreadyQueued: the message id is waiting to be handled (or has a
+	// requeue pending) and the enqueue may not update it.
+	ErrAlreadyQueued = errors.New("mq: already queued")
+	// ErrLocked: the message id is being handled and the enqueue may not
+	// requeue it.
+	ErrLocked = errors.New("mq: locked")
+	// ErrBackoff: the message id was handled and is in its dedupe backoff,
+	// and the enqueue may not requeue it.
+	ErrBackoff = errors.New("mq: in backoff")
+)
+
+// ErrDecode reports a stored message that the codec could not decode.
+var ErrDecode = errors.New("mq: cannot decode message")
+
+// Limits on names.
+const (
+	// MaxQueueNameLength is the longest queue name accepted, in bytes.
+	MaxQueueNameLength = 1024
+	// MaxMessageIDLength is the longest message id accepted, in bytes.
+	MaxMessageIDLength = 1024
+	// DefaultMaxMessageSize is Redis's limit on one string: 512 MiB.
+	DefaultMaxMessageSize = 512 << 20
+)
+
+// endOfCircle is the sentinel that marks one lap of a queue's mid-circle.
+const endOfCircle = "end-of-circle"
+
+// Config configures a [Client]. The zero value (or nil) is valid.
+type Config struct {
+	// Codec encodes messages on enqueue and decodes them for handlers.
+	// Default: MsgpackCodec.
+	Codec Codec
+
+	// Logger receives the package's logs. Default: slog.Default().
+	Logger *slog.Logger
+
+	// MaxMessageSize is the largest encoded message accepted, in bytes; a
+	// larger one is refused with ErrMessageTooLarge before anything is
+	// written. Default and maximum: DefaultMaxMessageSize (512 MiB).
+	MaxMessageSize int
+
+	// Cluster writes queue names as {Q} in keys, so that all of a queue's
+	// keys hash to one Redis Cluster slot. Required with a
+	// *redis.ClusterClient; a queue written in one mode is not seen in the
+	// other. Default: false (Carmine's layout).
+	Cluster bool
+}
+
+// withDefaults returns a copy of c with every unset field defaulted.
+func (c *Config) withDefaults() Config {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	if out.Codec == nil {
+		out.Codec = MsgpackCodec{}
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	out.MaxMessageSize = cmp.Or(out.MaxMessageSize, DefaultMaxMessageSize)
+	return out
+}
+
+func (c *Config) validate() error {
+	if c.MaxMessageSize < 0 || c.MaxMessageSize > DefaultMaxMessageSize {
+		return fmt.Errorf("%w: MaxMessageSize %d is not within 1 to %d bytes", ErrInvalidOption, c.MaxMessageSize, DefaultMaxMessageSize)
+	}
+	return nil
+}
+
+// Client enqueues messages and inspects and administers queues. It is safe
+// for concurrent use; create one per Redis and share it.
+type Client struct {
+	rdb redis.UniversalClient
+	cfg Config
+	log *slog.Logger
+
+	keyCache sync.Map // queue name -> []string, every key of the queue
+}
+
+// New returns a client that uses rdb, which may be a *redis.Client,
+// *redis.ClusterClient (with Config.Cluster) or a Sentinel failover client.
+// cfg may be nil for defaults; it is copied. The client never closes rdb.
+func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidOption)
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if _, ok := rdb.(*redis.ClusterClient); ok && !c.Cluster {
+		return nil, ErrClusterModeRequired
+	}
+	return &Client{rdb: rdb, cfg: c, log: c.Logger}, nil
+}
+
+// Redis returns the Redis client this client uses.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// keys returns every key of queue q in the order the scripts expect. The
+// slice is shared and must not be changed.
+func (c *Client) keys(q string) []string {
+	if ks, ok := c.keyCache.Load(q); ok {
+		return ks.([]string)
+	}
+	ks := keys.All(q, c.cfg.Cluster)
+	c.keyCache.Store(q, ks)
+	return ks
+}
+
+// key returns one key of queue q.
+func (c *Client) key(q string, i keys.Index) string {
+	return c.keys(q)[i]
+}
+
+// ValidateQueueName tells whether name may be used as a queue name, and if
+// not, why (an error wrapping ErrInvalidQueueName).
+func ValidateQueueName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty", ErrInvalidQueueName)
+	case len(name) > MaxQueueNameLength:
+		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidQueueName, len(name), MaxQueueNameLength)
+	}
+	if i := strings.IndexAny(name, "*?[]\\{}"); i >= 0 {
+		return fmt.Errorf("%w: %q holds %q (glob characters and braces are not allowed)", ErrInvalidQueueName, name, name[i])
+	}
+	if i := strings.IndexFunc(name, unicode.IsControl); i >= 0 {
+		return fmt.Errorf("%w: %q holds a control character", ErrInvalidQueueName, name)
+	}
+	return nil
+}
+
+func validateMessageID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty", ErrInvalidMessageID)
+	case id == endOfCircle:
+		return fmt.Errorf("%w: %q is the circle's sentinel", ErrInvalidMessageID, id)
+	case len(id) > MaxMessageIDLength:
+		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidMessageID, len(id), MaxMessageIDLength)
+	}
+	return nil
+}

@@ -1,0 +1,323 @@
+package mq
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// Status is the state of one message (SPEC section 2). The values are
+// Carmine's status names.
+type Status string
+
+// The eight statuses of a message.
+const (
+	// StatusNone: the message is not in the queue (never was, or was
+	// handled and garbage collected). Its String is "nil".
+	StatusNone Status = ""
+	// StatusQueued: waiting for a handler.
+	StatusQueued Status = "queued"
+	// StatusQueuedWithBackoff: waiting, but not to be handled before its
+	// backoff ends.
+	StatusQueuedWithBackoff Status = "queued-with-backoff"
+	// StatusLocked: with a handler.
+	StatusLocked Status = "locked"
+	// StatusLockedWithRequeue: with a handler, and to be queued again
+	// when done.
+	StatusLockedWithRequeue Status = "locked-with-requeue"
+	// StatusDoneAwaitingGC: handled, waiting to be garbage collected.
+	StatusDoneAwaitingGC Status = "done-awaiting-gc"
+	// StatusDoneWithBackoff: handled, and kept until its dedupe backoff
+	// ends; enqueues of the same id are refused until then.
+	StatusDoneWithBackoff Status = "done-with-backoff"
+	// StatusDoneWithRequeue: handled, and to be queued again (once any
+	// backoff ends).
+	StatusDoneWithRequeue Status = "done-with-requeue"
+)
+
+// String returns the status name, "nil" for StatusNone.
+func (s Status) String() string {
+	if s == StatusNone {
+		return "nil"
+	}
+	return string(s)
+}
+
+// MessageStatus returns the status of the message with the given id.
+func (c *Client) MessageStatus(ctx context.Context, queue, id string) (Status, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return "", err
+	}
+	if err := validateMessageID(id); err != nil {
+		return "", err
+	}
+	_, infos, err := c.messageInfos(ctx, queue, []string{id})
+	if err != nil {
+		return "", err
+	}
+	return infos[0].status, nil
+}
+
+// statusInfo is what message_status.lua tells of one message.
+type statusInfo struct {
+	status        Status
+	attempts      int64
+	backoffUntil  int64 // Unix ms, 0 if none
+	firstEnqueued int64 // Unix ms, 0 if unknown
+}
+
+// messageInfos runs message_status.lua for ids, answering the server's time
+// and one entry per id.
+func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (int64, []statusInfo, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	reply, err := messageStatusScript.Run(ctx, c.rdb, c.keys(queue), args...).Slice()
+	if err != nil {
+		return 0, nil, fmt.Errorf("mq: message status in %q: %w", queue, err)
+	}
+	if len(reply) != len(ids)+1 {
+		return 0, nil, fmt.Errorf("%w: message status answered %d entries for %d ids", errUnexpectedReply, len(reply)-1, len(ids))
+	}
+	now, _ := reply[0].(int64)
+	infos := make([]statusInfo, len(ids))
+	for i := range ids {
+		e, _ := reply[i+1].([]any)
+		if len(e) != 4 {
+			return 0, nil, fmt.Errorf("%w: message status entry %v", errUnexpectedReply, reply[i+1])
+		}
+		name, _ := e[0].(string)
+		infos[i].status = Status(name)
+		infos[i].attempts, _ = e[1].(int64)
+		infos[i].backoffUntil, _ = e[2].(int64)
+		infos[i].firstEnqueued, _ = e[3].(int64)
+	}
+	return now, infos, nil
+}
+
+// QueueStatus holds a queue's counts, read in O(1) (SPEC section 8). Locked
+// and Backoff may count expired entries, so Queued is approximate.
+type QueueStatus struct {
+	// Queued is the number of messages waiting for a handler.
+	Queued int64
+	// Locked is the number of lock entries (messages being handled).
+	Locked int64
+	// Backoff is the number of backoff entries.
+	Backoff int64
+	// Total is the number of messages in the queue's lists.
+	Total int64
+}
+
+// QueueStatus returns the queue's counts in one round trip.
+func (c *Client) QueueStatus(ctx context.Context, queue string) (QueueStatus, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return QueueStatus{}, err
+	}
+	ks := c.keys(queue)
+	var ready, circle, locks, backoffs, done *redis.IntCmd
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ready = p.LLen(ctx, ks[keys.MidsReady])
+		circle = p.LLen(ctx, ks[keys.MidCircle])
+		locks = p.HLen(ctx, ks[keys.Locks])
+		backoffs = p.HLen(ctx, ks[keys.Backoffs])
+		done = p.SCard(ctx, ks[keys.Done])
+		return nil
+	})
+	if err != nil {
+		return QueueStatus{}, fmt.Errorf("mq: queue status of %q: %w", queue, err)
+	}
+	s := QueueStatus{
+		Total:   max(0, ready.Val()+circle.Val()-1),
+		Locked:  locks.Val(),
+		Backoff: backoffs.Val(),
+	}
+	s.Queued = max(0, s.Total-(s.Locked+s.Backoff+done.Val()))
+	return s, nil
+}
+
+// QueueSize returns the approximate number of messages waiting for a
+// handler, in O(1): QueueStatus's Queued.
+func (c *Client) QueueSize(ctx context.Context, queue string) (int64, error) {
+	s, err := c.QueueStatus(ctx, queue)
+	return s.Queued, err
+}
+
+// MessageInfo describes one message of a queue, for debugging.
+type MessageInfo struct {
+	// ID is the message id.
+	ID string
+	// Data is the message as stored.
+	Data []byte
+	// Value is the message decoded by the client's codec into an untyped
+	// value; nil when DecodeErr is set.
+	Value any
+	// DecodeErr is set (wrapping ErrDecode) when Data cannot be decoded.
+	DecodeErr error
+	// Status is the message's status.
+	Status Status
+	// Attempts is how many times a handler was given the message.
+	Attempts int64
+	// Backoff is the time left in its backoff, 0 if none.
+	Backoff time.Duration
+	// Age is the time since the message was first enqueued.
+	Age time.Duration
+}
+
+// contentPage is how many messages QueueContent reads per round trip.
+const contentPage = 500
+
+// QueueContent returns every message in the queue, oldest first. It is
+// O(n) and meant for debugging; it reads the queue page by page, so it does
+// not block Redis, and a message that changes meanwhile may be missed or
+// seen in a later state.
+func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return nil, err
+	}
+	var out []MessageInfo
+	var cursor uint64
+	for {
+		kvs, next, err := c.rdb.HScan(ctx, c.key(queue, keys.Messages), cursor, "*", contentPage).Result()
+		if err != nil {
+			return nil, fmt.Errorf("mq: queue content of %q: %w", queue, err)
+		}
+		ids := make([]string, 0, len(kvs)/2)
+		data := make(map[string]string, len(kvs)/2)
+		for i := 0; i+1 < len(kvs); i += 2 {
+			if _, dup := data[kvs[i]]; !dup {
+				ids = append(ids, kvs[i])
+			}
+			data[kvs[i]] = kvs[i+1]
+		}
+		if len(ids) > 0 {
+			now, infos, err := c.messageInfos(ctx, queue, ids)
+			if err != nil {
+				return nil, err
+			}
+			for i, id := range ids {
+				info := infos[i]
+				if info.status == StatusNone {
+					continue // collected since the scan read it
+				}
+				m := MessageInfo{
+					ID:       id,
+					Data:     []byte(data[id]),
+					Status:   info.status,
+					Attempts: info.attempts,
+				}
+				if info.backoffUntil > now {
+					m.Backoff = time.Duration(info.backoffUntil-now) * time.Millisecond
+				}
+				if info.firstEnqueued > 0 {
+					m.Age = time.Duration(now-info.firstEnqueued) * time.Millisecond
+				}
+				m.DecodeErr = decode(c.cfg.Codec, m.Data, &m.Value)
+				out = append(out, m)
+			}
+		}
+		cursor = next
+		if cursor == 0 {
+			break
+		}
+	}
+	slices.SortFunc(out, func(a, b MessageInfo) int {
+		return cmp.Or(cmp.Compare(b.Age, a.Age), strings.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// QueueNames returns the names of the queues that hold messages, sorted,
+// whose names match the glob pattern ("" or "*" for all). It scans with
+// SCAN (on a cluster, every master), never KEYS.
+func (c *Client) QueueNames(ctx context.Context, pattern string) ([]string, error) {
+	if pattern == "" {
+		pattern = "*"
+	}
+	found := map[string]bool{}
+	err := c.scan(ctx, keys.MessagesPattern(pattern, c.cfg.Cluster), func(key string) {
+		if q, ok := keys.QueueFromMessagesKey(key, c.cfg.Cluster); ok {
+			found[q] = true
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mq: queue names: %w", err)
+	}
+	names := make([]string, 0, len(found))
+	for q := range found {
+		names = append(names, q)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// scan calls fn, one call at a time, with every key matching pattern, on
+// every master of a cluster.
+func (c *Client) scan(ctx context.Context, pattern string, fn func(string)) error {
+	var mu sync.Mutex
+	scanNode := func(ctx context.Context, node redis.Cmdable) error {
+		iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			fn(iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return scanNode(ctx, node)
+		})
+	}
+	return scanNode(ctx, c.rdb)
+}
+
+// ClearQueues deletes every key of the named queues, for good, and returns
+// the names of those that held anything.
+func (c *Client) ClearQueues(ctx context.Context, queues ...string) ([]string, error) {
+	for _, q := range queues {
+		if err := ValidateQueueName(q); err != nil {
+			return nil, err
+		}
+	}
+	return c.clear(ctx, queues)
+}
+
+// ClearAllQueues deletes every key of every queue that QueueNames finds, for
+// good, and returns their names.
+func (c *Client) ClearAllQueues(ctx context.Context) ([]string, error) {
+	names, err := c.QueueNames(ctx, "*")
+	if err != nil {
+		return nil, err
+	}
+	return c.clear(ctx, names)
+}
+
+func (c *Client) clear(ctx context.Context, queues []string) ([]string, error) {
+	cmds := make([]*redis.IntCmd, len(queues))
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, q := range queues {
+			// Not the cached key list: a queue found by scanning may have a
+			// name this package would refuse, and need not be cached.
+			cmds[i] = p.Del(ctx, keys.All(q, c.cfg.Cluster)...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mq: clear queues: %w", err)
+	}
+	var cleared []string
+	for i, cmd := range cmds {
+		if cmd.Val() > 0 {
+			cleared = append(cleared, queues[i])
+		}
+	}
+	return cleared, nil
+}
