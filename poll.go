@@ -47,16 +47,22 @@ type pollArgs struct {
 	lockTime time.Duration    // the worker's default lock time
 	sleeps   [5]time.Duration // end-of-queue sleep times by ndry-runs
 	maxSteps int
+	// maxHandles, when positive, ends the call after that many messages
+	// were handed out.
+	maxHandles int
 }
 
 // poll takes up to a.maxSteps steps of the queue's circle in one script call.
 func (c *Client) poll(ctx context.Context, queue string, a pollArgs) (pollReply, error) {
-	args := make([]any, 0, 7)
+	args := make([]any, 0, 8)
 	args = append(args, a.lockTime.Milliseconds())
 	for _, d := range a.sleeps {
 		args = append(args, d.Milliseconds())
 	}
 	args = append(args, max(1, a.maxSteps))
+	if a.maxHandles > 0 {
+		args = append(args, a.maxHandles)
+	}
 	raw, err := pollScript.Run(ctx, c.rdb, c.keys(queue), args...).Slice()
 	if err != nil {
 		return pollReply{}, fmt.Errorf("mq: poll %q: %w", queue, err)

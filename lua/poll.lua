@@ -5,6 +5,8 @@
 -- ARGV[1]    the worker's default lock time in ms
 -- ARGV[2..6] the five end-of-queue sleep times in ms
 -- ARGV[7]    the most steps to take (at least 1)
+-- ARGV[8]    the most messages to hand out (optional; default ARGV[7]):
+--            the call stops after that many 'handle' steps
 --
 -- Reply: {queue_size, step, step, ...} where queue_size is nqueued of SPEC
 -- section 8 after the steps, and each step is one of
@@ -16,6 +18,7 @@
 
 local default_lock_ms = tonumber(ARGV[1])
 local max_steps = tonumber(ARGV[7])
+local max_handles = tonumber(ARGV[8]) or max_steps
 local now = server_now()
 
 local function step()
@@ -95,10 +98,15 @@ local function step()
 end
 
 local reply = {0}
+local handled = 0
 for _ = 1, max_steps do
   local answer = step()
   reply[#reply + 1] = answer
   if answer[1] == 'sleep' then break end
+  if answer[1] == 'handle' then
+    handled = handled + 1
+    if handled >= max_handles then break end
+  end
 end
 
 local ntotal = redis.call('llen', K_MIDS_READY) + redis.call('llen', K_MID_CIRCLE) - 1

@@ -1,0 +1,108 @@
+package mq
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// ExpBackoff is Carmine's binary exponential backoff: with n capped at 36
+// and b = 2^n, a random time in [b, 2b) * factor / 2, clamped to [lo, hi]
+// (a zero bound does not clamp).
+func ExpBackoff(n int, lo, hi, factor time.Duration) time.Duration {
+	n = min(max(n, 0), 36)
+	b := float64(uint64(1) << n)
+	d := time.Duration((b + rand.Float64()*b) * float64(factor) / 2)
+	if lo > 0 && d < lo {
+		d = lo
+	}
+	if hi > 0 && d > hi {
+		d = hi
+	}
+	return d
+}
+
+// DefaultEndOfQueueBackoff is the default end-of-queue sleep: after n dry
+// laps in a row (0 to 4), ExpBackoff(n) with a factor of one second, which
+// is 0.5-1 s, 1-2 s, 2-4 s, 4-8 s, then 8-16 s.
+func DefaultEndOfQueueBackoff(n int64) time.Duration {
+	return ExpBackoff(int(n), 0, 0, time.Second)
+}
+
+// DefaultThrottle is Carmine's default throttle, a function of the queue
+// size: 200 ms up to 128 queued messages, 100 ms up to 256, 50 ms above.
+// A worker uses it only when asked (WorkerConfig.Throttle): it caps a worker
+// near 5 messages a second.
+func DefaultThrottle(queueSize int64) time.Duration {
+	switch {
+	case queueSize <= 128:
+		return 200 * time.Millisecond
+	case queueSize <= 256:
+		return 100 * time.Millisecond
+	default:
+		return 50 * time.Millisecond
+	}
+}
+
+// Constant returns a function that always answers d, for
+// WorkerConfig.EndOfQueueBackoff and WorkerConfig.Throttle.
+func Constant(d time.Duration) func(int64) time.Duration {
+	return func(int64) time.Duration { return d }
+}
+
+// jitter spreads d by ±20%, so that workers that sleep together wake apart.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// MonitorInfo is what a worker tells its monitor on every loop turn.
+type MonitorInfo struct {
+	// Queue is the queue's name.
+	Queue string
+	// QueueSize is the queue size after the poll.
+	QueueSize int64
+	// NDryRuns is the count of dry laps in a row, as of the last
+	// end-of-queue sleep (0 once a poll found work).
+	NDryRuns int64
+	// Handled is the number of messages the poll handed out.
+	Handled int
+	// Slept tells whether the poll reached the end of the queue.
+	Slept bool
+	// Logger is the worker's logger.
+	Logger *slog.Logger
+}
+
+// MonitorFunc is called by a worker on every loop turn. It runs on the
+// polling goroutine, so it must be quick.
+type MonitorFunc func(ctx context.Context, info MonitorInfo)
+
+// MonitorFn returns a monitor that logs a warning when the queue size is over
+// maxQueueSize, at most once every warnEvery. The default monitor is
+// MonitorFn(1000, 6*time.Hour). It is safe for concurrent use.
+func MonitorFn(maxQueueSize int64, warnEvery time.Duration) MonitorFunc {
+	var mu sync.Mutex
+	var last time.Time
+	return func(ctx context.Context, info MonitorInfo) {
+		if info.QueueSize <= maxQueueSize {
+			return
+		}
+		mu.Lock()
+		now := time.Now()
+		due := last.IsZero() || now.Sub(last) >= warnEvery
+		if due {
+			last = now
+		}
+		mu.Unlock()
+		if due && info.Logger != nil {
+			info.Logger.WarnContext(ctx, "mq: queue size over its bound",
+				slog.String("queue", info.Queue),
+				slog.Int64("queue_size", info.QueueSize),
+				slog.Int64("max_queue_size", maxQueueSize))
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Handler handles the messages of a queue. Its answer is the outcome of
+// the handling (SPEC section 6):
+//
+//   - nil: success. The message is done and will be garbage collected.
+//   - [SucceedWithBackoff](d): success, and enqueues of the same message id
+//     are refused for d (a dedupe window).
+//   - [Retry](d): the message is queued again, to be handled after d.
+//   - any other error: the message is done and the error is logged.
+//
+// A panic is recovered and counts as an error. ctx is cancelled when the
+// worker is closed, when a Stop deadline passes, or when the message's lock
+// is lost while renewal is on; a handler that returns an error after its
+// context was cancelled leaves the message locked, to be handled again when
+// the lock expires.
+type Handler interface {
+	Handle(ctx context.Context, msg *Message) error
+}
+
+// HandlerFunc adapts a function to a [Handler].
+type HandlerFunc func(ctx context.Context, msg *Message) error
+
+// Handle calls f(ctx, msg).
+func (f HandlerFunc) Handle(ctx context.Context, msg *Message) error { return f(ctx, msg) }
+
+// Message is one message handed to a [Handler]. Its methods are safe for
+// concurrent use while the handler runs.
+type Message struct {
+	// Queue is the queue's name.
+	Queue string
+	// ID is the message id.
+	ID string
+	// Data is the message as stored: the codec's encoding, or a [Raw].
+	Data []byte
+	// Attempt is 1 the first time the message is handed out, and counts
+	// up each time its lock expires or a handler asks for a retry.
+	Attempt int
+	// LockTime is how long the handler may hold the message before it is
+	// handed out again (renewal pushes the lock forward).
+	LockTime time.Duration
+	// Age is the time from the message's first enqueue to this handling.
+	Age time.Duration
+	// QueueSize is the queue size the worker saw last.
+	QueueSize int64
+
+	codec Codec
+	lock  *heldLock
+}
+
+// Decode decodes the message into v, a non-nil pointer, with the client's
+// codec. An error wraps ErrDecode.
+func (m *Message) Decode(v any) error { return decode(m.codec, m.Data, v) }
+
+// Value decodes the message into an untyped value: for MessagePack, maps,
+// slices, strings and numbers. An error wraps ErrDecode.
+func (m *Message) Value() (any, error) {
+	var v any
+	err := m.Decode(&v)
+	return v, err
+}
+
+// ExtendLock pushes the message's lock forward by its lock time from now,
+// so that a long handling is not handed out again meanwhile. It returns
+// ErrLockLost when the lock was lost: the message may be with another
+// handler, and this handler's outcome will not be recorded.
+func (m *Message) ExtendLock(ctx context.Context) error {
+	if m.lock == nil {
+		return ErrLockLost
+	}
+	return m.lock.renew(ctx)
+}
+
+// ErrLockLost reports that a message's lock expired and was taken by
+// another handling, or that the message left the queue meanwhile.
+var ErrLockLost = errors.New("mq: lock lost")
+
+// heldLock is the lock a handling holds, with the fencing token that
+// completion and renewal must present.
+type heldLock struct {
+	c        *Client
+	queue    string
+	id       string
+	lockTime time.Duration
+
+	mu          sync.Mutex
+	lockedUntil int64 // Unix ms, server clock: the token
+	lost        bool
+}
+
+func (l *heldLock) token() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lockedUntil
+}
+
+// renew pushes the lock forward once.
+func (l *heldLock) renew(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost {
+		return ErrLockLost
+	}
+	got, err := l.c.renew(ctx, l.queue, []renewal{{id: l.id, lockedUntil: l.lockedUntil, lockTime: l.lockTime}})
+	if err != nil {
+		return err
+	}
+	if got[0] == 0 {
+		l.lost = true
+		return ErrLockLost
+	}
+	l.lockedUntil = got[0]
+	return nil
+}
+
+// outcome is a handler's answer in the terms of complete.lua.
+type outcome struct {
+	name    string // outcomeSuccess, outcomeRetry or outcomeError
+	backoff time.Duration
+	err     error // for outcomeError: what the handler said
+}
+
+// outcomeAnswer is the error form of the outcomes that are not plain
+// success or failure.
+type outcomeAnswer struct {
+	outcome
+}
+
+func (e *outcomeAnswer) Error() string {
+	return fmt.Sprintf("mq: handler asked for %s with backoff %v", e.name, e.backoff)
+}
+
+// Retry is a handler's answer asking for the message to be handled again
+// after backoff (at once when zero). The attempt number counts up.
+func Retry(backoff time.Duration) error {
+	return &outcomeAnswer{outcome{name: outcomeRetry, backoff: max(0, backoff)}}
+}
+
+// SucceedWithBackoff is a handler's answer of success that also keeps the
+// message id for backoff, during which enqueues of the same id are refused
+// with ErrBackoff (unless they may requeue).
+func SucceedWithBackoff(backoff time.Duration) error {
+	return &outcomeAnswer{outcome{name: outcomeSuccess, backoff: max(0, backoff)}}
+}
+
+// outcomeOf maps a handler's answer to an outcome.
+func outcomeOf(err error) outcome {
+	if err == nil {
+		return outcome{name: outcomeSuccess}
+	}
+	var oe *outcomeAnswer
+	if errors.As(err, &oe) {
+		return oe.outcome
+	}
+	return outcome{name: outcomeError, err: err}
+}

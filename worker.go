@@ -1,0 +1,600 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// Worker defaults (SPEC section 7).
+const (
+	// DefaultLockTime is the default lock time of a message: 60 minutes.
+	DefaultLockTime = 60 * time.Minute
+	// DefaultMonitorMaxQueueSize is the queue size over which the default
+	// monitor warns.
+	DefaultMonitorMaxQueueSize = 1000
+	// DefaultMonitorWarnEvery is how often at most the default monitor
+	// warns.
+	DefaultMonitorWarnEvery = 6 * time.Hour
+)
+
+// maxErrorBackoff caps the pause after consecutive loop errors, which
+// Carmine lets grow to many minutes: a worker should notice a returning
+// Redis within seconds.
+const maxErrorBackoff = 30 * time.Second
+
+// sleepChunk is the longest single blocking call of an end-of-queue sleep.
+// Between calls the worker checks whether it is stopping and whether
+// messages are ready, so that Stop is prompt and a wake-up missed in a race
+// is not missed for long.
+const sleepChunk = time.Second
+
+// WorkerConfig configures a [Worker]. The zero value (or nil) is valid: it
+// logs each message and answers success.
+type WorkerConfig struct {
+	// Handler handles each message. Default: log the message at Info level
+	// and answer success.
+	Handler Handler
+
+	// Monitor is called on every loop turn with the queue size and what the
+	// poll did. Default: MonitorFn(DefaultMonitorMaxQueueSize,
+	// DefaultMonitorWarnEvery), a warning when more than 1000 messages wait,
+	// at most every 6 hours.
+	Monitor MonitorFunc
+
+	// LockTime is how long a handler may hold a message, unless the message
+	// was enqueued with its own, before it is taken for stalled and handed
+	// out again. It must exceed the longest handling, or RenewLocks must be
+	// on. Default: DefaultLockTime (60 minutes).
+	LockTime time.Duration
+
+	// EndOfQueueBackoff gives the end-of-queue sleep after n dry laps in a
+	// row (n from 0 to 4). An enqueue cuts the sleep short. Use Constant for
+	// a fixed time. Default: DefaultEndOfQueueBackoff (0.5 s up to 16 s).
+	EndOfQueueBackoff func(n int64) time.Duration
+
+	// Throttle gives a pause after every poll, as a function of the queue
+	// size. Use Constant for a fixed pause, or DefaultThrottle for
+	// Carmine's. Default: nil, no pause.
+	Throttle func(queueSize int64) time.Duration
+
+	// WorkerThreads is the number of polling loops. Default: 1.
+	WorkerThreads int
+
+	// HandlerThreads is the number of messages handled at once. Default: 1.
+	HandlerThreads int
+
+	// ManualStart leaves the worker stopped until Start is called.
+	// Default: false; NewWorker starts it, as Carmine's auto start does.
+	ManualStart bool
+
+	// RenewLocks pushes a message's lock forward every third of its lock
+	// time while its handler runs, so that a short lock time recovers from
+	// crashed workers quickly while long handlings still run once. If
+	// renewal fails for longer than the lock time, or the lock is lost, the
+	// handler's context is cancelled. Default: false.
+	RenewLocks bool
+}
+
+func (c *WorkerConfig) withDefaults() WorkerConfig {
+	var out WorkerConfig
+	if c != nil {
+		out = *c
+	}
+	if out.Handler == nil {
+		out.Handler = HandlerFunc(logHandler)
+	}
+	if out.Monitor == nil {
+		out.Monitor = MonitorFn(DefaultMonitorMaxQueueSize, DefaultMonitorWarnEvery)
+	}
+	if out.LockTime == 0 {
+		out.LockTime = DefaultLockTime
+	}
+	if out.EndOfQueueBackoff == nil {
+		out.EndOfQueueBackoff = DefaultEndOfQueueBackoff
+	}
+	if out.WorkerThreads == 0 {
+		out.WorkerThreads = 1
+	}
+	if out.HandlerThreads == 0 {
+		out.HandlerThreads = 1
+	}
+	return out
+}
+
+func (c *WorkerConfig) validate() error {
+	switch {
+	case c.LockTime < time.Millisecond:
+		return fmt.Errorf("%w: LockTime %v is under 1ms", ErrInvalidOption, c.LockTime)
+	case c.WorkerThreads < 0:
+		return fmt.Errorf("%w: WorkerThreads %d is negative", ErrInvalidOption, c.WorkerThreads)
+	case c.HandlerThreads < 0:
+		return fmt.Errorf("%w: HandlerThreads %d is negative", ErrInvalidOption, c.HandlerThreads)
+	}
+	return nil
+}
+
+// logHandler is the default handler: it logs the message and succeeds.
+func logHandler(ctx context.Context, m *Message) error {
+	v, err := m.Value()
+	if err != nil {
+		return err
+	}
+	slog.InfoContext(ctx, "mq: message", slog.String("queue", m.Queue),
+		slog.String("message_id", m.ID), slog.Int("attempt", m.Attempt), slog.Any("message", v))
+	return nil
+}
+
+// Worker polls one queue and hands its messages to a handler. Many workers,
+// in one process or many, may share a queue. Its methods are safe for
+// concurrent use.
+type Worker struct {
+	c     *Client
+	queue string
+	cfg   WorkerConfig
+	log   *slog.Logger
+	stats *workerStats
+	slots chan struct{} // one token per handler thread
+
+	mu             sync.Mutex
+	running        bool
+	stopPolling    context.CancelFunc
+	cancelHandlers context.CancelFunc
+	handlersCtx    context.Context
+	loops          sync.WaitGroup
+	handlers       sync.WaitGroup
+}
+
+// NewWorker returns a worker for queue. cfg may be nil for defaults; it is
+// copied. Unless cfg.ManualStart is set, the worker is started at once
+// (with context.Background()).
+func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return nil, err
+	}
+	wc := cfg.withDefaults()
+	if err := wc.validate(); err != nil {
+		return nil, err
+	}
+	w := &Worker{
+		c:     c,
+		queue: queue,
+		cfg:   wc,
+		log:   c.log.With(slog.String("queue", queue)),
+		stats: newWorkerStats(),
+		slots: make(chan struct{}, wc.HandlerThreads),
+	}
+	for range wc.HandlerThreads {
+		w.slots <- struct{}{}
+	}
+	if !wc.ManualStart {
+		if err := w.Start(context.Background()); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// Start starts the worker's polling loops. Handler contexts carry ctx's
+// values; ctx's end stops polling, as Stop does, without waiting. Starting
+// a running worker does nothing; a stopped worker may be started again.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running {
+		return nil
+	}
+	base := context.WithoutCancel(ctx)
+	pollCtx, stopPolling := context.WithCancel(base)
+	w.handlersCtx, w.cancelHandlers = context.WithCancel(base)
+	w.stopPolling = stopPolling
+	w.running = true
+	context.AfterFunc(ctx, stopPolling)
+	w.log.Info("mq: worker starting",
+		slog.Int("worker_threads", w.cfg.WorkerThreads), slog.Int("handler_threads", w.cfg.HandlerThreads))
+	for i := range w.cfg.WorkerThreads {
+		w.loops.Add(1)
+		go w.loop(pollCtx, i)
+	}
+	return nil
+}
+
+// Stop stops polling and waits for the handlers in flight, like
+// http.Server.Shutdown. When ctx ends first, it cancels the handlers'
+// contexts and returns ctx.Err(); messages whose outcome was not recorded
+// stay locked and are handled again once their lock expires. Stopping a
+// worker that is not running does nothing.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.running {
+		w.mu.Unlock()
+		return nil
+	}
+	w.running = false
+	w.stopPolling()
+	cancelHandlers := w.cancelHandlers
+	w.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		w.loops.Wait()
+		w.handlers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		cancelHandlers()
+		w.log.Info("mq: worker stopped")
+		return nil
+	case <-ctx.Done():
+		cancelHandlers()
+		w.loops.Wait()
+		w.log.Warn("mq: worker stopped with handlers in flight", slog.Any("error", ctx.Err()))
+		return ctx.Err()
+	}
+}
+
+// Close stops the worker at once: it cancels the contexts of the handlers
+// in flight and returns once polling has ended, without waiting for them.
+func (w *Worker) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := w.Stop(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// loop is one polling loop.
+func (w *Worker) loop(ctx context.Context, i int) {
+	defer w.loops.Done()
+	if i > 0 && !sleepCtx(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
+		return
+	}
+	errs := 0
+	for {
+		n := w.acquire(ctx)
+		if n == 0 {
+			return
+		}
+		var sleeps [5]time.Duration
+		for j := range sleeps {
+			sleeps[j] = w.cfg.EndOfQueueBackoff(int64(j))
+		}
+		reply, err := w.c.poll(ctx, w.queue, pollArgs{
+			lockTime:   w.cfg.LockTime,
+			sleeps:     sleeps,
+			maxSteps:   4*n + 16,
+			maxHandles: n,
+		})
+		if err != nil {
+			w.release(n)
+			if ctx.Err() != nil {
+				return
+			}
+			errs++
+			w.stats.count(CountPollError)
+			factor := 200 * time.Millisecond
+			if w.cfg.Throttle != nil {
+				factor = cmpOr(w.cfg.Throttle(0), factor)
+			}
+			d := ExpBackoff(min(12, errs), 0, maxErrorBackoff, factor)
+			w.log.Warn("mq: poll failed", slog.Any("error", err),
+				slog.Int("consecutive_errors", errs), slog.Duration("retry_in", d))
+			if !sleepCtx(ctx, d) {
+				return
+			}
+			continue
+		}
+		if errs > 0 {
+			w.log.Info("mq: poll recovered", slog.Int("after_errors", errs))
+			errs = 0
+		}
+
+		handled, ndry := 0, int64(0)
+		var sleep *pollStep
+		for k := range reply.steps {
+			s := &reply.steps[k]
+			switch s.kind {
+			case stepHandle:
+				handled++
+				w.dispatch(*s, reply.queueSize)
+			case stepSleep:
+				sleep, ndry = s, s.ndryRuns
+			case stepSkip:
+				w.stats.countSkip(s.reason)
+			}
+		}
+		w.release(n - handled)
+		w.stats.queueSize.Add(float64(reply.queueSize))
+		w.cfg.Monitor(ctx, MonitorInfo{Queue: w.queue, QueueSize: reply.queueSize,
+			NDryRuns: ndry, Handled: handled, Slept: sleep != nil, Logger: w.log})
+
+		if sleep != nil {
+			w.stats.count(CountEndOfCircle)
+			w.sleep(ctx, sleep)
+		} else if w.cfg.Throttle != nil {
+			sleepCtx(ctx, w.cfg.Throttle(reply.queueSize))
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func cmpOr(d, fallback time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return fallback
+}
+
+// acquire waits for a free handler slot, then takes every other free one.
+// It answers how many it took, 0 when ctx ended.
+func (w *Worker) acquire(ctx context.Context) int {
+	select {
+	case <-w.slots:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for {
+		select {
+		case <-w.slots:
+			n++
+		default:
+			return n
+		}
+	}
+}
+
+func (w *Worker) release(n int) {
+	for range n {
+		w.slots <- struct{}{}
+	}
+}
+
+// sleep is the interruptible sleep of SPEC section 5: a blocking move of the
+// sleep sentinel from the list the poll named to the other, which an
+// enqueue ends at once by moving the sentinel into that list.
+func (w *Worker) sleep(ctx context.Context, s *pollStep) {
+	ks := w.c.keys(w.queue)
+	from, to := ks[keys.ISleepA], ks[keys.ISleepB]
+	if s.sleepList == "b" {
+		from, to = to, from
+	}
+	deadline := time.Now().Add(jitter(s.sleep))
+	for ctx.Err() == nil {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		// go-redis sends whole seconds (so a sleep is rounded up to one) and
+		// reads for that long plus its own margin, so the read never times
+		// out before Redis answers.
+		err := w.c.rdb.BLMove(ctx, from, to, "RIGHT", "LEFT", sleepChunk).Err()
+		if err == nil {
+			return // woken by an enqueue
+		}
+		if !errors.Is(err, redis.Nil) {
+			return // Redis trouble: let the next poll report it
+		}
+		if n, err := w.c.rdb.LLen(ctx, ks[keys.MidsReady]).Result(); err != nil || n > 0 {
+			return
+		}
+	}
+}
+
+// sleepCtx sleeps for d or until ctx ends, and answers whether it slept
+// the whole time.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// dispatch starts the handling of one message on a slot already taken.
+func (w *Worker) dispatch(s pollStep, queueSize int64) {
+	w.mu.Lock()
+	base := w.handlersCtx
+	w.mu.Unlock()
+	w.handlers.Add(1)
+	go func() {
+		defer w.handlers.Done()
+		defer w.release(1)
+		w.handle(base, s, queueSize)
+	}()
+}
+
+// handle runs the handler on one message and records its outcome.
+func (w *Worker) handle(base context.Context, s pollStep, queueSize int64) {
+	lock := &heldLock{c: w.c, queue: w.queue, id: s.id, lockTime: s.lockTime, lockedUntil: s.lockedUntil}
+	msg := &Message{
+		Queue:     w.queue,
+		ID:        s.id,
+		Data:      s.data,
+		Attempt:   int(s.attempt),
+		LockTime:  s.lockTime,
+		Age:       time.Duration(s.now-s.firstEnqueued) * time.Millisecond,
+		QueueSize: queueSize,
+		codec:     w.c.cfg.Codec,
+		lock:      lock,
+	}
+	log := w.log.With(slog.String("message_id", s.id), slog.Int("attempt", msg.Attempt))
+	if s.attempt == 1 {
+		w.stats.queueingTime.Add(float64(msg.Age.Milliseconds()))
+	}
+
+	ctx, cancel := context.WithCancel(base)
+	defer cancel()
+	renewDone := make(chan struct{})
+	var renewWG sync.WaitGroup
+	if w.cfg.RenewLocks {
+		renewWG.Add(1)
+		go func() {
+			defer renewWG.Done()
+			w.renewLoop(ctx, lock, cancel, renewDone, log)
+		}()
+	}
+
+	start := time.Now()
+	err := w.call(ctx, msg)
+	w.stats.handlingTime.Add(float64(time.Since(start).Milliseconds()))
+	close(renewDone)
+	renewWG.Wait()
+
+	oc := outcomeOf(err)
+	if oc.name == outcomeError && ctx.Err() != nil {
+		// Cancelled by a stop or a lost lock, the handler gave up: leave the
+		// message locked, to be handled again when its lock expires.
+		w.stats.count(CountAbandoned)
+		log.Warn("mq: handling abandoned; the message stays locked until its lock expires", slog.Any("error", err))
+		return
+	}
+	switch oc.name {
+	case outcomeSuccess:
+		w.stats.count(CountSuccess)
+	case outcomeRetry:
+		w.stats.count(CountRetry)
+	case outcomeError:
+		w.stats.count(CountError)
+		log.Error("mq: handler error", slog.Any("error", oc.err))
+	}
+	if oc.backoff > 0 {
+		w.stats.count(CountBackoff)
+	}
+	w.finish(lock, oc, log)
+}
+
+// call runs the handler, turning a panic into an error.
+func (w *Worker) call(ctx context.Context, msg *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("mq: handler panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return w.cfg.Handler.Handle(ctx, msg)
+}
+
+// finish records an outcome, retrying while Redis fails, until it is
+// recorded, the lock is found lost, or the worker is stopped for good.
+func (w *Worker) finish(lock *heldLock, oc outcome, log *slog.Logger) {
+	w.mu.Lock()
+	killed := w.handlersCtx
+	w.mu.Unlock()
+	for errs := 1; ; errs++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ok, err := w.c.complete(ctx, w.queue, []completion{{
+			id: lock.id, lockedUntil: lock.token(), outcome: oc.name, backoff: oc.backoff,
+		}})
+		cancel()
+		if err == nil {
+			if !ok[0] {
+				w.stats.count(CountLockLost)
+				log.Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", oc.name))
+			}
+			return
+		}
+		d := ExpBackoff(min(12, errs), 0, maxErrorBackoff, 200*time.Millisecond)
+		log.Warn("mq: recording outcome failed", slog.Any("error", err), slog.Duration("retry_in", d))
+		if !sleepCtx(killed, d) {
+			w.stats.count(CountAbandoned)
+			log.Warn("mq: outcome not recorded before stop; the message stays locked until its lock expires")
+			return
+		}
+	}
+}
+
+// renewLoop pushes lock forward every third of its lock time until done is
+// closed. It cancels the handling when the lock is lost, or when renewal
+// has failed for longer than the lock time.
+func (w *Worker) renewLoop(ctx context.Context, lock *heldLock, cancel context.CancelFunc, done <-chan struct{}, log *slog.Logger) {
+	every := max(lock.lockTime/3, time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastOK := time.Now()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, rcancel := context.WithTimeout(ctx, every)
+		err := lock.renew(rctx)
+		rcancel()
+		switch {
+		case err == nil:
+			lastOK = time.Now()
+			w.stats.count(CountRenewed)
+		case errors.Is(err, ErrLockLost):
+			w.stats.count(CountLockLost)
+			log.Warn("mq: lock lost while handling; cancelling the handler")
+			cancel()
+			return
+		case time.Since(lastOK) > lock.lockTime:
+			log.Error("mq: lock renewal failing for longer than the lock time; cancelling the handler", slog.Any("error", err))
+			cancel()
+			return
+		default:
+			log.Warn("mq: lock renewal failed", slog.Any("error", err))
+		}
+	}
+}
+
+// WorkerStatus is a snapshot of a worker.
+type WorkerStatus struct {
+	// Queue is the queue's name.
+	Queue string
+	// Config is the worker's configuration, defaults filled in.
+	Config WorkerConfig
+	// Running tells whether the worker is polling.
+	Running bool
+	// WorkerThreads and HandlerThreads are the thread counts.
+	WorkerThreads, HandlerThreads int
+	// Stats are the worker's statistics.
+	Stats WorkerStats
+}
+
+// Status returns a snapshot of the worker. It is cheap and safe to call at
+// any time.
+func (w *Worker) Status() WorkerStatus {
+	w.mu.Lock()
+	running := w.running
+	w.mu.Unlock()
+	return WorkerStatus{
+		Queue:          w.queue,
+		Config:         w.cfg,
+		Running:        running,
+		WorkerThreads:  w.cfg.WorkerThreads,
+		HandlerThreads: w.cfg.HandlerThreads,
+		Stats:          w.Stats(),
+	}
+}
+
+// Stats returns the worker's statistics.
+func (w *Worker) Stats() WorkerStats { return w.stats.snapshot() }
+
+// ResetStats forgets the worker's statistics.
+func (w *Worker) ResetStats() { w.stats.reset() }
+
+// Queue returns the name of the worker's queue.
+func (w *Worker) Queue() string { return w.queue }
