@@ -167,7 +167,7 @@ func (c *Client) enqueueArgs(queue string, msg any, opts *EnqueueOptions) (strin
 	}
 	return o.MessageID, []any{
 		o.MessageID, data, initBackoff, lockMS,
-		flag(o.CanUpdate), flag(o.CanRequeue), flag(o.ResetInitialBackoff),
+		boolArg(o.CanUpdate), boolArg(o.CanRequeue), boolArg(o.ResetInitialBackoff),
 	}, nil
 }
 
@@ -200,7 +200,7 @@ func durationMS(name string, d time.Duration) (int64, error) {
 	return int64((d + time.Millisecond - 1) / time.Millisecond), nil
 }
 
-func flag(b bool) string {
+func boolArg(b bool) string {
 	if b {
 		return "1"
 	}

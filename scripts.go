@@ -14,13 +14,21 @@ var luaFiles embed.FS
 
 // Every script is composed at load time from shared parts and its own body,
 // so that the status computation of SPEC section 2 is written once. The
-// composed texts are pinned by a golden test (testdata/lua/*.golden).
+// composed texts are pinned by a golden test (testdata/lua/*.lua).
+var scriptParts = map[string][]string{
+	"enqueue":        {"prelude", "status", "enqueue"},
+	"poll":           {"prelude", "status", "poll"},
+	"message_status": {"prelude", "status", "message_status"},
+	"complete":       {"prelude", "complete"},
+	"renew":          {"prelude", "renew"},
+}
+
 var (
-	enqueueScript       = composeScript("prelude", "status", "enqueue")
-	pollScript          = composeScript("prelude", "status", "poll")
-	messageStatusScript = composeScript("prelude", "status", "message_status")
-	completeScript      = composeScript("prelude", "complete")
-	renewScript         = composeScript("prelude", "renew")
+	enqueueScript       = composeScript("enqueue")
+	pollScript          = composeScript("poll")
+	messageStatusScript = composeScript("message_status")
+	completeScript      = composeScript("complete")
+	renewScript         = composeScript("renew")
 )
 
 // composeSource joins the named files of lua/ into one script text.
@@ -39,8 +47,8 @@ func composeSource(parts ...string) string {
 	return b.String()
 }
 
-func composeScript(parts ...string) *redis.Script {
-	return redis.NewScript(composeSource(parts...))
+func composeScript(name string) *redis.Script {
+	return redis.NewScript(composeSource(scriptParts[name]...))
 }
 
 // isNoScript tells whether err is Redis's answer to EVALSHA of an unknown

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -378,10 +379,7 @@ func (w *Worker) sleep(ctx context.Context, s *pollStep) {
 		if left <= 0 {
 			return
 		}
-		// go-redis sends whole seconds (so a sleep is rounded up to one) and
-		// reads for that long plus its own margin, so the read never times
-		// out before Redis answers.
-		err := w.c.rdb.BLMove(ctx, from, to, "RIGHT", "LEFT", sleepChunk).Err()
+		err := w.blockingMove(ctx, from, to, min(left, sleepChunk))
 		if err == nil {
 			return // woken by an enqueue
 		}
@@ -392,6 +390,22 @@ func (w *Worker) sleep(ctx context.Context, s *pollStep) {
 			return
 		}
 	}
+}
+
+// blockingMove moves the sleep sentinel from one list to the other,
+// waiting up to d (at most sleepChunk) for it to arrive.
+func (w *Worker) blockingMove(ctx context.Context, from, to string, d time.Duration) error {
+	if d >= time.Second {
+		// go-redis reads for the timeout plus its own margin, so the read
+		// never times out before Redis answers.
+		return w.c.rdb.BLMove(ctx, from, to, "RIGHT", "LEFT", d.Truncate(time.Second)).Err()
+	}
+	// go-redis's BLMove sends whole seconds only; below one second, send
+	// the fraction. The read then has the client's ReadTimeout (3s by
+	// default), above any fraction of a second; a shorter one only cuts
+	// the sleep short.
+	secs := strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)
+	return w.c.rdb.Do(ctx, "blmove", from, to, "RIGHT", "LEFT", secs).Err()
 }
 
 // sleepCtx sleeps for d or until ctx ends, and answers whether it slept

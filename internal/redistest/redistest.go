@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,16 +346,6 @@ func quoteArgs(args []string) []string {
 		out[i] = a
 	}
 	return out
-}
-
-// setParentDeathSignal asks the kernel to SIGKILL the child if the test
-// binary dies without running cleanups (e.g. on a go test -timeout panic).
-// The field only exists on Linux, hence reflection rather than build tags.
-func setParentDeathSignal(attr *syscall.SysProcAttr) {
-	f := reflect.ValueOf(attr).Elem().FieldByName("Pdeathsig")
-	if f.IsValid() && f.CanSet() && f.Kind() == reflect.Int {
-		f.SetInt(int64(syscall.SIGKILL))
-	}
 }
 
 // unavailable skips the test because Redis cannot be run here, or fails it

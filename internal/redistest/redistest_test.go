@@ -3,6 +3,7 @@ package redistest_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -118,6 +119,27 @@ func TestBadArgsFail(t *testing.T) {
 	<-done
 	require.True(t, ft.failed, "Start must fail on a server that does not come up")
 	require.Contains(t, ft.msg, "no-such-option", "failure quotes the log tail")
+	t.Log(ft.msg)
+}
+
+func TestRestartFailsWhenPortTaken(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	s.Kill(t)
+	l, err := net.Listen("tcp", s.Addr)
+	require.NoError(t, err, "the port is free after Kill")
+	defer l.Close()
+
+	ft := &fakeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Restart(ft)
+	}()
+	<-done
+	require.True(t, ft.failed, "Restart must fail when the port is taken")
+	require.Contains(t, ft.msg, "in use")
+	t.Log(ft.msg)
 }
 
 func TestMissingBinary(t *testing.T) {
@@ -138,6 +160,7 @@ func TestMissingBinary(t *testing.T) {
 	run()
 	require.True(t, ft.skipped, "missing redis-server skips by default")
 	require.Contains(t, ft.msg, "MQ_REQUIRE_REDIS")
+	t.Log(ft.msg)
 
 	ft = &fakeTB{TB: t}
 	os.Setenv("MQ_REQUIRE_REDIS", "1") // restored by t.Setenv above

@@ -1,0 +1,143 @@
+// Command basic enqueues a few messages and handles them with a worker.
+//
+//	go run ./examples/basic
+//
+// With REDIS_URL unset it runs on an embedded Redis (miniredis), so it needs
+// nothing installed; with REDIS_URL=redis://host:port/db it uses that Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/gocarmine/mq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Email is the message this example sends through the queue.
+type Email struct {
+	To   string
+	Body string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context) error {
+	rdb, where, closeRedis, err := connect()
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	fmt.Println("Redis:", where)
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	client, err := mq.New(rdb, &mq.Config{Logger: logger})
+	if err != nil {
+		return err
+	}
+	const queue = "examples:basic"
+	if _, err := client.ClearQueues(ctx, queue); err != nil {
+		return err
+	}
+
+	// Enqueue three messages; the second id is enqueued twice, and the
+	// queue refuses the duplicate.
+	emails := []Email{{"ada@example.com", "hello"}, {"bob@example.com", "hi"}, {"cy@example.com", "hey"}}
+	for i, e := range emails {
+		res, err := client.Enqueue(ctx, queue, e, &mq.EnqueueOptions{MessageID: fmt.Sprintf("email-%d", i+1)})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("enqueue %s: %s\n", res.MessageID, res.Action)
+	}
+	res, err := client.Enqueue(ctx, queue, emails[1], &mq.EnqueueOptions{MessageID: "email-2"})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("enqueue email-2 again: refused=%v (ErrAlreadyQueued: %v)\n", res.Refused, errors.Is(res.Refused, mq.ErrAlreadyQueued))
+
+	status, err := client.QueueStatus(ctx, queue)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("queue: %d queued, %d total\n", status.Queued, status.Total)
+
+	// A worker with two handler threads handles them.
+	var wg sync.WaitGroup
+	wg.Add(len(emails))
+	var mu sync.Mutex
+	worker, err := client.NewWorker(queue, &mq.WorkerConfig{
+		HandlerThreads: 2,
+		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+			defer wg.Done()
+			var e Email
+			if err := m.Decode(&e); err != nil {
+				return err
+			}
+			mu.Lock()
+			fmt.Printf("handled %s (attempt %d): to=%s body=%q\n", m.ID, m.Attempt, e.To, e.Body)
+			mu.Unlock()
+			return nil
+		}),
+	})
+	if err != nil {
+		return err
+	}
+	handled := make(chan struct{})
+	go func() { wg.Wait(); close(handled) }()
+	select {
+	case <-handled:
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+		return errors.New("timed out waiting for the worker")
+	}
+
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := worker.Stop(stopCtx); err != nil {
+		return err
+	}
+	st := worker.Stats()
+	fmt.Printf("worker: %d succeeded, %d failed\n", st.Counts[mq.CountSuccess], st.Counts[mq.CountError])
+	for _, id := range []string{"email-1", "email-2", "email-3"} {
+		s, err := client.MessageStatus(ctx, queue, id)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("status %s: %s\n", id, s)
+	}
+	_, err = client.ClearQueues(ctx, queue)
+	return err
+}
+
+// connect opens REDIS_URL, or an embedded miniredis when it is unset.
+func connect() (rdb *redis.Client, where string, closeFn func(), err error) {
+	if url := os.Getenv("REDIS_URL"); url != "" {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		rdb = redis.NewClient(opts)
+		return rdb, opts.Addr, func() { rdb.Close() }, nil
+	}
+	m, err := miniredis.Run()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+	return rdb, "embedded miniredis (set REDIS_URL to use a real Redis)", func() { rdb.Close(); m.Close() }, nil
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The project's single test command: go vet, gofmt check, then the whole test
+# suite with the race detector against real, throwaway redis-server processes
+# (see internal/redistest; tests never use the Redis on port 6379).
+#
+# Usage: scripts/test.sh [go test flags...]
+#   e.g. scripts/test.sh -run TestEnqueue -v
+# Extra arguments are passed to go test before ./...
+#
+# Works on a fresh Debian/Ubuntu machine with only Go installed: installs
+# redis-server (and gcc, needed by -race) with apt-get when missing.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# apt_install PKG... installs Debian packages, with sudo when not root.
+apt_install() {
+	local sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null 2>&1; then
+			sudo=(sudo)
+		else
+			echo "test.sh: need to install $* but not root and sudo is missing" >&2
+			exit 1
+		fi
+	fi
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "test.sh: need to install $* but apt-get is missing; install them yourself" >&2
+		exit 1
+	fi
+	echo "test.sh: installing $*" >&2
+	"${sudo[@]}" apt-get update
+	# The redis-server package may start a service on 6379; the tests never use it.
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
+
+missing=()
+if ! command -v redis-server >/dev/null 2>&1; then
+	missing+=(redis-server)
+fi
+# -race needs cgo, hence a C compiler.
+if ! command -v "$(go env CC)" >/dev/null 2>&1; then
+	missing+=(gcc libc6-dev)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+	apt_install "${missing[@]}"
+fi
+
+# Tests that need Redis fail instead of skipping when it is missing.
+export MQ_REQUIRE_REDIS=1
+# -race needs cgo, which Go turns off when it found no C compiler before.
+export CGO_ENABLED=1
+
+echo "test.sh: go vet" >&2
+go vet ./...
+
+echo "test.sh: gofmt" >&2
+unformatted="$(gofmt -l .)"
+if [ -n "$unformatted" ]; then
+	echo "test.sh: these files are not gofmt-ed (run gofmt -w on them):" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+echo "test.sh: go test" >&2
+go test -race -count=1 -timeout 15m "$@" ./...

@@ -1,0 +1,185 @@
+-- prelude.lua: composed in front of every script by scripts.go.
+--
+-- KEYS[1..15]: every key of one queue, in the order of internal/keys:
+--   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
+--   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
+--   isleep-a, isleep-b
+-- Scripts name keys only through these locals, never by building a string,
+-- so that Redis Cluster routes every call to the queue's slot.
+local K_MESSAGES      = KEYS[1]
+local K_MESSAGES_RQ   = KEYS[2]
+local K_LOCK_TIMES    = KEYS[3]
+local K_LOCK_TIMES_RQ = KEYS[4]
+local K_UDTS          = KEYS[5]
+local K_LOCKS         = KEYS[6]
+local K_BACKOFFS      = KEYS[7]
+local K_NATTEMPTS     = KEYS[8]
+local K_DONE          = KEYS[9]
+local K_REQUEUE       = KEYS[10]
+local K_MIDS_READY    = KEYS[11]
+local K_MID_CIRCLE    = KEYS[12]
+local K_NDRY_RUNS     = KEYS[13]
+local K_ISLEEP_A      = KEYS[14]
+local K_ISLEEP_B      = KEYS[15]
+
+-- The sentinel that marks one lap of mid-circle.
+local END_OF_CIRCLE = 'end-of-circle'
+
+-- Redis before 7 replicates scripts verbatim unless told otherwise, and then
+-- refuses TIME before a write. From 7 on this is a no-op.
+if redis.replicate_commands then redis.replicate_commands() end
+
+-- server_now is the Redis server's clock in Unix milliseconds, so that
+-- workers on machines with skewed clocks agree.
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- status.lua: the message status of SPEC section 2, written once and
+-- composed into every script that needs it (enqueue, poll, status).
+
+-- message_status returns the base status of mid at time now ('nil', 'done',
+-- 'locked' or 'queued'), whether it is in backoff, and whether a requeue is
+-- pending (in messages-rq or in the legacy requeue set).
+local function message_status(mid, now)
+  if redis.call('hexists', K_MESSAGES, mid) == 0 then
+    return 'nil', false, false
+  end
+  local locked_until  = tonumber(redis.call('hget', K_LOCKS, mid)) or 0
+  local backoff_until = tonumber(redis.call('hget', K_BACKOFFS, mid)) or 0
+  local in_backoff  = now < backoff_until
+  local has_requeue = redis.call('hexists', K_MESSAGES_RQ, mid) == 1
+    or redis.call('sismember', K_REQUEUE, mid) == 1
+  local base = 'queued'
+  if redis.call('sismember', K_DONE, mid) == 1 then
+    base = 'done'
+  elseif now < locked_until then
+    base = 'locked'
+  end
+  return base, in_backoff, has_requeue
+end
+
+-- status_name maps a base status and its flags to the status names of
+-- SPEC section 2; '' stands for nil.
+local function status_name(base, in_backoff, has_requeue)
+  if base == 'queued' then
+    if in_backoff then return 'queued-with-backoff' end
+    return 'queued'
+  elseif base == 'locked' then
+    if has_requeue then return 'locked-with-requeue' end
+    return 'locked'
+  elseif base == 'done' then
+    if has_requeue then return 'done-with-requeue' end
+    if in_backoff then return 'done-with-backoff' end
+    return 'done-awaiting-gc'
+  end
+  return ''
+end
+
+-- enqueue.lua: add or update one message (SPEC section 3).
+--
+-- KEYS: the queue's keys (prelude.lua).
+-- ARGV[1] mid
+-- ARGV[2] encoded message
+-- ARGV[3] initial backoff in ms, 0 for none
+-- ARGV[4] lock time in ms, 0 for the worker's default
+-- ARGV[5] can-update: '1' or '0'
+-- ARGV[6] can-requeue: '1' or '0'
+-- ARGV[7] reset-init-backoff: '1' or '0'
+--
+-- Reply: one string, 'added' or 'updated' on success, or the reason of a
+-- refusal: 'already-queued', 'locked' or 'backoff'.
+
+local mid          = ARGV[1]
+local content      = ARGV[2]
+local init_backoff = tonumber(ARGV[3])
+local lock_ms      = tonumber(ARGV[4])
+local can_update   = ARGV[5] == '1'
+local can_requeue  = ARGV[6] == '1'
+local reset_init_backoff = ARGV[7] == '1'
+local now = server_now()
+
+local function store()
+  redis.call('hset', K_MESSAGES, mid, content)
+  redis.call('hsetnx', K_UDTS, mid, now)
+  if lock_ms > 0 then
+    redis.call('hset', K_LOCK_TIMES, mid, lock_ms)
+  else
+    redis.call('hdel', K_LOCK_TIMES, mid)
+  end
+end
+
+local function store_requeue()
+  redis.call('hset', K_MESSAGES_RQ, mid, content)
+  if lock_ms > 0 then
+    redis.call('hset', K_LOCK_TIMES_RQ, mid, lock_ms)
+  else
+    redis.call('hdel', K_LOCK_TIMES_RQ, mid)
+  end
+end
+
+local function set_init_backoff()
+  if init_backoff > 0 then
+    redis.call('hset', K_BACKOFFS, mid, now + init_backoff)
+  else
+    redis.call('hdel', K_BACKOFFS, mid)
+  end
+end
+
+-- wake moves the sleep sentinel to the other list, which unblocks one
+-- worker sleeping on it (SPEC section 5).
+local function wake()
+  if redis.call('rpoplpush', K_ISLEEP_A, K_ISLEEP_B) then return end
+  if redis.call('rpoplpush', K_ISLEEP_B, K_ISLEEP_A) then return end
+  redis.call('lpush', K_ISLEEP_A, '_')
+end
+
+local function to_requeue(has_requeue)
+  if has_requeue then
+    if not can_update then return 'already-queued' end
+    store_requeue()
+    return 'updated'
+  end
+  store_requeue()
+  return 'added'
+end
+
+local base, in_backoff, has_requeue = message_status(mid, now)
+
+if base == 'nil' then
+  if redis.call('exists', K_MID_CIRCLE) == 0 then
+    redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
+  end
+  set_init_backoff()
+  if init_backoff > 0 then
+    redis.call('lpush', K_MID_CIRCLE, mid)
+  else
+    redis.call('lpush', K_MIDS_READY, mid)
+  end
+  store()
+  wake()
+  return 'added'
+elseif base == 'queued' then
+  if can_update then
+    if reset_init_backoff then set_init_backoff() end
+    store()
+    return 'updated'
+  elseif reset_init_backoff then
+    set_init_backoff()
+    return 'updated'
+  end
+  return 'already-queued'
+elseif base == 'locked' then
+  if can_requeue then return to_requeue(has_requeue) end
+  return 'locked'
+end
+
+-- done
+if in_backoff then
+  if can_requeue then return to_requeue(has_requeue) end
+  return 'backoff'
+end
+redis.call('lpush', K_MIDS_READY, mid)
+wake()
+return to_requeue(has_requeue)
