@@ -494,7 +494,7 @@ func (w *Worker) handle(base context.Context, s pollStep, queueSize int64) {
 	if oc.backoff > 0 {
 		w.stats.count(CountBackoff)
 	}
-	w.finish(lock, oc, log)
+	w.finish(base, lock, oc, log)
 }
 
 // call runs the handler, turning a panic into an error.
@@ -508,11 +508,9 @@ func (w *Worker) call(ctx context.Context, msg *Message) (err error) {
 }
 
 // finish records an outcome, retrying while Redis fails, until it is
-// recorded, the lock is found lost, or the worker is stopped for good.
-func (w *Worker) finish(lock *heldLock, oc outcome, log *slog.Logger) {
-	w.mu.Lock()
-	killed := w.handlersCtx
-	w.mu.Unlock()
+// recorded, the lock is found lost, or the handlers' context (killed by a
+// stop's deadline or Close) ends.
+func (w *Worker) finish(killed context.Context, lock *heldLock, oc outcome, log *slog.Logger) {
 	for errs := 1; ; errs++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		ok, err := w.c.complete(ctx, w.queue, []completion{{

@@ -17,9 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/gocarmine/mq"
-	"github.com/redis/go-redis/v9"
+	"github.com/gocarmine/mq/internal/exampleredis"
 )
 
 // Email is the message this example sends through the queue.
@@ -37,7 +36,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	rdb, where, closeRedis, err := connect()
+	rdb, where, closeRedis, err := exampleredis.Connect()
 	if err != nil {
 		return err
 	}
@@ -122,22 +121,4 @@ func run(ctx context.Context) error {
 	}
 	_, err = client.ClearQueues(ctx, queue)
 	return err
-}
-
-// connect opens REDIS_URL, or an embedded miniredis when it is unset.
-func connect() (rdb *redis.Client, where string, closeFn func(), err error) {
-	if url := os.Getenv("REDIS_URL"); url != "" {
-		opts, err := redis.ParseURL(url)
-		if err != nil {
-			return nil, "", nil, fmt.Errorf("REDIS_URL: %w", err)
-		}
-		rdb = redis.NewClient(opts)
-		return rdb, opts.Addr, func() { rdb.Close() }, nil
-	}
-	m, err := miniredis.Run()
-	if err != nil {
-		return nil, "", nil, err
-	}
-	rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
-	return rdb, "embedded miniredis (set REDIS_URL to use a real Redis)", func() { rdb.Close(); m.Close() }, nil
 }

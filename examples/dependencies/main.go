@@ -1,0 +1,150 @@
+// Command dependencies shows a handler that holds its dependencies (a user
+// store and a mailer, say), built once and shared by every handling: the
+// Go form of Red Ghost's component-with-dependencies pattern.
+//
+//	go run ./examples/dependencies
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/exampleredis"
+)
+
+// WelcomeEmail is the message: who to greet.
+type WelcomeEmail struct {
+	UserID string
+	Body   string
+}
+
+// UserStore finds users; a database in a real service.
+type UserStore interface {
+	Email(ctx context.Context, userID string) (string, error)
+}
+
+// Mailer sends mail; an SMTP or API client in a real service.
+type Mailer interface {
+	Send(ctx context.Context, to, body string) error
+}
+
+// WelcomeHandler sends welcome emails. Its fields are its dependencies; it
+// is safe for concurrent use when they are.
+type WelcomeHandler struct {
+	Users  UserStore
+	Mailer Mailer
+}
+
+// Handle implements mq.Handler.
+func (h *WelcomeHandler) Handle(ctx context.Context, m *mq.Message) error {
+	var msg WelcomeEmail
+	if err := m.Decode(&msg); err != nil {
+		return err // undecodable: an error outcome, logged with the message id
+	}
+	to, err := h.Users.Email(ctx, msg.UserID)
+	if errors.Is(err, errNoSuchUser) {
+		return err // permanent: give up on this message
+	}
+	if err != nil {
+		return mq.Retry(time.Second) // transient: try again later
+	}
+	return h.Mailer.Send(ctx, to, msg.Body)
+}
+
+var errNoSuchUser = errors.New("no such user")
+
+type mapUsers map[string]string
+
+func (u mapUsers) Email(_ context.Context, id string) (string, error) {
+	if e, ok := u[id]; ok {
+		return e, nil
+	}
+	return "", errNoSuchUser
+}
+
+type printMailer struct {
+	mu   sync.Mutex
+	sent chan<- string
+}
+
+func (p *printMailer) Send(_ context.Context, to, body string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sent <- fmt.Sprintf("mail to %s: %s", to, body)
+	return nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context) error {
+	rdb, where, closeRedis, err := exampleredis.Connect()
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	fmt.Println("Redis:", where)
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 1}))
+	client, err := mq.New(rdb, &mq.Config{Logger: logger})
+	if err != nil {
+		return err
+	}
+	const queue = "examples:welcome"
+	if _, err := client.ClearQueues(ctx, queue); err != nil {
+		return err
+	}
+
+	sent := make(chan string)
+	handler := &WelcomeHandler{
+		Users:  mapUsers{"u1": "ada@example.com", "u2": "bob@example.com"},
+		Mailer: &printMailer{sent: sent},
+	}
+	worker, err := client.NewWorker(queue, &mq.WorkerConfig{Handler: handler, HandlerThreads: 4})
+	if err != nil {
+		return err
+	}
+	for _, id := range []string{"u1", "u2", "u404"} {
+		if _, err := client.Enqueue(ctx, queue, WelcomeEmail{UserID: id, Body: "welcome aboard"}, nil); err != nil {
+			return err
+		}
+	}
+	for range 2 {
+		select {
+		case s := <-sent:
+			fmt.Println(s)
+		case <-time.After(30 * time.Second):
+			return errors.New("timed out")
+		}
+	}
+	// Wait until all three have an outcome: two sent, one failed.
+	for c := worker.Stats().Counts; c[mq.CountSuccess]+c[mq.CountError] < 3; c = worker.Stats().Counts {
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := worker.Stop(stopCtx); err != nil {
+		return err
+	}
+	counts := worker.Stats().Counts
+	fmt.Printf("success=%d error=%d (u404 has no email)\n", counts[mq.CountSuccess], counts[mq.CountError])
+	_, err = client.ClearQueues(ctx, queue)
+	return err
+}
