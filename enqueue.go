@@ -90,12 +90,20 @@ func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *Enque
 	if err != nil {
 		return EnqueueResult{}, err
 	}
-	reply, err := enqueueScript.Run(ctx, c.rdb, c.keys(queue), args...).Text()
+	reply, err := enqueueScript.Run(ctx, c.rdb, c.keys(queue), args...).StringSlice()
+	if err == nil && len(reply) != 1 {
+		err = fmt.Errorf("%w: enqueue answered %v", errUnexpectedReply, reply)
+	}
 	if err != nil {
 		return EnqueueResult{MessageID: id}, fmt.Errorf("mq: enqueue to %q: %w", queue, err)
 	}
-	return enqueueResult(id, reply)
+	return enqueueResult(id, reply[0])
 }
+
+// enqueueBatch is how many messages one enqueue script call takes in
+// EnqueueMany: enough to spread the call's overhead, few enough that one
+// call holds Redis for well under a millisecond.
+const enqueueBatch = 100
 
 // EnqueueMany enqueues many messages to one queue in one round trip. Each
 // message gets its own answer, in order, as from [Client.Enqueue].
@@ -106,29 +114,44 @@ func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *Enque
 // messages that were already added then answer ErrAlreadyQueued. On a Redis
 // error the results of the messages whose enqueue is known are still filled
 // in, and the error joins the failures of the others.
+//
+// Messages go to Redis in script calls of up to 100 each, each call atomic;
+// an idle worker is woken once per call rather than once per message.
 func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueRequest) ([]EnqueueResult, error) {
 	results := make([]EnqueueResult, len(reqs))
-	argss := make([][]any, len(reqs))
+	var argss [][]any
 	for i, r := range reqs {
 		id, args, err := c.enqueueArgs(queue, r.Message, r.Options)
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
 		results[i].MessageID = id
-		argss[i] = args
+		if i%enqueueBatch == 0 {
+			argss = append(argss, make([]any, 0, 7*min(enqueueBatch, len(reqs)-i)))
+		}
+		argss[len(argss)-1] = append(argss[len(argss)-1], args...)
 	}
 	if len(reqs) == 0 {
 		return results, nil
 	}
 	cmds := runScriptPipelined(ctx, c.rdb, enqueueScript, c.keys(queue), argss)
 	var errs []error
-	for i, cmd := range cmds {
-		reply, err := cmd.Text()
-		if err == nil {
-			results[i], err = enqueueResult(results[i].MessageID, reply)
+	for b, cmd := range cmds {
+		first := b * enqueueBatch
+		n := min(enqueueBatch, len(reqs)-first)
+		reply, err := cmd.StringSlice()
+		if err == nil && len(reply) != n {
+			err = fmt.Errorf("%w: enqueue answered %d of %d", errUnexpectedReply, len(reply), n)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("mq: enqueue message %d (%s) to %q: %w", i, results[i].MessageID, queue, err))
+			errs = append(errs, fmt.Errorf("mq: enqueue messages %d to %d to %q: %w", first, first+n-1, queue, err))
+			continue
+		}
+		for k, r := range reply {
+			i := first + k
+			if results[i], err = enqueueResult(results[i].MessageID, r); err != nil {
+				errs = append(errs, fmt.Errorf("mq: enqueue message %d (%s) to %q: %w", i, results[i].MessageID, queue, err))
+			}
 		}
 	}
 	return results, errors.Join(errs...)

@@ -1,25 +1,24 @@
--- enqueue.lua: add or update one message (SPEC section 3).
+-- enqueue.lua: add or update messages (SPEC section 3), each decided on its
+-- own, in order, as if enqueued one by one.
 --
 -- KEYS: the queue's keys (prelude.lua).
--- ARGV[1] mid
--- ARGV[2] encoded message
--- ARGV[3] initial backoff in ms, 0 for none
--- ARGV[4] lock time in ms, 0 for the worker's default
--- ARGV[5] can-update: '1' or '0'
--- ARGV[6] can-requeue: '1' or '0'
--- ARGV[7] reset-init-backoff: '1' or '0'
+-- ARGV, in groups of seven, one group per message:
+--   mid, encoded message, initial backoff in ms (0 for none), lock time in
+--   ms (0 for the worker's default), then can-update, can-requeue and
+--   reset-init-backoff, each '1' or '0'
 --
--- Reply: one string, 'added' or 'updated' on success, or the reason of a
--- refusal: 'already-queued', 'locked' or 'backoff'.
+-- Reply: one string per message, in order: 'added' or 'updated' on
+-- success, or the reason of a refusal: 'already-queued', 'locked' or
+-- 'backoff'.
+--
+-- The sleep sentinel is moved once per call, after the last message: moving
+-- it twice in one script would put it back where it was and wake nobody.
 
-local mid          = ARGV[1]
-local content      = ARGV[2]
-local init_backoff = tonumber(ARGV[3])
-local lock_ms      = tonumber(ARGV[4])
-local can_update   = ARGV[5] == '1'
-local can_requeue  = ARGV[6] == '1'
-local reset_init_backoff = ARGV[7] == '1'
 local now = server_now()
+local woken = false
+
+-- One message's arguments, set by the loop below for the helpers.
+local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff
 
 local function store()
   redis.call('hset', K_MESSAGES, mid, content)
@@ -48,14 +47,6 @@ local function set_init_backoff()
   end
 end
 
--- wake moves the sleep sentinel to the other list, which unblocks one
--- worker sleeping on it (SPEC section 5).
-local function wake()
-  if redis.call('rpoplpush', K_ISLEEP_A, K_ISLEEP_B) then return end
-  if redis.call('rpoplpush', K_ISLEEP_B, K_ISLEEP_A) then return end
-  redis.call('lpush', K_ISLEEP_A, '_')
-end
-
 local function to_requeue(has_requeue)
   if has_requeue then
     if not can_update then return 'already-queued' end
@@ -66,41 +57,63 @@ local function to_requeue(has_requeue)
   return 'added'
 end
 
-local base, in_backoff, has_requeue = message_status(mid, now)
+local function enqueue()
+  local base, in_backoff, has_requeue = message_status(mid, now)
 
-if base == 'nil' then
-  if redis.call('exists', K_MID_CIRCLE) == 0 then
-    redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
-  end
-  set_init_backoff()
-  if init_backoff > 0 then
-    redis.call('lpush', K_MID_CIRCLE, mid)
-  else
-    redis.call('lpush', K_MIDS_READY, mid)
-  end
-  store()
-  wake()
-  return 'added'
-elseif base == 'queued' then
-  if can_update then
-    if reset_init_backoff then set_init_backoff() end
-    store()
-    return 'updated'
-  elseif reset_init_backoff then
+  if base == 'nil' then
+    if redis.call('exists', K_MID_CIRCLE) == 0 then
+      redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
+    end
     set_init_backoff()
-    return 'updated'
+    if init_backoff > 0 then
+      redis.call('lpush', K_MID_CIRCLE, mid)
+    else
+      redis.call('lpush', K_MIDS_READY, mid)
+    end
+    store()
+    woken = true
+    return 'added'
+  elseif base == 'queued' then
+    if can_update then
+      if reset_init_backoff then set_init_backoff() end
+      store()
+      return 'updated'
+    elseif reset_init_backoff then
+      set_init_backoff()
+      return 'updated'
+    end
+    return 'already-queued'
+  elseif base == 'locked' then
+    if can_requeue then return to_requeue(has_requeue) end
+    return 'locked'
   end
-  return 'already-queued'
-elseif base == 'locked' then
-  if can_requeue then return to_requeue(has_requeue) end
-  return 'locked'
+
+  -- done
+  if in_backoff then
+    if can_requeue then return to_requeue(has_requeue) end
+    return 'backoff'
+  end
+  redis.call('lpush', K_MIDS_READY, mid)
+  woken = true
+  return to_requeue(has_requeue)
 end
 
--- done
-if in_backoff then
-  if can_requeue then return to_requeue(has_requeue) end
-  return 'backoff'
+local reply = {}
+for i = 1, #ARGV, 7 do
+  mid, content = ARGV[i], ARGV[i + 1]
+  init_backoff, lock_ms = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  can_update, can_requeue = ARGV[i + 4] == '1', ARGV[i + 5] == '1'
+  reset_init_backoff = ARGV[i + 6] == '1'
+  reply[#reply + 1] = enqueue()
 end
-redis.call('lpush', K_MIDS_READY, mid)
-wake()
-return to_requeue(has_requeue)
+
+-- wake: move the sleep sentinel to the other list, which unblocks one
+-- worker sleeping on it (SPEC section 5), creating it the first time.
+if woken then
+  if not redis.call('rpoplpush', K_ISLEEP_A, K_ISLEEP_B) then
+    if not redis.call('rpoplpush', K_ISLEEP_B, K_ISLEEP_A) then
+      redis.call('lpush', K_ISLEEP_A, '_')
+    end
+  end
+end
+return reply

@@ -1,0 +1,96 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gocarmine/mq/internal/redistest"
+)
+
+// The benchmarks run on a throwaway real redis-server: miniredis would
+// measure gopher-lua, not Redis. Whole-system figures against other queues
+// come from the harness under bench/.
+
+func benchClient(b *testing.B) *Client {
+	b.Helper()
+	srv := redistest.Start(b)
+	c, err := New(srv.Client(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+var benchPayload = make([]byte, 100)
+
+func BenchmarkEnqueue(b *testing.B) {
+	c := benchClient(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Enqueue(ctx, "bench", Raw(benchPayload), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEnqueueMany(b *testing.B) {
+	c := benchClient(b)
+	ctx := context.Background()
+	reqs := make([]EnqueueRequest, 1000)
+	for i := range reqs {
+		reqs[i].Message = Raw(benchPayload)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.EnqueueMany(ctx, "bench", reqs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(reqs))/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkWorker measures end-to-end handling of a pre-filled queue with a
+// no-op handler: one b.N is one message.
+func BenchmarkWorker(b *testing.B) {
+	for _, handlers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("handlers=%d", handlers), func(b *testing.B) {
+			c := benchClient(b)
+			ctx := context.Background()
+			n := b.N
+			for i := 0; i < n; i += 1000 {
+				reqs := make([]EnqueueRequest, min(1000, n-i))
+				for j := range reqs {
+					reqs[j].Message = Raw(benchPayload)
+				}
+				if _, err := c.EnqueueMany(ctx, "bench", reqs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var handled atomic.Int64
+			done := make(chan struct{})
+			b.ReportAllocs()
+			b.ResetTimer()
+			w, err := c.NewWorker("bench", &WorkerConfig{
+				HandlerThreads: handlers,
+				Handler: HandlerFunc(func(context.Context, *Message) error {
+					if handled.Add(1) == int64(n) {
+						close(done)
+					}
+					return nil
+				}),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			<-done
+			b.StopTimer()
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
