@@ -39,7 +39,10 @@ type pollStep struct {
 // pollReply is poll.lua's answer: the steps taken and the queue size after.
 type pollReply struct {
 	queueSize int64
-	steps     []pollStep
+	// recorded answers, per completion sent, whether it took effect
+	// (false: the lock was lost).
+	recorded []bool
+	steps    []pollStep
 }
 
 // pollArgs are the arguments of one poll call.
@@ -48,36 +51,54 @@ type pollArgs struct {
 	sleeps   [5]time.Duration // end-of-queue sleep times by ndry-runs
 	maxSteps int
 	// maxHandles, when positive, ends the call after that many messages
-	// were handed out.
+	// were handed out; otherwise only maxSteps bounds it.
 	maxHandles int
+	// completions are outcomes to record before polling.
+	completions []completion
 }
 
-// poll takes up to a.maxSteps steps of the queue's circle in one script call.
+// poll records a.completions, then takes up to a.maxSteps steps of the
+// queue's circle, all in one script call.
 func (c *Client) poll(ctx context.Context, queue string, a pollArgs) (pollReply, error) {
-	args := make([]any, 0, 8)
+	maxSteps := max(1, a.maxSteps)
+	maxHandles := a.maxHandles
+	if maxHandles <= 0 {
+		maxHandles = maxSteps
+	}
+	args := make([]any, 0, 9+4*len(a.completions))
 	args = append(args, a.lockTime.Milliseconds())
 	for _, d := range a.sleeps {
 		args = append(args, d.Milliseconds())
 	}
-	args = append(args, max(1, a.maxSteps))
-	if a.maxHandles > 0 {
-		args = append(args, a.maxHandles)
-	}
+	args = append(args, maxSteps, maxHandles, len(a.completions))
+	args = appendCompletionArgs(args, a.completions)
 	raw, err := pollScript.Run(ctx, c.rdb, c.keys(queue), args...).Slice()
 	if err != nil {
 		return pollReply{}, fmt.Errorf("mq: poll %q: %w", queue, err)
 	}
-	return parsePollReply(raw)
+	r, err := parsePollReply(raw)
+	if err == nil && len(r.recorded) != len(a.completions) {
+		err = fmt.Errorf("%w: poll recorded %d of %d outcomes", errUnexpectedReply, len(r.recorded), len(a.completions))
+	}
+	return r, err
 }
 
 func parsePollReply(raw []any) (pollReply, error) {
 	var r pollReply
-	if len(raw) < 1 {
-		return r, fmt.Errorf("%w: empty poll reply", errUnexpectedReply)
+	if len(raw) < 2 {
+		return r, fmt.Errorf("%w: poll reply %v", errUnexpectedReply, raw)
 	}
 	r.queueSize, _ = raw[0].(int64)
-	r.steps = make([]pollStep, 0, len(raw)-1)
-	for _, e := range raw[1:] {
+	recorded, ok := raw[1].([]any)
+	if !ok {
+		return r, fmt.Errorf("%w: poll reply %v", errUnexpectedReply, raw)
+	}
+	r.recorded = make([]bool, len(recorded))
+	for i, x := range recorded {
+		r.recorded[i] = x == "ok"
+	}
+	r.steps = make([]pollStep, 0, len(raw)-2)
+	for _, e := range raw[2:] {
 		s, err := parsePollStep(e)
 		if err != nil {
 			return r, err
@@ -156,14 +177,19 @@ type completion struct {
 	backoff     time.Duration
 }
 
-// complete records outcomes in one script call and answers, per
-// completion, whether it took effect (false: the lock was lost).
-func (c *Client) complete(ctx context.Context, queue string, cs []completion) ([]bool, error) {
-	args := make([]any, 0, 4*len(cs))
+// appendCompletionArgs appends the script arguments of cs, four each.
+func appendCompletionArgs(args []any, cs []completion) []any {
 	for _, x := range cs {
 		backoff, _ := durationMS("backoff", max(0, x.backoff))
 		args = append(args, x.id, strconv.FormatInt(x.lockedUntil, 10), x.outcome, backoff)
 	}
+	return args
+}
+
+// complete records outcomes in one script call and answers, per
+// completion, whether it took effect (false: the lock was lost).
+func (c *Client) complete(ctx context.Context, queue string, cs []completion) ([]bool, error) {
+	args := appendCompletionArgs(make([]any, 0, 4*len(cs)), cs)
 	raw, err := completeScript.Run(ctx, c.rdb, c.keys(queue), args...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("mq: complete in %q: %w", queue, err)

@@ -17,9 +17,9 @@ var luaFiles embed.FS
 // composed texts are pinned by a golden test (testdata/lua/*.lua).
 var scriptParts = map[string][]string{
 	"enqueue":        {"prelude", "status", "enqueue"},
-	"poll":           {"prelude", "status", "poll"},
+	"poll":           {"prelude", "status", "outcome", "poll"},
 	"message_status": {"prelude", "status", "message_status"},
-	"complete":       {"prelude", "complete"},
+	"complete":       {"prelude", "outcome", "complete"},
 	"renew":          {"prelude", "renew"},
 }
 

@@ -142,14 +142,17 @@ type Worker struct {
 	queue string
 	cfg   WorkerConfig
 	log   *slog.Logger
-	stats *workerStats
-	slots chan struct{} // one token per handler thread
+	stats  *workerStats
+	slots  chan struct{} // one token per handler thread
+	outbox *outbox
 
 	mu             sync.Mutex
 	running        bool
 	stopPolling    context.CancelFunc
 	cancelHandlers context.CancelFunc
 	handlersCtx    context.Context
+	stopFlusher    func()        // ends the flusher after one last flush
+	flusherDone    chan struct{} // closed when the flusher returns
 	loops          sync.WaitGroup
 	handlers       sync.WaitGroup
 }
@@ -176,6 +179,7 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 	for range wc.HandlerThreads {
 		w.slots <- struct{}{}
 	}
+	w.outbox = newOutbox(w)
 	if !wc.ManualStart {
 		if err := w.Start(context.Background()); err != nil {
 			return nil, err
@@ -199,6 +203,14 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.stopPolling = stopPolling
 	w.running = true
 	context.AfterFunc(ctx, stopPolling)
+	flusherStop := make(chan struct{})
+	w.stopFlusher = sync.OnceFunc(func() { close(flusherStop) })
+	w.flusherDone = make(chan struct{})
+	w.outbox.open()
+	go func(killed context.Context, done chan struct{}) {
+		defer close(done)
+		w.outbox.run(killed, flusherStop)
+	}(w.handlersCtx, w.flusherDone)
 	w.log.Info("mq: worker starting",
 		slog.Int("worker_threads", w.cfg.WorkerThreads), slog.Int("handler_threads", w.cfg.HandlerThreads))
 	for i := range w.cfg.WorkerThreads {
@@ -208,11 +220,11 @@ func (w *Worker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops polling and waits for the handlers in flight, like
-// http.Server.Shutdown. When ctx ends first, it cancels the handlers'
-// contexts and returns ctx.Err(); messages whose outcome was not recorded
-// stay locked and are handled again once their lock expires. Stopping a
-// worker that is not running does nothing.
+// Stop stops polling and waits for the handlers in flight and the
+// recording of their outcomes, like http.Server.Shutdown. When ctx ends
+// first, it cancels the handlers' contexts and returns ctx.Err(); messages
+// whose outcome was not recorded stay locked and are handled again once
+// their lock expires. Stopping a worker that is not running does nothing.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	if !w.running {
@@ -221,13 +233,15 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	w.running = false
 	w.stopPolling()
-	cancelHandlers := w.cancelHandlers
+	cancelHandlers, stopFlusher, flusherDone := w.cancelHandlers, w.stopFlusher, w.flusherDone
 	w.mu.Unlock()
 
 	done := make(chan struct{})
 	go func() {
 		w.loops.Wait()
 		w.handlers.Wait()
+		stopFlusher()
+		<-flusherDone
 		close(done)
 	}()
 	select {
@@ -236,8 +250,12 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.log.Info("mq: worker stopped")
 		return nil
 	case <-ctx.Done():
+		// Handlers still running learn it from their context; outcomes not
+		// yet recorded get one more try, then are abandoned.
 		cancelHandlers()
 		w.loops.Wait()
+		stopFlusher()
+		<-flusherDone
 		w.log.Warn("mq: worker stopped with handlers in flight", slog.Any("error", ctx.Err()))
 		return ctx.Err()
 	}
@@ -255,13 +273,18 @@ func (w *Worker) Close() error {
 	return err
 }
 
-// loop is one polling loop.
+// loop is one polling loop. Each turn records the outcomes handed in since
+// the last and takes as many messages as there are free handler slots, in
+// one script call.
 func (w *Worker) loop(ctx context.Context, i int) {
 	defer w.loops.Done()
-	if i > 0 && !sleepCtx(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
+	w.outbox.awoken()
+	defer w.outbox.asleep()
+	if i > 0 && !w.pause(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
 		return
 	}
 	errs := 0
+	var queueSize int64
 	for {
 		n := w.acquire(ctx)
 		if n == 0 {
@@ -271,13 +294,20 @@ func (w *Worker) loop(ctx context.Context, i int) {
 		for j := range sleeps {
 			sleeps[j] = w.cfg.EndOfQueueBackoff(int64(j))
 		}
+		batch := w.outbox.take()
+		cs := make([]completion, len(batch))
+		for k, p := range batch {
+			cs[k] = p.completion
+		}
 		reply, err := w.c.poll(ctx, w.queue, pollArgs{
-			lockTime:   w.cfg.LockTime,
-			sleeps:     sleeps,
-			maxSteps:   4*n + 16,
-			maxHandles: n,
+			lockTime:    w.cfg.LockTime,
+			sleeps:      sleeps,
+			maxSteps:    4*n + 16,
+			maxHandles:  n,
+			completions: cs,
 		})
 		if err != nil {
+			w.outbox.done(batch, nil)
 			w.release(n)
 			if ctx.Err() != nil {
 				return
@@ -286,16 +316,17 @@ func (w *Worker) loop(ctx context.Context, i int) {
 			w.stats.count(CountPollError)
 			factor := 200 * time.Millisecond
 			if w.cfg.Throttle != nil {
-				factor = cmpOr(w.cfg.Throttle(0), factor)
+				factor = cmpOr(w.cfg.Throttle(queueSize), factor)
 			}
 			d := ExpBackoff(min(12, errs), 0, maxErrorBackoff, factor)
 			w.log.Warn("mq: poll failed", slog.Any("error", err),
 				slog.Int("consecutive_errors", errs), slog.Duration("retry_in", d))
-			if !sleepCtx(ctx, d) {
+			if !w.pause(ctx, d) {
 				return
 			}
 			continue
 		}
+		w.outbox.done(batch, reply.recorded)
 		if errs > 0 {
 			w.log.Info("mq: poll recovered", slog.Int("after_errors", errs))
 			errs = 0
@@ -316,20 +347,31 @@ func (w *Worker) loop(ctx context.Context, i int) {
 			}
 		}
 		w.release(n - handled)
-		w.stats.queueSize.Add(float64(reply.queueSize))
-		w.cfg.Monitor(ctx, MonitorInfo{Queue: w.queue, QueueSize: reply.queueSize,
+		queueSize = reply.queueSize
+		w.stats.queueSize.Add(float64(queueSize))
+		w.cfg.Monitor(ctx, MonitorInfo{Queue: w.queue, QueueSize: queueSize,
 			NDryRuns: ndry, Handled: handled, Slept: sleep != nil, Logger: w.log})
 
 		if sleep != nil {
 			w.stats.count(CountEndOfCircle)
+			w.outbox.asleep()
 			w.sleep(ctx, sleep)
+			w.outbox.awoken()
 		} else if w.cfg.Throttle != nil {
-			sleepCtx(ctx, w.cfg.Throttle(reply.queueSize))
+			w.pause(ctx, w.cfg.Throttle(queueSize))
 		}
 		if ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// pause sleeps for d or until ctx ends, handing outcomes to the flusher
+// meanwhile, and answers whether it slept the whole time.
+func (w *Worker) pause(ctx context.Context, d time.Duration) bool {
+	w.outbox.asleep()
+	defer w.outbox.awoken()
+	return sleepCtx(ctx, d)
 }
 
 func cmpOr(d, fallback time.Duration) time.Duration {
@@ -494,7 +536,10 @@ func (w *Worker) handle(base context.Context, s pollStep, queueSize int64) {
 	if oc.backoff > 0 {
 		w.stats.count(CountBackoff)
 	}
-	w.finish(base, lock, oc, log)
+	w.outbox.add(pendingOutcome{
+		completion: completion{id: lock.id, lockedUntil: lock.token(), outcome: oc.name, backoff: oc.backoff},
+		log:        log,
+	})
 }
 
 // call runs the handler, turning a panic into an error.
@@ -505,33 +550,6 @@ func (w *Worker) call(ctx context.Context, msg *Message) (err error) {
 		}
 	}()
 	return w.cfg.Handler.Handle(ctx, msg)
-}
-
-// finish records an outcome, retrying while Redis fails, until it is
-// recorded, the lock is found lost, or the handlers' context (killed by a
-// stop's deadline or Close) ends.
-func (w *Worker) finish(killed context.Context, lock *heldLock, oc outcome, log *slog.Logger) {
-	for errs := 1; ; errs++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		ok, err := w.c.complete(ctx, w.queue, []completion{{
-			id: lock.id, lockedUntil: lock.token(), outcome: oc.name, backoff: oc.backoff,
-		}})
-		cancel()
-		if err == nil {
-			if !ok[0] {
-				w.stats.count(CountLockLost)
-				log.Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", oc.name))
-			}
-			return
-		}
-		d := ExpBackoff(min(12, errs), 0, maxErrorBackoff, 200*time.Millisecond)
-		log.Warn("mq: recording outcome failed", slog.Any("error", err), slog.Duration("retry_in", d))
-		if !sleepCtx(killed, d) {
-			w.stats.count(CountAbandoned)
-			log.Warn("mq: outcome not recorded before stop; the message stays locked until its lock expires")
-			return
-		}
-	}
 }
 
 // renewLoop pushes lock forward every third of its lock time until done is

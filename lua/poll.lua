@@ -5,11 +5,14 @@
 -- ARGV[1]    the worker's default lock time in ms
 -- ARGV[2..6] the five end-of-queue sleep times in ms
 -- ARGV[7]    the most steps to take (at least 1)
--- ARGV[8]    the most messages to hand out (optional; default ARGV[7]):
---            the call stops after that many 'handle' steps
+-- ARGV[8]    the most messages to hand out: the call stops after that many
+--            'handle' steps
+-- ARGV[9]    n, the number of outcomes to record before polling
+-- ARGV[10..] n groups of four, as complete.lua takes them
 --
--- Reply: {queue_size, step, step, ...} where queue_size is nqueued of SPEC
--- section 8 after the steps, and each step is one of
+-- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
+-- of SPEC section 8 after the steps, outcomes the results of the outcomes
+-- recorded (as complete.lua answers them), and each step is one of
 --   {'sleep', sleep_ms, list ('a' or 'b'), ndry_runs}
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
@@ -18,8 +21,9 @@
 
 local default_lock_ms = tonumber(ARGV[1])
 local max_steps = tonumber(ARGV[7])
-local max_handles = tonumber(ARGV[8]) or max_steps
+local max_handles = tonumber(ARGV[8])
 local now = server_now()
+local outcomes = record_outcomes(10, tonumber(ARGV[9]), now)
 
 local function step()
   local source = 'ready'
@@ -97,16 +101,14 @@ local function step()
   return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now}
 end
 
-local reply = {0}
+local reply = {0, outcomes}
 local handled = 0
 for _ = 1, max_steps do
+  if handled >= max_handles then break end
   local answer = step()
   reply[#reply + 1] = answer
   if answer[1] == 'sleep' then break end
-  if answer[1] == 'handle' then
-    handled = handled + 1
-    if handled >= max_handles then break end
-  end
+  if answer[1] == 'handle' then handled = handled + 1 end
 end
 
 local ntotal = redis.call('llen', K_MIDS_READY) + redis.call('llen', K_MID_CIRCLE) - 1

@@ -77,6 +77,45 @@ local function status_name(base, in_backoff, has_requeue)
   return ''
 end
 
+-- outcome.lua: recording a handler's outcome (SPEC section 6), fenced on
+-- the lock its handling took (SPEC section 10). Composed into complete.lua
+-- and poll.lua, which records outcomes before it polls.
+
+-- record_outcome writes one outcome ('success', 'retry' or 'error', with a
+-- backoff in ms, 0 for none) if locks[mid] still holds token and the
+-- message is neither done nor gone, and answers 'ok'; otherwise it writes
+-- nothing and answers 'lock-lost'. The outcome is written before the lock
+-- is released, so that an error part way (such as OOM) can never free a
+-- lock without recording it.
+local function record_outcome(mid, token, outcome, backoff_ms, now)
+  local held = redis.call('hget', K_LOCKS, mid)
+  if (not held) or tonumber(held) ~= tonumber(token)
+      or redis.call('sismember', K_DONE, mid) == 1
+      or redis.call('hexists', K_MESSAGES, mid) == 0 then
+    return 'lock-lost'
+  end
+  if outcome ~= 'retry' then
+    redis.call('sadd', K_DONE, mid)
+  end
+  if outcome ~= 'error' and backoff_ms > 0 then
+    redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)
+  end
+  redis.call('hdel', K_LOCKS, mid)
+  return 'ok'
+end
+
+-- record_outcomes records the outcomes given in ARGV from index first on,
+-- in groups of four (mid, token, outcome, backoff in ms), n groups, and
+-- answers their results in order.
+local function record_outcomes(first, n, now)
+  local results = {}
+  for i = 0, n - 1 do
+    local j = first + 4 * i
+    results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), now)
+  end
+  return results
+end
+
 -- poll.lua: up to ARGV[7] worker steps of SPEC section 4, run back to back,
 -- stopping early after the first 'sleep' (SPEC section 10, batched poll).
 --
@@ -84,11 +123,14 @@ end
 -- ARGV[1]    the worker's default lock time in ms
 -- ARGV[2..6] the five end-of-queue sleep times in ms
 -- ARGV[7]    the most steps to take (at least 1)
--- ARGV[8]    the most messages to hand out (optional; default ARGV[7]):
---            the call stops after that many 'handle' steps
+-- ARGV[8]    the most messages to hand out: the call stops after that many
+--            'handle' steps
+-- ARGV[9]    n, the number of outcomes to record before polling
+-- ARGV[10..] n groups of four, as complete.lua takes them
 --
--- Reply: {queue_size, step, step, ...} where queue_size is nqueued of SPEC
--- section 8 after the steps, and each step is one of
+-- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
+-- of SPEC section 8 after the steps, outcomes the results of the outcomes
+-- recorded (as complete.lua answers them), and each step is one of
 --   {'sleep', sleep_ms, list ('a' or 'b'), ndry_runs}
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
@@ -97,8 +139,9 @@ end
 
 local default_lock_ms = tonumber(ARGV[1])
 local max_steps = tonumber(ARGV[7])
-local max_handles = tonumber(ARGV[8]) or max_steps
+local max_handles = tonumber(ARGV[8])
 local now = server_now()
+local outcomes = record_outcomes(10, tonumber(ARGV[9]), now)
 
 local function step()
   local source = 'ready'
@@ -176,16 +219,14 @@ local function step()
   return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now}
 end
 
-local reply = {0}
+local reply = {0, outcomes}
 local handled = 0
 for _ = 1, max_steps do
+  if handled >= max_handles then break end
   local answer = step()
   reply[#reply + 1] = answer
   if answer[1] == 'sleep' then break end
-  if answer[1] == 'handle' then
-    handled = handled + 1
-    if handled >= max_handles then break end
-  end
+  if answer[1] == 'handle' then handled = handled + 1 end
 end
 
 local ntotal = redis.call('llen', K_MIDS_READY) + redis.call('llen', K_MID_CIRCLE) - 1

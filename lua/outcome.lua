@@ -1,0 +1,38 @@
+-- outcome.lua: recording a handler's outcome (SPEC section 6), fenced on
+-- the lock its handling took (SPEC section 10). Composed into complete.lua
+-- and poll.lua, which records outcomes before it polls.
+
+-- record_outcome writes one outcome ('success', 'retry' or 'error', with a
+-- backoff in ms, 0 for none) if locks[mid] still holds token and the
+-- message is neither done nor gone, and answers 'ok'; otherwise it writes
+-- nothing and answers 'lock-lost'. The outcome is written before the lock
+-- is released, so that an error part way (such as OOM) can never free a
+-- lock without recording it.
+local function record_outcome(mid, token, outcome, backoff_ms, now)
+  local held = redis.call('hget', K_LOCKS, mid)
+  if (not held) or tonumber(held) ~= tonumber(token)
+      or redis.call('sismember', K_DONE, mid) == 1
+      or redis.call('hexists', K_MESSAGES, mid) == 0 then
+    return 'lock-lost'
+  end
+  if outcome ~= 'retry' then
+    redis.call('sadd', K_DONE, mid)
+  end
+  if outcome ~= 'error' and backoff_ms > 0 then
+    redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)
+  end
+  redis.call('hdel', K_LOCKS, mid)
+  return 'ok'
+end
+
+-- record_outcomes records the outcomes given in ARGV from index first on,
+-- in groups of four (mid, token, outcome, backoff in ms), n groups, and
+-- answers their results in order.
+local function record_outcomes(first, n, now)
+  local results = {}
+  for i = 0, n - 1 do
+    local j = first + 4 * i
+    results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), now)
+  end
+  return results
+end

@@ -1,0 +1,224 @@
+package mq
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// maxOutcomesPerCall bounds the outcomes recorded by one script call.
+const maxOutcomesPerCall = 256
+
+// pendingOutcome is a handler's outcome waiting to be recorded.
+type pendingOutcome struct {
+	completion
+	log *slog.Logger
+}
+
+// outbox holds the outcomes of finished handlings until they are recorded.
+//
+// A polling loop that is awake records them in its next poll call, so that
+// one round trip both records outcomes and takes new messages; a handler
+// always frees its slot right after handing in its outcome, which wakes a
+// loop waiting for a slot. While every loop sleeps (at the end of the
+// queue, or after errors), the flusher goroutine records them instead, so
+// that an outcome is never held back by a sleep.
+type outbox struct {
+	w *Worker
+
+	mu      sync.Mutex
+	pending []pendingOutcome
+	taken   int  // taken by a loop or the flusher, not yet resolved
+	awake   int  // polling loops not asleep
+	closed  bool // no flusher runs: outcomes handed in now are abandoned
+	kick    chan struct{}
+	settled chan struct{} // closed and renewed: signals pending+taken reaching 0
+}
+
+func newOutbox(w *Worker) *outbox {
+	return &outbox{w: w, kick: make(chan struct{}, 1), settled: make(chan struct{})}
+}
+
+// add hands in one outcome.
+func (o *outbox) add(p pendingOutcome) {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		o.w.stats.count(CountAbandoned)
+		p.log.Warn("mq: outcome handed in after the worker closed; the message stays locked until its lock expires")
+		return
+	}
+	o.pending = append(o.pending, p)
+	if o.awake == 0 {
+		o.signal()
+	}
+	o.mu.Unlock()
+}
+
+// signal wakes the flusher. o.mu is held.
+func (o *outbox) signal() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+// take removes up to maxOutcomesPerCall outcomes for recording.
+func (o *outbox) take() []pendingOutcome {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := min(len(o.pending), maxOutcomesPerCall)
+	if n == 0 {
+		return nil
+	}
+	batch := make([]pendingOutcome, n)
+	copy(batch, o.pending)
+	o.pending = append(o.pending[:0], o.pending[n:]...)
+	o.taken += n
+	return batch
+}
+
+// done resolves a batch taken with take. recorded holds the script's
+// answers, or is nil when the call failed; the batch is then put back.
+func (o *outbox) done(batch []pendingOutcome, recorded []bool) {
+	if len(batch) == 0 {
+		return
+	}
+	if recorded != nil {
+		for i, p := range batch {
+			if !recorded[i] {
+				o.w.stats.count(CountLockLost)
+				p.log.Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", p.outcome))
+			}
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.taken -= len(batch)
+	if recorded == nil {
+		o.pending = append(batch, o.pending...)
+		if o.awake == 0 {
+			o.signal()
+		}
+	}
+	o.checkSettled()
+}
+
+// checkSettled signals waiters when nothing is left to record. o.mu is
+// held.
+func (o *outbox) checkSettled() {
+	if len(o.pending) == 0 && o.taken == 0 {
+		close(o.settled)
+		o.settled = make(chan struct{})
+	}
+}
+
+// asleep and awoken bracket a polling loop's sleeps.
+func (o *outbox) asleep() {
+	o.mu.Lock()
+	o.awake--
+	if o.awake == 0 && len(o.pending) > 0 {
+		o.signal()
+	}
+	o.mu.Unlock()
+}
+
+func (o *outbox) awoken() {
+	o.mu.Lock()
+	o.awake++
+	o.mu.Unlock()
+}
+
+// wait returns once every outcome handed in has been recorded or
+// abandoned, or when ctx ends.
+func (o *outbox) wait(ctx context.Context) error {
+	for {
+		o.mu.Lock()
+		if len(o.pending) == 0 && o.taken == 0 {
+			o.mu.Unlock()
+			return nil
+		}
+		settled := o.settled
+		o.mu.Unlock()
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// flush records outcomes until none are pending, retrying while Redis
+// fails, until killed ends; then it abandons what is left.
+func (o *outbox) flush(killed context.Context) {
+	for errs := 0; ; {
+		batch := o.take()
+		if len(batch) == 0 {
+			return
+		}
+		cs := make([]completion, len(batch))
+		for i, p := range batch {
+			cs[i] = p.completion
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		recorded, err := o.w.c.complete(ctx, o.w.queue, cs)
+		cancel()
+		if err == nil {
+			errs = 0
+			o.done(batch, recorded)
+			continue
+		}
+		errs++
+		d := ExpBackoff(min(12, errs), 0, maxErrorBackoff, 200*time.Millisecond)
+		o.w.log.Warn("mq: recording outcomes failed", slog.Any("error", err),
+			slog.Int("outcomes", len(batch)), slog.Duration("retry_in", d))
+		if !sleepCtx(killed, d) {
+			o.abandon(batch)
+			for b := o.take(); len(b) > 0; b = o.take() {
+				o.abandon(b)
+			}
+			return
+		}
+		o.done(batch, nil)
+	}
+}
+
+// abandon gives up on a taken batch: its messages stay locked until their
+// locks expire, then are handled again.
+func (o *outbox) abandon(batch []pendingOutcome) {
+	for _, p := range batch {
+		o.w.stats.count(CountAbandoned)
+		p.log.Warn("mq: outcome not recorded before the stop; the message stays locked until its lock expires",
+			slog.String("outcome", p.outcome))
+	}
+	o.mu.Lock()
+	o.taken -= len(batch)
+	o.checkSettled()
+	o.mu.Unlock()
+}
+
+// run is the flusher goroutine: it records outcomes while every loop
+// sleeps, and once more when stop is closed, then returns. Outcomes handed
+// in after that are abandoned.
+func (o *outbox) run(killed context.Context, stop <-chan struct{}) {
+	for {
+		select {
+		case <-o.kick:
+			o.flush(killed)
+		case <-stop:
+			o.mu.Lock()
+			o.closed = true
+			o.mu.Unlock()
+			o.flush(killed)
+			return
+		}
+	}
+}
+
+// open readies the outbox for a (re)started worker.
+func (o *outbox) open() {
+	o.mu.Lock()
+	o.closed = false
+	o.mu.Unlock()
+}
