@@ -138,10 +138,10 @@ func logHandler(ctx context.Context, m *Message) error {
 // in one process or many, may share a queue. Its methods are safe for
 // concurrent use.
 type Worker struct {
-	c     *Client
-	queue string
-	cfg   WorkerConfig
-	log   *slog.Logger
+	c      *Client
+	queue  string
+	cfg    WorkerConfig
+	log    *slog.Logger
 	stats  *workerStats
 	slots  chan struct{} // one token per handler thread
 	outbox *outbox
