@@ -47,8 +47,8 @@ local function set_init_backoff()
   end
 end
 
-local function to_requeue(has_requeue)
-  if has_requeue then
+local function to_requeue()
+  if has_requeue(mid) then
     if not can_update then return 'already-queued' end
     store_requeue()
     return 'updated'
@@ -58,7 +58,7 @@ local function to_requeue(has_requeue)
 end
 
 local function enqueue()
-  local base, in_backoff, has_requeue = message_status(mid, now)
+  local base, in_backoff = message_status(mid, now)
 
   if base == 'nil' then
     if redis.call('exists', K_MID_CIRCLE) == 0 then
@@ -84,18 +84,18 @@ local function enqueue()
     end
     return 'already-queued'
   elseif base == 'locked' then
-    if can_requeue then return to_requeue(has_requeue) end
+    if can_requeue then return to_requeue() end
     return 'locked'
   end
 
   -- done
   if in_backoff then
-    if can_requeue then return to_requeue(has_requeue) end
+    if can_requeue then return to_requeue() end
     return 'backoff'
   end
   redis.call('lpush', K_MIDS_READY, mid)
   woken = true
-  return to_requeue(has_requeue)
+  return to_requeue()
 end
 
 local reply = {}

@@ -12,7 +12,7 @@ local now = server_now()
 local reply = {now}
 for i = 1, #ARGV do
   local mid = ARGV[i]
-  local name = status_name(message_status(mid, now))
+  local name = status_name(mid, message_status(mid, now))
   reply[i + 1] = {
     name,
     tonumber(redis.call('hget', K_NATTEMPTS, mid)) or 0,

@@ -4,15 +4,15 @@
 
 -- record_outcome writes one outcome ('success', 'retry' or 'error', with a
 -- backoff in ms, 0 for none) if locks[mid] still holds token and the
--- message is neither done nor gone, and answers 'ok'; otherwise it writes
--- nothing and answers 'lock-lost'. The outcome is written before the lock
+-- message is not done, and answers 'ok'; otherwise it writes nothing and
+-- answers 'lock-lost'. (Whatever removes a message, garbage collection or
+-- a clear, removes its lock too.) The outcome is written before the lock
 -- is released, so that an error part way (such as OOM) can never free a
 -- lock without recording it.
 local function record_outcome(mid, token, outcome, backoff_ms, now)
   local held = redis.call('hget', K_LOCKS, mid)
   if (not held) or tonumber(held) ~= tonumber(token)
-      or redis.call('sismember', K_DONE, mid) == 1
-      or redis.call('hexists', K_MESSAGES, mid) == 0 then
+      or redis.call('sismember', K_DONE, mid) == 1 then
     return 'lock-lost'
   end
   if outcome ~= 'retry' then

@@ -25,6 +25,11 @@ local max_handles = tonumber(ARGV[8])
 local now = server_now()
 local outcomes = record_outcomes(10, tonumber(ARGV[9]), now)
 
+-- useful is set once a step did useful work; ndry-runs is then written
+-- as 0 once, before a sleep step reads it or at the end, which leaves the
+-- same state as writing it at every such step.
+local useful = false
+
 local function step()
   local source = 'ready'
   local mid = redis.call('rpoplpush', K_MIDS_READY, K_MID_CIRCLE)
@@ -34,16 +39,20 @@ local function step()
   end
 
   if (not mid) or mid == END_OF_CIRCLE then
-    local ndry_runs = tonumber(redis.call('get', K_NDRY_RUNS)) or 0
+    local ndry_runs = 0
+    if not useful then
+      ndry_runs = tonumber(redis.call('get', K_NDRY_RUNS)) or 0
+    end
     local sleep_ms = tonumber(ARGV[1 + math.min(5, ndry_runs + 1)])
-    redis.call('incr', K_NDRY_RUNS)
+    redis.call('set', K_NDRY_RUNS, ndry_runs + 1)
+    useful = false
     -- Block on the list that does not hold the sentinel.
     local list = 'a'
     if redis.call('llen', K_ISLEEP_A) > 0 then list = 'b' end
     return {'sleep', sleep_ms, list, ndry_runs + 1}
   end
 
-  local base, in_backoff, has_requeue = message_status(mid, now)
+  local base, in_backoff = message_status(mid, now)
   if base == 'nil' then
     if source == 'circle' then
       redis.call('ltrim', K_MID_CIRCLE, 1, -1)
@@ -57,10 +66,10 @@ local function step()
     return {'skip', 'done-with-backoff'}
   end
 
-  redis.call('set', K_NDRY_RUNS, 0)
+  useful = true
 
   if base == 'done' then
-    if has_requeue then
+    if redis.call('hexists', K_MESSAGES_RQ, mid) == 1 or redis.call('sismember', K_REQUEUE, mid) == 1 then
       local content = redis.call('hget', K_MESSAGES_RQ, mid)
         or redis.call('hget', K_MESSAGES, mid) -- legacy requeue set
       local lock_ms = redis.call('hget', K_LOCK_TIMES_RQ, mid) or default_lock_ms
@@ -75,8 +84,9 @@ local function step()
       redis.call('lpush', K_MIDS_READY, mid)
       return {'skip', 'did-requeue'}
     end
+    -- Collect it. messages-rq and the legacy requeue set were just found
+    -- not to hold it.
     redis.call('hdel', K_MESSAGES, mid)
-    redis.call('hdel', K_MESSAGES_RQ, mid)
     redis.call('hdel', K_LOCK_TIMES, mid)
     redis.call('hdel', K_LOCK_TIMES_RQ, mid)
     redis.call('hdel', K_UDTS, mid)
@@ -84,7 +94,6 @@ local function step()
     redis.call('hdel', K_BACKOFFS, mid)
     redis.call('hdel', K_NATTEMPTS, mid)
     redis.call('srem', K_DONE, mid)
-    redis.call('srem', K_REQUEUE, mid)
     if source == 'circle' then
       redis.call('ltrim', K_MID_CIRCLE, 1, -1)
     end
@@ -109,6 +118,9 @@ for _ = 1, max_steps do
   reply[#reply + 1] = answer
   if answer[1] == 'sleep' then break end
   if answer[1] == 'handle' then handled = handled + 1 end
+end
+if useful then
+  redis.call('set', K_NDRY_RUNS, 0)
 end
 
 local ntotal = redis.call('llen', K_MIDS_READY) + redis.call('llen', K_MID_CIRCLE) - 1

@@ -1,38 +1,42 @@
 -- status.lua: the message status of SPEC section 2, written once and
--- composed into every script that needs it (enqueue, poll, status).
+-- composed into every script that needs it (enqueue, poll, status). It
+-- reads no more than the answer needs: a locked message's backoff, and the
+-- requeue flag of a queued one, do not change their status.
 
 -- message_status returns the base status of mid at time now ('nil', 'done',
--- 'locked' or 'queued'), whether it is in backoff, and whether a requeue is
--- pending (in messages-rq or in the legacy requeue set).
+-- 'locked' or 'queued') and, for 'done' and 'queued', whether it is in
+-- backoff.
 local function message_status(mid, now)
   if redis.call('hexists', K_MESSAGES, mid) == 0 then
-    return 'nil', false, false
+    return 'nil', false
   end
-  local locked_until  = tonumber(redis.call('hget', K_LOCKS, mid)) or 0
-  local backoff_until = tonumber(redis.call('hget', K_BACKOFFS, mid)) or 0
-  local in_backoff  = now < backoff_until
-  local has_requeue = redis.call('hexists', K_MESSAGES_RQ, mid) == 1
-    or redis.call('sismember', K_REQUEUE, mid) == 1
   local base = 'queued'
   if redis.call('sismember', K_DONE, mid) == 1 then
     base = 'done'
-  elseif now < locked_until then
-    base = 'locked'
+  elseif now < (tonumber(redis.call('hget', K_LOCKS, mid)) or 0) then
+    return 'locked', false
   end
-  return base, in_backoff, has_requeue
+  return base, now < (tonumber(redis.call('hget', K_BACKOFFS, mid)) or 0)
 end
 
--- status_name maps a base status and its flags to the status names of
--- SPEC section 2; '' stands for nil.
-local function status_name(base, in_backoff, has_requeue)
+-- has_requeue tells whether a requeue of mid is pending: in messages-rq,
+-- or in the legacy requeue set.
+local function has_requeue(mid)
+  return redis.call('hexists', K_MESSAGES_RQ, mid) == 1
+    or redis.call('sismember', K_REQUEUE, mid) == 1
+end
+
+-- status_name maps mid's base status and backoff flag to the status names
+-- of SPEC section 2; '' stands for nil.
+local function status_name(mid, base, in_backoff)
   if base == 'queued' then
     if in_backoff then return 'queued-with-backoff' end
     return 'queued'
   elseif base == 'locked' then
-    if has_requeue then return 'locked-with-requeue' end
+    if has_requeue(mid) then return 'locked-with-requeue' end
     return 'locked'
   elseif base == 'done' then
-    if has_requeue then return 'done-with-requeue' end
+    if has_requeue(mid) then return 'done-with-requeue' end
     if in_backoff then return 'done-with-backoff' end
     return 'done-awaiting-gc'
   end

@@ -37,40 +37,44 @@ local function server_now()
 end
 
 -- status.lua: the message status of SPEC section 2, written once and
--- composed into every script that needs it (enqueue, poll, status).
+-- composed into every script that needs it (enqueue, poll, status). It
+-- reads no more than the answer needs: a locked message's backoff, and the
+-- requeue flag of a queued one, do not change their status.
 
 -- message_status returns the base status of mid at time now ('nil', 'done',
--- 'locked' or 'queued'), whether it is in backoff, and whether a requeue is
--- pending (in messages-rq or in the legacy requeue set).
+-- 'locked' or 'queued') and, for 'done' and 'queued', whether it is in
+-- backoff.
 local function message_status(mid, now)
   if redis.call('hexists', K_MESSAGES, mid) == 0 then
-    return 'nil', false, false
+    return 'nil', false
   end
-  local locked_until  = tonumber(redis.call('hget', K_LOCKS, mid)) or 0
-  local backoff_until = tonumber(redis.call('hget', K_BACKOFFS, mid)) or 0
-  local in_backoff  = now < backoff_until
-  local has_requeue = redis.call('hexists', K_MESSAGES_RQ, mid) == 1
-    or redis.call('sismember', K_REQUEUE, mid) == 1
   local base = 'queued'
   if redis.call('sismember', K_DONE, mid) == 1 then
     base = 'done'
-  elseif now < locked_until then
-    base = 'locked'
+  elseif now < (tonumber(redis.call('hget', K_LOCKS, mid)) or 0) then
+    return 'locked', false
   end
-  return base, in_backoff, has_requeue
+  return base, now < (tonumber(redis.call('hget', K_BACKOFFS, mid)) or 0)
 end
 
--- status_name maps a base status and its flags to the status names of
--- SPEC section 2; '' stands for nil.
-local function status_name(base, in_backoff, has_requeue)
+-- has_requeue tells whether a requeue of mid is pending: in messages-rq,
+-- or in the legacy requeue set.
+local function has_requeue(mid)
+  return redis.call('hexists', K_MESSAGES_RQ, mid) == 1
+    or redis.call('sismember', K_REQUEUE, mid) == 1
+end
+
+-- status_name maps mid's base status and backoff flag to the status names
+-- of SPEC section 2; '' stands for nil.
+local function status_name(mid, base, in_backoff)
   if base == 'queued' then
     if in_backoff then return 'queued-with-backoff' end
     return 'queued'
   elseif base == 'locked' then
-    if has_requeue then return 'locked-with-requeue' end
+    if has_requeue(mid) then return 'locked-with-requeue' end
     return 'locked'
   elseif base == 'done' then
-    if has_requeue then return 'done-with-requeue' end
+    if has_requeue(mid) then return 'done-with-requeue' end
     if in_backoff then return 'done-with-backoff' end
     return 'done-awaiting-gc'
   end
@@ -83,15 +87,15 @@ end
 
 -- record_outcome writes one outcome ('success', 'retry' or 'error', with a
 -- backoff in ms, 0 for none) if locks[mid] still holds token and the
--- message is neither done nor gone, and answers 'ok'; otherwise it writes
--- nothing and answers 'lock-lost'. The outcome is written before the lock
+-- message is not done, and answers 'ok'; otherwise it writes nothing and
+-- answers 'lock-lost'. (Whatever removes a message, garbage collection or
+-- a clear, removes its lock too.) The outcome is written before the lock
 -- is released, so that an error part way (such as OOM) can never free a
 -- lock without recording it.
 local function record_outcome(mid, token, outcome, backoff_ms, now)
   local held = redis.call('hget', K_LOCKS, mid)
   if (not held) or tonumber(held) ~= tonumber(token)
-      or redis.call('sismember', K_DONE, mid) == 1
-      or redis.call('hexists', K_MESSAGES, mid) == 0 then
+      or redis.call('sismember', K_DONE, mid) == 1 then
     return 'lock-lost'
   end
   if outcome ~= 'retry' then
@@ -143,6 +147,11 @@ local max_handles = tonumber(ARGV[8])
 local now = server_now()
 local outcomes = record_outcomes(10, tonumber(ARGV[9]), now)
 
+-- useful is set once a step did useful work; ndry-runs is then written
+-- as 0 once, before a sleep step reads it or at the end, which leaves the
+-- same state as writing it at every such step.
+local useful = false
+
 local function step()
   local source = 'ready'
   local mid = redis.call('rpoplpush', K_MIDS_READY, K_MID_CIRCLE)
@@ -152,16 +161,20 @@ local function step()
   end
 
   if (not mid) or mid == END_OF_CIRCLE then
-    local ndry_runs = tonumber(redis.call('get', K_NDRY_RUNS)) or 0
+    local ndry_runs = 0
+    if not useful then
+      ndry_runs = tonumber(redis.call('get', K_NDRY_RUNS)) or 0
+    end
     local sleep_ms = tonumber(ARGV[1 + math.min(5, ndry_runs + 1)])
-    redis.call('incr', K_NDRY_RUNS)
+    redis.call('set', K_NDRY_RUNS, ndry_runs + 1)
+    useful = false
     -- Block on the list that does not hold the sentinel.
     local list = 'a'
     if redis.call('llen', K_ISLEEP_A) > 0 then list = 'b' end
     return {'sleep', sleep_ms, list, ndry_runs + 1}
   end
 
-  local base, in_backoff, has_requeue = message_status(mid, now)
+  local base, in_backoff = message_status(mid, now)
   if base == 'nil' then
     if source == 'circle' then
       redis.call('ltrim', K_MID_CIRCLE, 1, -1)
@@ -175,10 +188,10 @@ local function step()
     return {'skip', 'done-with-backoff'}
   end
 
-  redis.call('set', K_NDRY_RUNS, 0)
+  useful = true
 
   if base == 'done' then
-    if has_requeue then
+    if redis.call('hexists', K_MESSAGES_RQ, mid) == 1 or redis.call('sismember', K_REQUEUE, mid) == 1 then
       local content = redis.call('hget', K_MESSAGES_RQ, mid)
         or redis.call('hget', K_MESSAGES, mid) -- legacy requeue set
       local lock_ms = redis.call('hget', K_LOCK_TIMES_RQ, mid) or default_lock_ms
@@ -193,8 +206,9 @@ local function step()
       redis.call('lpush', K_MIDS_READY, mid)
       return {'skip', 'did-requeue'}
     end
+    -- Collect it. messages-rq and the legacy requeue set were just found
+    -- not to hold it.
     redis.call('hdel', K_MESSAGES, mid)
-    redis.call('hdel', K_MESSAGES_RQ, mid)
     redis.call('hdel', K_LOCK_TIMES, mid)
     redis.call('hdel', K_LOCK_TIMES_RQ, mid)
     redis.call('hdel', K_UDTS, mid)
@@ -202,7 +216,6 @@ local function step()
     redis.call('hdel', K_BACKOFFS, mid)
     redis.call('hdel', K_NATTEMPTS, mid)
     redis.call('srem', K_DONE, mid)
-    redis.call('srem', K_REQUEUE, mid)
     if source == 'circle' then
       redis.call('ltrim', K_MID_CIRCLE, 1, -1)
     end
@@ -227,6 +240,9 @@ for _ = 1, max_steps do
   reply[#reply + 1] = answer
   if answer[1] == 'sleep' then break end
   if answer[1] == 'handle' then handled = handled + 1 end
+end
+if useful then
+  redis.call('set', K_NDRY_RUNS, 0)
 end
 
 local ntotal = redis.call('llen', K_MIDS_READY) + redis.call('llen', K_MID_CIRCLE) - 1
