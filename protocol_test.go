@@ -1,0 +1,553 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The tests in this file hold one row per line of SPEC sections 2, 3 and 4.
+// Each row builds a message's state by writing the queue's keys directly,
+// with times relative to the server's clock, runs one call, and checks the
+// answer and the state after it. Every row runs on miniredis and on a real
+// redis-server.
+
+const mid = "m"
+
+// state describes one message's entries. Times are relative to the
+// server's now, in ms; 0 means no entry.
+type state struct {
+	exists     bool   // messages[mid] = content
+	content    string // default "old"
+	done       bool   // in done
+	lock       int64  // locks[mid] = now + lock
+	backoff    int64  // backoffs[mid] = now + backoff
+	rq         bool   // messages-rq[mid] = "rq"
+	rqLockTime int64  // lock-times-rq[mid]
+	legacyRQ   bool   // in the legacy requeue set
+	lockTime   int64  // lock-times[mid]
+	attempts   int64  // nattempts[mid]
+	udt        int64  // udts[mid] = now + udt (when exists; default -60000)
+}
+
+// put writes st for mid in queue q.
+func (s *server) put(t *testing.T, q string, st state, now int64) {
+	t.Helper()
+	ctx := context.Background()
+	r := s.rdb
+	if st.exists {
+		content := st.content
+		if content == "" {
+			content = "old"
+		}
+		require.NoError(t, r.HSet(ctx, key(q, keys.Messages), mid, content).Err())
+		udt := st.udt
+		if udt == 0 {
+			udt = -60000
+		}
+		require.NoError(t, r.HSet(ctx, key(q, keys.UDTs), mid, now+udt).Err())
+	}
+	if st.done {
+		require.NoError(t, r.SAdd(ctx, key(q, keys.Done), mid).Err())
+	}
+	if st.lock != 0 {
+		require.NoError(t, r.HSet(ctx, key(q, keys.Locks), mid, now+st.lock).Err())
+	}
+	if st.backoff != 0 {
+		require.NoError(t, r.HSet(ctx, key(q, keys.Backoffs), mid, now+st.backoff).Err())
+	}
+	if st.rq {
+		require.NoError(t, r.HSet(ctx, key(q, keys.MessagesRQ), mid, "rq").Err())
+	}
+	if st.rqLockTime != 0 {
+		require.NoError(t, r.HSet(ctx, key(q, keys.LockTimesRQ), mid, st.rqLockTime).Err())
+	}
+	if st.legacyRQ {
+		require.NoError(t, r.SAdd(ctx, key(q, keys.Requeue), mid).Err())
+	}
+	if st.lockTime != 0 {
+		require.NoError(t, r.HSet(ctx, key(q, keys.LockTimes), mid, st.lockTime).Err())
+	}
+	if st.attempts != 0 {
+		require.NoError(t, r.HSet(ctx, key(q, keys.NAttempts), mid, st.attempts).Err())
+	}
+}
+
+// hget reads one hash field; "" when absent.
+func (s *server) hget(t *testing.T, q string, k keys.Index) string {
+	t.Helper()
+	v, err := s.rdb.HGet(context.Background(), key(q, k), mid).Result()
+	if err != nil {
+		require.ErrorContains(t, err, "redis: nil")
+		return ""
+	}
+	return v
+}
+
+// hgetInt reads one hash field as a number; 0 when absent.
+func (s *server) hgetInt(t *testing.T, q string, k keys.Index) int64 {
+	t.Helper()
+	v := s.hget(t, q, k)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	require.NoError(t, err)
+	return n
+}
+
+func (s *server) isMember(t *testing.T, q string, k keys.Index) bool {
+	t.Helper()
+	ok, err := s.rdb.SIsMember(context.Background(), key(q, k), mid).Result()
+	require.NoError(t, err)
+	return ok
+}
+
+func (s *server) list(t *testing.T, q string, k keys.Index) []string {
+	t.Helper()
+	l, err := s.rdb.LRange(context.Background(), key(q, k), 0, -1).Result()
+	require.NoError(t, err)
+	return l
+}
+
+func (s *server) setList(t *testing.T, q string, k keys.Index, elems ...string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, s.rdb.Del(ctx, key(q, k)).Err())
+	if len(elems) > 0 {
+		require.NoError(t, s.rdb.RPush(ctx, key(q, k), elems).Err())
+	}
+}
+
+// near asserts that a time in ms is within a few seconds of want (the
+// server's clock moves while the test runs).
+func near(t *testing.T, want, got int64, what string) {
+	t.Helper()
+	assert.InDelta(t, want, got, 5000, what)
+}
+
+// TestSpecStatus: SPEC section 2, one row per status and flag combination.
+func TestSpecStatus(t *testing.T) {
+	rows := []struct {
+		name string
+		st   state
+		want Status
+	}{
+		{"not in messages", state{}, StatusNone},
+		{"requeue pending but no message", state{rq: true, done: true}, StatusNone},
+		{"queued", state{exists: true}, StatusQueued},
+		{"queued, expired lock", state{exists: true, lock: -1000}, StatusQueued},
+		{"queued, expired backoff", state{exists: true, backoff: -1000}, StatusQueued},
+		{"queued, requeue flag ignored", state{exists: true, rq: true}, StatusQueued},
+		{"queued-with-backoff", state{exists: true, backoff: 3600000}, StatusQueuedWithBackoff},
+		{"queued-with-backoff, expired lock", state{exists: true, lock: -1000, backoff: 3600000}, StatusQueuedWithBackoff},
+		{"locked", state{exists: true, lock: 3600000}, StatusLocked},
+		{"locked, backoff ignored", state{exists: true, lock: 3600000, backoff: 3600000}, StatusLocked},
+		{"locked-with-requeue", state{exists: true, lock: 3600000, rq: true}, StatusLockedWithRequeue},
+		{"locked-with-requeue, legacy set", state{exists: true, lock: 3600000, legacyRQ: true}, StatusLockedWithRequeue},
+		{"done-awaiting-gc", state{exists: true, done: true}, StatusDoneAwaitingGC},
+		{"done-awaiting-gc, expired backoff", state{exists: true, done: true, backoff: -1000}, StatusDoneAwaitingGC},
+		{"done-awaiting-gc, lock ignored", state{exists: true, done: true, lock: 3600000}, StatusDoneAwaitingGC},
+		{"done-with-backoff", state{exists: true, done: true, backoff: 3600000}, StatusDoneWithBackoff},
+		{"done-with-requeue", state{exists: true, done: true, rq: true}, StatusDoneWithRequeue},
+		{"done-with-requeue, in backoff", state{exists: true, done: true, rq: true, backoff: 3600000}, StatusDoneWithRequeue},
+		{"done-with-requeue, legacy set", state{exists: true, done: true, legacyRQ: true}, StatusDoneWithRequeue},
+	}
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		for i, row := range rows {
+			q := fmt.Sprintf("status-%d", i)
+			s.put(t, q, row.st, s.now(t))
+			got, err := c.MessageStatus(context.Background(), q, mid)
+			require.NoError(t, err)
+			assert.Equal(t, row.want, got, row.name)
+		}
+	})
+}
+
+// TestSpecEnqueue: SPEC section 3, one row per line of the table and per
+// branch within a line.
+func TestSpecEnqueue(t *testing.T) {
+	type check func(t *testing.T, s *server, q string, now int64)
+	unchanged := func(t *testing.T, s *server, q string, now int64) {
+		assert.Equal(t, "old", s.hget(t, q, keys.Messages), "content unchanged")
+		assert.Equal(t, "", s.hget(t, q, keys.LockTimes), "lock time unchanged")
+	}
+	requeueStored := func(content string, lockTime int64) check {
+		return func(t *testing.T, s *server, q string, now int64) {
+			assert.Equal(t, content, s.hget(t, q, keys.MessagesRQ), "messages-rq")
+			assert.Equal(t, lockTime, s.hgetInt(t, q, keys.LockTimesRQ), "lock-times-rq")
+			assert.Equal(t, "old", s.hget(t, q, keys.Messages), "content unchanged")
+		}
+	}
+	pushedReady := func(t *testing.T, s *server, q string, now int64) {
+		assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady), "pushed onto mids-ready")
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sleeper woken")
+	}
+	rows := []struct {
+		name    string
+		st      state
+		opts    EnqueueOptions
+		action  Action
+		refused error
+		check   check
+	}{
+		{"nil: added to mids-ready", state{}, EnqueueOptions{}, ActionAdded, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady))
+				assert.Equal(t, []string{endOfCircle}, s.list(t, q, keys.MidCircle), "circle made with its sentinel")
+				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
+				near(t, now, s.hgetInt(t, q, keys.UDTs), "udts")
+				assert.Equal(t, "", s.hget(t, q, keys.LockTimes))
+				assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
+				assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sentinel created in isleep-a")
+			}},
+		{"nil: with init-backoff, onto the circle", state{}, EnqueueOptions{InitialBackoff: 5 * time.Second}, ActionAdded, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Empty(t, s.list(t, q, keys.MidsReady))
+				assert.Equal(t, []string{mid, endOfCircle}, s.list(t, q, keys.MidCircle))
+				near(t, now+5000, s.hgetInt(t, q, keys.Backoffs), "backoff")
+			}},
+		{"nil: with lock time", state{}, EnqueueOptions{LockTime: 1234 * time.Millisecond}, ActionAdded, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, int64(1234), s.hgetInt(t, q, keys.LockTimes))
+			}},
+		{"queued, can-update: content and lock time replaced, udts kept", state{exists: true, lockTime: 99, udt: -7000},
+			EnqueueOptions{CanUpdate: true}, ActionUpdated, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
+				assert.Equal(t, "", s.hget(t, q, keys.LockTimes), "lock time deleted when none given")
+				near(t, now-7000, s.hgetInt(t, q, keys.UDTs), "udts not overwritten")
+				assert.Empty(t, s.list(t, q, keys.MidsReady), "not pushed again")
+			}},
+		{"queued-with-backoff, can-update: backoff kept", state{exists: true, backoff: 3600000},
+			EnqueueOptions{CanUpdate: true, InitialBackoff: time.Second}, ActionUpdated, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
+				near(t, now+3600000, s.hgetInt(t, q, keys.Backoffs), "backoff kept")
+			}},
+		{"queued, can-update + reset-init-backoff", state{exists: true, backoff: 3600000},
+			EnqueueOptions{CanUpdate: true, ResetInitialBackoff: true, InitialBackoff: 2 * time.Second}, ActionUpdated, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
+				near(t, now+2000, s.hgetInt(t, q, keys.Backoffs), "backoff reset")
+			}},
+		{"queued, can-update + reset-init-backoff without one", state{exists: true, backoff: 3600000},
+			EnqueueOptions{CanUpdate: true, ResetInitialBackoff: true}, ActionUpdated, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "backoff deleted")
+			}},
+		{"queued, reset-init-backoff alone", state{exists: true},
+			EnqueueOptions{ResetInitialBackoff: true, InitialBackoff: 3 * time.Second}, ActionUpdated, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				unchanged(t, s, q, now)
+				near(t, now+3000, s.hgetInt(t, q, keys.Backoffs), "backoff set")
+			}},
+		{"queued-with-backoff, reset-init-backoff alone without one", state{exists: true, backoff: 3600000},
+			EnqueueOptions{ResetInitialBackoff: true}, ActionUpdated, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				unchanged(t, s, q, now)
+				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "backoff deleted")
+			}},
+		{"queued: refused", state{exists: true}, EnqueueOptions{}, "", ErrAlreadyQueued, unchanged},
+		{"queued-with-backoff: refused", state{exists: true, backoff: 3600000}, EnqueueOptions{CanRequeue: true}, "", ErrAlreadyQueued,
+			func(t *testing.T, s *server, q string, now int64) {
+				unchanged(t, s, q, now)
+				assert.Equal(t, "", s.hget(t, q, keys.MessagesRQ))
+			}},
+		{"locked, can-requeue: requeue added", state{exists: true, lock: 3600000},
+			EnqueueOptions{CanRequeue: true, LockTime: 4321 * time.Millisecond}, ActionAdded, nil, requeueStored("new", 4321)},
+		{"locked-with-requeue, can-requeue + can-update: requeue updated", state{exists: true, lock: 3600000, rq: true, rqLockTime: 5},
+			EnqueueOptions{CanRequeue: true, CanUpdate: true}, ActionUpdated, nil, requeueStored("new", 0)},
+		{"locked-with-requeue, can-requeue: refused", state{exists: true, lock: 3600000, rq: true},
+			EnqueueOptions{CanRequeue: true}, "", ErrAlreadyQueued, requeueStored("rq", 0)},
+		{"locked: refused", state{exists: true, lock: 3600000}, EnqueueOptions{CanUpdate: true}, "", ErrLocked, unchanged},
+		{"done-with-backoff, can-requeue: requeue added", state{exists: true, done: true, backoff: 3600000},
+			EnqueueOptions{CanRequeue: true}, ActionAdded, nil, requeueStored("new", 0)},
+		{"done-with-requeue in backoff, can-requeue + can-update: updated", state{exists: true, done: true, backoff: 3600000, rq: true},
+			EnqueueOptions{CanRequeue: true, CanUpdate: true}, ActionUpdated, nil, requeueStored("new", 0)},
+		{"done-with-requeue in backoff, can-requeue: refused", state{exists: true, done: true, backoff: 3600000, rq: true},
+			EnqueueOptions{CanRequeue: true}, "", ErrAlreadyQueued, requeueStored("rq", 0)},
+		{"done-with-backoff: refused", state{exists: true, done: true, backoff: 3600000}, EnqueueOptions{CanUpdate: true}, "", ErrBackoff, unchanged},
+		{"done-awaiting-gc: ready, woken, requeue added", state{exists: true, done: true}, EnqueueOptions{}, ActionAdded, nil,
+			func(t *testing.T, s *server, q string, now int64) {
+				pushedReady(t, s, q, now)
+				requeueStored("new", 0)(t, s, q, now)
+			}},
+		{"done-with-requeue: ready, woken, refused", state{exists: true, done: true, rq: true}, EnqueueOptions{}, "", ErrAlreadyQueued,
+			func(t *testing.T, s *server, q string, now int64) {
+				pushedReady(t, s, q, now)
+				requeueStored("rq", 0)(t, s, q, now)
+			}},
+		{"done-with-requeue, can-update: ready, woken, updated", state{exists: true, done: true, rq: true}, EnqueueOptions{CanUpdate: true},
+			ActionUpdated, nil, func(t *testing.T, s *server, q string, now int64) {
+				pushedReady(t, s, q, now)
+				requeueStored("new", 0)(t, s, q, now)
+			}},
+	}
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		for i, row := range rows {
+			q := fmt.Sprintf("enqueue-%d", i)
+			now := s.now(t)
+			s.put(t, q, row.st, now)
+			opts := row.opts
+			opts.MessageID = mid
+			res, err := c.Enqueue(ctx, q, Raw("new"), &opts)
+			require.NoError(t, err, row.name)
+			assert.Equal(t, mid, res.MessageID, row.name)
+			assert.Equal(t, row.action, res.Action, row.name)
+			if row.refused == nil {
+				assert.NoError(t, res.Refused, row.name)
+				assert.True(t, res.OK(), row.name)
+			} else {
+				assert.ErrorIs(t, res.Refused, row.refused, row.name)
+			}
+			t.Run(row.name, func(t *testing.T) { row.check(t, s, q, now) })
+		}
+	})
+}
+
+// TestSpecEnqueueWake: the sentinel moves between the sleep lists, one move
+// per call.
+func TestSpecEnqueueWake(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		q := queueName(t)
+		_, err := c.Enqueue(ctx, q, "x", nil)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "created in a")
+		_, err = c.Enqueue(ctx, q, "x", nil)
+		require.NoError(t, err)
+		assert.Empty(t, s.list(t, q, keys.ISleepA))
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "moved a to b")
+		_, err = c.Enqueue(ctx, q, "x", nil)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "moved b to a")
+		// A refused enqueue wakes nobody.
+		res, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "dup"})
+		require.NoError(t, err)
+		require.True(t, res.OK())
+		res, err = c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "dup"})
+		require.NoError(t, err)
+		require.ErrorIs(t, res.Refused, ErrAlreadyQueued)
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "only the added one moved it")
+		// A batch moves it once.
+		_, err = c.EnqueueMany(ctx, q, EnqueueRequest{Message: "a"}, EnqueueRequest{Message: "b"})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "one move for the batch")
+	})
+}
+
+var testSleeps = [5]time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 30 * time.Millisecond,
+	40 * time.Millisecond, 50 * time.Millisecond}
+
+const testLockMS = 60000
+
+func onePoll(t *testing.T, c *Client, q string) pollStep {
+	t.Helper()
+	r, err := c.poll(context.Background(), q, pollArgs{lockTime: testLockMS * time.Millisecond, sleeps: testSleeps, maxSteps: 1})
+	require.NoError(t, err)
+	require.Len(t, r.steps, 1)
+	return r.steps[0]
+}
+
+// TestSpecPollSleep: SPEC section 4, step 2: the sleep answer.
+func TestSpecPollSleep(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+
+		q := "sleep-empty"
+		st := onePoll(t, c, q)
+		assert.Equal(t, stepSleep, st.kind)
+		assert.Equal(t, "a", st.sleepList, "neither list holds the sentinel: a")
+		assert.Equal(t, 10*time.Millisecond, st.sleep)
+		assert.Equal(t, int64(1), st.ndryRuns)
+		n, err := s.rdb.Get(ctx, key(q, keys.NDryRuns)).Int64()
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n)
+
+		for ndry := int64(0); ndry <= 6; ndry++ {
+			q := fmt.Sprintf("sleep-ndry-%d", ndry)
+			s.setList(t, q, keys.MidCircle, endOfCircle)
+			require.NoError(t, s.rdb.Set(ctx, key(q, keys.NDryRuns), ndry, 0).Err())
+			st := onePoll(t, c, q)
+			require.Equal(t, stepSleep, st.kind)
+			assert.Equal(t, testSleeps[min(5, ndry+1)-1], st.sleep, "ndry-runs %d", ndry)
+			n, err := s.rdb.Get(ctx, key(q, keys.NDryRuns)).Int64()
+			require.NoError(t, err)
+			assert.Equal(t, ndry+1, n, "incremented")
+			assert.Equal(t, []string{endOfCircle}, s.list(t, q, keys.MidCircle), "the sentinel stays")
+		}
+
+		q = "sleep-a-holds"
+		s.setList(t, q, keys.ISleepA, "_")
+		assert.Equal(t, "b", onePoll(t, c, q).sleepList)
+		q = "sleep-b-holds"
+		s.setList(t, q, keys.ISleepB, "_")
+		assert.Equal(t, "a", onePoll(t, c, q).sleepList)
+	})
+}
+
+// TestSpecPollSteps: SPEC section 4, step 3: one row per status.
+func TestSpecPollSteps(t *testing.T) {
+	type check func(t *testing.T, s *server, q string, now int64, st pollStep)
+	rows := []struct {
+		name   string
+		st     state
+		source string // "ready" or "circle"
+		kind   string
+		reason string
+		useful bool // the step resets ndry-runs
+		check  check
+	}{
+		{"nil from circle: dropped", state{}, "circle", stepSkip, "did-trim", false,
+			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+				assert.Equal(t, []string{endOfCircle}, s.list(t, q, keys.MidCircle))
+			}},
+		{"nil from ready: nothing", state{}, "ready", stepSkip, "unexpected", false,
+			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+				assert.Equal(t, []string{mid, endOfCircle}, s.list(t, q, keys.MidCircle), "moved onto the circle")
+			}},
+		{"locked", state{exists: true, lock: 3600000}, "circle", stepSkip, "locked", false, nil},
+		{"locked-with-requeue", state{exists: true, lock: 3600000, rq: true}, "ready", stepSkip, "locked", false, nil},
+		{"queued-with-backoff", state{exists: true, backoff: 3600000}, "circle", stepSkip, "queued-with-backoff", false, nil},
+		{"done-with-backoff", state{exists: true, done: true, backoff: 3600000}, "circle", stepSkip, "done-with-backoff", false, nil},
+		{"done-with-requeue in backoff", state{exists: true, done: true, backoff: 3600000, rq: true}, "circle", stepSkip, "done-with-backoff", false, nil},
+		{"done-with-requeue: requeued", state{exists: true, done: true, rq: true, rqLockTime: 777, attempts: 3, legacyRQ: true, backoff: -5},
+			"circle", stepSkip, "did-requeue", true,
+			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+				assert.Equal(t, "rq", s.hget(t, q, keys.Messages))
+				near(t, now, s.hgetInt(t, q, keys.UDTs), "udts = now")
+				assert.Equal(t, int64(777), s.hgetInt(t, q, keys.LockTimes))
+				assert.Equal(t, "", s.hget(t, q, keys.MessagesRQ))
+				assert.Equal(t, "", s.hget(t, q, keys.LockTimesRQ))
+				assert.Equal(t, "", s.hget(t, q, keys.NAttempts))
+				assert.False(t, s.isMember(t, q, keys.Done))
+				assert.False(t, s.isMember(t, q, keys.Requeue))
+				assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady))
+			}},
+		{"done-with-requeue, no pending lock time: the default", state{exists: true, done: true, rq: true, lockTime: 5},
+			"circle", stepSkip, "did-requeue", true,
+			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+				assert.Equal(t, int64(testLockMS), s.hgetInt(t, q, keys.LockTimes))
+			}},
+		{"done-with-requeue, legacy set only: same content", state{exists: true, done: true, legacyRQ: true},
+			"circle", stepSkip, "did-requeue", true,
+			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+				assert.Equal(t, "old", s.hget(t, q, keys.Messages))
+				assert.False(t, s.isMember(t, q, keys.Requeue))
+				assert.False(t, s.isMember(t, q, keys.Done))
+			}},
+		{"done-awaiting-gc from circle: collected and dropped", state{exists: true, done: true, lock: -5, backoff: -5, attempts: 2, lockTime: 9, rqLockTime: 8},
+			"circle", stepSkip, "did-gc", true,
+			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+				for _, k := range []keys.Index{keys.Messages, keys.MessagesRQ, keys.LockTimes, keys.LockTimesRQ, keys.UDTs,
+					keys.Locks, keys.Backoffs, keys.NAttempts} {
+					assert.Equal(t, "", s.hget(t, q, k), keys.Suffixes[k])
+				}
+				assert.False(t, s.isMember(t, q, keys.Done))
+				assert.Equal(t, []string{endOfCircle}, s.list(t, q, keys.MidCircle))
+			}},
+		{"done-awaiting-gc from ready: collected, left on the circle", state{exists: true, done: true},
+			"ready", stepSkip, "did-gc", true,
+			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+				assert.Equal(t, "", s.hget(t, q, keys.Messages))
+				assert.Equal(t, []string{mid, endOfCircle}, s.list(t, q, keys.MidCircle))
+			}},
+		{"queued: handled with the default lock", state{exists: true, udt: -2500}, "ready", stepHandle, "", true,
+			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+				assert.Equal(t, mid, st.id)
+				assert.Equal(t, "old", string(st.data))
+				assert.Equal(t, int64(1), st.attempt)
+				assert.Equal(t, time.Duration(testLockMS)*time.Millisecond, st.lockTime)
+				near(t, now-2500, st.firstEnqueued, "first enqueued")
+				assert.Equal(t, st.now+testLockMS, st.lockedUntil)
+				assert.Equal(t, st.lockedUntil, s.hgetInt(t, q, keys.Locks), "lock written")
+				assert.Equal(t, int64(1), s.hgetInt(t, q, keys.NAttempts))
+			}},
+		{"queued, own lock time, expired lock: handled again", state{exists: true, lock: -1000, lockTime: 500, attempts: 2, backoff: -1},
+			"circle", stepHandle, "", true,
+			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+				assert.Equal(t, int64(3), st.attempt)
+				assert.Equal(t, 500*time.Millisecond, st.lockTime)
+				assert.Equal(t, st.now+500, s.hgetInt(t, q, keys.Locks))
+			}},
+	}
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		for i, row := range rows {
+			q := fmt.Sprintf("poll-%d", i)
+			now := s.now(t)
+			s.put(t, q, row.st, now)
+			if row.source == "ready" {
+				s.setList(t, q, keys.MidsReady, mid)
+				s.setList(t, q, keys.MidCircle, endOfCircle)
+			} else {
+				s.setList(t, q, keys.MidCircle, endOfCircle, mid) // mid rightmost: next
+			}
+			require.NoError(t, s.rdb.Set(ctx, key(q, keys.NDryRuns), 3, 0).Err())
+			st := onePoll(t, c, q)
+			assert.Equal(t, row.kind, st.kind, row.name)
+			assert.Equal(t, row.reason, st.reason, row.name)
+			ndry, err := s.rdb.Get(ctx, key(q, keys.NDryRuns)).Int64()
+			require.NoError(t, err)
+			if row.useful {
+				assert.Equal(t, int64(0), ndry, "%s: ndry-runs reset", row.name)
+			} else {
+				assert.Equal(t, int64(3), ndry, "%s: ndry-runs untouched", row.name)
+			}
+			if row.check != nil {
+				t.Run(row.name, func(t *testing.T) { row.check(t, s, q, now, st) })
+			}
+		}
+	})
+}
+
+// TestSpecPollOrderAndBatch: mids-ready first, and a batched poll is single
+// polls back to back, ending at the first sleep.
+func TestSpecPollOrderAndBatch(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		q := queueName(t)
+		for _, id := range []string{"c1", "r1"} {
+			_, err := c.Enqueue(ctx, q, id, &EnqueueOptions{MessageID: id})
+			require.NoError(t, err)
+		}
+		// Move c1 to the circle, behind the sentinel: only r1 is ready.
+		s.setList(t, q, keys.MidsReady, "r1")
+		s.setList(t, q, keys.MidCircle, "c1", endOfCircle)
+		st := onePoll(t, c, q)
+		require.Equal(t, stepHandle, st.kind)
+		assert.Equal(t, "r1", st.id, "mids-ready before the circle")
+
+		q2 := q + "-batch"
+		for i := range 3 {
+			_, err := c.Enqueue(ctx, q2, i, nil)
+			require.NoError(t, err)
+		}
+		r, err := c.poll(ctx, q2, pollArgs{lockTime: time.Minute, sleeps: testSleeps, maxSteps: 10})
+		require.NoError(t, err)
+		kinds := make([]string, len(r.steps))
+		for i, s := range r.steps {
+			kinds[i] = s.kind
+		}
+		assert.Equal(t, []string{stepHandle, stepHandle, stepHandle, stepSleep}, kinds)
+		assert.Equal(t, int64(1), r.steps[3].ndryRuns, "useful steps reset ndry-runs before the sleep read it")
+
+		r, err = c.poll(ctx, q2, pollArgs{lockTime: time.Minute, sleeps: testSleeps, maxSteps: 10, maxHandles: 1})
+		require.NoError(t, err)
+		assert.Equal(t, stepSkip, r.steps[0].kind, "all three are locked now")
+	})
+}
