@@ -1,0 +1,318 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSpecComplete: SPEC sections 6 and 10, outcomes fenced on the lock.
+func TestSpecComplete(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		handled := func(q string) pollStep {
+			_, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: mid})
+			require.NoError(t, err)
+			st := onePoll(t, c, q)
+			require.Equal(t, stepHandle, st.kind)
+			return st
+		}
+		complete := func(q string, cs ...completion) []bool {
+			ok, err := c.complete(ctx, q, cs)
+			require.NoError(t, err)
+			return ok
+		}
+
+		q := "success"
+		st := handled(q)
+		assert.Equal(t, []bool{true}, complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess}))
+		assert.True(t, s.isMember(t, q, keys.Done))
+		assert.Equal(t, "", s.hget(t, q, keys.Locks), "lock released")
+		assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
+
+		q = "success-backoff"
+		st = handled(q)
+		now := s.now(t)
+		complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess, backoff: time.Hour})
+		near(t, now+3600000, s.hgetInt(t, q, keys.Backoffs), "dedupe backoff")
+		status, err := c.MessageStatus(ctx, q, mid)
+		require.NoError(t, err)
+		assert.Equal(t, StatusDoneWithBackoff, status)
+
+		q = "retry"
+		st = handled(q)
+		now = s.now(t)
+		complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeRetry, backoff: time.Minute})
+		assert.False(t, s.isMember(t, q, keys.Done), "queued again")
+		assert.Equal(t, "", s.hget(t, q, keys.Locks))
+		near(t, now+60000, s.hgetInt(t, q, keys.Backoffs), "retry backoff")
+		status, err = c.MessageStatus(ctx, q, mid)
+		require.NoError(t, err)
+		assert.Equal(t, StatusQueuedWithBackoff, status)
+
+		q = "error"
+		st = handled(q)
+		complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeError, backoff: time.Minute})
+		assert.True(t, s.isMember(t, q, keys.Done))
+		assert.Equal(t, "", s.hget(t, q, keys.Locks))
+		assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "no backoff after an error")
+
+		q = "fenced"
+		st = handled(q)
+		before := s.hget(t, q, keys.Locks)
+		assert.Equal(t, []bool{false}, complete(q, completion{id: mid, lockedUntil: st.lockedUntil - 1, outcome: outcomeSuccess}),
+			"a wrong token")
+		assert.Equal(t, before, s.hget(t, q, keys.Locks), "nothing written")
+		assert.False(t, s.isMember(t, q, keys.Done))
+		assert.Equal(t, []bool{true, false}, complete(q,
+			completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess},
+			completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeRetry, backoff: time.Hour}),
+			"the second completion of one handling finds it done")
+		assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
+		assert.Equal(t, []bool{false}, complete(q, completion{id: "gone", lockedUntil: 1, outcome: outcomeError}),
+			"a message not in the queue")
+	})
+}
+
+// TestSpecRenew: SPEC section 10, lock renewal fenced like completion.
+func TestSpecRenew(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		q := queueName(t)
+		_, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: mid, LockTime: 50 * time.Millisecond})
+		require.NoError(t, err)
+		st := onePoll(t, c, q)
+		require.Equal(t, stepHandle, st.kind)
+
+		got, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: st.lockedUntil, lockTime: time.Hour}})
+		require.NoError(t, err)
+		require.Greater(t, got[0], st.lockedUntil, "a new token")
+		assert.Equal(t, got[0], s.hgetInt(t, q, keys.Locks))
+
+		stale, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: st.lockedUntil, lockTime: time.Hour}})
+		require.NoError(t, err)
+		assert.Equal(t, []int64{0}, stale, "the old token is stale")
+		assert.Equal(t, got[0], s.hgetInt(t, q, keys.Locks), "nothing written")
+
+		ok, err := c.complete(ctx, q, []completion{{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false}, ok, "completion with the old token is fenced")
+		ok, err = c.complete(ctx, q, []completion{{id: mid, lockedUntil: got[0], outcome: outcomeSuccess}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true}, ok, "completion with the renewed token")
+	})
+}
+
+// TestQueueAdministration: SPEC section 8.
+func TestQueueAdministration(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+
+		// Status: 5 messages; 1 locked, 1 in backoff, 1 done.
+		q := "admin:status"
+		for i := range 5 {
+			_, err := c.Enqueue(ctx, q, i, &EnqueueOptions{MessageID: fmt.Sprint(i)})
+			require.NoError(t, err)
+		}
+		st := onePoll(t, c, q)
+		require.Equal(t, stepHandle, st.kind)
+		st2 := onePoll(t, c, q)
+		_, err := c.complete(ctx, q, []completion{{id: st2.id, lockedUntil: st2.lockedUntil, outcome: outcomeSuccess}})
+		require.NoError(t, err)
+		_, err = c.Enqueue(ctx, q, "later", &EnqueueOptions{MessageID: "later", InitialBackoff: time.Hour})
+		require.NoError(t, err)
+		// ready holds 3, the circle 3 and the sentinel: ntotal = 6.
+		qs, err := c.QueueStatus(ctx, q)
+		require.NoError(t, err)
+		assert.Equal(t, QueueStatus{Queued: 3, Locked: 1, Backoff: 1, Total: 6}, qs)
+		size, err := c.QueueSize(ctx, q)
+		require.NoError(t, err)
+		assert.Equal(t, int64(3), size)
+		empty, err := c.QueueStatus(ctx, "admin:none")
+		require.NoError(t, err)
+		assert.Equal(t, QueueStatus{}, empty)
+
+		// Content.
+		require.NoError(t, s.rdb.HSet(ctx, key(q, keys.Messages), "bad", "\xc1").Err()) // never valid MessagePack
+		content, err := c.QueueContent(ctx, q)
+		require.NoError(t, err)
+		byID := map[string]MessageInfo{}
+		for _, m := range content {
+			byID[m.ID] = m
+		}
+		require.Len(t, byID, 7)
+		assert.Equal(t, StatusLocked, byID[st.id].Status)
+		assert.Equal(t, int64(1), byID[st.id].Attempts)
+		assert.Equal(t, StatusDoneAwaitingGC, byID[st2.id].Status)
+		assert.Equal(t, StatusQueuedWithBackoff, byID["later"].Status)
+		assert.Greater(t, byID["later"].Backoff, 50*time.Minute)
+		assert.Equal(t, "later", byID["later"].Value)
+		assert.EqualValues(t, 4, byID["4"].Value)
+		assert.GreaterOrEqual(t, byID["4"].Age, time.Duration(0))
+		assert.ErrorIs(t, byID["bad"].DecodeErr, ErrDecode, "undecodable, still listed")
+		assert.Equal(t, []byte("\xc1"), byID["bad"].Data)
+
+		// Names and clearing.
+		for _, name := range []string{"admin:a1", "admin:a2", "other:b1"} {
+			_, err := c.Enqueue(ctx, name, "x", nil)
+			require.NoError(t, err)
+		}
+		names, err := c.QueueNames(ctx, "admin:a*")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"admin:a1", "admin:a2"}, names)
+		all, err := c.QueueNames(ctx, "")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"admin:a1", "admin:a2", "admin:status", "other:b1"}, all)
+
+		cleared, err := c.ClearQueues(ctx, "admin:a1", "admin:none")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"admin:a1"}, cleared, "only queues that held anything")
+		n, err := s.rdb.Exists(ctx, keys.All("admin:a1", false)...).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "every key gone")
+		size, err = c.QueueSize(ctx, "admin:a2")
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), size, "others untouched")
+
+		cleared, err = c.ClearAllQueues(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"admin:a2", "admin:status", "other:b1"}, cleared)
+		assert.Zero(t, s.rdb.DBSize(ctx).Val(), "nothing left")
+	})
+}
+
+// TestBadInput: bad input is refused with a sentinel error and writes
+// nothing.
+func TestBadInput(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, &Config{MaxMessageSize: 16})
+		ctx := context.Background()
+		badNames := []string{"", "a*", "a?", "a[", "a]", "a{", "a}", `a\b`, "a\nb", "a\x00", strings.Repeat("q", 1025)}
+		for _, name := range badNames {
+			_, err := c.Enqueue(ctx, name, "x", nil)
+			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
+			_, err = c.EnqueueMany(ctx, name, EnqueueRequest{Message: "x"})
+			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
+			_, err = c.MessageStatus(ctx, name, "m")
+			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
+			_, err = c.QueueStatus(ctx, name)
+			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
+			_, err = c.QueueContent(ctx, name)
+			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
+			_, err = c.ClearQueues(ctx, "fine", name)
+			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
+			_, err = c.NewWorker(name, &WorkerConfig{ManualStart: true})
+			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
+		}
+		require.NoError(t, ValidateQueueName(strings.Repeat("q", 1024)), "1 KiB is fine")
+		require.NoError(t, ValidateQueueName("users:email.v2"), "colons and dots are fine")
+
+		for _, id := range []string{"", endOfCircle} {
+			_, err := c.MessageStatus(ctx, "q", id)
+			assert.ErrorIs(t, err, ErrInvalidMessageID, "%q", id)
+		}
+		_, err := c.Enqueue(ctx, "q", "x", &EnqueueOptions{MessageID: endOfCircle})
+		assert.ErrorIs(t, err, ErrInvalidMessageID)
+		_, err = c.Enqueue(ctx, "q", "x", &EnqueueOptions{MessageID: strings.Repeat("m", 1025)})
+		assert.ErrorIs(t, err, ErrInvalidMessageID)
+
+		_, err = c.Enqueue(ctx, "q", Raw(make([]byte, 17)), nil)
+		assert.ErrorIs(t, err, ErrMessageTooLarge)
+		_, err = c.Enqueue(ctx, "q", strings.Repeat("x", 20), nil)
+		assert.ErrorIs(t, err, ErrMessageTooLarge, "the encoded size counts")
+		_, err = c.Enqueue(ctx, "q", "x", &EnqueueOptions{InitialBackoff: -time.Second})
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		_, err = c.Enqueue(ctx, "q", "x", &EnqueueOptions{LockTime: -time.Second})
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		_, err = c.Enqueue(ctx, "q", make(chan int), nil)
+		assert.ErrorContains(t, err, "cannot encode")
+
+		res, err := c.EnqueueMany(ctx, "q",
+			EnqueueRequest{Message: "fine"},
+			EnqueueRequest{Message: "fine", Options: &EnqueueOptions{LockTime: -1}},
+			EnqueueRequest{Message: "fine"})
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		assert.ErrorContains(t, err, "message 1")
+		assert.Nil(t, res)
+
+		_, err = New(s.rdb, &Config{MaxMessageSize: -1})
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		_, err = New(s.rdb, &Config{MaxMessageSize: DefaultMaxMessageSize + 1})
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		_, err = New(nil, nil)
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		for _, cfg := range []WorkerConfig{{LockTime: -1}, {LockTime: time.Microsecond}, {WorkerThreads: -1}, {HandlerThreads: -2}} {
+			cfg.ManualStart = true
+			_, err = c.NewWorker("q", &cfg)
+			assert.ErrorIs(t, err, ErrInvalidOption, "%+v", cfg)
+		}
+
+		assert.Zero(t, s.rdb.DBSize(ctx).Val(), "Redis holds no key")
+	})
+}
+
+// TestScriptCacheLoss: a flushed script cache changes nothing for the
+// caller; on real Redis, neither does a restarted server.
+func TestScriptCacheLoss(t *testing.T) {
+	exercise := func(t *testing.T, c *Client, q string) {
+		ctx := context.Background()
+		res, err := c.Enqueue(ctx, q, "x", nil)
+		require.NoError(t, err)
+		require.True(t, res.OK())
+		status, err := c.MessageStatus(ctx, q, res.MessageID)
+		require.NoError(t, err)
+		require.Equal(t, StatusQueued, status)
+		many, err := c.EnqueueMany(ctx, q, EnqueueRequest{Message: "a"}, EnqueueRequest{Message: "b"})
+		require.NoError(t, err)
+		require.Len(t, many, 2)
+		r, err := c.poll(ctx, q, pollArgs{lockTime: time.Minute, sleeps: testSleeps, maxSteps: 1})
+		require.NoError(t, err)
+		require.Equal(t, stepHandle, r.steps[0].kind)
+		ok, err := c.complete(ctx, q, []completion{{id: r.steps[0].id, lockedUntil: r.steps[0].lockedUntil, outcome: outcomeSuccess}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, ok)
+	}
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		exercise(t, c, "before")
+		require.NoError(t, s.rdb.ScriptFlush(ctx).Err())
+		exercise(t, c, "after-flush")
+		if s.real == nil {
+			return
+		}
+		s.real.Kill(t)
+		s.real.Restart(t)
+		waitFor(t, "the client to reconnect", func() bool { return s.rdb.Ping(ctx).Err() == nil })
+		exercise(t, c, "after-restart")
+	})
+}
+
+// TestRedisDown: calls while Redis is unreachable fail with an error, not
+// a panic or a false answer.
+func TestRedisDown(t *testing.T) {
+	s := newRealServer(t)
+	c := s.client(t, nil)
+	s.real.Kill(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Enqueue(ctx, "q", "x", nil)
+	require.Error(t, err)
+	require.False(t, errors.Is(err, ErrAlreadyQueued))
+	_, err = c.EnqueueMany(ctx, "q", EnqueueRequest{Message: "x"})
+	require.Error(t, err)
+	_, err = c.MessageStatus(ctx, "q", "m")
+	require.Error(t, err)
+	_, err = c.QueueNames(ctx, "*")
+	require.Error(t, err)
+}
