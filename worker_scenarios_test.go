@@ -1,0 +1,579 @@
+package mq
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// handling is what a test handler saw of one call.
+type handling struct {
+	id      string
+	attempt int
+	value   string
+}
+
+// startWorker starts a worker whose handler reports every call on the
+// returned channel, then answers with answer(call). It is closed when the
+// test ends.
+func startWorker(t *testing.T, c *Client, q string, cfg WorkerConfig, answer func(ctx context.Context, h handling) error) (*Worker, <-chan handling) {
+	t.Helper()
+	calls := make(chan handling, 1000)
+	cfg.Handler = HandlerFunc(func(ctx context.Context, m *Message) error {
+		var v string
+		_ = m.Decode(&v)
+		h := handling{id: m.ID, attempt: m.Attempt, value: v}
+		calls <- h
+		if answer == nil {
+			return nil
+		}
+		return answer(ctx, h)
+	})
+	if cfg.EndOfQueueBackoff == nil {
+		cfg.EndOfQueueBackoff = Constant(20 * time.Millisecond)
+	}
+	w, err := c.NewWorker(q, &cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	return w, calls
+}
+
+// next waits for the next handler call.
+func next(t *testing.T, calls <-chan handling) handling {
+	t.Helper()
+	select {
+	case h := <-calls:
+		return h
+	case <-time.After(30 * time.Second):
+		t.Fatal("timed out waiting for a handler call")
+		return handling{}
+	}
+}
+
+func statusOf(t *testing.T, c *Client, q, id string) Status {
+	t.Helper()
+	st, err := c.MessageStatus(context.Background(), q, id)
+	require.NoError(t, err)
+	return st
+}
+
+func waitStatus(t *testing.T, c *Client, q, id string, want Status) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%s to be %s", id, want), func() bool { return statusOf(t, c, q, id) == want })
+}
+
+func enqueue(t *testing.T, c *Client, q string, msg any, opts *EnqueueOptions) EnqueueResult {
+	t.Helper()
+	res, err := c.Enqueue(context.Background(), q, msg, opts)
+	require.NoError(t, err)
+	return res
+}
+
+func TestWorkerSuccessThenGC(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, "hello", &EnqueueOptions{MessageID: "a"})
+		w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+		h := next(t, calls)
+		assert.Equal(t, handling{id: "a", attempt: 1, value: "hello"}, h)
+		// Done, then collected on a later lap.
+		waitStatus(t, c, q, "a", StatusNone)
+		assert.Equal(t, int64(1), w.Stats().Counts[CountSuccess])
+		assert.Positive(t, w.Stats().Counts["skip/did-gc"])
+	})
+}
+
+func TestWorkerErrorAndPanic(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, "fail", &EnqueueOptions{MessageID: "e"})
+		enqueue(t, c, q, "panic", &EnqueueOptions{MessageID: "p"})
+		w, calls := startWorker(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+			switch h.value {
+			case "fail":
+				return errors.New("boom")
+			case "panic":
+				panic("handler bug")
+			}
+			return nil
+		})
+		got := map[string]bool{}
+		for range 2 {
+			got[next(t, calls).id] = true
+		}
+		assert.Equal(t, map[string]bool{"e": true, "p": true}, got)
+		waitFor(t, "both errors counted", func() bool { return w.Stats().Counts[CountError] == 2 })
+		// The worker survives and handles more.
+		enqueue(t, c, q, "fine", &EnqueueOptions{MessageID: "f"})
+		assert.Equal(t, "f", next(t, calls).id)
+		waitFor(t, "success counted", func() bool { return w.Stats().Counts[CountSuccess] == 1 })
+		for _, id := range []string{"e", "p"} {
+			st := statusOf(t, c, q, id)
+			assert.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, st, "an error outcome is done")
+		}
+	})
+}
+
+func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
+		w, calls := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+			return SucceedWithBackoff(time.Hour)
+		})
+		next(t, calls)
+		waitStatus(t, c, q, "d", StatusDoneWithBackoff)
+		res := enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
+		assert.ErrorIs(t, res.Refused, ErrBackoff)
+		st := w.Stats().Counts
+		assert.Equal(t, int64(1), st[CountSuccess])
+		assert.Equal(t, int64(1), st[CountBackoff])
+	})
+}
+
+func TestWorkerRetryWithBackoff(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "r"})
+		release := make(chan struct{})
+		w, calls := startWorker(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
+			if h.attempt == 1 {
+				return Retry(400 * time.Millisecond)
+			}
+			return nil
+		})
+		_ = release
+		assert.Equal(t, 1, next(t, calls).attempt)
+		waitStatus(t, c, q, "r", StatusQueuedWithBackoff)
+		assert.Equal(t, 2, next(t, calls).attempt, "handled again after the backoff, with the next attempt")
+		st := w.Stats().Counts
+		assert.Equal(t, int64(1), st[CountRetry])
+		assert.Equal(t, int64(1), st[CountBackoff])
+	})
+}
+
+func TestWorkerLockTimeout(t *testing.T) {
+	for _, perMessage := range []bool{false, true} {
+		t.Run(fmt.Sprintf("per-message=%v", perMessage), func(t *testing.T) {
+			onBoth(t, func(t *testing.T, s *server) {
+				c := s.client(t, nil)
+				q := queueName(t)
+				cfg := WorkerConfig{HandlerThreads: 2, LockTime: 300 * time.Millisecond}
+				opts := &EnqueueOptions{MessageID: "slow"}
+				if perMessage {
+					cfg.LockTime = time.Hour
+					opts.LockTime = 300 * time.Millisecond
+				}
+				release := make(chan struct{})
+				w, calls := startWorker(t, c, q, cfg, func(ctx context.Context, h handling) error {
+					if h.attempt == 1 {
+						<-release // stalls past its lock
+					}
+					return nil
+				})
+				enqueue(t, c, q, "x", opts)
+				assert.Equal(t, 1, next(t, calls).attempt)
+				assert.Equal(t, 2, next(t, calls).attempt, "handed out again once the lock expired")
+				close(release)
+				waitFor(t, "the late outcome to be fenced", func() bool { return w.Stats().Counts[CountLockLost] == 1 })
+				waitFor(t, "both outcomes", func() bool { return w.Stats().Counts[CountSuccess] == 2 })
+			})
+		})
+	}
+}
+
+func TestWorkerRequeue(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		release := make(chan struct{})
+		_, calls := startWorker(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
+			if h.value == "v1" {
+				<-release
+			}
+			return nil
+		})
+		enqueue(t, c, q, "v1", &EnqueueOptions{MessageID: "rq"})
+		assert.Equal(t, "v1", next(t, calls).value)
+		res := enqueue(t, c, q, "v2", &EnqueueOptions{MessageID: "rq", CanRequeue: true})
+		assert.Equal(t, ActionAdded, res.Action)
+		assert.Equal(t, StatusLockedWithRequeue, statusOf(t, c, q, "rq"))
+		close(release)
+		h := next(t, calls)
+		assert.Equal(t, handling{id: "rq", attempt: 1, value: "v2"}, h, "handled again with the new content, attempts reset")
+
+		// Requeue during done-with-backoff: handled after the backoff.
+		q2 := q + ":2"
+		_, calls2 := startWorker(t, c, q2, WorkerConfig{}, func(_ context.Context, h handling) error {
+			if h.value == "v1" {
+				return SucceedWithBackoff(500 * time.Millisecond)
+			}
+			return nil
+		})
+		enqueue(t, c, q2, "v1", &EnqueueOptions{MessageID: "rq"})
+		assert.Equal(t, "v1", next(t, calls2).value)
+		waitStatus(t, c, q2, "rq", StatusDoneWithBackoff)
+		res = enqueue(t, c, q2, "v2", &EnqueueOptions{MessageID: "rq", CanRequeue: true})
+		assert.Equal(t, ActionAdded, res.Action)
+		assert.Equal(t, StatusDoneWithRequeue, statusOf(t, c, q2, "rq"))
+		assert.Equal(t, "v2", next(t, calls2).value)
+	})
+}
+
+// TestWorkerFencing: SPEC section 10. A handler stalls past its lock, a
+// second worker takes the message and completes it, then the first
+// completes late: the late outcome changes nothing.
+func TestWorkerFencing(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: mid, LockTime: 300 * time.Millisecond})
+		releaseA := make(chan struct{})
+		a, callsA := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+			<-releaseA
+			return Retry(time.Hour) // would put it back in the queue with a backoff
+		})
+		require.Equal(t, 1, next(t, callsA).attempt)
+
+		releaseB := make(chan struct{})
+		b, callsB := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+			<-releaseB
+			return nil
+		})
+		require.Equal(t, 2, next(t, callsB).attempt, "B takes it once A's lock expired")
+		ctx := context.Background()
+		// B holds a fresh lock: capture the state B's handling wrote.
+		lockB := s.hget(t, q, keys.Locks)
+		require.NotEmpty(t, lockB)
+		close(releaseA)
+		waitFor(t, "A's late outcome to be fenced", func() bool { return a.Stats().Counts[CountLockLost] == 1 })
+		assert.Equal(t, lockB, s.hget(t, q, keys.Locks), "B's lock unchanged")
+		assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "no backoff from A")
+		assert.False(t, s.isMember(t, q, keys.Done), "not done by A")
+		assert.Equal(t, int64(2), s.hgetInt(t, q, keys.NAttempts))
+
+		close(releaseB)
+		waitFor(t, "B's outcome", func() bool { return b.Stats().Counts[CountSuccess] == 1 })
+		st, err := c.MessageStatus(ctx, q, mid)
+		require.NoError(t, err)
+		assert.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, st)
+	})
+}
+
+func TestWorkerRenewal(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		var handled atomic.Int64
+		var extendErr error
+		w, err := c.NewWorker(q, &WorkerConfig{
+			LockTime:          200 * time.Millisecond,
+			RenewLocks:        true,
+			HandlerThreads:    2,
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+				handled.Add(1)
+				extendErr = m.ExtendLock(ctx)
+				// The work itself: ten lock times.
+				select {
+				case <-time.After(2 * time.Second):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				return nil
+			}),
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = w.Close() })
+		enqueue(t, c, q, "long", &EnqueueOptions{MessageID: "long"})
+		waitFor(t, "the outcome", func() bool { return w.Stats().Counts[CountSuccess] == 1 })
+		assert.Equal(t, int64(1), handled.Load(), "handled once")
+		assert.NoError(t, extendErr)
+		assert.Positive(t, w.Stats().Counts[CountRenewed])
+		assert.Zero(t, w.Stats().Counts[CountLockLost])
+	})
+}
+
+func TestWorkerStop(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+
+		// Stop before start, twice, and Close: all fine.
+		idle, err := c.NewWorker(queueName(t)+":idle", &WorkerConfig{ManualStart: true})
+		require.NoError(t, err)
+		require.NoError(t, idle.Stop(ctx))
+		require.NoError(t, idle.Stop(ctx))
+		require.NoError(t, idle.Close())
+		assert.False(t, idle.Status().Running)
+
+		// Without a deadline: Stop waits for the handler and its outcome.
+		q := queueName(t)
+		started := make(chan struct{})
+		release := make(chan struct{})
+		w, err := c.NewWorker(q, &WorkerConfig{
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+				close(started)
+				<-release
+				return nil
+			}),
+		})
+		require.NoError(t, err)
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "s"})
+		<-started
+		stopped := make(chan error)
+		go func() { stopped <- w.Stop(ctx) }()
+		select {
+		case err := <-stopped:
+			t.Fatalf("Stop returned (%v) while a handler ran", err)
+		case <-time.After(100 * time.Millisecond): // Stop is still waiting: the point of the test
+		}
+		close(release)
+		require.NoError(t, <-stopped)
+		assert.Equal(t, StatusDoneAwaitingGC, statusOf(t, c, q, "s"), "the outcome was recorded before Stop returned")
+		require.NoError(t, w.Stop(ctx), "twice")
+
+		// With a deadline: the handler's context is cancelled, Stop answers
+		// the deadline, and the message stays locked for a later worker.
+		q2 := queueName(t) + ":2"
+		started2 := make(chan struct{})
+		sawCancel := make(chan struct{})
+		w2, err := c.NewWorker(q2, &WorkerConfig{
+			LockTime:          500 * time.Millisecond,
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+				close(started2)
+				<-ctx.Done()
+				close(sawCancel)
+				return ctx.Err()
+			}),
+		})
+		require.NoError(t, err)
+		enqueue(t, c, q2, "x", &EnqueueOptions{MessageID: "s2"})
+		<-started2
+		dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, w2.Stop(dctx), context.DeadlineExceeded)
+		<-sawCancel
+		waitFor(t, "the handling to be abandoned", func() bool { return w2.Stats().Counts[CountAbandoned] == 1 })
+		assert.Contains(t, []Status{StatusLocked, StatusQueued}, statusOf(t, c, q2, "s2"), "not done")
+		_, calls := startWorker(t, c, q2, WorkerConfig{}, nil)
+		h := next(t, calls)
+		assert.Equal(t, handling{id: "s2", attempt: 2, value: "x"}, h, "handled again after the lock expired")
+	})
+}
+
+// TestWorkerWakeUp: an idle worker asleep at the end of the queue handles a
+// new message before its sleep would have ended.
+func TestWorkerWakeUp(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		w, calls := startWorker(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
+		waitFor(t, "the worker to sleep", func() bool { return w.Stats().Counts[CountEndOfCircle] >= 1 })
+		enqueue(t, c, q, "wake", &EnqueueOptions{MessageID: "w"})
+		select {
+		case h := <-calls:
+			assert.Equal(t, "w", h.id)
+		case <-time.After(40 * time.Second): // the sleep is at least 48s (a minute less 20%)
+			t.Fatal("the enqueue did not wake the sleeping worker")
+		}
+		assert.Equal(t, int64(1), w.Stats().Counts[CountEndOfCircle], "handled within the first sleep")
+	})
+}
+
+// TestWorkersShareQueue: two workers on one queue handle every message
+// exactly once when no lock expires.
+func TestWorkersShareQueue(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		var mu sync.Mutex
+		counts := map[string]int{}
+		var total atomic.Int64
+		for range 2 {
+			w, err := c.NewWorker(q, &WorkerConfig{
+				HandlerThreads:    4,
+				WorkerThreads:     2,
+				EndOfQueueBackoff: Constant(20 * time.Millisecond),
+				Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+					mu.Lock()
+					counts[m.ID]++
+					mu.Unlock()
+					total.Add(1)
+					return nil
+				}),
+			})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = w.Close() })
+		}
+		reqs := make([]EnqueueRequest, 200)
+		for i := range reqs {
+			reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprint(i)}}
+		}
+		_, err := c.EnqueueMany(context.Background(), q, reqs...)
+		require.NoError(t, err)
+		waitFor(t, "every message", func() bool { return total.Load() >= 200 })
+		waitFor(t, "the queue to empty", func() bool {
+			n, err := s.rdb.HLen(context.Background(), key(q, keys.Messages)).Result()
+			return err == nil && n == 0
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Len(t, counts, 200)
+		for id, n := range counts {
+			assert.Equal(t, 1, n, "message %s", id)
+		}
+	})
+}
+
+// TestWorkerProcesses: two worker processes on one queue (real Redis).
+func TestWorkerProcesses(t *testing.T) {
+	s := newRealServer(t)
+	c := s.client(t, nil)
+	q := queueName(t)
+	outs := make([]*strings.Builder, 2)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range outs {
+		outs[i] = &strings.Builder{}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWorkerProcess$")
+		cmd.Env = append(os.Environ(), "MQ_HELPER_REDIS="+s.real.Addr, "MQ_HELPER_QUEUE="+q)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		wg.Add(1)
+		go func(out *strings.Builder) {
+			defer wg.Done()
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				mu.Lock()
+				out.WriteString(sc.Text() + "\n")
+				mu.Unlock()
+			}
+		}(outs[i])
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}
+	reqs := make([]EnqueueRequest, 200)
+	for i := range reqs {
+		reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprintf("id-%d", i)}}
+	}
+	_, err := c.EnqueueMany(context.Background(), q, reqs...)
+	require.NoError(t, err)
+	counts := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		m := map[string]int{}
+		for _, o := range outs {
+			for _, l := range strings.Fields(o.String()) {
+				if id, ok := strings.CutPrefix(l, "handled:"); ok {
+					m[id]++
+				}
+			}
+		}
+		return m
+	}
+	waitFor(t, "both processes to handle all", func() bool { return len(counts()) == 200 })
+	waitFor(t, "the outcomes", func() bool {
+		n, err := s.rdb.SCard(context.Background(), key(q, keys.Done)).Result()
+		size, _ := s.rdb.HLen(context.Background(), key(q, keys.Messages)).Result()
+		return err == nil && (n == 200 || size == 0)
+	})
+	for id, n := range counts() {
+		assert.Equal(t, 1, n, "message %s", id)
+	}
+	mu.Lock()
+	both := strings.Contains(outs[0].String(), "handled:") && strings.Contains(outs[1].String(), "handled:")
+	mu.Unlock()
+	t.Logf("both processes handled messages: %v", both)
+}
+
+// TestHelperWorkerProcess is the child of TestWorkerProcesses.
+func TestHelperWorkerProcess(t *testing.T) {
+	addr := os.Getenv("MQ_HELPER_REDIS")
+	if addr == "" {
+		t.Skip("run by TestWorkerProcesses")
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	c, err := New(rdb, &Config{Logger: testLogger(t)})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	w, err := c.NewWorker(os.Getenv("MQ_HELPER_QUEUE"), &WorkerConfig{
+		HandlerThreads:    4,
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			mu.Lock()
+			fmt.Printf("handled:%s\n", m.ID)
+			mu.Unlock()
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	defer w.Close()
+	select {} // until killed
+}
+
+// TestWorkerSurvivesRedisRestart: Redis stopped for seconds under a running
+// worker (real server with persistence); the worker resumes by itself and
+// nothing is lost.
+func TestWorkerSurvivesRedisRestart(t *testing.T) {
+	s := newRealServer(t, "--appendonly", "yes", "--appendfsync", "always")
+	c := s.client(t, nil)
+	q := queueName(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	w, err := c.NewWorker(q, &WorkerConfig{
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			mu.Lock()
+			seen[m.ID] = true
+			mu.Unlock()
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	enqueue(t, c, q, "before", &EnqueueOptions{MessageID: "before"})
+	waitFor(t, "the first message", func() bool { mu.Lock(); defer mu.Unlock(); return seen["before"] })
+
+	s.real.Kill(t)
+	waitFor(t, "the worker to notice", func() bool { return w.Stats().Counts[CountPollError] > 0 })
+	time.Sleep(3 * time.Second) // the outage itself
+	s.real.Restart(t)
+
+	for i := range 20 {
+		var err error
+		for range 50 { // the client reconnects on its own; an enqueue may meet the old connection
+			if _, err = c.Enqueue(ctx, q, i, &EnqueueOptions{MessageID: fmt.Sprint(i)}); err == nil {
+				break
+			}
+		}
+		require.NoError(t, err)
+	}
+	waitFor(t, "every message after the restart", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == 21
+	})
+	assert.True(t, w.Status().Running)
+}
