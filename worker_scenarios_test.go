@@ -577,3 +577,25 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 	})
 	assert.True(t, w.Status().Running)
 }
+
+// TestWorkerUndecodable: a message the codec cannot decode is an error
+// outcome with a clear reason, never a crash; it stays inspectable until
+// collected.
+func TestWorkerUndecodable(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, Raw("\xc1"), &EnqueueOptions{MessageID: "bad"})
+		content, err := c.QueueContent(context.Background(), q)
+		require.NoError(t, err)
+		require.Len(t, content, 1)
+		assert.ErrorIs(t, content[0].DecodeErr, ErrDecode)
+
+		w, err := c.NewWorker(q, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond)}) // the default handler decodes
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = w.Close() })
+		waitFor(t, "the error outcome", func() bool { return w.Stats().Counts[CountError] == 1 })
+		enqueue(t, c, q, "fine", nil)
+		waitFor(t, "the next message", func() bool { return w.Stats().Counts[CountSuccess] == 1 })
+	})
+}
