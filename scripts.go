@@ -14,7 +14,7 @@ var luaFiles embed.FS
 
 // Every script is composed at load time from shared parts and its own body,
 // so that the status computation of SPEC section 2 is written once. The
-// composed texts are pinned by a golden test (testdata/lua/*.lua).
+// composed texts are pinned by a golden test (testdata/lua/*.lua.golden).
 var scriptParts = map[string][]string{
 	"enqueue":        {"prelude", "status", "enqueue"},
 	"poll":           {"prelude", "status", "outcome", "poll"},

@@ -16,7 +16,7 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files under te
 func TestComposedScriptsGolden(t *testing.T) {
 	for name, parts := range scriptParts {
 		got := composeSource(parts...)
-		path := filepath.Join("testdata", "lua", name+".lua")
+		path := filepath.Join("testdata", "lua", name+".lua.golden")
 		if *updateGolden {
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				t.Fatal(err)

@@ -10,10 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
-	"os"
-	"os/signal"
 	"sync"
 	"time"
 
@@ -28,30 +25,10 @@ type Email struct {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx); err != nil {
-		log.Fatal(err)
-	}
+	exampleredis.Main("examples:basic", slog.LevelWarn, run)
 }
 
-func run(ctx context.Context) error {
-	rdb, where, closeRedis, err := exampleredis.Connect()
-	if err != nil {
-		return err
-	}
-	defer closeRedis()
-	fmt.Println("Redis:", where)
-
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	client, err := mq.New(rdb, &mq.Config{Logger: logger})
-	if err != nil {
-		return err
-	}
-	const queue = "examples:basic"
-	if _, err := client.ClearQueues(ctx, queue); err != nil {
-		return err
-	}
+func run(ctx context.Context, client *mq.Client, queue string) error {
 
 	// Enqueue three messages; the second id is enqueued twice, and the
 	// queue refuses the duplicate.
@@ -119,6 +96,5 @@ func run(ctx context.Context) error {
 		}
 		fmt.Printf("status %s: %s\n", id, s)
 	}
-	_, err = client.ClearQueues(ctx, queue)
-	return err
+	return nil
 }

@@ -12,10 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
-	"os"
-	"os/signal"
 	"time"
 
 	"github.com/gocarmine/mq"
@@ -23,30 +20,10 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx); err != nil {
-		log.Fatal(err)
-	}
+	exampleredis.Main("examples:invoices", slog.LevelWarn, run)
 }
 
-func run(ctx context.Context) error {
-	rdb, where, closeRedis, err := exampleredis.Connect()
-	if err != nil {
-		return err
-	}
-	defer closeRedis()
-	fmt.Println("Redis:", where)
-
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	client, err := mq.New(rdb, &mq.Config{Logger: logger})
-	if err != nil {
-		return err
-	}
-	const queue = "examples:invoices"
-	if _, err := client.ClearQueues(ctx, queue); err != nil {
-		return err
-	}
+func run(ctx context.Context, client *mq.Client, queue string) error {
 	opts := &mq.EnqueueOptions{MessageID: "invoice-1001"}
 	enqueue := func(when string) error {
 		res, err := client.Enqueue(ctx, queue, "send invoice 1001", opts)
@@ -105,6 +82,5 @@ func run(ctx context.Context) error {
 	}
 	st := worker.Stats().Counts
 	fmt.Printf("counts: success=%d retry=%d backoff=%d\n", st[mq.CountSuccess], st[mq.CountRetry], st[mq.CountBackoff])
-	_, err = client.ClearQueues(ctx, queue)
-	return err
+	return nil
 }

@@ -9,10 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
-	"os"
-	"os/signal"
 	"sync"
 	"time"
 
@@ -83,30 +80,10 @@ func (p *printMailer) Send(_ context.Context, to, body string) error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx); err != nil {
-		log.Fatal(err)
-	}
+	exampleredis.Main("examples:welcome", slog.LevelError+1, run)
 }
 
-func run(ctx context.Context) error {
-	rdb, where, closeRedis, err := exampleredis.Connect()
-	if err != nil {
-		return err
-	}
-	defer closeRedis()
-	fmt.Println("Redis:", where)
-
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 1}))
-	client, err := mq.New(rdb, &mq.Config{Logger: logger})
-	if err != nil {
-		return err
-	}
-	const queue = "examples:welcome"
-	if _, err := client.ClearQueues(ctx, queue); err != nil {
-		return err
-	}
+func run(ctx context.Context, client *mq.Client, queue string) error {
 
 	sent := make(chan string)
 	handler := &WelcomeHandler{
@@ -145,6 +122,5 @@ func run(ctx context.Context) error {
 	}
 	counts := worker.Stats().Counts
 	fmt.Printf("success=%d error=%d (u404 has no email)\n", counts[mq.CountSuccess], counts[mq.CountError])
-	_, err = client.ClearQueues(ctx, queue)
-	return err
+	return nil
 }
