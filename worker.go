@@ -38,6 +38,10 @@ const maxErrorBackoff = 30 * time.Second
 // is not missed for long.
 const sleepChunk = time.Second
 
+// minEndOfQueueSleep is the shortest end-of-queue sleep, whatever
+// EndOfQueueBackoff says, so that an idle worker never polls in a hot loop.
+const minEndOfQueueSleep = 10 * time.Millisecond
+
 // WorkerConfig configures a [Worker]. The zero value (or nil) is valid: it
 // logs each message and answers success.
 type WorkerConfig struct {
@@ -59,7 +63,8 @@ type WorkerConfig struct {
 
 	// EndOfQueueBackoff gives the end-of-queue sleep after n dry laps in a
 	// row (n from 0 to 4). An enqueue cuts the sleep short. Use Constant for
-	// a fixed time. Default: DefaultEndOfQueueBackoff (0.5 s up to 16 s).
+	// a fixed time. Times under 10 ms count as 10 ms, so that an idle worker
+	// never spins. Default: DefaultEndOfQueueBackoff (0.5 s up to 16 s).
 	EndOfQueueBackoff func(n int64) time.Duration
 
 	// Throttle gives a pause after every poll, as a function of the queue
@@ -292,7 +297,7 @@ func (w *Worker) loop(ctx context.Context, i int) {
 		}
 		var sleeps [5]time.Duration
 		for j := range sleeps {
-			sleeps[j] = w.cfg.EndOfQueueBackoff(int64(j))
+			sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
 		}
 		batch := w.outbox.take()
 		cs := make([]completion, len(batch))
