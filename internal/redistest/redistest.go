@@ -5,6 +5,10 @@
 // (in particular not the one on port 6379). The process is killed when the
 // test that started it ends, whether it passed or failed.
 //
+// [StartCluster] and [StartSentinel] start whole deployments the same way:
+// a Redis Cluster of 3 masters and 3 replicas, and a primary with a replica
+// and 3 sentinels.
+//
 // When redis-server is not on PATH, [Start] skips the test, unless the
 // environment asks for real Redis (MQ_REQUIRE_REDIS=1 or CI=true), in which
 // case the test fails.
@@ -54,6 +58,7 @@ type Server struct {
 
 	port int
 	dir  string
+	conf string   // config file given as the first argument, or ""
 	args []string // extra arguments given to Start
 
 	mu     sync.Mutex
@@ -83,6 +88,13 @@ type process struct {
 // runs but does not come up fails the test.
 func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
+	return start(tb, "", args)
+}
+
+// start is Start with an optional config file, which redis-server must get
+// as its first argument (Sentinel needs one, and rewrites it).
+func start(tb testing.TB, conf string, args []string) *Server {
+	tb.Helper()
 
 	path, err := exec.LookPath(binary)
 	if err != nil {
@@ -91,7 +103,7 @@ func Start(tb testing.TB, args ...string) *Server {
 
 	// TempDir first: cleanups run last-in first-out, so the process is
 	// killed before its directory is removed.
-	s := &Server{dir: tb.TempDir(), args: append([]string(nil), args...)}
+	s := &Server{dir: tb.TempDir(), conf: conf, args: append([]string(nil), args...)}
 	tb.Cleanup(s.cleanup)
 
 	var lastErr error
@@ -212,14 +224,18 @@ func (s *Server) launch(path string) (*process, error) {
 		logStart = fi.Size()
 	}
 
-	argv := []string{
+	var argv []string
+	if s.conf != "" {
+		argv = append(argv, s.conf)
+	}
+	argv = append(argv,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", s.dir,
 		"--daemonize", "no",
-	}
+	)
 	argv = append(argv, s.args...)
 	cmd := exec.Command(path, argv...)
 	cmd.Dir = s.dir

@@ -1,0 +1,564 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// The tests in this file run the queue on real deployments started by
+// internal/redistest: a Redis Cluster of 3 masters with a replica each,
+// and a primary with a replica watched by 3 sentinels. Like every test on
+// real Redis they skip when redis-server is missing, unless
+// MQ_REQUIRE_REDIS=1 or CI=true.
+
+// clusterCtx bounds one test's Redis calls.
+func clusterCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newClusterClient(t *testing.T, rdb redis.UniversalClient) *Client {
+	t.Helper()
+	c, err := New(rdb, &Config{Cluster: true, Logger: testLogger(t)})
+	require.NoError(t, err)
+	return c
+}
+
+// TestCluster runs the protocol, administration and workers on one
+// cluster, in subtests that share it (one after the other: ClearAllQueues
+// clears everything).
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	rc := redistest.StartCluster(t)
+	cc := rc.Client(t)
+
+	t.Run("KeysShareOneSlot", func(t *testing.T) {
+		for _, q := range []string{"q", "orders", "a:b:c", "emails.outbound", "x y", "ünïcode"} {
+			ks := keys.All(q, true)
+			require.Len(t, ks, keys.Count)
+			want := rc.Slot(t, "{"+q+"}")
+			for _, k := range ks {
+				require.Equal(t, want, rc.Slot(t, k), "key %s of queue %q", k, q)
+			}
+		}
+		// Without cluster mode a queue's keys spread over slots: the
+		// layout cannot work on a cluster.
+		slots := map[int]bool{}
+		for _, k := range keys.All("orders", false) {
+			slots[rc.Slot(t, k)] = true
+		}
+		require.Greater(t, len(slots), 1)
+	})
+
+	t.Run("NewNeedsClusterMode", func(t *testing.T) {
+		for _, cfg := range []*Config{nil, {}, {Cluster: false, MaxMessageSize: 10}} {
+			_, err := New(cc, cfg)
+			require.ErrorIs(t, err, ErrClusterModeRequired)
+		}
+		var u redis.UniversalClient = cc
+		c, err := New(u, &Config{Cluster: true})
+		require.NoError(t, err)
+		ctx := clusterCtx(t, 10*time.Second)
+		res, err := c.Enqueue(ctx, "new-needs-cluster-mode", "hello", nil)
+		require.NoError(t, err)
+		require.Equal(t, ActionAdded, res.Action)
+		_, err = c.ClearQueues(ctx, "new-needs-cluster-mode")
+		require.NoError(t, err)
+	})
+
+	t.Run("QueuesSpreadAcrossMasters", func(t *testing.T) {
+		ctx := clusterCtx(t, 30*time.Second)
+		c := newClusterClient(t, cc)
+		var queues []string
+		want := map[string]string{} // queue -> master address
+		for i := range 20 {
+			q := fmt.Sprintf("spread:%02d", i)
+			queues = append(queues, q)
+			res, err := c.Enqueue(ctx, q, i, nil)
+			require.NoError(t, err)
+			require.True(t, res.OK())
+			want[q] = rc.MasterFor(t, keys.Key(q, true, keys.Messages)).Addr
+		}
+		// Ask every master which queues it holds.
+		got := map[string]string{}
+		var mu sync.Mutex
+		require.NoError(t, cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			for _, q := range queues {
+				// A master answers MOVED for a slot it does not serve.
+				n, err := node.Exists(ctx, keys.Key(q, true, keys.Messages)).Result()
+				if err != nil && strings.HasPrefix(err.Error(), "MOVED ") {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if n == 1 {
+					mu.Lock()
+					require.NotContains(t, got, q, "queue %s on two masters", q)
+					got[q] = node.Options().Addr
+					mu.Unlock()
+				}
+			}
+			return nil
+		}))
+		require.Equal(t, want, got)
+		masters := map[string]int{}
+		for _, m := range got {
+			masters[m]++
+		}
+		t.Logf("20 queues over the masters: %v", masters)
+		require.GreaterOrEqual(t, len(masters), 2, "queues must spread over masters")
+
+		names, err := c.QueueNames(ctx, "spread:*")
+		require.NoError(t, err)
+		require.Equal(t, queues, names)
+		names, err = c.QueueNames(ctx, "")
+		require.NoError(t, err)
+		require.Subset(t, names, queues)
+
+		cleared, err := c.ClearAllQueues(ctx)
+		require.NoError(t, err)
+		require.Subset(t, cleared, queues)
+		names, err = c.QueueNames(ctx, "")
+		require.NoError(t, err)
+		require.Empty(t, names)
+		for _, q := range queues {
+			n, err := cc.Exists(ctx, keys.All(q, true)...).Result()
+			require.NoError(t, err)
+			require.Zero(t, n, "queue %s left keys", q)
+		}
+	})
+
+	t.Run("Protocol", func(t *testing.T) {
+		ctx := clusterCtx(t, 30*time.Second)
+		c := newClusterClient(t, cc)
+		const q = "protocol"
+
+		res, err := c.Enqueue(ctx, q, "one", &EnqueueOptions{MessageID: "a"})
+		require.NoError(t, err)
+		require.Equal(t, EnqueueResult{MessageID: "a", Action: ActionAdded}, res)
+		res, err = c.Enqueue(ctx, q, "one", &EnqueueOptions{MessageID: "a"})
+		require.NoError(t, err)
+		require.ErrorIs(t, res.Refused, ErrAlreadyQueued)
+		res, err = c.Enqueue(ctx, q, "two", &EnqueueOptions{MessageID: "a", CanUpdate: true})
+		require.NoError(t, err)
+		require.Equal(t, ActionUpdated, res.Action)
+		res, err = c.Enqueue(ctx, q, "later", &EnqueueOptions{MessageID: "b", InitialBackoff: time.Hour})
+		require.NoError(t, err)
+		require.Equal(t, ActionAdded, res.Action)
+
+		st, err := c.MessageStatus(ctx, q, "a")
+		require.NoError(t, err)
+		require.Equal(t, StatusQueued, st)
+		st, err = c.MessageStatus(ctx, q, "b")
+		require.NoError(t, err)
+		require.Equal(t, StatusQueuedWithBackoff, st)
+		st, err = c.MessageStatus(ctx, q, "nope")
+		require.NoError(t, err)
+		require.Equal(t, StatusNone, st)
+
+		qs, err := c.QueueStatus(ctx, q)
+		require.NoError(t, err)
+		require.Equal(t, QueueStatus{Queued: 1, Backoff: 1, Total: 2}, qs)
+
+		content, err := c.QueueContent(ctx, q)
+		require.NoError(t, err)
+		require.Len(t, content, 2)
+		byID := map[string]MessageInfo{}
+		for _, m := range content {
+			byID[m.ID] = m
+		}
+		require.Equal(t, "two", byID["a"].Value)
+		require.Equal(t, StatusQueued, byID["a"].Status)
+		require.Equal(t, StatusQueuedWithBackoff, byID["b"].Status)
+		require.Greater(t, byID["b"].Backoff, 59*time.Minute)
+
+		// More than one script call's worth, pipelined on the cluster.
+		reqs := make([]EnqueueRequest, 250)
+		for i := range reqs {
+			reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprintf("many-%03d", i)}}
+		}
+		results, err := c.EnqueueMany(ctx, q, reqs...)
+		require.NoError(t, err)
+		for i, r := range results {
+			require.Equal(t, ActionAdded, r.Action, "message %d", i)
+		}
+		results, err = c.EnqueueMany(ctx, q, reqs...)
+		require.NoError(t, err)
+		for i, r := range results {
+			require.ErrorIs(t, r.Refused, ErrAlreadyQueued, "message %d", i)
+		}
+		size, err := c.QueueSize(ctx, q)
+		require.NoError(t, err)
+		require.EqualValues(t, 251, size)
+
+		// A worker drains it; the message in backoff stays.
+		var handled atomic.Int64
+		w, err := c.NewWorker(q, &WorkerConfig{
+			HandlerThreads: 4,
+			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+				handled.Add(1)
+				return nil
+			}),
+		})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return handled.Load() == 251 }, 30*time.Second, 10*time.Millisecond)
+		require.NoError(t, w.Stop(ctx))
+		st, err = c.MessageStatus(ctx, q, "a")
+		require.NoError(t, err)
+		require.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, st)
+		st, err = c.MessageStatus(ctx, q, "b")
+		require.NoError(t, err)
+		require.Equal(t, StatusQueuedWithBackoff, st)
+
+		cleared, err := c.ClearQueues(ctx, q)
+		require.NoError(t, err)
+		require.Equal(t, []string{q}, cleared)
+	})
+
+	t.Run("WorkersInParallel", func(t *testing.T) {
+		ctx := clusterCtx(t, 60*time.Second)
+		c := newClusterClient(t, cc)
+		// Four queues, on at least two masters (all three if the names
+		// allow).
+		var queues []string
+		used := map[string]bool{}
+		for i := 0; len(queues) < 4; i++ {
+			q := fmt.Sprintf("workers:%d", i)
+			m := rc.MasterFor(t, keys.Key(q, true, keys.Messages)).Addr
+			if used[m] && len(used) < 3 && i < 50 {
+				continue
+			}
+			used[m] = true
+			queues = append(queues, q)
+		}
+		require.GreaterOrEqual(t, len(used), 2)
+
+		const perQueue = 50
+		for _, q := range queues {
+			reqs := make([]EnqueueRequest, perQueue)
+			for i := range reqs {
+				reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprintf("%s/%02d", q, i)}}
+			}
+			_, err := c.EnqueueMany(ctx, q, reqs...)
+			require.NoError(t, err)
+		}
+
+		var mu sync.Mutex
+		handled := map[string]int{}
+		var total atomic.Int64
+		var workers []*Worker
+		for _, q := range queues {
+			w, err := c.NewWorker(q, &WorkerConfig{
+				HandlerThreads: 4,
+				WorkerThreads:  2,
+				Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+					var n int
+					if err := m.Decode(&n); err != nil {
+						return err
+					}
+					if want := fmt.Sprintf("%s/%02d", m.Queue, n); m.ID != want {
+						return fmt.Errorf("message %s holds %d", m.ID, n)
+					}
+					mu.Lock()
+					handled[m.ID]++
+					mu.Unlock()
+					total.Add(1)
+					time.Sleep(time.Millisecond)
+					return nil
+				}),
+			})
+			require.NoError(t, err)
+			workers = append(workers, w)
+		}
+		require.Eventually(t, func() bool { return total.Load() >= int64(perQueue*len(queues)) },
+			30*time.Second, 10*time.Millisecond)
+		var success int64
+		for _, w := range workers {
+			require.NoError(t, w.Stop(ctx))
+			st := w.Stats()
+			success += st.Counts[CountSuccess]
+			require.Zero(t, st.Counts[CountError], "queue %s", w.Queue())
+		}
+		require.EqualValues(t, perQueue*len(queues), success)
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, handled, perQueue*len(queues))
+		for id, n := range handled {
+			require.Equal(t, 1, n, "message %s handled %d times", id, n)
+		}
+		for _, q := range queues {
+			qs, err := c.QueueStatus(ctx, q)
+			require.NoError(t, err)
+			require.Zero(t, qs.Queued, "queue %s", q)
+		}
+		_, err := c.ClearQueues(ctx, queues...)
+		require.NoError(t, err)
+	})
+}
+
+// TestClusterFailover fails over the master of a queue's slot with a
+// graceful CLUSTER FAILOVER while a worker handles the queue and a producer
+// enqueues to it. A graceful failover loses no acknowledged write.
+func TestClusterFailover(t *testing.T) {
+	t.Parallel()
+	rc := redistest.StartCluster(t)
+	// The worker and the producer each have their own Redis client, as
+	// they would in different processes: each learns of the failover on
+	// its own.
+	worker := newClusterClient(t, rc.Client(t))
+	producer := newClusterClient(t, rc.Client(t))
+	const q = "failover"
+	master := rc.MasterFor(t, keys.Key(q, true, keys.Messages))
+	r := runFailover(t, worker, producer, q, func() string { return rc.Failover(t, master.Addr) })
+	require.Zero(t, r.lost, "a graceful CLUSTER FAILOVER must lose no acknowledged message")
+}
+
+// TestSentinelFailover does the same on a Sentinel deployment with SENTINEL
+// FAILOVER, which is not graceful: writes the replica had not received when
+// it was promoted, and writes to the old primary before clients switch, are
+// lost. The count is reported, not required to be zero.
+func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
+	rs := redistest.StartSentinel(t)
+	rdb := rs.Client(t)
+	c, err := New(rdb, &Config{Logger: testLogger(t)})
+	require.NoError(t, err)
+
+	// The protocol works unchanged through a failover client.
+	ctx := clusterCtx(t, 10*time.Second)
+	res, err := c.Enqueue(ctx, "sentinel-smoke", "x", &EnqueueOptions{MessageID: "a"})
+	require.NoError(t, err)
+	require.Equal(t, ActionAdded, res.Action)
+	st, err := c.MessageStatus(ctx, "sentinel-smoke", "a")
+	require.NoError(t, err)
+	require.Equal(t, StatusQueued, st)
+	_, err = c.ClearQueues(ctx, "sentinel-smoke")
+	require.NoError(t, err)
+
+	producer, err := New(rs.Client(t), &Config{Logger: testLogger(t)})
+	require.NoError(t, err)
+	runFailover(t, c, producer, "failover", func() string { return rs.Failover(t) })
+}
+
+// failoverResult is what runFailover measured.
+type failoverResult struct {
+	lost int // acknowledged enqueues gone without being handled
+}
+
+// runFailover enqueues 500 messages, starts a worker on c, runs failover
+// once 150 are handled, while a producer keeps enqueueing with its own
+// client until shortly after.
+// It requires that every message enqueued before the failover, and every
+// acknowledged enqueue that was not lost, is handled; that the worker
+// resumes; and reports the costs of the failover.
+func runFailover(t *testing.T, c, producer *Client, q string, failover func() string) failoverResult {
+	t.Helper()
+	const (
+		pre         = 500
+		failAt      = 150
+		handlerTime = 4 * time.Millisecond
+	)
+	ctx := clusterCtx(t, 120*time.Second)
+
+	reqs := make([]EnqueueRequest, pre)
+	for i := range reqs {
+		reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprintf("pre-%03d", i)}}
+	}
+	results, err := c.EnqueueMany(ctx, q, reqs...)
+	require.NoError(t, err)
+	for _, r := range results {
+		require.Equal(t, ActionAdded, r.Action)
+	}
+
+	var (
+		mu      sync.Mutex
+		handled = map[string]int{}
+		starts  []time.Time // handler starts, in order
+	)
+	handledCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled)
+	}
+	lastStart := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return starts[len(starts)-1]
+	}
+	w, err := c.NewWorker(q, &WorkerConfig{
+		HandlerThreads: 4,
+		WorkerThreads:  2,
+		// Short, so that a message whose lock or outcome the failover
+		// swallowed is handed out again within the test.
+		LockTime: 3 * time.Second,
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			mu.Lock()
+			handled[m.ID]++
+			starts = append(starts, time.Now())
+			mu.Unlock()
+			time.Sleep(handlerTime)
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = w.Stop(stopCtx)
+	}()
+
+	// The producer: one enqueue every 5 ms, each acknowledged one noted.
+	var (
+		acked     []string
+		ackTimes  []time.Time
+		enqErrors int
+	)
+	stopProducer := make(chan struct{})
+	producerDone := make(chan struct{})
+	go func() {
+		defer close(producerDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stopProducer:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			id := fmt.Sprintf("late-%05d", i)
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			res, err := producer.Enqueue(cctx, q, i, &EnqueueOptions{MessageID: id})
+			cancel()
+			switch {
+			case err != nil:
+				enqErrors++
+			case res.Action == ActionAdded:
+				acked = append(acked, id)
+				ackTimes = append(ackTimes, time.Now())
+			}
+		}
+	}()
+
+	require.Eventually(t, func() bool { return handledCount() >= failAt }, 30*time.Second, time.Millisecond)
+	t0 := time.Now()
+	newMaster := failover()
+	t1 := time.Now()
+	t.Logf("failover to %s: %v until the deployment was settled", newMaster, t1.Sub(t0).Round(time.Millisecond))
+
+	// The worker resumes: a handling starts after the failover completed.
+	require.Eventually(t, func() bool { return lastStart().After(t1) }, 30*time.Second, 5*time.Millisecond,
+		"the worker must resume after the failover")
+	time.Sleep(500 * time.Millisecond)
+	close(stopProducer)
+	<-producerDone
+
+	// Wait until every acknowledged message is handled, or known lost:
+	// gone from the queue without having been handled.
+	want := make([]string, 0, pre+len(acked))
+	for _, r := range reqs {
+		want = append(want, r.Options.MessageID)
+	}
+	want = append(want, acked...)
+	var lost, stuck []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lost, stuck = nil, nil
+		mu.Lock()
+		var missing []string
+		for _, id := range want {
+			if handled[id] == 0 {
+				missing = append(missing, id)
+			}
+		}
+		mu.Unlock()
+		for _, id := range missing {
+			st, err := c.MessageStatus(ctx, q, id)
+			if err != nil {
+				stuck = append(stuck, id+" ("+err.Error()+")")
+				continue
+			}
+			mu.Lock()
+			h := handled[id]
+			mu.Unlock()
+			switch {
+			case h > 0:
+			case st == StatusNone:
+				lost = append(lost, id)
+			default:
+				stuck = append(stuck, id+" ("+st.String()+")")
+			}
+		}
+		if len(stuck) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Empty(t, stuck, "acknowledged messages not handled within 30 s of the failover")
+	for _, id := range lost {
+		require.NotContains(t, id, "pre-", "a message enqueued long before the failover was lost")
+	}
+
+	// What the failover cost.
+	mu.Lock()
+	dups := 0
+	for _, n := range handled {
+		if n > 1 {
+			dups++
+		}
+	}
+	firstAfter := func(tm time.Time) time.Time {
+		i := sort.Search(len(starts), func(i int) bool { return starts[i].After(tm) })
+		return starts[i] // exists: the worker resumed after t1
+	}
+	handlingGap, resumedAt := maxGap(starts, latest(t0.Add(-time.Second), starts[0]), firstAfter(t1))
+	nHandled := len(handled)
+	mu.Unlock()
+	enqueueGap, _ := maxGap(ackTimes, latest(t0.Add(-time.Second), ackTimes[0]), ackTimes[len(ackTimes)-1])
+	st := w.Stats()
+	t.Logf("acknowledged: %d before the failover + %d by the producer (%d enqueue errors); handled %d distinct",
+		pre, len(acked), enqErrors, nHandled)
+	t.Logf("worker: longest pause between handlings %v, ending %v after the failover began; %d poll errors",
+		handlingGap.Round(time.Millisecond), resumedAt.Sub(t0).Round(time.Millisecond), st.Counts[CountPollError])
+	t.Logf("producer: longest pause between acknowledged enqueues %v", enqueueGap.Round(time.Millisecond))
+	t.Logf("handled more than once (a lost lock or outcome): %d", dups)
+	slices.Sort(lost)
+	t.Logf("lost to async replication: %d %v", len(lost), lost)
+	return failoverResult{lost: len(lost)}
+}
+
+// maxGap is the longest time between consecutive times in [from, to],
+// counting the edges, and when it ended.
+func maxGap(times []time.Time, from, to time.Time) (time.Duration, time.Time) {
+	var longest time.Duration
+	end := from
+	prev := from
+	for _, tm := range append(slices.Clone(times), to) {
+		if tm.Before(from) || tm.After(to) {
+			continue
+		}
+		if d := tm.Sub(prev); d > longest {
+			longest, end = d, tm
+		}
+		prev = tm
+	}
+	return longest, end
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
