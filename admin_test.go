@@ -15,7 +15,7 @@ import (
 
 // TestSpecComplete: SPEC sections 6 and 10, outcomes fenced on the lock.
 func TestSpecComplete(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 		handled := func(q string) pollStep {
@@ -84,7 +84,7 @@ func TestSpecComplete(t *testing.T) {
 
 // TestSpecRenew: SPEC section 10, lock renewal fenced like completion.
 func TestSpecRenew(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 		q := queueName(t)
@@ -114,7 +114,7 @@ func TestSpecRenew(t *testing.T) {
 
 // TestQueueAdministration: SPEC section 8.
 func TestQueueAdministration(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 
@@ -143,7 +143,7 @@ func TestQueueAdministration(t *testing.T) {
 		assert.Equal(t, QueueStatus{}, empty)
 
 		// Content.
-		require.NoError(t, s.rdb.HSet(ctx, key(q, keys.Messages), "bad", "\xc1").Err()) // never valid MessagePack
+		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Messages), "bad", "\xc1").Err()) // never valid MessagePack
 		content, err := c.QueueContent(ctx, q)
 		require.NoError(t, err)
 		byID := map[string]MessageInfo{}
@@ -177,7 +177,7 @@ func TestQueueAdministration(t *testing.T) {
 		cleared, err := c.ClearQueues(ctx, "admin:a1", "admin:none")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"admin:a1"}, cleared, "only queues that held anything")
-		n, err := s.rdb.Exists(ctx, keys.All("admin:a1", false)...).Result()
+		n, err := s.rdb.Exists(ctx, keys.All("admin:a1", s.cluster)...).Result()
 		require.NoError(t, err)
 		assert.Zero(t, n, "every key gone")
 		size, err = c.QueueSize(ctx, "admin:a2")
@@ -194,7 +194,7 @@ func TestQueueAdministration(t *testing.T) {
 // TestBadInput: bad input is refused with a sentinel error and writes
 // nothing.
 func TestBadInput(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, &Config{MaxMessageSize: 16})
 		ctx := context.Background()
 		badNames := []string{"", "a*", "a?", "a[", "a]", "a{", "a}", `a\b`, "a\nb", "a\x00", strings.Repeat("q", 1025)}
@@ -282,7 +282,7 @@ func TestScriptCacheLoss(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []bool{true}, ok)
 	}
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 		exercise(t, c, "before")

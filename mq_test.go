@@ -19,17 +19,19 @@ func TestMain(m *testing.M) {
 }
 
 // server is one Redis a test runs against: a miniredis (fast, time under
-// control) or a throwaway real redis-server (the truth for Lua, blocking
-// commands and persistence).
+// control), a throwaway real redis-server (the truth for Lua, blocking
+// commands and persistence), or a throwaway Redis Cluster of three masters
+// and three replicas, used in cluster mode.
 type server struct {
-	rdb  *redis.Client
-	mini *miniredis.Miniredis // nil on real Redis
-	real *redistest.Server    // nil on miniredis
+	rdb     redis.UniversalClient
+	cluster bool
+	mini    *miniredis.Miniredis // only on miniredis
+	real    *redistest.Server    // only on a single redis-server
 }
 
-// onBoth runs fn as two parallel subtests, on a fresh miniredis and on a
-// fresh redis-server.
-func onBoth(t *testing.T, fn func(t *testing.T, s *server)) {
+// onEachServer runs fn as parallel subtests on a fresh miniredis, a fresh
+// redis-server and a fresh Redis Cluster.
+func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	t.Helper()
 	t.Run("miniredis", func(t *testing.T) {
 		t.Parallel()
@@ -38,6 +40,11 @@ func onBoth(t *testing.T, fn func(t *testing.T, s *server)) {
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
 		fn(t, newRealServer(t))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		c := redistest.StartCluster(t)
+		fn(t, &server{rdb: c.Client(t), cluster: true})
 	})
 }
 
@@ -60,6 +67,7 @@ func (s *server) client(t *testing.T, cfg *Config) *Client {
 	if cfg != nil {
 		c = *cfg
 	}
+	c.Cluster = s.cluster
 	if c.Logger == nil {
 		c.Logger = testLogger(t)
 	}
@@ -76,8 +84,8 @@ func (s *server) now(t *testing.T) int64 {
 	return tm.UnixMilli()
 }
 
-// key names one key of queue q (plain layout).
-func key(q string, i keys.Index) string { return keys.Key(q, false, i) }
+// key names one key of queue q, in the server's layout.
+func (s *server) key(q string, i keys.Index) string { return keys.Key(q, s.cluster, i) }
 
 // queueName is a queue name unique to the test.
 func queueName(t *testing.T) string {

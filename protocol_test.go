@@ -46,43 +46,43 @@ func (s *server) put(t *testing.T, q string, st state, now int64) {
 		if content == "" {
 			content = "old"
 		}
-		require.NoError(t, r.HSet(ctx, key(q, keys.Messages), mid, content).Err())
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.Messages), mid, content).Err())
 		udt := st.udt
 		if udt == 0 {
 			udt = -60000
 		}
-		require.NoError(t, r.HSet(ctx, key(q, keys.UDTs), mid, now+udt).Err())
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.UDTs), mid, now+udt).Err())
 	}
 	if st.done {
-		require.NoError(t, r.SAdd(ctx, key(q, keys.Done), mid).Err())
+		require.NoError(t, r.SAdd(ctx, s.key(q, keys.Done), mid).Err())
 	}
 	if st.lock != 0 {
-		require.NoError(t, r.HSet(ctx, key(q, keys.Locks), mid, now+st.lock).Err())
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.Locks), mid, now+st.lock).Err())
 	}
 	if st.backoff != 0 {
-		require.NoError(t, r.HSet(ctx, key(q, keys.Backoffs), mid, now+st.backoff).Err())
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.Backoffs), mid, now+st.backoff).Err())
 	}
 	if st.rq {
-		require.NoError(t, r.HSet(ctx, key(q, keys.MessagesRQ), mid, "rq").Err())
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.MessagesRQ), mid, "rq").Err())
 	}
 	if st.rqLockTime != 0 {
-		require.NoError(t, r.HSet(ctx, key(q, keys.LockTimesRQ), mid, st.rqLockTime).Err())
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.LockTimesRQ), mid, st.rqLockTime).Err())
 	}
 	if st.legacyRQ {
-		require.NoError(t, r.SAdd(ctx, key(q, keys.Requeue), mid).Err())
+		require.NoError(t, r.SAdd(ctx, s.key(q, keys.Requeue), mid).Err())
 	}
 	if st.lockTime != 0 {
-		require.NoError(t, r.HSet(ctx, key(q, keys.LockTimes), mid, st.lockTime).Err())
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.LockTimes), mid, st.lockTime).Err())
 	}
 	if st.attempts != 0 {
-		require.NoError(t, r.HSet(ctx, key(q, keys.NAttempts), mid, st.attempts).Err())
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.NAttempts), mid, st.attempts).Err())
 	}
 }
 
 // hget reads one hash field; "" when absent.
 func (s *server) hget(t *testing.T, q string, k keys.Index) string {
 	t.Helper()
-	v, err := s.rdb.HGet(context.Background(), key(q, k), mid).Result()
+	v, err := s.rdb.HGet(context.Background(), s.key(q, k), mid).Result()
 	if err != nil {
 		require.ErrorContains(t, err, "redis: nil")
 		return ""
@@ -104,14 +104,14 @@ func (s *server) hgetInt(t *testing.T, q string, k keys.Index) int64 {
 
 func (s *server) isMember(t *testing.T, q string, k keys.Index) bool {
 	t.Helper()
-	ok, err := s.rdb.SIsMember(context.Background(), key(q, k), mid).Result()
+	ok, err := s.rdb.SIsMember(context.Background(), s.key(q, k), mid).Result()
 	require.NoError(t, err)
 	return ok
 }
 
 func (s *server) list(t *testing.T, q string, k keys.Index) []string {
 	t.Helper()
-	l, err := s.rdb.LRange(context.Background(), key(q, k), 0, -1).Result()
+	l, err := s.rdb.LRange(context.Background(), s.key(q, k), 0, -1).Result()
 	require.NoError(t, err)
 	return l
 }
@@ -119,9 +119,9 @@ func (s *server) list(t *testing.T, q string, k keys.Index) []string {
 func (s *server) setList(t *testing.T, q string, k keys.Index, elems ...string) {
 	t.Helper()
 	ctx := context.Background()
-	require.NoError(t, s.rdb.Del(ctx, key(q, k)).Err())
+	require.NoError(t, s.rdb.Del(ctx, s.key(q, k)).Err())
 	if len(elems) > 0 {
-		require.NoError(t, s.rdb.RPush(ctx, key(q, k), elems).Err())
+		require.NoError(t, s.rdb.RPush(ctx, s.key(q, k), elems).Err())
 	}
 }
 
@@ -159,7 +159,7 @@ func TestSpecStatus(t *testing.T) {
 		{"done-with-requeue, in backoff", state{exists: true, done: true, rq: true, backoff: 3600000}, StatusDoneWithRequeue},
 		{"done-with-requeue, legacy set", state{exists: true, done: true, legacyRQ: true}, StatusDoneWithRequeue},
 	}
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		for i, row := range rows {
 			q := fmt.Sprintf("status-%d", i)
@@ -291,7 +291,7 @@ func TestSpecEnqueue(t *testing.T) {
 				requeueStored("new", 0)(t, s, q, now)
 			}},
 	}
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 		for i, row := range rows {
@@ -318,7 +318,7 @@ func TestSpecEnqueue(t *testing.T) {
 // TestSpecEnqueueWake: the sentinel moves between the sleep lists, one move
 // per call.
 func TestSpecEnqueueWake(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 		q := queueName(t)
@@ -362,7 +362,7 @@ func onePoll(t *testing.T, c *Client, q string) pollStep {
 
 // TestSpecPollSleep: SPEC section 4, step 2: the sleep answer.
 func TestSpecPollSleep(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 
@@ -372,18 +372,18 @@ func TestSpecPollSleep(t *testing.T) {
 		assert.Equal(t, "a", st.sleepList, "neither list holds the sentinel: a")
 		assert.Equal(t, 10*time.Millisecond, st.sleep)
 		assert.Equal(t, int64(1), st.ndryRuns)
-		n, err := s.rdb.Get(ctx, key(q, keys.NDryRuns)).Int64()
+		n, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), n)
 
 		for ndry := int64(0); ndry <= 6; ndry++ {
 			q := fmt.Sprintf("sleep-ndry-%d", ndry)
 			s.setList(t, q, keys.MidCircle, endOfCircle)
-			require.NoError(t, s.rdb.Set(ctx, key(q, keys.NDryRuns), ndry, 0).Err())
+			require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.NDryRuns), ndry, 0).Err())
 			st := onePoll(t, c, q)
 			require.Equal(t, stepSleep, st.kind)
 			assert.Equal(t, testSleeps[min(5, ndry+1)-1], st.sleep, "ndry-runs %d", ndry)
-			n, err := s.rdb.Get(ctx, key(q, keys.NDryRuns)).Int64()
+			n, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
 			require.NoError(t, err)
 			assert.Equal(t, ndry+1, n, "incremented")
 			assert.Equal(t, []string{endOfCircle}, s.list(t, q, keys.MidCircle), "the sentinel stays")
@@ -483,7 +483,7 @@ func TestSpecPollSteps(t *testing.T) {
 				assert.Equal(t, st.now+500, s.hgetInt(t, q, keys.Locks))
 			}},
 	}
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 		for i, row := range rows {
@@ -496,11 +496,11 @@ func TestSpecPollSteps(t *testing.T) {
 			} else {
 				s.setList(t, q, keys.MidCircle, endOfCircle, mid) // mid rightmost: next
 			}
-			require.NoError(t, s.rdb.Set(ctx, key(q, keys.NDryRuns), 3, 0).Err())
+			require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.NDryRuns), 3, 0).Err())
 			st := onePoll(t, c, q)
 			assert.Equal(t, row.kind, st.kind, row.name)
 			assert.Equal(t, row.reason, st.reason, row.name)
-			ndry, err := s.rdb.Get(ctx, key(q, keys.NDryRuns)).Int64()
+			ndry, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
 			require.NoError(t, err)
 			if row.useful {
 				assert.Equal(t, int64(0), ndry, "%s: ndry-runs reset", row.name)
@@ -517,7 +517,7 @@ func TestSpecPollSteps(t *testing.T) {
 // TestSpecPollOrderAndBatch: mids-ready first, and a batched poll is single
 // polls back to back, ending at the first sleep.
 func TestSpecPollOrderAndBatch(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 		q := queueName(t)

@@ -83,7 +83,7 @@ func enqueue(t *testing.T, c *Client, q string, msg any, opts *EnqueueOptions) E
 }
 
 func TestWorkerSuccessThenGC(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "hello", &EnqueueOptions{MessageID: "a"})
@@ -98,7 +98,7 @@ func TestWorkerSuccessThenGC(t *testing.T) {
 }
 
 func TestWorkerErrorAndPanic(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "fail", &EnqueueOptions{MessageID: "e"})
@@ -130,7 +130,7 @@ func TestWorkerErrorAndPanic(t *testing.T) {
 }
 
 func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
@@ -148,7 +148,7 @@ func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
 }
 
 func TestWorkerRetryWithBackoff(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "r"})
@@ -172,7 +172,7 @@ func TestWorkerRetryWithBackoff(t *testing.T) {
 func TestWorkerLockTimeout(t *testing.T) {
 	for _, perMessage := range []bool{false, true} {
 		t.Run(fmt.Sprintf("per-message=%v", perMessage), func(t *testing.T) {
-			onBoth(t, func(t *testing.T, s *server) {
+			onEachServer(t, func(t *testing.T, s *server) {
 				c := s.client(t, nil)
 				q := queueName(t)
 				cfg := WorkerConfig{HandlerThreads: 2, LockTime: 300 * time.Millisecond}
@@ -200,7 +200,7 @@ func TestWorkerLockTimeout(t *testing.T) {
 }
 
 func TestWorkerRequeue(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		release := make(chan struct{})
@@ -241,7 +241,7 @@ func TestWorkerRequeue(t *testing.T) {
 // second worker takes the message and completes it, then the first
 // completes late: the late outcome changes nothing.
 func TestWorkerFencing(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: mid, LockTime: 300 * time.Millisecond})
@@ -278,7 +278,7 @@ func TestWorkerFencing(t *testing.T) {
 }
 
 func TestWorkerRenewal(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		var handled atomic.Int64
@@ -312,7 +312,7 @@ func TestWorkerRenewal(t *testing.T) {
 }
 
 func TestWorkerStop(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		ctx := context.Background()
 
@@ -384,7 +384,7 @@ func TestWorkerStop(t *testing.T) {
 // TestWorkerWakeUp: an idle worker asleep at the end of the queue handles a
 // new message before its sleep would have ended.
 func TestWorkerWakeUp(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		w, calls := startWorker(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
@@ -403,7 +403,7 @@ func TestWorkerWakeUp(t *testing.T) {
 // TestWorkersShareQueue: two workers on one queue handle every message
 // exactly once when no lock expires.
 func TestWorkersShareQueue(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		var mu sync.Mutex
@@ -433,7 +433,7 @@ func TestWorkersShareQueue(t *testing.T) {
 		require.NoError(t, err)
 		waitFor(t, "every message", func() bool { return total.Load() >= 200 })
 		waitFor(t, "the queue to empty", func() bool {
-			n, err := s.rdb.HLen(context.Background(), key(q, keys.Messages)).Result()
+			n, err := s.rdb.HLen(context.Background(), s.key(q, keys.Messages)).Result()
 			return err == nil && n == 0
 		})
 		mu.Lock()
@@ -493,8 +493,8 @@ func TestWorkerProcesses(t *testing.T) {
 	}
 	waitFor(t, "both processes to handle all", func() bool { return len(counts()) == 200 })
 	waitFor(t, "the outcomes", func() bool {
-		n, err := s.rdb.SCard(context.Background(), key(q, keys.Done)).Result()
-		size, _ := s.rdb.HLen(context.Background(), key(q, keys.Messages)).Result()
+		n, err := s.rdb.SCard(context.Background(), s.key(q, keys.Done)).Result()
+		size, _ := s.rdb.HLen(context.Background(), s.key(q, keys.Messages)).Result()
 		return err == nil && (n == 200 || size == 0)
 	})
 	for id, n := range counts() {
@@ -582,7 +582,7 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 // outcome with a clear reason, never a crash; it stays inspectable until
 // collected.
 func TestWorkerUndecodable(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *server) {
+	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, Raw("\xc1"), &EnqueueOptions{MessageID: "bad"})
