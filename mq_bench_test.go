@@ -36,6 +36,8 @@ func BenchmarkEnqueue(b *testing.B) {
 	}
 }
 
+// BenchmarkEnqueueMany enqueues in calls of 1000 messages: one b.N is one
+// message.
 func BenchmarkEnqueueMany(b *testing.B) {
 	c := benchClient(b)
 	ctx := context.Background()
@@ -44,12 +46,13 @@ func BenchmarkEnqueueMany(b *testing.B) {
 		reqs[i].Message = Raw(benchPayload)
 	}
 	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.EnqueueMany(ctx, "bench", reqs...); err != nil {
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(reqs) {
+		if _, err := c.EnqueueMany(ctx, "bench", reqs[:min(len(reqs), b.N-i)]...); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.N*len(reqs))/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
 // BenchmarkWorker measures end-to-end handling of a pre-filled queue with a
