@@ -16,8 +16,8 @@ const (
 	CountError = "handler/error"
 	// CountBackoff counts outcomes that set a backoff.
 	CountBackoff = "handler/backoff"
-	// CountLockLost counts handlings whose lock was lost: their outcome
-	// was not recorded (fenced), or their renewal found it gone.
+	// CountLockLost counts handlings whose outcome was not recorded
+	// because their lock was lost (fenced completion).
 	CountLockLost = "handler/lock-lost"
 	// CountAbandoned counts handlings left locked by a stop: cancelled and
 	// failed, or not recorded before the stop's deadline.

@@ -581,7 +581,8 @@ func (w *Worker) renewLoop(ctx context.Context, lock *heldLock, cancel context.C
 			lastOK = time.Now()
 			w.stats.count(CountRenewed)
 		case errors.Is(err, ErrLockLost):
-			w.stats.count(CountLockLost)
+			// Not counted here: the handling is counted once, as lock-lost
+			// when its outcome is fenced, or as abandoned.
 			log.Warn("mq: lock lost while handling; cancelling the handler")
 			cancel()
 			return

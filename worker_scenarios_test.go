@@ -397,6 +397,10 @@ func TestWorkerWakeUp(t *testing.T) {
 			t.Fatal("the enqueue did not wake the sleeping worker")
 		}
 		assert.Equal(t, int64(1), w.Stats().Counts[CountEndOfCircle], "handled within the first sleep")
+		// The sleeper was woken by the sentinel (created in isleep-a by the
+		// enqueue, moved to isleep-b by the worker), not by its once-a-second
+		// look at mids-ready.
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "woken through the sleep lists")
 	})
 }
 
