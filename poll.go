@@ -38,7 +38,7 @@ type pollStep struct {
 
 // pollReply is poll.lua's answer: the steps taken and the queue size after.
 type pollReply struct {
-	queueSize int64
+	queueSize int64 // -1 when not asked for
 	// recorded answers, per completion sent, whether it took effect
 	// (false: the lock was lost).
 	recorded []bool
@@ -53,6 +53,8 @@ type pollArgs struct {
 	// maxHandles, when positive, ends the call after that many messages
 	// were handed out; otherwise only maxSteps bounds it.
 	maxHandles int
+	// wantSize asks for the queue size, which costs five reads.
+	wantSize bool
 	// completions are outcomes to record before polling.
 	completions []completion
 }
@@ -65,12 +67,12 @@ func (c *Client) poll(ctx context.Context, queue string, a pollArgs) (pollReply,
 	if maxHandles <= 0 {
 		maxHandles = maxSteps
 	}
-	args := make([]any, 0, 9+4*len(a.completions))
+	args := make([]any, 0, 10+4*len(a.completions))
 	args = append(args, a.lockTime.Milliseconds())
 	for _, d := range a.sleeps {
 		args = append(args, d.Milliseconds())
 	}
-	args = append(args, maxSteps, maxHandles, len(a.completions))
+	args = append(args, maxSteps, maxHandles, boolArg(a.wantSize), len(a.completions))
 	args = appendCompletionArgs(args, a.completions)
 	raw, err := pollScript.Run(ctx, c.rdb, c.keys(queue), args...).Slice()
 	if err != nil {
@@ -167,6 +169,9 @@ const (
 	outcomeSuccess = "success"
 	outcomeRetry   = "retry"
 	outcomeError   = "error"
+	// outcomeRelease gives back a message taken but never handed to the
+	// handler: unlocked, its attempt uncounted, first in line again.
+	outcomeRelease = "release"
 )
 
 // completion is the outcome of one handling, fenced on its lock.

@@ -5,7 +5,11 @@
 -- record_outcome writes one outcome ('success', 'retry' or 'error', with a
 -- backoff in ms, 0 for none) if locks[mid] still holds token and the
 -- message is not done, and answers 'ok'; otherwise it writes nothing and
--- answers 'lock-lost'. (Whatever removes a message, garbage collection or
+-- answers 'lock-lost'. The outcome 'release' gives back a message a worker
+-- took but never started (prefetched, then the worker stopped or it waited
+-- too long): the lock goes, the attempt is uncounted, and the mid goes to
+-- the right of mids-ready, the end polls pop next, leaving the message as
+-- it was before the poll took it. (Whatever removes a message, garbage collection or
 -- a clear, removes its lock too.) The outcome is written before the lock
 -- is released, so that an error part way (such as OOM) can never free a
 -- lock without recording it.
@@ -14,6 +18,14 @@ local function record_outcome(mid, token, outcome, backoff_ms, now)
   if (not held) or tonumber(held) ~= tonumber(token)
       or redis.call('sismember', K_DONE, mid) == 1 then
     return 'lock-lost'
+  end
+  if outcome == 'release' then
+    redis.call('hdel', K_LOCKS, mid)
+    if redis.call('hincrby', K_NATTEMPTS, mid, -1) <= 0 then
+      redis.call('hdel', K_NATTEMPTS, mid)
+    end
+    redis.call('rpush', K_MIDS_READY, mid)
+    return 'ok'
   end
   if outcome ~= 'retry' then
     redis.call('sadd', K_DONE, mid)

@@ -7,11 +7,13 @@
 -- ARGV[7]    the most steps to take (at least 1)
 -- ARGV[8]    the most messages to hand out: the call stops after that many
 --            'handle' steps
--- ARGV[9]    n, the number of outcomes to record before polling
--- ARGV[10..] n groups of four, as complete.lua takes them
+-- ARGV[9]    '1' to answer the queue size, '0' to spare its five reads
+-- ARGV[10]   n, the number of outcomes to record before polling
+-- ARGV[11..] n groups of four, as complete.lua takes them
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
--- of SPEC section 8 after the steps, outcomes the results of the outcomes
+-- of SPEC section 8 after the steps (-1 when not asked for), outcomes the
+-- results of the outcomes
 -- recorded (as complete.lua answers them), and each step is one of
 --   {'sleep', sleep_ms, list ('a' or 'b'), ndry_runs}
 --   {'skip', reason}
@@ -23,17 +25,25 @@ local default_lock_ms = tonumber(ARGV[1])
 local max_steps = tonumber(ARGV[7])
 local max_handles = tonumber(ARGV[8])
 local now = server_now()
-local outcomes = record_outcomes(10, tonumber(ARGV[9]), now)
+local outcomes = record_outcomes(11, tonumber(ARGV[10]), now)
 
 -- useful is set once a step did useful work; ndry-runs is then written
 -- as 0 once, before a sleep step reads it or at the end, which leaves the
 -- same state as writing it at every such step.
 local useful = false
 
+-- ready_empty is set once mids-ready was found empty: nothing but this
+-- call's own did-requeue steps can fill it again before the call ends.
+local ready_empty = false
+
 local function step()
   local source = 'ready'
-  local mid = redis.call('rpoplpush', K_MIDS_READY, K_MID_CIRCLE)
+  local mid = false
+  if not ready_empty then
+    mid = redis.call('rpoplpush', K_MIDS_READY, K_MID_CIRCLE)
+  end
   if not mid then
+    ready_empty = true
     source = 'circle'
     mid = redis.call('rpoplpush', K_MID_CIRCLE, K_MID_CIRCLE)
   end
@@ -52,7 +62,10 @@ local function step()
     return {'sleep', sleep_ms, list, ndry_runs + 1}
   end
 
-  local base, in_backoff = message_status(mid, now)
+  -- One read of messages answers both whether mid is in the queue and,
+  -- when it is handed out, its content.
+  local content = redis.call('hget', K_MESSAGES, mid)
+  local base, in_backoff, has_backoff = message_status(mid, now, content ~= false)
   if base == 'nil' then
     if source == 'circle' then
       redis.call('ltrim', K_MID_CIRCLE, 1, -1)
@@ -82,16 +95,19 @@ local function step()
       redis.call('srem', K_DONE, mid)
       redis.call('srem', K_REQUEUE, mid)
       redis.call('lpush', K_MIDS_READY, mid)
+      ready_empty = false
       return {'skip', 'did-requeue'}
     end
     -- Collect it. messages-rq and the legacy requeue set were just found
-    -- not to hold it.
+    -- not to hold it; backoffs was read by message_status.
     redis.call('hdel', K_MESSAGES, mid)
     redis.call('hdel', K_LOCK_TIMES, mid)
     redis.call('hdel', K_LOCK_TIMES_RQ, mid)
     redis.call('hdel', K_UDTS, mid)
     redis.call('hdel', K_LOCKS, mid)
-    redis.call('hdel', K_BACKOFFS, mid)
+    if has_backoff then
+      redis.call('hdel', K_BACKOFFS, mid)
+    end
     redis.call('hdel', K_NATTEMPTS, mid)
     redis.call('srem', K_DONE, mid)
     if source == 'circle' then
@@ -105,7 +121,6 @@ local function step()
   local locked_until = now + lock_ms
   redis.call('hset', K_LOCKS, mid, locked_until)
   local attempt = redis.call('hincrby', K_NATTEMPTS, mid, 1)
-  local content = redis.call('hget', K_MESSAGES, mid)
   local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
   return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now}
 end
@@ -123,10 +138,14 @@ if useful then
   redis.call('set', K_NDRY_RUNS, 0)
 end
 
-local ntotal = redis.call('llen', K_MIDS_READY) + redis.call('llen', K_MID_CIRCLE) - 1
-if ntotal < 0 then ntotal = 0 end
-local nqueued = ntotal - (redis.call('hlen', K_LOCKS) + redis.call('hlen', K_BACKOFFS)
-  + redis.call('scard', K_DONE))
-if nqueued < 0 then nqueued = 0 end
-reply[1] = nqueued
+if ARGV[9] == '1' then
+  local ntotal = redis.call('llen', K_MIDS_READY) + redis.call('llen', K_MID_CIRCLE) - 1
+  if ntotal < 0 then ntotal = 0 end
+  local nqueued = ntotal - (redis.call('hlen', K_LOCKS) + redis.call('hlen', K_BACKOFFS)
+    + redis.call('scard', K_DONE))
+  if nqueued < 0 then nqueued = 0 end
+  reply[1] = nqueued
+else
+  reply[1] = -1
+end
 return reply
