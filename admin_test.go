@@ -65,6 +65,23 @@ func TestSpecComplete(t *testing.T) {
 		assert.Equal(t, "", s.hget(t, q, keys.Locks))
 		assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "no backoff after an error")
 
+		q = "release"
+		st = handled(q)
+		s.setList(t, q, keys.MidsReady, "other")
+		assert.Equal(t, []bool{true}, complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeRelease}))
+		assert.Equal(t, "", s.hget(t, q, keys.Locks), "lock released")
+		assert.Equal(t, "", s.hget(t, q, keys.NAttempts), "first attempt uncounted")
+		assert.False(t, s.isMember(t, q, keys.Done))
+		assert.Equal(t, []string{"other", mid}, s.list(t, q, keys.MidsReady), "first in line")
+		assert.Equal(t, StatusQueued, statusOf(t, c, q, mid))
+		st = onePoll(t, c, q)
+		require.Equal(t, stepHandle, st.kind)
+		assert.Equal(t, mid, st.id)
+		assert.Equal(t, int64(1), st.attempt, "handed out again as the first attempt")
+		assert.Equal(t, []bool{false}, complete(q, completion{id: mid, lockedUntil: st.lockedUntil - 1, outcome: outcomeRelease}),
+			"a release is fenced too")
+		assert.Equal(t, "1", s.hget(t, q, keys.NAttempts))
+
 		q = "fenced"
 		st = handled(q)
 		before := s.hget(t, q, keys.Locks)

@@ -100,7 +100,6 @@ func MonitorFn(maxQueueSize int64, warnEvery time.Duration) MonitorFunc {
 		mu.Unlock()
 		if due && info.Logger != nil {
 			info.Logger.WarnContext(ctx, "mq: queue size over its bound",
-				slog.String("queue", info.Queue),
 				slog.Int64("queue_size", info.QueueSize),
 				slog.Int64("max_queue_size", maxQueueSize))
 		}

@@ -13,17 +13,17 @@ const maxOutcomesPerCall = 256
 // pendingOutcome is a handler's outcome waiting to be recorded.
 type pendingOutcome struct {
 	completion
-	log *slog.Logger
+	attempt int64 // for the logs
 }
 
 // outbox holds the outcomes of finished handlings until they are recorded.
 //
 // A polling loop that is awake records them in its next poll call, so that
 // one round trip both records outcomes and takes new messages; a handler
-// always frees its slot right after handing in its outcome, which wakes a
-// loop waiting for a slot. While every loop sleeps (at the end of the
-// queue, or after errors), the flusher goroutine records them instead, so
-// that an outcome is never held back by a sleep.
+// frees its room right after handing in its outcome, which wakes a loop
+// waiting for room. While every loop sleeps (at the end of the queue, after
+// errors, or waiting for room longer than maxOutcomeDelay), the flusher
+// goroutine records them instead, so that an outcome is never held back.
 type outbox struct {
 	w *Worker
 
@@ -46,7 +46,7 @@ func (o *outbox) add(p pendingOutcome) {
 	if o.closed {
 		o.mu.Unlock()
 		o.w.stats.count(CountAbandoned)
-		p.log.Warn("mq: outcome handed in after the worker closed; the message stays locked until its lock expires")
+		o.w.messageLog(p.id, p.attempt).Warn("mq: outcome handed in after the worker closed; the message stays locked until its lock expires")
 		return
 	}
 	o.pending = append(o.pending, p)
@@ -87,9 +87,9 @@ func (o *outbox) done(batch []pendingOutcome, recorded []bool) {
 	}
 	if recorded != nil {
 		for i, p := range batch {
-			if !recorded[i] {
+			if !recorded[i] && p.outcome != outcomeRelease {
 				o.w.stats.count(CountLockLost)
-				p.log.Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", p.outcome))
+				o.w.messageLog(p.id, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", p.outcome))
 			}
 		}
 	}
@@ -189,7 +189,7 @@ func (o *outbox) flush(killed context.Context) {
 func (o *outbox) abandon(batch []pendingOutcome) {
 	for _, p := range batch {
 		o.w.stats.count(CountAbandoned)
-		p.log.Warn("mq: outcome not recorded before the stop; the message stays locked until its lock expires",
+		o.w.messageLog(p.id, p.attempt).Warn("mq: outcome not recorded before the stop; the message stays locked until its lock expires",
 			slog.String("outcome", p.outcome))
 	}
 	o.mu.Lock()

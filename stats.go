@@ -22,6 +22,9 @@ const (
 	// CountAbandoned counts handlings left locked by a stop: cancelled and
 	// failed, or not recorded before the stop's deadline.
 	CountAbandoned = "handler/abandoned"
+	// CountReleased counts prefetched messages given back unhandled, at a
+	// stop or after waiting too long (see WorkerConfig.Prefetch).
+	CountReleased = "prefetch/released"
 	// CountRenewed counts lock renewals.
 	CountRenewed = "handler/lock-renewed"
 	// CountEndOfCircle counts end-of-queue sleeps.
@@ -36,7 +39,7 @@ var skipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-back
 	"done-with-backoff", "did-requeue", "did-gc"}
 
 var countNames = []string{CountSuccess, CountRetry, CountError, CountBackoff, CountLockLost,
-	CountAbandoned, CountRenewed, CountEndOfCircle, CountPollError}
+	CountAbandoned, CountReleased, CountRenewed, CountEndOfCircle, CountPollError}
 
 // Summary holds summary statistics over a worker's recent samples (the
 // latest 1,000): last, min, max, mean, mean absolute deviation, variance,

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
@@ -37,6 +38,20 @@ const maxErrorBackoff = 30 * time.Second
 // messages are ready, so that Stop is prompt and a wake-up missed in a race
 // is not missed for long.
 const sleepChunk = time.Second
+
+// Prefetching (WorkerConfig.Prefetch): the default depth, and when it is on.
+const (
+	defaultPrefetch      = 16
+	prefetchMaxHandling  = 10 * time.Millisecond // mean handling time, lately
+	prefetchMinLockTime  = 10 * time.Second
+	queueSizeSampleEvery = 100 * time.Millisecond
+	maxOutcomeDelay      = 2 * time.Millisecond // see reserve
+	// minStaleWait is the least wait that makes a taken message stale:
+	// with tiny lock times, a hand-off's own delay must not send every
+	// message back.
+	minStaleWait          = 10 * time.Millisecond
+	handlingTimeSmoothing = 4 // weight 1/4 for each new handling time
+)
 
 // minEndOfQueueSleep is the shortest end-of-queue sleep, whatever
 // EndOfQueueBackoff says, so that an idle worker never polls in a hot loop.
@@ -78,6 +93,18 @@ type WorkerConfig struct {
 	// HandlerThreads is the number of messages handled at once. Default: 1.
 	HandlerThreads int
 
+	// Prefetch is how many messages the worker may take beyond those its
+	// handlers are busy with, so that a poll can take several at once and
+	// handlers need not wait a round trip for the next. A prefetched message
+	// is locked (and its attempt counted) from the poll on. The worker
+	// prefetches only while handlings are quick (under 10 ms on average
+	// lately) and LockTime is at least 10 s; a message that waited more
+	// than a quarter of its lock time (and 10 ms), and any still waiting when the worker
+	// stops, are given back unhandled: unlocked, their attempt uncounted,
+	// first in line. Default: 0, which means max(16, HandlerThreads); a
+	// negative value turns prefetching off.
+	Prefetch int
+
 	// ManualStart leaves the worker stopped until Start is called.
 	// Default: false; NewWorker starts it, as Carmine's auto start does.
 	ManualStart bool
@@ -112,6 +139,9 @@ func (c *WorkerConfig) withDefaults() WorkerConfig {
 	}
 	if out.HandlerThreads == 0 {
 		out.HandlerThreads = 1
+	}
+	if out.Prefetch == 0 {
+		out.Prefetch = max(defaultPrefetch, out.HandlerThreads)
 	}
 	return out
 }
@@ -148,14 +178,23 @@ type Worker struct {
 	cfg    WorkerConfig
 	log    *slog.Logger
 	stats  *workerStats
-	slots  chan struct{} // one token per handler thread
 	outbox *outbox
+
+	// taken counts messages taken by polls and not yet finished (handled
+	// or given back); a poll takes at most limit() - taken. freed wakes a
+	// loop waiting for room when a message finishes.
+	taken atomic.Int64
+	freed chan struct{}
+	// handlingNS is a moving average of handling times, in ns: prefetching
+	// waits until handlings have been seen to be quick.
+	handlingNS atomic.Int64
 
 	mu             sync.Mutex
 	running        bool
 	stopPolling    context.CancelFunc
 	cancelHandlers context.CancelFunc
 	handlersCtx    context.Context
+	deliveries     chan delivery // messages taken, waiting for a handler
 	stopFlusher    func()        // ends the flusher after one last flush
 	flusherDone    chan struct{} // closed when the flusher returns
 	loops          sync.WaitGroup
@@ -179,11 +218,9 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		cfg:   wc,
 		log:   c.log.With(slog.String("queue", queue)),
 		stats: newWorkerStats(),
-		slots: make(chan struct{}, wc.HandlerThreads),
+		freed: make(chan struct{}, 1),
 	}
-	for range wc.HandlerThreads {
-		w.slots <- struct{}{}
-	}
+	w.handlingNS.Store(int64(2 * prefetchMaxHandling))
 	w.outbox = newOutbox(w)
 	if !wc.ManualStart {
 		if err := w.Start(context.Background()); err != nil {
@@ -218,15 +255,28 @@ func (w *Worker) Start(ctx context.Context) error {
 	}(w.handlersCtx, w.flusherDone)
 	w.log.Info("mq: worker starting",
 		slog.Int("worker_threads", w.cfg.WorkerThreads), slog.Int("handler_threads", w.cfg.HandlerThreads))
+	deliveries := make(chan delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch))
+	w.deliveries = deliveries
 	for i := range w.cfg.WorkerThreads {
 		w.loops.Add(1)
-		go w.loop(pollCtx, i)
+		go w.loop(pollCtx, i, deliveries)
 	}
+	for range w.cfg.HandlerThreads {
+		w.handlers.Add(1)
+		go w.handlerLoop(w.handlersCtx, pollCtx, deliveries)
+	}
+	go func() {
+		// Once the loops are done, no more deliveries come: the handlers
+		// finish what is in hand, give back the rest, and return.
+		w.loops.Wait()
+		close(deliveries)
+	}()
 	return nil
 }
 
-// Stop stops polling and waits for the handlers in flight and the
-// recording of their outcomes, like http.Server.Shutdown. When ctx ends
+// Stop stops polling, gives back the prefetched messages no handler has
+// started (see WorkerConfig.Prefetch), and waits for the handlers in flight
+// and the recording of their outcomes, like http.Server.Shutdown. When ctx ends
 // first, it cancels the handlers' contexts and returns ctx.Err(); messages
 // whose outcome was not recorded stay locked and are handled again once
 // their lock expires. Stopping a worker that is not running does nothing.
@@ -239,11 +289,17 @@ func (w *Worker) Stop(ctx context.Context) error {
 	w.running = false
 	w.stopPolling()
 	cancelHandlers, stopFlusher, flusherDone := w.cancelHandlers, w.stopFlusher, w.flusherDone
+	deliveries := w.deliveries
 	w.mu.Unlock()
 
+	// Messages prefetched and not started are given back at once, by
+	// whichever of this and the handlers gets them first.
+	w.loops.Wait()
+	for d := range deliveries {
+		w.giveBack(d)
+	}
 	done := make(chan struct{})
 	go func() {
-		w.loops.Wait()
 		w.handlers.Wait()
 		stopFlusher()
 		<-flusherDone
@@ -258,7 +314,6 @@ func (w *Worker) Stop(ctx context.Context) error {
 		// Handlers still running learn it from their context; outcomes not
 		// yet recorded get one more try, then are abandoned.
 		cancelHandlers()
-		w.loops.Wait()
 		stopFlusher()
 		<-flusherDone
 		w.log.Warn("mq: worker stopped with handlers in flight", slog.Any("error", ctx.Err()))
@@ -279,41 +334,46 @@ func (w *Worker) Close() error {
 }
 
 // loop is one polling loop. Each turn records the outcomes handed in since
-// the last and takes as many messages as there are free handler slots, in
-// one script call.
-func (w *Worker) loop(ctx context.Context, i int) {
+// the last and takes as many messages as there is room for, in one script
+// call, and hands them to the handlers through deliveries.
+func (w *Worker) loop(ctx context.Context, i int, deliveries chan delivery) {
 	defer w.loops.Done()
 	w.outbox.awoken()
 	defer w.outbox.asleep()
 	if i > 0 && !w.pause(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
 		return
 	}
+	var sleeps [5]time.Duration
+	for j := range sleeps {
+		sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
+	}
 	errs := 0
 	var queueSize int64
+	var sizeSeen time.Time
+	var cs []completion
 	for {
-		n := w.acquire(ctx)
+		n := w.reserve(ctx, deliveries)
 		if n == 0 {
 			return
 		}
-		var sleeps [5]time.Duration
-		for j := range sleeps {
-			sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
-		}
 		batch := w.outbox.take()
-		cs := make([]completion, len(batch))
-		for k, p := range batch {
-			cs[k] = p.completion
+		cs = cs[:0]
+		for _, p := range batch {
+			cs = append(cs, p.completion)
 		}
+		wantSize := w.cfg.Throttle != nil || time.Since(sizeSeen) >= queueSizeSampleEvery
 		reply, err := w.c.poll(ctx, w.queue, pollArgs{
 			lockTime:    w.cfg.LockTime,
 			sleeps:      sleeps,
 			maxSteps:    4*n + 16,
 			maxHandles:  n,
+			wantSize:    wantSize,
 			completions: cs,
 		})
+		received := time.Now()
 		if err != nil {
 			w.outbox.done(batch, nil)
-			w.release(n)
+			w.finish(n)
 			if ctx.Err() != nil {
 				return
 			}
@@ -336,6 +396,10 @@ func (w *Worker) loop(ctx context.Context, i int) {
 			w.log.Info("mq: poll recovered", slog.Int("after_errors", errs))
 			errs = 0
 		}
+		if reply.queueSize >= 0 {
+			queueSize, sizeSeen = reply.queueSize, received
+			w.stats.queueSize.Add(float64(queueSize))
+		}
 
 		handled, ndry := 0, int64(0)
 		var sleep *pollStep
@@ -344,16 +408,16 @@ func (w *Worker) loop(ctx context.Context, i int) {
 			switch s.kind {
 			case stepHandle:
 				handled++
-				w.dispatch(*s, reply.queueSize)
+				// Never blocks: deliveries has room for every message
+				// that may be taken.
+				deliveries <- delivery{step: *s, queueSize: queueSize, received: received}
 			case stepSleep:
 				sleep, ndry = s, s.ndryRuns
 			case stepSkip:
 				w.stats.countSkip(s.reason)
 			}
 		}
-		w.release(n - handled)
-		queueSize = reply.queueSize
-		w.stats.queueSize.Add(float64(queueSize))
+		w.finish(n - handled)
 		w.cfg.Monitor(ctx, MonitorInfo{Queue: w.queue, QueueSize: queueSize,
 			NDryRuns: ndry, Handled: handled, Slept: sleep != nil, Logger: w.log})
 
@@ -371,6 +435,74 @@ func (w *Worker) loop(ctx context.Context, i int) {
 	}
 }
 
+// limit is how many messages the worker may hold at once: one per handler
+// thread, plus the prefetch while handlings are quick.
+func (w *Worker) limit() int64 {
+	n := int64(w.cfg.HandlerThreads)
+	if w.cfg.Prefetch > 0 && w.cfg.LockTime >= prefetchMinLockTime &&
+		time.Duration(w.handlingNS.Load()) < prefetchMaxHandling {
+		n += int64(w.cfg.Prefetch)
+	}
+	return n
+}
+
+// reserve waits until there is room for messages and takes all of it. It
+// answers how many messages the next poll may take, 0 when ctx ended.
+// With nothing waiting for a handler, any room will do; otherwise it waits
+// for half the limit, so that a poll takes many messages at once. Outcomes
+// handed in meanwhile ride on that poll; should the wait outlast
+// maxOutcomeDelay, the loop counts as asleep and the flusher records them,
+// so that slow handlings never hold an outcome back (and past its lock).
+func (w *Worker) reserve(ctx context.Context, deliveries chan delivery) int {
+	var timer *time.Timer
+	var late <-chan time.Time
+	parked := false // counted as asleep by the outbox
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+		if parked {
+			w.outbox.awoken()
+		}
+	}()
+	for {
+		limit := w.limit()
+		taken := w.taken.Load()
+		room := limit - taken
+		if room > 0 && (len(deliveries) == 0 || 2*room >= limit) {
+			if w.taken.CompareAndSwap(taken, limit) {
+				return int(room)
+			}
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(maxOutcomeDelay)
+			late = timer.C
+		}
+		select {
+		case <-w.freed:
+		case <-late:
+			late, parked = nil, true
+			w.outbox.asleep()
+		case <-ctx.Done():
+			return 0
+		}
+	}
+}
+
+// finish accounts for n messages taken that are done with: handled, given
+// back, or not handed out after all.
+func (w *Worker) finish(n int) {
+	if n <= 0 {
+		return
+	}
+	w.taken.Add(-int64(n))
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
+}
+
 // pause sleeps for d or until ctx ends, handing outcomes to the flusher
 // meanwhile, and answers whether it slept the whole time.
 func (w *Worker) pause(ctx context.Context, d time.Duration) bool {
@@ -384,31 +516,6 @@ func cmpOr(d, fallback time.Duration) time.Duration {
 		return d
 	}
 	return fallback
-}
-
-// acquire waits for a free handler slot, then takes every other free one.
-// It answers how many it took, 0 when ctx ended.
-func (w *Worker) acquire(ctx context.Context) int {
-	select {
-	case <-w.slots:
-	case <-ctx.Done():
-		return 0
-	}
-	n := 1
-	for {
-		select {
-		case <-w.slots:
-			n++
-		default:
-			return n
-		}
-	}
-}
-
-func (w *Worker) release(n int) {
-	for range n {
-		w.slots <- struct{}{}
-	}
 }
 
 // sleep is the interruptible sleep of SPEC section 5: a blocking move of the
@@ -471,21 +578,46 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// dispatch starts the handling of one message on a slot already taken.
-func (w *Worker) dispatch(s pollStep, queueSize int64) {
-	w.mu.Lock()
-	base := w.handlersCtx
-	w.mu.Unlock()
-	w.handlers.Add(1)
-	go func() {
-		defer w.handlers.Done()
-		defer w.release(1)
-		w.handle(base, s, queueSize)
-	}()
+// delivery is a message taken by a poll, on its way to a handler.
+type delivery struct {
+	step      pollStep
+	queueSize int64
+	received  time.Time // when the poll answered
 }
 
-// handle runs the handler on one message and records its outcome.
-func (w *Worker) handle(base context.Context, s pollStep, queueSize int64) {
+// handlerLoop is one handler thread: it handles deliveries until the loops
+// are done and deliveries is drained. Once polling has stopped, messages not
+// yet started are given back instead.
+func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan delivery) {
+	defer w.handlers.Done()
+	for d := range deliveries {
+		if polling.Err() != nil || time.Since(d.received) > max(d.step.lockTime/4, minStaleWait) {
+			w.giveBack(d)
+			continue
+		}
+		start := time.Now()
+		w.handle(base, d)
+		took := time.Since(start)
+		avg := w.handlingNS.Load()
+		w.handlingNS.Store(avg + (int64(took)-avg)/handlingTimeSmoothing)
+		w.finish(1)
+	}
+}
+
+// giveBack returns a message taken but not handled (SPEC section 10's
+// fencing applies: if the lock was lost meanwhile, nothing changes).
+func (w *Worker) giveBack(d delivery) {
+	w.stats.count(CountReleased)
+	w.outbox.add(pendingOutcome{
+		completion: completion{id: d.step.id, lockedUntil: d.step.lockedUntil, outcome: outcomeRelease},
+		attempt:    d.step.attempt,
+	})
+	w.finish(1)
+}
+
+// handle runs the handler on one message and hands in its outcome.
+func (w *Worker) handle(base context.Context, d delivery) {
+	s := &d.step
 	lock := &heldLock{c: w.c, queue: w.queue, id: s.id, lockTime: s.lockTime, lockedUntil: s.lockedUntil}
 	msg := &Message{
 		Queue:     w.queue,
@@ -494,39 +626,43 @@ func (w *Worker) handle(base context.Context, s pollStep, queueSize int64) {
 		Attempt:   int(s.attempt),
 		LockTime:  s.lockTime,
 		Age:       time.Duration(s.now-s.firstEnqueued) * time.Millisecond,
-		QueueSize: queueSize,
+		QueueSize: d.queueSize,
 		codec:     w.c.cfg.Codec,
 		lock:      lock,
 	}
-	log := w.log.With(slog.String("message_id", s.id), slog.Int("attempt", msg.Attempt))
 	if s.attempt == 1 {
 		w.stats.queueingTime.Add(float64(msg.Age.Milliseconds()))
 	}
 
-	ctx, cancel := context.WithCancel(base)
-	defer cancel()
-	renewDone := make(chan struct{})
+	ctx := base
 	var renewWG sync.WaitGroup
+	var renewDone chan struct{}
 	if w.cfg.RenewLocks {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(base)
+		defer cancel()
+		renewDone = make(chan struct{})
 		renewWG.Add(1)
 		go func() {
 			defer renewWG.Done()
-			w.renewLoop(ctx, lock, cancel, renewDone, log)
+			w.renewLoop(ctx, lock, cancel, renewDone, w.messageLog(s.id, s.attempt))
 		}()
 	}
 
 	start := time.Now()
 	err := w.call(ctx, msg)
 	w.stats.handlingTime.Add(float64(time.Since(start).Milliseconds()))
-	close(renewDone)
-	renewWG.Wait()
+	if renewDone != nil {
+		close(renewDone)
+		renewWG.Wait()
+	}
 
 	oc := outcomeOf(err)
 	if oc.name == outcomeError && ctx.Err() != nil {
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.
 		w.stats.count(CountAbandoned)
-		log.Warn("mq: handling abandoned; the message stays locked until its lock expires", slog.Any("error", err))
+		w.messageLog(s.id, s.attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires", slog.Any("error", err))
 		return
 	}
 	switch oc.name {
@@ -536,15 +672,21 @@ func (w *Worker) handle(base context.Context, s pollStep, queueSize int64) {
 		w.stats.count(CountRetry)
 	case outcomeError:
 		w.stats.count(CountError)
-		log.Error("mq: handler error", slog.Any("error", oc.err))
+		w.messageLog(s.id, s.attempt).Error("mq: handler error", slog.Any("error", oc.err))
 	}
 	if oc.backoff > 0 {
 		w.stats.count(CountBackoff)
 	}
 	w.outbox.add(pendingOutcome{
 		completion: completion{id: lock.id, lockedUntil: lock.token(), outcome: oc.name, backoff: oc.backoff},
-		log:        log,
+		attempt:    s.attempt,
 	})
+}
+
+// messageLog is the worker's logger with a message's id and attempt; it is
+// made only when there is something to log.
+func (w *Worker) messageLog(id string, attempt int64) *slog.Logger {
+	return w.log.With(slog.String("message_id", id), slog.Int64("attempt", attempt))
 }
 
 // call runs the handler, turning a panic into an error.

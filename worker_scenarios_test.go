@@ -93,7 +93,9 @@ func TestWorkerSuccessThenGC(t *testing.T) {
 		// Done, then collected on a later lap.
 		waitStatus(t, c, q, "a", StatusNone)
 		assert.Equal(t, int64(1), w.Stats().Counts[CountSuccess])
-		assert.Positive(t, w.Stats().Counts["skip/did-gc"])
+		// Counted once the poll's answer is back, just after the status
+		// changed.
+		waitFor(t, "the collection counted", func() bool { return w.Stats().Counts["skip/did-gc"] > 0 })
 	})
 }
 
@@ -123,8 +125,11 @@ func TestWorkerErrorAndPanic(t *testing.T) {
 		assert.Equal(t, "f", next(t, calls).id)
 		waitFor(t, "success counted", func() bool { return w.Stats().Counts[CountSuccess] == 1 })
 		for _, id := range []string{"e", "p"} {
-			st := statusOf(t, c, q, id)
-			assert.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, st, "an error outcome is done")
+			// Counted when the handler returned; recorded just after.
+			waitFor(t, id+": an error outcome is done", func() bool {
+				st := statusOf(t, c, q, id)
+				return st == StatusDoneAwaitingGC || st == StatusNone
+			})
 		}
 	})
 }
@@ -270,10 +275,14 @@ func TestWorkerFencing(t *testing.T) {
 		assert.Equal(t, int64(2), s.hgetInt(t, q, keys.NAttempts))
 
 		close(releaseB)
-		waitFor(t, "B's outcome", func() bool { return b.Stats().Counts[CountSuccess] == 1 })
-		st, err := c.MessageStatus(ctx, q, mid)
-		require.NoError(t, err)
-		assert.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, st)
+		// The success is counted when the handler returns, and recorded by
+		// the next poll or the flusher just after: wait for the record.
+		waitFor(t, "B's outcome to be recorded", func() bool {
+			st, err := c.MessageStatus(ctx, q, mid)
+			require.NoError(t, err)
+			return st == StatusDoneAwaitingGC || st == StatusNone
+		})
+		assert.Equal(t, int64(1), b.Stats().Counts[CountSuccess])
 	})
 }
 
@@ -396,7 +405,9 @@ func TestWorkerWakeUp(t *testing.T) {
 		case <-time.After(40 * time.Second): // the sleep is at least 48s (a minute less 20%)
 			t.Fatal("the enqueue did not wake the sleeping worker")
 		}
-		assert.Equal(t, int64(1), w.Stats().Counts[CountEndOfCircle], "handled within the first sleep")
+		// Handled within the first sleep: a second one could only start after
+		// 48 s. (Counting sleeps here would race with the worker's next poll,
+		// which may already have found the queue empty again.)
 		// The sleeper was woken by the sentinel (created in isleep-a by the
 		// enqueue, moved to isleep-b by the worker), not by its once-a-second
 		// look at mids-ready.
@@ -601,5 +612,149 @@ func TestWorkerUndecodable(t *testing.T) {
 		waitFor(t, "the error outcome", func() bool { return w.Stats().Counts[CountError] == 1 })
 		enqueue(t, c, q, "fine", nil)
 		waitFor(t, "the next message", func() bool { return w.Stats().Counts[CountSuccess] == 1 })
+	})
+}
+
+// prefetchSetup starts a worker whose handler holds the message "block"
+// until release is closed, warms it up with quick handlings (which turn
+// prefetching on), then enqueues "block" and n more messages m0..m(n-1),
+// in one call, with opts.
+func prefetchSetup(t *testing.T, c *Client, q string, n int, opts *EnqueueOptions) (*Worker, <-chan handling, chan struct{}) {
+	t.Helper()
+	release := make(chan struct{})
+	w, calls := startWorker(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+		if h.value == "block" {
+			<-release
+		}
+		return nil
+	})
+	for i := range 10 {
+		enqueue(t, c, q, fmt.Sprint("warm", i), nil)
+		next(t, calls)
+	}
+	reqs := []EnqueueRequest{{Message: "block", Options: &EnqueueOptions{MessageID: "block"}}}
+	for i := range n {
+		o := EnqueueOptions{MessageID: fmt.Sprint("m", i)}
+		if opts != nil {
+			o.LockTime = opts.LockTime
+		}
+		reqs = append(reqs, EnqueueRequest{Message: fmt.Sprint("m", i), Options: &o})
+	}
+	_, err := c.EnqueueMany(context.Background(), q, reqs...)
+	require.NoError(t, err)
+	require.Equal(t, "block", next(t, calls).value)
+	return w, calls, release
+}
+
+// TestWorkerPrefetchStop: messages prefetched behind a busy handler are
+// given back when the worker stops: unlocked, their attempt uncounted, and
+// handled once by the next worker.
+func TestWorkerPrefetchStop(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		ctx := context.Background()
+		w, _, release := prefetchSetup(t, c, q, 30, nil)
+
+		// One handler busy, defaultPrefetch more taken and waiting.
+		waitFor(t, "the prefetch to fill", func() bool {
+			st, err := c.QueueStatus(ctx, q)
+			require.NoError(t, err)
+			return st.Locked == 1+defaultPrefetch
+		})
+		stopped := make(chan error, 1)
+		go func() { stopped <- w.Stop(ctx) }()
+		waitFor(t, "the prefetched messages to be given back", func() bool {
+			return w.Stats().Counts[CountReleased] == defaultPrefetch
+		})
+		close(release)
+		require.NoError(t, <-stopped)
+
+		assert.Equal(t, StatusQueued, statusOf(t, c, q, "m0"))
+		n, err := s.rdb.HExists(ctx, s.key(q, keys.NAttempts), "m0").Result()
+		require.NoError(t, err)
+		assert.False(t, n, "attempt uncounted")
+		assert.Equal(t, StatusDoneAwaitingGC, statusOf(t, c, q, "block"), "block's outcome recorded")
+
+		_, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+		seen := map[string]int{}
+		for range 30 {
+			h := next(t, calls)
+			seen[h.value]++
+			assert.Equal(t, 1, h.attempt, h.value)
+		}
+		assert.Len(t, seen, 30, "each message handled once")
+	})
+}
+
+// TestWorkerPrefetchStale: a prefetched message that waited for a handler
+// longer than a quarter of its lock time is given back, not started, and
+// handled later; no message is handled twice.
+func TestWorkerPrefetchStale(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		w, calls, release := prefetchSetup(t, c, q, 5, &EnqueueOptions{LockTime: 200 * time.Millisecond})
+
+		// Hold "block" until the prefetched messages' locks have run out.
+		waitFor(t, "m0's lock to expire", func() bool { return statusOf(t, c, q, "m0") == StatusQueued })
+		close(release)
+		seen := map[string]int{}
+		for range 5 {
+			seen[next(t, calls).value]++
+		}
+		assert.Len(t, seen, 5, "each message handled once")
+		assert.Positive(t, w.Stats().Counts[CountReleased], "stale messages given back")
+		select {
+		case h := <-calls:
+			t.Fatalf("handled again: %+v", h)
+		default:
+		}
+	})
+}
+
+// TestWorkerPrefetchOutcomeNotHeld: while the loop waits for room to take
+// many messages at once, an outcome handed in meanwhile is still recorded
+// promptly, not held until enough other handlings finish (which, with slow
+// handlings, could outlast the message's lock).
+func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		gate := make(chan struct{})
+		_, calls := startWorker(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+			if strings.HasPrefix(h.value, "slow") {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+				}
+			}
+			return nil
+		})
+		t.Cleanup(func() { close(gate) })
+		for i := range 10 {
+			enqueue(t, c, q, fmt.Sprint("warm", i), nil)
+			next(t, calls)
+		}
+		var reqs []EnqueueRequest
+		for i := range 20 {
+			id := fmt.Sprint("slow", i)
+			reqs = append(reqs, EnqueueRequest{Message: id, Options: &EnqueueOptions{MessageID: id}})
+		}
+		_, err := c.EnqueueMany(context.Background(), q, reqs...)
+		require.NoError(t, err)
+		require.Equal(t, "slow0", next(t, calls).value)
+		waitFor(t, "the prefetch to fill", func() bool {
+			st, err := c.QueueStatus(context.Background(), q)
+			require.NoError(t, err)
+			return st.Locked == 1+defaultPrefetch
+		})
+
+		gate <- struct{}{} // slow0 finishes; slow1 starts and holds
+		require.Equal(t, "slow1", next(t, calls).value)
+		waitFor(t, "slow0's outcome to be recorded", func() bool {
+			st := statusOf(t, c, q, "slow0")
+			return st == StatusDoneAwaitingGC || st == StatusNone
+		})
 	})
 }
