@@ -18,6 +18,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -46,6 +47,9 @@ const (
 	portAttempts = 5
 	// logTailBytes is how much of the log a failure message quotes.
 	logTailBytes = 4096
+	// maxPort is the highest port freePort returns: a cluster node's bus
+	// port is its port plus 10000, and must stay below 65536.
+	maxPort = 55535
 )
 
 // Server is one redis-server process started by [Start]. Each Server has its
@@ -202,7 +206,7 @@ func (s *Server) kill() {
 	<-p.done
 }
 
-// errPortInUse reports that redis-server exited because it could not bind.
+// errPortInUse reports that redis-server could not bind its port.
 var errPortInUse = errors.New("port already in use")
 
 // startError reports that the binary could not be executed at all.
@@ -269,8 +273,10 @@ func (s *Server) launch(path string) (*process, error) {
 	return p, nil
 }
 
-// waitReady polls addr with PING until it answers PONG, the process exits,
-// or readyTimeout passes.
+// waitReady polls addr until the process p answers PING, p exits, or
+// readyTimeout passes. A PONG from some other redis-server (one that holds
+// the port, e.g. a server another test restarted there) is not taken for
+// readiness: it fails with errPortInUse, since p cannot bind.
 func waitReady(addr string, p *process) error {
 	deadline := time.Now().Add(readyTimeout)
 	var lastErr error
@@ -280,9 +286,14 @@ func waitReady(addr string, p *process) error {
 			return fmt.Errorf("redis-server exited before answering PING: %v", p.err)
 		default:
 		}
-		if lastErr = ping(addr); lastErr == nil {
+		pid, err := pingPID(addr)
+		switch {
+		case err == nil && pid == p.cmd.Process.Pid:
 			return nil
+		case err == nil:
+			return fmt.Errorf("%w: another redis-server (pid %d) answers on %s", errPortInUse, pid, addr)
 		}
+		lastErr = err
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no answer to PING within %v: %v", readyTimeout, lastErr)
 		}
@@ -293,43 +304,83 @@ func waitReady(addr string, p *process) error {
 	}
 }
 
-// ping sends one PING over a fresh connection and expects +PONG.
-func ping(addr string) error {
+// pingPID sends PING and INFO server over a fresh connection, expects +PONG,
+// and returns the process_id the server reports.
+func pingPID(addr string) (int, error) {
 	conn, err := net.DialTimeout("tcp", addr, 250*time.Millisecond)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer conn.Close()
 	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := conn.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
-		return err
+	if _, err := conn.Write([]byte("*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")); err != nil {
+		return 0, err
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if line = strings.TrimSpace(line); line != "+PONG" {
-		return fmt.Errorf("PING answered %q", line) // e.g. -LOADING
+		return 0, fmt.Errorf("PING answered %q", line) // e.g. -LOADING
 	}
-	return nil
+	if line, err = r.ReadString('\n'); err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "$"))
+	if err != nil || !strings.HasPrefix(line, "$") {
+		return 0, fmt.Errorf("INFO server answered %q", strings.TrimSpace(line))
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(infoField(string(body), "process_id"))
+	if err != nil {
+		return 0, fmt.Errorf("INFO server has no process_id: %v", err)
+	}
+	return pid, nil
 }
 
 // freePort asks the kernel for a free loopback port. The port is released
 // before returning, so another process may take it before redis-server
 // binds; Start retries in that case.
+//
+// A port is handed out at most once per test binary: a test that kills its
+// server keeps the port to restart on, and another test starting a server
+// meanwhile must not take it. Ports above maxPort are skipped, because a
+// cluster node also binds its port plus 10000.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if err := l.Close(); err != nil {
+			return 0, err
+		}
+		if port > maxPort {
+			continue
+		}
+		handedOutMu.Lock()
+		taken := handedOut[port]
+		handedOut[port] = true
+		handedOutMu.Unlock()
+		if !taken {
+			return port, nil
+		}
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, err
-	}
-	return port, nil
+	return 0, errors.New("no port that was not handed out already")
 }
+
+// handedOut holds the ports freePort has returned in this process.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
 
 // logTail returns the end of the log written since offset start.
 func logTail(path string, start int64) string {

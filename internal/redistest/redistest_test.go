@@ -142,6 +142,38 @@ func TestRestartFailsWhenPortTaken(t *testing.T) {
 	t.Log(ft.msg)
 }
 
+// TestRestartFailsWhenAnotherRedisHoldsThePort is the case where a PONG
+// alone would lie: the port answers, but from another redis-server, while
+// the restarted one fails to bind and exits.
+func TestRestartFailsWhenAnotherRedisHoldsThePort(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	s.Kill(t)
+	_, port, err := net.SplitHostPort(s.Addr)
+	require.NoError(t, err)
+	other := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	require.NoError(t, other.Start())
+	t.Cleanup(func() {
+		_ = other.Process.Kill()
+		_ = other.Wait()
+	})
+	c := s.Client(t)
+	require.Eventually(t, func() bool { return c.Ping(pingCtx(t)).Err() == nil },
+		10*time.Second, 10*time.Millisecond, "the other server comes up")
+
+	ft := &fakeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Restart(ft)
+	}()
+	<-done
+	require.True(t, ft.failed, "Restart must not take another server's PONG for its own")
+	require.Contains(t, ft.msg, "in use")
+	t.Log(ft.msg)
+}
+
 func TestMissingBinary(t *testing.T) {
 	// Not parallel: it changes the environment.
 	t.Setenv("PATH", t.TempDir())
