@@ -9,11 +9,21 @@
 -- took but never started (prefetched, then the worker stopped or it waited
 -- too long): the lock goes, the attempt is uncounted, and the mid goes to
 -- the right of mids-ready, the end polls pop next, leaving the message as
--- it was before the poll took it. (Whatever removes a message, garbage collection or
--- a clear, removes its lock too.) The outcome is written before the lock
--- is released, so that an error part way (such as OOM) can never free a
--- lock without recording it.
-local function record_outcome(mid, token, outcome, backoff_ms, now)
+-- it was before the poll took it. (Whatever removes a message, garbage
+-- collection or a clear, removes its lock too.) The outcome is written
+-- before the lock is released, so that an error part way (such as OOM) can
+-- never free a lock without recording it.
+--
+-- Within one call, the done marks and lock deletions of 'success', 'retry'
+-- and 'error' are gathered and written as one SADD and one HDEL when the
+-- outcomes are recorded (done marks first), which leaves the same state
+-- as writing each in turn. unlocked remembers the mids whose lock goes, so
+-- that a second outcome for one of them in the same call reads it as lost,
+-- as it would once the lock is deleted.
+local function record_outcome(mid, token, outcome, backoff_ms, now, pending)
+  if pending.unlocked[mid] then
+    return 'lock-lost'
+  end
   local held = redis.call('hget', K_LOCKS, mid)
   if (not held) or tonumber(held) ~= tonumber(token)
       or redis.call('sismember', K_DONE, mid) == 1 then
@@ -28,13 +38,25 @@ local function record_outcome(mid, token, outcome, backoff_ms, now)
     return 'ok'
   end
   if outcome ~= 'retry' then
-    redis.call('sadd', K_DONE, mid)
+    pending.done[#pending.done + 1] = mid
   end
   if outcome ~= 'error' and backoff_ms > 0 then
     redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)
   end
-  redis.call('hdel', K_LOCKS, mid)
+  pending.unlocked[mid] = true
+  pending.unlock[#pending.unlock + 1] = mid
   return 'ok'
+end
+
+-- UNPACK_MAX bounds the arguments one gathered command takes, well inside
+-- what Lua's unpack can spread.
+local UNPACK_MAX = 1000
+
+-- call_each runs redis.call(cmd, key, ...) over all of items, in chunks.
+local function call_each(cmd, key, items)
+  for i = 1, #items, UNPACK_MAX do
+    redis.call(cmd, key, unpack(items, i, math.min(i + UNPACK_MAX - 1, #items)))
+  end
 end
 
 -- record_outcomes records the outcomes given in ARGV from index first on,
@@ -42,9 +64,12 @@ end
 -- answers their results in order.
 local function record_outcomes(first, n, now)
   local results = {}
+  local pending = {done = {}, unlock = {}, unlocked = {}}
   for i = 0, n - 1 do
     local j = first + 4 * i
-    results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), now)
+    results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), now, pending)
   end
+  call_each('sadd', K_DONE, pending.done)
+  call_each('hdel', K_LOCKS, pending.unlock)
   return results
 end

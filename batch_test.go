@@ -1,0 +1,236 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The poll and complete scripts gather some writes within one call and send
+// them as one command per key (SPEC section 10 batching). The tests in this
+// file check that this leaves exactly the state that the same work done
+// one call at a time leaves: random queues are built twice, one copy gets
+// one batched call, the other the same work call by call, and every key of
+// both is compared.
+
+// randomQueue writes a random queue of n mids into q: every status of SPEC
+// section 2, mids that stand in the lists more than once, and mids in the
+// lists that are absent from the queue. With sentinel false, mid-circle
+// lacks its sentinel, which only a damaged queue does.
+func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, sentinel bool, now int64) {
+	t.Helper()
+	ctx := context.Background()
+	r := s.rdb
+	key := func(i keys.Index) string { return s.key(q, i) }
+	hset := func(i keys.Index, mid string, v any) {
+		require.NoError(t, r.HSet(ctx, key(i), mid, v).Err())
+	}
+	sadd := func(i keys.Index, mid string) {
+		require.NoError(t, r.SAdd(ctx, key(i), mid).Err())
+	}
+	var ready, circle []string
+	for i := range n {
+		mid := "m" + strconv.Itoa(i)
+		if rng.IntN(8) > 0 { // else absent: only in the lists
+			hset(keys.Messages, mid, "content-"+mid)
+			hset(keys.UDTs, mid, now-60000)
+			if rng.IntN(3) == 0 {
+				hset(keys.LockTimes, mid, 30000)
+			}
+			if rng.IntN(2) == 0 {
+				hset(keys.NAttempts, mid, 1+rng.IntN(3))
+			}
+			switch rng.IntN(6) {
+			case 0: // queued
+			case 1: // locked, or its lock expired
+				hset(keys.Locks, mid, now+[]int64{-600000, 600000}[rng.IntN(2)])
+			case 2: // done
+				sadd(keys.Done, mid)
+			case 3: // done, its lock left behind
+				sadd(keys.Done, mid)
+				hset(keys.Locks, mid, now-600000)
+			default: // with a backoff, expired or not, done or queued
+				hset(keys.Backoffs, mid, now+[]int64{-600000, 600000}[rng.IntN(2)])
+				if rng.IntN(2) == 0 {
+					sadd(keys.Done, mid)
+				}
+			}
+			switch rng.IntN(6) {
+			case 0:
+				hset(keys.MessagesRQ, mid, "rq-"+mid)
+				if rng.IntN(2) == 0 {
+					hset(keys.LockTimesRQ, mid, 45000)
+				}
+			case 1:
+				sadd(keys.Requeue, mid)
+			}
+		}
+		for range rng.IntN(3) {
+			if rng.IntN(2) == 0 {
+				ready = append(ready, mid)
+			} else {
+				circle = append(circle, mid)
+			}
+		}
+	}
+	rng.Shuffle(len(ready), func(i, j int) { ready[i], ready[j] = ready[j], ready[i] })
+	rng.Shuffle(len(circle), func(i, j int) { circle[i], circle[j] = circle[j], circle[i] })
+	if sentinel {
+		circle = slices.Insert(circle, rng.IntN(len(circle)+1), endOfCircle)
+	}
+	if len(ready) > 0 {
+		require.NoError(t, r.RPush(ctx, key(keys.MidsReady), ready).Err())
+	}
+	if len(circle) > 0 {
+		require.NoError(t, r.RPush(ctx, key(keys.MidCircle), circle).Err())
+	}
+	if rng.IntN(2) == 0 {
+		require.NoError(t, r.Set(ctx, key(keys.NDryRuns), rng.IntN(4), 0).Err())
+	}
+}
+
+// dumpQueue reads every key of q into comparable text. Times within 10 s
+// of now read "NOW", and from 20 s to 130 s after it (locks and backoffs
+// set by the calls) "LATER", since the two copies are worked on a few
+// milliseconds apart.
+func dumpQueue(t *testing.T, s *server, q string, now int64) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	norm := func(v string) string {
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case err != nil:
+			return v
+		case n > now-10000 && n < now+10000:
+			return "NOW"
+		case n >= now+20000 && n <= now+130000:
+			return "LATER"
+		}
+		return v
+	}
+	out := map[string]string{}
+	for i := range keys.Index(keys.Count) {
+		k := s.key(q, i)
+		typ, err := s.rdb.Type(ctx, k).Result()
+		require.NoError(t, err)
+		var text string
+		switch typ {
+		case "none":
+			continue
+		case "hash":
+			h, err := s.rdb.HGetAll(ctx, k).Result()
+			require.NoError(t, err)
+			fields := make([]string, 0, len(h))
+			for f, v := range h {
+				fields = append(fields, f+"="+norm(v))
+			}
+			slices.Sort(fields)
+			text = fmt.Sprint(fields)
+		case "set":
+			m, err := s.rdb.SMembers(ctx, k).Result()
+			require.NoError(t, err)
+			slices.Sort(m)
+			text = fmt.Sprint(m)
+		case "list":
+			l, err := s.rdb.LRange(ctx, k, 0, -1).Result()
+			require.NoError(t, err)
+			text = fmt.Sprint(l)
+		case "string":
+			v, err := s.rdb.Get(ctx, k).Result()
+			require.NoError(t, err)
+			text = v
+		default:
+			t.Fatalf("%s has type %s", k, typ)
+		}
+		out[keys.Suffixes[i]] = text
+	}
+	return out
+}
+
+// stepText is a step's answer with its times normalised as dumpQueue does.
+func stepText(st pollStep) string {
+	switch st.kind {
+	case stepHandle:
+		return fmt.Sprintf("handle %s %s attempt=%d lock=%v", st.id, st.data, st.attempt, st.lockTime)
+	case stepSleep:
+		return fmt.Sprintf("sleep %v %s %d", st.sleep, st.sleepList, st.ndryRuns)
+	}
+	return "skip " + st.reason
+}
+
+func TestBatchedCallsEqualOneByOne(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		const lockMS = 60000
+		for seed := range uint64(40) {
+			rng := rand.New(rand.NewPCG(seed, 1))
+			now := s.now(t)
+			qa := fmt.Sprintf("%s:%d:batched", queueName(t), seed)
+			qb := fmt.Sprintf("%s:%d:one-by-one", queueName(t), seed)
+			n := 1 + rng.IntN(30)
+			sentinel := seed%8 != 7
+			randomQueue(t, s, qa, rand.New(rand.NewPCG(seed, 2)), n, sentinel, now)
+			randomQueue(t, s, qb, rand.New(rand.NewPCG(seed, 2)), n, sentinel, now)
+			require.Equal(t, dumpQueue(t, s, qa, now), dumpQueue(t, s, qb, now), "seed %d: the copies start equal", seed)
+
+			// Outcomes for some mids, most holding the lock they name.
+			var cs []completion
+			locks, err := s.rdb.HGetAll(ctx, s.key(qa, keys.Locks)).Result()
+			require.NoError(t, err)
+			for id, v := range locks {
+				token, _ := strconv.ParseInt(v, 10, 64)
+				if rng.IntN(4) == 0 {
+					token++
+				}
+				outcome := []string{outcomeSuccess, outcomeRetry, outcomeError, outcomeRelease}[rng.IntN(4)]
+				cs = append(cs, completion{id: id, lockedUntil: token, outcome: outcome, backoff: time.Duration(rng.IntN(2)) * time.Minute})
+				if rng.IntN(5) == 0 { // the same outcome twice in one call
+					cs = append(cs, cs[len(cs)-1])
+				}
+			}
+			slices.SortFunc(cs, func(a, b completion) int { return strings.Compare(a.id, b.id) })
+			maxSteps := 1 + rng.IntN(3*n+4)
+			args := pollArgs{lockTime: lockMS * time.Millisecond, sleeps: testSleeps, maxSteps: maxSteps}
+
+			batchArgs := args
+			batchArgs.completions = cs
+			ra, err := c.poll(ctx, qa, batchArgs)
+			require.NoError(t, err)
+
+			recorded := []bool{}
+			for _, x := range cs {
+				ok, err := c.complete(ctx, qb, []completion{x})
+				require.NoError(t, err)
+				recorded = append(recorded, ok...)
+			}
+			var stepsB []string
+			args.maxSteps = 1
+			for len(stepsB) < maxSteps {
+				rb, err := c.poll(ctx, qb, args)
+				require.NoError(t, err)
+				require.Len(t, rb.steps, 1)
+				stepsB = append(stepsB, stepText(rb.steps[0]))
+				if rb.steps[0].kind == stepSleep {
+					break
+				}
+			}
+			var stepsA []string
+			for _, st := range ra.steps {
+				stepsA = append(stepsA, stepText(st))
+			}
+			assert.Equal(t, recorded, ra.recorded, "seed %d: outcomes", seed)
+			assert.Equal(t, stepsB, stepsA, "seed %d: steps", seed)
+			assert.Equal(t, dumpQueue(t, s, qb, now), dumpQueue(t, s, qa, now), "seed %d: state after", seed)
+		}
+	})
+}
