@@ -25,6 +25,10 @@ const (
 	// CountReleased counts prefetched messages given back unhandled, at a
 	// stop or after waiting too long (see WorkerConfig.Prefetch).
 	CountReleased = "prefetch/released"
+	// CountBurstPolls counts the polls of the second poll in flight that a
+	// prefetching worker keeps while the queue is busy (see
+	// WorkerConfig.Prefetch).
+	CountBurstPolls = "prefetch/burst-polls"
 	// CountRenewed counts lock renewals.
 	CountRenewed = "handler/lock-renewed"
 	// CountEndOfCircle counts end-of-queue sleeps.
@@ -39,7 +43,7 @@ var skipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-back
 	"done-with-backoff", "did-requeue", "did-gc"}
 
 var countNames = []string{CountSuccess, CountRetry, CountError, CountBackoff, CountLockLost,
-	CountAbandoned, CountReleased, CountRenewed, CountEndOfCircle, CountPollError}
+	CountAbandoned, CountReleased, CountBurstPolls, CountRenewed, CountEndOfCircle, CountPollError}
 
 // Summary holds summary statistics over a worker's recent samples (the
 // latest 1,000): last, min, max, mean, mean absolute deviation, variance,

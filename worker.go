@@ -41,7 +41,7 @@ const sleepChunk = time.Second
 
 // Prefetching (WorkerConfig.Prefetch): the default depth, and when it is on.
 const (
-	defaultPrefetch      = 16
+	defaultPrefetch      = 32
 	prefetchMaxHandling  = 10 * time.Millisecond // mean handling time, lately
 	prefetchMinLockTime  = 10 * time.Second
 	queueSizeSampleEvery = 100 * time.Millisecond
@@ -101,8 +101,12 @@ type WorkerConfig struct {
 	// lately) and LockTime is at least 10 s; a message that waited more
 	// than a quarter of its lock time (and 10 ms), and any still waiting when the worker
 	// stops, are given back unhandled: unlocked, their attempt uncounted,
-	// first in line. Default: 0, which means max(16, HandlerThreads); a
-	// negative value turns prefetching off.
+	// first in line. While prefetching, and while polls come back full
+	// (the queue holds more than they could take), the worker keeps a
+	// second poll in flight, so that Redis runs one while the worker hands
+	// out the other's messages; it stops once a poll comes back short.
+	// Default: 0, which means max(32, HandlerThreads); a negative value
+	// turns prefetching off.
 	Prefetch int
 
 	// ManualStart leaves the worker stopped until Start is called.
@@ -188,6 +192,10 @@ type Worker struct {
 	// handlingNS is a moving average of handling times, in ns: prefetching
 	// waits until handlings have been seen to be quick.
 	handlingNS atomic.Int64
+	// busy is set while polls come back full: the burst loop (see
+	// WorkerConfig.Prefetch) polls only then. busySignal wakes it.
+	busy       atomic.Bool
+	busySignal chan struct{}
 
 	mu             sync.Mutex
 	running        bool
@@ -219,6 +227,8 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		log:   c.log.With(slog.String("queue", queue)),
 		stats: newWorkerStats(),
 		freed: make(chan struct{}, 1),
+
+		busySignal: make(chan struct{}, 1),
 	}
 	w.handlingNS.Store(int64(2 * prefetchMaxHandling))
 	w.outbox = newOutbox(w)
@@ -259,7 +269,11 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.deliveries = deliveries
 	for i := range w.cfg.WorkerThreads {
 		w.loops.Add(1)
-		go w.loop(pollCtx, i, deliveries)
+		go w.loop(pollCtx, i, false, deliveries)
+	}
+	if w.cfg.Prefetch > 0 {
+		w.loops.Add(1)
+		go w.loop(pollCtx, w.cfg.WorkerThreads, true, deliveries)
 	}
 	for range w.cfg.HandlerThreads {
 		w.handlers.Add(1)
@@ -336,11 +350,15 @@ func (w *Worker) Close() error {
 // loop is one polling loop. Each turn records the outcomes handed in since
 // the last and takes as many messages as there is room for, in one script
 // call, and hands them to the handlers through deliveries.
-func (w *Worker) loop(ctx context.Context, i int, deliveries chan delivery) {
+//
+// The burst loop polls only while the worker is prefetching and polls come
+// back full, and never sleeps at the end of the queue: it is the second
+// poll in flight of WorkerConfig.Prefetch.
+func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan delivery) {
 	defer w.loops.Done()
 	w.outbox.awoken()
 	defer w.outbox.asleep()
-	if i > 0 && !w.pause(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
+	if i > 0 && !burst && !w.pause(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
 		return
 	}
 	var sleeps [5]time.Duration
@@ -352,6 +370,9 @@ func (w *Worker) loop(ctx context.Context, i int, deliveries chan delivery) {
 	var sizeSeen time.Time
 	var cs []completion
 	for {
+		if burst && !w.awaitBusy(ctx) {
+			return
+		}
 		n := w.reserve(ctx, deliveries)
 		if n == 0 {
 			return
@@ -362,6 +383,9 @@ func (w *Worker) loop(ctx context.Context, i int, deliveries chan delivery) {
 			cs = append(cs, p.completion)
 		}
 		wantSize := w.cfg.Throttle != nil || time.Since(sizeSeen) >= queueSizeSampleEvery
+		if burst {
+			w.stats.count(CountBurstPolls)
+		}
 		reply, err := w.c.poll(ctx, w.queue, pollArgs{
 			lockTime:    w.cfg.LockTime,
 			sleeps:      sleeps,
@@ -418,15 +442,17 @@ func (w *Worker) loop(ctx context.Context, i int, deliveries chan delivery) {
 			}
 		}
 		w.finish(n - handled)
+		w.setBusy(sleep == nil && handled == n)
 		w.cfg.Monitor(ctx, MonitorInfo{Queue: w.queue, QueueSize: queueSize,
 			NDryRuns: ndry, Handled: handled, Slept: sleep != nil, Logger: w.log})
 
-		if sleep != nil {
+		switch {
+		case sleep != nil && !burst: // the burst loop waits for busy instead
 			w.stats.count(CountEndOfCircle)
 			w.outbox.asleep()
 			w.sleep(ctx, sleep)
 			w.outbox.awoken()
-		} else if w.cfg.Throttle != nil {
+		case w.cfg.Throttle != nil:
 			w.pause(ctx, w.cfg.Throttle(queueSize))
 		}
 		if ctx.Err() != nil {
@@ -439,11 +465,50 @@ func (w *Worker) loop(ctx context.Context, i int, deliveries chan delivery) {
 // thread, plus the prefetch while handlings are quick.
 func (w *Worker) limit() int64 {
 	n := int64(w.cfg.HandlerThreads)
-	if w.cfg.Prefetch > 0 && w.cfg.LockTime >= prefetchMinLockTime &&
-		time.Duration(w.handlingNS.Load()) < prefetchMaxHandling {
+	if w.prefetching() {
 		n += int64(w.cfg.Prefetch)
 	}
 	return n
+}
+
+// prefetching tells whether the worker takes messages beyond its handlers.
+func (w *Worker) prefetching() bool {
+	return w.cfg.Prefetch > 0 && w.cfg.LockTime >= prefetchMinLockTime &&
+		time.Duration(w.handlingNS.Load()) < prefetchMaxHandling
+}
+
+// setBusy records whether the last poll came back full, and wakes the
+// burst loop when it did.
+func (w *Worker) setBusy(full bool) {
+	if w.busy.Load() != full {
+		w.busy.Store(full)
+	}
+	if full {
+		select {
+		case w.busySignal <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// awaitBusy waits, counted as asleep by the outbox, until polls come back
+// full while the worker prefetches. It answers false when ctx ended.
+func (w *Worker) awaitBusy(ctx context.Context) bool {
+	if w.busy.Load() && w.prefetching() {
+		return true
+	}
+	w.outbox.asleep()
+	defer w.outbox.awoken()
+	for {
+		select {
+		case <-w.busySignal:
+		case <-ctx.Done():
+			return false
+		}
+		if w.busy.Load() && w.prefetching() {
+			return true
+		}
+	}
 }
 
 // reserve waits until there is room for messages and takes all of it. It

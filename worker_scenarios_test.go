@@ -654,7 +654,8 @@ func TestWorkerPrefetchStop(t *testing.T) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		ctx := context.Background()
-		w, _, release := prefetchSetup(t, c, q, 30, nil)
+		const count = defaultPrefetch + 14
+		w, _, release := prefetchSetup(t, c, q, count, nil)
 
 		// One handler busy, defaultPrefetch more taken and waiting.
 		waitFor(t, "the prefetch to fill", func() bool {
@@ -678,12 +679,12 @@ func TestWorkerPrefetchStop(t *testing.T) {
 
 		_, calls := startWorker(t, c, q, WorkerConfig{}, nil)
 		seen := map[string]int{}
-		for range 30 {
+		for range count {
 			h := next(t, calls)
 			seen[h.value]++
 			assert.Equal(t, 1, h.attempt, h.value)
 		}
-		assert.Len(t, seen, 30, "each message handled once")
+		assert.Len(t, seen, count, "each message handled once")
 	})
 }
 
@@ -737,7 +738,7 @@ func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
 			next(t, calls)
 		}
 		var reqs []EnqueueRequest
-		for i := range 20 {
+		for i := range defaultPrefetch + 4 {
 			id := fmt.Sprint("slow", i)
 			reqs = append(reqs, EnqueueRequest{Message: id, Options: &EnqueueOptions{MessageID: id}})
 		}
@@ -756,5 +757,61 @@ func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
 			st := statusOf(t, c, q, "slow0")
 			return st == StatusDoneAwaitingGC || st == StatusNone
 		})
+	})
+}
+
+// TestWorkerBurstPoll: while the queue is busy, a prefetching worker keeps
+// a second poll in flight; every message is still handled once, at its
+// first attempt, and once the queue is empty the second poll stops.
+func TestWorkerBurstPoll(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		const n = 3000
+		var mu sync.Mutex
+		seen := map[string]int{}
+		retried := 0
+		w, err := c.NewWorker(q, &WorkerConfig{
+			HandlerThreads:    4,
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(_ context.Context, m *Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				seen[m.ID]++
+				if m.Attempt != 1 {
+					retried++
+				}
+				return nil
+			}),
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = w.Close() })
+		reqs := make([]EnqueueRequest, n)
+		for i := range reqs {
+			reqs[i] = EnqueueRequest{Message: i}
+		}
+		_, err = c.EnqueueMany(context.Background(), q, reqs...)
+		require.NoError(t, err)
+		waitFor(t, "every message handled", func() bool { return w.Stats().Counts[CountSuccess] == n })
+		assert.Positive(t, w.Stats().Counts[CountBurstPolls], "a second poll was in flight")
+
+		// Idle: the main loop sleeps and polls; the second one does not.
+		sleeps := func() int64 { return w.Stats().Counts[CountEndOfCircle] }
+		first := sleeps()
+		waitFor(t, "the worker to idle", func() bool { return sleeps() >= first+3 })
+		burst := w.Stats().Counts[CountBurstPolls]
+		first = sleeps()
+		waitFor(t, "three more idle polls", func() bool { return sleeps() >= first+3 })
+		assert.Equal(t, burst, w.Stats().Counts[CountBurstPolls], "no second poll while idle")
+
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Len(t, seen, n)
+		for id, k := range seen {
+			if k != 1 {
+				t.Errorf("%s handled %d times", id, k)
+			}
+		}
+		assert.Zero(t, retried, "no message handled past its first attempt")
 	})
 }
