@@ -99,9 +99,9 @@ type WorkerConfig struct {
 	// is locked (and its attempt counted) from the poll on. The worker
 	// prefetches only while handlings are quick (under 10 ms on average
 	// lately) and LockTime is at least 10 s; a message that waited more
-	// than a quarter of its lock time (and 10 ms), and any still waiting when the worker
-	// stops, are given back unhandled: unlocked, their attempt uncounted,
-	// first in line. While prefetching, and while polls come back full
+	// than a quarter of its lock time (and 10 ms), and any still waiting
+	// when the worker stops, are given back unhandled: unlocked, their
+	// attempt uncounted, first in line. While prefetching, and while polls come back full
 	// (the queue holds more than they could take), the worker keeps a
 	// second poll in flight, so that Redis runs one while the worker hands
 	// out the other's messages; it stops once a poll comes back short.
