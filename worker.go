@@ -104,7 +104,8 @@ type WorkerConfig struct {
 	// attempt uncounted, first in line. While prefetching, and while polls come back full
 	// (the queue holds more than they could take), the worker keeps a
 	// second poll in flight, so that Redis runs one while the worker hands
-	// out the other's messages; it stops once a poll comes back short.
+	// out the other's messages; it stops once a poll comes back short. A
+	// worker with a Throttle keeps to its polling loops.
 	// Default: 0, which means max(32, HandlerThreads); a negative value
 	// turns prefetching off.
 	Prefetch int
@@ -271,7 +272,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.loops.Add(1)
 		go w.loop(pollCtx, i, false, deliveries)
 	}
-	if w.cfg.Prefetch > 0 {
+	if w.cfg.Prefetch > 0 && w.cfg.Throttle == nil {
 		w.loops.Add(1)
 		go w.loop(pollCtx, w.cfg.WorkerThreads, true, deliveries)
 	}

@@ -815,3 +815,27 @@ func TestWorkerBurstPoll(t *testing.T) {
 		assert.Zero(t, retried, "no message handled past its first attempt")
 	})
 }
+
+// TestWorkerBurstPollThrottled: a Throttle paces the polls, and the second
+// poll in flight would undo that: a throttled worker keeps to its loops.
+func TestWorkerBurstPollThrottled(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		const n = 500
+		w, err := c.NewWorker(q, &WorkerConfig{
+			Throttle: Constant(time.Microsecond),
+			Handler:  HandlerFunc(func(context.Context, *Message) error { return nil }),
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = w.Close() })
+		reqs := make([]EnqueueRequest, n)
+		for i := range reqs {
+			reqs[i] = EnqueueRequest{Message: i}
+		}
+		_, err = c.EnqueueMany(context.Background(), q, reqs...)
+		require.NoError(t, err)
+		waitFor(t, "every message handled", func() bool { return w.Stats().Counts[CountSuccess] == n })
+		assert.Zero(t, w.Stats().Counts[CountBurstPolls])
+	})
+}
