@@ -785,14 +785,7 @@ func TestWorkerBurstPoll(t *testing.T) {
 			}),
 		})
 		require.NoError(t, err)
-		t.Cleanup(func() { _ = w.Close() })
-		reqs := make([]EnqueueRequest, n)
-		for i := range reqs {
-			reqs[i] = EnqueueRequest{Message: i}
-		}
-		_, err = c.EnqueueMany(context.Background(), q, reqs...)
-		require.NoError(t, err)
-		waitFor(t, "every message handled", func() bool { return w.Stats().Counts[CountSuccess] == n })
+		handleAll(t, c, w, q, n)
 		assert.Positive(t, w.Stats().Counts[CountBurstPolls], "a second poll was in flight")
 
 		// Idle: the main loop sleeps and polls; the second one does not.
@@ -828,14 +821,21 @@ func TestWorkerBurstPollThrottled(t *testing.T) {
 			Handler:  HandlerFunc(func(context.Context, *Message) error { return nil }),
 		})
 		require.NoError(t, err)
-		t.Cleanup(func() { _ = w.Close() })
-		reqs := make([]EnqueueRequest, n)
-		for i := range reqs {
-			reqs[i] = EnqueueRequest{Message: i}
-		}
-		_, err = c.EnqueueMany(context.Background(), q, reqs...)
-		require.NoError(t, err)
-		waitFor(t, "every message handled", func() bool { return w.Stats().Counts[CountSuccess] == n })
+		handleAll(t, c, w, q, n)
 		assert.Zero(t, w.Stats().Counts[CountBurstPolls])
 	})
+}
+
+// handleAll enqueues n messages (0..n-1) to q in one call and waits until
+// w has handled them all; w is closed when the test ends.
+func handleAll(t *testing.T, c *Client, w *Worker, q string, n int64) {
+	t.Helper()
+	t.Cleanup(func() { _ = w.Close() })
+	reqs := make([]EnqueueRequest, n)
+	for i := range reqs {
+		reqs[i] = EnqueueRequest{Message: i}
+	}
+	_, err := c.EnqueueMany(context.Background(), q, reqs...)
+	require.NoError(t, err)
+	waitFor(t, "every message handled", func() bool { return w.Stats().Counts[CountSuccess] == n })
 }

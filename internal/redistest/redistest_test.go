@@ -111,12 +111,7 @@ func TestBadArgsFail(t *testing.T) {
 	}
 	// Run Start in a fake TB so its failure does not fail this test.
 	ft := &fakeTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		redistest.Start(ft, "--no-such-option", "x")
-	}()
-	<-done
+	inGoroutine(func() { redistest.Start(ft, "--no-such-option", "x") })
 	require.True(t, ft.failed, "Start must fail on a server that does not come up")
 	require.Contains(t, ft.msg, "no-such-option", "failure quotes the log tail")
 	t.Log(ft.msg)
@@ -131,12 +126,7 @@ func TestRestartFailsWhenPortTaken(t *testing.T) {
 	defer l.Close()
 
 	ft := &fakeTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Restart(ft)
-	}()
-	<-done
+	inGoroutine(func() { s.Restart(ft) })
 	require.True(t, ft.failed, "Restart must fail when the port is taken")
 	require.Contains(t, ft.msg, "in use")
 	t.Log(ft.msg)
@@ -163,12 +153,7 @@ func TestRestartFailsWhenAnotherRedisHoldsThePort(t *testing.T) {
 		10*time.Second, 10*time.Millisecond, "the other server comes up")
 
 	ft := &fakeTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Restart(ft)
-	}()
-	<-done
+	inGoroutine(func() { s.Restart(ft) })
 	require.True(t, ft.failed, "Restart must not take another server's PONG for its own")
 	require.Contains(t, ft.msg, "in use")
 	t.Log(ft.msg)
@@ -182,12 +167,7 @@ func TestMissingBinary(t *testing.T) {
 
 	ft := &fakeTB{TB: t}
 	run := func() {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			redistest.Start(ft)
-		}()
-		<-done
+		inGoroutine(func() { redistest.Start(ft) })
 	}
 	run()
 	require.True(t, ft.skipped, "missing redis-server skips by default")
@@ -204,6 +184,17 @@ func TestMissingBinary(t *testing.T) {
 	os.Setenv("CI", "true")
 	run()
 	require.True(t, ft.failed, "missing redis-server fails when CI=true")
+}
+
+// inGoroutine runs fn in a goroutine of its own and waits for it: fakeTB's
+// Fatalf and Skipf end the goroutine they are called in.
+func inGoroutine(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
 }
 
 // fakeTB records Fatalf and Skipf instead of ending the real test. Like the
