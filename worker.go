@@ -101,11 +101,14 @@ type WorkerConfig struct {
 	// lately) and LockTime is at least 10 s; a message that waited more
 	// than a quarter of its lock time (and 10 ms), and any still waiting
 	// when the worker stops, are given back unhandled: unlocked, their
-	// attempt uncounted, first in line. While prefetching, and while polls come back full
-	// (the queue holds more than they could take), the worker keeps a
-	// second poll in flight, so that Redis runs one while the worker hands
-	// out the other's messages; it stops once a poll comes back short. A
-	// worker with a Throttle keeps to its polling loops.
+	// attempt uncounted, first in line.
+	//
+	// While prefetching, and while polls come back full (the queue holds
+	// more than they could take), the worker keeps a second poll in
+	// flight, so that Redis runs one while the worker hands out the other's
+	// messages; it stops once a poll comes back short. A worker with a
+	// Throttle keeps to its polling loops.
+	//
 	// Default: 0, which means max(32, HandlerThreads); a negative value
 	// turns prefetching off.
 	Prefetch int
@@ -481,9 +484,7 @@ func (w *Worker) prefetching() bool {
 // setBusy records whether the last poll came back full, and wakes the
 // burst loop when it did.
 func (w *Worker) setBusy(full bool) {
-	if w.busy.Load() != full {
-		w.busy.Store(full)
-	}
+	w.busy.Store(full)
 	if full {
 		select {
 		case w.busySignal <- struct{}{}:
