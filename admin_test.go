@@ -99,7 +99,8 @@ func TestSpecComplete(t *testing.T) {
 	})
 }
 
-// TestSpecRenew: SPEC section 10, lock renewal fenced like completion.
+// TestSpecRenew: SPEC section 10, lock renewal fenced like completion, and
+// a renewal whose reply was lost (the protocol document's lock-aliases).
 func TestSpecRenew(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
@@ -115,17 +116,67 @@ func TestSpecRenew(t *testing.T) {
 		require.Greater(t, got[0], st.lockedUntil, "a new token")
 		assert.Equal(t, got[0], s.hgetInt(t, q, keys.Locks))
 
-		stale, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: st.lockedUntil, lockTime: time.Hour}})
+		// As if that reply was lost: the handling still holds the first
+		// token, which proves the lock the renewal wrote.
+		again, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: st.lockedUntil, lockTime: time.Hour}})
 		require.NoError(t, err)
-		assert.Equal(t, []int64{0}, stale, "the old token is stale")
-		assert.Equal(t, got[0], s.hgetInt(t, q, keys.Locks), "nothing written")
+		require.Greater(t, again[0], got[0], "renewed again from the token held")
+		assert.Equal(t, again[0], s.hgetInt(t, q, keys.Locks))
 
-		ok, err := c.complete(ctx, q, []completion{{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess}})
+		stale, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: got[0], lockTime: time.Hour}})
 		require.NoError(t, err)
-		assert.Equal(t, []bool{false}, ok, "completion with the old token is fenced")
-		ok, err = c.complete(ctx, q, []completion{{id: mid, lockedUntil: got[0], outcome: outcomeSuccess}})
+		assert.Equal(t, []int64{0}, stale, "a token superseded by a renewal that answered is stale")
+		other, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: st.lockedUntil - 1, lockTime: time.Hour}})
 		require.NoError(t, err)
-		assert.Equal(t, []bool{true}, ok, "completion with the renewed token")
+		assert.Equal(t, []int64{0}, other, "a token that never held the lock")
+		assert.Equal(t, again[0], s.hgetInt(t, q, keys.Locks), "nothing written")
+
+		ok, err := c.complete(ctx, q, []completion{{id: mid, lockedUntil: got[0], outcome: outcomeSuccess}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false}, ok, "completion with a stale token is fenced")
+		ok, err = c.complete(ctx, q, []completion{{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true}, ok, "completion with the token held, whose renewal replies were lost")
+	})
+}
+
+// TestSpecRenewAfterHandOut: a lock alias never lets an earlier handling
+// prove the lock of a later one.
+func TestSpecRenewAfterHandOut(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		q := queueName(t)
+		_, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: mid})
+		require.NoError(t, err)
+		first := onePoll(t, c, q)
+		require.Equal(t, stepHandle, first.kind)
+		renewed, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: first.lockedUntil, lockTime: time.Hour}})
+		require.NoError(t, err)
+		require.NotZero(t, renewed[0])
+
+		// The lock runs out; another poll hands the message out again.
+		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Locks), mid, s.now(t)-1).Err())
+		second := onePoll(t, c, q)
+		for range 2 { // the circle's sentinel may come first
+			if second.kind != stepHandle {
+				second = onePoll(t, c, q)
+			}
+		}
+		require.Equal(t, stepHandle, second.kind)
+		require.EqualValues(t, 2, second.attempt)
+
+		for _, token := range []int64{first.lockedUntil, renewed[0]} {
+			got, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: token, lockTime: time.Hour}})
+			require.NoError(t, err)
+			assert.Equal(t, []int64{0}, got, "the first handling's token %d", token)
+			ok, err := c.complete(ctx, q, []completion{{id: mid, lockedUntil: token, outcome: outcomeSuccess}})
+			require.NoError(t, err)
+			assert.Equal(t, []bool{false}, ok, "the first handling's token %d", token)
+		}
+		ok, err := c.complete(ctx, q, []completion{{id: mid, lockedUntil: second.lockedUntil, outcome: outcomeSuccess}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true}, ok)
 	})
 }
 

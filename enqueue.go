@@ -80,22 +80,32 @@ type EnqueueRequest struct {
 //
 // A refusal by the queue (the id is already queued, locked or in backoff) is
 // a normal answer, in the result's Refused field. The error is for bad input
-// (nothing is written then), encoding, and Redis.
+// (nothing is written then), encoding, and Redis: an error wrapping
+// ErrRedisFull when Redis is over its maxmemory (nothing is written then
+// either).
+//
+// Enqueue returns by ctx's deadline, whatever the Redis client's own
+// timeouts. An error from Redis or from ctx leaves it unknown whether the
+// enqueue was applied: an enqueue of the same id then tells (it answers
+// ErrAlreadyQueued while the message waits), or MessageStatus does.
 //
 // When the connection fails after Redis applied the enqueue, go-redis may
-// send it again; the message still exists once, and the answer is then
-// ErrAlreadyQueued.
+// send it again. The call carries a token drawn at random, under which
+// Redis keeps the call's answer for a while (a receipt, see the protocol
+// document), so the call sent again changes nothing and answers what the
+// first one did.
 func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *EnqueueOptions) (EnqueueResult, error) {
 	id, args, err := c.enqueueArgs(queue, msg, opts)
 	if err != nil {
 		return EnqueueResult{}, err
 	}
-	reply, err := enqueueScript.Run(ctx, c.rdb, c.keys(queue), args...).StringSlice()
+	args = append([]any{randomID(), c.receiptTTL.Milliseconds()}, args...)
+	reply, err := runScript(ctx, c.rdb, enqueueScript, c.keys(queue), args...).StringSlice()
 	if err == nil && len(reply) != 1 {
 		err = fmt.Errorf("%w: enqueue answered %v", errUnexpectedReply, reply)
 	}
 	if err != nil {
-		return EnqueueResult{MessageID: id}, fmt.Errorf("mq: enqueue to %q: %w", queue, err)
+		return EnqueueResult{MessageID: id}, fmt.Errorf("mq: enqueue to %q: %w", queue, redisError(err))
 	}
 	return enqueueResult(id, reply[0])
 }
@@ -109,14 +119,15 @@ const enqueueBatch = 100
 // message gets its own answer, in order, as from [Client.Enqueue].
 //
 // All input is checked first: if any message or option is bad, nothing is
-// written and the error says which. Message ids are fixed before anything
-// is sent, so after a Redis error the whole call can be retried safely:
-// messages that were already added then answer ErrAlreadyQueued. On a Redis
-// error the results of the messages whose enqueue is known are still filled
-// in, and the error joins the failures of the others.
+// written and the error says which. On a Redis error the results of the
+// messages whose enqueue is known are still filled in, and the error joins
+// the failures of the others, whose enqueue may or may not have been
+// applied (see [Client.Enqueue]).
 //
-// Messages go to Redis in script calls of up to 100 each, each call atomic;
-// an idle worker is woken once per call rather than once per message.
+// Messages go to Redis in script calls of up to 100 each, each call atomic
+// and with its own receipt, so that go-redis sending the pipeline again
+// after a dropped connection changes nothing; an idle worker is woken once
+// per call rather than once per message.
 func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueRequest) ([]EnqueueResult, error) {
 	results := make([]EnqueueResult, len(reqs))
 	var argss [][]any
@@ -127,7 +138,8 @@ func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueR
 		}
 		results[i].MessageID = id
 		if i%enqueueBatch == 0 {
-			argss = append(argss, make([]any, 0, 7*min(enqueueBatch, len(reqs)-i)))
+			call := make([]any, 0, 2+7*min(enqueueBatch, len(reqs)-i))
+			argss = append(argss, append(call, randomID(), c.receiptTTL.Milliseconds()))
 		}
 		argss[len(argss)-1] = append(argss[len(argss)-1], args...)
 	}
@@ -144,7 +156,7 @@ func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueR
 			err = fmt.Errorf("%w: enqueue answered %d of %d", errUnexpectedReply, len(reply), n)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("mq: enqueue messages %d to %d to %q: %w", first, first+n-1, queue, err))
+			errs = append(errs, fmt.Errorf("mq: enqueue messages %d to %d to %q: %w", first, first+n-1, queue, redisError(err)))
 			continue
 		}
 		for k, r := range reply {

@@ -18,10 +18,11 @@ import (
 //   - any other error: the message is done and the error is logged.
 //
 // A panic is recovered and counts as an error. ctx is cancelled when the
-// worker is closed, when a Stop deadline passes, or when the message's lock
-// is lost while renewal is on; a handler that returns an error after its
-// context was cancelled leaves the message locked, to be handled again when
-// the lock expires.
+// worker is closed, when a Stop deadline passes, when the message's lock
+// runs out (cause ErrLockExpired: without renewal, LockTime after the poll
+// that took it) or when a renewal finds it lost (cause ErrLockLost); a
+// handler that returns an error after its context was cancelled leaves the
+// message locked, to be handled again when the lock expires.
 type Handler interface {
 	Handle(ctx context.Context, msg *Message) error
 }
@@ -69,9 +70,11 @@ func (m *Message) Value() (any, error) {
 }
 
 // ExtendLock pushes the message's lock forward by its lock time from now,
-// so that a long handling is not handed out again meanwhile. It returns
-// ErrLockLost when the lock was lost: the message may be with another
-// handler, and this handler's outcome will not be recorded.
+// so that a long handling is not handed out again meanwhile (and its
+// context does not end with ErrLockExpired). It returns ErrLockLost when
+// the lock was lost: the message may be with another handler, and this
+// handler's outcome will not be recorded; the handler's context is then
+// cancelled.
 func (m *Message) ExtendLock(ctx context.Context) error {
 	if m.lock == nil {
 		return ErrLockLost
@@ -83,18 +86,46 @@ func (m *Message) ExtendLock(ctx context.Context) error {
 // another handling, or that the message left the queue meanwhile.
 var ErrLockLost = errors.New("mq: lock lost")
 
+// ErrLockExpired is the cause (context.Cause) of a handler's context
+// ending because the message's lock ran out: it was not renewed in time, so
+// another handling may have the message now.
+var ErrLockExpired = errors.New("mq: lock expired")
+
 // heldLock is the lock a handling holds, with the fencing token that
-// completion and renewal must present.
+// outcomes and renewals must present. It keeps, by the local clock, a time
+// before which the lock cannot have run out (validUntil: the lock time
+// after the call that wrote it was sent), and ends the handling's context
+// then, unless a renewal moved it on: so a handler is stopped no later
+// than its lock runs out, whatever Redis or the network do.
 type heldLock struct {
 	c        *Client
 	queue    string
 	id       string
 	lockTime time.Duration
+	cancel   context.CancelCauseFunc // ends the handling's context
 
 	mu          sync.Mutex
 	lockedUntil int64 // Unix ms, server clock: the token
 	lost        bool
+	validUntil  time.Time
+	expiry      *time.Timer // fires at validUntil
 }
+
+func newHeldLock(c *Client, queue, id string, lockTime time.Duration, lockedUntil int64, validUntil time.Time, cancel context.CancelCauseFunc) *heldLock {
+	l := &heldLock{c: c, queue: queue, id: id, lockTime: lockTime, cancel: cancel, lockedUntil: lockedUntil, validUntil: validUntil}
+	l.expiry = time.AfterFunc(time.Until(validUntil), func() { cancel(ErrLockExpired) })
+	return l
+}
+
+// deadline is the time before which the lock cannot have run out.
+func (l *heldLock) deadline() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.validUntil
+}
+
+// release stops the expiry timer once the handling is over.
+func (l *heldLock) release() { l.expiry.Stop() }
 
 func (l *heldLock) token() int64 {
 	l.mu.Lock()
@@ -102,22 +133,27 @@ func (l *heldLock) token() int64 {
 	return l.lockedUntil
 }
 
-// renew pushes the lock forward once.
+// renew pushes the lock forward once. Should the reply be lost, the token
+// held still proves the lock (lock-aliases, renew.lua).
 func (l *heldLock) renew(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lost {
 		return ErrLockLost
 	}
+	sent := time.Now()
 	got, err := l.c.renew(ctx, l.queue, []renewal{{id: l.id, lockedUntil: l.lockedUntil, lockTime: l.lockTime}})
 	if err != nil {
 		return err
 	}
 	if got[0] == 0 {
 		l.lost = true
+		l.cancel(ErrLockLost)
 		return ErrLockLost
 	}
 	l.lockedUntil = got[0]
+	l.validUntil = sent.Add(l.lockTime)
+	l.expiry.Reset(time.Until(l.validUntil))
 	return nil
 }
 

@@ -28,8 +28,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 
 	"github.com/gocarmine/mq/internal/keys"
@@ -72,6 +75,11 @@ var (
 
 // ErrDecode reports a stored message that the codec could not decode.
 var ErrDecode = errors.New("mq: cannot decode message")
+
+// ErrRedisFull reports that Redis refused an enqueue because it is over its
+// maxmemory (with the noeviction policy). Nothing was written. Workers go on
+// handling and collecting messages meanwhile, which frees memory.
+var ErrRedisFull = errors.New("mq: Redis is out of memory")
 
 // Limits on names.
 const (
@@ -137,6 +145,10 @@ type Client struct {
 	cfg Config
 	log *slog.Logger
 
+	// receiptTTL is how long Redis keeps an enqueue call's receipt: longer
+	// than go-redis may go on sending the call again (resendWindow).
+	receiptTTL time.Duration
+
 	keyCache sync.Map // queue name -> []string, every key of the queue
 }
 
@@ -154,7 +166,60 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 	if _, ok := rdb.(*redis.ClusterClient); ok && !c.Cluster {
 		return nil, ErrClusterModeRequired
 	}
-	return &Client{rdb: rdb, cfg: c, log: c.Logger}, nil
+	return &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb)}, nil
+}
+
+// Receipts of enqueue calls: kept at least minReceiptTTL, and
+// receiptMargin longer than the client's resend window; for a client whose
+// window is unbounded or unknown, unknownReceiptTTL.
+const (
+	minReceiptTTL     = 30 * time.Second
+	receiptMargin     = 10 * time.Second
+	unknownReceiptTTL = 5 * time.Minute
+)
+
+// receiptTTL is how long the receipts of rdb's enqueue calls are kept.
+func receiptTTL(rdb redis.UniversalClient) time.Duration {
+	w, ok := resendWindow(rdb)
+	if !ok {
+		return unknownReceiptTTL
+	}
+	return max(minReceiptTTL, w+receiptMargin)
+}
+
+// resendWindow bounds the time from a command's first send to the last
+// time go-redis may send it again, from rdb's options: every attempt may
+// wait for a dial, a write and a read, with a pause between attempts. It
+// answers false when that is unbounded (a timeout turned off) or unknown
+// (a client type it cannot read).
+func resendWindow(rdb redis.UniversalClient) (time.Duration, bool) {
+	var attempts int
+	var dial, write, read, pause time.Duration
+	switch c := rdb.(type) {
+	case *redis.Client:
+		o := c.Options()
+		attempts, dial, write, read, pause = o.MaxRetries+1, o.DialTimeout, o.WriteTimeout, o.ReadTimeout, o.MaxRetryBackoff
+	case *redis.ClusterClient:
+		o := c.Options()
+		// A cluster command is tried once per redirect allowed, and each
+		// try may go through its node client's own retries.
+		attempts = (o.MaxRedirects + 1) * (o.MaxRetries + 1)
+		dial, write, read, pause = o.DialTimeout, o.WriteTimeout, o.ReadTimeout, o.MaxRetryBackoff
+	default:
+		return 0, false
+	}
+	if attempts < 1 {
+		attempts = 1
+	}
+	if dial <= 0 || write <= 0 || read <= 0 {
+		return 0, false
+	}
+	return time.Duration(attempts)*(dial+write+read) + time.Duration(attempts-1)*max(0, pause), true
+}
+
+// randomID returns 16 random hex digits, for receipt keys and pollers.
+func randomID() string {
+	return strconv.FormatUint(rand.Uint64()|1<<63, 16)
 }
 
 // Redis returns the Redis client this client uses.

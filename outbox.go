@@ -29,9 +29,10 @@ type outbox struct {
 
 	mu      sync.Mutex
 	pending []pendingOutcome
-	taken   int  // taken by a loop or the flusher, not yet resolved
-	awake   int  // polling loops not asleep
-	closed  bool // no flusher runs: outcomes handed in now are abandoned
+	taken   int       // taken by a loop or the flusher, not yet resolved
+	orphans []*poller // pollers of loops that ended with a call unanswered
+	awake   int       // polling loops not asleep
+	closed  bool      // no flusher runs: outcomes handed in now are abandoned
 	kick    chan struct{}
 	settled chan struct{} // closed and renewed: signals pending+taken reaching 0
 }
@@ -64,11 +65,11 @@ func (o *outbox) signal() {
 	}
 }
 
-// take removes up to maxOutcomesPerCall outcomes for recording.
-func (o *outbox) take() []pendingOutcome {
+// take removes up to n outcomes for recording.
+func (o *outbox) take(n int) []pendingOutcome {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	n := min(len(o.pending), maxOutcomesPerCall)
+	n = min(len(o.pending), n)
 	if n == 0 {
 		return nil
 	}
@@ -79,30 +80,44 @@ func (o *outbox) take() []pendingOutcome {
 	return batch
 }
 
-// done resolves a batch taken with take. recorded holds the script's
-// answers, or is nil when the call failed; the batch is then put back.
+// done resolves outcomes taken with take: recorded holds the script's
+// answers. (Outcomes of a call that failed are not put back: they stay
+// with the poller that sent them, which sends them again; see poller.)
 func (o *outbox) done(batch []pendingOutcome, recorded []bool) {
 	if len(batch) == 0 {
 		return
 	}
-	if recorded != nil {
-		for i, p := range batch {
-			if !recorded[i] && p.outcome != outcomeRelease {
-				o.w.stats.count(CountLockLost)
-				o.w.messageLog(p.id, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", p.outcome))
-			}
+	for i, p := range batch {
+		if !recorded[i] && p.outcome != outcomeRelease {
+			o.w.stats.count(CountLockLost)
+			o.w.messageLog(p.id, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", p.outcome))
 		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.taken -= len(batch)
-	if recorded == nil {
-		o.pending = append(batch, o.pending...)
-		if o.awake == 0 {
-			o.signal()
-		}
-	}
 	o.checkSettled()
+}
+
+// adopt takes over a poller whose loop ended before its last call was
+// answered: the flusher makes the call that settles it.
+func (o *outbox) adopt(p *poller) {
+	o.mu.Lock()
+	o.orphans = append(o.orphans, p)
+	o.signal()
+	o.mu.Unlock()
+}
+
+// takeOrphan removes one adopted poller, nil if none.
+func (o *outbox) takeOrphan() *poller {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.orphans) == 0 {
+		return nil
+	}
+	p := o.orphans[0]
+	o.orphans = o.orphans[1:]
+	return p
 }
 
 // checkSettled signals waiters when nothing is left to record. o.mu is
@@ -149,43 +164,59 @@ func (o *outbox) wait(ctx context.Context) error {
 	}
 }
 
-// flush records outcomes until none are pending, retrying while Redis
-// fails, until killed ends; then it abandons what is left.
-func (o *outbox) flush(killed context.Context) {
+// flush settles the adopted pollers and records outcomes until none are
+// pending, with its own poller p, retrying while Redis fails, until killed
+// ends; then it abandons what is left.
+func (o *outbox) flush(killed context.Context, p *poller) {
 	for errs := 0; ; {
-		batch := o.take()
-		if len(batch) == 0 {
-			return
+		q := p
+		if orphan := o.takeOrphan(); orphan != nil {
+			q = orphan
 		}
-		cs := make([]completion, len(batch))
-		for i, p := range batch {
-			cs[i] = p.completion
+		var batch []pendingOutcome
+		if q == p {
+			batch = o.take(p.room())
+			if len(batch) == 0 && p.settled() {
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		recorded, err := o.w.c.complete(ctx, o.w.queue, cs)
+		r, resolved, err := q.call(ctx, pollArgs{}, batch)
 		cancel()
 		if err == nil {
 			errs = 0
-			o.done(batch, recorded)
+			o.done(resolved, r.recorded)
 			continue
+		}
+		if q != p {
+			o.adopt(q) // try it again later
 		}
 		errs++
 		d := ExpBackoff(min(12, errs), 0, maxErrorBackoff, 200*time.Millisecond)
 		o.w.log.Warn("mq: recording outcomes failed", slog.Any("error", err),
-			slog.Int("outcomes", len(batch)), slog.Duration("retry_in", d))
+			slog.Int("outcomes", len(q.inDoubt)), slog.Duration("retry_in", d))
 		if !sleepCtx(killed, d) {
-			o.abandon(batch)
-			for b := o.take(); len(b) > 0; b = o.take() {
-				o.abandon(b)
-			}
+			o.abandonAll(p)
 			return
 		}
-		o.done(batch, nil)
 	}
 }
 
-// abandon gives up on a taken batch: its messages stay locked until their
-// locks expire, then are handled again.
+// abandonAll gives up on every outcome not recorded: those pending, those
+// in doubt with p and with the adopted pollers. Their messages stay locked
+// until their locks expire, then are handled again.
+func (o *outbox) abandonAll(p *poller) {
+	for q := p; q != nil; q = o.takeOrphan() {
+		o.abandon(q.inDoubt)
+		q.inDoubt = nil
+	}
+	for b := o.take(maxOutcomesPerCall); len(b) > 0; b = o.take(maxOutcomesPerCall) {
+		o.abandon(b)
+	}
+}
+
+// abandon gives up on taken outcomes: their messages stay locked until
+// their locks expire, then are handled again.
 func (o *outbox) abandon(batch []pendingOutcome) {
 	for _, p := range batch {
 		o.w.stats.count(CountAbandoned)
@@ -202,15 +233,16 @@ func (o *outbox) abandon(batch []pendingOutcome) {
 // sleeps, and once more when stop is closed, then returns. Outcomes handed
 // in after that are abandoned.
 func (o *outbox) run(killed context.Context, stop <-chan struct{}) {
+	p := newPoller(o.w.c, o.w.queue)
 	for {
 		select {
 		case <-o.kick:
-			o.flush(killed)
+			o.flush(killed, p)
 		case <-stop:
 			o.mu.Lock()
 			o.closed = true
 			o.mu.Unlock()
-			o.flush(killed)
+			o.flush(killed, p)
 			return
 		}
 	}

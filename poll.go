@@ -43,12 +43,16 @@ type pollReply struct {
 	// (false: the lock was lost).
 	recorded []bool
 	steps    []pollStep
+	// sent is when the call was sent, by the local clock: the locks it
+	// wrote run out no sooner than their lock time after it.
+	sent time.Time
 }
 
 // pollArgs are the arguments of one poll call.
 type pollArgs struct {
 	lockTime time.Duration    // the worker's default lock time
 	sleeps   [5]time.Duration // end-of-queue sleep times by ndry-runs
+	// maxSteps bounds the steps; 0 only records the completions.
 	maxSteps int
 	// maxHandles, when positive, ends the call after that many messages
 	// were handed out; otherwise only maxSteps bounds it.
@@ -57,32 +61,70 @@ type pollArgs struct {
 	wantSize bool
 	// completions are outcomes to record before polling.
 	completions []completion
+
+	// poller identifies the poller making the call, seq numbers the call
+	// among its calls, and confirmed is the number of its last call whose
+	// reply arrived (see poll.lua).
+	poller         string
+	seq, confirmed uint64
 }
 
-// poll records a.completions, then takes up to a.maxSteps steps of the
+// pollReceiptTTL is how long a poller's receipt is kept at least after its
+// last call: a poller that comes back after a longer Redis outage no
+// longer finds what its last call applied, and the messages that call
+// handed out are handed out again when their locks expire.
+const pollReceiptTTL = time.Hour
+
+// pollCall records a.completions, then takes up to a.maxSteps steps of the
 // queue's circle, all in one script call.
-func (c *Client) poll(ctx context.Context, queue string, a pollArgs) (pollReply, error) {
-	maxSteps := max(1, a.maxSteps)
+func (c *Client) pollCall(ctx context.Context, queue string, a pollArgs) (pollReply, error) {
 	maxHandles := a.maxHandles
 	if maxHandles <= 0 {
-		maxHandles = maxSteps
+		maxHandles = a.maxSteps
 	}
-	args := make([]any, 0, 10+4*len(a.completions))
-	args = append(args, a.lockTime.Milliseconds())
+	args := make([]any, 0, 14+4*len(a.completions))
+	args = append(args, msArg(a.lockTime))
 	for _, d := range a.sleeps {
-		args = append(args, d.Milliseconds())
+		args = append(args, msArg(d))
 	}
-	args = append(args, maxSteps, maxHandles, boolArg(a.wantSize), len(a.completions))
+	args = append(args, max(0, a.maxSteps), maxHandles, boolArg(a.wantSize),
+		a.poller, a.seq, a.confirmed, pollReceiptTTL.Milliseconds(), len(a.completions))
 	args = appendCompletionArgs(args, a.completions)
-	raw, err := pollScript.Run(ctx, c.rdb, c.keys(queue), args...).Slice()
+	sent := time.Now()
+	raw, err := runScript(ctx, c.rdb, pollScript, c.keys(queue), args...).Slice()
 	if err != nil {
 		return pollReply{}, fmt.Errorf("mq: poll %q: %w", queue, err)
 	}
 	r, err := parsePollReply(raw)
+	r.sent = sent
 	if err == nil && len(r.recorded) != len(a.completions) {
 		err = fmt.Errorf("%w: poll recorded %d of %d outcomes", errUnexpectedReply, len(r.recorded), len(a.completions))
 	}
 	return r, err
+}
+
+// poll is one poll call by a poller of its own, for the tests and tools
+// that poll outside a worker.
+func (c *Client) poll(ctx context.Context, queue string, a pollArgs) (pollReply, error) {
+	a.poller, a.seq, a.confirmed = randomID(), 1, 0
+	return c.pollCall(ctx, queue, a)
+}
+
+// complete records outcomes in one script call and answers, per
+// completion, whether it took effect (false: the lock was lost).
+func (c *Client) complete(ctx context.Context, queue string, cs []completion) ([]bool, error) {
+	r, err := c.poll(ctx, queue, pollArgs{completions: cs})
+	if err != nil {
+		return nil, err
+	}
+	return r.recorded, nil
+}
+
+// msArg is a duration in whole milliseconds, rounded up so that a
+// positive duration never becomes zero, as the scripts take it.
+func msArg(d time.Duration) int64 {
+	ms, _ := durationMS("duration", max(0, d))
+	return ms
 }
 
 func parsePollReply(raw []any) (pollReply, error) {
@@ -185,28 +227,9 @@ type completion struct {
 // appendCompletionArgs appends the script arguments of cs, four each.
 func appendCompletionArgs(args []any, cs []completion) []any {
 	for _, x := range cs {
-		backoff, _ := durationMS("backoff", max(0, x.backoff))
-		args = append(args, x.id, strconv.FormatInt(x.lockedUntil, 10), x.outcome, backoff)
+		args = append(args, x.id, strconv.FormatInt(x.lockedUntil, 10), x.outcome, msArg(x.backoff))
 	}
 	return args
-}
-
-// complete records outcomes in one script call and answers, per
-// completion, whether it took effect (false: the lock was lost).
-func (c *Client) complete(ctx context.Context, queue string, cs []completion) ([]bool, error) {
-	args := appendCompletionArgs(make([]any, 0, 4*len(cs)), cs)
-	raw, err := completeScript.Run(ctx, c.rdb, c.keys(queue), args...).StringSlice()
-	if err != nil {
-		return nil, fmt.Errorf("mq: complete in %q: %w", queue, err)
-	}
-	if len(raw) != len(cs) {
-		return nil, fmt.Errorf("%w: complete answered %d of %d", errUnexpectedReply, len(raw), len(cs))
-	}
-	ok := make([]bool, len(cs))
-	for i, r := range raw {
-		ok[i] = r == "ok"
-	}
-	return ok, nil
 }
 
 // renewal asks to push one lock forward.
@@ -221,10 +244,9 @@ type renewal struct {
 func (c *Client) renew(ctx context.Context, queue string, rs []renewal) ([]int64, error) {
 	args := make([]any, 0, 3*len(rs))
 	for _, x := range rs {
-		lockMS, _ := durationMS("lock time", max(time.Millisecond, x.lockTime))
-		args = append(args, x.id, strconv.FormatInt(x.lockedUntil, 10), lockMS)
+		args = append(args, x.id, strconv.FormatInt(x.lockedUntil, 10), msArg(max(time.Millisecond, x.lockTime)))
 	}
-	raw, err := renewScript.Run(ctx, c.rdb, c.keys(queue), args...).Int64Slice()
+	raw, err := runScript(ctx, c.rdb, renewScript, c.keys(queue), args...).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("mq: renew locks in %q: %w", queue, err)
 	}

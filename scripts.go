@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -19,15 +20,13 @@ var scriptParts = map[string][]string{
 	"enqueue":        {"prelude", "status", "enqueue"},
 	"poll":           {"prelude", "status", "outcome", "poll"},
 	"message_status": {"prelude", "status", "message_status"},
-	"complete":       {"prelude", "outcome", "complete"},
-	"renew":          {"prelude", "renew"},
+	"renew":          {"prelude", "outcome", "renew"},
 }
 
 var (
 	enqueueScript       = composeScript("enqueue")
 	pollScript          = composeScript("poll")
 	messageStatusScript = composeScript("message_status")
-	completeScript      = composeScript("complete")
 	renewScript         = composeScript("renew")
 )
 
@@ -57,32 +56,104 @@ func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
+// runScript runs a script once, within ctx (see within).
+func runScript(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	cmd, err := within(ctx, func(ctx context.Context) (*redis.Cmd, error) {
+		cmd := s.Run(ctx, rdb, keys, args...)
+		return cmd, cmd.Err()
+	})
+	if cmd == nil {
+		cmd = redis.NewCmd(ctx)
+		cmd.SetErr(err)
+	}
+	return cmd
+}
+
 // runScriptPipelined runs one script many times in one round trip, each
-// call with its own arguments, and answers each call's result in order.
-// Calls that met an empty script cache are sent again with EVAL, which is
-// safe: a NOSCRIPT answer means the call did nothing.
+// call with its own arguments, and answers each call's result in
+// order. Calls that met an empty script cache are sent again with EVAL,
+// which is safe: a NOSCRIPT answer means the call did nothing. It returns
+// when ctx ends, as within does; the calls not answered by then carry
+// ctx's error.
 func runScriptPipelined(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, keys []string, argss [][]any) []*redis.Cmd {
 	cmds := make([]*redis.Cmd, len(argss))
-	pipe := rdb.Pipeline()
-	for i, args := range argss {
-		cmds[i] = s.EvalSha(ctx, pipe, keys, args...)
-	}
-	_, _ = pipe.Exec(ctx) // errors stay on each command
-	var retry []int
-	for i, c := range cmds {
-		if isNoScript(c.Err()) {
-			retry = append(retry, i)
+	_, err := within(ctx, func(ctx context.Context) (struct{}, error) {
+		pipe := rdb.Pipeline()
+		sent := make([]*redis.Cmd, len(argss))
+		for i, args := range argss {
+			sent[i] = s.EvalSha(ctx, pipe, keys, args...)
+		}
+		_, _ = pipe.Exec(ctx) // errors stay on each command
+		var retry []int
+		for i, c := range sent {
+			if isNoScript(c.Err()) {
+				retry = append(retry, i)
+			}
+		}
+		if len(retry) > 0 {
+			pipe = rdb.Pipeline()
+			for _, i := range retry {
+				sent[i] = s.Eval(ctx, pipe, keys, argss[i]...)
+			}
+			_, _ = pipe.Exec(ctx)
+		}
+		copy(cmds, sent)
+		return struct{}{}, nil
+	})
+	if err != nil {
+		for i := range cmds {
+			cmds[i] = redis.NewCmd(ctx)
+			cmds[i].SetErr(err)
 		}
 	}
-	if len(retry) == 0 {
-		return cmds
-	}
-	pipe = rdb.Pipeline()
-	for _, i := range retry {
-		cmds[i] = s.Eval(ctx, pipe, keys, argss[i]...)
-	}
-	_, _ = pipe.Exec(ctx)
 	return cmds
+}
+
+// within runs call, which makes Redis calls, and returns its answer, or
+// ctx's error as soon as ctx ends, whichever comes first. go-redis reads
+// replies with its own timeouts and ignores ctx's deadline unless its
+// client was made with ContextTimeoutEnabled, so a frozen Redis would
+// otherwise hold a caller long past its deadline. A call given up on goes
+// on in the background until go-redis returns (ctx ended, so it sends
+// nothing again) and its answer is dropped: it may still have been
+// applied, which the scripts' receipts are there for.
+func within[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
+	if ctx.Done() == nil {
+		return call(ctx)
+	}
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	answer := make(chan result, 1)
+	go func() {
+		v, err := call(ctx)
+		answer <- result{v, err}
+	}()
+	select {
+	case r := <-answer:
+		return r.v, r.err
+	case <-ctx.Done():
+		select {
+		case r := <-answer: // answered just in time
+			return r.v, r.err
+		default:
+			return zero, ctx.Err()
+		}
+	}
+}
+
+// redisError wraps the Redis errors that callers may want to tell apart:
+// an OOM refusal becomes ErrRedisFull.
+func redisError(err error) error {
+	if err != nil && strings.HasPrefix(err.Error(), "OOM ") {
+		return fmt.Errorf("%w: %w", ErrRedisFull, err)
+	}
+	return err
 }
 
 var errUnexpectedReply = errors.New("mq: unexpected reply from Redis")

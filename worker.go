@@ -29,9 +29,12 @@ const (
 )
 
 // maxErrorBackoff caps the pause after consecutive loop errors, which
-// Carmine lets grow to many minutes: a worker should notice a returning
-// Redis within seconds.
-const maxErrorBackoff = 30 * time.Second
+// Carmine lets grow to many minutes: a worker notices a returning Redis
+// within about a second. errorLogEvery spaces the warnings meanwhile.
+const (
+	maxErrorBackoff = time.Second
+	errorLogEvery   = 30 * time.Second
+)
 
 // sleepChunk is the longest single blocking call of an end-of-queue sleep.
 // Between calls the worker checks whether it is stopping and whether
@@ -369,10 +372,16 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 	for j := range sleeps {
 		sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
 	}
+	p := newPoller(w.c, w.queue)
+	defer func() {
+		if !p.settled() {
+			w.outbox.adopt(p)
+		}
+	}()
 	errs := 0
+	var failingSince, loggedAt time.Time
 	var queueSize int64
 	var sizeSeen time.Time
-	var cs []completion
 	for {
 		if burst && !w.awaitBusy(ctx) {
 			return
@@ -381,26 +390,20 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 		if n == 0 {
 			return
 		}
-		batch := w.outbox.take()
-		cs = cs[:0]
-		for _, p := range batch {
-			cs = append(cs, p.completion)
-		}
+		batch := w.outbox.take(p.room())
 		wantSize := w.cfg.Throttle != nil || time.Since(sizeSeen) >= queueSizeSampleEvery
 		if burst {
 			w.stats.count(CountBurstPolls)
 		}
-		reply, err := w.c.poll(ctx, w.queue, pollArgs{
-			lockTime:    w.cfg.LockTime,
-			sleeps:      sleeps,
-			maxSteps:    4*n + 16,
-			maxHandles:  n,
-			wantSize:    wantSize,
-			completions: cs,
-		})
+		reply, resolved, err := p.call(ctx, pollArgs{
+			lockTime:   w.cfg.LockTime,
+			sleeps:     sleeps,
+			maxSteps:   4*n + 16,
+			maxHandles: n,
+			wantSize:   wantSize,
+		}, batch)
 		received := time.Now()
 		if err != nil {
-			w.outbox.done(batch, nil)
 			w.finish(n)
 			if ctx.Err() != nil {
 				return
@@ -412,16 +415,23 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 				factor = cmpOr(w.cfg.Throttle(queueSize), factor)
 			}
 			d := ExpBackoff(min(12, errs), 0, maxErrorBackoff, factor)
-			w.log.Warn("mq: poll failed", slog.Any("error", err),
-				slog.Int("consecutive_errors", errs), slog.Duration("retry_in", d))
+			if errs == 1 {
+				failingSince, loggedAt = received, received
+				w.log.Warn("mq: poll failed", slog.Any("error", err), slog.Duration("retry_in", d))
+			} else if received.Sub(loggedAt) >= errorLogEvery {
+				loggedAt = received
+				w.log.Warn("mq: polls still failing", slog.Any("error", err),
+					slog.Int("consecutive_errors", errs), slog.Duration("for", received.Sub(failingSince)))
+			}
 			if !w.pause(ctx, d) {
 				return
 			}
 			continue
 		}
-		w.outbox.done(batch, reply.recorded)
+		w.outbox.done(resolved, reply.recorded)
 		if errs > 0 {
-			w.log.Info("mq: poll recovered", slog.Int("after_errors", errs))
+			w.log.Info("mq: poll recovered", slog.Int("after_errors", errs),
+				slog.Duration("after", received.Sub(failingSince)))
 			errs = 0
 		}
 		if reply.queueSize >= 0 {
@@ -438,7 +448,7 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 				handled++
 				// Never blocks: deliveries has room for every message
 				// that may be taken.
-				deliveries <- delivery{step: *s, queueSize: queueSize, received: received}
+				deliveries <- delivery{step: *s, queueSize: queueSize, sent: reply.sent, received: received}
 			case stepSleep:
 				sleep, ndry = s, s.ndryRuns
 			case stepSkip:
@@ -607,7 +617,10 @@ func (w *Worker) sleep(ctx context.Context, s *pollStep) {
 		if !errors.Is(err, redis.Nil) {
 			return // Redis trouble: let the next poll report it
 		}
-		if n, err := w.c.rdb.LLen(ctx, ks[keys.MidsReady]).Result(); err != nil || n > 0 {
+		n, err := within(ctx, func(ctx context.Context) (int64, error) {
+			return w.c.rdb.LLen(ctx, ks[keys.MidsReady]).Result()
+		})
+		if err != nil || n > 0 {
 			return
 		}
 	}
@@ -616,17 +629,20 @@ func (w *Worker) sleep(ctx context.Context, s *pollStep) {
 // blockingMove moves the sleep sentinel from one list to the other,
 // waiting up to d (at most sleepChunk) for it to arrive.
 func (w *Worker) blockingMove(ctx context.Context, from, to string, d time.Duration) error {
-	if d >= time.Second {
-		// go-redis reads for the timeout plus its own margin, so the read
-		// never times out before Redis answers.
-		return w.c.rdb.BLMove(ctx, from, to, "RIGHT", "LEFT", d.Truncate(time.Second)).Err()
-	}
-	// go-redis's BLMove sends whole seconds only; below one second, send
-	// the fraction. The read then has the client's ReadTimeout (3s by
-	// default), above any fraction of a second; a shorter one only cuts
-	// the sleep short.
-	secs := strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)
-	return w.c.rdb.Do(ctx, "blmove", from, to, "RIGHT", "LEFT", secs).Err()
+	_, err := within(ctx, func(ctx context.Context) (struct{}, error) {
+		if d >= time.Second {
+			// go-redis reads for the timeout plus its own margin, so the
+			// read never times out before Redis answers.
+			return struct{}{}, w.c.rdb.BLMove(ctx, from, to, "RIGHT", "LEFT", d.Truncate(time.Second)).Err()
+		}
+		// go-redis's BLMove sends whole seconds only; below one second,
+		// send the fraction. The read then has the client's ReadTimeout
+		// (5s by default), above any fraction of a second; a shorter one
+		// only cuts the sleep short.
+		secs := strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)
+		return struct{}{}, w.c.rdb.Do(ctx, "blmove", from, to, "RIGHT", "LEFT", secs).Err()
+	})
+	return err
 }
 
 // sleepCtx sleeps for d or until ctx ends, and answers whether it slept
@@ -649,6 +665,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 type delivery struct {
 	step      pollStep
 	queueSize int64
+	sent      time.Time // when the poll was sent: the lock runs out no sooner than its lock time after
 	received  time.Time // when the poll answered
 }
 
@@ -685,7 +702,10 @@ func (w *Worker) giveBack(d delivery) {
 // handle runs the handler on one message and hands in its outcome.
 func (w *Worker) handle(base context.Context, d delivery) {
 	s := &d.step
-	lock := &heldLock{c: w.c, queue: w.queue, id: s.id, lockTime: s.lockTime, lockedUntil: s.lockedUntil}
+	ctx, cancel := context.WithCancelCause(base)
+	defer cancel(nil)
+	lock := newHeldLock(w.c, w.queue, s.id, s.lockTime, s.lockedUntil, d.sent.Add(s.lockTime), cancel)
+	defer lock.release()
 	msg := &Message{
 		Queue:     w.queue,
 		ID:        s.id,
@@ -701,18 +721,14 @@ func (w *Worker) handle(base context.Context, d delivery) {
 		w.stats.queueingTime.Add(float64(msg.Age.Milliseconds()))
 	}
 
-	ctx := base
 	var renewWG sync.WaitGroup
 	var renewDone chan struct{}
 	if w.cfg.RenewLocks {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(base)
-		defer cancel()
 		renewDone = make(chan struct{})
 		renewWG.Add(1)
 		go func() {
 			defer renewWG.Done()
-			w.renewLoop(ctx, lock, cancel, renewDone, w.messageLog(s.id, s.attempt))
+			w.renewLoop(ctx, lock, renewDone, w.messageLog(s.id, s.attempt))
 		}()
 	}
 
@@ -729,7 +745,8 @@ func (w *Worker) handle(base context.Context, d delivery) {
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.
 		w.stats.count(CountAbandoned)
-		w.messageLog(s.id, s.attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires", slog.Any("error", err))
+		w.messageLog(s.id, s.attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
+			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
 		return
 	}
 	switch oc.name {
@@ -767,13 +784,13 @@ func (w *Worker) call(ctx context.Context, msg *Message) (err error) {
 }
 
 // renewLoop pushes lock forward every third of its lock time until done is
-// closed. It cancels the handling when the lock is lost, or when renewal
-// has failed for longer than the lock time.
-func (w *Worker) renewLoop(ctx context.Context, lock *heldLock, cancel context.CancelFunc, done <-chan struct{}, log *slog.Logger) {
+// closed or ctx ends. Should renewals fail, the lock's own timer cancels
+// the handling when the lock runs out (heldLock); when a renewal finds the
+// lock lost, it cancels the handling at once.
+func (w *Worker) renewLoop(ctx context.Context, lock *heldLock, done <-chan struct{}, log *slog.Logger) {
 	every := max(lock.lockTime/3, time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	lastOK := time.Now()
 	for {
 		select {
 		case <-done:
@@ -782,22 +799,20 @@ func (w *Worker) renewLoop(ctx context.Context, lock *heldLock, cancel context.C
 			return
 		case <-t.C:
 		}
-		rctx, rcancel := context.WithTimeout(ctx, every)
+		// A renewal may take until the lock could run out: a slow answer
+		// still counts, and after that the lock's timer has ended ctx.
+		rctx, rcancel := context.WithDeadline(ctx, lock.deadline())
 		err := lock.renew(rctx)
 		rcancel()
 		switch {
 		case err == nil:
-			lastOK = time.Now()
 			w.stats.count(CountRenewed)
 		case errors.Is(err, ErrLockLost):
 			// Not counted here: the handling is counted once, as lock-lost
 			// when its outcome is fenced, or as abandoned.
 			log.Warn("mq: lock lost while handling; cancelling the handler")
-			cancel()
 			return
-		case time.Since(lastOK) > lock.lockTime:
-			log.Error("mq: lock renewal failing for longer than the lock time; cancelling the handler", slog.Any("error", err))
-			cancel()
+		case ctx.Err() != nil:
 			return
 		default:
 			log.Warn("mq: lock renewal failed", slog.Any("error", err))

@@ -2,7 +2,9 @@
 -- own, in order, as if enqueued one by one.
 --
 -- KEYS: the queue's keys (prelude.lua).
--- ARGV, in groups of seven, one group per message:
+-- ARGV[1]: the call's token, drawn at random by the client
+-- ARGV[2]: how long to keep the call's receipt at least, in ms
+-- ARGV[3..], in groups of seven, one group per message:
 --   mid, encoded message, initial backoff in ms (0 for none), lock time in
 --   ms (0 for the worker's default), then can-update, can-requeue and
 --   reset-init-backoff, each '1' or '0'
@@ -11,11 +13,34 @@
 -- success, or the reason of a refusal: 'already-queued', 'locked' or
 -- 'backoff'.
 --
+-- The receipt (enqueue-receipts, see prelude.lua): a call that wrote
+-- anything stores its reply under its token; a call that finds its
+-- receipt is a resend of one that was applied (its reply was lost on the
+-- way back), and answers that reply again without writing. A call that
+-- wrote nothing leaves no receipt: a resend of it decides afresh, as the
+-- first application changed nothing.
+--
 -- The sleep sentinel is moved once per call, after the last message: moving
 -- it twice in one script would put it back where it was and wake nobody.
 
+local CODES = {added = 'a', updated = 'u', ['already-queued'] = 'q', locked = 'l', backoff = 'b'}
+local NAMES = {a = 'added', u = 'updated', q = 'already-queued', l = 'locked', b = 'backoff'}
+
+local token, keep_ms = ARGV[1], tonumber(ARGV[2])
+local receipt, since = receipt_get(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token)
+if receipt then
+  local reply = {}
+  for i = 1, #receipt do
+    reply[i] = NAMES[string.sub(receipt, i, i)]
+  end
+  return reply
+end
+
+refuse_when_full()
+
 local now = server_now()
 local woken = false
+local wrote = false
 
 -- One message's arguments, set by the loop below for the helpers.
 local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff
@@ -98,13 +123,20 @@ local function enqueue()
   return to_requeue()
 end
 
-local reply = {}
-for i = 1, #ARGV, 7 do
+local reply, codes = {}, {}
+for i = 3, #ARGV, 7 do
   mid, content = ARGV[i], ARGV[i + 1]
   init_backoff, lock_ms = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   can_update, can_requeue = ARGV[i + 4] == '1', ARGV[i + 5] == '1'
   reset_init_backoff = ARGV[i + 6] == '1'
-  reply[#reply + 1] = enqueue()
+  local answer = enqueue()
+  reply[#reply + 1] = answer
+  codes[#codes + 1] = CODES[answer]
+  if answer == 'added' or answer == 'updated' then wrote = true end
+end
+
+if wrote then
+  receipt_put(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token, table.concat(codes), since, keep_ms, now)
 end
 
 -- wake: move the sleep sentinel to the other list, which unblocks one

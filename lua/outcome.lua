@@ -1,18 +1,31 @@
 -- outcome.lua: recording a handler's outcome (SPEC section 6), fenced on
--- the lock its handling took (SPEC section 10). Composed into complete.lua
--- and poll.lua, which records outcomes before it polls.
+-- the lock its handling took (SPEC section 10). Composed into poll.lua,
+-- which records outcomes before it polls.
+
+-- holds_lock tells whether token proves the current lock of mid: it is the
+-- lock, or a renewal was presented token and wrote the lock that is there
+-- now (lock-aliases), which happens when the renewal's reply was lost.
+local function holds_lock(mid, token)
+  local held = redis.call('hget', K_LOCKS, mid)
+  if not held then return false end
+  if tonumber(held) == tonumber(token) then return true end
+  local alias = redis.call('hget', K_LOCK_ALIASES, mid)
+  if not alias then return false end
+  local from, to = string.match(alias, '^(%d+) (%d+)$')
+  return tonumber(from) == tonumber(token) and tonumber(to) == tonumber(held)
+end
 
 -- record_outcome writes one outcome ('success', 'retry' or 'error', with a
--- backoff in ms, 0 for none) if locks[mid] still holds token and the
+-- backoff in ms, 0 for none) if the token proves the lock of mid and the
 -- message is not done, and answers 'ok'; otherwise it writes nothing and
 -- answers 'lock-lost'. The outcome 'release' gives back a message a worker
 -- took but never started (prefetched, then the worker stopped or it waited
--- too long): the lock goes, the attempt is uncounted, and the mid goes to
--- the right of mids-ready, the end polls pop next, leaving the message as
--- it was before the poll took it. (Whatever removes a message, garbage
--- collection or a clear, removes its lock too.) The outcome is written
--- before the lock is released, so that an error part way (such as OOM) can
--- never free a lock without recording it.
+-- too long, or the reply that handed it out was lost): the lock goes, the
+-- attempt is uncounted, and the mid goes to the right of mids-ready, the
+-- end polls pop next, leaving the message as it was before the poll took
+-- it. (Whatever removes a message, garbage collection or a clear, removes
+-- its lock too.) The outcome is written before the lock is released, so
+-- that an error part way can never free a lock without recording it.
 --
 -- Within one call, the done marks and lock deletions of 'success', 'retry'
 -- and 'error' are gathered and written as one SADD and one HDEL when the
@@ -24,9 +37,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, now, pending)
   if pending.unlocked[mid] then
     return 'lock-lost'
   end
-  local held = redis.call('hget', K_LOCKS, mid)
-  if (not held) or tonumber(held) ~= tonumber(token)
-      or redis.call('sismember', K_DONE, mid) == 1 then
+  if (not holds_lock(mid, token)) or redis.call('sismember', K_DONE, mid) == 1 then
     return 'lock-lost'
   end
   if outcome == 'release' then
@@ -61,13 +72,24 @@ end
 
 -- record_outcomes records the outcomes given in ARGV from index first on,
 -- in groups of four (mid, token, outcome, backoff in ms), n groups, and
--- answers their results in order.
-local function record_outcomes(first, n, now)
+-- answers their results in order. The first #known of them were recorded
+-- by an earlier call whose reply was lost: known holds their answers, one
+-- character each ('o' for 'ok', 'l' for 'lock-lost'), and they are not
+-- recorded again.
+local function record_outcomes(first, n, now, known)
   local results = {}
   local pending = {done = {}, unlock = {}, unlocked = {}}
   for i = 0, n - 1 do
-    local j = first + 4 * i
-    results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), now, pending)
+    if i < #known then
+      if string.sub(known, i + 1, i + 1) == 'o' then
+        results[i + 1] = 'ok'
+      else
+        results[i + 1] = 'lock-lost'
+      end
+    else
+      local j = first + 4 * i
+      results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), now, pending)
+    end
   end
   call_each('sadd', K_DONE, pending.done)
   call_each('hdel', K_LOCKS, pending.unlock)

@@ -1,31 +1,80 @@
 -- poll.lua: up to ARGV[7] worker steps of SPEC section 4, run back to back,
--- stopping early after the first 'sleep' (SPEC section 10, batched poll).
+-- stopping early after the first 'sleep' (SPEC section 10, batched poll),
+-- after recording the outcomes of earlier handlings. With no steps to take,
+-- it only records outcomes (the worker's flusher calls it so).
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1]    the worker's default lock time in ms
 -- ARGV[2..6] the five end-of-queue sleep times in ms
--- ARGV[7]    the most steps to take (at least 1)
+-- ARGV[7]    the most steps to take (0 to only record outcomes)
 -- ARGV[8]    the most messages to hand out: the call stops after that many
 --            'handle' steps
 -- ARGV[9]    '1' to answer the queue size, '0' to spare its five reads
--- ARGV[10]   n, the number of outcomes to record before polling
--- ARGV[11..] n groups of four, as complete.lua takes them
+-- ARGV[10]   the poller's id, drawn at random by the worker
+-- ARGV[11]   seq: this call's number among its poller's calls, from 1 up
+-- ARGV[12]   confirmed: the number of the poller's last call whose reply it
+--            received (0 for none)
+-- ARGV[13]   how long to keep the poller's receipt at least, in ms
+-- ARGV[14]   n, the number of outcomes to record before polling
+-- ARGV[15..] n groups of four: mid, locked_until_ms (the token from a poll
+--            or a renewal), outcome ('success', 'retry', 'error' or
+--            'release'), backoff in ms (0 for none)
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
 -- of SPEC section 8 after the steps (-1 when not asked for), outcomes the
--- results of the outcomes
--- recorded (as complete.lua answers them), and each step is one of
+-- results of the outcomes, one per group, 'ok' or 'lock-lost' (the lock is
+-- no longer the one the handling took: it expired and the message was
+-- handed out again, or the message is done or gone; nothing is written for
+-- it then), and each step is one of
 --   {'sleep', sleep_ms, list ('a' or 'b'), ndry_runs}
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
 --    locked_until_ms, now_ms}
--- locked_until_ms is the fencing token for complete.lua and renew.lua.
+-- locked_until_ms is the fencing token for outcomes and renew.lua.
+--
+-- The receipt. A poller (one polling loop of a worker, or its flusher)
+-- makes one call at a time and numbers them. Its receipt (poll-receipts,
+-- see prelude.lua) holds what its latest call that had to leave one
+-- applied: {seq, the answers to its
+-- outcomes ('o' ok, 'l' lock-lost, one each), then mid and locked_until of
+-- each message it handed out}. A call whose number is above confirmed
+-- applied but its reply never reached the poller (the connection dropped
+-- after Redis answered, or the client gave up waiting; go-redis may also
+-- resend the very same call). So when a call finds such a receipt, it
+-- gives back the messages that call handed out (the 'release' outcome:
+-- unlocked, attempt uncounted, first in line, and this call may take them
+-- again at once) and takes the answers of its outcomes from the receipt:
+-- the poller sends the outcomes of unconfirmed calls again, first and in
+-- the same order, and they are not recorded twice. A call that finds a
+-- receipt of a later call is stale (delayed in the network or in a frozen
+-- Redis, long after its poller gave up on it) and does nothing.
 
+go_on_when_full()
+
+local poller, seq, confirmed = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
 local default_lock_ms = tonumber(ARGV[1])
 local max_steps = tonumber(ARGV[7])
 local max_handles = tonumber(ARGV[8])
+local n_outcomes = tonumber(ARGV[14])
 local now = server_now()
-local outcomes = record_outcomes(11, tonumber(ARGV[10]), now)
+
+local known, consumed = '', false
+local receipt, since = receipt_get(K_POLL_RECEIPTS, K_POLL_RECEIPTS_PREV, poller)
+if receipt then
+  local items = unpack_items(receipt)
+  local receipt_seq = tonumber(items[1])
+  if receipt_seq > seq then
+    return redis.error_reply('MQSTALE poll call ' .. seq .. ' came after call ' .. receipt_seq)
+  end
+  if receipt_seq > confirmed then
+    known, consumed = items[2], true
+    local released = {done = {}, unlock = {}, unlocked = {}}
+    for i = 3, #items - 1, 2 do
+      record_outcome(items[i], items[i + 1], 'release', 0, now, released)
+    end
+  end
+end
+local outcomes = record_outcomes(15, n_outcomes, now, known)
 
 -- useful is set once a step did useful work; ndry-runs is then written
 -- as 0 once, before a sleep step reads it or at the end, which leaves the
@@ -49,8 +98,8 @@ local ready_empty = false
 --     sentinel and runs empty, they are sent and the pop is tried again);
 --   * a collected mid reads as absent from then on (collected), as it
 --     would once deleted; nothing writes an absent mid's entries.
--- Under maxmemory a write is refused only as a script's first write, and
--- the pops come first, so a gathered push is never refused.
+-- Under maxmemory no write of this script is refused (go_on_when_full,
+-- prelude.lua), so a gathered push is never refused either.
 local circle_back = {}
 local collected, collected_list, collected_backoffs = {}, {}, {}
 
@@ -64,7 +113,7 @@ end
 local function flush()
   push_circle_back()
   if #collected_list > 0 then
-    for _, key in ipairs({K_MESSAGES, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS, K_NATTEMPTS}) do
+    for _, key in ipairs({K_MESSAGES, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS, K_NATTEMPTS, K_LOCK_ALIASES}) do
       call_each('hdel', key, collected_list)
     end
     call_each('srem', K_DONE, collected_list)
@@ -101,9 +150,21 @@ local function decide(mid, from_circle)
     local sleep_ms = tonumber(ARGV[1 + math.min(5, ndry_runs + 1)])
     redis.call('set', K_NDRY_RUNS, ndry_runs + 1)
     useful = false
-    -- Block on the list that does not hold the sentinel.
+    -- Block on the list that does not hold the sentinel. There is one
+    -- sentinel between the two lists; should another writer have pushed
+    -- more, keep one, so that every sleeper blocks again.
+    local na, nb = redis.call('llen', K_ISLEEP_A), redis.call('llen', K_ISLEEP_B)
+    if na > 0 and nb > 0 then
+      redis.call('del', K_ISLEEP_B)
+      nb = 0
+    end
+    if na > 1 then
+      redis.call('ltrim', K_ISLEEP_A, 0, 0)
+    elseif nb > 1 then
+      redis.call('ltrim', K_ISLEEP_B, 0, 0)
+    end
     local list = 'a'
-    if redis.call('llen', K_ISLEEP_A) > 0 then list = 'b' end
+    if na > 0 then list = 'b' end
     return {'sleep', sleep_ms, list, ndry_runs + 1}, false
   end
 
@@ -165,9 +226,9 @@ local function decide(mid, from_circle)
 end
 
 local reply = {0, outcomes}
-local handled = 0
+local handed = {}
 for _ = 1, max_steps do
-  if handled >= max_handles then break end
+  if #handed >= 2 * max_handles then break end
   local mid, from_circle = take()
   local answer, dropped = decide(mid, from_circle)
   if mid and from_circle and not dropped then
@@ -175,11 +236,24 @@ for _ = 1, max_steps do
   end
   reply[#reply + 1] = answer
   if answer[1] == 'sleep' then break end
-  if answer[1] == 'handle' then handled = handled + 1 end
+  if answer[1] == 'handle' then
+    handed[#handed + 1] = answer[2]
+    handed[#handed + 1] = answer[7]
+  end
 end
 flush()
 if useful then
   redis.call('set', K_NDRY_RUNS, 0)
+end
+
+if n_outcomes > 0 or #handed > 0 or consumed or confirmed < seq - 1 then
+  local answers = {}
+  for i, r in ipairs(outcomes) do
+    answers[i] = (r == 'ok') and 'o' or 'l'
+  end
+  local items = {seq, table.concat(answers)}
+  for _, x in ipairs(handed) do items[#items + 1] = x end
+  receipt_put(K_POLL_RECEIPTS, K_POLL_RECEIPTS_PREV, poller, pack(items), since, tonumber(ARGV[13]), now)
 end
 
 if ARGV[9] == '1' then

@@ -1,9 +1,11 @@
 -- prelude.lua: composed in front of every script by scripts.go.
 --
--- KEYS[1..15]: every key of one queue, in the order of internal/keys:
+-- KEYS[1..20]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
 --   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
---   isleep-a, isleep-b
+--   isleep-a, isleep-b (Carmine's), then lock-aliases, enqueue-receipts,
+--   enqueue-receipts-prev, poll-receipts, poll-receipts-prev (beyond
+--   Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
 -- so that Redis Cluster routes every call to the queue's slot.
 local K_MESSAGES      = KEYS[1]
@@ -21,6 +23,11 @@ local K_MID_CIRCLE    = KEYS[12]
 local K_NDRY_RUNS     = KEYS[13]
 local K_ISLEEP_A      = KEYS[14]
 local K_ISLEEP_B      = KEYS[15]
+local K_LOCK_ALIASES  = KEYS[16]
+local K_ENQUEUE_RECEIPTS      = KEYS[17]
+local K_ENQUEUE_RECEIPTS_PREV = KEYS[18]
+local K_POLL_RECEIPTS         = KEYS[19]
+local K_POLL_RECEIPTS_PREV    = KEYS[20]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'
@@ -34,4 +41,85 @@ if redis.replicate_commands then redis.replicate_commands() end
 local function server_now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Under maxmemory, Redis checks memory once per script: before the first
+-- write command that may grow memory (a "denyoom" command such as HSET),
+-- and only if no write of any kind ran before it in the script. From then
+-- on every write of the script is let through. So the first write of a
+-- script decides, and the two functions below make that decision
+-- explicit, as a script's first write.
+
+-- refuse_when_full fails the script with Redis's OOM error when Redis is
+-- over maxmemory, before anything is written: SETRANGE with an empty
+-- value is a denyoom command that changes nothing. Enqueues call it, so
+-- that a full Redis refuses new messages instead of growing past its
+-- limit.
+local function refuse_when_full()
+  redis.call('setrange', K_NDRY_RUNS, 0, '')
+end
+
+-- go_on_when_full lets the rest of the script write even when Redis is
+-- over maxmemory: HDEL is a write that Redis never refuses, and deleting a
+-- field no mid may have changes nothing. Polls, outcomes and renewals call
+-- it: they write little, and handling and collecting messages is what
+-- frees memory, so a full Redis must not stop the workers.
+local function go_on_when_full()
+  redis.call('hdel', K_LOCKS, END_OF_CIRCLE)
+end
+
+-- pack and unpack store a list of strings as one string, each item
+-- prefixed with its length, so that any bytes (mids are arbitrary) survive.
+local function pack(items)
+  local parts = {}
+  for i, s in ipairs(items) do
+    s = tostring(s)
+    parts[i] = #s .. ':' .. s
+  end
+  return table.concat(parts)
+end
+
+local function unpack_items(s)
+  local items, i = {}, 1
+  while i <= #s do
+    local colon = string.find(s, ':', i, true)
+    local n = tonumber(string.sub(s, i, colon - 1))
+    items[#items + 1] = string.sub(s, colon + 1, colon + n)
+    i = colon + n + 1
+  end
+  return items
+end
+
+-- Receipts. A receipt records what a call applied, under an id the client
+-- sends with the call (and sends again if it resends the call), so that a
+-- resent or repeated call can recognise its own earlier application. The
+-- receipts of one kind live in a pair of hashes: cur, and prev, the
+-- generation before. cur's field '@since' holds when it was started; once
+-- it is keep_ms old, the next write starts a new generation (prev is
+-- dropped, cur becomes prev), so a receipt lives at least keep_ms and at
+-- most about twice that, and the hashes never grow beyond what two
+-- generations wrote. Ids are hex digits and never '@since'.
+
+-- receipt_get answers the receipt under id (false if none) and cur's
+-- '@since' (nil if cur is new).
+local function receipt_get(cur, prev, id)
+  local got = redis.call('hmget', cur, id, '@since')
+  local value = got[1]
+  if not value then value = redis.call('hget', prev, id) end
+  return value, tonumber(got[2])
+end
+
+-- receipt_put writes the receipt under id, starting a new generation when
+-- cur is keep_ms old (since as receipt_get answered it).
+local function receipt_put(cur, prev, id, value, since, keep_ms, now)
+  if since and now - since >= keep_ms then
+    redis.call('unlink', prev)
+    redis.call('rename', cur, prev)
+    since = nil
+  end
+  if since then
+    redis.call('hset', cur, id, value)
+  else
+    redis.call('hset', cur, '@since', now, id, value)
+  end
 end

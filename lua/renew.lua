@@ -1,5 +1,5 @@
 -- renew.lua: push the locks of messages being handled forward (SPEC
--- section 10), each fenced like complete.lua.
+-- section 10), each fenced like an outcome (holds_lock, outcome.lua).
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV, in groups of three, one group per message:
@@ -7,22 +7,31 @@
 --
 -- Reply: one integer per group, in order: the new locked_until_ms, which is
 -- the new token, or 0 when the lock was lost (nothing is written then).
+--
+-- Each renewal also writes lock-aliases[mid] = "<token presented> <new
+-- token>". Should its reply be lost, the handling still holds the token
+-- it presented, and holds_lock accepts that token for the lock this
+-- renewal wrote: a resent or later renewal, and the outcome, still prove
+-- the lock. The aliases go when the message is collected.
+
+go_on_when_full()
 
 local now = server_now()
 local reply = {}
 for i = 1, #ARGV, 3 do
   local mid, token = ARGV[i], ARGV[i + 1]
   local lock_ms = tonumber(ARGV[i + 2])
-  local held = redis.call('hget', K_LOCKS, mid)
-  if (not held) or tonumber(held) ~= tonumber(token)
+  if (not holds_lock(mid, token))
       or redis.call('sismember', K_DONE, mid) == 1
       or redis.call('hexists', K_MESSAGES, mid) == 0 then
     reply[#reply + 1] = 0
   else
+    local held = tonumber(redis.call('hget', K_LOCKS, mid))
     local locked_until = now + lock_ms
     -- The new token must differ from the old one.
-    if locked_until <= tonumber(held) then locked_until = tonumber(held) + 1 end
+    if locked_until <= held then locked_until = held + 1 end
     redis.call('hset', K_LOCKS, mid, locked_until)
+    redis.call('hset', K_LOCK_ALIASES, mid, token .. ' ' .. locked_until)
     reply[#reply + 1] = locked_until
   end
 end

@@ -30,6 +30,12 @@ const (
 	NDryRuns
 	ISleepA
 	ISleepB
+	// The keys from here on are beyond Carmine: see Suffixes.
+	LockAliases
+	EnqueueReceipts
+	EnqueueReceiptsPrev
+	PollReceipts
+	PollReceiptsPrev
 	count
 )
 
@@ -50,6 +56,21 @@ var Suffixes = [count]string{
 	NDryRuns:    "ndry-runs",
 	ISleepA:     "isleep-a",
 	ISleepB:     "isleep-b",
+
+	// Beyond Carmine, which ignores them (see the protocol document):
+	// lock-aliases: mid -> "old new", the lock token a renewal was
+	// presented and the one it wrote, so that a handling whose renewal
+	// reply was lost still proves its lock.
+	LockAliases: "lock-aliases",
+	// enqueue-receipts: the answers of recent enqueue calls, by call
+	// token, so that a resent call is recognised; -prev holds the
+	// generation before.
+	EnqueueReceipts:     "enqueue-receipts",
+	EnqueueReceiptsPrev: "enqueue-receipts-prev",
+	// poll-receipts: by poller id, what its latest call applied, so that
+	// a lost poll reply costs nothing; -prev holds the generation before.
+	PollReceipts:     "poll-receipts",
+	PollReceiptsPrev: "poll-receipts-prev",
 }
 
 // Count is the number of keys of one queue.

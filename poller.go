@@ -1,0 +1,55 @@
+package mq
+
+import "context"
+
+// poller makes the poll calls of one polling loop, or of a worker's
+// flusher, one at a time, and keeps what recovering from a lost reply
+// needs: the calls are numbered, and the outcomes that calls without a
+// reply carried are sent again, first, by the next call, which learns from
+// the poller's receipt in Redis what those calls applied (poll.lua). So a
+// reply lost on the way back, or a call go-redis sends twice, never
+// records an outcome twice, never counts an outcome as lost when it was
+// recorded, and never leaves the messages it handed out locked.
+//
+// A poller is used by one goroutine at a time.
+type poller struct {
+	c     *Client
+	queue string
+	id    string // the poller's receipt id
+
+	seq       uint64           // the number of the last call made
+	confirmed uint64           // the number of the last call whose reply came
+	inDoubt   []pendingOutcome // outcomes of the calls after confirmed, in order
+}
+
+func newPoller(c *Client, queue string) *poller {
+	return &poller{c: c, queue: queue, id: randomID()}
+}
+
+// call sends the outcomes in doubt and then fresh, and polls as a says
+// (a.completions is set here). On success it answers the reply and the
+// outcomes it resolved, in the order of reply.recorded. On error all of
+// them stay in doubt, to be sent by the next call.
+func (p *poller) call(ctx context.Context, a pollArgs, fresh []pendingOutcome) (pollReply, []pendingOutcome, error) {
+	sent := append(p.inDoubt, fresh...)
+	a.completions = make([]completion, len(sent))
+	for i, o := range sent {
+		a.completions[i] = o.completion
+	}
+	p.seq++
+	a.poller, a.seq, a.confirmed = p.id, p.seq, p.confirmed
+	r, err := p.c.pollCall(ctx, p.queue, a)
+	if err != nil {
+		p.inDoubt = sent
+		return r, nil, err
+	}
+	p.confirmed, p.inDoubt = p.seq, nil
+	return r, sent, nil
+}
+
+// settled tells whether every call of the poller has had its reply: if
+// not, the last one may have applied, and only another call can tell.
+func (p *poller) settled() bool { return p.confirmed == p.seq }
+
+// room is how many fresh outcomes the next call may carry.
+func (p *poller) room() int { return max(0, maxOutcomesPerCall-len(p.inDoubt)) }
