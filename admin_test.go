@@ -384,3 +384,98 @@ func TestRedisDown(t *testing.T) {
 	_, err = c.QueueNames(ctx, "*")
 	require.Error(t, err)
 }
+
+// TestQueueNamesRealQueuesOnly: QueueNames and ClearAllQueues find the
+// queues of the client's own key layout and nothing else. A queue of the
+// other layout, and keys of other applications that merely look like a
+// messages key, are neither listed nor deleted.
+func TestQueueNamesRealQueuesOnly(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		c := s.client(t, nil)
+		own := []string{"jobs", "a:b:c", "mail:v2:messages"}
+		for _, q := range own {
+			_, err := c.Enqueue(ctx, q, "x", nil)
+			require.NoError(t, err)
+		}
+
+		// A queue of the other layout. A plain-layout client cannot run on
+		// a cluster, so there its keys are written one by one.
+		var other *Client
+		if s.cluster {
+			for i, k := range keys.All("theirs", false)[:keys.UDTs+1] {
+				require.NoError(t, s.rdb.HSet(ctx, k, "m", i).Err())
+			}
+		} else {
+			var err error
+			other, err = New(s.rdb, &Config{Cluster: true, Logger: testLogger(t)})
+			require.NoError(t, err)
+			_, err = other.Enqueue(ctx, "theirs", "x", nil)
+			require.NoError(t, err)
+		}
+
+		// Keys of another application, in this client's layout: a string,
+		// a hash without the queue's udts, and a hash whose udts is a string.
+		lookalikes := map[string]string{
+			keys.Key("other", s.cluster, keys.Messages): "string",
+			keys.Key("x", s.cluster, keys.Messages):     "hash",
+			keys.Key("y", s.cluster, keys.Messages):     "hash",
+			keys.Key("y", s.cluster, keys.UDTs):         "string",
+		}
+		for k, typ := range lookalikes {
+			if typ == "string" {
+				require.NoError(t, s.rdb.Set(ctx, k, "not a queue", 0).Err())
+			} else {
+				require.NoError(t, s.rdb.HSet(ctx, k, "f", "v").Err())
+			}
+		}
+		before := s.rdb.DBSize(ctx).Val()
+		keysOf := func(q string, cluster bool) int64 { // one at a time: plain keys span slots
+			var n int64
+			for _, k := range keys.All(q, cluster) {
+				n += s.rdb.Exists(ctx, k).Val()
+			}
+			return n
+		}
+		theirsKeys := keysOf("theirs", !s.cluster)
+		require.NotZero(t, theirsKeys)
+
+		names, err := c.QueueNames(ctx, "")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"a:b:c", "jobs", "mail:v2:messages"}, names)
+		names, err = c.QueueNames(ctx, "a:*")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"a:b:c"}, names)
+		if other != nil {
+			names, err = other.QueueNames(ctx, "")
+			require.NoError(t, err)
+			assert.Equal(t, []string{"theirs"}, names, "the other layout sees only its own")
+		}
+
+		cleared, err := c.ClearAllQueues(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"a:b:c", "jobs", "mail:v2:messages"}, cleared)
+		for _, q := range own {
+			assert.Zero(t, keysOf(q, s.cluster), "queue %q cleared", q)
+		}
+		assert.Equal(t, theirsKeys, keysOf("theirs", !s.cluster), "the other layout's queue untouched")
+		for k, typ := range lookalikes {
+			got, err := s.rdb.Type(ctx, k).Result()
+			require.NoError(t, err)
+			assert.Equal(t, typ, got, "%s untouched", k)
+		}
+		assert.Equal(t, int64(len(lookalikes))+theirsKeys, s.rdb.DBSize(ctx).Val(),
+			"only the queues' keys went (%d keys before)", before)
+
+		if other != nil {
+			_, err = c.Enqueue(ctx, "jobs", "x", nil)
+			require.NoError(t, err)
+			jobsKeys := keysOf("jobs", false)
+			cleared, err = other.ClearAllQueues(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"theirs"}, cleared)
+			assert.Zero(t, keysOf("theirs", true))
+			assert.Equal(t, jobsKeys, keysOf("jobs", false), "the plain layout's queue untouched")
+		}
+	})
+}

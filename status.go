@@ -237,16 +237,19 @@ func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo,
 // QueueNames returns the names of the queues that hold messages, sorted,
 // whose names match the glob pattern ("" or "*" for all). It scans with
 // SCAN (on a cluster, every master), never KEYS.
+//
+// It finds only the queues of the client's own key layout (see
+// [Config.Cluster]), and only keys that are a queue's: a messages hash,
+// under a name the client accepts, beside the queue's udts hash, which
+// holds an entry for every message. Keys of other applications that merely
+// look like a messages key are left out, and so left alone by
+// ClearAllQueues.
 func (c *Client) QueueNames(ctx context.Context, pattern string) ([]string, error) {
 	if pattern == "" {
 		pattern = "*"
 	}
 	found := map[string]bool{}
-	err := c.scan(ctx, keys.MessagesPattern(pattern, c.cfg.Cluster), func(key string) {
-		if q, ok := keys.QueueFromMessagesKey(key, c.cfg.Cluster); ok {
-			found[q] = true
-		}
-	})
+	err := c.scanQueues(ctx, pattern, func(q string) { found[q] = true })
 	if err != nil {
 		return nil, fmt.Errorf("mq: queue names: %w", err)
 	}
@@ -258,18 +261,41 @@ func (c *Client) QueueNames(ctx context.Context, pattern string) ([]string, erro
 	return names, nil
 }
 
-// scan calls fn, one call at a time, with every key matching pattern, on
-// every master of a cluster.
-func (c *Client) scan(ctx context.Context, pattern string, fn func(string)) error {
+// scanPage is the COUNT hint of each SCAN call of scanQueues.
+const scanPage = 1000
+
+// scanQueues calls fn, one call at a time, with the name of every queue
+// QueueNames finds, on every master of a cluster. A name may come more
+// than once.
+//
+// Each page of SCAN (TYPE hash: Redis 6.0 or later, below the 6.2 that the
+// worker's BLMOVE needs anyway) is checked in one pipelined round trip:
+// HLEN of each candidate's udts hash, which a queue with messages never
+// lacks. On a cluster the pipeline goes through the cluster client, which
+// sends each key to the node that holds it now.
+func (c *Client) scanQueues(ctx context.Context, pattern string, fn func(string)) error {
+	match := keys.MessagesPattern(pattern, c.cfg.Cluster)
 	var mu sync.Mutex
 	scanNode := func(ctx context.Context, node redis.Cmdable) error {
-		iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
-		for iter.Next(ctx) {
+		var cursor uint64
+		for {
+			page, next, err := node.ScanType(ctx, cursor, match, scanPage, "hash").Result()
+			if err != nil {
+				return err
+			}
+			names, err := c.realQueues(ctx, page)
+			if err != nil {
+				return err
+			}
 			mu.Lock()
-			fn(iter.Val())
+			for _, q := range names {
+				fn(q)
+			}
 			mu.Unlock()
+			if cursor = next; cursor == 0 {
+				return nil
+			}
 		}
-		return iter.Err()
 	}
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
@@ -277,6 +303,49 @@ func (c *Client) scan(ctx context.Context, pattern string, fn func(string)) erro
 		})
 	}
 	return scanNode(ctx, c.rdb)
+}
+
+// realQueues answers the names of the queues whose messages hashes are
+// among msgKeys: keys of the client's layout, under valid names, whose
+// udts is a hash that is not empty.
+func (c *Client) realQueues(ctx context.Context, msgKeys []string) ([]string, error) {
+	var names []string
+	for _, k := range msgKeys {
+		q, ok := keys.QueueFromMessagesKey(k, c.cfg.Cluster)
+		if ok && ValidateQueueName(q) == nil {
+			names = append(names, q)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	udts := make([]*redis.IntCmd, len(names))
+	// Errors stay on each command: a WRONGTYPE only rules out its key.
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, q := range names {
+			udts[i] = p.HLen(ctx, keys.Key(q, c.cfg.Cluster, keys.UDTs))
+		}
+		return nil
+	})
+	queues := names[:0]
+	for i, q := range names {
+		n, err := udts[i].Result()
+		switch {
+		case isWrongType(err):
+			continue // udts is not a hash: not a queue's key
+		case err != nil:
+			return nil, err
+		case n > 0:
+			queues = append(queues, q)
+		}
+	}
+	return queues, nil
+}
+
+// isWrongType tells whether err is Redis's answer to a command on a key of
+// another type.
+func isWrongType(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
 }
 
 // ClearQueues deletes every key of the named queues, for good, and returns
@@ -304,8 +373,8 @@ func (c *Client) clear(ctx context.Context, queues []string) ([]string, error) {
 	cmds := make([]*redis.IntCmd, len(queues))
 	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, q := range queues {
-			// Not the cached key list: a queue found by scanning may have a
-			// name this package would refuse, and need not be cached.
+			// Not the cached key list: names found by scanning need not
+			// stay in the cache.
 			cmds[i] = p.Del(ctx, keys.All(q, c.cfg.Cluster)...)
 		}
 		return nil

@@ -114,15 +114,19 @@ func MessagesPattern(pattern string, cluster bool) string {
 	return Prefix + pattern + ":" + Suffixes[Messages]
 }
 
-// QueueFromMessagesKey returns the queue name held by a messages key, and
-// whether the key has the expected shape.
+// QueueFromMessagesKey returns the queue name held by a messages key of the
+// given layout, and whether the key has that layout's shape. Braces tell
+// the layouts apart: a plain name never holds one (a braced name belongs to
+// the cluster layout), and a cluster key holds the name as {name}, with no
+// brace inside. The caller still has to check the name's other rules, and
+// that the key really is a queue's.
 func QueueFromMessagesKey(key string, cluster bool) (string, bool) {
 	rest, ok := strings.CutPrefix(key, Prefix)
 	if !ok {
 		return "", false
 	}
 	name, ok := strings.CutSuffix(rest, ":"+Suffixes[Messages])
-	if !ok || name == "" {
+	if !ok {
 		return "", false
 	}
 	if cluster {
@@ -130,11 +134,12 @@ func QueueFromMessagesKey(key string, cluster bool) (string, bool) {
 		if !ok {
 			return "", false
 		}
-		inner, ok = strings.CutSuffix(inner, "}")
-		if !ok || inner == "" {
+		if name, ok = strings.CutSuffix(inner, "}"); !ok {
 			return "", false
 		}
-		return inner, true
+	}
+	if name == "" || strings.ContainsAny(name, "{}") {
+		return "", false
 	}
 	return name, true
 }
