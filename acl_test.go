@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -32,9 +33,10 @@ import (
 // command, the tour fails and names it: add it here. Commands without a
 // note are called by the Lua scripts (lua/*.lua) only.
 var aclCommands = []string{
-	"blmove", // the worker's end-of-queue sleep
-	"del",    // ClearQueues, ClearAllQueues
-	"eval",   // each script, when the server's script cache lacks it
+	"blmove",     // the worker's end-of-queue sleep
+	"config|get", // the worker's warning about eviction (optional: without it, no warning)
+	"del",        // ClearQueues, ClearAllQueues; a poll's surplus sleep sentinels
+	"eval",       // each script, when the server's script cache lacks it
 	"evalsha",
 	"exists",
 	"get",
@@ -43,11 +45,14 @@ var aclCommands = []string{
 	"hget",
 	"hincrby",
 	"hlen",  // also QueueStatus, QueueNames
+	"hmget", // receipts
 	"hscan", // QueueContent
 	"hset",
 	"hsetnx",
 	"llen", // also QueueStatus, the worker's sleep
 	"lpush",
+	"ltrim",  // a poll's surplus sleep sentinels
+	"rename", // receipts' generations
 	"rpop",
 	"rpoplpush",
 	"rpush", // a prefetched message given back
@@ -55,9 +60,11 @@ var aclCommands = []string{
 	"scan",  // QueueNames, ClearAllQueues
 	"scard", // also QueueStatus
 	"set",
+	"setrange", // an enqueue's check that Redis is not full
 	"sismember",
 	"srem",
-	"time", // every script reads the server's clock
+	"time",   // every script reads the server's clock
+	"unlink", // receipts' generations
 }
 
 // aclKeys is the key pattern of the library's ACL user.
@@ -252,8 +259,21 @@ func (a *aclTour) run() error {
 
 func (a *aclTour) enqueueAndInspect() error {
 	ctx, c, q := a.ctx, a.c, "acl:enqueue"
+	// Receipts kept for a millisecond: each enqueue below starts a new
+	// generation of them.
+	c.receiptTTL = time.Millisecond
 	r, err := c.Enqueue(ctx, q, "first", &EnqueueOptions{MessageID: "m", InitialBackoff: time.Hour, LockTime: time.Minute})
 	if err := a.check("Enqueue with InitialBackoff and LockTime", err, r.Action == ActionAdded, r); err != nil {
+		return err
+	}
+	t0, err := a.admin.Time(ctx).Result()
+	if err := a.check("TIME (admin)", err, true, nil); err != nil {
+		return err
+	}
+	if err := a.wait("the server's clock to move", func() (bool, error) {
+		t, err := a.admin.Time(ctx).Result()
+		return t.Sub(t0) > 2*time.Millisecond, err
+	}); err != nil {
 		return err
 	}
 	r, err = c.Enqueue(ctx, q, "second", &EnqueueOptions{MessageID: "m", CanUpdate: true, ResetInitialBackoff: true})
@@ -313,6 +333,15 @@ func (a *aclTour) enqueueAndInspect() error {
 // wake-up, and a stop that gives back prefetched messages.
 func (a *aclTour) worker() error {
 	ctx, c, q := a.ctx, a.c, "acl:worker"
+	// Sleep sentinels pushed by another writer, in both lists: the first
+	// end-of-queue sleep leaves one.
+	for k, n := range map[keys.Index]int{keys.ISleepA: 4, keys.ISleepB: 2} {
+		for range n {
+			if err := a.check("LPUSH sentinels (admin)", a.admin.LPush(ctx, keys.Key(q, false, k), "_").Err(), true, nil); err != nil {
+				return err
+			}
+		}
+	}
 	var mu sync.Mutex
 	finished := map[string]int{}
 	done := func(ids ...string) func() (bool, error) {

@@ -1,6 +1,7 @@
 package mq
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -205,4 +206,35 @@ func (h *recordingHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h *recordingHandler) WithGroup(name string) slog.Handler {
 	return &recordingHandler{r: h.r, next: h.next.WithGroup(name)}
+}
+
+// TestWorkerWarnsOfEviction: a worker's start logs checkRedis's warnings.
+func TestWorkerWarnsOfEviction(t *testing.T) {
+	s := newRealServer(t, "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
+	logs := &lockedBuffer{}
+	c := s.client(t, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	w, calls := startWorker(t, c, queueName(t), WorkerConfig{}, nil)
+	enqueue(t, c, w.Queue(), "x", nil)
+	next(t, calls)
+	require.NoError(t, w.Stop(context.Background()))
+	assert.Contains(t, logs.String(), "level=WARN msg=\"mq: Redis may evict")
+	assert.Contains(t, logs.String(), "may evict any key")
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use, for logs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -368,6 +368,13 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 	if i > 0 && !burst && !w.pause(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
 		return
 	}
+	if i == 0 && !burst {
+		// Settings under which Redis may delete queue keys without an
+		// error are worth a warning at every start.
+		for _, warning := range w.c.checkRedis(ctx) {
+			w.log.Warn("mq: " + warning)
+		}
+	}
 	var sleeps [5]time.Duration
 	for j := range sleeps {
 		sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
