@@ -80,7 +80,7 @@ func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (
 	for i, id := range ids {
 		args[i] = id
 	}
-	reply, err := messageStatusScript.Run(ctx, c.rdb, c.keys(queue), args...).Slice()
+	reply, err := runScript(ctx, c.rdb, messageStatusScript, c.keys(queue), args...).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("mq: message status in %q: %w", queue, err)
 	}
@@ -123,13 +123,15 @@ func (c *Client) QueueStatus(ctx context.Context, queue string) (QueueStatus, er
 	}
 	ks := c.keys(queue)
 	var ready, circle, locks, backoffs, done *redis.IntCmd
-	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		ready = p.LLen(ctx, ks[keys.MidsReady])
-		circle = p.LLen(ctx, ks[keys.MidCircle])
-		locks = p.HLen(ctx, ks[keys.Locks])
-		backoffs = p.HLen(ctx, ks[keys.Backoffs])
-		done = p.SCard(ctx, ks[keys.Done])
-		return nil
+	_, err := within(ctx, func(ctx context.Context) ([]redis.Cmder, error) {
+		return c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			ready = p.LLen(ctx, ks[keys.MidsReady])
+			circle = p.LLen(ctx, ks[keys.MidCircle])
+			locks = p.HLen(ctx, ks[keys.Locks])
+			backoffs = p.HLen(ctx, ks[keys.Backoffs])
+			done = p.SCard(ctx, ks[keys.Done])
+			return nil
+		})
 	})
 	if err != nil {
 		return QueueStatus{}, fmt.Errorf("mq: queue status of %q: %w", queue, err)
@@ -185,10 +187,14 @@ func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo,
 	var out []MessageInfo
 	var cursor uint64
 	for {
-		kvs, next, err := c.rdb.HScan(ctx, c.key(queue, keys.Messages), cursor, "*", contentPage).Result()
+		page, err := within(ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
+			cmd := c.rdb.HScan(ctx, c.key(queue, keys.Messages), cursor, "*", contentPage)
+			return cmd, cmd.Err()
+		})
 		if err != nil {
 			return nil, fmt.Errorf("mq: queue content of %q: %w", queue, err)
 		}
+		kvs, next := page.Val()
 		ids := make([]string, 0, len(kvs)/2)
 		data := make(map[string]string, len(kvs)/2)
 		for i := 0; i+1 < len(kvs); i += 2 {
@@ -249,7 +255,9 @@ func (c *Client) QueueNames(ctx context.Context, pattern string) ([]string, erro
 		pattern = "*"
 	}
 	found := map[string]bool{}
-	err := c.scanQueues(ctx, pattern, func(q string) { found[q] = true })
+	_, err := within(ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, c.scanQueues(ctx, pattern, func(q string) { found[q] = true })
+	})
 	if err != nil {
 		return nil, fmt.Errorf("mq: queue names: %w", err)
 	}
@@ -371,13 +379,15 @@ func (c *Client) ClearAllQueues(ctx context.Context) ([]string, error) {
 
 func (c *Client) clear(ctx context.Context, queues []string) ([]string, error) {
 	cmds := make([]*redis.IntCmd, len(queues))
-	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, q := range queues {
-			// Not the cached key list: names found by scanning need not
-			// stay in the cache.
-			cmds[i] = p.Del(ctx, keys.All(q, c.cfg.Cluster)...)
-		}
-		return nil
+	_, err := within(ctx, func(ctx context.Context) ([]redis.Cmder, error) {
+		return c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, q := range queues {
+				// Not the cached key list: names found by scanning need
+				// not stay in the cache.
+				cmds[i] = p.Del(ctx, keys.All(q, c.cfg.Cluster)...)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mq: clear queues: %w", err)

@@ -1,0 +1,169 @@
+package mq
+
+import (
+	"context"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The tests in this file check that the library keeps its deadlines,
+// whatever the Redis client's own timeouts and whatever Redis does.
+
+// TestCallsKeepTheirDeadline: with a Redis that never answers and a client
+// that would wait a minute for each reply, every call returns by its
+// context's deadline.
+func TestCallsKeepTheirDeadline(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: silentServer(t), ReadTimeout: time.Minute, WriteTimeout: time.Minute, MaxRetries: -1})
+	c, err := New(rdb, &Config{Logger: testLogger(t)})
+	require.NoError(t, err)
+	calls := map[string]func(ctx context.Context) error{
+		"Enqueue": func(ctx context.Context) error {
+			_, err := c.Enqueue(ctx, "q", "x", nil)
+			return err
+		},
+		"EnqueueMany": func(ctx context.Context) error {
+			_, err := c.EnqueueMany(ctx, "q", EnqueueRequest{Message: "x"})
+			return err
+		},
+		"MessageStatus": func(ctx context.Context) error {
+			_, err := c.MessageStatus(ctx, "q", "m")
+			return err
+		},
+		"QueueStatus": func(ctx context.Context) error {
+			_, err := c.QueueStatus(ctx, "q")
+			return err
+		},
+		"QueueContent": func(ctx context.Context) error {
+			_, err := c.QueueContent(ctx, "q")
+			return err
+		},
+		"QueueNames": func(ctx context.Context) error {
+			_, err := c.QueueNames(ctx, "*")
+			return err
+		},
+		"ClearQueues": func(ctx context.Context) error {
+			_, err := c.ClearQueues(ctx, "q")
+			return err
+		},
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err := call(ctx)
+			took := time.Since(start)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			// Far below the client's minute: the deadline, not a timeout,
+			// ended the call (a loaded machine may add a little).
+			assert.Less(t, took, 10*time.Second)
+		})
+	}
+	t.Cleanup(func() { rdb.Close() })
+}
+
+// serverPID is the process id of the redis-server rdb talks to.
+func serverPID(t *testing.T, rdb redis.UniversalClient) int {
+	t.Helper()
+	info, err := rdb.InfoMap(context.Background(), "server").Result()
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(info["Server"]["process_id"])
+	require.NoError(t, err)
+	return pid
+}
+
+// TestHandlerCancelledWhenLockRunsOut: Redis freezes while a handler runs
+// with RenewLocks; the renewals get no answer, and the handler's context
+// ends, with ErrLockExpired, no later than the lock Redis holds runs out.
+func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
+	s := newRealServer(t)
+	c := s.client(t, nil)
+	q := queueName(t)
+	started := make(chan struct{})
+	type end struct {
+		at    time.Time
+		cause error
+	}
+	ended := make(chan end, 1)
+	w, err := c.NewWorker(q, &WorkerConfig{
+		LockTime:   time.Second,
+		RenewLocks: true,
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			if m.Attempt > 1 {
+				return nil
+			}
+			close(started)
+			<-ctx.Done()
+			ended <- end{time.Now(), context.Cause(ctx)}
+			return ctx.Err()
+		}),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: mid})
+	<-started
+
+	// Let a renewal or two through, then freeze Redis.
+	waitFor(t, "a renewal", func() bool { return w.Stats().Counts[CountRenewed] > 0 })
+	pid := serverPID(t, s.rdb)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+		}
+	}
+	t.Cleanup(resume)
+	var e end
+	select {
+	case e = <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler's context did not end within 30 s of Redis freezing")
+	}
+	resume()
+
+	assert.ErrorIs(t, e.cause, ErrLockExpired)
+	// The server's clock is this machine's: compare the cancellation with
+	// the lock Redis holds, which the frozen Redis could not renew.
+	lockedUntil := s.hgetInt(t, q, keys.Locks)
+	assert.LessOrEqual(t, e.at.UnixMilli(), lockedUntil+100,
+		"the handler was cancelled %d ms after its lock ran out", e.at.UnixMilli()-lockedUntil)
+}
+
+// TestWorkerNoticesRedisBack: after many failed polls, a worker polls again
+// within about a second of Redis coming back.
+func TestWorkerNoticesRedisBack(t *testing.T) {
+	s := newRealServer(t)
+	c := s.client(t, nil)
+	q := queueName(t)
+	w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+	enqueue(t, c, q, "before", nil)
+	next(t, calls)
+
+	s.real.Kill(t)
+	waitFor(t, "six failed polls", func() bool { return w.Stats().Counts[CountPollError] >= 6 })
+	s.real.Restart(t)
+	back := time.Now()
+	// A producer of its own: the worker's pool may still be redialling.
+	producer, err := New(s.real.Client(t), &Config{Logger: testLogger(t)})
+	require.NoError(t, err)
+	_, err = producer.Enqueue(context.Background(), q, "after", nil)
+	require.NoError(t, err)
+	select {
+	case h := <-calls:
+		assert.Equal(t, "after", h.value)
+		// Carmine's backoff would wait 6 to 13 s after six errors.
+		assert.Less(t, time.Since(back), 4*time.Second, "the worker noticed Redis back")
+	case <-time.After(30 * time.Second):
+		t.Fatal("not handled within 30 s of Redis coming back")
+	}
+}
