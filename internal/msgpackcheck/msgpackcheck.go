@@ -63,26 +63,121 @@ func (e *Error) Error() string {
 // is at most [MaxDepth] deep, no byte is the never-used 0xc1, and nothing
 // follows the value. It returns nil or an [*Error].
 //
-// Check reads data once, in O(len(data)) time, and allocates nothing on the
-// heap unless nesting goes past 32 levels, and then only O(depth).
-// It does not look inside strings (which need not be UTF-8) nor check that
-// ext payloads suit their type; a decoder reports those.
+// Check reads data once, in O(len(data)) time (ext payloads twice), and
+// allocates nothing on the heap unless nesting goes past 32 levels, and
+// then only O(depth). It does not look inside strings (which need not be
+// UTF-8) nor check that ext payloads suit their type; a decoder reports
+// those.
 func Check(data []byte) error {
-	if err := walk(data); err != nil {
-		err.Hint = guessFormat(data)
-		return err
-	}
-	return nil
+	_, err := Scan(data)
+	return err
 }
 
-// walk is Check without the hint. The walk keeps no stack of values, only
-// of counts: left is how many values the innermost open container still
-// holds, and outer the same count for each container around it (the bottom
-// entry stands for the top level, which holds one value). owed is the sum of
-// all those counts, the number of values still to come; as each value takes
-// at least one byte, owed may never exceed the bytes left, which stops a
-// header declaring more elements than data could hold as soon as it is read.
-func walk(data []byte) *Error {
+// Scan is [Check], and also returns the offsets, in increasing order, of
+// the ext payloads in data that a decoder must not read as MessagePack; nil
+// when there are none. A decode of data with some must read it through a
+// [Reader].
+//
+// An ext payload is opaque bytes (a time value's payload is its seconds and
+// nanoseconds), yet vmihailenco/msgpack reads some as MessagePack: when it
+// expects a map (map[string]any included) and meets an ext, it skips the
+// ext's header and reads the payload as the map, values and all; and an
+// ext type registered with a decoder of its own may read its payload with
+// the Decoder. A payload that is itself exactly one well-formed value (at
+// the depth of its ext) is safe to read so, and Scan checks it as it
+// checks data; any other payload is listed, and so is every ext inside a
+// payload (those are not checked: checking them in turn would cost time in
+// proportion to how deeply exts nest). Where a payload is listed, one time
+// value in several, reading it as a map would otherwise size a map from
+// whatever its bytes say, up to 2^32 entries.
+func Scan(data []byte) (exts []int, err error) {
+	if p, ok := walk(data, 0, 0, &exts, false); !ok {
+		e := p.describe()
+		e.Hint = guessFormat(data)
+		return nil, e
+	}
+	return exts, nil
+}
+
+// The problems walk finds.
+const (
+	problemTrailing = iota // n bytes after the value
+	problemEnd             // data ends where owed values were expected
+	problemInvalid         // the byte 0xc1
+	problemHeader          // a header's n length bytes are cut, rest remain
+	problemTypeByte        // an ext's type byte is missing
+	problemPayload         // a payload of n bytes is cut, rest remain
+	problemElements        // a container declares n, more than rest bytes
+	problemOwed            // a container declares n, more than rest bytes with owed others
+	problemDepth           // nesting past MaxDepth
+)
+
+// problem is what walk found wrong, in plain values: a walk of an ext
+// payload, which fails as a rule, must not allocate an error to throw
+// away. Scan describes the problem it reports.
+type problem struct {
+	what   int
+	offset int    // where the value at fault starts
+	c      byte   // its first byte
+	n      uint64 // a count, as each problem says
+	rest   int
+	owed   int
+}
+
+// describe turns p into an Error with its reason.
+func (p problem) describe() *Error {
+	name := kindName(p.c)
+	var reason string
+	switch p.what {
+	case problemTrailing:
+		reason = plural(p.n, "trailing byte") + " after the first MessagePack value"
+	case problemEnd:
+		reason = "data ends where a value was expected"
+		if p.owed > 1 {
+			reason = fmt.Sprintf("data ends where %d more values were expected", p.owed)
+		}
+	case problemInvalid:
+		reason = "byte 0xc1 is never used in MessagePack"
+	case problemHeader:
+		reason = fmt.Sprintf("%s header needs %d length bytes, but %s", name, p.n, remain(p.rest))
+	case problemTypeByte:
+		reason = fmt.Sprintf("%s header needs a type byte, but no bytes remain", name)
+	case problemPayload:
+		switch formats[p.c].kind {
+		case kindFixed:
+			reason = fmt.Sprintf("%s needs %d bytes after its first, but %s", name, p.n, remain(p.rest))
+		case kindFixExt:
+			reason = fmt.Sprintf("%s needs %s after its type byte, but %s", name, plural(p.n, "byte"), remain(p.rest))
+		case kindExt:
+			reason = fmt.Sprintf("%s declares %s after its type byte, but %s", name, plural(p.n, "byte"), remain(p.rest))
+		default:
+			reason = fmt.Sprintf("%s declares %s, but %s", name, plural(p.n, "byte"), remain(p.rest))
+		}
+	case problemElements:
+		reason = fmt.Sprintf("%s declares %s, but %s to hold them", name, elements(formats[p.c].kind, p.n), remain(p.rest))
+	case problemOwed:
+		reason = fmt.Sprintf("%s declares %s; with the %d values still to come around it, that is more than the %d bytes that remain could hold",
+			name, elements(formats[p.c].kind, p.n), p.owed, p.rest)
+	default:
+		reason = fmt.Sprintf("arrays and maps nest deeper than %d levels", MaxDepth)
+	}
+	return &Error{Offset: p.offset, Reason: reason}
+}
+
+// walk checks that data is exactly one value, reporting the first problem
+// otherwise. data starts at offset base of the whole input, inside depth
+// containers; ext payloads that must not be read as MessagePack are
+// appended to exts. A nested walk (of an ext payload) lists the exts it
+// meets without walking their payloads.
+//
+// The walk keeps no stack of values, only of counts: left is how many
+// values the innermost open container still holds, and outer the same
+// count for each container around it (the bottom entry stands for the top
+// level, which holds one value). owed is the sum of all those counts, the
+// number of values still to come; as each value takes at least one byte,
+// owed may never exceed the bytes left, which stops a header declaring more
+// elements than data could hold as soon as it is read.
+func walk(data []byte, base, depth int, exts *[]int, nested bool) (problem, bool) {
 	var room [32]int // outer's storage while nesting is shallow
 	outer := room[:0]
 	left := 1
@@ -92,18 +187,15 @@ func walk(data []byte) *Error {
 		for left == 0 {
 			if len(outer) == 0 {
 				if i < len(data) {
-					return &Error{Offset: i, Reason: fmt.Sprintf("%d trailing bytes after the first MessagePack value", len(data)-i)}
+					return problem{what: problemTrailing, offset: base + i, n: uint64(len(data) - i)}, false
 				}
-				return nil
+				return problem{}, true
 			}
 			left = outer[len(outer)-1]
 			outer = outer[:len(outer)-1]
 		}
 		if i >= len(data) {
-			if owed == 1 {
-				return &Error{Offset: i, Reason: "data ends where a value was expected"}
-			}
-			return &Error{Offset: i, Reason: fmt.Sprintf("data ends where %d more values were expected", owed)}
+			return problem{what: problemEnd, offset: base + i, owed: owed}, false
 		}
 		left--
 		owed--
@@ -114,7 +206,7 @@ func walk(data []byte) *Error {
 		count := uint64(f.count)
 		if f.width > 0 {
 			if len(data)-i < int(f.width) {
-				return &Error{Offset: start, Reason: fmt.Sprintf("%s header needs %d length bytes, but %s", kindName(c), f.width, remain(len(data)-i))}
+				return problem{what: problemHeader, offset: base + start, c: c, n: uint64(f.width), rest: len(data) - i}, false
 			}
 			count = readUint(data[i:], f.width)
 			i += int(f.width)
@@ -122,40 +214,46 @@ func walk(data []byte) *Error {
 		switch f.kind {
 		case kindFixed, kindBytes:
 			if uint64(len(data)-i) < count {
-				return payloadError(start, c, f.kind, count, len(data)-i)
+				return problem{what: problemPayload, offset: base + start, c: c, n: count, rest: len(data) - i}, false
 			}
 			i += int(count)
-		case kindExt:
+		case kindExt, kindFixExt:
 			if i == len(data) {
-				return &Error{Offset: start, Reason: fmt.Sprintf("%s header needs a type byte, but no bytes remain", kindName(c))}
+				return problem{what: problemTypeByte, offset: base + start, c: c}, false
 			}
 			i++
 			if uint64(len(data)-i) < count {
-				return payloadError(start, c, f.kind, count, len(data)-i)
+				return problem{what: problemPayload, offset: base + start, c: c, n: count, rest: len(data) - i}, false
+			}
+			if count > 0 {
+				payload := data[i : i+int(count)]
+				mark := len(*exts)
+				if nested {
+					*exts = append(*exts, base+i)
+				} else if _, ok := walk(payload, base+i, depth+len(outer), exts, true); !ok {
+					*exts = append((*exts)[:mark], base+i)
+				}
 			}
 			i += int(count)
 		case kindInvalid:
-			return &Error{Offset: start, Reason: "byte 0xc1 is never used in MessagePack"}
+			return problem{what: problemInvalid, offset: base + start, c: c}, false
 		case kindArray, kindMap:
 			n := count
 			if f.kind == kindMap {
 				n *= 2 // a key and a value per entry
 			}
+			if depth+len(outer) >= MaxDepth {
+				return problem{what: problemDepth, offset: base + start, c: c}, false
+			}
 			if n == 0 {
-				if len(outer) >= MaxDepth {
-					return depthError(start)
-				}
 				continue
 			}
-			rest := uint64(len(data) - i)
-			if n > rest {
-				return &Error{Offset: start, Reason: fmt.Sprintf("%s declares %s, but %s to hold them", kindName(c), elements(f.kind, count), remain(len(data)-i))}
+			rest := len(data) - i
+			if n > uint64(rest) {
+				return problem{what: problemElements, offset: base + start, c: c, n: count, rest: rest}, false
 			}
-			if uint64(owed)+n > rest {
-				return &Error{Offset: start, Reason: fmt.Sprintf("%s declares %s; with the %d values still to come around it, that is more than the %d bytes that remain could hold", kindName(c), elements(f.kind, count), owed, rest)}
-			}
-			if len(outer) >= MaxDepth {
-				return depthError(start)
+			if uint64(owed)+n > uint64(rest) {
+				return problem{what: problemOwed, offset: base + start, c: c, n: count, rest: rest, owed: owed}, false
 			}
 			outer = append(outer, left)
 			left = int(n)
@@ -183,15 +281,12 @@ func remain(n int) string {
 	return fmt.Sprintf("only %d bytes remain", n)
 }
 
-func depthError(offset int) *Error {
-	return &Error{Offset: offset, Reason: fmt.Sprintf("arrays and maps nest deeper than %d levels", MaxDepth)}
-}
-
 // The kinds of first byte, by what follows it.
 const (
-	kindFixed   uint8 = iota // a payload of fixed size: scalars, fixext
+	kindFixed   uint8 = iota // a payload of fixed size: scalars
 	kindBytes                // str or bin: count bytes
 	kindExt                  // ext: a type byte, then count bytes
+	kindFixExt               // fixext: a type byte, then count bytes
 	kindArray                // count values
 	kindMap                  // count key-value pairs
 	kindInvalid              // 0xc1
@@ -250,8 +345,8 @@ func classify(c byte) format {
 		return format{kindFixed, 0, 1}
 	case 0xcd, 0xd1: // uint16, int16
 		return format{kindFixed, 0, 2}
-	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16, after a type byte
-		return format{kindFixed, 0, 1 + 1<<(c-0xd4)}
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16
+		return format{kindFixExt, 0, 1 << (c - 0xd4)}
 	case 0xdc:
 		return format{kindArray, 2, 0}
 	case 0xdd:
@@ -261,22 +356,6 @@ func classify(c byte) format {
 	default: // 0xdf
 		return format{kindMap, 4, 0}
 	}
-}
-
-// payloadError reports a str, bin, ext or fixed-size payload that is cut
-// short: the value starting at offset with byte c needs count bytes after
-// its header, and only rest remain.
-func payloadError(offset int, c, kind uint8, count uint64, rest int) *Error {
-	var reason string
-	switch kind {
-	case kindFixed:
-		reason = fmt.Sprintf("%s needs %d bytes after its first, but %s", kindName(c), count, remain(rest))
-	case kindExt:
-		reason = fmt.Sprintf("%s declares %s after its type byte, but %s", kindName(c), plural(count, "byte"), remain(rest))
-	default:
-		reason = fmt.Sprintf("%s declares %s, but %s", kindName(c), plural(count, "byte"), remain(rest))
-	}
-	return &Error{Offset: offset, Reason: reason}
 }
 
 // readUint reads a big-endian length of width 1, 2 or 4 bytes.

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -92,20 +94,18 @@ func nested(n int, head, leaf []byte) []byte {
 	return cat(bytes.Repeat(head, n), leaf)
 }
 
-func TestCheckAcceptsValid(t *testing.T) {
+// TestCheckValid: each valid encoding is accepted, and is exactly one
+// value: every proper prefix of it lacks part of the value, and says so at
+// an offset inside the data, and a byte after it, whatever it is, is
+// refused at the offset where the value ended.
+func TestCheckValid(t *testing.T) {
 	for name, data := range valid {
 		assert.NoError(t, Check(data), name)
 		// The decoder this package guards agrees that data is one value.
 		r := bytes.NewReader(data)
 		assert.NoError(t, msgpack.NewDecoder(r).Skip(), name)
 		assert.Zero(t, r.Len(), name)
-	}
-}
 
-// TestCheckRefusesTruncations: every proper prefix of a valid value lacks
-// part of it, and says so at an offset inside the data.
-func TestCheckRefusesTruncations(t *testing.T) {
-	for name, data := range valid {
 		for n := range len(data) {
 			var e *Error
 			if assert.ErrorAs(t, Check(data[:n]), &e, "%s cut to %d bytes", name, n) {
@@ -113,19 +113,12 @@ func TestCheckRefusesTruncations(t *testing.T) {
 				assert.NotContains(t, e.Reason, "trailing", "%s cut to %d bytes", name, n)
 			}
 		}
-	}
-}
 
-// TestCheckRefusesTrailingBytes: a byte after a valid value, whatever it
-// is, is refused at the offset where the value ended.
-func TestCheckRefusesTrailingBytes(t *testing.T) {
-	for name, data := range valid {
 		for _, extra := range [][]byte{h("00"), h("c0"), h("dd ff ff ff ff"), data} {
-			err := Check(cat(data, extra))
 			var e *Error
-			if assert.ErrorAs(t, err, &e, name) {
+			if assert.ErrorAs(t, Check(cat(data, extra)), &e, name) {
 				assert.Equal(t, len(data), e.Offset, name)
-				assert.Contains(t, e.Reason, "trailing bytes after the first MessagePack value", name)
+				assert.Contains(t, e.Reason, plural(uint64(len(extra)), "trailing byte")+" after the first MessagePack value", name)
 			}
 		}
 	}
@@ -160,7 +153,8 @@ var hostile = []struct {
 	{"empty", nil, 0, "data ends where a value was expected"},
 	{"array16 header cut", h("dc 00"), 0, "array16 header needs 2 length bytes, but only 1 byte remains"},
 	{"int64 cut", h("d3 00 00"), 0, "int64 needs 8 bytes after its first, but only 2 bytes remain"},
-	{"fixext16 cut", h("d8 05 00"), 0, "fixext16 needs 17 bytes after its first, but only 2 bytes remain"},
+	{"fixext16 cut", h("d8 05 00"), 0, "fixext16 needs 16 bytes after its type byte, but only 1 byte remains"},
+	{"fixext1 without its type", h("d4"), 0, "fixext1 header needs a type byte, but no bytes remain"},
 	{"truncated array", h("93 01 a1 61"), 4, "data ends where a value was expected"},
 	{"truncated map", h("82 01 02 03"), 0, "fixmap declares 2 entries (4 keys and values), but only 3 bytes remain to hold them"},
 	{"truncated nest", h("92 92 01"), 1, "fixarray declares 2 elements, but only 1 byte remains to hold them"},
@@ -193,7 +187,7 @@ func TestCheckNamesForeignFormats(t *testing.T) {
 		{"JSON array", ` [1, 2, 3]`, "JSON"},
 		{"text", "hello", "text"},
 		{"text with accents and lines", "héllo,\r\n\twörld", "text"},
-		{"number as text", "42", "text"},
+		{"number as text", "420", "text"},
 		{"broken JSON is text", `{"to":`, "text"},
 		{"binary", "\x01\x02\x03", ""},
 		{"text then binary", "ab\x00", ""},
@@ -214,7 +208,7 @@ func TestCheckNamesForeignFormats(t *testing.T) {
 	assert.EqualError(t, err, "msgpack: 4 trailing bytes after the first MessagePack value (at offset 1); this looks like text")
 }
 
-func TestErrorIsComparable(t *testing.T) {
+func TestErrorMessage(t *testing.T) {
 	err := Check(h("c1"))
 	var e *Error
 	require.True(t, errors.As(err, &e))
@@ -235,6 +229,7 @@ func TestCheckAllocations(t *testing.T) {
 	assert.LessOrEqual(t, testing.AllocsPerRun(20, func() { _ = Check(deep) }), 8.0)
 	// Refusals allocate their error, whatever the length declared.
 	for _, tc := range hostile {
+		require.Error(t, Check(tc.data), tc.name)
 		assert.LessOrEqual(t, testing.AllocsPerRun(5, func() { _ = Check(tc.data) }), 16.0, tc.name)
 	}
 }
@@ -293,4 +288,79 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestScanExts: Scan lists the ext payloads that are not exactly one
+// well-formed value, and the exts inside payloads, and only those.
+func TestScanExts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data []byte
+		exts []int
+	}{
+		{"a time", h("d6 ff 65 53 f1 00"), []int{2}},
+		{"found by fuzzing", cat(h("c7 0c 30 de"), bytes.Repeat([]byte("0"), 11)), []int{3}},
+		{"time32 that reads as map32", h("92 d6 ff df ff ff ff 00"), []int{3}},
+		{"two of them", h("93 d4 05 de d6 ff df ff ff ff 00"), []int{3, 6}},
+		{"hostile payload", h("c7 05 05 dd ff ff ff ff"), []int{3}},
+		{"payload cut short", h("d5 05 de 00"), []int{2}},
+		{"payload too deep", nested(MaxDepth, h("91"), h("c7 01 05 90")), []int{MaxDepth + 3}},
+		{"payload at the deepest", nested(MaxDepth-1, h("91"), h("c7 01 05 90")), nil},
+		{"fixint payload", h("d4 05 01"), nil},
+		{"string payload", h("c7 03 05 a2 68 69"), nil},
+		{"map payload", h("c7 03 05 81 a0 c0"), nil},
+		{"ext in a payload", h("c7 03 05 d4 06 01"), []int{5}},
+		{"empty ext", h("92 c7 00 05 de 00 00"), nil},
+		{"no ext", h("92 de 00 00 c0"), nil},
+	} {
+		exts, err := Scan(tc.data)
+		require.NoError(t, err, tc.name)
+		assert.Equal(t, tc.exts, exts, tc.name)
+	}
+	_, err := Scan(h("d4 05"))
+	assert.Error(t, err)
+}
+
+// TestReader: a decoder reading through a Reader decodes as from the
+// bytes, except that reading a listed ext payload as a map fails.
+func TestReader(t *testing.T) {
+	// A time whose 64-bit form begins with 0xde: 935,000,000 ns >> 22.
+	tm := time.Unix(1_700_000_000, 935_000_000)
+	data, err := msgpack.Marshal([]any{tm, "x"})
+	require.NoError(t, err)
+	exts, err := Scan(data)
+	require.NoError(t, err)
+	require.Equal(t, []int{3}, exts, "%x", data)
+
+	var times []any
+	require.NoError(t, msgpack.NewDecoder(NewReader(data, exts)).Decode(&times))
+	assert.True(t, tm.Equal(times[0].(time.Time)))
+	var typed struct {
+		T time.Time
+		S string
+	}
+	require.NoError(t, msgpack.NewDecoder(NewReader(data, exts)).Decode(&typed))
+	assert.True(t, tm.Equal(typed.T))
+
+	var maps []map[string]any
+	err = msgpack.NewDecoder(NewReader(data, exts)).Decode(&maps)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 3, e.Offset)
+	assert.Equal(t, "msgpack: an ext payload that is not one well-formed value is read as MessagePack: its first byte reads as map16 (at offset 3)", e.Error())
+
+	r := NewReader(h("01 02 03"), nil)
+	assert.Error(t, r.UnreadByte())
+	c, err := r.ReadByte()
+	assert.Equal(t, byte(1), c)
+	assert.NoError(t, err)
+	assert.NoError(t, r.UnreadByte())
+	buf := make([]byte, 5)
+	n, err := r.Read(buf)
+	assert.Equal(t, 3, n)
+	assert.NoError(t, err)
+	_, err = r.Read(buf)
+	assert.ErrorIs(t, err, io.EOF)
+	_, err = r.ReadByte()
+	assert.ErrorIs(t, err, io.EOF)
 }
