@@ -165,6 +165,13 @@ type outerStruct struct {
 	Raw    []byte            `msgpack:"raw"`
 }
 
+// internedItem has fields that msgpack encodes, after their first time,
+// as references (ext -128) to an earlier string of the same data.
+type internedItem struct {
+	Name string `msgpack:"name,intern"`
+	Kind string `msgpack:"kind,intern"`
+}
+
 // roundTripValues are Go values whose encodings cover every MessagePack
 // format the encoder writes, in every width.
 func roundTripValues() map[string]any {
@@ -183,7 +190,12 @@ func roundTripValues() map[string]any {
 		}
 		return m
 	}
+	interned := make([]internedItem, 600) // 307 strings: one- and two-byte indexes
+	for i := range interned {
+		interned[i] = internedItem{Name: fmt.Sprint("name-", i%300), Kind: fmt.Sprint("kind-", i%7)}
+	}
 	return map[string]any{
+		"interned":       interned,
 		"nil":            nil,
 		"true":           true,
 		"false":          false,
@@ -276,8 +288,8 @@ func TestMsgpackCodecRoundTrip(t *testing.T) {
 }
 
 // cuts returns the lengths to cut an n-byte encoding to: all of them for
-// small encodings, and for large ones the first and last 300 and 100 in
-// between (cutting everywhere would decode gigabytes).
+// small encodings, and for large ones the first 300, the last 300 and 100
+// in between (cutting everywhere would decode gigabytes).
 func cuts(n int) []int {
 	if n <= 1000 {
 		out := make([]int, n)

@@ -14,6 +14,11 @@
 // the end of the first value reads the JSON text {"a":1} as the number 123
 // and Nippy data ("NPY...") as 78; Check names those formats in its error
 // instead.
+//
+// Ext payloads are opaque bytes, yet that decoder reads some of them as
+// MessagePack. [Scan] checks each payload as a value and lists those that
+// are not one; a [Reader] hands data to the decoder and refuses to let it
+// start reading a listed payload as MessagePack.
 package msgpackcheck
 
 import (
@@ -73,8 +78,8 @@ func Check(data []byte) error {
 	return err
 }
 
-// Scan is [Check], and also returns the offsets, in increasing order, of
-// the ext payloads in data that a decoder must not read as MessagePack; nil
+// Scan is [Check], and also returns, in increasing order of offset, the
+// ext payloads in data that a decoder must not read as MessagePack; nil
 // when there are none. A decode of data with some must read it through a
 // [Reader].
 //
@@ -87,16 +92,27 @@ func Check(data []byte) error {
 // the depth of its ext) is safe to read so, and Scan checks it as it
 // checks data; any other payload is listed, and so is every ext inside a
 // payload (those are not checked: checking them in turn would cost time in
-// proportion to how deeply exts nest). Where a payload is listed, one time
-// value in several, reading it as a map would otherwise size a map from
-// whatever its bytes say, up to 2^32 entries.
-func Scan(data []byte) (exts []int, err error) {
+// proportion to how deeply exts nest). Unguarded, a listed payload read as
+// a map sizes the map from whatever its bytes say: [time, 0] encoded as
+// 92 d6 ff df ff ff ff 00, a valid time whose seconds begin with 0xdf,
+// asks for a map of 4,294,967,040 entries.
+func Scan(data []byte) (exts []Payload, err error) {
 	if p, ok := walk(data, 0, 0, &exts, false); !ok {
 		e := p.describe()
 		e.Hint = guessFormat(data)
 		return nil, e
 	}
 	return exts, nil
+}
+
+// Payload is an ext payload that [Scan] lists.
+type Payload struct {
+	// Offset is where the payload starts in data, after the ext's header.
+	Offset int
+	// Len is its length in bytes, at least 1.
+	Len int
+	// Type is the ext's type byte.
+	Type byte
 }
 
 // The problems walk finds.
@@ -177,7 +193,7 @@ func (p problem) describe() *Error {
 // number of values still to come; as each value takes at least one byte,
 // owed may never exceed the bytes left, which stops a header declaring more
 // elements than data could hold as soon as it is read.
-func walk(data []byte, base, depth int, exts *[]int, nested bool) (problem, bool) {
+func walk(data []byte, base, depth int, exts *[]Payload, nested bool) (problem, bool) {
 	var room [32]int // outer's storage while nesting is shallow
 	outer := room[:0]
 	left := 1
@@ -221,17 +237,19 @@ func walk(data []byte, base, depth int, exts *[]int, nested bool) (problem, bool
 			if i == len(data) {
 				return problem{what: problemTypeByte, offset: base + start, c: c}, false
 			}
+			typ := data[i]
 			i++
 			if uint64(len(data)-i) < count {
 				return problem{what: problemPayload, offset: base + start, c: c, n: count, rest: len(data) - i}, false
 			}
 			if count > 0 {
 				payload := data[i : i+int(count)]
+				listed := Payload{Offset: base + i, Len: int(count), Type: typ}
 				mark := len(*exts)
 				if nested {
-					*exts = append(*exts, base+i)
+					*exts = append(*exts, listed)
 				} else if _, ok := walk(payload, base+i, depth+len(outer), exts, true); !ok {
-					*exts = append((*exts)[:mark], base+i)
+					*exts = append((*exts)[:mark], listed)
 				}
 			}
 			i += int(count)

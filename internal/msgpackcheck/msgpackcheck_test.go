@@ -315,9 +315,17 @@ func TestScanExts(t *testing.T) {
 	} {
 		exts, err := Scan(tc.data)
 		require.NoError(t, err, tc.name)
-		assert.Equal(t, tc.exts, exts, tc.name)
+		var offsets []int
+		for _, p := range exts {
+			offsets = append(offsets, p.Offset)
+			assert.Equal(t, tc.data[p.Offset-1], p.Type, tc.name)
+		}
+		assert.Equal(t, tc.exts, offsets, tc.name)
 	}
-	_, err := Scan(h("d4 05"))
+	exts, err := Scan(h("92 c7 03 05 01 02 03 d4 80 9a"))
+	require.NoError(t, err)
+	assert.Equal(t, []Payload{{Offset: 4, Len: 3, Type: 5}, {Offset: 9, Len: 1, Type: 0x80}}, exts)
+	_, err = Scan(h("d4 05"))
 	assert.Error(t, err)
 }
 
@@ -330,7 +338,7 @@ func TestReader(t *testing.T) {
 	require.NoError(t, err)
 	exts, err := Scan(data)
 	require.NoError(t, err)
-	require.Equal(t, []int{3}, exts, "%x", data)
+	require.Equal(t, []Payload{{Offset: 3, Len: 8, Type: 0xff}}, exts, "%x", data)
 
 	var times []any
 	require.NoError(t, msgpack.NewDecoder(NewReader(data, exts)).Decode(&times))
@@ -349,9 +357,39 @@ func TestReader(t *testing.T) {
 	assert.Equal(t, 3, e.Offset)
 	assert.Equal(t, "msgpack: an ext payload that is not one well-formed value is read as MessagePack: its first byte reads as map16 (at offset 3)", e.Error())
 
-	r := NewReader(h("01 02 03"), nil)
-	assert.Error(t, r.UnreadByte())
+	// The one-byte payload of an interned string may be read alone, if
+	// the decoder reads on from the value after it.
+	data = h("93 d4 80 9a 01 02")
+	exts, err = Scan(data)
+	require.NoError(t, err)
+	r := NewReader(data, exts)
+	for _, want := range data[:4] {
+		c, err := r.ReadByte()
+		require.NoError(t, err)
+		assert.Equal(t, want, c)
+	}
 	c, err := r.ReadByte()
+	assert.Equal(t, byte(1), c)
+	assert.NoError(t, err)
+	r = NewReader(data, exts)
+	_, err = io.ReadFull(r, make([]byte, 3))
+	require.NoError(t, err)
+	_, err = r.ReadByte()
+	require.NoError(t, err)
+	_, err = r.Read(make([]byte, 2)) // the index taken for a str8 header, say
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 4, e.Offset)
+	// Any other one-byte payload may not.
+	r = NewReader(h("92 d4 05 9a 01"), []Payload{{Offset: 3, Len: 1, Type: 5}})
+	_, err = io.ReadFull(r, make([]byte, 3))
+	require.NoError(t, err)
+	_, err = r.ReadByte()
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 3, e.Offset)
+
+	r = NewReader(h("01 02 03"), nil)
+	assert.Error(t, r.UnreadByte())
+	c, err = r.ReadByte()
 	assert.Equal(t, byte(1), c)
 	assert.NoError(t, err)
 	assert.NoError(t, r.UnreadByte())
