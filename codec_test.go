@@ -482,6 +482,11 @@ func FuzzMsgpackCodecUnmarshal(f *testing.F) {
 	for _, p := range foreignPayloads() {
 		f.Add(p.data)
 	}
+	for _, p := range extPayloads() {
+		f.Add(p.data)
+		f.Add(slices.Concat(hexBytes("92"), p.data, hexBytes("00")))
+	}
+	f.Add(hexBytes("94 a1 61 d4 80 00 d4 80 9a c0")) // interned-string references
 	for _, p := range boundedPayloads() {
 		if len(p.data) < 1<<12 {
 			f.Add(p.data)
