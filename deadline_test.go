@@ -143,7 +143,11 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 // within about a second of Redis coming back.
 func TestWorkerNoticesRedisBack(t *testing.T) {
 	s := newRealServer(t)
-	c := s.client(t, nil)
+	// A client that fails fast while Redis is away: one dial, no retries.
+	rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, MaxRetries: -1, DialerRetries: 1})
+	t.Cleanup(func() { rdb.Close() })
+	c, err := New(rdb, &Config{Logger: testLogger(t)})
+	require.NoError(t, err)
 	q := queueName(t)
 	w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
 	enqueue(t, c, q, "before", nil)
