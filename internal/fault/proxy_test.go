@@ -212,7 +212,7 @@ func TestProxyDropProbability(t *testing.T) {
 }
 
 // TestProxyDelay: a delayed reply comes no sooner than the delay; a client
-// whose read times out first gets an error for a command Redis applied.
+// whose read gives up first gets no answer for a command Redis applied.
 func TestProxyDelay(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -230,11 +230,16 @@ func TestProxyDelay(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), d)
 	require.Equal(t, int64(1), p.Stats().Delayed)
 
-	quick := redis.NewClient(&redis.Options{Addr: p.Addr, ReadTimeout: 50 * time.Millisecond, MaxRetries: -1})
-	defer quick.Close()
-	require.NoError(t, quick.Ping(ctx).Err())
-	p.Set(Rule{Action: Delay, Next: 1, Delay: d, Commands: []string{"incr"}})
-	require.Error(t, quick.Incr(ctx, "late").Err(), "the read timed out")
+	// A reader that gives up before the delay ends never sees the reply,
+	// though Redis applied the command: the proxy holds it back for d.
+	c := dialRaw(t, p.Addr)
+	p.Set(Rule{Action: Delay, Next: 1, Delay: time.Second, Commands: []string{"incr"}})
+	c.send([]string{"INCR", "late"})
+	require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
+	_, err := c.read()
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	require.True(t, ne.Timeout(), "the read times out: %v", err)
 	n, err := direct.Get(ctx, "late").Int()
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "Redis applied it")
@@ -257,7 +262,9 @@ func TestProxyBlackhole(t *testing.T) {
 	require.Zero(t, direct.Exists(ctx, "k").Val(), "a swallowed request never reaches Redis")
 
 	p.Set(Rule{})
-	require.NoError(t, rdb.Set(ctx, "k", "v", 0).Err(), "a new connection passes again")
+	again := redis.NewClient(&redis.Options{Addr: p.Addr})
+	defer again.Close()
+	require.NoError(t, again.Set(ctx, "k", "v", 0).Err(), "a new connection passes again")
 	require.Equal(t, int64(1), direct.Exists(ctx, "k").Val())
 }
 

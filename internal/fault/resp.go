@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 )
 
@@ -135,7 +136,7 @@ func (rr *respReader) value() error {
 			return fmt.Errorf("%w: bulk of %d bytes", errProtocol, n)
 		}
 		start := len(rr.buf)
-		rr.buf = append(rr.buf, make([]byte, n+2)...)
+		rr.buf = slices.Grow(rr.buf, n+2)[:start+n+2]
 		if _, err := io.ReadFull(rr.r, rr.buf[start:]); err != nil {
 			return unexpected(err)
 		}
