@@ -81,6 +81,7 @@ func newHarness(t *testing.T, redisArgs ...string) *harness {
 	t.Cleanup(func() { _ = hist.Close() })
 	h.hist = hist
 	h.rdb = h.redis.Client(t)
+	t.Cleanup(h.logWorkersOnFailure)
 	h.admin = h.mqClient(h.rdb)
 	h.spec = WorkerSpec{Queue: queue, LockTime: 10 * time.Second, HandlerThreads: 4, HandleFor: 2 * time.Millisecond}
 	return h
@@ -119,6 +120,19 @@ func (h *harness) startWorker(addr string) *WorkerProcess {
 	p := StartWorker(h.t, h.hist, spec)
 	h.workers = append(h.workers, p)
 	return p
+}
+
+// logWorkersOnFailure logs the end of each worker process's log when the
+// test failed.
+func (h *harness) logWorkersOnFailure() {
+	if !h.t.Failed() {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.workers {
+		h.t.Logf("worker process %d, end of its log:\n%s", w.PID, tail(w.Log))
+	}
 }
 
 // stopWorkers stops every worker process still running, gracefully.
@@ -307,10 +321,14 @@ func zero[N int | int64](name string, got N) check { return check{name, int64(go
 // as the scenario demands.
 func expect(t *testing.T, rep Report, checks ...check) {
 	t.Helper()
+	var bad []string
 	for _, c := range checks {
 		if c.got != c.want {
-			t.Errorf("%s: got %d, want %d\nreport:\n%s", c.name, c.got, c.want, rep)
+			bad = append(bad, fmt.Sprintf("%s: got %d, want %d", c.name, c.got, c.want))
 		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%s\nreport:\n%s", strings.Join(bad, "\n"), rep)
 	}
 }
 

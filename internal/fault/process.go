@@ -295,7 +295,7 @@ func tail(path string) string {
 	if err != nil {
 		return err.Error()
 	}
-	const max = 4000
+	const max = 2000
 	if len(b) > max {
 		b = b[len(b)-max:]
 	}
