@@ -13,6 +13,7 @@ import (
 const (
 	CauseKilled      = "killed"
 	CauseRedis       = "redis"
+	CauseStalled     = "stalled"
 	CauseLockExpired = "lock-expired"
 	CauseError       = "error"
 	CauseReEnqueued  = "re-enqueued"
@@ -37,8 +38,11 @@ const maxExamples = 5
 // renewal on (the start's Renew), the lock is taken to be valid for as long
 // as the handling runs, unless a Redis fault or a proxy fault (a dropped or
 // delayed reply) happened since its start, after which renewal may have
-// failed and nothing is presumed. A handling runs from its start until its
-// end, or until its process is killed.
+// failed and nothing is presumed. Nothing is presumed either of a handling
+// whose process stalled, or after a Redis fault, from one lock time before
+// its start on: the reply of the poll that took the message may have been
+// held up while its lock ran. A handling
+// runs from its start until its end, or until its process is killed.
 type Report struct {
 	// Attempted counts enqueue calls; Acked those that returned no error
 	// (whatever the queue answered), AckedRefused those of them answered
@@ -68,8 +72,12 @@ type Report struct {
 	//   - killed: p's process was killed before s and after p started, or
 	//     if p ended, after p ended (its outcome may not have been
 	//     recorded);
-	//   - redis: Redis was killed, restarted, paused or resumed between p's
-	//     start and s;
+	//   - redis: Redis was killed, restarted, paused or resumed between one
+	//     lock time before p's start (the reply of the poll that took the
+	//     message may have been held up that long) and s;
+	//   - stalled: p's process stalled (a ProcessStalled event) some time
+	//     between one lock time before p's start (the poll that took the
+	//     message may have come that much earlier) and s;
 	//   - lock-expired: p had no renewal, s came after p's lock deadline,
 	//     and p ran past that deadline too (no end, or an end after it), so
 	//     its outcome was fenced off;
@@ -83,6 +91,10 @@ type Report struct {
 	// Overlaps counts the extra starts made while an earlier handling of
 	// the same id still ran and its lock was valid, as defined above.
 	Overlaps int
+	// Concurrent counts the extra starts made while an earlier handling
+	// of the same id still ran, its lock valid or not (overlaps included):
+	// two handlers at work on one message at once.
+	Concurrent int
 
 	// AckedWhileFull counts enqueues attempted and acknowledged inside an
 	// OOM window (between OOMBegin and OOMEnd).
@@ -118,6 +130,7 @@ func (h *handling) deadline() time.Time {
 // checker holds a run's events, indexed.
 type checker struct {
 	kills       map[int][]time.Time // by pid
+	stalls      map[int][]interval  // by pid
 	redisFaults []time.Time
 	netFaults   []time.Time
 	attempts    map[string][]time.Time
@@ -127,7 +140,7 @@ type checker struct {
 // order) and reports the numbers defined on [Report].
 func Check(events []Event) Report {
 	r := Report{ByCause: map[string]int{}, Faults: map[Kind]int{}}
-	c := checker{kills: map[int][]time.Time{}, attempts: map[string][]time.Time{}}
+	c := checker{kills: map[int][]time.Time{}, stalls: map[int][]interval{}, attempts: map[string][]time.Time{}}
 	acked := map[string]bool{}
 	byKey := map[[2]int64]*handling{}
 	var order []*handling
@@ -170,6 +183,10 @@ func Check(events []Event) Report {
 		case ProcessKilled:
 			r.Faults[e.Kind]++
 			c.kills[e.Target] = append(c.kills[e.Target], e.Time)
+		case ProcessStalled:
+			r.Faults[e.Kind]++
+			from := e.Time.Add(-time.Duration(e.StallMS) * time.Millisecond)
+			c.stalls[e.PID] = append(c.stalls[e.PID], interval{from, e.Time})
 		case RedisKilled, RedisRestarted, RedisPaused, RedisResumed:
 			r.Faults[e.Kind]++
 			c.redisFaults = append(c.redisFaults, e.Time)
@@ -231,6 +248,9 @@ func Check(events []Event) Report {
 					break
 				}
 			}
+			if slices.ContainsFunc(hs[:k], func(h *handling) bool { return c.running(h, s.start.Time) }) {
+				r.Concurrent++
+			}
 		}
 	}
 	for _, xs := range [][]string{lost, unexpected, overlaps} {
@@ -250,8 +270,11 @@ func (c *checker) explain(p, s *handling) string {
 	if within(c.kills[p.start.PID], from, st) {
 		return CauseKilled
 	}
-	if within(c.redisFaults, ps, st) {
+	if within(c.redisFaults, ps.Add(-p.start.LockTime()), st) {
 		return CauseRedis
+	}
+	if c.stalled(p, st) {
+		return CauseStalled
 	}
 	if !p.start.Renew && !st.Before(p.deadline()) && (p.end == nil || !p.end.Time.Before(p.deadline())) {
 		return CauseLockExpired
@@ -268,16 +291,42 @@ func (c *checker) explain(p, s *handling) string {
 // lockValid tells whether h ran at t with its lock still valid (see
 // Report).
 func (c *checker) lockValid(h *handling, t time.Time) bool {
-	if t.Before(h.start.Time) || (h.end != nil && !h.end.Time.After(t)) {
+	if !c.running(h, t) || c.stalled(h, t) {
 		return false
 	}
-	if within(c.kills[h.start.PID], h.start.Time, t) {
+	// A Redis fault shortly before the start may have held back the
+	// reply of the poll that took the message, with its lock running.
+	if within(c.redisFaults, h.start.Time.Add(-h.start.LockTime()), t) {
 		return false
 	}
 	if h.start.Renew {
-		return !within(c.redisFaults, h.start.Time, t) && !within(c.netFaults, h.start.Time, t)
+		return !within(c.netFaults, h.start.Time, t)
 	}
 	return t.Before(h.deadline())
+}
+
+// running tells whether h ran at t: started, not ended, its process not
+// killed.
+func (c *checker) running(h *handling, t time.Time) bool {
+	if t.Before(h.start.Time) || (h.end != nil && !h.end.Time.After(t)) {
+		return false
+	}
+	return !within(c.kills[h.start.PID], h.start.Time, t)
+}
+
+// interval is a span of time, ends included.
+type interval struct{ from, to time.Time }
+
+// stalled tells whether h's process stalled between one lock time before
+// h started and t.
+func (c *checker) stalled(h *handling, t time.Time) bool {
+	from := h.start.Time.Add(-h.start.LockTime())
+	for _, s := range c.stalls[h.start.PID] {
+		if !s.to.Before(from) && !s.from.After(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // within tells whether any of times lies in [from, to].
@@ -304,8 +353,8 @@ func describe(p, s *handling) string {
 // String prints the report's numbers, for test logs.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "lost %d, duplicated %d (%d ids), attributable %d, unexpected %d, overlaps %d\n",
-		r.Lost, r.Duplicated, r.DuplicatedIDs, r.Attributable, r.Unexpected, r.Overlaps)
+	fmt.Fprintf(&b, "lost %d, duplicated %d (%d ids), attributable %d, unexpected %d, overlaps %d (concurrent %d)\n",
+		r.Lost, r.Duplicated, r.DuplicatedIDs, r.Attributable, r.Unexpected, r.Overlaps, r.Concurrent)
 	fmt.Fprintf(&b, "  enqueues: %d attempted, %d acknowledged (%d answered with a refusal), %d failed; %d ids failed but handled; %d acknowledged while full\n",
 		r.Attempted, r.Acked, r.AckedRefused, r.Failed, r.FailedButHandled, r.AckedWhileFull)
 	fmt.Fprintf(&b, "  handlings: %d starts, %d ids handled, %d stray\n", r.Starts, r.Handled, r.Stray)

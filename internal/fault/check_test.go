@@ -112,13 +112,27 @@ func TestCheckRedisFault(t *testing.T) {
 		require.Equal(t, 1, rep.Faults[k])
 		require.Zero(t, rep.Unexpected+rep.Overlaps)
 	}
-	// Before the first start, a fault explains nothing.
+	// Over a lock time before the first start, a fault explains nothing.
 	rep := newRun().enqueued("a").
 		add(5, Event{PID: 1, Kind: RedisPaused}).
-		handled("a", 2, 1, 10, 30, 1000, true).
-		handled("a", 3, 1, 300, 320, 1000, true).
+		handled("a", 2, 1, 3000, 3030, 1000, true).
+		handled("a", 3, 1, 3300, 3320, 1000, true).
 		check(t)
 	require.Equal(t, 1, rep.Unexpected)
+
+	// Within a lock time before it, the poll's reply may have been held
+	// up by the pause while the lock ran out: a handler starts on an
+	// expired lock, another takes the message at once. Concurrent, but
+	// not an overlap, and explained.
+	rep = newRun().enqueued("a").
+		add(500, Event{PID: 1, Kind: RedisPaused}).
+		add(4500, Event{PID: 1, Kind: RedisResumed}).
+		handled("a", 2, 1, 4510, 4520, 2000, true).
+		handled("a", 3, 2, 4511, 4516, 2000, true).
+		check(t)
+	require.Equal(t, map[string]int{CauseRedis: 1}, rep.ByCause)
+	require.Zero(t, rep.Overlaps)
+	require.Equal(t, 1, rep.Concurrent)
 }
 
 // TestCheckLockExpiry: a handler that outruns its lock (no renewal) is
@@ -132,12 +146,14 @@ func TestCheckLockExpiry(t *testing.T) {
 		check(t)
 	require.Equal(t, map[string]int{CauseLockExpired: 1}, rep.ByCause)
 	require.Zero(t, rep.Overlaps)
+	require.Equal(t, 1, rep.Concurrent, "two handlers at once, the first past its lock")
 
 	rep = newRun().enqueued("a").
 		handled("a", 2, 1, 0, 1500, 1000, false).
 		handled("a", 3, 2, 300, 350, 1000, false).
 		check(t)
 	require.Equal(t, 1, rep.Overlaps)
+	require.Equal(t, 1, rep.Concurrent)
 	require.Equal(t, 1, rep.Unexpected)
 
 	// A handler that ended before its deadline was not fenced off: a
@@ -257,4 +273,36 @@ func TestCheckAckedWhileFull(t *testing.T) {
 	require.Equal(t, 1, rep.AckedWhileFull)
 	require.Equal(t, 3, rep.Lost)
 	require.Equal(t, map[Kind]int{OOMBegin: 1, OOMEnd: 1}, rep.Faults)
+}
+
+// TestCheckStalled: a worker process that was not scheduled for a while
+// (a stall it saw itself) explains a redelivery of what it held, and its
+// locks are not presumed valid; a stall long before explains nothing.
+func TestCheckStalled(t *testing.T) {
+	t.Parallel()
+	rep := newRun().enqueued("a").
+		handled("a", 2, 1, 0, 5000, 1000, true).
+		add(2500, Event{PID: 2, Kind: ProcessStalled, StallMS: 2000}).
+		handled("a", 3, 2, 3000, 3050, 1000, true).
+		check(t)
+	require.Equal(t, map[string]int{CauseStalled: 1}, rep.ByCause)
+	require.Zero(t, rep.Overlaps)
+	require.Equal(t, 1, rep.Faults[ProcessStalled])
+
+	// Stalled just before the start: the poll's lock may be old already.
+	rep = newRun().enqueued("a").
+		add(900, Event{PID: 2, Kind: ProcessStalled, StallMS: 800}).
+		handled("a", 2, 1, 1000, 1500, 1000, false).
+		handled("a", 3, 2, 1200, 1250, 1000, false).
+		check(t)
+	require.Equal(t, map[string]int{CauseStalled: 1}, rep.ByCause)
+	require.Zero(t, rep.Overlaps)
+
+	rep = newRun().enqueued("a").
+		add(100, Event{PID: 2, Kind: ProcessStalled, StallMS: 50}).
+		handled("a", 2, 1, 5000, 5010, 1000, true).
+		handled("a", 3, 1, 5100, 5110, 1000, true).
+		add(6000, Event{PID: 3, Kind: ProcessStalled, StallMS: 500}).
+		check(t)
+	require.Equal(t, 1, rep.Unexpected)
 }

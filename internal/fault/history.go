@@ -41,6 +41,12 @@ const (
 	// error if any.
 	WorkerExit Kind = "worker-exit"
 
+	// ProcessStalled: the worker process itself was not scheduled for
+	// StallMS milliseconds, up to the event's time, as its stall watch
+	// saw (a busy machine, a long GC pause); only stalls long enough to
+	// matter to a lock are written (see WorkerMain).
+	ProcessStalled Kind = "process-stalled"
+
 	// ProcessKilled: the test sent SIGKILL to worker process Target and
 	// reaped it. Written after the process is gone.
 	ProcessKilled Kind = "process-killed"
@@ -88,6 +94,7 @@ type Event struct {
 	Err       string           `json:"err,omitempty"`
 	Target    int              `json:"target,omitempty"`
 	Note      string           `json:"note,omitempty"`
+	StallMS   int64            `json:"stall_ms,omitempty"`
 	Counts    map[string]int64 `json:"counts,omitempty"`
 }
 

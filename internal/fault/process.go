@@ -148,13 +148,20 @@ func WorkerMain() int {
 		fmt.Fprintln(os.Stderr, "fault worker:", err)
 		return 2
 	}
+	stallAt := max(spec.LockTime/4, 50*time.Millisecond)
 	var handlings atomic.Int64
 	handler := mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
 		n := handlings.Add(1)
+		start := hist.Now()
 		write(Event{Kind: HandleStart, ID: m.ID, Handling: n, Attempt: m.Attempt,
 			LockMS: m.LockTime.Milliseconds(), Renew: spec.RenewLocks})
 		t := time.NewTimer(spec.HandleFor)
 		<-t.C
+		// A handling that overran its time by much was stalled, whether the
+		// whole process was or only this goroutine (a slow write, say).
+		if over := hist.Now().Sub(start) - spec.HandleFor; over >= stallAt {
+			write(Event{Kind: ProcessStalled, StallMS: over.Milliseconds(), Note: "handler overran"})
+		}
 		write(Event{Kind: HandleEnd, ID: m.ID, Handling: n, Cancelled: ctx.Err() != nil})
 		return nil
 	})
@@ -170,7 +177,9 @@ func WorkerMain() int {
 		fmt.Fprintln(os.Stderr, "fault worker:", err)
 		return 2
 	}
+	stopWatch := watchStalls(hist, stallAt, write)
 	<-stop
+	stopWatch()
 	ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
 	err = w.Stop(ctx)
 	cancel()
@@ -180,6 +189,41 @@ func WorkerMain() int {
 	}
 	write(exit)
 	return 0
+}
+
+// stallTick is how often the stall watch looks at the clock.
+const stallTick = 20 * time.Millisecond
+
+// watchStalls writes a ProcessStalled event whenever the process was not
+// scheduled for at least threshold: a tick of a 20 ms ticker that comes
+// that late. A stall that long may let a lock expire (renewal and outcomes
+// wait too), so the checker takes it as an explanation, as it takes a
+// Redis pause. It returns a function that stops the watch.
+func watchStalls(hist *History, threshold time.Duration, write func(Event)) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(stallTick)
+		defer t.Stop()
+		last := hist.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			now := hist.Now()
+			if gap := now.Sub(last); gap >= threshold {
+				write(Event{Kind: ProcessStalled, Time: now, StallMS: gap.Milliseconds()})
+			}
+			last = now
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 func cmpOr(d, fallback time.Duration) time.Duration {
