@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,25 @@ func scale[T any](short, inLong T) T {
 	return short
 }
 
+// runDir is where a scenario's histories and worker logs go: a directory
+// named after the test under MQ_FAULT_DIR, kept after the test, or else
+// the test's own temporary directory.
+func runDir(t *testing.T) string {
+	root := os.Getenv("MQ_FAULT_DIR")
+	if root == "" {
+		return t.TempDir()
+	}
+	dir := filepath.Join(root, strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("histories in %s", dir)
+	return dir
+}
+
 // queue is the queue every scenario uses, each on its own Redis.
 const queue = "fault"
 
@@ -72,7 +92,7 @@ type harness struct {
 
 func newHarness(t *testing.T, redisArgs ...string) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir()}
+	h := &harness{t: t, dir: runDir(t)}
 	h.redis = redistest.Start(t, redisArgs...)
 	hist, err := OpenHistory(HistoryPath(h.dir, "test"))
 	if err != nil {
@@ -209,6 +229,22 @@ func ids(prefix string, from, n int) []string {
 	return out
 }
 
+// background runs fn in a goroutine until it returns; when the test ends
+// first (a failure), fn's context is cancelled and the test waits for it,
+// so that nothing writes to the history after the test.
+func (h *harness) background(fn func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(ctx)
+	}()
+	h.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
 // production is a running producer.
 type production struct {
 	wg     sync.WaitGroup
@@ -227,14 +263,16 @@ func (h *harness) produce(c *mq.Client, prefix string, n, producers int, every t
 	p := &production{}
 	var next atomic.Int64
 	for range producers {
-		p.wg.Go(func() {
-			for {
+		p.wg.Add(1)
+		h.background(func(ctx context.Context) {
+			defer p.wg.Done()
+			for ctx.Err() == nil {
 				i := next.Add(1) - 1
 				if i >= int64(n) {
 					return
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				if h.enqueue(ctx, c, fmt.Sprintf("%s-%06d", prefix, i)) == nil {
+				callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if h.enqueue(callCtx, c, fmt.Sprintf("%s-%06d", prefix, i)) == nil {
 					p.acked.Add(1)
 				} else {
 					p.failed.Add(1)
@@ -279,9 +317,9 @@ func (h *harness) waitFor(what string, timeout time.Duration, cond func() bool) 
 	}
 }
 
-// starts counts the handlings a worker process has started so far.
-func starts(p *WorkerProcess) int {
-	return countKind(strings.TrimSuffix(p.Log, ".log"), HandleStart)
+// started tells whether a worker process is up: it wrote its first event.
+func started(p *WorkerProcess) bool {
+	return countKind(strings.TrimSuffix(p.Log, ".log"), WorkerStart) > 0
 }
 
 // countKind counts the events of one kind in a history file, cheaply,

@@ -42,9 +42,11 @@ func TestScenarioWorkerKills(t *testing.T) {
 
 	kills := scale(4, 40)
 	for i := range kills {
+		// Kills spread over the production, each of a process that is up.
 		victim := live[i%2]
-		// Kill a process in full flow: once it has handled some messages.
-		h.waitFor("the next victim to be busy", 60*time.Second, func() bool { return starts(victim) >= 100 })
+		h.waitFor("the production to go on", 60*time.Second, func() bool {
+			return prod.acked.Load() >= int64((i+1)*n/(kills+1)) && started(victim)
+		})
 		victim.Kill(t)
 		live[i%2] = h.startWorker(h.redis.Addr)
 	}
@@ -67,39 +69,41 @@ func TestScenarioScriptFlush(t *testing.T) {
 	n := scale(2000, 20_000)
 	prod := h.produce(c, "one", n, 2, 2*time.Millisecond)
 	batches := make(chan error, 1)
-	go func() {
+	h.background(func(ctx context.Context) {
 		var err error
-		for i := 0; i < n && err == nil; i += 20 {
-			err = h.enqueueMany(context.Background(), c, ids("many", i, 20))
+		for i := 0; i < n && err == nil && ctx.Err() == nil; i += 20 {
+			err = h.enqueueMany(ctx, c, ids("many", i, 20))
 			time.Sleep(20 * time.Millisecond)
 		}
 		batches <- err
-	}()
+	})
 
-	done := make(chan struct{})
-	flushed := make(chan int)
-	go func() {
+	stop := make(chan struct{})
+	flushes := make(chan int, 1)
+	h.background(func(ctx context.Context) {
 		k := 0
+		defer func() { flushes <- k }()
 		for {
 			select {
-			case <-done:
-				flushed <- k
+			case <-stop:
+				return
+			case <-ctx.Done():
 				return
 			default:
 			}
-			if err := h.rdb.ScriptFlush(context.Background()).Err(); err == nil {
+			if err := h.rdb.ScriptFlush(ctx).Err(); err == nil {
 				h.write(Event{Kind: ScriptFlush})
 				k++
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-	}()
+	})
 	prod.wait()
 	if err := <-batches; err != nil {
 		t.Errorf("EnqueueMany: %v", err)
 	}
-	close(done)
-	t.Logf("%d script flushes", <-flushed)
+	close(stop)
+	t.Logf("%d script flushes", <-flushes)
 	rep := h.finish(scale(30*time.Second, 120*time.Second))
 	expect(t, rep, append(safe(rep),
 		check{"acknowledged", int64(rep.Acked), int64(2 * n)},
