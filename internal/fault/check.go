@@ -24,25 +24,26 @@ const maxExamples = 5
 
 // Report is what [Check] finds in a run's histories.
 //
-// The definitions below speak of handlings: a handling is a HandleStart
-// event and the HandleEnd event with the same process and handling
-// number, if any. A handling is completed when it has its end. An id's
-// handlings are taken in the order of their starts.
+// The definitions speak of handlings: a handling is a HandleStart event and
+// the HandleEnd event with the same process and handling number, if any. A
+// handling is completed when it has its end, and runs from its start until
+// its end, or until its process is killed. An id's handlings are taken in
+// the order of their starts.
 //
-// A handling h holds its lock from its start until its lock deadline,
-// start + 3/4 of its lock time. The lock was taken when the poll ran,
-// shortly before the handler started; with prefetching, a taken message may
-// wait up to a quarter of its lock time for a handler (one that waited
-// longer is given back unhandled, never started). So before the deadline
-// the lock was certainly still valid; after it, it may have expired. With
-// renewal on (the start's Renew), the lock is taken to be valid for as long
-// as the handling runs, unless a Redis fault or a proxy fault (a dropped or
-// delayed reply) happened since its start, after which renewal may have
-// failed and nothing is presumed. Nothing is presumed either of a handling
-// whose process stalled, or after a Redis fault, from one lock time before
-// its start on: the reply of the poll that took the message may have been
-// held up while its lock ran. A handling
-// runs from its start until its end, or until its process is killed.
+// Whether a running handling h still held a valid lock at time t is
+// presumed as follows, erring towards "not known":
+//
+//   - without renewal, until its lock deadline, start + 3/4 of its lock
+//     time: the lock was taken when the poll ran, a little before the
+//     handler started (with prefetching, a taken message waits at most a
+//     quarter of its lock time for a handler, or is given back unstarted);
+//   - with renewal (the start's Renew), for as long as h runs, unless a
+//     proxy fault (a dropped or delayed reply) came after h's start, as
+//     renewal may have failed then;
+//   - in neither case if h's process stalled, or Redis was killed,
+//     restarted, paused or resumed, between one lock time before h's start
+//     and t: the reply of the poll that took the message may have been held
+//     up meanwhile, its lock running.
 type Report struct {
 	// Attempted counts enqueue calls; Acked those that returned no error
 	// (whatever the queue answered), AckedRefused those of them answered
