@@ -72,9 +72,10 @@ type Server struct {
 
 // process is one run of redis-server.
 type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd.Wait has returned
-	err  error         // cmd.Wait's result, readable once done is closed
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when cmd.Wait has returned
+	err    error         // cmd.Wait's result, readable once done is closed
+	paused bool          // stopped by Pause and not yet resumed; guarded by Server.mu
 }
 
 // Start runs a new redis-server for the test and returns once it answers
@@ -186,11 +187,13 @@ func (s *Server) Restart(tb testing.TB) {
 	s.proc = p
 }
 
-// cleanup kills the server for good at the end of the test.
+// cleanup resumes a paused server, then kills it for good, at the end of
+// the test.
 func (s *Server) cleanup() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	s.resume()
 	s.kill()
 }
 

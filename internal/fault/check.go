@@ -1,0 +1,381 @@
+package fault
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The causes that make a duplicate attributable, as [Report.ByCause]
+// counts them.
+const (
+	CauseKilled      = "killed"
+	CauseRedis       = "redis"
+	CauseStalled     = "stalled"
+	CauseLockExpired = "lock-expired"
+	CauseError       = "error"
+	CauseReEnqueued  = "re-enqueued"
+)
+
+// maxExamples bounds the examples a report quotes per category.
+const maxExamples = 5
+
+// Report is what [Check] finds in a run's histories.
+//
+// The definitions speak of handlings: a handling is a HandleStart event and
+// the HandleEnd event with the same process and handling number, if any. A
+// handling is completed when it has its end, and runs from its start until
+// its end, or until its process is killed. An id's handlings are taken in
+// the order of their starts.
+//
+// Whether a running handling h still held a valid lock at time t is
+// presumed as follows, erring towards "not known":
+//
+//   - without renewal, until its lock deadline, start + 3/4 of its lock
+//     time: the lock was taken when the poll ran, a little before the
+//     handler started (with prefetching, a taken message waits at most a
+//     quarter of its lock time for a handler, or is given back unstarted);
+//   - with renewal (the start's Renew), for as long as h runs, unless a
+//     proxy fault (a dropped or delayed reply) came after h's start, as
+//     renewal may have failed then;
+//   - in neither case if h's process stalled, or Redis was killed,
+//     restarted, paused or resumed, between one lock time before h's start
+//     and t: the reply of the poll that took the message may have been held
+//     up meanwhile, its lock running.
+type Report struct {
+	// Attempted counts enqueue calls; Acked those that returned no error
+	// (whatever the queue answered), AckedRefused those of them answered
+	// with a refusal (for an id enqueued once, the sign of a resent call),
+	// and Failed those that returned an error.
+	Attempted, Acked, AckedRefused, Failed int
+	// FailedButHandled counts ids whose every enqueue failed that were
+	// handled all the same: the call failed, Redis had applied it.
+	FailedButHandled int
+	// Stray counts ids handled that were never enqueued (0 unless the
+	// queue was shared).
+	Stray int
+
+	// Starts counts handling starts; Handled the ids with a completed
+	// handling.
+	Starts, Handled int
+
+	// Lost counts ids with an acknowledged enqueue and no completed
+	// handling.
+	Lost int
+	// Duplicated counts extra starts: an id started n > 1 times adds
+	// n-1. DuplicatedIDs counts the ids.
+	Duplicated, DuplicatedIDs int
+	// Attributable counts the extra starts that something explains, and
+	// ByCause by the first explanation found, in this order, for an extra
+	// start s whose previous start (of the same id) is p:
+	//   - killed: p's process was killed before s and after p started, or
+	//     if p ended, after p ended (its outcome may not have been
+	//     recorded);
+	//   - redis: Redis was killed, restarted, paused or resumed between one
+	//     lock time before p's start (the reply of the poll that took the
+	//     message may have been held up that long) and s;
+	//   - stalled: p's process stalled (a ProcessStalled event) some time
+	//     between one lock time before p's start (the poll that took the
+	//     message may have come that much earlier) and s;
+	//   - lock-expired: p had no renewal, s came after p's lock deadline,
+	//     and p ran past that deadline too (no end, or an end after it), so
+	//     its outcome was fenced off;
+	//   - error: p's handler returned an error (or a retry);
+	//   - re-enqueued: the producer enqueued the id again between p's start
+	//     and s.
+	Attributable int
+	ByCause      map[string]int
+	// Unexpected counts the extra starts with no explanation.
+	Unexpected int
+	// Overlaps counts the extra starts made while an earlier handling of
+	// the same id still ran and its lock was valid, as defined above.
+	Overlaps int
+	// Concurrent counts the extra starts made while an earlier handling
+	// of the same id still ran, its lock valid or not (overlaps included):
+	// two handlers at work on one message at once.
+	Concurrent int
+
+	// AckedWhileFull counts enqueues attempted and acknowledged inside an
+	// OOM window (between OOMBegin and OOMEnd).
+	AckedWhileFull int
+
+	// WorkerExits counts worker processes that stopped on SIGTERM and
+	// wrote their counters; LockLost and Abandoned sum their
+	// handler/lock-lost and handler/abandoned counters.
+	WorkerExits         int
+	LockLost, Abandoned int64
+
+	// Faults counts fault events by kind.
+	Faults map[Kind]int
+
+	// Examples quotes a few ids of each bad category, with what the
+	// checker saw.
+	Examples []string
+}
+
+// handling is one handling of an id, as the checker sees it.
+type handling struct {
+	start Event
+	end   *Event
+}
+
+func (h *handling) key() [2]int64 { return [2]int64{int64(h.start.PID), h.start.Handling} }
+
+// deadline is h's lock deadline (see Report).
+func (h *handling) deadline() time.Time {
+	return h.start.Time.Add(h.start.LockTime() * 3 / 4)
+}
+
+// checker holds a run's events, indexed.
+type checker struct {
+	kills       map[int][]time.Time // by pid
+	stalls      map[int][]interval  // by pid
+	redisFaults []time.Time
+	netFaults   []time.Time
+	attempts    map[string][]time.Time
+}
+
+// Check reads a run's events (as [ReadHistories] returns them, in time
+// order) and reports the numbers defined on [Report].
+func Check(events []Event) Report {
+	r := Report{ByCause: map[string]int{}, Faults: map[Kind]int{}}
+	c := checker{kills: map[int][]time.Time{}, stalls: map[int][]interval{}, attempts: map[string][]time.Time{}}
+	acked := map[string]bool{}
+	byKey := map[[2]int64]*handling{}
+	var order []*handling
+	type pidID struct {
+		pid int
+		id  string
+	}
+	lastAttempt := map[pidID]time.Time{}
+	var oomSince *time.Time
+
+	for _, e := range events {
+		switch e.Kind {
+		case EnqueueAttempt:
+			r.Attempted++
+			c.attempts[e.ID] = append(c.attempts[e.ID], e.Time)
+			lastAttempt[pidID{e.PID, e.ID}] = e.Time
+		case EnqueueAck:
+			r.Acked++
+			acked[e.ID] = true
+			if e.Result != "added" && e.Result != "updated" {
+				r.AckedRefused++
+			}
+			if a, ok := lastAttempt[pidID{e.PID, e.ID}]; ok && oomSince != nil && !a.Before(*oomSince) {
+				r.AckedWhileFull++
+			}
+		case EnqueueFail:
+			r.Failed++
+		case HandleStart:
+			h := &handling{start: e}
+			byKey[h.key()] = h
+			order = append(order, h)
+		case HandleEnd:
+			if h, ok := byKey[[2]int64{int64(e.PID), e.Handling}]; ok {
+				h.end = &e
+			}
+		case WorkerExit:
+			r.WorkerExits++
+			r.LockLost += e.Counts["handler/lock-lost"]
+			r.Abandoned += e.Counts["handler/abandoned"]
+		case ProcessKilled:
+			r.Faults[e.Kind]++
+			c.kills[e.Target] = append(c.kills[e.Target], e.Time)
+		case ProcessStalled:
+			r.Faults[e.Kind]++
+			from := e.Time.Add(-time.Duration(e.StallMS) * time.Millisecond)
+			c.stalls[e.PID] = append(c.stalls[e.PID], interval{from, e.Time})
+		case RedisKilled, RedisRestarted, RedisPaused, RedisResumed:
+			r.Faults[e.Kind]++
+			c.redisFaults = append(c.redisFaults, e.Time)
+		case ProxyDrop, ProxyDelay:
+			r.Faults[e.Kind]++
+			c.netFaults = append(c.netFaults, e.Time)
+		case OOMBegin:
+			r.Faults[e.Kind]++
+			t := e.Time
+			oomSince = &t
+		case OOMEnd:
+			r.Faults[e.Kind]++
+			oomSince = nil
+		case ScriptFlush:
+			r.Faults[e.Kind]++
+		}
+	}
+
+	byID := map[string][]*handling{}
+	for _, h := range order {
+		byID[h.start.ID] = append(byID[h.start.ID], h)
+	}
+	var lost, unexpected, overlaps []string
+	for _, id := range slices.Sorted(maps.Keys(acked)) {
+		if !slices.ContainsFunc(byID[id], func(h *handling) bool { return h.end != nil }) {
+			r.Lost++
+			lost = append(lost, fmt.Sprintf("lost %s: %d starts, none ended", id, len(byID[id])))
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		hs := byID[id]
+		r.Starts += len(hs)
+		if slices.ContainsFunc(hs, func(h *handling) bool { return h.end != nil }) {
+			r.Handled++
+		}
+		if len(c.attempts[id]) == 0 {
+			r.Stray++
+		} else if !acked[id] {
+			r.FailedButHandled++
+		}
+		if len(hs) < 2 {
+			continue
+		}
+		r.DuplicatedIDs++
+		for k := 1; k < len(hs); k++ {
+			r.Duplicated++
+			s, p := hs[k], hs[k-1]
+			if cause := c.explain(p, s); cause != "" {
+				r.Attributable++
+				r.ByCause[cause]++
+			} else {
+				r.Unexpected++
+				unexpected = append(unexpected, "unexpected "+describe(p, s))
+			}
+			for _, h := range hs[:k] {
+				if c.lockValid(h, s.start.Time) {
+					r.Overlaps++
+					overlaps = append(overlaps, "overlap "+describe(h, s))
+					break
+				}
+			}
+			if slices.ContainsFunc(hs[:k], func(h *handling) bool { return c.running(h, s.start.Time) }) {
+				r.Concurrent++
+			}
+		}
+	}
+	for _, xs := range [][]string{lost, unexpected, overlaps} {
+		r.Examples = append(r.Examples, xs[:min(len(xs), maxExamples)]...)
+	}
+	return r
+}
+
+// explain returns why s, a start of the id after p's, is explained, or ""
+// (see Report.Attributable).
+func (c *checker) explain(p, s *handling) string {
+	ps, st := p.start.Time, s.start.Time
+	from := ps
+	if p.end != nil {
+		from = p.end.Time
+	}
+	if within(c.kills[p.start.PID], from, st) {
+		return CauseKilled
+	}
+	if within(c.redisFaults, ps.Add(-p.start.LockTime()), st) {
+		return CauseRedis
+	}
+	if c.stalled(p, st) {
+		return CauseStalled
+	}
+	if !p.start.Renew && !st.Before(p.deadline()) && (p.end == nil || !p.end.Time.Before(p.deadline())) {
+		return CauseLockExpired
+	}
+	if p.end != nil && p.end.Err != "" {
+		return CauseError
+	}
+	if len(c.attempts[s.start.ID]) > 1 && within(c.attempts[s.start.ID], ps, st) {
+		return CauseReEnqueued
+	}
+	return ""
+}
+
+// lockValid tells whether h ran at t with its lock still valid (see
+// Report).
+func (c *checker) lockValid(h *handling, t time.Time) bool {
+	if !c.running(h, t) || c.stalled(h, t) {
+		return false
+	}
+	// A Redis fault shortly before the start may have held back the
+	// reply of the poll that took the message, with its lock running.
+	if within(c.redisFaults, h.start.Time.Add(-h.start.LockTime()), t) {
+		return false
+	}
+	if h.start.Renew {
+		return !within(c.netFaults, h.start.Time, t)
+	}
+	return t.Before(h.deadline())
+}
+
+// running tells whether h ran at t: started, not ended, its process not
+// killed.
+func (c *checker) running(h *handling, t time.Time) bool {
+	if t.Before(h.start.Time) || (h.end != nil && !h.end.Time.After(t)) {
+		return false
+	}
+	return !within(c.kills[h.start.PID], h.start.Time, t)
+}
+
+// interval is a span of time, ends included.
+type interval struct{ from, to time.Time }
+
+// stalled tells whether h's process stalled between one lock time before
+// h started and t.
+func (c *checker) stalled(h *handling, t time.Time) bool {
+	from := h.start.Time.Add(-h.start.LockTime())
+	for _, s := range c.stalls[h.start.PID] {
+		if !s.to.Before(from) && !s.from.After(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// within tells whether any of times lies in [from, to].
+func within(times []time.Time, from, to time.Time) bool {
+	for _, t := range times {
+		if !t.Before(from) && !t.After(to) {
+			return true
+		}
+	}
+	return false
+}
+
+// describe tells what the checker saw of two handlings of one id.
+func describe(p, s *handling) string {
+	end := "still running"
+	if p.end != nil {
+		end = fmt.Sprintf("ended %v after its start", p.end.Time.Sub(p.start.Time).Round(time.Millisecond))
+	}
+	return fmt.Sprintf("%s: attempt %d in pid %d (lock %v, renew %v) %s; attempt %d in pid %d started %v after it",
+		s.start.ID, p.start.Attempt, p.start.PID, p.start.LockTime(), p.start.Renew, end,
+		s.start.Attempt, s.start.PID, s.start.Time.Sub(p.start.Time).Round(time.Millisecond))
+}
+
+// String prints the report's numbers, for test logs.
+func (r Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "lost %d, duplicated %d (%d ids), attributable %d, unexpected %d, overlaps %d (concurrent %d)\n",
+		r.Lost, r.Duplicated, r.DuplicatedIDs, r.Attributable, r.Unexpected, r.Overlaps, r.Concurrent)
+	fmt.Fprintf(&b, "  enqueues: %d attempted, %d acknowledged (%d answered with a refusal), %d failed; %d ids failed but handled; %d acknowledged while full\n",
+		r.Attempted, r.Acked, r.AckedRefused, r.Failed, r.FailedButHandled, r.AckedWhileFull)
+	fmt.Fprintf(&b, "  handlings: %d starts, %d ids handled, %d stray\n", r.Starts, r.Handled, r.Stray)
+	if len(r.ByCause) > 0 {
+		fmt.Fprintf(&b, "  attributed to: %s\n", joinCounts(r.ByCause))
+	}
+	fmt.Fprintf(&b, "  workers: %d exits, handler/lock-lost %d, handler/abandoned %d\n", r.WorkerExits, r.LockLost, r.Abandoned)
+	if len(r.Faults) > 0 {
+		fmt.Fprintf(&b, "  faults: %s\n", joinCounts(r.Faults))
+	}
+	for _, x := range r.Examples {
+		fmt.Fprintf(&b, "  %s\n", x)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func joinCounts[K ~string](m map[K]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}

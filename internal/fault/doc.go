@@ -1,0 +1,122 @@
+// Package fault is the fault suite of mq: scenarios that run the library
+// against real redis-server processes while things go wrong, record what
+// happened, and count what a user would care about. It also holds the
+// machinery they use, which only tests see:
+//
+//   - [Proxy], a TCP proxy between the library and Redis that understands
+//     RESP well enough to act on single replies: drop one after Redis
+//     applied its request (closing the connection, the case that makes
+//     go-redis send a command again), delay it, or stop answering;
+//   - [History], an append-only JSON-lines file per process of the events
+//     of a run: enqueues attempted, acknowledged or failed; handlings
+//     started and ended; faults (a process or Redis killed, Redis paused,
+//     a reply dropped, Redis full, SCRIPT FLUSH);
+//   - [Check], which reads all of a run's histories and reports, as
+//     numbers, what was lost, duplicated, explained, unexplained and
+//     overlapping (see [Report] for the exact definitions);
+//   - worker processes ([StartWorker], [WorkerMain]): the test binary run
+//     again as an mq worker whose handler writes its handlings to its own
+//     history, so that it can be SIGKILLed anywhere.
+//
+// The scenarios use only the library's public API, so that they keep
+// meaning the same thing while its insides change.
+//
+// # Running it
+//
+// The short mode runs with the rest of the tests (scripts/test.sh, CI):
+//
+//	go test -race ./internal/fault/
+//	go test -race -run TestScenario -v ./internal/fault/   # the scenarios, with their reports
+//	go test -race -run TestScenarioRedisPause -v ./internal/fault/
+//
+// The long mode runs each scenario with about ten times the messages and
+// faults:
+//
+//	MQ_FAULT_LONG=1 go test -race -timeout 60m -run TestScenario -v ./internal/fault/
+//
+// MQ_FAULT_DIR=/some/dir keeps each scenario's histories and worker logs
+// in a directory of that name per test, for a closer look; otherwise they
+// go to the test's temporary directory. Like every test here, the
+// scenarios start their own redis-server processes on free loopback ports,
+// and skip when redis-server is missing unless MQ_REQUIRE_REDIS=1.
+//
+// # The scenarios
+//
+// Each starts its own redis-server and two worker processes (4 handler
+// threads each), runs a producer in the test process (fresh message ids,
+// one call each, no retries), causes its fault, then waits for the queue
+// to drain, stops the workers with SIGTERM (they write their counters on
+// the way out), and checks the histories. Every scenario demands 0 lost, 0
+// unexpected duplicates, 0 overlaps and 0 stray handlings; some demand
+// more:
+//
+//   - TestScenarioNoFaults: nothing goes wrong; also 0 duplicated and no
+//     handler/lock-lost.
+//   - TestScenarioWorkerKills: worker processes SIGKILLed and replaced
+//     during the run, lock time 2 s with renewal.
+//   - TestScenarioRedisKill: Redis SIGKILLed under appendonly yes with
+//     appendfsync always, down for longer than the lock time, restarted
+//     on its data.
+//   - TestScenarioRedisPause: Redis frozen with SIGSTOP for twice the lock
+//     time; also an Enqueue with a 500 ms deadline during the freeze must
+//     return an error within 2 s.
+//   - TestScenarioDroppedReplies and TestScenarioDelayedReplies: the proxy
+//     between the library (producer and workers) and Redis drops 2% of the
+//     replies, or holds them past the clients' ReadTimeout; also 0
+//     duplicated and no handler/lock-lost.
+//   - TestScenarioDroppedEnqueueMany: EnqueueMany of 3,000 through the
+//     proxy, which drops the reply to the first script call, while workers
+//     handle the messages; also 0 duplicated.
+//   - TestScenarioOOM: Redis under maxmemory with noeviction, filled past
+//     its limit: enqueues must fail while it is full (0 acknowledged), and
+//     the workers must drain what was queued before.
+//   - TestScenarioScriptFlush: SCRIPT FLUSH every 10 ms while producers
+//     (Enqueue and EnqueueMany) and workers run; also 0 duplicated and no
+//     handler/lock-lost.
+//
+// # How duplicates are explained
+//
+// A worker process watches its own scheduling: when it was not run for a
+// quarter of its lock time or more (a busy machine, a long pause), or one
+// of its handlings overran its time by that much, it writes a
+// ProcessStalled event. The checker takes such a stall, like a kill or a
+// Redis fault, as an explanation of a redelivery (see [Report]). Proxy
+// faults, OOM and SCRIPT FLUSH explain nothing: the library must absorb
+// them. The checker's clock is each process's wall clock at its start
+// plus its monotonic time since; the processes share one machine and so
+// one clock.
+//
+// # Figures
+//
+// Measured on a 2-core machine with -race, on the library as of the
+// commit that added this suite (before the fixes it asks for). The short
+// mode takes about 60 s for the whole package on an idle machine (up to
+// about 4 minutes on one shared with other heavy jobs). Short mode, four
+// runs, one beside the root package's tests; long mode, one run (9.5
+// minutes):
+//
+//	scenario              short (4 runs)                              long (1 run)                     today
+//	NoFaults              2,000 handled; 0 duplicated                  50,000; 0 duplicated             pass
+//	WorkerKills           4 kills; 5-8 duplicated, all attributable   40 kills; 49, all attributable   pass
+//	RedisKill             2 kills; 1-4 duplicated, all attributable   20 kills; 22, all attributable   pass
+//	RedisPause            1 pause; 0-2 duplicated, all attributable;  10 pauses; 12, all attributable  fail
+//	                      Enqueue(500 ms deadline) returns after the
+//	                      whole 4 s freeze, with no error
+//	DroppedReplies        ~135 drops; 31-46 duplicated, unexplained;  1,253 drops; 389; lock-lost 395  fail
+//	                      handler/lock-lost 39-49
+//	DelayedReplies        ~105 delays; 28-51 duplicated, unexplained; 958 delays; 327; lock-lost 382   fail
+//	                      handler/lock-lost 34-45
+//	DroppedEnqueueMany    1 drop; 82-520 of 3,000 handled twice       5 drops; 1,667 of 15,000         fail
+//	OOM                   200 of 200 enqueues acknowledged while      2,000 of 2,000; backlog of       fail
+//	                      full; the 300 queued before are not         3,000 not drained
+//	                      drained while full (polls fail with OOM)
+//	ScriptFlush           ~400-700 flushes; 0 duplicated              4,902 flushes; 0 duplicated      pass
+//
+// No run lost an acknowledged enqueue, and no run counted an overlap. Some
+// calls that failed had been applied all the same (up to 18 ids in a run:
+// handled though their enqueue returned an error). In the long RedisPause
+// run one message was handled by two workers at once: a poll answered
+// after the freeze handed a handler a lock that had expired during it,
+// while another worker had taken the message again (counted as
+// concurrent, not as an overlap, since the lock was no longer valid).
+package fault

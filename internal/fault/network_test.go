@@ -1,0 +1,116 @@
+package fault
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// proxied starts a proxy in front of the harness's Redis whose drops and
+// delays are written to the test's history.
+func (h *harness) proxied(seed uint64) *Proxy {
+	p := NewProxy(h.t, h.redis.Addr, seed)
+	p.Notify(func(a Action, cmd string) {
+		switch a {
+		case Drop:
+			h.write(Event{Kind: ProxyDrop, Note: cmd})
+		case Delay:
+			h.write(Event{Kind: ProxyDelay, Note: cmd})
+		}
+	})
+	return p
+}
+
+// TestScenarioDroppedReplies: between the library (producer and workers) and
+// Redis, a proxy drops 2% of the replies after Redis applied the request.
+// go-redis then sends the command again; a script call applied twice must
+// change nothing: no message lost, none handled twice, and no worker
+// counting a lock lost that it held.
+func TestScenarioDroppedReplies(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.spec.LockTime = 3 * time.Second
+	p := h.proxied(1)
+	for range 2 {
+		h.startWorker(p.Addr)
+	}
+	n := scale(2000, 20_000)
+	p.Set(Rule{Action: Drop, Probability: 0.02})
+	prod := h.produce(h.producer(redis.Options{Addr: p.Addr}), "m", n, 2, 2*time.Millisecond)
+	prod.wait()
+	p.Set(Rule{})
+	rep := h.finish(scale(60*time.Second, 180*time.Second))
+	t.Logf("proxy: %+v", p.Stats())
+	expect(t, rep, append(safe(rep),
+		zero("duplicated", rep.Duplicated),
+		zero("handler/lock-lost", rep.LockLost),
+	)...)
+}
+
+// TestScenarioDelayedReplies: as TestScenarioDroppedReplies, but the proxy holds 2%
+// of the replies past the clients' ReadTimeout, which go-redis takes for a
+// failure and sends the command again.
+func TestScenarioDelayedReplies(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	const readTimeout = 300 * time.Millisecond
+	h.spec.LockTime, h.spec.ReadTimeout = 3*time.Second, readTimeout
+	p := h.proxied(2)
+	for range 2 {
+		h.startWorker(p.Addr)
+	}
+	n := scale(2000, 20_000)
+	p.Set(Rule{Action: Delay, Probability: 0.02, Delay: 2 * readTimeout})
+	prod := h.produce(h.producer(redis.Options{Addr: p.Addr, ReadTimeout: readTimeout}), "m", n, 2, 2*time.Millisecond)
+	prod.wait()
+	p.Set(Rule{})
+	rep := h.finish(scale(60*time.Second, 180*time.Second))
+	t.Logf("proxy: %+v", p.Stats())
+	expect(t, rep, append(safe(rep),
+		zero("duplicated", rep.Duplicated),
+		zero("handler/lock-lost", rep.LockLost),
+	)...)
+}
+
+// TestScenarioDroppedEnqueueMany: one EnqueueMany of 3,000 messages through the
+// proxy, which drops the reply to the first of its script calls, while
+// workers (straight on Redis) handle the messages as they come. go-redis
+// sends the whole pipeline again; messages already handled by then must
+// not be queued a second time.
+func TestScenarioDroppedEnqueueMany(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.spec.HandleFor = 0
+	p := h.proxied(3)
+	for range 2 {
+		h.startWorker(h.redis.Addr)
+	}
+	c := h.producer(redis.Options{Addr: p.Addr})
+	// One message first, through the proxy: once it is handled, the
+	// workers are polling, and the enqueue script is in Redis's cache, so
+	// that the drop hits a script call that ran, not a NOSCRIPT answer.
+	if err := h.enqueue(context.Background(), c, "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the first message to be handled", 30*time.Second, func() bool {
+		evs, err := ReadHistories(h.dir)
+		return err == nil && handledAll(evs, []string{"warm-up"})
+	})
+	rounds := scale(1, 5)
+	for r := range rounds {
+		p.Set(Rule{Action: Drop, Next: 1, Commands: []string{"evalsha", "eval"}})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
+		err := h.enqueueMany(ctx, c, ids("m", r*3000, 3000))
+		t.Logf("EnqueueMany round %d: %v, error %v", r+1, time.Since(start), err)
+		cancel()
+	}
+	rep := h.finish(scale(60*time.Second, 180*time.Second))
+	t.Logf("proxy: %+v", p.Stats())
+	expect(t, rep, append(safe(rep),
+		check{"replies dropped", p.Stats().Dropped, int64(rounds)},
+		zero("duplicated", rep.Duplicated),
+	)...)
+}

@@ -1,0 +1,347 @@
+package fault
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq"
+	"github.com/redis/go-redis/v9"
+)
+
+// HelperTest is the test a worker process runs: the test binary,
+// re-executed with -test.run=^TestHelperFaultWorker$ and the settings in
+// its environment, calls [WorkerMain] from it.
+const HelperTest = "TestHelperFaultWorker"
+
+// The environment of a worker process.
+const (
+	envWorker      = "MQ_FAULT_WORKER" // "1" in a worker process
+	envRedis       = "MQ_FAULT_REDIS"
+	envQueue       = "MQ_FAULT_QUEUE"
+	envHistory     = "MQ_FAULT_HISTORY"
+	envLockTime    = "MQ_FAULT_LOCK_TIME"
+	envRenew       = "MQ_FAULT_RENEW_LOCKS"
+	envThreads     = "MQ_FAULT_HANDLER_THREADS"
+	envHandleFor   = "MQ_FAULT_HANDLE_FOR"
+	envReadTimeout = "MQ_FAULT_READ_TIMEOUT"
+	envStopTimeout = "MQ_FAULT_STOP_TIMEOUT"
+	envIdleSleep   = "MQ_FAULT_IDLE_SLEEP"
+)
+
+// WorkerSpec configures a worker process.
+type WorkerSpec struct {
+	// Redis is the address the worker's go-redis client dials: Redis's
+	// own, or a [Proxy]'s.
+	Redis string
+	// Queue is the queue the worker handles.
+	Queue string
+	// History is the path of the process's history file.
+	History string
+	// LockTime, RenewLocks and HandlerThreads are the worker's
+	// mq.WorkerConfig fields of those names.
+	LockTime       time.Duration
+	RenewLocks     bool
+	HandlerThreads int
+	// HandleFor is how long each handling takes: the handler sleeps that
+	// long, whatever its context says, then returns nil.
+	HandleFor time.Duration
+	// ReadTimeout is the go-redis client's ReadTimeout; 0 keeps go-redis's
+	// default (3 s).
+	ReadTimeout time.Duration
+	// StopTimeout bounds the Stop that a SIGTERM starts. Default: 10 s.
+	StopTimeout time.Duration
+	// IdleSleep is the worker's end-of-queue sleep (a mq.Constant), short
+	// so that messages whose lock expired are seen again soon rather than
+	// after the default's seconds. Default: 50 ms.
+	IdleSleep time.Duration
+}
+
+func (s WorkerSpec) env() []string {
+	return []string{
+		envWorker + "=1",
+		envRedis + "=" + s.Redis,
+		envQueue + "=" + s.Queue,
+		envHistory + "=" + s.History,
+		envLockTime + "=" + s.LockTime.String(),
+		envRenew + "=" + strconv.FormatBool(s.RenewLocks),
+		envThreads + "=" + strconv.Itoa(s.HandlerThreads),
+		envHandleFor + "=" + s.HandleFor.String(),
+		envReadTimeout + "=" + s.ReadTimeout.String(),
+		envStopTimeout + "=" + s.StopTimeout.String(),
+		envIdleSleep + "=" + s.IdleSleep.String(),
+	}
+}
+
+// specFromEnv reads a worker process's settings.
+func specFromEnv() (WorkerSpec, error) {
+	var s WorkerSpec
+	var errs []error
+	dur := func(name string) time.Duration {
+		d, err := time.ParseDuration(os.Getenv(name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		return d
+	}
+	s.Redis, s.Queue, s.History = os.Getenv(envRedis), os.Getenv(envQueue), os.Getenv(envHistory)
+	s.LockTime, s.HandleFor = dur(envLockTime), dur(envHandleFor)
+	s.ReadTimeout, s.StopTimeout, s.IdleSleep = dur(envReadTimeout), dur(envStopTimeout), dur(envIdleSleep)
+	s.RenewLocks, _ = strconv.ParseBool(os.Getenv(envRenew))
+	s.HandlerThreads, _ = strconv.Atoi(os.Getenv(envThreads))
+	if len(errs) > 0 {
+		return s, errs[0]
+	}
+	return s, nil
+}
+
+// IsWorkerProcess tells whether this process was started as a worker
+// process by [StartWorker].
+func IsWorkerProcess() bool { return os.Getenv(envWorker) == "1" }
+
+// WorkerMain is the body of a worker process. It runs an mq worker whose
+// handler writes HandleStart and HandleEnd events to the process's
+// history, until SIGTERM or SIGINT; it then stops the worker (with
+// StopTimeout as the deadline), writes a WorkerExit event with the
+// worker's counters, and returns the exit code. SIGKILL ends it anywhere.
+func WorkerMain() int {
+	spec, err := specFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fault worker:", err)
+		return 2
+	}
+	spec.StopTimeout = cmpOr(spec.StopTimeout, 10*time.Second)
+	spec.IdleSleep = cmpOr(spec.IdleSleep, 50*time.Millisecond)
+
+	hist, err := OpenHistory(spec.History)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fault worker:", err)
+		return 2
+	}
+	defer hist.Close()
+	// A lost event would make the checker's numbers wrong: better to die
+	// loudly, which the test sees as an unexpected exit.
+	write := func(e Event) {
+		if err := hist.Write(e); err != nil {
+			fmt.Fprintln(os.Stderr, "fault worker: writing history:", err)
+			os.Exit(3)
+		}
+	}
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+
+	rdb := redis.NewClient(&redis.Options{Addr: spec.Redis, ReadTimeout: spec.ReadTimeout})
+	defer rdb.Close()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	client, err := mq.New(rdb, &mq.Config{Logger: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fault worker:", err)
+		return 2
+	}
+	stallAt := max(spec.LockTime/4, 50*time.Millisecond)
+	var handlings atomic.Int64
+	handler := mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+		n := handlings.Add(1)
+		start := hist.Now()
+		write(Event{Kind: HandleStart, ID: m.ID, Handling: n, Attempt: m.Attempt,
+			LockMS: m.LockTime.Milliseconds(), Renew: spec.RenewLocks})
+		t := time.NewTimer(spec.HandleFor)
+		<-t.C
+		// A handling that overran its time by much was stalled, whether the
+		// whole process was or only this goroutine (a slow write, say).
+		if over := hist.Now().Sub(start) - spec.HandleFor; over >= stallAt {
+			write(Event{Kind: ProcessStalled, StallMS: over.Milliseconds(), Note: "handler overran"})
+		}
+		write(Event{Kind: HandleEnd, ID: m.ID, Handling: n, Cancelled: ctx.Err() != nil})
+		return nil
+	})
+	write(Event{Kind: WorkerStart, Note: spec.Queue})
+	w, err := client.NewWorker(spec.Queue, &mq.WorkerConfig{
+		Handler:           handler,
+		LockTime:          spec.LockTime,
+		RenewLocks:        spec.RenewLocks,
+		HandlerThreads:    spec.HandlerThreads,
+		EndOfQueueBackoff: mq.Constant(spec.IdleSleep),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fault worker:", err)
+		return 2
+	}
+	stopWatch := watchStalls(hist, stallAt, write)
+	<-stop
+	stopWatch()
+	ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
+	err = w.Stop(ctx)
+	cancel()
+	exit := Event{Kind: WorkerExit, Counts: w.Stats().Counts}
+	if err != nil {
+		exit.Err = err.Error()
+	}
+	write(exit)
+	return 0
+}
+
+// stallTick is how often the stall watch looks at the clock.
+const stallTick = 20 * time.Millisecond
+
+// watchStalls writes a ProcessStalled event whenever the process was not
+// scheduled for at least threshold: a tick of a 20 ms ticker that comes
+// that late. A stall that long may let a lock expire (renewal and outcomes
+// wait too), so the checker takes it as an explanation, as it takes a
+// Redis pause. It returns a function that stops the watch.
+func watchStalls(hist *History, threshold time.Duration, write func(Event)) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(stallTick)
+		defer t.Stop()
+		last := hist.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			now := hist.Now()
+			if gap := now.Sub(last); gap >= threshold {
+				write(Event{Kind: ProcessStalled, Time: now, StallMS: gap.Milliseconds()})
+			}
+			last = now
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+func cmpOr(d, fallback time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return fallback
+}
+
+// WorkerProcess is a worker process started by [StartWorker]. Its methods
+// are safe for concurrent use.
+type WorkerProcess struct {
+	// PID is the process id.
+	PID int
+	// Log is the path of the file that holds the process's stdout and
+	// stderr.
+	Log string
+
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process is reaped
+	err  error         // cmd.Wait's answer, once done is closed
+	hist *History      // the test's history, for the kill event
+	mu   sync.Mutex
+}
+
+// StartWorker re-executes the test binary as a worker process (see
+// [WorkerMain]) configured by spec; spec.History must be set. Faults the
+// test causes to it are written to hist. The process is SIGKILLed when the
+// test ends if it still runs, and also, on Linux, if the test process dies.
+func StartWorker(tb testing.TB, hist *History, spec WorkerSpec) *WorkerProcess {
+	tb.Helper()
+	logPath := spec.History + ".log"
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		tb.Fatalf("fault: worker log: %v", err)
+	}
+	defer logFile.Close() // the child has its own copy
+	cmd := exec.Command(os.Args[0], "-test.run=^"+HelperTest+"$")
+	cmd.Env = append(os.Environ(), spec.env()...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	setParentDeathSignal(cmd.SysProcAttr)
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("fault: starting worker process: %v", err)
+	}
+	p := &WorkerProcess{PID: cmd.Process.Pid, Log: logPath, cmd: cmd, done: make(chan struct{}), hist: hist}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// Kill sends SIGKILL, waits until the process is reaped, then writes a
+// ProcessKilled event. Killing a process that has exited writes nothing.
+func (p *WorkerProcess) Kill(tb testing.TB) {
+	tb.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	if err := p.hist.Write(Event{Kind: ProcessKilled, Target: p.PID}); err != nil {
+		tb.Fatalf("fault: writing history: %v", err)
+	}
+}
+
+// Stop sends SIGTERM and waits for the process to stop its worker and
+// exit, for at most timeout; then it kills the process and fails the
+// test. A process that exits with an error fails the test too, with the
+// tail of its log.
+func (p *WorkerProcess) Stop(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		tb.Errorf("fault: worker process %d did not stop within %v; killed. Its log:\n%s", p.PID, timeout, tail(p.Log))
+		return
+	}
+	if p.err != nil {
+		tb.Errorf("fault: worker process %d: %v. Its log:\n%s", p.PID, p.err, tail(p.Log))
+	}
+}
+
+// Exited tells whether the process has ended.
+func (p *WorkerProcess) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// tail returns the end of a log file.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	const max = 2000
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return string(b)
+}
