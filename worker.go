@@ -102,9 +102,10 @@ type WorkerConfig struct {
 	// is locked (and its attempt counted) from the poll on. The worker
 	// prefetches only while handlings are quick (under 10 ms on average
 	// lately) and LockTime is at least 10 s; a message that waited more
-	// than a quarter of its lock time (and 10 ms), and any still waiting
-	// when the worker stops, are given back unhandled: unlocked, their
-	// attempt uncounted, first in line.
+	// than a quarter of its lock time (and 10 ms), one whose poll took so
+	// long that less than a quarter of its lock time is left, and any
+	// still waiting when the worker stops, are given back unhandled:
+	// unlocked, their attempt uncounted, first in line.
 	//
 	// While prefetching, and while polls come back full (the queue holds
 	// more than they could take), the worker keeps a second poll in
@@ -673,7 +674,16 @@ type delivery struct {
 	step      pollStep
 	queueSize int64
 	sent      time.Time // when the poll was sent: the lock runs out no sooner than its lock time after
-	received  time.Time // when the poll answered
+	received  time.Time // when the poll's reply came
+}
+
+// stale tells whether a delivery should go back rather than to a handler:
+// it waited in the worker over a quarter of its lock time (and
+// minStaleWait), or the poll took so long that under a quarter of the lock
+// time is left (the handler would soon have its context ended).
+func (d *delivery) stale() bool {
+	lt := d.step.lockTime
+	return time.Since(d.received) > max(lt/4, minStaleWait) || time.Since(d.sent) > lt-lt/4
 }
 
 // handlerLoop is one handler thread: it handles deliveries until the loops
@@ -682,7 +692,7 @@ type delivery struct {
 func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan delivery) {
 	defer w.handlers.Done()
 	for d := range deliveries {
-		if polling.Err() != nil || time.Since(d.received) > max(d.step.lockTime/4, minStaleWait) {
+		if polling.Err() != nil || d.stale() {
 			w.giveBack(d)
 			continue
 		}
