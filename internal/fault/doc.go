@@ -88,35 +88,28 @@
 //
 // # Figures
 //
-// Measured on a 2-core machine with -race, on the library as of the
-// commit that added this suite (before the fixes it asks for). The short
-// mode takes about 60 s for the whole package on an idle machine (up to
-// about 4 minutes on one shared with other heavy jobs). Short mode, four
-// runs, one beside the root package's tests; long mode, one run (9.5
-// minutes):
+// Measured on a 2-core machine with -race. The short mode takes about a
+// minute for the whole package on an idle machine (up to about 4 minutes
+// on one shared with other heavy jobs); the long mode about 8 minutes.
+// Short mode, four runs; long mode, one run; and, for the scenarios it
+// failed, the library before the fixes this suite asked for (0d40dd8):
 //
-//	scenario              short (4 runs)                              long (1 run)                     today
-//	NoFaults              2,000 handled; 0 duplicated                  50,000; 0 duplicated             pass
-//	WorkerKills           4 kills; 5-8 duplicated, all attributable   40 kills; 49, all attributable   pass
-//	RedisKill             2 kills; 1-4 duplicated, all attributable   20 kills; 22, all attributable   pass
-//	RedisPause            1 pause; 0-2 duplicated, all attributable;  10 pauses; 12, all attributable  fail
-//	                      Enqueue(500 ms deadline) returns after the
-//	                      whole 4 s freeze, with no error
-//	DroppedReplies        ~135 drops; 31-46 duplicated, unexplained;  1,253 drops; 389; lock-lost 395  fail
-//	                      handler/lock-lost 39-49
-//	DelayedReplies        ~105 delays; 28-51 duplicated, unexplained; 958 delays; 327; lock-lost 382   fail
-//	                      handler/lock-lost 34-45
-//	DroppedEnqueueMany    1 drop; 82-520 of 3,000 handled twice       5 drops; 1,667 of 15,000         fail
-//	OOM                   200 of 200 enqueues acknowledged while      2,000 of 2,000; backlog of       fail
-//	                      full; the 300 queued before are not         3,000 not drained
-//	                      drained while full (polls fail with OOM)
-//	ScriptFlush           ~400-700 flushes; 0 duplicated              4,902 flushes; 0 duplicated      pass
+//	scenario            short (4 runs)                          long (1 run)                 before the fixes
+//	NoFaults            2,000 handled; 0 duplicated             50,000; 0 duplicated         pass
+//	WorkerKills         4 kills; 4-9 duplicated, attributable   40 kills; 55, attributable   pass
+//	RedisKill           2 kills; 2-5 duplicated, attributable   20 kills; 18, attributable   pass
+//	RedisPause          1 pause; 0-3 duplicated, attributable;  10 pauses; 12, attributable  Enqueue waited out the
+//	                    Enqueue(500 ms deadline) fails in time                               4 s freeze, no error
+//	DroppedReplies      ~135 drops; 0 duplicated; 0 lock-lost   1,357 drops; 0; 0            31-46 duplicated, 39-49 lock-lost
+//	DelayedReplies      ~100 delays; 0 duplicated; 0 lock-lost  992 delays; 0; 0             28-51 duplicated, 34-45 lock-lost
+//	DroppedEnqueueMany  1 drop; 0 of 3,000 handled twice        5 drops; 0 of 15,000         82-520 of 3,000 handled twice
+//	OOM                 0 acknowledged while full; drained      0 of 2,000; drained          every enqueue acknowledged;
+//	                                                                                         polls refused, nothing drained
+//	ScriptFlush         ~600 flushes; 0 duplicated              4,753 flushes; 0             pass
 //
-// No run lost an acknowledged enqueue, and no run counted an overlap. Some
-// calls that failed had been applied all the same (up to 18 ids in a run:
-// handled though their enqueue returned an error). In the long RedisPause
-// run one message was handled by two workers at once: a poll answered
-// after the freeze handed a handler a lock that had expired during it,
-// while another worker had taken the message again (counted as
-// concurrent, not as an overlap, since the lock was no longer valid).
+// No run lost an acknowledged enqueue, had an unexplained duplicate or
+// counted an overlap. Some enqueues that failed had been applied all the
+// same (up to 23 ids in a long run: handled once though their enqueue
+// returned an error), which is what an error from Enqueue means: it may or
+// may not have been applied.
 package fault
