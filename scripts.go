@@ -109,44 +109,6 @@ func runScriptPipelined(ctx context.Context, rdb redis.UniversalClient, s *redis
 	return cmds
 }
 
-// within runs call, which makes Redis calls, and returns its answer, or
-// ctx's error as soon as ctx ends, whichever comes first. go-redis reads
-// replies with its own timeouts and ignores ctx's deadline unless its
-// client was made with ContextTimeoutEnabled, so a frozen Redis would
-// otherwise hold a caller long past its deadline. A call given up on goes
-// on in the background until go-redis returns (ctx ended, so it sends
-// nothing again) and its answer is dropped: it may still have been
-// applied, which the scripts' receipts are there for.
-func within[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
-	if ctx.Done() == nil {
-		return call(ctx)
-	}
-	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, err
-	}
-	type result struct {
-		v   T
-		err error
-	}
-	answer := make(chan result, 1)
-	go func() {
-		v, err := call(ctx)
-		answer <- result{v, err}
-	}()
-	select {
-	case r := <-answer:
-		return r.v, r.err
-	case <-ctx.Done():
-		select {
-		case r := <-answer: // answered just in time
-			return r.v, r.err
-		default:
-			return zero, ctx.Err()
-		}
-	}
-}
-
 // redisError wraps the Redis errors that callers may want to tell apart:
 // an OOM refusal becomes ErrRedisFull.
 func redisError(err error) error {

@@ -380,6 +380,8 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 	for j := range sleeps {
 		sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
 	}
+	ctx, stopRunner := withRunner(ctx)
+	defer stopRunner()
 	p := newPoller(w.c, w.queue)
 	defer func() {
 		if !p.settled() {
@@ -691,13 +693,15 @@ func (d *delivery) stale() bool {
 // yet started are given back instead.
 func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan delivery) {
 	defer w.handlers.Done()
+	expiry := newLockExpiry()
+	defer expiry.stop()
 	for d := range deliveries {
 		if polling.Err() != nil || d.stale() {
 			w.giveBack(d)
 			continue
 		}
 		start := time.Now()
-		w.handle(base, d)
+		w.handle(base, d, expiry)
 		took := time.Since(start)
 		avg := w.handlingNS.Load()
 		w.handlingNS.Store(avg + (int64(took)-avg)/handlingTimeSmoothing)
@@ -717,12 +721,12 @@ func (w *Worker) giveBack(d delivery) {
 }
 
 // handle runs the handler on one message and hands in its outcome.
-func (w *Worker) handle(base context.Context, d delivery) {
+func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry) {
 	s := &d.step
 	ctx, cancel := context.WithCancelCause(base)
 	defer cancel(nil)
-	lock := newHeldLock(w.c, w.queue, s.id, s.lockTime, s.lockedUntil, d.sent.Add(s.lockTime), cancel)
-	defer lock.release()
+	lock := newHeldLock(w.c, w.queue, s.id, s.lockTime, s.lockedUntil, d.sent.Add(s.lockTime), cancel, expiry)
+	defer lock.over()
 	msg := &Message{
 		Queue:     w.queue,
 		ID:        s.id,

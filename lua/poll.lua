@@ -35,19 +35,21 @@
 -- The receipt. A poller (one polling loop of a worker, or its flusher)
 -- makes one call at a time and numbers them. Its receipt (poll-receipts,
 -- see prelude.lua) holds what its latest call that had to leave one
--- applied: {seq, the answers to its
--- outcomes ('o' ok, 'l' lock-lost, one each), then mid and locked_until of
--- each message it handed out}. A call whose number is above confirmed
--- applied but its reply never reached the poller (the connection dropped
--- after Redis answered, or the client gave up waiting; go-redis may also
--- resend the very same call). So when a call finds such a receipt, it
--- gives back the messages that call handed out (the 'release' outcome:
--- unlocked, attempt uncounted, first in line, and this call may take them
--- again at once) and takes the answers of its outcomes from the receipt:
--- the poller sends the outcomes of unconfirmed calls again, first and in
--- the same order, and they are not recorded twice. A call that finds a
--- receipt of a later call is stale (delayed in the network or in a frozen
--- Redis, long after its poller gave up on it) and does nothing.
+-- applied: {seq, the answers to its outcomes ('o' ok, 'l' lock-lost, one
+-- each), the call's now and default lock time, then each mid it handed
+-- out}; a handed-out message's lock token is that now plus its lock time
+-- (lock-times, which does not change while it is locked, or the default).
+-- A call whose number is above confirmed applied but its reply never
+-- reached the poller (the connection dropped after Redis answered, or the
+-- client gave up waiting; go-redis may also resend the very same call). So
+-- when a call finds such a receipt, it gives back the messages that call
+-- handed out (the 'release' outcome: unlocked, attempt uncounted, first in
+-- line, and this call may take them again at once) and takes the answers
+-- of its outcomes from the receipt: the poller sends the outcomes of
+-- unconfirmed calls again, first and in the same order, and they are not
+-- recorded twice. A call that finds a receipt of a later call is stale
+-- (delayed in the network or in a frozen Redis, long after its poller gave
+-- up on it) and does nothing.
 
 go_on_when_full()
 
@@ -69,8 +71,11 @@ if receipt then
   if receipt_seq > confirmed then
     known, consumed = items[2], true
     local released = {done = {}, unlock = {}, unlocked = {}}
-    for i = 3, #items - 1, 2 do
-      record_outcome(items[i], items[i + 1], 'release', 0, now, released)
+    local then_ms, then_lock_ms = tonumber(items[3]), tonumber(items[4])
+    for i = 5, #items do
+      local mid = items[i]
+      local token = then_ms + (tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or then_lock_ms)
+      record_outcome(mid, token, 'release', 0, now, released)
     end
   end
 end
@@ -228,7 +233,7 @@ end
 local reply = {0, outcomes}
 local handed = {}
 for _ = 1, max_steps do
-  if #handed >= 2 * max_handles then break end
+  if #handed >= max_handles then break end
   local mid, from_circle = take()
   local answer, dropped = decide(mid, from_circle)
   if mid and from_circle and not dropped then
@@ -238,7 +243,6 @@ for _ = 1, max_steps do
   if answer[1] == 'sleep' then break end
   if answer[1] == 'handle' then
     handed[#handed + 1] = answer[2]
-    handed[#handed + 1] = answer[7]
   end
 end
 flush()
@@ -251,8 +255,8 @@ if n_outcomes > 0 or #handed > 0 or consumed or confirmed < seq - 1 then
   for i, r in ipairs(outcomes) do
     answers[i] = (r == 'ok') and 'o' or 'l'
   end
-  local items = {seq, table.concat(answers)}
-  for _, x in ipairs(handed) do items[#items + 1] = x end
+  local items = {ARGV[11], table.concat(answers), tostring(now), ARGV[1]}
+  for _, mid in ipairs(handed) do items[#items + 1] = mid end
   receipt_put(K_POLL_RECEIPTS, K_POLL_RECEIPTS_PREV, poller, pack(items), since, tonumber(ARGV[13]), now)
 end
 
