@@ -64,3 +64,8 @@ fi
 
 echo "test.sh: go test" >&2
 go test -race -count=1 -timeout 15m "$@" ./...
+
+# The benchmark harness is a module of its own (it needs asynq and BullMQ):
+# check that it still builds against the library.
+echo "test.sh: go vet (bench)" >&2
+(cd bench && go vet ./...)
