@@ -100,7 +100,7 @@ func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *Enque
 		return EnqueueResult{}, err
 	}
 	args = append([]any{randomID(), c.receiptTTL.Milliseconds()}, args...)
-	reply, err := runScript(ctx, c.rdb, enqueueScript, c.keys(queue), args...).StringSlice()
+	reply, err := runScript(ctx, c, enqueueScript, c.keys(queue), args...).StringSlice()
 	if err == nil && len(reply) != 1 {
 		err = fmt.Errorf("%w: enqueue answered %v", errUnexpectedReply, reply)
 	}
@@ -146,7 +146,7 @@ func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueR
 	if len(reqs) == 0 {
 		return results, nil
 	}
-	cmds := runScriptPipelined(ctx, c.rdb, enqueueScript, c.keys(queue), argss)
+	cmds := runScriptPipelined(ctx, c, enqueueScript, c.keys(queue), argss)
 	var errs []error
 	for b, cmd := range cmds {
 		first := b * enqueueBatch

@@ -148,6 +148,8 @@ type Client struct {
 	// receiptTTL is how long Redis keeps an enqueue call's receipt: longer
 	// than go-redis may go on sending the call again (resendWindow).
 	receiptTTL time.Duration
+	// keepsDeadlines tells whether rdb applies context deadlines itself.
+	keepsDeadlines bool
 
 	keyCache sync.Map // queue name -> []string, every key of the queue
 }
@@ -166,7 +168,7 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 	if _, ok := rdb.(*redis.ClusterClient); ok && !c.Cluster {
 		return nil, ErrClusterModeRequired
 	}
-	return &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb)}, nil
+	return &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb), keepsDeadlines: keepsDeadlines(rdb)}, nil
 }
 
 // Receipts of enqueue calls: kept at least minReceiptTTL, and

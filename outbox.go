@@ -166,9 +166,8 @@ func (o *outbox) wait(ctx context.Context) error {
 
 // flush settles the adopted pollers and records outcomes until none are
 // pending, with its own poller p, retrying while Redis fails, until killed
-// ends; then it abandons what is left. Its calls are made with a context
-// derived from calls (which carries the flusher's runner).
-func (o *outbox) flush(calls, killed context.Context, p *poller) {
+// ends; then it abandons what is left.
+func (o *outbox) flush(killed context.Context, p *poller) {
 	for errs := 0; ; {
 		q := p
 		if orphan := o.takeOrphan(); orphan != nil {
@@ -181,7 +180,7 @@ func (o *outbox) flush(calls, killed context.Context, p *poller) {
 				return
 			}
 		}
-		ctx, cancel := context.WithTimeout(calls, 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		r, resolved, err := q.call(ctx, pollArgs{}, batch)
 		cancel()
 		if err == nil {
@@ -234,18 +233,16 @@ func (o *outbox) abandon(batch []pendingOutcome) {
 // sleeps, and once more when stop is closed, then returns. Outcomes handed
 // in after that are abandoned.
 func (o *outbox) run(killed context.Context, stop <-chan struct{}) {
-	calls, stopRunner := withRunner(context.Background())
-	defer stopRunner()
 	p := newPoller(o.w.c, o.w.queue)
 	for {
 		select {
 		case <-o.kick:
-			o.flush(calls, killed, p)
+			o.flush(killed, p)
 		case <-stop:
 			o.mu.Lock()
 			o.closed = true
 			o.mu.Unlock()
-			o.flush(calls, killed, p)
+			o.flush(killed, p)
 			return
 		}
 	}

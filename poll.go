@@ -91,7 +91,7 @@ func (c *Client) pollCall(ctx context.Context, queue string, a pollArgs) (pollRe
 		a.poller, a.seq, a.confirmed, pollReceiptTTL.Milliseconds(), len(a.completions))
 	args = appendCompletionArgs(args, a.completions)
 	sent := time.Now()
-	raw, err := runScript(ctx, c.rdb, pollScript, c.keys(queue), args...).Slice()
+	raw, err := runScript(ctx, c, pollScript, c.keys(queue), args...).Slice()
 	if err != nil {
 		return pollReply{}, fmt.Errorf("mq: poll %q: %w", queue, err)
 	}
@@ -246,7 +246,7 @@ func (c *Client) renew(ctx context.Context, queue string, rs []renewal) ([]int64
 	for _, x := range rs {
 		args = append(args, x.id, strconv.FormatInt(x.lockedUntil, 10), msArg(max(time.Millisecond, x.lockTime)))
 	}
-	raw, err := runScript(ctx, c.rdb, renewScript, c.keys(queue), args...).Int64Slice()
+	raw, err := runScript(ctx, c, renewScript, c.keys(queue), args...).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("mq: renew locks in %q: %w", queue, err)
 	}

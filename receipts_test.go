@@ -25,7 +25,7 @@ func enqueueCall(t *testing.T, c *Client, q, token string, keep time.Duration, m
 	_, args, err := c.enqueueArgs(q, msg, opts)
 	require.NoError(t, err)
 	args = append([]any{token, keep.Milliseconds()}, args...)
-	reply, err := runScript(context.Background(), c.rdb, enqueueScript, c.keys(q), args...).StringSlice()
+	reply, err := runScript(context.Background(), c, enqueueScript, c.keys(q), args...).StringSlice()
 	require.NoError(t, err)
 	require.Len(t, reply, 1)
 	return reply[0]

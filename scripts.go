@@ -57,9 +57,9 @@ func isNoScript(err error) bool {
 }
 
 // runScript runs a script once, within ctx (see within).
-func runScript(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, keys []string, args ...any) *redis.Cmd {
-	cmd, err := within(ctx, func(ctx context.Context) (*redis.Cmd, error) {
-		cmd := s.Run(ctx, rdb, keys, args...)
+func runScript(ctx context.Context, c *Client, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	cmd, err := within(c, ctx, func(ctx context.Context) (*redis.Cmd, error) {
+		cmd := s.Run(ctx, c.rdb, keys, args...)
 		return cmd, cmd.Err()
 	})
 	if cmd == nil {
@@ -75,10 +75,10 @@ func runScript(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, 
 // which is safe: a NOSCRIPT answer means the call did nothing. It returns
 // when ctx ends, as within does; the calls not answered by then carry
 // ctx's error.
-func runScriptPipelined(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, keys []string, argss [][]any) []*redis.Cmd {
+func runScriptPipelined(ctx context.Context, c *Client, s *redis.Script, keys []string, argss [][]any) []*redis.Cmd {
 	cmds := make([]*redis.Cmd, len(argss))
-	_, err := within(ctx, func(ctx context.Context) (struct{}, error) {
-		pipe := rdb.Pipeline()
+	_, err := within(c, ctx, func(ctx context.Context) (struct{}, error) {
+		pipe := c.rdb.Pipeline()
 		sent := make([]*redis.Cmd, len(argss))
 		for i, args := range argss {
 			sent[i] = s.EvalSha(ctx, pipe, keys, args...)
@@ -91,7 +91,7 @@ func runScriptPipelined(ctx context.Context, rdb redis.UniversalClient, s *redis
 			}
 		}
 		if len(retry) > 0 {
-			pipe = rdb.Pipeline()
+			pipe = c.rdb.Pipeline()
 			for _, i := range retry {
 				sent[i] = s.Eval(ctx, pipe, keys, argss[i]...)
 			}

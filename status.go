@@ -80,7 +80,7 @@ func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (
 	for i, id := range ids {
 		args[i] = id
 	}
-	reply, err := runScript(ctx, c.rdb, messageStatusScript, c.keys(queue), args...).Slice()
+	reply, err := runScript(ctx, c, messageStatusScript, c.keys(queue), args...).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("mq: message status in %q: %w", queue, err)
 	}
@@ -123,7 +123,7 @@ func (c *Client) QueueStatus(ctx context.Context, queue string) (QueueStatus, er
 	}
 	ks := c.keys(queue)
 	var ready, circle, locks, backoffs, done *redis.IntCmd
-	_, err := within(ctx, func(ctx context.Context) ([]redis.Cmder, error) {
+	_, err := within(c, ctx, func(ctx context.Context) ([]redis.Cmder, error) {
 		return c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			ready = p.LLen(ctx, ks[keys.MidsReady])
 			circle = p.LLen(ctx, ks[keys.MidCircle])
@@ -187,7 +187,7 @@ func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo,
 	var out []MessageInfo
 	var cursor uint64
 	for {
-		page, err := within(ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
+		page, err := within(c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
 			cmd := c.rdb.HScan(ctx, c.key(queue, keys.Messages), cursor, "*", contentPage)
 			return cmd, cmd.Err()
 		})
@@ -255,7 +255,7 @@ func (c *Client) QueueNames(ctx context.Context, pattern string) ([]string, erro
 		pattern = "*"
 	}
 	found := map[string]bool{}
-	_, err := within(ctx, func(ctx context.Context) (struct{}, error) {
+	_, err := within(c, ctx, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, c.scanQueues(ctx, pattern, func(q string) { found[q] = true })
 	})
 	if err != nil {
@@ -379,7 +379,7 @@ func (c *Client) ClearAllQueues(ctx context.Context) ([]string, error) {
 
 func (c *Client) clear(ctx context.Context, queues []string) ([]string, error) {
 	cmds := make([]*redis.IntCmd, len(queues))
-	_, err := within(ctx, func(ctx context.Context) ([]redis.Cmder, error) {
+	_, err := within(c, ctx, func(ctx context.Context) ([]redis.Cmder, error) {
 		return c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, q := range queues {
 				// Not the cached key list: names found by scanning need

@@ -1,21 +1,28 @@
 package mq
 
-import "context"
+import (
+	"context"
 
-// within runs call, which makes Redis calls, and returns its answer, or
-// ctx's error as soon as ctx ends, whichever comes first. go-redis reads
-// replies with its own timeouts and ignores ctx's deadline unless its
-// client was made with ContextTimeoutEnabled (and ignores a cancellation
-// in any case), so a frozen Redis would otherwise hold a caller long past
-// its deadline. A call given up on goes on in the background until go-redis
-// returns (ctx ended, so it sends nothing again) and its answer is
-// dropped: it may still have been applied, which the scripts' receipts are
-// there for.
+	"github.com/redis/go-redis/v9"
+)
+
+// within runs call, which makes Redis calls through c, and returns its
+// answer, or ctx's error as soon as ctx's deadline passes, whichever comes
+// first. go-redis reads replies with its own timeouts and ignores ctx's
+// deadline unless its client was made with ContextTimeoutEnabled, so a
+// frozen Redis would otherwise hold a caller long past its deadline. The
+// call then runs on a goroutine of its own, and one given up on goes on in
+// the background until go-redis returns (ctx ended, so it sends nothing
+// again) with its answer dropped: it may still have been applied, which
+// the scripts' receipts are there for.
 //
-// The call runs on ctx's runner when it has one that is free (see
-// withRunner), else on a goroutine of its own.
-func within[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
-	if ctx.Done() == nil {
+// That costs a goroutine and two hand-offs a call, tens of microseconds on
+// a busy machine, so the call runs on the caller's goroutine when go-redis
+// keeps the deadline itself (ContextTimeoutEnabled), and when ctx has no
+// deadline: go-redis then honours a cancellation before it sends and
+// between attempts, and its own timeouts bound the rest.
+func within[T any](c *Client, ctx context.Context, call func(context.Context) (T, error)) (T, error) {
+	if _, ok := ctx.Deadline(); !ok || c.keepsDeadlines {
 		return call(ctx)
 	}
 	var zero T
@@ -31,9 +38,7 @@ func within[T any](ctx context.Context, call func(context.Context) (T, error)) (
 		v, err := call(ctx)
 		answer <- result{v, err}
 	}
-	if r, ok := ctx.Value(runnerKey{}).(*runner); !ok || !r.try(run) {
-		go run()
-	}
+	go run()
 	select {
 	case r := <-answer:
 		return r.v, r.err
@@ -47,34 +52,14 @@ func within[T any](ctx context.Context, call func(context.Context) (T, error)) (
 	}
 }
 
-// runner is a goroutine that runs the calls of one polling loop, one after
-// the other, so that each call need not start a goroutine of its own (and
-// grow its stack through go-redis's depth again).
-type runner struct {
-	work chan func()
-}
-
-type runnerKey struct{}
-
-// withRunner starts a runner for the calls made with the returned context
-// (by within); stop ends it once the last call has returned.
-func withRunner(ctx context.Context) (_ context.Context, stop func()) {
-	r := &runner{work: make(chan func())}
-	go func() {
-		for f := range r.work {
-			f()
-		}
-	}()
-	return context.WithValue(ctx, runnerKey{}, r), func() { close(r.work) }
-}
-
-// try hands f to the runner if it is waiting for work; a runner still busy
-// with a call given up on is not waited for.
-func (r *runner) try(f func()) bool {
-	select {
-	case r.work <- f:
-		return true
-	default:
-		return false
+// keepsDeadlines tells whether rdb applies context deadlines to its reads
+// and writes itself (go-redis's ContextTimeoutEnabled).
+func keepsDeadlines(rdb redis.UniversalClient) bool {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
 	}
+	return false
 }

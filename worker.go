@@ -380,8 +380,6 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 	for j := range sleeps {
 		sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
 	}
-	ctx, stopRunner := withRunner(ctx)
-	defer stopRunner()
 	p := newPoller(w.c, w.queue)
 	defer func() {
 		if !p.settled() {
@@ -627,7 +625,7 @@ func (w *Worker) sleep(ctx context.Context, s *pollStep) {
 		if !errors.Is(err, redis.Nil) {
 			return // Redis trouble: let the next poll report it
 		}
-		n, err := within(ctx, func(ctx context.Context) (int64, error) {
+		n, err := within(w.c, ctx, func(ctx context.Context) (int64, error) {
 			return w.c.rdb.LLen(ctx, ks[keys.MidsReady]).Result()
 		})
 		if err != nil || n > 0 {
@@ -639,7 +637,7 @@ func (w *Worker) sleep(ctx context.Context, s *pollStep) {
 // blockingMove moves the sleep sentinel from one list to the other,
 // waiting up to d (at most sleepChunk) for it to arrive.
 func (w *Worker) blockingMove(ctx context.Context, from, to string, d time.Duration) error {
-	_, err := within(ctx, func(ctx context.Context) (struct{}, error) {
+	_, err := within(w.c, ctx, func(ctx context.Context) (struct{}, error) {
 		if d >= time.Second {
 			// go-redis reads for the timeout plus its own margin, so the
 			// read never times out before Redis answers.
