@@ -85,9 +85,11 @@ type EnqueueRequest struct {
 // either).
 //
 // Enqueue returns by ctx's deadline, whatever the Redis client's own
-// timeouts. An error from Redis or from ctx leaves it unknown whether the
-// enqueue was applied: an enqueue of the same id then tells (it answers
-// ErrAlreadyQueued while the message waits), or MessageStatus does.
+// timeouts (cheapest with a go-redis client made with
+// ContextTimeoutEnabled, which keeps the deadline itself). An error from
+// Redis or from ctx leaves it unknown whether the enqueue was applied: an
+// enqueue of the same id then tells (it answers ErrAlreadyQueued while the
+// message waits), or MessageStatus does.
 //
 // When the connection fails after Redis applied the enqueue, go-redis may
 // send it again. The call carries a token drawn at random, under which
