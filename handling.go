@@ -1,0 +1,164 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// handlerLoop is one handler thread: it handles deliveries until the loops
+// are done and deliveries is drained. Once polling has stopped, messages not
+// yet started are given back instead.
+func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan delivery) {
+	defer w.handlers.Done()
+	expiry := newLockExpiry()
+	defer expiry.stop()
+	for d := range deliveries {
+		if polling.Err() != nil || d.stale() {
+			w.giveBack(d)
+			continue
+		}
+		start := time.Now()
+		w.handle(base, d, expiry)
+		took := time.Since(start)
+		avg := w.handlingNS.Load()
+		w.handlingNS.Store(avg + (int64(took)-avg)/handlingTimeSmoothing)
+		w.finish(1)
+	}
+}
+
+// giveBack returns a message taken but not handled (SPEC section 10's
+// fencing applies: if the lock was lost meanwhile, nothing changes).
+func (w *Worker) giveBack(d delivery) {
+	w.stats.count(CountReleased)
+	w.outbox.add(pendingOutcome{
+		completion: completion{id: d.step.id, lockedUntil: d.step.lockedUntil, outcome: outcomeRelease},
+		attempt:    d.step.attempt,
+	})
+	w.finish(1)
+}
+
+// handle runs the handler on one message and hands in its outcome.
+func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry) {
+	s := &d.step
+	ctx, cancel := context.WithCancelCause(base)
+	defer cancel(nil)
+	lock := newHeldLock(w.c, w.queue, s.id, s.lockTime, s.lockedUntil, d.sent.Add(s.lockTime), cancel, expiry)
+	defer lock.over()
+	msg := &Message{
+		Queue:     w.queue,
+		ID:        s.id,
+		Data:      s.data,
+		Attempt:   int(s.attempt),
+		LockTime:  s.lockTime,
+		Age:       time.Duration(s.now-s.firstEnqueued) * time.Millisecond,
+		QueueSize: d.queueSize,
+		codec:     w.c.cfg.Codec,
+		lock:      lock,
+	}
+	if s.attempt == 1 {
+		w.stats.queueingTime.Add(float64(msg.Age.Milliseconds()))
+	}
+
+	var renewWG sync.WaitGroup
+	var renewDone chan struct{}
+	if w.cfg.RenewLocks {
+		renewDone = make(chan struct{})
+		renewWG.Add(1)
+		go func() {
+			defer renewWG.Done()
+			w.renewLoop(ctx, lock, renewDone, w.messageLog(s.id, s.attempt))
+		}()
+	}
+
+	start := time.Now()
+	err := w.call(ctx, msg)
+	w.stats.handlingTime.Add(float64(time.Since(start).Milliseconds()))
+	if renewDone != nil {
+		close(renewDone)
+		renewWG.Wait()
+	}
+
+	oc := outcomeOf(err)
+	if oc.name == outcomeError && ctx.Err() != nil {
+		// Cancelled by a stop or a lost lock, the handler gave up: leave the
+		// message locked, to be handled again when its lock expires.
+		w.stats.count(CountAbandoned)
+		w.messageLog(s.id, s.attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
+			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
+		return
+	}
+	switch oc.name {
+	case outcomeSuccess:
+		w.stats.count(CountSuccess)
+	case outcomeRetry:
+		w.stats.count(CountRetry)
+	case outcomeError:
+		w.stats.count(CountError)
+		w.messageLog(s.id, s.attempt).Error("mq: handler error", slog.Any("error", oc.err))
+	}
+	if oc.backoff > 0 {
+		w.stats.count(CountBackoff)
+	}
+	w.outbox.add(pendingOutcome{
+		completion: completion{id: lock.id, lockedUntil: lock.token(), outcome: oc.name, backoff: oc.backoff},
+		attempt:    s.attempt,
+	})
+}
+
+// messageLog is the worker's logger with a message's id and attempt; it is
+// made only when there is something to log.
+func (w *Worker) messageLog(id string, attempt int64) *slog.Logger {
+	return w.log.With(slog.String("message_id", id), slog.Int64("attempt", attempt))
+}
+
+// call runs the handler, turning a panic into an error.
+func (w *Worker) call(ctx context.Context, msg *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("mq: handler panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return w.cfg.Handler.Handle(ctx, msg)
+}
+
+// renewLoop pushes lock forward every third of its lock time until done is
+// closed or ctx ends. Should renewals fail, the lock's own timer cancels
+// the handling when the lock runs out (heldLock); when a renewal finds the
+// lock lost, it cancels the handling at once.
+func (w *Worker) renewLoop(ctx context.Context, lock *heldLock, done <-chan struct{}, log *slog.Logger) {
+	every := max(lock.lockTime/3, time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// A renewal may take until the lock could run out: a slow answer
+		// still counts, and after that the lock's timer has ended ctx.
+		rctx, rcancel := context.WithDeadline(ctx, lock.deadline())
+		err := lock.renew(rctx)
+		rcancel()
+		switch {
+		case err == nil:
+			w.stats.count(CountRenewed)
+		case errors.Is(err, ErrLockLost):
+			// Not counted here: the handling is counted once, as lock-lost
+			// when its outcome is fenced, or as abandoned.
+			log.Warn("mq: lock lost while handling; cancelling the handler")
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			log.Warn("mq: lock renewal failed", slog.Any("error", err))
+		}
+	}
+}

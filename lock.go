@@ -1,0 +1,142 @@
+package mq
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// heldLock is the lock a handling holds, with the fencing token that
+// outcomes and renewals must present. It keeps, by the local clock, a time
+// before which the lock cannot have run out (the lock time after the call
+// that wrote it was sent), and has the handling's context ended then,
+// unless a renewal moved it on: so a handler is stopped no later than its
+// lock runs out, whatever Redis or the network do.
+type heldLock struct {
+	c        *Client
+	queue    string
+	id       string
+	lockTime time.Duration
+	cancel   context.CancelCauseFunc // ends the handling's context
+	expiry   *lockExpiry
+
+	mu          sync.Mutex
+	lockedUntil int64 // Unix ms, server clock: the token
+	lost        bool
+}
+
+func newHeldLock(c *Client, queue, id string, lockTime time.Duration, lockedUntil int64, validUntil time.Time, cancel context.CancelCauseFunc, expiry *lockExpiry) *heldLock {
+	expiry.arm(validUntil, cancel)
+	return &heldLock{c: c, queue: queue, id: id, lockTime: lockTime, cancel: cancel, expiry: expiry, lockedUntil: lockedUntil}
+}
+
+// deadline is the time before which the lock cannot have run out.
+func (l *heldLock) deadline() time.Time { return l.expiry.deadline() }
+
+// over ends the lock's use once its handling has returned: the lock expiry
+// serves the next handling, and a late ExtendLock (a Message kept past its
+// handler) answers ErrLockLost.
+func (l *heldLock) over() {
+	l.mu.Lock()
+	l.lost = true
+	l.mu.Unlock()
+	l.expiry.disarm()
+}
+
+func (l *heldLock) token() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lockedUntil
+}
+
+// renew pushes the lock forward once. Should the reply be lost, the token
+// held still proves the lock (lock-aliases, renew.lua).
+func (l *heldLock) renew(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost {
+		return ErrLockLost
+	}
+	sent := time.Now()
+	got, err := l.c.renew(ctx, l.queue, []renewal{{id: l.id, lockedUntil: l.lockedUntil, lockTime: l.lockTime}})
+	if err != nil {
+		return err
+	}
+	if got[0] == 0 {
+		l.lost = true
+		l.cancel(ErrLockLost)
+		return ErrLockLost
+	}
+	l.lockedUntil = got[0]
+	l.expiry.arm(sent.Add(l.lockTime), l.cancel)
+	return nil
+}
+
+// lockExpiry ends a handling's context when its lock could have run out.
+// One serves a handler thread, handling after handling, with one timer
+// that is moved only when it would fire too late: handlings are short next
+// to their locks, so most handlings start and end without touching it.
+type lockExpiry struct {
+	mu     sync.Mutex
+	timer  *time.Timer
+	due    time.Time               // when the timer fires; zero when stopped
+	at     time.Time               // the current handling's lock runs out no sooner
+	cancel context.CancelCauseFunc // the current handling's, nil between handlings
+}
+
+func newLockExpiry() *lockExpiry {
+	e := &lockExpiry{}
+	e.timer = time.AfterFunc(time.Hour, e.fire)
+	e.timer.Stop()
+	return e
+}
+
+// arm has cancel called at at, instead of whatever was armed before.
+func (e *lockExpiry) arm(at time.Time, cancel context.CancelCauseFunc) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.at, e.cancel = at, cancel
+	if e.due.IsZero() || at.Before(e.due) {
+		e.due = at
+		e.timer.Reset(time.Until(at))
+	}
+}
+
+// disarm ends the current handling's watch (the timer, if it fires
+// meanwhile, finds nothing to do).
+func (e *lockExpiry) disarm() {
+	e.mu.Lock()
+	e.cancel = nil
+	e.mu.Unlock()
+}
+
+// stop stops the timer for good.
+func (e *lockExpiry) stop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cancel = nil
+	e.timer.Stop()
+}
+
+func (e *lockExpiry) deadline() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.at
+}
+
+// fire cancels the current handling if its time has come, and otherwise
+// sets the timer for it: a firing meant for an earlier handling, or for a
+// time a renewal has since moved on, finds a later time.
+func (e *lockExpiry) fire() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.due = time.Time{}
+	switch {
+	case e.cancel == nil:
+	case !time.Now().Before(e.at):
+		e.cancel(ErrLockExpired)
+	default:
+		e.due = e.at
+		e.timer.Reset(time.Until(e.at))
+	}
+}

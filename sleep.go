@@ -1,0 +1,87 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// sleepChunk is the longest single blocking call of an end-of-queue sleep.
+// Between calls the worker checks whether it is stopping and whether
+// messages are ready, so that Stop is prompt and a wake-up missed in a race
+// is not missed for long.
+const sleepChunk = time.Second
+
+// minEndOfQueueSleep is the shortest end-of-queue sleep, whatever
+// EndOfQueueBackoff says, so that an idle worker never polls in a hot loop.
+const minEndOfQueueSleep = 10 * time.Millisecond
+
+// sleep is the interruptible sleep of SPEC section 5: a blocking move of the
+// sleep sentinel from the list the poll named to the other, which an
+// enqueue ends at once by moving the sentinel into that list.
+func (w *Worker) sleep(ctx context.Context, s *pollStep) {
+	ks := w.c.keys(w.queue)
+	from, to := ks[keys.ISleepA], ks[keys.ISleepB]
+	if s.sleepList == "b" {
+		from, to = to, from
+	}
+	deadline := time.Now().Add(jitter(s.sleep))
+	for ctx.Err() == nil {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		err := w.blockingMove(ctx, from, to, min(left, sleepChunk))
+		if err == nil {
+			return // woken by an enqueue
+		}
+		if !errors.Is(err, redis.Nil) {
+			return // Redis trouble: let the next poll report it
+		}
+		n, err := within(w.c, ctx, func(ctx context.Context) (int64, error) {
+			return w.c.rdb.LLen(ctx, ks[keys.MidsReady]).Result()
+		})
+		if err != nil || n > 0 {
+			return
+		}
+	}
+}
+
+// blockingMove moves the sleep sentinel from one list to the other,
+// waiting up to d (at most sleepChunk) for it to arrive.
+func (w *Worker) blockingMove(ctx context.Context, from, to string, d time.Duration) error {
+	_, err := within(w.c, ctx, func(ctx context.Context) (struct{}, error) {
+		if d >= time.Second {
+			// go-redis reads for the timeout plus its own margin, so the
+			// read never times out before Redis answers.
+			return struct{}{}, w.c.rdb.BLMove(ctx, from, to, "RIGHT", "LEFT", d.Truncate(time.Second)).Err()
+		}
+		// go-redis's BLMove sends whole seconds only; below one second,
+		// send the fraction. The read then has the client's ReadTimeout
+		// (5s by default), above any fraction of a second; a shorter one
+		// only cuts the sleep short.
+		secs := strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)
+		return struct{}{}, w.c.rdb.Do(ctx, "blmove", from, to, "RIGHT", "LEFT", secs).Err()
+	})
+	return err
+}
+
+// sleepCtx sleeps for d or until ctx ends, and answers whether it slept
+// the whole time.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,141 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Worker defaults (SPEC section 7).
+const (
+	// DefaultLockTime is the default lock time of a message: 60 minutes.
+	DefaultLockTime = 60 * time.Minute
+	// DefaultMonitorMaxQueueSize is the queue size over which the default
+	// monitor warns.
+	DefaultMonitorMaxQueueSize = 1000
+	// DefaultMonitorWarnEvery is how often at most the default monitor
+	// warns.
+	DefaultMonitorWarnEvery = 6 * time.Hour
+)
+
+// WorkerConfig configures a [Worker]. The zero value (or nil) is valid: it
+// logs each message and answers success.
+type WorkerConfig struct {
+	// Handler handles each message. Default: log the message at Info level
+	// and answer success.
+	Handler Handler
+
+	// Monitor is called on every loop turn with the queue size and what the
+	// poll did. Default: MonitorFn(DefaultMonitorMaxQueueSize,
+	// DefaultMonitorWarnEvery), a warning when more than 1000 messages wait,
+	// at most every 6 hours.
+	Monitor MonitorFunc
+
+	// LockTime is how long a handler may hold a message, unless the message
+	// was enqueued with its own, before it is taken for stalled and handed
+	// out again. It must exceed the longest handling, or RenewLocks must be
+	// on. Default: DefaultLockTime (60 minutes).
+	LockTime time.Duration
+
+	// EndOfQueueBackoff gives the end-of-queue sleep after n dry laps in a
+	// row (n from 0 to 4). An enqueue cuts the sleep short. Use Constant for
+	// a fixed time. Times under 10 ms count as 10 ms, so that an idle worker
+	// never spins. Default: DefaultEndOfQueueBackoff (0.5 s up to 16 s).
+	EndOfQueueBackoff func(n int64) time.Duration
+
+	// Throttle gives a pause after every poll, as a function of the queue
+	// size. Use Constant for a fixed pause, or DefaultThrottle for
+	// Carmine's. Default: nil, no pause.
+	Throttle func(queueSize int64) time.Duration
+
+	// WorkerThreads is the number of polling loops. Default: 1.
+	WorkerThreads int
+
+	// HandlerThreads is the number of messages handled at once. Default: 1.
+	HandlerThreads int
+
+	// Prefetch is how many messages the worker may take beyond those its
+	// handlers are busy with, so that a poll can take several at once and
+	// handlers need not wait a round trip for the next. A prefetched message
+	// is locked (and its attempt counted) from the poll on. The worker
+	// prefetches only while handlings are quick (under 10 ms on average
+	// lately) and LockTime is at least 10 s; a message that waited more
+	// than a quarter of its lock time (and 10 ms), one whose poll took so
+	// long that less than a quarter of its lock time is left, and any
+	// still waiting when the worker stops, are given back unhandled:
+	// unlocked, their attempt uncounted, first in line.
+	//
+	// While prefetching, and while polls come back full (the queue holds
+	// more than they could take), the worker keeps a second poll in
+	// flight, so that Redis runs one while the worker hands out the other's
+	// messages; it stops once a poll comes back short. A worker with a
+	// Throttle keeps to its polling loops.
+	//
+	// Default: 0, which means max(32, HandlerThreads); a negative value
+	// turns prefetching off.
+	Prefetch int
+
+	// ManualStart leaves the worker stopped until Start is called.
+	// Default: false; NewWorker starts it, as Carmine's auto start does.
+	ManualStart bool
+
+	// RenewLocks pushes a message's lock forward every third of its lock
+	// time while its handler runs, so that a short lock time recovers from
+	// crashed workers quickly while long handlings still run once. If
+	// renewal fails for longer than the lock time, or the lock is lost, the
+	// handler's context is cancelled. Default: false.
+	RenewLocks bool
+}
+
+func (c *WorkerConfig) withDefaults() WorkerConfig {
+	var out WorkerConfig
+	if c != nil {
+		out = *c
+	}
+	if out.Handler == nil {
+		out.Handler = HandlerFunc(logHandler)
+	}
+	if out.Monitor == nil {
+		out.Monitor = MonitorFn(DefaultMonitorMaxQueueSize, DefaultMonitorWarnEvery)
+	}
+	if out.LockTime == 0 {
+		out.LockTime = DefaultLockTime
+	}
+	if out.EndOfQueueBackoff == nil {
+		out.EndOfQueueBackoff = DefaultEndOfQueueBackoff
+	}
+	if out.WorkerThreads == 0 {
+		out.WorkerThreads = 1
+	}
+	if out.HandlerThreads == 0 {
+		out.HandlerThreads = 1
+	}
+	if out.Prefetch == 0 {
+		out.Prefetch = max(defaultPrefetch, out.HandlerThreads)
+	}
+	return out
+}
+
+func (c *WorkerConfig) validate() error {
+	switch {
+	case c.LockTime < time.Millisecond:
+		return fmt.Errorf("%w: LockTime %v is under 1ms", ErrInvalidOption, c.LockTime)
+	case c.WorkerThreads < 0:
+		return fmt.Errorf("%w: WorkerThreads %d is negative", ErrInvalidOption, c.WorkerThreads)
+	case c.HandlerThreads < 0:
+		return fmt.Errorf("%w: HandlerThreads %d is negative", ErrInvalidOption, c.HandlerThreads)
+	}
+	return nil
+}
+
+// logHandler is the default handler: it logs the message and succeeds.
+func logHandler(ctx context.Context, m *Message) error {
+	v, err := m.Value()
+	if err != nil {
+		return err
+	}
+	slog.InfoContext(ctx, "mq: message", slog.String("queue", m.Queue),
+		slog.String("message_id", m.ID), slog.Int("attempt", m.Attempt), slog.Any("message", v))
+	return nil
+}
