@@ -396,12 +396,12 @@ func (a *aclTour) worker() error {
 		}
 		return nil
 	})
-	w, err := c.NewWorker(q, &WorkerConfig{
+	w, err := c.StartWorker(ctx, q, &WorkerConfig{
 		Handler:           handler,
 		LockTime:          time.Minute, // long enough to prefetch
 		EndOfQueueBackoff: Constant(100 * time.Millisecond),
 	})
-	if err := a.check("NewWorker", err, true, nil); err != nil {
+	if err := a.check("StartWorker", err, true, nil); err != nil {
 		return err
 	}
 	defer w.Close()
@@ -523,7 +523,7 @@ func (a *aclTour) worker() error {
 	stopped, abortStop := a.startStop(w)
 	defer abortStop()
 	if err := a.wait("the stop to give back prefetched messages", func() (bool, error) {
-		return w.Stats().Counts[CountReleased] > 0, nil
+		return w.Stats().Counts.Released > 0, nil
 	}); err != nil {
 		return err
 	}
@@ -570,7 +570,7 @@ func (a *aclTour) renewal() error {
 	renewed := make(chan struct{}) // closed once the worker renewed the lock
 	openRenewed := sync.OnceFunc(func() { close(renewed) })
 	defer openRenewed()
-	w, err := c.NewWorker(q, &WorkerConfig{
+	w, err := c.StartWorker(ctx, q, &WorkerConfig{
 		LockTime:   time.Second,
 		RenewLocks: true,
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -586,7 +586,7 @@ func (a *aclTour) renewal() error {
 			}
 		}),
 	})
-	if err := a.check("NewWorker", err, true, nil); err != nil {
+	if err := a.check("StartWorker", err, true, nil); err != nil {
 		return err
 	}
 	defer w.Close()
@@ -603,7 +603,7 @@ func (a *aclTour) renewal() error {
 		return err
 	}
 	if err := a.wait("the worker to renew the lock", func() (bool, error) {
-		return w.Stats().Counts[CountRenewed] > 0, nil
+		return w.Stats().Counts.LocksRenewed > 0, nil
 	}); err != nil {
 		return err
 	}

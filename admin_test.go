@@ -279,7 +279,7 @@ func TestBadInput(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
 			_, err = c.ClearQueues(ctx, "fine", name)
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
-			_, err = c.NewWorker(name, &WorkerConfig{ManualStart: true})
+			_, err = c.NewWorker(name, &WorkerConfig{Handler: nopHandler})
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
 		}
 		require.NoError(t, ValidateQueueName(strings.Repeat("q", 1024)), "1 KiB is fine")
@@ -319,8 +319,10 @@ func TestBadInput(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidOption)
 		_, err = New(nil, nil)
 		assert.ErrorIs(t, err, ErrInvalidOption)
+		_, err = c.NewWorker("q", nil)
+		assert.ErrorIs(t, err, ErrInvalidOption, "no handler")
 		for _, cfg := range []WorkerConfig{{LockTime: -1}, {LockTime: time.Microsecond}, {WorkerThreads: -1}, {HandlerThreads: -2}} {
-			cfg.ManualStart = true
+			cfg.Handler = nopHandler
 			_, err = c.NewWorker("q", &cfg)
 			assert.ErrorIs(t, err, ErrInvalidOption, "%+v", cfg)
 		}

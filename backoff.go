@@ -1,10 +1,7 @@
 package mq
 
 import (
-	"context"
-	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 )
 
@@ -33,8 +30,9 @@ func DefaultEndOfQueueBackoff(n int64) time.Duration {
 
 // DefaultThrottle is Carmine's default throttle, a function of the queue
 // size: 200 ms up to 128 queued messages, 100 ms up to 256, 50 ms above.
-// A worker uses it only when asked (WorkerConfig.Throttle): it caps a worker
-// near 5 messages a second.
+// A worker uses it only when asked (WorkerConfig.Throttle). A throttled
+// worker takes one message per poll, so each of its polling loops handles
+// at most 5 messages a second while up to 128 wait, and 20 above 256.
 func DefaultThrottle(queueSize int64) time.Duration {
 	switch {
 	case queueSize <= 128:
@@ -58,50 +56,4 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
-
-// MonitorInfo is what a worker tells its monitor on every loop turn.
-type MonitorInfo struct {
-	// Queue is the queue's name.
-	Queue string
-	// QueueSize is the queue size after the poll.
-	QueueSize int64
-	// NDryRuns is the count of dry laps in a row, as of the last
-	// end-of-queue sleep (0 once a poll found work).
-	NDryRuns int64
-	// Handled is the number of messages the poll handed out.
-	Handled int
-	// Slept tells whether the poll reached the end of the queue.
-	Slept bool
-	// Logger is the worker's logger.
-	Logger *slog.Logger
-}
-
-// MonitorFunc is called by a worker on every loop turn. It runs on the
-// polling goroutine, so it must be quick.
-type MonitorFunc func(ctx context.Context, info MonitorInfo)
-
-// MonitorFn returns a monitor that logs a warning when the queue size is over
-// maxQueueSize, at most once every warnEvery. The default monitor is
-// MonitorFn(1000, 6*time.Hour). It is safe for concurrent use.
-func MonitorFn(maxQueueSize int64, warnEvery time.Duration) MonitorFunc {
-	var mu sync.Mutex
-	var last time.Time
-	return func(ctx context.Context, info MonitorInfo) {
-		if info.QueueSize <= maxQueueSize {
-			return
-		}
-		mu.Lock()
-		now := time.Now()
-		due := last.IsZero() || now.Sub(last) >= warnEvery
-		if due {
-			last = now
-		}
-		mu.Unlock()
-		if due && info.Logger != nil {
-			info.Logger.WarnContext(ctx, "mq: queue size over its bound",
-				slog.Int64("queue_size", info.QueueSize),
-				slog.Int64("max_queue_size", maxQueueSize))
-		}
-	}
 }

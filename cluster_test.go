@@ -207,7 +207,7 @@ func TestCluster(t *testing.T) {
 
 		// A worker drains it; the message in backoff stays.
 		var handled atomic.Int64
-		w, err := c.NewWorker(q, &WorkerConfig{
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 			HandlerThreads: 4,
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 				handled.Add(1)
@@ -262,7 +262,7 @@ func TestCluster(t *testing.T) {
 		var total atomic.Int64
 		var workers []*Worker
 		for _, q := range queues {
-			w, err := c.NewWorker(q, &WorkerConfig{
+			w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 				HandlerThreads: 4,
 				WorkerThreads:  2,
 				Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -290,8 +290,8 @@ func TestCluster(t *testing.T) {
 		for _, w := range workers {
 			require.NoError(t, w.Stop(ctx))
 			st := w.Stats()
-			success += st.Counts[CountSuccess]
-			require.Zero(t, st.Counts[CountError], "queue %s", w.Queue())
+			success += st.Counts.Succeeded
+			require.Zero(t, st.Counts.Failed, "queue %s", w.Queue())
 		}
 		require.EqualValues(t, perQueue*len(queues), success)
 		mu.Lock()
@@ -399,7 +399,7 @@ func runFailover(t *testing.T, c, producer *Client, q string, failover func() st
 		defer mu.Unlock()
 		return starts[len(starts)-1]
 	}
-	w, err := c.NewWorker(q, &WorkerConfig{
+	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 		HandlerThreads: 4,
 		WorkerThreads:  2,
 		// Short, so that a message whose lock or outcome the failover
@@ -530,7 +530,7 @@ func runFailover(t *testing.T, c, producer *Client, q string, failover func() st
 	t.Logf("acknowledged: %d before the failover + %d by the producer (%d enqueue errors); handled %d distinct",
 		pre, len(acked), enqErrors, nHandled)
 	t.Logf("worker: longest pause between handlings %v, ending %v after the failover began; %d poll errors",
-		handlingGap.Round(time.Millisecond), resumedAt.Sub(t0).Round(time.Millisecond), st.Counts[CountPollError])
+		handlingGap.Round(time.Millisecond), resumedAt.Sub(t0).Round(time.Millisecond), st.Counts.PollErrors)
 	t.Logf("producer: longest pause between acknowledged enqueues %v", enqueueGap.Round(time.Millisecond))
 	t.Logf("handled more than once (a lost lock or outcome): %d", dups)
 	slices.Sort(lost)

@@ -153,7 +153,7 @@ func TestHelperDecodeUnderCap(t *testing.T) {
 	}
 
 	refused := make(chan string, len(content))
-	w, err := c.NewWorker(q, &WorkerConfig{
+	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			_, err := m.Value()

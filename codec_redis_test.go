@@ -42,7 +42,7 @@ func TestForeignContentOnQueue(t *testing.T) {
 		err   error
 	}
 	calls := make(chan handled, 10)
-	w, err := c.NewWorker(q, &WorkerConfig{
+	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			v, err := m.Value()
@@ -67,6 +67,6 @@ func TestForeignContentOnQueue(t *testing.T) {
 		assert.ErrorIs(t, h.err, ErrDecode, id)
 		assert.ErrorContains(t, h.err, p.reason, id)
 	}
-	waitFor(t, "the error outcomes", func() bool { return w.Stats().Counts[CountError] == int64(len(want)) })
-	assert.Zero(t, w.Stats().Counts[CountSuccess])
+	waitFor(t, "the error outcomes", func() bool { return w.Stats().Counts.Failed == int64(len(want)) })
+	assert.Zero(t, w.Stats().Counts.Succeeded)
 }

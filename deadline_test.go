@@ -111,7 +111,7 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 		cause error
 	}
 	ended := make(chan end, 1)
-	w, err := c.NewWorker(q, &WorkerConfig{
+	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 		LockTime:   time.Second,
 		RenewLocks: true,
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -130,7 +130,7 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 	<-started
 
 	// Let a renewal or two through, then freeze Redis.
-	waitFor(t, "a renewal", func() bool { return w.Stats().Counts[CountRenewed] > 0 })
+	waitFor(t, "a renewal", func() bool { return w.Stats().Counts.LocksRenewed > 0 })
 	pid := serverPID(t, s.rdb)
 	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
 	resumed := false
@@ -172,7 +172,7 @@ func TestWorkerNoticesRedisBack(t *testing.T) {
 	next(t, calls)
 
 	s.real.Kill(t)
-	waitFor(t, "six failed polls", func() bool { return w.Stats().Counts[CountPollError] >= 6 })
+	waitFor(t, "six failed polls", func() bool { return w.Stats().Counts.PollErrors >= 6 })
 	s.real.Restart(t)
 	back := time.Now()
 	// A producer of its own: the worker's pool may still be redialling.

@@ -39,7 +39,7 @@ func Example() {
 	fmt.Println("enqueued:", res.MessageID, res.Action)
 
 	handled := make(chan string)
-	worker, err := client.NewWorker("emails", &mq.WorkerConfig{
+	worker, err := client.StartWorker(ctx, "emails", &mq.WorkerConfig{
 		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
 			var email map[string]string
 			if err := m.Decode(&email); err != nil {
@@ -124,7 +124,7 @@ func ExampleRetry() {
 	_, _ = client.Enqueue(ctx, "flaky", "call the partner API", nil)
 
 	attempts := make(chan int)
-	worker, _ := client.NewWorker("flaky", &mq.WorkerConfig{
+	worker, _ := client.StartWorker(ctx, "flaky", &mq.WorkerConfig{
 		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
 			attempts <- m.Attempt
 			if m.Attempt < 3 {
@@ -163,4 +163,14 @@ func ExampleClient_QueueContent() {
 	// j1 now queued false
 	// j2 later queued-with-backoff true
 	// [jobs]
+}
+
+// Middleware tells a handler's answers from its failures with errors.As.
+func ExampleAnswer() {
+	err := fmt.Errorf("sent twice: %w", mq.SucceedWithBackoff(time.Hour))
+	var a *mq.Answer
+	if errors.As(err, &a) {
+		fmt.Println(a.Kind, a.Backoff)
+	}
+	// Output: success 1h0m0s
 }

@@ -97,27 +97,58 @@ type outcome struct {
 	err     error // for outcomeError: what the handler said
 }
 
-// outcomeAnswer is the error form of the outcomes that are not plain
-// success or failure.
-type outcomeAnswer struct {
-	outcome
+// Answer is the error form of a handler's answers that are neither plain
+// success nor failure: Retry and SucceedWithBackoff return one. Middleware
+// tells them from failures with errors.As:
+//
+//	var a *mq.Answer
+//	if errors.As(err, &a) && a.Kind == mq.AnswerSuccess { ... }
+type Answer struct {
+	// Kind says what the handler asked for.
+	Kind AnswerKind
+	// Backoff is the wait before the retry, or the dedupe window after the
+	// success.
+	Backoff time.Duration
 }
 
-func (e *outcomeAnswer) Error() string {
-	return fmt.Sprintf("mq: handler asked for %s with backoff %v", e.name, e.backoff)
+// AnswerKind is the kind of an [Answer].
+type AnswerKind int
+
+const (
+	// AnswerSuccess is SucceedWithBackoff's: a success with a dedupe
+	// window.
+	AnswerSuccess AnswerKind = iota + 1
+	// AnswerRetry is Retry's: the message is handled again after Backoff.
+	AnswerRetry
+)
+
+// String names the kind.
+func (k AnswerKind) String() string {
+	switch k {
+	case AnswerSuccess:
+		return "success"
+	case AnswerRetry:
+		return "retry"
+	}
+	return fmt.Sprintf("AnswerKind(%d)", int(k))
+}
+
+// Error describes the answer.
+func (a *Answer) Error() string {
+	return fmt.Sprintf("mq: handler asked for %s with backoff %v", a.Kind, a.Backoff)
 }
 
 // Retry is a handler's answer asking for the message to be handled again
 // after backoff (at once when zero). The attempt number counts up.
 func Retry(backoff time.Duration) error {
-	return &outcomeAnswer{outcome{name: outcomeRetry, backoff: max(0, backoff)}}
+	return &Answer{Kind: AnswerRetry, Backoff: max(0, backoff)}
 }
 
 // SucceedWithBackoff is a handler's answer of success that also keeps the
 // message id for backoff, during which enqueues of the same id are refused
 // with ErrBackoff (unless they may requeue).
 func SucceedWithBackoff(backoff time.Duration) error {
-	return &outcomeAnswer{outcome{name: outcomeSuccess, backoff: max(0, backoff)}}
+	return &Answer{Kind: AnswerSuccess, Backoff: max(0, backoff)}
 }
 
 // outcomeOf maps a handler's answer to an outcome.
@@ -125,9 +156,14 @@ func outcomeOf(err error) outcome {
 	if err == nil {
 		return outcome{name: outcomeSuccess}
 	}
-	var oe *outcomeAnswer
-	if errors.As(err, &oe) {
-		return oe.outcome
+	var a *Answer
+	if errors.As(err, &a) {
+		switch a.Kind {
+		case AnswerSuccess:
+			return outcome{name: outcomeSuccess, backoff: a.Backoff}
+		case AnswerRetry:
+			return outcome{name: outcomeRetry, backoff: a.Backoff}
+		}
 	}
 	return outcome{name: outcomeError, err: err}
 }

@@ -7,14 +7,14 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // handlerLoop is one handler thread: it handles deliveries until the loops
 // are done and deliveries is drained. Once polling has stopped, messages not
 // yet started are given back instead.
-func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan delivery) {
-	defer w.handlers.Done()
+func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan delivery, state *atomic.Int32) {
 	expiry := newLockExpiry()
 	defer expiry.stop()
 	for d := range deliveries {
@@ -22,9 +22,7 @@ func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan de
 			w.giveBack(d)
 			continue
 		}
-		start := time.Now()
-		w.handle(base, d, expiry)
-		took := time.Since(start)
+		took := w.handle(base, d, expiry, state)
 		avg := w.handlingNS.Load()
 		w.handlingNS.Store(avg + (int64(took)-avg)/handlingTimeSmoothing)
 		w.finish(1)
@@ -34,7 +32,7 @@ func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan de
 // giveBack returns a message taken but not handled (SPEC section 10's
 // fencing applies: if the lock was lost meanwhile, nothing changes).
 func (w *Worker) giveBack(d delivery) {
-	w.stats.count(CountReleased)
+	w.stats.count(cReleased)
 	w.outbox.add(pendingOutcome{
 		completion: completion{id: d.step.id, lockedUntil: d.step.lockedUntil, outcome: outcomeRelease},
 		attempt:    d.step.attempt,
@@ -42,8 +40,17 @@ func (w *Worker) giveBack(d delivery) {
 	w.finish(1)
 }
 
-// handle runs the handler on one message and hands in its outcome.
-func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry) {
+// Handler thread states (run.handlings).
+const (
+	handlingIdle int32 = iota
+	handlingRunning
+	handlingAbandoned // by a stop cut short, which counted it
+)
+
+// handle runs the handler on one message and hands in its outcome, unless
+// a stop cut short abandoned the handling meanwhile (state). It answers
+// how long the handler took.
+func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, state *atomic.Int32) time.Duration {
 	s := &d.step
 	ctx, cancel := context.WithCancelCause(base)
 	defer cancel(nil)
@@ -61,7 +68,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry) {
 		lock:      lock,
 	}
 	if s.attempt == 1 {
-		w.stats.queueingTime.Add(float64(msg.Age.Milliseconds()))
+		w.stats.queueingTime.Add(float64(msg.Age))
 	}
 
 	var renewWG sync.WaitGroup
@@ -75,45 +82,46 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry) {
 		}()
 	}
 
+	state.Store(handlingRunning)
 	start := time.Now()
 	err := w.call(ctx, msg)
-	w.stats.handlingTime.Add(float64(time.Since(start).Milliseconds()))
+	took := time.Since(start)
+	abandoned := !state.CompareAndSwap(handlingRunning, handlingIdle)
+	w.stats.handlingTime.Add(float64(took))
 	if renewDone != nil {
 		close(renewDone)
 		renewWG.Wait()
+	}
+	if abandoned {
+		return took
 	}
 
 	oc := outcomeOf(err)
 	if oc.name == outcomeError && ctx.Err() != nil {
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.
-		w.stats.count(CountAbandoned)
+		w.stats.count(cAbandoned)
 		w.messageLog(s.id, s.attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
 			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
-		return
+		return took
 	}
 	switch oc.name {
 	case outcomeSuccess:
-		w.stats.count(CountSuccess)
+		w.stats.count(cSucceeded)
 	case outcomeRetry:
-		w.stats.count(CountRetry)
+		w.stats.count(cRetried)
 	case outcomeError:
-		w.stats.count(CountError)
+		w.stats.count(cFailed)
 		w.messageLog(s.id, s.attempt).Error("mq: handler error", slog.Any("error", oc.err))
 	}
 	if oc.backoff > 0 {
-		w.stats.count(CountBackoff)
+		w.stats.count(cBackoffsSet)
 	}
 	w.outbox.add(pendingOutcome{
 		completion: completion{id: lock.id, lockedUntil: lock.token(), outcome: oc.name, backoff: oc.backoff},
 		attempt:    s.attempt,
 	})
-}
-
-// messageLog is the worker's logger with a message's id and attempt; it is
-// made only when there is something to log.
-func (w *Worker) messageLog(id string, attempt int64) *slog.Logger {
-	return w.log.With(slog.String("message_id", id), slog.Int64("attempt", attempt))
+	return took
 }
 
 // call runs the handler, turning a panic into an error.
@@ -149,7 +157,7 @@ func (w *Worker) renewLoop(ctx context.Context, lock *heldLock, done <-chan stru
 		rcancel()
 		switch {
 		case err == nil:
-			w.stats.count(CountRenewed)
+			w.stats.count(cLocksRenewed)
 		case errors.Is(err, ErrLockLost):
 			// Not counted here: the handling is counted once, as lock-lost
 			// when its outcome is fenced, or as abandoned.

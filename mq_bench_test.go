@@ -76,7 +76,7 @@ func BenchmarkWorker(b *testing.B) {
 			done := make(chan struct{})
 			b.ReportAllocs()
 			b.ResetTimer()
-			w, err := c.NewWorker("bench", &WorkerConfig{
+			w, err := c.StartWorker(b.Context(), "bench", &WorkerConfig{
 				HandlerThreads: handlers,
 				Handler: HandlerFunc(func(context.Context, *Message) error {
 					if handled.Add(1) == int64(n) {

@@ -48,6 +48,9 @@ func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	})
 }
 
+// nopHandler answers success without looking at the message.
+var nopHandler = HandlerFunc(func(context.Context, *Message) error { return nil })
+
 func newMiniServer(t *testing.T) *server {
 	m := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})

@@ -2,7 +2,6 @@ package mq
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"time"
 )
@@ -25,7 +24,8 @@ type pendingOutcome struct {
 // errors, or waiting for room longer than maxOutcomeDelay), the flusher
 // goroutine records them instead, so that an outcome is never held back.
 type outbox struct {
-	w *Worker
+	send   pollFunc     // for the flusher's calls
+	events outboxEvents // what the outbox tells its worker
 
 	mu      sync.Mutex
 	pending []pendingOutcome
@@ -33,12 +33,24 @@ type outbox struct {
 	orphans []*poller // pollers of loops that ended with a call unanswered
 	awake   int       // polling loops not asleep
 	closed  bool      // no flusher runs: outcomes handed in now are abandoned
+	cut     bool      // closed by a stop cut short, which counted what was left
 	kick    chan struct{}
-	settled chan struct{} // closed and renewed: signals pending+taken reaching 0
 }
 
-func newOutbox(w *Worker) *outbox {
-	return &outbox{w: w, kick: make(chan struct{}, 1), settled: make(chan struct{})}
+// outboxEvents is what an outbox tells its worker, for its stats and logs.
+type outboxEvents interface {
+	// lockLost: an outcome was not recorded, its lock lost meanwhile.
+	lockLost(p pendingOutcome)
+	// abandoned: outcomes (n of them; ps those whose ids are known) are
+	// given up on, their messages left locked until the locks expire.
+	abandoned(ps []pendingOutcome, n int, why string)
+	// recordFailed: a call that records outcomes failed; the flusher tries
+	// again in retryIn.
+	recordFailed(err error, outcomes int, retryIn time.Duration)
+}
+
+func newOutbox(send pollFunc, events outboxEvents) *outbox {
+	return &outbox{send: send, events: events, kick: make(chan struct{}, 1)}
 }
 
 // add hands in one outcome.
@@ -46,8 +58,7 @@ func (o *outbox) add(p pendingOutcome) {
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
-		o.w.stats.count(CountAbandoned)
-		o.w.messageLog(p.id, p.attempt).Warn("mq: outcome handed in after the worker closed; the message stays locked until its lock expires")
+		o.events.abandoned([]pendingOutcome{p}, 1, "handed in after the worker closed")
 		return
 	}
 	o.pending = append(o.pending, p)
@@ -87,22 +98,28 @@ func (o *outbox) done(batch []pendingOutcome, recorded []bool) {
 	if len(batch) == 0 {
 		return
 	}
+	o.mu.Lock()
+	cut := o.cut
+	o.mu.Unlock()
 	for i, p := range batch {
-		if !recorded[i] && p.outcome != outcomeRelease {
-			o.w.stats.count(CountLockLost)
-			o.w.messageLog(p.id, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", p.outcome))
+		if !recorded[i] && p.outcome != outcomeRelease && !cut {
+			o.events.lockLost(p)
 		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.taken -= len(batch)
-	o.checkSettled()
+	if !o.cut {
+		o.taken -= len(batch)
+	}
 }
 
 // adopt takes over a poller whose loop ended before its last call was
 // answered: the flusher makes the call that settles it.
 func (o *outbox) adopt(p *poller) {
 	o.mu.Lock()
+	if o.cut {
+		p.inDoubt = nil // counted as abandoned by closeNow
+	}
 	o.orphans = append(o.orphans, p)
 	o.signal()
 	o.mu.Unlock()
@@ -120,15 +137,6 @@ func (o *outbox) takeOrphan() *poller {
 	return p
 }
 
-// checkSettled signals waiters when nothing is left to record. o.mu is
-// held.
-func (o *outbox) checkSettled() {
-	if len(o.pending) == 0 && o.taken == 0 {
-		close(o.settled)
-		o.settled = make(chan struct{})
-	}
-}
-
 // asleep and awoken bracket a polling loop's sleeps.
 func (o *outbox) asleep() {
 	o.mu.Lock()
@@ -143,25 +151,6 @@ func (o *outbox) awoken() {
 	o.mu.Lock()
 	o.awake++
 	o.mu.Unlock()
-}
-
-// wait returns once every outcome handed in has been recorded or
-// abandoned, or when ctx ends.
-func (o *outbox) wait(ctx context.Context) error {
-	for {
-		o.mu.Lock()
-		if len(o.pending) == 0 && o.taken == 0 {
-			o.mu.Unlock()
-			return nil
-		}
-		settled := o.settled
-		o.mu.Unlock()
-		select {
-		case <-settled:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // flush settles the adopted pollers and records outcomes until none are
@@ -193,8 +182,7 @@ func (o *outbox) flush(killed context.Context, p *poller) {
 		}
 		errs++
 		d := ExpBackoff(min(12, errs), 0, maxErrorBackoff, 200*time.Millisecond)
-		o.w.log.Warn("mq: recording outcomes failed", slog.Any("error", err),
-			slog.Int("outcomes", len(q.inDoubt)), slog.Duration("retry_in", d))
+		o.events.recordFailed(err, len(q.inDoubt), d)
 		if !sleepCtx(killed, d) {
 			o.abandonAll(p)
 			return
@@ -218,22 +206,22 @@ func (o *outbox) abandonAll(p *poller) {
 // abandon gives up on taken outcomes: their messages stay locked until
 // their locks expire, then are handled again.
 func (o *outbox) abandon(batch []pendingOutcome) {
-	for _, p := range batch {
-		o.w.stats.count(CountAbandoned)
-		o.w.messageLog(p.id, p.attempt).Warn("mq: outcome not recorded before the stop; the message stays locked until its lock expires",
-			slog.String("outcome", p.outcome))
-	}
 	o.mu.Lock()
-	o.taken -= len(batch)
-	o.checkSettled()
+	cut := o.cut // if so, closeNow counted them
+	if !cut {
+		o.taken -= len(batch)
+	}
 	o.mu.Unlock()
+	if !cut && len(batch) > 0 {
+		o.events.abandoned(batch, len(batch), "not recorded before the stop")
+	}
 }
 
 // run is the flusher goroutine: it records outcomes while every loop
 // sleeps, and once more when stop is closed, then returns. Outcomes handed
 // in after that are abandoned.
 func (o *outbox) run(killed context.Context, stop <-chan struct{}) {
-	p := newPoller(o.w.c, o.w.queue)
+	p := newPoller(o.send)
 	for {
 		select {
 		case <-o.kick:
@@ -248,9 +236,35 @@ func (o *outbox) run(killed context.Context, stop <-chan struct{}) {
 	}
 }
 
-// open readies the outbox for a (re)started worker.
+// closeNow closes the outbox for a stop cut short: every outcome not
+// known to be recorded (pending, or taken by a call not answered) is
+// abandoned and counted now, once; what calls still in flight answer
+// later is not counted again. Adopted pollers are still settled by the
+// next run's flusher, which gives back what their calls handed out. It
+// answers how many outcomes it abandoned.
+func (o *outbox) closeNow() int {
+	o.mu.Lock()
+	if o.cut {
+		o.mu.Unlock()
+		return 0
+	}
+	pending, n := o.pending, len(o.pending)+o.taken
+	for _, q := range o.orphans {
+		q.inDoubt = nil
+	}
+	o.pending, o.taken = nil, 0
+	o.closed, o.cut = true, true
+	o.mu.Unlock()
+	if n > 0 {
+		o.events.abandoned(pending, n, "not recorded before the stop")
+	}
+	return n
+}
+
+// open readies the outbox for a (re)started worker, once the goroutines
+// of the last run have returned.
 func (o *outbox) open() {
 	o.mu.Lock()
-	o.closed = false
+	o.closed, o.cut = false, false
 	o.mu.Unlock()
 }

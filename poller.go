@@ -13,17 +13,20 @@ import "context"
 //
 // A poller is used by one goroutine at a time.
 type poller struct {
-	c     *Client
-	queue string
-	id    string // the poller's receipt id
+	send pollFunc
+	id   string // the poller's receipt id
 
 	seq       uint64           // the number of the last call made
 	confirmed uint64           // the number of the last call whose reply came
 	inDoubt   []pendingOutcome // outcomes of the calls after confirmed, in order
 }
 
-func newPoller(c *Client, queue string) *poller {
-	return &poller{c: c, queue: queue, id: randomID()}
+// pollFunc makes one poll call of a queue: Client.pollCall, or a fake in
+// tests.
+type pollFunc func(ctx context.Context, a pollArgs) (pollReply, error)
+
+func newPoller(send pollFunc) *poller {
+	return &poller{send: send, id: randomID()}
 }
 
 // call sends the outcomes in doubt and then fresh, and polls as a says
@@ -38,7 +41,7 @@ func (p *poller) call(ctx context.Context, a pollArgs, fresh []pendingOutcome) (
 	}
 	p.seq++
 	a.poller, a.seq, a.confirmed = p.id, p.seq, p.confirmed
-	r, err := p.c.pollCall(ctx, p.queue, a)
+	r, err := p.send(ctx, a)
 	if err != nil {
 		p.inDoubt = sent
 		return r, nil, err

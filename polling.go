@@ -15,141 +15,37 @@ const (
 	errorLogEvery   = 30 * time.Second
 )
 
-// Prefetching (WorkerConfig.Prefetch): the default depth, and when it is on.
-const (
-	defaultPrefetch      = 32
-	prefetchMaxHandling  = 10 * time.Millisecond // mean handling time, lately
-	prefetchMinLockTime  = 10 * time.Second
-	queueSizeSampleEvery = 100 * time.Millisecond
-	maxOutcomeDelay      = 2 * time.Millisecond // see reserve
-	// minStaleWait is the least wait that makes a taken message stale:
-	// with tiny lock times, a hand-off's own delay must not send every
-	// message back.
-	minStaleWait          = 10 * time.Millisecond
-	handlingTimeSmoothing = 4 // weight 1/4 for each new handling time
-)
-
-// loop is one polling loop. Each turn records the outcomes handed in since
-// the last and takes as many messages as there is room for, in one script
-// call, and hands them to the handlers through deliveries.
-//
-// The burst loop polls only while the worker is prefetching and polls come
-// back full, and never sleeps at the end of the queue: it is the second
-// poll in flight of WorkerConfig.Prefetch.
-func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan delivery) {
-	defer w.loops.Done()
+// pollingLoop is one of the worker's polling loops (WorkerThreads of
+// them): it polls, sleeps at the end of the queue until an enqueue wakes
+// it, and keeps to the Throttle.
+func (w *Worker) pollingLoop(ctx context.Context, i int, deliveries chan delivery) {
 	w.outbox.awoken()
 	defer w.outbox.asleep()
-	if i > 0 && !burst && !w.pause(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
-		return
+	if i > 0 && !w.pause(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
+		return // loops after the first start spread out
 	}
-	if i == 0 && !burst {
+	if i == 0 {
 		// Settings under which Redis may delete queue keys without an
 		// error are worth a warning at every start.
 		for _, warning := range w.c.checkRedis(ctx) {
 			w.log.Warn("mq: " + warning)
 		}
 	}
-	var sleeps [5]time.Duration
-	for j := range sleeps {
-		sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
-	}
-	p := newPoller(w.c, w.queue)
-	defer func() {
-		if !p.settled() {
-			w.outbox.adopt(p)
-		}
-	}()
-	errs := 0
-	var failingSince, loggedAt time.Time
-	var queueSize int64
-	var sizeSeen time.Time
+	l := w.newPollLoop(deliveries)
+	defer l.end()
 	for {
-		if burst && !w.awaitBusy(ctx) {
+		sleep, ok := l.turn(ctx)
+		if !ok {
 			return
 		}
-		n := w.reserve(ctx, deliveries)
-		if n == 0 {
-			return
-		}
-		batch := w.outbox.take(p.room())
-		wantSize := w.cfg.Throttle != nil || time.Since(sizeSeen) >= queueSizeSampleEvery
-		if burst {
-			w.stats.count(CountBurstPolls)
-		}
-		reply, resolved, err := p.call(ctx, pollArgs{
-			lockTime:   w.cfg.LockTime,
-			sleeps:     sleeps,
-			maxSteps:   4*n + 16,
-			maxHandles: n,
-			wantSize:   wantSize,
-		}, batch)
-		received := time.Now()
-		if err != nil {
-			w.finish(n)
-			if ctx.Err() != nil {
-				return
-			}
-			errs++
-			w.stats.count(CountPollError)
-			factor := 200 * time.Millisecond
-			if w.cfg.Throttle != nil {
-				factor = cmpOr(w.cfg.Throttle(queueSize), factor)
-			}
-			d := ExpBackoff(min(12, errs), 0, maxErrorBackoff, factor)
-			if errs == 1 {
-				failingSince, loggedAt = received, received
-				w.log.Warn("mq: poll failed", slog.Any("error", err), slog.Duration("retry_in", d))
-			} else if received.Sub(loggedAt) >= errorLogEvery {
-				loggedAt = received
-				w.log.Warn("mq: polls still failing", slog.Any("error", err),
-					slog.Int("consecutive_errors", errs), slog.Duration("for", received.Sub(failingSince)))
-			}
-			if !w.pause(ctx, d) {
-				return
-			}
-			continue
-		}
-		w.outbox.done(resolved, reply.recorded)
-		if errs > 0 {
-			w.log.Info("mq: poll recovered", slog.Int("after_errors", errs),
-				slog.Duration("after", received.Sub(failingSince)))
-			errs = 0
-		}
-		if reply.queueSize >= 0 {
-			queueSize, sizeSeen = reply.queueSize, received
-			w.stats.queueSize.Add(float64(queueSize))
-		}
-
-		handled, ndry := 0, int64(0)
-		var sleep *pollStep
-		for k := range reply.steps {
-			s := &reply.steps[k]
-			switch s.kind {
-			case stepHandle:
-				handled++
-				// Never blocks: deliveries has room for every message
-				// that may be taken.
-				deliveries <- delivery{step: *s, queueSize: queueSize, sent: reply.sent, received: received}
-			case stepSleep:
-				sleep, ndry = s, s.ndryRuns
-			case stepSkip:
-				w.stats.countSkip(s.reason)
-			}
-		}
-		w.finish(n - handled)
-		w.setBusy(sleep == nil && handled == n)
-		w.cfg.Monitor(ctx, MonitorInfo{Queue: w.queue, QueueSize: queueSize,
-			NDryRuns: ndry, Handled: handled, Slept: sleep != nil, Logger: w.log})
-
 		switch {
-		case sleep != nil && !burst: // the burst loop waits for busy instead
-			w.stats.count(CountEndOfCircle)
+		case sleep != nil:
+			w.stats.count(cEndOfQueueSleeps)
 			w.outbox.asleep()
 			w.sleep(ctx, sleep)
 			w.outbox.awoken()
 		case w.cfg.Throttle != nil:
-			w.pause(ctx, w.cfg.Throttle(queueSize))
+			w.pause(ctx, w.cfg.Throttle(l.queueSize))
 		}
 		if ctx.Err() != nil {
 			return
@@ -157,109 +53,125 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 	}
 }
 
-// limit is how many messages the worker may hold at once: one per handler
-// thread, plus the prefetch while handlings are quick.
-func (w *Worker) limit() int64 {
-	n := int64(w.cfg.HandlerThreads)
-	if w.prefetching() {
-		n += int64(w.cfg.Prefetch)
-	}
-	return n
+// pollLoop is what one loop keeps from poll to poll.
+type pollLoop struct {
+	w          *Worker
+	p          *poller
+	deliveries chan delivery
+	sleeps     [5]time.Duration // end-of-queue sleeps by dry laps, floored
+
+	queueSize int64     // as the last poll that asked for it saw it
+	sizeSeen  time.Time // when it was asked for
+
+	errs                   int // polls failed in a row
+	failingSince, loggedAt time.Time
 }
 
-// prefetching tells whether the worker takes messages beyond its handlers.
-func (w *Worker) prefetching() bool {
-	return w.cfg.Prefetch > 0 && w.cfg.LockTime >= prefetchMinLockTime &&
-		time.Duration(w.handlingNS.Load()) < prefetchMaxHandling
+func (w *Worker) newPollLoop(deliveries chan delivery) *pollLoop {
+	l := &pollLoop{w: w, p: newPoller(w.pollQueue), deliveries: deliveries}
+	for j := range l.sleeps {
+		l.sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
+	}
+	return l
 }
 
-// setBusy records whether the last poll came back full, and wakes the
-// burst loop when it did.
-func (w *Worker) setBusy(full bool) {
-	w.busy.Store(full)
-	if full {
-		select {
-		case w.busySignal <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// awaitBusy waits, counted as asleep by the outbox, until polls come back
-// full while the worker prefetches. It answers false when ctx ended.
-func (w *Worker) awaitBusy(ctx context.Context) bool {
-	if w.busy.Load() && w.prefetching() {
-		return true
-	}
-	w.outbox.asleep()
-	defer w.outbox.awoken()
-	for {
-		select {
-		case <-w.busySignal:
-		case <-ctx.Done():
-			return false
-		}
-		if w.busy.Load() && w.prefetching() {
-			return true
-		}
+// end hands the loop's poller to the outbox when its last call went
+// unanswered: the flusher settles it.
+func (l *pollLoop) end() {
+	if !l.p.settled() {
+		l.w.outbox.adopt(l.p)
 	}
 }
 
-// reserve waits until there is room for messages and takes all of it. It
-// answers how many messages the next poll may take, 0 when ctx ended.
-// With nothing waiting for a handler, any room will do; otherwise it waits
-// for half the limit, so that a poll takes many messages at once. Outcomes
-// handed in meanwhile ride on that poll; should the wait outlast
-// maxOutcomeDelay, the loop counts as asleep and the flusher records them,
-// so that slow handlings never hold an outcome back (and past its lock).
-func (w *Worker) reserve(ctx context.Context, deliveries chan delivery) int {
-	var timer *time.Timer
-	var late <-chan time.Time
-	parked := false // counted as asleep by the outbox
-	defer func() {
-		if timer != nil {
-			timer.Stop()
+// turn is one poll: it waits for room, records the outcomes handed in
+// since the last poll and takes as many messages as there is room for, in
+// one script call, and hands them to the handlers. It answers the poll's
+// sleep step when the poll reached the end of the queue, and false when
+// ctx ended. After a failed poll it pauses, by an exponential backoff.
+func (l *pollLoop) turn(ctx context.Context) (*pollStep, bool) {
+	w := l.w
+	n := w.reserve(ctx, l.deliveries)
+	if n == 0 {
+		return nil, false
+	}
+	if w.cfg.Throttle != nil && n > 1 {
+		// Throttled, a loop takes one message per poll, as Carmine's
+		// does, so that the pause paces messages.
+		w.finish(n - 1)
+		n = 1
+	}
+	batch := w.outbox.take(l.p.room())
+	wantSize := w.cfg.Throttle != nil || time.Since(l.sizeSeen) >= queueSizeSampleEvery
+	reply, resolved, err := l.p.call(ctx, pollArgs{
+		lockTime:   w.cfg.LockTime,
+		sleeps:     l.sleeps,
+		maxSteps:   4*n + 16,
+		maxHandles: n,
+		wantSize:   wantSize,
+	}, batch)
+	received := time.Now()
+	if err != nil {
+		w.finish(n)
+		if ctx.Err() != nil {
+			return nil, false
 		}
-		if parked {
-			w.outbox.awoken()
-		}
-	}()
-	for {
-		limit := w.limit()
-		taken := w.taken.Load()
-		room := limit - taken
-		if room > 0 && (len(deliveries) == 0 || 2*room >= limit) {
-			if w.taken.CompareAndSwap(taken, limit) {
-				return int(room)
-			}
-			continue
-		}
-		if timer == nil {
-			timer = time.NewTimer(maxOutcomeDelay)
-			late = timer.C
-		}
-		select {
-		case <-w.freed:
-		case <-late:
-			late, parked = nil, true
-			w.outbox.asleep()
-		case <-ctx.Done():
-			return 0
+		return nil, l.failed(ctx, err, received)
+	}
+	w.outbox.done(resolved, reply.recorded)
+	if l.errs > 0 {
+		w.log.Info("mq: poll recovered", slog.Int("after_errors", l.errs),
+			slog.Duration("after", received.Sub(l.failingSince)))
+		l.errs = 0
+	}
+	if reply.queueSize >= 0 {
+		l.queueSize, l.sizeSeen = reply.queueSize, received
+		w.stats.queueSize.Add(float64(l.queueSize))
+	}
+
+	handled, ndry := 0, int64(0)
+	var sleep *pollStep
+	for k := range reply.steps {
+		s := &reply.steps[k]
+		switch s.kind {
+		case stepHandle:
+			handled++
+			// Never blocks: deliveries has room for every message that
+			// may be taken.
+			l.deliveries <- delivery{step: *s, queueSize: l.queueSize, sent: reply.sent, received: received}
+		case stepSleep:
+			sleep, ndry = s, s.ndryRuns
+		case stepSkip:
+			w.stats.countSkip(s.reason)
 		}
 	}
+	w.finish(n - handled)
+	w.setBusy(sleep == nil && handled == n)
+	w.cfg.Monitor(ctx, MonitorInfo{Queue: w.queue, QueueSize: l.queueSize,
+		NDryRuns: ndry, Handled: handled, Slept: sleep != nil, Logger: w.log})
+	return sleep, true
 }
 
-// finish accounts for n messages taken that are done with: handled, given
-// back, or not handed out after all.
-func (w *Worker) finish(n int) {
-	if n <= 0 {
-		return
+// failed counts and logs a failed poll (once, then every errorLogEvery
+// while polls go on failing), and pauses before the next. It answers false
+// when ctx ended meanwhile.
+func (l *pollLoop) failed(ctx context.Context, err error, at time.Time) bool {
+	w := l.w
+	l.errs++
+	w.stats.count(cPollErrors)
+	factor := 200 * time.Millisecond
+	if w.cfg.Throttle != nil {
+		factor = positiveOr(w.cfg.Throttle(l.queueSize), factor)
 	}
-	w.taken.Add(-int64(n))
-	select {
-	case w.freed <- struct{}{}:
-	default:
+	d := ExpBackoff(min(12, l.errs), 0, maxErrorBackoff, factor)
+	if l.errs == 1 {
+		l.failingSince, l.loggedAt = at, at
+		w.log.Warn("mq: poll failed", slog.Any("error", err), slog.Duration("retry_in", d))
+	} else if at.Sub(l.loggedAt) >= errorLogEvery {
+		l.loggedAt = at
+		w.log.Warn("mq: polls still failing", slog.Any("error", err),
+			slog.Int("consecutive_errors", l.errs), slog.Duration("for", at.Sub(l.failingSince)))
 	}
+	return w.pause(ctx, d)
 }
 
 // pause sleeps for d or until ctx ends, handing outcomes to the flusher
@@ -270,26 +182,10 @@ func (w *Worker) pause(ctx context.Context, d time.Duration) bool {
 	return sleepCtx(ctx, d)
 }
 
-func cmpOr(d, fallback time.Duration) time.Duration {
+// positiveOr answers d when it is positive, else fallback.
+func positiveOr(d, fallback time.Duration) time.Duration {
 	if d > 0 {
 		return d
 	}
 	return fallback
-}
-
-// delivery is a message taken by a poll, on its way to a handler.
-type delivery struct {
-	step      pollStep
-	queueSize int64
-	sent      time.Time // when the poll was sent: the lock runs out no sooner than its lock time after
-	received  time.Time // when the poll's reply came
-}
-
-// stale tells whether a delivery should go back rather than to a handler:
-// it waited in the worker over a quarter of its lock time (and
-// minStaleWait), or the poll took so long that under a quarter of the lock
-// time is left (the handler would soon have its context ended).
-func (d *delivery) stale() bool {
-	lt := d.step.lockTime
-	return time.Since(d.received) > max(lt/4, minStaleWait) || time.Since(d.sent) > lt-lt/4
 }

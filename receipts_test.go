@@ -298,8 +298,8 @@ func TestEnqueueRefusedWhenFull(t *testing.T) {
 		require.NoError(t, err)
 		return n == 0
 	})
-	assert.Zero(t, w.Stats().Counts[CountPollError], "no poll refused")
-	assert.Zero(t, w.Stats().Counts[CountLockLost])
+	assert.Zero(t, w.Stats().Counts.PollErrors, "no poll refused")
+	assert.Zero(t, w.Stats().Counts.LockLost)
 }
 
 // field reads one field of a hash of q.

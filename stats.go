@@ -1,131 +1,224 @@
 package mq
 
 import (
+	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/gocarmine/mq/internal/stats"
 )
 
-// The counters of WorkerStats.Counts.
-const (
-	// CountSuccess counts handlings that answered success.
-	CountSuccess = "handler/success"
-	// CountRetry counts handlings that asked for a retry.
-	CountRetry = "handler/retry"
-	// CountError counts handlings that failed (an error or a panic).
-	CountError = "handler/error"
-	// CountBackoff counts outcomes that set a backoff.
-	CountBackoff = "handler/backoff"
-	// CountLockLost counts handlings whose outcome was not recorded
-	// because their lock was lost (fenced completion).
-	CountLockLost = "handler/lock-lost"
-	// CountAbandoned counts handlings left locked by a stop: cancelled and
-	// failed, or not recorded before the stop's deadline.
-	CountAbandoned = "handler/abandoned"
-	// CountReleased counts prefetched messages given back unhandled, at a
-	// stop or after waiting too long (see WorkerConfig.Prefetch).
-	CountReleased = "prefetch/released"
-	// CountBurstPolls counts the polls of the second poll in flight that a
-	// prefetching worker keeps while the queue is busy (see
-	// WorkerConfig.Prefetch).
-	CountBurstPolls = "prefetch/burst-polls"
-	// CountRenewed counts lock renewals.
-	CountRenewed = "handler/lock-renewed"
-	// CountEndOfCircle counts end-of-queue sleeps.
-	CountEndOfCircle = "sleep/end-of-circle"
-	// CountPollError counts polls that failed (Redis down, for one).
-	CountPollError = "worker/poll-error"
-)
-
-// skipReasons are the poll's skip answers (SPEC section 4), each counted
-// as "skip/<reason>".
-var skipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-backoff",
-	"done-with-backoff", "did-requeue", "did-gc"}
-
-var countNames = []string{CountSuccess, CountRetry, CountError, CountBackoff, CountLockLost,
-	CountAbandoned, CountReleased, CountBurstPolls, CountRenewed, CountEndOfCircle, CountPollError}
-
-// Summary holds summary statistics over a worker's recent samples (the
-// latest 1,000): last, min, max, mean, mean absolute deviation, variance,
-// and nearest-rank percentiles. Count is the number of samples ever taken.
-type Summary struct {
-	Last, Min, Max, Mean, MAD, Variance float64
-	P50, P90, P99                       float64
-	Count                               int64
+// WorkerStats is a snapshot of a worker's statistics (docs/protocol.md
+// section 7 for what Carmine keeps). It marshals to JSON as it is, for a
+// debug endpoint.
+type WorkerStats struct {
+	// QueueSize is the queue size, sampled after polls.
+	QueueSize Summary `json:"queue_size"`
+	// QueueingTime is the time from a message's first enqueue to its first
+	// handling, by the Redis server's clock (to the millisecond).
+	QueueingTime DurationSummary `json:"queueing_time"`
+	// HandlingTime is the time the handler took, by the local clock.
+	HandlingTime DurationSummary `json:"handling_time"`
+	// Counts are the worker's counters since it was made (or ResetStats).
+	Counts Counts `json:"counts"`
 }
 
-// WorkerStats are a worker's statistics (SPEC section 7).
-type WorkerStats struct {
-	// QueueSize is sampled after every poll.
-	QueueSize Summary
-	// QueueingTimeMS is the time from first enqueue to first handling, in
-	// milliseconds, by the Redis server's clock.
-	QueueingTimeMS Summary
-	// HandlingTimeMS is the time the handler took, in milliseconds.
-	HandlingTimeMS Summary
-	// Counts holds the counters named by the Count constants, and
-	// "skip/<reason>" for each skip answer of a poll.
-	Counts map[string]int64
+// Counts are a worker's counters.
+type Counts struct {
+	// Succeeded counts handlings that answered success, with a backoff or
+	// not.
+	Succeeded int64 `json:"succeeded"`
+	// Retried counts handlings that answered Retry.
+	Retried int64 `json:"retried"`
+	// Failed counts handlings that failed: an error or a panic.
+	Failed int64 `json:"failed"`
+	// BackoffsSet counts outcomes that set a backoff (a Retry with a
+	// delay, or SucceedWithBackoff).
+	BackoffsSet int64 `json:"backoffs_set"`
+	// LockLost counts outcomes not recorded because the message's lock was
+	// lost meanwhile (fenced).
+	LockLost int64 `json:"lock_lost"`
+	// Abandoned counts handlings left with their message locked, to be
+	// handled again once the lock expires: cancelled by a stop and failed,
+	// cut short by a Stop's deadline or Close, or whose outcome could not
+	// be recorded before the stop.
+	Abandoned int64 `json:"abandoned"`
+	// Released counts prefetched messages given back unhandled, at a stop
+	// or after waiting too long (see WorkerConfig.Prefetch).
+	Released int64 `json:"released"`
+	// BurstPolls counts the polls of the second poll in flight that a
+	// prefetching worker keeps while the queue is busy.
+	BurstPolls int64 `json:"burst_polls"`
+	// LocksRenewed counts lock renewals by RenewLocks.
+	LocksRenewed int64 `json:"locks_renewed"`
+	// EndOfQueueSleeps counts sleeps at the end of the queue.
+	EndOfQueueSleeps int64 `json:"end_of_queue_sleeps"`
+	// PollErrors counts polls that failed (Redis down, for one).
+	PollErrors int64 `json:"poll_errors"`
+	// Skips counts the poll's steps that handed nothing out, by reason.
+	Skips SkipCounts `json:"skips"`
+}
+
+// SkipCounts count the steps of a poll that handed no message out, by the
+// reason the poll gave (docs/protocol.md section 4).
+type SkipCounts struct {
+	DidTrim           int64 `json:"did_trim"`            // an id without a status, dropped from the circle
+	Unexpected        int64 `json:"unexpected"`          // an id without a status, taken from the ready list
+	Locked            int64 `json:"locked"`              // held by a live lock
+	QueuedWithBackoff int64 `json:"queued_with_backoff"` // waiting for its backoff to end
+	DoneWithBackoff   int64 `json:"done_with_backoff"`   // done, in its dedupe window
+	DidRequeue        int64 `json:"did_requeue"`         // done, and enqueued again meanwhile
+	DidGC             int64 `json:"did_gc"`              // done, and collected
+	Other             int64 `json:"other"`               // a reason this version does not know
+}
+
+// Summary holds summary statistics over a worker's recent samples (the
+// latest 1,000): last, min, max, mean, mean absolute deviation, standard
+// deviation, and nearest-rank percentiles. Count is the number of samples
+// ever taken. All are 0 before the first sample.
+type Summary struct {
+	Last   float64 `json:"last"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	Mean   float64 `json:"mean"`
+	MAD    float64 `json:"mad"`
+	StdDev float64 `json:"stddev"`
+	P50    float64 `json:"p50"`
+	P90    float64 `json:"p90"`
+	P99    float64 `json:"p99"`
+	Count  int64   `json:"count"`
+}
+
+// DurationSummary is a [Summary] of durations, at full resolution (in
+// JSON, as nanoseconds).
+type DurationSummary struct {
+	Last   time.Duration `json:"last"`
+	Min    time.Duration `json:"min"`
+	Max    time.Duration `json:"max"`
+	Mean   time.Duration `json:"mean"`
+	MAD    time.Duration `json:"mad"`
+	StdDev time.Duration `json:"stddev"`
+	P50    time.Duration `json:"p50"`
+	P90    time.Duration `json:"p90"`
+	P99    time.Duration `json:"p99"`
+	Count  int64         `json:"count"`
 }
 
 const statsWindow = 1000
 
+// counter names one of a worker's counters, in workerStats.counts.
+type counter int
+
+const (
+	cSucceeded counter = iota
+	cRetried
+	cFailed
+	cBackoffsSet
+	cLockLost
+	cAbandoned
+	cReleased
+	cBurstPolls
+	cLocksRenewed
+	cEndOfQueueSleeps
+	cPollErrors
+	cSkipDidTrim
+	cSkipUnexpected
+	cSkipLocked
+	cSkipQueuedWithBackoff
+	cSkipDoneWithBackoff
+	cSkipDidRequeue
+	cSkipDidGC
+	cSkipOther
+	numCounters
+)
+
+// skipCounters maps the poll's skip reasons to their counters.
+var skipCounters = map[string]counter{
+	"did-trim":            cSkipDidTrim,
+	"unexpected":          cSkipUnexpected,
+	"locked":              cSkipLocked,
+	"queued-with-backoff": cSkipQueuedWithBackoff,
+	"done-with-backoff":   cSkipDoneWithBackoff,
+	"did-requeue":         cSkipDidRequeue,
+	"did-gc":              cSkipDidGC,
+}
+
+// workerStats are a worker's live statistics; times are kept in ns.
 type workerStats struct {
 	queueSize, queueingTime, handlingTime *stats.Window
-	counts                                map[string]*atomic.Int64 // fixed keys, never written after creation
+	counts                                [numCounters]atomic.Int64
 }
 
 func newWorkerStats() *workerStats {
-	s := &workerStats{
+	return &workerStats{
 		queueSize:    stats.NewWindow(statsWindow),
 		queueingTime: stats.NewWindow(statsWindow),
 		handlingTime: stats.NewWindow(statsWindow),
-		counts:       map[string]*atomic.Int64{},
 	}
-	for _, n := range countNames {
-		s.counts[n] = new(atomic.Int64)
-	}
-	for _, r := range skipReasons {
-		s.counts["skip/"+r] = new(atomic.Int64)
-	}
-	s.counts["skip/other"] = new(atomic.Int64)
-	return s
 }
 
-func (s *workerStats) count(name string) { s.counts[name].Add(1) }
+func (s *workerStats) count(c counter) { s.counts[c].Add(1) }
+
+func (s *workerStats) add(c counter, n int64) { s.counts[c].Add(n) }
 
 func (s *workerStats) countSkip(reason string) {
-	if c, ok := s.counts["skip/"+reason]; ok {
-		c.Add(1)
-		return
+	c, ok := skipCounters[reason]
+	if !ok {
+		c = cSkipOther
 	}
-	s.counts["skip/other"].Add(1)
+	s.counts[c].Add(1)
 }
 
 func (s *workerStats) snapshot() WorkerStats {
-	out := WorkerStats{
-		QueueSize:      summary(s.queueSize),
-		QueueingTimeMS: summary(s.queueingTime),
-		HandlingTimeMS: summary(s.handlingTime),
-		Counts:         make(map[string]int64, len(s.counts)),
+	n := func(c counter) int64 { return s.counts[c].Load() }
+	return WorkerStats{
+		QueueSize:    summary(s.queueSize),
+		QueueingTime: durationSummary(s.queueingTime),
+		HandlingTime: durationSummary(s.handlingTime),
+		Counts: Counts{
+			Succeeded:        n(cSucceeded),
+			Retried:          n(cRetried),
+			Failed:           n(cFailed),
+			BackoffsSet:      n(cBackoffsSet),
+			LockLost:         n(cLockLost),
+			Abandoned:        n(cAbandoned),
+			Released:         n(cReleased),
+			BurstPolls:       n(cBurstPolls),
+			LocksRenewed:     n(cLocksRenewed),
+			EndOfQueueSleeps: n(cEndOfQueueSleeps),
+			PollErrors:       n(cPollErrors),
+			Skips: SkipCounts{
+				DidTrim:           n(cSkipDidTrim),
+				Unexpected:        n(cSkipUnexpected),
+				Locked:            n(cSkipLocked),
+				QueuedWithBackoff: n(cSkipQueuedWithBackoff),
+				DoneWithBackoff:   n(cSkipDoneWithBackoff),
+				DidRequeue:        n(cSkipDidRequeue),
+				DidGC:             n(cSkipDidGC),
+				Other:             n(cSkipOther),
+			},
+		},
 	}
-	for k, v := range s.counts {
-		out.Counts[k] = v.Load()
-	}
-	return out
 }
 
 func (s *workerStats) reset() {
 	s.queueSize.Reset()
 	s.queueingTime.Reset()
 	s.handlingTime.Reset()
-	for _, v := range s.counts {
-		v.Store(0)
+	for i := range s.counts {
+		s.counts[i].Store(0)
 	}
 }
 
 func summary(w *stats.Window) Summary {
 	x := w.Summary()
 	return Summary{Last: x.Last, Min: x.Min, Max: x.Max, Mean: x.Mean, MAD: x.MAD,
-		Variance: x.Variance, P50: x.P50, P90: x.P90, P99: x.P99, Count: x.Count}
+		StdDev: math.Sqrt(x.Variance), P50: x.P50, P90: x.P90, P99: x.P99, Count: x.Count}
+}
+
+func durationSummary(w *stats.Window) DurationSummary {
+	x := summary(w)
+	d := func(ns float64) time.Duration { return time.Duration(math.Round(ns)) }
+	return DurationSummary{Last: d(x.Last), Min: d(x.Min), Max: d(x.Max), Mean: d(x.Mean), MAD: d(x.MAD),
+		StdDev: d(x.StdDev), P50: d(x.P50), P90: d(x.P90), P99: d(x.P99), Count: x.Count}
 }

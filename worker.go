@@ -6,11 +6,19 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
+
+// ErrWorkerRunning is Start's answer for a worker that is running already.
+var ErrWorkerRunning = errors.New("mq: worker is running already")
 
 // Worker polls one queue and hands its messages to a handler. Many workers,
 // in one process or many, may share a queue. Its methods are safe for
 // concurrent use.
+//
+// Its lifecycle is http.Server's: NewWorker makes it, Start runs it, Stop
+// ends it gracefully by a deadline, Close at once. A stopped worker may be
+// started again.
 type Worker struct {
 	c      *Client
 	queue  string
@@ -32,21 +40,30 @@ type Worker struct {
 	busy       atomic.Bool
 	busySignal chan struct{}
 
-	mu             sync.Mutex
+	mu  sync.Mutex
+	run *run // the current or last run; nil before the first Start
+}
+
+// run is one run of a worker, from Start to the return of its last
+// goroutine, which may come after Stop returned when Redis hangs.
+type run struct {
 	running        bool
 	stopPolling    context.CancelFunc
 	cancelHandlers context.CancelFunc
-	handlersCtx    context.Context
 	deliveries     chan delivery // messages taken, waiting for a handler
 	stopFlusher    func()        // ends the flusher after one last flush
 	flusherDone    chan struct{} // closed when the flusher returns
-	loops          sync.WaitGroup
-	handlers       sync.WaitGroup
+	loopsDone      chan struct{} // closed when the polling loops returned
+	handlersDone   chan struct{} // closed when the handler threads returned
+	done           chan struct{} // closed when every goroutine returned
+	// handlings holds each handler thread's state (handlingIdle,
+	// handlingRunning, handlingAbandoned), so that a stop cut short can
+	// count the handlings it abandons, and their handlers learn it.
+	handlings []atomic.Int32
 }
 
-// NewWorker returns a worker for queue. cfg may be nil for defaults; it is
-// copied. Unless cfg.ManualStart is set, the worker is started at once
-// (with context.Background()).
+// NewWorker returns a worker for queue, not yet started: Start runs it.
+// cfg is copied; its Handler is required.
 func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return nil, err
@@ -66,148 +83,220 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		busySignal: make(chan struct{}, 1),
 	}
 	w.handlingNS.Store(int64(2 * prefetchMaxHandling))
-	w.outbox = newOutbox(w)
-	if !wc.ManualStart {
-		if err := w.Start(context.Background()); err != nil {
-			return nil, err
-		}
+	w.outbox = newOutbox(w.pollQueue, w)
+	return w, nil
+}
+
+// StartWorker makes a worker for queue and starts it with ctx, as
+// Carmine's worker starts on creation: NewWorker, then Start.
+func (c *Client) StartWorker(ctx context.Context, queue string, cfg *WorkerConfig) (*Worker, error) {
+	w, err := c.NewWorker(queue, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Start(ctx); err != nil {
+		return nil, err
 	}
 	return w, nil
 }
 
-// Start starts the worker's polling loops. Handler contexts carry ctx's
-// values; ctx's end stops polling, as Stop does, without waiting. Starting
-// a running worker does nothing; a stopped worker may be started again.
+// Start starts the worker's polling loops and handler threads, and
+// returns. Handler contexts carry ctx's values; ctx's end stops polling,
+// as Stop does, without waiting (Stop still ends the run). Start answers
+// ErrWorkerRunning when the worker runs already, and ctx's error when ctx
+// ends before a previous run's last goroutines returned (after a Stop cut
+// short while Redis hung).
 func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.running {
-		return nil
+	if prev := w.run; prev != nil {
+		if prev.running {
+			return ErrWorkerRunning
+		}
+		select {
+		case <-prev.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	base := context.WithoutCancel(ctx)
 	pollCtx, stopPolling := context.WithCancel(base)
-	w.handlersCtx, w.cancelHandlers = context.WithCancel(base)
-	w.stopPolling = stopPolling
-	w.running = true
+	handlersCtx, cancelHandlers := context.WithCancel(base)
 	context.AfterFunc(ctx, stopPolling)
 	flusherStop := make(chan struct{})
-	w.stopFlusher = sync.OnceFunc(func() { close(flusherStop) })
-	w.flusherDone = make(chan struct{})
+	r := &run{
+		running:        true,
+		stopPolling:    stopPolling,
+		cancelHandlers: cancelHandlers,
+		deliveries:     make(chan delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch)),
+		stopFlusher:    sync.OnceFunc(func() { close(flusherStop) }),
+		flusherDone:    make(chan struct{}),
+		loopsDone:      make(chan struct{}),
+		handlersDone:   make(chan struct{}),
+		done:           make(chan struct{}),
+		handlings:      make([]atomic.Int32, w.cfg.HandlerThreads),
+	}
+	w.run = r
 	w.outbox.open()
-	go func(killed context.Context, done chan struct{}) {
-		defer close(done)
-		w.outbox.run(killed, flusherStop)
-	}(w.handlersCtx, w.flusherDone)
+	go func() {
+		defer close(r.flusherDone)
+		w.outbox.run(handlersCtx, flusherStop)
+	}()
 	w.log.Info("mq: worker starting",
 		slog.Int("worker_threads", w.cfg.WorkerThreads), slog.Int("handler_threads", w.cfg.HandlerThreads))
-	deliveries := make(chan delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch))
-	w.deliveries = deliveries
+	var loops, handlers sync.WaitGroup
 	for i := range w.cfg.WorkerThreads {
-		w.loops.Add(1)
-		go w.loop(pollCtx, i, false, deliveries)
+		loops.Go(func() { w.pollingLoop(pollCtx, i, r.deliveries) })
 	}
 	if w.cfg.Prefetch > 0 && w.cfg.Throttle == nil {
-		w.loops.Add(1)
-		go w.loop(pollCtx, w.cfg.WorkerThreads, true, deliveries)
+		loops.Go(func() { w.burstLoop(pollCtx, r.deliveries) })
 	}
-	for range w.cfg.HandlerThreads {
-		w.handlers.Add(1)
-		go w.handlerLoop(w.handlersCtx, pollCtx, deliveries)
+	for i := range r.handlings {
+		handlers.Go(func() { w.handlerLoop(handlersCtx, pollCtx, r.deliveries, &r.handlings[i]) })
 	}
 	go func() {
 		// Once the loops are done, no more deliveries come: the handlers
 		// finish what is in hand, give back the rest, and return.
-		w.loops.Wait()
-		close(deliveries)
+		loops.Wait()
+		close(r.deliveries)
+		close(r.loopsDone)
+		handlers.Wait()
+		close(r.handlersDone)
+		<-r.flusherDone
+		close(r.done)
 	}()
 	return nil
 }
 
 // Stop stops polling, gives back the prefetched messages no handler has
-// started (see WorkerConfig.Prefetch), and waits for the handlers in flight
-// and the recording of their outcomes, like http.Server.Shutdown. When ctx ends
-// first, it cancels the handlers' contexts and returns ctx.Err(); messages
-// whose outcome was not recorded stay locked and are handled again once
-// their lock expires. Stopping a worker that is not running does nothing.
-func (w *Worker) Stop(ctx context.Context) error {
-	w.mu.Lock()
-	if !w.running {
-		w.mu.Unlock()
-		return nil
-	}
-	w.running = false
-	w.stopPolling()
-	cancelHandlers, stopFlusher, flusherDone := w.cancelHandlers, w.stopFlusher, w.flusherDone
-	deliveries := w.deliveries
-	w.mu.Unlock()
+// started (see WorkerConfig.Prefetch), and waits for the handlers in
+// flight and the recording of their outcomes, like http.Server.Shutdown.
+//
+// When ctx ends first, Stop returns ctx.Err() at once, even with Redis
+// hung: it cancels the handlers' contexts, and counts as abandoned
+// (handler/abandoned) every handling still running and every outcome not
+// known to be recorded. Their messages stay locked and are handled again
+// once their locks expire. Stopping a worker that is not running does
+// nothing.
+func (w *Worker) Stop(ctx context.Context) error { return w.stop(ctx, false) }
 
-	// Messages prefetched and not started are given back at once, by
-	// whichever of this and the handlers gets them first.
-	w.loops.Wait()
-	for d := range deliveries {
-		w.giveBack(d)
-	}
-	done := make(chan struct{})
-	go func() {
-		w.handlers.Wait()
-		stopFlusher()
-		<-flusherDone
-		close(done)
-	}()
-	select {
-	case <-done:
-		cancelHandlers()
-		w.log.Info("mq: worker stopped")
-		return nil
-	case <-ctx.Done():
-		// Handlers still running learn it from their context; outcomes not
-		// yet recorded get one more try, then are abandoned.
-		cancelHandlers()
-		stopFlusher()
-		<-flusherDone
-		w.log.Warn("mq: worker stopped with handlers in flight", slog.Any("error", ctx.Err()))
-		return ctx.Err()
-	}
-}
-
-// Close stops the worker at once: it cancels the contexts of the handlers
-// in flight and returns once polling has ended, without waiting for them.
+// Close stops the worker without waiting for its handlers: it cancels
+// their contexts at once, then gives back what was prefetched and records
+// the outcomes handed in, waiting at most closeGrace for Redis. What it
+// abandons is counted and logged as by a Stop cut short.
 func (w *Worker) Close() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := w.Stop(ctx)
-	if errors.Is(err, context.Canceled) {
+	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+	defer cancel()
+	err := w.stop(ctx, true)
+	if errors.Is(err, context.DeadlineExceeded) {
 		return nil
 	}
 	return err
 }
 
-// WorkerStatus is a snapshot of a worker.
-type WorkerStatus struct {
-	// Queue is the queue's name.
-	Queue string
-	// Config is the worker's configuration, defaults filled in.
-	Config WorkerConfig
-	// Running tells whether the worker is polling.
-	Running bool
-	// WorkerThreads and HandlerThreads are the thread counts.
-	WorkerThreads, HandlerThreads int
-	// Stats are the worker's statistics.
-	Stats WorkerStats
+// closeGrace is how long Close waits for Redis to take what the worker
+// gives back.
+const closeGrace = time.Second
+
+// stop is Stop, and Close when now is set: the handlers' contexts are
+// cancelled at once.
+func (w *Worker) stop(ctx context.Context, now bool) error {
+	w.mu.Lock()
+	r := w.run
+	if r == nil || !r.running {
+		w.mu.Unlock()
+		return nil
+	}
+	r.running = false
+	w.mu.Unlock()
+	r.stopPolling()
+	if now {
+		r.cancelHandlers()
+	}
+
+	select {
+	case <-r.loopsDone:
+	case <-ctx.Done():
+		return w.cutShort(ctx, r)
+	}
+	// Messages prefetched and not started are given back at once, by
+	// whichever of this and the handlers gets them first.
+	for d := range r.deliveries {
+		w.giveBack(d)
+	}
+	select {
+	case <-r.handlersDone:
+	case <-ctx.Done():
+		return w.cutShort(ctx, r)
+	}
+	r.stopFlusher()
+	select {
+	case <-r.flusherDone:
+	case <-ctx.Done():
+		return w.cutShort(ctx, r)
+	}
+	r.cancelHandlers()
+	w.log.Info("mq: worker stopped")
+	return nil
 }
 
-// Status returns a snapshot of the worker. It is cheap and safe to call at
-// any time.
-func (w *Worker) Status() WorkerStatus {
+// cutShort ends a stop whose ctx ended first: it cancels the handlers,
+// abandons what is still in flight, and returns ctx's error.
+func (w *Worker) cutShort(ctx context.Context, r *run) error {
+	r.cancelHandlers()
+	handlings := 0
+	for i := range r.handlings {
+		if r.handlings[i].CompareAndSwap(handlingRunning, handlingAbandoned) {
+			handlings++
+			w.stats.count(cAbandoned)
+		}
+	}
+	outcomes := w.outbox.closeNow()
+	r.stopFlusher()
+	if handlings+outcomes > 0 {
+		w.log.Warn("mq: worker stopped before its handlings were done; their messages stay locked until their locks expire",
+			slog.Any("error", ctx.Err()), slog.Int("handlings_abandoned", handlings),
+			slog.Int("outcomes_abandoned", outcomes))
+	} else {
+		w.log.Info("mq: worker stopped")
+	}
+	return ctx.Err()
+}
+
+// WorkerInfo describes a worker at one moment. It marshals to JSON as it
+// is, for a debug endpoint.
+type WorkerInfo struct {
+	// Queue is the queue's name.
+	Queue string `json:"queue"`
+	// Running tells whether the worker is running: started and not
+	// stopped.
+	Running bool `json:"running"`
+	// The worker's settings, defaults filled in (see WorkerConfig).
+	LockTime       time.Duration `json:"lock_time"`
+	WorkerThreads  int           `json:"worker_threads"`
+	HandlerThreads int           `json:"handler_threads"`
+	Prefetch       int           `json:"prefetch"`
+	RenewLocks     bool          `json:"renew_locks"`
+	// Stats are the worker's statistics.
+	Stats WorkerStats `json:"stats"`
+}
+
+// Info describes the worker now. It is cheap and safe to call at any time.
+func (w *Worker) Info() WorkerInfo {
 	w.mu.Lock()
-	running := w.running
+	running := w.run != nil && w.run.running
 	w.mu.Unlock()
-	return WorkerStatus{
+	return WorkerInfo{
 		Queue:          w.queue,
-		Config:         w.cfg,
 		Running:        running,
+		LockTime:       w.cfg.LockTime,
 		WorkerThreads:  w.cfg.WorkerThreads,
 		HandlerThreads: w.cfg.HandlerThreads,
+		Prefetch:       w.cfg.Prefetch,
+		RenewLocks:     w.cfg.RenewLocks,
 		Stats:          w.Stats(),
 	}
 }

@@ -1,9 +1,7 @@
 package mq
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"time"
 )
 
@@ -19,15 +17,14 @@ const (
 	DefaultMonitorWarnEvery = 6 * time.Hour
 )
 
-// WorkerConfig configures a [Worker]. The zero value (or nil) is valid: it
-// logs each message and answers success.
+// WorkerConfig configures a [Worker]. Handler is required; every other
+// field has a default.
 type WorkerConfig struct {
-	// Handler handles each message. Default: log the message at Info level
-	// and answer success.
+	// Handler handles each message. Required.
 	Handler Handler
 
 	// Monitor is called on every loop turn with the queue size and what the
-	// poll did. Default: MonitorFn(DefaultMonitorMaxQueueSize,
+	// poll did. Default: QueueSizeMonitor(DefaultMonitorMaxQueueSize,
 	// DefaultMonitorWarnEvery), a warning when more than 1000 messages wait,
 	// at most every 6 hours.
 	Monitor MonitorFunc
@@ -45,8 +42,11 @@ type WorkerConfig struct {
 	EndOfQueueBackoff func(n int64) time.Duration
 
 	// Throttle gives a pause after every poll, as a function of the queue
-	// size. Use Constant for a fixed pause, or DefaultThrottle for
-	// Carmine's. Default: nil, no pause.
+	// size; a throttled worker takes one message per poll and does not
+	// prefetch, so the pause paces messages: each polling loop handles at
+	// most one message per pause. Use Constant for a fixed pause, or
+	// DefaultThrottle for Carmine's. It is called from every polling loop,
+	// concurrently. Default: nil, no pause.
 	Throttle func(queueSize int64) time.Duration
 
 	// WorkerThreads is the number of polling loops. Default: 1.
@@ -76,10 +76,6 @@ type WorkerConfig struct {
 	// turns prefetching off.
 	Prefetch int
 
-	// ManualStart leaves the worker stopped until Start is called.
-	// Default: false; NewWorker starts it, as Carmine's auto start does.
-	ManualStart bool
-
 	// RenewLocks pushes a message's lock forward every third of its lock
 	// time while its handler runs, so that a short lock time recovers from
 	// crashed workers quickly while long handlings still run once. If
@@ -93,11 +89,8 @@ func (c *WorkerConfig) withDefaults() WorkerConfig {
 	if c != nil {
 		out = *c
 	}
-	if out.Handler == nil {
-		out.Handler = HandlerFunc(logHandler)
-	}
 	if out.Monitor == nil {
-		out.Monitor = MonitorFn(DefaultMonitorMaxQueueSize, DefaultMonitorWarnEvery)
+		out.Monitor = QueueSizeMonitor(DefaultMonitorMaxQueueSize, DefaultMonitorWarnEvery)
 	}
 	if out.LockTime == 0 {
 		out.LockTime = DefaultLockTime
@@ -119,6 +112,8 @@ func (c *WorkerConfig) withDefaults() WorkerConfig {
 
 func (c *WorkerConfig) validate() error {
 	switch {
+	case c.Handler == nil:
+		return fmt.Errorf("%w: Handler is nil", ErrInvalidOption)
 	case c.LockTime < time.Millisecond:
 		return fmt.Errorf("%w: LockTime %v is under 1ms", ErrInvalidOption, c.LockTime)
 	case c.WorkerThreads < 0:
@@ -126,16 +121,5 @@ func (c *WorkerConfig) validate() error {
 	case c.HandlerThreads < 0:
 		return fmt.Errorf("%w: HandlerThreads %d is negative", ErrInvalidOption, c.HandlerThreads)
 	}
-	return nil
-}
-
-// logHandler is the default handler: it logs the message and succeeds.
-func logHandler(ctx context.Context, m *Message) error {
-	v, err := m.Value()
-	if err != nil {
-		return err
-	}
-	slog.InfoContext(ctx, "mq: message", slog.String("queue", m.Queue),
-		slog.String("message_id", m.ID), slog.Int("attempt", m.Attempt), slog.Any("message", v))
 	return nil
 }

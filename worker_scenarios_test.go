@@ -45,7 +45,7 @@ func startWorker(t *testing.T, c *Client, q string, cfg WorkerConfig, answer fun
 	if cfg.EndOfQueueBackoff == nil {
 		cfg.EndOfQueueBackoff = Constant(20 * time.Millisecond)
 	}
-	w, err := c.NewWorker(q, &cfg)
+	w, err := c.StartWorker(t.Context(), q, &cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })
 	return w, calls
@@ -92,10 +92,10 @@ func TestWorkerSuccessThenGC(t *testing.T) {
 		assert.Equal(t, handling{id: "a", attempt: 1, value: "hello"}, h)
 		// Done, then collected on a later lap.
 		waitStatus(t, c, q, "a", StatusNone)
-		assert.Equal(t, int64(1), w.Stats().Counts[CountSuccess])
+		assert.Equal(t, int64(1), w.Stats().Counts.Succeeded)
 		// Counted once the poll's answer is back, just after the status
 		// changed.
-		waitFor(t, "the collection counted", func() bool { return w.Stats().Counts["skip/did-gc"] > 0 })
+		waitFor(t, "the collection counted", func() bool { return w.Stats().Counts.Skips.DidGC > 0 })
 	})
 }
 
@@ -119,11 +119,11 @@ func TestWorkerErrorAndPanic(t *testing.T) {
 			got[next(t, calls).id] = true
 		}
 		assert.Equal(t, map[string]bool{"e": true, "p": true}, got)
-		waitFor(t, "both errors counted", func() bool { return w.Stats().Counts[CountError] == 2 })
+		waitFor(t, "both errors counted", func() bool { return w.Stats().Counts.Failed == 2 })
 		// The worker survives and handles more.
 		enqueue(t, c, q, "fine", &EnqueueOptions{MessageID: "f"})
 		assert.Equal(t, "f", next(t, calls).id)
-		waitFor(t, "success counted", func() bool { return w.Stats().Counts[CountSuccess] == 1 })
+		waitFor(t, "success counted", func() bool { return w.Stats().Counts.Succeeded == 1 })
 		for _, id := range []string{"e", "p"} {
 			// Counted when the handler returned; recorded just after.
 			waitFor(t, id+": an error outcome is done", func() bool {
@@ -147,8 +147,8 @@ func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
 		res := enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
 		assert.ErrorIs(t, res.Refused, ErrBackoff)
 		st := w.Stats().Counts
-		assert.Equal(t, int64(1), st[CountSuccess])
-		assert.Equal(t, int64(1), st[CountBackoff])
+		assert.Equal(t, int64(1), st.Succeeded)
+		assert.Equal(t, int64(1), st.BackoffsSet)
 	})
 }
 
@@ -169,8 +169,8 @@ func TestWorkerRetryWithBackoff(t *testing.T) {
 		waitStatus(t, c, q, "r", StatusQueuedWithBackoff)
 		assert.Equal(t, 2, next(t, calls).attempt, "handled again after the backoff, with the next attempt")
 		st := w.Stats().Counts
-		assert.Equal(t, int64(1), st[CountRetry])
-		assert.Equal(t, int64(1), st[CountBackoff])
+		assert.Equal(t, int64(1), st.Retried)
+		assert.Equal(t, int64(1), st.BackoffsSet)
 	})
 }
 
@@ -197,8 +197,8 @@ func TestWorkerLockTimeout(t *testing.T) {
 				assert.Equal(t, 1, next(t, calls).attempt)
 				assert.Equal(t, 2, next(t, calls).attempt, "handed out again once the lock expired")
 				close(release)
-				waitFor(t, "the late outcome to be fenced", func() bool { return w.Stats().Counts[CountLockLost] == 1 })
-				waitFor(t, "both outcomes", func() bool { return w.Stats().Counts[CountSuccess] == 2 })
+				waitFor(t, "the late outcome to be fenced", func() bool { return w.Stats().Counts.LockLost == 1 })
+				waitFor(t, "both outcomes", func() bool { return w.Stats().Counts.Succeeded == 2 })
 			})
 		})
 	}
@@ -268,7 +268,7 @@ func TestWorkerFencing(t *testing.T) {
 		lockB := s.hget(t, q, keys.Locks)
 		require.NotEmpty(t, lockB)
 		close(releaseA)
-		waitFor(t, "A's late outcome to be fenced", func() bool { return a.Stats().Counts[CountLockLost] == 1 })
+		waitFor(t, "A's late outcome to be fenced", func() bool { return a.Stats().Counts.LockLost == 1 })
 		assert.Equal(t, lockB, s.hget(t, q, keys.Locks), "B's lock unchanged")
 		assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "no backoff from A")
 		assert.False(t, s.isMember(t, q, keys.Done), "not done by A")
@@ -282,7 +282,7 @@ func TestWorkerFencing(t *testing.T) {
 			require.NoError(t, err)
 			return st == StatusDoneAwaitingGC || st == StatusNone
 		})
-		assert.Equal(t, int64(1), b.Stats().Counts[CountSuccess])
+		assert.Equal(t, int64(1), b.Stats().Counts.Succeeded)
 	})
 }
 
@@ -292,31 +292,39 @@ func TestWorkerRenewal(t *testing.T) {
 		q := queueName(t)
 		var handled atomic.Int64
 		var extendErr error
-		w, err := c.NewWorker(q, &WorkerConfig{
-			LockTime:          200 * time.Millisecond,
+		var worker atomic.Pointer[Worker]
+		// The lock time leaves a busy machine room to renew in time; the
+		// work itself lasts until the worker renewed the lock four times,
+		// so over a lock time and a third.
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+			LockTime:          time.Second,
 			RenewLocks:        true,
 			HandlerThreads:    2,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 				handled.Add(1)
 				extendErr = m.ExtendLock(ctx)
-				// The work itself: ten lock times.
-				select {
-				case <-time.After(2 * time.Second):
-				case <-ctx.Done():
-					return ctx.Err()
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				for worker.Load().Stats().Counts.LocksRenewed < 4 {
+					select {
+					case <-tick.C:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
 				}
 				return nil
 			}),
 		})
+		worker.Store(w)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = w.Close() })
 		enqueue(t, c, q, "long", &EnqueueOptions{MessageID: "long"})
-		waitFor(t, "the outcome", func() bool { return w.Stats().Counts[CountSuccess] == 1 })
+		waitFor(t, "the outcome", func() bool { return w.Stats().Counts.Succeeded == 1 })
 		assert.Equal(t, int64(1), handled.Load(), "handled once")
 		assert.NoError(t, extendErr)
-		assert.Positive(t, w.Stats().Counts[CountRenewed])
-		assert.Zero(t, w.Stats().Counts[CountLockLost])
+		assert.Positive(t, w.Stats().Counts.LocksRenewed)
+		assert.Zero(t, w.Stats().Counts.LockLost)
 	})
 }
 
@@ -326,18 +334,18 @@ func TestWorkerStop(t *testing.T) {
 		ctx := context.Background()
 
 		// Stop before start, twice, and Close: all fine.
-		idle, err := c.NewWorker(queueName(t)+":idle", &WorkerConfig{ManualStart: true})
+		idle, err := c.NewWorker(queueName(t)+":idle", &WorkerConfig{Handler: nopHandler})
 		require.NoError(t, err)
 		require.NoError(t, idle.Stop(ctx))
 		require.NoError(t, idle.Stop(ctx))
 		require.NoError(t, idle.Close())
-		assert.False(t, idle.Status().Running)
+		assert.False(t, idle.Info().Running)
 
 		// Without a deadline: Stop waits for the handler and its outcome.
 		q := queueName(t)
 		started := make(chan struct{})
 		release := make(chan struct{})
-		w, err := c.NewWorker(q, &WorkerConfig{
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 				close(started)
@@ -365,7 +373,7 @@ func TestWorkerStop(t *testing.T) {
 		q2 := queueName(t) + ":2"
 		started2 := make(chan struct{})
 		sawCancel := make(chan struct{})
-		w2, err := c.NewWorker(q2, &WorkerConfig{
+		w2, err := c.StartWorker(t.Context(), q2, &WorkerConfig{
 			LockTime:          500 * time.Millisecond,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -382,7 +390,7 @@ func TestWorkerStop(t *testing.T) {
 		defer cancel()
 		require.ErrorIs(t, w2.Stop(dctx), context.DeadlineExceeded)
 		<-sawCancel
-		waitFor(t, "the handling to be abandoned", func() bool { return w2.Stats().Counts[CountAbandoned] == 1 })
+		waitFor(t, "the handling to be abandoned", func() bool { return w2.Stats().Counts.Abandoned == 1 })
 		assert.Contains(t, []Status{StatusLocked, StatusQueued}, statusOf(t, c, q2, "s2"), "not done")
 		_, calls := startWorker(t, c, q2, WorkerConfig{}, nil)
 		h := next(t, calls)
@@ -397,7 +405,7 @@ func TestWorkerWakeUp(t *testing.T) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		w, calls := startWorker(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
-		waitFor(t, "the worker to sleep", func() bool { return w.Stats().Counts[CountEndOfCircle] >= 1 })
+		waitFor(t, "the worker to sleep", func() bool { return w.Stats().Counts.EndOfQueueSleeps >= 1 })
 		enqueue(t, c, q, "wake", &EnqueueOptions{MessageID: "w"})
 		select {
 		case h := <-calls:
@@ -425,7 +433,7 @@ func TestWorkersShareQueue(t *testing.T) {
 		counts := map[string]int{}
 		var total atomic.Int64
 		for range 2 {
-			w, err := c.NewWorker(q, &WorkerConfig{
+			w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 				HandlerThreads:    4,
 				WorkerThreads:     2,
 				EndOfQueueBackoff: Constant(20 * time.Millisecond),
@@ -532,7 +540,7 @@ func TestHelperWorkerProcess(t *testing.T) {
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
 	var mu sync.Mutex
-	w, err := c.NewWorker(os.Getenv("MQ_HELPER_QUEUE"), &WorkerConfig{
+	w, err := c.StartWorker(t.Context(), os.Getenv("MQ_HELPER_QUEUE"), &WorkerConfig{
 		HandlerThreads:    4,
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -557,7 +565,7 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	seen := map[string]bool{}
-	w, err := c.NewWorker(q, &WorkerConfig{
+	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			mu.Lock()
@@ -572,7 +580,7 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 	waitFor(t, "the first message", func() bool { mu.Lock(); defer mu.Unlock(); return seen["before"] })
 
 	s.real.Kill(t)
-	waitFor(t, "the worker to notice", func() bool { return w.Stats().Counts[CountPollError] > 0 })
+	waitFor(t, "the worker to notice", func() bool { return w.Stats().Counts.PollErrors > 0 })
 	time.Sleep(3 * time.Second) // the outage itself
 	s.real.Restart(t)
 
@@ -590,7 +598,7 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 		defer mu.Unlock()
 		return len(seen) == 21
 	})
-	assert.True(t, w.Status().Running)
+	assert.True(t, w.Info().Running)
 }
 
 // TestWorkerUndecodable: a message the codec cannot decode is an error
@@ -606,12 +614,18 @@ func TestWorkerUndecodable(t *testing.T) {
 		require.Len(t, content, 1)
 		assert.ErrorIs(t, content[0].DecodeErr, ErrDecode)
 
-		w, err := c.NewWorker(q, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond)}) // the default handler decodes
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(_ context.Context, m *Message) error {
+				_, err := m.Value()
+				return err
+			}),
+		})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = w.Close() })
-		waitFor(t, "the error outcome", func() bool { return w.Stats().Counts[CountError] == 1 })
+		waitFor(t, "the error outcome", func() bool { return w.Stats().Counts.Failed == 1 })
 		enqueue(t, c, q, "fine", nil)
-		waitFor(t, "the next message", func() bool { return w.Stats().Counts[CountSuccess] == 1 })
+		waitFor(t, "the next message", func() bool { return w.Stats().Counts.Succeeded == 1 })
 	})
 }
 
@@ -666,7 +680,7 @@ func TestWorkerPrefetchStop(t *testing.T) {
 		stopped := make(chan error, 1)
 		go func() { stopped <- w.Stop(ctx) }()
 		waitFor(t, "the prefetched messages to be given back", func() bool {
-			return w.Stats().Counts[CountReleased] == defaultPrefetch
+			return w.Stats().Counts.Released == defaultPrefetch
 		})
 		close(release)
 		require.NoError(t, <-stopped)
@@ -705,7 +719,7 @@ func TestWorkerPrefetchStale(t *testing.T) {
 			seen[next(t, calls).value]++
 		}
 		assert.Len(t, seen, 5, "each message handled once")
-		assert.Positive(t, w.Stats().Counts[CountReleased], "stale messages given back")
+		assert.Positive(t, w.Stats().Counts.Released, "stale messages given back")
 		select {
 		case h := <-calls:
 			t.Fatalf("handled again: %+v", h)
@@ -771,7 +785,7 @@ func TestWorkerBurstPoll(t *testing.T) {
 		var mu sync.Mutex
 		seen := map[string]int{}
 		retried := 0
-		w, err := c.NewWorker(q, &WorkerConfig{
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 			HandlerThreads:    4,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(_ context.Context, m *Message) error {
@@ -786,16 +800,16 @@ func TestWorkerBurstPoll(t *testing.T) {
 		})
 		require.NoError(t, err)
 		handleAll(t, c, w, q, n)
-		assert.Positive(t, w.Stats().Counts[CountBurstPolls], "a second poll was in flight")
+		assert.Positive(t, w.Stats().Counts.BurstPolls, "a second poll was in flight")
 
 		// Idle: the main loop sleeps and polls; the second one does not.
-		sleeps := func() int64 { return w.Stats().Counts[CountEndOfCircle] }
+		sleeps := func() int64 { return w.Stats().Counts.EndOfQueueSleeps }
 		first := sleeps()
 		waitFor(t, "the worker to idle", func() bool { return sleeps() >= first+3 })
-		burst := w.Stats().Counts[CountBurstPolls]
+		burst := w.Stats().Counts.BurstPolls
 		first = sleeps()
 		waitFor(t, "three more idle polls", func() bool { return sleeps() >= first+3 })
-		assert.Equal(t, burst, w.Stats().Counts[CountBurstPolls], "no second poll while idle")
+		assert.Equal(t, burst, w.Stats().Counts.BurstPolls, "no second poll while idle")
 
 		mu.Lock()
 		defer mu.Unlock()
@@ -810,19 +824,27 @@ func TestWorkerBurstPoll(t *testing.T) {
 }
 
 // TestWorkerBurstPollThrottled: a Throttle paces the polls, and the second
-// poll in flight would undo that: a throttled worker keeps to its loops.
+// poll in flight would undo that: a throttled worker keeps to its loops,
+// and takes one message per poll, so that the pause paces messages.
 func TestWorkerBurstPollThrottled(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		const n = 500
-		w, err := c.NewWorker(q, &WorkerConfig{
-			Throttle: Constant(time.Microsecond),
-			Handler:  HandlerFunc(func(context.Context, *Message) error { return nil }),
+		var most atomic.Int64 // the most messages one poll handed out
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+			Throttle:       Constant(time.Microsecond),
+			HandlerThreads: 4,
+			Handler:        HandlerFunc(func(context.Context, *Message) error { return nil }),
+			Monitor: func(_ context.Context, info MonitorInfo) {
+				for m := most.Load(); int64(info.Handled) > m && !most.CompareAndSwap(m, int64(info.Handled)); m = most.Load() {
+				}
+			},
 		})
 		require.NoError(t, err)
 		handleAll(t, c, w, q, n)
-		assert.Zero(t, w.Stats().Counts[CountBurstPolls])
+		assert.Zero(t, w.Stats().Counts.BurstPolls)
+		assert.Equal(t, int64(1), most.Load(), "one message per throttled poll")
 	})
 }
 
@@ -837,5 +859,5 @@ func handleAll(t *testing.T, c *Client, w *Worker, q string, n int64) {
 	}
 	_, err := c.EnqueueMany(context.Background(), q, reqs...)
 	require.NoError(t, err)
-	waitFor(t, "every message handled", func() bool { return w.Stats().Counts[CountSuccess] == n })
+	waitFor(t, "every message handled", func() bool { return w.Stats().Counts.Succeeded == n })
 }

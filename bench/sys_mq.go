@@ -43,7 +43,7 @@ func (s *mqSystem) enqueueBatch(ctx context.Context, ps [][]byte) error {
 }
 
 func (s *mqSystem) startWorker(ctx context.Context, handlers int, handle func([]byte)) (func() error, error) {
-	w, err := s.c.NewWorker(s.queue, &mq.WorkerConfig{
+	w, err := s.c.StartWorker(ctx, s.queue, &mq.WorkerConfig{
 		HandlerThreads: handlers,
 		Handler: mq.HandlerFunc(func(_ context.Context, m *mq.Message) error {
 			handle(m.Data)

@@ -10,12 +10,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
+	"os"
+	"os/signal"
 	"sync"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/gocarmine/mq"
-	"github.com/gocarmine/mq/internal/exampleredis"
+	"github.com/redis/go-redis/v9"
 )
 
 // Email is the message this example sends through the queue.
@@ -25,7 +29,48 @@ type Email struct {
 }
 
 func main() {
-	exampleredis.Main("examples:basic", slog.LevelWarn, run)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := mainErr(ctx, "examples:basic", slog.LevelWarn); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// mainErr connects to REDIS_URL, or to an embedded miniredis when it is
+// unset, and runs the example on queue, emptied before and after.
+func mainErr(ctx context.Context, queue string, level slog.Level) error {
+	var rdb *redis.Client
+	if url := os.Getenv("REDIS_URL"); url != "" {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		rdb = redis.NewClient(opts)
+		fmt.Println("Redis:", opts.Addr)
+	} else {
+		m, err := miniredis.Run()
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		fmt.Println("Redis: embedded miniredis (set REDIS_URL to use a real Redis)")
+	}
+	defer rdb.Close()
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	client, err := mq.New(rdb, &mq.Config{Logger: logger})
+	if err != nil {
+		return err
+	}
+	if _, err := client.ClearQueues(ctx, queue); err != nil {
+		return err
+	}
+	if err := run(ctx, client, queue); err != nil {
+		return err
+	}
+	_, err = client.ClearQueues(ctx, queue)
+	return err
 }
 
 func run(ctx context.Context, client *mq.Client, queue string) error {
@@ -56,7 +101,7 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 	var wg sync.WaitGroup
 	wg.Add(len(emails))
 	var mu sync.Mutex
-	worker, err := client.NewWorker(queue, &mq.WorkerConfig{
+	worker, err := client.StartWorker(ctx, queue, &mq.WorkerConfig{
 		HandlerThreads: 2,
 		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
 			defer wg.Done()
@@ -88,7 +133,7 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 		return err
 	}
 	st := worker.Stats()
-	fmt.Printf("worker: %d succeeded, %d failed\n", st.Counts[mq.CountSuccess], st.Counts[mq.CountError])
+	fmt.Printf("worker: %d succeeded, %d failed\n", st.Counts.Succeeded, st.Counts.Failed)
 	for _, id := range []string{"email-1", "email-2", "email-3"} {
 		s, err := client.MessageStatus(ctx, queue, id)
 		if err != nil {

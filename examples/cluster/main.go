@@ -91,7 +91,7 @@ func run(ctx context.Context) error {
 	var mu sync.Mutex
 	var workers []*mq.Worker
 	for _, q := range queues {
-		w, err := client.NewWorker(q, &mq.WorkerConfig{
+		w, err := client.StartWorker(ctx, q, &mq.WorkerConfig{
 			HandlerThreads: 2,
 			Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
 				defer wg.Done()
@@ -129,7 +129,7 @@ func run(ctx context.Context) error {
 			return err
 		}
 		st := w.Stats()
-		fmt.Printf("worker %s: %d succeeded, %d failed\n", w.Queue(), st.Counts[mq.CountSuccess], st.Counts[mq.CountError])
+		fmt.Printf("worker %s: %d succeeded, %d failed\n", w.Queue(), st.Counts.Succeeded, st.Counts.Failed)
 	}
 	if waitErr != nil {
 		return waitErr

@@ -12,15 +12,60 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
+	"os"
+	"os/signal"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/gocarmine/mq"
-	"github.com/gocarmine/mq/internal/exampleredis"
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
-	exampleredis.Main("examples:invoices", slog.LevelWarn, run)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := mainErr(ctx, "examples:invoices", slog.LevelWarn); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// mainErr connects to REDIS_URL, or to an embedded miniredis when it is
+// unset, and runs the example on queue, emptied before and after.
+func mainErr(ctx context.Context, queue string, level slog.Level) error {
+	var rdb *redis.Client
+	if url := os.Getenv("REDIS_URL"); url != "" {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		rdb = redis.NewClient(opts)
+		fmt.Println("Redis:", opts.Addr)
+	} else {
+		m, err := miniredis.Run()
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		fmt.Println("Redis: embedded miniredis (set REDIS_URL to use a real Redis)")
+	}
+	defer rdb.Close()
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	client, err := mq.New(rdb, &mq.Config{Logger: logger})
+	if err != nil {
+		return err
+	}
+	if _, err := client.ClearQueues(ctx, queue); err != nil {
+		return err
+	}
+	if err := run(ctx, client, queue); err != nil {
+		return err
+	}
+	_, err = client.ClearQueues(ctx, queue)
+	return err
 }
 
 func run(ctx context.Context, client *mq.Client, queue string) error {
@@ -47,7 +92,7 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 	}
 
 	done := make(chan struct{})
-	worker, err := client.NewWorker(queue, &mq.WorkerConfig{
+	worker, err := client.StartWorker(ctx, queue, &mq.WorkerConfig{
 		EndOfQueueBackoff: mq.Constant(50 * time.Millisecond),
 		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
 			if m.Attempt == 1 {
@@ -81,6 +126,6 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 		return err
 	}
 	st := worker.Stats().Counts
-	fmt.Printf("counts: success=%d retry=%d backoff=%d\n", st[mq.CountSuccess], st[mq.CountRetry], st[mq.CountBackoff])
+	fmt.Printf("counts: success=%d retry=%d backoff=%d\n", st.Succeeded, st.Retried, st.BackoffsSet)
 	return nil
 }

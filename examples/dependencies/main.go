@@ -9,12 +9,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
+	"os"
+	"os/signal"
 	"sync"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/gocarmine/mq"
-	"github.com/gocarmine/mq/internal/exampleredis"
+	"github.com/redis/go-redis/v9"
 )
 
 // WelcomeEmail is the message: who to greet.
@@ -80,7 +84,48 @@ func (p *printMailer) Send(_ context.Context, to, body string) error {
 }
 
 func main() {
-	exampleredis.Main("examples:welcome", slog.LevelError+1, run)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := mainErr(ctx, "examples:welcome", slog.LevelError+1); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// mainErr connects to REDIS_URL, or to an embedded miniredis when it is
+// unset, and runs the example on queue, emptied before and after.
+func mainErr(ctx context.Context, queue string, level slog.Level) error {
+	var rdb *redis.Client
+	if url := os.Getenv("REDIS_URL"); url != "" {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		rdb = redis.NewClient(opts)
+		fmt.Println("Redis:", opts.Addr)
+	} else {
+		m, err := miniredis.Run()
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		fmt.Println("Redis: embedded miniredis (set REDIS_URL to use a real Redis)")
+	}
+	defer rdb.Close()
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	client, err := mq.New(rdb, &mq.Config{Logger: logger})
+	if err != nil {
+		return err
+	}
+	if _, err := client.ClearQueues(ctx, queue); err != nil {
+		return err
+	}
+	if err := run(ctx, client, queue); err != nil {
+		return err
+	}
+	_, err = client.ClearQueues(ctx, queue)
+	return err
 }
 
 func run(ctx context.Context, client *mq.Client, queue string) error {
@@ -90,7 +135,7 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 		Users:  mapUsers{"u1": "ada@example.com", "u2": "bob@example.com"},
 		Mailer: &printMailer{sent: sent},
 	}
-	worker, err := client.NewWorker(queue, &mq.WorkerConfig{Handler: handler, HandlerThreads: 4})
+	worker, err := client.StartWorker(ctx, queue, &mq.WorkerConfig{Handler: handler, HandlerThreads: 4})
 	if err != nil {
 		return err
 	}
@@ -108,7 +153,7 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 		}
 	}
 	// Wait until all three have an outcome: two sent, one failed.
-	for c := worker.Stats().Counts; c[mq.CountSuccess]+c[mq.CountError] < 3; c = worker.Stats().Counts {
+	for c := worker.Stats().Counts; c.Succeeded+c.Failed < 3; c = worker.Stats().Counts {
 		select {
 		case <-time.After(10 * time.Millisecond):
 		case <-ctx.Done():
@@ -121,6 +166,6 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 		return err
 	}
 	counts := worker.Stats().Counts
-	fmt.Printf("success=%d error=%d (u404 has no email)\n", counts[mq.CountSuccess], counts[mq.CountError])
+	fmt.Printf("success=%d error=%d (u404 has no email)\n", counts.Succeeded, counts.Failed)
 	return nil
 }

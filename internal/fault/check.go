@@ -179,8 +179,10 @@ func Check(events []Event) Report {
 			}
 		case WorkerExit:
 			r.WorkerExits++
-			r.LockLost += e.Counts["handler/lock-lost"]
-			r.Abandoned += e.Counts["handler/abandoned"]
+			if e.Counts != nil {
+				r.LockLost += e.Counts.LockLost
+				r.Abandoned += e.Counts.Abandoned
+			}
 		case ProcessKilled:
 			r.Faults[e.Kind]++
 			c.kills[e.Target] = append(c.kills[e.Target], e.Time)

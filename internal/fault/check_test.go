@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq"
 	"github.com/stretchr/testify/require"
 )
 
@@ -242,7 +243,7 @@ func TestCheckEnqueueAnswers(t *testing.T) {
 		handled("refused", 2, 1, 10, 20, 1000, false).
 		handled("failed", 2, 1, 10, 20, 1000, false).
 		handled("stray", 2, 1, 10, 20, 1000, false).
-		add(30, Event{PID: 2, Kind: WorkerExit, Counts: map[string]int64{"handler/lock-lost": 3, "handler/abandoned": 1}}).
+		add(30, Event{PID: 2, Kind: WorkerExit, Counts: &mq.Counts{LockLost: 3, Abandoned: 1}}).
 		check(t)
 	require.Equal(t, 2, rep.Attempted)
 	require.Equal(t, 1, rep.Acked)

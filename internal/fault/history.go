@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/gocarmine/mq"
 )
 
 // Kind names what an [Event] records.
@@ -84,18 +86,18 @@ type Event struct {
 	Seq  int64 `json:"seq"`
 	Kind Kind  `json:"kind"`
 
-	ID        string           `json:"id,omitempty"`
-	Handling  int64            `json:"h,omitempty"`
-	Attempt   int              `json:"attempt,omitempty"`
-	LockMS    int64            `json:"lock_ms,omitempty"`
-	Renew     bool             `json:"renew,omitempty"`
-	Cancelled bool             `json:"cancelled,omitempty"`
-	Result    string           `json:"result,omitempty"`
-	Err       string           `json:"err,omitempty"`
-	Target    int              `json:"target,omitempty"`
-	Note      string           `json:"note,omitempty"`
-	StallMS   int64            `json:"stall_ms,omitempty"`
-	Counts    map[string]int64 `json:"counts,omitempty"`
+	ID        string     `json:"id,omitempty"`
+	Handling  int64      `json:"h,omitempty"`
+	Attempt   int        `json:"attempt,omitempty"`
+	LockMS    int64      `json:"lock_ms,omitempty"`
+	Renew     bool       `json:"renew,omitempty"`
+	Cancelled bool       `json:"cancelled,omitempty"`
+	Result    string     `json:"result,omitempty"`
+	Err       string     `json:"err,omitempty"`
+	Target    int        `json:"target,omitempty"`
+	Note      string     `json:"note,omitempty"`
+	StallMS   int64      `json:"stall_ms,omitempty"`
+	Counts    *mq.Counts `json:"counts,omitempty"`
 }
 
 // LockTime is the event's lock time.

@@ -166,7 +166,7 @@ func WorkerMain() int {
 		return nil
 	})
 	write(Event{Kind: WorkerStart, Note: spec.Queue})
-	w, err := client.NewWorker(spec.Queue, &mq.WorkerConfig{
+	w, err := client.StartWorker(context.Background(), spec.Queue, &mq.WorkerConfig{
 		Handler:           handler,
 		LockTime:          spec.LockTime,
 		RenewLocks:        spec.RenewLocks,
@@ -183,7 +183,8 @@ func WorkerMain() int {
 	ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
 	err = w.Stop(ctx)
 	cancel()
-	exit := Event{Kind: WorkerExit, Counts: w.Stats().Counts}
+	counts := w.Stats().Counts
+	exit := Event{Kind: WorkerExit, Counts: &counts}
 	if err != nil {
 		exit.Err = err.Error()
 	}

@@ -1,0 +1,45 @@
+package mq
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// The worker's side of its parts' callbacks: the outbox tells it what to
+// count and log through outboxEvents, and its pollers call Redis through
+// pollQueue.
+
+// pollQueue is the pollFunc of the worker's pollers.
+func (w *Worker) pollQueue(ctx context.Context, a pollArgs) (pollReply, error) {
+	return w.c.pollCall(ctx, w.queue, a)
+}
+
+func (w *Worker) lockLost(p pendingOutcome) {
+	w.stats.count(cLockLost)
+	w.messageLog(p.id, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not",
+		slog.String("outcome", p.outcome))
+}
+
+func (w *Worker) abandoned(ps []pendingOutcome, n int, why string) {
+	w.stats.add(cAbandoned, int64(n))
+	for _, p := range ps {
+		w.messageLog(p.id, p.attempt).Warn("mq: outcome "+why+"; the message stays locked until its lock expires",
+			slog.String("outcome", p.outcome))
+	}
+	if unnamed := n - len(ps); unnamed > 0 {
+		w.log.Warn("mq: outcomes "+why+"; their messages stay locked until their locks expire",
+			slog.Int("outcomes", unnamed))
+	}
+}
+
+func (w *Worker) recordFailed(err error, outcomes int, retryIn time.Duration) {
+	w.log.Warn("mq: recording outcomes failed", slog.Any("error", err),
+		slog.Int("outcomes", outcomes), slog.Duration("retry_in", retryIn))
+}
+
+// messageLog is the worker's logger with a message's id and attempt; it is
+// made only when there is something to log.
+func (w *Worker) messageLog(id string, attempt int64) *slog.Logger {
+	return w.log.With(slog.String("message_id", id), slog.Int64("attempt", attempt))
+}

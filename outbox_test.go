@@ -1,0 +1,235 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The outbox on its own, with a fake Redis behind its pollers.
+
+// fakePolls answers poll calls: the first fails calls fail, then each
+// completion is recorded unless its id is in lost.
+type fakePolls struct {
+	mu     sync.Mutex
+	fails  int
+	lost   map[string]bool
+	calls  []pollArgs
+	called chan pollArgs
+}
+
+func newFakePolls(fails int, lost ...string) *fakePolls {
+	f := &fakePolls{fails: fails, lost: map[string]bool{}, called: make(chan pollArgs, 100)}
+	for _, id := range lost {
+		f.lost[id] = true
+	}
+	return f
+}
+
+func (f *fakePolls) send(_ context.Context, a pollArgs) (pollReply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, a)
+	f.called <- a
+	if f.fails > 0 {
+		f.fails--
+		return pollReply{}, errors.New("fake: Redis is away")
+	}
+	r := pollReply{queueSize: -1, recorded: make([]bool, len(a.completions))}
+	for i, c := range a.completions {
+		r.recorded[i] = !f.lost[c.id]
+	}
+	return r, nil
+}
+
+// next waits for the next call.
+func (f *fakePolls) next(t *testing.T) pollArgs {
+	t.Helper()
+	select {
+	case a := <-f.called:
+		return a
+	case <-time.After(30 * time.Second):
+		t.Fatal("no poll call")
+		return pollArgs{}
+	}
+}
+
+// outboxLog records what an outbox tells its worker.
+type outboxLog struct {
+	mu       sync.Mutex
+	lost     []string
+	dropped  int // outcomes abandoned
+	named    []string
+	failures int
+}
+
+func (l *outboxLog) lockLost(p pendingOutcome) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lost = append(l.lost, p.id)
+}
+
+func (l *outboxLog) abandoned(ps []pendingOutcome, n int, _ string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dropped += n
+	for _, p := range ps {
+		l.named = append(l.named, p.id)
+	}
+}
+
+func (l *outboxLog) recordFailed(error, int, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failures++
+}
+
+func (l *outboxLog) snapshot() outboxLog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return outboxLog{lost: l.lost, dropped: l.dropped, named: l.named, failures: l.failures}
+}
+
+func outcomeFor(id, outcome string) pendingOutcome {
+	return pendingOutcome{completion: completion{id: id, lockedUntil: 1, outcome: outcome}, attempt: 1}
+}
+
+func ids(cs []completion) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.id
+	}
+	return out
+}
+
+// runOutbox runs o's flusher until the test ends, or until the returned
+// stop is called; stop returns once the flusher has.
+func runOutbox(t *testing.T, o *outbox, killed context.Context) (stop func()) {
+	stopCh, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		o.run(killed, stopCh)
+	}()
+	stop = sync.OnceFunc(func() { close(stopCh); <-done })
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestOutboxFlushesWhileLoopsSleep: with no polling loop awake, an outcome
+// handed in is recorded by the flusher at once; with one awake, it waits
+// for that loop's poll, which reports lost locks (but not for releases).
+func TestOutboxFlushesWhileLoopsSleep(t *testing.T) {
+	f, ev := newFakePolls(0, "lost", "lost-release"), &outboxLog{}
+	o := newOutbox(f.send, ev)
+	runOutbox(t, o, context.Background())
+
+	o.awoken() // a loop is awake: it takes the outcomes with its poll
+	o.add(outcomeFor("b", outcomeSuccess))
+	o.add(outcomeFor("lost", outcomeError))
+	o.add(outcomeFor("lost-release", outcomeRelease))
+	batch := o.take(10)
+	assert.Equal(t, []string{"b", "lost", "lost-release"}, ids(completionsOf(batch)))
+	o.done(batch, []bool{true, false, false})
+	assert.Equal(t, []string{"lost"}, ev.snapshot().lost, "a release whose lock was lost is no loss")
+
+	o.asleep() // now no loop is awake: the flusher records at once
+	o.add(outcomeFor("a", outcomeSuccess))
+	assert.Equal(t, []string{"a"}, ids(f.next(t).completions), "the first call the flusher made")
+}
+
+func completionsOf(ps []pendingOutcome) []completion {
+	cs := make([]completion, len(ps))
+	for i, p := range ps {
+		cs[i] = p.completion
+	}
+	return cs
+}
+
+// TestOutboxRetriesAndResendsInDoubt: while Redis fails, the flusher tries
+// again, each call resending the outcomes in doubt under a new number of
+// the same poller, until one call is answered.
+func TestOutboxRetriesAndResendsInDoubt(t *testing.T) {
+	f, ev := newFakePolls(2), &outboxLog{}
+	o := newOutbox(f.send, ev)
+	runOutbox(t, o, context.Background())
+	o.add(outcomeFor("a", outcomeSuccess))
+	first, second, third := f.next(t), f.next(t), f.next(t)
+	for _, a := range []pollArgs{first, second, third} {
+		assert.Equal(t, []string{"a"}, ids(a.completions))
+		assert.Equal(t, first.poller, a.poller, "one poller")
+		assert.Zero(t, a.confirmed, "no call was answered before")
+	}
+	assert.Equal(t, []uint64{1, 2, 3}, []uint64{first.seq, second.seq, third.seq})
+	got := ev.snapshot()
+	assert.Equal(t, 2, got.failures)
+	assert.Zero(t, got.dropped)
+}
+
+// TestOutboxStopAbandonsWhatRedisWillNotTake: a stop whose context has
+// ended while Redis fails abandons the outcomes, naming them.
+func TestOutboxStopAbandonsWhatRedisWillNotTake(t *testing.T) {
+	f, ev := newFakePolls(1<<30), &outboxLog{}
+	o := newOutbox(f.send, ev)
+	killed, kill := context.WithCancel(context.Background())
+	stop := runOutbox(t, o, killed)
+	o.awoken() // no flush before the stop
+	o.add(outcomeFor("a", outcomeSuccess))
+	kill()
+	stop()
+	got := ev.snapshot()
+	assert.Equal(t, 1, got.dropped)
+	assert.Equal(t, []string{"a"}, got.named)
+	o.add(outcomeFor("late", outcomeSuccess))
+	assert.Equal(t, 2, ev.snapshot().dropped, "handed in after the stop")
+}
+
+// TestOutboxCloseNowCountsOnce: a stop cut short counts every outcome not
+// known to be recorded, pending or in a call not answered, once; what
+// that call answers later is not counted again.
+func TestOutboxCloseNowCountsOnce(t *testing.T) {
+	ev := &outboxLog{}
+	o := newOutbox(newFakePolls(0).send, ev)
+	o.awoken()
+	o.add(outcomeFor("in-flight", outcomeSuccess))
+	batch := o.take(10) // a loop's call, not answered yet
+	o.add(outcomeFor("pending", outcomeSuccess))
+	require.Equal(t, 2, o.closeNow())
+	assert.Zero(t, o.closeNow(), "once")
+	o.done(batch, []bool{false})
+	got := ev.snapshot()
+	assert.Equal(t, 2, got.dropped)
+	assert.Equal(t, []string{"pending"}, got.named)
+	assert.Empty(t, got.lost, "the late answer is not counted")
+
+	o.open() // a new run
+	o.add(outcomeFor("next", outcomeSuccess))
+	assert.Equal(t, []string{"next"}, ids(completionsOf(o.take(10))))
+}
+
+// TestOutboxSettlesAdoptedPollers: a loop that ended with its last call
+// unanswered hands its poller over, and the flusher makes the call that
+// settles it, under that poller's id, resending its outcomes.
+func TestOutboxSettlesAdoptedPollers(t *testing.T) {
+	f, ev := newFakePolls(1), &outboxLog{}
+	loop := newPoller(f.send)
+	_, _, err := loop.call(context.Background(), pollArgs{maxSteps: 1}, []pendingOutcome{outcomeFor("x", outcomeSuccess)})
+	require.Error(t, err)
+	f.next(t)
+	require.False(t, loop.settled())
+
+	o := newOutbox(f.send, ev)
+	stop := runOutbox(t, o, context.Background())
+	o.adopt(loop)
+	a := f.next(t)
+	assert.Equal(t, loop.id, a.poller)
+	assert.Equal(t, []string{"x"}, ids(a.completions))
+	assert.Equal(t, uint64(2), a.seq)
+	assert.Zero(t, a.maxSteps, "a settling call takes no message")
+	stop()
+	assert.True(t, loop.settled())
+}

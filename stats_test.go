@@ -1,0 +1,39 @@
+package mq
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestWorkerStats: times keep their full resolution (a no-op handler takes
+// well under a millisecond, and reads more than zero), the counters name
+// what they count, and the worker's description marshals to JSON.
+func TestWorkerStats(t *testing.T) {
+	s := newMiniServer(t)
+	c := s.client(t, nil)
+	w, calls := startWorker(t, c, queueName(t), WorkerConfig{}, nil)
+	res := enqueue(t, c, w.Queue(), "x", nil)
+	next(t, calls)
+	waitFor(t, "the outcome recorded", func() bool {
+		return statusOf(t, c, w.Queue(), res.MessageID) == StatusDoneAwaitingGC
+	})
+	st := w.Stats()
+	assert.Equal(t, int64(1), st.Counts.Succeeded)
+	assert.Equal(t, int64(1), st.HandlingTime.Count)
+	assert.Positive(t, st.HandlingTime.P50, "a sub-millisecond handling is not rounded to 0")
+	assert.Equal(t, st.HandlingTime.Last, st.HandlingTime.P50)
+
+	b, err := json.Marshal(w.Info())
+	require.NoError(t, err)
+	var back WorkerInfo
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, w.Queue(), back.Queue)
+	assert.Equal(t, int64(1), back.Stats.Counts.Succeeded)
+	assert.Contains(t, string(b), `"succeeded":1`)
+
+	w.ResetStats()
+	assert.Zero(t, w.Stats().Counts)
+}

@@ -1,0 +1,148 @@
+package mq
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The tests in this file hold the worker to http.Server's lifecycle:
+// made stopped, started once, stopped by a deadline whatever Redis does.
+
+type ctxKey struct{}
+
+// TestWorkerStartsOnlyWhenAsked: NewWorker starts nothing, Start runs the
+// worker with its ctx's values, a second Start is an error, and a stopped
+// worker starts again.
+func TestWorkerStartsOnlyWhenAsked(t *testing.T) {
+	s := newRealServer(t)
+	c := s.client(t, nil)
+	q := queueName(t)
+	seen := make(chan any, 10)
+	w, err := c.NewWorker(q, &WorkerConfig{
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			seen <- ctx.Value(ctxKey{})
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	assert.False(t, w.Info().Running, "NewWorker starts nothing")
+	stats, err := s.rdb.Info(context.Background(), "commandstats").Result()
+	require.NoError(t, err)
+	assert.NotContains(t, stats, "cmdstat_evalsha", "no poll was made")
+
+	ctx := context.WithValue(context.Background(), ctxKey{}, "first")
+	require.NoError(t, w.Start(ctx))
+	assert.True(t, w.Info().Running)
+	require.ErrorIs(t, w.Start(ctx), ErrWorkerRunning)
+	enqueue(t, c, q, "x", nil)
+	assert.Equal(t, "first", <-seen, "the handler's ctx carries Start's values")
+
+	require.NoError(t, w.Stop(context.Background()))
+	assert.False(t, w.Info().Running)
+	require.NoError(t, w.Stop(context.Background()), "twice")
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, w.Start(cancelled), context.Canceled, "a done ctx starts nothing")
+	assert.False(t, w.Info().Running)
+
+	require.NoError(t, w.Start(context.WithValue(context.Background(), ctxKey{}, "second")))
+	enqueue(t, c, q, "y", nil)
+	assert.Equal(t, "second", <-seen, "a stopped worker starts again")
+	require.NoError(t, w.Close())
+}
+
+// TestWorkerStopKeepsItsDeadlineWhenRedisHangs: with Redis frozen while a
+// handler runs, and a client that would wait a minute for each reply, Stop
+// returns by its deadline, and has counted the handling it abandoned by
+// then. The abandoned handling's outcome is not recorded: the message
+// stays locked, to be handled again when its lock expires.
+func TestWorkerStopKeepsItsDeadlineWhenRedisHangs(t *testing.T) {
+	s := newRealServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, ReadTimeout: time.Minute, WriteTimeout: time.Minute, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	c, err := New(rdb, &Config{Logger: testLogger(t)})
+	require.NoError(t, err)
+	q := queueName(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	// Two handler threads, so that the polling loop goes on polling, and
+	// is in a call to Redis (a poll or a short sleep) when Redis freezes.
+	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+		HandlerThreads:    2,
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			close(started)
+			<-release // ignores ctx: a handler that does not give up
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "m"})
+	<-started
+
+	s.real.Pause(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = w.Stop(ctx)
+	took := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	// Far below the client's minute: the deadline ended the stop.
+	assert.Less(t, took, 20*time.Second)
+	assert.Equal(t, int64(1), w.Stats().Counts.Abandoned, "counted by the time Stop returned")
+	assert.False(t, w.Info().Running)
+
+	s.real.Resume(t)
+	close(release)
+	// Start again waits for the last run's goroutines: the handler has
+	// returned, and its outcome was dropped, not recorded.
+	require.NoError(t, w.Start(context.Background()))
+	assert.Equal(t, StatusLocked, statusOf(t, c, q, "m"))
+	assert.Equal(t, int64(0), w.Stats().Counts.Succeeded)
+	assert.Equal(t, int64(1), w.Stats().Counts.Abandoned, "counted once")
+	require.NoError(t, w.Close())
+}
+
+// TestWorkerCloseWarnsOnlyWhenItCuts: closing an idle worker logs no
+// warning; closing one whose handler runs cancels it, counts it and warns.
+func TestWorkerCloseWarnsOnlyWhenItCuts(t *testing.T) {
+	s := newRealServer(t)
+	logs := &lockedBuffer{}
+	c := s.client(t, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+
+	idle, calls := startWorker(t, c, queueName(t), WorkerConfig{}, nil)
+	res := enqueue(t, c, idle.Queue(), "x", nil)
+	next(t, calls)
+	waitFor(t, "the outcome recorded", func() bool {
+		return statusOf(t, c, idle.Queue(), res.MessageID) == StatusDoneAwaitingGC
+	})
+	require.NoError(t, idle.Close())
+	assert.NotContains(t, logs.String(), "level=WARN")
+	assert.Contains(t, logs.String(), `msg="mq: worker stopped"`)
+
+	q := queueName(t) + ":busy"
+	started := make(chan struct{})
+	busy, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		}),
+	})
+	require.NoError(t, err)
+	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "cut"})
+	<-started
+	require.NoError(t, busy.Close())
+	waitFor(t, "the cut handling counted", func() bool { return busy.Stats().Counts.Abandoned == 1 })
+	assert.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
+	assert.Equal(t, StatusLocked, statusOf(t, c, q, "cut"))
+}
