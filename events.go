@@ -15,6 +15,22 @@ func (w *Worker) pollQueue(ctx context.Context, a pollArgs) (pollReply, error) {
 	return w.c.pollCall(ctx, w.queue, a)
 }
 
+// recorded counts an outcome once Redis recorded it: a handling whose
+// outcome was fenced off counts as LockLost only.
+func (w *Worker) recorded(p pendingOutcome) {
+	switch p.outcome {
+	case outcomeSuccess:
+		w.stats.count(cSucceeded)
+	case outcomeRetry:
+		w.stats.count(cRetried)
+	case outcomeError:
+		w.stats.count(cFailed)
+	}
+	if p.backoff > 0 {
+		w.stats.count(cBackoffsSet)
+	}
+}
+
 func (w *Worker) lockLost(p pendingOutcome) {
 	w.stats.count(cLockLost)
 	w.messageLog(p.id, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not",

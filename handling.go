@@ -105,18 +105,10 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
 		return took
 	}
-	switch oc.name {
-	case outcomeSuccess:
-		w.stats.count(cSucceeded)
-	case outcomeRetry:
-		w.stats.count(cRetried)
-	case outcomeError:
-		w.stats.count(cFailed)
+	if oc.name == outcomeError {
 		w.messageLog(s.id, s.attempt).Error("mq: handler error", slog.Any("error", oc.err))
 	}
-	if oc.backoff > 0 {
-		w.stats.count(cBackoffsSet)
-	}
+	// Counted once Redis has recorded it (see Worker.recorded).
 	w.outbox.add(pendingOutcome{
 		completion: completion{id: lock.id, lockedUntil: lock.token(), outcome: oc.name, backoff: oc.backoff},
 		attempt:    s.attempt,

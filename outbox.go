@@ -39,6 +39,8 @@ type outbox struct {
 
 // outboxEvents is what an outbox tells its worker, for its stats and logs.
 type outboxEvents interface {
+	// recorded: a handling's outcome was recorded.
+	recorded(p pendingOutcome)
 	// lockLost: an outcome was not recorded, its lock lost meanwhile.
 	lockLost(p pendingOutcome)
 	// abandoned: outcomes (n of them; ps those whose ids are known) are
@@ -92,7 +94,7 @@ func (o *outbox) take(n int) []pendingOutcome {
 }
 
 // done resolves outcomes taken with take: recorded holds the script's
-// answers. (Outcomes of a call that failed are not put back: they stay
+// answers, which the events hear of (releases aside). (Outcomes of a call that failed are not put back: they stay
 // with the poller that sent them, which sends them again; see poller.)
 func (o *outbox) done(batch []pendingOutcome, recorded []bool) {
 	if len(batch) == 0 {
@@ -102,7 +104,12 @@ func (o *outbox) done(batch []pendingOutcome, recorded []bool) {
 	cut := o.cut
 	o.mu.Unlock()
 	for i, p := range batch {
-		if !recorded[i] && p.outcome != outcomeRelease && !cut {
+		switch {
+		case cut || p.outcome == outcomeRelease:
+			// counted by closeNow, or at the give-back
+		case recorded[i]:
+			o.events.recorded(p)
+		default:
 			o.events.lockLost(p)
 		}
 	}

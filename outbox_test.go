@@ -62,10 +62,17 @@ func (f *fakePolls) next(t *testing.T) pollArgs {
 // outboxLog records what an outbox tells its worker.
 type outboxLog struct {
 	mu       sync.Mutex
+	saved    []string // recorded
 	lost     []string
 	dropped  int // outcomes abandoned
 	named    []string
 	failures int
+}
+
+func (l *outboxLog) recorded(p pendingOutcome) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.saved = append(l.saved, p.id)
 }
 
 func (l *outboxLog) lockLost(p pendingOutcome) {
@@ -92,7 +99,7 @@ func (l *outboxLog) recordFailed(error, int, time.Duration) {
 func (l *outboxLog) snapshot() outboxLog {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return outboxLog{lost: l.lost, dropped: l.dropped, named: l.named, failures: l.failures}
+	return outboxLog{saved: l.saved, lost: l.lost, dropped: l.dropped, named: l.named, failures: l.failures}
 }
 
 func outcomeFor(id, outcome string) pendingOutcome {
@@ -136,6 +143,7 @@ func TestOutboxFlushesWhileLoopsSleep(t *testing.T) {
 	assert.Equal(t, []string{"b", "lost", "lost-release"}, ids(completionsOf(batch)))
 	o.done(batch, []bool{true, false, false})
 	assert.Equal(t, []string{"lost"}, ev.snapshot().lost, "a release whose lock was lost is no loss")
+	assert.Equal(t, []string{"b"}, ev.snapshot().saved, "a fenced outcome counts as lost only")
 
 	o.asleep() // now no loop is awake: the flusher records at once
 	o.add(outcomeFor("a", outcomeSuccess))
@@ -200,11 +208,11 @@ func TestOutboxCloseNowCountsOnce(t *testing.T) {
 	o.add(outcomeFor("pending", outcomeSuccess))
 	require.Equal(t, 2, o.closeNow())
 	assert.Zero(t, o.closeNow(), "once")
-	o.done(batch, []bool{false})
+	o.done(batch, []bool{true})
 	got := ev.snapshot()
 	assert.Equal(t, 2, got.dropped)
 	assert.Equal(t, []string{"pending"}, got.named)
-	assert.Empty(t, got.lost, "the late answer is not counted")
+	assert.Empty(t, got.saved, "the late answer is not counted")
 
 	o.open() // a new run
 	o.add(outcomeFor("next", outcomeSuccess))
