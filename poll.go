@@ -14,7 +14,7 @@ const (
 	stepHandle = "handle"
 )
 
-// pollStep is one step's answer from poll.lua.
+// pollStep is one step's answer from dequeue.lua.
 type pollStep struct {
 	kind string
 
@@ -36,7 +36,7 @@ type pollStep struct {
 	now           int64 // Unix ms, the server's
 }
 
-// pollReply is poll.lua's answer: the steps taken and the queue size after.
+// pollReply is dequeue.lua's answer: the steps taken and the queue size after.
 type pollReply struct {
 	queueSize int64 // -1 when not asked for
 	// recorded answers, per completion sent, whether it took effect
@@ -64,7 +64,7 @@ type pollArgs struct {
 
 	// poller identifies the poller making the call, seq numbers the call
 	// among its calls, and confirmed is the number of its last call whose
-	// reply arrived (see poll.lua).
+	// reply arrived (see dequeue.lua).
 	poller         string
 	seq, confirmed uint64
 }
@@ -206,7 +206,7 @@ func parsePollStep(e any) (pollStep, error) {
 	return s, nil
 }
 
-// Outcomes of a handling, as complete.lua names them.
+// Outcomes of a handling, as outcome.lua names them.
 const (
 	outcomeSuccess = "success"
 	outcomeRetry   = "retry"

@@ -2,31 +2,28 @@ package mq
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/gocarmine/mq/lua"
 	"github.com/redis/go-redis/v9"
 )
-
-//go:embed lua/*.lua
-var luaFiles embed.FS
 
 // Every script is composed at load time from shared parts and its own body,
 // so that the status computation of SPEC section 2 is written once. The
 // composed texts are pinned by a golden test (testdata/lua/*.lua.golden).
 var scriptParts = map[string][]string{
-	"enqueue":        {"prelude", "status", "enqueue"},
-	"poll":           {"prelude", "status", "outcome", "poll"},
-	"message_status": {"prelude", "status", "message_status"},
-	"renew":          {"prelude", "outcome", "renew"},
+	"enqueue":    {"prelude", "status", "enqueue"},
+	"dequeue":    {"prelude", "status", "outcome", "dequeue"},
+	"msg-status": {"prelude", "status", "msg-status"},
+	"renew":      {"prelude", "outcome", "renew"},
 }
 
 var (
 	enqueueScript       = composeScript("enqueue")
-	pollScript          = composeScript("poll")
-	messageStatusScript = composeScript("message_status")
+	pollScript          = composeScript("dequeue")
+	messageStatusScript = composeScript("msg-status")
 	renewScript         = composeScript("renew")
 )
 
@@ -34,7 +31,7 @@ var (
 func composeSource(parts ...string) string {
 	var b strings.Builder
 	for i, p := range parts {
-		src, err := luaFiles.ReadFile("lua/" + p + ".lua")
+		src, err := lua.FS.ReadFile(p + ".lua")
 		if err != nil {
 			panic("mq: missing embedded script " + p + ": " + err.Error())
 		}

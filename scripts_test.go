@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gocarmine/mq/lua"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -39,12 +41,12 @@ func TestComposedScriptsGolden(t *testing.T) {
 // TestStatusWrittenOnce checks that the status computation is defined in
 // one file only and reaches the scripts that need it by composition.
 func TestStatusWrittenOnce(t *testing.T) {
-	entries, err := luaFiles.ReadDir("lua")
+	entries, err := lua.FS.ReadDir(".")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		src, err := luaFiles.ReadFile("lua/" + e.Name())
+		src, err := lua.FS.ReadFile(e.Name())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +55,7 @@ func TestStatusWrittenOnce(t *testing.T) {
 			t.Errorf("%s defines message_status %d times, want %d", e.Name(), n, want)
 		}
 	}
-	for _, name := range []string{"enqueue", "poll", "message_status"} {
+	for _, name := range []string{"enqueue", "dequeue", "msg-status"} {
 		if n := strings.Count(composeSource(scriptParts[name]...), "local function message_status("); n != 1 {
 			t.Errorf("composed %s defines message_status %d times, want 1", name, n)
 		}
@@ -64,12 +66,12 @@ func TestStatusWrittenOnce(t *testing.T) {
 // scripts only through KEYS, bound to names once in the prelude, and no
 // script builds a key name of its own.
 func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
-	entries, err := luaFiles.ReadDir("lua")
+	entries, err := lua.FS.ReadDir(".")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		src, _ := luaFiles.ReadFile("lua/" + e.Name())
+		src, _ := lua.FS.ReadFile(e.Name())
 		if strings.Contains(string(src), "carmine:") {
 			t.Errorf("%s names a key prefix", e.Name())
 		}

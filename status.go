@@ -65,7 +65,7 @@ func (c *Client) MessageStatus(ctx context.Context, queue, id string) (Status, e
 	return infos[0].status, nil
 }
 
-// statusInfo is what message_status.lua tells of one message.
+// statusInfo is what msg-status.lua tells of one message.
 type statusInfo struct {
 	status        Status
 	attempts      int64
@@ -73,7 +73,7 @@ type statusInfo struct {
 	firstEnqueued int64 // Unix ms, 0 if unknown
 }
 
-// messageInfos runs message_status.lua for ids, answering the server's time
+// messageInfos runs msg-status.lua for ids, answering the server's time
 // and one entry per id.
 func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (int64, []statusInfo, error) {
 	args := make([]any, len(ids))

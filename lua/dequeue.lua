@@ -1,4 +1,4 @@
--- poll.lua: up to ARGV[7] worker steps of SPEC section 4, run back to back,
+-- dequeue.lua: up to ARGV[7] worker steps of SPEC section 4, run back to back,
 -- stopping early after the first 'sleep' (SPEC section 10, batched poll),
 -- after recording the outcomes of earlier handlings. With no steps to take,
 -- it only records outcomes (the worker's flusher calls it so).
