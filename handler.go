@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // Handler handles the messages of a queue. Its answer is the outcome of
@@ -92,9 +94,9 @@ var ErrLockExpired = errors.New("mq: lock expired")
 
 // outcome is a handler's answer in the terms of outcome.lua.
 type outcome struct {
-	name    string // outcomeSuccess, outcomeRetry or outcomeError
+	name    protocol.Outcome // protocol.OutcomeSuccess, OutcomeRetry or OutcomeError
 	backoff time.Duration
-	err     error // for outcomeError: what the handler said
+	err     error // for OutcomeError: what the handler said
 }
 
 // outcomeAnswer is the error form of the outcomes that are not plain
@@ -110,24 +112,24 @@ func (e *outcomeAnswer) Error() string {
 // Retry is a handler's answer asking for the message to be handled again
 // after backoff (at once when zero). The attempt number counts up.
 func Retry(backoff time.Duration) error {
-	return &outcomeAnswer{outcome{name: outcomeRetry, backoff: max(0, backoff)}}
+	return &outcomeAnswer{outcome{name: protocol.OutcomeRetry, backoff: max(0, backoff)}}
 }
 
 // SucceedWithBackoff is a handler's answer of success that also keeps the
 // message id for backoff, during which enqueues of the same id are refused
 // with ErrBackoff (unless they may requeue).
 func SucceedWithBackoff(backoff time.Duration) error {
-	return &outcomeAnswer{outcome{name: outcomeSuccess, backoff: max(0, backoff)}}
+	return &outcomeAnswer{outcome{name: protocol.OutcomeSuccess, backoff: max(0, backoff)}}
 }
 
 // outcomeOf maps a handler's answer to an outcome.
 func outcomeOf(err error) outcome {
 	if err == nil {
-		return outcome{name: outcomeSuccess}
+		return outcome{name: protocol.OutcomeSuccess}
 	}
 	var oe *outcomeAnswer
 	if errors.As(err, &oe) {
 		return oe.outcome
 	}
-	return outcome{name: outcomeError, err: err}
+	return outcome{name: protocol.OutcomeError, err: err}
 }

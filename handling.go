@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // handlerLoop is one handler thread: it handles deliveries until the loops
@@ -36,8 +38,8 @@ func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan de
 func (w *Worker) giveBack(d delivery) {
 	w.stats.count(CountReleased)
 	w.outbox.add(pendingOutcome{
-		completion: completion{id: d.step.id, lockedUntil: d.step.lockedUntil, outcome: outcomeRelease},
-		attempt:    d.step.attempt,
+		Completion: protocol.Completion{ID: d.step.ID, LockedUntil: d.step.LockedUntil, Outcome: protocol.OutcomeRelease},
+		attempt:    d.step.Attempt,
 	})
 	w.finish(1)
 }
@@ -47,20 +49,20 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry) {
 	s := &d.step
 	ctx, cancel := context.WithCancelCause(base)
 	defer cancel(nil)
-	lock := newHeldLock(w.c, w.queue, s.id, s.lockTime, s.lockedUntil, d.sent.Add(s.lockTime), cancel, expiry)
+	lock := newHeldLock(w.c, w.queue, s.ID, s.LockTime, s.LockedUntil, d.sent.Add(s.LockTime), cancel, expiry)
 	defer lock.over()
 	msg := &Message{
 		Queue:     w.queue,
-		ID:        s.id,
-		Data:      s.data,
-		Attempt:   int(s.attempt),
-		LockTime:  s.lockTime,
-		Age:       time.Duration(s.now-s.firstEnqueued) * time.Millisecond,
+		ID:        s.ID,
+		Data:      s.Data,
+		Attempt:   int(s.Attempt),
+		LockTime:  s.LockTime,
+		Age:       time.Duration(s.Now-s.FirstEnqueued) * time.Millisecond,
 		QueueSize: d.queueSize,
 		codec:     w.c.cfg.Codec,
 		lock:      lock,
 	}
-	if s.attempt == 1 {
+	if s.Attempt == 1 {
 		w.stats.queueingTime.Add(float64(msg.Age.Milliseconds()))
 	}
 
@@ -71,7 +73,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry) {
 		renewWG.Add(1)
 		go func() {
 			defer renewWG.Done()
-			w.renewLoop(ctx, lock, renewDone, w.messageLog(s.id, s.attempt))
+			w.renewLoop(ctx, lock, renewDone, w.messageLog(s.ID, s.Attempt))
 		}()
 	}
 
@@ -84,29 +86,29 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry) {
 	}
 
 	oc := outcomeOf(err)
-	if oc.name == outcomeError && ctx.Err() != nil {
+	if oc.name == protocol.OutcomeError && ctx.Err() != nil {
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.
 		w.stats.count(CountAbandoned)
-		w.messageLog(s.id, s.attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
+		w.messageLog(s.ID, s.Attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
 			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
 		return
 	}
 	switch oc.name {
-	case outcomeSuccess:
+	case protocol.OutcomeSuccess:
 		w.stats.count(CountSuccess)
-	case outcomeRetry:
+	case protocol.OutcomeRetry:
 		w.stats.count(CountRetry)
-	case outcomeError:
+	case protocol.OutcomeError:
 		w.stats.count(CountError)
-		w.messageLog(s.id, s.attempt).Error("mq: handler error", slog.Any("error", oc.err))
+		w.messageLog(s.ID, s.Attempt).Error("mq: handler error", slog.Any("error", oc.err))
 	}
 	if oc.backoff > 0 {
 		w.stats.count(CountBackoff)
 	}
 	w.outbox.add(pendingOutcome{
-		completion: completion{id: lock.id, lockedUntil: lock.token(), outcome: oc.name, backoff: oc.backoff},
-		attempt:    s.attempt,
+		Completion: protocol.Completion{ID: lock.id, LockedUntil: lock.token(), Outcome: oc.name, Backoff: oc.backoff},
+		attempt:    s.Attempt,
 	})
 }
 

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // maxOutcomesPerCall bounds the outcomes recorded by one script call.
@@ -12,7 +14,7 @@ const maxOutcomesPerCall = 256
 
 // pendingOutcome is a handler's outcome waiting to be recorded.
 type pendingOutcome struct {
-	completion
+	protocol.Completion
 	attempt int64 // for the logs
 }
 
@@ -47,7 +49,7 @@ func (o *outbox) add(p pendingOutcome) {
 	if o.closed {
 		o.mu.Unlock()
 		o.w.stats.count(CountAbandoned)
-		o.w.messageLog(p.id, p.attempt).Warn("mq: outcome handed in after the worker closed; the message stays locked until its lock expires")
+		o.w.messageLog(p.ID, p.attempt).Warn("mq: outcome handed in after the worker closed; the message stays locked until its lock expires")
 		return
 	}
 	o.pending = append(o.pending, p)
@@ -88,9 +90,9 @@ func (o *outbox) done(batch []pendingOutcome, recorded []bool) {
 		return
 	}
 	for i, p := range batch {
-		if !recorded[i] && p.outcome != outcomeRelease {
+		if !recorded[i] && p.Outcome != protocol.OutcomeRelease {
 			o.w.stats.count(CountLockLost)
-			o.w.messageLog(p.id, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", p.outcome))
+			o.w.messageLog(p.ID, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not", slog.String("outcome", string(p.Outcome)))
 		}
 	}
 	o.mu.Lock()
@@ -181,11 +183,11 @@ func (o *outbox) flush(killed context.Context, p *poller) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r, resolved, err := q.call(ctx, pollArgs{}, batch)
+		r, resolved, err := q.call(ctx, protocol.PollArgs{}, batch)
 		cancel()
 		if err == nil {
 			errs = 0
-			o.done(resolved, r.recorded)
+			o.done(resolved, r.Recorded)
 			continue
 		}
 		if q != p {
@@ -220,8 +222,8 @@ func (o *outbox) abandonAll(p *poller) {
 func (o *outbox) abandon(batch []pendingOutcome) {
 	for _, p := range batch {
 		o.w.stats.count(CountAbandoned)
-		o.w.messageLog(p.id, p.attempt).Warn("mq: outcome not recorded before the stop; the message stays locked until its lock expires",
-			slog.String("outcome", p.outcome))
+		o.w.messageLog(p.ID, p.attempt).Warn("mq: outcome not recorded before the stop; the message stays locked until its lock expires",
+			slog.String("outcome", string(p.Outcome)))
 	}
 	o.mu.Lock()
 	o.taken -= len(batch)

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // maxErrorBackoff caps the pause after consecutive loop errors, which
@@ -77,12 +79,12 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 		if burst {
 			w.stats.count(CountBurstPolls)
 		}
-		reply, resolved, err := p.call(ctx, pollArgs{
-			lockTime:   w.cfg.LockTime,
-			sleeps:     sleeps,
-			maxSteps:   4*n + 16,
-			maxHandles: n,
-			wantSize:   wantSize,
+		reply, resolved, err := p.call(ctx, protocol.PollArgs{
+			LockTime:   w.cfg.LockTime,
+			Sleeps:     sleeps,
+			MaxSteps:   4*n + 16,
+			MaxHandles: n,
+			WantSize:   wantSize,
 		}, batch)
 		received := time.Now()
 		if err != nil {
@@ -110,31 +112,31 @@ func (w *Worker) loop(ctx context.Context, i int, burst bool, deliveries chan de
 			}
 			continue
 		}
-		w.outbox.done(resolved, reply.recorded)
+		w.outbox.done(resolved, reply.Recorded)
 		if errs > 0 {
 			w.log.Info("mq: poll recovered", slog.Int("after_errors", errs),
 				slog.Duration("after", received.Sub(failingSince)))
 			errs = 0
 		}
-		if reply.queueSize >= 0 {
-			queueSize, sizeSeen = reply.queueSize, received
+		if reply.QueueSize >= 0 {
+			queueSize, sizeSeen = reply.QueueSize, received
 			w.stats.queueSize.Add(float64(queueSize))
 		}
 
 		handled, ndry := 0, int64(0)
-		var sleep *pollStep
-		for k := range reply.steps {
-			s := &reply.steps[k]
-			switch s.kind {
-			case stepHandle:
+		var sleep *protocol.Step
+		for k := range reply.Steps {
+			s := &reply.Steps[k]
+			switch s.Kind {
+			case protocol.StepHandle:
 				handled++
 				// Never blocks: deliveries has room for every message
 				// that may be taken.
-				deliveries <- delivery{step: *s, queueSize: queueSize, sent: reply.sent, received: received}
-			case stepSleep:
-				sleep, ndry = s, s.ndryRuns
-			case stepSkip:
-				w.stats.countSkip(s.reason)
+				deliveries <- delivery{step: *s, queueSize: queueSize, sent: reply.Sent, received: received}
+			case protocol.StepSleep:
+				sleep, ndry = s, s.NDryRuns
+			case protocol.StepSkip:
+				w.stats.countSkip(s.Reason)
 			}
 		}
 		w.finish(n - handled)
@@ -279,7 +281,7 @@ func cmpOr(d, fallback time.Duration) time.Duration {
 
 // delivery is a message taken by a poll, on its way to a handler.
 type delivery struct {
-	step      pollStep
+	step      protocol.Step
 	queueSize int64
 	sent      time.Time // when the poll was sent: the lock runs out no sooner than its lock time after
 	received  time.Time // when the poll's reply came
@@ -290,6 +292,6 @@ type delivery struct {
 // minStaleWait), or the poll took so long that under a quarter of the lock
 // time is left (the handler would soon have its context ended).
 func (d *delivery) stale() bool {
-	lt := d.step.lockTime
+	lt := d.step.LockTime
 	return time.Since(d.received) > max(lt/4, minStaleWait) || time.Since(d.sent) > lt-lt/4
 }

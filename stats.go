@@ -3,6 +3,7 @@ package mq
 import (
 	"sync/atomic"
 
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/gocarmine/mq/internal/stats"
 )
 
@@ -36,11 +37,6 @@ const (
 	// CountPollError counts polls that failed (Redis down, for one).
 	CountPollError = "worker/poll-error"
 )
-
-// skipReasons are the poll's skip answers (SPEC section 4), each counted
-// as "skip/<reason>".
-var skipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-backoff",
-	"done-with-backoff", "did-requeue", "did-gc"}
 
 var countNames = []string{CountSuccess, CountRetry, CountError, CountBackoff, CountLockLost,
 	CountAbandoned, CountReleased, CountBurstPolls, CountRenewed, CountEndOfCircle, CountPollError}
@@ -85,7 +81,7 @@ func newWorkerStats() *workerStats {
 	for _, n := range countNames {
 		s.counts[n] = new(atomic.Int64)
 	}
-	for _, r := range skipReasons {
+	for _, r := range protocol.SkipReasons { // the poll's skip answers
 		s.counts["skip/"+r] = new(atomic.Int64)
 	}
 	s.counts["skip/other"] = new(atomic.Int64)

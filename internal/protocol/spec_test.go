@@ -1,4 +1,4 @@
-package mq
+package protocol
 
 import (
 	"context"
@@ -137,7 +137,7 @@ func TestSpecStatus(t *testing.T) {
 	rows := []struct {
 		name string
 		st   state
-		want Status
+		want string
 	}{
 		{"not in messages", state{}, StatusNone},
 		{"requeue pending but no message", state{rq: true, done: true}, StatusNone},
@@ -160,11 +160,10 @@ func TestSpecStatus(t *testing.T) {
 		{"done-with-requeue, legacy set", state{exists: true, done: true, legacyRQ: true}, StatusDoneWithRequeue},
 	}
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		for i, row := range rows {
 			q := fmt.Sprintf("status-%d", i)
 			s.put(t, q, row.st, s.now(t))
-			got, err := c.MessageStatus(context.Background(), q, mid)
+			got, err := messageStatus(context.Background(), s, q, mid)
 			require.NoError(t, err)
 			assert.Equal(t, row.want, got, row.name)
 		}
@@ -191,35 +190,34 @@ func TestSpecEnqueue(t *testing.T) {
 		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sleeper woken")
 	}
 	rows := []struct {
-		name    string
-		st      state
-		opts    EnqueueOptions
-		action  Action
-		refused error
-		check   check
+		name  string
+		st    state
+		opts  EnqueueMessage
+		want  Code
+		check check
 	}{
-		{"nil: added to mids-ready", state{}, EnqueueOptions{}, ActionAdded, nil,
+		{"nil: added to mids-ready", state{}, EnqueueMessage{}, Added,
 			func(t *testing.T, s *server, q string, now int64) {
 				assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady))
-				assert.Equal(t, []string{endOfCircle}, s.list(t, q, keys.MidCircle), "circle made with its sentinel")
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "circle made with its sentinel")
 				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
 				near(t, now, s.hgetInt(t, q, keys.UDTs), "udts")
 				assert.Equal(t, "", s.hget(t, q, keys.LockTimes))
 				assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
 				assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sentinel created in isleep-a")
 			}},
-		{"nil: with init-backoff, onto the circle", state{}, EnqueueOptions{InitialBackoff: 5 * time.Second}, ActionAdded, nil,
+		{"nil: with init-backoff, onto the circle", state{}, EnqueueMessage{InitialBackoff: 5 * time.Second}, Added,
 			func(t *testing.T, s *server, q string, now int64) {
 				assert.Empty(t, s.list(t, q, keys.MidsReady))
-				assert.Equal(t, []string{mid, endOfCircle}, s.list(t, q, keys.MidCircle))
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
 				near(t, now+5000, s.hgetInt(t, q, keys.Backoffs), "backoff")
 			}},
-		{"nil: with lock time", state{}, EnqueueOptions{LockTime: 1234 * time.Millisecond}, ActionAdded, nil,
+		{"nil: with lock time", state{}, EnqueueMessage{LockTime: 1234 * time.Millisecond}, Added,
 			func(t *testing.T, s *server, q string, now int64) {
 				assert.Equal(t, int64(1234), s.hgetInt(t, q, keys.LockTimes))
 			}},
 		{"queued, can-update: content and lock time replaced, udts kept", state{exists: true, lockTime: 99, udt: -7000},
-			EnqueueOptions{CanUpdate: true}, ActionUpdated, nil,
+			EnqueueMessage{CanUpdate: true}, Updated,
 			func(t *testing.T, s *server, q string, now int64) {
 				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
 				assert.Equal(t, "", s.hget(t, q, keys.LockTimes), "lock time deleted when none given")
@@ -227,89 +225,81 @@ func TestSpecEnqueue(t *testing.T) {
 				assert.Empty(t, s.list(t, q, keys.MidsReady), "not pushed again")
 			}},
 		{"queued-with-backoff, can-update: backoff kept", state{exists: true, backoff: 3600000},
-			EnqueueOptions{CanUpdate: true, InitialBackoff: time.Second}, ActionUpdated, nil,
+			EnqueueMessage{CanUpdate: true, InitialBackoff: time.Second}, Updated,
 			func(t *testing.T, s *server, q string, now int64) {
 				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
 				near(t, now+3600000, s.hgetInt(t, q, keys.Backoffs), "backoff kept")
 			}},
 		{"queued, can-update + reset-init-backoff", state{exists: true, backoff: 3600000},
-			EnqueueOptions{CanUpdate: true, ResetInitialBackoff: true, InitialBackoff: 2 * time.Second}, ActionUpdated, nil,
+			EnqueueMessage{CanUpdate: true, ResetInitialBackoff: true, InitialBackoff: 2 * time.Second}, Updated,
 			func(t *testing.T, s *server, q string, now int64) {
 				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
 				near(t, now+2000, s.hgetInt(t, q, keys.Backoffs), "backoff reset")
 			}},
 		{"queued, can-update + reset-init-backoff without one", state{exists: true, backoff: 3600000},
-			EnqueueOptions{CanUpdate: true, ResetInitialBackoff: true}, ActionUpdated, nil,
+			EnqueueMessage{CanUpdate: true, ResetInitialBackoff: true}, Updated,
 			func(t *testing.T, s *server, q string, now int64) {
 				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "backoff deleted")
 			}},
 		{"queued, reset-init-backoff alone", state{exists: true},
-			EnqueueOptions{ResetInitialBackoff: true, InitialBackoff: 3 * time.Second}, ActionUpdated, nil,
+			EnqueueMessage{ResetInitialBackoff: true, InitialBackoff: 3 * time.Second}, Updated,
 			func(t *testing.T, s *server, q string, now int64) {
 				unchanged(t, s, q, now)
 				near(t, now+3000, s.hgetInt(t, q, keys.Backoffs), "backoff set")
 			}},
 		{"queued-with-backoff, reset-init-backoff alone without one", state{exists: true, backoff: 3600000},
-			EnqueueOptions{ResetInitialBackoff: true}, ActionUpdated, nil,
+			EnqueueMessage{ResetInitialBackoff: true}, Updated,
 			func(t *testing.T, s *server, q string, now int64) {
 				unchanged(t, s, q, now)
 				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "backoff deleted")
 			}},
-		{"queued: refused", state{exists: true}, EnqueueOptions{}, "", ErrAlreadyQueued, unchanged},
-		{"queued-with-backoff: refused", state{exists: true, backoff: 3600000}, EnqueueOptions{CanRequeue: true}, "", ErrAlreadyQueued,
+		{"queued: refused", state{exists: true}, EnqueueMessage{}, AlreadyQueued, unchanged},
+		{"queued-with-backoff: refused", state{exists: true, backoff: 3600000}, EnqueueMessage{CanRequeue: true}, AlreadyQueued,
 			func(t *testing.T, s *server, q string, now int64) {
 				unchanged(t, s, q, now)
 				assert.Equal(t, "", s.hget(t, q, keys.MessagesRQ))
 			}},
 		{"locked, can-requeue: requeue added", state{exists: true, lock: 3600000},
-			EnqueueOptions{CanRequeue: true, LockTime: 4321 * time.Millisecond}, ActionAdded, nil, requeueStored("new", 4321)},
+			EnqueueMessage{CanRequeue: true, LockTime: 4321 * time.Millisecond}, Added, requeueStored("new", 4321)},
 		{"locked-with-requeue, can-requeue + can-update: requeue updated", state{exists: true, lock: 3600000, rq: true, rqLockTime: 5},
-			EnqueueOptions{CanRequeue: true, CanUpdate: true}, ActionUpdated, nil, requeueStored("new", 0)},
+			EnqueueMessage{CanRequeue: true, CanUpdate: true}, Updated, requeueStored("new", 0)},
 		{"locked-with-requeue, can-requeue: refused", state{exists: true, lock: 3600000, rq: true},
-			EnqueueOptions{CanRequeue: true}, "", ErrAlreadyQueued, requeueStored("rq", 0)},
-		{"locked: refused", state{exists: true, lock: 3600000}, EnqueueOptions{CanUpdate: true}, "", ErrLocked, unchanged},
+			EnqueueMessage{CanRequeue: true}, AlreadyQueued, requeueStored("rq", 0)},
+		{"locked: refused", state{exists: true, lock: 3600000}, EnqueueMessage{CanUpdate: true}, Locked, unchanged},
 		{"done-with-backoff, can-requeue: requeue added", state{exists: true, done: true, backoff: 3600000},
-			EnqueueOptions{CanRequeue: true}, ActionAdded, nil, requeueStored("new", 0)},
+			EnqueueMessage{CanRequeue: true}, Added, requeueStored("new", 0)},
 		{"done-with-requeue in backoff, can-requeue + can-update: updated", state{exists: true, done: true, backoff: 3600000, rq: true},
-			EnqueueOptions{CanRequeue: true, CanUpdate: true}, ActionUpdated, nil, requeueStored("new", 0)},
+			EnqueueMessage{CanRequeue: true, CanUpdate: true}, Updated, requeueStored("new", 0)},
 		{"done-with-requeue in backoff, can-requeue: refused", state{exists: true, done: true, backoff: 3600000, rq: true},
-			EnqueueOptions{CanRequeue: true}, "", ErrAlreadyQueued, requeueStored("rq", 0)},
-		{"done-with-backoff: refused", state{exists: true, done: true, backoff: 3600000}, EnqueueOptions{CanUpdate: true}, "", ErrBackoff, unchanged},
-		{"done-awaiting-gc: ready, woken, requeue added", state{exists: true, done: true}, EnqueueOptions{}, ActionAdded, nil,
+			EnqueueMessage{CanRequeue: true}, AlreadyQueued, requeueStored("rq", 0)},
+		{"done-with-backoff: refused", state{exists: true, done: true, backoff: 3600000}, EnqueueMessage{CanUpdate: true}, Backoff, unchanged},
+		{"done-awaiting-gc: ready, woken, requeue added", state{exists: true, done: true}, EnqueueMessage{}, Added,
 			func(t *testing.T, s *server, q string, now int64) {
 				pushedReady(t, s, q, now)
 				requeueStored("new", 0)(t, s, q, now)
 			}},
-		{"done-with-requeue: ready, woken, refused", state{exists: true, done: true, rq: true}, EnqueueOptions{}, "", ErrAlreadyQueued,
+		{"done-with-requeue: ready, woken, refused", state{exists: true, done: true, rq: true}, EnqueueMessage{}, AlreadyQueued,
 			func(t *testing.T, s *server, q string, now int64) {
 				pushedReady(t, s, q, now)
 				requeueStored("rq", 0)(t, s, q, now)
 			}},
-		{"done-with-requeue, can-update: ready, woken, updated", state{exists: true, done: true, rq: true}, EnqueueOptions{CanUpdate: true},
-			ActionUpdated, nil, func(t *testing.T, s *server, q string, now int64) {
+		{"done-with-requeue, can-update: ready, woken, updated", state{exists: true, done: true, rq: true}, EnqueueMessage{CanUpdate: true},
+			Updated, func(t *testing.T, s *server, q string, now int64) {
 				pushedReady(t, s, q, now)
 				requeueStored("new", 0)(t, s, q, now)
 			}},
 	}
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		ctx := context.Background()
 		for i, row := range rows {
 			q := fmt.Sprintf("enqueue-%d", i)
 			now := s.now(t)
 			s.put(t, q, row.st, now)
 			opts := row.opts
-			opts.MessageID = mid
-			res, err := c.Enqueue(ctx, q, Raw("new"), &opts)
+			opts.ID = mid
+			code, err := enqueue(ctx, s, q, "new", &opts)
 			require.NoError(t, err, row.name)
-			assert.Equal(t, mid, res.MessageID, row.name)
-			assert.Equal(t, row.action, res.Action, row.name)
-			if row.refused == nil {
-				assert.NoError(t, res.Refused, row.name)
-				assert.True(t, res.OK(), row.name)
-			} else {
-				assert.ErrorIs(t, res.Refused, row.refused, row.name)
-			}
+			assert.Equal(t, row.want, code, row.name)
 			t.Run(row.name, func(t *testing.T) { row.check(t, s, q, now) })
 		}
 	})
@@ -319,30 +309,32 @@ func TestSpecEnqueue(t *testing.T) {
 // per call.
 func TestSpecEnqueueWake(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		ctx := context.Background()
 		q := queueName(t)
-		_, err := c.Enqueue(ctx, q, "x", nil)
+		_, err := enqueue(ctx, s, q, "x", nil)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "created in a")
-		_, err = c.Enqueue(ctx, q, "x", nil)
+		_, err = enqueue(ctx, s, q, "x", nil)
 		require.NoError(t, err)
 		assert.Empty(t, s.list(t, q, keys.ISleepA))
 		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "moved a to b")
-		_, err = c.Enqueue(ctx, q, "x", nil)
+		_, err = enqueue(ctx, s, q, "x", nil)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "moved b to a")
 		// A refused enqueue wakes nobody.
-		res, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "dup"})
+		code, err := enqueue(ctx, s, q, "x", &EnqueueMessage{ID: "dup"})
 		require.NoError(t, err)
-		require.True(t, res.OK())
-		res, err = c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "dup"})
+		require.Equal(t, Added, code)
+		code, err = enqueue(ctx, s, q, "x", &EnqueueMessage{ID: "dup"})
 		require.NoError(t, err)
-		require.ErrorIs(t, res.Refused, ErrAlreadyQueued)
+		require.Equal(t, AlreadyQueued, code)
 		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "only the added one moved it")
 		// A batch moves it once.
-		_, err = c.EnqueueMany(ctx, q, EnqueueRequest{Message: "a"}, EnqueueRequest{Message: "b"})
-		require.NoError(t, err)
+		answers := EnqueuePipelined(ctx, s.rdb, s.keys(q), []EnqueueCall{{Token: randomToken(), Keep: time.Minute,
+			Messages: []EnqueueMessage{{ID: "a", Data: []byte("a")}, {ID: "b", Data: []byte("b")}}}})
+		require.Len(t, answers, 1)
+		require.NoError(t, answers[0].Err)
+		require.Equal(t, []Code{Added, Added}, answers[0].Codes)
 		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "one move for the batch")
 	})
 }
@@ -352,80 +344,79 @@ var testSleeps = [5]time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 
 
 const testLockMS = 60000
 
-func onePoll(t *testing.T, c *Client, q string) pollStep {
+func onePoll(t *testing.T, s *server, q string) Step {
 	t.Helper()
-	r, err := c.poll(context.Background(), q, pollArgs{lockTime: testLockMS * time.Millisecond, sleeps: testSleeps, maxSteps: 1})
+	r, err := poll(context.Background(), s, q, PollArgs{LockTime: testLockMS * time.Millisecond, Sleeps: testSleeps, MaxSteps: 1})
 	require.NoError(t, err)
-	require.Len(t, r.steps, 1)
-	return r.steps[0]
+	require.Len(t, r.Steps, 1)
+	return r.Steps[0]
 }
 
 // TestSpecPollSleep: SPEC section 4, step 2: the sleep answer.
 func TestSpecPollSleep(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		ctx := context.Background()
 
 		q := "sleep-empty"
-		st := onePoll(t, c, q)
-		assert.Equal(t, stepSleep, st.kind)
-		assert.Equal(t, "a", st.sleepList, "neither list holds the sentinel: a")
-		assert.Equal(t, 10*time.Millisecond, st.sleep)
-		assert.Equal(t, int64(1), st.ndryRuns)
+		st := onePoll(t, s, q)
+		assert.Equal(t, StepSleep, st.Kind)
+		assert.Equal(t, "a", st.SleepList, "neither list holds the sentinel: a")
+		assert.Equal(t, 10*time.Millisecond, st.Sleep)
+		assert.Equal(t, int64(1), st.NDryRuns)
 		n, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), n)
 
 		for ndry := int64(0); ndry <= 6; ndry++ {
 			q := fmt.Sprintf("sleep-ndry-%d", ndry)
-			s.setList(t, q, keys.MidCircle, endOfCircle)
+			s.setList(t, q, keys.MidCircle, EndOfCircle)
 			require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.NDryRuns), ndry, 0).Err())
-			st := onePoll(t, c, q)
-			require.Equal(t, stepSleep, st.kind)
-			assert.Equal(t, testSleeps[min(5, ndry+1)-1], st.sleep, "ndry-runs %d", ndry)
+			st := onePoll(t, s, q)
+			require.Equal(t, StepSleep, st.Kind)
+			assert.Equal(t, testSleeps[min(5, ndry+1)-1], st.Sleep, "ndry-runs %d", ndry)
 			n, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
 			require.NoError(t, err)
 			assert.Equal(t, ndry+1, n, "incremented")
-			assert.Equal(t, []string{endOfCircle}, s.list(t, q, keys.MidCircle), "the sentinel stays")
+			assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "the sentinel stays")
 		}
 
 		q = "sleep-a-holds"
 		s.setList(t, q, keys.ISleepA, "_")
-		assert.Equal(t, "b", onePoll(t, c, q).sleepList)
+		assert.Equal(t, "b", onePoll(t, s, q).SleepList)
 		q = "sleep-b-holds"
 		s.setList(t, q, keys.ISleepB, "_")
-		assert.Equal(t, "a", onePoll(t, c, q).sleepList)
+		assert.Equal(t, "a", onePoll(t, s, q).SleepList)
 	})
 }
 
 // TestSpecPollSteps: SPEC section 4, step 3: one row per status.
 func TestSpecPollSteps(t *testing.T) {
-	type check func(t *testing.T, s *server, q string, now int64, st pollStep)
+	type check func(t *testing.T, s *server, q string, now int64, st Step)
 	rows := []struct {
 		name   string
 		st     state
 		source string // "ready" or "circle"
-		kind   string
+		kind   StepKind
 		reason string
 		useful bool // the step resets ndry-runs
 		check  check
 	}{
-		{"nil from circle: dropped", state{}, "circle", stepSkip, "did-trim", false,
-			func(t *testing.T, s *server, q string, now int64, st pollStep) {
-				assert.Equal(t, []string{endOfCircle}, s.list(t, q, keys.MidCircle))
+		{"nil from circle: dropped", state{}, "circle", StepSkip, "did-trim", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
 			}},
-		{"nil from ready: nothing", state{}, "ready", stepSkip, "unexpected", false,
-			func(t *testing.T, s *server, q string, now int64, st pollStep) {
-				assert.Equal(t, []string{mid, endOfCircle}, s.list(t, q, keys.MidCircle), "moved onto the circle")
+		{"nil from ready: nothing", state{}, "ready", StepSkip, "unexpected", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle), "moved onto the circle")
 			}},
-		{"locked", state{exists: true, lock: 3600000}, "circle", stepSkip, "locked", false, nil},
-		{"locked-with-requeue", state{exists: true, lock: 3600000, rq: true}, "ready", stepSkip, "locked", false, nil},
-		{"queued-with-backoff", state{exists: true, backoff: 3600000}, "circle", stepSkip, "queued-with-backoff", false, nil},
-		{"done-with-backoff", state{exists: true, done: true, backoff: 3600000}, "circle", stepSkip, "done-with-backoff", false, nil},
-		{"done-with-requeue in backoff", state{exists: true, done: true, backoff: 3600000, rq: true}, "circle", stepSkip, "done-with-backoff", false, nil},
+		{"locked", state{exists: true, lock: 3600000}, "circle", StepSkip, "locked", false, nil},
+		{"locked-with-requeue", state{exists: true, lock: 3600000, rq: true}, "ready", StepSkip, "locked", false, nil},
+		{"queued-with-backoff", state{exists: true, backoff: 3600000}, "circle", StepSkip, "queued-with-backoff", false, nil},
+		{"done-with-backoff", state{exists: true, done: true, backoff: 3600000}, "circle", StepSkip, "done-with-backoff", false, nil},
+		{"done-with-requeue in backoff", state{exists: true, done: true, backoff: 3600000, rq: true}, "circle", StepSkip, "done-with-backoff", false, nil},
 		{"done-with-requeue: requeued", state{exists: true, done: true, rq: true, rqLockTime: 777, attempts: 3, legacyRQ: true, backoff: -5},
-			"circle", stepSkip, "did-requeue", true,
-			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+			"circle", StepSkip, "did-requeue", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
 				assert.Equal(t, "rq", s.hget(t, q, keys.Messages))
 				near(t, now, s.hgetInt(t, q, keys.UDTs), "udts = now")
 				assert.Equal(t, int64(777), s.hgetInt(t, q, keys.LockTimes))
@@ -437,54 +428,53 @@ func TestSpecPollSteps(t *testing.T) {
 				assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady))
 			}},
 		{"done-with-requeue, no pending lock time: the default", state{exists: true, done: true, rq: true, lockTime: 5},
-			"circle", stepSkip, "did-requeue", true,
-			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+			"circle", StepSkip, "did-requeue", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
 				assert.Equal(t, int64(testLockMS), s.hgetInt(t, q, keys.LockTimes))
 			}},
 		{"done-with-requeue, legacy set only: same content", state{exists: true, done: true, legacyRQ: true},
-			"circle", stepSkip, "did-requeue", true,
-			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+			"circle", StepSkip, "did-requeue", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
 				assert.Equal(t, "old", s.hget(t, q, keys.Messages))
 				assert.False(t, s.isMember(t, q, keys.Requeue))
 				assert.False(t, s.isMember(t, q, keys.Done))
 			}},
 		{"done-awaiting-gc from circle: collected and dropped", state{exists: true, done: true, lock: -5, backoff: -5, attempts: 2, lockTime: 9, rqLockTime: 8},
-			"circle", stepSkip, "did-gc", true,
-			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+			"circle", StepSkip, "did-gc", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
 				for _, k := range []keys.Index{keys.Messages, keys.MessagesRQ, keys.LockTimes, keys.LockTimesRQ, keys.UDTs,
 					keys.Locks, keys.Backoffs, keys.NAttempts} {
 					assert.Equal(t, "", s.hget(t, q, k), keys.Suffixes[k])
 				}
 				assert.False(t, s.isMember(t, q, keys.Done))
-				assert.Equal(t, []string{endOfCircle}, s.list(t, q, keys.MidCircle))
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
 			}},
 		{"done-awaiting-gc from ready: collected, left on the circle", state{exists: true, done: true},
-			"ready", stepSkip, "did-gc", true,
-			func(t *testing.T, s *server, q string, now int64, st pollStep) {
+			"ready", StepSkip, "did-gc", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
 				assert.Equal(t, "", s.hget(t, q, keys.Messages))
-				assert.Equal(t, []string{mid, endOfCircle}, s.list(t, q, keys.MidCircle))
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
 			}},
-		{"queued: handled with the default lock", state{exists: true, udt: -2500}, "ready", stepHandle, "", true,
-			func(t *testing.T, s *server, q string, now int64, st pollStep) {
-				assert.Equal(t, mid, st.id)
-				assert.Equal(t, "old", string(st.data))
-				assert.Equal(t, int64(1), st.attempt)
-				assert.Equal(t, time.Duration(testLockMS)*time.Millisecond, st.lockTime)
-				near(t, now-2500, st.firstEnqueued, "first enqueued")
-				assert.Equal(t, st.now+testLockMS, st.lockedUntil)
-				assert.Equal(t, st.lockedUntil, s.hgetInt(t, q, keys.Locks), "lock written")
+		{"queued: handled with the default lock", state{exists: true, udt: -2500}, "ready", StepHandle, "", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, mid, st.ID)
+				assert.Equal(t, "old", string(st.Data))
+				assert.Equal(t, int64(1), st.Attempt)
+				assert.Equal(t, time.Duration(testLockMS)*time.Millisecond, st.LockTime)
+				near(t, now-2500, st.FirstEnqueued, "first enqueued")
+				assert.Equal(t, st.Now+testLockMS, st.LockedUntil)
+				assert.Equal(t, st.LockedUntil, s.hgetInt(t, q, keys.Locks), "lock written")
 				assert.Equal(t, int64(1), s.hgetInt(t, q, keys.NAttempts))
 			}},
 		{"queued, own lock time, expired lock: handled again", state{exists: true, lock: -1000, lockTime: 500, attempts: 2, backoff: -1},
-			"circle", stepHandle, "", true,
-			func(t *testing.T, s *server, q string, now int64, st pollStep) {
-				assert.Equal(t, int64(3), st.attempt)
-				assert.Equal(t, 500*time.Millisecond, st.lockTime)
-				assert.Equal(t, st.now+500, s.hgetInt(t, q, keys.Locks))
+			"circle", StepHandle, "", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, int64(3), st.Attempt)
+				assert.Equal(t, 500*time.Millisecond, st.LockTime)
+				assert.Equal(t, st.Now+500, s.hgetInt(t, q, keys.Locks))
 			}},
 	}
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		ctx := context.Background()
 		for i, row := range rows {
 			q := fmt.Sprintf("poll-%d", i)
@@ -492,14 +482,14 @@ func TestSpecPollSteps(t *testing.T) {
 			s.put(t, q, row.st, now)
 			if row.source == "ready" {
 				s.setList(t, q, keys.MidsReady, mid)
-				s.setList(t, q, keys.MidCircle, endOfCircle)
+				s.setList(t, q, keys.MidCircle, EndOfCircle)
 			} else {
-				s.setList(t, q, keys.MidCircle, endOfCircle, mid) // mid rightmost: next
+				s.setList(t, q, keys.MidCircle, EndOfCircle, mid) // mid rightmost: next
 			}
 			require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.NDryRuns), 3, 0).Err())
-			st := onePoll(t, c, q)
-			assert.Equal(t, row.kind, st.kind, row.name)
-			assert.Equal(t, row.reason, st.reason, row.name)
+			st := onePoll(t, s, q)
+			assert.Equal(t, row.kind, st.Kind, row.name)
+			assert.Equal(t, row.reason, st.Reason, row.name)
 			ndry, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
 			require.NoError(t, err)
 			if row.useful {
@@ -518,36 +508,35 @@ func TestSpecPollSteps(t *testing.T) {
 // polls back to back, ending at the first sleep.
 func TestSpecPollOrderAndBatch(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		ctx := context.Background()
 		q := queueName(t)
 		for _, id := range []string{"c1", "r1"} {
-			_, err := c.Enqueue(ctx, q, id, &EnqueueOptions{MessageID: id})
+			_, err := enqueue(ctx, s, q, id, &EnqueueMessage{ID: id})
 			require.NoError(t, err)
 		}
 		// Move c1 to the circle, behind the sentinel: only r1 is ready.
 		s.setList(t, q, keys.MidsReady, "r1")
-		s.setList(t, q, keys.MidCircle, "c1", endOfCircle)
-		st := onePoll(t, c, q)
-		require.Equal(t, stepHandle, st.kind)
-		assert.Equal(t, "r1", st.id, "mids-ready before the circle")
+		s.setList(t, q, keys.MidCircle, "c1", EndOfCircle)
+		st := onePoll(t, s, q)
+		require.Equal(t, StepHandle, st.Kind)
+		assert.Equal(t, "r1", st.ID, "mids-ready before the circle")
 
 		q2 := q + "-batch"
 		for i := range 3 {
-			_, err := c.Enqueue(ctx, q2, i, nil)
+			_, err := enqueue(ctx, s, q2, i, nil)
 			require.NoError(t, err)
 		}
-		r, err := c.poll(ctx, q2, pollArgs{lockTime: time.Minute, sleeps: testSleeps, maxSteps: 10})
+		r, err := poll(ctx, s, q2, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 10})
 		require.NoError(t, err)
-		kinds := make([]string, len(r.steps))
-		for i, s := range r.steps {
-			kinds[i] = s.kind
+		kinds := make([]StepKind, len(r.Steps))
+		for i, s := range r.Steps {
+			kinds[i] = s.Kind
 		}
-		assert.Equal(t, []string{stepHandle, stepHandle, stepHandle, stepSleep}, kinds)
-		assert.Equal(t, int64(1), r.steps[3].ndryRuns, "useful steps reset ndry-runs before the sleep read it")
+		assert.Equal(t, []StepKind{StepHandle, StepHandle, StepHandle, StepSleep}, kinds)
+		assert.Equal(t, int64(1), r.Steps[3].NDryRuns, "useful steps reset ndry-runs before the sleep read it")
 
-		r, err = c.poll(ctx, q2, pollArgs{lockTime: time.Minute, sleeps: testSleeps, maxSteps: 10, maxHandles: 1})
+		r, err = poll(ctx, s, q2, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 10, MaxHandles: 1})
 		require.NoError(t, err)
-		assert.Equal(t, stepSkip, r.steps[0].kind, "all three are locked now")
+		assert.Equal(t, StepSkip, r.Steps[0].Kind, "all three are locked now")
 	})
 }

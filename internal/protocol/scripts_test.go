@@ -1,4 +1,4 @@
-package mq
+package protocol
 
 import (
 	"flag"
@@ -18,7 +18,7 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files under te
 func TestComposedScriptsGolden(t *testing.T) {
 	for name, parts := range scriptParts {
 		got := composeSource(parts...)
-		path := filepath.Join("testdata", "lua", name+".lua.golden")
+		path := filepath.Join("testdata", name+".lua.golden")
 		if *updateGolden {
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				t.Fatal(err)
