@@ -101,28 +101,13 @@ func (c *Client) QueueStatus(ctx context.Context, queue string) (QueueStatus, er
 	if err := ValidateQueueName(queue); err != nil {
 		return QueueStatus{}, err
 	}
-	ks := c.keys(queue)
-	var ready, circle, locks, backoffs, done *redis.IntCmd
-	_, err := within(c, ctx, func(ctx context.Context) ([]redis.Cmder, error) {
-		return c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			ready = p.LLen(ctx, ks[keys.MidsReady])
-			circle = p.LLen(ctx, ks[keys.MidCircle])
-			locks = p.HLen(ctx, ks[keys.Locks])
-			backoffs = p.HLen(ctx, ks[keys.Backoffs])
-			done = p.SCard(ctx, ks[keys.Done])
-			return nil
-		})
+	n, err := within(c, ctx, func(ctx context.Context) (protocol.Counts, error) {
+		return protocol.QueueCounts(ctx, c.rdb, c.keys(queue))
 	})
 	if err != nil {
-		return QueueStatus{}, fmt.Errorf("mq: queue status of %q: %w", queue, err)
+		return QueueStatus{}, fmt.Errorf("mq: queue status of %q: %w", queue, redisError(err))
 	}
-	s := QueueStatus{
-		Total:   max(0, ready.Val()+circle.Val()-1),
-		Locked:  locks.Val(),
-		Backoff: backoffs.Val(),
-	}
-	s.Queued = max(0, s.Total-(s.Locked+s.Backoff+done.Val()))
-	return s, nil
+	return QueueStatus{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Total: n.Total}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a

@@ -261,11 +261,7 @@ if n_outcomes > 0 or #handed > 0 or consumed or confirmed < seq - 1 then
 end
 
 if ARGV[9] == '1' then
-  local ntotal = redis.call('llen', K_MIDS_READY) + redis.call('llen', K_MID_CIRCLE) - 1
-  if ntotal < 0 then ntotal = 0 end
-  local nqueued = ntotal - (redis.call('hlen', K_LOCKS) + redis.call('hlen', K_BACKOFFS)
-    + redis.call('scard', K_DONE))
-  if nqueued < 0 then nqueued = 0 end
+  local _, _, _, _, nqueued = queue_counts()
   reply[1] = nqueued
 else
   reply[1] = -1

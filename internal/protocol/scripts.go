@@ -26,10 +26,11 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // counts (§10) are each written once. The composed texts are pinned by a
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
-	"enqueue":    {"prelude", "status", "enqueue"},
-	"dequeue":    {"prelude", "status", "outcome", "dequeue"},
-	"msg-status": {"prelude", "status", "msg-status"},
-	"renew":      {"prelude", "outcome", "renew"},
+	"enqueue":      {"prelude", "status", "enqueue"},
+	"dequeue":      {"prelude", "status", "counts", "outcome", "dequeue"},
+	"msg-status":   {"prelude", "status", "msg-status"},
+	"renew":        {"prelude", "outcome", "renew"},
+	"queue-counts": {"prelude", "counts", "queue-counts"},
 }
 
 var (
@@ -37,6 +38,7 @@ var (
 	dequeueScript   = composeScript("dequeue")
 	msgStatusScript = composeScript("msg-status")
 	renewScript     = composeScript("renew")
+	countsScript    = composeScript("queue-counts")
 )
 
 // composeSource joins the named files of lua/ into one script text.

@@ -2,8 +2,11 @@ package protocol
 
 import (
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,9 +41,22 @@ func TestComposedScriptsGolden(t *testing.T) {
 	}
 }
 
-// TestStatusWrittenOnce checks that the status computation is defined in
-// one file only and reaches the scripts that need it by composition.
+// TestStatusWrittenOnce checks that the status computation (§2) and the
+// queue counts (§10) are each written once, in one Lua file, and reach the
+// scripts that need them by composition: no other Lua file, and no Go file
+// of the module, computes them again.
 func TestStatusWrittenOnce(t *testing.T) {
+	// Marks of each computation, and the one file that may hold them.
+	marks := map[string]string{
+		"local function message_status(": "status.lua",
+		"local function status_name(":    "status.lua",
+		"'done-awaiting-gc'":             "status.lua",
+		"local function queue_counts(":   "counts.lua",
+		"'llen', K_MID_CIRCLE":           "counts.lua",
+		"'hlen', K_LOCKS":                "counts.lua",
+		"'hlen', K_BACKOFFS":             "counts.lua",
+		"'scard', K_DONE":                "counts.lua",
+	}
 	entries, err := lua.FS.ReadDir(".")
 	if err != nil {
 		t.Fatal(err)
@@ -50,15 +66,74 @@ func TestStatusWrittenOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := strings.Count(string(src), "local function message_status(")
-		if want := map[bool]int{true: 1, false: 0}[e.Name() == "status.lua"]; n != want {
-			t.Errorf("%s defines message_status %d times, want %d", e.Name(), n, want)
+		for mark, home := range marks {
+			n := strings.Count(string(src), mark)
+			if want := map[bool]int{true: 1, false: 0}[e.Name() == home]; n != want {
+				t.Errorf("%s holds %q %d times, want %d", e.Name(), mark, n, want)
+			}
 		}
 	}
 	for _, name := range []string{"enqueue", "dequeue", "msg-status"} {
 		if n := strings.Count(composeSource(scriptParts[name]...), "local function message_status("); n != 1 {
 			t.Errorf("composed %s defines message_status %d times, want 1", name, n)
 		}
+	}
+	for _, name := range []string{"dequeue", "queue-counts"} {
+		if n := strings.Count(composeSource(scriptParts[name]...), "local function queue_counts("); n != 1 {
+			t.Errorf("composed %s defines queue_counts %d times, want 1", name, n)
+		}
+	}
+
+	// Go: no Lua pasted into Go, and no Go code that reads the keys the
+	// formulas read in order to compute them again. Tests may read keys to
+	// check state; the bench module runs Carmine's own scripts, on purpose.
+	goMarks := []*regexp.Regexp{
+		regexp.MustCompile(`redis\.call\(`),
+		regexp.MustCompile(`\.(HLen|SCard|LLen)\([^)]*keys\.(Locks|Backoffs|Done|MidCircle)\b`),
+		regexp.MustCompile(`\.(SIsMember|HGet|HExists)\([^)]*keys\.(Done|Locks|Backoffs|MessagesRQ|Requeue)\b`),
+	}
+	root := filepath.Join("..", "..")
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "bench" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, re := range goMarks {
+			if m := re.Find(src); m != nil {
+				t.Errorf("%s computes what the scripts compute once (%q); call internal/protocol instead", path, m)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSkipReasonsAreTheScripts: SkipReasons lists exactly the reasons of
+// the skip steps dequeue.lua answers, in order of first appearance.
+func TestSkipReasonsAreTheScripts(t *testing.T) {
+	src, err := lua.FS.ReadFile("dequeue.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range regexp.MustCompile(`\{'skip', '([a-z-]+)'\}`).FindAllStringSubmatch(string(src), -1) {
+		if !slices.Contains(got, m[1]) {
+			got = append(got, m[1])
+		}
+	}
+	if !slices.Equal(got, SkipReasons) {
+		t.Errorf("dequeue.lua skips with %v, SkipReasons holds %v", got, SkipReasons)
 	}
 }
 

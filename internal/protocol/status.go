@@ -46,3 +46,31 @@ func MessageStatuses(ctx context.Context, r Redis, keys []string, ids []string) 
 	}
 	return now, infos, nil
 }
+
+// Counts are a queue's counts (docs/protocol.md §10), read in O(1). Locked
+// and Backoff may count expired entries, so Queued is approximate.
+type Counts struct {
+	// Total is the number of ids in the queue's lists, less the sentinel.
+	Total int64
+	// Locked is the number of lock entries.
+	Locked int64
+	// Backoff is the number of backoff entries.
+	Backoff int64
+	// Done is the number of ids in done.
+	Done int64
+	// Queued is Total less Locked, Backoff and Done, at least 0.
+	Queued int64
+}
+
+// QueueCounts reads the queue's counts in one script call, by the formula
+// that dequeue.lua's queue size uses too (counts.lua).
+func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
+	reply, err := countsScript.Run(ctx, r, keys).Int64Slice()
+	if err != nil {
+		return Counts{}, err
+	}
+	if len(reply) != 5 {
+		return Counts{}, fmt.Errorf("%w: queue counts %v", ErrUnexpectedReply, reply)
+	}
+	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4]}, nil
+}
