@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestQueueAdministration: SPEC section 8.
+// TestQueueAdministration: docs/protocol.md §10.
 func TestQueueAdministration(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)

@@ -10,7 +10,7 @@ import (
 	"github.com/gocarmine/mq/internal/uuid"
 )
 
-// EnqueueOptions are the per-message options of an enqueue (SPEC section 3).
+// EnqueueOptions are the per-message options of an enqueue (docs/protocol.md §3).
 // A nil *EnqueueOptions means all defaults.
 type EnqueueOptions struct {
 	// MessageID identifies the message for dedupe, update and requeue.

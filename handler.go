@@ -10,7 +10,7 @@ import (
 )
 
 // Handler handles the messages of a queue. Its answer is the outcome of
-// the handling (SPEC section 6):
+// the handling (docs/protocol.md §6):
 //
 //   - nil: success. The message is done and will be garbage collected.
 //   - [SucceedWithBackoff](d): success, and enqueues of the same message id

@@ -33,8 +33,8 @@ func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan de
 	}
 }
 
-// giveBack returns a message taken but not handled (SPEC section 10's
-// fencing applies: if the lock was lost meanwhile, nothing changes).
+// giveBack returns a message taken but not handled (docs/protocol.md §6;
+// fencing, §7, applies: if the lock was lost meanwhile, nothing changes).
 func (w *Worker) giveBack(d delivery) {
 	w.stats.count(CountReleased)
 	w.outbox.add(pendingOutcome{

@@ -60,7 +60,7 @@ var (
 	ErrClusterModeRequired = errors.New("mq: a cluster client needs Config.Cluster")
 )
 
-// Errors that answer an enqueue the queue refused (SPEC section 3). They are
+// Errors that answer an enqueue the queue refused (docs/protocol.md §3). They are
 // normal answers, found in [EnqueueResult.Refused], not errors of the call.
 var (
 	// ErrAlreadyQueued: the message id is waiting to be handled (or has a

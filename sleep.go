@@ -21,7 +21,7 @@ const sleepChunk = time.Second
 // EndOfQueueBackoff says, so that an idle worker never polls in a hot loop.
 const minEndOfQueueSleep = 10 * time.Millisecond
 
-// sleep is the interruptible sleep of SPEC section 5: a blocking move of the
+// sleep is the interruptible sleep of docs/protocol.md §5: a blocking move of the
 // sleep sentinel from the list the poll named to the other, which an
 // enqueue ends at once by moving the sentinel into that list.
 func (w *Worker) sleep(ctx context.Context, s *protocol.Step) {

@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Status is the state of one message (SPEC section 2). The values are
+// Status is the state of one message (docs/protocol.md §2). The values are
 // Carmine's status names.
 type Status string
 
@@ -83,7 +83,7 @@ func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (
 	return a.now, a.infos, nil
 }
 
-// QueueStatus holds a queue's counts, read in O(1) (SPEC section 8). Locked
+// QueueStatus holds a queue's counts, read in O(1) (docs/protocol.md §10). Locked
 // and Backoff may count expired entries, so Queued is approximate.
 type QueueStatus struct {
 	// Queued is the number of messages waiting for a handler.

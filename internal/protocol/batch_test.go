@@ -16,14 +16,14 @@ import (
 )
 
 // The poll and complete scripts gather some writes within one call and send
-// them as one command per key (SPEC section 10 batching). The tests in this
+// them as one command per key (docs/protocol.md §4, last paragraph). The tests in this
 // file check that this leaves exactly the state that the same work done
 // one call at a time leaves: random queues are built twice, one copy gets
 // one batched call, the other the same work call by call, and every key of
 // both is compared.
 
-// randomQueue writes a random queue of n mids into q: every status of SPEC
-// section 2, mids that stand in the lists more than once, and mids in the
+// randomQueue writes a random queue of n mids into q: every status of
+// docs/protocol.md §2, mids that stand in the lists more than once, and mids in the
 // lists that are absent from the queue. With sentinel false, mid-circle
 // lacks its sentinel, which only a damaged queue does.
 func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, sentinel bool, now int64) {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestSpecComplete: SPEC sections 6 and 10, outcomes fenced on the lock.
+// TestSpecComplete: docs/protocol.md §6 and §7, outcomes fenced on the lock.
 func TestSpecComplete(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		ctx := context.Background()
@@ -95,7 +95,7 @@ func TestSpecComplete(t *testing.T) {
 	})
 }
 
-// TestSpecRenew: SPEC section 10, lock renewal fenced like completion, and
+// TestSpecRenew: docs/protocol.md §7, lock renewal fenced like completion, and
 // a renewal whose reply was lost (the protocol document's lock-aliases).
 func TestSpecRenew(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {

@@ -12,7 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The tests in this file hold one row per line of SPEC sections 2, 3 and 4.
+// The tests in this file hold one row per line of docs/protocol.md §2, §3
+// and §4.
 // Each row builds a message's state by writing the queue's keys directly,
 // with times relative to the server's clock, runs one call, and checks the
 // answer and the state after it. Every row runs on miniredis and on a real
@@ -132,7 +133,7 @@ func near(t *testing.T, want, got int64, what string) {
 	assert.InDelta(t, want, got, 5000, what)
 }
 
-// TestSpecStatus: SPEC section 2, one row per status and flag combination.
+// TestSpecStatus: docs/protocol.md §2, one row per status and flag combination.
 func TestSpecStatus(t *testing.T) {
 	rows := []struct {
 		name string
@@ -170,7 +171,7 @@ func TestSpecStatus(t *testing.T) {
 	})
 }
 
-// TestSpecEnqueue: SPEC section 3, one row per line of the table and per
+// TestSpecEnqueue: docs/protocol.md §3, one row per line of the table and per
 // branch within a line.
 func TestSpecEnqueue(t *testing.T) {
 	type check func(t *testing.T, s *server, q string, now int64)
@@ -352,7 +353,7 @@ func onePoll(t *testing.T, s *server, q string) Step {
 	return r.Steps[0]
 }
 
-// TestSpecPollSleep: SPEC section 4, step 2: the sleep answer.
+// TestSpecPollSleep: docs/protocol.md §4, step 2, and §5: the sleep answer.
 func TestSpecPollSleep(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		ctx := context.Background()
@@ -389,7 +390,7 @@ func TestSpecPollSleep(t *testing.T) {
 	})
 }
 
-// TestSpecPollSteps: SPEC section 4, step 3: one row per status.
+// TestSpecPollSteps: docs/protocol.md §4, step 3: one row per status.
 func TestSpecPollSteps(t *testing.T) {
 	type check func(t *testing.T, s *server, q string, now int64, st Step)
 	rows := []struct {
