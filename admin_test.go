@@ -9,178 +9,12 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// TestSpecComplete: SPEC sections 6 and 10, outcomes fenced on the lock.
-func TestSpecComplete(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		ctx := context.Background()
-		handled := func(q string) pollStep {
-			_, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: mid})
-			require.NoError(t, err)
-			st := onePoll(t, c, q)
-			require.Equal(t, stepHandle, st.kind)
-			return st
-		}
-		complete := func(q string, cs ...completion) []bool {
-			ok, err := c.complete(ctx, q, cs)
-			require.NoError(t, err)
-			return ok
-		}
-
-		q := "success"
-		st := handled(q)
-		assert.Equal(t, []bool{true}, complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess}))
-		assert.True(t, s.isMember(t, q, keys.Done))
-		assert.Equal(t, "", s.hget(t, q, keys.Locks), "lock released")
-		assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
-
-		q = "success-backoff"
-		st = handled(q)
-		now := s.now(t)
-		complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess, backoff: time.Hour})
-		near(t, now+3600000, s.hgetInt(t, q, keys.Backoffs), "dedupe backoff")
-		status, err := c.MessageStatus(ctx, q, mid)
-		require.NoError(t, err)
-		assert.Equal(t, StatusDoneWithBackoff, status)
-
-		q = "retry"
-		st = handled(q)
-		now = s.now(t)
-		complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeRetry, backoff: time.Minute})
-		assert.False(t, s.isMember(t, q, keys.Done), "queued again")
-		assert.Equal(t, "", s.hget(t, q, keys.Locks))
-		near(t, now+60000, s.hgetInt(t, q, keys.Backoffs), "retry backoff")
-		status, err = c.MessageStatus(ctx, q, mid)
-		require.NoError(t, err)
-		assert.Equal(t, StatusQueuedWithBackoff, status)
-
-		q = "error"
-		st = handled(q)
-		complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeError, backoff: time.Minute})
-		assert.True(t, s.isMember(t, q, keys.Done))
-		assert.Equal(t, "", s.hget(t, q, keys.Locks))
-		assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "no backoff after an error")
-
-		q = "release"
-		st = handled(q)
-		s.setList(t, q, keys.MidsReady, "other")
-		assert.Equal(t, []bool{true}, complete(q, completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeRelease}))
-		assert.Equal(t, "", s.hget(t, q, keys.Locks), "lock released")
-		assert.Equal(t, "", s.hget(t, q, keys.NAttempts), "first attempt uncounted")
-		assert.False(t, s.isMember(t, q, keys.Done))
-		assert.Equal(t, []string{"other", mid}, s.list(t, q, keys.MidsReady), "first in line")
-		assert.Equal(t, StatusQueued, statusOf(t, c, q, mid))
-		st = onePoll(t, c, q)
-		require.Equal(t, stepHandle, st.kind)
-		assert.Equal(t, mid, st.id)
-		assert.Equal(t, int64(1), st.attempt, "handed out again as the first attempt")
-		assert.Equal(t, []bool{false}, complete(q, completion{id: mid, lockedUntil: st.lockedUntil - 1, outcome: outcomeRelease}),
-			"a release is fenced too")
-		assert.Equal(t, "1", s.hget(t, q, keys.NAttempts))
-
-		q = "fenced"
-		st = handled(q)
-		before := s.hget(t, q, keys.Locks)
-		assert.Equal(t, []bool{false}, complete(q, completion{id: mid, lockedUntil: st.lockedUntil - 1, outcome: outcomeSuccess}),
-			"a wrong token")
-		assert.Equal(t, before, s.hget(t, q, keys.Locks), "nothing written")
-		assert.False(t, s.isMember(t, q, keys.Done))
-		assert.Equal(t, []bool{true, false}, complete(q,
-			completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess},
-			completion{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeRetry, backoff: time.Hour}),
-			"the second completion of one handling finds it done")
-		assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
-		assert.Equal(t, []bool{false}, complete(q, completion{id: "gone", lockedUntil: 1, outcome: outcomeError}),
-			"a message not in the queue")
-	})
-}
-
-// TestSpecRenew: SPEC section 10, lock renewal fenced like completion, and
-// a renewal whose reply was lost (the protocol document's lock-aliases).
-func TestSpecRenew(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		ctx := context.Background()
-		q := queueName(t)
-		_, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: mid, LockTime: 50 * time.Millisecond})
-		require.NoError(t, err)
-		st := onePoll(t, c, q)
-		require.Equal(t, stepHandle, st.kind)
-
-		got, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: st.lockedUntil, lockTime: time.Hour}})
-		require.NoError(t, err)
-		require.Greater(t, got[0], st.lockedUntil, "a new token")
-		assert.Equal(t, got[0], s.hgetInt(t, q, keys.Locks))
-
-		// As if that reply was lost: the handling still holds the first
-		// token, which proves the lock the renewal wrote.
-		again, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: st.lockedUntil, lockTime: time.Hour}})
-		require.NoError(t, err)
-		require.Greater(t, again[0], got[0], "renewed again from the token held")
-		assert.Equal(t, again[0], s.hgetInt(t, q, keys.Locks))
-
-		stale, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: got[0], lockTime: time.Hour}})
-		require.NoError(t, err)
-		assert.Equal(t, []int64{0}, stale, "a token superseded by a renewal that answered is stale")
-		other, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: st.lockedUntil - 1, lockTime: time.Hour}})
-		require.NoError(t, err)
-		assert.Equal(t, []int64{0}, other, "a token that never held the lock")
-		assert.Equal(t, again[0], s.hgetInt(t, q, keys.Locks), "nothing written")
-
-		ok, err := c.complete(ctx, q, []completion{{id: mid, lockedUntil: got[0], outcome: outcomeSuccess}})
-		require.NoError(t, err)
-		assert.Equal(t, []bool{false}, ok, "completion with a stale token is fenced")
-		ok, err = c.complete(ctx, q, []completion{{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess}})
-		require.NoError(t, err)
-		assert.Equal(t, []bool{true}, ok, "completion with the token held, whose renewal replies were lost")
-	})
-}
-
-// TestSpecRenewAfterHandOut: a lock alias never lets an earlier handling
-// prove the lock of a later one.
-func TestSpecRenewAfterHandOut(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		ctx := context.Background()
-		q := queueName(t)
-		_, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: mid})
-		require.NoError(t, err)
-		first := onePoll(t, c, q)
-		require.Equal(t, stepHandle, first.kind)
-		renewed, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: first.lockedUntil, lockTime: time.Hour}})
-		require.NoError(t, err)
-		require.NotZero(t, renewed[0])
-
-		// The lock runs out; another poll hands the message out again.
-		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Locks), mid, s.now(t)-1).Err())
-		second := onePoll(t, c, q)
-		for range 2 { // the circle's sentinel may come first
-			if second.kind != stepHandle {
-				second = onePoll(t, c, q)
-			}
-		}
-		require.Equal(t, stepHandle, second.kind)
-		require.EqualValues(t, 2, second.attempt)
-
-		for _, token := range []int64{first.lockedUntil, renewed[0]} {
-			got, err := c.renew(ctx, q, []renewal{{id: mid, lockedUntil: token, lockTime: time.Hour}})
-			require.NoError(t, err)
-			assert.Equal(t, []int64{0}, got, "the first handling's token %d", token)
-			ok, err := c.complete(ctx, q, []completion{{id: mid, lockedUntil: token, outcome: outcomeSuccess}})
-			require.NoError(t, err)
-			assert.Equal(t, []bool{false}, ok, "the first handling's token %d", token)
-		}
-		ok, err := c.complete(ctx, q, []completion{{id: mid, lockedUntil: second.lockedUntil, outcome: outcomeSuccess}})
-		require.NoError(t, err)
-		assert.Equal(t, []bool{true}, ok)
-	})
-}
-
-// TestQueueAdministration: SPEC section 8.
+// TestQueueAdministration: docs/protocol.md §10.
 func TestQueueAdministration(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
@@ -193,9 +27,9 @@ func TestQueueAdministration(t *testing.T) {
 			require.NoError(t, err)
 		}
 		st := onePoll(t, c, q)
-		require.Equal(t, stepHandle, st.kind)
+		require.Equal(t, protocol.StepHandle, st.Kind)
 		st2 := onePoll(t, c, q)
-		_, err := c.complete(ctx, q, []completion{{id: st2.id, lockedUntil: st2.lockedUntil, outcome: outcomeSuccess}})
+		_, err := c.complete(ctx, q, []protocol.Completion{{ID: st2.ID, LockedUntil: st2.LockedUntil, Outcome: protocol.OutcomeSuccess}})
 		require.NoError(t, err)
 		_, err = c.Enqueue(ctx, q, "later", &EnqueueOptions{MessageID: "later", InitialBackoff: time.Hour})
 		require.NoError(t, err)
@@ -219,9 +53,9 @@ func TestQueueAdministration(t *testing.T) {
 			byID[m.ID] = m
 		}
 		require.Len(t, byID, 7)
-		assert.Equal(t, StatusLocked, byID[st.id].Status)
-		assert.Equal(t, int64(1), byID[st.id].Attempts)
-		assert.Equal(t, StatusDoneAwaitingGC, byID[st2.id].Status)
+		assert.Equal(t, StatusLocked, byID[st.ID].Status)
+		assert.Equal(t, int64(1), byID[st.ID].Attempts)
+		assert.Equal(t, StatusDoneAwaitingGC, byID[st2.ID].Status)
 		assert.Equal(t, StatusQueuedWithBackoff, byID["later"].Status)
 		assert.Greater(t, byID["later"].Backoff, 50*time.Minute)
 		assert.Equal(t, "later", byID["later"].Value)
@@ -285,11 +119,11 @@ func TestBadInput(t *testing.T) {
 		require.NoError(t, ValidateQueueName(strings.Repeat("q", 1024)), "1 KiB is fine")
 		require.NoError(t, ValidateQueueName("users:email.v2"), "colons and dots are fine")
 
-		for _, id := range []string{"", endOfCircle} {
+		for _, id := range []string{"", protocol.EndOfCircle} {
 			_, err := c.MessageStatus(ctx, "q", id)
 			assert.ErrorIs(t, err, ErrInvalidMessageID, "%q", id)
 		}
-		_, err := c.Enqueue(ctx, "q", "x", &EnqueueOptions{MessageID: endOfCircle})
+		_, err := c.Enqueue(ctx, "q", "x", &EnqueueOptions{MessageID: protocol.EndOfCircle})
 		assert.ErrorIs(t, err, ErrInvalidMessageID)
 		_, err = c.Enqueue(ctx, "q", "x", &EnqueueOptions{MessageID: strings.Repeat("m", 1025)})
 		assert.ErrorIs(t, err, ErrInvalidMessageID)
@@ -345,10 +179,10 @@ func TestScriptCacheLoss(t *testing.T) {
 		many, err := c.EnqueueMany(ctx, q, EnqueueRequest{Message: "a"}, EnqueueRequest{Message: "b"})
 		require.NoError(t, err)
 		require.Len(t, many, 2)
-		r, err := c.poll(ctx, q, pollArgs{lockTime: time.Minute, sleeps: testSleeps, maxSteps: 1})
+		r, err := c.poll(ctx, q, protocol.PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 1})
 		require.NoError(t, err)
-		require.Equal(t, stepHandle, r.steps[0].kind)
-		ok, err := c.complete(ctx, q, []completion{{id: r.steps[0].id, lockedUntil: r.steps[0].lockedUntil, outcome: outcomeSuccess}})
+		require.Equal(t, protocol.StepHandle, r.Steps[0].Kind)
+		ok, err := c.complete(ctx, q, []protocol.Completion{{ID: r.Steps[0].ID, LockedUntil: r.Steps[0].LockedUntil, Outcome: protocol.OutcomeSuccess}})
 		require.NoError(t, err)
 		require.Equal(t, []bool{true}, ok)
 	}

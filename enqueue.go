@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/gocarmine/mq/internal/uuid"
 )
 
-// EnqueueOptions are the per-message options of an enqueue (SPEC section 3).
+// EnqueueOptions are the per-message options of an enqueue (docs/protocol.md §3).
 // A nil *EnqueueOptions means all defaults.
 type EnqueueOptions struct {
 	// MessageID identifies the message for dedupe, update and requeue.
@@ -97,19 +98,19 @@ type EnqueueRequest struct {
 // document), so the call sent again changes nothing and answers what the
 // first one did.
 func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *EnqueueOptions) (EnqueueResult, error) {
-	id, args, err := c.enqueueArgs(queue, msg, opts)
+	m, err := c.enqueueMessage(queue, msg, opts)
 	if err != nil {
 		return EnqueueResult{}, err
 	}
-	args = append([]any{randomID(), c.receiptTTL.Milliseconds()}, args...)
-	reply, err := runScript(ctx, c, enqueueScript, c.keys(queue), args...).StringSlice()
-	if err == nil && len(reply) != 1 {
-		err = fmt.Errorf("%w: enqueue answered %v", errUnexpectedReply, reply)
-	}
+	call := protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL, Messages: []protocol.EnqueueMessage{m}}
+	answer, err := within(c, ctx, func(ctx context.Context) (protocol.EnqueueAnswer, error) {
+		a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
+		return a, a.Err
+	})
 	if err != nil {
-		return EnqueueResult{MessageID: id}, fmt.Errorf("mq: enqueue to %q: %w", queue, redisError(err))
+		return EnqueueResult{MessageID: m.ID}, fmt.Errorf("mq: enqueue to %q: %w", queue, redisError(err))
 	}
-	return enqueueResult(id, reply[0])
+	return enqueueResult(m.ID, answer.Codes[0])
 }
 
 // enqueueBatch is how many messages one enqueue script call takes in
@@ -132,38 +133,43 @@ const enqueueBatch = 100
 // per call rather than once per message.
 func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueRequest) ([]EnqueueResult, error) {
 	results := make([]EnqueueResult, len(reqs))
-	var argss [][]any
+	var calls []protocol.EnqueueCall
 	for i, r := range reqs {
-		id, args, err := c.enqueueArgs(queue, r.Message, r.Options)
+		m, err := c.enqueueMessage(queue, r.Message, r.Options)
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
-		results[i].MessageID = id
+		results[i].MessageID = m.ID
 		if i%enqueueBatch == 0 {
-			call := make([]any, 0, 2+7*min(enqueueBatch, len(reqs)-i))
-			argss = append(argss, append(call, randomID(), c.receiptTTL.Milliseconds()))
+			calls = append(calls, protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL,
+				Messages: make([]protocol.EnqueueMessage, 0, min(enqueueBatch, len(reqs)-i))})
 		}
-		argss[len(argss)-1] = append(argss[len(argss)-1], args...)
+		last := &calls[len(calls)-1]
+		last.Messages = append(last.Messages, m)
 	}
 	if len(reqs) == 0 {
 		return results, nil
 	}
-	cmds := runScriptPipelined(ctx, c, enqueueScript, c.keys(queue), argss)
-	var errs []error
-	for b, cmd := range cmds {
-		first := b * enqueueBatch
-		n := min(enqueueBatch, len(reqs)-first)
-		reply, err := cmd.StringSlice()
-		if err == nil && len(reply) != n {
-			err = fmt.Errorf("%w: enqueue answered %d of %d", errUnexpectedReply, len(reply), n)
+	answers, err := within(c, ctx, func(ctx context.Context) ([]protocol.EnqueueAnswer, error) {
+		return protocol.EnqueuePipelined(ctx, c.rdb, c.keys(queue), calls), nil
+	})
+	if err != nil { // ctx ended first: every call's fate is unknown
+		answers = make([]protocol.EnqueueAnswer, len(calls))
+		for i := range answers {
+			answers[i].Err = err
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("mq: enqueue messages %d to %d to %q: %w", first, first+n-1, queue, redisError(err)))
+	}
+	var errs []error
+	for b, a := range answers {
+		first := b * enqueueBatch
+		n := len(calls[b].Messages)
+		if a.Err != nil {
+			errs = append(errs, fmt.Errorf("mq: enqueue messages %d to %d to %q: %w", first, first+n-1, queue, redisError(a.Err)))
 			continue
 		}
-		for k, r := range reply {
+		for k, code := range a.Codes {
 			i := first + k
-			if results[i], err = enqueueResult(results[i].MessageID, r); err != nil {
+			if results[i], err = enqueueResult(results[i].MessageID, code); err != nil {
 				errs = append(errs, fmt.Errorf("mq: enqueue message %d (%s) to %q: %w", i, results[i].MessageID, queue, err))
 			}
 		}
@@ -171,11 +177,11 @@ func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueR
 	return results, errors.Join(errs...)
 }
 
-// enqueueArgs checks one enqueue and returns its message id and script
-// arguments.
-func (c *Client) enqueueArgs(queue string, msg any, opts *EnqueueOptions) (string, []any, error) {
+// enqueueMessage checks one enqueue and returns the message as the
+// protocol takes it.
+func (c *Client) enqueueMessage(queue string, msg any, opts *EnqueueOptions) (protocol.EnqueueMessage, error) {
 	if err := ValidateQueueName(queue); err != nil {
-		return "", nil, err
+		return protocol.EnqueueMessage{}, err
 	}
 	var o EnqueueOptions
 	if opts != nil {
@@ -185,61 +191,32 @@ func (c *Client) enqueueArgs(queue string, msg any, opts *EnqueueOptions) (strin
 		o.MessageID = uuid.New()
 	}
 	if err := validateMessageID(o.MessageID); err != nil {
-		return "", nil, err
+		return protocol.EnqueueMessage{}, err
 	}
-	initBackoff, err := durationMS("InitialBackoff", o.InitialBackoff)
-	if err != nil {
-		return "", nil, err
+	if err := nonNegative("InitialBackoff", o.InitialBackoff); err != nil {
+		return protocol.EnqueueMessage{}, err
 	}
-	lockMS, err := durationMS("LockTime", o.LockTime)
-	if err != nil {
-		return "", nil, err
+	if err := nonNegative("LockTime", o.LockTime); err != nil {
+		return protocol.EnqueueMessage{}, err
 	}
 	data, err := c.encode(msg)
 	if err != nil {
-		return "", nil, err
+		return protocol.EnqueueMessage{}, err
 	}
 	if len(data) > c.cfg.MaxMessageSize {
-		return "", nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrMessageTooLarge, len(data), c.cfg.MaxMessageSize)
+		return protocol.EnqueueMessage{}, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrMessageTooLarge, len(data), c.cfg.MaxMessageSize)
 	}
-	return o.MessageID, []any{
-		o.MessageID, data, initBackoff, lockMS,
-		boolArg(o.CanUpdate), boolArg(o.CanRequeue), boolArg(o.ResetInitialBackoff),
+	return protocol.EnqueueMessage{
+		ID: o.MessageID, Data: data, InitialBackoff: o.InitialBackoff, LockTime: o.LockTime,
+		CanUpdate: o.CanUpdate, CanRequeue: o.CanRequeue, ResetInitialBackoff: o.ResetInitialBackoff,
 	}, nil
 }
 
-// enqueueResult maps the enqueue script's reply to a result.
-func enqueueResult(id, reply string) (EnqueueResult, error) {
-	r := EnqueueResult{MessageID: id}
-	switch reply {
-	case "added":
-		r.Action = ActionAdded
-	case "updated":
-		r.Action = ActionUpdated
-	case "already-queued":
-		r.Refused = ErrAlreadyQueued
-	case "locked":
-		r.Refused = ErrLocked
-	case "backoff":
-		r.Refused = ErrBackoff
-	default:
-		return r, fmt.Errorf("%w: enqueue answered %q", errUnexpectedReply, reply)
-	}
-	return r, nil
-}
-
-// durationMS converts a non-negative duration to whole milliseconds,
-// rounding up so that a positive duration never becomes zero.
-func durationMS(name string, d time.Duration) (int64, error) {
+// nonNegative refuses a negative duration option. (Durations go to Redis
+// in whole milliseconds, rounded up: see protocol.MS.)
+func nonNegative(name string, d time.Duration) error {
 	if d < 0 {
-		return 0, fmt.Errorf("%w: %s is negative (%v)", ErrInvalidOption, name, d)
+		return fmt.Errorf("%w: %s is negative (%v)", ErrInvalidOption, name, d)
 	}
-	return int64((d + time.Millisecond - 1) / time.Millisecond), nil
-}
-
-func boolArg(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
+	return nil
 }

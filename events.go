@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // The worker's side of its parts' callbacks: the outbox tells it what to
@@ -11,37 +13,37 @@ import (
 // pollQueue.
 
 // pollQueue is the pollFunc of the worker's pollers.
-func (w *Worker) pollQueue(ctx context.Context, a pollArgs) (pollReply, error) {
+func (w *Worker) pollQueue(ctx context.Context, a protocol.PollArgs) (protocol.PollReply, error) {
 	return w.c.pollCall(ctx, w.queue, a)
 }
 
 // recorded counts an outcome once Redis recorded it: a handling whose
 // outcome was fenced off counts as LockLost only.
 func (w *Worker) recorded(p pendingOutcome) {
-	switch p.outcome {
-	case outcomeSuccess:
+	switch p.Outcome {
+	case protocol.OutcomeSuccess:
 		w.stats.count(cSucceeded)
-	case outcomeRetry:
+	case protocol.OutcomeRetry:
 		w.stats.count(cRetried)
-	case outcomeError:
+	case protocol.OutcomeError:
 		w.stats.count(cFailed)
 	}
-	if p.backoff > 0 {
+	if p.Backoff > 0 {
 		w.stats.count(cBackoffsSet)
 	}
 }
 
 func (w *Worker) lockLost(p pendingOutcome) {
 	w.stats.count(cLockLost)
-	w.messageLog(p.id, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not",
-		slog.String("outcome", p.outcome))
+	w.messageLog(p.ID, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not",
+		slog.String("outcome", string(p.Outcome)))
 }
 
 func (w *Worker) abandoned(ps []pendingOutcome, n int, why string) {
 	w.stats.add(cAbandoned, int64(n))
 	for _, p := range ps {
-		w.messageLog(p.id, p.attempt).Warn("mq: outcome "+why+"; the message stays locked until its lock expires",
-			slog.String("outcome", p.outcome))
+		w.messageLog(p.ID, p.attempt).Warn("mq: outcome "+why+"; the message stays locked until its lock expires",
+			slog.String("outcome", string(p.Outcome)))
 	}
 	if unnamed := n - len(ps); unnamed > 0 {
 		w.log.Warn("mq: outcomes "+why+"; their messages stay locked until their locks expire",

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // Handler handles the messages of a queue. Its answer is the outcome of
-// the handling (SPEC section 6):
+// the handling (docs/protocol.md §6):
 //
 //   - nil: success. The message is done and will be garbage collected.
 //   - [SucceedWithBackoff](d): success, and enqueues of the same message id
@@ -92,9 +94,9 @@ var ErrLockExpired = errors.New("mq: lock expired")
 
 // outcome is a handler's answer in the terms of complete.lua.
 type outcome struct {
-	name    string // outcomeSuccess, outcomeRetry or outcomeError
+	name    protocol.Outcome // protocol.OutcomeSuccess, OutcomeRetry or OutcomeError
 	backoff time.Duration
-	err     error // for outcomeError: what the handler said
+	err     error // for protocol.OutcomeError: what the handler said
 }
 
 // Answer is the error form of a handler's answers that are neither plain
@@ -154,16 +156,16 @@ func SucceedWithBackoff(backoff time.Duration) error {
 // outcomeOf maps a handler's answer to an outcome.
 func outcomeOf(err error) outcome {
 	if err == nil {
-		return outcome{name: outcomeSuccess}
+		return outcome{name: protocol.OutcomeSuccess}
 	}
 	var a *Answer
 	if errors.As(err, &a) {
 		switch a.Kind {
 		case AnswerSuccess:
-			return outcome{name: outcomeSuccess, backoff: a.Backoff}
+			return outcome{name: protocol.OutcomeSuccess, backoff: a.Backoff}
 		case AnswerRetry:
-			return outcome{name: outcomeRetry, backoff: a.Backoff}
+			return outcome{name: protocol.OutcomeRetry, backoff: a.Backoff}
 		}
 	}
-	return outcome{name: outcomeError, err: err}
+	return outcome{name: protocol.OutcomeError, err: err}
 }

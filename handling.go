@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // handlerLoop is one handler thread: it handles deliveries until the loops
@@ -29,13 +31,13 @@ func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan de
 	}
 }
 
-// giveBack returns a message taken but not handled (SPEC section 10's
-// fencing applies: if the lock was lost meanwhile, nothing changes).
+// giveBack returns a message taken but not handled (docs/protocol.md §6;
+// fencing, §7, applies: if the lock was lost meanwhile, nothing changes).
 func (w *Worker) giveBack(d delivery) {
 	w.stats.count(cReleased)
 	w.outbox.add(pendingOutcome{
-		completion: completion{id: d.step.id, lockedUntil: d.step.lockedUntil, outcome: outcomeRelease},
-		attempt:    d.step.attempt,
+		Completion: protocol.Completion{ID: d.step.ID, LockedUntil: d.step.LockedUntil, Outcome: protocol.OutcomeRelease},
+		attempt:    d.step.Attempt,
 	})
 	w.finish(1)
 }
@@ -54,20 +56,20 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 	s := &d.step
 	ctx, cancel := context.WithCancelCause(base)
 	defer cancel(nil)
-	lock := newHeldLock(w.c, w.queue, s.id, s.lockTime, s.lockedUntil, d.sent.Add(s.lockTime), cancel, expiry)
+	lock := newHeldLock(w.c, w.queue, s.ID, s.LockTime, s.LockedUntil, d.sent.Add(s.LockTime), cancel, expiry)
 	defer lock.over()
 	msg := &Message{
 		Queue:     w.queue,
-		ID:        s.id,
-		Data:      s.data,
-		Attempt:   int(s.attempt),
-		LockTime:  s.lockTime,
-		Age:       time.Duration(s.now-s.firstEnqueued) * time.Millisecond,
+		ID:        s.ID,
+		Data:      s.Data,
+		Attempt:   int(s.Attempt),
+		LockTime:  s.LockTime,
+		Age:       time.Duration(s.Now-s.FirstEnqueued) * time.Millisecond,
 		QueueSize: d.queueSize,
 		codec:     w.c.cfg.Codec,
 		lock:      lock,
 	}
-	if s.attempt == 1 {
+	if s.Attempt == 1 {
 		w.stats.queueingTime.Add(float64(msg.Age))
 	}
 
@@ -78,7 +80,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 		renewWG.Add(1)
 		go func() {
 			defer renewWG.Done()
-			w.renewLoop(ctx, lock, renewDone, w.messageLog(s.id, s.attempt))
+			w.renewLoop(ctx, lock, renewDone, w.messageLog(s.ID, s.Attempt))
 		}()
 	}
 
@@ -97,21 +99,21 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 	}
 
 	oc := outcomeOf(err)
-	if oc.name == outcomeError && ctx.Err() != nil {
+	if oc.name == protocol.OutcomeError && ctx.Err() != nil {
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.
 		w.stats.count(cAbandoned)
-		w.messageLog(s.id, s.attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
+		w.messageLog(s.ID, s.Attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
 			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
 		return took
 	}
-	if oc.name == outcomeError {
-		w.messageLog(s.id, s.attempt).Error("mq: handler error", slog.Any("error", oc.err))
+	if oc.name == protocol.OutcomeError {
+		w.messageLog(s.ID, s.Attempt).Error("mq: handler error", slog.Any("error", oc.err))
 	}
 	// Counted once Redis has recorded it (see Worker.recorded).
 	w.outbox.add(pendingOutcome{
-		completion: completion{id: lock.id, lockedUntil: lock.token(), outcome: oc.name, backoff: oc.backoff},
-		attempt:    s.attempt,
+		Completion: protocol.Completion{ID: lock.id, LockedUntil: lock.token(), Outcome: oc.name, Backoff: oc.backoff},
+		attempt:    s.Attempt,
 	})
 	return took
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // heldLock is the lock a handling holds, with the fencing token that
@@ -58,14 +60,14 @@ func (l *heldLock) renew(ctx context.Context) error {
 		return ErrLockLost
 	}
 	sent := time.Now()
-	got, err := l.c.renew(ctx, l.queue, []renewal{{id: l.id, lockedUntil: l.lockedUntil, lockTime: l.lockTime}})
+	got, err := l.c.renew(ctx, l.queue, []protocol.Renewal{{ID: l.id, LockedUntil: l.lockedUntil, LockTime: l.lockTime}})
 	if err != nil {
 		return err
 	}
-	if got[0] == 0 {
+	if err := renewResult(got[0]); err != nil {
 		l.lost = true
-		l.cancel(ErrLockLost)
-		return ErrLockLost
+		l.cancel(err)
+		return err
 	}
 	l.lockedUntil = got[0]
 	l.expiry.arm(sent.Add(l.lockTime), l.cancel)

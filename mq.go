@@ -36,6 +36,7 @@ import (
 	"unicode"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -59,7 +60,7 @@ var (
 	ErrClusterModeRequired = errors.New("mq: a cluster client needs Config.Cluster")
 )
 
-// Errors that answer an enqueue the queue refused (SPEC section 3). They are
+// Errors that answer an enqueue the queue refused (docs/protocol.md §3). They are
 // normal answers, found in [EnqueueResult.Refused], not errors of the call.
 var (
 	// ErrAlreadyQueued: the message id is waiting to be handled (or has a
@@ -90,9 +91,6 @@ const (
 	// DefaultMaxMessageSize is Redis's limit on one string: 512 MiB.
 	DefaultMaxMessageSize = 512 << 20
 )
-
-// endOfCircle is the sentinel that marks one lap of a queue's mid-circle.
-const endOfCircle = "end-of-circle"
 
 // Config configures a [Client]. The zero value (or nil) is valid.
 type Config struct {
@@ -265,7 +263,7 @@ func validateMessageID(id string) error {
 	switch {
 	case id == "":
 		return fmt.Errorf("%w: empty", ErrInvalidMessageID)
-	case id == endOfCircle:
+	case id == protocol.EndOfCircle:
 		return fmt.Errorf("%w: %q is the circle's sentinel", ErrInvalidMessageID, id)
 	case len(id) > MaxMessageIDLength:
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidMessageID, len(id), MaxMessageIDLength)

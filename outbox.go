@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // maxOutcomesPerCall bounds the outcomes recorded by one script call.
@@ -11,7 +13,7 @@ const maxOutcomesPerCall = 256
 
 // pendingOutcome is a handler's outcome waiting to be recorded.
 type pendingOutcome struct {
-	completion
+	protocol.Completion
 	attempt int64 // for the logs
 }
 
@@ -105,7 +107,7 @@ func (o *outbox) done(batch []pendingOutcome, recorded []bool) {
 	o.mu.Unlock()
 	for i, p := range batch {
 		switch {
-		case cut || p.outcome == outcomeRelease:
+		case cut || p.Outcome == protocol.OutcomeRelease:
 			// counted by closeNow, or at the give-back
 		case recorded[i]:
 			o.events.recorded(p)
@@ -177,11 +179,11 @@ func (o *outbox) flush(killed context.Context, p *poller) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r, resolved, err := q.call(ctx, pollArgs{}, batch)
+		r, resolved, err := q.call(ctx, protocol.PollArgs{}, batch)
 		cancel()
 		if err == nil {
 			errs = 0
-			o.done(resolved, r.recorded)
+			o.done(resolved, r.Recorded)
 			continue
 		}
 		if q != p {

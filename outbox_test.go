@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -19,43 +20,43 @@ type fakePolls struct {
 	mu     sync.Mutex
 	fails  int
 	lost   map[string]bool
-	calls  []pollArgs
-	called chan pollArgs
+	calls  []protocol.PollArgs
+	called chan protocol.PollArgs
 }
 
 func newFakePolls(fails int, lost ...string) *fakePolls {
-	f := &fakePolls{fails: fails, lost: map[string]bool{}, called: make(chan pollArgs, 100)}
+	f := &fakePolls{fails: fails, lost: map[string]bool{}, called: make(chan protocol.PollArgs, 100)}
 	for _, id := range lost {
 		f.lost[id] = true
 	}
 	return f
 }
 
-func (f *fakePolls) send(_ context.Context, a pollArgs) (pollReply, error) {
+func (f *fakePolls) send(_ context.Context, a protocol.PollArgs) (protocol.PollReply, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, a)
 	f.called <- a
 	if f.fails > 0 {
 		f.fails--
-		return pollReply{}, errors.New("fake: Redis is away")
+		return protocol.PollReply{}, errors.New("fake: Redis is away")
 	}
-	r := pollReply{queueSize: -1, recorded: make([]bool, len(a.completions))}
-	for i, c := range a.completions {
-		r.recorded[i] = !f.lost[c.id]
+	r := protocol.PollReply{QueueSize: -1, Recorded: make([]bool, len(a.Completions))}
+	for i, c := range a.Completions {
+		r.Recorded[i] = !f.lost[c.ID]
 	}
 	return r, nil
 }
 
 // next waits for the next call.
-func (f *fakePolls) next(t *testing.T) pollArgs {
+func (f *fakePolls) next(t *testing.T) protocol.PollArgs {
 	t.Helper()
 	select {
 	case a := <-f.called:
 		return a
 	case <-time.After(30 * time.Second):
 		t.Fatal("no poll call")
-		return pollArgs{}
+		return protocol.PollArgs{}
 	}
 }
 
@@ -72,13 +73,13 @@ type outboxLog struct {
 func (l *outboxLog) recorded(p pendingOutcome) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.saved = append(l.saved, p.id)
+	l.saved = append(l.saved, p.ID)
 }
 
 func (l *outboxLog) lockLost(p pendingOutcome) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lost = append(l.lost, p.id)
+	l.lost = append(l.lost, p.ID)
 }
 
 func (l *outboxLog) abandoned(ps []pendingOutcome, n int, _ string) {
@@ -86,7 +87,7 @@ func (l *outboxLog) abandoned(ps []pendingOutcome, n int, _ string) {
 	defer l.mu.Unlock()
 	l.dropped += n
 	for _, p := range ps {
-		l.named = append(l.named, p.id)
+		l.named = append(l.named, p.ID)
 	}
 }
 
@@ -102,14 +103,14 @@ func (l *outboxLog) snapshot() outboxLog {
 	return outboxLog{saved: l.saved, lost: l.lost, dropped: l.dropped, named: l.named, failures: l.failures}
 }
 
-func outcomeFor(id, outcome string) pendingOutcome {
-	return pendingOutcome{completion: completion{id: id, lockedUntil: 1, outcome: outcome}, attempt: 1}
+func outcomeFor(id string, outcome protocol.Outcome) pendingOutcome {
+	return pendingOutcome{Completion: protocol.Completion{ID: id, LockedUntil: 1, Outcome: outcome}, attempt: 1}
 }
 
-func ids(cs []completion) []string {
+func ids(cs []protocol.Completion) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
-		out[i] = c.id
+		out[i] = c.ID
 	}
 	return out
 }
@@ -136,9 +137,9 @@ func TestOutboxFlushesWhileLoopsSleep(t *testing.T) {
 	runOutbox(t, o, context.Background())
 
 	o.awoken() // a loop is awake: it takes the outcomes with its poll
-	o.add(outcomeFor("b", outcomeSuccess))
-	o.add(outcomeFor("lost", outcomeError))
-	o.add(outcomeFor("lost-release", outcomeRelease))
+	o.add(outcomeFor("b", protocol.OutcomeSuccess))
+	o.add(outcomeFor("lost", protocol.OutcomeError))
+	o.add(outcomeFor("lost-release", protocol.OutcomeRelease))
 	batch := o.take(10)
 	assert.Equal(t, []string{"b", "lost", "lost-release"}, ids(completionsOf(batch)))
 	o.done(batch, []bool{true, false, false})
@@ -146,14 +147,14 @@ func TestOutboxFlushesWhileLoopsSleep(t *testing.T) {
 	assert.Equal(t, []string{"b"}, ev.snapshot().saved, "a fenced outcome counts as lost only")
 
 	o.asleep() // now no loop is awake: the flusher records at once
-	o.add(outcomeFor("a", outcomeSuccess))
-	assert.Equal(t, []string{"a"}, ids(f.next(t).completions), "the first call the flusher made")
+	o.add(outcomeFor("a", protocol.OutcomeSuccess))
+	assert.Equal(t, []string{"a"}, ids(f.next(t).Completions), "the first call the flusher made")
 }
 
-func completionsOf(ps []pendingOutcome) []completion {
-	cs := make([]completion, len(ps))
+func completionsOf(ps []pendingOutcome) []protocol.Completion {
+	cs := make([]protocol.Completion, len(ps))
 	for i, p := range ps {
-		cs[i] = p.completion
+		cs[i] = p.Completion
 	}
 	return cs
 }
@@ -165,14 +166,14 @@ func TestOutboxRetriesAndResendsInDoubt(t *testing.T) {
 	f, ev := newFakePolls(2), &outboxLog{}
 	o := newOutbox(f.send, ev)
 	runOutbox(t, o, context.Background())
-	o.add(outcomeFor("a", outcomeSuccess))
+	o.add(outcomeFor("a", protocol.OutcomeSuccess))
 	first, second, third := f.next(t), f.next(t), f.next(t)
-	for _, a := range []pollArgs{first, second, third} {
-		assert.Equal(t, []string{"a"}, ids(a.completions))
-		assert.Equal(t, first.poller, a.poller, "one poller")
-		assert.Zero(t, a.confirmed, "no call was answered before")
+	for _, a := range []protocol.PollArgs{first, second, third} {
+		assert.Equal(t, []string{"a"}, ids(a.Completions))
+		assert.Equal(t, first.Poller, a.Poller, "one poller")
+		assert.Zero(t, a.Confirmed, "no call was answered before")
 	}
-	assert.Equal(t, []uint64{1, 2, 3}, []uint64{first.seq, second.seq, third.seq})
+	assert.Equal(t, []uint64{1, 2, 3}, []uint64{first.Seq, second.Seq, third.Seq})
 	got := ev.snapshot()
 	assert.Equal(t, 2, got.failures)
 	assert.Zero(t, got.dropped)
@@ -186,13 +187,13 @@ func TestOutboxStopAbandonsWhatRedisWillNotTake(t *testing.T) {
 	killed, kill := context.WithCancel(context.Background())
 	stop := runOutbox(t, o, killed)
 	o.awoken() // no flush before the stop
-	o.add(outcomeFor("a", outcomeSuccess))
+	o.add(outcomeFor("a", protocol.OutcomeSuccess))
 	kill()
 	stop()
 	got := ev.snapshot()
 	assert.Equal(t, 1, got.dropped)
 	assert.Equal(t, []string{"a"}, got.named)
-	o.add(outcomeFor("late", outcomeSuccess))
+	o.add(outcomeFor("late", protocol.OutcomeSuccess))
 	assert.Equal(t, 2, ev.snapshot().dropped, "handed in after the stop")
 }
 
@@ -203,9 +204,9 @@ func TestOutboxCloseNowCountsOnce(t *testing.T) {
 	ev := &outboxLog{}
 	o := newOutbox(newFakePolls(0).send, ev)
 	o.awoken()
-	o.add(outcomeFor("in-flight", outcomeSuccess))
+	o.add(outcomeFor("in-flight", protocol.OutcomeSuccess))
 	batch := o.take(10) // a loop's call, not answered yet
-	o.add(outcomeFor("pending", outcomeSuccess))
+	o.add(outcomeFor("pending", protocol.OutcomeSuccess))
 	require.Equal(t, 2, o.closeNow())
 	assert.Zero(t, o.closeNow(), "once")
 	o.done(batch, []bool{true})
@@ -215,7 +216,7 @@ func TestOutboxCloseNowCountsOnce(t *testing.T) {
 	assert.Empty(t, got.saved, "the late answer is not counted")
 
 	o.open() // a new run
-	o.add(outcomeFor("next", outcomeSuccess))
+	o.add(outcomeFor("next", protocol.OutcomeSuccess))
 	assert.Equal(t, []string{"next"}, ids(completionsOf(o.take(10))))
 }
 
@@ -225,7 +226,7 @@ func TestOutboxCloseNowCountsOnce(t *testing.T) {
 func TestOutboxSettlesAdoptedPollers(t *testing.T) {
 	f, ev := newFakePolls(1), &outboxLog{}
 	loop := newPoller(f.send)
-	_, _, err := loop.call(context.Background(), pollArgs{maxSteps: 1}, []pendingOutcome{outcomeFor("x", outcomeSuccess)})
+	_, _, err := loop.call(context.Background(), protocol.PollArgs{MaxSteps: 1}, []pendingOutcome{outcomeFor("x", protocol.OutcomeSuccess)})
 	require.Error(t, err)
 	f.next(t)
 	require.False(t, loop.settled())
@@ -234,10 +235,10 @@ func TestOutboxSettlesAdoptedPollers(t *testing.T) {
 	stop := runOutbox(t, o, context.Background())
 	o.adopt(loop)
 	a := f.next(t)
-	assert.Equal(t, loop.id, a.poller)
-	assert.Equal(t, []string{"x"}, ids(a.completions))
-	assert.Equal(t, uint64(2), a.seq)
-	assert.Zero(t, a.maxSteps, "a settling call takes no message")
+	assert.Equal(t, loop.id, a.Poller)
+	assert.Equal(t, []string{"x"}, ids(a.Completions))
+	assert.Equal(t, uint64(2), a.Seq)
+	assert.Zero(t, a.MaxSteps, "a settling call takes no message")
 	stop()
 	assert.True(t, loop.settled())
 }

@@ -1,6 +1,10 @@
 package mq
 
-import "context"
+import (
+	"context"
+
+	"github.com/gocarmine/mq/internal/protocol"
+)
 
 // poller makes the poll calls of one polling loop, or of a worker's
 // flusher, one at a time, and keeps what recovering from a lost reply
@@ -23,24 +27,24 @@ type poller struct {
 
 // pollFunc makes one poll call of a queue: Client.pollCall, or a fake in
 // tests.
-type pollFunc func(ctx context.Context, a pollArgs) (pollReply, error)
+type pollFunc func(ctx context.Context, a protocol.PollArgs) (protocol.PollReply, error)
 
 func newPoller(send pollFunc) *poller {
 	return &poller{send: send, id: randomID()}
 }
 
 // call sends the outcomes in doubt and then fresh, and polls as a says
-// (a.completions is set here). On success it answers the reply and the
-// outcomes it resolved, in the order of reply.recorded. On error all of
+// (a.Completions is set here). On success it answers the reply and the
+// outcomes it resolved, in the order of reply.Recorded. On error all of
 // them stay in doubt, to be sent by the next call.
-func (p *poller) call(ctx context.Context, a pollArgs, fresh []pendingOutcome) (pollReply, []pendingOutcome, error) {
+func (p *poller) call(ctx context.Context, a protocol.PollArgs, fresh []pendingOutcome) (protocol.PollReply, []pendingOutcome, error) {
 	sent := append(p.inDoubt, fresh...)
-	a.completions = make([]completion, len(sent))
+	a.Completions = make([]protocol.Completion, len(sent))
 	for i, o := range sent {
-		a.completions[i] = o.completion
+		a.Completions[i] = o.Completion
 	}
 	p.seq++
-	a.poller, a.seq, a.confirmed = p.id, p.seq, p.confirmed
+	a.Poller, a.Seq, a.Confirmed = p.id, p.seq, p.confirmed
 	r, err := p.send(ctx, a)
 	if err != nil {
 		p.inDoubt = sent

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // maxErrorBackoff caps the pause after consecutive loop errors, which
@@ -88,7 +90,7 @@ func (l *pollLoop) end() {
 // one script call, and hands them to the handlers. It answers the poll's
 // sleep step when the poll reached the end of the queue, and false when
 // ctx ended. After a failed poll it pauses, by an exponential backoff.
-func (l *pollLoop) turn(ctx context.Context) (*pollStep, bool) {
+func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 	w := l.w
 	n := w.reserve(ctx, l.deliveries)
 	if n == 0 {
@@ -102,12 +104,12 @@ func (l *pollLoop) turn(ctx context.Context) (*pollStep, bool) {
 	}
 	batch := w.outbox.take(l.p.room())
 	wantSize := w.cfg.Throttle != nil || time.Since(l.sizeSeen) >= queueSizeSampleEvery
-	reply, resolved, err := l.p.call(ctx, pollArgs{
-		lockTime:   w.cfg.LockTime,
-		sleeps:     l.sleeps,
-		maxSteps:   4*n + 16,
-		maxHandles: n,
-		wantSize:   wantSize,
+	reply, resolved, err := l.p.call(ctx, protocol.PollArgs{
+		LockTime:   w.cfg.LockTime,
+		Sleeps:     l.sleeps,
+		MaxSteps:   4*n + 16,
+		MaxHandles: n,
+		WantSize:   wantSize,
 	}, batch)
 	received := time.Now()
 	if err != nil {
@@ -117,31 +119,31 @@ func (l *pollLoop) turn(ctx context.Context) (*pollStep, bool) {
 		}
 		return nil, l.failed(ctx, err, received)
 	}
-	w.outbox.done(resolved, reply.recorded)
+	w.outbox.done(resolved, reply.Recorded)
 	if l.errs > 0 {
 		w.log.Info("mq: poll recovered", slog.Int("after_errors", l.errs),
 			slog.Duration("after", received.Sub(l.failingSince)))
 		l.errs = 0
 	}
-	if reply.queueSize >= 0 {
-		l.queueSize, l.sizeSeen = reply.queueSize, received
+	if reply.QueueSize >= 0 {
+		l.queueSize, l.sizeSeen = reply.QueueSize, received
 		w.stats.queueSize.Add(float64(l.queueSize))
 	}
 
 	handled, ndry := 0, int64(0)
-	var sleep *pollStep
-	for k := range reply.steps {
-		s := &reply.steps[k]
-		switch s.kind {
-		case stepHandle:
+	var sleep *protocol.Step
+	for k := range reply.Steps {
+		s := &reply.Steps[k]
+		switch s.Kind {
+		case protocol.StepHandle:
 			handled++
 			// Never blocks: deliveries has room for every message that
 			// may be taken.
-			l.deliveries <- delivery{step: *s, queueSize: l.queueSize, sent: reply.sent, received: received}
-		case stepSleep:
-			sleep, ndry = s, s.ndryRuns
-		case stepSkip:
-			w.stats.countSkip(s.reason)
+			l.deliveries <- delivery{step: *s, queueSize: l.queueSize, sent: reply.Sent, received: received}
+		case protocol.StepSleep:
+			sleep, ndry = s, s.NDryRuns
+		case protocol.StepSkip:
+			w.stats.countSkip(s.Reason)
 		}
 	}
 	w.finish(n - handled)

@@ -3,6 +3,8 @@ package mq
 import (
 	"context"
 	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // Prefetching (WorkerConfig.Prefetch), in one place: a worker may hold
@@ -150,7 +152,7 @@ func (w *Worker) finish(n int) {
 
 // delivery is a message taken by a poll, on its way to a handler.
 type delivery struct {
-	step      pollStep
+	step      protocol.Step
 	queueSize int64
 	sent      time.Time // when the poll was sent: the lock runs out no sooner than its lock time after
 	received  time.Time // when the poll's reply came
@@ -161,6 +163,6 @@ type delivery struct {
 // minStaleWait), or the poll took so long that under a quarter of the lock
 // time is left (the handler would soon have its context ended).
 func (d *delivery) stale() bool {
-	lt := d.step.lockTime
+	lt := d.step.LockTime
 	return time.Since(d.received) > max(lt/4, minStaleWait) || time.Since(d.sent) > lt-lt/4
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -20,16 +21,16 @@ const sleepChunk = time.Second
 // EndOfQueueBackoff says, so that an idle worker never polls in a hot loop.
 const minEndOfQueueSleep = 10 * time.Millisecond
 
-// sleep is the interruptible sleep of SPEC section 5: a blocking move of the
+// sleep is the interruptible sleep of docs/protocol.md §5: a blocking move of the
 // sleep sentinel from the list the poll named to the other, which an
 // enqueue ends at once by moving the sentinel into that list.
-func (w *Worker) sleep(ctx context.Context, s *pollStep) {
+func (w *Worker) sleep(ctx context.Context, s *protocol.Step) {
 	ks := w.c.keys(w.queue)
 	from, to := ks[keys.ISleepA], ks[keys.ISleepB]
-	if s.sleepList == "b" {
+	if s.SleepList == "b" {
 		from, to = to, from
 	}
-	deadline := time.Now().Add(jitter(s.sleep))
+	deadline := time.Now().Add(jitter(s.Sleep))
 	for ctx.Err() == nil {
 		left := time.Until(deadline)
 		if left <= 0 {

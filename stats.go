@@ -8,9 +8,8 @@ import (
 	"github.com/gocarmine/mq/internal/stats"
 )
 
-// WorkerStats is a snapshot of a worker's statistics (docs/protocol.md
-// section 7 for what Carmine keeps). It marshals to JSON as it is, for a
-// debug endpoint.
+// WorkerStats is a snapshot of a worker's statistics. It marshals to JSON
+// as it is, for a debug endpoint.
 type WorkerStats struct {
 	// QueueSize is the queue size, sampled after polls.
 	QueueSize Summary `json:"queue_size"`
@@ -60,7 +59,7 @@ type Counts struct {
 }
 
 // SkipCounts count the steps of a poll that handed no message out, by the
-// reason the poll gave (docs/protocol.md section 4).
+// reason the poll gave (docs/protocol.md §4).
 type SkipCounts struct {
 	DidTrim           int64 `json:"did_trim"`            // an id without a status, dropped from the circle
 	Unexpected        int64 `json:"unexpected"`          // an id without a status, taken from the ready list

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -36,4 +37,14 @@ func TestWorkerStats(t *testing.T) {
 
 	w.ResetStats()
 	assert.Zero(t, w.Stats().Counts)
+}
+
+// TestSkipCountersAreTheProtocols: every skip reason the poll can give has
+// a counter of its own, and no counter waits for a reason it never gives.
+func TestSkipCountersAreTheProtocols(t *testing.T) {
+	var reasons []string
+	for r := range skipCounters {
+		reasons = append(reasons, r)
+	}
+	assert.ElementsMatch(t, protocol.SkipReasons, reasons)
 }

@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
-// Status is the state of one message (SPEC section 2). The values are
+// Status is the state of one message (docs/protocol.md §2). The values are
 // Carmine's status names.
 type Status string
 
@@ -62,48 +63,27 @@ func (c *Client) MessageStatus(ctx context.Context, queue, id string) (Status, e
 	if err != nil {
 		return "", err
 	}
-	return infos[0].status, nil
+	return Status(infos[0].Status), nil
 }
 
-// statusInfo is what message_status.lua tells of one message.
-type statusInfo struct {
-	status        Status
-	attempts      int64
-	backoffUntil  int64 // Unix ms, 0 if none
-	firstEnqueued int64 // Unix ms, 0 if unknown
-}
-
-// messageInfos runs message_status.lua for ids, answering the server's time
-// and one entry per id.
-func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (int64, []statusInfo, error) {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
+// messageInfos reads the status of each message of ids, in one script
+// call, answering the server's time (Unix ms) and one entry per id.
+func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (int64, []protocol.StatusInfo, error) {
+	type answer struct {
+		now   int64
+		infos []protocol.StatusInfo
 	}
-	reply, err := runScript(ctx, c, messageStatusScript, c.keys(queue), args...).Slice()
+	a, err := within(c, ctx, func(ctx context.Context) (answer, error) {
+		now, infos, err := protocol.MessageStatuses(ctx, c.rdb, c.keys(queue), ids)
+		return answer{now, infos}, err
+	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("mq: message status in %q: %w", queue, err)
+		return 0, nil, fmt.Errorf("mq: message status in %q: %w", queue, redisError(err))
 	}
-	if len(reply) != len(ids)+1 {
-		return 0, nil, fmt.Errorf("%w: message status answered %d entries for %d ids", errUnexpectedReply, len(reply)-1, len(ids))
-	}
-	now, _ := reply[0].(int64)
-	infos := make([]statusInfo, len(ids))
-	for i := range ids {
-		e, _ := reply[i+1].([]any)
-		if len(e) != 4 {
-			return 0, nil, fmt.Errorf("%w: message status entry %v", errUnexpectedReply, reply[i+1])
-		}
-		name, _ := e[0].(string)
-		infos[i].status = Status(name)
-		infos[i].attempts, _ = e[1].(int64)
-		infos[i].backoffUntil, _ = e[2].(int64)
-		infos[i].firstEnqueued, _ = e[3].(int64)
-	}
-	return now, infos, nil
+	return a.now, a.infos, nil
 }
 
-// QueueStatus holds a queue's counts, read in O(1) (SPEC section 8). Locked
+// QueueStatus holds a queue's counts, read in O(1) (docs/protocol.md §10). Locked
 // and Backoff may count expired entries, so Queued is approximate.
 type QueueStatus struct {
 	// Queued is the number of messages waiting for a handler.
@@ -121,28 +101,13 @@ func (c *Client) QueueStatus(ctx context.Context, queue string) (QueueStatus, er
 	if err := ValidateQueueName(queue); err != nil {
 		return QueueStatus{}, err
 	}
-	ks := c.keys(queue)
-	var ready, circle, locks, backoffs, done *redis.IntCmd
-	_, err := within(c, ctx, func(ctx context.Context) ([]redis.Cmder, error) {
-		return c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			ready = p.LLen(ctx, ks[keys.MidsReady])
-			circle = p.LLen(ctx, ks[keys.MidCircle])
-			locks = p.HLen(ctx, ks[keys.Locks])
-			backoffs = p.HLen(ctx, ks[keys.Backoffs])
-			done = p.SCard(ctx, ks[keys.Done])
-			return nil
-		})
+	n, err := within(c, ctx, func(ctx context.Context) (protocol.Counts, error) {
+		return protocol.QueueCounts(ctx, c.rdb, c.keys(queue))
 	})
 	if err != nil {
-		return QueueStatus{}, fmt.Errorf("mq: queue status of %q: %w", queue, err)
+		return QueueStatus{}, fmt.Errorf("mq: queue status of %q: %w", queue, redisError(err))
 	}
-	s := QueueStatus{
-		Total:   max(0, ready.Val()+circle.Val()-1),
-		Locked:  locks.Val(),
-		Backoff: backoffs.Val(),
-	}
-	s.Queued = max(0, s.Total-(s.Locked+s.Backoff+done.Val()))
-	return s, nil
+	return QueueStatus{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Total: n.Total}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a
@@ -210,20 +175,20 @@ func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo,
 			}
 			for i, id := range ids {
 				info := infos[i]
-				if info.status == StatusNone {
+				if Status(info.Status) == StatusNone {
 					continue // collected since the scan read it
 				}
 				m := MessageInfo{
 					ID:       id,
 					Data:     []byte(data[id]),
-					Status:   info.status,
-					Attempts: info.attempts,
+					Status:   Status(info.Status),
+					Attempts: info.Attempts,
 				}
-				if info.backoffUntil > now {
-					m.Backoff = time.Duration(info.backoffUntil-now) * time.Millisecond
+				if info.BackoffUntil > now {
+					m.Backoff = time.Duration(info.BackoffUntil-now) * time.Millisecond
 				}
-				if info.firstEnqueued > 0 {
-					m.Age = time.Duration(now-info.firstEnqueued) * time.Millisecond
+				if info.FirstEnqueued > 0 {
+					m.Age = time.Duration(now-info.FirstEnqueued) * time.Millisecond
 				}
 				m.DecodeErr = decode(c.cfg.Codec, m.Data, &m.Value)
 				out = append(out, m)

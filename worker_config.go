@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Worker defaults (SPEC section 7).
+// Worker defaults.
 const (
 	// DefaultLockTime is the default lock time of a message: 60 minutes.
 	DefaultLockTime = 60 * time.Minute

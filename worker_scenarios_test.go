@@ -244,7 +244,7 @@ func TestWorkerRequeue(t *testing.T) {
 	})
 }
 
-// TestWorkerFencing: SPEC section 10. A handler stalls past its lock, a
+// TestWorkerFencing: docs/protocol.md §7. A handler stalls past its lock, a
 // second worker takes the message and completes it, then the first
 // completes late: the late outcome changes nothing.
 func TestWorkerFencing(t *testing.T) {

@@ -1,7 +1,7 @@
 package main
 
 // sys_carmine.go: a driver that speaks Carmine's queue protocol
-// (/work/shared/SPEC.md sections 1 to 7) with the round trips Carmine's own
+// (docs/protocol.md §1 to §6) with the round trips Carmine's own
 // worker makes, so that the bench compares our batched protocol with
 // Carmine's one-step-per-call one. It is written here from the spec; the
 // Lua is ours.
@@ -32,7 +32,7 @@ package main
 // trips per message:
 //   - Carmine's poll script names the list that holds the sentinel, so its
 //     blocking call returns at once and an idle Carmine worker spins; we
-//     name the empty one, as SPEC section 4 says.
+//     name the empty one, as docs/protocol.md §5 says.
 //   - Carmine hands every poll reply, sleeps included, to its handler pool,
 //     and its loop only waits for a free handler. With a sleep that really
 //     sleeps, a sleep reply polled before a wake-up would then hold the
@@ -54,7 +54,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// carmineKeys are the suffixes of a queue's keys (SPEC section 1), passed to
+// carmineKeys are the suffixes of a queue's keys (docs/protocol.md §1), passed to
 // both scripts as KEYS[1..15] in this order.
 var carmineKeys = []string{
 	"messages", "messages-rq", "lock-times", "lock-times-rq", "udts", "locks",
@@ -75,7 +75,7 @@ const (
 )
 
 // carmineStatusLua opens both scripts: it names the keys and computes a
-// message's status (SPEC section 2). ARGV[1] is now, in Unix ms.
+// message's status (docs/protocol.md §2). ARGV[1] is now, in Unix ms.
 const carmineStatusLua = `
 local messages, messages_rq, lock_times, lock_times_rq, udts, locks, backoffs,
   nattempts, done, requeue, mids_ready, mid_circle, ndry_runs, isleep_a, isleep_b = unpack(KEYS)
@@ -93,7 +93,7 @@ local function status(mid)
 end
 `
 
-// carmineEnqueueLua is the enqueue of SPEC section 3.
+// carmineEnqueueLua is the enqueue of docs/protocol.md §3.
 // ARGV: now, mid, content, init backoff ms (0: none), lock ms (0: the
 // worker's), then can-update, can-requeue, reset-init-backoff as '1'/'0'.
 // Reply: 'added' or 'updated', or 'already-queued', 'locked' or 'backoff'.
@@ -159,7 +159,7 @@ wake()
 return to_requeue(rq)
 `
 
-// carminePollLua is one worker step of SPEC section 4.
+// carminePollLua is one worker step of docs/protocol.md §4.
 // ARGV: now, default lock ms, then the five end-of-queue sleep times in ms.
 // Reply: {'sleep', 'end-of-circle', list to block on ('a' or 'b'), ms},
 // {'skip', reason} or {'handle', mid, content, attempt, lock ms,
@@ -317,7 +317,7 @@ type carmineWorker struct {
 	sleeper  *redis.Client  // for the blocking sleeps; closed by stop to end one
 	stop     chan struct{}  // closed by stop
 	done     chan struct{}  // closed when the loop has returned
-	// queueSize is nqueued (SPEC section 8) as the last turn read it, what
+	// queueSize is nqueued (docs/protocol.md §10) as the last turn read it, what
 	// Carmine's loop hands its monitor and throttle function.
 	queueSize int64
 }
@@ -456,7 +456,7 @@ func (w *carmineWorker) handle1(ctx context.Context, reply []any) {
 	}
 }
 
-// sleep is the interruptible sleep of SPEC section 5: a blocking move of
+// sleep is the interruptible sleep of docs/protocol.md §5: a blocking move of
 // the sentinel from the list the poll named (the empty one) to the other,
 // for ms ±20%, at least 10 ms. An enqueue moving the sentinel ends it.
 func (w *carmineWorker) sleep(ctx context.Context, list string, ms int64) {

@@ -1,4 +1,4 @@
--- enqueue.lua: add or update messages (SPEC section 3), each decided on its
+-- enqueue.lua: add or update messages (docs/protocol.md §3), each decided on its
 -- own, in order, as if enqueued one by one.
 --
 -- KEYS: the queue's keys (prelude.lua).
@@ -140,7 +140,7 @@ if wrote then
 end
 
 -- wake: move the sleep sentinel to the other list, which unblocks one
--- worker sleeping on it (SPEC section 5), creating it the first time.
+-- worker sleeping on it (docs/protocol.md §5), creating it the first time.
 if woken then
   if not redis.call('rpoplpush', K_ISLEEP_A, K_ISLEEP_B) then
     if not redis.call('rpoplpush', K_ISLEEP_B, K_ISLEEP_A) then

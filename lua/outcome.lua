@@ -1,5 +1,5 @@
--- outcome.lua: recording a handler's outcome (SPEC section 6), fenced on
--- the lock its handling took (SPEC section 10). Composed into poll.lua,
+-- outcome.lua: recording a handler's outcome (docs/protocol.md §6), fenced on
+-- the lock its handling took (§7). Composed into dequeue.lua,
 -- which records outcomes before it polls.
 
 -- holds_lock tells whether token proves the current lock of mid: it is the

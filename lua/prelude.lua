@@ -1,4 +1,4 @@
--- prelude.lua: composed in front of every script by scripts.go.
+-- prelude.lua: composed in front of every script by internal/protocol.
 --
 -- KEYS[1..20]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,

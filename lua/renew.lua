@@ -1,5 +1,5 @@
--- renew.lua: push the locks of messages being handled forward (SPEC
--- section 10), each fenced like an outcome (holds_lock, outcome.lua).
+-- renew.lua: push the locks of messages being handled forward
+-- (docs/protocol.md §7), each fenced like an outcome (holds_lock, outcome.lua).
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV, in groups of three, one group per message:

@@ -1,4 +1,4 @@
--- status.lua: the message status of SPEC section 2, written once and
+-- status.lua: the message status of docs/protocol.md §2, written once and
 -- composed into every script that needs it (enqueue, poll, status). It
 -- reads no more than the answer needs: a locked message's backoff, and the
 -- requeue flag of a queued one, do not change their status.
@@ -32,7 +32,7 @@ local function has_requeue(mid)
 end
 
 -- status_name maps mid's base status and backoff flag to the status names
--- of SPEC section 2; '' stands for nil.
+-- of docs/protocol.md §2; '' stands for nil.
 local function status_name(mid, base, in_backoff)
   if base == 'queued' then
     if in_backoff then return 'queued-with-backoff' end

@@ -1,4 +1,4 @@
--- message_status.lua: the status of some messages (SPEC section 2), with
+-- msg-status.lua: the status of some messages (docs/protocol.md §2), with
 -- what queue content shows of each.
 --
 -- KEYS: the queue's keys (prelude.lua).

@@ -1,9 +1,9 @@
-package mq
+package protocol
 
 import (
 	"context"
 	"errors"
-	"strconv"
+	"fmt"
 	"testing"
 	"time"
 
@@ -20,74 +20,71 @@ import (
 
 // enqueueCall runs one enqueue script call with the given token, as
 // Enqueue does, so that a test can send the very same call twice.
-func enqueueCall(t *testing.T, c *Client, q, token string, keep time.Duration, msg any, opts *EnqueueOptions) string {
+func enqueueCall(t *testing.T, s *server, q, token string, keep time.Duration, msg any, m *EnqueueMessage) Code {
 	t.Helper()
-	_, args, err := c.enqueueArgs(q, msg, opts)
-	require.NoError(t, err)
-	args = append([]any{token, keep.Milliseconds()}, args...)
-	reply, err := runScript(context.Background(), c, enqueueScript, c.keys(q), args...).StringSlice()
-	require.NoError(t, err)
-	require.Len(t, reply, 1)
-	return reply[0]
+	one := *m
+	one.Data = []byte(fmt.Sprint(msg))
+	a := Enqueue(context.Background(), s.rdb, s.keys(q), EnqueueCall{Token: token, Keep: keep, Messages: []EnqueueMessage{one}})
+	require.NoError(t, a.Err)
+	require.Len(t, a.Codes, 1)
+	return a.Codes[0]
 }
 
 // pollUntil polls q one step at a time until a step of the given kind (and
 // skip reason, if any) comes, and answers it.
-func pollUntil(t *testing.T, c *Client, q, kind, reason string) pollStep {
+func pollUntil(t *testing.T, s *server, q string, kind StepKind, reason string) Step {
 	t.Helper()
 	for range 20 {
-		st := onePoll(t, c, q)
-		if st.kind == kind && (reason == "" || st.reason == reason) {
+		st := onePoll(t, s, q)
+		if st.Kind == kind && (reason == "" || st.Reason == reason) {
 			return st
 		}
 	}
 	t.Fatalf("no %s %s step in 20 polls", kind, reason)
-	return pollStep{}
+	return Step{}
 }
 
 func TestEnqueueResent(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		ctx := context.Background()
 		q := queueName(t)
-		opts := &EnqueueOptions{MessageID: mid}
+		opts := &EnqueueMessage{ID: mid}
 		const token = "aa01"
 		resend := func(what string) {
 			t.Helper()
-			assert.Equal(t, "added", enqueueCall(t, c, q, token, time.Minute, "first", opts), "the resend answers the first answer, %s", what)
+			assert.Equal(t, Added, enqueueCall(t, s, q, token, time.Minute, "first", opts), "the resend answers the first answer, %s", what)
 		}
 
-		require.Equal(t, "added", enqueueCall(t, c, q, token, time.Minute, "first", opts))
+		require.Equal(t, Added, enqueueCall(t, s, q, token, time.Minute, "first", opts))
 		resend("while queued")
 		assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady), "added once")
 
-		st := pollUntil(t, c, q, stepHandle, "")
-		ok, err := c.complete(ctx, q, []completion{{id: mid, lockedUntil: st.lockedUntil, outcome: outcomeSuccess}})
+		st := pollUntil(t, s, q, StepHandle, "")
+		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}})
 		require.NoError(t, err)
 		require.Equal(t, []bool{true}, ok)
 		resend("once handled")
-		assert.Equal(t, StatusDoneAwaitingGC, statusOf(t, c, q, mid), "not requeued")
+		assert.Equal(t, StatusDoneAwaitingGC, statusOf(t, s, q, mid), "not requeued")
 
-		pollUntil(t, c, q, stepSkip, "did-gc")
-		require.Equal(t, StatusNone, statusOf(t, c, q, mid))
+		pollUntil(t, s, q, StepSkip, "did-gc")
+		require.Equal(t, StatusNone, statusOf(t, s, q, mid))
 		resend("once collected")
-		assert.Equal(t, StatusNone, statusOf(t, c, q, mid), "not added anew")
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "not added anew")
 
 		// Another call is another enqueue, though everything else is alike.
-		assert.Equal(t, "added", enqueueCall(t, c, q, "bb02", time.Minute, "first", opts))
-		assert.Equal(t, StatusQueued, statusOf(t, c, q, mid))
+		assert.Equal(t, Added, enqueueCall(t, s, q, "bb02", time.Minute, "first", opts))
+		assert.Equal(t, StatusQueued, statusOf(t, s, q, mid))
 
 		// A refused call writes nothing, receipt included: sent again, it
 		// is decided afresh.
-		assert.Equal(t, "already-queued", enqueueCall(t, c, q, "cc03", time.Minute, "again", opts))
-		st = pollUntil(t, c, q, stepHandle, "")
-		assert.Equal(t, "locked", enqueueCall(t, c, q, "cc03", time.Minute, "again", opts))
+		assert.Equal(t, AlreadyQueued, enqueueCall(t, s, q, "cc03", time.Minute, "again", opts))
+		st = pollUntil(t, s, q, StepHandle, "")
+		assert.Equal(t, Locked, enqueueCall(t, s, q, "cc03", time.Minute, "again", opts))
 	})
 }
 
 func TestEnqueueReceiptsExpire(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		q := queueName(t)
 		const keep = 50 * time.Millisecond
 		waitServerClock := func(ms int64) {
@@ -102,47 +99,47 @@ func TestEnqueueReceiptsExpire(t *testing.T) {
 		if s.mini != nil {
 			s.mini.SetTime(time.Now())
 		}
-		opts := func(id string) *EnqueueOptions { return &EnqueueOptions{MessageID: id} }
-		require.Equal(t, "added", enqueueCall(t, c, q, "aa01", keep, "x", opts("a")))
+		opts := func(id string) *EnqueueMessage { return &EnqueueMessage{ID: id} }
+		require.Equal(t, Added, enqueueCall(t, s, q, "aa01", keep, "x", opts("a")))
 		waitServerClock(keep.Milliseconds())
 		// A new generation starts; the first receipt moves to prev.
-		require.Equal(t, "added", enqueueCall(t, c, q, "bb02", keep, "x", opts("b")))
+		require.Equal(t, Added, enqueueCall(t, s, q, "bb02", keep, "x", opts("b")))
 		assert.Equal(t, int64(2), s.rdb.HLen(context.Background(), s.key(q, keys.EnqueueReceiptsPrev)).Val(),
 			"prev holds aa01 and its '@since'")
 		require.NoError(t, s.rdb.HDel(context.Background(), s.key(q, keys.Messages), "a").Err())
-		assert.Equal(t, "added", enqueueCall(t, c, q, "aa01", keep, "x", opts("a")), "still recognised from prev")
-		assert.Equal(t, StatusNone, statusOf(t, c, q, "a"))
+		assert.Equal(t, Added, enqueueCall(t, s, q, "aa01", keep, "x", opts("a")), "still recognised from prev")
+		assert.Equal(t, StatusNone, statusOf(t, s, q, "a"))
 		waitServerClock(keep.Milliseconds())
-		require.Equal(t, "added", enqueueCall(t, c, q, "cc03", keep, "x", opts("c")))
+		require.Equal(t, Added, enqueueCall(t, s, q, "cc03", keep, "x", opts("c")))
 		waitServerClock(keep.Milliseconds())
-		require.Equal(t, "added", enqueueCall(t, c, q, "dd04", keep, "x", opts("d")))
+		require.Equal(t, Added, enqueueCall(t, s, q, "dd04", keep, "x", opts("d")))
 		assert.Equal(t, int64(2), s.rdb.HLen(context.Background(), s.key(q, keys.EnqueueReceiptsPrev)).Val(),
 			"two generations at most: prev holds cc03 and its '@since'")
-		assert.Equal(t, "added", enqueueCall(t, c, q, "aa01", keep, "x", opts("a")),
+		assert.Equal(t, Added, enqueueCall(t, s, q, "aa01", keep, "x", opts("a")),
 			"two generations later, the token is a new call")
-		assert.Equal(t, StatusQueued, statusOf(t, c, q, "a"))
+		assert.Equal(t, StatusQueued, statusOf(t, s, q, "a"))
 	})
 }
 
 // pollAs makes one poll call as poller id would, handing out up to
 // maxHandles messages (with no steps at all for 0).
-func pollAs(t *testing.T, c *Client, q, id string, seq, confirmed uint64, maxHandles int, cs ...completion) (pollReply, error) {
+func pollAs(t *testing.T, s *server, q, id string, seq, confirmed uint64, maxHandles int, cs ...Completion) (PollReply, error) {
 	t.Helper()
 	steps := 10
 	if maxHandles == 0 {
 		steps = 0
 	}
-	return c.pollCall(context.Background(), q, pollArgs{
-		lockTime: time.Minute, sleeps: testSleeps, maxSteps: steps, maxHandles: maxHandles,
-		completions: cs, poller: id, seq: seq, confirmed: confirmed,
+	return Poll(context.Background(), s.rdb, s.keys(q), PollArgs{
+		LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: steps, MaxHandles: maxHandles,
+		Completions: cs, Poller: id, Seq: seq, Confirmed: confirmed,
 	})
 }
 
-func handedOut(r pollReply) map[string]pollStep {
-	out := map[string]pollStep{}
-	for _, st := range r.steps {
-		if st.kind == stepHandle {
-			out[st.id] = st
+func handedOut(r PollReply) map[string]Step {
+	out := map[string]Step{}
+	for _, st := range r.Steps {
+		if st.Kind == StepHandle {
+			out[st.ID] = st
 		}
 	}
 	return out
@@ -150,45 +147,44 @@ func handedOut(r pollReply) map[string]pollStep {
 
 func TestPollReplyLost(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		ctx := context.Background()
 		q := queueName(t)
 		for _, id := range []string{"m1", "m2", "m3"} {
-			enqueue(t, c, q, id, &EnqueueOptions{MessageID: id})
+			mustEnqueue(t, s, q, id, &EnqueueMessage{ID: id})
 		}
 		const p = "ab12"
 
-		r1, err := pollAs(t, c, q, p, 1, 0, 2)
+		r1, err := pollAs(t, s, q, p, 1, 0, 2)
 		require.NoError(t, err)
 		first := handedOut(r1)
 		require.Len(t, first, 2)
 
 		// The reply of call 1 never came: call 2 gives its messages back
 		// and takes them again, at the same attempt.
-		r2, err := pollAs(t, c, q, p, 2, 0, 2)
+		r2, err := pollAs(t, s, q, p, 2, 0, 2)
 		require.NoError(t, err)
 		second := handedOut(r2)
 		require.Len(t, second, 2)
 		for id, st := range second {
 			assert.Contains(t, first, id, "the same messages come back first")
-			assert.EqualValues(t, 1, st.attempt, "%s: the lost hand-out is not counted", id)
+			assert.EqualValues(t, 1, st.Attempt, "%s: the lost hand-out is not counted", id)
 			assert.Equal(t, "1", s.field(t, q, keys.NAttempts, id))
 		}
 
 		// go-redis sends call 2 again: the same again.
-		r2b, err := pollAs(t, c, q, p, 2, 0, 2)
+		r2b, err := pollAs(t, s, q, p, 2, 0, 2)
 		require.NoError(t, err)
 		again := handedOut(r2b)
 		require.Len(t, again, 2)
 		for id, st := range again {
 			assert.Contains(t, second, id)
-			assert.EqualValues(t, 1, st.attempt)
+			assert.EqualValues(t, 1, st.Attempt)
 		}
 
 		// Call 1, delayed somewhere, arrives after all that: it is stale
 		// and changes nothing.
 		before := dumpQueue(t, s, q, s.now(t))
-		_, err = pollAs(t, c, q, p, 1, 0, 2)
+		_, err = pollAs(t, s, q, p, 1, 0, 2)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "MQSTALE")
 		assert.Equal(t, before, dumpQueue(t, s, q, s.now(t)), "a stale call writes nothing")
@@ -200,14 +196,14 @@ func TestPollReplyLost(t *testing.T) {
 		for id := range again {
 			ids = append(ids, id)
 		}
-		done := func(id string) completion {
-			return completion{id: id, lockedUntil: again[id].lockedUntil, outcome: outcomeSuccess}
+		done := func(id string) Completion {
+			return Completion{ID: id, LockedUntil: again[id].LockedUntil, Outcome: OutcomeSuccess}
 		}
-		_, err = pollAs(t, c, q, p, 3, 2, 0, done(ids[0]))
+		_, err = pollAs(t, s, q, p, 3, 2, 0, done(ids[0]))
 		require.NoError(t, err)
-		r4, err := pollAs(t, c, q, p, 4, 2, 0, done(ids[0]), done(ids[1]))
+		r4, err := pollAs(t, s, q, p, 4, 2, 0, done(ids[0]), done(ids[1]))
 		require.NoError(t, err)
-		assert.Equal(t, []bool{true, true}, r4.recorded)
+		assert.Equal(t, []bool{true, true}, r4.Recorded)
 		for _, id := range ids {
 			done, err := s.rdb.SIsMember(ctx, s.key(q, keys.Done), id).Result()
 			require.NoError(t, err)
@@ -218,23 +214,21 @@ func TestPollReplyLost(t *testing.T) {
 
 func TestPollReceiptOfOtherPoller(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		q := queueName(t)
-		enqueue(t, c, q, "m1", &EnqueueOptions{MessageID: "m1"})
-		r, err := pollAs(t, c, q, "aa", 1, 0, 1)
+		mustEnqueue(t, s, q, "m1", &EnqueueMessage{ID: "m1"})
+		r, err := pollAs(t, s, q, "aa", 1, 0, 1)
 		require.NoError(t, err)
 		require.Len(t, handedOut(r), 1)
 		// Another poller's calls never touch aa's hand-outs.
-		_, err = pollAs(t, c, q, "bb", 2, 0, 1)
+		_, err = pollAs(t, s, q, "bb", 2, 0, 1)
 		require.NoError(t, err)
-		assert.Equal(t, StatusLocked, statusOf(t, c, q, "m1"))
+		assert.Equal(t, StatusLocked, statusOf(t, s, q, "m1"))
 		assert.Equal(t, "1", s.field(t, q, keys.NAttempts, "m1"))
 	})
 }
 
 func TestSleepSentinelsNormalised(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		ctx := context.Background()
 		q := queueName(t)
 		for range 17 {
@@ -243,63 +237,48 @@ func TestSleepSentinelsNormalised(t *testing.T) {
 		for range 3 {
 			require.NoError(t, s.rdb.LPush(ctx, s.key(q, keys.ISleepB), "_").Err())
 		}
-		st := pollUntil(t, c, q, stepSleep, "")
+		st := pollUntil(t, s, q, StepSleep, "")
 		a, b := s.list(t, q, keys.ISleepA), s.list(t, q, keys.ISleepB)
 		assert.Equal(t, 1, len(a)+len(b), "one sentinel left: %v %v", a, b)
 		want := "a"
 		if len(a) > 0 {
 			want = "b"
 		}
-		assert.Equal(t, want, st.sleepList, "the sleep blocks on the empty list")
+		assert.Equal(t, want, st.SleepList, "the sleep blocks on the empty list")
 	})
 }
 
 // TestEnqueueRefusedWhenFull: with Redis over maxmemory (noeviction), an
-// enqueue is refused with ErrRedisFull and writes nothing, while a worker
-// goes on polling, handling and collecting, which frees memory.
+// enqueue call is refused with Redis's OOM error and writes nothing, while
+// polls go on handing out, recording and collecting, which frees memory
+// (docs/protocol.md §9). The root package's test of the same name checks
+// the public error and a worker.
 func TestEnqueueRefusedWhenFull(t *testing.T) {
 	s := newRealServer(t, "--maxmemory-policy", "noeviction")
-	c := s.client(t, nil)
 	ctx := context.Background()
 	q := queueName(t)
-	for i := range 20 {
-		enqueue(t, c, q, i, nil)
-	}
-	// Fill Redis past a limit set just above what it uses now.
-	used := func() int64 {
-		info, err := s.rdb.InfoMap(ctx, "memory").Result()
-		require.NoError(t, err)
-		n, err := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
-		require.NoError(t, err)
-		return n
-	}
+	mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid})
 	require.NoError(t, s.rdb.ConfigSet(ctx, "maxmemory", "0").Err())
 	require.NoError(t, s.rdb.Set(ctx, "ballast", make([]byte, 8<<20), 0).Err())
 	require.NoError(t, s.rdb.ConfigSet(ctx, "maxmemory", "4mb").Err())
-	require.Greater(t, used(), int64(4<<20))
 
 	before := dumpQueue(t, s, q, s.now(t))
-	_, err := c.Enqueue(ctx, q, make([]byte, 100<<10), nil)
-	require.ErrorIs(t, err, ErrRedisFull)
-	res, err := c.EnqueueMany(ctx, q, EnqueueRequest{Message: "a"}, EnqueueRequest{Message: "b"})
-	require.ErrorIs(t, err, ErrRedisFull)
-	for _, r := range res {
-		assert.Empty(t, r.Action, "no answer: the call failed")
-	}
+	_, err := enqueue(ctx, s, q, "y", nil)
+	assert.Equal(t, OOM, ErrorCode(err), "%v", err)
+	answers := EnqueuePipelined(ctx, s.rdb, s.keys(q), []EnqueueCall{
+		{Token: randomToken(), Keep: time.Minute, Messages: []EnqueueMessage{{ID: "a"}, {ID: "b"}}},
+	})
+	require.Len(t, answers, 1)
+	assert.Equal(t, OOM, ErrorCode(answers[0].Err), "%v", answers[0].Err)
+	assert.Empty(t, answers[0].Codes)
 	assert.Equal(t, before, dumpQueue(t, s, q, s.now(t)), "nothing written")
 
-	// The worker drains the queue all the same.
-	w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
-	for range 20 {
-		next(t, calls)
-	}
-	waitFor(t, "every message collected", func() bool {
-		n, err := s.rdb.HLen(ctx, s.key(q, keys.Messages)).Result()
-		require.NoError(t, err)
-		return n == 0
-	})
-	assert.Zero(t, w.Stats().Counts.PollErrors, "no poll refused")
-	assert.Zero(t, w.Stats().Counts.LockLost)
+	st := pollUntil(t, s, q, StepHandle, "")
+	ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}})
+	require.NoError(t, err)
+	assert.Equal(t, []bool{true}, ok)
+	pollUntil(t, s, q, StepSkip, "did-gc")
+	assert.Equal(t, StatusNone, statusOf(t, s, q, mid))
 }
 
 // field reads one field of a hash of q.

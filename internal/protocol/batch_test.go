@@ -1,4 +1,4 @@
-package mq
+package protocol
 
 import (
 	"context"
@@ -16,14 +16,14 @@ import (
 )
 
 // The poll and complete scripts gather some writes within one call and send
-// them as one command per key (SPEC section 10 batching). The tests in this
+// them as one command per key (docs/protocol.md §4, last paragraph). The tests in this
 // file check that this leaves exactly the state that the same work done
 // one call at a time leaves: random queues are built twice, one copy gets
 // one batched call, the other the same work call by call, and every key of
 // both is compared.
 
-// randomQueue writes a random queue of n mids into q: every status of SPEC
-// section 2, mids that stand in the lists more than once, and mids in the
+// randomQueue writes a random queue of n mids into q: every status of
+// docs/protocol.md §2, mids that stand in the lists more than once, and mids in the
 // lists that are absent from the queue. With sentinel false, mid-circle
 // lacks its sentinel, which only a damaged queue does.
 func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, sentinel bool, now int64) {
@@ -85,7 +85,7 @@ func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, senti
 	rng.Shuffle(len(ready), func(i, j int) { ready[i], ready[j] = ready[j], ready[i] })
 	rng.Shuffle(len(circle), func(i, j int) { circle[i], circle[j] = circle[j], circle[i] })
 	if sentinel {
-		circle = slices.Insert(circle, rng.IntN(len(circle)+1), endOfCircle)
+		circle = slices.Insert(circle, rng.IntN(len(circle)+1), EndOfCircle)
 	}
 	if len(ready) > 0 {
 		require.NoError(t, r.RPush(ctx, key(keys.MidsReady), ready).Err())
@@ -169,19 +169,18 @@ func dumpQueue(t *testing.T, s *server, q string, now int64) map[string]string {
 }
 
 // stepText is a step's answer with its times normalised as dumpQueue does.
-func stepText(st pollStep) string {
-	switch st.kind {
-	case stepHandle:
-		return fmt.Sprintf("handle %s %s attempt=%d lock=%v", st.id, st.data, st.attempt, st.lockTime)
-	case stepSleep:
-		return fmt.Sprintf("sleep %v %s %d", st.sleep, st.sleepList, st.ndryRuns)
+func stepText(st Step) string {
+	switch st.Kind {
+	case StepHandle:
+		return fmt.Sprintf("handle %s %s attempt=%d lock=%v", st.ID, st.Data, st.Attempt, st.LockTime)
+	case StepSleep:
+		return fmt.Sprintf("sleep %v %s %d", st.Sleep, st.SleepList, st.NDryRuns)
 	}
-	return "skip " + st.reason
+	return "skip " + st.Reason
 }
 
 func TestBatchedCallsEqualOneByOne(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
 		ctx := context.Background()
 		const lockMS = 60000
 		for seed := range uint64(40) {
@@ -196,7 +195,7 @@ func TestBatchedCallsEqualOneByOne(t *testing.T) {
 			require.Equal(t, dumpQueue(t, s, qa, now), dumpQueue(t, s, qb, now), "seed %d: the copies start equal", seed)
 
 			// Outcomes for some mids, most holding the lock they name.
-			var cs []completion
+			var cs []Completion
 			locks, err := s.rdb.HGetAll(ctx, s.key(qa, keys.Locks)).Result()
 			require.NoError(t, err)
 			for id, v := range locks {
@@ -204,43 +203,43 @@ func TestBatchedCallsEqualOneByOne(t *testing.T) {
 				if rng.IntN(4) == 0 {
 					token++
 				}
-				outcome := []string{outcomeSuccess, outcomeRetry, outcomeError, outcomeRelease}[rng.IntN(4)]
-				cs = append(cs, completion{id: id, lockedUntil: token, outcome: outcome, backoff: time.Duration(rng.IntN(2)) * time.Minute})
+				outcome := []Outcome{OutcomeSuccess, OutcomeRetry, OutcomeError, OutcomeRelease}[rng.IntN(4)]
+				cs = append(cs, Completion{ID: id, LockedUntil: token, Outcome: outcome, Backoff: time.Duration(rng.IntN(2)) * time.Minute})
 				if rng.IntN(5) == 0 { // the same outcome twice in one call
 					cs = append(cs, cs[len(cs)-1])
 				}
 			}
-			slices.SortFunc(cs, func(a, b completion) int { return strings.Compare(a.id, b.id) })
+			slices.SortFunc(cs, func(a, b Completion) int { return strings.Compare(a.ID, b.ID) })
 			maxSteps := 1 + rng.IntN(3*n+4)
-			args := pollArgs{lockTime: lockMS * time.Millisecond, sleeps: testSleeps, maxSteps: maxSteps}
+			args := PollArgs{LockTime: lockMS * time.Millisecond, Sleeps: testSleeps, MaxSteps: maxSteps}
 
 			batchArgs := args
-			batchArgs.completions = cs
-			ra, err := c.poll(ctx, qa, batchArgs)
+			batchArgs.Completions = cs
+			ra, err := poll(ctx, s, qa, batchArgs)
 			require.NoError(t, err)
 
 			recorded := []bool{}
 			for _, x := range cs {
-				ok, err := c.complete(ctx, qb, []completion{x})
+				ok, err := complete(ctx, s, qb, []Completion{x})
 				require.NoError(t, err)
 				recorded = append(recorded, ok...)
 			}
 			var stepsB []string
-			args.maxSteps = 1
+			args.MaxSteps = 1
 			for len(stepsB) < maxSteps {
-				rb, err := c.poll(ctx, qb, args)
+				rb, err := poll(ctx, s, qb, args)
 				require.NoError(t, err)
-				require.Len(t, rb.steps, 1)
-				stepsB = append(stepsB, stepText(rb.steps[0]))
-				if rb.steps[0].kind == stepSleep {
+				require.Len(t, rb.Steps, 1)
+				stepsB = append(stepsB, stepText(rb.Steps[0]))
+				if rb.Steps[0].Kind == StepSleep {
 					break
 				}
 			}
 			var stepsA []string
-			for _, st := range ra.steps {
+			for _, st := range ra.Steps {
 				stepsA = append(stepsA, stepText(st))
 			}
-			assert.Equal(t, recorded, ra.recorded, "seed %d: outcomes", seed)
+			assert.Equal(t, recorded, ra.Recorded, "seed %d: outcomes", seed)
 			assert.Equal(t, stepsB, stepsA, "seed %d: steps", seed)
 			assert.Equal(t, dumpQueue(t, s, qb, now), dumpQueue(t, s, qa, now), "seed %d: state after", seed)
 		}

@@ -1,4 +1,4 @@
-package mq
+package protocol
 
 import (
 	"testing"
@@ -25,18 +25,18 @@ func TestParsePollReply(t *testing.T) {
 	}
 	for _, raw := range bad {
 		_, err := parsePollReply(raw)
-		assert.ErrorIs(t, err, errUnexpectedReply, "%v", raw)
+		assert.ErrorIs(t, err, ErrUnexpectedReply, "%v", raw)
 	}
 	r, err := parsePollReply([]any{int64(7), []any{"ok", "lock-lost"},
 		[]any{"handle", "m", "data", int64(2), int64(1000), int64(5), int64(9000), int64(8000)},
 		[]any{"skip", "did-gc"},
 		[]any{"sleep", int64(500), "b", int64(3)}})
 	require.NoError(t, err)
-	assert.Equal(t, int64(7), r.queueSize)
-	assert.Equal(t, []bool{true, false}, r.recorded)
-	require.Len(t, r.steps, 3)
-	assert.Equal(t, pollStep{kind: stepHandle, id: "m", data: []byte("data"), attempt: 2,
-		lockTime: 1000 * 1e6, firstEnqueued: 5, lockedUntil: 9000, now: 8000}, r.steps[0])
-	assert.Equal(t, "did-gc", r.steps[1].reason)
-	assert.Equal(t, "b", r.steps[2].sleepList)
+	assert.Equal(t, int64(7), r.QueueSize)
+	assert.Equal(t, []bool{true, false}, r.Recorded)
+	require.Len(t, r.Steps, 3)
+	assert.Equal(t, Step{Kind: StepHandle, ID: "m", Data: []byte("data"), Attempt: 2,
+		LockTime: 1000 * 1e6, FirstEnqueued: 5, LockedUntil: 9000, Now: 8000}, r.Steps[0])
+	assert.Equal(t, "did-gc", r.Steps[1].Reason)
+	assert.Equal(t, "b", r.Steps[2].SleepList)
 }

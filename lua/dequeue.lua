@@ -1,5 +1,5 @@
--- poll.lua: up to ARGV[7] worker steps of SPEC section 4, run back to back,
--- stopping early after the first 'sleep' (SPEC section 10, batched poll),
+-- dequeue.lua: up to ARGV[7] worker steps of docs/protocol.md §4, run back to back,
+-- stopping early after the first 'sleep' (§4, a call of many steps),
 -- after recording the outcomes of earlier handlings. With no steps to take,
 -- it only records outcomes (the worker's flusher calls it so).
 --
@@ -21,7 +21,7 @@
 --            'release'), backoff in ms (0 for none)
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
--- of SPEC section 8 after the steps (-1 when not asked for), outcomes the
+-- of §10 after the steps (-1 when not asked for), outcomes the
 -- results of the outcomes, one per group, 'ok' or 'lock-lost' (the lock is
 -- no longer the one the handling took: it expired and the message was
 -- handed out again, or the message is done or gone; nothing is written for
@@ -94,7 +94,7 @@ local ready_empty = false
 -- and, unless the mid is dropped, owes a push onto its left end; a step
 -- that collects a mid owes one delete per hash and set. Both are gathered
 -- and sent as one command per key (flush, below), which leaves the same
--- state as SPEC section 4's step-by-step writes, in a fraction of the
+-- state as §4's step-by-step writes, in a fraction of the
 -- calls:
 --   * the owed pushes, sent in order, build the same left end, and are
 --     sent before anything else pushes there (a pop from mids-ready) or
@@ -261,11 +261,7 @@ if n_outcomes > 0 or #handed > 0 or consumed or confirmed < seq - 1 then
 end
 
 if ARGV[9] == '1' then
-  local ntotal = redis.call('llen', K_MIDS_READY) + redis.call('llen', K_MID_CIRCLE) - 1
-  if ntotal < 0 then ntotal = 0 end
-  local nqueued = ntotal - (redis.call('hlen', K_LOCKS) + redis.call('hlen', K_BACKOFFS)
-    + redis.call('scard', K_DONE))
-  if nqueued < 0 then nqueued = 0 end
+  local _, _, _, _, nqueued = queue_counts()
   reply[1] = nqueued
 else
   reply[1] = -1

@@ -1,0 +1,59 @@
+package mq
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEnqueueRefusedWhenFull: with Redis over maxmemory (noeviction), an
+// enqueue is refused with ErrRedisFull and writes nothing, while a worker
+// goes on polling, handling and collecting, which frees memory.
+func TestEnqueueRefusedWhenFull(t *testing.T) {
+	s := newRealServer(t, "--maxmemory-policy", "noeviction")
+	c := s.client(t, nil)
+	ctx := context.Background()
+	q := queueName(t)
+	for i := range 20 {
+		enqueue(t, c, q, i, nil)
+	}
+	// Fill Redis past a limit set just above what it uses now.
+	used := func() int64 {
+		info, err := s.rdb.InfoMap(ctx, "memory").Result()
+		require.NoError(t, err)
+		n, err := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+		require.NoError(t, err)
+		return n
+	}
+	require.NoError(t, s.rdb.ConfigSet(ctx, "maxmemory", "0").Err())
+	require.NoError(t, s.rdb.Set(ctx, "ballast", make([]byte, 8<<20), 0).Err())
+	require.NoError(t, s.rdb.ConfigSet(ctx, "maxmemory", "4mb").Err())
+	require.Greater(t, used(), int64(4<<20))
+
+	before := dumpQueue(t, s, q, s.now(t))
+	_, err := c.Enqueue(ctx, q, make([]byte, 100<<10), nil)
+	require.ErrorIs(t, err, ErrRedisFull)
+	res, err := c.EnqueueMany(ctx, q, EnqueueRequest{Message: "a"}, EnqueueRequest{Message: "b"})
+	require.ErrorIs(t, err, ErrRedisFull)
+	for _, r := range res {
+		assert.Empty(t, r.Action, "no answer: the call failed")
+	}
+	assert.Equal(t, before, dumpQueue(t, s, q, s.now(t)), "nothing written")
+
+	// The worker drains the queue all the same.
+	w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+	for range 20 {
+		next(t, calls)
+	}
+	waitFor(t, "every message collected", func() bool {
+		n, err := s.rdb.HLen(ctx, s.key(q, keys.Messages)).Result()
+		require.NoError(t, err)
+		return n == 0
+	})
+	assert.Zero(t, w.Stats().Counts.PollErrors, "no poll refused")
+	assert.Zero(t, w.Stats().Counts.LockLost)
+}

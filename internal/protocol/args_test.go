@@ -1,0 +1,74 @@
+package protocol
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestMSRoundsUp: a duration goes to the scripts in whole milliseconds,
+// rounded up, so that a positive duration never becomes 0 (which the
+// scripts read as none, or as the default).
+func TestMSRoundsUp(t *testing.T) {
+	for d, want := range map[time.Duration]int64{
+		-time.Second: 0, 0: 0, 1: 1, time.Millisecond - 1: 1, time.Millisecond: 1,
+		time.Millisecond + 1: 2, 1500 * time.Microsecond: 2, time.Hour: 3600000,
+	} {
+		assert.Equal(t, want, MS(d), "%v", d)
+	}
+}
+
+// TestArgsRoundDurationsUp checks every duration argument of every script
+// call: a nanosecond goes as 1 ms.
+func TestArgsRoundDurationsUp(t *testing.T) {
+	const ns = time.Nanosecond
+	enq := EnqueueCall{Token: "t", Keep: ns, Messages: []EnqueueMessage{{ID: "m", InitialBackoff: ns, LockTime: ns}}}.argv()
+	assert.Equal(t, int64(1), enq[1], "receipt keep time")
+	assert.Equal(t, int64(1), enq[4], "initial backoff")
+	assert.Equal(t, int64(1), enq[5], "lock time")
+
+	p := PollArgs{LockTime: ns, Sleeps: [5]time.Duration{ns, ns, ns, ns, ns}, MaxSteps: 1,
+		Completions: []Completion{{ID: "m", LockedUntil: 5, Outcome: OutcomeRetry, Backoff: ns}}}.argv()
+	for i := 0; i < 6; i++ {
+		assert.Equal(t, int64(1), p[i], "poll lock time and sleeps, ARGV[%d]", i+1)
+	}
+	assert.Equal(t, MS(PollReceiptTTL), p[12], "poll receipt keep time")
+	assert.Equal(t, int64(1), p[17], "completion backoff")
+
+	r := renewArgv([]Renewal{{ID: "m", LockedUntil: 5, LockTime: ns}, {ID: "n", LockedUntil: 5, LockTime: 0}})
+	assert.Equal(t, int64(1), r[2], "renew lock time")
+	assert.Equal(t, int64(1), r[5], "renew lock time, at least 1 ms")
+}
+
+// TestQueueCountsAreThePollsSize: QueueCounts and the poll's queue size
+// come from the one formula of counts.lua.
+func TestQueueCountsAreThePollsSize(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		empty, err := QueueCounts(ctx, s.rdb, s.keys(q))
+		require.NoError(t, err)
+		assert.Equal(t, Counts{}, empty)
+		for i := range 5 {
+			mustEnqueue(t, s, q, i, nil)
+		}
+		mustEnqueue(t, s, q, "later", &EnqueueMessage{ID: "later", InitialBackoff: time.Hour})
+		st := onePoll(t, s, q)
+		require.Equal(t, StepHandle, st.Kind)
+		st2 := onePoll(t, s, q)
+		ok, err := complete(ctx, s, q, []Completion{{ID: st2.ID, LockedUntil: st2.LockedUntil, Outcome: OutcomeSuccess}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, ok)
+
+		n, err := QueueCounts(ctx, s.rdb, s.keys(q))
+		require.NoError(t, err)
+		// ready holds 3, the circle 3 and the sentinel.
+		assert.Equal(t, Counts{Total: 6, Locked: 1, Backoff: 1, Done: 1, Queued: 3}, n)
+		r, err := poll(ctx, s, q, PollArgs{WantSize: true})
+		require.NoError(t, err)
+		assert.Equal(t, n.Queued, r.QueueSize)
+	})
+}

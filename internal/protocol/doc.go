@@ -1,0 +1,20 @@
+// Package protocol runs the queue's Redis scripts (lua/*.lua): it composes
+// them from their shared parts, encodes their arguments and parses their
+// replies into plain types of its own. It is the protocol of
+// docs/protocol.md as the code runs it, and nothing more: deadlines,
+// workers and the public errors belong to the root package mq, which calls
+// this one.
+//
+// Every function takes a context, a [Redis] (a go-redis client or
+// pipeline-capable equivalent) and the queue's keys, all of them, in the
+// order of internal/keys (keys.All). Scripts answers are checked: a reply
+// of a shape the protocol does not know is an error wrapping
+// [ErrUnexpectedReply], never a panic, and an error reply of Redis is
+// returned as it is ([ErrorCode] tells its code).
+//
+// Durations go to the scripts in whole milliseconds, rounded up ([MS]),
+// so that a positive duration never becomes 0 (which the scripts read as
+// "none" or "the default").
+//
+// The functions are safe for concurrent use.
+package protocol

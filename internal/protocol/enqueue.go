@@ -1,0 +1,93 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// EnqueueMessage is one message of an enqueue call, with its options
+// (docs/protocol.md §3).
+type EnqueueMessage struct {
+	// ID is the message id.
+	ID string
+	// Data is the message as stored.
+	Data []byte
+	// InitialBackoff delays the first handling; 0 for none.
+	InitialBackoff time.Duration
+	// LockTime is the message's own lock time; 0 for the worker's.
+	LockTime time.Duration
+	// CanUpdate, CanRequeue and ResetInitialBackoff are the options of
+	// §3, as their namesakes in mq.EnqueueOptions.
+	CanUpdate, CanRequeue, ResetInitialBackoff bool
+}
+
+// EnqueueCall is one call of enqueue.lua: its messages, decided in turn,
+// and its receipt (§8).
+type EnqueueCall struct {
+	// Token identifies the call, drawn at random once and sent again with
+	// every resend of the call.
+	Token string
+	// Keep is how long Redis keeps the call's receipt at least.
+	Keep time.Duration
+	// Messages are the call's messages.
+	Messages []EnqueueMessage
+}
+
+// argv is the call's script arguments.
+func (c EnqueueCall) argv() []any {
+	args := make([]any, 0, 2+7*len(c.Messages))
+	args = append(args, c.Token, MS(c.Keep))
+	for _, m := range c.Messages {
+		args = append(args, m.ID, m.Data, MS(m.InitialBackoff), MS(m.LockTime),
+			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff))
+	}
+	return args
+}
+
+// EnqueueAnswer is what one enqueue call answered.
+type EnqueueAnswer struct {
+	// Codes holds one answer per message, in order, when Err is nil:
+	// Added, Updated, AlreadyQueued, Locked or Backoff (the caller tells
+	// any other code for an unexpected reply, message by message).
+	Codes []Code
+	// Err is the call's error: Redis's (an OOM error reply when Redis is
+	// full, see ErrorCode), or ErrUnexpectedReply.
+	Err error
+}
+
+// Enqueue runs one enqueue call.
+func Enqueue(ctx context.Context, r Redis, keys []string, call EnqueueCall) EnqueueAnswer {
+	reply, err := enqueueScript.Run(ctx, r, keys, call.argv()...).StringSlice()
+	return enqueueAnswer(call, reply, err)
+}
+
+// EnqueuePipelined runs many enqueue calls in one round trip and answers
+// each, in order.
+func EnqueuePipelined(ctx context.Context, r Redis, keys []string, calls []EnqueueCall) []EnqueueAnswer {
+	argss := make([][]any, len(calls))
+	for i, c := range calls {
+		argss[i] = c.argv()
+	}
+	cmds := runPipelined(ctx, r, enqueueScript, keys, argss)
+	answers := make([]EnqueueAnswer, len(calls))
+	for i, cmd := range cmds {
+		reply, err := cmd.StringSlice()
+		answers[i] = enqueueAnswer(calls[i], reply, err)
+	}
+	return answers
+}
+
+func enqueueAnswer(call EnqueueCall, reply []string, err error) EnqueueAnswer {
+	if err != nil {
+		return EnqueueAnswer{Err: err}
+	}
+	if len(reply) != len(call.Messages) {
+		return EnqueueAnswer{Err: fmt.Errorf("%w: enqueue answered %d of %d", ErrUnexpectedReply, len(reply), len(call.Messages))}
+	}
+	codes := make([]Code, len(reply))
+	for i, s := range reply {
+		codes[i] = Code(s)
+	}
+	return EnqueueAnswer{Codes: codes}
+}

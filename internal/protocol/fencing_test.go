@@ -1,0 +1,178 @@
+package protocol
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSpecComplete: docs/protocol.md §6 and §7, outcomes fenced on the lock.
+func TestSpecComplete(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		handled := func(q string) Step {
+			_, err := enqueue(ctx, s, q, "x", &EnqueueMessage{ID: mid})
+			require.NoError(t, err)
+			st := onePoll(t, s, q)
+			require.Equal(t, StepHandle, st.Kind)
+			return st
+		}
+		complete := func(q string, cs ...Completion) []bool {
+			ok, err := complete(ctx, s, q, cs)
+			require.NoError(t, err)
+			return ok
+		}
+
+		q := "success"
+		st := handled(q)
+		assert.Equal(t, []bool{true}, complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}))
+		assert.True(t, s.isMember(t, q, keys.Done))
+		assert.Equal(t, "", s.hget(t, q, keys.Locks), "lock released")
+		assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
+
+		q = "success-backoff"
+		st = handled(q)
+		now := s.now(t)
+		complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess, Backoff: time.Hour})
+		near(t, now+3600000, s.hgetInt(t, q, keys.Backoffs), "dedupe backoff")
+		status, err := messageStatus(ctx, s, q, mid)
+		require.NoError(t, err)
+		assert.Equal(t, StatusDoneWithBackoff, status)
+
+		q = "retry"
+		st = handled(q)
+		now = s.now(t)
+		complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeRetry, Backoff: time.Minute})
+		assert.False(t, s.isMember(t, q, keys.Done), "queued again")
+		assert.Equal(t, "", s.hget(t, q, keys.Locks))
+		near(t, now+60000, s.hgetInt(t, q, keys.Backoffs), "retry backoff")
+		status, err = messageStatus(ctx, s, q, mid)
+		require.NoError(t, err)
+		assert.Equal(t, StatusQueuedWithBackoff, status)
+
+		q = "error"
+		st = handled(q)
+		complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeError, Backoff: time.Minute})
+		assert.True(t, s.isMember(t, q, keys.Done))
+		assert.Equal(t, "", s.hget(t, q, keys.Locks))
+		assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "no backoff after an error")
+
+		q = "release"
+		st = handled(q)
+		s.setList(t, q, keys.MidsReady, "other")
+		assert.Equal(t, []bool{true}, complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeRelease}))
+		assert.Equal(t, "", s.hget(t, q, keys.Locks), "lock released")
+		assert.Equal(t, "", s.hget(t, q, keys.NAttempts), "first attempt uncounted")
+		assert.False(t, s.isMember(t, q, keys.Done))
+		assert.Equal(t, []string{"other", mid}, s.list(t, q, keys.MidsReady), "first in line")
+		assert.Equal(t, StatusQueued, statusOf(t, s, q, mid))
+		st = onePoll(t, s, q)
+		require.Equal(t, StepHandle, st.Kind)
+		assert.Equal(t, mid, st.ID)
+		assert.Equal(t, int64(1), st.Attempt, "handed out again as the first attempt")
+		assert.Equal(t, []bool{false}, complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil - 1, Outcome: OutcomeRelease}),
+			"a release is fenced too")
+		assert.Equal(t, "1", s.hget(t, q, keys.NAttempts))
+
+		q = "fenced"
+		st = handled(q)
+		before := s.hget(t, q, keys.Locks)
+		assert.Equal(t, []bool{false}, complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil - 1, Outcome: OutcomeSuccess}),
+			"a wrong token")
+		assert.Equal(t, before, s.hget(t, q, keys.Locks), "nothing written")
+		assert.False(t, s.isMember(t, q, keys.Done))
+		assert.Equal(t, []bool{true, false}, complete(q,
+			Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess},
+			Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeRetry, Backoff: time.Hour}),
+			"the second completion of one handling finds it done")
+		assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
+		assert.Equal(t, []bool{false}, complete(q, Completion{ID: "gone", LockedUntil: 1, Outcome: OutcomeError}),
+			"a message not in the queue")
+	})
+}
+
+// TestSpecRenew: docs/protocol.md §7, lock renewal fenced like completion, and
+// a renewal whose reply was lost (the protocol document's lock-aliases).
+func TestSpecRenew(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		_, err := enqueue(ctx, s, q, "x", &EnqueueMessage{ID: mid, LockTime: 50 * time.Millisecond})
+		require.NoError(t, err)
+		st := onePoll(t, s, q)
+		require.Equal(t, StepHandle, st.Kind)
+
+		got, err := Renew(ctx, s.rdb, s.keys(q), []Renewal{{ID: mid, LockedUntil: st.LockedUntil, LockTime: time.Hour}})
+		require.NoError(t, err)
+		require.Greater(t, got[0], st.LockedUntil, "a new token")
+		assert.Equal(t, got[0], s.hgetInt(t, q, keys.Locks))
+
+		// As if that reply was lost: the handling still holds the first
+		// token, which proves the lock the renewal wrote.
+		again, err := Renew(ctx, s.rdb, s.keys(q), []Renewal{{ID: mid, LockedUntil: st.LockedUntil, LockTime: time.Hour}})
+		require.NoError(t, err)
+		require.Greater(t, again[0], got[0], "renewed again from the token held")
+		assert.Equal(t, again[0], s.hgetInt(t, q, keys.Locks))
+
+		stale, err := Renew(ctx, s.rdb, s.keys(q), []Renewal{{ID: mid, LockedUntil: got[0], LockTime: time.Hour}})
+		require.NoError(t, err)
+		assert.Equal(t, []int64{0}, stale, "a token superseded by a renewal that answered is stale")
+		other, err := Renew(ctx, s.rdb, s.keys(q), []Renewal{{ID: mid, LockedUntil: st.LockedUntil - 1, LockTime: time.Hour}})
+		require.NoError(t, err)
+		assert.Equal(t, []int64{0}, other, "a token that never held the lock")
+		assert.Equal(t, again[0], s.hgetInt(t, q, keys.Locks), "nothing written")
+
+		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: got[0], Outcome: OutcomeSuccess}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false}, ok, "completion with a stale token is fenced")
+		ok, err = complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true}, ok, "completion with the token held, whose renewal replies were lost")
+	})
+}
+
+// TestSpecRenewAfterHandOut: a lock alias never lets an earlier handling
+// prove the lock of a later one.
+func TestSpecRenewAfterHandOut(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		_, err := enqueue(ctx, s, q, "x", &EnqueueMessage{ID: mid})
+		require.NoError(t, err)
+		first := onePoll(t, s, q)
+		require.Equal(t, StepHandle, first.Kind)
+		renewed, err := Renew(ctx, s.rdb, s.keys(q), []Renewal{{ID: mid, LockedUntil: first.LockedUntil, LockTime: time.Hour}})
+		require.NoError(t, err)
+		require.NotZero(t, renewed[0])
+
+		// The lock runs out; another poll hands the message out again, in
+		// a later millisecond (in the same one, it would write the very
+		// lock the first hand-out wrote, which no real lock expiry allows).
+		waitFor(t, "the server's clock to move on", func() bool { return s.now(t) > first.Now })
+		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Locks), mid, s.now(t)-1).Err())
+		second := onePoll(t, s, q)
+		for range 2 { // the circle's sentinel may come first
+			if second.Kind != StepHandle {
+				second = onePoll(t, s, q)
+			}
+		}
+		require.Equal(t, StepHandle, second.Kind)
+		require.EqualValues(t, 2, second.Attempt)
+
+		for _, token := range []int64{first.LockedUntil, renewed[0]} {
+			got, err := Renew(ctx, s.rdb, s.keys(q), []Renewal{{ID: mid, LockedUntil: token, LockTime: time.Hour}})
+			require.NoError(t, err)
+			assert.Equal(t, []int64{0}, got, "the first handling's token %d", token)
+			ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: token, Outcome: OutcomeSuccess}})
+			require.NoError(t, err)
+			assert.Equal(t, []bool{false}, ok, "the first handling's token %d", token)
+		}
+		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: second.LockedUntil, Outcome: OutcomeSuccess}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true}, ok)
+	})
+}

@@ -1,0 +1,74 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Outcome names a handling's outcome as outcome.lua takes it
+// (docs/protocol.md §6).
+type Outcome string
+
+// The outcomes of a handling.
+const (
+	// OutcomeSuccess: the message is done (with a dedupe backoff if one
+	// is given).
+	OutcomeSuccess Outcome = "success"
+	// OutcomeRetry: the message is queued again (after its backoff).
+	OutcomeRetry Outcome = "retry"
+	// OutcomeError: the message is done; no backoff is written.
+	OutcomeError Outcome = "error"
+	// OutcomeRelease gives back a message taken but never handed to the
+	// handler: unlocked, its attempt uncounted, first in line again.
+	OutcomeRelease Outcome = "release"
+)
+
+// Completion is the outcome of one handling, fenced on its lock: it is
+// written only if LockedUntil still proves the message's lock (§7).
+type Completion struct {
+	// ID is the message id.
+	ID string
+	// LockedUntil is the handling's token, from its poll or last renewal.
+	LockedUntil int64
+	// Outcome is what to write.
+	Outcome Outcome
+	// Backoff is the backoff to set, 0 for none.
+	Backoff time.Duration
+}
+
+// Renewal asks to push one lock forward (§7).
+type Renewal struct {
+	// ID is the message id.
+	ID string
+	// LockedUntil is the current token.
+	LockedUntil int64
+	// LockTime is how far from now to push the lock (at least 1 ms).
+	LockTime time.Duration
+}
+
+// NoToken is the token Renew answers for a lock that was lost.
+const NoToken int64 = 0
+
+// argv is the script arguments of rs.
+func renewArgv(rs []Renewal) []any {
+	args := make([]any, 0, 3*len(rs))
+	for _, x := range rs {
+		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), MS(max(time.Millisecond, x.LockTime)))
+	}
+	return args
+}
+
+// Renew pushes locks forward in one script call and answers, per
+// renewal, the new token, or NoToken when the lock was lost.
+func Renew(ctx context.Context, r Redis, keys []string, rs []Renewal) ([]int64, error) {
+	tokens, err := renewScript.Run(ctx, r, keys, renewArgv(rs)...).Int64Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(tokens) != len(rs) {
+		return nil, fmt.Errorf("%w: renew answered %d of %d", ErrUnexpectedReply, len(tokens), len(rs))
+	}
+	return tokens, nil
+}

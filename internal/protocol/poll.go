@@ -1,0 +1,220 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// StepKind is the kind of one poll step (docs/protocol.md §4).
+type StepKind string
+
+// The kinds of a poll step.
+const (
+	// StepSleep: the lap is over; the worker sleeps.
+	StepSleep StepKind = "sleep"
+	// StepSkip: the step took an id and did not hand it out.
+	StepSkip StepKind = "skip"
+	// StepHandle: the step handed a message out.
+	StepHandle StepKind = "handle"
+)
+
+// SkipReasons are the reasons of every skip step dequeue.lua answers, in
+// the order of §4.
+var SkipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-backoff",
+	"done-with-backoff", "did-requeue", "did-gc"}
+
+// Step is one step's answer from dequeue.lua. Which fields are set depends
+// on Kind.
+type Step struct {
+	// Kind is the step's kind.
+	Kind StepKind
+
+	// Reason is a skip step's reason, one of SkipReasons.
+	Reason string
+
+	// Sleep is how long a sleep step sleeps.
+	Sleep time.Duration
+	// SleepList is the isleep list a sleep step blocks on, "a" or "b" (§5).
+	SleepList string
+	// NDryRuns is the queue's ndry-runs after a sleep step.
+	NDryRuns int64
+
+	// ID is the handed-out message's id.
+	ID string
+	// Data is the handed-out message as stored.
+	Data []byte
+	// Attempt counts the hand-outs of the message, from 1.
+	Attempt int64
+	// LockTime is the handed-out message's lock time.
+	LockTime time.Duration
+	// FirstEnqueued is when the message was first enqueued, Unix ms.
+	FirstEnqueued int64
+	// LockedUntil is when the lock runs out, Unix ms: the fencing token
+	// of the handling (§7).
+	LockedUntil int64
+	// Now is the server's time of the step, Unix ms.
+	Now int64
+}
+
+// PollArgs are the arguments of one poll call.
+type PollArgs struct {
+	// LockTime is the worker's default lock time.
+	LockTime time.Duration
+	// Sleeps are the end-of-queue sleep times by ndry-runs (§4, step 2).
+	Sleeps [5]time.Duration
+	// MaxSteps bounds the steps; 0 only records the completions.
+	MaxSteps int
+	// MaxHandles, when positive, ends the call after that many messages
+	// were handed out; otherwise only MaxSteps bounds it.
+	MaxHandles int
+	// WantSize asks for the queue size, which costs five reads.
+	WantSize bool
+	// Completions are outcomes to record before polling.
+	Completions []Completion
+
+	// Poller identifies the poller making the call, Seq numbers the call
+	// among its calls, and Confirmed is the number of its last call whose
+	// reply arrived (§8).
+	Poller         string
+	Seq, Confirmed uint64
+}
+
+// PollReceiptTTL is how long a poller's receipt is kept at least after
+// its last call: a poller that comes back after a longer Redis outage no
+// longer finds what its last call applied, and the messages that call
+// handed out are handed out again when their locks expire.
+const PollReceiptTTL = time.Hour
+
+// argv is the call's script arguments.
+func (a PollArgs) argv() []any {
+	maxHandles := a.MaxHandles
+	if maxHandles <= 0 {
+		maxHandles = a.MaxSteps
+	}
+	args := make([]any, 0, 14+4*len(a.Completions))
+	args = append(args, MS(a.LockTime))
+	for _, d := range a.Sleeps {
+		args = append(args, MS(d))
+	}
+	args = append(args, max(0, a.MaxSteps), maxHandles, boolArg(a.WantSize),
+		a.Poller, a.Seq, a.Confirmed, MS(PollReceiptTTL), len(a.Completions))
+	for _, x := range a.Completions {
+		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff))
+	}
+	return args
+}
+
+// PollReply is dequeue.lua's answer: the steps taken and the queue size
+// after.
+type PollReply struct {
+	// QueueSize is the queued count of §10 after the steps, -1 when not
+	// asked for.
+	QueueSize int64
+	// Recorded answers, per completion sent, whether it took effect
+	// (false: the lock was lost).
+	Recorded []bool
+	// Steps are the steps taken, in order.
+	Steps []Step
+	// Sent is when the call was sent, by the local clock: the locks it
+	// wrote run out no sooner than their lock time after it.
+	Sent time.Time
+}
+
+// Poll records a.Completions, then takes up to a.MaxSteps steps of the
+// queue's circle, all in one script call. A call that comes after a later
+// call of its poller fails with an error reply of code Stale.
+func Poll(ctx context.Context, r Redis, keys []string, a PollArgs) (PollReply, error) {
+	sent := time.Now()
+	raw, err := dequeueScript.Run(ctx, r, keys, a.argv()...).Slice()
+	if err != nil {
+		return PollReply{Sent: sent}, err
+	}
+	reply, err := parsePollReply(raw)
+	reply.Sent = sent
+	if err == nil && len(reply.Recorded) != len(a.Completions) {
+		err = fmt.Errorf("%w: poll recorded %d of %d outcomes", ErrUnexpectedReply, len(reply.Recorded), len(a.Completions))
+	}
+	return reply, err
+}
+
+func parsePollReply(raw []any) (PollReply, error) {
+	var r PollReply
+	if len(raw) < 2 {
+		return r, fmt.Errorf("%w: poll reply %v", ErrUnexpectedReply, raw)
+	}
+	r.QueueSize, _ = raw[0].(int64)
+	recorded, ok := raw[1].([]any)
+	if !ok {
+		return r, fmt.Errorf("%w: poll reply %v", ErrUnexpectedReply, raw)
+	}
+	r.Recorded = make([]bool, len(recorded))
+	for i, x := range recorded {
+		r.Recorded[i] = x == string(Recorded)
+	}
+	r.Steps = make([]Step, 0, len(raw)-2)
+	for _, e := range raw[2:] {
+		s, err := parseStep(e)
+		if err != nil {
+			return r, err
+		}
+		r.Steps = append(r.Steps, s)
+	}
+	return r, nil
+}
+
+func parseStep(e any) (Step, error) {
+	var s Step
+	a, _ := e.([]any)
+	if len(a) == 0 {
+		return s, fmt.Errorf("%w: poll step %v", ErrUnexpectedReply, e)
+	}
+	kind, _ := a[0].(string)
+	s.Kind = StepKind(kind)
+	bad := func() (Step, error) {
+		return Step{}, fmt.Errorf("%w: poll step %v", ErrUnexpectedReply, e)
+	}
+	switch s.Kind {
+	case StepSleep:
+		if len(a) != 4 {
+			return bad()
+		}
+		ms, ok1 := a[1].(int64)
+		list, ok2 := a[2].(string)
+		n, ok3 := a[3].(int64)
+		if !ok1 || !ok2 || !ok3 {
+			return bad()
+		}
+		s.Sleep, s.SleepList, s.NDryRuns = time.Duration(ms)*time.Millisecond, list, n
+	case StepSkip:
+		if len(a) != 2 {
+			return bad()
+		}
+		s.Reason, _ = a[1].(string)
+	case StepHandle:
+		if len(a) != 8 {
+			return bad()
+		}
+		var ok [7]bool
+		s.ID, ok[0] = a[1].(string)
+		var data string
+		data, ok[1] = a[2].(string)
+		s.Data = []byte(data)
+		s.Attempt, ok[2] = a[3].(int64)
+		var lockMS int64
+		lockMS, ok[3] = a[4].(int64)
+		s.LockTime = time.Duration(lockMS) * time.Millisecond
+		s.FirstEnqueued, ok[4] = a[5].(int64)
+		s.LockedUntil, ok[5] = a[6].(int64)
+		s.Now, ok[6] = a[7].(int64)
+		for _, o := range ok {
+			if !o {
+				return bad()
+			}
+		}
+	default:
+		return bad()
+	}
+	return s, nil
+}

@@ -1,0 +1,147 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/gocarmine/mq/lua"
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is what the protocol needs of a Redis client: running scripts, one
+// call at a time or many in one round trip. A redis.UniversalClient is one.
+type Redis interface {
+	redis.Scripter
+	Pipeline() redis.Pipeliner
+}
+
+// ErrUnexpectedReply reports a script reply of a shape the protocol does
+// not know: a script of another version, or a damaged reply.
+var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
+
+// Every script is composed at load time from shared parts and its own
+// body, so that the status computation (docs/protocol.md §2) and the queue
+// counts (§10) are each written once. The composed texts are pinned by a
+// golden test (testdata/*.lua.golden).
+var scriptParts = map[string][]string{
+	"enqueue":      {"prelude", "status", "enqueue"},
+	"dequeue":      {"prelude", "status", "counts", "outcome", "dequeue"},
+	"msg-status":   {"prelude", "status", "msg-status"},
+	"renew":        {"prelude", "outcome", "renew"},
+	"queue-counts": {"prelude", "counts", "queue-counts"},
+}
+
+var (
+	enqueueScript   = composeScript("enqueue")
+	dequeueScript   = composeScript("dequeue")
+	msgStatusScript = composeScript("msg-status")
+	renewScript     = composeScript("renew")
+	countsScript    = composeScript("queue-counts")
+)
+
+// composeSource joins the named files of lua/ into one script text.
+func composeSource(parts ...string) string {
+	var b strings.Builder
+	for i, p := range parts {
+		src, err := lua.FS.ReadFile(p + ".lua")
+		if err != nil {
+			panic("protocol: missing embedded script " + p + ": " + err.Error())
+		}
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.Write(src)
+	}
+	return b.String()
+}
+
+func composeScript(name string) *redis.Script {
+	return redis.NewScript(composeSource(scriptParts[name]...))
+}
+
+// EndOfCircle is the sentinel that marks one lap of a queue's mid-circle
+// (docs/protocol.md §1); no message may have it as its id.
+const EndOfCircle = "end-of-circle"
+
+// Code is a script's answer code: the answer about one message of an
+// enqueue, an outcome's answer, or the code that starts an error reply of
+// Redis (see [ErrorCode]).
+type Code string
+
+// The codes of the scripts' answers.
+const (
+	// Added, Updated: an enqueue took effect (docs/protocol.md §3).
+	Added   Code = "added"
+	Updated Code = "updated"
+	// AlreadyQueued, Locked, Backoff: an enqueue was refused (§3).
+	AlreadyQueued Code = "already-queued"
+	Locked        Code = "locked"
+	Backoff       Code = "backoff"
+	// Recorded: an outcome was written (§6).
+	Recorded Code = "ok"
+	// LockLost: an outcome was not written, its lock being lost (§6, §7).
+	LockLost Code = "lock-lost"
+	// OOM: Redis refused a script over its maxmemory (§9).
+	OOM Code = "OOM"
+	// Stale: a poll call came after a later call of its poller (§8).
+	Stale Code = "MQSTALE"
+	// NoScript: EVALSHA of a script not in the server's cache.
+	NoScript Code = "NOSCRIPT"
+)
+
+// ErrorCode answers the code of an error reply of Redis (its first word,
+// such as OOM or MQSTALE), or "" when err is not an error reply.
+func ErrorCode(err error) Code {
+	var re redis.Error
+	if err == nil || !errors.As(err, &re) {
+		return ""
+	}
+	code, _, _ := strings.Cut(re.Error(), " ")
+	return Code(code)
+}
+
+// runPipelined runs one script many times in one round trip, each call
+// with its own arguments, and answers each call's result in order. Calls
+// that met an empty script cache are sent again with EVAL, which is safe:
+// a NOSCRIPT answer means the call did nothing.
+func runPipelined(ctx context.Context, r Redis, s *redis.Script, keys []string, argss [][]any) []*redis.Cmd {
+	pipe := r.Pipeline()
+	cmds := make([]*redis.Cmd, len(argss))
+	for i, args := range argss {
+		cmds[i] = s.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx) // errors stay on each command
+	var retry []int
+	for i, c := range cmds {
+		if ErrorCode(c.Err()) == NoScript {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		pipe = r.Pipeline()
+		for _, i := range retry {
+			cmds[i] = s.Eval(ctx, pipe, keys, argss[i]...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	return cmds
+}
+
+// MS is d in whole milliseconds as the scripts take durations: rounded
+// up, so that a positive duration never becomes 0; a negative one is 0.
+func MS(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// boolArg is b as the scripts take flags.
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}

@@ -1,0 +1,157 @@
+package protocol
+
+import (
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gocarmine/mq/lua"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// TestComposedScriptsGolden pins the text of every composed script: a change
+// to a shared part shows up as a diff in each script that uses it.
+// Run `go test -run Golden -update .` after a deliberate change.
+func TestComposedScriptsGolden(t *testing.T) {
+	for name, parts := range scriptParts {
+		got := composeSource(parts...)
+		path := filepath.Join("testdata", name+".lua.golden")
+		if *updateGolden {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%s: %v (run go test -run Golden -update . to create it)", name, err)
+		}
+		if got != string(want) {
+			t.Errorf("composed %s script differs from %s; run go test -run Golden -update . if the change is meant", name, path)
+		}
+	}
+}
+
+// TestStatusWrittenOnce checks that the status computation (§2) and the
+// queue counts (§10) are each written once, in one Lua file, and reach the
+// scripts that need them by composition: no other Lua file, and no Go file
+// of the module, computes them again.
+func TestStatusWrittenOnce(t *testing.T) {
+	// Marks of each computation, and the one file that may hold them.
+	marks := map[string]string{
+		"local function message_status(": "status.lua",
+		"local function status_name(":    "status.lua",
+		"'done-awaiting-gc'":             "status.lua",
+		"local function queue_counts(":   "counts.lua",
+		"'llen', K_MID_CIRCLE":           "counts.lua",
+		"'hlen', K_LOCKS":                "counts.lua",
+		"'hlen', K_BACKOFFS":             "counts.lua",
+		"'scard', K_DONE":                "counts.lua",
+	}
+	entries, err := lua.FS.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		src, err := lua.FS.ReadFile(e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for mark, home := range marks {
+			n := strings.Count(string(src), mark)
+			if want := map[bool]int{true: 1, false: 0}[e.Name() == home]; n != want {
+				t.Errorf("%s holds %q %d times, want %d", e.Name(), mark, n, want)
+			}
+		}
+	}
+	for _, name := range []string{"enqueue", "dequeue", "msg-status"} {
+		if n := strings.Count(composeSource(scriptParts[name]...), "local function message_status("); n != 1 {
+			t.Errorf("composed %s defines message_status %d times, want 1", name, n)
+		}
+	}
+	for _, name := range []string{"dequeue", "queue-counts"} {
+		if n := strings.Count(composeSource(scriptParts[name]...), "local function queue_counts("); n != 1 {
+			t.Errorf("composed %s defines queue_counts %d times, want 1", name, n)
+		}
+	}
+
+	// Go: no Lua pasted into Go, and no Go code that reads the keys the
+	// formulas read in order to compute them again. Tests may read keys to
+	// check state; the bench module runs Carmine's own scripts, on purpose.
+	goMarks := []*regexp.Regexp{
+		regexp.MustCompile(`redis\.call\(`),
+		regexp.MustCompile(`\.(HLen|SCard|LLen)\([^)]*keys\.(Locks|Backoffs|Done|MidCircle)\b`),
+		regexp.MustCompile(`\.(SIsMember|HGet|HExists)\([^)]*keys\.(Done|Locks|Backoffs|MessagesRQ|Requeue)\b`),
+	}
+	root := filepath.Join("..", "..")
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "bench" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, re := range goMarks {
+			if m := re.Find(src); m != nil {
+				t.Errorf("%s computes what the scripts compute once (%q); call internal/protocol instead", path, m)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSkipReasonsAreTheScripts: SkipReasons lists exactly the reasons of
+// the skip steps dequeue.lua answers, in order of first appearance.
+func TestSkipReasonsAreTheScripts(t *testing.T) {
+	src, err := lua.FS.ReadFile("dequeue.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range regexp.MustCompile(`\{'skip', '([a-z-]+)'\}`).FindAllStringSubmatch(string(src), -1) {
+		if !slices.Contains(got, m[1]) {
+			got = append(got, m[1])
+		}
+	}
+	if !slices.Equal(got, SkipReasons) {
+		t.Errorf("dequeue.lua skips with %v, SkipReasons holds %v", got, SkipReasons)
+	}
+}
+
+// TestScriptsUseOnlyKeysFromKEYS guards the cluster rule: keys reach the
+// scripts only through KEYS, bound to names once in the prelude, and no
+// script builds a key name of its own.
+func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
+	entries, err := lua.FS.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		src, _ := lua.FS.ReadFile(e.Name())
+		if strings.Contains(string(src), "carmine:") {
+			t.Errorf("%s names a key prefix", e.Name())
+		}
+		if e.Name() != "prelude.lua" && strings.Contains(string(src), "KEYS[") {
+			t.Errorf("%s reads KEYS directly; use the prelude's names", e.Name())
+		}
+	}
+}

@@ -1,0 +1,217 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The table tests of docs/protocol.md §4 and §5, as spec_test.go's of §2
+// and §3.
+
+var testSleeps = [5]time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 30 * time.Millisecond,
+	40 * time.Millisecond, 50 * time.Millisecond}
+
+const testLockMS = 60000
+
+func onePoll(t *testing.T, s *server, q string) Step {
+	t.Helper()
+	r, err := poll(context.Background(), s, q, PollArgs{LockTime: testLockMS * time.Millisecond, Sleeps: testSleeps, MaxSteps: 1})
+	require.NoError(t, err)
+	require.Len(t, r.Steps, 1)
+	return r.Steps[0]
+}
+
+// TestSpecPollSleep: docs/protocol.md §4, step 2, and §5: the sleep answer.
+func TestSpecPollSleep(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+
+		q := "sleep-empty"
+		st := onePoll(t, s, q)
+		assert.Equal(t, StepSleep, st.Kind)
+		assert.Equal(t, "a", st.SleepList, "neither list holds the sentinel: a")
+		assert.Equal(t, 10*time.Millisecond, st.Sleep)
+		assert.Equal(t, int64(1), st.NDryRuns)
+		n, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n)
+
+		for ndry := int64(0); ndry <= 6; ndry++ {
+			q := fmt.Sprintf("sleep-ndry-%d", ndry)
+			s.setList(t, q, keys.MidCircle, EndOfCircle)
+			require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.NDryRuns), ndry, 0).Err())
+			st := onePoll(t, s, q)
+			require.Equal(t, StepSleep, st.Kind)
+			assert.Equal(t, testSleeps[min(5, ndry+1)-1], st.Sleep, "ndry-runs %d", ndry)
+			n, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
+			require.NoError(t, err)
+			assert.Equal(t, ndry+1, n, "incremented")
+			assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "the sentinel stays")
+		}
+
+		q = "sleep-a-holds"
+		s.setList(t, q, keys.ISleepA, "_")
+		assert.Equal(t, "b", onePoll(t, s, q).SleepList)
+		q = "sleep-b-holds"
+		s.setList(t, q, keys.ISleepB, "_")
+		assert.Equal(t, "a", onePoll(t, s, q).SleepList)
+	})
+}
+
+// TestSpecPollSteps: docs/protocol.md §4, step 3: one row per status.
+func TestSpecPollSteps(t *testing.T) {
+	type check func(t *testing.T, s *server, q string, now int64, st Step)
+	rows := []struct {
+		name   string
+		st     state
+		source string // "ready" or "circle"
+		kind   StepKind
+		reason string
+		useful bool // the step resets ndry-runs
+		check  check
+	}{
+		{"nil from circle: dropped", state{}, "circle", StepSkip, "did-trim", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
+			}},
+		{"nil from ready: nothing", state{}, "ready", StepSkip, "unexpected", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle), "moved onto the circle")
+			}},
+		{"locked", state{exists: true, lock: 3600000}, "circle", StepSkip, "locked", false, nil},
+		{"locked-with-requeue", state{exists: true, lock: 3600000, rq: true}, "ready", StepSkip, "locked", false, nil},
+		{"queued-with-backoff", state{exists: true, backoff: 3600000}, "circle", StepSkip, "queued-with-backoff", false, nil},
+		{"done-with-backoff", state{exists: true, done: true, backoff: 3600000}, "circle", StepSkip, "done-with-backoff", false, nil},
+		{"done-with-requeue in backoff", state{exists: true, done: true, backoff: 3600000, rq: true}, "circle", StepSkip, "done-with-backoff", false, nil},
+		{"done-with-requeue: requeued", state{exists: true, done: true, rq: true, rqLockTime: 777, attempts: 3, legacyRQ: true, backoff: -5},
+			"circle", StepSkip, "did-requeue", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, "rq", s.hget(t, q, keys.Messages))
+				near(t, now, s.hgetInt(t, q, keys.UDTs), "udts = now")
+				assert.Equal(t, int64(777), s.hgetInt(t, q, keys.LockTimes))
+				assert.Equal(t, "", s.hget(t, q, keys.MessagesRQ))
+				assert.Equal(t, "", s.hget(t, q, keys.LockTimesRQ))
+				assert.Equal(t, "", s.hget(t, q, keys.NAttempts))
+				assert.False(t, s.isMember(t, q, keys.Done))
+				assert.False(t, s.isMember(t, q, keys.Requeue))
+				assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady))
+			}},
+		{"done-with-requeue, no pending lock time: the default", state{exists: true, done: true, rq: true, lockTime: 5},
+			"circle", StepSkip, "did-requeue", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, int64(testLockMS), s.hgetInt(t, q, keys.LockTimes))
+			}},
+		{"done-with-requeue, legacy set only: same content", state{exists: true, done: true, legacyRQ: true},
+			"circle", StepSkip, "did-requeue", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, "old", s.hget(t, q, keys.Messages))
+				assert.False(t, s.isMember(t, q, keys.Requeue))
+				assert.False(t, s.isMember(t, q, keys.Done))
+			}},
+		{"done-awaiting-gc from circle: collected and dropped", state{exists: true, done: true, lock: -5, backoff: -5, attempts: 2, lockTime: 9, rqLockTime: 8},
+			"circle", StepSkip, "did-gc", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				for _, k := range []keys.Index{keys.Messages, keys.MessagesRQ, keys.LockTimes, keys.LockTimesRQ, keys.UDTs,
+					keys.Locks, keys.Backoffs, keys.NAttempts} {
+					assert.Equal(t, "", s.hget(t, q, k), keys.Suffixes[k])
+				}
+				assert.False(t, s.isMember(t, q, keys.Done))
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
+			}},
+		{"done-awaiting-gc from ready: collected, left on the circle", state{exists: true, done: true},
+			"ready", StepSkip, "did-gc", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, "", s.hget(t, q, keys.Messages))
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
+			}},
+		{"queued: handled with the default lock", state{exists: true, udt: -2500}, "ready", StepHandle, "", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, mid, st.ID)
+				assert.Equal(t, "old", string(st.Data))
+				assert.Equal(t, int64(1), st.Attempt)
+				assert.Equal(t, time.Duration(testLockMS)*time.Millisecond, st.LockTime)
+				near(t, now-2500, st.FirstEnqueued, "first enqueued")
+				assert.Equal(t, st.Now+testLockMS, st.LockedUntil)
+				assert.Equal(t, st.LockedUntil, s.hgetInt(t, q, keys.Locks), "lock written")
+				assert.Equal(t, int64(1), s.hgetInt(t, q, keys.NAttempts))
+			}},
+		{"queued, own lock time, expired lock: handled again", state{exists: true, lock: -1000, lockTime: 500, attempts: 2, backoff: -1},
+			"circle", StepHandle, "", true,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, int64(3), st.Attempt)
+				assert.Equal(t, 500*time.Millisecond, st.LockTime)
+				assert.Equal(t, st.Now+500, s.hgetInt(t, q, keys.Locks))
+			}},
+	}
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		for i, row := range rows {
+			q := fmt.Sprintf("poll-%d", i)
+			now := s.now(t)
+			s.put(t, q, row.st, now)
+			if row.source == "ready" {
+				s.setList(t, q, keys.MidsReady, mid)
+				s.setList(t, q, keys.MidCircle, EndOfCircle)
+			} else {
+				s.setList(t, q, keys.MidCircle, EndOfCircle, mid) // mid rightmost: next
+			}
+			require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.NDryRuns), 3, 0).Err())
+			st := onePoll(t, s, q)
+			assert.Equal(t, row.kind, st.Kind, row.name)
+			assert.Equal(t, row.reason, st.Reason, row.name)
+			ndry, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
+			require.NoError(t, err)
+			if row.useful {
+				assert.Equal(t, int64(0), ndry, "%s: ndry-runs reset", row.name)
+			} else {
+				assert.Equal(t, int64(3), ndry, "%s: ndry-runs untouched", row.name)
+			}
+			if row.check != nil {
+				t.Run(row.name, func(t *testing.T) { row.check(t, s, q, now, st) })
+			}
+		}
+	})
+}
+
+// TestSpecPollOrderAndBatch: mids-ready first, and a batched poll is single
+// polls back to back, ending at the first sleep.
+func TestSpecPollOrderAndBatch(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		for _, id := range []string{"c1", "r1"} {
+			_, err := enqueue(ctx, s, q, id, &EnqueueMessage{ID: id})
+			require.NoError(t, err)
+		}
+		// Move c1 to the circle, behind the sentinel: only r1 is ready.
+		s.setList(t, q, keys.MidsReady, "r1")
+		s.setList(t, q, keys.MidCircle, "c1", EndOfCircle)
+		st := onePoll(t, s, q)
+		require.Equal(t, StepHandle, st.Kind)
+		assert.Equal(t, "r1", st.ID, "mids-ready before the circle")
+
+		q2 := q + "-batch"
+		for i := range 3 {
+			_, err := enqueue(ctx, s, q2, i, nil)
+			require.NoError(t, err)
+		}
+		r, err := poll(ctx, s, q2, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 10})
+		require.NoError(t, err)
+		kinds := make([]StepKind, len(r.Steps))
+		for i, s := range r.Steps {
+			kinds[i] = s.Kind
+		}
+		assert.Equal(t, []StepKind{StepHandle, StepHandle, StepHandle, StepSleep}, kinds)
+		assert.Equal(t, int64(1), r.Steps[3].NDryRuns, "useful steps reset ndry-runs before the sleep read it")
+
+		r, err = poll(ctx, s, q2, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 10, MaxHandles: 1})
+		require.NoError(t, err)
+		assert.Equal(t, StepSkip, r.Steps[0].Kind, "all three are locked now")
+	})
+}

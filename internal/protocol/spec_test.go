@@ -1,0 +1,340 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The tests in this file and spec_poll_test.go hold one row per line of
+// docs/protocol.md §2, §3 and §4. Each row builds a message's state by
+// writing the queue's keys directly, with times relative to the server's
+// clock, runs one call, and checks the answer and the state after it.
+// Every row runs on miniredis, a real redis-server and a Redis Cluster.
+
+const mid = "m"
+
+// state describes one message's entries. Times are relative to the
+// server's now, in ms; 0 means no entry.
+type state struct {
+	exists     bool   // messages[mid] = content
+	content    string // default "old"
+	done       bool   // in done
+	lock       int64  // locks[mid] = now + lock
+	backoff    int64  // backoffs[mid] = now + backoff
+	rq         bool   // messages-rq[mid] = "rq"
+	rqLockTime int64  // lock-times-rq[mid]
+	legacyRQ   bool   // in the legacy requeue set
+	lockTime   int64  // lock-times[mid]
+	attempts   int64  // nattempts[mid]
+	udt        int64  // udts[mid] = now + udt (when exists; default -60000)
+}
+
+// put writes st for mid in queue q.
+func (s *server) put(t *testing.T, q string, st state, now int64) {
+	t.Helper()
+	ctx := context.Background()
+	r := s.rdb
+	if st.exists {
+		content := st.content
+		if content == "" {
+			content = "old"
+		}
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.Messages), mid, content).Err())
+		udt := st.udt
+		if udt == 0 {
+			udt = -60000
+		}
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.UDTs), mid, now+udt).Err())
+	}
+	if st.done {
+		require.NoError(t, r.SAdd(ctx, s.key(q, keys.Done), mid).Err())
+	}
+	if st.lock != 0 {
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.Locks), mid, now+st.lock).Err())
+	}
+	if st.backoff != 0 {
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.Backoffs), mid, now+st.backoff).Err())
+	}
+	if st.rq {
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.MessagesRQ), mid, "rq").Err())
+	}
+	if st.rqLockTime != 0 {
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.LockTimesRQ), mid, st.rqLockTime).Err())
+	}
+	if st.legacyRQ {
+		require.NoError(t, r.SAdd(ctx, s.key(q, keys.Requeue), mid).Err())
+	}
+	if st.lockTime != 0 {
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.LockTimes), mid, st.lockTime).Err())
+	}
+	if st.attempts != 0 {
+		require.NoError(t, r.HSet(ctx, s.key(q, keys.NAttempts), mid, st.attempts).Err())
+	}
+}
+
+// hget reads one hash field; "" when absent.
+func (s *server) hget(t *testing.T, q string, k keys.Index) string {
+	t.Helper()
+	v, err := s.rdb.HGet(context.Background(), s.key(q, k), mid).Result()
+	if err != nil {
+		require.ErrorContains(t, err, "redis: nil")
+		return ""
+	}
+	return v
+}
+
+// hgetInt reads one hash field as a number; 0 when absent.
+func (s *server) hgetInt(t *testing.T, q string, k keys.Index) int64 {
+	t.Helper()
+	v := s.hget(t, q, k)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	require.NoError(t, err)
+	return n
+}
+
+func (s *server) isMember(t *testing.T, q string, k keys.Index) bool {
+	t.Helper()
+	ok, err := s.rdb.SIsMember(context.Background(), s.key(q, k), mid).Result()
+	require.NoError(t, err)
+	return ok
+}
+
+func (s *server) list(t *testing.T, q string, k keys.Index) []string {
+	t.Helper()
+	l, err := s.rdb.LRange(context.Background(), s.key(q, k), 0, -1).Result()
+	require.NoError(t, err)
+	return l
+}
+
+func (s *server) setList(t *testing.T, q string, k keys.Index, elems ...string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, s.rdb.Del(ctx, s.key(q, k)).Err())
+	if len(elems) > 0 {
+		require.NoError(t, s.rdb.RPush(ctx, s.key(q, k), elems).Err())
+	}
+}
+
+// near asserts that a time in ms is within a few seconds of want (the
+// server's clock moves while the test runs).
+func near(t *testing.T, want, got int64, what string) {
+	t.Helper()
+	assert.InDelta(t, want, got, 5000, what)
+}
+
+// TestSpecStatus: docs/protocol.md §2, one row per status and flag combination.
+func TestSpecStatus(t *testing.T) {
+	rows := []struct {
+		name string
+		st   state
+		want string
+	}{
+		{"not in messages", state{}, StatusNone},
+		{"requeue pending but no message", state{rq: true, done: true}, StatusNone},
+		{"queued", state{exists: true}, StatusQueued},
+		{"queued, expired lock", state{exists: true, lock: -1000}, StatusQueued},
+		{"queued, expired backoff", state{exists: true, backoff: -1000}, StatusQueued},
+		{"queued, requeue flag ignored", state{exists: true, rq: true}, StatusQueued},
+		{"queued-with-backoff", state{exists: true, backoff: 3600000}, StatusQueuedWithBackoff},
+		{"queued-with-backoff, expired lock", state{exists: true, lock: -1000, backoff: 3600000}, StatusQueuedWithBackoff},
+		{"locked", state{exists: true, lock: 3600000}, StatusLocked},
+		{"locked, backoff ignored", state{exists: true, lock: 3600000, backoff: 3600000}, StatusLocked},
+		{"locked-with-requeue", state{exists: true, lock: 3600000, rq: true}, StatusLockedWithRequeue},
+		{"locked-with-requeue, legacy set", state{exists: true, lock: 3600000, legacyRQ: true}, StatusLockedWithRequeue},
+		{"done-awaiting-gc", state{exists: true, done: true}, StatusDoneAwaitingGC},
+		{"done-awaiting-gc, expired backoff", state{exists: true, done: true, backoff: -1000}, StatusDoneAwaitingGC},
+		{"done-awaiting-gc, lock ignored", state{exists: true, done: true, lock: 3600000}, StatusDoneAwaitingGC},
+		{"done-with-backoff", state{exists: true, done: true, backoff: 3600000}, StatusDoneWithBackoff},
+		{"done-with-requeue", state{exists: true, done: true, rq: true}, StatusDoneWithRequeue},
+		{"done-with-requeue, in backoff", state{exists: true, done: true, rq: true, backoff: 3600000}, StatusDoneWithRequeue},
+		{"done-with-requeue, legacy set", state{exists: true, done: true, legacyRQ: true}, StatusDoneWithRequeue},
+	}
+	onEachServer(t, func(t *testing.T, s *server) {
+		for i, row := range rows {
+			q := fmt.Sprintf("status-%d", i)
+			s.put(t, q, row.st, s.now(t))
+			got, err := messageStatus(context.Background(), s, q, mid)
+			require.NoError(t, err)
+			assert.Equal(t, row.want, got, row.name)
+		}
+	})
+}
+
+// TestSpecEnqueue: docs/protocol.md §3, one row per line of the table and per
+// branch within a line.
+func TestSpecEnqueue(t *testing.T) {
+	type check func(t *testing.T, s *server, q string, now int64)
+	unchanged := func(t *testing.T, s *server, q string, now int64) {
+		assert.Equal(t, "old", s.hget(t, q, keys.Messages), "content unchanged")
+		assert.Equal(t, "", s.hget(t, q, keys.LockTimes), "lock time unchanged")
+	}
+	requeueStored := func(content string, lockTime int64) check {
+		return func(t *testing.T, s *server, q string, now int64) {
+			assert.Equal(t, content, s.hget(t, q, keys.MessagesRQ), "messages-rq")
+			assert.Equal(t, lockTime, s.hgetInt(t, q, keys.LockTimesRQ), "lock-times-rq")
+			assert.Equal(t, "old", s.hget(t, q, keys.Messages), "content unchanged")
+		}
+	}
+	pushedReady := func(t *testing.T, s *server, q string, now int64) {
+		assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady), "pushed onto mids-ready")
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sleeper woken")
+	}
+	rows := []struct {
+		name  string
+		st    state
+		opts  EnqueueMessage
+		want  Code
+		check check
+	}{
+		{"nil: added to mids-ready", state{}, EnqueueMessage{}, Added,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady))
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "circle made with its sentinel")
+				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
+				near(t, now, s.hgetInt(t, q, keys.UDTs), "udts")
+				assert.Equal(t, "", s.hget(t, q, keys.LockTimes))
+				assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
+				assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sentinel created in isleep-a")
+			}},
+		{"nil: with init-backoff, onto the circle", state{}, EnqueueMessage{InitialBackoff: 5 * time.Second}, Added,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Empty(t, s.list(t, q, keys.MidsReady))
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
+				near(t, now+5000, s.hgetInt(t, q, keys.Backoffs), "backoff")
+			}},
+		{"nil: with lock time", state{}, EnqueueMessage{LockTime: 1234 * time.Millisecond}, Added,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, int64(1234), s.hgetInt(t, q, keys.LockTimes))
+			}},
+		{"queued, can-update: content and lock time replaced, udts kept", state{exists: true, lockTime: 99, udt: -7000},
+			EnqueueMessage{CanUpdate: true}, Updated,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
+				assert.Equal(t, "", s.hget(t, q, keys.LockTimes), "lock time deleted when none given")
+				near(t, now-7000, s.hgetInt(t, q, keys.UDTs), "udts not overwritten")
+				assert.Empty(t, s.list(t, q, keys.MidsReady), "not pushed again")
+			}},
+		{"queued-with-backoff, can-update: backoff kept", state{exists: true, backoff: 3600000},
+			EnqueueMessage{CanUpdate: true, InitialBackoff: time.Second}, Updated,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
+				near(t, now+3600000, s.hgetInt(t, q, keys.Backoffs), "backoff kept")
+			}},
+		{"queued, can-update + reset-init-backoff", state{exists: true, backoff: 3600000},
+			EnqueueMessage{CanUpdate: true, ResetInitialBackoff: true, InitialBackoff: 2 * time.Second}, Updated,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
+				near(t, now+2000, s.hgetInt(t, q, keys.Backoffs), "backoff reset")
+			}},
+		{"queued, can-update + reset-init-backoff without one", state{exists: true, backoff: 3600000},
+			EnqueueMessage{CanUpdate: true, ResetInitialBackoff: true}, Updated,
+			func(t *testing.T, s *server, q string, now int64) {
+				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "backoff deleted")
+			}},
+		{"queued, reset-init-backoff alone", state{exists: true},
+			EnqueueMessage{ResetInitialBackoff: true, InitialBackoff: 3 * time.Second}, Updated,
+			func(t *testing.T, s *server, q string, now int64) {
+				unchanged(t, s, q, now)
+				near(t, now+3000, s.hgetInt(t, q, keys.Backoffs), "backoff set")
+			}},
+		{"queued-with-backoff, reset-init-backoff alone without one", state{exists: true, backoff: 3600000},
+			EnqueueMessage{ResetInitialBackoff: true}, Updated,
+			func(t *testing.T, s *server, q string, now int64) {
+				unchanged(t, s, q, now)
+				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "backoff deleted")
+			}},
+		{"queued: refused", state{exists: true}, EnqueueMessage{}, AlreadyQueued, unchanged},
+		{"queued-with-backoff: refused", state{exists: true, backoff: 3600000}, EnqueueMessage{CanRequeue: true}, AlreadyQueued,
+			func(t *testing.T, s *server, q string, now int64) {
+				unchanged(t, s, q, now)
+				assert.Equal(t, "", s.hget(t, q, keys.MessagesRQ))
+			}},
+		{"locked, can-requeue: requeue added", state{exists: true, lock: 3600000},
+			EnqueueMessage{CanRequeue: true, LockTime: 4321 * time.Millisecond}, Added, requeueStored("new", 4321)},
+		{"locked-with-requeue, can-requeue + can-update: requeue updated", state{exists: true, lock: 3600000, rq: true, rqLockTime: 5},
+			EnqueueMessage{CanRequeue: true, CanUpdate: true}, Updated, requeueStored("new", 0)},
+		{"locked-with-requeue, can-requeue: refused", state{exists: true, lock: 3600000, rq: true},
+			EnqueueMessage{CanRequeue: true}, AlreadyQueued, requeueStored("rq", 0)},
+		{"locked: refused", state{exists: true, lock: 3600000}, EnqueueMessage{CanUpdate: true}, Locked, unchanged},
+		{"done-with-backoff, can-requeue: requeue added", state{exists: true, done: true, backoff: 3600000},
+			EnqueueMessage{CanRequeue: true}, Added, requeueStored("new", 0)},
+		{"done-with-requeue in backoff, can-requeue + can-update: updated", state{exists: true, done: true, backoff: 3600000, rq: true},
+			EnqueueMessage{CanRequeue: true, CanUpdate: true}, Updated, requeueStored("new", 0)},
+		{"done-with-requeue in backoff, can-requeue: refused", state{exists: true, done: true, backoff: 3600000, rq: true},
+			EnqueueMessage{CanRequeue: true}, AlreadyQueued, requeueStored("rq", 0)},
+		{"done-with-backoff: refused", state{exists: true, done: true, backoff: 3600000}, EnqueueMessage{CanUpdate: true}, Backoff, unchanged},
+		{"done-awaiting-gc: ready, woken, requeue added", state{exists: true, done: true}, EnqueueMessage{}, Added,
+			func(t *testing.T, s *server, q string, now int64) {
+				pushedReady(t, s, q, now)
+				requeueStored("new", 0)(t, s, q, now)
+			}},
+		{"done-with-requeue: ready, woken, refused", state{exists: true, done: true, rq: true}, EnqueueMessage{}, AlreadyQueued,
+			func(t *testing.T, s *server, q string, now int64) {
+				pushedReady(t, s, q, now)
+				requeueStored("rq", 0)(t, s, q, now)
+			}},
+		{"done-with-requeue, can-update: ready, woken, updated", state{exists: true, done: true, rq: true}, EnqueueMessage{CanUpdate: true},
+			Updated, func(t *testing.T, s *server, q string, now int64) {
+				pushedReady(t, s, q, now)
+				requeueStored("new", 0)(t, s, q, now)
+			}},
+	}
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		for i, row := range rows {
+			q := fmt.Sprintf("enqueue-%d", i)
+			now := s.now(t)
+			s.put(t, q, row.st, now)
+			opts := row.opts
+			opts.ID = mid
+			code, err := enqueue(ctx, s, q, "new", &opts)
+			require.NoError(t, err, row.name)
+			assert.Equal(t, row.want, code, row.name)
+			t.Run(row.name, func(t *testing.T) { row.check(t, s, q, now) })
+		}
+	})
+}
+
+// TestSpecEnqueueWake: the sentinel moves between the sleep lists, one move
+// per call.
+func TestSpecEnqueueWake(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		_, err := enqueue(ctx, s, q, "x", nil)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "created in a")
+		_, err = enqueue(ctx, s, q, "x", nil)
+		require.NoError(t, err)
+		assert.Empty(t, s.list(t, q, keys.ISleepA))
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "moved a to b")
+		_, err = enqueue(ctx, s, q, "x", nil)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "moved b to a")
+		// A refused enqueue wakes nobody.
+		code, err := enqueue(ctx, s, q, "x", &EnqueueMessage{ID: "dup"})
+		require.NoError(t, err)
+		require.Equal(t, Added, code)
+		code, err = enqueue(ctx, s, q, "x", &EnqueueMessage{ID: "dup"})
+		require.NoError(t, err)
+		require.Equal(t, AlreadyQueued, code)
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "only the added one moved it")
+		// A batch moves it once.
+		answers := EnqueuePipelined(ctx, s.rdb, s.keys(q), []EnqueueCall{{Token: randomToken(), Keep: time.Minute,
+			Messages: []EnqueueMessage{{ID: "a", Data: []byte("a")}, {ID: "b", Data: []byte("b")}}}})
+		require.Len(t, answers, 1)
+		require.NoError(t, answers[0].Err)
+		require.Equal(t, []Code{Added, Added}, answers[0].Codes)
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "one move for the batch")
+	})
+}

@@ -1,0 +1,76 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+)
+
+// StatusInfo is what msg-status.lua tells of one message.
+type StatusInfo struct {
+	// Status is the message's status name of docs/protocol.md §2, "" for
+	// a message not in the queue.
+	Status string
+	// Attempts is nattempts, 0 if none.
+	Attempts int64
+	// BackoffUntil is when its backoff ends, Unix ms, 0 if none.
+	BackoffUntil int64
+	// FirstEnqueued is when it was first enqueued, Unix ms, 0 if unknown.
+	FirstEnqueued int64
+}
+
+// MessageStatuses answers the server's time (Unix ms) and the status of
+// each message of ids, in order, in one script call.
+func MessageStatuses(ctx context.Context, r Redis, keys []string, ids []string) (int64, []StatusInfo, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	reply, err := msgStatusScript.Run(ctx, r, keys, args...).Slice()
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(reply) != len(ids)+1 {
+		return 0, nil, fmt.Errorf("%w: message status answered %d entries for %d ids", ErrUnexpectedReply, len(reply)-1, len(ids))
+	}
+	now, _ := reply[0].(int64)
+	infos := make([]StatusInfo, len(ids))
+	for i := range ids {
+		e, _ := reply[i+1].([]any)
+		if len(e) != 4 {
+			return 0, nil, fmt.Errorf("%w: message status entry %v", ErrUnexpectedReply, reply[i+1])
+		}
+		infos[i].Status, _ = e[0].(string)
+		infos[i].Attempts, _ = e[1].(int64)
+		infos[i].BackoffUntil, _ = e[2].(int64)
+		infos[i].FirstEnqueued, _ = e[3].(int64)
+	}
+	return now, infos, nil
+}
+
+// Counts are a queue's counts (docs/protocol.md §10), read in O(1). Locked
+// and Backoff may count expired entries, so Queued is approximate.
+type Counts struct {
+	// Total is the number of ids in the queue's lists, less the sentinel.
+	Total int64
+	// Locked is the number of lock entries.
+	Locked int64
+	// Backoff is the number of backoff entries.
+	Backoff int64
+	// Done is the number of ids in done.
+	Done int64
+	// Queued is Total less Locked, Backoff and Done, at least 0.
+	Queued int64
+}
+
+// QueueCounts reads the queue's counts in one script call, by the formula
+// that dequeue.lua's queue size uses too (counts.lua).
+func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
+	reply, err := countsScript.Run(ctx, r, keys).Int64Slice()
+	if err != nil {
+		return Counts{}, err
+	}
+	if len(reply) != 5 {
+		return Counts{}, fmt.Errorf("%w: queue counts %v", ErrUnexpectedReply, reply)
+	}
+	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4]}, nil
+}
