@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -369,8 +370,15 @@ func TestScriptCacheLoss(t *testing.T) {
 // TestRedisDown: calls while Redis is unreachable fail with an error, not
 // a panic or a false answer.
 func TestRedisDown(t *testing.T) {
+	t.Parallel()
 	s := newRealServer(t)
+	// A client that fails fast once Redis is gone: one dial, no retries,
+	// so each call below fails at once instead of after go-redis's
+	// retries and their backoff (seconds in all).
+	s.rdb = redis.NewClient(&redis.Options{Addr: s.real.Addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = s.rdb.Close() })
 	c := s.client(t, nil)
+	require.NoError(t, s.rdb.Ping(context.Background()).Err(), "the client works before the kill")
 	s.real.Kill(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -15,13 +15,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The shared clusters stop before goleak looks for leaked goroutines.
+	goleak.VerifyTestMain(redistest.WithShared(m))
 }
 
 // server is one Redis a test runs against: a miniredis (fast, time under
 // control), a throwaway real redis-server (the truth for Lua, blocking
-// commands and persistence), or a throwaway Redis Cluster of three masters
-// and three replicas, used in cluster mode.
+// commands and persistence), or a Redis Cluster of three masters and three
+// replicas, used in cluster mode, leased for the test from the shared ones
+// (redistest.SharedCluster: the test's alone, and empty).
 type server struct {
 	rdb     redis.UniversalClient
 	cluster bool
@@ -30,7 +32,8 @@ type server struct {
 }
 
 // onEachServer runs fn as parallel subtests on a fresh miniredis, a fresh
-// redis-server and a fresh Redis Cluster.
+// redis-server and a Redis Cluster leased empty for the subtest: fn must not
+// kill, fail over or reconfigure the cluster's nodes.
 func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	t.Helper()
 	t.Run("miniredis", func(t *testing.T) {
@@ -43,7 +46,7 @@ func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	})
 	t.Run("cluster", func(t *testing.T) {
 		t.Parallel()
-		c := redistest.StartCluster(t)
+		c := redistest.SharedCluster(t)
 		fn(t, &server{rdb: c.Client(t), cluster: true})
 	})
 }

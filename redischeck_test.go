@@ -95,13 +95,18 @@ func TestCheckRedisCannotTell(t *testing.T) {
 // names the master it is about.
 func TestCheckRedisCluster(t *testing.T) {
 	t.Parallel()
-	rc := redistest.StartCluster(t)
+	rc := redistest.SharedCluster(t)
 	ctx := context.Background()
 	masters := rc.Masters(t)
 	require.Len(t, masters, 3)
 	evicting := masters[1].Addr
 	admin := redis.NewClient(&redis.Options{Addr: evicting})
 	t.Cleanup(func() { _ = admin.Close() })
+	// The cluster is shared: put back the defaults before it is given back.
+	t.Cleanup(func() {
+		assert.NoError(t, admin.ConfigSet(ctx, "maxmemory", "0").Err())
+		assert.NoError(t, admin.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	})
 	require.NoError(t, admin.ConfigSet(ctx, "maxmemory", "1gb").Err())
 	require.NoError(t, admin.ConfigSet(ctx, "maxmemory-policy", "allkeys-lfu").Err())
 

@@ -157,14 +157,12 @@ func TestWorkerRetryWithBackoff(t *testing.T) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "r"})
-		release := make(chan struct{})
 		w, calls := startWorker(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
 			if h.attempt == 1 {
 				return Retry(400 * time.Millisecond)
 			}
 			return nil
 		})
-		_ = release
 		assert.Equal(t, 1, next(t, calls).attempt)
 		waitStatus(t, c, q, "r", StatusQueuedWithBackoff)
 		assert.Equal(t, 2, next(t, calls).attempt, "handled again after the backoff, with the next attempt")
