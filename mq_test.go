@@ -33,9 +33,11 @@ type server struct {
 
 // onEachServer runs fn as parallel subtests on a fresh miniredis, a fresh
 // redis-server and a Redis Cluster leased empty for the subtest: fn must not
-// kill, fail over or reconfigure the cluster's nodes.
+// kill, fail over or reconfigure the cluster's nodes. It marks t parallel
+// too (the servers are t's own), so the caller must not call t.Parallel.
 func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	t.Helper()
+	t.Parallel()
 	t.Run("miniredis", func(t *testing.T) {
 		t.Parallel()
 		fn(t, newMiniServer(t))

@@ -18,6 +18,7 @@ import (
 // TestCheckRedisEviction: checkRedis warns when Redis may evict keys, and
 // only then.
 func TestCheckRedisEviction(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -215,6 +216,7 @@ func (h *recordingHandler) WithGroup(name string) slog.Handler {
 
 // TestWorkerWarnsOfEviction: a worker's start logs checkRedis's warnings.
 func TestWorkerWarnsOfEviction(t *testing.T) {
+	t.Parallel()
 	s := newRealServer(t, "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
 	logs := &lockedBuffer{}
 	c := s.client(t, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})

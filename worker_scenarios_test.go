@@ -292,16 +292,19 @@ func TestWorkerRenewal(t *testing.T) {
 		var handled atomic.Int64
 		var extendErr error
 		w, err := c.NewWorker(q, &WorkerConfig{
-			LockTime:          200 * time.Millisecond,
+			// Long enough that a renewal, which has until the lock runs
+			// out (two thirds of it), is not missed on a busy machine:
+			// with 200 ms, a stall of the process past 133 ms lost it.
+			LockTime:          time.Second,
 			RenewLocks:        true,
 			HandlerThreads:    2,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 				handled.Add(1)
 				extendErr = m.ExtendLock(ctx)
-				// The work itself: ten lock times.
+				// The work itself: three lock times.
 				select {
-				case <-time.After(2 * time.Second):
+				case <-time.After(3 * time.Second):
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -593,6 +596,7 @@ func TestHelperWorkerProcess(t *testing.T) {
 // worker (real server with persistence); the worker resumes by itself and
 // nothing is lost.
 func TestWorkerSurvivesRedisRestart(t *testing.T) {
+	t.Parallel()
 	s := newRealServer(t, "--appendonly", "yes", "--appendfsync", "always")
 	c := s.client(t, nil)
 	q := queueName(t)
