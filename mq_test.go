@@ -2,6 +2,9 @@ package mq
 
 import (
 	"context"
+	"flag"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,18 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// Most tests here spend their time waiting: for Redis, for a lock or a
+	// backoff to run out, for a failover. By default go test runs only
+	// GOMAXPROCS parallel tests at once, which leaves the CPUs idle most of
+	// the time; run more, unless -parallel says otherwise.
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		if err := flag.Set("test.parallel", strconv.Itoa(3*runtime.GOMAXPROCS(0))); err != nil {
+			panic(err)
+		}
+	}
 	// The shared clusters stop before goleak looks for leaked goroutines.
 	goleak.VerifyTestMain(redistest.WithShared(m))
 }
