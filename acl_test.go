@@ -85,6 +85,7 @@ var updateREADME = flag.Bool("update-readme", false, "rewrite the README's Redis
 // TestACLCommandsInREADME: the README shows aclCommands, in an ACL SETUSER
 // line that can be pasted into redis-cli.
 func TestACLCommandsInREADME(t *testing.T) {
+	t.Parallel()
 	const begin, end = "<!-- acl-commands -->\n", "<!-- /acl-commands -->"
 	want := "```\n" + strings.Join(aclSetUser("mq", "choose-a-password", aclCommands), " ") + "\n```\n"
 	b, err := os.ReadFile("README.md")

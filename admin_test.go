@@ -10,6 +10,7 @@ import (
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -205,8 +206,15 @@ func TestScriptCacheLoss(t *testing.T) {
 // TestRedisDown: calls while Redis is unreachable fail with an error, not
 // a panic or a false answer.
 func TestRedisDown(t *testing.T) {
+	t.Parallel()
 	s := newRealServer(t)
+	// A client that fails fast once Redis is gone: one dial, no retries,
+	// so each call below fails at once instead of after go-redis's
+	// retries and their backoff (seconds in all).
+	s.rdb = redis.NewClient(&redis.Options{Addr: s.real.Addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = s.rdb.Close() })
 	c := s.client(t, nil)
+	require.NoError(t, s.rdb.Ping(context.Background()).Err(), "the client works before the kill")
 	s.real.Kill(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -21,6 +21,7 @@ import (
 // that would wait a minute for each reply, every call returns by its
 // context's deadline.
 func TestCallsKeepTheirDeadline(t *testing.T) {
+	t.Parallel()
 	// go-redis keeps the deadline itself with ContextTimeoutEnabled; without
 	// it, the library does.
 	for _, own := range []bool{false, true} {
@@ -194,6 +195,7 @@ func TestWorkerNoticesRedisBack(t *testing.T) {
 // thread's handlings; a firing meant for an earlier handling never ends a
 // later one early, and each is cancelled once its own time has come.
 func TestLockExpiryServesHandlingAfterHandling(t *testing.T) {
+	t.Parallel()
 	e := newLockExpiry()
 	defer e.stop()
 	type cancelled struct {

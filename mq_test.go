@@ -2,6 +2,9 @@ package mq
 
 import (
 	"context"
+	"flag"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +18,27 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	flag.Parse()
+	// Most tests here spend their time waiting: for Redis, for a lock or a
+	// backoff to run out, for a failover. By default go test runs only
+	// GOMAXPROCS parallel tests at once, which leaves the CPUs idle most of
+	// the time; run more, unless -parallel says otherwise.
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		if err := flag.Set("test.parallel", strconv.Itoa(3*runtime.GOMAXPROCS(0))); err != nil {
+			panic(err)
+		}
+	}
+	// The shared clusters stop before goleak looks for leaked goroutines.
+	goleak.VerifyTestMain(redistest.WithShared(m))
 }
 
 // server is one Redis a test runs against: a miniredis (fast, time under
 // control), a throwaway real redis-server (the truth for Lua, blocking
-// commands and persistence), or a throwaway Redis Cluster of three masters
-// and three replicas, used in cluster mode.
+// commands and persistence), or a Redis Cluster of three masters and three
+// replicas, used in cluster mode, leased for the test from the shared ones
+// (redistest.SharedCluster: the test's alone, and empty).
 type server struct {
 	rdb     redis.UniversalClient
 	cluster bool
@@ -30,9 +47,12 @@ type server struct {
 }
 
 // onEachServer runs fn as parallel subtests on a fresh miniredis, a fresh
-// redis-server and a fresh Redis Cluster.
+// redis-server and a Redis Cluster leased empty for the subtest: fn must not
+// kill, fail over or reconfigure the cluster's nodes. It marks t parallel
+// too (the servers are t's own), so the caller must not call t.Parallel.
 func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	t.Helper()
+	t.Parallel()
 	t.Run("miniredis", func(t *testing.T) {
 		t.Parallel()
 		fn(t, newMiniServer(t))
@@ -43,7 +63,7 @@ func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	})
 	t.Run("cluster", func(t *testing.T) {
 		t.Parallel()
-		c := redistest.StartCluster(t)
+		c := redistest.SharedCluster(t)
 		fn(t, &server{rdb: c.Client(t), cluster: true})
 	})
 }

@@ -18,6 +18,7 @@ import (
 // TestCheckRedisEviction: checkRedis warns when Redis may evict keys, and
 // only then.
 func TestCheckRedisEviction(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -95,13 +96,18 @@ func TestCheckRedisCannotTell(t *testing.T) {
 // names the master it is about.
 func TestCheckRedisCluster(t *testing.T) {
 	t.Parallel()
-	rc := redistest.StartCluster(t)
+	rc := redistest.SharedCluster(t)
 	ctx := context.Background()
 	masters := rc.Masters(t)
 	require.Len(t, masters, 3)
 	evicting := masters[1].Addr
 	admin := redis.NewClient(&redis.Options{Addr: evicting})
 	t.Cleanup(func() { _ = admin.Close() })
+	// The cluster is shared: put back the defaults before it is given back.
+	t.Cleanup(func() {
+		assert.NoError(t, admin.ConfigSet(ctx, "maxmemory", "0").Err())
+		assert.NoError(t, admin.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	})
 	require.NoError(t, admin.ConfigSet(ctx, "maxmemory", "1gb").Err())
 	require.NoError(t, admin.ConfigSet(ctx, "maxmemory-policy", "allkeys-lfu").Err())
 
@@ -210,6 +216,7 @@ func (h *recordingHandler) WithGroup(name string) slog.Handler {
 
 // TestWorkerWarnsOfEviction: a worker's start logs checkRedis's warnings.
 func TestWorkerWarnsOfEviction(t *testing.T) {
+	t.Parallel()
 	s := newRealServer(t, "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
 	logs := &lockedBuffer{}
 	c := s.client(t, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})

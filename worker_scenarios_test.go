@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -157,14 +158,12 @@ func TestWorkerRetryWithBackoff(t *testing.T) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "r"})
-		release := make(chan struct{})
 		w, calls := startWorker(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
 			if h.attempt == 1 {
 				return Retry(400 * time.Millisecond)
 			}
 			return nil
 		})
-		_ = release
 		assert.Equal(t, 1, next(t, calls).attempt)
 		waitStatus(t, c, q, "r", StatusQueuedWithBackoff)
 		assert.Equal(t, 2, next(t, calls).attempt, "handled again after the backoff, with the next attempt")
@@ -471,11 +470,19 @@ func TestWorkersShareQueue(t *testing.T) {
 }
 
 // TestWorkerProcesses: two worker processes on one queue (real Redis).
+//
+// Both processes take part by construction: each child's handlers hold
+// their first message, and wait, until the parent has seen both children
+// hold one (a line "started" from each), then the parent lets both go on
+// (a line on their stdin). A child cannot take more than a few messages
+// before then, so the other always finds some left.
 func TestWorkerProcesses(t *testing.T) {
+	t.Parallel()
 	s := newRealServer(t)
 	c := s.client(t, nil)
 	q := queueName(t)
 	outs := make([]*strings.Builder, 2)
+	var stdins []io.WriteCloser
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := range outs {
@@ -484,6 +491,9 @@ func TestWorkerProcesses(t *testing.T) {
 		cmd.Env = append(os.Environ(), "MQ_HELPER_REDIS="+s.real.Addr, "MQ_HELPER_QUEUE="+q)
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
+		stdin, err := cmd.StdinPipe()
+		require.NoError(t, err)
+		stdins = append(stdins, stdin)
 		require.NoError(t, cmd.Start())
 		wg.Add(1)
 		go func(out *strings.Builder) {
@@ -503,6 +513,16 @@ func TestWorkerProcesses(t *testing.T) {
 	}
 	_, err := c.EnqueueMany(context.Background(), q, reqs...)
 	require.NoError(t, err)
+	started := func(i int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(outs[i].String(), "started\n")
+	}
+	waitFor(t, "both processes to hold a message", func() bool { return started(0) && started(1) })
+	for _, in := range stdins {
+		_, err := io.WriteString(in, "go\n")
+		require.NoError(t, err)
+	}
 	counts := func() map[string]int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -526,9 +546,29 @@ func TestWorkerProcesses(t *testing.T) {
 		assert.Equal(t, 1, n, "message %s", id)
 	}
 	mu.Lock()
-	both := strings.Contains(outs[0].String(), "handled:") && strings.Contains(outs[1].String(), "handled:")
-	mu.Unlock()
-	t.Logf("both processes handled messages: %v", both)
+	defer mu.Unlock()
+	for i, o := range outs {
+		assert.Contains(t, o.String(), "handled:", "process %d handled messages", i)
+	}
+}
+
+// helperGate holds a TestHelperWorkerProcess's handlers, as
+// TestWorkerProcesses describes: the first to arrive says "started", and all
+// wait for a line on stdin.
+type helperGate struct {
+	once, read sync.Once
+	open       chan struct{}
+}
+
+func (g *helperGate) wait() {
+	g.once.Do(func() { fmt.Println("started") })
+	g.read.Do(func() {
+		go func() {
+			_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+			close(g.open)
+		}()
+	})
+	<-g.open
 }
 
 // TestHelperWorkerProcess is the child of TestWorkerProcesses.
@@ -542,10 +582,12 @@ func TestHelperWorkerProcess(t *testing.T) {
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
 	var mu sync.Mutex
+	gate := &helperGate{open: make(chan struct{})}
 	w, err := c.StartWorker(t.Context(), os.Getenv("MQ_HELPER_QUEUE"), &WorkerConfig{
 		HandlerThreads:    4,
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			gate.wait()
 			mu.Lock()
 			fmt.Printf("handled:%s\n", m.ID)
 			mu.Unlock()
@@ -561,6 +603,7 @@ func TestHelperWorkerProcess(t *testing.T) {
 // worker (real server with persistence); the worker resumes by itself and
 // nothing is lost.
 func TestWorkerSurvivesRedisRestart(t *testing.T) {
+	t.Parallel()
 	s := newRealServer(t, "--appendonly", "yes", "--appendfsync", "always")
 	c := s.client(t, nil)
 	q := queueName(t)

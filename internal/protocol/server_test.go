@@ -18,7 +18,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The shared clusters stop before goleak looks for leaked goroutines.
+	goleak.VerifyTestMain(redistest.WithShared(m))
 }
 
 // server is one Redis a test runs the scripts on: a miniredis (fast, time
@@ -32,9 +33,13 @@ type server struct {
 }
 
 // onEachServer runs fn as parallel subtests on a fresh miniredis, a fresh
-// redis-server and a Redis Cluster (as the root package's tests do).
+// redis-server and a Redis Cluster leased empty for the subtest
+// (redistest.SharedCluster), as the root package's tests do: fn must not
+// kill, fail over or reconfigure the cluster's nodes. It marks t parallel
+// too (the servers are t's own), so the caller must not call t.Parallel.
 func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	t.Helper()
+	t.Parallel()
 	t.Run("miniredis", func(t *testing.T) {
 		t.Parallel()
 		m := miniredis.RunT(t)
@@ -48,7 +53,7 @@ func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	})
 	t.Run("cluster", func(t *testing.T) {
 		t.Parallel()
-		c := redistest.StartCluster(t)
+		c := redistest.SharedCluster(t)
 		fn(t, &server{rdb: c.Client(t), cluster: true})
 	})
 }

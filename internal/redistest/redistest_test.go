@@ -18,7 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(redistest.WithShared(m))
 }
 
 // pingCtx bounds each call so a dead server fails fast instead of hanging.
