@@ -44,12 +44,12 @@ var aclCommands = []string{
 	"hexists",
 	"hget",
 	"hincrby",
-	"hlen",  // also QueueStatus, QueueNames
+	"hlen",  // also QueueNames
 	"hmget", // receipts
 	"hscan", // QueueContent
 	"hset",
 	"hsetnx",
-	"llen", // also QueueStatus, the worker's sleep
+	"llen", // also the worker's sleep
 	"lpush",
 	"ltrim",  // a poll's surplus sleep sentinels
 	"rename", // receipts' generations
@@ -58,7 +58,7 @@ var aclCommands = []string{
 	"rpush", // a prefetched message given back
 	"sadd",
 	"scan",  // QueueNames, ClearAllQueues
-	"scard", // also QueueStatus
+	"scard",
 	"set",
 	"setrange", // an enqueue's check that Redis is not full
 	"sismember",
@@ -293,8 +293,8 @@ func (a *aclTour) enqueueAndInspect() error {
 	if err := a.check("MessageStatus", err, st == StatusQueued, st); err != nil {
 		return err
 	}
-	qs, err := c.QueueStatus(ctx, q)
-	if err := a.check("QueueStatus", err, qs == QueueStatus{Queued: 3, Total: 3}, qs); err != nil {
+	qs, err := c.QueueCounts(ctx, q)
+	if err := a.check("QueueCounts", err, qs == QueueCounts{Queued: 3, Total: 3}, qs); err != nil {
 		return err
 	}
 	size, err := c.QueueSize(ctx, q)

@@ -35,15 +35,15 @@ func TestQueueAdministration(t *testing.T) {
 		_, err = c.Enqueue(ctx, q, "later", &EnqueueOptions{MessageID: "later", InitialBackoff: time.Hour})
 		require.NoError(t, err)
 		// ready holds 3, the circle 3 and the sentinel: ntotal = 6.
-		qs, err := c.QueueStatus(ctx, q)
+		qs, err := c.QueueCounts(ctx, q)
 		require.NoError(t, err)
-		assert.Equal(t, QueueStatus{Queued: 3, Locked: 1, Backoff: 1, Total: 6}, qs)
+		assert.Equal(t, QueueCounts{Queued: 3, Locked: 1, Backoff: 1, Total: 6}, qs)
 		size, err := c.QueueSize(ctx, q)
 		require.NoError(t, err)
 		assert.Equal(t, int64(3), size)
-		empty, err := c.QueueStatus(ctx, "admin:none")
+		empty, err := c.QueueCounts(ctx, "admin:none")
 		require.NoError(t, err)
-		assert.Equal(t, QueueStatus{}, empty)
+		assert.Equal(t, QueueCounts{}, empty)
 
 		// Content.
 		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Messages), "bad", "\xc1").Err()) // never valid MessagePack
@@ -108,7 +108,7 @@ func TestBadInput(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
 			_, err = c.MessageStatus(ctx, name, "m")
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
-			_, err = c.QueueStatus(ctx, name)
+			_, err = c.QueueCounts(ctx, name)
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
 			_, err = c.QueueContent(ctx, name)
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)

@@ -174,9 +174,9 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, StatusNone, st)
 
-		qs, err := c.QueueStatus(ctx, q)
+		qs, err := c.QueueCounts(ctx, q)
 		require.NoError(t, err)
-		require.Equal(t, QueueStatus{Queued: 1, Backoff: 1, Total: 2}, qs)
+		require.Equal(t, QueueCounts{Queued: 1, Backoff: 1, Total: 2}, qs)
 
 		content, err := c.QueueContent(ctx, q)
 		require.NoError(t, err)
@@ -305,7 +305,7 @@ func TestCluster(t *testing.T) {
 			require.Equal(t, 1, n, "message %s handled %d times", id, n)
 		}
 		for _, q := range queues {
-			qs, err := c.QueueStatus(ctx, q)
+			qs, err := c.QueueCounts(ctx, q)
 			require.NoError(t, err)
 			require.Zero(t, qs.Queued, "queue %s", q)
 		}

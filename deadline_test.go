@@ -51,8 +51,8 @@ func testCallsKeepTheirDeadline(t *testing.T, contextTimeout bool) {
 			_, err := c.MessageStatus(ctx, "q", "m")
 			return err
 		},
-		"QueueStatus": func(ctx context.Context) error {
-			_, err := c.QueueStatus(ctx, "q")
+		"QueueCounts": func(ctx context.Context) error {
+			_, err := c.QueueCounts(ctx, "q")
 			return err
 		},
 		"QueueContent": func(ctx context.Context) error {

@@ -83,37 +83,38 @@ func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (
 	return a.now, a.infos, nil
 }
 
-// QueueStatus holds a queue's counts, read in O(1) (docs/protocol.md §10). Locked
-// and Backoff may count expired entries, so Queued is approximate.
-type QueueStatus struct {
+// QueueCounts holds a queue's counts, read in O(1) (docs/protocol.md
+// §10): Carmine's queue-status. Locked and Backoff may count expired
+// entries, so Queued is approximate.
+type QueueCounts struct {
 	// Queued is the number of messages waiting for a handler.
-	Queued int64
+	Queued int64 `json:"queued"`
 	// Locked is the number of lock entries (messages being handled).
-	Locked int64
+	Locked int64 `json:"locked"`
 	// Backoff is the number of backoff entries.
-	Backoff int64
+	Backoff int64 `json:"backoff"`
 	// Total is the number of messages in the queue's lists.
-	Total int64
+	Total int64 `json:"total"`
 }
 
-// QueueStatus returns the queue's counts in one round trip.
-func (c *Client) QueueStatus(ctx context.Context, queue string) (QueueStatus, error) {
+// QueueCounts returns the queue's counts in one round trip.
+func (c *Client) QueueCounts(ctx context.Context, queue string) (QueueCounts, error) {
 	if err := ValidateQueueName(queue); err != nil {
-		return QueueStatus{}, err
+		return QueueCounts{}, err
 	}
 	n, err := within(c, ctx, func(ctx context.Context) (protocol.Counts, error) {
 		return protocol.QueueCounts(ctx, c.rdb, c.keys(queue))
 	})
 	if err != nil {
-		return QueueStatus{}, fmt.Errorf("mq: queue status of %q: %w", queue, redisError(err))
+		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
 	}
-	return QueueStatus{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Total: n.Total}, nil
+	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Total: n.Total}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a
-// handler, in O(1): QueueStatus's Queued.
+// handler, in O(1): QueueCounts's Queued.
 func (c *Client) QueueSize(ctx context.Context, queue string) (int64, error) {
-	s, err := c.QueueStatus(ctx, queue)
+	s, err := c.QueueCounts(ctx, queue)
 	return s.Queued, err
 }
 

@@ -61,7 +61,7 @@ func (s *mqSystem) startWorker(ctx context.Context, handlers int, handle func([]
 }
 
 func (s *mqSystem) clean(ctx context.Context) (bool, error) {
-	st, err := s.c.QueueStatus(ctx, s.queue)
+	st, err := s.c.QueueCounts(ctx, s.queue)
 	if err != nil {
 		return false, err
 	}

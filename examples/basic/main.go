@@ -91,7 +91,7 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 	}
 	fmt.Printf("enqueue email-2 again: refused=%v (ErrAlreadyQueued: %v)\n", res.Refused, errors.Is(res.Refused, mq.ErrAlreadyQueued))
 
-	status, err := client.QueueStatus(ctx, queue)
+	status, err := client.QueueCounts(ctx, queue)
 	if err != nil {
 		return err
 	}

@@ -291,11 +291,11 @@ func (h *harness) produce(c *mq.Client, prefix string, n, producers int, every t
 func (h *harness) drain(timeout time.Duration) {
 	h.t.Helper()
 	deadline := time.Now().Add(timeout)
-	var last mq.QueueStatus
+	var last mq.QueueCounts
 	var lastErr error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		last, lastErr = h.admin.QueueStatus(ctx, queue)
+		last, lastErr = h.admin.QueueCounts(ctx, queue)
 		cancel()
 		if lastErr == nil && last.Total == 0 && last.Locked == 0 {
 			return
