@@ -195,7 +195,7 @@ local function decide(mid, from_circle)
   useful = true
 
   if base == 'done' then
-    if redis.call('hexists', K_MESSAGES_RQ, mid) == 1 or redis.call('sismember', K_REQUEUE, mid) == 1 then
+    if has_requeue(mid) then
       local content = redis.call('hget', K_MESSAGES_RQ, mid)
         or redis.call('hget', K_MESSAGES, mid) -- legacy requeue set
       local lock_ms = redis.call('hget', K_LOCK_TIMES_RQ, mid) or default_lock_ms

@@ -51,6 +51,7 @@ func TestStatusWrittenOnce(t *testing.T) {
 		"local function message_status(": "status.lua",
 		"local function status_name(":    "status.lua",
 		"'done-awaiting-gc'":             "status.lua",
+		"'sismember', K_REQUEUE":         "status.lua", // has_requeue
 		"local function queue_counts(":   "counts.lua",
 		"'llen', K_MID_CIRCLE":           "counts.lua",
 		"'hlen', K_LOCKS":                "counts.lua",
