@@ -146,3 +146,73 @@ func TestWorkerCloseWarnsOnlyWhenItCuts(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
 	assert.Equal(t, StatusLocked, statusOf(t, c, q, "cut"))
 }
+
+func TestWorkerStop(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+
+		// Stop before start, twice, and Close: all fine.
+		idle, err := c.NewWorker(queueName(t)+":idle", &WorkerConfig{Handler: nopHandler})
+		require.NoError(t, err)
+		require.NoError(t, idle.Stop(ctx))
+		require.NoError(t, idle.Stop(ctx))
+		require.NoError(t, idle.Close())
+		assert.False(t, idle.Info().Running)
+
+		// Without a deadline: Stop waits for the handler and its outcome.
+		q := queueName(t)
+		started := make(chan struct{})
+		release := make(chan struct{})
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+				close(started)
+				<-release
+				return nil
+			}),
+		})
+		require.NoError(t, err)
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "s"})
+		<-started
+		stopped := make(chan error)
+		go func() { stopped <- w.Stop(ctx) }()
+		select {
+		case err := <-stopped:
+			t.Fatalf("Stop returned (%v) while a handler ran", err)
+		case <-time.After(100 * time.Millisecond): // Stop is still waiting: the point of the test
+		}
+		close(release)
+		require.NoError(t, <-stopped)
+		assert.Equal(t, StatusDoneAwaitingGC, statusOf(t, c, q, "s"), "the outcome was recorded before Stop returned")
+		require.NoError(t, w.Stop(ctx), "twice")
+
+		// With a deadline: the handler's context is cancelled, Stop answers
+		// the deadline, and the message stays locked for a later worker.
+		q2 := queueName(t) + ":2"
+		started2 := make(chan struct{})
+		sawCancel := make(chan struct{})
+		w2, err := c.StartWorker(t.Context(), q2, &WorkerConfig{
+			LockTime:          500 * time.Millisecond,
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+				close(started2)
+				<-ctx.Done()
+				close(sawCancel)
+				return ctx.Err()
+			}),
+		})
+		require.NoError(t, err)
+		enqueue(t, c, q2, "x", &EnqueueOptions{MessageID: "s2"})
+		<-started2
+		dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, w2.Stop(dctx), context.DeadlineExceeded)
+		<-sawCancel
+		waitFor(t, "the handling to be abandoned", func() bool { return w2.Stats().Counts.Abandoned == 1 })
+		assert.Contains(t, []Status{StatusLocked, StatusQueued}, statusOf(t, c, q2, "s2"), "not done")
+		_, calls := startWorker(t, c, q2, WorkerConfig{}, nil)
+		h := next(t, calls)
+		assert.Equal(t, handling{id: "s2", attempt: 2, value: "x"}, h, "handled again after the lock expired")
+	})
+}

@@ -1,0 +1,248 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// prefetchSetup starts a worker whose handler holds the message "block"
+// until release is closed, warms it up with quick handlings (which turn
+// prefetching on), then enqueues "block" and n more messages m0..m(n-1),
+// in one call, with opts.
+func prefetchSetup(t *testing.T, c *Client, q string, n int, opts *EnqueueOptions) (*Worker, <-chan handling, chan struct{}) {
+	t.Helper()
+	release := make(chan struct{})
+	w, calls := startWorker(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+		if h.value == "block" {
+			<-release
+		}
+		return nil
+	})
+	for i := range 10 {
+		enqueue(t, c, q, fmt.Sprint("warm", i), nil)
+		next(t, calls)
+	}
+	reqs := []EnqueueRequest{{Message: "block", Options: &EnqueueOptions{MessageID: "block"}}}
+	for i := range n {
+		o := EnqueueOptions{MessageID: fmt.Sprint("m", i)}
+		if opts != nil {
+			o.LockTime = opts.LockTime
+		}
+		reqs = append(reqs, EnqueueRequest{Message: fmt.Sprint("m", i), Options: &o})
+	}
+	_, err := c.EnqueueMany(context.Background(), q, reqs...)
+	require.NoError(t, err)
+	require.Equal(t, "block", next(t, calls).value)
+	return w, calls, release
+}
+
+// TestWorkerPrefetchStop: messages prefetched behind a busy handler are
+// given back when the worker stops: unlocked, their attempt uncounted, and
+// handled once by the next worker.
+func TestWorkerPrefetchStop(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		ctx := context.Background()
+		const count = defaultPrefetch + 14
+		w, _, release := prefetchSetup(t, c, q, count, nil)
+
+		// One handler busy, defaultPrefetch more taken and waiting.
+		waitFor(t, "the prefetch to fill", func() bool {
+			st, err := c.QueueCounts(ctx, q)
+			require.NoError(t, err)
+			return st.Locked == 1+defaultPrefetch
+		})
+		stopped := make(chan error, 1)
+		go func() { stopped <- w.Stop(ctx) }()
+		waitFor(t, "the prefetched messages to be given back", func() bool {
+			return w.Stats().Counts.Released == defaultPrefetch
+		})
+		close(release)
+		require.NoError(t, <-stopped)
+
+		assert.Equal(t, StatusQueued, statusOf(t, c, q, "m0"))
+		n, err := s.rdb.HExists(ctx, s.key(q, keys.NAttempts), "m0").Result()
+		require.NoError(t, err)
+		assert.False(t, n, "attempt uncounted")
+		assert.Equal(t, StatusDoneAwaitingGC, statusOf(t, c, q, "block"), "block's outcome recorded")
+
+		_, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+		seen := map[string]int{}
+		for range count {
+			h := next(t, calls)
+			seen[h.value]++
+			assert.Equal(t, 1, h.attempt, h.value)
+		}
+		assert.Len(t, seen, count, "each message handled once")
+	})
+}
+
+// TestWorkerPrefetchStale: a prefetched message that waited for a handler
+// longer than a quarter of its lock time is given back, not started, and
+// handled later; no message is handled twice.
+func TestWorkerPrefetchStale(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		w, calls, release := prefetchSetup(t, c, q, 5, &EnqueueOptions{LockTime: 200 * time.Millisecond})
+
+		// Hold "block" until the prefetched messages' locks have run out.
+		waitFor(t, "m0's lock to expire", func() bool { return statusOf(t, c, q, "m0") == StatusQueued })
+		close(release)
+		seen := map[string]int{}
+		for range 5 {
+			seen[next(t, calls).value]++
+		}
+		assert.Len(t, seen, 5, "each message handled once")
+		assert.Positive(t, w.Stats().Counts.Released, "stale messages given back")
+		select {
+		case h := <-calls:
+			t.Fatalf("handled again: %+v", h)
+		default:
+		}
+	})
+}
+
+// TestWorkerPrefetchOutcomeNotHeld: while the loop waits for room to take
+// many messages at once, an outcome handed in meanwhile is still recorded
+// promptly, not held until enough other handlings finish (which, with slow
+// handlings, could outlast the message's lock).
+func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		gate := make(chan struct{})
+		_, calls := startWorker(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+			if strings.HasPrefix(h.value, "slow") {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+				}
+			}
+			return nil
+		})
+		t.Cleanup(func() { close(gate) })
+		for i := range 10 {
+			enqueue(t, c, q, fmt.Sprint("warm", i), nil)
+			next(t, calls)
+		}
+		var reqs []EnqueueRequest
+		for i := range defaultPrefetch + 4 {
+			id := fmt.Sprint("slow", i)
+			reqs = append(reqs, EnqueueRequest{Message: id, Options: &EnqueueOptions{MessageID: id}})
+		}
+		_, err := c.EnqueueMany(context.Background(), q, reqs...)
+		require.NoError(t, err)
+		require.Equal(t, "slow0", next(t, calls).value)
+		waitFor(t, "the prefetch to fill", func() bool {
+			st, err := c.QueueCounts(context.Background(), q)
+			require.NoError(t, err)
+			return st.Locked == 1+defaultPrefetch
+		})
+
+		gate <- struct{}{} // slow0 finishes; slow1 starts and holds
+		require.Equal(t, "slow1", next(t, calls).value)
+		waitFor(t, "slow0's outcome to be recorded", func() bool {
+			st := statusOf(t, c, q, "slow0")
+			return st == StatusDoneAwaitingGC || st == StatusNone
+		})
+	})
+}
+
+// TestWorkerBurstPoll: while the queue is busy, a prefetching worker keeps
+// a second poll in flight; every message is still handled once, at its
+// first attempt, and once the queue is empty the second poll stops.
+func TestWorkerBurstPoll(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		const n = 3000
+		var mu sync.Mutex
+		seen := map[string]int{}
+		retried := 0
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+			HandlerThreads:    4,
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(_ context.Context, m *Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				seen[m.ID]++
+				if m.Attempt != 1 {
+					retried++
+				}
+				return nil
+			}),
+		})
+		require.NoError(t, err)
+		handleAll(t, c, w, q, n)
+		assert.Positive(t, w.Stats().Counts.BurstPolls, "a second poll was in flight")
+
+		// Idle: the main loop sleeps and polls; the second one does not.
+		sleeps := func() int64 { return w.Stats().Counts.EndOfQueueSleeps }
+		first := sleeps()
+		waitFor(t, "the worker to idle", func() bool { return sleeps() >= first+3 })
+		burst := w.Stats().Counts.BurstPolls
+		first = sleeps()
+		waitFor(t, "three more idle polls", func() bool { return sleeps() >= first+3 })
+		assert.Equal(t, burst, w.Stats().Counts.BurstPolls, "no second poll while idle")
+
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Len(t, seen, n)
+		for id, k := range seen {
+			if k != 1 {
+				t.Errorf("%s handled %d times", id, k)
+			}
+		}
+		assert.Zero(t, retried, "no message handled past its first attempt")
+	})
+}
+
+// TestWorkerBurstPollThrottled: a Throttle paces the polls, and the second
+// poll in flight would undo that: a throttled worker keeps to its loops,
+// and takes one message per poll, so that the pause paces messages.
+func TestWorkerBurstPollThrottled(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		const n = 500
+		var most atomic.Int64 // the most messages one poll handed out
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+			Throttle:       Constant(time.Microsecond),
+			HandlerThreads: 4,
+			Handler:        HandlerFunc(func(context.Context, *Message) error { return nil }),
+			Monitor: func(_ context.Context, info MonitorInfo) {
+				for m := most.Load(); int64(info.Handled) > m && !most.CompareAndSwap(m, int64(info.Handled)); m = most.Load() {
+				}
+			},
+		})
+		require.NoError(t, err)
+		handleAll(t, c, w, q, n)
+		assert.Zero(t, w.Stats().Counts.BurstPolls)
+		assert.Equal(t, int64(1), most.Load(), "one message per throttled poll")
+	})
+}
+
+// handleAll enqueues n messages (0..n-1) to q in one call and waits until
+// w has handled them all; w is closed when the test ends.
+func handleAll(t *testing.T, c *Client, w *Worker, q string, n int64) {
+	t.Helper()
+	t.Cleanup(func() { _ = w.Close() })
+	reqs := make([]EnqueueRequest, n)
+	for i := range reqs {
+		reqs[i] = EnqueueRequest{Message: i}
+	}
+	_, err := c.EnqueueMany(context.Background(), q, reqs...)
+	require.NoError(t, err)
+	waitFor(t, "every message handled", func() bool { return w.Stats().Counts.Succeeded == n })
+}

@@ -1,0 +1,241 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestWorkerSuccessThenGC(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, "hello", &EnqueueOptions{MessageID: "a"})
+		w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+		h := next(t, calls)
+		assert.Equal(t, handling{id: "a", attempt: 1, value: "hello"}, h)
+		// Done, then collected on a later lap.
+		waitStatus(t, c, q, "a", StatusNone)
+		assert.Equal(t, int64(1), w.Stats().Counts.Succeeded)
+		// Counted once the poll's answer is back, just after the status
+		// changed.
+		waitFor(t, "the collection counted", func() bool { return w.Stats().Counts.Skips.DidGC > 0 })
+	})
+}
+
+func TestWorkerErrorAndPanic(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, "fail", &EnqueueOptions{MessageID: "e"})
+		enqueue(t, c, q, "panic", &EnqueueOptions{MessageID: "p"})
+		w, calls := startWorker(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+			switch h.value {
+			case "fail":
+				return errors.New("boom")
+			case "panic":
+				panic("handler bug")
+			}
+			return nil
+		})
+		got := map[string]bool{}
+		for range 2 {
+			got[next(t, calls).id] = true
+		}
+		assert.Equal(t, map[string]bool{"e": true, "p": true}, got)
+		waitFor(t, "both errors counted", func() bool { return w.Stats().Counts.Failed == 2 })
+		// The worker survives and handles more.
+		enqueue(t, c, q, "fine", &EnqueueOptions{MessageID: "f"})
+		assert.Equal(t, "f", next(t, calls).id)
+		waitFor(t, "success counted", func() bool { return w.Stats().Counts.Succeeded == 1 })
+		for _, id := range []string{"e", "p"} {
+			// Counted when the handler returned; recorded just after.
+			waitFor(t, id+": an error outcome is done", func() bool {
+				st := statusOf(t, c, q, id)
+				return st == StatusDoneAwaitingGC || st == StatusNone
+			})
+		}
+	})
+}
+
+func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
+		w, calls := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+			return SucceedWithBackoff(time.Hour)
+		})
+		next(t, calls)
+		waitStatus(t, c, q, "d", StatusDoneWithBackoff)
+		res := enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
+		assert.ErrorIs(t, res.Refused, ErrBackoff)
+		st := w.Stats().Counts
+		assert.Equal(t, int64(1), st.Succeeded)
+		assert.Equal(t, int64(1), st.BackoffsSet)
+	})
+}
+
+func TestWorkerRetryWithBackoff(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "r"})
+		w, calls := startWorker(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
+			if h.attempt == 1 {
+				return Retry(400 * time.Millisecond)
+			}
+			return nil
+		})
+		assert.Equal(t, 1, next(t, calls).attempt)
+		waitStatus(t, c, q, "r", StatusQueuedWithBackoff)
+		assert.Equal(t, 2, next(t, calls).attempt, "handled again after the backoff, with the next attempt")
+		st := w.Stats().Counts
+		assert.Equal(t, int64(1), st.Retried)
+		assert.Equal(t, int64(1), st.BackoffsSet)
+	})
+}
+
+func TestWorkerRequeue(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		release := make(chan struct{})
+		_, calls := startWorker(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
+			if h.value == "v1" {
+				<-release
+			}
+			return nil
+		})
+		enqueue(t, c, q, "v1", &EnqueueOptions{MessageID: "rq"})
+		assert.Equal(t, "v1", next(t, calls).value)
+		res := enqueue(t, c, q, "v2", &EnqueueOptions{MessageID: "rq", CanRequeue: true})
+		assert.Equal(t, ActionAdded, res.Action)
+		assert.Equal(t, StatusLockedWithRequeue, statusOf(t, c, q, "rq"))
+		close(release)
+		h := next(t, calls)
+		assert.Equal(t, handling{id: "rq", attempt: 1, value: "v2"}, h, "handled again with the new content, attempts reset")
+
+		// Requeue during done-with-backoff: handled after the backoff.
+		q2 := q + ":2"
+		_, calls2 := startWorker(t, c, q2, WorkerConfig{}, func(_ context.Context, h handling) error {
+			if h.value == "v1" {
+				return SucceedWithBackoff(500 * time.Millisecond)
+			}
+			return nil
+		})
+		enqueue(t, c, q2, "v1", &EnqueueOptions{MessageID: "rq"})
+		assert.Equal(t, "v1", next(t, calls2).value)
+		waitStatus(t, c, q2, "rq", StatusDoneWithBackoff)
+		res = enqueue(t, c, q2, "v2", &EnqueueOptions{MessageID: "rq", CanRequeue: true})
+		assert.Equal(t, ActionAdded, res.Action)
+		assert.Equal(t, StatusDoneWithRequeue, statusOf(t, c, q2, "rq"))
+		assert.Equal(t, "v2", next(t, calls2).value)
+	})
+}
+
+// TestWorkerUndecodable: a message the codec cannot decode is an error
+// outcome with a clear reason, never a crash; it stays inspectable until
+// collected.
+func TestWorkerUndecodable(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		enqueue(t, c, q, Raw("\xc1"), &EnqueueOptions{MessageID: "bad"})
+		content, err := c.QueueContent(context.Background(), q)
+		require.NoError(t, err)
+		require.Len(t, content, 1)
+		assert.ErrorIs(t, content[0].DecodeErr, ErrDecode)
+
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(_ context.Context, m *Message) error {
+				_, err := m.Value()
+				return err
+			}),
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = w.Close() })
+		waitFor(t, "the error outcome", func() bool { return w.Stats().Counts.Failed == 1 })
+		enqueue(t, c, q, "fine", nil)
+		waitFor(t, "the next message", func() bool { return w.Stats().Counts.Succeeded == 1 })
+	})
+}
+
+// TestWorkerWakeUp: an idle worker asleep at the end of the queue handles a
+// new message before its sleep would have ended.
+func TestWorkerWakeUp(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		w, calls := startWorker(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
+		waitFor(t, "the worker to sleep", func() bool { return w.Stats().Counts.EndOfQueueSleeps >= 1 })
+		enqueue(t, c, q, "wake", &EnqueueOptions{MessageID: "w"})
+		select {
+		case h := <-calls:
+			assert.Equal(t, "w", h.id)
+		case <-time.After(40 * time.Second): // the sleep is at least 48s (a minute less 20%)
+			t.Fatal("the enqueue did not wake the sleeping worker")
+		}
+		// Handled within the first sleep: a second one could only start after
+		// 48 s. (Counting sleeps here would race with the worker's next poll,
+		// which may already have found the queue empty again.)
+		// The sleeper was woken by the sentinel (created in isleep-a by the
+		// enqueue, moved to isleep-b by the worker), not by its once-a-second
+		// look at mids-ready.
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "woken through the sleep lists")
+	})
+}
+
+// TestWorkersShareQueue: two workers on one queue handle every message
+// exactly once when no lock expires.
+func TestWorkersShareQueue(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		q := queueName(t)
+		var mu sync.Mutex
+		counts := map[string]int{}
+		var total atomic.Int64
+		for range 2 {
+			w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+				HandlerThreads:    4,
+				WorkerThreads:     2,
+				EndOfQueueBackoff: Constant(20 * time.Millisecond),
+				Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+					mu.Lock()
+					counts[m.ID]++
+					mu.Unlock()
+					total.Add(1)
+					return nil
+				}),
+			})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = w.Close() })
+		}
+		reqs := make([]EnqueueRequest, 200)
+		for i := range reqs {
+			reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprint(i)}}
+		}
+		_, err := c.EnqueueMany(context.Background(), q, reqs...)
+		require.NoError(t, err)
+		waitFor(t, "every message", func() bool { return total.Load() >= 200 })
+		waitFor(t, "the queue to empty", func() bool {
+			n, err := s.rdb.HLen(context.Background(), s.key(q, keys.Messages)).Result()
+			return err == nil && n == 0
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Len(t, counts, 200)
+		for id, n := range counts {
+			assert.Equal(t, 1, n, "message %s", id)
+		}
+	})
+}
