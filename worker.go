@@ -107,18 +107,26 @@ func (c *Client) StartWorker(ctx context.Context, queue string, cfg *WorkerConfi
 // ends before a previous run's last goroutines returned (after a Stop cut
 // short while Redis hung).
 func (w *Worker) Start(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if prev := w.run; prev != nil {
-		if prev.running {
+	for {
+		w.mu.Lock()
+		prev := w.run
+		if prev == nil || isClosed(prev.done) {
+			break // w.mu held
+		}
+		running := prev.running
+		w.mu.Unlock()
+		if running {
 			return ErrWorkerRunning
 		}
+		// The last run's goroutines are still ending: wait, without
+		// holding w.mu, then look again.
 		select {
 		case <-prev.done:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+	defer w.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -169,6 +177,16 @@ func (w *Worker) Start(ctx context.Context) error {
 		close(r.done)
 	}()
 	return nil
+}
+
+// isClosed tells whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Stop stops polling, gives back the prefetched messages no handler has
