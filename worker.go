@@ -49,6 +49,7 @@ type Worker struct {
 type run struct {
 	running        bool
 	stopPolling    context.CancelFunc
+	unwatch        func() bool // stops Start's ctx from stopping polling
 	cancelHandlers context.CancelFunc
 	deliveries     chan delivery // messages taken, waiting for a handler
 	stopFlusher    func()        // ends the flusher after one last flush
@@ -133,11 +134,12 @@ func (w *Worker) Start(ctx context.Context) error {
 	base := context.WithoutCancel(ctx)
 	pollCtx, stopPolling := context.WithCancel(base)
 	handlersCtx, cancelHandlers := context.WithCancel(base)
-	context.AfterFunc(ctx, stopPolling)
+	unwatch := context.AfterFunc(ctx, stopPolling)
 	flusherStop := make(chan struct{})
 	r := &run{
 		running:        true,
 		stopPolling:    stopPolling,
+		unwatch:        unwatch,
 		cancelHandlers: cancelHandlers,
 		deliveries:     make(chan delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch)),
 		stopFlusher:    sync.OnceFunc(func() { close(flusherStop) }),
@@ -230,6 +232,7 @@ func (w *Worker) stop(ctx context.Context, now bool) error {
 	}
 	r.running = false
 	w.mu.Unlock()
+	r.unwatch()
 	r.stopPolling()
 	if now {
 		r.cancelHandlers()
