@@ -1,0 +1,183 @@
+package mq
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// aclTour runs every feature of the package through its public API: all
+// enqueue options and answers, every status and administration call, a
+// worker with each outcome, a requeue, the end-of-queue sleep and its
+// wake-up, prefetched messages given back at a stop, lock renewal, and the
+// script cache lost meanwhile. Each step that waits gives up as soon as
+// Redis has refused the user anything.
+type aclTour struct {
+	ctx   context.Context
+	c     *Client
+	admin *redis.Client // the default user: SCRIPT FLUSH, ACL LOG, CLIENT LIST
+	user  string
+}
+
+// refused answers the ACL LOG entries of the tour's user.
+func (a *aclTour) refused() ([]string, error) {
+	entries, err := a.admin.ACLLog(context.Background(), 1000).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.Username != a.user {
+			continue
+		}
+		what := e.Object
+		if e.Reason != "command" {
+			what = e.Reason + " " + e.Object
+		}
+		out = append(out, fmt.Sprintf("%s (%s, %d times)", what, e.Context, e.Count))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// check answers nil when err is nil and ok holds, or else what went wrong
+// in step, with what Redis refused the user so far.
+func (a *aclTour) check(step string, err error, ok bool, got any) error {
+	if err == nil && ok {
+		return nil
+	}
+	if err == nil {
+		err = fmt.Errorf("unexpected answer %+v", got)
+	}
+	if refused, _ := a.refused(); len(refused) > 0 {
+		err = fmt.Errorf("%w; Redis refused %s", err, strings.Join(refused, ", "))
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+// wait polls cond until it holds. It gives up when Redis has refused the
+// user anything, when cond fails, or after 30 s.
+func (a *aclTour) wait(what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return a.check("waiting for "+what, err, ok, nil)
+		}
+		if refused, err := a.refused(); err != nil || len(refused) > 0 {
+			return a.check("waiting for "+what, cmp.Or(err, errGaveUp), false, nil)
+		}
+		if time.Now().After(deadline) {
+			return a.check("waiting for "+what, errors.New("timed out"), false, nil)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var errGaveUp = errors.New("gave up")
+
+func (a *aclTour) flushScripts() error {
+	return a.check("SCRIPT FLUSH (admin)", a.admin.ScriptFlush(a.ctx).Err(), true, nil)
+}
+
+func (a *aclTour) run() error {
+	for _, part := range []func() error{a.enqueueAndInspect, a.worker, a.renewal, a.administration} {
+		if err := part(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *aclTour) enqueueAndInspect() error {
+	ctx, c, q := a.ctx, a.c, "acl:enqueue"
+	// Receipts kept for a millisecond: each enqueue below starts a new
+	// generation of them.
+	c.receiptTTL = time.Millisecond
+	r, err := c.Enqueue(ctx, q, "first", &EnqueueOptions{MessageID: "m", InitialBackoff: time.Hour, LockTime: time.Minute})
+	if err := a.check("Enqueue with InitialBackoff and LockTime", err, r.Action == ActionAdded, r); err != nil {
+		return err
+	}
+	t0, err := a.admin.Time(ctx).Result()
+	if err := a.check("TIME (admin)", err, true, nil); err != nil {
+		return err
+	}
+	if err := a.wait("the server's clock to move", func() (bool, error) {
+		t, err := a.admin.Time(ctx).Result()
+		return t.Sub(t0) > 2*time.Millisecond, err
+	}); err != nil {
+		return err
+	}
+	r, err = c.Enqueue(ctx, q, "second", &EnqueueOptions{MessageID: "m", CanUpdate: true, ResetInitialBackoff: true})
+	if err := a.check("Enqueue with CanUpdate and ResetInitialBackoff", err, r.Action == ActionUpdated, r); err != nil {
+		return err
+	}
+	r, err = c.Enqueue(ctx, q, "third", &EnqueueOptions{MessageID: "m"})
+	if err := a.check("Enqueue of a queued id", err, errors.Is(r.Refused, ErrAlreadyQueued), r); err != nil {
+		return err
+	}
+	many, err := c.EnqueueMany(ctx, q, EnqueueRequest{Message: 1}, EnqueueRequest{Message: 2, Options: &EnqueueOptions{MessageID: "n"}})
+	if err := a.check("EnqueueMany", err, len(many) == 2 && many[0].OK() && many[1].OK(), many); err != nil {
+		return err
+	}
+	st, err := c.MessageStatus(ctx, q, "m")
+	if err := a.check("MessageStatus", err, st == StatusQueued, st); err != nil {
+		return err
+	}
+	qs, err := c.QueueCounts(ctx, q)
+	if err := a.check("QueueCounts", err, qs == QueueCounts{Queued: 3, Total: 3}, qs); err != nil {
+		return err
+	}
+	size, err := c.QueueSize(ctx, q)
+	if err := a.check("QueueSize", err, size == 3, size); err != nil {
+		return err
+	}
+	content, err := c.QueueContent(ctx, q)
+	if err := a.check("QueueContent", err, len(content) == 3, content); err != nil {
+		return err
+	}
+	names, err := c.QueueNames(ctx, "acl:*")
+	if err := a.check("QueueNames", err, slices.Equal(names, []string{q}), names); err != nil {
+		return err
+	}
+
+	// The script cache lost: calls fall back to EVAL, one at a time and
+	// pipelined.
+	if err := a.flushScripts(); err != nil {
+		return err
+	}
+	st, err = c.MessageStatus(ctx, q, "n")
+	if err := a.check("MessageStatus after SCRIPT FLUSH", err, st == StatusQueued, st); err != nil {
+		return err
+	}
+	if err := a.flushScripts(); err != nil {
+		return err
+	}
+	many, err = c.EnqueueMany(ctx, q, EnqueueRequest{Message: 3}, EnqueueRequest{Message: 4, Options: &EnqueueOptions{MessageID: "n"}})
+	if err := a.check("EnqueueMany after SCRIPT FLUSH", err,
+		len(many) == 2 && many[0].OK() && errors.Is(many[1].Refused, ErrAlreadyQueued), many); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (a *aclTour) administration() error {
+	ctx, c := a.ctx, a.c
+	names, err := c.QueueNames(ctx, "")
+	want := []string{"acl:enqueue", "acl:renew", "acl:worker"}
+	if err := a.check("QueueNames", err, slices.Equal(names, want), names); err != nil {
+		return err
+	}
+	cleared, err := c.ClearQueues(ctx, "acl:enqueue", "acl:none")
+	if err := a.check("ClearQueues", err, slices.Equal(cleared, []string{"acl:enqueue"}), cleared); err != nil {
+		return err
+	}
+	cleared, err = c.ClearAllQueues(ctx)
+	return a.check("ClearAllQueues", err, slices.Equal(cleared, want[1:]), cleared)
+}

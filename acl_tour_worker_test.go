@@ -1,0 +1,328 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+)
+
+// worker runs a worker through every outcome, a requeue, a sleep and its
+// wake-up, and a stop that gives back prefetched messages.
+func (a *aclTour) worker() error {
+	ctx, c, q := a.ctx, a.c, "acl:worker"
+	// Sleep sentinels pushed by another writer, in both lists: the first
+	// end-of-queue sleep leaves one.
+	for k, n := range map[keys.Index]int{keys.ISleepA: 4, keys.ISleepB: 2} {
+		for range n {
+			if err := a.check("LPUSH sentinels (admin)", a.admin.LPush(ctx, keys.Key(q, false, k), "_").Err(), true, nil); err != nil {
+				return err
+			}
+		}
+	}
+	var mu sync.Mutex
+	finished := map[string]int{}
+	done := func(ids ...string) func() (bool, error) {
+		return func() (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, id := range ids {
+				if finished[id] == 0 {
+					return false, nil
+				}
+			}
+			return true, nil
+		}
+	}
+	holding := make(chan string, 1) // the id a handler holds, waiting for the tour
+	requeued := make(chan struct{}) // closed once the held message has a requeue
+	released := make(chan struct{}) // closed once the stop gave messages back
+	openRequeued := sync.OnceFunc(func() { close(requeued) })
+	openReleased := sync.OnceFunc(func() { close(released) })
+	defer openRequeued() // so that no handler is left waiting when the tour fails
+	defer openReleased()
+	hold := func(ctx context.Context, id string, until <-chan struct{}) {
+		select {
+		case holding <- id:
+		default:
+		}
+		select {
+		case <-until:
+		case <-ctx.Done():
+		}
+	}
+	handler := HandlerFunc(func(ctx context.Context, m *Message) error {
+		mu.Lock()
+		before := finished[m.ID]
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			finished[m.ID]++
+			mu.Unlock()
+		}()
+		switch {
+		case m.ID == "retry" && m.Attempt == 1:
+			return Retry(time.Millisecond)
+		case m.ID == "backoff":
+			return SucceedWithBackoff(time.Hour)
+		case m.ID == "fail":
+			return errors.New("the tour's handler fails, as asked")
+		case m.ID == "requeue" && before == 0:
+			hold(ctx, m.ID, requeued)
+		case strings.HasPrefix(m.ID, "held-"):
+			hold(ctx, m.ID, released)
+		}
+		return nil
+	})
+	w, err := c.StartWorker(ctx, q, &WorkerConfig{
+		Handler:           handler,
+		LockTime:          time.Minute, // long enough to prefetch
+		EndOfQueueBackoff: Constant(100 * time.Millisecond),
+	})
+	if err := a.check("StartWorker", err, true, nil); err != nil {
+		return err
+	}
+	defer w.Close()
+
+	reqs := func(ids ...string) []EnqueueRequest {
+		rs := make([]EnqueueRequest, len(ids))
+		for i, id := range ids {
+			rs[i] = EnqueueRequest{Message: id, Options: &EnqueueOptions{MessageID: id}}
+		}
+		return rs
+	}
+	numbered := func(prefix string, n int) []string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%s-%02d", prefix, i)
+		}
+		return ids
+	}
+	status := func(id string, want Status) func() (bool, error) {
+		return func() (bool, error) {
+			st, err := c.MessageStatus(ctx, q, id)
+			return st == want, err
+		}
+	}
+
+	// Every outcome.
+	ids := append(numbered("warm", 4), "retry", "backoff", "fail")
+	if _, err := c.EnqueueMany(ctx, q, reqs(ids...)...); err != nil {
+		return a.check("EnqueueMany to the worker", err, true, nil)
+	}
+	if err := a.wait("success, retry, backoff and error outcomes", func() (bool, error) {
+		ok, _ := done(ids...)()
+		mu.Lock()
+		defer mu.Unlock()
+		return ok && finished["retry"] == 2, nil
+	}); err != nil {
+		return err
+	}
+	if err := a.wait("the backoff outcome to be recorded", status("backoff", StatusDoneWithBackoff)); err != nil {
+		return err
+	}
+	r, err := c.Enqueue(ctx, q, "again", &EnqueueOptions{MessageID: "backoff"})
+	if err := a.check("Enqueue of an id in backoff", err, errors.Is(r.Refused, ErrBackoff), r); err != nil {
+		return err
+	}
+
+	// A requeue of a message being handled.
+	if _, err := c.Enqueue(ctx, q, "requeue", &EnqueueOptions{MessageID: "requeue"}); err != nil {
+		return a.check("Enqueue", err, true, nil)
+	}
+	select {
+	case <-holding:
+	case <-ctx.Done():
+		return a.check("waiting for the requeue's first handling", ctx.Err(), false, nil)
+	}
+	r, err = c.Enqueue(ctx, q, "requeue again", &EnqueueOptions{MessageID: "requeue", CanRequeue: true})
+	if err := a.check("Enqueue with CanRequeue of a locked id", err, r.Action == ActionAdded, r); err != nil {
+		return err
+	}
+	if err := a.wait("the requeue to be pending", status("requeue", StatusLockedWithRequeue)); err != nil {
+		return err
+	}
+	openRequeued()
+	if err := a.wait("the requeued message handled again", func() (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return finished["requeue"] == 2, nil
+	}); err != nil {
+		return err
+	}
+
+	// The end-of-queue sleep, and an enqueue that ends it, after the
+	// script cache was lost.
+	if err := a.wait("the worker to sleep in BLMOVE", a.blockedInBLMove); err != nil {
+		return err
+	}
+	if err := a.flushScripts(); err != nil {
+		return err
+	}
+	if _, err := c.Enqueue(ctx, q, "wake", &EnqueueOptions{MessageID: "wake"}); err != nil {
+		return a.check("Enqueue", err, true, nil)
+	}
+	if err := a.wait("the wake-up message handled", done("wake")); err != nil {
+		return err
+	}
+
+	// Prefetched messages given back at a stop: quick handlings first, so
+	// that the worker prefetches; then one handler holds a message while
+	// others wait, taken, for a handler.
+	warm := numbered("quick", 16)
+	if _, err := c.EnqueueMany(ctx, q, reqs(warm...)...); err != nil {
+		return a.check("EnqueueMany", err, true, nil)
+	}
+	if err := a.wait("quick handlings", done(warm...)); err != nil {
+		return err
+	}
+	held := numbered("held", 8)
+	if _, err := c.EnqueueMany(ctx, q, reqs(held...)...); err != nil {
+		return a.check("EnqueueMany", err, true, nil)
+	}
+	var first string
+	select {
+	case first = <-holding:
+	case <-ctx.Done():
+		return a.check("waiting for a held handling", ctx.Err(), false, nil)
+	}
+	lockedWaiting := func() (bool, error) {
+		content, err := c.QueueContent(ctx, q)
+		for _, m := range content {
+			if strings.HasPrefix(m.ID, "held-") && m.ID != first && m.Status == StatusLocked {
+				return true, err
+			}
+		}
+		return false, err
+	}
+	if err := a.wait("a prefetched message waiting for the held handler", lockedWaiting); err != nil {
+		return err
+	}
+	stopped, abortStop := a.startStop(w)
+	defer abortStop()
+	if err := a.wait("the stop to give back prefetched messages", func() (bool, error) {
+		return w.Stats().Counts.Released > 0, nil
+	}); err != nil {
+		return err
+	}
+	openReleased()
+	if err := a.wait("the stop", stopped); err != nil {
+		return err
+	}
+	content, err := c.QueueContent(ctx, q)
+	givenBack := 0
+	for _, m := range content {
+		if strings.HasPrefix(m.ID, "held-") && m.Status == StatusQueued && m.Attempts == 0 {
+			givenBack++
+		}
+	}
+	return a.check("QueueContent after the stop", err, givenBack > 0, content)
+}
+
+// blockedInBLMove tells whether a connection of the tour's user is blocked
+// in BLMOVE, as a sleeping worker is.
+func (a *aclTour) blockedInBLMove() (bool, error) {
+	list, err := a.admin.ClientList(a.ctx).Result()
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(list, "\n") {
+		fields := map[string]string{}
+		for _, f := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				fields[k] = v
+			}
+		}
+		if fields["user"] == a.user && fields["cmd"] == "blmove" && strings.Contains(fields["flags"], "b") {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// renewal runs a worker with RenewLocks and a short lock time, and a
+// handler that extends its lock itself too.
+func (a *aclTour) renewal() error {
+	ctx, c, q := a.ctx, a.c, "acl:renew"
+	extended := make(chan error, 1)
+	renewed := make(chan struct{}) // closed once the worker renewed the lock
+	openRenewed := sync.OnceFunc(func() { close(renewed) })
+	defer openRenewed()
+	w, err := c.StartWorker(ctx, q, &WorkerConfig{
+		LockTime:   time.Second,
+		RenewLocks: true,
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			select {
+			case extended <- m.ExtendLock(ctx):
+			default:
+			}
+			select {
+			case <-renewed:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}),
+	})
+	if err := a.check("StartWorker", err, true, nil); err != nil {
+		return err
+	}
+	defer w.Close()
+	if _, err := c.Enqueue(ctx, q, "long", &EnqueueOptions{MessageID: "long"}); err != nil {
+		return a.check("Enqueue", err, true, nil)
+	}
+	var extendErr error
+	select {
+	case extendErr = <-extended:
+	case <-ctx.Done():
+		extendErr = ctx.Err()
+	}
+	if err := a.check("Message.ExtendLock", extendErr, true, nil); err != nil {
+		return err
+	}
+	if err := a.wait("the worker to renew the lock", func() (bool, error) {
+		return w.Stats().Counts.LocksRenewed > 0, nil
+	}); err != nil {
+		return err
+	}
+	openRenewed()
+	if err := a.wait("the success recorded", func() (bool, error) {
+		st, err := c.MessageStatus(ctx, q, "long") // done, or done and collected
+		return st == StatusDoneAwaitingGC || st == StatusNone, err
+	}); err != nil {
+		return err
+	}
+	stopped, abortStop := a.startStop(w)
+	defer abortStop()
+	return a.wait("the stop", stopped)
+}
+
+// startStop starts w.Stop and answers a condition for wait that holds once
+// it returned (failing with its error), and a func that cancels the stop
+// and waits for it, so that a stop never outlives a failed tour.
+func (a *aclTour) startStop(w *Worker) (stopped func() (bool, error), abort func()) {
+	ctx, cancel := context.WithCancel(a.ctx)
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = w.Stop(ctx)
+	}()
+	stopped = func() (bool, error) {
+		select {
+		case <-done:
+			return true, err
+		default:
+			return false, nil
+		}
+	}
+	abort = func() {
+		cancel()
+		<-done
+	}
+	return stopped, abort
+}
