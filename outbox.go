@@ -96,8 +96,9 @@ func (o *outbox) take(n int) []pendingOutcome {
 }
 
 // done resolves outcomes taken with take: recorded holds the script's
-// answers, which the events hear of (releases aside). (Outcomes of a call that failed are not put back: they stay
-// with the poller that sent them, which sends them again; see poller.)
+// answers, which the events hear of (releases aside). (Outcomes of a call
+// that failed are not put back: they stay with the poller that sent them,
+// which sends them again; see poller.)
 func (o *outbox) done(batch []pendingOutcome, recorded []bool) {
 	if len(batch) == 0 {
 		return
