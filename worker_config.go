@@ -26,7 +26,8 @@ type WorkerConfig struct {
 	// Monitor is called on every loop turn with the queue size and what the
 	// poll did. Default: QueueSizeMonitor(DefaultMonitorMaxQueueSize,
 	// DefaultMonitorWarnEvery), a warning when more than 1000 messages wait,
-	// at most every 6 hours.
+	// at most every 6 hours. It is called from every polling loop,
+	// concurrently.
 	Monitor MonitorFunc
 
 	// LockTime is how long a handler may hold a message, unless the message
