@@ -18,11 +18,9 @@ func TestWorkerStats(t *testing.T) {
 	w, calls := startWorker(t, c, queueName(t), WorkerConfig{}, nil)
 	res := enqueue(t, c, w.Queue(), "x", nil)
 	next(t, calls)
-	waitFor(t, "the outcome recorded", func() bool {
-		return statusOf(t, c, w.Queue(), res.MessageID) == StatusDoneAwaitingGC
-	})
+	waitFor(t, "the outcome recorded", func() bool { return w.Stats().Counts.Succeeded == 1 })
+	assert.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, statusOf(t, c, w.Queue(), res.MessageID))
 	st := w.Stats()
-	assert.Equal(t, int64(1), st.Counts.Succeeded)
 	assert.Equal(t, int64(1), st.HandlingTime.Count)
 	assert.Positive(t, st.HandlingTime.P50, "a sub-millisecond handling is not rounded to 0")
 	assert.Equal(t, st.HandlingTime.Last, st.HandlingTime.P50)
