@@ -31,6 +31,7 @@ var scriptParts = map[string][]string{
 	"msg-status":   {"prelude", "status", "msg-status"},
 	"renew":        {"prelude", "outcome", "renew"},
 	"queue-counts": {"prelude", "counts", "queue-counts"},
+	"delete":       {"prelude", "status", "delete"},
 }
 
 var (
@@ -39,6 +40,7 @@ var (
 	msgStatusScript = composeScript("msg-status")
 	renewScript     = composeScript("renew")
 	countsScript    = composeScript("queue-counts")
+	deleteScript    = composeScript("delete")
 )
 
 // composeSource joins the named files of lua/ into one script text.

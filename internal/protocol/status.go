@@ -74,3 +74,24 @@ func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
 	}
 	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4]}, nil
 }
+
+// Delete deletes the messages of ids, whatever their status, in one script
+// call (delete.lua), and answers, per id, whether it was in the queue.
+func Delete(ctx context.Context, r Redis, keys []string, ids []string) ([]bool, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	reply, err := deleteScript.Run(ctx, r, keys, args...).Int64Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(reply) != len(ids) {
+		return nil, fmt.Errorf("%w: delete answered %d of %d", ErrUnexpectedReply, len(reply), len(ids))
+	}
+	existed := make([]bool, len(ids))
+	for i, n := range reply {
+		existed[i] = n == 1
+	}
+	return existed, nil
+}

@@ -1,0 +1,96 @@
+package protocol
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// deleteOne deletes mid from q and answers whether it was there.
+func deleteOne(t *testing.T, s *server, q string) bool {
+	t.Helper()
+	existed, err := Delete(context.Background(), s.rdb, s.keys(q), []string{mid})
+	require.NoError(t, err)
+	require.Len(t, existed, 1)
+	return existed[0]
+}
+
+// assertGone checks that no hash or set of q holds mid any more (the
+// lists may: a poll drops it there).
+func assertGone(t *testing.T, s *server, q string) {
+	t.Helper()
+	for suffix, text := range dumpQueue(t, s, q, s.now(t)) {
+		switch suffix {
+		case keys.Suffixes[keys.MidsReady], keys.Suffixes[keys.MidCircle]:
+			continue
+		}
+		assert.NotContains(t, strings.Fields(strings.Trim(text, "[]")), mid, "%s: %s", suffix, text)
+		assert.NotContains(t, text, mid+"=", "%s: %s", suffix, text)
+	}
+}
+
+// TestDelete: docs/protocol.md §10. A message goes whatever its status,
+// with all its entries: a handler holding it is fenced off, a pending
+// requeue never comes, a dedupe window no longer refuses the id, and the
+// id enqueued again is a fresh message.
+func TestDelete(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+
+		q := "queued"
+		assert.False(t, deleteOne(t, s, q), "nothing to delete")
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid, InitialBackoff: time.Hour, LockTime: time.Minute})
+		assert.True(t, deleteOne(t, s, q))
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid))
+		assertGone(t, s, q)
+		assert.False(t, deleteOne(t, s, q), "once")
+		st := pollUntil(t, s, q, StepSleep, "")
+		assert.Equal(t, StepSleep, st.Kind, "the id left in the lists is dropped, never handed out")
+		code, err := enqueue(ctx, s, q, "y", &EnqueueMessage{ID: mid})
+		require.NoError(t, err)
+		assert.Equal(t, Added, code, "a fresh message")
+		assert.Equal(t, "y", string(pollUntil(t, s, q, StepHandle, "").Data))
+
+		q = "locked-with-requeue"
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid})
+		held := pollUntil(t, s, q, StepHandle, "")
+		mustEnqueue(t, s, q, "again", &EnqueueMessage{ID: mid, CanRequeue: true})
+		require.Equal(t, StatusLockedWithRequeue, statusOf(t, s, q, mid))
+		assert.True(t, deleteOne(t, s, q))
+		assertGone(t, s, q)
+		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: held.LockedUntil, Outcome: OutcomeSuccess}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false}, ok, "the handler's outcome is fenced off")
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid))
+		assert.Equal(t, StepSleep, pollUntil(t, s, q, StepSleep, "").Kind, "the requeue never comes")
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid))
+
+		q = "done-with-backoff"
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid})
+		held = pollUntil(t, s, q, StepHandle, "")
+		ok, err = complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: held.LockedUntil, Outcome: OutcomeSuccess, Backoff: time.Hour}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, ok)
+		code, err = enqueue(ctx, s, q, "x", &EnqueueMessage{ID: mid})
+		require.NoError(t, err)
+		require.Equal(t, Backoff, code, "in its dedupe window")
+		assert.True(t, deleteOne(t, s, q))
+		assertGone(t, s, q)
+		code, err = enqueue(ctx, s, q, "x", &EnqueueMessage{ID: mid})
+		require.NoError(t, err)
+		assert.Equal(t, Added, code, "the window went with the message")
+
+		// Many ids in one call, answered in order.
+		q = "many"
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "a"})
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "c"})
+		existed, err := Delete(ctx, s.rdb, s.keys(q), []string{"a", "b", "c"})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, false, true}, existed)
+	})
+}

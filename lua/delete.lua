@@ -1,0 +1,27 @@
+-- delete.lua (beyond Carmine): deletes messages by id, whatever their
+-- status (docs/protocol.md §10). Every entry of each id goes, its pending
+-- requeue and its lock included, so a handler still holding it finds its
+-- outcome fenced off (§7) and an enqueue of the id is a fresh message. The
+-- id may stay in mids-ready or mid-circle: a poll that meets an id without
+-- a status drops it there (§4), as Carmine's does.
+--
+-- KEYS: the queue's keys (prelude.lua).
+-- ARGV[1..n] mids
+--
+-- Reply: {existed, ...}, one per mid, in order: 1 when the message was in
+-- the queue (it had a status), 0 when not.
+
+local now = server_now()
+local reply = {}
+for i = 1, #ARGV do
+  local mid = ARGV[i]
+  local base = message_status(mid, now)
+  for _, key in ipairs({K_MESSAGES, K_MESSAGES_RQ, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS,
+      K_BACKOFFS, K_NATTEMPTS, K_LOCK_ALIASES}) do
+    redis.call('hdel', key, mid)
+  end
+  redis.call('srem', K_DONE, mid)
+  redis.call('srem', K_REQUEUE, mid)
+  reply[i] = (base ~= 'nil') and 1 or 0
+end
+return reply
