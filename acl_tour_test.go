@@ -174,6 +174,10 @@ func (a *aclTour) administration() error {
 	if err := a.check("QueueNames", err, slices.Equal(names, want), names); err != nil {
 		return err
 	}
+	deleted, err := c.DeleteMessage(ctx, "acl:enqueue", "m")
+	if err := a.check("DeleteMessage", err, deleted, deleted); err != nil {
+		return err
+	}
 	cleared, err := c.ClearQueues(ctx, "acl:enqueue", "acl:none")
 	if err := a.check("ClearQueues", err, slices.Equal(cleared, []string{"acl:enqueue"}), cleared); err != nil {
 		return err

@@ -63,6 +63,10 @@ func testCallsKeepTheirDeadline(t *testing.T, contextTimeout bool) {
 			_, err := c.QueueNames(ctx, "*")
 			return err
 		},
+		"DeleteMessage": func(ctx context.Context) error {
+			_, err := c.DeleteMessage(ctx, "q", "m")
+			return err
+		},
 		"ClearQueues": func(ctx context.Context) error {
 			_, err := c.ClearQueues(ctx, "q")
 			return err

@@ -1,0 +1,43 @@
+package mq
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDeleteMessage: a message deleted while its handler runs is gone for
+// good; the handler's outcome is fenced off and counted as LockLost only.
+func TestDeleteMessage(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, nil)
+		ctx := context.Background()
+		q := queueName(t)
+
+		_, err := c.DeleteMessage(ctx, "", "m")
+		assert.ErrorIs(t, err, ErrInvalidQueueName)
+		_, err = c.DeleteMessage(ctx, q, "")
+		assert.ErrorIs(t, err, ErrInvalidMessageID)
+
+		release := make(chan struct{})
+		w, calls := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+			<-release
+			return nil
+		})
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "held"})
+		next(t, calls)
+		deleted, err := c.DeleteMessage(ctx, q, "held")
+		require.NoError(t, err)
+		assert.True(t, deleted)
+		close(release)
+		waitFor(t, "the fenced outcome", func() bool { return w.Stats().Counts.LockLost == 1 })
+		assert.Zero(t, w.Stats().Counts.Succeeded)
+		assert.Equal(t, StatusNone, statusOf(t, c, q, "held"))
+
+		deleted, err = c.DeleteMessage(ctx, q, "held")
+		require.NoError(t, err)
+		assert.False(t, deleted, "once")
+	})
+}
