@@ -26,7 +26,8 @@
 -- no longer the one the handling took: it expired and the message was
 -- handed out again, or the message is done or gone; nothing is written for
 -- it then), and each step is one of
---   {'sleep', sleep_ms, list ('a' or 'b'), ndry_runs}
+--   {'sleep', sleep_ms, list ('a' or 'b'), ndry_runs}, the only step of a
+--   call on a paused queue
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
 --    locked_until_ms, now_ms}
@@ -127,6 +128,25 @@ local function flush()
   end
 end
 
+-- sleep_list answers the isleep list a sleep step blocks on: the one that
+-- does not hold the sentinel. There is one sentinel between the two lists;
+-- should another writer have pushed more, it keeps one, so that every
+-- sleeper blocks again.
+local function sleep_list()
+  local na, nb = redis.call('llen', K_ISLEEP_A), redis.call('llen', K_ISLEEP_B)
+  if na > 0 and nb > 0 then
+    redis.call('del', K_ISLEEP_B)
+    nb = 0
+  end
+  if na > 1 then
+    redis.call('ltrim', K_ISLEEP_A, 0, 0)
+  elseif nb > 1 then
+    redis.call('ltrim', K_ISLEEP_B, 0, 0)
+  end
+  if na > 0 then return 'b' end
+  return 'a'
+end
+
 -- take takes the next mid (step 1): from mids-ready onto mid-circle, or
 -- else from mid-circle's right end, and tells which.
 local function take()
@@ -155,22 +175,7 @@ local function decide(mid, from_circle)
     local sleep_ms = tonumber(ARGV[1 + math.min(5, ndry_runs + 1)])
     redis.call('set', K_NDRY_RUNS, ndry_runs + 1)
     useful = false
-    -- Block on the list that does not hold the sentinel. There is one
-    -- sentinel between the two lists; should another writer have pushed
-    -- more, keep one, so that every sleeper blocks again.
-    local na, nb = redis.call('llen', K_ISLEEP_A), redis.call('llen', K_ISLEEP_B)
-    if na > 0 and nb > 0 then
-      redis.call('del', K_ISLEEP_B)
-      nb = 0
-    end
-    if na > 1 then
-      redis.call('ltrim', K_ISLEEP_A, 0, 0)
-    elseif nb > 1 then
-      redis.call('ltrim', K_ISLEEP_B, 0, 0)
-    end
-    local list = 'a'
-    if na > 0 then list = 'b' end
-    return {'sleep', sleep_ms, list, ndry_runs + 1}, false
+    return {'sleep', sleep_ms, sleep_list(), ndry_runs + 1}, false
   end
 
   -- One read of messages answers both whether mid is in the queue and,
@@ -232,6 +237,14 @@ end
 
 local reply = {0, outcomes}
 local handed = {}
+if max_steps > 0 and redis.call('exists', K_PAUSED) == 1 then
+  -- Paused (beyond Carmine, §10): outcomes are recorded, nothing is handed
+  -- out, and the worker sleeps its longest end-of-queue sleep, or until
+  -- a resume or an enqueue wakes it. ndry-runs stays as it is.
+  local ndry_runs = tonumber(redis.call('get', K_NDRY_RUNS)) or 0
+  reply[3] = {'sleep', tonumber(ARGV[6]), sleep_list(), ndry_runs}
+  max_steps = 0
+end
 for _ = 1, max_steps do
   if #handed >= max_handles then break end
   local mid, from_circle = take()

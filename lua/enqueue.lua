@@ -139,13 +139,8 @@ if wrote then
   receipt_put(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token, table.concat(codes), since, keep_ms, now)
 end
 
--- wake: move the sleep sentinel to the other list, which unblocks one
--- worker sleeping on it (docs/protocol.md §5), creating it the first time.
+-- wake one worker sleeping at the end of the queue (wake_one, prelude.lua).
 if woken then
-  if not redis.call('rpoplpush', K_ISLEEP_A, K_ISLEEP_B) then
-    if not redis.call('rpoplpush', K_ISLEEP_B, K_ISLEEP_A) then
-      redis.call('lpush', K_ISLEEP_A, '_')
-    end
-  end
+  wake_one()
 end
 return reply

@@ -1,11 +1,11 @@
 -- prelude.lua: composed in front of every script by internal/protocol.
 --
--- KEYS[1..20]: every key of one queue, in the order of internal/keys:
+-- KEYS[1..21]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
 --   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
 --   isleep-a, isleep-b (Carmine's), then lock-aliases, enqueue-receipts,
---   enqueue-receipts-prev, poll-receipts, poll-receipts-prev (beyond
---   Carmine, which ignores them)
+--   enqueue-receipts-prev, poll-receipts, poll-receipts-prev, paused
+--   (beyond Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
 -- so that Redis Cluster routes every call to the queue's slot.
 local K_MESSAGES      = KEYS[1]
@@ -28,6 +28,7 @@ local K_ENQUEUE_RECEIPTS      = KEYS[17]
 local K_ENQUEUE_RECEIPTS_PREV = KEYS[18]
 local K_POLL_RECEIPTS         = KEYS[19]
 local K_POLL_RECEIPTS_PREV    = KEYS[20]
+local K_PAUSED                = KEYS[21]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'
@@ -124,5 +125,17 @@ local function receipt_put(cur, prev, id, value, since, keep_ms, now)
     redis.call('hset', cur, id, value)
   else
     redis.call('hset', cur, '@since', now, id, value)
+  end
+end
+
+-- wake_one moves the sleep sentinel to the other isleep list, which
+-- unblocks one worker sleeping on it (docs/protocol.md §5), creating it
+-- the first time. Moving it twice in one script would put it back where
+-- it was and wake nobody.
+local function wake_one()
+  if not redis.call('rpoplpush', K_ISLEEP_A, K_ISLEEP_B) then
+    if not redis.call('rpoplpush', K_ISLEEP_B, K_ISLEEP_A) then
+      redis.call('lpush', K_ISLEEP_A, '_')
+    end
   end
 end

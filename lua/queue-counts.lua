@@ -3,7 +3,10 @@
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV: none.
 --
--- Reply: {ntotal, nlocked, nbackoff, ndone, nqueued} (queue_counts,
--- counts.lua). It writes nothing.
+-- Reply: {ntotal, nlocked, nbackoff, ndone, nqueued, paused} (queue_counts,
+-- counts.lua; paused is 1 while the queue is paused, else 0). It writes
+-- nothing.
 
-return {queue_counts()}
+local reply = {queue_counts()}
+reply[6] = redis.call('exists', K_PAUSED)
+return reply

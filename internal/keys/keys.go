@@ -36,6 +36,7 @@ const (
 	EnqueueReceiptsPrev
 	PollReceipts
 	PollReceiptsPrev
+	Paused
 	count
 )
 
@@ -71,6 +72,9 @@ var Suffixes = [count]string{
 	// a lost poll reply costs nothing; -prev holds the generation before.
 	PollReceipts:     "poll-receipts",
 	PollReceiptsPrev: "poll-receipts-prev",
+	// paused: set while the queue is paused (the server time it was
+	// paused at, in ms): polls then hand nothing out.
+	Paused: "paused",
 }
 
 // Count is the number of keys of one queue.

@@ -32,6 +32,7 @@ var scriptParts = map[string][]string{
 	"renew":        {"prelude", "outcome", "renew"},
 	"queue-counts": {"prelude", "counts", "queue-counts"},
 	"delete":       {"prelude", "status", "delete"},
+	"pause":        {"prelude", "pause"},
 }
 
 var (
@@ -41,6 +42,7 @@ var (
 	renewScript     = composeScript("renew")
 	countsScript    = composeScript("queue-counts")
 	deleteScript    = composeScript("delete")
+	pauseScript     = composeScript("pause")
 )
 
 // composeSource joins the named files of lua/ into one script text.

@@ -60,6 +60,8 @@ type Counts struct {
 	Done int64
 	// Queued is Total less Locked, Backoff and Done, at least 0.
 	Queued int64
+	// Paused tells whether the queue is paused (pause.lua).
+	Paused bool
 }
 
 // QueueCounts reads the queue's counts in one script call, by the formula
@@ -69,10 +71,22 @@ func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	if len(reply) != 5 {
+	if len(reply) != 6 {
 		return Counts{}, fmt.Errorf("%w: queue counts %v", ErrUnexpectedReply, reply)
 	}
-	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4]}, nil
+	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4],
+		Paused: reply[5] == 1}, nil
+}
+
+// Pause pauses the queue (pause true) or resumes it, in one script call
+// (pause.lua), and answers whether its state changed.
+func Pause(ctx context.Context, r Redis, keys []string, pause bool) (bool, error) {
+	arg := "0"
+	if pause {
+		arg = "1"
+	}
+	n, err := pauseScript.Run(ctx, r, keys, arg).Int64()
+	return n == 1, err
 }
 
 // Delete deletes the messages of ids, whatever their status, in one script
