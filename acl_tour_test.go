@@ -174,6 +174,14 @@ func (a *aclTour) administration() error {
 	if err := a.check("QueueNames", err, slices.Equal(names, want), names); err != nil {
 		return err
 	}
+	paused, err := c.PauseQueue(ctx, "acl:enqueue")
+	if err := a.check("PauseQueue", err, paused, paused); err != nil {
+		return err
+	}
+	resumed, err := c.ResumeQueue(ctx, "acl:enqueue")
+	if err := a.check("ResumeQueue", err, resumed, resumed); err != nil {
+		return err
+	}
 	deleted, err := c.DeleteMessage(ctx, "acl:enqueue", "m")
 	if err := a.check("DeleteMessage", err, deleted, deleted); err != nil {
 		return err

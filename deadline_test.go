@@ -67,6 +67,10 @@ func testCallsKeepTheirDeadline(t *testing.T, contextTimeout bool) {
 			_, err := c.DeleteMessage(ctx, "q", "m")
 			return err
 		},
+		"PauseQueue": func(ctx context.Context) error {
+			_, err := c.PauseQueue(ctx, "q")
+			return err
+		},
 		"ClearQueues": func(ctx context.Context) error {
 			_, err := c.ClearQueues(ctx, "q")
 			return err

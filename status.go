@@ -95,6 +95,8 @@ type QueueCounts struct {
 	Backoff int64 `json:"backoff"`
 	// Total is the number of messages in the queue's lists.
 	Total int64 `json:"total"`
+	// Paused tells whether the queue is paused (PauseQueue).
+	Paused bool `json:"paused"`
 }
 
 // QueueCounts returns the queue's counts in one round trip.
@@ -108,7 +110,7 @@ func (c *Client) QueueCounts(ctx context.Context, queue string) (QueueCounts, er
 	if err != nil {
 		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
 	}
-	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Total: n.Total}, nil
+	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Total: n.Total, Paused: n.Paused}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a

@@ -1,0 +1,64 @@
+package mq
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestPauseQueue: a pause made through one client stops a worker of
+// another from handing out, while it goes on recording the outcome it
+// holds; a resume starts it again.
+func TestPauseQueue(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		admin := s.client(t, nil)
+		ctx := context.Background()
+		q := queueName(t)
+
+		_, err := admin.PauseQueue(ctx, "")
+		assert.ErrorIs(t, err, ErrInvalidQueueName)
+
+		release := make(chan struct{})
+		w, calls := startWorker(t, s.client(t, nil), q, WorkerConfig{
+			EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		}, func(_ context.Context, h handling) error {
+			if h.id == "held" {
+				<-release
+			}
+			return nil
+		})
+		enqueue(t, admin, q, "x", &EnqueueOptions{MessageID: "held"})
+		next(t, calls)
+		changed, err := admin.PauseQueue(ctx, q)
+		require.NoError(t, err)
+		assert.True(t, changed)
+		counts, err := admin.QueueCounts(ctx, q)
+		require.NoError(t, err)
+		assert.True(t, counts.Paused)
+
+		enqueue(t, admin, q, "y", &EnqueueOptions{MessageID: "waiting"})
+		close(release)
+		waitFor(t, "the held outcome, recorded while paused", func() bool { return w.Stats().Counts.Succeeded == 1 })
+		// Polls go on and find the queue paused: a few of them, and the
+		// message still waits.
+		sleeps := w.Stats().Counts.EndOfQueueSleeps
+		waitFor(t, "polls of the paused queue", func() bool { return w.Stats().Counts.EndOfQueueSleeps >= sleeps+3 })
+		assert.Equal(t, StatusQueued, statusOf(t, admin, q, "waiting"))
+		select {
+		case h := <-calls:
+			t.Fatalf("%s handed out while paused", h.id)
+		default:
+		}
+
+		changed, err = admin.ResumeQueue(ctx, q)
+		require.NoError(t, err)
+		assert.True(t, changed)
+		assert.Equal(t, "waiting", next(t, calls).id)
+		changed, err = admin.ResumeQueue(ctx, q)
+		require.NoError(t, err)
+		assert.False(t, changed, "resumed already")
+	})
+}
