@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -98,74 +99,11 @@ func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, senti
 	}
 }
 
-// isReceipts tells whether key i holds receipts of calls.
-func isReceipts(i keys.Index) bool {
-	switch i {
-	case keys.EnqueueReceipts, keys.EnqueueReceiptsPrev, keys.PollReceipts, keys.PollReceiptsPrev:
-		return true
-	}
-	return false
-}
-
-// dumpQueue reads every key of q, but the receipts, into comparable text. Times within 10 s
-// of now read "NOW", and from 20 s to 130 s after it (locks and backoffs
-// set by the calls) "LATER", since the two copies are worked on a few
-// milliseconds apart.
+// dumpQueue reads every key of q but the receipts into comparable text
+// (queuetest.Dump).
 func dumpQueue(t *testing.T, s *server, q string, now int64) map[string]string {
 	t.Helper()
-	ctx := context.Background()
-	norm := func(v string) string {
-		n, err := strconv.ParseInt(v, 10, 64)
-		switch {
-		case err != nil:
-			return v
-		case n > now-10000 && n < now+10000:
-			return "NOW"
-		case n >= now+20000 && n <= now+130000:
-			return "LATER"
-		}
-		return v
-	}
-	out := map[string]string{}
-	for i := range keys.Index(keys.Count) {
-		if isReceipts(i) {
-			continue // what calls applied, not the state of the queue
-		}
-		k := s.key(q, i)
-		typ, err := s.rdb.Type(ctx, k).Result()
-		require.NoError(t, err)
-		var text string
-		switch typ {
-		case "none":
-			continue
-		case "hash":
-			h, err := s.rdb.HGetAll(ctx, k).Result()
-			require.NoError(t, err)
-			fields := make([]string, 0, len(h))
-			for f, v := range h {
-				fields = append(fields, f+"="+norm(v))
-			}
-			slices.Sort(fields)
-			text = fmt.Sprint(fields)
-		case "set":
-			m, err := s.rdb.SMembers(ctx, k).Result()
-			require.NoError(t, err)
-			slices.Sort(m)
-			text = fmt.Sprint(m)
-		case "list":
-			l, err := s.rdb.LRange(ctx, k, 0, -1).Result()
-			require.NoError(t, err)
-			text = fmt.Sprint(l)
-		case "string":
-			v, err := s.rdb.Get(ctx, k).Result()
-			require.NoError(t, err)
-			text = v
-		default:
-			t.Fatalf("%s has type %s", k, typ)
-		}
-		out[keys.Suffixes[i]] = text
-	}
-	return out
+	return queuetest.Dump(t, s.rdb, func(i keys.Index) string { return s.key(q, i) }, now)
 }
 
 // stepText is a step's answer with its times normalised as dumpQueue does.

@@ -3,11 +3,11 @@ package protocol
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -79,41 +79,26 @@ func (s *server) put(t *testing.T, q string, st state, now int64) {
 	}
 }
 
-// hget reads one hash field; "" when absent.
+// hget, hgetInt, isMember and list read mid's entry of one key of q, or
+// the whole list (queuetest).
 func (s *server) hget(t *testing.T, q string, k keys.Index) string {
 	t.Helper()
-	v, err := s.rdb.HGet(context.Background(), s.key(q, k), mid).Result()
-	if err != nil {
-		require.ErrorContains(t, err, "redis: nil")
-		return ""
-	}
-	return v
+	return queuetest.HGet(t, s.rdb, s.key(q, k), mid)
 }
 
-// hgetInt reads one hash field as a number; 0 when absent.
 func (s *server) hgetInt(t *testing.T, q string, k keys.Index) int64 {
 	t.Helper()
-	v := s.hget(t, q, k)
-	if v == "" {
-		return 0
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	require.NoError(t, err)
-	return n
+	return queuetest.HGetInt(t, s.rdb, s.key(q, k), mid)
 }
 
 func (s *server) isMember(t *testing.T, q string, k keys.Index) bool {
 	t.Helper()
-	ok, err := s.rdb.SIsMember(context.Background(), s.key(q, k), mid).Result()
-	require.NoError(t, err)
-	return ok
+	return queuetest.IsMember(t, s.rdb, s.key(q, k), mid)
 }
 
 func (s *server) list(t *testing.T, q string, k keys.Index) []string {
 	t.Helper()
-	l, err := s.rdb.LRange(context.Background(), s.key(q, k), 0, -1).Result()
-	require.NoError(t, err)
-	return l
+	return queuetest.List(t, s.rdb, s.key(q, k))
 }
 
 func (s *server) setList(t *testing.T, q string, k keys.Index, elems ...string) {

@@ -1,0 +1,140 @@
+// Package queuetest reads a queue's keys directly, for the tests of the
+// protocol and of the package: the state a call left, in a form two
+// states can be compared in.
+package queuetest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// IsReceipts tells whether key i holds receipts: what calls applied, not
+// the state of the queue.
+func IsReceipts(i keys.Index) bool {
+	switch i {
+	case keys.EnqueueReceipts, keys.EnqueueReceiptsPrev, keys.PollReceipts, keys.PollReceiptsPrev:
+		return true
+	}
+	return false
+}
+
+// Dump reads every key of a queue but the receipts into comparable text,
+// by suffix; key names a key of the queue. Times within 10 s of now read
+// "NOW", and from 20 s to 130 s after it (locks and backoffs set by the
+// calls) "LATER", so that two copies worked on a few milliseconds apart
+// compare equal. A key that cannot be read fails tb.
+func Dump(tb testing.TB, rdb redis.UniversalClient, key func(keys.Index) string, now int64) map[string]string {
+	tb.Helper()
+	ctx := context.Background()
+	norm := func(v string) string {
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case err != nil:
+			return v
+		case n > now-10000 && n < now+10000:
+			return "NOW"
+		case n >= now+20000 && n <= now+130000:
+			return "LATER"
+		}
+		return v
+	}
+	must := func(err error) {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	out := map[string]string{}
+	for i := range keys.Index(keys.Count) {
+		if IsReceipts(i) {
+			continue
+		}
+		k := key(i)
+		typ, err := rdb.Type(ctx, k).Result()
+		must(err)
+		var text string
+		switch typ {
+		case "none":
+			continue
+		case "hash":
+			h, err := rdb.HGetAll(ctx, k).Result()
+			must(err)
+			fields := make([]string, 0, len(h))
+			for f, v := range h {
+				fields = append(fields, f+"="+norm(v))
+			}
+			slices.Sort(fields)
+			text = fmt.Sprint(fields)
+		case "set":
+			m, err := rdb.SMembers(ctx, k).Result()
+			must(err)
+			slices.Sort(m)
+			text = fmt.Sprint(m)
+		case "list":
+			l, err := rdb.LRange(ctx, k, 0, -1).Result()
+			must(err)
+			text = fmt.Sprint(l)
+		case "string":
+			v, err := rdb.Get(ctx, k).Result()
+			must(err)
+			text = v
+		default:
+			tb.Fatalf("%s has type %s", k, typ)
+		}
+		out[keys.Suffixes[i]] = text
+	}
+	return out
+}
+
+// HGet reads one field of a hash, "" when absent.
+func HGet(tb testing.TB, rdb redis.UniversalClient, key, field string) string {
+	tb.Helper()
+	v, err := rdb.HGet(context.Background(), key, field).Result()
+	if err == redis.Nil {
+		return ""
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+// HGetInt reads one field of a hash as a number, 0 when absent.
+func HGetInt(tb testing.TB, rdb redis.UniversalClient, key, field string) int64 {
+	tb.Helper()
+	v := HGet(tb, rdb, key, field)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// IsMember tells whether member is in a set.
+func IsMember(tb testing.TB, rdb redis.UniversalClient, key, member string) bool {
+	tb.Helper()
+	ok, err := rdb.SIsMember(context.Background(), key, member).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ok
+}
+
+// List reads a whole list.
+func List(tb testing.TB, rdb redis.UniversalClient, key string) []string {
+	tb.Helper()
+	l, err := rdb.LRange(context.Background(), key, 0, -1).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
