@@ -92,7 +92,7 @@ var ErrLockLost = errors.New("mq: lock lost")
 // another handling may have the message now.
 var ErrLockExpired = errors.New("mq: lock expired")
 
-// outcome is a handler's answer in the terms of complete.lua.
+// outcome is a handler's answer in the terms of outcome.lua.
 type outcome struct {
 	name    protocol.Outcome // protocol.OutcomeSuccess, OutcomeRetry or OutcomeError
 	backoff time.Duration

@@ -10,7 +10,7 @@ import (
 // flusher, one at a time, and keeps what recovering from a lost reply
 // needs: the calls are numbered, and the outcomes that calls without a
 // reply carried are sent again, first, by the next call, which learns from
-// the poller's receipt in Redis what those calls applied (poll.lua). So a
+// the poller's receipt in Redis what those calls applied (dequeue.lua). So a
 // reply lost on the way back, or a call go-redis sends twice, never
 // records an outcome twice, never counts an outcome as lost when it was
 // recorded, and never leaves the messages it handed out locked.
