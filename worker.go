@@ -197,7 +197,7 @@ func isClosed(ch <-chan struct{}) bool {
 //
 // When ctx ends first, Stop returns ctx.Err() at once, even with Redis
 // hung: it cancels the handlers' contexts, and counts as abandoned
-// (handler/abandoned) every handling still running and every outcome not
+// (Counts.Abandoned) every handling still running and every outcome not
 // known to be recorded. Their messages stay locked and are handled again
 // once their locks expire. Stopping a worker that is not running does
 // nothing.
