@@ -103,7 +103,7 @@ type Report struct {
 
 	// WorkerExits counts worker processes that stopped on SIGTERM and
 	// wrote their counters; LockLost and Abandoned sum their
-	// handler/lock-lost and handler/abandoned counters.
+	// LockLost and Abandoned counters.
 	WorkerExits         int
 	LockLost, Abandoned int64
 
@@ -364,7 +364,7 @@ func (r Report) String() string {
 	if len(r.ByCause) > 0 {
 		fmt.Fprintf(&b, "  attributed to: %s\n", joinCounts(r.ByCause))
 	}
-	fmt.Fprintf(&b, "  workers: %d exits, handler/lock-lost %d, handler/abandoned %d\n", r.WorkerExits, r.LockLost, r.Abandoned)
+	fmt.Fprintf(&b, "  workers: %d exits, LockLost %d, Abandoned %d\n", r.WorkerExits, r.LockLost, r.Abandoned)
 	if len(r.Faults) > 0 {
 		fmt.Fprintf(&b, "  faults: %s\n", joinCounts(r.Faults))
 	}

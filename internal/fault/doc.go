@@ -51,7 +51,7 @@
 // more:
 //
 //   - TestScenarioNoFaults: nothing goes wrong; also 0 duplicated and no
-//     handler/lock-lost.
+//     LockLost.
 //   - TestScenarioWorkerKills: worker processes SIGKILLed and replaced
 //     during the run, lock time 2 s with renewal.
 //   - TestScenarioRedisKill: Redis SIGKILLed under appendonly yes with
@@ -63,7 +63,7 @@
 //   - TestScenarioDroppedReplies and TestScenarioDelayedReplies: the proxy
 //     between the library (producer and workers) and Redis drops 2% of the
 //     replies, or holds them past the clients' ReadTimeout; also 0
-//     duplicated and no handler/lock-lost.
+//     duplicated and no LockLost.
 //   - TestScenarioDroppedEnqueueMany: EnqueueMany of 3,000 through the
 //     proxy, which drops the reply to the first script call, while workers
 //     handle the messages; also 0 duplicated.
@@ -72,7 +72,7 @@
 //     the workers must drain what was queued before.
 //   - TestScenarioScriptFlush: SCRIPT FLUSH every 10 ms while producers
 //     (Enqueue and EnqueueMany) and workers run; also 0 duplicated and no
-//     handler/lock-lost.
+//     LockLost.
 //
 // # How duplicates are explained
 //

@@ -39,7 +39,7 @@ const (
 	// WorkerStart: a worker process is up (its own first event).
 	WorkerStart Kind = "worker-start"
 	// WorkerExit: a worker process stopped on SIGTERM; Counts holds its
-	// worker's counters (handler/lock-lost and the rest), Err the Stop
+	// worker's counters (LockLost and the rest), Err the Stop
 	// error if any.
 	WorkerExit Kind = "worker-exit"
 

@@ -45,7 +45,7 @@ func TestScenarioDroppedReplies(t *testing.T) {
 	t.Logf("proxy: %+v", p.Stats())
 	expect(t, rep, append(safe(rep),
 		zero("duplicated", rep.Duplicated),
-		zero("handler/lock-lost", rep.LockLost),
+		zero("LockLost", rep.LockLost),
 	)...)
 }
 
@@ -70,7 +70,7 @@ func TestScenarioDelayedReplies(t *testing.T) {
 	t.Logf("proxy: %+v", p.Stats())
 	expect(t, rep, append(safe(rep),
 		zero("duplicated", rep.Duplicated),
-		zero("handler/lock-lost", rep.LockLost),
+		zero("LockLost", rep.LockLost),
 	)...)
 }
 

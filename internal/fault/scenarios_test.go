@@ -23,7 +23,7 @@ func TestScenarioNoFaults(t *testing.T) {
 	expect(t, rep, append(safe(rep),
 		check{"acknowledged", int64(rep.Acked), int64(n)},
 		zero("duplicated", rep.Duplicated),
-		zero("handler/lock-lost", rep.LockLost),
+		zero("LockLost", rep.LockLost),
 		check{"worker exits", int64(rep.WorkerExits), 2},
 	)...)
 }
@@ -108,6 +108,6 @@ func TestScenarioScriptFlush(t *testing.T) {
 	expect(t, rep, append(safe(rep),
 		check{"acknowledged", int64(rep.Acked), int64(2 * n)},
 		zero("duplicated", rep.Duplicated),
-		zero("handler/lock-lost", rep.LockLost),
+		zero("LockLost", rep.LockLost),
 	)...)
 }
