@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -150,6 +151,10 @@ type Client struct {
 	keepsDeadlines bool
 
 	keyCache sync.Map // queue name -> []string, every key of the queue
+
+	// sleepers counts the polling loops of the client's running workers,
+	// each of which may hold a pooled connection while it sleeps (pool.go).
+	sleepers atomic.Int64
 }
 
 // New returns a client that uses rdb, which may be a *redis.Client,

@@ -157,6 +157,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	}()
 	w.log.Info("mq: worker starting",
 		slog.Int("worker_threads", w.cfg.WorkerThreads), slog.Int("handler_threads", w.cfg.HandlerThreads))
+	if warning := w.c.addSleepers(w.cfg.WorkerThreads); warning != "" {
+		w.log.Warn(warning)
+	}
 	var loops, handlers sync.WaitGroup
 	for i := range w.cfg.WorkerThreads {
 		loops.Go(func() { w.pollingLoop(pollCtx, i, r.deliveries) })
@@ -171,6 +174,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		// Once the loops are done, no more deliveries come: the handlers
 		// finish what is in hand, give back the rest, and return.
 		loops.Wait()
+		w.c.addSleepers(-w.cfg.WorkerThreads)
 		close(r.deliveries)
 		close(r.loopsDone)
 		handlers.Wait()

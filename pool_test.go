@@ -1,0 +1,47 @@
+package mq
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestWorkersWarnOfASmallPool: a worker warns at its start when the
+// polling loops of the client's running workers could hold more than half
+// of the Redis client's connection pool in their sleeps, and loops of
+// stopped workers no longer count.
+func TestWorkersWarnOfASmallPool(t *testing.T) {
+	s := newRealServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, PoolSize: 4})
+	t.Cleanup(func() { rdb.Close() })
+	logs := &lockedBuffer{}
+	c, err := New(rdb, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err)
+	warnings := func() int { return strings.Count(logs.String(), "polling loops") }
+
+	start := func(q string) *Worker {
+		t.Helper()
+		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{Handler: nopHandler})
+		require.NoError(t, err)
+		return w
+	}
+	a, b := start("pool:a"), start("pool:b")
+	assert.Zero(t, warnings(), "2 loops in a pool of 4")
+	third := start("pool:c")
+	assert.Equal(t, 1, warnings(), "3 loops in a pool of 4")
+	assert.Contains(t, logs.String(), "level=WARN")
+
+	require.NoError(t, third.Stop(context.Background()))
+	require.NoError(t, b.Stop(context.Background()))
+	// Start waits for the last run to end, so the count is down once it
+	// returns.
+	require.NoError(t, b.Start(t.Context()))
+	assert.Equal(t, 1, warnings(), "2 loops again")
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+}
