@@ -46,7 +46,7 @@ func (w *Worker) pollingLoop(ctx context.Context, i int, deliveries chan deliver
 			w.outbox.asleep()
 			w.sleep(ctx, sleep)
 			w.outbox.awoken()
-		case w.cfg.Throttle != nil:
+		case w.cfg.Throttle != nil && l.errs == 0: // a failed poll paused already
 			w.pause(ctx, w.cfg.Throttle(l.queueSize))
 		}
 		if ctx.Err() != nil {
