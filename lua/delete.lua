@@ -2,8 +2,9 @@
 -- status (docs/protocol.md §10). Every entry of each id goes, its pending
 -- requeue and its lock included, so a handler still holding it finds its
 -- outcome fenced off (§7) and an enqueue of the id is a fresh message. The
--- id may stay in mids-ready or mid-circle: a poll that meets an id without
--- a status drops it there (§4), as Carmine's does.
+-- id stays in mids-ready or mid-circle until a poll meets it: taken from
+-- mids-ready it moves onto the circle, and on the circle it is dropped
+-- (§4), as Carmine's poll does.
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1..n] mids

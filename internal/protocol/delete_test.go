@@ -54,7 +54,24 @@ func TestDelete(t *testing.T) {
 		code, err := enqueue(ctx, s, q, "y", &EnqueueMessage{ID: mid})
 		require.NoError(t, err)
 		assert.Equal(t, Added, code, "a fresh message")
-		assert.Equal(t, "y", string(pollUntil(t, s, q, StepHandle, "").Data))
+		fresh := pollUntil(t, s, q, StepHandle, "")
+		assert.Equal(t, "y", string(fresh.Data))
+		assert.Equal(t, int64(1), fresh.Attempt)
+		// The old id still stands in mid-circle beside the new one, for a
+		// lap: the status gates each, so the message is handled once.
+		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: fresh.LockedUntil, Outcome: OutcomeSuccess}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, ok)
+		for sleeps := 0; sleeps < 3; {
+			switch st := onePoll(t, s, q); st.Kind {
+			case StepHandle:
+				t.Fatalf("%s handed out again", st.ID)
+			case StepSleep:
+				sleeps++
+			}
+		}
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "collected")
+		assert.Equal(t, []string{"end-of-circle"}, s.list(t, q, keys.MidCircle), "both entries gone")
 
 		q = "locked-with-requeue"
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid})
@@ -63,7 +80,7 @@ func TestDelete(t *testing.T) {
 		require.Equal(t, StatusLockedWithRequeue, statusOf(t, s, q, mid))
 		assert.True(t, deleteOne(t, s, q))
 		assertGone(t, s, q)
-		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: held.LockedUntil, Outcome: OutcomeSuccess}})
+		ok, err = complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: held.LockedUntil, Outcome: OutcomeSuccess}})
 		require.NoError(t, err)
 		assert.Equal(t, []bool{false}, ok, "the handler's outcome is fenced off")
 		assert.Equal(t, StatusNone, statusOf(t, s, q, mid))
