@@ -1,11 +1,12 @@
 -- prelude.lua: composed in front of every script by internal/protocol.
 --
--- KEYS[1..21]: every key of one queue, in the order of internal/keys:
+-- KEYS[1..28]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
 --   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
 --   isleep-a, isleep-b (Carmine's), then lock-aliases, enqueue-receipts,
---   enqueue-receipts-prev, poll-receipts, poll-receipts-prev, paused
---   (beyond Carmine, which ignores them)
+--   enqueue-receipts-prev, poll-receipts, poll-receipts-prev, paused, due,
+--   windows, noutcomes, dead, dead-index, workers, worker-info (beyond
+--   Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
 -- so that Redis Cluster routes every call to the queue's slot.
 local K_MESSAGES      = KEYS[1]
@@ -29,6 +30,13 @@ local K_ENQUEUE_RECEIPTS_PREV = KEYS[18]
 local K_POLL_RECEIPTS         = KEYS[19]
 local K_POLL_RECEIPTS_PREV    = KEYS[20]
 local K_PAUSED                = KEYS[21]
+local K_DUE                   = KEYS[22]
+local K_WINDOWS               = KEYS[23]
+local K_NOUTCOMES             = KEYS[24]
+local K_DEAD                  = KEYS[25]
+local K_DEAD_INDEX            = KEYS[26]
+local K_WORKERS               = KEYS[27]
+local K_WORKER_INFO           = KEYS[28]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'

@@ -37,6 +37,13 @@ const (
 	PollReceipts
 	PollReceiptsPrev
 	Paused
+	Due
+	Windows
+	NOutcomes
+	Dead
+	DeadIndex
+	Workers
+	WorkerInfo
 	count
 )
 
@@ -75,6 +82,30 @@ var Suffixes = [count]string{
 	// paused: set while the queue is paused (the server time it was
 	// paused at, in ms): polls then hand nothing out.
 	Paused: "paused",
+	// due: a sorted set of mids by the server time (ms) at which their
+	// status next changes by time alone: the lock expiry of a handed-out
+	// message, the end of a queued message's backoff. Polls take what is
+	// due from it instead of lapping mid-circle, and an idle worker sleeps
+	// until its earliest entry.
+	Due: "due",
+	// windows: a sorted set of the mids in a dedupe window (done with a
+	// backoff), by the window's end, so that polls collect them when it
+	// ends and the queue counts subtract them once.
+	Windows: "windows",
+	// noutcomes: mid -> how many retry outcomes were recorded for it, so
+	// that nattempts less noutcomes counts the handings out that never
+	// got an outcome (their handlers' processes died).
+	NOutcomes: "noutcomes",
+	// dead: mid -> the dead letter of a message that failed for good
+	// (its content, last error, attempts and times); dead-index orders
+	// them by the time they died, to page through and to bound them.
+	Dead:      "dead",
+	DeadIndex: "dead-index",
+	// workers: a sorted set of live worker ids by the server time their
+	// heartbeat expires; worker-info: id -> what the worker says of
+	// itself (JSON).
+	Workers:    "workers",
+	WorkerInfo: "worker-info",
 }
 
 // Count is the number of keys of one queue.
