@@ -60,7 +60,13 @@ var aclCommands = []string{
 	"sismember",
 	"srem",
 	"time",   // every script reads the server's clock
-	"unlink", // receipts' generations
+	"unlink", // receipts' generations; DeleteDeadLetters
+	"zadd",
+	"zcard",
+	"zrange",
+	"zrangebyscore",
+	"zrem",
+	"zrevrange", // DeadLetters
 }
 
 // aclKeys is the key pattern of the library's ACL user.

@@ -70,7 +70,7 @@ func (a *aclTour) worker() error {
 		case m.ID == "backoff":
 			return SucceedWithBackoff(time.Hour)
 		case m.ID == "fail":
-			return errors.New("the tour's handler fails, as asked")
+			return Final(errors.New("the tour's handler fails, as asked"))
 		case m.ID == "requeue" && before == 0:
 			hold(ctx, m.ID, requeued)
 		case strings.HasPrefix(m.ID, "held-"):
@@ -127,6 +127,33 @@ func (a *aclTour) worker() error {
 	}
 	r, err := c.Enqueue(ctx, q, "again", &EnqueueOptions{MessageID: "backoff"})
 	if err := a.check("Enqueue of an id in backoff", err, errors.Is(r.Refused, ErrBackoff), r); err != nil {
+		return err
+	}
+
+	// The failed message's dead letter: listed, read, requeued (it fails
+	// again), deleted.
+	if err := a.wait("the dead letter", func() (bool, error) {
+		n, _, err := c.DeadLetters(ctx, q, 0, 10)
+		return n == 1, err
+	}); err != nil {
+		return err
+	}
+	d, err := c.DeadLetter(ctx, q, "fail")
+	if err := a.check("DeadLetter", err, d.Reason == DeadFailed, d); err != nil {
+		return err
+	}
+	n, _, err := c.RequeueDeadLetters(ctx, q, nil)
+	if err := a.check("RequeueDeadLetters", err, n == 1, n); err != nil {
+		return err
+	}
+	if err := a.wait("the requeued dead letter failing again", func() (bool, error) {
+		n, _, err := c.DeadLetters(ctx, q, 0, 10)
+		return n == 1, err
+	}); err != nil {
+		return err
+	}
+	dn, err := c.DeleteDeadLetters(ctx, q)
+	if err := a.check("DeleteDeadLetters", err, dn == 1, dn); err != nil {
 		return err
 	}
 
@@ -244,7 +271,7 @@ func (a *aclTour) blockedInBLMove() (bool, error) {
 	return false, nil
 }
 
-// renewal runs a worker with RenewLocks and a short lock time, and a
+// renewal runs a worker with lock renewal and a short lock time, and a
 // handler that extends its lock itself too.
 func (a *aclTour) renewal() error {
 	ctx, c, q := a.ctx, a.c, "acl:renew"
@@ -253,8 +280,7 @@ func (a *aclTour) renewal() error {
 	openRenewed := sync.OnceFunc(func() { close(renewed) })
 	defer openRenewed()
 	w, err := c.StartWorker(ctx, q, &WorkerConfig{
-		LockTime:   time.Second,
-		RenewLocks: true,
+		LockTime: time.Second,
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			select {
 			case extended <- m.ExtendLock(ctx):

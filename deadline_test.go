@@ -108,7 +108,7 @@ func serverPID(t *testing.T, rdb redis.UniversalClient) int {
 }
 
 // TestHandlerCancelledWhenLockRunsOut: Redis freezes while a handler runs
-// with RenewLocks; the renewals get no answer, and the handler's context
+// with lock renewal; the renewals get no answer, and the handler's context
 // ends, with ErrLockExpired, no later than the lock Redis holds runs out.
 func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 	s := newRealServer(t)
@@ -121,8 +121,7 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 	}
 	ended := make(chan end, 1)
 	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
-		LockTime:   time.Second,
-		RenewLocks: true,
+		LockTime: time.Second,
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			if m.Attempt > 1 {
 				return nil

@@ -21,6 +21,13 @@ type EnqueueOptions struct {
 	// InitialBackoff delays the first handling. Default: none.
 	InitialBackoff time.Duration
 
+	// At, when set, is when to hand the message out first. It is resolved
+	// against the Redis server's clock, not this machine's: the delay is
+	// At less the server's time when the enqueue runs (none once At is
+	// past). It takes the place of InitialBackoff. Default: the zero time,
+	// unset.
+	At time.Time
+
 	// LockTime is how long a handler may hold this message before it is
 	// handed out again. Default: the worker's lock time.
 	LockTime time.Duration
@@ -36,7 +43,8 @@ type EnqueueOptions struct {
 	CanRequeue bool
 
 	// ResetInitialBackoff sets the backoff of a queued message with this id
-	// to InitialBackoff (none when zero). Default: false.
+	// to InitialBackoff, or to end at At (none when both are zero).
+	// Default: false.
 	ResetInitialBackoff bool
 }
 
@@ -206,10 +214,15 @@ func (c *Client) enqueueMessage(queue string, msg any, opts *EnqueueOptions) (pr
 	if len(data) > c.cfg.MaxMessageSize {
 		return protocol.EnqueueMessage{}, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrMessageTooLarge, len(data), c.cfg.MaxMessageSize)
 	}
-	return protocol.EnqueueMessage{
+	m := protocol.EnqueueMessage{
 		ID: o.MessageID, Data: data, InitialBackoff: o.InitialBackoff, LockTime: o.LockTime,
 		CanUpdate: o.CanUpdate, CanRequeue: o.CanRequeue, ResetInitialBackoff: o.ResetInitialBackoff,
-	}, nil
+	}
+	if !o.At.IsZero() {
+		// 1 ms for any time at or before the epoch: "due already".
+		m.At = max(1, o.At.UnixMilli())
+	}
+	return m, nil
 }
 
 // nonNegative refuses a negative duration option. (Durations go to Redis

@@ -14,19 +14,29 @@ import (
 
 // pollQueue is the pollFunc of the worker's pollers.
 func (w *Worker) pollQueue(ctx context.Context, a protocol.PollArgs) (protocol.PollReply, error) {
+	// Every call may bury a message, the flusher's too: each carries the
+	// bounds of the dead-letter store.
+	if a.LockTime == 0 {
+		a.LockTime = w.cfg.LockTime // the default lock time of a requeue
+	}
+	a.DeadMaxCount = max(0, w.cfg.DeadLetterMaxCount)
+	a.DeadMaxAge = max(0, w.cfg.DeadLetterMaxAge)
+	a.QuarantineAfter = max(0, w.cfg.QuarantineAfter)
 	return w.c.pollCall(ctx, w.queue, a)
 }
 
 // recorded counts an outcome once Redis recorded it: a handling whose
 // outcome was fenced off counts as LockLost only.
 func (w *Worker) recorded(p pendingOutcome) {
-	switch p.Outcome {
-	case protocol.OutcomeSuccess:
+	switch {
+	case p.Outcome == protocol.OutcomeSuccess:
 		w.stats.count(cSucceeded)
-	case protocol.OutcomeRetry:
-		w.stats.count(cRetried)
-	case protocol.OutcomeError:
+	case p.Outcome == protocol.OutcomeDead:
+		w.stats.count(cDeadLettered)
+	case p.failed:
 		w.stats.count(cFailed)
+	case p.Outcome == protocol.OutcomeRetry:
+		w.stats.count(cRetried)
 	}
 	if p.Backoff > 0 {
 		w.stats.count(cBackoffsSet)

@@ -43,7 +43,7 @@ func Example() {
 		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
 			var email map[string]string
 			if err := m.Decode(&email); err != nil {
-				return err // an error outcome: logged, and the message is done
+				return err // a failure: retried later, a dead letter after the last attempt
 			}
 			handled <- fmt.Sprintf("%s to %s, attempt %d", m.ID, email["to"], m.Attempt)
 			return nil // success
@@ -61,7 +61,7 @@ func Example() {
 	// Output:
 	// enqueued: welcome-ada added
 	// handled: welcome-ada to ada@example.com, attempt 1
-	// status: done-awaiting-gc
+	// status: nil
 }
 
 // A refusal is an answer, not an error: test it with errors.Is.

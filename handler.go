@@ -12,11 +12,16 @@ import (
 // Handler handles the messages of a queue. Its answer is the outcome of
 // the handling (docs/protocol.md §6):
 //
-//   - nil: success. The message is done and will be garbage collected.
+//   - nil: success. The message is done and deleted at once.
 //   - [SucceedWithBackoff](d): success, and enqueues of the same message id
 //     are refused for d (a dedupe window).
 //   - [Retry](d): the message is queued again, to be handled after d.
-//   - any other error: the message is done and the error is logged.
+//   - any other error: a failure. The retry policy (WorkerConfig.MaxAttempts
+//     and RetryBackoff) queues the message again after a backoff, or,
+//     after its last attempt or when the error is marked [Final], makes it
+//     a dead letter: kept with the error's text, to be looked at,
+//     requeued or deleted (Client.DeadLetters). No failure deletes a
+//     message without leaving that record.
 //
 // A panic is recovered and counts as an error. ctx is cancelled when the
 // worker is closed, when a Stop deadline passes, when the message's lock
@@ -92,11 +97,33 @@ var ErrLockLost = errors.New("mq: lock lost")
 // another handling may have the message now.
 var ErrLockExpired = errors.New("mq: lock expired")
 
-// outcome is a handler's answer in the terms of outcome.lua.
+// ErrFinal marks a handler's error as final: errors.Is(err, ErrFinal)
+// holds for the errors [Final] returns.
+var ErrFinal = errors.New("mq: final")
+
+// Final marks err as final: a handler that returns it makes its message a
+// dead letter at once, whatever attempts are left.
+func Final(err error) error {
+	if err == nil {
+		err = errors.New("mq: failed for good")
+	}
+	return finalError{err}
+}
+
+type finalError struct{ err error }
+
+func (e finalError) Error() string { return e.err.Error() }
+
+func (e finalError) Unwrap() []error { return []error{e.err, ErrFinal} }
+
+// outcome is a handler's answer in the terms of outcome.lua, before the
+// retry policy: failed is set for an error, and then name is
+// OutcomeRetry, or OutcomeDead when the error is final.
 type outcome struct {
-	name    protocol.Outcome // protocol.OutcomeSuccess, OutcomeRetry or OutcomeError
+	name    protocol.Outcome
 	backoff time.Duration
-	err     error // for protocol.OutcomeError: what the handler said
+	failed  bool
+	err     error // for a failure: what the handler said
 }
 
 // Answer is the error form of a handler's answers that are neither plain
@@ -167,5 +194,8 @@ func outcomeOf(err error) outcome {
 			return outcome{name: protocol.OutcomeRetry, backoff: a.Backoff}
 		}
 	}
-	return outcome{name: protocol.OutcomeError, err: err}
+	if errors.Is(err, ErrFinal) {
+		return outcome{name: protocol.OutcomeDead, failed: true, err: err}
+	}
+	return outcome{name: protocol.OutcomeRetry, failed: true, err: err}
 }

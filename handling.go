@@ -75,7 +75,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 
 	var renewWG sync.WaitGroup
 	var renewDone chan struct{}
-	if w.cfg.RenewLocks {
+	if !w.cfg.NoLockRenewal {
 		renewDone = make(chan struct{})
 		renewWG.Add(1)
 		go func() {
@@ -99,7 +99,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 	}
 
 	oc := outcomeOf(err)
-	if oc.name == protocol.OutcomeError && ctx.Err() != nil {
+	if oc.failed && ctx.Err() != nil {
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.
 		w.stats.count(cAbandoned)
@@ -107,14 +107,12 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
 		return took
 	}
-	if oc.name == protocol.OutcomeError {
-		w.messageLog(s.ID, s.Attempt).Error("mq: handler error", slog.Any("error", oc.err))
+	c := protocol.Completion{ID: lock.id, LockedUntil: lock.token(), Outcome: oc.name, Backoff: oc.backoff}
+	if oc.failed {
+		w.applyRetryPolicy(&c, s.Attempt, oc.err)
 	}
 	// Counted once Redis has recorded it (see Worker.recorded).
-	w.outbox.add(pendingOutcome{
-		Completion: protocol.Completion{ID: lock.id, LockedUntil: lock.token(), Outcome: oc.name, Backoff: oc.backoff},
-		attempt:    s.Attempt,
-	})
+	w.outbox.add(pendingOutcome{Completion: c, attempt: s.Attempt, failed: oc.failed})
 	return took
 }
 

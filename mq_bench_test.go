@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gocarmine/mq/internal/redistest"
 )
@@ -96,4 +97,38 @@ func BenchmarkWorker(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
+}
+
+// BenchmarkDelayedStart measures how late an idle worker starts a delayed
+// message: each message is enqueued with a 20 ms delay to a worker that
+// would otherwise sleep an hour at the end of the queue; late-ms is the
+// mean of the handling's age less the delay, by the Redis server's clock
+// (whole milliseconds), and max-late-ms the worst.
+func BenchmarkDelayedStart(b *testing.B) {
+	c := benchClient(b)
+	ctx := context.Background()
+	const delay = 20 * time.Millisecond
+	ages := make(chan time.Duration, 1)
+	w, err := c.StartWorker(ctx, "bench-delayed", &WorkerConfig{
+		EndOfQueueBackoff: Constant(time.Hour),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			ages <- m.Age
+			return nil
+		}),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	var total, worst time.Duration
+	for b.Loop() {
+		if _, err := c.Enqueue(ctx, "bench-delayed", Raw(benchPayload), &EnqueueOptions{InitialBackoff: delay}); err != nil {
+			b.Fatal(err)
+		}
+		late := <-ages - delay
+		total += late
+		worst = max(worst, late)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "late-ms")
+	b.ReportMetric(float64(worst.Milliseconds()), "max-late-ms")
 }

@@ -15,6 +15,7 @@ const maxOutcomesPerCall = 256
 type pendingOutcome struct {
 	protocol.Completion
 	attempt int64 // for the logs
+	failed  bool  // a retry or dead letter after the handler failed
 }
 
 // outbox holds the outcomes of finished handlings until they are recorded.

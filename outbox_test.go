@@ -138,7 +138,7 @@ func TestOutboxFlushesWhileLoopsSleep(t *testing.T) {
 
 	o.awoken() // a loop is awake: it takes the outcomes with its poll
 	o.add(outcomeFor("b", protocol.OutcomeSuccess))
-	o.add(outcomeFor("lost", protocol.OutcomeError))
+	o.add(outcomeFor("lost", protocol.OutcomeDead))
 	o.add(outcomeFor("lost-release", protocol.OutcomeRelease))
 	batch := o.take(10)
 	assert.Equal(t, []string{"b", "lost", "lost-release"}, ids(completionsOf(batch)))

@@ -30,7 +30,18 @@ func (w *Worker) sleep(ctx context.Context, s *protocol.Step) {
 	if s.SleepList == "b" {
 		from, to = to, from
 	}
-	deadline := time.Now().Add(jitter(s.Sleep))
+	d := s.Sleep
+	if s.UntilDue {
+		// Wake when the earliest message falls due. Redis ends a blocking
+		// call's timeout only when its event loop next wakes, up to 1/hz
+		// (100 ms by default) late on an idle server; moving the sentinel
+		// onto the list we block on ends it at once, as an enqueue does.
+		t := time.AfterFunc(d, func() { w.nudge(ctx, to, from) })
+		defer t.Stop()
+	} else {
+		d = jitter(d)
+	}
+	deadline := time.Now().Add(d)
 	for ctx.Err() == nil {
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -50,6 +61,20 @@ func (w *Worker) sleep(ctx context.Context, s *protocol.Step) {
 			return
 		}
 	}
+}
+
+// nudge moves the sleep sentinel from one isleep list to the other, which
+// wakes a worker blocked on the other (this one, or another of the queue's
+// sleepers, which will find the same due message).
+func (w *Worker) nudge(ctx context.Context, from, to string) {
+	if ctx.Err() != nil {
+		return // stopping: nobody needs waking
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, _ = within(w.c, ctx, func(ctx context.Context) (string, error) {
+		return w.c.rdb.RPopLPush(ctx, from, to).Result()
+	})
 }
 
 // blockingMove moves the sleep sentinel from one list to the other,

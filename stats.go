@@ -29,8 +29,14 @@ type Counts struct {
 	Succeeded int64 `json:"succeeded"`
 	// Retried counts handlings that answered Retry.
 	Retried int64 `json:"retried"`
-	// Failed counts handlings that failed: an error or a panic.
+	// Failed counts handlings that failed (an error or a panic) and were
+	// queued again by the retry policy (WorkerConfig.MaxAttempts).
 	Failed int64 `json:"failed"`
+	// DeadLettered counts handlings that failed for good: after their last
+	// attempt, or with an error marked Final. Their messages are dead
+	// letters now (Client.DeadLetters). Each handling counts exactly one
+	// of Succeeded, Retried, Failed, DeadLettered, LockLost and Abandoned.
+	DeadLettered int64 `json:"dead_lettered"`
 	// BackoffsSet counts outcomes that set a backoff (a Retry with a
 	// delay, or SucceedWithBackoff).
 	BackoffsSet int64 `json:"backoffs_set"`
@@ -48,7 +54,7 @@ type Counts struct {
 	// BurstPolls counts the polls of the second poll in flight that a
 	// prefetching worker keeps while the queue is busy.
 	BurstPolls int64 `json:"burst_polls"`
-	// LocksRenewed counts lock renewals by RenewLocks.
+	// LocksRenewed counts lock renewals while handlers ran.
 	LocksRenewed int64 `json:"locks_renewed"`
 	// EndOfQueueSleeps counts sleeps at the end of the queue.
 	EndOfQueueSleeps int64 `json:"end_of_queue_sleeps"`
@@ -68,6 +74,7 @@ type SkipCounts struct {
 	DoneWithBackoff   int64 `json:"done_with_backoff"`   // done, in its dedupe window
 	DidRequeue        int64 `json:"did_requeue"`         // done, and enqueued again meanwhile
 	DidGC             int64 `json:"did_gc"`              // done, and collected
+	Quarantined       int64 `json:"quarantined"`         // handed out too often without an outcome: a dead letter now
 	Other             int64 `json:"other"`               // a reason this version does not know
 }
 
@@ -112,6 +119,7 @@ const (
 	cSucceeded counter = iota
 	cRetried
 	cFailed
+	cDeadLettered
 	cBackoffsSet
 	cLockLost
 	cAbandoned
@@ -127,6 +135,7 @@ const (
 	cSkipDoneWithBackoff
 	cSkipDidRequeue
 	cSkipDidGC
+	cSkipQuarantined
 	cSkipOther
 	numCounters
 )
@@ -140,6 +149,7 @@ var skipCounters = map[string]counter{
 	"done-with-backoff":   cSkipDoneWithBackoff,
 	"did-requeue":         cSkipDidRequeue,
 	"did-gc":              cSkipDidGC,
+	"quarantined":         cSkipQuarantined,
 }
 
 // workerStats are a worker's live statistics; times are kept in ns.
@@ -178,6 +188,7 @@ func (s *workerStats) snapshot() WorkerStats {
 			Succeeded:        n(cSucceeded),
 			Retried:          n(cRetried),
 			Failed:           n(cFailed),
+			DeadLettered:     n(cDeadLettered),
 			BackoffsSet:      n(cBackoffsSet),
 			LockLost:         n(cLockLost),
 			Abandoned:        n(cAbandoned),
@@ -194,6 +205,7 @@ func (s *workerStats) snapshot() WorkerStats {
 				DoneWithBackoff:   n(cSkipDoneWithBackoff),
 				DidRequeue:        n(cSkipDidRequeue),
 				DidGC:             n(cSkipDidGC),
+				Quarantined:       n(cSkipQuarantined),
 				Other:             n(cSkipOther),
 			},
 		},

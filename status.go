@@ -84,17 +84,30 @@ func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (
 }
 
 // QueueCounts holds a queue's counts, read in O(1) (docs/protocol.md
-// §10): Carmine's queue-status. Locked and Backoff may count expired
-// entries, so Queued is approximate.
+// §10), each message counted once. They are exact when only this library
+// writes the queue, but for locks and backoffs that ran out a moment ago
+// and that no poll has taken back yet (polls take them back as they fall
+// due, so this lasts while no worker runs). A Carmine worker on the queue
+// leaves expired entries behind, which count as locked or in backoff
+// until collected, as Carmine's queue-status counts them.
 type QueueCounts struct {
-	// Queued is the number of messages waiting for a handler.
+	// Queued is the number of messages ready for a handler now: Total
+	// less Locked, Backoff and Done.
 	Queued int64 `json:"queued"`
-	// Locked is the number of lock entries (messages being handled).
+	// Locked is the number of messages locked by a handling.
 	Locked int64 `json:"locked"`
-	// Backoff is the number of backoff entries.
+	// Backoff is the number of queued messages in backoff: delayed, or
+	// waiting for a retry.
 	Backoff int64 `json:"backoff"`
-	// Total is the number of messages in the queue's lists.
+	// Done is the number of messages handled and still kept: in their
+	// dedupe window (SucceedWithBackoff), or handled by a Carmine worker
+	// and not yet collected.
+	Done int64 `json:"done"`
+	// Total is the number of messages in the queue.
 	Total int64 `json:"total"`
+	// Dead is the number of dead letters (Client.DeadLetters), which are
+	// not in Total.
+	Dead int64 `json:"dead"`
 	// Paused tells whether the queue is paused (PauseQueue).
 	Paused bool `json:"paused"`
 }
@@ -110,7 +123,8 @@ func (c *Client) QueueCounts(ctx context.Context, queue string) (QueueCounts, er
 	if err != nil {
 		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
 	}
-	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Total: n.Total, Paused: n.Paused}, nil
+	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total,
+		Dead: n.Dead, Paused: n.Paused}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a

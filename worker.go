@@ -321,7 +321,7 @@ func (w *Worker) Info() WorkerInfo {
 		WorkerThreads:  w.cfg.WorkerThreads,
 		HandlerThreads: w.cfg.HandlerThreads,
 		Prefetch:       w.cfg.Prefetch,
-		RenewLocks:     w.cfg.RenewLocks,
+		RenewLocks:     !w.cfg.NoLockRenewal,
 		Stats:          w.Stats(),
 	}
 }

@@ -7,8 +7,11 @@ import (
 
 // Worker defaults.
 const (
-	// DefaultLockTime is the default lock time of a message: 60 minutes.
-	DefaultLockTime = 60 * time.Minute
+	// DefaultLockTime is the default lock time of a message: 30 seconds,
+	// renewed while the handler runs (Carmine's is 60 minutes, without
+	// renewal), so that the messages of a worker that died are handed out
+	// again within about half a minute.
+	DefaultLockTime = 30 * time.Second
 	// DefaultMonitorMaxQueueSize is the queue size over which the default
 	// monitor warns.
 	DefaultMonitorMaxQueueSize = 1000
@@ -30,11 +33,41 @@ type WorkerConfig struct {
 	// concurrently.
 	Monitor MonitorFunc
 
-	// LockTime is how long a handler may hold a message, unless the message
-	// was enqueued with its own, before it is taken for stalled and handed
-	// out again. It must exceed the longest handling, or RenewLocks must be
-	// on. Default: DefaultLockTime (60 minutes).
+	// LockTime is how long a message stays locked after a poll took it,
+	// unless it was enqueued with its own, before it is taken for stalled
+	// and handed out again; renewal pushes it forward while the handler
+	// runs. It bounds how long the messages of a worker that died (those
+	// its handlers had, and those it had prefetched) wait to be handed out
+	// again. Default: DefaultLockTime (30 s).
 	LockTime time.Duration
+
+	// MaxAttempts is how many times a failing message is handed out: a
+	// handler error on the last attempt makes the message a dead letter
+	// (Client.DeadLetters), as does an error marked Final on any attempt;
+	// on an earlier attempt the message is queued again after RetryBackoff.
+	// Default: DefaultMaxAttempts (10). A negative value retries without
+	// limit.
+	MaxAttempts int
+
+	// RetryBackoff gives the wait before the next attempt after a failed
+	// attempt n (from 1), counted on the Redis server's clock. Default:
+	// DefaultRetryBackoff (1 s doubling up to 1 h, with jitter).
+	RetryBackoff func(attempt int) time.Duration
+
+	// QuarantineAfter makes a message a dead letter, with the reason
+	// "quarantined", once it was handed out that many times without any
+	// outcome recorded (the processes of its handlers died, a kill for
+	// one), instead of handing it out again. Default:
+	// DefaultQuarantineAfter (5). A negative value never quarantines.
+	QuarantineAfter int
+
+	// DeadLetterMaxCount and DeadLetterMaxAge bound the queue's dead
+	// letters: the oldest beyond the count, and those older than the age,
+	// are dropped as new ones come. Defaults: DefaultDeadLetterMaxCount
+	// (10,000) and DefaultDeadLetterMaxAge (30 days). A negative value
+	// takes the bound away.
+	DeadLetterMaxCount int
+	DeadLetterMaxAge   time.Duration
 
 	// EndOfQueueBackoff gives the end-of-queue sleep after n dry laps in a
 	// row (n from 0 to 4). An enqueue cuts the sleep short. Use Constant for
@@ -77,12 +110,13 @@ type WorkerConfig struct {
 	// turns prefetching off.
 	Prefetch int
 
-	// RenewLocks pushes a message's lock forward every third of its lock
-	// time while its handler runs, so that a short lock time recovers from
-	// crashed workers quickly while long handlings still run once. If
-	// renewal fails for longer than the lock time, or the lock is lost, the
-	// handler's context is cancelled. Default: false.
-	RenewLocks bool
+	// NoLockRenewal turns renewal off. By default a message's lock is
+	// pushed forward every third of its lock time while its handler runs,
+	// so that a short lock time recovers from crashed workers quickly while
+	// long handlings still run once. If renewal fails for longer than the
+	// lock time, or the lock is lost, the handler's context is cancelled.
+	// Without renewal, LockTime must exceed the longest handling.
+	NoLockRenewal bool
 }
 
 func (c *WorkerConfig) withDefaults() WorkerConfig {
@@ -98,6 +132,21 @@ func (c *WorkerConfig) withDefaults() WorkerConfig {
 	}
 	if out.EndOfQueueBackoff == nil {
 		out.EndOfQueueBackoff = DefaultEndOfQueueBackoff
+	}
+	if out.MaxAttempts == 0 {
+		out.MaxAttempts = DefaultMaxAttempts
+	}
+	if out.RetryBackoff == nil {
+		out.RetryBackoff = DefaultRetryBackoff
+	}
+	if out.QuarantineAfter == 0 {
+		out.QuarantineAfter = DefaultQuarantineAfter
+	}
+	if out.DeadLetterMaxCount == 0 {
+		out.DeadLetterMaxCount = DefaultDeadLetterMaxCount
+	}
+	if out.DeadLetterMaxAge == 0 {
+		out.DeadLetterMaxAge = DefaultDeadLetterMaxAge
 	}
 	if out.WorkerThreads == 0 {
 		out.WorkerThreads = 1

@@ -143,7 +143,7 @@ func TestWorkerCloseWarnsOnlyWhenItCuts(t *testing.T) {
 	res := enqueue(t, c, idle.Queue(), "x", nil)
 	next(t, calls)
 	waitFor(t, "the outcome recorded", func() bool {
-		return statusOf(t, c, idle.Queue(), res.MessageID) == StatusDoneAwaitingGC
+		return statusOf(t, c, idle.Queue(), res.MessageID) == StatusNone
 	})
 	require.NoError(t, idle.Close())
 	assert.NotContains(t, logs.String(), "level=WARN")
@@ -205,7 +205,7 @@ func TestWorkerStop(t *testing.T) {
 		}
 		close(release)
 		require.NoError(t, <-stopped)
-		assert.Equal(t, StatusDoneAwaitingGC, statusOf(t, c, q, "s"), "the outcome was recorded before Stop returned")
+		assert.Equal(t, StatusNone, statusOf(t, c, q, "s"), "the outcome was recorded (and the message collected) before Stop returned")
 		require.NoError(t, w.Stop(ctx), "twice")
 
 		// With a deadline: the handler's context is cancelled, Stop answers

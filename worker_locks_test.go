@@ -18,7 +18,7 @@ func TestWorkerLockTimeout(t *testing.T) {
 			onEachServer(t, func(t *testing.T, s *server) {
 				c := s.client(t, nil)
 				q := queueName(t)
-				cfg := WorkerConfig{HandlerThreads: 2, LockTime: 300 * time.Millisecond}
+				cfg := WorkerConfig{HandlerThreads: 2, LockTime: 300 * time.Millisecond, NoLockRenewal: true}
 				opts := &EnqueueOptions{MessageID: "slow"}
 				if perMessage {
 					cfg.LockTime = time.Hour
@@ -51,9 +51,11 @@ func TestWorkerFencing(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
-		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: mid, LockTime: 300 * time.Millisecond})
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: mid})
 		releaseA := make(chan struct{})
-		a, callsA := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+		// A's lock runs out soon; B's (the default, renewed) holds until
+		// the test lets B go, so that A cannot take the message again.
+		a, callsA := startWorker(t, c, q, WorkerConfig{NoLockRenewal: true, LockTime: 300 * time.Millisecond}, func(context.Context, handling) error {
 			<-releaseA
 			return Retry(time.Hour) // would put it back in the queue with a backoff
 		})
@@ -97,7 +99,6 @@ func TestWorkerRenewal(t *testing.T) {
 		// so over a lock time and a third.
 		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
 			LockTime:          time.Second,
-			RenewLocks:        true,
 			HandlerThreads:    2,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {

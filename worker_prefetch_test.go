@@ -74,7 +74,7 @@ func TestWorkerPrefetchStop(t *testing.T) {
 		n, err := s.rdb.HExists(ctx, s.key(q, keys.NAttempts), "m0").Result()
 		require.NoError(t, err)
 		assert.False(t, n, "attempt uncounted")
-		assert.Equal(t, StatusDoneAwaitingGC, statusOf(t, c, q, "block"), "block's outcome recorded")
+		assert.Equal(t, StatusNone, statusOf(t, c, q, "block"), "block's outcome recorded: collected")
 
 		_, calls := startWorker(t, c, q, WorkerConfig{}, nil)
 		seen := map[string]int{}

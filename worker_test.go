@@ -14,7 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestWorkerSuccessThenGC(t *testing.T) {
+// TestWorkerSuccessCollected: a handled message is collected at
+// completion (docs/protocol.md §11), not on a later lap.
+func TestWorkerSuccessCollected(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
@@ -22,49 +24,108 @@ func TestWorkerSuccessThenGC(t *testing.T) {
 		w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
 		h := next(t, calls)
 		assert.Equal(t, handling{id: "a", attempt: 1, value: "hello"}, h)
-		// Done, then collected on a later lap.
-		waitStatus(t, c, q, "a", StatusNone)
 		// An outcome counts once the answer of the call that recorded it is
-		// back, which may come just after the status changed.
+		// back, just after the status changed.
 		waitFor(t, "the success counted", func() bool { return w.Stats().Counts.Succeeded == 1 })
-		// Counted once the poll's answer is back, just after the status
-		// changed.
-		waitFor(t, "the collection counted", func() bool { return w.Stats().Counts.Skips.DidGC > 0 })
+		assert.Equal(t, StatusNone, statusOf(t, c, q, "a"), "collected with its outcome")
+		assert.Zero(t, w.Stats().Counts.Skips.DidGC, "no lap needed")
+		n, err := s.rdb.Exists(context.Background(), s.key(q, keys.Messages)).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "nothing of it left in Redis")
 	})
 }
 
-func TestWorkerErrorAndPanic(t *testing.T) {
+// TestWorkerRetriesThenDeadLetters: a failing handler is retried by the
+// policy, then its message becomes a dead letter: inspectable, and
+// requeueable as a fresh message. A panic is a failure too, and Final
+// skips the retries.
+func TestWorkerRetriesThenDeadLetters(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "fail", &EnqueueOptions{MessageID: "e"})
 		enqueue(t, c, q, "panic", &EnqueueOptions{MessageID: "p"})
-		w, calls := startWorker(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
-			switch h.value {
-			case "fail":
-				return errors.New("boom")
-			case "panic":
+		enqueue(t, c, q, "final", &EnqueueOptions{MessageID: "f"})
+		var healed atomic.Bool
+		var backoffs sync.Map
+		w, calls := startWorker(t, c, q, WorkerConfig{
+			MaxAttempts: 3,
+			RetryBackoff: func(attempt int) time.Duration {
+				backoffs.Store(attempt, true)
+				return time.Millisecond
+			},
+		}, func(ctx context.Context, h handling) error {
+			switch {
+			case healed.Load():
+				return nil
+			case h.value == "fail":
+				return fmt.Errorf("boom %d", h.attempt)
+			case h.value == "panic":
 				panic("handler bug")
 			}
-			return nil
+			return Final(errors.New("no use trying again"))
 		})
-		got := map[string]bool{}
-		for range 2 {
-			got[next(t, calls).id] = true
+		attempts := map[string][]int{}
+		for range 7 {
+			h := next(t, calls)
+			attempts[h.id] = append(attempts[h.id], h.attempt)
 		}
-		assert.Equal(t, map[string]bool{"e": true, "p": true}, got)
-		waitFor(t, "both errors counted", func() bool { return w.Stats().Counts.Failed == 2 })
-		// The worker survives and handles more.
-		enqueue(t, c, q, "fine", &EnqueueOptions{MessageID: "f"})
+		assert.Equal(t, map[string][]int{"e": {1, 2, 3}, "p": {1, 2, 3}, "f": {1}}, attempts)
+		waitFor(t, "three dead letters counted", func() bool { return w.Stats().Counts.DeadLettered == 3 })
+		assert.Equal(t, int64(4), w.Stats().Counts.Failed, "the retried failures")
+		for _, a := range []int{1, 2} {
+			_, ok := backoffs.Load(a)
+			assert.True(t, ok, "the policy asked for attempt %d", a)
+		}
+		_, asked := backoffs.Load(3)
+		assert.False(t, asked, "no backoff after the last attempt")
+
+		total, page, err := c.DeadLetters(ctx, q, 0, 10)
+		require.NoError(t, err)
+		assert.Equal(t, int64(3), total)
+		require.Len(t, page, 3)
+		d, err := c.DeadLetter(ctx, q, "e")
+		require.NoError(t, err)
+		assert.Equal(t, DeadFailed, d.Reason)
+		assert.Equal(t, "boom 3", d.Error)
+		assert.Equal(t, int64(3), d.Attempts)
+		var v string
+		require.NoError(t, d.Decode(&v))
+		assert.Equal(t, "fail", v)
+		assert.False(t, d.FirstEnqueued.IsZero())
+		assert.False(t, d.Died.Before(d.FirstEnqueued))
+		dp, err := c.DeadLetter(ctx, q, "p")
+		require.NoError(t, err)
+		assert.Contains(t, dp.Error, "handler panicked: handler bug")
+		df, err := c.DeadLetter(ctx, q, "f")
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), df.Attempts, "Final: no retry")
+		counts, err := c.QueueCounts(ctx, q)
+		require.NoError(t, err)
+		assert.Equal(t, QueueCounts{Dead: 3}, counts, "out of the queue, in the dead letters")
+
+		healed.Store(true)
+		require.NoError(t, c.RequeueDeadLetter(ctx, q, "e"))
+		h := next(t, calls)
+		assert.Equal(t, handling{id: "e", attempt: 1, value: "fail"}, h, "a fresh message")
+		assert.ErrorIs(t, c.RequeueDeadLetter(ctx, q, "e"), ErrNoDeadLetter)
+		_, err = c.DeadLetter(ctx, q, "e")
+		assert.ErrorIs(t, err, ErrNoDeadLetter)
+
+		enqueue(t, c, q, "blocker", &EnqueueOptions{MessageID: "p", InitialBackoff: time.Hour})
+		var progress []int
+		requeued, kept, err := c.RequeueDeadLetters(ctx, q, func(r, k int) { progress = append(progress, r, k) })
+		require.NoError(t, err)
+		assert.Equal(t, []int{1, 1}, []int{requeued, kept}, "f requeued; p kept, its id is queued")
+		assert.Equal(t, []int{1, 1}, progress)
 		assert.Equal(t, "f", next(t, calls).id)
-		waitFor(t, "success counted", func() bool { return w.Stats().Counts.Succeeded == 1 })
-		for _, id := range []string{"e", "p"} {
-			// Counted when the handler returned; recorded just after.
-			waitFor(t, id+": an error outcome is done", func() bool {
-				st := statusOf(t, c, q, id)
-				return st == StatusDoneAwaitingGC || st == StatusNone
-			})
-		}
+		ok, err := c.DeleteDeadLetter(ctx, q, "p")
+		require.NoError(t, err)
+		assert.True(t, ok)
+		n, err := c.DeleteDeadLetters(ctx, q)
+		require.NoError(t, err)
+		assert.Zero(t, n)
 	})
 }
 

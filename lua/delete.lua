@@ -2,9 +2,9 @@
 -- status (docs/protocol.md §10). Every entry of each id goes, its pending
 -- requeue and its lock included, so a handler still holding it finds its
 -- outcome fenced off (§7) and an enqueue of the id is a fresh message. The
--- id stays in mids-ready or mid-circle until a poll meets it: taken from
--- mids-ready it moves onto the circle, and on the circle it is dropped
--- (§4), as Carmine's poll does.
+-- id stays in mids-ready or mid-circle until a poll meets it there and
+-- drops it (§4); its due and window entries go at once. Its dead letter,
+-- if it has one, stays (§11).
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1..n] mids
@@ -18,11 +18,13 @@ for i = 1, #ARGV do
   local mid = ARGV[i]
   local base = message_status(mid, now)
   for _, key in ipairs({K_MESSAGES, K_MESSAGES_RQ, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS,
-      K_BACKOFFS, K_NATTEMPTS, K_LOCK_ALIASES}) do
+      K_BACKOFFS, K_NATTEMPTS, K_LOCK_ALIASES, K_NOUTCOMES}) do
     redis.call('hdel', key, mid)
   end
   redis.call('srem', K_DONE, mid)
   redis.call('srem', K_REQUEUE, mid)
+  redis.call('zrem', K_DUE, mid)
+  redis.call('zrem', K_WINDOWS, mid)
   reply[i] = (base ~= 'nil') and 1 or 0
 end
 return reply

@@ -1,7 +1,8 @@
 -- dequeue.lua: up to ARGV[7] worker steps of docs/protocol.md §4, run back to back,
 -- stopping early after the first 'sleep' (§4, a call of many steps),
--- after recording the outcomes of earlier handlings. With no steps to take,
--- it only records outcomes (the worker's flusher calls it so).
+-- after recording the outcomes of earlier handlings and waking what fell
+-- due (§11). With no steps to take, it only records outcomes (the worker's
+-- flusher calls it so).
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1]    the worker's default lock time in ms
@@ -9,16 +10,21 @@
 -- ARGV[7]    the most steps to take (0 to only record outcomes)
 -- ARGV[8]    the most messages to hand out: the call stops after that many
 --            'handle' steps
--- ARGV[9]    '1' to answer the queue size, '0' to spare its five reads
+-- ARGV[9]    '1' to answer the queue size, '0' to spare its reads
 -- ARGV[10]   the poller's id, drawn at random by the worker
 -- ARGV[11]   seq: this call's number among its poller's calls, from 1 up
 -- ARGV[12]   confirmed: the number of the poller's last call whose reply it
 --            received (0 for none)
 -- ARGV[13]   how long to keep the poller's receipt at least, in ms
--- ARGV[14]   n, the number of outcomes to record before polling
--- ARGV[15..] n groups of four: mid, locked_until_ms (the token from a poll
---            or a renewal), outcome ('success', 'retry', 'error' or
---            'release'), backoff in ms (0 for none)
+-- ARGV[14]   the most dead letters to keep (0: no bound by count)
+-- ARGV[15]   the longest to keep a dead letter, in ms (0: no bound by age)
+-- ARGV[16]   quarantine after: a message handed out this many times without
+--            an outcome is buried instead of handed out again (0: never)
+-- ARGV[17]   n, the number of outcomes to record before polling
+-- ARGV[18..] n groups of five: mid, locked_until_ms (the token from a poll
+--            or a renewal), outcome ('success', 'retry', 'dead' or
+--            'release'), backoff in ms (0 for none), error text ('' but
+--            for 'dead')
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
 -- of §10 after the steps (-1 when not asked for), outcomes the
@@ -26,8 +32,9 @@
 -- no longer the one the handling took: it expired and the message was
 -- handed out again, or the message is done or gone; nothing is written for
 -- it then), and each step is one of
---   {'sleep', sleep_ms, list ('a' or 'b'), ndry_runs}, the only step of a
---   call on a paused queue
+--   {'sleep', sleep_ms, list ('a' or 'b'), ndry_runs, until_due}, the only
+--   step of a call on a paused queue; until_due is 1 when sleep_ms was
+--   shortened to end when the earliest due entry falls due, else 0
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
 --    locked_until_ms, now_ms}
@@ -58,7 +65,9 @@ local poller, seq, confirmed = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
 local default_lock_ms = tonumber(ARGV[1])
 local max_steps = tonumber(ARGV[7])
 local max_handles = tonumber(ARGV[8])
-local n_outcomes = tonumber(ARGV[14])
+dead_max_count, dead_max_age_ms = tonumber(ARGV[14]), tonumber(ARGV[15])
+local quarantine_after = tonumber(ARGV[16])
+local n_outcomes = tonumber(ARGV[17])
 local now = server_now()
 
 local known, consumed = '', false
@@ -71,16 +80,16 @@ if receipt then
   end
   if receipt_seq > confirmed then
     known, consumed = items[2], true
-    local released = {done = {}, unlock = {}, unlocked = {}}
+    local unlocked = {}
     local then_ms, then_lock_ms = tonumber(items[3]), tonumber(items[4])
     for i = 5, #items do
       local mid = items[i]
       local token = then_ms + (tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or then_lock_ms)
-      record_outcome(mid, token, 'release', 0, now, released)
+      record_outcome(mid, token, 'release', 0, '', now, default_lock_ms, unlocked)
     end
   end
 end
-local outcomes = record_outcomes(15, n_outcomes, now, known)
+local outcomes = record_outcomes(18, n_outcomes, now, default_lock_ms, known)
 
 -- useful is set once a step did useful work; ndry-runs is then written
 -- as 0 once, before a sleep step reads it or at the end, which leaves the
@@ -88,26 +97,18 @@ local outcomes = record_outcomes(15, n_outcomes, now, known)
 local useful = false
 
 -- ready_empty is set once mids-ready was found empty: nothing but this
--- call's own did-requeue steps can fill it again before the call ends.
+-- call's own steps (did-requeue) can fill it again before the call ends.
 local ready_empty = false
 
--- Gathered writes. A step that takes from mid-circle pops its right end
--- and, unless the mid is dropped, owes a push onto its left end; a step
--- that collects a mid owes one delete per hash and set. Both are gathered
--- and sent as one command per key (flush, below), which leaves the same
--- state as §4's step-by-step writes, in a fraction of the
--- calls:
---   * the owed pushes, sent in order, build the same left end, and are
---     sent before anything else pushes there (a pop from mids-ready) or
---     reads the list's length; no pop of this call reaches them, since a
---     lap ends at the sentinel, which ends the call (if the list lacks the
---     sentinel and runs empty, they are sent and the pop is tried again);
---   * a collected mid reads as absent from then on (collected), as it
---     would once deleted; nothing writes an absent mid's entries.
--- Under maxmemory no write of this script is refused (go_on_when_full,
--- prelude.lua), so a gathered push is never refused either.
+-- Owed pushes onto mid-circle. A step that keeps a mid on mid-circle (the
+-- sentinel, and a message locked, as Carmine's poll keeps them) owes a
+-- push onto its left end; the owed pushes are gathered and sent as one
+-- LPUSH, which leaves the same state as §4's step-by-step writes: sent in
+-- order, they build the same left end, and they are sent before anything
+-- else reads the list's length; no pop of this call reaches them, since a
+-- lap ends at the sentinel, which ends the call (if the list lacks the
+-- sentinel and runs empty, they are sent and the pop is tried again).
 local circle_back = {}
-local collected, collected_list, collected_backoffs = {}, {}, {}
 
 local function push_circle_back()
   if #circle_back > 0 then
@@ -118,14 +119,7 @@ end
 
 local function flush()
   push_circle_back()
-  if #collected_list > 0 then
-    for _, key in ipairs({K_MESSAGES, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS, K_NATTEMPTS, K_LOCK_ALIASES}) do
-      call_each('hdel', key, collected_list)
-    end
-    call_each('srem', K_DONE, collected_list)
-    call_each('hdel', K_BACKOFFS, collected_backoffs)
-    collected_list, collected_backoffs = {}, {}
-  end
+  flush_gathered()
 end
 
 -- sleep_list answers the isleep list a sleep step blocks on: the one that
@@ -147,12 +141,79 @@ local function sleep_list()
   return 'a'
 end
 
--- take takes the next mid (step 1): from mids-ready onto mid-circle, or
--- else from mid-circle's right end, and tells which.
+-- settle_done takes a done message out of its backoff: its pending requeue
+-- becomes the message (did-requeue), or it is collected (did-gc).
+local function settle_done(mid)
+  if has_requeue(mid) then
+    requeue_now(mid, now, default_lock_ms)
+    redis.call('zrem', K_WINDOWS, mid)
+    ready_empty = false
+    return 'did-requeue'
+  end
+  collect(mid)
+  return 'did-gc'
+end
+
+-- absent_if_collected answers message_status's exists argument for mid:
+-- false once this call collected it, else nil (read it).
+local function absent_if_collected(mid)
+  if collected[mid] then return false end
+  return nil
+end
+
+-- wake (§11) takes what fell due from due and windows, at most limit of
+-- each. A message whose lock ran out or whose backoff ended goes to the
+-- right of mids-ready, its expired entry deleted, so that this call's
+-- steps take it first; a dedupe window that ended is settled. An entry
+-- whose time moved on (a renewed lock, an updated backoff) is written
+-- again with the new time; one of a message gone is dropped.
+local function wake(limit)
+  local ready, gone = {}, {}
+  for _, mid in ipairs(redis.call('zrangebyscore', K_DUE, '-inf', now, 'LIMIT', 0, limit)) do
+    local base, in_backoff, has_backoff = message_status(mid, now, absent_if_collected(mid))
+    if base == 'locked' then
+      index_due(mid, tonumber(redis.call('hget', K_LOCKS, mid)))
+    elseif base == 'queued' and in_backoff then
+      index_due(mid, tonumber(redis.call('hget', K_BACKOFFS, mid)))
+    else
+      gone[#gone + 1] = mid
+      if base == 'queued' then
+        redis.call('hdel', K_LOCKS, mid)
+        if has_backoff then redis.call('hdel', K_BACKOFFS, mid) end
+        table.insert(ready, 1, mid)
+      elseif base == 'done' then
+        if in_backoff then
+          gathered.windows[#gathered.windows + 1] = tonumber(redis.call('hget', K_BACKOFFS, mid))
+          gathered.windows[#gathered.windows + 1] = mid
+        else
+          settle_done(mid)
+        end
+      end
+    end
+  end
+  for _, mid in ipairs(redis.call('zrangebyscore', K_WINDOWS, '-inf', now, 'LIMIT', 0, limit)) do
+    local base, in_backoff = message_status(mid, now, absent_if_collected(mid))
+    if base == 'done' and in_backoff then
+      gathered.windows[#gathered.windows + 1] = tonumber(redis.call('hget', K_BACKOFFS, mid))
+      gathered.windows[#gathered.windows + 1] = mid
+    elseif base == 'done' then
+      settle_done(mid)
+    else
+      redis.call('zrem', K_WINDOWS, mid)
+    end
+  end
+  if #gone > 0 then call_each('zrem', K_DUE, gone) end
+  if #ready > 0 then
+    call_each('rpush', K_MIDS_READY, ready)
+    ready_empty = false
+  end
+end
+
+-- take takes the next mid (step 1): from mids-ready's right end, or else
+-- from mid-circle's right end, and tells which.
 local function take()
   if not ready_empty then
-    push_circle_back()
-    local mid = redis.call('rpoplpush', K_MIDS_READY, K_MID_CIRCLE)
+    local mid = redis.call('rpop', K_MIDS_READY)
     if mid then return mid, false end
     ready_empty = true
   end
@@ -164,8 +225,25 @@ local function take()
   return mid, true
 end
 
--- decide takes steps 2 and 3 for mid and answers the step, and whether a
--- mid taken from mid-circle leaves it.
+-- sleep_step answers the sleep step: the end-of-queue sleep by ndry-runs,
+-- shortened to end when the earliest due entry falls due.
+local function sleep_step(sleep_ms, ndry_runs)
+  flush_gathered() -- so that due holds the times written so far
+  local until_due = 0
+  local first = redis.call('zrange', K_DUE, 0, 0, 'WITHSCORES')
+  if first[2] then
+    local wait = math.max(1, tonumber(first[2]) - now)
+    if wait < sleep_ms then
+      sleep_ms, until_due = wait, 1
+    end
+  end
+  return {'sleep', sleep_ms, sleep_list(), ndry_runs, until_due}
+end
+
+-- decide takes steps 2 and 3 for mid and answers the step, and whether the
+-- mid stays on (or, taken from mids-ready, moves onto) mid-circle: only the
+-- sentinel and a locked message do (§11); every other mid leaves the lists,
+-- indexed in due or windows when its status changes by time.
 local function decide(mid, from_circle)
   if (not mid) or mid == END_OF_CIRCLE then
     local ndry_runs = 0
@@ -175,7 +253,7 @@ local function decide(mid, from_circle)
     local sleep_ms = tonumber(ARGV[1 + math.min(5, ndry_runs + 1)])
     redis.call('set', K_NDRY_RUNS, ndry_runs + 1)
     useful = false
-    return {'sleep', sleep_ms, sleep_list(), ndry_runs + 1}, false
+    return sleep_step(sleep_ms, ndry_runs + 1), mid ~= nil
   end
 
   -- One read of messages answers both whether mid is in the queue and,
@@ -187,50 +265,44 @@ local function decide(mid, from_circle)
   local base, in_backoff, has_backoff = message_status(mid, now, content ~= false)
   if base == 'nil' then
     if from_circle then
-      return {'skip', 'did-trim'}, true
+      return {'skip', 'did-trim'}, false
     end
     return {'skip', 'unexpected'}, false
   elseif base == 'locked' then
-    return {'skip', 'locked'}, false
+    return {'skip', 'locked'}, true
   elseif in_backoff then
-    if base == 'queued' then return {'skip', 'queued-with-backoff'}, false end
+    local backoff = tonumber(redis.call('hget', K_BACKOFFS, mid))
+    if base == 'queued' then
+      index_due(mid, backoff)
+      return {'skip', 'queued-with-backoff'}, false
+    end
+    gathered.windows[#gathered.windows + 1] = backoff
+    gathered.windows[#gathered.windows + 1] = mid
     return {'skip', 'done-with-backoff'}, false
   end
 
   useful = true
 
   if base == 'done' then
-    if has_requeue(mid) then
-      local content = redis.call('hget', K_MESSAGES_RQ, mid)
-        or redis.call('hget', K_MESSAGES, mid) -- legacy requeue set
-      local lock_ms = redis.call('hget', K_LOCK_TIMES_RQ, mid) or default_lock_ms
-      redis.call('hset', K_MESSAGES, mid, content)
-      redis.call('hset', K_UDTS, mid, now)
-      redis.call('hset', K_LOCK_TIMES, mid, lock_ms)
-      redis.call('hdel', K_MESSAGES_RQ, mid)
-      redis.call('hdel', K_LOCK_TIMES_RQ, mid)
-      redis.call('hdel', K_NATTEMPTS, mid)
-      redis.call('srem', K_DONE, mid)
-      redis.call('srem', K_REQUEUE, mid)
-      redis.call('lpush', K_MIDS_READY, mid)
-      ready_empty = false
-      return {'skip', 'did-requeue'}, false
-    end
-    -- Collect it. messages-rq and the legacy requeue set were just found
-    -- not to hold it; backoffs was read by message_status.
-    collected[mid] = true
-    collected_list[#collected_list + 1] = mid
-    if has_backoff then
-      collected_backoffs[#collected_backoffs + 1] = mid
-    end
-    return {'skip', 'did-gc'}, from_circle
+    return {'skip', settle_done(mid)}, false
   end
 
-  -- queued, not in backoff, lock absent or expired: hand it out.
+  -- queued, not in backoff, lock absent or expired: hand it out, unless
+  -- it was handed out quarantine_after times without an outcome.
+  local attempt = redis.call('hincrby', K_NATTEMPTS, mid, 1)
+  if quarantine_after > 0 and attempt > quarantine_after then
+    local lost = attempt - 1 - (tonumber(redis.call('hget', K_NOUTCOMES, mid)) or 0)
+    if lost >= quarantine_after then
+      redis.call('hincrby', K_NATTEMPTS, mid, -1)
+      bury(mid, 'quarantined', 'handed out ' .. lost .. ' times without an outcome', attempt - 1, now, default_lock_ms)
+      return {'skip', 'quarantined'}, false
+    end
+  end
   local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or default_lock_ms
   local locked_until = now + lock_ms
   redis.call('hset', K_LOCKS, mid, locked_until)
-  local attempt = redis.call('hincrby', K_NATTEMPTS, mid, 1)
+  if has_backoff then redis.call('hdel', K_BACKOFFS, mid) end
+  index_due(mid, locked_until)
   local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
   return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now}, false
 end
@@ -242,14 +314,17 @@ if max_steps > 0 and redis.call('exists', K_PAUSED) == 1 then
   -- out, and the worker sleeps its longest end-of-queue sleep, or until
   -- a resume or an enqueue wakes it. ndry-runs stays as it is.
   local ndry_runs = tonumber(redis.call('get', K_NDRY_RUNS)) or 0
-  reply[3] = {'sleep', tonumber(ARGV[6]), sleep_list(), ndry_runs}
+  reply[3] = {'sleep', tonumber(ARGV[6]), sleep_list(), ndry_runs, 0}
   max_steps = 0
+end
+if max_steps > 0 then
+  wake(math.max(max_steps, 64))
 end
 for _ = 1, max_steps do
   if #handed >= max_handles then break end
   local mid, from_circle = take()
-  local answer, dropped = decide(mid, from_circle)
-  if mid and from_circle and not dropped then
+  local answer, stays = decide(mid, from_circle)
+  if mid and stays then
     circle_back[#circle_back + 1] = mid
   end
   reply[#reply + 1] = answer

@@ -4,10 +4,12 @@
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1]: the call's token, drawn at random by the client
 -- ARGV[2]: how long to keep the call's receipt at least, in ms
--- ARGV[3..], in groups of seven, one group per message:
+-- ARGV[3..], in groups of eight, one group per message:
 --   mid, encoded message, initial backoff in ms (0 for none), lock time in
 --   ms (0 for the worker's default), then can-update, can-requeue and
---   reset-init-backoff, each '1' or '0'
+--   reset-init-backoff, each '1' or '0', then the time to hand it out at
+--   in Unix ms by the server's clock (0 for none; it replaces the initial
+--   backoff by the time from now until then, 0 once it is past)
 --
 -- Reply: one string per message, in order: 'added' or 'updated' on
 -- success, or the reason of a refusal: 'already-queued', 'locked' or
@@ -45,12 +47,15 @@ local wrote = false
 -- One message's arguments, set by the loop below for the helpers.
 local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff
 
-local function store()
+-- store writes the message. fresh says that mid had no status: every
+-- entry of a message goes when it is collected or deleted, so there is no
+-- old lock time to delete then.
+local function store(fresh)
   redis.call('hset', K_MESSAGES, mid, content)
   redis.call('hsetnx', K_UDTS, mid, now)
   if lock_ms > 0 then
     redis.call('hset', K_LOCK_TIMES, mid, lock_ms)
-  else
+  elseif not fresh then
     redis.call('hdel', K_LOCK_TIMES, mid)
   end
 end
@@ -64,11 +69,17 @@ local function store_requeue()
   end
 end
 
+-- set_init_backoff writes the message's backoff, and its due entry
+-- (docs/protocol.md §11), so that a poll wakes it when the backoff ends. A
+-- queued message whose backoff it removes goes to mids-ready, where polls
+-- find it now rather than when its old backoff would have ended.
 local function set_init_backoff()
   if init_backoff > 0 then
     redis.call('hset', K_BACKOFFS, mid, now + init_backoff)
-  else
-    redis.call('hdel', K_BACKOFFS, mid)
+    redis.call('zadd', K_DUE, now + init_backoff, mid)
+  elseif redis.call('hdel', K_BACKOFFS, mid) == 1 then
+    redis.call('zrem', K_DUE, mid)
+    redis.call('lpush', K_MIDS_READY, mid)
   end
 end
 
@@ -89,22 +100,27 @@ local function enqueue()
     if redis.call('exists', K_MID_CIRCLE) == 0 then
       redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
     end
-    set_init_backoff()
+    -- A delayed message stands on mid-circle, where a Carmine worker
+    -- finds it, and in due, where this library's polls find it when it
+    -- falls due (§11).
     if init_backoff > 0 then
+      redis.call('hset', K_BACKOFFS, mid, now + init_backoff)
+      redis.call('zadd', K_DUE, now + init_backoff, mid)
       redis.call('lpush', K_MID_CIRCLE, mid)
     else
       redis.call('lpush', K_MIDS_READY, mid)
     end
-    store()
+    store(true)
     woken = true
     return 'added'
   elseif base == 'queued' then
     if can_update then
-      if reset_init_backoff then set_init_backoff() end
-      store()
+      if reset_init_backoff then set_init_backoff(); woken = true end
+      store(false)
       return 'updated'
     elseif reset_init_backoff then
       set_init_backoff()
+      woken = true
       return 'updated'
     end
     return 'already-queued'
@@ -124,11 +140,13 @@ local function enqueue()
 end
 
 local reply, codes = {}, {}
-for i = 3, #ARGV, 7 do
+for i = 3, #ARGV, 8 do
   mid, content = ARGV[i], ARGV[i + 1]
   init_backoff, lock_ms = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   can_update, can_requeue = ARGV[i + 4] == '1', ARGV[i + 5] == '1'
   reset_init_backoff = ARGV[i + 6] == '1'
+  local at_ms = tonumber(ARGV[i + 7])
+  if at_ms > 0 then init_backoff = math.max(0, at_ms - now) end
   local answer = enqueue()
   reply[#reply + 1] = answer
   codes[#codes + 1] = CODES[answer]

@@ -1,6 +1,155 @@
 -- outcome.lua: recording a handler's outcome (docs/protocol.md §6), fenced on
--- the lock its handling took (§7). Composed into dequeue.lua,
--- which records outcomes before it polls.
+-- the lock its handling took (§7), and the writes it shares with the poll:
+-- collecting a message, requeueing it, and its dead letter (§11). Composed
+-- into dequeue.lua, which records outcomes before it polls, and into
+-- renew.lua and dead-letters.lua.
+
+-- UNPACK_MAX bounds the arguments one gathered command takes, well inside
+-- what Lua's unpack can spread.
+local UNPACK_MAX = 1000
+
+-- call_each runs redis.call(cmd, key, ...) over all of items, in chunks.
+local function call_each(cmd, key, items)
+  for i = 1, #items, UNPACK_MAX do
+    redis.call(cmd, key, unpack(items, i, math.min(i + UNPACK_MAX - 1, #items)))
+  end
+end
+
+-- Gathered writes. Within one call, the due entries written (each a
+-- score and a mid), the windows written and the messages collected are
+-- gathered and sent as one command per key by flush_gathered, which leaves
+-- the same state as writing each in turn: a collected mid reads as absent
+-- from then on (collected), and nothing writes an absent mid's entries, so
+-- the due and windows entries, sent first, are never those of a mid
+-- collected later in the call. (Under maxmemory no write of a poll is
+-- refused, go_on_when_full, prelude.lua.)
+local gathered = {due = {}, windows = {}, unlock = {}, done = {}, collect = {}}
+local collected = {}
+
+-- index_due writes mid's due entry (§11): when its status next changes
+-- by time alone.
+local function index_due(mid, at)
+  local due = gathered.due
+  due[#due + 1] = at
+  due[#due + 1] = mid
+end
+
+-- collect deletes every entry of mid (§11: collection at completion), its
+-- due and window entries included; a pending requeue has been taken
+-- before. The mid stays in the lists until a poll meets it there.
+local function collect(mid)
+  if collected[mid] then return end
+  collected[mid] = true
+  gathered.collect[#gathered.collect + 1] = mid
+end
+
+local function flush_gathered()
+  if #gathered.due > 0 then
+    call_each('zadd', K_DUE, gathered.due)
+  end
+  if #gathered.windows > 0 then
+    call_each('zadd', K_WINDOWS, gathered.windows)
+  end
+  call_each('sadd', K_DONE, gathered.done)
+  call_each('hdel', K_LOCKS, gathered.unlock)
+  local list = gathered.collect
+  if #list > 0 then
+    for _, key in ipairs({K_MESSAGES, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS, K_NATTEMPTS,
+        K_LOCK_ALIASES, K_BACKOFFS, K_NOUTCOMES}) do
+      call_each('hdel', key, list)
+    end
+    call_each('srem', K_DONE, list)
+    call_each('zrem', K_DUE, list)
+    call_each('zrem', K_WINDOWS, list)
+  end
+  gathered = {due = {}, windows = {}, unlock = {}, done = {}, collect = {}}
+end
+
+-- requeue_now turns mid's pending requeue (messages-rq, or the legacy
+-- requeue set) into the message itself, queued and first enqueued now, at
+-- the back of mids-ready: Carmine's did-requeue (§4), which this library
+-- also takes at completion (§11). Its lock, if any, is the caller's to
+-- release.
+local function requeue_now(mid, now, default_lock_ms)
+  local content = redis.call('hget', K_MESSAGES_RQ, mid)
+    or redis.call('hget', K_MESSAGES, mid) -- legacy requeue set
+  local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES_RQ, mid)) or default_lock_ms
+  redis.call('hset', K_MESSAGES, mid, content)
+  redis.call('hset', K_UDTS, mid, now)
+  if lock_ms > 0 then
+    redis.call('hset', K_LOCK_TIMES, mid, lock_ms)
+  else -- (a call that only records outcomes may not know the default)
+    redis.call('hdel', K_LOCK_TIMES, mid)
+  end
+  redis.call('hdel', K_MESSAGES_RQ, mid)
+  redis.call('hdel', K_LOCK_TIMES_RQ, mid)
+  redis.call('hdel', K_NATTEMPTS, mid)
+  redis.call('hdel', K_NOUTCOMES, mid)
+  redis.call('srem', K_DONE, mid)
+  redis.call('srem', K_REQUEUE, mid)
+  redis.call('lpush', K_MIDS_READY, mid)
+end
+
+-- pack4 stores a list of strings as one string, each after its length in
+-- four bytes (a dead letter's content may be longer than pack's three
+-- bytes allow).
+local function pack4(items)
+  local parts = {}
+  for _, s in ipairs(items) do
+    local n = #s
+    parts[#parts + 1] = string.char(n % 256, math.floor(n / 256) % 256,
+      math.floor(n / 65536) % 256, math.floor(n / 16777216))
+    parts[#parts + 1] = s
+  end
+  return table.concat(parts)
+end
+
+-- Dead letters (§11). The bounds come with every call that may write one.
+local dead_max_count, dead_max_age_ms = 0, 0
+
+-- trim_dead drops the dead letters older than dead_max_age_ms and the
+-- oldest beyond dead_max_count, at most 100 of each per call, so that a
+-- call's work stays bounded (each dead letter written drops at least one
+-- over the bound, so the store never grows past it by more than that).
+local function trim_dead(now)
+  if dead_max_age_ms > 0 then
+    local old = redis.call('zrangebyscore', K_DEAD_INDEX, '-inf', now - dead_max_age_ms, 'LIMIT', 0, 100)
+    if #old > 0 then
+      call_each('hdel', K_DEAD, old)
+      call_each('zrem', K_DEAD_INDEX, old)
+    end
+  end
+  if dead_max_count > 0 then
+    local surplus = redis.call('zcard', K_DEAD_INDEX) - dead_max_count
+    if surplus > 0 then
+      local old = redis.call('zrange', K_DEAD_INDEX, 0, math.min(surplus, 100) - 1)
+      call_each('hdel', K_DEAD, old)
+      call_each('zrem', K_DEAD_INDEX, old)
+    end
+  end
+end
+
+-- bury writes mid's dead letter: {content, reason, error text, attempts,
+-- first enqueued ms, died ms, lock time ms or ''} (pack4), and collects
+-- the message, or, when a requeue is pending, turns that into the
+-- message. reason is 'failed' (an error outcome after the last attempt,
+-- or one marked final) or 'quarantined' (handed out too often without an
+-- outcome).
+local function bury(mid, reason, err, attempts, now, default_lock_ms)
+  local content = redis.call('hget', K_MESSAGES, mid) or ''
+  local udt = redis.call('hget', K_UDTS, mid) or ''
+  local lock_ms = redis.call('hget', K_LOCK_TIMES, mid) or ''
+  redis.call('hset', K_DEAD, mid, pack4({content, reason, err, tostring(attempts), udt, tostring(now), lock_ms}))
+  redis.call('zadd', K_DEAD_INDEX, now, mid)
+  trim_dead(now)
+  if has_requeue(mid) then
+    requeue_now(mid, now, default_lock_ms)
+    redis.call('hdel', K_LOCK_ALIASES, mid)
+    redis.call('zrem', K_DUE, mid)
+  else
+    collect(mid)
+  end
+end
 
 -- holds_lock tells whether token proves the current lock of mid: it is the
 -- lock, or a renewal was presented token and wrote the lock that is there
@@ -15,70 +164,91 @@ local function holds_lock(mid, token)
   return tonumber(from) == tonumber(token) and tonumber(to) == tonumber(held)
 end
 
--- record_outcome writes one outcome ('success', 'retry' or 'error', with a
--- backoff in ms, 0 for none) if the token proves the lock of mid and the
--- message is not done, and answers 'ok'; otherwise it writes nothing and
--- answers 'lock-lost'. The outcome 'release' gives back a message a worker
--- took but never started (prefetched, then the worker stopped or it waited
--- too long, or the reply that handed it out was lost): the lock goes, the
--- attempt is uncounted, and the mid goes to the right of mids-ready, the
--- end polls pop next, leaving the message as it was before the poll took
--- it. (Whatever removes a message, garbage collection or a clear, removes
--- its lock too.) The outcome is written before the lock is released, so
--- that an error part way can never free a lock without recording it.
---
--- Within one call, the done marks and lock deletions of 'success', 'retry'
--- and 'error' are gathered and written as one SADD and one HDEL when the
--- outcomes are recorded (done marks first), which leaves the same state
--- as writing each in turn. unlocked remembers the mids whose lock goes, so
--- that a second outcome for one of them in the same call reads it as lost,
--- as it would once the lock is deleted.
-local function record_outcome(mid, token, outcome, backoff_ms, now, pending)
-  if pending.unlocked[mid] then
+-- record_outcome writes one outcome if the token proves the lock of mid
+-- and the message is not done, and answers 'ok'; otherwise it writes
+-- nothing and answers 'lock-lost'. The outcomes (§6, §11):
+--   'success' with no backoff: the message is collected at once, or its
+--     pending requeue becomes the message;
+--   'success' with a backoff: done, in a dedupe window until the backoff
+--     ends (backoffs and windows), its content dropped (it is never
+--     handed out again);
+--   'retry': unlocked, its outcome counted (noutcomes), queued again:
+--     after its backoff (due) or at the back of mids-ready;
+--   'dead': a dead letter with the error text err (bury);
+--   'release' gives back a message a worker took but never started
+--     (prefetched, then the worker stopped or it waited too long, or the
+--     reply that handed it out was lost): the lock goes, the attempt is
+--     uncounted, and the mid goes to the right of mids-ready, the end
+--     polls pop next, leaving the message as it was before the poll took
+--     it.
+-- Locks are released as one gathered HDEL (flush_gathered); unlocked
+-- remembers the mids whose lock goes, so that a second outcome for one of
+-- them in the same call reads it as lost, as it would once the lock is
+-- deleted.
+local function record_outcome(mid, token, outcome, backoff_ms, err, now, default_lock_ms, unlocked)
+  if unlocked[mid] or collected[mid] then
     return 'lock-lost'
   end
   if (not holds_lock(mid, token)) or redis.call('sismember', K_DONE, mid) == 1 then
     return 'lock-lost'
   end
+  unlocked[mid] = true
   if outcome == 'release' then
     redis.call('hdel', K_LOCKS, mid)
     if redis.call('hincrby', K_NATTEMPTS, mid, -1) <= 0 then
       redis.call('hdel', K_NATTEMPTS, mid)
     end
+    redis.call('zrem', K_DUE, mid)
     redis.call('rpush', K_MIDS_READY, mid)
     return 'ok'
-  end
-  if outcome ~= 'retry' then
-    pending.done[#pending.done + 1] = mid
-  end
-  if outcome ~= 'error' and backoff_ms > 0 then
+  elseif outcome == 'dead' then
+    local attempts = tonumber(redis.call('hget', K_NATTEMPTS, mid)) or 0
+    bury(mid, 'failed', err, attempts, now, default_lock_ms)
+    gathered.unlock[#gathered.unlock + 1] = mid
+    return 'ok'
+  elseif outcome == 'retry' then
+    redis.call('hincrby', K_NOUTCOMES, mid, 1)
+    if backoff_ms > 0 then
+      redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)
+      index_due(mid, now + backoff_ms)
+    else
+      redis.call('zrem', K_DUE, mid)
+      redis.call('lpush', K_MIDS_READY, mid)
+    end
+  elseif backoff_ms > 0 then -- success, in a dedupe window
     redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)
+    if not has_requeue(mid) then
+      -- (a legacy requeue mark would requeue this very content)
+      redis.call('hset', K_MESSAGES, mid, '')
+    end
+    gathered.done[#gathered.done + 1] = mid
+    gathered.windows[#gathered.windows + 1] = now + backoff_ms
+    gathered.windows[#gathered.windows + 1] = mid
+    redis.call('zrem', K_DUE, mid)
+  elseif has_requeue(mid) then
+    requeue_now(mid, now, default_lock_ms)
+    redis.call('hdel', K_LOCK_ALIASES, mid)
+    redis.call('zrem', K_DUE, mid)
+  else
+    collect(mid)
   end
-  pending.unlocked[mid] = true
-  pending.unlock[#pending.unlock + 1] = mid
+  gathered.unlock[#gathered.unlock + 1] = mid
   return 'ok'
 end
 
--- UNPACK_MAX bounds the arguments one gathered command takes, well inside
--- what Lua's unpack can spread.
-local UNPACK_MAX = 1000
-
--- call_each runs redis.call(cmd, key, ...) over all of items, in chunks.
-local function call_each(cmd, key, items)
-  for i = 1, #items, UNPACK_MAX do
-    redis.call(cmd, key, unpack(items, i, math.min(i + UNPACK_MAX - 1, #items)))
-  end
-end
+-- OUTCOME_ARGS is the number of arguments of one outcome.
+local OUTCOME_ARGS = 5
 
 -- record_outcomes records the outcomes given in ARGV from index first on,
--- in groups of four (mid, token, outcome, backoff in ms), n groups, and
--- answers their results in order. The first #known of them were recorded
--- by an earlier call whose reply was lost: known holds their answers, one
--- character each ('o' for 'ok', 'l' for 'lock-lost'), and they are not
--- recorded again.
-local function record_outcomes(first, n, now, known)
+-- in groups of OUTCOME_ARGS (mid, token, outcome, backoff in ms, error
+-- text), n groups, and answers their results in order. The first #known of
+-- them were recorded by an earlier call whose reply was lost: known holds
+-- their answers, one character each ('o' for 'ok', 'l' for 'lock-lost'),
+-- and they are not recorded again. The gathered writes are flushed before
+-- it returns.
+local function record_outcomes(first, n, now, default_lock_ms, known)
   local results = {}
-  local pending = {done = {}, unlock = {}, unlocked = {}}
+  local unlocked = {}
   for i = 0, n - 1 do
     if i < #known then
       if string.sub(known, i + 1, i + 1) == 'o' then
@@ -87,11 +257,11 @@ local function record_outcomes(first, n, now, known)
         results[i + 1] = 'lock-lost'
       end
     else
-      local j = first + 4 * i
-      results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), now, pending)
+      local j = first + OUTCOME_ARGS * i
+      results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), ARGV[j + 4],
+        now, default_lock_ms, unlocked)
     end
   end
-  call_each('sadd', K_DONE, pending.done)
-  call_each('hdel', K_LOCKS, pending.unlock)
+  flush_gathered()
   return results
 end

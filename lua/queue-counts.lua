@@ -3,10 +3,10 @@
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV: none.
 --
--- Reply: {ntotal, nlocked, nbackoff, ndone, nqueued, paused} (queue_counts,
--- counts.lua; paused is 1 while the queue is paused, else 0). It writes
--- nothing.
+-- Reply: {ntotal, nlocked, nbackoff, ndone, nqueued, ndead, paused}
+-- (queue_counts, counts.lua; paused is 1 while the queue is paused, else
+-- 0). It writes nothing.
 
 local reply = {queue_counts()}
-reply[6] = redis.call('exists', K_PAUSED)
+reply[7] = redis.call('exists', K_PAUSED)
 return reply

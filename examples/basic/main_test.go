@@ -25,7 +25,7 @@ func Example() {
 	// handled email-2 (attempt 1): to=bob@example.com body="hi"
 	// handled email-3 (attempt 1): to=cy@example.com body="hey"
 	// worker: 3 succeeded, 0 failed
-	// status email-1: done-awaiting-gc
-	// status email-2: done-awaiting-gc
-	// status email-3: done-awaiting-gc
+	// status email-1: nil
+	// status email-2: nil
+	// status email-3: nil
 }

@@ -167,9 +167,12 @@ func WorkerMain() int {
 	})
 	write(Event{Kind: WorkerStart, Note: spec.Queue})
 	w, err := client.StartWorker(context.Background(), spec.Queue, &mq.WorkerConfig{
-		Handler:           handler,
-		LockTime:          spec.LockTime,
-		RenewLocks:        spec.RenewLocks,
+		Handler:       handler,
+		LockTime:      spec.LockTime,
+		NoLockRenewal: !spec.RenewLocks,
+		// The scenarios kill workers on purpose, again and again: a message
+		// taken by several of them in turn is not poison here.
+		QuarantineAfter:   -1,
 		HandlerThreads:    spec.HandlerThreads,
 		EndOfQueueBackoff: mq.Constant(spec.IdleSleep),
 	})

@@ -30,13 +30,14 @@ func TestArgsRoundDurationsUp(t *testing.T) {
 	assert.Equal(t, int64(1), enq[4], "initial backoff")
 	assert.Equal(t, int64(1), enq[5], "lock time")
 
-	p := PollArgs{LockTime: ns, Sleeps: [5]time.Duration{ns, ns, ns, ns, ns}, MaxSteps: 1,
+	p := PollArgs{LockTime: ns, Sleeps: [5]time.Duration{ns, ns, ns, ns, ns}, MaxSteps: 1, DeadMaxAge: ns,
 		Completions: []Completion{{ID: "m", LockedUntil: 5, Outcome: OutcomeRetry, Backoff: ns}}}.argv()
 	for i := 0; i < 6; i++ {
 		assert.Equal(t, int64(1), p[i], "poll lock time and sleeps, ARGV[%d]", i+1)
 	}
 	assert.Equal(t, MS(PollReceiptTTL), p[12], "poll receipt keep time")
-	assert.Equal(t, int64(1), p[17], "completion backoff")
+	assert.Equal(t, int64(1), p[14], "dead letter age bound") // 0 given: none
+	assert.Equal(t, int64(1), p[20], "completion backoff")
 
 	r := renewArgv([]Renewal{{ID: "m", LockedUntil: 5, LockTime: ns}, {ID: "n", LockedUntil: 5, LockTime: 0}})
 	assert.Equal(t, int64(1), r[2], "renew lock time")
@@ -65,8 +66,9 @@ func TestQueueCountsAreThePollsSize(t *testing.T) {
 
 		n, err := QueueCounts(ctx, s.rdb, s.keys(q))
 		require.NoError(t, err)
-		// ready holds 3, the circle 3 and the sentinel.
-		assert.Equal(t, Counts{Total: 6, Locked: 1, Backoff: 1, Done: 1, Queued: 3}, n)
+		// Five are left, one of them locked, one delayed; the one handled
+		// was collected at once (§11).
+		assert.Equal(t, Counts{Total: 5, Locked: 1, Backoff: 1, Done: 0, Queued: 3}, n)
 		r, err := poll(ctx, s, q, PollArgs{WantSize: true})
 		require.NoError(t, err)
 		assert.Equal(t, n.Queued, r.QueueSize)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -24,8 +25,9 @@ import (
 // both is compared.
 
 // randomQueue writes a random queue of n mids into q: every status of
-// docs/protocol.md §2, mids that stand in the lists more than once, and mids in the
-// lists that are absent from the queue. With sentinel false, mid-circle
+// docs/protocol.md §2, mids that stand in the lists more than once, mids in the
+// lists that are absent from the queue, and due and windows entries (§11),
+// some fallen due, some not, some missing. With sentinel false, mid-circle
 // lacks its sentinel, which only a damaged queue does.
 func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, sentinel bool, now int64) {
 	t.Helper()
@@ -37,6 +39,9 @@ func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, senti
 	}
 	sadd := func(i keys.Index, mid string) {
 		require.NoError(t, r.SAdd(ctx, key(i), mid).Err())
+	}
+	zadd := func(i keys.Index, mid string, t0 int64) {
+		require.NoError(t, r.ZAdd(ctx, key(i), redis.Z{Score: float64(t0), Member: mid}).Err())
 	}
 	var ready, circle []string
 	for i := range n {
@@ -50,19 +55,36 @@ func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, senti
 			if rng.IntN(2) == 0 {
 				hset(keys.NAttempts, mid, 1+rng.IntN(3))
 			}
+			// index writes mid's due or windows entry (§11) at t, or
+			// not, or at a time gone by.
+			index := func(k keys.Index, t int64) {
+				switch rng.IntN(3) {
+				case 0:
+				case 1:
+					zadd(k, mid, t)
+				default:
+					zadd(k, mid, now-1000)
+				}
+			}
 			switch rng.IntN(6) {
 			case 0: // queued
 			case 1: // locked, or its lock expired
-				hset(keys.Locks, mid, now+[]int64{-600000, 600000}[rng.IntN(2)])
+				t := now + []int64{-600000, 600000}[rng.IntN(2)]
+				hset(keys.Locks, mid, t)
+				index(keys.Due, t)
 			case 2: // done
 				sadd(keys.Done, mid)
 			case 3: // done, its lock left behind
 				sadd(keys.Done, mid)
 				hset(keys.Locks, mid, now-600000)
 			default: // with a backoff, expired or not, done or queued
-				hset(keys.Backoffs, mid, now+[]int64{-600000, 600000}[rng.IntN(2)])
+				t := now + []int64{-600000, 600000}[rng.IntN(2)]
+				hset(keys.Backoffs, mid, t)
 				if rng.IntN(2) == 0 {
 					sadd(keys.Done, mid)
+					index(keys.Windows, t)
+				} else {
+					index(keys.Due, t)
 				}
 			}
 			switch rng.IntN(6) {
@@ -141,7 +163,7 @@ func TestBatchedCallsEqualOneByOne(t *testing.T) {
 				if rng.IntN(4) == 0 {
 					token++
 				}
-				outcome := []Outcome{OutcomeSuccess, OutcomeRetry, OutcomeError, OutcomeRelease}[rng.IntN(4)]
+				outcome := []Outcome{OutcomeSuccess, OutcomeRetry, OutcomeDead, OutcomeRelease}[rng.IntN(4)]
 				cs = append(cs, Completion{ID: id, LockedUntil: token, Outcome: outcome, Backoff: time.Duration(rng.IntN(2)) * time.Minute})
 				if rng.IntN(5) == 0 { // the same outcome twice in one call
 					cs = append(cs, cs[len(cs)-1])

@@ -20,6 +20,10 @@ type EnqueueMessage struct {
 	// CanUpdate, CanRequeue and ResetInitialBackoff are the options of
 	// §3, as their namesakes in mq.EnqueueOptions.
 	CanUpdate, CanRequeue, ResetInitialBackoff bool
+	// At, when not zero, is the time to hand the message out at, by the
+	// server's clock, in Unix ms: it replaces InitialBackoff by the time
+	// from the server's now until then (none once it is past).
+	At int64
 }
 
 // EnqueueCall is one call of enqueue.lua: its messages, decided in turn,
@@ -36,11 +40,11 @@ type EnqueueCall struct {
 
 // argv is the call's script arguments.
 func (c EnqueueCall) argv() []any {
-	args := make([]any, 0, 2+7*len(c.Messages))
+	args := make([]any, 0, 2+8*len(c.Messages))
 	args = append(args, c.Token, MS(c.Keep))
 	for _, m := range c.Messages {
 		args = append(args, m.ID, m.Data, MS(m.InitialBackoff), MS(m.LockTime),
-			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff))
+			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At))
 	}
 	return args
 }

@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// TestSpecComplete: docs/protocol.md §6 and §7, outcomes fenced on the lock.
+// TestSpecComplete: docs/protocol.md §6, §7 and §11, outcomes fenced on
+// the lock, and what each one leaves.
 func TestSpecComplete(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		ctx := context.Background()
@@ -29,10 +31,13 @@ func TestSpecComplete(t *testing.T) {
 
 		q := "success"
 		st := handled(q)
+		assert.True(t, s.inZSet(t, q, keys.Due), "due when its lock runs out")
 		assert.Equal(t, []bool{true}, complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}))
-		assert.True(t, s.isMember(t, q, keys.Done))
-		assert.Equal(t, "", s.hget(t, q, keys.Locks), "lock released")
-		assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "collected at completion")
+		for _, k := range []keys.Index{keys.Messages, keys.Locks, keys.UDTs, keys.NAttempts, keys.Backoffs} {
+			assert.Equal(t, "", s.hget(t, q, k), "%s", keys.Suffixes[k])
+		}
+		assert.False(t, s.inZSet(t, q, keys.Due), "no longer due")
 
 		q = "success-backoff"
 		st = handled(q)
@@ -42,6 +47,9 @@ func TestSpecComplete(t *testing.T) {
 		status, err := messageStatus(ctx, s, q, mid)
 		require.NoError(t, err)
 		assert.Equal(t, StatusDoneWithBackoff, status)
+		assert.True(t, s.inZSet(t, q, keys.Windows), "in windows until the window ends")
+		assert.False(t, s.inZSet(t, q, keys.Due))
+		assert.Equal(t, "", s.hget(t, q, keys.Messages), "its content dropped: it is never handed out again")
 
 		q = "retry"
 		st = handled(q)
@@ -53,13 +61,30 @@ func TestSpecComplete(t *testing.T) {
 		status, err = messageStatus(ctx, s, q, mid)
 		require.NoError(t, err)
 		assert.Equal(t, StatusQueuedWithBackoff, status)
+		assert.True(t, s.inZSet(t, q, keys.Due), "due when the backoff ends")
+		assert.Equal(t, "1", s.hget(t, q, keys.NOutcomes), "its outcome counted")
 
-		q = "error"
+		q = "retry-now"
 		st = handled(q)
-		complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeError, Backoff: time.Minute})
-		assert.True(t, s.isMember(t, q, keys.Done))
+		s.setList(t, q, keys.MidsReady, "other")
+		complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeRetry})
+		assert.Equal(t, StatusQueued, statusOf(t, s, q, mid))
+		assert.Equal(t, []string{mid, "other"}, s.list(t, q, keys.MidsReady), "at the back of the line")
+		assert.False(t, s.inZSet(t, q, keys.Due))
+
+		q = "dead"
+		st = handled(q)
+		complete(q, Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeDead, Error: "boom"})
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "out of the queue")
 		assert.Equal(t, "", s.hget(t, q, keys.Locks))
-		assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "no backoff after an error")
+		assert.False(t, s.inZSet(t, q, keys.Due))
+		d, ok, err := DeadLetter(ctx, s.rdb, s.keys(q), mid)
+		require.NoError(t, err)
+		require.True(t, ok, "a dead letter")
+		assert.Equal(t, DeadRecord{ID: mid, Data: []byte("x"), Reason: "failed", Error: "boom", Attempts: 1,
+			FirstEnqueued: d.FirstEnqueued, Died: d.Died}, d)
+		assert.NotZero(t, d.FirstEnqueued)
+		assert.GreaterOrEqual(t, d.Died, d.FirstEnqueued)
 
 		q = "release"
 		st = handled(q)
@@ -88,9 +113,9 @@ func TestSpecComplete(t *testing.T) {
 		assert.Equal(t, []bool{true, false}, complete(q,
 			Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess},
 			Completion{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeRetry, Backoff: time.Hour}),
-			"the second completion of one handling finds it done")
+			"the second completion of one handling finds it gone")
 		assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
-		assert.Equal(t, []bool{false}, complete(q, Completion{ID: "gone", LockedUntil: 1, Outcome: OutcomeError}),
+		assert.Equal(t, []bool{false}, complete(q, Completion{ID: "gone", LockedUntil: 1, Outcome: OutcomeDead}),
 			"a message not in the queue")
 	})
 }
@@ -153,7 +178,9 @@ func TestSpecRenewAfterHandOut(t *testing.T) {
 		// a later millisecond (in the same one, it would write the very
 		// lock the first hand-out wrote, which no real lock expiry allows).
 		waitFor(t, "the server's clock to move on", func() bool { return s.now(t) > first.Now })
+		// (due says when the lock runs out, §11: it is moved too.)
 		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Locks), mid, s.now(t)-1).Err())
+		require.NoError(t, s.rdb.ZAdd(ctx, s.key(q, keys.Due), redis.Z{Score: float64(s.now(t) - 1), Member: mid}).Err())
 		second := onePoll(t, s, q)
 		for range 2 { // the circle's sentinel may come first
 			if second.Kind != StepHandle {

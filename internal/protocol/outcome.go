@@ -18,8 +18,9 @@ const (
 	OutcomeSuccess Outcome = "success"
 	// OutcomeRetry: the message is queued again (after its backoff).
 	OutcomeRetry Outcome = "retry"
-	// OutcomeError: the message is done; no backoff is written.
-	OutcomeError Outcome = "error"
+	// OutcomeDead: the message failed for good: it becomes a dead letter
+	// with the completion's error text (§11).
+	OutcomeDead Outcome = "dead"
 	// OutcomeRelease gives back a message taken but never handed to the
 	// handler: unlocked, its attempt uncounted, first in line again.
 	OutcomeRelease Outcome = "release"
@@ -36,6 +37,8 @@ type Completion struct {
 	Outcome Outcome
 	// Backoff is the backoff to set, 0 for none.
 	Backoff time.Duration
+	// Error is the error text of an OutcomeDead, kept in the dead letter.
+	Error string
 }
 
 // Renewal asks to push one lock forward (§7).

@@ -23,7 +23,7 @@ const (
 // SkipReasons are the reasons of every skip step dequeue.lua answers, in
 // the order of §4.
 var SkipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-backoff",
-	"done-with-backoff", "did-requeue", "did-gc"}
+	"done-with-backoff", "did-requeue", "did-gc", "quarantined"}
 
 // Step is one step's answer from dequeue.lua. Which fields are set depends
 // on Kind.
@@ -40,6 +40,10 @@ type Step struct {
 	SleepList string
 	// NDryRuns is the queue's ndry-runs after a sleep step.
 	NDryRuns int64
+	// UntilDue tells that a sleep step's Sleep was shortened to end when
+	// the queue's earliest due entry falls due (§11): the worker should
+	// wake then, not later.
+	UntilDue bool
 
 	// ID is the handed-out message's id.
 	ID string
@@ -74,6 +78,14 @@ type PollArgs struct {
 	// Completions are outcomes to record before polling.
 	Completions []Completion
 
+	// DeadMaxCount and DeadMaxAge bound the queue's dead letters (§11);
+	// 0 for no bound.
+	DeadMaxCount int
+	DeadMaxAge   time.Duration
+	// QuarantineAfter buries a message handed out that many times without
+	// an outcome instead of handing it out again (§11); 0 for never.
+	QuarantineAfter int
+
 	// Poller identifies the poller making the call, Seq numbers the call
 	// among its calls, and Confirmed is the number of its last call whose
 	// reply arrived (§8).
@@ -93,15 +105,16 @@ func (a PollArgs) argv() []any {
 	if maxHandles <= 0 {
 		maxHandles = a.MaxSteps
 	}
-	args := make([]any, 0, 14+4*len(a.Completions))
+	args := make([]any, 0, 17+5*len(a.Completions))
 	args = append(args, MS(a.LockTime))
 	for _, d := range a.Sleeps {
 		args = append(args, MS(d))
 	}
 	args = append(args, max(0, a.MaxSteps), maxHandles, boolArg(a.WantSize),
-		a.Poller, a.Seq, a.Confirmed, MS(PollReceiptTTL), len(a.Completions))
+		a.Poller, a.Seq, a.Confirmed, MS(PollReceiptTTL),
+		max(0, a.DeadMaxCount), MS(max(0, a.DeadMaxAge)), max(0, a.QuarantineAfter), len(a.Completions))
 	for _, x := range a.Completions {
-		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff))
+		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error)
 	}
 	return args
 }
@@ -177,16 +190,18 @@ func parseStep(e any) (Step, error) {
 	}
 	switch s.Kind {
 	case StepSleep:
-		if len(a) != 4 {
+		if len(a) != 5 {
 			return bad()
 		}
 		ms, ok1 := a[1].(int64)
 		list, ok2 := a[2].(string)
 		n, ok3 := a[3].(int64)
-		if !ok1 || !ok2 || !ok3 {
+		untilDue, ok4 := a[4].(int64)
+		if !ok1 || !ok2 || !ok3 || !ok4 {
 			return bad()
 		}
 		s.Sleep, s.SleepList, s.NDryRuns = time.Duration(ms)*time.Millisecond, list, n
+		s.UntilDue = untilDue == 1
 	case StepSkip:
 		if len(a) != 2 {
 			return bad()

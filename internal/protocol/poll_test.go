@@ -18,7 +18,8 @@ func TestParsePollReply(t *testing.T) {
 		{int64(0), []any{}, []any{}},
 		{int64(0), []any{}, []any{"dance"}},
 		{int64(0), []any{}, []any{"sleep", int64(1)}},
-		{int64(0), []any{}, []any{"sleep", "x", "a", int64(1)}},
+		{int64(0), []any{}, []any{"sleep", "x", "a", int64(1), int64(0)}},
+		{int64(0), []any{}, []any{"sleep", int64(1), "a", int64(1)}},
 		{int64(0), []any{}, []any{"skip"}},
 		{int64(0), []any{}, []any{"handle", "m", "data", int64(1)}},
 		{int64(0), []any{}, []any{"handle", "m", "data", "1", int64(1), int64(2), int64(3), int64(4)}},
@@ -30,7 +31,7 @@ func TestParsePollReply(t *testing.T) {
 	r, err := parsePollReply([]any{int64(7), []any{"ok", "lock-lost"},
 		[]any{"handle", "m", "data", int64(2), int64(1000), int64(5), int64(9000), int64(8000)},
 		[]any{"skip", "did-gc"},
-		[]any{"sleep", int64(500), "b", int64(3)}})
+		[]any{"sleep", int64(500), "b", int64(3), int64(1)}})
 	require.NoError(t, err)
 	assert.Equal(t, int64(7), r.QueueSize)
 	assert.Equal(t, []bool{true, false}, r.Recorded)
@@ -39,4 +40,5 @@ func TestParsePollReply(t *testing.T) {
 		LockTime: 1000 * 1e6, FirstEnqueued: 5, LockedUntil: 9000, Now: 8000}, r.Steps[0])
 	assert.Equal(t, "did-gc", r.Steps[1].Reason)
 	assert.Equal(t, "b", r.Steps[2].SleepList)
+	assert.True(t, r.Steps[2].UntilDue)
 }

@@ -29,10 +29,11 @@ var scriptParts = map[string][]string{
 	"enqueue":      {"prelude", "status", "enqueue"},
 	"dequeue":      {"prelude", "status", "counts", "outcome", "dequeue"},
 	"msg-status":   {"prelude", "status", "msg-status"},
-	"renew":        {"prelude", "outcome", "renew"},
+	"renew":        {"prelude", "status", "outcome", "renew"},
 	"queue-counts": {"prelude", "counts", "queue-counts"},
 	"delete":       {"prelude", "status", "delete"},
 	"pause":        {"prelude", "pause"},
+	"dead-letters": {"prelude", "status", "dead-letters"},
 }
 
 var (
@@ -43,6 +44,7 @@ var (
 	countsScript    = composeScript("queue-counts")
 	deleteScript    = composeScript("delete")
 	pauseScript     = composeScript("pause")
+	deadScript      = composeScript("dead-letters")
 )
 
 // composeSource joins the named files of lua/ into one script text.

@@ -53,7 +53,8 @@ func TestStatusWrittenOnce(t *testing.T) {
 		"'done-awaiting-gc'":             "status.lua",
 		"'sismember', K_REQUEUE":         "status.lua", // has_requeue
 		"local function queue_counts(":   "counts.lua",
-		"'llen', K_MID_CIRCLE":           "counts.lua",
+		"'hlen', K_MESSAGES":             "counts.lua",
+		"'zcard', K_WINDOWS":             "counts.lua",
 		"'hlen', K_LOCKS":                "counts.lua",
 		"'hlen', K_BACKOFFS":             "counts.lua",
 		"'scard', K_DONE":                "counts.lua",
@@ -121,19 +122,23 @@ func TestStatusWrittenOnce(t *testing.T) {
 }
 
 // TestSkipReasonsAreTheScripts: SkipReasons lists exactly the reasons of
-// the skip steps dequeue.lua answers, in order of first appearance.
+// the skip steps dequeue.lua answers: those of its skip steps, and those
+// settle_done answers for them.
 func TestSkipReasonsAreTheScripts(t *testing.T) {
 	src, err := lua.FS.ReadFile("dequeue.lua")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, m := range regexp.MustCompile(`\{'skip', '([a-z-]+)'\}`).FindAllStringSubmatch(string(src), -1) {
-		if !slices.Contains(got, m[1]) {
-			got = append(got, m[1])
+	for _, m := range regexp.MustCompile(`\{'skip', '([a-z-]+)'\}|return '(did-[a-z]+)'`).FindAllStringSubmatch(string(src), -1) {
+		reason := m[1] + m[2]
+		if !slices.Contains(got, reason) {
+			got = append(got, reason)
 		}
 	}
-	if !slices.Equal(got, SkipReasons) {
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(SkipReasons))
+	if !slices.Equal(got, want) {
 		t.Errorf("dequeue.lua skips with %v, SkipReasons holds %v", got, SkipReasons)
 	}
 }

@@ -131,8 +131,10 @@ func poll(ctx context.Context, s *server, q string, a PollArgs) (PollReply, erro
 
 // complete records outcomes in one call and answers, per completion,
 // whether it took effect.
+// complete records outcomes as a worker with the tests' lock time does,
+// in a call that takes no steps.
 func complete(ctx context.Context, s *server, q string, cs []Completion) ([]bool, error) {
-	r, err := poll(ctx, s, q, PollArgs{Completions: cs})
+	r, err := poll(ctx, s, q, PollArgs{LockTime: testLockMS * time.Millisecond, Completions: cs})
 	return r.Recorded, err
 }
 

@@ -64,7 +64,11 @@ func TestSpecPollSleep(t *testing.T) {
 	})
 }
 
-// TestSpecPollSteps: docs/protocol.md §4, step 3: one row per status.
+// TestSpecPollSteps: docs/protocol.md §4, step 3: one row per status. The
+// status each step leaves, which is all a Carmine worker reads, is
+// Carmine's; where the mid goes is §11's: only a locked mid stays on (or
+// moves onto) the circle, the others leave the lists, indexed in due or
+// windows when time will change their status.
 func TestSpecPollSteps(t *testing.T) {
 	type check func(t *testing.T, s *server, q string, now int64, st Step)
 	rows := []struct {
@@ -80,14 +84,29 @@ func TestSpecPollSteps(t *testing.T) {
 			func(t *testing.T, s *server, q string, now int64, st Step) {
 				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
 			}},
-		{"nil from ready: nothing", state{}, "ready", StepSkip, "unexpected", false,
+		{"nil from ready: dropped", state{}, "ready", StepSkip, "unexpected", false,
 			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle), "moved onto the circle")
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
+				assert.Empty(t, s.list(t, q, keys.MidsReady))
 			}},
-		{"locked", state{exists: true, lock: 3600000}, "circle", StepSkip, "locked", false, nil},
-		{"locked-with-requeue", state{exists: true, lock: 3600000, rq: true}, "ready", StepSkip, "locked", false, nil},
-		{"queued-with-backoff", state{exists: true, backoff: 3600000}, "circle", StepSkip, "queued-with-backoff", false, nil},
-		{"done-with-backoff", state{exists: true, done: true, backoff: 3600000}, "circle", StepSkip, "done-with-backoff", false, nil},
+		{"locked: stays on the circle", state{exists: true, lock: 3600000}, "circle", StepSkip, "locked", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
+			}},
+		{"locked-with-requeue from ready: onto the circle", state{exists: true, lock: 3600000, rq: true}, "ready", StepSkip, "locked", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
+			}},
+		{"queued-with-backoff: into due", state{exists: true, backoff: 3600000}, "circle", StepSkip, "queued-with-backoff", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped")
+				assert.Equal(t, s.hgetInt(t, q, keys.Backoffs), s.zscore(t, q, keys.Due), "due when the backoff ends")
+			}},
+		{"done-with-backoff: into windows", state{exists: true, done: true, backoff: 3600000}, "circle", StepSkip, "done-with-backoff", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped")
+				assert.Equal(t, s.hgetInt(t, q, keys.Backoffs), s.zscore(t, q, keys.Windows), "settled when the window ends")
+			}},
 		{"done-with-requeue in backoff", state{exists: true, done: true, backoff: 3600000, rq: true}, "circle", StepSkip, "done-with-backoff", false, nil},
 		{"done-with-requeue: requeued", state{exists: true, done: true, rq: true, rqLockTime: 777, attempts: 3, legacyRQ: true, backoff: -5},
 			"circle", StepSkip, "did-requeue", true,
@@ -101,6 +120,7 @@ func TestSpecPollSteps(t *testing.T) {
 				assert.False(t, s.isMember(t, q, keys.Done))
 				assert.False(t, s.isMember(t, q, keys.Requeue))
 				assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady))
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped: it is ready")
 			}},
 		{"done-with-requeue, no pending lock time: the default", state{exists: true, done: true, rq: true, lockTime: 5},
 			"circle", StepSkip, "did-requeue", true,
@@ -124,11 +144,11 @@ func TestSpecPollSteps(t *testing.T) {
 				assert.False(t, s.isMember(t, q, keys.Done))
 				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
 			}},
-		{"done-awaiting-gc from ready: collected, left on the circle", state{exists: true, done: true},
+		{"done-awaiting-gc from ready: collected", state{exists: true, done: true},
 			"ready", StepSkip, "did-gc", true,
 			func(t *testing.T, s *server, q string, now int64, st Step) {
 				assert.Equal(t, "", s.hget(t, q, keys.Messages))
-				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
 			}},
 		{"queued: handled with the default lock", state{exists: true, udt: -2500}, "ready", StepHandle, "", true,
 			func(t *testing.T, s *server, q string, now int64, st Step) {
@@ -140,6 +160,8 @@ func TestSpecPollSteps(t *testing.T) {
 				assert.Equal(t, st.Now+testLockMS, st.LockedUntil)
 				assert.Equal(t, st.LockedUntil, s.hgetInt(t, q, keys.Locks), "lock written")
 				assert.Equal(t, int64(1), s.hgetInt(t, q, keys.NAttempts))
+				assert.Equal(t, st.LockedUntil, s.zscore(t, q, keys.Due), "due when its lock runs out")
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "in no list")
 			}},
 		{"queued, own lock time, expired lock: handled again", state{exists: true, lock: -1000, lockTime: 500, attempts: 2, backoff: -1},
 			"circle", StepHandle, "", true,
@@ -147,6 +169,8 @@ func TestSpecPollSteps(t *testing.T) {
 				assert.Equal(t, int64(3), st.Attempt)
 				assert.Equal(t, 500*time.Millisecond, st.LockTime)
 				assert.Equal(t, st.Now+500, s.hgetInt(t, q, keys.Locks))
+				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "the backoff that ran out is deleted")
+				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped")
 			}},
 	}
 	onEachServer(t, func(t *testing.T, s *server) {
@@ -212,6 +236,10 @@ func TestSpecPollOrderAndBatch(t *testing.T) {
 
 		r, err = poll(ctx, s, q2, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 10, MaxHandles: 1})
 		require.NoError(t, err)
-		assert.Equal(t, StepSkip, r.Steps[0].Kind, "all three are locked now")
+		assert.Equal(t, StepSleep, r.Steps[0].Kind, "all three are locked now, in no list but due")
+		assert.False(t, r.Steps[0].UntilDue, "their locks run out long after the sleep")
+		n, err := s.rdb.ZCard(ctx, s.key(q2, keys.Due)).Result()
+		require.NoError(t, err)
+		assert.Equal(t, int64(3), n)
 	})
 }

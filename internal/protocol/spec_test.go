@@ -2,12 +2,14 @@ package protocol
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -94,6 +96,28 @@ func (s *server) hgetInt(t *testing.T, q string, k keys.Index) int64 {
 func (s *server) isMember(t *testing.T, q string, k keys.Index) bool {
 	t.Helper()
 	return queuetest.IsMember(t, s.rdb, s.key(q, k), mid)
+}
+
+// zscore reads mid's score in the sorted set k of q, 0 when absent.
+func (s *server) zscore(t *testing.T, q string, k keys.Index) int64 {
+	t.Helper()
+	v, err := s.rdb.ZScore(context.Background(), s.key(q, k), mid).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0
+	}
+	require.NoError(t, err)
+	return int64(v)
+}
+
+// inZSet tells whether mid is in the sorted set k of q.
+func (s *server) inZSet(t *testing.T, q string, k keys.Index) bool {
+	t.Helper()
+	_, err := s.rdb.ZScore(context.Background(), s.key(q, k), mid).Result()
+	if errors.Is(err, redis.Nil) {
+		return false
+	}
+	require.NoError(t, err)
+	return true
 }
 
 func (s *server) list(t *testing.T, q string, k keys.Index) []string {

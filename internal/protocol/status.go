@@ -47,19 +47,23 @@ func MessageStatuses(ctx context.Context, r Redis, keys []string, ids []string) 
 	return now, infos, nil
 }
 
-// Counts are a queue's counts (docs/protocol.md §10), read in O(1). Locked
-// and Backoff may count expired entries, so Queued is approximate.
+// Counts are a queue's counts (docs/protocol.md §10), read in O(1): exact
+// when only this library writes the queue, but for entries due and not
+// yet woken (counts.lua says which).
 type Counts struct {
-	// Total is the number of ids in the queue's lists, less the sentinel.
+	// Total is the number of messages in the queue.
 	Total int64
 	// Locked is the number of lock entries.
 	Locked int64
-	// Backoff is the number of backoff entries.
+	// Backoff is the number of backoff entries less those of messages in
+	// a dedupe window (which count as Done).
 	Backoff int64
 	// Done is the number of ids in done.
 	Done int64
 	// Queued is Total less Locked, Backoff and Done, at least 0.
 	Queued int64
+	// Dead is the number of dead letters (§11).
+	Dead int64
 	// Paused tells whether the queue is paused (pause.lua).
 	Paused bool
 }
@@ -71,11 +75,11 @@ func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	if len(reply) != 6 {
+	if len(reply) != 7 {
 		return Counts{}, fmt.Errorf("%w: queue counts %v", ErrUnexpectedReply, reply)
 	}
 	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4],
-		Paused: reply[5] == 1}, nil
+		Dead: reply[5], Paused: reply[6] == 1}, nil
 }
 
 // Pause pauses the queue (pause true) or resumes it, in one script call

@@ -5,6 +5,7 @@ package queuetest
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strconv"
@@ -67,6 +68,9 @@ func Dump(tb testing.TB, rdb redis.UniversalClient, key func(keys.Index) string,
 			must(err)
 			fields := make([]string, 0, len(h))
 			for f, v := range h {
+				if i == keys.Dead {
+					v = deadText(v, norm)
+				}
 				fields = append(fields, f+"="+norm(v))
 			}
 			slices.Sort(fields)
@@ -76,6 +80,15 @@ func Dump(tb testing.TB, rdb redis.UniversalClient, key func(keys.Index) string,
 			must(err)
 			slices.Sort(m)
 			text = fmt.Sprint(m)
+		case "zset":
+			z, err := rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
+			must(err)
+			members := make([]string, len(z))
+			for i, m := range z {
+				members[i] = fmt.Sprint(m.Member) + "=" + norm(strconv.FormatInt(int64(m.Score), 10))
+			}
+			slices.Sort(members)
+			text = fmt.Sprint(members)
 		case "list":
 			l, err := rdb.LRange(ctx, k, 0, -1).Result()
 			must(err)
@@ -137,4 +150,18 @@ func List(tb testing.TB, rdb redis.UniversalClient, key string) []string {
 		tb.Fatal(err)
 	}
 	return l
+}
+
+// deadText shows a dead letter (pack4's items, docs/protocol.md §11) with
+// its times normalised as Dump normalises them.
+func deadText(v string, norm func(string) string) string {
+	var items []string
+	for len(v) >= 4 {
+		n := int(binary.LittleEndian.Uint32([]byte(v[:4])))
+		if n > len(v)-4 {
+			break
+		}
+		items, v = append(items, norm(v[4:4+n])), v[4+n:]
+	}
+	return fmt.Sprintf("%q", items)
 }

@@ -1,0 +1,163 @@
+package protocol
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// DeadRecord is one dead letter as dead-letters.lua answers it
+// (docs/protocol.md §11).
+type DeadRecord struct {
+	// ID is the message id.
+	ID string
+	// Data is the message as it was stored.
+	Data []byte
+	// Reason is "failed" (an error outcome after the last attempt, or one
+	// marked final) or "quarantined" (handed out too often without an
+	// outcome).
+	Reason string
+	// Error is the last error's text.
+	Error string
+	// Attempts counts the message's hand-outs.
+	Attempts int64
+	// FirstEnqueued and Died are Unix ms by the server's clock;
+	// FirstEnqueued is 0 when unknown.
+	FirstEnqueued, Died int64
+	// LockTime is the message's own lock time, 0 for the worker's.
+	LockTime time.Duration
+}
+
+// parseDeadRecord reads pack4's items (outcome.lua, bury).
+func parseDeadRecord(id, s string) (DeadRecord, error) {
+	var items []string
+	for len(s) > 0 {
+		if len(s) < 4 {
+			return DeadRecord{}, fmt.Errorf("%w: dead letter %q is cut short", ErrUnexpectedReply, id)
+		}
+		n := int(binary.LittleEndian.Uint32([]byte(s[:4])))
+		if n > len(s)-4 {
+			return DeadRecord{}, fmt.Errorf("%w: dead letter %q is cut short", ErrUnexpectedReply, id)
+		}
+		items, s = append(items, s[4:4+n]), s[4+n:]
+	}
+	if len(items) != 7 {
+		return DeadRecord{}, fmt.Errorf("%w: dead letter %q has %d fields", ErrUnexpectedReply, id, len(items))
+	}
+	num := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
+	return DeadRecord{ID: id, Data: []byte(items[0]), Reason: items[1], Error: items[2],
+		Attempts: num(items[3]), FirstEnqueued: num(items[4]), Died: num(items[5]),
+		LockTime: time.Duration(num(items[6])) * time.Millisecond}, nil
+}
+
+// DeadLetters answers the queue's number of dead letters and up to limit
+// of them, newest first, from offset (0 for the newest).
+func DeadLetters(ctx context.Context, r Redis, keys []string, offset, limit int) (int64, []DeadRecord, error) {
+	reply, err := deadScript.Run(ctx, r, keys, "list", max(0, offset), max(0, limit)).Slice()
+	if err != nil {
+		return 0, nil, err
+	}
+	total, ok := reply[0].(int64)
+	if !ok || len(reply)%2 != 1 {
+		return 0, nil, fmt.Errorf("%w: dead letters %v", ErrUnexpectedReply, reply)
+	}
+	out := make([]DeadRecord, 0, len(reply)/2)
+	for i := 1; i+1 < len(reply); i += 2 {
+		id, _ := reply[i].(string)
+		rec, _ := reply[i+1].(string)
+		d, err := parseDeadRecord(id, rec)
+		if err != nil {
+			return 0, nil, err
+		}
+		out = append(out, d)
+	}
+	return total, out, nil
+}
+
+// DeadLetter answers the dead letter of id, and false when there is none.
+func DeadLetter(ctx context.Context, r Redis, keys []string, id string) (DeadRecord, bool, error) {
+	reply, err := deadScript.Run(ctx, r, keys, "get", id).Slice()
+	if err != nil {
+		return DeadRecord{}, false, err
+	}
+	if len(reply) != 1 {
+		return DeadRecord{}, false, fmt.Errorf("%w: dead letter %v", ErrUnexpectedReply, reply)
+	}
+	rec, ok := reply[0].(string)
+	if !ok {
+		return DeadRecord{}, false, nil
+	}
+	d, err := parseDeadRecord(id, rec)
+	return d, err == nil, err
+}
+
+// The answers of RequeueDead, per id.
+const (
+	// Requeued: the dead letter is a fresh message again.
+	Requeued Code = "requeued"
+	// DeadMissing: there was no such dead letter.
+	DeadMissing Code = "missing"
+	// DeadExists: the queue holds a message of that id; nothing changed.
+	DeadExists Code = "exists"
+)
+
+// RequeueDead turns dead letters back into fresh messages under the same
+// ids, and answers per id Requeued, DeadMissing or DeadExists.
+func RequeueDead(ctx context.Context, r Redis, keys []string, ids []string) ([]Code, error) {
+	args := make([]any, 0, 1+len(ids))
+	args = append(args, "requeue")
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	reply, err := deadScript.Run(ctx, r, keys, args...).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	if len(reply) != len(ids) {
+		return nil, fmt.Errorf("%w: requeue answered %d of %d", ErrUnexpectedReply, len(reply), len(ids))
+	}
+	codes := make([]Code, len(reply))
+	for i, c := range reply {
+		codes[i] = Code(c)
+	}
+	return codes, nil
+}
+
+// DeleteDead deletes dead letters by id and answers, per id, whether
+// there was one.
+func DeleteDead(ctx context.Context, r Redis, keys []string, ids []string) ([]bool, error) {
+	args := make([]any, 0, 1+len(ids))
+	args = append(args, "delete")
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	reply, err := deadScript.Run(ctx, r, keys, args...).Int64Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(reply) != len(ids) {
+		return nil, fmt.Errorf("%w: delete answered %d of %d", ErrUnexpectedReply, len(reply), len(ids))
+	}
+	out := make([]bool, len(reply))
+	for i, n := range reply {
+		out[i] = n == 1
+	}
+	return out, nil
+}
+
+// DeleteAllDead deletes every dead letter of the queue and answers how
+// many there were.
+func DeleteAllDead(ctx context.Context, r Redis, keys []string) (int64, error) {
+	return deadScript.Run(ctx, r, keys, "delete-all").Int64()
+}
+
+// DeadIDs answers up to limit dead-letter ids, oldest first, from offset.
+func DeadIDs(ctx context.Context, r Redis, keys []string, offset, limit int) ([]string, error) {
+	reply, err := deadScript.Run(ctx, r, keys, "ids", max(0, offset), max(0, limit)).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	return reply, nil
+}

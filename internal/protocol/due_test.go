@@ -1,0 +1,296 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The tests of docs/protocol.md §11: the due index, dedupe windows,
+// quarantine, dead letters and the counts.
+
+func (s *server) zaddMid(t *testing.T, q string, k keys.Index, at int64) {
+	t.Helper()
+	require.NoError(t, s.rdb.ZAdd(context.Background(), s.key(q, k), redis.Z{Score: float64(at), Member: mid}).Err())
+}
+
+// TestSpecWake: what a poll does with a due or windows entry that fell
+// due, one row per status of its mid.
+func TestSpecWake(t *testing.T) {
+	type check func(t *testing.T, s *server, q string, now int64, r PollReply)
+	handled := func(t *testing.T, s *server, q string, now int64, r PollReply) {
+		require.Equal(t, StepHandle, r.Steps[0].Kind, "taken back at once, ahead of the lists")
+		assert.Equal(t, mid, r.Steps[0].ID)
+		assert.Equal(t, r.Steps[0].LockedUntil, s.zscore(t, q, keys.Due), "due again, at its new lock")
+	}
+	rows := []struct {
+		name  string
+		st    state
+		index keys.Index
+		check check
+	}{
+		{"lock ran out", state{exists: true, lock: -5}, keys.Due, handled},
+		{"backoff ended", state{exists: true, backoff: -5}, keys.Due,
+			func(t *testing.T, s *server, q string, now int64, r PollReply) {
+				handled(t, s, q, now, r)
+				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "the ended backoff deleted")
+			}},
+		{"lock renewed", state{exists: true, lock: 600000}, keys.Due,
+			func(t *testing.T, s *server, q string, now int64, r PollReply) {
+				assert.Equal(t, StepSleep, r.Steps[0].Kind)
+				assert.Equal(t, s.hgetInt(t, q, keys.Locks), s.zscore(t, q, keys.Due), "due at the renewed lock")
+			}},
+		{"backoff moved on", state{exists: true, backoff: 600000}, keys.Due,
+			func(t *testing.T, s *server, q string, now int64, r PollReply) {
+				assert.Equal(t, StepSleep, r.Steps[0].Kind)
+				assert.Equal(t, s.hgetInt(t, q, keys.Backoffs), s.zscore(t, q, keys.Due))
+			}},
+		{"gone", state{}, keys.Due,
+			func(t *testing.T, s *server, q string, now int64, r PollReply) {
+				assert.False(t, s.inZSet(t, q, keys.Due))
+			}},
+		{"done by a Carmine worker", state{exists: true, done: true, lock: -5}, keys.Due,
+			func(t *testing.T, s *server, q string, now int64, r PollReply) {
+				assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "collected")
+				assert.False(t, s.inZSet(t, q, keys.Due))
+			}},
+		{"window ended", state{exists: true, done: true, backoff: -5, attempts: 2}, keys.Windows,
+			func(t *testing.T, s *server, q string, now int64, r PollReply) {
+				assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "collected")
+				assert.Equal(t, "", s.hget(t, q, keys.NAttempts))
+				assert.False(t, s.inZSet(t, q, keys.Windows))
+			}},
+		{"window ended, requeue pending", state{exists: true, done: true, backoff: -5, rq: true}, keys.Windows,
+			func(t *testing.T, s *server, q string, now int64, r PollReply) {
+				require.Equal(t, StepHandle, r.Steps[0].Kind, "the requeue is handed out")
+				assert.Equal(t, "rq", string(r.Steps[0].Data))
+				assert.False(t, s.inZSet(t, q, keys.Windows))
+			}},
+		{"window moved on", state{exists: true, done: true, backoff: 600000}, keys.Windows,
+			func(t *testing.T, s *server, q string, now int64, r PollReply) {
+				assert.Equal(t, StatusDoneWithBackoff, statusOf(t, s, q, mid))
+				assert.Equal(t, s.hgetInt(t, q, keys.Backoffs), s.zscore(t, q, keys.Windows))
+			}},
+		{"window of a message queued again", state{exists: true}, keys.Windows,
+			func(t *testing.T, s *server, q string, now int64, r PollReply) {
+				assert.False(t, s.inZSet(t, q, keys.Windows))
+				assert.Equal(t, StatusQueued, statusOf(t, s, q, mid), "left as it is (it is in no list: a damaged queue)")
+			}},
+	}
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		for i, row := range rows {
+			q := fmt.Sprintf("wake-%d", i)
+			now := s.now(t)
+			s.put(t, q, row.st, now)
+			s.setList(t, q, keys.MidCircle, EndOfCircle)
+			s.zaddMid(t, q, row.index, now-1)
+			r, err := poll(ctx, s, q, PollArgs{LockTime: testLockMS * time.Millisecond, Sleeps: testSleeps, MaxSteps: 1})
+			require.NoError(t, err)
+			require.Len(t, r.Steps, 1)
+			t.Run(row.name, func(t *testing.T) { row.check(t, s, q, now, r) })
+		}
+	})
+}
+
+// TestSleepUntilDue: a sleep step ends when the earliest due entry falls
+// due, if that comes before the end-of-queue sleep would end.
+func TestSleepUntilDue(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		long := [5]time.Duration{time.Hour, time.Hour, time.Hour, time.Hour, time.Hour}
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid, InitialBackoff: 2 * time.Second})
+		r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: long, MaxSteps: 10})
+		require.NoError(t, err)
+		last := r.Steps[len(r.Steps)-1]
+		require.Equal(t, StepSleep, last.Kind)
+		assert.True(t, last.UntilDue)
+		assert.Greater(t, last.Sleep, time.Second)
+		assert.LessOrEqual(t, last.Sleep, 2*time.Second)
+
+		r, err = poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 10})
+		require.NoError(t, err)
+		last = r.Steps[len(r.Steps)-1]
+		assert.False(t, last.UntilDue, "the end-of-queue sleep ends first")
+		assert.Equal(t, testSleeps[1], last.Sleep)
+	})
+}
+
+// TestQuarantine: a message handed out QuarantineAfter times without an
+// outcome is buried by the next poll that would hand it out; retry
+// outcomes and releases do not count.
+func TestQuarantine(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid})
+		args := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 1, QuarantineAfter: 2}
+		take := func() Step {
+			t.Helper()
+			r, err := poll(ctx, s, q, args)
+			require.NoError(t, err)
+			return r.Steps[0]
+		}
+		expire := func() { // as if its handler's process died
+			t.Helper()
+			require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Locks), mid, s.now(t)-1).Err())
+			s.zaddMid(t, q, keys.Due, s.now(t)-1)
+		}
+		st := take()
+		require.Equal(t, StepHandle, st.Kind)
+		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeRetry}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, ok)
+		st = take()
+		require.Equal(t, StepHandle, st.Kind, "a retry is an outcome")
+		ok, err = complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeRelease}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, ok)
+		for i := range 2 {
+			st = take()
+			require.Equal(t, StepHandle, st.Kind, "lost hand-out %d", i+1)
+			expire()
+		}
+		st = take()
+		assert.Equal(t, Step{Kind: StepSkip, Reason: "quarantined"}, st)
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid))
+		d, ok2, err := DeadLetter(ctx, s.rdb, s.keys(q), mid)
+		require.NoError(t, err)
+		require.True(t, ok2)
+		assert.Equal(t, "quarantined", d.Reason)
+		assert.Equal(t, int64(3), d.Attempts, "the hand-outs but the released one, this last one not among them")
+		assert.Contains(t, d.Error, "2 times")
+		assert.Equal(t, "x", string(d.Data))
+	})
+}
+
+// bury makes mid a dead letter by a handling whose outcome is 'dead'.
+func bury(t *testing.T, s *server, q, id string, args PollArgs) {
+	t.Helper()
+	ctx := context.Background()
+	mustEnqueue(t, s, q, "content of "+id, &EnqueueMessage{ID: id})
+	for range 20 {
+		args.MaxSteps, args.Completions = 1, nil
+		r, err := poll(ctx, s, q, args)
+		require.NoError(t, err)
+		if st := r.Steps[0]; st.Kind == StepHandle && st.ID == id {
+			args.MaxSteps = 0
+			args.Completions = []Completion{{ID: id, LockedUntil: st.LockedUntil, Outcome: OutcomeDead, Error: "failed: " + id}}
+			r, err := poll(ctx, s, q, args)
+			require.NoError(t, err)
+			require.Equal(t, []bool{true}, r.Recorded)
+			return
+		}
+	}
+	t.Fatalf("%s never handed out", id)
+}
+
+// TestDeadLetters: listing newest first, paging, the bounds by count and
+// by age, requeue and delete.
+func TestDeadLetters(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		args := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, DeadMaxCount: 3}
+		for i := range 5 {
+			bury(t, s, q, fmt.Sprintf("d%d", i), args)
+		}
+		total, page, err := DeadLetters(ctx, s.rdb, s.keys(q), 0, 10)
+		require.NoError(t, err)
+		assert.Equal(t, int64(3), total, "the oldest beyond the count dropped")
+		ids := func(rs []DeadRecord) []string {
+			var out []string
+			for _, r := range rs {
+				out = append(out, r.ID)
+			}
+			return out
+		}
+		assert.Equal(t, []string{"d4", "d3", "d2"}, ids(page), "newest first")
+		assert.Equal(t, "failed: d4", page[0].Error)
+		assert.Equal(t, "content of d4", string(page[0].Data))
+		_, page, err = DeadLetters(ctx, s.rdb, s.keys(q), 1, 1)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"d3"}, ids(page))
+		n, err := s.rdb.HLen(ctx, s.key(q, keys.Dead)).Result()
+		require.NoError(t, err)
+		assert.Equal(t, int64(3), n, "their records went too")
+
+		// The bound by age: d2..d4 died more than the age ago.
+		require.NoError(t, s.rdb.ZAdd(ctx, s.key(q, keys.DeadIndex), redis.Z{Score: float64(s.now(t) - 60000), Member: "d2"}).Err())
+		bury(t, s, q, "d5", PollArgs{LockTime: time.Minute, Sleeps: testSleeps, DeadMaxAge: 30 * time.Second})
+		total, page, err = DeadLetters(ctx, s.rdb, s.keys(q), 0, 10)
+		require.NoError(t, err)
+		assert.Equal(t, int64(3), total)
+		assert.Equal(t, []string{"d5", "d4", "d3"}, ids(page))
+
+		codes, err := RequeueDead(ctx, s.rdb, s.keys(q), []string{"d3", "nope"})
+		require.NoError(t, err)
+		assert.Equal(t, []Code{Requeued, DeadMissing}, codes)
+		assert.Equal(t, StatusQueued, statusOf(t, s, q, "d3"), "a fresh message")
+		mustEnqueue(t, s, q, "again", &EnqueueMessage{ID: "d4"})
+		codes, err = RequeueDead(ctx, s.rdb, s.keys(q), []string{"d4"})
+		require.NoError(t, err)
+		assert.Equal(t, []Code{DeadExists}, codes, "the queue holds d4 already")
+		_, ok, err := DeadLetter(ctx, s.rdb, s.keys(q), "d4")
+		require.NoError(t, err)
+		assert.True(t, ok, "kept")
+
+		del, err := DeleteDead(ctx, s.rdb, s.keys(q), []string{"d5", "d5"})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, false}, del)
+		all, err := DeleteAllDead(ctx, s.rdb, s.keys(q))
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), all)
+		c, err := QueueCounts(ctx, s.rdb, s.keys(q))
+		require.NoError(t, err)
+		assert.Equal(t, int64(0), c.Dead)
+	})
+}
+
+// TestCountsOnceEach: the dedupe pattern: ids in their dedupe
+// window and new messages count once each.
+func TestCountsOnceEach(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		for i := range 7 {
+			id := fmt.Sprintf("w%d", i)
+			mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: id})
+			r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 1})
+			require.NoError(t, err)
+			st := r.Steps[0]
+			require.Equal(t, StepHandle, st.Kind)
+			ok, err := complete(ctx, s, q, []Completion{{ID: st.ID, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess, Backoff: time.Hour}})
+			require.NoError(t, err)
+			require.Equal(t, []bool{true}, ok)
+		}
+		for i := range 3 {
+			mustEnqueue(t, s, q, "y", nil)
+			_ = i
+		}
+		mustEnqueue(t, s, q, "later", &EnqueueMessage{InitialBackoff: time.Hour})
+		c, err := QueueCounts(ctx, s.rdb, s.keys(q))
+		require.NoError(t, err)
+		assert.Equal(t, Counts{Total: 11, Done: 7, Backoff: 1, Queued: 3}, c)
+	})
+}
+
+// TestEnqueueAt: an absolute time, by the server's clock.
+func TestEnqueueAt(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		q := queueName(t)
+		now := s.now(t)
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid, At: now + 60000, InitialBackoff: time.Hour})
+		near(t, now+60000, s.hgetInt(t, q, keys.Backoffs), "At, not InitialBackoff")
+		assert.Equal(t, s.hgetInt(t, q, keys.Backoffs), s.zscore(t, q, keys.Due))
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "past", At: now - 60000})
+		assert.Equal(t, StatusQueued, statusOf(t, s, q, "past"), "past: ready now")
+	})
+}

@@ -1,0 +1,100 @@
+-- dead-letters.lua (beyond Carmine): reading and acting on a queue's dead
+-- letters (docs/protocol.md §11).
+--
+-- KEYS: the queue's keys (prelude.lua).
+-- ARGV[1] the operation, then its arguments:
+--   'list', offset, limit: {total, mid, record, mid, record, ...}, newest
+--     first, from offset (0 for the newest), at most limit of them
+--   'ids', offset, limit: up to limit ids, oldest first, from offset
+--   'get', mid...: {record or false, ...}, one per mid
+--   'requeue', mid...: {answer, ...}, one per mid: 'requeued' (a fresh
+--     message under the same id, at the back of mids-ready, its dead
+--     letter gone), 'missing' (no such dead letter) or 'exists' (the queue
+--     holds a message of that id: nothing changes)
+--   'delete', mid...: {1 or 0, ...}: whether a dead letter was deleted
+--   'delete-all': the number of dead letters deleted
+-- A record is pack4's (outcome.lua, bury): {content, reason, error text,
+-- attempts, first enqueued ms, died ms, lock time ms or ''}.
+
+local op = ARGV[1]
+
+if op == 'list' then
+  local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local reply = {redis.call('zcard', K_DEAD_INDEX)}
+  if limit > 0 then
+    local mids = redis.call('zrevrange', K_DEAD_INDEX, offset, offset + limit - 1)
+    if #mids > 0 then
+      local records = redis.call('hmget', K_DEAD, unpack(mids))
+      for i, mid in ipairs(mids) do
+        reply[#reply + 1] = mid
+        reply[#reply + 1] = records[i] or ''
+      end
+    end
+  end
+  return reply
+elseif op == 'ids' then
+  local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+  if limit <= 0 then return {} end
+  return redis.call('zrange', K_DEAD_INDEX, offset, offset + limit - 1)
+elseif op == 'get' then
+  local reply = {}
+  for i = 2, #ARGV do
+    reply[i - 1] = redis.call('hget', K_DEAD, ARGV[i])
+  end
+  return reply
+elseif op == 'delete' then
+  local reply = {}
+  for i = 2, #ARGV do
+    reply[i - 1] = redis.call('hdel', K_DEAD, ARGV[i])
+    redis.call('zrem', K_DEAD_INDEX, ARGV[i])
+  end
+  return reply
+elseif op == 'delete-all' then
+  local n = redis.call('zcard', K_DEAD_INDEX)
+  redis.call('unlink', K_DEAD, K_DEAD_INDEX)
+  return n
+elseif op ~= 'requeue' then
+  return redis.error_reply('ERR dead-letters: unknown operation ' .. tostring(op))
+end
+
+-- unpack4 reads pack4's items (outcome.lua).
+local function unpack4(s)
+  local items, i = {}, 1
+  while i + 3 <= #s do
+    local a, b, c, d = string.byte(s, i, i + 3)
+    local n = a + 256 * b + 65536 * c + 16777216 * d
+    items[#items + 1] = string.sub(s, i + 4, i + 3 + n)
+    i = i + 4 + n
+  end
+  return items
+end
+
+refuse_when_full()
+local now = server_now()
+local reply, woken = {}, false
+for i = 2, #ARGV do
+  local mid = ARGV[i]
+  local record = redis.call('hget', K_DEAD, mid)
+  if not record then
+    reply[i - 1] = 'missing'
+  elseif message_status(mid, now) ~= 'nil' then
+    reply[i - 1] = 'exists'
+  else
+    local items = unpack4(record)
+    if redis.call('exists', K_MID_CIRCLE) == 0 then
+      redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
+    end
+    redis.call('hset', K_MESSAGES, mid, items[1] or '')
+    redis.call('hset', K_UDTS, mid, now)
+    if items[7] and items[7] ~= '' then
+      redis.call('hset', K_LOCK_TIMES, mid, items[7])
+    end
+    redis.call('lpush', K_MIDS_READY, mid)
+    redis.call('hdel', K_DEAD, mid)
+    redis.call('zrem', K_DEAD_INDEX, mid)
+    reply[i - 1] = 'requeued'
+    woken = true
+  end
+end
+if woken then wake_one() end
+return reply

@@ -1,0 +1,60 @@
+package mq
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
+)
+
+// The retry policy's defaults (WorkerConfig).
+const (
+	// DefaultMaxAttempts is how many times a failing message is handed
+	// out before it becomes a dead letter.
+	DefaultMaxAttempts = 10
+	// DefaultQuarantineAfter is how many hand-outs without any outcome
+	// (their handlers' processes died) make a message a dead letter.
+	DefaultQuarantineAfter = 5
+	// DefaultDeadLetterMaxCount is how many dead letters a queue keeps.
+	DefaultDeadLetterMaxCount = 10_000
+	// DefaultDeadLetterMaxAge is how long a queue keeps a dead letter.
+	DefaultDeadLetterMaxAge = 30 * 24 * time.Hour
+)
+
+// maxErrorText bounds the error text kept in a dead letter.
+const maxErrorText = 4 << 10
+
+// DefaultRetryBackoff is the default wait before the next attempt after a
+// failed attempt n (from 1): 1 s doubled per attempt up to 1 h, less a
+// random part of up to half, so that messages that failed together are
+// retried apart. With DefaultMaxAttempts a message fails for good about
+// 9-17 minutes after its first attempt.
+func DefaultRetryBackoff(attempt int) time.Duration {
+	d := time.Hour
+	if attempt < 13 {
+		d = min(d, time.Second<<max(0, attempt-1))
+	}
+	return d - time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// applyRetryPolicy turns the outcome of a failed attempt into a retry
+// after the policy's backoff, or into a dead letter after the last
+// attempt (or when the error is final), and logs it.
+func (w *Worker) applyRetryPolicy(c *protocol.Completion, attempt int64, err error) {
+	log := w.messageLog(c.ID, attempt)
+	last := w.cfg.MaxAttempts > 0 && attempt >= int64(w.cfg.MaxAttempts)
+	if c.Outcome == protocol.OutcomeDead || last {
+		c.Outcome, c.Backoff = protocol.OutcomeDead, 0
+		c.Error = err.Error()
+		if len(c.Error) > maxErrorText {
+			c.Error = strings.ToValidUTF8(c.Error[:maxErrorText], "")
+		}
+		log.Error("mq: handler failed for good; the message is a dead letter", slog.Any("error", err))
+		return
+	}
+	c.Backoff = max(0, w.cfg.RetryBackoff(int(attempt)))
+	log.Warn("mq: handler failed; the message will be retried", slog.Any("error", err),
+		slog.Duration("retry_in", c.Backoff))
+}
