@@ -22,7 +22,8 @@ func (a *app) confirm(yes bool, question string) (bool, error) {
 	if err != nil && err != io.EOF {
 		return false, fmt.Errorf("reading the answer: %w", err)
 	}
-	if err == io.EOF && line == "" {
+	if !isTerminal(a.stdin) || err == io.EOF {
+		// No echo of the answer's newline ends the question's line.
 		fmt.Fprintln(a.stderr)
 	}
 	switch strings.ToLower(strings.TrimSpace(line)) {

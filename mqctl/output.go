@@ -145,8 +145,10 @@ func duration(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	case d < time.Minute:
 		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
 	}
-	return d.Round(time.Second).String()
+	return d.Round(time.Minute).String()
 }
 
 // yesNo shows a bool for people.
