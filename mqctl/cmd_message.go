@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/gocarmine/mq"
+	"github.com/spf13/cobra"
+)
+
+// messageCommand shows one message: its status and decoded content.
+func (a *app) messageCommand() *cobra.Command {
+	var raw bool
+	cmd := &cobra.Command{
+		Use:   "message QUEUE ID",
+		Short: "Show one message: its status, attempts, age and decoded content",
+		Long: `Show one message: its status (Carmine's names: queued, queued-with-backoff,
+locked, locked-with-requeue, done-awaiting-gc, done-with-backoff,
+done-with-requeue, or nil when it is not in the queue), attempts, age, time
+left in backoff, and its content decoded from MessagePack by the library's
+codec, which refuses malformed or hostile bytes: those are shown as
+undecodable, quoted. A pending requeue's content is shown too.
+
+With --raw, the stored bytes are written to standard output as they are.
+A message not in the queue exits with code 3.`,
+		Args: args(2, 2, "QUEUE ID"),
+		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
+			queue, id := args[0], args[1]
+			// The library checks the names, as for every other command.
+			if _, err := c.MessageStatus(ctx, queue, id); err != nil {
+				return err
+			}
+			views, err := a.reader().views(ctx, queue, []string{id}, nil)
+			if err != nil {
+				return err
+			}
+			v := views[0]
+			if v.Status == mq.StatusNone.String() {
+				if a.json {
+					_ = printJSON(a.stdout, v)
+				}
+				return &exitError{code: exitNotFound, err: fmt.Errorf("message %s is not in queue %s (never was, deleted, or handled and collected)", strconv.Quote(id), strconv.Quote(queue))}
+			}
+			switch {
+			case raw:
+				_, err = a.stdout.Write(v.Data)
+				return err
+			case a.json:
+				return printJSON(a.stdout, v)
+			}
+			return printMessage(a.stdout, v)
+		}),
+	}
+	cmd.Flags().BoolVar(&raw, "raw", false, "write the stored bytes as they are")
+	return cmd
+}
+
+// printMessage writes one message for people.
+func printMessage(w io.Writer, v messageView) error {
+	t := newTable(w)
+	row(t, "queue", safeText(v.Queue))
+	row(t, "id", safeText(v.ID))
+	row(t, "status", v.Status)
+	row(t, "attempts", itoa(v.Attempts))
+	row(t, "age", duration(v.age()))
+	row(t, "backoff", duration(v.backoff()))
+	contentRows(t, "", v.contentView)
+	if v.Requeue != nil {
+		contentRows(t, "requeue ", *v.Requeue)
+	}
+	return t.Flush()
+}
+
+// contentRows writes the rows of stored content, each name prefixed.
+func contentRows(w io.Writer, prefix string, c contentView) {
+	row(w, prefix+"size", fmt.Sprintf("%d bytes", c.Size))
+	if c.DecodeError != "" {
+		row(w, prefix+"content", "undecodable: "+safeTextLine(c.DecodeError))
+		row(w, prefix+"bytes", quoteBytes(c.Data, 256))
+		return
+	}
+	row(w, prefix+"content", contentText(c.Content))
+}
+
+// safeTextLine is an error message for a table cell, escaped but not
+// quoted.
+func safeTextLine(s string) string { return escapeUnsafe(oneLine(s), "") }

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/gocarmine/mq"
+	"github.com/spf13/cobra"
+)
+
+// queueView is one queue's counts as mqctl shows them; its JSON field
+// names are stable, for scripts.
+type queueView struct {
+	Queue   string `json:"queue"`
+	Queued  int64  `json:"queued"`
+	Locked  int64  `json:"locked"`
+	Backoff int64  `json:"backoff"`
+	Total   int64  `json:"total"`
+	Paused  bool   `json:"paused"`
+}
+
+func newQueueView(queue string, c mq.QueueCounts) queueView {
+	return queueView{Queue: queue, Queued: c.Queued, Locked: c.Locked, Backoff: c.Backoff, Total: c.Total, Paused: c.Paused}
+}
+
+// queuesCommand lists the queues with their counts.
+func (a *app) queuesCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "queues [PATTERN]",
+		Short: "List the queues (whose names match the glob PATTERN) with their counts",
+		Long: `List the queues that hold messages, with their counts: queued (waiting for a
+handler, approximate), locked (being handled), backoff, total, and whether
+the queue is paused. PATTERN is a glob ("email*"); the default is every queue.
+Queues are found with SCAN (on every master of a cluster), never KEYS.`,
+		Args: args(0, 1, "at most one PATTERN"),
+		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
+			pattern := ""
+			if len(args) == 1 {
+				pattern = args[0]
+			}
+			names, err := c.QueueNames(ctx, pattern)
+			if err != nil {
+				return err
+			}
+			views := make([]queueView, 0, len(names))
+			for _, q := range names {
+				counts, err := c.QueueCounts(ctx, q)
+				if err != nil {
+					return err
+				}
+				views = append(views, newQueueView(q, counts))
+			}
+			if a.json {
+				return printJSON(a.stdout, views)
+			}
+			if len(views) == 0 {
+				fmt.Fprintln(a.stdout, "no queues")
+				return nil
+			}
+			t := newTable(a.stdout)
+			row(t, "QUEUE", "QUEUED", "LOCKED", "BACKOFF", "TOTAL", "PAUSED")
+			for _, v := range views {
+				row(t, safeText(v.Queue), itoa(v.Queued), itoa(v.Locked), itoa(v.Backoff), itoa(v.Total), yesNo(v.Paused))
+			}
+			return t.Flush()
+		}),
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

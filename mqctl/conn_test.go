@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/redistest"
+)
+
+// TestACL connects as an ACL user, with the password from a flag, from
+// the environment or from the URL, and fails clearly with a wrong one.
+func TestACL(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.rdb.Do(ctx, "ACL", "SETUSER", "ops", "on", ">s3cret", "~carmine:mq:*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.rdb.Do(ctx, "ACL", "SETUSER", "default", "off").Err(); err != nil {
+		t.Fatal(err)
+	}
+	url := f.env["REDIS_URL"]
+	f.env.fails(t, exitFailure, "", "", "queues") // the default user is off now
+	f.env.ok(t, "", "--user", "ops", "--password", "s3cret", "enqueue", "q", "a", "-d", "1")
+	env{"REDIS_URL": url, "MQCTL_USER": "ops", "MQCTL_PASSWORD": "s3cret"}.ok(t, "", "message", "q", "a")
+	withCreds := strings.Replace(url, "redis://", "redis://ops:s3cret@", 1)
+	if r := (env{"REDIS_URL": withCreds}).ok(t, "", "queues"); !strings.Contains(r.stdout, "q ") {
+		t.Errorf("queues as ops: %q", r.stdout)
+	}
+	f.env.fails(t, exitFailure, "WRONGPASS", "", "--user", "ops", "--password", "wrong", "queues")
+	// A flag wins over the environment.
+	env{"REDIS_URL": url, "MQCTL_USER": "ops", "MQCTL_PASSWORD": "wrong"}.ok(t, "", "--password", "s3cret", "queues")
+}
+
+// TestCluster runs the commands against a Redis Cluster, whose queues use
+// the {Q} key layout.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.SharedCluster(t)
+	e := env{"MQCTL_CLUSTER": strings.Join(c.Addrs, ",")}
+	for _, q := range []string{"emails", "sms", "push"} {
+		e.ok(t, "", "enqueue", q, "m1", "-d", `{"to":"ada"}`)
+	}
+	r := e.ok(t, "", "queues")
+	for _, q := range []string{"emails", "sms", "push"} {
+		if !strings.Contains(r.stdout, "\n"+q+" ") {
+			t.Errorf("queues on the cluster misses %s:\n%s", q, r.stdout)
+		}
+	}
+	// The library sees them in the cluster layout.
+	lib, err := mq.New(c.Client(t), &mq.Config{Cluster: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := lib.MessageStatus(context.Background(), "sms", "m1"); err != nil || s != mq.StatusQueued {
+		t.Errorf("library sees sms/m1 as %v, %v", s, err)
+	}
+	var v messageView
+	decode(t, e.ok(t, "", "message", "sms", "m1", "--json"), &v)
+	if v.Status != "queued" || v.Content == nil {
+		t.Errorf("message on the cluster: %+v", v)
+	}
+	var s showView
+	decode(t, e.ok(t, "", "show", "push", "--json"), &s)
+	if len(s.Messages) != 1 || s.Total != 1 {
+		t.Errorf("show on the cluster: %+v", s)
+	}
+	e.ok(t, "", "pause", "emails")
+	e.ok(t, "", "delete", "emails", "m1")
+	e.ok(t, "", "clear", "--all", "--yes")
+	if r := e.ok(t, "", "queues"); r.stdout != "no queues\n" {
+		t.Errorf("after clear --all: %q", r.stdout)
+	}
+}
+
+// TestClusterKeys: --cluster-keys reads and writes the {Q} layout on a
+// single Redis, which the plain layout does not see.
+func TestClusterKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.env.ok(t, "", "--cluster-keys", "enqueue", "q", "a", "-d", "1")
+	if r := f.env.ok(t, "", "queues"); r.stdout != "no queues\n" {
+		t.Errorf("plain layout sees %q", r.stdout)
+	}
+	if r := f.env.ok(t, "", "--cluster-keys", "queues"); !strings.Contains(r.stdout, "\nq ") {
+		t.Errorf("cluster layout: %q", r.stdout)
+	}
+	if n, err := f.rdb.Exists(context.Background(), "carmine:mq:{q}:messages").Result(); err != nil || n != 1 {
+		t.Errorf("no {q} key: %v %v", n, err)
+	}
+}
+
+// TestSentinel finds the primary through the sentinels.
+func TestSentinel(t *testing.T) {
+	t.Parallel()
+	s := redistest.SharedSentinel(t)
+	e := env{"MQCTL_SENTINEL": strings.Join(s.SentinelAddrs, ",")}
+	e.fails(t, exitUsage, "--sentinel needs --master NAME", "", "queues")
+	e.ok(t, "", "--master", s.MasterName, "enqueue", "q", "a", "-d", "1")
+	if r := e.ok(t, "", "--master", s.MasterName, "queues"); !strings.Contains(r.stdout, "\nq ") {
+		t.Errorf("queues through Sentinel: %q", r.stdout)
+	}
+	e.fails(t, exitFailure, "", "", "--master", "nosuchmaster", "--timeout", "5s", "queues")
+}
