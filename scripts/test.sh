@@ -8,7 +8,8 @@
 # Extra arguments are passed to go test before ./...
 #
 # Works on a fresh Debian/Ubuntu machine with only Go installed: installs
-# redis-server (and gcc, needed by -race) with apt-get when missing.
+# redis-server, chromium (for the dashboard's browser test) and gcc (needed
+# by -race) with apt-get when missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,6 +38,10 @@ apt_install() {
 missing=()
 if ! command -v redis-server >/dev/null 2>&1; then
 	missing+=(redis-server)
+fi
+# The dashboard's browser test drives Debian's chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+	missing+=(chromium)
 fi
 # -race needs cgo, hence a C compiler.
 if ! command -v "$(go env CC)" >/dev/null 2>&1; then
@@ -72,3 +77,6 @@ echo "test.sh: go vet (bench)" >&2
 
 echo "test.sh: mqctl" >&2
 (cd mqctl && go vet ./... && go test -race -count=1 ./...)
+
+echo "test.sh: dashboard" >&2
+(cd dashboard && go vet ./... && MQ_REQUIRE_BROWSER=1 go test -race -count=1 ./...)

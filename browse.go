@@ -1,0 +1,156 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// MessagePage is one page of a queue's messages, from Client.QueueMessages.
+type MessagePage struct {
+	// Messages are the page's messages, in the order Redis keeps the
+	// messages hash (not by age).
+	Messages []MessageInfo
+	// Cursor continues the listing from the next page; it is "" when the
+	// listing is complete.
+	Cursor string
+}
+
+// Limits of QueueMessages.
+const (
+	// DefaultMessagePage is the page size QueueMessages uses when asked
+	// for none.
+	DefaultMessagePage = 100
+	// MaxMessagePage is the largest page QueueMessages returns.
+	MaxMessagePage = 1000
+	// browseRounds bounds the HSCAN calls of one page: a hash with many
+	// empty buckets may answer several calls with nothing.
+	browseRounds = 16
+)
+
+// QueueMessages returns one page of the queue's messages, with their
+// statuses, in a round trip or two however long the queue: a listing to
+// browse, where QueueContent reads it all. cursor is "" for the first
+// page, then the Cursor of the page before; limit is the page size
+// (DefaultMessagePage when 0 or less, at most MaxMessagePage).
+//
+// It walks the messages hash with HSCAN, so it does not block Redis, and
+// reads the page's statuses in one script call. As with SCAN, a message
+// enqueued or deleted meanwhile may be missed or seen, and every message
+// present throughout is seen at least once. A page may hold fewer than
+// limit messages while its Cursor is not "" (some pages even none). The
+// order is the hash's, not the messages' age. Messages whose content
+// cannot be decoded have DecodeErr set, as in QueueContent.
+func (c *Client) QueueMessages(ctx context.Context, queue, cursor string, limit int) (MessagePage, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return MessagePage{}, err
+	}
+	if limit <= 0 {
+		limit = DefaultMessagePage
+	}
+	limit = min(limit, MaxMessagePage)
+	scan, skip, err := parseBrowseCursor(cursor)
+	if err != nil {
+		return MessagePage{}, err
+	}
+
+	ids := make([]string, 0, limit)
+	data := make(map[string]string, limit)
+	next := ""
+	for round := 0; ; round++ {
+		page, err := within(c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
+			cmd := c.rdb.HScan(ctx, c.key(queue, keys.Messages), scan, "*", int64(limit))
+			return cmd, cmd.Err()
+		})
+		if err != nil {
+			return MessagePage{}, fmt.Errorf("mq: queue messages of %q: %w", queue, err)
+		}
+		kvs, after := page.Val()
+		n := len(kvs) / 2
+		taken := min(n-min(skip, n), limit-len(ids))
+		for i := skip; i < skip+taken; i++ {
+			id := kvs[2*i]
+			if _, dup := data[id]; !dup {
+				ids = append(ids, id)
+			}
+			data[id] = kvs[2*i+1]
+		}
+		if skip+taken < n {
+			// The page is full part way through this call's answer: the
+			// next page asks for the same call and skips what was taken.
+			next = formatBrowseCursor(scan, skip+taken)
+			break
+		}
+		scan, skip = after, 0
+		if scan == 0 {
+			break
+		}
+		if len(ids) >= limit || round+1 >= browseRounds {
+			next = formatBrowseCursor(scan, 0)
+			break
+		}
+	}
+
+	out := MessagePage{Cursor: next, Messages: make([]MessageInfo, 0, len(ids))}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	now, infos, err := c.messageInfos(ctx, queue, ids)
+	if err != nil {
+		return MessagePage{}, err
+	}
+	for i, id := range ids {
+		info := infos[i]
+		if Status(info.Status) == StatusNone {
+			continue // collected since the scan read it
+		}
+		m := MessageInfo{
+			ID:       id,
+			Data:     []byte(data[id]),
+			Status:   Status(info.Status),
+			Attempts: info.Attempts,
+		}
+		if info.BackoffUntil > now {
+			m.Backoff = time.Duration(info.BackoffUntil-now) * time.Millisecond
+		}
+		if info.FirstEnqueued > 0 {
+			m.Age = time.Duration(now-info.FirstEnqueued) * time.Millisecond
+		}
+		m.DecodeErr = decode(c.cfg.Codec, m.Data, &m.Value)
+		out.Messages = append(out.Messages, m)
+	}
+	return out, nil
+}
+
+// A browse cursor is HSCAN's cursor, then, when a page ended part way
+// through that call's answer, a dot and how many of its entries to skip.
+func formatBrowseCursor(scan uint64, skip int) string {
+	s := strconv.FormatUint(scan, 10)
+	if skip > 0 {
+		s += "." + strconv.Itoa(skip)
+	}
+	return s
+}
+
+func parseBrowseCursor(cursor string) (scan uint64, skip int, err error) {
+	if cursor == "" {
+		return 0, 0, nil
+	}
+	s, k, dotted := strings.Cut(cursor, ".")
+	scan, err = strconv.ParseUint(s, 10, 64)
+	if err == nil && dotted {
+		skip, err = strconv.Atoi(k)
+		if err == nil && skip <= 0 {
+			err = fmt.Errorf("skip %d", skip)
+		}
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: cursor %q: %v", ErrInvalidOption, cursor, err)
+	}
+	return scan, skip, nil
+}

@@ -1,0 +1,121 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+
+	"github.com/gocarmine/mq"
+)
+
+// ActionHeader is the request header every action must carry, with the
+// value "1". The page's script sets it. A page of another origin cannot
+// send it without the browser first asking this handler's permission
+// (CORS), which it never gives, so its presence proves the request came
+// from the dashboard's own page or from a program, never from a form or
+// script of another site.
+const ActionHeader = "X-MQ-Dashboard"
+
+// actionBody is what every action posts, as JSON.
+type actionBody struct {
+	Queue string `json:"queue"`
+	ID    string `json:"id,omitempty"`
+	// All asks a dead-letter action for every dead letter of the queue.
+	All bool `json:"all,omitempty"`
+}
+
+// actionResult is what every action answers.
+type actionResult struct {
+	// Changed tells whether the action changed anything (the queue was
+	// running, the message was there).
+	Changed bool `json:"changed"`
+	// Count is how many items the action applied to, where that is more
+	// than one.
+	Count int64 `json:"count,omitempty"`
+}
+
+// action wraps an action's body: refused unless actions are allowed, the
+// CSRF guard passes and the body is a valid JSON action.
+func (h *handler) action(do func(ctx context.Context, b actionBody) (actionResult, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.opts.AllowActions {
+			writeError(w, http.StatusForbidden, "read-only dashboard: actions are off (dashboard.Options.AllowActions)")
+			return
+		}
+		if err := sameOrigin(r); err != nil {
+			writeError(w, http.StatusForbidden, "refused: "+err.Error())
+			return
+		}
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "an action's body is JSON")
+			return
+		}
+		var b actionBody
+		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&b); err != nil {
+			writeError(w, http.StatusBadRequest, "bad action body: "+err.Error())
+			return
+		}
+		if err := mq.ValidateQueueName(b.Queue); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+		defer cancel()
+		res, err := do(ctx, b)
+		switch {
+		case errors.Is(err, errNotAvailable):
+			writeError(w, http.StatusNotImplemented, err.Error())
+		case errors.Is(err, mq.ErrInvalidMessageID), errors.Is(err, mq.ErrInvalidOption):
+			writeError(w, http.StatusBadRequest, err.Error())
+		case err != nil:
+			h.log.ErrorContext(ctx, "action failed", "path", r.URL.Path, "queue", b.Queue, "error", err)
+			writeError(w, http.StatusBadGateway, err.Error())
+		default:
+			h.log.InfoContext(ctx, "action", "path", r.URL.Path, "queue", b.Queue, "id", b.ID, "changed", res.Changed)
+			writeJSON(w, http.StatusOK, res)
+		}
+	})
+}
+
+// sameOrigin is the CSRF guard: the request carries ActionHeader, and
+// what the browser says of its origin (Sec-Fetch-Site, Origin) is this
+// host.
+func sameOrigin(r *http.Request) error {
+	if r.Header.Get(ActionHeader) != "1" {
+		return fmt.Errorf("an action needs the header %s: 1", ActionHeader)
+	}
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "", "same-origin", "none":
+	default:
+		return fmt.Errorf("cross-site request (Sec-Fetch-Site: %s)", site)
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return fmt.Errorf("request from another origin (%s)", o)
+		}
+	}
+	return nil
+}
+
+func (h *handler) pause(ctx context.Context, b actionBody) (actionResult, error) {
+	changed, err := h.client.PauseQueue(ctx, b.Queue)
+	return actionResult{Changed: changed}, err
+}
+
+func (h *handler) resume(ctx context.Context, b actionBody) (actionResult, error) {
+	changed, err := h.client.ResumeQueue(ctx, b.Queue)
+	return actionResult{Changed: changed}, err
+}
+
+func (h *handler) deleteMessage(ctx context.Context, b actionBody) (actionResult, error) {
+	changed, err := h.client.DeleteMessage(ctx, b.Queue, b.ID)
+	return actionResult{Changed: changed}, err
+}

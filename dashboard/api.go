@@ -1,0 +1,160 @@
+package dashboard
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/gocarmine/mq"
+)
+
+// features tells the page which parts the library under it has.
+type features struct {
+	// Workers: Client.Workers lists live workers (see workers.go).
+	Workers bool `json:"workers"`
+	// DeadLetters: the client keeps dead letters (see dead.go).
+	DeadLetters bool `json:"dead_letters"`
+}
+
+// overviewJSON is the answer of GET api/overview.
+type overviewJSON struct {
+	Title      string      `json:"title"`
+	Actions    bool        `json:"actions"`
+	Features   features    `json:"features"`
+	IntervalMS int64       `json:"interval_ms"`
+	Now        int64       `json:"now"`
+	Queues     []queueJSON `json:"queues"`
+}
+
+// queueJSON is one queue of the overview.
+type queueJSON struct {
+	Name    string   `json:"name"`
+	Counts  *counts  `json:"counts,omitempty"`
+	Error   string   `json:"error,omitempty"`
+	History []sample `json:"history"`
+}
+
+// countReaders bounds the queues whose counts one overview reads at once.
+const countReaders = 8
+
+// overview answers every queue with its counts now and its history.
+func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	defer cancel()
+	names, err := h.queueNames(ctx)
+	if err != nil {
+		h.log.ErrorContext(ctx, "queue names", "error", err)
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	out := overviewJSON{
+		Title:      h.opts.Title,
+		Actions:    h.opts.AllowActions,
+		Features:   features{Workers: workersAvailable, DeadLetters: deadLettersAvailable},
+		IntervalMS: h.opts.Interval.Milliseconds(),
+		Now:        h.now().UnixMilli(),
+		Queues:     make([]queueJSON, len(names)),
+	}
+	sem := make(chan struct{}, countReaders)
+	var wg sync.WaitGroup
+	for i, q := range names {
+		out.Queues[i].Name = q
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := h.queueCounts(ctx, q)
+			if err != nil {
+				h.log.ErrorContext(ctx, "queue counts", "queue", q, "error", err)
+				out.Queues[i].Error = err.Error()
+				out.Queues[i].History = h.hist.samples(q)
+				return
+			}
+			out.Queues[i].Counts = &c
+			out.Queues[i].History = h.hist.record(q, h.now(), c)
+		}()
+	}
+	wg.Wait()
+	writeJSON(w, http.StatusOK, out)
+}
+
+// messageJSON is one message of a page.
+type messageJSON struct {
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	Attempts  int64  `json:"attempts"`
+	BackoffMS int64  `json:"backoff_ms"`
+	AgeMS     int64  `json:"age_ms"`
+	// Size is the stored message's length in bytes.
+	Size int `json:"size"`
+	// Content is the decoded message rendered as JSON text, or, when it
+	// could not be decoded, a quoted preview of its bytes.
+	Content string `json:"content"`
+	// DecodeError says why the content could not be decoded, if so.
+	DecodeError string `json:"decode_error,omitempty"`
+	// Truncated tells that Content was cut at Options.MaxContent.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// messagesJSON is the answer of GET api/messages.
+type messagesJSON struct {
+	Queue    string        `json:"queue"`
+	Messages []messageJSON `json:"messages"`
+	// Cursor continues the listing; "" at its end.
+	Cursor string `json:"cursor"`
+}
+
+// messages answers one page of a queue's messages: ?queue=Q&cursor=C
+// (limit=N asks for N, at most mq.MaxMessagePage; default
+// Options.PageSize).
+func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	queue := q.Get("queue")
+	if err := mq.ValidateQueueName(queue); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	limit := h.opts.PageSize
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit: a positive number")
+			return
+		}
+		limit = min(n, mq.MaxMessagePage)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	defer cancel()
+	page, err := h.client.QueueMessages(ctx, queue, q.Get("cursor"), limit)
+	if err != nil {
+		status := http.StatusBadGateway
+		if isBadInput(err) {
+			status = http.StatusBadRequest
+		} else {
+			h.log.ErrorContext(ctx, "queue messages", "queue", queue, "error", err)
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	out := messagesJSON{Queue: queue, Cursor: page.Cursor, Messages: make([]messageJSON, len(page.Messages))}
+	for i, m := range page.Messages {
+		mj := messageJSON{
+			ID:        m.ID,
+			Status:    m.Status.String(),
+			Attempts:  m.Attempts,
+			BackoffMS: m.Backoff.Milliseconds(),
+			AgeMS:     m.Age.Milliseconds(),
+			Size:      len(m.Data),
+		}
+		if m.DecodeErr != nil {
+			mj.DecodeError = m.DecodeErr.Error()
+			mj.Content, mj.Truncated = rawPreview(m.Data, h.opts.MaxContent)
+		} else {
+			mj.Content, mj.Truncated = renderValue(m.Value, h.opts.MaxContent)
+		}
+		out.Messages[i] = mj
+	}
+	writeJSON(w, http.StatusOK, out)
+}

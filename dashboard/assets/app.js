@@ -1,0 +1,414 @@
+// The mq dashboard's page. Everything from the server (queue names,
+// message ids, contents, errors) goes into the page as text
+// (textContent, setAttribute), never as markup.
+'use strict';
+
+(function () {
+  const SERIES = ['queued', 'locked', 'backoff', 'done', 'dead'];
+  const SVGNS = 'http://www.w3.org/2000/svg';
+
+  const state = {
+    overview: null,
+    selected: null, // the queue shown below the table
+    cursor: '',     // cursor of the page of messages shown
+    next: '',       // cursor of the page after it
+    page: 0,
+    messages: [],
+    timer: null,
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  // el makes an element with attributes and children (strings become text).
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === false || v === null || v === undefined) continue;
+      e.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      e.append(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+    }
+    return e;
+  }
+
+  function svg(tag, attrs) {
+    const e = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    return e;
+  }
+
+  async function api(path, opts) {
+    const r = await fetch(path, Object.assign({ cache: 'no-store', credentials: 'same-origin' }, opts || {}));
+    let body = null;
+    try { body = await r.json(); } catch (_) { body = null; }
+    if (!r.ok) throw new Error((body && body.error) || (r.status + ' ' + r.statusText));
+    return body;
+  }
+
+  // post sends an action, with the header that the server's CSRF guard
+  // asks for.
+  function post(path, body) {
+    return api(path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-MQ-Dashboard': '1' },
+      body: JSON.stringify(body),
+    });
+  }
+
+  function setStatus(text, isError) {
+    const s = $('status');
+    s.textContent = text;
+    s.className = isError ? 'err' : '';
+  }
+
+  function fmtDuration(ms) {
+    if (!ms || ms < 0) return '';
+    const s = Math.floor(ms / 1000);
+    if (s < 60) return s + 's';
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + 'm ' + (s % 60) + 's';
+    const h = Math.floor(m / 60);
+    if (h < 48) return h + 'h ' + (m % 60) + 'm';
+    return Math.floor(h / 24) + 'd ' + (h % 24) + 'h';
+  }
+
+  function fmtSize(n) {
+    if (n < 1024) return n + ' B';
+    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KiB';
+    return (n / 1024 / 1024).toFixed(1) + ' MiB';
+  }
+
+  // ---- the chart ----------------------------------------------------------
+
+  // drawChart draws history (samples oldest first) as one line per series
+  // into the svg element. Each line carries its values in data-values, the
+  // latest last, for whoever reads the page (the browser test does).
+  function drawChart(root, history, withDead, opts) {
+    const W = opts.width, H = opts.height, pad = opts.pad;
+    while (root.firstChild) root.firstChild.remove();
+    root.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    const series = SERIES.filter((s) => s !== 'dead' || withDead);
+    const points = history || [];
+    let top = 1;
+    for (const p of points) for (const s of series) top = Math.max(top, p[s] || 0);
+    const t0 = points.length ? points[0].t : 0;
+    const t1 = points.length ? points[points.length - 1].t : 1;
+    const span = Math.max(t1 - t0, 1);
+    const x = (t) => points.length < 2 ? W - pad.r : pad.l + (t - t0) / span * (W - pad.l - pad.r);
+    const y = (v) => H - pad.b - v / top * (H - pad.t - pad.b);
+    if (opts.axes) {
+      root.append(svg('line', { class: 'axis', x1: pad.l, y1: y(0), x2: W - pad.r, y2: y(0) }));
+      root.append(svg('line', { class: 'axis', x1: pad.l, y1: y(top), x2: W - pad.r, y2: y(top) }));
+      const lt = svg('text', { class: 'label', x: pad.l - 6, y: y(top) + 4, 'text-anchor': 'end' });
+      lt.textContent = String(top);
+      const lb = svg('text', { class: 'label', x: pad.l - 6, y: y(0) + 4, 'text-anchor': 'end' });
+      lb.textContent = '0';
+      const ls = svg('text', { class: 'label', x: W - pad.r, y: H - 4, 'text-anchor': 'end' });
+      ls.textContent = points.length > 1 ? 'last ' + fmtDuration(span) : 'collecting samples…';
+      root.append(lt, lb, ls);
+    }
+    root.dataset.samples = String(points.length);
+    for (const s of series) {
+      const vals = points.map((p) => p[s] || 0);
+      const pts = points.map((p, i) => `${x(p.t).toFixed(1)},${y(vals[i]).toFixed(1)}`);
+      if (points.length === 1) pts.unshift(`${pad.l},${y(vals[0]).toFixed(1)}`);
+      const line = svg('polyline', { class: 's-' + s, points: pts.join(' ') });
+      line.dataset.series = s;
+      line.dataset.values = vals.join(',');
+      root.append(line);
+    }
+  }
+
+  function drawLegend(counts, withDead) {
+    const lg = $('legend');
+    lg.replaceChildren();
+    for (const s of SERIES) {
+      if (s === 'dead' && !withDead) continue;
+      lg.append(el('span', { class: 'key k-' + s, 'data-legend': s }, el('span', {}, `${s} ${counts ? counts[s] : '–'}`)));
+    }
+  }
+
+  // ---- the queues table ---------------------------------------------------
+
+  function renderQueues() {
+    const ov = state.overview;
+    const withDead = ov.features.dead_letters;
+    for (const th of document.querySelectorAll('.dead-col')) th.hidden = !withDead;
+    const body = $('queues').tBodies[0];
+    body.replaceChildren();
+    $('no-queues').hidden = ov.queues.length > 0;
+    for (const q of ov.queues) {
+      const c = q.counts;
+      const tr = el('tr', { 'data-queue': q.name, class: q.name === state.selected ? 'selected' : false });
+      const link = el('a', { class: 'queue-link', href: '#q=' + encodeURIComponent(q.name) }, q.name);
+      tr.append(el('td', {}, link));
+      for (const s of SERIES) {
+        if (s === 'dead' && !withDead) continue;
+        tr.append(el('td', { class: 'num', 'data-count': s }, c ? String(c[s] ?? '') : ''));
+      }
+      tr.append(el('td', { class: 'num', 'data-count': 'total' }, c ? String(c.total) : ''));
+      if (c) {
+        tr.append(el('td', {}, el('span', { class: 'badge ' + (c.paused ? 'paused' : 'running'), 'data-state': c.paused ? 'paused' : 'running' }, c.paused ? 'paused' : 'running')));
+      } else {
+        tr.append(el('td', { class: 'err' }, q.error || 'unavailable'));
+      }
+      const spark = svg('svg', { class: 'spark', preserveAspectRatio: 'none' });
+      drawChart(spark, q.history, withDead, { width: 160, height: 28, pad: { l: 1, r: 1, t: 2, b: 2 }, axes: false });
+      tr.append(el('td', {}, spark));
+      tr.addEventListener('click', (ev) => {
+        if (ev.target.closest('a')) return; // the link sets the hash itself
+        location.hash = '#q=' + encodeURIComponent(q.name);
+      });
+      body.append(tr);
+    }
+  }
+
+  // ---- the queue shown ----------------------------------------------------
+
+  function selectedQueue() {
+    return state.overview && state.overview.queues.find((q) => q.name === state.selected);
+  }
+
+  function renderSelected() {
+    const q = selectedQueue();
+    const sec = $('queue-section');
+    if (!q) { sec.hidden = true; return; }
+    sec.hidden = false;
+    const ov = state.overview;
+    $('q-name').textContent = q.name;
+    const paused = !!(q.counts && q.counts.paused);
+    $('q-paused').hidden = !paused;
+    $('pause').disabled = paused;
+    $('resume').disabled = !paused;
+    drawChart($('chart'), q.history, ov.features.dead_letters,
+      { width: 800, height: 220, pad: { l: 44, r: 12, t: 12, b: 22 }, axes: true });
+    drawLegend(q.counts, ov.features.dead_letters);
+  }
+
+  async function loadWorkers() {
+    const box = $('workers');
+    try {
+      const w = await api('api/workers?queue=' + encodeURIComponent(state.selected));
+      renderWorkers(box, w);
+    } catch (e) {
+      box.textContent = 'workers: ' + e.message;
+    }
+  }
+
+  // renderWorkers draws the live workers, once the library lists them.
+  function renderWorkers(box, w) {
+    box.replaceChildren();
+    if (!w.available) {
+      box.append(el('span', { 'data-workers': 'unavailable' }, 'Live workers: not available yet (' + (w.note || '') + ').'));
+      return;
+    }
+    if (!w.workers.length) { box.append('No live worker.'); return; }
+    const t = el('table', {}, el('thead', {}, el('tr', {},
+      el('th', {}, 'Worker'), el('th', {}, 'Host'), el('th', { class: 'num' }, 'PID'),
+      el('th', { class: 'num' }, 'Busy'), el('th', {}, 'Up'), el('th', {}, 'Last poll'), el('th', {}, 'Version'))));
+    const tb = el('tbody');
+    const now = state.overview.now;
+    for (const k of w.workers) {
+      tb.append(el('tr', {}, el('td', { class: 'id' }, k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
+        el('td', { class: 'num' }, String(k.busy)), el('td', {}, fmtDuration(now - k.started_ms)),
+        el('td', {}, fmtDuration(now - k.last_poll_ms) + ' ago'), el('td', {}, k.version)));
+    }
+    t.append(tb);
+    box.append(t);
+  }
+
+  // loadDead draws a page of dead letters, once the library keeps them.
+  async function loadDead() {
+    const on = state.overview.features.dead_letters;
+    $('dead-heading').hidden = !on;
+    $('dead').hidden = !on;
+    if (!on) return;
+    const bar = $('dead-toolbar');
+    bar.replaceChildren();
+    if (state.overview.actions) {
+      bar.append(
+        actionButton('Requeue all', true, () => post('api/dead/requeue', { queue: state.selected, all: true })),
+        actionButton('Delete all', true, () => post('api/dead/delete', { queue: state.selected, all: true })));
+    }
+    const tb = $('dead-letters').tBodies[0];
+    try {
+      const d = await api('api/dead?queue=' + encodeURIComponent(state.selected));
+      tb.replaceChildren();
+      for (const m of d.letters) {
+        const tr = el('tr', { 'data-dead': m.id },
+          el('td', { class: 'id' }, m.id), el('td', { class: 'err' }, m.error),
+          el('td', { class: 'num' }, String(m.attempts)), el('td', {}, fmtDuration(state.overview.now - m.died_ms) + ' ago'),
+          el('td', {}, contentCell(m)));
+        const actions = el('td');
+        if (state.overview.actions) {
+          actions.append(
+            actionButton('Requeue', false, () => post('api/dead/requeue', { queue: state.selected, id: m.id })),
+            actionButton('Delete', true, () => post('api/dead/delete', { queue: state.selected, id: m.id })));
+        }
+        tr.append(actions);
+        tb.append(tr);
+      }
+    } catch (e) {
+      tb.replaceChildren(el('tr', {}, el('td', { class: 'err', colspan: 6 }, 'dead letters: ' + e.message)));
+    }
+  }
+
+  function contentCell(m) {
+    const box = el('div');
+    if (m.decode_error) {
+      box.append(el('div', { class: 'undecodable', 'data-undecodable': '' }, 'undecodable: ' + m.decode_error));
+    }
+    box.append(el('pre', { class: 'content' }, m.content + (m.truncated ? ' …(cut)' : '')));
+    return box;
+  }
+
+  // actionButton runs act after a second click (the first asks to
+  // confirm, for dangerous ones), then reloads what it changed.
+  function actionButton(label, dangerous, act) {
+    const b = el('button', { type: 'button', class: dangerous ? 'danger' : false, 'data-action': label.toLowerCase() }, label);
+    let armed = null;
+    b.addEventListener('click', async (ev) => {
+      ev.stopPropagation();
+      if (dangerous && !armed) {
+        b.textContent = 'Confirm ' + label.toLowerCase();
+        b.className = 'confirm';
+        armed = setTimeout(() => { armed = null; b.textContent = label; b.className = 'danger'; }, 5000);
+        return;
+      }
+      clearTimeout(armed);
+      b.disabled = true;
+      try {
+        await act();
+        setStatus(label + ' done');
+      } catch (e) {
+        setStatus(label + ': ' + e.message, true);
+      }
+      await refresh();
+      await loadMessages(state.cursor);
+      await loadDead();
+    });
+    return b;
+  }
+
+  async function loadMessages(cursor) {
+    if (!state.selected) return;
+    const info = $('page-info');
+    try {
+      const p = await api('api/messages?queue=' + encodeURIComponent(state.selected) + '&cursor=' + encodeURIComponent(cursor || ''));
+      state.cursor = cursor || '';
+      state.next = p.cursor;
+      state.messages = p.messages;
+      renderMessages();
+      info.textContent = `page ${state.page + 1}, ${p.messages.length} messages` + (p.cursor ? '' : ', the last page');
+    } catch (e) {
+      info.textContent = 'messages: ' + e.message;
+    }
+    $('next-page').disabled = !state.next;
+    $('first-page').disabled = !state.cursor;
+  }
+
+  function renderMessages() {
+    const filter = $('filter');
+    const chosen = filter.value;
+    const statuses = [...new Set(state.messages.map((m) => m.status))].sort();
+    filter.replaceChildren(el('option', { value: '' }, 'every status'));
+    for (const s of statuses) filter.append(el('option', { value: s, selected: s === chosen }, s));
+    const tb = $('messages').tBodies[0];
+    tb.replaceChildren();
+    for (const m of state.messages) {
+      if (chosen && m.status !== chosen) continue;
+      const tr = el('tr', { 'data-message': m.id },
+        el('td', { class: 'id' }, m.id),
+        el('td', {}, el('span', { class: 'st st-' + m.status }, m.status)),
+        el('td', { class: 'num' }, String(m.attempts)),
+        el('td', { class: 'num' }, fmtDuration(m.age_ms)),
+        el('td', { class: 'num' }, fmtDuration(m.backoff_ms)),
+        el('td', { class: 'num' }, fmtSize(m.size)),
+        el('td', {}, contentCell(m)));
+      const actions = el('td');
+      if (state.overview && state.overview.actions) {
+        actions.append(actionButton('Delete', true, () => post('api/delete', { queue: state.selected, id: m.id })));
+      }
+      tr.append(actions);
+      tb.append(tr);
+    }
+    if (!tb.rows.length) tb.append(el('tr', {}, el('td', { colspan: 8, class: 'muted' }, 'No message on this page.')));
+  }
+
+  // ---- polling and navigation ---------------------------------------------
+
+  async function refresh() {
+    try {
+      state.overview = await api('api/overview');
+      const ov = state.overview;
+      document.title = ov.title + ' dashboard';
+      $('title').textContent = ov.title;
+      const mode = $('mode');
+      mode.textContent = ov.actions ? 'actions allowed' : 'read-only';
+      mode.className = 'badge ' + (ov.actions ? 'actions' : 'readonly');
+      for (const t of document.querySelectorAll('.actions-only')) t.hidden = !ov.actions;
+      const first = document.body.dataset.loaded !== 'true';
+      if (!state.selected && ov.queues.length) selectFromHash(ov.queues[0].name);
+      else if (first && state.selected) {
+        // Chosen by the hash before the first overview: draw what
+        // depended on it (the action buttons, dead letters).
+        renderMessages();
+        loadDead();
+      }
+      renderQueues();
+      renderSelected();
+      setStatus('updated ' + new Date(ov.now).toLocaleTimeString());
+      document.body.dataset.loaded = 'true';
+    } catch (e) {
+      setStatus('cannot load: ' + e.message, true);
+    }
+  }
+
+  function schedule() {
+    clearTimeout(state.timer);
+    const every = (state.overview && state.overview.interval_ms) || 2000;
+    state.timer = setTimeout(async () => { await refresh(); schedule(); }, every);
+  }
+
+  function queueFromHash() {
+    const m = /^#q=(.*)$/.exec(location.hash);
+    if (!m) return null;
+    try { return decodeURIComponent(m[1]); } catch (_) { return null; }
+  }
+
+  // selectFromHash shows the queue the hash names, or fallback.
+  function selectFromHash(fallback) {
+    const q = queueFromHash() || fallback;
+    if (!q || q === state.selected) return;
+    state.selected = q;
+    state.page = 0;
+    state.cursor = '';
+    $('filter').value = '';
+    renderSelected();
+    loadMessages('');
+    loadWorkers();
+    if (state.overview) loadDead();
+  }
+
+  window.addEventListener('hashchange', () => {
+    selectFromHash(null);
+    if (state.overview) renderQueues();
+  });
+
+  $('pause').addEventListener('click', async () => {
+    try { await post('api/pause', { queue: state.selected }); setStatus('paused ' + state.selected); } catch (e) { setStatus('pause: ' + e.message, true); }
+    await refresh();
+  });
+  $('resume').addEventListener('click', async () => {
+    try { await post('api/resume', { queue: state.selected }); setStatus('resumed ' + state.selected); } catch (e) { setStatus('resume: ' + e.message, true); }
+    await refresh();
+  });
+  $('next-page').addEventListener('click', () => { if (state.next) { state.page++; loadMessages(state.next); } });
+  $('first-page').addEventListener('click', () => { state.page = 0; loadMessages(''); });
+  $('filter').addEventListener('change', renderMessages);
+
+  selectFromHash(null);
+  refresh().then(schedule);
+})();

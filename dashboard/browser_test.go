@@ -1,0 +1,260 @@
+package dashboard
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/gocarmine/mq"
+	"github.com/redis/go-redis/v9"
+)
+
+var updateScreenshot = flag.Bool("update-screenshot", false, "rewrite screenshot.png (the README's) from the browser test")
+
+// browserPath finds Debian's chromium (or another Chrome). Without one the
+// test is skipped, unless the environment asks for a browser
+// (MQ_REQUIRE_BROWSER=1, as scripts/test.sh sets, or CI=true): then it
+// fails.
+func browserPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "no chromium on PATH (scripts/test.sh installs Debian's)"
+	if os.Getenv("MQ_REQUIRE_BROWSER") == "1" || os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// screenshotDir is where the test's screenshots go: $MQ_ARTIFACTS/dashboard
+// when that is set, else testdata/screenshots.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join("testdata", "screenshots")
+	if a := os.Getenv("MQ_ARTIFACTS"); a != "" {
+		dir = filepath.Join(a, "dashboard")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// newBrowser starts a headless browser for the test and answers a tab.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browserPath(t)),
+		chromedp.NoSandbox, // root in CI; the page is our own
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1360, 1000),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil { // starts the browser, with no deadline
+		t.Fatal(err)
+	}
+	return ctx
+}
+
+// consoleErrors collects the page's uncaught exceptions and console errors
+// (a Content-Security-Policy refusal among them).
+func consoleErrors(ctx context.Context) func() []string {
+	var mu sync.Mutex
+	var errs []string
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Type == "error" {
+				mu.Lock()
+				errs = append(errs, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), errs...)
+	}
+}
+
+func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func poll[T any](t *testing.T, ctx context.Context, what, expr string) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Poll[T](expr, chromedp.WithPollingInterval(20*time.Millisecond)))
+	if err != nil {
+		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		t.Fatalf("waiting for %s: %v; the page says:\n%s", what, err, text)
+	}
+	return v
+}
+
+func screenshot(t *testing.T, ctx context.Context, dir, name string) []byte {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return png
+}
+
+// truth reads queue q's counts from Redis, around the dashboard: the
+// client's counts, and the done set's size by its key.
+func truth(t *testing.T, c *mq.Client, rdb *redis.Client, q string) map[string]int64 {
+	t.Helper()
+	ctx := context.Background()
+	n, err := c.QueueCounts(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := rdb.SCard(ctx, "carmine:mq:"+q+":done").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]int64{"queued": n.Queued, "locked": n.Locked, "backoff": n.Backoff, "done": done, "total": n.Total}
+}
+
+// TestBrowser loads the dashboard in a real headless chromium against a
+// real redis-server: the page shows the counts the queue has, in its table
+// and its chart; it shows hostile content as text; and its buttons delete
+// a message and pause the queue, in Redis.
+func TestBrowser(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	errs := consoleErrors(ctx)
+	c, rdb := newClient(t)
+	fill(t, c, "emails")
+	if _, err := c.Enqueue(context.Background(), "reports", map[string]any{"month": "2024-05"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, c, Options{AllowActions: true, Interval: 200 * time.Millisecond})
+	dir := screenshotDir(t)
+
+	do(t, ctx, "load", chromedp.Navigate(srv.URL+"/mq/#q=emails"))
+	real := truth(t, c, rdb, "emails")
+	for k, v := range map[string]int64{"queued": want.Queued, "locked": want.Locked, "backoff": want.Backoff, "done": want.Done, "total": want.Total} {
+		if real[k] != v {
+			t.Fatalf("the queue holds %s %d, fill meant %d", k, real[k], v)
+		}
+	}
+
+	// The table shows the counts Redis has.
+	shown := poll[map[string]int64](t, ctx, "the queue's row", `(() => {
+		const tr = document.querySelector('#queues tr[data-queue="emails"]');
+		if (!tr) return null;
+		const o = {};
+		for (const td of tr.querySelectorAll('[data-count]')) o[td.dataset.count] = Number(td.textContent);
+		return o;
+	})()`)
+	if fmt.Sprint(shown) != fmt.Sprint(real) {
+		t.Errorf("the table shows %v, Redis holds %v", shown, real)
+	}
+
+	// The chart's lines end at the same counts, once it has two samples.
+	chart := poll[map[string]int64](t, ctx, "the chart's samples", `(() => {
+		const svg = document.getElementById('chart');
+		if (Number(svg.dataset.samples) < 2) return null;
+		const o = {};
+		for (const l of svg.querySelectorAll('polyline[data-series]')) {
+			const v = l.dataset.values.split(',');
+			o[l.dataset.series] = Number(v[v.length - 1]);
+		}
+		return o;
+	})()`)
+	delete(real, "total")
+	if fmt.Sprint(chart) != fmt.Sprint(real) {
+		t.Errorf("the chart ends at %v, Redis holds %v", chart, real)
+	}
+
+	// The messages: every one listed, hostile content as text.
+	rows := poll[int](t, ctx, "the messages", `document.querySelectorAll('#messages tr[data-message]').length === 14 && 14`)
+	if rows != 14 {
+		t.Fatalf("%d message rows", rows)
+	}
+	got := poll[map[string]any](t, ctx, "the hostile rows", `(() => {
+		const content = (id) => document.querySelector('#messages tr[data-message="' + id + '"] pre').textContent;
+		return {
+			h0: content('hostile-0'),
+			h2: content('hostile-2'),
+			undecodable: document.querySelector('#messages tr[data-message="hostile-2"] [data-undecodable]') !== null,
+			injected: document.querySelectorAll('main img, main script, #messages svg').length,
+			pwned: window.__pwned === undefined ? 0 : window.__pwned,
+			workers: document.querySelector('[data-workers]').dataset.workers,
+		};
+	})()`)
+	wantShown := map[string]any{
+		"h0":          `"<img src=x onerror=\"window.__pwned=1\">"`,
+		"h2":          `"\xff\xfe<script>window.__pwned=4</script>"`,
+		"undecodable": true,
+		"injected":    float64(0),
+		"pwned":       float64(0),
+		"workers":     "unavailable",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(wantShown) {
+		t.Errorf("the page shows %v, want %v", got, wantShown)
+	}
+	png := screenshot(t, ctx, dir, "overview.png")
+	if *updateScreenshot {
+		if err := os.WriteFile("screenshot.png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Delete asks to confirm, then deletes.
+	sel := chromedp.CSS(`#messages tr[data-message="later-1"] button[data-action="delete"]`)
+	do(t, ctx, "delete", chromedp.Click(sel))
+	if st, _ := c.MessageStatus(context.Background(), "emails", "later-1"); st != mq.StatusQueuedWithBackoff {
+		t.Fatalf("one click deleted the message (%s)", st)
+	}
+	do(t, ctx, "confirm delete", chromedp.Click(sel))
+	waitFor(t, "the delete in Redis", func() bool {
+		st, err := c.MessageStatus(context.Background(), "emails", "later-1")
+		return err == nil && st == mq.StatusNone
+	})
+	poll[bool](t, ctx, "the row to go", `document.querySelector('#messages tr[data-message="later-1"]') === null && document.querySelectorAll('#messages tr[data-message]').length === 13`)
+
+	// Pause.
+	do(t, ctx, "pause", chromedp.Click(chromedp.ID("pause")))
+	waitFor(t, "the pause in Redis", func() bool {
+		n, err := c.QueueCounts(context.Background(), "emails")
+		return err == nil && n.Paused
+	})
+	poll[bool](t, ctx, "the paused badge", `document.querySelector('#queues tr[data-queue="emails"] [data-state]').dataset.state === 'paused' && !document.getElementById('q-paused').hidden`)
+	screenshot(t, ctx, dir, "paused.png")
+
+	if e := errs(); len(e) > 0 {
+		t.Errorf("the page logged errors: %q", e)
+	}
+}
