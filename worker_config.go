@@ -83,6 +83,11 @@ type WorkerConfig struct {
 	// renewal fails for longer than the lock time, or the lock is lost, the
 	// handler's context is cancelled. Default: false.
 	RenewLocks bool
+
+	// Observer, if set, is told of every handling as it ends, with its
+	// handling time, its queueing time and its outcome (see [Observer]).
+	// Default: nil.
+	Observer Observer
 }
 
 func (c *WorkerConfig) withDefaults() WorkerConfig {
