@@ -37,7 +37,7 @@ func TestQueueAdministration(t *testing.T) {
 		// ready holds 3, the circle 3 and the sentinel: ntotal = 6.
 		qs, err := c.QueueCounts(ctx, q)
 		require.NoError(t, err)
-		assert.Equal(t, QueueCounts{Queued: 3, Locked: 1, Backoff: 1, Total: 6}, qs)
+		assert.Equal(t, QueueCounts{Queued: 3, Locked: 1, Backoff: 1, Done: 1, Total: 6}, qs)
 		size, err := c.QueueSize(ctx, q)
 		require.NoError(t, err)
 		assert.Equal(t, int64(3), size)

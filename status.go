@@ -93,6 +93,9 @@ type QueueCounts struct {
 	Locked int64 `json:"locked"`
 	// Backoff is the number of backoff entries.
 	Backoff int64 `json:"backoff"`
+	// Done is the number of messages handled and not yet collected (a
+	// message done in its dedupe window counts here and in Backoff).
+	Done int64 `json:"done"`
 	// Total is the number of messages in the queue's lists.
 	Total int64 `json:"total"`
 	// Paused tells whether the queue is paused (PauseQueue).
@@ -110,7 +113,7 @@ func (c *Client) QueueCounts(ctx context.Context, queue string) (QueueCounts, er
 	if err != nil {
 		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
 	}
-	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Total: n.Total, Paused: n.Paused}, nil
+	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total, Paused: n.Paused}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a
