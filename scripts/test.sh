@@ -69,3 +69,6 @@ go test -race -count=1 -timeout 15m "$@" ./...
 # check that it still builds against the library.
 echo "test.sh: go vet (bench)" >&2
 (cd bench && go vet ./...)
+
+echo "test.sh: mqprom" >&2
+(cd mqprom && go vet ./... && go test -race -count=1 ./...)
