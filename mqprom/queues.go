@@ -24,9 +24,10 @@ const (
 // QueueOptions configure a [QueueCollector]. The zero value (or nil) is
 // valid.
 type QueueOptions struct {
-	// Queues names the queues to export. Default: every queue
-	// Client.QueueNames finds at each scrape, which SCANs Redis's whole
-	// keyspace (every master of a cluster); naming the queues saves that.
+	// Queues names the queues to export (a queue without messages exports
+	// zeros). Default (nil): every queue Client.QueueNames finds at each
+	// scrape, which SCANs Redis's whole keyspace (every master of a
+	// cluster); naming the queues saves that.
 	Queues []string
 
 	// Timeout bounds the Redis reads of one scrape. A queue not read by
@@ -38,8 +39,8 @@ type QueueOptions struct {
 	// trip. Default: DefaultConcurrency.
 	Concurrency int
 
-	// Logger receives a warning for each failed read. Default:
-	// slog.Default().
+	// Logger receives a warning for each scrape that failed to read
+	// something, with the first error. Default: slog.Default().
 	Logger *slog.Logger
 }
 

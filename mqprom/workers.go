@@ -7,23 +7,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Default histogram buckets, in seconds.
-var (
-	// DefaultHandlingBuckets span handlings from half a millisecond to
-	// five minutes.
-	DefaultHandlingBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
-	// DefaultQueueingBuckets span waits from a millisecond to a day.
-	DefaultQueueingBuckets = []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600}
-)
+// DefaultHandlingBuckets are the default upper bounds, in seconds, of
+// mq_worker_handling_seconds' buckets: from half a millisecond to five
+// minutes. Each call answers a new slice.
+func DefaultHandlingBuckets() []float64 {
+	return []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+}
+
+// DefaultQueueingBuckets are the default upper bounds, in seconds, of
+// mq_worker_queueing_seconds' buckets: from a millisecond to a day. Each
+// call answers a new slice.
+func DefaultQueueingBuckets() []float64 {
+	return []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600}
+}
 
 // WorkerOptions configure a [WorkerCollector]. The zero value (or nil) is
 // valid.
 type WorkerOptions struct {
 	// HandlingBuckets are the upper bounds of mq_worker_handling_seconds'
-	// buckets. Default: DefaultHandlingBuckets.
+	// buckets. Default: DefaultHandlingBuckets().
 	HandlingBuckets []float64
 	// QueueingBuckets are the upper bounds of mq_worker_queueing_seconds'
-	// buckets. Default: DefaultQueueingBuckets.
+	// buckets. Default: DefaultQueueingBuckets().
 	QueueingBuckets []float64
 }
 
@@ -53,10 +58,10 @@ func NewWorkerCollector(opts *WorkerOptions) *WorkerCollector {
 		o = *opts
 	}
 	if o.HandlingBuckets == nil {
-		o.HandlingBuckets = DefaultHandlingBuckets
+		o.HandlingBuckets = DefaultHandlingBuckets()
 	}
 	if o.QueueingBuckets == nil {
-		o.QueueingBuckets = DefaultQueueingBuckets
+		o.QueueingBuckets = DefaultQueueingBuckets()
 	}
 	counter := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, append([]string{"queue"}, labels...), nil)
