@@ -35,13 +35,14 @@
 //	mq_scrape_error                    gauge  1 if the last scrape failed to read anything
 //	mq_scrape_duration_seconds         gauge  how long the last scrape read Redis
 //
-// The states are those of mq.QueueCounts, Carmine's queue-status: locked and
-// backoff count lock and backoff entries, which may have expired; a message
-// done within its dedupe window (SucceedWithBackoff) counts in both done and
-// backoff; queued is the total less locked, backoff and done, at least 0,
-// so it is approximate. Do not sum the states: use mq_queue_total_messages.
-// Dead letters will be mq_queue_dead_letters{queue}, once mq.QueueCounts
-// counts them.
+// The states are the fields of mq.QueueCounts, whose doc says exactly what
+// each counts; as of this writing they are Carmine's queue-status: locked
+// and backoff count lock and backoff entries, which may have expired, a
+// message done within its dedupe window (SucceedWithBackoff) counts in both
+// done and backoff, and queued is the total less locked, backoff and done
+// (at least 0), so it is approximate. Do not sum the states: use
+// mq_queue_total_messages. Dead letters will be
+// mq_queue_dead_letters{queue}, once mq.QueueCounts counts them.
 //
 // From [WorkerCollector], for this process's workers, by queue (the
 // workers of one queue summed):
