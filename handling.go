@@ -95,6 +95,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 		renewWG.Wait()
 	}
 	if abandoned {
+		w.observe(msg, took, HandlingAbandoned, err)
 		return took
 	}
 
@@ -103,6 +104,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.
 		w.stats.count(cAbandoned)
+		w.observe(msg, took, HandlingAbandoned, err)
 		w.messageLog(s.ID, s.Attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
 			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
 		return took
@@ -111,6 +113,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 	if oc.failed {
 		w.applyRetryPolicy(&c, s.Attempt, oc.err)
 	}
+	w.observe(msg, took, handlingOutcome(c, oc.failed), err)
 	// Counted once Redis has recorded it (see Worker.recorded).
 	w.outbox.add(pendingOutcome{Completion: c, attempt: s.Attempt, failed: oc.failed})
 	return took

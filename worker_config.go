@@ -117,6 +117,11 @@ type WorkerConfig struct {
 	// lock time, or the lock is lost, the handler's context is cancelled.
 	// Without renewal, LockTime must exceed the longest handling.
 	NoLockRenewal bool
+
+	// Observer, if set, is told of every handling as it ends, with its
+	// handling time, its queueing time and its outcome (see [Observer]).
+	// Default: nil.
+	Observer Observer
 }
 
 func (c *WorkerConfig) withDefaults() WorkerConfig {

@@ -80,3 +80,6 @@ echo "test.sh: mqctl" >&2
 
 echo "test.sh: dashboard" >&2
 (cd dashboard && go vet ./... && MQ_REQUIRE_BROWSER=1 go test -race -count=1 ./...)
+
+echo "test.sh: mqprom" >&2
+(cd mqprom && go vet ./... && go test -race -count=1 ./...)

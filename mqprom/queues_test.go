@@ -1,0 +1,189 @@
+package mqprom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/redistest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var noErrors = map[string]float64{
+	`mq_scrape_errors_total{op="queue_names"}`:  0,
+	`mq_scrape_errors_total{op="queue_counts"}`: 0,
+	`mq_scrape_error`:                           0,
+}
+
+// TestQueueCollectorCounts puts known numbers of messages in each state on
+// a real redis-server, with a real worker holding the locks, and checks the
+// values of one scrape exactly.
+func TestQueueCollectorCounts(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Client(t), false)
+	ctx := context.Background()
+
+	// orders: 2 done, 3 locked, 4 in backoff, 5 queued, paused.
+	const q = "orders"
+	for i := range 2 {
+		enqueue(t, c, q, fmt.Sprint("done-", i), nil)
+	}
+	for i := range 3 {
+		enqueue(t, c, q, fmt.Sprint("lock-", i), nil)
+	}
+	started := make(chan string, 5)
+	releaseDone, releaseLocked := make(chan struct{}), make(chan struct{})
+	w, err := c.StartWorker(ctx, q, &mq.WorkerConfig{
+		HandlerThreads: 5,
+		Prefetch:       -1,
+		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+			started <- m.ID
+			if strings.HasPrefix(m.ID, "done-") {
+				<-releaseDone
+			} else {
+				<-releaseLocked
+			}
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		close(releaseLocked)
+		assert.NoError(t, w.Stop(context.Background()))
+	})
+	for range 5 {
+		<-started
+	}
+	// Paused, the queue's polls record outcomes but take no step, so the
+	// done messages are not collected and the new ones stay queued.
+	_, err = c.PauseQueue(ctx, q)
+	require.NoError(t, err)
+	close(releaseDone)
+	waitFor(t, "2 successes recorded", func() bool { return w.Stats().Counts.Succeeded == 2 })
+	for i := range 4 {
+		enqueue(t, c, q, fmt.Sprint("later-", i), &mq.EnqueueOptions{InitialBackoff: time.Hour})
+	}
+	for i := range 5 {
+		enqueue(t, c, q, fmt.Sprint("now-", i), nil)
+	}
+	// emails: 1 queued.
+	enqueue(t, c, "emails", "hello", nil)
+
+	col := NewQueueCollector(c, nil)
+	got := gather(t, col)
+	want := merge(queueSamples("orders", 5, 3, 4, 2, 14, true), queueSamples("emails", 1, 0, 0, 0, 1, false), noErrors)
+	assert.Equal(t, want, only(got, "mq_queue_", "mq_scrape_error"))
+	assert.Contains(t, got, "mq_scrape_duration_seconds")
+
+	problems, err := testutil.CollectAndLint(col)
+	require.NoError(t, err)
+	assert.Empty(t, problems, "metric names and help pass promlint")
+}
+
+// TestQueueCollectorConfiguredQueues exports the queues named, each once,
+// and counts a queue that cannot be read as a scrape error while the
+// others are exported.
+func TestQueueCollectorConfiguredQueues(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Client(t), false)
+	for _, q := range []string{"a", "b", "c"} {
+		enqueue(t, c, q, "m", nil)
+	}
+	enqueue(t, c, "b", "m2", &mq.EnqueueOptions{InitialBackoff: time.Hour})
+
+	rec := &recorder{}
+	col := NewQueueCollector(c, &QueueOptions{Queues: []string{"b", "empty", "b", "bad*name"}, Logger: slog.New(rec)})
+	got := only(gather(t, col), "mq_queue_", "mq_scrape_error")
+	assert.Equal(t, merge(
+		queueSamples("b", 1, 0, 1, 0, 2, false),
+		queueSamples("empty", 0, 0, 0, 0, 0, false),
+		map[string]float64{
+			`mq_scrape_errors_total{op="queue_names"}`:  0,
+			`mq_scrape_errors_total{op="queue_counts"}`: 1,
+			`mq_scrape_error`:                           1,
+		},
+	), got)
+	errs := rec.errors()
+	require.Len(t, errs, 1, "one log line a scrape")
+	assert.ErrorIs(t, errs[0], mq.ErrInvalidQueueName)
+
+	got = only(gather(t, col), "mq_scrape_errors_total")
+	assert.Equal(t, 2.0, got[`mq_scrape_errors_total{op="queue_counts"}`], "errors add up over scrapes")
+}
+
+// TestQueueCollectorRedisDown: with Redis gone, a scrape still succeeds,
+// with its errors counted. (The short Timeout cuts go-redis's dial
+// retries short, which take seconds.)
+func TestQueueCollectorRedisDown(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Client(t), false)
+	enqueue(t, c, "a", "m", nil)
+	all := NewQueueCollector(c, &QueueOptions{Timeout: 300 * time.Millisecond, Logger: slog.New(&recorder{})})
+	named := NewQueueCollector(c, &QueueOptions{Queues: []string{"a", "b"}, Timeout: 300 * time.Millisecond, Logger: slog.New(&recorder{})})
+	require.Equal(t, 1.0, gather(t, all)[`mq_queue_total_messages{queue="a"}`])
+
+	srv.Kill(t)
+	for _, want := range []map[string]float64{
+		{`mq_scrape_errors_total{op="queue_names"}`: 1, `mq_scrape_errors_total{op="queue_counts"}`: 0, `mq_scrape_error`: 1},
+		{`mq_scrape_errors_total{op="queue_names"}`: 2, `mq_scrape_errors_total{op="queue_counts"}`: 0, `mq_scrape_error`: 1},
+	} {
+		assert.Equal(t, want, only(gather(t, all), "mq_queue_", "mq_scrape_error"))
+	}
+	assert.Equal(t, map[string]float64{
+		`mq_scrape_errors_total{op="queue_names"}`:  0,
+		`mq_scrape_errors_total{op="queue_counts"}`: 2,
+		`mq_scrape_error`:                           1,
+	}, only(gather(t, named), "mq_queue_", "mq_scrape_error"))
+}
+
+// TestQueueCollectorDeadline: a frozen Redis holds a scrape no longer than
+// its Timeout (the client's own read timeout would answer otherwise, with
+// an error of its own).
+func TestQueueCollectorDeadline(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Client(t), false)
+	enqueue(t, c, "a", "m", nil)
+	rec := &recorder{}
+	col := NewQueueCollector(c, &QueueOptions{Timeout: 100 * time.Millisecond, Logger: slog.New(rec)})
+
+	srv.Pause(t)
+	defer srv.Resume(t)
+	got := only(gather(t, col), "mq_queue_", "mq_scrape_error")
+	assert.Equal(t, map[string]float64{
+		`mq_scrape_errors_total{op="queue_names"}`:  1,
+		`mq_scrape_errors_total{op="queue_counts"}`: 0,
+		`mq_scrape_error`:                           1,
+	}, got)
+	errs := rec.errors()
+	require.Len(t, errs, 1)
+	assert.True(t, errors.Is(errs[0], context.DeadlineExceeded), "the scrape's deadline ended the read: %v", errs[0])
+}
+
+// TestQueueCollectorCluster finds and reads the queues of every master of
+// a Redis Cluster.
+func TestQueueCollectorCluster(t *testing.T) {
+	t.Parallel()
+	cl := redistest.SharedCluster(t)
+	c := newClient(t, cl.Client(t), true)
+	var want []map[string]float64
+	for i := range 6 {
+		q := fmt.Sprint("spread:", i)
+		for j := range i + 1 {
+			enqueue(t, c, q, fmt.Sprint(j), nil)
+		}
+		want = append(want, queueSamples(q, i+1, 0, 0, 0, i+1, false))
+	}
+	want = append(want, noErrors)
+	assert.Equal(t, merge(want...), only(gather(t, NewQueueCollector(c, nil)), "mq_queue_", "mq_scrape_error"))
+}

@@ -1,0 +1,169 @@
+package mqprom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/redistest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestWorkerCollector runs a real worker on a real redis-server over 10
+// messages (7 succeed at once, 1 succeeds on its retry, 2 fail): the
+// histograms count the 11 handlings by outcome and the 10 first attempts,
+// and the counters are the worker's.
+func TestWorkerCollector(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Client(t), false)
+	const q = "jobs"
+	col := NewWorkerCollector(nil)
+
+	handler := mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+		switch m.ID {
+		case "0", "1":
+			return errors.New("boom")
+		case "2":
+			if m.Attempt == 1 {
+				return mq.Retry(0)
+			}
+		}
+		return nil
+	})
+	const backoff = 100 * time.Millisecond
+	for i := range 10 {
+		var opts *mq.EnqueueOptions
+		if i == 9 {
+			opts = &mq.EnqueueOptions{InitialBackoff: backoff}
+		}
+		enqueue(t, c, q, fmt.Sprint(i), opts)
+	}
+	w, err := c.StartWorker(context.Background(), q, &mq.WorkerConfig{
+		Handler: handler, Observer: col, EndOfQueueBackoff: mq.Constant(20 * time.Millisecond),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	col.Add(w)
+	col.Add(w) // twice does nothing
+
+	waitFor(t, "11 outcomes recorded", func() bool {
+		n := w.Stats().Counts
+		return n.Succeeded+n.Failed+n.Retried == 11
+	})
+	got := gather(t, col)
+	assert.Equal(t, 1.0, got[`mq_worker_running{queue="jobs"}`])
+	require.NoError(t, w.Stop(context.Background()))
+
+	got = gather(t, col)
+	assert.Equal(t, map[string]float64{
+		`mq_worker_handling_seconds_count{outcome="success",queue="jobs"}`: 8,
+		`mq_worker_handling_seconds_count{outcome="retry",queue="jobs"}`:   1,
+		`mq_worker_handling_seconds_count{outcome="error",queue="jobs"}`:   2,
+		`mq_worker_queueing_seconds_count{queue="jobs"}`:                   10,
+	}, only(got, "mq_worker_handling_seconds_count", "mq_worker_queueing_seconds_count"))
+	assert.GreaterOrEqual(t, got[`mq_worker_queueing_seconds_sum{queue="jobs"}`], backoff.Seconds(),
+		"the message enqueued with a backoff waited that long at least")
+	assert.Equal(t, map[string]float64{
+		`mq_worker_handled_total{outcome="success",queue="jobs"}`:   8,
+		`mq_worker_handled_total{outcome="retry",queue="jobs"}`:     1,
+		`mq_worker_handled_total{outcome="error",queue="jobs"}`:     2,
+		`mq_worker_handled_total{outcome="lock_lost",queue="jobs"}`: 0,
+		`mq_worker_handled_total{outcome="abandoned",queue="jobs"}`: 0,
+	}, only(got, "mq_worker_handled_total"))
+	assert.Equal(t, 0.0, got[`mq_worker_running{queue="jobs"}`])
+	n := w.Stats().Counts
+	assert.Equal(t, float64(n.EndOfQueueSleeps), got[`mq_worker_end_of_queue_sleeps_total{queue="jobs"}`])
+	assert.Equal(t, float64(n.Skips.DidGC), got[`mq_worker_poll_skips_total{queue="jobs",reason="did_gc"}`])
+	assert.Equal(t, float64(n.Skips.QueuedWithBackoff), got[`mq_worker_poll_skips_total{queue="jobs",reason="queued_with_backoff"}`])
+
+	// Two more workers of the queue add to the sums; a worker removed
+	// keeps its counts in them.
+	var more []*mq.Worker
+	for range 2 {
+		w, err := c.StartWorker(context.Background(), q, &mq.WorkerConfig{Handler: handler, Observer: col})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = w.Close() })
+		col.Add(w)
+		more = append(more, w)
+	}
+	col.Remove(w)
+	col.Remove(w) // twice does nothing
+	assert.Equal(t, 2.0, gather(t, col)[`mq_worker_running{queue="jobs"}`])
+	for i := 10; i < 13; i++ {
+		enqueue(t, c, q, fmt.Sprint(i), nil)
+	}
+	waitFor(t, "3 more successes", func() bool {
+		return more[0].Stats().Counts.Succeeded+more[1].Stats().Counts.Succeeded == 3
+	})
+	for _, w := range more {
+		require.NoError(t, w.Stop(context.Background()))
+	}
+	got = gather(t, col)
+	assert.Equal(t, 11.0, got[`mq_worker_handled_total{outcome="success",queue="jobs"}`])
+	assert.Equal(t, 2.0, got[`mq_worker_handled_total{outcome="error",queue="jobs"}`])
+	assert.Equal(t, 11.0, got[`mq_worker_handling_seconds_count{outcome="success",queue="jobs"}`])
+
+	problems, err := testutil.CollectAndLint(col)
+	require.NoError(t, err)
+	assert.Empty(t, problems, "metric names and help pass promlint")
+}
+
+// TestWorkerCollectorAbandoned: a handling cut short by a stop is observed
+// and counted as abandoned.
+func TestWorkerCollectorAbandoned(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Client(t), false)
+	col := NewWorkerCollector(nil)
+	started := make(chan struct{})
+	w, err := c.StartWorker(context.Background(), "q", &mq.WorkerConfig{
+		Observer: col,
+		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		}),
+	})
+	require.NoError(t, err)
+	col.Add(w)
+	enqueue(t, c, "q", "stuck", nil)
+	<-started
+	require.NoError(t, w.Close())
+	waitFor(t, "the handling observed", func() bool {
+		return gather(t, col)[`mq_worker_handling_seconds_count{outcome="abandoned",queue="q"}`] == 1
+	})
+	assert.Equal(t, 1.0, gather(t, col)[`mq_worker_handled_total{outcome="abandoned",queue="q"}`])
+}
+
+// TestAddCountsCoversEveryCounter fails when mq.Counts gains a counter
+// that addCounts does not add (and Collect so does not export).
+func TestAddCountsCoversEveryCounter(t *testing.T) {
+	var b mq.Counts
+	n := int64(1)
+	var fill func(v reflect.Value)
+	fill = func(v reflect.Value) {
+		for i := range v.NumField() {
+			f := v.Field(i)
+			switch f.Kind() {
+			case reflect.Int64:
+				f.SetInt(n)
+				n++
+			case reflect.Struct:
+				fill(f)
+			default:
+				t.Fatalf("mq.Counts field of kind %v: teach addCounts and this test about it", f.Kind())
+			}
+		}
+	}
+	fill(reflect.ValueOf(&b).Elem())
+	var a mq.Counts
+	addCounts(&a, b)
+	assert.Equal(t, b, a)
+}

@@ -1,0 +1,99 @@
+package mq
+
+import (
+	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
+)
+
+// Observer is told of every handling as it ends, one call per handling,
+// for metrics of its own (histograms of handling and queueing time, say)
+// beyond what [Worker.Stats] summarises. Set it in WorkerConfig.Observer.
+//
+// ObserveHandling is called on the handler's goroutine once the handler
+// returned and before its outcome is handed in to be recorded, so it must
+// be quick and safe for concurrent use; by the time Worker.Stop returns,
+// every handling it waited for has been observed. Messages given back
+// unhandled (Counts.Released) are not handlings and are not observed.
+type Observer interface {
+	ObserveHandling(h Handling)
+}
+
+// ObserverFunc adapts a function to an [Observer].
+type ObserverFunc func(h Handling)
+
+// ObserveHandling calls f(h).
+func (f ObserverFunc) ObserveHandling(h Handling) { f(h) }
+
+// Handling describes one handling that ended, for an [Observer].
+type Handling struct {
+	// Queue is the queue's name.
+	Queue string
+	// ID is the message id.
+	ID string
+	// Attempt is the handling's attempt number (Message.Attempt).
+	Attempt int
+	// Age is Message.Age: the time from the message's first enqueue to the
+	// poll that handed it out, by the Redis server's clock (to the
+	// millisecond). On the first attempt it is the message's queueing time,
+	// as WorkerStats.QueueingTime samples it.
+	Age time.Duration
+	// HandlingTime is how long the handler took, by the local clock, as
+	// WorkerStats.HandlingTime samples it.
+	HandlingTime time.Duration
+	// Outcome is what the handler's answer asked for. Whether Redis then
+	// recorded it is counted in WorkerStats (an outcome fenced off by a
+	// lost lock counts as LockLost, one a stop could not record as
+	// Abandoned).
+	Outcome HandlingOutcome
+	// Err is the handler's answer: nil, an *Answer (Retry,
+	// SucceedWithBackoff), or its error (a panic's included).
+	Err error
+}
+
+// HandlingOutcome is what a handler's answer asked for (see [Handler]).
+type HandlingOutcome string
+
+// The outcomes of a handling, as an [Observer] sees them.
+const (
+	// HandlingSuccess: the handler answered nil or SucceedWithBackoff.
+	HandlingSuccess HandlingOutcome = "success"
+	// HandlingRetry: the handler answered Retry.
+	HandlingRetry HandlingOutcome = "retry"
+	// HandlingError: the handler failed (an error, or a panic), and the
+	// retry policy queued the message again.
+	HandlingError HandlingOutcome = "error"
+	// HandlingDead: the handler failed for good (on the last attempt, or
+	// with an error marked Final): the message becomes a dead letter.
+	HandlingDead HandlingOutcome = "dead"
+	// HandlingAbandoned: the message stays locked, to be handled again once
+	// its lock expires: the handler failed after its context was cancelled
+	// (a stop, a lost lock), or a stop cut short gave up on the handling
+	// (Counts.Abandoned).
+	HandlingAbandoned HandlingOutcome = "abandoned"
+)
+
+// observe tells the worker's Observer, if any, of a handling that ended.
+func (w *Worker) observe(m *Message, took time.Duration, outcome HandlingOutcome, err error) {
+	if w.cfg.Observer == nil {
+		return
+	}
+	w.cfg.Observer.ObserveHandling(Handling{
+		Queue: m.Queue, ID: m.ID, Attempt: m.Attempt, Age: m.Age,
+		HandlingTime: took, Outcome: outcome, Err: err,
+	})
+}
+
+// handlingOutcome names an outcome for an Observer: c as the retry policy
+// left it, of a handling that failed or not.
+func handlingOutcome(c protocol.Completion, failed bool) HandlingOutcome {
+	switch {
+	case c.Outcome == protocol.OutcomeDead:
+		return HandlingDead
+	case failed:
+		return HandlingError
+	case c.Outcome == protocol.OutcomeRetry:
+		return HandlingRetry
+	}
+	return HandlingSuccess
+}

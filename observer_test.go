@@ -1,0 +1,120 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestObserverSeesEveryHandling runs a worker with an Observer on a real
+// redis-server over handlings of every outcome, and checks that each is
+// observed once, with its queue, attempt, outcome, answer, a handling time
+// that covers the handler's own and a queueing time that covers an initial
+// backoff.
+func TestObserverSeesEveryHandling(t *testing.T) {
+	t.Parallel()
+	s := newRealServer(t)
+	c := s.client(t, nil)
+	q := queueName(t)
+
+	var mu sync.Mutex
+	seen := map[string][]Handling{}     // by "id#attempt"
+	inner := map[string]time.Duration{} // the handler's own measure, by "id#attempt"
+	key := func(id string, attempt int) string { return fmt.Sprintf("%s#%d", id, attempt) }
+	observed := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, hs := range seen {
+			n += len(hs)
+		}
+		return n
+	}
+	stuck := make(chan struct{})
+	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Observer: ObserverFunc(func(h Handling) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[key(h.ID, h.Attempt)] = append(seen[key(h.ID, h.Attempt)], h)
+		}),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			start := time.Now()
+			defer func() {
+				mu.Lock()
+				defer mu.Unlock()
+				inner[key(m.ID, m.Attempt)] = time.Since(start)
+			}()
+			switch m.ID {
+			case "window":
+				return SucceedWithBackoff(time.Hour)
+			case "retry":
+				if m.Attempt == 1 {
+					return Retry(0)
+				}
+			case "fail":
+				return errors.New("boom")
+			case "panic":
+				panic("boom")
+			case "stuck":
+				close(stuck)
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+
+	for _, id := range []string{"ok", "window", "retry", "fail", "panic"} {
+		enqueue(t, c, q, id, &EnqueueOptions{MessageID: id})
+	}
+	const backoff = 50 * time.Millisecond
+	enqueue(t, c, q, "late", &EnqueueOptions{MessageID: "late", InitialBackoff: backoff})
+	waitFor(t, "seven outcomes recorded", func() bool {
+		n := w.Stats().Counts
+		return n.Succeeded == 4 && n.Retried == 1 && n.Failed == 2
+	})
+	require.Equal(t, 7, observed(), "every handling is observed before its outcome is recorded")
+
+	enqueue(t, c, q, "stuck", &EnqueueOptions{MessageID: "stuck"})
+	<-stuck
+	require.NoError(t, w.Close()) // cancels the stuck handler, which gives up
+	waitFor(t, "the abandoned handling observed", func() bool { return observed() == 8 })
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]HandlingOutcome{
+		"ok#1": HandlingSuccess, "window#1": HandlingSuccess, "retry#1": HandlingRetry,
+		"retry#2": HandlingSuccess, "fail#1": HandlingError, "panic#1": HandlingError,
+		"late#1": HandlingSuccess, "stuck#1": HandlingAbandoned,
+	}
+	require.Len(t, seen, len(want))
+	for k, outcome := range want {
+		require.Len(t, seen[k], 1, k)
+		h := seen[k][0]
+		assert.Equal(t, q, h.Queue, k)
+		assert.Equal(t, outcome, h.Outcome, k)
+		assert.GreaterOrEqual(t, h.HandlingTime, inner[k], "%s: the handling time covers the handler's own", k)
+		assert.GreaterOrEqual(t, h.Age, time.Duration(0), k)
+	}
+	assert.NoError(t, seen["ok#1"][0].Err)
+	var a *Answer
+	require.ErrorAs(t, seen["window#1"][0].Err, &a)
+	assert.Equal(t, AnswerSuccess, a.Kind)
+	require.ErrorAs(t, seen["retry#1"][0].Err, &a)
+	assert.Equal(t, AnswerRetry, a.Kind)
+	assert.EqualError(t, seen["fail#1"][0].Err, "boom")
+	assert.True(t, strings.HasPrefix(seen["panic#1"][0].Err.Error(), "mq: handler panicked: boom"), seen["panic#1"][0].Err)
+	assert.ErrorIs(t, seen["stuck#1"][0].Err, context.Canceled)
+	assert.GreaterOrEqual(t, seen["late#1"][0].Age, backoff, "the queueing time covers the initial backoff")
+	assert.GreaterOrEqual(t, seen["retry#2"][0].Age, seen["retry#1"][0].Age, "Age counts from the first enqueue")
+}
