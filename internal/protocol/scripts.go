@@ -33,6 +33,7 @@ var scriptParts = map[string][]string{
 	"queue-counts": {"prelude", "counts", "queue-counts"},
 	"delete":       {"prelude", "status", "delete"},
 	"pause":        {"prelude", "pause"},
+	"heartbeat":    {"prelude", "heartbeat"},
 }
 
 var (
@@ -43,6 +44,7 @@ var (
 	countsScript    = composeScript("queue-counts")
 	deleteScript    = composeScript("delete")
 	pauseScript     = composeScript("pause")
+	heartbeatScript = composeScript("heartbeat")
 )
 
 // composeSource joins the named files of lua/ into one script text.
