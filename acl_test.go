@@ -61,6 +61,9 @@ var aclCommands = []string{
 	"srem",
 	"time",   // every script reads the server's clock
 	"unlink", // receipts' generations
+	"zadd",   // a worker's heartbeat
+	"zrangebyscore",
+	"zrem",
 }
 
 // aclKeys is the key pattern of the library's ACL user.
