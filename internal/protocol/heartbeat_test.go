@@ -46,6 +46,15 @@ func TestHeartbeat(t *testing.T) {
 		nowA, err := Heartbeat(ctx, s.rdb, s.keys(q), "a", time.Minute, []byte(`{"n":1}`))
 		require.NoError(t, err)
 		near(t, s.now(t), nowA, "a beat answers the server's time")
+		var others []string
+		for i, k := range s.keys(q) {
+			if keys.Index(i) != keys.Workers && keys.Index(i) != keys.WorkerInfo {
+				others = append(others, k)
+			}
+		}
+		n, err := s.rdb.Exists(ctx, others...).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "a beat writes no key of Carmine's, nor any other")
 		nowB, err := Heartbeat(ctx, s.rdb, s.keys(q), "b", time.Millisecond, []byte(`{"n":2}`))
 		require.NoError(t, err)
 		waitFor(t, "b's heartbeat to run out", func() bool { return s.now(t) > nowB+1 })
@@ -69,7 +78,7 @@ func TestHeartbeat(t *testing.T) {
 		require.NoError(t, err)
 		assert.False(t, gone, "gone already")
 		assert.Empty(t, list())
-		n, err := s.rdb.Exists(ctx, s.key(q, keys.Workers), s.key(q, keys.WorkerInfo)).Result()
+		n, err = s.rdb.Exists(ctx, s.key(q, keys.Workers), s.key(q, keys.WorkerInfo)).Result()
 		require.NoError(t, err)
 		assert.Zero(t, n, "no key left behind")
 
