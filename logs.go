@@ -14,6 +14,8 @@ import (
 // ops runs beside a run's polling loops until the run ends: it keeps the
 // worker's heartbeat and logs the periodic summary.
 func (w *Worker) ops(ctx context.Context, r *run) {
+	// The first summary counts from the run's start.
+	s := summarizer{w: w, last: r.startCounts, at: r.started}
 	b := &beater{w: w, r: r}
 	b.beat(ctx)
 	beats := time.NewTicker(w.cfg.heartbeatEvery)
@@ -24,7 +26,6 @@ func (w *Worker) ops(ctx context.Context, r *run) {
 		defer t.Stop()
 		summaries = t.C
 	}
-	s := summarizer{w: w, last: w.counters(), at: time.Now()}
 	for {
 		select {
 		case <-ctx.Done():

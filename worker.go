@@ -247,7 +247,8 @@ func isClosed(ch <-chan struct{}) bool {
 
 // Stop stops polling, gives back the prefetched messages no handler has
 // started (see WorkerConfig.Prefetch), and waits for the handlers in
-// flight and the recording of their outcomes, like http.Server.Shutdown.
+// flight and the recording of their outcomes, like http.Server.Shutdown;
+// the worker then leaves Client.Workers.
 //
 // When ctx ends first, Stop returns ctx.Err() at once, even with Redis
 // hung: it cancels the handlers' contexts, and counts as abandoned
