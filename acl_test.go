@@ -61,7 +61,7 @@ var aclCommands = []string{
 	"srem",
 	"time",   // every script reads the server's clock
 	"unlink", // receipts' generations; DeleteDeadLetters
-	"zadd",
+	"zadd",   // also a worker's heartbeat
 	"zcard",
 	"zrange",
 	"zrangebyscore",

@@ -87,6 +87,12 @@ func (a *aclTour) worker() error {
 		return err
 	}
 	defer w.Close()
+	if err := a.wait("the worker listed by its heartbeat", func() (bool, error) {
+		ws, err := c.Workers(ctx, q)
+		return len(ws) == 1 && ws[0].ID == w.ID(), err
+	}); err != nil {
+		return err
+	}
 
 	reqs := func(ids ...string) []EnqueueRequest {
 		rs := make([]EnqueueRequest, len(ids))
@@ -238,6 +244,10 @@ func (a *aclTour) worker() error {
 	}
 	openReleased()
 	if err := a.wait("the stop", stopped); err != nil {
+		return err
+	}
+	ws, err := c.Workers(ctx, q)
+	if err := a.check("Workers after the stop", err, len(ws) == 0, ws); err != nil {
 		return err
 	}
 	content, err := c.QueueContent(ctx, q)

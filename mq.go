@@ -41,6 +41,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Version is this library's version, as a worker's heartbeat and start
+// line tell it.
+const Version = "0.1.0-dev"
+
 // Errors for bad input. They are returned before anything is written.
 var (
 	// ErrInvalidQueueName: a queue name is empty, longer than

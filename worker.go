@@ -40,6 +40,13 @@ type Worker struct {
 	busy       atomic.Bool
 	busySignal chan struct{}
 
+	// id identifies the worker in its heartbeat and logs. lastPoll is
+	// when the last poll came back, in ns since epoch plus one (0: none
+	// in this run), for the heartbeat.
+	id       string
+	epoch    time.Time
+	lastPoll atomic.Int64
+
 	mu  sync.Mutex
 	run *run // the current or last run; nil before the first Start
 }
@@ -61,6 +68,32 @@ type run struct {
 	// handlingRunning, handlingAbandoned), so that a stop cut short can
 	// count the handlings it abandons, and their handlers learn it.
 	handlings []atomic.Int32
+	// started is when the run started, and startCounts the worker's
+	// counters then, for its stop line.
+	started     time.Time
+	startCounts [numCounters]int64
+	stopOps     context.CancelFunc // ends the heartbeat and the summaries
+	opsDone     chan struct{}      // closed when they ended
+	// opsLog is held by ops while it logs, and by endOps, so that ops
+	// logs nothing once endOps returned.
+	opsLog sync.Mutex
+}
+
+// endOps ends the run's heartbeat and summaries; from its return on, they
+// log nothing, though a beat in flight may still reach Redis.
+func (r *run) endOps() {
+	r.opsLog.Lock()
+	defer r.opsLog.Unlock()
+	r.stopOps()
+}
+
+// logging runs log, unless the run's ops ended (ctx is theirs).
+func (r *run) logging(ctx context.Context, log func()) {
+	r.opsLog.Lock()
+	defer r.opsLog.Unlock()
+	if ctx.Err() == nil {
+		log()
+	}
 }
 
 // NewWorker returns a worker for queue, not yet started: Start runs it.
@@ -82,7 +115,11 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		freed: make(chan struct{}, 1),
 
 		busySignal: make(chan struct{}, 1),
+
+		id:    randomID(),
+		epoch: time.Now(),
 	}
+	w.cfg.Monitor = w.withPollNote(w.cfg.Monitor)
 	w.handlingNS.Store(int64(2 * prefetchMaxHandling))
 	w.outbox = newOutbox(w.pollQueue, w)
 	return w, nil
@@ -136,6 +173,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	handlersCtx, cancelHandlers := context.WithCancel(base)
 	unwatch := context.AfterFunc(ctx, stopPolling)
 	flusherStop := make(chan struct{})
+	opsCtx, stopOps := context.WithCancel(base)
 	r := &run{
 		running:        true,
 		stopPolling:    stopPolling,
@@ -148,15 +186,23 @@ func (w *Worker) Start(ctx context.Context) error {
 		handlersDone:   make(chan struct{}),
 		done:           make(chan struct{}),
 		handlings:      make([]atomic.Int32, w.cfg.HandlerThreads),
+		started:        time.Now(),
+		startCounts:    w.counters(),
+		stopOps:        stopOps,
+		opsDone:        make(chan struct{}),
 	}
 	w.run = r
+	w.lastPoll.Store(0)
 	w.outbox.open()
 	go func() {
 		defer close(r.flusherDone)
 		w.outbox.run(handlersCtx, flusherStop)
 	}()
-	w.log.Info("mq: worker starting",
-		slog.Int("worker_threads", w.cfg.WorkerThreads), slog.Int("handler_threads", w.cfg.HandlerThreads))
+	w.log.Info("mq: worker starting", w.startAttrs()...)
+	go func() {
+		defer close(r.opsDone)
+		w.ops(opsCtx, r)
+	}()
 	if warning := w.c.addSleepers(w.cfg.WorkerThreads); warning != "" {
 		w.log.Warn(warning)
 	}
@@ -180,6 +226,10 @@ func (w *Worker) Start(ctx context.Context) error {
 		handlers.Wait()
 		close(r.handlersDone)
 		<-r.flusherDone
+		// Nothing of the run is left: it leaves the live workers.
+		r.endOps()
+		<-r.opsDone
+		w.leave(base)
 		close(r.done)
 	}()
 	return nil
@@ -197,7 +247,8 @@ func isClosed(ch <-chan struct{}) bool {
 
 // Stop stops polling, gives back the prefetched messages no handler has
 // started (see WorkerConfig.Prefetch), and waits for the handlers in
-// flight and the recording of their outcomes, like http.Server.Shutdown.
+// flight and the recording of their outcomes, like http.Server.Shutdown;
+// the worker then leaves Client.Workers.
 //
 // When ctx ends first, Stop returns ctx.Err() at once, even with Redis
 // hung: it cancels the handlers' contexts, and counts as abandoned
@@ -264,7 +315,14 @@ func (w *Worker) stop(ctx context.Context, now bool) error {
 		return w.cutShort(ctx, r)
 	}
 	r.cancelHandlers()
-	w.log.Info("mq: worker stopped")
+	// The run's end removes its heartbeat entry, so that a stopped worker
+	// leaves Client.Workers at once.
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return w.cutShort(ctx, r)
+	}
+	w.log.Info("mq: worker stopped", w.stopAttrs(r)...)
 	return nil
 }
 
@@ -272,6 +330,9 @@ func (w *Worker) stop(ctx context.Context, now bool) error {
 // abandons what is still in flight, and returns ctx's error.
 func (w *Worker) cutShort(ctx context.Context, r *run) error {
 	r.cancelHandlers()
+	// The worker is stopped: its heartbeat ends now, and its entry runs
+	// out unless the run's end removes it first.
+	r.endOps()
 	handlings := 0
 	for i := range r.handlings {
 		if r.handlings[i].CompareAndSwap(handlingRunning, handlingAbandoned) {
@@ -283,10 +344,10 @@ func (w *Worker) cutShort(ctx context.Context, r *run) error {
 	r.stopFlusher()
 	if handlings+outcomes > 0 {
 		w.log.Warn("mq: worker stopped before its handlings were done; their messages stay locked until their locks expire",
-			slog.Any("error", ctx.Err()), slog.Int("handlings_abandoned", handlings),
-			slog.Int("outcomes_abandoned", outcomes))
+			append(w.stopAttrs(r), slog.Any("error", ctx.Err()), slog.Int("handlings_abandoned", handlings),
+				slog.Int("outcomes_abandoned", outcomes))...)
 	} else {
-		w.log.Info("mq: worker stopped")
+		w.log.Info("mq: worker stopped", w.stopAttrs(r)...)
 	}
 	return ctx.Err()
 }

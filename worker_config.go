@@ -18,6 +18,9 @@ const (
 	// DefaultMonitorWarnEvery is how often at most the default monitor
 	// warns.
 	DefaultMonitorWarnEvery = 6 * time.Hour
+	// DefaultLogSummaryEvery is how often at most a worker logs its
+	// summary line.
+	DefaultLogSummaryEvery = time.Minute
 )
 
 // WorkerConfig configures a [Worker]. Handler is required; every other
@@ -122,6 +125,18 @@ type WorkerConfig struct {
 	// handling time, its queueing time and its outcome (see [Observer]).
 	// Default: nil.
 	Observer Observer
+
+	// LogSummaryEvery is how often the worker logs, at Info, a summary of
+	// what it did since its last one: counts of handlings by outcome,
+	// their rates per second, messages lost, abandoned or given back,
+	// failed polls and the queue size. No line is logged for a time in
+	// which nothing was handled. Default: DefaultLogSummaryEvery (a
+	// minute); a negative value turns the summary off.
+	LogSummaryEvery time.Duration
+
+	// heartbeatEvery and heartbeatTTL set the worker's heartbeat (see
+	// heartbeat.go), for tests: every heartbeatEvery, living heartbeatTTL.
+	heartbeatEvery, heartbeatTTL time.Duration
 }
 
 func (c *WorkerConfig) withDefaults() WorkerConfig {
@@ -161,6 +176,15 @@ func (c *WorkerConfig) withDefaults() WorkerConfig {
 	}
 	if out.Prefetch == 0 {
 		out.Prefetch = max(defaultPrefetch, out.HandlerThreads)
+	}
+	if out.LogSummaryEvery == 0 {
+		out.LogSummaryEvery = DefaultLogSummaryEvery
+	}
+	if out.heartbeatEvery == 0 {
+		out.heartbeatEvery = heartbeatEvery
+	}
+	if out.heartbeatTTL == 0 {
+		out.heartbeatTTL = heartbeatTTL
 	}
 	return out
 }

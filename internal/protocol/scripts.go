@@ -34,6 +34,7 @@ var scriptParts = map[string][]string{
 	"delete":       {"prelude", "status", "delete"},
 	"pause":        {"prelude", "pause"},
 	"dead-letters": {"prelude", "status", "dead-letters"},
+	"heartbeat":    {"prelude", "heartbeat"},
 }
 
 var (
@@ -45,6 +46,7 @@ var (
 	deleteScript    = composeScript("delete")
 	pauseScript     = composeScript("pause")
 	deadScript      = composeScript("dead-letters")
+	heartbeatScript = composeScript("heartbeat")
 )
 
 // composeSource joins the named files of lua/ into one script text.

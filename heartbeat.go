@@ -1,0 +1,226 @@
+package mq
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
+)
+
+// Heartbeats (docs/protocol.md §12): a running worker beats every
+// heartbeatEvery, and its entry runs out heartbeatTTL after its last beat,
+// so a worker whose process died leaves the listing within heartbeatTTL.
+// Three beats may fail in a row before a live worker looks dead.
+const (
+	heartbeatEvery = 5 * time.Second
+	heartbeatTTL   = 20 * time.Second
+)
+
+// LiveWorker is one running worker of a queue, in any process, as its
+// heartbeat in Redis tells it (docs/protocol.md §12). Times are by the
+// Redis server's clock. It marshals to JSON as it is.
+type LiveWorker struct {
+	// ID identifies the worker: Worker.ID.
+	ID string `json:"id"`
+	// Queue is the queue's name.
+	Queue string `json:"queue"`
+	// Host and PID are the worker's machine (os.Hostname) and process.
+	Host string `json:"host"`
+	PID  int    `json:"pid"`
+	// Version is the worker's library version ([Version]).
+	Version string `json:"version"`
+	// Started is when the worker's current run started.
+	Started time.Time `json:"started"`
+	// LastPoll is when its last poll that Redis answered came back; zero
+	// before the first.
+	LastPoll time.Time `json:"last_poll,omitzero"`
+	// LastBeat is when its last heartbeat reached Redis, and Expires when
+	// the entry runs out unless another one comes.
+	LastBeat time.Time `json:"last_beat"`
+	Expires  time.Time `json:"expires"`
+	// HandlersBusy is how many of its HandlerThreads ran a handler at its
+	// last beat; WorkerThreads is its number of polling loops.
+	HandlersBusy   int `json:"handlers_busy"`
+	HandlerThreads int `json:"handler_threads"`
+	WorkerThreads  int `json:"worker_threads"`
+}
+
+// heartbeatInfo is what a worker stores of itself in worker-info, as JSON
+// (docs/protocol.md §12). Its times are durations before the beat, so that
+// they read by the server's clock whatever the worker's clock says: the
+// beat's time is the entry's expiry less ttl_ms.
+type heartbeatInfo struct {
+	Queue          string `json:"queue"`
+	Host           string `json:"host"`
+	PID            int    `json:"pid"`
+	Version        string `json:"version"`
+	UptimeMS       int64  `json:"uptime_ms"`
+	SincePollMS    int64  `json:"since_poll_ms"` // -1 before the first poll
+	HandlersBusy   int    `json:"handlers_busy"`
+	HandlerThreads int    `json:"handler_threads"`
+	WorkerThreads  int    `json:"worker_threads"`
+	TTLMS          int64  `json:"ttl_ms"`
+}
+
+// hostname is this machine's name, as the heartbeats tell it.
+var hostname = func() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}()
+
+// Workers returns the running workers of queue, in every process, as
+// their heartbeats in Redis tell them, oldest first: a worker appears
+// within moments of its Start, leaves at once when it stops, and a worker
+// whose process died leaves once its heartbeat runs out (20 seconds). It
+// costs one script call, which also removes a bounded number of entries
+// that ran out. Carmine's workers have no heartbeat and never appear.
+func (c *Client) Workers(ctx context.Context, queue string) ([]LiveWorker, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return nil, err
+	}
+	type answer struct {
+		now     int64
+		entries []protocol.WorkerEntry
+	}
+	a, err := within(c, ctx, func(ctx context.Context) (answer, error) {
+		now, es, err := protocol.LiveWorkers(ctx, c.rdb, c.keys(queue))
+		return answer{now, es}, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mq: workers of %q: %w", queue, redisError(err))
+	}
+	out := make([]LiveWorker, 0, len(a.entries))
+	for _, e := range a.entries {
+		out = append(out, liveWorker(queue, e))
+	}
+	slices.SortFunc(out, func(x, y LiveWorker) int {
+		return cmp.Or(x.Started.Compare(y.Started), cmp.Compare(x.ID, y.ID))
+	})
+	return out, nil
+}
+
+// liveWorker reads one entry. An entry whose info does not parse (another
+// version's, or damaged) still tells the worker's id and expiry.
+func liveWorker(queue string, e protocol.WorkerEntry) LiveWorker {
+	lw := LiveWorker{ID: e.ID, Queue: queue, Expires: time.UnixMilli(e.Expires)}
+	var info heartbeatInfo
+	if json.Unmarshal(e.Info, &info) != nil {
+		return lw
+	}
+	beat := e.Expires - info.TTLMS
+	lw.Host, lw.PID, lw.Version = info.Host, info.PID, info.Version
+	lw.LastBeat = time.UnixMilli(beat)
+	lw.Started = time.UnixMilli(beat - info.UptimeMS)
+	if info.SincePollMS >= 0 {
+		lw.LastPoll = time.UnixMilli(beat - info.SincePollMS)
+	}
+	lw.HandlersBusy, lw.HandlerThreads, lw.WorkerThreads = info.HandlersBusy, info.HandlerThreads, info.WorkerThreads
+	return lw
+}
+
+// ID identifies the worker among every worker of every process: the id
+// of its heartbeat ([Client.Workers]) and of its log lines (worker_id). It
+// is drawn at random by NewWorker and kept across restarts.
+func (w *Worker) ID() string { return w.id }
+
+// notePoll records that a poll came back, for the heartbeat's last poll.
+func (w *Worker) notePoll() {
+	w.lastPoll.Store(int64(time.Since(w.epoch)) + 1)
+}
+
+// sincePoll is the time since the last poll that came back in this run,
+// or -1 if none did.
+func (w *Worker) sincePoll() time.Duration {
+	at := w.lastPoll.Load()
+	if at == 0 {
+		return -1
+	}
+	return time.Since(w.epoch) - time.Duration(at-1)
+}
+
+// withPollNote wraps the worker's monitor, which every polling loop calls
+// after each poll Redis answered, so that the heartbeat can tell the last
+// poll.
+func (w *Worker) withPollNote(m MonitorFunc) MonitorFunc {
+	return func(ctx context.Context, info MonitorInfo) {
+		w.notePoll()
+		m(ctx, info)
+	}
+}
+
+// beater keeps one run's heartbeat, and logs its failures once per
+// streak.
+type beater struct {
+	w       *Worker
+	r       *run
+	failing bool
+}
+
+// beat stores the worker's entry once, waiting at most one heartbeat
+// interval for Redis. A beat in flight when ctx ends (the run ends) goes
+// on, so that it cannot land after the entry's removal.
+func (b *beater) beat(ctx context.Context) {
+	w := b.w
+	busy := 0
+	for i := range b.r.handlings {
+		if b.r.handlings[i].Load() == handlingRunning {
+			busy++
+		}
+	}
+	since := int64(-1)
+	if d := w.sincePoll(); d >= 0 {
+		since = d.Milliseconds()
+	}
+	info, err := json.Marshal(heartbeatInfo{
+		Queue:          w.queue,
+		Host:           hostname,
+		PID:            os.Getpid(),
+		Version:        Version,
+		UptimeMS:       time.Since(b.r.started).Milliseconds(),
+		SincePollMS:    since,
+		HandlersBusy:   busy,
+		HandlerThreads: w.cfg.HandlerThreads,
+		WorkerThreads:  w.cfg.WorkerThreads,
+		TTLMS:          protocol.MS(w.cfg.heartbeatTTL),
+	})
+	if err != nil {
+		panic("mq: heartbeat info: " + err.Error()) // plain fields: never
+	}
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.heartbeatEvery)
+	defer cancel()
+	_, err = within(w.c, callCtx, func(ctx context.Context) (int64, error) {
+		return protocol.Heartbeat(ctx, w.c.rdb, w.c.keys(w.queue), w.id, w.cfg.heartbeatTTL, info)
+	})
+	// A failure as the run ends is none, and is not logged.
+	b.r.logging(ctx, func() {
+		switch {
+		case err != nil && !b.failing:
+			b.failing = true
+			w.log.Warn("mq: heartbeat failed; the worker may look dead to Client.Workers until one succeeds",
+				slog.String("worker_id", w.id), slog.Any("error", redisError(err)))
+		case err == nil && b.failing:
+			b.failing = false
+			w.log.Info("mq: heartbeat recovered", slog.String("worker_id", w.id))
+		}
+	})
+}
+
+// leave removes the worker's entry at the end of a run, waiting at most
+// closeGrace for Redis; an entry it cannot remove runs out by itself. It
+// logs nothing: it may run after a stop cut short returned.
+func (w *Worker) leave(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, closeGrace)
+	defer cancel()
+	_, _ = within(w.c, ctx, func(ctx context.Context) (bool, error) {
+		return protocol.WorkerGone(ctx, w.c.rdb, w.c.keys(w.queue), w.id)
+	})
+}

@@ -1,0 +1,177 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ops runs beside a run's polling loops until the run ends: it keeps the
+// worker's heartbeat and logs the periodic summary.
+func (w *Worker) ops(ctx context.Context, r *run) {
+	// The first summary counts from the run's start.
+	s := summarizer{w: w, last: r.startCounts, at: r.started}
+	b := &beater{w: w, r: r}
+	b.beat(ctx)
+	beats := time.NewTicker(w.cfg.heartbeatEvery)
+	defer beats.Stop()
+	var summaries <-chan time.Time
+	if w.cfg.LogSummaryEvery > 0 {
+		t := time.NewTicker(w.cfg.LogSummaryEvery)
+		defer t.Stop()
+		summaries = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beats.C:
+			b.beat(ctx)
+		case <-summaries:
+			r.logging(ctx, s.log)
+		}
+	}
+}
+
+// counters reads the worker's counters.
+func (w *Worker) counters() (c [numCounters]int64) {
+	for i := range c {
+		c[i] = w.stats.counts[i].Load()
+	}
+	return c
+}
+
+// since answers the counters' growth from then to now. A counter that
+// went down was reset (ResetStats) meanwhile: its growth is its value.
+func since(then, now [numCounters]int64) (d [numCounters]int64) {
+	for i := range d {
+		d[i] = now[i] - then[i]
+		if d[i] < 0 {
+			d[i] = now[i]
+		}
+	}
+	return d
+}
+
+// summarizer logs what a worker did since its last summary line.
+type summarizer struct {
+	w    *Worker
+	last [numCounters]int64
+	at   time.Time
+}
+
+// log writes one summary line of what happened since the last one, or
+// nothing when no message was handled, given back or lost meanwhile.
+func (s *summarizer) log() {
+	now, at := s.w.counters(), time.Now()
+	d, over := since(s.last, now), at.Sub(s.at)
+	s.last, s.at = now, at
+	handled := d[cSucceeded] + d[cRetried] + d[cFailed]
+	if handled+d[cLockLost]+d[cAbandoned]+d[cReleased] == 0 {
+		return
+	}
+	s.w.log.Info("mq: worker summary",
+		slog.String("worker_id", s.w.id),
+		slog.Duration("over", over.Round(time.Millisecond)),
+		slog.Int64("handled", handled),
+		slog.Float64("handled_per_second", perSecond(handled, over)),
+		slog.Int64("succeeded", d[cSucceeded]),
+		slog.Int64("retried", d[cRetried]),
+		slog.Int64("failed", d[cFailed]),
+		slog.Float64("failed_per_second", perSecond(d[cFailed], over)),
+		slog.Int64("lock_lost", d[cLockLost]),
+		slog.Int64("abandoned", d[cAbandoned]),
+		slog.Int64("released", d[cReleased]),
+		slog.Int64("poll_errors", d[cPollErrors]),
+		slog.Int64("queue_size", int64(s.w.stats.queueSize.Summary().Last)),
+	)
+}
+
+// perSecond is n over d, per second, to two decimals.
+func perSecond(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return math.Round(float64(n)/d.Seconds()*100) / 100
+}
+
+// startAttrs are the attributes of a worker's start line: its settings,
+// defaults filled in.
+func (w *Worker) startAttrs() []any {
+	attrs := []any{
+		slog.String("worker_id", w.id),
+		slog.String("version", Version),
+		slog.Int("worker_threads", w.cfg.WorkerThreads),
+		slog.Int("handler_threads", w.cfg.HandlerThreads),
+		slog.Int("prefetch", max(0, w.cfg.Prefetch)),
+		slog.Duration("lock_time", w.cfg.LockTime),
+		slog.Bool("renew_locks", !w.cfg.NoLockRenewal),
+		slog.Bool("throttled", w.cfg.Throttle != nil),
+		slog.Duration("heartbeat_every", w.cfg.heartbeatEvery),
+		slog.Duration("heartbeat_ttl", w.cfg.heartbeatTTL),
+	}
+	if w.cfg.LogSummaryEvery > 0 {
+		attrs = append(attrs, slog.Duration("summary_every", w.cfg.LogSummaryEvery))
+	}
+	return attrs
+}
+
+// stopAttrs are the attributes of a worker's stop line: how long the run
+// lasted and what it handled.
+func (w *Worker) stopAttrs(r *run) []any {
+	d := since(r.startCounts, w.counters())
+	return []any{
+		slog.String("worker_id", w.id),
+		slog.Duration("ran", time.Since(r.started).Round(time.Millisecond)),
+		slog.Int64("succeeded", d[cSucceeded]),
+		slog.Int64("retried", d[cRetried]),
+		slog.Int64("failed", d[cFailed]),
+	}
+}
+
+// RouteRedisLogs sends go-redis's own log lines (a failed dial, a
+// Sentinel's new master, ...) to logger, instead of the standard logger
+// on stderr where go-redis writes them by default; nil means
+// slog.Default(). A line that speaks of a failure (an error, a panic, a
+// failed or refused call, a timeout) is logged at Warn, any other at Info,
+// with the attribute source=go-redis.
+//
+// go-redis keeps one logger for the whole process (redis.SetLogger), so
+// this routes the lines of every go-redis client of the process, whatever
+// library made it, and a later call, or a redis.SetLogger elsewhere,
+// replaces it. mq.New never calls it: a service opts in once, at its
+// start.
+func RouteRedisLogs(logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	redis.SetLogger(redisLogger{logger})
+}
+
+// redisLogger is go-redis's logging interface onto a *slog.Logger.
+type redisLogger struct{ log *slog.Logger }
+
+// failureWords mark a go-redis log line that reports a failure.
+var failureWords = []string{"error", "fail", "panic", "refused", "timeout", "timed out", "unable", "cannot", "can't"}
+
+// Printf logs one go-redis line.
+func (l redisLogger) Printf(ctx context.Context, format string, args ...any) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	text := strings.TrimSpace(fmt.Sprintf(format, args...))
+	level := slog.LevelInfo
+	lower := strings.ToLower(text)
+	for _, word := range failureWords {
+		if strings.Contains(lower, word) {
+			level = slog.LevelWarn
+			break
+		}
+	}
+	l.log.Log(ctx, level, "redis: "+strings.TrimPrefix(text, "redis: "), slog.String("source", "go-redis"))
+}
