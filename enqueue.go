@@ -21,6 +21,14 @@ type EnqueueOptions struct {
 	// InitialBackoff delays the first handling. Default: none.
 	InitialBackoff time.Duration
 
+	// Metadata travels with the message, beside its content rather than
+	// inside it (so Carmine's workers still read the content they expect),
+	// and reaches the handler as Message.Metadata: a trace context, for
+	// one (the mqotel module puts W3C traceparent there). An update
+	// (CanUpdate) replaces it; a requeue (CanRequeue) keeps the metadata
+	// of the message it follows. At most 64 KiB, encoded. Default: none.
+	Metadata map[string]string
+
 	// At, when set, is when to hand the message out first. It is resolved
 	// against the Redis server's clock, not this machine's: the delay is
 	// At less the server's time when the enqueue runs (none once At is
@@ -214,9 +222,14 @@ func (c *Client) enqueueMessage(queue string, msg any, opts *EnqueueOptions) (pr
 	if len(data) > c.cfg.MaxMessageSize {
 		return protocol.EnqueueMessage{}, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrMessageTooLarge, len(data), c.cfg.MaxMessageSize)
 	}
+	meta, err := encodeMetadata(o.Metadata)
+	if err != nil {
+		return protocol.EnqueueMessage{}, err
+	}
 	m := protocol.EnqueueMessage{
 		ID: o.MessageID, Data: data, InitialBackoff: o.InitialBackoff, LockTime: o.LockTime,
 		CanUpdate: o.CanUpdate, CanRequeue: o.CanRequeue, ResetInitialBackoff: o.ResetInitialBackoff,
+		Metadata: meta,
 	}
 	if !o.At.IsZero() {
 		// 1 ms for any time at or before the epoch: "due already".

@@ -58,6 +58,9 @@ type Message struct {
 	Age time.Duration
 	// QueueSize is the queue size the worker saw last.
 	QueueSize int64
+	// Metadata is what the enqueue put in EnqueueOptions.Metadata, nil
+	// for none (and for messages that Carmine enqueued).
+	Metadata map[string]string
 
 	codec Codec
 	lock  *heldLock

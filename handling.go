@@ -66,6 +66,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 		LockTime:  s.LockTime,
 		Age:       time.Duration(s.Now-s.FirstEnqueued) * time.Millisecond,
 		QueueSize: d.queueSize,
+		Metadata:  decodeMetadata(s.Metadata),
 		codec:     w.c.cfg.Codec,
 		lock:      lock,
 	}

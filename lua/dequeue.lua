@@ -37,7 +37,7 @@
 --   shortened to end when the earliest due entry falls due, else 0
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
---    locked_until_ms, now_ms}
+--    locked_until_ms, now_ms, metadata ('' for none)}
 -- locked_until_ms is the fencing token for outcomes and renew.lua.
 --
 -- The receipt. A poller (one polling loop of a worker, or its flusher)
@@ -240,6 +240,17 @@ local function sleep_step(sleep_ms, ndry_runs)
   return {'sleep', sleep_ms, sleep_list(), ndry_runs, until_due}
 end
 
+-- metadata_of answers mid's metadata, '' for none; it reads meta only
+-- when the queue has any (one EXISTS per call).
+local has_meta = nil
+local function metadata_of(mid)
+  if has_meta == nil then
+    has_meta = redis.call('exists', K_META) == 1
+  end
+  if not has_meta then return '' end
+  return redis.call('hget', K_META, mid) or ''
+end
+
 -- decide takes steps 2 and 3 for mid and answers the step, and whether the
 -- mid stays on (or, taken from mids-ready, moves onto) mid-circle: only the
 -- sentinel and a locked message do (§11); every other mid leaves the lists,
@@ -304,7 +315,7 @@ local function decide(mid, from_circle)
   if has_backoff then redis.call('hdel', K_BACKOFFS, mid) end
   index_due(mid, locked_until)
   local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
-  return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now}, false
+  return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid)}, false
 end
 
 local reply = {0, outcomes}

@@ -4,12 +4,14 @@
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1]: the call's token, drawn at random by the client
 -- ARGV[2]: how long to keep the call's receipt at least, in ms
--- ARGV[3..], in groups of eight, one group per message:
+-- ARGV[3..], in groups of nine, one group per message:
 --   mid, encoded message, initial backoff in ms (0 for none), lock time in
 --   ms (0 for the worker's default), then can-update, can-requeue and
 --   reset-init-backoff, each '1' or '0', then the time to hand it out at
 --   in Unix ms by the server's clock (0 for none; it replaces the initial
---   backoff by the time from now until then, 0 once it is past)
+--   backoff by the time from now until then, 0 once it is past), then the
+--   message's metadata as the client encoded it ('' for none), kept in meta
+--   with the content (a pending requeue keeps the metadata there is)
 --
 -- Reply: one string per message, in order: 'added' or 'updated' on
 -- success, or the reason of a refusal: 'already-queued', 'locked' or
@@ -45,7 +47,7 @@ local woken = false
 local wrote = false
 
 -- One message's arguments, set by the loop below for the helpers.
-local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff
+local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff, meta
 
 -- store writes the message. fresh says that mid had no status: every
 -- entry of a message goes when it is collected or deleted, so there is no
@@ -53,6 +55,11 @@ local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_b
 local function store(fresh)
   redis.call('hset', K_MESSAGES, mid, content)
   redis.call('hsetnx', K_UDTS, mid, now)
+  if meta ~= '' then
+    redis.call('hset', K_META, mid, meta)
+  elseif not fresh then
+    redis.call('hdel', K_META, mid)
+  end
   if lock_ms > 0 then
     redis.call('hset', K_LOCK_TIMES, mid, lock_ms)
   elseif not fresh then
@@ -140,12 +147,13 @@ local function enqueue()
 end
 
 local reply, codes = {}, {}
-for i = 3, #ARGV, 8 do
+for i = 3, #ARGV, 9 do
   mid, content = ARGV[i], ARGV[i + 1]
   init_backoff, lock_ms = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   can_update, can_requeue = ARGV[i + 4] == '1', ARGV[i + 5] == '1'
   reset_init_backoff = ARGV[i + 6] == '1'
   local at_ms = tonumber(ARGV[i + 7])
+  meta = ARGV[i + 8]
   if at_ms > 0 then init_backoff = math.max(0, at_ms - now) end
   local answer = enqueue()
   reply[#reply + 1] = answer

@@ -55,7 +55,7 @@ local function flush_gathered()
   local list = gathered.collect
   if #list > 0 then
     for _, key in ipairs({K_MESSAGES, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS, K_NATTEMPTS,
-        K_LOCK_ALIASES, K_BACKOFFS, K_NOUTCOMES}) do
+        K_LOCK_ALIASES, K_BACKOFFS, K_NOUTCOMES, K_META}) do
       call_each('hdel', key, list)
     end
     call_each('srem', K_DONE, list)

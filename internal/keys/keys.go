@@ -44,6 +44,7 @@ const (
 	DeadIndex
 	Workers
 	WorkerInfo
+	Meta
 	count
 )
 
@@ -106,6 +107,10 @@ var Suffixes = [count]string{
 	// itself (JSON).
 	Workers:    "workers",
 	WorkerInfo: "worker-info",
+	// meta: mid -> the message's metadata (EnqueueOptions.Metadata,
+	// encoded by the client), beside its content so that Carmine's
+	// workers still read the content they expect.
+	Meta: "meta",
 }
 
 // Count is the number of keys of one queue.

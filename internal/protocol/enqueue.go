@@ -24,6 +24,9 @@ type EnqueueMessage struct {
 	// server's clock, in Unix ms: it replaces InitialBackoff by the time
 	// from the server's now until then (none once it is past).
 	At int64
+	// Metadata is the message's metadata as the client encoded it, kept
+	// beside its content (nil for none).
+	Metadata []byte
 }
 
 // EnqueueCall is one call of enqueue.lua: its messages, decided in turn,
@@ -40,11 +43,11 @@ type EnqueueCall struct {
 
 // argv is the call's script arguments.
 func (c EnqueueCall) argv() []any {
-	args := make([]any, 0, 2+8*len(c.Messages))
+	args := make([]any, 0, 2+9*len(c.Messages))
 	args = append(args, c.Token, MS(c.Keep))
 	for _, m := range c.Messages {
 		args = append(args, m.ID, m.Data, MS(m.InitialBackoff), MS(m.LockTime),
-			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At))
+			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At), m.Metadata)
 	}
 	return args
 }

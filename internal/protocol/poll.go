@@ -60,6 +60,9 @@ type Step struct {
 	LockedUntil int64
 	// Now is the server's time of the step, Unix ms.
 	Now int64
+	// Metadata is the handed-out message's metadata as stored, nil for
+	// none.
+	Metadata []byte
 }
 
 // PollArgs are the arguments of one poll call.
@@ -208,10 +211,10 @@ func parseStep(e any) (Step, error) {
 		}
 		s.Reason, _ = a[1].(string)
 	case StepHandle:
-		if len(a) != 8 {
+		if len(a) != 9 {
 			return bad()
 		}
-		var ok [7]bool
+		var ok [8]bool
 		s.ID, ok[0] = a[1].(string)
 		var data string
 		data, ok[1] = a[2].(string)
@@ -223,6 +226,11 @@ func parseStep(e any) (Step, error) {
 		s.FirstEnqueued, ok[4] = a[5].(int64)
 		s.LockedUntil, ok[5] = a[6].(int64)
 		s.Now, ok[6] = a[7].(int64)
+		var meta string
+		meta, ok[7] = a[8].(string)
+		if meta != "" {
+			s.Metadata = []byte(meta)
+		}
 		for _, o := range ok {
 			if !o {
 				return bad()
