@@ -4,7 +4,7 @@
 # driver, starts one dedicated redis-server on a free loopback port with
 # persistence off (never 6379), runs every scenario 3 times with the systems
 # alternating, and prints Markdown tables of medians, also written to
-# results.md. A full run takes about 25 minutes on 2 cores;
+# results.md. A full run takes about 30 minutes on 2 cores;
 #   bench/run.sh --quick
 # runs every scenario once at small sizes in under 2 minutes, for a check.
 # Other flags go to the orchestrator (go run . -h lists them), e.g.
