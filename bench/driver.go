@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -24,22 +25,49 @@ type system interface {
 	enqueueOne(ctx context.Context, payload []byte) error
 	// enqueueBatch enqueues payloads with the system's best batch API.
 	enqueueBatch(ctx context.Context, payloads [][]byte) error
+	// enqueueDelayed enqueues payloads, none to be handled before delay
+	// has passed, with the system's best batch API for delayed messages.
+	// It returns errNotSupported when the system has no delays.
+	enqueueDelayed(ctx context.Context, payloads [][]byte, delay time.Duration) error
 	// startWorker starts consuming with the given number of concurrent
 	// handlers. handle is called once per message, as the handler starts,
 	// with the payload as enqueued; the handler then succeeds at once.
 	// stop stops consuming and waits for handlers in flight.
 	startWorker(ctx context.Context, handlers int, handle func(payload []byte)) (stop func() error, err error)
-	// clean reports whether the queue's store holds nothing of handled
-	// messages any more (for systems that collect them after handling).
-	clean(ctx context.Context) (bool, error)
+	// collected reports whether the queue's store holds nothing of handled
+	// messages any more: only the waiting (delayed) ones are left. calls is
+	// the number of Redis commands the check itself ran, which the
+	// orchestrator takes off the measured phase's count. What "collected"
+	// means differs by system; each file says what it checks.
+	collected(ctx context.Context, waiting int) (ok bool, calls int, err error)
 	close() error
 }
+
+// manyQueues is a system that can run one idle worker on each of many
+// queues in one process, all on one shared Redis client with the client
+// library's default options (the queues scenario).
+type manyQueues interface {
+	// startQueues starts a worker of one handler on every queue; handle
+	// is called as a handler starts, with the payload as enqueued.
+	startQueues(ctx context.Context, queues []string, handle func(payload []byte)) (stop func() error, err error)
+	// enqueueTo enqueues one message to one of the queues, on the shared
+	// client.
+	enqueueTo(ctx context.Context, queue string, payload []byte) error
+}
+
+// errNotSupported is a system's answer for a feature it does not have; the
+// driver then reports the scenario as skipped.
+var errNotSupported = errors.New("not supported by this system")
 
 type opener func(ctx context.Context, addr, queue string) (system, error)
 
 // systems maps a system's name to its opener; sys_*.go files add to it in
 // init functions.
 var systems = map[string]opener{}
+
+// delayedBy is how far in the future the delayed messages of a scenario are
+// due: far beyond any measurement, so that they only wait.
+const delayedBy = time.Hour
 
 // driverArgs are one driver run's parameters; the Node driver takes the
 // same flags.
@@ -54,6 +82,20 @@ type driverArgs struct {
 	rate     int
 	duration time.Duration
 	batch    int
+	// delayed messages (due in delayedBy) are enqueued before the scenario
+	// starts, and wait throughout.
+	delayed int
+	// settle is how long a started worker runs before the measured phase,
+	// so that it has gone idle (or, with messages delayed, settled into
+	// whatever it does with them).
+	settle time.Duration
+	// queues and probes are the queues scenario's: how many queues (one
+	// worker each) and how many probe messages, one every probeEvery.
+	queues     int
+	probes     int
+	probeEvery time.Duration
+	// collectTimeout bounds the wait for handled messages to be collected.
+	collectTimeout time.Duration
 }
 
 // mark is what a driver reports at a measurement point. The orchestrator
@@ -65,6 +107,10 @@ type mark struct {
 	ClientCPUus float64          `json:"client_cpu_us"`
 	Latency     map[string]int64 `json:"lat_us,omitempty"`
 	HeapBytes   map[string]int64 `json:"heap_bytes,omitempty"`
+	Counts      map[string]int64 `json:"counts,omitempty"`
+	// OwnCalls are Redis commands the driver ran to observe the system
+	// (collection checks), not part of the system's own work.
+	OwnCalls int64 `json:"own_calls,omitempty"`
 }
 
 func cpuMicros() float64 {
@@ -78,7 +124,7 @@ func cpuMicros() float64 {
 // payload returns a message of size bytes whose first 8 hold the time it
 // was made, for latency.
 func payload(size int) []byte {
-	p := make([]byte, max(size, 8))
+	p := make([]byte, max(size, 16))
 	binary.BigEndian.PutUint64(p, uint64(time.Now().UnixNano()))
 	return p
 }
@@ -106,6 +152,9 @@ func sentAt(p []byte) time.Time {
 //	orch:   GO
 //	driver: MARK <name> <json>     (one or more; the orchestrator samples Redis)
 //	driver: END
+//
+// A driver that cannot run the scenario (a feature the system lacks) prints
+// "SKIP <reason>" then END, before READY.
 func runDriver(ctx context.Context, a driverArgs) error {
 	open, ok := systems[a.system]
 	if !ok {
@@ -129,10 +178,35 @@ func runDriver(ctx context.Context, a driverArgs) error {
 		b, _ := json.Marshal(m)
 		fmt.Printf("MARK %s %s\n", name, b)
 	}
+	err = scenario(ctx, sys, a, ready, report)
+	if errors.Is(err, errNotSupported) {
+		fmt.Printf("SKIP %v\n", err)
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Println("END")
+	return nil
+}
 
+// scenario runs a's scenario on sys; ready hands over to the orchestrator
+// (READY, then wait for GO) and report prints a mark.
+func scenario(ctx context.Context, sys system, a driverArgs, ready func() error, report func(string, mark)) error {
+	if err := prefillDelayed(ctx, sys, a); err != nil {
+		return err
+	}
 	switch a.scenario {
 	case "enqueue-one":
+		// An idle worker of a.handlers handlers on a queue of its own
+		// beside the one enqueued to: what a service that both enqueues
+		// and works pays, without handling the enqueued messages.
+		stop, err := besideWorker(ctx, a)
+		if err != nil {
+			return err
+		}
 		msgs := payloads(a.n, a.size)
+		time.Sleep(a.settle)
 		if err := ready(); err != nil {
 			return err
 		}
@@ -143,6 +217,7 @@ func runDriver(ctx context.Context, a driverArgs) error {
 			}
 		}
 		report("done", mark{N: a.n, Seconds: time.Since(t0).Seconds(), ClientCPUus: cpuMicros() - c0})
+		return stop()
 
 	case "enqueue-batch":
 		msgs := payloads(a.n, a.size)
@@ -156,6 +231,7 @@ func runDriver(ctx context.Context, a driverArgs) error {
 			}
 		}
 		report("done", mark{N: a.n, Seconds: time.Since(t0).Seconds(), ClientCPUus: cpuMicros() - c0})
+		return nil
 
 	case "e2e":
 		if err := prefill(ctx, sys, a); err != nil {
@@ -177,20 +253,10 @@ func runDriver(ctx context.Context, a driverArgs) error {
 		}
 		<-all
 		report("handled", mark{N: a.n, Seconds: time.Since(t0).Seconds(), ClientCPUus: cpuMicros() - c0})
-		for {
-			ok, err := sys.clean(ctx)
-			if err != nil {
-				return err
-			}
-			if ok {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-		report("clean", mark{N: a.n, Seconds: time.Since(t0).Seconds(), ClientCPUus: cpuMicros() - c0})
-		if err := stop(); err != nil {
+		if err := waitCollected(ctx, sys, a, "clean", t0, c0, report); err != nil {
 			return err
 		}
+		return stop()
 
 	case "latency":
 		n := int(a.duration.Seconds() * float64(a.rate))
@@ -209,7 +275,7 @@ func runDriver(ctx context.Context, a driverArgs) error {
 		if err != nil {
 			return err
 		}
-		time.Sleep(time.Second) // let the worker go idle
+		time.Sleep(a.settle) // let the worker go idle
 		if err := ready(); err != nil {
 			return err
 		}
@@ -229,25 +295,31 @@ func runDriver(ctx context.Context, a driverArgs) error {
 			Latency: map[string]int64{"p50": pct(lat, 0.50), "p99": pct(lat, 0.99), "max": lat[len(lat)-1]}}
 		mu.Unlock()
 		report("done", m)
-		if err := stop(); err != nil {
-			return err
-		}
+		return stop()
 
 	case "idle":
 		stop, err := sys.startWorker(ctx, a.handlers, func([]byte) {})
 		if err != nil {
 			return err
 		}
-		time.Sleep(3 * time.Second) // past the first, short end-of-queue sleeps
+		time.Sleep(a.settle) // past the first, short end-of-queue sleeps
 		if err := ready(); err != nil {
 			return err
 		}
 		t0, c0 := time.Now(), cpuMicros()
 		time.Sleep(a.duration)
 		report("done", mark{Seconds: time.Since(t0).Seconds(), ClientCPUus: cpuMicros() - c0})
-		if err := stop(); err != nil {
-			return err
+		return stop()
+
+	case "redis-mem":
+		return redisMem(ctx, sys, a, ready, report)
+
+	case "queues":
+		mq, ok := sys.(manyQueues)
+		if !ok {
+			return fmt.Errorf("many queues on one client: %w", errNotSupported)
 		}
+		return queuesProbe(ctx, mq, a, ready, report)
 
 	case "memory":
 		if err := ready(); err != nil {
@@ -258,12 +330,170 @@ func runDriver(ctx context.Context, a driverArgs) error {
 			return err
 		}
 		report("done", m)
-
-	default:
-		return fmt.Errorf("unknown scenario %q", a.scenario)
+		return nil
 	}
-	fmt.Println("END")
-	return nil
+	return fmt.Errorf("unknown scenario %q", a.scenario)
+}
+
+// besideWorker starts an idle worker of a.handlers handlers on a queue of
+// its own (a.queue + "-beside"), on a system opened for it.
+func besideWorker(ctx context.Context, a driverArgs) (stop func() error, err error) {
+	other, err := systems[a.system](ctx, a.addr, a.queue+"-beside")
+	if err != nil {
+		return nil, err
+	}
+	stopW, err := other.startWorker(ctx, a.handlers, func([]byte) {})
+	if err != nil {
+		other.close()
+		return nil, err
+	}
+	return func() error { return errors.Join(stopW(), other.close()) }, nil
+}
+
+// waitCollected waits until sys has collected every handled message (only
+// a.delayed are left), checking every 2 ms, and reports mark name then, with
+// times and CPU since t0 and c0. A system that has not collected them
+// within a.collectTimeout gets no mark, and a note on stderr.
+func waitCollected(ctx context.Context, sys system, a driverArgs, name string, t0 time.Time, c0 float64, report func(string, mark)) error {
+	var own int64
+	deadline := time.Now().Add(a.collectTimeout)
+	for {
+		ok, calls, err := sys.collected(ctx, a.delayed)
+		if err != nil {
+			return err
+		}
+		own += int64(calls)
+		if ok {
+			report(name, mark{N: a.n, Seconds: time.Since(t0).Seconds(), ClientCPUus: cpuMicros() - c0, OwnCalls: own})
+			return nil
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "%s: handled messages not collected within %v\n", a.system, a.collectTimeout)
+			return nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// redisMem runs a.n messages of a.size bytes through a worker of
+// a.handlers handlers: the worker starts and settles before GO (the
+// orchestrator reads Redis's memory then, with nothing enqueued), then the
+// messages are enqueued in batches while it works; marks "handled" once
+// all were handled and "clean" once collected.
+func redisMem(ctx context.Context, sys system, a driverArgs, ready func() error, report func(string, mark)) error {
+	var handled atomic.Int64
+	all := make(chan struct{})
+	stop, err := sys.startWorker(ctx, a.handlers, func([]byte) {
+		if handled.Add(1) == int64(a.n) {
+			close(all)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	time.Sleep(a.settle)
+	if err := ready(); err != nil {
+		return err
+	}
+	t0, c0 := time.Now(), cpuMicros()
+	if err := prefill(ctx, sys, a); err != nil {
+		return err
+	}
+	<-all
+	report("handled", mark{N: a.n, Seconds: time.Since(t0).Seconds(), ClientCPUus: cpuMicros() - c0})
+	if err := waitCollected(ctx, sys, a, "clean", t0, c0, report); err != nil {
+		return err
+	}
+	return stop()
+}
+
+// queuesProbe starts a.queues queues with one idle worker each on one
+// shared client, lets them settle, then sends a.probes probe messages one
+// every a.probeEvery, each to another queue, each from its own goroutine
+// (so that a slow enqueue does not delay the next probe). It reports the
+// enqueue call's latency, the enqueue-to-handler latency, and how many
+// probes were not handled within 10 ms and within 5 s of their enqueue.
+func queuesProbe(ctx context.Context, sys manyQueues, a driverArgs, ready func() error, report func(string, mark)) error {
+	const late, lost = 10 * time.Millisecond, 5 * time.Second
+	queues := make([]string, a.queues)
+	for i := range queues {
+		queues[i] = fmt.Sprintf("%s-%03d", a.queue, i)
+	}
+	var mu sync.Mutex
+	handledAt := make(map[uint64]time.Duration) // probe -> enqueue to handler
+	stop, err := sys.startQueues(ctx, queues, func(p []byte) {
+		d := time.Since(sentAt(p))
+		mu.Lock()
+		handledAt[binary.BigEndian.Uint64(p[8:])] = d
+		mu.Unlock()
+	})
+	if err != nil {
+		return err
+	}
+	time.Sleep(a.settle)
+	if err := ready(); err != nil {
+		return err
+	}
+	t0, c0 := time.Now(), cpuMicros()
+	enq := make([]int64, a.probes)
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	tick := time.NewTicker(a.probeEvery)
+	for i := range a.probes {
+		if i > 0 {
+			<-tick.C
+		}
+		p := payload(a.size)
+		binary.BigEndian.PutUint64(p[8:], uint64(i))
+		q := queues[(i*37)%len(queues)] // spread over the queues
+		wg.Go(func() {
+			start := time.Now()
+			err := sys.enqueueTo(ctx, q, p)
+			enq[i] = time.Since(start).Microseconds()
+			if err != nil {
+				errs.Add(1)
+				fmt.Fprintf(os.Stderr, "%s: probe enqueue: %v\n", a.system, err)
+			}
+		})
+	}
+	tick.Stop()
+	last := time.Now()
+	wg.Wait()
+	// Wait until every probe was handled, or the last one's 5 s are up.
+	for time.Since(last) < lost {
+		mu.Lock()
+		n := len(handledAt)
+		mu.Unlock()
+		if n == a.probes {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	var hl []int64
+	var nLate, nLost int64
+	for i := range a.probes {
+		d, ok := handledAt[uint64(i)]
+		if !ok || d > lost {
+			nLost++
+		}
+		if !ok || d > late {
+			nLate++
+		}
+		if ok {
+			hl = append(hl, d.Microseconds())
+		}
+	}
+	mu.Unlock()
+	slices.Sort(enq)
+	slices.Sort(hl)
+	lat := map[string]int64{"enq_p50": pct(enq, 0.5), "enq_p99": pct(enq, 0.99), "enq_max": enq[len(enq)-1]}
+	if len(hl) > 0 {
+		lat["p50"], lat["p99"], lat["max"] = pct(hl, 0.5), pct(hl, 0.99), hl[len(hl)-1]
+	}
+	report("done", mark{N: a.probes, Seconds: time.Since(t0).Seconds(), ClientCPUus: cpuMicros() - c0, Latency: lat,
+		Counts: map[string]int64{"late": nLate, "lost": nLost, "errors": errs.Load()}})
+	return stop()
 }
 
 // memory runs a.n messages through a worker with a.handlers handlers,
@@ -323,10 +553,22 @@ func memory(ctx context.Context, sys system, a driverArgs) (mark, error) {
 	return m, stop()
 }
 
+// prefill enqueues a.n messages of a.size bytes, a.batch per call.
 func prefill(ctx context.Context, sys system, a driverArgs) error {
 	for i := 0; i < a.n; i += a.batch {
 		if err := sys.enqueueBatch(ctx, payloads(min(a.batch, a.n-i), a.size)); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// prefillDelayed enqueues a.delayed messages of a.size bytes due in
+// delayedBy, a.batch per call.
+func prefillDelayed(ctx context.Context, sys system, a driverArgs) error {
+	for i := 0; i < a.delayed; i += a.batch {
+		if err := sys.enqueueDelayed(ctx, payloads(min(a.batch, a.delayed-i), a.size), delayedBy); err != nil {
+			return fmt.Errorf("delayed messages: %w", err)
 		}
 	}
 	return nil

@@ -2,10 +2,13 @@
 # Runs the side-by-side benchmark (see README.md in this folder): builds the
 # Go drivers (this library, asynq, the Carmine protocol) and the BullMQ
 # driver, starts one dedicated redis-server on a free loopback port with
-# persistence off, runs every scenario 3 times with the systems alternating,
-# and prints a Markdown table of medians, also written to results.md.
-# Flags go to the orchestrator (go run . -h lists them), e.g.
-#   bench/run.sh -runs 1 -n 10000 -systems mq,bullmq
+# persistence off (never 6379), runs every scenario 3 times with the systems
+# alternating, and prints Markdown tables of medians, also written to
+# results.md. A full run takes about 30 minutes on 2 cores;
+#   bench/run.sh --quick
+# runs every scenario once at small sizes in under 2 minutes, for a check.
+# Other flags go to the orchestrator (go run . -h lists them), e.g.
+#   bench/run.sh -runs 1 -scenarios idle+100k,light+100k -systems mq,asynq
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // asynqSystem is github.com/hibiken/asynq with its defaults: tasks get
@@ -21,6 +24,11 @@ type asynqSystem struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	queue     string
+	// rdb is one go-redis client with default options, for the
+	// collection checks and the queues scenario; shared is an asynq
+	// client on it.
+	rdb    *redis.Client
+	shared *asynq.Client
 }
 
 // asynqTaskType is the type name of every task the bench enqueues.
@@ -37,7 +45,9 @@ func init() {
 			client:    asynq.NewClient(opt),
 			inspector: asynq.NewInspector(opt),
 			queue:     queue,
+			rdb:       redis.NewClient(&redis.Options{Addr: addr}),
 		}
+		s.shared = asynq.NewClientFromRedisClient(s.rdb)
 		if err := s.client.Ping(); err != nil {
 			s.close()
 			return nil, err
@@ -57,6 +67,17 @@ func (s *asynqSystem) enqueueOne(ctx context.Context, p []byte) error {
 // its share one task at a time on the client's connection pool. The first
 // error, if any, is returned once all have finished.
 func (s *asynqSystem) enqueueBatch(ctx context.Context, ps [][]byte) error {
+	return s.enqueueConcurrently(ctx, ps)
+}
+
+// enqueueDelayed enqueues as enqueueBatch does, each task with
+// asynq.ProcessIn(delay): a scheduled task, in asynq's sorted set of them.
+func (s *asynqSystem) enqueueDelayed(ctx context.Context, ps [][]byte, delay time.Duration) error {
+	return s.enqueueConcurrently(ctx, ps, asynq.ProcessIn(delay))
+}
+
+func (s *asynqSystem) enqueueConcurrently(ctx context.Context, ps [][]byte, opts ...asynq.Option) error {
+	opts = append(slices.Clip(opts), asynq.Queue(s.queue))
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -65,7 +86,8 @@ func (s *asynqSystem) enqueueBatch(ctx context.Context, ps [][]byte) error {
 	for g := range min(asynqBatchSenders, len(ps)) {
 		wg.Go(func() {
 			for i := g; i < len(ps); i += asynqBatchSenders {
-				if err := s.enqueueOne(ctx, ps[i]); err != nil {
+				_, err := s.client.EnqueueContext(ctx, asynq.NewTask(asynqTaskType, ps[i]), opts...)
+				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -102,24 +124,63 @@ func (s *asynqSystem) startWorker(ctx context.Context, handlers int, handle func
 	}, nil
 }
 
-// clean reports whether asynq's inspector finds no task of the queue in any
-// state (Size counts pending, active, scheduled, retry, archived, completed
-// and aggregating tasks). A queue asynq does not know holds nothing.
-func (s *asynqSystem) clean(ctx context.Context) (bool, error) {
-	info, err := s.inspector.GetQueueInfo(s.queue)
+// collected: asynq deletes a task's hash in the same script that takes it
+// off the active list once its handler returned (no Retention), so the
+// queue's handled tasks are gone from Redis once no task is pending,
+// active, completed (kept only with Retention) or waiting for a retry; the
+// scheduled (delayed) ones are left. Four commands, read in one pipeline
+// on asynq's own keys (asynq:{queue}:...), not through the Inspector,
+// whose queue info runs dozens of commands.
+func (s *asynqSystem) collected(ctx context.Context, _ int) (bool, int, error) {
+	prefix := "asynq:{" + s.queue + "}:"
+	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.LLen(ctx, prefix+"pending")
+		p.LLen(ctx, prefix+"active")
+		p.ZCard(ctx, prefix+"completed")
+		p.ZCard(ctx, prefix+"retry")
+		return nil
+	})
 	if err != nil {
-		if qs, qerr := s.inspector.Queues(); qerr == nil && !slices.Contains(qs, s.queue) {
-			return true, nil
-		}
-		return false, err
+		return false, len(cmds), err
 	}
-	return info.Size == 0, nil
+	var n int64
+	for _, c := range cmds {
+		n += c.(*redis.IntCmd).Val()
+	}
+	return n == 0, len(cmds), nil
+}
+
+// startQueues runs one asynq.Server for all the queues (asynq's way of
+// serving many queues: one server polls them all), with one handler per
+// queue as its concurrency, on the one shared go-redis client (default
+// options) that enqueueTo uses too.
+func (s *asynqSystem) startQueues(ctx context.Context, queues []string, handle func([]byte)) (func() error, error) {
+	qs := make(map[string]int, len(queues))
+	for _, q := range queues {
+		qs[q] = 1
+	}
+	srv := asynq.NewServerFromRedisClient(s.rdb, asynq.Config{
+		Concurrency: len(queues),
+		Queues:      qs,
+		LogLevel:    asynq.ErrorLevel,
+	})
+	err := srv.Start(asynq.HandlerFunc(func(_ context.Context, t *asynq.Task) error {
+		handle(t.Payload())
+		return nil
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return func() error { srv.Shutdown(); return nil }, nil
+}
+
+func (s *asynqSystem) enqueueTo(ctx context.Context, queue string, p []byte) error {
+	_, err := s.shared.EnqueueContext(ctx, asynq.NewTask(asynqTaskType, p), asynq.Queue(queue))
+	return err
 }
 
 func (s *asynqSystem) close() error {
-	ierr := s.inspector.Close()
-	if err := s.client.Close(); err != nil {
-		return err
-	}
-	return ierr
+	// The shared asynq client owns nothing (its Close only refuses): closing
+	// s.rdb is closing it.
+	return errors.Join(s.inspector.Close(), s.client.Close(), s.rdb.Close())
 }

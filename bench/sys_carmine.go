@@ -64,6 +64,7 @@ var carmineKeys = []string{
 
 // Indexes into carmineKeys of the keys the Go side reads or writes itself.
 const (
+	ckMessages  = 0
 	ckLocks     = 5
 	ckBackoffs  = 6
 	ckDone      = 8
@@ -263,9 +264,10 @@ func (s *carmineSystem) loadScripts(ctx context.Context) error {
 func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
 
 // enqueueArgs are the enqueue script's arguments for a new message with a
-// random mid and no options, as Carmine's enqueue sends them by default.
-func (s *carmineSystem) enqueueArgs(p []byte) []any {
-	return []any{time.Now().UnixMilli(), uuid.NewString(), p, 0, 0, "0", "0", "0"}
+// random mid and no options but an initial backoff (none when 0), as
+// Carmine's enqueue sends them.
+func (s *carmineSystem) enqueueArgs(p []byte, backoff time.Duration) []any {
+	return []any{time.Now().UnixMilli(), uuid.NewString(), p, backoff.Milliseconds(), 0, "0", "0", "0"}
 }
 
 // enqueued turns an enqueue reply into an error. A refusal is a normal
@@ -284,15 +286,24 @@ func enqueued(cmd *redis.Cmd) error {
 
 func (s *carmineSystem) enqueueOne(ctx context.Context, p []byte) error {
 	// Run is EVALSHA, falling back to EVAL on NOSCRIPT, as Carmine's car/lua.
-	return enqueued(carmineEnqueue.Run(ctx, s.rdb, s.keys, s.enqueueArgs(p)...))
+	return enqueued(carmineEnqueue.Run(ctx, s.rdb, s.keys, s.enqueueArgs(p, 0)...))
 }
 
 func (s *carmineSystem) enqueueBatch(ctx context.Context, ps [][]byte) error {
+	return s.enqueuePipelined(ctx, ps, 0)
+}
+
+// enqueueDelayed pipelines enqueues with Carmine's init-backoff option.
+func (s *carmineSystem) enqueueDelayed(ctx context.Context, ps [][]byte, delay time.Duration) error {
+	return s.enqueuePipelined(ctx, ps, delay)
+}
+
+func (s *carmineSystem) enqueuePipelined(ctx context.Context, ps [][]byte, backoff time.Duration) error {
 	args := make([][]any, len(ps))
 	cmds := make([]*redis.Cmd, len(ps))
 	pipe := s.rdb.Pipeline()
 	for i, p := range ps {
-		args[i] = s.enqueueArgs(p)
+		args[i] = s.enqueueArgs(p, backoff)
 		cmds[i] = carmineEnqueue.EvalSha(ctx, pipe, s.keys, args[i]...)
 	}
 	_, _ = pipe.Exec(ctx) // each command's error is checked below
@@ -470,17 +481,12 @@ func (w *carmineWorker) sleep(ctx context.Context, list string, ms int64) {
 	_ = w.sleeper.Do(ctx, "blmove", src, dst, "RIGHT", "LEFT", secs).Err()
 }
 
-func (s *carmineSystem) clean(ctx context.Context) (bool, error) {
-	var ready, circle *redis.IntCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		ready = p.LLen(ctx, s.keys[ckMidsReady])
-		circle = p.LLen(ctx, s.keys[ckMidCircle])
-		return nil
-	})
-	if err != nil {
-		return false, err
-	}
-	return ready.Val()+circle.Val()-1 <= 0, nil
+// collected: as for mq, the messages hash holds only the waiting delayed
+// messages; Carmine's worker collects a handled message when its lap
+// reaches it again. One HLEN.
+func (s *carmineSystem) collected(ctx context.Context, waiting int) (bool, int, error) {
+	n, err := s.rdb.HLen(ctx, s.keys[ckMessages]).Result()
+	return n <= int64(waiting), 1, err
 }
 
 func (s *carmineSystem) close() error { return s.rdb.Close() }

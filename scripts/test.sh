@@ -71,9 +71,9 @@ echo "test.sh: go test" >&2
 go test -race -count=1 -timeout 15m "$@" ./...
 
 # The benchmark harness is a module of its own (it needs asynq and BullMQ):
-# check that it still builds against the library.
-echo "test.sh: go vet (bench)" >&2
-(cd bench && go vet ./...)
+# check that it still builds against the library, and test its report.
+echo "test.sh: bench" >&2
+(cd bench && go vet ./... && go test -race -count=1 ./...)
 
 echo "test.sh: mqctl" >&2
 (cd mqctl && go vet ./... && go test -race -count=1 ./...)

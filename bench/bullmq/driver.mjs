@@ -32,6 +32,7 @@
 // message on stderr and exits non-zero.
 
 import { Queue, Worker } from 'bullmq';
+import IORedis from 'ioredis';
 import { performance } from 'node:perf_hooks';
 
 // defaults are the flag defaults, the same as in the Go harness (main.go).
@@ -48,10 +49,20 @@ const defaults = {
   rate: 200,
   duration: '5s',
   batch: 1000,
+  delayed: 0,
+  settle: '3s',
+  queues: 100,
+  probes: 20,
+  'probe-every': '250ms',
+  'collect-timeout': '2m',
 };
 
 // scenarios are the scenarios this driver runs, as in driver.go.
-const scenarios = ['enqueue-one', 'enqueue-batch', 'e2e', 'latency', 'idle'];
+const scenarios = ['enqueue-one', 'enqueue-batch', 'e2e', 'latency', 'idle', 'redis-mem', 'queues'];
+
+// delayedBy is how far in the future delayed jobs are due, as in driver.go:
+// far beyond any measurement, so that they only wait.
+const delayedByMs = 3600 * 1000;
 
 // jobOpts are the options of every job added.
 const jobOpts = { removeOnComplete: true, removeOnFail: true };
@@ -86,6 +97,9 @@ function parseFlags(argv) {
     }
   }
   a.durationMs = parseDuration(a.duration);
+  a.settleMs = parseDuration(a.settle);
+  a.collectTimeoutMs = parseDuration(a['collect-timeout']);
+  parseDuration(a['probe-every']);
   return a;
 }
 
@@ -217,30 +231,88 @@ async function main() {
   // startWorker starts the one Worker with a no-op processor that calls
   // handle with each job's data as the processor starts.
   let worker = null;
-  const startWorker = async (handle) => {
-    worker = new Worker(
-      a.queue,
+  const newWorker = async (name, handle) => {
+    const w = new Worker(
+      name,
       async (job) => {
         handle(job.data);
       },
       { connection: { ...conn, maxRetriesPerRequest: null }, concurrency: a.handlers },
     );
-    worker.on('error', fatal('worker error'));
-    worker.on('failed', (job, err) => fatal(`job ${job?.id} failed`)(err));
-    worker.on('stalled', (id) => console.error(`bullmq driver: job ${id} stalled`));
-    await worker.waitUntilReady();
+    w.on('error', fatal('worker error'));
+    w.on('failed', (job, err) => fatal(`job ${job?.id} failed`)(err));
+    w.on('stalled', (id) => console.error(`bullmq driver: job ${id} stalled`));
+    await w.waitUntilReady();
+    return w;
+  };
+  const startWorker = async (handle) => {
+    worker = await newWorker(a.queue, handle);
   };
   const stopWorker = async () => {
     closing = true;
     await worker.close();
   };
 
-  // addBatches adds the payloads with addBulk, batch jobs per call.
-  const addBatches = async (datas) => {
+  // addBatches adds the payloads with addBulk, batch jobs per call, with
+  // the given job options.
+  const addBatches = async (datas, opts = jobOpts) => {
     for (let i = 0; i < datas.length; i += a.batch) {
-      await queue.addBulk(datas.slice(i, i + a.batch).map((data) => ({ name: jobName, data, opts: jobOpts })));
+      await queue.addBulk(datas.slice(i, i + a.batch).map((data) => ({ name: jobName, data, opts })));
     }
   };
+
+  // prefill adds n jobs, batch by batch, as prefill in driver.go does.
+  const prefill = async (n, opts = jobOpts) => {
+    for (let i = 0; i < n; i += a.batch) {
+      await addBatches(Array.from({ length: Math.min(a.batch, n - i) }, payload), opts);
+    }
+  };
+
+  // collected tells whether the handled jobs are gone from Redis: BullMQ
+  // deletes a job (removeOnComplete) in the script that moves it out of
+  // active, so they are once nothing is waiting, prioritized, active or
+  // completed; the delayed jobs stay in their sorted set. Four commands,
+  // read in one pipeline on BullMQ's keys rather than through
+  // getJobCounts, whose script runs more, on a connection of its own.
+  // calls is their number.
+  const client = new IORedis(conn);
+  const prefix = `bull:${a.queue}:`;
+  const collected = async () => {
+    const r = await client
+      .pipeline()
+      .llen(prefix + 'wait')
+      .zcard(prefix + 'prioritized')
+      .llen(prefix + 'active')
+      .zcard(prefix + 'completed')
+      .exec();
+    let n = 0;
+    for (const [err, v] of r) {
+      if (err) throw err;
+      n += v;
+    }
+    return { ok: n === 0, calls: r.length };
+  };
+
+  // waitCollected waits for collected(), checking every 2 ms, and reports
+  // mark name then; after collect-timeout it gives up with a note, and no
+  // mark, as waitCollected in driver.go.
+  const waitCollected = async (name, n) => {
+    let own = 0;
+    const deadline = performance.now() + a.collectTimeoutMs;
+    for (;;) {
+      const c = await collected();
+      own += c.calls;
+      if (c.ok) return report(name, n, { own_calls: own });
+      if (performance.now() > deadline) {
+        console.error(`bullmq driver: handled jobs not collected within ${a['collect-timeout']}`);
+        return;
+      }
+      await sleep(2);
+    }
+  };
+
+  // Delayed jobs first, in every scenario that has them.
+  await prefill(a.delayed, { ...jobOpts, delay: delayedByMs });
 
   const ready = async () => {
     await write('READY');
@@ -263,11 +335,17 @@ async function main() {
 
   switch (a.scenario) {
     case 'enqueue-one': {
+      // An idle worker of -handlers beside, on a queue of its own, as in
+      // driver.go.
+      const beside = await newWorker(a.queue + '-beside', () => {});
       const datas = Array.from({ length: a.n }, payload);
+      await sleep(a.settleMs);
       await ready();
       go();
       for (const data of datas) await queue.add(jobName, data, jobOpts);
       await report('done', a.n);
+      closing = true;
+      await beside.close();
       break;
     }
 
@@ -281,10 +359,7 @@ async function main() {
     }
 
     case 'e2e': {
-      // Prefill batch by batch, as prefill in driver.go does.
-      for (let i = 0; i < a.n; i += a.batch) {
-        await addBatches(Array.from({ length: Math.min(a.batch, a.n - i) }, payload));
-      }
+      await prefill(a.n);
       await ready();
       let handled = 0;
       let allHandled;
@@ -296,17 +371,33 @@ async function main() {
       if (a.n > 0) await all;
       await report('handled', a.n);
       // The processor counts a job as it starts; BullMQ deletes the job as it
-      // completes. The queue is clean once no job is waiting, active or
-      // completed.
-      for (;;) {
-        const c = await queue.getJobCounts('completed', 'active', 'wait');
-        if (c.completed + c.active + c.wait === 0) break;
-        await sleep(1);
-      }
-      await report('clean', a.n);
+      // completes.
+      await waitCollected('clean', a.n);
       await stopWorker();
       break;
     }
+
+    case 'redis-mem': {
+      let handled = 0;
+      let allHandled;
+      const all = new Promise((resolve) => (allHandled = resolve));
+      await startWorker(() => {
+        if (++handled === a.n) allHandled();
+      });
+      await sleep(a.settleMs);
+      await ready();
+      go();
+      await prefill(a.n);
+      if (a.n > 0) await all;
+      await report('handled', a.n);
+      await waitCollected('clean', a.n);
+      await stopWorker();
+      break;
+    }
+
+    case 'queues':
+      await write('SKIP many queues on one shared client: not driven for BullMQ');
+      break;
 
     case 'latency': {
       if (a.rate <= 0) throw new Error('-rate must be positive');
@@ -318,7 +409,7 @@ async function main() {
         lat.push(Math.trunc(nowMicros() - data.t));
         if (lat.length === n) allReceived();
       });
-      await sleep(1000); // let the worker go idle
+      await sleep(a.settleMs); // let the worker go idle
       await ready();
       go();
       // Send on a fixed schedule, the i-th job at t0 + i*interval, like the
@@ -340,7 +431,7 @@ async function main() {
 
     case 'idle': {
       await startWorker(() => {});
-      await sleep(3000); // past the first, short end-of-queue waits
+      await sleep(a.settleMs); // past the first, short end-of-queue waits
       await ready();
       go();
       await sleep(a.durationMs);
@@ -356,6 +447,7 @@ async function main() {
   await write('END');
   closing = true;
   await queue.close();
+  client.disconnect();
 }
 
 main().then(
