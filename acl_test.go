@@ -29,7 +29,8 @@ import (
 // command, the tour fails and names it: add it here. Commands without a
 // note are called by the Lua scripts (lua/*.lua) only.
 var aclCommands = []string{
-	"blmove",     // the worker's end-of-queue sleep
+	"blmove",     // the worker's end-of-queue sleep, without the sleep hub
+	"blmpop",     // the sleep hub's (optional: without it, each sleeping worker holds a connection of its own)
 	"config|get", // the worker's warning about eviction (optional: without it, no warning)
 	"del",        // ClearQueues, ClearAllQueues; a poll's surplus sleep sentinels
 	"eval",       // each script, when the server's script cache lacks it

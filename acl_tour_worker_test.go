@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -190,7 +191,7 @@ func (a *aclTour) worker() error {
 
 	// The end-of-queue sleep, and an enqueue that ends it, after the
 	// script cache was lost.
-	if err := a.wait("the worker to sleep in BLMOVE", a.blockedInBLMove); err != nil {
+	if err := a.wait("the worker to sleep, in the sleep hub's BLMPOP", a.blockedIn("blmpop", "blmove")); err != nil {
 		return err
 	}
 	if err := a.flushScripts(); err != nil {
@@ -200,6 +201,11 @@ func (a *aclTour) worker() error {
 		return a.check("Enqueue", err, true, nil)
 	}
 	if err := a.wait("the wake-up message handled", done("wake")); err != nil {
+		return err
+	}
+	// A client in cluster mode has no sleep hub: its worker sleeps in a
+	// BLMOVE of its own.
+	if err := a.sleepOnItsOwn(); err != nil {
 		return err
 	}
 
@@ -260,25 +266,63 @@ func (a *aclTour) worker() error {
 	return a.check("QueueContent after the stop", err, givenBack > 0, content)
 }
 
-// blockedInBLMove tells whether a connection of the tour's user is blocked
-// in BLMOVE, as a sleeping worker is.
-func (a *aclTour) blockedInBLMove() (bool, error) {
-	list, err := a.admin.ClientList(a.ctx).Result()
-	if err != nil {
-		return false, err
-	}
-	for _, line := range strings.Split(list, "\n") {
-		fields := map[string]string{}
-		for _, f := range strings.Fields(line) {
-			if k, v, ok := strings.Cut(f, "="); ok {
-				fields[k] = v
+// blockedIn answers a condition: a connection of the tour's user is
+// blocked in one of cmds, as a sleeping worker is.
+func (a *aclTour) blockedIn(cmds ...string) func() (bool, error) {
+	return func() (bool, error) {
+		list, err := a.admin.ClientList(a.ctx).Result()
+		if err != nil {
+			return false, err
+		}
+		for _, line := range strings.Split(list, "\n") {
+			fields := map[string]string{}
+			for _, f := range strings.Fields(line) {
+				if k, v, ok := strings.Cut(f, "="); ok {
+					fields[k] = v
+				}
+			}
+			if fields["user"] == a.user && slices.Contains(cmds, fields["cmd"]) && strings.Contains(fields["flags"], "b") {
+				return true, nil
 			}
 		}
-		if fields["user"] == a.user && fields["cmd"] == "blmove" && strings.Contains(fields["flags"], "b") {
-			return true, nil
-		}
+		return false, nil
 	}
-	return false, nil
+}
+
+// sleepOnItsOwn runs a worker of a cluster-mode client, which sleeps in a
+// BLMOVE of its own, until an enqueue wakes it.
+func (a *aclTour) sleepOnItsOwn() error {
+	ctx, q := a.ctx, "acl:own-sleep"
+	c, err := New(a.c.rdb, &Config{Cluster: true, Logger: a.c.log})
+	if err := a.check("New in cluster mode", err, true, nil); err != nil {
+		return err
+	}
+	handled := make(chan struct{}, 1)
+	w, err := c.StartWorker(ctx, q, &WorkerConfig{
+		EndOfQueueBackoff: Constant(time.Hour),
+		Handler: HandlerFunc(func(context.Context, *Message) error {
+			handled <- struct{}{}
+			return nil
+		}),
+	})
+	if err := a.check("StartWorker in cluster mode", err, true, nil); err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := a.wait("the worker to sleep in BLMOVE", a.blockedIn("blmove")); err != nil {
+		return err
+	}
+	if _, err := c.Enqueue(ctx, q, "wake", nil); err != nil {
+		return a.check("Enqueue in cluster mode", err, true, nil)
+	}
+	return a.wait("the cluster-mode worker woken", func() (bool, error) {
+		select {
+		case <-handled:
+			return true, nil
+		default:
+			return false, nil
+		}
+	})
 }
 
 // renewal runs a worker with lock renewal and a short lock time, and a

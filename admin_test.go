@@ -242,6 +242,10 @@ func TestQueueNamesRealQueuesOnly(t *testing.T) {
 			_, err := c.Enqueue(ctx, q, "x", nil)
 			require.NoError(t, err)
 		}
+		// A queue of nothing but a dead letter, and one paused and empty.
+		require.NoError(t, s.rdb.ZAdd(ctx, keys.Key("dead-only", s.cluster, keys.DeadIndex), redis.Z{Score: 1, Member: "m"}).Err())
+		_, err := c.PauseQueue(ctx, "paused-only")
+		require.NoError(t, err)
 
 		// A queue of the other layout. A plain-layout client cannot run on
 		// a cluster, so there its keys are written one by one.
@@ -286,7 +290,7 @@ func TestQueueNamesRealQueuesOnly(t *testing.T) {
 
 		names, err := c.QueueNames(ctx, "")
 		require.NoError(t, err)
-		assert.Equal(t, []string{"a:b:c", "jobs", "mail:v2:messages"}, names)
+		assert.Equal(t, []string{"a:b:c", "dead-only", "jobs", "mail:v2:messages", "paused-only"}, names)
 		names, err = c.QueueNames(ctx, "a:*")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"a:b:c"}, names)
@@ -298,8 +302,8 @@ func TestQueueNamesRealQueuesOnly(t *testing.T) {
 
 		cleared, err := c.ClearAllQueues(ctx)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"a:b:c", "jobs", "mail:v2:messages"}, cleared)
-		for _, q := range own {
+		assert.Equal(t, []string{"a:b:c", "dead-only", "jobs", "mail:v2:messages", "paused-only"}, cleared)
+		for _, q := range append(own, "dead-only", "paused-only") {
 			assert.Zero(t, keysOf(q, s.cluster), "queue %q cleared", q)
 		}
 		assert.Equal(t, theirsKeys, keysOf("theirs", !s.cluster), "the other layout's queue untouched")

@@ -159,6 +159,9 @@ type Client struct {
 	// sleepers counts the polling loops of the client's running workers,
 	// each of which may hold a pooled connection while it sleeps (pool.go).
 	sleepers atomic.Int64
+	// hub lets the client's sleeping workers share one blocking call
+	// (hub.go); nil in cluster mode.
+	hub *sleepHub
 }
 
 // New returns a client that uses rdb, which may be a *redis.Client,
@@ -175,7 +178,9 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 	if _, ok := rdb.(*redis.ClusterClient); ok && !c.Cluster {
 		return nil, ErrClusterModeRequired
 	}
-	return &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb), keepsDeadlines: keepsDeadlines(rdb)}, nil
+	client := &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb), keepsDeadlines: keepsDeadlines(rdb)}
+	client.hub = newSleepHub(client)
+	return client, nil
 }
 
 // Receipts of enqueue calls: kept at least minReceiptTTL, and

@@ -8,11 +8,12 @@ import (
 
 // Connections. An idle worker's polling loop sleeps in a blocking call,
 // which holds one of the Redis client's pooled connections the whole time
-// (a burst loop never sleeps). Workers of many queues sharing a client can
-// so hold most of its pool, and a producer on the same client then waits
-// for a connection, up to the pool's timeout. The client counts the
-// polling loops of its running workers, and a worker warns at its start
-// when they could hold more than half the pool.
+// (a burst loop never sleeps), unless the client's sleep hub (hub.go)
+// lets them all share one. Without it (in cluster mode), workers of many
+// queues sharing a client can so hold most of its pool, and a producer on
+// the same client then waits for a connection, up to the pool's timeout.
+// The client counts the polling loops of its running workers, and a worker
+// warns at its start when they could hold more than half the pool.
 
 // poolSize is rdb's connection pool size (per node, for a cluster), 0 when
 // unknown.
@@ -32,7 +33,7 @@ func poolSize(rdb redis.UniversalClient) int {
 func (c *Client) addSleepers(n int) string {
 	total := int(c.sleepers.Add(int64(n)))
 	size := poolSize(c.rdb)
-	if n <= 0 || size == 0 || 2*total <= size {
+	if n <= 0 || size == 0 || 2*total <= size || c.hubWorks() {
 		return ""
 	}
 	return fmt.Sprintf("mq: the running workers of this client have %d polling loops, and each may hold one of "+

@@ -11,16 +11,26 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestWorkersWarnOfASmallPool: a worker warns at its start when the
-// polling loops of the client's running workers could hold more than half
-// of the Redis client's connection pool in their sleeps, and loops of
-// stopped workers no longer count.
+// TestWorkersWarnOfASmallPool: without the sleep hub (in cluster mode), a
+// worker warns at its start when the polling loops of the client's running
+// workers could hold more than half of the Redis client's connection pool
+// in their sleeps, and loops of stopped workers no longer count. With the
+// hub, they share one connection, and nobody warns.
 func TestWorkersWarnOfASmallPool(t *testing.T) {
 	s := newRealServer(t)
 	rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, PoolSize: 4})
 	t.Cleanup(func() { rdb.Close() })
 	logs := &lockedBuffer{}
-	c, err := New(rdb, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	hubbed, err := New(rdb, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err)
+	for _, q := range []string{"hub:a", "hub:b", "hub:c", "hub:d"} {
+		w, err := hubbed.StartWorker(t.Context(), q, &WorkerConfig{Handler: nopHandler})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = w.Close() })
+	}
+	require.Zero(t, strings.Count(logs.String(), "polling loops"), "4 loops sharing the hub's connection")
+
+	c, err := New(rdb, &Config{Cluster: true, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, err)
 	warnings := func() int { return strings.Count(logs.String(), "polling loops") }
 

@@ -31,6 +31,12 @@ func (w *Worker) sleep(ctx context.Context, s *protocol.Step) {
 		from, to = to, from
 	}
 	d := s.Sleep
+	if !s.UntilDue {
+		d = jitter(d)
+	}
+	if w.c.hub != nil && w.c.hub.sleep(ctx, from, to, d) {
+		return
+	}
 	if s.UntilDue {
 		// Wake when the earliest message falls due. Redis ends a blocking
 		// call's timeout only when its event loop next wakes, up to 1/hz
@@ -38,8 +44,6 @@ func (w *Worker) sleep(ctx context.Context, s *protocol.Step) {
 		// onto the list we block on ends it at once, as an enqueue does.
 		t := time.AfterFunc(d, func() { w.nudge(ctx, to, from) })
 		defer t.Stop()
-	} else {
-		d = jitter(d)
 	}
 	deadline := time.Now().Add(d)
 	for ctx.Err() == nil {

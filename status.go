@@ -222,9 +222,10 @@ func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo,
 	return out, nil
 }
 
-// QueueNames returns the names of the queues that hold messages, sorted,
-// whose names match the glob pattern ("" or "*" for all). It scans with
-// SCAN (on a cluster, every master), never KEYS.
+// QueueNames returns the names of the queues that hold messages or dead
+// letters, or are paused, sorted, whose names match the glob pattern (""
+// or "*" for all). It scans with SCAN (on a cluster, every master), never
+// KEYS. A queue whose messages were all handled and collected is gone.
 //
 // It finds only the queues of the client's own key layout (see
 // [Config.Cluster]), and only keys that are a queue's: a messages hash,
@@ -283,9 +284,34 @@ func (c *Client) scanQueues(ctx context.Context, pattern string, fn func(string)
 			}
 			mu.Unlock()
 			if cursor = next; cursor == 0 {
-				return nil
+				break
 			}
 		}
+		// A queue whose every message became a dead letter, or that is
+		// paused and empty, is a queue too.
+		for _, k := range []struct {
+			i   keys.Index
+			typ string
+		}{{keys.DeadIndex, "zset"}, {keys.Paused, "string"}} {
+			cursor = 0
+			for {
+				page, next, err := node.ScanType(ctx, cursor, keys.Pattern(pattern, c.cfg.Cluster, k.i), scanPage, k.typ).Result()
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				for _, key := range page {
+					if q, ok := keys.QueueFromKey(key, c.cfg.Cluster, k.i); ok && ValidateQueueName(q) == nil {
+						fn(q)
+					}
+				}
+				mu.Unlock()
+				if cursor = next; cursor == 0 {
+					break
+				}
+			}
+		}
+		return nil
 	}
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {

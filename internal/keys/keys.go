@@ -147,11 +147,15 @@ func All(queue string, cluster bool) []string {
 
 // MessagesPattern is the SCAN pattern that finds the messages hash of every
 // queue whose name matches the glob pattern (use "*" for all).
-func MessagesPattern(pattern string, cluster bool) string {
+func MessagesPattern(pattern string, cluster bool) string { return Pattern(pattern, cluster, Messages) }
+
+// Pattern is the SCAN pattern that finds key i of every queue whose name
+// matches the glob pattern.
+func Pattern(pattern string, cluster bool, i Index) string {
 	if cluster {
-		return Prefix + "{" + pattern + "}:" + Suffixes[Messages]
+		return Prefix + "{" + pattern + "}:" + Suffixes[i]
 	}
-	return Prefix + pattern + ":" + Suffixes[Messages]
+	return Prefix + pattern + ":" + Suffixes[i]
 }
 
 // QueueFromMessagesKey returns the queue name held by a messages key of the
@@ -161,11 +165,16 @@ func MessagesPattern(pattern string, cluster bool) string {
 // brace inside. The caller still has to check the name's other rules, and
 // that the key really is a queue's.
 func QueueFromMessagesKey(key string, cluster bool) (string, bool) {
+	return QueueFromKey(key, cluster, Messages)
+}
+
+// QueueFromKey is QueueFromMessagesKey for key i of a queue.
+func QueueFromKey(key string, cluster bool, i Index) (string, bool) {
 	rest, ok := strings.CutPrefix(key, Prefix)
 	if !ok {
 		return "", false
 	}
-	name, ok := strings.CutSuffix(rest, ":"+Suffixes[Messages])
+	name, ok := strings.CutSuffix(rest, ":"+Suffixes[i])
 	if !ok {
 		return "", false
 	}
