@@ -224,3 +224,48 @@ func TestAddCountsCoversEveryCounter(t *testing.T) {
 		skip("other"):               float64(s.Other),
 	}, got)
 }
+
+// TestWorkerCollectorQuarantined: a message whose handling never answered
+// (its worker closed while the handler ran, as a dead process would leave
+// it) is buried by the next worker's poll once its lock runs out, and that
+// worker's quarantined skip is exported.
+func TestWorkerCollectorQuarantined(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Client(t), false)
+	ctx := context.Background()
+	started := make(chan struct{}, 1)
+	first, err := c.StartWorker(ctx, "q", &mq.WorkerConfig{
+		LockTime: time.Second, NoLockRenewal: true,
+		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+			select { // once, should the lock run out before the Close
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		}),
+	})
+	require.NoError(t, err)
+	enqueue(t, c, "q", "stuck", nil)
+	<-started
+	require.NoError(t, first.Close())
+	waitFor(t, "the message left locked, with no outcome", func() bool { return first.Stats().Counts.Abandoned >= 1 })
+
+	col := NewWorkerCollector(nil)
+	second, err := c.StartWorker(ctx, "q", &mq.WorkerConfig{
+		QuarantineAfter: 1, EndOfQueueBackoff: mq.Constant(20 * time.Millisecond),
+		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+			t.Errorf("handed out again: %s", m.ID)
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	col.Add(second)
+	waitFor(t, "the message quarantined", func() bool { return second.Stats().Counts.Skips.Quarantined == 1 })
+	require.NoError(t, second.Stop(ctx))
+	assert.Equal(t, 1.0, gather(t, col)[`mq_worker_poll_skips_total{queue="q",reason="quarantined"}`])
+	n, _, err := c.DeadLetters(ctx, "q", 0, 1)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+}
