@@ -4,10 +4,11 @@
 //
 // Two collectors, to register with a prometheus.Registerer:
 //
-//   - [QueueCollector] reads every queue's counts by state from Redis on
-//     each scrape (Client.QueueCounts, one round trip per queue, within a
-//     deadline). The counts are Redis's, so one scrape of any one process
-//     covers the workers of every process, Carmine's included.
+//   - [QueueCollector] reads every queue's counts by state, and its dead
+//     letters, from Redis on each scrape (Client.QueueCounts, one round
+//     trip per queue, within a deadline). The counts are Redis's, so one
+//     scrape of any one process covers the workers of every process,
+//     Carmine's included.
 //   - [WorkerCollector] exports this process's workers: counters from
 //     Worker.Stats of each worker given to Add, and histograms of handling
 //     and queueing time fed by every handling, as the workers'
@@ -29,20 +30,27 @@
 // Every name starts with mq_. From [QueueCollector], read from Redis:
 //
 //	mq_queue_messages{queue,state}     gauge  messages by state: queued, locked, backoff, done
-//	mq_queue_total_messages{queue}     gauge  messages in the queue's lists, whatever their state
+//	mq_queue_total_messages{queue}     gauge  messages in the queue, whatever their state
+//	mq_queue_dead_letters{queue}       gauge  dead letters (Client.DeadLetters), not in the total
 //	mq_queue_paused{queue}             gauge  1 while the queue is paused
 //	mq_scrape_errors_total{op}         counter  failed reads: op queue_names (the listing) or queue_counts (one per queue)
 //	mq_scrape_error                    gauge  1 if the last scrape failed to read anything
 //	mq_scrape_duration_seconds         gauge  how long the last scrape read Redis
 //
 // The states are the fields of mq.QueueCounts, whose doc says exactly what
-// each counts; as of this writing they are Carmine's queue-status: locked
-// and backoff count lock and backoff entries, which may have expired, a
-// message done within its dedupe window (SucceedWithBackoff) counts in both
-// done and backoff, and queued is the total less locked, backoff and done
-// (at least 0), so it is approximate. Do not sum the states: use
-// mq_queue_total_messages. Dead letters will be
-// mq_queue_dead_letters{queue}, once mq.QueueCounts counts them.
+// each counts. Each message counts once, so the states add up to
+// mq_queue_total_messages when only this library writes the queue; a
+// Carmine worker leaves expired locks and backoffs, and done messages,
+// that count until collected. Handled messages are deleted at once, so
+// done holds only messages in a dedupe window (SucceedWithBackoff) or
+// left by a Carmine worker. A message that failed for good leaves the
+// queue for its dead letters, counted in mq_queue_dead_letters; alert on
+// it rising.
+//
+// Listing the queues (QueueOptions.Queues nil) finds only queues with
+// messages, so the collector goes on reading the queues it listed until
+// one is read empty: a queue left with only dead letters stays exported
+// (see QueueOptions.Queues).
 //
 // From [WorkerCollector], for this process's workers, by queue (the
 // workers of one queue summed):
@@ -52,20 +60,25 @@
 //	mq_worker_handled_total{queue,outcome}     counter  handlings by recorded outcome
 //	mq_worker_released_total{queue}            counter  prefetched messages given back unhandled
 //	mq_worker_backoffs_set_total{queue}        counter  outcomes that set a backoff
-//	mq_worker_locks_renewed_total{queue}       counter  lock renewals (RenewLocks)
+//	mq_worker_locks_renewed_total{queue}       counter  lock renewals (on unless WorkerConfig.NoLockRenewal)
 //	mq_worker_poll_errors_total{queue}         counter  failed polls
 //	mq_worker_burst_polls_total{queue}         counter  polls of the second poll in flight
 //	mq_worker_end_of_queue_sleeps_total{queue} counter  sleeps at the end of the queue
 //	mq_worker_poll_skips_total{queue,reason}   counter  poll steps that handed nothing out, by reason
 //	mq_worker_running{queue}                   gauge  workers added that are running
 //
-// The outcome label is success, retry, error or abandoned on the
+// The outcome label is success, retry, error, dead or abandoned on the
 // histogram (mq.HandlingOutcome: what the handler answered, observed as it
 // returns) and on the counter, which counts outcomes once Redis recorded
 // them and adds lock_lost: an answer fenced off because the message's lock
-// was lost meanwhile. The skip reasons are mq.SkipCounts' fields in snake
-// case (did_trim, unexpected, locked, queued_with_backoff,
-// done_with_backoff, did_requeue, did_gc, other).
+// was lost meanwhile. error is a failure the retry policy queued again
+// (WorkerConfig.MaxAttempts, RetryBackoff); dead is a failure for good, on
+// the last attempt or marked with mq.Final, which made the message a dead
+// letter. The skip reasons are mq.SkipCounts' fields in snake case
+// (did_trim, unexpected, locked, queued_with_backoff, done_with_backoff,
+// did_requeue, did_gc, quarantined, other); quarantined is a message
+// handed out WorkerConfig.QuarantineAfter times without an outcome, made
+// a dead letter instead of handed out again.
 //
 // The counters are Worker.Stats' and go back to 0 with Worker.ResetStats,
 // which Prometheus reads as a counter reset. A worker removed from the

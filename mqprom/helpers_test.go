@@ -83,7 +83,7 @@ func only(samples map[string]float64, prefixes ...string) map[string]float64 {
 }
 
 // queueSamples are the samples QueueCollector exports for one queue.
-func queueSamples(q string, queued, locked, backoff, done, total int, paused bool) map[string]float64 {
+func queueSamples(q string, queued, locked, backoff, done, total, dead int, paused bool) map[string]float64 {
 	p := 0.0
 	if paused {
 		p = 1
@@ -94,6 +94,7 @@ func queueSamples(q string, queued, locked, backoff, done, total int, paused boo
 		`mq_queue_messages{queue="` + q + `",state="backoff"}`: float64(backoff),
 		`mq_queue_messages{queue="` + q + `",state="done"}`:    float64(done),
 		`mq_queue_total_messages{queue="` + q + `"}`:           float64(total),
+		`mq_queue_dead_letters{queue="` + q + `"}`:             float64(dead),
 		`mq_queue_paused{queue="` + q + `"}`:                   p,
 	}
 }

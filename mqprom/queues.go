@@ -27,7 +27,13 @@ type QueueOptions struct {
 	// Queues names the queues to export (a queue without messages exports
 	// zeros). Default (nil): every queue Client.QueueNames finds at each
 	// scrape, which SCANs Redis's whole keyspace (every master of a
-	// cluster); naming the queues saves that.
+	// cluster); naming the queues saves that. QueueNames lists only queues
+	// with messages, so the collector also reads the queues it listed
+	// before, until a read finds one empty (no message, no dead letter, not
+	// paused): a queue left with only dead letters stays exported, and an
+	// emptied queue exports zeros once before its series end. A queue
+	// emptied before this collector first listed it (its dead letters
+	// included) is not found: name the queues to be sure of them.
 	Queues []string
 
 	// Timeout bounds the Redis reads of one scrape. A queue not read by
@@ -59,17 +65,19 @@ type QueueCollector struct {
 	client *mq.Client
 	opts   QueueOptions
 
-	messages, total, paused *prometheus.Desc
-	// Dead letters: see the place marked in Collect.
+	messages, total, dead, paused       *prometheus.Desc
 	errorsDesc, errorDesc, durationDesc *prometheus.Desc
 
 	nameErrors, countErrors atomic.Int64
+
+	mu   sync.Mutex
+	seen map[string]bool // Queues nil: the queues listed and not read empty since
 }
 
 // NewQueueCollector returns a collector of the counts of the queues of
 // client. opts may be nil for defaults; it is copied.
 func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
-	c := &QueueCollector{client: client}
+	c := &QueueCollector{client: client, seen: map[string]bool{}}
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -88,10 +96,13 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 		c.opts.Logger = slog.Default()
 	}
 	c.messages = prometheus.NewDesc("mq_queue_messages",
-		"Messages of the queue by state, read from Redis (mq.QueueCounts): queued (approximate), locked, backoff (queued or done, in a backoff) and done (handled, not yet collected).",
+		"Messages of the queue by state, read from Redis (mq.QueueCounts), each counted once: queued (ready now), locked (being handled), backoff (waiting for a delay or a retry) and done (handled, in its dedupe window, or left by a Carmine worker for collection).",
 		[]string{"queue", "state"}, nil)
 	c.total = prometheus.NewDesc("mq_queue_total_messages",
-		"Messages in the queue's lists, whatever their state (mq.QueueCounts.Total).",
+		"Messages in the queue, whatever their state (mq.QueueCounts.Total); dead letters are not among them.",
+		[]string{"queue"}, nil)
+	c.dead = prometheus.NewDesc("mq_queue_dead_letters",
+		"Dead letters of the queue: messages that failed for good or were quarantined, kept out of the queue (mq.QueueCounts.Dead, mq.Client.DeadLetters).",
 		[]string{"queue"}, nil)
 	c.paused = prometheus.NewDesc("mq_queue_paused",
 		"1 while the queue is paused (mq.Client.PauseQueue), else 0.",
@@ -110,7 +121,7 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 
 // Describe sends the descriptions of the collector's metrics.
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.messages, c.total, c.paused, c.errorsDesc, c.errorDesc, c.durationDesc} {
+	for _, d := range []*prometheus.Desc{c.messages, c.total, c.dead, c.paused, c.errorsDesc, c.errorDesc, c.durationDesc} {
 		ch <- d
 	}
 }
@@ -139,9 +150,16 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 			failed = true
 			c.nameErrors.Add(1)
 			c.opts.Logger.Warn("mqprom: listing the queues failed", slog.Any("error", err))
+		} else {
+			// A failed listing reads nothing: the queues seen wait for
+			// the next scrape.
+			queues = c.withSeen(queues)
 		}
 	}
 	reads := c.read(ctx, queues)
+	if c.opts.Queues == nil {
+		c.remember(queues, reads)
+	}
 	nfailed, firstFailed := 0, -1
 	for i, q := range queues {
 		r := reads[i]
@@ -160,12 +178,8 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.messages, prometheus.GaugeValue, float64(s.n), q, s.state)
 		}
 		ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(n.Total), q)
+		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(n.Dead), q)
 		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, bool01(n.Paused), q)
-		// DEAD LETTERS GO HERE. mq.QueueCounts has no Dead count yet (the
-		// core's dead letters are being built); once it has, export it as
-		//   mq_queue_dead_letters{queue}  (gauge, n.Dead)
-		// with its Desc made in NewQueueCollector and sent by Describe, a
-		// line in the package doc and README.md, and a state in the test.
 	}
 	if nfailed > 0 {
 		// One line a scrape, however many queues failed (a deadline that
@@ -179,6 +193,37 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.errorsDesc, prometheus.CounterValue, float64(c.countErrors.Load()), opQueueCounts)
 	ch <- prometheus.MustNewConstMetric(c.errorDesc, prometheus.GaugeValue, bool01(failed))
 	ch <- prometheus.MustNewConstMetric(c.durationDesc, prometheus.GaugeValue, time.Since(start).Seconds())
+}
+
+// withSeen answers the queues listed and those seen before, sorted, each
+// once.
+func (c *QueueCollector) withSeen(listed []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	queues := slices.Grow(slices.Clone(listed), len(c.seen))
+	for q := range c.seen {
+		queues = append(queues, q)
+	}
+	slices.Sort(queues)
+	return slices.Compact(queues)
+}
+
+// remember keeps the queues read with something in them, for the next
+// scrapes, and forgets those read empty. A queue whose read failed stays
+// as it was.
+func (c *QueueCollector) remember(queues []string, reads []queueRead) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, q := range queues {
+		r := reads[i]
+		switch {
+		case r.err != nil:
+		case r.counts == (mq.QueueCounts{}):
+			delete(c.seen, q)
+		default:
+			c.seen[q] = true
+		}
+	}
 }
 
 // read reads the counts of queues, Concurrency at a time, one round trip

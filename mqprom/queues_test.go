@@ -31,7 +31,9 @@ func TestQueueCollectorCounts(t *testing.T) {
 	c := newClient(t, srv.Client(t), false)
 	ctx := context.Background()
 
-	// orders: 2 done, 3 locked, 4 in backoff, 5 queued, paused.
+	// orders: 2 done (in their dedupe windows), 3 locked, 4 in backoff,
+	// 5 queued, 1 dead letter, paused. Each count differs from the others,
+	// so that a state exported from the wrong field shows.
 	const q = "orders"
 	for i := range 2 {
 		enqueue(t, c, q, fmt.Sprint("done-", i), nil)
@@ -39,19 +41,26 @@ func TestQueueCollectorCounts(t *testing.T) {
 	for i := range 3 {
 		enqueue(t, c, q, fmt.Sprint("lock-", i), nil)
 	}
-	started := make(chan string, 5)
+	enqueue(t, c, q, "poison", nil)
+	started := make(chan string, 6)
 	releaseDone, releaseLocked := make(chan struct{}), make(chan struct{})
 	w, err := c.StartWorker(ctx, q, &mq.WorkerConfig{
-		HandlerThreads: 5,
+		HandlerThreads: 6,
 		Prefetch:       -1,
 		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
 			started <- m.ID
-			if strings.HasPrefix(m.ID, "done-") {
+			switch {
+			case m.ID == "poison":
+				return mq.Final(errors.New("cannot be handled"))
+			case strings.HasPrefix(m.ID, "done-"):
 				<-releaseDone
-			} else {
+				// A success with a dedupe window stays done for the hour;
+				// a plain success would be collected at once.
+				return mq.SucceedWithBackoff(time.Hour)
+			default:
 				<-releaseLocked
+				return nil
 			}
-			return nil
 		}),
 	})
 	require.NoError(t, err)
@@ -59,15 +68,19 @@ func TestQueueCollectorCounts(t *testing.T) {
 		close(releaseLocked)
 		assert.NoError(t, w.Stop(context.Background()))
 	})
-	for range 5 {
+	for range 6 {
 		<-started
 	}
 	// Paused, the queue's polls record outcomes but take no step, so the
-	// done messages are not collected and the new ones stay queued.
+	// handlers that finish take nothing new and the new messages stay
+	// queued.
 	_, err = c.PauseQueue(ctx, q)
 	require.NoError(t, err)
 	close(releaseDone)
-	waitFor(t, "2 successes recorded", func() bool { return w.Stats().Counts.Succeeded == 2 })
+	waitFor(t, "2 successes and a dead letter recorded", func() bool {
+		n := w.Stats().Counts
+		return n.Succeeded == 2 && n.DeadLettered == 1
+	})
 	for i := range 4 {
 		enqueue(t, c, q, fmt.Sprint("later-", i), &mq.EnqueueOptions{InitialBackoff: time.Hour})
 	}
@@ -79,7 +92,7 @@ func TestQueueCollectorCounts(t *testing.T) {
 
 	col := NewQueueCollector(c, nil)
 	got := gather(t, col)
-	want := merge(queueSamples("orders", 5, 3, 4, 2, 14, true), queueSamples("emails", 1, 0, 0, 0, 1, false), noErrors)
+	want := merge(queueSamples("orders", 5, 3, 4, 2, 14, 1, true), queueSamples("emails", 1, 0, 0, 0, 1, 0, false), noErrors)
 	assert.Equal(t, want, only(got, "mq_queue_", "mq_scrape_error"))
 	assert.Contains(t, got, "mq_scrape_duration_seconds")
 
@@ -104,8 +117,8 @@ func TestQueueCollectorConfiguredQueues(t *testing.T) {
 	col := NewQueueCollector(c, &QueueOptions{Queues: []string{"b", "empty", "b", "bad*name"}, Logger: slog.New(rec)})
 	got := only(gather(t, col), "mq_queue_", "mq_scrape_error")
 	assert.Equal(t, merge(
-		queueSamples("b", 1, 0, 1, 0, 2, false),
-		queueSamples("empty", 0, 0, 0, 0, 0, false),
+		queueSamples("b", 1, 0, 1, 0, 2, 0, false),
+		queueSamples("empty", 0, 0, 0, 0, 0, 0, false),
 		map[string]float64{
 			`mq_scrape_errors_total{op="queue_names"}`:  0,
 			`mq_scrape_errors_total{op="queue_counts"}`: 1,
@@ -182,8 +195,73 @@ func TestQueueCollectorCluster(t *testing.T) {
 		for j := range i + 1 {
 			enqueue(t, c, q, fmt.Sprint(j), nil)
 		}
-		want = append(want, queueSamples(q, i+1, 0, 0, 0, i+1, false))
+		want = append(want, queueSamples(q, i+1, 0, 0, 0, i+1, 0, false))
 	}
 	want = append(want, noErrors)
 	assert.Equal(t, merge(want...), only(gather(t, NewQueueCollector(c, nil)), "mq_queue_", "mq_scrape_error"))
+}
+
+// TestQueueCollectorRemembersQueues: Client.QueueNames lists only queues
+// with messages, so a queue whose last message became a dead letter drops
+// out of the listing. The collector keeps reading a queue it has listed
+// until a read finds nothing in it (no message, no dead letter, no pause):
+// its dead letters stay exported, and its gauges go to 0 once before its
+// series end.
+func TestQueueCollectorRemembersQueues(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Client(t), false)
+	ctx := context.Background()
+	enqueue(t, c, "poisoned", "poison", nil)
+	enqueue(t, c, "fine", "m", nil)
+	col := NewQueueCollector(c, nil)
+	require.Equal(t, merge(
+		queueSamples("poisoned", 1, 0, 0, 0, 1, 0, false),
+		queueSamples("fine", 1, 0, 0, 0, 1, 0, false),
+		noErrors,
+	), only(gather(t, col), "mq_queue_", "mq_scrape_error"))
+
+	for _, q := range []string{"poisoned", "fine"} {
+		w, err := c.StartWorker(ctx, q, &mq.WorkerConfig{
+			Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+				if m.ID == "poison" {
+					return mq.Final(errors.New("cannot be handled"))
+				}
+				return nil
+			}),
+		})
+		require.NoError(t, err)
+		waitFor(t, "the message handled", func() bool {
+			n := w.Stats().Counts
+			return n.Succeeded+n.DeadLettered == 1
+		})
+		require.NoError(t, w.Stop(ctx))
+	}
+	names, err := c.QueueNames(ctx, "*")
+	require.NoError(t, err)
+	require.Empty(t, names, "the premise: empty queues are not listed, dead letters or not")
+
+	// fine is read empty: its zeros are exported once, and it is forgotten.
+	// poisoned's dead letter keeps it.
+	assert.Equal(t, merge(
+		queueSamples("poisoned", 0, 0, 0, 0, 0, 1, false),
+		queueSamples("fine", 0, 0, 0, 0, 0, 0, false),
+		noErrors,
+	), only(gather(t, col), "mq_queue_", "mq_scrape_error"))
+	assert.Equal(t, merge(queueSamples("poisoned", 0, 0, 0, 0, 0, 1, false), noErrors),
+		only(gather(t, col), "mq_queue_", "mq_scrape_error"))
+
+	// A pause keeps an empty queue too.
+	_, err = c.PauseQueue(ctx, "poisoned")
+	require.NoError(t, err)
+	n, err := c.DeleteDeadLetters(ctx, "poisoned")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	assert.Equal(t, merge(queueSamples("poisoned", 0, 0, 0, 0, 0, 0, true), noErrors),
+		only(gather(t, col), "mq_queue_", "mq_scrape_error"))
+	_, err = c.ResumeQueue(ctx, "poisoned")
+	require.NoError(t, err)
+	assert.Equal(t, merge(queueSamples("poisoned", 0, 0, 0, 0, 0, 0, false), noErrors),
+		only(gather(t, col), "mq_queue_", "mq_scrape_error"))
+	assert.Equal(t, noErrors, only(gather(t, col), "mq_queue_", "mq_scrape_error"), "forgotten once read empty")
 }

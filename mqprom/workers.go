@@ -69,7 +69,7 @@ func NewWorkerCollector(opts *WorkerOptions) *WorkerCollector {
 	return &WorkerCollector{
 		handling: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mq_worker_handling_seconds",
-			Help:    "How long handlers took, by the outcome their answer asked for: success, retry, error or abandoned.",
+			Help:    "How long handlers took, by the outcome their answer asked for: success, retry, error (failed, to be retried), dead (failed for good: a dead letter) or abandoned.",
 			Buckets: o.HandlingBuckets,
 		}, []string{"queue", "outcome"}),
 		queueing: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -78,10 +78,10 @@ func NewWorkerCollector(opts *WorkerOptions) *WorkerCollector {
 			Buckets: o.QueueingBuckets,
 		}, []string{"queue"}),
 		handled: counter("mq_worker_handled_total",
-			"Handlings by recorded outcome: success, retry, error, lock_lost (fenced off by a lost lock) or abandoned (left locked).", "outcome"),
+			"Handlings by recorded outcome: success, retry, error (failed, retried by the policy), dead (failed for good: a dead letter), lock_lost (fenced off by a lost lock) or abandoned (left locked).", "outcome"),
 		released:   counter("mq_worker_released_total", "Prefetched messages given back unhandled."),
 		backoffs:   counter("mq_worker_backoffs_set_total", "Outcomes that set a backoff (a Retry with a delay, or SucceedWithBackoff)."),
-		renewed:    counter("mq_worker_locks_renewed_total", "Lock renewals by RenewLocks."),
+		renewed:    counter("mq_worker_locks_renewed_total", "Lock renewals while handlers ran (on unless WorkerConfig.NoLockRenewal)."),
 		pollErrors: counter("mq_worker_poll_errors_total", "Polls that failed."),
 		burstPolls: counter("mq_worker_burst_polls_total", "Polls of the second poll in flight kept while the queue is busy."),
 		sleeps:     counter("mq_worker_end_of_queue_sleeps_total", "Sleeps at the end of the queue."),
@@ -176,6 +176,7 @@ func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
 		count(c.handled, n.Succeeded, string(mq.HandlingSuccess))
 		count(c.handled, n.Retried, string(mq.HandlingRetry))
 		count(c.handled, n.Failed, string(mq.HandlingError))
+		count(c.handled, n.DeadLettered, string(mq.HandlingDead))
 		count(c.handled, n.LockLost, "lock_lost")
 		count(c.handled, n.Abandoned, string(mq.HandlingAbandoned))
 		count(c.released, n.Released)
@@ -191,7 +192,7 @@ func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
 		}{
 			{"did_trim", s.DidTrim}, {"unexpected", s.Unexpected}, {"locked", s.Locked},
 			{"queued_with_backoff", s.QueuedWithBackoff}, {"done_with_backoff", s.DoneWithBackoff},
-			{"did_requeue", s.DidRequeue}, {"did_gc", s.DidGC}, {"other", s.Other},
+			{"did_requeue", s.DidRequeue}, {"did_gc", s.DidGC}, {"quarantined", s.Quarantined}, {"other", s.Other},
 		} {
 			count(c.skips, r.n, r.reason)
 		}
@@ -205,6 +206,7 @@ func addCounts(a *mq.Counts, b mq.Counts) {
 	a.Succeeded += b.Succeeded
 	a.Retried += b.Retried
 	a.Failed += b.Failed
+	a.DeadLettered += b.DeadLettered
 	a.BackoffsSet += b.BackoffsSet
 	a.LockLost += b.LockLost
 	a.Abandoned += b.Abandoned
@@ -221,5 +223,6 @@ func addCounts(a *mq.Counts, b mq.Counts) {
 	s.DoneWithBackoff += t.DoneWithBackoff
 	s.DidRequeue += t.DidRequeue
 	s.DidGC += t.DidGC
+	s.Quarantined += t.Quarantined
 	s.Other += t.Other
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,9 +17,11 @@ import (
 )
 
 // TestWorkerCollector runs a real worker on a real redis-server over 10
-// messages (7 succeed at once, 1 succeeds on its retry, 2 fail): the
-// histograms count the 11 handlings by outcome and the 10 first attempts,
-// and the counters are the worker's.
+// messages: 7 succeed at once, "2" succeeds on its retry, "0" fails, is
+// retried by the policy and fails for good on its last attempt, and "1"
+// fails for good at once (mq.Final). The histograms count the 12
+// handlings by outcome and the 10 first attempts, and the counters are the
+// worker's.
 func TestWorkerCollector(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -28,8 +31,10 @@ func TestWorkerCollector(t *testing.T) {
 
 	handler := mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
 		switch m.ID {
-		case "0", "1":
+		case "0":
 			return errors.New("boom")
+		case "1":
+			return mq.Final(errors.New("poison"))
 		case "2":
 			if m.Attempt == 1 {
 				return mq.Retry(0)
@@ -47,15 +52,16 @@ func TestWorkerCollector(t *testing.T) {
 	}
 	w, err := c.StartWorker(context.Background(), q, &mq.WorkerConfig{
 		Handler: handler, Observer: col, EndOfQueueBackoff: mq.Constant(20 * time.Millisecond),
+		MaxAttempts: 2, RetryBackoff: func(int) time.Duration { return 0 },
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })
 	col.Add(w)
 	col.Add(w) // twice does nothing
 
-	waitFor(t, "11 outcomes recorded", func() bool {
+	waitFor(t, "12 outcomes recorded", func() bool {
 		n := w.Stats().Counts
-		return n.Succeeded+n.Failed+n.Retried == 11
+		return n.Succeeded+n.Retried+n.Failed+n.DeadLettered == 12
 	})
 	got := gather(t, col)
 	assert.Equal(t, 1.0, got[`mq_worker_running{queue="jobs"}`])
@@ -65,7 +71,8 @@ func TestWorkerCollector(t *testing.T) {
 	assert.Equal(t, map[string]float64{
 		`mq_worker_handling_seconds_count{outcome="success",queue="jobs"}`: 8,
 		`mq_worker_handling_seconds_count{outcome="retry",queue="jobs"}`:   1,
-		`mq_worker_handling_seconds_count{outcome="error",queue="jobs"}`:   2,
+		`mq_worker_handling_seconds_count{outcome="error",queue="jobs"}`:   1,
+		`mq_worker_handling_seconds_count{outcome="dead",queue="jobs"}`:    2,
 		`mq_worker_queueing_seconds_count{queue="jobs"}`:                   10,
 	}, only(got, "mq_worker_handling_seconds_count", "mq_worker_queueing_seconds_count"))
 	assert.GreaterOrEqual(t, got[`mq_worker_queueing_seconds_sum{queue="jobs"}`], backoff.Seconds(),
@@ -73,7 +80,8 @@ func TestWorkerCollector(t *testing.T) {
 	assert.Equal(t, map[string]float64{
 		`mq_worker_handled_total{outcome="success",queue="jobs"}`:   8,
 		`mq_worker_handled_total{outcome="retry",queue="jobs"}`:     1,
-		`mq_worker_handled_total{outcome="error",queue="jobs"}`:     2,
+		`mq_worker_handled_total{outcome="error",queue="jobs"}`:     1,
+		`mq_worker_handled_total{outcome="dead",queue="jobs"}`:      2,
 		`mq_worker_handled_total{outcome="lock_lost",queue="jobs"}`: 0,
 		`mq_worker_handled_total{outcome="abandoned",queue="jobs"}`: 0,
 	}, only(got, "mq_worker_handled_total"))
@@ -107,7 +115,8 @@ func TestWorkerCollector(t *testing.T) {
 	}
 	got = gather(t, col)
 	assert.Equal(t, 11.0, got[`mq_worker_handled_total{outcome="success",queue="jobs"}`])
-	assert.Equal(t, 2.0, got[`mq_worker_handled_total{outcome="error",queue="jobs"}`])
+	assert.Equal(t, 1.0, got[`mq_worker_handled_total{outcome="error",queue="jobs"}`])
+	assert.Equal(t, 2.0, got[`mq_worker_handled_total{outcome="dead",queue="jobs"}`])
 	assert.Equal(t, 11.0, got[`mq_worker_handling_seconds_count{outcome="success",queue="jobs"}`])
 
 	problems, err := testutil.CollectAndLint(col)
@@ -143,7 +152,9 @@ func TestWorkerCollectorAbandoned(t *testing.T) {
 }
 
 // TestAddCountsCoversEveryCounter fails when mq.Counts gains a counter
-// that addCounts does not add (and Collect so does not export).
+// that addCounts does not add or that Collect does not export: it gives
+// every counter a value of its own, and checks that the sums carry each
+// and that a scrape exports each exactly once, under its name and labels.
 func TestAddCountsCoversEveryCounter(t *testing.T) {
 	var b mq.Counts
 	n := int64(1)
@@ -166,4 +177,95 @@ func TestAddCountsCoversEveryCounter(t *testing.T) {
 	var a mq.Counts
 	addCounts(&a, b)
 	assert.Equal(t, b, a)
+
+	// A worker removed leaves its counts in retired, which Collect
+	// exports as it does a running worker's.
+	col := NewWorkerCollector(nil)
+	col.retired["q"] = &b
+	got := only(gather(t, col), "mq_worker_")
+	delete(got, `mq_worker_running{queue="q"}`)
+	var values []float64
+	for _, v := range got {
+		values = append(values, v)
+	}
+	slices.Sort(values)
+	var want []float64
+	for v := range n - 1 {
+		want = append(want, float64(v+1))
+	}
+	assert.Equal(t, want, values, "each counter exported once: %v", got)
+
+	handled := func(outcome string) string { return `mq_worker_handled_total{outcome="` + outcome + `",queue="q"}` }
+	skip := func(reason string) string { return `mq_worker_poll_skips_total{queue="q",reason="` + reason + `"}` }
+	s := b.Skips
+	assert.Equal(t, map[string]float64{
+		handled("success"):   float64(b.Succeeded),
+		handled("retry"):     float64(b.Retried),
+		handled("error"):     float64(b.Failed),
+		handled("dead"):      float64(b.DeadLettered),
+		handled("lock_lost"): float64(b.LockLost),
+		handled("abandoned"): float64(b.Abandoned),
+
+		`mq_worker_released_total{queue="q"}`:            float64(b.Released),
+		`mq_worker_backoffs_set_total{queue="q"}`:        float64(b.BackoffsSet),
+		`mq_worker_locks_renewed_total{queue="q"}`:       float64(b.LocksRenewed),
+		`mq_worker_poll_errors_total{queue="q"}`:         float64(b.PollErrors),
+		`mq_worker_burst_polls_total{queue="q"}`:         float64(b.BurstPolls),
+		`mq_worker_end_of_queue_sleeps_total{queue="q"}`: float64(b.EndOfQueueSleeps),
+
+		skip("did_trim"):            float64(s.DidTrim),
+		skip("unexpected"):          float64(s.Unexpected),
+		skip("locked"):              float64(s.Locked),
+		skip("queued_with_backoff"): float64(s.QueuedWithBackoff),
+		skip("done_with_backoff"):   float64(s.DoneWithBackoff),
+		skip("did_requeue"):         float64(s.DidRequeue),
+		skip("did_gc"):              float64(s.DidGC),
+		skip("quarantined"):         float64(s.Quarantined),
+		skip("other"):               float64(s.Other),
+	}, got)
+}
+
+// TestWorkerCollectorQuarantined: a message whose handling never answered
+// (its worker closed while the handler ran, as a dead process would leave
+// it) is buried by the next worker's poll once its lock runs out, and that
+// worker's quarantined skip is exported.
+func TestWorkerCollectorQuarantined(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Client(t), false)
+	ctx := context.Background()
+	started := make(chan struct{}, 1)
+	first, err := c.StartWorker(ctx, "q", &mq.WorkerConfig{
+		LockTime: time.Second, NoLockRenewal: true,
+		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+			select { // once, should the lock run out before the Close
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		}),
+	})
+	require.NoError(t, err)
+	enqueue(t, c, "q", "stuck", nil)
+	<-started
+	require.NoError(t, first.Close())
+	waitFor(t, "the message left locked, with no outcome", func() bool { return first.Stats().Counts.Abandoned >= 1 })
+
+	col := NewWorkerCollector(nil)
+	second, err := c.StartWorker(ctx, "q", &mq.WorkerConfig{
+		QuarantineAfter: 1, EndOfQueueBackoff: mq.Constant(20 * time.Millisecond),
+		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+			t.Errorf("handed out again: %s", m.ID)
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	col.Add(second)
+	waitFor(t, "the message quarantined", func() bool { return second.Stats().Counts.Skips.Quarantined == 1 })
+	require.NoError(t, second.Stop(ctx))
+	assert.Equal(t, 1.0, gather(t, col)[`mq_worker_poll_skips_total{queue="q",reason="quarantined"}`])
+	n, _, err := c.DeadLetters(ctx, "q", 0, 1)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
 }
