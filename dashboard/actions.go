@@ -37,6 +37,9 @@ type actionResult struct {
 	// Count is how many items the action applied to, where that is more
 	// than one.
 	Count int64 `json:"count,omitempty"`
+	// Kept is how many dead letters a requeue of all left in place
+	// because the queue holds a message of their id.
+	Kept int64 `json:"kept,omitempty"`
 }
 
 // action wraps an action's body: refused unless actions are allowed, the
@@ -70,15 +73,16 @@ func (h *handler) action(do func(ctx context.Context, b actionBody) (actionResul
 		defer cancel()
 		res, err := do(ctx, b)
 		switch {
-		case errors.Is(err, errNotAvailable):
-			writeError(w, http.StatusNotImplemented, err.Error())
-		case errors.Is(err, mq.ErrInvalidMessageID), errors.Is(err, mq.ErrInvalidOption):
+		case errors.Is(err, errBadAction), errors.Is(err, mq.ErrInvalidMessageID), errors.Is(err, mq.ErrInvalidOption):
 			writeError(w, http.StatusBadRequest, err.Error())
+		case errors.Is(err, mq.ErrAlreadyQueued):
+			// A dead letter whose id the queue holds again: nothing done.
+			writeError(w, http.StatusConflict, err.Error())
 		case err != nil:
-			h.log.ErrorContext(ctx, "action failed", "path", r.URL.Path, "queue", b.Queue, "error", err)
+			h.log.ErrorContext(ctx, "action failed", "path", r.URL.Path, "queue", b.Queue, "id", b.ID, "all", b.All, "error", err)
 			writeError(w, http.StatusBadGateway, err.Error())
 		default:
-			h.log.InfoContext(ctx, "action", "path", r.URL.Path, "queue", b.Queue, "id", b.ID, "changed", res.Changed)
+			h.log.InfoContext(ctx, "action", "path", r.URL.Path, "queue", b.Queue, "id", b.ID, "all", b.All, "changed", res.Changed, "count", res.Count)
 			writeJSON(w, http.StatusOK, res)
 		}
 	})

@@ -13,7 +13,8 @@ import (
 type features struct {
 	// Workers: Client.Workers lists live workers (see workers.go).
 	Workers bool `json:"workers"`
-	// DeadLetters: the client keeps dead letters (see dead.go).
+	// DeadLetters: the client keeps dead letters (see dead.go); always
+	// true since the core keeps them, kept for the page and for scripts.
 	DeadLetters bool `json:"dead_letters"`
 }
 
@@ -51,7 +52,7 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 	out := overviewJSON{
 		Title:      h.opts.Title,
 		Actions:    h.opts.AllowActions,
-		Features:   features{Workers: workersAvailable, DeadLetters: deadLettersAvailable},
+		Features:   features{Workers: workersAvailable, DeadLetters: true},
 		IntervalMS: h.opts.Interval.Milliseconds(),
 		Now:        h.now().UnixMilli(),
 		Queues:     make([]queueJSON, len(names)),
@@ -96,6 +97,9 @@ type messageJSON struct {
 	DecodeError string `json:"decode_error,omitempty"`
 	// Truncated tells that Content was cut at Options.MaxContent.
 	Truncated bool `json:"truncated,omitempty"`
+	// Empty tells that the stored content is empty: a message handled in
+	// its dedupe window (done-with-backoff) keeps none.
+	Empty bool `json:"empty,omitempty"`
 }
 
 // messagesJSON is the answer of GET api/messages.
@@ -148,10 +152,13 @@ func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 			AgeMS:     m.Age.Milliseconds(),
 			Size:      len(m.Data),
 		}
-		if m.DecodeErr != nil {
+		switch {
+		case len(m.Data) == 0:
+			mj.Empty = true
+		case m.DecodeErr != nil:
 			mj.DecodeError = m.DecodeErr.Error()
 			mj.Content, mj.Truncated = rawPreview(m.Data, h.opts.MaxContent)
-		} else {
+		default:
 			mj.Content, mj.Truncated = renderValue(m.Value, h.opts.MaxContent)
 		}
 		out.Messages[i] = mj

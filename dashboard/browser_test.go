@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -131,7 +132,8 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) []byte {
 }
 
 // truth reads queue q's counts from Redis, around the dashboard: the
-// client's counts, and the done set's size by its key.
+// client's counts, and the sizes of the done set and of the dead letters'
+// index by their keys.
 func truth(t *testing.T, c *mq.Client, rdb *redis.Client, q string) map[string]int64 {
 	t.Helper()
 	ctx := context.Background()
@@ -143,13 +145,18 @@ func truth(t *testing.T, c *mq.Client, rdb *redis.Client, q string) map[string]i
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]int64{"queued": n.Queued, "locked": n.Locked, "backoff": n.Backoff, "done": done, "total": n.Total}
+	dead, err := rdb.ZCard(ctx, "carmine:mq:"+q+":dead-index").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]int64{"queued": n.Queued, "locked": n.Locked, "backoff": n.Backoff, "done": done, "dead": dead, "total": n.Total}
 }
 
 // TestBrowser loads the dashboard in a real headless chromium against a
 // real redis-server: the page shows the counts the queue has, in its table
-// and its chart; it shows hostile content as text; and its buttons delete
-// a message and pause the queue, in Redis.
+// and its chart; it shows hostile content as text; it lists the dead
+// letters a real worker made; and its buttons delete a message, requeue a
+// dead letter and pause the queue, in Redis.
 func TestBrowser(t *testing.T) {
 	t.Parallel()
 	ctx := newBrowser(t)
@@ -164,7 +171,7 @@ func TestBrowser(t *testing.T) {
 
 	do(t, ctx, "load", chromedp.Navigate(srv.URL+"/mq/#q=emails"))
 	real := truth(t, c, rdb, "emails")
-	for k, v := range map[string]int64{"queued": want.Queued, "locked": want.Locked, "backoff": want.Backoff, "done": want.Done, "total": want.Total} {
+	for k, v := range map[string]int64{"queued": want.Queued, "locked": want.Locked, "backoff": want.Backoff, "done": want.Done, "dead": want.Dead, "total": want.Total} {
 		if real[k] != v {
 			t.Fatalf("the queue holds %s %d, fill meant %d", k, real[k], v)
 		}
@@ -212,6 +219,8 @@ func TestBrowser(t *testing.T) {
 			injected: document.querySelectorAll('main img, main script, #messages svg').length,
 			pwned: window.__pwned === undefined ? 0 : window.__pwned,
 			workers: document.querySelector('[data-workers]').dataset.workers,
+			doneEmpty: document.querySelector('#messages tr[data-message="done-0"] [data-empty]') !== null &&
+				document.querySelector('#messages tr[data-message="done-0"] [data-undecodable]') === null,
 		};
 	})()`)
 	wantShown := map[string]any{
@@ -221,9 +230,21 @@ func TestBrowser(t *testing.T) {
 		"injected":    float64(0),
 		"pwned":       float64(0),
 		"workers":     "unavailable",
+		"doneEmpty":   true,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(wantShown) {
 		t.Errorf("the page shows %v, want %v", got, wantShown)
+	}
+	// The dead letters, with their error.
+	dead := poll[map[string]string](t, ctx, "the dead letters", `(() => {
+		const rows = document.querySelectorAll('#dead-letters tr[data-dead]');
+		if (rows.length !== 2 || document.getElementById('dead').hidden) return null;
+		const o = {total: document.getElementById('dead-total').dataset.total};
+		for (const tr of rows) o[tr.dataset.dead] = tr.cells[1].textContent;
+		return o;
+	})()`)
+	if want := map[string]string{"total": "2", "dead-0": deadError, "dead-1": deadError}; fmt.Sprint(dead) != fmt.Sprint(want) {
+		t.Errorf("the dead letters shown: %v, want %v", dead, want)
 	}
 	png := screenshot(t, ctx, dir, "overview.png")
 	if *updateScreenshot {
@@ -244,6 +265,30 @@ func TestBrowser(t *testing.T) {
 		return err == nil && st == mq.StatusNone
 	})
 	poll[bool](t, ctx, "the row to go", `document.querySelector('#messages tr[data-message="later-1"]') === null && document.querySelectorAll('#messages tr[data-message]').length === 13`)
+
+	// Requeue moves a dead letter back into the queue, at one click.
+	do(t, ctx, "requeue", chromedp.Click(chromedp.CSS(`#dead-letters tr[data-dead="dead-0"] button[data-action="requeue"]`)))
+	waitFor(t, "the requeue in Redis", func() bool {
+		st, err := c.MessageStatus(context.Background(), "emails", "dead-0")
+		_, dlErr := c.DeadLetter(context.Background(), "emails", "dead-0")
+		return err == nil && st == mq.StatusQueued && errors.Is(dlErr, mq.ErrNoDeadLetter)
+	})
+	if _, err := c.DeadLetter(context.Background(), "emails", "dead-1"); err != nil {
+		t.Fatalf("the other dead letter: %v", err)
+	}
+	poll[bool](t, ctx, "the dead letter to move", `document.querySelector('#dead-letters tr[data-dead="dead-0"]') === null &&
+		document.querySelectorAll('#dead-letters tr[data-dead]').length === 1 &&
+		document.getElementById('dead-total').dataset.total === '1' &&
+		document.querySelector('#messages tr[data-message="dead-0"]') !== null &&
+		document.querySelector('#queues tr[data-queue="emails"] [data-count="dead"]').textContent === '1'`)
+
+	// A dead letter that goes behind the page's back (another dashboard,
+	// mqctl) leaves its panel at the next poll, without a click.
+	if ok, err := c.DeleteDeadLetter(context.Background(), "emails", "dead-1"); err != nil || !ok {
+		t.Fatalf("delete dead-1: %v %v", ok, err)
+	}
+	poll[bool](t, ctx, "the panel to follow the count", `document.querySelectorAll('#dead-letters tr[data-dead]').length === 0 &&
+		document.getElementById('dead-total').dataset.total === '0'`)
 
 	// Pause.
 	do(t, ctx, "pause", chromedp.Click(chromedp.ID("pause")))

@@ -2,13 +2,9 @@ package dashboard
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/gocarmine/mq/internal/keys"
-	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // counts are a queue's counts by state, as the page shows them.
@@ -17,27 +13,20 @@ type counts struct {
 	Locked  int64 `json:"locked"`
 	Backoff int64 `json:"backoff"`
 	Done    int64 `json:"done"`
-	// Dead is the number of dead letters; nil until the core keeps them
-	// (see deadLetters).
-	Dead   *int64 `json:"dead,omitempty"`
-	Total  int64  `json:"total"`
-	Paused bool   `json:"paused"`
+	// Dead is the number of dead letters, which are not in Total.
+	Dead   int64 `json:"dead"`
+	Total  int64 `json:"total"`
+	Paused bool  `json:"paused"`
 }
 
-// queueCounts reads queue's counts in one O(1) script call.
-//
-// Client.QueueCounts leaves out the done set's size, which the page
-// shows, so this reads the same script through the internal protocol
-// package, in the client's key layout (braced names on a cluster client).
-// Once QueueCounts reports Done (and dead letters) this becomes a call of
-// it. A *redis.Client used with mq.Config.Cluster (a cluster proxy) would
-// be read in the wrong layout: the dashboard cannot see that setting.
+// queueCounts reads queue's counts: Client.QueueCounts, one O(1) script
+// call in the client's own key layout.
 func (h *handler) queueCounts(ctx context.Context, queue string) (counts, error) {
-	n, err := protocol.QueueCounts(ctx, h.rdb, keys.All(queue, h.cluster))
+	n, err := h.client.QueueCounts(ctx, queue)
 	if err != nil {
-		return counts{}, fmt.Errorf("counts of %q: %w", queue, err)
+		return counts{}, err
 	}
-	return counts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total, Paused: n.Paused}, nil
+	return counts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Dead: n.Dead, Total: n.Total, Paused: n.Paused}, nil
 }
 
 // nameCache keeps the last scan for queue names for a while.

@@ -3,11 +3,12 @@
 // path, with its page, script and styles embedded (no CDN, no build step).
 //
 // It shows every queue with its counts by state (queued, locked, in
-// backoff, done awaiting collection) and a chart of them over time, pages
-// through a queue's messages with their status and content (decoded by
-// the client's codec, which refuses hostile bytes; what it cannot decode
-// is shown as such), and, when actions are allowed, pauses and resumes
-// queues and deletes messages.
+// backoff, done in a dedupe window, dead letters) and a chart of them over
+// time, pages through a queue's messages with their status and content
+// (decoded by the client's codec, which refuses hostile bytes; what it
+// cannot decode is shown as such) and through its dead letters with their
+// last error, and, when actions are allowed, pauses and resumes queues,
+// deletes messages, and requeues or deletes dead letters, one or all.
 //
 // Mount it with http.StripPrefix:
 //
@@ -20,8 +21,9 @@
 // Authentication is the mounting service's: wrap the handler in yours.
 //
 // Every page view costs a bounded number of Redis calls, whatever the
-// queues' lengths: the counts are O(1) per queue and messages are read a
-// page at a time (Client.QueueMessages).
+// queues' lengths: the counts are O(1) per queue, and messages and dead
+// letters are read a page at a time (Client.QueueMessages,
+// Client.DeadLetters).
 package dashboard
 
 import (
@@ -35,7 +37,6 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
-	"github.com/redis/go-redis/v9"
 )
 
 //go:embed assets
@@ -45,8 +46,8 @@ var assets embed.FS
 // of every queue the client finds.
 type Options struct {
 	// AllowActions turns on the buttons that change queues: pause,
-	// resume and delete. Default: false, a read-only dashboard that
-	// refuses every POST.
+	// resume and delete messages, requeue and delete dead letters.
+	// Default: false, a read-only dashboard that refuses every POST.
 	AllowActions bool
 
 	// Queues lists the queues to show. Default: every queue the client's
@@ -67,8 +68,8 @@ type Options struct {
 	// at most one per Interval), in memory. Default: 300.
 	History int
 
-	// PageSize is the number of messages on a page. Default: 50; at most
-	// mq.MaxMessagePage.
+	// PageSize is the number of messages, and of dead letters, on a
+	// page. Default: 50; at most mq.MaxMessagePage.
 	PageSize int
 
 	// MaxContent is how many bytes of each message's rendered content a
@@ -120,30 +121,25 @@ const maxQueues = 1000
 
 // handler is the dashboard.
 type handler struct {
-	client  *mq.Client
-	rdb     redis.UniversalClient
-	cluster bool
-	opts    Options
-	log     *slog.Logger
-	mux     *http.ServeMux
-	hist    *history
-	names   nameCache
-	now     func() time.Time
+	client *mq.Client
+	opts   Options
+	log    *slog.Logger
+	mux    *http.ServeMux
+	hist   *history
+	names  nameCache
+	now    func() time.Time
 }
 
 // New returns the dashboard of client's queues as an http.Handler, to be
 // mounted under any path with http.StripPrefix (see the package doc).
 func New(client *mq.Client, opts Options) http.Handler {
 	opts = opts.withDefaults()
-	_, cluster := client.Redis().(*redis.ClusterClient)
 	h := &handler{
-		client:  client,
-		rdb:     client.Redis(),
-		cluster: cluster,
-		opts:    opts,
-		log:     opts.Logger.With("component", "mq-dashboard"),
-		hist:    newHistory(opts.History, opts.Interval),
-		now:     time.Now,
+		client: client,
+		opts:   opts,
+		log:    opts.Logger.With("component", "mq-dashboard"),
+		hist:   newHistory(opts.History, opts.Interval),
+		now:    time.Now,
 	}
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {

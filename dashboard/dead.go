@@ -3,62 +3,165 @@ package dashboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+
+	"github.com/gocarmine/mq"
 )
 
-// Dead letters: MARKED PLACE. The core is adding dead letters (messages
-// that failed for good, kept in the queue's "dead" hash with their last
-// error) and Client functions to list, requeue and delete them. When they
-// land:
-//
-//   - set deadLettersAvailable true;
-//   - fill counts.Dead in queueCounts (the overview and the chart show it
-//     once it is not nil);
-//   - deadLetters below: one page of them, from the client's paged listing,
-//     as deadJSON;
-//   - requeueDead and deleteDead: one (actionBody.ID) or all
-//     (actionBody.All) through the client.
-//
-// The routes (GET api/dead, POST api/dead/requeue, POST api/dead/delete),
-// the read-only and CSRF guards, and the page's panel with its buttons
-// (assets/app.js, renderDead) are in place already; until then the routes
-// answer 501 and the page hides the panel.
-const deadLettersAvailable = false
+// Dead letters: messages that failed for good (their handler failed on the
+// last attempt or with mq.Final, or they were quarantined), kept by the
+// core with their last error apart from the queue. The panel lists them a
+// page at a time (Client.DeadLetters, newest first, O(log n + page)), and,
+// with actions allowed, requeues or deletes one or all of them.
 
-// errNotAvailable answers an action of a part the core does not have yet.
-var errNotAvailable = errors.New("not available in this version of the library")
+// errBadAction reports an action body that does not say what to act on.
+var errBadAction = errors.New("bad action")
 
 // deadJSON is one dead letter, as the page draws it.
 type deadJSON struct {
-	ID          string `json:"id"`
-	Error       string `json:"error"`
-	Attempts    int64  `json:"attempts"`
-	DiedMS      int64  `json:"died_ms"`
-	Size        int    `json:"size"`
-	Content     string `json:"content"`
-	DecodeError string `json:"decode_error,omitempty"`
-	Truncated   bool   `json:"truncated,omitempty"`
+	ID string `json:"id"`
+	// Reason is mq.DeadFailed or mq.DeadQuarantined.
+	Reason   string `json:"reason"`
+	Error    string `json:"error"`
+	Attempts int64  `json:"attempts"`
+	// DiedMS and FirstEnqueuedMS are Unix milliseconds by the Redis
+	// server's clock; FirstEnqueuedMS is 0 when unknown.
+	DiedMS          int64  `json:"died_ms"`
+	FirstEnqueuedMS int64  `json:"first_enqueued_ms"`
+	Size            int    `json:"size"`
+	Content         string `json:"content"`
+	DecodeError     string `json:"decode_error,omitempty"`
+	Truncated       bool   `json:"truncated,omitempty"`
 }
 
 // deadPageJSON is the answer of GET api/dead?queue=Q&cursor=C.
 type deadPageJSON struct {
-	Queue   string     `json:"queue"`
+	Queue string `json:"queue"`
+	// Total is how many dead letters the queue has.
+	Total   int64      `json:"total"`
 	Letters []deadJSON `json:"letters"`
-	Cursor  string     `json:"cursor"`
+	// Cursor continues the listing (the offset of the next page); "" at
+	// its end.
+	Cursor string `json:"cursor"`
 }
 
-// deadLetters answers one page of the queue's dead letters.
+// deadLetters answers one page of the queue's dead letters, newest first:
+// ?queue=Q&cursor=C (limit=N asks for N, at most mq.MaxMessagePage;
+// default Options.PageSize).
 func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusNotImplemented, "dead letters: "+errNotAvailable.Error())
+	q := r.URL.Query()
+	queue := q.Get("queue")
+	if err := mq.ValidateQueueName(queue); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	limit := h.opts.PageSize
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit: a positive number")
+			return
+		}
+		limit = min(n, mq.MaxMessagePage)
+	}
+	offset := 0
+	if s := q.Get("cursor"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "cursor: the one a page answered")
+			return
+		}
+		offset = n
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	defer cancel()
+	total, letters, err := h.client.DeadLetters(ctx, queue, offset, limit)
+	if err != nil {
+		status := http.StatusBadGateway
+		if isBadInput(err) {
+			status = http.StatusBadRequest
+		} else {
+			h.log.ErrorContext(ctx, "dead letters", "queue", queue, "error", err)
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	out := deadPageJSON{Queue: queue, Total: total, Letters: make([]deadJSON, len(letters))}
+	if next := offset + len(letters); len(letters) > 0 && int64(next) < total {
+		out.Cursor = strconv.Itoa(next)
+	}
+	for i := range letters {
+		d := &letters[i]
+		dj := deadJSON{
+			ID:       d.ID,
+			Reason:   d.Reason,
+			Error:    d.Error,
+			Attempts: d.Attempts,
+			DiedMS:   d.Died.UnixMilli(),
+			Size:     len(d.Data),
+		}
+		if !d.FirstEnqueued.IsZero() {
+			dj.FirstEnqueuedMS = d.FirstEnqueued.UnixMilli()
+		}
+		var v any
+		if err := d.Decode(&v); err != nil {
+			dj.DecodeError = err.Error()
+			dj.Content, dj.Truncated = rawPreview(d.Data, h.opts.MaxContent)
+		} else {
+			dj.Content, dj.Truncated = renderValue(v, h.opts.MaxContent)
+		}
+		out.Letters[i] = dj
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// oneOrAll checks that a dead-letter action names one id or asks for all.
+func oneOrAll(b actionBody) error {
+	if (b.ID == "") == !b.All {
+		return fmt.Errorf("%w: name one dead letter (id) or ask for all (all: true)", errBadAction)
+	}
+	return nil
 }
 
 // requeueDead moves one dead letter, or all of the queue's, back into the
-// queue.
+// queue as fresh messages. One whose id the queue holds already is kept:
+// for one, a conflict (mq.ErrAlreadyQueued); for all, counted in Kept.
 func (h *handler) requeueDead(ctx context.Context, b actionBody) (actionResult, error) {
-	return actionResult{}, errNotAvailable
+	if err := oneOrAll(b); err != nil {
+		return actionResult{}, err
+	}
+	if b.All {
+		requeued, kept, err := h.client.RequeueDeadLetters(ctx, b.Queue, nil)
+		res := actionResult{Changed: requeued > 0, Count: int64(requeued), Kept: int64(kept)}
+		if err != nil {
+			return res, fmt.Errorf("after %d requeued: %w", requeued, err)
+		}
+		return res, nil
+	}
+	switch err := h.client.RequeueDeadLetter(ctx, b.Queue, b.ID); {
+	case errors.Is(err, mq.ErrNoDeadLetter):
+		return actionResult{}, nil
+	case err != nil:
+		return actionResult{}, err
+	}
+	return actionResult{Changed: true, Count: 1}, nil
 }
 
 // deleteDead deletes one dead letter, or all of the queue's.
 func (h *handler) deleteDead(ctx context.Context, b actionBody) (actionResult, error) {
-	return actionResult{}, errNotAvailable
+	if err := oneOrAll(b); err != nil {
+		return actionResult{}, err
+	}
+	if b.All {
+		n, err := h.client.DeleteDeadLetters(ctx, b.Queue)
+		return actionResult{Changed: n > 0, Count: n}, err
+	}
+	ok, err := h.client.DeleteDeadLetter(ctx, b.Queue, b.ID)
+	res := actionResult{Changed: ok}
+	if ok {
+		res.Count = 1
+	}
+	return res, err
 }

@@ -11,7 +11,7 @@ import (
 
 // A service mounts the dashboard under /mq/, read-only. Put your own
 // authentication in front of it; set AllowActions for the pause, resume
-// and delete buttons.
+// and delete buttons and those of the dead letters.
 func ExampleNew() {
 	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
 	client, err := mq.New(rdb, nil)

@@ -279,9 +279,6 @@ func TestActionsCSRF(t *testing.T) {
 			t.Errorf("%s: %d %s", name, code, resp)
 		}
 	}
-	if code, resp := post(t, srv, "/mq/api/dead/requeue", `{"queue":"q","all":true}`, nil); code != http.StatusNotImplemented {
-		t.Errorf("dead letters before the core has them: %d %s", code, resp)
-	}
 }
 
 // TestPageAndAssets: the page, its assets and their headers, under the

@@ -10,12 +10,12 @@ import (
 // sample is one point of a queue's chart.
 type sample struct {
 	// T is when the counts were read, in Unix milliseconds.
-	T       int64  `json:"t"`
-	Queued  int64  `json:"queued"`
-	Locked  int64  `json:"locked"`
-	Backoff int64  `json:"backoff"`
-	Done    int64  `json:"done"`
-	Dead    *int64 `json:"dead,omitempty"`
+	T       int64 `json:"t"`
+	Queued  int64 `json:"queued"`
+	Locked  int64 `json:"locked"`
+	Backoff int64 `json:"backoff"`
+	Done    int64 `json:"done"`
+	Dead    int64 `json:"dead"`
 }
 
 // series is the history of one queue: the latest samples, oldest first.

@@ -73,12 +73,16 @@ var hostile = []any{
 }
 
 // want are the counts fill leaves in a queue.
-var want = counts{Queued: 7, Locked: 2, Backoff: 2, Done: 3, Total: 14}
+var want = counts{Queued: 7, Locked: 2, Backoff: 2, Done: 3, Dead: 2, Total: 14}
+
+// deadError is the error of fill's dead letters.
+const deadError = "smtp 550: mailbox unavailable"
 
 // fill leaves queue q with known counts, with real workers: 3 messages
-// handled (done, awaiting collection), 2 held by a worker's handlers
-// (locked) until the test ends, 2 in a backoff of an hour, and 7 queued,
-// 3 of them hostile.
+// handled in a dedupe window of an hour (done), 2 whose handler failed
+// with mq.Final (dead letters), 2 held by a worker's
+// handlers (locked) until the test ends, 2 in a backoff of an hour, and 7
+// queued, 3 of them hostile.
 func fill(t *testing.T, c *mq.Client, q string) {
 	t.Helper()
 	ctx := context.Background()
@@ -96,31 +100,30 @@ func fill(t *testing.T, c *mq.Client, q string) {
 		}
 	}
 
-	// Done: three handlings held until the worker is stopping, so that
-	// the stopped worker records their outcomes and collects nothing.
+	// Done and dead, by one worker.
 	for i := range 3 {
 		enqueue(fmt.Sprintf("done-%d", i), map[string]any{"step": "done", "n": i}, 0)
 	}
-	release := make(chan struct{})
+	for i := range 2 {
+		enqueue(fmt.Sprintf("dead-%d", i), map[string]any{"to": fmt.Sprintf("gone%d@example.com", i), "n": i}, 0)
+	}
 	w1, err := c.StartWorker(ctx, q, &mq.WorkerConfig{
-		HandlerThreads: 3, Prefetch: -1,
+		Prefetch: -1,
 		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
-			<-release
-			return nil
+			if strings.HasPrefix(m.ID, "dead-") {
+				return mq.Final(errors.New(deadError))
+			}
+			return mq.SucceedWithBackoff(time.Hour)
 		}),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "3 locked", func() bool { return counts().Locked == 3 })
-	stopped := make(chan error, 1)
-	go func() { stopped <- w1.Stop(ctx) }()
-	waitFor(t, "the stop to begin", func() bool { return !w1.Info().Running })
-	close(release)
-	if err := <-stopped; err != nil {
+	waitFor(t, "3 done and 2 dead", func() bool { n := counts(); return n.Done == 3 && n.Dead == 2 })
+	if err := w1.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := counts(); n.Locked != 0 || n.Queued != 0 {
+	if n := counts(); n.Locked != 0 || n.Queued != 0 || n.Total != 3 {
 		t.Fatalf("after the first worker: %+v", n)
 	}
 
@@ -191,4 +194,39 @@ func post(t *testing.T, srv *httptest.Server, path, body string, header map[stri
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// bury makes dead letters of msgs (by id) in queue q with a real worker
+// whose handler fails with mq.Final, its error naming the id. q holds no
+// other message that the worker could take.
+func bury(t *testing.T, c *mq.Client, q string, msgs map[string]any) {
+	t.Helper()
+	ctx := context.Background()
+	before, err := c.QueueCounts(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, m := range msgs {
+		if _, err := c.Enqueue(ctx, q, m, &mq.EnqueueOptions{MessageID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := c.StartWorker(ctx, q, &mq.WorkerConfig{
+		HandlerThreads: 4,
+		Handler: mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+			return mq.Final(fmt.Errorf("cannot handle %s", m.ID))
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := w.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor(t, "the dead letters", func() bool {
+		n, err := c.QueueCounts(ctx, q)
+		return err == nil && n.Dead == before.Dead+int64(len(msgs))
+	})
 }

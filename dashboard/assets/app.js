@@ -14,6 +14,10 @@
     next: '',       // cursor of the page after it
     page: 0,
     messages: [],
+    deadCursor: '', // cursor of the page of dead letters shown
+    deadNext: '',
+    deadPage: 0,
+    deadSeen: null, // the selected queue's dead count at the last poll
     timer: null,
   };
 
@@ -219,43 +223,63 @@
     box.append(t);
   }
 
-  // loadDead draws a page of dead letters, once the library keeps them.
-  async function loadDead() {
+  // loadDead draws a page of the queue's dead letters, newest first, from
+  // cursor ('' for the first page).
+  async function loadDead(cursor) {
     const on = state.overview.features.dead_letters;
     $('dead-heading').hidden = !on;
     $('dead').hidden = !on;
-    if (!on) return;
+    if (!on || !state.selected) return;
+    if (cursor === undefined) cursor = state.deadCursor;
+    const queue = state.selected;
     const bar = $('dead-toolbar');
     bar.replaceChildren();
     if (state.overview.actions) {
       bar.append(
-        actionButton('Requeue all', true, () => post('api/dead/requeue', { queue: state.selected, all: true })),
-        actionButton('Delete all', true, () => post('api/dead/delete', { queue: state.selected, all: true })));
+        actionButton('Requeue all', true, () => post('api/dead/requeue', { queue: queue, all: true })),
+        actionButton('Delete all', true, () => post('api/dead/delete', { queue: queue, all: true })));
     }
     const tb = $('dead-letters').tBodies[0];
+    const info = $('dead-info');
     try {
-      const d = await api('api/dead?queue=' + encodeURIComponent(state.selected));
+      const d = await api('api/dead?queue=' + encodeURIComponent(queue) + '&cursor=' + encodeURIComponent(cursor || ''));
+      if (queue !== state.selected) return; // another queue was chosen meanwhile
+      if (!d.letters.length && cursor) { state.deadPage = 0; await loadDead(''); return; } // the page emptied
+      state.deadCursor = cursor || '';
+      state.deadNext = d.cursor;
+      $('dead-total').textContent = '(' + d.total + ')';
+      $('dead-total').dataset.total = String(d.total);
       tb.replaceChildren();
       for (const m of d.letters) {
+        const why = el('td', { class: 'err' }, m.error);
+        if (m.reason && m.reason !== 'failed') why.prepend(el('span', { class: 'st st-' + m.reason }, m.reason), ' ');
         const tr = el('tr', { 'data-dead': m.id },
-          el('td', { class: 'id' }, m.id), el('td', { class: 'err' }, m.error),
+          el('td', { class: 'id' }, m.id), why,
           el('td', { class: 'num' }, String(m.attempts)), el('td', {}, fmtDuration(state.overview.now - m.died_ms) + ' ago'),
           el('td', {}, contentCell(m)));
         const actions = el('td');
         if (state.overview.actions) {
           actions.append(
-            actionButton('Requeue', false, () => post('api/dead/requeue', { queue: state.selected, id: m.id })),
-            actionButton('Delete', true, () => post('api/dead/delete', { queue: state.selected, id: m.id })));
+            actionButton('Requeue', false, () => post('api/dead/requeue', { queue: queue, id: m.id })),
+            actionButton('Delete', true, () => post('api/dead/delete', { queue: queue, id: m.id })));
         }
         tr.append(actions);
         tb.append(tr);
       }
+      if (!d.letters.length) tb.append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'No dead letter.')));
+      info.textContent = d.total ? `page ${state.deadPage + 1}, ${d.letters.length} of ${d.total}` : '';
     } catch (e) {
       tb.replaceChildren(el('tr', {}, el('td', { class: 'err', colspan: 6 }, 'dead letters: ' + e.message)));
     }
+    $('dead-next').disabled = !state.deadNext;
+    $('dead-first').disabled = !state.deadCursor;
   }
 
   function contentCell(m) {
+    if (m.empty) {
+      return el('span', { class: 'muted', 'data-empty': '' },
+        m.status && m.status.startsWith('done') ? 'no content: handled, kept for its dedupe window' : 'empty');
+    }
     const box = el('div');
     if (m.decode_error) {
       box.append(el('div', { class: 'undecodable', 'data-undecodable': '' }, 'undecodable: ' + m.decode_error));
@@ -359,6 +383,12 @@
       }
       renderQueues();
       renderSelected();
+      // Dead letters came or went (a worker buried one, say): redraw
+      // their panel.
+      const sq = selectedQueue();
+      const dead = sq && sq.counts ? sq.counts.dead : null;
+      if (!first && dead !== null && dead !== state.deadSeen) loadDead();
+      state.deadSeen = dead;
       setStatus('updated ' + new Date(ov.now).toLocaleTimeString());
       document.body.dataset.loaded = 'true';
     } catch (e) {
@@ -385,11 +415,13 @@
     state.selected = q;
     state.page = 0;
     state.cursor = '';
+    state.deadPage = 0;
+    state.deadCursor = '';
     $('filter').value = '';
     renderSelected();
     loadMessages('');
     loadWorkers();
-    if (state.overview) loadDead();
+    if (state.overview) loadDead('');
   }
 
   window.addEventListener('hashchange', () => {
@@ -408,6 +440,8 @@
   $('next-page').addEventListener('click', () => { if (state.next) { state.page++; loadMessages(state.next); } });
   $('first-page').addEventListener('click', () => { state.page = 0; loadMessages(''); });
   $('filter').addEventListener('change', renderMessages);
+  $('dead-next').addEventListener('click', () => { if (state.deadNext) { state.deadPage++; loadDead(state.deadNext); } });
+  $('dead-first').addEventListener('click', () => { state.deadPage = 0; loadDead(''); });
 
   selectFromHash(null);
   refresh().then(schedule);
