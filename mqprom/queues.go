@@ -27,13 +27,10 @@ type QueueOptions struct {
 	// Queues names the queues to export (a queue without messages exports
 	// zeros). Default (nil): every queue Client.QueueNames finds at each
 	// scrape, which SCANs Redis's whole keyspace (every master of a
-	// cluster); naming the queues saves that. QueueNames lists only queues
-	// with messages, so the collector also reads the queues it listed
-	// before, until a read finds one empty (no message, no dead letter, not
-	// paused): a queue left with only dead letters stays exported, and an
-	// emptied queue exports zeros once before its series end. A queue
-	// emptied before this collector first listed it (its dead letters
-	// included) is not found: name the queues to be sure of them.
+	// cluster); naming the queues saves that. QueueNames lists the queues
+	// with messages or dead letters, or paused; the collector also reads
+	// the queues it listed before, until a read finds one empty, so that
+	// an emptied queue exports zeros once before its series end.
 	Queues []string
 
 	// Timeout bounds the Redis reads of one scrape. A queue not read by
