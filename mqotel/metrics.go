@@ -130,4 +130,3 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 	}
 	return reg, nil
 }
-
