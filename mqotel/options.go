@@ -28,8 +28,8 @@ const (
 	// that makes the message a dead letter) or abandoned (a failure after
 	// the handler's context ended: the message stays locked).
 	OutcomeKey = attribute.Key("messaging.carmine_mq.outcome")
-	// EnqueueActionKey is what an enqueue did (mq.Action: added, updated,
-	// requeued...), or "refused".
+	// EnqueueActionKey is what an enqueue did (mq.Action: added or
+	// updated), or "refused".
 	EnqueueActionKey = attribute.Key("messaging.carmine_mq.enqueue.action")
 	// RefusedKey is why the queue refused an enqueue (the text of
 	// mq.EnqueueResult.Refused); absent when it took effect.
