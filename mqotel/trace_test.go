@@ -34,10 +34,12 @@ func TestTraceAcrossClients(t *testing.T) {
 	const q = "emails"
 
 	ctx, request := tp.Tracer("test").Start(context.Background(), "request")
+	callerMeta := map[string]string{"tenant": "t1"}
 	res, err := producer.Enqueue(ctx, q, map[string]string{"to": "ada"},
-		&mq.EnqueueOptions{MessageID: "m1", Metadata: map[string]string{"tenant": "t1"}})
+		&mq.EnqueueOptions{MessageID: "m1", Metadata: callerMeta})
 	require.NoError(t, err)
 	require.True(t, res.OK())
+	assert.Equal(t, map[string]string{"tenant": "t1"}, callerMeta, "the caller's options are not changed")
 	request.End()
 
 	type seen struct {
