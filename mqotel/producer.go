@@ -57,8 +57,9 @@ func (p *Producer) Enqueue(ctx context.Context, queue string, msg any, opts *mq.
 // EnqueueMany is mq.Client.EnqueueMany in a span "send <queue>" of kind
 // Client, with messaging.batch.message_count, and one child span "create
 // <queue>" of kind Producer for each message, whose context goes into that
-// message's metadata, as Enqueue does. An error sets the status of every
-// span to Error.
+// message's metadata, as Enqueue does. An error sets the status of the
+// batch's span, and of the span of each message whose enqueue it leaves
+// unknown, to Error.
 func (p *Producer) EnqueueMany(ctx context.Context, queue string, reqs ...mq.EnqueueRequest) ([]mq.EnqueueResult, error) {
 	ctx, span := p.tracer.Start(ctx, "send "+queue, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(append(baseAttrs(queue),
@@ -76,10 +77,17 @@ func (p *Producer) EnqueueMany(ctx context.Context, queue string, reqs ...mq.Enq
 	}
 	res, err := p.client.EnqueueMany(ctx, queue, traced...)
 	for i, cs := range creates {
+		var r mq.EnqueueResult
+		if i < len(res) {
+			r = res[i]
+		}
 		switch {
-		case i < len(res) && res[i].MessageID != "":
-			cs.SetAttributes(resultAttrs(res[i])...)
-		case err != nil:
+		case r.Action != "" || r.Refused != nil: // known, even beside an error
+			cs.SetAttributes(resultAttrs(r)...)
+		case err != nil: // unknown: it may or may not have been applied
+			if r.MessageID != "" {
+				cs.SetAttributes(semconv.MessagingMessageID(r.MessageID))
+			}
 			cs.SetStatus(codes.Error, err.Error())
 		}
 		cs.End()

@@ -306,3 +306,25 @@ func toStrings(m map[attribute.Key]string) map[string]string {
 	}
 	return out
 }
+
+// TestEnqueueError marks the span of an enqueue that Redis never answered
+// as failed.
+func TestEnqueueError(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	tp, exp := newTracing(t)
+	rdb := srv.Client(t)
+	c, err := mq.New(rdb, nil)
+	require.NoError(t, err)
+	require.NoError(t, rdb.Close())
+	producer := mqotel.NewProducer(c, mqotel.WithTracerProvider(tp), mqotel.WithPropagator(w3c))
+	_, err = producer.Enqueue(context.Background(), "q", "x", nil)
+	require.Error(t, err)
+	_, err = producer.EnqueueMany(context.Background(), "q", mq.EnqueueRequest{Message: "y"})
+	require.Error(t, err)
+	spans := exp.GetSpans()
+	require.Len(t, spans, 3, "send, create, send")
+	for _, s := range spans {
+		assert.Equal(t, codes.Error, s.Status.Code, s.Name)
+	}
+}
