@@ -83,3 +83,6 @@ echo "test.sh: dashboard" >&2
 
 echo "test.sh: mqprom" >&2
 (cd mqprom && go vet ./... && go test -race -count=1 ./...)
+
+echo "test.sh: mqotel" >&2
+(cd mqotel && go vet ./... && go test -race -count=1 ./...)
