@@ -58,6 +58,10 @@ type Message struct {
 	Age time.Duration
 	// QueueSize is the queue size the worker saw last.
 	QueueSize int64
+	// MaxAttempts is the worker's retry bound (WorkerConfig.MaxAttempts;
+	// 0 or less: none): a failure on an Attempt at or above it makes the
+	// message a dead letter, for middleware that reports outcomes.
+	MaxAttempts int
 	// Metadata is what the enqueue put in EnqueueOptions.Metadata, nil
 	// for none (and for messages that Carmine enqueued).
 	Metadata map[string]string

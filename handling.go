@@ -67,8 +67,10 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 		Age:       time.Duration(s.Now-s.FirstEnqueued) * time.Millisecond,
 		QueueSize: d.queueSize,
 		Metadata:  decodeMetadata(s.Metadata),
-		codec:     w.c.cfg.Codec,
-		lock:      lock,
+
+		MaxAttempts: w.cfg.MaxAttempts,
+		codec:       w.c.cfg.Codec,
+		lock:        lock,
 	}
 	if s.Attempt == 1 {
 		w.stats.queueingTime.Add(float64(msg.Age))

@@ -32,8 +32,8 @@ import (
 // mq.Observer would see it): a failure sets its status to Error and
 // records the error as an event, and its outcome says whether the message
 // will be retried ("error") or becomes a dead letter ("dead": an error
-// marked mq.Final, or a failure on the last attempt, for which the
-// handler must be told the worker's MaxAttempts with WithMaxAttempts). An
+// marked mq.Final, or a failure on the last attempt, by the worker's
+// MaxAttempts that the message carries). An
 // mq.Retry answer is outcome "retry" and no error; a failure after ctx
 // ended is "abandoned". A panic is recorded likewise and panics on, for
 // the worker to recover.
@@ -112,7 +112,7 @@ func (h *handler) outcome(ctx context.Context, msg *mq.Message, err error) mq.Ha
 	switch {
 	case ctx.Err() != nil:
 		return mq.HandlingAbandoned
-	case errors.Is(err, mq.ErrFinal), h.maxAttempts > 0 && msg.Attempt >= h.maxAttempts:
+	case errors.Is(err, mq.ErrFinal), h.lastAttempt(msg):
 		return mq.HandlingDead
 	}
 	return mq.HandlingError
@@ -128,4 +128,15 @@ func errorType(err error) string {
 		return "context_canceled"
 	}
 	return fmt.Sprintf("%T", err)
+}
+
+// lastAttempt tells whether a failure of this handling makes the message a
+// dead letter: by the worker's bound, which the message carries, unless
+// WithMaxAttempts gave one.
+func (h *handler) lastAttempt(msg *mq.Message) bool {
+	limit := msg.MaxAttempts
+	if h.maxAttempts != 0 {
+		limit = h.maxAttempts
+	}
+	return limit > 0 && msg.Attempt >= limit
 }

@@ -53,7 +53,7 @@ type config struct {
 }
 
 func newConfig(opts []Option) config {
-	c := config{maxAttempts: mq.DefaultMaxAttempts}
+	c := config{}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -100,10 +100,11 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 	return func(c *config) { c.prop = p }
 }
 
-// WithMaxAttempts tells a Handler the worker's WorkerConfig.MaxAttempts,
-// so that its span can tell a failure that makes the message a dead
-// letter (the last attempt) from one to be retried. Default:
-// mq.DefaultMaxAttempts, as the worker's default; 0 or less: unlimited.
+// WithMaxAttempts overrides the retry bound a Handler reads from each
+// message (mq.Message.MaxAttempts, the worker's WorkerConfig.MaxAttempts),
+// by which its span tells a failure that makes the message a dead letter
+// (the last attempt) from one to be retried; negative: unlimited. Default:
+// the message's.
 func WithMaxAttempts(n int) Option {
 	return func(c *config) { c.maxAttempts = n }
 }

@@ -173,7 +173,7 @@ func TestOutcomes(t *testing.T) {
 				return mq.Retry(0)
 			}
 			return nil
-		}), mqotel.WithTracerProvider(tp), mqotel.WithPropagator(w3c), mqotel.WithMaxAttempts(2)),
+		}), mqotel.WithTracerProvider(tp), mqotel.WithPropagator(w3c)),
 	})
 	waitFor(t, "5 outcomes recorded", func() bool {
 		n := w.Stats().Counts
