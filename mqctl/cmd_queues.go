@@ -47,7 +47,7 @@ Queues are found with SCAN (on every master of a cluster), never KEYS.`,
 			if len(args) == 1 {
 				pattern = args[0]
 			}
-			names, err := c.QueueNames(ctx, pattern)
+			names, err := a.queueNames(ctx, c, pattern)
 			if err != nil {
 				return err
 			}

@@ -34,11 +34,16 @@ func TestQueues(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A queue whose every message became a dead letter has no messages
+	// hash left, and is listed all the same.
+	f.bury(t, "bounced", 10, finalAll("bad"), req("b1", 1), req("b2", 2))
+
 	golden(t, "queues.txt", f.env.ok(t, "", "queues").stdout)
 
 	var got []queueView
 	decode(t, f.env.ok(t, "", "queues", "--json"), &got)
 	want := []queueView{
+		{Queue: "bounced", Dead: 2},
 		{Queue: "emails", Queued: 3, Done: 1, Total: 4, Dead: 1},
 		{Queue: "sms", Queued: 1, Total: 1, Paused: true},
 	}
@@ -386,13 +391,17 @@ func TestClear(t *testing.T) {
 	}
 
 	f.enqueue(t, "d", "m", 1)
+	f.bury(t, "e", 10, finalAll("bad"), req("m", 1)) // dead letters alone
 	var v clearView
 	decode(t, f.env.ok(t, "", "clear", "--all", "--yes", "--json"), &v)
-	if !slices.Equal(v.Cleared, []string{"c", "d"}) || len(v.Empty) != 0 {
+	if !slices.Equal(v.Cleared, []string{"c", "d", "e"}) || len(v.Empty) != 0 {
 		t.Errorf("clear --all: %+v", v)
 	}
 	if got := names(); len(got) != 0 {
 		t.Errorf("left %v", got)
+	}
+	if c, _ := f.client.QueueCounts(ctx, "e"); c.Dead != 0 {
+		t.Errorf("clear --all left %d dead letters in e", c.Dead)
 	}
 	if r := f.env.ok(t, "", "clear", "--all"); r.stdout != "no queues\n" {
 		t.Errorf("clear --all of nothing: %q", r.stdout)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
+	"github.com/redis/go-redis/v9"
 )
 
 // bury makes dead letters the way production does: it enqueues reqs on
@@ -21,10 +22,16 @@ import (
 // MaxAttempts is maxAttempts, and a failure is retried at once.
 func (f *fixture) bury(t *testing.T, queue string, maxAttempts int, fail func(m *mq.Message) error, reqs ...mq.EnqueueRequest) {
 	t.Helper()
+	buryOn(t, f.rdb, false, queue, maxAttempts, fail, reqs...)
+}
+
+// buryOn is bury on any Redis, in the cluster layout or not.
+func buryOn(t *testing.T, rdb redis.UniversalClient, cluster bool, queue string, maxAttempts int, fail func(m *mq.Message) error, reqs ...mq.EnqueueRequest) {
+	t.Helper()
 	ctx := context.Background()
 	// A client that keeps the worker's logs (an error per dead letter) out
 	// of the test's output.
-	client, err := mq.New(f.rdb, &mq.Config{Logger: slog.New(slog.DiscardHandler)})
+	client, err := mq.New(rdb, &mq.Config{Cluster: cluster, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

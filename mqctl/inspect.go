@@ -13,7 +13,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gocarmine/mq"
@@ -189,3 +191,79 @@ func (v messageView) age() time.Duration { return time.Duration(v.AgeMS) * time.
 
 // backoff is a view's remaining backoff as a duration.
 func (v messageView) backoff() time.Duration { return time.Duration(v.BackoffMS) * time.Millisecond }
+
+// deadOnlyQueues answers the queues matching the glob pattern ("" for all)
+// that have dead letters, found by their dead-index key (SCAN with TYPE
+// zset, on every master of a cluster). QueueNames finds a queue by its
+// messages hash, which goes once the last message is handled, so a queue
+// left with dead letters alone would not be listed (or cleared by
+// clear --all) without this.
+func (r reader) deadQueues(ctx context.Context, pattern string) ([]string, error) {
+	if pattern == "" {
+		pattern = "*"
+	}
+	suffix := ":" + keys.Suffixes[keys.DeadIndex]
+	match := keys.Prefix + pattern + suffix
+	if r.cluster {
+		match = keys.Prefix + "{" + pattern + "}" + suffix
+	}
+	var mu sync.Mutex
+	found := map[string]bool{}
+	scan := func(ctx context.Context, node redis.Cmdable) error {
+		var cursor uint64
+		for {
+			page, next, err := node.ScanType(ctx, cursor, match, 1000, "zset").Result()
+			if err != nil {
+				return err
+			}
+			for _, key := range page {
+				name := strings.TrimSuffix(strings.TrimPrefix(key, keys.Prefix), suffix)
+				if r.cluster {
+					inner, ok := strings.CutPrefix(name, "{")
+					if name, ok = strings.CutSuffix(inner, "}"); !ok {
+						continue
+					}
+				}
+				if strings.ContainsAny(name, "{}") || mq.ValidateQueueName(name) != nil {
+					continue
+				}
+				mu.Lock()
+				found[name] = true
+				mu.Unlock()
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	var err error
+	if cc, ok := r.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+	} else {
+		err = scan(ctx, r.rdb)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queues with dead letters: %w", err)
+	}
+	out := make([]string, 0, len(found))
+	for q := range found {
+		out = append(out, q)
+	}
+	return out, nil
+}
+
+// queueNames answers the library's QueueNames and the queues that hold
+// only dead letters, sorted.
+func (a *app) queueNames(ctx context.Context, c *mq.Client, pattern string) ([]string, error) {
+	names, err := c.QueueNames(ctx, pattern)
+	if err != nil {
+		return nil, err
+	}
+	dead, err := a.reader().deadQueues(ctx, pattern)
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, dead...)
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
