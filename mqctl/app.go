@@ -19,8 +19,8 @@ const (
 	exitOK       = 0
 	exitFailure  = 1 // Redis, bad content, a refused confirmation
 	exitUsage    = 2 // flags, arguments, connection settings
-	exitNotFound = 3 // a message that is not in its queue
-	exitRefused  = 4 // an enqueue the queue refused
+	exitNotFound = 3 // a message or dead letter that is not in its queue
+	exitRefused  = 4 // an enqueue (or a dead letter's requeue) the queue refused
 )
 
 // exitError is an error with the exit code it ends mqctl with. Errors that
@@ -109,8 +109,8 @@ MQCTL_<FLAG> (MQCTL_PASSWORD for --password, MQCTL_TLS_CA for --tls-ca);
 the Redis URL comes from --url or REDIS_URL. A flag given on the command
 line wins over the environment.
 
-Exit codes: 0 success, 1 failure, 2 bad usage, 3 message not found,
-4 enqueue refused by the queue.`,
+Exit codes: 0 success, 1 failure, 2 bad usage, 3 message or dead letter
+not found, 4 enqueue (or requeue of a dead letter) refused by the queue.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// Configuration from the environment, for every command.
@@ -134,6 +134,7 @@ Exit codes: 0 success, 1 failure, 2 bad usage, 3 message not found,
 		a.pauseCommand(true),
 		a.pauseCommand(false),
 		a.clearCommand(),
+		a.deadCommand(),
 	)
 	root.AddCommand(a.laterCommands()...)
 	return root

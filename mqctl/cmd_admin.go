@@ -132,7 +132,7 @@ standard error, a queue at a time.`,
 			queues := args
 			if all {
 				var err error
-				if queues, err = c.QueueNames(ctx, ""); err != nil {
+				if queues, err = a.queueNames(ctx, c, ""); err != nil {
 					return err
 				}
 				if len(queues) == 0 {

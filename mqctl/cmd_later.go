@@ -1,13 +1,12 @@
 package main
 
-// Commands whose library side is being built: dead letters and live
-// workers (the core library), and the dashboard (an http.Handler in a
+// Commands whose library side is being built: live workers (the core
+// library), and the dashboard (an http.Handler in a
 // module of its own). Each is wired in already, hidden from the help, and
 // answers that it is not available yet. When the library exports its part,
 // fill in the command's RunE with a.action (which opens the connection and
 // bounds the context), print with printJSON or a table as the other
-// commands do, ask with a.confirm and report with a.newProgress for the
-// "--all" forms, then drop Hidden.
+// commands do, then drop Hidden.
 
 import (
 	"errors"
@@ -26,43 +25,6 @@ func notYet(what string) func(*cobra.Command, []string) error {
 
 // laterCommands are the hidden placeholders.
 func (a *app) laterCommands() []*cobra.Command {
-	dead := &cobra.Command{
-		Use:    "dead",
-		Short:  "List, show, requeue and delete dead letters",
-		Hidden: true,
-	}
-	var yes, all bool
-	requeue := &cobra.Command{
-		Use:   "requeue QUEUE [ID...] | requeue QUEUE --all",
-		Short: "Queue dead letters again",
-		Args:  args(1, -1, "QUEUE [ID...]"),
-		RunE:  notYet("dead letters are not in this version of the library yet"),
-	}
-	del := &cobra.Command{
-		Use:   "delete QUEUE [ID...] | delete QUEUE --all",
-		Short: "Delete dead letters for good",
-		Args:  args(1, -1, "QUEUE [ID...]"),
-		RunE:  notYet("dead letters are not in this version of the library yet"),
-	}
-	for _, c := range []*cobra.Command{requeue, del} {
-		c.Flags().BoolVar(&all, "all", false, "every dead letter of the queue")
-		c.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation (with --all)")
-	}
-	dead.AddCommand(
-		&cobra.Command{
-			Use:   "list QUEUE",
-			Short: "List a queue's dead letters, newest first, a page at a time",
-			Args:  args(1, 1, "QUEUE"),
-			RunE:  notYet("dead letters are not in this version of the library yet"),
-		},
-		&cobra.Command{
-			Use:   "show QUEUE ID",
-			Short: "Show one dead letter: its content, last error and attempts",
-			Args:  args(2, 2, "QUEUE ID"),
-			RunE:  notYet("dead letters are not in this version of the library yet"),
-		},
-		requeue, del,
-	)
 	workers := &cobra.Command{
 		Use:    "workers [QUEUE]",
 		Short:  "List the live workers (host, pid, started, last poll, busy handlers)",
@@ -83,5 +45,5 @@ func (a *app) laterCommands() []*cobra.Command {
 	serve.Flags().String("addr", "127.0.0.1:8080", "address to listen on")
 	serve.Flags().String("path", "/", "path to mount the dashboard under")
 	serve.Flags().Bool("allow-actions", false, "allow requeue, delete, pause and resume from the page")
-	return []*cobra.Command{dead, workers, serve}
+	return []*cobra.Command{workers, serve}
 }

@@ -16,12 +16,18 @@ type queueView struct {
 	Queued  int64  `json:"queued"`
 	Locked  int64  `json:"locked"`
 	Backoff int64  `json:"backoff"`
-	Total   int64  `json:"total"`
-	Paused  bool   `json:"paused"`
+	// Done counts messages handled and kept: in a dedupe window, or
+	// handled by a Carmine worker and not yet collected.
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+	// Dead counts the queue's dead letters, which are not in Total.
+	Dead   int64 `json:"dead"`
+	Paused bool  `json:"paused"`
 }
 
 func newQueueView(queue string, c mq.QueueCounts) queueView {
-	return queueView{Queue: queue, Queued: c.Queued, Locked: c.Locked, Backoff: c.Backoff, Total: c.Total, Paused: c.Paused}
+	return queueView{Queue: queue, Queued: c.Queued, Locked: c.Locked, Backoff: c.Backoff,
+		Done: c.Done, Total: c.Total, Dead: c.Dead, Paused: c.Paused}
 }
 
 // queuesCommand lists the queues with their counts.
@@ -29,9 +35,11 @@ func (a *app) queuesCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "queues [PATTERN]",
 		Short: "List the queues (whose names match the glob PATTERN) with their counts",
-		Long: `List the queues that hold messages, with their counts: queued (waiting for a
-handler, approximate), locked (being handled), backoff, total, and whether
-the queue is paused. PATTERN is a glob ("email*"); the default is every queue.
+		Long: `List the queues that hold messages or dead letters, with their counts: queued
+(ready for a handler), locked (being handled), backoff (delayed or waiting
+for a retry), done (handled and kept, in a dedupe window), total (each
+message once), dead (dead letters, not in total), and whether the queue is
+paused. PATTERN is a glob ("email*"); the default is every queue.
 Queues are found with SCAN (on every master of a cluster), never KEYS.`,
 		Args: args(0, 1, "at most one PATTERN"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
@@ -39,7 +47,7 @@ Queues are found with SCAN (on every master of a cluster), never KEYS.`,
 			if len(args) == 1 {
 				pattern = args[0]
 			}
-			names, err := c.QueueNames(ctx, pattern)
+			names, err := a.queueNames(ctx, c, pattern)
 			if err != nil {
 				return err
 			}
@@ -59,9 +67,9 @@ Queues are found with SCAN (on every master of a cluster), never KEYS.`,
 				return nil
 			}
 			t := newTable(a.stdout)
-			row(t, "QUEUE", "QUEUED", "LOCKED", "BACKOFF", "TOTAL", "PAUSED")
+			row(t, "QUEUE", "QUEUED", "LOCKED", "BACKOFF", "DONE", "TOTAL", "DEAD", "PAUSED")
 			for _, v := range views {
-				row(t, safeText(v.Queue), itoa(v.Queued), itoa(v.Locked), itoa(v.Backoff), itoa(v.Total), yesNo(v.Paused))
+				row(t, safeText(v.Queue), itoa(v.Queued), itoa(v.Locked), itoa(v.Backoff), itoa(v.Done), itoa(v.Total), itoa(v.Dead), yesNo(v.Paused))
 			}
 			return t.Flush()
 		}),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,8 +11,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// maxLimit bounds --limit, so that one page is one modest script call.
-const maxLimit = 10000
+// maxLimit bounds --limit: the library's largest page (QueueMessages), so
+// that one page is one modest script call.
+const maxLimit = mq.MaxMessagePage
 
 // contentColumn is how many characters of content a table row shows.
 const contentColumn = 60
@@ -35,9 +37,10 @@ func (a *app) showCommand() *cobra.Command {
 time left in backoff, stored size and content (decoded from MessagePack by
 the library's codec; bytes it refuses are shown as undecodable, quoted).
 
-Messages come in the order Redis keeps them (HSCAN), not oldest first; each
-page costs one scan step and one script call whatever the queue's size.
-The last line gives the --cursor of the next page.`,
+Messages come in the order Redis keeps them (HSCAN, by the library's
+QueueMessages), not oldest first; a page costs a scan step or a few and one
+script call whatever the queue's size. The last line gives the --cursor of
+the next page.`,
 		Args: args(1, 1, "QUEUE"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			if limit < 1 || limit > maxLimit {
@@ -48,14 +51,18 @@ The last line gives the --cursor of the next page.`,
 			if err != nil {
 				return err
 			}
-			msgs, next, err := a.reader().page(ctx, queue, cursor, limit)
+			page, err := c.QueueMessages(ctx, queue, cursor, limit)
+			if errors.Is(err, mq.ErrInvalidOption) {
+				// The limit is checked above: only the cursor is left.
+				return usageErrorf("--cursor %q: not a cursor of a previous page", cursor)
+			} else if err != nil {
+				return err
+			}
+			msgs, err := a.reader().pageViews(ctx, queue, page.Messages)
 			if err != nil {
 				return err
 			}
-			v := showView{queueView: newQueueView(queue, counts), Messages: msgs, NextCursor: next}
-			if v.Messages == nil {
-				v.Messages = []messageView{}
-			}
+			v := showView{queueView: newQueueView(queue, counts), Messages: msgs, NextCursor: page.Cursor}
 			if a.json {
 				return printJSON(a.stdout, v)
 			}
@@ -75,7 +82,9 @@ func printShow(w io.Writer, v showView) error {
 	row(t, "queued", itoa(v.Queued))
 	row(t, "locked", itoa(v.Locked))
 	row(t, "backoff", itoa(v.Backoff))
+	row(t, "done", itoa(v.Done))
 	row(t, "total", itoa(v.Total))
+	row(t, "dead", itoa(v.Dead))
 	if err := t.Flush(); err != nil {
 		return err
 	}

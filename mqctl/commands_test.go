@@ -19,6 +19,13 @@ func TestQueues(t *testing.T) {
 	if r := f.env.ok(t, "", "queues"); r.stdout != "no queues\n" {
 		t.Errorf("empty Redis: %q", r.stdout)
 	}
+	// A dead letter, and a message done and kept in its dedupe window.
+	f.bury(t, "emails", 10, func(m *mq.Message) error {
+		if m.ID == "kept" {
+			return mq.SucceedWithBackoff(time.Hour)
+		}
+		return final("bounced")
+	}, req("bounced", "x"), req("kept", "y"))
 	for i := range 3 {
 		f.enqueue(t, "emails", fmt.Sprint("e", i), "hello")
 	}
@@ -27,12 +34,17 @@ func TestQueues(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A queue whose every message became a dead letter has no messages
+	// hash left, and is listed all the same.
+	f.bury(t, "bounced", 10, finalAll("bad"), req("b1", 1), req("b2", 2))
+
 	golden(t, "queues.txt", f.env.ok(t, "", "queues").stdout)
 
 	var got []queueView
 	decode(t, f.env.ok(t, "", "queues", "--json"), &got)
 	want := []queueView{
-		{Queue: "emails", Queued: 3, Total: 3},
+		{Queue: "bounced", Dead: 2},
+		{Queue: "emails", Queued: 3, Done: 1, Total: 4, Dead: 1},
 		{Queue: "sms", Queued: 1, Total: 1, Paused: true},
 	}
 	if !slices.Equal(got, want) {
@@ -40,7 +52,7 @@ func TestQueues(t *testing.T) {
 	}
 	// The JSON field names are the stable interface for scripts.
 	r := f.env.ok(t, "", "queues", "--json", "sm*")
-	for _, name := range []string{`"queue": "sms"`, `"queued": 1`, `"locked": 0`, `"backoff": 0`, `"total": 1`, `"paused": true`} {
+	for _, name := range []string{`"queue": "sms"`, `"queued": 1`, `"locked": 0`, `"backoff": 0`, `"done": 0`, `"total": 1`, `"dead": 0`, `"paused": true`} {
 		if !strings.Contains(r.stdout, name) {
 			t.Errorf("queues --json sm*: no %s in\n%s", name, r.stdout)
 		}
@@ -209,6 +221,18 @@ func TestMessageRequeue(t *testing.T) {
 	if !strings.Contains(r.stdout, "requeue content  \"second\"") {
 		t.Errorf("no requeue content in\n%s", r.stdout)
 	}
+	// A page of the queue carries it too.
+	f.enqueue(t, "jobs", "other", "plain")
+	var page showView
+	decode(t, f.env.ok(t, "", "show", "jobs", "--json"), &page)
+	for _, m := range page.Messages {
+		if m.ID == "j" && (m.Requeue == nil || m.Requeue.Content != "second") || m.ID == "other" && m.Requeue != nil {
+			t.Errorf("show --json: %s: requeue %+v", m.ID, m.Requeue)
+		}
+	}
+	if len(page.Messages) != 2 {
+		t.Errorf("show --json: %d messages", len(page.Messages))
+	}
 }
 
 func TestEnqueue(t *testing.T) {
@@ -367,13 +391,17 @@ func TestClear(t *testing.T) {
 	}
 
 	f.enqueue(t, "d", "m", 1)
+	f.bury(t, "e", 10, finalAll("bad"), req("m", 1)) // dead letters alone
 	var v clearView
 	decode(t, f.env.ok(t, "", "clear", "--all", "--yes", "--json"), &v)
-	if !slices.Equal(v.Cleared, []string{"c", "d"}) || len(v.Empty) != 0 {
+	if !slices.Equal(v.Cleared, []string{"c", "d", "e"}) || len(v.Empty) != 0 {
 		t.Errorf("clear --all: %+v", v)
 	}
 	if got := names(); len(got) != 0 {
 		t.Errorf("left %v", got)
+	}
+	if c, _ := f.client.QueueCounts(ctx, "e"); c.Dead != 0 {
+		t.Errorf("clear --all left %d dead letters in e", c.Dead)
 	}
 	if r := f.env.ok(t, "", "clear", "--all"); r.stdout != "no queues\n" {
 		t.Errorf("clear --all of nothing: %q", r.stdout)
@@ -394,7 +422,8 @@ func TestBadUsage(t *testing.T) {
 		{"message: want QUEUE ID, got 1", []string{"message", "q"}},
 		{"delete: want QUEUE ID, got 3", []string{"delete", "q", "a", "b"}},
 		{`invalid argument "x" for "--limit"`, []string{"show", "q", "--limit", "x"}},
-		{"--limit must be from 1 to 10000", []string{"show", "q", "--limit", "0"}},
+		{"--limit must be from 1 to 1000", []string{"show", "q", "--limit", "0"}},
+		{"--limit must be from 1 to 1000", []string{"show", "q", "--limit", "1001"}},
 		{`--cursor "x.y": not a cursor`, []string{"show", "q", "--cursor", "x.y"}},
 		{"invalid queue name", []string{"show", "bad*name"}},
 		{"invalid message id", []string{"message", "q", "end-of-circle"}},
@@ -434,18 +463,18 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
-// TestLaterCommands: the dead-letter, workers and serve commands are wired
-// in, out of the help, and say they are not available yet.
+// TestLaterCommands: the workers and serve commands are wired in, out of
+// the help, and say they are not available yet.
 func TestLaterCommands(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	help := f.env.ok(t, "", "--help").stdout
-	for _, word := range []string{"queues", "show", "message", "enqueue", "delete", "pause", "resume", "clear"} {
+	for _, word := range []string{"queues", "show", "message", "enqueue", "delete", "pause", "resume", "clear", "dead"} {
 		if !strings.Contains(help, "\n  "+word+" ") {
 			t.Errorf("help does not list %s:\n%s", word, help)
 		}
 	}
-	for _, args := range [][]string{{"dead", "list", "q"}, {"dead", "show", "q", "id"}, {"dead", "requeue", "q", "--all", "--yes"}, {"dead", "delete", "q", "a"}, {"workers"}, {"serve"}} {
+	for _, args := range [][]string{{"workers"}, {"serve"}} {
 		if strings.Contains(help, "\n  "+args[0]+" ") {
 			t.Errorf("help lists %s before the library has it", args[0])
 		}

@@ -67,6 +67,14 @@ func TestCluster(t *testing.T) {
 	if len(s.Messages) != 1 || s.Total != 1 {
 		t.Errorf("show on the cluster: %+v", s)
 	}
+	// A queue left with dead letters alone is listed, on whichever master
+	// holds it, and cleared.
+	buryOn(t, c.Client(t), true, "bounced", 10, finalAll("bad"), req("b1", 1))
+	var qs []queueView
+	decode(t, e.ok(t, "", "queues", "--json", "bounced"), &qs)
+	if len(qs) != 1 || qs[0] != (queueView{Queue: "bounced", Dead: 1}) {
+		t.Errorf("dead-only queue on the cluster: %+v", qs)
+	}
 	e.ok(t, "", "pause", "emails")
 	e.ok(t, "", "delete", "emails", "m1")
 	e.ok(t, "", "clear", "--all", "--yes")

@@ -1,19 +1,21 @@
 package main
 
-// Reading messages a page at a time. The library's QueueContent reads a
-// whole queue (O(n)), and MessageStatus answers only the status, so this
-// file reads the messages hash itself, by the library's key layout
-// (internal/keys), and asks for a page's statuses in one call of the
-// library's status script (internal/protocol). It is the only file that
-// reaches below the public API: when the library exports a paged read of
-// messages (the dashboard needs one too), it is replaced by that.
+// Reading messages. Pages of a queue come from the library's
+// Client.QueueMessages. What the public API does not answer is read here,
+// below it, by the library's key layout (internal/keys) and its status
+// script (internal/protocol): one message's view (MessageStatus answers only
+// the status), the content of pending requeues (no public call reads
+// messages-rq), and the queues that hold only dead letters (QueueNames
+// finds a queue by its messages hash). It is the only file that reaches
+// below the public API.
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gocarmine/mq"
@@ -141,79 +143,47 @@ func (r reader) views(ctx context.Context, queue string, ids []string, data map[
 	return out, nil
 }
 
-// page reads up to limit messages of queue from cursor on, in the order
-// of the messages hash (HSCAN), and answers the cursor of the next page, ""
-// at the end. A cursor is "C" or "C.K": HSCAN's cursor C, of which the
-// first K entries were shown already, so that a page holds exactly limit
-// messages even when Redis answers more at once (as it does for a small
-// hash). As with SCAN, a message written meanwhile may be missed or seen
-// twice; one gone meanwhile is left out.
-func (r reader) page(ctx context.Context, queue, cursor string, limit int) ([]messageView, string, error) {
-	scan, skip, err := parseCursor(cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	var ids []string
-	data := map[string][]byte{}
-	next := ""
-	for len(ids) < limit {
-		kvs, nextScan, err := r.rdb.HScan(ctx, r.keys(queue)[keys.Messages], scan, "*", int64(limit)).Result()
-		if err != nil {
-			return nil, "", fmt.Errorf("messages of %q: %w", queue, err)
+// pageViews turns a page of the library's QueueMessages into views, with
+// the content of each pending requeue read in one pipelined round trip.
+func (r reader) pageViews(ctx context.Context, queue string, msgs []mq.MessageInfo) ([]messageView, error) {
+	out := make([]messageView, len(msgs))
+	var requeued []int
+	for i, m := range msgs {
+		out[i] = messageView{
+			Queue: queue, ID: m.ID, Status: m.Status.String(), Attempts: m.Attempts,
+			AgeMS: max(m.Age.Milliseconds(), 0), BackoffMS: m.Backoff.Milliseconds(),
+			contentView: contentView{Size: len(m.Data), Data: m.Data},
 		}
-		n := len(kvs) / 2
-		taken := skip
-		for i := skip; i < n && len(ids) < limit; i++ {
-			id := kvs[2*i]
-			taken = i + 1
-			if _, dup := data[id]; dup {
-				continue
-			}
-			ids = append(ids, id)
-			data[id] = []byte(kvs[2*i+1])
+		if m.DecodeErr != nil {
+			out[i].DecodeError = m.DecodeErr.Error()
+		} else {
+			out[i].Content = jsonValue(m.Value)
 		}
-		if taken < n {
-			next = fmt.Sprintf("%d.%d", scan, taken)
-			break
-		}
-		if nextScan == 0 {
-			next = ""
-			break
-		}
-		scan, skip = nextScan, 0
-		next = strconv.FormatUint(scan, 10)
-	}
-	views, err := r.views(ctx, queue, ids, data)
-	if err != nil {
-		return nil, "", err
-	}
-	// A message collected or deleted since the scan read it.
-	kept := views[:0]
-	for _, v := range views {
-		if v.Status != mq.StatusNone.String() {
-			kept = append(kept, v)
+		if strings.HasSuffix(string(m.Status), "-with-requeue") {
+			requeued = append(requeued, i)
 		}
 	}
-	return kept, next, nil
-}
-
-// parseCursor reads a page cursor ("" or "0" for the first page).
-func parseCursor(s string) (scan uint64, skip int, err error) {
-	if s == "" {
-		return 0, 0, nil
+	if len(requeued) == 0 {
+		return out, nil
 	}
-	c, k, hasSkip := strings.Cut(s, ".")
-	scan, err = strconv.ParseUint(c, 10, 64)
-	if err == nil && hasSkip {
-		skip, err = strconv.Atoi(k)
-		if err == nil && skip < 0 {
-			err = errors.New("negative")
+	key := r.keys(queue)[keys.MessagesRQ]
+	cmds := make([]*redis.StringCmd, len(requeued))
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, i := range requeued {
+			cmds[j] = p.HGet(ctx, key, out[i].ID)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("requeue content in %q: %w", queue, err)
+	}
+	for j, i := range requeued {
+		if b, err := cmds[j].Bytes(); err == nil {
+			c := newContent(b)
+			out[i].Requeue = &c
 		}
 	}
-	if err != nil {
-		return 0, 0, usageErrorf("--cursor %q: not a cursor of a previous page", s)
-	}
-	return scan, skip, nil
+	return out, nil
 }
 
 // age is a view's age as a duration.
@@ -221,3 +191,79 @@ func (v messageView) age() time.Duration { return time.Duration(v.AgeMS) * time.
 
 // backoff is a view's remaining backoff as a duration.
 func (v messageView) backoff() time.Duration { return time.Duration(v.BackoffMS) * time.Millisecond }
+
+// deadOnlyQueues answers the queues matching the glob pattern ("" for all)
+// that have dead letters, found by their dead-index key (SCAN with TYPE
+// zset, on every master of a cluster). QueueNames finds a queue by its
+// messages hash, which goes once the last message is handled, so a queue
+// left with dead letters alone would not be listed (or cleared by
+// clear --all) without this.
+func (r reader) deadQueues(ctx context.Context, pattern string) ([]string, error) {
+	if pattern == "" {
+		pattern = "*"
+	}
+	suffix := ":" + keys.Suffixes[keys.DeadIndex]
+	match := keys.Prefix + pattern + suffix
+	if r.cluster {
+		match = keys.Prefix + "{" + pattern + "}" + suffix
+	}
+	var mu sync.Mutex
+	found := map[string]bool{}
+	scan := func(ctx context.Context, node redis.Cmdable) error {
+		var cursor uint64
+		for {
+			page, next, err := node.ScanType(ctx, cursor, match, 1000, "zset").Result()
+			if err != nil {
+				return err
+			}
+			for _, key := range page {
+				name := strings.TrimSuffix(strings.TrimPrefix(key, keys.Prefix), suffix)
+				if r.cluster {
+					inner, ok := strings.CutPrefix(name, "{")
+					if name, ok = strings.CutSuffix(inner, "}"); !ok {
+						continue
+					}
+				}
+				if strings.ContainsAny(name, "{}") || mq.ValidateQueueName(name) != nil {
+					continue
+				}
+				mu.Lock()
+				found[name] = true
+				mu.Unlock()
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	var err error
+	if cc, ok := r.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+	} else {
+		err = scan(ctx, r.rdb)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queues with dead letters: %w", err)
+	}
+	out := make([]string, 0, len(found))
+	for q := range found {
+		out = append(out, q)
+	}
+	return out, nil
+}
+
+// queueNames answers the library's QueueNames and the queues that hold
+// only dead letters, sorted.
+func (a *app) queueNames(ctx context.Context, c *mq.Client, pattern string) ([]string, error) {
+	names, err := c.QueueNames(ctx, pattern)
+	if err != nil {
+		return nil, err
+	}
+	dead, err := a.reader().deadQueues(ctx, pattern)
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, dead...)
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}

@@ -2,7 +2,8 @@
 // github.com/gocarmine/mq (and so Carmine's queues) in a Redis, a Redis
 // Cluster or behind Redis Sentinel: it lists queues with their counts,
 // shows a queue's messages page by page and one message with its status and
-// decoded content, enqueues, deletes, pauses, resumes and clears.
+// decoded content, enqueues, deletes, pauses, resumes and clears, and lists,
+// shows, requeues and deletes dead letters.
 //
 // Usage:
 //
@@ -12,7 +13,8 @@
 //
 // Exit codes: 0 success, 1 failure (Redis, bad content, a refused
 // confirmation), 2 bad usage (flags, arguments, connection settings),
-// 3 not found (a message not in its queue), 4 an enqueue the queue refused.
+// 3 not found (a message or dead letter not in its queue), 4 an enqueue
+// (or a dead letter's requeue) the queue refused.
 package main
 
 import (

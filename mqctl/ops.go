@@ -47,6 +47,8 @@ type progress struct {
 	verb  string
 	total int
 	done  int
+	// batched: set reported, and its line still waits for its end.
+	batched bool
 }
 
 // newProgress starts the report of total steps, each one verb-ed. A single
@@ -71,9 +73,29 @@ func (p *progress) step(item string) {
 	fmt.Fprintf(p.w, "%s %d/%d: %s\n", p.verb, p.done, p.total, item)
 }
 
+// set reports that done steps are done, for operations that report in
+// batches (a requeue of all dead letters); detail, if any, follows. done
+// may pass total when more came meanwhile.
+func (p *progress) set(done int, detail string) {
+	p.done = done
+	if p.total < 2 {
+		return
+	}
+	p.batched = true
+	line := fmt.Sprintf("%s %d/%d", p.verb, p.done, p.total)
+	if detail != "" {
+		line += " (" + detail + ")"
+	}
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\x1b[K%s", line)
+		return
+	}
+	fmt.Fprintln(p.w, line)
+}
+
 // end finishes the report, after the last step or an error.
 func (p *progress) end() {
-	if p.tty && p.total >= 2 && p.done > 0 && p.done < p.total {
+	if p.tty && p.total >= 2 && p.done > 0 && (p.done < p.total || p.batched) {
 		fmt.Fprintln(p.w)
 	}
 }
