@@ -26,8 +26,10 @@ if op == 'list' then
     if #mids > 0 then
       local records = redis.call('hmget', K_DEAD, unpack(mids))
       for i, mid in ipairs(mids) do
-        reply[#reply + 1] = mid
-        reply[#reply + 1] = records[i] or ''
+        if records[i] then -- (an index entry without its record is skipped)
+          reply[#reply + 1] = mid
+          reply[#reply + 1] = records[i]
+        end
       end
     end
   end

@@ -13,9 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gocarmine/mq"
@@ -99,23 +97,23 @@ func (r reader) views(ctx context.Context, queue string, ids []string, data map[
 	if err != nil {
 		return nil, fmt.Errorf("message status in %q: %w", queue, err)
 	}
-	// The stored content, and that of a pending requeue, in one round trip.
+	// The stored content, then that of the pending requeues.
 	ks := r.keys(queue)
 	contents := make([]*redis.StringCmd, len(ids))
-	requeues := make([]*redis.StringCmd, len(ids))
-	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			if data == nil {
+	if data == nil {
+		_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
 				contents[i] = p.HGet(ctx, ks[keys.Messages], id)
 			}
-			if strings.HasSuffix(infos[i].Status, "-with-requeue") {
-				requeues[i] = p.HGet(ctx, ks[keys.MessagesRQ], id)
-			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("message content in %q: %w", queue, err)
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("message content in %q: %w", queue, err)
+	}
+	requeues, err := protocol.PendingRequeues(ctx, r.rdb, ks, ids)
+	if err != nil {
+		return nil, fmt.Errorf("requeue content in %q: %w", queue, err)
 	}
 	out := make([]messageView, 0, len(ids))
 	for i, id := range ids {
@@ -132,11 +130,9 @@ func (r reader) views(ctx context.Context, queue string, ids []string, data map[
 		} else if b, err := contents[i].Bytes(); err == nil {
 			v.contentView = newContent(b)
 		}
-		if requeues[i] != nil {
-			if b, err := requeues[i].Bytes(); err == nil {
-				c := newContent(b)
-				v.Requeue = &c
-			}
+		if requeues[i] != nil && strings.HasSuffix(info.Status, "-with-requeue") {
+			c := newContent(requeues[i])
+			v.Requeue = &c
 		}
 		out = append(out, v)
 	}
@@ -166,20 +162,17 @@ func (r reader) pageViews(ctx context.Context, queue string, msgs []mq.MessageIn
 	if len(requeued) == 0 {
 		return out, nil
 	}
-	key := r.keys(queue)[keys.MessagesRQ]
-	cmds := make([]*redis.StringCmd, len(requeued))
-	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for j, i := range requeued {
-			cmds[j] = p.HGet(ctx, key, out[i].ID)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	ids := make([]string, len(requeued))
+	for j, i := range requeued {
+		ids[j] = out[i].ID
+	}
+	contents, err := protocol.PendingRequeues(ctx, r.rdb, r.keys(queue), ids)
+	if err != nil {
 		return nil, fmt.Errorf("requeue content in %q: %w", queue, err)
 	}
 	for j, i := range requeued {
-		if b, err := cmds[j].Bytes(); err == nil {
-			c := newContent(b)
+		if contents[j] != nil {
+			c := newContent(contents[j])
 			out[i].Requeue = &c
 		}
 	}
@@ -192,78 +185,8 @@ func (v messageView) age() time.Duration { return time.Duration(v.AgeMS) * time.
 // backoff is a view's remaining backoff as a duration.
 func (v messageView) backoff() time.Duration { return time.Duration(v.BackoffMS) * time.Millisecond }
 
-// deadOnlyQueues answers the queues matching the glob pattern ("" for all)
-// that have dead letters, found by their dead-index key (SCAN with TYPE
-// zset, on every master of a cluster). QueueNames finds a queue by its
-// messages hash, which goes once the last message is handled, so a queue
-// left with dead letters alone would not be listed (or cleared by
-// clear --all) without this.
-func (r reader) deadQueues(ctx context.Context, pattern string) ([]string, error) {
-	if pattern == "" {
-		pattern = "*"
-	}
-	suffix := ":" + keys.Suffixes[keys.DeadIndex]
-	match := keys.Prefix + pattern + suffix
-	if r.cluster {
-		match = keys.Prefix + "{" + pattern + "}" + suffix
-	}
-	var mu sync.Mutex
-	found := map[string]bool{}
-	scan := func(ctx context.Context, node redis.Cmdable) error {
-		var cursor uint64
-		for {
-			page, next, err := node.ScanType(ctx, cursor, match, 1000, "zset").Result()
-			if err != nil {
-				return err
-			}
-			for _, key := range page {
-				name := strings.TrimSuffix(strings.TrimPrefix(key, keys.Prefix), suffix)
-				if r.cluster {
-					inner, ok := strings.CutPrefix(name, "{")
-					if name, ok = strings.CutSuffix(inner, "}"); !ok {
-						continue
-					}
-				}
-				if strings.ContainsAny(name, "{}") || mq.ValidateQueueName(name) != nil {
-					continue
-				}
-				mu.Lock()
-				found[name] = true
-				mu.Unlock()
-			}
-			if cursor = next; cursor == 0 {
-				return nil
-			}
-		}
-	}
-	var err error
-	if cc, ok := r.rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
-	} else {
-		err = scan(ctx, r.rdb)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("queues with dead letters: %w", err)
-	}
-	out := make([]string, 0, len(found))
-	for q := range found {
-		out = append(out, q)
-	}
-	return out, nil
-}
-
-// queueNames answers the library's QueueNames and the queues that hold
-// only dead letters, sorted.
+// queueNames answers the library's QueueNames: queues with messages or
+// dead letters, or paused.
 func (a *app) queueNames(ctx context.Context, c *mq.Client, pattern string) ([]string, error) {
-	names, err := c.QueueNames(ctx, pattern)
-	if err != nil {
-		return nil, err
-	}
-	dead, err := a.reader().deadQueues(ctx, pattern)
-	if err != nil {
-		return nil, err
-	}
-	names = append(names, dead...)
-	slices.Sort(names)
-	return slices.Compact(names), nil
+	return c.QueueNames(ctx, pattern)
 }

@@ -105,6 +105,9 @@ func TestStatusWrittenOnce(t *testing.T) {
 		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return nil
 		}
+		if filepath.Dir(path) == filepath.Join(root, "internal", "protocol") {
+			return nil // this package is where such reads belong
+		}
 		src, err := os.ReadFile(path)
 		if err != nil {
 			return err

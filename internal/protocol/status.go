@@ -2,7 +2,11 @@ package protocol
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
 )
 
 // StatusInfo is what msg-status.lua tells of one message.
@@ -112,4 +116,25 @@ func Delete(ctx context.Context, r Redis, keys []string, ids []string) ([]bool, 
 		existed[i] = n == 1
 	}
 	return existed, nil
+}
+
+// PendingRequeues answers the content of each id's pending requeue
+// (messages-rq), nil where there is none, in one round trip: what a
+// message shows beside its status (docs/protocol.md §3).
+func PendingRequeues(ctx context.Context, r Redis, keyList []string, ids []string) ([][]byte, error) {
+	cmds := make([]*redis.StringCmd, len(ids))
+	p := r.Pipeline()
+	for i, id := range ids {
+		cmds[i] = p.HGet(ctx, keyList[keys.MessagesRQ], id)
+	}
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([][]byte, len(ids))
+	for i, cmd := range cmds {
+		if b, err := cmd.Bytes(); err == nil {
+			out[i] = b
+		}
+	}
+	return out, nil
 }
