@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -105,24 +104,9 @@ func (c *Client) QueueMessages(ctx context.Context, queue, cursor string, limit 
 		return MessagePage{}, err
 	}
 	for i, id := range ids {
-		info := infos[i]
-		if Status(info.Status) == StatusNone {
-			continue // collected since the scan read it
+		if m, ok := c.messageInfo(id, data[id], infos[i], now); ok {
+			out.Messages = append(out.Messages, m)
 		}
-		m := MessageInfo{
-			ID:       id,
-			Data:     []byte(data[id]),
-			Status:   Status(info.Status),
-			Attempts: info.Attempts,
-		}
-		if info.BackoffUntil > now {
-			m.Backoff = time.Duration(info.BackoffUntil-now) * time.Millisecond
-		}
-		if info.FirstEnqueued > 0 {
-			m.Age = time.Duration(now-info.FirstEnqueued) * time.Millisecond
-		}
-		m.DecodeErr = decode(c.cfg.Codec, m.Data, &m.Value)
-		out.Messages = append(out.Messages, m)
 	}
 	return out, nil
 }

@@ -191,24 +191,9 @@ func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo,
 				return nil, err
 			}
 			for i, id := range ids {
-				info := infos[i]
-				if Status(info.Status) == StatusNone {
-					continue // collected since the scan read it
+				if m, ok := c.messageInfo(id, data[id], infos[i], now); ok {
+					out = append(out, m)
 				}
-				m := MessageInfo{
-					ID:       id,
-					Data:     []byte(data[id]),
-					Status:   Status(info.Status),
-					Attempts: info.Attempts,
-				}
-				if info.BackoffUntil > now {
-					m.Backoff = time.Duration(info.BackoffUntil-now) * time.Millisecond
-				}
-				if info.FirstEnqueued > 0 {
-					m.Age = time.Duration(now-info.FirstEnqueued) * time.Millisecond
-				}
-				m.DecodeErr = decode(c.cfg.Codec, m.Data, &m.Value)
-				out = append(out, m)
 			}
 		}
 		cursor = next
@@ -407,4 +392,27 @@ func (c *Client) clear(ctx context.Context, queues []string) ([]string, error) {
 		}
 	}
 	return cleared, nil
+}
+
+// messageInfo is what queue content shows of message id, stored as data,
+// by its status info at server time now; false when it was collected
+// since a scan read it.
+func (c *Client) messageInfo(id, data string, info protocol.StatusInfo, now int64) (MessageInfo, bool) {
+	if Status(info.Status) == StatusNone {
+		return MessageInfo{}, false
+	}
+	m := MessageInfo{
+		ID:       id,
+		Data:     []byte(data),
+		Status:   Status(info.Status),
+		Attempts: info.Attempts,
+	}
+	if info.BackoffUntil > now {
+		m.Backoff = time.Duration(info.BackoffUntil-now) * time.Millisecond
+	}
+	if info.FirstEnqueued > 0 {
+		m.Age = time.Duration(now-info.FirstEnqueued) * time.Millisecond
+	}
+	m.DecodeErr = decode(c.cfg.Codec, m.Data, &m.Value)
+	return m, true
 }
