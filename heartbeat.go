@@ -49,6 +49,18 @@ type LiveWorker struct {
 	HandlersBusy   int `json:"handlers_busy"`
 	HandlerThreads int `json:"handler_threads"`
 	WorkerThreads  int `json:"worker_threads"`
+	// Handled counts the handlings whose outcome Redis recorded, since
+	// the worker was made (or ResetStats), at its last beat: Succeeded,
+	// Retried, Failed and DeadLettered; Failed counts the last two. Two
+	// readings apart give the worker's throughput.
+	Handled int64 `json:"handled"`
+	Failed  int64 `json:"failed"`
+	// HandlingP50, HandlingP99 and QueueingP99 are percentiles of its
+	// latest 1,000 handling and queueing times (WorkerStats), 0 before
+	// the first.
+	HandlingP50 time.Duration `json:"handling_p50"`
+	HandlingP99 time.Duration `json:"handling_p99"`
+	QueueingP99 time.Duration `json:"queueing_p99"`
 }
 
 // heartbeatInfo is what a worker stores of itself in worker-info, as JSON
@@ -66,6 +78,11 @@ type heartbeatInfo struct {
 	HandlerThreads int    `json:"handler_threads"`
 	WorkerThreads  int    `json:"worker_threads"`
 	TTLMS          int64  `json:"ttl_ms"`
+	Handled        int64  `json:"handled"`
+	Failed         int64  `json:"failed"`
+	HandlingP50NS  int64  `json:"handling_p50_ns"`
+	HandlingP99NS  int64  `json:"handling_p99_ns"`
+	QueueingP99NS  int64  `json:"queueing_p99_ns"`
 }
 
 // hostname is this machine's name, as the heartbeats tell it.
@@ -124,6 +141,9 @@ func liveWorker(queue string, e protocol.WorkerEntry) LiveWorker {
 		lw.LastPoll = time.UnixMilli(beat - info.SincePollMS)
 	}
 	lw.HandlersBusy, lw.HandlerThreads, lw.WorkerThreads = info.HandlersBusy, info.HandlerThreads, info.WorkerThreads
+	lw.Handled, lw.Failed = info.Handled, info.Failed
+	lw.HandlingP50, lw.HandlingP99 = time.Duration(info.HandlingP50NS), time.Duration(info.HandlingP99NS)
+	lw.QueueingP99 = time.Duration(info.QueueingP99NS)
 	return lw
 }
 
@@ -180,7 +200,14 @@ func (b *beater) beat(ctx context.Context) {
 	if d := w.sincePoll(); d >= 0 {
 		since = d.Milliseconds()
 	}
+	st := w.Stats()
+	n := st.Counts
 	info, err := json.Marshal(heartbeatInfo{
+		Handled:        n.Succeeded + n.Retried + n.Failed + n.DeadLettered,
+		Failed:         n.Failed + n.DeadLettered,
+		HandlingP50NS:  int64(st.HandlingTime.P50),
+		HandlingP99NS:  int64(st.HandlingTime.P99),
+		QueueingP99NS:  int64(st.QueueingTime.P99),
 		Queue:          w.queue,
 		Host:           hostname,
 		PID:            os.Getpid(),

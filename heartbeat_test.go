@@ -196,8 +196,15 @@ func TestWorkersHandlersBusy(t *testing.T) {
 	next(t, calls)
 	waitFor(t, "two busy handlers in the heartbeat", func() bool { return workersOf(t, c, q)[w.ID()].HandlersBusy == 2 })
 	once.Do(func() { close(release) })
-	waitFor(t, "no busy handler in the heartbeat", func() bool { return workersOf(t, c, q)[w.ID()].HandlersBusy == 0 })
-	assert.Equal(t, 3, workersOf(t, c, q)[w.ID()].HandlerThreads)
+	waitFor(t, "no busy handler, and both handled, in the heartbeat", func() bool {
+		lw := workersOf(t, c, q)[w.ID()]
+		return lw.HandlersBusy == 0 && lw.Handled == 2
+	})
+	lw := workersOf(t, c, q)[w.ID()]
+	assert.Equal(t, 3, lw.HandlerThreads)
+	assert.Zero(t, lw.Failed)
+	assert.Equal(t, w.Stats().HandlingTime.P99, lw.HandlingP99, "the worker's own percentile")
+	assert.Positive(t, lw.HandlingP50)
 
 	_, err := protocol.Heartbeat(context.Background(), s.rdb, c.keys(q), "other", time.Minute, []byte("not json"))
 	require.NoError(t, err)
