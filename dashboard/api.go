@@ -11,7 +11,8 @@ import (
 
 // features tells the page which parts the library under it has.
 type features struct {
-	// Workers: Client.Workers lists live workers (see workers.go).
+	// Workers: the page shows live workers (Client.Workers, see
+	// workers.go); always true since the core lists them.
 	Workers bool `json:"workers"`
 	// DeadLetters: the client keeps dead letters (see dead.go); always
 	// true since the core keeps them, kept for the page and for scripts.
@@ -52,7 +53,7 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 	out := overviewJSON{
 		Title:      h.opts.Title,
 		Actions:    h.opts.AllowActions,
-		Features:   features{Workers: workersAvailable, DeadLetters: true},
+		Features:   features{Workers: true, DeadLetters: true},
 		IntervalMS: h.opts.Interval.Milliseconds(),
 		Now:        h.now().UnixMilli(),
 		Queues:     make([]queueJSON, len(names)),

@@ -4,7 +4,8 @@
 //
 // It shows every queue with its counts by state (queued, locked, in
 // backoff, done in a dedupe window, dead letters) and a chart of them over
-// time, pages through a queue's messages with their status and content
+// time, the live workers of a queue in every process (Client.Workers),
+// pages through a queue's messages with their status and content
 // (decoded by the client's codec, which refuses hostile bytes; what it
 // cannot decode is shown as such) and through its dead letters with their
 // last error, and, when actions are allowed, pauses and resumes queues,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -343,5 +344,59 @@ func TestCluster(t *testing.T) {
 	}
 	if n, err := c.QueueCounts(ctx, "orders"); err != nil || !n.Paused {
 		t.Fatalf("cluster queue not paused: %+v %v", n, err)
+	}
+}
+
+// TestWorkers: api/workers lists the queue's running workers from their
+// heartbeats in Redis, with what they tell of themselves, and not a worker
+// that stopped.
+func TestWorkers(t *testing.T) {
+	t.Parallel()
+	c, _ := newClient(t)
+	ctx := context.Background()
+	idle := mq.HandlerFunc(func(context.Context, *mq.Message) error { return nil })
+	gone, err := c.StartWorker(ctx, "emails", &mq.WorkerConfig{Handler: idle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gone.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.StartWorker(ctx, "emails", &mq.WorkerConfig{Handler: idle, HandlerThreads: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	srv := serve(t, c, Options{})
+
+	var got workersJSON
+	waitFor(t, "the running worker's heartbeat", func() bool {
+		code, body := get(t, srv, "/mq/api/workers?queue=emails")
+		if code != http.StatusOK {
+			t.Fatalf("%d %s", code, body)
+		}
+		got = decodeJSON[workersJSON](t, body)
+		return len(got.Workers) > 0
+	})
+	host, _ := os.Hostname()
+	if got.Queue != "emails" || len(got.Workers) != 1 {
+		t.Fatalf("workers %+v, want only %s (not the stopped %s)", got, w.ID(), gone.ID())
+	}
+	k := got.Workers[0]
+	if k.ID != w.ID() || k.Host != host || k.PID != os.Getpid() || k.Version != mq.Version ||
+		k.HandlerThreads != 3 || k.Busy != 0 || k.StartedMS == 0 || k.LastBeatMS < k.StartedMS {
+		t.Errorf("worker %+v, want id %s, host %s, pid %d, version %s, 3 idle handlers", k, w.ID(), host, os.Getpid(), mq.Version)
+	}
+
+	// A stopped worker leaves the list at once.
+	if err := w.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code, body := get(t, srv, "/mq/api/workers?queue=emails")
+	if got := decodeJSON[workersJSON](t, body); code != http.StatusOK || len(got.Workers) != 0 {
+		t.Errorf("after Stop: %d %s", code, body)
+	}
+	if code, body := get(t, srv, "/mq/api/workers?queue="); code != http.StatusBadRequest {
+		t.Errorf("no queue: %d %s", code, body)
 	}
 }

@@ -82,8 +82,10 @@ const deadError = "smtp 550: mailbox unavailable"
 // handled in a dedupe window of an hour (done), 2 whose handler failed
 // with mq.Final (dead letters), 2 held by a worker's
 // handlers (locked) until the test ends, 2 in a backoff of an hour, and 7
-// queued, 3 of them hostile.
-func fill(t *testing.T, c *mq.Client, q string) {
+// queued, 3 of them hostile. It answers the worker that holds the locked
+// ones, running (both its handlers busy) until the test ends; the first
+// worker is stopped.
+func fill(t *testing.T, c *mq.Client, q string) *mq.Worker {
 	t.Helper()
 	ctx := context.Background()
 	counts := func() mq.QueueCounts {
@@ -157,6 +159,7 @@ func fill(t *testing.T, c *mq.Client, q string) {
 		_ = w2.Close()
 	})
 	waitFor(t, "2 locked", func() bool { return counts().Locked == 2 })
+	return w2
 }
 
 // get answers the status and body of a GET of path on srv.

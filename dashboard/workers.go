@@ -1,40 +1,73 @@
 package dashboard
 
-import "net/http"
+import (
+	"context"
+	"net/http"
+	"time"
 
-// workersAvailable tells the page whether it may show live workers.
-//
-// MARKED PLACE (issue 13, item 1): the core's Client.Workers(ctx, queue),
-// which lists the workers whose heartbeat is live, is not there yet. When
-// it lands, set this true and fill workers below from it (host, process,
-// worker id, start, last poll, handlers busy, version); the page's
-// "Workers" panel (assets/app.js, renderWorkers) already draws a list of
-// them.
-const workersAvailable = false
+	"github.com/gocarmine/mq"
+)
 
-// workerJSON is one live worker, as the page draws it.
+// workerJSON is one live worker, as the page draws it. Times are
+// milliseconds since the epoch by the Redis server's clock; last_poll_ms is
+// 0 before the worker's first poll.
 type workerJSON struct {
-	ID         string `json:"id"`
-	Host       string `json:"host"`
-	PID        int    `json:"pid"`
-	StartedMS  int64  `json:"started_ms"`
-	LastPollMS int64  `json:"last_poll_ms"`
-	Busy       int    `json:"busy"`
-	Version    string `json:"version"`
+	ID             string `json:"id"`
+	Host           string `json:"host"`
+	PID            int    `json:"pid"`
+	Version        string `json:"version"`
+	StartedMS      int64  `json:"started_ms"`
+	LastPollMS     int64  `json:"last_poll_ms"`
+	LastBeatMS     int64  `json:"last_beat_ms"`
+	Busy           int    `json:"busy"`
+	HandlerThreads int    `json:"handler_threads"`
+	WorkerThreads  int    `json:"worker_threads"`
 }
 
 // workersJSON is the answer of GET api/workers?queue=Q.
 type workersJSON struct {
-	Available bool         `json:"available"`
-	Workers   []workerJSON `json:"workers"`
-	Note      string       `json:"note,omitempty"`
+	Queue   string       `json:"queue"`
+	Workers []workerJSON `json:"workers"`
 }
 
-// workers answers the queue's live workers (a placeholder for now).
+// workers answers the queue's live workers, in every process, from their
+// heartbeats (Client.Workers: one script call), oldest first.
 func (h *handler) workers(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, workersJSON{
-		Available: workersAvailable,
-		Workers:   []workerJSON{},
-		Note:      "live workers come with the core's Client.Workers",
-	})
+	q := r.URL.Query().Get("queue")
+	if err := mq.ValidateQueueName(q); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	defer cancel()
+	live, err := h.client.Workers(ctx, q)
+	if err != nil {
+		h.log.ErrorContext(ctx, "live workers", "queue", q, "error", err)
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	out := workersJSON{Queue: q, Workers: make([]workerJSON, 0, len(live))}
+	for _, lw := range live {
+		out.Workers = append(out.Workers, workerJSON{
+			ID:             lw.ID,
+			Host:           lw.Host,
+			PID:            lw.PID,
+			Version:        lw.Version,
+			StartedMS:      millis(lw.Started),
+			LastPollMS:     millis(lw.LastPoll),
+			LastBeatMS:     millis(lw.LastBeat),
+			Busy:           lw.HandlersBusy,
+			HandlerThreads: lw.HandlerThreads,
+			WorkerThreads:  lw.WorkerThreads,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// millis is t in milliseconds since the epoch, 0 for the zero time.
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }

@@ -135,8 +135,9 @@ not found, 4 enqueue (or requeue of a dead letter) refused by the queue.`,
 		a.pauseCommand(false),
 		a.clearCommand(),
 		a.deadCommand(),
+		a.workersCommand(),
+		a.serveCommand(),
 	)
-	root.AddCommand(a.laterCommands()...)
 	return root
 }
 

@@ -462,22 +462,3 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("more than one line: %q", r.stderr)
 	}
 }
-
-// TestLaterCommands: the workers and serve commands are wired in, out of
-// the help, and say they are not available yet.
-func TestLaterCommands(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	help := f.env.ok(t, "", "--help").stdout
-	for _, word := range []string{"queues", "show", "message", "enqueue", "delete", "pause", "resume", "clear", "dead"} {
-		if !strings.Contains(help, "\n  "+word+" ") {
-			t.Errorf("help does not list %s:\n%s", word, help)
-		}
-	}
-	for _, args := range [][]string{{"workers"}, {"serve"}} {
-		if strings.Contains(help, "\n  "+args[0]+" ") {
-			t.Errorf("help lists %s before the library has it", args[0])
-		}
-		f.env.fails(t, exitFailure, "not in this version", "", args...)
-	}
-}

@@ -2,8 +2,9 @@
 // github.com/gocarmine/mq (and so Carmine's queues) in a Redis, a Redis
 // Cluster or behind Redis Sentinel: it lists queues with their counts,
 // shows a queue's messages page by page and one message with its status and
-// decoded content, enqueues, deletes, pauses, resumes and clears, and lists,
-// shows, requeues and deletes dead letters.
+// decoded content, enqueues, deletes, pauses, resumes and clears, lists,
+// shows, requeues and deletes dead letters, lists a queue's live workers in
+// every process, and serves the web dashboard.
 //
 // Usage:
 //

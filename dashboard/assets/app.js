@@ -191,33 +191,40 @@
     drawLegend(q.counts, ov.features.dead_letters);
   }
 
+  // loadWorkers draws the selected queue's live workers; the page asks at
+  // every poll, so that workers come and go as they start and stop.
   async function loadWorkers() {
     const box = $('workers');
+    const queue = state.selected;
     try {
-      const w = await api('api/workers?queue=' + encodeURIComponent(state.selected));
-      renderWorkers(box, w);
+      const w = await api('api/workers?queue=' + encodeURIComponent(queue));
+      if (queue === state.selected) renderWorkers(box, w);
     } catch (e) {
-      box.textContent = 'workers: ' + e.message;
+      if (queue === state.selected) box.textContent = 'workers: ' + e.message;
     }
   }
 
-  // renderWorkers draws the live workers, once the library lists them.
+  // renderWorkers draws the queue's live workers, in every process, as
+  // their heartbeats in Redis tell them (times by the Redis server's clock).
   function renderWorkers(box, w) {
     box.replaceChildren();
-    if (!w.available) {
-      box.append(el('span', { 'data-workers': 'unavailable' }, 'Live workers: not available yet (' + (w.note || '') + ').'));
+    if (!w.workers.length) {
+      box.append(el('span', { 'data-workers': '0' }, 'No live worker.'));
       return;
     }
-    if (!w.workers.length) { box.append('No live worker.'); return; }
-    const t = el('table', {}, el('thead', {}, el('tr', {},
+    const t = el('table', { 'data-workers': String(w.workers.length) }, el('thead', {}, el('tr', {},
       el('th', {}, 'Worker'), el('th', {}, 'Host'), el('th', { class: 'num' }, 'PID'),
-      el('th', { class: 'num' }, 'Busy'), el('th', {}, 'Up'), el('th', {}, 'Last poll'), el('th', {}, 'Version'))));
+      el('th', { class: 'num' }, 'Busy'), el('th', {}, 'Up'), el('th', {}, 'Last poll'),
+      el('th', {}, 'Last beat'), el('th', {}, 'Version'))));
     const tb = el('tbody');
-    const now = state.overview.now;
+    const now = state.overview ? state.overview.now : Date.now();
+    const ago = (ms) => (ms ? (fmtDuration(now - ms) || '0s') + ' ago' : 'never');
     for (const k of w.workers) {
-      tb.append(el('tr', {}, el('td', { class: 'id' }, k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
-        el('td', { class: 'num' }, String(k.busy)), el('td', {}, fmtDuration(now - k.started_ms)),
-        el('td', {}, fmtDuration(now - k.last_poll_ms) + ' ago'), el('td', {}, k.version)));
+      tb.append(el('tr', { 'data-worker': k.id },
+        el('td', { class: 'id' }, k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
+        el('td', { class: 'num', 'data-busy': k.busy + '/' + k.handler_threads }, k.busy + '/' + k.handler_threads),
+        el('td', {}, fmtDuration(now - k.started_ms) || '0s'),
+        el('td', {}, ago(k.last_poll_ms)), el('td', {}, ago(k.last_beat_ms)), el('td', {}, k.version)));
     }
     t.append(tb);
     box.append(t);
@@ -383,6 +390,7 @@
       }
       renderQueues();
       renderSelected();
+      if (state.selected) loadWorkers();
       // Dead letters came or went (a worker buried one, say): redraw
       // their panel.
       const sq = selectedQueue();

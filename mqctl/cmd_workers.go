@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gocarmine/mq"
+	"github.com/spf13/cobra"
+)
+
+// workerView is one live worker as mqctl shows it; its JSON field names
+// are stable, for scripts. Times are the Redis server's, in UTC.
+type workerView struct {
+	ID       string     `json:"id"`
+	Queue    string     `json:"queue"`
+	Host     string     `json:"host"`
+	PID      int        `json:"pid"`
+	Version  string     `json:"version"`
+	Started  time.Time  `json:"started"`
+	LastPoll *time.Time `json:"last_poll"` // null before its first poll
+	LastBeat time.Time  `json:"last_beat"`
+	Expires  time.Time  `json:"expires"`
+	// HandlersBusy is how many of its HandlerThreads ran a handler at its
+	// last heartbeat.
+	HandlersBusy   int `json:"handlers_busy"`
+	HandlerThreads int `json:"handler_threads"`
+	WorkerThreads  int `json:"worker_threads"`
+}
+
+func newWorkerView(w mq.LiveWorker) workerView {
+	v := workerView{ID: w.ID, Queue: w.Queue, Host: w.Host, PID: w.PID, Version: w.Version,
+		Started: w.Started.UTC(), LastBeat: w.LastBeat.UTC(), Expires: w.Expires.UTC(),
+		HandlersBusy: w.HandlersBusy, HandlerThreads: w.HandlerThreads, WorkerThreads: w.WorkerThreads}
+	if !w.LastPoll.IsZero() {
+		t := w.LastPoll.UTC()
+		v.LastPoll = &t
+	}
+	return v
+}
+
+// workersCommand lists a queue's live workers.
+func (a *app) workersCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "workers QUEUE",
+		Short: "List the queue's live workers, in every process (host, pid, started, last poll, busy handlers)",
+		Long: `List the running workers of QUEUE, in every process, oldest first, as their
+heartbeats in Redis tell them (the library's Client.Workers): worker id,
+host, process id, library version, when it started, its last poll and its
+last heartbeat (the Redis server's clock, UTC), and how many of its
+handlers were busy at that heartbeat. A worker leaves the list as soon as it
+stops; one whose process died, once its heartbeat runs out (20 seconds).
+Carmine's workers keep no heartbeat and are not listed.`,
+		Args: args(1, 1, "QUEUE"),
+		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
+			live, err := c.Workers(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			views := make([]workerView, 0, len(live))
+			for _, w := range live {
+				views = append(views, newWorkerView(w))
+			}
+			if a.json {
+				return printJSON(a.stdout, views)
+			}
+			if len(views) == 0 {
+				fmt.Fprintf(a.stdout, "no live workers of %s\n", safeText(args[0]))
+				return nil
+			}
+			t := newTable(a.stdout)
+			row(t, "ID", "HOST", "PID", "VERSION", "STARTED", "LAST POLL", "LAST BEAT", "BUSY")
+			for _, v := range views {
+				lastPoll := "-"
+				if v.LastPoll != nil {
+					lastPoll = timeText(*v.LastPoll)
+				}
+				row(t, safeText(v.ID), safeText(v.Host), strconv.Itoa(v.PID), safeText(v.Version),
+					timeText(v.Started), lastPoll, timeText(v.LastBeat),
+					fmt.Sprintf("%d/%d", v.HandlersBusy, v.HandlerThreads))
+			}
+			return t.Flush()
+		}),
+	}
+}
