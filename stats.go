@@ -75,6 +75,7 @@ type SkipCounts struct {
 	DidRequeue        int64 `json:"did_requeue"`         // done, and enqueued again meanwhile
 	DidGC             int64 `json:"did_gc"`              // done, and collected
 	Quarantined       int64 `json:"quarantined"`         // handed out too often without an outcome: a dead letter now
+	Indexed           int64 `json:"indexed"`             // on the circle, and due later: left to the due index
 	Other             int64 `json:"other"`               // a reason this version does not know
 }
 
@@ -136,6 +137,7 @@ const (
 	cSkipDidRequeue
 	cSkipDidGC
 	cSkipQuarantined
+	cSkipIndexed
 	cSkipOther
 	numCounters
 )
@@ -150,6 +152,7 @@ var skipCounters = map[string]counter{
 	"did-requeue":         cSkipDidRequeue,
 	"did-gc":              cSkipDidGC,
 	"quarantined":         cSkipQuarantined,
+	"indexed":             cSkipIndexed,
 }
 
 // workerStats are a worker's live statistics; times are kept in ns.
@@ -206,6 +209,7 @@ func (s *workerStats) snapshot() WorkerStats {
 				DidRequeue:        n(cSkipDidRequeue),
 				DidGC:             n(cSkipDidGC),
 				Quarantined:       n(cSkipQuarantined),
+				Indexed:           n(cSkipIndexed),
 				Other:             n(cSkipOther),
 			},
 		},

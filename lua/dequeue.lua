@@ -267,6 +267,21 @@ local function decide(mid, from_circle)
     return sleep_step(sleep_ms, ndry_runs + 1), mid ~= nil
   end
 
+  -- A mid on the circle that due holds for a time still to come is left
+  -- to the index (§11): it leaves the circle at the cost of one read.
+  -- (Gathered due entries are sent first, so that this reads what the
+  -- call wrote, as a call of one step would.)
+  if from_circle and not collected[mid] then
+    if #gathered.due > 0 then
+      call_each('zadd', K_DUE, gathered.due)
+      gathered.due = {}
+    end
+    local at = tonumber(redis.call('zscore', K_DUE, mid))
+    if at and at > now then
+      return {'skip', 'indexed'}, false
+    end
+  end
+
   -- One read of messages answers both whether mid is in the queue and,
   -- when it is handed out, its content.
   local content = false

@@ -76,7 +76,7 @@
 // the last attempt or marked with mq.Final, which made the message a dead
 // letter. The skip reasons are mq.SkipCounts' fields in snake case
 // (did_trim, unexpected, locked, queued_with_backoff, done_with_backoff,
-// did_requeue, did_gc, quarantined, other); quarantined is a message
+// did_requeue, did_gc, quarantined, indexed, other); quarantined is a message
 // handed out WorkerConfig.QuarantineAfter times without an outcome, made
 // a dead letter instead of handed out again.
 //

@@ -221,6 +221,7 @@ func TestAddCountsCoversEveryCounter(t *testing.T) {
 		skip("did_requeue"):         float64(s.DidRequeue),
 		skip("did_gc"):              float64(s.DidGC),
 		skip("quarantined"):         float64(s.Quarantined),
+		skip("indexed"):             float64(s.Indexed),
 		skip("other"):               float64(s.Other),
 	}, got)
 }

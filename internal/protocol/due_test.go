@@ -294,3 +294,29 @@ func TestEnqueueAt(t *testing.T) {
 		assert.Equal(t, StatusQueued, statusOf(t, s, q, "past"), "past: ready now")
 	})
 }
+
+// TestCircleEntryIndexed: a mid on the circle whose due entry is still to
+// come leaves the circle for the index at the cost of one read; one whose
+// due entry fell due is decided as always.
+func TestCircleEntryIndexed(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		q := queueName(t)
+		now := s.now(t)
+		s.put(t, q, state{exists: true, backoff: 3600000}, now)
+		s.zaddMid(t, q, keys.Due, now+3600000)
+		s.setList(t, q, keys.MidCircle, EndOfCircle, mid)
+		st := onePoll(t, s, q)
+		assert.Equal(t, Step{Kind: StepSkip, Reason: "indexed"}, st)
+		assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped from the circle")
+		assert.True(t, s.inZSet(t, q, keys.Due), "still indexed")
+		assert.Equal(t, StatusQueuedWithBackoff, statusOf(t, s, q, mid), "its status unchanged")
+
+		q = queueName(t) + "-due"
+		s.put(t, q, state{exists: true, lock: -5}, now)
+		s.zaddMid(t, q, keys.Due, now-1)
+		s.setList(t, q, keys.MidCircle, EndOfCircle, mid)
+		r, err := poll(context.Background(), s, q, PollArgs{LockTime: testLockMS * time.Millisecond, Sleeps: testSleeps, MaxSteps: 1})
+		require.NoError(t, err)
+		assert.Equal(t, StepHandle, r.Steps[0].Kind, "fallen due: handed out")
+	})
+}

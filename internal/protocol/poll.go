@@ -23,7 +23,7 @@ const (
 // SkipReasons are the reasons of every skip step dequeue.lua answers, in
 // the order of §4.
 var SkipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-backoff",
-	"done-with-backoff", "did-requeue", "did-gc", "quarantined"}
+	"done-with-backoff", "did-requeue", "did-gc", "quarantined", "indexed"}
 
 // Step is one step's answer from dequeue.lua. Which fields are set depends
 // on Kind.
