@@ -367,17 +367,25 @@ func TestWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	for i := range 3 {
+		if _, err := c.Enqueue(ctx, "emails", i, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv := serve(t, c, Options{})
 
 	var got workersJSON
-	waitFor(t, "the running worker's heartbeat", func() bool {
+	waitFor(t, "the running worker's heartbeat, after its three handlings", func() bool {
 		code, body := get(t, srv, "/mq/api/workers?queue=emails")
 		if code != http.StatusOK {
 			t.Fatalf("%d %s", code, body)
 		}
 		got = decodeJSON[workersJSON](t, body)
-		return len(got.Workers) > 0
+		return len(got.Workers) > 0 && got.Workers[0].Handled == 3
 	})
+	if k := got.Workers[0]; k.Failed != 0 || k.HandlingP99MS <= 0 || k.HandlingP50MS > k.HandlingP99MS {
+		t.Errorf("worker %+v: want 0 failed and handling percentiles", k)
+	}
 	host, _ := os.Hostname()
 	if got.Queue != "emails" || len(got.Workers) != 1 {
 		t.Fatalf("workers %+v, want only %s (not the stopped %s)", got, w.ID(), gone.ID())

@@ -22,6 +22,14 @@ type workerJSON struct {
 	Busy           int    `json:"busy"`
 	HandlerThreads int    `json:"handler_threads"`
 	WorkerThreads  int    `json:"worker_threads"`
+	// Handled and Failed count the handlings the worker recorded at its
+	// last beat (two readings give its throughput); the percentiles are of
+	// its latest handling and queueing times, in ms.
+	Handled       int64   `json:"handled"`
+	Failed        int64   `json:"failed"`
+	HandlingP50MS float64 `json:"handling_p50_ms"`
+	HandlingP99MS float64 `json:"handling_p99_ms"`
+	QueueingP99MS float64 `json:"queueing_p99_ms"`
 }
 
 // workersJSON is the answer of GET api/workers?queue=Q.
@@ -59,10 +67,18 @@ func (h *handler) workers(w http.ResponseWriter, r *http.Request) {
 			Busy:           lw.HandlersBusy,
 			HandlerThreads: lw.HandlerThreads,
 			WorkerThreads:  lw.WorkerThreads,
+			Handled:        lw.Handled,
+			Failed:         lw.Failed,
+			HandlingP50MS:  ms(lw.HandlingP50),
+			HandlingP99MS:  ms(lw.HandlingP99),
+			QueueingP99MS:  ms(lw.QueueingP99),
 		})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // millis is t in milliseconds since the epoch, 0 for the zero time.
 func millis(t time.Time) int64 {

@@ -214,15 +214,30 @@
     }
     const t = el('table', { 'data-workers': String(w.workers.length) }, el('thead', {}, el('tr', {},
       el('th', {}, 'Worker'), el('th', {}, 'Host'), el('th', { class: 'num' }, 'PID'),
-      el('th', { class: 'num' }, 'Busy'), el('th', {}, 'Up'), el('th', {}, 'Last poll'),
+      el('th', { class: 'num' }, 'Busy'), el('th', { class: 'num' }, 'Handled'),
+      el('th', { class: 'num' }, 'Per second'), el('th', { class: 'num' }, 'Handling p50 / p99'),
+      el('th', {}, 'Up'), el('th', {}, 'Last poll'),
       el('th', {}, 'Last beat'), el('th', {}, 'Version'))));
     const tb = el('tbody');
     const now = state.overview ? state.overview.now : Date.now();
     const ago = (ms) => (ms ? (fmtDuration(now - ms) || '0s') + ' ago' : 'never');
+    state.beats = state.beats || {};
+    const fmtMS = (v) => (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2)) + ' ms';
     for (const k of w.workers) {
+      // Throughput: handlings between two heartbeats of this worker.
+      const prev = state.beats[k.id];
+      if (!prev || prev.beat !== k.last_beat_ms) {
+        state.beats[k.id] = { beat: k.last_beat_ms, handled: k.handled, prev: prev };
+      }
+      const cur = state.beats[k.id];
+      const base = cur.prev;
+      const rate = base && cur.beat > base.beat ? (cur.handled - base.handled) * 1000 / (cur.beat - base.beat) : null;
       tb.append(el('tr', { 'data-worker': k.id },
         el('td', { class: 'id' }, k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
         el('td', { class: 'num', 'data-busy': k.busy + '/' + k.handler_threads }, k.busy + '/' + k.handler_threads),
+        el('td', { class: 'num', 'data-handled': String(k.handled) }, String(k.handled) + (k.failed ? ' (' + k.failed + ' failed)' : '')),
+        el('td', { class: 'num' }, rate === null ? '–' : rate.toFixed(1)),
+        el('td', { class: 'num' }, k.handled ? fmtMS(k.handling_p50_ms) + ' / ' + fmtMS(k.handling_p99_ms) : '–'),
         el('td', {}, fmtDuration(now - k.started_ms) || '0s'),
         el('td', {}, ago(k.last_poll_ms)), el('td', {}, ago(k.last_beat_ms)), el('td', {}, k.version)));
     }
