@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/keys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -108,6 +109,27 @@ func TestEnqueueAt(t *testing.T) {
 			if m.ID == "later" {
 				assert.InDelta(t, time.Hour.Seconds(), m.Backoff.Seconds(), 5, "an hour from the server's now")
 			}
+		}
+	})
+}
+
+// TestNoCarmineWorkers: with Config.NoCarmineWorkers, a delayed message
+// stays off mid-circle (in the due index alone), and an idle worker still
+// handles it when it falls due.
+func TestNoCarmineWorkers(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		c := s.client(t, &Config{NoCarmineWorkers: true})
+		q := queueName(t)
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "later", InitialBackoff: 200 * time.Millisecond})
+		circle, err := s.rdb.LRange(context.Background(), s.key(q, keys.MidCircle), 0, -1).Result()
+		require.NoError(t, err)
+		assert.NotContains(t, circle, "later")
+		_, calls := startWorker(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Hour)}, nil)
+		select {
+		case h := <-calls:
+			assert.Equal(t, "later", h.id)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the delayed message was not handled")
 		}
 	})
 }

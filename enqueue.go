@@ -118,7 +118,8 @@ func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *Enque
 	if err != nil {
 		return EnqueueResult{}, err
 	}
-	call := protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL, Messages: []protocol.EnqueueMessage{m}}
+	call := protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
+		Messages: []protocol.EnqueueMessage{m}}
 	answer, err := within(c, ctx, func(ctx context.Context) (protocol.EnqueueAnswer, error) {
 		a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
 		return a, a.Err
@@ -157,7 +158,7 @@ func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueR
 		}
 		results[i].MessageID = m.ID
 		if i%enqueueBatch == 0 {
-			calls = append(calls, protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL,
+			calls = append(calls, protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
 				Messages: make([]protocol.EnqueueMessage, 0, min(enqueueBatch, len(reqs)-i))})
 		}
 		last := &calls[len(calls)-1]

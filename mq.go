@@ -116,6 +116,17 @@ type Config struct {
 	// *redis.ClusterClient; a queue written in one mode is not seen in the
 	// other. Default: false (Carmine's layout).
 	Cluster bool
+
+	// NoCarmineWorkers says that no Carmine worker reads the client's
+	// queues, only this library's: a delayed message then waits in the due
+	// index alone, instead of also standing on mid-circle for Carmine's
+	// workers to find, which this library's next lap then has to drop
+	// (docs/protocol.md §11, two reads a message; a million delayed
+	// messages keep an idle worker busy for seconds). A Carmine worker
+	// still sees such a message once this library's poll moves it to
+	// mids-ready when it falls due, but not if only Carmine's workers run.
+	// Default: false.
+	NoCarmineWorkers bool
 }
 
 // withDefaults returns a copy of c with every unset field defaulted.

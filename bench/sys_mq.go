@@ -30,7 +30,11 @@ func init() {
 		rdb := redis.NewClient(&redis.Options{Addr: addr})
 		// Warnings and errors only: a worker's start and stop are noise here.
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		c, err := mq.New(rdb, &mq.Config{Logger: log})
+		// No Carmine worker reads the benchmark's queues (as none reads
+		// asynq's or BullMQ's), so delayed messages wait in the due index
+		// alone (Config.NoCarmineWorkers); MQ_BENCH_CARMINE_WORKERS=1
+		// measures the default, which also puts them on mid-circle.
+		c, err := mq.New(rdb, &mq.Config{Logger: log, NoCarmineWorkers: os.Getenv("MQ_BENCH_CARMINE_WORKERS") != "1"})
 		if err != nil {
 			return nil, err
 		}

@@ -4,7 +4,9 @@
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1]: the call's token, drawn at random by the client
 -- ARGV[2]: how long to keep the call's receipt at least, in ms
--- ARGV[3..], in groups of nine, one group per message:
+-- ARGV[3]: '1' to keep delayed messages off mid-circle, in due alone (no
+--   Carmine worker reads the queue, §11), '0' to put them on both
+-- ARGV[4..], in groups of nine, one group per message:
 --   mid, encoded message, initial backoff in ms (0 for none), lock time in
 --   ms (0 for the worker's default), then can-update, can-requeue and
 --   reset-init-backoff, each '1' or '0', then the time to hand it out at
@@ -31,6 +33,7 @@ local CODES = {added = 'a', updated = 'u', ['already-queued'] = 'q', locked = 'l
 local NAMES = {a = 'added', u = 'updated', q = 'already-queued', l = 'locked', b = 'backoff'}
 
 local token, keep_ms = ARGV[1], tonumber(ARGV[2])
+local index_only = ARGV[3] == '1'
 local receipt, since = receipt_get(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token)
 if receipt then
   local reply = {}
@@ -108,12 +111,14 @@ local function enqueue()
       redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
     end
     -- A delayed message stands on mid-circle, where a Carmine worker
-    -- finds it, and in due, where this library's polls find it when it
-    -- falls due (§11).
+    -- finds it (unless the client says none reads the queue), and in due,
+    -- where this library's polls find it when it falls due (§11).
     if init_backoff > 0 then
       redis.call('hset', K_BACKOFFS, mid, now + init_backoff)
       redis.call('zadd', K_DUE, now + init_backoff, mid)
-      redis.call('lpush', K_MID_CIRCLE, mid)
+      if not index_only then
+        redis.call('lpush', K_MID_CIRCLE, mid)
+      end
     else
       redis.call('lpush', K_MIDS_READY, mid)
     end
@@ -147,7 +152,7 @@ local function enqueue()
 end
 
 local reply, codes = {}, {}
-for i = 3, #ARGV, 9 do
+for i = 4, #ARGV, 9 do
   mid, content = ARGV[i], ARGV[i + 1]
   init_backoff, lock_ms = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   can_update, can_requeue = ARGV[i + 4] == '1', ARGV[i + 5] == '1'

@@ -320,3 +320,25 @@ func TestCircleEntryIndexed(t *testing.T) {
 		assert.Equal(t, StepHandle, r.Steps[0].Kind, "fallen due: handed out")
 	})
 }
+
+// TestEnqueueIndexOnly: with IndexOnly (no Carmine worker reads the
+// queue), a delayed message waits in due alone, off mid-circle, and is
+// handed out when it falls due all the same.
+func TestEnqueueIndexOnly(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		answers := EnqueuePipelined(ctx, s.rdb, s.keys(q), []EnqueueCall{{Token: randomToken(), Keep: time.Minute, IndexOnly: true,
+			Messages: []EnqueueMessage{{ID: mid, Data: []byte("x"), InitialBackoff: time.Hour}}}})
+		require.NoError(t, answers[0].Err)
+		require.Equal(t, []Code{Added}, answers[0].Codes)
+		assert.Equal(t, StatusQueuedWithBackoff, statusOf(t, s, q, mid))
+		assert.NotContains(t, s.list(t, q, keys.MidCircle), mid, "off the circle")
+		assert.True(t, s.inZSet(t, q, keys.Due))
+
+		s.zaddMid(t, q, keys.Due, s.now(t)-1)
+		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Backoffs), mid, s.now(t)-1).Err())
+		st := onePoll(t, s, q)
+		assert.Equal(t, StepHandle, st.Kind, "handed out once due")
+	})
+}

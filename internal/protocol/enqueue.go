@@ -37,14 +37,17 @@ type EnqueueCall struct {
 	Token string
 	// Keep is how long Redis keeps the call's receipt at least.
 	Keep time.Duration
+	// IndexOnly keeps delayed messages off mid-circle: in due alone (no
+	// Carmine worker reads the queue, §11).
+	IndexOnly bool
 	// Messages are the call's messages.
 	Messages []EnqueueMessage
 }
 
 // argv is the call's script arguments.
 func (c EnqueueCall) argv() []any {
-	args := make([]any, 0, 2+9*len(c.Messages))
-	args = append(args, c.Token, MS(c.Keep))
+	args := make([]any, 0, 3+9*len(c.Messages))
+	args = append(args, c.Token, MS(c.Keep), boolArg(c.IndexOnly))
 	for _, m := range c.Messages {
 		args = append(args, m.ID, m.Data, MS(m.InitialBackoff), MS(m.LockTime),
 			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At), m.Metadata)
