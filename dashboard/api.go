@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 
@@ -111,24 +112,35 @@ type messagesJSON struct {
 	Cursor string `json:"cursor"`
 }
 
+// pageQuery reads a page request's queue and limit (at most
+// mq.MaxMessagePage; default Options.PageSize), answering 400 and false
+// when either is bad.
+func (h *handler) pageQuery(w http.ResponseWriter, q url.Values) (queue string, limit int, ok bool) {
+	queue = q.Get("queue")
+	if err := mq.ValidateQueueName(queue); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return "", 0, false
+	}
+	limit = h.opts.PageSize
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit: a positive number")
+			return "", 0, false
+		}
+		limit = min(n, mq.MaxMessagePage)
+	}
+	return queue, limit, true
+}
+
 // messages answers one page of a queue's messages: ?queue=Q&cursor=C
 // (limit=N asks for N, at most mq.MaxMessagePage; default
 // Options.PageSize).
 func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	queue := q.Get("queue")
-	if err := mq.ValidateQueueName(queue); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	queue, limit, ok := h.pageQuery(w, q)
+	if !ok {
 		return
-	}
-	limit := h.opts.PageSize
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "limit: a positive number")
-			return
-		}
-		limit = min(n, mq.MaxMessagePage)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()

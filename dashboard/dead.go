@@ -52,19 +52,9 @@ type deadPageJSON struct {
 // default Options.PageSize).
 func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	queue := q.Get("queue")
-	if err := mq.ValidateQueueName(queue); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	queue, limit, ok := h.pageQuery(w, q)
+	if !ok {
 		return
-	}
-	limit := h.opts.PageSize
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "limit: a positive number")
-			return
-		}
-		limit = min(n, mq.MaxMessagePage)
 	}
 	offset := 0
 	if s := q.Get("cursor"); s != "" {
