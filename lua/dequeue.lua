@@ -144,14 +144,9 @@ end
 -- settle_done takes a done message out of its backoff: its pending requeue
 -- becomes the message (did-requeue), or it is collected (did-gc).
 local function settle_done(mid)
-  if has_requeue(mid) then
-    requeue_now(mid, now, default_lock_ms)
-    redis.call('zrem', K_WINDOWS, mid)
-    ready_empty = false
-    return 'did-requeue'
-  end
-  collect(mid)
-  return 'did-gc'
+  local reason = finish(mid, now, default_lock_ms)
+  if reason == 'did-requeue' then ready_empty = false end
+  return reason
 end
 
 -- absent_if_collected answers message_status's exists argument for mid:

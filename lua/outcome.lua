@@ -90,6 +90,22 @@ local function requeue_now(mid, now, default_lock_ms)
   redis.call('lpush', K_MIDS_READY, mid)
 end
 
+-- finish ends a message whose current content is done with for good:
+-- its pending requeue becomes the message (the lock and index entries of
+-- the old one going, the caller releasing its lock), or it is collected.
+-- It answers the skip reason of §4 for it.
+local function finish(mid, now, default_lock_ms)
+  if has_requeue(mid) then
+    requeue_now(mid, now, default_lock_ms)
+    redis.call('hdel', K_LOCK_ALIASES, mid)
+    redis.call('zrem', K_DUE, mid)
+    redis.call('zrem', K_WINDOWS, mid)
+    return 'did-requeue'
+  end
+  collect(mid)
+  return 'did-gc'
+end
+
 -- pack4 stores a list of strings as one string, each after its length in
 -- four bytes (a dead letter's content may be longer than pack's three
 -- bytes allow).
@@ -142,13 +158,7 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms)
   redis.call('hset', K_DEAD, mid, pack4({content, reason, err, tostring(attempts), udt, tostring(now), lock_ms}))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   trim_dead(now)
-  if has_requeue(mid) then
-    requeue_now(mid, now, default_lock_ms)
-    redis.call('hdel', K_LOCK_ALIASES, mid)
-    redis.call('zrem', K_DUE, mid)
-  else
-    collect(mid)
-  end
+  finish(mid, now, default_lock_ms)
 end
 
 -- holds_lock tells whether token proves the current lock of mid: it is the
@@ -225,12 +235,8 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     gathered.windows[#gathered.windows + 1] = now + backoff_ms
     gathered.windows[#gathered.windows + 1] = mid
     redis.call('zrem', K_DUE, mid)
-  elseif has_requeue(mid) then
-    requeue_now(mid, now, default_lock_ms)
-    redis.call('hdel', K_LOCK_ALIASES, mid)
-    redis.call('zrem', K_DUE, mid)
   else
-    collect(mid)
+    finish(mid, now, default_lock_ms)
   end
   gathered.unlock[#gathered.unlock + 1] = mid
   return 'ok'

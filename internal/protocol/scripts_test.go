@@ -126,14 +126,11 @@ func TestStatusWrittenOnce(t *testing.T) {
 
 // TestSkipReasonsAreTheScripts: SkipReasons lists exactly the reasons of
 // the skip steps dequeue.lua answers: those of its skip steps, and those
-// settle_done answers for them.
+// finish (outcome.lua) answers for them.
 func TestSkipReasonsAreTheScripts(t *testing.T) {
-	src, err := lua.FS.ReadFile("dequeue.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := composeSource(scriptParts["dequeue"]...)
 	var got []string
-	for _, m := range regexp.MustCompile(`\{'skip', '([a-z-]+)'\}|return '(did-[a-z]+)'`).FindAllStringSubmatch(string(src), -1) {
+	for _, m := range regexp.MustCompile(`\{'skip', '([a-z-]+)'\}|return '(did-[a-z]+)'`).FindAllStringSubmatch(src, -1) {
 		reason := m[1] + m[2]
 		if !slices.Contains(got, reason) {
 			got = append(got, reason)
