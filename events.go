@@ -22,6 +22,7 @@ func (w *Worker) pollQueue(ctx context.Context, a protocol.PollArgs) (protocol.P
 	a.DeadMaxCount = max(0, w.cfg.DeadLetterMaxCount)
 	a.DeadMaxAge = max(0, w.cfg.DeadLetterMaxAge)
 	a.QuarantineAfter = max(0, w.cfg.QuarantineAfter)
+	a.IndexOnly = w.c.cfg.NoCarmineWorkers
 	return w.c.pollCall(ctx, w.queue, a)
 }
 

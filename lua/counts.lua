@@ -14,14 +14,31 @@
 -- those of live states (§11: locks and backoffs that ran out are deleted
 -- when they fall due, handled messages are collected at once), and the
 -- counts are exact but for entries due and not yet woken. A Carmine worker
--- leaves expired entries behind; the counts are then Carmine's formula's
--- or better: ntotal counts each id once, and a dedupe window is
--- subtracted once.
+-- leaves expired entries behind until a lap meets them; the counts are
+-- then Carmine's formula's or better: ntotal counts each id once, and a
+-- dedupe window is subtracted once, Carmine's too.
+--
+-- The ids both in done and in backoffs are dedupe windows. This library
+-- indexes its own in windows and keeps nothing else in done, so while
+-- done holds no more ids than windows, windows counts them in O(1). An id
+-- a Carmine worker marked done is in done alone until one of this
+-- library's laps meets it; then the windows are counted by reading done,
+-- an id at a time, as long as done holds at most COUNT_DONE_MAX ids
+-- (beyond that, windows alone is subtracted, as before).
+local COUNT_DONE_MAX = 10000
+
 local function queue_counts()
   local ntotal = redis.call('hlen', K_MESSAGES)
   local nlocked, nbackoff = redis.call('hlen', K_LOCKS), redis.call('hlen', K_BACKOFFS)
   local ndone = redis.call('scard', K_DONE)
-  local nwindows = math.min(redis.call('zcard', K_WINDOWS), ndone, nbackoff)
+  local nwindows = redis.call('zcard', K_WINDOWS)
+  if ndone > nwindows and ndone <= COUNT_DONE_MAX and nbackoff > 0 then
+    nwindows = 0
+    for _, id in ipairs(redis.call('smembers', K_DONE)) do
+      nwindows = nwindows + redis.call('hexists', K_BACKOFFS, id)
+    end
+  end
+  nwindows = math.min(nwindows, ndone, nbackoff)
   nbackoff = nbackoff - nwindows
   local nqueued = ntotal - (nlocked + nbackoff + ndone)
   if nqueued < 0 then nqueued = 0 end

@@ -21,10 +21,13 @@
 -- ARGV[16]   quarantine after: a message handed out this many times without
 --            an outcome is buried instead of handed out again (0: never)
 -- ARGV[17]   n, the number of outcomes to record before polling
--- ARGV[18..] n groups of five: mid, locked_until_ms (the token from a poll
+-- ARGV[18]   '1' when no Carmine worker reads the queue (index_only,
+--            outcome.lua; §11), else '0'
+-- ARGV[19..] n groups of five: mid, locked_until_ms (the token from a poll
 --            or a renewal), outcome ('success', 'retry', 'dead' or
 --            'release'), backoff in ms (0 for none), error text ('' but
---            for 'dead')
+--            for 'dead'); any other outcome fails the call with an error
+--            reply MQOUTCOME before anything is written
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
 -- of §10 after the steps (-1 when not asked for), outcomes the
@@ -68,7 +71,11 @@ local max_handles = tonumber(ARGV[8])
 dead_max_count, dead_max_age_ms = tonumber(ARGV[14]), tonumber(ARGV[15])
 local quarantine_after = tonumber(ARGV[16])
 local n_outcomes = tonumber(ARGV[17])
+index_only = ARGV[18] == '1'
 local now = server_now()
+
+local bad = check_outcomes(19, n_outcomes)
+if bad then return bad end
 
 local known, consumed = '', false
 local receipt, since = receipt_get(K_POLL_RECEIPTS, K_POLL_RECEIPTS_PREV, poller)
@@ -89,7 +96,7 @@ if receipt then
     end
   end
 end
-local outcomes = record_outcomes(18, n_outcomes, now, default_lock_ms, known)
+local outcomes = record_outcomes(19, n_outcomes, now, default_lock_ms, known)
 
 -- useful is set once a step did useful work; ndry-runs is then written
 -- as 0 once, before a sleep step reads it or at the end, which leaves the
@@ -101,7 +108,8 @@ local useful = false
 local ready_empty = false
 
 -- Owed pushes onto mid-circle. A step that keeps a mid on mid-circle (the
--- sentinel, and a message locked, as Carmine's poll keeps them) owes a
+-- sentinel, a message locked, and one waiting out a backoff unless
+-- index_only, as Carmine's poll keeps them) owes a
 -- push onto its left end; the owed pushes are gathered and sent as one
 -- LPUSH, which leaves the same state as §4's step-by-step writes: sent in
 -- order, they build the same left end, and they are sent before anything
@@ -161,7 +169,13 @@ end
 -- right of mids-ready, its expired entry deleted, so that this call's
 -- steps take it first; a dedupe window that ended is settled. An entry
 -- whose time moved on (a renewed lock, an updated backoff) is written
--- again with the new time; one of a message gone is dropped.
+-- again with the new time; one of a message gone is dropped. A queued
+-- message whose backoff moved on (a Carmine enqueue reset it, which
+-- writes backoffs alone) loses the lock that ran out, if any, and unless
+-- index_only goes onto mid-circle too, where Carmine's protocol keeps a
+-- message in backoff: it may have been on no list (its entry was the
+-- expiry of the lock this library's poll wrote), and a later Carmine
+-- reset of that backoff must find it on a lap.
 local function wake(limit)
   local ready, gone = {}, {}
   for _, mid in ipairs(redis.call('zrangebyscore', K_DUE, '-inf', now, 'LIMIT', 0, limit)) do
@@ -169,7 +183,9 @@ local function wake(limit)
     if base == 'locked' then
       index_due(mid, tonumber(redis.call('hget', K_LOCKS, mid)))
     elseif base == 'queued' and in_backoff then
+      redis.call('hdel', K_LOCKS, mid)
       index_due(mid, tonumber(redis.call('hget', K_BACKOFFS, mid)))
+      if not index_only then circle_back[#circle_back + 1] = mid end
     else
       gone[#gone + 1] = mid
       if base == 'queued' then
@@ -247,9 +263,12 @@ local function metadata_of(mid)
 end
 
 -- decide takes steps 2 and 3 for mid and answers the step, and whether the
--- mid stays on (or, taken from mids-ready, moves onto) mid-circle: only the
--- sentinel and a locked message do (§11); every other mid leaves the lists,
--- indexed in due or windows when its status changes by time.
+-- mid stays on (or, taken from mids-ready, moves onto) mid-circle: the
+-- sentinel, a locked message, and a queued one in backoff unless
+-- index_only do, as Carmine's poll keeps them (§4, §11), so that what a
+-- Carmine worker or a Carmine enqueue does to them is seen by the next
+-- lap; every other mid leaves the lists, indexed in due or windows when
+-- its status changes by time.
 local function decide(mid, from_circle)
   if (not mid) or mid == END_OF_CIRCLE then
     local ndry_runs = 0
@@ -262,11 +281,14 @@ local function decide(mid, from_circle)
     return sleep_step(sleep_ms, ndry_runs + 1), mid ~= nil
   end
 
-  -- A mid on the circle that due holds for a time still to come is left
-  -- to the index (§11): it leaves the circle at the cost of one read.
-  -- (Gathered due entries are sent first, so that this reads what the
-  -- call wrote, as a call of one step would.)
-  if from_circle and not collected[mid] then
+  -- When no Carmine worker reads the queue (index_only), a mid on the
+  -- circle that due holds for a time still to come is left to the index
+  -- (§11): it leaves the circle at the cost of one read. (Gathered due
+  -- entries are sent first, so that this reads what the call wrote, as a
+  -- call of one step would.) Otherwise the status decides, as for every
+  -- mid: a Carmine worker's lock or outcome, or a Carmine enqueue's reset
+  -- of a backoff, leaves due behind.
+  if index_only and from_circle and not collected[mid] then
     if #gathered.due > 0 then
       call_each('zadd', K_DUE, gathered.due)
       gathered.due = {}
@@ -290,12 +312,17 @@ local function decide(mid, from_circle)
     end
     return {'skip', 'unexpected'}, false
   elseif base == 'locked' then
+    -- A backoff that ended before a Carmine worker handed the message out
+    -- stays behind (Carmine's poll leaves it): drop it, so that the counts
+    -- (§10) do not read the message as in backoff as well as locked.
+    local backoff = tonumber(redis.call('hget', K_BACKOFFS, mid))
+    if backoff and backoff <= now then redis.call('hdel', K_BACKOFFS, mid) end
     return {'skip', 'locked'}, true
   elseif in_backoff then
     local backoff = tonumber(redis.call('hget', K_BACKOFFS, mid))
     if base == 'queued' then
       index_due(mid, backoff)
-      return {'skip', 'queued-with-backoff'}, false
+      return {'skip', 'queued-with-backoff'}, not index_only
     end
     gathered.windows[#gathered.windows + 1] = backoff
     gathered.windows[#gathered.windows + 1] = mid

@@ -82,11 +82,22 @@ end
 -- set_init_backoff writes the message's backoff, and its due entry
 -- (docs/protocol.md §11), so that a poll wakes it when the backoff ends. A
 -- queued message whose backoff it removes goes to mids-ready, where polls
--- find it now rather than when its old backoff would have ended.
+-- find it now rather than when its old backoff would have ended. The
+-- message is queued, so a lock entry it has ran out: it goes, as a poll
+-- would delete it at the due entry this overwrites, so that the counts
+-- (§10) never read it as locked. Such a message is on no list (a poll
+-- of this library handed it out, and no poll has taken it back yet); one
+-- it puts in backoff goes onto mid-circle as well (unless index_only),
+-- where Carmine's protocol keeps a message in backoff, so that a Carmine
+-- enqueue that resets the backoff again is seen by the next lap.
 local function set_init_backoff()
+  local expired_lock = redis.call('hdel', K_LOCKS, mid) == 1
   if init_backoff > 0 then
     redis.call('hset', K_BACKOFFS, mid, now + init_backoff)
     redis.call('zadd', K_DUE, now + init_backoff, mid)
+    if expired_lock and not index_only then
+      redis.call('lpush', K_MID_CIRCLE, mid)
+    end
   elseif redis.call('hdel', K_BACKOFFS, mid) == 1 then
     redis.call('zrem', K_DUE, mid)
     redis.call('lpush', K_MIDS_READY, mid)

@@ -123,6 +123,13 @@ end
 -- Dead letters (§11). The bounds come with every call that may write one.
 local dead_max_count, dead_max_age_ms = 0, 0
 
+-- index_only is set by a call whose client says no Carmine worker reads
+-- the queue (§11): a message waiting out a backoff then waits in due
+-- alone. Otherwise it also stands on mid-circle, where Carmine's protocol
+-- keeps every live id, so that a Carmine enqueue that resets its backoff
+-- (which writes backoffs alone) is seen by the next lap of any worker.
+local index_only = false
+
 -- trim_dead drops the dead letters older than dead_max_age_ms and the
 -- oldest beyond dead_max_count, at most 100 of each per call, so that a
 -- call's work stays bounded (each dead letter written drops at least one
@@ -183,7 +190,8 @@ end
 --     ends (backoffs and windows), its content dropped (it is never
 --     handed out again);
 --   'retry': unlocked, its outcome counted (noutcomes), queued again:
---     after its backoff (due) or at the back of mids-ready;
+--     after its backoff (due, and on mid-circle unless index_only) or at
+--     the back of mids-ready;
 --   'dead': a dead letter with the error text err (bury);
 --   'release' gives back a message a worker took but never started
 --     (prefetched, then the worker stopped or it waited too long, or the
@@ -221,6 +229,9 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     if backoff_ms > 0 then
       redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)
       index_due(mid, now + backoff_ms)
+      if not index_only then
+        redis.call('lpush', K_MID_CIRCLE, mid)
+      end
     else
       redis.call('zrem', K_DUE, mid)
       redis.call('lpush', K_MIDS_READY, mid)
@@ -244,6 +255,26 @@ end
 
 -- OUTCOME_ARGS is the number of arguments of one outcome.
 local OUTCOME_ARGS = 5
+
+-- OUTCOMES are the outcomes record_outcome knows.
+local OUTCOMES = {success = true, retry = true, dead = true, release = true}
+
+-- check_outcomes answers an error reply (MQOUTCOME) naming the first
+-- outcome given in ARGV from index first on (n groups, as record_outcomes
+-- takes them) that is not one of OUTCOMES, or nil when all are known. A
+-- call checks before it writes anything: Redis does not undo the writes a
+-- script made before it failed, and an answer it does not know is refused,
+-- never guessed.
+local function check_outcomes(first, n)
+  for i = 0, n - 1 do
+    local j = first + OUTCOME_ARGS * i
+    if not OUTCOMES[ARGV[j + 2]] then
+      return redis.error_reply('MQOUTCOME unknown outcome "' .. tostring(ARGV[j + 2]) ..
+        '" for message "' .. tostring(ARGV[j]) .. '"')
+    end
+  end
+  return nil
+end
 
 -- record_outcomes records the outcomes given in ARGV from index first on,
 -- in groups of OUTCOME_ARGS (mid, token, outcome, backoff in ms, error

@@ -37,7 +37,7 @@ func TestArgsRoundDurationsUp(t *testing.T) {
 	}
 	assert.Equal(t, MS(PollReceiptTTL), p[12], "poll receipt keep time")
 	assert.Equal(t, int64(1), p[14], "dead letter age bound") // 0 given: none
-	assert.Equal(t, int64(1), p[20], "completion backoff")
+	assert.Equal(t, int64(1), p[21], "completion backoff")
 
 	r := renewArgv([]Renewal{{ID: "m", LockedUntil: 5, LockTime: ns}, {ID: "n", LockedUntil: 5, LockTime: 0}})
 	assert.Equal(t, int64(1), r[2], "renew lock time")

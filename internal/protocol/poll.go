@@ -88,6 +88,10 @@ type PollArgs struct {
 	// QuarantineAfter buries a message handed out that many times without
 	// an outcome instead of handing it out again (§11); 0 for never.
 	QuarantineAfter int
+	// IndexOnly says that no Carmine worker reads the queue
+	// (Config.NoCarmineWorkers): a message waiting out a backoff then
+	// waits in the due index alone, off mid-circle (§11).
+	IndexOnly bool
 
 	// Poller identifies the poller making the call, Seq numbers the call
 	// among its calls, and Confirmed is the number of its last call whose
@@ -108,14 +112,15 @@ func (a PollArgs) argv() []any {
 	if maxHandles <= 0 {
 		maxHandles = a.MaxSteps
 	}
-	args := make([]any, 0, 17+5*len(a.Completions))
+	args := make([]any, 0, 18+5*len(a.Completions))
 	args = append(args, MS(a.LockTime))
 	for _, d := range a.Sleeps {
 		args = append(args, MS(d))
 	}
 	args = append(args, max(0, a.MaxSteps), maxHandles, boolArg(a.WantSize),
 		a.Poller, a.Seq, a.Confirmed, MS(PollReceiptTTL),
-		max(0, a.DeadMaxCount), MS(max(0, a.DeadMaxAge)), max(0, a.QuarantineAfter), len(a.Completions))
+		max(0, a.DeadMaxCount), MS(max(0, a.DeadMaxAge)), max(0, a.QuarantineAfter), len(a.Completions),
+		boolArg(a.IndexOnly))
 	for _, x := range a.Completions {
 		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error)
 	}

@@ -95,6 +95,9 @@ const (
 	OOM Code = "OOM"
 	// Stale: a poll call came after a later call of its poller (§8).
 	Stale Code = "MQSTALE"
+	// BadOutcome: a poll call named an outcome the scripts do not know
+	// (§6); the call wrote nothing.
+	BadOutcome Code = "MQOUTCOME"
 	// NoScript: EVALSHA of a script not in the server's cache.
 	NoScript Code = "NOSCRIPT"
 )
