@@ -515,7 +515,9 @@ func TestFleetCarmineResetOfIndexedBackoff(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFleet(t, s, queueName(t))
 			tc.delay(f)
-			require.Empty(t, f.lap(), "in backoff")
+			for range 2 { // the second lap meets it, wherever the first left it
+				require.Empty(t, f.lap(), "in backoff")
+			}
 			f.advance(time.Millisecond)
 			require.Equal(t, "updated", f.carmineEnqueue("x", "x", 0, 0, false, false, true), "Carmine's reset")
 			v := f.view()
