@@ -295,18 +295,24 @@ func TestEnqueueAt(t *testing.T) {
 	})
 }
 
-// TestCircleEntryIndexed: a mid on the circle whose due entry is still to
-// come leaves the circle for the index at the cost of one read; one whose
-// due entry fell due is decided as always.
+// TestCircleEntryIndexed: with IndexOnly (no Carmine worker reads the
+// queue), a mid on the circle whose due entry is still to come leaves the
+// circle for the index at the cost of one read; one whose due entry fell
+// due is decided as always. Without IndexOnly, its status decides: a
+// Carmine worker's lock or outcome, or a Carmine enqueue's reset, leaves
+// due behind (issue 22).
 func TestCircleEntryIndexed(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		indexOnly := PollArgs{LockTime: testLockMS * time.Millisecond, Sleeps: testSleeps, MaxSteps: 1, IndexOnly: true}
 		q := queueName(t)
 		now := s.now(t)
 		s.put(t, q, state{exists: true, backoff: 3600000}, now)
 		s.zaddMid(t, q, keys.Due, now+3600000)
 		s.setList(t, q, keys.MidCircle, EndOfCircle, mid)
-		st := onePoll(t, s, q)
-		assert.Equal(t, Step{Kind: StepSkip, Reason: "indexed"}, st)
+		r, err := poll(ctx, s, q, indexOnly)
+		require.NoError(t, err)
+		assert.Equal(t, Step{Kind: StepSkip, Reason: "indexed"}, r.Steps[0])
 		assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped from the circle")
 		assert.True(t, s.inZSet(t, q, keys.Due), "still indexed")
 		assert.Equal(t, StatusQueuedWithBackoff, statusOf(t, s, q, mid), "its status unchanged")
@@ -315,9 +321,15 @@ func TestCircleEntryIndexed(t *testing.T) {
 		s.put(t, q, state{exists: true, lock: -5}, now)
 		s.zaddMid(t, q, keys.Due, now-1)
 		s.setList(t, q, keys.MidCircle, EndOfCircle, mid)
-		r, err := poll(context.Background(), s, q, PollArgs{LockTime: testLockMS * time.Millisecond, Sleeps: testSleeps, MaxSteps: 1})
+		r, err = poll(ctx, s, q, indexOnly)
 		require.NoError(t, err)
 		assert.Equal(t, StepHandle, r.Steps[0].Kind, "fallen due: handed out")
+
+		q = queueName(t) + "-carmine"
+		s.put(t, q, state{exists: true}, now) // a Carmine worker's retry released it
+		s.zaddMid(t, q, keys.Due, now+3600000) // at that worker's lock's expiry
+		s.setList(t, q, keys.MidCircle, EndOfCircle, mid)
+		assert.Equal(t, StepHandle, onePoll(t, s, q).Kind, "without IndexOnly the status decides")
 	})
 }
 

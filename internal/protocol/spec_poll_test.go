@@ -66,9 +66,9 @@ func TestSpecPollSleep(t *testing.T) {
 
 // TestSpecPollSteps: docs/protocol.md §4, step 3: one row per status. The
 // status each step leaves, which is all a Carmine worker reads, is
-// Carmine's; where the mid goes is §11's: only a locked mid stays on (or
-// moves onto) the circle, the others leave the lists, indexed in due or
-// windows when time will change their status.
+// Carmine's; where the mid goes is §11's: a locked mid and a queued one in
+// backoff stay on (or move onto) the circle, the others leave the lists,
+// indexed in due or windows when time will change their status.
 func TestSpecPollSteps(t *testing.T) {
 	type check func(t *testing.T, s *server, q string, now int64, st Step)
 	rows := []struct {
@@ -97,10 +97,20 @@ func TestSpecPollSteps(t *testing.T) {
 			func(t *testing.T, s *server, q string, now int64, st Step) {
 				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
 			}},
-		{"queued-with-backoff: into due", state{exists: true, backoff: 3600000}, "circle", StepSkip, "queued-with-backoff", false,
+		{"queued-with-backoff: into due, stays on the circle", state{exists: true, backoff: 3600000}, "circle", StepSkip, "queued-with-backoff", false,
 			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped")
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle), "kept, for a Carmine reset of its backoff")
 				assert.Equal(t, s.hgetInt(t, q, keys.Backoffs), s.zscore(t, q, keys.Due), "due when the backoff ends")
+			}},
+		{"queued-with-backoff from ready: onto the circle", state{exists: true, backoff: 3600000}, "ready", StepSkip, "queued-with-backoff", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
+				assert.Empty(t, s.list(t, q, keys.MidsReady))
+			}},
+		{"locked, expired backoff left by a Carmine worker: the backoff goes", state{exists: true, lock: 3600000, backoff: -5}, "circle", StepSkip, "locked", false,
+			func(t *testing.T, s *server, q string, now int64, st Step) {
+				assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
+				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
 			}},
 		{"done-with-backoff: into windows", state{exists: true, done: true, backoff: 3600000}, "circle", StepSkip, "done-with-backoff", false,
 			func(t *testing.T, s *server, q string, now int64, st Step) {
