@@ -305,7 +305,7 @@ local function decide(mid, from_circle)
   if not collected[mid] then
     content = redis.call('hget', K_MESSAGES, mid)
   end
-  local base, in_backoff, has_backoff = message_status(mid, now, content ~= false)
+  local base, in_backoff, has_backoff, has_lock = message_status(mid, now, content ~= false)
   if base == 'nil' then
     if from_circle then
       return {'skip', 'did-trim'}, false
@@ -321,6 +321,11 @@ local function decide(mid, from_circle)
   elseif in_backoff then
     local backoff = tonumber(redis.call('hget', K_BACKOFFS, mid))
     if base == 'queued' then
+      -- A lock that ran out (a Carmine worker's, whose handling ended
+      -- without an outcome, and a Carmine enqueue reset the backoff) goes,
+      -- as a poll takes back any lock that ran out, so that the counts
+      -- (§10) do not read the message as locked.
+      if has_lock then redis.call('hdel', K_LOCKS, mid) end
       index_due(mid, backoff)
       return {'skip', 'queued-with-backoff'}, not index_only
     end

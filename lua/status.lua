@@ -5,23 +5,27 @@
 
 -- message_status returns the base status of mid at time now ('nil', 'done',
 -- 'locked' or 'queued') and, for 'done' and 'queued', whether it is in
--- backoff and whether a backoff entry (expired or not) exists. exists, when
--- given, says whether mid is in messages, for a caller that already read it.
+-- backoff and whether a backoff entry (expired or not) exists, and for
+-- 'queued' whether a lock entry (expired) exists. exists, when given, says
+-- whether mid is in messages, for a caller that already read it.
 local function message_status(mid, now, exists)
   if exists == nil then
     exists = redis.call('hexists', K_MESSAGES, mid) == 1
   end
   if not exists then
-    return 'nil', false, false
+    return 'nil', false, false, false
   end
-  local base = 'queued'
+  local base, lock = 'queued', false
   if redis.call('sismember', K_DONE, mid) == 1 then
     base = 'done'
-  elseif now < (tonumber(redis.call('hget', K_LOCKS, mid)) or 0) then
-    return 'locked', false, false
+  else
+    lock = redis.call('hget', K_LOCKS, mid)
+    if now < (tonumber(lock) or 0) then
+      return 'locked', false, false, true
+    end
   end
   local backoff = redis.call('hget', K_BACKOFFS, mid)
-  return base, now < (tonumber(backoff) or 0), backoff ~= false
+  return base, now < (tonumber(backoff) or 0), backoff ~= false, lock ~= false
 end
 
 -- has_requeue tells whether a requeue of mid is pending: in messages-rq,
