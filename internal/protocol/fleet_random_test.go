@@ -135,6 +135,9 @@ func (m *fleetModel) step() string {
 		i := m.rng.IntN(len(m.ours))
 		s := m.ours[i]
 		m.ours = slices.Delete(m.ours, i, i+1)
+		if m.rng.IntN(4) == 0 {
+			return "our handling of " + s.ID + " abandoned (its process died)"
+		}
 		c := Completion{ID: s.ID, LockedUntil: s.LockedUntil}
 		switch o := m.rng.IntN(12); {
 		case o < 3:
@@ -199,8 +202,8 @@ func (m *fleetModel) step() string {
 		return fmt.Sprintf("carmine outcome %s: %s %d", id, name, bo)
 	case k < 95: // time passes
 		d := m.rng.Int64N(250)
-		if m.rng.IntN(10) == 0 {
-			d = 3000
+		if m.rng.IntN(4) == 0 {
+			d = 3000 // past every lock
 		}
 		f.set(f.now + d)
 		return fmt.Sprintf("clock +%d ms", d)
