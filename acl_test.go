@@ -59,6 +59,7 @@ var aclCommands = []string{
 	"set",
 	"setrange", // an enqueue's check that Redis is not full
 	"sismember",
+	"smembers", // the counts, while done holds a Carmine worker's ids
 	"srem",
 	"time",   // every script reads the server's clock
 	"unlink", // receipts' generations; DeleteDeadLetters

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gocarmine/mq/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -173,6 +174,22 @@ func (a *aclTour) administration() error {
 	// (acl:renew is gone: its one message was handled and collected.)
 	want := []string{"acl:enqueue", "acl:worker"}
 	if err := a.check("QueueNames", err, slices.Equal(names, want), names); err != nil {
+		return err
+	}
+	// A dedupe window a Carmine worker wrote (done and in backoff, not in
+	// windows): the counts read done to count it once.
+	k := c.keys("acl:enqueue")
+	_, err = a.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k[keys.Messages], "w", "x")
+		p.SAdd(ctx, k[keys.Done], "w")
+		p.HSet(ctx, k[keys.Backoffs], "w", time.Now().Add(time.Hour).UnixMilli())
+		return nil
+	})
+	if err := a.check("a Carmine worker's dedupe window (admin)", err, true, nil); err != nil {
+		return err
+	}
+	qs, err := c.QueueCounts(ctx, "acl:enqueue")
+	if err := a.check("QueueCounts with a Carmine worker's window", err, qs.Done == 1 && qs.Backoff == 0, qs); err != nil {
 		return err
 	}
 	paused, err := c.PauseQueue(ctx, "acl:enqueue")
