@@ -118,14 +118,16 @@ type Config struct {
 	Cluster bool
 
 	// NoCarmineWorkers says that no Carmine worker reads the client's
-	// queues, only this library's: a delayed message then waits in the due
-	// index alone, instead of also standing on mid-circle for Carmine's
-	// workers to find, which this library's next lap then has to drop
-	// (docs/protocol.md §11, two reads a message; a million delayed
-	// messages keep an idle worker busy for seconds). A Carmine worker
-	// still sees such a message once this library's poll moves it to
-	// mids-ready when it falls due, but not if only Carmine's workers run.
-	// Default: false.
+	// queues, only this library's, and that no Carmine producer resets a
+	// backoff on them: a message waiting out a backoff (delayed, or
+	// retried with a backoff) then waits in the due index alone, instead
+	// of also standing on mid-circle, where Carmine's protocol keeps it
+	// and this library's idle workers lap it once per end-of-queue sleep
+	// (docs/protocol.md §11, §13). A Carmine worker still sees such a
+	// message once this library's poll moves it to mids-ready when it
+	// falls due, but not if only Carmine's workers run, and a Carmine
+	// enqueue's reset of its backoff is seen only when the old backoff
+	// ends. Default: false.
 	NoCarmineWorkers bool
 }
 
