@@ -326,7 +326,7 @@ func TestCircleEntryIndexed(t *testing.T) {
 		assert.Equal(t, StepHandle, r.Steps[0].Kind, "fallen due: handed out")
 
 		q = queueName(t) + "-carmine"
-		s.put(t, q, state{exists: true}, now) // a Carmine worker's retry released it
+		s.put(t, q, state{exists: true}, now)  // a Carmine worker's retry released it
 		s.zaddMid(t, q, keys.Due, now+3600000) // at that worker's lock's expiry
 		s.setList(t, q, keys.MidCircle, EndOfCircle, mid)
 		assert.Equal(t, StepHandle, onePoll(t, s, q).Kind, "without IndexOnly the status decides")
