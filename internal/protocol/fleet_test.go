@@ -654,3 +654,30 @@ func TestFleetUnknownOutcome(t *testing.T) {
 		Completion{ID: h[0].ID, LockedUntil: h[0].LockedUntil, Outcome: OutcomeSuccess},
 		Completion{ID: h[1].ID, LockedUntil: h[1].LockedUntil, Outcome: OutcomeSuccess}))
 }
+
+// TestFleetIndexOnly: with IndexOnly (Config.NoCarmineWorkers) a message
+// waiting out a backoff waits in due alone: a retry with a backoff leaves
+// it off mid-circle, and a poll that meets one there drops it; without,
+// both keep it on the circle (TestFleetCarmineResetOfIndexedBackoff).
+func TestFleetIndexOnly(t *testing.T) {
+	s := fleetServer(t)
+	f := newFleet(t, s, queueName(t))
+	circle := func() []string {
+		l, err := f.rdb.LRange(f.ctx, f.keys[11], 0, -1).Result()
+		require.NoError(t, err)
+		return l
+	}
+	f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x")})
+	f.mustEnqueue(EnqueueMessage{ID: "y", Data: []byte("y"), InitialBackoff: time.Hour}) // on the circle: IndexOnly is the enqueue's own flag
+	r := f.mustPoll(PollArgs{MaxSteps: 10, IndexOnly: true})
+	require.Equal(t, StepHandle, r.Steps[0].Kind)
+	require.Equal(t, []bool{true}, f.mustPoll(PollArgs{IndexOnly: true, Completions: []Completion{
+		{ID: "x", LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeRetry, Backoff: time.Hour}}}).Recorded)
+	for range 2 {
+		f.mustPoll(PollArgs{MaxSteps: 10, IndexOnly: true})
+	}
+	require.Equal(t, []string{EndOfCircle}, circle(), "both wait in due alone")
+	n, err := f.rdb.ZCard(f.ctx, f.keys[21]).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n)
+}
