@@ -673,6 +673,8 @@ func TestFleetIndexOnly(t *testing.T) {
 	require.Equal(t, StepHandle, r.Steps[0].Kind)
 	require.Equal(t, []bool{true}, f.mustPoll(PollArgs{IndexOnly: true, Completions: []Completion{
 		{ID: "x", LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeRetry, Backoff: time.Hour}}}).Recorded)
+	require.NotContains(t, circle(), "x", "the retry left it off the circle")
+	require.Contains(t, circle(), "y")
 	for range 2 {
 		f.mustPoll(PollArgs{MaxSteps: 10, IndexOnly: true})
 	}
