@@ -179,11 +179,11 @@ end
 local function wake(limit)
   local ready, gone = {}, {}
   for _, mid in ipairs(redis.call('zrangebyscore', K_DUE, '-inf', now, 'LIMIT', 0, limit)) do
-    local base, in_backoff, has_backoff = message_status(mid, now, absent_if_collected(mid))
+    local base, in_backoff, has_backoff, has_lock = message_status(mid, now, absent_if_collected(mid))
     if base == 'locked' then
       index_due(mid, tonumber(redis.call('hget', K_LOCKS, mid)))
     elseif base == 'queued' and in_backoff then
-      redis.call('hdel', K_LOCKS, mid)
+      if has_lock then redis.call('hdel', K_LOCKS, mid) end
       index_due(mid, tonumber(redis.call('hget', K_BACKOFFS, mid)))
       if not index_only then circle_back[#circle_back + 1] = mid end
     else
