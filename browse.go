@@ -45,7 +45,7 @@ const (
 // limit messages while its Cursor is not "" (some pages even none). The
 // order is the hash's, not the messages' age. Messages whose content
 // cannot be decoded have DecodeErr set, as in QueueContent.
-func (c *Client) QueueMessages(ctx context.Context, queue, cursor string, limit int) (MessagePage, error) {
+func (in *Inspector) QueueMessages(ctx context.Context, queue, cursor string, limit int) (MessagePage, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return MessagePage{}, err
 	}
@@ -62,8 +62,8 @@ func (c *Client) QueueMessages(ctx context.Context, queue, cursor string, limit 
 	data := make(map[string]string, limit)
 	next := ""
 	for round := 0; ; round++ {
-		page, err := within(c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
-			cmd := c.rdb.HScan(ctx, c.key(queue, keys.Messages), scan, "*", int64(limit))
+		page, err := within(in.c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
+			cmd := in.c.rdb.HScan(ctx, in.c.key(queue, keys.Messages), scan, "*", int64(limit))
 			return cmd, cmd.Err()
 		})
 		if err != nil {
@@ -99,12 +99,12 @@ func (c *Client) QueueMessages(ctx context.Context, queue, cursor string, limit 
 	if len(ids) == 0 {
 		return out, nil
 	}
-	now, infos, err := c.messageInfos(ctx, queue, ids)
+	now, infos, err := in.messageInfos(ctx, queue, ids)
 	if err != nil {
 		return MessagePage{}, err
 	}
 	for i, id := range ids {
-		if m, ok := c.messageInfo(id, data[id], infos[i], now); ok {
+		if m, ok := in.messageInfo(id, data[id], infos[i], now); ok {
 			out.Messages = append(out.Messages, m)
 		}
 	}

@@ -59,9 +59,9 @@ func (d *DeadLetter) Decode(v any) error { return decode(d.codec, d.Data, v) }
 // for.
 var ErrNoDeadLetter = errors.New("mq: no such dead letter")
 
-func (c *Client) deadLetter(r protocol.DeadRecord) DeadLetter {
+func (in *Inspector) deadLetter(r protocol.DeadRecord) DeadLetter {
 	d := DeadLetter{ID: r.ID, Data: r.Data, Reason: r.Reason, Error: r.Error, Attempts: r.Attempts,
-		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, codec: c.cfg.Codec}
+		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, codec: in.c.cfg.Codec}
 	if r.FirstEnqueued > 0 {
 		d.FirstEnqueued = time.UnixMilli(r.FirstEnqueued)
 	}
@@ -71,7 +71,7 @@ func (c *Client) deadLetter(r protocol.DeadRecord) DeadLetter {
 // DeadLetters answers how many dead letters queue has, and up to limit of
 // them, newest first, skipping the offset newest: a page. A page costs
 // O(log n + limit), however many there are.
-func (c *Client) DeadLetters(ctx context.Context, queue string, offset, limit int) (int64, []DeadLetter, error) {
+func (in *Inspector) DeadLetters(ctx context.Context, queue string, offset, limit int) (int64, []DeadLetter, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return 0, nil, err
 	}
@@ -82,8 +82,8 @@ func (c *Client) DeadLetters(ctx context.Context, queue string, offset, limit in
 		total int64
 		recs  []protocol.DeadRecord
 	}
-	p, err := within(c, ctx, func(ctx context.Context) (page, error) {
-		total, recs, err := protocol.DeadLetters(ctx, c.rdb, c.keys(queue), offset, limit)
+	p, err := within(in.c, ctx, func(ctx context.Context) (page, error) {
+		total, recs, err := protocol.DeadLetters(ctx, in.c.rdb, in.c.keys(queue), offset, limit)
 		return page{total, recs}, err
 	})
 	if err != nil {
@@ -91,23 +91,23 @@ func (c *Client) DeadLetters(ctx context.Context, queue string, offset, limit in
 	}
 	out := make([]DeadLetter, len(p.recs))
 	for i, r := range p.recs {
-		out[i] = c.deadLetter(r)
+		out[i] = in.deadLetter(r)
 	}
 	return p.total, out, nil
 }
 
 // DeadLetter answers the dead letter of message id; ErrNoDeadLetter when
 // there is none.
-func (c *Client) DeadLetter(ctx context.Context, queue, id string) (DeadLetter, error) {
-	if err := c.validateIDIn(queue, id); err != nil {
+func (in *Inspector) DeadLetter(ctx context.Context, queue, id string) (DeadLetter, error) {
+	if err := in.validateIDIn(queue, id); err != nil {
 		return DeadLetter{}, err
 	}
 	type found struct {
 		rec protocol.DeadRecord
 		ok  bool
 	}
-	f, err := within(c, ctx, func(ctx context.Context) (found, error) {
-		rec, ok, err := protocol.DeadLetter(ctx, c.rdb, c.keys(queue), id)
+	f, err := within(in.c, ctx, func(ctx context.Context) (found, error) {
+		rec, ok, err := protocol.DeadLetter(ctx, in.c.rdb, in.c.keys(queue), id)
 		return found{rec, ok}, err
 	})
 	if err != nil {
@@ -116,7 +116,7 @@ func (c *Client) DeadLetter(ctx context.Context, queue, id string) (DeadLetter, 
 	if !f.ok {
 		return DeadLetter{}, fmt.Errorf("%w: %q in %q", ErrNoDeadLetter, id, queue)
 	}
-	return c.deadLetter(f.rec), nil
+	return in.deadLetter(f.rec), nil
 }
 
 // RequeueDeadLetter enqueues the dead letter of message id again as a fresh
@@ -124,12 +124,12 @@ func (c *Client) DeadLetter(ctx context.Context, queue, id string) (DeadLetter, 
 // lock time kept), and deletes the dead letter. It answers ErrNoDeadLetter
 // when there is none, and ErrAlreadyQueued, changing nothing, when the
 // queue holds a message of that id already.
-func (c *Client) RequeueDeadLetter(ctx context.Context, queue, id string) error {
-	if err := c.validateIDIn(queue, id); err != nil {
+func (in *Inspector) RequeueDeadLetter(ctx context.Context, queue, id string) error {
+	if err := in.validateIDIn(queue, id); err != nil {
 		return err
 	}
-	codes, err := within(c, ctx, func(ctx context.Context) ([]protocol.Code, error) {
-		return protocol.RequeueDead(ctx, c.rdb, c.keys(queue), []string{id})
+	codes, err := within(in.c, ctx, func(ctx context.Context) ([]protocol.Code, error) {
+		return protocol.RequeueDead(ctx, in.c.rdb, in.c.keys(queue), []string{id})
 	})
 	if err != nil {
 		return fmt.Errorf("mq: requeue dead letter %q of %q: %w", id, queue, redisError(err))
@@ -154,14 +154,14 @@ const deadBatch = 100
 // requeued and how many stay because the queue holds a message of their
 // id. progress, when not nil, is called after each call with the counts so
 // far.
-func (c *Client) RequeueDeadLetters(ctx context.Context, queue string, progress func(requeued, kept int)) (requeued, kept int, err error) {
+func (in *Inspector) RequeueDeadLetters(ctx context.Context, queue string, progress func(requeued, kept int)) (requeued, kept int, err error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return 0, 0, err
 	}
-	ks := c.keys(queue)
+	ks := in.c.keys(queue)
 	for {
-		ids, err := within(c, ctx, func(ctx context.Context) ([]string, error) {
-			return protocol.DeadIDs(ctx, c.rdb, ks, kept, deadBatch)
+		ids, err := within(in.c, ctx, func(ctx context.Context) ([]string, error) {
+			return protocol.DeadIDs(ctx, in.c.rdb, ks, kept, deadBatch)
 		})
 		if err != nil {
 			return requeued, kept, fmt.Errorf("mq: requeue dead letters of %q: %w", queue, redisError(err))
@@ -169,8 +169,8 @@ func (c *Client) RequeueDeadLetters(ctx context.Context, queue string, progress 
 		if len(ids) == 0 {
 			return requeued, kept, nil
 		}
-		codes, err := within(c, ctx, func(ctx context.Context) ([]protocol.Code, error) {
-			return protocol.RequeueDead(ctx, c.rdb, ks, ids)
+		codes, err := within(in.c, ctx, func(ctx context.Context) ([]protocol.Code, error) {
+			return protocol.RequeueDead(ctx, in.c.rdb, ks, ids)
 		})
 		if err != nil {
 			return requeued, kept, fmt.Errorf("mq: requeue dead letters of %q: %w", queue, redisError(err))
@@ -191,12 +191,12 @@ func (c *Client) RequeueDeadLetters(ctx context.Context, queue string, progress 
 
 // DeleteDeadLetter deletes the dead letter of message id and answers
 // whether there was one.
-func (c *Client) DeleteDeadLetter(ctx context.Context, queue, id string) (bool, error) {
-	if err := c.validateIDIn(queue, id); err != nil {
+func (in *Inspector) DeleteDeadLetter(ctx context.Context, queue, id string) (bool, error) {
+	if err := in.validateIDIn(queue, id); err != nil {
 		return false, err
 	}
-	ok, err := within(c, ctx, func(ctx context.Context) ([]bool, error) {
-		return protocol.DeleteDead(ctx, c.rdb, c.keys(queue), []string{id})
+	ok, err := within(in.c, ctx, func(ctx context.Context) ([]bool, error) {
+		return protocol.DeleteDead(ctx, in.c.rdb, in.c.keys(queue), []string{id})
 	})
 	if err != nil {
 		return false, fmt.Errorf("mq: delete dead letter %q of %q: %w", id, queue, redisError(err))
@@ -207,12 +207,12 @@ func (c *Client) DeleteDeadLetter(ctx context.Context, queue, id string) (bool, 
 // DeleteDeadLetters deletes every dead letter of queue in one call (Redis
 // frees their memory in the background), and answers how many there
 // were.
-func (c *Client) DeleteDeadLetters(ctx context.Context, queue string) (int64, error) {
+func (in *Inspector) DeleteDeadLetters(ctx context.Context, queue string) (int64, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return 0, err
 	}
-	n, err := within(c, ctx, func(ctx context.Context) (int64, error) {
-		return protocol.DeleteAllDead(ctx, c.rdb, c.keys(queue))
+	n, err := within(in.c, ctx, func(ctx context.Context) (int64, error) {
+		return protocol.DeleteAllDead(ctx, in.c.rdb, in.c.keys(queue))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("mq: delete dead letters of %q: %w", queue, redisError(err))
@@ -220,7 +220,7 @@ func (c *Client) DeleteDeadLetters(ctx context.Context, queue string) (int64, er
 	return n, nil
 }
 
-func (c *Client) validateIDIn(queue, id string) error {
+func (in *Inspector) validateIDIn(queue, id string) error {
 	if err := ValidateQueueName(queue); err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func Example() {
 	if err := worker.Stop(ctx); err != nil {
 		panic(err)
 	}
-	status, _ := client.MessageStatus(ctx, "emails", "welcome-ada")
+	status, _ := client.Inspector().MessageStatus(ctx, "emails", "welcome-ada")
 	fmt.Println("status:", status)
 	// Output:
 	// enqueued: welcome-ada added
@@ -105,7 +105,7 @@ func ExampleClient_EnqueueMany() {
 	for _, r := range results {
 		fmt.Println(r.MessageID, r.Action, r.Refused)
 	}
-	size, _ := client.QueueSize(ctx, "thumbnails")
+	size, _ := client.Inspector().QueueSize(ctx, "thumbnails")
 	fmt.Println("queue size:", size)
 	// Output:
 	// a added <nil>
@@ -145,7 +145,7 @@ func ExampleRetry() {
 }
 
 // QueueContent lists every message, for debugging.
-func ExampleClient_QueueContent() {
+func ExampleInspector_QueueContent() {
 	ctx := context.Background()
 	rdb, done := newRedis()
 	defer done()
@@ -153,11 +153,11 @@ func ExampleClient_QueueContent() {
 	_, _ = client.Enqueue(ctx, "jobs", "now", &mq.EnqueueOptions{MessageID: "j1"})
 	_, _ = client.Enqueue(ctx, "jobs", "later", &mq.EnqueueOptions{MessageID: "j2", InitialBackoff: time.Hour})
 
-	content, _ := client.QueueContent(ctx, "jobs")
+	content, _ := client.Inspector().QueueContent(ctx, "jobs")
 	for _, m := range content {
 		fmt.Println(m.ID, m.Value, m.Status, m.Backoff > 50*time.Minute)
 	}
-	names, _ := client.QueueNames(ctx, "*")
+	names, _ := client.Inspector().QueueNames(ctx, "*")
 	fmt.Println(names)
 	// Output:
 	// j1 now queued false

@@ -152,8 +152,9 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Client enqueues messages and inspects and administers queues. It is safe
-// for concurrent use; create one per Redis and share it.
+// Client enqueues messages and runs workers; its [Inspector] reads and
+// administers the queues. It is safe for concurrent use; create one per
+// Redis and share it.
 type Client struct {
 	rdb redis.UniversalClient
 	cfg Config
@@ -173,6 +174,8 @@ type Client struct {
 	// hub lets the client's sleeping workers share one blocking call
 	// (hub.go); nil in cluster mode.
 	hub *sleepHub
+
+	inspector *Inspector
 }
 
 // New returns a client that uses rdb, which may be a *redis.Client,
@@ -191,6 +194,7 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 	}
 	client := &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb), keepsDeadlines: keepsDeadlines(rdb)}
 	client.hub = newSleepHub(client)
+	client.inspector = &Inspector{c: client}
 	return client, nil
 }
 

@@ -52,14 +52,14 @@ func (s Status) String() string {
 }
 
 // MessageStatus returns the status of the message with the given id.
-func (c *Client) MessageStatus(ctx context.Context, queue, id string) (Status, error) {
+func (in *Inspector) MessageStatus(ctx context.Context, queue, id string) (Status, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return "", err
 	}
 	if err := validateMessageID(id); err != nil {
 		return "", err
 	}
-	_, infos, err := c.messageInfos(ctx, queue, []string{id})
+	_, infos, err := in.messageInfos(ctx, queue, []string{id})
 	if err != nil {
 		return "", err
 	}
@@ -68,13 +68,13 @@ func (c *Client) MessageStatus(ctx context.Context, queue, id string) (Status, e
 
 // messageInfos reads the status of each message of ids, in one script
 // call, answering the server's time (Unix ms) and one entry per id.
-func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (int64, []protocol.StatusInfo, error) {
+func (in *Inspector) messageInfos(ctx context.Context, queue string, ids []string) (int64, []protocol.StatusInfo, error) {
 	type answer struct {
 		now   int64
 		infos []protocol.StatusInfo
 	}
-	a, err := within(c, ctx, func(ctx context.Context) (answer, error) {
-		now, infos, err := protocol.MessageStatuses(ctx, c.rdb, c.keys(queue), ids)
+	a, err := within(in.c, ctx, func(ctx context.Context) (answer, error) {
+		now, infos, err := protocol.MessageStatuses(ctx, in.c.rdb, in.c.keys(queue), ids)
 		return answer{now, infos}, err
 	})
 	if err != nil {
@@ -113,12 +113,12 @@ type QueueCounts struct {
 }
 
 // QueueCounts returns the queue's counts in one round trip.
-func (c *Client) QueueCounts(ctx context.Context, queue string) (QueueCounts, error) {
+func (in *Inspector) QueueCounts(ctx context.Context, queue string) (QueueCounts, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return QueueCounts{}, err
 	}
-	n, err := within(c, ctx, func(ctx context.Context) (protocol.Counts, error) {
-		return protocol.QueueCounts(ctx, c.rdb, c.keys(queue))
+	n, err := within(in.c, ctx, func(ctx context.Context) (protocol.Counts, error) {
+		return protocol.QueueCounts(ctx, in.c.rdb, in.c.keys(queue))
 	})
 	if err != nil {
 		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
@@ -129,8 +129,8 @@ func (c *Client) QueueCounts(ctx context.Context, queue string) (QueueCounts, er
 
 // QueueSize returns the approximate number of messages waiting for a
 // handler, in O(1): QueueCounts's Queued.
-func (c *Client) QueueSize(ctx context.Context, queue string) (int64, error) {
-	s, err := c.QueueCounts(ctx, queue)
+func (in *Inspector) QueueSize(ctx context.Context, queue string) (int64, error) {
+	s, err := in.QueueCounts(ctx, queue)
 	return s.Queued, err
 }
 
@@ -162,15 +162,15 @@ const contentPage = 500
 // O(n) and meant for debugging; it reads the queue page by page, so it does
 // not block Redis, and a message that changes meanwhile may be missed or
 // seen in a later state.
-func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo, error) {
+func (in *Inspector) QueueContent(ctx context.Context, queue string) ([]MessageInfo, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return nil, err
 	}
 	var out []MessageInfo
 	var cursor uint64
 	for {
-		page, err := within(c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
-			cmd := c.rdb.HScan(ctx, c.key(queue, keys.Messages), cursor, "*", contentPage)
+		page, err := within(in.c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
+			cmd := in.c.rdb.HScan(ctx, in.c.key(queue, keys.Messages), cursor, "*", contentPage)
 			return cmd, cmd.Err()
 		})
 		if err != nil {
@@ -186,12 +186,12 @@ func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo,
 			data[kvs[i]] = kvs[i+1]
 		}
 		if len(ids) > 0 {
-			now, infos, err := c.messageInfos(ctx, queue, ids)
+			now, infos, err := in.messageInfos(ctx, queue, ids)
 			if err != nil {
 				return nil, err
 			}
 			for i, id := range ids {
-				if m, ok := c.messageInfo(id, data[id], infos[i], now); ok {
+				if m, ok := in.messageInfo(id, data[id], infos[i], now); ok {
 					out = append(out, m)
 				}
 			}
@@ -218,13 +218,13 @@ func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo,
 // holds an entry for every message. Keys of other applications that merely
 // look like a messages key are left out, and so left alone by
 // ClearAllQueues.
-func (c *Client) QueueNames(ctx context.Context, pattern string) ([]string, error) {
+func (in *Inspector) QueueNames(ctx context.Context, pattern string) ([]string, error) {
 	if pattern == "" {
 		pattern = "*"
 	}
 	found := map[string]bool{}
-	_, err := within(c, ctx, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, c.scanQueues(ctx, pattern, func(q string) { found[q] = true })
+	_, err := within(in.c, ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, in.scanQueues(ctx, pattern, func(q string) { found[q] = true })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mq: queue names: %w", err)
@@ -249,8 +249,8 @@ const scanPage = 1000
 // HLEN of each candidate's udts hash, which a queue with messages never
 // lacks. On a cluster the pipeline goes through the cluster client, which
 // sends each key to the node that holds it now.
-func (c *Client) scanQueues(ctx context.Context, pattern string, fn func(string)) error {
-	match := keys.MessagesPattern(pattern, c.cfg.Cluster)
+func (in *Inspector) scanQueues(ctx context.Context, pattern string, fn func(string)) error {
+	match := keys.MessagesPattern(pattern, in.c.cfg.Cluster)
 	var mu sync.Mutex
 	scanNode := func(ctx context.Context, node redis.Cmdable) error {
 		var cursor uint64
@@ -259,7 +259,7 @@ func (c *Client) scanQueues(ctx context.Context, pattern string, fn func(string)
 			if err != nil {
 				return err
 			}
-			names, err := c.realQueues(ctx, page)
+			names, err := in.realQueues(ctx, page)
 			if err != nil {
 				return err
 			}
@@ -280,13 +280,13 @@ func (c *Client) scanQueues(ctx context.Context, pattern string, fn func(string)
 		}{{keys.DeadIndex, "zset"}, {keys.Paused, "string"}} {
 			cursor = 0
 			for {
-				page, next, err := node.ScanType(ctx, cursor, keys.Pattern(pattern, c.cfg.Cluster, k.i), scanPage, k.typ).Result()
+				page, next, err := node.ScanType(ctx, cursor, keys.Pattern(pattern, in.c.cfg.Cluster, k.i), scanPage, k.typ).Result()
 				if err != nil {
 					return err
 				}
 				mu.Lock()
 				for _, key := range page {
-					if q, ok := keys.QueueFromKey(key, c.cfg.Cluster, k.i); ok && ValidateQueueName(q) == nil {
+					if q, ok := keys.QueueFromKey(key, in.c.cfg.Cluster, k.i); ok && ValidateQueueName(q) == nil {
 						fn(q)
 					}
 				}
@@ -298,21 +298,21 @@ func (c *Client) scanQueues(ctx context.Context, pattern string, fn func(string)
 		}
 		return nil
 	}
-	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+	if cc, ok := in.c.rdb.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 			return scanNode(ctx, node)
 		})
 	}
-	return scanNode(ctx, c.rdb)
+	return scanNode(ctx, in.c.rdb)
 }
 
 // realQueues answers the names of the queues whose messages hashes are
 // among msgKeys: keys of the client's layout, under valid names, whose
 // udts is a hash that is not empty.
-func (c *Client) realQueues(ctx context.Context, msgKeys []string) ([]string, error) {
+func (in *Inspector) realQueues(ctx context.Context, msgKeys []string) ([]string, error) {
 	var names []string
 	for _, k := range msgKeys {
-		q, ok := keys.QueueFromMessagesKey(k, c.cfg.Cluster)
+		q, ok := keys.QueueFromMessagesKey(k, in.c.cfg.Cluster)
 		if ok && ValidateQueueName(q) == nil {
 			names = append(names, q)
 		}
@@ -322,9 +322,9 @@ func (c *Client) realQueues(ctx context.Context, msgKeys []string) ([]string, er
 	}
 	udts := make([]*redis.IntCmd, len(names))
 	// Errors stay on each command: a WRONGTYPE only rules out its key.
-	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = in.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, q := range names {
-			udts[i] = p.HLen(ctx, keys.Key(q, c.cfg.Cluster, keys.UDTs))
+			udts[i] = p.HLen(ctx, keys.Key(q, in.c.cfg.Cluster, keys.UDTs))
 		}
 		return nil
 	})
@@ -351,33 +351,33 @@ func isWrongType(err error) bool {
 
 // ClearQueues deletes every key of the named queues, for good, and returns
 // the names of those that held anything.
-func (c *Client) ClearQueues(ctx context.Context, queues ...string) ([]string, error) {
+func (in *Inspector) ClearQueues(ctx context.Context, queues ...string) ([]string, error) {
 	for _, q := range queues {
 		if err := ValidateQueueName(q); err != nil {
 			return nil, err
 		}
 	}
-	return c.clear(ctx, queues)
+	return in.clear(ctx, queues)
 }
 
 // ClearAllQueues deletes every key of every queue that QueueNames finds, for
 // good, and returns their names.
-func (c *Client) ClearAllQueues(ctx context.Context) ([]string, error) {
-	names, err := c.QueueNames(ctx, "*")
+func (in *Inspector) ClearAllQueues(ctx context.Context) ([]string, error) {
+	names, err := in.QueueNames(ctx, "*")
 	if err != nil {
 		return nil, err
 	}
-	return c.clear(ctx, names)
+	return in.clear(ctx, names)
 }
 
-func (c *Client) clear(ctx context.Context, queues []string) ([]string, error) {
+func (in *Inspector) clear(ctx context.Context, queues []string) ([]string, error) {
 	cmds := make([]*redis.IntCmd, len(queues))
-	_, err := within(c, ctx, func(ctx context.Context) ([]redis.Cmder, error) {
-		return c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := within(in.c, ctx, func(ctx context.Context) ([]redis.Cmder, error) {
+		return in.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, q := range queues {
 				// Not the cached key list: names found by scanning need
 				// not stay in the cache.
-				cmds[i] = p.Del(ctx, keys.All(q, c.cfg.Cluster)...)
+				cmds[i] = p.Del(ctx, keys.All(q, in.c.cfg.Cluster)...)
 			}
 			return nil
 		})
@@ -397,7 +397,7 @@ func (c *Client) clear(ctx context.Context, queues []string) ([]string, error) {
 // messageInfo is what queue content shows of message id, stored as data,
 // by its status info at server time now; false when it was collected
 // since a scan read it.
-func (c *Client) messageInfo(id, data string, info protocol.StatusInfo, now int64) (MessageInfo, bool) {
+func (in *Inspector) messageInfo(id, data string, info protocol.StatusInfo, now int64) (MessageInfo, bool) {
 	if Status(info.Status) == StatusNone {
 		return MessageInfo{}, false
 	}
@@ -413,6 +413,6 @@ func (c *Client) messageInfo(id, data string, info protocol.StatusInfo, now int6
 	if info.FirstEnqueued > 0 {
 		m.Age = time.Duration(now-info.FirstEnqueued) * time.Millisecond
 	}
-	m.DecodeErr = decode(c.cfg.Codec, m.Data, &m.Value)
+	m.DecodeErr = decode(in.c.cfg.Codec, m.Data, &m.Value)
 	return m, true
 }

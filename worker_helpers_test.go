@@ -55,7 +55,7 @@ func next(t *testing.T, calls <-chan handling) handling {
 
 func statusOf(t *testing.T, c *Client, q, id string) Status {
 	t.Helper()
-	st, err := c.MessageStatus(context.Background(), q, id)
+	st, err := c.Inspector().MessageStatus(context.Background(), q, id)
 	require.NoError(t, err)
 	return st
 }

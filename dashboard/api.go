@@ -144,7 +144,7 @@ func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	page, err := h.client.QueueMessages(ctx, queue, q.Get("cursor"), limit)
+	page, err := h.client.Inspector().QueueMessages(ctx, queue, q.Get("cursor"), limit)
 	if err != nil {
 		status := http.StatusBadGateway
 		if isBadInput(err) {

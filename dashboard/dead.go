@@ -67,7 +67,7 @@ func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	total, letters, err := h.client.DeadLetters(ctx, queue, offset, limit)
+	total, letters, err := h.client.Inspector().DeadLetters(ctx, queue, offset, limit)
 	if err != nil {
 		status := http.StatusBadGateway
 		if isBadInput(err) {
@@ -123,14 +123,14 @@ func (h *handler) requeueDead(ctx context.Context, b actionBody) (actionResult, 
 		return actionResult{}, err
 	}
 	if b.All {
-		requeued, kept, err := h.client.RequeueDeadLetters(ctx, b.Queue, nil)
+		requeued, kept, err := h.client.Inspector().RequeueDeadLetters(ctx, b.Queue, nil)
 		res := actionResult{Changed: requeued > 0, Count: int64(requeued), Kept: int64(kept)}
 		if err != nil {
 			return res, fmt.Errorf("after %d requeued: %w", requeued, err)
 		}
 		return res, nil
 	}
-	switch err := h.client.RequeueDeadLetter(ctx, b.Queue, b.ID); {
+	switch err := h.client.Inspector().RequeueDeadLetter(ctx, b.Queue, b.ID); {
 	case errors.Is(err, mq.ErrNoDeadLetter):
 		return actionResult{}, nil
 	case err != nil:
@@ -145,10 +145,10 @@ func (h *handler) deleteDead(ctx context.Context, b actionBody) (actionResult, e
 		return actionResult{}, err
 	}
 	if b.All {
-		n, err := h.client.DeleteDeadLetters(ctx, b.Queue)
+		n, err := h.client.Inspector().DeleteDeadLetters(ctx, b.Queue)
 		return actionResult{Changed: n > 0, Count: n}, err
 	}
-	ok, err := h.client.DeleteDeadLetter(ctx, b.Queue, b.ID)
+	ok, err := h.client.Inspector().DeleteDeadLetter(ctx, b.Queue, b.ID)
 	res := actionResult{Changed: ok}
 	if ok {
 		res.Count = 1

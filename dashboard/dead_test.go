@@ -110,7 +110,7 @@ func TestDeadLetterActions(t *testing.T) {
 	srv := serve(t, c, Options{AllowActions: true})
 	isDead := func(id string) bool {
 		t.Helper()
-		_, err := c.DeadLetter(ctx, "q", id)
+		_, err := c.Inspector().DeadLetter(ctx, "q", id)
 		if err != nil && !errors.Is(err, mq.ErrNoDeadLetter) {
 			t.Fatal(err)
 		}
@@ -118,7 +118,7 @@ func TestDeadLetterActions(t *testing.T) {
 	}
 	status := func(id string) mq.Status {
 		t.Helper()
-		st, err := c.MessageStatus(ctx, "q", id)
+		st, err := c.Inspector().MessageStatus(ctx, "q", id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +191,7 @@ func TestDeadLetterActions(t *testing.T) {
 	if r := act("delete", `{"queue":"q","all":true}`, http.StatusOK); r != (actionResult{Changed: true, Count: 1}) {
 		t.Errorf("delete all: %+v", r)
 	}
-	n, err := c.QueueCounts(ctx, "q")
+	n, err := c.Inspector().QueueCounts(ctx, "q")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func TestOverview(t *testing.T) {
 
 	// The counts follow the queue; within an interval the last sample is
 	// replaced by the latest reading.
-	if _, err := c.DeleteMessage(context.Background(), "emails", "done-0"); err != nil {
+	if _, err := c.Inspector().DeleteMessage(context.Background(), "emails", "done-0"); err != nil {
 		t.Fatal(err)
 	}
 	q = findQueue(t, overviewOf(t, srv), "emails")
@@ -212,7 +212,7 @@ func TestReadOnly(t *testing.T) {
 			t.Errorf("%s: %d %s", path, code, body)
 		}
 	}
-	n, err := c.QueueCounts(ctx, "q")
+	n, err := c.Inspector().QueueCounts(ctx, "q")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestActionsCSRF(t *testing.T) {
 	}
 	srv := serve(t, c, Options{AllowActions: true})
 	paused := func() bool {
-		n, err := c.QueueCounts(ctx, "q")
+		n, err := c.Inspector().QueueCounts(ctx, "q")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +272,7 @@ func TestActionsCSRF(t *testing.T) {
 	if code != http.StatusOK || !decodeJSON[actionResult](t, resp).Changed {
 		t.Fatalf("delete: %d %s", code, resp)
 	}
-	if st, _ := c.MessageStatus(ctx, "q", "a"); st != mq.StatusNone {
+	if st, _ := c.Inspector().MessageStatus(ctx, "q", "a"); st != mq.StatusNone {
 		t.Fatalf("deleted message: %s", st)
 	}
 	for name, b := range map[string]string{"bad queue": `{"queue":"a*"}`, "not JSON": `queue=q`, "unknown field": `{"queue":"q","x":1}`} {
@@ -342,7 +342,7 @@ func TestCluster(t *testing.T) {
 	if code, body := post(t, srv, "/mq/api/pause", `{"queue":"orders"}`, nil); code != http.StatusOK {
 		t.Fatalf("cluster pause: %d %s", code, body)
 	}
-	if n, err := c.QueueCounts(ctx, "orders"); err != nil || !n.Paused {
+	if n, err := c.Inspector().QueueCounts(ctx, "orders"); err != nil || !n.Paused {
 		t.Fatalf("cluster queue not paused: %+v %v", n, err)
 	}
 }

@@ -48,7 +48,7 @@ func (h *handler) workers(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	live, err := h.client.Workers(ctx, q)
+	live, err := h.client.Inspector().Workers(ctx, q)
 	if err != nil {
 		h.log.ErrorContext(ctx, "live workers", "queue", q, "error", err)
 		writeError(w, http.StatusBadGateway, err.Error())

@@ -118,7 +118,7 @@ the --offset of the next page.`,
 				return usageErrorf("--offset must not be negative")
 			}
 			queue := args[0]
-			total, page, err := c.DeadLetters(ctx, queue, offset, limit)
+			total, page, err := c.Inspector().DeadLetters(ctx, queue, offset, limit)
 			if err != nil {
 				return err
 			}
@@ -186,7 +186,7 @@ A dead letter that is not there exits with code 3.`,
 		Args: args(2, 2, "QUEUE ID"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			queue, id := args[0], args[1]
-			d, err := c.DeadLetter(ctx, queue, id)
+			d, err := c.Inspector().DeadLetter(ctx, queue, id)
 			if errors.Is(err, mq.ErrNoDeadLetter) {
 				return &exitError{code: exitNotFound, err: fmt.Errorf("no dead letter %s in queue %s", strconv.Quote(id), strconv.Quote(queue))}
 			} else if err != nil {
@@ -266,7 +266,7 @@ kept because the queue holds its id; the others are requeued all the same.`,
 			}
 			v := deadChangeView{Queue: queue, Results: []deadResult{}}
 			for _, id := range args[1:] {
-				err := c.RequeueDeadLetter(ctx, queue, id)
+				err := c.Inspector().RequeueDeadLetter(ctx, queue, id)
 				res := "requeued"
 				switch {
 				case err == nil:
@@ -295,7 +295,7 @@ kept because the queue holds its id; the others are requeued all the same.`,
 
 // requeueAll requeues every dead letter of queue, after asking.
 func (a *app) requeueAll(ctx context.Context, c *mq.Client, queue string, yes bool) error {
-	total, _, err := c.DeadLetters(ctx, queue, 0, 0)
+	total, _, err := c.Inspector().DeadLetters(ctx, queue, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -311,7 +311,7 @@ func (a *app) requeueAll(ctx context.Context, c *mq.Client, queue string, yes bo
 	}
 	p := a.newProgress("requeued", int(total))
 	defer p.end()
-	v.Requeued, v.Kept, err = c.RequeueDeadLetters(ctx, queue, func(requeued, kept int) {
+	v.Requeued, v.Kept, err = c.Inspector().RequeueDeadLetters(ctx, queue, func(requeued, kept int) {
 		detail := ""
 		if kept > 0 {
 			detail = fmt.Sprintf("%d kept", kept)
@@ -342,7 +342,7 @@ code 3; the others are deleted all the same.`,
 			queue := args[0]
 			v := deadChangeView{Queue: queue}
 			if all {
-				total, _, err := c.DeadLetters(ctx, queue, 0, 0)
+				total, _, err := c.Inspector().DeadLetters(ctx, queue, 0, 0)
 				if err != nil {
 					return err
 				}
@@ -353,7 +353,7 @@ code 3; the others are deleted all the same.`,
 					} else if !ok {
 						return notConfirmed()
 					}
-					n, err := c.DeleteDeadLetters(ctx, queue)
+					n, err := c.Inspector().DeleteDeadLetters(ctx, queue)
 					if err != nil {
 						return err
 					}
@@ -363,7 +363,7 @@ code 3; the others are deleted all the same.`,
 			}
 			v.Results = []deadResult{}
 			for _, id := range args[1:] {
-				deleted, err := c.DeleteDeadLetter(ctx, queue, id)
+				deleted, err := c.Inspector().DeleteDeadLetter(ctx, queue, id)
 				if err != nil {
 					return fmt.Errorf("after deleting %d of %d: %w", v.Deleted, len(args)-1, err)
 				}

@@ -29,7 +29,7 @@ A message not in the queue exits with code 3.`,
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			queue, id := args[0], args[1]
 			// The library checks the names, as for every other command.
-			if _, err := c.MessageStatus(ctx, queue, id); err != nil {
+			if _, err := c.Inspector().MessageStatus(ctx, queue, id); err != nil {
 				return err
 			}
 			views, err := a.reader().views(ctx, queue, []string{id}, nil)

@@ -53,7 +53,7 @@ Queues are found with SCAN (on every master of a cluster), never KEYS.`,
 			}
 			views := make([]queueView, 0, len(names))
 			for _, q := range names {
-				counts, err := c.QueueCounts(ctx, q)
+				counts, err := c.Inspector().QueueCounts(ctx, q)
 				if err != nil {
 					return err
 				}

@@ -47,11 +47,11 @@ the next page.`,
 				return usageErrorf("--limit must be from 1 to %d", maxLimit)
 			}
 			queue := args[0]
-			counts, err := c.QueueCounts(ctx, queue)
+			counts, err := c.Inspector().QueueCounts(ctx, queue)
 			if err != nil {
 				return err
 			}
-			page, err := c.QueueMessages(ctx, queue, cursor, limit)
+			page, err := c.Inspector().QueueMessages(ctx, queue, cursor, limit)
 			if errors.Is(err, mq.ErrInvalidOption) {
 				// The limit is checked above: only the cursor is left.
 				return usageErrorf("--cursor %q: not a cursor of a previous page", cursor)

@@ -54,7 +54,7 @@ stops; one whose process died, once its heartbeat runs out (20 seconds).
 Carmine's workers keep no heartbeat and are not listed.`,
 		Args: args(1, 1, "QUEUE"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
-			live, err := c.Workers(ctx, args[0])
+			live, err := c.Inspector().Workers(ctx, args[0])
 			if err != nil {
 				return err
 			}

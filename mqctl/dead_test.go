@@ -35,7 +35,7 @@ func buryOn(t *testing.T, rdb redis.UniversalClient, cluster bool, queue string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := client.QueueCounts(ctx, queue)
+	before, err := client.Inspector().QueueCounts(ctx, queue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func buryOn(t *testing.T, rdb redis.UniversalClient, cluster bool, queue string,
 	if err := w.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	after, err := client.QueueCounts(ctx, queue)
+	after, err := client.Inspector().QueueCounts(ctx, queue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,10 +198,10 @@ func TestDeadRequeue(t *testing.T) {
 	if r.stdout != "requeued a of q\n" {
 		t.Errorf("requeue a: %q", r.stdout)
 	}
-	if s, err := f.client.MessageStatus(ctx, "q", "a"); err != nil || s != mq.StatusQueued {
+	if s, err := f.client.Inspector().MessageStatus(ctx, "q", "a"); err != nil || s != mq.StatusQueued {
 		t.Errorf("requeued a: status %v, %v", s, err)
 	}
-	if _, err := f.client.DeadLetter(ctx, "q", "a"); !errors.Is(err, mq.ErrNoDeadLetter) {
+	if _, err := f.client.Inspector().DeadLetter(ctx, "q", "a"); !errors.Is(err, mq.ErrNoDeadLetter) {
 		t.Errorf("a's dead letter after its requeue: %v", err)
 	}
 
@@ -214,14 +214,14 @@ func TestDeadRequeue(t *testing.T) {
 	if v.Requeued != 1 || v.Kept != 1 || v.Missing != 1 || !slices.Equal(v.Results, want) {
 		t.Errorf("--json: %+v", v)
 	}
-	if s, _ := f.client.MessageStatus(ctx, "q", "b"); s != mq.StatusQueued {
+	if s, _ := f.client.Inspector().MessageStatus(ctx, "q", "b"); s != mq.StatusQueued {
 		t.Errorf("b not requeued: %v", s)
 	}
 	r = f.env.fails(t, exitRefused, `1 dead letter(s) not requeued: queue "q" holds messages of their ids`, "", "dead", "requeue", "q", "c")
 	if r.stdout != "kept c: q holds a message of that id\n" {
 		t.Errorf("kept: %q", r.stdout)
 	}
-	if d, err := f.client.DeadLetter(ctx, "q", "c"); err != nil || d.Error != "bad: final" {
+	if d, err := f.client.Inspector().DeadLetter(ctx, "q", "c"); err != nil || d.Error != "bad: final" {
 		t.Errorf("c's dead letter: %+v, %v", d, err)
 	}
 }
@@ -244,7 +244,7 @@ func TestDeadRequeueAll(t *testing.T) {
 		if !strings.Contains(r.stderr, "Requeue all 150 dead letters of q? [y/N]") {
 			t.Errorf("question: %q", r.stderr)
 		}
-		if c, _ := f.client.QueueCounts(ctx, "q"); c.Dead != 150 {
+		if c, _ := f.client.Inspector().QueueCounts(ctx, "q"); c.Dead != 150 {
 			t.Fatalf("answer %q requeued: %d dead letters left", answer, c.Dead)
 		}
 	}
@@ -260,7 +260,7 @@ func TestDeadRequeueAll(t *testing.T) {
 			t.Errorf("no progress %q in stderr %q", want, r.stderr)
 		}
 	}
-	c, err := f.client.QueueCounts(ctx, "q")
+	c, err := f.client.Inspector().QueueCounts(ctx, "q")
 	if err != nil || c.Dead != 1 || c.Queued != 150 {
 		t.Errorf("after requeue --all: %+v, %v", c, err)
 	}
@@ -282,7 +282,7 @@ func TestDeadDelete(t *testing.T) {
 	ctx := context.Background()
 	f.bury(t, "q", 10, finalAll("bad"), req("a", 1), req("b", 2), req("c", 3), req("d", 4))
 	dead := func() int64 {
-		c, err := f.client.QueueCounts(ctx, "q")
+		c, err := f.client.Inspector().QueueCounts(ctx, "q")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -188,5 +188,5 @@ func (v messageView) backoff() time.Duration { return time.Duration(v.BackoffMS)
 // queueNames answers the library's QueueNames: queues with messages or
 // dead letters, or paused.
 func (a *app) queueNames(ctx context.Context, c *mq.Client, pattern string) ([]string, error) {
-	return c.QueueNames(ctx, pattern)
+	return c.Inspector().QueueNames(ctx, pattern)
 }

@@ -142,7 +142,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	queues := c.opts.Queues
 	if queues == nil {
 		var err error
-		queues, err = c.client.QueueNames(ctx, "*")
+		queues, err = c.client.Inspector().QueueNames(ctx, "*")
 		if err != nil {
 			failed = true
 			c.nameErrors.Add(1)
@@ -232,7 +232,7 @@ func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead 
 	for range min(c.opts.Concurrency, len(queues)) {
 		wg.Go(func() {
 			for i := range next {
-				reads[i].counts, reads[i].err = c.client.QueueCounts(ctx, queues[i])
+				reads[i].counts, reads[i].err = c.client.Inspector().QueueCounts(ctx, queues[i])
 			}
 		})
 	}
