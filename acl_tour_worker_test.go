@@ -109,7 +109,7 @@ func (a *aclTour) worker() error {
 		}
 		return ids
 	}
-	status := func(id string, want Status) func() (bool, error) {
+	status := func(id string, want MessageStatus) func() (bool, error) {
 		return func() (bool, error) {
 			st, err := c.Inspector().MessageStatus(ctx, q, id)
 			return st == want, err
@@ -146,7 +146,7 @@ func (a *aclTour) worker() error {
 		return err
 	}
 	d, err := c.Inspector().DeadLetter(ctx, q, "fail")
-	if err := a.check("DeadLetter", err, d.Reason == DeadFailed, d); err != nil {
+	if err := a.check("DeadLetter", err, d.Reason == OutcomeDead, d); err != nil {
 		return err
 	}
 	n, _, err := c.Inspector().RequeueDeadLetters(ctx, q, nil)

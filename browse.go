@@ -99,12 +99,12 @@ func (in *Inspector) QueueMessages(ctx context.Context, queue, cursor string, li
 	if len(ids) == 0 {
 		return out, nil
 	}
-	now, infos, err := in.messageInfos(ctx, queue, ids)
+	now, reads, err := in.readMessages(ctx, queue, "", ids)
 	if err != nil {
 		return MessagePage{}, err
 	}
 	for i, id := range ids {
-		if m, ok := in.messageInfo(id, data[id], infos[i], now); ok {
+		if m, ok := in.messageInfo(id, []byte(data[id]), reads[i], now); ok {
 			out.Messages = append(out.Messages, m)
 		}
 	}

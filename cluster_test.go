@@ -221,7 +221,7 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, w.Stop(ctx))
 		st, err = c.Inspector().MessageStatus(ctx, q, "a")
 		require.NoError(t, err)
-		require.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, st)
+		require.Contains(t, []MessageStatus{StatusDoneAwaitingGC, StatusNone}, st)
 		st, err = c.Inspector().MessageStatus(ctx, q, "b")
 		require.NoError(t, err)
 		require.Equal(t, StatusQueuedWithBackoff, st)

@@ -94,7 +94,7 @@ func TestPoisonQuarantined(t *testing.T) {
 	})
 	d, err := c.Inspector().DeadLetter(ctx, q, "poison")
 	require.NoError(t, err)
-	assert.Equal(t, DeadQuarantined, d.Reason)
+	assert.Equal(t, OutcomeQuarantined, d.Reason)
 	assert.Equal(t, int64(2), d.Attempts)
 	assert.Equal(t, StatusNone, statusOf(t, c, q, "poison"), "out of the queue")
 	assert.False(t, saw("handling:"), "the third process never handled it")

@@ -24,8 +24,9 @@ type DeadLetter struct {
 	ID string `json:"id"`
 	// Data is the message as it was stored (the codec's encoding).
 	Data []byte `json:"data"`
-	// Reason is DeadFailed or DeadQuarantined.
-	Reason string `json:"reason"`
+	// Reason is OutcomeDead (the handler failed on the last attempt, or
+	// with an error marked Final) or OutcomeQuarantined.
+	Reason Outcome `json:"reason"`
 	// Error is the last error's text (for a quarantined message, how many
 	// hand-outs had no outcome).
 	Error string `json:"error"`
@@ -42,15 +43,6 @@ type DeadLetter struct {
 	codec Codec
 }
 
-// The reasons of a dead letter.
-const (
-	// DeadFailed: the handler failed on the last attempt, or with an
-	// error marked Final.
-	DeadFailed = "failed"
-	// DeadQuarantined: handed out too many times without an outcome.
-	DeadQuarantined = "quarantined"
-)
-
 // Decode decodes the dead letter's message into v with the client's codec.
 // An error wraps ErrDecode.
 func (d *DeadLetter) Decode(v any) error { return decode(d.codec, d.Data, v) }
@@ -60,12 +52,26 @@ func (d *DeadLetter) Decode(v any) error { return decode(d.codec, d.Data, v) }
 var ErrNoDeadLetter = errors.New("mq: no such dead letter")
 
 func (in *Inspector) deadLetter(r protocol.DeadRecord) DeadLetter {
-	d := DeadLetter{ID: r.ID, Data: r.Data, Reason: r.Reason, Error: r.Error, Attempts: r.Attempts,
+	d := DeadLetter{ID: r.ID, Data: r.Data, Reason: deadReason(r.Reason), Error: r.Error, Attempts: r.Attempts,
 		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, codec: in.c.cfg.Codec}
 	if r.FirstEnqueued > 0 {
 		d.FirstEnqueued = time.UnixMilli(r.FirstEnqueued)
 	}
 	return d
+}
+
+// deadReason is the outcome a dead letter's stored reason names: "dead"
+// and "quarantined", and "failed", which versions before the Outcome type
+// stored for OutcomeDead. Another word (another program's) is kept as it
+// is.
+func deadReason(stored string) Outcome {
+	switch stored {
+	case "dead", "failed":
+		return OutcomeDead
+	case "quarantined":
+		return OutcomeQuarantined
+	}
+	return Outcome(stored)
 }
 
 // DeadLetters answers how many dead letters queue has, and up to limit of

@@ -83,7 +83,7 @@ func TestWorkerFencing(t *testing.T) {
 		waitFor(t, "B's outcome to be recorded", func() bool { return b.Stats().Counts.Succeeded == 1 })
 		st, err := c.Inspector().MessageStatus(ctx, q, mid)
 		require.NoError(t, err)
-		assert.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, st)
+		assert.Contains(t, []MessageStatus{StatusDoneAwaitingGC, StatusNone}, st)
 	})
 }
 

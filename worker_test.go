@@ -87,7 +87,7 @@ func TestWorkerRetriesThenDeadLetters(t *testing.T) {
 		require.Len(t, page, 3)
 		d, err := c.Inspector().DeadLetter(ctx, q, "e")
 		require.NoError(t, err)
-		assert.Equal(t, DeadFailed, d.Reason)
+		assert.Equal(t, OutcomeDead, d.Reason)
 		assert.Equal(t, "boom 3", d.Error)
 		assert.Equal(t, int64(3), d.Attempts)
 		var v string

@@ -22,7 +22,7 @@ var errBadAction = errors.New("bad action")
 // deadJSON is one dead letter, as the page draws it.
 type deadJSON struct {
 	ID string `json:"id"`
-	// Reason is mq.DeadFailed or mq.DeadQuarantined.
+	// Reason is mq.OutcomeDead or mq.OutcomeQuarantined.
 	Reason   string `json:"reason"`
 	Error    string `json:"error"`
 	Attempts int64  `json:"attempts"`
@@ -86,7 +86,7 @@ func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 		d := &letters[i]
 		dj := deadJSON{
 			ID:       d.ID,
-			Reason:   d.Reason,
+			Reason:   string(d.Reason),
 			Error:    d.Error,
 			Attempts: d.Attempts,
 			DiedMS:   d.Died.UnixMilli(),

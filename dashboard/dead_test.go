@@ -68,7 +68,7 @@ func TestDeadLettersAPI(t *testing.T) {
 		t.Fatalf("%d dead letters in %d pages", len(seen), pages)
 	}
 	d := seen["d3"]
-	if d.Error != "cannot handle d3" || d.Reason != mq.DeadFailed || d.Attempts != 1 || d.DiedMS <= 0 || d.FirstEnqueuedMS <= 0 ||
+	if d.Error != "cannot handle d3" || d.Reason != string(mq.OutcomeDead) || d.Attempts != 1 || d.DiedMS <= 0 || d.FirstEnqueuedMS <= 0 ||
 		d.DecodeError != "" || !strings.Contains(d.Content, `"n": 3`) || d.Size == 0 {
 		t.Errorf("dead letter d3: %+v", d)
 	}
@@ -116,7 +116,7 @@ func TestDeadLetterActions(t *testing.T) {
 		}
 		return err == nil
 	}
-	status := func(id string) mq.Status {
+	status := func(id string) mq.MessageStatus {
 		t.Helper()
 		st, err := c.Inspector().MessageStatus(ctx, "q", id)
 		if err != nil {

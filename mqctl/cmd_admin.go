@@ -132,7 +132,7 @@ standard error, a queue at a time.`,
 			queues := args
 			if all {
 				var err error
-				if queues, err = a.queueNames(ctx, c, ""); err != nil {
+				if queues, err = c.Inspector().QueueNames(ctx, ""); err != nil {
 					return err
 				}
 				if len(queues) == 0 {

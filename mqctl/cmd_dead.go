@@ -17,8 +17,9 @@ import (
 type deadView struct {
 	Queue string `json:"queue"`
 	ID    string `json:"id"`
-	// Reason is "failed" (the last attempt, or an error marked final) or
-	// "quarantined" (handed out too often without an outcome).
+	// Reason is "dead" (the last attempt, or an error marked final) or
+	// "quarantined" (handed out too often without an outcome): the
+	// library's mq.Outcome.
 	Reason string `json:"reason"`
 	// Error is the last error's text.
 	Error    string `json:"error"`
@@ -33,7 +34,7 @@ type deadView struct {
 }
 
 func newDeadView(queue string, d mq.DeadLetter) deadView {
-	v := deadView{Queue: queue, ID: d.ID, Reason: d.Reason, Error: d.Error, Attempts: d.Attempts,
+	v := deadView{Queue: queue, ID: d.ID, Reason: string(d.Reason), Error: d.Error, Attempts: d.Attempts,
 		Died: d.Died.UTC(), LockTimeMS: d.LockTime.Milliseconds(), contentView: newContent(d.Data)}
 	if !d.FirstEnqueued.IsZero() {
 		t := d.FirstEnqueued.UTC()

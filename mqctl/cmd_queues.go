@@ -47,7 +47,7 @@ Queues are found with SCAN (on every master of a cluster), never KEYS.`,
 			if len(args) == 1 {
 				pattern = args[0]
 			}
-			names, err := a.queueNames(ctx, c, pattern)
+			names, err := c.Inspector().QueueNames(ctx, pattern)
 			if err != nil {
 				return err
 			}

@@ -58,9 +58,9 @@ the next page.`,
 			} else if err != nil {
 				return err
 			}
-			msgs, err := a.reader().pageViews(ctx, queue, page.Messages)
-			if err != nil {
-				return err
+			msgs := make([]messageView, len(page.Messages))
+			for i, m := range page.Messages {
+				msgs[i] = newMessageView(queue, m)
 			}
 			v := showView{queueView: newQueueView(queue, counts), Messages: msgs, NextCursor: page.Cursor}
 			if a.json {

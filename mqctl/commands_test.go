@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
-	"github.com/gocarmine/mq/internal/keys"
 )
 
 func TestQueues(t *testing.T) {
@@ -241,11 +240,11 @@ func TestEnqueue(t *testing.T) {
 	ctx := context.Background()
 	stored := func(id string) []byte {
 		t.Helper()
-		b, err := f.rdb.HGet(ctx, keys.Key("q", false, keys.Messages), id).Bytes()
-		if err != nil {
+		m, err := f.client.Inspector().Message(ctx, "q", id)
+		if err != nil || m.Status == mq.StatusNone {
 			t.Fatalf("%s not stored: %v", id, err)
 		}
-		return b
+		return m.Data
 	}
 
 	if r := f.env.ok(t, "", "enqueue", "q", "a", "--data", `{"to":"ada","n":3,"big":18446744073709551615,"f":1.5}`); r.stdout != "added a in q\n" {
@@ -281,7 +280,7 @@ func TestEnqueue(t *testing.T) {
 	f.env.fails(t, exitFailure, "content is not one JSON value", "", "enqueue", "q", "bad", "-d", "{oops")
 	f.env.fails(t, exitFailure, "more than one value", "", "enqueue", "q", "bad", "-d", "1 2")
 	f.env.fails(t, exitFailure, "empty", "", "enqueue", "q", "bad")
-	if n, _ := f.rdb.HExists(ctx, keys.Key("q", false, keys.Messages), "bad").Result(); n {
+	if s, _ := f.client.Inspector().MessageStatus(ctx, "q", "bad"); s != mq.StatusNone {
 		t.Error("a refused content was written")
 	}
 
@@ -300,8 +299,8 @@ func TestEnqueue(t *testing.T) {
 	if s, err := f.client.Inspector().MessageStatus(ctx, "q", "later"); err != nil || s != mq.StatusQueuedWithBackoff {
 		t.Errorf("--backoff: status %v, %v", s, err)
 	}
-	if lt, err := f.rdb.HGet(ctx, keys.Key("q", false, keys.LockTimes), "later").Result(); err != nil || lt != "5000" {
-		t.Errorf("--lock-time: %q, %v", lt, err)
+	if m, err := f.client.Inspector().Message(ctx, "q", "later"); err != nil || m.LockTime != 5*time.Second {
+		t.Errorf("--lock-time: %v, %v", m.LockTime, err)
 	}
 }
 

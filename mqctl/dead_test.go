@@ -132,7 +132,7 @@ func TestDeadList(t *testing.T) {
 		t.Fatalf("page at offset 2: %+v", v)
 	}
 	c := v.DeadLetters[0]
-	if c.Reason != mq.DeadFailed || c.Error != "timeout" || c.Attempts != 2 || fmt.Sprint(c.Content) != "[1 x]" ||
+	if c.Reason != string(mq.OutcomeDead) || c.Error != "timeout" || c.Attempts != 2 || fmt.Sprint(c.Content) != "[1 x]" ||
 		c.FirstEnqueued == nil || c.Died.Before(*c.FirstEnqueued) || c.Queue != "jobs" {
 		t.Errorf("c: %+v", c)
 	}
@@ -146,7 +146,7 @@ func TestDeadList(t *testing.T) {
 	// The JSON field names are the stable interface for scripts.
 	r = f.env.ok(t, "", "dead", "list", "jobs", "--json", "--limit", "1")
 	for _, name := range []string{`"total": 5`, `"offset": 0`, `"next_offset": 1`, `"dead_letters": [`, `"id": "e"`,
-		`"reason": "failed"`, `"error": "bad: final"`, `"attempts": 1`, `"first_enqueued": "`, `"died": "`, `"lock_time_ms": 0`, `"content": 5`} {
+		`"reason": "dead"`, `"error": "bad: final"`, `"attempts": 1`, `"first_enqueued": "`, `"died": "`, `"lock_time_ms": 0`, `"content": 5`} {
 		if !strings.Contains(r.stdout, name) {
 			t.Errorf("dead list --json: no %s in\n%s", name, r.stdout)
 		}

@@ -15,9 +15,9 @@ type DeadRecord struct {
 	ID string
 	// Data is the message as it was stored.
 	Data []byte
-	// Reason is "failed" (an error outcome after the last attempt, or one
-	// marked final) or "quarantined" (handed out too often without an
-	// outcome).
+	// Reason is "dead" (an error outcome after the last attempt, or one
+	// marked final; "failed" before) or "quarantined" (handed out too
+	// often without an outcome).
 	Reason string
 	// Error is the last error's text.
 	Error string
