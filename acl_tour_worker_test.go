@@ -140,8 +140,8 @@ func (a *aclTour) worker() error {
 	// The failed message's dead letter: listed, read, requeued (it fails
 	// again), deleted.
 	if err := a.wait("the dead letter", func() (bool, error) {
-		n, _, err := c.Inspector().DeadLetters(ctx, q, 0, 10)
-		return n == 1, err
+		p, err := c.Inspector().DeadLetters(ctx, q, "", 10)
+		return len(p.Items) == 1, err
 	}); err != nil {
 		return err
 	}
@@ -154,8 +154,8 @@ func (a *aclTour) worker() error {
 		return err
 	}
 	if err := a.wait("the requeued dead letter failing again", func() (bool, error) {
-		n, _, err := c.Inspector().DeadLetters(ctx, q, 0, 10)
-		return n == 1, err
+		p, err := c.Inspector().DeadLetters(ctx, q, "", 10)
+		return len(p.Items) == 1, err
 	}); err != nil {
 		return err
 	}

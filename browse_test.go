@@ -21,9 +21,9 @@ func browseAll(t *testing.T, c *Client, q string, limit int) (map[string]int, []
 	for range 10000 {
 		page, err := c.Inspector().QueueMessages(context.Background(), q, cursor, limit)
 		require.NoError(t, err)
-		require.LessOrEqual(t, len(page.Messages), limit, "a page is at most limit long")
-		sizes = append(sizes, len(page.Messages))
-		for _, m := range page.Messages {
+		require.LessOrEqual(t, len(page.Items), limit, "a page is at most limit long")
+		sizes = append(sizes, len(page.Items))
+		for _, m := range page.Items {
 			seen[m.ID]++
 		}
 		if cursor = page.Cursor; cursor == "" {
@@ -65,7 +65,7 @@ func TestQueueMessages(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, page.Cursor, "the default page holds the whole small queue")
 		byID := map[string]MessageInfo{}
-		for _, m := range page.Messages {
+		for _, m := range page.Items {
 			byID[m.ID] = m
 		}
 		require.Len(t, byID, 9)
@@ -112,6 +112,6 @@ func TestQueueMessages(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidQueueName)
 		empty, err := c.Inspector().QueueMessages(ctx, queueName(t)+":none", "", 10)
 		require.NoError(t, err)
-		assert.Equal(t, MessagePage{Messages: []MessageInfo{}}, empty)
+		assert.Equal(t, Page[MessageInfo]{Items: []MessageInfo{}}, empty)
 	})
 }

@@ -2,8 +2,11 @@ package mq
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gocarmine/mq/internal/protocol"
@@ -74,32 +77,76 @@ func deadReason(stored string) Outcome {
 	return Outcome(stored)
 }
 
-// DeadLetters answers how many dead letters queue has, and up to limit of
-// them, newest first, skipping the offset newest: a page. A page costs
-// O(log n + limit), however many there are.
-func (in *Inspector) DeadLetters(ctx context.Context, queue string, offset, limit int) (int64, []DeadLetter, error) {
+// DeadLetters returns one page of queue's dead letters, newest first (by
+// the time they died, then by id). cursor is "" for the first page, then
+// the Cursor of the page before; limit is the page size (DefaultPageSize
+// when 0 or less, at most MaxPageSize). A page costs one script call of
+// O(log n + limit), however many letters there are.
+//
+// The cursor holds the place of the page's last letter, not a count, so
+// letters that die while a listing goes on (they are newer) do not shift
+// it: no letter is seen twice, and none that stays is skipped, even when
+// the cursor's own letter was requeued or deleted meanwhile. Their number
+// is QueueCounts' Dead.
+func (in *Inspector) DeadLetters(ctx context.Context, queue, cursor string, limit int) (Page[DeadLetter], error) {
 	if err := ValidateQueueName(queue); err != nil {
-		return 0, nil, err
+		return Page[DeadLetter]{}, err
 	}
-	if offset < 0 || limit < 0 {
-		return 0, nil, fmt.Errorf("%w: offset %d and limit %d must not be negative", ErrInvalidOption, offset, limit)
+	died, after, err := parseDeadCursor(cursor)
+	if err != nil {
+		return Page[DeadLetter]{}, err
 	}
-	type page struct {
-		total int64
-		recs  []protocol.DeadRecord
-	}
-	p, err := within(in.c, ctx, func(ctx context.Context) (page, error) {
-		total, recs, err := protocol.DeadLetters(ctx, in.c.rdb, in.c.keys(queue), offset, limit)
-		return page{total, recs}, err
+	limit = pageSize(limit)
+	// One more than the page, to tell whether the listing goes on.
+	recs, err := within(in.c, ctx, func(ctx context.Context) ([]protocol.DeadRecord, error) {
+		return protocol.DeadLetterPage(ctx, in.c.rdb, in.c.keys(queue), limit+1, died, after)
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("mq: dead letters of %q: %w", queue, redisError(err))
+		return Page[DeadLetter]{}, fmt.Errorf("mq: dead letters of %q: %w", queue, redisError(err))
 	}
-	out := make([]DeadLetter, len(p.recs))
-	for i, r := range p.recs {
-		out[i] = in.deadLetter(r)
+	var out Page[DeadLetter]
+	if len(recs) > limit {
+		recs = recs[:limit]
+		last := recs[limit-1]
+		out.Cursor = formatDeadCursor(last.Died, last.ID)
 	}
-	return p.total, out, nil
+	out.Items = make([]DeadLetter, len(recs))
+	for i, r := range recs {
+		out.Items[i] = in.deadLetter(r)
+	}
+	return out, nil
+}
+
+// A dead-letter cursor is the time its letter died (Unix ms), a dot, and
+// the letter's id in unpadded URL-safe base64, so that any id fits in a
+// URL or a command line as it is.
+func formatDeadCursor(died int64, id string) string {
+	return strconv.FormatInt(died, 10) + "." + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// parseDeadCursor reads a dead-letter cursor; "" is the start, died -1.
+func parseDeadCursor(cursor string) (died int64, id string, err error) {
+	if cursor == "" {
+		return -1, "", nil
+	}
+	d, enc, ok := strings.Cut(cursor, ".")
+	if ok {
+		died, err = strconv.ParseInt(d, 10, 64)
+		if err == nil && died < 0 {
+			err = fmt.Errorf("negative time")
+		}
+	} else {
+		err = fmt.Errorf("no id")
+	}
+	if err == nil {
+		var b []byte
+		b, err = base64.RawURLEncoding.DecodeString(enc)
+		id = string(b)
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("%w: dead letter cursor %q: %v", ErrInvalidOption, cursor, err)
+	}
+	return died, id, nil
 }
 
 // DeadLetter answers the dead letter of message id; ErrNoDeadLetter when

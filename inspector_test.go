@@ -2,6 +2,7 @@ package mq
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -176,5 +177,97 @@ func TestDeadReason(t *testing.T) {
 		"dead": OutcomeDead, "failed": OutcomeDead, "quarantined": OutcomeQuarantined, "other": "other",
 	} {
 		assert.Equal(t, want, deadReason(stored), stored)
+	}
+}
+
+// TestDeadLettersPagingWhileLettersArrive pages through a queue's dead
+// letters on a real Redis while more die between the pages, and while
+// the letter a cursor stands on is requeued: each letter present at the
+// start is seen once, none twice, and nothing else but letters that
+// arrived meanwhile.
+func TestDeadLettersPagingWhileLettersArrive(t *testing.T) {
+	t.Parallel()
+	s := newRealServer(t)
+	c := s.client(t, nil)
+	in := c.Inspector()
+	ctx := context.Background()
+	q := queueName(t)
+	// bury makes dead letters of ids in one script call, so that they die
+	// at one server time and their order is their ids'.
+	bury := func(ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			enqueue(t, c, q, "content of "+id, &EnqueueOptions{MessageID: id})
+		}
+		r, err := protocol.Poll(ctx, c.rdb, c.keys(q), protocol.PollArgs{
+			LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: len(ids), Poller: randomID(), Seq: 1})
+		require.NoError(t, err)
+		require.Len(t, r.Steps, len(ids))
+		var done []protocol.Completion
+		for _, st := range r.Steps {
+			require.Equal(t, protocol.StepHandle, st.Kind)
+			done = append(done, protocol.Completion{ID: st.ID, LockedUntil: st.LockedUntil, Outcome: protocol.OutcomeDead, Error: "failed: " + st.ID})
+		}
+		r, err = protocol.Poll(ctx, c.rdb, c.keys(q), protocol.PollArgs{
+			LockTime: time.Minute, Sleeps: testSleeps, Poller: randomID(), Seq: 1, Completions: done})
+		require.NoError(t, err)
+		require.Len(t, r.Recorded, len(ids))
+	}
+	initial := map[string]bool{}
+	for b := range 5 {
+		var ids []string
+		for i := range 5 {
+			id := fmt.Sprintf("l%d%d", b, i)
+			ids = append(ids, id)
+			initial[id] = true
+		}
+		bury(ids...)
+	}
+
+	arrived := map[string]bool{}
+	seen := map[string]int{}
+	cursor, pages := "", 0
+	for {
+		page, err := in.DeadLetters(ctx, q, cursor, 4)
+		require.NoError(t, err)
+		pages++
+		require.Less(t, pages, 20, "the listing never ends")
+		for _, d := range page.Items {
+			seen[d.ID]++
+			assert.Equal(t, "failed: "+d.ID, d.Error)
+		}
+		if page.Cursor == "" {
+			break
+		}
+		cursor = page.Cursor
+		// More letters die before the next page is read.
+		var ids []string
+		for j := range 3 {
+			id := fmt.Sprintf("n%02d-%d", pages, j)
+			ids = append(ids, id)
+			arrived[id] = true
+		}
+		bury(ids...)
+		// On the second page, the cursor's own letter leaves.
+		if pages == 2 {
+			last := page.Items[len(page.Items)-1].ID
+			require.NoError(t, in.RequeueDeadLetter(ctx, q, last))
+			st := takeOne(t, c, q) // (and is handled: it does not die again)
+			record(t, c, q, st, protocol.OutcomeSuccess, 0, "")
+		}
+	}
+	for id, n := range seen {
+		assert.Equal(t, 1, n, "%s seen %d times", id, n)
+		assert.True(t, initial[id] || arrived[id], "%s came from nowhere", id)
+	}
+	for id := range initial {
+		assert.Contains(t, seen, id, "skipped")
+	}
+	assert.Equal(t, 7, pages, "25 letters, 4 a page")
+
+	// A cursor that is not one answers ErrInvalidOption.
+	for _, bad := range []string{"x", "12", "-1.YQ", "12.!!"} {
+		_, err := in.DeadLetters(ctx, q, bad, 4)
+		assert.ErrorIs(t, err, ErrInvalidOption, bad)
 	}
 }

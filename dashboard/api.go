@@ -113,7 +113,7 @@ type messagesJSON struct {
 }
 
 // pageQuery reads a page request's queue and limit (at most
-// mq.MaxMessagePage; default Options.PageSize), answering 400 and false
+// mq.MaxPageSize; default Options.PageSize), answering 400 and false
 // when either is bad.
 func (h *handler) pageQuery(w http.ResponseWriter, q url.Values) (queue string, limit int, ok bool) {
 	queue = q.Get("queue")
@@ -128,13 +128,13 @@ func (h *handler) pageQuery(w http.ResponseWriter, q url.Values) (queue string, 
 			writeError(w, http.StatusBadRequest, "limit: a positive number")
 			return "", 0, false
 		}
-		limit = min(n, mq.MaxMessagePage)
+		limit = min(n, mq.MaxPageSize)
 	}
 	return queue, limit, true
 }
 
 // messages answers one page of a queue's messages: ?queue=Q&cursor=C
-// (limit=N asks for N, at most mq.MaxMessagePage; default
+// (limit=N asks for N, at most mq.MaxPageSize; default
 // Options.PageSize).
 func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -155,8 +155,8 @@ func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	out := messagesJSON{Queue: queue, Cursor: page.Cursor, Messages: make([]messageJSON, len(page.Messages))}
-	for i, m := range page.Messages {
+	out := messagesJSON{Queue: queue, Cursor: page.Cursor, Messages: make([]messageJSON, len(page.Items))}
+	for i, m := range page.Items {
 		mj := messageJSON{
 			ID:        m.ID,
 			Status:    m.Status.String(),

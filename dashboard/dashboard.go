@@ -70,7 +70,7 @@ type Options struct {
 	History int
 
 	// PageSize is the number of messages, and of dead letters, on a
-	// page. Default: 50; at most mq.MaxMessagePage.
+	// page. Default: 50; at most mq.MaxPageSize.
 	PageSize int
 
 	// MaxContent is how many bytes of each message's rendered content a
@@ -100,7 +100,7 @@ func (o Options) withDefaults() Options {
 	if o.PageSize <= 0 {
 		o.PageSize = 50
 	}
-	o.PageSize = min(o.PageSize, mq.MaxMessagePage)
+	o.PageSize = min(o.PageSize, mq.MaxPageSize)
 	if o.MaxContent <= 0 {
 		o.MaxContent = 4096
 	}

@@ -13,7 +13,7 @@ import (
 
 // maxLimit bounds --limit: the library's largest page (QueueMessages), so
 // that one page is one modest script call.
-const maxLimit = mq.MaxMessagePage
+const maxLimit = mq.MaxPageSize
 
 // contentColumn is how many characters of content a table row shows.
 const contentColumn = 60
@@ -58,8 +58,8 @@ the next page.`,
 			} else if err != nil {
 				return err
 			}
-			msgs := make([]messageView, len(page.Messages))
-			for i, m := range page.Messages {
+			msgs := make([]messageView, len(page.Items))
+			for i, m := range page.Items {
 				msgs[i] = newMessageView(queue, m)
 			}
 			v := showView{queueView: newQueueView(queue, counts), Messages: msgs, NextCursor: page.Cursor}

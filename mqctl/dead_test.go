@@ -120,16 +120,17 @@ func TestDeadList(t *testing.T) {
 	f.bury(t, "jobs", 10, finalAll("bad"), req("e", 5))
 
 	r := f.env.ok(t, "", "dead", "list", "jobs", "--limit", "3")
-	golden(t, "dead-list.txt", unstamped(r.stdout))
-	r = f.env.ok(t, "", "dead", "list", "jobs", "--offset", "4")
-	if strings.Contains(r.stdout, "\x1b") || !strings.Contains(r.stdout, `"smtp: 550 no such user \x1b[31m: final"`) {
-		t.Errorf("the escape byte of a's error reached the table:\n%q", r.stdout)
-	}
+	golden(t, "dead-list.txt", unstamped(cursorless(r.stdout)))
 
+	// Page by page with --json: each page's next_cursor starts the next.
 	var v deadListView
-	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--limit", "2", "--offset", "2"), &v)
-	if v.Total != 5 || v.Offset != 2 || v.NextOffset != 4 || !slices.Equal(deadIDs(v), []string{"c", "b"}) {
-		t.Fatalf("page at offset 2: %+v", v)
+	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--limit", "2"), &v)
+	if v.Total != 5 || v.NextCursor == "" || !slices.Equal(deadIDs(v), []string{"e", "d"}) {
+		t.Fatalf("first page: %+v", v)
+	}
+	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--limit", "2", "--cursor", v.NextCursor), &v)
+	if v.Total != 5 || v.NextCursor == "" || !slices.Equal(deadIDs(v), []string{"c", "b"}) {
+		t.Fatalf("second page: %+v", v)
 	}
 	c := v.DeadLetters[0]
 	if c.Reason != string(mq.OutcomeDead) || c.Error != "timeout" || c.Attempts != 2 || fmt.Sprint(c.Content) != "[1 x]" ||
@@ -139,21 +140,28 @@ func TestDeadList(t *testing.T) {
 	if b := v.DeadLetters[1]; b.Content != nil || b.DecodeError == "" || string(b.Data) != "not msgpack at all" {
 		t.Errorf("undecodable b: %+v", b)
 	}
-	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--offset", "4"), &v)
-	if v.NextOffset != 0 || !slices.Equal(deadIDs(v), []string{"a"}) {
+	r = f.env.ok(t, "", "dead", "list", "jobs", "--cursor", v.NextCursor)
+	if strings.Contains(r.stdout, "\x1b") || !strings.Contains(r.stdout, `"smtp: 550 no such user \x1b[31m: final"`) {
+		t.Errorf("the escape byte of a's error reached the table:\n%q", r.stdout)
+	}
+	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--cursor", v.NextCursor), &v)
+	if v.NextCursor != "" || !slices.Equal(deadIDs(v), []string{"a"}) {
 		t.Errorf("last page: %+v", v)
 	}
 	// The JSON field names are the stable interface for scripts.
 	r = f.env.ok(t, "", "dead", "list", "jobs", "--json", "--limit", "1")
-	for _, name := range []string{`"total": 5`, `"offset": 0`, `"next_offset": 1`, `"dead_letters": [`, `"id": "e"`,
+	for _, name := range []string{`"total": 5`, `"cursor": ""`, `"next_cursor": "`, `"dead_letters": [`, `"id": "e"`,
 		`"reason": "dead"`, `"error": "bad: final"`, `"attempts": 1`, `"first_enqueued": "`, `"died": "`, `"lock_time_ms": 0`, `"content": 5`} {
 		if !strings.Contains(r.stdout, name) {
 			t.Errorf("dead list --json: no %s in\n%s", name, r.stdout)
 		}
 	}
-	if r := f.env.ok(t, "", "dead", "list", "jobs", "--offset", "9"); r.stdout != "5 dead letters in jobs, none from offset 9\n" {
-		t.Errorf("past the end: %q", r.stdout)
-	}
+}
+
+// cursorless replaces the cursor of a "next page" line, which holds a
+// time of death, by a fixed one.
+func cursorless(s string) string {
+	return regexp.MustCompile(`--cursor \S+`).ReplaceAllString(s, "--cursor CURSOR")
 }
 
 func TestDeadShow(t *testing.T) {
@@ -320,7 +328,7 @@ func TestDeadBadUsage(t *testing.T) {
 	}{
 		{"list: want QUEUE, got 0", []string{"dead", "list"}},
 		{"--limit must be from 1 to 1000", []string{"dead", "list", "q", "--limit", "0"}},
-		{"--offset must not be negative", []string{"dead", "list", "q", "--offset", "-1"}},
+		{"--cursor \"-1\": not a cursor of a previous page", []string{"dead", "list", "q", "--cursor", "-1"}},
 		{"show: want QUEUE ID, got 1", []string{"dead", "show", "q"}},
 		{"requeue: want QUEUE ID... or QUEUE --all", []string{"dead", "requeue", "q"}},
 		{"requeue: give IDs or --all, not both", []string{"dead", "requeue", "q", "a", "--all"}},
