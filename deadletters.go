@@ -3,7 +3,6 @@ package mq
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -49,10 +48,6 @@ type DeadLetter struct {
 // Decode decodes the dead letter's message into v with the client's codec.
 // An error wraps ErrDecode.
 func (d *DeadLetter) Decode(v any) error { return decode(d.codec, d.Data, v) }
-
-// ErrNoDeadLetter reports that a queue has no dead letter of the id asked
-// for.
-var ErrNoDeadLetter = errors.New("mq: no such dead letter")
 
 func (in *Inspector) deadLetter(r protocol.DeadRecord) DeadLetter {
 	d := DeadLetter{ID: r.ID, Data: r.Data, Reason: deadReason(r.Reason), Error: r.Error, Attempts: r.Attempts,
