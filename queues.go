@@ -35,7 +35,7 @@ type QueueCounts struct {
 	Done int64 `json:"done"`
 	// Total is the number of messages in the queue.
 	Total int64 `json:"total"`
-	// Dead is the number of dead letters (Client.DeadLetters), which are
+	// Dead is the number of dead letters (Inspector.DeadLetters), which are
 	// not in Total.
 	Dead int64 `json:"dead"`
 	// Paused tells whether the queue is paused (PauseQueue).

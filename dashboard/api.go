@@ -12,7 +12,7 @@ import (
 
 // features tells the page which parts the library under it has.
 type features struct {
-	// Workers: the page shows live workers (Client.Workers, see
+	// Workers: the page shows live workers (Inspector.Workers, see
 	// workers.go); always true since the core lists them.
 	Workers bool `json:"workers"`
 	// DeadLetters: the client keeps dead letters (see dead.go); always

@@ -19,7 +19,7 @@ type counts struct {
 	Paused bool  `json:"paused"`
 }
 
-// queueCounts reads queue's counts: Client.QueueCounts, one O(1) script
+// queueCounts reads queue's counts: Inspector.QueueCounts, one O(1) script
 // call in the client's own key layout.
 func (h *handler) queueCounts(ctx context.Context, queue string) (counts, error) {
 	n, err := h.client.Inspector().QueueCounts(ctx, queue)

@@ -4,7 +4,7 @@
 //
 // It shows every queue with its counts by state (queued, locked, in
 // backoff, done in a dedupe window, dead letters) and a chart of them over
-// time, the live workers of a queue in every process (Client.Workers),
+// time, the live workers of a queue in every process (Inspector.Workers),
 // pages through a queue's messages with their status and content
 // (decoded by the client's codec, which refuses hostile bytes; what it
 // cannot decode is shown as such) and through its dead letters with their
@@ -23,8 +23,8 @@
 //
 // Every page view costs a bounded number of Redis calls, whatever the
 // queues' lengths: the counts are O(1) per queue, and messages and dead
-// letters are read a page at a time (Client.QueueMessages,
-// Client.DeadLetters).
+// letters are read a page at a time (Inspector.QueueMessages,
+// Inspector.DeadLetters).
 package dashboard
 
 import (

@@ -39,7 +39,7 @@ type workersJSON struct {
 }
 
 // workers answers the queue's live workers, in every process, from their
-// heartbeats (Client.Workers: one script call), oldest first.
+// heartbeats (Inspector.Workers: one script call), oldest first.
 func (h *handler) workers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query().Get("queue")
 	if err := mq.ValidateQueueName(q); err != nil {

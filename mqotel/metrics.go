@@ -24,7 +24,7 @@ const (
 	// state (StateKey), dead letters included, read from Redis.
 	QueueMessagesName = "carmine_mq.queue.messages"
 	// QueuePausedName is an observable gauge, 1 while a queue is paused
-	// (mq.Client.PauseQueue) and 0 otherwise.
+	// (mq.Inspector.PauseQueue) and 0 otherwise.
 	QueuePausedName = "carmine_mq.queue.paused"
 )
 

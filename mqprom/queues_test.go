@@ -201,7 +201,7 @@ func TestQueueCollectorCluster(t *testing.T) {
 	assert.Equal(t, merge(want...), only(gather(t, NewQueueCollector(c, nil)), "mq_queue_", "mq_scrape_error"))
 }
 
-// TestQueueCollectorRemembersQueues: Client.QueueNames lists only queues
+// TestQueueCollectorRemembersQueues: Inspector.QueueNames lists only queues
 // with messages, so a queue whose last message became a dead letter drops
 // out of the listing. The collector keeps reading a queue it has listed
 // until a read finds nothing in it (no message, no dead letter, no pause):
