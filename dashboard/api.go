@@ -157,24 +157,86 @@ func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 	}
 	out := messagesJSON{Queue: queue, Cursor: page.Cursor, Messages: make([]messageJSON, len(page.Items))}
 	for i, m := range page.Items {
-		mj := messageJSON{
-			ID:        m.ID,
-			Status:    m.Status.String(),
-			Attempts:  m.Attempts,
-			BackoffMS: m.Backoff.Milliseconds(),
-			AgeMS:     m.Age.Milliseconds(),
-			Size:      len(m.Data),
+		out.Messages[i] = h.messageJSON(m)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// messageJSON is one message as a page draws it.
+func (h *handler) messageJSON(m mq.MessageInfo) messageJSON {
+	mj := messageJSON{
+		ID:        m.ID,
+		Status:    m.Status.String(),
+		Attempts:  m.Attempts,
+		BackoffMS: m.Backoff.Milliseconds(),
+		AgeMS:     m.Age.Milliseconds(),
+		Size:      len(m.Data),
+	}
+	switch {
+	case len(m.Data) == 0:
+		mj.Empty = true
+	case m.DecodeErr != nil:
+		mj.DecodeError = m.DecodeErr.Error()
+		mj.Content, mj.Truncated = rawPreview(m.Data, h.opts.MaxContent)
+	default:
+		mj.Content, mj.Truncated = renderValue(m.Value, h.opts.MaxContent)
+	}
+	return mj
+}
+
+// oneMessageJSON is the answer of GET api/message: one message, with what
+// a page's row leaves out.
+type oneMessageJSON struct {
+	Queue string `json:"queue"`
+	messageJSON
+	// LockedUntilMS is when the lock of its handling runs out, Unix ms
+	// by the Redis server's clock; 0 when not locked.
+	LockedUntilMS int64 `json:"locked_until_ms,omitempty"`
+	// LockTimeMS is its own lock time, 0 for the worker's.
+	LockTimeMS int64             `json:"lock_time_ms"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	// Requeue is the content waiting to replace it, rendered as Content.
+	Requeue *string `json:"requeue,omitempty"`
+	// DeadLetter tells that the queue keeps a dead letter of the same id.
+	DeadLetter bool `json:"dead_letter,omitempty"`
+}
+
+// message answers one message, read in one call (Inspector.Message):
+// ?queue=Q&id=ID. A message not in the queue answers 404, and says
+// whether a dead letter of the id is kept.
+func (h *handler) message(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	queue, id := q.Get("queue"), q.Get("id")
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	defer cancel()
+	m, err := h.client.Inspector().Message(ctx, queue, id)
+	if err != nil {
+		status := http.StatusBadGateway
+		if isBadInput(err) {
+			status = http.StatusBadRequest
+		} else {
+			h.log.ErrorContext(ctx, "message", "queue", queue, "id", id, "error", err)
 		}
-		switch {
-		case len(m.Data) == 0:
-			mj.Empty = true
-		case m.DecodeErr != nil:
-			mj.DecodeError = m.DecodeErr.Error()
-			mj.Content, mj.Truncated = rawPreview(m.Data, h.opts.MaxContent)
-		default:
-			mj.Content, mj.Truncated = renderValue(m.Value, h.opts.MaxContent)
+		writeError(w, status, err.Error())
+		return
+	}
+	out := oneMessageJSON{Queue: queue, messageJSON: h.messageJSON(m), LockTimeMS: m.LockTime.Milliseconds(),
+		Metadata: m.Metadata, DeadLetter: m.DeadLetter != nil}
+	if !m.LockedUntil.IsZero() {
+		out.LockedUntilMS = m.LockedUntil.UnixMilli()
+	}
+	if p := m.Requeue; p != nil {
+		var text string
+		if p.DecodeErr != nil {
+			text, _ = rawPreview(p.Data, h.opts.MaxContent)
+		} else {
+			text, _ = renderValue(p.Value, h.opts.MaxContent)
 		}
-		out.Messages[i] = mj
+		out.Requeue = &text
+	}
+	if m.Status == mq.StatusNone {
+		writeJSON(w, http.StatusNotFound, out)
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }

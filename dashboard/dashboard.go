@@ -151,6 +151,7 @@ func New(client *mq.Client, opts Options) http.Handler {
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	m.HandleFunc("GET /api/overview", h.overview)
 	m.HandleFunc("GET /api/messages", h.messages)
+	m.HandleFunc("GET /api/message", h.message)
 	m.HandleFunc("GET /api/workers", h.workers)
 	m.HandleFunc("GET /api/dead", h.deadLetters)
 	m.Handle("POST /api/pause", h.action(h.pause))

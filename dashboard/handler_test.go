@@ -408,3 +408,38 @@ func TestWorkers(t *testing.T) {
 		t.Errorf("no queue: %d %s", code, body)
 	}
 }
+
+// TestMessageAPI: one message through the library's single-message read,
+// with what a page's row leaves out; a message not in the queue is a 404
+// that says whether a dead letter of the id is kept.
+func TestMessageAPI(t *testing.T) {
+	t.Parallel()
+	c, _ := newClient(t)
+	ctx := context.Background()
+	bury(t, c, "q", map[string]any{"gone": 1})
+	if _, err := c.Enqueue(ctx, "q", map[string]any{"to": "ada"}, &mq.EnqueueOptions{MessageID: "m",
+		Metadata: map[string]string{"trace": "t1"}, LockTime: 3 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, c, Options{})
+
+	code, body := get(t, srv, "/mq/api/message?queue=q&id=m")
+	m := decodeJSON[oneMessageJSON](t, body)
+	if code != http.StatusOK || m.Queue != "q" || m.ID != "m" || m.Status != "queued" || m.LockTimeMS != 3000 ||
+		m.Metadata["trace"] != "t1" || !strings.Contains(m.Content, `"to": "ada"`) || m.DeadLetter || m.Requeue != nil {
+		t.Errorf("m: %d %+v", code, m)
+	}
+	code, body = get(t, srv, "/mq/api/message?queue=q&id=gone")
+	if m := decodeJSON[oneMessageJSON](t, body); code != http.StatusNotFound || m.Status != "nil" || !m.DeadLetter {
+		t.Errorf("a dead letter's id: %d %+v", code, m)
+	}
+	code, body = get(t, srv, "/mq/api/message?queue=q&id=never")
+	if m := decodeJSON[oneMessageJSON](t, body); code != http.StatusNotFound || m.DeadLetter {
+		t.Errorf("an id never enqueued: %d %+v", code, m)
+	}
+	for _, bad := range []string{"queue=a*&id=m", "queue=q&id=", "queue=q"} {
+		if code, body := get(t, srv, "/mq/api/message?"+bad); code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", bad, code, body)
+		}
+	}
+}
