@@ -165,6 +165,50 @@ func ExampleInspector_QueueContent() {
 	// [jobs]
 }
 
+// Message reads everything the queue holds of one message at once.
+func ExampleInspector_Message() {
+	ctx := context.Background()
+	rdb, done := newRedis()
+	defer done()
+	client, _ := mq.New(rdb, nil)
+	_, _ = client.Enqueue(ctx, "emails", map[string]any{"to": "ada@example.com"}, &mq.EnqueueOptions{
+		MessageID: "welcome-ada", InitialBackoff: time.Hour, Metadata: map[string]string{"tenant": "t1"}})
+
+	m, _ := client.Inspector().Message(ctx, "emails", "welcome-ada")
+	fmt.Println(m.Status, m.Value, m.Metadata["tenant"], m.Backoff > 50*time.Minute, m.DeadLetter == nil)
+	m, _ = client.Inspector().Message(ctx, "emails", "never-sent")
+	fmt.Println(m.Status)
+	// Output:
+	// queued-with-backoff map[to:ada@example.com] t1 true true
+	// nil
+}
+
+// A listing goes on page after page, each from the cursor of the one
+// before, until a page answers the cursor "".
+func ExampleInspector_QueueMessages() {
+	ctx := context.Background()
+	rdb, done := newRedis()
+	defer done()
+	client, _ := mq.New(rdb, nil)
+	for i := range 5 {
+		_, _ = client.Enqueue(ctx, "jobs", i, nil)
+	}
+
+	seen, cursor := 0, ""
+	for {
+		page, err := client.Inspector().QueueMessages(ctx, "jobs", cursor, 2)
+		if err != nil {
+			panic(err)
+		}
+		seen += len(page.Items)
+		if cursor = page.Cursor; cursor == "" {
+			break
+		}
+	}
+	fmt.Println(seen, "messages")
+	// Output: 5 messages
+}
+
 // Middleware tells a handler's answers from its failures with errors.As.
 func ExampleAnswer() {
 	err := fmt.Errorf("sent twice: %w", mq.SucceedWithBackoff(time.Hour))
