@@ -40,7 +40,11 @@ A message not in the queue exits with code 3.`,
 				if a.json {
 					_ = printJSON(a.stdout, v)
 				}
-				return &exitError{code: exitNotFound, err: fmt.Errorf("message %s is not in queue %s (never was, deleted, or handled and collected)", strconv.Quote(id), strconv.Quote(queue))}
+				why := "never was, deleted, or handled and collected"
+				if v.DeadLetter {
+					why = "it is a dead letter: mqctl dead show " + safeText(queue) + " " + safeText(id)
+				}
+				return &exitError{code: exitNotFound, err: fmt.Errorf("message %s is not in queue %s (%s)", strconv.Quote(id), strconv.Quote(queue), why)}
 			}
 			switch {
 			case raw:

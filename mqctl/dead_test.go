@@ -174,6 +174,8 @@ func TestDeadShow(t *testing.T) {
 
 	r := f.env.ok(t, "", "dead", "show", "emails", "welcome")
 	golden(t, "dead-show.txt", unstamped(r.stdout))
+	// The message command says where a dead letter's message went.
+	f.env.fails(t, exitNotFound, `message "welcome" is not in queue "emails" (it is a dead letter: mqctl dead show emails welcome)`, "", "message", "emails", "welcome")
 	if strings.Contains(r.stdout, "\u202e") {
 		t.Errorf("a bidi control of the error reached the terminal:\n%q", r.stdout)
 	}
