@@ -4,8 +4,8 @@
 // through the same states, so Go and Clojure services can share one queue
 // when they agree on the message encoding.
 //
-// A [Client] enqueues messages and inspects queues; a [Worker] polls a queue
-// and hands each message to a [Handler]. Every decision is one atomic Lua
+// A [Client] enqueues messages; its [Inspector] reads and administers the
+// queues; a [Worker] polls a queue and hands each message to a [Handler]. Every decision is one atomic Lua
 // script run on the Redis server, timed by the server's own clock.
 //
 // # Delivery
