@@ -127,23 +127,23 @@ func (a *aclTour) enqueueAndInspect() error {
 	if err := a.check("EnqueueMany", err, len(many) == 2 && many[0].OK() && many[1].OK(), many); err != nil {
 		return err
 	}
-	st, err := c.MessageStatus(ctx, q, "m")
+	st, err := c.Inspector().MessageStatus(ctx, q, "m")
 	if err := a.check("MessageStatus", err, st == StatusQueued, st); err != nil {
 		return err
 	}
-	qs, err := c.QueueCounts(ctx, q)
+	qs, err := c.Inspector().QueueCounts(ctx, q)
 	if err := a.check("QueueCounts", err, qs == QueueCounts{Queued: 3, Total: 3}, qs); err != nil {
 		return err
 	}
-	size, err := c.QueueSize(ctx, q)
+	size, err := c.Inspector().QueueSize(ctx, q)
 	if err := a.check("QueueSize", err, size == 3, size); err != nil {
 		return err
 	}
-	content, err := c.QueueContent(ctx, q)
+	content, err := c.Inspector().QueueContent(ctx, q)
 	if err := a.check("QueueContent", err, len(content) == 3, content); err != nil {
 		return err
 	}
-	names, err := c.QueueNames(ctx, "acl:*")
+	names, err := c.Inspector().QueueNames(ctx, "acl:*")
 	if err := a.check("QueueNames", err, slices.Equal(names, []string{q}), names); err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func (a *aclTour) enqueueAndInspect() error {
 	if err := a.flushScripts(); err != nil {
 		return err
 	}
-	st, err = c.MessageStatus(ctx, q, "n")
+	st, err = c.Inspector().MessageStatus(ctx, q, "n")
 	if err := a.check("MessageStatus after SCRIPT FLUSH", err, st == StatusQueued, st); err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (a *aclTour) enqueueAndInspect() error {
 
 func (a *aclTour) administration() error {
 	ctx, c := a.ctx, a.c
-	names, err := c.QueueNames(ctx, "")
+	names, err := c.Inspector().QueueNames(ctx, "")
 	// (acl:renew is gone: its one message was handled and collected.)
 	want := []string{"acl:enqueue", "acl:worker"}
 	if err := a.check("QueueNames", err, slices.Equal(names, want), names); err != nil {
@@ -188,26 +188,26 @@ func (a *aclTour) administration() error {
 	if err := a.check("a Carmine worker's dedupe window (admin)", err, true, nil); err != nil {
 		return err
 	}
-	qs, err := c.QueueCounts(ctx, "acl:enqueue")
+	qs, err := c.Inspector().QueueCounts(ctx, "acl:enqueue")
 	if err := a.check("QueueCounts with a Carmine worker's window", err, qs.Done == 1 && qs.Backoff == 0, qs); err != nil {
 		return err
 	}
-	paused, err := c.PauseQueue(ctx, "acl:enqueue")
+	paused, err := c.Inspector().PauseQueue(ctx, "acl:enqueue")
 	if err := a.check("PauseQueue", err, paused, paused); err != nil {
 		return err
 	}
-	resumed, err := c.ResumeQueue(ctx, "acl:enqueue")
+	resumed, err := c.Inspector().ResumeQueue(ctx, "acl:enqueue")
 	if err := a.check("ResumeQueue", err, resumed, resumed); err != nil {
 		return err
 	}
-	deleted, err := c.DeleteMessage(ctx, "acl:enqueue", "m")
+	deleted, err := c.Inspector().DeleteMessage(ctx, "acl:enqueue", "m")
 	if err := a.check("DeleteMessage", err, deleted, deleted); err != nil {
 		return err
 	}
-	cleared, err := c.ClearQueues(ctx, "acl:enqueue", "acl:none")
+	cleared, err := c.Inspector().ClearQueues(ctx, "acl:enqueue", "acl:none")
 	if err := a.check("ClearQueues", err, slices.Equal(cleared, []string{"acl:enqueue"}), cleared); err != nil {
 		return err
 	}
-	cleared, err = c.ClearAllQueues(ctx)
+	cleared, err = c.Inspector().ClearAllQueues(ctx)
 	return a.check("ClearAllQueues", err, slices.Equal(cleared, want[1:]), cleared)
 }

@@ -89,7 +89,7 @@ func (a *aclTour) worker() error {
 	}
 	defer w.Close()
 	if err := a.wait("the worker listed by its heartbeat", func() (bool, error) {
-		ws, err := c.Workers(ctx, q)
+		ws, err := c.Inspector().Workers(ctx, q)
 		return len(ws) == 1 && ws[0].ID == w.ID(), err
 	}); err != nil {
 		return err
@@ -109,9 +109,9 @@ func (a *aclTour) worker() error {
 		}
 		return ids
 	}
-	status := func(id string, want Status) func() (bool, error) {
+	status := func(id string, want MessageStatus) func() (bool, error) {
 		return func() (bool, error) {
-			st, err := c.MessageStatus(ctx, q, id)
+			st, err := c.Inspector().MessageStatus(ctx, q, id)
 			return st == want, err
 		}
 	}
@@ -140,26 +140,26 @@ func (a *aclTour) worker() error {
 	// The failed message's dead letter: listed, read, requeued (it fails
 	// again), deleted.
 	if err := a.wait("the dead letter", func() (bool, error) {
-		n, _, err := c.DeadLetters(ctx, q, 0, 10)
-		return n == 1, err
+		p, err := c.Inspector().DeadLetters(ctx, q, "", 10)
+		return len(p.Items) == 1, err
 	}); err != nil {
 		return err
 	}
-	d, err := c.DeadLetter(ctx, q, "fail")
-	if err := a.check("DeadLetter", err, d.Reason == DeadFailed, d); err != nil {
+	d, err := c.Inspector().DeadLetter(ctx, q, "fail")
+	if err := a.check("DeadLetter", err, d.Reason == OutcomeDead, d); err != nil {
 		return err
 	}
-	n, _, err := c.RequeueDeadLetters(ctx, q, nil)
+	n, _, err := c.Inspector().RequeueDeadLetters(ctx, q, nil)
 	if err := a.check("RequeueDeadLetters", err, n == 1, n); err != nil {
 		return err
 	}
 	if err := a.wait("the requeued dead letter failing again", func() (bool, error) {
-		n, _, err := c.DeadLetters(ctx, q, 0, 10)
-		return n == 1, err
+		p, err := c.Inspector().DeadLetters(ctx, q, "", 10)
+		return len(p.Items) == 1, err
 	}); err != nil {
 		return err
 	}
-	dn, err := c.DeleteDeadLetters(ctx, q)
+	dn, err := c.Inspector().DeleteDeadLetters(ctx, q)
 	if err := a.check("DeleteDeadLetters", err, dn == 1, dn); err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (a *aclTour) worker() error {
 		return a.check("waiting for a held handling", ctx.Err(), false, nil)
 	}
 	lockedWaiting := func() (bool, error) {
-		content, err := c.QueueContent(ctx, q)
+		content, err := c.Inspector().QueueContent(ctx, q)
 		for _, m := range content {
 			if strings.HasPrefix(m.ID, "held-") && m.ID != first && m.Status == StatusLocked {
 				return true, err
@@ -252,11 +252,11 @@ func (a *aclTour) worker() error {
 	if err := a.wait("the stop", stopped); err != nil {
 		return err
 	}
-	ws, err := c.Workers(ctx, q)
+	ws, err := c.Inspector().Workers(ctx, q)
 	if err := a.check("Workers after the stop", err, len(ws) == 0, ws); err != nil {
 		return err
 	}
-	content, err := c.QueueContent(ctx, q)
+	content, err := c.Inspector().QueueContent(ctx, q)
 	givenBack := 0
 	for _, m := range content {
 		if strings.HasPrefix(m.ID, "held-") && m.Status == StatusQueued && m.Attempts == 0 {
@@ -371,7 +371,7 @@ func (a *aclTour) renewal() error {
 	}
 	openRenewed()
 	if err := a.wait("the success recorded", func() (bool, error) {
-		st, err := c.MessageStatus(ctx, q, "long") // done, or done and collected
+		st, err := c.Inspector().MessageStatus(ctx, q, "long") // done, or done and collected
 		return st == StatusDoneAwaitingGC || st == StatusNone, err
 	}); err != nil {
 		return err

@@ -35,19 +35,19 @@ func TestQueueAdministration(t *testing.T) {
 		_, err = c.Enqueue(ctx, q, "later", &EnqueueOptions{MessageID: "later", InitialBackoff: time.Hour})
 		require.NoError(t, err)
 		// 5 left: 1 locked, 1 in backoff (the one handled was collected).
-		qs, err := c.QueueCounts(ctx, q)
+		qs, err := c.Inspector().QueueCounts(ctx, q)
 		require.NoError(t, err)
 		assert.Equal(t, QueueCounts{Queued: 3, Locked: 1, Backoff: 1, Total: 5}, qs)
-		size, err := c.QueueSize(ctx, q)
+		size, err := c.Inspector().QueueSize(ctx, q)
 		require.NoError(t, err)
 		assert.Equal(t, int64(3), size)
-		empty, err := c.QueueCounts(ctx, "admin:none")
+		empty, err := c.Inspector().QueueCounts(ctx, "admin:none")
 		require.NoError(t, err)
 		assert.Equal(t, QueueCounts{}, empty)
 
 		// Content.
 		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Messages), "bad", "\xc1").Err()) // never valid MessagePack
-		content, err := c.QueueContent(ctx, q)
+		content, err := c.Inspector().QueueContent(ctx, q)
 		require.NoError(t, err)
 		byID := map[string]MessageInfo{}
 		for _, m := range content {
@@ -70,24 +70,24 @@ func TestQueueAdministration(t *testing.T) {
 			_, err := c.Enqueue(ctx, name, "x", nil)
 			require.NoError(t, err)
 		}
-		names, err := c.QueueNames(ctx, "admin:a*")
+		names, err := c.Inspector().QueueNames(ctx, "admin:a*")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"admin:a1", "admin:a2"}, names)
-		all, err := c.QueueNames(ctx, "")
+		all, err := c.Inspector().QueueNames(ctx, "")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"admin:a1", "admin:a2", "admin:status", "other:b1"}, all)
 
-		cleared, err := c.ClearQueues(ctx, "admin:a1", "admin:none")
+		cleared, err := c.Inspector().ClearQueues(ctx, "admin:a1", "admin:none")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"admin:a1"}, cleared, "only queues that held anything")
 		n, err := s.rdb.Exists(ctx, keys.All("admin:a1", s.cluster)...).Result()
 		require.NoError(t, err)
 		assert.Zero(t, n, "every key gone")
-		size, err = c.QueueSize(ctx, "admin:a2")
+		size, err = c.Inspector().QueueSize(ctx, "admin:a2")
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), size, "others untouched")
 
-		cleared, err = c.ClearAllQueues(ctx)
+		cleared, err = c.Inspector().ClearAllQueues(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"admin:a2", "admin:status", "other:b1"}, cleared)
 		assert.Zero(t, s.rdb.DBSize(ctx).Val(), "nothing left")
@@ -106,13 +106,13 @@ func TestBadInput(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
 			_, err = c.EnqueueMany(ctx, name, EnqueueRequest{Message: "x"})
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
-			_, err = c.MessageStatus(ctx, name, "m")
+			_, err = c.Inspector().MessageStatus(ctx, name, "m")
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
-			_, err = c.QueueCounts(ctx, name)
+			_, err = c.Inspector().QueueCounts(ctx, name)
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
-			_, err = c.QueueContent(ctx, name)
+			_, err = c.Inspector().QueueContent(ctx, name)
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
-			_, err = c.ClearQueues(ctx, "fine", name)
+			_, err = c.Inspector().ClearQueues(ctx, "fine", name)
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
 			_, err = c.NewWorker(name, &WorkerConfig{Handler: nopHandler})
 			assert.ErrorIs(t, err, ErrInvalidQueueName, "%q", name)
@@ -121,7 +121,7 @@ func TestBadInput(t *testing.T) {
 		require.NoError(t, ValidateQueueName("users:email.v2"), "colons and dots are fine")
 
 		for _, id := range []string{"", protocol.EndOfCircle} {
-			_, err := c.MessageStatus(ctx, "q", id)
+			_, err := c.Inspector().MessageStatus(ctx, "q", id)
 			assert.ErrorIs(t, err, ErrInvalidMessageID, "%q", id)
 		}
 		_, err := c.Enqueue(ctx, "q", "x", &EnqueueOptions{MessageID: protocol.EndOfCircle})
@@ -174,7 +174,7 @@ func TestScriptCacheLoss(t *testing.T) {
 		res, err := c.Enqueue(ctx, q, "x", nil)
 		require.NoError(t, err)
 		require.True(t, res.OK())
-		status, err := c.MessageStatus(ctx, q, res.MessageID)
+		status, err := c.Inspector().MessageStatus(ctx, q, res.MessageID)
 		require.NoError(t, err)
 		require.Equal(t, StatusQueued, status)
 		many, err := c.EnqueueMany(ctx, q, EnqueueRequest{Message: "a"}, EnqueueRequest{Message: "b"})
@@ -223,9 +223,9 @@ func TestRedisDown(t *testing.T) {
 	require.False(t, errors.Is(err, ErrAlreadyQueued))
 	_, err = c.EnqueueMany(ctx, "q", EnqueueRequest{Message: "x"})
 	require.Error(t, err)
-	_, err = c.MessageStatus(ctx, "q", "m")
+	_, err = c.Inspector().MessageStatus(ctx, "q", "m")
 	require.Error(t, err)
-	_, err = c.QueueNames(ctx, "*")
+	_, err = c.Inspector().QueueNames(ctx, "*")
 	require.Error(t, err)
 }
 
@@ -244,7 +244,7 @@ func TestQueueNamesRealQueuesOnly(t *testing.T) {
 		}
 		// A queue of nothing but a dead letter, and one paused and empty.
 		require.NoError(t, s.rdb.ZAdd(ctx, keys.Key("dead-only", s.cluster, keys.DeadIndex), redis.Z{Score: 1, Member: "m"}).Err())
-		_, err := c.PauseQueue(ctx, "paused-only")
+		_, err := c.Inspector().PauseQueue(ctx, "paused-only")
 		require.NoError(t, err)
 
 		// A queue of the other layout. A plain-layout client cannot run on
@@ -288,19 +288,19 @@ func TestQueueNamesRealQueuesOnly(t *testing.T) {
 		theirsKeys := keysOf("theirs", !s.cluster)
 		require.NotZero(t, theirsKeys)
 
-		names, err := c.QueueNames(ctx, "")
+		names, err := c.Inspector().QueueNames(ctx, "")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"a:b:c", "dead-only", "jobs", "mail:v2:messages", "paused-only"}, names)
-		names, err = c.QueueNames(ctx, "a:*")
+		names, err = c.Inspector().QueueNames(ctx, "a:*")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"a:b:c"}, names)
 		if other != nil {
-			names, err = other.QueueNames(ctx, "")
+			names, err = other.Inspector().QueueNames(ctx, "")
 			require.NoError(t, err)
 			assert.Equal(t, []string{"theirs"}, names, "the other layout sees only its own")
 		}
 
-		cleared, err := c.ClearAllQueues(ctx)
+		cleared, err := c.Inspector().ClearAllQueues(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"a:b:c", "dead-only", "jobs", "mail:v2:messages", "paused-only"}, cleared)
 		for _, q := range append(own, "dead-only", "paused-only") {
@@ -319,7 +319,7 @@ func TestQueueNamesRealQueuesOnly(t *testing.T) {
 			_, err = c.Enqueue(ctx, "jobs", "x", nil)
 			require.NoError(t, err)
 			jobsKeys := keysOf("jobs", false)
-			cleared, err = other.ClearAllQueues(ctx)
+			cleared, err = other.Inspector().ClearAllQueues(ctx)
 			require.NoError(t, err)
 			assert.Equal(t, []string{"theirs"}, cleared)
 			assert.Zero(t, keysOf("theirs", true))

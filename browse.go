@@ -10,23 +10,24 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// MessagePage is one page of a queue's messages, from Client.QueueMessages.
-type MessagePage struct {
-	// Messages are the page's messages, in the order Redis keeps the
-	// messages hash (not by age).
-	Messages []MessageInfo
+// Page is one page of a listing that goes on by cursor: the messages of a
+// queue ([Inspector.QueueMessages]) or its dead letters
+// ([Inspector.DeadLetters]). A listing starts with the cursor "" and goes
+// on with the Cursor of the page before, until a page answers "".
+type Page[T any] struct {
+	// Items are the page's entries.
+	Items []T
 	// Cursor continues the listing from the next page; it is "" when the
-	// listing is complete.
+	// listing is complete. It is opaque: pass it back as it is.
 	Cursor string
 }
 
-// Limits of QueueMessages.
+// Page sizes of the listings.
 const (
-	// DefaultMessagePage is the page size QueueMessages uses when asked
-	// for none.
-	DefaultMessagePage = 100
-	// MaxMessagePage is the largest page QueueMessages returns.
-	MaxMessagePage = 1000
+	// DefaultPageSize is the page size of a listing asked for 0 or less.
+	DefaultPageSize = 100
+	// MaxPageSize is the largest page a listing answers.
+	MaxPageSize = 1000
 	// browseRounds bounds the HSCAN calls of one page: a hash with many
 	// empty buckets may answer several calls with nothing.
 	browseRounds = 16
@@ -36,7 +37,8 @@ const (
 // statuses, in a round trip or two however long the queue: a listing to
 // browse, where QueueContent reads it all. cursor is "" for the first
 // page, then the Cursor of the page before; limit is the page size
-// (DefaultMessagePage when 0 or less, at most MaxMessagePage).
+// (DefaultPageSize when 0 or less, at most MaxPageSize). The messages come
+// in the order Redis keeps the messages hash, not by age.
 //
 // It walks the messages hash with HSCAN, so it does not block Redis, and
 // reads the page's statuses in one script call. As with SCAN, a message
@@ -45,29 +47,26 @@ const (
 // limit messages while its Cursor is not "" (some pages even none). The
 // order is the hash's, not the messages' age. Messages whose content
 // cannot be decoded have DecodeErr set, as in QueueContent.
-func (c *Client) QueueMessages(ctx context.Context, queue, cursor string, limit int) (MessagePage, error) {
+func (in *Inspector) QueueMessages(ctx context.Context, queue, cursor string, limit int) (Page[MessageInfo], error) {
 	if err := ValidateQueueName(queue); err != nil {
-		return MessagePage{}, err
+		return Page[MessageInfo]{}, err
 	}
-	if limit <= 0 {
-		limit = DefaultMessagePage
-	}
-	limit = min(limit, MaxMessagePage)
+	limit = pageSize(limit)
 	scan, skip, err := parseBrowseCursor(cursor)
 	if err != nil {
-		return MessagePage{}, err
+		return Page[MessageInfo]{}, err
 	}
 
 	ids := make([]string, 0, limit)
 	data := make(map[string]string, limit)
 	next := ""
 	for round := 0; ; round++ {
-		page, err := within(c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
-			cmd := c.rdb.HScan(ctx, c.key(queue, keys.Messages), scan, "*", int64(limit))
+		page, err := within(in.c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
+			cmd := in.c.rdb.HScan(ctx, in.c.key(queue, keys.Messages), scan, "*", int64(limit))
 			return cmd, cmd.Err()
 		})
 		if err != nil {
-			return MessagePage{}, fmt.Errorf("mq: queue messages of %q: %w", queue, err)
+			return Page[MessageInfo]{}, fmt.Errorf("mq: queue messages of %q: %w", queue, err)
 		}
 		kvs, after := page.Val()
 		n := len(kvs) / 2
@@ -95,20 +94,28 @@ func (c *Client) QueueMessages(ctx context.Context, queue, cursor string, limit 
 		}
 	}
 
-	out := MessagePage{Cursor: next, Messages: make([]MessageInfo, 0, len(ids))}
+	out := Page[MessageInfo]{Cursor: next, Items: make([]MessageInfo, 0, len(ids))}
 	if len(ids) == 0 {
 		return out, nil
 	}
-	now, infos, err := c.messageInfos(ctx, queue, ids)
+	now, reads, err := in.readMessages(ctx, queue, "", ids)
 	if err != nil {
-		return MessagePage{}, err
+		return Page[MessageInfo]{}, err
 	}
 	for i, id := range ids {
-		if m, ok := c.messageInfo(id, data[id], infos[i], now); ok {
-			out.Messages = append(out.Messages, m)
+		if m, ok := in.messageInfo(id, []byte(data[id]), reads[i], now); ok {
+			out.Items = append(out.Items, m)
 		}
 	}
 	return out, nil
+}
+
+// pageSize is the page size of a listing asked for limit.
+func pageSize(limit int) int {
+	if limit <= 0 {
+		return DefaultPageSize
+	}
+	return min(limit, MaxPageSize)
 }
 
 // A browse cursor is HSCAN's cursor, then, when a page ended part way

@@ -19,11 +19,11 @@ func browseAll(t *testing.T, c *Client, q string, limit int) (map[string]int, []
 	var sizes []int
 	cursor := ""
 	for range 10000 {
-		page, err := c.QueueMessages(context.Background(), q, cursor, limit)
+		page, err := c.Inspector().QueueMessages(context.Background(), q, cursor, limit)
 		require.NoError(t, err)
-		require.LessOrEqual(t, len(page.Messages), limit, "a page is at most limit long")
-		sizes = append(sizes, len(page.Messages))
-		for _, m := range page.Messages {
+		require.LessOrEqual(t, len(page.Items), limit, "a page is at most limit long")
+		sizes = append(sizes, len(page.Items))
+		for _, m := range page.Items {
 			seen[m.ID]++
 		}
 		if cursor = page.Cursor; cursor == "" {
@@ -61,11 +61,11 @@ func TestQueueMessages(t *testing.T) {
 			assert.Equal(t, 1, n, "a small unchanged hash lists %s once", id)
 		}
 
-		page, err := c.QueueMessages(ctx, q, "", 0)
+		page, err := c.Inspector().QueueMessages(ctx, q, "", 0)
 		require.NoError(t, err)
 		assert.Empty(t, page.Cursor, "the default page holds the whole small queue")
 		byID := map[string]MessageInfo{}
-		for _, m := range page.Messages {
+		for _, m := range page.Items {
 			byID[m.ID] = m
 		}
 		require.Len(t, byID, 9)
@@ -80,7 +80,7 @@ func TestQueueMessages(t *testing.T) {
 		assert.Equal(t, []byte(`{"json":true}`), byID["json"].Data)
 
 		// A page read after a delete leaves the message out.
-		_, err = c.DeleteMessage(ctx, q, "3")
+		_, err = c.Inspector().DeleteMessage(ctx, q, "3")
 		require.NoError(t, err)
 		seen, _ = browseAll(t, c, q, 3)
 		assert.Len(t, seen, 8)
@@ -104,14 +104,14 @@ func TestQueueMessages(t *testing.T) {
 		}
 
 		// Bad input.
-		_, err = c.QueueMessages(ctx, q, "12.x", 10)
+		_, err = c.Inspector().QueueMessages(ctx, q, "12.x", 10)
 		assert.ErrorIs(t, err, ErrInvalidOption)
-		_, err = c.QueueMessages(ctx, q, "1.0", 10)
+		_, err = c.Inspector().QueueMessages(ctx, q, "1.0", 10)
 		assert.ErrorIs(t, err, ErrInvalidOption)
-		_, err = c.QueueMessages(ctx, "a*", "", 10)
+		_, err = c.Inspector().QueueMessages(ctx, "a*", "", 10)
 		assert.ErrorIs(t, err, ErrInvalidQueueName)
-		empty, err := c.QueueMessages(ctx, queueName(t)+":none", "", 10)
+		empty, err := c.Inspector().QueueMessages(ctx, queueName(t)+":none", "", 10)
 		require.NoError(t, err)
-		assert.Equal(t, MessagePage{Messages: []MessageInfo{}}, empty)
+		assert.Equal(t, Page[MessageInfo]{Items: []MessageInfo{}}, empty)
 	})
 }

@@ -73,7 +73,7 @@ func TestCluster(t *testing.T) {
 		res, err := c.Enqueue(ctx, "new-needs-cluster-mode", "hello", nil)
 		require.NoError(t, err)
 		require.Equal(t, ActionAdded, res.Action)
-		_, err = c.ClearQueues(ctx, "new-needs-cluster-mode")
+		_, err = c.Inspector().ClearQueues(ctx, "new-needs-cluster-mode")
 		require.NoError(t, err)
 	})
 
@@ -124,17 +124,17 @@ func TestCluster(t *testing.T) {
 		t.Logf("20 queues over the masters: %v", masters)
 		require.GreaterOrEqual(t, len(masters), 2, "queues must spread over masters")
 
-		names, err := c.QueueNames(ctx, "spread:*")
+		names, err := c.Inspector().QueueNames(ctx, "spread:*")
 		require.NoError(t, err)
 		require.Equal(t, queues, names)
-		names, err = c.QueueNames(ctx, "")
+		names, err = c.Inspector().QueueNames(ctx, "")
 		require.NoError(t, err)
 		require.Subset(t, names, queues)
 
-		cleared, err := c.ClearAllQueues(ctx)
+		cleared, err := c.Inspector().ClearAllQueues(ctx)
 		require.NoError(t, err)
 		require.Subset(t, cleared, queues)
-		names, err = c.QueueNames(ctx, "")
+		names, err = c.Inspector().QueueNames(ctx, "")
 		require.NoError(t, err)
 		require.Empty(t, names)
 		for _, q := range queues {
@@ -162,21 +162,21 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, ActionAdded, res.Action)
 
-		st, err := c.MessageStatus(ctx, q, "a")
+		st, err := c.Inspector().MessageStatus(ctx, q, "a")
 		require.NoError(t, err)
 		require.Equal(t, StatusQueued, st)
-		st, err = c.MessageStatus(ctx, q, "b")
+		st, err = c.Inspector().MessageStatus(ctx, q, "b")
 		require.NoError(t, err)
 		require.Equal(t, StatusQueuedWithBackoff, st)
-		st, err = c.MessageStatus(ctx, q, "nope")
+		st, err = c.Inspector().MessageStatus(ctx, q, "nope")
 		require.NoError(t, err)
 		require.Equal(t, StatusNone, st)
 
-		qs, err := c.QueueCounts(ctx, q)
+		qs, err := c.Inspector().QueueCounts(ctx, q)
 		require.NoError(t, err)
 		require.Equal(t, QueueCounts{Queued: 1, Backoff: 1, Total: 2}, qs)
 
-		content, err := c.QueueContent(ctx, q)
+		content, err := c.Inspector().QueueContent(ctx, q)
 		require.NoError(t, err)
 		require.Len(t, content, 2)
 		byID := map[string]MessageInfo{}
@@ -203,7 +203,7 @@ func TestCluster(t *testing.T) {
 		for i, r := range results {
 			require.ErrorIs(t, r.Refused, ErrAlreadyQueued, "message %d", i)
 		}
-		size, err := c.QueueSize(ctx, q)
+		size, err := c.Inspector().QueueSize(ctx, q)
 		require.NoError(t, err)
 		require.EqualValues(t, 251, size)
 
@@ -219,14 +219,14 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, err)
 		require.Eventually(t, func() bool { return handled.Load() == 251 }, 30*time.Second, 10*time.Millisecond)
 		require.NoError(t, w.Stop(ctx))
-		st, err = c.MessageStatus(ctx, q, "a")
+		st, err = c.Inspector().MessageStatus(ctx, q, "a")
 		require.NoError(t, err)
-		require.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, st)
-		st, err = c.MessageStatus(ctx, q, "b")
+		require.Contains(t, []MessageStatus{StatusDoneAwaitingGC, StatusNone}, st)
+		st, err = c.Inspector().MessageStatus(ctx, q, "b")
 		require.NoError(t, err)
 		require.Equal(t, StatusQueuedWithBackoff, st)
 
-		cleared, err := c.ClearQueues(ctx, q)
+		cleared, err := c.Inspector().ClearQueues(ctx, q)
 		require.NoError(t, err)
 		require.Equal(t, []string{q}, cleared)
 	})
@@ -303,11 +303,11 @@ func TestCluster(t *testing.T) {
 			require.Equal(t, 1, n, "message %s handled %d times", id, n)
 		}
 		for _, q := range queues {
-			qs, err := c.QueueCounts(ctx, q)
+			qs, err := c.Inspector().QueueCounts(ctx, q)
 			require.NoError(t, err)
 			require.Zero(t, qs.Queued, "queue %s", q)
 		}
-		_, err := c.ClearQueues(ctx, queues...)
+		_, err := c.Inspector().ClearQueues(ctx, queues...)
 		require.NoError(t, err)
 	})
 }

@@ -26,7 +26,7 @@ type Codec interface {
 // arrays and maps nest more than 512 levels deep, or when bytes follow the
 // first value, which is how JSON, text and Carmine's Nippy data look to a
 // MessagePack reader. The error says what is wrong and at which offset;
-// [Message.Decode], [Message.Value] and [Client.QueueContent] wrap it in
+// [Message.Decode], [Message.Value] and [Inspector.QueueContent] wrap it in
 // ErrDecode.
 //
 // Stored bytes therefore cannot make a decode allocate from the lengths

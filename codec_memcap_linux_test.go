@@ -143,7 +143,7 @@ func TestHelperDecodeUnderCap(t *testing.T) {
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
 	q := os.Getenv("MQ_CAP_QUEUE")
-	content, err := c.QueueContent(context.Background(), q)
+	content, err := c.Inspector().QueueContent(context.Background(), q)
 	require.NoError(t, err)
 	require.Len(t, content, len(queuedHostile()))
 	for _, m := range content {

@@ -25,7 +25,7 @@ func TestForeignContentOnQueue(t *testing.T) {
 		want[p.name] = p
 	}
 
-	content, err := c.QueueContent(ctx, q)
+	content, err := c.Inspector().QueueContent(ctx, q)
 	require.NoError(t, err)
 	require.Len(t, content, len(want))
 	for _, m := range content {

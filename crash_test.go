@@ -89,12 +89,12 @@ func TestPoisonQuarantined(t *testing.T) {
 	// The third process's poll buries it instead of handing it out.
 	_, saw := crashChild(t, s, q, "poison")
 	waitFor(t, "the message quarantined", func() bool {
-		_, err := c.DeadLetter(ctx, q, "poison")
+		_, err := c.Inspector().DeadLetter(ctx, q, "poison")
 		return err == nil
 	})
-	d, err := c.DeadLetter(ctx, q, "poison")
+	d, err := c.Inspector().DeadLetter(ctx, q, "poison")
 	require.NoError(t, err)
-	assert.Equal(t, DeadQuarantined, d.Reason)
+	assert.Equal(t, OutcomeQuarantined, d.Reason)
 	assert.Equal(t, int64(2), d.Attempts)
 	assert.Equal(t, StatusNone, statusOf(t, c, q, "poison"), "out of the queue")
 	assert.False(t, saw("handling:"), "the third process never handled it")
@@ -116,7 +116,7 @@ func TestKilledWorkerRecoveredWithDefaults(t *testing.T) {
 		enqueue(t, c, q, i, &EnqueueOptions{MessageID: fmt.Sprintf("quick-%d", i)})
 	}
 	waitFor(t, "the quick ones handled", func() bool {
-		counts, err := c.QueueCounts(context.Background(), q)
+		counts, err := c.Inspector().QueueCounts(context.Background(), q)
 		require.NoError(t, err)
 		return counts.Total == 0
 	})
@@ -128,7 +128,7 @@ func TestKilledWorkerRecoveredWithDefaults(t *testing.T) {
 	require.NoError(t, err)
 	waitFor(t, "the child to hold messages", func() bool { return saw("holding:") })
 	waitFor(t, "the child to take every message, most of them prefetched", func() bool {
-		counts, err := c.QueueCounts(context.Background(), q)
+		counts, err := c.Inspector().QueueCounts(context.Background(), q)
 		require.NoError(t, err)
 		return counts.Locked == n
 	})
@@ -184,11 +184,11 @@ func TestPauseAndDeleteAcrossProcesses(t *testing.T) {
 	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "hold-1"})
 	waitFor(t, "the other process to hold its message", func() bool { return saw("holding:hold-1") })
 
-	paused, err := c.PauseQueue(ctx, q)
+	paused, err := c.Inspector().PauseQueue(ctx, q)
 	require.NoError(t, err)
 	require.True(t, paused)
 	enqueue(t, c, q, "y", &EnqueueOptions{MessageID: "p1"})
-	deleted, err := c.DeleteMessage(ctx, q, "hold-1")
+	deleted, err := c.Inspector().DeleteMessage(ctx, q, "hold-1")
 	require.NoError(t, err)
 	require.True(t, deleted)
 	waitFor(t, "the held handling cancelled", func() bool { return saw("cancelled:hold-1:" + ErrLockLost.Error()) })
@@ -197,7 +197,7 @@ func TestPauseAndDeleteAcrossProcesses(t *testing.T) {
 	udt, err := s.rdb.HGet(ctx, s.key(q, keys.UDTs), "p1").Int64()
 	require.NoError(t, err)
 	resumed := serverMS()
-	_, err = c.ResumeQueue(ctx, q)
+	_, err = c.Inspector().ResumeQueue(ctx, q)
 	require.NoError(t, err)
 	waitFor(t, "p1 handled after the resume", func() bool { return saw("handled:p1:") })
 	ms, _ := out.line("handled:p1:")

@@ -2,8 +2,10 @@ package mq
 
 import (
 	"context"
-	"errors"
+	"encoding/base64"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gocarmine/mq/internal/protocol"
@@ -24,8 +26,9 @@ type DeadLetter struct {
 	ID string `json:"id"`
 	// Data is the message as it was stored (the codec's encoding).
 	Data []byte `json:"data"`
-	// Reason is DeadFailed or DeadQuarantined.
-	Reason string `json:"reason"`
+	// Reason is OutcomeDead (the handler failed on the last attempt, or
+	// with an error marked Final) or OutcomeQuarantined.
+	Reason Outcome `json:"reason"`
 	// Error is the last error's text (for a quarantined message, how many
 	// hand-outs had no outcome).
 	Error string `json:"error"`
@@ -42,72 +45,117 @@ type DeadLetter struct {
 	codec Codec
 }
 
-// The reasons of a dead letter.
-const (
-	// DeadFailed: the handler failed on the last attempt, or with an
-	// error marked Final.
-	DeadFailed = "failed"
-	// DeadQuarantined: handed out too many times without an outcome.
-	DeadQuarantined = "quarantined"
-)
-
 // Decode decodes the dead letter's message into v with the client's codec.
 // An error wraps ErrDecode.
 func (d *DeadLetter) Decode(v any) error { return decode(d.codec, d.Data, v) }
 
-// ErrNoDeadLetter reports that a queue has no dead letter of the id asked
-// for.
-var ErrNoDeadLetter = errors.New("mq: no such dead letter")
-
-func (c *Client) deadLetter(r protocol.DeadRecord) DeadLetter {
-	d := DeadLetter{ID: r.ID, Data: r.Data, Reason: r.Reason, Error: r.Error, Attempts: r.Attempts,
-		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, codec: c.cfg.Codec}
+func (in *Inspector) deadLetter(r protocol.DeadRecord) DeadLetter {
+	d := DeadLetter{ID: r.ID, Data: r.Data, Reason: deadReason(r.Reason), Error: r.Error, Attempts: r.Attempts,
+		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, codec: in.c.cfg.Codec}
 	if r.FirstEnqueued > 0 {
 		d.FirstEnqueued = time.UnixMilli(r.FirstEnqueued)
 	}
 	return d
 }
 
-// DeadLetters answers how many dead letters queue has, and up to limit of
-// them, newest first, skipping the offset newest: a page. A page costs
-// O(log n + limit), however many there are.
-func (c *Client) DeadLetters(ctx context.Context, queue string, offset, limit int) (int64, []DeadLetter, error) {
+// deadReason is the outcome a dead letter's stored reason names: "dead"
+// and "quarantined", and "failed", which versions before the Outcome type
+// stored for OutcomeDead. Another word (another program's) is kept as it
+// is.
+func deadReason(stored string) Outcome {
+	switch stored {
+	case "dead", "failed":
+		return OutcomeDead
+	case "quarantined":
+		return OutcomeQuarantined
+	}
+	return Outcome(stored)
+}
+
+// DeadLetters returns one page of queue's dead letters, newest first (by
+// the time they died, then by id). cursor is "" for the first page, then
+// the Cursor of the page before; limit is the page size (DefaultPageSize
+// when 0 or less, at most MaxPageSize). A page costs one script call of
+// O(log n + limit), however many letters there are.
+//
+// The cursor holds the place of the page's last letter, not a count, so
+// letters that die while a listing goes on (they are newer) do not shift
+// it: no letter is seen twice, and none that stays is skipped, even when
+// the cursor's own letter was requeued or deleted meanwhile. Their number
+// is QueueCounts' Dead.
+func (in *Inspector) DeadLetters(ctx context.Context, queue, cursor string, limit int) (Page[DeadLetter], error) {
 	if err := ValidateQueueName(queue); err != nil {
-		return 0, nil, err
+		return Page[DeadLetter]{}, err
 	}
-	if offset < 0 || limit < 0 {
-		return 0, nil, fmt.Errorf("%w: offset %d and limit %d must not be negative", ErrInvalidOption, offset, limit)
+	died, after, err := parseDeadCursor(cursor)
+	if err != nil {
+		return Page[DeadLetter]{}, err
 	}
-	type page struct {
-		total int64
-		recs  []protocol.DeadRecord
-	}
-	p, err := within(c, ctx, func(ctx context.Context) (page, error) {
-		total, recs, err := protocol.DeadLetters(ctx, c.rdb, c.keys(queue), offset, limit)
-		return page{total, recs}, err
+	limit = pageSize(limit)
+	// One more than the page, to tell whether the listing goes on.
+	recs, err := within(in.c, ctx, func(ctx context.Context) ([]protocol.DeadRecord, error) {
+		return protocol.DeadLetterPage(ctx, in.c.rdb, in.c.keys(queue), limit+1, died, after)
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("mq: dead letters of %q: %w", queue, redisError(err))
+		return Page[DeadLetter]{}, fmt.Errorf("mq: dead letters of %q: %w", queue, redisError(err))
 	}
-	out := make([]DeadLetter, len(p.recs))
-	for i, r := range p.recs {
-		out[i] = c.deadLetter(r)
+	var out Page[DeadLetter]
+	if len(recs) > limit {
+		recs = recs[:limit]
+		last := recs[limit-1]
+		out.Cursor = formatDeadCursor(last.Died, last.ID)
 	}
-	return p.total, out, nil
+	out.Items = make([]DeadLetter, len(recs))
+	for i, r := range recs {
+		out.Items[i] = in.deadLetter(r)
+	}
+	return out, nil
+}
+
+// A dead-letter cursor is the time its letter died (Unix ms), a dot, and
+// the letter's id in unpadded URL-safe base64, so that any id fits in a
+// URL or a command line as it is.
+func formatDeadCursor(died int64, id string) string {
+	return strconv.FormatInt(died, 10) + "." + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// parseDeadCursor reads a dead-letter cursor; "" is the start, died -1.
+func parseDeadCursor(cursor string) (died int64, id string, err error) {
+	if cursor == "" {
+		return -1, "", nil
+	}
+	d, enc, ok := strings.Cut(cursor, ".")
+	if ok {
+		died, err = strconv.ParseInt(d, 10, 64)
+		if err == nil && died < 0 {
+			err = fmt.Errorf("negative time")
+		}
+	} else {
+		err = fmt.Errorf("no id")
+	}
+	if err == nil {
+		var b []byte
+		b, err = base64.RawURLEncoding.DecodeString(enc)
+		id = string(b)
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("%w: dead letter cursor %q: %v", ErrInvalidOption, cursor, err)
+	}
+	return died, id, nil
 }
 
 // DeadLetter answers the dead letter of message id; ErrNoDeadLetter when
 // there is none.
-func (c *Client) DeadLetter(ctx context.Context, queue, id string) (DeadLetter, error) {
-	if err := c.validateIDIn(queue, id); err != nil {
+func (in *Inspector) DeadLetter(ctx context.Context, queue, id string) (DeadLetter, error) {
+	if err := in.validateIDIn(queue, id); err != nil {
 		return DeadLetter{}, err
 	}
 	type found struct {
 		rec protocol.DeadRecord
 		ok  bool
 	}
-	f, err := within(c, ctx, func(ctx context.Context) (found, error) {
-		rec, ok, err := protocol.DeadLetter(ctx, c.rdb, c.keys(queue), id)
+	f, err := within(in.c, ctx, func(ctx context.Context) (found, error) {
+		rec, ok, err := protocol.DeadLetter(ctx, in.c.rdb, in.c.keys(queue), id)
 		return found{rec, ok}, err
 	})
 	if err != nil {
@@ -116,7 +164,7 @@ func (c *Client) DeadLetter(ctx context.Context, queue, id string) (DeadLetter, 
 	if !f.ok {
 		return DeadLetter{}, fmt.Errorf("%w: %q in %q", ErrNoDeadLetter, id, queue)
 	}
-	return c.deadLetter(f.rec), nil
+	return in.deadLetter(f.rec), nil
 }
 
 // RequeueDeadLetter enqueues the dead letter of message id again as a fresh
@@ -124,12 +172,12 @@ func (c *Client) DeadLetter(ctx context.Context, queue, id string) (DeadLetter, 
 // lock time kept), and deletes the dead letter. It answers ErrNoDeadLetter
 // when there is none, and ErrAlreadyQueued, changing nothing, when the
 // queue holds a message of that id already.
-func (c *Client) RequeueDeadLetter(ctx context.Context, queue, id string) error {
-	if err := c.validateIDIn(queue, id); err != nil {
+func (in *Inspector) RequeueDeadLetter(ctx context.Context, queue, id string) error {
+	if err := in.validateIDIn(queue, id); err != nil {
 		return err
 	}
-	codes, err := within(c, ctx, func(ctx context.Context) ([]protocol.Code, error) {
-		return protocol.RequeueDead(ctx, c.rdb, c.keys(queue), []string{id})
+	codes, err := within(in.c, ctx, func(ctx context.Context) ([]protocol.Code, error) {
+		return protocol.RequeueDead(ctx, in.c.rdb, in.c.keys(queue), []string{id})
 	})
 	if err != nil {
 		return fmt.Errorf("mq: requeue dead letter %q of %q: %w", id, queue, redisError(err))
@@ -154,14 +202,14 @@ const deadBatch = 100
 // requeued and how many stay because the queue holds a message of their
 // id. progress, when not nil, is called after each call with the counts so
 // far.
-func (c *Client) RequeueDeadLetters(ctx context.Context, queue string, progress func(requeued, kept int)) (requeued, kept int, err error) {
+func (in *Inspector) RequeueDeadLetters(ctx context.Context, queue string, progress func(requeued, kept int)) (requeued, kept int, err error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return 0, 0, err
 	}
-	ks := c.keys(queue)
+	ks := in.c.keys(queue)
 	for {
-		ids, err := within(c, ctx, func(ctx context.Context) ([]string, error) {
-			return protocol.DeadIDs(ctx, c.rdb, ks, kept, deadBatch)
+		ids, err := within(in.c, ctx, func(ctx context.Context) ([]string, error) {
+			return protocol.DeadIDs(ctx, in.c.rdb, ks, kept, deadBatch)
 		})
 		if err != nil {
 			return requeued, kept, fmt.Errorf("mq: requeue dead letters of %q: %w", queue, redisError(err))
@@ -169,8 +217,8 @@ func (c *Client) RequeueDeadLetters(ctx context.Context, queue string, progress 
 		if len(ids) == 0 {
 			return requeued, kept, nil
 		}
-		codes, err := within(c, ctx, func(ctx context.Context) ([]protocol.Code, error) {
-			return protocol.RequeueDead(ctx, c.rdb, ks, ids)
+		codes, err := within(in.c, ctx, func(ctx context.Context) ([]protocol.Code, error) {
+			return protocol.RequeueDead(ctx, in.c.rdb, ks, ids)
 		})
 		if err != nil {
 			return requeued, kept, fmt.Errorf("mq: requeue dead letters of %q: %w", queue, redisError(err))
@@ -191,12 +239,12 @@ func (c *Client) RequeueDeadLetters(ctx context.Context, queue string, progress 
 
 // DeleteDeadLetter deletes the dead letter of message id and answers
 // whether there was one.
-func (c *Client) DeleteDeadLetter(ctx context.Context, queue, id string) (bool, error) {
-	if err := c.validateIDIn(queue, id); err != nil {
+func (in *Inspector) DeleteDeadLetter(ctx context.Context, queue, id string) (bool, error) {
+	if err := in.validateIDIn(queue, id); err != nil {
 		return false, err
 	}
-	ok, err := within(c, ctx, func(ctx context.Context) ([]bool, error) {
-		return protocol.DeleteDead(ctx, c.rdb, c.keys(queue), []string{id})
+	ok, err := within(in.c, ctx, func(ctx context.Context) ([]bool, error) {
+		return protocol.DeleteDead(ctx, in.c.rdb, in.c.keys(queue), []string{id})
 	})
 	if err != nil {
 		return false, fmt.Errorf("mq: delete dead letter %q of %q: %w", id, queue, redisError(err))
@@ -207,12 +255,12 @@ func (c *Client) DeleteDeadLetter(ctx context.Context, queue, id string) (bool, 
 // DeleteDeadLetters deletes every dead letter of queue in one call (Redis
 // frees their memory in the background), and answers how many there
 // were.
-func (c *Client) DeleteDeadLetters(ctx context.Context, queue string) (int64, error) {
+func (in *Inspector) DeleteDeadLetters(ctx context.Context, queue string) (int64, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return 0, err
 	}
-	n, err := within(c, ctx, func(ctx context.Context) (int64, error) {
-		return protocol.DeleteAllDead(ctx, c.rdb, c.keys(queue))
+	n, err := within(in.c, ctx, func(ctx context.Context) (int64, error) {
+		return protocol.DeleteAllDead(ctx, in.c.rdb, in.c.keys(queue))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("mq: delete dead letters of %q: %w", queue, redisError(err))
@@ -220,7 +268,7 @@ func (c *Client) DeleteDeadLetters(ctx context.Context, queue string) (int64, er
 	return n, nil
 }
 
-func (c *Client) validateIDIn(queue, id string) error {
+func (in *Inspector) validateIDIn(queue, id string) error {
 	if err := ValidateQueueName(queue); err != nil {
 		return err
 	}

@@ -48,31 +48,31 @@ func testCallsKeepTheirDeadline(t *testing.T, contextTimeout bool) {
 			return err
 		},
 		"MessageStatus": func(ctx context.Context) error {
-			_, err := c.MessageStatus(ctx, "q", "m")
+			_, err := c.Inspector().MessageStatus(ctx, "q", "m")
 			return err
 		},
 		"QueueCounts": func(ctx context.Context) error {
-			_, err := c.QueueCounts(ctx, "q")
+			_, err := c.Inspector().QueueCounts(ctx, "q")
 			return err
 		},
 		"QueueContent": func(ctx context.Context) error {
-			_, err := c.QueueContent(ctx, "q")
+			_, err := c.Inspector().QueueContent(ctx, "q")
 			return err
 		},
 		"QueueNames": func(ctx context.Context) error {
-			_, err := c.QueueNames(ctx, "*")
+			_, err := c.Inspector().QueueNames(ctx, "*")
 			return err
 		},
 		"DeleteMessage": func(ctx context.Context) error {
-			_, err := c.DeleteMessage(ctx, "q", "m")
+			_, err := c.Inspector().DeleteMessage(ctx, "q", "m")
 			return err
 		},
 		"PauseQueue": func(ctx context.Context) error {
-			_, err := c.PauseQueue(ctx, "q")
+			_, err := c.Inspector().PauseQueue(ctx, "q")
 			return err
 		},
 		"ClearQueues": func(ctx context.Context) error {
-			_, err := c.ClearQueues(ctx, "q")
+			_, err := c.Inspector().ClearQueues(ctx, "q")
 			return err
 		},
 	}

@@ -14,15 +14,15 @@ import (
 // LockLost), and an enqueue of the id afterwards adds a fresh message.
 // Beyond Carmine, whose workers sharing the queue skip the id as they skip
 // one collected.
-func (c *Client) DeleteMessage(ctx context.Context, queue, id string) (bool, error) {
+func (in *Inspector) DeleteMessage(ctx context.Context, queue, id string) (bool, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return false, err
 	}
 	if err := validateMessageID(id); err != nil {
 		return false, err
 	}
-	existed, err := within(c, ctx, func(ctx context.Context) ([]bool, error) {
-		return protocol.Delete(ctx, c.rdb, c.keys(queue), []string{id})
+	existed, err := within(in.c, ctx, func(ctx context.Context) ([]bool, error) {
+		return protocol.Delete(ctx, in.c.rdb, in.c.keys(queue), []string{id})
 	})
 	if err != nil {
 		return false, fmt.Errorf("mq: delete %q from %q: %w", id, queue, redisError(err))

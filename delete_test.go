@@ -16,9 +16,9 @@ func TestDeleteMessage(t *testing.T) {
 		ctx := context.Background()
 		q := queueName(t)
 
-		_, err := c.DeleteMessage(ctx, "", "m")
+		_, err := c.Inspector().DeleteMessage(ctx, "", "m")
 		assert.ErrorIs(t, err, ErrInvalidQueueName)
-		_, err = c.DeleteMessage(ctx, q, "")
+		_, err = c.Inspector().DeleteMessage(ctx, q, "")
 		assert.ErrorIs(t, err, ErrInvalidMessageID)
 
 		release := make(chan struct{})
@@ -28,7 +28,7 @@ func TestDeleteMessage(t *testing.T) {
 		})
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "held"})
 		next(t, calls)
-		deleted, err := c.DeleteMessage(ctx, q, "held")
+		deleted, err := c.Inspector().DeleteMessage(ctx, q, "held")
 		require.NoError(t, err)
 		assert.True(t, deleted)
 		close(release)
@@ -36,7 +36,7 @@ func TestDeleteMessage(t *testing.T) {
 		assert.Zero(t, w.Stats().Counts.Succeeded)
 		assert.Equal(t, StatusNone, statusOf(t, c, q, "held"))
 
-		deleted, err = c.DeleteMessage(ctx, q, "held")
+		deleted, err = c.Inspector().DeleteMessage(ctx, q, "held")
 		require.NoError(t, err)
 		assert.False(t, deleted, "once")
 	})

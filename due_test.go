@@ -40,10 +40,10 @@ func TestCountsWithDedupeWindows(t *testing.T) {
 		}
 		_, err = c.EnqueueMany(ctx, q, reqs...)
 		require.NoError(t, err)
-		counts, err := c.QueueCounts(ctx, q)
+		counts, err := c.Inspector().QueueCounts(ctx, q)
 		require.NoError(t, err)
 		assert.Equal(t, QueueCounts{Queued: fresh, Done: windows, Total: windows + fresh}, counts)
-		size, err := c.QueueSize(ctx, q)
+		size, err := c.Inspector().QueueSize(ctx, q)
 		require.NoError(t, err)
 		assert.Equal(t, int64(fresh), size)
 	})
@@ -103,7 +103,7 @@ func TestEnqueueAt(t *testing.T) {
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "past", At: tm.Add(-time.Hour)})
 		assert.Equal(t, StatusQueuedWithBackoff, statusOf(t, c, q, "later"))
 		assert.Equal(t, StatusQueued, statusOf(t, c, q, "past"))
-		content, err := c.QueueContent(ctx, q)
+		content, err := c.Inspector().QueueContent(ctx, q)
 		require.NoError(t, err)
 		for _, m := range content {
 			if m.ID == "later" {

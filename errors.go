@@ -7,13 +7,79 @@ import (
 	"github.com/gocarmine/mq/internal/protocol"
 )
 
-// ErrUnexpectedReply reports a reply from Redis of a shape this library
-// does not know: a script of another version answered, or the reply was
-// damaged. A worker logs it and polls again after a pause.
-var ErrUnexpectedReply = fmt.Errorf("mq: %w", protocol.ErrUnexpectedReply)
+// This file holds every error value of the package, and is the one place
+// where the protocol's answers and Redis's errors become them. Test them
+// with errors.Is: the errors returned wrap them with what was asked.
 
-// This file is the one place where the protocol's answers and Redis's
-// errors become the package's public errors.
+// Errors for bad input. They are returned before anything is written.
+var (
+	// ErrInvalidQueueName: a queue name is empty, longer than
+	// MaxQueueNameLength, or holds glob characters (* ? [ ] \), braces or
+	// control characters.
+	ErrInvalidQueueName = errors.New("mq: invalid queue name")
+	// ErrInvalidMessageID: a message id is empty, longer than
+	// MaxMessageIDLength, or equal to the circle's sentinel "end-of-circle".
+	ErrInvalidMessageID = errors.New("mq: invalid message id")
+	// ErrMessageTooLarge: an encoded message is larger than
+	// Config.MaxMessageSize.
+	ErrMessageTooLarge = errors.New("mq: message too large")
+	// ErrInvalidOption: an option, config field or cursor is out of range,
+	// such as a negative duration.
+	ErrInvalidOption = errors.New("mq: invalid option")
+	// ErrClusterModeRequired: New was given a *redis.ClusterClient without
+	// Config.Cluster, whose plain key layout cannot work on a cluster.
+	ErrClusterModeRequired = errors.New("mq: a cluster client needs Config.Cluster")
+)
+
+// Errors that answer an enqueue the queue refused (docs/protocol.md §3).
+// They are normal answers, found in [EnqueueResult.Refused], not errors of
+// the call.
+var (
+	// ErrAlreadyQueued: the message id is waiting to be handled (or has a
+	// requeue pending) and the enqueue may not update it.
+	ErrAlreadyQueued = errors.New("mq: already queued")
+	// ErrLocked: the message id is being handled and the enqueue may not
+	// requeue it.
+	ErrLocked = errors.New("mq: locked")
+	// ErrBackoff: the message id was handled and is in its dedupe backoff,
+	// and the enqueue may not requeue it.
+	ErrBackoff = errors.New("mq: in backoff")
+)
+
+// Errors of Redis and of what it stores.
+var (
+	// ErrRedisFull reports that Redis refused an enqueue because it is
+	// over its maxmemory (with the noeviction policy). Nothing was
+	// written. Workers go on handling and collecting messages meanwhile,
+	// which frees memory.
+	ErrRedisFull = errors.New("mq: Redis is out of memory")
+	// ErrUnexpectedReply reports a reply from Redis of a shape this
+	// library does not know: a script of another version answered, or the
+	// reply was damaged. A worker logs it and polls again after a pause.
+	ErrUnexpectedReply = fmt.Errorf("mq: %w", protocol.ErrUnexpectedReply)
+	// ErrDecode reports a stored message that the codec could not decode.
+	ErrDecode = errors.New("mq: cannot decode message")
+	// ErrNoDeadLetter reports that a queue has no dead letter of the id
+	// asked for.
+	ErrNoDeadLetter = errors.New("mq: no such dead letter")
+)
+
+// Errors of handlings and workers.
+var (
+	// ErrLockLost reports that a message's lock expired and was taken by
+	// another handling, or that the message left the queue meanwhile.
+	ErrLockLost = errors.New("mq: lock lost")
+	// ErrLockExpired is the cause (context.Cause) of a handler's context
+	// ending because the message's lock ran out: it was not renewed in
+	// time, so another handling may have the message now.
+	ErrLockExpired = errors.New("mq: lock expired")
+	// ErrFinal marks a handler's error as final: errors.Is(err, ErrFinal)
+	// holds for the errors [Final] returns.
+	ErrFinal = errors.New("mq: final")
+	// ErrWorkerRunning is Start's answer for a worker that is running
+	// already.
+	ErrWorkerRunning = errors.New("mq: worker is running already")
+)
 
 // redisError maps an error of a protocol call to the public errors: an
 // OOM refusal wraps ErrRedisFull, and a reply of an unknown shape

@@ -56,7 +56,7 @@ func Example() {
 	if err := worker.Stop(ctx); err != nil {
 		panic(err)
 	}
-	status, _ := client.MessageStatus(ctx, "emails", "welcome-ada")
+	status, _ := client.Inspector().MessageStatus(ctx, "emails", "welcome-ada")
 	fmt.Println("status:", status)
 	// Output:
 	// enqueued: welcome-ada added
@@ -105,7 +105,7 @@ func ExampleClient_EnqueueMany() {
 	for _, r := range results {
 		fmt.Println(r.MessageID, r.Action, r.Refused)
 	}
-	size, _ := client.QueueSize(ctx, "thumbnails")
+	size, _ := client.Inspector().QueueSize(ctx, "thumbnails")
 	fmt.Println("queue size:", size)
 	// Output:
 	// a added <nil>
@@ -145,7 +145,7 @@ func ExampleRetry() {
 }
 
 // QueueContent lists every message, for debugging.
-func ExampleClient_QueueContent() {
+func ExampleInspector_QueueContent() {
 	ctx := context.Background()
 	rdb, done := newRedis()
 	defer done()
@@ -153,16 +153,60 @@ func ExampleClient_QueueContent() {
 	_, _ = client.Enqueue(ctx, "jobs", "now", &mq.EnqueueOptions{MessageID: "j1"})
 	_, _ = client.Enqueue(ctx, "jobs", "later", &mq.EnqueueOptions{MessageID: "j2", InitialBackoff: time.Hour})
 
-	content, _ := client.QueueContent(ctx, "jobs")
+	content, _ := client.Inspector().QueueContent(ctx, "jobs")
 	for _, m := range content {
 		fmt.Println(m.ID, m.Value, m.Status, m.Backoff > 50*time.Minute)
 	}
-	names, _ := client.QueueNames(ctx, "*")
+	names, _ := client.Inspector().QueueNames(ctx, "*")
 	fmt.Println(names)
 	// Output:
 	// j1 now queued false
 	// j2 later queued-with-backoff true
 	// [jobs]
+}
+
+// Message reads everything the queue holds of one message at once.
+func ExampleInspector_Message() {
+	ctx := context.Background()
+	rdb, done := newRedis()
+	defer done()
+	client, _ := mq.New(rdb, nil)
+	_, _ = client.Enqueue(ctx, "emails", map[string]any{"to": "ada@example.com"}, &mq.EnqueueOptions{
+		MessageID: "welcome-ada", InitialBackoff: time.Hour, Metadata: map[string]string{"tenant": "t1"}})
+
+	m, _ := client.Inspector().Message(ctx, "emails", "welcome-ada")
+	fmt.Println(m.Status, m.Value, m.Metadata["tenant"], m.Backoff > 50*time.Minute, m.DeadLetter == nil)
+	m, _ = client.Inspector().Message(ctx, "emails", "never-sent")
+	fmt.Println(m.Status)
+	// Output:
+	// queued-with-backoff map[to:ada@example.com] t1 true true
+	// nil
+}
+
+// A listing goes on page after page, each from the cursor of the one
+// before, until a page answers the cursor "".
+func ExampleInspector_QueueMessages() {
+	ctx := context.Background()
+	rdb, done := newRedis()
+	defer done()
+	client, _ := mq.New(rdb, nil)
+	for i := range 5 {
+		_, _ = client.Enqueue(ctx, "jobs", i, nil)
+	}
+
+	seen, cursor := 0, ""
+	for {
+		page, err := client.Inspector().QueueMessages(ctx, "jobs", cursor, 2)
+		if err != nil {
+			panic(err)
+		}
+		seen += len(page.Items)
+		if cursor = page.Cursor; cursor == "" {
+			break
+		}
+	}
+	fmt.Println(seen, "messages")
+	// Output: 5 messages
 }
 
 // Middleware tells a handler's answers from its failures with errors.As.

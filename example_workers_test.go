@@ -13,7 +13,7 @@ import (
 
 // Every running worker, in any process, is listed by its heartbeat in
 // Redis; a stopped one leaves the list at once.
-func ExampleClient_Workers() {
+func ExampleInspector_Workers() {
 	ctx := context.Background()
 	rdb, done := newRedis()
 	defer done()
@@ -31,7 +31,7 @@ func ExampleClient_Workers() {
 	// The first heartbeat reaches Redis moments after the start.
 	var live []mq.LiveWorker
 	for len(live) == 0 {
-		if live, err = client.Workers(ctx, "emails"); err != nil {
+		if live, err = client.Inspector().Workers(ctx, "emails"); err != nil {
 			panic(err)
 		}
 		time.Sleep(time.Millisecond)
@@ -43,7 +43,7 @@ func ExampleClient_Workers() {
 	if err := worker.Stop(ctx); err != nil {
 		panic(err)
 	}
-	live, _ = client.Workers(ctx, "emails")
+	live, _ = client.Inspector().Workers(ctx, "emails")
 	fmt.Println("after the stop:", len(live))
 	// Output:
 	// this worker: true this process: true

@@ -51,10 +51,10 @@ func TestSentinelFailover(t *testing.T) {
 	res, err := c.Enqueue(ctx, "sentinel-smoke", "x", &EnqueueOptions{MessageID: "a"})
 	require.NoError(t, err)
 	require.Equal(t, ActionAdded, res.Action)
-	st, err := c.MessageStatus(ctx, "sentinel-smoke", "a")
+	st, err := c.Inspector().MessageStatus(ctx, "sentinel-smoke", "a")
 	require.NoError(t, err)
 	require.Equal(t, StatusQueued, st)
-	_, err = c.ClearQueues(ctx, "sentinel-smoke")
+	_, err = c.Inspector().ClearQueues(ctx, "sentinel-smoke")
 	require.NoError(t, err)
 
 	producer, err := New(rs.Client(t), &Config{Logger: testLogger(t)})
@@ -192,7 +192,7 @@ func runFailover(t *testing.T, c, producer *Client, q string, failover func() st
 		}
 		mu.Unlock()
 		for _, id := range missing {
-			st, err := c.MessageStatus(ctx, q, id)
+			st, err := c.Inspector().MessageStatus(ctx, q, id)
 			if err != nil {
 				stuck = append(stuck, id+" ("+err.Error()+")")
 				continue

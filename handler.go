@@ -95,19 +95,6 @@ func (m *Message) ExtendLock(ctx context.Context) error {
 	return m.lock.renew(ctx)
 }
 
-// ErrLockLost reports that a message's lock expired and was taken by
-// another handling, or that the message left the queue meanwhile.
-var ErrLockLost = errors.New("mq: lock lost")
-
-// ErrLockExpired is the cause (context.Cause) of a handler's context
-// ending because the message's lock ran out: it was not renewed in time, so
-// another handling may have the message now.
-var ErrLockExpired = errors.New("mq: lock expired")
-
-// ErrFinal marks a handler's error as final: errors.Is(err, ErrFinal)
-// holds for the errors [Final] returns.
-var ErrFinal = errors.New("mq: final")
-
 // Final marks err as final: a handler that returns it makes its message a
 // dead letter at once, whatever attempts are left.
 func Final(err error) error {

@@ -94,13 +94,8 @@ var hostname = func() string {
 	return h
 }()
 
-// Workers returns the running workers of queue, in every process, as
-// their heartbeats in Redis tell them, oldest first: a worker appears
-// within moments of its Start, leaves at once when it stops, and a worker
-// whose process died leaves once its heartbeat runs out (20 seconds). It
-// costs one script call, which also removes a bounded number of entries
-// that ran out. Carmine's workers have no heartbeat and never appear.
-func (c *Client) Workers(ctx context.Context, queue string) ([]LiveWorker, error) {
+// liveWorkers answers Inspector.Workers.
+func (c *Client) liveWorkers(ctx context.Context, queue string) ([]LiveWorker, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return nil, err
 	}

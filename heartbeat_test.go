@@ -29,7 +29,7 @@ const (
 // workersOf lists q's live workers by id.
 func workersOf(t *testing.T, c *Client, q string) map[string]LiveWorker {
 	t.Helper()
-	ws, err := c.Workers(context.Background(), q)
+	ws, err := c.Inspector().Workers(context.Background(), q)
 	require.NoError(t, err)
 	m := map[string]LiveWorker{}
 	for _, w := range ws {
@@ -225,7 +225,7 @@ func TestClearQueuesRemovesWorkers(t *testing.T) {
 		require.NoError(t, err)
 		exist, _, _ := heartbeatKeys(t, s, q, "dead")
 		require.Equal(t, int64(2), exist)
-		cleared, err := c.ClearQueues(context.Background(), q)
+		cleared, err := c.Inspector().ClearQueues(context.Background(), q)
 		require.NoError(t, err)
 		assert.Equal(t, []string{q}, cleared)
 		exist, _, _ = heartbeatKeys(t, s, q, "dead")
@@ -240,6 +240,6 @@ func TestWorkersBadQueueName(t *testing.T) {
 	defer rdb.Close()
 	c, err := New(rdb, nil)
 	require.NoError(t, err)
-	_, err = c.Workers(context.Background(), "a*")
+	_, err = c.Inspector().Workers(context.Background(), "a*")
 	assert.ErrorIs(t, err, ErrInvalidQueueName)
 }

@@ -4,8 +4,8 @@
 // through the same states, so Go and Clojure services can share one queue
 // when they agree on the message encoding.
 //
-// A [Client] enqueues messages and inspects queues; a [Worker] polls a queue
-// and hands each message to a [Handler]. Every decision is one atomic Lua
+// A [Client] enqueues messages; its [Inspector] reads and administers the
+// queues; a [Worker] polls a queue and hands each message to a [Handler]. Every decision is one atomic Lua
 // script run on the Redis server, timed by the server's own clock.
 //
 // # Delivery
@@ -25,7 +25,6 @@ package mq
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -44,48 +43,6 @@ import (
 // Version is this library's version, as a worker's heartbeat and start
 // line tell it.
 const Version = "0.1.0-dev"
-
-// Errors for bad input. They are returned before anything is written.
-var (
-	// ErrInvalidQueueName: a queue name is empty, longer than
-	// MaxQueueNameLength, or holds glob characters (* ? [ ] \), braces or
-	// control characters.
-	ErrInvalidQueueName = errors.New("mq: invalid queue name")
-	// ErrInvalidMessageID: a message id is empty, longer than
-	// MaxMessageIDLength, or equal to the circle's sentinel "end-of-circle".
-	ErrInvalidMessageID = errors.New("mq: invalid message id")
-	// ErrMessageTooLarge: an encoded message is larger than
-	// Config.MaxMessageSize.
-	ErrMessageTooLarge = errors.New("mq: message too large")
-	// ErrInvalidOption: an option or config field is out of range, such as a
-	// negative duration.
-	ErrInvalidOption = errors.New("mq: invalid option")
-	// ErrClusterModeRequired: New was given a *redis.ClusterClient without
-	// Config.Cluster, whose plain key layout cannot work on a cluster.
-	ErrClusterModeRequired = errors.New("mq: a cluster client needs Config.Cluster")
-)
-
-// Errors that answer an enqueue the queue refused (docs/protocol.md §3). They are
-// normal answers, found in [EnqueueResult.Refused], not errors of the call.
-var (
-	// ErrAlreadyQueued: the message id is waiting to be handled (or has a
-	// requeue pending) and the enqueue may not update it.
-	ErrAlreadyQueued = errors.New("mq: already queued")
-	// ErrLocked: the message id is being handled and the enqueue may not
-	// requeue it.
-	ErrLocked = errors.New("mq: locked")
-	// ErrBackoff: the message id was handled and is in its dedupe backoff,
-	// and the enqueue may not requeue it.
-	ErrBackoff = errors.New("mq: in backoff")
-)
-
-// ErrDecode reports a stored message that the codec could not decode.
-var ErrDecode = errors.New("mq: cannot decode message")
-
-// ErrRedisFull reports that Redis refused an enqueue because it is over its
-// maxmemory (with the noeviction policy). Nothing was written. Workers go on
-// handling and collecting messages meanwhile, which frees memory.
-var ErrRedisFull = errors.New("mq: Redis is out of memory")
 
 // Limits on names.
 const (
@@ -154,8 +111,9 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Client enqueues messages and inspects and administers queues. It is safe
-// for concurrent use; create one per Redis and share it.
+// Client enqueues messages and runs workers; its [Inspector] reads and
+// administers the queues. It is safe for concurrent use; create one per
+// Redis and share it.
 type Client struct {
 	rdb redis.UniversalClient
 	cfg Config
@@ -175,6 +133,8 @@ type Client struct {
 	// hub lets the client's sleeping workers share one blocking call
 	// (hub.go); nil in cluster mode.
 	hub *sleepHub
+
+	inspector *Inspector
 }
 
 // New returns a client that uses rdb, which may be a *redis.Client,
@@ -193,6 +153,7 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 	}
 	client := &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb), keepsDeadlines: keepsDeadlines(rdb)}
 	client.hub = newSleepHub(client)
+	client.inspector = &Inspector{c: client}
 	return client, nil
 }
 

@@ -12,23 +12,23 @@ import (
 // nothing out until ResumeQueue. Enqueues go on; QueueCounts reports the
 // pause. It answers whether the queue was running. Beyond Carmine, whose
 // workers sharing the queue do not know of the pause and go on working.
-func (c *Client) PauseQueue(ctx context.Context, queue string) (bool, error) {
-	return c.setPaused(ctx, queue, true)
+func (in *Inspector) PauseQueue(ctx context.Context, queue string) (bool, error) {
+	return in.setPaused(ctx, queue, true)
 }
 
 // ResumeQueue ends a pause of queue (see PauseQueue) and wakes a sleeping
 // worker at once; the others poll again within their end-of-queue sleep.
 // It answers whether the queue was paused.
-func (c *Client) ResumeQueue(ctx context.Context, queue string) (bool, error) {
-	return c.setPaused(ctx, queue, false)
+func (in *Inspector) ResumeQueue(ctx context.Context, queue string) (bool, error) {
+	return in.setPaused(ctx, queue, false)
 }
 
-func (c *Client) setPaused(ctx context.Context, queue string, pause bool) (bool, error) {
+func (in *Inspector) setPaused(ctx context.Context, queue string, pause bool) (bool, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return false, err
 	}
-	changed, err := within(c, ctx, func(ctx context.Context) (bool, error) {
-		return protocol.Pause(ctx, c.rdb, c.keys(queue), pause)
+	changed, err := within(in.c, ctx, func(ctx context.Context) (bool, error) {
+		return protocol.Pause(ctx, in.c.rdb, in.c.keys(queue), pause)
 	})
 	if err != nil {
 		what := "resume"

@@ -18,7 +18,7 @@ func TestPauseQueue(t *testing.T) {
 		ctx := context.Background()
 		q := queueName(t)
 
-		_, err := admin.PauseQueue(ctx, "")
+		_, err := admin.Inspector().PauseQueue(ctx, "")
 		assert.ErrorIs(t, err, ErrInvalidQueueName)
 
 		release := make(chan struct{})
@@ -32,10 +32,10 @@ func TestPauseQueue(t *testing.T) {
 		})
 		enqueue(t, admin, q, "x", &EnqueueOptions{MessageID: "held"})
 		next(t, calls)
-		changed, err := admin.PauseQueue(ctx, q)
+		changed, err := admin.Inspector().PauseQueue(ctx, q)
 		require.NoError(t, err)
 		assert.True(t, changed)
-		counts, err := admin.QueueCounts(ctx, q)
+		counts, err := admin.Inspector().QueueCounts(ctx, q)
 		require.NoError(t, err)
 		assert.True(t, counts.Paused)
 
@@ -53,11 +53,11 @@ func TestPauseQueue(t *testing.T) {
 		default:
 		}
 
-		changed, err = admin.ResumeQueue(ctx, q)
+		changed, err = admin.Inspector().ResumeQueue(ctx, q)
 		require.NoError(t, err)
 		assert.True(t, changed)
 		assert.Equal(t, "waiting", next(t, calls).id)
-		changed, err = admin.ResumeQueue(ctx, q)
+		changed, err = admin.Inspector().ResumeQueue(ctx, q)
 		require.NoError(t, err)
 		assert.False(t, changed, "resumed already")
 	})

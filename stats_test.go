@@ -19,7 +19,7 @@ func TestWorkerStats(t *testing.T) {
 	res := enqueue(t, c, w.Queue(), "x", nil)
 	next(t, calls)
 	waitFor(t, "the outcome recorded", func() bool { return w.Stats().Counts.Succeeded == 1 })
-	assert.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, statusOf(t, c, w.Queue(), res.MessageID))
+	assert.Contains(t, []MessageStatus{StatusDoneAwaitingGC, StatusNone}, statusOf(t, c, w.Queue(), res.MessageID))
 	st := w.Stats()
 	assert.Equal(t, int64(1), st.HandlingTime.Count)
 	assert.Positive(t, st.HandlingTime.P50, "a sub-millisecond handling is not rounded to 0")

@@ -1,140 +1,55 @@
 package mq
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/protocol"
-	"github.com/redis/go-redis/v9"
 )
 
-// Status is the state of one message (docs/protocol.md §2). The values are
-// Carmine's status names.
-type Status string
+// MessageStatus is the state of one message (docs/protocol.md §2): the one
+// thing this package calls a status. The values are Carmine's status
+// names.
+type MessageStatus string
 
 // The eight statuses of a message.
 const (
 	// StatusNone: the message is not in the queue (never was, or was
 	// handled and garbage collected). Its String is "nil".
-	StatusNone Status = ""
+	StatusNone MessageStatus = ""
 	// StatusQueued: waiting for a handler.
-	StatusQueued Status = "queued"
+	StatusQueued MessageStatus = "queued"
 	// StatusQueuedWithBackoff: waiting, but not to be handled before its
 	// backoff ends.
-	StatusQueuedWithBackoff Status = "queued-with-backoff"
+	StatusQueuedWithBackoff MessageStatus = "queued-with-backoff"
 	// StatusLocked: with a handler.
-	StatusLocked Status = "locked"
+	StatusLocked MessageStatus = "locked"
 	// StatusLockedWithRequeue: with a handler, and to be queued again
 	// when done.
-	StatusLockedWithRequeue Status = "locked-with-requeue"
+	StatusLockedWithRequeue MessageStatus = "locked-with-requeue"
 	// StatusDoneAwaitingGC: handled, waiting to be garbage collected.
-	StatusDoneAwaitingGC Status = "done-awaiting-gc"
+	StatusDoneAwaitingGC MessageStatus = "done-awaiting-gc"
 	// StatusDoneWithBackoff: handled, and kept until its dedupe backoff
 	// ends; enqueues of the same id are refused until then.
-	StatusDoneWithBackoff Status = "done-with-backoff"
+	StatusDoneWithBackoff MessageStatus = "done-with-backoff"
 	// StatusDoneWithRequeue: handled, and to be queued again (once any
 	// backoff ends).
-	StatusDoneWithRequeue Status = "done-with-requeue"
+	StatusDoneWithRequeue MessageStatus = "done-with-requeue"
 )
 
 // String returns the status name, "nil" for StatusNone.
-func (s Status) String() string {
+func (s MessageStatus) String() string {
 	if s == StatusNone {
 		return "nil"
 	}
 	return string(s)
 }
 
-// MessageStatus returns the status of the message with the given id.
-func (c *Client) MessageStatus(ctx context.Context, queue, id string) (Status, error) {
-	if err := ValidateQueueName(queue); err != nil {
-		return "", err
-	}
-	if err := validateMessageID(id); err != nil {
-		return "", err
-	}
-	_, infos, err := c.messageInfos(ctx, queue, []string{id})
-	if err != nil {
-		return "", err
-	}
-	return Status(infos[0].Status), nil
-}
-
-// messageInfos reads the status of each message of ids, in one script
-// call, answering the server's time (Unix ms) and one entry per id.
-func (c *Client) messageInfos(ctx context.Context, queue string, ids []string) (int64, []protocol.StatusInfo, error) {
-	type answer struct {
-		now   int64
-		infos []protocol.StatusInfo
-	}
-	a, err := within(c, ctx, func(ctx context.Context) (answer, error) {
-		now, infos, err := protocol.MessageStatuses(ctx, c.rdb, c.keys(queue), ids)
-		return answer{now, infos}, err
-	})
-	if err != nil {
-		return 0, nil, fmt.Errorf("mq: message status in %q: %w", queue, redisError(err))
-	}
-	return a.now, a.infos, nil
-}
-
-// QueueCounts holds a queue's counts, read in O(1) (docs/protocol.md
-// §10), each message counted once. They are exact when only this library
-// writes the queue, but for locks and backoffs that ran out a moment ago
-// and that no poll has taken back yet (polls take them back as they fall
-// due, so this lasts while no worker runs). A Carmine worker on the queue
-// leaves expired entries behind, which count as locked or in backoff
-// until collected, as Carmine's queue-status counts them.
-type QueueCounts struct {
-	// Queued is the number of messages ready for a handler now: Total
-	// less Locked, Backoff and Done.
-	Queued int64 `json:"queued"`
-	// Locked is the number of messages locked by a handling.
-	Locked int64 `json:"locked"`
-	// Backoff is the number of queued messages in backoff: delayed, or
-	// waiting for a retry.
-	Backoff int64 `json:"backoff"`
-	// Done is the number of messages handled and still kept: in their
-	// dedupe window (SucceedWithBackoff), or handled by a Carmine worker
-	// and not yet collected.
-	Done int64 `json:"done"`
-	// Total is the number of messages in the queue.
-	Total int64 `json:"total"`
-	// Dead is the number of dead letters (Client.DeadLetters), which are
-	// not in Total.
-	Dead int64 `json:"dead"`
-	// Paused tells whether the queue is paused (PauseQueue).
-	Paused bool `json:"paused"`
-}
-
-// QueueCounts returns the queue's counts in one round trip.
-func (c *Client) QueueCounts(ctx context.Context, queue string) (QueueCounts, error) {
-	if err := ValidateQueueName(queue); err != nil {
-		return QueueCounts{}, err
-	}
-	n, err := within(c, ctx, func(ctx context.Context) (protocol.Counts, error) {
-		return protocol.QueueCounts(ctx, c.rdb, c.keys(queue))
-	})
-	if err != nil {
-		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
-	}
-	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total,
-		Dead: n.Dead, Paused: n.Paused}, nil
-}
-
-// QueueSize returns the approximate number of messages waiting for a
-// handler, in O(1): QueueCounts's Queued.
-func (c *Client) QueueSize(ctx context.Context, queue string) (int64, error) {
-	s, err := c.QueueCounts(ctx, queue)
-	return s.Queued, err
-}
-
-// MessageInfo describes one message of a queue, for debugging.
+// MessageInfo is what a queue holds of one message: its content, its
+// status and what goes with it. [Inspector.Message] reads one, and the
+// pages of [Inspector.QueueMessages] and [Inspector.QueueContent] hold
+// them. Times are by the Redis server's clock.
 type MessageInfo struct {
 	// ID is the message id.
 	ID string
@@ -145,274 +60,134 @@ type MessageInfo struct {
 	Value any
 	// DecodeErr is set (wrapping ErrDecode) when Data cannot be decoded.
 	DecodeErr error
-	// Status is the message's status.
-	Status Status
+	// Status is the message's status; StatusNone when the queue does not
+	// hold it (only Inspector.Message answers such a message).
+	Status MessageStatus
 	// Attempts is how many times a handler was given the message.
 	Attempts int64
 	// Backoff is the time left in its backoff, 0 if none.
 	Backoff time.Duration
 	// Age is the time since the message was first enqueued.
 	Age time.Duration
+	// FirstEnqueued is when the message was first enqueued; zero when
+	// unknown.
+	FirstEnqueued time.Time
+	// BackoffUntil is when its backoff (a delay, a retry's wait or a
+	// dedupe window) ends, and LockedUntil when the lock of its handling
+	// runs out; zero when there is none, or when it ended already.
+	BackoffUntil time.Time
+	LockedUntil  time.Time
+	// LockTime is the message's own lock time (EnqueueOptions.LockTime),
+	// 0 for the worker's.
+	LockTime time.Duration
+	// Metadata is the message's metadata (EnqueueOptions.Metadata).
+	Metadata map[string]string
+	// Requeue is the content waiting to replace the message once its
+	// handling or backoff ends (a "-with-requeue" status); nil for none.
+	Requeue *PendingRequeue
+	// DeadLetter is the dead letter of the same id, if the queue keeps
+	// one: read by Inspector.Message only. A message may be a dead letter
+	// and, enqueued again since, in the queue too.
+	DeadLetter *DeadLetter
 }
 
-// contentPage is how many messages QueueContent reads per round trip.
-const contentPage = 500
-
-// QueueContent returns every message in the queue, oldest first. It is
-// O(n) and meant for debugging; it reads the queue page by page, so it does
-// not block Redis, and a message that changes meanwhile may be missed or
-// seen in a later state.
-func (c *Client) QueueContent(ctx context.Context, queue string) ([]MessageInfo, error) {
-	if err := ValidateQueueName(queue); err != nil {
-		return nil, err
-	}
-	var out []MessageInfo
-	var cursor uint64
-	for {
-		page, err := within(c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
-			cmd := c.rdb.HScan(ctx, c.key(queue, keys.Messages), cursor, "*", contentPage)
-			return cmd, cmd.Err()
-		})
-		if err != nil {
-			return nil, fmt.Errorf("mq: queue content of %q: %w", queue, err)
-		}
-		kvs, next := page.Val()
-		ids := make([]string, 0, len(kvs)/2)
-		data := make(map[string]string, len(kvs)/2)
-		for i := 0; i+1 < len(kvs); i += 2 {
-			if _, dup := data[kvs[i]]; !dup {
-				ids = append(ids, kvs[i])
-			}
-			data[kvs[i]] = kvs[i+1]
-		}
-		if len(ids) > 0 {
-			now, infos, err := c.messageInfos(ctx, queue, ids)
-			if err != nil {
-				return nil, err
-			}
-			for i, id := range ids {
-				if m, ok := c.messageInfo(id, data[id], infos[i], now); ok {
-					out = append(out, m)
-				}
-			}
-		}
-		cursor = next
-		if cursor == 0 {
-			break
-		}
-	}
-	slices.SortFunc(out, func(a, b MessageInfo) int {
-		return cmp.Or(cmp.Compare(b.Age, a.Age), strings.Compare(a.ID, b.ID))
-	})
-	return out, nil
+// PendingRequeue is the content an enqueue left to replace a message that
+// was locked or in backoff when it came (docs/protocol.md §3).
+type PendingRequeue struct {
+	// Data is the content as stored; Value and DecodeErr are as in
+	// MessageInfo.
+	Data      []byte
+	Value     any
+	DecodeErr error
+	// LockTime is the requeue's own lock time, 0 for the worker's.
+	LockTime time.Duration
 }
 
-// QueueNames returns the names of the queues that hold messages or dead
-// letters, or are paused, sorted, whose names match the glob pattern (""
-// or "*" for all). It scans with SCAN (on a cluster, every master), never
-// KEYS. A queue whose messages were all handled and collected is gone.
-//
-// It finds only the queues of the client's own key layout (see
-// [Config.Cluster]), and only keys that are a queue's: a messages hash,
-// under a name the client accepts, beside the queue's udts hash, which
-// holds an entry for every message. Keys of other applications that merely
-// look like a messages key are left out, and so left alone by
-// ClearAllQueues.
-func (c *Client) QueueNames(ctx context.Context, pattern string) ([]string, error) {
-	if pattern == "" {
-		pattern = "*"
+// MessageStatus returns the status of the message with the given id: the
+// cheapest read of one message, which leaves its content in Redis.
+func (in *Inspector) MessageStatus(ctx context.Context, queue, id string) (MessageStatus, error) {
+	if err := in.validateIDIn(queue, id); err != nil {
+		return "", err
 	}
-	found := map[string]bool{}
-	_, err := within(c, ctx, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, c.scanQueues(ctx, pattern, func(q string) { found[q] = true })
+	_, reads, err := in.readMessages(ctx, queue, "", []string{id})
+	if err != nil {
+		return "", err
+	}
+	return MessageStatus(reads[0].Status), nil
+}
+
+// Message reads everything the queue holds of message id in one atomic
+// script call: its status, content, attempts, times, metadata, pending
+// requeue, and its dead letter if it has one. A message the queue does
+// not hold answers Status StatusNone, not an error, with its DeadLetter
+// when there is one. Undecodable content is reported in DecodeErr.
+func (in *Inspector) Message(ctx context.Context, queue, id string) (MessageInfo, error) {
+	if err := in.validateIDIn(queue, id); err != nil {
+		return MessageInfo{}, err
+	}
+	now, reads, err := in.readMessages(ctx, queue, protocol.ReadContent+protocol.ReadDead, []string{id})
+	if err != nil {
+		return MessageInfo{}, err
+	}
+	r := reads[0]
+	m, ok := in.messageInfo(id, r.Content, r, now)
+	if !ok {
+		m = MessageInfo{ID: id}
+	}
+	if r.Dead != nil {
+		d := in.deadLetter(*r.Dead)
+		m.DeadLetter = &d
+	}
+	return m, nil
+}
+
+// readMessages reads what the queue holds of each message of ids, in one
+// script call, answering the server's time (Unix ms) and one read per id.
+func (in *Inspector) readMessages(ctx context.Context, queue, want string, ids []string) (int64, []protocol.MessageRead, error) {
+	type answer struct {
+		now   int64
+		reads []protocol.MessageRead
+	}
+	a, err := within(in.c, ctx, func(ctx context.Context) (answer, error) {
+		now, reads, err := protocol.ReadMessages(ctx, in.c.rdb, in.c.keys(queue), want, ids)
+		return answer{now, reads}, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("mq: queue names: %w", err)
+		return 0, nil, fmt.Errorf("mq: message status in %q: %w", queue, redisError(err))
 	}
-	names := make([]string, 0, len(found))
-	for q := range found {
-		names = append(names, q)
-	}
-	slices.Sort(names)
-	return names, nil
+	return a.now, a.reads, nil
 }
 
-// scanPage is the COUNT hint of each SCAN call of scanQueues.
-const scanPage = 1000
-
-// scanQueues calls fn, one call at a time, with the name of every queue
-// QueueNames finds, on every master of a cluster. A name may come more
-// than once.
-//
-// Each page of SCAN (TYPE hash: Redis 6.0 or later, below the 6.2 that the
-// worker's BLMOVE needs anyway) is checked in one pipelined round trip:
-// HLEN of each candidate's udts hash, which a queue with messages never
-// lacks. On a cluster the pipeline goes through the cluster client, which
-// sends each key to the node that holds it now.
-func (c *Client) scanQueues(ctx context.Context, pattern string, fn func(string)) error {
-	match := keys.MessagesPattern(pattern, c.cfg.Cluster)
-	var mu sync.Mutex
-	scanNode := func(ctx context.Context, node redis.Cmdable) error {
-		var cursor uint64
-		for {
-			page, next, err := node.ScanType(ctx, cursor, match, scanPage, "hash").Result()
-			if err != nil {
-				return err
-			}
-			names, err := c.realQueues(ctx, page)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			for _, q := range names {
-				fn(q)
-			}
-			mu.Unlock()
-			if cursor = next; cursor == 0 {
-				break
-			}
-		}
-		// A queue whose every message became a dead letter, or that is
-		// paused and empty, is a queue too.
-		for _, k := range []struct {
-			i   keys.Index
-			typ string
-		}{{keys.DeadIndex, "zset"}, {keys.Paused, "string"}} {
-			cursor = 0
-			for {
-				page, next, err := node.ScanType(ctx, cursor, keys.Pattern(pattern, c.cfg.Cluster, k.i), scanPage, k.typ).Result()
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				for _, key := range page {
-					if q, ok := keys.QueueFromKey(key, c.cfg.Cluster, k.i); ok && ValidateQueueName(q) == nil {
-						fn(q)
-					}
-				}
-				mu.Unlock()
-				if cursor = next; cursor == 0 {
-					break
-				}
-			}
-		}
-		return nil
-	}
-	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return scanNode(ctx, node)
-		})
-	}
-	return scanNode(ctx, c.rdb)
-}
-
-// realQueues answers the names of the queues whose messages hashes are
-// among msgKeys: keys of the client's layout, under valid names, whose
-// udts is a hash that is not empty.
-func (c *Client) realQueues(ctx context.Context, msgKeys []string) ([]string, error) {
-	var names []string
-	for _, k := range msgKeys {
-		q, ok := keys.QueueFromMessagesKey(k, c.cfg.Cluster)
-		if ok && ValidateQueueName(q) == nil {
-			names = append(names, q)
-		}
-	}
-	if len(names) == 0 {
-		return nil, nil
-	}
-	udts := make([]*redis.IntCmd, len(names))
-	// Errors stay on each command: a WRONGTYPE only rules out its key.
-	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, q := range names {
-			udts[i] = p.HLen(ctx, keys.Key(q, c.cfg.Cluster, keys.UDTs))
-		}
-		return nil
-	})
-	queues := names[:0]
-	for i, q := range names {
-		n, err := udts[i].Result()
-		switch {
-		case isWrongType(err):
-			continue // udts is not a hash: not a queue's key
-		case err != nil:
-			return nil, err
-		case n > 0:
-			queues = append(queues, q)
-		}
-	}
-	return queues, nil
-}
-
-// isWrongType tells whether err is Redis's answer to a command on a key of
-// another type.
-func isWrongType(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
-}
-
-// ClearQueues deletes every key of the named queues, for good, and returns
-// the names of those that held anything.
-func (c *Client) ClearQueues(ctx context.Context, queues ...string) ([]string, error) {
-	for _, q := range queues {
-		if err := ValidateQueueName(q); err != nil {
-			return nil, err
-		}
-	}
-	return c.clear(ctx, queues)
-}
-
-// ClearAllQueues deletes every key of every queue that QueueNames finds, for
-// good, and returns their names.
-func (c *Client) ClearAllQueues(ctx context.Context) ([]string, error) {
-	names, err := c.QueueNames(ctx, "*")
-	if err != nil {
-		return nil, err
-	}
-	return c.clear(ctx, names)
-}
-
-func (c *Client) clear(ctx context.Context, queues []string) ([]string, error) {
-	cmds := make([]*redis.IntCmd, len(queues))
-	_, err := within(c, ctx, func(ctx context.Context) ([]redis.Cmder, error) {
-		return c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, q := range queues {
-				// Not the cached key list: names found by scanning need
-				// not stay in the cache.
-				cmds[i] = p.Del(ctx, keys.All(q, c.cfg.Cluster)...)
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mq: clear queues: %w", err)
-	}
-	var cleared []string
-	for i, cmd := range cmds {
-		if cmd.Val() > 0 {
-			cleared = append(cleared, queues[i])
-		}
-	}
-	return cleared, nil
-}
-
-// messageInfo is what queue content shows of message id, stored as data,
-// by its status info at server time now; false when it was collected
-// since a scan read it.
-func (c *Client) messageInfo(id, data string, info protocol.StatusInfo, now int64) (MessageInfo, bool) {
-	if Status(info.Status) == StatusNone {
+// messageInfo is message id, stored as data, as read at server time now;
+// false when the queue does not hold it (collected since a scan read it).
+func (in *Inspector) messageInfo(id string, data []byte, r protocol.MessageRead, now int64) (MessageInfo, bool) {
+	if MessageStatus(r.Status) == StatusNone {
 		return MessageInfo{}, false
 	}
 	m := MessageInfo{
 		ID:       id,
-		Data:     []byte(data),
-		Status:   Status(info.Status),
-		Attempts: info.Attempts,
+		Data:     data,
+		Status:   MessageStatus(r.Status),
+		Attempts: r.Attempts,
+		LockTime: r.LockTime,
+		Metadata: decodeMetadata(r.Meta),
 	}
-	if info.BackoffUntil > now {
-		m.Backoff = time.Duration(info.BackoffUntil-now) * time.Millisecond
+	if r.BackoffUntil > now {
+		m.Backoff = time.Duration(r.BackoffUntil-now) * time.Millisecond
+		m.BackoffUntil = time.UnixMilli(r.BackoffUntil)
 	}
-	if info.FirstEnqueued > 0 {
-		m.Age = time.Duration(now-info.FirstEnqueued) * time.Millisecond
+	if r.LockedUntil > now {
+		m.LockedUntil = time.UnixMilli(r.LockedUntil)
 	}
-	m.DecodeErr = decode(c.cfg.Codec, m.Data, &m.Value)
+	if r.FirstEnqueued > 0 {
+		m.Age = time.Duration(now-r.FirstEnqueued) * time.Millisecond
+		m.FirstEnqueued = time.UnixMilli(r.FirstEnqueued)
+	}
+	m.DecodeErr = decode(in.c.cfg.Codec, m.Data, &m.Value)
+	if r.Requeue != nil {
+		p := &PendingRequeue{Data: r.Requeue, LockTime: r.RequeueLockTime}
+		p.DecodeErr = decode(in.c.cfg.Codec, p.Data, &p.Value)
+		m.Requeue = p
+	}
 	return m, true
 }

@@ -9,9 +9,6 @@ import (
 	"time"
 )
 
-// ErrWorkerRunning is Start's answer for a worker that is running already.
-var ErrWorkerRunning = errors.New("mq: worker is running already")
-
 // Worker polls one queue and hands its messages to a handler. Many workers,
 // in one process or many, may share a queue. Its methods are safe for
 // concurrent use.

@@ -53,14 +53,14 @@ func next(t *testing.T, calls <-chan handling) handling {
 	}
 }
 
-func statusOf(t *testing.T, c *Client, q, id string) Status {
+func statusOf(t *testing.T, c *Client, q, id string) MessageStatus {
 	t.Helper()
-	st, err := c.MessageStatus(context.Background(), q, id)
+	st, err := c.Inspector().MessageStatus(context.Background(), q, id)
 	require.NoError(t, err)
 	return st
 }
 
-func waitStatus(t *testing.T, c *Client, q, id string, want Status) {
+func waitStatus(t *testing.T, c *Client, q, id string, want MessageStatus) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%s to be %s", id, want), func() bool { return statusOf(t, c, q, id) == want })
 }

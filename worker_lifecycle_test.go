@@ -231,7 +231,7 @@ func TestWorkerStop(t *testing.T) {
 		require.ErrorIs(t, w2.Stop(dctx), context.DeadlineExceeded)
 		<-sawCancel
 		waitFor(t, "the handling to be abandoned", func() bool { return w2.Stats().Counts.Abandoned == 1 })
-		assert.Contains(t, []Status{StatusLocked, StatusQueued}, statusOf(t, c, q2, "s2"), "not done")
+		assert.Contains(t, []MessageStatus{StatusLocked, StatusQueued}, statusOf(t, c, q2, "s2"), "not done")
 		_, calls := startWorker(t, c, q2, WorkerConfig{}, nil)
 		h := next(t, calls)
 		assert.Equal(t, handling{id: "s2", attempt: 2, value: "x"}, h, "handled again after the lock expired")

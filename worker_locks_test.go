@@ -81,9 +81,9 @@ func TestWorkerFencing(t *testing.T) {
 		close(releaseB)
 		// The success counts once the call that recorded it has answered.
 		waitFor(t, "B's outcome to be recorded", func() bool { return b.Stats().Counts.Succeeded == 1 })
-		st, err := c.MessageStatus(ctx, q, mid)
+		st, err := c.Inspector().MessageStatus(ctx, q, mid)
 		require.NoError(t, err)
-		assert.Contains(t, []Status{StatusDoneAwaitingGC, StatusNone}, st)
+		assert.Contains(t, []MessageStatus{StatusDoneAwaitingGC, StatusNone}, st)
 	})
 }
 

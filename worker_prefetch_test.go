@@ -58,7 +58,7 @@ func TestWorkerPrefetchStop(t *testing.T) {
 
 		// One handler busy, defaultPrefetch more taken and waiting.
 		waitFor(t, "the prefetch to fill", func() bool {
-			st, err := c.QueueCounts(ctx, q)
+			st, err := c.Inspector().QueueCounts(ctx, q)
 			require.NoError(t, err)
 			return st.Locked == 1+defaultPrefetch
 		})
@@ -145,7 +145,7 @@ func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "slow0", next(t, calls).value)
 		waitFor(t, "the prefetch to fill", func() bool {
-			st, err := c.QueueCounts(context.Background(), q)
+			st, err := c.Inspector().QueueCounts(context.Background(), q)
 			require.NoError(t, err)
 			return st.Locked == 1+defaultPrefetch
 		})

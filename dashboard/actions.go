@@ -110,16 +110,16 @@ func sameOrigin(r *http.Request) error {
 }
 
 func (h *handler) pause(ctx context.Context, b actionBody) (actionResult, error) {
-	changed, err := h.client.PauseQueue(ctx, b.Queue)
+	changed, err := h.client.Inspector().PauseQueue(ctx, b.Queue)
 	return actionResult{Changed: changed}, err
 }
 
 func (h *handler) resume(ctx context.Context, b actionBody) (actionResult, error) {
-	changed, err := h.client.ResumeQueue(ctx, b.Queue)
+	changed, err := h.client.Inspector().ResumeQueue(ctx, b.Queue)
 	return actionResult{Changed: changed}, err
 }
 
 func (h *handler) deleteMessage(ctx context.Context, b actionBody) (actionResult, error) {
-	changed, err := h.client.DeleteMessage(ctx, b.Queue, b.ID)
+	changed, err := h.client.Inspector().DeleteMessage(ctx, b.Queue, b.ID)
 	return actionResult{Changed: changed}, err
 }

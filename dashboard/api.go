@@ -12,7 +12,7 @@ import (
 
 // features tells the page which parts the library under it has.
 type features struct {
-	// Workers: the page shows live workers (Client.Workers, see
+	// Workers: the page shows live workers (Inspector.Workers, see
 	// workers.go); always true since the core lists them.
 	Workers bool `json:"workers"`
 	// DeadLetters: the client keeps dead letters (see dead.go); always
@@ -113,7 +113,7 @@ type messagesJSON struct {
 }
 
 // pageQuery reads a page request's queue and limit (at most
-// mq.MaxMessagePage; default Options.PageSize), answering 400 and false
+// mq.MaxPageSize; default Options.PageSize), answering 400 and false
 // when either is bad.
 func (h *handler) pageQuery(w http.ResponseWriter, q url.Values) (queue string, limit int, ok bool) {
 	queue = q.Get("queue")
@@ -128,13 +128,13 @@ func (h *handler) pageQuery(w http.ResponseWriter, q url.Values) (queue string, 
 			writeError(w, http.StatusBadRequest, "limit: a positive number")
 			return "", 0, false
 		}
-		limit = min(n, mq.MaxMessagePage)
+		limit = min(n, mq.MaxPageSize)
 	}
 	return queue, limit, true
 }
 
 // messages answers one page of a queue's messages: ?queue=Q&cursor=C
-// (limit=N asks for N, at most mq.MaxMessagePage; default
+// (limit=N asks for N, at most mq.MaxPageSize; default
 // Options.PageSize).
 func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -144,7 +144,7 @@ func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	page, err := h.client.QueueMessages(ctx, queue, q.Get("cursor"), limit)
+	page, err := h.client.Inspector().QueueMessages(ctx, queue, q.Get("cursor"), limit)
 	if err != nil {
 		status := http.StatusBadGateway
 		if isBadInput(err) {
@@ -155,26 +155,88 @@ func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	out := messagesJSON{Queue: queue, Cursor: page.Cursor, Messages: make([]messageJSON, len(page.Messages))}
-	for i, m := range page.Messages {
-		mj := messageJSON{
-			ID:        m.ID,
-			Status:    m.Status.String(),
-			Attempts:  m.Attempts,
-			BackoffMS: m.Backoff.Milliseconds(),
-			AgeMS:     m.Age.Milliseconds(),
-			Size:      len(m.Data),
+	out := messagesJSON{Queue: queue, Cursor: page.Cursor, Messages: make([]messageJSON, len(page.Items))}
+	for i, m := range page.Items {
+		out.Messages[i] = h.messageJSON(m)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// messageJSON is one message as a page draws it.
+func (h *handler) messageJSON(m mq.MessageInfo) messageJSON {
+	mj := messageJSON{
+		ID:        m.ID,
+		Status:    m.Status.String(),
+		Attempts:  m.Attempts,
+		BackoffMS: m.Backoff.Milliseconds(),
+		AgeMS:     m.Age.Milliseconds(),
+		Size:      len(m.Data),
+	}
+	switch {
+	case len(m.Data) == 0:
+		mj.Empty = true
+	case m.DecodeErr != nil:
+		mj.DecodeError = m.DecodeErr.Error()
+		mj.Content, mj.Truncated = rawPreview(m.Data, h.opts.MaxContent)
+	default:
+		mj.Content, mj.Truncated = renderValue(m.Value, h.opts.MaxContent)
+	}
+	return mj
+}
+
+// oneMessageJSON is the answer of GET api/message: one message, with what
+// a page's row leaves out.
+type oneMessageJSON struct {
+	Queue string `json:"queue"`
+	messageJSON
+	// LockedUntilMS is when the lock of its handling runs out, Unix ms
+	// by the Redis server's clock; 0 when not locked.
+	LockedUntilMS int64 `json:"locked_until_ms,omitempty"`
+	// LockTimeMS is its own lock time, 0 for the worker's.
+	LockTimeMS int64             `json:"lock_time_ms"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	// Requeue is the content waiting to replace it, rendered as Content.
+	Requeue *string `json:"requeue,omitempty"`
+	// DeadLetter tells that the queue keeps a dead letter of the same id.
+	DeadLetter bool `json:"dead_letter,omitempty"`
+}
+
+// message answers one message, read in one call (Inspector.Message):
+// ?queue=Q&id=ID. A message not in the queue answers 404, and says
+// whether a dead letter of the id is kept.
+func (h *handler) message(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	queue, id := q.Get("queue"), q.Get("id")
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	defer cancel()
+	m, err := h.client.Inspector().Message(ctx, queue, id)
+	if err != nil {
+		status := http.StatusBadGateway
+		if isBadInput(err) {
+			status = http.StatusBadRequest
+		} else {
+			h.log.ErrorContext(ctx, "message", "queue", queue, "id", id, "error", err)
 		}
-		switch {
-		case len(m.Data) == 0:
-			mj.Empty = true
-		case m.DecodeErr != nil:
-			mj.DecodeError = m.DecodeErr.Error()
-			mj.Content, mj.Truncated = rawPreview(m.Data, h.opts.MaxContent)
-		default:
-			mj.Content, mj.Truncated = renderValue(m.Value, h.opts.MaxContent)
+		writeError(w, status, err.Error())
+		return
+	}
+	out := oneMessageJSON{Queue: queue, messageJSON: h.messageJSON(m), LockTimeMS: m.LockTime.Milliseconds(),
+		Metadata: m.Metadata, DeadLetter: m.DeadLetter != nil}
+	if !m.LockedUntil.IsZero() {
+		out.LockedUntilMS = m.LockedUntil.UnixMilli()
+	}
+	if p := m.Requeue; p != nil {
+		var text string
+		if p.DecodeErr != nil {
+			text, _ = rawPreview(p.Data, h.opts.MaxContent)
+		} else {
+			text, _ = renderValue(p.Value, h.opts.MaxContent)
 		}
-		out.Messages[i] = mj
+		out.Requeue = &text
+	}
+	if m.Status == mq.StatusNone {
+		writeJSON(w, http.StatusNotFound, out)
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }

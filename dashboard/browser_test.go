@@ -137,7 +137,7 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) []byte {
 func truth(t *testing.T, c *mq.Client, rdb *redis.Client, q string) map[string]int64 {
 	t.Helper()
 	ctx := context.Background()
-	n, err := c.QueueCounts(ctx, q)
+	n, err := c.Inspector().QueueCounts(ctx, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,12 +268,12 @@ func TestBrowser(t *testing.T) {
 	// Delete asks to confirm, then deletes.
 	sel := chromedp.CSS(`#messages tr[data-message="later-1"] button[data-action="delete"]`)
 	do(t, ctx, "delete", chromedp.Click(sel))
-	if st, _ := c.MessageStatus(context.Background(), "emails", "later-1"); st != mq.StatusQueuedWithBackoff {
+	if st, _ := c.Inspector().MessageStatus(context.Background(), "emails", "later-1"); st != mq.StatusQueuedWithBackoff {
 		t.Fatalf("one click deleted the message (%s)", st)
 	}
 	do(t, ctx, "confirm delete", chromedp.Click(sel))
 	waitFor(t, "the delete in Redis", func() bool {
-		st, err := c.MessageStatus(context.Background(), "emails", "later-1")
+		st, err := c.Inspector().MessageStatus(context.Background(), "emails", "later-1")
 		return err == nil && st == mq.StatusNone
 	})
 	poll[bool](t, ctx, "the row to go", `document.querySelector('#messages tr[data-message="later-1"]') === null && document.querySelectorAll('#messages tr[data-message]').length === 13`)
@@ -281,11 +281,11 @@ func TestBrowser(t *testing.T) {
 	// Requeue moves a dead letter back into the queue, at one click.
 	do(t, ctx, "requeue", chromedp.Click(chromedp.CSS(`#dead-letters tr[data-dead="dead-0"] button[data-action="requeue"]`)))
 	waitFor(t, "the requeue in Redis", func() bool {
-		st, err := c.MessageStatus(context.Background(), "emails", "dead-0")
-		_, dlErr := c.DeadLetter(context.Background(), "emails", "dead-0")
+		st, err := c.Inspector().MessageStatus(context.Background(), "emails", "dead-0")
+		_, dlErr := c.Inspector().DeadLetter(context.Background(), "emails", "dead-0")
 		return err == nil && st == mq.StatusQueued && errors.Is(dlErr, mq.ErrNoDeadLetter)
 	})
-	if _, err := c.DeadLetter(context.Background(), "emails", "dead-1"); err != nil {
+	if _, err := c.Inspector().DeadLetter(context.Background(), "emails", "dead-1"); err != nil {
 		t.Fatalf("the other dead letter: %v", err)
 	}
 	poll[bool](t, ctx, "the dead letter to move", `document.querySelector('#dead-letters tr[data-dead="dead-0"]') === null &&
@@ -296,7 +296,7 @@ func TestBrowser(t *testing.T) {
 
 	// A dead letter that goes behind the page's back (another dashboard,
 	// mqctl) leaves its panel at the next poll, without a click.
-	if ok, err := c.DeleteDeadLetter(context.Background(), "emails", "dead-1"); err != nil || !ok {
+	if ok, err := c.Inspector().DeleteDeadLetter(context.Background(), "emails", "dead-1"); err != nil || !ok {
 		t.Fatalf("delete dead-1: %v %v", ok, err)
 	}
 	poll[bool](t, ctx, "the panel to follow the count", `document.querySelectorAll('#dead-letters tr[data-dead]').length === 0 &&
@@ -305,7 +305,7 @@ func TestBrowser(t *testing.T) {
 	// Pause.
 	do(t, ctx, "pause", chromedp.Click(chromedp.ID("pause")))
 	waitFor(t, "the pause in Redis", func() bool {
-		n, err := c.QueueCounts(context.Background(), "emails")
+		n, err := c.Inspector().QueueCounts(context.Background(), "emails")
 		return err == nil && n.Paused
 	})
 	poll[bool](t, ctx, "the paused badge", `document.querySelector('#queues tr[data-queue="emails"] [data-state]').dataset.state === 'paused' && !document.getElementById('q-paused').hidden`)

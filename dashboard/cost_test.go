@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -63,10 +64,15 @@ func TestPageViewCost(t *testing.T) {
 	bury(t, c, "big", dead)
 	fillMany(t, c, "big", 20000)
 	srv := serve(t, c, Options{Queues: []string{"big"}})
+	_, body := get(t, srv, "/mq/api/dead?queue=big")
+	deadCursor := decodeJSON[deadPageJSON](t, body).Cursor
+	if deadCursor == "" {
+		t.Fatal("one page of 300 dead letters")
+	}
 	if err := rdb.ConfigResetStat(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{"/mq/api/overview", "/mq/api/messages?queue=big", "/mq/api/workers?queue=big", "/mq/api/dead?queue=big", "/mq/api/dead?queue=big&cursor=200"} {
+	for _, path := range []string{"/mq/api/overview", "/mq/api/messages?queue=big", "/mq/api/workers?queue=big", "/mq/api/dead?queue=big", "/mq/api/dead?queue=big&cursor=" + url.QueryEscape(deadCursor)} {
 		if code, body := get(t, srv, path); code != http.StatusOK {
 			t.Fatalf("%s: %d %s", path, code, body)
 		}

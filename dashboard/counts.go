@@ -19,10 +19,10 @@ type counts struct {
 	Paused bool  `json:"paused"`
 }
 
-// queueCounts reads queue's counts: Client.QueueCounts, one O(1) script
+// queueCounts reads queue's counts: Inspector.QueueCounts, one O(1) script
 // call in the client's own key layout.
 func (h *handler) queueCounts(ctx context.Context, queue string) (counts, error) {
-	n, err := h.client.QueueCounts(ctx, queue)
+	n, err := h.client.Inspector().QueueCounts(ctx, queue)
 	if err != nil {
 		return counts{}, err
 	}
@@ -46,7 +46,7 @@ func (h *handler) queueNames(ctx context.Context) ([]string, error) {
 	defer h.names.mu.Unlock()
 	now := h.now()
 	if h.names.names == nil || now.Sub(h.names.at) >= h.opts.RefreshQueues {
-		found, err := h.client.QueueNames(ctx, "*")
+		found, err := h.client.Inspector().QueueNames(ctx, "*")
 		if err != nil {
 			return nil, err
 		}

@@ -4,7 +4,7 @@
 //
 // It shows every queue with its counts by state (queued, locked, in
 // backoff, done in a dedupe window, dead letters) and a chart of them over
-// time, the live workers of a queue in every process (Client.Workers),
+// time, the live workers of a queue in every process (Inspector.Workers),
 // pages through a queue's messages with their status and content
 // (decoded by the client's codec, which refuses hostile bytes; what it
 // cannot decode is shown as such) and through its dead letters with their
@@ -23,8 +23,8 @@
 //
 // Every page view costs a bounded number of Redis calls, whatever the
 // queues' lengths: the counts are O(1) per queue, and messages and dead
-// letters are read a page at a time (Client.QueueMessages,
-// Client.DeadLetters).
+// letters are read a page at a time (Inspector.QueueMessages,
+// Inspector.DeadLetters).
 package dashboard
 
 import (
@@ -70,7 +70,7 @@ type Options struct {
 	History int
 
 	// PageSize is the number of messages, and of dead letters, on a
-	// page. Default: 50; at most mq.MaxMessagePage.
+	// page. Default: 50; at most mq.MaxPageSize.
 	PageSize int
 
 	// MaxContent is how many bytes of each message's rendered content a
@@ -100,7 +100,7 @@ func (o Options) withDefaults() Options {
 	if o.PageSize <= 0 {
 		o.PageSize = 50
 	}
-	o.PageSize = min(o.PageSize, mq.MaxMessagePage)
+	o.PageSize = min(o.PageSize, mq.MaxPageSize)
 	if o.MaxContent <= 0 {
 		o.MaxContent = 4096
 	}
@@ -151,6 +151,7 @@ func New(client *mq.Client, opts Options) http.Handler {
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	m.HandleFunc("GET /api/overview", h.overview)
 	m.HandleFunc("GET /api/messages", h.messages)
+	m.HandleFunc("GET /api/message", h.message)
 	m.HandleFunc("GET /api/workers", h.workers)
 	m.HandleFunc("GET /api/dead", h.deadLetters)
 	m.Handle("POST /api/pause", h.action(h.pause))

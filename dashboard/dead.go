@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/gocarmine/mq"
 )
@@ -13,7 +12,8 @@ import (
 // Dead letters: messages that failed for good (their handler failed on the
 // last attempt or with mq.Final, or they were quarantined), kept by the
 // core with their last error apart from the queue. The panel lists them a
-// page at a time (Client.DeadLetters, newest first, O(log n + page)), and,
+// page at a time (Inspector.DeadLetters, newest first, O(log n + page), by
+// cursor), and,
 // with actions allowed, requeues or deletes one or all of them.
 
 // errBadAction reports an action body that does not say what to act on.
@@ -22,7 +22,7 @@ var errBadAction = errors.New("bad action")
 // deadJSON is one dead letter, as the page draws it.
 type deadJSON struct {
 	ID string `json:"id"`
-	// Reason is mq.DeadFailed or mq.DeadQuarantined.
+	// Reason is mq.OutcomeDead or mq.OutcomeQuarantined.
 	Reason   string `json:"reason"`
 	Error    string `json:"error"`
 	Attempts int64  `json:"attempts"`
@@ -42,13 +42,13 @@ type deadPageJSON struct {
 	// Total is how many dead letters the queue has.
 	Total   int64      `json:"total"`
 	Letters []deadJSON `json:"letters"`
-	// Cursor continues the listing (the offset of the next page); "" at
-	// its end.
+	// Cursor continues the listing (the library's dead-letter cursor);
+	// "" at its end.
 	Cursor string `json:"cursor"`
 }
 
 // deadLetters answers one page of the queue's dead letters, newest first:
-// ?queue=Q&cursor=C (limit=N asks for N, at most mq.MaxMessagePage;
+// ?queue=Q&cursor=C (limit=N asks for N, at most mq.MaxPageSize;
 // default Options.PageSize).
 func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -56,18 +56,14 @@ func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	offset := 0
-	if s := q.Get("cursor"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, "cursor: the one a page answered")
-			return
-		}
-		offset = n
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	total, letters, err := h.client.DeadLetters(ctx, queue, offset, limit)
+	in := h.client.Inspector()
+	page, err := in.DeadLetters(ctx, queue, q.Get("cursor"), limit)
+	var counts mq.QueueCounts
+	if err == nil {
+		counts, err = in.QueueCounts(ctx, queue)
+	}
 	if err != nil {
 		status := http.StatusBadGateway
 		if isBadInput(err) {
@@ -78,15 +74,13 @@ func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	out := deadPageJSON{Queue: queue, Total: total, Letters: make([]deadJSON, len(letters))}
-	if next := offset + len(letters); len(letters) > 0 && int64(next) < total {
-		out.Cursor = strconv.Itoa(next)
-	}
+	letters := page.Items
+	out := deadPageJSON{Queue: queue, Total: counts.Dead, Cursor: page.Cursor, Letters: make([]deadJSON, len(letters))}
 	for i := range letters {
 		d := &letters[i]
 		dj := deadJSON{
 			ID:       d.ID,
-			Reason:   d.Reason,
+			Reason:   string(d.Reason),
 			Error:    d.Error,
 			Attempts: d.Attempts,
 			DiedMS:   d.Died.UnixMilli(),
@@ -123,14 +117,14 @@ func (h *handler) requeueDead(ctx context.Context, b actionBody) (actionResult, 
 		return actionResult{}, err
 	}
 	if b.All {
-		requeued, kept, err := h.client.RequeueDeadLetters(ctx, b.Queue, nil)
+		requeued, kept, err := h.client.Inspector().RequeueDeadLetters(ctx, b.Queue, nil)
 		res := actionResult{Changed: requeued > 0, Count: int64(requeued), Kept: int64(kept)}
 		if err != nil {
 			return res, fmt.Errorf("after %d requeued: %w", requeued, err)
 		}
 		return res, nil
 	}
-	switch err := h.client.RequeueDeadLetter(ctx, b.Queue, b.ID); {
+	switch err := h.client.Inspector().RequeueDeadLetter(ctx, b.Queue, b.ID); {
 	case errors.Is(err, mq.ErrNoDeadLetter):
 		return actionResult{}, nil
 	case err != nil:
@@ -145,10 +139,10 @@ func (h *handler) deleteDead(ctx context.Context, b actionBody) (actionResult, e
 		return actionResult{}, err
 	}
 	if b.All {
-		n, err := h.client.DeleteDeadLetters(ctx, b.Queue)
+		n, err := h.client.Inspector().DeleteDeadLetters(ctx, b.Queue)
 		return actionResult{Changed: n > 0, Count: n}, err
 	}
-	ok, err := h.client.DeleteDeadLetter(ctx, b.Queue, b.ID)
+	ok, err := h.client.Inspector().DeleteDeadLetter(ctx, b.Queue, b.ID)
 	res := actionResult{Changed: ok}
 	if ok {
 		res.Count = 1

@@ -68,7 +68,7 @@ func TestDeadLettersAPI(t *testing.T) {
 		t.Fatalf("%d dead letters in %d pages", len(seen), pages)
 	}
 	d := seen["d3"]
-	if d.Error != "cannot handle d3" || d.Reason != mq.DeadFailed || d.Attempts != 1 || d.DiedMS <= 0 || d.FirstEnqueuedMS <= 0 ||
+	if d.Error != "cannot handle d3" || d.Reason != string(mq.OutcomeDead) || d.Attempts != 1 || d.DiedMS <= 0 || d.FirstEnqueuedMS <= 0 ||
 		d.DecodeError != "" || !strings.Contains(d.Content, `"n": 3`) || d.Size == 0 {
 		t.Errorf("dead letter d3: %+v", d)
 	}
@@ -110,15 +110,15 @@ func TestDeadLetterActions(t *testing.T) {
 	srv := serve(t, c, Options{AllowActions: true})
 	isDead := func(id string) bool {
 		t.Helper()
-		_, err := c.DeadLetter(ctx, "q", id)
+		_, err := c.Inspector().DeadLetter(ctx, "q", id)
 		if err != nil && !errors.Is(err, mq.ErrNoDeadLetter) {
 			t.Fatal(err)
 		}
 		return err == nil
 	}
-	status := func(id string) mq.Status {
+	status := func(id string) mq.MessageStatus {
 		t.Helper()
-		st, err := c.MessageStatus(ctx, "q", id)
+		st, err := c.Inspector().MessageStatus(ctx, "q", id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +191,7 @@ func TestDeadLetterActions(t *testing.T) {
 	if r := act("delete", `{"queue":"q","all":true}`, http.StatusOK); r != (actionResult{Changed: true, Count: 1}) {
 		t.Errorf("delete all: %+v", r)
 	}
-	n, err := c.QueueCounts(ctx, "q")
+	n, err := c.Inspector().QueueCounts(ctx, "q")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func TestOverview(t *testing.T) {
 
 	// The counts follow the queue; within an interval the last sample is
 	// replaced by the latest reading.
-	if _, err := c.DeleteMessage(context.Background(), "emails", "done-0"); err != nil {
+	if _, err := c.Inspector().DeleteMessage(context.Background(), "emails", "done-0"); err != nil {
 		t.Fatal(err)
 	}
 	q = findQueue(t, overviewOf(t, srv), "emails")
@@ -212,7 +212,7 @@ func TestReadOnly(t *testing.T) {
 			t.Errorf("%s: %d %s", path, code, body)
 		}
 	}
-	n, err := c.QueueCounts(ctx, "q")
+	n, err := c.Inspector().QueueCounts(ctx, "q")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestActionsCSRF(t *testing.T) {
 	}
 	srv := serve(t, c, Options{AllowActions: true})
 	paused := func() bool {
-		n, err := c.QueueCounts(ctx, "q")
+		n, err := c.Inspector().QueueCounts(ctx, "q")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +272,7 @@ func TestActionsCSRF(t *testing.T) {
 	if code != http.StatusOK || !decodeJSON[actionResult](t, resp).Changed {
 		t.Fatalf("delete: %d %s", code, resp)
 	}
-	if st, _ := c.MessageStatus(ctx, "q", "a"); st != mq.StatusNone {
+	if st, _ := c.Inspector().MessageStatus(ctx, "q", "a"); st != mq.StatusNone {
 		t.Fatalf("deleted message: %s", st)
 	}
 	for name, b := range map[string]string{"bad queue": `{"queue":"a*"}`, "not JSON": `queue=q`, "unknown field": `{"queue":"q","x":1}`} {
@@ -342,7 +342,7 @@ func TestCluster(t *testing.T) {
 	if code, body := post(t, srv, "/mq/api/pause", `{"queue":"orders"}`, nil); code != http.StatusOK {
 		t.Fatalf("cluster pause: %d %s", code, body)
 	}
-	if n, err := c.QueueCounts(ctx, "orders"); err != nil || !n.Paused {
+	if n, err := c.Inspector().QueueCounts(ctx, "orders"); err != nil || !n.Paused {
 		t.Fatalf("cluster queue not paused: %+v %v", n, err)
 	}
 }
@@ -406,5 +406,40 @@ func TestWorkers(t *testing.T) {
 	}
 	if code, body := get(t, srv, "/mq/api/workers?queue="); code != http.StatusBadRequest {
 		t.Errorf("no queue: %d %s", code, body)
+	}
+}
+
+// TestMessageAPI: one message through the library's single-message read,
+// with what a page's row leaves out; a message not in the queue is a 404
+// that says whether a dead letter of the id is kept.
+func TestMessageAPI(t *testing.T) {
+	t.Parallel()
+	c, _ := newClient(t)
+	ctx := context.Background()
+	bury(t, c, "q", map[string]any{"gone": 1})
+	if _, err := c.Enqueue(ctx, "q", map[string]any{"to": "ada"}, &mq.EnqueueOptions{MessageID: "m",
+		Metadata: map[string]string{"trace": "t1"}, LockTime: 3 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, c, Options{})
+
+	code, body := get(t, srv, "/mq/api/message?queue=q&id=m")
+	m := decodeJSON[oneMessageJSON](t, body)
+	if code != http.StatusOK || m.Queue != "q" || m.ID != "m" || m.Status != "queued" || m.LockTimeMS != 3000 ||
+		m.Metadata["trace"] != "t1" || !strings.Contains(m.Content, `"to": "ada"`) || m.DeadLetter || m.Requeue != nil {
+		t.Errorf("m: %d %+v", code, m)
+	}
+	code, body = get(t, srv, "/mq/api/message?queue=q&id=gone")
+	if m := decodeJSON[oneMessageJSON](t, body); code != http.StatusNotFound || m.Status != "nil" || !m.DeadLetter {
+		t.Errorf("a dead letter's id: %d %+v", code, m)
+	}
+	code, body = get(t, srv, "/mq/api/message?queue=q&id=never")
+	if m := decodeJSON[oneMessageJSON](t, body); code != http.StatusNotFound || m.DeadLetter {
+		t.Errorf("an id never enqueued: %d %+v", code, m)
+	}
+	for _, bad := range []string{"queue=a*&id=m", "queue=q&id=", "queue=q"} {
+		if code, body := get(t, srv, "/mq/api/message?"+bad); code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", bad, code, body)
+		}
 	}
 }

@@ -89,7 +89,7 @@ func fill(t *testing.T, c *mq.Client, q string) *mq.Worker {
 	t.Helper()
 	ctx := context.Background()
 	counts := func() mq.QueueCounts {
-		n, err := c.QueueCounts(ctx, q)
+		n, err := c.Inspector().QueueCounts(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +205,7 @@ func post(t *testing.T, srv *httptest.Server, path, body string, header map[stri
 func bury(t *testing.T, c *mq.Client, q string, msgs map[string]any) {
 	t.Helper()
 	ctx := context.Background()
-	before, err := c.QueueCounts(ctx, q)
+	before, err := c.Inspector().QueueCounts(ctx, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func bury(t *testing.T, c *mq.Client, q string, msgs map[string]any) {
 		}
 	}()
 	waitFor(t, "the dead letters", func() bool {
-		n, err := c.QueueCounts(ctx, q)
+		n, err := c.Inspector().QueueCounts(ctx, q)
 		return err == nil && n.Dead == before.Dead+int64(len(msgs))
 	})
 }

@@ -39,7 +39,7 @@ type workersJSON struct {
 }
 
 // workers answers the queue's live workers, in every process, from their
-// heartbeats (Client.Workers: one script call), oldest first.
+// heartbeats (Inspector.Workers: one script call), oldest first.
 func (h *handler) workers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query().Get("queue")
 	if err := mq.ValidateQueueName(q); err != nil {
@@ -48,7 +48,7 @@ func (h *handler) workers(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	live, err := h.client.Workers(ctx, q)
+	live, err := h.client.Inspector().Workers(ctx, q)
 	if err != nil {
 		h.log.ErrorContext(ctx, "live workers", "queue", q, "error", err)
 		writeError(w, http.StatusBadGateway, err.Error())

@@ -3,8 +3,12 @@
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1] the operation, then its arguments:
---   'list', offset, limit: {total, mid, record, mid, record, ...}, newest
---     first, from offset (0 for the newest), at most limit of them
+--   'page', limit, died_ms, mid: {mid, died_ms, record, ...}, at most
+--     limit dead letters, newest first (by the time they died, then by id,
+--     as dead-index orders them), starting after the letter (died_ms, mid)
+--     whether or not it is still there; died_ms '' starts at the newest.
+--     Letters that die meanwhile are newer, so a listing that goes on page
+--     after page never sees one twice nor skips one that stays.
 --   'ids', offset, limit: up to limit ids, oldest first, from offset
 --   'get', mid...: {record or false, ...}, one per mid
 --   'requeue', mid...: {answer, ...}, one per mid: 'requeued' (a fresh
@@ -18,19 +22,53 @@
 
 local op = ARGV[1]
 
-if op == 'list' then
-  local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-  local reply = {redis.call('zcard', K_DEAD_INDEX)}
-  if limit > 0 then
-    local mids = redis.call('zrevrange', K_DEAD_INDEX, offset, offset + limit - 1)
-    if #mids > 0 then
-      local records = redis.call('hmget', K_DEAD, unpack(mids))
-      for i, mid in ipairs(mids) do
-        if records[i] then -- (an index entry without its record is skipped)
-          reply[#reply + 1] = mid
-          reply[#reply + 1] = records[i]
-        end
-      end
+-- bytes_before tells whether a sorts before b byte by byte, as a sorted
+-- set orders members of one score (Lua's own < follows the locale).
+local function bytes_before(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+if op == 'page' then
+  local limit = tonumber(ARGV[2])
+  if limit <= 0 then return {} end
+  local n = redis.call('zcard', K_DEAD_INDEX)
+  -- start: the rank, newest first, of the first letter to list.
+  local start = 0
+  if ARGV[3] ~= '' then
+    local died, after = ARGV[3], ARGV[4]
+    -- The letters newer than (died, after): those that died later, and
+    -- those of the same time whose id sorts after it, found by bisection
+    -- among the ranks of that time (ids of one time sort descending).
+    local lo = redis.call('zcount', K_DEAD_INDEX, '(' .. died, '+inf')
+    local ties_end = lo + redis.call('zcount', K_DEAD_INDEX, died, died)
+    local hi = ties_end
+    while lo < hi do
+      local r = math.floor((lo + hi) / 2)
+      local m = redis.call('zrevrange', K_DEAD_INDEX, r, r)[1]
+      if bytes_before(after, m) then lo = r + 1 else hi = r end
+    end
+    start = lo
+    -- (the cursor's own letter, if still there, is at start: skip it)
+    if start < ties_end and redis.call('zrevrange', K_DEAD_INDEX, start, start)[1] == after then
+      start = start + 1
+    end
+  end
+  if start >= n then return {} end
+  local entries = redis.call('zrevrange', K_DEAD_INDEX, start, start + limit - 1, 'WITHSCORES')
+  local mids = {}
+  for i = 1, #entries, 2 do mids[#mids + 1] = entries[i] end
+  local records = redis.call('hmget', K_DEAD, unpack(mids))
+  local reply = {}
+  for i, mid in ipairs(mids) do
+    if records[i] then -- (an index entry without its record is skipped)
+      reply[#reply + 1] = mid
+      reply[#reply + 1] = entries[2 * i]
+      reply[#reply + 1] = records[i]
     end
   end
   return reply

@@ -1,23 +1,45 @@
--- msg-status.lua: the status of some messages (docs/protocol.md §2), with
--- what queue content shows of each.
+-- msg-status.lua: what a queue holds of some messages: the status of
+-- docs/protocol.md §2 and what goes with it, read in one atomic step, for
+-- the inspector's single-message read and its pages.
 --
 -- KEYS: the queue's keys (prelude.lua).
--- ARGV[1..n] mids
+-- ARGV[1]    what to read beyond the status, as letters: 'c' the stored
+--            content, 'd' the dead letter of the same id (§11)
+-- ARGV[2..n] mids
 --
--- Reply: {now_ms, {status, attempts, backoff_until_ms, first_enqueued_ms}, ...}
--- with one entry per mid, in order; status is '' for nil, and the numbers
--- are 0 where there is no such entry.
+-- Reply: {now_ms, entry, ...}, one entry per mid, in order:
+--   {status, attempts, backoff_until_ms, first_enqueued_ms, locked_until_ms,
+--    own lock ms, requeue content or false, requeue's own lock ms,
+--    metadata or false, content or false, dead letter record or false}
+-- status is '' for nil; numbers are 0 where there is no such entry; the
+-- requeue content is that of messages-rq (false for none, and for
+-- Carmine's older requeue marks, which requeue the current content); the
+-- content is read only when asked for ('c'), the dead letter record (as
+-- dead-letters.lua answers it) only with 'd'.
 
+local want = ARGV[1]
+local with_content = string.find(want, 'c', 1, true) ~= nil
+local with_dead = string.find(want, 'd', 1, true) ~= nil
 local now = server_now()
 local reply = {now}
-for i = 1, #ARGV do
+for i = 2, #ARGV do
   local mid = ARGV[i]
-  local name = status_name(mid, message_status(mid, now))
-  reply[i + 1] = {
-    name,
+  local base, in_backoff = message_status(mid, now)
+  local entry = {
+    status_name(mid, base, in_backoff),
     tonumber(redis.call('hget', K_NATTEMPTS, mid)) or 0,
     tonumber(redis.call('hget', K_BACKOFFS, mid)) or 0,
     tonumber(redis.call('hget', K_UDTS, mid)) or 0,
+    tonumber(redis.call('hget', K_LOCKS, mid)) or 0,
+    tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or 0,
+    redis.call('hget', K_MESSAGES_RQ, mid),
+    tonumber(redis.call('hget', K_LOCK_TIMES_RQ, mid)) or 0,
+    redis.call('hget', K_META, mid),
+    false,
+    false,
   }
+  if with_content then entry[10] = redis.call('hget', K_MESSAGES, mid) end
+  if with_dead then entry[11] = redis.call('hget', K_DEAD, mid) end
+  reply[i] = entry
 end
 return reply

@@ -155,9 +155,9 @@ end
 -- bury writes mid's dead letter: {content, reason, error text, attempts,
 -- first enqueued ms, died ms, lock time ms or ''} (pack4), and collects
 -- the message, or, when a requeue is pending, turns that into the
--- message. reason is 'failed' (an error outcome after the last attempt,
+-- message. reason is 'dead' (an error outcome after the last attempt,
 -- or one marked final) or 'quarantined' (handed out too often without an
--- outcome).
+-- outcome); versions before wrote 'failed' for 'dead'.
 local function bury(mid, reason, err, attempts, now, default_lock_ms)
   local content = redis.call('hget', K_MESSAGES, mid) or ''
   local udt = redis.call('hget', K_UDTS, mid) or ''
@@ -221,7 +221,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'ok'
   elseif outcome == 'dead' then
     local attempts = tonumber(redis.call('hget', K_NATTEMPTS, mid)) or 0
-    bury(mid, 'failed', err, attempts, now, default_lock_ms)
+    bury(mid, 'dead', err, attempts, now, default_lock_ms)
     gathered.unlock[#gathered.unlock + 1] = mid
     return 'ok'
   elseif outcome == 'retry' then

@@ -59,9 +59,8 @@ type app struct {
 	conn connFlags
 	json bool
 
-	rdb     redis.UniversalClient
-	client  *mq.Client
-	cluster bool // the client's key layout (mq.Config.Cluster)
+	rdb    redis.UniversalClient
+	client *mq.Client
 }
 
 // run runs mqctl with args (without the program name) and answers its exit
@@ -188,13 +187,9 @@ func (a *app) mq() (*mq.Client, error) {
 		_ = rdb.Close()
 		return nil, usageErrorf("%v", err)
 	}
-	a.rdb, a.client, a.cluster = rdb, c, cfg.Cluster
+	a.rdb, a.client = rdb, c
 	return c, nil
 }
-
-// reader reads messages below the public API (see inspect.go), once mq
-// has opened the connection.
-func (a *app) reader() reader { return reader{rdb: a.rdb, cluster: a.cluster} }
 
 // close closes the connection, if one was opened.
 func (a *app) close() {

@@ -28,7 +28,7 @@ finds its outcome fenced off. A message not in the queue exits with code 3.`,
 		Args: args(2, 2, "QUEUE ID"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			queue, id := args[0], args[1]
-			deleted, err := c.DeleteMessage(ctx, queue, id)
+			deleted, err := c.Inspector().DeleteMessage(ctx, queue, id)
 			if err != nil {
 				return err
 			}
@@ -75,9 +75,9 @@ on working.`
 		Args:  args(1, 1, "QUEUE"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			queue := args[0]
-			op := c.ResumeQueue
+			op := c.Inspector().ResumeQueue
 			if pause {
-				op = c.PauseQueue
+				op = c.Inspector().PauseQueue
 			}
 			changed, err := op(ctx, queue)
 			if err != nil {
@@ -132,7 +132,7 @@ standard error, a queue at a time.`,
 			queues := args
 			if all {
 				var err error
-				if queues, err = a.queueNames(ctx, c, ""); err != nil {
+				if queues, err = c.Inspector().QueueNames(ctx, ""); err != nil {
 					return err
 				}
 				if len(queues) == 0 {
@@ -158,7 +158,7 @@ standard error, a queue at a time.`,
 			p := a.newProgress("cleared", len(queues))
 			defer p.end()
 			for _, q := range queues {
-				cleared, err := c.ClearQueues(ctx, q)
+				cleared, err := c.Inspector().ClearQueues(ctx, q)
 				if err != nil {
 					return fmt.Errorf("after clearing %d of %d queues: %w", len(v.Cleared)+len(v.Empty), len(queues), err)
 				}

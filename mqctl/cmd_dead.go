@@ -17,8 +17,9 @@ import (
 type deadView struct {
 	Queue string `json:"queue"`
 	ID    string `json:"id"`
-	// Reason is "failed" (the last attempt, or an error marked final) or
-	// "quarantined" (handed out too often without an outcome).
+	// Reason is "dead" (the last attempt, or an error marked final) or
+	// "quarantined" (handed out too often without an outcome): the
+	// library's mq.Outcome.
 	Reason string `json:"reason"`
 	// Error is the last error's text.
 	Error    string `json:"error"`
@@ -33,7 +34,7 @@ type deadView struct {
 }
 
 func newDeadView(queue string, d mq.DeadLetter) deadView {
-	v := deadView{Queue: queue, ID: d.ID, Reason: d.Reason, Error: d.Error, Attempts: d.Attempts,
+	v := deadView{Queue: queue, ID: d.ID, Reason: string(d.Reason), Error: d.Error, Attempts: d.Attempts,
 		Died: d.Died.UTC(), LockTimeMS: d.LockTime.Milliseconds(), contentView: newContent(d.Data)}
 	if !d.FirstEnqueued.IsZero() {
 		t := d.FirstEnqueued.UTC()
@@ -46,11 +47,12 @@ func newDeadView(queue string, d mq.DeadLetter) deadView {
 type deadListView struct {
 	Queue string `json:"queue"`
 	// Total is how many dead letters the queue has.
-	Total       int64      `json:"total"`
-	Offset      int        `json:"offset"`
+	Total int64 `json:"total"`
+	// Cursor is the --cursor the page was asked for, "" for the first.
+	Cursor      string     `json:"cursor"`
 	DeadLetters []deadView `json:"dead_letters"`
-	// NextOffset is the --offset of the next page; 0 after the last.
-	NextOffset int `json:"next_offset"`
+	// NextCursor is the --cursor of the next page; "" after the last.
+	NextCursor string `json:"next_cursor"`
 }
 
 // deadResult is what became of one dead letter named on the command line.
@@ -101,33 +103,36 @@ its attempts and times. These commands list, show, requeue and delete them.`,
 
 // deadListCommand lists a page of dead letters.
 func (a *app) deadListCommand() *cobra.Command {
-	var offset, limit int
+	var limit int
+	var cursor string
 	cmd := &cobra.Command{
 		Use:   "list QUEUE",
 		Short: "List a queue's dead letters, newest first, a page at a time",
 		Long: `List a queue's dead letters, newest first: id, reason, attempts, time of death
-(the Redis server's, UTC), last error and content. --offset skips the newest;
-a page costs O(log n + limit) however many there are. The last line gives
-the --offset of the next page.`,
+(the Redis server's, UTC), last error and content. A page costs O(log n +
+limit) however many there are. The last line gives the --cursor of the next
+page; letters that die meanwhile do not shift it.`,
 		Args: args(1, 1, "QUEUE"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			if limit < 1 || limit > maxLimit {
 				return usageErrorf("--limit must be from 1 to %d", maxLimit)
 			}
-			if offset < 0 {
-				return usageErrorf("--offset must not be negative")
-			}
 			queue := args[0]
-			total, page, err := c.DeadLetters(ctx, queue, offset, limit)
+			counts, err := c.Inspector().QueueCounts(ctx, queue)
 			if err != nil {
 				return err
 			}
-			v := deadListView{Queue: queue, Total: total, Offset: offset, DeadLetters: make([]deadView, len(page))}
-			for i, d := range page {
-				v.DeadLetters[i] = newDeadView(queue, d)
+			page, err := c.Inspector().DeadLetters(ctx, queue, cursor, limit)
+			if errors.Is(err, mq.ErrInvalidOption) {
+				// The limit is checked above: only the cursor is left.
+				return usageErrorf("--cursor %q: not a cursor of a previous page", cursor)
+			} else if err != nil {
+				return err
 			}
-			if next := offset + len(page); len(page) > 0 && int64(next) < total {
-				v.NextOffset = next
+			v := deadListView{Queue: queue, Total: counts.Dead, Cursor: cursor, DeadLetters: make([]deadView, len(page.Items)),
+				NextCursor: page.Cursor}
+			for i, d := range page.Items {
+				v.DeadLetters[i] = newDeadView(queue, d)
 			}
 			if a.json {
 				return printJSON(a.stdout, v)
@@ -135,7 +140,7 @@ the --offset of the next page.`,
 			return printDeadList(a.stdout, v)
 		}),
 	}
-	cmd.Flags().IntVar(&offset, "offset", 0, "skip this many of the newest")
+	cmd.Flags().StringVar(&cursor, "cursor", "", "where the page starts: the cursor a previous page gave")
 	cmd.Flags().IntVar(&limit, "limit", 20, "dead letters per page")
 	return cmd
 }
@@ -149,12 +154,11 @@ func printDeadList(w io.Writer, v deadListView) error {
 		if v.Total == 0 {
 			fmt.Fprintf(w, "no dead letters in %s\n", safeText(v.Queue))
 		} else {
-			fmt.Fprintf(w, "%d dead letters in %s, none from offset %d\n", v.Total, safeText(v.Queue), v.Offset)
+			fmt.Fprintf(w, "%d dead letters in %s, none past this cursor\n", v.Total, safeText(v.Queue))
 		}
 		return nil
 	}
-	fmt.Fprintf(w, "%d dead letters in %s, newest first: %d to %d\n\n", v.Total, safeText(v.Queue),
-		v.Offset+1, v.Offset+len(v.DeadLetters))
+	fmt.Fprintf(w, "%d dead letters in %s, newest first\n\n", v.Total, safeText(v.Queue))
 	t := newTable(w)
 	row(t, "ID", "REASON", "ATTEMPTS", "DIED", "ERROR", "SIZE", "CONTENT")
 	for _, d := range v.DeadLetters {
@@ -164,8 +168,8 @@ func printDeadList(w io.Writer, v deadListView) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
-	if v.NextOffset > 0 {
-		fmt.Fprintf(w, "\nnext page: --offset %d\n", v.NextOffset)
+	if v.NextCursor != "" {
+		fmt.Fprintf(w, "\nnext page: --cursor %s\n", v.NextCursor)
 	}
 	return nil
 }
@@ -186,7 +190,7 @@ A dead letter that is not there exits with code 3.`,
 		Args: args(2, 2, "QUEUE ID"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			queue, id := args[0], args[1]
-			d, err := c.DeadLetter(ctx, queue, id)
+			d, err := c.Inspector().DeadLetter(ctx, queue, id)
 			if errors.Is(err, mq.ErrNoDeadLetter) {
 				return &exitError{code: exitNotFound, err: fmt.Errorf("no dead letter %s in queue %s", strconv.Quote(id), strconv.Quote(queue))}
 			} else if err != nil {
@@ -266,7 +270,7 @@ kept because the queue holds its id; the others are requeued all the same.`,
 			}
 			v := deadChangeView{Queue: queue, Results: []deadResult{}}
 			for _, id := range args[1:] {
-				err := c.RequeueDeadLetter(ctx, queue, id)
+				err := c.Inspector().RequeueDeadLetter(ctx, queue, id)
 				res := "requeued"
 				switch {
 				case err == nil:
@@ -295,10 +299,11 @@ kept because the queue holds its id; the others are requeued all the same.`,
 
 // requeueAll requeues every dead letter of queue, after asking.
 func (a *app) requeueAll(ctx context.Context, c *mq.Client, queue string, yes bool) error {
-	total, _, err := c.DeadLetters(ctx, queue, 0, 0)
+	counts, err := c.Inspector().QueueCounts(ctx, queue)
 	if err != nil {
 		return err
 	}
+	total := counts.Dead
 	v := deadChangeView{Queue: queue}
 	if total == 0 {
 		return a.printDeadChange(v, "requeued")
@@ -311,7 +316,7 @@ func (a *app) requeueAll(ctx context.Context, c *mq.Client, queue string, yes bo
 	}
 	p := a.newProgress("requeued", int(total))
 	defer p.end()
-	v.Requeued, v.Kept, err = c.RequeueDeadLetters(ctx, queue, func(requeued, kept int) {
+	v.Requeued, v.Kept, err = c.Inspector().RequeueDeadLetters(ctx, queue, func(requeued, kept int) {
 		detail := ""
 		if kept > 0 {
 			detail = fmt.Sprintf("%d kept", kept)
@@ -342,18 +347,18 @@ code 3; the others are deleted all the same.`,
 			queue := args[0]
 			v := deadChangeView{Queue: queue}
 			if all {
-				total, _, err := c.DeadLetters(ctx, queue, 0, 0)
+				counts, err := c.Inspector().QueueCounts(ctx, queue)
 				if err != nil {
 					return err
 				}
-				if total > 0 {
+				if total := counts.Dead; total > 0 {
 					question := fmt.Sprintf("Delete all %d dead letters of %s, for good?", total, safeText(queue))
 					if ok, err := a.confirm(yes, question); err != nil {
 						return err
 					} else if !ok {
 						return notConfirmed()
 					}
-					n, err := c.DeleteDeadLetters(ctx, queue)
+					n, err := c.Inspector().DeleteDeadLetters(ctx, queue)
 					if err != nil {
 						return err
 					}
@@ -363,7 +368,7 @@ code 3; the others are deleted all the same.`,
 			}
 			v.Results = []deadResult{}
 			for _, id := range args[1:] {
-				deleted, err := c.DeleteDeadLetter(ctx, queue, id)
+				deleted, err := c.Inspector().DeleteDeadLetter(ctx, queue, id)
 				if err != nil {
 					return fmt.Errorf("after deleting %d of %d: %w", v.Deleted, len(args)-1, err)
 				}

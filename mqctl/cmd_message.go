@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/gocarmine/mq"
 	"github.com/spf13/cobra"
@@ -28,20 +31,20 @@ A message not in the queue exits with code 3.`,
 		Args: args(2, 2, "QUEUE ID"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			queue, id := args[0], args[1]
-			// The library checks the names, as for every other command.
-			if _, err := c.MessageStatus(ctx, queue, id); err != nil {
-				return err
-			}
-			views, err := a.reader().views(ctx, queue, []string{id}, nil)
+			m, err := c.Inspector().Message(ctx, queue, id)
 			if err != nil {
 				return err
 			}
-			v := views[0]
+			v := newMessageView(queue, m)
 			if v.Status == mq.StatusNone.String() {
 				if a.json {
 					_ = printJSON(a.stdout, v)
 				}
-				return &exitError{code: exitNotFound, err: fmt.Errorf("message %s is not in queue %s (never was, deleted, or handled and collected)", strconv.Quote(id), strconv.Quote(queue))}
+				why := "never was, deleted, or handled and collected"
+				if v.DeadLetter {
+					why = "it is a dead letter: mqctl dead show " + safeText(queue) + " " + safeText(id)
+				}
+				return &exitError{code: exitNotFound, err: fmt.Errorf("message %s is not in queue %s (%s)", strconv.Quote(id), strconv.Quote(queue), why)}
 			}
 			switch {
 			case raw:
@@ -66,6 +69,18 @@ func printMessage(w io.Writer, v messageView) error {
 	row(t, "attempts", itoa(v.Attempts))
 	row(t, "age", duration(v.age()))
 	row(t, "backoff", duration(v.backoff()))
+	if !v.LockedUntil.IsZero() {
+		row(t, "locked until", v.LockedUntil.Format(time.RFC3339Nano))
+	}
+	if v.LockTimeMS > 0 {
+		row(t, "lock time", duration(time.Duration(v.LockTimeMS)*time.Millisecond))
+	}
+	for _, k := range slices.Sorted(maps.Keys(v.Metadata)) {
+		row(t, "metadata "+safeText(k), safeText(v.Metadata[k]))
+	}
+	if v.DeadLetter {
+		row(t, "dead letter", "yes (mqctl dead show)")
+	}
 	contentRows(t, "", v.contentView)
 	if v.Requeue != nil {
 		contentRows(t, "requeue ", *v.Requeue)

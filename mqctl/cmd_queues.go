@@ -47,13 +47,13 @@ Queues are found with SCAN (on every master of a cluster), never KEYS.`,
 			if len(args) == 1 {
 				pattern = args[0]
 			}
-			names, err := a.queueNames(ctx, c, pattern)
+			names, err := c.Inspector().QueueNames(ctx, pattern)
 			if err != nil {
 				return err
 			}
 			views := make([]queueView, 0, len(names))
 			for _, q := range names {
-				counts, err := c.QueueCounts(ctx, q)
+				counts, err := c.Inspector().QueueCounts(ctx, q)
 				if err != nil {
 					return err
 				}

@@ -13,7 +13,7 @@ import (
 
 // maxLimit bounds --limit: the library's largest page (QueueMessages), so
 // that one page is one modest script call.
-const maxLimit = mq.MaxMessagePage
+const maxLimit = mq.MaxPageSize
 
 // contentColumn is how many characters of content a table row shows.
 const contentColumn = 60
@@ -47,20 +47,20 @@ the next page.`,
 				return usageErrorf("--limit must be from 1 to %d", maxLimit)
 			}
 			queue := args[0]
-			counts, err := c.QueueCounts(ctx, queue)
+			counts, err := c.Inspector().QueueCounts(ctx, queue)
 			if err != nil {
 				return err
 			}
-			page, err := c.QueueMessages(ctx, queue, cursor, limit)
+			page, err := c.Inspector().QueueMessages(ctx, queue, cursor, limit)
 			if errors.Is(err, mq.ErrInvalidOption) {
 				// The limit is checked above: only the cursor is left.
 				return usageErrorf("--cursor %q: not a cursor of a previous page", cursor)
 			} else if err != nil {
 				return err
 			}
-			msgs, err := a.reader().pageViews(ctx, queue, page.Messages)
-			if err != nil {
-				return err
+			msgs := make([]messageView, len(page.Items))
+			for i, m := range page.Items {
+				msgs[i] = newMessageView(queue, m)
 			}
 			v := showView{queueView: newQueueView(queue, counts), Messages: msgs, NextCursor: page.Cursor}
 			if a.json {

@@ -46,7 +46,7 @@ func (a *app) workersCommand() *cobra.Command {
 		Use:   "workers QUEUE",
 		Short: "List the queue's live workers, in every process (host, pid, started, last poll, busy handlers)",
 		Long: `List the running workers of QUEUE, in every process, oldest first, as their
-heartbeats in Redis tell them (the library's Client.Workers): worker id,
+heartbeats in Redis tell them (the library's Inspector.Workers): worker id,
 host, process id, library version, when it started, its last poll and its
 last heartbeat (the Redis server's clock, UTC), and how many of its
 handlers were busy at that heartbeat. A worker leaves the list as soon as it
@@ -54,7 +54,7 @@ stops; one whose process died, once its heartbeat runs out (20 seconds).
 Carmine's workers keep no heartbeat and are not listed.`,
 		Args: args(1, 1, "QUEUE"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
-			live, err := c.Workers(ctx, args[0])
+			live, err := c.Inspector().Workers(ctx, args[0])
 			if err != nil {
 				return err
 			}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
-	"github.com/gocarmine/mq/internal/keys"
 )
 
 func TestQueues(t *testing.T) {
@@ -30,7 +29,7 @@ func TestQueues(t *testing.T) {
 		f.enqueue(t, "emails", fmt.Sprint("e", i), "hello")
 	}
 	f.enqueue(t, "sms", "s0", "hi")
-	if _, err := f.client.PauseQueue(context.Background(), "sms"); err != nil {
+	if _, err := f.client.Inspector().PauseQueue(context.Background(), "sms"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -241,11 +240,11 @@ func TestEnqueue(t *testing.T) {
 	ctx := context.Background()
 	stored := func(id string) []byte {
 		t.Helper()
-		b, err := f.rdb.HGet(ctx, keys.Key("q", false, keys.Messages), id).Bytes()
-		if err != nil {
+		m, err := f.client.Inspector().Message(ctx, "q", id)
+		if err != nil || m.Status == mq.StatusNone {
 			t.Fatalf("%s not stored: %v", id, err)
 		}
-		return b
+		return m.Data
 	}
 
 	if r := f.env.ok(t, "", "enqueue", "q", "a", "--data", `{"to":"ada","n":3,"big":18446744073709551615,"f":1.5}`); r.stdout != "added a in q\n" {
@@ -281,7 +280,7 @@ func TestEnqueue(t *testing.T) {
 	f.env.fails(t, exitFailure, "content is not one JSON value", "", "enqueue", "q", "bad", "-d", "{oops")
 	f.env.fails(t, exitFailure, "more than one value", "", "enqueue", "q", "bad", "-d", "1 2")
 	f.env.fails(t, exitFailure, "empty", "", "enqueue", "q", "bad")
-	if n, _ := f.rdb.HExists(ctx, keys.Key("q", false, keys.Messages), "bad").Result(); n {
+	if s, _ := f.client.Inspector().MessageStatus(ctx, "q", "bad"); s != mq.StatusNone {
 		t.Error("a refused content was written")
 	}
 
@@ -297,11 +296,11 @@ func TestEnqueue(t *testing.T) {
 
 	// Options reach the library.
 	f.env.ok(t, "", "enqueue", "q", "later", "-d", "1", "--backoff", "1h", "--lock-time", "5s")
-	if s, err := f.client.MessageStatus(ctx, "q", "later"); err != nil || s != mq.StatusQueuedWithBackoff {
+	if s, err := f.client.Inspector().MessageStatus(ctx, "q", "later"); err != nil || s != mq.StatusQueuedWithBackoff {
 		t.Errorf("--backoff: status %v, %v", s, err)
 	}
-	if lt, err := f.rdb.HGet(ctx, keys.Key("q", false, keys.LockTimes), "later").Result(); err != nil || lt != "5000" {
-		t.Errorf("--lock-time: %q, %v", lt, err)
+	if m, err := f.client.Inspector().Message(ctx, "q", "later"); err != nil || m.LockTime != 5*time.Second {
+		t.Errorf("--lock-time: %v, %v", m.LockTime, err)
 	}
 }
 
@@ -312,7 +311,7 @@ func TestDelete(t *testing.T) {
 	if r := f.env.ok(t, "", "delete", "q", "a"); r.stdout != "deleted a from q\n" {
 		t.Errorf("delete: %q", r.stdout)
 	}
-	if s, _ := f.client.MessageStatus(context.Background(), "q", "a"); s != mq.StatusNone {
+	if s, _ := f.client.Inspector().MessageStatus(context.Background(), "q", "a"); s != mq.StatusNone {
 		t.Errorf("deleted message's status %v", s)
 	}
 	r := f.env.fails(t, exitNotFound, `message "a" is not in queue "q"`, "", "delete", "q", "a", "--json")
@@ -329,7 +328,7 @@ func TestPauseResume(t *testing.T) {
 	ctx := context.Background()
 	f.enqueue(t, "q", "a", 1)
 	paused := func() bool {
-		c, err := f.client.QueueCounts(ctx, "q")
+		c, err := f.client.Inspector().QueueCounts(ctx, "q")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -356,7 +355,7 @@ func TestClear(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	names := func() []string {
-		n, err := f.client.QueueNames(ctx, "")
+		n, err := f.client.Inspector().QueueNames(ctx, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -400,7 +399,7 @@ func TestClear(t *testing.T) {
 	if got := names(); len(got) != 0 {
 		t.Errorf("left %v", got)
 	}
-	if c, _ := f.client.QueueCounts(ctx, "e"); c.Dead != 0 {
+	if c, _ := f.client.Inspector().QueueCounts(ctx, "e"); c.Dead != 0 {
 		t.Errorf("clear --all left %d dead letters in e", c.Dead)
 	}
 	if r := f.env.ok(t, "", "clear", "--all"); r.stdout != "no queues\n" {

@@ -54,7 +54,7 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s, err := lib.MessageStatus(context.Background(), "sms", "m1"); err != nil || s != mq.StatusQueued {
+	if s, err := lib.Inspector().MessageStatus(context.Background(), "sms", "m1"); err != nil || s != mq.StatusQueued {
 		t.Errorf("library sees sms/m1 as %v, %v", s, err)
 	}
 	var v messageView

@@ -35,7 +35,7 @@ func buryOn(t *testing.T, rdb redis.UniversalClient, cluster bool, queue string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := client.QueueCounts(ctx, queue)
+	before, err := client.Inspector().QueueCounts(ctx, queue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func buryOn(t *testing.T, rdb redis.UniversalClient, cluster bool, queue string,
 	if err := w.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	after, err := client.QueueCounts(ctx, queue)
+	after, err := client.Inspector().QueueCounts(ctx, queue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,40 +120,48 @@ func TestDeadList(t *testing.T) {
 	f.bury(t, "jobs", 10, finalAll("bad"), req("e", 5))
 
 	r := f.env.ok(t, "", "dead", "list", "jobs", "--limit", "3")
-	golden(t, "dead-list.txt", unstamped(r.stdout))
-	r = f.env.ok(t, "", "dead", "list", "jobs", "--offset", "4")
-	if strings.Contains(r.stdout, "\x1b") || !strings.Contains(r.stdout, `"smtp: 550 no such user \x1b[31m: final"`) {
-		t.Errorf("the escape byte of a's error reached the table:\n%q", r.stdout)
-	}
+	golden(t, "dead-list.txt", unstamped(cursorless(r.stdout)))
 
+	// Page by page with --json: each page's next_cursor starts the next.
 	var v deadListView
-	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--limit", "2", "--offset", "2"), &v)
-	if v.Total != 5 || v.Offset != 2 || v.NextOffset != 4 || !slices.Equal(deadIDs(v), []string{"c", "b"}) {
-		t.Fatalf("page at offset 2: %+v", v)
+	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--limit", "2"), &v)
+	if v.Total != 5 || v.NextCursor == "" || !slices.Equal(deadIDs(v), []string{"e", "d"}) {
+		t.Fatalf("first page: %+v", v)
+	}
+	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--limit", "2", "--cursor", v.NextCursor), &v)
+	if v.Total != 5 || v.NextCursor == "" || !slices.Equal(deadIDs(v), []string{"c", "b"}) {
+		t.Fatalf("second page: %+v", v)
 	}
 	c := v.DeadLetters[0]
-	if c.Reason != mq.DeadFailed || c.Error != "timeout" || c.Attempts != 2 || fmt.Sprint(c.Content) != "[1 x]" ||
+	if c.Reason != string(mq.OutcomeDead) || c.Error != "timeout" || c.Attempts != 2 || fmt.Sprint(c.Content) != "[1 x]" ||
 		c.FirstEnqueued == nil || c.Died.Before(*c.FirstEnqueued) || c.Queue != "jobs" {
 		t.Errorf("c: %+v", c)
 	}
 	if b := v.DeadLetters[1]; b.Content != nil || b.DecodeError == "" || string(b.Data) != "not msgpack at all" {
 		t.Errorf("undecodable b: %+v", b)
 	}
-	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--offset", "4"), &v)
-	if v.NextOffset != 0 || !slices.Equal(deadIDs(v), []string{"a"}) {
+	r = f.env.ok(t, "", "dead", "list", "jobs", "--cursor", v.NextCursor)
+	if strings.Contains(r.stdout, "\x1b") || !strings.Contains(r.stdout, `"smtp: 550 no such user \x1b[31m: final"`) {
+		t.Errorf("the escape byte of a's error reached the table:\n%q", r.stdout)
+	}
+	decode(t, f.env.ok(t, "", "dead", "list", "jobs", "--json", "--cursor", v.NextCursor), &v)
+	if v.NextCursor != "" || !slices.Equal(deadIDs(v), []string{"a"}) {
 		t.Errorf("last page: %+v", v)
 	}
 	// The JSON field names are the stable interface for scripts.
 	r = f.env.ok(t, "", "dead", "list", "jobs", "--json", "--limit", "1")
-	for _, name := range []string{`"total": 5`, `"offset": 0`, `"next_offset": 1`, `"dead_letters": [`, `"id": "e"`,
-		`"reason": "failed"`, `"error": "bad: final"`, `"attempts": 1`, `"first_enqueued": "`, `"died": "`, `"lock_time_ms": 0`, `"content": 5`} {
+	for _, name := range []string{`"total": 5`, `"cursor": ""`, `"next_cursor": "`, `"dead_letters": [`, `"id": "e"`,
+		`"reason": "dead"`, `"error": "bad: final"`, `"attempts": 1`, `"first_enqueued": "`, `"died": "`, `"lock_time_ms": 0`, `"content": 5`} {
 		if !strings.Contains(r.stdout, name) {
 			t.Errorf("dead list --json: no %s in\n%s", name, r.stdout)
 		}
 	}
-	if r := f.env.ok(t, "", "dead", "list", "jobs", "--offset", "9"); r.stdout != "5 dead letters in jobs, none from offset 9\n" {
-		t.Errorf("past the end: %q", r.stdout)
-	}
+}
+
+// cursorless replaces the cursor of a "next page" line, which holds a
+// time of death, by a fixed one.
+func cursorless(s string) string {
+	return regexp.MustCompile(`--cursor \S+`).ReplaceAllString(s, "--cursor CURSOR")
 }
 
 func TestDeadShow(t *testing.T) {
@@ -166,6 +174,8 @@ func TestDeadShow(t *testing.T) {
 
 	r := f.env.ok(t, "", "dead", "show", "emails", "welcome")
 	golden(t, "dead-show.txt", unstamped(r.stdout))
+	// The message command says where a dead letter's message went.
+	f.env.fails(t, exitNotFound, `message "welcome" is not in queue "emails" (it is a dead letter: mqctl dead show emails welcome)`, "", "message", "emails", "welcome")
 	if strings.Contains(r.stdout, "\u202e") {
 		t.Errorf("a bidi control of the error reached the terminal:\n%q", r.stdout)
 	}
@@ -198,10 +208,10 @@ func TestDeadRequeue(t *testing.T) {
 	if r.stdout != "requeued a of q\n" {
 		t.Errorf("requeue a: %q", r.stdout)
 	}
-	if s, err := f.client.MessageStatus(ctx, "q", "a"); err != nil || s != mq.StatusQueued {
+	if s, err := f.client.Inspector().MessageStatus(ctx, "q", "a"); err != nil || s != mq.StatusQueued {
 		t.Errorf("requeued a: status %v, %v", s, err)
 	}
-	if _, err := f.client.DeadLetter(ctx, "q", "a"); !errors.Is(err, mq.ErrNoDeadLetter) {
+	if _, err := f.client.Inspector().DeadLetter(ctx, "q", "a"); !errors.Is(err, mq.ErrNoDeadLetter) {
 		t.Errorf("a's dead letter after its requeue: %v", err)
 	}
 
@@ -214,14 +224,14 @@ func TestDeadRequeue(t *testing.T) {
 	if v.Requeued != 1 || v.Kept != 1 || v.Missing != 1 || !slices.Equal(v.Results, want) {
 		t.Errorf("--json: %+v", v)
 	}
-	if s, _ := f.client.MessageStatus(ctx, "q", "b"); s != mq.StatusQueued {
+	if s, _ := f.client.Inspector().MessageStatus(ctx, "q", "b"); s != mq.StatusQueued {
 		t.Errorf("b not requeued: %v", s)
 	}
 	r = f.env.fails(t, exitRefused, `1 dead letter(s) not requeued: queue "q" holds messages of their ids`, "", "dead", "requeue", "q", "c")
 	if r.stdout != "kept c: q holds a message of that id\n" {
 		t.Errorf("kept: %q", r.stdout)
 	}
-	if d, err := f.client.DeadLetter(ctx, "q", "c"); err != nil || d.Error != "bad: final" {
+	if d, err := f.client.Inspector().DeadLetter(ctx, "q", "c"); err != nil || d.Error != "bad: final" {
 		t.Errorf("c's dead letter: %+v, %v", d, err)
 	}
 }
@@ -244,7 +254,7 @@ func TestDeadRequeueAll(t *testing.T) {
 		if !strings.Contains(r.stderr, "Requeue all 150 dead letters of q? [y/N]") {
 			t.Errorf("question: %q", r.stderr)
 		}
-		if c, _ := f.client.QueueCounts(ctx, "q"); c.Dead != 150 {
+		if c, _ := f.client.Inspector().QueueCounts(ctx, "q"); c.Dead != 150 {
 			t.Fatalf("answer %q requeued: %d dead letters left", answer, c.Dead)
 		}
 	}
@@ -260,7 +270,7 @@ func TestDeadRequeueAll(t *testing.T) {
 			t.Errorf("no progress %q in stderr %q", want, r.stderr)
 		}
 	}
-	c, err := f.client.QueueCounts(ctx, "q")
+	c, err := f.client.Inspector().QueueCounts(ctx, "q")
 	if err != nil || c.Dead != 1 || c.Queued != 150 {
 		t.Errorf("after requeue --all: %+v, %v", c, err)
 	}
@@ -282,7 +292,7 @@ func TestDeadDelete(t *testing.T) {
 	ctx := context.Background()
 	f.bury(t, "q", 10, finalAll("bad"), req("a", 1), req("b", 2), req("c", 3), req("d", 4))
 	dead := func() int64 {
-		c, err := f.client.QueueCounts(ctx, "q")
+		c, err := f.client.Inspector().QueueCounts(ctx, "q")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -320,7 +330,7 @@ func TestDeadBadUsage(t *testing.T) {
 	}{
 		{"list: want QUEUE, got 0", []string{"dead", "list"}},
 		{"--limit must be from 1 to 1000", []string{"dead", "list", "q", "--limit", "0"}},
-		{"--offset must not be negative", []string{"dead", "list", "q", "--offset", "-1"}},
+		{"--cursor \"-1\": not a cursor of a previous page", []string{"dead", "list", "q", "--cursor", "-1"}},
 		{"show: want QUEUE ID, got 1", []string{"dead", "show", "q"}},
 		{"requeue: want QUEUE ID... or QUEUE --all", []string{"dead", "requeue", "q"}},
 		{"requeue: give IDs or --all, not both", []string{"dead", "requeue", "q", "a", "--all"}},

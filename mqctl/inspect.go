@@ -1,25 +1,15 @@
 package main
 
-// Reading messages. Pages of a queue come from the library's
-// Client.QueueMessages. What the public API does not answer is read here,
-// below it, by the library's key layout (internal/keys) and its status
-// script (internal/protocol): one message's view (MessageStatus answers only
-// the status), the content of pending requeues (no public call reads
-// messages-rq), and the queues that hold only dead letters (QueueNames
-// finds a queue by its messages hash). It is the only file that reaches
-// below the public API.
+// Reading messages: one message comes from the library's
+// Inspector.Message, a page of a queue from Inspector.QueueMessages; both
+// answer the status, content, pending requeue and the rest in one script
+// call, through the public API only.
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gocarmine/mq"
-	"github.com/gocarmine/mq/internal/keys"
-	"github.com/gocarmine/mq/internal/protocol"
-	"github.com/redis/go-redis/v9"
 )
 
 // messageView is one message as mqctl shows it; its JSON field names are
@@ -32,6 +22,15 @@ type messageView struct {
 	AgeMS    int64  `json:"age_ms"`
 	// BackoffMS is the time left in its backoff.
 	BackoffMS int64 `json:"backoff_ms"`
+	// LockedUntil is when the lock of its handling runs out, if locked.
+	LockedUntil time.Time `json:"locked_until,omitzero"`
+	// LockTimeMS is its own lock time, 0 for the worker's.
+	LockTimeMS int64 `json:"lock_time_ms"`
+	// Metadata is the message's metadata, if any.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// DeadLetter tells that the queue keeps a dead letter of the same id
+	// (mqctl dead show QUEUE ID shows it).
+	DeadLetter bool `json:"dead_letter,omitempty"`
 	contentView
 	// Requeue is the content waiting to be queued again once this
 	// handling or backoff ends (a "-with-requeue" status), if any.
@@ -78,105 +77,35 @@ func safeDecode(data []byte, v any) (err error) {
 	return nil
 }
 
-// reader reads messages below the public API, in the client's key layout.
-type reader struct {
-	rdb     redis.UniversalClient
-	cluster bool
+// newMessageView is the view of one message as the library's inspector
+// read it (Inspector.Message, or a page of Inspector.QueueMessages).
+func newMessageView(queue string, m mq.MessageInfo) messageView {
+	v := messageView{
+		Queue: queue, ID: m.ID, Status: m.Status.String(), Attempts: m.Attempts,
+		AgeMS: max(m.Age.Milliseconds(), 0), BackoffMS: m.Backoff.Milliseconds(),
+		LockTimeMS: m.LockTime.Milliseconds(), Metadata: m.Metadata,
+		contentView: decodedContent(m.Data, m.Value, m.DecodeErr),
+		DeadLetter:  m.DeadLetter != nil,
+	}
+	if !m.LockedUntil.IsZero() {
+		v.LockedUntil = m.LockedUntil.UTC()
+	}
+	if r := m.Requeue; r != nil {
+		c := decodedContent(r.Data, r.Value, r.DecodeErr)
+		v.Requeue = &c
+	}
+	return v
 }
 
-// keys answers every key of queue, in the scripts' order.
-func (r reader) keys(queue string) []string { return keys.All(queue, r.cluster) }
-
-// views answers the views of the messages ids of queue, with the contents
-// given (nil: read them), in one script call and one pipeline.
-func (r reader) views(ctx context.Context, queue string, ids []string, data map[string][]byte) ([]messageView, error) {
-	if len(ids) == 0 {
-		return nil, nil
+// decodedContent is stored content as the library's codec decoded it.
+func decodedContent(data []byte, value any, decodeErr error) contentView {
+	c := contentView{Size: len(data), Data: data}
+	if decodeErr != nil {
+		c.DecodeError = decodeErr.Error()
+	} else {
+		c.Content = jsonValue(value)
 	}
-	now, infos, err := protocol.MessageStatuses(ctx, r.rdb, r.keys(queue), ids)
-	if err != nil {
-		return nil, fmt.Errorf("message status in %q: %w", queue, err)
-	}
-	// The stored content, then that of the pending requeues.
-	ks := r.keys(queue)
-	contents := make([]*redis.StringCmd, len(ids))
-	if data == nil {
-		_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, id := range ids {
-				contents[i] = p.HGet(ctx, ks[keys.Messages], id)
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, fmt.Errorf("message content in %q: %w", queue, err)
-		}
-	}
-	requeues, err := protocol.PendingRequeues(ctx, r.rdb, ks, ids)
-	if err != nil {
-		return nil, fmt.Errorf("requeue content in %q: %w", queue, err)
-	}
-	out := make([]messageView, 0, len(ids))
-	for i, id := range ids {
-		info := infos[i]
-		v := messageView{Queue: queue, ID: id, Status: mq.Status(info.Status).String(), Attempts: info.Attempts}
-		if info.FirstEnqueued > 0 {
-			v.AgeMS = max(now-info.FirstEnqueued, 0)
-		}
-		if info.BackoffUntil > now {
-			v.BackoffMS = info.BackoffUntil - now
-		}
-		if data != nil {
-			v.contentView = newContent(data[id])
-		} else if b, err := contents[i].Bytes(); err == nil {
-			v.contentView = newContent(b)
-		}
-		if requeues[i] != nil && strings.HasSuffix(info.Status, "-with-requeue") {
-			c := newContent(requeues[i])
-			v.Requeue = &c
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
-// pageViews turns a page of the library's QueueMessages into views, with
-// the content of each pending requeue read in one pipelined round trip.
-func (r reader) pageViews(ctx context.Context, queue string, msgs []mq.MessageInfo) ([]messageView, error) {
-	out := make([]messageView, len(msgs))
-	var requeued []int
-	for i, m := range msgs {
-		out[i] = messageView{
-			Queue: queue, ID: m.ID, Status: m.Status.String(), Attempts: m.Attempts,
-			AgeMS: max(m.Age.Milliseconds(), 0), BackoffMS: m.Backoff.Milliseconds(),
-			contentView: contentView{Size: len(m.Data), Data: m.Data},
-		}
-		if m.DecodeErr != nil {
-			out[i].DecodeError = m.DecodeErr.Error()
-		} else {
-			out[i].Content = jsonValue(m.Value)
-		}
-		if strings.HasSuffix(string(m.Status), "-with-requeue") {
-			requeued = append(requeued, i)
-		}
-	}
-	if len(requeued) == 0 {
-		return out, nil
-	}
-	ids := make([]string, len(requeued))
-	for j, i := range requeued {
-		ids[j] = out[i].ID
-	}
-	contents, err := protocol.PendingRequeues(ctx, r.rdb, r.keys(queue), ids)
-	if err != nil {
-		return nil, fmt.Errorf("requeue content in %q: %w", queue, err)
-	}
-	for j, i := range requeued {
-		if contents[j] != nil {
-			c := newContent(contents[j])
-			out[i].Requeue = &c
-		}
-	}
-	return out, nil
+	return c
 }
 
 // age is a view's age as a duration.
@@ -184,9 +113,3 @@ func (v messageView) age() time.Duration { return time.Duration(v.AgeMS) * time.
 
 // backoff is a view's remaining backoff as a duration.
 func (v messageView) backoff() time.Duration { return time.Duration(v.BackoffMS) * time.Millisecond }
-
-// queueNames answers the library's QueueNames: queues with messages or
-// dead letters, or paused.
-func (a *app) queueNames(ctx context.Context, c *mq.Client, pattern string) ([]string, error) {
-	return c.QueueNames(ctx, pattern)
-}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
-	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -120,7 +119,7 @@ func (f *fixture) enqueue(t *testing.T, queue, id string, msg any) {
 }
 
 // age2h makes the message look first enqueued two hours ago, so that its
-// age shows as "2h0m0s" whenever the test runs.
+// age shows as "2h0m0s" whenever the test runs (udts, docs/protocol.md §1).
 func (f *fixture) age2h(t *testing.T, queue string, ids ...string) {
 	t.Helper()
 	ctx := context.Background()
@@ -129,7 +128,7 @@ func (f *fixture) age2h(t *testing.T, queue string, ids ...string) {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
-		if err := f.rdb.HSet(ctx, keys.Key(queue, false, keys.UDTs), id, now.Add(-2*time.Hour).UnixMilli()).Err(); err != nil {
+		if err := f.rdb.HSet(ctx, "carmine:mq:"+queue+":udts", id, now.Add(-2*time.Hour).UnixMilli()).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -229,7 +229,7 @@ func TestServe(t *testing.T) {
 	if code, body := httpDo(t, "POST", base+"api/pause", `{"queue":"emails"}`, action); code != http.StatusOK {
 		t.Errorf("pause, actions allowed: %d %s", code, body)
 	}
-	if n, err := f.client.QueueCounts(context.Background(), "emails"); err != nil || !n.Paused {
+	if n, err := f.client.Inspector().QueueCounts(context.Background(), "emails"); err != nil || !n.Paused {
 		t.Errorf("after the pause: %+v %v", n, err)
 	}
 

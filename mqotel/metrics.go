@@ -24,7 +24,7 @@ const (
 	// state (StateKey), dead letters included, read from Redis.
 	QueueMessagesName = "carmine_mq.queue.messages"
 	// QueuePausedName is an observable gauge, 1 while a queue is paused
-	// (mq.Client.PauseQueue) and 0 otherwise.
+	// (mq.Inspector.PauseQueue) and 0 otherwise.
 	QueuePausedName = "carmine_mq.queue.paused"
 )
 
@@ -99,13 +99,13 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 		names := queues
 		if len(names) == 0 {
 			var err error
-			if names, err = client.QueueNames(ctx, "*"); err != nil {
+			if names, err = client.Inspector().QueueNames(ctx, "*"); err != nil {
 				return fmt.Errorf("mqotel: queue names: %w", err)
 			}
 		}
 		var errs []error
 		for _, q := range names {
-			qc, err := client.QueueCounts(ctx, q)
+			qc, err := client.Inspector().QueueCounts(ctx, q)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("mqotel: counts of queue %q: %w", q, err))
 				continue

@@ -137,7 +137,7 @@ func TestQueueGauges(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Enqueue(ctx, "two", "x", nil)
 	require.NoError(t, err)
-	_, err = c.PauseQueue(ctx, "two")
+	_, err = c.Inspector().PauseQueue(ctx, "two")
 	require.NoError(t, err)
 
 	all, err := mqotel.RegisterQueueGauges(c, nil, mqotel.WithMeterProvider(mp))

@@ -5,7 +5,7 @@
 // Two collectors, to register with a prometheus.Registerer:
 //
 //   - [QueueCollector] reads every queue's counts by state, and its dead
-//     letters, from Redis on each scrape (Client.QueueCounts, one round
+//     letters, from Redis on each scrape (Inspector.QueueCounts, one round
 //     trip per queue, within a deadline). The counts are Redis's, so one
 //     scrape of any one process covers the workers of every process,
 //     Carmine's included.
@@ -31,7 +31,7 @@
 //
 //	mq_queue_messages{queue,state}     gauge  messages by state: queued, locked, backoff, done
 //	mq_queue_total_messages{queue}     gauge  messages in the queue, whatever their state
-//	mq_queue_dead_letters{queue}       gauge  dead letters (Client.DeadLetters), not in the total
+//	mq_queue_dead_letters{queue}       gauge  dead letters (Inspector.DeadLetters), not in the total
 //	mq_queue_paused{queue}             gauge  1 while the queue is paused
 //	mq_scrape_errors_total{op}         counter  failed reads: op queue_names (the listing) or queue_counts (one per queue)
 //	mq_scrape_error                    gauge  1 if the last scrape failed to read anything

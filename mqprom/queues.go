@@ -25,7 +25,7 @@ const (
 // valid.
 type QueueOptions struct {
 	// Queues names the queues to export (a queue without messages exports
-	// zeros). Default (nil): every queue Client.QueueNames finds at each
+	// zeros). Default (nil): every queue Inspector.QueueNames finds at each
 	// scrape, which SCANs Redis's whole keyspace (every master of a
 	// cluster); naming the queues saves that. QueueNames lists the queues
 	// with messages or dead letters, or paused; the collector also reads
@@ -99,10 +99,10 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 		"Messages in the queue, whatever their state (mq.QueueCounts.Total); dead letters are not among them.",
 		[]string{"queue"}, nil)
 	c.dead = prometheus.NewDesc("mq_queue_dead_letters",
-		"Dead letters of the queue: messages that failed for good or were quarantined, kept out of the queue (mq.QueueCounts.Dead, mq.Client.DeadLetters).",
+		"Dead letters of the queue: messages that failed for good or were quarantined, kept out of the queue (mq.QueueCounts.Dead, mq.Inspector.DeadLetters).",
 		[]string{"queue"}, nil)
 	c.paused = prometheus.NewDesc("mq_queue_paused",
-		"1 while the queue is paused (mq.Client.PauseQueue), else 0.",
+		"1 while the queue is paused (mq.Inspector.PauseQueue), else 0.",
 		[]string{"queue"}, nil)
 	c.errorsDesc = prometheus.NewDesc("mq_scrape_errors_total",
 		"Failed reads from Redis by scrapes of the queue collector, by operation: queue_names (listing the queues) or queue_counts (one queue's counts).",
@@ -142,7 +142,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	queues := c.opts.Queues
 	if queues == nil {
 		var err error
-		queues, err = c.client.QueueNames(ctx, "*")
+		queues, err = c.client.Inspector().QueueNames(ctx, "*")
 		if err != nil {
 			failed = true
 			c.nameErrors.Add(1)
@@ -232,7 +232,7 @@ func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead 
 	for range min(c.opts.Concurrency, len(queues)) {
 		wg.Go(func() {
 			for i := range next {
-				reads[i].counts, reads[i].err = c.client.QueueCounts(ctx, queues[i])
+				reads[i].counts, reads[i].err = c.client.Inspector().QueueCounts(ctx, queues[i])
 			}
 		})
 	}

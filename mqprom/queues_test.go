@@ -74,7 +74,7 @@ func TestQueueCollectorCounts(t *testing.T) {
 	// Paused, the queue's polls record outcomes but take no step, so the
 	// handlers that finish take nothing new and the new messages stay
 	// queued.
-	_, err = c.PauseQueue(ctx, q)
+	_, err = c.Inspector().PauseQueue(ctx, q)
 	require.NoError(t, err)
 	close(releaseDone)
 	waitFor(t, "2 successes and a dead letter recorded", func() bool {
@@ -201,7 +201,7 @@ func TestQueueCollectorCluster(t *testing.T) {
 	assert.Equal(t, merge(want...), only(gather(t, NewQueueCollector(c, nil)), "mq_queue_", "mq_scrape_error"))
 }
 
-// TestQueueCollectorRemembersQueues: Client.QueueNames lists only queues
+// TestQueueCollectorRemembersQueues: Inspector.QueueNames lists only queues
 // with messages, so a queue whose last message became a dead letter drops
 // out of the listing. The collector keeps reading a queue it has listed
 // until a read finds nothing in it (no message, no dead letter, no pause):
@@ -237,7 +237,7 @@ func TestQueueCollectorRemembersQueues(t *testing.T) {
 		})
 		require.NoError(t, w.Stop(ctx))
 	}
-	names, err := c.QueueNames(ctx, "*")
+	names, err := c.Inspector().QueueNames(ctx, "*")
 	require.NoError(t, err)
 	require.Equal(t, []string{"poisoned"}, names, "the premise: an emptied queue is not listed, one with dead letters is")
 
@@ -252,14 +252,14 @@ func TestQueueCollectorRemembersQueues(t *testing.T) {
 		only(gather(t, col), "mq_queue_", "mq_scrape_error"))
 
 	// A pause keeps an empty queue too.
-	_, err = c.PauseQueue(ctx, "poisoned")
+	_, err = c.Inspector().PauseQueue(ctx, "poisoned")
 	require.NoError(t, err)
-	n, err := c.DeleteDeadLetters(ctx, "poisoned")
+	n, err := c.Inspector().DeleteDeadLetters(ctx, "poisoned")
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
 	assert.Equal(t, merge(queueSamples("poisoned", 0, 0, 0, 0, 0, 0, true), noErrors),
 		only(gather(t, col), "mq_queue_", "mq_scrape_error"))
-	_, err = c.ResumeQueue(ctx, "poisoned")
+	_, err = c.Inspector().ResumeQueue(ctx, "poisoned")
 	require.NoError(t, err)
 	assert.Equal(t, merge(queueSamples("poisoned", 0, 0, 0, 0, 0, 0, false), noErrors),
 		only(gather(t, col), "mq_queue_", "mq_scrape_error"))

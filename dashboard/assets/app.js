@@ -274,7 +274,7 @@
       tb.replaceChildren();
       for (const m of d.letters) {
         const why = el('td', { class: 'err' }, m.error);
-        if (m.reason && m.reason !== 'failed') why.prepend(el('span', { class: 'st st-' + m.reason }, m.reason), ' ');
+        if (m.reason && m.reason !== 'dead' && m.reason !== 'failed') why.prepend(el('span', { class: 'st st-' + m.reason }, m.reason), ' ');
         const tr = el('tr', { 'data-dead': m.id },
           el('td', { class: 'id' }, m.id), why,
           el('td', { class: 'num' }, String(m.attempts)), el('td', {}, fmtDuration(state.overview.now - m.died_ms) + ' ago'),

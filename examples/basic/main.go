@@ -63,13 +63,13 @@ func mainErr(ctx context.Context, queue string, level slog.Level) error {
 	if err != nil {
 		return err
 	}
-	if _, err := client.ClearQueues(ctx, queue); err != nil {
+	if _, err := client.Inspector().ClearQueues(ctx, queue); err != nil {
 		return err
 	}
 	if err := run(ctx, client, queue); err != nil {
 		return err
 	}
-	_, err = client.ClearQueues(ctx, queue)
+	_, err = client.Inspector().ClearQueues(ctx, queue)
 	return err
 }
 
@@ -91,7 +91,7 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 	}
 	fmt.Printf("enqueue email-2 again: refused=%v (ErrAlreadyQueued: %v)\n", res.Refused, errors.Is(res.Refused, mq.ErrAlreadyQueued))
 
-	status, err := client.QueueCounts(ctx, queue)
+	status, err := client.Inspector().QueueCounts(ctx, queue)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 	st := worker.Stats()
 	fmt.Printf("worker: %d succeeded, %d failed\n", st.Counts.Succeeded, st.Counts.Failed)
 	for _, id := range []string{"email-1", "email-2", "email-3"} {
-		s, err := client.MessageStatus(ctx, queue, id)
+		s, err := client.Inspector().MessageStatus(ctx, queue, id)
 		if err != nil {
 			return err
 		}

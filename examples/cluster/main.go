@@ -62,7 +62,7 @@ func run(ctx context.Context) error {
 	// On a cluster of three masters with the usual slot split, these three
 	// names land on three different masters.
 	queues := []string{"examples:cluster:emails", "examples:cluster:thumbnails", "examples:cluster:webhooks"}
-	if _, err := client.ClearQueues(ctx, queues...); err != nil {
+	if _, err := client.Inspector().ClearQueues(ctx, queues...); err != nil {
 		return err
 	}
 	const perQueue = 5
@@ -80,7 +80,7 @@ func run(ctx context.Context) error {
 		}
 		fmt.Printf("queue %s lives on master %s\n", q, master.Options().Addr)
 	}
-	names, err := client.QueueNames(ctx, "examples:cluster:*")
+	names, err := client.Inspector().QueueNames(ctx, "examples:cluster:*")
 	if err != nil {
 		return err
 	}
@@ -134,6 +134,6 @@ func run(ctx context.Context) error {
 	if waitErr != nil {
 		return waitErr
 	}
-	_, err = client.ClearQueues(ctx, queues...)
+	_, err = client.Inspector().ClearQueues(ctx, queues...)
 	return err
 }

@@ -58,13 +58,13 @@ func mainErr(ctx context.Context, queue string, level slog.Level) error {
 	if err != nil {
 		return err
 	}
-	if _, err := client.ClearQueues(ctx, queue); err != nil {
+	if _, err := client.Inspector().ClearQueues(ctx, queue); err != nil {
 		return err
 	}
 	if err := run(ctx, client, queue); err != nil {
 		return err
 	}
-	_, err = client.ClearQueues(ctx, queue)
+	_, err = client.Inspector().ClearQueues(ctx, queue)
 	return err
 }
 
@@ -117,7 +117,7 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 	if err := worker.Stop(ctx); err != nil {
 		return err
 	}
-	status, err := client.MessageStatus(ctx, queue, "invoice-1001")
+	status, err := client.Inspector().MessageStatus(ctx, queue, "invoice-1001")
 	if err != nil {
 		return err
 	}

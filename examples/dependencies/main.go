@@ -118,13 +118,13 @@ func mainErr(ctx context.Context, queue string, level slog.Level) error {
 	if err != nil {
 		return err
 	}
-	if _, err := client.ClearQueues(ctx, queue); err != nil {
+	if _, err := client.Inspector().ClearQueues(ctx, queue); err != nil {
 		return err
 	}
 	if err := run(ctx, client, queue); err != nil {
 		return err
 	}
-	_, err = client.ClearQueues(ctx, queue)
+	_, err = client.Inspector().ClearQueues(ctx, queue)
 	return err
 }
 

@@ -295,7 +295,7 @@ func (h *harness) drain(timeout time.Duration) {
 	var lastErr error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		last, lastErr = h.admin.QueueCounts(ctx, queue)
+		last, lastErr = h.admin.Inspector().QueueCounts(ctx, queue)
 		cancel()
 		if lastErr == nil && last.Total == 0 && last.Locked == 0 {
 			return

@@ -15,9 +15,9 @@ type DeadRecord struct {
 	ID string
 	// Data is the message as it was stored.
 	Data []byte
-	// Reason is "failed" (an error outcome after the last attempt, or one
-	// marked final) or "quarantined" (handed out too often without an
-	// outcome).
+	// Reason is "dead" (an error outcome after the last attempt, or one
+	// marked final; "failed" before) or "quarantined" (handed out too
+	// often without an outcome).
 	Reason string
 	// Error is the last error's text.
 	Error string
@@ -52,28 +52,38 @@ func parseDeadRecord(id, s string) (DeadRecord, error) {
 		LockTime: time.Duration(num(items[6])) * time.Millisecond}, nil
 }
 
-// DeadLetters answers the queue's number of dead letters and up to limit
-// of them, newest first, from offset (0 for the newest).
-func DeadLetters(ctx context.Context, r Redis, keys []string, offset, limit int) (int64, []DeadRecord, error) {
-	reply, err := deadScript.Run(ctx, r, keys, "list", max(0, offset), max(0, limit)).Slice()
+// DeadLetterPage answers up to limit dead letters, newest first (by the
+// time they died, then by id, as dead-index orders them), starting after
+// the letter that died at afterDied (Unix ms) with id afterID, whether or
+// not it is still there; afterDied < 0 starts at the newest. Each
+// record's Died is its place in dead-index, to continue from.
+func DeadLetterPage(ctx context.Context, r Redis, keys []string, limit int, afterDied int64, afterID string) ([]DeadRecord, error) {
+	died := ""
+	if afterDied >= 0 {
+		died = strconv.FormatInt(afterDied, 10)
+	}
+	reply, err := deadScript.Run(ctx, r, keys, "page", max(0, limit), died, afterID).Slice()
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	total, ok := reply[0].(int64)
-	if !ok || len(reply)%2 != 1 {
-		return 0, nil, fmt.Errorf("%w: dead letters %v", ErrUnexpectedReply, reply)
+	if len(reply)%3 != 0 {
+		return nil, fmt.Errorf("%w: dead letters %v", ErrUnexpectedReply, reply)
 	}
-	out := make([]DeadRecord, 0, len(reply)/2)
-	for i := 1; i+1 < len(reply); i += 2 {
+	out := make([]DeadRecord, 0, len(reply)/3)
+	for i := 0; i+2 < len(reply); i += 3 {
 		id, _ := reply[i].(string)
-		rec, _ := reply[i+1].(string)
+		score, _ := reply[i+1].(string)
+		rec, _ := reply[i+2].(string)
 		d, err := parseDeadRecord(id, rec)
 		if err != nil {
-			return 0, nil, err
+			return nil, err
+		}
+		if d.Died, err = strconv.ParseInt(score, 10, 64); err != nil {
+			return nil, fmt.Errorf("%w: dead letter %q died at %q", ErrUnexpectedReply, id, score)
 		}
 		out = append(out, d)
 	}
-	return total, out, nil
+	return out, nil
 }
 
 // DeadLetter answers the dead letter of id, and false when there is none.

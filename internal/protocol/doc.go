@@ -1,6 +1,7 @@
-// Package protocol runs the queue's Redis scripts (lua/*.lua): it composes
-// them from their shared parts, encodes their arguments and parses their
-// replies into plain types of its own. It is the protocol of
+// Package protocol runs the queue's Redis scripts (lua/*.lua, which package
+// mq embeds and hands to [Load]): it composes them from their shared
+// parts, encodes their arguments and parses their replies into plain types
+// of its own. It is the protocol of
 // docs/protocol.md as the code runs it, and nothing more: deadlines,
 // workers and the public errors belong to the root package mq, which calls
 // this one.

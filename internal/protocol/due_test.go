@@ -3,6 +3,8 @@ package protocol
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,9 +204,9 @@ func TestDeadLetters(t *testing.T) {
 		for i := range 5 {
 			bury(t, s, q, fmt.Sprintf("d%d", i), args)
 		}
-		total, page, err := DeadLetters(ctx, s.rdb, s.keys(q), 0, 10)
+		page, err := DeadLetterPage(ctx, s.rdb, s.keys(q), 10, -1, "")
 		require.NoError(t, err)
-		assert.Equal(t, int64(3), total, "the oldest beyond the count dropped")
+		assert.Len(t, page, 3, "the oldest beyond the count dropped")
 		ids := func(rs []DeadRecord) []string {
 			var out []string
 			for _, r := range rs {
@@ -215,7 +217,7 @@ func TestDeadLetters(t *testing.T) {
 		assert.Equal(t, []string{"d4", "d3", "d2"}, ids(page), "newest first")
 		assert.Equal(t, "failed: d4", page[0].Error)
 		assert.Equal(t, "content of d4", string(page[0].Data))
-		_, page, err = DeadLetters(ctx, s.rdb, s.keys(q), 1, 1)
+		page, err = DeadLetterPage(ctx, s.rdb, s.keys(q), 1, page[0].Died, page[0].ID)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"d3"}, ids(page))
 		n, err := s.rdb.HLen(ctx, s.key(q, keys.Dead)).Result()
@@ -225,9 +227,8 @@ func TestDeadLetters(t *testing.T) {
 		// The bound by age: d2..d4 died more than the age ago.
 		require.NoError(t, s.rdb.ZAdd(ctx, s.key(q, keys.DeadIndex), redis.Z{Score: float64(s.now(t) - 60000), Member: "d2"}).Err())
 		bury(t, s, q, "d5", PollArgs{LockTime: time.Minute, Sleeps: testSleeps, DeadMaxAge: 30 * time.Second})
-		total, page, err = DeadLetters(ctx, s.rdb, s.keys(q), 0, 10)
+		page, err = DeadLetterPage(ctx, s.rdb, s.keys(q), 10, -1, "")
 		require.NoError(t, err)
-		assert.Equal(t, int64(3), total)
 		assert.Equal(t, []string{"d5", "d4", "d3"}, ids(page))
 
 		codes, err := RequeueDead(ctx, s.rdb, s.keys(q), []string{"d3", "nope"})
@@ -251,6 +252,64 @@ func TestDeadLetters(t *testing.T) {
 		c, err := QueueCounts(ctx, s.rdb, s.keys(q))
 		require.NoError(t, err)
 		assert.Equal(t, int64(0), c.Dead)
+	})
+}
+
+// TestDeadLetterPageCursor: a page starts after the cursor's letter, by
+// the time it died and then by id in byte order (as dead-index orders
+// letters of one time), whether or not that letter is still there, so
+// that paging never repeats nor skips a letter that stays.
+func TestDeadLetterPageCursor(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		args := PollArgs{LockTime: time.Minute, Sleeps: testSleeps}
+		// Ids whose byte order differs from a locale's collation.
+		ids := []string{"B", "a", "\xc3\xa9", "Z", "b", "\xff", "A", "aa"}
+		for _, id := range ids {
+			bury(t, s, q, id, args)
+		}
+		// Two times, four letters each: every page boundary below falls
+		// among letters of one time.
+		for i, id := range ids {
+			score := float64(1000 + i/4)
+			require.NoError(t, s.rdb.ZAdd(ctx, s.key(q, keys.DeadIndex), redis.Z{Score: score, Member: id}).Err())
+		}
+		want := []string{"b", "\xff", "A", "aa", "B", "a", "\xc3\xa9", "Z"}
+		// (newest time first; within a time, ids in descending byte order)
+		slices.SortFunc(want[:4], func(x, y string) int { return strings.Compare(y, x) })
+		slices.SortFunc(want[4:], func(x, y string) int { return strings.Compare(y, x) })
+		for _, limit := range []int{1, 2, 3, 8} {
+			var got []string
+			died, after := int64(-1), ""
+			for range 10 {
+				page, err := DeadLetterPage(ctx, s.rdb, s.keys(q), limit, died, after)
+				require.NoError(t, err)
+				if len(page) == 0 {
+					break
+				}
+				for _, r := range page {
+					got = append(got, r.ID)
+				}
+				died, after = page[len(page)-1].Died, page[len(page)-1].ID
+			}
+			assert.Equal(t, want, got, "limit %d", limit)
+		}
+
+		// The cursor's letter gone: the page starts where it stood.
+		page, err := DeadLetterPage(ctx, s.rdb, s.keys(q), 2, -1, "")
+		require.NoError(t, err)
+		require.Equal(t, want[:2], []string{page[0].ID, page[1].ID})
+		del, err := DeleteDead(ctx, s.rdb, s.keys(q), []string{want[1]})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, del)
+		page, err = DeadLetterPage(ctx, s.rdb, s.keys(q), 2, 1001, want[1])
+		require.NoError(t, err)
+		assert.Equal(t, want[2:4], []string{page[0].ID, page[1].ID})
+		// And a cursor past the oldest answers nothing.
+		page, err = DeadLetterPage(ctx, s.rdb, s.keys(q), 2, 1000, "")
+		require.NoError(t, err)
+		assert.Empty(t, page)
 	})
 }
 

@@ -81,7 +81,7 @@ func TestSpecComplete(t *testing.T) {
 		d, ok, err := DeadLetter(ctx, s.rdb, s.keys(q), mid)
 		require.NoError(t, err)
 		require.True(t, ok, "a dead letter")
-		assert.Equal(t, DeadRecord{ID: mid, Data: []byte("x"), Reason: "failed", Error: "boom", Attempts: 1,
+		assert.Equal(t, DeadRecord{ID: mid, Data: []byte("x"), Reason: "dead", Error: "boom", Attempts: 1,
 			FirstEnqueued: d.FirstEnqueued, Died: d.Died}, d)
 		assert.NotZero(t, d.FirstEnqueued)
 		assert.GreaterOrEqual(t, d.Died, d.FirstEnqueued)

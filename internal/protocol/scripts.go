@@ -3,10 +3,10 @@ package protocol
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"strings"
 	"time"
 
-	"github.com/gocarmine/mq/lua"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -37,23 +37,40 @@ var scriptParts = map[string][]string{
 	"heartbeat":    {"prelude", "heartbeat"},
 }
 
+// The composed scripts, set by Load.
 var (
-	enqueueScript   = composeScript("enqueue")
-	dequeueScript   = composeScript("dequeue")
-	msgStatusScript = composeScript("msg-status")
-	renewScript     = composeScript("renew")
-	countsScript    = composeScript("queue-counts")
-	deleteScript    = composeScript("delete")
-	pauseScript     = composeScript("pause")
-	deadScript      = composeScript("dead-letters")
-	heartbeatScript = composeScript("heartbeat")
+	enqueueScript, dequeueScript, msgStatusScript, renewScript, countsScript,
+	deleteScript, pauseScript, deadScript, heartbeatScript *redis.Script
 )
+
+// luaFiles holds the .lua files the scripts are composed from, by file
+// name: the files of the repository's lua/ directory.
+var luaFiles fs.FS
+
+// Load composes every script from luaFS, which holds the files of the
+// repository's lua/ directory by file name. Package mq, which embeds that
+// directory (the files live at the repository's root, outside this
+// package's reach), calls it once as it is initialised, before anything
+// can call a script; this package's tests call it with the files read
+// from disk. It panics when a file is missing, a build error.
+func Load(luaFS fs.FS) {
+	luaFiles = luaFS
+	enqueueScript = composeScript("enqueue")
+	dequeueScript = composeScript("dequeue")
+	msgStatusScript = composeScript("msg-status")
+	renewScript = composeScript("renew")
+	countsScript = composeScript("queue-counts")
+	deleteScript = composeScript("delete")
+	pauseScript = composeScript("pause")
+	deadScript = composeScript("dead-letters")
+	heartbeatScript = composeScript("heartbeat")
+}
 
 // composeSource joins the named files of lua/ into one script text.
 func composeSource(parts ...string) string {
 	var b strings.Builder
 	for i, p := range parts {
-		src, err := lua.FS.ReadFile(p + ".lua")
+		src, err := fs.ReadFile(luaFiles, p+".lua")
 		if err != nil {
 			panic("protocol: missing embedded script " + p + ": " + err.Error())
 		}

@@ -9,9 +9,22 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/gocarmine/mq/lua"
 )
+
+// The scripts' files, read from the repository's lua/ directory: package
+// mq embeds them, and this package's tests cannot import it.
+func init() { Load(os.DirFS(filepath.Join("..", "..", "lua"))) }
+
+// luaFileNames answers the names of the .lua files the scripts are
+// composed from.
+func luaFileNames(t *testing.T) []string {
+	t.Helper()
+	names, err := fs.Glob(luaFiles, "*.lua")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no .lua files: %v", err)
+	}
+	return names
+}
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
@@ -59,19 +72,15 @@ func TestStatusWrittenOnce(t *testing.T) {
 		"'hlen', K_BACKOFFS":             "counts.lua",
 		"'scard', K_DONE":                "counts.lua",
 	}
-	entries, err := lua.FS.ReadDir(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		src, err := lua.FS.ReadFile(e.Name())
+	for _, name := range luaFileNames(t) {
+		src, err := fs.ReadFile(luaFiles, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for mark, home := range marks {
 			n := strings.Count(string(src), mark)
-			if want := map[bool]int{true: 1, false: 0}[e.Name() == home]; n != want {
-				t.Errorf("%s holds %q %d times, want %d", e.Name(), mark, n, want)
+			if want := map[bool]int{true: 1, false: 0}[name == home]; n != want {
+				t.Errorf("%s holds %q %d times, want %d", name, mark, n, want)
 			}
 		}
 	}
@@ -95,7 +104,7 @@ func TestStatusWrittenOnce(t *testing.T) {
 		regexp.MustCompile(`\.(SIsMember|HGet|HExists)\([^)]*keys\.(Done|Locks|Backoffs|MessagesRQ|Requeue)\b`),
 	}
 	root := filepath.Join("..", "..")
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -147,17 +156,13 @@ func TestSkipReasonsAreTheScripts(t *testing.T) {
 // scripts only through KEYS, bound to names once in the prelude, and no
 // script builds a key name of its own.
 func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
-	entries, err := lua.FS.ReadDir(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		src, _ := lua.FS.ReadFile(e.Name())
+	for _, name := range luaFileNames(t) {
+		src, _ := fs.ReadFile(luaFiles, name)
 		if strings.Contains(string(src), "carmine:") {
-			t.Errorf("%s names a key prefix", e.Name())
+			t.Errorf("%s names a key prefix", name)
 		}
-		if e.Name() != "prelude.lua" && strings.Contains(string(src), "KEYS[") {
-			t.Errorf("%s reads KEYS directly; use the prelude's names", e.Name())
+		if name != "prelude.lua" && strings.Contains(string(src), "KEYS[") {
+			t.Errorf("%s reads KEYS directly; use the prelude's names", name)
 		}
 	}
 }

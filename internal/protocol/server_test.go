@@ -140,7 +140,7 @@ func complete(ctx context.Context, s *server, q string, cs []Completion) ([]bool
 
 // messageStatus is the status name of one message, "" for none.
 func messageStatus(ctx context.Context, s *server, q, id string) (string, error) {
-	_, infos, err := MessageStatuses(ctx, s.rdb, s.keys(q), []string{id})
+	_, infos, err := ReadMessages(ctx, s.rdb, s.keys(q), "", []string{id})
 	if err != nil {
 		return "", err
 	}

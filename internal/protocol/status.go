@@ -2,32 +2,55 @@ package protocol
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"github.com/gocarmine/mq/internal/keys"
-	"github.com/redis/go-redis/v9"
+	"time"
 )
 
-// StatusInfo is what msg-status.lua tells of one message.
-type StatusInfo struct {
+// MessageRead is what msg-status.lua reads of one message, in one atomic
+// step: its status and what goes with it.
+type MessageRead struct {
 	// Status is the message's status name of docs/protocol.md §2, "" for
 	// a message not in the queue.
 	Status string
 	// Attempts is nattempts, 0 if none.
 	Attempts int64
-	// BackoffUntil is when its backoff ends, Unix ms, 0 if none.
-	BackoffUntil int64
-	// FirstEnqueued is when it was first enqueued, Unix ms, 0 if unknown.
-	FirstEnqueued int64
+	// BackoffUntil is when its backoff ends, LockedUntil when its lock runs
+	// out, FirstEnqueued when it was first enqueued: Unix ms, 0 if none
+	// (an ended backoff or lock may still be there until collected).
+	BackoffUntil, LockedUntil, FirstEnqueued int64
+	// LockTime is the message's own lock time, 0 for the worker's.
+	LockTime time.Duration
+	// Requeue is the content of its pending requeue (messages-rq), nil
+	// for none, and RequeueLockTime that requeue's own lock time.
+	Requeue         []byte
+	RequeueLockTime time.Duration
+	// Meta is its stored metadata, nil for none.
+	Meta []byte
+	// Content is the stored content, read only when asked for; nil when
+	// not read or not in the queue.
+	Content []byte
+	// Dead is the dead letter of the same id, read only when asked for;
+	// nil for none.
+	Dead *DeadRecord
 }
 
-// MessageStatuses answers the server's time (Unix ms) and the status of
-// each message of ids, in order, in one script call.
-func MessageStatuses(ctx context.Context, r Redis, keys []string, ids []string) (int64, []StatusInfo, error) {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
+// What ReadMessages reads beyond each message's status.
+const (
+	// ReadContent reads the stored content.
+	ReadContent = "c"
+	// ReadDead reads the dead letter of the same id.
+	ReadDead = "d"
+)
+
+// ReadMessages answers the server's time (Unix ms) and what the queue
+// holds of each message of ids, in order, in one script call: the status
+// and what goes with it, plus what want asks for (ReadContent, ReadDead,
+// joined).
+func ReadMessages(ctx context.Context, r Redis, keys []string, want string, ids []string) (int64, []MessageRead, error) {
+	args := make([]any, 0, 1+len(ids))
+	args = append(args, want)
+	for _, id := range ids {
+		args = append(args, id)
 	}
 	reply, err := msgStatusScript.Run(ctx, r, keys, args...).Slice()
 	if err != nil {
@@ -37,18 +60,48 @@ func MessageStatuses(ctx context.Context, r Redis, keys []string, ids []string) 
 		return 0, nil, fmt.Errorf("%w: message status answered %d entries for %d ids", ErrUnexpectedReply, len(reply)-1, len(ids))
 	}
 	now, _ := reply[0].(int64)
-	infos := make([]StatusInfo, len(ids))
-	for i := range ids {
+	reads := make([]MessageRead, len(ids))
+	for i, id := range ids {
 		e, _ := reply[i+1].([]any)
-		if len(e) != 4 {
+		if len(e) != 11 {
 			return 0, nil, fmt.Errorf("%w: message status entry %v", ErrUnexpectedReply, reply[i+1])
 		}
-		infos[i].Status, _ = e[0].(string)
-		infos[i].Attempts, _ = e[1].(int64)
-		infos[i].BackoffUntil, _ = e[2].(int64)
-		infos[i].FirstEnqueued, _ = e[3].(int64)
+		m := &reads[i]
+		m.Status, _ = e[0].(string)
+		m.Attempts, _ = e[1].(int64)
+		m.BackoffUntil, _ = e[2].(int64)
+		m.FirstEnqueued, _ = e[3].(int64)
+		m.LockedUntil, _ = e[4].(int64)
+		m.LockTime = msDuration(e[5])
+		m.Requeue = bulk(e[6])
+		m.RequeueLockTime = msDuration(e[7])
+		m.Meta = bulk(e[8])
+		m.Content = bulk(e[9])
+		if rec := bulk(e[10]); rec != nil {
+			d, err := parseDeadRecord(id, string(rec))
+			if err != nil {
+				return 0, nil, err
+			}
+			m.Dead = &d
+		}
 	}
-	return now, infos, nil
+	return now, reads, nil
+}
+
+// bulk is a bulk string of a script's reply, nil for false (a Lua false
+// arrives as a nil reply).
+func bulk(v any) []byte {
+	if s, ok := v.(string); ok {
+		return []byte(s)
+	}
+	return nil
+}
+
+// msDuration is a number of milliseconds of a script's reply as a
+// duration.
+func msDuration(v any) time.Duration {
+	n, _ := v.(int64)
+	return time.Duration(n) * time.Millisecond
 }
 
 // Counts are a queue's counts (docs/protocol.md §10), read in O(1): exact
@@ -116,25 +169,4 @@ func Delete(ctx context.Context, r Redis, keys []string, ids []string) ([]bool, 
 		existed[i] = n == 1
 	}
 	return existed, nil
-}
-
-// PendingRequeues answers the content of each id's pending requeue
-// (messages-rq), nil where there is none, in one round trip: what a
-// message shows beside its status (docs/protocol.md §3).
-func PendingRequeues(ctx context.Context, r Redis, keyList []string, ids []string) ([][]byte, error) {
-	cmds := make([]*redis.StringCmd, len(ids))
-	p := r.Pipeline()
-	for i, id := range ids {
-		cmds[i] = p.HGet(ctx, keyList[keys.MessagesRQ], id)
-	}
-	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
-	}
-	out := make([][]byte, len(ids))
-	for i, cmd := range cmds {
-		if b, err := cmd.Bytes(); err == nil {
-			out[i] = b
-		}
-	}
-	return out, nil
 }
