@@ -405,9 +405,10 @@ func (f *fleet) view() fleetView {
 // ourStatuses reads the statuses of ids as msg-status.lua answers them.
 func (f *fleet) ourStatuses(ids []string) map[string]string {
 	f.t.Helper()
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
+	args := make([]any, 0, 1+len(ids))
+	args = append(args, "") // the status alone: no content, no dead letter
+	for _, id := range ids {
+		args = append(args, id)
 	}
 	raw, err := f.statusScript.Run(f.ctx, f.rdb, f.keys, args...).Slice()
 	require.NoError(f.t, err)
