@@ -114,7 +114,7 @@ func (c *Client) enqueueCoalesced(ctx context.Context, queue string, m protocol.
 
 // enqueueAlone runs one script call for m alone, by ctx's deadline.
 func (c *Client) enqueueAlone(ctx context.Context, queue string, m protocol.EnqueueMessage) (protocol.Code, error) {
-	call := protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
+	call := protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
 		Messages: []protocol.EnqueueMessage{m}}
 	answer, err := within(c, ctx, func(ctx context.Context) (protocol.EnqueueAnswer, error) {
 		a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
@@ -188,7 +188,7 @@ func (g *enqueueGroup) take() []*enqueueWaiter {
 // one has none), never cancelled by one of them: each caller stops waiting
 // by its own context.
 func (c *Client) runBatch(queue string, batch []*enqueueWaiter) {
-	call := protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
+	call := protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
 		Messages: make([]protocol.EnqueueMessage, len(batch))}
 	var latest time.Time
 	bounded := true

@@ -160,7 +160,7 @@ func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueR
 		}
 		results[i].MessageID = m.ID
 		if i%enqueueBatch == 0 {
-			calls = append(calls, protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
+			calls = append(calls, protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
 				Messages: make([]protocol.EnqueueMessage, 0, min(enqueueBatch, len(reqs)-i))})
 		}
 		last := &calls[len(calls)-1]

@@ -140,10 +140,14 @@ end
 -- wake_one moves the sleep sentinel to the other isleep list, which
 -- unblocks one worker sleeping on it (docs/protocol.md §5), creating it
 -- the first time. Moving it twice in one script would put it back where
--- it was and wake nobody.
-local function wake_one()
-  if not redis.call('rpoplpush', K_ISLEEP_A, K_ISLEEP_B) then
-    if not redis.call('rpoplpush', K_ISLEEP_B, K_ISLEEP_A) then
+-- it was and wake nobody. It looks in isleep-a first, or in isleep-b
+-- when b_first says the sentinel is more likely there: one command
+-- instead of two when the guess is right, the same move either way.
+local function wake_one(b_first)
+  local from, to = K_ISLEEP_A, K_ISLEEP_B
+  if b_first then from, to = K_ISLEEP_B, K_ISLEEP_A end
+  if not redis.call('rpoplpush', from, to) then
+    if not redis.call('rpoplpush', to, from) then
       redis.call('lpush', K_ISLEEP_A, '_')
     end
   end
