@@ -2,6 +2,7 @@ package mq
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 
@@ -142,15 +143,27 @@ func (c *Client) release(queue string, g *enqueueGroup) {
 // drain runs the group's waiting calls, as many as a script call takes at
 // a time, until nobody waits; the group is then idle.
 func (c *Client) drain(queue string, g *enqueueGroup) {
+	yielded := false
 	for {
 		g.mu.Lock()
 		batch := g.take()
+		if len(batch) == 0 && !yielded {
+			// The callers just answered are runnable, most of them on
+			// this goroutine's P, and many call again at once: let them
+			// run before going idle, so that their next calls go
+			// together rather than one alone and the rest after it.
+			g.mu.Unlock()
+			runtime.Gosched()
+			yielded = true
+			continue
+		}
 		if len(batch) == 0 {
 			g.busy = false
 			g.mu.Unlock()
 			return
 		}
 		g.mu.Unlock()
+		yielded = false
 		c.runBatch(queue, batch)
 	}
 }
