@@ -116,9 +116,10 @@ local function add()
 end
 
 -- store writes the content of a message the queue holds already; the
--- first-enqueue time stays.
+-- first-enqueue time stays (set only if a writer before left none).
 local function store()
   redis.call('hset', K_MESSAGES, mid, content)
+  redis.call('hsetnx', K_UDTS, mid, now)
   if meta ~= '' then
     redis.call('hset', K_META, mid, meta)
   else
