@@ -98,11 +98,8 @@ local function add()
   -- worker sleeps until due's earliest entry at most: it is woken, to
   -- sleep less, only when this one comes due before that entry.
   local at = now + init_backoff
+  if due_sooner(at) then woken = true end
   redis.call('hset', K_BACKOFFS, mid, at)
-  if not woken then
-    local first = redis.call('zrange', K_DUE, 0, 0, 'WITHSCORES')
-    woken = first[2] == nil or at < tonumber(first[2])
-  end
   redis.call('zadd', K_DUE, at, mid)
   if index_only then
     if redis.call('exists', K_MID_CIRCLE) == 0 then

@@ -152,3 +152,21 @@ local function wake_one(b_first)
     end
   end
 end
+
+-- due_sooner tells whether a due entry at time at (ms) comes before every
+-- due entry the queue had when the script started and every time passed
+-- to it since (docs/protocol.md §11): a sleeping worker sleeps until the
+-- earliest one at most, so only a sooner one needs to wake it. It reads
+-- due once per script.
+local earliest_due = nil
+local function due_sooner(at)
+  if earliest_due == nil then
+    local first = redis.call('zrange', K_DUE, 0, 0, 'WITHSCORES')
+    earliest_due = tonumber(first[2]) or math.huge
+  end
+  if at < earliest_due then
+    earliest_due = at
+    return true
+  end
+  return false
+end
