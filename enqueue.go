@@ -113,21 +113,23 @@ type EnqueueRequest struct {
 // Redis keeps the call's answer for a while (a receipt, see the protocol
 // document), so the call sent again changes nothing and answers what the
 // first one did.
+//
+// Concurrent calls to one queue are coalesced: a call that finds no
+// enqueue of its queue in flight goes to Redis at once; calls that arrive
+// meanwhile go together in one script call when it returns. Each is
+// decided as if enqueued alone, in arrival order, and gets its own result;
+// one whose ctx ends returns then without affecting the others (if its
+// message had not been sent yet, it never is).
 func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *EnqueueOptions) (EnqueueResult, error) {
 	m, err := c.enqueueMessage(queue, msg, opts)
 	if err != nil {
 		return EnqueueResult{}, err
 	}
-	call := protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
-		Messages: []protocol.EnqueueMessage{m}}
-	answer, err := within(c, ctx, func(ctx context.Context) (protocol.EnqueueAnswer, error) {
-		a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
-		return a, a.Err
-	})
+	code, err := c.enqueueCoalesced(ctx, queue, m)
 	if err != nil {
 		return EnqueueResult{MessageID: m.ID}, fmt.Errorf("mq: enqueue to %q: %w", queue, redisError(err))
 	}
-	return enqueueResult(m.ID, answer.Codes[0])
+	return enqueueResult(m.ID, code)
 }
 
 // enqueueBatch is how many messages one enqueue script call takes in
@@ -158,7 +160,7 @@ func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueR
 		}
 		results[i].MessageID = m.ID
 		if i%enqueueBatch == 0 {
-			calls = append(calls, protocol.EnqueueCall{Token: randomID(), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
+			calls = append(calls, protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
 				Messages: make([]protocol.EnqueueMessage, 0, min(enqueueBatch, len(reqs)-i))})
 		}
 		last := &calls[len(calls)-1]

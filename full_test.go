@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/stretchr/testify/assert"
@@ -19,7 +20,7 @@ func TestEnqueueRefusedWhenFull(t *testing.T) {
 	ctx := context.Background()
 	q := queueName(t)
 	for i := range 20 {
-		enqueue(t, c, q, i, nil)
+		enqueue(t, c, q, i, &EnqueueOptions{MessageID: "m" + strconv.Itoa(i)})
 	}
 	// Fill Redis past a limit set just above what it uses now.
 	used := func() int64 {
@@ -36,6 +37,12 @@ func TestEnqueueRefusedWhenFull(t *testing.T) {
 
 	before := dumpQueue(t, s, q, s.now(t))
 	_, err := c.Enqueue(ctx, q, make([]byte, 100<<10), nil)
+	require.ErrorIs(t, err, ErrRedisFull)
+	// An id the queue holds already, first of its call: refused as well,
+	// before the update writes anything.
+	_, err = c.Enqueue(ctx, q, "new content", &EnqueueOptions{MessageID: "m0", CanUpdate: true, LockTime: time.Second})
+	require.ErrorIs(t, err, ErrRedisFull)
+	_, err = c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "m1", ResetInitialBackoff: true, InitialBackoff: time.Hour})
 	require.ErrorIs(t, err, ErrRedisFull)
 	res, err := c.EnqueueMany(ctx, q, EnqueueRequest{Message: "a"}, EnqueueRequest{Message: "b"})
 	require.ErrorIs(t, err, ErrRedisFull)

@@ -126,6 +126,7 @@ type Client struct {
 	keepsDeadlines bool
 
 	keyCache sync.Map // queue name -> []string, every key of the queue
+	groups   sync.Map // queue name -> *enqueueGroup (coalesce.go)
 
 	// sleepers counts the polling loops of the client's running workers,
 	// each of which may hold a pooled connection while it sleeps (pool.go).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -219,6 +220,9 @@ func scenario(ctx context.Context, sys system, a driverArgs, ready func() error,
 		report("done", mark{N: a.n, Seconds: time.Since(t0).Seconds(), ClientCPUus: cpuMicros() - c0})
 		return stop()
 
+	case "producer":
+		return producer(ctx, sys, a, ready, report)
+
 	case "enqueue-batch":
 		msgs := payloads(a.n, a.size)
 		if err := ready(); err != nil {
@@ -333,6 +337,53 @@ func scenario(ctx context.Context, sys system, a driverArgs, ready func() error,
 		return nil
 	}
 	return fmt.Errorf("unknown scenario %q", a.scenario)
+}
+
+// producer runs a.handlers goroutines that each enqueue their share of
+// a.n messages of a.size bytes, one call at a time, each waiting for its
+// answer, with no worker running: what request handlers of a service pay.
+// It reports the calls' latency (p50, p99, max) beside the usual figures.
+func producer(ctx context.Context, sys system, a driverArgs, ready func() error, report func(string, mark)) error {
+	g := max(1, a.handlers)
+	lat := make([][]int64, g)
+	for i := range lat {
+		lat[i] = make([]int64, 0, a.n/g+1)
+	}
+	if err := ready(); err != nil {
+		return err
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	t0, c0 := time.Now(), cpuMicros()
+	for i := range g {
+		wg.Go(func() {
+			for k := i; k < a.n; k += g {
+				p := payload(a.size)
+				start := time.Now()
+				err := sys.enqueueOne(ctx, p)
+				lat[i] = append(lat[i], time.Since(start).Microseconds())
+				if err != nil {
+					mu.Lock()
+					firstErr = cmp.Or(firstErr, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	secs, cpu := time.Since(t0).Seconds(), cpuMicros()-c0
+	if firstErr != nil {
+		return firstErr
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	report("done", mark{N: a.n, Seconds: secs, ClientCPUus: cpu,
+		Latency: map[string]int64{"p50": pct(all, 0.50), "p99": pct(all, 0.99), "max": all[len(all)-1]}})
+	return nil
 }
 
 // besideWorker starts an idle worker of a.handlers handlers on a queue of

@@ -34,9 +34,9 @@ import (
 // a quick one (-quick). A name is scenario[-H][+D]: H handlers (or queues,
 // for queues), D messages delayed by an hour waiting (10k, 1M...).
 const (
-	fullScenarios = "enqueue-one,enqueue-batch,e2e-1,e2e-8,e2e-8+100k,latency-1," +
+	fullScenarios = "enqueue-one,producer-1,producer-8,producer-64,enqueue-batch,e2e-1,e2e-8,e2e-8+100k,latency-1," +
 		"light,light+10k,light+100k,idle,idle+10k,idle+100k,idle+1M,redis-mem,queues-100"
-	quickScenarios = "enqueue-one,enqueue-batch,e2e-1,e2e-8,e2e-8+10k,latency-1," +
+	quickScenarios = "enqueue-one,producer-1,producer-8,producer-64,enqueue-batch,e2e-1,e2e-8,e2e-8+10k,latency-1," +
 		"light,light+10k,idle,idle+10k,redis-mem,queues-100"
 )
 
@@ -53,6 +53,7 @@ func main() {
 		serverBin = flag.String("redis-server", "redis-server", "redis-server binary")
 		out       = flag.String("out", "", "also write the Markdown report to this file")
 	)
+	flag.StringVar(&o.baseline, "baseline", "", "a bench binary built from another commit of mq: its mq runs as the system mq-base")
 	flag.StringVar(&o.bullmqDir, "bullmq", "bullmq", "folder of the BullMQ driver")
 	flag.DurationVar(&o.idleFor, "idle", 10*time.Second, "idle: measurement window")
 	flag.DurationVar(&o.lightFor, "light", 10*time.Second, "light: how long to send 200 messages a second")
@@ -111,7 +112,10 @@ func main() {
 	o.results = map[string]map[string][]measure{}
 	systemNames := strings.Split(*sysList, ",")
 	for _, s := range systemNames {
-		if s != "bullmq" {
+		if s == baseSystem && o.baseline == "" {
+			log.Fatalf("system %s needs -baseline", baseSystem)
+		}
+		if s != "bullmq" && s != baseSystem {
 			if _, ok := systems[s]; !ok {
 				log.Fatalf("unknown system %q", s)
 			}
@@ -195,7 +199,7 @@ func parseCase(c string) (caseSpec, error) {
 		}
 	}
 	switch spec.scenario {
-	case "e2e", "latency", "queues":
+	case "e2e", "latency", "queues", "producer":
 		if spec.n == 0 {
 			return spec, fmt.Errorf("scenario %q: say how many, as in %s-8", c, spec.scenario)
 		}
@@ -314,7 +318,11 @@ type measure struct {
 	memGO, memAtMark int64
 }
 
+// baseSystem is the system name of -baseline's mq.
+const baseSystem = "mq-base"
+
 type orchestrator struct {
+	baseline  string // -baseline: a bench binary of another commit of mq
 	srv       *redisServer
 	base      driverArgs
 	bullmqDir string
@@ -341,6 +349,12 @@ func (o *orchestrator) driverCommand(a driverArgs) (*exec.Cmd, error) {
 	if a.system == "bullmq" {
 		return exec.Command("node", append([]string{filepath.Join(o.bullmqDir, "driver.mjs")}, args...)...), nil
 	}
+	if a.system == baseSystem {
+		// The baseline binary's own mq driver: the same scenario code,
+		// another commit of the library.
+		args[1] = "mq"
+		return exec.Command(o.baseline, append([]string{"-driver"}, args...)...), nil
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -358,7 +372,7 @@ func (o *orchestrator) driverArgs(s string, c caseSpec) driverArgs {
 		// One call at a time is slow for some systems: a fifth of the
 		// messages is plenty to measure it. 8 handlers idle beside.
 		a.n = max(1000, a.n/5)
-	case "e2e", "latency":
+	case "e2e", "latency", "producer":
 		a.handlers = c.n
 	case "light":
 		a.scenario, a.duration = "latency", o.lightFor

@@ -146,6 +146,21 @@ func (o *orchestrator) sections(cases []caseSpec) []section {
 	}
 	out = append(out, enq)
 
+	prod := section{title: "Producer: goroutines enqueueing one message per call, no worker",
+		note: fmt.Sprintf("G goroutines share one client; each enqueues its share of %s messages of %d bytes one call at a time, waiting for each answer (the single-message enqueue of each system, default options). No worker runs. Latency is per call.",
+			thousands(o.base.n), o.base.size)}
+	for _, c := range by("producer") {
+		k, l := c.name+"/done", fmt.Sprintf("G=%d", c.n)
+		prod.rows = append(prod.rows,
+			metric{l + ": msgs / s", k, rate, "%.0f"},
+			metric{l + ": call p50 (ms)", k, latency("p50"), "%.3f"},
+			metric{l + ": call p99 (ms)", k, latency("p99"), "%.3f"},
+			metric{l + ": Redis CPU µs / msg", k, redisCPU, "%.1f"},
+			metric{l + ": Redis commands / msg", k, calls, "%.2f"},
+			metric{l + ": client CPU µs / msg", k, clientCPU, "%.1f"})
+	}
+	out = append(out, prod)
+
 	lat := section{title: "Latency at 200 messages a second, nothing delayed",
 		note: fmt.Sprintf("As the light load, for %v, with the given handlers.", o.base.duration)}
 	for _, c := range by("latency") {
@@ -318,7 +333,7 @@ func fmtRatio(r float64) string {
 // targets checks mq's figures of this run against the goals of issue 12.
 func (o *orchestrator) targets(cases []caseSpec) string {
 	var b strings.Builder
-	b.WriteString("#### Issue 12's targets, from this run\n\n| target | mq | against | met |\n|---|---|---|---|\n")
+	b.WriteString("#### Targets of issues 12 and 21, from this run\n\n| target | mq | against | met |\n|---|---|---|---|\n")
 	med := func(key, system string, f func(measure) float64) (float64, bool) {
 		vs := o.values(key, system, f)
 		if len(vs) == 0 {
@@ -415,6 +430,33 @@ func (o *orchestrator) targets(cases []caseSpec) string {
 			v, _ := med(k, "mq", redisCPU)
 			a, _ := med(k, "asynq", redisCPU)
 			row("enqueue one at a time: Redis CPU / call < asynq's", fmt.Sprintf("%.1f µs", v), fmt.Sprintf("%.1f µs (%s)", a, fmtRatio(r)), r < 1)
+		}
+	}
+	// Issue 21: the producer path, as ratios to asynq of this run.
+	for _, g := range []struct {
+		n        int
+		rate     float64
+		cpu, p99 bool
+	}{{1, 1.0, true, false}, {8, 1.5, false, false}, {64, 3, false, true}} {
+		c, ok := find("producer", g.n, 0)
+		if !ok {
+			continue
+		}
+		k := c.name + "/done"
+		if r, ok := o.ratio(metric{key: k, value: rate}, "asynq"); ok {
+			v, _ := med(k, "mq", rate)
+			a, _ := med(k, "asynq", rate)
+			row(fmt.Sprintf("producer G=%d: msgs/s ≥ %.1fx asynq", g.n, g.rate), fmt.Sprintf("%.0f", v), fmt.Sprintf("%.0f (%s)", a, fmtRatio(r)), r >= g.rate)
+		}
+		if r, ok := o.ratio(metric{key: k, value: redisCPU}, "asynq"); ok && g.cpu {
+			v, _ := med(k, "mq", redisCPU)
+			a, _ := med(k, "asynq", redisCPU)
+			row(fmt.Sprintf("producer G=%d: Redis CPU / msg ≤ asynq's", g.n), fmt.Sprintf("%.1f µs", v), fmt.Sprintf("%.1f µs (%s)", a, fmtRatio(r)), r <= 1)
+		}
+		if r, ok := o.ratio(metric{key: k, value: latency("p99")}, "asynq"); ok && g.p99 {
+			v, _ := med(k, "mq", latency("p99"))
+			a, _ := med(k, "asynq", latency("p99"))
+			row(fmt.Sprintf("producer G=%d: call p99 ≤ asynq's", g.n), fmt.Sprintf("%.2f ms", v), fmt.Sprintf("%.2f ms (%s)", a, fmtRatio(r)), r <= 1)
 		}
 	}
 	if c, ok := find("redis-mem", 0, 0); ok {

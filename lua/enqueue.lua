@@ -6,7 +6,9 @@
 -- ARGV[2]: how long to keep the call's receipt at least, in ms
 -- ARGV[3]: '1' to keep delayed messages off mid-circle, in due alone (no
 --   Carmine worker reads the queue, §11), '0' to put them on both
--- ARGV[4..], in groups of nine, one group per message:
+-- ARGV[4]: '1' on the call's first send, '0' on every send after it (the
+--   client's Redis library sending it again), when the receipt is looked for
+-- ARGV[5..], in groups of nine, one group per message:
 --   mid, encoded message, initial backoff in ms (0 for none), lock time in
 --   ms (0 for the worker's default), then can-update, can-requeue and
 --   reset-init-backoff, each '1' or '0', then the time to hand it out at
@@ -28,44 +30,107 @@
 --
 -- The sleep sentinel is moved once per call, after the last message: moving
 -- it twice in one script would put it back where it was and wake nobody.
-
-local CODES = {added = 'a', updated = 'u', ['already-queued'] = 'q', locked = 'l', backoff = 'b'}
-local NAMES = {a = 'added', u = 'updated', q = 'already-queued', l = 'locked', b = 'backoff'}
+-- It is moved only when a sleeping worker has something to do: a message
+-- added ready (or requeued from done), or a delayed one that comes due
+-- before every entry of due, so that a worker sleeping until that entry
+-- sleeps less.
+--
+-- A new id, the common case, costs no read of its own: HSETNX on messages
+-- both stores it and says it is new. Only an id the queue holds already
+-- has its status read.
 
 local token, keep_ms = ARGV[1], tonumber(ARGV[2])
 local index_only = ARGV[3] == '1'
-local receipt, since = receipt_get(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token)
-if receipt then
-  local reply = {}
-  for i = 1, #receipt do
-    reply[i] = NAMES[string.sub(receipt, i, i)]
+-- A first send cannot find a receipt under its token, drawn at random for
+-- this call: only a later send of the call looks for one.
+local first_send = ARGV[4] == '1'
+local since
+if not first_send then
+  local receipt
+  receipt, since = receipt_get(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token)
+  if receipt then
+    local NAMES = {a = 'added', u = 'updated', q = 'already-queued', l = 'locked', b = 'backoff'}
+    local reply = {}
+    for i = 1, #receipt do
+      reply[i] = NAMES[string.sub(receipt, i, i)]
+    end
+    return reply
   end
-  return reply
 end
-
-refuse_when_full()
 
 local now = server_now()
 local woken = false
 local wrote = false
+-- How long mids-ready was after this call's last push onto it (0: none):
+-- with nothing taken meanwhile, each enqueue pushes one id and moves the
+-- sentinel once, so its parity says which isleep list holds the sentinel.
+local ready_len = 0
 
 -- One message's arguments, set by the loop below for the helpers.
 local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff, meta
 
--- store writes the message. fresh says that mid had no status: every
--- entry of a message goes when it is collected or deleted, so there is no
--- old lock time to delete then.
-local function store(fresh)
-  redis.call('hset', K_MESSAGES, mid, content)
-  redis.call('hsetnx', K_UDTS, mid, now)
+-- add writes the rest of a message new to the queue, whose content the
+-- loop stored already. A new id has no entry in Carmine's hashes, lists
+-- and sets (collection and delete remove them all), so add reads nothing
+-- of it and deletes nothing there; only metadata that a Carmine worker's
+-- collection left in meta is deleted, unless no Carmine worker reads the
+-- queue.
+local function add()
+  redis.call('hset', K_UDTS, mid, now)
   if meta ~= '' then
     redis.call('hset', K_META, mid, meta)
-  elseif not fresh then
+  elseif not index_only then
+    -- A Carmine worker collects an id without our keys: metadata it left
+    -- behind must not ride on the new message (§13).
     redis.call('hdel', K_META, mid)
   end
   if lock_ms > 0 then
     redis.call('hset', K_LOCK_TIMES, mid, lock_ms)
-  elseif not fresh then
+  end
+  if init_backoff == 0 then
+    -- mids-ready is never left holding ids while mid-circle is missing
+    -- (both go together, by ClearQueues alone), so the circle needs a
+    -- look only when this push finds mids-ready empty.
+    ready_len = redis.call('lpush', K_MIDS_READY, mid)
+    if ready_len == 1 and redis.call('exists', K_MID_CIRCLE) == 0 then
+      redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
+    end
+    woken = true
+    return
+  end
+  -- A delayed message stands on mid-circle, where a Carmine worker finds
+  -- it (unless the client says none reads the queue), and in due, where
+  -- this library's polls find it when it falls due (§11). A sleeping
+  -- worker sleeps until due's earliest entry at most: it is woken, to
+  -- sleep less, only when this one comes due before that entry.
+  local at = now + init_backoff
+  if due_sooner(at) then woken = true end
+  redis.call('hset', K_BACKOFFS, mid, at)
+  redis.call('zadd', K_DUE, at, mid)
+  if index_only then
+    if redis.call('exists', K_MID_CIRCLE) == 0 then
+      redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
+    end
+  elseif redis.call('lpush', K_MID_CIRCLE, mid) == 1 then
+    -- The circle was missing: it gets its sentinel behind the id, as if
+    -- the sentinel had been pushed first.
+    redis.call('rpush', K_MID_CIRCLE, END_OF_CIRCLE)
+  end
+end
+
+-- store writes the content of a message the queue holds already; the
+-- first-enqueue time stays (set only if a writer before left none).
+local function store()
+  redis.call('hset', K_MESSAGES, mid, content)
+  redis.call('hsetnx', K_UDTS, mid, now)
+  if meta ~= '' then
+    redis.call('hset', K_META, mid, meta)
+  else
+    redis.call('hdel', K_META, mid)
+  end
+  if lock_ms > 0 then
+    redis.call('hset', K_LOCK_TIMES, mid, lock_ms)
+  else
     redis.call('hdel', K_LOCK_TIMES, mid)
   end
 end
@@ -79,28 +144,34 @@ local function store_requeue()
   end
 end
 
--- set_init_backoff writes the message's backoff, and its due entry
--- (docs/protocol.md §11), so that a poll wakes it when the backoff ends. A
--- queued message whose backoff it removes goes to mids-ready, where polls
--- find it now rather than when its old backoff would have ended. The
--- message is queued, so a lock entry it has ran out: it goes, as a poll
--- would delete it at the due entry this overwrites, so that the counts
--- (§10) never read it as locked. Such a message is on no list (a poll
--- of this library handed it out, and no poll has taken it back yet); one
--- it puts in backoff goes onto mid-circle as well (unless index_only),
--- where Carmine's protocol keeps a message in backoff, so that a Carmine
--- enqueue that resets the backoff again is seen by the next lap.
+-- set_init_backoff resets a queued message's backoff, and its due entry
+-- (docs/protocol.md §11). Carmine's reset writes the backoff alone; ours
+-- does a little more, each for a reason (§3):
+--   * the message is queued, so a lock entry it has ran out: it goes, as
+--     a poll would delete it at the due entry this overwrites, so that the
+--     counts (§10) never read it as locked. Such a message was on no list
+--     (a poll of this library handed it out), so one put in backoff goes
+--     onto mid-circle as well (unless index_only), where Carmine's
+--     protocol keeps a message in backoff and a later Carmine reset is
+--     seen by the next lap;
+--   * a backoff it removes leaves the due entry due now, so that the next
+--     poll moves the message to mids-ready; and a sleeping worker, which
+--     sleeps until due's earliest entry at most, is woken when the reset
+--     makes the message due before that entry, so that it takes it at its
+--     new time rather than at the end of its sleep.
 local function set_init_backoff()
   local expired_lock = redis.call('hdel', K_LOCKS, mid) == 1
   if init_backoff > 0 then
-    redis.call('hset', K_BACKOFFS, mid, now + init_backoff)
-    redis.call('zadd', K_DUE, now + init_backoff, mid)
+    local at = now + init_backoff
+    if due_sooner(at) then woken = true end
+    redis.call('hset', K_BACKOFFS, mid, at)
+    redis.call('zadd', K_DUE, at, mid)
     if expired_lock and not index_only then
       redis.call('lpush', K_MID_CIRCLE, mid)
     end
   elseif redis.call('hdel', K_BACKOFFS, mid) == 1 then
-    redis.call('zrem', K_DUE, mid)
-    redis.call('lpush', K_MIDS_READY, mid)
+    if due_sooner(now) then woken = true end
+    redis.call('zadd', K_DUE, now, mid)
   end
 end
 
@@ -114,36 +185,17 @@ local function to_requeue()
   return 'added'
 end
 
+-- enqueue decides a message the queue holds already (§3).
 local function enqueue()
-  local base, in_backoff = message_status(mid, now)
+  local base, in_backoff = message_status(mid, now, true)
 
-  if base == 'nil' then
-    if redis.call('exists', K_MID_CIRCLE) == 0 then
-      redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
-    end
-    -- A delayed message stands on mid-circle, where a Carmine worker
-    -- finds it (unless the client says none reads the queue), and in due,
-    -- where this library's polls find it when it falls due (§11).
-    if init_backoff > 0 then
-      redis.call('hset', K_BACKOFFS, mid, now + init_backoff)
-      redis.call('zadd', K_DUE, now + init_backoff, mid)
-      if not index_only then
-        redis.call('lpush', K_MID_CIRCLE, mid)
-      end
-    else
-      redis.call('lpush', K_MIDS_READY, mid)
-    end
-    store(true)
-    woken = true
-    return 'added'
-  elseif base == 'queued' then
+  if base == 'queued' then
     if can_update then
-      if reset_init_backoff then set_init_backoff(); woken = true end
-      store(false)
+      if reset_init_backoff then set_init_backoff() end
+      store()
       return 'updated'
     elseif reset_init_backoff then
       set_init_backoff()
-      woken = true
       return 'updated'
     end
     return 'already-queued'
@@ -162,8 +214,9 @@ local function enqueue()
   return to_requeue()
 end
 
+local CODES = {added = 'a', updated = 'u', ['already-queued'] = 'q', locked = 'l', backoff = 'b'}
 local reply, codes = {}, {}
-for i = 4, #ARGV, 9 do
+for i = 5, #ARGV, 9 do
   mid, content = ARGV[i], ARGV[i + 1]
   init_backoff, lock_ms = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   can_update, can_requeue = ARGV[i + 4] == '1', ARGV[i + 5] == '1'
@@ -171,18 +224,44 @@ for i = 4, #ARGV, 9 do
   local at_ms = tonumber(ARGV[i + 7])
   meta = ARGV[i + 8]
   if at_ms > 0 then init_backoff = math.max(0, at_ms - now) end
-  local answer = enqueue()
+  -- HSETNX both writes a new message's content and tells whether the id
+  -- is new; as the script's first write, and one Redis checks memory
+  -- before, it also refuses the call before anything is written when
+  -- Redis is full (§9; it is always the first write: reads alone come
+  -- before it).
+  local answer
+  if redis.call('hsetnx', K_MESSAGES, mid, content) == 1 then
+    add()
+    answer = 'added'
+  else
+    answer = enqueue()
+  end
   reply[#reply + 1] = answer
   codes[#codes + 1] = CODES[answer]
   if answer == 'added' or answer == 'updated' then wrote = true end
 end
 
 if wrote then
-  receipt_put(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token, table.concat(codes), since, keep_ms, now)
+  if not first_send then
+    receipt_put(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token, table.concat(codes), since, keep_ms, now)
+  elseif string.byte(token, -1) == 48 then
+    -- One first send in sixteen (the token's last digit is '0') reads
+    -- when the receipts' generation began, and starts a new one when it
+    -- is old enough; the others only write. A generation so ends a few
+    -- calls late, which only keeps its receipts longer; one that an
+    -- unsampled call began gets its start from the next sampled call,
+    -- later than its true start, which does the same.
+    since = tonumber(redis.call('hget', K_ENQUEUE_RECEIPTS, '@since'))
+    receipt_put(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token, table.concat(codes), since, keep_ms, now)
+  else
+    redis.call('hset', K_ENQUEUE_RECEIPTS, token, table.concat(codes))
+  end
 end
 
--- wake one worker sleeping at the end of the queue (wake_one, prelude.lua).
+-- wake one worker sleeping at the end of the queue (wake_one, prelude.lua),
+-- looking first where the sentinel went if nothing was taken since the
+-- queue's first enqueue (an odd length: b).
 if woken then
-  wake_one()
+  wake_one(ready_len % 2 == 1)
 end
 return reply

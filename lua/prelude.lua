@@ -140,11 +140,33 @@ end
 -- wake_one moves the sleep sentinel to the other isleep list, which
 -- unblocks one worker sleeping on it (docs/protocol.md §5), creating it
 -- the first time. Moving it twice in one script would put it back where
--- it was and wake nobody.
-local function wake_one()
-  if not redis.call('rpoplpush', K_ISLEEP_A, K_ISLEEP_B) then
-    if not redis.call('rpoplpush', K_ISLEEP_B, K_ISLEEP_A) then
+-- it was and wake nobody. It looks in isleep-a first, or in isleep-b
+-- when b_first says the sentinel is more likely there: one command
+-- instead of two when the guess is right, the same move either way.
+local function wake_one(b_first)
+  local from, to = K_ISLEEP_A, K_ISLEEP_B
+  if b_first then from, to = K_ISLEEP_B, K_ISLEEP_A end
+  if not redis.call('rpoplpush', from, to) then
+    if not redis.call('rpoplpush', to, from) then
       redis.call('lpush', K_ISLEEP_A, '_')
     end
   end
+end
+
+-- due_sooner tells whether a due entry at time at (ms) comes before every
+-- due entry the queue had when the script started and every time passed
+-- to it since (docs/protocol.md §11): a sleeping worker sleeps until the
+-- earliest one at most, so only a sooner one needs to wake it. It reads
+-- due once per script.
+local earliest_due = nil
+local function due_sooner(at)
+  if earliest_due == nil then
+    local first = redis.call('zrange', K_DUE, 0, 0, 'WITHSCORES')
+    earliest_due = tonumber(first[2]) or math.huge
+  end
+  if at < earliest_due then
+    earliest_due = at
+    return true
+  end
+  return false
 end

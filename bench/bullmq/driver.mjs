@@ -58,7 +58,7 @@ const defaults = {
 };
 
 // scenarios are the scenarios this driver runs, as in driver.go.
-const scenarios = ['enqueue-one', 'enqueue-batch', 'e2e', 'latency', 'idle', 'redis-mem', 'queues'];
+const scenarios = ['enqueue-one', 'producer', 'enqueue-batch', 'e2e', 'latency', 'idle', 'redis-mem', 'queues'];
 
 // delayedBy is how far in the future delayed jobs are due, as in driver.go:
 // far beyond any measurement, so that they only wait.
@@ -346,6 +346,31 @@ async function main() {
       await report('done', a.n);
       closing = true;
       await beside.close();
+      break;
+    }
+
+    case 'producer': {
+      // -handlers concurrent loops share the one Queue, each adding its
+      // share of -n jobs one at a time and awaiting each, with no worker,
+      // as in driver.go; latency is per add.
+      const g = Math.max(1, a.handlers);
+      const lat = [];
+      await ready();
+      go();
+      await Promise.all(
+        Array.from({ length: g }, async (_, i) => {
+          for (let k = i; k < a.n; k += g) {
+            const data = payload();
+            const start = performance.now();
+            await queue.add(jobName, data, jobOpts);
+            lat.push(Math.trunc((performance.now() - start) * 1000));
+          }
+        }),
+      );
+      lat.sort((x, y) => x - y);
+      await report('done', a.n, {
+        lat_us: { p50: pct(lat, 0.5), p99: pct(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
+      });
       break;
     }
 

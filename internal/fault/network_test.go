@@ -106,3 +106,42 @@ func TestScenarioDroppedEnqueueMany(t *testing.T) {
 		zero("duplicated", rep.Duplicated),
 	)...)
 }
+
+// TestScenarioDroppedCoalesced: many goroutines enqueue at once through
+// the proxy, so that their calls are coalesced into shared script calls,
+// and the proxy drops 5% of the replies to those calls after Redis applied
+// them. go-redis sends a coalesced call again; its receipt must answer
+// every caller of it as the first application did: every caller answered,
+// no acknowledged message lost, none handled twice.
+func TestScenarioDroppedCoalesced(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.proxied(4)
+	for range 2 {
+		h.startWorker(h.redis.Addr)
+	}
+	c := h.producer(redis.Options{Addr: p.Addr})
+	// The script in Redis's cache first, so that drops hit calls that ran.
+	if err := h.enqueue(context.Background(), c, "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	n, goroutines := scale(3000, 30_000), 32
+	p.Set(Rule{Action: Drop, Probability: 0.05, Commands: []string{"evalsha", "eval"}})
+	before := p.Stats().Requests
+	prod := h.produce(c, "m", n, goroutines, 0)
+	prod.wait()
+	calls := p.Stats().Requests - before
+	p.Set(Rule{})
+	rep := h.finish(scale(60*time.Second, 180*time.Second))
+	t.Logf("proxy: %+v; %d enqueues in %d script calls (resends included)", p.Stats(), n, calls)
+	if calls >= int64(n) {
+		t.Errorf("%d script calls for %d enqueues: the calls were not coalesced", calls, n)
+	}
+	if p.Stats().Dropped == 0 {
+		t.Error("no reply dropped")
+	}
+	expect(t, rep, append(safe(rep),
+		check{"callers answered (acknowledged or failed)", prod.acked.Load() + prod.failed.Load(), int64(n)},
+		zero("duplicated", rep.Duplicated),
+	)...)
+}

@@ -27,8 +27,8 @@ func TestArgsRoundDurationsUp(t *testing.T) {
 	const ns = time.Nanosecond
 	enq := EnqueueCall{Token: "t", Keep: ns, Messages: []EnqueueMessage{{ID: "m", InitialBackoff: ns, LockTime: ns}}}.argv()
 	assert.Equal(t, int64(1), enq[1], "receipt keep time")
-	assert.Equal(t, int64(1), enq[5], "initial backoff")
-	assert.Equal(t, int64(1), enq[6], "lock time")
+	assert.Equal(t, int64(1), enq[6], "initial backoff")
+	assert.Equal(t, int64(1), enq[7], "lock time")
 
 	p := PollArgs{LockTime: ns, Sleeps: [5]time.Duration{ns, ns, ns, ns, ns}, MaxSteps: 1, DeadMaxAge: ns,
 		Completions: []Completion{{ID: "m", LockedUntil: 5, Outcome: OutcomeRetry, Backoff: ns}}}.argv()

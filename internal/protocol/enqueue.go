@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,6 +36,11 @@ type EnqueueCall struct {
 	// Token identifies the call, drawn at random once and sent again with
 	// every resend of the call.
 	Token string
+	// Sends, when not nil, tells the script which send of the call is the
+	// first: a first send cannot find a receipt under a token drawn for
+	// it, and skips looking (§8). One Sends goes with one Token; copies of
+	// the call share it. nil: every send looks.
+	Sends *Sends
 	// Keep is how long Redis keeps the call's receipt at least.
 	Keep time.Duration
 	// IndexOnly keeps delayed messages off mid-circle: in due alone (no
@@ -46,13 +52,35 @@ type EnqueueCall struct {
 
 // argv is the call's script arguments.
 func (c EnqueueCall) argv() []any {
-	args := make([]any, 0, 3+9*len(c.Messages))
-	args = append(args, c.Token, MS(c.Keep), boolArg(c.IndexOnly))
+	args := make([]any, 0, 4+9*len(c.Messages))
+	var first any = "0"
+	if c.Sends != nil {
+		first = c.Sends
+	}
+	args = append(args, c.Token, MS(c.Keep), boolArg(c.IndexOnly), first)
 	for _, m := range c.Messages {
 		args = append(args, m.ID, m.Data, MS(m.InitialBackoff), MS(m.LockTime),
 			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At), m.Metadata)
 	}
 	return args
+}
+
+// Sends is an argument of an enqueue call that its Redis client encodes
+// as "1" the first time it writes the call and "0" every time after: the
+// client (go-redis) encodes every argument again, through MarshalBinary,
+// each time it writes a command, so a call it sends again after a
+// dropped connection or a timeout, or after NOSCRIPT as EVAL, or to
+// another node after a redirect, says so to the script, which then looks
+// for the call's receipt. (A proxy between the client and Redis that
+// resent commands on its own would defeat this; go-redis does not.)
+type Sends struct{ written atomic.Bool }
+
+// MarshalBinary encodes the argument: "1" the first time, "0" after.
+func (s *Sends) MarshalBinary() ([]byte, error) {
+	if s.written.Swap(true) {
+		return []byte("0"), nil
+	}
+	return []byte("1"), nil
 }
 
 // EnqueueAnswer is what one enqueue call answered.

@@ -555,13 +555,15 @@ func TestFleetCountsAfterReset(t *testing.T) {
 }
 
 // TestFleetResetWakes, issue 22 item 4: this library's reset of a queued
-// message's backoff does more than Carmine's, on purpose
-// (docs/protocol.md §3): a reset that removes the backoff also pushes the
-// id onto mids-ready, and every reset moves the sleep sentinel, so that a
-// worker of this library asleep at the end of the queue (its sleep
-// shortened to the earliest due entry at the time) wakes and hands the
-// message out at its new time rather than after its sleep; Carmine's own
-// workers never really sleep (§5). A Carmine reset does neither, and the
+// message's backoff does a little more than Carmine's, on purpose
+// (docs/protocol.md §3): a reset that makes the message due before every
+// other due entry (always so when it removes the backoff) moves the sleep
+// sentinel, so that a worker of this library asleep at the end of the
+// queue (its sleep shortened to the earliest due entry at the time) wakes
+// and hands the message out at its new time rather than after its sleep;
+// Carmine's own workers never really sleep (§5). A reset to a later time
+// wakes nobody, and no reset pushes the id onto a list: the due entry
+// brings it back. A Carmine reset writes the backoff alone, and the
 // message is found on mid-circle.
 func TestFleetResetWakes(t *testing.T) {
 	s := fleetServer(t)
@@ -576,13 +578,20 @@ func TestFleetResetWakes(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n, "the list the worker sleeps on is empty")
 
+	// Later than the earliest due entry (its own, an hour away): nobody
+	// wakes.
+	f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x"), ResetInitialBackoff: true, InitialBackoff: 2 * time.Hour})
+	n, err = f.rdb.LLen(ctx, empty).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "a reset to later wakes nobody")
+
 	f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x"), ResetInitialBackoff: true})
 	n, err = f.rdb.LLen(ctx, empty).Result()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n, "the sentinel moved there: the sleeper wakes")
-	ready, err := f.rdb.LRange(ctx, f.keys[10], 0, -1).Result()
+	ready, err := f.rdb.LLen(ctx, f.keys[10]).Result()
 	require.NoError(t, err)
-	require.Equal(t, []string{"x"}, ready, "first in line")
+	require.Zero(t, ready, "no push onto mids-ready: the due entry brings it back")
 	require.Equal(t, []string{"x"}, handedIDs(f.lap()))
 
 	// Carmine's reset writes the backoff alone; the message is found on

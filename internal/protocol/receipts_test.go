@@ -79,6 +79,98 @@ func TestEnqueueResent(t *testing.T) {
 	})
 }
 
+// TestEnqueueFirstSend: a call marked with Sends skips the receipt read on
+// its first send only. Sent again (the very call, as go-redis sends it
+// again), it finds its receipt, also once the message was collected; its
+// first send wrote the receipt though it read none.
+func TestEnqueueFirstSend(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		call := EnqueueCall{Token: "ab01", Sends: new(Sends), Keep: time.Minute,
+			Messages: []EnqueueMessage{{ID: mid, Data: []byte("first")}}}
+		send := func() Code {
+			t.Helper()
+			a := Enqueue(ctx, s.rdb, s.keys(q), call)
+			require.NoError(t, a.Err)
+			return a.Codes[0]
+		}
+		require.Equal(t, Added, send())
+		st := pollUntil(t, s, q, StepHandle, "")
+		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, ok)
+		require.Equal(t, StatusNone, statusOf(t, s, q, mid), "collected")
+		assert.Equal(t, Added, send(), "the resend answers the receipt")
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "not added anew")
+
+		// A first send does not look: a receipt planted under a fresh
+		// call's token (which a real token, drawn at random, never meets)
+		// is not read.
+		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.EnqueueReceipts), "cd02", "q").Err())
+		fresh := EnqueueCall{Token: "cd02", Sends: new(Sends), Keep: time.Minute,
+			Messages: []EnqueueMessage{{ID: "other", Data: []byte("x")}}}
+		a := Enqueue(ctx, s.rdb, s.keys(q), fresh)
+		require.NoError(t, a.Err)
+		assert.Equal(t, []Code{Added}, a.Codes, "decided, not answered from the planted receipt")
+	})
+}
+
+// TestEnqueueReceiptsExpireFirstSends: first sends read when the receipts'
+// generation began on one call in sixteen (tokens ending in 0), and start
+// the next generation then; receipts still live at least the keep time and
+// two generations at most.
+func TestEnqueueReceiptsExpireFirstSends(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		const keep = 50 * time.Millisecond
+		waitServerClock := func(ms int64) {
+			t.Helper()
+			until := s.now(t) + ms
+			if s.mini != nil {
+				s.mini.SetTime(time.UnixMilli(until + 1))
+				return
+			}
+			waitFor(t, "the server's clock", func() bool { return s.now(t) > until })
+		}
+		if s.mini != nil {
+			s.mini.SetTime(time.Now())
+		}
+		// Load the script first: a call that meets NOSCRIPT is sent again
+		// as EVAL, a second send, which reads and writes as resends do.
+		require.NoError(t, enqueueScript.Load(ctx, s.rdb).Err())
+		calls := map[string]EnqueueCall{}
+		send := func(token, id string) Code {
+			t.Helper()
+			c, ok := calls[token]
+			if !ok {
+				c = EnqueueCall{Token: token, Sends: new(Sends), Keep: keep, Messages: []EnqueueMessage{{ID: id, Data: []byte("x")}}}
+				calls[token] = c
+			}
+			a := Enqueue(ctx, s.rdb, s.keys(q), c)
+			require.NoError(t, a.Err)
+			return a.Codes[0]
+		}
+		hlen := func(k keys.Index) int64 { return s.rdb.HLen(ctx, s.key(q, k)).Val() }
+		require.Equal(t, Added, send("aa1", "a"))
+		assert.Equal(t, int64(1), hlen(keys.EnqueueReceipts), "an unsampled first send only writes its receipt")
+		require.Equal(t, Added, send("bb0", "b"))
+		assert.Equal(t, int64(3), hlen(keys.EnqueueReceipts), "a sampled one gives the generation its start")
+		waitServerClock(keep.Milliseconds())
+		require.Equal(t, Added, send("cc1", "c"))
+		assert.Zero(t, hlen(keys.EnqueueReceiptsPrev), "unsampled: no new generation yet")
+		require.Equal(t, Added, send("dd0", "d"))
+		assert.Equal(t, int64(4), hlen(keys.EnqueueReceiptsPrev), "prev holds aa1, bb0, cc1 and '@since'")
+		require.NoError(t, s.rdb.HDel(ctx, s.key(q, keys.Messages), "a").Err())
+		assert.Equal(t, Added, send("aa1", "a"), "resent, still recognised from prev")
+		assert.Equal(t, StatusNone, statusOf(t, s, q, "a"))
+		waitServerClock(keep.Milliseconds())
+		require.Equal(t, Added, send("ee0", "e"))
+		assert.Equal(t, int64(2), hlen(keys.EnqueueReceiptsPrev), "two generations at most: prev holds dd0 and '@since'")
+	})
+}
+
 func TestEnqueueReceiptsExpire(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		q := queueName(t)

@@ -108,7 +108,7 @@ func enqueue(ctx context.Context, s *server, q string, data any, m *EnqueueMessa
 		msg = *m
 	}
 	msg.Data = []byte(fmt.Sprint(data))
-	a := Enqueue(ctx, s.rdb, s.keys(q), EnqueueCall{Token: randomToken(), Keep: time.Minute, Messages: []EnqueueMessage{msg}})
+	a := Enqueue(ctx, s.rdb, s.keys(q), EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, Messages: []EnqueueMessage{msg}})
 	if a.Err != nil {
 		return "", a.Err
 	}

@@ -194,6 +194,14 @@ func TestSpecEnqueue(t *testing.T) {
 			assert.Equal(t, "old", s.hget(t, q, keys.Messages), "content unchanged")
 		}
 	}
+	// resetWakes: a reset of a queued message's backoff pushes it onto no
+	// list (its due entry brings it back), and wakes a sleeper when the
+	// message comes due before every other due entry, as it does here,
+	// due holding no other (TestFleetResetWakes has one that does not).
+	resetWakes := func(t *testing.T, s *server, q string, now int64) {
+		assert.Empty(t, s.list(t, q, keys.MidsReady), "not pushed onto mids-ready")
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sleeper woken")
+	}
 	pushedReady := func(t *testing.T, s *server, q string, now int64) {
 		assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady), "pushed onto mids-ready")
 		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sleeper woken")
@@ -255,12 +263,16 @@ func TestSpecEnqueue(t *testing.T) {
 			func(t *testing.T, s *server, q string, now int64) {
 				unchanged(t, s, q, now)
 				near(t, now+3000, s.hgetInt(t, q, keys.Backoffs), "backoff set")
+				near(t, now+3000, s.zscore(t, q, keys.Due), "due at its end")
+				resetWakes(t, s, q, now)
 			}},
 		{"queued-with-backoff, reset-init-backoff alone without one", state{exists: true, backoff: 3600000},
 			EnqueueMessage{ResetInitialBackoff: true}, Updated,
 			func(t *testing.T, s *server, q string, now int64) {
 				unchanged(t, s, q, now)
 				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "backoff deleted")
+				near(t, now, s.zscore(t, q, keys.Due), "due now: the next poll finds it")
+				resetWakes(t, s, q, now)
 			}},
 		{"queued: refused", state{exists: true}, EnqueueMessage{}, AlreadyQueued, unchanged},
 		{"queued-with-backoff: refused", state{exists: true, backoff: 3600000}, EnqueueMessage{CanRequeue: true}, AlreadyQueued,
@@ -345,5 +357,50 @@ func TestSpecEnqueueWake(t *testing.T) {
 		require.NoError(t, answers[0].Err)
 		require.Equal(t, []Code{Added, Added}, answers[0].Codes)
 		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "one move for the batch")
+	})
+}
+
+// TestSpecEnqueueWakeDelayed: a delayed message wakes a sleeping worker
+// only when it comes due before every entry of due (a worker sleeps until
+// the earliest at most, and so sleeps less); an undelayed one always.
+func TestSpecEnqueueWakeDelayed(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		sentinel := func() string {
+			t.Helper()
+			a, b := s.list(t, q, keys.ISleepA), s.list(t, q, keys.ISleepB)
+			require.Equal(t, 1, len(a)+len(b), "one sentinel")
+			if len(a) == 1 {
+				return "a"
+			}
+			return "b"
+		}
+		delayed := func(id string, d time.Duration) {
+			t.Helper()
+			code, err := enqueue(ctx, s, q, "x", &EnqueueMessage{ID: id, InitialBackoff: d})
+			require.NoError(t, err)
+			require.Equal(t, Added, code)
+		}
+		delayed("first", time.Hour)
+		assert.Equal(t, "a", sentinel(), "due was empty: woken (sentinel made in a)")
+		delayed("later", 2*time.Hour)
+		assert.Equal(t, "a", sentinel(), "due after the earliest entry: not woken")
+		delayed("sooner", time.Minute)
+		assert.Equal(t, "b", sentinel(), "due before the earliest entry: woken")
+		delayed("same", time.Minute+time.Second)
+		assert.Equal(t, "b", sentinel(), "not before the earliest: not woken")
+
+		// In one call, a sooner one wakes once however many there are.
+		answers := EnqueuePipelined(ctx, s.rdb, s.keys(q), []EnqueueCall{{Token: randomToken(), Sends: new(Sends), Keep: time.Minute,
+			Messages: []EnqueueMessage{{ID: "s1", Data: []byte("x"), InitialBackoff: time.Second},
+				{ID: "s2", Data: []byte("x"), InitialBackoff: 500 * time.Millisecond}}}})
+		require.NoError(t, answers[0].Err)
+		assert.Equal(t, "a", sentinel(), "moved once")
+
+		code, err := enqueue(ctx, s, q, "x", nil)
+		require.NoError(t, err)
+		require.Equal(t, Added, code)
+		assert.Equal(t, "b", sentinel(), "an undelayed message wakes")
 	})
 }

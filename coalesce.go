@@ -1,0 +1,230 @@
+package mq
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
+)
+
+// Concurrent Enqueue calls to one queue are coalesced, the way a database
+// groups commits: a call that finds no enqueue of its queue in flight
+// sends its own script call at once, with no added wait; calls that arrive
+// while one is in flight wait together, and go in one script call as soon
+// as it returns (up to coalesceMax messages or coalesceBytes of content a
+// call; what is left goes in the next). Redis decides the messages of a
+// coalesced call one by one in arrival order, exactly as if each were
+// enqueued alone (docs/protocol.md §3), and each caller gets its own
+// answer. The call has one receipt (§8), so a resend of it answers every
+// message's first answer again and changes nothing.
+//
+// There is no goroutine to start or stop: a queue's group is driven by its
+// callers. The call that finds the group idle runs its own script call;
+// when it returns and calls are waiting, it starts one goroutine that runs
+// their script calls one after the other, and that goroutine ends as soon
+// as nobody waits. A client that is dropped (or whose Redis client is
+// closed, which fails the calls in flight at once) leaves nothing running.
+//
+// A waiting caller returns as soon as its context ends. If its message has
+// not gone to Redis yet it is taken out of the group, so that nothing of
+// it is ever written; if it has, its answer is dropped when it comes (the
+// enqueue may have been applied, as for any call given up on) and the
+// others are not affected.
+
+// Bounds of one coalesced script call: as many messages as an EnqueueMany
+// call takes, and no more than about a megabyte of content, so that one
+// call holds Redis for well under a millisecond.
+const (
+	coalesceMax   = enqueueBatch
+	coalesceBytes = 1 << 20
+)
+
+// enqueueGroup holds the enqueue calls to one queue that wait for the
+// call in flight.
+type enqueueGroup struct {
+	mu      sync.Mutex
+	busy    bool // a script call of this queue's group is in flight
+	waiting []*enqueueWaiter
+}
+
+// enqueueWaiter is one Enqueue call waiting in a group.
+type enqueueWaiter struct {
+	ctx  context.Context
+	msg  protocol.EnqueueMessage
+	done chan enqueueReply // buffered: the runner never blocks on it
+}
+
+// enqueueReply is the answer to one waiting call.
+type enqueueReply struct {
+	code protocol.Code
+	err  error
+}
+
+// group returns the enqueue group of queue q.
+func (c *Client) group(q string) *enqueueGroup {
+	if g, ok := c.groups.Load(q); ok {
+		return g.(*enqueueGroup)
+	}
+	g, _ := c.groups.LoadOrStore(q, &enqueueGroup{})
+	return g.(*enqueueGroup)
+}
+
+// enqueueCoalesced enqueues m to queue with the other calls in flight, and
+// answers the script's code for m, or the error of the call (from Redis or
+// from ctx).
+func (c *Client) enqueueCoalesced(ctx context.Context, queue string, m protocol.EnqueueMessage) (protocol.Code, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	g := c.group(queue)
+	g.mu.Lock()
+	if !g.busy {
+		// Nothing in flight: go at once, on this goroutine, alone.
+		g.busy = true
+		g.mu.Unlock()
+		code, err := c.enqueueAlone(ctx, queue, m)
+		c.release(queue, g)
+		return code, err
+	}
+	w := &enqueueWaiter{ctx: ctx, msg: m, done: make(chan enqueueReply, 1)}
+	g.waiting = append(g.waiting, w)
+	g.mu.Unlock()
+
+	select {
+	case r := <-w.done:
+		return r.code, r.err
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	for i, o := range g.waiting {
+		if o == w { // not sent: nothing of it will ever be written
+			g.waiting = append(g.waiting[:i], g.waiting[i+1:]...)
+			break
+		}
+	}
+	g.mu.Unlock()
+	select {
+	case r := <-w.done: // answered just in time
+		return r.code, r.err
+	default:
+		return "", ctx.Err()
+	}
+}
+
+// enqueueAlone runs one script call for m alone, by ctx's deadline.
+func (c *Client) enqueueAlone(ctx context.Context, queue string, m protocol.EnqueueMessage) (protocol.Code, error) {
+	call := protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
+		Messages: []protocol.EnqueueMessage{m}}
+	answer, err := within(c, ctx, func(ctx context.Context) (protocol.EnqueueAnswer, error) {
+		a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
+		return a, a.Err
+	})
+	if err != nil {
+		return "", err
+	}
+	return answer.Codes[0], nil
+}
+
+// release ends the group's call in flight: the group is idle again if
+// nobody waits, else one goroutine runs the waiting calls.
+func (c *Client) release(queue string, g *enqueueGroup) {
+	g.mu.Lock()
+	if len(g.waiting) == 0 {
+		g.busy = false
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	go c.drain(queue, g)
+}
+
+// drain runs the group's waiting calls, as many as a script call takes at
+// a time, until nobody waits; the group is then idle.
+func (c *Client) drain(queue string, g *enqueueGroup) {
+	yielded := false
+	for {
+		g.mu.Lock()
+		batch := g.take()
+		if len(batch) == 0 && !yielded {
+			// The callers just answered are runnable, most of them on
+			// this goroutine's P, and many call again at once: let them
+			// run before going idle, so that their next calls go
+			// together rather than one alone and the rest after it.
+			g.mu.Unlock()
+			runtime.Gosched()
+			yielded = true
+			continue
+		}
+		if len(batch) == 0 {
+			g.busy = false
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+		yielded = false
+		c.runBatch(queue, batch)
+	}
+}
+
+// take removes and returns the waiting calls of the next script call, in
+// arrival order, within coalesceMax and coalesceBytes (one at least).
+// g.mu is held.
+func (g *enqueueGroup) take() []*enqueueWaiter {
+	live := g.waiting[:0] // a caller whose context ended returns by itself
+	for _, w := range g.waiting {
+		if w.ctx.Err() == nil {
+			live = append(live, w)
+		}
+	}
+	clear(g.waiting[len(live):])
+	g.waiting = live
+	n, size := 0, 0
+	for n < len(g.waiting) && n < coalesceMax {
+		size += len(g.waiting[n].msg.Data) + len(g.waiting[n].msg.Metadata)
+		if n > 0 && size > coalesceBytes {
+			break
+		}
+		n++
+	}
+	batch := make([]*enqueueWaiter, n)
+	copy(batch, g.waiting)
+	rest := copy(g.waiting, g.waiting[n:])
+	clear(g.waiting[rest:])
+	g.waiting = g.waiting[:rest]
+	return batch
+}
+
+// runBatch sends one script call for batch and answers each waiting call.
+// The call runs by the latest deadline of its callers' contexts (none if
+// one has none), never cancelled by one of them: each caller stops waiting
+// by its own context.
+func (c *Client) runBatch(queue string, batch []*enqueueWaiter) {
+	call := protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
+		Messages: make([]protocol.EnqueueMessage, len(batch))}
+	var latest time.Time
+	bounded := true
+	for i, w := range batch {
+		call.Messages[i] = w.msg
+		if d, ok := w.ctx.Deadline(); !ok {
+			bounded = false
+		} else if d.After(latest) {
+			latest = d
+		}
+	}
+	ctx := context.Background()
+	if bounded {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, latest)
+		defer cancel()
+	}
+	a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
+	for i, w := range batch {
+		if a.Err != nil {
+			w.done <- enqueueReply{err: a.Err}
+		} else {
+			w.done <- enqueueReply{code: a.Codes[i]}
+		}
+	}
+}

@@ -1,0 +1,330 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// scriptGate is a go-redis hook that counts the script calls sent and can
+// hold them before they are sent, so that a test decides which enqueue
+// calls are in flight together.
+type scriptGate struct {
+	calls atomic.Int64
+	mu    sync.Mutex
+	hold  chan struct{} // while not nil, script calls wait for it to close
+	held  atomic.Int64  // script calls waiting now
+}
+
+func (g *scriptGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (g *scriptGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); n == "evalsha" || n == "eval" {
+			g.calls.Add(1)
+			g.mu.Lock()
+			hold := g.hold
+			g.mu.Unlock()
+			if hold != nil {
+				g.held.Add(1)
+				<-hold
+				g.held.Add(-1)
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (g *scriptGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// close holds the script calls sent from now on.
+func (g *scriptGate) close() {
+	g.mu.Lock()
+	g.hold = make(chan struct{})
+	g.mu.Unlock()
+}
+
+// open lets every held script call go, and the ones after.
+func (g *scriptGate) open() {
+	g.mu.Lock()
+	if g.hold != nil {
+		close(g.hold)
+		g.hold = nil
+	}
+	g.mu.Unlock()
+}
+
+// gated returns a client whose script calls go through a new gate.
+func gated(t *testing.T, s *server) (*Client, *scriptGate) {
+	g := &scriptGate{}
+	s.rdb.AddHook(g)
+	t.Cleanup(g.open)
+	return s.client(t, nil), g
+}
+
+// waiting is how many Enqueue calls wait in q's group.
+func (c *Client) waitingIn(q string) int {
+	g := c.group(q)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.waiting)
+}
+
+// idle tells whether q's group has nothing in flight and nobody waiting:
+// nothing of the coalescing runs.
+func (c *Client) idle(q string) bool {
+	g := c.group(q)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.busy && len(g.waiting) == 0
+}
+
+type enqueueOutcome struct {
+	res EnqueueResult
+	err error
+}
+
+// goEnqueue starts an Enqueue on its own goroutine; its outcome arrives on
+// the channel.
+func goEnqueue(ctx context.Context, c *Client, q string, msg any, opts *EnqueueOptions) <-chan enqueueOutcome {
+	out := make(chan enqueueOutcome, 1)
+	go func() {
+		r, err := c.Enqueue(ctx, q, msg, opts)
+		out <- enqueueOutcome{r, err}
+	}()
+	return out
+}
+
+// TestEnqueueCoalesced: calls that arrive while one is in flight go
+// together in the next script call, each decided as if alone, in arrival
+// order, each with its own answer; the first call went alone, at once.
+func TestEnqueueCoalesced(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		c, gate := gated(t, s)
+		q := queueName(t)
+		enqueue(t, c, q, "old", &EnqueueOptions{MessageID: "old"}) // the script loaded
+		gate.calls.Store(0)
+
+		gate.close()
+		first := goEnqueue(ctx, c, q, "first", &EnqueueOptions{MessageID: "first"})
+		waitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		// Arrival order is the order of the group's list: start each once
+		// the one before waits.
+		reqs := []struct {
+			id   string
+			opts EnqueueOptions
+			want Action
+			err  error
+		}{
+			{"a", EnqueueOptions{}, ActionAdded, nil},
+			{"dup", EnqueueOptions{}, ActionAdded, nil},
+			{"dup", EnqueueOptions{}, "", ErrAlreadyQueued},
+			{"old", EnqueueOptions{CanUpdate: true, LockTime: 7 * time.Second}, ActionUpdated, nil},
+			{"later", EnqueueOptions{InitialBackoff: time.Hour, Metadata: map[string]string{"k": "v"}}, ActionAdded, nil},
+			{"first", EnqueueOptions{}, "", ErrAlreadyQueued},
+		}
+		outs := make([]<-chan enqueueOutcome, len(reqs))
+		for i, r := range reqs {
+			opts := r.opts
+			opts.MessageID = r.id
+			outs[i] = goEnqueue(ctx, c, q, "v-"+r.id, &opts)
+			waitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == i+1 })
+		}
+		gate.open()
+		f := <-first
+		require.NoError(t, f.err)
+		assert.Equal(t, ActionAdded, f.res.Action)
+		for i, r := range reqs {
+			o := <-outs[i]
+			require.NoError(t, o.err, "call %d", i)
+			assert.Equal(t, r.id, o.res.MessageID)
+			assert.Equal(t, r.want, o.res.Action, "call %d (%s)", i, r.id)
+			if r.err != nil {
+				assert.ErrorIs(t, o.res.Refused, r.err, "call %d (%s)", i, r.id)
+			} else {
+				assert.NoError(t, o.res.Refused, "call %d (%s)", i, r.id)
+			}
+		}
+		assert.Equal(t, int64(2), gate.calls.Load(), "the first call alone, then the six waiting in one script call")
+		waitFor(t, "the group idle", func() bool { return c.idle(q) })
+
+		st, err := c.Inspector().MessageStatus(ctx, q, "later")
+		require.NoError(t, err)
+		assert.Equal(t, StatusQueuedWithBackoff, st)
+		assert.Equal(t, "7000", s.rdb.HGet(ctx, s.key(q, keys.LockTimes), "old").Val(), "the update's lock time")
+		assert.Equal(t, []string{"dup", "a", "first", "old"}, s.list(t, q, keys.MidsReady), "in arrival order")
+	})
+}
+
+// TestEnqueueCoalescedGivenUp: a waiting caller whose context ends returns
+// at once; if its message was not sent yet, it never is; the others are
+// answered as if it had never come.
+func TestEnqueueCoalescedGivenUp(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		c, gate := gated(t, s)
+		q := queueName(t)
+
+		gate.close()
+		first := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "first"})
+		waitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		quitCtx, quit := context.WithCancel(ctx)
+		gone := goEnqueue(quitCtx, c, q, "x", &EnqueueOptions{MessageID: "gone"})
+		waitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 1 })
+		stays := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "stays"})
+		waitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 2 })
+		quit()
+		o := <-gone
+		assert.ErrorIs(t, o.err, context.Canceled)
+		assert.Equal(t, "gone", o.res.MessageID)
+		assert.Equal(t, 1, c.waitingIn(q), "taken out of the group")
+
+		// A deadline that passes while the batch is in flight: the caller
+		// returns by it, the batch goes on for the others.
+		late, cancel := context.WithTimeout(ctx, time.Hour)
+		defer cancel()
+		lateOut := goEnqueue(late, c, q, "x", &EnqueueOptions{MessageID: "late"})
+		waitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 2 })
+		gate.open()
+		require.NoError(t, (<-first).err)
+		for _, ch := range []<-chan enqueueOutcome{stays, lateOut} {
+			o := <-ch
+			require.NoError(t, o.err)
+			assert.Equal(t, ActionAdded, o.res.Action)
+		}
+		st, err := c.Inspector().MessageStatus(ctx, q, "gone")
+		require.NoError(t, err)
+		assert.Equal(t, StatusNone, st, "never written")
+		waitFor(t, "the group idle", func() bool { return c.idle(q) })
+
+		// Given up while its call is in flight: it returns by its context;
+		// the others of the call still get their answers.
+		gate.close()
+		first = goEnqueue(ctx, c, q, "x", nil)
+		waitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		quitCtx, quit = context.WithCancel(ctx)
+		inFlight := goEnqueue(quitCtx, c, q, "x", &EnqueueOptions{MessageID: "in-flight"})
+		other := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "other"})
+		waitFor(t, "both waiting", func() bool { return c.waitingIn(q) == 2 })
+		gate.mu.Lock()
+		release := gate.hold
+		gate.hold = make(chan struct{}) // the batch call is held in its turn
+		gate.mu.Unlock()
+		close(release)
+		require.NoError(t, (<-first).err)
+		waitFor(t, "the batch in flight", func() bool { return gate.held.Load() == 1 })
+		quit()
+		assert.ErrorIs(t, (<-inFlight).err, context.Canceled, "returns by its context")
+		gate.open()
+		o = <-other
+		require.NoError(t, o.err)
+		assert.Equal(t, ActionAdded, o.res.Action)
+		waitFor(t, "the group idle", func() bool { return c.idle(q) })
+		st, err = c.Inspector().MessageStatus(ctx, q, "in-flight")
+		require.NoError(t, err)
+		assert.Equal(t, StatusQueued, st, "sent before it gave up: applied")
+	})
+}
+
+// TestEnqueueCoalescedError: an error of the coalesced call reaches every
+// caller of it, each wrapped as its own.
+func TestEnqueueCoalescedError(t *testing.T) {
+	s := newRealServer(t)
+	ctx := context.Background()
+	c, gate := gated(t, s)
+	q := queueName(t)
+	gate.close()
+	first := goEnqueue(ctx, c, q, "x", nil)
+	waitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+	outs := []<-chan enqueueOutcome{goEnqueue(ctx, c, q, "x", nil)}
+	waitFor(t, "waiting", func() bool { return c.waitingIn(q) == 1 })
+	outs = append(outs, goEnqueue(ctx, c, q, "x", nil))
+	waitFor(t, "waiting", func() bool { return c.waitingIn(q) == 2 })
+	// The queue's messages key of another type: the script fails.
+	require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.Messages), "not a hash", 0).Err())
+	gate.open()
+	assert.Error(t, (<-first).err)
+	for _, ch := range outs {
+		o := <-ch
+		assert.ErrorContains(t, o.err, "WRONGTYPE")
+		assert.ErrorContains(t, o.err, fmt.Sprintf("mq: enqueue to %q", q))
+	}
+	waitFor(t, "the group idle", func() bool { return c.idle(q) })
+}
+
+// TestEnqueueConcurrentMany: many goroutines enqueueing at once, to a few
+// queues, each get their own answer; every message is in its queue once,
+// and the coalescing stops when they do.
+func TestEnqueueConcurrentMany(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		c, gate := gated(t, s)
+		qs := []string{queueName(t) + "-a", queueName(t) + "-b", queueName(t) + "-c"}
+		const goroutines, each = 16, 25
+		ids := make([][]string, goroutines)
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			wg.Go(func() {
+				for i := range each {
+					r, err := c.Enqueue(ctx, qs[(g+i)%len(qs)], fmt.Sprint(g, i), nil)
+					if !assert.NoError(t, err) || !assert.Equal(t, ActionAdded, r.Action) {
+						return
+					}
+					ids[g] = append(ids[g], r.MessageID)
+				}
+			})
+		}
+		wg.Wait()
+		calls := gate.calls.Load()
+		want := map[string]int64{}
+		seen := map[string]bool{}
+		for g := range goroutines {
+			require.Len(t, ids[g], each)
+			for i, id := range ids[g] {
+				st, err := c.Inspector().MessageStatus(ctx, qs[(g+i)%len(qs)], id)
+				require.NoError(t, err)
+				assert.Equal(t, StatusQueued, st)
+				assert.False(t, seen[id])
+				seen[id] = true
+				want[qs[(g+i)%len(qs)]]++
+			}
+		}
+		for _, q := range qs {
+			n, err := s.rdb.LLen(ctx, s.key(q, keys.MidsReady)).Result()
+			require.NoError(t, err)
+			assert.Equal(t, want[q], n, "each once in %s", q)
+			waitFor(t, "the group idle", func() bool { return c.idle(q) })
+		}
+		t.Logf("%d enqueues in %d script calls", goroutines*each, calls)
+	})
+}
+
+// TestEnqueueAloneNoWait: with nothing in flight, a call goes at once on
+// its caller's goroutine: a caller given a context that is already done
+// fails without a script call.
+func TestEnqueueAloneNoWait(t *testing.T) {
+	s := newMiniServer(t)
+	c, gate := gated(t, s)
+	q := queueName(t)
+	enqueue(t, c, q, "x", nil) // the script loaded
+	gate.calls.Store(0)
+	enqueue(t, c, q, "x", nil)
+	assert.Equal(t, int64(1), gate.calls.Load())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.Enqueue(ctx, q, "x", nil)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, int64(1), gate.calls.Load(), "no script call")
+	assert.True(t, c.idle(q))
+}
