@@ -693,3 +693,23 @@ func TestFleetIndexOnly(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(2), n)
 }
+
+// TestFleetCarmineCollectionLeavesNoMetadata: a Carmine worker collects
+// an id without this library's keys, so its metadata stays in meta; a
+// later enqueue of the id without metadata must not hand the message out
+// with the old one (docs/protocol.md §13).
+func TestFleetCarmineCollectionLeavesNoMetadata(t *testing.T) {
+	s := fleetServer(t)
+	f := newFleet(t, s, queueName(t))
+	f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x"), Metadata: []byte(`{"traceparent":"old"}`)})
+	require.Equal(t, "x", f.carmineHandle(60000))
+	f.carmineOutcome("x", true, 0)
+	require.Empty(t, f.carmineHandle(60000), "collected by Carmine's lap")
+	require.Empty(t, f.ourStatuses([]string{"x"}), "gone")
+
+	f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x2")})
+	h := f.lap()
+	require.Len(t, h, 1)
+	require.Equal(t, "x2", string(h[0].Data))
+	require.Empty(t, h[0].Metadata, "no metadata of the message before")
+}
