@@ -107,6 +107,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.
 		w.stats.count(cAbandoned)
+		w.handled(s.ID, s.Attempt, OutcomeAbandoned)
 		w.observe(msg, took, HandlingAbandoned, err)
 		w.messageLog(s.ID, s.Attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
 			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))

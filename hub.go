@@ -2,13 +2,13 @@ package mq
 
 import (
 	"context"
-	"errors"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/gocarmine/mq/internal/uuid"
 	"github.com/redis/go-redis/v9"
 )
@@ -24,28 +24,51 @@ import (
 // worker's BLMOVE would have, and wakes one worker sleeping on it. A
 // worker's sleep time itself is kept by a local timer, to the millisecond.
 //
-// BLMPOP takes its keys in one slot, so a client in cluster mode keeps one
-// blocking call per sleeping worker, as does a client whose server lacks
-// BLMPOP (before Redis 7) or whose ACL user may not run it: the hub is
-// then broken, and workers sleep on their own.
+// Which way a client's workers sleep is decided once, by a probe before
+// the first sleep: BLMPOP takes its keys in one slot, so a client in
+// cluster mode keeps one blocking call per sleeping worker, as does a
+// client whose server lacks BLMPOP (before Redis 7, or miniredis) or whose
+// ACL user may not run it.
 
 // hubPoll is how long one BLMPOP waits at most; the hub then looks again
 // at who sleeps.
 const hubPoll = time.Second
 
+// The hub's modes: not yet probed, in use, not usable.
+const (
+	hubUnknown int32 = iota
+	hubOn
+	hubOff
+)
+
 type sleepHub struct {
 	c *Client
 	// kick is the hub's own list, which BLMPOP watches too: a worker that
 	// starts sleeping on a list the hub's call does not watch pushes to
-	// it, so that the hub calls again with that list.
+	// it, so that the hub calls again with that list; Close pushes to it
+	// to end the call in flight.
 	kick string
 
+	mode    atomic.Int32 // hubUnknown, hubOn, hubOff
+	probeMu sync.Mutex   // one probe at a time
+
+	ctx    context.Context // ends the loop: cancelled by close
+	cancel context.CancelFunc
+
 	mu       sync.Mutex
-	sleepers map[string][]chan struct{} // by the list they block on
-	partner  map[string]string          // a list -> the other isleep list
-	watching map[string]bool            // the lists of the call in flight
+	sleepers map[string][]*hubSleeper // by the list they block on
+	partner  map[string]string        // a list -> where its sentinel goes
+	watching map[string]bool          // the lists of the call in flight
 	running  bool
-	broken   bool
+	loopDone chan struct{} // closed when the running loop returns
+	closed   bool
+}
+
+// hubSleeper is one worker's sleep on the hub.
+type hubSleeper struct {
+	woken  chan struct{}
+	asleep func() // told once the hub's call watches its list
+	told   bool
 }
 
 func newSleepHub(c *Client) *sleepHub {
@@ -55,115 +78,187 @@ func newSleepHub(c *Client) *sleepHub {
 	if _, ok := c.rdb.(*redis.ClusterClient); ok {
 		return nil
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &sleepHub{
 		c:        c,
 		kick:     keys.Prefix + "hub:" + uuid.New(),
-		sleepers: map[string][]chan struct{}{},
+		ctx:      ctx,
+		cancel:   cancel,
+		sleepers: map[string][]*hubSleeper{},
 		partner:  map[string]string{},
 		watching: map[string]bool{},
 	}
 }
 
-// sleep sleeps for d, until woken through list from (whose partner is
-// to), or until ctx ends, and answers whether it did; false when the hub
-// is broken, and the caller must sleep on its own.
-func (h *sleepHub) sleep(ctx context.Context, from, to string, d time.Duration) bool {
-	woken := make(chan struct{}, 1)
+// usable tells whether the client's workers sleep on the hub, probing the
+// server the first time. A probe that cannot tell (Redis trouble) decides
+// nothing: the caller sleeps on its own this time, and the next asks again.
+func (h *sleepHub) usable(ctx context.Context) bool {
+	if h == nil {
+		return false
+	}
+	switch h.mode.Load() {
+	case hubOn:
+		return true
+	case hubOff:
+		return false
+	}
+	h.probeMu.Lock()
+	defer h.probeMu.Unlock()
+	if m := h.mode.Load(); m != hubUnknown {
+		return m == hubOn
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := within(h.c, ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, protocol.ProbeHub(ctx, h.c.rdb, h.kick)
+	})
+	switch {
+	case err == nil:
+		h.mode.Store(hubOn)
+		return true
+	case protocol.Unsupported(err):
+		h.c.log.Debug("mq: sleeping workers block on their own connections", "reason", err.Error())
+		h.mode.Store(hubOff)
+	}
+	return false
+}
+
+// sleep sleeps for d, until woken through list from (whose sentinel goes
+// to to; from == to for a list whose element wakes every sleeper, and
+// stays), until alarm fires, or until ctx ends, and answers whether it
+// did; false when the client's workers do not sleep on the hub, and the
+// caller must sleep on its own. asleep is called once the hub's blocking
+// call watches from.
+func (h *sleepHub) sleep(ctx context.Context, from, to string, d time.Duration, alarm <-chan struct{}, asleep func()) bool {
+	if !h.usable(ctx) {
+		return false
+	}
+	s := &hubSleeper{woken: make(chan struct{}, 1), asleep: asleep}
 	h.mu.Lock()
-	if h.broken {
+	if h.closed {
 		h.mu.Unlock()
 		return false
 	}
-	h.sleepers[from] = append(h.sleepers[from], woken)
+	h.sleepers[from] = append(h.sleepers[from], s)
 	h.partner[from] = to
 	kick := h.running && !h.watching[from]
 	if !h.running {
 		h.running = true
-		go h.loop()
+		h.loopDone = make(chan struct{})
+		go h.loop(h.loopDone)
 	}
 	h.mu.Unlock()
-	defer h.leave(from, woken)
+	defer h.leave(from, s)
 	if kick {
 		h.kickCall(ctx)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-woken:
+	case <-s.woken:
 	case <-t.C:
+	case <-alarm:
 	case <-ctx.Done():
 	}
 	return true
 }
 
-func (h *sleepHub) leave(from string, woken chan struct{}) {
+func (h *sleepHub) leave(from string, s *hubSleeper) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s := slices.DeleteFunc(h.sleepers[from], func(w chan struct{}) bool { return w == woken })
-	if len(s) == 0 {
+	ss := slices.DeleteFunc(h.sleepers[from], func(x *hubSleeper) bool { return x == s })
+	if len(ss) == 0 {
 		delete(h.sleepers, from)
 	} else {
-		h.sleepers[from] = s
+		h.sleepers[from] = ss
 	}
 }
 
 func (h *sleepHub) kickCall(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	_, _ = within(h.c, ctx, func(ctx context.Context) (int64, error) {
-		return h.c.rdb.LPush(ctx, h.kick, "k").Result()
+	_, _ = within(h.c, ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, protocol.HubKick(ctx, h.c.rdb, h.kick)
 	})
 }
 
-// wakeAll wakes every sleeper; with the hub broken, they go on sleeping on
-// their own. Called with h.mu held.
-func (h *sleepHub) wakeAll() {
-	for _, ws := range h.sleepers {
-		for _, w := range ws {
-			select {
-			case w <- struct{}{}:
-			default:
-			}
+// wake wakes sleepers. Called with h.mu held.
+func wake(ss []*hubSleeper) {
+	for _, s := range ss {
+		select {
+		case s.woken <- struct{}{}:
+		default:
 		}
 	}
 }
 
-// loop is the hub's goroutine: it runs while anyone sleeps.
-func (h *sleepHub) loop() {
-	ctx := context.Background()
+// wakeAll wakes every sleeper. Called with h.mu held.
+func (h *sleepHub) wakeAll() {
+	for _, ss := range h.sleepers {
+		wake(ss)
+	}
+}
+
+// loop is the hub's goroutine: it runs while anyone sleeps, until close.
+func (h *sleepHub) loop(done chan struct{}) {
+	defer close(done)
+	ctx := h.ctx
 	failures := 0
 	for {
 		h.mu.Lock()
-		if len(h.sleepers) == 0 {
+		if len(h.sleepers) == 0 || ctx.Err() != nil {
+			h.wakeAll()
 			h.running = false
 			clear(h.watching)
 			h.mu.Unlock()
 			// Kicks nobody took (the hub's list is its own).
-			_, _ = within(h.c, ctx, func(ctx context.Context) (int64, error) { return h.c.rdb.Del(ctx, h.kick).Result() })
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_, _ = within(h.c, cctx, func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, protocol.HubClear(ctx, h.c.rdb, h.kick)
+			})
+			cancel()
 			return
 		}
 		lists := make([]string, 0, len(h.sleepers)+1)
+		var told []func()
 		clear(h.watching)
-		for from := range h.sleepers {
+		for from, ss := range h.sleepers {
 			lists = append(lists, from)
 			h.watching[from] = true
+			for _, s := range ss {
+				if !s.told {
+					s.told = true
+					told = append(told, s.asleep)
+				}
+			}
 		}
 		h.mu.Unlock()
 		slices.Sort(lists)
 		lists = append(lists, h.kick)
+		for _, f := range told {
+			if f != nil {
+				f()
+			}
+		}
 
-		key, popped, err := h.c.rdb.BLMPop(ctx, hubPoll, "right", 1, lists...).Result()
+		key, popped, ok, err := protocol.HubPop(ctx, h.c.rdb, hubPoll, lists)
 		switch {
-		case errors.Is(err, redis.Nil):
+		case err == nil && !ok:
 			failures = 0
 			continue
-		case err != nil && unsupported(err):
-			h.c.log.Debug("mq: sleeping workers block on their own connections", "reason", err.Error())
+		case err != nil && ctx.Err() != nil:
+			continue // closing
+		case err != nil && protocol.Unsupported(err):
+			// The probe said yes: the ACL changed since, say. Wake the
+			// sleepers, who sleep on their own from now on.
+			h.c.log.Warn("mq: the sleep hub's blocking call is refused now; sleeping workers block on their own connections",
+				"reason", err.Error())
+			h.mode.Store(hubOff)
 			h.mu.Lock()
-			h.broken, h.running = true, false
 			h.wakeAll()
 			h.mu.Unlock()
-			return
+			continue
 		case err != nil:
 			// Redis trouble: wake the sleepers, whose polls report it,
 			// and try again after a pause.
@@ -171,7 +266,7 @@ func (h *sleepHub) loop() {
 			h.wakeAll()
 			h.mu.Unlock()
 			failures++
-			time.Sleep(ExpBackoff(failures, 10*time.Millisecond, time.Second, 20*time.Millisecond))
+			sleepCtx(ctx, ExpBackoff(failures, 10*time.Millisecond, time.Second, 20*time.Millisecond))
 			continue
 		}
 		failures = 0
@@ -179,50 +274,59 @@ func (h *sleepHub) loop() {
 			continue
 		}
 		h.mu.Lock()
-		ws, to := h.sleepers[key], h.partner[key]
-		var w chan struct{}
-		if len(ws) > 0 {
-			w = ws[0]
-			h.sleepers[key] = append(ws[1:], w) // the next wake goes to the next one
+		ss, to := h.sleepers[key], h.partner[key]
+		var woken []*hubSleeper
+		switch {
+		case len(ss) == 0:
+		case to == key:
+			// An element that wakes every sleeper and stays (a resume):
+			// they all leave the list now.
+			woken = ss
+			delete(h.sleepers, key)
+		default:
+			woken = ss[:1]
+			h.sleepers[key] = append(ss[1:], ss[0]) // the next wake goes to the next one
 		}
 		h.mu.Unlock()
-		dest := to
-		if w == nil {
-			// Nobody here sleeps on it any more: give the sentinel back, to
-			// wake a sleeper of another process; the next call leaves the
-			// list out.
-			dest = key
+		dest, back := to, false
+		if len(woken) == 0 || to == key {
+			// Nobody here sleeps on it any more, or it stays: give it back,
+			// to wake a sleeper of another process; the next call leaves
+			// the list out.
+			dest, back = key, true
 		}
-		_, _ = within(h.c, ctx, func(ctx context.Context) (int64, error) {
-			if dest == key {
-				return h.c.rdb.RPush(ctx, dest, popped).Result()
-			}
-			return h.c.rdb.LPush(ctx, dest, popped).Result()
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_, _ = within(h.c, pctx, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, protocol.HubPut(ctx, h.c.rdb, dest, popped, back)
 		})
-		if w != nil {
-			select {
-			case w <- struct{}{}:
-			default:
-			}
-		}
+		cancel()
+		h.mu.Lock()
+		wake(woken)
+		h.mu.Unlock()
 	}
+}
+
+// close ends the hub: the sleepers wake, the call in flight is ended by a
+// kick, and close returns once the hub's goroutine did. Sleeps after it
+// are the workers' own.
+func (h *sleepHub) close() {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	h.closed = true
+	h.cancel()
+	running, done := h.running, h.loopDone
+	h.mu.Unlock()
+	if !running {
+		return
+	}
+	h.kickCall(context.Background())
+	<-done
 }
 
 // hubWorks tells whether the client's sleeping workers share the hub's
-// one blocking call (not known to be broken).
+// one blocking call (probed, and found to work).
 func (c *Client) hubWorks() bool {
-	if c.hub == nil {
-		return false
-	}
-	c.hub.mu.Lock()
-	defer c.hub.mu.Unlock()
-	return !c.hub.broken
-}
-
-// unsupported tells an error that no retry mends: the server lacks BLMPOP
-// (before Redis 7, or a server that only resembles Redis) or the ACL user
-// may not run it.
-func unsupported(err error) bool {
-	s := strings.ToUpper(err.Error())
-	return strings.Contains(s, "UNKNOWN COMMAND") || strings.HasPrefix(s, "NOPERM") || strings.Contains(s, "ERR UNKNOWN")
+	return c.hub != nil && c.hub.mode.Load() == hubOn
 }

@@ -52,6 +52,21 @@ type outboxEvents interface {
 	// recordFailed: a call that records outcomes failed; the flusher tries
 	// again in retryIn.
 	recordFailed(err error, outcomes int, retryIn time.Duration)
+	// readied: the flusher, which records while every polling loop
+	// sleeps, recorded an outcome that made a message ready, or due
+	// sooner than the loops' sleeps may end.
+	readied()
+}
+
+// readies tells whether recorded outcomes of batch include one that
+// makes its message ready or due: a retry or a release.
+func readies(batch []pendingOutcome, recorded []bool) bool {
+	for i, p := range batch {
+		if recorded[i] && (p.Outcome == protocol.OutcomeRetry || p.Outcome == protocol.OutcomeRelease) {
+			return true
+		}
+	}
+	return false
 }
 
 func newOutbox(send pollFunc, events outboxEvents) *outbox {
@@ -186,6 +201,9 @@ func (o *outbox) flush(killed context.Context, p *poller) {
 		if err == nil {
 			errs = 0
 			o.done(resolved, r.Recorded)
+			if readies(resolved, r.Recorded) {
+				o.events.readied()
+			}
 			continue
 		}
 		if q != p {

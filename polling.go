@@ -36,15 +36,17 @@ func (w *Worker) pollingLoop(ctx context.Context, i int, deliveries chan deliver
 	l := w.newPollLoop(deliveries)
 	defer l.end()
 	for {
+		// Taken before the poll: an outcome the flusher records from now
+		// on, while this loop sleeps, wakes it.
+		alarm := w.alarm.wait()
 		sleep, ok := l.turn(ctx)
 		if !ok {
 			return
 		}
 		switch {
 		case sleep != nil:
-			w.stats.count(cEndOfQueueSleeps)
 			w.outbox.asleep()
-			w.sleep(ctx, sleep)
+			w.sleep(ctx, sleep, alarm, w.asleep)
 			w.outbox.awoken()
 		case w.cfg.Throttle != nil && l.errs == 0: // a failed poll paused already
 			w.pause(ctx, w.cfg.Throttle(l.queueSize))

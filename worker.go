@@ -46,6 +46,10 @@ type Worker struct {
 	id       string
 	epoch    time.Time
 	lastPoll atomic.Int64
+	// alarm wakes the sleeping polling loops (sleep.go).
+	alarm *alarm
+	// subs are the worker's event subscriptions (events.go).
+	subs subscribers
 
 	mu  sync.Mutex
 	run *run // the current or last run; nil before the first Start
@@ -119,6 +123,7 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		id:    randomID(),
 		epoch: time.Now(),
 	}
+	w.alarm = newAlarm()
 	w.cfg.Monitor = w.withPollNote(w.cfg.Monitor)
 	w.handlingNS.Store(int64(2 * prefetchMaxHandling))
 	w.outbox = newOutbox(w.pollQueue, w)
@@ -168,6 +173,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := w.c.started(w); err != nil {
+		return err
+	}
 	base := context.WithoutCancel(ctx)
 	pollCtx, stopPolling := context.WithCancel(base)
 	handlersCtx, cancelHandlers := context.WithCancel(base)
@@ -203,6 +211,9 @@ func (w *Worker) Start(ctx context.Context) error {
 		defer close(r.opsDone)
 		w.ops(opsCtx, r)
 	}()
+	// The client's sleep strategy, probed at its first worker's start,
+	// says whether the polling loops may hold pooled connections.
+	w.c.hub.usable(ctx)
 	if warning := w.c.addSleepers(w.cfg.WorkerThreads); warning != "" {
 		w.log.Warn(warning)
 	}
@@ -230,6 +241,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		r.endOps()
 		<-r.opsDone
 		w.leave(base)
+		w.c.ended(w)
 		close(r.done)
 	}()
 	return nil
@@ -338,6 +350,7 @@ func (w *Worker) cutShort(ctx context.Context, r *run) error {
 		if r.handlings[i].CompareAndSwap(handlingRunning, handlingAbandoned) {
 			handlings++
 			w.stats.count(cAbandoned)
+			w.handled("", 0, OutcomeAbandoned)
 		}
 	}
 	outcomes := w.outbox.closeNow()

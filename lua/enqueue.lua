@@ -114,6 +114,9 @@ local function enqueue()
     -- finds it (unless the client says none reads the queue), and in due,
     -- where this library's polls find it when it falls due (§11).
     if init_backoff > 0 then
+      -- A sleeping worker sleeps until the earliest due entry at most
+      -- (§11): a delayed message wakes one only when it falls due sooner.
+      if due_sooner(now + init_backoff) then woken = true end
       redis.call('hset', K_BACKOFFS, mid, now + init_backoff)
       redis.call('zadd', K_DUE, now + init_backoff, mid)
       if not index_only then
@@ -121,9 +124,9 @@ local function enqueue()
       end
     else
       redis.call('lpush', K_MIDS_READY, mid)
+      woken = true
     end
     store(true)
-    woken = true
     return 'added'
   elseif base == 'queued' then
     if can_update then
