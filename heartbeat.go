@@ -51,7 +51,7 @@ type LiveWorker struct {
 	WorkerThreads  int `json:"worker_threads"`
 	// Handled counts the handlings whose outcome Redis recorded, since
 	// the worker was made (or ResetStats), at its last beat: Succeeded,
-	// Retried, Failed and DeadLettered; Failed counts the last two. Two
+	// Retried, Failed and Dead; Failed counts the last two. Two
 	// readings apart give the worker's throughput.
 	Handled int64 `json:"handled"`
 	Failed  int64 `json:"failed"`
@@ -203,8 +203,8 @@ func (b *beater) beat(ctx context.Context) {
 	st := w.Stats()
 	n := st.Counts
 	info, err := json.Marshal(heartbeatInfo{
-		Handled:        n.Succeeded + n.Retried + n.Failed + n.DeadLettered,
-		Failed:         n.Failed + n.DeadLettered,
+		Handled:        n.Succeeded + n.Retried + n.Failed + n.Dead,
+		Failed:         n.Failed + n.Dead,
 		HandlingP50NS:  int64(st.HandlingTime.P50),
 		HandlingP99NS:  int64(st.HandlingTime.P99),
 		QueueingP99NS:  int64(st.QueueingTime.P99),

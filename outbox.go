@@ -18,6 +18,19 @@ type pendingOutcome struct {
 	failed  bool  // a retry or dead letter after the handler failed
 }
 
+// outcome names the outcome in the terms of the worker's counts, events
+// and logs: what the retry policy made of the handler's answer.
+func (p pendingOutcome) outcome() Outcome {
+	if p.Outcome == protocol.OutcomeRelease {
+		return outcomeReleased
+	}
+	return handlingOutcome(p.Completion, p.failed)
+}
+
+// outcomeReleased names, in logs only, a message given back unhandled: not
+// a handling, so not among the Outcomes.
+const outcomeReleased Outcome = "released"
+
 // outbox holds the outcomes of finished handlings until they are recorded.
 //
 // A polling loop that is awake records them in its next poll call, so that

@@ -28,20 +28,16 @@ func (w *Worker) pollQueue(ctx context.Context, a protocol.PollArgs) (protocol.P
 // recorded counts an outcome once Redis recorded it: a handling whose
 // outcome was fenced off counts as LockLost only.
 func (w *Worker) recorded(p pendingOutcome) {
-	var o Outcome
-	switch {
-	case p.Outcome == protocol.OutcomeSuccess:
+	o := p.outcome()
+	switch o {
+	case OutcomeSucceeded:
 		w.stats.count(cSucceeded)
-		o = OutcomeSucceeded
-	case p.Outcome == protocol.OutcomeDead:
-		w.stats.count(cDeadLettered)
-		o = OutcomeDead
-	case p.failed:
+	case OutcomeDead:
+		w.stats.count(cDead)
+	case OutcomeFailed:
 		w.stats.count(cFailed)
-		o = OutcomeFailed
-	case p.Outcome == protocol.OutcomeRetry:
+	case OutcomeRetried:
 		w.stats.count(cRetried)
-		o = OutcomeRetried
 	}
 	if p.Backoff > 0 {
 		w.stats.count(cBackoffsSet)
@@ -53,20 +49,22 @@ func (w *Worker) lockLost(p pendingOutcome) {
 	w.stats.count(cLockLost)
 	w.handled(p.ID, p.attempt, OutcomeLockLost)
 	w.messageLog(p.ID, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not",
-		slog.String("outcome", string(p.Outcome)))
+		slog.String("outcome", string(p.outcome())))
 }
 
 func (w *Worker) abandoned(ps []pendingOutcome, n int, why string) {
 	w.stats.add(cAbandoned, int64(n))
 	for _, p := range ps {
-		w.handled(p.ID, p.attempt, OutcomeAbandoned)
+		if p.Outcome != protocol.OutcomeRelease { // not a handling
+			w.handled(p.ID, p.attempt, OutcomeAbandoned)
+		}
 	}
 	for range n - len(ps) {
 		w.handled("", 0, OutcomeAbandoned)
 	}
 	for _, p := range ps {
 		w.messageLog(p.ID, p.attempt).Warn("mq: outcome "+why+"; the message stays locked until its lock expires",
-			slog.String("outcome", string(p.Outcome)))
+			slog.String("outcome", string(p.outcome())))
 	}
 	if unnamed := n - len(ps); unnamed > 0 {
 		w.log.Warn("mq: outcomes "+why+"; their messages stay locked until their locks expire",

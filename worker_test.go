@@ -72,7 +72,7 @@ func TestWorkerRetriesThenDeadLetters(t *testing.T) {
 			attempts[h.id] = append(attempts[h.id], h.attempt)
 		}
 		assert.Equal(t, map[string][]int{"e": {1, 2, 3}, "p": {1, 2, 3}, "f": {1}}, attempts)
-		waitFor(t, "three dead letters counted", func() bool { return w.Stats().Counts.DeadLettered == 3 })
+		waitFor(t, "three dead letters counted", func() bool { return w.Stats().Counts.Dead == 3 })
 		assert.Equal(t, int64(4), w.Stats().Counts.Failed, "the retried failures")
 		for _, a := range []int{1, 2} {
 			_, ok := backoffs.Load(a)
