@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // The test kit: waiting on a worker's events (Worker.Subscribe) instead of
@@ -74,4 +76,16 @@ func waitAllHandled(t *testing.T, ch <-chan Event, ids ...string) {
 		})
 		delete(left, e.ID)
 	}
+}
+
+// startSubscribed makes a worker of c for q, subscribes to all its events
+// and starts it; it is closed when the test ends.
+func startSubscribed(t *testing.T, c *Client, q string, cfg *WorkerConfig) (*Worker, <-chan Event) {
+	t.Helper()
+	w, err := c.NewWorker(q, cfg)
+	require.NoError(t, err)
+	ev := subscribe(t, w)
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Close() })
+	return w, ev
 }

@@ -239,8 +239,8 @@ func TestWorkerWakeUp(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
-		w, calls := startWorker(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
-		waitFor(t, "the worker to sleep", func() bool { return w.Stats().Counts.EndOfQueueSleeps >= 1 })
+		_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
+		waitAsleep(t, ev)
 		enqueue(t, c, q, "wake", &EnqueueOptions{MessageID: "w"})
 		select {
 		case h := <-calls:
