@@ -284,7 +284,7 @@ func (h *sleepHub) loop(done chan struct{}) {
 			woken = ss
 			delete(h.sleepers, key)
 		default:
-			woken = ss[:1]
+			woken = []*hubSleeper{ss[0]}
 			h.sleepers[key] = append(ss[1:], ss[0]) // the next wake goes to the next one
 		}
 		h.mu.Unlock()
@@ -318,11 +318,13 @@ func (h *sleepHub) close() {
 	h.cancel()
 	running, done := h.running, h.loopDone
 	h.mu.Unlock()
-	if !running {
-		return
+	if done == nil {
+		return // never started
 	}
-	h.kickCall(context.Background())
-	<-done
+	if running {
+		h.kickCall(context.Background())
+	}
+	<-done // also when the loop is just returning
 }
 
 // hubWorks tells whether the client's sleeping workers share the hub's
