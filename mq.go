@@ -36,6 +36,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/redis/go-redis/v9"
@@ -172,7 +173,7 @@ type Client struct {
 	sleepers atomic.Int64
 	// hub lets the client's sleeping workers share one blocking call
 	// (hub.go); nil in cluster mode.
-	hub *sleepHub
+	hub *engine.Hub
 
 	// closed is set by Close; workers holds the workers started and not
 	// yet ended, for Close to stop.
@@ -226,7 +227,7 @@ func (c *Client) Close() error {
 		wg.Go(func() { _ = w.Close() })
 	}
 	wg.Wait()
-	c.hub.close()
+	c.hub.Close()
 	return nil
 }
 

@@ -32,7 +32,7 @@ func (w *Worker) sleep(ctx context.Context, s *protocol.Step, alarm <-chan struc
 	if !s.UntilDue {
 		d = jitter(d)
 	}
-	if w.c.hub.sleep(ctx, from, to, d, alarm, asleep) {
+	if w.c.hub.Sleep(ctx, from, to, d, alarm, asleep) {
 		return
 	}
 	if from != to {

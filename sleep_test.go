@@ -226,10 +226,7 @@ func TestClientClose(t *testing.T) {
 		for _, w := range ws {
 			assert.False(t, w.Info().Running, "stopped by Close")
 		}
-		c.hub.mu.Lock()
-		hubRunning := c.hub.running
-		c.hub.mu.Unlock()
-		assert.False(t, hubRunning, "the hub stopped")
+		assert.False(t, c.hub.Running(), "the hub stopped")
 		require.NoError(t, c.Close(), "twice does nothing")
 		w, err := c.NewWorker("close-after", &WorkerConfig{Handler: nopHandler})
 		require.NoError(t, err)

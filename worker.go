@@ -213,7 +213,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	}()
 	// The client's sleep strategy, probed at its first worker's start,
 	// says whether the polling loops may hold pooled connections.
-	w.c.hub.usable(ctx)
+	w.c.hub.Usable(ctx)
 	if warning := w.c.addSleepers(w.cfg.WorkerThreads); warning != "" {
 		w.log.Warn(warning)
 	}
