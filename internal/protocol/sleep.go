@@ -21,6 +21,7 @@ import (
 type Sleeper interface {
 	Do(ctx context.Context, args ...any) *redis.Cmd
 	BLMove(ctx context.Context, source, destination, srcpos, destpos string, timeout time.Duration) *redis.StringCmd
+	BLMPop(ctx context.Context, timeout time.Duration, direction string, count int64, keys ...string) *redis.KeyValuesCmd
 	RPopLPush(ctx context.Context, source, destination string) *redis.StringCmd
 	LPush(ctx context.Context, key string, values ...any) *redis.IntCmd
 	RPush(ctx context.Context, key string, values ...any) *redis.IntCmd
@@ -87,28 +88,44 @@ func HasReady(ctx context.Context, r Sleeper, ks []string) (bool, error) {
 // element of the first of lists to hold one, waiting up to d, and answers
 // the list and the element, or ok false when d passed first.
 func HubPop(ctx context.Context, r Sleeper, d time.Duration, lists []string) (list, element string, ok bool, err error) {
-	args := make([]any, 0, 5+len(lists))
-	args = append(args, "blmpop", strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64), len(lists))
-	for _, l := range lists {
-		args = append(args, l)
-	}
-	args = append(args, "right", "count", 1)
-	raw, err := r.Do(ctx, args...).Slice()
-	if errors.Is(err, redis.Nil) {
-		return "", "", false, nil
-	}
-	if err != nil {
-		return "", "", false, err
-	}
-	// [list, [element]]
-	if len(raw) == 2 {
-		list, _ = raw[0].(string)
-		if es, _ := raw[1].([]any); len(es) == 1 {
-			element, _ = es[0].(string)
-			return list, element, true, nil
+	var es []string
+	if d >= time.Second {
+		// Whole seconds: go-redis then reads for the timeout plus its own
+		// margin, whatever the client's ReadTimeout.
+		list, es, err = r.BLMPop(ctx, d.Truncate(time.Second), "right", 1, lists...).Result()
+	} else {
+		// A fraction of a second, which go-redis's BLMPop does not send;
+		// the read has the client's ReadTimeout.
+		args := make([]any, 0, 5+len(lists))
+		args = append(args, "blmpop", strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64), len(lists))
+		for _, l := range lists {
+			args = append(args, l)
+		}
+		args = append(args, "right", "count", 1)
+		var raw []any
+		raw, err = r.Do(ctx, args...).Slice()
+		if err == nil {
+			// [list, [element]]
+			if len(raw) != 2 {
+				return "", "", false, ErrUnexpectedReply
+			}
+			list, _ = raw[0].(string)
+			popped, _ := raw[1].([]any)
+			for _, e := range popped {
+				s, _ := e.(string)
+				es = append(es, s)
+			}
 		}
 	}
-	return "", "", false, ErrUnexpectedReply
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", "", false, nil
+	case err != nil:
+		return "", "", false, err
+	case len(es) != 1:
+		return "", "", false, ErrUnexpectedReply
+	}
+	return list, es[0], true, nil
 }
 
 // HubPut pushes an element the hub popped: to the left of the list it
