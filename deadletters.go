@@ -201,18 +201,30 @@ const deadBatch = 100
 // RequeueDeadLetter does, in calls of 100, and answers how many were
 // requeued and how many stay because the queue holds a message of their
 // id. progress, when not nil, is called after each call with the counts so
-// far.
+// far. A letter it requeued that dies again meanwhile is not requeued
+// again.
 func (in *Inspector) RequeueDeadLetters(ctx context.Context, queue string, progress func(requeued, kept int)) (requeued, kept int, err error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return 0, 0, err
 	}
 	ks := in.c.keys(queue)
+	done := map[string]bool{} // requeued by this call
 	for {
-		ids, err := within(in.c, ctx, func(ctx context.Context) ([]string, error) {
+		page, err := within(in.c, ctx, func(ctx context.Context) ([]string, error) {
 			return protocol.DeadIDs(ctx, in.c.rdb, ks, kept, deadBatch)
 		})
 		if err != nil {
 			return requeued, kept, fmt.Errorf("mq: requeue dead letters of %q: %w", queue, redisError(err))
+		}
+		// Oldest first: a letter requeued here that died again comes after
+		// every letter older than the call, and ends it.
+		ids := page
+		for i, id := range page {
+			if done[id] {
+				ids = page[:i]
+				break
+			}
+			done[id] = true
 		}
 		if len(ids) == 0 {
 			return requeued, kept, nil

@@ -58,7 +58,7 @@ func TestIdleWorkerWakesWhenDue(t *testing.T) {
 		q := queueName(t)
 		const delay = 300 * time.Millisecond
 		ages := make(chan time.Duration, 10)
-		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+		_, ev := startSubscribed(t, c, q, &WorkerConfig{
 			EndOfQueueBackoff: Constant(time.Hour),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 				ages <- m.Age
@@ -68,9 +68,7 @@ func TestIdleWorkerWakesWhenDue(t *testing.T) {
 				return nil
 			}),
 		})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = w.Close() })
-		waitFor(t, "the worker asleep", func() bool { return w.Stats().Counts.EndOfQueueSleeps > 0 })
+		waitAsleep(t, ev)
 
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "delayed", InitialBackoff: delay})
 		select {

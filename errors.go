@@ -79,6 +79,9 @@ var (
 	// ErrWorkerRunning is Start's answer for a worker that is running
 	// already.
 	ErrWorkerRunning = errors.New("mq: worker is running already")
+	// ErrClientClosed is Worker.Start's answer once the worker's client
+	// was closed (Client.Close).
+	ErrClientClosed = errors.New("mq: client closed")
 )
 
 // redisError maps an error of a protocol call to the public errors: an

@@ -1,74 +1,115 @@
 package mq
 
 import (
-	"context"
-	"log/slog"
-	"time"
-
-	"github.com/gocarmine/mq/internal/protocol"
+	"slices"
+	"sync"
+	"sync/atomic"
 )
 
-// The worker's side of its parts' callbacks: the outbox tells it what to
-// count and log through outboxEvents, and its pollers call Redis through
-// pollQueue.
+// EventKind is the kind of an [Event].
+type EventKind string
 
-// pollQueue is the pollFunc of the worker's pollers.
-func (w *Worker) pollQueue(ctx context.Context, a protocol.PollArgs) (protocol.PollReply, error) {
-	// Every call may bury a message, the flusher's too: each carries the
-	// bounds of the dead-letter store.
-	if a.LockTime == 0 {
-		a.LockTime = w.cfg.LockTime // the default lock time of a requeue
-	}
-	a.DeadMaxCount = max(0, w.cfg.DeadLetterMaxCount)
-	a.DeadMaxAge = max(0, w.cfg.DeadLetterMaxAge)
-	a.QuarantineAfter = max(0, w.cfg.QuarantineAfter)
-	a.IndexOnly = w.c.cfg.NoCarmineWorkers
-	return w.c.pollCall(ctx, w.queue, a)
+// The kinds of event a worker sends its subscribers.
+const (
+	// EventAsleep: a polling loop is blocked at the end of the queue (or on
+	// a paused queue), waiting for an enqueue, a resume, a due time or the
+	// end of its sleep. It is sent once the blocking call is in place, as
+	// WorkerStats' EndOfQueueSleeps counts it.
+	EventAsleep EventKind = "asleep"
+	// EventHandled: a handling ended and its outcome is settled: recorded
+	// (OutcomeSucceeded, OutcomeRetried, OutcomeFailed, OutcomeDead),
+	// fenced off by a lost lock (OutcomeLockLost), or given up on
+	// (OutcomeAbandoned), as WorkerStats counts it.
+	EventHandled EventKind = "handled"
+)
+
+// Event is one thing a worker did, for a subscriber (see
+// [Worker.Subscribe]).
+type Event struct {
+	// Kind says what happened.
+	Kind EventKind
+	// Queue is the worker's queue.
+	Queue string
+	// ID is the message id of an EventHandled; empty when an abandoned
+	// outcome's message is not known.
+	ID string
+	// Attempt is the attempt number of an EventHandled.
+	Attempt int
+	// Outcome is what became of the handling of an EventHandled.
+	Outcome Outcome
 }
 
-// recorded counts an outcome once Redis recorded it: a handling whose
-// outcome was fenced off counts as LockLost only.
-func (w *Worker) recorded(p pendingOutcome) {
-	switch {
-	case p.Outcome == protocol.OutcomeSuccess:
-		w.stats.count(cSucceeded)
-	case p.Outcome == protocol.OutcomeDead:
-		w.stats.count(cDeadLettered)
-	case p.failed:
-		w.stats.count(cFailed)
-	case p.Outcome == protocol.OutcomeRetry:
-		w.stats.count(cRetried)
+// subscriberBuffer is the room of a subscription's channel: events that
+// find it full are dropped.
+const subscriberBuffer = 4096
+
+// Subscribe returns a channel of the worker's events of the given kinds
+// (all kinds when none is given), from now on, and a function that ends
+// the subscription and closes the channel. Sending never blocks the
+// worker: a subscriber that falls more than 4096 events behind loses the
+// ones that do not fit. It is meant for tests and tools that wait for
+// something to happen (a message handled, the worker asleep), instead of
+// polling Stats. Safe for concurrent use.
+func (w *Worker) Subscribe(kinds ...EventKind) (<-chan Event, func()) {
+	s := &subscription{ch: make(chan Event, subscriberBuffer), kinds: slices.Clone(kinds)}
+	w.subs.add(s)
+	return s.ch, sync.OnceFunc(func() { w.subs.remove(s) })
+}
+
+// subscribers are a worker's subscriptions.
+type subscribers struct {
+	n  atomic.Int32 // len(subs), read without the lock on the hot path
+	mu sync.Mutex
+	s  []*subscription
+}
+
+type subscription struct {
+	ch    chan Event
+	kinds []EventKind
+}
+
+func (ss *subscribers) add(s *subscription) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.s = append(ss.s, s)
+	ss.n.Store(int32(len(ss.s)))
+}
+
+func (ss *subscribers) remove(s *subscription) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.s = slices.DeleteFunc(ss.s, func(x *subscription) bool { return x == s })
+	ss.n.Store(int32(len(ss.s)))
+	close(s.ch)
+}
+
+// emit sends e to every subscription that wants it, dropping it where
+// there is no room.
+func (ss *subscribers) emit(e Event) {
+	if ss.n.Load() == 0 {
+		return
 	}
-	if p.Backoff > 0 {
-		w.stats.count(cBackoffsSet)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for _, s := range ss.s {
+		if len(s.kinds) > 0 && !slices.Contains(s.kinds, e.Kind) {
+			continue
+		}
+		select {
+		case s.ch <- e:
+		default:
+		}
 	}
 }
 
-func (w *Worker) lockLost(p pendingOutcome) {
-	w.stats.count(cLockLost)
-	w.messageLog(p.ID, p.attempt).Warn("mq: lock lost before the outcome was recorded; it was not",
-		slog.String("outcome", string(p.Outcome)))
+// asleep counts an end-of-queue sleep and tells the subscribers, once the
+// polling loop is blocked.
+func (w *Worker) asleep() {
+	w.stats.count(cEndOfQueueSleeps)
+	w.subs.emit(Event{Kind: EventAsleep, Queue: w.queue})
 }
 
-func (w *Worker) abandoned(ps []pendingOutcome, n int, why string) {
-	w.stats.add(cAbandoned, int64(n))
-	for _, p := range ps {
-		w.messageLog(p.ID, p.attempt).Warn("mq: outcome "+why+"; the message stays locked until its lock expires",
-			slog.String("outcome", string(p.Outcome)))
-	}
-	if unnamed := n - len(ps); unnamed > 0 {
-		w.log.Warn("mq: outcomes "+why+"; their messages stay locked until their locks expire",
-			slog.Int("outcomes", unnamed))
-	}
-}
-
-func (w *Worker) recordFailed(err error, outcomes int, retryIn time.Duration) {
-	w.log.Warn("mq: recording outcomes failed", slog.Any("error", err),
-		slog.Int("outcomes", outcomes), slog.Duration("retry_in", retryIn))
-}
-
-// messageLog is the worker's logger with a message's id and attempt; it is
-// made only when there is something to log.
-func (w *Worker) messageLog(id string, attempt int64) *slog.Logger {
-	return w.log.With(slog.String("message_id", id), slog.Int64("attempt", attempt))
+// handled tells the subscribers what became of a handling.
+func (w *Worker) handled(id string, attempt int64, o Outcome) {
+	w.subs.emit(Event{Kind: EventHandled, Queue: w.queue, ID: id, Attempt: int(attempt), Outcome: o})
 }

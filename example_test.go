@@ -216,5 +216,5 @@ func ExampleAnswer() {
 	if errors.As(err, &a) {
 		fmt.Println(a.Kind, a.Backoff)
 	}
-	// Output: success 1h0m0s
+	// Output: succeeded 1h0m0s
 }

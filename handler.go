@@ -20,7 +20,7 @@ import (
 //     and RetryBackoff) queues the message again after a backoff, or,
 //     after its last attempt or when the error is marked [Final], makes it
 //     a dead letter: kept with the error's text, to be looked at,
-//     requeued or deleted (Client.DeadLetters). No failure deletes a
+//     requeued or deleted (Inspector.DeadLetters). No failure deletes a
 //     message without leaving that record.
 //
 // A panic is recovered and counts as an error. ctx is cancelled when the
@@ -125,53 +125,32 @@ type outcome struct {
 // tells them from failures with errors.As:
 //
 //	var a *mq.Answer
-//	if errors.As(err, &a) && a.Kind == mq.AnswerSuccess { ... }
+//	if errors.As(err, &a) && a.Kind == mq.OutcomeSucceeded { ... }
 type Answer struct {
-	// Kind says what the handler asked for.
-	Kind AnswerKind
+	// Kind says what the handler asked for: OutcomeSucceeded (with a
+	// dedupe window) or OutcomeRetried.
+	Kind Outcome
 	// Backoff is the wait before the retry, or the dedupe window after the
 	// success.
 	Backoff time.Duration
 }
 
-// AnswerKind is the kind of an [Answer].
-type AnswerKind int
-
-const (
-	// AnswerSuccess is SucceedWithBackoff's: a success with a dedupe
-	// window.
-	AnswerSuccess AnswerKind = iota + 1
-	// AnswerRetry is Retry's: the message is handled again after Backoff.
-	AnswerRetry
-)
-
-// String names the kind.
-func (k AnswerKind) String() string {
-	switch k {
-	case AnswerSuccess:
-		return "success"
-	case AnswerRetry:
-		return "retry"
-	}
-	return fmt.Sprintf("AnswerKind(%d)", int(k))
-}
-
 // Error describes the answer.
 func (a *Answer) Error() string {
-	return fmt.Sprintf("mq: handler asked for %s with backoff %v", a.Kind, a.Backoff)
+	return fmt.Sprintf("mq: handler answered %s, with backoff %v", a.Kind, a.Backoff)
 }
 
 // Retry is a handler's answer asking for the message to be handled again
 // after backoff (at once when zero). The attempt number counts up.
 func Retry(backoff time.Duration) error {
-	return &Answer{Kind: AnswerRetry, Backoff: max(0, backoff)}
+	return &Answer{Kind: OutcomeRetried, Backoff: max(0, backoff)}
 }
 
 // SucceedWithBackoff is a handler's answer of success that also keeps the
 // message id for backoff, during which enqueues of the same id are refused
 // with ErrBackoff (unless they may requeue).
 func SucceedWithBackoff(backoff time.Duration) error {
-	return &Answer{Kind: AnswerSuccess, Backoff: max(0, backoff)}
+	return &Answer{Kind: OutcomeSucceeded, Backoff: max(0, backoff)}
 }
 
 // outcomeOf maps a handler's answer to an outcome.
@@ -182,9 +161,9 @@ func outcomeOf(err error) outcome {
 	var a *Answer
 	if errors.As(err, &a) {
 		switch a.Kind {
-		case AnswerSuccess:
+		case OutcomeSucceeded:
 			return outcome{name: protocol.OutcomeSuccess, backoff: a.Backoff}
-		case AnswerRetry:
+		case OutcomeRetried:
 			return outcome{name: protocol.OutcomeRetry, backoff: a.Backoff}
 		}
 	}

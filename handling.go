@@ -98,7 +98,7 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 		renewWG.Wait()
 	}
 	if abandoned {
-		w.observe(msg, took, HandlingAbandoned, err)
+		w.observe(msg, took, OutcomeAbandoned, err)
 		return took
 	}
 
@@ -107,7 +107,8 @@ func (w *Worker) handle(base context.Context, d delivery, expiry *lockExpiry, st
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.
 		w.stats.count(cAbandoned)
-		w.observe(msg, took, HandlingAbandoned, err)
+		w.handled(s.ID, s.Attempt, OutcomeAbandoned)
+		w.observe(msg, took, OutcomeAbandoned, err)
 		w.messageLog(s.ID, s.Attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
 			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
 		return took

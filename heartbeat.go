@@ -51,7 +51,7 @@ type LiveWorker struct {
 	WorkerThreads  int `json:"worker_threads"`
 	// Handled counts the handlings whose outcome Redis recorded, since
 	// the worker was made (or ResetStats), at its last beat: Succeeded,
-	// Retried, Failed and DeadLettered; Failed counts the last two. Two
+	// Retried, Failed and Dead; Failed counts the last two. Two
 	// readings apart give the worker's throughput.
 	Handled int64 `json:"handled"`
 	Failed  int64 `json:"failed"`
@@ -143,7 +143,7 @@ func liveWorker(queue string, e protocol.WorkerEntry) LiveWorker {
 }
 
 // ID identifies the worker among every worker of every process: the id
-// of its heartbeat ([Client.Workers]) and of its log lines (worker_id). It
+// of its heartbeat ([Inspector.Workers]) and of its log lines (worker_id). It
 // is drawn at random by NewWorker and kept across restarts.
 func (w *Worker) ID() string { return w.id }
 
@@ -198,8 +198,8 @@ func (b *beater) beat(ctx context.Context) {
 	st := w.Stats()
 	n := st.Counts
 	info, err := json.Marshal(heartbeatInfo{
-		Handled:        n.Succeeded + n.Retried + n.Failed + n.DeadLettered,
-		Failed:         n.Failed + n.DeadLettered,
+		Handled:        n.Succeeded + n.Retried + n.Failed + n.Dead,
+		Failed:         n.Failed + n.Dead,
 		HandlingP50NS:  int64(st.HandlingTime.P50),
 		HandlingP99NS:  int64(st.HandlingTime.P99),
 		QueueingP99NS:  int64(st.QueueingTime.P99),
@@ -227,7 +227,7 @@ func (b *beater) beat(ctx context.Context) {
 		switch {
 		case err != nil && !b.failing:
 			b.failing = true
-			w.log.Warn("mq: heartbeat failed; the worker may look dead to Client.Workers until one succeeds",
+			w.log.Warn("mq: heartbeat failed; the worker may look dead to Inspector.Workers until one succeeds",
 				slog.String("worker_id", w.id), slog.Any("error", redisError(err)))
 		case err == nil && b.failing:
 			b.failing = false

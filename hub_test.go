@@ -28,7 +28,7 @@ func TestIdleWorkersShareOneConnection(t *testing.T) {
 	var mu sync.Mutex
 	handled := map[string]bool{}
 	for i := range queues {
-		w, err := c.StartWorker(t.Context(), fmt.Sprintf("hub-%d", i), &WorkerConfig{
+		_, ev := startSubscribed(t, c, fmt.Sprintf("hub-%d", i), &WorkerConfig{
 			EndOfQueueBackoff: Constant(time.Hour),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 				mu.Lock()
@@ -37,9 +37,7 @@ func TestIdleWorkersShareOneConnection(t *testing.T) {
 				return nil
 			}),
 		})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = w.Close() })
-		waitFor(t, "the worker asleep", func() bool { return w.Stats().Counts.EndOfQueueSleeps > 0 })
+		waitAsleep(t, ev)
 	}
 	assert.True(t, c.hubWorks())
 	for round := range 3 {

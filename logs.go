@@ -67,7 +67,7 @@ func (s *summarizer) log() {
 	now, at := s.w.counters(), time.Now()
 	d, over := since(s.last, now), at.Sub(s.at)
 	s.last, s.at = now, at
-	handled := d[cSucceeded] + d[cRetried] + d[cFailed]
+	handled := d[cSucceeded] + d[cRetried] + d[cFailed] + d[cDead]
 	if handled+d[cLockLost]+d[cAbandoned]+d[cReleased] == 0 {
 		return
 	}
@@ -76,12 +76,13 @@ func (s *summarizer) log() {
 		slog.Duration("over", over.Round(time.Millisecond)),
 		slog.Int64("handled", handled),
 		slog.Float64("handled_per_second", perSecond(handled, over)),
-		slog.Int64("succeeded", d[cSucceeded]),
-		slog.Int64("retried", d[cRetried]),
-		slog.Int64("failed", d[cFailed]),
+		slog.Int64(string(OutcomeSucceeded), d[cSucceeded]),
+		slog.Int64(string(OutcomeRetried), d[cRetried]),
+		slog.Int64(string(OutcomeFailed), d[cFailed]),
 		slog.Float64("failed_per_second", perSecond(d[cFailed], over)),
-		slog.Int64("lock_lost", d[cLockLost]),
-		slog.Int64("abandoned", d[cAbandoned]),
+		slog.Int64(string(OutcomeDead), d[cDead]),
+		slog.Int64(string(OutcomeLockLost), d[cLockLost]),
+		slog.Int64(string(OutcomeAbandoned), d[cAbandoned]),
 		slog.Int64("released", d[cReleased]),
 		slog.Int64("poll_errors", d[cPollErrors]),
 		slog.Int64("queue_size", int64(s.w.stats.queueSize.Summary().Last)),
@@ -124,8 +125,9 @@ func (w *Worker) stopAttrs(r *run) []any {
 	return []any{
 		slog.String("worker_id", w.id),
 		slog.Duration("ran", time.Since(r.started).Round(time.Millisecond)),
-		slog.Int64("succeeded", d[cSucceeded]),
-		slog.Int64("retried", d[cRetried]),
-		slog.Int64("failed", d[cFailed]),
+		slog.Int64(string(OutcomeSucceeded), d[cSucceeded]),
+		slog.Int64(string(OutcomeRetried), d[cRetried]),
+		slog.Int64(string(OutcomeFailed), d[cFailed]),
+		slog.Int64(string(OutcomeDead), d[cDead]),
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/redis/go-redis/v9"
@@ -133,9 +134,15 @@ type Client struct {
 	sleepers atomic.Int64
 	// hub lets the client's sleeping workers share one blocking call
 	// (hub.go); nil in cluster mode.
-	hub *sleepHub
+	hub *engine.Hub
 
 	inspector *Inspector
+
+	// closed is set by Close; workers holds the workers started and not
+	// yet ended, for Close to stop.
+	closed  atomic.Bool
+	mu      sync.Mutex
+	workers map[*Worker]struct{}
 }
 
 // New returns a client that uses rdb, which may be a *redis.Client,
@@ -155,7 +162,50 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 	client := &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb), keepsDeadlines: keepsDeadlines(rdb)}
 	client.hub = newSleepHub(client)
 	client.inspector = &Inspector{c: client}
+	client.workers = map[*Worker]struct{}{}
 	return client, nil
+}
+
+// Close stops every worker of the client that still runs, as Worker.Close
+// does, and then the client's own background work (the sleep hub), and
+// returns once their goroutines returned (with Redis hung, once each
+// worker's close gave up: see Worker.Close). A worker of the client cannot
+// be started after it (ErrClientClosed); enqueues and reads still work.
+// Close does not close the Redis client. Closing twice does nothing.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.mu.Lock()
+	ws := make([]*Worker, 0, len(c.workers))
+	for w := range c.workers {
+		ws = append(ws, w)
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Go(func() { _ = w.Close() })
+	}
+	wg.Wait()
+	c.hub.Close()
+	return nil
+}
+
+// started and ended keep the client's running workers, for Close.
+func (c *Client) started(w *Worker) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return ErrClientClosed
+	}
+	c.workers[w] = struct{}{}
+	return nil
+}
+
+func (c *Client) ended(w *Worker) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.workers, w)
 }
 
 // Receipts of enqueue calls: kept at least minReceiptTTL, and

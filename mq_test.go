@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -46,41 +46,24 @@ type server struct {
 	real    *redistest.Server    // only on a single redis-server
 }
 
-// onEachServer runs fn as parallel subtests on a fresh miniredis, a fresh
-// redis-server and a Redis Cluster leased empty for the subtest: fn must not
-// kill, fail over or reconfigure the cluster's nodes. It marks t parallel
-// too (the servers are t's own), so the caller must not call t.Parallel.
+// onEachServer runs fn on each kind of server (queuetest.OnEachServer),
+// as parallel subtests; the caller must not call t.Parallel.
 func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	t.Helper()
-	t.Parallel()
-	t.Run("miniredis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, newMiniServer(t))
-	})
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, newRealServer(t))
-	})
-	t.Run("cluster", func(t *testing.T) {
-		t.Parallel()
-		c := redistest.SharedCluster(t)
-		fn(t, &server{rdb: c.Client(t), cluster: true})
-	})
+	queuetest.OnEachServer(t, func(t *testing.T, qs *queuetest.Server) { fn(t, fromQueuetest(qs)) })
+}
+
+func fromQueuetest(qs *queuetest.Server) *server {
+	return &server{rdb: qs.RDB, cluster: qs.Cluster, mini: qs.Mini, real: qs.Real}
 }
 
 // nopHandler answers success without looking at the message.
 var nopHandler = HandlerFunc(func(context.Context, *Message) error { return nil })
 
-func newMiniServer(t *testing.T) *server {
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	return &server{rdb: rdb, mini: m}
-}
+func newMiniServer(t *testing.T) *server { return fromQueuetest(queuetest.MiniServer(t)) }
 
 func newRealServer(t *testing.T, args ...string) *server {
-	r := redistest.Start(t, args...)
-	return &server{rdb: r.Client(t), real: r}
+	return fromQueuetest(queuetest.RealServer(t, args...))
 }
 
 // client returns a Client on the server, with logs going to the test log.
@@ -116,15 +99,5 @@ func queueName(t *testing.T) string {
 	return "test:" + r.Replace(t.Name())
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline; it synchronises on state, not on time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds (queuetest.WaitFor).
+var waitFor = queuetest.WaitFor

@@ -41,40 +41,24 @@ type Handling struct {
 	// HandlingTime is how long the handler took, by the local clock, as
 	// WorkerStats.HandlingTime samples it.
 	HandlingTime time.Duration
-	// Outcome is what the handler's answer asked for. Whether Redis then
-	// recorded it is counted in WorkerStats (an outcome fenced off by a
-	// lost lock counts as LockLost, one a stop could not record as
-	// Abandoned).
-	Outcome HandlingOutcome
+	// Outcome is what the handler's answer asked for: OutcomeSucceeded
+	// (nil or SucceedWithBackoff), OutcomeRetried (Retry), OutcomeFailed
+	// (an error or a panic, which the retry policy queues again),
+	// OutcomeDead (failed for good: on the last attempt, or Final), or
+	// OutcomeAbandoned (the message stays locked, to be handled again once
+	// its lock expires: the handler failed after its context was
+	// cancelled, or a stop cut short gave up on the handling). Whether
+	// Redis then recorded it is counted in WorkerStats and told by
+	// EventHandled (an outcome fenced off by a lost lock is
+	// OutcomeLockLost there, one a stop could not record OutcomeAbandoned).
+	Outcome Outcome
 	// Err is the handler's answer: nil, an *Answer (Retry,
 	// SucceedWithBackoff), or its error (a panic's included).
 	Err error
 }
 
-// HandlingOutcome is what a handler's answer asked for (see [Handler]).
-type HandlingOutcome string
-
-// The outcomes of a handling, as an [Observer] sees them.
-const (
-	// HandlingSuccess: the handler answered nil or SucceedWithBackoff.
-	HandlingSuccess HandlingOutcome = "success"
-	// HandlingRetry: the handler answered Retry.
-	HandlingRetry HandlingOutcome = "retry"
-	// HandlingError: the handler failed (an error, or a panic), and the
-	// retry policy queued the message again.
-	HandlingError HandlingOutcome = "error"
-	// HandlingDead: the handler failed for good (on the last attempt, or
-	// with an error marked Final): the message becomes a dead letter.
-	HandlingDead HandlingOutcome = "dead"
-	// HandlingAbandoned: the message stays locked, to be handled again once
-	// its lock expires: the handler failed after its context was cancelled
-	// (a stop, a lost lock), or a stop cut short gave up on the handling
-	// (Counts.Abandoned).
-	HandlingAbandoned HandlingOutcome = "abandoned"
-)
-
 // observe tells the worker's Observer, if any, of a handling that ended.
-func (w *Worker) observe(m *Message, took time.Duration, outcome HandlingOutcome, err error) {
+func (w *Worker) observe(m *Message, took time.Duration, outcome Outcome, err error) {
 	if w.cfg.Observer == nil {
 		return
 	}
@@ -86,14 +70,14 @@ func (w *Worker) observe(m *Message, took time.Duration, outcome HandlingOutcome
 
 // handlingOutcome names an outcome for an Observer: c as the retry policy
 // left it, of a handling that failed or not.
-func handlingOutcome(c protocol.Completion, failed bool) HandlingOutcome {
+func handlingOutcome(c protocol.Completion, failed bool) Outcome {
 	switch {
 	case c.Outcome == protocol.OutcomeDead:
-		return HandlingDead
+		return OutcomeDead
 	case failed:
-		return HandlingError
+		return OutcomeFailed
 	case c.Outcome == protocol.OutcomeRetry:
-		return HandlingRetry
+		return OutcomeRetried
 	}
-	return HandlingSuccess
+	return OutcomeSucceeded
 }

@@ -92,10 +92,10 @@ func TestObserverSeesEveryHandling(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	want := map[string]HandlingOutcome{
-		"ok#1": HandlingSuccess, "window#1": HandlingSuccess, "retry#1": HandlingRetry,
-		"retry#2": HandlingSuccess, "fail#1": HandlingError, "panic#1": HandlingError,
-		"late#1": HandlingSuccess, "stuck#1": HandlingAbandoned,
+	want := map[string]Outcome{
+		"ok#1": OutcomeSucceeded, "window#1": OutcomeSucceeded, "retry#1": OutcomeRetried,
+		"retry#2": OutcomeSucceeded, "fail#1": OutcomeFailed, "panic#1": OutcomeFailed,
+		"late#1": OutcomeSucceeded, "stuck#1": OutcomeAbandoned,
 	}
 	require.Len(t, seen, len(want))
 	for k, outcome := range want {
@@ -109,9 +109,9 @@ func TestObserverSeesEveryHandling(t *testing.T) {
 	assert.NoError(t, seen["ok#1"][0].Err)
 	var a *Answer
 	require.ErrorAs(t, seen["window#1"][0].Err, &a)
-	assert.Equal(t, AnswerSuccess, a.Kind)
+	assert.Equal(t, OutcomeSucceeded, a.Kind)
 	require.ErrorAs(t, seen["retry#1"][0].Err, &a)
-	assert.Equal(t, AnswerRetry, a.Kind)
+	assert.Equal(t, OutcomeRetried, a.Kind)
 	assert.EqualError(t, seen["fail#1"][0].Err, "boom")
 	assert.True(t, strings.HasPrefix(seen["panic#1"][0].Err.Error(), "mq: handler panicked: boom"), seen["panic#1"][0].Err)
 	assert.ErrorIs(t, seen["stuck#1"][0].Err, context.Canceled)

@@ -18,6 +18,19 @@ type pendingOutcome struct {
 	failed  bool  // a retry or dead letter after the handler failed
 }
 
+// outcome names the outcome in the terms of the worker's counts, events
+// and logs: what the retry policy made of the handler's answer.
+func (p pendingOutcome) outcome() Outcome {
+	if p.Outcome == protocol.OutcomeRelease {
+		return outcomeReleased
+	}
+	return handlingOutcome(p.Completion, p.failed)
+}
+
+// outcomeReleased names, in logs only, a message given back unhandled: not
+// a handling, so not among the Outcomes.
+const outcomeReleased Outcome = "released"
+
 // outbox holds the outcomes of finished handlings until they are recorded.
 //
 // A polling loop that is awake records them in its next poll call, so that
@@ -52,6 +65,21 @@ type outboxEvents interface {
 	// recordFailed: a call that records outcomes failed; the flusher tries
 	// again in retryIn.
 	recordFailed(err error, outcomes int, retryIn time.Duration)
+	// readied: the flusher, which records while every polling loop
+	// sleeps, recorded an outcome that made a message ready, or due
+	// sooner than the loops' sleeps may end.
+	readied()
+}
+
+// readies tells whether recorded outcomes of batch include one that
+// makes its message ready or due: a retry or a release.
+func readies(batch []pendingOutcome, recorded []bool) bool {
+	for i, p := range batch {
+		if recorded[i] && (p.Outcome == protocol.OutcomeRetry || p.Outcome == protocol.OutcomeRelease) {
+			return true
+		}
+	}
+	return false
 }
 
 func newOutbox(send pollFunc, events outboxEvents) *outbox {
@@ -186,6 +214,9 @@ func (o *outbox) flush(killed context.Context, p *poller) {
 		if err == nil {
 			errs = 0
 			o.done(resolved, r.Recorded)
+			if readies(resolved, r.Recorded) {
+				o.events.readied()
+			}
 			continue
 		}
 		if q != p {

@@ -70,6 +70,8 @@ type outboxLog struct {
 	failures int
 }
 
+func (l *outboxLog) readied() {}
+
 func (l *outboxLog) recorded(p pendingOutcome) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

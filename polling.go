@@ -36,18 +36,20 @@ func (w *Worker) pollingLoop(ctx context.Context, i int, deliveries chan deliver
 	l := w.newPollLoop(deliveries)
 	defer l.end()
 	for {
+		// Taken before the poll: an outcome the flusher records from now
+		// on, while this loop sleeps, wakes it.
+		alarm := w.alarm.wait()
 		sleep, ok := l.turn(ctx)
 		if !ok {
 			return
 		}
 		switch {
 		case sleep != nil:
-			w.stats.count(cEndOfQueueSleeps)
 			w.outbox.asleep()
-			w.sleep(ctx, sleep)
+			w.sleep(ctx, sleep, alarm, w.asleep)
 			w.outbox.awoken()
 		case w.cfg.Throttle != nil && l.errs == 0: // a failed poll paused already
-			w.pause(ctx, w.cfg.Throttle(l.queueSize))
+			w.pause(ctx, w.cfg.Throttle(int(l.queueSize)))
 		}
 		if ctx.Err() != nil {
 			return
@@ -72,7 +74,7 @@ type pollLoop struct {
 func (w *Worker) newPollLoop(deliveries chan delivery) *pollLoop {
 	l := &pollLoop{w: w, p: newPoller(w.pollQueue), deliveries: deliveries}
 	for j := range l.sleeps {
-		l.sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(int64(j)))
+		l.sleeps[j] = max(minEndOfQueueSleep, w.cfg.EndOfQueueBackoff(j))
 	}
 	return l
 }
@@ -162,7 +164,7 @@ func (l *pollLoop) failed(ctx context.Context, err error, at time.Time) bool {
 	w.stats.count(cPollErrors)
 	factor := 200 * time.Millisecond
 	if w.cfg.Throttle != nil {
-		factor = positiveOr(w.cfg.Throttle(l.queueSize), factor)
+		factor = positiveOr(w.cfg.Throttle(int(l.queueSize)), factor)
 	}
 	d := ExpBackoff(min(12, l.errs), 0, maxErrorBackoff, factor)
 	if l.errs == 1 {

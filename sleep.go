@@ -2,66 +2,85 @@ package mq
 
 import (
 	"context"
-	"errors"
-	"strconv"
+	"sync"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/protocol"
-	"github.com/redis/go-redis/v9"
 )
 
-// sleepChunk is the longest single blocking call of an end-of-queue sleep.
-// Between calls the worker checks whether it is stopping and whether
-// messages are ready, so that Stop is prompt and a wake-up missed in a race
-// is not missed for long.
+// sleepChunk is the longest single blocking call of an end-of-queue sleep
+// a worker sleeps on its own connection. Between calls the worker checks
+// whether it is stopping and whether messages are ready, so that Stop is
+// prompt and a wake-up missed in a race is not missed for long.
 const sleepChunk = time.Second
 
 // minEndOfQueueSleep is the shortest end-of-queue sleep, whatever
 // EndOfQueueBackoff says, so that an idle worker never polls in a hot loop.
 const minEndOfQueueSleep = 10 * time.Millisecond
 
-// sleep is the interruptible sleep of docs/protocol.md §5: a blocking move of the
-// sleep sentinel from the list the poll named to the other, which an
-// enqueue ends at once by moving the sentinel into that list.
-func (w *Worker) sleep(ctx context.Context, s *protocol.Step) {
+// sleep is the interruptible sleep of docs/protocol.md §5: until an
+// enqueue moves the sleep sentinel onto the list the poll named, until the
+// sleep's time is up, until alarm fires (the worker's own outcomes made
+// something ready or due sooner), or until ctx ends. The workers of one
+// client share the hub's blocking call where the server allows it
+// (hub.go); otherwise each blocks on its own connection. asleep is called
+// once the worker is blocked.
+func (w *Worker) sleep(ctx context.Context, s *protocol.Step, alarm <-chan struct{}, asleep func()) {
 	ks := w.c.keys(w.queue)
-	from, to := ks[keys.ISleepA], ks[keys.ISleepB]
-	if s.SleepList == "b" {
-		from, to = to, from
-	}
+	from, to := protocol.SleepLists(ks, s)
 	d := s.Sleep
 	if !s.UntilDue {
 		d = jitter(d)
 	}
-	if w.c.hub != nil && w.c.hub.sleep(ctx, from, to, d) {
+	if w.c.hub.Sleep(ctx, from, to, d, alarm, asleep) {
 		return
 	}
-	if s.UntilDue {
-		// Wake when the earliest message falls due. Redis ends a blocking
-		// call's timeout only when its event loop next wakes, up to 1/hz
-		// (100 ms by default) late on an idle server; moving the sentinel
-		// onto the list we block on ends it at once, as an enqueue does.
-		t := time.AfterFunc(d, func() { w.nudge(ctx, to, from) })
-		defer t.Stop()
+	if from != to {
+		// Wake when the earliest message falls due, or on the alarm.
+		// Redis ends a blocking call's timeout only when its event loop
+		// next wakes, up to 1/hz (100 ms by default) late on an idle
+		// server; moving the sentinel onto the list we block on ends it at
+		// once, as an enqueue does.
+		var due <-chan time.Time
+		if s.UntilDue {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			due = t.C
+		}
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			select {
+			case <-due:
+			case <-alarm:
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+			w.nudge(ctx, to, from)
+		}()
 	}
+	asleep()
 	deadline := time.Now().Add(d)
 	for ctx.Err() == nil {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return
 		}
-		err := w.blockingMove(ctx, from, to, min(left, sleepChunk))
-		if err == nil {
-			return // woken by an enqueue
-		}
-		if !errors.Is(err, redis.Nil) {
-			return // Redis trouble: let the next poll report it
-		}
-		n, err := within(w.c, ctx, func(ctx context.Context) (int64, error) {
-			return w.c.rdb.LLen(ctx, ks[keys.MidsReady]).Result()
+		woken, err := within(w.c, ctx, func(ctx context.Context) (bool, error) {
+			return protocol.BlockingMove(ctx, w.c.rdb, from, to, min(left, sleepChunk))
 		})
-		if err != nil || n > 0 {
+		if woken || err != nil {
+			return // woken, or Redis trouble: let the next poll report it
+		}
+		if from == to {
+			continue // paused: what is ready waits for the resume
+		}
+		ready, err := within(w.c, ctx, func(ctx context.Context) (bool, error) {
+			return protocol.HasReady(ctx, w.c.rdb, ks)
+		})
+		if err != nil || ready {
 			return
 		}
 	}
@@ -76,28 +95,36 @@ func (w *Worker) nudge(ctx context.Context, from, to string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	_, _ = within(w.c, ctx, func(ctx context.Context) (string, error) {
-		return w.c.rdb.RPopLPush(ctx, from, to).Result()
+	_, _ = within(w.c, ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, protocol.Nudge(ctx, w.c.rdb, from, to)
 	})
 }
 
-// blockingMove moves the sleep sentinel from one list to the other,
-// waiting up to d (at most sleepChunk) for it to arrive.
-func (w *Worker) blockingMove(ctx context.Context, from, to string, d time.Duration) error {
-	_, err := within(w.c, ctx, func(ctx context.Context) (struct{}, error) {
-		if d >= time.Second {
-			// go-redis reads for the timeout plus its own margin, so the
-			// read never times out before Redis answers.
-			return struct{}{}, w.c.rdb.BLMove(ctx, from, to, "RIGHT", "LEFT", d.Truncate(time.Second)).Err()
-		}
-		// go-redis's BLMove sends whole seconds only; below one second,
-		// send the fraction. The read then has the client's ReadTimeout
-		// (5s by default), above any fraction of a second; a shorter one
-		// only cuts the sleep short.
-		secs := strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)
-		return struct{}{}, w.c.rdb.Do(ctx, "blmove", from, to, "RIGHT", "LEFT", secs).Err()
-	})
-	return err
+// alarm wakes a worker's sleeping polling loops when the worker's own
+// outcomes, recorded while they slept, made a message ready or due sooner
+// than their sleeps end: they poll again, and sleep until it is due.
+// Another process's sleepers learn of it through Redis (the outcome moves
+// the sleep sentinel, docs/protocol.md §6).
+type alarm struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newAlarm() *alarm { return &alarm{ch: make(chan struct{})} }
+
+// wait answers a channel closed by the next ring.
+func (a *alarm) wait() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ch
+}
+
+// ring wakes every loop that took its channel from wait before.
+func (a *alarm) ring() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	close(a.ch)
+	a.ch = make(chan struct{})
 }
 
 // sleepCtx sleeps for d or until ctx ends, and answers whether it slept

@@ -32,11 +32,12 @@ type Counts struct {
 	// Failed counts handlings that failed (an error or a panic) and were
 	// queued again by the retry policy (WorkerConfig.MaxAttempts).
 	Failed int64 `json:"failed"`
-	// DeadLettered counts handlings that failed for good: after their last
+	// Dead counts handlings that failed for good: after their last
 	// attempt, or with an error marked Final. Their messages are dead
-	// letters now (Client.DeadLetters). Each handling counts exactly one
-	// of Succeeded, Retried, Failed, DeadLettered, LockLost and Abandoned.
-	DeadLettered int64 `json:"dead_lettered"`
+	// letters now (Inspector.DeadLetters). Each handling counts exactly one
+	// of Succeeded, Retried, Failed, Dead, LockLost and Abandoned (see
+	// Of).
+	Dead int64 `json:"dead"`
 	// BackoffsSet counts outcomes that set a backoff (a Retry with a
 	// delay, or SucceedWithBackoff).
 	BackoffsSet int64 `json:"backoffs_set"`
@@ -62,6 +63,27 @@ type Counts struct {
 	PollErrors int64 `json:"poll_errors"`
 	// Skips counts the poll's steps that handed nothing out, by reason.
 	Skips SkipCounts `json:"skips"`
+}
+
+// Of answers the count of handlings whose outcome was o: Succeeded for
+// OutcomeSucceeded, and so on; 0 for OutcomeQuarantined, which befalls a
+// message no handling answered for (see Skips.Quarantined).
+func (c Counts) Of(o Outcome) int64 {
+	switch o {
+	case OutcomeSucceeded:
+		return c.Succeeded
+	case OutcomeRetried:
+		return c.Retried
+	case OutcomeFailed:
+		return c.Failed
+	case OutcomeDead:
+		return c.Dead
+	case OutcomeLockLost:
+		return c.LockLost
+	case OutcomeAbandoned:
+		return c.Abandoned
+	}
+	return 0
 }
 
 // SkipCounts count the steps of a poll that handed no message out, by the
@@ -120,7 +142,7 @@ const (
 	cSucceeded counter = iota
 	cRetried
 	cFailed
-	cDeadLettered
+	cDead
 	cBackoffsSet
 	cLockLost
 	cAbandoned
@@ -191,7 +213,7 @@ func (s *workerStats) snapshot() WorkerStats {
 			Succeeded:        n(cSucceeded),
 			Retried:          n(cRetried),
 			Failed:           n(cFailed),
-			DeadLettered:     n(cDeadLettered),
+			Dead:             n(cDead),
 			BackoffsSet:      n(cBackoffsSet),
 			LockLost:         n(cLockLost),
 			Abandoned:        n(cAbandoned),

@@ -43,6 +43,10 @@ type Worker struct {
 	id       string
 	epoch    time.Time
 	lastPoll atomic.Int64
+	// alarm wakes the sleeping polling loops (sleep.go).
+	alarm *alarm
+	// subs are the worker's event subscriptions (events.go).
+	subs subscribers
 
 	mu  sync.Mutex
 	run *run // the current or last run; nil before the first Start
@@ -116,6 +120,7 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		id:    randomID(),
 		epoch: time.Now(),
 	}
+	w.alarm = newAlarm()
 	w.cfg.Monitor = w.withPollNote(w.cfg.Monitor)
 	w.handlingNS.Store(int64(2 * prefetchMaxHandling))
 	w.outbox = newOutbox(w.pollQueue, w)
@@ -165,6 +170,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := w.c.started(w); err != nil {
+		return err
+	}
 	base := context.WithoutCancel(ctx)
 	pollCtx, stopPolling := context.WithCancel(base)
 	handlersCtx, cancelHandlers := context.WithCancel(base)
@@ -200,6 +208,9 @@ func (w *Worker) Start(ctx context.Context) error {
 		defer close(r.opsDone)
 		w.ops(opsCtx, r)
 	}()
+	// The client's sleep strategy, probed at its first worker's start,
+	// says whether the polling loops may hold pooled connections.
+	w.c.hub.Usable(ctx)
 	if warning := w.c.addSleepers(w.cfg.WorkerThreads); warning != "" {
 		w.log.Warn(warning)
 	}
@@ -227,6 +238,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		r.endOps()
 		<-r.opsDone
 		w.leave(base)
+		w.c.ended(w)
 		close(r.done)
 	}()
 	return nil
@@ -245,7 +257,7 @@ func isClosed(ch <-chan struct{}) bool {
 // Stop stops polling, gives back the prefetched messages no handler has
 // started (see WorkerConfig.Prefetch), and waits for the handlers in
 // flight and the recording of their outcomes, like http.Server.Shutdown;
-// the worker then leaves Client.Workers.
+// the worker then leaves Inspector.Workers.
 //
 // When ctx ends first, Stop returns ctx.Err() at once, even with Redis
 // hung: it cancels the handlers' contexts, and counts as abandoned
@@ -313,7 +325,7 @@ func (w *Worker) stop(ctx context.Context, now bool) error {
 	}
 	r.cancelHandlers()
 	// The run's end removes its heartbeat entry, so that a stopped worker
-	// leaves Client.Workers at once.
+	// leaves Inspector.Workers at once.
 	select {
 	case <-r.done:
 	case <-ctx.Done():
@@ -335,6 +347,7 @@ func (w *Worker) cutShort(ctx context.Context, r *run) error {
 		if r.handlings[i].CompareAndSwap(handlingRunning, handlingAbandoned) {
 			handlings++
 			w.stats.count(cAbandoned)
+			w.handled("", 0, OutcomeAbandoned)
 		}
 	}
 	outcomes := w.outbox.closeNow()

@@ -46,7 +46,7 @@ type WorkerConfig struct {
 
 	// MaxAttempts is how many times a failing message is handed out: a
 	// handler error on the last attempt makes the message a dead letter
-	// (Client.DeadLetters), as does an error marked Final on any attempt;
+	// (Inspector.DeadLetters), as does an error marked Final on any attempt;
 	// on an earlier attempt the message is queued again after RetryBackoff.
 	// Default: DefaultMaxAttempts (10). A negative value retries without
 	// limit.
@@ -55,7 +55,7 @@ type WorkerConfig struct {
 	// RetryBackoff gives the wait before the next attempt after a failed
 	// attempt n (from 1), counted on the Redis server's clock. Default:
 	// DefaultRetryBackoff (1 s doubling up to 1 h, with jitter).
-	RetryBackoff func(attempt int) time.Duration
+	RetryBackoff Backoff
 
 	// QuarantineAfter makes a message a dead letter, with the reason
 	// "quarantined", once it was handed out that many times without any
@@ -76,7 +76,7 @@ type WorkerConfig struct {
 	// row (n from 0 to 4). An enqueue cuts the sleep short. Use Constant for
 	// a fixed time. Times under 10 ms count as 10 ms, so that an idle worker
 	// never spins. Default: DefaultEndOfQueueBackoff (0.5 s up to 16 s).
-	EndOfQueueBackoff func(n int64) time.Duration
+	EndOfQueueBackoff Backoff
 
 	// Throttle gives a pause after every poll, as a function of the queue
 	// size; a throttled worker takes one message per poll and does not
@@ -84,7 +84,7 @@ type WorkerConfig struct {
 	// most one message per pause. Use Constant for a fixed pause, or
 	// DefaultThrottle for Carmine's. It is called from every polling loop,
 	// concurrently. Default: nil, no pause.
-	Throttle func(queueSize int64) time.Duration
+	Throttle Backoff
 
 	// WorkerThreads is the number of polling loops. Default: 1.
 	WorkerThreads int

@@ -21,6 +21,14 @@ type handling struct {
 // test ends.
 func startWorker(t *testing.T, c *Client, q string, cfg WorkerConfig, answer func(ctx context.Context, h handling) error) (*Worker, <-chan handling) {
 	t.Helper()
+	w, calls, _ := startWorkerEvents(t, c, q, cfg, answer)
+	return w, calls
+}
+
+// startWorkerEvents is startWorker, with a subscription to every event of
+// the worker from its start on.
+func startWorkerEvents(t *testing.T, c *Client, q string, cfg WorkerConfig, answer func(ctx context.Context, h handling) error) (*Worker, <-chan handling, <-chan Event) {
+	t.Helper()
 	calls := make(chan handling, 1000)
 	cfg.Handler = HandlerFunc(func(ctx context.Context, m *Message) error {
 		var v string
@@ -35,10 +43,12 @@ func startWorker(t *testing.T, c *Client, q string, cfg WorkerConfig, answer fun
 	if cfg.EndOfQueueBackoff == nil {
 		cfg.EndOfQueueBackoff = Constant(20 * time.Millisecond)
 	}
-	w, err := c.StartWorker(t.Context(), q, &cfg)
+	w, err := c.NewWorker(q, &cfg)
 	require.NoError(t, err)
+	events := subscribe(t, w)
+	require.NoError(t, w.Start(t.Context()))
 	t.Cleanup(func() { _ = w.Close() })
-	return w, calls
+	return w, calls, events
 }
 
 // next waits for the next handler call.

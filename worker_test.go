@@ -72,7 +72,7 @@ func TestWorkerRetriesThenDeadLetters(t *testing.T) {
 			attempts[h.id] = append(attempts[h.id], h.attempt)
 		}
 		assert.Equal(t, map[string][]int{"e": {1, 2, 3}, "p": {1, 2, 3}, "f": {1}}, attempts)
-		waitFor(t, "three dead letters counted", func() bool { return w.Stats().Counts.DeadLettered == 3 })
+		waitFor(t, "three dead letters counted", func() bool { return w.Stats().Counts.Dead == 3 })
 		assert.Equal(t, int64(4), w.Stats().Counts.Failed, "the retried failures")
 		for _, a := range []int{1, 2} {
 			_, ok := backoffs.Load(a)
@@ -134,11 +134,13 @@ func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
-		w, calls := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+		w, _, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
 			return SucceedWithBackoff(time.Hour)
 		})
-		next(t, calls)
-		waitStatus(t, c, q, "d", StatusDoneWithBackoff)
+		// Counted once the reply of the call that recorded it is back,
+		// which may be after Redis shows the status.
+		assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "d", 1))
+		assert.Equal(t, StatusDoneWithBackoff, statusOf(t, c, q, "d"))
 		res := enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
 		assert.ErrorIs(t, res.Refused, ErrBackoff)
 		st := w.Stats().Counts
@@ -152,14 +154,14 @@ func TestWorkerRetryWithBackoff(t *testing.T) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "r"})
-		w, calls := startWorker(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
+		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
 			if h.attempt == 1 {
 				return Retry(400 * time.Millisecond)
 			}
 			return nil
 		})
 		assert.Equal(t, 1, next(t, calls).attempt)
-		waitStatus(t, c, q, "r", StatusQueuedWithBackoff)
+		assert.Equal(t, OutcomeRetried, waitHandled(t, ev, "r", 1))
 		assert.Equal(t, 2, next(t, calls).attempt, "handled again after the backoff, with the next attempt")
 		st := w.Stats().Counts
 		assert.Equal(t, int64(1), st.Retried)
@@ -239,8 +241,8 @@ func TestWorkerWakeUp(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
-		w, calls := startWorker(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
-		waitFor(t, "the worker to sleep", func() bool { return w.Stats().Counts.EndOfQueueSleeps >= 1 })
+		_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
+		waitAsleep(t, ev)
 		enqueue(t, c, q, "wake", &EnqueueOptions{MessageID: "w"})
 		select {
 		case h := <-calls:

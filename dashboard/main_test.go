@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -51,18 +52,8 @@ func newClient(t *testing.T) (*mq.Client, *redis.Client) {
 	return c, rdb
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline: it waits on state, not on time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds (queuetest.WaitFor).
+var waitFor = queuetest.WaitFor
 
 // hostile are message contents that would run script if a page put them
 // into its markup.

@@ -35,9 +35,10 @@
 -- no longer the one the handling took: it expired and the message was
 -- handed out again, or the message is done or gone; nothing is written for
 -- it then), and each step is one of
---   {'sleep', sleep_ms, list ('a' or 'b'), ndry_runs, until_due}, the only
---   step of a call on a paused queue; until_due is 1 when sleep_ms was
---   shortened to end when the earliest due entry falls due, else 0
+--   {'sleep', sleep_ms, list ('a' or 'b', or 'resumed' on a paused queue),
+--   ndry_runs, until_due}, the only step of a call on a paused queue;
+--   until_due is 1 when sleep_ms was shortened to end when the earliest
+--   due entry falls due, else 0
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
 --    locked_until_ms, now_ms, metadata ('' for none)}
@@ -97,6 +98,10 @@ if receipt then
   end
 end
 local outcomes = record_outcomes(19, n_outcomes, now, default_lock_ms, known)
+-- An outcome that made a message ready, or due sooner than any other,
+-- wakes a sleeping worker (§6), before this call's own sleep step picks
+-- the list to block on.
+if outcomes_wake then wake_one() end
 
 -- useful is set once a step did useful work; ndry-runs is then written
 -- as 0 once, before a sleep step reads it or at the end, which leaves the
@@ -365,9 +370,11 @@ local handed = {}
 if max_steps > 0 and redis.call('exists', K_PAUSED) == 1 then
   -- Paused (beyond Carmine, §10): outcomes are recorded, nothing is handed
   -- out, and the worker sleeps its longest end-of-queue sleep, or until
-  -- a resume or an enqueue wakes it. ndry-runs stays as it is.
+  -- a resume wakes it: it blocks on the resumed list, which enqueues do
+  -- not touch and a resume fills for every sleeper. ndry-runs stays as it
+  -- is.
   local ndry_runs = tonumber(redis.call('get', K_NDRY_RUNS)) or 0
-  reply[3] = {'sleep', tonumber(ARGV[6]), sleep_list(), ndry_runs, 0}
+  reply[3] = {'sleep', tonumber(ARGV[6]), 'resumed', ndry_runs, 0}
   max_steps = 0
 end
 if max_steps > 0 then

@@ -26,6 +26,12 @@ end
 local gathered = {due = {}, windows = {}, unlock = {}, done = {}, collect = {}}
 local collected = {}
 
+-- outcomes_wake is set by an outcome that makes a message ready, or due
+-- before every other due entry: a retry, a release, a requeue that
+-- becomes the message. The script then wakes a sleeping worker (§6), whose
+-- sleep would otherwise run on past it.
+local outcomes_wake = false
+
 -- index_due writes mid's due entry (§11): when its status next changes
 -- by time alone.
 local function index_due(mid, at)
@@ -88,6 +94,7 @@ local function requeue_now(mid, now, default_lock_ms)
   redis.call('srem', K_DONE, mid)
   redis.call('srem', K_REQUEUE, mid)
   redis.call('lpush', K_MIDS_READY, mid)
+  outcomes_wake = true
 end
 
 -- finish ends a message whose current content is done with for good:
@@ -218,6 +225,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     end
     redis.call('zrem', K_DUE, mid)
     redis.call('rpush', K_MIDS_READY, mid)
+    outcomes_wake = true
     return 'ok'
   elseif outcome == 'dead' then
     local attempts = tonumber(redis.call('hget', K_NATTEMPTS, mid)) or 0
@@ -232,9 +240,11 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
       if not index_only then
         redis.call('lpush', K_MID_CIRCLE, mid)
       end
+      if due_sooner(now + backoff_ms) then outcomes_wake = true end
     else
       redis.call('zrem', K_DUE, mid)
       redis.call('lpush', K_MIDS_READY, mid)
+      outcomes_wake = true
     end
   elseif backoff_ms > 0 then -- success, in a dedupe window
     redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)

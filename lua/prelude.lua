@@ -1,11 +1,11 @@
 -- prelude.lua: composed in front of every script by internal/protocol.
 --
--- KEYS[1..29]: every key of one queue, in the order of internal/keys:
+-- KEYS[1..30]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
 --   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
 --   isleep-a, isleep-b (Carmine's), then lock-aliases, enqueue-receipts,
 --   enqueue-receipts-prev, poll-receipts, poll-receipts-prev, paused, due,
---   windows, noutcomes, dead, dead-index, workers, worker-info, meta (beyond
+--   windows, noutcomes, dead, dead-index, workers, worker-info, meta, resumed (beyond
 --   Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
 -- so that Redis Cluster routes every call to the queue's slot.
@@ -38,6 +38,7 @@ local K_DEAD_INDEX            = KEYS[26]
 local K_WORKERS               = KEYS[27]
 local K_WORKER_INFO           = KEYS[28]
 local K_META                  = KEYS[29]
+local K_RESUMED               = KEYS[30]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'

@@ -54,7 +54,7 @@ func buryOn(t *testing.T, rdb redis.UniversalClient, cluster bool, queue string,
 		RetryBackoff: func(int) time.Duration { return 0 },
 		Handler:      mq.HandlerFunc(func(_ context.Context, m *mq.Message) error { return fail(m) }),
 		Observer: mq.ObserverFunc(func(h mq.Handling) {
-			if h.Outcome == mq.HandlingSuccess || h.Outcome == mq.HandlingDead {
+			if h.Outcome == mq.OutcomeSucceeded || h.Outcome == mq.OutcomeDead {
 				ended <- struct{}{}
 			}
 		}),

@@ -31,10 +31,10 @@ import (
 // The span records the attempt number and the outcome (OutcomeKey, as an
 // mq.Observer would see it): a failure sets its status to Error and
 // records the error as an event, and its outcome says whether the message
-// will be retried ("error") or becomes a dead letter ("dead": an error
+// will be retried ("failed") or becomes a dead letter ("dead": an error
 // marked mq.Final, or a failure on the last attempt, by the worker's
 // MaxAttempts that the message carries). An
-// mq.Retry answer is outcome "retry" and no error; a failure after ctx
+// mq.Retry answer is outcome "retried" and no error; a failure after ctx
 // ended is "abandoned". A panic is recorded likewise and panics on, for
 // the worker to recover.
 func Handler(next mq.Handler, opts ...Option) mq.Handler {
@@ -87,7 +87,7 @@ func (h *handler) record(ctx context.Context, span trace.Span, msg *mq.Message, 
 	outcome := h.outcome(ctx, msg, err)
 	span.SetAttributes(OutcomeKey.String(string(outcome)))
 	switch outcome {
-	case mq.HandlingError, mq.HandlingDead, mq.HandlingAbandoned:
+	case mq.OutcomeFailed, mq.OutcomeDead, mq.OutcomeAbandoned:
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		span.SetAttributes(attribute.String(string(semconv.ErrorTypeKey), errorType(err)))
@@ -96,26 +96,21 @@ func (h *handler) record(ctx context.Context, span trace.Span, msg *mq.Message, 
 
 // outcome names what the worker will make of err, as its retry policy
 // does.
-func (h *handler) outcome(ctx context.Context, msg *mq.Message, err error) mq.HandlingOutcome {
+func (h *handler) outcome(ctx context.Context, msg *mq.Message, err error) mq.Outcome {
 	if err == nil {
-		return mq.HandlingSuccess
+		return mq.OutcomeSucceeded
 	}
 	var a *mq.Answer
 	if errors.As(err, &a) {
-		switch a.Kind {
-		case mq.AnswerSuccess:
-			return mq.HandlingSuccess
-		case mq.AnswerRetry:
-			return mq.HandlingRetry
-		}
+		return a.Kind
 	}
 	switch {
 	case ctx.Err() != nil:
-		return mq.HandlingAbandoned
+		return mq.OutcomeAbandoned
 	case errors.Is(err, mq.ErrFinal), h.lastAttempt(msg):
-		return mq.HandlingDead
+		return mq.OutcomeDead
 	}
-	return mq.HandlingError
+	return mq.OutcomeFailed
 }
 
 // errorType is the error.type attribute of a failure: the error's Go type,

@@ -2,6 +2,7 @@ package mqotel_test
 
 import (
 	"context"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"log/slog"
 	"strings"
 	"testing"
@@ -58,18 +59,8 @@ func startWorker(t *testing.T, ctx context.Context, c *mq.Client, q string, cfg 
 	return w
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline; it synchronises on state, not on time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds (queuetest.WaitFor).
+var waitFor = queuetest.WaitFor
 
 // spansNamed answers the ended spans of that name, in the order they
 // ended.

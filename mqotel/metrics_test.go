@@ -103,7 +103,7 @@ func TestMetricsObserver(t *testing.T) {
 	})
 	waitFor(t, "8 outcomes recorded", func() bool {
 		n := w.Stats().Counts
-		return n.Succeeded+n.Failed+n.Retried+n.DeadLettered == 8
+		return n.Succeeded+n.Failed+n.Retried+n.Dead == 8
 	})
 	require.NoError(t, w.Stop(context.Background()))
 
@@ -111,7 +111,7 @@ func TestMetricsObserver(t *testing.T) {
 	require.NoError(t, err)
 	dest := " messaging.destination.name=" + q
 	for _, name := range []string{mqotel.HandledName, mqotel.HandlingDurationName} {
-		for outcome, n := range map[string]float64{"success": 4, "retry": 1, "error": 1, "dead": 2} {
+		for outcome, n := range map[string]float64{"succeeded": 4, "retried": 1, "failed": 1, "dead": 2} {
 			assert.Equal(t, n, got[name+" messaging.carmine_mq.outcome="+outcome+dest], "%s %s", name, outcome)
 		}
 	}

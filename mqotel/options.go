@@ -23,10 +23,11 @@ const (
 	// AttemptKey is the handling's attempt number (mq.Message.Attempt),
 	// from 1.
 	AttemptKey = attribute.Key("messaging.carmine_mq.message.attempt")
-	// OutcomeKey is a handling's outcome, as mq.HandlingOutcome names it:
-	// success, retry, error (a failure to be retried), dead (a failure
-	// that makes the message a dead letter) or abandoned (a failure after
-	// the handler's context ended: the message stays locked).
+	// OutcomeKey is a handling's outcome, as mq.Outcome names it:
+	// succeeded, retried, failed (a failure to be retried), dead (a
+	// failure that makes the message a dead letter) or abandoned (a
+	// failure after the handler's context ended: the message stays
+	// locked).
 	OutcomeKey = attribute.Key("messaging.carmine_mq.outcome")
 	// EnqueueActionKey is what an enqueue did (mq.Action: added or
 	// updated), or "refused".

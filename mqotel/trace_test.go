@@ -87,7 +87,7 @@ func TestTraceAcrossClients(t *testing.T) {
 	assert.Equal(t, map[string]string{
 		"messaging.system": "carmine_mq", "messaging.destination.name": q, "messaging.message.id": "m1",
 		"messaging.operation.type": "process", "messaging.operation.name": "process",
-		"messaging.carmine_mq.message.attempt": "1", "messaging.carmine_mq.outcome": "success",
+		"messaging.carmine_mq.message.attempt": "1", "messaging.carmine_mq.outcome": "succeeded",
 	}, toStrings(attrs(proc)))
 }
 
@@ -177,7 +177,7 @@ func TestOutcomes(t *testing.T) {
 	})
 	waitFor(t, "5 outcomes recorded", func() bool {
 		n := w.Stats().Counts
-		return n.Succeeded+n.Failed+n.Retried+n.DeadLettered == 5
+		return n.Succeeded+n.Failed+n.Retried+n.Dead == 5
 	})
 	require.NoError(t, w.Stop(context.Background()))
 
@@ -203,11 +203,11 @@ func TestOutcomes(t *testing.T) {
 		assert.Equal(t, sends[id].SpanContext.SpanID(), p.Parent.SpanID(), "every attempt of %s is a child of its enqueue", id)
 	}
 	assert.Equal(t, map[key]rec{
-		{"fails", "1"}:   {"error", codes.Error, "*errors.errorString", 1},
+		{"fails", "1"}:   {"failed", codes.Error, "*errors.errorString", 1},
 		{"fails", "2"}:   {"dead", codes.Error, "*errors.errorString", 1},
 		{"final", "1"}:   {"dead", codes.Error, fmt.Sprintf("%T", mq.Final(boom)), 1},
-		{"retries", "1"}: {"retry", codes.Unset, "", 0},
-		{"retries", "2"}: {"success", codes.Unset, "", 0},
+		{"retries", "1"}: {"retried", codes.Unset, "", 0},
+		{"retries", "2"}: {"succeeded", codes.Unset, "", 0},
 	}, got)
 }
 
@@ -227,7 +227,7 @@ func TestPanic(t *testing.T) {
 			panic("oops")
 		}), mqotel.WithTracerProvider(tp), mqotel.WithMaxAttempts(1)),
 	})
-	waitFor(t, "the dead letter", func() bool { return w.Stats().Counts.DeadLettered == 1 })
+	waitFor(t, "the dead letter", func() bool { return w.Stats().Counts.Dead == 1 })
 	require.NoError(t, w.Stop(context.Background()))
 	procs := spansNamed(exp, "process panics")
 	require.Len(t, procs, 1)

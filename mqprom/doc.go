@@ -67,11 +67,11 @@
 //	mq_worker_poll_skips_total{queue,reason}   counter  poll steps that handed nothing out, by reason
 //	mq_worker_running{queue}                   gauge  workers added that are running
 //
-// The outcome label is success, retry, error, dead or abandoned on the
-// histogram (mq.HandlingOutcome: what the handler answered, observed as it
+// The outcome label is an mq.Outcome: succeeded, retried, failed, dead or
+// abandoned on the histogram (what the handler answered, observed as it
 // returns) and on the counter, which counts outcomes once Redis recorded
 // them and adds lock_lost: an answer fenced off because the message's lock
-// was lost meanwhile. error is a failure the retry policy queued again
+// was lost meanwhile. failed is a failure the retry policy queued again
 // (WorkerConfig.MaxAttempts, RetryBackoff); dead is a failure for good, on
 // the last attempt or marked with mq.Final, which made the message a dead
 // letter. The skip reasons are mq.SkipCounts' fields in snake case

@@ -69,14 +69,14 @@ func Example() {
 	if err := w.Stop(ctx); err != nil {
 		panic(err)
 	}
-	scrape(srv.URL, `mq_worker_handled_total{outcome="success"`, "mq_worker_handling_seconds_count", "mq_worker_queueing_seconds_count")
+	scrape(srv.URL, `mq_worker_handled_total{outcome="succeeded"`, "mq_worker_handling_seconds_count", "mq_worker_queueing_seconds_count")
 	// Output:
 	// mq_queue_messages{queue="emails",state="backoff"} 1
 	// mq_queue_messages{queue="emails",state="done"} 0
 	// mq_queue_messages{queue="emails",state="locked"} 0
 	// mq_queue_messages{queue="emails",state="queued"} 3
-	// mq_worker_handled_total{outcome="success",queue="emails"} 3
-	// mq_worker_handling_seconds_count{outcome="success",queue="emails"} 3
+	// mq_worker_handled_total{outcome="succeeded",queue="emails"} 3
+	// mq_worker_handling_seconds_count{outcome="succeeded",queue="emails"} 3
 	// mq_worker_queueing_seconds_count{queue="emails"} 3
 }
 

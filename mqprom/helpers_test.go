@@ -3,12 +3,12 @@ package mqprom
 import (
 	"context"
 	"fmt"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"log/slog"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gocarmine/mq"
 	"github.com/gocarmine/mq/internal/redistest"
@@ -169,15 +169,5 @@ func enqueue(t *testing.T, c *mq.Client, q, id string, opts *mq.EnqueueOptions) 
 	require.True(t, res.OK(), "enqueue of %s: %v", id, res.Refused)
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline; it synchronises on state, not on time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds (queuetest.WaitFor).
+var waitFor = queuetest.WaitFor

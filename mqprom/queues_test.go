@@ -79,7 +79,7 @@ func TestQueueCollectorCounts(t *testing.T) {
 	close(releaseDone)
 	waitFor(t, "2 successes and a dead letter recorded", func() bool {
 		n := w.Stats().Counts
-		return n.Succeeded == 2 && n.DeadLettered == 1
+		return n.Succeeded == 2 && n.Dead == 1
 	})
 	for i := range 4 {
 		enqueue(t, c, q, fmt.Sprint("later-", i), &mq.EnqueueOptions{InitialBackoff: time.Hour})
@@ -233,7 +233,7 @@ func TestQueueCollectorRemembersQueues(t *testing.T) {
 		require.NoError(t, err)
 		waitFor(t, "the message handled", func() bool {
 			n := w.Stats().Counts
-			return n.Succeeded+n.DeadLettered == 1
+			return n.Succeeded+n.Dead == 1
 		})
 		require.NoError(t, w.Stop(ctx))
 	}

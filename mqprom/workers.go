@@ -173,12 +173,10 @@ func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
 		count := func(d *prometheus.Desc, v int64, labels ...string) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append([]string{q}, labels...)...)
 		}
-		count(c.handled, n.Succeeded, string(mq.HandlingSuccess))
-		count(c.handled, n.Retried, string(mq.HandlingRetry))
-		count(c.handled, n.Failed, string(mq.HandlingError))
-		count(c.handled, n.DeadLettered, string(mq.HandlingDead))
-		count(c.handled, n.LockLost, "lock_lost")
-		count(c.handled, n.Abandoned, string(mq.HandlingAbandoned))
+		for _, o := range []mq.Outcome{mq.OutcomeSucceeded, mq.OutcomeRetried, mq.OutcomeFailed,
+			mq.OutcomeDead, mq.OutcomeLockLost, mq.OutcomeAbandoned} {
+			count(c.handled, n.Of(o), string(o))
+		}
 		count(c.released, n.Released)
 		count(c.backoffs, n.BackoffsSet)
 		count(c.renewed, n.LocksRenewed)
@@ -206,7 +204,7 @@ func addCounts(a *mq.Counts, b mq.Counts) {
 	a.Succeeded += b.Succeeded
 	a.Retried += b.Retried
 	a.Failed += b.Failed
-	a.DeadLettered += b.DeadLettered
+	a.Dead += b.Dead
 	a.BackoffsSet += b.BackoffsSet
 	a.LockLost += b.LockLost
 	a.Abandoned += b.Abandoned

@@ -61,7 +61,7 @@ func TestWorkerCollector(t *testing.T) {
 
 	waitFor(t, "12 outcomes recorded", func() bool {
 		n := w.Stats().Counts
-		return n.Succeeded+n.Retried+n.Failed+n.DeadLettered == 12
+		return n.Succeeded+n.Retried+n.Failed+n.Dead == 12
 	})
 	got := gather(t, col)
 	assert.Equal(t, 1.0, got[`mq_worker_running{queue="jobs"}`])
@@ -69,18 +69,18 @@ func TestWorkerCollector(t *testing.T) {
 
 	got = gather(t, col)
 	assert.Equal(t, map[string]float64{
-		`mq_worker_handling_seconds_count{outcome="success",queue="jobs"}`: 8,
-		`mq_worker_handling_seconds_count{outcome="retry",queue="jobs"}`:   1,
-		`mq_worker_handling_seconds_count{outcome="error",queue="jobs"}`:   1,
-		`mq_worker_handling_seconds_count{outcome="dead",queue="jobs"}`:    2,
-		`mq_worker_queueing_seconds_count{queue="jobs"}`:                   10,
+		`mq_worker_handling_seconds_count{outcome="succeeded",queue="jobs"}`: 8,
+		`mq_worker_handling_seconds_count{outcome="retried",queue="jobs"}`:   1,
+		`mq_worker_handling_seconds_count{outcome="failed",queue="jobs"}`:    1,
+		`mq_worker_handling_seconds_count{outcome="dead",queue="jobs"}`:      2,
+		`mq_worker_queueing_seconds_count{queue="jobs"}`:                     10,
 	}, only(got, "mq_worker_handling_seconds_count", "mq_worker_queueing_seconds_count"))
 	assert.GreaterOrEqual(t, got[`mq_worker_queueing_seconds_sum{queue="jobs"}`], backoff.Seconds(),
 		"the message enqueued with a backoff waited that long at least")
 	assert.Equal(t, map[string]float64{
-		`mq_worker_handled_total{outcome="success",queue="jobs"}`:   8,
-		`mq_worker_handled_total{outcome="retry",queue="jobs"}`:     1,
-		`mq_worker_handled_total{outcome="error",queue="jobs"}`:     1,
+		`mq_worker_handled_total{outcome="succeeded",queue="jobs"}`: 8,
+		`mq_worker_handled_total{outcome="retried",queue="jobs"}`:   1,
+		`mq_worker_handled_total{outcome="failed",queue="jobs"}`:    1,
 		`mq_worker_handled_total{outcome="dead",queue="jobs"}`:      2,
 		`mq_worker_handled_total{outcome="lock_lost",queue="jobs"}`: 0,
 		`mq_worker_handled_total{outcome="abandoned",queue="jobs"}`: 0,
@@ -114,10 +114,10 @@ func TestWorkerCollector(t *testing.T) {
 		require.NoError(t, w.Stop(context.Background()))
 	}
 	got = gather(t, col)
-	assert.Equal(t, 11.0, got[`mq_worker_handled_total{outcome="success",queue="jobs"}`])
-	assert.Equal(t, 1.0, got[`mq_worker_handled_total{outcome="error",queue="jobs"}`])
+	assert.Equal(t, 11.0, got[`mq_worker_handled_total{outcome="succeeded",queue="jobs"}`])
+	assert.Equal(t, 1.0, got[`mq_worker_handled_total{outcome="failed",queue="jobs"}`])
 	assert.Equal(t, 2.0, got[`mq_worker_handled_total{outcome="dead",queue="jobs"}`])
-	assert.Equal(t, 11.0, got[`mq_worker_handling_seconds_count{outcome="success",queue="jobs"}`])
+	assert.Equal(t, 11.0, got[`mq_worker_handling_seconds_count{outcome="succeeded",queue="jobs"}`])
 
 	problems, err := testutil.CollectAndLint(col)
 	require.NoError(t, err)
@@ -199,10 +199,10 @@ func TestAddCountsCoversEveryCounter(t *testing.T) {
 	skip := func(reason string) string { return `mq_worker_poll_skips_total{queue="q",reason="` + reason + `"}` }
 	s := b.Skips
 	assert.Equal(t, map[string]float64{
-		handled("success"):   float64(b.Succeeded),
-		handled("retry"):     float64(b.Retried),
-		handled("error"):     float64(b.Failed),
-		handled("dead"):      float64(b.DeadLettered),
+		handled("succeeded"): float64(b.Succeeded),
+		handled("retried"):   float64(b.Retried),
+		handled("failed"):    float64(b.Failed),
+		handled("dead"):      float64(b.Dead),
 		handled("lock_lost"): float64(b.LockLost),
 		handled("abandoned"): float64(b.Abandoned),
 

@@ -45,6 +45,7 @@ const (
 	Workers
 	WorkerInfo
 	Meta
+	Resumed
 	count
 )
 
@@ -111,6 +112,11 @@ var Suffixes = [count]string{
 	// encoded by the client), beside its content so that Carmine's
 	// workers still read the content they expect.
 	Meta: "meta",
+	// resumed: a list holding one element from a resume until the next
+	// pause, which the workers of a paused queue block on instead of the
+	// isleep lists, so that enqueues do not wake them and a resume wakes
+	// them all.
+	Resumed: "resumed",
 }
 
 // Count is the number of keys of one queue.

@@ -128,6 +128,19 @@ func dumpQueue(t *testing.T, s *server, q string, now int64) map[string]string {
 	return queuetest.Dump(t, s.rdb, func(i keys.Index) string { return s.key(q, i) }, now)
 }
 
+// withoutSleepLists is a dump without the isleep lists. A call that
+// records an outcome which readies a message, or makes it due before
+// everything else, moves the sleep sentinel once (§6), so the same
+// outcomes recorded by one call or by many leave it in one list or the
+// other; and whether a retry's due time comes first depends on the
+// millisecond each call runs at. TestOutcomeWakesWhenSooner pins the
+// sentinel's moves instead.
+func withoutSleepLists(d map[string]string) map[string]string {
+	delete(d, "isleep-a")
+	delete(d, "isleep-b")
+	return d
+}
+
 // stepText is a step's answer with its times normalised as dumpQueue does.
 func stepText(st Step) string {
 	switch st.Kind {
@@ -199,9 +212,18 @@ func TestBatchedCallsEqualOneByOne(t *testing.T) {
 			for _, st := range ra.Steps {
 				stepsA = append(stepsA, stepText(st))
 			}
+			// Which isleep list a sleep step names follows the sentinel
+			// (see withoutSleepLists).
+			for _, steps := range [][]string{stepsA, stepsB} {
+				for i, st := range steps {
+					if strings.HasPrefix(st, "sleep ") {
+						steps[i] = strings.NewReplacer(" a ", " a|b ", " b ", " a|b ").Replace(st)
+					}
+				}
+			}
 			assert.Equal(t, recorded, ra.Recorded, "seed %d: outcomes", seed)
 			assert.Equal(t, stepsB, stepsA, "seed %d: steps", seed)
-			assert.Equal(t, dumpQueue(t, s, qb, now), dumpQueue(t, s, qa, now), "seed %d: state after", seed)
+			assert.Equal(t, withoutSleepLists(dumpQueue(t, s, qb, now)), withoutSleepLists(dumpQueue(t, s, qa, now)), "seed %d: state after", seed)
 		}
 	})
 }

@@ -6,9 +6,11 @@
 // workers and the public errors belong to the root package mq, which calls
 // this one.
 //
-// Every function takes a context, a [Redis] (a go-redis client or
+// Every script function takes a context, a [Redis] (a go-redis client or
 // pipeline-capable equivalent) and the queue's keys, all of them, in the
-// order of internal/keys (keys.All). Scripts answers are checked: a reply
+// order of internal/keys (keys.All). The sleeps' list commands (sleep.go:
+// the blocking moves, the sleep hub's BLMPOP) take a [Sleeper] and the
+// lists' names, so that every command the library sends is here. Scripts answers are checked: a reply
 // of a shape the protocol does not know is an error wrapping
 // [ErrUnexpectedReply], never a panic, and an error reply of Redis is
 // returned as it is ([ErrorCode] tells its code).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -32,35 +33,18 @@ type server struct {
 	real    *redistest.Server    // only on a single redis-server
 }
 
-// onEachServer runs fn as parallel subtests on a fresh miniredis, a fresh
-// redis-server and a Redis Cluster leased empty for the subtest
-// (redistest.SharedCluster), as the root package's tests do: fn must not
-// kill, fail over or reconfigure the cluster's nodes. It marks t parallel
-// too (the servers are t's own), so the caller must not call t.Parallel.
+// onEachServer runs fn on each kind of server (queuetest.OnEachServer),
+// as parallel subtests; the caller must not call t.Parallel.
 func onEachServer(t *testing.T, fn func(t *testing.T, s *server)) {
 	t.Helper()
-	t.Parallel()
-	t.Run("miniredis", func(t *testing.T) {
-		t.Parallel()
-		m := miniredis.RunT(t)
-		rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-		t.Cleanup(func() { rdb.Close() })
-		fn(t, &server{rdb: rdb, mini: m})
-	})
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, newRealServer(t))
-	})
-	t.Run("cluster", func(t *testing.T) {
-		t.Parallel()
-		c := redistest.SharedCluster(t)
-		fn(t, &server{rdb: c.Client(t), cluster: true})
+	queuetest.OnEachServer(t, func(t *testing.T, qs *queuetest.Server) {
+		fn(t, &server{rdb: qs.RDB, cluster: qs.Cluster, mini: qs.Mini, real: qs.Real})
 	})
 }
 
 func newRealServer(t *testing.T, args ...string) *server {
-	r := redistest.Start(t, args...)
-	return &server{rdb: r.Client(t), real: r}
+	qs := queuetest.RealServer(t, args...)
+	return &server{rdb: qs.RDB, real: qs.Real}
 }
 
 // keys returns every key of queue q in the server's layout, in the
@@ -84,18 +68,8 @@ func queueName(t *testing.T) string {
 	return "test:" + r.Replace(t.Name())
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds (queuetest.WaitFor).
+var waitFor = queuetest.WaitFor
 
 // randomToken is a call token or poller id, as the client draws them.
 func randomToken() string { return strconv.FormatUint(rand.Uint64()|1<<63, 16) }

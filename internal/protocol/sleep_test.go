@@ -1,0 +1,196 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sentinel answers where q's sleep sentinel is: "a", "b" or "" for none.
+func (s *server) sentinel(t *testing.T, q string) string {
+	t.Helper()
+	switch {
+	case len(s.list(t, q, keys.ISleepA)) > 0:
+		return "a"
+	case len(s.list(t, q, keys.ISleepB)) > 0:
+		return "b"
+	}
+	return ""
+}
+
+// TestOutcomeWakesWhenSooner: docs/protocol.md §6. An outcome that makes
+// its message ready (a retry without backoff, a release) or due before
+// every other due entry moves the sleep sentinel, which wakes a sleeper;
+// a retry due after the earliest entry does not (the sleepers wake then
+// anyway).
+func TestOutcomeWakesWhenSooner(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		rows := []struct {
+			name    string
+			outcome Outcome
+			backoff time.Duration
+			wakes   bool
+		}{
+			{"retry due before the lock of the other", OutcomeRetry, 10 * time.Millisecond, true},
+			{"retry due after it", OutcomeRetry, time.Hour, false},
+			{"retry without backoff", OutcomeRetry, 0, true},
+			{"release", OutcomeRelease, 0, true},
+			{"success", OutcomeSuccess, 0, false},
+		}
+		for _, row := range rows {
+			q := queueName(t) + ":" + row.name
+			// Two messages handed out: the other's lock, a minute away, is
+			// the earliest due entry once the first one's outcome is in.
+			mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "m"})
+			mustEnqueue(t, s, q, "y", &EnqueueMessage{ID: "other"})
+			r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 2})
+			require.NoError(t, err)
+			require.Len(t, r.Steps, 2)
+			var step Step
+			for _, st := range r.Steps {
+				if st.ID == "m" {
+					step = st
+				}
+			}
+			// A poll that sleeps, as an idle worker's last one.
+			r, err = poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 1})
+			require.NoError(t, err)
+			require.Equal(t, StepSleep, r.Steps[0].Kind)
+			before := s.sentinel(t, q)
+			rec, err := complete(ctx, s, q, []Completion{{ID: "m", LockedUntil: step.LockedUntil, Outcome: row.outcome, Backoff: row.backoff}})
+			require.NoError(t, err)
+			require.Equal(t, []bool{true}, rec, row.name)
+			if row.wakes {
+				assert.NotEqual(t, before, s.sentinel(t, q), "%s: the sentinel moved", row.name)
+				assert.Equal(t, r.Steps[0].SleepList, s.sentinel(t, q), "%s: onto the list the sleeper blocks on", row.name)
+			} else {
+				assert.Equal(t, before, s.sentinel(t, q), "%s: the sentinel stays", row.name)
+			}
+		}
+	})
+}
+
+// TestDelayedEnqueueWakesWhenSooner: an enqueue of a delayed message moves
+// the sleep sentinel only when the message falls due before every other
+// due entry (§11): the sleepers wake at the earliest one anyway.
+func TestDelayedEnqueueWakesWhenSooner(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		q := queueName(t)
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "first", InitialBackoff: time.Hour})
+		at := s.sentinel(t, q)
+		require.NotEmpty(t, at, "the first delayed message wakes: nothing was due")
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "later", InitialBackoff: 2 * time.Hour})
+		assert.Equal(t, at, s.sentinel(t, q), "falls due after the first: no wake")
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "sooner", InitialBackoff: time.Minute})
+		assert.NotEqual(t, at, s.sentinel(t, q), "falls due before the first: a wake")
+		at = s.sentinel(t, q)
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "now"})
+		assert.NotEqual(t, at, s.sentinel(t, q), "a message ready now always wakes")
+	})
+}
+
+// TestPausedSleepOnResumed: a paused queue's polls sleep on the resumed
+// list, which enqueues leave alone; a resume puts one element there, on
+// which every sleeper's blocking move rotates, so that it wakes them all;
+// a pause empties it.
+func TestPausedSleepOnResumed(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		ks := s.keys(q)
+		_, err := Pause(ctx, s.rdb, ks, true)
+		require.NoError(t, err)
+		r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 1})
+		require.NoError(t, err)
+		require.Equal(t, StepSleep, r.Steps[0].Kind)
+		from, to := SleepLists(ks, &r.Steps[0])
+		assert.Equal(t, s.key(q, keys.Resumed), from)
+		assert.Equal(t, from, to, "a move that rotates")
+
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "m"})
+		assert.Empty(t, s.list(t, q, keys.Resumed), "enqueues do not wake paused sleepers")
+
+		if s.real != nil {
+			// Sleepers of the resumed list, each on a connection of its
+			// own, all blocked before the resume.
+			const sleepers = 3
+			var wg sync.WaitGroup
+			woken := make(chan bool, sleepers)
+			for range sleepers {
+				wg.Go(func() {
+					ok, err := BlockingMove(ctx, s.rdb, from, to, 20*time.Second)
+					assert.NoError(t, err)
+					woken <- ok
+				})
+			}
+			waitFor(t, "the sleepers blocked", func() bool {
+				info, err := s.rdb.Info(ctx, "clients").Result()
+				require.NoError(t, err)
+				return strings.Contains(info, fmt.Sprintf("blocked_clients:%d\r", sleepers))
+			})
+			_, err = Pause(ctx, s.rdb, ks, false)
+			require.NoError(t, err)
+			wg.Wait()
+			close(woken)
+			for ok := range woken {
+				assert.True(t, ok, "woken by the resume")
+			}
+		} else {
+			_, err = Pause(ctx, s.rdb, ks, false)
+			require.NoError(t, err)
+		}
+		ok, err := BlockingMove(ctx, s.rdb, from, to, time.Millisecond)
+		require.NoError(t, err)
+		assert.True(t, ok, "a sleeper after the resume returns at once")
+		assert.Equal(t, []string{"_"}, s.list(t, q, keys.Resumed), "the element stays for later sleepers")
+		_, err = Pause(ctx, s.rdb, ks, true)
+		require.NoError(t, err)
+		assert.Empty(t, s.list(t, q, keys.Resumed), "a pause empties it")
+	})
+}
+
+// TestProbeHub: the hub's blocking call runs on Redis 7; miniredis lacks
+// it, which the probe reports as unsupported rather than as trouble.
+func TestProbeHub(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := miniredis.RunT(t)
+	mini := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { mini.Close() })
+	for _, s := range []*server{{rdb: mini, mini: m}, newRealServer(t)} {
+		err := ProbeHub(ctx, s.rdb, keys.Prefix+"hub:probe")
+		if s.mini != nil {
+			assert.True(t, Unsupported(err), "miniredis: %v", err)
+		} else {
+			assert.NoError(t, err, "redis-server")
+		}
+	}
+}
+
+// TestHubPop: the hub's call answers the list an element arrived in and
+// the element, or nothing when its time passed.
+func TestHubPop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newRealServer(t)
+	lists := []string{"carmine:mq:hubpop:a", "carmine:mq:hubpop:b"}
+	_, _, ok, err := HubPop(ctx, s.rdb, 10*time.Millisecond, lists)
+	require.NoError(t, err)
+	assert.False(t, ok, "nothing arrived")
+	require.NoError(t, HubPut(ctx, s.rdb, lists[1], "_", false))
+	list, elem, ok, err := HubPop(ctx, s.rdb, time.Second, lists)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, lists[1], list)
+	assert.Equal(t, "_", elem)
+}

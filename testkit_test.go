@@ -1,0 +1,91 @@
+package mq
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The test kit: waiting on a worker's events (Worker.Subscribe) instead of
+// polling its counters.
+
+// eventTimeout bounds every wait for an event: generous, for a loaded
+// machine; a test that meets it has failed.
+const eventTimeout = 30 * time.Second
+
+// subscribe subscribes to w's events of the given kinds for the rest of
+// the test.
+func subscribe(t *testing.T, w *Worker, kinds ...EventKind) <-chan Event {
+	t.Helper()
+	ch, stop := w.Subscribe(kinds...)
+	t.Cleanup(stop)
+	return ch
+}
+
+// waitEvent waits for the first event on ch that match accepts, and
+// answers it; events before it are dropped.
+func waitEvent(t *testing.T, ch <-chan Event, what string, match func(Event) bool) Event {
+	t.Helper()
+	timeout := time.NewTimer(eventTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				t.Fatalf("subscription ended waiting for %s", what)
+			}
+			if match == nil || match(e) {
+				return e
+			}
+		case <-timeout.C:
+			t.Fatalf("timed out waiting for %s", what)
+			return Event{}
+		}
+	}
+}
+
+// waitAsleep waits for a polling loop to block at the end of the queue.
+func waitAsleep(t *testing.T, ch <-chan Event) {
+	t.Helper()
+	waitEvent(t, ch, "the worker asleep", func(e Event) bool { return e.Kind == EventAsleep })
+}
+
+// waitHandled waits for the handling of message id, attempt (any when 0),
+// to be settled, and answers its outcome.
+func waitHandled(t *testing.T, ch <-chan Event, id string, attempt int) Outcome {
+	t.Helper()
+	e := waitEvent(t, ch, "message "+id+" handled", func(e Event) bool {
+		return e.Kind == EventHandled && e.ID == id && (attempt == 0 || e.Attempt == attempt)
+	})
+	return e.Outcome
+}
+
+// waitAllHandled waits until the handling of every message of ids (first
+// attempts or not) is settled, in whatever order.
+func waitAllHandled(t *testing.T, ch <-chan Event, ids ...string) {
+	t.Helper()
+	left := map[string]bool{}
+	for _, id := range ids {
+		left[id] = true
+	}
+	for len(left) > 0 {
+		e := waitEvent(t, ch, fmt.Sprintf("%d more messages handled", len(left)), func(e Event) bool {
+			return e.Kind == EventHandled && left[e.ID]
+		})
+		delete(left, e.ID)
+	}
+}
+
+// startSubscribed makes a worker of c for q, subscribes to all its events
+// and starts it; it is closed when the test ends.
+func startSubscribed(t *testing.T, c *Client, q string, cfg *WorkerConfig) (*Worker, <-chan Event) {
+	t.Helper()
+	w, err := c.NewWorker(q, cfg)
+	require.NoError(t, err)
+	ev := subscribe(t, w)
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Close() })
+	return w, ev
+}
