@@ -22,20 +22,29 @@
 -- indexes its own in windows and keeps nothing else in done, so while
 -- done holds no more ids than windows, windows counts them in O(1). An id
 -- a Carmine worker marked done is in done alone until one of this
--- library's laps meets it; then the windows are counted by reading done,
--- an id at a time, as long as done holds at most COUNT_DONE_MAX ids
--- (beyond that, windows alone is subtracted, as before).
+-- library's laps meets it; then the windows are counted by reading done
+-- and the backoffs of its ids (a command per thousand, O(size of done)), as long as
+-- done holds at most max_done ids; beyond that, windows alone is
+-- subtracted, as before. QueueCounts reads up to COUNT_DONE_MAX ids; the
+-- poll's queue size, sampled often for the monitor and the throttle, up
+-- to POLL_COUNT_DONE_MAX, so that a Carmine fleet's many done ids cost a
+-- poll little.
 local COUNT_DONE_MAX = 10000
+local POLL_COUNT_DONE_MAX = 100
 
-local function queue_counts()
+local function queue_counts(max_done)
   local ntotal = redis.call('hlen', K_MESSAGES)
   local nlocked, nbackoff = redis.call('hlen', K_LOCKS), redis.call('hlen', K_BACKOFFS)
   local ndone = redis.call('scard', K_DONE)
   local nwindows = redis.call('zcard', K_WINDOWS)
-  if ndone > nwindows and ndone <= COUNT_DONE_MAX and nbackoff > 0 then
+  if ndone > nwindows and ndone <= max_done and nbackoff > 0 then
     nwindows = 0
-    for _, id in ipairs(redis.call('smembers', K_DONE)) do
-      nwindows = nwindows + redis.call('hexists', K_BACKOFFS, id)
+    local ids = redis.call('smembers', K_DONE)
+    for i = 1, #ids, 1000 do -- unpack has a bound on what it returns
+      local backoffs = redis.call('hmget', K_BACKOFFS, unpack(ids, i, math.min(i + 999, #ids)))
+      for j = 1, #backoffs do
+        if backoffs[j] then nwindows = nwindows + 1 end
+      end
     end
   end
   nwindows = math.min(nwindows, ndone, nbackoff)

@@ -409,7 +409,7 @@ if n_outcomes > 0 or #handed > 0 or consumed or confirmed < seq - 1 then
 end
 
 if ARGV[9] == '1' then
-  local _, _, _, _, nqueued = queue_counts()
+  local _, _, _, _, nqueued = queue_counts(POLL_COUNT_DONE_MAX)
   reply[1] = nqueued
 else
   reply[1] = -1

@@ -7,6 +7,6 @@
 -- (queue_counts, counts.lua; paused is 1 while the queue is paused, else
 -- 0). It writes nothing.
 
-local reply = {queue_counts()}
+local reply = {queue_counts(COUNT_DONE_MAX)}
 reply[7] = redis.call('exists', K_PAUSED)
 return reply

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/keys"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -712,4 +713,31 @@ func TestFleetCarmineCollectionLeavesNoMetadata(t *testing.T) {
 	require.Len(t, h, 1)
 	require.Equal(t, "x2", string(h[0].Data))
 	require.Empty(t, h[0].Metadata, "no metadata of the message before")
+}
+
+// TestFleetCarmineWindowsCountMany: the exact count of Carmine's dedupe
+// windows reads done a thousand ids at a time, up to 10,000 ids for
+// QueueCounts; the poll's often sampled queue size reads it only while
+// done holds at most 100 ids, and beyond subtracts this library's windows
+// alone (docs/protocol.md §10).
+func TestFleetCarmineWindowsCountMany(t *testing.T) {
+	s := fleetServer(t)
+	f := newFleet(t, s, queueName(t))
+	const n = 2500
+	_, err := f.rdb.TxPipelined(f.ctx, func(p redis.Pipeliner) error {
+		for i := range n {
+			id := "w" + strconv.Itoa(i)
+			p.HSet(f.ctx, f.keys[keys.Messages], id, "")
+			p.SAdd(f.ctx, f.keys[keys.Done], id)
+			p.HSet(f.ctx, f.keys[keys.Backoffs], id, f.now+3600000)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	for range 30 {
+		f.mustEnqueue(EnqueueMessage{ID: randomToken(), Data: []byte("n")})
+	}
+	require.Equal(t, Counts{Total: n + 30, Done: n, Queued: 30}, f.counts())
+	r := f.mustPoll(PollArgs{WantSize: true})
+	require.Zero(t, r.QueueSize, "beyond 100 done ids the poll's size is Carmine's formula")
 }
