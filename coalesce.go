@@ -115,8 +115,8 @@ func (c *Client) enqueueCoalesced(ctx context.Context, queue string, m protocol.
 
 // enqueueAlone runs one script call for m alone, by ctx's deadline.
 func (c *Client) enqueueAlone(ctx context.Context, queue string, m protocol.EnqueueMessage) (protocol.Code, error) {
-	call := protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
-		Messages: []protocol.EnqueueMessage{m}}
+	call := c.enqueueCall(1)
+	call.Messages = append(call.Messages, m)
 	answer, err := within(c, ctx, func(ctx context.Context) (protocol.EnqueueAnswer, error) {
 		a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
 		return a, a.Err
@@ -201,8 +201,8 @@ func (g *enqueueGroup) take() []*enqueueWaiter {
 // one has none), never cancelled by one of them: each caller stops waiting
 // by its own context.
 func (c *Client) runBatch(queue string, batch []*enqueueWaiter) {
-	call := protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
-		Messages: make([]protocol.EnqueueMessage, len(batch))}
+	call := c.enqueueCall(len(batch))
+	call.Messages = call.Messages[:len(batch)]
 	var latest time.Time
 	bounded := true
 	for i, w := range batch {

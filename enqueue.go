@@ -132,6 +132,14 @@ func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *Enque
 	return enqueueResult(m.ID, code)
 }
 
+// enqueueCall returns a new enqueue script call of this client, with room
+// for n messages: its own token, marked on its first send, its receipt
+// kept as long as the client's resends may come (docs/protocol.md §8).
+func (c *Client) enqueueCall(n int) protocol.EnqueueCall {
+	return protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL,
+		IndexOnly: c.cfg.NoCarmineWorkers, Messages: make([]protocol.EnqueueMessage, 0, n)}
+}
+
 // enqueueBatch is how many messages one enqueue script call takes in
 // EnqueueMany: enough to spread the call's overhead, few enough that one
 // call holds Redis for well under a millisecond.
@@ -160,8 +168,7 @@ func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueR
 		}
 		results[i].MessageID = m.ID
 		if i%enqueueBatch == 0 {
-			calls = append(calls, protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
-				Messages: make([]protocol.EnqueueMessage, 0, min(enqueueBatch, len(reqs)-i))})
+			calls = append(calls, c.enqueueCall(min(enqueueBatch, len(reqs)-i)))
 		}
 		last := &calls[len(calls)-1]
 		last.Messages = append(last.Messages, m)
