@@ -91,3 +91,7 @@ echo "test.sh: mqprom" >&2
 echo "test.sh: mqotel" >&2
 (cd mqotel && go vet ./... && go test -race -count=1 ./...)
 
+# The modules install as a user installs them: from a module proxy built
+# from this working tree, with a fresh module cache (release/install_test.go).
+echo "test.sh: install" >&2
+(cd release && go vet ./... && go test -count=1 ./...)
