@@ -199,7 +199,6 @@ func (a *app) mq() (*mq.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-
 	c, err := mq.New(rdb, cfg)
 	if err != nil {
 		_ = rdb.Close()
