@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/protocol"
 )
 
@@ -172,25 +173,31 @@ func (w *Worker) withPollNote(m MonitorFunc) MonitorFunc {
 	}
 }
 
-// beater keeps one run's heartbeat, and logs its failures once per
-// streak.
-type beater struct {
-	w       *Worker
-	r       *run
-	failing bool
+// heartbeat starts the heartbeat of run r, with the worker's summary
+// line beside it (logs.go).
+func (w *Worker) heartbeat(ctx context.Context, r *run) *engine.Heartbeat {
+	// The first summary counts from the run's start.
+	s := summarizer{w: w, last: r.startCounts, at: r.started}
+	return engine.StartHeartbeat(ctx, (*queueStore)(w), engine.HeartbeatConfig{
+		ID:    w.id,
+		Every: w.cfg.heartbeatEvery,
+		TTL:   w.cfg.heartbeatTTL,
+		Info:  func() []byte { return w.heartbeatInfo(r) },
+		Failed: func(err error) {
+			w.log.Warn("mq: heartbeat failed; the worker may look dead to Inspector.Workers until one succeeds",
+				slog.String("worker_id", w.id), slog.Any("error", err))
+		},
+		Recovered: func() {
+			w.log.Info("mq: heartbeat recovered", slog.String("worker_id", w.id))
+		},
+		SummaryEvery: max(0, w.cfg.LogSummaryEvery),
+		Summary:      s.log,
+	})
 }
 
-// beat stores the worker's entry once, waiting at most one heartbeat
-// interval for Redis. A beat in flight when ctx ends (the run ends) goes
-// on, so that it cannot land after the entry's removal.
-func (b *beater) beat(ctx context.Context) {
-	w := b.w
-	busy := 0
-	for i := range b.r.handlings {
-		if b.r.handlings[i].Load() == handlingRunning {
-			busy++
-		}
-	}
+// heartbeatInfo is the worker's entry as run r's heartbeat stores it.
+func (w *Worker) heartbeatInfo(r *run) []byte {
+	busy := r.executor.Busy()
 	since := int64(-1)
 	if d := w.sincePoll(); d >= 0 {
 		since = d.Milliseconds()
@@ -207,7 +214,7 @@ func (b *beater) beat(ctx context.Context) {
 		Host:           hostname,
 		PID:            os.Getpid(),
 		Version:        Version,
-		UptimeMS:       time.Since(b.r.started).Milliseconds(),
+		UptimeMS:       time.Since(r.started).Milliseconds(),
 		SincePollMS:    since,
 		HandlersBusy:   busy,
 		HandlerThreads: w.cfg.HandlerThreads,
@@ -217,32 +224,5 @@ func (b *beater) beat(ctx context.Context) {
 	if err != nil {
 		panic("mq: heartbeat info: " + err.Error()) // plain fields: never
 	}
-	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.heartbeatEvery)
-	defer cancel()
-	_, err = within(w.c, callCtx, func(ctx context.Context) (int64, error) {
-		return protocol.Heartbeat(ctx, w.c.rdb, w.c.keys(w.queue), w.id, w.cfg.heartbeatTTL, info)
-	})
-	// A failure as the run ends is none, and is not logged.
-	b.r.logging(ctx, func() {
-		switch {
-		case err != nil && !b.failing:
-			b.failing = true
-			w.log.Warn("mq: heartbeat failed; the worker may look dead to Inspector.Workers until one succeeds",
-				slog.String("worker_id", w.id), slog.Any("error", redisError(err)))
-		case err == nil && b.failing:
-			b.failing = false
-			w.log.Info("mq: heartbeat recovered", slog.String("worker_id", w.id))
-		}
-	})
-}
-
-// leave removes the worker's entry at the end of a run, waiting at most
-// closeGrace for Redis; an entry it cannot remove runs out by itself. It
-// logs nothing: it may run after a stop cut short returned.
-func (w *Worker) leave(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, closeGrace)
-	defer cancel()
-	_, _ = within(w.c, ctx, func(ctx context.Context) (bool, error) {
-		return protocol.WorkerGone(ctx, w.c.rdb, w.c.keys(w.queue), w.id)
-	})
+	return info
 }
