@@ -56,6 +56,12 @@ type LiveWorker struct {
 	// readings apart give the worker's throughput.
 	Handled int64 `json:"handled"`
 	Failed  int64 `json:"failed"`
+	// Outcomes counts its handlings by outcome at its last beat, in the
+	// terms of Counts.Of, since the worker was made (or ResetStats):
+	// OutcomeSucceeded, OutcomeRetried, OutcomeFailed, OutcomeDead,
+	// OutcomeLockLost and OutcomeAbandoned. It is nil for a worker of a
+	// version that does not tell them.
+	Outcomes map[Outcome]int64 `json:"outcomes,omitempty"`
 	// HandlingP50, HandlingP99 and QueueingP99 are percentiles of its
 	// latest 1,000 handling and queueing times (WorkerStats), 0 before
 	// the first.
@@ -81,9 +87,11 @@ type heartbeatInfo struct {
 	TTLMS          int64  `json:"ttl_ms"`
 	Handled        int64  `json:"handled"`
 	Failed         int64  `json:"failed"`
-	HandlingP50NS  int64  `json:"handling_p50_ns"`
-	HandlingP99NS  int64  `json:"handling_p99_ns"`
-	QueueingP99NS  int64  `json:"queueing_p99_ns"`
+	// Outcomes counts handlings by outcome (Counts.Of).
+	Outcomes      map[Outcome]int64 `json:"outcomes,omitempty"`
+	HandlingP50NS int64             `json:"handling_p50_ns"`
+	HandlingP99NS int64             `json:"handling_p99_ns"`
+	QueueingP99NS int64             `json:"queueing_p99_ns"`
 }
 
 // hostname is this machine's name, as the heartbeats tell it.
@@ -137,7 +145,7 @@ func liveWorker(queue string, e protocol.WorkerEntry) LiveWorker {
 		lw.LastPoll = time.UnixMilli(beat - info.SincePollMS)
 	}
 	lw.HandlersBusy, lw.HandlerThreads, lw.WorkerThreads = info.HandlersBusy, info.HandlerThreads, info.WorkerThreads
-	lw.Handled, lw.Failed = info.Handled, info.Failed
+	lw.Handled, lw.Failed, lw.Outcomes = info.Handled, info.Failed, info.Outcomes
 	lw.HandlingP50, lw.HandlingP99 = time.Duration(info.HandlingP50NS), time.Duration(info.HandlingP99NS)
 	lw.QueueingP99 = time.Duration(info.QueueingP99NS)
 	return lw
@@ -207,6 +215,7 @@ func (w *Worker) heartbeatInfo(r *run) []byte {
 	info, err := json.Marshal(heartbeatInfo{
 		Handled:        n.Succeeded + n.Retried + n.Failed + n.Dead,
 		Failed:         n.Failed + n.Dead,
+		Outcomes:       outcomeCounts(n),
 		HandlingP50NS:  int64(st.HandlingTime.P50),
 		HandlingP99NS:  int64(st.HandlingTime.P99),
 		QueueingP99NS:  int64(st.QueueingTime.P99),
@@ -225,4 +234,18 @@ func (w *Worker) heartbeatInfo(r *run) []byte {
 		panic("mq: heartbeat info: " + err.Error()) // plain fields: never
 	}
 	return info
+}
+
+// handlingOutcomes are the outcomes a handling ends with, as Counts.Of
+// counts them.
+var handlingOutcomes = [...]Outcome{OutcomeSucceeded, OutcomeRetried, OutcomeFailed, OutcomeDead,
+	OutcomeLockLost, OutcomeAbandoned}
+
+// outcomeCounts are n by outcome, for the heartbeat.
+func outcomeCounts(n Counts) map[Outcome]int64 {
+	m := make(map[Outcome]int64, len(handlingOutcomes))
+	for _, o := range handlingOutcomes {
+		m[o] = n.Of(o)
+	}
+	return m
 }
