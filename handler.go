@@ -178,8 +178,8 @@ func outcomeOf(err error) outcome {
 
 // workerHandler is a worker as its executor's Handler and events sink:
 // it builds the public Message from the engine's delivery, runs the
-// user's Handler, and maps its answer to an outcome by handler.go's rules
-// and the retry policy (retry.go).
+// user's Handler, and maps its answer to an outcome by the rules above
+// (outcomeOf) and the retry policy (retry.go).
 type workerHandler Worker
 
 // Handle runs the user's handler on one delivery.

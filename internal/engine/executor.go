@@ -59,15 +59,21 @@ type ExecutorEvents interface {
 	RenewFailed(d *Delivery, err error)
 }
 
+// Adder is all the executor needs of the completer (a *Completer): it
+// hands in outcomes, and never hears back.
+type Adder interface {
+	Add(p Pending)
+}
+
 // ExecutorConfig configures an Executor.
 type ExecutorConfig struct {
 	HandlerThreads int
 	NoLockRenewal  bool
 	Handler        Handler
 	Events         ExecutorEvents
-	Store          Store      // for lock renewals
-	Room           *Room      // freed as messages are done with
-	Completer      *Completer // where outcomes go
+	Store          Store // for lock renewals
+	Room           *Room // freed as messages are done with
+	Completer      Adder // where outcomes go: the completer
 }
 
 // Handler thread states (Executor.handlings).

@@ -74,6 +74,26 @@ type FetcherEvents interface {
 	Asleep()
 }
 
+// Outcomes is all the fetcher needs of the completer (a *Completer): it
+// pulls outcomes to carry on its polls and reports what the calls did, and
+// tells when its loops sleep, so that the completer's flusher records
+// meanwhile. The completer never calls the fetcher: what it records while
+// the loops sleep rings Readied.
+type Outcomes interface {
+	// Take removes up to n outcomes, to carry on a poll.
+	Take(n int) []Pending
+	// Done reports what a poll recorded of the outcomes it carried.
+	Done(batch []Pending, recorded []bool)
+	// Adopt hands over a poller whose last call went unanswered.
+	Adopt(p *Poller)
+	// Asleep and Awoken bracket a loop's sleeps and waits.
+	Asleep()
+	Awoken()
+	// Readied answers a channel closed once the completer recorded an
+	// outcome that makes a message ready or due sooner.
+	Readied() <-chan struct{}
+}
+
 // FetcherConfig configures a Fetcher.
 type FetcherConfig struct {
 	WorkerThreads int
@@ -87,7 +107,7 @@ type FetcherConfig struct {
 	Store     SleepStore
 	Hub       *Hub // the client's sleep hub; nil: none
 	Room      *Room
-	Completer *Completer // whose outcomes ride on the polls
+	Completer Outcomes // whose outcomes ride on the polls
 	Events    FetcherEvents
 	Log       *slog.Logger
 	// BeforeFirstPoll, if set, runs on the first polling loop before its
