@@ -3,6 +3,8 @@ package mq
 import (
 	"math/rand/v2"
 	"time"
+
+	"github.com/gocarmine/mq/internal/engine"
 )
 
 // Backoff gives a wait as a function of a count n: the attempt that failed
@@ -15,16 +17,7 @@ type Backoff func(n int) time.Duration
 // and b = 2^n, a random time in [b, 2b) * factor / 2, clamped to [lo, hi]
 // (a zero bound does not clamp).
 func ExpBackoff(n int, lo, hi, factor time.Duration) time.Duration {
-	n = min(max(n, 0), 36)
-	b := float64(uint64(1) << n)
-	d := time.Duration((b + rand.Float64()*b) * float64(factor) / 2)
-	if lo > 0 && d < lo {
-		d = lo
-	}
-	if hi > 0 && d > hi {
-		d = hi
-	}
-	return d
+	return engine.ExpBackoff(n, lo, hi, factor)
 }
 
 // DefaultEndOfQueueBackoff is the default end-of-queue sleep: after n dry

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/protocol"
 )
 
@@ -68,11 +69,11 @@ var (
 var (
 	// ErrLockLost reports that a message's lock expired and was taken by
 	// another handling, or that the message left the queue meanwhile.
-	ErrLockLost = errors.New("mq: lock lost")
+	ErrLockLost = engine.ErrLockLost
 	// ErrLockExpired is the cause (context.Cause) of a handler's context
 	// ending because the message's lock ran out: it was not renewed in
 	// time, so another handling may have the message now.
-	ErrLockExpired = errors.New("mq: lock expired")
+	ErrLockExpired = engine.ErrLockExpired
 	// ErrFinal marks a handler's error as final: errors.Is(err, ErrFinal)
 	// holds for the errors [Final] returns.
 	ErrFinal = errors.New("mq: final")

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"time"
 
+	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/protocol"
 )
 
@@ -67,7 +70,7 @@ type Message struct {
 	Metadata map[string]string
 
 	codec Codec
-	lock  *heldLock
+	lock  *engine.Lock
 }
 
 // Decode decodes the message into v, a non-nil pointer, with the client's
@@ -92,7 +95,7 @@ func (m *Message) ExtendLock(ctx context.Context) error {
 	if m.lock == nil {
 		return ErrLockLost
 	}
-	return m.lock.renew(ctx)
+	return m.lock.Renew(ctx)
 }
 
 // Final marks err as final: a handler that returns it makes its message a
@@ -171,4 +174,96 @@ func outcomeOf(err error) outcome {
 		return outcome{name: protocol.OutcomeDead, failed: true, err: err}
 	}
 	return outcome{name: protocol.OutcomeRetry, failed: true, err: err}
+}
+
+// workerHandler is a worker as its executor's Handler and events sink:
+// it builds the public Message from the engine's delivery, runs the
+// user's Handler, and maps its answer to an outcome by the rules above
+// (outcomeOf) and the retry policy (retry.go).
+type workerHandler Worker
+
+// Handle runs the user's handler on one delivery.
+func (h *workerHandler) Handle(ctx context.Context, d *engine.Delivery, lock *engine.Lock) error {
+	w := (*Worker)(h)
+	s := &d.Step
+	msg := &Message{
+		Queue:     w.queue,
+		ID:        s.ID,
+		Data:      s.Data,
+		Attempt:   int(s.Attempt),
+		LockTime:  s.LockTime,
+		Age:       messageAge(s),
+		QueueSize: d.QueueSize,
+		Metadata:  decodeMetadata(s.Metadata),
+
+		MaxAttempts: w.cfg.MaxAttempts,
+		codec:       w.c.cfg.Codec,
+		lock:        lock,
+	}
+	if s.Attempt == 1 {
+		w.stats.queueingTime.Add(float64(msg.Age))
+	}
+	return w.call(ctx, msg)
+}
+
+// messageAge is Message.Age: from the first enqueue to the poll, by the
+// server's clock.
+func messageAge(s *protocol.Step) time.Duration {
+	return time.Duration(s.Now-s.FirstEnqueued) * time.Millisecond
+}
+
+// Settle maps a handling's end to the outcome to record, and tells the
+// observer.
+func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err error, took time.Duration, abandoned bool) (engine.Pending, bool) {
+	w := (*Worker)(h)
+	s := &d.Step
+	w.stats.handlingTime.Add(float64(took))
+	if abandoned {
+		w.observe(s, took, OutcomeAbandoned, err)
+		return engine.Pending{}, false
+	}
+	oc := outcomeOf(err)
+	if oc.failed && ctx.Err() != nil {
+		// Cancelled by a stop or a lost lock, the handler gave up: leave the
+		// message locked, to be handled again when its lock expires.
+		w.stats.count(cAbandoned)
+		w.handled(s.ID, s.Attempt, OutcomeAbandoned)
+		w.observe(s, took, OutcomeAbandoned, err)
+		w.messageLog(s.ID, s.Attempt).Warn("mq: handling abandoned; the message stays locked until its lock expires",
+			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
+		return engine.Pending{}, false
+	}
+	c := protocol.Completion{ID: s.ID, Outcome: oc.name, Backoff: oc.backoff}
+	if oc.failed {
+		w.applyRetryPolicy(&c, s.Attempt, oc.err)
+	}
+	w.observe(s, took, handlingOutcome(c, oc.failed), err)
+	// Counted once Redis has recorded it (see completionEvents.Recorded).
+	return engine.Pending{Completion: c, Attempt: s.Attempt, Failed: oc.failed}, true
+}
+
+// Released counts a message given back unhandled.
+func (h *workerHandler) Released() { h.stats.count(cReleased) }
+
+// LockRenewed counts a renewal.
+func (h *workerHandler) LockRenewed() { h.stats.count(cLocksRenewed) }
+
+// RenewFailed logs a failed renewal.
+func (h *workerHandler) RenewFailed(d *engine.Delivery, err error) {
+	log := (*Worker)(h).messageLog(d.Step.ID, d.Step.Attempt)
+	if errors.Is(err, ErrLockLost) {
+		log.Warn("mq: lock lost while handling; cancelling the handler")
+		return
+	}
+	log.Warn("mq: lock renewal failed", slog.Any("error", err))
+}
+
+// call runs the handler, turning a panic into an error.
+func (w *Worker) call(ctx context.Context, msg *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("mq: handler panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return w.cfg.Handler.Handle(ctx, msg)
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/protocol"
 )
 
@@ -55,6 +56,12 @@ type LiveWorker struct {
 	// readings apart give the worker's throughput.
 	Handled int64 `json:"handled"`
 	Failed  int64 `json:"failed"`
+	// Outcomes counts its handlings by outcome at its last beat, in the
+	// terms of Counts.Of, since the worker was made (or ResetStats):
+	// OutcomeSucceeded, OutcomeRetried, OutcomeFailed, OutcomeDead,
+	// OutcomeLockLost and OutcomeAbandoned. It is nil for a worker of a
+	// version that does not tell them.
+	Outcomes map[Outcome]int64 `json:"outcomes,omitempty"`
 	// HandlingP50, HandlingP99 and QueueingP99 are percentiles of its
 	// latest 1,000 handling and queueing times (WorkerStats), 0 before
 	// the first.
@@ -80,9 +87,11 @@ type heartbeatInfo struct {
 	TTLMS          int64  `json:"ttl_ms"`
 	Handled        int64  `json:"handled"`
 	Failed         int64  `json:"failed"`
-	HandlingP50NS  int64  `json:"handling_p50_ns"`
-	HandlingP99NS  int64  `json:"handling_p99_ns"`
-	QueueingP99NS  int64  `json:"queueing_p99_ns"`
+	// Outcomes counts handlings by outcome (Counts.Of).
+	Outcomes      map[Outcome]int64 `json:"outcomes,omitempty"`
+	HandlingP50NS int64             `json:"handling_p50_ns"`
+	HandlingP99NS int64             `json:"handling_p99_ns"`
+	QueueingP99NS int64             `json:"queueing_p99_ns"`
 }
 
 // hostname is this machine's name, as the heartbeats tell it.
@@ -136,7 +145,7 @@ func liveWorker(queue string, e protocol.WorkerEntry) LiveWorker {
 		lw.LastPoll = time.UnixMilli(beat - info.SincePollMS)
 	}
 	lw.HandlersBusy, lw.HandlerThreads, lw.WorkerThreads = info.HandlersBusy, info.HandlerThreads, info.WorkerThreads
-	lw.Handled, lw.Failed = info.Handled, info.Failed
+	lw.Handled, lw.Failed, lw.Outcomes = info.Handled, info.Failed, info.Outcomes
 	lw.HandlingP50, lw.HandlingP99 = time.Duration(info.HandlingP50NS), time.Duration(info.HandlingP99NS)
 	lw.QueueingP99 = time.Duration(info.QueueingP99NS)
 	return lw
@@ -172,25 +181,31 @@ func (w *Worker) withPollNote(m MonitorFunc) MonitorFunc {
 	}
 }
 
-// beater keeps one run's heartbeat, and logs its failures once per
-// streak.
-type beater struct {
-	w       *Worker
-	r       *run
-	failing bool
+// heartbeat starts the heartbeat of run r, with the worker's summary
+// line beside it (logs.go).
+func (w *Worker) heartbeat(ctx context.Context, r *run) *engine.Heartbeat {
+	// The first summary counts from the run's start.
+	s := summarizer{w: w, last: r.startCounts, at: r.started}
+	return engine.StartHeartbeat(ctx, (*queueStore)(w), engine.HeartbeatConfig{
+		ID:    w.id,
+		Every: w.cfg.heartbeatEvery,
+		TTL:   w.cfg.heartbeatTTL,
+		Info:  func() []byte { return w.heartbeatInfo(r) },
+		Failed: func(err error) {
+			w.log.Warn("mq: heartbeat failed; the worker may look dead to Inspector.Workers until one succeeds",
+				slog.String("worker_id", w.id), slog.Any("error", err))
+		},
+		Recovered: func() {
+			w.log.Info("mq: heartbeat recovered", slog.String("worker_id", w.id))
+		},
+		SummaryEvery: max(0, w.cfg.LogSummaryEvery),
+		Summary:      s.log,
+	})
 }
 
-// beat stores the worker's entry once, waiting at most one heartbeat
-// interval for Redis. A beat in flight when ctx ends (the run ends) goes
-// on, so that it cannot land after the entry's removal.
-func (b *beater) beat(ctx context.Context) {
-	w := b.w
-	busy := 0
-	for i := range b.r.handlings {
-		if b.r.handlings[i].Load() == handlingRunning {
-			busy++
-		}
-	}
+// heartbeatInfo is the worker's entry as run r's heartbeat stores it.
+func (w *Worker) heartbeatInfo(r *run) []byte {
+	busy := r.executor.Busy()
 	since := int64(-1)
 	if d := w.sincePoll(); d >= 0 {
 		since = d.Milliseconds()
@@ -200,6 +215,7 @@ func (b *beater) beat(ctx context.Context) {
 	info, err := json.Marshal(heartbeatInfo{
 		Handled:        n.Succeeded + n.Retried + n.Failed + n.Dead,
 		Failed:         n.Failed + n.Dead,
+		Outcomes:       outcomeCounts(n),
 		HandlingP50NS:  int64(st.HandlingTime.P50),
 		HandlingP99NS:  int64(st.HandlingTime.P99),
 		QueueingP99NS:  int64(st.QueueingTime.P99),
@@ -207,7 +223,7 @@ func (b *beater) beat(ctx context.Context) {
 		Host:           hostname,
 		PID:            os.Getpid(),
 		Version:        Version,
-		UptimeMS:       time.Since(b.r.started).Milliseconds(),
+		UptimeMS:       time.Since(r.started).Milliseconds(),
 		SincePollMS:    since,
 		HandlersBusy:   busy,
 		HandlerThreads: w.cfg.HandlerThreads,
@@ -217,32 +233,19 @@ func (b *beater) beat(ctx context.Context) {
 	if err != nil {
 		panic("mq: heartbeat info: " + err.Error()) // plain fields: never
 	}
-	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.heartbeatEvery)
-	defer cancel()
-	_, err = within(w.c, callCtx, func(ctx context.Context) (int64, error) {
-		return protocol.Heartbeat(ctx, w.c.rdb, w.c.keys(w.queue), w.id, w.cfg.heartbeatTTL, info)
-	})
-	// A failure as the run ends is none, and is not logged.
-	b.r.logging(ctx, func() {
-		switch {
-		case err != nil && !b.failing:
-			b.failing = true
-			w.log.Warn("mq: heartbeat failed; the worker may look dead to Inspector.Workers until one succeeds",
-				slog.String("worker_id", w.id), slog.Any("error", redisError(err)))
-		case err == nil && b.failing:
-			b.failing = false
-			w.log.Info("mq: heartbeat recovered", slog.String("worker_id", w.id))
-		}
-	})
+	return info
 }
 
-// leave removes the worker's entry at the end of a run, waiting at most
-// closeGrace for Redis; an entry it cannot remove runs out by itself. It
-// logs nothing: it may run after a stop cut short returned.
-func (w *Worker) leave(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, closeGrace)
-	defer cancel()
-	_, _ = within(w.c, ctx, func(ctx context.Context) (bool, error) {
-		return protocol.WorkerGone(ctx, w.c.rdb, w.c.keys(w.queue), w.id)
-	})
+// handlingOutcomes are the outcomes a handling ends with, as Counts.Of
+// counts them.
+var handlingOutcomes = [...]Outcome{OutcomeSucceeded, OutcomeRetried, OutcomeFailed, OutcomeDead,
+	OutcomeLockLost, OutcomeAbandoned}
+
+// outcomeCounts are n by outcome, for the heartbeat.
+func outcomeCounts(n Counts) map[Outcome]int64 {
+	m := make(map[Outcome]int64, len(handlingOutcomes))
+	for _, o := range handlingOutcomes {
+		m[o] = n.Of(o)
+	}
+	return m
 }

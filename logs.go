@@ -1,38 +1,10 @@
 package mq
 
 import (
-	"context"
 	"log/slog"
 	"math"
 	"time"
 )
-
-// ops runs beside a run's polling loops until the run ends: it keeps the
-// worker's heartbeat and logs the periodic summary.
-func (w *Worker) ops(ctx context.Context, r *run) {
-	// The first summary counts from the run's start.
-	s := summarizer{w: w, last: r.startCounts, at: r.started}
-	b := &beater{w: w, r: r}
-	b.beat(ctx)
-	beats := time.NewTicker(w.cfg.heartbeatEvery)
-	defer beats.Stop()
-	var summaries <-chan time.Time
-	if w.cfg.LogSummaryEvery > 0 {
-		t := time.NewTicker(w.cfg.LogSummaryEvery)
-		defer t.Stop()
-		summaries = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-beats.C:
-			b.beat(ctx)
-		case <-summaries:
-			r.logging(ctx, s.log)
-		}
-	}
-}
 
 // counters reads the worker's counters.
 func (w *Worker) counters() (c [numCounters]int64) {

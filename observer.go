@@ -58,12 +58,12 @@ type Handling struct {
 }
 
 // observe tells the worker's Observer, if any, of a handling that ended.
-func (w *Worker) observe(m *Message, took time.Duration, outcome Outcome, err error) {
+func (w *Worker) observe(s *protocol.Step, took time.Duration, outcome Outcome, err error) {
 	if w.cfg.Observer == nil {
 		return
 	}
 	w.cfg.Observer.ObserveHandling(Handling{
-		Queue: m.Queue, ID: m.ID, Attempt: m.Attempt, Age: m.Age,
+		Queue: w.queue, ID: s.ID, Attempt: int(s.Attempt), Age: messageAge(s),
 		HandlingTime: took, Outcome: outcome, Err: err,
 	})
 }

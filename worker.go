@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gocarmine/mq/internal/engine"
 )
 
 // Worker polls one queue and hands its messages to a handler. Many workers,
@@ -17,25 +19,17 @@ import (
 // ends it gracefully by a deadline, Close at once. A stopped worker may be
 // started again.
 type Worker struct {
-	c      *Client
-	queue  string
-	cfg    WorkerConfig
-	log    *slog.Logger
-	stats  *workerStats
-	outbox *outbox
+	c     *Client
+	queue string
+	cfg   WorkerConfig
+	log   *slog.Logger
+	stats *workerStats
+	// completer records the outcomes of handlings (internal/engine).
+	completer *engine.Completer
 
-	// taken counts messages taken by polls and not yet finished (handled
-	// or given back); a poll takes at most limit() - taken. freed wakes a
-	// loop waiting for room when a message finishes.
-	taken atomic.Int64
-	freed chan struct{}
-	// handlingNS is a moving average of handling times, in ns: prefetching
-	// waits until handlings have been seen to be quick.
-	handlingNS atomic.Int64
-	// busy is set while polls come back full: the burst loop (see
-	// WorkerConfig.Prefetch) polls only then. busySignal wakes it.
-	busy       atomic.Bool
-	busySignal chan struct{}
+	// room counts the messages taken and not done with, against how
+	// many the worker may hold (internal/engine).
+	room *engine.Room
 
 	// id identifies the worker in its heartbeat and logs. lastPoll is
 	// when the last poll came back, in ns since epoch plus one (0: none
@@ -43,8 +37,6 @@ type Worker struct {
 	id       string
 	epoch    time.Time
 	lastPoll atomic.Int64
-	// alarm wakes the sleeping polling loops (sleep.go).
-	alarm *alarm
 	// subs are the worker's event subscriptions (events.go).
 	subs subscribers
 
@@ -59,42 +51,20 @@ type run struct {
 	stopPolling    context.CancelFunc
 	unwatch        func() bool // stops Start's ctx from stopping polling
 	cancelHandlers context.CancelFunc
-	deliveries     chan delivery // messages taken, waiting for a handler
-	stopFlusher    func()        // ends the flusher after one last flush
-	flusherDone    chan struct{} // closed when the flusher returns
-	loopsDone      chan struct{} // closed when the polling loops returned
-	handlersDone   chan struct{} // closed when the handler threads returned
-	done           chan struct{} // closed when every goroutine returned
-	// handlings holds each handler thread's state (handlingIdle,
-	// handlingRunning, handlingAbandoned), so that a stop cut short can
-	// count the handlings it abandons, and their handlers learn it.
-	handlings []atomic.Int32
+	deliveries     chan engine.Delivery // messages taken, waiting for a handler
+	stopFlusher    func()               // ends the flusher after one last flush
+	flusherDone    chan struct{}        // closed when the flusher returns
+	loopsDone      chan struct{}        // closed when the polling loops returned
+	done           chan struct{}        // closed when every goroutine returned
+	// fetcher runs the polling loops, executor the handler threads.
+	fetcher  *engine.Fetcher
+	executor *engine.Executor
 	// started is when the run started, and startCounts the worker's
 	// counters then, for its stop line.
 	started     time.Time
 	startCounts [numCounters]int64
-	stopOps     context.CancelFunc // ends the heartbeat and the summaries
-	opsDone     chan struct{}      // closed when they ended
-	// opsLog is held by ops while it logs, and by endOps, so that ops
-	// logs nothing once endOps returned.
-	opsLog sync.Mutex
-}
-
-// endOps ends the run's heartbeat and summaries; from its return on, they
-// log nothing, though a beat in flight may still reach Redis.
-func (r *run) endOps() {
-	r.opsLog.Lock()
-	defer r.opsLog.Unlock()
-	r.stopOps()
-}
-
-// logging runs log, unless the run's ops ended (ctx is theirs).
-func (r *run) logging(ctx context.Context, log func()) {
-	r.opsLog.Lock()
-	defer r.opsLog.Unlock()
-	if ctx.Err() == nil {
-		log()
-	}
+	// heartbeat keeps the run's heartbeat and summaries.
+	heartbeat *engine.Heartbeat
 }
 
 // NewWorker returns a worker for queue, not yet started: Start runs it.
@@ -113,17 +83,13 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		cfg:   wc,
 		log:   c.log.With(slog.String("queue", queue)),
 		stats: newWorkerStats(),
-		freed: make(chan struct{}, 1),
-
-		busySignal: make(chan struct{}, 1),
 
 		id:    randomID(),
 		epoch: time.Now(),
 	}
-	w.alarm = newAlarm()
 	w.cfg.Monitor = w.withPollNote(w.cfg.Monitor)
-	w.handlingNS.Store(int64(2 * prefetchMaxHandling))
-	w.outbox = newOutbox(w.pollQueue, w)
+	w.room = engine.NewRoom(wc.HandlerThreads, wc.Prefetch, wc.Throttle != nil, wc.LockTime)
+	w.completer = engine.NewCompleter((*queueStore)(w).Poll, (*completionEvents)(w))
 	return w, nil
 }
 
@@ -178,66 +144,74 @@ func (w *Worker) Start(ctx context.Context) error {
 	handlersCtx, cancelHandlers := context.WithCancel(base)
 	unwatch := context.AfterFunc(ctx, stopPolling)
 	flusherStop := make(chan struct{})
-	opsCtx, stopOps := context.WithCancel(base)
 	r := &run{
 		running:        true,
 		stopPolling:    stopPolling,
 		unwatch:        unwatch,
 		cancelHandlers: cancelHandlers,
-		deliveries:     make(chan delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch)),
+		deliveries:     make(chan engine.Delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch)),
 		stopFlusher:    sync.OnceFunc(func() { close(flusherStop) }),
 		flusherDone:    make(chan struct{}),
 		loopsDone:      make(chan struct{}),
-		handlersDone:   make(chan struct{}),
 		done:           make(chan struct{}),
-		handlings:      make([]atomic.Int32, w.cfg.HandlerThreads),
-		started:        time.Now(),
-		startCounts:    w.counters(),
-		stopOps:        stopOps,
-		opsDone:        make(chan struct{}),
+		fetcher: engine.NewFetcher(engine.FetcherConfig{
+			WorkerThreads:     w.cfg.WorkerThreads,
+			Burst:             w.cfg.Prefetch > 0 && w.cfg.Throttle == nil,
+			LockTime:          w.cfg.LockTime,
+			Throttle:          w.cfg.Throttle,
+			EndOfQueueBackoff: w.cfg.EndOfQueueBackoff,
+			Store:             (*queueStore)(w),
+			Hub:               w.c.hub,
+			Room:              w.room,
+			Completer:         w.completer,
+			Events:            (*fetcherEvents)(w),
+			Log:               w.log,
+			BeforeFirstPoll:   w.warnOfRedis,
+		}),
+		executor: engine.NewExecutor(engine.ExecutorConfig{
+			HandlerThreads: w.cfg.HandlerThreads,
+			NoLockRenewal:  w.cfg.NoLockRenewal,
+			Handler:        (*workerHandler)(w),
+			Events:         (*workerHandler)(w),
+			Store:          (*queueStore)(w),
+			Room:           w.room,
+			Completer:      w.completer,
+		}),
+		started:     time.Now(),
+		startCounts: w.counters(),
 	}
 	w.run = r
 	w.lastPoll.Store(0)
-	w.outbox.open()
+	w.completer.Open()
 	go func() {
 		defer close(r.flusherDone)
-		w.outbox.run(handlersCtx, flusherStop)
+		w.completer.Run(handlersCtx, flusherStop)
 	}()
 	w.log.Info("mq: worker starting", w.startAttrs()...)
-	go func() {
-		defer close(r.opsDone)
-		w.ops(opsCtx, r)
-	}()
+	r.heartbeat = w.heartbeat(base, r)
 	// The client's sleep strategy, probed at its first worker's start,
 	// says whether the polling loops may hold pooled connections.
 	w.c.hub.Usable(ctx)
 	if warning := w.c.addSleepers(w.cfg.WorkerThreads); warning != "" {
 		w.log.Warn(warning)
 	}
-	var loops, handlers sync.WaitGroup
-	for i := range w.cfg.WorkerThreads {
-		loops.Go(func() { w.pollingLoop(pollCtx, i, r.deliveries) })
-	}
-	if w.cfg.Prefetch > 0 && w.cfg.Throttle == nil {
-		loops.Go(func() { w.burstLoop(pollCtx, r.deliveries) })
-	}
-	for i := range r.handlings {
-		handlers.Go(func() { w.handlerLoop(handlersCtx, pollCtx, r.deliveries, &r.handlings[i]) })
-	}
+	r.fetcher.Start(pollCtx, r.deliveries)
+	r.executor.Start(handlersCtx, pollCtx, r.deliveries)
 	go func() {
 		// Once the loops are done, no more deliveries come: the handlers
 		// finish what is in hand, give back the rest, and return.
-		loops.Wait()
+		<-r.fetcher.Done()
 		w.c.addSleepers(-w.cfg.WorkerThreads)
 		close(r.deliveries)
 		close(r.loopsDone)
-		handlers.Wait()
-		close(r.handlersDone)
+		<-r.executor.Done()
 		<-r.flusherDone
 		// Nothing of the run is left: it leaves the live workers.
-		r.endOps()
-		<-r.opsDone
-		w.leave(base)
+		r.heartbeat.Stop()
+		<-r.heartbeat.Done()
+		leaveCtx, cancel := context.WithTimeout(base, closeGrace)
+		r.heartbeat.Leave(leaveCtx)
+		cancel()
 		w.c.ended(w)
 		close(r.done)
 	}()
@@ -310,10 +284,10 @@ func (w *Worker) stop(ctx context.Context, now bool) error {
 	// Messages prefetched and not started are given back at once, by
 	// whichever of this and the handlers gets them first.
 	for d := range r.deliveries {
-		w.giveBack(d)
+		r.executor.GiveBack(d)
 	}
 	select {
-	case <-r.handlersDone:
+	case <-r.executor.Done():
 	case <-ctx.Done():
 		return w.cutShort(ctx, r)
 	}
@@ -341,16 +315,13 @@ func (w *Worker) cutShort(ctx context.Context, r *run) error {
 	r.cancelHandlers()
 	// The worker is stopped: its heartbeat ends now, and its entry runs
 	// out unless the run's end removes it first.
-	r.endOps()
-	handlings := 0
-	for i := range r.handlings {
-		if r.handlings[i].CompareAndSwap(handlingRunning, handlingAbandoned) {
-			handlings++
-			w.stats.count(cAbandoned)
-			w.handled("", 0, OutcomeAbandoned)
-		}
+	r.heartbeat.Stop()
+	handlings := r.executor.Abandon()
+	for range handlings {
+		w.stats.count(cAbandoned)
+		w.handled("", 0, OutcomeAbandoned)
 	}
-	outcomes := w.outbox.closeNow()
+	outcomes := w.completer.CloseNow()
 	r.stopFlusher()
 	if handlings+outcomes > 0 {
 		w.log.Warn("mq: worker stopped before its handlings were done; their messages stay locked until their locks expire",

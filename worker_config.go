@@ -139,6 +139,9 @@ type WorkerConfig struct {
 	heartbeatEvery, heartbeatTTL time.Duration
 }
 
+// defaultPrefetch is the least default prefetch depth.
+const defaultPrefetch = 32
+
 func (c *WorkerConfig) withDefaults() WorkerConfig {
 	var out WorkerConfig
 	if c != nil {

@@ -1,6 +1,3 @@
-// Package engine holds the parts of a worker's engine that need nothing
-// of the public package: for now the sleep hub, which the workers of one
-// client sleep on (docs/protocol.md §5).
 package engine
 
 import (

@@ -1,4 +1,4 @@
-package mq
+package engine
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The outbox on its own, with a fake Redis behind its pollers.
+// The completer on its own, with a fake Redis behind its pollers.
 
 // fakePolls answers poll calls: the first fails calls fail, then each
 // completion is recorded unless its id is in lost.
@@ -60,7 +60,7 @@ func (f *fakePolls) next(t *testing.T) protocol.PollArgs {
 	}
 }
 
-// outboxLog records what an outbox tells its worker.
+// outboxLog records what a completer tells its events sink.
 type outboxLog struct {
 	mu       sync.Mutex
 	saved    []string // recorded
@@ -72,19 +72,19 @@ type outboxLog struct {
 
 func (l *outboxLog) readied() {}
 
-func (l *outboxLog) recorded(p pendingOutcome) {
+func (l *outboxLog) Recorded(p Pending) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.saved = append(l.saved, p.ID)
 }
 
-func (l *outboxLog) lockLost(p pendingOutcome) {
+func (l *outboxLog) LockLost(p Pending) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lost = append(l.lost, p.ID)
 }
 
-func (l *outboxLog) abandoned(ps []pendingOutcome, n int, _ string) {
+func (l *outboxLog) Abandoned(ps []Pending, n int, _ string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.dropped += n
@@ -93,7 +93,7 @@ func (l *outboxLog) abandoned(ps []pendingOutcome, n int, _ string) {
 	}
 }
 
-func (l *outboxLog) recordFailed(error, int, time.Duration) {
+func (l *outboxLog) RecordFailed(error, int, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failures++
@@ -105,8 +105,8 @@ func (l *outboxLog) snapshot() outboxLog {
 	return outboxLog{saved: l.saved, lost: l.lost, dropped: l.dropped, named: l.named, failures: l.failures}
 }
 
-func outcomeFor(id string, outcome protocol.Outcome) pendingOutcome {
-	return pendingOutcome{Completion: protocol.Completion{ID: id, LockedUntil: 1, Outcome: outcome}, attempt: 1}
+func outcomeFor(id string, outcome protocol.Outcome) Pending {
+	return Pending{Completion: protocol.Completion{ID: id, LockedUntil: 1, Outcome: outcome}, Attempt: 1}
 }
 
 func ids(cs []protocol.Completion) []string {
@@ -119,11 +119,11 @@ func ids(cs []protocol.Completion) []string {
 
 // runOutbox runs o's flusher until the test ends, or until the returned
 // stop is called; stop returns once the flusher has.
-func runOutbox(t *testing.T, o *outbox, killed context.Context) (stop func()) {
+func runOutbox(t *testing.T, o *Completer, killed context.Context) (stop func()) {
 	stopCh, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		o.run(killed, stopCh)
+		o.Run(killed, stopCh)
 	}()
 	stop = sync.OnceFunc(func() { close(stopCh); <-done })
 	t.Cleanup(stop)
@@ -133,27 +133,27 @@ func runOutbox(t *testing.T, o *outbox, killed context.Context) (stop func()) {
 // TestOutboxFlushesWhileLoopsSleep: with no polling loop awake, an outcome
 // handed in is recorded by the flusher at once; with one awake, it waits
 // for that loop's poll, which reports lost locks (but not for releases).
-func TestOutboxFlushesWhileLoopsSleep(t *testing.T) {
+func TestCompleterFlushesWhileLoopsSleep(t *testing.T) {
 	f, ev := newFakePolls(0, "lost", "lost-release"), &outboxLog{}
-	o := newOutbox(f.send, ev)
+	o := NewCompleter(f.send, ev)
 	runOutbox(t, o, context.Background())
 
-	o.awoken() // a loop is awake: it takes the outcomes with its poll
-	o.add(outcomeFor("b", protocol.OutcomeSuccess))
-	o.add(outcomeFor("lost", protocol.OutcomeDead))
-	o.add(outcomeFor("lost-release", protocol.OutcomeRelease))
-	batch := o.take(10)
+	o.Awoken() // a loop is awake: it takes the outcomes with its poll
+	o.Add(outcomeFor("b", protocol.OutcomeSuccess))
+	o.Add(outcomeFor("lost", protocol.OutcomeDead))
+	o.Add(outcomeFor("lost-release", protocol.OutcomeRelease))
+	batch := o.Take(10)
 	assert.Equal(t, []string{"b", "lost", "lost-release"}, ids(completionsOf(batch)))
-	o.done(batch, []bool{true, false, false})
+	o.Done(batch, []bool{true, false, false})
 	assert.Equal(t, []string{"lost"}, ev.snapshot().lost, "a release whose lock was lost is no loss")
 	assert.Equal(t, []string{"b"}, ev.snapshot().saved, "a fenced outcome counts as lost only")
 
-	o.asleep() // now no loop is awake: the flusher records at once
-	o.add(outcomeFor("a", protocol.OutcomeSuccess))
+	o.Asleep() // now no loop is awake: the flusher records at once
+	o.Add(outcomeFor("a", protocol.OutcomeSuccess))
 	assert.Equal(t, []string{"a"}, ids(f.next(t).Completions), "the first call the flusher made")
 }
 
-func completionsOf(ps []pendingOutcome) []protocol.Completion {
+func completionsOf(ps []Pending) []protocol.Completion {
 	cs := make([]protocol.Completion, len(ps))
 	for i, p := range ps {
 		cs[i] = p.Completion
@@ -164,11 +164,11 @@ func completionsOf(ps []pendingOutcome) []protocol.Completion {
 // TestOutboxRetriesAndResendsInDoubt: while Redis fails, the flusher tries
 // again, each call resending the outcomes in doubt under a new number of
 // the same poller, until one call is answered.
-func TestOutboxRetriesAndResendsInDoubt(t *testing.T) {
+func TestCompleterRetriesAndResendsInDoubt(t *testing.T) {
 	f, ev := newFakePolls(2), &outboxLog{}
-	o := newOutbox(f.send, ev)
+	o := NewCompleter(f.send, ev)
 	runOutbox(t, o, context.Background())
-	o.add(outcomeFor("a", protocol.OutcomeSuccess))
+	o.Add(outcomeFor("a", protocol.OutcomeSuccess))
 	first, second, third := f.next(t), f.next(t), f.next(t)
 	for _, a := range []protocol.PollArgs{first, second, third} {
 		assert.Equal(t, []string{"a"}, ids(a.Completions))
@@ -183,64 +183,64 @@ func TestOutboxRetriesAndResendsInDoubt(t *testing.T) {
 
 // TestOutboxStopAbandonsWhatRedisWillNotTake: a stop whose context has
 // ended while Redis fails abandons the outcomes, naming them.
-func TestOutboxStopAbandonsWhatRedisWillNotTake(t *testing.T) {
+func TestCompleterStopAbandonsWhatRedisWillNotTake(t *testing.T) {
 	f, ev := newFakePolls(1<<30), &outboxLog{}
-	o := newOutbox(f.send, ev)
+	o := NewCompleter(f.send, ev)
 	killed, kill := context.WithCancel(context.Background())
 	stop := runOutbox(t, o, killed)
-	o.awoken() // no flush before the stop
-	o.add(outcomeFor("a", protocol.OutcomeSuccess))
+	o.Awoken() // no flush before the stop
+	o.Add(outcomeFor("a", protocol.OutcomeSuccess))
 	kill()
 	stop()
 	got := ev.snapshot()
 	assert.Equal(t, 1, got.dropped)
 	assert.Equal(t, []string{"a"}, got.named)
-	o.add(outcomeFor("late", protocol.OutcomeSuccess))
+	o.Add(outcomeFor("late", protocol.OutcomeSuccess))
 	assert.Equal(t, 2, ev.snapshot().dropped, "handed in after the stop")
 }
 
 // TestOutboxCloseNowCountsOnce: a stop cut short counts every outcome not
 // known to be recorded, pending or in a call not answered, once; what
 // that call answers later is not counted again.
-func TestOutboxCloseNowCountsOnce(t *testing.T) {
+func TestCompleterCloseNowCountsOnce(t *testing.T) {
 	ev := &outboxLog{}
-	o := newOutbox(newFakePolls(0).send, ev)
-	o.awoken()
-	o.add(outcomeFor("in-flight", protocol.OutcomeSuccess))
-	batch := o.take(10) // a loop's call, not answered yet
-	o.add(outcomeFor("pending", protocol.OutcomeSuccess))
-	require.Equal(t, 2, o.closeNow())
-	assert.Zero(t, o.closeNow(), "once")
-	o.done(batch, []bool{true})
+	o := NewCompleter(newFakePolls(0).send, ev)
+	o.Awoken()
+	o.Add(outcomeFor("in-flight", protocol.OutcomeSuccess))
+	batch := o.Take(10) // a loop's call, not answered yet
+	o.Add(outcomeFor("pending", protocol.OutcomeSuccess))
+	require.Equal(t, 2, o.CloseNow())
+	assert.Zero(t, o.CloseNow(), "once")
+	o.Done(batch, []bool{true})
 	got := ev.snapshot()
 	assert.Equal(t, 2, got.dropped)
 	assert.Equal(t, []string{"pending"}, got.named)
 	assert.Empty(t, got.saved, "the late answer is not counted")
 
-	o.open() // a new run
-	o.add(outcomeFor("next", protocol.OutcomeSuccess))
-	assert.Equal(t, []string{"next"}, ids(completionsOf(o.take(10))))
+	o.Open() // a new run
+	o.Add(outcomeFor("next", protocol.OutcomeSuccess))
+	assert.Equal(t, []string{"next"}, ids(completionsOf(o.Take(10))))
 }
 
 // TestOutboxSettlesAdoptedPollers: a loop that ended with its last call
 // unanswered hands its poller over, and the flusher makes the call that
 // settles it, under that poller's id, resending its outcomes.
-func TestOutboxSettlesAdoptedPollers(t *testing.T) {
+func TestCompleterSettlesAdoptedPollers(t *testing.T) {
 	f, ev := newFakePolls(1), &outboxLog{}
-	loop := newPoller(f.send)
-	_, _, err := loop.call(context.Background(), protocol.PollArgs{MaxSteps: 1}, []pendingOutcome{outcomeFor("x", protocol.OutcomeSuccess)})
+	loop := NewPoller(f.send)
+	_, _, err := loop.Call(context.Background(), protocol.PollArgs{MaxSteps: 1}, []Pending{outcomeFor("x", protocol.OutcomeSuccess)})
 	require.Error(t, err)
 	f.next(t)
-	require.False(t, loop.settled())
+	require.False(t, loop.Settled())
 
-	o := newOutbox(f.send, ev)
+	o := NewCompleter(f.send, ev)
 	stop := runOutbox(t, o, context.Background())
-	o.adopt(loop)
+	o.Adopt(loop)
 	a := f.next(t)
 	assert.Equal(t, loop.id, a.Poller)
 	assert.Equal(t, []string{"x"}, ids(a.Completions))
 	assert.Equal(t, uint64(2), a.Seq)
 	assert.Zero(t, a.MaxSteps, "a settling call takes no message")
 	stop()
-	assert.True(t, loop.settled())
+	assert.True(t, loop.Settled())
 }

@@ -1,4 +1,4 @@
-package mq
+package engine
 
 import (
 	"context"
@@ -8,15 +8,14 @@ import (
 	"github.com/gocarmine/mq/internal/protocol"
 )
 
-// heldLock is the lock a handling holds, with the fencing token that
+// Lock is the lock a handling holds, with the fencing token that
 // outcomes and renewals must present. It keeps, by the local clock, a time
 // before which the lock cannot have run out (the lock time after the call
 // that wrote it was sent), and has the handling's context ended then,
 // unless a renewal moved it on: so a handler is stopped no later than its
 // lock runs out, whatever Redis or the network do.
-type heldLock struct {
-	c        *Client
-	queue    string
+type Lock struct {
+	store    Store
 	id       string
 	lockTime time.Duration
 	cancel   context.CancelCauseFunc // ends the handling's context
@@ -27,47 +26,48 @@ type heldLock struct {
 	lost        bool
 }
 
-func newHeldLock(c *Client, queue, id string, lockTime time.Duration, lockedUntil int64, validUntil time.Time, cancel context.CancelCauseFunc, expiry *lockExpiry) *heldLock {
+func newLock(store Store, id string, lockTime time.Duration, lockedUntil int64, validUntil time.Time, cancel context.CancelCauseFunc, expiry *lockExpiry) *Lock {
 	expiry.arm(validUntil, cancel)
-	return &heldLock{c: c, queue: queue, id: id, lockTime: lockTime, cancel: cancel, expiry: expiry, lockedUntil: lockedUntil}
+	return &Lock{store: store, id: id, lockTime: lockTime, cancel: cancel, expiry: expiry, lockedUntil: lockedUntil}
 }
 
 // deadline is the time before which the lock cannot have run out.
-func (l *heldLock) deadline() time.Time { return l.expiry.deadline() }
+func (l *Lock) deadline() time.Time { return l.expiry.deadline() }
 
 // over ends the lock's use once its handling has returned: the lock expiry
-// serves the next handling, and a late ExtendLock (a Message kept past its
+// serves the next handling, and a late ExtendLock (a message kept past its
 // handler) answers ErrLockLost.
-func (l *heldLock) over() {
+func (l *Lock) over() {
 	l.mu.Lock()
 	l.lost = true
 	l.mu.Unlock()
 	l.expiry.disarm()
 }
 
-func (l *heldLock) token() int64 {
+func (l *Lock) token() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lockedUntil
 }
 
-// renew pushes the lock forward once. Should the reply be lost, the token
+// Renew pushes the lock forward once (Message.ExtendLock, and the
+// executor's renewals). Should the reply be lost, the token
 // held still proves the lock (lock-aliases, renew.lua).
-func (l *heldLock) renew(ctx context.Context) error {
+func (l *Lock) Renew(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lost {
 		return ErrLockLost
 	}
 	sent := time.Now()
-	got, err := l.c.renew(ctx, l.queue, []protocol.Renewal{{ID: l.id, LockedUntil: l.lockedUntil, LockTime: l.lockTime}})
+	got, err := l.store.Renew(ctx, []protocol.Renewal{{ID: l.id, LockedUntil: l.lockedUntil, LockTime: l.lockTime}})
 	if err != nil {
 		return err
 	}
-	if err := renewResult(got[0]); err != nil {
+	if got[0] == protocol.NoToken {
 		l.lost = true
-		l.cancel(err)
-		return err
+		l.cancel(ErrLockLost)
+		return ErrLockLost
 	}
 	l.lockedUntil = got[0]
 	l.expiry.arm(sent.Add(l.lockTime), l.cancel)
