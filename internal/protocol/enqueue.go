@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
 )
 
 // EnqueueMessage is one message of an enqueue call, with its options
@@ -94,10 +97,95 @@ type EnqueueAnswer struct {
 	Err error
 }
 
-// Enqueue runs one enqueue call.
+// Enqueue runs one enqueue call. A call of one message with no delay, on
+// its first send, goes through enqueue-one.lua first, which adds the
+// message when its id is new with a few keys, arguments and commands, and
+// otherwise writes nothing and sends the call on to enqueue.lua.
 func Enqueue(ctx context.Context, r Redis, keys []string, call EnqueueCall) EnqueueAnswer {
+	if call.lean() {
+		v, err := enqueueOneScript.Run(ctx, r, leanKeys(keys, call), leanArgv(call)...).Result()
+		switch {
+		case err == nil && v == string(Added):
+			return EnqueueAnswer{Codes: []Code{Added}}
+		case err == nil:
+			return EnqueueAnswer{Err: fmt.Errorf("%w: enqueue-one answered %v", ErrUnexpectedReply, v)}
+		case err != redis.Nil:
+			return EnqueueAnswer{Err: err}
+		}
+		// Not added: the id is in the queue, or this answer is to a later
+		// send of the call, after an earlier one that may have been
+		// applied. enqueue.lua decides, under the same token, looking for
+		// the call's receipt: its Sends is written.
+	}
 	reply, err := enqueueScript.Run(ctx, r, keys, call.argv()...).StringSlice()
 	return enqueueAnswer(call, reply, err)
+}
+
+// lean tells whether the call may go through enqueue-one.lua: one message,
+// added ready if its id is new, on the call's first send.
+func (c EnqueueCall) lean() bool {
+	if len(c.Messages) != 1 || c.Sends == nil || c.Sends.written.Load() {
+		return false
+	}
+	m := c.Messages[0]
+	return MS(m.InitialBackoff) == 0 && m.At == 0
+}
+
+// leanKeys answers the keys enqueue-one.lua takes, from all the queue's
+// keys: lock-times only with a lock time, and meta only when the message
+// has metadata or stale metadata must be deleted (no IndexOnly).
+func leanKeys(all []string, c EnqueueCall) []string {
+	ks := make([]string, 0, 10)
+	ks = append(ks, all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.MidCircle],
+		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts], all[keys.EnqueueReceiptsPrev])
+	lock, meta := c.leanOptional()
+	if lock > 0 {
+		ks = append(ks, all[keys.LockTimes])
+	}
+	if meta {
+		ks = append(ks, all[keys.Meta])
+	}
+	return ks
+}
+
+// leanArgv answers enqueue-one.lua's arguments, in step with leanKeys.
+func leanArgv(c EnqueueCall) []any {
+	m := c.Messages[0]
+	args := make([]any, 4, 6)
+	args[0], args[1], args[2], args[3] = firstSendToken{c.Token, c.Sends}, m.ID, m.Data, MS(c.Keep)
+	lock, meta := c.leanOptional()
+	if lock > 0 || meta {
+		args = append(args, lock)
+	}
+	if meta {
+		args = append(args, m.Metadata)
+	}
+	return args
+}
+
+// leanOptional answers the message's lock time in ms, and whether
+// enqueue-one.lua writes or deletes its metadata.
+func (c EnqueueCall) leanOptional() (lock int64, meta bool) {
+	m := c.Messages[0]
+	return MS(m.LockTime), len(m.Metadata) > 0 || !c.IndexOnly
+}
+
+// firstSendToken is enqueue-one.lua's first argument: the call's token
+// the first time its Redis client writes the call (or any copy of it),
+// empty every time after, as Sends tells enqueue.lua: a later send may
+// follow an applied one, whose receipt only enqueue.lua looks for. It
+// marks the call's Sends written.
+type firstSendToken struct {
+	token string
+	sends *Sends
+}
+
+// MarshalBinary encodes the argument: the token the first time, empty after.
+func (t firstSendToken) MarshalBinary() ([]byte, error) {
+	if t.sends.written.Swap(true) {
+		return []byte{}, nil
+	}
+	return []byte(t.token), nil
 }
 
 // EnqueuePipelined runs many enqueue calls in one round trip and answers
