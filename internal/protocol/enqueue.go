@@ -97,80 +97,97 @@ type EnqueueAnswer struct {
 	Err error
 }
 
-// Enqueue runs one enqueue call. A call of one message with no delay, on
-// its first send, goes through enqueue-one.lua first, which adds the
-// message when its id is new with a few keys, arguments and commands, and
+// Enqueue runs one enqueue call. A call of messages with no delay, on its
+// first send, goes through enqueue-new.lua first, which adds them when
+// their ids are new with a few keys, arguments and commands, and
 // otherwise writes nothing and sends the call on to enqueue.lua.
 func Enqueue(ctx context.Context, r Redis, keys []string, call EnqueueCall) EnqueueAnswer {
 	if call.lean() {
-		v, err := enqueueOneScript.Run(ctx, r, leanKeys(keys, call), leanArgv(call)...).Result()
+		v, err := enqueueNewScript.Run(ctx, r, leanKeys(keys, call), leanArgv(call)...).Result()
 		switch {
 		case err == nil && v == string(Added):
-			return EnqueueAnswer{Codes: []Code{Added}}
+			codes := make([]Code, len(call.Messages))
+			for i := range codes {
+				codes[i] = Added
+			}
+			return EnqueueAnswer{Codes: codes}
 		case err == nil:
-			return EnqueueAnswer{Err: fmt.Errorf("%w: enqueue-one answered %v", ErrUnexpectedReply, v)}
+			return EnqueueAnswer{Err: fmt.Errorf("%w: enqueue-new answered %v", ErrUnexpectedReply, v)}
 		case err != redis.Nil:
 			return EnqueueAnswer{Err: err}
 		}
-		// Not added: the id is in the queue, or this answer is to a later
-		// send of the call, after an earlier one that may have been
-		// applied. enqueue.lua decides, under the same token, looking for
-		// the call's receipt: its Sends is written.
+		// Not added: an id is in the queue (or twice in the call), or this
+		// answer is to a later send of the call, after an earlier one that
+		// may have been applied. enqueue.lua decides, under the same
+		// token, looking for the call's receipt: its Sends is written.
 	}
 	reply, err := enqueueScript.Run(ctx, r, keys, call.argv()...).StringSlice()
 	return enqueueAnswer(call, reply, err)
 }
 
-// lean tells whether the call may go through enqueue-one.lua: one message,
-// added ready if its id is new, on the call's first send.
+// lean tells whether the call may go through enqueue-new.lua: messages
+// added ready if their ids are new, on the call's first send.
 func (c EnqueueCall) lean() bool {
-	if len(c.Messages) != 1 || c.Sends == nil || c.Sends.written.Load() {
+	if len(c.Messages) == 0 || c.Sends == nil || c.Sends.written.Load() {
 		return false
 	}
-	m := c.Messages[0]
-	return MS(m.InitialBackoff) == 0 && m.At == 0
+	for _, m := range c.Messages {
+		if MS(m.InitialBackoff) != 0 || m.At != 0 {
+			return false
+		}
+	}
+	return true
 }
 
-// leanKeys answers the keys enqueue-one.lua takes, from all the queue's
-// keys: lock-times only with a lock time, and meta only when the message
-// has metadata or stale metadata must be deleted (no IndexOnly).
+// leanOptional tells whether enqueue-new.lua takes lock-times and meta:
+// when a message has a lock time or metadata, or stale metadata must be
+// deleted (no IndexOnly).
+func (c EnqueueCall) leanOptional() bool {
+	if !c.IndexOnly {
+		return true
+	}
+	for _, m := range c.Messages {
+		if MS(m.LockTime) > 0 || len(m.Metadata) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// leanKeys answers the keys enqueue-new.lua takes, from all the queue's
+// keys.
 func leanKeys(all []string, c EnqueueCall) []string {
 	ks := make([]string, 0, 10)
 	ks = append(ks, all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.MidCircle],
 		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts], all[keys.EnqueueReceiptsPrev])
-	lock, meta := c.leanOptional()
-	if lock > 0 {
-		ks = append(ks, all[keys.LockTimes])
-	}
-	if meta {
-		ks = append(ks, all[keys.Meta])
+	if c.leanOptional() {
+		ks = append(ks, all[keys.LockTimes], all[keys.Meta])
 	}
 	return ks
 }
 
-// leanArgv answers enqueue-one.lua's arguments, in step with leanKeys.
+// leanArgv answers enqueue-new.lua's arguments, in step with leanKeys.
 func leanArgv(c EnqueueCall) []any {
-	m := c.Messages[0]
-	args := make([]any, 4, 6)
-	args[0], args[1], args[2], args[3] = firstSendToken{c.Token, c.Sends}, m.ID, m.Data, MS(c.Keep)
-	lock, meta := c.leanOptional()
-	if lock > 0 || meta {
-		args = append(args, lock)
+	optional := c.leanOptional()
+	per := 2
+	if optional {
+		per = 4
 	}
-	if meta {
-		args = append(args, m.Metadata)
+	args := make([]any, 3, 3+per*len(c.Messages))
+	args[0], args[1], args[2] = firstSendToken{c.Token, c.Sends}, MS(c.Keep), ""
+	if optional {
+		args[2] = boolArg(!c.IndexOnly)
+	}
+	for _, m := range c.Messages {
+		args = append(args, m.ID, m.Data)
+		if optional {
+			args = append(args, MS(m.LockTime), m.Metadata)
+		}
 	}
 	return args
 }
 
-// leanOptional answers the message's lock time in ms, and whether
-// enqueue-one.lua writes or deletes its metadata.
-func (c EnqueueCall) leanOptional() (lock int64, meta bool) {
-	m := c.Messages[0]
-	return MS(m.LockTime), len(m.Metadata) > 0 || !c.IndexOnly
-}
-
-// firstSendToken is enqueue-one.lua's first argument: the call's token
+// firstSendToken is enqueue-new.lua's first argument: the call's token
 // the first time its Redis client writes the call (or any copy of it),
 // empty every time after, as Sends tells enqueue.lua: a later send may
 // follow an applied one, whose receipt only enqueue.lua looks for. It
