@@ -33,8 +33,8 @@ type EnqueueMessage struct {
 	Metadata []byte
 }
 
-// EnqueueCall is one call of enqueue.lua: its messages, decided in turn,
-// and its receipt (§8).
+// EnqueueCall is one enqueue call (enqueue.lua, or enqueue-new.lua when it
+// takes the call): its messages, decided in turn, and its receipt (§8).
 type EnqueueCall struct {
 	// Token identifies the call, drawn at random once and sent again with
 	// every resend of the call.
