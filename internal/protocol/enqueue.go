@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
 )
 
 // EnqueueMessage is one message of an enqueue call, with its options
@@ -30,8 +33,8 @@ type EnqueueMessage struct {
 	Metadata []byte
 }
 
-// EnqueueCall is one call of enqueue.lua: its messages, decided in turn,
-// and its receipt (§8).
+// EnqueueCall is one enqueue call (enqueue.lua, or enqueue-new.lua when it
+// takes the call): its messages, decided in turn, and its receipt (§8).
 type EnqueueCall struct {
 	// Token identifies the call, drawn at random once and sent again with
 	// every resend of the call.
@@ -94,10 +97,112 @@ type EnqueueAnswer struct {
 	Err error
 }
 
-// Enqueue runs one enqueue call.
+// Enqueue runs one enqueue call. A call of messages with no delay, on its
+// first send, goes through enqueue-new.lua first, which adds them when
+// their ids are new with a few keys, arguments and commands, and
+// otherwise writes nothing and sends the call on to enqueue.lua.
 func Enqueue(ctx context.Context, r Redis, keys []string, call EnqueueCall) EnqueueAnswer {
+	if call.lean() {
+		v, err := enqueueNewScript.Run(ctx, r, leanKeys(keys, call), leanArgv(call)...).Result()
+		switch {
+		case err == nil && v == string(Added):
+			codes := make([]Code, len(call.Messages))
+			for i := range codes {
+				codes[i] = Added
+			}
+			return EnqueueAnswer{Codes: codes}
+		case err == nil:
+			return EnqueueAnswer{Err: fmt.Errorf("%w: enqueue-new answered %v", ErrUnexpectedReply, v)}
+		case err != redis.Nil:
+			return EnqueueAnswer{Err: err}
+		}
+		// Not added: an id is in the queue (or twice in the call), or this
+		// answer is to a later send of the call, after an earlier one that
+		// may have been applied. enqueue.lua decides, under the same
+		// token, looking for the call's receipt: its Sends is written.
+	}
 	reply, err := enqueueScript.Run(ctx, r, keys, call.argv()...).StringSlice()
 	return enqueueAnswer(call, reply, err)
+}
+
+// lean tells whether the call may go through enqueue-new.lua: messages
+// added ready if their ids are new, on the call's first send.
+func (c EnqueueCall) lean() bool {
+	if len(c.Messages) == 0 || c.Sends == nil || c.Sends.written.Load() {
+		return false
+	}
+	for _, m := range c.Messages {
+		if MS(m.InitialBackoff) != 0 || m.At != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// leanOptional tells whether enqueue-new.lua takes lock-times and meta:
+// when a message has a lock time or metadata, or stale metadata must be
+// deleted (no IndexOnly).
+func (c EnqueueCall) leanOptional() bool {
+	if !c.IndexOnly {
+		return true
+	}
+	for _, m := range c.Messages {
+		if MS(m.LockTime) > 0 || len(m.Metadata) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// leanKeys answers the keys enqueue-new.lua takes, from all the queue's
+// keys.
+func leanKeys(all []string, c EnqueueCall) []string {
+	ks := make([]string, 0, 10)
+	ks = append(ks, all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.MidCircle],
+		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts], all[keys.EnqueueReceiptsPrev])
+	if c.leanOptional() {
+		ks = append(ks, all[keys.LockTimes], all[keys.Meta])
+	}
+	return ks
+}
+
+// leanArgv answers enqueue-new.lua's arguments, in step with leanKeys.
+func leanArgv(c EnqueueCall) []any {
+	optional := c.leanOptional()
+	per := 2
+	if optional {
+		per = 4
+	}
+	args := make([]any, 3, 3+per*len(c.Messages))
+	args[0], args[1], args[2] = firstSendToken{c.Token, c.Sends}, MS(c.Keep), ""
+	if optional {
+		args[2] = boolArg(!c.IndexOnly)
+	}
+	for _, m := range c.Messages {
+		args = append(args, m.ID, m.Data)
+		if optional {
+			args = append(args, MS(m.LockTime), m.Metadata)
+		}
+	}
+	return args
+}
+
+// firstSendToken is enqueue-new.lua's first argument: the call's token
+// the first time its Redis client writes the call (or any copy of it),
+// empty every time after, as Sends tells enqueue.lua: a later send may
+// follow an applied one, whose receipt only enqueue.lua looks for. It
+// marks the call's Sends written.
+type firstSendToken struct {
+	token string
+	sends *Sends
+}
+
+// MarshalBinary encodes the argument: the token the first time, empty after.
+func (t firstSendToken) MarshalBinary() ([]byte, error) {
+	if t.sends.written.Swap(true) {
+		return []byte{}, nil
+	}
+	return []byte(t.token), nil
 }
 
 // EnqueuePipelined runs many enqueue calls in one round trip and answers

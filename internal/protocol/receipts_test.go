@@ -140,6 +140,7 @@ func TestEnqueueReceiptsExpireFirstSends(t *testing.T) {
 		// Load the script first: a call that meets NOSCRIPT is sent again
 		// as EVAL, a second send, which reads and writes as resends do.
 		require.NoError(t, enqueueScript.Load(ctx, s.rdb).Err())
+		require.NoError(t, enqueueNewScript.Load(ctx, s.rdb).Err())
 		calls := map[string]EnqueueCall{}
 		send := func(token, id string) Code {
 			t.Helper()

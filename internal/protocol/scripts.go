@@ -27,6 +27,7 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
 	"enqueue":      {"prelude", "status", "enqueue"},
+	"enqueue-new":  {"enqueue-new"}, // binds its own few keys: no prelude
 	"dequeue":      {"prelude", "status", "counts", "outcome", "dequeue"},
 	"msg-status":   {"prelude", "status", "msg-status"},
 	"renew":        {"prelude", "status", "outcome", "renew"},
@@ -39,7 +40,7 @@ var scriptParts = map[string][]string{
 
 // The composed scripts, set by Load.
 var (
-	enqueueScript, dequeueScript, msgStatusScript, renewScript, countsScript,
+	enqueueScript, enqueueNewScript, dequeueScript, msgStatusScript, renewScript, countsScript,
 	deleteScript, pauseScript, deadScript, heartbeatScript *redis.Script
 )
 
@@ -56,6 +57,7 @@ var luaFiles fs.FS
 func Load(luaFS fs.FS) {
 	luaFiles = luaFS
 	enqueueScript = composeScript("enqueue")
+	enqueueNewScript = composeScript("enqueue-new")
 	dequeueScript = composeScript("dequeue")
 	msgStatusScript = composeScript("msg-status")
 	renewScript = composeScript("renew")

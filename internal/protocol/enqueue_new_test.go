@@ -1,0 +1,169 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// withReceipts is a dump with the enqueue receipts of queue q, whose
+// generation start reads "T".
+func withReceipts(t *testing.T, s *server, q string, d map[string]string) map[string]string {
+	t.Helper()
+	for _, i := range []keys.Index{keys.EnqueueReceipts, keys.EnqueueReceiptsPrev} {
+		h, err := s.rdb.HGetAll(context.Background(), s.key(q, i)).Result()
+		require.NoError(t, err)
+		if _, ok := h["@since"]; ok {
+			h["@since"] = "T"
+		}
+		d[keys.Suffixes[i]] = fmt.Sprint(h)
+	}
+	return d
+}
+
+// TestEnqueueNewWritesAsEnqueue: for every call enqueue-new.lua takes
+// (messages not delayed, new to the queue, on the call's first send), it
+// writes exactly what enqueue.lua writes, receipt and sleep sentinel
+// included, over a few calls in a row (so that the sentinel moves each way
+// and mid-circle gets its sentinel once), with one message a call or
+// three; and it reads the sampled generation of the receipts as
+// enqueue.lua does.
+func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		type variant struct {
+			name      string
+			indexOnly bool
+			meta      []byte
+			lock      time.Duration
+		}
+		for _, v := range []variant{
+			{name: "plain"},
+			{name: "index-only", indexOnly: true},
+			{name: "metadata", meta: []byte("m1")},
+			{name: "metadata, index-only", meta: []byte("m1"), indexOnly: true},
+			{name: "lock time", lock: 1500 * time.Millisecond},
+			{name: "lock time, index-only", lock: time.Second, indexOnly: true},
+			{name: "both", meta: []byte("m2"), lock: time.Second},
+		} {
+			for _, size := range []int{1, 3} {
+				name := fmt.Sprintf("%s, %d a call", v.name, size)
+				lean, full := queueName(t)+":"+name+":lean", queueName(t)+":"+name+":full"
+				for _, q := range []string{lean, full} {
+					// Metadata a Carmine worker's collection left behind.
+					require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Meta), "id-1", "stale", "id-4", "stale").Err())
+				}
+				// Tokens ending in 0 are sampled: they read the generation.
+				for i, token := range []string{"ab1", "ab0", "ac3", "ad0"} {
+					call := EnqueueCall{Token: token, Sends: new(Sends), Keep: time.Hour, IndexOnly: v.indexOnly}
+					for k := range size {
+						m := EnqueueMessage{ID: fmt.Sprintf("id-%d", i*size+k), Data: []byte(fmt.Sprint("x", k))}
+						if k != 1 { // in calls of three, the second has neither
+							m.LockTime, m.Metadata = v.lock, v.meta
+						}
+						call.Messages = append(call.Messages, m)
+					}
+					require.True(t, call.lean(), name)
+					a := Enqueue(ctx, s.rdb, s.keys(lean), call)
+					require.NoError(t, a.Err, name)
+					require.Equal(t, slices.Repeat([]Code{Added}, size), a.Codes, name)
+
+					call.Sends = new(Sends) // the same call, on enqueue.lua's own first send
+					reply, err := enqueueScript.Run(ctx, s.rdb, s.keys(full), call.argv()...).StringSlice()
+					require.NoError(t, err, name)
+					require.Equal(t, slices.Repeat([]string{"added"}, size), reply, name)
+				}
+				now := s.now(t)
+				assert.Equal(t, withReceipts(t, s, full, dumpQueue(t, s, full, now)), withReceipts(t, s, lean, dumpQueue(t, s, lean, now)), name)
+			}
+		}
+	})
+}
+
+// TestEnqueueNewLeavesTheRest: what enqueue-new.lua does not take goes to
+// enqueue.lua, with nothing written by the lean script: an id the queue
+// holds, alone or among new ones, an id twice in one call, a delayed
+// message, a second send of a call.
+func TestEnqueueNewLeavesTheRest(t *testing.T) {
+	onEachServer(t, func(t *testing.T, s *server) {
+		ctx := context.Background()
+		q := queueName(t)
+		call := func(ms ...EnqueueMessage) EnqueueCall {
+			return EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, Messages: ms}
+		}
+		assert.False(t, call(EnqueueMessage{ID: "a", InitialBackoff: time.Millisecond}).lean(), "delayed")
+		assert.False(t, call(EnqueueMessage{ID: "a"}, EnqueueMessage{ID: "b", At: 1}).lean(), "one delayed to a time")
+		assert.False(t, EnqueueCall{Token: "t", Keep: time.Minute, Messages: []EnqueueMessage{{ID: "a"}}}.lean(), "no Sends: every send looks")
+		assert.False(t, call().lean(), "no message")
+
+		// Ids the queue holds, or twice in a call: enqueue-new.lua answers
+		// nil, writing nothing; enqueue.lua decides each message.
+		mustEnqueue(t, s, q, "first", &EnqueueMessage{ID: "a"})
+		for _, c := range []EnqueueCall{
+			call(EnqueueMessage{ID: "a", Data: []byte("second")}),
+			call(EnqueueMessage{ID: "n1", Data: []byte("n")}, EnqueueMessage{ID: "a", Data: []byte("second")}),
+			call(EnqueueMessage{ID: "n1", Data: []byte("n")}, EnqueueMessage{ID: "n1", Data: []byte("n")}),
+		} {
+			now := s.now(t)
+			before := withReceipts(t, s, q, dumpQueue(t, s, q, now))
+			err := enqueueNewScript.Run(ctx, s.rdb, leanKeys(s.keys(q), c), leanArgv(c)...).Err()
+			require.ErrorIs(t, err, redis.Nil, "%+v", c.Messages)
+			assert.Equal(t, before, withReceipts(t, s, q, dumpQueue(t, s, q, now)), "the lean script wrote nothing: %+v", c.Messages)
+		}
+		a := Enqueue(ctx, s.rdb, s.keys(q), call(EnqueueMessage{ID: "n1", Data: []byte("n")}, EnqueueMessage{ID: "a", Data: []byte("second")},
+			EnqueueMessage{ID: "n1", Data: []byte("n")}))
+		require.NoError(t, a.Err)
+		assert.Equal(t, []Code{Added, AlreadyQueued, AlreadyQueued}, a.Codes)
+		a = Enqueue(ctx, s.rdb, s.keys(q), call(EnqueueMessage{ID: "a", Data: []byte("second"), CanUpdate: true}))
+		require.NoError(t, a.Err)
+		assert.Equal(t, []Code{Updated}, a.Codes)
+		assert.Equal(t, "second", s.rdb.HGet(ctx, s.key(q, keys.Messages), "a").Val())
+
+		// A second send of a call, after the first was applied and its
+		// reply lost: enqueue-new.lua leaves it to enqueue.lua, which
+		// answers the receipt, though a message is gone since.
+		c := call(EnqueueMessage{ID: "b", Data: []byte("x")}, EnqueueMessage{ID: "c", Data: []byte("x")})
+		a = Enqueue(ctx, s.rdb, s.keys(q), c)
+		require.NoError(t, a.Err)
+		require.Equal(t, []Code{Added, Added}, a.Codes)
+		require.NoError(t, s.rdb.HDel(ctx, s.key(q, keys.Messages), "b").Err())
+		require.ErrorIs(t, enqueueNewScript.Run(ctx, s.rdb, leanKeys(s.keys(q), c), leanArgv(c)...).Err(), redis.Nil,
+			"a later send of the lean call")
+		a = Enqueue(ctx, s.rdb, s.keys(q), c)
+		require.NoError(t, a.Err)
+		assert.Equal(t, []Code{Added, Added}, a.Codes, "answered from the receipt")
+		assert.Equal(t, StatusNone, statusOf(t, s, q, "b"), "not added anew")
+	})
+}
+
+// TestEnqueueNewArgsInStep: lock-times and meta, and the per-message
+// lock times and metadata, come together, as the script's header says.
+func TestEnqueueNewArgsInStep(t *testing.T) {
+	all := keys.All("q", false)
+	base := []string{all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.MidCircle],
+		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts], all[keys.EnqueueReceiptsPrev]}
+	plain := EnqueueMessage{ID: "p", Data: []byte("d")}
+	for _, m := range []EnqueueMessage{{ID: "m", Data: []byte("d")}, {ID: "m", Data: []byte("d"), Metadata: []byte("m")},
+		{ID: "m", Data: []byte("d"), LockTime: time.Second}} {
+		for _, indexOnly := range []bool{false, true} {
+			c := EnqueueCall{Token: "t", Sends: new(Sends), Keep: time.Minute, IndexOnly: indexOnly, Messages: []EnqueueMessage{plain, m}}
+			ks, args := leanKeys(all, c), leanArgv(c)
+			optional := len(m.Metadata) > 0 || m.LockTime > 0 || !indexOnly
+			if !optional {
+				assert.Equal(t, base, ks)
+				assert.Equal(t, []any{int64(60000), "", "p", []byte("d"), "m", []byte("d")}, args[1:])
+				continue
+			}
+			assert.Equal(t, append(slices.Clone(base), all[keys.LockTimes], all[keys.Meta]), ks)
+			assert.Equal(t, []any{int64(60000), boolArg(!indexOnly), "p", []byte("d"), int64(0), []byte(nil),
+				"m", []byte("d"), MS(m.LockTime), m.Metadata}, args[1:], "%+v index-only %v", m, indexOnly)
+		}
+	}
+}

@@ -1,0 +1,142 @@
+-- enqueue-new.lua: the request handlers' enqueue, lean (docs/protocol.md
+-- §3, "New messages"): a call of messages with no delay, on its first
+-- send, whose ids the queue does not hold (an Enqueue, or concurrent
+-- Enqueue calls coalesced). It does what enqueue.lua does for such
+-- messages, with fewer keys, arguments and commands; a call it cannot take
+-- it leaves alone, writing nothing, and answers nil: the client then runs
+-- enqueue.lua, which decides every case.
+--
+-- It is composed alone, without prelude.lua: every key and argument Redis
+-- passes to a script costs about as much as a command the script runs, and
+-- the prelude binds all thirty keys of the queue and defines functions this
+-- script does not call.
+--
+-- KEYS: messages, udts, mids-ready, mid-circle, isleep-a, isleep-b,
+--   enqueue-receipts, enqueue-receipts-prev; then lock-times and meta,
+--   only when a message has a lock time or metadata, or stale metadata
+--   must go (a Carmine worker may read the queue)
+-- ARGV[1]: the call's token on its first send, '' on every send after it
+--   (a send after the first looks for the call's receipt: enqueue.lua)
+-- ARGV[2]: how long to keep the call's receipt at least, in ms
+-- ARGV[3]: '' without lock-times and meta; with them, '1' when a message
+--   without metadata has its meta entry deleted, '0' when not
+-- ARGV[4..]: per message, its id and content, and with lock-times and meta
+--   its lock time in ms ('0' for the worker's) and metadata ('' for none)
+--
+-- Reply: 'added', for every message, or nil when the call must go through
+-- enqueue.lua.
+local K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_ISLEEP_A, K_ISLEEP_B = KEYS[5], KEYS[6]
+local K_RECEIPTS, K_RECEIPTS_PREV = KEYS[7], KEYS[8]
+local K_LOCK_TIMES, K_META = KEYS[9], KEYS[10]
+
+local token, mode = ARGV[1], ARGV[3]
+if token == '' then return nil end
+local per = 2
+if mode ~= '' then per = 4 end
+local n = (#ARGV - 3) / per
+
+-- The contents first: one new id is both checked and stored by HSETNX;
+-- many are read with one HMGET, and stored with one HSET only if all are
+-- new and distinct. Either is the script's first write, refused before
+-- anything is written when Redis is over maxmemory (§9). One message,
+-- the common case, builds no table.
+local ids
+if n == 1 then
+  if redis.call('hsetnx', K_MESSAGES, ARGV[4], ARGV[5]) == 0 then return nil end
+else
+  local contents = {}
+  ids = {}
+  for i = 1, n do
+    local at = 4 + (i - 1) * per
+    ids[i], contents[2 * i - 1], contents[2 * i] = ARGV[at], ARGV[at], ARGV[at + 1]
+  end
+  local seen = {}
+  for i, held in ipairs(redis.call('hmget', K_MESSAGES, unpack(ids))) do
+    if held or seen[ids[i]] then return nil end
+    seen[ids[i]] = true
+  end
+  redis.call('hset', K_MESSAGES, unpack(contents))
+end
+
+-- The server's time in ms, as a string: TIME's seconds and the first three
+-- of its six microsecond digits, so that Lua formats no number.
+local t = redis.call('time')
+local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
+if n == 1 then
+  redis.call('hset', K_UDTS, ARGV[4], now)
+else
+  local udts = {}
+  for i = 1, n do
+    udts[2 * i - 1], udts[2 * i] = ids[i], now
+  end
+  redis.call('hset', K_UDTS, unpack(udts))
+end
+
+if mode ~= '' then
+  local locks, metas, stale = {}, {}, {}
+  for i = 1, n do
+    local at = 4 + (i - 1) * per
+    local lock_ms, meta = ARGV[at + 2], ARGV[at + 3]
+    local mid = ARGV[at]
+    if lock_ms ~= '0' then
+      locks[#locks + 1], locks[#locks + 2] = mid, lock_ms
+    end
+    if meta ~= '' then
+      metas[#metas + 1], metas[#metas + 2] = mid, meta
+    else
+      -- A Carmine worker collects an id without our keys: metadata it
+      -- left behind must not ride on the new message (§13).
+      stale[#stale + 1] = mid
+    end
+  end
+  if #locks > 0 then redis.call('hset', K_LOCK_TIMES, unpack(locks)) end
+  if #metas > 0 then redis.call('hset', K_META, unpack(metas)) end
+  if #stale > 0 and mode == '1' then redis.call('hdel', K_META, unpack(stale)) end
+end
+
+-- One push for all, in order, as one push each would leave them.
+-- mids-ready is never left holding ids while mid-circle is missing, so the
+-- circle needs a look only when mids-ready was empty.
+local ready_len
+if n == 1 then
+  ready_len = redis.call('lpush', K_MIDS_READY, ARGV[4])
+else
+  ready_len = redis.call('lpush', K_MIDS_READY, unpack(ids))
+end
+if ready_len == n and redis.call('exists', K_MID_CIRCLE) == 0 then
+  redis.call('lpush', K_MID_CIRCLE, 'end-of-circle')
+end
+
+-- The receipt (§8), as enqueue.lua writes it on a first send: one call in
+-- sixteen (the token's last digit is '0') also starts a new generation of
+-- receipts when the current one is old enough.
+local codes = 'a'
+if n > 1 then codes = string.rep('a', n) end
+if string.byte(token, -1) == 48 then
+  local since = tonumber(redis.call('hget', K_RECEIPTS, '@since'))
+  if since and tonumber(now) - since >= tonumber(ARGV[2]) then
+    redis.call('unlink', K_RECEIPTS_PREV)
+    redis.call('rename', K_RECEIPTS, K_RECEIPTS_PREV)
+    since = nil
+  end
+  if since then
+    redis.call('hset', K_RECEIPTS, token, codes)
+  else
+    redis.call('hset', K_RECEIPTS, '@since', now, token, codes)
+  end
+else
+  redis.call('hset', K_RECEIPTS, token, codes)
+end
+
+-- Wake one sleeping worker (§5), once for the call, as enqueue.lua does:
+-- move the sentinel, looking first where it went if nothing was taken
+-- since the queue's first enqueue (an odd length: b).
+local from, to = K_ISLEEP_A, K_ISLEEP_B
+if ready_len % 2 == 1 then from, to = K_ISLEEP_B, K_ISLEEP_A end
+if not redis.call('rpoplpush', from, to) then
+  if not redis.call('rpoplpush', to, from) then
+    redis.call('lpush', K_ISLEEP_A, '_')
+  end
+end
+return 'added'
