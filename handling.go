@@ -35,6 +35,7 @@ func (w *Worker) handlerLoop(base, polling context.Context, deliveries <-chan de
 // fencing, §7, applies: if the lock was lost meanwhile, nothing changes).
 func (w *Worker) giveBack(d delivery) {
 	w.stats.count(cReleased)
+	w.subs.emit(Event{Kind: EventReleased, Queue: w.queue, ID: d.step.ID, Attempt: int(d.step.Attempt)})
 	w.outbox.add(pendingOutcome{
 		Completion: protocol.Completion{ID: d.step.ID, LockedUntil: d.step.LockedUntil, Outcome: protocol.OutcomeRelease},
 		attempt:    d.step.Attempt,
@@ -157,6 +158,7 @@ func (w *Worker) renewLoop(ctx context.Context, lock *heldLock, done <-chan stru
 		switch {
 		case err == nil:
 			w.stats.count(cLocksRenewed)
+			w.subs.emit(Event{Kind: EventLockRenewed, Queue: w.queue, ID: lock.id})
 		case errors.Is(err, ErrLockLost):
 			// Not counted here: the handling is counted once, as lock-lost
 			// when its outcome is fenced, or as abandoned.

@@ -162,6 +162,7 @@ func (l *pollLoop) failed(ctx context.Context, err error, at time.Time) bool {
 	w := l.w
 	l.errs++
 	w.stats.count(cPollErrors)
+	w.subs.emit(Event{Kind: EventPollFailed, Queue: w.queue})
 	factor := 200 * time.Millisecond
 	if w.cfg.Throttle != nil {
 		factor = positiveOr(w.cfg.Throttle(int(l.queueSize)), factor)

@@ -21,17 +21,17 @@ func TestWorkerSuccessCollected(t *testing.T) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		enqueue(t, c, q, "hello", &EnqueueOptions{MessageID: "a"})
-		w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, nil)
 		h := next(t, calls)
 		assert.Equal(t, handling{id: "a", attempt: 1, value: "hello"}, h)
-		// An outcome counts once the answer of the call that recorded it is
-		// back, just after the status changed.
-		waitFor(t, "the success counted", func() bool { return w.Stats().Counts.Succeeded == 1 })
+		// An outcome is settled once the answer of the call that recorded it
+		// is back, just after the status changed.
+		assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "a", 1))
 		assert.Equal(t, StatusNone, statusOf(t, c, q, "a"), "collected with its outcome")
 		assert.Zero(t, w.Stats().Counts.Skips.DidGC, "no lap needed")
-		n, err := s.rdb.Exists(context.Background(), s.key(q, keys.Messages)).Result()
+		counts, err := c.Inspector().QueueCounts(context.Background(), q)
 		require.NoError(t, err)
-		assert.Zero(t, n, "nothing of it left in Redis")
+		assert.Equal(t, QueueCounts{}, counts, "nothing of it left in the queue")
 	})
 }
 
@@ -49,7 +49,7 @@ func TestWorkerRetriesThenDeadLetters(t *testing.T) {
 		enqueue(t, c, q, "final", &EnqueueOptions{MessageID: "f"})
 		var healed atomic.Bool
 		var backoffs sync.Map
-		w, calls := startWorker(t, c, q, WorkerConfig{
+		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{
 			MaxAttempts: 3,
 			RetryBackoff: func(attempt int) time.Duration {
 				backoffs.Store(attempt, true)
@@ -72,7 +72,7 @@ func TestWorkerRetriesThenDeadLetters(t *testing.T) {
 			attempts[h.id] = append(attempts[h.id], h.attempt)
 		}
 		assert.Equal(t, map[string][]int{"e": {1, 2, 3}, "p": {1, 2, 3}, "f": {1}}, attempts)
-		waitFor(t, "three dead letters counted", func() bool { return w.Stats().Counts.Dead == 3 })
+		waitOutcomes(t, ev, map[Outcome]int{OutcomeDead: 3})
 		assert.Equal(t, int64(4), w.Stats().Counts.Failed, "the retried failures")
 		for _, a := range []int{1, 2} {
 			_, ok := backoffs.Load(a)
@@ -220,18 +220,16 @@ func TestWorkerUndecodable(t *testing.T) {
 		require.Len(t, content, 1)
 		assert.ErrorIs(t, content[0].DecodeErr, ErrDecode)
 
-		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+		_, ev := startSubscribed(t, c, q, &WorkerConfig{
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(_ context.Context, m *Message) error {
 				_, err := m.Value()
 				return err
 			}),
 		})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = w.Close() })
-		waitFor(t, "the error outcome", func() bool { return w.Stats().Counts.Failed == 1 })
-		enqueue(t, c, q, "fine", nil)
-		waitFor(t, "the next message", func() bool { return w.Stats().Counts.Succeeded == 1 })
+		assert.Equal(t, OutcomeFailed, waitHandled(t, ev, "bad", 1), "the error outcome")
+		res := enqueue(t, c, q, "fine", nil)
+		assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, res.MessageID, 1), "the next message")
 	})
 }
 
@@ -268,9 +266,9 @@ func TestWorkersShareQueue(t *testing.T) {
 		q := queueName(t)
 		var mu sync.Mutex
 		counts := map[string]int{}
-		var total atomic.Int64
+		var ws []*Worker
 		for range 2 {
-			w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+			w, err := c.NewWorker(q, &WorkerConfig{
 				HandlerThreads:    4,
 				WorkerThreads:     2,
 				EndOfQueueBackoff: Constant(20 * time.Millisecond),
@@ -278,11 +276,15 @@ func TestWorkersShareQueue(t *testing.T) {
 					mu.Lock()
 					counts[m.ID]++
 					mu.Unlock()
-					total.Add(1)
 					return nil
 				}),
 			})
 			require.NoError(t, err)
+			ws = append(ws, w)
+		}
+		ev := merged(t, ws, EventHandled)
+		for _, w := range ws {
+			require.NoError(t, w.Start(t.Context()))
 			t.Cleanup(func() { _ = w.Close() })
 		}
 		reqs := make([]EnqueueRequest, 200)
@@ -291,11 +293,10 @@ func TestWorkersShareQueue(t *testing.T) {
 		}
 		_, err := c.EnqueueMany(context.Background(), q, reqs...)
 		require.NoError(t, err)
-		waitFor(t, "every message", func() bool { return total.Load() >= 200 })
-		waitFor(t, "the queue to empty", func() bool {
-			n, err := s.rdb.HLen(context.Background(), s.key(q, keys.Messages)).Result()
-			return err == nil && n == 0
-		})
+		waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: 200})
+		qc, err := c.Inspector().QueueCounts(context.Background(), q)
+		require.NoError(t, err)
+		assert.Equal(t, QueueCounts{}, qc, "every message collected")
 		mu.Lock()
 		defer mu.Unlock()
 		assert.Len(t, counts, 200)
