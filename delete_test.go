@@ -22,7 +22,7 @@ func TestDeleteMessage(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidMessageID)
 
 		release := make(chan struct{})
-		w, calls := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
 			<-release
 			return nil
 		})
@@ -32,7 +32,7 @@ func TestDeleteMessage(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, deleted)
 		close(release)
-		waitFor(t, "the fenced outcome", func() bool { return w.Stats().Counts.LockLost == 1 })
+		assert.Equal(t, OutcomeLockLost, waitHandled(t, ev, "held", 1), "the outcome fenced off")
 		assert.Zero(t, w.Stats().Counts.Succeeded)
 		assert.Equal(t, StatusNone, statusOf(t, c, q, "held"))
 

@@ -26,10 +26,10 @@ func TestCountsWithDedupeWindows(t *testing.T) {
 		}
 		_, err := c.EnqueueMany(ctx, q, reqs...)
 		require.NoError(t, err)
-		w, _ := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+		w, _, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
 			return SucceedWithBackoff(time.Hour)
 		})
-		waitFor(t, "every window", func() bool { return w.Stats().Counts.Succeeded == windows })
+		waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: windows})
 		require.NoError(t, w.Stop(ctx))
 		for i := range reqs {
 			reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprintf("n%d", i)}}

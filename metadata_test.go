@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gocarmine/mq/internal/keys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,27 +19,28 @@ func TestMetadata(t *testing.T) {
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "a", Metadata: map[string]string{"traceparent": "00-1-2-01", "k": "v"}})
 		enqueue(t, c, q, "y", &EnqueueOptions{MessageID: "a", CanUpdate: true, Metadata: map[string]string{"traceparent": "00-3-4-01"}})
 		enqueue(t, c, q, "z", &EnqueueOptions{MessageID: "b"})
-		content, err := s.rdb.HGet(ctx, s.key(q, keys.Messages), "a").Result()
+		stored, err := c.Inspector().Message(ctx, q, "a")
 		require.NoError(t, err)
-		assert.NotContains(t, content, "traceparent", "the content is the message alone")
+		assert.NotContains(t, string(stored.Data), "traceparent", "the content is the message alone")
+		assert.Equal(t, map[string]string{"traceparent": "00-3-4-01"}, stored.Metadata, "beside it")
 
 		got := make(chan *Message, 2)
-		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+		_, ev := startSubscribed(t, c, q, &WorkerConfig{Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			got <- m
 			return nil
 		})})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = w.Close() })
 		byID := map[string]map[string]string{}
 		for range 2 {
 			m := <-got
 			byID[m.ID] = m.Metadata
 		}
 		assert.Equal(t, map[string]map[string]string{"a": {"traceparent": "00-3-4-01"}, "b": nil}, byID)
-		waitFor(t, "both collected", func() bool { return w.Stats().Counts.Succeeded == 2 })
-		n, err := s.rdb.Exists(ctx, s.key(q, keys.Meta)).Result()
+		waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: 2})
+		// That the metadata goes with its message is internal/protocol's
+		// TestCompletionCollectsMetadata.
+		gone, err := c.Inspector().Message(ctx, q, "a")
 		require.NoError(t, err)
-		assert.Zero(t, n, "the metadata went with its message")
+		assert.Equal(t, MessageInfo{ID: "a"}, gone, "collected")
 	})
 }
 

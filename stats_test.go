@@ -15,10 +15,10 @@ import (
 func TestWorkerStats(t *testing.T) {
 	s := newMiniServer(t)
 	c := s.client(t, nil)
-	w, calls := startWorker(t, c, queueName(t), WorkerConfig{}, nil)
+	w, calls, ev := startWorkerEvents(t, c, queueName(t), WorkerConfig{}, nil)
 	res := enqueue(t, c, w.Queue(), "x", nil)
 	next(t, calls)
-	waitFor(t, "the outcome recorded", func() bool { return w.Stats().Counts.Succeeded == 1 })
+	assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, res.MessageID, 1))
 	assert.Contains(t, []MessageStatus{StatusDoneAwaitingGC, StatusNone}, statusOf(t, c, w.Queue(), res.MessageID))
 	st := w.Stats()
 	assert.Equal(t, int64(1), st.HandlingTime.Count)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -18,10 +17,10 @@ import (
 // until release is closed, warms it up with quick handlings (which turn
 // prefetching on), then enqueues "block" and n more messages m0..m(n-1),
 // in one call, with opts.
-func prefetchSetup(t *testing.T, c *Client, q string, n int, opts *EnqueueOptions) (*Worker, <-chan handling, chan struct{}) {
+func prefetchSetup(t *testing.T, c *Client, q string, n int, opts *EnqueueOptions) (*Worker, <-chan handling, <-chan Event, chan struct{}) {
 	t.Helper()
 	release := make(chan struct{})
-	w, calls := startWorker(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+	w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
 		if h.value == "block" {
 			<-release
 		}
@@ -42,7 +41,7 @@ func prefetchSetup(t *testing.T, c *Client, q string, n int, opts *EnqueueOption
 	_, err := c.EnqueueMany(context.Background(), q, reqs...)
 	require.NoError(t, err)
 	require.Equal(t, "block", next(t, calls).value)
-	return w, calls, release
+	return w, calls, ev, release
 }
 
 // TestWorkerPrefetchStop: messages prefetched behind a busy handler are
@@ -54,7 +53,7 @@ func TestWorkerPrefetchStop(t *testing.T) {
 		q := queueName(t)
 		ctx := context.Background()
 		const count = defaultPrefetch + 14
-		w, _, release := prefetchSetup(t, c, q, count, nil)
+		w, _, ev, release := prefetchSetup(t, c, q, count, nil)
 
 		// One handler busy, defaultPrefetch more taken and waiting.
 		waitFor(t, "the prefetch to fill", func() bool {
@@ -64,16 +63,11 @@ func TestWorkerPrefetchStop(t *testing.T) {
 		})
 		stopped := make(chan error, 1)
 		go func() { stopped <- w.Stop(ctx) }()
-		waitFor(t, "the prefetched messages to be given back", func() bool {
-			return w.Stats().Counts.Released == defaultPrefetch
-		})
+		waitKind(t, ev, EventReleased, defaultPrefetch)
 		close(release)
 		require.NoError(t, <-stopped)
 
 		assert.Equal(t, StatusQueued, statusOf(t, c, q, "m0"))
-		n, err := s.rdb.HExists(ctx, s.key(q, keys.NAttempts), "m0").Result()
-		require.NoError(t, err)
-		assert.False(t, n, "attempt uncounted")
 		assert.Equal(t, StatusNone, statusOf(t, c, q, "block"), "block's outcome recorded: collected")
 
 		_, calls := startWorker(t, c, q, WorkerConfig{}, nil)
@@ -81,7 +75,7 @@ func TestWorkerPrefetchStop(t *testing.T) {
 		for range count {
 			h := next(t, calls)
 			seen[h.value]++
-			assert.Equal(t, 1, h.attempt, h.value)
+			assert.Equal(t, 1, h.attempt, "%s: the attempt given back was not counted", h.value)
 		}
 		assert.Len(t, seen, count, "each message handled once")
 	})
@@ -94,7 +88,7 @@ func TestWorkerPrefetchStale(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
-		w, calls, release := prefetchSetup(t, c, q, 5, &EnqueueOptions{LockTime: 200 * time.Millisecond})
+		w, calls, _, release := prefetchSetup(t, c, q, 5, &EnqueueOptions{LockTime: 200 * time.Millisecond})
 
 		// Hold "block" until the prefetched messages' locks have run out.
 		waitFor(t, "m0's lock to expire", func() bool { return statusOf(t, c, q, "m0") == StatusQueued })
@@ -122,7 +116,7 @@ func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
 		c := s.client(t, nil)
 		q := queueName(t)
 		gate := make(chan struct{})
-		_, calls := startWorker(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+		_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
 			if strings.HasPrefix(h.value, "slow") {
 				select {
 				case <-gate:
@@ -152,10 +146,7 @@ func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
 
 		gate <- struct{}{} // slow0 finishes; slow1 starts and holds
 		require.Equal(t, "slow1", next(t, calls).value)
-		waitFor(t, "slow0's outcome to be recorded", func() bool {
-			st := statusOf(t, c, q, "slow0")
-			return st == StatusDoneAwaitingGC || st == StatusNone
-		})
+		assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "slow0", 1), "slow0's outcome recorded, slow1 still held")
 	})
 }
 
@@ -170,7 +161,7 @@ func TestWorkerBurstPoll(t *testing.T) {
 		var mu sync.Mutex
 		seen := map[string]int{}
 		retried := 0
-		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+		w, ev := handleAll(t, c, q, n, &WorkerConfig{
 			HandlerThreads:    4,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(_ context.Context, m *Message) error {
@@ -183,17 +174,12 @@ func TestWorkerBurstPoll(t *testing.T) {
 				return nil
 			}),
 		})
-		require.NoError(t, err)
-		handleAll(t, c, w, q, n)
 		assert.Positive(t, w.Stats().Counts.BurstPolls, "a second poll was in flight")
 
 		// Idle: the main loop sleeps and polls; the second one does not.
-		sleeps := func() int64 { return w.Stats().Counts.EndOfQueueSleeps }
-		first := sleeps()
-		waitFor(t, "the worker to idle", func() bool { return sleeps() >= first+3 })
+		waitKind(t, ev, EventAsleep, 3)
 		burst := w.Stats().Counts.BurstPolls
-		first = sleeps()
-		waitFor(t, "three more idle polls", func() bool { return sleeps() >= first+3 })
+		waitKind(t, ev, EventAsleep, 3)
 		assert.Equal(t, burst, w.Stats().Counts.BurstPolls, "no second poll while idle")
 
 		mu.Lock()
@@ -215,9 +201,9 @@ func TestWorkerBurstPollThrottled(t *testing.T) {
 	onEachServer(t, func(t *testing.T, s *server) {
 		c := s.client(t, nil)
 		q := queueName(t)
-		const n = 500
+		const n = 100 // enough for a burst; one poll per message is slow on a loaded machine
 		var most atomic.Int64 // the most messages one poll handed out
-		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+		w, _ := handleAll(t, c, q, n, &WorkerConfig{
 			Throttle:       Constant(time.Microsecond),
 			HandlerThreads: 4,
 			Handler:        HandlerFunc(func(context.Context, *Message) error { return nil }),
@@ -226,23 +212,23 @@ func TestWorkerBurstPollThrottled(t *testing.T) {
 				}
 			},
 		})
-		require.NoError(t, err)
-		handleAll(t, c, w, q, n)
 		assert.Zero(t, w.Stats().Counts.BurstPolls)
 		assert.Equal(t, int64(1), most.Load(), "one message per throttled poll")
 	})
 }
 
-// handleAll enqueues n messages (0..n-1) to q in one call and waits until
-// w has handled them all; w is closed when the test ends.
-func handleAll(t *testing.T, c *Client, w *Worker, q string, n int64) {
+// handleAll starts a worker of cfg on q (startSubscribed), enqueues n
+// messages (0..n-1) to q in one call and waits until the worker has
+// handled them all.
+func handleAll(t *testing.T, c *Client, q string, n int, cfg *WorkerConfig) (*Worker, <-chan Event) {
 	t.Helper()
-	t.Cleanup(func() { _ = w.Close() })
+	w, ev := startSubscribed(t, c, q, cfg)
 	reqs := make([]EnqueueRequest, n)
 	for i := range reqs {
 		reqs[i] = EnqueueRequest{Message: i}
 	}
 	_, err := c.EnqueueMany(context.Background(), q, reqs...)
 	require.NoError(t, err)
-	waitFor(t, "every message handled", func() bool { return w.Stats().Counts.Succeeded == n })
+	waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: n})
+	return w, ev
 }
