@@ -47,12 +47,12 @@ func TestWorkerStartStopLines(t *testing.T) {
 	logs := &logRecorder{}
 	c := s.client(t, &Config{Logger: logs.logger(t)})
 	q := queueName(t)
-	w, calls := startWorker(t, c, q, WorkerConfig{LockTime: 90 * time.Second, HandlerThreads: 2}, nil)
+	w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{LockTime: 90 * time.Second, HandlerThreads: 2}, nil)
 	enqueue(t, c, q, "a", nil)
 	enqueue(t, c, q, "b", nil)
 	next(t, calls)
 	next(t, calls)
-	waitFor(t, "both outcomes", func() bool { return w.Stats().Counts.Succeeded == 2 })
+	waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: 2})
 	require.NoError(t, w.Stop(context.Background()))
 
 	starts := logs.recorded("mq: worker starting")
@@ -154,7 +154,7 @@ func TestSummaryWhileWorkFlows(t *testing.T) {
 			logs := &logRecorder{}
 			c := s.client(t, &Config{Logger: logs.logger(t)})
 			q := queueName(t)
-			w, calls := startWorker(t, c, q, WorkerConfig{LogSummaryEvery: every}, nil)
+			w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{LogSummaryEvery: every}, nil)
 			const n = 5
 			for i := range n {
 				enqueue(t, c, q, i, nil)
@@ -173,7 +173,7 @@ func TestSummaryWhileWorkFlows(t *testing.T) {
 				waitFor(t, "summaries of every handling", func() bool { return handled() == n })
 				return
 			}
-			waitFor(t, "the outcomes", func() bool { return w.Stats().Counts.Succeeded == n })
+			waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: n})
 			require.NoError(t, w.Stop(context.Background()))
 			assert.Empty(t, logs.recorded("mq: worker summary"))
 			_, ok := attrs(logs.recorded("mq: worker starting")[0])["summary_every"]

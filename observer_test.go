@@ -38,7 +38,7 @@ func TestObserverSeesEveryHandling(t *testing.T) {
 		return n
 	}
 	stuck := make(chan struct{})
-	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+	w, ev := startSubscribed(t, c, q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Observer: ObserverFunc(func(h Handling) {
 			mu.Lock()
@@ -71,18 +71,13 @@ func TestObserverSeesEveryHandling(t *testing.T) {
 			return nil
 		}),
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = w.Close() })
 
 	for _, id := range []string{"ok", "window", "retry", "fail", "panic"} {
 		enqueue(t, c, q, id, &EnqueueOptions{MessageID: id})
 	}
 	const backoff = 50 * time.Millisecond
 	enqueue(t, c, q, "late", &EnqueueOptions{MessageID: "late", InitialBackoff: backoff})
-	waitFor(t, "seven outcomes recorded", func() bool {
-		n := w.Stats().Counts
-		return n.Succeeded == 4 && n.Retried == 1 && n.Failed == 2
-	})
+	waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: 4, OutcomeRetried: 1, OutcomeFailed: 2})
 	require.Equal(t, 7, observed(), "every handling is observed before its outcome is recorded")
 
 	enqueue(t, c, q, "stuck", &EnqueueOptions{MessageID: "stuck"})
