@@ -120,7 +120,7 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 		cause error
 	}
 	ended := make(chan end, 1)
-	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+	_, ev := startSubscribed(t, c, q, &WorkerConfig{
 		LockTime: time.Second,
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			if m.Attempt > 1 {
@@ -132,13 +132,11 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 			return ctx.Err()
 		}),
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = w.Close() })
 	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: mid})
 	<-started
 
-	// Let a renewal or two through, then freeze Redis.
-	waitFor(t, "a renewal", func() bool { return w.Stats().Counts.LocksRenewed > 0 })
+	// Let a renewal through, then freeze Redis.
+	waitKind(t, ev, EventLockRenewed, 1)
 	pid := serverPID(t, s.rdb)
 	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
 	resumed := false
@@ -175,12 +173,12 @@ func TestWorkerNoticesRedisBack(t *testing.T) {
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
 	q := queueName(t)
-	w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+	_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, nil)
 	enqueue(t, c, q, "before", nil)
 	next(t, calls)
 
 	s.real.Kill(t)
-	waitFor(t, "six failed polls", func() bool { return w.Stats().Counts.PollErrors >= 6 })
+	waitKind(t, ev, EventPollFailed, 6)
 	s.real.Restart(t)
 	back := time.Now()
 	// A producer of its own: the worker's pool may still be redialling.

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -52,15 +51,11 @@ func TestEnqueueRefusedWhenFull(t *testing.T) {
 	assert.Equal(t, before, dumpQueue(t, s, q, s.now(t)), "nothing written")
 
 	// The worker drains the queue all the same.
-	w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
-	for range 20 {
-		next(t, calls)
-	}
-	waitFor(t, "every message collected", func() bool {
-		n, err := s.rdb.HLen(ctx, s.key(q, keys.Messages)).Result()
-		require.NoError(t, err)
-		return n == 0
-	})
+	w, _, ev := startWorkerEvents(t, c, q, WorkerConfig{}, nil)
+	waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: 20})
+	qc, err := c.Inspector().QueueCounts(ctx, q)
+	require.NoError(t, err)
+	assert.Equal(t, QueueCounts{}, qc, "every message collected")
 	assert.Zero(t, w.Stats().Counts.PollErrors, "no poll refused")
 	assert.Zero(t, w.Stats().Counts.LockLost)
 }

@@ -200,7 +200,7 @@ func TestPausedWorkersSleepThroughEnqueues(t *testing.T) {
 		for i := range ids {
 			ids[i] = fmt.Sprint(i)
 		}
-		waitAllHandled(t, ev, ids...)
+		waitAllSucceeded(t, ev, ids...)
 	})
 }
 

@@ -63,9 +63,9 @@ func waitHandled(t *testing.T, ch <-chan Event, id string, attempt int) Outcome 
 	return e.Outcome
 }
 
-// waitAllHandled waits until the handling of every message of ids (first
-// attempts or not) is settled, in whatever order.
-func waitAllHandled(t *testing.T, ch <-chan Event, ids ...string) {
+// waitAllSucceeded waits until a handling of every message of ids (first
+// attempts or not) has succeeded, in whatever order.
+func waitAllSucceeded(t *testing.T, ch <-chan Event, ids ...string) {
 	t.Helper()
 	left := map[string]bool{}
 	for _, id := range ids {
@@ -73,7 +73,7 @@ func waitAllHandled(t *testing.T, ch <-chan Event, ids ...string) {
 	}
 	for len(left) > 0 {
 		e := waitEvent(t, ch, fmt.Sprintf("%d more messages handled", len(left)), func(e Event) bool {
-			return e.Kind == EventHandled && left[e.ID]
+			return e.Kind == EventHandled && e.Outcome == OutcomeSucceeded && left[e.ID]
 		})
 		delete(left, e.ID)
 	}

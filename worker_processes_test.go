@@ -159,7 +159,7 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	seen := map[string]bool{}
-	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+	w, ev := startSubscribed(t, c, q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			mu.Lock()
@@ -168,13 +168,11 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 			return nil
 		}),
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = w.Close() })
 	enqueue(t, c, q, "before", &EnqueueOptions{MessageID: "before"})
-	waitFor(t, "the first message", func() bool { mu.Lock(); defer mu.Unlock(); return seen["before"] })
+	assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "before", 1))
 
 	s.real.Kill(t)
-	waitFor(t, "the worker to notice", func() bool { return w.Stats().Counts.PollErrors > 0 })
+	waitKind(t, ev, EventPollFailed, 1)
 	time.Sleep(3 * time.Second) // the outage itself
 	s.real.Restart(t)
 
@@ -187,10 +185,13 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 		}
 		require.NoError(t, err)
 	}
-	waitFor(t, "every message after the restart", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen) == 21
-	})
+	ids := make([]string, 20)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i)
+	}
+	waitAllSucceeded(t, ev, ids...)
+	mu.Lock()
+	assert.Len(t, seen, 21)
+	mu.Unlock()
 	assert.True(t, w.Info().Running)
 }
