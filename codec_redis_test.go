@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -15,9 +16,9 @@ import (
 // set (issue 9, item 2).
 func TestForeignContentOnQueue(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	ctx := context.Background()
 	want := map[string]payload{}
 	for _, p := range foreignPayloads() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -111,9 +112,9 @@ func serverPID(t *testing.T, rdb redis.UniversalClient) int {
 // with lock renewal; the renewals get no answer, and the handler's context
 // ends, with ErrLockExpired, no later than the lock Redis holds runs out.
 func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	started := make(chan struct{})
 	type end struct {
 		at    time.Time
@@ -137,7 +138,7 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 
 	// Let a renewal through, then freeze Redis.
 	waitKind(t, ev, EventLockRenewed, 1)
-	pid := serverPID(t, s.rdb)
+	pid := serverPID(t, s.RDB)
 	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
 	resumed := false
 	resume := func() {
@@ -158,7 +159,7 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 	assert.ErrorIs(t, e.cause, ErrLockExpired)
 	// The server's clock is this machine's: compare the cancellation with
 	// the lock Redis holds, which the frozen Redis could not renew.
-	lockedUntil := s.hgetInt(t, q, keys.Locks)
+	lockedUntil := hgetInt(t, s, q, keys.Locks)
 	assert.LessOrEqual(t, e.at.UnixMilli(), lockedUntil+100,
 		"the handler was cancelled %d ms after its lock ran out", e.at.UnixMilli()-lockedUntil)
 }
@@ -166,23 +167,23 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 // TestWorkerNoticesRedisBack: after many failed polls, a worker polls again
 // within about a second of Redis coming back.
 func TestWorkerNoticesRedisBack(t *testing.T) {
-	s := newRealServer(t)
+	s := queuetest.RealServer(t)
 	// A client that fails fast while Redis is away: one dial, no retries.
-	rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, MaxRetries: -1, DialerRetries: 1})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr, MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { rdb.Close() })
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
-	q := queueName(t)
+	q := queuetest.QueueName(t)
 	_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, nil)
 	enqueue(t, c, q, "before", nil)
 	next(t, calls)
 
-	s.real.Kill(t)
+	s.Real.Kill(t)
 	waitKind(t, ev, EventPollFailed, 6)
-	s.real.Restart(t)
+	s.Real.Restart(t)
 	back := time.Now()
 	// A producer of its own: the worker's pool may still be redialling.
-	producer, err := New(s.real.Client(t), &Config{Logger: testLogger(t)})
+	producer, err := New(s.Real.Client(t), &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
 	_, err = producer.Enqueue(context.Background(), q, "after", nil)
 	require.NoError(t, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -11,10 +12,10 @@ import (
 // TestDeleteMessage: a message deleted while its handler runs is gone for
 // good; the handler's outcome is fenced off and counted as LockLost only.
 func TestDeleteMessage(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 
 		_, err := c.Inspector().DeleteMessage(ctx, "", "m")
 		assert.ErrorIs(t, err, ErrInvalidQueueName)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -14,27 +15,27 @@ import (
 // enqueue is refused with ErrRedisFull and writes nothing, while a worker
 // goes on polling, handling and collecting, which frees memory.
 func TestEnqueueRefusedWhenFull(t *testing.T) {
-	s := newRealServer(t, "--maxmemory-policy", "noeviction")
-	c := s.client(t, nil)
+	s := queuetest.RealServer(t, "--maxmemory-policy", "noeviction")
+	c := newClient(t, s, nil)
 	ctx := context.Background()
-	q := queueName(t)
+	q := queuetest.QueueName(t)
 	for i := range 20 {
 		enqueue(t, c, q, i, &EnqueueOptions{MessageID: "m" + strconv.Itoa(i)})
 	}
 	// Fill Redis past a limit set just above what it uses now.
 	used := func() int64 {
-		info, err := s.rdb.InfoMap(ctx, "memory").Result()
+		info, err := s.RDB.InfoMap(ctx, "memory").Result()
 		require.NoError(t, err)
 		n, err := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
 		require.NoError(t, err)
 		return n
 	}
-	require.NoError(t, s.rdb.ConfigSet(ctx, "maxmemory", "0").Err())
-	require.NoError(t, s.rdb.Set(ctx, "ballast", make([]byte, 8<<20), 0).Err())
-	require.NoError(t, s.rdb.ConfigSet(ctx, "maxmemory", "4mb").Err())
+	require.NoError(t, s.RDB.ConfigSet(ctx, "maxmemory", "0").Err())
+	require.NoError(t, s.RDB.Set(ctx, "ballast", make([]byte, 8<<20), 0).Err())
+	require.NoError(t, s.RDB.ConfigSet(ctx, "maxmemory", "4mb").Err())
 	require.Greater(t, used(), int64(4<<20))
 
-	before := dumpQueue(t, s, q, s.now(t))
+	before := dumpQueue(t, s, q, s.Now(t))
 	_, err := c.Enqueue(ctx, q, make([]byte, 100<<10), nil)
 	require.ErrorIs(t, err, ErrRedisFull)
 	// An id the queue holds already, first of its call: refused as well,
@@ -48,7 +49,7 @@ func TestEnqueueRefusedWhenFull(t *testing.T) {
 	for _, r := range res {
 		assert.Empty(t, r.Action, "no answer: the call failed")
 	}
-	assert.Equal(t, before, dumpQueue(t, s, q, s.now(t)), "nothing written")
+	assert.Equal(t, before, dumpQueue(t, s, q, s.Now(t)), "nothing written")
 
 	// The worker drains the queue all the same.
 	w, _, ev := startWorkerEvents(t, c, q, WorkerConfig{}, nil)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -12,10 +13,10 @@ import (
 // TestMetadata: metadata travels beside the content to the handler, an
 // update replaces it, and it goes with the message.
 func TestMetadata(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		c := s.client(t, nil)
-		q := queueName(t)
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "a", Metadata: map[string]string{"traceparent": "00-1-2-01", "k": "v"}})
 		enqueue(t, c, q, "y", &EnqueueOptions{MessageID: "a", CanUpdate: true, Metadata: map[string]string{"traceparent": "00-3-4-01"}})
 		enqueue(t, c, q, "z", &EnqueueOptions{MessageID: "b"})
@@ -46,8 +47,8 @@ func TestMetadata(t *testing.T) {
 
 // TestMetadataTooLarge: metadata over 64 KiB is refused.
 func TestMetadataTooLarge(t *testing.T) {
-	s := newMiniServer(t)
-	c := s.client(t, nil)
+	s := queuetest.MiniServer(t)
+	c := newClient(t, s, nil)
 	_, err := c.Enqueue(context.Background(), "q", "x", &EnqueueOptions{Metadata: map[string]string{"k": strings.Repeat("x", 70<<10)}})
 	assert.ErrorIs(t, err, ErrMessageTooLarge)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,9 +21,9 @@ import (
 // backoff.
 func TestObserverSeesEveryHandling(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 
 	var mu sync.Mutex
 	seen := map[string][]Handling{}     // by "id#attempt"
@@ -83,7 +84,7 @@ func TestObserverSeesEveryHandling(t *testing.T) {
 	enqueue(t, c, q, "stuck", &EnqueueOptions{MessageID: "stuck"})
 	<-stuck
 	require.NoError(t, w.Close()) // cancels the stuck handler, which gives up
-	waitFor(t, "the abandoned handling observed", func() bool { return observed() == 8 })
+	queuetest.WaitFor(t, "the abandoned handling observed", func() bool { return observed() == 8 })
 
 	mu.Lock()
 	defer mu.Unlock()

@@ -47,29 +47,29 @@ func onePoll(t *testing.T, c *Client, q string) protocol.Step {
 
 // hget, hgetInt, isMember and list read mid's entry of one key of q, or
 // the whole list (queuetest).
-func (s *server) hget(t *testing.T, q string, k keys.Index) string {
+func hget(t *testing.T, s *queuetest.Server, q string, k keys.Index) string {
 	t.Helper()
-	return queuetest.HGet(t, s.rdb, s.key(q, k), mid)
+	return queuetest.HGet(t, s.RDB, s.Key(q, k), mid)
 }
 
-func (s *server) hgetInt(t *testing.T, q string, k keys.Index) int64 {
+func hgetInt(t *testing.T, s *queuetest.Server, q string, k keys.Index) int64 {
 	t.Helper()
-	return queuetest.HGetInt(t, s.rdb, s.key(q, k), mid)
+	return queuetest.HGetInt(t, s.RDB, s.Key(q, k), mid)
 }
 
-func (s *server) isMember(t *testing.T, q string, k keys.Index) bool {
+func isMember(t *testing.T, s *queuetest.Server, q string, k keys.Index) bool {
 	t.Helper()
-	return queuetest.IsMember(t, s.rdb, s.key(q, k), mid)
+	return queuetest.IsMember(t, s.RDB, s.Key(q, k), mid)
 }
 
-func (s *server) list(t *testing.T, q string, k keys.Index) []string {
+func list(t *testing.T, s *queuetest.Server, q string, k keys.Index) []string {
 	t.Helper()
-	return queuetest.List(t, s.rdb, s.key(q, k))
+	return queuetest.List(t, s.RDB, s.Key(q, k))
 }
 
 // dumpQueue reads every key of q but the receipts into comparable text
 // (queuetest.Dump), as internal/protocol's tests do.
-func dumpQueue(t *testing.T, s *server, q string, now int64) map[string]string {
+func dumpQueue(t *testing.T, s *queuetest.Server, q string, now int64) map[string]string {
 	t.Helper()
-	return queuetest.Dump(t, s.rdb, func(i keys.Index) string { return s.key(q, i) }, now)
+	return queuetest.Dump(t, s.RDB, func(i keys.Index) string { return s.Key(q, i) }, now)
 }

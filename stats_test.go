@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -13,9 +14,9 @@ import (
 // well under a millisecond, and reads more than zero), the counters name
 // what they count, and the worker's description marshals to JSON.
 func TestWorkerStats(t *testing.T) {
-	s := newMiniServer(t)
-	c := s.client(t, nil)
-	w, calls, ev := startWorkerEvents(t, c, queueName(t), WorkerConfig{}, nil)
+	s := queuetest.MiniServer(t)
+	c := newClient(t, s, nil)
+	w, calls, ev := startWorkerEvents(t, c, queuetest.QueueName(t), WorkerConfig{}, nil)
 	res := enqueue(t, c, w.Queue(), "x", nil)
 	next(t, calls)
 	assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, res.MessageID, 1))

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -14,9 +15,9 @@ import (
 func TestWorkerLockTimeout(t *testing.T) {
 	for _, perMessage := range []bool{false, true} {
 		t.Run(fmt.Sprintf("per-message=%v", perMessage), func(t *testing.T) {
-			onEachServer(t, func(t *testing.T, s *server) {
-				c := s.client(t, nil)
-				q := queueName(t)
+			queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+				c := newClient(t, s, nil)
+				q := queuetest.QueueName(t)
 				cfg := WorkerConfig{HandlerThreads: 2, LockTime: 300 * time.Millisecond, NoLockRenewal: true}
 				opts := &EnqueueOptions{MessageID: "slow"}
 				if perMessage {
@@ -51,9 +52,9 @@ func TestWorkerLockTimeout(t *testing.T) {
 // second worker takes the message and completes it, then the first
 // completes late: the late outcome changes nothing.
 func TestWorkerFencing(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: mid})
 		releaseA := make(chan struct{})
 		// A's lock runs out soon; B's (the default, renewed) holds until
@@ -94,9 +95,9 @@ func TestWorkerFencing(t *testing.T) {
 }
 
 func TestWorkerRenewal(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		var handled atomic.Int64
 		var extendErr error
 		var renewals <-chan Event

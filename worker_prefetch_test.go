@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -48,15 +49,15 @@ func prefetchSetup(t *testing.T, c *Client, q string, n int, opts *EnqueueOption
 // given back when the worker stops: unlocked, their attempt uncounted, and
 // handled once by the next worker.
 func TestWorkerPrefetchStop(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		ctx := context.Background()
 		const count = defaultPrefetch + 14
 		w, _, ev, release := prefetchSetup(t, c, q, count, nil)
 
 		// One handler busy, defaultPrefetch more taken and waiting.
-		waitFor(t, "the prefetch to fill", func() bool {
+		queuetest.WaitFor(t, "the prefetch to fill", func() bool {
 			st, err := c.Inspector().QueueCounts(ctx, q)
 			require.NoError(t, err)
 			return st.Locked == 1+defaultPrefetch
@@ -85,13 +86,13 @@ func TestWorkerPrefetchStop(t *testing.T) {
 // longer than a quarter of its lock time is given back, not started, and
 // handled later; no message is handled twice.
 func TestWorkerPrefetchStale(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		w, calls, _, release := prefetchSetup(t, c, q, 5, &EnqueueOptions{LockTime: 200 * time.Millisecond})
 
 		// Hold "block" until the prefetched messages' locks have run out.
-		waitFor(t, "m0's lock to expire", func() bool { return statusOf(t, c, q, "m0") == StatusQueued })
+		queuetest.WaitFor(t, "m0's lock to expire", func() bool { return statusOf(t, c, q, "m0") == StatusQueued })
 		close(release)
 		seen := map[string]int{}
 		for range 5 {
@@ -112,9 +113,9 @@ func TestWorkerPrefetchStale(t *testing.T) {
 // promptly, not held until enough other handlings finish (which, with slow
 // handlings, could outlast the message's lock).
 func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		gate := make(chan struct{})
 		_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
 			if strings.HasPrefix(h.value, "slow") {
@@ -138,7 +139,7 @@ func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
 		_, err := c.EnqueueMany(context.Background(), q, reqs...)
 		require.NoError(t, err)
 		require.Equal(t, "slow0", next(t, calls).value)
-		waitFor(t, "the prefetch to fill", func() bool {
+		queuetest.WaitFor(t, "the prefetch to fill", func() bool {
 			st, err := c.Inspector().QueueCounts(context.Background(), q)
 			require.NoError(t, err)
 			return st.Locked == 1+defaultPrefetch
@@ -154,9 +155,9 @@ func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
 // a second poll in flight; every message is still handled once, at its
 // first attempt, and once the queue is empty the second poll stops.
 func TestWorkerBurstPoll(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		const n = 3000
 		var mu sync.Mutex
 		seen := map[string]int{}
@@ -198,10 +199,10 @@ func TestWorkerBurstPoll(t *testing.T) {
 // poll in flight would undo that: a throttled worker keeps to its loops,
 // and takes one message per poll, so that the pause paces messages.
 func TestWorkerBurstPollThrottled(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
-		const n = 100 // enough for a burst; one poll per message is slow on a loaded machine
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
+		const n = 100         // enough for a burst; one poll per message is slow on a loaded machine
 		var most atomic.Int64 // the most messages one poll handed out
 		w, _ := handleAll(t, c, q, n, &WorkerConfig{
 			Throttle:       Constant(time.Microsecond),

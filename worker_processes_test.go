@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,9 +28,9 @@ import (
 // before then, so the other always finds some left.
 func TestWorkerProcesses(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	outs := make([]*strings.Builder, 2)
 	var stdins []io.WriteCloser
 	var mu sync.Mutex
@@ -37,7 +38,7 @@ func TestWorkerProcesses(t *testing.T) {
 	for i := range outs {
 		outs[i] = &strings.Builder{}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWorkerProcess$")
-		cmd.Env = append(os.Environ(), "MQ_HELPER_REDIS="+s.real.Addr, "MQ_HELPER_QUEUE="+q)
+		cmd.Env = append(os.Environ(), "MQ_HELPER_REDIS="+s.Real.Addr, "MQ_HELPER_QUEUE="+q)
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
 		stdin, err := cmd.StdinPipe()
@@ -67,7 +68,7 @@ func TestWorkerProcesses(t *testing.T) {
 		defer mu.Unlock()
 		return strings.Contains(outs[i].String(), "started\n")
 	}
-	waitFor(t, "both processes to hold a message", func() bool { return started(0) && started(1) })
+	queuetest.WaitFor(t, "both processes to hold a message", func() bool { return started(0) && started(1) })
 	for _, in := range stdins {
 		_, err := io.WriteString(in, "go\n")
 		require.NoError(t, err)
@@ -85,10 +86,10 @@ func TestWorkerProcesses(t *testing.T) {
 		}
 		return m
 	}
-	waitFor(t, "both processes to handle all", func() bool { return len(counts()) == 200 })
-	waitFor(t, "the outcomes", func() bool {
-		n, err := s.rdb.SCard(context.Background(), s.key(q, keys.Done)).Result()
-		size, _ := s.rdb.HLen(context.Background(), s.key(q, keys.Messages)).Result()
+	queuetest.WaitFor(t, "both processes to handle all", func() bool { return len(counts()) == 200 })
+	queuetest.WaitFor(t, "the outcomes", func() bool {
+		n, err := s.RDB.SCard(context.Background(), s.Key(q, keys.Done)).Result()
+		size, _ := s.RDB.HLen(context.Background(), s.Key(q, keys.Messages)).Result()
 		return err == nil && (n == 200 || size == 0)
 	})
 	for id, n := range counts() {
@@ -153,9 +154,9 @@ func TestHelperWorkerProcess(t *testing.T) {
 // nothing is lost.
 func TestWorkerSurvivesRedisRestart(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t, "--appendonly", "yes", "--appendfsync", "always")
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t, "--appendonly", "yes", "--appendfsync", "always")
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	ctx := context.Background()
 	var mu sync.Mutex
 	seen := map[string]bool{}
@@ -171,10 +172,10 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 	enqueue(t, c, q, "before", &EnqueueOptions{MessageID: "before"})
 	assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "before", 1))
 
-	s.real.Kill(t)
+	s.Real.Kill(t)
 	waitKind(t, ev, EventPollFailed, 1)
 	time.Sleep(3 * time.Second) // the outage itself
-	s.real.Restart(t)
+	s.Real.Restart(t)
 
 	for i := range 20 {
 		var err error

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -17,9 +18,9 @@ import (
 // TestWorkerSuccessCollected: a handled message is collected at
 // completion (docs/protocol.md §11), not on a later lap.
 func TestWorkerSuccessCollected(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "hello", &EnqueueOptions{MessageID: "a"})
 		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, nil)
 		h := next(t, calls)
@@ -40,10 +41,10 @@ func TestWorkerSuccessCollected(t *testing.T) {
 // requeueable as a fresh message. A panic is a failure too, and Final
 // skips the retries.
 func TestWorkerRetriesThenDeadLetters(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		c := s.client(t, nil)
-		q := queueName(t)
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "fail", &EnqueueOptions{MessageID: "e"})
 		enqueue(t, c, q, "panic", &EnqueueOptions{MessageID: "p"})
 		enqueue(t, c, q, "final", &EnqueueOptions{MessageID: "f"})
@@ -130,9 +131,9 @@ func TestWorkerRetriesThenDeadLetters(t *testing.T) {
 }
 
 func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
 		w, _, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
 			return SucceedWithBackoff(time.Hour)
@@ -150,9 +151,9 @@ func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
 }
 
 func TestWorkerRetryWithBackoff(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "r"})
 		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
 			if h.attempt == 1 {
@@ -170,9 +171,9 @@ func TestWorkerRetryWithBackoff(t *testing.T) {
 }
 
 func TestWorkerRequeue(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		release := make(chan struct{})
 		_, calls := startWorker(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
 			if h.value == "v1" {
@@ -211,9 +212,9 @@ func TestWorkerRequeue(t *testing.T) {
 // outcome with a clear reason, never a crash; it stays inspectable until
 // collected.
 func TestWorkerUndecodable(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, Raw("\xc1"), &EnqueueOptions{MessageID: "bad"})
 		content, err := c.Inspector().QueueContent(context.Background(), q)
 		require.NoError(t, err)
@@ -236,9 +237,9 @@ func TestWorkerUndecodable(t *testing.T) {
 // TestWorkerWakeUp: an idle worker asleep at the end of the queue handles a
 // new message before its sleep would have ended.
 func TestWorkerWakeUp(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
 		waitAsleep(t, ev)
 		enqueue(t, c, q, "wake", &EnqueueOptions{MessageID: "w"})
@@ -254,16 +255,16 @@ func TestWorkerWakeUp(t *testing.T) {
 		// The sleeper was woken by the sentinel (created in isleep-a by the
 		// enqueue, moved to isleep-b by the worker), not by its once-a-second
 		// look at mids-ready.
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "woken through the sleep lists")
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepB), "woken through the sleep lists")
 	})
 }
 
 // TestWorkersShareQueue: two workers on one queue handle every message
 // exactly once when no lock expires.
 func TestWorkersShareQueue(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		var mu sync.Mutex
 		counts := map[string]int{}
 		var ws []*Worker
