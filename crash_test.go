@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -195,8 +194,9 @@ func TestPauseAndDeleteAcrossProcesses(t *testing.T) {
 	queuetest.WaitFor(t, "the held handling cancelled", func() bool { return saw("cancelled:hold-1:" + ErrLockLost.Error()) })
 	assert.Equal(t, StatusQueued, statusOf(t, c, q, "p1"), "paused: not handed out")
 
-	udt, err := s.RDB.HGet(ctx, s.Key(q, keys.UDTs), "p1").Int64()
+	p1, err := c.Inspector().Message(ctx, q, "p1")
 	require.NoError(t, err)
+	udt := p1.FirstEnqueued.UnixMilli()
 	resumed := serverMS()
 	_, err = c.Inspector().ResumeQueue(ctx, q)
 	require.NoError(t, err)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -158,8 +158,11 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 
 	assert.ErrorIs(t, e.cause, ErrLockExpired)
 	// The server's clock is this machine's: compare the cancellation with
-	// the lock Redis holds, which the frozen Redis could not renew.
-	lockedUntil := hgetInt(t, s, q, keys.Locks)
+	// the lock Redis holds, which the frozen Redis could not renew (read
+	// through the protocol: the Inspector shows no lock that ran out).
+	_, reads, err := protocol.ReadMessages(context.Background(), s.RDB, s.Keys(q), "", []string{mid})
+	require.NoError(t, err)
+	lockedUntil := reads[0].LockedUntil
 	assert.LessOrEqual(t, e.at.UnixMilli(), lockedUntil+100,
 		"the handler was cancelled %d ms after its lock ran out", e.at.UnixMilli()-lockedUntil)
 }

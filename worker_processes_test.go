@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -88,9 +87,9 @@ func TestWorkerProcesses(t *testing.T) {
 	}
 	queuetest.WaitFor(t, "both processes to handle all", func() bool { return len(counts()) == 200 })
 	queuetest.WaitFor(t, "the outcomes", func() bool {
-		n, err := s.RDB.SCard(context.Background(), s.Key(q, keys.Done)).Result()
-		size, _ := s.RDB.HLen(context.Background(), s.Key(q, keys.Messages)).Result()
-		return err == nil && (n == 200 || size == 0)
+		qc, err := c.Inspector().QueueCounts(context.Background(), q)
+		require.NoError(t, err)
+		return qc.Done == 200 || qc.Total == 0
 	})
 	for id, n := range counts() {
 		assert.Equal(t, 1, n, "message %s", id)
