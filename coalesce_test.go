@@ -163,8 +163,16 @@ func TestEnqueueCoalesced(t *testing.T) {
 		st, err := c.Inspector().MessageStatus(ctx, q, "later")
 		require.NoError(t, err)
 		assert.Equal(t, StatusQueuedWithBackoff, st)
-		assert.Equal(t, "7000", s.RDB.HGet(ctx, s.Key(q, keys.LockTimes), "old").Val(), "the update's lock time")
-		assert.Equal(t, []string{"dup", "a", "first", "old"}, list(t, s, q, keys.MidsReady), "in arrival order")
+		old, err := c.Inspector().Message(ctx, q, "old")
+		require.NoError(t, err)
+		assert.Equal(t, 7*time.Second, old.LockTime, "the update's lock time")
+		// Handed out in arrival order ("old" queued before them all).
+		_, calls := startWorker(t, c, q, WorkerConfig{HandlerThreads: 1}, nil)
+		var order []string
+		for range 4 {
+			order = append(order, next(t, calls).id)
+		}
+		assert.Equal(t, []string{"old", "first", "a", "dup"}, order, "in arrival order")
 	})
 }
 
@@ -302,9 +310,9 @@ func TestEnqueueConcurrentMany(t *testing.T) {
 			}
 		}
 		for _, q := range qs {
-			n, err := s.RDB.LLen(ctx, s.Key(q, keys.MidsReady)).Result()
+			qc, err := c.Inspector().QueueCounts(ctx, q)
 			require.NoError(t, err)
-			assert.Equal(t, want[q], n, "each once in %s", q)
+			assert.Equal(t, QueueCounts{Queued: want[q], Total: want[q]}, qc, "each once in %s", q)
 			queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
 		}
 		t.Logf("%d enqueues in %d script calls", goroutines*each, calls)
