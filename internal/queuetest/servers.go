@@ -70,10 +70,14 @@ func OnEachServer(t *testing.T, fn func(t *testing.T, s *Server)) {
 	})
 }
 
-// MiniServer starts a miniredis for the test, with a client.
+// MiniServer starts a miniredis for the test, with a client. miniredis
+// runs scripts in Go, one command at a time: under -race, on a loaded
+// machine, a big call can take longer than go-redis's 3 s default read
+// timeout, which would fail the test for the machine's load; its client
+// waits longer.
 func MiniServer(t *testing.T) *Server {
 	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	return &Server{RDB: rdb, Mini: m}
 }
