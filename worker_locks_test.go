@@ -101,11 +101,13 @@ func TestWorkerRenewal(t *testing.T) {
 		var handled atomic.Int64
 		var extendErr error
 		var renewals <-chan Event
-		// The lock time leaves a busy machine room to renew in time; the
-		// work itself lasts until the worker renewed the lock four times,
-		// so over a lock time and a third.
+		// The lock time leaves a busy machine room to renew in time (with
+		// 1 s, a renewal on miniredis under -race beside a CPU-bound loop
+		// outlasted the 0.67 s left of the lock); the work itself lasts
+		// until the worker renewed the lock four times, so over a lock time
+		// and a third.
 		w, err := c.NewWorker(q, &WorkerConfig{
-			LockTime:          time.Second,
+			LockTime:          3 * time.Second,
 			HandlerThreads:    2,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
