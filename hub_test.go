@@ -21,7 +21,11 @@ import (
 func TestIdleWorkersShareOneConnection(t *testing.T) {
 	t.Parallel()
 	s := queuetest.RealServer(t)
-	rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr, PoolSize: 4, PoolTimeout: 300 * time.Millisecond})
+	// Were the sleepers to hold a connection each, four of them would hold
+	// the pool and the rest would never fall asleep, however long the pool
+	// timeout. Woken, twenty polls share four connections: under a loaded
+	// machine one waited past a 300 ms pool timeout, so it is 5 s.
+	rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr, PoolSize: 4, PoolTimeout: 5 * time.Second})
 	t.Cleanup(func() { _ = rdb.Close() })
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
