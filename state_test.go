@@ -12,8 +12,8 @@ import (
 )
 
 // Helpers that read a queue's keys directly, and make the protocol's
-// calls through a Client, for the tests of the package. (The protocol's
-// own tests are in internal/protocol.)
+// calls through a Client, for the few tests of the package that need them
+// (what the protocol's keys hold is internal/protocol's tests' business).
 
 const mid = "m"
 
@@ -45,23 +45,7 @@ func onePoll(t *testing.T, c *Client, q string) protocol.Step {
 	return r.Steps[0]
 }
 
-// hget, hgetInt, isMember and list read mid's entry of one key of q, or
-// the whole list (queuetest).
-func hget(t *testing.T, s *queuetest.Server, q string, k keys.Index) string {
-	t.Helper()
-	return queuetest.HGet(t, s.RDB, s.Key(q, k), mid)
-}
-
-func hgetInt(t *testing.T, s *queuetest.Server, q string, k keys.Index) int64 {
-	t.Helper()
-	return queuetest.HGetInt(t, s.RDB, s.Key(q, k), mid)
-}
-
-func isMember(t *testing.T, s *queuetest.Server, q string, k keys.Index) bool {
-	t.Helper()
-	return queuetest.IsMember(t, s.RDB, s.Key(q, k), mid)
-}
-
+// list reads one list of q, whole (queuetest.List).
 func list(t *testing.T, s *queuetest.Server, q string, k keys.Index) []string {
 	t.Helper()
 	return queuetest.List(t, s.RDB, s.Key(q, k))

@@ -351,6 +351,12 @@ func TestEnqueueRefusedWhenFull(t *testing.T) {
 	before := dumpQueue(t, s, q, s.Now(t))
 	_, err := enqueue(ctx, s, q, "y", nil)
 	assert.Equal(t, OOM, ErrorCode(err), "%v", err)
+	// An id the queue holds already, first of its call: refused as well,
+	// before an update or a reset writes anything.
+	_, err = enqueue(ctx, s, q, "new content", &EnqueueMessage{ID: mid, CanUpdate: true, LockTime: time.Second})
+	assert.Equal(t, OOM, ErrorCode(err), "update: %v", err)
+	_, err = enqueue(ctx, s, q, "x", &EnqueueMessage{ID: mid, ResetInitialBackoff: true, InitialBackoff: time.Hour})
+	assert.Equal(t, OOM, ErrorCode(err), "reset: %v", err)
 	answers := EnqueuePipelined(ctx, s.RDB, s.Keys(q), []EnqueueCall{
 		{Token: randomToken(), Keep: time.Minute, Messages: []EnqueueMessage{{ID: "a"}, {ID: "b"}}},
 	})
