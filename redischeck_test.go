@@ -37,7 +37,7 @@ func TestCheckRedisEviction(t *testing.T) {
 			s := queuetest.RealServer(t, tc.args...)
 			log := &logRecorder{}
 			c := newClient(t, s, &Config{Logger: log.logger(t)})
-			warnings := c.checkRedis(context.Background())
+			warnings := c.checkRedisWithin(context.Background(), eventTimeout)
 			if tc.want == nil {
 				assert.Empty(t, warnings)
 			} else {
@@ -115,7 +115,7 @@ func TestCheckRedisCluster(t *testing.T) {
 	log := &logRecorder{}
 	c, err := New(rc.Client(t), &Config{Cluster: true, Logger: log.logger(t)})
 	require.NoError(t, err)
-	warnings := c.checkRedis(ctx)
+	warnings := c.checkRedisWithin(ctx, eventTimeout)
 	require.Len(t, warnings, 1)
 	assert.Contains(t, warnings[0], "Redis master "+evicting+" may evict any key, queue keys included, once it reaches maxmemory (1 GiB, maxmemory-policy allkeys-lfu)")
 	assert.Empty(t, log.messages(slog.LevelDebug), "every master was read")
