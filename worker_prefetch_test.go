@@ -27,10 +27,7 @@ func prefetchSetup(t *testing.T, c *Client, q string, n int, opts *EnqueueOption
 		}
 		return nil
 	})
-	for i := range 10 {
-		enqueue(t, c, q, fmt.Sprint("warm", i), nil)
-		next(t, calls)
-	}
+	warmUp(t, c, w, q, calls)
 	reqs := []EnqueueRequest{{Message: "block", Options: &EnqueueOptions{MessageID: "block"}}}
 	for i := range n {
 		o := EnqueueOptions{MessageID: fmt.Sprint("m", i)}
@@ -43,6 +40,25 @@ func prefetchSetup(t *testing.T, c *Client, q string, n int, opts *EnqueueOption
 	require.NoError(t, err)
 	require.Equal(t, "block", next(t, calls).value)
 	return w, calls, ev, release
+}
+
+// warmUp has w handle quick messages until it prefetches. Prefetching
+// follows the mean of recent handling times, which a loaded machine can
+// stretch past prefetchMaxHandling: a fixed number of quick handlings
+// (ten, once) left it off beside a CPU-bound loop, and the test's
+// messages were not prefetched.
+func warmUp(t *testing.T, c *Client, w *Worker, q string, calls <-chan handling) {
+	t.Helper()
+	for i := 0; ; i++ {
+		require.Less(t, i, 1000, "prefetching never turned on")
+		enqueue(t, c, q, fmt.Sprint("warm", i), nil)
+		next(t, calls)
+		// Done with: its handling time is in the mean.
+		queuetest.WaitFor(t, "the handling done with", func() bool { return w.taken.Load() == 0 })
+		if w.prefetching() {
+			return
+		}
+	}
 }
 
 // TestWorkerPrefetchStop: messages prefetched behind a busy handler are
@@ -117,7 +133,7 @@ func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
 		c := newClient(t, s, nil)
 		q := queuetest.QueueName(t)
 		gate := make(chan struct{})
-		_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
 			if strings.HasPrefix(h.value, "slow") {
 				select {
 				case <-gate:
@@ -127,10 +143,7 @@ func TestWorkerPrefetchOutcomeNotHeld(t *testing.T) {
 			return nil
 		})
 		t.Cleanup(func() { close(gate) })
-		for i := range 10 {
-			enqueue(t, c, q, fmt.Sprint("warm", i), nil)
-			next(t, calls)
-		}
+		warmUp(t, c, w, q, calls)
 		var reqs []EnqueueRequest
 		for i := range defaultPrefetch + 4 {
 			id := fmt.Sprint("slow", i)
