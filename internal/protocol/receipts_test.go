@@ -382,3 +382,23 @@ func field(t *testing.T, s *queuetest.Server, q string, k keys.Index, f string) 
 	require.NoError(t, err)
 	return v
 }
+
+// TestCompletionCollectsMetadata: a message collected at completion
+// (docs/protocol.md §11) takes its metadata with it; the root package's
+// TestMetadata checks what the Inspector shows.
+func TestCompletionCollectsMetadata(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		q := queuetest.QueueName(t)
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid, Metadata: []byte(`{"k":"v"}`)})
+		require.Equal(t, `{"k":"v"}`, hget(t, s, q, keys.Meta), "kept beside the content")
+		st := pollUntil(t, s, q, StepHandle, "")
+		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, ok)
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "collected at completion")
+		n, err := s.RDB.Exists(ctx, s.Key(q, keys.Meta)).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "the metadata went with its message")
+	})
+}
