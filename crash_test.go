@@ -111,15 +111,17 @@ func TestKilledWorkerRecoveredWithDefaults(t *testing.T) {
 	q := queuetest.QueueName(t)
 	const n = 10
 	cmd, saw := crashChild(t, s, q, "hold")
-	// Quick handlings first, so that the child prefetches.
-	for i := range 5 {
+	// Quick handlings first, until the child prefetches (a fixed number
+	// of them left it off on a loaded machine: see warmUp).
+	for i := 0; !saw("prefetching"); i++ {
+		require.Less(t, i, 1000, "the child never prefetched")
 		enqueue(t, c, q, i, &EnqueueOptions{MessageID: fmt.Sprintf("quick-%d", i)})
+		queuetest.WaitFor(t, "the quick one handled", func() bool {
+			counts, err := c.Inspector().QueueCounts(context.Background(), q)
+			require.NoError(t, err)
+			return counts.Total == 0
+		})
 	}
-	queuetest.WaitFor(t, "the quick ones handled", func() bool {
-		counts, err := c.Inspector().QueueCounts(context.Background(), q)
-		require.NoError(t, err)
-		return counts.Total == 0
-	})
 	reqs := make([]EnqueueRequest, n)
 	for i := range reqs {
 		reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprint(i)}}
@@ -257,5 +259,12 @@ func TestHelperCrashingWorker(t *testing.T) {
 	w, err := c.StartWorker(t.Context(), os.Getenv("MQ_HELPER_QUEUE"), cfg)
 	require.NoError(t, err)
 	defer w.Close()
+	if os.Getenv("MQ_HELPER_MODE") == "hold" {
+		// Tell the parent once quick handlings turned prefetching on.
+		for !w.prefetching() || w.taken.Load() != 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		fmt.Println("prefetching")
+	}
 	select {} // until killed, or a handling exits
 }
