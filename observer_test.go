@@ -41,6 +41,11 @@ func TestObserverSeesEveryHandling(t *testing.T) {
 	stuck := make(chan struct{})
 	w, ev := startSubscribed(t, c, q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		// "fail" and "panic" are not handled again within the test: with
+		// the default backoff (about 1 s), a loaded machine saw their
+		// second attempts, and the count of observed handlings went past
+		// the one waited for.
+		RetryBackoff: Constant(time.Hour),
 		Observer: ObserverFunc(func(h Handling) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -84,7 +89,7 @@ func TestObserverSeesEveryHandling(t *testing.T) {
 	enqueue(t, c, q, "stuck", &EnqueueOptions{MessageID: "stuck"})
 	<-stuck
 	require.NoError(t, w.Close()) // cancels the stuck handler, which gives up
-	queuetest.WaitFor(t, "the abandoned handling observed", func() bool { return observed() == 8 })
+	queuetest.WaitFor(t, "the abandoned handling observed", func() bool { return observed() >= 8 })
 
 	mu.Lock()
 	defer mu.Unlock()
