@@ -6,8 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gocarmine/mq/internal/keys"
-	"github.com/redis/go-redis/v9"
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // Page is one page of a listing that goes on by cursor: the messages of a
@@ -61,14 +60,14 @@ func (in *Inspector) QueueMessages(ctx context.Context, queue, cursor string, li
 	data := make(map[string]string, limit)
 	next := ""
 	for round := 0; ; round++ {
-		page, err := within(in.c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
-			cmd := in.c.rdb.HScan(ctx, in.c.key(queue, keys.Messages), scan, "*", int64(limit))
-			return cmd, cmd.Err()
+		var after uint64
+		kvs, err := within(in.c, ctx, func(ctx context.Context) (kvs []string, err error) {
+			kvs, after, err = protocol.ScanMessages(ctx, in.c.rdb, in.c.keys(queue), scan, int64(limit))
+			return kvs, err
 		})
 		if err != nil {
 			return Page[MessageInfo]{}, fmt.Errorf("mq: queue messages of %q: %w", queue, err)
 		}
-		kvs, after := page.Val()
 		n := len(kvs) / 2
 		taken := min(n-min(skip, n), limit-len(ids))
 		for i := skip; i < skip+taken; i++ {

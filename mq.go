@@ -43,7 +43,7 @@ import (
 
 // Version is this library's version, as a worker's heartbeat and start
 // line tell it.
-const Version = "0.1.0-dev"
+const Version = "0.1.0"
 
 // Limits on names.
 const (

@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
-	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/protocol"
-	"github.com/redis/go-redis/v9"
 )
 
 // QueueCounts holds a queue's counts, read in O(1) (docs/protocol.md
@@ -78,14 +75,14 @@ func (in *Inspector) QueueContent(ctx context.Context, queue string) ([]MessageI
 	var out []MessageInfo
 	var cursor uint64
 	for {
-		page, err := within(in.c, ctx, func(ctx context.Context) (*redis.ScanCmd, error) {
-			cmd := in.c.rdb.HScan(ctx, in.c.key(queue, keys.Messages), cursor, "*", contentPage)
-			return cmd, cmd.Err()
+		var next uint64
+		kvs, err := within(in.c, ctx, func(ctx context.Context) (kvs []string, err error) {
+			kvs, next, err = protocol.ScanMessages(ctx, in.c.rdb, in.c.keys(queue), cursor, contentPage)
+			return kvs, err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("mq: queue content of %q: %w", queue, err)
 		}
-		kvs, next := page.Val()
 		ids := make([]string, 0, len(kvs)/2)
 		data := make(map[string]string, len(kvs)/2)
 		for i := 0; i+1 < len(kvs); i += 2 {
@@ -133,7 +130,8 @@ func (in *Inspector) QueueNames(ctx context.Context, pattern string) ([]string, 
 	}
 	found := map[string]bool{}
 	_, err := within(in.c, ctx, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, in.scanQueues(ctx, pattern, func(q string) { found[q] = true })
+		return struct{}{}, protocol.ScanQueues(ctx, in.c.rdb, in.c.cfg.Cluster, pattern, validQueueName,
+			func(q string) { found[q] = true })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mq: queue names: %w", err)
@@ -146,117 +144,8 @@ func (in *Inspector) QueueNames(ctx context.Context, pattern string) ([]string, 
 	return names, nil
 }
 
-// scanPage is the COUNT hint of each SCAN call of scanQueues.
-const scanPage = 1000
-
-// scanQueues calls fn, one call at a time, with the name of every queue
-// QueueNames finds, on every master of a cluster. A name may come more
-// than once.
-//
-// Each page of SCAN (TYPE hash: Redis 6.0 or later, below the 6.2 that the
-// worker's BLMOVE needs anyway) is checked in one pipelined round trip:
-// HLEN of each candidate's udts hash, which a queue with messages never
-// lacks. On a cluster the pipeline goes through the cluster client, which
-// sends each key to the node that holds it now.
-func (in *Inspector) scanQueues(ctx context.Context, pattern string, fn func(string)) error {
-	match := keys.MessagesPattern(pattern, in.c.cfg.Cluster)
-	var mu sync.Mutex
-	scanNode := func(ctx context.Context, node redis.Cmdable) error {
-		var cursor uint64
-		for {
-			page, next, err := node.ScanType(ctx, cursor, match, scanPage, "hash").Result()
-			if err != nil {
-				return err
-			}
-			names, err := in.realQueues(ctx, page)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			for _, q := range names {
-				fn(q)
-			}
-			mu.Unlock()
-			if cursor = next; cursor == 0 {
-				break
-			}
-		}
-		// A queue whose every message became a dead letter, or that is
-		// paused and empty, is a queue too.
-		for _, k := range []struct {
-			i   keys.Index
-			typ string
-		}{{keys.DeadIndex, "zset"}, {keys.Paused, "string"}} {
-			cursor = 0
-			for {
-				page, next, err := node.ScanType(ctx, cursor, keys.Pattern(pattern, in.c.cfg.Cluster, k.i), scanPage, k.typ).Result()
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				for _, key := range page {
-					if q, ok := keys.QueueFromKey(key, in.c.cfg.Cluster, k.i); ok && ValidateQueueName(q) == nil {
-						fn(q)
-					}
-				}
-				mu.Unlock()
-				if cursor = next; cursor == 0 {
-					break
-				}
-			}
-		}
-		return nil
-	}
-	if cc, ok := in.c.rdb.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return scanNode(ctx, node)
-		})
-	}
-	return scanNode(ctx, in.c.rdb)
-}
-
-// realQueues answers the names of the queues whose messages hashes are
-// among msgKeys: keys of the client's layout, under valid names, whose
-// udts is a hash that is not empty.
-func (in *Inspector) realQueues(ctx context.Context, msgKeys []string) ([]string, error) {
-	var names []string
-	for _, k := range msgKeys {
-		q, ok := keys.QueueFromMessagesKey(k, in.c.cfg.Cluster)
-		if ok && ValidateQueueName(q) == nil {
-			names = append(names, q)
-		}
-	}
-	if len(names) == 0 {
-		return nil, nil
-	}
-	udts := make([]*redis.IntCmd, len(names))
-	// Errors stay on each command: a WRONGTYPE only rules out its key.
-	_, _ = in.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, q := range names {
-			udts[i] = p.HLen(ctx, keys.Key(q, in.c.cfg.Cluster, keys.UDTs))
-		}
-		return nil
-	})
-	queues := names[:0]
-	for i, q := range names {
-		n, err := udts[i].Result()
-		switch {
-		case isWrongType(err):
-			continue // udts is not a hash: not a queue's key
-		case err != nil:
-			return nil, err
-		case n > 0:
-			queues = append(queues, q)
-		}
-	}
-	return queues, nil
-}
-
-// isWrongType tells whether err is Redis's answer to a command on a key of
-// another type.
-func isWrongType(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
-}
+// validQueueName tells whether ValidateQueueName accepts name.
+func validQueueName(name string) bool { return ValidateQueueName(name) == nil }
 
 // ClearQueues deletes every key of the named queues, for good, and returns
 // the names of those that held anything.
@@ -280,23 +169,17 @@ func (in *Inspector) ClearAllQueues(ctx context.Context) ([]string, error) {
 }
 
 func (in *Inspector) clear(ctx context.Context, queues []string) ([]string, error) {
-	cmds := make([]*redis.IntCmd, len(queues))
-	_, err := within(in.c, ctx, func(ctx context.Context) ([]redis.Cmder, error) {
-		return in.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, q := range queues {
-				// Not the cached key list: names found by scanning need
-				// not stay in the cache.
-				cmds[i] = p.Del(ctx, keys.All(q, in.c.cfg.Cluster)...)
-			}
-			return nil
-		})
+	// Not the cached key lists: names found by scanning need not stay in
+	// the cache.
+	held, err := within(in.c, ctx, func(ctx context.Context) ([]bool, error) {
+		return protocol.Clear(ctx, in.c.rdb, in.c.cfg.Cluster, queues)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mq: clear queues: %w", err)
 	}
 	var cleared []string
-	for i, cmd := range cmds {
-		if cmd.Val() > 0 {
+	for i, h := range held {
+		if h {
 			cleared = append(cleared, queues[i])
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -100,19 +101,9 @@ func (c *Client) checkRedisWithin(ctx context.Context, timeout time.Duration) []
 // answers a warning when that server may evict keys, "" when it may not.
 // name says which server it is, to start the warning with.
 func evictionWarning(ctx context.Context, node redis.Cmdable, name string) (string, error) {
-	// One pattern rather than two names: CONFIG GET takes several
-	// parameters only from Redis 7.0 on.
-	cfg, err := node.ConfigGet(ctx, "maxmemory*").Result()
+	bytes, policy, err := protocol.MaxMemory(ctx, node)
 	if err != nil {
 		return "", err
-	}
-	limit, policy := cfg["maxmemory"], cfg["maxmemory-policy"]
-	if limit == "" || policy == "" {
-		return "", fmt.Errorf("CONFIG GET maxmemory* answered no maxmemory or maxmemory-policy: %v", cfg)
-	}
-	bytes, err := strconv.ParseInt(limit, 10, 64)
-	if err != nil {
-		return "", fmt.Errorf("maxmemory %q: %w", limit, err)
 	}
 	if bytes == 0 || policy == "noeviction" {
 		return "", nil

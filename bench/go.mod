@@ -2,10 +2,8 @@ module github.com/gocarmine/mq/bench
 
 go 1.26.0
 
-replace github.com/gocarmine/mq => ../
-
 require (
-	github.com/gocarmine/mq v0.0.0-00010101000000-000000000000
+	github.com/gocarmine/mq v0.1.0
 	github.com/google/uuid v1.6.0
 	github.com/hibiken/asynq v0.26.0
 	github.com/redis/go-redis/v9 v9.23.0

@@ -2,11 +2,9 @@ module github.com/gocarmine/mq/dashboard
 
 go 1.26.0
 
-replace github.com/gocarmine/mq => ../
-
 require (
 	github.com/chromedp/chromedp v0.23.0
-	github.com/gocarmine/mq v0.0.0-00010101000000-000000000000
+	github.com/gocarmine/mq v0.1.0
 	github.com/redis/go-redis/v9 v9.23.0
 	go.uber.org/goleak v1.3.0
 )

@@ -83,7 +83,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// cobra's own errors: unknown commands and flags, wrong arguments.
 		ee = &exitError{code: exitUsage, err: err}
 	}
-	fmt.Fprintf(stderr, "mqctl: %s\n", oneLine(ee.err.Error()))
+	msg := oneLine(ee.err.Error())
+	if a.rdb != nil && ee.code != exitUsage {
+		// The server is part of what went wrong: a Redis that is not the
+		// one meant, or down.
+		msg = a.conn.server() + ": " + msg
+	}
+	fmt.Fprintf(stderr, "mqctl: %s\n", msg)
 	if ee.code == exitUsage {
 		fmt.Fprintln(stderr, "Run 'mqctl --help' for usage.")
 	}
@@ -106,7 +112,9 @@ which are laid out as Carmine's, in a Redis, a Redis Cluster or behind Sentinel.
 Every flag of the connection may also come from the environment as
 MQCTL_<FLAG> (MQCTL_PASSWORD for --password, MQCTL_TLS_CA for --tls-ca);
 the Redis URL comes from --url or REDIS_URL. A flag given on the command
-line wins over the environment.
+line wins over the environment. With neither (nor --cluster or --sentinel),
+mqctl says that it uses the default, redis://127.0.0.1:6379/0; errors name
+the server they come from.
 
 Exit codes: 0 success, 1 failure, 2 bad usage, 3 message or dead letter
 not found, 4 enqueue (or requeue of a dead letter) refused by the queue.`,
@@ -114,7 +122,16 @@ not found, 4 enqueue (or requeue of a dead letter) refused by the queue.`,
 		SilenceErrors: true,
 		// Configuration from the environment, for every command.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.applyEnv(cmd.Root().PersistentFlags())
+			flags := cmd.Root().PersistentFlags()
+			if err := a.applyEnv(flags); err != nil {
+				return err
+			}
+			// A Redis nobody chose is named, never silently used.
+			a.conn.urlDefaulted = !flags.Changed("url") && a.getenv("REDIS_URL") == ""
+			if a.conn.urlDefaulted && len(a.conn.cluster) == 0 && len(a.conn.sentinel) == 0 {
+				fmt.Fprintf(a.stderr, "mqctl: using %s\n", a.conn.server())
+			}
+			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {

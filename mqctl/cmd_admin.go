@@ -183,7 +183,7 @@ func (a *app) printClear(v clearView) error {
 		return printJSON(a.stdout, v)
 	}
 	if len(v.Cleared) == 0 && len(v.Empty) == 0 {
-		fmt.Fprintln(a.stdout, "no queues")
+		fmt.Fprintf(a.stdout, "no queues on %s\n", a.conn.server())
 	}
 	for _, q := range v.Cleared {
 		fmt.Fprintf(a.stdout, "cleared %s\n", safeText(q))

@@ -63,7 +63,7 @@ Queues are found with SCAN (on every master of a cluster), never KEYS.`,
 				return printJSON(a.stdout, views)
 			}
 			if len(views) == 0 {
-				fmt.Fprintln(a.stdout, "no queues")
+				fmt.Fprintf(a.stdout, "no queues on %s\n", a.conn.server())
 				return nil
 			}
 			t := newTable(a.stdout)

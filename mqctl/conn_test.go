@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"strings"
 	"testing"
 
@@ -78,7 +80,7 @@ func TestCluster(t *testing.T) {
 	e.ok(t, "", "pause", "emails")
 	e.ok(t, "", "delete", "emails", "m1")
 	e.ok(t, "", "clear", "--all", "--yes")
-	if r := e.ok(t, "", "queues"); r.stdout != "no queues\n" {
+	if r := e.ok(t, "", "queues"); !strings.HasPrefix(r.stdout, "no queues on ") {
 		t.Errorf("after clear --all: %q", r.stdout)
 	}
 }
@@ -89,7 +91,7 @@ func TestClusterKeys(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.env.ok(t, "", "--cluster-keys", "enqueue", "q", "a", "-d", "1")
-	if r := f.env.ok(t, "", "queues"); r.stdout != "no queues\n" {
+	if r := f.env.ok(t, "", "queues"); !strings.HasPrefix(r.stdout, "no queues on ") {
 		t.Errorf("plain layout sees %q", r.stdout)
 	}
 	if r := f.env.ok(t, "", "--cluster-keys", "queues"); !strings.Contains(r.stdout, "\nq ") {
@@ -111,4 +113,52 @@ func TestSentinel(t *testing.T) {
 		t.Errorf("queues through Sentinel: %q", r.stdout)
 	}
 	e.fails(t, exitFailure, "", "", "--master", "nosuchmaster", "--timeout", "5s", "queues")
+}
+
+// TestServerNamed: mqctl says which Redis it read when it found nothing
+// and when it failed, and never uses the default Redis without saying so.
+func TestServerNamed(t *testing.T) {
+	t.Parallel()
+	// A port nothing listens on: the dial is refused at once.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	e := env{"REDIS_URL": "redis://:secret@" + addr + "/3"}
+	r := e.fails(t, exitFailure, "mqctl: redis://"+addr+"/3: ", "", "queues")
+	if strings.Contains(r.stderr, "secret") {
+		t.Errorf("the password in %q", r.stderr)
+	}
+
+	// An empty REDIS_URL: the default is named before anything is dialled
+	// (the bad flag stops mqctl there, so that no test reaches 6379).
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--max-message-size", "-1", "queues"}, strings.NewReader(""), &stdout, &stderr,
+		func(k string) string { return map[string]string{"REDIS_URL": ""}[k] })
+	want := "mqctl: using redis://127.0.0.1:6379/0 (the default: neither --url nor REDIS_URL is set)\n"
+	if code != exitUsage || !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("empty REDIS_URL: exit %d, stderr %q, want it to start %q", code, stderr.String(), want)
+	}
+}
+
+func TestServerName(t *testing.T) {
+	for _, c := range []struct {
+		flags connFlags
+		want  string
+	}{
+		{connFlags{url: "redis://u:pw@h:7/2", db: -1}, "redis://u@h:7/2"},
+		{connFlags{url: "redis://h:7/2", db: 5, user: "ops"}, "redis://ops@h:7/5"},
+		{connFlags{url: "rediss://h:7", db: -1}, "rediss://h:7/0"},
+		{connFlags{url: "redis://h:7", db: -1, tls: true}, "rediss://h:7/0"},
+		{connFlags{url: defaultURL, db: -1, urlDefaulted: true}, "redis://127.0.0.1:6379/0 (the default: neither --url nor REDIS_URL is set)"},
+		{connFlags{url: "nonsense://u:pw@h", db: -1}, "nonsense://u:xxxxx@h"},
+		{connFlags{cluster: []string{"a:1", "b:2"}}, "Redis Cluster a:1,b:2"},
+		{connFlags{sentinel: []string{"s:1"}, master: "m"}, `Sentinel master "m" via s:1`},
+	} {
+		if got := c.flags.server(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.flags, got, c.want)
+		}
+	}
 }

@@ -3,9 +3,12 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/gocarmine/mq"
@@ -40,6 +43,10 @@ type connFlags struct {
 	clusterKeys    bool
 	maxMessageSize int
 	timeout        time.Duration
+
+	// urlDefaulted says that neither --url nor a non-empty REDIS_URL chose
+	// the Redis, so that mqctl says it talks to defaultURL.
+	urlDefaulted bool
 }
 
 // register defines the flags on fs.
@@ -130,6 +137,43 @@ func (f *connFlags) open(logTo io.Writer) (redis.UniversalClient, *mq.Config, er
 		opts.TLSConfig = tlsConfig
 	}
 	return redis.NewClient(opts), cfg, nil
+}
+
+// server names the Redis the flags point at, without its password: a
+// Redis URL, the nodes of a Redis Cluster, or a Sentinel master and its
+// sentinels; and says so when it is the default, which no setting chose.
+func (f *connFlags) server() string {
+	switch {
+	case len(f.cluster) > 0:
+		return "Redis Cluster " + strings.Join(f.cluster, ",")
+	case len(f.sentinel) > 0:
+		return fmt.Sprintf("Sentinel master %q via %s", f.master, strings.Join(f.sentinel, ","))
+	}
+	name := f.url
+	if opts, err := redis.ParseURL(f.url); err == nil {
+		scheme := "redis"
+		if opts.TLSConfig != nil || f.tls || f.tlsCA != "" || f.tlsCert != "" || f.tlsServerName != "" || f.tlsInsecure {
+			scheme = "rediss"
+		}
+		user := opts.Username
+		if f.user != "" {
+			user = f.user
+		}
+		if user != "" {
+			user += "@"
+		}
+		db := opts.DB
+		if f.db >= 0 {
+			db = f.db
+		}
+		name = fmt.Sprintf("%s://%s%s/%d", scheme, user, opts.Addr, db)
+	} else if u, err := url.Parse(f.url); err == nil {
+		name = u.Redacted()
+	}
+	if f.urlDefaulted {
+		name += " (the default: neither --url nor REDIS_URL is set)"
+	}
+	return name
 }
 
 // tlsConfig is the TLS configuration the --tls flags ask for, or nil.

@@ -2,14 +2,9 @@ module github.com/gocarmine/mq/mqctl
 
 go 1.26.0
 
-replace (
-	github.com/gocarmine/mq => ../
-	github.com/gocarmine/mq/dashboard => ../dashboard
-)
-
 require (
-	github.com/gocarmine/mq v0.0.0-00010101000000-000000000000
-	github.com/gocarmine/mq/dashboard v0.0.0-00010101000000-000000000000
+	github.com/gocarmine/mq v0.1.0
+	github.com/gocarmine/mq/dashboard v0.1.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9

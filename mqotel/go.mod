@@ -2,11 +2,9 @@ module github.com/gocarmine/mq/mqotel
 
 go 1.26.0
 
-replace github.com/gocarmine/mq => ../
-
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
-	github.com/gocarmine/mq v0.0.0-00010101000000-000000000000
+	github.com/gocarmine/mq v0.1.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
 	go.opentelemetry.io/otel v1.47.0

@@ -113,8 +113,10 @@ func (h *handler) outcome(ctx context.Context, msg *mq.Message, err error) mq.Ou
 	return mq.OutcomeFailed
 }
 
-// errorType is the error.type attribute of a failure: the error's Go type,
-// as the semantic conventions suggest when there is no better class.
+// errorType is the error.type attribute of a failure: the Go type of the
+// handler's own error, as the semantic conventions suggest when there is
+// no better class. The wrapper mq.Final puts around it is no class of the
+// user's and is looked through.
 func errorType(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "context_deadline_exceeded"
@@ -122,7 +124,30 @@ func errorType(err error) string {
 	if errors.Is(err, context.Canceled) {
 		return "context_canceled"
 	}
-	return fmt.Sprintf("%T", err)
+	return fmt.Sprintf("%T", finalCause(err))
+}
+
+// finalCause answers the error mq.Final was given, when err is what it
+// returned, else err.
+func finalCause(err error) error {
+	for errors.Is(err, mq.ErrFinal) {
+		u, ok := err.(interface{ Unwrap() []error })
+		if !ok {
+			return err
+		}
+		var cause error
+		for _, e := range u.Unwrap() {
+			if e != mq.ErrFinal {
+				cause = e
+				break
+			}
+		}
+		if cause == nil {
+			return err
+		}
+		err = cause
+	}
+	return err
 }
 
 // lastAttempt tells whether a failure of this handling makes the message a

@@ -33,6 +33,7 @@
 //	mq_queue_total_messages{queue}     gauge  messages in the queue, whatever their state
 //	mq_queue_dead_letters{queue}       gauge  dead letters (Inspector.DeadLetters), not in the total
 //	mq_queue_paused{queue}             gauge  1 while the queue is paused
+//	mq_queue_stale{queue}              gauge  1 while the series above hold the counts last read (Redis unreadable)
 //	mq_scrape_errors_total{op}         counter  failed reads: op queue_names (the listing) or queue_counts (one per queue)
 //	mq_scrape_error                    gauge  1 if the last scrape failed to read anything
 //	mq_scrape_duration_seconds         gauge  how long the last scrape read Redis

@@ -2,11 +2,9 @@ module github.com/gocarmine/mq/mqprom
 
 go 1.26.0
 
-replace github.com/gocarmine/mq => ../
-
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
-	github.com/gocarmine/mq v0.0.0-00010101000000-000000000000
+	github.com/gocarmine/mq v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/redis/go-redis/v9 v9.23.0

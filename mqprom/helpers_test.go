@@ -95,7 +95,18 @@ func queueSamples(q string, queued, locked, backoff, done, total, dead int, paus
 		`mq_queue_total_messages{queue="` + q + `"}`:           float64(total),
 		`mq_queue_dead_letters{queue="` + q + `"}`:             float64(dead),
 		`mq_queue_paused{queue="` + q + `"}`:                   p,
+		`mq_queue_stale{queue="` + q + `"}`:                    0,
 	}
+}
+
+// stale marks samples of queueSamples as the last read: mq_queue_stale 1.
+func stale(samples map[string]float64) map[string]float64 {
+	for k := range samples {
+		if strings.HasPrefix(k, "mq_queue_stale{") {
+			samples[k] = 1
+		}
+	}
+	return samples
 }
 
 // merge merges maps of samples.

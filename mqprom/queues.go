@@ -62,19 +62,22 @@ type QueueCollector struct {
 	client *mq.Client
 	opts   QueueOptions
 
-	messages, total, dead, paused       *prometheus.Desc
-	errorsDesc, errorDesc, durationDesc *prometheus.Desc
+	messages, total, dead, paused, stale *prometheus.Desc
+	errorsDesc, errorDesc, durationDesc  *prometheus.Desc
 
 	nameErrors, countErrors atomic.Int64
 
-	mu   sync.Mutex
-	seen map[string]bool // Queues nil: the queues listed and not read empty since
+	mu sync.Mutex
+	// last holds the counts last read of each queue exported: with Queues
+	// nil, the queues listed and not read empty since. A scrape that
+	// cannot read a queue exports them, marked stale.
+	last map[string]mq.QueueCounts
 }
 
 // NewQueueCollector returns a collector of the counts of the queues of
 // client. opts may be nil for defaults; it is copied.
 func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
-	c := &QueueCollector{client: client, seen: map[string]bool{}}
+	c := &QueueCollector{client: client, last: map[string]mq.QueueCounts{}}
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -104,6 +107,9 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 	c.paused = prometheus.NewDesc("mq_queue_paused",
 		"1 while the queue is paused (mq.Inspector.PauseQueue), else 0.",
 		[]string{"queue"}, nil)
+	c.stale = prometheus.NewDesc("mq_queue_stale",
+		"1 while the queue's other series hold the counts last read, because this scrape could not read Redis (see mq_scrape_errors_total); 0 when they were read now.",
+		[]string{"queue"}, nil)
 	c.errorsDesc = prometheus.NewDesc("mq_scrape_errors_total",
 		"Failed reads from Redis by scrapes of the queue collector, by operation: queue_names (listing the queues) or queue_counts (one queue's counts).",
 		[]string{"op"}, nil)
@@ -118,7 +124,7 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 
 // Describe sends the descriptions of the collector's metrics.
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.messages, c.total, c.dead, c.paused, c.errorsDesc, c.errorDesc, c.durationDesc} {
+	for _, d := range []*prometheus.Desc{c.messages, c.total, c.dead, c.paused, c.stale, c.errorsDesc, c.errorDesc, c.durationDesc} {
 		ch <- d
 	}
 }
@@ -131,43 +137,49 @@ type queueRead struct {
 
 // Collect reads the queues' counts from Redis, within the Timeout, and
 // sends them. A failed read is counted in mq_scrape_errors_total (one per
-// queue) and logged (one line per scrape); the scrape itself never fails,
-// and exports what it could read.
+// queue) and logged (one line per scrape); the scrape itself never fails.
+// A queue it could not read exports the counts last read, with
+// mq_queue_stale at 1, so that its series (and the alerts on them) go on
+// while Redis is away; a queue never read exports mq_queue_stale alone.
 func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 	defer cancel()
 	failed := false
 
-	queues := c.opts.Queues
+	queues, listed := c.opts.Queues, true
 	if queues == nil {
-		var err error
-		queues, err = c.client.Inspector().QueueNames(ctx, "*")
+		names, err := c.client.Inspector().QueueNames(ctx, "*")
 		if err != nil {
-			failed = true
+			failed, listed = true, false
 			c.nameErrors.Add(1)
 			c.opts.Logger.Warn("mqprom: listing the queues failed", slog.Any("error", err))
-		} else {
-			// A failed listing reads nothing: the queues seen wait for
-			// the next scrape.
-			queues = c.withSeen(queues)
 		}
+		// A failed listing reads nothing: the queues known are exported
+		// as last read.
+		queues = c.withKnown(names)
 	}
-	reads := c.read(ctx, queues)
-	if c.opts.Queues == nil {
-		c.remember(queues, reads)
+	var reads []queueRead
+	if listed {
+		reads = c.read(ctx, queues)
 	}
+	last := c.remember(queues, reads)
 	nfailed, firstFailed := 0, -1
 	for i, q := range queues {
-		r := reads[i]
-		if r.err != nil {
+		fresh := listed && reads[i].err == nil
+		if listed && !fresh {
 			nfailed++
 			if firstFailed < 0 {
 				firstFailed = i
 			}
+		}
+		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, bool01(!fresh), q)
+		var n mq.QueueCounts
+		if fresh {
+			n = last[i]
+		} else if n, fresh = c.lastRead(q); !fresh {
 			continue
 		}
-		n := r.counts
 		for _, s := range []struct {
 			state string
 			n     int64
@@ -192,35 +204,48 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.durationDesc, prometheus.GaugeValue, time.Since(start).Seconds())
 }
 
-// withSeen answers the queues listed and those seen before, sorted, each
-// once.
-func (c *QueueCollector) withSeen(listed []string) []string {
+// withKnown answers the queues listed and those known from before,
+// sorted, each once.
+func (c *QueueCollector) withKnown(listed []string) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	queues := slices.Grow(slices.Clone(listed), len(c.seen))
-	for q := range c.seen {
+	queues := slices.Grow(slices.Clone(listed), len(c.last))
+	for q := range c.last {
 		queues = append(queues, q)
 	}
 	slices.Sort(queues)
 	return slices.Compact(queues)
 }
 
-// remember keeps the queues read with something in them, for the next
-// scrapes, and forgets those read empty. A queue whose read failed stays
-// as it was.
-func (c *QueueCollector) remember(queues []string, reads []queueRead) {
+// remember keeps the counts read, and answers them in the order of
+// queues. With Queues nil, a queue read empty is forgotten: its zeros are
+// exported this once, and the listing finds it again once it holds
+// something. A queue whose read failed stays as it was.
+func (c *QueueCollector) remember(queues []string, reads []queueRead) []mq.QueueCounts {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i, q := range queues {
-		r := reads[i]
+	counts := make([]mq.QueueCounts, len(reads))
+	for i, r := range reads {
+		q := queues[i]
 		switch {
 		case r.err != nil:
-		case r.counts == (mq.QueueCounts{}):
-			delete(c.seen, q)
+			continue
+		case r.counts == (mq.QueueCounts{}) && c.opts.Queues == nil:
+			delete(c.last, q)
 		default:
-			c.seen[q] = true
+			c.last[q] = r.counts
 		}
+		counts[i] = r.counts
 	}
+	return counts
+}
+
+// lastRead answers the counts last read of queue q, if any.
+func (c *QueueCollector) lastRead(q string) (mq.QueueCounts, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.last[q]
+	return n, ok
 }
 
 // read reads the counts of queues, Concurrency at a time, one round trip

@@ -124,6 +124,7 @@ func TestQueueCollectorConfiguredQueues(t *testing.T) {
 			`mq_scrape_errors_total{op="queue_names"}`:  0,
 			`mq_scrape_errors_total{op="queue_counts"}`: 1,
 			`mq_scrape_error`:                           1,
+			`mq_queue_stale{queue="bad*name"}`:          1, // never read: nothing else to export
 		},
 	), got)
 	errs := rec.errors()
@@ -135,7 +136,7 @@ func TestQueueCollectorConfiguredQueues(t *testing.T) {
 }
 
 // TestQueueCollectorRedisDown: with Redis gone, a scrape still succeeds,
-// with its errors counted. (The short Timeout cuts go-redis's dial
+// with its errors counted, and each queue's last counts marked stale. (The short Timeout cuts go-redis's dial
 // retries short, which take seconds.)
 func TestQueueCollectorRedisDown(t *testing.T) {
 	t.Parallel()
@@ -144,20 +145,33 @@ func TestQueueCollectorRedisDown(t *testing.T) {
 	enqueue(t, c, "a", "m", nil)
 	all := NewQueueCollector(c, &QueueOptions{Timeout: 300 * time.Millisecond, Logger: slog.New(&recorder{})})
 	named := NewQueueCollector(c, &QueueOptions{Queues: []string{"a", "b"}, Timeout: 300 * time.Millisecond, Logger: slog.New(&recorder{})})
-	require.Equal(t, 1.0, gather(t, all)[`mq_queue_total_messages{queue="a"}`])
+	never := NewQueueCollector(c, &QueueOptions{Queues: []string{"a"}, Timeout: 300 * time.Millisecond, Logger: slog.New(&recorder{})})
+	require.Equal(t, merge(queueSamples("a", 1, 0, 0, 0, 1, 0, false), noErrors), only(gather(t, all), "mq_queue_", "mq_scrape_error"))
+	require.Equal(t, merge(queueSamples("a", 1, 0, 0, 0, 1, 0, false), queueSamples("b", 0, 0, 0, 0, 0, 0, false), noErrors),
+		only(gather(t, named), "mq_queue_", "mq_scrape_error"))
 
+	// With Redis gone, each queue's series go on with the counts last read,
+	// marked stale, so that alerts on them do not read "no data".
 	srv.Kill(t)
-	for _, want := range []map[string]float64{
-		{`mq_scrape_errors_total{op="queue_names"}`: 1, `mq_scrape_errors_total{op="queue_counts"}`: 0, `mq_scrape_error`: 1},
-		{`mq_scrape_errors_total{op="queue_names"}`: 2, `mq_scrape_errors_total{op="queue_counts"}`: 0, `mq_scrape_error`: 1},
-	} {
-		assert.Equal(t, want, only(gather(t, all), "mq_queue_", "mq_scrape_error"))
+	for _, names := range []float64{1, 2} {
+		assert.Equal(t, merge(stale(queueSamples("a", 1, 0, 0, 0, 1, 0, false)), map[string]float64{
+			`mq_scrape_errors_total{op="queue_names"}`:  names,
+			`mq_scrape_errors_total{op="queue_counts"}`: 0,
+			`mq_scrape_error`:                           1,
+		}), only(gather(t, all), "mq_queue_", "mq_scrape_error"))
 	}
-	assert.Equal(t, map[string]float64{
+	assert.Equal(t, merge(stale(queueSamples("a", 1, 0, 0, 0, 1, 0, false)), stale(queueSamples("b", 0, 0, 0, 0, 0, 0, false)), map[string]float64{
 		`mq_scrape_errors_total{op="queue_names"}`:  0,
 		`mq_scrape_errors_total{op="queue_counts"}`: 2,
 		`mq_scrape_error`:                           1,
-	}, only(gather(t, named), "mq_queue_", "mq_scrape_error"))
+	}), only(gather(t, named), "mq_queue_", "mq_scrape_error"))
+	// A queue never read has nothing to export but its staleness.
+	assert.Equal(t, map[string]float64{
+		`mq_queue_stale{queue="a"}`:                 1,
+		`mq_scrape_errors_total{op="queue_names"}`:  0,
+		`mq_scrape_errors_total{op="queue_counts"}`: 1,
+		`mq_scrape_error`:                           1,
+	}, only(gather(t, never), "mq_queue_", "mq_scrape_error"))
 }
 
 // TestQueueCollectorDeadline: a frozen Redis holds a scrape no longer than

@@ -56,8 +56,12 @@ export MQ_REQUIRE_REDIS=1
 # -race needs cgo, which Go turns off when it found no C compiler before.
 export CGO_ENABLED=1
 
+# The core module is vetted and tested alone (GOWORK=off), with the
+# requirements of its own go.mod as its users get them; the other modules
+# below are tested in the workspace of go.work, against this working tree's
+# core. In either mode ./... holds one module's packages only.
 echo "test.sh: go vet" >&2
-go vet ./...
+GOWORK=off go vet ./...
 
 echo "test.sh: gofmt" >&2
 unformatted="$(gofmt -l .)"
@@ -68,7 +72,7 @@ if [ -n "$unformatted" ]; then
 fi
 
 echo "test.sh: go test" >&2
-go test -race -count=1 -timeout 15m "$@" ./...
+GOWORK=off go test -race -count=1 -timeout 15m "$@" ./...
 
 # The benchmark harness is a module of its own (it needs asynq and BullMQ):
 # check that it still builds against the library, and test its report.
@@ -86,3 +90,8 @@ echo "test.sh: mqprom" >&2
 
 echo "test.sh: mqotel" >&2
 (cd mqotel && go vet ./... && go test -race -count=1 ./...)
+
+# The modules install as a user installs them: from a module proxy built
+# from this working tree, with a fresh module cache (release/install_test.go).
+echo "test.sh: install" >&2
+(cd release && go vet ./... && go test -count=1 ./...)

@@ -1,6 +1,7 @@
 // Command dependencies shows a handler that holds its dependencies (a user
-// store and a mailer, say), built once and shared by every handling: the
-// Go form of Red Ghost's component-with-dependencies pattern.
+// store and a mailer, say), built once and shared by every handling: a
+// struct whose fields are its dependencies, as an http.Handler's often are,
+// so that tests hand it fakes.
 //
 //	go run ./examples/dependencies
 package main
@@ -52,7 +53,7 @@ func (h *WelcomeHandler) Handle(ctx context.Context, m *mq.Message) error {
 	}
 	to, err := h.Users.Email(ctx, msg.UserID)
 	if errors.Is(err, errNoSuchUser) {
-		return err // permanent: give up on this message
+		return mq.Final(err) // permanent: a dead letter at once, no retry
 	}
 	if err != nil {
 		return mq.Retry(time.Second) // transient: try again later
@@ -135,8 +136,13 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 		Users:  mapUsers{"u1": "ada@example.com", "u2": "bob@example.com"},
 		Mailer: &printMailer{sent: sent},
 	}
-	worker, err := client.StartWorker(ctx, queue, &mq.WorkerConfig{Handler: handler, HandlerThreads: 4})
+	worker, err := client.NewWorker(queue, &mq.WorkerConfig{Handler: handler, HandlerThreads: 4})
 	if err != nil {
+		return err
+	}
+	handled, unsubscribe := worker.Subscribe(mq.EventHandled)
+	defer unsubscribe()
+	if err := worker.Start(ctx); err != nil {
 		return err
 	}
 	for _, id := range []string{"u1", "u2", "u404"} {
@@ -152,10 +158,11 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 			return errors.New("timed out")
 		}
 	}
-	// Wait until all three have an outcome: two sent, one failed.
-	for c := worker.Stats().Counts; c.Succeeded+c.Failed < 3; c = worker.Stats().Counts {
+	// Wait until all three have an outcome: two sent, one dead letter.
+	for n := 0; n < 3; {
 		select {
-		case <-time.After(10 * time.Millisecond):
+		case <-handled:
+			n++
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -166,6 +173,6 @@ func run(ctx context.Context, client *mq.Client, queue string) error {
 		return err
 	}
 	counts := worker.Stats().Counts
-	fmt.Printf("success=%d error=%d (u404 has no email)\n", counts.Succeeded, counts.Failed)
+	fmt.Printf("succeeded=%d dead=%d (u404 has no email)\n", counts.Succeeded, counts.Dead)
 	return nil
 }

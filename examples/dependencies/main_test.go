@@ -18,5 +18,5 @@ func Example() {
 	// Redis: embedded miniredis (set REDIS_URL to use a real Redis)
 	// mail to ada@example.com: welcome aboard
 	// mail to bob@example.com: welcome aboard
-	// success=2 error=1 (u404 has no email)
+	// succeeded=2 dead=1 (u404 has no email)
 }

@@ -10,8 +10,9 @@
 // pipeline-capable equivalent) and the queue's keys, all of them, in the
 // order of internal/keys (keys.All). The sleeps' list commands (sleep.go:
 // the blocking moves, the sleep hub's BLMPOP) take a [Sleeper] and the
-// lists' names. Only the inspector's scans (SCAN and HSCAN, in package
-// mq) are sent from elsewhere. Scripts' answers are checked: a reply
+// lists' names. The administrative commands that are no script (admin.go:
+// the scans, the clear, the eviction check's CONFIG GET) are here too, so
+// that every command the library sends is. Scripts' answers are checked: a reply
 // of a shape the protocol does not know is an error wrapping
 // [ErrUnexpectedReply], never a panic, and an error reply of Redis is
 // returned as it is ([ErrorCode] tells its code).

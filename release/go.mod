@@ -1,0 +1,3 @@
+module github.com/gocarmine/mq/release
+
+go 1.26.0
