@@ -50,10 +50,3 @@ func list(t *testing.T, s *queuetest.Server, q string, k keys.Index) []string {
 	t.Helper()
 	return queuetest.List(t, s.RDB, s.Key(q, k))
 }
-
-// dumpQueue reads every key of q but the receipts into comparable text
-// (queuetest.Dump), as internal/protocol's tests do.
-func dumpQueue(t *testing.T, s *queuetest.Server, q string, now int64) map[string]string {
-	t.Helper()
-	return queuetest.Dump(t, s.RDB, func(i keys.Index) string { return s.Key(q, i) }, now)
-}
