@@ -10,6 +10,7 @@ import (
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,8 +18,8 @@ import (
 
 // TestQueueAdministration: docs/protocol.md §10.
 func TestQueueAdministration(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
 		ctx := context.Background()
 
 		// Status: 5 messages; 1 locked, 1 in backoff, 1 done.
@@ -46,7 +47,7 @@ func TestQueueAdministration(t *testing.T) {
 		assert.Equal(t, QueueCounts{}, empty)
 
 		// Content.
-		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Messages), "bad", "\xc1").Err()) // never valid MessagePack
+		require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Messages), "bad", "\xc1").Err()) // never valid MessagePack
 		content, err := c.Inspector().QueueContent(ctx, q)
 		require.NoError(t, err)
 		byID := map[string]MessageInfo{}
@@ -80,7 +81,7 @@ func TestQueueAdministration(t *testing.T) {
 		cleared, err := c.Inspector().ClearQueues(ctx, "admin:a1", "admin:none")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"admin:a1"}, cleared, "only queues that held anything")
-		n, err := s.rdb.Exists(ctx, keys.All("admin:a1", s.cluster)...).Result()
+		n, err := s.RDB.Exists(ctx, keys.All("admin:a1", s.Cluster)...).Result()
 		require.NoError(t, err)
 		assert.Zero(t, n, "every key gone")
 		size, err = c.Inspector().QueueSize(ctx, "admin:a2")
@@ -90,15 +91,15 @@ func TestQueueAdministration(t *testing.T) {
 		cleared, err = c.Inspector().ClearAllQueues(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"admin:a2", "admin:status", "other:b1"}, cleared)
-		assert.Zero(t, s.rdb.DBSize(ctx).Val(), "nothing left")
+		assert.Zero(t, s.RDB.DBSize(ctx).Val(), "nothing left")
 	})
 }
 
 // TestBadInput: bad input is refused with a sentinel error and writes
 // nothing.
 func TestBadInput(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, &Config{MaxMessageSize: 16})
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, &Config{MaxMessageSize: 16})
 		ctx := context.Background()
 		badNames := []string{"", "a*", "a?", "a[", "a]", "a{", "a}", `a\b`, "a\nb", "a\x00", strings.Repeat("q", 1025)}
 		for _, name := range badNames {
@@ -148,9 +149,9 @@ func TestBadInput(t *testing.T) {
 		assert.ErrorContains(t, err, "message 1")
 		assert.Nil(t, res)
 
-		_, err = New(s.rdb, &Config{MaxMessageSize: -1})
+		_, err = New(s.RDB, &Config{MaxMessageSize: -1})
 		assert.ErrorIs(t, err, ErrInvalidOption)
-		_, err = New(s.rdb, &Config{MaxMessageSize: DefaultMaxMessageSize + 1})
+		_, err = New(s.RDB, &Config{MaxMessageSize: DefaultMaxMessageSize + 1})
 		assert.ErrorIs(t, err, ErrInvalidOption)
 		_, err = New(nil, nil)
 		assert.ErrorIs(t, err, ErrInvalidOption)
@@ -162,7 +163,7 @@ func TestBadInput(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalidOption, "%+v", cfg)
 		}
 
-		assert.Zero(t, s.rdb.DBSize(ctx).Val(), "Redis holds no key")
+		assert.Zero(t, s.RDB.DBSize(ctx).Val(), "Redis holds no key")
 	})
 }
 
@@ -187,18 +188,18 @@ func TestScriptCacheLoss(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []bool{true}, ok)
 	}
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
 		ctx := context.Background()
 		exercise(t, c, "before")
-		require.NoError(t, s.rdb.ScriptFlush(ctx).Err())
+		require.NoError(t, s.RDB.ScriptFlush(ctx).Err())
 		exercise(t, c, "after-flush")
-		if s.real == nil {
+		if s.Real == nil {
 			return
 		}
-		s.real.Kill(t)
-		s.real.Restart(t)
-		waitFor(t, "the client to reconnect", func() bool { return s.rdb.Ping(ctx).Err() == nil })
+		s.Real.Kill(t)
+		s.Real.Restart(t)
+		queuetest.WaitFor(t, "the client to reconnect", func() bool { return s.RDB.Ping(ctx).Err() == nil })
 		exercise(t, c, "after-restart")
 	})
 }
@@ -207,15 +208,15 @@ func TestScriptCacheLoss(t *testing.T) {
 // a panic or a false answer.
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
+	s := queuetest.RealServer(t)
 	// A client that fails fast once Redis is gone: one dial, no retries,
 	// so each call below fails at once instead of after go-redis's
 	// retries and their backoff (seconds in all).
-	s.rdb = redis.NewClient(&redis.Options{Addr: s.real.Addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second})
-	t.Cleanup(func() { _ = s.rdb.Close() })
-	c := s.client(t, nil)
-	require.NoError(t, s.rdb.Ping(context.Background()).Err(), "the client works before the kill")
-	s.real.Kill(t)
+	s.RDB = redis.NewClient(&redis.Options{Addr: s.Real.Addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = s.RDB.Close() })
+	c := newClient(t, s, nil)
+	require.NoError(t, s.RDB.Ping(context.Background()).Err(), "the client works before the kill")
+	s.Real.Kill(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := c.Enqueue(ctx, "q", "x", nil)
@@ -234,29 +235,29 @@ func TestRedisDown(t *testing.T) {
 // other layout, and keys of other applications that merely look like a
 // messages key, are neither listed nor deleted.
 func TestQueueNamesRealQueuesOnly(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		c := s.client(t, nil)
+		c := newClient(t, s, nil)
 		own := []string{"jobs", "a:b:c", "mail:v2:messages"}
 		for _, q := range own {
 			_, err := c.Enqueue(ctx, q, "x", nil)
 			require.NoError(t, err)
 		}
 		// A queue of nothing but a dead letter, and one paused and empty.
-		require.NoError(t, s.rdb.ZAdd(ctx, keys.Key("dead-only", s.cluster, keys.DeadIndex), redis.Z{Score: 1, Member: "m"}).Err())
+		require.NoError(t, s.RDB.ZAdd(ctx, keys.Key("dead-only", s.Cluster, keys.DeadIndex), redis.Z{Score: 1, Member: "m"}).Err())
 		_, err := c.Inspector().PauseQueue(ctx, "paused-only")
 		require.NoError(t, err)
 
 		// A queue of the other layout. A plain-layout client cannot run on
 		// a cluster, so there its keys are written one by one.
 		var other *Client
-		if s.cluster {
+		if s.Cluster {
 			for i, k := range keys.All("theirs", false)[:keys.UDTs+1] {
-				require.NoError(t, s.rdb.HSet(ctx, k, "m", i).Err())
+				require.NoError(t, s.RDB.HSet(ctx, k, "m", i).Err())
 			}
 		} else {
 			var err error
-			other, err = New(s.rdb, &Config{Cluster: true, Logger: testLogger(t)})
+			other, err = New(s.RDB, &Config{Cluster: true, Logger: testLogger(t)})
 			require.NoError(t, err)
 			_, err = other.Enqueue(ctx, "theirs", "x", nil)
 			require.NoError(t, err)
@@ -265,27 +266,27 @@ func TestQueueNamesRealQueuesOnly(t *testing.T) {
 		// Keys of another application, in this client's layout: a string,
 		// a hash without the queue's udts, and a hash whose udts is a string.
 		lookalikes := map[string]string{
-			keys.Key("other", s.cluster, keys.Messages): "string",
-			keys.Key("x", s.cluster, keys.Messages):     "hash",
-			keys.Key("y", s.cluster, keys.Messages):     "hash",
-			keys.Key("y", s.cluster, keys.UDTs):         "string",
+			keys.Key("other", s.Cluster, keys.Messages): "string",
+			keys.Key("x", s.Cluster, keys.Messages):     "hash",
+			keys.Key("y", s.Cluster, keys.Messages):     "hash",
+			keys.Key("y", s.Cluster, keys.UDTs):         "string",
 		}
 		for k, typ := range lookalikes {
 			if typ == "string" {
-				require.NoError(t, s.rdb.Set(ctx, k, "not a queue", 0).Err())
+				require.NoError(t, s.RDB.Set(ctx, k, "not a queue", 0).Err())
 			} else {
-				require.NoError(t, s.rdb.HSet(ctx, k, "f", "v").Err())
+				require.NoError(t, s.RDB.HSet(ctx, k, "f", "v").Err())
 			}
 		}
-		before := s.rdb.DBSize(ctx).Val()
+		before := s.RDB.DBSize(ctx).Val()
 		keysOf := func(q string, cluster bool) int64 { // one at a time: plain keys span slots
 			var n int64
 			for _, k := range keys.All(q, cluster) {
-				n += s.rdb.Exists(ctx, k).Val()
+				n += s.RDB.Exists(ctx, k).Val()
 			}
 			return n
 		}
-		theirsKeys := keysOf("theirs", !s.cluster)
+		theirsKeys := keysOf("theirs", !s.Cluster)
 		require.NotZero(t, theirsKeys)
 
 		names, err := c.Inspector().QueueNames(ctx, "")
@@ -304,15 +305,15 @@ func TestQueueNamesRealQueuesOnly(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, []string{"a:b:c", "dead-only", "jobs", "mail:v2:messages", "paused-only"}, cleared)
 		for _, q := range append(own, "dead-only", "paused-only") {
-			assert.Zero(t, keysOf(q, s.cluster), "queue %q cleared", q)
+			assert.Zero(t, keysOf(q, s.Cluster), "queue %q cleared", q)
 		}
-		assert.Equal(t, theirsKeys, keysOf("theirs", !s.cluster), "the other layout's queue untouched")
+		assert.Equal(t, theirsKeys, keysOf("theirs", !s.Cluster), "the other layout's queue untouched")
 		for k, typ := range lookalikes {
-			got, err := s.rdb.Type(ctx, k).Result()
+			got, err := s.RDB.Type(ctx, k).Result()
 			require.NoError(t, err)
 			assert.Equal(t, typ, got, "%s untouched", k)
 		}
-		assert.Equal(t, int64(len(lookalikes))+theirsKeys, s.rdb.DBSize(ctx).Val(),
+		assert.Equal(t, int64(len(lookalikes))+theirsKeys, s.RDB.DBSize(ctx).Val(),
 			"only the queues' keys went (%d keys before)", before)
 
 		if other != nil {

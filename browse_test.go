@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -38,12 +39,12 @@ func browseAll(t *testing.T, c *Client, q string, limit int) (map[string]int, []
 // whether Redis keeps the hash small (listpack, answered whole by one
 // HSCAN call, which the cursor cuts into pages) or large (a hash table).
 func TestQueueMessages(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
 		ctx := context.Background()
 
 		// A small queue, with one message of each kind of interest.
-		q := queueName(t) + ":small"
+		q := queuetest.QueueName(t) + ":small"
 		for i := range 7 {
 			_, err := c.Enqueue(ctx, q, fmt.Sprintf("m%d", i), &EnqueueOptions{MessageID: fmt.Sprint(i)})
 			require.NoError(t, err)
@@ -87,7 +88,7 @@ func TestQueueMessages(t *testing.T) {
 		assert.NotContains(t, seen, "3")
 
 		// A large queue: a hash table, which HSCAN answers in parts.
-		big := queueName(t) + ":big"
+		big := queuetest.QueueName(t) + ":big"
 		reqs := make([]EnqueueRequest, 1500)
 		for i := range reqs {
 			reqs[i] = EnqueueRequest{Message: strings.Repeat("x", 100), Options: &EnqueueOptions{MessageID: fmt.Sprint(i)}}
@@ -110,7 +111,7 @@ func TestQueueMessages(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidOption)
 		_, err = c.Inspector().QueueMessages(ctx, "a*", "", 10)
 		assert.ErrorIs(t, err, ErrInvalidQueueName)
-		empty, err := c.Inspector().QueueMessages(ctx, queueName(t)+":none", "", 10)
+		empty, err := c.Inspector().QueueMessages(ctx, queuetest.QueueName(t)+":none", "", 10)
 		require.NoError(t, err)
 		assert.Equal(t, Page[MessageInfo]{Items: []MessageInfo{}}, empty)
 	})

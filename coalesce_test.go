@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -65,11 +66,11 @@ func (g *scriptGate) open() {
 }
 
 // gated returns a client whose script calls go through a new gate.
-func gated(t *testing.T, s *server) (*Client, *scriptGate) {
+func gated(t *testing.T, s *queuetest.Server) (*Client, *scriptGate) {
 	g := &scriptGate{}
-	s.rdb.AddHook(g)
+	s.RDB.AddHook(g)
 	t.Cleanup(g.open)
-	return s.client(t, nil), g
+	return newClient(t, s, nil), g
 }
 
 // waiting is how many Enqueue calls wait in q's group.
@@ -109,16 +110,16 @@ func goEnqueue(ctx context.Context, c *Client, q string, msg any, opts *EnqueueO
 // together in the next script call, each decided as if alone, in arrival
 // order, each with its own answer; the first call went alone, at once.
 func TestEnqueueCoalesced(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 		c, gate := gated(t, s)
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "old", &EnqueueOptions{MessageID: "old"}) // the script loaded
 		gate.calls.Store(0)
 
 		gate.close()
 		first := goEnqueue(ctx, c, q, "first", &EnqueueOptions{MessageID: "first"})
-		waitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		queuetest.WaitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
 		// Arrival order is the order of the group's list: start each once
 		// the one before waits.
 		reqs := []struct {
@@ -139,7 +140,7 @@ func TestEnqueueCoalesced(t *testing.T) {
 			opts := r.opts
 			opts.MessageID = r.id
 			outs[i] = goEnqueue(ctx, c, q, "v-"+r.id, &opts)
-			waitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == i+1 })
+			queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == i+1 })
 		}
 		gate.open()
 		f := <-first
@@ -157,13 +158,21 @@ func TestEnqueueCoalesced(t *testing.T) {
 			}
 		}
 		assert.Equal(t, int64(2), gate.calls.Load(), "the first call alone, then the six waiting in one script call")
-		waitFor(t, "the group idle", func() bool { return c.idle(q) })
+		queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
 
 		st, err := c.Inspector().MessageStatus(ctx, q, "later")
 		require.NoError(t, err)
 		assert.Equal(t, StatusQueuedWithBackoff, st)
-		assert.Equal(t, "7000", s.rdb.HGet(ctx, s.key(q, keys.LockTimes), "old").Val(), "the update's lock time")
-		assert.Equal(t, []string{"dup", "a", "first", "old"}, s.list(t, q, keys.MidsReady), "in arrival order")
+		old, err := c.Inspector().Message(ctx, q, "old")
+		require.NoError(t, err)
+		assert.Equal(t, 7*time.Second, old.LockTime, "the update's lock time")
+		// Handed out in arrival order ("old" queued before them all).
+		_, calls := startWorker(t, c, q, WorkerConfig{HandlerThreads: 1}, nil)
+		var order []string
+		for range 4 {
+			order = append(order, next(t, calls).id)
+		}
+		assert.Equal(t, []string{"old", "first", "a", "dup"}, order, "in arrival order")
 	})
 }
 
@@ -171,19 +180,19 @@ func TestEnqueueCoalesced(t *testing.T) {
 // at once; if its message was not sent yet, it never is; the others are
 // answered as if it had never come.
 func TestEnqueueCoalescedGivenUp(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 		c, gate := gated(t, s)
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 
 		gate.close()
 		first := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "first"})
-		waitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		queuetest.WaitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
 		quitCtx, quit := context.WithCancel(ctx)
 		gone := goEnqueue(quitCtx, c, q, "x", &EnqueueOptions{MessageID: "gone"})
-		waitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 1 })
+		queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 1 })
 		stays := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "stays"})
-		waitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 2 })
+		queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 2 })
 		quit()
 		o := <-gone
 		assert.ErrorIs(t, o.err, context.Canceled)
@@ -195,7 +204,7 @@ func TestEnqueueCoalescedGivenUp(t *testing.T) {
 		late, cancel := context.WithTimeout(ctx, time.Hour)
 		defer cancel()
 		lateOut := goEnqueue(late, c, q, "x", &EnqueueOptions{MessageID: "late"})
-		waitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 2 })
+		queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 2 })
 		gate.open()
 		require.NoError(t, (<-first).err)
 		for _, ch := range []<-chan enqueueOutcome{stays, lateOut} {
@@ -206,31 +215,31 @@ func TestEnqueueCoalescedGivenUp(t *testing.T) {
 		st, err := c.Inspector().MessageStatus(ctx, q, "gone")
 		require.NoError(t, err)
 		assert.Equal(t, StatusNone, st, "never written")
-		waitFor(t, "the group idle", func() bool { return c.idle(q) })
+		queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
 
 		// Given up while its call is in flight: it returns by its context;
 		// the others of the call still get their answers.
 		gate.close()
 		first = goEnqueue(ctx, c, q, "x", nil)
-		waitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		queuetest.WaitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
 		quitCtx, quit = context.WithCancel(ctx)
 		inFlight := goEnqueue(quitCtx, c, q, "x", &EnqueueOptions{MessageID: "in-flight"})
 		other := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "other"})
-		waitFor(t, "both waiting", func() bool { return c.waitingIn(q) == 2 })
+		queuetest.WaitFor(t, "both waiting", func() bool { return c.waitingIn(q) == 2 })
 		gate.mu.Lock()
 		release := gate.hold
 		gate.hold = make(chan struct{}) // the batch call is held in its turn
 		gate.mu.Unlock()
 		close(release)
 		require.NoError(t, (<-first).err)
-		waitFor(t, "the batch in flight", func() bool { return gate.held.Load() == 1 })
+		queuetest.WaitFor(t, "the batch in flight", func() bool { return gate.held.Load() == 1 })
 		quit()
 		assert.ErrorIs(t, (<-inFlight).err, context.Canceled, "returns by its context")
 		gate.open()
 		o = <-other
 		require.NoError(t, o.err)
 		assert.Equal(t, ActionAdded, o.res.Action)
-		waitFor(t, "the group idle", func() bool { return c.idle(q) })
+		queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
 		st, err = c.Inspector().MessageStatus(ctx, q, "in-flight")
 		require.NoError(t, err)
 		assert.Equal(t, StatusQueued, st, "sent before it gave up: applied")
@@ -240,19 +249,19 @@ func TestEnqueueCoalescedGivenUp(t *testing.T) {
 // TestEnqueueCoalescedError: an error of the coalesced call reaches every
 // caller of it, each wrapped as its own.
 func TestEnqueueCoalescedError(t *testing.T) {
-	s := newRealServer(t)
+	s := queuetest.RealServer(t)
 	ctx := context.Background()
 	c, gate := gated(t, s)
-	q := queueName(t)
+	q := queuetest.QueueName(t)
 	gate.close()
 	first := goEnqueue(ctx, c, q, "x", nil)
-	waitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+	queuetest.WaitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
 	outs := []<-chan enqueueOutcome{goEnqueue(ctx, c, q, "x", nil)}
-	waitFor(t, "waiting", func() bool { return c.waitingIn(q) == 1 })
+	queuetest.WaitFor(t, "waiting", func() bool { return c.waitingIn(q) == 1 })
 	outs = append(outs, goEnqueue(ctx, c, q, "x", nil))
-	waitFor(t, "waiting", func() bool { return c.waitingIn(q) == 2 })
+	queuetest.WaitFor(t, "waiting", func() bool { return c.waitingIn(q) == 2 })
 	// The queue's messages key of another type: the script fails.
-	require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.Messages), "not a hash", 0).Err())
+	require.NoError(t, s.RDB.Set(ctx, s.Key(q, keys.Messages), "not a hash", 0).Err())
 	gate.open()
 	assert.Error(t, (<-first).err)
 	for _, ch := range outs {
@@ -260,17 +269,17 @@ func TestEnqueueCoalescedError(t *testing.T) {
 		assert.ErrorContains(t, o.err, "WRONGTYPE")
 		assert.ErrorContains(t, o.err, fmt.Sprintf("mq: enqueue to %q", q))
 	}
-	waitFor(t, "the group idle", func() bool { return c.idle(q) })
+	queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
 }
 
 // TestEnqueueConcurrentMany: many goroutines enqueueing at once, to a few
 // queues, each get their own answer; every message is in its queue once,
 // and the coalescing stops when they do.
 func TestEnqueueConcurrentMany(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 		c, gate := gated(t, s)
-		qs := []string{queueName(t) + "-a", queueName(t) + "-b", queueName(t) + "-c"}
+		qs := []string{queuetest.QueueName(t) + "-a", queuetest.QueueName(t) + "-b", queuetest.QueueName(t) + "-c"}
 		const goroutines, each = 16, 25
 		ids := make([][]string, goroutines)
 		var wg sync.WaitGroup
@@ -301,10 +310,10 @@ func TestEnqueueConcurrentMany(t *testing.T) {
 			}
 		}
 		for _, q := range qs {
-			n, err := s.rdb.LLen(ctx, s.key(q, keys.MidsReady)).Result()
+			qc, err := c.Inspector().QueueCounts(ctx, q)
 			require.NoError(t, err)
-			assert.Equal(t, want[q], n, "each once in %s", q)
-			waitFor(t, "the group idle", func() bool { return c.idle(q) })
+			assert.Equal(t, QueueCounts{Queued: want[q], Total: want[q]}, qc, "each once in %s", q)
+			queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
 		}
 		t.Logf("%d enqueues in %d script calls", goroutines*each, calls)
 	})
@@ -314,9 +323,9 @@ func TestEnqueueConcurrentMany(t *testing.T) {
 // its caller's goroutine: a caller given a context that is already done
 // fails without a script call.
 func TestEnqueueAloneNoWait(t *testing.T) {
-	s := newMiniServer(t)
+	s := queuetest.MiniServer(t)
 	c, gate := gated(t, s)
-	q := queueName(t)
+	q := queuetest.QueueName(t)
 	enqueue(t, c, q, "x", nil) // the script loaded
 	gate.calls.Store(0)
 	enqueue(t, c, q, "x", nil)

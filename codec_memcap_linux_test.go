@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,16 +38,16 @@ const capHeadroom = 512 << 20
 // Message.Value and QueueContent, and must come through.
 func TestDecodeUnderMemoryCap(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	ctx := context.Background()
 	for _, p := range queuedHostile() {
 		enqueue(t, c, q, Raw("placeholder"), &EnqueueOptions{MessageID: p.name})
-		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Messages), p.name, p.data).Err())
+		require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Messages), p.name, p.data).Err())
 	}
 
-	out, err := runCappedChild(t, "library", s.real.Addr, q)
+	out, err := runCappedChild(t, "library", s.Real.Addr, q)
 	require.NoError(t, err, "the capped child failed:\n%s", out)
 	assert.Contains(t, out, "capped address space")
 	for _, p := range append(hostilePayloads(), extPayloads()...) {

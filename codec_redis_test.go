@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -15,9 +16,9 @@ import (
 // set (issue 9, item 2).
 func TestForeignContentOnQueue(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	ctx := context.Background()
 	want := map[string]payload{}
 	for _, p := range foreignPayloads() {
@@ -42,7 +43,7 @@ func TestForeignContentOnQueue(t *testing.T) {
 		err   error
 	}
 	calls := make(chan handled, 10)
-	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+	w, ev := startSubscribed(t, c, q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			v, err := m.Value()
@@ -50,8 +51,6 @@ func TestForeignContentOnQueue(t *testing.T) {
 			return err
 		}),
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = w.Close() })
 	got := map[string]handled{}
 	for range want {
 		select {
@@ -67,6 +66,6 @@ func TestForeignContentOnQueue(t *testing.T) {
 		assert.ErrorIs(t, h.err, ErrDecode, id)
 		assert.ErrorContains(t, h.err, p.reason, id)
 	}
-	waitFor(t, "the error outcomes", func() bool { return w.Stats().Counts.Failed == int64(len(want)) })
+	waitOutcomes(t, ev, map[Outcome]int{OutcomeFailed: len(want)})
 	assert.Zero(t, w.Stats().Counts.Succeeded)
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -44,15 +44,15 @@ func (o *childOutput) line(prefix string) (string, bool) {
 // crashChild runs TestHelperCrashingWorker in mode against queue q of s,
 // and answers the child and a function that tells whether a line of its
 // output starts with prefix.
-func crashChild(t *testing.T, s *server, q, mode string) (*exec.Cmd, func(prefix string) bool) {
+func crashChild(t *testing.T, s *queuetest.Server, q, mode string) (*exec.Cmd, func(prefix string) bool) {
 	cmd, out := crashChildOutput(t, s, q, mode)
 	return cmd, func(prefix string) bool { _, ok := out.line(prefix); return ok }
 }
 
-func crashChildOutput(t *testing.T, s *server, q, mode string) (*exec.Cmd, *childOutput) {
+func crashChildOutput(t *testing.T, s *queuetest.Server, q, mode string) (*exec.Cmd, *childOutput) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCrashingWorker$")
-	cmd.Env = append(os.Environ(), "MQ_HELPER_REDIS="+s.real.Addr, "MQ_HELPER_QUEUE="+q, "MQ_HELPER_MODE="+mode)
+	cmd.Env = append(os.Environ(), "MQ_HELPER_REDIS="+s.Real.Addr, "MQ_HELPER_QUEUE="+q, "MQ_HELPER_MODE="+mode)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -74,9 +74,9 @@ func crashChildOutput(t *testing.T, s *server, q, mode string) (*exec.Cmd, *chil
 // next poll, and never handed out again.
 func TestPoisonQuarantined(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	ctx := context.Background()
 	enqueue(t, c, q, "poison", &EnqueueOptions{MessageID: "poison"})
 	for i := range 2 {
@@ -88,7 +88,7 @@ func TestPoisonQuarantined(t *testing.T) {
 	}
 	// The third process's poll buries it instead of handing it out.
 	_, saw := crashChild(t, s, q, "poison")
-	waitFor(t, "the message quarantined", func() bool {
+	queuetest.WaitFor(t, "the message quarantined", func() bool {
 		_, err := c.Inspector().DeadLetter(ctx, q, "poison")
 		return err == nil
 	})
@@ -106,28 +106,30 @@ func TestPoisonQuarantined(t *testing.T) {
 // once more.
 func TestKilledWorkerRecoveredWithDefaults(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	const n = 10
 	cmd, saw := crashChild(t, s, q, "hold")
-	// Quick handlings first, so that the child prefetches.
-	for i := range 5 {
+	// Quick handlings first, until the child prefetches (a fixed number
+	// of them left it off on a loaded machine: see warmUp).
+	for i := 0; !saw("prefetching"); i++ {
+		require.Less(t, i, 1000, "the child never prefetched")
 		enqueue(t, c, q, i, &EnqueueOptions{MessageID: fmt.Sprintf("quick-%d", i)})
+		queuetest.WaitFor(t, "the quick one handled", func() bool {
+			counts, err := c.Inspector().QueueCounts(context.Background(), q)
+			require.NoError(t, err)
+			return counts.Total == 0
+		})
 	}
-	waitFor(t, "the quick ones handled", func() bool {
-		counts, err := c.Inspector().QueueCounts(context.Background(), q)
-		require.NoError(t, err)
-		return counts.Total == 0
-	})
 	reqs := make([]EnqueueRequest, n)
 	for i := range reqs {
 		reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprint(i)}}
 	}
 	_, err := c.EnqueueMany(context.Background(), q, reqs...)
 	require.NoError(t, err)
-	waitFor(t, "the child to hold messages", func() bool { return saw("holding:") })
-	waitFor(t, "the child to take every message, most of them prefetched", func() bool {
+	queuetest.WaitFor(t, "the child to hold messages", func() bool { return saw("holding:") })
+	queuetest.WaitFor(t, "the child to take every message, most of them prefetched", func() bool {
 		counts, err := c.Inspector().QueueCounts(context.Background(), q)
 		require.NoError(t, err)
 		return counts.Locked == n
@@ -170,19 +172,19 @@ func TestKilledWorkerRecoveredWithDefaults(t *testing.T) {
 // lost and cancels it).
 func TestPauseAndDeleteAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	ctx := context.Background()
 	serverMS := func() int64 {
-		tm, err := s.rdb.Time(ctx).Result()
+		tm, err := s.RDB.Time(ctx).Result()
 		require.NoError(t, err)
 		return tm.UnixMilli()
 	}
 	_, out := crashChildOutput(t, s, q, "serve")
 	saw := func(prefix string) bool { _, ok := out.line(prefix); return ok }
 	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "hold-1"})
-	waitFor(t, "the other process to hold its message", func() bool { return saw("holding:hold-1") })
+	queuetest.WaitFor(t, "the other process to hold its message", func() bool { return saw("holding:hold-1") })
 
 	paused, err := c.Inspector().PauseQueue(ctx, q)
 	require.NoError(t, err)
@@ -191,15 +193,16 @@ func TestPauseAndDeleteAcrossProcesses(t *testing.T) {
 	deleted, err := c.Inspector().DeleteMessage(ctx, q, "hold-1")
 	require.NoError(t, err)
 	require.True(t, deleted)
-	waitFor(t, "the held handling cancelled", func() bool { return saw("cancelled:hold-1:" + ErrLockLost.Error()) })
+	queuetest.WaitFor(t, "the held handling cancelled", func() bool { return saw("cancelled:hold-1:" + ErrLockLost.Error()) })
 	assert.Equal(t, StatusQueued, statusOf(t, c, q, "p1"), "paused: not handed out")
 
-	udt, err := s.rdb.HGet(ctx, s.key(q, keys.UDTs), "p1").Int64()
+	p1, err := c.Inspector().Message(ctx, q, "p1")
 	require.NoError(t, err)
+	udt := p1.FirstEnqueued.UnixMilli()
 	resumed := serverMS()
 	_, err = c.Inspector().ResumeQueue(ctx, q)
 	require.NoError(t, err)
-	waitFor(t, "p1 handled after the resume", func() bool { return saw("handled:p1:") })
+	queuetest.WaitFor(t, "p1 handled after the resume", func() bool { return saw("handled:p1:") })
 	ms, _ := out.line("handled:p1:")
 	age, err := strconv.ParseInt(ms, 10, 64)
 	require.NoError(t, err)
@@ -256,5 +259,12 @@ func TestHelperCrashingWorker(t *testing.T) {
 	w, err := c.StartWorker(t.Context(), os.Getenv("MQ_HELPER_QUEUE"), cfg)
 	require.NoError(t, err)
 	defer w.Close()
+	if os.Getenv("MQ_HELPER_MODE") == "hold" {
+		// Tell the parent once quick handlings turned prefetching on.
+		for !w.room.Prefetching() || w.room.Taken() != 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		fmt.Println("prefetching")
+	}
 	select {} // until killed, or a handling exits
 }

@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -111,16 +112,16 @@ func serverPID(t *testing.T, rdb redis.UniversalClient) int {
 // with lock renewal; the renewals get no answer, and the handler's context
 // ends, with ErrLockExpired, no later than the lock Redis holds runs out.
 func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	started := make(chan struct{})
 	type end struct {
 		at    time.Time
 		cause error
 	}
 	ended := make(chan end, 1)
-	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+	_, ev := startSubscribed(t, c, q, &WorkerConfig{
 		LockTime: time.Second,
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			if m.Attempt > 1 {
@@ -132,14 +133,12 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 			return ctx.Err()
 		}),
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = w.Close() })
 	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: mid})
 	<-started
 
-	// Let a renewal or two through, then freeze Redis.
-	waitFor(t, "a renewal", func() bool { return w.Stats().Counts.LocksRenewed > 0 })
-	pid := serverPID(t, s.rdb)
+	// Let a renewal through, then freeze Redis.
+	waitKind(t, ev, EventLockRenewed, 1)
+	pid := serverPID(t, s.RDB)
 	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
 	resumed := false
 	resume := func() {
@@ -159,8 +158,11 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 
 	assert.ErrorIs(t, e.cause, ErrLockExpired)
 	// The server's clock is this machine's: compare the cancellation with
-	// the lock Redis holds, which the frozen Redis could not renew.
-	lockedUntil := s.hgetInt(t, q, keys.Locks)
+	// the lock Redis holds, which the frozen Redis could not renew (read
+	// through the protocol: the Inspector shows no lock that ran out).
+	_, reads, err := protocol.ReadMessages(context.Background(), s.RDB, s.Keys(q), "", []string{mid})
+	require.NoError(t, err)
+	lockedUntil := reads[0].LockedUntil
 	assert.LessOrEqual(t, e.at.UnixMilli(), lockedUntil+100,
 		"the handler was cancelled %d ms after its lock ran out", e.at.UnixMilli()-lockedUntil)
 }
@@ -168,23 +170,23 @@ func TestHandlerCancelledWhenLockRunsOut(t *testing.T) {
 // TestWorkerNoticesRedisBack: after many failed polls, a worker polls again
 // within about a second of Redis coming back.
 func TestWorkerNoticesRedisBack(t *testing.T) {
-	s := newRealServer(t)
+	s := queuetest.RealServer(t)
 	// A client that fails fast while Redis is away: one dial, no retries.
-	rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, MaxRetries: -1, DialerRetries: 1})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr, MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { rdb.Close() })
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
-	q := queueName(t)
-	w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+	q := queuetest.QueueName(t)
+	_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, nil)
 	enqueue(t, c, q, "before", nil)
 	next(t, calls)
 
-	s.real.Kill(t)
-	waitFor(t, "six failed polls", func() bool { return w.Stats().Counts.PollErrors >= 6 })
-	s.real.Restart(t)
+	s.Real.Kill(t)
+	waitKind(t, ev, EventPollFailed, 6)
+	s.Real.Restart(t)
 	back := time.Now()
 	// A producer of its own: the worker's pool may still be redialling.
-	producer, err := New(s.real.Client(t), &Config{Logger: testLogger(t)})
+	producer, err := New(s.Real.Client(t), &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
 	_, err = producer.Enqueue(context.Background(), q, "after", nil)
 	require.NoError(t, err)

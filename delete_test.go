@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -11,10 +12,10 @@ import (
 // TestDeleteMessage: a message deleted while its handler runs is gone for
 // good; the handler's outcome is fenced off and counted as LockLost only.
 func TestDeleteMessage(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 
 		_, err := c.Inspector().DeleteMessage(ctx, "", "m")
 		assert.ErrorIs(t, err, ErrInvalidQueueName)
@@ -22,7 +23,7 @@ func TestDeleteMessage(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidMessageID)
 
 		release := make(chan struct{})
-		w, calls := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
 			<-release
 			return nil
 		})
@@ -32,7 +33,7 @@ func TestDeleteMessage(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, deleted)
 		close(release)
-		waitFor(t, "the fenced outcome", func() bool { return w.Stats().Counts.LockLost == 1 })
+		assert.Equal(t, OutcomeLockLost, waitHandled(t, ev, "held", 1), "the outcome fenced off")
 		assert.Zero(t, w.Stats().Counts.Succeeded)
 		assert.Equal(t, StatusNone, statusOf(t, c, q, "held"))
 

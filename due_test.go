@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -15,10 +16,10 @@ import (
 // done, so messages enqueued meanwhile read as queued (docs/protocol.md
 // §10): the pattern that made Carmine's formula read 0.
 func TestCountsWithDedupeWindows(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		c := s.client(t, nil)
-		q := queueName(t)
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		const windows, fresh = 200, 300
 		reqs := make([]EnqueueRequest, windows)
 		for i := range reqs {
@@ -26,10 +27,10 @@ func TestCountsWithDedupeWindows(t *testing.T) {
 		}
 		_, err := c.EnqueueMany(ctx, q, reqs...)
 		require.NoError(t, err)
-		w, _ := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+		w, _, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
 			return SucceedWithBackoff(time.Hour)
 		})
-		waitFor(t, "every window", func() bool { return w.Stats().Counts.Succeeded == windows })
+		waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: windows})
 		require.NoError(t, w.Stop(ctx))
 		for i := range reqs {
 			reqs[i] = EnqueueRequest{Message: i, Options: &EnqueueOptions{MessageID: fmt.Sprintf("n%d", i)}}
@@ -53,9 +54,9 @@ func TestCountsWithDedupeWindows(t *testing.T) {
 // of the queue wakes when a message falls due: one delayed at enqueue, and
 // one whose handler asked for a retry (no enqueue wakes the worker then).
 func TestIdleWorkerWakesWhenDue(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		const delay = 300 * time.Millisecond
 		ages := make(chan time.Duration, 10)
 		_, ev := startSubscribed(t, c, q, &WorkerConfig{
@@ -91,11 +92,11 @@ func TestIdleWorkerWakesWhenDue(t *testing.T) {
 // TestEnqueueAt: At is resolved against the server's clock: a time a
 // moment ahead delays the message until then; a time past is now.
 func TestEnqueueAt(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		c := s.client(t, nil)
-		q := queueName(t)
-		tm, err := s.rdb.Time(ctx).Result()
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
+		tm, err := s.RDB.Time(ctx).Result()
 		require.NoError(t, err)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "later", At: tm.Add(time.Hour)})
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "past", At: tm.Add(-time.Hour)})
@@ -115,11 +116,11 @@ func TestEnqueueAt(t *testing.T) {
 // stays off mid-circle (in the due index alone), and an idle worker still
 // handles it when it falls due.
 func TestNoCarmineWorkers(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, &Config{NoCarmineWorkers: true})
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, &Config{NoCarmineWorkers: true})
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "later", InitialBackoff: 200 * time.Millisecond})
-		circle, err := s.rdb.LRange(context.Background(), s.key(q, keys.MidCircle), 0, -1).Result()
+		circle, err := s.RDB.LRange(context.Background(), s.Key(q, keys.MidCircle), 0, -1).Result()
 		require.NoError(t, err)
 		assert.NotContains(t, circle, "later")
 		_, calls := startWorker(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Hour)}, nil)

@@ -104,9 +104,12 @@ func (e *fetcherEvents) Polled(ctx context.Context, info engine.PollInfo) {
 
 func (e *fetcherEvents) QueueSize(n int64)     { e.stats.queueSize.Add(float64(n)) }
 func (e *fetcherEvents) Skipped(reason string) { e.stats.countSkip(reason) }
-func (e *fetcherEvents) PollFailed()           { e.stats.count(cPollErrors) }
-func (e *fetcherEvents) BurstPoll()            { e.stats.count(cBurstPolls) }
-func (e *fetcherEvents) Asleep()               { (*Worker)(e).asleep() }
+func (e *fetcherEvents) PollFailed() {
+	e.stats.count(cPollErrors)
+	e.subs.emit(Event{Kind: EventPollFailed, Queue: e.queue})
+}
+func (e *fetcherEvents) BurstPoll() { e.stats.count(cBurstPolls) }
+func (e *fetcherEvents) Asleep()    { (*Worker)(e).asleep() }
 
 // warnOfRedis warns, at every start, of settings under which Redis may
 // delete queue keys without an error.

@@ -21,6 +21,16 @@ const (
 	// fenced off by a lost lock (OutcomeLockLost), or given up on
 	// (OutcomeAbandoned), as WorkerStats counts it.
 	EventHandled EventKind = "handled"
+	// EventReleased: a message taken but not handled (prefetched behind
+	// busy handlers at a stop, or waiting too long for one) is given back,
+	// as WorkerStats' Released counts it.
+	EventReleased EventKind = "released"
+	// EventLockRenewed: a running handling's lock was renewed, as
+	// WorkerStats' LocksRenewed counts it.
+	EventLockRenewed EventKind = "lock_renewed"
+	// EventPollFailed: a poll failed (Redis down, for one), as WorkerStats'
+	// PollErrors counts it; the worker pauses, then polls again.
+	EventPollFailed EventKind = "poll_failed"
 )
 
 // Event is one thing a worker did, for a subscriber (see
@@ -30,10 +40,11 @@ type Event struct {
 	Kind EventKind
 	// Queue is the worker's queue.
 	Queue string
-	// ID is the message id of an EventHandled; empty when an abandoned
-	// outcome's message is not known.
+	// ID is the message id of an EventHandled, EventReleased or
+	// EventLockRenewed; empty when an abandoned outcome's message is not
+	// known.
 	ID string
-	// Attempt is the attempt number of an EventHandled.
+	// Attempt is the attempt number of an EventHandled or EventReleased.
 	Attempt int
 	// Outcome is what became of the handling of an EventHandled.
 	Outcome Outcome

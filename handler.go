@@ -242,11 +242,17 @@ func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err erro
 	return engine.Pending{Completion: c, Attempt: s.Attempt, Failed: oc.failed}, true
 }
 
-// Released counts a message given back unhandled.
-func (h *workerHandler) Released() { h.stats.count(cReleased) }
+// Released counts a message given back unhandled, and tells subscribers.
+func (h *workerHandler) Released(d *engine.Delivery) {
+	h.stats.count(cReleased)
+	h.subs.emit(Event{Kind: EventReleased, Queue: h.queue, ID: d.Step.ID, Attempt: int(d.Step.Attempt)})
+}
 
-// LockRenewed counts a renewal.
-func (h *workerHandler) LockRenewed() { h.stats.count(cLocksRenewed) }
+// LockRenewed counts a renewal, and tells subscribers.
+func (h *workerHandler) LockRenewed(d *engine.Delivery) {
+	h.stats.count(cLocksRenewed)
+	h.subs.emit(Event{Kind: EventLockRenewed, Queue: h.queue, ID: d.Step.ID})
+}
 
 // RenewFailed logs a failed renewal.
 func (h *workerHandler) RenewFailed(d *engine.Delivery, err error) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,8 +20,12 @@ import (
 // message wakes its worker at once.
 func TestIdleWorkersShareOneConnection(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, PoolSize: 4, PoolTimeout: 300 * time.Millisecond})
+	s := queuetest.RealServer(t)
+	// Were the sleepers to hold a connection each, four of them would hold
+	// the pool and the rest would never fall asleep, however long the pool
+	// timeout. Woken, twenty polls share four connections: under a loaded
+	// machine one waited past a 300 ms pool timeout, so it is 5 s.
+	rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr, PoolSize: 4, PoolTimeout: 5 * time.Second})
 	t.Cleanup(func() { _ = rdb.Close() })
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
@@ -46,7 +51,7 @@ func TestIdleWorkersShareOneConnection(t *testing.T) {
 			_, err := c.Enqueue(context.Background(), fmt.Sprintf("hub-%d", i), "x", &EnqueueOptions{MessageID: id})
 			require.NoError(t, err, "no wait for a pooled connection")
 		}
-		waitFor(t, "every message handled", func() bool {
+		queuetest.WaitFor(t, "every message handled", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(handled) == queues*(round+1)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -38,11 +39,11 @@ func record(t *testing.T, c *Client, queue string, st protocol.Step, outcome pro
 // what each step of the protocol left.
 func TestInspectorMessage(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
 	in := c.Inspector()
 	ctx := context.Background()
-	q := queueName(t)
+	q := queuetest.QueueName(t)
 	read := func(queue, id string) MessageInfo {
 		t.Helper()
 		m, err := in.Message(ctx, queue, id)
@@ -54,9 +55,9 @@ func TestInspectorMessage(t *testing.T) {
 	ms := func(n int64) time.Time { return time.UnixMilli(n) }
 
 	t.Run("queued", func(t *testing.T) {
-		before := s.now(t)
+		before := s.Now(t)
 		enqueue(t, c, q, "hello", &EnqueueOptions{MessageID: "queued", Metadata: map[string]string{"trace": "t1"}, LockTime: 5 * time.Second})
-		after := s.now(t)
+		after := s.Now(t)
 		m := read(q, "queued")
 		assert.Equal(t, StatusQueued, m.Status)
 		assert.Equal(t, "hello", m.Value)
@@ -72,9 +73,9 @@ func TestInspectorMessage(t *testing.T) {
 	})
 
 	t.Run("delayed", func(t *testing.T) {
-		before := s.now(t)
+		before := s.Now(t)
 		enqueue(t, c, q, "later", &EnqueueOptions{MessageID: "delayed", InitialBackoff: time.Hour})
-		after := s.now(t)
+		after := s.Now(t)
 		m := read(q, "delayed")
 		assert.Equal(t, StatusQueuedWithBackoff, m.Status)
 		assert.Equal(t, "later", m.Value)
@@ -187,11 +188,11 @@ func TestDeadReason(t *testing.T) {
 // arrived meanwhile.
 func TestDeadLettersPagingWhileLettersArrive(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
 	in := c.Inspector()
 	ctx := context.Background()
-	q := queueName(t)
+	q := queuetest.QueueName(t)
 	// bury makes dead letters of ids in one script call, so that they die
 	// at one server time and their order is their ids'.
 	bury := func(ids ...string) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/logging"
 	"github.com/stretchr/testify/assert"
@@ -43,16 +44,16 @@ func attrs(rec slog.Record) map[string]slog.Value {
 // did.
 func TestWorkerStartStopLines(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
+	s := queuetest.RealServer(t)
 	logs := &logRecorder{}
-	c := s.client(t, &Config{Logger: logs.logger(t)})
-	q := queueName(t)
-	w, calls := startWorker(t, c, q, WorkerConfig{LockTime: 90 * time.Second, HandlerThreads: 2}, nil)
+	c := newClient(t, s, &Config{Logger: logs.logger(t)})
+	q := queuetest.QueueName(t)
+	w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{LockTime: 90 * time.Second, HandlerThreads: 2}, nil)
 	enqueue(t, c, q, "a", nil)
 	enqueue(t, c, q, "b", nil)
 	next(t, calls)
 	next(t, calls)
-	waitFor(t, "both outcomes", func() bool { return w.Stats().Counts.Succeeded == 2 })
+	waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: 2})
 	require.NoError(t, w.Stop(context.Background()))
 
 	starts := logs.recorded("mq: worker starting")
@@ -148,13 +149,13 @@ func TestSummaryLine(t *testing.T) {
 // LogSummaryEvery logs none.
 func TestSummaryWhileWorkFlows(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
+	s := queuetest.RealServer(t)
 	for _, every := range []time.Duration{20 * time.Millisecond, -1} {
 		t.Run(fmt.Sprint(every), func(t *testing.T) {
 			logs := &logRecorder{}
-			c := s.client(t, &Config{Logger: logs.logger(t)})
-			q := queueName(t)
-			w, calls := startWorker(t, c, q, WorkerConfig{LogSummaryEvery: every}, nil)
+			c := newClient(t, s, &Config{Logger: logs.logger(t)})
+			q := queuetest.QueueName(t)
+			w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{LogSummaryEvery: every}, nil)
 			const n = 5
 			for i := range n {
 				enqueue(t, c, q, i, nil)
@@ -170,10 +171,10 @@ func TestSummaryWhileWorkFlows(t *testing.T) {
 				return sum
 			}
 			if every > 0 {
-				waitFor(t, "summaries of every handling", func() bool { return handled() == n })
+				queuetest.WaitFor(t, "summaries of every handling", func() bool { return handled() == n })
 				return
 			}
-			waitFor(t, "the outcomes", func() bool { return w.Stats().Counts.Succeeded == n })
+			waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: n})
 			require.NoError(t, w.Stop(context.Background()))
 			assert.Empty(t, logs.recorded("mq: worker summary"))
 			_, ok := attrs(logs.recorded("mq: worker starting")[0])["summary_every"]
@@ -206,7 +207,7 @@ func TestRouteRedisLogs(t *testing.T) {
 		}
 		return warns
 	}
-	waitFor(t, "go-redis's line of a failed dial", func() bool {
+	queuetest.WaitFor(t, "go-redis's line of a failed dial", func() bool {
 		_ = rdb.Ping(context.Background()).Err()
 		return len(fromRedis()) > 0
 	})

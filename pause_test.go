@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -13,16 +14,16 @@ import (
 // another from handing out, while it goes on recording the outcome it
 // holds; a resume starts it again.
 func TestPauseQueue(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		admin := s.client(t, nil)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		admin := newClient(t, s, nil)
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 
 		_, err := admin.Inspector().PauseQueue(ctx, "")
 		assert.ErrorIs(t, err, ErrInvalidQueueName)
 
 		release := make(chan struct{})
-		w, calls := startWorker(t, s.client(t, nil), q, WorkerConfig{
+		_, calls, ev := startWorkerEvents(t, newClient(t, s, nil), q, WorkerConfig{
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		}, func(_ context.Context, h handling) error {
 			if h.id == "held" {
@@ -41,11 +42,10 @@ func TestPauseQueue(t *testing.T) {
 
 		enqueue(t, admin, q, "y", &EnqueueOptions{MessageID: "waiting"})
 		close(release)
-		waitFor(t, "the held outcome, recorded while paused", func() bool { return w.Stats().Counts.Succeeded == 1 })
+		assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "held", 1), "the held outcome, recorded while paused")
 		// Polls go on and find the queue paused: a few of them, and the
 		// message still waits.
-		sleeps := w.Stats().Counts.EndOfQueueSleeps
-		waitFor(t, "polls of the paused queue", func() bool { return w.Stats().Counts.EndOfQueueSleeps >= sleeps+3 })
+		waitKind(t, ev, EventAsleep, 3)
 		assert.Equal(t, StatusQueued, statusOf(t, admin, q, "waiting"))
 		select {
 		case h := <-calls:

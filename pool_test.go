@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,8 +18,8 @@ import (
 // in their sleeps, and loops of stopped workers no longer count. With the
 // hub, they share one connection, and nobody warns.
 func TestWorkersWarnOfASmallPool(t *testing.T) {
-	s := newRealServer(t)
-	rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, PoolSize: 4})
+	s := queuetest.RealServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr, PoolSize: 4})
 	t.Cleanup(func() { rdb.Close() })
 	logs := &lockedBuffer{}
 	hubbed, err := New(rdb, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -33,10 +34,10 @@ func TestCheckRedisEviction(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := newRealServer(t, tc.args...)
+			s := queuetest.RealServer(t, tc.args...)
 			log := &logRecorder{}
-			c := s.client(t, &Config{Logger: log.logger(t)})
-			warnings := c.checkRedis(context.Background())
+			c := newClient(t, s, &Config{Logger: log.logger(t)})
+			warnings := c.checkRedisWithin(context.Background(), eventTimeout)
 			if tc.want == nil {
 				assert.Empty(t, warnings)
 			} else {
@@ -57,10 +58,10 @@ func TestCheckRedisCannotTell(t *testing.T) {
 	const cannotTell = "mq: cannot tell whether Redis may evict queue keys"
 	t.Run("acl", func(t *testing.T) {
 		t.Parallel()
-		s := newRealServer(t, "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
+		s := queuetest.RealServer(t, "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
 		ctx := context.Background()
-		require.NoError(t, s.rdb.Do(ctx, "acl", "setuser", "noconfig", "on", ">secret", "~*", "+@all", "-config").Err())
-		rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, Username: "noconfig", Password: "secret"})
+		require.NoError(t, s.RDB.Do(ctx, "acl", "setuser", "noconfig", "on", ">secret", "~*", "+@all", "-config").Err())
+		rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr, Username: "noconfig", Password: "secret"})
 		t.Cleanup(func() { _ = rdb.Close() })
 		require.ErrorContains(t, rdb.ConfigGet(ctx, "maxmemory").Err(), "NOPERM", "the user may not read the config")
 		log := &logRecorder{}
@@ -71,9 +72,9 @@ func TestCheckRedisCannotTell(t *testing.T) {
 	})
 	t.Run("miniredis", func(t *testing.T) {
 		t.Parallel()
-		s := newMiniServer(t) // has no CONFIG command
+		s := queuetest.MiniServer(t) // has no CONFIG command
 		log := &logRecorder{}
-		c := s.client(t, &Config{Logger: log.logger(t)})
+		c := newClient(t, s, &Config{Logger: log.logger(t)})
 		assert.Empty(t, c.checkRedis(context.Background()))
 		assert.Equal(t, []string{cannotTell}, log.messages(slog.LevelDebug))
 	})
@@ -114,7 +115,7 @@ func TestCheckRedisCluster(t *testing.T) {
 	log := &logRecorder{}
 	c, err := New(rc.Client(t), &Config{Cluster: true, Logger: log.logger(t)})
 	require.NoError(t, err)
-	warnings := c.checkRedis(ctx)
+	warnings := c.checkRedisWithin(ctx, eventTimeout)
 	require.Len(t, warnings, 1)
 	assert.Contains(t, warnings[0], "Redis master "+evicting+" may evict any key, queue keys included, once it reaches maxmemory (1 GiB, maxmemory-policy allkeys-lfu)")
 	assert.Empty(t, log.messages(slog.LevelDebug), "every master was read")
@@ -217,10 +218,10 @@ func (h *recordingHandler) WithGroup(name string) slog.Handler {
 // TestWorkerWarnsOfEviction: a worker's start logs checkRedis's warnings.
 func TestWorkerWarnsOfEviction(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t, "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
+	s := queuetest.RealServer(t, "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
 	logs := &lockedBuffer{}
-	c := s.client(t, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	w, calls := startWorker(t, c, queueName(t), WorkerConfig{}, nil)
+	c := newClient(t, s, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	w, calls := startWorker(t, c, queuetest.QueueName(t), WorkerConfig{}, nil)
 	enqueue(t, c, w.Queue(), "x", nil)
 	next(t, calls)
 	require.NoError(t, w.Stop(context.Background()))

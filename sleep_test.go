@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -72,13 +73,13 @@ func (p *pollCounter) noPollWithin(t *testing.T, d time.Duration, why string) {
 // lasts until an enqueue ends it, never cut short by the hub finding out
 // mid-sleep that it cannot work (which woke every sleeper at once).
 func TestSleepStrategyProbedOnce(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		polls := newPollCounter()
 		_, calls, ev := startWorkerEvents(t, c, q, idle(WorkerConfig{Monitor: polls.monitor}), nil)
 		waitAsleep(t, ev)
-		assert.Equal(t, s.real != nil, c.hubWorks(), "the hub on a single real Redis only")
+		assert.Equal(t, s.Real != nil, c.hubWorks(), "the hub on a single real Redis only")
 		polls.drain()
 		polls.noPollWithin(t, 300*time.Millisecond, "nothing ends the sleep but an enqueue")
 		enqueue(t, c, q, "wake", &EnqueueOptions{MessageID: "w"})
@@ -93,9 +94,9 @@ func TestSleepStrategyProbedOnce(t *testing.T) {
 func TestIdleWorkerTakesItsRetry(t *testing.T) {
 	for _, backoff := range []time.Duration{10 * time.Millisecond, 0} {
 		t.Run(fmt.Sprint(backoff), func(t *testing.T) {
-			onEachServer(t, func(t *testing.T, s *server) {
-				c := s.client(t, nil)
-				q := queueName(t)
+			queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+				c := newClient(t, s, nil)
+				q := queuetest.QueueName(t)
 				release := make(chan struct{})
 				// A second handler thread, so that the loop polls (and
 				// sleeps) while the first handling runs.
@@ -123,11 +124,11 @@ func TestIdleWorkerTakesItsRetry(t *testing.T) {
 // another worker (of another client, as in another process) asleep on
 // the queue, through Redis: the outcome moves the sleep sentinel.
 func TestIdleWorkerTakesAnothersRetry(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		q := queuetest.QueueName(t)
 		first := make(chan string, 2)
 		start := func(name string) (*Worker, <-chan Event) {
-			w, err := s.client(t, nil).NewWorker(q, &WorkerConfig{
+			w, err := newClient(t, s, nil).NewWorker(q, &WorkerConfig{
 				EndOfQueueBackoff: Constant(time.Hour),
 				LockTime:          5 * time.Minute,
 				Handler: HandlerFunc(func(_ context.Context, m *Message) error {
@@ -147,7 +148,7 @@ func TestIdleWorkerTakesAnothersRetry(t *testing.T) {
 		}
 		wa, eva := start("a")
 		wb, evb := start("b")
-		enqueue(t, s.client(t, nil), q, "x", &EnqueueOptions{MessageID: "r"})
+		enqueue(t, newClient(t, s, nil), q, "x", &EnqueueOptions{MessageID: "r"})
 		// The worker that took the first attempt stops, its outcome
 		// recorded; the other, asleep, takes the second.
 		stopping, other := wa, evb
@@ -163,9 +164,9 @@ func TestIdleWorkerTakesAnothersRetry(t *testing.T) {
 // sleeps until a later one falls due is handled when it falls due: the
 // enqueue wakes the worker, which then sleeps until then.
 func TestIdleWorkerTakesDelayed(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "later", &EnqueueOptions{MessageID: "far", InitialBackoff: time.Hour})
 		_, calls, ev := startWorkerEvents(t, c, q, idle(WorkerConfig{}), nil)
 		waitAsleep(t, ev)
@@ -178,14 +179,14 @@ func TestIdleWorkerTakesDelayed(t *testing.T) {
 // not poll once per enqueue (they sleep on a list only a resume fills),
 // and a resume wakes them at once.
 func TestPausedWorkersSleepThroughEnqueues(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		admin := s.client(t, nil)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		admin := newClient(t, s, nil)
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		_, err := admin.Inspector().PauseQueue(ctx, q)
 		require.NoError(t, err)
 		polls := newPollCounter()
-		_, _, ev := startWorkerEvents(t, s.client(t, nil), q, idle(WorkerConfig{Monitor: polls.monitor, WorkerThreads: 2}), nil)
+		_, _, ev := startWorkerEvents(t, newClient(t, s, nil), q, idle(WorkerConfig{Monitor: polls.monitor, WorkerThreads: 2}), nil)
 		waitAsleep(t, ev)
 		waitAsleep(t, ev)
 		polls.drain()
@@ -200,7 +201,7 @@ func TestPausedWorkersSleepThroughEnqueues(t *testing.T) {
 		for i := range ids {
 			ids[i] = fmt.Sprint(i)
 		}
-		waitAllHandled(t, ev, ids...)
+		waitAllSucceeded(t, ev, ids...)
 	})
 }
 
@@ -208,9 +209,9 @@ func TestPausedWorkersSleepThroughEnqueues(t *testing.T) {
 // hub, and leaves no goroutine behind; a worker cannot start after it.
 // Not parallel: goleak looks at every goroutine of the process.
 func TestClientClose(t *testing.T) {
-	for _, s := range []*server{newMiniServer(t), newRealServer(t)} {
+	for _, s := range []*queuetest.Server{queuetest.MiniServer(t), queuetest.RealServer(t)} {
 		ignore := goleak.IgnoreCurrent()
-		rdb := redis.NewClient(&redis.Options{Addr: s.rdb.(*redis.Client).Options().Addr})
+		rdb := redis.NewClient(&redis.Options{Addr: s.RDB.(*redis.Client).Options().Addr})
 		c, err := New(rdb, &Config{Logger: testLogger(t)})
 		require.NoError(t, err)
 		var ws []*Worker

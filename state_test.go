@@ -12,8 +12,8 @@ import (
 )
 
 // Helpers that read a queue's keys directly, and make the protocol's
-// calls through a Client, for the tests of the package. (The protocol's
-// own tests are in internal/protocol.)
+// calls through a Client, for the few tests of the package that need them
+// (what the protocol's keys hold is internal/protocol's tests' business).
 
 const mid = "m"
 
@@ -45,31 +45,8 @@ func onePoll(t *testing.T, c *Client, q string) protocol.Step {
 	return r.Steps[0]
 }
 
-// hget, hgetInt, isMember and list read mid's entry of one key of q, or
-// the whole list (queuetest).
-func (s *server) hget(t *testing.T, q string, k keys.Index) string {
+// list reads one list of q, whole (queuetest.List).
+func list(t *testing.T, s *queuetest.Server, q string, k keys.Index) []string {
 	t.Helper()
-	return queuetest.HGet(t, s.rdb, s.key(q, k), mid)
-}
-
-func (s *server) hgetInt(t *testing.T, q string, k keys.Index) int64 {
-	t.Helper()
-	return queuetest.HGetInt(t, s.rdb, s.key(q, k), mid)
-}
-
-func (s *server) isMember(t *testing.T, q string, k keys.Index) bool {
-	t.Helper()
-	return queuetest.IsMember(t, s.rdb, s.key(q, k), mid)
-}
-
-func (s *server) list(t *testing.T, q string, k keys.Index) []string {
-	t.Helper()
-	return queuetest.List(t, s.rdb, s.key(q, k))
-}
-
-// dumpQueue reads every key of q but the receipts into comparable text
-// (queuetest.Dump), as internal/protocol's tests do.
-func dumpQueue(t *testing.T, s *server, q string, now int64) map[string]string {
-	t.Helper()
-	return queuetest.Dump(t, s.rdb, func(i keys.Index) string { return s.key(q, i) }, now)
+	return queuetest.List(t, s.RDB, s.Key(q, k))
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -13,12 +14,12 @@ import (
 // well under a millisecond, and reads more than zero), the counters name
 // what they count, and the worker's description marshals to JSON.
 func TestWorkerStats(t *testing.T) {
-	s := newMiniServer(t)
-	c := s.client(t, nil)
-	w, calls := startWorker(t, c, queueName(t), WorkerConfig{}, nil)
+	s := queuetest.MiniServer(t)
+	c := newClient(t, s, nil)
+	w, calls, ev := startWorkerEvents(t, c, queuetest.QueueName(t), WorkerConfig{}, nil)
 	res := enqueue(t, c, w.Queue(), "x", nil)
 	next(t, calls)
-	waitFor(t, "the outcome recorded", func() bool { return w.Stats().Counts.Succeeded == 1 })
+	assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, res.MessageID, 1))
 	assert.Contains(t, []MessageStatus{StatusDoneAwaitingGC, StatusNone}, statusOf(t, c, w.Queue(), res.MessageID))
 	st := w.Stats()
 	assert.Equal(t, int64(1), st.HandlingTime.Count)

@@ -2,6 +2,7 @@ package mq
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,9 +63,9 @@ func waitHandled(t *testing.T, ch <-chan Event, id string, attempt int) Outcome 
 	return e.Outcome
 }
 
-// waitAllHandled waits until the handling of every message of ids (first
-// attempts or not) is settled, in whatever order.
-func waitAllHandled(t *testing.T, ch <-chan Event, ids ...string) {
+// waitAllSucceeded waits until a handling of every message of ids (first
+// attempts or not) has succeeded, in whatever order.
+func waitAllSucceeded(t *testing.T, ch <-chan Event, ids ...string) {
 	t.Helper()
 	left := map[string]bool{}
 	for _, id := range ids {
@@ -72,7 +73,7 @@ func waitAllHandled(t *testing.T, ch <-chan Event, ids ...string) {
 	}
 	for len(left) > 0 {
 		e := waitEvent(t, ch, fmt.Sprintf("%d more messages handled", len(left)), func(e Event) bool {
-			return e.Kind == EventHandled && left[e.ID]
+			return e.Kind == EventHandled && e.Outcome == OutcomeSucceeded && left[e.ID]
 		})
 		delete(left, e.ID)
 	}
@@ -88,4 +89,55 @@ func startSubscribed(t *testing.T, c *Client, q string, cfg *WorkerConfig) (*Wor
 	require.NoError(t, w.Start(t.Context()))
 	t.Cleanup(func() { _ = w.Close() })
 	return w, ev
+}
+
+// waitOutcomes waits until handlings have settled with the outcomes of
+// want, at least as many of each as want says, whatever else settles
+// meanwhile.
+func waitOutcomes(t *testing.T, ch <-chan Event, want map[Outcome]int) {
+	t.Helper()
+	seen := map[Outcome]int{}
+	for {
+		left := false
+		for o, n := range want {
+			left = left || seen[o] < n
+		}
+		if !left {
+			return
+		}
+		e := waitEvent(t, ch, fmt.Sprintf("outcomes %v (seen %v)", want, seen), func(e Event) bool { return e.Kind == EventHandled })
+		seen[e.Outcome]++
+	}
+}
+
+// waitKind waits for n events of kind k.
+func waitKind(t *testing.T, ch <-chan Event, k EventKind, n int) {
+	t.Helper()
+	for i := range n {
+		waitEvent(t, ch, fmt.Sprintf("%s event %d of %d", k, i+1, n), func(e Event) bool { return e.Kind == k })
+	}
+}
+
+// merged subscribes to the events of kinds of every worker of ws on one
+// channel, for the rest of the test.
+func merged(t *testing.T, ws []*Worker, kinds ...EventKind) <-chan Event {
+	t.Helper()
+	out := make(chan Event, subscriberBuffer)
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait) // after the subscriptions end (cleanups run last first)
+	for _, w := range ws {
+		ch, stop := w.Subscribe(kinds...)
+		t.Cleanup(stop)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range ch {
+				select {
+				case out <- e:
+				default: // dropped, as Subscribe drops
+				}
+			}
+		}()
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -72,7 +73,7 @@ func statusOf(t *testing.T, c *Client, q, id string) MessageStatus {
 
 func waitStatus(t *testing.T, c *Client, q, id string, want MessageStatus) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%s to be %s", id, want), func() bool { return statusOf(t, c, q, id) == want })
+	queuetest.WaitFor(t, fmt.Sprintf("%s to be %s", id, want), func() bool { return statusOf(t, c, q, id) == want })
 }
 
 func enqueue(t *testing.T, c *Client, q string, msg any, opts *EnqueueOptions) EnqueueResult {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,9 +24,9 @@ type ctxKey struct{}
 // worker with its ctx's values, a second Start is an error, and a stopped
 // worker starts again.
 func TestWorkerStartsOnlyWhenAsked(t *testing.T) {
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	seen := make(chan any, 10)
 	w, err := c.NewWorker(q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
@@ -36,7 +37,7 @@ func TestWorkerStartsOnlyWhenAsked(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.False(t, w.Info().Running, "NewWorker starts nothing")
-	stats, err := s.rdb.Info(context.Background(), "commandstats").Result()
+	stats, err := s.RDB.Info(context.Background(), "commandstats").Result()
 	require.NoError(t, err)
 	assert.NotContains(t, stats, "cmdstat_evalsha", "no poll was made")
 
@@ -90,12 +91,12 @@ func TestWorkerStopKeepsItsDeadlineWhenRedisHangs(t *testing.T) {
 }
 
 func testStopWithRedisHung(t *testing.T, stop func(*Worker) error) {
-	s := newRealServer(t)
-	rdb := redis.NewClient(&redis.Options{Addr: s.real.Addr, ReadTimeout: time.Minute, WriteTimeout: time.Minute, MaxRetries: -1})
+	s := queuetest.RealServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr, ReadTimeout: time.Minute, WriteTimeout: time.Minute, MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
-	q := queueName(t)
+	q := queuetest.QueueName(t)
 	started, release := make(chan struct{}), make(chan struct{})
 	// Two handler threads, so that the polling loop goes on polling, and
 	// is in a call to Redis (a poll or a short sleep) when Redis freezes.
@@ -112,7 +113,7 @@ func testStopWithRedisHung(t *testing.T, stop func(*Worker) error) {
 	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "m"})
 	<-started
 
-	s.real.Pause(t)
+	s.Real.Pause(t)
 	start := time.Now()
 	require.NoError(t, stop(w))
 	took := time.Since(start)
@@ -121,7 +122,7 @@ func testStopWithRedisHung(t *testing.T, stop func(*Worker) error) {
 	assert.Equal(t, int64(1), w.Stats().Counts.Abandoned, "counted by the time the stop returned")
 	assert.False(t, w.Info().Running)
 
-	s.real.Resume(t)
+	s.Real.Resume(t)
 	close(release)
 	// Start again waits for the last run's goroutines: the handler has
 	// returned, and its outcome was dropped, not recorded.
@@ -135,23 +136,21 @@ func testStopWithRedisHung(t *testing.T, stop func(*Worker) error) {
 // TestWorkerCloseWarnsOnlyWhenItCuts: closing an idle worker logs no
 // warning; closing one whose handler runs cancels it, counts it and warns.
 func TestWorkerCloseWarnsOnlyWhenItCuts(t *testing.T) {
-	s := newRealServer(t)
+	s := queuetest.RealServer(t)
 	logs := &lockedBuffer{}
-	c := s.client(t, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	c := newClient(t, s, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 
-	idle, calls := startWorker(t, c, queueName(t), WorkerConfig{}, nil)
+	idle, calls, ev := startWorkerEvents(t, c, queuetest.QueueName(t), WorkerConfig{}, nil)
 	res := enqueue(t, c, idle.Queue(), "x", nil)
 	next(t, calls)
-	waitFor(t, "the outcome recorded", func() bool {
-		return statusOf(t, c, idle.Queue(), res.MessageID) == StatusNone
-	})
+	assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, res.MessageID, 1))
 	require.NoError(t, idle.Close())
 	assert.NotContains(t, logs.String(), "level=WARN")
 	assert.Contains(t, logs.String(), `msg="mq: worker stopped"`)
 
-	q := queueName(t) + ":busy"
+	q := queuetest.QueueName(t) + ":busy"
 	started := make(chan struct{})
-	busy, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+	busy, busyEv := startSubscribed(t, c, q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			close(started)
@@ -159,22 +158,24 @@ func TestWorkerCloseWarnsOnlyWhenItCuts(t *testing.T) {
 			return ctx.Err()
 		}),
 	})
-	require.NoError(t, err)
 	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "cut"})
 	<-started
 	require.NoError(t, busy.Close())
-	waitFor(t, "the cut handling counted", func() bool { return busy.Stats().Counts.Abandoned == 1 })
+	// By the handler's return, or by Close's grace running out on a busy
+	// machine, which does not know the message's id.
+	waitOutcomes(t, busyEv, map[Outcome]int{OutcomeAbandoned: 1})
+	assert.Equal(t, int64(1), busy.Stats().Counts.Abandoned)
 	assert.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
 	assert.Equal(t, StatusLocked, statusOf(t, c, q, "cut"))
 }
 
 func TestWorkerStop(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
 		ctx := context.Background()
 
 		// Stop before start, twice, and Close: all fine.
-		idle, err := c.NewWorker(queueName(t)+":idle", &WorkerConfig{Handler: nopHandler})
+		idle, err := c.NewWorker(queuetest.QueueName(t)+":idle", &WorkerConfig{Handler: nopHandler})
 		require.NoError(t, err)
 		require.NoError(t, idle.Stop(ctx))
 		require.NoError(t, idle.Stop(ctx))
@@ -182,7 +183,7 @@ func TestWorkerStop(t *testing.T) {
 		assert.False(t, idle.Info().Running)
 
 		// Without a deadline: Stop waits for the handler and its outcome.
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		started := make(chan struct{})
 		release := make(chan struct{})
 		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
@@ -210,10 +211,10 @@ func TestWorkerStop(t *testing.T) {
 
 		// With a deadline: the handler's context is cancelled, Stop answers
 		// the deadline, and the message stays locked for a later worker.
-		q2 := queueName(t) + ":2"
+		q2 := queuetest.QueueName(t) + ":2"
 		started2 := make(chan struct{})
 		sawCancel := make(chan struct{})
-		w2, err := c.StartWorker(t.Context(), q2, &WorkerConfig{
+		w2, ev2 := startSubscribed(t, c, q2, &WorkerConfig{
 			LockTime:          500 * time.Millisecond,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -223,14 +224,15 @@ func TestWorkerStop(t *testing.T) {
 				return ctx.Err()
 			}),
 		})
-		require.NoError(t, err)
 		enqueue(t, c, q2, "x", &EnqueueOptions{MessageID: "s2"})
 		<-started2
 		dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
 		require.ErrorIs(t, w2.Stop(dctx), context.DeadlineExceeded)
 		<-sawCancel
-		waitFor(t, "the handling to be abandoned", func() bool { return w2.Stats().Counts.Abandoned == 1 })
+		// Abandoned by the stop, which does not know the message's id.
+		waitOutcomes(t, ev2, map[Outcome]int{OutcomeAbandoned: 1})
+		assert.Equal(t, int64(1), w2.Stats().Counts.Abandoned)
 		assert.Contains(t, []MessageStatus{StatusLocked, StatusQueued}, statusOf(t, c, q2, "s2"), "not done")
 		_, calls := startWorker(t, c, q2, WorkerConfig{}, nil)
 		h := next(t, calls)

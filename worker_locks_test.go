@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -15,9 +15,9 @@ import (
 func TestWorkerLockTimeout(t *testing.T) {
 	for _, perMessage := range []bool{false, true} {
 		t.Run(fmt.Sprintf("per-message=%v", perMessage), func(t *testing.T) {
-			onEachServer(t, func(t *testing.T, s *server) {
-				c := s.client(t, nil)
-				q := queueName(t)
+			queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+				c := newClient(t, s, nil)
+				q := queuetest.QueueName(t)
 				cfg := WorkerConfig{HandlerThreads: 2, LockTime: 300 * time.Millisecond, NoLockRenewal: true}
 				opts := &EnqueueOptions{MessageID: "slow"}
 				if perMessage {
@@ -25,7 +25,7 @@ func TestWorkerLockTimeout(t *testing.T) {
 					opts.LockTime = 300 * time.Millisecond
 				}
 				release := make(chan struct{})
-				w, calls := startWorker(t, c, q, cfg, func(ctx context.Context, h handling) error {
+				w, calls, ev := startWorkerEvents(t, c, q, cfg, func(ctx context.Context, h handling) error {
 					if h.attempt == 1 {
 						<-release // stalls past its lock
 					}
@@ -35,9 +35,13 @@ func TestWorkerLockTimeout(t *testing.T) {
 				assert.Equal(t, 1, next(t, calls).attempt)
 				assert.Equal(t, 2, next(t, calls).attempt, "handed out again once the lock expired")
 				close(release)
-				waitFor(t, "the late outcome to be fenced", func() bool { return w.Stats().Counts.LockLost == 1 })
-				waitFor(t, "the second handling's outcome", func() bool { return w.Stats().Counts.Succeeded == 1 })
+				outcomes := map[int]Outcome{}
+				for range 2 {
+					e := waitEvent(t, ev, "both handlings settled", func(e Event) bool { return e.Kind == EventHandled })
+					outcomes[e.Attempt] = e.Outcome
+				}
 				// The fenced handling counts as lost only, not as a success too.
+				assert.Equal(t, map[int]Outcome{1: OutcomeLockLost, 2: OutcomeSucceeded}, outcomes)
 				assert.Equal(t, int64(1), w.Stats().Counts.Succeeded)
 			})
 		})
@@ -48,39 +52,42 @@ func TestWorkerLockTimeout(t *testing.T) {
 // second worker takes the message and completes it, then the first
 // completes late: the late outcome changes nothing.
 func TestWorkerFencing(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: mid})
 		releaseA := make(chan struct{})
 		// A's lock runs out soon; B's (the default, renewed) holds until
 		// the test lets B go, so that A cannot take the message again.
-		a, callsA := startWorker(t, c, q, WorkerConfig{NoLockRenewal: true, LockTime: 300 * time.Millisecond}, func(context.Context, handling) error {
+		_, callsA, evA := startWorkerEvents(t, c, q, WorkerConfig{NoLockRenewal: true, LockTime: 300 * time.Millisecond}, func(context.Context, handling) error {
 			<-releaseA
 			return Retry(time.Hour) // would put it back in the queue with a backoff
 		})
 		require.Equal(t, 1, next(t, callsA).attempt)
 
 		releaseB := make(chan struct{})
-		b, callsB := startWorker(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
+		_, callsB, evB := startWorkerEvents(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
 			<-releaseB
 			return nil
 		})
 		require.Equal(t, 2, next(t, callsB).attempt, "B takes it once A's lock expired")
 		ctx := context.Background()
 		// B holds a fresh lock: capture the state B's handling wrote.
-		lockB := s.hget(t, q, keys.Locks)
-		require.NotEmpty(t, lockB)
+		before, err := c.Inspector().Message(ctx, q, mid)
+		require.NoError(t, err)
+		require.False(t, before.LockedUntil.IsZero())
 		close(releaseA)
-		waitFor(t, "A's late outcome to be fenced", func() bool { return a.Stats().Counts.LockLost == 1 })
-		assert.Equal(t, lockB, s.hget(t, q, keys.Locks), "B's lock unchanged")
-		assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "no backoff from A")
-		assert.False(t, s.isMember(t, q, keys.Done), "not done by A")
-		assert.Equal(t, int64(2), s.hgetInt(t, q, keys.NAttempts))
+		assert.Equal(t, OutcomeLockLost, waitHandled(t, evA, mid, 1), "A's late outcome fenced")
+		after, err := c.Inspector().Message(ctx, q, mid)
+		require.NoError(t, err)
+		assert.Equal(t, StatusLocked, after.Status, "not done, nor queued again, by A")
+		assert.Equal(t, before.LockedUntil, after.LockedUntil, "B's lock unchanged")
+		assert.True(t, after.BackoffUntil.IsZero(), "no backoff from A")
+		assert.Equal(t, int64(2), after.Attempts)
 
 		close(releaseB)
-		// The success counts once the call that recorded it has answered.
-		waitFor(t, "B's outcome to be recorded", func() bool { return b.Stats().Counts.Succeeded == 1 })
+		// The success is settled once the call that recorded it has answered.
+		assert.Equal(t, OutcomeSucceeded, waitHandled(t, evB, mid, 2))
 		st, err := c.Inspector().MessageStatus(ctx, q, mid)
 		require.NoError(t, err)
 		assert.Contains(t, []MessageStatus{StatusDoneAwaitingGC, StatusNone}, st)
@@ -88,27 +95,27 @@ func TestWorkerFencing(t *testing.T) {
 }
 
 func TestWorkerRenewal(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		var handled atomic.Int64
 		var extendErr error
-		var worker atomic.Pointer[Worker]
-		// The lock time leaves a busy machine room to renew in time; the
-		// work itself lasts until the worker renewed the lock four times,
-		// so over a lock time and a third.
-		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
-			LockTime:          time.Second,
+		var renewals <-chan Event
+		// The lock time leaves a busy machine room to renew in time (with
+		// 1 s, a renewal on miniredis under -race beside a CPU-bound loop
+		// outlasted the 0.67 s left of the lock); the work itself lasts
+		// until the worker renewed the lock four times, so over a lock time
+		// and a third.
+		w, err := c.NewWorker(q, &WorkerConfig{
+			LockTime:          3 * time.Second,
 			HandlerThreads:    2,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 				handled.Add(1)
 				extendErr = m.ExtendLock(ctx)
-				tick := time.NewTicker(10 * time.Millisecond)
-				defer tick.Stop()
-				for worker.Load().Stats().Counts.LocksRenewed < 4 {
+				for range 4 {
 					select {
-					case <-tick.C:
+					case <-renewals:
 					case <-ctx.Done():
 						return ctx.Err()
 					}
@@ -116,11 +123,13 @@ func TestWorkerRenewal(t *testing.T) {
 				return nil
 			}),
 		})
-		worker.Store(w)
 		require.NoError(t, err)
+		renewals = subscribe(t, w, EventLockRenewed)
+		ev := subscribe(t, w, EventHandled)
+		require.NoError(t, w.Start(t.Context()))
 		t.Cleanup(func() { _ = w.Close() })
 		enqueue(t, c, q, "long", &EnqueueOptions{MessageID: "long"})
-		waitFor(t, "the outcome", func() bool { return w.Stats().Counts.Succeeded == 1 })
+		assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "long", 1))
 		assert.Equal(t, int64(1), handled.Load(), "handled once")
 		assert.NoError(t, extendErr)
 		assert.Positive(t, w.Stats().Counts.LocksRenewed)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,9 +27,9 @@ import (
 // before then, so the other always finds some left.
 func TestWorkerProcesses(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t)
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	outs := make([]*strings.Builder, 2)
 	var stdins []io.WriteCloser
 	var mu sync.Mutex
@@ -37,7 +37,7 @@ func TestWorkerProcesses(t *testing.T) {
 	for i := range outs {
 		outs[i] = &strings.Builder{}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWorkerProcess$")
-		cmd.Env = append(os.Environ(), "MQ_HELPER_REDIS="+s.real.Addr, "MQ_HELPER_QUEUE="+q)
+		cmd.Env = append(os.Environ(), "MQ_HELPER_REDIS="+s.Real.Addr, "MQ_HELPER_QUEUE="+q)
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
 		stdin, err := cmd.StdinPipe()
@@ -67,7 +67,7 @@ func TestWorkerProcesses(t *testing.T) {
 		defer mu.Unlock()
 		return strings.Contains(outs[i].String(), "started\n")
 	}
-	waitFor(t, "both processes to hold a message", func() bool { return started(0) && started(1) })
+	queuetest.WaitFor(t, "both processes to hold a message", func() bool { return started(0) && started(1) })
 	for _, in := range stdins {
 		_, err := io.WriteString(in, "go\n")
 		require.NoError(t, err)
@@ -85,11 +85,11 @@ func TestWorkerProcesses(t *testing.T) {
 		}
 		return m
 	}
-	waitFor(t, "both processes to handle all", func() bool { return len(counts()) == 200 })
-	waitFor(t, "the outcomes", func() bool {
-		n, err := s.rdb.SCard(context.Background(), s.key(q, keys.Done)).Result()
-		size, _ := s.rdb.HLen(context.Background(), s.key(q, keys.Messages)).Result()
-		return err == nil && (n == 200 || size == 0)
+	queuetest.WaitFor(t, "both processes to handle all", func() bool { return len(counts()) == 200 })
+	queuetest.WaitFor(t, "the outcomes", func() bool {
+		qc, err := c.Inspector().QueueCounts(context.Background(), q)
+		require.NoError(t, err)
+		return qc.Done == 200 || qc.Total == 0
 	})
 	for id, n := range counts() {
 		assert.Equal(t, 1, n, "message %s", id)
@@ -153,13 +153,13 @@ func TestHelperWorkerProcess(t *testing.T) {
 // nothing is lost.
 func TestWorkerSurvivesRedisRestart(t *testing.T) {
 	t.Parallel()
-	s := newRealServer(t, "--appendonly", "yes", "--appendfsync", "always")
-	c := s.client(t, nil)
-	q := queueName(t)
+	s := queuetest.RealServer(t, "--appendonly", "yes", "--appendfsync", "always")
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
 	ctx := context.Background()
 	var mu sync.Mutex
 	seen := map[string]bool{}
-	w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+	w, ev := startSubscribed(t, c, q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			mu.Lock()
@@ -168,15 +168,13 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 			return nil
 		}),
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = w.Close() })
 	enqueue(t, c, q, "before", &EnqueueOptions{MessageID: "before"})
-	waitFor(t, "the first message", func() bool { mu.Lock(); defer mu.Unlock(); return seen["before"] })
+	assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "before", 1))
 
-	s.real.Kill(t)
-	waitFor(t, "the worker to notice", func() bool { return w.Stats().Counts.PollErrors > 0 })
+	s.Real.Kill(t)
+	waitKind(t, ev, EventPollFailed, 1)
 	time.Sleep(3 * time.Second) // the outage itself
-	s.real.Restart(t)
+	s.Real.Restart(t)
 
 	for i := range 20 {
 		var err error
@@ -187,10 +185,13 @@ func TestWorkerSurvivesRedisRestart(t *testing.T) {
 		}
 		require.NoError(t, err)
 	}
-	waitFor(t, "every message after the restart", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen) == 21
-	})
+	ids := make([]string, 20)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i)
+	}
+	waitAllSucceeded(t, ev, ids...)
+	mu.Lock()
+	assert.Len(t, seen, 21)
+	mu.Unlock()
 	assert.True(t, w.Info().Running)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -17,21 +18,21 @@ import (
 // TestWorkerSuccessCollected: a handled message is collected at
 // completion (docs/protocol.md §11), not on a later lap.
 func TestWorkerSuccessCollected(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "hello", &EnqueueOptions{MessageID: "a"})
-		w, calls := startWorker(t, c, q, WorkerConfig{}, nil)
+		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, nil)
 		h := next(t, calls)
 		assert.Equal(t, handling{id: "a", attempt: 1, value: "hello"}, h)
-		// An outcome counts once the answer of the call that recorded it is
-		// back, just after the status changed.
-		waitFor(t, "the success counted", func() bool { return w.Stats().Counts.Succeeded == 1 })
+		// An outcome is settled once the answer of the call that recorded it
+		// is back, just after the status changed.
+		assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "a", 1))
 		assert.Equal(t, StatusNone, statusOf(t, c, q, "a"), "collected with its outcome")
 		assert.Zero(t, w.Stats().Counts.Skips.DidGC, "no lap needed")
-		n, err := s.rdb.Exists(context.Background(), s.key(q, keys.Messages)).Result()
+		counts, err := c.Inspector().QueueCounts(context.Background(), q)
 		require.NoError(t, err)
-		assert.Zero(t, n, "nothing of it left in Redis")
+		assert.Equal(t, QueueCounts{}, counts, "nothing of it left in the queue")
 	})
 }
 
@@ -40,16 +41,16 @@ func TestWorkerSuccessCollected(t *testing.T) {
 // requeueable as a fresh message. A panic is a failure too, and Final
 // skips the retries.
 func TestWorkerRetriesThenDeadLetters(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		c := s.client(t, nil)
-		q := queueName(t)
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "fail", &EnqueueOptions{MessageID: "e"})
 		enqueue(t, c, q, "panic", &EnqueueOptions{MessageID: "p"})
 		enqueue(t, c, q, "final", &EnqueueOptions{MessageID: "f"})
 		var healed atomic.Bool
 		var backoffs sync.Map
-		w, calls := startWorker(t, c, q, WorkerConfig{
+		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{
 			MaxAttempts: 3,
 			RetryBackoff: func(attempt int) time.Duration {
 				backoffs.Store(attempt, true)
@@ -72,7 +73,7 @@ func TestWorkerRetriesThenDeadLetters(t *testing.T) {
 			attempts[h.id] = append(attempts[h.id], h.attempt)
 		}
 		assert.Equal(t, map[string][]int{"e": {1, 2, 3}, "p": {1, 2, 3}, "f": {1}}, attempts)
-		waitFor(t, "three dead letters counted", func() bool { return w.Stats().Counts.Dead == 3 })
+		waitOutcomes(t, ev, map[Outcome]int{OutcomeDead: 3})
 		assert.Equal(t, int64(4), w.Stats().Counts.Failed, "the retried failures")
 		for _, a := range []int{1, 2} {
 			_, ok := backoffs.Load(a)
@@ -130,9 +131,9 @@ func TestWorkerRetriesThenDeadLetters(t *testing.T) {
 }
 
 func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "d"})
 		w, _, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(context.Context, handling) error {
 			return SucceedWithBackoff(time.Hour)
@@ -150,9 +151,9 @@ func TestWorkerSuccessWithDedupeBackoff(t *testing.T) {
 }
 
 func TestWorkerRetryWithBackoff(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "r"})
 		w, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
 			if h.attempt == 1 {
@@ -170,9 +171,9 @@ func TestWorkerRetryWithBackoff(t *testing.T) {
 }
 
 func TestWorkerRequeue(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		release := make(chan struct{})
 		_, calls := startWorker(t, c, q, WorkerConfig{}, func(_ context.Context, h handling) error {
 			if h.value == "v1" {
@@ -211,36 +212,34 @@ func TestWorkerRequeue(t *testing.T) {
 // outcome with a clear reason, never a crash; it stays inspectable until
 // collected.
 func TestWorkerUndecodable(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		enqueue(t, c, q, Raw("\xc1"), &EnqueueOptions{MessageID: "bad"})
 		content, err := c.Inspector().QueueContent(context.Background(), q)
 		require.NoError(t, err)
 		require.Len(t, content, 1)
 		assert.ErrorIs(t, content[0].DecodeErr, ErrDecode)
 
-		w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+		_, ev := startSubscribed(t, c, q, &WorkerConfig{
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(_ context.Context, m *Message) error {
 				_, err := m.Value()
 				return err
 			}),
 		})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = w.Close() })
-		waitFor(t, "the error outcome", func() bool { return w.Stats().Counts.Failed == 1 })
-		enqueue(t, c, q, "fine", nil)
-		waitFor(t, "the next message", func() bool { return w.Stats().Counts.Succeeded == 1 })
+		assert.Equal(t, OutcomeFailed, waitHandled(t, ev, "bad", 1), "the error outcome")
+		res := enqueue(t, c, q, "fine", nil)
+		assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, res.MessageID, 1), "the next message")
 	})
 }
 
 // TestWorkerWakeUp: an idle worker asleep at the end of the queue handles a
 // new message before its sleep would have ended.
 func TestWorkerWakeUp(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
 		waitAsleep(t, ev)
 		enqueue(t, c, q, "wake", &EnqueueOptions{MessageID: "w"})
@@ -256,21 +255,21 @@ func TestWorkerWakeUp(t *testing.T) {
 		// The sleeper was woken by the sentinel (created in isleep-a by the
 		// enqueue, moved to isleep-b by the worker), not by its once-a-second
 		// look at mids-ready.
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "woken through the sleep lists")
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepB), "woken through the sleep lists")
 	})
 }
 
 // TestWorkersShareQueue: two workers on one queue handle every message
 // exactly once when no lock expires.
 func TestWorkersShareQueue(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		c := s.client(t, nil)
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
 		var mu sync.Mutex
 		counts := map[string]int{}
-		var total atomic.Int64
+		var ws []*Worker
 		for range 2 {
-			w, err := c.StartWorker(t.Context(), q, &WorkerConfig{
+			w, err := c.NewWorker(q, &WorkerConfig{
 				HandlerThreads:    4,
 				WorkerThreads:     2,
 				EndOfQueueBackoff: Constant(20 * time.Millisecond),
@@ -278,11 +277,15 @@ func TestWorkersShareQueue(t *testing.T) {
 					mu.Lock()
 					counts[m.ID]++
 					mu.Unlock()
-					total.Add(1)
 					return nil
 				}),
 			})
 			require.NoError(t, err)
+			ws = append(ws, w)
+		}
+		ev := merged(t, ws, EventHandled)
+		for _, w := range ws {
+			require.NoError(t, w.Start(t.Context()))
 			t.Cleanup(func() { _ = w.Close() })
 		}
 		reqs := make([]EnqueueRequest, 200)
@@ -291,11 +294,10 @@ func TestWorkersShareQueue(t *testing.T) {
 		}
 		_, err := c.EnqueueMany(context.Background(), q, reqs...)
 		require.NoError(t, err)
-		waitFor(t, "every message", func() bool { return total.Load() >= 200 })
-		waitFor(t, "the queue to empty", func() bool {
-			n, err := s.rdb.HLen(context.Background(), s.key(q, keys.Messages)).Result()
-			return err == nil && n == 0
-		})
+		waitOutcomes(t, ev, map[Outcome]int{OutcomeSucceeded: 200})
+		qc, err := c.Inspector().QueueCounts(context.Background(), q)
+		require.NoError(t, err)
+		assert.Equal(t, QueueCounts{}, qc, "every message collected")
 		mu.Lock()
 		defer mu.Unlock()
 		assert.Len(t, counts, 200)

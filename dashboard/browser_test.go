@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -272,7 +273,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("one click deleted the message (%s)", st)
 	}
 	do(t, ctx, "confirm delete", chromedp.Click(sel))
-	waitFor(t, "the delete in Redis", func() bool {
+	queuetest.WaitFor(t, "the delete in Redis", func() bool {
 		st, err := c.Inspector().MessageStatus(context.Background(), "emails", "later-1")
 		return err == nil && st == mq.StatusNone
 	})
@@ -280,7 +281,7 @@ func TestBrowser(t *testing.T) {
 
 	// Requeue moves a dead letter back into the queue, at one click.
 	do(t, ctx, "requeue", chromedp.Click(chromedp.CSS(`#dead-letters tr[data-dead="dead-0"] button[data-action="requeue"]`)))
-	waitFor(t, "the requeue in Redis", func() bool {
+	queuetest.WaitFor(t, "the requeue in Redis", func() bool {
 		st, err := c.Inspector().MessageStatus(context.Background(), "emails", "dead-0")
 		_, dlErr := c.Inspector().DeadLetter(context.Background(), "emails", "dead-0")
 		return err == nil && st == mq.StatusQueued && errors.Is(dlErr, mq.ErrNoDeadLetter)
@@ -304,7 +305,7 @@ func TestBrowser(t *testing.T) {
 
 	// Pause.
 	do(t, ctx, "pause", chromedp.Click(chromedp.ID("pause")))
-	waitFor(t, "the pause in Redis", func() bool {
+	queuetest.WaitFor(t, "the pause in Redis", func() bool {
 		n, err := c.Inspector().QueueCounts(context.Background(), "emails")
 		return err == nil && n.Paused
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/gocarmine/mq/internal/redistest"
 )
 
@@ -375,7 +376,7 @@ func TestWorkers(t *testing.T) {
 	srv := serve(t, c, Options{})
 
 	var got workersJSON
-	waitFor(t, "the running worker's heartbeat, after its three handlings", func() bool {
+	queuetest.WaitFor(t, "the running worker's heartbeat, after its three handlings", func() bool {
 		code, body := get(t, srv, "/mq/api/workers?queue=emails")
 		if code != http.StatusOK {
 			t.Fatalf("%d %s", code, body)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gocarmine/mq/internal/queuetest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -51,9 +51,6 @@ func newClient(t *testing.T) (*mq.Client, *redis.Client) {
 	}
 	return c, rdb
 }
-
-// waitFor polls cond until it holds (queuetest.WaitFor).
-var waitFor = queuetest.WaitFor
 
 // hostile are message contents that would run script if a page put them
 // into its markup.
@@ -112,7 +109,7 @@ func fill(t *testing.T, c *mq.Client, q string) *mq.Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "3 done and 2 dead", func() bool { n := counts(); return n.Done == 3 && n.Dead == 2 })
+	queuetest.WaitFor(t, "3 done and 2 dead", func() bool { n := counts(); return n.Done == 3 && n.Dead == 2 })
 	if err := w1.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +146,7 @@ func fill(t *testing.T, c *mq.Client, q string) *mq.Worker {
 		once.Do(func() { close(hold) })
 		_ = w2.Close()
 	})
-	waitFor(t, "2 locked", func() bool { return counts().Locked == 2 })
+	queuetest.WaitFor(t, "2 locked", func() bool { return counts().Locked == 2 })
 	return w2
 }
 
@@ -219,7 +216,7 @@ func bury(t *testing.T, c *mq.Client, q string, msgs map[string]any) {
 			t.Error(err)
 		}
 	}()
-	waitFor(t, "the dead letters", func() bool {
+	queuetest.WaitFor(t, "the dead letters", func() bool {
 		n, err := c.Inspector().QueueCounts(ctx, q)
 		return err == nil && n.Dead == before.Dead+int64(len(msgs))
 	})

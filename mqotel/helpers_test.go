@@ -2,7 +2,6 @@ package mqotel_test
 
 import (
 	"context"
-	"github.com/gocarmine/mq/internal/queuetest"
 	"log/slog"
 	"strings"
 	"testing"
@@ -58,9 +57,6 @@ func startWorker(t *testing.T, ctx context.Context, c *mq.Client, q string, cfg 
 	t.Cleanup(func() { _ = w.Close() })
 	return w
 }
-
-// waitFor polls cond until it holds (queuetest.WaitFor).
-var waitFor = queuetest.WaitFor
 
 // spansNamed answers the ended spans of that name, in the order they
 // ended.

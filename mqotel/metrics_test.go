@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/gocarmine/mq/mqotel"
 	"github.com/stretchr/testify/assert"
@@ -101,7 +102,7 @@ func TestMetricsObserver(t *testing.T) {
 			return nil
 		}),
 	})
-	waitFor(t, "8 outcomes recorded", func() bool {
+	queuetest.WaitFor(t, "8 outcomes recorded", func() bool {
 		n := w.Stats().Counts
 		return n.Succeeded+n.Failed+n.Retried+n.Dead == 8
 	})

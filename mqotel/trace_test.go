@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/gocarmine/mq/mqotel"
 	"github.com/stretchr/testify/assert"
@@ -174,7 +175,7 @@ func TestOutcomes(t *testing.T) {
 			return nil
 		}), mqotel.WithTracerProvider(tp), mqotel.WithPropagator(w3c)),
 	})
-	waitFor(t, "5 outcomes recorded", func() bool {
+	queuetest.WaitFor(t, "5 outcomes recorded", func() bool {
 		n := w.Stats().Counts
 		return n.Succeeded+n.Failed+n.Retried+n.Dead == 5
 	})
@@ -226,7 +227,7 @@ func TestPanic(t *testing.T) {
 			panic("oops")
 		}), mqotel.WithTracerProvider(tp), mqotel.WithMaxAttempts(1)),
 	})
-	waitFor(t, "the dead letter", func() bool { return w.Stats().Counts.Dead == 1 })
+	queuetest.WaitFor(t, "the dead letter", func() bool { return w.Stats().Counts.Dead == 1 })
 	require.NoError(t, w.Stop(context.Background()))
 	procs := spansNamed(exp, "process panics")
 	require.Len(t, procs, 1)

@@ -3,7 +3,6 @@ package mqprom
 import (
 	"context"
 	"fmt"
-	"github.com/gocarmine/mq/internal/queuetest"
 	"log/slog"
 	"sort"
 	"strings"
@@ -179,6 +178,3 @@ func enqueue(t *testing.T, c *mq.Client, q, id string, opts *mq.EnqueueOptions) 
 	require.NoError(t, err)
 	require.True(t, res.OK(), "enqueue of %s: %v", id, res.Refused)
 }
-
-// waitFor polls cond until it holds (queuetest.WaitFor).
-var waitFor = queuetest.WaitFor

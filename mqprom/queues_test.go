@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
@@ -77,7 +78,7 @@ func TestQueueCollectorCounts(t *testing.T) {
 	_, err = c.Inspector().PauseQueue(ctx, q)
 	require.NoError(t, err)
 	close(releaseDone)
-	waitFor(t, "2 successes and a dead letter recorded", func() bool {
+	queuetest.WaitFor(t, "2 successes and a dead letter recorded", func() bool {
 		n := w.Stats().Counts
 		return n.Succeeded == 2 && n.Dead == 1
 	})
@@ -245,7 +246,7 @@ func TestQueueCollectorRemembersQueues(t *testing.T) {
 			}),
 		})
 		require.NoError(t, err)
-		waitFor(t, "the message handled", func() bool {
+		queuetest.WaitFor(t, "the message handled", func() bool {
 			n := w.Stats().Counts
 			return n.Succeeded+n.Dead == 1
 		})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
@@ -59,7 +60,7 @@ func TestWorkerCollector(t *testing.T) {
 	col.Add(w)
 	col.Add(w) // twice does nothing
 
-	waitFor(t, "12 outcomes recorded", func() bool {
+	queuetest.WaitFor(t, "12 outcomes recorded", func() bool {
 		n := w.Stats().Counts
 		return n.Succeeded+n.Retried+n.Failed+n.Dead == 12
 	})
@@ -107,7 +108,7 @@ func TestWorkerCollector(t *testing.T) {
 	for i := 10; i < 13; i++ {
 		enqueue(t, c, q, fmt.Sprint(i), nil)
 	}
-	waitFor(t, "3 more successes", func() bool {
+	queuetest.WaitFor(t, "3 more successes", func() bool {
 		return more[0].Stats().Counts.Succeeded+more[1].Stats().Counts.Succeeded == 3
 	})
 	for _, w := range more {
@@ -145,7 +146,7 @@ func TestWorkerCollectorAbandoned(t *testing.T) {
 	enqueue(t, c, "q", "stuck", nil)
 	<-started
 	require.NoError(t, w.Close())
-	waitFor(t, "the handling observed", func() bool {
+	queuetest.WaitFor(t, "the handling observed", func() bool {
 		return gather(t, col)[`mq_worker_handling_seconds_count{outcome="abandoned",queue="q"}`] == 1
 	})
 	assert.Equal(t, 1.0, gather(t, col)[`mq_worker_handled_total{outcome="abandoned",queue="q"}`])
@@ -251,7 +252,7 @@ func TestWorkerCollectorQuarantined(t *testing.T) {
 	enqueue(t, c, "q", "stuck", nil)
 	<-started
 	require.NoError(t, first.Close())
-	waitFor(t, "the message left locked, with no outcome", func() bool { return first.Stats().Counts.Abandoned >= 1 })
+	queuetest.WaitFor(t, "the message left locked, with no outcome", func() bool { return first.Stats().Counts.Abandoned >= 1 })
 
 	col := NewWorkerCollector(nil)
 	second, err := c.StartWorker(ctx, "q", &mq.WorkerConfig{
@@ -263,7 +264,7 @@ func TestWorkerCollectorQuarantined(t *testing.T) {
 	})
 	require.NoError(t, err)
 	col.Add(second)
-	waitFor(t, "the message quarantined", func() bool { return second.Stats().Counts.Skips.Quarantined == 1 })
+	queuetest.WaitFor(t, "the message quarantined", func() bool { return second.Stats().Counts.Skips.Quarantined == 1 })
 	require.NoError(t, second.Stop(ctx))
 	assert.Equal(t, 1.0, gather(t, col)[`mq_worker_poll_skips_total{queue="q",reason="quarantined"}`])
 	page, err := c.Inspector().DeadLetters(ctx, "q", "", 10)

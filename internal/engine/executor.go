@@ -51,9 +51,9 @@ type Handler interface {
 // logs, besides the outcomes it hands the completer.
 type ExecutorEvents interface {
 	// Released: a message taken was given back unhandled.
-	Released()
+	Released(d *Delivery)
 	// LockRenewed: a running handling's lock was pushed forward.
-	LockRenewed()
+	LockRenewed(d *Delivery)
 	// RenewFailed: a renewal failed; err is ErrLockLost when the lock was
 	// lost, and the handling is then cancelled.
 	RenewFailed(d *Delivery, err error)
@@ -161,7 +161,7 @@ func (x *Executor) thread(base, polling context.Context, deliveries <-chan Deliv
 // GiveBack returns a message taken but not handled (docs/protocol.md §6;
 // fencing, §7, applies: if the lock was lost meanwhile, nothing changes).
 func (x *Executor) GiveBack(d Delivery) {
-	x.cfg.Events.Released()
+	x.cfg.Events.Released(&d)
 	x.cfg.Completer.Add(Pending{
 		Completion: protocol.Completion{ID: d.Step.ID, LockedUntil: d.Step.LockedUntil, Outcome: protocol.OutcomeRelease},
 		Attempt:    d.Step.Attempt,
@@ -230,7 +230,7 @@ func (x *Executor) renewLoop(ctx context.Context, d *Delivery, lock *Lock, done 
 		rcancel()
 		switch {
 		case err == nil:
-			x.cfg.Events.LockRenewed()
+			x.cfg.Events.LockRenewed(d)
 		case errors.Is(err, ErrLockLost):
 			// Not counted here: the handling is counted once, as lock-lost
 			// when its outcome is fenced, or as abandoned.

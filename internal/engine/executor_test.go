@@ -41,8 +41,8 @@ type fakeExecEvents struct {
 	released int
 }
 
-func (e *fakeExecEvents) Released()                    { e.mu.Lock(); e.released++; e.mu.Unlock() }
-func (e *fakeExecEvents) LockRenewed()                 {}
+func (e *fakeExecEvents) Released(*Delivery)           { e.mu.Lock(); e.released++; e.mu.Unlock() }
+func (e *fakeExecEvents) LockRenewed(*Delivery)        {}
 func (e *fakeExecEvents) RenewFailed(*Delivery, error) {}
 
 type adds chan Pending

@@ -54,6 +54,10 @@ func (r *Room) Limit() int64 {
 	return n
 }
 
+// Taken is how many messages the worker holds now: taken by polls and not
+// yet handled or given back.
+func (r *Room) Taken() int64 { return r.taken.Load() }
+
 // Prefetching tells whether the worker takes messages beyond its handlers.
 func (r *Room) Prefetching() bool {
 	return r.prefetch > 0 && !r.throttled && r.lockTime >= prefetchMinLockTime &&

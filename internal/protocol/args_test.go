@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,10 +48,10 @@ func TestArgsRoundDurationsUp(t *testing.T) {
 // TestQueueCountsAreThePollsSize: QueueCounts and the poll's queue size
 // come from the one formula of counts.lua.
 func TestQueueCountsAreThePollsSize(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
-		empty, err := QueueCounts(ctx, s.rdb, s.keys(q))
+		q := queuetest.QueueName(t)
+		empty, err := QueueCounts(ctx, s.RDB, s.Keys(q))
 		require.NoError(t, err)
 		assert.Equal(t, Counts{}, empty)
 		for i := range 5 {
@@ -64,7 +65,7 @@ func TestQueueCountsAreThePollsSize(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []bool{true}, ok)
 
-		n, err := QueueCounts(ctx, s.rdb, s.keys(q))
+		n, err := QueueCounts(ctx, s.RDB, s.Keys(q))
 		require.NoError(t, err)
 		// Five are left, one of them locked, one delayed; the one handled
 		// was collected at once (§11).

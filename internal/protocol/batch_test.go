@@ -29,11 +29,11 @@ import (
 // lists that are absent from the queue, and due and windows entries (§11),
 // some fallen due, some not, some missing. With sentinel false, mid-circle
 // lacks its sentinel, which only a damaged queue does.
-func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, sentinel bool, now int64) {
+func randomQueue(t *testing.T, s *queuetest.Server, q string, rng *rand.Rand, n int, sentinel bool, now int64) {
 	t.Helper()
 	ctx := context.Background()
-	r := s.rdb
-	key := func(i keys.Index) string { return s.key(q, i) }
+	r := s.RDB
+	key := func(i keys.Index) string { return s.Key(q, i) }
 	hset := func(i keys.Index, mid string, v any) {
 		require.NoError(t, r.HSet(ctx, key(i), mid, v).Err())
 	}
@@ -123,9 +123,9 @@ func randomQueue(t *testing.T, s *server, q string, rng *rand.Rand, n int, senti
 
 // dumpQueue reads every key of q but the receipts into comparable text
 // (queuetest.Dump).
-func dumpQueue(t *testing.T, s *server, q string, now int64) map[string]string {
+func dumpQueue(t *testing.T, s *queuetest.Server, q string, now int64) map[string]string {
 	t.Helper()
-	return queuetest.Dump(t, s.rdb, func(i keys.Index) string { return s.key(q, i) }, now)
+	return queuetest.Dump(t, s.RDB, func(i keys.Index) string { return s.Key(q, i) }, now)
 }
 
 // withoutSleepLists is a dump without the isleep lists. A call that
@@ -153,14 +153,14 @@ func stepText(st Step) string {
 }
 
 func TestBatchedCallsEqualOneByOne(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 		const lockMS = 60000
 		for seed := range uint64(40) {
 			rng := rand.New(rand.NewPCG(seed, 1))
-			now := s.now(t)
-			qa := fmt.Sprintf("%s:%d:batched", queueName(t), seed)
-			qb := fmt.Sprintf("%s:%d:one-by-one", queueName(t), seed)
+			now := s.Now(t)
+			qa := fmt.Sprintf("%s:%d:batched", queuetest.QueueName(t), seed)
+			qb := fmt.Sprintf("%s:%d:one-by-one", queuetest.QueueName(t), seed)
 			n := 1 + rng.IntN(30)
 			sentinel := seed%8 != 7
 			randomQueue(t, s, qa, rand.New(rand.NewPCG(seed, 2)), n, sentinel, now)
@@ -169,7 +169,7 @@ func TestBatchedCallsEqualOneByOne(t *testing.T) {
 
 			// Outcomes for some mids, most holding the lock they name.
 			var cs []Completion
-			locks, err := s.rdb.HGetAll(ctx, s.key(qa, keys.Locks)).Result()
+			locks, err := s.RDB.HGetAll(ctx, s.Key(qa, keys.Locks)).Result()
 			require.NoError(t, err)
 			for id, v := range locks {
 				token, _ := strconv.ParseInt(v, 10, 64)

@@ -7,14 +7,15 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // deleteOne deletes mid from q and answers whether it was there.
-func deleteOne(t *testing.T, s *server, q string) bool {
+func deleteOne(t *testing.T, s *queuetest.Server, q string) bool {
 	t.Helper()
-	existed, err := Delete(context.Background(), s.rdb, s.keys(q), []string{mid})
+	existed, err := Delete(context.Background(), s.RDB, s.Keys(q), []string{mid})
 	require.NoError(t, err)
 	require.Len(t, existed, 1)
 	return existed[0]
@@ -22,9 +23,9 @@ func deleteOne(t *testing.T, s *server, q string) bool {
 
 // assertGone checks that no hash or set of q holds mid any more (the
 // lists may: a poll drops it there).
-func assertGone(t *testing.T, s *server, q string) {
+func assertGone(t *testing.T, s *queuetest.Server, q string) {
 	t.Helper()
-	for suffix, text := range dumpQueue(t, s, q, s.now(t)) {
+	for suffix, text := range dumpQueue(t, s, q, s.Now(t)) {
 		switch suffix {
 		case keys.Suffixes[keys.MidsReady], keys.Suffixes[keys.MidCircle]:
 			continue
@@ -39,7 +40,7 @@ func assertGone(t *testing.T, s *server, q string) {
 // requeue never comes, a dedupe window no longer refuses the id, and the
 // id enqueued again is a fresh message.
 func TestDelete(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 
 		q := "queued"
@@ -71,7 +72,7 @@ func TestDelete(t *testing.T) {
 			}
 		}
 		assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "collected")
-		assert.Equal(t, []string{"end-of-circle"}, s.list(t, q, keys.MidCircle), "both entries gone")
+		assert.Equal(t, []string{"end-of-circle"}, list(t, s, q, keys.MidCircle), "both entries gone")
 
 		q = "locked-with-requeue"
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid})
@@ -106,7 +107,7 @@ func TestDelete(t *testing.T) {
 		q = "many"
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "a"})
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "c"})
-		existed, err := Delete(ctx, s.rdb, s.keys(q), []string{"a", "b", "c"})
+		existed, err := Delete(ctx, s.RDB, s.Keys(q), []string{"a", "b", "c"})
 		require.NoError(t, err)
 		assert.Equal(t, []bool{true, false, true}, existed)
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,10 +16,10 @@ import (
 
 // withReceipts is a dump with the enqueue receipts of queue q, whose
 // generation start reads "T".
-func withReceipts(t *testing.T, s *server, q string, d map[string]string) map[string]string {
+func withReceipts(t *testing.T, s *queuetest.Server, q string, d map[string]string) map[string]string {
 	t.Helper()
 	for _, i := range []keys.Index{keys.EnqueueReceipts, keys.EnqueueReceiptsPrev} {
-		h, err := s.rdb.HGetAll(context.Background(), s.key(q, i)).Result()
+		h, err := s.RDB.HGetAll(context.Background(), s.Key(q, i)).Result()
 		require.NoError(t, err)
 		if _, ok := h["@since"]; ok {
 			h["@since"] = "T"
@@ -36,7 +37,7 @@ func withReceipts(t *testing.T, s *server, q string, d map[string]string) map[st
 // three; and it reads the sampled generation of the receipts as
 // enqueue.lua does.
 func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 		type variant struct {
 			name      string
@@ -55,10 +56,10 @@ func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
 		} {
 			for _, size := range []int{1, 3} {
 				name := fmt.Sprintf("%s, %d a call", v.name, size)
-				lean, full := queueName(t)+":"+name+":lean", queueName(t)+":"+name+":full"
+				lean, full := queuetest.QueueName(t)+":"+name+":lean", queuetest.QueueName(t)+":"+name+":full"
 				for _, q := range []string{lean, full} {
 					// Metadata a Carmine worker's collection left behind.
-					require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.Meta), "id-1", "stale", "id-4", "stale").Err())
+					require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Meta), "id-1", "stale", "id-4", "stale").Err())
 				}
 				// Tokens ending in 0 are sampled: they read the generation.
 				for i, token := range []string{"ab1", "ab0", "ac3", "ad0"} {
@@ -71,16 +72,16 @@ func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
 						call.Messages = append(call.Messages, m)
 					}
 					require.True(t, call.lean(), name)
-					a := Enqueue(ctx, s.rdb, s.keys(lean), call)
+					a := Enqueue(ctx, s.RDB, s.Keys(lean), call)
 					require.NoError(t, a.Err, name)
 					require.Equal(t, slices.Repeat([]Code{Added}, size), a.Codes, name)
 
 					call.Sends = new(Sends) // the same call, on enqueue.lua's own first send
-					reply, err := enqueueScript.Run(ctx, s.rdb, s.keys(full), call.argv()...).StringSlice()
+					reply, err := enqueueScript.Run(ctx, s.RDB, s.Keys(full), call.argv()...).StringSlice()
 					require.NoError(t, err, name)
 					require.Equal(t, slices.Repeat([]string{"added"}, size), reply, name)
 				}
-				now := s.now(t)
+				now := s.Now(t)
 				assert.Equal(t, withReceipts(t, s, full, dumpQueue(t, s, full, now)), withReceipts(t, s, lean, dumpQueue(t, s, lean, now)), name)
 			}
 		}
@@ -92,9 +93,9 @@ func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
 // holds, alone or among new ones, an id twice in one call, a delayed
 // message, a second send of a call.
 func TestEnqueueNewLeavesTheRest(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		call := func(ms ...EnqueueMessage) EnqueueCall {
 			return EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, Messages: ms}
 		}
@@ -111,32 +112,32 @@ func TestEnqueueNewLeavesTheRest(t *testing.T) {
 			call(EnqueueMessage{ID: "n1", Data: []byte("n")}, EnqueueMessage{ID: "a", Data: []byte("second")}),
 			call(EnqueueMessage{ID: "n1", Data: []byte("n")}, EnqueueMessage{ID: "n1", Data: []byte("n")}),
 		} {
-			now := s.now(t)
+			now := s.Now(t)
 			before := withReceipts(t, s, q, dumpQueue(t, s, q, now))
-			err := enqueueNewScript.Run(ctx, s.rdb, leanKeys(s.keys(q), c), leanArgv(c)...).Err()
+			err := enqueueNewScript.Run(ctx, s.RDB, leanKeys(s.Keys(q), c), leanArgv(c)...).Err()
 			require.ErrorIs(t, err, redis.Nil, "%+v", c.Messages)
 			assert.Equal(t, before, withReceipts(t, s, q, dumpQueue(t, s, q, now)), "the lean script wrote nothing: %+v", c.Messages)
 		}
-		a := Enqueue(ctx, s.rdb, s.keys(q), call(EnqueueMessage{ID: "n1", Data: []byte("n")}, EnqueueMessage{ID: "a", Data: []byte("second")},
+		a := Enqueue(ctx, s.RDB, s.Keys(q), call(EnqueueMessage{ID: "n1", Data: []byte("n")}, EnqueueMessage{ID: "a", Data: []byte("second")},
 			EnqueueMessage{ID: "n1", Data: []byte("n")}))
 		require.NoError(t, a.Err)
 		assert.Equal(t, []Code{Added, AlreadyQueued, AlreadyQueued}, a.Codes)
-		a = Enqueue(ctx, s.rdb, s.keys(q), call(EnqueueMessage{ID: "a", Data: []byte("second"), CanUpdate: true}))
+		a = Enqueue(ctx, s.RDB, s.Keys(q), call(EnqueueMessage{ID: "a", Data: []byte("second"), CanUpdate: true}))
 		require.NoError(t, a.Err)
 		assert.Equal(t, []Code{Updated}, a.Codes)
-		assert.Equal(t, "second", s.rdb.HGet(ctx, s.key(q, keys.Messages), "a").Val())
+		assert.Equal(t, "second", s.RDB.HGet(ctx, s.Key(q, keys.Messages), "a").Val())
 
 		// A second send of a call, after the first was applied and its
 		// reply lost: enqueue-new.lua leaves it to enqueue.lua, which
 		// answers the receipt, though a message is gone since.
 		c := call(EnqueueMessage{ID: "b", Data: []byte("x")}, EnqueueMessage{ID: "c", Data: []byte("x")})
-		a = Enqueue(ctx, s.rdb, s.keys(q), c)
+		a = Enqueue(ctx, s.RDB, s.Keys(q), c)
 		require.NoError(t, a.Err)
 		require.Equal(t, []Code{Added, Added}, a.Codes)
-		require.NoError(t, s.rdb.HDel(ctx, s.key(q, keys.Messages), "b").Err())
-		require.ErrorIs(t, enqueueNewScript.Run(ctx, s.rdb, leanKeys(s.keys(q), c), leanArgv(c)...).Err(), redis.Nil,
+		require.NoError(t, s.RDB.HDel(ctx, s.Key(q, keys.Messages), "b").Err())
+		require.ErrorIs(t, enqueueNewScript.Run(ctx, s.RDB, leanKeys(s.Keys(q), c), leanArgv(c)...).Err(), redis.Nil,
 			"a later send of the lean call")
-		a = Enqueue(ctx, s.rdb, s.keys(q), c)
+		a = Enqueue(ctx, s.RDB, s.Keys(q), c)
 		require.NoError(t, a.Err)
 		assert.Equal(t, []Code{Added, Added}, a.Codes, "answered from the receipt")
 		assert.Equal(t, StatusNone, statusOf(t, s, q, "b"), "not added anew")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -46,7 +47,7 @@ func TestFleetRandom(t *testing.T) {
 		}
 	})
 	s := fleetServer(t)
-	m := &fleetModel{f: newFleet(t, s, queueName(t)), rng: rand.New(rand.NewPCG(seed, seed>>1|1))}
+	m := &fleetModel{f: newFleet(t, s, queuetest.QueueName(t)), rng: rand.New(rand.NewPCG(seed, seed>>1|1))}
 	for i := range steps {
 		what := m.step()
 		m.log = append(m.log, fmt.Sprintf("%d: %s", i, what))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -244,9 +245,9 @@ type fleet struct {
 	enqueueScript, dequeueScript, statusScript, carmine *redis.Script
 }
 
-func newFleet(t testing.TB, s *server, q string) *fleet {
+func newFleet(t testing.TB, s *queuetest.Server, q string) *fleet {
 	t.Helper()
-	f := &fleet{t: t, ctx: context.Background(), rdb: s.rdb.(*redis.Client), q: q, keys: s.keys(q),
+	f := &fleet{t: t, ctx: context.Background(), rdb: s.RDB.(*redis.Client), q: q, keys: s.Keys(q),
 		enqueueScript: virtualScript(t, "enqueue"), dequeueScript: virtualScript(t, "dequeue"),
 		statusScript: virtualScript(t, "msg-status"), carmine: redis.NewScript(carmineLua)}
 	f.set(1_700_000_000_000)
@@ -442,10 +443,10 @@ func handedIDs(steps []Step) []string {
 }
 
 // fleetServer is a throwaway redis-server for one fleet test.
-func fleetServer(t *testing.T) *server {
+func fleetServer(t *testing.T) *queuetest.Server {
 	t.Helper()
 	t.Parallel()
-	return newRealServer(t)
+	return queuetest.RealServer(t)
 }
 
 // TestFleetCarmineOutcomeOnIndexedLock, issue 22 item 1: a message a
@@ -466,7 +467,7 @@ func TestFleetCarmineOutcomeOnIndexedLock(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFleet(t, s, queueName(t))
+			f := newFleet(t, s, queuetest.QueueName(t))
 			f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x"), InitialBackoff: 100 * time.Millisecond})
 			f.advance(200 * time.Millisecond)
 			require.Equal(t, "x", f.carmineHandle(60000), "a Carmine worker takes it, for 60 s")
@@ -515,7 +516,7 @@ func TestFleetCarmineResetOfIndexedBackoff(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFleet(t, s, queueName(t))
+			f := newFleet(t, s, queuetest.QueueName(t))
 			tc.delay(f)
 			for range 2 { // the second lap meets it, wherever the first left it
 				require.Empty(t, f.lap(), "in backoff")
@@ -537,7 +538,7 @@ func TestFleetCountsAfterReset(t *testing.T) {
 	s := fleetServer(t)
 	for _, carmine := range []bool{false, true} {
 		t.Run(fmt.Sprintf("carmine=%v", carmine), func(t *testing.T) {
-			f := newFleet(t, s, queueName(t))
+			f := newFleet(t, s, queuetest.QueueName(t))
 			f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x")})
 			require.Len(t, f.lap(), 1)
 			f.advance(2 * time.Minute) // its worker died: the lock ran out
@@ -568,7 +569,7 @@ func TestFleetCountsAfterReset(t *testing.T) {
 // message is found on mid-circle.
 func TestFleetResetWakes(t *testing.T) {
 	s := fleetServer(t)
-	f := newFleet(t, s, queueName(t))
+	f := newFleet(t, s, queuetest.QueueName(t))
 	ctx := context.Background()
 	f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x"), InitialBackoff: time.Hour})
 	r := f.mustPoll(PollArgs{MaxSteps: 10})
@@ -626,7 +627,7 @@ func sleepListIndex(list string) int {
 // library met them.
 func TestFleetCarmineWindowsCountOnce(t *testing.T) {
 	s := fleetServer(t)
-	f := newFleet(t, s, queueName(t))
+	f := newFleet(t, s, queuetest.QueueName(t))
 	for i := range 40 {
 		id := "w" + strconv.Itoa(i)
 		require.Equal(t, "added", f.carmineEnqueue(id, "w", 0, 0, false, false, false))
@@ -648,7 +649,7 @@ func TestFleetCarmineWindowsCountOnce(t *testing.T) {
 // written, not even the known outcomes before it.
 func TestFleetUnknownOutcome(t *testing.T) {
 	s := fleetServer(t)
-	f := newFleet(t, s, queueName(t))
+	f := newFleet(t, s, queuetest.QueueName(t))
 	f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x")})
 	f.mustEnqueue(EnqueueMessage{ID: "y", Data: []byte("y")})
 	h := f.lap()
@@ -672,7 +673,7 @@ func TestFleetUnknownOutcome(t *testing.T) {
 // both keep it on the circle (TestFleetCarmineResetOfIndexedBackoff).
 func TestFleetIndexOnly(t *testing.T) {
 	s := fleetServer(t)
-	f := newFleet(t, s, queueName(t))
+	f := newFleet(t, s, queuetest.QueueName(t))
 	circle := func() []string {
 		l, err := f.rdb.LRange(f.ctx, f.keys[11], 0, -1).Result()
 		require.NoError(t, err)
@@ -701,7 +702,7 @@ func TestFleetIndexOnly(t *testing.T) {
 // with the old one (docs/protocol.md §13).
 func TestFleetCarmineCollectionLeavesNoMetadata(t *testing.T) {
 	s := fleetServer(t)
-	f := newFleet(t, s, queueName(t))
+	f := newFleet(t, s, queuetest.QueueName(t))
 	f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x"), Metadata: []byte(`{"traceparent":"old"}`)})
 	require.Equal(t, "x", f.carmineHandle(60000))
 	f.carmineOutcome("x", true, 0)
@@ -722,7 +723,7 @@ func TestFleetCarmineCollectionLeavesNoMetadata(t *testing.T) {
 // alone (docs/protocol.md §10).
 func TestFleetCarmineWindowsCountMany(t *testing.T) {
 	s := fleetServer(t)
-	f := newFleet(t, s, queueName(t))
+	f := newFleet(t, s, queuetest.QueueName(t))
 	const n = 2500
 	_, err := f.rdb.TxPipelined(f.ctx, func(p redis.Pipeliner) error {
 		for i := range n {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -15,18 +16,18 @@ import (
 // end-of-queue sleep; the counts say it is paused; a resume wakes a
 // sleeping worker and hands out again.
 func TestPause(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		pause := func(p bool) bool {
 			t.Helper()
-			changed, err := Pause(ctx, s.rdb, s.keys(q), p)
+			changed, err := Pause(ctx, s.RDB, s.Keys(q), p)
 			require.NoError(t, err)
 			return changed
 		}
 		paused := func() bool {
 			t.Helper()
-			n, err := QueueCounts(ctx, s.rdb, s.keys(q))
+			n, err := QueueCounts(ctx, s.RDB, s.Keys(q))
 			require.NoError(t, err)
 			return n.Paused
 		}
@@ -41,7 +42,7 @@ func TestPause(t *testing.T) {
 		code, err := enqueue(ctx, s, q, "x", &EnqueueMessage{ID: mid})
 		require.NoError(t, err)
 		assert.Equal(t, Added, code, "enqueues go on")
-		ndry := s.ndryRuns(t, q)
+		ndry := ndryRuns(t, s, q)
 		r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 10, MaxHandles: 10,
 			Completions: []Completion{{ID: "held", LockedUntil: held.LockedUntil, Outcome: OutcomeSuccess}}})
 		require.NoError(t, err)
@@ -50,11 +51,11 @@ func TestPause(t *testing.T) {
 		assert.Equal(t, StepSleep, r.Steps[0].Kind)
 		assert.Equal(t, testSleeps[4], r.Steps[0].Sleep, "the longest sleep")
 		assert.Equal(t, StatusQueued, statusOf(t, s, q, mid), "not handed out")
-		assert.Equal(t, ndry, s.ndryRuns(t, q), "ndry-runs unchanged")
+		assert.Equal(t, ndry, ndryRuns(t, s, q), "ndry-runs unchanged")
 
-		before := [2][]string{s.list(t, q, keys.ISleepA), s.list(t, q, keys.ISleepB)}
+		before := [2][]string{list(t, s, q, keys.ISleepA), list(t, s, q, keys.ISleepB)}
 		assert.True(t, pause(false))
-		assert.NotEqual(t, before, [2][]string{s.list(t, q, keys.ISleepA), s.list(t, q, keys.ISleepB)},
+		assert.NotEqual(t, before, [2][]string{list(t, s, q, keys.ISleepA), list(t, s, q, keys.ISleepB)},
 			"a resume moves the sleep sentinel, which wakes a sleeper")
 		assert.False(t, pause(false), "resumed already")
 		assert.False(t, paused())
@@ -63,9 +64,9 @@ func TestPause(t *testing.T) {
 }
 
 // ndryRuns reads q's ndry-runs, "" when unset.
-func (s *server) ndryRuns(t *testing.T, q string) string {
+func ndryRuns(t *testing.T, s *queuetest.Server, q string) string {
 	t.Helper()
-	v, err := s.rdb.Get(context.Background(), s.key(q, keys.NDryRuns)).Result()
+	v, err := s.RDB.Get(context.Background(), s.Key(q, keys.NDryRuns)).Result()
 	if err != nil {
 		require.ErrorContains(t, err, "redis: nil")
 		return ""

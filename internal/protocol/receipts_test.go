@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,11 +21,11 @@ import (
 
 // enqueueCall runs one enqueue script call with the given token, as
 // Enqueue does, so that a test can send the very same call twice.
-func enqueueCall(t *testing.T, s *server, q, token string, keep time.Duration, msg any, m *EnqueueMessage) Code {
+func enqueueCall(t *testing.T, s *queuetest.Server, q, token string, keep time.Duration, msg any, m *EnqueueMessage) Code {
 	t.Helper()
 	one := *m
 	one.Data = []byte(fmt.Sprint(msg))
-	a := Enqueue(context.Background(), s.rdb, s.keys(q), EnqueueCall{Token: token, Keep: keep, Messages: []EnqueueMessage{one}})
+	a := Enqueue(context.Background(), s.RDB, s.Keys(q), EnqueueCall{Token: token, Keep: keep, Messages: []EnqueueMessage{one}})
 	require.NoError(t, a.Err)
 	require.Len(t, a.Codes, 1)
 	return a.Codes[0]
@@ -32,7 +33,7 @@ func enqueueCall(t *testing.T, s *server, q, token string, keep time.Duration, m
 
 // pollUntil polls q one step at a time until a step of the given kind (and
 // skip reason, if any) comes, and answers it.
-func pollUntil(t *testing.T, s *server, q string, kind StepKind, reason string) Step {
+func pollUntil(t *testing.T, s *queuetest.Server, q string, kind StepKind, reason string) Step {
 	t.Helper()
 	for range 20 {
 		st := onePoll(t, s, q)
@@ -45,9 +46,9 @@ func pollUntil(t *testing.T, s *server, q string, kind StepKind, reason string) 
 }
 
 func TestEnqueueResent(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		opts := &EnqueueMessage{ID: mid}
 		const token = "aa01"
 		resend := func(what string) {
@@ -57,7 +58,7 @@ func TestEnqueueResent(t *testing.T) {
 
 		require.Equal(t, Added, enqueueCall(t, s, q, token, time.Minute, "first", opts))
 		resend("while queued")
-		assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady), "added once")
+		assert.Equal(t, []string{mid}, list(t, s, q, keys.MidsReady), "added once")
 
 		st := pollUntil(t, s, q, StepHandle, "")
 		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}})
@@ -84,14 +85,14 @@ func TestEnqueueResent(t *testing.T) {
 // again), it finds its receipt, also once the message was collected; its
 // first send wrote the receipt though it read none.
 func TestEnqueueFirstSend(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		call := EnqueueCall{Token: "ab01", Sends: new(Sends), Keep: time.Minute,
 			Messages: []EnqueueMessage{{ID: mid, Data: []byte("first")}}}
 		send := func() Code {
 			t.Helper()
-			a := Enqueue(ctx, s.rdb, s.keys(q), call)
+			a := Enqueue(ctx, s.RDB, s.Keys(q), call)
 			require.NoError(t, a.Err)
 			return a.Codes[0]
 		}
@@ -107,10 +108,10 @@ func TestEnqueueFirstSend(t *testing.T) {
 		// A first send does not look: a receipt planted under a fresh
 		// call's token (which a real token, drawn at random, never meets)
 		// is not read.
-		require.NoError(t, s.rdb.HSet(ctx, s.key(q, keys.EnqueueReceipts), "cd02", "q").Err())
+		require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.EnqueueReceipts), "cd02", "q").Err())
 		fresh := EnqueueCall{Token: "cd02", Sends: new(Sends), Keep: time.Minute,
 			Messages: []EnqueueMessage{{ID: "other", Data: []byte("x")}}}
-		a := Enqueue(ctx, s.rdb, s.keys(q), fresh)
+		a := Enqueue(ctx, s.RDB, s.Keys(q), fresh)
 		require.NoError(t, a.Err)
 		assert.Equal(t, []Code{Added}, a.Codes, "decided, not answered from the planted receipt")
 	})
@@ -121,26 +122,26 @@ func TestEnqueueFirstSend(t *testing.T) {
 // the next generation then; receipts still live at least the keep time and
 // two generations at most.
 func TestEnqueueReceiptsExpireFirstSends(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		const keep = 50 * time.Millisecond
 		waitServerClock := func(ms int64) {
 			t.Helper()
-			until := s.now(t) + ms
-			if s.mini != nil {
-				s.mini.SetTime(time.UnixMilli(until + 1))
+			until := s.Now(t) + ms
+			if s.Mini != nil {
+				s.Mini.SetTime(time.UnixMilli(until + 1))
 				return
 			}
-			waitFor(t, "the server's clock", func() bool { return s.now(t) > until })
+			queuetest.WaitFor(t, "the server's clock", func() bool { return s.Now(t) > until })
 		}
-		if s.mini != nil {
-			s.mini.SetTime(time.Now())
+		if s.Mini != nil {
+			s.Mini.SetTime(time.Now())
 		}
 		// Load the script first: a call that meets NOSCRIPT is sent again
 		// as EVAL, a second send, which reads and writes as resends do.
-		require.NoError(t, enqueueScript.Load(ctx, s.rdb).Err())
-		require.NoError(t, enqueueNewScript.Load(ctx, s.rdb).Err())
+		require.NoError(t, enqueueScript.Load(ctx, s.RDB).Err())
+		require.NoError(t, enqueueNewScript.Load(ctx, s.RDB).Err())
 		calls := map[string]EnqueueCall{}
 		send := func(token, id string) Code {
 			t.Helper()
@@ -149,11 +150,11 @@ func TestEnqueueReceiptsExpireFirstSends(t *testing.T) {
 				c = EnqueueCall{Token: token, Sends: new(Sends), Keep: keep, Messages: []EnqueueMessage{{ID: id, Data: []byte("x")}}}
 				calls[token] = c
 			}
-			a := Enqueue(ctx, s.rdb, s.keys(q), c)
+			a := Enqueue(ctx, s.RDB, s.Keys(q), c)
 			require.NoError(t, a.Err)
 			return a.Codes[0]
 		}
-		hlen := func(k keys.Index) int64 { return s.rdb.HLen(ctx, s.key(q, k)).Val() }
+		hlen := func(k keys.Index) int64 { return s.RDB.HLen(ctx, s.Key(q, k)).Val() }
 		require.Equal(t, Added, send("aa1", "a"))
 		assert.Equal(t, int64(1), hlen(keys.EnqueueReceipts), "an unsampled first send only writes its receipt")
 		require.Equal(t, Added, send("bb0", "b"))
@@ -163,7 +164,7 @@ func TestEnqueueReceiptsExpireFirstSends(t *testing.T) {
 		assert.Zero(t, hlen(keys.EnqueueReceiptsPrev), "unsampled: no new generation yet")
 		require.Equal(t, Added, send("dd0", "d"))
 		assert.Equal(t, int64(4), hlen(keys.EnqueueReceiptsPrev), "prev holds aa1, bb0, cc1 and '@since'")
-		require.NoError(t, s.rdb.HDel(ctx, s.key(q, keys.Messages), "a").Err())
+		require.NoError(t, s.RDB.HDel(ctx, s.Key(q, keys.Messages), "a").Err())
 		assert.Equal(t, Added, send("aa1", "a"), "resent, still recognised from prev")
 		assert.Equal(t, StatusNone, statusOf(t, s, q, "a"))
 		waitServerClock(keep.Milliseconds())
@@ -173,36 +174,36 @@ func TestEnqueueReceiptsExpireFirstSends(t *testing.T) {
 }
 
 func TestEnqueueReceiptsExpire(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		q := queuetest.QueueName(t)
 		const keep = 50 * time.Millisecond
 		waitServerClock := func(ms int64) {
 			t.Helper()
-			until := s.now(t) + ms
-			if s.mini != nil {
-				s.mini.SetTime(time.UnixMilli(until + 1))
+			until := s.Now(t) + ms
+			if s.Mini != nil {
+				s.Mini.SetTime(time.UnixMilli(until + 1))
 				return
 			}
-			waitFor(t, "the server's clock", func() bool { return s.now(t) > until })
+			queuetest.WaitFor(t, "the server's clock", func() bool { return s.Now(t) > until })
 		}
-		if s.mini != nil {
-			s.mini.SetTime(time.Now())
+		if s.Mini != nil {
+			s.Mini.SetTime(time.Now())
 		}
 		opts := func(id string) *EnqueueMessage { return &EnqueueMessage{ID: id} }
 		require.Equal(t, Added, enqueueCall(t, s, q, "aa01", keep, "x", opts("a")))
 		waitServerClock(keep.Milliseconds())
 		// A new generation starts; the first receipt moves to prev.
 		require.Equal(t, Added, enqueueCall(t, s, q, "bb02", keep, "x", opts("b")))
-		assert.Equal(t, int64(2), s.rdb.HLen(context.Background(), s.key(q, keys.EnqueueReceiptsPrev)).Val(),
+		assert.Equal(t, int64(2), s.RDB.HLen(context.Background(), s.Key(q, keys.EnqueueReceiptsPrev)).Val(),
 			"prev holds aa01 and its '@since'")
-		require.NoError(t, s.rdb.HDel(context.Background(), s.key(q, keys.Messages), "a").Err())
+		require.NoError(t, s.RDB.HDel(context.Background(), s.Key(q, keys.Messages), "a").Err())
 		assert.Equal(t, Added, enqueueCall(t, s, q, "aa01", keep, "x", opts("a")), "still recognised from prev")
 		assert.Equal(t, StatusNone, statusOf(t, s, q, "a"))
 		waitServerClock(keep.Milliseconds())
 		require.Equal(t, Added, enqueueCall(t, s, q, "cc03", keep, "x", opts("c")))
 		waitServerClock(keep.Milliseconds())
 		require.Equal(t, Added, enqueueCall(t, s, q, "dd04", keep, "x", opts("d")))
-		assert.Equal(t, int64(2), s.rdb.HLen(context.Background(), s.key(q, keys.EnqueueReceiptsPrev)).Val(),
+		assert.Equal(t, int64(2), s.RDB.HLen(context.Background(), s.Key(q, keys.EnqueueReceiptsPrev)).Val(),
 			"two generations at most: prev holds cc03 and its '@since'")
 		assert.Equal(t, Added, enqueueCall(t, s, q, "aa01", keep, "x", opts("a")),
 			"two generations later, the token is a new call")
@@ -212,13 +213,13 @@ func TestEnqueueReceiptsExpire(t *testing.T) {
 
 // pollAs makes one poll call as poller id would, handing out up to
 // maxHandles messages (with no steps at all for 0).
-func pollAs(t *testing.T, s *server, q, id string, seq, confirmed uint64, maxHandles int, cs ...Completion) (PollReply, error) {
+func pollAs(t *testing.T, s *queuetest.Server, q, id string, seq, confirmed uint64, maxHandles int, cs ...Completion) (PollReply, error) {
 	t.Helper()
 	steps := 10
 	if maxHandles == 0 {
 		steps = 0
 	}
-	return Poll(context.Background(), s.rdb, s.keys(q), PollArgs{
+	return Poll(context.Background(), s.RDB, s.Keys(q), PollArgs{
 		LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: steps, MaxHandles: maxHandles,
 		Completions: cs, Poller: id, Seq: seq, Confirmed: confirmed,
 	})
@@ -235,8 +236,8 @@ func handedOut(r PollReply) map[string]Step {
 }
 
 func TestPollReplyLost(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		q := queuetest.QueueName(t)
 		for _, id := range []string{"m1", "m2", "m3"} {
 			mustEnqueue(t, s, q, id, &EnqueueMessage{ID: id})
 		}
@@ -256,7 +257,7 @@ func TestPollReplyLost(t *testing.T) {
 		for id, st := range second {
 			assert.Contains(t, first, id, "the same messages come back first")
 			assert.EqualValues(t, 1, st.Attempt, "%s: the lost hand-out is not counted", id)
-			assert.Equal(t, "1", s.field(t, q, keys.NAttempts, id))
+			assert.Equal(t, "1", field(t, s, q, keys.NAttempts, id))
 		}
 
 		// go-redis sends call 2 again: the same again.
@@ -271,11 +272,11 @@ func TestPollReplyLost(t *testing.T) {
 
 		// Call 1, delayed somewhere, arrives after all that: it is stale
 		// and changes nothing.
-		before := dumpQueue(t, s, q, s.now(t))
+		before := dumpQueue(t, s, q, s.Now(t))
 		_, err = pollAs(t, s, q, p, 1, 0, 2)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "MQSTALE")
-		assert.Equal(t, before, dumpQueue(t, s, q, s.now(t)), "a stale call writes nothing")
+		assert.Equal(t, before, dumpQueue(t, s, q, s.Now(t)), "a stale call writes nothing")
 
 		// Outcomes: call 3 records one; its reply is lost. Call 4 sends it
 		// again first, with a new one: both answer ok, none is recorded
@@ -299,8 +300,8 @@ func TestPollReplyLost(t *testing.T) {
 }
 
 func TestPollReceiptOfOtherPoller(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		q := queuetest.QueueName(t)
 		mustEnqueue(t, s, q, "m1", &EnqueueMessage{ID: "m1"})
 		r, err := pollAs(t, s, q, "aa", 1, 0, 1)
 		require.NoError(t, err)
@@ -309,22 +310,22 @@ func TestPollReceiptOfOtherPoller(t *testing.T) {
 		_, err = pollAs(t, s, q, "bb", 2, 0, 1)
 		require.NoError(t, err)
 		assert.Equal(t, StatusLocked, statusOf(t, s, q, "m1"))
-		assert.Equal(t, "1", s.field(t, q, keys.NAttempts, "m1"))
+		assert.Equal(t, "1", field(t, s, q, keys.NAttempts, "m1"))
 	})
 }
 
 func TestSleepSentinelsNormalised(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		for range 17 {
-			require.NoError(t, s.rdb.LPush(ctx, s.key(q, keys.ISleepA), "_").Err())
+			require.NoError(t, s.RDB.LPush(ctx, s.Key(q, keys.ISleepA), "_").Err())
 		}
 		for range 3 {
-			require.NoError(t, s.rdb.LPush(ctx, s.key(q, keys.ISleepB), "_").Err())
+			require.NoError(t, s.RDB.LPush(ctx, s.Key(q, keys.ISleepB), "_").Err())
 		}
 		st := pollUntil(t, s, q, StepSleep, "")
-		a, b := s.list(t, q, keys.ISleepA), s.list(t, q, keys.ISleepB)
+		a, b := list(t, s, q, keys.ISleepA), list(t, s, q, keys.ISleepB)
 		assert.Equal(t, 1, len(a)+len(b), "one sentinel left: %v %v", a, b)
 		want := "a"
 		if len(a) > 0 {
@@ -340,24 +341,30 @@ func TestSleepSentinelsNormalised(t *testing.T) {
 // (docs/protocol.md §9). The root package's test of the same name checks
 // the public error and a worker.
 func TestEnqueueRefusedWhenFull(t *testing.T) {
-	s := newRealServer(t, "--maxmemory-policy", "noeviction")
+	s := queuetest.RealServer(t, "--maxmemory-policy", "noeviction")
 	ctx := context.Background()
-	q := queueName(t)
+	q := queuetest.QueueName(t)
 	mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid})
-	require.NoError(t, s.rdb.ConfigSet(ctx, "maxmemory", "0").Err())
-	require.NoError(t, s.rdb.Set(ctx, "ballast", make([]byte, 8<<20), 0).Err())
-	require.NoError(t, s.rdb.ConfigSet(ctx, "maxmemory", "4mb").Err())
+	require.NoError(t, s.RDB.ConfigSet(ctx, "maxmemory", "0").Err())
+	require.NoError(t, s.RDB.Set(ctx, "ballast", make([]byte, 8<<20), 0).Err())
+	require.NoError(t, s.RDB.ConfigSet(ctx, "maxmemory", "4mb").Err())
 
-	before := dumpQueue(t, s, q, s.now(t))
+	before := dumpQueue(t, s, q, s.Now(t))
 	_, err := enqueue(ctx, s, q, "y", nil)
 	assert.Equal(t, OOM, ErrorCode(err), "%v", err)
-	answers := EnqueuePipelined(ctx, s.rdb, s.keys(q), []EnqueueCall{
+	// An id the queue holds already, first of its call: refused as well,
+	// before an update or a reset writes anything.
+	_, err = enqueue(ctx, s, q, "new content", &EnqueueMessage{ID: mid, CanUpdate: true, LockTime: time.Second})
+	assert.Equal(t, OOM, ErrorCode(err), "update: %v", err)
+	_, err = enqueue(ctx, s, q, "x", &EnqueueMessage{ID: mid, ResetInitialBackoff: true, InitialBackoff: time.Hour})
+	assert.Equal(t, OOM, ErrorCode(err), "reset: %v", err)
+	answers := EnqueuePipelined(ctx, s.RDB, s.Keys(q), []EnqueueCall{
 		{Token: randomToken(), Keep: time.Minute, Messages: []EnqueueMessage{{ID: "a"}, {ID: "b"}}},
 	})
 	require.Len(t, answers, 1)
 	assert.Equal(t, OOM, ErrorCode(answers[0].Err), "%v", answers[0].Err)
 	assert.Empty(t, answers[0].Codes)
-	assert.Equal(t, before, dumpQueue(t, s, q, s.now(t)), "nothing written")
+	assert.Equal(t, before, dumpQueue(t, s, q, s.Now(t)), "nothing written")
 
 	st := pollUntil(t, s, q, StepHandle, "")
 	ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}})
@@ -367,12 +374,32 @@ func TestEnqueueRefusedWhenFull(t *testing.T) {
 }
 
 // field reads one field of a hash of q.
-func (s *server) field(t *testing.T, q string, k keys.Index, f string) string {
+func field(t *testing.T, s *queuetest.Server, q string, k keys.Index, f string) string {
 	t.Helper()
-	v, err := s.rdb.HGet(context.Background(), s.key(q, k), f).Result()
+	v, err := s.RDB.HGet(context.Background(), s.Key(q, k), f).Result()
 	if errors.Is(err, redis.Nil) {
 		return ""
 	}
 	require.NoError(t, err)
 	return v
+}
+
+// TestCompletionCollectsMetadata: a message collected at completion
+// (docs/protocol.md §11) takes its metadata with it; the root package's
+// TestMetadata checks what the Inspector shows.
+func TestCompletionCollectsMetadata(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		q := queuetest.QueueName(t)
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: mid, Metadata: []byte(`{"k":"v"}`)})
+		require.Equal(t, `{"k":"v"}`, hget(t, s, q, keys.Meta), "kept beside the content")
+		st := pollUntil(t, s, q, StepHandle, "")
+		ok, err := complete(ctx, s, q, []Completion{{ID: mid, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, ok)
+		assert.Equal(t, StatusNone, statusOf(t, s, q, mid), "collected at completion")
+		n, err := s.RDB.Exists(ctx, s.Key(q, keys.Meta)).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "the metadata went with its message")
+	})
 }

@@ -8,20 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/gocarmine/mq/internal/keys"
-	"github.com/redis/go-redis/v9"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // sentinel answers where q's sleep sentinel is: "a", "b" or "" for none.
-func (s *server) sentinel(t *testing.T, q string) string {
+func sentinel(t *testing.T, s *queuetest.Server, q string) string {
 	t.Helper()
 	switch {
-	case len(s.list(t, q, keys.ISleepA)) > 0:
+	case len(list(t, s, q, keys.ISleepA)) > 0:
 		return "a"
-	case len(s.list(t, q, keys.ISleepB)) > 0:
+	case len(list(t, s, q, keys.ISleepB)) > 0:
 		return "b"
 	}
 	return ""
@@ -33,7 +32,7 @@ func (s *server) sentinel(t *testing.T, q string) string {
 // a retry due after the earliest entry does not (the sleepers wake then
 // anyway).
 func TestOutcomeWakesWhenSooner(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 		rows := []struct {
 			name    string
@@ -48,7 +47,7 @@ func TestOutcomeWakesWhenSooner(t *testing.T) {
 			{"success", OutcomeSuccess, 0, false},
 		}
 		for _, row := range rows {
-			q := queueName(t) + ":" + row.name
+			q := queuetest.QueueName(t) + ":" + row.name
 			// Two messages handed out: the other's lock, a minute away, is
 			// the earliest due entry once the first one's outcome is in.
 			mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "m"})
@@ -66,15 +65,15 @@ func TestOutcomeWakesWhenSooner(t *testing.T) {
 			r, err = poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 1})
 			require.NoError(t, err)
 			require.Equal(t, StepSleep, r.Steps[0].Kind)
-			before := s.sentinel(t, q)
+			before := sentinel(t, s, q)
 			rec, err := complete(ctx, s, q, []Completion{{ID: "m", LockedUntil: step.LockedUntil, Outcome: row.outcome, Backoff: row.backoff}})
 			require.NoError(t, err)
 			require.Equal(t, []bool{true}, rec, row.name)
 			if row.wakes {
-				assert.NotEqual(t, before, s.sentinel(t, q), "%s: the sentinel moved", row.name)
-				assert.Equal(t, r.Steps[0].SleepList, s.sentinel(t, q), "%s: onto the list the sleeper blocks on", row.name)
+				assert.NotEqual(t, before, sentinel(t, s, q), "%s: the sentinel moved", row.name)
+				assert.Equal(t, r.Steps[0].SleepList, sentinel(t, s, q), "%s: onto the list the sleeper blocks on", row.name)
 			} else {
-				assert.Equal(t, before, s.sentinel(t, q), "%s: the sentinel stays", row.name)
+				assert.Equal(t, before, sentinel(t, s, q), "%s: the sentinel stays", row.name)
 			}
 		}
 	})
@@ -84,18 +83,18 @@ func TestOutcomeWakesWhenSooner(t *testing.T) {
 // the sleep sentinel only when the message falls due before every other
 // due entry (§11): the sleepers wake at the earliest one anyway.
 func TestDelayedEnqueueWakesWhenSooner(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
-		q := queueName(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		q := queuetest.QueueName(t)
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "first", InitialBackoff: time.Hour})
-		at := s.sentinel(t, q)
+		at := sentinel(t, s, q)
 		require.NotEmpty(t, at, "the first delayed message wakes: nothing was due")
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "later", InitialBackoff: 2 * time.Hour})
-		assert.Equal(t, at, s.sentinel(t, q), "falls due after the first: no wake")
+		assert.Equal(t, at, sentinel(t, s, q), "falls due after the first: no wake")
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "sooner", InitialBackoff: time.Minute})
-		assert.NotEqual(t, at, s.sentinel(t, q), "falls due before the first: a wake")
-		at = s.sentinel(t, q)
+		assert.NotEqual(t, at, sentinel(t, s, q), "falls due before the first: a wake")
+		at = sentinel(t, s, q)
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "now"})
-		assert.NotEqual(t, at, s.sentinel(t, q), "a message ready now always wakes")
+		assert.NotEqual(t, at, sentinel(t, s, q), "a message ready now always wakes")
 	})
 }
 
@@ -104,23 +103,23 @@ func TestDelayedEnqueueWakesWhenSooner(t *testing.T) {
 // which every sleeper's blocking move rotates, so that it wakes them all;
 // a pause empties it.
 func TestPausedSleepOnResumed(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
-		ks := s.keys(q)
-		_, err := Pause(ctx, s.rdb, ks, true)
+		q := queuetest.QueueName(t)
+		ks := s.Keys(q)
+		_, err := Pause(ctx, s.RDB, ks, true)
 		require.NoError(t, err)
 		r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 1})
 		require.NoError(t, err)
 		require.Equal(t, StepSleep, r.Steps[0].Kind)
 		from, to := SleepLists(ks, &r.Steps[0])
-		assert.Equal(t, s.key(q, keys.Resumed), from)
+		assert.Equal(t, s.Key(q, keys.Resumed), from)
 		assert.Equal(t, from, to, "a move that rotates")
 
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "m"})
-		assert.Empty(t, s.list(t, q, keys.Resumed), "enqueues do not wake paused sleepers")
+		assert.Empty(t, list(t, s, q, keys.Resumed), "enqueues do not wake paused sleepers")
 
-		if s.real != nil {
+		if s.Real != nil {
 			// Sleepers of the resumed list, each on a connection of its
 			// own, all blocked before the resume.
 			const sleepers = 3
@@ -128,17 +127,17 @@ func TestPausedSleepOnResumed(t *testing.T) {
 			woken := make(chan bool, sleepers)
 			for range sleepers {
 				wg.Go(func() {
-					ok, err := BlockingMove(ctx, s.rdb, from, to, 20*time.Second)
+					ok, err := BlockingMove(ctx, s.RDB, from, to, 20*time.Second)
 					assert.NoError(t, err)
 					woken <- ok
 				})
 			}
-			waitFor(t, "the sleepers blocked", func() bool {
-				info, err := s.rdb.Info(ctx, "clients").Result()
+			queuetest.WaitFor(t, "the sleepers blocked", func() bool {
+				info, err := s.RDB.Info(ctx, "clients").Result()
 				require.NoError(t, err)
 				return strings.Contains(info, fmt.Sprintf("blocked_clients:%d\r", sleepers))
 			})
-			_, err = Pause(ctx, s.rdb, ks, false)
+			_, err = Pause(ctx, s.RDB, ks, false)
 			require.NoError(t, err)
 			wg.Wait()
 			close(woken)
@@ -146,16 +145,16 @@ func TestPausedSleepOnResumed(t *testing.T) {
 				assert.True(t, ok, "woken by the resume")
 			}
 		} else {
-			_, err = Pause(ctx, s.rdb, ks, false)
+			_, err = Pause(ctx, s.RDB, ks, false)
 			require.NoError(t, err)
 		}
-		ok, err := BlockingMove(ctx, s.rdb, from, to, time.Millisecond)
+		ok, err := BlockingMove(ctx, s.RDB, from, to, time.Millisecond)
 		require.NoError(t, err)
 		assert.True(t, ok, "a sleeper after the resume returns at once")
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.Resumed), "the element stays for later sleepers")
-		_, err = Pause(ctx, s.rdb, ks, true)
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.Resumed), "the element stays for later sleepers")
+		_, err = Pause(ctx, s.RDB, ks, true)
 		require.NoError(t, err)
-		assert.Empty(t, s.list(t, q, keys.Resumed), "a pause empties it")
+		assert.Empty(t, list(t, s, q, keys.Resumed), "a pause empties it")
 	})
 }
 
@@ -164,12 +163,9 @@ func TestPausedSleepOnResumed(t *testing.T) {
 func TestProbeHub(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	m := miniredis.RunT(t)
-	mini := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { mini.Close() })
-	for _, s := range []*server{{rdb: mini, mini: m}, newRealServer(t)} {
-		err := ProbeHub(ctx, s.rdb, keys.Prefix+"hub:probe")
-		if s.mini != nil {
+	for _, s := range []*queuetest.Server{queuetest.MiniServer(t), queuetest.RealServer(t)} {
+		err := ProbeHub(ctx, s.RDB, keys.Prefix+"hub:probe")
+		if s.Mini != nil {
 			assert.True(t, Unsupported(err), "miniredis: %v", err)
 		} else {
 			assert.NoError(t, err, "redis-server")
@@ -182,13 +178,13 @@ func TestProbeHub(t *testing.T) {
 func TestHubPop(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := newRealServer(t)
+	s := queuetest.RealServer(t)
 	lists := []string{"carmine:mq:hubpop:a", "carmine:mq:hubpop:b"}
-	_, _, ok, err := HubPop(ctx, s.rdb, 10*time.Millisecond, lists)
+	_, _, ok, err := HubPop(ctx, s.RDB, 10*time.Millisecond, lists)
 	require.NoError(t, err)
 	assert.False(t, ok, "nothing arrived")
-	require.NoError(t, HubPut(ctx, s.rdb, lists[1], "_", false))
-	list, elem, ok, err := HubPop(ctx, s.rdb, time.Second, lists)
+	require.NoError(t, HubPut(ctx, s.RDB, lists[1], "_", false))
+	list, elem, ok, err := HubPop(ctx, s.RDB, time.Second, lists)
 	require.NoError(t, err)
 	assert.True(t, ok)
 	assert.Equal(t, lists[1], list)

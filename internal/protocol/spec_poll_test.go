@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -19,7 +20,7 @@ var testSleeps = [5]time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 
 
 const testLockMS = 60000
 
-func onePoll(t *testing.T, s *server, q string) Step {
+func onePoll(t *testing.T, s *queuetest.Server, q string) Step {
 	t.Helper()
 	r, err := poll(context.Background(), s, q, PollArgs{LockTime: testLockMS * time.Millisecond, Sleeps: testSleeps, MaxSteps: 1})
 	require.NoError(t, err)
@@ -29,7 +30,7 @@ func onePoll(t *testing.T, s *server, q string) Step {
 
 // TestSpecPollSleep: docs/protocol.md §4, step 2, and §5: the sleep answer.
 func TestSpecPollSleep(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 
 		q := "sleep-empty"
@@ -38,28 +39,28 @@ func TestSpecPollSleep(t *testing.T) {
 		assert.Equal(t, "a", st.SleepList, "neither list holds the sentinel: a")
 		assert.Equal(t, 10*time.Millisecond, st.Sleep)
 		assert.Equal(t, int64(1), st.NDryRuns)
-		n, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
+		n, err := s.RDB.Get(ctx, s.Key(q, keys.NDryRuns)).Int64()
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), n)
 
 		for ndry := int64(0); ndry <= 6; ndry++ {
 			q := fmt.Sprintf("sleep-ndry-%d", ndry)
-			s.setList(t, q, keys.MidCircle, EndOfCircle)
-			require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.NDryRuns), ndry, 0).Err())
+			setList(t, s, q, keys.MidCircle, EndOfCircle)
+			require.NoError(t, s.RDB.Set(ctx, s.Key(q, keys.NDryRuns), ndry, 0).Err())
 			st := onePoll(t, s, q)
 			require.Equal(t, StepSleep, st.Kind)
 			assert.Equal(t, testSleeps[min(5, ndry+1)-1], st.Sleep, "ndry-runs %d", ndry)
-			n, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
+			n, err := s.RDB.Get(ctx, s.Key(q, keys.NDryRuns)).Int64()
 			require.NoError(t, err)
 			assert.Equal(t, ndry+1, n, "incremented")
-			assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "the sentinel stays")
+			assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle), "the sentinel stays")
 		}
 
 		q = "sleep-a-holds"
-		s.setList(t, q, keys.ISleepA, "_")
+		setList(t, s, q, keys.ISleepA, "_")
 		assert.Equal(t, "b", onePoll(t, s, q).SleepList)
 		q = "sleep-b-holds"
-		s.setList(t, q, keys.ISleepB, "_")
+		setList(t, s, q, keys.ISleepB, "_")
 		assert.Equal(t, "a", onePoll(t, s, q).SleepList)
 	})
 }
@@ -70,7 +71,7 @@ func TestSpecPollSleep(t *testing.T) {
 // backoff stay on (or move onto) the circle, the others leave the lists,
 // indexed in due or windows when time will change their status.
 func TestSpecPollSteps(t *testing.T) {
-	type check func(t *testing.T, s *server, q string, now int64, st Step)
+	type check func(t *testing.T, s *queuetest.Server, q string, now int64, st Step)
 	rows := []struct {
 		name   string
 		st     state
@@ -81,125 +82,125 @@ func TestSpecPollSteps(t *testing.T) {
 		check  check
 	}{
 		{"nil from circle: dropped", state{}, "circle", StepSkip, "did-trim", false,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle))
 			}},
 		{"nil from ready: dropped", state{}, "ready", StepSkip, "unexpected", false,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
-				assert.Empty(t, s.list(t, q, keys.MidsReady))
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle))
+				assert.Empty(t, list(t, s, q, keys.MidsReady))
 			}},
 		{"locked: stays on the circle", state{exists: true, lock: 3600000}, "circle", StepSkip, "locked", false,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, []string{mid, EndOfCircle}, list(t, s, q, keys.MidCircle))
 			}},
 		{"locked-with-requeue from ready: onto the circle", state{exists: true, lock: 3600000, rq: true}, "ready", StepSkip, "locked", false,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, []string{mid, EndOfCircle}, list(t, s, q, keys.MidCircle))
 			}},
 		{"queued-with-backoff: into due, stays on the circle", state{exists: true, backoff: 3600000}, "circle", StepSkip, "queued-with-backoff", false,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle), "kept, for a Carmine reset of its backoff")
-				assert.Equal(t, s.hgetInt(t, q, keys.Backoffs), s.zscore(t, q, keys.Due), "due when the backoff ends")
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, []string{mid, EndOfCircle}, list(t, s, q, keys.MidCircle), "kept, for a Carmine reset of its backoff")
+				assert.Equal(t, hgetInt(t, s, q, keys.Backoffs), zscore(t, s, q, keys.Due), "due when the backoff ends")
 			}},
 		{"queued-with-backoff from ready: onto the circle", state{exists: true, backoff: 3600000}, "ready", StepSkip, "queued-with-backoff", false,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
-				assert.Empty(t, s.list(t, q, keys.MidsReady))
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, []string{mid, EndOfCircle}, list(t, s, q, keys.MidCircle))
+				assert.Empty(t, list(t, s, q, keys.MidsReady))
 			}},
 		{"locked, expired backoff left by a Carmine worker: the backoff goes", state{exists: true, lock: 3600000, backoff: -5}, "circle", StepSkip, "locked", false,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
-				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, "", hget(t, s, q, keys.Backoffs))
+				assert.Equal(t, []string{mid, EndOfCircle}, list(t, s, q, keys.MidCircle))
 			}},
 		{"done-with-backoff: into windows", state{exists: true, done: true, backoff: 3600000}, "circle", StepSkip, "done-with-backoff", false,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped")
-				assert.Equal(t, s.hgetInt(t, q, keys.Backoffs), s.zscore(t, q, keys.Windows), "settled when the window ends")
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle), "dropped")
+				assert.Equal(t, hgetInt(t, s, q, keys.Backoffs), zscore(t, s, q, keys.Windows), "settled when the window ends")
 			}},
 		{"done-with-requeue in backoff", state{exists: true, done: true, backoff: 3600000, rq: true}, "circle", StepSkip, "done-with-backoff", false, nil},
 		{"done-with-requeue: requeued", state{exists: true, done: true, rq: true, rqLockTime: 777, attempts: 3, legacyRQ: true, backoff: -5},
 			"circle", StepSkip, "did-requeue", true,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, "rq", s.hget(t, q, keys.Messages))
-				near(t, now, s.hgetInt(t, q, keys.UDTs), "udts = now")
-				assert.Equal(t, int64(777), s.hgetInt(t, q, keys.LockTimes))
-				assert.Equal(t, "", s.hget(t, q, keys.MessagesRQ))
-				assert.Equal(t, "", s.hget(t, q, keys.LockTimesRQ))
-				assert.Equal(t, "", s.hget(t, q, keys.NAttempts))
-				assert.False(t, s.isMember(t, q, keys.Done))
-				assert.False(t, s.isMember(t, q, keys.Requeue))
-				assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady))
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped: it is ready")
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, "rq", hget(t, s, q, keys.Messages))
+				near(t, now, hgetInt(t, s, q, keys.UDTs), "udts = now")
+				assert.Equal(t, int64(777), hgetInt(t, s, q, keys.LockTimes))
+				assert.Equal(t, "", hget(t, s, q, keys.MessagesRQ))
+				assert.Equal(t, "", hget(t, s, q, keys.LockTimesRQ))
+				assert.Equal(t, "", hget(t, s, q, keys.NAttempts))
+				assert.False(t, isMember(t, s, q, keys.Done))
+				assert.False(t, isMember(t, s, q, keys.Requeue))
+				assert.Equal(t, []string{mid}, list(t, s, q, keys.MidsReady))
+				assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle), "dropped: it is ready")
 			}},
 		{"done-with-requeue, no pending lock time: the default", state{exists: true, done: true, rq: true, lockTime: 5},
 			"circle", StepSkip, "did-requeue", true,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, int64(testLockMS), s.hgetInt(t, q, keys.LockTimes))
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, int64(testLockMS), hgetInt(t, s, q, keys.LockTimes))
 			}},
 		{"done-with-requeue, legacy set only: same content", state{exists: true, done: true, legacyRQ: true},
 			"circle", StepSkip, "did-requeue", true,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, "old", s.hget(t, q, keys.Messages))
-				assert.False(t, s.isMember(t, q, keys.Requeue))
-				assert.False(t, s.isMember(t, q, keys.Done))
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, "old", hget(t, s, q, keys.Messages))
+				assert.False(t, isMember(t, s, q, keys.Requeue))
+				assert.False(t, isMember(t, s, q, keys.Done))
 			}},
 		{"done-awaiting-gc from circle: collected and dropped", state{exists: true, done: true, lock: -5, backoff: -5, attempts: 2, lockTime: 9, rqLockTime: 8},
 			"circle", StepSkip, "did-gc", true,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
 				for _, k := range []keys.Index{keys.Messages, keys.MessagesRQ, keys.LockTimes, keys.LockTimesRQ, keys.UDTs,
 					keys.Locks, keys.Backoffs, keys.NAttempts} {
-					assert.Equal(t, "", s.hget(t, q, k), keys.Suffixes[k])
+					assert.Equal(t, "", hget(t, s, q, k), keys.Suffixes[k])
 				}
-				assert.False(t, s.isMember(t, q, keys.Done))
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
+				assert.False(t, isMember(t, s, q, keys.Done))
+				assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle))
 			}},
 		{"done-awaiting-gc from ready: collected", state{exists: true, done: true},
 			"ready", StepSkip, "did-gc", true,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
-				assert.Equal(t, "", s.hget(t, q, keys.Messages))
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle))
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
+				assert.Equal(t, "", hget(t, s, q, keys.Messages))
+				assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle))
 			}},
 		{"queued: handled with the default lock", state{exists: true, udt: -2500}, "ready", StepHandle, "", true,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
 				assert.Equal(t, mid, st.ID)
 				assert.Equal(t, "old", string(st.Data))
 				assert.Equal(t, int64(1), st.Attempt)
 				assert.Equal(t, time.Duration(testLockMS)*time.Millisecond, st.LockTime)
 				near(t, now-2500, st.FirstEnqueued, "first enqueued")
 				assert.Equal(t, st.Now+testLockMS, st.LockedUntil)
-				assert.Equal(t, st.LockedUntil, s.hgetInt(t, q, keys.Locks), "lock written")
-				assert.Equal(t, int64(1), s.hgetInt(t, q, keys.NAttempts))
-				assert.Equal(t, st.LockedUntil, s.zscore(t, q, keys.Due), "due when its lock runs out")
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "in no list")
+				assert.Equal(t, st.LockedUntil, hgetInt(t, s, q, keys.Locks), "lock written")
+				assert.Equal(t, int64(1), hgetInt(t, s, q, keys.NAttempts))
+				assert.Equal(t, st.LockedUntil, zscore(t, s, q, keys.Due), "due when its lock runs out")
+				assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle), "in no list")
 			}},
 		{"queued, own lock time, expired lock: handled again", state{exists: true, lock: -1000, lockTime: 500, attempts: 2, backoff: -1},
 			"circle", StepHandle, "", true,
-			func(t *testing.T, s *server, q string, now int64, st Step) {
+			func(t *testing.T, s *queuetest.Server, q string, now int64, st Step) {
 				assert.Equal(t, int64(3), st.Attempt)
 				assert.Equal(t, 500*time.Millisecond, st.LockTime)
-				assert.Equal(t, st.Now+500, s.hgetInt(t, q, keys.Locks))
-				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "the backoff that ran out is deleted")
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "dropped")
+				assert.Equal(t, st.Now+500, hgetInt(t, s, q, keys.Locks))
+				assert.Equal(t, "", hget(t, s, q, keys.Backoffs), "the backoff that ran out is deleted")
+				assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle), "dropped")
 			}},
 	}
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 		for i, row := range rows {
 			q := fmt.Sprintf("poll-%d", i)
-			now := s.now(t)
-			s.put(t, q, row.st, now)
+			now := s.Now(t)
+			put(t, s, q, row.st, now)
 			if row.source == "ready" {
-				s.setList(t, q, keys.MidsReady, mid)
-				s.setList(t, q, keys.MidCircle, EndOfCircle)
+				setList(t, s, q, keys.MidsReady, mid)
+				setList(t, s, q, keys.MidCircle, EndOfCircle)
 			} else {
-				s.setList(t, q, keys.MidCircle, EndOfCircle, mid) // mid rightmost: next
+				setList(t, s, q, keys.MidCircle, EndOfCircle, mid) // mid rightmost: next
 			}
-			require.NoError(t, s.rdb.Set(ctx, s.key(q, keys.NDryRuns), 3, 0).Err())
+			require.NoError(t, s.RDB.Set(ctx, s.Key(q, keys.NDryRuns), 3, 0).Err())
 			st := onePoll(t, s, q)
 			assert.Equal(t, row.kind, st.Kind, row.name)
 			assert.Equal(t, row.reason, st.Reason, row.name)
-			ndry, err := s.rdb.Get(ctx, s.key(q, keys.NDryRuns)).Int64()
+			ndry, err := s.RDB.Get(ctx, s.Key(q, keys.NDryRuns)).Int64()
 			require.NoError(t, err)
 			if row.useful {
 				assert.Equal(t, int64(0), ndry, "%s: ndry-runs reset", row.name)
@@ -216,16 +217,16 @@ func TestSpecPollSteps(t *testing.T) {
 // TestSpecPollOrderAndBatch: mids-ready first, and a batched poll is single
 // polls back to back, ending at the first sleep.
 func TestSpecPollOrderAndBatch(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		for _, id := range []string{"c1", "r1"} {
 			_, err := enqueue(ctx, s, q, id, &EnqueueMessage{ID: id})
 			require.NoError(t, err)
 		}
 		// Move c1 to the circle, behind the sentinel: only r1 is ready.
-		s.setList(t, q, keys.MidsReady, "r1")
-		s.setList(t, q, keys.MidCircle, "c1", EndOfCircle)
+		setList(t, s, q, keys.MidsReady, "r1")
+		setList(t, s, q, keys.MidCircle, "c1", EndOfCircle)
 		st := onePoll(t, s, q)
 		require.Equal(t, StepHandle, st.Kind)
 		assert.Equal(t, "r1", st.ID, "mids-ready before the circle")
@@ -248,7 +249,7 @@ func TestSpecPollOrderAndBatch(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, StepSleep, r.Steps[0].Kind, "all three are locked now, in no list but due")
 		assert.False(t, r.Steps[0].UntilDue, "their locks run out long after the sleep")
-		n, err := s.rdb.ZCard(ctx, s.key(q2, keys.Due)).Result()
+		n, err := s.RDB.ZCard(ctx, s.Key(q2, keys.Due)).Result()
 		require.NoError(t, err)
 		assert.Equal(t, int64(3), n)
 	})

@@ -39,69 +39,69 @@ type state struct {
 }
 
 // put writes st for mid in queue q.
-func (s *server) put(t *testing.T, q string, st state, now int64) {
+func put(t *testing.T, s *queuetest.Server, q string, st state, now int64) {
 	t.Helper()
 	ctx := context.Background()
-	r := s.rdb
+	r := s.RDB
 	if st.exists {
 		content := st.content
 		if content == "" {
 			content = "old"
 		}
-		require.NoError(t, r.HSet(ctx, s.key(q, keys.Messages), mid, content).Err())
+		require.NoError(t, r.HSet(ctx, s.Key(q, keys.Messages), mid, content).Err())
 		udt := st.udt
 		if udt == 0 {
 			udt = -60000
 		}
-		require.NoError(t, r.HSet(ctx, s.key(q, keys.UDTs), mid, now+udt).Err())
+		require.NoError(t, r.HSet(ctx, s.Key(q, keys.UDTs), mid, now+udt).Err())
 	}
 	if st.done {
-		require.NoError(t, r.SAdd(ctx, s.key(q, keys.Done), mid).Err())
+		require.NoError(t, r.SAdd(ctx, s.Key(q, keys.Done), mid).Err())
 	}
 	if st.lock != 0 {
-		require.NoError(t, r.HSet(ctx, s.key(q, keys.Locks), mid, now+st.lock).Err())
+		require.NoError(t, r.HSet(ctx, s.Key(q, keys.Locks), mid, now+st.lock).Err())
 	}
 	if st.backoff != 0 {
-		require.NoError(t, r.HSet(ctx, s.key(q, keys.Backoffs), mid, now+st.backoff).Err())
+		require.NoError(t, r.HSet(ctx, s.Key(q, keys.Backoffs), mid, now+st.backoff).Err())
 	}
 	if st.rq {
-		require.NoError(t, r.HSet(ctx, s.key(q, keys.MessagesRQ), mid, "rq").Err())
+		require.NoError(t, r.HSet(ctx, s.Key(q, keys.MessagesRQ), mid, "rq").Err())
 	}
 	if st.rqLockTime != 0 {
-		require.NoError(t, r.HSet(ctx, s.key(q, keys.LockTimesRQ), mid, st.rqLockTime).Err())
+		require.NoError(t, r.HSet(ctx, s.Key(q, keys.LockTimesRQ), mid, st.rqLockTime).Err())
 	}
 	if st.legacyRQ {
-		require.NoError(t, r.SAdd(ctx, s.key(q, keys.Requeue), mid).Err())
+		require.NoError(t, r.SAdd(ctx, s.Key(q, keys.Requeue), mid).Err())
 	}
 	if st.lockTime != 0 {
-		require.NoError(t, r.HSet(ctx, s.key(q, keys.LockTimes), mid, st.lockTime).Err())
+		require.NoError(t, r.HSet(ctx, s.Key(q, keys.LockTimes), mid, st.lockTime).Err())
 	}
 	if st.attempts != 0 {
-		require.NoError(t, r.HSet(ctx, s.key(q, keys.NAttempts), mid, st.attempts).Err())
+		require.NoError(t, r.HSet(ctx, s.Key(q, keys.NAttempts), mid, st.attempts).Err())
 	}
 }
 
 // hget, hgetInt, isMember and list read mid's entry of one key of q, or
 // the whole list (queuetest).
-func (s *server) hget(t *testing.T, q string, k keys.Index) string {
+func hget(t *testing.T, s *queuetest.Server, q string, k keys.Index) string {
 	t.Helper()
-	return queuetest.HGet(t, s.rdb, s.key(q, k), mid)
+	return queuetest.HGet(t, s.RDB, s.Key(q, k), mid)
 }
 
-func (s *server) hgetInt(t *testing.T, q string, k keys.Index) int64 {
+func hgetInt(t *testing.T, s *queuetest.Server, q string, k keys.Index) int64 {
 	t.Helper()
-	return queuetest.HGetInt(t, s.rdb, s.key(q, k), mid)
+	return queuetest.HGetInt(t, s.RDB, s.Key(q, k), mid)
 }
 
-func (s *server) isMember(t *testing.T, q string, k keys.Index) bool {
+func isMember(t *testing.T, s *queuetest.Server, q string, k keys.Index) bool {
 	t.Helper()
-	return queuetest.IsMember(t, s.rdb, s.key(q, k), mid)
+	return queuetest.IsMember(t, s.RDB, s.Key(q, k), mid)
 }
 
 // zscore reads mid's score in the sorted set k of q, 0 when absent.
-func (s *server) zscore(t *testing.T, q string, k keys.Index) int64 {
+func zscore(t *testing.T, s *queuetest.Server, q string, k keys.Index) int64 {
 	t.Helper()
-	v, err := s.rdb.ZScore(context.Background(), s.key(q, k), mid).Result()
+	v, err := s.RDB.ZScore(context.Background(), s.Key(q, k), mid).Result()
 	if errors.Is(err, redis.Nil) {
 		return 0
 	}
@@ -110,9 +110,9 @@ func (s *server) zscore(t *testing.T, q string, k keys.Index) int64 {
 }
 
 // inZSet tells whether mid is in the sorted set k of q.
-func (s *server) inZSet(t *testing.T, q string, k keys.Index) bool {
+func inZSet(t *testing.T, s *queuetest.Server, q string, k keys.Index) bool {
 	t.Helper()
-	_, err := s.rdb.ZScore(context.Background(), s.key(q, k), mid).Result()
+	_, err := s.RDB.ZScore(context.Background(), s.Key(q, k), mid).Result()
 	if errors.Is(err, redis.Nil) {
 		return false
 	}
@@ -120,17 +120,17 @@ func (s *server) inZSet(t *testing.T, q string, k keys.Index) bool {
 	return true
 }
 
-func (s *server) list(t *testing.T, q string, k keys.Index) []string {
+func list(t *testing.T, s *queuetest.Server, q string, k keys.Index) []string {
 	t.Helper()
-	return queuetest.List(t, s.rdb, s.key(q, k))
+	return queuetest.List(t, s.RDB, s.Key(q, k))
 }
 
-func (s *server) setList(t *testing.T, q string, k keys.Index, elems ...string) {
+func setList(t *testing.T, s *queuetest.Server, q string, k keys.Index, elems ...string) {
 	t.Helper()
 	ctx := context.Background()
-	require.NoError(t, s.rdb.Del(ctx, s.key(q, k)).Err())
+	require.NoError(t, s.RDB.Del(ctx, s.Key(q, k)).Err())
 	if len(elems) > 0 {
-		require.NoError(t, s.rdb.RPush(ctx, s.key(q, k), elems).Err())
+		require.NoError(t, s.RDB.RPush(ctx, s.Key(q, k), elems).Err())
 	}
 }
 
@@ -168,10 +168,10 @@ func TestSpecStatus(t *testing.T) {
 		{"done-with-requeue, in backoff", state{exists: true, done: true, rq: true, backoff: 3600000}, StatusDoneWithRequeue},
 		{"done-with-requeue, legacy set", state{exists: true, done: true, legacyRQ: true}, StatusDoneWithRequeue},
 	}
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		for i, row := range rows {
 			q := fmt.Sprintf("status-%d", i)
-			s.put(t, q, row.st, s.now(t))
+			put(t, s, q, row.st, s.Now(t))
 			got, err := messageStatus(context.Background(), s, q, mid)
 			require.NoError(t, err)
 			assert.Equal(t, row.want, got, row.name)
@@ -182,29 +182,29 @@ func TestSpecStatus(t *testing.T) {
 // TestSpecEnqueue: docs/protocol.md §3, one row per line of the table and per
 // branch within a line.
 func TestSpecEnqueue(t *testing.T) {
-	type check func(t *testing.T, s *server, q string, now int64)
-	unchanged := func(t *testing.T, s *server, q string, now int64) {
-		assert.Equal(t, "old", s.hget(t, q, keys.Messages), "content unchanged")
-		assert.Equal(t, "", s.hget(t, q, keys.LockTimes), "lock time unchanged")
+	type check func(t *testing.T, s *queuetest.Server, q string, now int64)
+	unchanged := func(t *testing.T, s *queuetest.Server, q string, now int64) {
+		assert.Equal(t, "old", hget(t, s, q, keys.Messages), "content unchanged")
+		assert.Equal(t, "", hget(t, s, q, keys.LockTimes), "lock time unchanged")
 	}
 	requeueStored := func(content string, lockTime int64) check {
-		return func(t *testing.T, s *server, q string, now int64) {
-			assert.Equal(t, content, s.hget(t, q, keys.MessagesRQ), "messages-rq")
-			assert.Equal(t, lockTime, s.hgetInt(t, q, keys.LockTimesRQ), "lock-times-rq")
-			assert.Equal(t, "old", s.hget(t, q, keys.Messages), "content unchanged")
+		return func(t *testing.T, s *queuetest.Server, q string, now int64) {
+			assert.Equal(t, content, hget(t, s, q, keys.MessagesRQ), "messages-rq")
+			assert.Equal(t, lockTime, hgetInt(t, s, q, keys.LockTimesRQ), "lock-times-rq")
+			assert.Equal(t, "old", hget(t, s, q, keys.Messages), "content unchanged")
 		}
 	}
 	// resetWakes: a reset of a queued message's backoff pushes it onto no
 	// list (its due entry brings it back), and wakes a sleeper when the
 	// message comes due before every other due entry, as it does here,
 	// due holding no other (TestFleetResetWakes has one that does not).
-	resetWakes := func(t *testing.T, s *server, q string, now int64) {
-		assert.Empty(t, s.list(t, q, keys.MidsReady), "not pushed onto mids-ready")
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sleeper woken")
+	resetWakes := func(t *testing.T, s *queuetest.Server, q string, now int64) {
+		assert.Empty(t, list(t, s, q, keys.MidsReady), "not pushed onto mids-ready")
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepA), "sleeper woken")
 	}
-	pushedReady := func(t *testing.T, s *server, q string, now int64) {
-		assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady), "pushed onto mids-ready")
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sleeper woken")
+	pushedReady := func(t *testing.T, s *queuetest.Server, q string, now int64) {
+		assert.Equal(t, []string{mid}, list(t, s, q, keys.MidsReady), "pushed onto mids-ready")
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepA), "sleeper woken")
 	}
 	rows := []struct {
 		name  string
@@ -214,71 +214,71 @@ func TestSpecEnqueue(t *testing.T) {
 		check check
 	}{
 		{"nil: added to mids-ready", state{}, EnqueueMessage{}, Added,
-			func(t *testing.T, s *server, q string, now int64) {
-				assert.Equal(t, []string{mid}, s.list(t, q, keys.MidsReady))
-				assert.Equal(t, []string{EndOfCircle}, s.list(t, q, keys.MidCircle), "circle made with its sentinel")
-				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
-				near(t, now, s.hgetInt(t, q, keys.UDTs), "udts")
-				assert.Equal(t, "", s.hget(t, q, keys.LockTimes))
-				assert.Equal(t, "", s.hget(t, q, keys.Backoffs))
-				assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "sentinel created in isleep-a")
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
+				assert.Equal(t, []string{mid}, list(t, s, q, keys.MidsReady))
+				assert.Equal(t, []string{EndOfCircle}, list(t, s, q, keys.MidCircle), "circle made with its sentinel")
+				assert.Equal(t, "new", hget(t, s, q, keys.Messages))
+				near(t, now, hgetInt(t, s, q, keys.UDTs), "udts")
+				assert.Equal(t, "", hget(t, s, q, keys.LockTimes))
+				assert.Equal(t, "", hget(t, s, q, keys.Backoffs))
+				assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepA), "sentinel created in isleep-a")
 			}},
 		{"nil: with init-backoff, onto the circle", state{}, EnqueueMessage{InitialBackoff: 5 * time.Second}, Added,
-			func(t *testing.T, s *server, q string, now int64) {
-				assert.Empty(t, s.list(t, q, keys.MidsReady))
-				assert.Equal(t, []string{mid, EndOfCircle}, s.list(t, q, keys.MidCircle))
-				near(t, now+5000, s.hgetInt(t, q, keys.Backoffs), "backoff")
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
+				assert.Empty(t, list(t, s, q, keys.MidsReady))
+				assert.Equal(t, []string{mid, EndOfCircle}, list(t, s, q, keys.MidCircle))
+				near(t, now+5000, hgetInt(t, s, q, keys.Backoffs), "backoff")
 			}},
 		{"nil: with lock time", state{}, EnqueueMessage{LockTime: 1234 * time.Millisecond}, Added,
-			func(t *testing.T, s *server, q string, now int64) {
-				assert.Equal(t, int64(1234), s.hgetInt(t, q, keys.LockTimes))
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
+				assert.Equal(t, int64(1234), hgetInt(t, s, q, keys.LockTimes))
 			}},
 		{"queued, can-update: content and lock time replaced, udts kept", state{exists: true, lockTime: 99, udt: -7000},
 			EnqueueMessage{CanUpdate: true}, Updated,
-			func(t *testing.T, s *server, q string, now int64) {
-				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
-				assert.Equal(t, "", s.hget(t, q, keys.LockTimes), "lock time deleted when none given")
-				near(t, now-7000, s.hgetInt(t, q, keys.UDTs), "udts not overwritten")
-				assert.Empty(t, s.list(t, q, keys.MidsReady), "not pushed again")
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
+				assert.Equal(t, "new", hget(t, s, q, keys.Messages))
+				assert.Equal(t, "", hget(t, s, q, keys.LockTimes), "lock time deleted when none given")
+				near(t, now-7000, hgetInt(t, s, q, keys.UDTs), "udts not overwritten")
+				assert.Empty(t, list(t, s, q, keys.MidsReady), "not pushed again")
 			}},
 		{"queued-with-backoff, can-update: backoff kept", state{exists: true, backoff: 3600000},
 			EnqueueMessage{CanUpdate: true, InitialBackoff: time.Second}, Updated,
-			func(t *testing.T, s *server, q string, now int64) {
-				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
-				near(t, now+3600000, s.hgetInt(t, q, keys.Backoffs), "backoff kept")
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
+				assert.Equal(t, "new", hget(t, s, q, keys.Messages))
+				near(t, now+3600000, hgetInt(t, s, q, keys.Backoffs), "backoff kept")
 			}},
 		{"queued, can-update + reset-init-backoff", state{exists: true, backoff: 3600000},
 			EnqueueMessage{CanUpdate: true, ResetInitialBackoff: true, InitialBackoff: 2 * time.Second}, Updated,
-			func(t *testing.T, s *server, q string, now int64) {
-				assert.Equal(t, "new", s.hget(t, q, keys.Messages))
-				near(t, now+2000, s.hgetInt(t, q, keys.Backoffs), "backoff reset")
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
+				assert.Equal(t, "new", hget(t, s, q, keys.Messages))
+				near(t, now+2000, hgetInt(t, s, q, keys.Backoffs), "backoff reset")
 			}},
 		{"queued, can-update + reset-init-backoff without one", state{exists: true, backoff: 3600000},
 			EnqueueMessage{CanUpdate: true, ResetInitialBackoff: true}, Updated,
-			func(t *testing.T, s *server, q string, now int64) {
-				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "backoff deleted")
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
+				assert.Equal(t, "", hget(t, s, q, keys.Backoffs), "backoff deleted")
 			}},
 		{"queued, reset-init-backoff alone", state{exists: true},
 			EnqueueMessage{ResetInitialBackoff: true, InitialBackoff: 3 * time.Second}, Updated,
-			func(t *testing.T, s *server, q string, now int64) {
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
 				unchanged(t, s, q, now)
-				near(t, now+3000, s.hgetInt(t, q, keys.Backoffs), "backoff set")
-				near(t, now+3000, s.zscore(t, q, keys.Due), "due at its end")
+				near(t, now+3000, hgetInt(t, s, q, keys.Backoffs), "backoff set")
+				near(t, now+3000, zscore(t, s, q, keys.Due), "due at its end")
 				resetWakes(t, s, q, now)
 			}},
 		{"queued-with-backoff, reset-init-backoff alone without one", state{exists: true, backoff: 3600000},
 			EnqueueMessage{ResetInitialBackoff: true}, Updated,
-			func(t *testing.T, s *server, q string, now int64) {
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
 				unchanged(t, s, q, now)
-				assert.Equal(t, "", s.hget(t, q, keys.Backoffs), "backoff deleted")
-				near(t, now, s.zscore(t, q, keys.Due), "due now: the next poll finds it")
+				assert.Equal(t, "", hget(t, s, q, keys.Backoffs), "backoff deleted")
+				near(t, now, zscore(t, s, q, keys.Due), "due now: the next poll finds it")
 				resetWakes(t, s, q, now)
 			}},
 		{"queued: refused", state{exists: true}, EnqueueMessage{}, AlreadyQueued, unchanged},
 		{"queued-with-backoff: refused", state{exists: true, backoff: 3600000}, EnqueueMessage{CanRequeue: true}, AlreadyQueued,
-			func(t *testing.T, s *server, q string, now int64) {
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
 				unchanged(t, s, q, now)
-				assert.Equal(t, "", s.hget(t, q, keys.MessagesRQ))
+				assert.Equal(t, "", hget(t, s, q, keys.MessagesRQ))
 			}},
 		{"locked, can-requeue: requeue added", state{exists: true, lock: 3600000},
 			EnqueueMessage{CanRequeue: true, LockTime: 4321 * time.Millisecond}, Added, requeueStored("new", 4321)},
@@ -295,27 +295,27 @@ func TestSpecEnqueue(t *testing.T) {
 			EnqueueMessage{CanRequeue: true}, AlreadyQueued, requeueStored("rq", 0)},
 		{"done-with-backoff: refused", state{exists: true, done: true, backoff: 3600000}, EnqueueMessage{CanUpdate: true}, Backoff, unchanged},
 		{"done-awaiting-gc: ready, woken, requeue added", state{exists: true, done: true}, EnqueueMessage{}, Added,
-			func(t *testing.T, s *server, q string, now int64) {
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
 				pushedReady(t, s, q, now)
 				requeueStored("new", 0)(t, s, q, now)
 			}},
 		{"done-with-requeue: ready, woken, refused", state{exists: true, done: true, rq: true}, EnqueueMessage{}, AlreadyQueued,
-			func(t *testing.T, s *server, q string, now int64) {
+			func(t *testing.T, s *queuetest.Server, q string, now int64) {
 				pushedReady(t, s, q, now)
 				requeueStored("rq", 0)(t, s, q, now)
 			}},
 		{"done-with-requeue, can-update: ready, woken, updated", state{exists: true, done: true, rq: true}, EnqueueMessage{CanUpdate: true},
-			Updated, func(t *testing.T, s *server, q string, now int64) {
+			Updated, func(t *testing.T, s *queuetest.Server, q string, now int64) {
 				pushedReady(t, s, q, now)
 				requeueStored("new", 0)(t, s, q, now)
 			}},
 	}
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
 		for i, row := range rows {
 			q := fmt.Sprintf("enqueue-%d", i)
-			now := s.now(t)
-			s.put(t, q, row.st, now)
+			now := s.Now(t)
+			put(t, s, q, row.st, now)
 			opts := row.opts
 			opts.ID = mid
 			code, err := enqueue(ctx, s, q, "new", &opts)
@@ -329,19 +329,19 @@ func TestSpecEnqueue(t *testing.T) {
 // TestSpecEnqueueWake: the sentinel moves between the sleep lists, one move
 // per call.
 func TestSpecEnqueueWake(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		_, err := enqueue(ctx, s, q, "x", nil)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "created in a")
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepA), "created in a")
 		_, err = enqueue(ctx, s, q, "x", nil)
 		require.NoError(t, err)
-		assert.Empty(t, s.list(t, q, keys.ISleepA))
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "moved a to b")
+		assert.Empty(t, list(t, s, q, keys.ISleepA))
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepB), "moved a to b")
 		_, err = enqueue(ctx, s, q, "x", nil)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "moved b to a")
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepA), "moved b to a")
 		// A refused enqueue wakes nobody.
 		code, err := enqueue(ctx, s, q, "x", &EnqueueMessage{ID: "dup"})
 		require.NoError(t, err)
@@ -349,14 +349,14 @@ func TestSpecEnqueueWake(t *testing.T) {
 		code, err = enqueue(ctx, s, q, "x", &EnqueueMessage{ID: "dup"})
 		require.NoError(t, err)
 		require.Equal(t, AlreadyQueued, code)
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepB), "only the added one moved it")
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepB), "only the added one moved it")
 		// A batch moves it once.
-		answers := EnqueuePipelined(ctx, s.rdb, s.keys(q), []EnqueueCall{{Token: randomToken(), Keep: time.Minute,
+		answers := EnqueuePipelined(ctx, s.RDB, s.Keys(q), []EnqueueCall{{Token: randomToken(), Keep: time.Minute,
 			Messages: []EnqueueMessage{{ID: "a", Data: []byte("a")}, {ID: "b", Data: []byte("b")}}}})
 		require.Len(t, answers, 1)
 		require.NoError(t, answers[0].Err)
 		require.Equal(t, []Code{Added, Added}, answers[0].Codes)
-		assert.Equal(t, []string{"_"}, s.list(t, q, keys.ISleepA), "one move for the batch")
+		assert.Equal(t, []string{"_"}, list(t, s, q, keys.ISleepA), "one move for the batch")
 	})
 }
 
@@ -364,12 +364,12 @@ func TestSpecEnqueueWake(t *testing.T) {
 // only when it comes due before every entry of due (a worker sleeps until
 // the earliest at most, and so sleeps less); an undelayed one always.
 func TestSpecEnqueueWakeDelayed(t *testing.T) {
-	onEachServer(t, func(t *testing.T, s *server) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		q := queueName(t)
+		q := queuetest.QueueName(t)
 		sentinel := func() string {
 			t.Helper()
-			a, b := s.list(t, q, keys.ISleepA), s.list(t, q, keys.ISleepB)
+			a, b := list(t, s, q, keys.ISleepA), list(t, s, q, keys.ISleepB)
 			require.Equal(t, 1, len(a)+len(b), "one sentinel")
 			if len(a) == 1 {
 				return "a"
@@ -392,7 +392,7 @@ func TestSpecEnqueueWakeDelayed(t *testing.T) {
 		assert.Equal(t, "b", sentinel(), "not before the earliest: not woken")
 
 		// In one call, a sooner one wakes once however many there are.
-		answers := EnqueuePipelined(ctx, s.rdb, s.keys(q), []EnqueueCall{{Token: randomToken(), Sends: new(Sends), Keep: time.Minute,
+		answers := EnqueuePipelined(ctx, s.RDB, s.Keys(q), []EnqueueCall{{Token: randomToken(), Sends: new(Sends), Keep: time.Minute,
 			Messages: []EnqueueMessage{{ID: "s1", Data: []byte("x"), InitialBackoff: time.Second},
 				{ID: "s2", Data: []byte("x"), InitialBackoff: 500 * time.Millisecond}}}})
 		require.NoError(t, answers[0].Err)

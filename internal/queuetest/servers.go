@@ -1,10 +1,13 @@
 package queuetest
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -19,6 +22,29 @@ type Server struct {
 	Cluster bool
 	Mini    *miniredis.Miniredis // only on miniredis
 	Real    *redistest.Server    // only on a single redis-server
+}
+
+// Key names one key of queue q, in the server's layout.
+func (s *Server) Key(q string, i keys.Index) string { return keys.Key(q, s.Cluster, i) }
+
+// Keys returns every key of queue q in the server's layout, in the
+// scripts' order.
+func (s *Server) Keys(q string) []string { return keys.All(q, s.Cluster) }
+
+// Now is the server's clock in Unix milliseconds.
+func (s *Server) Now(tb testing.TB) int64 {
+	tb.Helper()
+	tm, err := s.RDB.Time(context.Background()).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tm.UnixMilli()
+}
+
+// QueueName is a queue name unique to the test.
+func QueueName(tb testing.TB) string {
+	r := strings.NewReplacer("/", ".", " ", "_", "*", "", "?", "", "[", "", "]", "", "{", "", "}", "", "\\", "")
+	return "test:" + r.Replace(tb.Name())
 }
 
 // OnEachServer runs fn as parallel subtests on a fresh miniredis, a fresh
@@ -44,10 +70,14 @@ func OnEachServer(t *testing.T, fn func(t *testing.T, s *Server)) {
 	})
 }
 
-// MiniServer starts a miniredis for the test, with a client.
+// MiniServer starts a miniredis for the test, with a client. miniredis
+// runs scripts in Go, one command at a time: under -race, on a loaded
+// machine, a big call can take longer than go-redis's 3 s default read
+// timeout, which would fail the test for the machine's load; its client
+// waits longer.
 func MiniServer(t *testing.T) *Server {
 	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	return &Server{RDB: rdb, Mini: m}
 }
