@@ -6,10 +6,9 @@
 -- it leaves alone, writing nothing, and answers nil: the client then runs
 -- enqueue.lua, which decides every case.
 --
--- It is composed alone, without prelude.lua: every key and argument Redis
--- passes to a script costs about as much as a command the script runs, and
--- the prelude binds all thirty keys of the queue and defines functions this
--- script does not call.
+-- It is composed without prelude.lua (after lib.lua alone): every key and
+-- argument Redis passes to a script costs about as much as a command the
+-- script runs, and the prelude binds all thirty keys of the queue.
 --
 -- KEYS: messages, udts, mids-ready, mid-circle, isleep-a, isleep-b,
 --   enqueue-receipts, enqueue-receipts-prev; then lock-times and meta,
@@ -109,34 +108,22 @@ if ready_len == n and redis.call('exists', K_MID_CIRCLE) == 0 then
 end
 
 -- The receipt (§8), as enqueue.lua writes it on a first send: one call in
--- sixteen (the token's last digit is '0') also starts a new generation of
--- receipts when the current one is old enough.
+-- sixteen (the token's last digit is '0') also reads when the current
+-- generation began, and starts a new one when it is old enough.
 local codes = 'a'
 if n > 1 then codes = string.rep('a', n) end
+local since = false
 if string.byte(token, -1) == 48 then
-  local since = tonumber(redis.call('hget', K_RECEIPTS, '@since'))
-  if since and tonumber(now) - since >= tonumber(ARGV[2]) then
-    redis.call('unlink', K_RECEIPTS_PREV)
-    redis.call('rename', K_RECEIPTS, K_RECEIPTS_PREV)
-    since = nil
-  end
-  if since then
-    redis.call('hset', K_RECEIPTS, token, codes)
-  else
-    redis.call('hset', K_RECEIPTS, '@since', now, token, codes)
-  end
-else
+  since = tonumber(redis.call('hget', K_RECEIPTS, '@since'))
+end
+if since == false then
   redis.call('hset', K_RECEIPTS, token, codes)
+else
+  receipt_put(K_RECEIPTS, K_RECEIPTS_PREV, token, codes, since, tonumber(ARGV[2]), tonumber(now))
 end
 
--- Wake one sleeping worker (§5), once for the call, as enqueue.lua does:
--- move the sentinel, looking first where it went if nothing was taken
--- since the queue's first enqueue (an odd length: b).
-local from, to = K_ISLEEP_A, K_ISLEEP_B
-if ready_len % 2 == 1 then from, to = K_ISLEEP_B, K_ISLEEP_A end
-if not redis.call('rpoplpush', from, to) then
-  if not redis.call('rpoplpush', to, from) then
-    redis.call('lpush', K_ISLEEP_A, '_')
-  end
-end
+-- Wake one sleeping worker (§5), once for the call, as enqueue.lua does,
+-- looking first where the sentinel went if nothing was taken since the
+-- queue's first enqueue (an odd length: b).
+move_sentinel(K_ISLEEP_A, K_ISLEEP_B, ready_len % 2 == 1)
 return 'added'

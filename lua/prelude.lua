@@ -1,4 +1,5 @@
--- prelude.lua: composed in front of every script by internal/protocol.
+-- prelude.lua: composed in front of every script that binds all of a
+-- queue's keys, after lib.lua, by internal/protocol.
 --
 -- KEYS[1..30]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
@@ -104,54 +105,10 @@ local function unpack_items(s)
   return items
 end
 
--- Receipts. A receipt records what a call applied, under an id the client
--- sends with the call (and sends again if it resends the call), so that a
--- resent or repeated call can recognise its own earlier application. The
--- receipts of one kind live in a pair of hashes: cur, and prev, the
--- generation before. cur's field '@since' holds when it was started; once
--- it is keep_ms old, the next write starts a new generation (prev is
--- dropped, cur becomes prev), so a receipt lives at least keep_ms and at
--- most about twice that, and the hashes never grow beyond what two
--- generations wrote. Ids are hex digits and never '@since'.
-
--- receipt_get answers the receipt under id (false if none) and cur's
--- '@since' (nil if cur is new).
-local function receipt_get(cur, prev, id)
-  local got = redis.call('hmget', cur, id, '@since')
-  local value = got[1]
-  if not value then value = redis.call('hget', prev, id) end
-  return value, tonumber(got[2])
-end
-
--- receipt_put writes the receipt under id, starting a new generation when
--- cur is keep_ms old (since as receipt_get answered it).
-local function receipt_put(cur, prev, id, value, since, keep_ms, now)
-  if since and now - since >= keep_ms then
-    redis.call('unlink', prev)
-    redis.call('rename', cur, prev)
-    since = nil
-  end
-  if since then
-    redis.call('hset', cur, id, value)
-  else
-    redis.call('hset', cur, '@since', now, id, value)
-  end
-end
-
--- wake_one moves the sleep sentinel to the other isleep list, which
--- unblocks one worker sleeping on it (docs/protocol.md §5), creating it
--- the first time. Moving it twice in one script would put it back where
--- it was and wake nobody. It looks in isleep-a first, or in isleep-b
--- when b_first says the sentinel is more likely there: one command
--- instead of two when the guess is right, the same move either way.
+-- wake_one moves the queue's sleep sentinel (move_sentinel, lib.lua),
+-- which unblocks one worker sleeping at the end of the queue.
 local function wake_one(b_first)
-  local from, to = K_ISLEEP_A, K_ISLEEP_B
-  if b_first then from, to = K_ISLEEP_B, K_ISLEEP_A end
-  if not redis.call('rpoplpush', from, to) then
-    if not redis.call('rpoplpush', to, from) then
-      redis.call('lpush', K_ISLEEP_A, '_')
-    end
-  end
+  move_sentinel(K_ISLEEP_A, K_ISLEEP_B, b_first)
 end
 
 -- due_sooner tells whether a due entry at time at (ms) comes before every

@@ -26,16 +26,16 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // counts (§10) are each written once. The composed texts are pinned by a
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
-	"enqueue":      {"prelude", "status", "enqueue"},
-	"enqueue-new":  {"enqueue-new"}, // binds its own few keys: no prelude
-	"dequeue":      {"prelude", "status", "counts", "outcome", "dequeue"},
-	"msg-status":   {"prelude", "status", "msg-status"},
-	"renew":        {"prelude", "status", "outcome", "renew"},
-	"queue-counts": {"prelude", "counts", "queue-counts"},
-	"delete":       {"prelude", "status", "delete"},
-	"pause":        {"prelude", "pause"},
-	"dead-letters": {"prelude", "status", "dead-letters"},
-	"heartbeat":    {"prelude", "heartbeat"},
+	"enqueue":      {"lib", "prelude", "status", "enqueue"},
+	"enqueue-new":  {"lib", "enqueue-new"}, // binds its own few keys: no prelude
+	"dequeue":      {"lib", "prelude", "status", "counts", "outcome", "dequeue"},
+	"msg-status":   {"lib", "prelude", "status", "msg-status"},
+	"renew":        {"lib", "prelude", "status", "outcome", "renew"},
+	"queue-counts": {"lib", "prelude", "counts", "queue-counts"},
+	"delete":       {"lib", "prelude", "status", "delete"},
+	"pause":        {"lib", "prelude", "pause"},
+	"dead-letters": {"lib", "prelude", "status", "dead-letters"},
+	"heartbeat":    {"lib", "prelude", "heartbeat"},
 }
 
 // The composed scripts, set by Load.

@@ -154,8 +154,8 @@ func TestSkipReasonsAreTheScripts(t *testing.T) {
 
 // TestScriptsUseOnlyKeysFromKEYS guards the cluster rule: keys reach the
 // scripts only through KEYS, bound to names once in the prelude (or, for
-// enqueue-new.lua, composed alone, once at its top), and no script builds
-// a key name of its own.
+// enqueue-new.lua, composed with lib.lua alone, once at its top), and no
+// script builds a key name of its own.
 func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
 	binds := map[string]bool{"prelude.lua": true, "enqueue-new.lua": true}
 	for _, name := range luaFileNames(t) {
@@ -167,7 +167,12 @@ func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
 			t.Errorf("%s reads KEYS directly; use the prelude's names", name)
 		}
 	}
-	if got := scriptParts["enqueue-new"]; !slices.Equal(got, []string{"enqueue-new"}) {
-		t.Errorf("enqueue-new is composed of %v: it binds its own keys, and the prelude would bind them again", got)
+	for name, parts := range scriptParts {
+		if parts[0] != "lib" {
+			t.Errorf("%s is composed of %v: lib comes first, for every part after it", name, parts)
+		}
+		if name == "enqueue-new" && slices.Contains(parts, "prelude") {
+			t.Errorf("enqueue-new is composed of %v: it binds its own keys, and the prelude would bind them again", parts)
+		}
 	}
 }
