@@ -126,13 +126,16 @@ func Enqueue(ctx context.Context, r Redis, keys []string, call EnqueueCall) Enqu
 }
 
 // lean tells whether the call may go through enqueue-new.lua: messages
-// added ready if their ids are new, on the call's first send.
+// added ready if their ids are new, on the call's first send. A message
+// that may update, requeue or reset a held id says its producer expects
+// the id to be held, where the lean try would cost a round trip for
+// nothing: such a call goes to enqueue.lua at once.
 func (c EnqueueCall) lean() bool {
 	if len(c.Messages) == 0 || c.Sends == nil || c.Sends.written.Load() {
 		return false
 	}
 	for _, m := range c.Messages {
-		if MS(m.InitialBackoff) != 0 || m.At != 0 {
+		if MS(m.InitialBackoff) != 0 || m.At != 0 || m.CanUpdate || m.CanRequeue || m.ResetInitialBackoff {
 			return false
 		}
 	}

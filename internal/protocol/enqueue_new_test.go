@@ -91,7 +91,8 @@ func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
 // TestEnqueueNewLeavesTheRest: what enqueue-new.lua does not take goes to
 // enqueue.lua, with nothing written by the lean script: an id the queue
 // holds, alone or among new ones, an id twice in one call, a delayed
-// message, a second send of a call.
+// message, a second send of a call; and a call whose options expect a
+// held id is not tried on the lean script at all.
 func TestEnqueueNewLeavesTheRest(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
@@ -103,6 +104,9 @@ func TestEnqueueNewLeavesTheRest(t *testing.T) {
 		assert.False(t, call(EnqueueMessage{ID: "a"}, EnqueueMessage{ID: "b", At: 1}).lean(), "one delayed to a time")
 		assert.False(t, EnqueueCall{Token: "t", Keep: time.Minute, Messages: []EnqueueMessage{{ID: "a"}}}.lean(), "no Sends: every send looks")
 		assert.False(t, call().lean(), "no message")
+		for _, m := range []EnqueueMessage{{ID: "a", CanUpdate: true}, {ID: "a", CanRequeue: true}, {ID: "a", ResetInitialBackoff: true}} {
+			assert.False(t, call(EnqueueMessage{ID: "n"}, m).lean(), "options for a held id: %+v", m)
+		}
 
 		// Ids the queue holds, or twice in a call: enqueue-new.lua answers
 		// nil, writing nothing; enqueue.lua decides each message.
