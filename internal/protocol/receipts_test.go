@@ -126,18 +126,7 @@ func TestEnqueueReceiptsExpireFirstSends(t *testing.T) {
 		ctx := context.Background()
 		q := queuetest.QueueName(t)
 		const keep = 50 * time.Millisecond
-		waitServerClock := func(ms int64) {
-			t.Helper()
-			until := s.Now(t) + ms
-			if s.Mini != nil {
-				s.Mini.SetTime(time.UnixMilli(until + 1))
-				return
-			}
-			queuetest.WaitFor(t, "the server's clock", func() bool { return s.Now(t) > until })
-		}
-		if s.Mini != nil {
-			s.Mini.SetTime(time.Now())
-		}
+		s.FollowClock()
 		// Load the script first: a call that meets NOSCRIPT is sent again
 		// as EVAL, a second send, which reads and writes as resends do.
 		require.NoError(t, enqueueScript.Load(ctx, s.RDB).Err())
@@ -159,7 +148,7 @@ func TestEnqueueReceiptsExpireFirstSends(t *testing.T) {
 		assert.Equal(t, int64(1), hlen(keys.EnqueueReceipts), "an unsampled first send only writes its receipt")
 		require.Equal(t, Added, send("bb0", "b"))
 		assert.Equal(t, int64(3), hlen(keys.EnqueueReceipts), "a sampled one gives the generation its start")
-		waitServerClock(keep.Milliseconds())
+		s.AwaitClock(t, keep.Milliseconds())
 		require.Equal(t, Added, send("cc1", "c"))
 		assert.Zero(t, hlen(keys.EnqueueReceiptsPrev), "unsampled: no new generation yet")
 		require.Equal(t, Added, send("dd0", "d"))
@@ -167,7 +156,7 @@ func TestEnqueueReceiptsExpireFirstSends(t *testing.T) {
 		require.NoError(t, s.RDB.HDel(ctx, s.Key(q, keys.Messages), "a").Err())
 		assert.Equal(t, Added, send("aa1", "a"), "resent, still recognised from prev")
 		assert.Equal(t, StatusNone, statusOf(t, s, q, "a"))
-		waitServerClock(keep.Milliseconds())
+		s.AwaitClock(t, keep.Milliseconds())
 		require.Equal(t, Added, send("ee0", "e"))
 		assert.Equal(t, int64(2), hlen(keys.EnqueueReceiptsPrev), "two generations at most: prev holds dd0 and '@since'")
 	})
@@ -177,21 +166,10 @@ func TestEnqueueReceiptsExpire(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		q := queuetest.QueueName(t)
 		const keep = 50 * time.Millisecond
-		waitServerClock := func(ms int64) {
-			t.Helper()
-			until := s.Now(t) + ms
-			if s.Mini != nil {
-				s.Mini.SetTime(time.UnixMilli(until + 1))
-				return
-			}
-			queuetest.WaitFor(t, "the server's clock", func() bool { return s.Now(t) > until })
-		}
-		if s.Mini != nil {
-			s.Mini.SetTime(time.Now())
-		}
+		s.FollowClock()
 		opts := func(id string) *EnqueueMessage { return &EnqueueMessage{ID: id} }
 		require.Equal(t, Added, enqueueCall(t, s, q, "aa01", keep, "x", opts("a")))
-		waitServerClock(keep.Milliseconds())
+		s.AwaitClock(t, keep.Milliseconds())
 		// A new generation starts; the first receipt moves to prev.
 		require.Equal(t, Added, enqueueCall(t, s, q, "bb02", keep, "x", opts("b")))
 		assert.Equal(t, int64(2), s.RDB.HLen(context.Background(), s.Key(q, keys.EnqueueReceiptsPrev)).Val(),
@@ -199,9 +177,9 @@ func TestEnqueueReceiptsExpire(t *testing.T) {
 		require.NoError(t, s.RDB.HDel(context.Background(), s.Key(q, keys.Messages), "a").Err())
 		assert.Equal(t, Added, enqueueCall(t, s, q, "aa01", keep, "x", opts("a")), "still recognised from prev")
 		assert.Equal(t, StatusNone, statusOf(t, s, q, "a"))
-		waitServerClock(keep.Milliseconds())
+		s.AwaitClock(t, keep.Milliseconds())
 		require.Equal(t, Added, enqueueCall(t, s, q, "cc03", keep, "x", opts("c")))
-		waitServerClock(keep.Milliseconds())
+		s.AwaitClock(t, keep.Milliseconds())
 		require.Equal(t, Added, enqueueCall(t, s, q, "dd04", keep, "x", opts("d")))
 		assert.Equal(t, int64(2), s.RDB.HLen(context.Background(), s.Key(q, keys.EnqueueReceiptsPrev)).Val(),
 			"two generations at most: prev holds cc03 and its '@since'")

@@ -41,6 +41,27 @@ func (s *Server) Now(tb testing.TB) int64 {
 	return tm.UnixMilli()
 }
 
+// FollowClock makes a miniredis's clock the wall clock's, frozen, so that
+// AwaitClock can move it; a real server's runs on its own.
+func (s *Server) FollowClock() {
+	if s.Mini != nil {
+		s.Mini.SetTime(time.Now())
+	}
+}
+
+// AwaitClock returns once the server's clock is more than ms past what it
+// reads now: a miniredis's is moved there (see FollowClock), a real
+// server's is waited for.
+func (s *Server) AwaitClock(tb testing.TB, ms int64) {
+	tb.Helper()
+	until := s.Now(tb) + ms
+	if s.Mini != nil {
+		s.Mini.SetTime(time.UnixMilli(until + 1))
+		return
+	}
+	WaitFor(tb, "the server's clock", func() bool { return s.Now(tb) > until })
+}
+
 // QueueName is a queue name unique to the test.
 func QueueName(tb testing.TB) string {
 	r := strings.NewReplacer("/", ".", " ", "_", "*", "", "?", "", "[", "", "]", "", "{", "", "}", "", "\\", "")
