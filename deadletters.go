@@ -41,6 +41,10 @@ type DeadLetter struct {
 	Died          time.Time `json:"died"`
 	// LockTime is the message's own lock time, 0 for the worker's.
 	LockTime time.Duration `json:"lock_time"`
+	// AttemptErrors are the errors of its latest failed attempts, oldest
+	// first, the last one included (at most five; empty for a dead letter
+	// written by a version before 0.2).
+	AttemptErrors []AttemptError `json:"attempt_errors"`
 
 	codec Codec
 }
@@ -51,7 +55,8 @@ func (d *DeadLetter) Decode(v any) error { return decode(d.codec, d.Data, v) }
 
 func (in *Inspector) deadLetter(r protocol.DeadRecord) DeadLetter {
 	d := DeadLetter{ID: r.ID, Data: r.Data, Reason: deadReason(r.Reason), Error: r.Error, Attempts: r.Attempts,
-		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, codec: in.c.cfg.Codec}
+		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, AttemptErrors: attemptErrors(r.AttemptErrors),
+		codec: in.c.cfg.Codec}
 	if r.FirstEnqueued > 0 {
 		d.FirstEnqueued = time.UnixMilli(r.FirstEnqueued)
 	}

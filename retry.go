@@ -23,8 +23,23 @@ const (
 	DefaultDeadLetterMaxAge = 30 * 24 * time.Hour
 )
 
-// maxErrorText bounds the error text kept in a dead letter.
-const maxErrorText = 4 << 10
+// maxErrorText bounds the error text kept in a dead letter;
+// maxAttemptErrorText the text of each earlier attempt's error, which the
+// scripts keep with the message (the last few, docs/protocol.md §17) and
+// cut to that length anyway.
+const (
+	maxErrorText        = 4 << 10
+	maxAttemptErrorText = 1 << 10
+)
+
+// cutErrorText is err's text cut to n bytes, as valid UTF-8.
+func cutErrorText(err error, n int) string {
+	s := err.Error()
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "")
+	}
+	return s
+}
 
 // DefaultRetryBackoff is the default wait before the next attempt after a
 // failed attempt n (from 1): 1 s doubled per attempt up to 1 h, less a
@@ -47,14 +62,12 @@ func (w *Worker) applyRetryPolicy(c *protocol.Completion, attempt int64, err err
 	last := w.cfg.MaxAttempts > 0 && attempt >= int64(w.cfg.MaxAttempts)
 	if c.Outcome == protocol.OutcomeDead || last {
 		c.Outcome, c.Backoff = protocol.OutcomeDead, 0
-		c.Error = err.Error()
-		if len(c.Error) > maxErrorText {
-			c.Error = strings.ToValidUTF8(c.Error[:maxErrorText], "")
-		}
+		c.Error = cutErrorText(err, maxErrorText)
 		log.Error("mq: handler failed for good; the message is a dead letter", slog.Any("error", err))
 		return
 	}
 	c.Backoff = max(0, w.cfg.RetryBackoff(int(attempt)))
+	c.Error = cutErrorText(err, maxAttemptErrorText)
 	log.Warn("mq: handler failed; the message will be retried", slog.Any("error", err),
 		slog.Duration("retry_in", c.Backoff))
 }

@@ -26,7 +26,7 @@
 -- ARGV[19..] n groups of five: mid, locked_until_ms (the token from a poll
 --            or a renewal), outcome ('success', 'retry', 'dead' or
 --            'release'), backoff in ms (0 for none), error text ('' but
---            for 'dead'); any other outcome fails the call with an error
+--            for 'dead' and a failed 'retry', attempt-errors.lua); any other outcome fails the call with an error
 --            reply MQOUTCOME before anything is written
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued

@@ -2,8 +2,8 @@
 -- the lock its handling took (§7), and the writes it shares with the poll:
 -- collecting a message, requeueing it, and its dead letter (§11). Composed
 -- into dequeue.lua, which records outcomes before it polls, and into
--- renew.lua and dead-letters.lua, after history.lua (§17), which counts
--- them.
+-- renew.lua and dead-letters.lua, after history.lua and
+-- attempt-errors.lua (§17).
 
 -- UNPACK_MAX bounds the arguments one gathered command takes, well inside
 -- what Lua's unpack can spread.
@@ -62,7 +62,7 @@ local function flush_gathered()
   local list = gathered.collect
   if #list > 0 then
     for _, key in ipairs({K_MESSAGES, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS, K_NATTEMPTS,
-        K_LOCK_ALIASES, K_BACKOFFS, K_NOUTCOMES, K_META}) do
+        K_LOCK_ALIASES, K_BACKOFFS, K_NOUTCOMES, K_META, K_ATTEMPT_ERRORS}) do
       call_each('hdel', key, list)
     end
     call_each('srem', K_DONE, list)
@@ -92,6 +92,7 @@ local function requeue_now(mid, now, default_lock_ms)
   redis.call('hdel', K_LOCK_TIMES_RQ, mid)
   redis.call('hdel', K_NATTEMPTS, mid)
   redis.call('hdel', K_NOUTCOMES, mid)
+  redis.call('hdel', K_ATTEMPT_ERRORS, mid)
   redis.call('srem', K_DONE, mid)
   redis.call('srem', K_REQUEUE, mid)
   redis.call('lpush', K_MIDS_READY, mid)
@@ -161,7 +162,9 @@ local function trim_dead(now)
 end
 
 -- bury writes mid's dead letter: {content, reason, error text, attempts,
--- first enqueued ms, died ms, lock time ms or ''} (pack4), and collects
+-- first enqueued ms, died ms, lock time ms or '', its attempts' errors}
+-- (pack4; the last item is the pack()ed list of attempt-errors.lua, with
+-- the last attempt's error added for 'dead'), and collects
 -- the message, or, when a requeue is pending, turns that into the
 -- message. reason is 'dead' (an error outcome after the last attempt,
 -- or one marked final) or 'quarantined' (handed out too often without an
@@ -170,7 +173,14 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms)
   local content = redis.call('hget', K_MESSAGES, mid) or ''
   local udt = redis.call('hget', K_UDTS, mid) or ''
   local lock_ms = redis.call('hget', K_LOCK_TIMES, mid) or ''
-  redis.call('hset', K_DEAD, mid, pack4({content, reason, err, tostring(attempts), udt, tostring(now), lock_ms}))
+  local errors
+  if reason == 'dead' then
+    errors = with_attempt_error(attempt_errors(mid, attempts), attempts, now, err)
+  else
+    errors = attempt_errors(mid, attempts + 1)
+  end
+  redis.call('hset', K_DEAD, mid, pack4({content, reason, err, tostring(attempts), udt, tostring(now), lock_ms,
+    pack(errors)}))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   count_history('d')
   trim_dead(now)
@@ -240,6 +250,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'ok'
   elseif outcome == 'retry' then
     redis.call('hincrby', K_NOUTCOMES, mid, 1)
+    note_attempt_error(mid, now, err)
     if backoff_ms > 0 then
       redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)
       index_due(mid, now + backoff_ms)

@@ -28,6 +28,54 @@ type DeadRecord struct {
 	FirstEnqueued, Died int64
 	// LockTime is the message's own lock time, 0 for the worker's.
 	LockTime time.Duration
+	// AttemptErrors are the errors of its latest failed attempts, oldest
+	// first (§17); empty in dead letters of versions before.
+	AttemptErrors []AttemptError
+}
+
+// AttemptError is one failed attempt's error (§17).
+type AttemptError struct {
+	// Attempt is the attempt's number, from 1.
+	Attempt int64
+	// At is when it failed, Unix ms by the server's clock.
+	At int64
+	// Error is its error text, cut to 1 KiB.
+	Error string
+}
+
+// unpack3 reads the items of the scripts' pack (prelude.lua): each after
+// its length in three little-endian bytes.
+func unpack3(s string) ([]string, bool) {
+	var items []string
+	for len(s) > 0 {
+		if len(s) < 3 {
+			return nil, false
+		}
+		n := int(s[0]) | int(s[1])<<8 | int(s[2])<<16
+		if n > len(s)-3 {
+			return nil, false
+		}
+		items, s = append(items, s[3:3+n]), s[3+n:]
+	}
+	return items, true
+}
+
+// parseAttemptErrors reads attempt-errors.lua's list.
+func parseAttemptErrors(s string) ([]AttemptError, bool) {
+	items, ok := unpack3(s)
+	if !ok || len(items)%3 != 0 {
+		return nil, false
+	}
+	var out []AttemptError
+	for i := 0; i+2 < len(items); i += 3 {
+		n, err1 := strconv.ParseInt(items[i], 10, 64)
+		at, err2 := strconv.ParseInt(items[i+1], 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, false
+		}
+		out = append(out, AttemptError{Attempt: n, At: at, Error: items[i+2]})
+	}
+	return out, true
 }
 
 // parseDeadRecord reads pack4's items (outcome.lua, bury).
@@ -43,13 +91,22 @@ func parseDeadRecord(id, s string) (DeadRecord, error) {
 		}
 		items, s = append(items, s[4:4+n]), s[4+n:]
 	}
-	if len(items) != 7 {
+	// Seven items before the attempts' errors were kept; items after the
+	// eighth are left for versions to come.
+	if len(items) < 7 {
 		return DeadRecord{}, fmt.Errorf("%w: dead letter %q has %d fields", ErrUnexpectedReply, id, len(items))
 	}
 	num := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
-	return DeadRecord{ID: id, Data: []byte(items[0]), Reason: items[1], Error: items[2],
+	d := DeadRecord{ID: id, Data: []byte(items[0]), Reason: items[1], Error: items[2],
 		Attempts: num(items[3]), FirstEnqueued: num(items[4]), Died: num(items[5]),
-		LockTime: time.Duration(num(items[6])) * time.Millisecond}, nil
+		LockTime: time.Duration(num(items[6])) * time.Millisecond}
+	if len(items) > 7 {
+		var ok bool
+		if d.AttemptErrors, ok = parseAttemptErrors(items[7]); !ok {
+			return DeadRecord{}, fmt.Errorf("%w: dead letter %q has damaged attempt errors", ErrUnexpectedReply, id)
+		}
+	}
+	return d, nil
 }
 
 // DeadLetterPage answers up to limit dead letters, newest first (by the

@@ -83,7 +83,8 @@ func TestSpecComplete(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok, "a dead letter")
 		assert.Equal(t, DeadRecord{ID: mid, Data: []byte("x"), Reason: "dead", Error: "boom", Attempts: 1,
-			FirstEnqueued: d.FirstEnqueued, Died: d.Died}, d)
+			FirstEnqueued: d.FirstEnqueued, Died: d.Died,
+			AttemptErrors: []AttemptError{{Attempt: 1, At: d.Died, Error: "boom"}}}, d)
 		assert.NotZero(t, d.FirstEnqueued)
 		assert.GreaterOrEqual(t, d.Died, d.FirstEnqueued)
 

@@ -136,3 +136,83 @@ func TestHistoryTrim(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, ms, 1440)
 }
+
+// TestAttemptErrors: docs/protocol.md §17. A retry after a failure keeps
+// its error with the message, the latest five, each cut to 1 KiB; the
+// dead letter keeps them with the last one; they go with the message
+// (success, delete), and an entry left by
+// an earlier life of the id is not taken for this one's.
+func TestAttemptErrors(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		q := queuetest.QueueName(t)
+		kept := func(id string) bool {
+			t.Helper()
+			ok, err := s.RDB.HExists(ctx, s.Key(q, keys.AttemptErrors), id).Result()
+			require.NoError(t, err)
+			return ok
+		}
+		// handle takes id (queued now) and records outcome with err.
+		handle := func(id string, oc Outcome, err string) {
+			t.Helper()
+			st := onePoll(t, s, q)
+			for i := 0; st.Kind == StepSkip && i < 10; i++ { // ids of messages gone
+				st = onePoll(t, s, q)
+			}
+			require.Equal(t, StepHandle, st.Kind)
+			require.Equal(t, id, st.ID)
+			ok, e := complete(ctx, s, q, []Completion{{ID: id, LockedUntil: st.LockedUntil, Outcome: oc, Error: err}})
+			require.NoError(t, e)
+			require.Equal(t, []bool{true}, ok)
+		}
+
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "a"})
+		long := string(make([]byte, 3000))
+		for i := 1; i <= 7; i++ {
+			e := fmt.Sprint("err ", i)
+			if i == 6 {
+				e = long
+			}
+			handle("a", OutcomeRetry, e)
+		}
+		handle("a", OutcomeRetry, "") // a retry asked for, no failure
+		assert.True(t, kept("a"))
+		handle("a", OutcomeDead, "last")
+		assert.False(t, kept("a"), "gone with the message")
+		d, ok, err := DeadLetter(ctx, s.RDB, s.Keys(q), "a")
+		require.NoError(t, err)
+		require.True(t, ok)
+		var got []string
+		for _, e := range d.AttemptErrors {
+			got = append(got, fmt.Sprint(e.Attempt, ":", len(e.Error)))
+			assert.LessOrEqual(t, e.At, d.Died)
+			assert.Greater(t, e.At, int64(0))
+		}
+		assert.Equal(t, []string{"4:5", "5:5", "6:1024", "7:5", "9:4"}, got, "the latest five, cut to 1 KiB")
+		assert.Equal(t, "last", d.AttemptErrors[4].Error)
+		assert.Equal(t, "err 7", d.AttemptErrors[3].Error)
+
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "b"})
+		handle("b", OutcomeRetry, "b1")
+		assert.True(t, kept("b"))
+		handle("b", OutcomeSuccess, "")
+		assert.False(t, kept("b"), "collected with the message")
+
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "c"})
+		handle("c", OutcomeRetry, "c1")
+		_, err = Delete(ctx, s.RDB, s.Keys(q), []string{"c"})
+		require.NoError(t, err)
+		assert.False(t, kept("c"), "deleted with the message")
+
+		// An entry an earlier life of the id left (as after a Carmine
+		// worker's collection): attempts 2 and 3 of that life.
+		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "d"})
+		stale := "\x01\x00\x002\x01\x00\x001\x03\x00\x00old\x01\x00\x003\x01\x00\x001\x03\x00\x00old"
+		require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.AttemptErrors), "d", stale).Err())
+		handle("d", OutcomeDead, "new")
+		d, _, err = DeadLetter(ctx, s.RDB, s.Keys(q), "d")
+		require.NoError(t, err)
+		require.Len(t, d.AttemptErrors, 1, "the earlier life's errors dropped")
+		assert.Equal(t, AttemptError{Attempt: 1, At: d.Died, Error: "new"}, d.AttemptErrors[0])
+	})
+}

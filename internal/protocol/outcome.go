@@ -37,7 +37,9 @@ type Completion struct {
 	Outcome Outcome
 	// Backoff is the backoff to set, 0 for none.
 	Backoff time.Duration
-	// Error is the error text of an OutcomeDead, kept in the dead letter.
+	// Error is the error text of an OutcomeDead, kept in the dead letter,
+	// or of an OutcomeRetry after a failure, kept with the message among
+	// its attempts' errors (§17).
 	Error string
 }
 

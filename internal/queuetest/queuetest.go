@@ -66,6 +66,10 @@ func Dump(tb testing.TB, rdb redis.UniversalClient, key func(keys.Index) string,
 		case "hash":
 			h, err := rdb.HGetAll(ctx, k).Result()
 			must(err)
+			if i == keys.History {
+				text = historyText(h)
+				break
+			}
 			fields := make([]string, 0, len(h))
 			for f, v := range h {
 				if i == keys.Dead {
@@ -161,7 +165,40 @@ func deadText(v string, norm func(string) string) string {
 		if n > len(v)-4 {
 			break
 		}
-		items, v = append(items, norm(v[4:4+n])), v[4+n:]
+		item := v[4 : 4+n]
+		if len(items) == 7 { // the attempts' errors (§17), packed in threes
+			item = attemptErrorsText(item, norm)
+		}
+		items, v = append(items, norm(item)), v[4+n:]
 	}
 	return fmt.Sprintf("%q", items)
+}
+
+// attemptErrorsText shows the items of the scripts' pack (three-byte
+// lengths) normalised.
+func attemptErrorsText(v string, norm func(string) string) string {
+	var items []string
+	for len(v) >= 3 {
+		n := int(v[0]) | int(v[1])<<8 | int(v[2])<<16
+		if n > len(v)-3 {
+			break
+		}
+		items, v = append(items, norm(v[3:3+n])), v[3+n:]
+	}
+	return fmt.Sprintf("%q", items)
+}
+
+// historyText shows a history hash (docs/protocol.md §17) as its counts
+// by kind, summed over its minutes, so that two copies worked on across
+// a minute's turn compare equal.
+func historyText(h map[string]string) string {
+	sums := map[byte]int64{}
+	for f, v := range h {
+		if f == "last" || f == "" {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		sums[f[len(f)-1]] += n
+	}
+	return fmt.Sprintf("p=%d f=%d d=%d", sums['p'], sums['f'], sums['d'])
 }
