@@ -30,7 +30,17 @@ type deadView struct {
 	Died          time.Time  `json:"died"`
 	// LockTimeMS is the message's own lock time, 0 for the worker's.
 	LockTimeMS int64 `json:"lock_time_ms"`
+	// AttemptErrors are the errors of its latest failed attempts, oldest
+	// first, the last included (empty for dead letters of mq v0.1.0).
+	AttemptErrors []attemptErrorView `json:"attempt_errors"`
 	contentView
+}
+
+// attemptErrorView is one failed attempt of a dead letter's message.
+type attemptErrorView struct {
+	Attempt int64     `json:"attempt"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error"`
 }
 
 func newDeadView(queue string, d mq.DeadLetter) deadView {
@@ -39,6 +49,10 @@ func newDeadView(queue string, d mq.DeadLetter) deadView {
 	if !d.FirstEnqueued.IsZero() {
 		t := d.FirstEnqueued.UTC()
 		v.FirstEnqueued = &t
+	}
+	v.AttemptErrors = make([]attemptErrorView, len(d.AttemptErrors))
+	for i, e := range d.AttemptErrors {
+		v.AttemptErrors[i] = attemptErrorView{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error}
 	}
 	return v
 }
@@ -179,10 +193,11 @@ func (a *app) deadShowCommand() *cobra.Command {
 	var raw bool
 	cmd := &cobra.Command{
 		Use:   "show QUEUE ID",
-		Short: "Show one dead letter: its last error, attempts, times and decoded content",
+		Short: "Show one dead letter: its errors, attempts, times and decoded content",
 		Long: `Show one dead letter: why it died, the last error's text, its attempts, when
 it was first enqueued and when it died (the Redis server's clock, UTC), its
-own lock time if any, and its content decoded from MessagePack by the
+own lock time if any, the error of each of its latest failed attempts (up
+to five, with when each failed), and its content decoded from MessagePack by the
 library's codec (bytes it refuses are shown as undecodable, quoted).
 
 With --raw, the stored bytes are written to standard output as they are.
@@ -226,6 +241,9 @@ func printDead(w io.Writer, v deadView) error {
 	row(t, "first enqueued", first)
 	row(t, "died", timeText(v.Died))
 	row(t, "lock time", duration(time.Duration(v.LockTimeMS)*time.Millisecond))
+	for _, e := range v.AttemptErrors {
+		row(t, "attempt "+itoa(e.Attempt), timeText(e.At)+"  "+safeTextLine(e.Error))
+	}
 	contentRows(t, "", v.contentView)
 	return t.Flush()
 }
