@@ -33,6 +33,8 @@
 //	mq_queue_total_messages{queue}     gauge  messages in the queue, whatever their state
 //	mq_queue_dead_letters{queue}       gauge  dead letters (Inspector.DeadLetters), not in the total
 //	mq_queue_paused{queue}             gauge  1 while the queue is paused
+//	mq_history_handlings_last_minute{queue,kind}  gauge  handlings in the last whole minute: processed, failed, dead
+//	mq_history_handlings_last_hour{queue,kind}    gauge  the same over the last 60 whole minutes
 //	mq_queue_stale{queue}              gauge  1 while the series above hold the counts last read (Redis unreadable)
 //	mq_scrape_errors_total{op}         counter  failed reads: op queue_names (the listing) or queue_counts (one per queue)
 //	mq_scrape_error                    gauge  1 if the last scrape failed to read anything
@@ -47,6 +49,15 @@
 // left by a Carmine worker. A message that failed for good leaves the
 // queue for its dead letters, counted in mq_queue_dead_letters; alert on
 // it rising.
+//
+// The history gauges come from the history the workers keep in Redis
+// (mq.Inspector.History, docs/protocol.md §17), by the Redis server's
+// minutes, the running one left out: processed counts the handlings
+// recorded (succeeded, retried, failed or dead), failed those of them not
+// succeeded, dead the dead letters written (quarantines included). They
+// count every process's workers of this library, whichever process
+// scrapes, and survive restarts; a Carmine worker's handlings are not
+// among them. Reading them costs a second round trip per queue.
 //
 // Listing the queues (QueueOptions.Queues nil) finds only queues with
 // messages, so the collector goes on reading the queues it listed until

@@ -64,6 +64,7 @@ type QueueCollector struct {
 
 	messages, total, dead, paused, stale *prometheus.Desc
 	errorsDesc, errorDesc, durationDesc  *prometheus.Desc
+	lastMinute, lastHour                 *prometheus.Desc
 
 	nameErrors, countErrors atomic.Int64
 
@@ -71,13 +72,20 @@ type QueueCollector struct {
 	// last holds the counts last read of each queue exported: with Queues
 	// nil, the queues listed and not read empty since. A scrape that
 	// cannot read a queue exports them, marked stale.
-	last map[string]mq.QueueCounts
+	last map[string]queueState
+}
+
+// queueState is what one read of a queue found: its counts, and its
+// history's sums (history.go).
+type queueState struct {
+	counts mq.QueueCounts
+	hist   historySums
 }
 
 // NewQueueCollector returns a collector of the counts of the queues of
 // client. opts may be nil for defaults; it is copied.
 func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
-	c := &QueueCollector{client: client, last: map[string]mq.QueueCounts{}}
+	c := &QueueCollector{client: client, last: map[string]queueState{}}
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -119,20 +127,28 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 	c.durationDesc = prometheus.NewDesc("mq_scrape_duration_seconds",
 		"How long the last scrape of the queue collector took to read Redis.",
 		nil, nil)
+	c.lastMinute = prometheus.NewDesc("mq_history_handlings_last_minute",
+		"Handlings of the queue in the last whole minute by the Redis server's clock, as its workers recorded them in Redis (mq.Inspector.History), by kind: processed (succeeded, retried, failed or dead), failed (of them, not succeeded) and dead (dead letters written, quarantines included).",
+		[]string{"queue", "kind"}, nil)
+	c.lastHour = prometheus.NewDesc("mq_history_handlings_last_hour",
+		"Handlings of the queue in the last 60 whole minutes by the Redis server's clock, by kind, as mq_history_handlings_last_minute counts them.",
+		[]string{"queue", "kind"}, nil)
 	return c
 }
 
 // Describe sends the descriptions of the collector's metrics.
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.messages, c.total, c.dead, c.paused, c.stale, c.errorsDesc, c.errorDesc, c.durationDesc} {
+	for _, d := range []*prometheus.Desc{c.messages, c.total, c.dead, c.paused, c.stale, c.errorsDesc, c.errorDesc, c.durationDesc,
+		c.lastMinute, c.lastHour} {
 		ch <- d
 	}
 }
 
-// queueRead is one queue's counts, or why they could not be read.
+// queueRead is one queue's counts and history, or why they could not be
+// read.
 type queueRead struct {
-	counts mq.QueueCounts
-	err    error
+	queueState
+	err error
 }
 
 // Collect reads the queues' counts from Redis, within the Timeout, and
@@ -174,12 +190,13 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, bool01(!fresh), q)
-		var n mq.QueueCounts
+		var st queueState
 		if fresh {
-			n = last[i]
-		} else if n, fresh = c.lastRead(q); !fresh {
+			st = last[i]
+		} else if st, fresh = c.lastRead(q); !fresh {
 			continue
 		}
+		n := st.counts
 		for _, s := range []struct {
 			state string
 			n     int64
@@ -189,6 +206,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(n.Total), q)
 		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(n.Dead), q)
 		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, bool01(n.Paused), q)
+		c.collectHistory(ch, q, st.hist)
 	}
 	if nfailed > 0 {
 		// One line a scrape, however many queues failed (a deadline that
@@ -221,10 +239,10 @@ func (c *QueueCollector) withKnown(listed []string) []string {
 // queues. With Queues nil, a queue read empty is forgotten: its zeros are
 // exported this once, and the listing finds it again once it holds
 // something. A queue whose read failed stays as it was.
-func (c *QueueCollector) remember(queues []string, reads []queueRead) []mq.QueueCounts {
+func (c *QueueCollector) remember(queues []string, reads []queueRead) []queueState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	counts := make([]mq.QueueCounts, len(reads))
+	counts := make([]queueState, len(reads))
 	for i, r := range reads {
 		q := queues[i]
 		switch {
@@ -233,23 +251,23 @@ func (c *QueueCollector) remember(queues []string, reads []queueRead) []mq.Queue
 		case r.counts == (mq.QueueCounts{}) && c.opts.Queues == nil:
 			delete(c.last, q)
 		default:
-			c.last[q] = r.counts
+			c.last[q] = r.queueState
 		}
-		counts[i] = r.counts
+		counts[i] = r.queueState
 	}
 	return counts
 }
 
 // lastRead answers the counts last read of queue q, if any.
-func (c *QueueCollector) lastRead(q string) (mq.QueueCounts, bool) {
+func (c *QueueCollector) lastRead(q string) (queueState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, ok := c.last[q]
 	return n, ok
 }
 
-// read reads the counts of queues, Concurrency at a time, one round trip
-// each, and answers them in the order of queues.
+// read reads the counts and history of queues, Concurrency at a time,
+// two round trips each, and answers them in the order of queues.
 func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead {
 	reads := make([]queueRead, len(queues))
 	next := make(chan int)
@@ -258,6 +276,9 @@ func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead 
 		wg.Go(func() {
 			for i := range next {
 				reads[i].counts, reads[i].err = c.client.Inspector().QueueCounts(ctx, queues[i])
+				if reads[i].err == nil {
+					reads[i].hist, reads[i].err = readHistory(ctx, c.client, queues[i])
+				}
 			}
 		})
 	}
