@@ -34,6 +34,17 @@ type deadJSON struct {
 	Content         string `json:"content"`
 	DecodeError     string `json:"decode_error,omitempty"`
 	Truncated       bool   `json:"truncated,omitempty"`
+	// AttemptErrors are the errors of its latest failed attempts, oldest
+	// first, the last included (none for dead letters of mq v0.1.0).
+	AttemptErrors []attemptErrorJSON `json:"attempt_errors"`
+}
+
+// attemptErrorJSON is one failed attempt of a dead letter's message; AtMS
+// is Unix ms by the Redis server's clock.
+type attemptErrorJSON struct {
+	Attempt int64  `json:"attempt"`
+	AtMS    int64  `json:"at_ms"`
+	Error   string `json:"error"`
 }
 
 // deadPageJSON is the answer of GET api/dead?queue=Q&cursor=C.
@@ -85,6 +96,11 @@ func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 			Attempts: d.Attempts,
 			DiedMS:   d.Died.UnixMilli(),
 			Size:     len(d.Data),
+
+			AttemptErrors: make([]attemptErrorJSON, len(d.AttemptErrors)),
+		}
+		for j, e := range d.AttemptErrors {
+			dj.AttemptErrors[j] = attemptErrorJSON{Attempt: e.Attempt, AtMS: e.At.UnixMilli(), Error: e.Error}
 		}
 		if !d.FirstEnqueued.IsZero() {
 			dj.FirstEnqueuedMS = d.FirstEnqueued.UnixMilli()
