@@ -26,8 +26,9 @@
 -- ARGV[19..] n groups of five: mid, locked_until_ms (the token from a poll
 --            or a renewal), outcome ('success', 'retry', 'dead' or
 --            'release'), backoff in ms (0 for none), error text ('' but
---            for 'dead' and a failed 'retry', attempt-errors.lua); any other outcome fails the call with an error
---            reply MQOUTCOME before anything is written
+--            for 'dead' and a failed 'retry', attempt-errors.lua); any
+--            other outcome fails the call with an error reply MQOUTCOME
+--            before anything is written
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
 -- of §10 after the steps (-1 when not asked for), outcomes the
