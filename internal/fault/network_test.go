@@ -60,10 +60,29 @@ func faultyReplies(t *testing.T, seed uint64, rule Rule, readTimeout time.Durati
 	p.Set(Rule{})
 	rep := h.finish(scale(60*time.Second, 180*time.Second))
 	t.Logf("proxy: %+v", p.Stats())
+	processed, failed := h.historySums()
 	expect(t, rep, append(safe(rep),
 		zero("duplicated", rep.Duplicated),
 		zero("LockLost", rep.LockLost),
+		// Each handling's outcome in the queue's history once, however
+		// often its call was sent (docs/protocol.md §17).
+		check{"history: processed", processed, int64(rep.Handled)},
+		zero("history: failed", failed),
 	)...)
+}
+
+// historySums adds up the queue's history in Redis (the last day).
+func (h *harness) historySums() (processed, failed int64) {
+	h.t.Helper()
+	ms, err := h.admin.Inspector().History(context.Background(), queue, time.Time{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, m := range ms {
+		processed += m.Processed
+		failed += m.Failed
+	}
+	return processed, failed
 }
 
 // TestScenarioDroppedEnqueueMany: one EnqueueMany of 3,000 messages through the
