@@ -128,6 +128,9 @@ type Client struct {
 
 	keyCache sync.Map // queue name -> []string, every key of the queue
 	groups   sync.Map // queue name -> *enqueueGroup (coalesce.go)
+	// registered holds the queues this client put in the registry
+	// (registry.go), so that it registers each once.
+	registered sync.Map // queue name -> struct{}
 
 	// sleepers counts the polling loops of the client's running workers,
 	// each of which may hold a pooled connection while it sleeps (pool.go).
