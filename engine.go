@@ -63,9 +63,9 @@ func (s *queueStore) Beat(ctx context.Context, id string, ttl time.Duration, inf
 	if err != nil {
 		return redisError(err)
 	}
-	// Every beat registers the queue again (docs/protocol.md §16), so
-	// that a queue cleared under a running worker is listed again.
-	return s.c.registerNow(ctx, s.queue)
+	// The beats register the queue again (docs/protocol.md §16), so that
+	// a queue cleared under a running worker is listed again.
+	return s.c.registerBeat(ctx, s.queue)
 }
 
 func (s *queueStore) Gone(ctx context.Context, id string) error {

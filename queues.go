@@ -196,7 +196,10 @@ func (in *Inspector) clear(ctx context.Context, queues []string) ([]string, erro
 	}
 	var cleared []string
 	for _, q := range queues {
-		in.c.registered.Delete(q) // the next enqueue registers it again
+		// The next enqueue, and the next beat of a worker of this
+		// client, register it again.
+		in.c.registered.Delete(q)
+		in.c.beatRegistered.Delete(q)
 	}
 	for i, h := range held {
 		if h {

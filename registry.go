@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/gocarmine/mq/internal/protocol"
 )
@@ -36,6 +37,26 @@ func (c *Client) register(ctx context.Context, queue string) error {
 		return err
 	}
 	c.registered.Store(queue, struct{}{})
+	return nil
+}
+
+// registerEvery is how often the heartbeats of a client's workers on one
+// queue register it: with every beat at the default heartbeatEvery, and
+// no more often with the faster beats of tests, so that a beat, whose
+// calls share one beat interval as their deadline, costs one more round
+// trip at most once in that time.
+const registerEvery = heartbeatEvery
+
+// registerBeat registers queue for a heartbeat of a worker of the client:
+// at once for the first, then once per registerEvery.
+func (c *Client) registerBeat(ctx context.Context, queue string) error {
+	if at, ok := c.beatRegistered.Load(queue); ok && time.Since(at.(time.Time)) < registerEvery {
+		return nil
+	}
+	if err := c.registerNow(ctx, queue); err != nil {
+		return err
+	}
+	c.beatRegistered.Store(queue, time.Now())
 	return nil
 }
 
