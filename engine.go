@@ -60,7 +60,12 @@ func (s *queueStore) Beat(ctx context.Context, id string, ttl time.Duration, inf
 	_, err := within(s.c, ctx, func(ctx context.Context) (int64, error) {
 		return protocol.Heartbeat(ctx, s.c.rdb, s.c.keys(s.queue), id, ttl, info)
 	})
-	return redisError(err)
+	if err != nil {
+		return redisError(err)
+	}
+	// The beats register the queue again (docs/protocol.md §16), so that
+	// a queue cleared under a running worker is listed again.
+	return s.c.registerBeat(ctx, s.queue)
 }
 
 func (s *queueStore) Gone(ctx context.Context, id string) error {

@@ -125,6 +125,9 @@ func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *Enque
 	if err != nil {
 		return EnqueueResult{}, err
 	}
+	if err := c.register(ctx, queue); err != nil {
+		return EnqueueResult{MessageID: m.ID}, fmt.Errorf("mq: enqueue to %q: %w", queue, err)
+	}
 	code, err := c.enqueueCoalesced(ctx, queue, m)
 	if err != nil {
 		return EnqueueResult{MessageID: m.ID}, fmt.Errorf("mq: enqueue to %q: %w", queue, redisError(err))
@@ -175,6 +178,9 @@ func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueR
 	}
 	if len(reqs) == 0 {
 		return results, nil
+	}
+	if err := c.register(ctx, queue); err != nil {
+		return results, fmt.Errorf("mq: enqueue to %q: %w", queue, err)
 	}
 	answers, err := within(c, ctx, func(ctx context.Context) ([]protocol.EnqueueAnswer, error) {
 		return protocol.EnqueuePipelined(ctx, c.rdb, c.keys(queue), calls), nil

@@ -201,9 +201,16 @@ func (h *workerHandler) Handle(ctx context.Context, d *engine.Delivery, lock *en
 		lock:        lock,
 	}
 	if s.Attempt == 1 {
-		w.stats.queueingTime.Add(float64(msg.Age))
+		w.stats.queueingTime.Add(float64(queueingTime(s)))
 	}
 	return w.call(ctx, msg)
+}
+
+// queueingTime is Handling.QueueingTime: from when the message was due
+// (its first enqueue, or the end of the backoff it waited out, whichever
+// is later) to the poll, by the server's clock.
+func queueingTime(s *protocol.Step) time.Duration {
+	return time.Duration(max(0, s.Now-max(s.FirstEnqueued, s.Due))) * time.Millisecond
 }
 
 // messageAge is Message.Age: from the first enqueue to the poll, by the

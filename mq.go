@@ -128,6 +128,12 @@ type Client struct {
 
 	keyCache sync.Map // queue name -> []string, every key of the queue
 	groups   sync.Map // queue name -> *enqueueGroup (coalesce.go)
+	// registered holds the queues this client put in the registry
+	// (registry.go), so that it registers each once.
+	registered sync.Map // queue name -> struct{}
+	// beatRegistered holds when the heartbeats of the client's workers
+	// last registered each queue (registry.go).
+	beatRegistered sync.Map // queue name -> time.Time
 
 	// sleepers counts the polling loops of the client's running workers,
 	// each of which may hold a pooled connection while it sleeps (pool.go).

@@ -35,9 +35,18 @@ type Handling struct {
 	Attempt int
 	// Age is Message.Age: the time from the message's first enqueue to the
 	// poll that handed it out, by the Redis server's clock (to the
-	// millisecond). On the first attempt it is the message's queueing time,
-	// as WorkerStats.QueueingTime samples it.
+	// millisecond). It includes a delay the message was enqueued with.
 	Age time.Duration
+	// QueueingTime is the time from when the message was due to the poll
+	// that handed it out, by the Redis server's clock (to the
+	// millisecond): from its first enqueue, or from the end of the
+	// backoff it waited out (InitialBackoff, At, a retry's backoff),
+	// whichever is later, so that a planned delay is not counted as
+	// waiting. On the first attempt WorkerStats.QueueingTime samples it.
+	// The end of a backoff is known to the poll that wakes the message
+	// or meets it on the circle; a message woken by a poll that had no
+	// room to hand it out counts from its enqueue (docs/protocol.md §16).
+	QueueingTime time.Duration
 	// HandlingTime is how long the handler took, by the local clock, as
 	// WorkerStats.HandlingTime samples it.
 	HandlingTime time.Duration
@@ -63,7 +72,7 @@ func (w *Worker) observe(s *protocol.Step, took time.Duration, outcome Outcome, 
 		return
 	}
 	w.cfg.Observer.ObserveHandling(Handling{
-		Queue: w.queue, ID: s.ID, Attempt: int(s.Attempt), Age: messageAge(s),
+		Queue: w.queue, ID: s.ID, Attempt: int(s.Attempt), Age: messageAge(s), QueueingTime: queueingTime(s),
 		HandlingTime: took, Outcome: outcome, Err: err,
 	})
 }

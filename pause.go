@@ -12,6 +12,9 @@ import (
 // nothing out until ResumeQueue. Enqueues go on; QueueCounts reports the
 // pause. It answers whether the queue was running. Beyond Carmine, whose
 // workers sharing the queue do not know of the pause and go on working.
+// A pause makes the queue exist (QueueNames lists it) whether it held
+// anything or not: tools acting on a queue a person typed check
+// [Inspector.QueueExists] first.
 func (in *Inspector) PauseQueue(ctx context.Context, queue string) (bool, error) {
 	return in.setPaused(ctx, queue, true)
 }
@@ -36,6 +39,12 @@ func (in *Inspector) setPaused(ctx context.Context, queue string, pause bool) (b
 			what = "pause"
 		}
 		return false, fmt.Errorf("mq: %s %q: %w", what, queue, redisError(err))
+	}
+	if pause {
+		// A pause makes the queue exist (docs/protocol.md §16).
+		if err := in.c.registerNow(ctx, queue); err != nil {
+			return changed, err
+		}
 	}
 	return changed, nil
 }

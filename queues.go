@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/protocol"
 )
 
@@ -113,16 +114,21 @@ func (in *Inspector) QueueContent(ctx context.Context, queue string) ([]MessageI
 	return out, nil
 }
 
-// QueueNames returns the names of the queues that hold messages or dead
-// letters, or are paused, sorted, whose names match the glob pattern (""
-// or "*" for all). It scans with SCAN (on a cluster, every master), never
-// KEYS. A queue whose messages were all handled and collected is gone.
+// QueueNames returns the names of the queues that exist, sorted, whose
+// names match the glob pattern ("" or "*" for all, read as Redis's SCAN
+// MATCH reads it): the queues of the registry (docs/protocol.md §16),
+// which every enqueue, worker and pause of this library writes and
+// ClearQueues empties, and, merged with them, the queues found by SCAN (on
+// a cluster, every master; never KEYS) that hold messages or dead letters,
+// or are paused, which finds queues only Carmine's producers wrote. So a
+// queue with a running worker, or that this library ever enqueued to, is
+// listed, empty or not, until ClearQueues removes it.
 //
 // It finds only the queues of the client's own key layout (see
-// [Config.Cluster]), and only keys that are a queue's: a messages hash,
-// under a name the client accepts, beside the queue's udts hash, which
-// holds an entry for every message. Keys of other applications that merely
-// look like a messages key are left out, and so left alone by
+// [Config.Cluster]), and by SCAN only keys that are a queue's: a messages
+// hash, under a name the client accepts, beside the queue's udts hash,
+// which holds an entry for every message. Keys of other applications that
+// merely look like a messages key are left out, and so left alone by
 // ClearAllQueues.
 func (in *Inspector) QueueNames(ctx context.Context, pattern string) ([]string, error) {
 	if pattern == "" {
@@ -130,6 +136,15 @@ func (in *Inspector) QueueNames(ctx context.Context, pattern string) ([]string, 
 	}
 	found := map[string]bool{}
 	_, err := within(in.c, ctx, func(ctx context.Context) (struct{}, error) {
+		registered, err := protocol.Registered(ctx, in.c.rdb, in.c.cfg.Cluster)
+		if err != nil {
+			return struct{}{}, err
+		}
+		for _, q := range registered {
+			if validQueueName(q) && keys.Match(pattern, q) {
+				found[q] = true
+			}
+		}
 		return struct{}{}, protocol.ScanQueues(ctx, in.c.rdb, in.c.cfg.Cluster, pattern, validQueueName,
 			func(q string) { found[q] = true })
 	})
@@ -147,8 +162,10 @@ func (in *Inspector) QueueNames(ctx context.Context, pattern string) ([]string, 
 // validQueueName tells whether ValidateQueueName accepts name.
 func validQueueName(name string) bool { return ValidateQueueName(name) == nil }
 
-// ClearQueues deletes every key of the named queues, for good, and returns
-// the names of those that held anything.
+// ClearQueues deletes every key of the named queues, for good, takes them
+// out of the registry (QueueNames), and returns the names of those that
+// held anything or were registered. A worker still running on a cleared
+// queue registers it again with its next heartbeat.
 func (in *Inspector) ClearQueues(ctx context.Context, queues ...string) ([]string, error) {
 	for _, q := range queues {
 		if err := ValidateQueueName(q); err != nil {
@@ -178,6 +195,12 @@ func (in *Inspector) clear(ctx context.Context, queues []string) ([]string, erro
 		return nil, fmt.Errorf("mq: clear queues: %w", err)
 	}
 	var cleared []string
+	for _, q := range queues {
+		// The next enqueue, and the next beat of a worker of this
+		// client, register it again.
+		in.c.registered.Delete(q)
+		in.c.beatRegistered.Delete(q)
+	}
 	for i, h := range held {
 		if h {
 			cleared = append(cleared, queues[i])

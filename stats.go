@@ -13,8 +13,10 @@ import (
 type WorkerStats struct {
 	// QueueSize is the queue size, sampled after polls.
 	QueueSize Summary `json:"queue_size"`
-	// QueueingTime is the time from a message's first enqueue to its first
-	// handling, by the Redis server's clock (to the millisecond).
+	// QueueingTime is the time from when a message was due (its first
+	// enqueue, or the end of its delay, whichever is later) to its first
+	// handling, by the Redis server's clock (to the millisecond): see
+	// Handling.QueueingTime.
 	QueueingTime DurationSummary `json:"queueing_time"`
 	// HandlingTime is the time the handler took, by the local clock.
 	HandlingTime DurationSummary `json:"handling_time"`

@@ -27,6 +27,10 @@ type actionBody struct {
 	ID    string `json:"id,omitempty"`
 	// All asks a dead-letter action for every dead letter of the queue.
 	All bool `json:"all,omitempty"`
+	// Create asks a pause to pause a queue that does not exist yet;
+	// without it, a pause or resume of such a queue is refused with 404,
+	// so that a mistyped name creates nothing.
+	Create bool `json:"create,omitempty"`
 }
 
 // actionResult is what every action answers.
@@ -75,6 +79,8 @@ func (h *handler) action(do func(ctx context.Context, b actionBody) (actionResul
 		switch {
 		case errors.Is(err, errBadAction), errors.Is(err, mq.ErrInvalidMessageID), errors.Is(err, mq.ErrInvalidOption):
 			writeError(w, http.StatusBadRequest, err.Error())
+		case errors.Is(err, mq.ErrQueueNotFound):
+			writeError(w, http.StatusNotFound, err.Error())
 		case errors.Is(err, mq.ErrAlreadyQueued):
 			// A dead letter whose id the queue holds again: nothing done.
 			writeError(w, http.StatusConflict, err.Error())
@@ -110,13 +116,37 @@ func sameOrigin(r *http.Request) error {
 }
 
 func (h *handler) pause(ctx context.Context, b actionBody) (actionResult, error) {
+	if !b.Create {
+		if err := h.queueMustExist(ctx, b.Queue); err != nil {
+			return actionResult{}, err
+		}
+	}
 	changed, err := h.client.Inspector().PauseQueue(ctx, b.Queue)
+	if err == nil && b.Create {
+		h.refreshNames() // a queue it made is listed at the next overview
+	}
 	return actionResult{Changed: changed}, err
 }
 
 func (h *handler) resume(ctx context.Context, b actionBody) (actionResult, error) {
+	if b.Create {
+		return actionResult{}, fmt.Errorf("%w: create is for a pause", errBadAction)
+	}
+	if err := h.queueMustExist(ctx, b.Queue); err != nil {
+		return actionResult{}, err
+	}
 	changed, err := h.client.Inspector().ResumeQueue(ctx, b.Queue)
 	return actionResult{Changed: changed}, err
+}
+
+// queueMustExist answers mq.ErrQueueNotFound for a queue that does not
+// exist (Inspector.QueueExists).
+func (h *handler) queueMustExist(ctx context.Context, queue string) error {
+	ok, err := h.client.Inspector().QueueExists(ctx, queue)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: %q", mq.ErrQueueNotFound, queue)
+	}
+	return err
 }
 
 func (h *handler) deleteMessage(ctx context.Context, b actionBody) (actionResult, error) {

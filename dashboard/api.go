@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -69,17 +70,25 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			c, err := h.queueCounts(ctx, q)
-			if err != nil {
+			var gone bool
+			if err == nil {
+				gone, err = h.gone(ctx, q, c)
+			}
+			switch {
+			case err != nil:
 				h.log.ErrorContext(ctx, "queue counts", "queue", q, "error", err)
 				out.Queues[i].Error = err.Error()
 				out.Queues[i].History = h.hist.samples(q)
-				return
+			case gone:
+				out.Queues[i].Name = "" // cleared: left out below
+			default:
+				out.Queues[i].Counts = &c
+				out.Queues[i].History = h.hist.record(q, h.now(), c)
 			}
-			out.Queues[i].Counts = &c
-			out.Queues[i].History = h.hist.record(q, h.now(), c)
 		}()
 	}
 	wg.Wait()
+	out.Queues = slices.DeleteFunc(out.Queues, func(q queueJSON) bool { return q.Name == "" })
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -36,8 +36,11 @@ type nameCache struct {
 	names []string
 }
 
-// queueNames answers the queues to show: Options.Queues, or the scan's
-// (reused for RefreshQueues) with those the history remembers.
+// queueNames answers the queues to show: Options.Queues, or
+// QueueNames's (the queue registry and a scan, docs/protocol.md §16),
+// reused for RefreshQueues. The registry keeps a queue that was emptied,
+// so the list needs no memory of its own; a queue cleared meanwhile is
+// dropped by the overview that reads it empty (see gone).
 func (h *handler) queueNames(ctx context.Context) ([]string, error) {
 	if len(h.opts.Queues) > 0 {
 		return h.opts.Queues, nil
@@ -51,19 +54,34 @@ func (h *handler) queueNames(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 		h.names.names, h.names.at = found, now
+		h.hist.forgetAllBut(found)
 		h.hist.keep(found, maxQueues)
 	}
-	set := make(map[string]bool, len(h.names.names))
-	for _, q := range h.names.names {
-		set[q] = true
+	return slices.Clone(h.names.names), nil
+}
+
+// refreshNames makes the next queueNames read the queues again: after an
+// action that may have made one (a pause with create).
+func (h *handler) refreshNames() {
+	h.names.mu.Lock()
+	defer h.names.mu.Unlock()
+	h.names.names = nil
+}
+
+// gone tells whether a queue whose counts c read empty no longer exists
+// (it was cleared), and if so forgets it: it leaves the list at once, not
+// at the next scan. A queue Options.Queues names is always shown.
+func (h *handler) gone(ctx context.Context, queue string, c counts) (bool, error) {
+	if len(h.opts.Queues) > 0 || c != (counts{}) {
+		return false, nil
 	}
-	for _, q := range h.hist.queueNames() {
-		set[q] = true
+	ok, err := h.client.Inspector().QueueExists(ctx, queue)
+	if err != nil || ok {
+		return false, err
 	}
-	names := make([]string, 0, len(set))
-	for q := range set {
-		names = append(names, q)
-	}
-	slices.Sort(names)
-	return names, nil
+	h.names.mu.Lock()
+	h.names.names = slices.DeleteFunc(h.names.names, func(q string) bool { return q == queue })
+	h.names.mu.Unlock()
+	h.hist.forget(queue)
+	return true, nil
 }

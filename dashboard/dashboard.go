@@ -52,12 +52,13 @@ type Options struct {
 	AllowActions bool
 
 	// Queues lists the queues to show. Default: every queue the client's
-	// QueueNames finds (a SCAN of the keyspace, done at most every
-	// RefreshQueues), plus those shown before.
+	// QueueNames finds (the queue registry and a SCAN of the keyspace,
+	// read at most every RefreshQueues); a queue cleared meanwhile leaves
+	// the list at the next read of the counts, which finds it gone.
 	Queues []string
 
-	// RefreshQueues is how long a scan for queue names is reused.
-	// Default: 10 seconds.
+	// RefreshQueues is how long a read of the queue names is reused: a
+	// new queue appears within it. Default: 10 seconds.
 	RefreshQueues time.Duration
 
 	// Interval is how often the page asks for fresh counts, and the

@@ -85,6 +85,29 @@ func (h *history) queueNames() []string {
 	return names
 }
 
+// forget drops queue's history.
+func (h *history) forget(queue string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.queues, queue)
+}
+
+// forgetAllBut drops the history of every queue not in live: a queue
+// that no longer exists (QueueNames lists every queue that does).
+func (h *history) forgetAllBut(live []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	isLive := make(map[string]bool, len(live))
+	for _, q := range live {
+		isLive[q] = true
+	}
+	for q := range h.queues {
+		if !isLive[q] {
+			delete(h.queues, q)
+		}
+	}
+}
+
 // keep bounds the history to limit queues: past that, it forgets the queues
 // not in live whose last sample is oldest.
 func (h *history) keep(live []string, limit int) {

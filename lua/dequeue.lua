@@ -42,7 +42,10 @@
 --   due entry falls due, else 0
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
---    locked_until_ms, now_ms, metadata ('' for none)}
+--    locked_until_ms, now_ms, metadata ('' for none), due_ms}
+--   where due_ms is when the message was due: the later of its first
+--   enqueue and the end of the backoff it waited out, if this call knows
+--   it (§16)
 -- locked_until_ms is the fencing token for outcomes and renew.lua.
 --
 -- The receipt. A poller (one polling loop of a worker, or its flusher)
@@ -182,6 +185,11 @@ end
 -- message in backoff: it may have been on no list (its entry was the
 -- expiry of the lock this library's poll wrote), and a later Carmine
 -- reset of that backoff must find it on a lap.
+--
+-- woke_due keeps, by mid, the end of the backoff of each message this
+-- call woke, whose entry it deleted, so that a step of this call that
+-- hands it out answers when it was due (queueing time, §16).
+local woke_due = {}
 local function wake(limit)
   local ready, gone = {}, {}
   for _, mid in ipairs(redis.call('zrangebyscore', K_DUE, '-inf', now, 'LIMIT', 0, limit)) do
@@ -196,7 +204,10 @@ local function wake(limit)
       gone[#gone + 1] = mid
       if base == 'queued' then
         redis.call('hdel', K_LOCKS, mid)
-        if has_backoff then redis.call('hdel', K_BACKOFFS, mid) end
+        if has_backoff then
+          woke_due[mid] = tonumber(redis.call('hget', K_BACKOFFS, mid))
+          redis.call('hdel', K_BACKOFFS, mid)
+        end
         table.insert(ready, 1, mid)
       elseif base == 'done' then
         if in_backoff then
@@ -360,10 +371,18 @@ local function decide(mid, from_circle)
   local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or default_lock_ms
   local locked_until = now + lock_ms
   redis.call('hset', K_LOCKS, mid, locked_until)
-  if has_backoff then redis.call('hdel', K_BACKOFFS, mid) end
+  -- When the message was due: its enqueue, or the end of the backoff it
+  -- waited out (read before its expired entry is deleted, or kept by the
+  -- wake that deleted it), whichever is later.
+  local due_at = woke_due[mid]
+  if has_backoff then
+    due_at = tonumber(redis.call('hget', K_BACKOFFS, mid))
+    redis.call('hdel', K_BACKOFFS, mid)
+  end
   index_due(mid, locked_until)
   local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
-  return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid)}, false
+  due_at = math.max(udt, due_at or udt)
+  return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid), due_at}, false
 end
 
 local reply = {0, outcomes}

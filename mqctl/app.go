@@ -19,7 +19,7 @@ const (
 	exitOK       = 0
 	exitFailure  = 1 // Redis, bad content, a refused confirmation
 	exitUsage    = 2 // flags, arguments, connection settings
-	exitNotFound = 3 // a message or dead letter that is not in its queue
+	exitNotFound = 3 // a queue that does not exist, a message or dead letter that is not in its queue
 	exitRefused  = 4 // an enqueue (or a dead letter's requeue) the queue refused
 )
 
@@ -116,8 +116,9 @@ line wins over the environment. With neither (nor --cluster or --sentinel),
 mqctl says that it uses the default, redis://127.0.0.1:6379/0; errors name
 the server they come from.
 
-Exit codes: 0 success, 1 failure, 2 bad usage, 3 message or dead letter
-not found, 4 enqueue (or requeue of a dead letter) refused by the queue.`,
+Exit codes: 0 success, 1 failure, 2 bad usage, 3 queue, message or dead
+letter not found, 4 enqueue (or requeue of a dead letter) refused by the
+queue.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// Configuration from the environment, for every command.

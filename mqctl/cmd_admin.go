@@ -60,21 +60,32 @@ type pauseView struct {
 func (a *app) pauseCommand(pause bool) *cobra.Command {
 	use, short, long := "resume QUEUE", "Resume a paused queue",
 		`End a pause of the queue: its workers hand messages out again (a sleeping
-one at once, the others within their end-of-queue sleep).`
+one at once, the others within their end-of-queue sleep). A queue that does
+not exist exits with code 3.`
 	if pause {
 		use, short, long = "pause QUEUE", "Pause a queue for every worker of github.com/gocarmine/mq, in every process",
 			`Pause the queue for every worker of github.com/gocarmine/mq, in every process:
 they record the outcomes of handlings in flight and hand nothing out until
 resume. Enqueues go on. Carmine's own workers do not know of the pause and go
-on working.`
+on working.
+
+A queue that does not exist (see mqctl queues) is refused with exit code 3,
+so that a typo creates nothing; --create pauses it all the same, before its
+first message or worker.`
 	}
-	return &cobra.Command{
+	var create bool
+	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Long:  long,
 		Args:  args(1, 1, "QUEUE"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			queue := args[0]
+			if !create {
+				if err := queueMustExist(ctx, c, queue); err != nil {
+					return err
+				}
+			}
 			op := c.Inspector().ResumeQueue
 			if pause {
 				op = c.Inspector().PauseQueue
@@ -98,6 +109,10 @@ on working.`
 			return nil
 		}),
 	}
+	if pause {
+		cmd.Flags().BoolVar(&create, "create", false, "pause the queue even if it does not exist yet")
+	}
+	return cmd
 }
 
 // clearView is the answer to a clear.

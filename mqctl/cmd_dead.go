@@ -125,13 +125,17 @@ func (a *app) deadListCommand() *cobra.Command {
 		Long: `List a queue's dead letters, newest first: id, reason, attempts, time of death
 (the Redis server's, UTC), last error and content. A page costs O(log n +
 limit) however many there are. The last line gives the --cursor of the next
-page; letters that die meanwhile do not shift it.`,
+page; letters that die meanwhile do not shift it. A queue that does not
+exist exits with code 3.`,
 		Args: args(1, 1, "QUEUE"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			if limit < 1 || limit > maxLimit {
 				return usageErrorf("--limit must be from 1 to %d", maxLimit)
 			}
 			queue := args[0]
+			if err := queueMustExist(ctx, c, queue); err != nil {
+				return err
+			}
 			counts, err := c.Inspector().QueueCounts(ctx, queue)
 			if err != nil {
 				return err

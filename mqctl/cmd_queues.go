@@ -35,12 +35,17 @@ func (a *app) queuesCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "queues [PATTERN]",
 		Short: "List the queues (whose names match the glob PATTERN) with their counts",
-		Long: `List the queues that hold messages or dead letters, with their counts: queued
-(ready for a handler), locked (being handled), backoff (delayed or waiting
-for a retry), done (handled and kept, in a dedupe window), total (each
-message once), dead (dead letters, not in total), and whether the queue is
-paused. PATTERN is a glob ("email*"); the default is every queue.
-Queues are found with SCAN (on every master of a cluster), never KEYS.`,
+		Long: `List the queues that exist, with their counts: queued (ready for a handler),
+locked (being handled), backoff (delayed or waiting for a retry), done
+(handled and kept, in a dedupe window), total (each message once), dead
+(dead letters, not in total), and whether the queue is paused. PATTERN is a
+glob ("email*"); the default is every queue.
+
+A queue exists from the first enqueue, worker or pause of
+github.com/gocarmine/mq that names it until mqctl clear removes it, empty
+or not (the queue registry, the library's QueueNames); a queue only
+Carmine's producers wrote is found by SCAN (on every master of a cluster,
+never KEYS) while it holds messages or dead letters.`,
 		Args: args(0, 1, "at most one PATTERN"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			pattern := ""

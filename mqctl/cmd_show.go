@@ -40,13 +40,16 @@ the library's codec; bytes it refuses are shown as undecodable, quoted).
 Messages come in the order Redis keeps them (HSCAN, by the library's
 QueueMessages), not oldest first; a page costs a scan step or a few and one
 script call whatever the queue's size. The last line gives the --cursor of
-the next page.`,
+the next page. A queue that does not exist exits with code 3.`,
 		Args: args(1, 1, "QUEUE"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			if limit < 1 || limit > maxLimit {
 				return usageErrorf("--limit must be from 1 to %d", maxLimit)
 			}
 			queue := args[0]
+			if err := queueMustExist(ctx, c, queue); err != nil {
+				return err
+			}
 			counts, err := c.Inspector().QueueCounts(ctx, queue)
 			if err != nil {
 				return err

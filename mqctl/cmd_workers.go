@@ -40,21 +40,29 @@ func newWorkerView(w mq.LiveWorker) workerView {
 	return v
 }
 
-// workersCommand lists a queue's live workers.
+// workersCommand lists the live workers of a queue, or of every queue.
 func (a *app) workersCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "workers QUEUE",
-		Short: "List the queue's live workers, in every process (host, pid, started, last poll, busy handlers)",
-		Long: `List the running workers of QUEUE, in every process, oldest first, as their
-heartbeats in Redis tell them (the library's Inspector.Workers): worker id,
-host, process id, library version, when it started, its last poll and its
-last heartbeat (the Redis server's clock, UTC), and how many of its
-handlers were busy at that heartbeat. A worker leaves the list as soon as it
-stops; one whose process died, once its heartbeat runs out (20 seconds).
-Carmine's workers keep no heartbeat and are not listed.`,
-		Args: args(1, 1, "QUEUE"),
+		Use:   "workers [QUEUE]",
+		Short: "List the live workers of a queue, or of every queue, in every process (host, pid, started, last poll, busy handlers)",
+		Long: `List the running workers of QUEUE, or without QUEUE of every queue (those
+mqctl queues lists), in every process, oldest first, as their heartbeats in
+Redis tell them (the library's Inspector.Workers and AllWorkers): worker
+id, queue, host, process id, library version, when it started, its last
+poll and its last heartbeat (the Redis server's clock, UTC), and how many
+of its handlers were busy at that heartbeat. A worker leaves the list as
+soon as it stops; one whose process died, once its heartbeat runs out (20
+seconds). Carmine's workers keep no heartbeat and are not listed. A QUEUE
+that does not exist exits with code 3.`,
+		Args: args(0, 1, "at most one QUEUE"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
-			live, err := c.Inspector().Workers(ctx, args[0])
+			var live []mq.LiveWorker
+			var err error
+			if len(args) == 0 {
+				live, err = c.Inspector().AllWorkers(ctx)
+			} else if err = queueMustExist(ctx, c, args[0]); err == nil {
+				live, err = c.Inspector().Workers(ctx, args[0])
+			}
 			if err != nil {
 				return err
 			}
@@ -66,19 +74,32 @@ Carmine's workers keep no heartbeat and are not listed.`,
 				return printJSON(a.stdout, views)
 			}
 			if len(views) == 0 {
-				fmt.Fprintf(a.stdout, "no live workers of %s\n", safeText(args[0]))
+				if len(args) == 0 {
+					fmt.Fprintf(a.stdout, "no live workers on %s\n", a.conn.server())
+				} else {
+					fmt.Fprintf(a.stdout, "no live workers of %s\n", safeText(args[0]))
+				}
 				return nil
 			}
 			t := newTable(a.stdout)
-			row(t, "ID", "HOST", "PID", "VERSION", "STARTED", "LAST POLL", "LAST BEAT", "BUSY")
+			all := len(args) == 0 // every queue's: a queue column
+			head := []string{"ID", "HOST", "PID", "VERSION", "STARTED", "LAST POLL", "LAST BEAT", "BUSY"}
+			if all {
+				head = append([]string{"QUEUE"}, head...)
+			}
+			row(t, head...)
 			for _, v := range views {
 				lastPoll := "-"
 				if v.LastPoll != nil {
 					lastPoll = timeText(*v.LastPoll)
 				}
-				row(t, safeText(v.ID), safeText(v.Host), strconv.Itoa(v.PID), safeText(v.Version),
+				cells := []string{safeText(v.ID), safeText(v.Host), strconv.Itoa(v.PID), safeText(v.Version),
 					timeText(v.Started), lastPoll, timeText(v.LastBeat),
-					fmt.Sprintf("%d/%d", v.HandlersBusy, v.HandlerThreads))
+					fmt.Sprintf("%d/%d", v.HandlersBusy, v.HandlerThreads)}
+				if all {
+					cells = append([]string{safeText(v.Queue)}, cells...)
+				}
+				row(t, cells...)
 			}
 			return t.Flush()
 		}),

@@ -107,8 +107,16 @@ func deadIDs(v deadListView) []string {
 func TestDeadList(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
+	f.env.fails(t, exitNotFound, `no such queue: "jobs"`, "", "dead", "list", "jobs")
+	// Paused and resumed, the queue exists, empty.
+	if _, err := f.client.Inspector().PauseQueue(context.Background(), "jobs"); err != nil {
+		t.Fatal(err)
+	}
 	if r := f.env.ok(t, "", "dead", "list", "jobs"); r.stdout != "no dead letters in jobs\n" {
 		t.Errorf("no dead letters: %q", r.stdout)
+	}
+	if _, err := f.client.Inspector().ResumeQueue(context.Background(), "jobs"); err != nil {
+		t.Fatal(err)
 	}
 	// One at a time, so that they die in this order: newest first is e, d,
 	// ..., a (and so is the reverse order of ids, which breaks ties of a
@@ -324,6 +332,7 @@ func TestDeadDelete(t *testing.T) {
 func TestDeadBadUsage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
+	f.enqueue(t, "q", "m", 1) // the queue exists: only the usage is wrong
 	for _, c := range []struct {
 		want string
 		args []string

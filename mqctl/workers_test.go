@@ -99,8 +99,46 @@ func TestWorkers(t *testing.T) {
 	if out := f.env.ok(t, "", "workers", "emails").stdout; out != "no live workers of emails\n" {
 		t.Errorf("after Stop: %q", out)
 	}
-	f.env.fails(t, exitUsage, "want QUEUE", "", "workers")
+	if out := f.env.ok(t, "", "workers").stdout; out != "no live workers on redis://"+f.srv.Addr+"/0\n" {
+		t.Errorf("every queue's, after Stop: %q", out)
+	}
+	f.env.fails(t, exitUsage, "at most one QUEUE", "", "workers", "a", "b")
 	f.env.fails(t, exitUsage, "queue name", "", "workers", "a*b")
+	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "workers", "emials")
+}
+
+// TestWorkersAll: without a queue, mqctl workers lists the live workers
+// of every queue, with a queue column, though neither queue holds a
+// message.
+func TestWorkersAll(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	idle := mq.HandlerFunc(func(context.Context, *mq.Message) error { return nil })
+	ids := map[string]string{}
+	for _, q := range []string{"emails", "sms"} {
+		w, err := f.client.StartWorker(ctx, q, &mq.WorkerConfig{Handler: idle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		ids[q] = w.ID()
+	}
+	var views []workerView
+	waitUntil(t, "both workers' heartbeats", func() bool {
+		decode(t, f.env.ok(t, "", "workers", "--json"), &views)
+		return len(views) == 2
+	})
+	if views[0].Queue != "emails" || views[0].ID != ids["emails"] || views[1].Queue != "sms" || views[1].ID != ids["sms"] {
+		t.Errorf("workers --json: %+v, want emails's %s and sms's %s", views, ids["emails"], ids["sms"])
+	}
+	table := f.env.ok(t, "", "workers").stdout
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != 3 || !regexp.MustCompile(`^QUEUE +ID +HOST `).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^emails +`+ids["emails"]+" ").MatchString(lines[1]) ||
+		!regexp.MustCompile(`^sms +`+ids["sms"]+" ").MatchString(lines[2]) {
+		t.Errorf("the table:\n%s", table)
+	}
 }
 
 // syncBuffer is a bytes.Buffer that one goroutine writes while another

@@ -14,9 +14,10 @@ const (
 	// HandlingDurationName is a histogram of how long handlers took, by
 	// queue and outcome.
 	HandlingDurationName = "carmine_mq.handling.duration"
-	// QueueingDurationName is a histogram of the time from a message's
-	// first enqueue to its first handling, by the Redis server's clock, by
-	// queue (first attempts only).
+	// QueueingDurationName is a histogram of the time from when a message
+	// was due (its first enqueue, or the end of its delay, whichever is
+	// later: mq.Handling.QueueingTime) to its first handling, by the Redis
+	// server's clock, by queue (first attempts only).
 	QueueingDurationName = "carmine_mq.queueing.duration"
 	// HandledName counts handlings by queue and outcome.
 	HandledName = "carmine_mq.handled"
@@ -49,7 +50,7 @@ func NewMetricsObserver(opts ...Option) (*MetricsObserver, error) {
 		metric.WithDescription("How long handlers took, by the outcome their answer asked for."),
 		metric.WithExplicitBucketBoundaries(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300))
 	queueing, err2 := m.Float64Histogram(QueueingDurationName, metric.WithUnit("s"),
-		metric.WithDescription("Time from a message's first enqueue to its first handling, by the Redis server's clock."),
+		metric.WithDescription("Time from when a message was due (its first enqueue, or the end of its delay, whichever is later) to its first handling, by the Redis server's clock."),
 		metric.WithExplicitBucketBoundaries(.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600, 4*3600, 24*3600))
 	handled, err3 := m.Int64Counter(HandledName, metric.WithUnit("{handling}"),
 		metric.WithDescription("Handlings, by the outcome their answer asked for."))
@@ -68,7 +69,7 @@ func (o *MetricsObserver) ObserveHandling(h mq.Handling) {
 	o.handling.Record(ctx, h.HandlingTime.Seconds(), byOutcome)
 	o.handled.Add(ctx, 1, byOutcome)
 	if h.Attempt == 1 {
-		o.queueing.Record(ctx, h.Age.Seconds(), byQueue)
+		o.queueing.Record(ctx, h.QueueingTime.Seconds(), byQueue)
 	}
 }
 

@@ -216,12 +216,13 @@ func TestQueueCollectorCluster(t *testing.T) {
 	assert.Equal(t, merge(want...), only(gather(t, NewQueueCollector(c, nil)), "mq_queue_", "mq_scrape_error"))
 }
 
-// TestQueueCollectorRemembersQueues: Inspector.QueueNames lists only queues
-// with messages, so a queue whose last message became a dead letter drops
-// out of the listing. The collector keeps reading a queue it has listed
-// until a read finds nothing in it (no message, no dead letter, no pause):
-// its dead letters stay exported, and its gauges go to 0 once before its
-// series end.
+// TestQueueCollectorRemembersQueues: Inspector.QueueNames lists every
+// queue until it is cleared (the queue registry, docs/protocol.md §16),
+// emptied or not, so the series of a queue whose messages were all handled
+// or died go on, at their counts. The collector keeps reading a queue it
+// has listed until a read finds nothing in it (no message, no dead letter,
+// no pause): a queue cleared after a read found something in it exports
+// its zeros once before its series end.
 func TestQueueCollectorRemembersQueues(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -254,19 +255,22 @@ func TestQueueCollectorRemembersQueues(t *testing.T) {
 	}
 	names, err := c.Inspector().QueueNames(ctx, "*")
 	require.NoError(t, err)
-	require.Equal(t, []string{"poisoned"}, names, "the premise: an emptied queue is not listed, one with dead letters is")
+	require.Equal(t, []string{"fine", "poisoned"}, names, "the premise: an emptied queue is listed until cleared")
 
-	// fine is read empty: its zeros are exported once, and it is forgotten.
-	// poisoned's dead letter keeps it.
-	assert.Equal(t, merge(
-		queueSamples("poisoned", 0, 0, 0, 0, 0, 1, false),
-		queueSamples("fine", 0, 0, 0, 0, 0, 0, false),
-		noErrors,
-	), only(gather(t, col), "mq_queue_", "mq_scrape_error"))
+	// fine is empty and listed: its zeros go on.
+	for range 2 {
+		assert.Equal(t, merge(
+			queueSamples("poisoned", 0, 0, 0, 0, 0, 1, false),
+			queueSamples("fine", 0, 0, 0, 0, 0, 0, false),
+			noErrors,
+		), only(gather(t, col), "mq_queue_", "mq_scrape_error"))
+	}
+	// Cleared, it is no longer listed (and, read empty, not remembered).
+	_, err = c.Inspector().ClearQueues(ctx, "fine")
+	require.NoError(t, err)
 	assert.Equal(t, merge(queueSamples("poisoned", 0, 0, 0, 0, 0, 1, false), noErrors),
 		only(gather(t, col), "mq_queue_", "mq_scrape_error"))
 
-	// A pause keeps an empty queue too.
 	_, err = c.Inspector().PauseQueue(ctx, "poisoned")
 	require.NoError(t, err)
 	n, err := c.Inspector().DeleteDeadLetters(ctx, "poisoned")
@@ -274,7 +278,7 @@ func TestQueueCollectorRemembersQueues(t *testing.T) {
 	require.Equal(t, int64(1), n)
 	assert.Equal(t, merge(queueSamples("poisoned", 0, 0, 0, 0, 0, 0, true), noErrors),
 		only(gather(t, col), "mq_queue_", "mq_scrape_error"))
-	_, err = c.Inspector().ResumeQueue(ctx, "poisoned")
+	_, err = c.Inspector().ClearQueues(ctx, "poisoned")
 	require.NoError(t, err)
 	assert.Equal(t, merge(queueSamples("poisoned", 0, 0, 0, 0, 0, 0, false), noErrors),
 		only(gather(t, col), "mq_queue_", "mq_scrape_error"))

@@ -74,7 +74,7 @@ func NewWorkerCollector(opts *WorkerOptions) *WorkerCollector {
 		}, []string{"queue", "outcome"}),
 		queueing: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mq_worker_queueing_seconds",
-			Help:    "Time from a message's first enqueue to its first handling, by the Redis server's clock (first attempts only).",
+			Help:    "Time from when a message was due (its first enqueue, or the end of its delay, whichever is later) to its first handling, by the Redis server's clock (first attempts only).",
 			Buckets: o.QueueingBuckets,
 		}, []string{"queue"}),
 		handled: counter("mq_worker_handled_total",
@@ -99,7 +99,7 @@ func NewWorkerCollector(opts *WorkerOptions) *WorkerCollector {
 func (c *WorkerCollector) ObserveHandling(h mq.Handling) {
 	c.handling.WithLabelValues(h.Queue, string(h.Outcome)).Observe(h.HandlingTime.Seconds())
 	if h.Attempt == 1 {
-		c.queueing.WithLabelValues(h.Queue).Observe(h.Age.Seconds())
+		c.queueing.WithLabelValues(h.Queue).Observe(h.QueueingTime.Seconds())
 	}
 }
 

@@ -131,13 +131,18 @@ func realQueues(ctx context.Context, r redis.Cmdable, cluster bool, msgKeys []st
 	return queues, nil
 }
 
-// Clear deletes every key of the queues of the layout (cluster), in one
-// pipelined round trip, and answers for each whether it held anything.
+// Clear deletes every key of the queues of the layout (cluster) and takes
+// them out of the registry (§16), in one pipelined round trip, and
+// answers for each whether it held anything or was registered.
 func Clear(ctx context.Context, r redis.Cmdable, cluster bool, queues []string) ([]bool, error) {
 	cmds := make([]*redis.IntCmd, len(queues))
+	unregs := make([]*redis.IntCmd, len(queues))
 	_, err := r.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, q := range queues {
 			cmds[i] = p.Del(ctx, keys.All(q, cluster)...)
+			// The registry (§16) is another slot's key in a cluster:
+			// a command of its own, never a script's.
+			unregs[i] = p.SRem(ctx, keys.Registry, keys.QueuePart(q, cluster))
 		}
 		return nil
 	})
@@ -146,7 +151,7 @@ func Clear(ctx context.Context, r redis.Cmdable, cluster bool, queues []string) 
 	}
 	held := make([]bool, len(queues))
 	for i, cmd := range cmds {
-		held[i] = cmd.Val() > 0
+		held[i] = cmd.Val() > 0 || unregs[i].Val() > 0
 	}
 	return held, nil
 }

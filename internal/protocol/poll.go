@@ -55,6 +55,11 @@ type Step struct {
 	LockTime time.Duration
 	// FirstEnqueued is when the message was first enqueued, Unix ms.
 	FirstEnqueued int64
+	// Due is when the message was due, Unix ms: the later of
+	// FirstEnqueued and the end of the backoff it waited out (a delay,
+	// a retry's backoff), as far as the poll knows it (docs/protocol.md
+	// §16).
+	Due int64
 	// LockedUntil is when the lock runs out, Unix ms: the fencing token
 	// of the handling (§7).
 	LockedUntil int64
@@ -216,10 +221,10 @@ func parseStep(e any) (Step, error) {
 		}
 		s.Reason, _ = a[1].(string)
 	case StepHandle:
-		if len(a) != 9 {
+		if len(a) != 10 {
 			return bad()
 		}
-		var ok [8]bool
+		var ok [9]bool
 		s.ID, ok[0] = a[1].(string)
 		var data string
 		data, ok[1] = a[2].(string)
@@ -231,6 +236,7 @@ func parseStep(e any) (Step, error) {
 		s.FirstEnqueued, ok[4] = a[5].(int64)
 		s.LockedUntil, ok[5] = a[6].(int64)
 		s.Now, ok[6] = a[7].(int64)
+		s.Due, ok[8] = a[9].(int64)
 		var meta string
 		meta, ok[7] = a[8].(string)
 		if meta != "" {
