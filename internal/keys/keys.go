@@ -46,6 +46,7 @@ const (
 	WorkerInfo
 	Meta
 	Resumed
+	NSolo
 	count
 )
 
@@ -117,6 +118,12 @@ var Suffixes = [count]string{
 	// isleep lists, so that enqueues do not wake them and a resume wakes
 	// them all.
 	Resumed: "resumed",
+	// nsolo: mid -> the solo hand-outs of a suspect (a message handed
+	// out before without an outcome): how many were lost, and the attempt
+	// and outcome counts at the latest, so that a loss in a crowd (a
+	// process that died holding other messages too) is told apart from a
+	// loss alone (docs/protocol.md §11, Quarantine).
+	NSolo: "nsolo",
 }
 
 // Count is the number of keys of one queue.
