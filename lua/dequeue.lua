@@ -287,10 +287,12 @@ end
 -- nsolo[mid] is "<solo hand-outs lost> <attempt> <noutcomes>", the last
 -- two taken at its latest solo hand-out: a later hand-out that finds no
 -- hand-out and no outcome since then counts that one as lost alone.
--- Burial: once a message was lost alone at least once, every lost
--- hand-out counts, and it is buried at quarantine_after of them; a
--- message never lost alone is buried only at 4 x quarantine_after lost
--- hand-outs, so that none loops for ever.
+-- Burial: a message is charged with its first lost hand-out (the one
+-- that made it a suspect: alone or not, no one can tell) and with every
+-- one lost alone since, and buried once charged with quarantine_after;
+-- losses in a crowd beyond the first are not charged, but a message
+-- lost 4 x quarantine_after times in all is buried too, so that none
+-- loops for ever. With one handler thread, every loss is charged.
 local held = tonumber(ARGV[19 + 5 * n_outcomes]) or -1
 local handed = {}     -- the mids this call handed out
 local solo_mid = nil  -- the suspect this call handed out alone
@@ -312,7 +314,8 @@ local function suspect_step(mid, attempt)
   if at > 0 and at == attempt - 1 and at_outcomes == outcomes then
     solo_lost = solo_lost + 1
   end
-  if quarantine_after > 0 and ((solo_lost > 0 and lost >= quarantine_after) or lost >= 4 * quarantine_after) then
+  local charged = solo_lost + math.min(1, math.max(0, lost - solo_lost))
+  if quarantine_after > 0 and (charged >= quarantine_after or lost >= 4 * quarantine_after) then
     redis.call('hincrby', K_NATTEMPTS, mid, -1)
     bury(mid, 'quarantined', 'handed out ' .. lost .. ' times without an outcome (' .. solo_lost .. ' alone)',
       attempt - 1, now, default_lock_ms)

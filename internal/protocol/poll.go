@@ -28,6 +28,10 @@ const (
 var SkipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-backoff",
 	"done-with-backoff", "did-requeue", "did-gc", "quarantined", "indexed", "suspect"}
 
+// SkipSuspect is the skip reason of a suspect a poll set aside for a
+// worker holding nothing (§11, Quarantine).
+const SkipSuspect = "suspect"
+
 // Step is one step's answer from dequeue.lua. Which fields are set depends
 // on Kind.
 type Step struct {
