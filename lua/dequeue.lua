@@ -283,7 +283,8 @@ end
 -- messages, or that handed out one already, sets it aside (skip
 -- 'suspect'): it goes back to the right of mids-ready at the end of the
 -- call, first in line for the next call, and a sleeper is woken to take
--- it. A call that does not tell held hands suspects out as any message.
+-- it. A call that does not tell held, or whose worker never quarantines
+-- (quarantine_after 0), hands suspects out as any message.
 -- nsolo[mid] is "<solo hand-outs lost> <attempt> <noutcomes>", the last
 -- two taken at its latest solo hand-out: a later hand-out that finds no
 -- hand-out and no outcome since then counts that one as lost alone.
@@ -315,7 +316,7 @@ local function suspect_step(mid, attempt)
     solo_lost = solo_lost + 1
   end
   local charged = solo_lost + math.min(1, math.max(0, lost - solo_lost))
-  if quarantine_after > 0 and (charged >= quarantine_after or lost >= 4 * quarantine_after) then
+  if charged >= quarantine_after or lost >= 4 * quarantine_after then
     redis.call('hincrby', K_NATTEMPTS, mid, -1)
     bury(mid, 'quarantined', 'handed out ' .. lost .. ' times without an outcome (' .. solo_lost .. ' alone)',
       attempt - 1, now, default_lock_ms)
@@ -417,7 +418,7 @@ local function decide(mid, from_circle)
   -- it is a suspect that must wait for a worker holding nothing, or must
   -- be buried (suspect_step, below).
   local attempt = redis.call('hincrby', K_NATTEMPTS, mid, 1)
-  if attempt > 1 then
+  if attempt > 1 and quarantine_after > 0 then
     local skip = suspect_step(mid, attempt)
     if skip then return skip, false end
   end

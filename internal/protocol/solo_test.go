@@ -230,3 +230,22 @@ func TestSoloSetAsideThenCrowd(t *testing.T) {
 		assert.Equal(t, "", sq.nsolo(mid), "delete clears nsolo")
 	})
 }
+
+// TestSoloOffWithoutQuarantine: a worker that never quarantines (bound 0)
+// gets suspects as any message, with others, even while it holds some.
+func TestSoloOffWithoutQuarantine(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		sq := newSoloQueue(t, s, 0)
+		for _, id := range []string{"a", "b"} {
+			mustEnqueue(t, s, sq.q, id, &EnqueueMessage{ID: id})
+		}
+		sq.die(handed(sq.poll(0, 4))...)
+		r := sq.poll(3, 4)
+		got := handed(r)
+		assert.Len(t, got, 2, "both lost, both handed out together")
+		assert.Zero(t, skips(r, "suspect"))
+		for _, st := range got {
+			assert.False(t, st.Solo)
+		}
+	})
+}
