@@ -283,11 +283,15 @@ end
 -- messages, or that handed out one already, sets it aside (skip
 -- 'suspect'): it goes back to the right of mids-ready at the end of the
 -- call, first in line for the next call, and a sleeper is woken to take
--- it. A call that does not tell held, or whose worker never quarantines
--- (quarantine_after 0), hands suspects out as any message.
--- nsolo[mid] is "<solo hand-outs lost> <attempt> <noutcomes>", the last
--- two taken at its latest solo hand-out: a later hand-out that finds no
--- hand-out and no outcome since then counts that one as lost alone.
+-- it; once it has waited so for its lock time (no worker holding nothing
+-- came: every one is busy, or stuck), it goes to the next call, in a
+-- crowd. A call that does not tell held, or whose worker never
+-- quarantines (quarantine_after 0), hands suspects out as any message.
+-- nsolo[mid] is "<solo hand-outs lost> <attempt> <noutcomes> <aside>",
+-- the middle two taken at its latest solo hand-out: a later hand-out that
+-- finds no hand-out and no outcome since then counts that one as lost
+-- alone; aside is when it was first set aside since it was last handed
+-- out (0: not set aside).
 -- Burial: a message is charged with its first lost hand-out (the one
 -- that made it a suspect: alone or not, no one can tell) and with every
 -- one lost alone since, and buried once charged with quarantine_after;
@@ -306,11 +310,11 @@ local function suspect_step(mid, attempt)
   local outcomes = tonumber(redis.call('hget', K_NOUTCOMES, mid)) or 0
   local lost = attempt - 1 - outcomes
   if lost < 1 then return nil end
-  local solo_lost, at, at_outcomes = 0, 0, 0
+  local solo_lost, at, at_outcomes, aside = 0, 0, 0, 0
   local rec = redis.call('hget', K_NSOLO, mid)
   if rec then
-    local a, b, c = string.match(rec, '^(%d+) (%d+) (%d+)$')
-    solo_lost, at, at_outcomes = tonumber(a) or 0, tonumber(b) or 0, tonumber(c) or 0
+    local a, b, c, d = string.match(rec, '^(%d+) (%d+) (%d+) ?(%d*)$')
+    solo_lost, at, at_outcomes, aside = tonumber(a) or 0, tonumber(b) or 0, tonumber(c) or 0, tonumber(d) or 0
   end
   if at > 0 and at == attempt - 1 and at_outcomes == outcomes then
     solo_lost = solo_lost + 1
@@ -324,16 +328,23 @@ local function suspect_step(mid, attempt)
   end
   if held == 0 and #handed == 0 then
     solo_mid = mid
-    redis.call('hset', K_NSOLO, mid, solo_lost .. ' ' .. attempt .. ' ' .. outcomes)
+    redis.call('hset', K_NSOLO, mid, solo_lost .. ' ' .. attempt .. ' ' .. outcomes .. ' 0')
     return nil
   end
-  if solo_lost > 0 or rec then
-    redis.call('hset', K_NSOLO, mid, solo_lost .. ' 0 0')
+  if held > 0 or #handed > 0 then
+    if aside == 0 then aside = now end
+    local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or default_lock_ms
+    if now - aside < lock_ms then
+      redis.call('hset', K_NSOLO, mid, solo_lost .. ' 0 0 ' .. aside)
+      redis.call('hincrby', K_NATTEMPTS, mid, -1)
+      set_aside[#set_aside + 1] = mid
+      return {'skip', 'suspect'}
+    end
   end
-  if held < 0 then return nil end
-  redis.call('hincrby', K_NATTEMPTS, mid, -1)
-  set_aside[#set_aside + 1] = mid
-  return {'skip', 'suspect'}
+  if solo_lost > 0 or rec then
+    redis.call('hset', K_NSOLO, mid, solo_lost .. ' 0 0 0')
+  end
+  return nil
 end
 
 -- decide takes steps 2 and 3 for mid and answers the step, and whether the

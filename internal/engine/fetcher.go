@@ -294,7 +294,7 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 	// whose every worker is busy still hands it out (docs/protocol.md
 	// §11, Quarantine).
 	if suspects > 0 {
-		f.cfg.Room.Drain()
+		f.cfg.Room.Drain(min(f.cfg.LockTime, MaxDrain))
 		sleep = nil
 	} else if held == 0 {
 		f.cfg.Room.Drained()
@@ -420,13 +420,23 @@ func (f *Fetcher) reserve(ctx context.Context, deliveries chan Delivery) int {
 			timer = time.NewTimer(maxOutcomeDelay)
 			late = timer.C
 		}
+		var drained <-chan time.Time // the end of a drain for a suspect
+		var drainTimer *time.Timer
+		if left := f.cfg.Room.DrainLeft(); left > 0 {
+			drainTimer = time.NewTimer(left)
+			drained = drainTimer.C
+		}
 		select {
 		case <-f.cfg.Room.Freed():
+		case <-drained:
 		case <-late:
 			late, parked = nil, true
 			f.cfg.Completer.Asleep()
 		case <-ctx.Done():
 			return 0
+		}
+		if drainTimer != nil {
+			drainTimer.Stop()
 		}
 	}
 }

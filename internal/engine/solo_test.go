@@ -29,7 +29,7 @@ func TestRoomSoloAndDrain(t *testing.T) {
 	require.Equal(t, 4, r.TryTake(0), "the suspect finished: polls go on")
 
 	r.Finish(2) // two held
-	r.Drain()
+	r.Drain(time.Hour)
 	assert.Equal(t, 0, r.TryTake(0), "draining: nothing until nothing is held")
 	r.Finish(1)
 	assert.Equal(t, 0, r.TryTake(0))

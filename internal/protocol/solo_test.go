@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -247,5 +248,35 @@ func TestSoloOffWithoutQuarantine(t *testing.T) {
 		for _, st := range got {
 			assert.False(t, st.Solo)
 		}
+	})
+}
+
+// TestSoloAsideBounded: a suspect set aside for its lock time (no worker
+// holding nothing came for it) goes to the next call, busy or not, in a
+// crowd: a queue whose every worker is busy, or stuck, still hands it out.
+func TestSoloAsideBounded(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		sq := newSoloQueue(t, s, 5)
+		mustEnqueue(t, s, sq.q, "x", &EnqueueMessage{ID: mid})
+		sq.die(handed(sq.poll(0, 4))...)
+		r := sq.poll(1, 4)
+		require.Equal(t, 1, skips(r, "suspect"))
+		var lost, at, outcomes, aside int64
+		_, err := fmt.Sscanf(sq.nsolo(mid), "%d %d %d %d", &lost, &at, &outcomes, &aside)
+		require.NoError(t, err)
+		assert.InDelta(t, s.Now(t), aside, float64(time.Minute.Milliseconds()), "when it was first set aside")
+		r = sq.poll(1, 4)
+		require.Equal(t, 1, skips(r, "suspect"), "still within its lock time")
+		_, err = fmt.Sscanf(sq.nsolo(mid), "%d %d %d %d", &lost, &at, &outcomes, &aside)
+		require.NoError(t, err)
+		assert.InDelta(t, s.Now(t), aside, float64(time.Minute.Milliseconds()), "the first set-aside kept")
+
+		long := fmt.Sprintf("%d 0 0 %d", lost, s.Now(t)-time.Minute.Milliseconds()-1)
+		require.NoError(t, s.RDB.HSet(ctx, s.Key(sq.q, keys.NSolo), mid, long).Err())
+		got := handed(sq.poll(1, 4))
+		require.Len(t, got, 1, "set aside for a lock time: handed to a busy worker")
+		assert.False(t, got[0].Solo)
+		assert.Equal(t, "0 0 0 0", sq.nsolo(mid))
 	})
 }
