@@ -100,6 +100,7 @@ type SkipCounts struct {
 	DidGC             int64 `json:"did_gc"`              // done, and collected
 	Quarantined       int64 `json:"quarantined"`         // handed out too often without an outcome: a dead letter now
 	Indexed           int64 `json:"indexed"`             // on the circle, and due later: left to the due index
+	Suspect           int64 `json:"suspect"`             // lost before with other messages: left for a worker holding nothing
 	Other             int64 `json:"other"`               // a reason this version does not know
 }
 
@@ -162,6 +163,7 @@ const (
 	cSkipDidGC
 	cSkipQuarantined
 	cSkipIndexed
+	cSkipSuspect
 	cSkipOther
 	numCounters
 )
@@ -177,6 +179,7 @@ var skipCounters = map[string]counter{
 	"did-gc":              cSkipDidGC,
 	"quarantined":         cSkipQuarantined,
 	"indexed":             cSkipIndexed,
+	"suspect":             cSkipSuspect,
 }
 
 // workerStats are a worker's live statistics; times are kept in ns.
@@ -234,6 +237,7 @@ func (s *workerStats) snapshot() WorkerStats {
 				DidGC:             n(cSkipDidGC),
 				Quarantined:       n(cSkipQuarantined),
 				Indexed:           n(cSkipIndexed),
+				Suspect:           n(cSkipSuspect),
 				Other:             n(cSkipOther),
 			},
 		},

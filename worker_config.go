@@ -60,8 +60,12 @@ type WorkerConfig struct {
 	// QuarantineAfter makes a message a dead letter, with the reason
 	// "quarantined", once it was handed out that many times without any
 	// outcome recorded (the processes of its handlers died, a kill for
-	// one), instead of handing it out again. Default:
-	// DefaultQuarantineAfter (5). A negative value never quarantines.
+	// one), instead of handing it out again. A message lost once is
+	// handed out again only alone, to a worker holding nothing else, and
+	// only its first loss and its losses alone count, so the messages
+	// that die with a poison one in its process are not buried with it
+	// (docs/protocol.md §11, Quarantine). Default: DefaultQuarantineAfter
+	// (5). A negative value never quarantines.
 	QuarantineAfter int
 
 	// DeadLetterMaxCount and DeadLetterMaxAge bound the queue's dead

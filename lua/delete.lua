@@ -18,7 +18,7 @@ for i = 1, #ARGV do
   local mid = ARGV[i]
   local base = message_status(mid, now)
   for _, key in ipairs({K_MESSAGES, K_MESSAGES_RQ, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS,
-      K_BACKOFFS, K_NATTEMPTS, K_LOCK_ALIASES, K_NOUTCOMES, K_META, K_ATTEMPT_ERRORS}) do
+      K_BACKOFFS, K_NATTEMPTS, K_LOCK_ALIASES, K_NOUTCOMES, K_META, K_ATTEMPT_ERRORS, K_NSOLO}) do
     redis.call('hdel', key, mid)
   end
   redis.call('srem', K_DONE, mid)

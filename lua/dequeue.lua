@@ -29,6 +29,9 @@
 --            for 'dead' and a failed 'retry', attempt-errors.lua); any
 --            other outcome fails the call with an error reply MQOUTCOME
 --            before anything is written
+-- ARGV[19+5n] held (optional): how many messages the calling worker holds
+--            besides those this call hands out (absent or negative: not
+--            told); see "Quarantine without innocent victims" below
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
 -- of §10 after the steps (-1 when not asked for), outcomes the
@@ -46,6 +49,8 @@
 --   where due_ms is when the message was due: the later of its first
 --   enqueue and the end of the backoff it waited out, if this call knows
 --   it (§16)
+--   {'solo', ...as 'handle'}: a suspect handed out alone (the call's
+--    only hand-out, and its last step)
 -- locked_until_ms is the fencing token for outcomes and renew.lua.
 --
 -- The receipt. A poller (one polling loop of a worker, or its flusher)
@@ -279,6 +284,81 @@ local function metadata_of(mid)
   return redis.call('hget', K_META, mid) or ''
 end
 
+-- Quarantine without innocent victims (§11). A suspect is a message with
+-- a lost hand-out: handed out before without an outcome recorded
+-- (nattempts less noutcomes, this hand-out aside; a release uncounts its
+-- attempt). Its loss proves nothing when its process held other messages
+-- too: any of them may have killed it. So a suspect is handed out only
+-- to a call whose worker holds nothing (held, ARGV[19+5n], is 0), as the
+-- call's only hand-out (step 'solo', which ends the call; the worker
+-- takes nothing more until it is done with it); a call whose worker holds
+-- messages, or that handed out one already, sets it aside (skip
+-- 'suspect'): it goes back to the right of mids-ready at the end of the
+-- call, first in line for the next call, and a sleeper is woken to take
+-- it; once it has waited so for its lock time (no worker holding nothing
+-- came: every one is busy, or stuck), it goes to the next call, in a
+-- crowd. A call that does not tell held, or whose worker never
+-- quarantines (quarantine_after 0), hands suspects out as any message.
+-- nsolo[mid] is "<solo hand-outs lost> <attempt> <noutcomes> <aside>",
+-- the middle two taken at its latest solo hand-out: a later hand-out that
+-- finds no hand-out and no outcome since then counts that one as lost
+-- alone; aside is when it was first set aside since it was last handed
+-- out (0: not set aside).
+-- Burial: a message is charged with its first lost hand-out (the one
+-- that made it a suspect: alone or not, no one can tell) and with every
+-- one lost alone since, and buried once charged with quarantine_after;
+-- losses in a crowd beyond the first are not charged, but a message
+-- lost 4 x quarantine_after times in all is buried too, so that none
+-- loops for ever. With one handler thread, every loss is charged.
+local held = tonumber(ARGV[19 + 5 * n_outcomes]) or -1
+local handed = {}     -- the mids this call handed out
+local solo_mid = nil  -- the suspect this call handed out alone
+local set_aside = {}  -- suspects this call left for a worker holding nothing
+
+-- suspect_step answers nil to hand mid out (its attempt-th hand-out, the
+-- attempt counted already), setting solo_mid when it goes out alone, or
+-- the skip step of a suspect buried or set aside, its attempt uncounted.
+local function suspect_step(mid, attempt)
+  local outcomes = tonumber(redis.call('hget', K_NOUTCOMES, mid)) or 0
+  local lost = attempt - 1 - outcomes
+  if lost < 1 then return nil end
+  local solo_lost, at, at_outcomes, aside = 0, 0, 0, 0
+  local rec = redis.call('hget', K_NSOLO, mid)
+  if rec then
+    local a, b, c, d = string.match(rec, '^(%d+) (%d+) (%d+) ?(%d*)$')
+    solo_lost, at, at_outcomes, aside = tonumber(a) or 0, tonumber(b) or 0, tonumber(c) or 0, tonumber(d) or 0
+  end
+  if at > 0 and at == attempt - 1 and at_outcomes == outcomes then
+    solo_lost = solo_lost + 1
+  end
+  local charged = solo_lost + math.min(1, math.max(0, lost - solo_lost))
+  if charged >= quarantine_after or lost >= 4 * quarantine_after then
+    redis.call('hincrby', K_NATTEMPTS, mid, -1)
+    bury(mid, 'quarantined', 'handed out ' .. lost .. ' times without an outcome (' .. solo_lost .. ' alone)',
+      attempt - 1, now, default_lock_ms)
+    return {'skip', 'quarantined'}
+  end
+  if held == 0 and #handed == 0 then
+    solo_mid = mid
+    redis.call('hset', K_NSOLO, mid, solo_lost .. ' ' .. attempt .. ' ' .. outcomes .. ' 0')
+    return nil
+  end
+  if held > 0 or #handed > 0 then
+    if aside == 0 then aside = now end
+    local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or default_lock_ms
+    if now - aside < lock_ms then
+      redis.call('hset', K_NSOLO, mid, solo_lost .. ' 0 0 ' .. aside)
+      redis.call('hincrby', K_NATTEMPTS, mid, -1)
+      set_aside[#set_aside + 1] = mid
+      return {'skip', 'suspect'}
+    end
+  end
+  if solo_lost > 0 or rec then
+    redis.call('hset', K_NSOLO, mid, solo_lost .. ' 0 0 0')
+  end
+  return nil
+end
+
 -- decide takes steps 2 and 3 for mid and answers the step, and whether the
 -- mid stays on (or, taken from mids-ready, moves onto) mid-circle: the
 -- sentinel, a locked message, and a queued one in backoff unless
@@ -358,15 +438,12 @@ local function decide(mid, from_circle)
   end
 
   -- queued, not in backoff, lock absent or expired: hand it out, unless
-  -- it was handed out quarantine_after times without an outcome.
+  -- it is a suspect that must wait for a worker holding nothing, or must
+  -- be buried (suspect_step, below).
   local attempt = redis.call('hincrby', K_NATTEMPTS, mid, 1)
-  if quarantine_after > 0 and attempt > quarantine_after then
-    local lost = attempt - 1 - (tonumber(redis.call('hget', K_NOUTCOMES, mid)) or 0)
-    if lost >= quarantine_after then
-      redis.call('hincrby', K_NATTEMPTS, mid, -1)
-      bury(mid, 'quarantined', 'handed out ' .. lost .. ' times without an outcome', attempt - 1, now, default_lock_ms)
-      return {'skip', 'quarantined'}, false
-    end
+  if attempt > 1 and quarantine_after > 0 then
+    local skip = suspect_step(mid, attempt)
+    if skip then return skip, false end
   end
   local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or default_lock_ms
   local locked_until = now + lock_ms
@@ -386,7 +463,6 @@ local function decide(mid, from_circle)
 end
 
 local reply = {0, outcomes}
-local handed = {}
 if max_steps > 0 and redis.call('exists', K_PAUSED) == 1 then
   -- Paused (beyond Carmine, §10): outcomes are recorded, nothing is handed
   -- out, and the worker sleeps its longest end-of-queue sleep, or until
@@ -411,7 +487,18 @@ for _ = 1, max_steps do
   if answer[1] == 'sleep' then break end
   if answer[1] == 'handle' then
     handed[#handed + 1] = answer[2]
+    if solo_mid then
+      answer[1] = 'solo'
+      break
+    end
   end
+end
+if #set_aside > 0 then
+  -- (suspect_step) back where they were taken from, first in line
+  for i = #set_aside, 1, -1 do
+    redis.call('rpush', K_MIDS_READY, set_aside[i])
+  end
+  wake_one()
 end
 flush()
 flush_history(now)

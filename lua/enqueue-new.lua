@@ -8,7 +8,7 @@
 --
 -- It is composed without prelude.lua (after lib.lua alone): every key and
 -- argument Redis passes to a script costs about as much as a command the
--- script runs, and the prelude binds all thirty keys of the queue.
+-- script runs, and the prelude binds all thirty-one keys of the queue.
 --
 -- KEYS: messages, udts, mids-ready, mid-circle, isleep-a, isleep-b,
 --   enqueue-receipts, enqueue-receipts-prev; then lock-times and meta,

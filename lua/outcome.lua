@@ -62,7 +62,7 @@ local function flush_gathered()
   local list = gathered.collect
   if #list > 0 then
     for _, key in ipairs({K_MESSAGES, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS, K_NATTEMPTS,
-        K_LOCK_ALIASES, K_BACKOFFS, K_NOUTCOMES, K_META, K_ATTEMPT_ERRORS}) do
+        K_LOCK_ALIASES, K_BACKOFFS, K_NOUTCOMES, K_META, K_ATTEMPT_ERRORS, K_NSOLO}) do
       call_each('hdel', key, list)
     end
     call_each('srem', K_DONE, list)
@@ -93,6 +93,7 @@ local function requeue_now(mid, now, default_lock_ms)
   redis.call('hdel', K_NATTEMPTS, mid)
   redis.call('hdel', K_NOUTCOMES, mid)
   redis.call('hdel', K_ATTEMPT_ERRORS, mid)
+  redis.call('hdel', K_NSOLO, mid)
   redis.call('srem', K_DONE, mid)
   redis.call('srem', K_REQUEUE, mid)
   redis.call('lpush', K_MIDS_READY, mid)

@@ -190,7 +190,8 @@ func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
 		}{
 			{"did_trim", s.DidTrim}, {"unexpected", s.Unexpected}, {"locked", s.Locked},
 			{"queued_with_backoff", s.QueuedWithBackoff}, {"done_with_backoff", s.DoneWithBackoff},
-			{"did_requeue", s.DidRequeue}, {"did_gc", s.DidGC}, {"quarantined", s.Quarantined}, {"indexed", s.Indexed}, {"other", s.Other},
+			{"did_requeue", s.DidRequeue}, {"did_gc", s.DidGC}, {"quarantined", s.Quarantined}, {"indexed", s.Indexed},
+			{"suspect", s.Suspect}, {"other", s.Other},
 		} {
 			count(c.skips, r.n, r.reason)
 		}
@@ -223,5 +224,6 @@ func addCounts(a *mq.Counts, b mq.Counts) {
 	s.DidGC += t.DidGC
 	s.Quarantined += t.Quarantined
 	s.Indexed += t.Indexed
+	s.Suspect += t.Suspect
 	s.Other += t.Other
 }

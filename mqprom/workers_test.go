@@ -226,6 +226,7 @@ func TestAddCountsCoversEveryCounter(t *testing.T) {
 		skip("did_gc"):              float64(s.DidGC),
 		skip("quarantined"):         float64(s.Quarantined),
 		skip("indexed"):             float64(s.Indexed),
+		skip("suspect"):             float64(s.Suspect),
 		skip("other"):               float64(s.Other),
 	}, got)
 }

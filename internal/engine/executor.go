@@ -154,7 +154,7 @@ func (x *Executor) thread(base, polling context.Context, deliveries <-chan Deliv
 		}
 		took := x.handle(base, &d, expiry, state)
 		x.cfg.Room.handled(took)
-		x.cfg.Room.Finish(1)
+		x.cfg.Room.finishDelivery(&d)
 	}
 }
 
@@ -166,7 +166,7 @@ func (x *Executor) GiveBack(d Delivery) {
 		Completion: protocol.Completion{ID: d.Step.ID, LockedUntil: d.Step.LockedUntil, Outcome: protocol.OutcomeRelease},
 		Attempt:    d.Step.Attempt,
 	})
-	x.cfg.Room.Finish(1)
+	x.cfg.Room.finishDelivery(&d)
 }
 
 // handle runs the handler on one message and hands in its outcome, unless

@@ -237,6 +237,7 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 		f.cfg.Room.Finish(n - 1)
 		n = 1
 	}
+	held := f.cfg.Room.Held(n)
 	batch := f.cfg.Completer.Take(l.p.Room())
 	wantSize := f.cfg.Throttle != nil || time.Since(l.sizeSeen) >= queueSizeSampleEvery
 	reply, resolved, err := l.p.Call(ctx, protocol.PollArgs{
@@ -245,6 +246,7 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 		MaxSteps:   4*n + 16,
 		MaxHandles: n,
 		WantSize:   wantSize,
+		Held:       held,
 	}, batch)
 	received := time.Now()
 	if err != nil {
@@ -265,13 +267,16 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 		f.cfg.Events.QueueSize(l.queueSize)
 	}
 
-	handled, ndry := 0, int64(0)
+	handled, ndry, suspects := 0, int64(0), 0
 	var sleep *protocol.Step
 	for k := range reply.Steps {
 		s := &reply.Steps[k]
 		switch s.Kind {
 		case protocol.StepHandle:
 			handled++
+			if s.Solo {
+				f.cfg.Room.Solo() // before the executor may finish it
+			}
 			// Never blocks: deliveries has room for every message that
 			// may be taken.
 			l.deliveries <- Delivery{Step: *s, QueueSize: l.queueSize, Sent: reply.Sent, Received: received}
@@ -279,7 +284,20 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 			sleep, ndry = s, s.NDryRuns
 		case protocol.StepSkip:
 			f.cfg.Events.Skipped(s.Reason)
+			if s.Reason == protocol.SkipSuspect {
+				suspects++
+			}
 		}
+	}
+	// A suspect left for a worker holding nothing: this one drains (takes
+	// nothing until it holds nothing) rather than sleep, so that a queue
+	// whose every worker is busy still hands it out (docs/protocol.md
+	// §11, Quarantine).
+	if suspects > 0 {
+		f.cfg.Room.Drain(min(f.cfg.LockTime, MaxDrain))
+		sleep = nil
+	} else if held == 0 {
+		f.cfg.Room.Drained()
 	}
 	f.cfg.Room.Finish(n - handled)
 	f.setBusy(sleep == nil && handled == n)
@@ -402,13 +420,23 @@ func (f *Fetcher) reserve(ctx context.Context, deliveries chan Delivery) int {
 			timer = time.NewTimer(maxOutcomeDelay)
 			late = timer.C
 		}
+		var drained <-chan time.Time // the end of a drain for a suspect
+		var drainTimer *time.Timer
+		if left := f.cfg.Room.DrainLeft(); left > 0 {
+			drainTimer = time.NewTimer(left)
+			drained = drainTimer.C
+		}
 		select {
 		case <-f.cfg.Room.Freed():
+		case <-drained:
 		case <-late:
 			late, parked = nil, true
 			f.cfg.Completer.Asleep()
 		case <-ctx.Done():
 			return 0
+		}
+		if drainTimer != nil {
+			drainTimer.Stop()
 		}
 	}
 }

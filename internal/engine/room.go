@@ -32,7 +32,24 @@ type Room struct {
 	// handlingNS is a moving average of handling times, in ns:
 	// prefetching waits until handlings have been seen to be quick.
 	handlingNS atomic.Int64
+
+	// Quarantine without innocent victims (docs/protocol.md §11): solo
+	// counts the suspects the worker holds, each handed out alone: while
+	// one is held, no poll takes anything more, so that if it kills the
+	// process it dies alone. drainUntil (Unix ns, 0 for none) is set once
+	// a poll left a suspect for a worker holding nothing: until then,
+	// polls wait until the worker holds nothing, and the next poll,
+	// holding nothing, may take it. The drain is bounded, so that a
+	// handler stuck past its lock cannot stop the worker for good.
+	solo       atomic.Int64
+	drainUntil atomic.Int64
 }
+
+// MaxDrain bounds a worker's drain for a suspect (Room.Drain): after it,
+// polls go on while the worker still holds messages; a suspect that no
+// worker holding nothing took within its lock time then goes to a busy
+// one (docs/protocol.md §11, Quarantine).
+const MaxDrain = time.Second
 
 // NewRoom returns the room of a worker with that many handler threads,
 // that prefetch depth (0 or less: none), throttled or not, and that lock
@@ -68,12 +85,18 @@ func (r *Room) Prefetching() bool {
 // nothing waiting for a handler (waiting is how many deliveries do);
 // otherwise half the limit, so that a poll takes many messages at once.
 // It answers how much it took, 0 for none.
+//
+// While the worker holds a suspect handed out alone, it takes nothing;
+// while it drains for one, it takes nothing until it holds nothing.
 func (r *Room) TryTake(waiting int) int {
 	for {
 		limit := r.Limit()
 		taken := r.taken.Load()
 		room := limit - taken
 		if room <= 0 || (waiting > 0 && 2*room < limit) {
+			return 0
+		}
+		if r.solo.Load() > 0 || (taken > 0 && r.Draining()) {
 			return 0
 		}
 		if r.taken.CompareAndSwap(taken, limit) {
@@ -96,6 +119,41 @@ func (r *Room) Finish(n int) {
 	case r.freed <- struct{}{}:
 	default:
 	}
+}
+
+// Held is how many messages the worker holds besides the n a poll about
+// to be sent has taken room for: what the poll tells Redis (PollArgs.Held).
+// Room another loop took for a poll still under way counts as held.
+func (r *Room) Held(n int) int { return int(max(0, r.taken.Load()-int64(n))) }
+
+// Solo accounts for a suspect handed out alone (protocol.Step.Solo):
+// nothing more is taken until it is finished (finishDelivery).
+func (r *Room) Solo() { r.solo.Add(1) }
+
+// Drain makes polls wait until the worker holds nothing, for at most d: a
+// poll left a suspect for a worker holding nothing. Drained ends that,
+// once a poll that held nothing came back without leaving one.
+func (r *Room) Drain(d time.Duration) { r.drainUntil.Store(time.Now().Add(d).UnixNano()) }
+func (r *Room) Drained()              { r.drainUntil.Store(0) }
+
+// Draining tells whether polls wait for the worker to hold nothing.
+func (r *Room) Draining() bool { return time.Now().UnixNano() < r.drainUntil.Load() }
+
+// DrainLeft is how long the drain still lasts, 0 for none.
+func (r *Room) DrainLeft() time.Duration {
+	return max(0, time.Duration(r.drainUntil.Load()-time.Now().UnixNano()))
+}
+
+// SoloHeld is how many suspects handed out alone the worker holds.
+func (r *Room) SoloHeld() int64 { return r.solo.Load() }
+
+// finishDelivery is Finish for one delivery, handled or given back; a
+// suspect handed out alone lets the worker take messages again.
+func (r *Room) finishDelivery(d *Delivery) {
+	if d.Step.Solo {
+		r.solo.Add(-1)
+	}
+	r.Finish(1)
 }
 
 // handled folds a handling time into the moving average.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,7 +37,13 @@ const (
 	envReadTimeout = "MQ_FAULT_READ_TIMEOUT"
 	envStopTimeout = "MQ_FAULT_STOP_TIMEOUT"
 	envIdleSleep   = "MQ_FAULT_IDLE_SLEEP"
+	envPoison      = "MQ_FAULT_POISON"
+	envQuarantine  = "MQ_FAULT_QUARANTINE_AFTER"
 )
+
+// PoisonExit is the exit code of a worker process whose handler met a
+// poison message (WorkerSpec.PoisonPrefix).
+const PoisonExit = 7
 
 // WorkerSpec configures a worker process.
 type WorkerSpec struct {
@@ -64,6 +71,15 @@ type WorkerSpec struct {
 	// so that messages whose lock expired are seen again soon rather than
 	// after the default's seconds. Default: 50 ms.
 	IdleSleep time.Duration
+	// PoisonPrefix, when set, makes the handler of a message whose id
+	// starts with it end the whole process at once (exit code
+	// PoisonExit), after writing its HandleStart event.
+	PoisonPrefix string
+	// QuarantineAfter is the worker's mq.WorkerConfig.QuarantineAfter;
+	// 0 never quarantines (the scenarios kill workers on purpose, again
+	// and again: a message taken by several of them in turn is not
+	// poison there).
+	QuarantineAfter int
 }
 
 func (s WorkerSpec) env() []string {
@@ -79,6 +95,8 @@ func (s WorkerSpec) env() []string {
 		envReadTimeout + "=" + s.ReadTimeout.String(),
 		envStopTimeout + "=" + s.StopTimeout.String(),
 		envIdleSleep + "=" + s.IdleSleep.String(),
+		envPoison + "=" + s.PoisonPrefix,
+		envQuarantine + "=" + strconv.Itoa(s.QuarantineAfter),
 	}
 }
 
@@ -98,6 +116,8 @@ func specFromEnv() (WorkerSpec, error) {
 	s.ReadTimeout, s.StopTimeout, s.IdleSleep = dur(envReadTimeout), dur(envStopTimeout), dur(envIdleSleep)
 	s.RenewLocks, _ = strconv.ParseBool(os.Getenv(envRenew))
 	s.HandlerThreads, _ = strconv.Atoi(os.Getenv(envThreads))
+	s.PoisonPrefix = os.Getenv(envPoison)
+	s.QuarantineAfter, _ = strconv.Atoi(os.Getenv(envQuarantine))
 	if len(errs) > 0 {
 		return s, errs[0]
 	}
@@ -155,6 +175,9 @@ func WorkerMain() int {
 		start := hist.Now()
 		write(Event{Kind: HandleStart, ID: m.ID, Handling: n, Attempt: m.Attempt,
 			LockMS: m.LockTime.Milliseconds(), Renew: spec.RenewLocks})
+		if spec.PoisonPrefix != "" && strings.HasPrefix(m.ID, spec.PoisonPrefix) {
+			os.Exit(PoisonExit) // the process dies with every message it holds
+		}
 		t := time.NewTimer(spec.HandleFor)
 		<-t.C
 		// A handling that overran its time by much was stalled, whether the
@@ -167,12 +190,10 @@ func WorkerMain() int {
 	})
 	write(Event{Kind: WorkerStart, Note: spec.Queue})
 	w, err := client.StartWorker(context.Background(), spec.Queue, &mq.WorkerConfig{
-		Handler:       handler,
-		LockTime:      spec.LockTime,
-		NoLockRenewal: !spec.RenewLocks,
-		// The scenarios kill workers on purpose, again and again: a message
-		// taken by several of them in turn is not poison here.
-		QuarantineAfter:   -1,
+		Handler:           handler,
+		LockTime:          spec.LockTime,
+		NoLockRenewal:     !spec.RenewLocks,
+		QuarantineAfter:   quarantineAfter(spec.QuarantineAfter),
 		HandlerThreads:    spec.HandlerThreads,
 		EndOfQueueBackoff: mq.Constant(spec.IdleSleep),
 	})
@@ -228,6 +249,14 @@ func watchStalls(hist *History, threshold time.Duration, write func(Event)) (sto
 		close(done)
 		<-finished
 	}
+}
+
+// quarantineAfter is WorkerSpec.QuarantineAfter as the worker's setting.
+func quarantineAfter(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 func cmpOr(d, fallback time.Duration) time.Duration {

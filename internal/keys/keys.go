@@ -48,6 +48,7 @@ const (
 	Resumed
 	History
 	AttemptErrors
+	NSolo
 	count
 )
 
@@ -127,6 +128,12 @@ var Suffixes = [count]string{
 	// attempt-errors: mid -> the errors of the message's latest failed
 	// attempts (a bounded list), so that its dead letter shows each.
 	AttemptErrors: "attempt-errors",
+	// nsolo: mid -> the solo hand-outs of a suspect (a message handed
+	// out before without an outcome): how many were lost, and the attempt
+	// and outcome counts at the latest, so that a loss in a crowd (a
+	// process that died holding other messages too) is told apart from a
+	// loss alone (docs/protocol.md §11, Quarantine).
+	NSolo: "nsolo",
 }
 
 // Count is the number of keys of one queue.

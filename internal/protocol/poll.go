@@ -18,12 +18,19 @@ const (
 	StepSkip StepKind = "skip"
 	// StepHandle: the step handed a message out.
 	StepHandle StepKind = "handle"
+	// stepSolo is the step of a message handed out alone (§11,
+	// Quarantine): parsed as StepHandle with Step.Solo set.
+	stepSolo StepKind = "solo"
 )
 
 // SkipReasons are the reasons of every skip step dequeue.lua answers, in
 // the order of §4.
 var SkipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-backoff",
-	"done-with-backoff", "did-requeue", "did-gc", "quarantined", "indexed"}
+	"done-with-backoff", "did-requeue", "did-gc", "quarantined", "indexed", "suspect"}
+
+// SkipSuspect is the skip reason of a suspect a poll set aside for a
+// worker holding nothing (§11, Quarantine).
+const SkipSuspect = "suspect"
 
 // Step is one step's answer from dequeue.lua. Which fields are set depends
 // on Kind.
@@ -68,6 +75,10 @@ type Step struct {
 	// Metadata is the handed-out message's metadata as stored, nil for
 	// none.
 	Metadata []byte
+	// Solo tells that the handed-out message is a suspect, handed out
+	// alone to a worker holding nothing (§11, Quarantine): the worker is
+	// to take nothing more until it is done with it.
+	Solo bool
 }
 
 // PollArgs are the arguments of one poll call.
@@ -93,6 +104,11 @@ type PollArgs struct {
 	// QuarantineAfter buries a message handed out that many times without
 	// an outcome instead of handing it out again (§11); 0 for never.
 	QuarantineAfter int
+	// Held is how many messages the calling worker holds besides those
+	// the call will hand out, or NotTold. A suspect (a message handed out
+	// before without an outcome) is handed out only to a call holding
+	// nothing, alone (§11, Quarantine); the zero value holds nothing.
+	Held int
 	// IndexOnly says that no Carmine worker reads the queue
 	// (Config.NoCarmineWorkers): a message waiting out a backoff then
 	// waits in the due index alone, off mid-circle (§11).
@@ -104,6 +120,10 @@ type PollArgs struct {
 	Poller         string
 	Seq, Confirmed uint64
 }
+
+// NotTold, as PollArgs.Held, does not tell the poll how many messages
+// the worker holds: suspects are handed out as any message.
+const NotTold = -1
 
 // PollReceiptTTL is how long a poller's receipt is kept at least after
 // its last call: a poller that comes back after a longer Redis outage no
@@ -129,7 +149,7 @@ func (a PollArgs) argv() []any {
 	for _, x := range a.Completions {
 		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error)
 	}
-	return args
+	return append(args, max(NotTold, a.Held))
 }
 
 // PollReply is dequeue.lua's answer: the steps taken and the queue size
@@ -220,7 +240,8 @@ func parseStep(e any) (Step, error) {
 			return bad()
 		}
 		s.Reason, _ = a[1].(string)
-	case StepHandle:
+	case StepHandle, stepSolo:
+		s.Kind, s.Solo = StepHandle, s.Kind == stepSolo
 		if len(a) != 10 {
 			return bad()
 		}
