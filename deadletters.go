@@ -41,6 +41,11 @@ type DeadLetter struct {
 	Died          time.Time `json:"died"`
 	// LockTime is the message's own lock time, 0 for the worker's.
 	LockTime time.Duration `json:"lock_time"`
+	// Policy is the message's own policy (EnqueueOptions MaxAttempts,
+	// Backoff, Timeout, UniqueFor), nil for none. A dead letter of a
+	// message with a dedupe window keeps its id refused for that window
+	// (docs/protocol.md §14).
+	Policy *Policy `json:"policy,omitempty"`
 
 	codec Codec
 }
@@ -51,7 +56,7 @@ func (d *DeadLetter) Decode(v any) error { return decode(d.codec, d.Data, v) }
 
 func (in *Inspector) deadLetter(r protocol.DeadRecord) DeadLetter {
 	d := DeadLetter{ID: r.ID, Data: r.Data, Reason: deadReason(r.Reason), Error: r.Error, Attempts: r.Attempts,
-		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, codec: in.c.cfg.Codec}
+		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, Policy: publicPolicy(r.Policy), codec: in.c.cfg.Codec}
 	if r.FirstEnqueued > 0 {
 		d.FirstEnqueued = time.UnixMilli(r.FirstEnqueued)
 	}

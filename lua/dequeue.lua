@@ -25,7 +25,8 @@
 --            outcome.lua; §11), else '0'
 -- ARGV[19..] n groups of five: mid, locked_until_ms (the token from a poll
 --            or a renewal), outcome ('success', 'retry', 'dead' or
---            'release'), backoff in ms (0 for none), error text ('' but
+--            'release'), backoff in ms (0 for none; for 'dead', the dedupe
+--            window to keep, §14), error text ('' but
 --            for 'dead'); any other outcome fails the call with an error
 --            reply MQOUTCOME before anything is written
 --
@@ -41,7 +42,8 @@
 --   due entry falls due, else 0
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
---    locked_until_ms, now_ms, metadata ('' for none)}
+--    locked_until_ms, now_ms, metadata ('' for none)[, policy]}, policy
+--    being the message's own policy (§14), present only when it has one
 -- locked_until_ms is the fencing token for outcomes and renew.lua.
 --
 -- The receipt. A poller (one polling loop of a worker, or its flusher)
@@ -362,7 +364,10 @@ local function decide(mid, from_circle)
   if has_backoff then redis.call('hdel', K_BACKOFFS, mid) end
   index_due(mid, locked_until)
   local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
-  return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid)}, false
+  local step = {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid)}
+  local policy = policy_of(mid, udt)
+  if policy ~= '' then step[10] = policy end
+  return step, false
 end
 
 local reply = {0, outcomes}

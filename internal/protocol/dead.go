@@ -28,6 +28,8 @@ type DeadRecord struct {
 	FirstEnqueued, Died int64
 	// LockTime is the message's own lock time, 0 for the worker's.
 	LockTime time.Duration
+	// Policy is the message's own policy (§14), nil for none.
+	Policy *Policy
 }
 
 // parseDeadRecord reads pack4's items (outcome.lua, bury).
@@ -43,13 +45,21 @@ func parseDeadRecord(id, s string) (DeadRecord, error) {
 		}
 		items, s = append(items, s[4:4+n]), s[4+n:]
 	}
-	if len(items) != 7 {
+	if len(items) != 7 && len(items) != 8 {
 		return DeadRecord{}, fmt.Errorf("%w: dead letter %q has %d fields", ErrUnexpectedReply, id, len(items))
 	}
 	num := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
-	return DeadRecord{ID: id, Data: []byte(items[0]), Reason: items[1], Error: items[2],
+	d := DeadRecord{ID: id, Data: []byte(items[0]), Reason: items[1], Error: items[2],
 		Attempts: num(items[3]), FirstEnqueued: num(items[4]), Died: num(items[5]),
-		LockTime: time.Duration(num(items[6])) * time.Millisecond}, nil
+		LockTime: time.Duration(num(items[6])) * time.Millisecond}
+	if len(items) == 8 {
+		// The message's own policy (§14); one of an unknown layout is
+		// left out rather than failing the whole page.
+		if p, err := DecodePolicy([]byte(items[7])); err == nil {
+			d.Policy = &p
+		}
+	}
+	return d, nil
 }
 
 // DeadLetterPage answers up to limit dead letters, newest first (by the

@@ -63,6 +63,9 @@ type Step struct {
 	// Metadata is the handed-out message's metadata as stored, nil for
 	// none.
 	Metadata []byte
+	// Policy is the handed-out message's own policy (§14), nil for none
+	// (or one of a layout this version does not know).
+	Policy *Policy
 }
 
 // PollArgs are the arguments of one poll call.
@@ -216,8 +219,14 @@ func parseStep(e any) (Step, error) {
 		}
 		s.Reason, _ = a[1].(string)
 	case StepHandle:
-		if len(a) != 9 {
+		if len(a) != 9 && len(a) != 10 {
 			return bad()
+		}
+		if len(a) == 10 {
+			raw, _ := a[9].(string)
+			if p, err := DecodePolicy([]byte(raw)); err == nil {
+				s.Policy = &p
+			}
 		}
 		var ok [8]bool
 		s.ID, ok[0] = a[1].(string)
