@@ -3,6 +3,7 @@ package mq
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/gocarmine/mq/internal/protocol"
@@ -123,4 +124,36 @@ func publicPolicy(p *protocol.Policy) *Policy {
 		out.Backoff = &RetryBackoff{Kind: BackoffKind(p.Backoff.Kind), Base: p.Backoff.Base, Max: p.Backoff.Max, Jitter: p.Backoff.Jitter}
 	}
 	return out
+}
+
+// String describes the policy in a few words, as mqctl and the dashboard
+// show it, e.g. "max attempts 3, backoff exp 1s..1m0s jitter 0.5, timeout
+// 30s, unique for 1h0m0s".
+func (p Policy) String() string {
+	var parts []string
+	if p.MaxAttempts > 0 {
+		parts = append(parts, fmt.Sprintf("max attempts %d", p.MaxAttempts))
+	} else if p.MaxAttempts < 0 {
+		parts = append(parts, "max attempts unbounded")
+	}
+	if b := p.Backoff; b != nil {
+		s := fmt.Sprintf("backoff %s %v", b.Kind, b.Base)
+		if b.Kind == BackoffExponential && b.Max > 0 {
+			s += fmt.Sprintf("..%v", b.Max)
+		}
+		if b.Jitter > 0 {
+			s += fmt.Sprintf(" jitter %g", b.Jitter)
+		}
+		parts = append(parts, s)
+	}
+	if p.Timeout > 0 {
+		parts = append(parts, fmt.Sprintf("timeout %v", p.Timeout))
+	}
+	if p.UniqueFor > 0 {
+		parts = append(parts, fmt.Sprintf("unique for %v", p.UniqueFor))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
