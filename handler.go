@@ -31,7 +31,10 @@ import (
 // runs out (cause ErrLockExpired: without renewal, LockTime after the poll
 // that took it) or when a renewal finds it lost (cause ErrLockLost); a
 // handler that returns an error after its context was cancelled leaves the
-// message locked, to be handled again when the lock expires.
+// message locked, to be handled again when the lock expires. The message's
+// own Timeout (EnqueueOptions.Timeout) ends ctx too, with the cause
+// ErrHandlingTimeout, however the lock is renewed: that handling has
+// failed, whatever the handler answers, and the retry policy decides.
 type Handler interface {
 	Handle(ctx context.Context, msg *Message) error
 }
