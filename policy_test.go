@@ -43,7 +43,6 @@ func TestPolicyAttemptsAndBackoff(t *testing.T) {
 		})
 		waitOutcomes(t, ev, map[Outcome]int{OutcomeDead: 2})
 		mu.Lock()
-		defer mu.Unlock()
 		require.Len(t, seen["p"], 2, "its own bound: two attempts")
 		assert.Len(t, seen["plain"], 5, "the worker's bound")
 		want := &Policy{MaxAttempts: 2, Backoff: policy}
@@ -51,6 +50,7 @@ func TestPolicyAttemptsAndBackoff(t *testing.T) {
 		assert.Equal(t, 2, seen["p"][0].MaxAttempts)
 		assert.Nil(t, seen["plain"][0].Policy)
 		assert.Equal(t, 5, seen["plain"][0].MaxAttempts)
+		mu.Unlock()
 
 		d, err := c.Inspector().DeadLetter(ctx, q, "p")
 		require.NoError(t, err)
@@ -59,6 +59,13 @@ func TestPolicyAttemptsAndBackoff(t *testing.T) {
 		require.NoError(t, err)
 		assert.Nil(t, d.Policy)
 		assert.Equal(t, "", queuetest.HGet(t, s.RDB, s.Key(q, keys.Policy), "p"), "collected with the message")
+
+		require.NoError(t, c.Inspector().RequeueDeadLetter(ctx, q, "p"))
+		waitOutcomes(t, ev, map[Outcome]int{OutcomeDead: 1})
+		mu.Lock()
+		require.Len(t, seen["p"], 4, "its own bound again")
+		assert.Equal(t, want, seen["p"][3].Policy, "a requeued dead letter keeps its policy")
+		mu.Unlock()
 	})
 }
 
