@@ -30,12 +30,14 @@ type deadView struct {
 	Died          time.Time  `json:"died"`
 	// LockTimeMS is the message's own lock time, 0 for the worker's.
 	LockTimeMS int64 `json:"lock_time_ms"`
+	// Policy is the message's own policy, if it had one.
+	Policy *policyView `json:"policy,omitempty"`
 	contentView
 }
 
 func newDeadView(queue string, d mq.DeadLetter) deadView {
 	v := deadView{Queue: queue, ID: d.ID, Reason: string(d.Reason), Error: d.Error, Attempts: d.Attempts,
-		Died: d.Died.UTC(), LockTimeMS: d.LockTime.Milliseconds(), contentView: newContent(d.Data)}
+		Died: d.Died.UTC(), LockTimeMS: d.LockTime.Milliseconds(), Policy: newPolicyView(d.Policy), contentView: newContent(d.Data)}
 	if !d.FirstEnqueued.IsZero() {
 		t := d.FirstEnqueued.UTC()
 		v.FirstEnqueued = &t
@@ -226,6 +228,9 @@ func printDead(w io.Writer, v deadView) error {
 	row(t, "first enqueued", first)
 	row(t, "died", timeText(v.Died))
 	row(t, "lock time", duration(time.Duration(v.LockTimeMS)*time.Millisecond))
+	if v.Policy != nil {
+		row(t, "policy", safeText(v.Policy.Text))
+	}
 	contentRows(t, "", v.contentView)
 	return t.Flush()
 }

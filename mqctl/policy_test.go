@@ -36,3 +36,21 @@ func TestMessagePolicy(t *testing.T) {
 		t.Errorf("a message without policy shows one:\n%s", r.stdout)
 	}
 }
+
+// TestDeadShowPolicy: mqctl dead show shows the buried message's own
+// policy.
+func TestDeadShowPolicy(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.bury(t, "jobs", 10, finalAll("bad"),
+		mq.EnqueueRequest{Message: "x", Options: &mq.EnqueueOptions{MessageID: "p", MaxAttempts: 2, UniqueFor: time.Minute}})
+	r := f.env.ok(t, "", "dead", "show", "jobs", "p")
+	if !strings.Contains(r.stdout, "max attempts 2, unique for 1m0s") {
+		t.Errorf("no policy row:\n%s", r.stdout)
+	}
+	var v deadView
+	decode(t, f.env.ok(t, "", "dead", "show", "jobs", "p", "--json"), &v)
+	if v.Policy == nil || v.Policy.MaxAttempts != 2 || v.Policy.UniqueForMS != 60_000 {
+		t.Errorf("--json policy: %+v", v.Policy)
+	}
+}
