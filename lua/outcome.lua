@@ -217,9 +217,9 @@ end
 -- bury writes mid's dead letter: {content, reason, error text, attempts,
 -- first enqueued ms, died ms, lock time ms or '', and the message's own
 -- policy when it has one (§14)} (pack4), and collects the message, or,
--- when a requeue is pending, turns that into the message; a message whose
--- policy has a dedupe window (window_ms, or its policy's when nil) enters
--- that window instead, so that a resend of it is refused (§14). reason
+-- when a requeue is pending, turns that into the message; a message with
+-- a dedupe window (window_ms, or its policy's, the longer) enters that
+-- window instead, so that a resend of it is refused (§14). reason
 -- is 'dead' (an error outcome after the last attempt, or one marked
 -- final) or 'quarantined' (handed out too often without an outcome);
 -- versions before wrote 'failed' for 'dead'.
@@ -233,7 +233,7 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms, window_ms)
   redis.call('hset', K_DEAD, mid, pack4(items))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   trim_dead(now)
-  if window_ms == nil then window_ms = window_of(policy) end
+  window_ms = math.max(window_ms or 0, window_of(policy))
   if window_ms > 0 then
     enter_window(mid, now + window_ms)
     return
