@@ -258,7 +258,8 @@ func (x *Executor) renewLoop(ctx context.Context, d *Delivery, lock *Lock, done 
 }
 
 // timeoutError is the failure of a handling that ran past its message's
-// Timeout: it wraps ErrHandlingTimeout and what the handler answered.
+// Timeout: it wraps ErrHandlingTimeout, and its text tells what the
+// handler answered.
 type timeoutError struct {
 	timeout time.Duration
 	answer  error
