@@ -45,6 +45,11 @@ type DeadLetter struct {
 	// first, the last one included (at most five; empty for a dead letter
 	// written by a version before 0.2).
 	AttemptErrors []AttemptError `json:"attempt_errors"`
+	// Policy is the message's own policy (EnqueueOptions MaxAttempts,
+	// Backoff, Timeout, UniqueFor), nil for none. A dead letter of a
+	// message with a dedupe window keeps its id refused for that window
+	// (docs/protocol.md §14).
+	Policy *Policy `json:"policy,omitempty"`
 
 	codec Codec
 }
@@ -56,7 +61,7 @@ func (d *DeadLetter) Decode(v any) error { return decode(d.codec, d.Data, v) }
 func (in *Inspector) deadLetter(r protocol.DeadRecord) DeadLetter {
 	d := DeadLetter{ID: r.ID, Data: r.Data, Reason: deadReason(r.Reason), Error: r.Error, Attempts: r.Attempts,
 		Died: time.UnixMilli(r.Died), LockTime: r.LockTime, AttemptErrors: attemptErrors(r.AttemptErrors),
-		codec: in.c.cfg.Codec}
+		Policy: publicPolicy(r.Policy), codec: in.c.cfg.Codec}
 	if r.FirstEnqueued > 0 {
 		d.FirstEnqueued = time.UnixMilli(r.FirstEnqueued)
 	}

@@ -54,6 +54,33 @@ type EnqueueOptions struct {
 	// to InitialBackoff, or to end at At (none when both are zero).
 	// Default: false.
 	ResetInitialBackoff bool
+
+	// MaxAttempts, when not 0, bounds the hand-outs of this message when
+	// it fails, instead of WorkerConfig.MaxAttempts (negative: no bound).
+	// It, Backoff, Timeout and UniqueFor are the message's own policy
+	// (docs/protocol.md §14), which the handler sees as Message.Policy and
+	// a dead letter keeps; they may not go with CanRequeue. Default: the
+	// worker's.
+	MaxAttempts int
+
+	// Backoff, when set, is the wait before each retry after a failure,
+	// instead of WorkerConfig.RetryBackoff. Default: the worker's.
+	Backoff *RetryBackoff
+
+	// Timeout, when set, bounds each handling of this message: the
+	// handler's context ends that long after it began (cause
+	// ErrHandlingTimeout), however its lock is renewed, and the handling
+	// counts as failed, retried or buried by the policy. Default: none.
+	Timeout time.Duration
+
+	// UniqueFor, when set, keeps the id for that long after the message
+	// succeeded or became a dead letter (a dedupe window), and makes an
+	// enqueue of this id that finds it queued, being handled or in its
+	// window answer ErrDuplicate (a [*DuplicateError]) rather than
+	// ErrAlreadyQueued, ErrLocked or ErrBackoff: a producer that gives the
+	// id itself may resend such an enqueue blindly, and the message is
+	// handled once. Default: none.
+	UniqueFor time.Duration
 }
 
 // Action says what a successful enqueue did.
@@ -76,7 +103,8 @@ type EnqueueResult struct {
 	// Action is what the enqueue did; empty when it was refused.
 	Action Action
 	// Refused is nil when the enqueue took effect, or why the queue refused
-	// it: ErrAlreadyQueued, ErrLocked or ErrBackoff (test with errors.Is).
+	// it: ErrAlreadyQueued, ErrLocked or ErrBackoff, or ErrDuplicate for a
+	// message with a dedupe window (test with errors.Is).
 	Refused error
 }
 
@@ -219,6 +247,10 @@ func (c *Client) enqueueMessage(queue string, msg any, opts *EnqueueOptions) (pr
 	if opts != nil {
 		o = *opts
 	}
+	if o.MessageID == "" && o.UniqueFor != 0 {
+		// A random id is new every call: a resend would not be recognised.
+		return protocol.EnqueueMessage{}, fmt.Errorf("%w: UniqueFor needs a MessageID of the producer's choosing", ErrInvalidOption)
+	}
 	if o.MessageID == "" {
 		o.MessageID = uuid.New()
 	}
@@ -242,10 +274,14 @@ func (c *Client) enqueueMessage(queue string, msg any, opts *EnqueueOptions) (pr
 	if err != nil {
 		return protocol.EnqueueMessage{}, err
 	}
+	policy, err := policyOf(&o)
+	if err != nil {
+		return protocol.EnqueueMessage{}, err
+	}
 	m := protocol.EnqueueMessage{
 		ID: o.MessageID, Data: data, InitialBackoff: o.InitialBackoff, LockTime: o.LockTime,
 		CanUpdate: o.CanUpdate, CanRequeue: o.CanRequeue, ResetInitialBackoff: o.ResetInitialBackoff,
-		Metadata: meta,
+		Metadata: meta, Policy: policy,
 	}
 	if !o.At.IsZero() {
 		// 1 ms for any time at or before the epoch: "due already".

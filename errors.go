@@ -45,7 +45,27 @@ var (
 	// ErrBackoff: the message id was handled and is in its dedupe backoff,
 	// and the enqueue may not requeue it.
 	ErrBackoff = errors.New("mq: in backoff")
+	// ErrDuplicate: the enqueue of a message with a dedupe window
+	// (EnqueueOptions.UniqueFor) met its id queued, being handled, or in
+	// the window after it was handled (docs/protocol.md §14): the message
+	// is there or was, so a caller may resend such an enqueue blindly.
+	// The Refused error is a [*DuplicateError], which says what it met.
+	ErrDuplicate = errors.New("mq: duplicate")
 )
+
+// DuplicateError is the refusal of an enqueue with a dedupe window whose
+// id the queue holds (errors.Is(err, ErrDuplicate) holds).
+type DuplicateError struct {
+	// Met is what the enqueue met: "queued", "locked" or "backoff" (done,
+	// in its window).
+	Met string
+}
+
+// Error describes the refusal.
+func (e *DuplicateError) Error() string { return "mq: duplicate (" + e.Met + ")" }
+
+// Unwrap answers ErrDuplicate.
+func (e *DuplicateError) Unwrap() error { return ErrDuplicate }
 
 // Errors of Redis and of what it stores.
 var (
@@ -74,6 +94,11 @@ var (
 	// ending because the message's lock ran out: it was not renewed in
 	// time, so another handling may have the message now.
 	ErrLockExpired = engine.ErrLockExpired
+	// ErrHandlingTimeout is the cause (context.Cause) of a handler's
+	// context ending at the message's own Timeout (EnqueueOptions.Timeout),
+	// however its lock was renewed; the handling has failed, and the
+	// retry policy decides what follows (docs/protocol.md §14).
+	ErrHandlingTimeout = engine.ErrHandlingTimeout
 	// ErrFinal marks a handler's error as final: errors.Is(err, ErrFinal)
 	// holds for the errors [Final] returns.
 	ErrFinal = errors.New("mq: final")
@@ -122,6 +147,12 @@ func enqueueResult(id string, code protocol.Code) (EnqueueResult, error) {
 		r.Refused = ErrLocked
 	case protocol.Backoff:
 		r.Refused = ErrBackoff
+	case protocol.DuplicateQueued:
+		r.Refused = &DuplicateError{Met: "queued"}
+	case protocol.DuplicateLocked:
+		r.Refused = &DuplicateError{Met: "locked"}
+	case protocol.DuplicateBackoff:
+		r.Refused = &DuplicateError{Met: "backoff"}
 	default:
 		return r, redisError(fmt.Errorf("%w: enqueue answered %q", protocol.ErrUnexpectedReply, code))
 	}

@@ -31,7 +31,10 @@ import (
 // runs out (cause ErrLockExpired: without renewal, LockTime after the poll
 // that took it) or when a renewal finds it lost (cause ErrLockLost); a
 // handler that returns an error after its context was cancelled leaves the
-// message locked, to be handled again when the lock expires.
+// message locked, to be handled again when the lock expires. The message's
+// own Timeout (EnqueueOptions.Timeout) ends ctx too, with the cause
+// ErrHandlingTimeout, however the lock is renewed: that handling has
+// failed, whatever the handler answers, and the retry policy decides.
 type Handler interface {
 	Handle(ctx context.Context, msg *Message) error
 }
@@ -61,10 +64,14 @@ type Message struct {
 	Age time.Duration
 	// QueueSize is the queue size the worker saw last.
 	QueueSize int64
-	// MaxAttempts is the worker's retry bound (WorkerConfig.MaxAttempts;
-	// 0 or less: none): a failure on an Attempt at or above it makes the
-	// message a dead letter, for middleware that reports outcomes.
+	// MaxAttempts is the message's retry bound (its own Policy.MaxAttempts,
+	// else WorkerConfig.MaxAttempts; 0 or less: none): a failure on an
+	// Attempt at or above it makes the message a dead letter, for
+	// middleware that reports outcomes.
 	MaxAttempts int
+	// Policy is the message's own policy, set at enqueue (docs/protocol.md
+	// §14), nil for none.
+	Policy *Policy
 	// Metadata is what the enqueue put in EnqueueOptions.Metadata, nil
 	// for none (and for messages that Carmine enqueued).
 	Metadata map[string]string
@@ -196,7 +203,8 @@ func (h *workerHandler) Handle(ctx context.Context, d *engine.Delivery, lock *en
 		QueueSize: d.QueueSize,
 		Metadata:  decodeMetadata(s.Metadata),
 
-		MaxAttempts: w.cfg.MaxAttempts,
+		MaxAttempts: w.maxAttempts(s.Policy),
+		Policy:      publicPolicy(s.Policy),
 		codec:       w.c.cfg.Codec,
 		lock:        lock,
 	}
@@ -242,7 +250,11 @@ func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err erro
 	}
 	c := protocol.Completion{ID: s.ID, Outcome: oc.name, Backoff: oc.backoff}
 	if oc.failed {
-		w.applyRetryPolicy(&c, s.Attempt, oc.err)
+		w.applyRetryPolicy(&c, s.Attempt, oc.err, s.Policy)
+	} else if c.Outcome == protocol.OutcomeSuccess && s.Policy != nil {
+		// A dedupe window (§14) is kept at least as long as the message
+		// asked, whatever window the handler's answer asked for.
+		c.Backoff = max(c.Backoff, s.Policy.UniqueFor)
 	}
 	w.observe(s, took, handlingOutcome(c, oc.failed), err)
 	// Counted once Redis has recorded it (see completionEvents.Recorded).

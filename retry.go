@@ -56,18 +56,39 @@ func DefaultRetryBackoff(attempt int) time.Duration {
 
 // applyRetryPolicy turns the outcome of a failed attempt into a retry
 // after the policy's backoff, or into a dead letter after the last
-// attempt (or when the error is final), and logs it.
-func (w *Worker) applyRetryPolicy(c *protocol.Completion, attempt int64, err error) {
+// attempt (or when the error is final), and logs it. The policy is the
+// message's own where it sets one (p, nil for none; docs/protocol.md
+// §14), else the worker's; a dead letter of a message with a dedupe
+// window keeps it.
+func (w *Worker) applyRetryPolicy(c *protocol.Completion, attempt int64, err error, p *protocol.Policy) {
 	log := w.messageLog(c.ID, attempt)
-	last := w.cfg.MaxAttempts > 0 && attempt >= int64(w.cfg.MaxAttempts)
+	maxAttempts := w.maxAttempts(p)
+	last := maxAttempts > 0 && attempt >= int64(maxAttempts)
 	if c.Outcome == protocol.OutcomeDead || last {
 		c.Outcome, c.Backoff = protocol.OutcomeDead, 0
+		if p != nil {
+			c.Backoff = p.UniqueFor
+		}
 		c.Error = cutErrorText(err, maxErrorText)
 		log.Error("mq: handler failed for good; the message is a dead letter", slog.Any("error", err))
 		return
 	}
-	c.Backoff = max(0, w.cfg.RetryBackoff(int(attempt)))
+	if p != nil && p.Backoff.Kind != "" {
+		b := publicPolicy(p).Backoff
+		c.Backoff = b.Delay(int(attempt))
+	} else {
+		c.Backoff = max(0, w.cfg.RetryBackoff(int(attempt)))
+	}
 	c.Error = cutErrorText(err, maxAttemptErrorText)
 	log.Warn("mq: handler failed; the message will be retried", slog.Any("error", err),
 		slog.Duration("retry_in", c.Backoff))
+}
+
+// maxAttempts is the retry bound of a message with policy p (nil for
+// none): its own when it sets one, else the worker's.
+func (w *Worker) maxAttempts(p *protocol.Policy) int {
+	if p != nil && p.MaxAttempts != 0 {
+		return p.MaxAttempts
+	}
+	return w.cfg.MaxAttempts
 }

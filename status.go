@@ -82,6 +82,9 @@ type MessageInfo struct {
 	LockTime time.Duration
 	// Metadata is the message's metadata (EnqueueOptions.Metadata).
 	Metadata map[string]string
+	// Policy is the message's own policy (EnqueueOptions MaxAttempts,
+	// Backoff, Timeout, UniqueFor), nil for none.
+	Policy *Policy
 	// Requeue is the content waiting to replace the message once its
 	// handling or backoff ends (a "-with-requeue" status); nil for none.
 	Requeue *PendingRequeue
@@ -171,6 +174,7 @@ func (in *Inspector) messageInfo(id string, data []byte, r protocol.MessageRead,
 		Attempts: r.Attempts,
 		LockTime: r.LockTime,
 		Metadata: decodeMetadata(r.Meta),
+		Policy:   publicPolicy(r.Policy),
 	}
 	if r.BackoffUntil > now {
 		m.Backoff = time.Duration(r.BackoffUntil-now) * time.Millisecond

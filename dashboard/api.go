@@ -111,6 +111,9 @@ type messageJSON struct {
 	// Empty tells that the stored content is empty: a message handled in
 	// its dedupe window (done-with-backoff) keeps none.
 	Empty bool `json:"empty,omitempty"`
+	// Policy is the message's own policy in words (mq.Policy.String),
+	// empty for none.
+	Policy string `json:"policy,omitempty"`
 }
 
 // messagesJSON is the answer of GET api/messages.
@@ -180,6 +183,9 @@ func (h *handler) messageJSON(m mq.MessageInfo) messageJSON {
 		BackoffMS: m.Backoff.Milliseconds(),
 		AgeMS:     m.Age.Milliseconds(),
 		Size:      len(m.Data),
+	}
+	if m.Policy != nil {
+		mj.Policy = m.Policy.String()
 	}
 	switch {
 	case len(m.Data) == 0:

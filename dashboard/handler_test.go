@@ -438,6 +438,13 @@ func TestMessageAPI(t *testing.T) {
 	if m := decodeJSON[oneMessageJSON](t, body); code != http.StatusNotFound || m.DeadLetter {
 		t.Errorf("an id never enqueued: %d %+v", code, m)
 	}
+	if _, err := c.Enqueue(ctx, "q", "x", &mq.EnqueueOptions{MessageID: "p", MaxAttempts: 2, UniqueFor: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	code, body = get(t, srv, "/mq/api/message?queue=q&id=p")
+	if m := decodeJSON[oneMessageJSON](t, body); code != http.StatusOK || m.Policy != "max attempts 2, unique for 1h0m0s" {
+		t.Errorf("a message's own policy: %d %+v", code, m)
+	}
 	for _, bad := range []string{"queue=a*&id=m", "queue=q&id=", "queue=q"} {
 		if code, body := get(t, srv, "/mq/api/message?"+bad); code != http.StatusBadRequest {
 			t.Errorf("%s: %d %s", bad, code, body)

@@ -25,10 +25,11 @@
 --            outcome.lua; §11), else '0'
 -- ARGV[19..] n groups of five: mid, locked_until_ms (the token from a poll
 --            or a renewal), outcome ('success', 'retry', 'dead' or
---            'release'), backoff in ms (0 for none), error text ('' but
---            for 'dead' and a failed 'retry', attempt-errors.lua); any
---            other outcome fails the call with an error reply MQOUTCOME
---            before anything is written
+--            'release'), backoff in ms (0 for none; for 'dead', the dedupe
+--            window to keep, §14), error text ('' but for 'dead' and a
+--            failed 'retry', attempt-errors.lua); any other outcome fails
+--            the call with an error reply MQOUTCOME before anything is
+--            written
 -- ARGV[19+5n] held (optional): how many messages the calling worker holds
 --            besides those this call hands out (absent or negative: not
 --            told); see "Quarantine without innocent victims" below
@@ -45,10 +46,11 @@
 --   due entry falls due, else 0
 --   {'skip', reason}
 --   {'handle', mid, content, attempt, lock_ms, first_enqueued_ms,
---    locked_until_ms, now_ms, metadata ('' for none), due_ms}
+--    locked_until_ms, now_ms, metadata ('' for none), due_ms[, policy]}
 --   where due_ms is when the message was due: the later of its first
 --   enqueue and the end of the backoff it waited out, if this call knows
---   it (§16)
+--   it (§16), and policy the message's own policy (§14), present only
+--   when it has one
 --   {'solo', ...as 'handle'}: a suspect handed out alone (the call's
 --    only hand-out, and its last step)
 -- locked_until_ms is the fencing token for outcomes and renew.lua.
@@ -459,7 +461,10 @@ local function decide(mid, from_circle)
   index_due(mid, locked_until)
   local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
   due_at = math.max(udt, due_at or udt)
-  return {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid), due_at}, false
+  local step = {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid), due_at}
+  local policy = policy_of(mid, udt)
+  if policy ~= '' then step[11] = policy end
+  return step, false
 end
 
 local reply = {0, outcomes}

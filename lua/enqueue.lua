@@ -8,18 +8,22 @@
 --   Carmine worker reads the queue, §11), '0' to put them on both
 -- ARGV[4]: '1' on the call's first send, '0' on every send after it (the
 --   client's Redis library sending it again), when the receipt is looked for
--- ARGV[5..], in groups of nine, one group per message:
+-- ARGV[5..], in groups of eleven, one group per message:
 --   mid, encoded message, initial backoff in ms (0 for none), lock time in
 --   ms (0 for the worker's default), then can-update, can-requeue and
 --   reset-init-backoff, each '1' or '0', then the time to hand it out at
 --   in Unix ms by the server's clock (0 for none; it replaces the initial
 --   backoff by the time from now until then, 0 once it is past), then the
 --   message's metadata as the client encoded it ('' for none), kept in meta
---   with the content (a pending requeue keeps the metadata there is)
+--   with the content (a pending requeue keeps the metadata there is),
+--   then the message's own policy as the client encoded it ('' for none,
+--   §14), then '1' when the message has a dedupe window (UniqueFor), which
+--   turns a refusal into 'duplicate-<the refusal>', else '0'
 --
 -- Reply: one string per message, in order: 'added' or 'updated' on
 -- success, or the reason of a refusal: 'already-queued', 'locked' or
--- 'backoff'.
+-- 'backoff', or for a message with a dedupe window 'duplicate-queued',
+-- 'duplicate-locked' or 'duplicate-backoff' (§14).
 --
 -- The receipt (enqueue-receipts, see prelude.lua): a call that wrote
 -- anything stores its reply under its token; a call that finds its
@@ -49,7 +53,8 @@ if not first_send then
   local receipt
   receipt, since = receipt_get(K_ENQUEUE_RECEIPTS, K_ENQUEUE_RECEIPTS_PREV, token)
   if receipt then
-    local NAMES = {a = 'added', u = 'updated', q = 'already-queued', l = 'locked', b = 'backoff'}
+    local NAMES = {a = 'added', u = 'updated', q = 'already-queued', l = 'locked', b = 'backoff',
+      Q = 'duplicate-queued', L = 'duplicate-locked', B = 'duplicate-backoff'}
     local reply = {}
     for i = 1, #receipt do
       reply[i] = NAMES[string.sub(receipt, i, i)]
@@ -68,6 +73,22 @@ local ready_len = 0
 
 -- One message's arguments, set by the loop below for the helpers.
 local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff, meta
+local policy, unique
+
+-- set_policy writes the message's own policy (§14), tagged with its
+-- first-enqueue time udt, and marks the queue as using policies; without
+-- one, drop is set to delete a policy the id has (an update's). A policy
+-- whose tag is not the message's first-enqueue time is stale (a Carmine
+-- worker's collection left it) and read as none, so a new id without
+-- policy writes nothing here.
+local function set_policy(udt, drop)
+  if policy ~= '' then
+    redis.call('hset', K_POLICY, mid, udt .. ':' .. policy)
+    redis.call('hset', K_FEATURES, 'policy', '1')
+  elseif drop then
+    redis.call('hdel', K_POLICY, mid)
+  end
+end
 
 -- add writes the rest of a message new to the queue, whose content the
 -- loop stored already. A new id has no entry in Carmine's hashes, lists
@@ -77,6 +98,7 @@ local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_b
 -- queue.
 local function add()
   redis.call('hset', K_UDTS, mid, now)
+  set_policy(now, false)
   if meta ~= '' then
     redis.call('hset', K_META, mid, meta)
   elseif not index_only then
@@ -123,6 +145,7 @@ end
 local function store()
   redis.call('hset', K_MESSAGES, mid, content)
   redis.call('hsetnx', K_UDTS, mid, now)
+  set_policy(redis.call('hget', K_UDTS, mid), true)
   if meta ~= '' then
     redis.call('hset', K_META, mid, meta)
   else
@@ -198,15 +221,18 @@ local function enqueue()
       set_init_backoff()
       return 'updated'
     end
+    if unique then return 'duplicate-queued' end
     return 'already-queued'
   elseif base == 'locked' then
     if can_requeue then return to_requeue() end
+    if unique then return 'duplicate-locked' end
     return 'locked'
   end
 
   -- done
   if in_backoff then
     if can_requeue then return to_requeue() end
+    if unique then return 'duplicate-backoff' end
     return 'backoff'
   end
   redis.call('lpush', K_MIDS_READY, mid)
@@ -214,15 +240,17 @@ local function enqueue()
   return to_requeue()
 end
 
-local CODES = {added = 'a', updated = 'u', ['already-queued'] = 'q', locked = 'l', backoff = 'b'}
+local CODES = {added = 'a', updated = 'u', ['already-queued'] = 'q', locked = 'l', backoff = 'b',
+  ['duplicate-queued'] = 'Q', ['duplicate-locked'] = 'L', ['duplicate-backoff'] = 'B'}
 local reply, codes = {}, {}
-for i = 5, #ARGV, 9 do
+for i = 5, #ARGV, 11 do
   mid, content = ARGV[i], ARGV[i + 1]
   init_backoff, lock_ms = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   can_update, can_requeue = ARGV[i + 4] == '1', ARGV[i + 5] == '1'
   reset_init_backoff = ARGV[i + 6] == '1'
   local at_ms = tonumber(ARGV[i + 7])
   meta = ARGV[i + 8]
+  policy, unique = ARGV[i + 9], ARGV[i + 10] == '1'
   if at_ms > 0 then init_backoff = math.max(0, at_ms - now) end
   -- HSETNX both writes a new message's content and tells whether the id
   -- is new; as the script's first write, and one Redis checks memory

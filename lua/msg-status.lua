@@ -10,18 +10,22 @@
 -- Reply: {now_ms, entry, ...}, one entry per mid, in order:
 --   {status, attempts, backoff_until_ms, first_enqueued_ms, locked_until_ms,
 --    own lock ms, requeue content or false, requeue's own lock ms,
---    metadata or false, content or false, dead letter record or false}
+--    metadata or false, content or false, dead letter record or false,
+--    own policy or false}
 -- status is '' for nil; numbers are 0 where there is no such entry; the
 -- requeue content is that of messages-rq (false for none, and for
 -- Carmine's older requeue marks, which requeue the current content); the
 -- content is read only when asked for ('c'), the dead letter record (as
--- dead-letters.lua answers it) only with 'd'.
+-- dead-letters.lua answers it) only with 'd'; the policy (§14, as the
+-- client encoded it, without its tag; false when stale) is read only when
+-- the queue's features say it uses policies.
 
 local want = ARGV[1]
 local with_content = string.find(want, 'c', 1, true) ~= nil
 local with_dead = string.find(want, 'd', 1, true) ~= nil
 local now = server_now()
 local reply = {now}
+local uses_policy = redis.call('hexists', K_FEATURES, 'policy') == 1
 for i = 2, #ARGV do
   local mid = ARGV[i]
   local base, in_backoff = message_status(mid, now)
@@ -37,7 +41,13 @@ for i = 2, #ARGV do
     redis.call('hget', K_META, mid),
     false,
     false,
+    false,
   }
+  if uses_policy then
+    local v = redis.call('hget', K_POLICY, mid)
+    local tag, p = string.match(v or '', '^(%d+):(.*)$')
+    if tag and tonumber(tag) == entry[4] then entry[12] = p end
+  end
   if with_content then entry[10] = redis.call('hget', K_MESSAGES, mid) end
   if with_dead then entry[11] = redis.call('hget', K_DEAD, mid) end
   reply[i] = entry

@@ -16,6 +16,45 @@ local function call_each(cmd, key, items)
   end
 end
 
+-- Per-message policies (§14). A queue's keys of an extension are read
+-- only when its features hash says it uses it: policy_used reads features
+-- once per call, when first asked.
+local uses_policy = nil
+local function policy_used()
+  if uses_policy == nil then
+    uses_policy = redis.call('hexists', K_FEATURES, 'policy') == 1
+  end
+  return uses_policy
+end
+
+-- policy_of answers mid's own policy as the client encoded it, '' for
+-- none: without the feature, without an entry, or with an entry whose tag
+-- is not the message's first-enqueue time udt (stale: left by a Carmine
+-- worker's collection, which does not know the key, or by a requeue that
+-- became the message; enqueue.lua, set_policy).
+local function policy_of(mid, udt)
+  if not policy_used() then return '' end
+  local v = redis.call('hget', K_POLICY, mid)
+  if not v then return '' end
+  local tag, p = string.match(v, '^(%d+):(.*)$')
+  if tonumber(tag) ~= tonumber(udt) then return '' end
+  return p
+end
+
+-- window_of answers the dedupe window in ms of an encoded policy (its
+-- eighth field, EncodePolicy in internal/protocol), 0 for none.
+local function window_of(p)
+  local i, n = 1, 0
+  while i + 3 <= #p do
+    local a, b, c, d = string.byte(p, i, i + 3)
+    local len = a + 256 * b + 65536 * c + 16777216 * d
+    n = n + 1
+    if n == 8 then return tonumber(string.sub(p, i + 4, i + 3 + len)) or 0 end
+    i = i + 4 + len
+  end
+  return 0
+end
+
 -- Gathered writes. Within one call, the due entries written (each a
 -- score and a mid), the windows written and the messages collected are
 -- gathered and sent as one command per key by flush_gathered, which leaves
@@ -65,6 +104,7 @@ local function flush_gathered()
         K_LOCK_ALIASES, K_BACKOFFS, K_NOUTCOMES, K_META, K_ATTEMPT_ERRORS, K_NSOLO}) do
       call_each('hdel', key, list)
     end
+    if policy_used() then call_each('hdel', K_POLICY, list) end
     call_each('srem', K_DONE, list)
     call_each('zrem', K_DUE, list)
     call_each('zrem', K_WINDOWS, list)
@@ -162,15 +202,33 @@ local function trim_dead(now)
   end
 end
 
+-- enter_window makes mid done, in a dedupe window until at (§6, §14):
+-- the backoff set, indexed in windows, the content emptied (it is never
+-- handed out again; a pending requeue keeps it, as a legacy requeue mark
+-- would requeue this very content). Its lock is the caller's to release.
+local function enter_window(mid, at)
+  redis.call('hset', K_BACKOFFS, mid, at)
+  if not has_requeue(mid) then
+    redis.call('hset', K_MESSAGES, mid, '')
+  end
+  gathered.done[#gathered.done + 1] = mid
+  gathered.windows[#gathered.windows + 1] = at
+  gathered.windows[#gathered.windows + 1] = mid
+  redis.call('zrem', K_DUE, mid)
+end
+
 -- bury writes mid's dead letter: {content, reason, error text, attempts,
--- first enqueued ms, died ms, lock time ms or '', its attempts' errors}
--- (pack4; the last item is the pack()ed list of attempt-errors.lua, with
--- the last attempt's error added for 'dead'), and collects
--- the message, or, when a requeue is pending, turns that into the
--- message. reason is 'dead' (an error outcome after the last attempt,
--- or one marked final) or 'quarantined' (handed out too often without an
--- outcome); versions before wrote 'failed' for 'dead'.
-local function bury(mid, reason, err, attempts, now, default_lock_ms)
+-- first enqueued ms, died ms, lock time ms or '', its attempts' errors,
+-- and the message's own policy when it has one (§14)} (pack4; the
+-- attempts' errors are the pack()ed list of attempt-errors.lua, with the
+-- last attempt's error added for 'dead'), and collects the message, or,
+-- when a requeue is pending, turns that into the message; a message with
+-- a dedupe window (window_ms, or its policy's, the longer) enters that
+-- window instead, so that a resend of it is refused (§14). reason is
+-- 'dead' (an error outcome after the last attempt, or one marked final)
+-- or 'quarantined' (handed out too often without an outcome); versions
+-- before wrote 'failed' for 'dead'.
+local function bury(mid, reason, err, attempts, now, default_lock_ms, window_ms)
   local content = redis.call('hget', K_MESSAGES, mid) or ''
   local udt = redis.call('hget', K_UDTS, mid) or ''
   local lock_ms = redis.call('hget', K_LOCK_TIMES, mid) or ''
@@ -180,11 +238,18 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms)
   else
     errors = attempt_errors(mid, attempts + 1)
   end
-  redis.call('hset', K_DEAD, mid, pack4({content, reason, err, tostring(attempts), udt, tostring(now), lock_ms,
-    pack(errors)}))
+  local items = {content, reason, err, tostring(attempts), udt, tostring(now), lock_ms, pack(errors)}
+  local policy = policy_of(mid, udt)
+  if policy ~= '' then items[9] = policy end
+  redis.call('hset', K_DEAD, mid, pack4(items))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   count_history('d')
   trim_dead(now)
+  window_ms = math.max(window_ms or 0, window_of(policy))
+  if window_ms > 0 then
+    enter_window(mid, now + window_ms)
+    return
+  end
   finish(mid, now, default_lock_ms)
 end
 
@@ -212,7 +277,8 @@ end
 --   'retry': unlocked, its outcome counted (noutcomes), queued again:
 --     after its backoff (due, and on mid-circle unless index_only) or at
 --     the back of mids-ready;
---   'dead': a dead letter with the error text err (bury);
+--   'dead': a dead letter with the error text err (bury), in a dedupe
+--     window of backoff_ms when that is not 0 (§14);
 --   'release' gives back a message a worker took but never started
 --     (prefetched, then the worker stopped or it waited too long, or the
 --     reply that handed it out was lost): the lock goes, the attempt is
@@ -246,7 +312,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'ok'
   elseif outcome == 'dead' then
     local attempts = tonumber(redis.call('hget', K_NATTEMPTS, mid)) or 0
-    bury(mid, 'dead', err, attempts, now, default_lock_ms)
+    bury(mid, 'dead', err, attempts, now, default_lock_ms, backoff_ms)
     gathered.unlock[#gathered.unlock + 1] = mid
     return 'ok'
   elseif outcome == 'retry' then
@@ -265,15 +331,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
       outcomes_wake = true
     end
   elseif backoff_ms > 0 then -- success, in a dedupe window
-    redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)
-    if not has_requeue(mid) then
-      -- (a legacy requeue mark would requeue this very content)
-      redis.call('hset', K_MESSAGES, mid, '')
-    end
-    gathered.done[#gathered.done + 1] = mid
-    gathered.windows[#gathered.windows + 1] = now + backoff_ms
-    gathered.windows[#gathered.windows + 1] = mid
-    redis.call('zrem', K_DUE, mid)
+    enter_window(mid, now + backoff_ms)
   else
     finish(mid, now, default_lock_ms)
   end

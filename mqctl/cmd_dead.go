@@ -33,6 +33,8 @@ type deadView struct {
 	// AttemptErrors are the errors of its latest failed attempts, oldest
 	// first, the last included (empty for dead letters of mq v0.1.0).
 	AttemptErrors []attemptErrorView `json:"attempt_errors"`
+	// Policy is the message's own policy, if it had one.
+	Policy *policyView `json:"policy,omitempty"`
 	contentView
 }
 
@@ -45,7 +47,7 @@ type attemptErrorView struct {
 
 func newDeadView(queue string, d mq.DeadLetter) deadView {
 	v := deadView{Queue: queue, ID: d.ID, Reason: string(d.Reason), Error: d.Error, Attempts: d.Attempts,
-		Died: d.Died.UTC(), LockTimeMS: d.LockTime.Milliseconds(), contentView: newContent(d.Data)}
+		Died: d.Died.UTC(), LockTimeMS: d.LockTime.Milliseconds(), Policy: newPolicyView(d.Policy), contentView: newContent(d.Data)}
 	if !d.FirstEnqueued.IsZero() {
 		t := d.FirstEnqueued.UTC()
 		v.FirstEnqueued = &t
@@ -247,6 +249,9 @@ func printDead(w io.Writer, v deadView) error {
 	row(t, "lock time", duration(time.Duration(v.LockTimeMS)*time.Millisecond))
 	for _, e := range v.AttemptErrors {
 		row(t, "attempt "+itoa(e.Attempt), timeText(e.At)+"  "+safeTextLine(e.Error))
+	}
+	if v.Policy != nil {
+		row(t, "policy", safeText(v.Policy.Text))
 	}
 	contentRows(t, "", v.contentView)
 	return t.Flush()

@@ -78,6 +78,9 @@ func printMessage(w io.Writer, v messageView) error {
 	for _, k := range slices.Sorted(maps.Keys(v.Metadata)) {
 		row(t, "metadata "+safeText(k), safeText(v.Metadata[k]))
 	}
+	if v.Policy != nil {
+		row(t, "policy", safeText(v.Policy.Text))
+	}
 	if v.DeadLetter {
 		row(t, "dead letter", "yes (mqctl dead show)")
 	}

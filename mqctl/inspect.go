@@ -28,6 +28,9 @@ type messageView struct {
 	LockTimeMS int64 `json:"lock_time_ms"`
 	// Metadata is the message's metadata, if any.
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Policy is the message's own policy (EnqueueOptions MaxAttempts,
+	// Backoff, Timeout, UniqueFor), if any.
+	Policy *policyView `json:"policy,omitempty"`
 	// DeadLetter tells that the queue keeps a dead letter of the same id
 	// (mqctl dead show QUEUE ID shows it).
 	DeadLetter bool `json:"dead_letter,omitempty"`
@@ -35,6 +38,41 @@ type messageView struct {
 	// Requeue is the content waiting to be queued again once this
 	// handling or backoff ends (a "-with-requeue" status), if any.
 	Requeue *contentView `json:"requeue,omitempty"`
+}
+
+// policyView is a message's own policy as mqctl shows it.
+type policyView struct {
+	// MaxAttempts bounds its attempts (0: the worker's, negative: none).
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Backoff is its retry backoff: kind ("fixed" or "exp"), base and
+	// cap in ms, jitter from 0 to 1.
+	Backoff *backoffView `json:"backoff,omitempty"`
+	// TimeoutMS bounds each handling, UniqueForMS is its dedupe window.
+	TimeoutMS   int64 `json:"timeout_ms,omitempty"`
+	UniqueForMS int64 `json:"unique_for_ms,omitempty"`
+	// Text is the policy in words.
+	Text string `json:"text"`
+}
+
+// backoffView is a message's own retry backoff.
+type backoffView struct {
+	Kind   string  `json:"kind"`
+	BaseMS int64   `json:"base_ms"`
+	MaxMS  int64   `json:"max_ms,omitempty"`
+	Jitter float64 `json:"jitter,omitempty"`
+}
+
+// newPolicyView is the view of a message's policy, nil for none.
+func newPolicyView(p *mq.Policy) *policyView {
+	if p == nil {
+		return nil
+	}
+	v := &policyView{MaxAttempts: p.MaxAttempts, TimeoutMS: p.Timeout.Milliseconds(),
+		UniqueForMS: p.UniqueFor.Milliseconds(), Text: p.String()}
+	if b := p.Backoff; b != nil {
+		v.Backoff = &backoffView{Kind: string(b.Kind), BaseMS: b.Base.Milliseconds(), MaxMS: b.Max.Milliseconds(), Jitter: b.Jitter}
+	}
+	return v
 }
 
 // contentView is stored content and what the codec made of it.
@@ -86,6 +124,7 @@ func newMessageView(queue string, m mq.MessageInfo) messageView {
 		LockTimeMS: m.LockTime.Milliseconds(), Metadata: m.Metadata,
 		contentView: decodedContent(m.Data, m.Value, m.DecodeErr),
 		DeadLetter:  m.DeadLetter != nil,
+		Policy:      newPolicyView(m.Policy),
 	}
 	if !m.LockedUntil.IsZero() {
 		v.LockedUntil = m.LockedUntil.UTC()

@@ -367,7 +367,8 @@
       if (chosen && m.status !== chosen) continue;
       const tr = el('tr', { 'data-message': m.id },
         el('td', { class: 'id' }, m.id),
-        el('td', {}, el('span', { class: 'st st-' + m.status }, m.status)),
+        el('td', {}, el('span', { class: 'st st-' + m.status }, m.status),
+          m.policy ? el('div', { class: 'muted', title: 'its own policy' }, m.policy) : null),
         el('td', { class: 'num' }, String(m.attempts)),
         el('td', { class: 'num' }, fmtDuration(m.age_ms)),
         el('td', { class: 'num' }, fmtDuration(m.backoff_ms)),

@@ -12,4 +12,7 @@ var (
 	// ErrLockExpired is the cause (context.Cause) of a handler's context
 	// ending because the message's lock ran out.
 	ErrLockExpired = errors.New("mq: lock expired")
+	// ErrHandlingTimeout is the cause of a handler's context ending at
+	// the message's own Timeout (protocol.Policy), renewals or not.
+	ErrHandlingTimeout = errors.New("mq: handling timed out")
 )

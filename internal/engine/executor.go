@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -192,8 +193,20 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 
 	state.Store(handlingRunning)
 	start := time.Now()
-	err := x.cfg.Handler.Handle(ctx, d, lock)
+	hctx := ctx
+	if s.Policy != nil && s.Policy.Timeout > 0 {
+		// The message's own hard deadline (docs/protocol.md §14): it ends
+		// the handler's context however the renewals above go on, and the
+		// handling has failed, whatever the handler answers after it.
+		var hcancel context.CancelFunc
+		hctx, hcancel = context.WithTimeoutCause(ctx, s.Policy.Timeout, ErrHandlingTimeout)
+		defer hcancel()
+	}
+	err := x.cfg.Handler.Handle(hctx, d, lock)
 	took := time.Since(start)
+	if hctx != ctx && ctx.Err() == nil && errors.Is(context.Cause(hctx), ErrHandlingTimeout) {
+		err = timeoutError{timeout: s.Policy.Timeout, answer: err}
+	}
 	abandoned := !state.CompareAndSwap(handlingRunning, handlingIdle)
 	if renewDone != nil {
 		close(renewDone)
@@ -243,3 +256,22 @@ func (x *Executor) renewLoop(ctx context.Context, d *Delivery, lock *Lock, done 
 		}
 	}
 }
+
+// timeoutError is the failure of a handling that ran past its message's
+// Timeout: it wraps ErrHandlingTimeout, and its text tells what the
+// handler answered.
+type timeoutError struct {
+	timeout time.Duration
+	answer  error
+}
+
+func (e timeoutError) Error() string {
+	if e.answer == nil {
+		return fmt.Sprintf("%v after %v", ErrHandlingTimeout, e.timeout)
+	}
+	return fmt.Sprintf("%v after %v: %v", ErrHandlingTimeout, e.timeout, e.answer)
+}
+
+// Unwrap answers ErrHandlingTimeout alone: the handler's answer, which
+// may be a success or a retry of its own, no longer counts.
+func (e timeoutError) Unwrap() error { return ErrHandlingTimeout }

@@ -49,6 +49,8 @@ const (
 	History
 	AttemptErrors
 	NSolo
+	Features
+	Policy
 	count
 )
 
@@ -134,6 +136,15 @@ var Suffixes = [count]string{
 	// process that died holding other messages too) is told apart from a
 	// loss alone (docs/protocol.md §11, Quarantine).
 	NSolo: "nsolo",
+	// features: feature -> "1", for each extension the queue ever used
+	// (docs/protocol.md §14), so that a poll reads the keys of an
+	// extension only when the queue uses it. Only ClearQueues removes it.
+	Features: "features",
+	// policy: mid -> the message's own policy (attempts, retry backoff,
+	// handling timeout, dedupe window), tagged with its first-enqueue time
+	// so that a field a Carmine worker's collection left behind is never
+	// taken for a later message's (§14).
+	Policy: "policy",
 }
 
 // Count is the number of keys of one queue.

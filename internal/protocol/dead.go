@@ -31,6 +31,8 @@ type DeadRecord struct {
 	// AttemptErrors are the errors of its latest failed attempts, oldest
 	// first (§17); empty in dead letters of versions before.
 	AttemptErrors []AttemptError
+	// Policy is the message's own policy (§14), nil for none.
+	Policy *Policy
 }
 
 // AttemptError is one failed attempt's error (§17).
@@ -91,8 +93,9 @@ func parseDeadRecord(id, s string) (DeadRecord, error) {
 		}
 		items, s = append(items, s[4:4+n]), s[4+n:]
 	}
-	// Seven items before the attempts' errors were kept; items after the
-	// eighth are left for versions to come.
+	// Seven items before the attempts' errors were kept (§17); the
+	// message's own policy (§14) is the ninth when it has one; items after
+	// are left for versions to come.
 	if len(items) < 7 {
 		return DeadRecord{}, fmt.Errorf("%w: dead letter %q has %d fields", ErrUnexpectedReply, id, len(items))
 	}
@@ -104,6 +107,13 @@ func parseDeadRecord(id, s string) (DeadRecord, error) {
 		var ok bool
 		if d.AttemptErrors, ok = parseAttemptErrors(items[7]); !ok {
 			return DeadRecord{}, fmt.Errorf("%w: dead letter %q has damaged attempt errors", ErrUnexpectedReply, id)
+		}
+	}
+	if len(items) > 8 && items[8] != "" {
+		// The message's own policy (§14); one of an unknown layout is
+		// left out rather than failing the whole page.
+		if p, err := DecodePolicy([]byte(items[8])); err == nil {
+			d.Policy = &p
 		}
 	}
 	return d, nil

@@ -31,6 +31,8 @@ type EnqueueMessage struct {
 	// Metadata is the message's metadata as the client encoded it, kept
 	// beside its content (nil for none).
 	Metadata []byte
+	// Policy is the message's own policy (§14); the zero Policy for none.
+	Policy Policy
 }
 
 // EnqueueCall is one enqueue call (enqueue.lua, or enqueue-new.lua when it
@@ -55,7 +57,7 @@ type EnqueueCall struct {
 
 // argv is the call's script arguments.
 func (c EnqueueCall) argv() []any {
-	args := make([]any, 0, 4+9*len(c.Messages))
+	args := make([]any, 0, 4+11*len(c.Messages))
 	var first any = "0"
 	if c.Sends != nil {
 		first = c.Sends
@@ -63,9 +65,18 @@ func (c EnqueueCall) argv() []any {
 	args = append(args, c.Token, MS(c.Keep), boolArg(c.IndexOnly), first)
 	for _, m := range c.Messages {
 		args = append(args, m.ID, m.Data, MS(m.InitialBackoff), MS(m.LockTime),
-			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At), m.Metadata)
+			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At), m.Metadata,
+			m.policyArg(), boolArg(m.Policy.UniqueFor > 0))
 	}
 	return args
+}
+
+// policyArg is the message's encoded policy, empty for none.
+func (m EnqueueMessage) policyArg() []byte {
+	if m.Policy.IsZero() {
+		return nil
+	}
+	return EncodePolicy(m.Policy)
 }
 
 // Sends is an argument of an enqueue call that its Redis client encodes
@@ -135,7 +146,7 @@ func (c EnqueueCall) lean() bool {
 		return false
 	}
 	for _, m := range c.Messages {
-		if MS(m.InitialBackoff) != 0 || m.At != 0 || m.CanUpdate || m.CanRequeue || m.ResetInitialBackoff {
+		if MS(m.InitialBackoff) != 0 || m.At != 0 || m.CanUpdate || m.CanRequeue || m.ResetInitialBackoff || !m.Policy.IsZero() {
 			return false
 		}
 	}

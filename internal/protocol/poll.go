@@ -79,6 +79,9 @@ type Step struct {
 	// alone to a worker holding nothing (§11, Quarantine): the worker is
 	// to take nothing more until it is done with it.
 	Solo bool
+	// Policy is the handed-out message's own policy (§14), nil for none
+	// (or one of a layout this version does not know).
+	Policy *Policy
 }
 
 // PollArgs are the arguments of one poll call.
@@ -242,8 +245,14 @@ func parseStep(e any) (Step, error) {
 		s.Reason, _ = a[1].(string)
 	case StepHandle, stepSolo:
 		s.Kind, s.Solo = StepHandle, s.Kind == stepSolo
-		if len(a) != 10 {
+		if len(a) != 10 && len(a) != 11 {
 			return bad()
+		}
+		if len(a) == 11 {
+			raw, _ := a[10].(string)
+			if p, err := DecodePolicy([]byte(raw)); err == nil {
+				s.Policy = &p
+			}
 		}
 		var ok [9]bool
 		s.ID, ok[0] = a[1].(string)

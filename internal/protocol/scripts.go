@@ -108,6 +108,12 @@ const (
 	AlreadyQueued Code = "already-queued"
 	Locked        Code = "locked"
 	Backoff       Code = "backoff"
+	// DuplicateQueued, DuplicateLocked, DuplicateBackoff: an enqueue of
+	// a message with a dedupe window was refused, its id being queued,
+	// locked or in its window (§14).
+	DuplicateQueued  Code = "duplicate-queued"
+	DuplicateLocked  Code = "duplicate-locked"
+	DuplicateBackoff Code = "duplicate-backoff"
 	// Recorded: an outcome was written (§6).
 	Recorded Code = "ok"
 	// LockLost: an outcome was not written, its lock being lost (§6, §7).

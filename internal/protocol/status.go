@@ -32,6 +32,8 @@ type MessageRead struct {
 	// Dead is the dead letter of the same id, read only when asked for;
 	// nil for none.
 	Dead *DeadRecord
+	// Policy is the message's own policy (§14), nil for none.
+	Policy *Policy
 }
 
 // What ReadMessages reads beyond each message's status.
@@ -63,7 +65,7 @@ func ReadMessages(ctx context.Context, r Redis, keys []string, want string, ids 
 	reads := make([]MessageRead, len(ids))
 	for i, id := range ids {
 		e, _ := reply[i+1].([]any)
-		if len(e) != 11 {
+		if len(e) != 12 {
 			return 0, nil, fmt.Errorf("%w: message status entry %v", ErrUnexpectedReply, reply[i+1])
 		}
 		m := &reads[i]
@@ -83,6 +85,11 @@ func ReadMessages(ctx context.Context, r Redis, keys []string, want string, ids 
 				return 0, nil, err
 			}
 			m.Dead = &d
+		}
+		if raw := bulk(e[11]); raw != nil {
+			if p, err := DecodePolicy(raw); err == nil {
+				m.Policy = &p
+			}
 		}
 	}
 	return now, reads, nil
