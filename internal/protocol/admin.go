@@ -137,7 +137,7 @@ func Clear(ctx context.Context, r redis.Cmdable, cluster bool, queues []string) 
 	cmds := make([]*redis.IntCmd, len(queues))
 	_, err := r.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, q := range queues {
-			cmds[i] = p.Del(ctx, keys.All(q, cluster)...)
+			cmds[i] = p.Del(ctx, append(keys.All(q, cluster), keys.Schedules(q, cluster)...)...)
 		}
 		return nil
 	})

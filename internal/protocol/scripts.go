@@ -36,12 +36,15 @@ var scriptParts = map[string][]string{
 	"pause":        {"lib", "prelude", "pause"},
 	"dead-letters": {"lib", "prelude", "status", "dead-letters"},
 	"heartbeat":    {"lib", "prelude", "heartbeat"},
+	"tick":         {"lib", "tick"}, // binds its own few keys: no prelude
+	"schedules":    {"lib", "schedules"},
 }
 
 // The composed scripts, set by Load.
 var (
 	enqueueScript, enqueueNewScript, dequeueScript, msgStatusScript, renewScript, countsScript,
 	deleteScript, pauseScript, deadScript, heartbeatScript *redis.Script
+	tickScript, schedulesScript *redis.Script
 )
 
 // luaFiles holds the .lua files the scripts are composed from, by file
@@ -66,6 +69,8 @@ func Load(luaFS fs.FS) {
 	pauseScript = composeScript("pause")
 	deadScript = composeScript("dead-letters")
 	heartbeatScript = composeScript("heartbeat")
+	tickScript = composeScript("tick")
+	schedulesScript = composeScript("schedules")
 }
 
 // composeSource joins the named files of lua/ into one script text.
