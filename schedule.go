@@ -170,7 +170,7 @@ func (c *Client) scheduleKeys(q string) []string { return keys.Schedules(q, c.cf
 // answers whether the name was new. Bad input (an unparsable cron
 // expression, an unknown zone, an interval under a second) is an error
 // wrapping ErrInvalidOption, and nothing is written. Schedulers see the
-// change at once in this process, and within a second elsewhere.
+// change at once in this process, and within 2 s elsewhere.
 func (in *Inspector) SetSchedule(ctx context.Context, queue string, s Schedule) (bool, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return false, err

@@ -230,3 +230,47 @@ func TestScheduleWorkerRunsSchedulerPattern(t *testing.T) {
 	assert.Regexp(t, `^sched:s:\d+000 tick$`, first)
 	require.NoError(t, w.Stop(ctx))
 }
+
+// TestScheduleIdleCostPattern: a scheduler of a queue with 1,000
+// schedules, none due, costs Redis three commands every 2 s (one script
+// call reading the earliest tick and the server's time): nothing per
+// schedule, far below issue 19's bound of 10 commands a second per
+// worker. The count is of commands Redis ran, scripts' own included, over
+// 4 s (after the first INFO); a slow machine only makes it smaller.
+func TestScheduleIdleCostPattern(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	q := queuetest.QueueName(t)
+	c := newClient(t, s, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 1000 {
+		_, err := c.Inspector().SetSchedule(ctx, q, Schedule{Name: "s" + strconv.Itoa(i), Cron: "0 0 1 1 *", Message: i})
+		require.NoError(t, err)
+	}
+	sc, err := c.NewScheduler(q, nil)
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	commands := func() int64 {
+		info, err := s.RDB.Info(ctx, "stats").Result()
+		require.NoError(t, err)
+		for line := range strings.SplitSeq(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				require.NoError(t, err)
+				return n
+			}
+		}
+		t.Fatal("no total_commands_processed in INFO")
+		return 0
+	}
+	before, start := commands(), time.Now()
+	time.Sleep(4 * time.Second) // the measure is of time passing idle: nothing to wait on
+	n := commands() - before - 1 // less the first INFO
+	perSecond := float64(n) / time.Since(start).Seconds()
+	t.Logf("scheduler of 1,000 schedules, idle: %d commands in %v, %.1f a second", n, time.Since(start).Round(time.Millisecond), perSecond)
+	// Three reads may fall in 4 s: 9 commands.
+	assert.LessOrEqual(t, perSecond, 9/4.0)
+}

@@ -19,9 +19,10 @@ const (
 	DefaultScheduleCatchUp = time.Minute
 	// scheduleRefresh bounds a scheduler's sleep while the queue has
 	// schedules, so that one set in another process is seen within it;
-	// scheduleIdleRefresh while it has none.
-	scheduleRefresh     = time.Second
-	scheduleIdleRefresh = 5 * time.Second
+	// scheduleIdleRefresh while it has none. A change made through the
+	// scheduler's own client wakes it at once.
+	scheduleRefresh     = 2 * time.Second
+	scheduleIdleRefresh = 10 * time.Second
 )
 
 // SchedulerConfig configures a [Scheduler]. Every field has a default.
@@ -48,8 +49,8 @@ type SchedulerConfig struct {
 // a Scheduler runs one without handling anything.
 //
 // Idle, it sleeps until the first tick due, reading the queue's earliest
-// tick once a second at most (every 5 s while the queue has no
-// schedule): one script call.
+// tick every 2 s at most, to see changes made by other processes (every
+// 10 s while the queue has no schedule): one script call, three commands.
 type Scheduler struct {
 	c     *Client
 	queue string
@@ -91,8 +92,7 @@ func (s *Scheduler) Stats() SchedulerStats {
 }
 
 // Run enqueues the queue's ticks until ctx ends, and returns ctx's error.
-// Errors of Redis are logged, and the scheduler tries again after a
-// second.
+// Errors of Redis are logged, and the scheduler tries again every 2 s.
 func (s *Scheduler) Run(ctx context.Context) error {
 	failing := false
 	for {
@@ -103,7 +103,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			if !failing {
-				s.log.Warn("mq: scheduler failed; trying again every second", slog.Any("error", err))
+				s.log.Warn("mq: scheduler failed; trying again every 2 s", slog.Any("error", err))
 			}
 			failing, d = true, scheduleRefresh
 		} else if failing {

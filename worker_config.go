@@ -137,8 +137,8 @@ type WorkerConfig struct {
 	// NoScheduler stops the worker from running a scheduler of its
 	// queue's schedules (see [Scheduler]): without it, every worker
 	// enqueues the ticks that come due while it runs (each tick once,
-	// however many workers run), costing an idle worker one script call a
-	// second while the queue has schedules, one every 5 s while it has
+	// however many workers run), costing an idle worker one script call
+	// every 2 s while the queue has schedules, one every 10 s while it has
 	// none. Default: false.
 	NoScheduler bool
 

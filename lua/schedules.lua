@@ -5,7 +5,8 @@
 -- KEYS: schedules, schedule-next
 -- ARGV[1]: the operation, then its arguments:
 --   'peek': the schedule due first. Reply {now} when there is none, or
---     {now, name, next tick (ms), spec}; now is the server's time in ms.
+--     {now, name, next tick (ms), spec}; now is the server's time in ms,
+--     and spec is '' unless the tick is due (next <= now).
 --   'set', name, spec, next: stores the spec, and the next tick's time, or
 --     no entry in schedule-next when next is '0' (paused). Reply 1 when the
 --     name is new, 0 when it replaced a schedule.
@@ -38,8 +39,10 @@ if op == 'peek' then
   local now = server_now()
   local first = redis.call('zrange', K_SCHEDULE_NEXT, 0, 0, 'WITHSCORES')
   if #first == 0 then return {now} end
-  local spec = redis.call('hget', K_SCHEDULES, first[1]) or ''
-  return {now, first[1], tonumber(first[2]), spec}
+  local next = tonumber(first[2])
+  -- The spec is read only for a tick that is due.
+  if next > now then return {now, first[1], next, ''} end
+  return {now, first[1], next, redis.call('hget', K_SCHEDULES, first[1]) or ''}
 elseif op == 'set' then
   return put(ARGV[2], ARGV[3], ARGV[4])
 elseif op == 'cas' then

@@ -24,7 +24,8 @@ type ScheduleEntry struct {
 }
 
 // PeekSchedule answers the server's time (Unix ms) and the schedule whose
-// tick comes first, with ok false when no schedule has a next tick.
+// tick comes first, with ok false when no schedule has a next tick; its
+// Spec is read only when the tick is due (Next <= now), "" otherwise.
 func PeekSchedule(ctx context.Context, r Redis, schedKeys []string) (now int64, first ScheduleEntry, ok bool, err error) {
 	reply, err := schedulesScript.Run(ctx, r, schedKeys, "peek").Slice()
 	if err != nil {
