@@ -267,7 +267,7 @@ func TestScheduleIdleCostPattern(t *testing.T) {
 		return 0
 	}
 	before, start := commands(), time.Now()
-	time.Sleep(4 * time.Second) // the measure is of time passing idle: nothing to wait on
+	time.Sleep(4 * time.Second)  // the measure is of time passing idle: nothing to wait on
 	n := commands() - before - 1 // less the first INFO
 	perSecond := float64(n) / time.Since(start).Seconds()
 	t.Logf("scheduler of 1,000 schedules, idle: %d commands in %v, %.1f a second", n, time.Since(start).Round(time.Millisecond), perSecond)
