@@ -152,6 +152,7 @@ not found, 4 enqueue (or requeue of a dead letter) refused by the queue.`,
 		a.clearCommand(),
 		a.deadCommand(),
 		a.workersCommand(),
+		a.schedulesCommand(),
 		a.serveCommand(),
 	)
 	return root
