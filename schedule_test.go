@@ -205,8 +205,20 @@ func TestScheduleCatchUpPattern(t *testing.T) {
 	}
 }
 
+// tickObserver is an Observer that is told of ticks too.
+type tickObserver chan Tick
+
+func (tickObserver) ObserveHandling(Handling) {}
+func (o tickObserver) ObserveTick(t Tick) {
+	select {
+	case o <- t:
+	default:
+	}
+}
+
 // TestScheduleWorkerRunsSchedulerPattern: a worker enqueues its queue's
-// ticks, and handles them as any message.
+// ticks, and handles them as any message; its Observer, a TickObserver,
+// is told of each tick.
 func TestScheduleWorkerRunsSchedulerPattern(t *testing.T) {
 	t.Parallel()
 	s := queuetest.RealServer(t)
@@ -217,7 +229,8 @@ func TestScheduleWorkerRunsSchedulerPattern(t *testing.T) {
 	require.NoError(t, err)
 
 	got := make(chan string, 10)
-	w, err := c.StartWorker(ctx, q, &WorkerConfig{Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+	ticks := make(tickObserver, 10)
+	w, err := c.StartWorker(ctx, q, &WorkerConfig{Observer: ticks, Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 		var v string
 		if err := m.Decode(&v); err != nil {
 			return err
@@ -228,6 +241,11 @@ func TestScheduleWorkerRunsSchedulerPattern(t *testing.T) {
 	require.NoError(t, err)
 	first := <-got
 	assert.Regexp(t, `^sched:s:\d+000 tick$`, first)
+	tick := <-ticks
+	assert.Equal(t, q, tick.Queue)
+	assert.Equal(t, "s", tick.Schedule)
+	assert.False(t, tick.Skipped)
+	assert.Equal(t, "sched:s:"+strconv.FormatInt(tick.At.UnixMilli(), 10)+" tick", first)
 	require.NoError(t, w.Stop(ctx))
 }
 

@@ -38,7 +38,24 @@ type SchedulerConfig struct {
 	// OnTick, if set, is called after each tick this scheduler took:
 	// enqueued, or skipped (missed by more than CatchUp). It must not
 	// block.
-	OnTick func(queue, schedule string, at time.Time, skipped bool)
+	OnTick func(Tick)
+}
+
+// Tick is a tick a scheduler took, as told to SchedulerConfig.OnTick and
+// to a worker's Observer that is a [TickObserver].
+type Tick struct {
+	Queue, Schedule string
+	// At is the tick's time; Skipped tells that it was missed by more
+	// than the catch-up bound and skipped, with the ticks after it up to
+	// the bound, instead of enqueued.
+	At      time.Time
+	Skipped bool
+}
+
+// TickObserver is told of each tick a worker's scheduler takes, when the
+// worker's WorkerConfig.Observer is one too. ObserveTick must not block.
+type TickObserver interface {
+	ObserveTick(Tick)
 }
 
 // Scheduler enqueues the ticks of a queue's schedules (Inspector.
@@ -159,7 +176,7 @@ func (s *Scheduler) step(ctx context.Context) (time.Duration, error) {
 				slog.Duration("catch_up", s.cfg.CatchUp))
 		}
 		if s.cfg.OnTick != nil {
-			s.cfg.OnTick(s.queue, t.Name, at, !t.Enqueue)
+			s.cfg.OnTick(Tick{Queue: s.queue, Schedule: t.Name, At: at, Skipped: !t.Enqueue})
 		}
 	}
 	return 0, nil

@@ -392,6 +392,9 @@ func (w *Worker) runScheduler(ctx context.Context) chan struct{} {
 		return done
 	}
 	s := &Scheduler{c: w.c, queue: w.queue, cfg: SchedulerConfig{CatchUp: w.cfg.ScheduleCatchUp}, log: w.log}
+	if obs, ok := w.cfg.Observer.(TickObserver); ok {
+		s.cfg.OnTick = obs.ObserveTick
+	}
 	go func() {
 		defer close(done)
 		_ = s.Run(ctx)

@@ -143,7 +143,8 @@ type WorkerConfig struct {
 	NoScheduler bool
 
 	// ScheduleCatchUp is the worker's scheduler's SchedulerConfig.CatchUp.
-	// Default: DefaultScheduleCatchUp (a minute).
+	// Default: DefaultScheduleCatchUp (a minute). An Observer that is a
+	// TickObserver is told of each tick the scheduler takes.
 	ScheduleCatchUp time.Duration
 
 	// heartbeatEvery and heartbeatTTL set the worker's heartbeat (see
