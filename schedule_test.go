@@ -217,11 +217,13 @@ func (o tickObserver) ObserveTick(t Tick) {
 }
 
 // TestScheduleWorkerRunsSchedulerPattern: a worker enqueues its queue's
-// ticks, and handles them as any message; its Observer, a TickObserver,
-// is told of each tick.
+// ticks, and handles them as any message, on miniredis, a redis-server
+// and a cluster; its Observer, a TickObserver, is told of each tick.
 func TestScheduleWorkerRunsSchedulerPattern(t *testing.T) {
-	t.Parallel()
-	s := queuetest.RealServer(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) { testWorkerRunsScheduler(t, s) })
+}
+
+func testWorkerRunsScheduler(t *testing.T, s *queuetest.Server) {
 	q := queuetest.QueueName(t)
 	c := newClient(t, s, nil)
 	ctx := context.Background()
