@@ -294,3 +294,36 @@ func TestScheduleIdleCostPattern(t *testing.T) {
 	// Three reads may fall in 4 s: 9 commands.
 	assert.LessOrEqual(t, perSecond, 9/4.0)
 }
+
+// TestScheduleUnreadablePattern: a schedule whose spec cannot be read,
+// and a next tick with no schedule, both due first, do not hold up the
+// schedule behind them: the first is put off by a minute, the second
+// dropped.
+func TestScheduleUnreadablePattern(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	q := queuetest.QueueName(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := newClient(t, s, nil)
+	_, err := c.Inspector().SetSchedule(ctx, q, Schedule{Name: "good", Every: time.Second, Message: "tick"})
+	require.NoError(t, err)
+	sk := keys.Schedules(q, false)
+	now := s.Now(t)
+	require.NoError(t, s.RDB.HSet(ctx, sk[0], "bad", `{"cron":"0 3 * * *","zone":"Nowhere/Atlantis"}`).Err())
+	require.NoError(t, s.RDB.ZAdd(ctx, sk[1], redis.Z{Score: float64(now - 1000), Member: "bad"},
+		redis.Z{Score: float64(now - 2000), Member: "orphan"}).Err())
+
+	sc, err := c.NewScheduler(q, nil)
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sc.Run(ctx) }()
+	queuetest.WaitFor(t, "a tick of the good schedule", func() bool { return len(tickTimes(t, s, q, "good")) > 0 })
+	cancel()
+	<-done
+	_, err = s.RDB.ZScore(context.Background(), sk[1], "orphan").Result()
+	assert.ErrorIs(t, err, redis.Nil, "the orphan next tick dropped")
+	bad, err := s.RDB.ZScore(context.Background(), sk[1], "bad").Result()
+	require.NoError(t, err)
+	assert.Greater(t, int64(bad), now+50000, "the unreadable schedule put off by a minute")
+}

@@ -23,6 +23,9 @@ const (
 	// scheduler's own client wakes it at once.
 	scheduleRefresh     = 2 * time.Second
 	scheduleIdleRefresh = 10 * time.Second
+	// unreadableDelay puts off the tick of a schedule whose spec a
+	// scheduler cannot read, in ms.
+	unreadableDelay = int64(time.Minute / time.Millisecond)
 )
 
 // SchedulerConfig configures a [Scheduler]. Every field has a default.
@@ -158,7 +161,17 @@ func (s *Scheduler) step(ctx context.Context) (time.Duration, error) {
 	}
 	t, err := s.tick(first, now)
 	if err != nil {
-		return 0, err
+		// A spec this process cannot read (a zone its tzdata lacks, a
+		// spec of a later version) must not hold up the schedules behind
+		// it: its tick is put off by a minute, for a scheduler that can
+		// read it to take, or for this one to try again.
+		s.log.Error("mq: schedule unreadable; its tick is put off by a minute",
+			slog.String("schedule", first.Name), slog.Any("error", err))
+		t = protocol.Tick{Name: first.Name, Spec: first.Spec, At: first.Next, Next: now + unreadableDelay}
+		if _, err := protocol.RunTick(ctx, s.c.rdb, sk, s.c.keys(s.queue), t); err != nil {
+			return 0, err
+		}
+		return 0, nil
 	}
 	took, err := protocol.RunTick(ctx, s.c.rdb, sk, s.c.keys(s.queue), t)
 	if err != nil {

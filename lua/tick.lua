@@ -38,7 +38,15 @@ if redis.replicate_commands then redis.replicate_commands() end
 -- Scores are integers of ms, which a double holds exactly: compared as
 -- numbers, never as text (ZSCORE may answer 1e+15 forms).
 if tonumber(redis.call('zscore', K_SCHEDULE_NEXT, name)) ~= tonumber(t) then return 0 end
-if redis.call('hget', K_SCHEDULES, name) ~= spec then return 0 end
+local cur = redis.call('hget', K_SCHEDULES, name)
+if not cur then
+  -- A next tick with no schedule (left by a writer other than this
+  -- library's scripts, which write and delete both together): dropped,
+  -- so that it does not stand first forever.
+  redis.call('zrem', K_SCHEDULE_NEXT, name)
+  return 0
+end
+if cur ~= spec then return 0 end
 
 -- The id is new unless a tick of this time was enqueued already (which the
 -- compare and set above rules out while scores only grow): HSETNX stores
