@@ -144,6 +144,10 @@ type Client struct {
 
 	inspector *Inspector
 
+	// schedWake wakes the client's schedulers when a schedule changes
+	// (scheduler.go).
+	schedWake wakeup
+
 	// closed is set by Close; workers holds the workers started and not
 	// yet ended, for Close to stop.
 	closed  atomic.Bool

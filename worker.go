@@ -65,6 +65,9 @@ type run struct {
 	startCounts [numCounters]int64
 	// heartbeat keeps the run's heartbeat and summaries.
 	heartbeat *engine.Heartbeat
+	// schedulerDone is closed when the run's scheduler returned (at
+	// once without one).
+	schedulerDone chan struct{}
 }
 
 // NewWorker returns a worker for queue, not yet started: Start runs it.
@@ -197,10 +200,12 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	r.fetcher.Start(pollCtx, r.deliveries)
 	r.executor.Start(handlersCtx, pollCtx, r.deliveries)
+	r.schedulerDone = w.runScheduler(pollCtx)
 	go func() {
 		// Once the loops are done, no more deliveries come: the handlers
 		// finish what is in hand, give back the rest, and return.
 		<-r.fetcher.Done()
+		<-r.schedulerDone
 		w.c.addSleepers(-w.cfg.WorkerThreads)
 		close(r.deliveries)
 		close(r.loopsDone)
@@ -376,3 +381,23 @@ func (w *Worker) ResetStats() { w.stats.reset() }
 
 // Queue returns the name of the worker's queue.
 func (w *Worker) Queue() string { return w.queue }
+
+// runScheduler runs the worker's scheduler (scheduler.go) until ctx ends,
+// unless WorkerConfig.NoScheduler, and answers a channel closed once it
+// returned.
+func (w *Worker) runScheduler(ctx context.Context) chan struct{} {
+	done := make(chan struct{})
+	if w.cfg.NoScheduler {
+		close(done)
+		return done
+	}
+	s := &Scheduler{c: w.c, queue: w.queue, cfg: SchedulerConfig{CatchUp: w.cfg.ScheduleCatchUp}, log: w.log}
+	if obs, ok := w.cfg.Observer.(TickObserver); ok {
+		s.cfg.OnTick = obs.ObserveTick
+	}
+	go func() {
+		defer close(done)
+		_ = s.Run(ctx)
+	}()
+	return done
+}

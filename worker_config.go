@@ -138,6 +138,19 @@ type WorkerConfig struct {
 	// minute); a negative value turns the summary off.
 	LogSummaryEvery time.Duration
 
+	// NoScheduler stops the worker from running a scheduler of its
+	// queue's schedules (see [Scheduler]): without it, every worker
+	// enqueues the ticks that come due while it runs (each tick once,
+	// however many workers run), costing an idle worker one script call
+	// every 2 s while the queue has schedules, one every 10 s while it has
+	// none. Default: false.
+	NoScheduler bool
+
+	// ScheduleCatchUp is the worker's scheduler's SchedulerConfig.CatchUp.
+	// Default: DefaultScheduleCatchUp (a minute). An Observer that is a
+	// TickObserver is told of each tick the scheduler takes.
+	ScheduleCatchUp time.Duration
+
 	// heartbeatEvery and heartbeatTTL set the worker's heartbeat (see
 	// heartbeat.go), for tests: every heartbeatEvery, living heartbeatTTL.
 	heartbeatEvery, heartbeatTTL time.Duration
@@ -187,6 +200,9 @@ func (c *WorkerConfig) withDefaults() WorkerConfig {
 	if out.LogSummaryEvery == 0 {
 		out.LogSummaryEvery = DefaultLogSummaryEvery
 	}
+	if out.ScheduleCatchUp == 0 {
+		out.ScheduleCatchUp = DefaultScheduleCatchUp
+	}
 	if out.heartbeatEvery == 0 {
 		out.heartbeatEvery = heartbeatEvery
 	}
@@ -206,6 +222,8 @@ func (c *WorkerConfig) validate() error {
 		return fmt.Errorf("%w: WorkerThreads %d is negative", ErrInvalidOption, c.WorkerThreads)
 	case c.HandlerThreads < 0:
 		return fmt.Errorf("%w: HandlerThreads %d is negative", ErrInvalidOption, c.HandlerThreads)
+	case c.ScheduleCatchUp < 0:
+		return fmt.Errorf("%w: ScheduleCatchUp %v is negative", ErrInvalidOption, c.ScheduleCatchUp)
 	}
 	return nil
 }

@@ -154,6 +154,7 @@ queue.`,
 		a.deadCommand(),
 		a.workersCommand(),
 		a.historyCommand(),
+		a.schedulesCommand(),
 		a.serveCommand(),
 	)
 	return root

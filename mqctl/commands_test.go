@@ -461,3 +461,55 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("more than one line: %q", r.stderr)
 	}
 }
+
+func TestSchedules(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	in := f.client.Inspector()
+	if r := f.env.ok(t, "", "schedules", "list", "q"); r.stdout != "no schedules of q\n" {
+		t.Errorf("no schedules: %q", r.stdout)
+	}
+	if _, err := in.SetSchedule(ctx, "q", mq.Schedule{Name: "nightly", Cron: "0 3 * * *", Zone: "Europe/Paris", Message: mq.Raw("go")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.SetSchedule(ctx, "q", mq.Schedule{Name: "often", Every: time.Minute, Message: mq.Raw("x")}); err != nil {
+		t.Fatal(err)
+	}
+	r := f.env.ok(t, "", "schedules", "list", "q")
+	for _, want := range []string{"NAME", "nightly", `"0 3 * * *"`, "Europe/Paris", "often", "every 1m0s", `"go"`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("schedules list: no %s in\n%s", want, r.stdout)
+		}
+	}
+	if r := f.env.ok(t, "", "schedules", "pause", "q", "often"); r.stdout != "schedule often of q is paused\n" {
+		t.Errorf("pause: %q", r.stdout)
+	}
+	if r := f.env.ok(t, "", "schedules", "pause", "q", "often"); r.stdout != "schedule often of q was paused already\n" {
+		t.Errorf("second pause: %q", r.stdout)
+	}
+	var views []scheduleView
+	decode(t, f.env.ok(t, "", "schedules", "list", "q", "--json"), &views)
+	if len(views) != 2 || views[1].Name != "often" || !views[1].Paused || views[1].Next != nil || views[0].Next == nil ||
+		views[0].Next.In(mustZone(t, "Europe/Paris")).Hour() != 3 || string(views[0].Message) != "go" {
+		t.Errorf("--json: %+v", views)
+	}
+	if r := f.env.ok(t, "", "schedules", "resume", "q", "often"); r.stdout != "schedule often of q is running\n" {
+		t.Errorf("resume: %q", r.stdout)
+	}
+	f.env.ok(t, "", "schedules", "delete", "q", "often")
+	f.env.fails(t, exitNotFound, "no schedule", "", "schedules", "delete", "q", "often")
+	f.env.fails(t, exitNotFound, "no schedule", "", "schedules", "pause", "q", "often")
+	list, err := in.Schedules(ctx, "q")
+	if err != nil || len(list) != 1 || list[0].Name != "nightly" {
+		t.Errorf("after delete: %+v, %v", list, err)
+	}
+}
+
+func mustZone(t *testing.T, name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}

@@ -31,11 +31,14 @@ const (
 
 // MetricsObserver is an mq.Observer that records every handling it is
 // told of in the metrics HandlingDurationName, QueueingDurationName and
-// HandledName; set it as mq.WorkerConfig.Observer of any number of
-// workers. It is safe for concurrent use.
+// HandledName, and, as an mq.TickObserver, every schedule tick the
+// worker's scheduler takes in TicksName; set it as
+// mq.WorkerConfig.Observer of any number of workers. It is safe for
+// concurrent use.
 type MetricsObserver struct {
 	handling, queueing metric.Float64Histogram
 	handled            metric.Int64Counter
+	ticks              metric.Int64Counter // schedules.go
 }
 
 var _ mq.Observer = (*MetricsObserver)(nil)
@@ -54,10 +57,11 @@ func NewMetricsObserver(opts ...Option) (*MetricsObserver, error) {
 		metric.WithExplicitBucketBoundaries(.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600, 4*3600, 24*3600))
 	handled, err3 := m.Int64Counter(HandledName, metric.WithUnit("{handling}"),
 		metric.WithDescription("Handlings, by the outcome their answer asked for."))
-	if err := errors.Join(err1, err2, err3); err != nil {
+	ticks, err4 := newTicksCounter(m)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return nil, fmt.Errorf("mqotel: metrics: %w", err)
 	}
-	return &MetricsObserver{handling: handling, queueing: queueing, handled: handled}, nil
+	return &MetricsObserver{handling: handling, queueing: queueing, handled: handled, ticks: ticks}, nil
 }
 
 // ObserveHandling records h: its handling time and a count, by queue and

@@ -2,7 +2,7 @@
 // to Prometheus, through client_golang. It lives in a module of its own so
 // that the mq module does not depend on Prometheus.
 //
-// Two collectors, to register with a prometheus.Registerer:
+// Three collectors, to register with a prometheus.Registerer:
 //
 //   - [QueueCollector] reads every queue's counts by state, and its dead
 //     letters, from Redis on each scrape (Inspector.QueueCounts, one round
@@ -13,6 +13,8 @@
 //     Worker.Stats of each worker given to Add, and histograms of handling
 //     and queueing time fed by every handling, as the workers'
 //     WorkerConfig.Observer.
+//   - [ScheduleCollector] reads the periodic schedules of the queues it is
+//     given (Inspector.Schedules): each one's next tick and paused state.
 //
 // Typical use:
 //

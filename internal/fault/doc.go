@@ -79,6 +79,14 @@
 //   - TestScenarioScriptFlush: SCRIPT FLUSH every 10 ms while producers
 //     (Enqueue and EnqueueMany) and workers run; also 0 duplicated and no
 //     LockLost.
+//   - TestScenarioScheduleTicksOnce (no producer, its own processes): five
+//     scheduler processes run a schedule of every second, one SIGKILLed at
+//     a third of the run, one frozen (SIGSTOP) from 40% to 70%; a worker
+//     in the test process handles the ticks. Every tick from the first to
+//     the last must be handled exactly once. 15 s, 60 s in the long mode
+//     (or -schedule-for=D): 60 ticks in 60 s, each once, 57 enqueued by
+//     the four survivors. With tick.lua's compare and set removed, the
+//     schedulers counted 11 ticks enqueued for 8 handled in an 8 s run.
 //
 // # How duplicates are explained
 //

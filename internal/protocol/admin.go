@@ -139,7 +139,7 @@ func Clear(ctx context.Context, r redis.Cmdable, cluster bool, queues []string) 
 	unregs := make([]*redis.IntCmd, len(queues))
 	_, err := r.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, q := range queues {
-			cmds[i] = p.Del(ctx, keys.All(q, cluster)...)
+			cmds[i] = p.Del(ctx, append(keys.All(q, cluster), keys.Schedules(q, cluster)...)...)
 			// The registry (§16) is another slot's key in a cluster:
 			// a command of its own, never a script's.
 			unregs[i] = p.SRem(ctx, keys.Registry, keys.QueuePart(q, cluster))

@@ -37,12 +37,15 @@ var scriptParts = map[string][]string{
 	"dead-letters": {"lib", "prelude", "status", "dead-letters"},
 	"heartbeat":    {"lib", "prelude", "heartbeat"},
 	"history-read": {"lib", "prelude", "history", "history-read"},
+	"tick":         {"lib", "tick"}, // binds its own few keys: no prelude
+	"schedules":    {"lib", "schedules"},
 }
 
 // The composed scripts, set by Load.
 var (
 	enqueueScript, enqueueNewScript, dequeueScript, msgStatusScript, renewScript, countsScript,
 	deleteScript, pauseScript, deadScript, heartbeatScript, historyScript *redis.Script
+	tickScript, schedulesScript *redis.Script
 )
 
 // luaFiles holds the .lua files the scripts are composed from, by file
@@ -68,6 +71,8 @@ func Load(luaFS fs.FS) {
 	deadScript = composeScript("dead-letters")
 	heartbeatScript = composeScript("heartbeat")
 	historyScript = composeScript("history-read")
+	tickScript = composeScript("tick")
+	schedulesScript = composeScript("schedules")
 }
 
 // composeSource joins the named files of lua/ into one script text.

@@ -154,10 +154,11 @@ func TestSkipReasonsAreTheScripts(t *testing.T) {
 
 // TestScriptsUseOnlyKeysFromKEYS guards the cluster rule: keys reach the
 // scripts only through KEYS, bound to names once in the prelude (or, for
-// enqueue-new.lua, composed with lib.lua alone, once at its top), and no
+// enqueue-new.lua, tick.lua and schedules.lua, composed with lib.lua alone,
+// once at their top), and no
 // script builds a key name of its own.
 func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
-	binds := map[string]bool{"prelude.lua": true, "enqueue-new.lua": true}
+	binds := map[string]bool{"prelude.lua": true, "enqueue-new.lua": true, "tick.lua": true, "schedules.lua": true}
 	for _, name := range luaFileNames(t) {
 		src, _ := fs.ReadFile(luaFiles, name)
 		if strings.Contains(string(src), "carmine:") {
@@ -171,8 +172,8 @@ func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
 		if parts[0] != "lib" {
 			t.Errorf("%s is composed of %v: lib comes first, for every part after it", name, parts)
 		}
-		if name == "enqueue-new" && slices.Contains(parts, "prelude") {
-			t.Errorf("enqueue-new is composed of %v: it binds its own keys, and the prelude would bind them again", parts)
+		if (name == "enqueue-new" || name == "tick" || name == "schedules") && slices.Contains(parts, "prelude") {
+			t.Errorf("%s is composed of %v: it binds its own keys, and the prelude would bind them again", name, parts)
 		}
 	}
 }
