@@ -47,7 +47,12 @@
     const r = await fetch(path, Object.assign({ cache: 'no-store', credentials: 'same-origin' }, opts || {}));
     let body = null;
     try { body = await r.json(); } catch (_) { body = null; }
-    if (!r.ok) throw new Error((body && body.error) || (r.status + ' ' + r.statusText));
+    if (!r.ok) {
+      const e = new Error((body && body.error) || r.statusText);
+      e.status = r.status + (r.statusText ? ' ' + r.statusText : '');
+      e.refused = r.status >= 400 && r.status < 500;
+      throw e;
+    }
     return body;
   }
 
@@ -65,6 +70,53 @@
     const s = $('status');
     s.textContent = text;
     s.className = isError ? 'err' : '';
+  }
+
+  // ---- notices: what actions did -----------------------------------------
+
+  // At most this many results are shown; the oldest goes first.
+  const MAX_NOTICES = 5;
+
+  // notify shows an action's result in #notices, which stays in view
+  // (sticky at the top) and which refreshes never redraw: it stays until
+  // its Dismiss button is pressed. kind is 'ok' or 'error'.
+  function notify(kind, text) {
+    const box = $('notices');
+    const dismiss = el('button', { type: 'button', class: 'dismiss', 'data-dismiss': '', 'aria-label': 'Dismiss', title: 'Dismiss' }, '×');
+    const n = el('div', { class: 'notice notice-' + kind, role: kind === 'error' ? 'alert' : 'status', 'data-notice': kind },
+      el('span', { class: 'notice-time' }, clock(Date.now(), true)),
+      el('span', { class: 'notice-text' }, text),
+      dismiss);
+    dismiss.addEventListener('click', () => n.remove());
+    box.append(n);
+    while (box.children.length > MAX_NOTICES) box.firstElementChild.remove();
+  }
+
+  // runAction runs act, an action's request, and notifies its result,
+  // named by what ("Requeue dead-1"); a refusal (4xx) says so with its
+  // status.
+  async function runAction(what, act) {
+    try {
+      notify('ok', what + ': ' + resultText(await act()));
+    } catch (e) {
+      notify('error', what + ': ' + (e.refused ? 'refused (' + e.status + '): ' : 'failed' + (e.status ? ' (' + e.status + ')' : '') + ': ') + e.message);
+    }
+  }
+
+  // resultText says what an action's answer (actionResult) tells.
+  function resultText(r) {
+    if (!r || (!r.changed && !r.count)) return 'done, nothing to change';
+    let t = 'done';
+    if (r.count > 1) t += ', ' + r.count + ' items';
+    if (r.kept) t += ', ' + r.kept + ' kept (their id is queued)';
+    return t;
+  }
+
+  // clock formats Unix ms as a time of day, 15:04 or 15:04:05.
+  function clock(ms, seconds) {
+    const d = new Date(ms);
+    const p = (n) => String(n).padStart(2, '0');
+    return p(d.getHours()) + ':' + p(d.getMinutes()) + (seconds ? ':' + p(d.getSeconds()) : '');
   }
 
   function fmtDuration(ms) {
@@ -90,7 +142,10 @@
   // into the svg element. Each line carries its values in data-values, the
   // latest last, for whoever reads the page (the browser test does).
   function drawChart(root, history, withDead, opts) {
-    const W = opts.width, H = opts.height, pad = opts.pad;
+    // A chart with axes is drawn at its width on the page, one unit a
+    // pixel, so that its labels keep their shape at any width.
+    const W = (opts.axes && Math.round(root.getBoundingClientRect().width)) || opts.width;
+    const H = opts.height, pad = opts.pad;
     while (root.firstChild) root.firstChild.remove();
     root.setAttribute('viewBox', `0 0 ${W} ${H}`);
     const series = SERIES.filter((s) => s !== 'dead' || withDead);
@@ -109,9 +164,10 @@
       lt.textContent = String(top);
       const lb = svg('text', { class: 'label', x: pad.l - 6, y: y(0) + 4, 'text-anchor': 'end' });
       lb.textContent = '0';
-      const ls = svg('text', { class: 'label', x: W - pad.r, y: H - 4, 'text-anchor': 'end' });
+      const ls = svg('text', { class: 'label', x: W - pad.r, y: pad.t - 5, 'text-anchor': 'end' });
       ls.textContent = points.length > 1 ? 'last ' + fmtDuration(span) : 'collecting samples…';
       root.append(lt, lb, ls);
+      if (points.length > 1) drawTimeAxis(root, t0, t1, x, y(0), W - pad.l - pad.r, H);
     }
     root.dataset.samples = String(points.length);
     for (const s of series) {
@@ -122,6 +178,32 @@
       line.dataset.series = s;
       line.dataset.values = vals.join(',');
       root.append(line);
+    }
+  }
+
+  // TICK_STEPS are the spacings the time axis may use, in ms.
+  const TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600].map((s) => s * 1000);
+
+  // drawTimeAxis labels the chart's time axis with times of day at round
+  // steps, as many as fit in width (a label every 70 px at most). Each
+  // label carries its time in data-tick (Unix ms).
+  function drawTimeAxis(root, t0, t1, x, y0, width, H) {
+    const most = Math.max(2, Math.floor(width / 70));
+    const step = TICK_STEPS.find((s) => (t1 - t0) / s <= most) || TICK_STEPS[TICK_STEPS.length - 1];
+    // Round to the local clock, so that a minute's tick reads hh:mm:00.
+    const offset = new Date(t0).getTimezoneOffset() * 60000;
+    for (let t = Math.ceil((t0 - offset) / step) * step + offset; t <= t1; t += step) {
+      const px = x(t);
+      root.append(svg('line', { class: 'axis', x1: px, y1: y0, x2: px, y2: y0 + 4 }));
+      const label = svg('text', { class: 'label', x: px, y: H - 4, 'text-anchor': 'middle', 'data-tick': t });
+      label.textContent = clock(t, step < 60000);
+      root.append(label);
+    }
+    // Labels that would run past the chart's ends go.
+    const box = root.getBoundingClientRect();
+    for (const l of root.querySelectorAll('text[data-tick]')) {
+      const b = l.getBoundingClientRect();
+      if (b.width && (b.left < box.left || b.right > box.right)) l.remove();
     }
   }
 
@@ -233,7 +315,7 @@
       const base = cur.prev;
       const rate = base && cur.beat > base.beat ? (cur.handled - base.handled) * 1000 / (cur.beat - base.beat) : null;
       tb.append(el('tr', { 'data-worker': k.id },
-        el('td', { class: 'id' }, k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
+        idCell(k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
         el('td', { class: 'num', 'data-busy': k.busy + '/' + k.handler_threads }, k.busy + '/' + k.handler_threads),
         el('td', { class: 'num', 'data-handled': String(k.handled) }, String(k.handled) + (k.failed ? ' (' + k.failed + ' failed)' : '')),
         el('td', { class: 'num' }, rate === null ? '–' : rate.toFixed(1)),
@@ -258,8 +340,8 @@
     bar.replaceChildren();
     if (state.overview.actions) {
       bar.append(
-        actionButton('Requeue all', true, () => post('api/dead/requeue', { queue: queue, all: true })),
-        actionButton('Delete all', true, () => post('api/dead/delete', { queue: queue, all: true })));
+        actionButton('Requeue all', true, () => post('api/dead/requeue', { queue: queue, all: true }), 'dead letters of ' + queue),
+        actionButton('Delete all', true, () => post('api/dead/delete', { queue: queue, all: true }), 'dead letters of ' + queue));
     }
     const tb = $('dead-letters').tBodies[0];
     const info = $('dead-info');
@@ -276,14 +358,14 @@
         const why = el('td', { class: 'err' }, m.error);
         if (m.reason && m.reason !== 'dead' && m.reason !== 'failed') why.prepend(el('span', { class: 'st st-' + m.reason }, m.reason), ' ');
         const tr = el('tr', { 'data-dead': m.id },
-          el('td', { class: 'id' }, m.id), why,
+          idCell(m.id), why,
           el('td', { class: 'num' }, String(m.attempts)), el('td', {}, fmtDuration(state.overview.now - m.died_ms) + ' ago'),
           el('td', {}, contentCell(m)));
         const actions = el('td');
         if (state.overview.actions) {
           actions.append(
-            actionButton('Requeue', false, () => post('api/dead/requeue', { queue: queue, id: m.id })),
-            actionButton('Delete', true, () => post('api/dead/delete', { queue: queue, id: m.id })));
+            actionButton('Requeue', false, () => post('api/dead/requeue', { queue: queue, id: m.id }), m.id),
+            actionButton('Delete', true, () => post('api/dead/delete', { queue: queue, id: m.id }), 'dead letter ' + m.id));
         }
         tr.append(actions);
         tb.append(tr);
@@ -295,6 +377,12 @@
     }
     $('dead-next').disabled = !state.deadNext;
     $('dead-first').disabled = !state.deadCursor;
+  }
+
+  // idCell is a table cell showing an id on one line, cut with an
+  // ellipsis when long; the whole id is its text and its title.
+  function idCell(id) {
+    return el('td', { class: 'id' }, el('span', { class: 'id-text', title: id }, id));
   }
 
   function contentCell(m) {
@@ -311,8 +399,9 @@
   }
 
   // actionButton runs act after a second click (the first asks to
-  // confirm, for dangerous ones), then reloads what it changed.
-  function actionButton(label, dangerous, act) {
+  // confirm, for dangerous ones), notifies its result, naming target,
+  // then reloads what it changed.
+  function actionButton(label, dangerous, act, target) {
     const b = el('button', { type: 'button', class: dangerous ? 'danger' : false, 'data-action': label.toLowerCase() }, label);
     let armed = null;
     b.addEventListener('click', async (ev) => {
@@ -325,12 +414,7 @@
       }
       clearTimeout(armed);
       b.disabled = true;
-      try {
-        await act();
-        setStatus(label + ' done');
-      } catch (e) {
-        setStatus(label + ': ' + e.message, true);
-      }
+      await runAction(label + ' ' + target, act);
       await refresh();
       await loadMessages(state.cursor);
       await loadDead();
@@ -366,7 +450,7 @@
     for (const m of state.messages) {
       if (chosen && m.status !== chosen) continue;
       const tr = el('tr', { 'data-message': m.id },
-        el('td', { class: 'id' }, m.id),
+        idCell(m.id),
         el('td', {}, el('span', { class: 'st st-' + m.status }, m.status)),
         el('td', { class: 'num' }, String(m.attempts)),
         el('td', { class: 'num' }, fmtDuration(m.age_ms)),
@@ -375,7 +459,7 @@
         el('td', {}, contentCell(m)));
       const actions = el('td');
       if (state.overview && state.overview.actions) {
-        actions.append(actionButton('Delete', true, () => post('api/delete', { queue: state.selected, id: m.id })));
+        actions.append(actionButton('Delete', true, () => post('api/delete', { queue: state.selected, id: m.id }), m.id));
       }
       tr.append(actions);
       tb.append(tr);
@@ -414,6 +498,7 @@
       state.deadSeen = dead;
       setStatus('updated ' + new Date(ov.now).toLocaleTimeString());
       document.body.dataset.loaded = 'true';
+      document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     } catch (e) {
       setStatus('cannot load: ' + e.message, true);
     }
@@ -453,13 +538,17 @@
   });
 
   $('pause').addEventListener('click', async () => {
-    try { await post('api/pause', { queue: state.selected }); setStatus('paused ' + state.selected); } catch (e) { setStatus('pause: ' + e.message, true); }
+    const q = state.selected;
+    await runAction('Pause ' + q, () => post('api/pause', { queue: q }));
     await refresh();
   });
   $('resume').addEventListener('click', async () => {
-    try { await post('api/resume', { queue: state.selected }); setStatus('resumed ' + state.selected); } catch (e) { setStatus('resume: ' + e.message, true); }
+    const q = state.selected;
+    await runAction('Resume ' + q, () => post('api/resume', { queue: q }));
     await refresh();
   });
+  // The chart is drawn at its width: redraw it when that changes.
+  window.addEventListener('resize', () => { if (state.overview) renderSelected(); });
   $('next-page').addEventListener('click', () => { if (state.next) { state.page++; loadMessages(state.next); } });
   $('first-page').addEventListener('click', () => { state.page = 0; loadMessages(''); });
   $('filter').addEventListener('change', renderMessages);
