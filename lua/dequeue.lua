@@ -394,6 +394,7 @@ for _ = 1, max_steps do
   end
 end
 flush()
+flush_history(now)
 if useful then
   redis.call('set', K_NDRY_RUNS, 0)
 end

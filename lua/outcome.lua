@@ -2,7 +2,8 @@
 -- the lock its handling took (§7), and the writes it shares with the poll:
 -- collecting a message, requeueing it, and its dead letter (§11). Composed
 -- into dequeue.lua, which records outcomes before it polls, and into
--- renew.lua and dead-letters.lua.
+-- renew.lua and dead-letters.lua, after history.lua (§17), which counts
+-- them.
 
 -- UNPACK_MAX bounds the arguments one gathered command takes, well inside
 -- what Lua's unpack can spread.
@@ -171,6 +172,7 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms)
   local lock_ms = redis.call('hget', K_LOCK_TIMES, mid) or ''
   redis.call('hset', K_DEAD, mid, pack4({content, reason, err, tostring(attempts), udt, tostring(now), lock_ms}))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
+  count_history('d')
   trim_dead(now)
   finish(mid, now, default_lock_ms)
 end
@@ -218,6 +220,10 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'lock-lost'
   end
   unlocked[mid] = true
+  if outcome ~= 'release' then
+    count_history('p')
+    if outcome ~= 'success' then count_history('f') end
+  end
   if outcome == 'release' then
     redis.call('hdel', K_LOCKS, mid)
     if redis.call('hincrby', K_NATTEMPTS, mid, -1) <= 0 then

@@ -1,13 +1,13 @@
 -- prelude.lua: composed in front of every script that binds all of a
 -- queue's keys, after lib.lua, by internal/protocol.
 --
--- KEYS[1..30]: every key of one queue, in the order of internal/keys:
+-- KEYS[1..32]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
 --   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
 --   isleep-a, isleep-b (Carmine's), then lock-aliases, enqueue-receipts,
 --   enqueue-receipts-prev, poll-receipts, poll-receipts-prev, paused, due,
---   windows, noutcomes, dead, dead-index, workers, worker-info, meta, resumed (beyond
---   Carmine, which ignores them)
+--   windows, noutcomes, dead, dead-index, workers, worker-info, meta, resumed,
+--   history, attempt-errors (beyond Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
 -- so that Redis Cluster routes every call to the queue's slot.
 local K_MESSAGES      = KEYS[1]
@@ -40,6 +40,8 @@ local K_WORKERS               = KEYS[27]
 local K_WORKER_INFO           = KEYS[28]
 local K_META                  = KEYS[29]
 local K_RESUMED               = KEYS[30]
+local K_HISTORY               = KEYS[31]
+local K_ATTEMPT_ERRORS        = KEYS[32]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'

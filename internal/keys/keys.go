@@ -46,6 +46,8 @@ const (
 	WorkerInfo
 	Meta
 	Resumed
+	History
+	AttemptErrors
 	count
 )
 
@@ -117,6 +119,14 @@ var Suffixes = [count]string{
 	// isleep lists, so that enqueues do not wake them and a resume wakes
 	// them all.
 	Resumed: "resumed",
+	// history: the queue's outcomes per minute by the server's clock,
+	// for the last day: "<minute>p" -> handlings recorded, "<minute>f"
+	// -> of them failed, "<minute>d" -> dead letters written, and "last"
+	// -> the latest minute written, from which older minutes are trimmed.
+	History: "history",
+	// attempt-errors: mid -> the errors of the message's latest failed
+	// attempts (a bounded list), so that its dead letter shows each.
+	AttemptErrors: "attempt-errors",
 }
 
 // Count is the number of keys of one queue.

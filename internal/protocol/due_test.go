@@ -171,6 +171,8 @@ func TestQuarantine(t *testing.T) {
 		assert.Equal(t, int64(3), d.Attempts, "the hand-outs but the released one, this last one not among them")
 		assert.Contains(t, d.Error, "2 times")
 		assert.Equal(t, "x", string(d.Data))
+		assert.Equal(t, HistoryMinute{Processed: 1, Failed: 1, Dead: 1}, historySum(t, s, q),
+			"the retry, and the burial in the history (§17)")
 	})
 }
 

@@ -28,20 +28,21 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 var scriptParts = map[string][]string{
 	"enqueue":      {"lib", "prelude", "status", "enqueue"},
 	"enqueue-new":  {"lib", "enqueue-new"}, // binds its own few keys: no prelude
-	"dequeue":      {"lib", "prelude", "status", "counts", "outcome", "dequeue"},
+	"dequeue":      {"lib", "prelude", "status", "counts", "history", "outcome", "dequeue"},
 	"msg-status":   {"lib", "prelude", "status", "msg-status"},
-	"renew":        {"lib", "prelude", "status", "outcome", "renew"},
+	"renew":        {"lib", "prelude", "status", "history", "outcome", "renew"},
 	"queue-counts": {"lib", "prelude", "counts", "queue-counts"},
 	"delete":       {"lib", "prelude", "status", "delete"},
 	"pause":        {"lib", "prelude", "pause"},
 	"dead-letters": {"lib", "prelude", "status", "dead-letters"},
 	"heartbeat":    {"lib", "prelude", "heartbeat"},
+	"history-read": {"lib", "prelude", "history", "history-read"},
 }
 
 // The composed scripts, set by Load.
 var (
 	enqueueScript, enqueueNewScript, dequeueScript, msgStatusScript, renewScript, countsScript,
-	deleteScript, pauseScript, deadScript, heartbeatScript *redis.Script
+	deleteScript, pauseScript, deadScript, heartbeatScript, historyScript *redis.Script
 )
 
 // luaFiles holds the .lua files the scripts are composed from, by file
@@ -66,6 +67,7 @@ func Load(luaFS fs.FS) {
 	pauseScript = composeScript("pause")
 	deadScript = composeScript("dead-letters")
 	heartbeatScript = composeScript("heartbeat")
+	historyScript = composeScript("history-read")
 }
 
 // composeSource joins the named files of lua/ into one script text.
