@@ -154,6 +154,7 @@ func New(client *mq.Client, opts Options) http.Handler {
 	m.HandleFunc("GET /api/message", h.message)
 	m.HandleFunc("GET /api/workers", h.workers)
 	m.HandleFunc("GET /api/dead", h.deadLetters)
+	m.HandleFunc("GET /api/minutes", h.minutes)
 	m.Handle("POST /api/pause", h.action(h.pause))
 	m.Handle("POST /api/resume", h.action(h.resume))
 	m.Handle("POST /api/delete", h.action(h.deleteMessage))

@@ -30,10 +30,13 @@ type layoutReport struct {
 	// keep (in its text and its title, for a pointer or a screen reader).
 	IDs    int
 	Broken []string
-	// Ticks are the chart's time-axis labels, left to right; Overlap
-	// names two that overlap or one outside the chart.
-	Ticks   []string
-	Overlap string
+	// Ticks are the counts chart's time-axis labels, left to right, and
+	// MinuteTicks the per-minute chart's; Overlap names two that overlap
+	// or one outside its chart.
+	Ticks, MinuteTicks []string
+	Overlap            string
+	// Processed and Failed are the per-minute chart's totals.
+	Processed, Failed int
 }
 
 // layoutJS measures the page (see layoutReport); null until the messages,
@@ -43,8 +46,9 @@ const layoutJS = `(() => {
 	const dead = document.querySelectorAll('#dead-letters tr[data-dead]').length;
 	const chart = document.getElementById('chart');
 	if (msgs < 17 || dead < 2 || Number(chart.dataset.samples) < 16 || !document.querySelector('#workers tr[data-worker]')) return null;
-	const ticks = [...chart.querySelectorAll('text[data-tick]')];
-	const r = {ScrollWidth: document.documentElement.scrollWidth, Width: window.innerWidth, IDs: 0, Broken: [], Ticks: [], Overlap: ''};
+	const total = (s) => Number(document.querySelector('#minutes-legend [data-legend="' + s + '"]')?.dataset.total);
+	const r = {ScrollWidth: document.documentElement.scrollWidth, Width: window.innerWidth, IDs: 0, Broken: [], Ticks: [], MinuteTicks: [], Overlap: '',
+		Processed: total('processed'), Failed: total('failed')};
 	for (const td of document.querySelectorAll('td.id')) {
 		r.IDs++;
 		const row = td.closest('tr');
@@ -55,14 +59,16 @@ const layoutJS = `(() => {
 		const title = td.querySelector('[title]');
 		if (lines !== 1 || td.textContent !== id || !title || title.title !== id) r.Broken.push(id + ': ' + lines + ' lines');
 	}
-	const box = chart.getBoundingClientRect();
-	let prev = null;
-	for (const t of ticks.sort((a, b) => a.getBoundingClientRect().left - b.getBoundingClientRect().left)) {
-		r.Ticks.push(t.textContent);
-		const b = t.getBoundingClientRect();
-		if (b.left < box.left || b.right > box.right) r.Overlap = t.textContent + ' outside the chart';
-		if (prev && b.left < prev.right) r.Overlap = t.textContent + ' overlaps the label before it';
-		prev = b;
+	for (const [svg, out] of [[chart, r.Ticks], [document.getElementById('minutes-chart'), r.MinuteTicks]]) {
+		const box = svg.getBoundingClientRect();
+		let prev = null;
+		for (const t of [...svg.querySelectorAll('text[data-tick]')].sort((a, b) => a.getBoundingClientRect().left - b.getBoundingClientRect().left)) {
+			out.push(t.textContent);
+			const b = t.getBoundingClientRect();
+			if (b.left < box.left || b.right > box.right) r.Overlap = svg.id + ': ' + t.textContent + ' outside the chart';
+			if (prev && b.left < prev.right) r.Overlap = svg.id + ': ' + t.textContent + ' overlaps the label before it';
+			prev = b;
+		}
 	}
 	return r;
 })()`
@@ -114,12 +120,16 @@ func TestBrowserLayout(t *testing.T) {
 			if r.IDs != 20 || len(r.Broken) > 0 { // 17 messages, 2 dead letters, 1 worker
 				t.Errorf("%d id cells; these break or lose their id: %q", r.IDs, r.Broken)
 			}
-			if len(r.Ticks) < 2 {
+			if len(r.Ticks) < 2 || len(r.MinuteTicks) < 2 {
 				chart, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('chart').outerHTML`))
 				t.Logf("the chart: %s", chart)
-				t.Errorf("the chart's time axis has labels %q, want two or more", r.Ticks)
+				t.Errorf("the charts' time axes have labels %q and %q, want two or more each", r.Ticks, r.MinuteTicks)
 			}
-			for _, l := range r.Ticks {
+			// fill's first worker handled 5: 3 succeeded, 2 failed for good.
+			if r.Processed != 5 || r.Failed != 2 {
+				t.Errorf("the per-minute chart adds up to %d processed, %d failed; want 5 and 2", r.Processed, r.Failed)
+			}
+			for _, l := range append(r.Ticks, r.MinuteTicks...) {
 				if !isClock(l) {
 					t.Errorf("time label %q is not a time of day", l)
 				}

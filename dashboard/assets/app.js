@@ -18,6 +18,7 @@
     deadNext: '',
     deadPage: 0,
     deadSeen: null, // the selected queue's dead count at the last poll
+    minutes: null,  // the selected queue's handlings per minute: {queue, at, minutes}
     timer: null,
   };
 
@@ -141,6 +142,8 @@
   // drawChart draws history (samples oldest first) as one line per series
   // into the svg element. Each line carries its values in data-values, the
   // latest last, for whoever reads the page (the browser test does).
+  // opts.series names the series to draw (default: the counts'), and
+  // opts.note the label at the top right.
   function drawChart(root, history, withDead, opts) {
     // A chart with axes is drawn at its width on the page, one unit a
     // pixel, so that its labels keep their shape at any width.
@@ -148,7 +151,7 @@
     const H = opts.height, pad = opts.pad;
     while (root.firstChild) root.firstChild.remove();
     root.setAttribute('viewBox', `0 0 ${W} ${H}`);
-    const series = SERIES.filter((s) => s !== 'dead' || withDead);
+    const series = opts.series || SERIES.filter((s) => s !== 'dead' || withDead);
     const points = history || [];
     let top = 1;
     for (const p of points) for (const s of series) top = Math.max(top, p[s] || 0);
@@ -165,7 +168,7 @@
       const lb = svg('text', { class: 'label', x: pad.l - 6, y: y(0) + 4, 'text-anchor': 'end' });
       lb.textContent = '0';
       const ls = svg('text', { class: 'label', x: W - pad.r, y: pad.t - 5, 'text-anchor': 'end' });
-      ls.textContent = points.length > 1 ? 'last ' + fmtDuration(span) : 'collecting samples…';
+      ls.textContent = opts.note || (points.length > 1 ? 'last ' + fmtDuration(span) : 'collecting samples…');
       root.append(lt, lb, ls);
       if (points.length > 1) drawTimeAxis(root, t0, t1, x, y(0), W - pad.l - pad.r, H);
     }
@@ -269,8 +272,50 @@
     $('pause').disabled = paused;
     $('resume').disabled = !paused;
     drawChart($('chart'), q.history, ov.features.dead_letters,
-      { width: 800, height: 220, pad: { l: 44, r: 12, t: 12, b: 22 }, axes: true });
+      { width: 800, height: 220, pad: { l: 44, r: 12, t: 18, b: 22 }, axes: true });
     drawLegend(q.counts, ov.features.dead_letters);
+    drawMinutes();
+  }
+
+  // ---- handlings per minute -----------------------------------------------
+
+  const MINUTE_SERIES = ['processed', 'failed'];
+
+  // loadMinutes asks for the selected queue's last hour, minute by
+  // minute, as the workers recorded it in Redis; at most every 10 s,
+  // unless force.
+  async function loadMinutes(force) {
+    const queue = state.selected;
+    if (!queue) return;
+    const m = state.minutes;
+    if (!force && m && m.queue === queue && Date.now() - m.at < 10000) return;
+    try {
+      const h = await api('api/minutes?queue=' + encodeURIComponent(queue));
+      if (queue !== state.selected) return;
+      state.minutes = { queue: queue, at: Date.now(), minutes: h.minutes, error: null };
+    } catch (e) {
+      state.minutes = { queue: queue, at: Date.now(), minutes: [], error: e.message };
+    }
+    drawMinutes();
+  }
+
+  // drawMinutes draws the per-minute chart and its legend: the hour's
+  // totals.
+  function drawMinutes() {
+    const m = state.minutes;
+    const root = $('minutes-chart');
+    const legend = $('minutes-legend');
+    if (!m || m.queue !== state.selected) { root.replaceChildren(); legend.replaceChildren(); return; }
+    drawChart(root, m.minutes, false, {
+      width: 800, height: 160, pad: { l: 44, r: 12, t: 18, b: 22 }, axes: true,
+      series: MINUTE_SERIES, note: 'per minute, by Redis\'s clock',
+    });
+    legend.replaceChildren();
+    for (const s of MINUTE_SERIES) {
+      const total = m.minutes.reduce((n, p) => n + (p[s] || 0), 0);
+      legend.append(el('span', { class: 'key k-' + s, 'data-legend': s, 'data-total': total }, el('span', {}, `${s} ${total}`)));
+    }
+    $('minutes-info').textContent = m.error ? '(' + m.error + ')' : m.minutes.length ? '(the last ' + m.minutes.length + ' minutes)' : '';
   }
 
   // loadWorkers draws the selected queue's live workers; the page asks at
@@ -489,7 +534,7 @@
       }
       renderQueues();
       renderSelected();
-      if (state.selected) loadWorkers();
+      if (state.selected) { loadWorkers(); loadMinutes(false); }
       // Dead letters came or went (a worker buried one, say): redraw
       // their panel.
       const sq = selectedQueue();
@@ -529,6 +574,7 @@
     renderSelected();
     loadMessages('');
     loadWorkers();
+    loadMinutes(true);
     if (state.overview) loadDead('');
   }
 
