@@ -188,25 +188,38 @@
   const TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600].map((s) => s * 1000);
 
   // drawTimeAxis labels the chart's time axis with times of day at round
-  // steps, as many as fit in width (a label every 70 px at most). Each
-  // label carries its time in data-tick (Unix ms).
+  // steps, as many as fit in width (a label every 70 px at most), and two
+  // at least where a finer step keeps them 56 px apart. Each label carries
+  // its time in data-tick (Unix ms).
   function drawTimeAxis(root, t0, t1, x, y0, width, H) {
+    const span = t1 - t0;
     const most = Math.max(2, Math.floor(width / 70));
-    const step = TICK_STEPS.find((s) => (t1 - t0) / s <= most) || TICK_STEPS[TICK_STEPS.length - 1];
     // Round to the local clock, so that a minute's tick reads hh:mm:00.
     const offset = new Date(t0).getTimezoneOffset() * 60000;
-    for (let t = Math.ceil((t0 - offset) / step) * step + offset; t <= t1; t += step) {
+    const ticks = (step) => {
+      const out = [];
+      for (let t = Math.ceil((t0 - offset) / step) * step + offset; t <= t1; t += step) out.push(t);
+      return out;
+    };
+    let i = TICK_STEPS.findIndex((s) => span / s <= most);
+    if (i < 0) i = TICK_STEPS.length - 1;
+    let step = TICK_STEPS[i];
+    let times = ticks(step);
+    if (times.length < 2 && i > 0 && TICK_STEPS[i - 1] / span * width >= 56) {
+      step = TICK_STEPS[i - 1];
+      times = ticks(step);
+    }
+    const box = root.getBoundingClientRect();
+    for (const t of times) {
       const px = x(t);
       root.append(svg('line', { class: 'axis', x1: px, y1: y0, x2: px, y2: y0 + 4 }));
       const label = svg('text', { class: 'label', x: px, y: H - 4, 'text-anchor': 'middle', 'data-tick': t });
       label.textContent = clock(t, step < 60000);
       root.append(label);
-    }
-    // Labels that would run past the chart's ends go.
-    const box = root.getBoundingClientRect();
-    for (const l of root.querySelectorAll('text[data-tick]')) {
-      const b = l.getBoundingClientRect();
-      if (b.width && (b.left < box.left || b.right > box.right)) l.remove();
+      // A label that would run past an end of the chart moves in.
+      const b = label.getBoundingClientRect();
+      if (b.width && b.right > box.right - 2) label.setAttribute('x', px - (b.right - box.right + 2));
+      else if (b.width && b.left < box.left + 2) label.setAttribute('x', px + (box.left + 2 - b.left));
     }
   }
 
