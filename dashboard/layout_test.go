@@ -112,7 +112,9 @@ func TestBrowserLayout(t *testing.T) {
 
 	for _, width := range []int64{1280, 400} {
 		t.Run(fmt.Sprint(width), func(t *testing.T) {
-			do(t, ctx, "load", chromedp.EmulateViewport(width, 860), chromedp.Navigate(srv.URL+"/mq/#q=emails"))
+			// By way of a blank page: a navigation to the same URL but for
+			// its hash would not load the page afresh.
+			do(t, ctx, "load", chromedp.EmulateViewport(width, 860), chromedp.Navigate("about:blank"), chromedp.Navigate(srv.URL+"/mq/#q=emails"))
 			r := poll[layoutReport](t, ctx, "the page drawn", layoutJS)
 			if r.ScrollWidth > r.Width {
 				t.Errorf("the page is %d px wide in a %d px viewport: it scrolls sideways", r.ScrollWidth, r.Width)
@@ -141,6 +143,7 @@ func TestBrowserLayout(t *testing.T) {
 			// A refused requeue and a pause: both results stay shown.
 			clickJS(t, ctx, `#dead-letters tr[data-dead="dead-1"] button[data-action="requeue"]`)
 			poll[bool](t, ctx, "the refusal", `document.querySelectorAll('[data-notice="error"]').length === 1`)
+			poll[bool](t, ctx, "the queue shown running", `!document.getElementById('pause').disabled`)
 			clickJS(t, ctx, `#pause`)
 			poll[bool](t, ctx, "the pause's result", `document.querySelectorAll('[data-notice="ok"]').length === 1`)
 			waitRefreshes(t, ctx, 3)
