@@ -289,6 +289,9 @@ func TestBrowser(t *testing.T) {
 	if _, err := c.Inspector().DeadLetter(context.Background(), "emails", "dead-1"); err != nil {
 		t.Fatalf("the other dead letter: %v", err)
 	}
+	// The page says what the delete and the requeue did, and keeps saying
+	// it (TestBrowserLayout checks refusals, and through refreshes).
+	poll[bool](t, ctx, "the actions' results", `[...document.querySelectorAll('[data-notice="ok"] .notice-text')].map((n) => n.textContent).join('|') === 'Delete later-1: done|Requeue dead-0: done'`)
 	poll[bool](t, ctx, "the dead letter to move", `document.querySelector('#dead-letters tr[data-dead="dead-0"]') === null &&
 		document.querySelectorAll('#dead-letters tr[data-dead]').length === 1 &&
 		document.getElementById('dead-total').dataset.total === '1' &&

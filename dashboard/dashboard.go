@@ -4,7 +4,9 @@
 //
 // It shows every queue with its counts by state (queued, locked, in
 // backoff, done in a dedupe window, dead letters) and a chart of them over
-// time, the live workers of a queue in every process (Inspector.Workers),
+// time, a queue's handlings per minute over the last hour (processed and
+// failed, from the history the workers keep in Redis, Inspector.History),
+// the live workers of a queue in every process (Inspector.Workers),
 // pages through a queue's messages with their status and content
 // (decoded by the client's codec, which refuses hostile bytes; what it
 // cannot decode is shown as such) and through its dead letters with their

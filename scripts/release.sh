@@ -51,7 +51,7 @@ first="$(grep -m1 -E '^## \[[0-9]+\.[0-9]+\.[0-9]+\]' CHANGELOG.md || true)"
 grep -qx "const Version = \"$plain\"" mq.go ||
 	fail "mq.go's Version is not \"$plain\": $(grep -m1 '^const Version' mq.go)"
 
-for dir in "${modules[@]}" bench; do
+for dir in "${modules[@]}" bench examples/service; do
 	while read -r path ver; do
 		[ "$ver" = "$version" ] || fail "$dir/go.mod requires $path $ver, not $version"
 	done < <(awk '$1 ~ /^github\.com\/gocarmine\/mq(\/|$)/ && $2 ~ /^v/ {print $1, $2}

@@ -91,6 +91,11 @@ echo "test.sh: mqprom" >&2
 echo "test.sh: mqotel" >&2
 (cd mqotel && go vet ./... && go test -race -count=1 ./...)
 
+# The example service is a module of its own (it needs the dashboard and
+# mqprom): it runs, briefly, on an embedded Redis.
+echo "test.sh: examples/service" >&2
+(cd examples/service && go vet ./... && go test -race -count=1 ./...)
+
 # The modules install as a user installs them: from a module proxy built
 # from this working tree, with a fresh module cache (release/install_test.go).
 echo "test.sh: install" >&2

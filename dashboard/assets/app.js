@@ -18,6 +18,7 @@
     deadNext: '',
     deadPage: 0,
     deadSeen: null, // the selected queue's dead count at the last poll
+    minutes: null,  // the selected queue's handlings per minute: {queue, at, minutes}
     timer: null,
   };
 
@@ -47,7 +48,12 @@
     const r = await fetch(path, Object.assign({ cache: 'no-store', credentials: 'same-origin' }, opts || {}));
     let body = null;
     try { body = await r.json(); } catch (_) { body = null; }
-    if (!r.ok) throw new Error((body && body.error) || (r.status + ' ' + r.statusText));
+    if (!r.ok) {
+      const e = new Error((body && body.error) || r.statusText);
+      e.status = r.status + (r.statusText ? ' ' + r.statusText : '');
+      e.refused = r.status >= 400 && r.status < 500;
+      throw e;
+    }
     return body;
   }
 
@@ -65,6 +71,53 @@
     const s = $('status');
     s.textContent = text;
     s.className = isError ? 'err' : '';
+  }
+
+  // ---- notices: what actions did -----------------------------------------
+
+  // At most this many results are shown; the oldest goes first.
+  const MAX_NOTICES = 5;
+
+  // notify shows an action's result in #notices, which stays in view
+  // (sticky at the top) and which refreshes never redraw: it stays until
+  // its Dismiss button is pressed. kind is 'ok' or 'error'.
+  function notify(kind, text) {
+    const box = $('notices');
+    const dismiss = el('button', { type: 'button', class: 'dismiss', 'data-dismiss': '', 'aria-label': 'Dismiss', title: 'Dismiss' }, '×');
+    const n = el('div', { class: 'notice notice-' + kind, role: kind === 'error' ? 'alert' : 'status', 'data-notice': kind },
+      el('span', { class: 'notice-time' }, clock(Date.now(), true)),
+      el('span', { class: 'notice-text' }, text),
+      dismiss);
+    dismiss.addEventListener('click', () => n.remove());
+    box.append(n);
+    while (box.children.length > MAX_NOTICES) box.firstElementChild.remove();
+  }
+
+  // runAction runs act, an action's request, and notifies its result,
+  // named by what ("Requeue dead-1"); a refusal (4xx) says so with its
+  // status.
+  async function runAction(what, act) {
+    try {
+      notify('ok', what + ': ' + resultText(await act()));
+    } catch (e) {
+      notify('error', what + ': ' + (e.refused ? 'refused (' + e.status + '): ' : 'failed' + (e.status ? ' (' + e.status + ')' : '') + ': ') + e.message);
+    }
+  }
+
+  // resultText says what an action's answer (actionResult) tells.
+  function resultText(r) {
+    if (!r || (!r.changed && !r.count)) return 'done, nothing to change';
+    let t = 'done';
+    if (r.count > 1) t += ', ' + r.count + ' items';
+    if (r.kept) t += ', ' + r.kept + ' kept (their id is queued)';
+    return t;
+  }
+
+  // clock formats Unix ms as a time of day, 15:04 or 15:04:05.
+  function clock(ms, seconds) {
+    const d = new Date(ms);
+    const p = (n) => String(n).padStart(2, '0');
+    return p(d.getHours()) + ':' + p(d.getMinutes()) + (seconds ? ':' + p(d.getSeconds()) : '');
   }
 
   function fmtDuration(ms) {
@@ -89,11 +142,16 @@
   // drawChart draws history (samples oldest first) as one line per series
   // into the svg element. Each line carries its values in data-values, the
   // latest last, for whoever reads the page (the browser test does).
+  // opts.series names the series to draw (default: the counts'), and
+  // opts.note the label at the top right.
   function drawChart(root, history, withDead, opts) {
-    const W = opts.width, H = opts.height, pad = opts.pad;
+    // A chart with axes is drawn at its width on the page, one unit a
+    // pixel, so that its labels keep their shape at any width.
+    const W = (opts.axes && Math.round(root.getBoundingClientRect().width)) || opts.width;
+    const H = opts.height, pad = opts.pad;
     while (root.firstChild) root.firstChild.remove();
     root.setAttribute('viewBox', `0 0 ${W} ${H}`);
-    const series = SERIES.filter((s) => s !== 'dead' || withDead);
+    const series = opts.series || SERIES.filter((s) => s !== 'dead' || withDead);
     const points = history || [];
     let top = 1;
     for (const p of points) for (const s of series) top = Math.max(top, p[s] || 0);
@@ -109,9 +167,10 @@
       lt.textContent = String(top);
       const lb = svg('text', { class: 'label', x: pad.l - 6, y: y(0) + 4, 'text-anchor': 'end' });
       lb.textContent = '0';
-      const ls = svg('text', { class: 'label', x: W - pad.r, y: H - 4, 'text-anchor': 'end' });
-      ls.textContent = points.length > 1 ? 'last ' + fmtDuration(span) : 'collecting samples…';
+      const ls = svg('text', { class: 'label', x: W - pad.r, y: pad.t - 5, 'text-anchor': 'end' });
+      ls.textContent = opts.note || (points.length > 1 ? 'last ' + fmtDuration(span) : 'collecting samples…');
       root.append(lt, lb, ls);
+      if (points.length > 1) drawTimeAxis(root, t0, t1, x, y(0), W - pad.l - pad.r, H);
     }
     root.dataset.samples = String(points.length);
     for (const s of series) {
@@ -122,6 +181,45 @@
       line.dataset.series = s;
       line.dataset.values = vals.join(',');
       root.append(line);
+    }
+  }
+
+  // TICK_STEPS are the spacings the time axis may use, in ms.
+  const TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600].map((s) => s * 1000);
+
+  // drawTimeAxis labels the chart's time axis with times of day at round
+  // steps, as many as fit in width (a label every 70 px at most), and two
+  // at least where a finer step keeps them 56 px apart. Each label carries
+  // its time in data-tick (Unix ms).
+  function drawTimeAxis(root, t0, t1, x, y0, width, H) {
+    const span = t1 - t0;
+    const most = Math.max(2, Math.floor(width / 70));
+    // Round to the local clock, so that a minute's tick reads hh:mm:00.
+    const offset = new Date(t0).getTimezoneOffset() * 60000;
+    const ticks = (step) => {
+      const out = [];
+      for (let t = Math.ceil((t0 - offset) / step) * step + offset; t <= t1; t += step) out.push(t);
+      return out;
+    };
+    let i = TICK_STEPS.findIndex((s) => span / s <= most);
+    if (i < 0) i = TICK_STEPS.length - 1;
+    let step = TICK_STEPS[i];
+    let times = ticks(step);
+    if (times.length < 2 && i > 0 && TICK_STEPS[i - 1] / span * width >= 56) {
+      step = TICK_STEPS[i - 1];
+      times = ticks(step);
+    }
+    const box = root.getBoundingClientRect();
+    for (const t of times) {
+      const px = x(t);
+      root.append(svg('line', { class: 'axis', x1: px, y1: y0, x2: px, y2: y0 + 4 }));
+      const label = svg('text', { class: 'label', x: px, y: H - 4, 'text-anchor': 'middle', 'data-tick': t });
+      label.textContent = clock(t, step < 60000);
+      root.append(label);
+      // A label that would run past an end of the chart moves in.
+      const b = label.getBoundingClientRect();
+      if (b.width && b.right > box.right - 2) label.setAttribute('x', px - (b.right - box.right + 2));
+      else if (b.width && b.left < box.left + 2) label.setAttribute('x', px + (box.left + 2 - b.left));
     }
   }
 
@@ -187,8 +285,51 @@
     $('pause').disabled = paused;
     $('resume').disabled = !paused;
     drawChart($('chart'), q.history, ov.features.dead_letters,
-      { width: 800, height: 220, pad: { l: 44, r: 12, t: 12, b: 22 }, axes: true });
+      { width: 800, height: 220, pad: { l: 44, r: 12, t: 18, b: 22 }, axes: true });
     drawLegend(q.counts, ov.features.dead_letters);
+    drawMinutes();
+  }
+
+  // ---- handlings per minute -----------------------------------------------
+
+  const MINUTE_SERIES = ['processed', 'failed'];
+
+  // loadMinutes asks for the selected queue's last hour, minute by
+  // minute, as the workers recorded it in Redis; at most every 10 s,
+  // unless force.
+  async function loadMinutes(force) {
+    const queue = state.selected;
+    if (!queue) return;
+    const m = state.minutes;
+    if (!force && m && m.queue === queue && Date.now() - m.at < 10000) return;
+    try {
+      const h = await api('api/history?queue=' + encodeURIComponent(queue));
+      if (queue !== state.selected) return;
+      const minutes = h.minutes.map((p) => ({ t: p.start_ms, processed: p.processed, failed: p.failed, dead: p.dead }));
+      state.minutes = { queue: queue, at: Date.now(), minutes: minutes, error: null };
+    } catch (e) {
+      state.minutes = { queue: queue, at: Date.now(), minutes: [], error: e.message };
+    }
+    drawMinutes();
+  }
+
+  // drawMinutes draws the per-minute chart and its legend: the hour's
+  // totals.
+  function drawMinutes() {
+    const m = state.minutes;
+    const root = $('minutes-chart');
+    const legend = $('minutes-legend');
+    if (!m || m.queue !== state.selected) { root.replaceChildren(); legend.replaceChildren(); return; }
+    drawChart(root, m.minutes, false, {
+      width: 800, height: 160, pad: { l: 44, r: 12, t: 18, b: 22 }, axes: true,
+      series: MINUTE_SERIES, note: 'per minute, by Redis\'s clock',
+    });
+    legend.replaceChildren();
+    for (const s of MINUTE_SERIES) {
+      const total = m.minutes.reduce((n, p) => n + (p[s] || 0), 0);
+      legend.append(el('span', { class: 'key k-' + s, 'data-legend': s, 'data-total': total }, el('span', {}, `${s} ${total}`)));
+    }
+    $('minutes-info').textContent = m.error ? '(' + m.error + ')' : m.minutes.length ? '(the last ' + m.minutes.length + ' minutes)' : '';
   }
 
   // loadWorkers draws the selected queue's live workers; the page asks at
@@ -233,7 +374,7 @@
       const base = cur.prev;
       const rate = base && cur.beat > base.beat ? (cur.handled - base.handled) * 1000 / (cur.beat - base.beat) : null;
       tb.append(el('tr', { 'data-worker': k.id },
-        el('td', { class: 'id' }, k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
+        idCell(k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
         el('td', { class: 'num', 'data-busy': k.busy + '/' + k.handler_threads }, k.busy + '/' + k.handler_threads),
         el('td', { class: 'num', 'data-handled': String(k.handled) }, String(k.handled) + (k.failed ? ' (' + k.failed + ' failed)' : '')),
         el('td', { class: 'num' }, rate === null ? '–' : rate.toFixed(1)),
@@ -258,8 +399,8 @@
     bar.replaceChildren();
     if (state.overview.actions) {
       bar.append(
-        actionButton('Requeue all', true, () => post('api/dead/requeue', { queue: queue, all: true })),
-        actionButton('Delete all', true, () => post('api/dead/delete', { queue: queue, all: true })));
+        actionButton('Requeue all', true, () => post('api/dead/requeue', { queue: queue, all: true }), 'dead letters of ' + queue),
+        actionButton('Delete all', true, () => post('api/dead/delete', { queue: queue, all: true }), 'dead letters of ' + queue));
     }
     const tb = $('dead-letters').tBodies[0];
     const info = $('dead-info');
@@ -276,14 +417,14 @@
         const why = el('td', { class: 'err' }, m.error);
         if (m.reason && m.reason !== 'dead' && m.reason !== 'failed') why.prepend(el('span', { class: 'st st-' + m.reason }, m.reason), ' ');
         const tr = el('tr', { 'data-dead': m.id },
-          el('td', { class: 'id' }, m.id), why,
+          idCell(m.id), why,
           el('td', { class: 'num' }, String(m.attempts)), el('td', {}, fmtDuration(state.overview.now - m.died_ms) + ' ago'),
           el('td', {}, contentCell(m)));
         const actions = el('td');
         if (state.overview.actions) {
           actions.append(
-            actionButton('Requeue', false, () => post('api/dead/requeue', { queue: queue, id: m.id })),
-            actionButton('Delete', true, () => post('api/dead/delete', { queue: queue, id: m.id })));
+            actionButton('Requeue', false, () => post('api/dead/requeue', { queue: queue, id: m.id }), m.id),
+            actionButton('Delete', true, () => post('api/dead/delete', { queue: queue, id: m.id }), 'dead letter ' + m.id));
         }
         tr.append(actions);
         tb.append(tr);
@@ -295,6 +436,12 @@
     }
     $('dead-next').disabled = !state.deadNext;
     $('dead-first').disabled = !state.deadCursor;
+  }
+
+  // idCell is a table cell showing an id on one line, cut with an
+  // ellipsis when long; the whole id is its text and its title.
+  function idCell(id) {
+    return el('td', { class: 'id' }, el('span', { class: 'id-text', title: id }, id));
   }
 
   function contentCell(m) {
@@ -311,8 +458,9 @@
   }
 
   // actionButton runs act after a second click (the first asks to
-  // confirm, for dangerous ones), then reloads what it changed.
-  function actionButton(label, dangerous, act) {
+  // confirm, for dangerous ones), notifies its result, naming target,
+  // then reloads what it changed.
+  function actionButton(label, dangerous, act, target) {
     const b = el('button', { type: 'button', class: dangerous ? 'danger' : false, 'data-action': label.toLowerCase() }, label);
     let armed = null;
     b.addEventListener('click', async (ev) => {
@@ -325,12 +473,7 @@
       }
       clearTimeout(armed);
       b.disabled = true;
-      try {
-        await act();
-        setStatus(label + ' done');
-      } catch (e) {
-        setStatus(label + ': ' + e.message, true);
-      }
+      await runAction(label + ' ' + target, act);
       await refresh();
       await loadMessages(state.cursor);
       await loadDead();
@@ -366,7 +509,7 @@
     for (const m of state.messages) {
       if (chosen && m.status !== chosen) continue;
       const tr = el('tr', { 'data-message': m.id },
-        el('td', { class: 'id' }, m.id),
+        idCell(m.id),
         el('td', {}, el('span', { class: 'st st-' + m.status }, m.status),
           m.policy ? el('div', { class: 'muted', title: 'its own policy' }, m.policy) : null),
         el('td', { class: 'num' }, String(m.attempts)),
@@ -376,7 +519,7 @@
         el('td', {}, contentCell(m)));
       const actions = el('td');
       if (state.overview && state.overview.actions) {
-        actions.append(actionButton('Delete', true, () => post('api/delete', { queue: state.selected, id: m.id })));
+        actions.append(actionButton('Delete', true, () => post('api/delete', { queue: state.selected, id: m.id }), m.id));
       }
       tr.append(actions);
       tb.append(tr);
@@ -406,7 +549,7 @@
       }
       renderQueues();
       renderSelected();
-      if (state.selected) loadWorkers();
+      if (state.selected) { loadWorkers(); loadMinutes(false); }
       // Dead letters came or went (a worker buried one, say): redraw
       // their panel.
       const sq = selectedQueue();
@@ -415,6 +558,7 @@
       state.deadSeen = dead;
       setStatus('updated ' + new Date(ov.now).toLocaleTimeString());
       document.body.dataset.loaded = 'true';
+      document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     } catch (e) {
       setStatus('cannot load: ' + e.message, true);
     }
@@ -445,6 +589,7 @@
     renderSelected();
     loadMessages('');
     loadWorkers();
+    loadMinutes(true);
     if (state.overview) loadDead('');
   }
 
@@ -454,13 +599,17 @@
   });
 
   $('pause').addEventListener('click', async () => {
-    try { await post('api/pause', { queue: state.selected }); setStatus('paused ' + state.selected); } catch (e) { setStatus('pause: ' + e.message, true); }
+    const q = state.selected;
+    await runAction('Pause ' + q, () => post('api/pause', { queue: q }));
     await refresh();
   });
   $('resume').addEventListener('click', async () => {
-    try { await post('api/resume', { queue: state.selected }); setStatus('resumed ' + state.selected); } catch (e) { setStatus('resume: ' + e.message, true); }
+    const q = state.selected;
+    await runAction('Resume ' + q, () => post('api/resume', { queue: q }));
     await refresh();
   });
+  // The chart is drawn at its width: redraw it when that changes.
+  window.addEventListener('resize', () => { if (state.overview) renderSelected(); });
   $('next-page').addEventListener('click', () => { if (state.next) { state.page++; loadMessages(state.next); } });
   $('first-page').addEventListener('click', () => { state.page = 0; loadMessages(''); });
   $('filter').addEventListener('change', renderMessages);
