@@ -97,9 +97,9 @@ func TestService(t *testing.T) {
 	if st, page := get("/mq/"); st != http.StatusOK || !strings.Contains(page, "static/app.js") {
 		t.Errorf("the dashboard's page: %d\n%s", st, page)
 	}
-	st, body := get("/mq/api/minutes?queue=emails")
+	st, body := get("/mq/api/history?queue=emails")
 	if st != http.StatusOK {
-		t.Fatalf("the dashboard's minutes: %d %s", st, body)
+		t.Fatalf("the dashboard's history: %d %s", st, body)
 	}
 	var minutes struct {
 		Minutes []struct{ Processed, Failed int }

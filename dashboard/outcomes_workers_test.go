@@ -11,10 +11,10 @@ import (
 	"github.com/gocarmine/mq/internal/queuetest"
 )
 
-// TestMinutes: api/minutes answers the handlings real workers recorded in
+// TestHistoryAPIWorkers: api/history answers the handlings real workers recorded in
 // Redis, processed and failed, in the current minute of a dense run, and
 // refuses bad input.
-func TestMinutes(t *testing.T) {
+func TestHistoryAPIWorkers(t *testing.T) {
 	t.Parallel()
 	c, _ := newClient(t)
 	ctx := context.Background()
@@ -43,29 +43,29 @@ func TestMinutes(t *testing.T) {
 	}
 	srv := serve(t, c, Options{})
 
-	status, body := get(t, srv, "/mq/api/minutes?queue=jobs&minutes=5")
+	status, body := get(t, srv, "/mq/api/history?queue=jobs&minutes=5")
 	if status != http.StatusOK {
 		t.Fatalf("%d %s", status, body)
 	}
-	got := decodeJSON[minutesJSON](t, body)
+	got := decodeJSON[outcomesJSON](t, body)
 	if len(got.Minutes) < 5 || len(got.Minutes) > 6 { // 6 when a minute turned meanwhile
 		t.Fatalf("%d minutes, want 5: %s", len(got.Minutes), body)
 	}
-	var sum minuteJSON
+	var sum outcomeMinuteJSON
 	for i, m := range got.Minutes {
-		if i > 0 && m.T-got.Minutes[i-1].T != time.Minute.Milliseconds() {
-			t.Errorf("minute %d starts %d ms after the one before", i, m.T-got.Minutes[i-1].T)
+		if i > 0 && m.StartMS-got.Minutes[i-1].StartMS != time.Minute.Milliseconds() {
+			t.Errorf("minute %d starts %d ms after the one before", i, m.StartMS-got.Minutes[i-1].StartMS)
 		}
 		sum.Processed += m.Processed
 		sum.Failed += m.Failed
 		sum.Dead += m.Dead
 	}
-	if sum != (minuteJSON{Processed: 4, Failed: 1, Dead: 1}) {
+	if sum != (outcomeMinuteJSON{Processed: 4, Failed: 1, Dead: 1}) {
 		t.Errorf("the minutes add up to %+v, want 4 processed, 1 failed, 1 dead", sum)
 	}
 
 	for _, q := range []string{"queue=jobs&minutes=0", "queue=jobs&minutes=x", "queue="} {
-		if status, body := get(t, srv, "/mq/api/minutes?"+q); status != http.StatusBadRequest {
+		if status, body := get(t, srv, "/mq/api/history?"+q); status != http.StatusBadRequest {
 			t.Errorf("%s: %d %s, want 400", q, status, body)
 		}
 	}
