@@ -43,7 +43,7 @@ type DeadLetter struct {
 	LockTime time.Duration `json:"lock_time"`
 	// AttemptErrors are the errors of its latest failed attempts, oldest
 	// first, the last one included (at most five; empty for a dead letter
-	// written by a version before 0.2).
+	// written by mq v0.1.0).
 	AttemptErrors []AttemptError `json:"attempt_errors"`
 	// Policy is the message's own policy (EnqueueOptions MaxAttempts,
 	// Backoff, Timeout, UniqueFor), nil for none. A dead letter of a

@@ -41,8 +41,9 @@ func (m HistoryMinute) Succeeded() int64 { return m.Processed - m.Failed }
 // HistoryWindow ago (the zero time, say) starts a day ago, one later than
 // now answers the current minute. It costs one script call, which reads
 // one hash field per minute and kind. The workers write it as they record
-// outcomes, at a cost of a few commands per poll call; a Carmine worker's
-// outcomes are not counted.
+// outcomes, at a cost of one command per poll call that records any (a
+// few more once a minute, or with failures); a Carmine worker's outcomes
+// are not counted.
 func (in *Inspector) History(ctx context.Context, queue string, since time.Time) ([]HistoryMinute, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return nil, err

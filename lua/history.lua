@@ -21,23 +21,36 @@ local function count_history(kind)
 end
 
 -- flush_history adds this call's counts to the minute of now, one
--- HINCRBY per kind counted, after one read of "last". When the minute is
--- later than "last", the minutes that left the day since are deleted (all
--- of them with the key when a day or more passed, else up to three
--- fields a minute), so that the key never holds more than a day and a
--- minute, at a cost paid once a minute. A minute a day or more before
--- "last" (the server's clock went back that far) is not written.
+-- HINCRBY per kind counted. The minute's first write (the HINCRBY of p
+-- creates its field, or the call counted no handling) also reads "last":
+-- when the minute is later, the minutes that left the day since are
+-- deleted (all of them with the key when a day or more passed, else up to
+-- three fields a minute) and "last" moves to it, so that the key never
+-- holds more than a day and a minute, at a cost paid once a minute; the
+-- common call, of handlings in a minute seen before, costs the HINCRBY of
+-- p alone. A minute a day or more before "last" (the server's clock went
+-- back that far) is not written. Every field is of a minute after "last"
+-- less a day: so a field found there is of a minute that was checked.
 local function flush_history(now)
   local c = history_counts
   if c.p + c.f + c.d == 0 then return end
   history_counts = {p = 0, f = 0, d = 0}
   local minute = math.floor(now / 60000)
-  local last = tonumber(redis.call('hget', K_HISTORY, 'last'))
-  if last == nil or minute > last then
-    if last ~= nil then
-      if minute - last >= HISTORY_MINUTES then
+  local seen = false
+  if c.p > 0 then
+    seen = redis.call('hincrby', K_HISTORY, minute .. 'p', c.p) > c.p
+  end
+  if not seen then
+    local last = tonumber(redis.call('hget', K_HISTORY, 'last'))
+    if last ~= nil and minute <= last - HISTORY_MINUTES then
+      if c.p > 0 then redis.call('hdel', K_HISTORY, minute .. 'p') end -- (new, so all of it)
+      return
+    end
+    if last == nil or minute > last then
+      if last ~= nil and minute - last >= HISTORY_MINUTES then
         redis.call('del', K_HISTORY)
-      else
+        if c.p > 0 then redis.call('hset', K_HISTORY, minute .. 'p', c.p) end
+      elseif last ~= nil then
         local old = {}
         for m = last - HISTORY_MINUTES + 1, minute - HISTORY_MINUTES do
           old[#old + 1] = m .. 'p'
@@ -47,14 +60,9 @@ local function flush_history(now)
         -- (at most 3 * 1439 fields: one command, well inside unpack's reach)
         if #old > 0 then redis.call('hdel', K_HISTORY, unpack(old)) end
       end
-    end
-    redis.call('hset', K_HISTORY, 'last', minute)
-  elseif minute <= last - HISTORY_MINUTES then
-    return
-  end
-  for _, kind in ipairs({'p', 'f', 'd'}) do
-    if c[kind] > 0 then
-      redis.call('hincrby', K_HISTORY, minute .. kind, c[kind])
+      redis.call('hset', K_HISTORY, 'last', minute)
     end
   end
+  if c.f > 0 then redis.call('hincrby', K_HISTORY, minute .. 'f', c.f) end
+  if c.d > 0 then redis.call('hincrby', K_HISTORY, minute .. 'd', c.d) end
 end

@@ -132,6 +132,10 @@ func TestHistoryTrim(t *testing.T) {
 	at(2 * 24 * time.Hour)
 	assert.ElementsMatch(t, []string{"last", mf(m0 + 3*1440)}, fields(),
 		"a clock gone back by a day or more writes nothing")
+	at(3*24*time.Hour - time.Minute)
+	assert.ElementsMatch(t, []string{"last", mf(m0 + 3*1440), mf(m0 + 3*1440 - 1)}, fields(),
+		"a clock gone back by less than a day writes its minute")
+	assert.Equal(t, fmt.Sprint(m0+3*1440), queuetest.HGet(t, s.RDB, s.Key(q, keys.History), "last"), "last stays")
 	ms, _, err = History(ctx, s.RDB, s.Keys(q), 0)
 	require.NoError(t, err)
 	assert.Len(t, ms, 1440)
