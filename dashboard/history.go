@@ -74,17 +74,6 @@ func (h *history) samples(queue string) []sample {
 	return nil
 }
 
-// queueNames answers the queues with a history.
-func (h *history) queueNames() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	names := make([]string, 0, len(h.queues))
-	for q := range h.queues {
-		names = append(names, q)
-	}
-	return names
-}
-
 // forget drops queue's history.
 func (h *history) forget(queue string) {
 	h.mu.Lock()

@@ -326,6 +326,9 @@ kept because the queue holds its id; the others are requeued all the same.`,
 
 // requeueAll requeues every dead letter of queue, after asking.
 func (a *app) requeueAll(ctx context.Context, c *mq.Client, queue string, yes bool) error {
+	if err := queueMustExist(ctx, c, queue); err != nil {
+		return err
+	}
 	counts, err := c.Inspector().QueueCounts(ctx, queue)
 	if err != nil {
 		return err
@@ -374,6 +377,9 @@ code 3; the others are deleted all the same.`,
 			queue := args[0]
 			v := deadChangeView{Queue: queue}
 			if all {
+				if err := queueMustExist(ctx, c, queue); err != nil {
+					return err
+				}
 				counts, err := c.Inspector().QueueCounts(ctx, queue)
 				if err != nil {
 					return err

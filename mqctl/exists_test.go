@@ -29,6 +29,9 @@ func TestUnknownQueue(t *testing.T) {
 	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "pause", "emials")
 	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "resume", "emials")
 	f.env.fails(t, exitNotFound, `no such queue: "nosuchqueue"`, "", "show", "nosuchqueue")
+	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "dead", "list", "emials")
+	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "dead", "requeue", "emials", "--all", "--yes")
+	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "dead", "delete", "emials", "--all", "--yes")
 	if got := names(); !slices.Equal(got, []string{"emails"}) {
 		t.Errorf("the refusals created queues: %v", got)
 	}
