@@ -141,6 +141,10 @@ type Client struct {
 	// hub lets the client's sleeping workers share one blocking call
 	// (hub.go); nil in cluster mode.
 	hub *engine.Hub
+	// holdings counts what the client's workers hold together: a poll
+	// tells Redis what the process holds, for quarantine without
+	// innocent victims (docs/protocol.md §11).
+	holdings engine.Holdings
 
 	inspector *Inspector
 
@@ -209,6 +213,7 @@ func (c *Client) started(w *Worker) error {
 		return ErrClientClosed
 	}
 	c.workers[w] = struct{}{}
+	c.holdings.Join(w.room)
 	return nil
 }
 
@@ -216,6 +221,7 @@ func (c *Client) ended(w *Worker) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.workers, w)
+	c.holdings.Leave(w.room)
 }
 
 // Receipts of enqueue calls: kept at least minReceiptTTL, and

@@ -92,6 +92,7 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 	}
 	w.cfg.Monitor = w.withPollNote(w.cfg.Monitor)
 	w.room = engine.NewRoom(wc.HandlerThreads, wc.Prefetch, wc.Throttle != nil, wc.LockTime)
+	w.room.Share(&c.holdings)
 	w.completer = engine.NewCompleter((*queueStore)(w).Poll, (*completionEvents)(w))
 	return w, nil
 }

@@ -153,9 +153,9 @@ func (x *Executor) thread(base, polling context.Context, deliveries <-chan Deliv
 			x.GiveBack(d)
 			continue
 		}
-		took := x.handle(base, &d, expiry, state)
+		took, lapsed := x.handle(base, &d, expiry, state)
 		x.cfg.Room.handled(took)
-		x.cfg.Room.finishDelivery(&d)
+		x.cfg.Room.finishDelivery(&d, lapsed)
 	}
 }
 
@@ -167,16 +167,26 @@ func (x *Executor) GiveBack(d Delivery) {
 		Completion: protocol.Completion{ID: d.Step.ID, LockedUntil: d.Step.LockedUntil, Outcome: protocol.OutcomeRelease},
 		Attempt:    d.Step.Attempt,
 	})
-	x.cfg.Room.finishDelivery(&d)
+	x.cfg.Room.finishDelivery(&d, false)
 }
 
 // handle runs the handler on one message and hands in its outcome, unless
 // a stop cut short abandoned the handling meanwhile (state). It answers
-// how long the handler took.
-func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry, state *atomic.Int32) time.Duration {
+// how long the handler took, and whether its lock lapsed (ran out, or was
+// lost) while it ran (Room.lapse).
+func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry, state *atomic.Int32) (time.Duration, bool) {
 	s := &d.Step
-	ctx, cancel := context.WithCancelCause(base)
-	defer cancel(nil)
+	ctx, cancelCtx := context.WithCancelCause(base)
+	defer cancelCtx(nil)
+	// lapse: 0 while the handling runs, 1 once its lock lapsed, 2 once it
+	// ended first.
+	var lapse atomic.Int32
+	cancel := func(cause error) {
+		if (errors.Is(cause, ErrLockExpired) || errors.Is(cause, ErrLockLost)) && lapse.CompareAndSwap(0, 1) {
+			x.cfg.Room.lapse(d)
+		}
+		cancelCtx(cause)
+	}
 	lock := newLock(x.cfg.Store, s.ID, s.LockTime, s.LockedUntil, d.Sent.Add(s.LockTime), cancel, expiry)
 	defer lock.over()
 
@@ -217,7 +227,7 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 		p.LockedUntil = lock.token()
 		x.cfg.Completer.Add(p)
 	}
-	return took
+	return took, !lapse.CompareAndSwap(0, 2)
 }
 
 // renewLoop pushes lock forward every third of its lock time until done is

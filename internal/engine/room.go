@@ -43,6 +43,14 @@ type Room struct {
 	// handler stuck past its lock cannot stop the worker for good.
 	solo       atomic.Int64
 	drainUntil atomic.Int64
+	// lapsed counts the handlings still running past their lock (it ran
+	// out, or was lost): their messages are no longer the worker's, so
+	// they are not held (Lapse).
+	lapsed atomic.Int64
+	// shared, when set (Share), counts this room's messages with those
+	// of the process's other workers: held, solo and the drain are the
+	// process's.
+	shared *Holdings
 }
 
 // MaxDrain bounds a worker's drain for a suspect (Room.Drain): after it,
@@ -96,11 +104,18 @@ func (r *Room) TryTake(waiting int) int {
 		if room <= 0 || (waiting > 0 && 2*room < limit) {
 			return 0
 		}
-		if r.solo.Load() > 0 || (taken > 0 && r.Draining()) {
+		if r.soloAll() > 0 || (r.heldAll() > 0 && r.Draining()) {
 			return 0
+		}
+		if r.shared != nil {
+			// Counted first, so that another room's Held never misses it.
+			r.shared.taken.Add(room)
 		}
 		if r.taken.CompareAndSwap(taken, limit) {
 			return int(room)
+		}
+		if r.shared != nil {
+			r.shared.taken.Add(-room)
 		}
 	}
 }
@@ -115,20 +130,50 @@ func (r *Room) Finish(n int) {
 		return
 	}
 	r.taken.Add(-int64(n))
+	r.signalFreed()
+	if r.shared != nil {
+		r.shared.taken.Add(-int64(n))
+		r.shared.wake(r)
+	}
+}
+
+func (r *Room) signalFreed() {
 	select {
 	case r.freed <- struct{}{}:
 	default:
 	}
 }
 
-// Held is how many messages the worker holds besides the n a poll about
-// to be sent has taken room for: what the poll tells Redis (PollArgs.Held).
-// Room another loop took for a poll still under way counts as held.
-func (r *Room) Held(n int) int { return int(max(0, r.taken.Load()-int64(n))) }
+// heldAll and soloAll are the process's counts when the room shares
+// them, else its own.
+func (r *Room) heldAll() int64 {
+	if r.shared != nil {
+		return r.shared.Held()
+	}
+	return r.taken.Load() - r.lapsed.Load()
+}
+
+func (r *Room) soloAll() int64 {
+	if r.shared != nil {
+		return r.shared.solo.Load()
+	}
+	return r.solo.Load()
+}
+
+// Held is how many messages the worker holds (the process's workers, when
+// the room shares a Holdings) besides the n a poll about to be sent has
+// taken room for: what the poll tells Redis (PollArgs.Held). Room another
+// loop took for a poll still under way counts as held.
+func (r *Room) Held(n int) int { return int(max(0, r.heldAll()-int64(n))) }
 
 // Solo accounts for a suspect handed out alone (protocol.Step.Solo):
 // nothing more is taken until it is finished (finishDelivery).
-func (r *Room) Solo() { r.solo.Add(1) }
+func (r *Room) Solo() {
+	r.solo.Add(1)
+	if r.shared != nil {
+		r.shared.solo.Add(1)
+	}
+}
 
 // Drain makes polls wait until the worker holds nothing, for at most d: a
 // poll left a suspect for a worker holding nothing. Drained ends that,
@@ -147,11 +192,48 @@ func (r *Room) DrainLeft() time.Duration {
 // SoloHeld is how many suspects handed out alone the worker holds.
 func (r *Room) SoloHeld() int64 { return r.solo.Load() }
 
-// finishDelivery is Finish for one delivery, handled or given back; a
-// suspect handed out alone lets the worker take messages again.
-func (r *Room) finishDelivery(d *Delivery) {
+// lapse accounts for a handling whose lock ran out or was lost while its
+// handler still runs: its message is no longer held, and if it was a
+// suspect held alone, the worker may take messages again. The handling's
+// end then calls finishDelivery with lapsed set.
+func (r *Room) lapse(d *Delivery) {
+	r.lapsed.Add(1)
+	if r.shared != nil {
+		r.shared.lapsed.Add(1)
+	}
+	r.endSolo(d)
+	r.signalFreed()
+	if r.shared != nil {
+		r.shared.wake(r)
+	}
+}
+
+func (r *Room) endSolo(d *Delivery) {
 	if d.Step.Solo {
 		r.solo.Add(-1)
+		if r.shared != nil {
+			r.shared.solo.Add(-1)
+		}
+	}
+}
+
+// finishDelivery is Finish for one delivery, handled or given back; a
+// suspect handed out alone lets the worker take messages again. lapsed
+// tells that lapse accounted for it already.
+func (r *Room) finishDelivery(d *Delivery, lapsed bool) {
+	if lapsed {
+		r.lapsed.Add(-1)
+		if r.shared != nil {
+			r.shared.lapsed.Add(-1)
+		}
+		r.Finish(1)
+		return
+	}
+	if d.Step.Solo {
+		r.solo.Add(-1)
+		if r.shared != nil {
+			r.shared.solo.Add(-1)
+		}
 	}
 	r.Finish(1)
 }

@@ -24,7 +24,7 @@ func TestRoomSoloAndDrain(t *testing.T) {
 	r.Finish(3) // the poll handed out one, a suspect alone
 	r.Solo()
 	assert.Equal(t, 0, r.TryTake(0), "nothing more while the suspect is held")
-	r.finishDelivery(&Delivery{Step: protocol.Step{Solo: true}})
+	r.finishDelivery(&Delivery{Step: protocol.Step{Solo: true}}, false)
 	assert.Equal(t, int64(0), r.SoloHeld())
 	require.Equal(t, 4, r.TryTake(0), "the suspect finished: polls go on")
 
@@ -98,12 +98,62 @@ func TestFetcherSoloAndDrain(t *testing.T) {
 	assert.Equal(t, 0, receive(t, store.calls).Held)
 	a := receive(t, deliveries)
 	assert.Equal(t, 1, receive(t, store.calls).Held, "a held")
-	room.finishDelivery(&a)
+	room.finishDelivery(&a, false)
 	third := receive(t, store.calls)
 	assert.Equal(t, 0, third.Held, "the worker drained before it polled again, instead of sleeping")
 	s := receive(t, deliveries)
 	require.True(t, s.Step.Solo)
-	room.finishDelivery(&s)
+	room.finishDelivery(&s, false)
 	assert.Equal(t, 0, receive(t, store.calls).Held, "nothing polled while the suspect was held")
 	assert.False(t, room.Draining(), "a poll holding nothing ended the drain")
+}
+
+// TestHoldingsShared: two workers of one process count together: one's
+// messages are held for the other's polls, a suspect held alone by one
+// stops the other, and its end wakes the other.
+func TestHoldingsShared(t *testing.T) {
+	var h Holdings
+	a, b := NewRoom(2, 0, false, time.Minute), NewRoom(2, 0, false, time.Minute)
+	a.Share(&h)
+	b.Share(&h)
+	h.Join(a)
+	h.Join(b)
+	require.Equal(t, 2, a.TryTake(0))
+	a.Finish(1) // one message held
+	require.Equal(t, 2, b.TryTake(0))
+	assert.Equal(t, 1, b.Held(2), "a's message is held for b's poll")
+	b.Finish(2)
+	a.Finish(1)
+
+	require.Equal(t, 2, a.TryTake(0))
+	a.Solo() // a's poll handed out a suspect alone (a holds it)
+	a.Finish(1)
+	assert.Equal(t, 0, b.TryTake(0), "nothing taken in the process while the suspect is held")
+	a.finishDelivery(&Delivery{Step: protocol.Step{Solo: true}}, false)
+	receive(t, b.Freed())
+	assert.Equal(t, 2, b.TryTake(0))
+	assert.Equal(t, int64(2), h.Held())
+	h.Leave(b)
+	b.Finish(2)
+	assert.Equal(t, int64(0), h.Held(), "a room that left still counts down")
+}
+
+// TestRoomLapse: a handling whose lock ran out while its handler still
+// runs no longer counts as held, and a suspect held alone whose lock ran
+// out no longer stops the polls.
+func TestRoomLapse(t *testing.T) {
+	r := NewRoom(2, 0, false, time.Minute)
+	require.Equal(t, 2, r.TryTake(0))
+	r.Finish(1)
+	d := &Delivery{Step: protocol.Step{Solo: true}}
+	r.Solo()
+	assert.Equal(t, 0, r.TryTake(0))
+	r.lapse(d)
+	assert.Equal(t, 0, r.Held(0), "its message is no longer the worker's")
+	require.Equal(t, 1, r.TryTake(0), "nor does it hold the polls back")
+	r.Finish(1)
+	r.finishDelivery(d, true)
+	assert.Equal(t, int64(0), r.Taken())
+	assert.Equal(t, 0, r.Held(0))
+	assert.Equal(t, int64(0), r.SoloHeld())
 }
