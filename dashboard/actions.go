@@ -151,5 +151,9 @@ func (h *handler) queueMustExist(ctx context.Context, queue string) error {
 
 func (h *handler) deleteMessage(ctx context.Context, b actionBody) (actionResult, error) {
 	changed, err := h.client.Inspector().DeleteMessage(ctx, b.Queue, b.ID)
+	if err == nil && !changed {
+		// Not in the queue: a queue that does not exist answers 404.
+		err = h.queueMustExist(ctx, b.Queue)
+	}
 	return actionResult{Changed: changed}, err
 }

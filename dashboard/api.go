@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -218,7 +219,8 @@ type oneMessageJSON struct {
 
 // message answers one message, read in one call (Inspector.Message):
 // ?queue=Q&id=ID. A message not in the queue answers 404, and says
-// whether a dead letter of the id is kept.
+// whether a dead letter of the id is kept; a queue that does not exist
+// answers 404 with an error that says so (mq.ErrQueueNotFound).
 func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	queue, id := q.Get("queue"), q.Get("id")
@@ -250,6 +252,18 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		out.Requeue = &text
 	}
 	if m.Status == mq.StatusNone {
+		if m.DeadLetter == nil {
+			// Not in the queue: is there such a queue at all?
+			if err := h.queueMustExist(ctx, queue); err != nil {
+				status := http.StatusNotFound
+				if !errors.Is(err, mq.ErrQueueNotFound) {
+					status = http.StatusBadGateway
+					h.log.ErrorContext(ctx, "queue exists", "queue", queue, "error", err)
+				}
+				writeError(w, status, err.Error())
+				return
+			}
+		}
 		writeJSON(w, http.StatusNotFound, out)
 		return
 	}

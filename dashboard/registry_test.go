@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gocarmine/mq"
@@ -90,5 +91,38 @@ func TestPauseUnknownQueue(t *testing.T) {
 	}
 	if code, resp := post(t, srv, "/mq/api/resume", `{"queue":"later"}`, nil); code != http.StatusOK {
 		t.Errorf("resume: %d %s", code, resp)
+	}
+}
+
+// TestMessageUnknownQueue: api/message and api/delete of an id in a queue
+// that does not exist answer 404 saying the queue does not exist, not
+// that the message is not in it (which reads as a message handled and
+// gone); an id not in a queue that exists still answers as before.
+func TestMessageUnknownQueue(t *testing.T) {
+	t.Parallel()
+	c, _ := newClient(t)
+	ctx := context.Background()
+	if _, err := c.Enqueue(ctx, "emails", "x", nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, c, Options{AllowActions: true})
+	code, body := get(t, srv, "/mq/api/message?queue=emials&id=x")
+	if code != http.StatusNotFound || !strings.Contains(body, `no such queue: \"emials\"`) {
+		t.Errorf("message in a typo: %d %s", code, body)
+	}
+	code, body = post(t, srv, "/mq/api/delete", `{"queue":"emials","id":"x"}`, nil)
+	if code != http.StatusNotFound || !strings.Contains(body, `no such queue: \"emials\"`) {
+		t.Errorf("delete in a typo: %d %s", code, body)
+	}
+	code, body = get(t, srv, "/mq/api/message?queue=emails&id=nope")
+	if code != http.StatusNotFound || decodeJSON[oneMessageJSON](t, body).Status != "nil" {
+		t.Errorf("message not in a queue that exists: %d %s", code, body)
+	}
+	code, body = post(t, srv, "/mq/api/delete", `{"queue":"emails","id":"nope"}`, nil)
+	if code != http.StatusOK || decodeJSON[actionResult](t, body) != (actionResult{}) {
+		t.Errorf("delete not in a queue that exists: %d %s", code, body)
+	}
+	if names, _ := c.Inspector().QueueNames(ctx, ""); !slices.Equal(names, []string{"emails"}) {
+		t.Errorf("queues: %v", names)
 	}
 }

@@ -24,13 +24,20 @@ func (a *app) deleteCommand() *cobra.Command {
 		Short: "Delete one message, whatever its status",
 		Long: `Delete one message, whatever its status: its content, lock, backoff or
 dedupe window, attempts and any pending requeue. A handler still holding it
-finds its outcome fenced off. A message not in the queue exits with code 3.`,
+finds its outcome fenced off. A message not in the queue, or a queue that
+does not exist, exits with code 3.`,
 		Args: args(2, 2, "QUEUE ID"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			queue, id := args[0], args[1]
 			deleted, err := c.Inspector().DeleteMessage(ctx, queue, id)
 			if err != nil {
 				return err
+			}
+			if !deleted {
+				// Not in the queue: first, is there such a queue at all?
+				if err := queueMustExist(ctx, c, queue); err != nil {
+					return err
+				}
 			}
 			v := deleteView{Queue: queue, ID: id, Deleted: deleted}
 			if a.json {

@@ -27,7 +27,8 @@ codec, which refuses malformed or hostile bytes: those are shown as
 undecodable, quoted. A pending requeue's content is shown too.
 
 With --raw, the stored bytes are written to standard output as they are.
-A message not in the queue exits with code 3.`,
+A message not in the queue, or a queue that does not exist, exits with
+code 3.`,
 		Args: args(2, 2, "QUEUE ID"),
 		RunE: a.action(func(ctx context.Context, c *mq.Client, args []string) error {
 			queue, id := args[0], args[1]
@@ -36,6 +37,12 @@ A message not in the queue exits with code 3.`,
 				return err
 			}
 			v := newMessageView(queue, m)
+			if v.Status == mq.StatusNone.String() && !v.DeadLetter {
+				// Not in the queue: first, is there such a queue at all?
+				if err := queueMustExist(ctx, c, queue); err != nil {
+					return err
+				}
+			}
 			if v.Status == mq.StatusNone.String() {
 				if a.json {
 					_ = printJSON(a.stdout, v)

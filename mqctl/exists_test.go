@@ -32,6 +32,12 @@ func TestUnknownQueue(t *testing.T) {
 	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "dead", "list", "emials")
 	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "dead", "requeue", "emials", "--all", "--yes")
 	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "dead", "delete", "emials", "--all", "--yes")
+	// A message or delete of an id names its queue too: a typo there is
+	// not "not in queue", which reads as a message handled and gone.
+	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "message", "emials", "m")
+	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "delete", "emials", "m")
+	f.env.fails(t, exitNotFound, `message "nope" is not in queue "emails"`, "", "message", "emails", "nope")
+	f.env.fails(t, exitNotFound, `message "nope" is not in queue "emails"`, "", "delete", "emails", "nope")
 	if got := names(); !slices.Equal(got, []string{"emails"}) {
 		t.Errorf("the refusals created queues: %v", got)
 	}
