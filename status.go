@@ -92,6 +92,11 @@ type MessageInfo struct {
 	// one: read by Inspector.Message only. A message may be a dead letter
 	// and, enqueued again since, in the queue too.
 	DeadLetter *DeadLetter
+	// AttemptErrors are the errors of the message's latest failed
+	// attempts (at most five, each cut to 1 KiB), oldest first, nil for
+	// none: read by Inspector.Message only. Once it is a dead letter they
+	// are DeadLetter.AttemptErrors.
+	AttemptErrors []AttemptError
 }
 
 // PendingRequeue is the content an enqueue left to replace a message that
@@ -121,14 +126,15 @@ func (in *Inspector) MessageStatus(ctx context.Context, queue, id string) (Messa
 
 // Message reads everything the queue holds of message id in one atomic
 // script call: its status, content, attempts, times, metadata, pending
-// requeue, and its dead letter if it has one. A message the queue does
+// requeue, the errors of its latest failed attempts, and its dead letter
+// if it has one. A message the queue does
 // not hold answers Status StatusNone, not an error, with its DeadLetter
 // when there is one. Undecodable content is reported in DecodeErr.
 func (in *Inspector) Message(ctx context.Context, queue, id string) (MessageInfo, error) {
 	if err := in.validateIDIn(queue, id); err != nil {
 		return MessageInfo{}, err
 	}
-	now, reads, err := in.readMessages(ctx, queue, protocol.ReadContent+protocol.ReadDead, []string{id})
+	now, reads, err := in.readMessages(ctx, queue, protocol.ReadContent+protocol.ReadDead+protocol.ReadErrors, []string{id})
 	if err != nil {
 		return MessageInfo{}, err
 	}
@@ -136,6 +142,8 @@ func (in *Inspector) Message(ctx context.Context, queue, id string) (MessageInfo
 	m, ok := in.messageInfo(id, r.Content, r, now)
 	if !ok {
 		m = MessageInfo{ID: id}
+	} else {
+		m.AttemptErrors = attemptErrors(r.AttemptErrors)
 	}
 	if r.Dead != nil {
 		d := in.deadLetter(*r.Dead)

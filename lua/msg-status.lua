@@ -4,25 +4,29 @@
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1]    what to read beyond the status, as letters: 'c' the stored
---            content, 'd' the dead letter of the same id (§11)
+--            content, 'd' the dead letter of the same id (§11), 'e' the
+--            errors of its failed attempts (§17)
 -- ARGV[2..n] mids
 --
 -- Reply: {now_ms, entry, ...}, one entry per mid, in order:
 --   {status, attempts, backoff_until_ms, first_enqueued_ms, locked_until_ms,
 --    own lock ms, requeue content or false, requeue's own lock ms,
 --    metadata or false, content or false, dead letter record or false,
---    own policy or false}
+--    own policy or false, attempt errors or false}
 -- status is '' for nil; numbers are 0 where there is no such entry; the
 -- requeue content is that of messages-rq (false for none, and for
 -- Carmine's older requeue marks, which requeue the current content); the
 -- content is read only when asked for ('c'), the dead letter record (as
 -- dead-letters.lua answers it) only with 'd'; the policy (§14, as the
 -- client encoded it, without its tag; false when stale) is read only when
--- the queue's features say it uses policies.
+-- the queue's features say it uses policies; the attempt errors (items
+-- in threes, pack()ed as attempt-errors.lua keeps them, those of attempts
+-- up to the current one only; false for none) only with 'e'.
 
 local want = ARGV[1]
 local with_content = string.find(want, 'c', 1, true) ~= nil
 local with_dead = string.find(want, 'd', 1, true) ~= nil
+local with_errors = string.find(want, 'e', 1, true) ~= nil
 local now = server_now()
 local reply = {now}
 local uses_policy = redis.call('hexists', K_FEATURES, 'policy') == 1
@@ -42,6 +46,7 @@ for i = 2, #ARGV do
     false,
     false,
     false,
+    false,
   }
   if uses_policy then
     local v = redis.call('hget', K_POLICY, mid)
@@ -50,6 +55,10 @@ for i = 2, #ARGV do
   end
   if with_content then entry[10] = redis.call('hget', K_MESSAGES, mid) end
   if with_dead then entry[11] = redis.call('hget', K_DEAD, mid) end
+  if with_errors then
+    local items = attempt_errors(mid, entry[2] + 1)
+    if #items > 0 then entry[13] = pack(items) end
+  end
   reply[i] = entry
 end
 return reply

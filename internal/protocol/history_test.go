@@ -181,6 +181,21 @@ func TestAttemptErrors(t *testing.T) {
 		}
 		handle("a", OutcomeRetry, "") // a retry asked for, no failure
 		assert.True(t, kept("a"))
+		// A message in the queue answers them when asked (ReadErrors).
+		readErrors := func(id string) []string {
+			t.Helper()
+			_, rs, err := ReadMessages(ctx, s.RDB, s.Keys(q), ReadErrors, []string{id})
+			require.NoError(t, err)
+			var out []string
+			for _, e := range rs[0].AttemptErrors {
+				out = append(out, fmt.Sprint(e.Attempt, ":", len(e.Error)))
+			}
+			return out
+		}
+		assert.Equal(t, []string{"3:5", "4:5", "5:5", "6:1024", "7:5"}, readErrors("a"))
+		_, rs, err := ReadMessages(ctx, s.RDB, s.Keys(q), "", []string{"a"})
+		require.NoError(t, err)
+		assert.Nil(t, rs[0].AttemptErrors, "read only when asked for")
 		handle("a", OutcomeDead, "last")
 		assert.False(t, kept("a"), "gone with the message")
 		d, ok, err := DeadLetter(ctx, s.RDB, s.Keys(q), "a")
@@ -213,6 +228,7 @@ func TestAttemptErrors(t *testing.T) {
 		mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "d"})
 		stale := "\x01\x00\x002\x01\x00\x001\x03\x00\x00old\x01\x00\x003\x01\x00\x001\x03\x00\x00old"
 		require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.AttemptErrors), "d", stale).Err())
+		assert.Nil(t, readErrors("d"), "the earlier life's errors are not this one's")
 		handle("d", OutcomeDead, "new")
 		d, _, err = DeadLetter(ctx, s.RDB, s.Keys(q), "d")
 		require.NoError(t, err)

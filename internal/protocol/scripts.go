@@ -29,7 +29,7 @@ var scriptParts = map[string][]string{
 	"enqueue":      {"lib", "prelude", "status", "enqueue"},
 	"enqueue-new":  {"lib", "enqueue-new"}, // binds its own few keys: no prelude
 	"dequeue":      {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "dequeue"},
-	"msg-status":   {"lib", "prelude", "status", "msg-status"},
+	"msg-status":   {"lib", "prelude", "status", "attempt-errors", "msg-status"},
 	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "renew"},
 	"queue-counts": {"lib", "prelude", "counts", "queue-counts"},
 	"delete":       {"lib", "prelude", "status", "delete"},

@@ -34,6 +34,9 @@ type MessageRead struct {
 	Dead *DeadRecord
 	// Policy is the message's own policy (§14), nil for none.
 	Policy *Policy
+	// AttemptErrors are the errors of its latest failed attempts, oldest
+	// first (§17), read only when asked for (ReadErrors).
+	AttemptErrors []AttemptError
 }
 
 // What ReadMessages reads beyond each message's status.
@@ -42,12 +45,14 @@ const (
 	ReadContent = "c"
 	// ReadDead reads the dead letter of the same id.
 	ReadDead = "d"
+	// ReadErrors reads the errors of its failed attempts (§17).
+	ReadErrors = "e"
 )
 
 // ReadMessages answers the server's time (Unix ms) and what the queue
 // holds of each message of ids, in order, in one script call: the status
 // and what goes with it, plus what want asks for (ReadContent, ReadDead,
-// joined).
+// ReadErrors, joined).
 func ReadMessages(ctx context.Context, r Redis, keys []string, want string, ids []string) (int64, []MessageRead, error) {
 	args := make([]any, 0, 1+len(ids))
 	args = append(args, want)
@@ -65,7 +70,7 @@ func ReadMessages(ctx context.Context, r Redis, keys []string, want string, ids 
 	reads := make([]MessageRead, len(ids))
 	for i, id := range ids {
 		e, _ := reply[i+1].([]any)
-		if len(e) != 12 {
+		if len(e) != 13 {
 			return 0, nil, fmt.Errorf("%w: message status entry %v", ErrUnexpectedReply, reply[i+1])
 		}
 		m := &reads[i]
@@ -89,6 +94,12 @@ func ReadMessages(ctx context.Context, r Redis, keys []string, want string, ids 
 		if raw := bulk(e[11]); raw != nil {
 			if p, err := DecodePolicy(raw); err == nil {
 				m.Policy = &p
+			}
+		}
+		if raw := bulk(e[12]); raw != nil {
+			var ok bool
+			if m.AttemptErrors, ok = parseAttemptErrors(string(raw)); !ok {
+				return 0, nil, fmt.Errorf("%w: message %q has damaged attempt errors", ErrUnexpectedReply, id)
 			}
 		}
 	}
