@@ -215,6 +215,9 @@ type oneMessageJSON struct {
 	Requeue *string `json:"requeue,omitempty"`
 	// DeadLetter tells that the queue keeps a dead letter of the same id.
 	DeadLetter bool `json:"dead_letter,omitempty"`
+	// AttemptErrors are the errors of its latest failed attempts, oldest
+	// first, while it is in the queue (api/dead shows a dead letter's).
+	AttemptErrors []attemptErrorJSON `json:"attempt_errors,omitempty"`
 }
 
 // message answers one message, read in one call (Inspector.Message):
@@ -241,6 +244,9 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		Metadata: m.Metadata, DeadLetter: m.DeadLetter != nil}
 	if !m.LockedUntil.IsZero() {
 		out.LockedUntilMS = m.LockedUntil.UnixMilli()
+	}
+	for _, e := range m.AttemptErrors {
+		out.AttemptErrors = append(out.AttemptErrors, attemptErrorJSON{Attempt: e.Attempt, AtMS: e.At.UnixMilli(), Error: e.Error})
 	}
 	if p := m.Requeue; p != nil {
 		var text string

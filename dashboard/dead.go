@@ -39,8 +39,8 @@ type deadJSON struct {
 	AttemptErrors []attemptErrorJSON `json:"attempt_errors"`
 }
 
-// attemptErrorJSON is one failed attempt of a dead letter's message; AtMS
-// is Unix ms by the Redis server's clock.
+// attemptErrorJSON is one failed attempt of a message (api/message) or of
+// a dead letter's (api/dead); AtMS is Unix ms by the Redis server's clock.
 type attemptErrorJSON struct {
 	Attempt int64  `json:"attempt"`
 	AtMS    int64  `json:"at_ms"`

@@ -22,7 +22,8 @@ func (a *app) messageCommand() *cobra.Command {
 		Long: `Show one message: its status (Carmine's names: queued, queued-with-backoff,
 locked, locked-with-requeue, done-awaiting-gc, done-with-backoff,
 done-with-requeue, or nil when it is not in the queue), attempts, age, time
-left in backoff, and its content decoded from MessagePack by the library's
+left in backoff, the errors of its latest failed attempts (up to five,
+oldest first), and its content decoded from MessagePack by the library's
 codec, which refuses malformed or hostile bytes: those are shown as
 undecodable, quoted. A pending requeue's content is shown too.
 
@@ -87,6 +88,9 @@ func printMessage(w io.Writer, v messageView) error {
 	}
 	if v.Policy != nil {
 		row(t, "policy", safeText(v.Policy.Text))
+	}
+	for _, e := range v.AttemptErrors {
+		row(t, "attempt "+itoa(e.Attempt), timeText(e.At)+"  "+safeTextLine(e.Error))
 	}
 	if v.DeadLetter {
 		row(t, "dead letter", "yes (mqctl dead show)")

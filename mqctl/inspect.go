@@ -34,6 +34,9 @@ type messageView struct {
 	// DeadLetter tells that the queue keeps a dead letter of the same id
 	// (mqctl dead show QUEUE ID shows it).
 	DeadLetter bool `json:"dead_letter,omitempty"`
+	// AttemptErrors are the errors of its latest failed attempts, oldest
+	// first, while it is in the queue (a dead letter's are in dead show).
+	AttemptErrors []attemptErrorView `json:"attempt_errors,omitempty"`
 	contentView
 	// Requeue is the content waiting to be queued again once this
 	// handling or backoff ends (a "-with-requeue" status), if any.
@@ -132,6 +135,9 @@ func newMessageView(queue string, m mq.MessageInfo) messageView {
 	if r := m.Requeue; r != nil {
 		c := decodedContent(r.Data, r.Value, r.DecodeErr)
 		v.Requeue = &c
+	}
+	for _, e := range m.AttemptErrors {
+		v.AttemptErrors = append(v.AttemptErrors, attemptErrorView{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error})
 	}
 	return v
 }
