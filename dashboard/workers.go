@@ -12,7 +12,9 @@ import (
 // milliseconds since the epoch by the Redis server's clock; last_poll_ms is
 // 0 before the worker's first poll.
 type workerJSON struct {
-	ID             string `json:"id"`
+	ID string `json:"id"`
+	// Queue is the worker's queue.
+	Queue          string `json:"queue"`
 	Host           string `json:"host"`
 	PID            int    `json:"pid"`
 	Version        string `json:"version"`
@@ -32,23 +34,34 @@ type workerJSON struct {
 	QueueingP99MS float64 `json:"queueing_p99_ms"`
 }
 
-// workersJSON is the answer of GET api/workers?queue=Q.
+// workersJSON is the answer of GET api/workers?queue=Q, and of GET
+// api/workers (Queue empty: every queue's).
 type workersJSON struct {
 	Queue   string       `json:"queue"`
 	Workers []workerJSON `json:"workers"`
 }
 
 // workers answers the queue's live workers, in every process, from their
-// heartbeats (Inspector.Workers: one script call), oldest first.
+// heartbeats (Inspector.Workers: one script call), oldest first; without
+// a queue parameter, those of every queue (Inspector.AllWorkers: one
+// script call per queue), by queue. An empty queue parameter is refused
+// as a bad name.
 func (h *handler) workers(w http.ResponseWriter, r *http.Request) {
+	all := !r.URL.Query().Has("queue")
 	q := r.URL.Query().Get("queue")
-	if err := mq.ValidateQueueName(q); err != nil {
+	if err := mq.ValidateQueueName(q); err != nil && !all {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	live, err := h.client.Inspector().Workers(ctx, q)
+	var live []mq.LiveWorker
+	var err error
+	if all {
+		live, err = h.client.Inspector().AllWorkers(ctx)
+	} else {
+		live, err = h.client.Inspector().Workers(ctx, q)
+	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "live workers", "queue", q, "error", err)
 		writeError(w, http.StatusBadGateway, err.Error())
@@ -58,6 +71,7 @@ func (h *handler) workers(w http.ResponseWriter, r *http.Request) {
 	for _, lw := range live {
 		out.Workers = append(out.Workers, workerJSON{
 			ID:             lw.ID,
+			Queue:          lw.Queue,
 			Host:           lw.Host,
 			PID:            lw.PID,
 			Version:        lw.Version,
