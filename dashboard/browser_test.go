@@ -259,6 +259,21 @@ func TestBrowser(t *testing.T) {
 	if want := map[string]string{holder.ID(): fmt.Sprintf("2/2 %s %d", host, os.Getpid())}; fmt.Sprint(live) != fmt.Sprint(want) {
 		t.Errorf("the live workers shown: %v, want %v", live, want)
 	}
+	// The workers of every queue, once their box is opened: the same
+	// worker, with its queue.
+	do(t, ctx, "open all workers", chromedp.Click(chromedp.CSS(`#all-workers-box summary`)))
+	all := poll[map[string]string](t, ctx, "the workers of every queue", `(() => {
+		const rows = document.querySelectorAll('#all-workers tr[data-all-worker]');
+		if (!rows.length) return null;
+		const o = {};
+		for (const tr of rows) o[tr.dataset.allWorker] = tr.dataset.queue + ' ' + tr.cells[0].textContent;
+		return o;
+	})()`)
+	if want := map[string]string{holder.ID(): "emails emails"}; fmt.Sprint(all) != fmt.Sprint(want) {
+		t.Errorf("the workers of every queue shown: %v, want %v", all, want)
+	}
+	do(t, ctx, "close all workers", chromedp.Click(chromedp.CSS(`#all-workers-box summary`)))
+	poll[bool](t, ctx, "the box closed", `!document.getElementById('all-workers-box').open`)
 	png := screenshot(t, ctx, dir, "overview.png")
 	if *updateScreenshot {
 		if err := os.WriteFile("screenshot.png", png, 0o644); err != nil {

@@ -345,6 +345,39 @@
     }
   }
 
+  // loadAllWorkers draws the live workers of every queue, while their box
+  // is open: closed, it costs nothing (api/workers without a queue reads
+  // every queue's heartbeats).
+  async function loadAllWorkers() {
+    const box = $('all-workers');
+    if (!$('all-workers-box').open) return;
+    try {
+      const w = await api('api/workers');
+      box.replaceChildren();
+      if (!w.workers.length) {
+        box.append(el('span', { 'data-all-workers': '0' }, 'No live worker.'));
+        return;
+      }
+      const now = state.overview ? state.overview.now : Date.now();
+      const t = el('table', { 'data-all-workers': String(w.workers.length) }, el('thead', {}, el('tr', {},
+        el('th', {}, 'Queue'), el('th', {}, 'Worker'), el('th', {}, 'Host'), el('th', { class: 'num' }, 'PID'),
+        el('th', { class: 'num' }, 'Busy'), el('th', { class: 'num' }, 'Handled'), el('th', {}, 'Last beat'))));
+      const tb = el('tbody');
+      for (const k of w.workers) {
+        tb.append(el('tr', { 'data-all-worker': k.id, 'data-queue': k.queue },
+          el('td', {}, el('a', { class: 'queue-link', href: '#q=' + encodeURIComponent(k.queue) }, k.queue)),
+          idCell(k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
+          el('td', { class: 'num' }, k.busy + '/' + k.handler_threads),
+          el('td', { class: 'num' }, String(k.handled) + (k.failed ? ' (' + k.failed + ' failed)' : '')),
+          el('td', {}, k.last_beat_ms ? (fmtDuration(now - k.last_beat_ms) || '0s') + ' ago' : 'never')));
+      }
+      t.append(tb);
+      box.append(t);
+    } catch (e) {
+      box.textContent = 'workers: ' + e.message;
+    }
+  }
+
   // renderWorkers draws the queue's live workers, in every process, as
   // their heartbeats in Redis tell them (times by the Redis server's clock).
   function renderWorkers(box, w) {
@@ -550,6 +583,7 @@
       renderQueues();
       renderSelected();
       if (state.selected) { loadWorkers(); loadMinutes(false); }
+      loadAllWorkers();
       // Dead letters came or went (a worker buried one, say): redraw
       // their panel.
       const sq = selectedQueue();
@@ -613,6 +647,7 @@
   $('next-page').addEventListener('click', () => { if (state.next) { state.page++; loadMessages(state.next); } });
   $('first-page').addEventListener('click', () => { state.page = 0; loadMessages(''); });
   $('filter').addEventListener('change', renderMessages);
+  $('all-workers-box').addEventListener('toggle', loadAllWorkers);
   $('dead-next').addEventListener('click', () => { if (state.deadNext) { state.deadPage++; loadDead(state.deadNext); } });
   $('dead-first').addEventListener('click', () => { state.deadPage = 0; loadDead(''); });
 
