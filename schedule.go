@@ -170,7 +170,8 @@ func (c *Client) scheduleKeys(q string) []string { return keys.Schedules(q, c.cf
 // answers whether the name was new. Bad input (an unparsable cron
 // expression, an unknown zone, an interval under a second) is an error
 // wrapping ErrInvalidOption, and nothing is written. Schedulers see the
-// change at once in this process, and within 2 s elsewhere.
+// change at once in this process, and within 2 s elsewhere. The queue is
+// registered (Inspector.QueueExists answers true for it from then on).
 func (in *Inspector) SetSchedule(ctx context.Context, queue string, s Schedule) (bool, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return false, err
@@ -224,6 +225,11 @@ func (in *Inspector) SetSchedule(ctx context.Context, queue string, s Schedule) 
 		return false, fmt.Errorf("mq: set schedule %q of %q: %w", s.Name, queue, redisError(err))
 	}
 	in.c.schedulesChanged()
+	// A schedule makes its queue exist, as a pause does (docs/protocol.md
+	// §16), before its first tick enqueues anything.
+	if err := in.c.registerNow(ctx, queue); err != nil {
+		return isNew, err
+	}
 	return isNew, nil
 }
 
