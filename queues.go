@@ -114,7 +114,7 @@ func (in *Inspector) QueueContent(ctx context.Context, queue string) ([]MessageI
 }
 
 // QueueNames returns the names of the queues that hold messages or dead
-// letters, or are paused, sorted, whose names match the glob pattern (""
+// letters, or are paused, or have schedules, sorted, whose names match the glob pattern (""
 // or "*" for all). It scans with SCAN (on a cluster, every master), never
 // KEYS. A queue whose messages were all handled and collected is gone.
 //
