@@ -65,6 +65,12 @@ func (a *app) schedulesListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if len(list) == 0 {
+				// None: first, is there such a queue at all?
+				if err := queueMustExist(ctx, c, args[0]); err != nil {
+					return err
+				}
+			}
 			views := make([]scheduleView, 0, len(list))
 			for _, s := range list {
 				views = append(views, newScheduleView(args[0], s))
@@ -133,6 +139,9 @@ func (a *app) scheduleActCommand(action string) *cobra.Command {
 				err, changed = in.DeleteSchedule(ctx, queue, name), true
 			}
 			if errors.Is(err, mq.ErrUnknownSchedule) {
+				if err := queueMustExist(ctx, c, queue); err != nil {
+					return err
+				}
 				return &exitError{code: exitNotFound, err: fmt.Errorf("queue %s has no schedule %s", strconv.Quote(queue), strconv.Quote(name))}
 			}
 			if err != nil {

@@ -38,6 +38,12 @@ func TestUnknownQueue(t *testing.T) {
 	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "delete", "emials", "m")
 	f.env.fails(t, exitNotFound, `message "nope" is not in queue "emails"`, "", "message", "emails", "nope")
 	f.env.fails(t, exitNotFound, `message "nope" is not in queue "emails"`, "", "delete", "emails", "nope")
+	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "schedules", "list", "emials")
+	f.env.fails(t, exitNotFound, `no such queue: "emials"`, "", "schedules", "pause", "emials", "hourly")
+	if r := f.env.ok(t, "", "schedules", "list", "emails"); r.stdout != "no schedules of emails\n" {
+		t.Errorf("schedules of a queue that exists: %q", r.stdout)
+	}
+	f.env.fails(t, exitNotFound, `queue "emails" has no schedule "hourly"`, "", "schedules", "pause", "emails", "hourly")
 	if got := names(); !slices.Equal(got, []string{"emails"}) {
 		t.Errorf("the refusals created queues: %v", got)
 	}
