@@ -114,6 +114,13 @@ func TestMessageUnknownQueue(t *testing.T) {
 	if code != http.StatusNotFound || !strings.Contains(body, `no such queue: \"emials\"`) {
 		t.Errorf("delete in a typo: %d %s", code, body)
 	}
+	code, body = get(t, srv, "/mq/api/schedules?queue=emials")
+	if code != http.StatusNotFound || !strings.Contains(body, `no such queue: \"emials\"`) {
+		t.Errorf("schedules of a typo: %d %s", code, body)
+	}
+	if code, body = get(t, srv, "/mq/api/schedules?queue=emails"); code != http.StatusOK {
+		t.Errorf("schedules of a queue that exists: %d %s", code, body)
+	}
 	code, body = get(t, srv, "/mq/api/message?queue=emails&id=nope")
 	if code != http.StatusNotFound || decodeJSON[oneMessageJSON](t, body).Status != "nil" {
 		t.Errorf("message not in a queue that exists: %d %s", code, body)

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/gocarmine/mq"
@@ -39,6 +40,14 @@ func (h *handler) schedules(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
 	list, err := h.client.Inspector().Schedules(ctx, q)
+	if err == nil && len(list) == 0 {
+		// None: a queue that does not exist answers 404.
+		err = h.queueMustExist(ctx, q)
+	}
+	if errors.Is(err, mq.ErrQueueNotFound) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "schedules", "queue", q, "error", err)
 		writeError(w, http.StatusBadGateway, err.Error())
