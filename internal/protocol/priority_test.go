@@ -127,7 +127,38 @@ func TestPriorityKeptByRetryAndRelease(t *testing.T) {
 	f.mustEnqueue(EnqueueMessage{ID: "n3", Data: []byte("n")})
 	f.complete(Completion{ID: "l", LockedUntil: l.LockedUntil, Outcome: OutcomeRelease})
 	assert.Equal(t, "n3", take().ID, "a released low message stays behind the normal ones")
+	l = take()
+	require.Equal(t, "l", l.ID)
+	f.complete(Completion{ID: "l", LockedUntil: l.LockedUntil, Outcome: OutcomeRetry, Backoff: time.Second})
+	f.mustEnqueue(EnqueueMessage{ID: "n4", Data: []byte("n")})
+	f.advance(2 * time.Second)
+	assert.Equal(t, "n4", take().ID, "a low message woken from its backoff stays behind the normal ones")
 	assert.Equal(t, "l", take().ID)
+}
+
+// TestPriorityCarmineAlone: a Carmine worker alone on the queue handles
+// every message, whatever its priority (it ignores priorities), and this
+// library's next lap then drops their ids from prio-hi and prio-lo.
+func TestPriorityCarmineAlone(t *testing.T) {
+	s := fleetServer(t)
+	f := newFleet(t, s, queuetest.QueueName(t))
+	want := map[string]int{}
+	for i, p := range []string{PriorityHigh, "", PriorityLow, PriorityLow, "", PriorityHigh} {
+		id := fmt.Sprintf("m%d", i)
+		f.mustEnqueue(EnqueueMessage{ID: id, Data: []byte("x"), Priority: p})
+		want[id] = 1
+	}
+	handled := map[string]int{}
+	for id := f.carmineHandle(60000); id != ""; id = f.carmineHandle(60000) {
+		handled[id]++
+		f.carmineOutcome(id, true, 0)
+	}
+	assert.Equal(t, want, handled)
+	assert.Empty(t, f.lap(), "nothing handed out again")
+	for _, k := range []keys.Index{keys.PrioHi, keys.PrioLo} {
+		assert.Zero(t, f.rdb.Exists(f.ctx, s.Key(f.q, k)).Val(), keys.Suffixes[k])
+	}
+	assert.Equal(t, Counts{}, f.counts())
 }
 
 // TestPriorityCarmineLap: high and low messages stand on mid-circle too,
@@ -207,4 +238,23 @@ func TestPriorityDeleteAndClear(t *testing.T) {
 	for _, k := range []keys.Index{keys.PrioHi, keys.PrioLo, keys.Prio, keys.Features} {
 		assert.Zero(t, s.RDB.Exists(ctx, s.Key(q, k)).Val(), keys.Suffixes[k])
 	}
+}
+
+// TestPriorityCarmineHolds: a high message a Carmine worker holds, met
+// by this library's poll on prio-hi, is dropped from the list, not handed
+// out and not pushed onto mid-circle a second time; once the Carmine
+// worker is done with it, this library's laps collect it.
+func TestPriorityCarmineHolds(t *testing.T) {
+	s := fleetServer(t)
+	f := newFleet(t, s, queuetest.QueueName(t))
+	f.mustEnqueue(EnqueueMessage{ID: "h", Data: []byte("x"), Priority: PriorityHigh})
+	require.Equal(t, "h", f.carmineHandle(60000))
+	r := f.mustPoll(PollArgs{MaxSteps: 1})
+	assert.Equal(t, []Step{{Kind: StepSkip, Reason: "locked"}}, r.Steps)
+	ids, err := f.rdb.LRange(f.ctx, s.Key(f.q, keys.MidCircle), 0, -1).Result()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"h", "end-of-circle"}, ids, "once on the circle")
+	f.carmineOutcome("h", true, 0)
+	assert.Empty(t, append(f.lap(), f.lap()...), "done: not handed out")
+	assert.Equal(t, Counts{}, f.counts(), "collected by the laps")
 }
