@@ -81,6 +81,9 @@ func printMessage(w io.Writer, v messageView) error {
 	if v.Policy != nil {
 		row(t, "policy", safeText(v.Policy.Text))
 	}
+	if v.Priority != "" && v.Priority != mq.PriorityNormal.String() {
+		row(t, "priority", v.Priority)
+	}
 	if v.DeadLetter {
 		row(t, "dead letter", "yes (mqctl dead show)")
 	}
