@@ -174,7 +174,11 @@ end
 -- becomes the message (did-requeue), or it is collected (did-gc).
 local function settle_done(mid)
   local reason = finish(mid, now, default_lock_ms)
-  if reason == 'did-requeue' then ready_empty = false end
+  if reason == 'did-requeue' then
+    ready_empty = false
+    -- (a requeue of a high or low message goes to its list, §18)
+    if feature_used('priority') then hi_empty, lo_empty = false, false end
+  end
   return reason
 end
 
