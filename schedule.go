@@ -224,6 +224,12 @@ func (in *Inspector) SetSchedule(ctx context.Context, queue string, s Schedule) 
 		return false, fmt.Errorf("mq: set schedule %q of %q: %w", s.Name, queue, redisError(err))
 	}
 	in.c.schedulesChanged()
+	// A schedule makes its queue exist (docs/protocol.md §16), like a
+	// pause: after the schedule is written, so a failure here leaves a
+	// schedule QueueNames still finds by its scan.
+	if err := in.c.registerNow(ctx, queue); err != nil {
+		return isNew, err
+	}
 	return isNew, nil
 }
 

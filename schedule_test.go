@@ -117,6 +117,10 @@ func TestScheduleAdminPattern(t *testing.T) {
 		require.NoError(t, err)
 		assert.Len(t, list, 2, "bad input writes nothing")
 
+		names, err := in.QueueNames(ctx, q)
+		require.NoError(t, err)
+		assert.Equal(t, []string{q}, names, "a queue with schedules alone is listed")
+
 		require.NoError(t, in.DeleteSchedule(ctx, q, "daily"))
 		list, err = in.Schedules(ctx, q)
 		require.NoError(t, err)

@@ -18,8 +18,8 @@
 --   'delete', mid...: {1 or 0, ...}: whether a dead letter was deleted
 --   'delete-all': the number of dead letters deleted
 -- A record is pack4's (outcome.lua, bury): {content, reason, error text,
--- attempts, first enqueued ms, died ms, lock time ms or '', and the
--- message's own policy when it has one (§14)}.
+-- attempts, first enqueued ms, died ms, lock time ms or '', its attempts'
+-- errors (§17), and the message's own policy when it has one (§14)}.
 
 local op = ARGV[1]
 
@@ -130,10 +130,10 @@ for i = 2, #ARGV do
     if items[7] and items[7] ~= '' then
       redis.call('hset', K_LOCK_TIMES, mid, items[7])
     end
-    if items[8] and items[8] ~= '' then
+    if items[9] and items[9] ~= '' then
       -- The message's own policy comes back with it (§14), tagged with
       -- its new first-enqueue time.
-      redis.call('hset', K_POLICY, mid, now .. ':' .. items[8])
+      redis.call('hset', K_POLICY, mid, now .. ':' .. items[9])
       redis.call('hset', K_FEATURES, 'policy', '1')
     end
     redis.call('lpush', K_MIDS_READY, mid)

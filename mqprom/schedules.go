@@ -13,9 +13,9 @@ import (
 
 // ScheduleOptions configure a [ScheduleCollector].
 type ScheduleOptions struct {
-	// Queues names the queues whose schedules are exported. Required:
-	// a queue may have schedules and no message yet, which no listing of
-	// the queues finds.
+	// Queues names the queues whose schedules are exported. Default
+	// (nil): every queue Inspector.QueueNames finds at each scrape (which
+	// lists the queues with schedules), a SCAN of Redis's whole keyspace.
 	Queues []string
 
 	// Timeout bounds the Redis reads of one scrape. Default:
@@ -33,7 +33,7 @@ type ScheduleOptions struct {
 //
 //	mq_schedule_next_tick_timestamp_seconds{queue,schedule}  gauge  when its next tick is due (the Redis server's clock); absent while paused
 //	mq_schedule_paused{queue,schedule}                       gauge  1 while the schedule is paused
-//	mq_schedule_scrape_errors_total                          counter  failed reads of a queue's schedules
+//	mq_schedule_scrape_errors_total                          counter  failed reads: the listing of the queues, or a queue's schedules
 //
 // A next tick in the past by more than a few seconds means that no
 // scheduler runs for its queue (no worker of it, or all with
@@ -47,12 +47,14 @@ type ScheduleCollector struct {
 }
 
 // NewScheduleCollector returns a collector of the schedules of the queues
-// opts names, on client.
+// opts names (or of every queue), on client.
 func NewScheduleCollector(client *mq.Client, opts ScheduleOptions) *ScheduleCollector {
 	c := &ScheduleCollector{client: client, opts: opts}
-	q := slices.Clone(c.opts.Queues)
-	slices.Sort(q)
-	c.opts.Queues = slices.Compact(q)
+	if c.opts.Queues != nil {
+		q := slices.Clone(c.opts.Queues)
+		slices.Sort(q)
+		c.opts.Queues = slices.Compact(q)
+	}
 	if c.opts.Timeout <= 0 {
 		c.opts.Timeout = DefaultTimeout
 	}
@@ -66,7 +68,7 @@ func NewScheduleCollector(client *mq.Client, opts ScheduleOptions) *ScheduleColl
 		"1 while the schedule is paused (mq.Inspector.PauseSchedule), else 0.",
 		[]string{"queue", "schedule"}, nil)
 	c.errorsDesc = prometheus.NewDesc("mq_schedule_scrape_errors_total",
-		"Failed reads of a queue's schedules by scrapes of the schedule collector.",
+		"Failed reads by scrapes of the schedule collector: of the listing of the queues, or of a queue's schedules.",
 		nil, nil)
 	return c
 }
@@ -83,7 +85,16 @@ func (c *ScheduleCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *ScheduleCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 	defer cancel()
-	for _, q := range c.opts.Queues {
+	queues := c.opts.Queues
+	if queues == nil {
+		names, err := c.client.Inspector().QueueNames(ctx, "*")
+		if err != nil {
+			c.errors.Add(1)
+			c.opts.Logger.Warn("mqprom: listing the queues failed", slog.Any("error", err))
+		}
+		queues = names
+	}
+	for _, q := range queues {
 		list, err := c.client.Inspector().Schedules(ctx, q)
 		if err != nil {
 			c.errors.Add(1)

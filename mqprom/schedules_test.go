@@ -41,6 +41,13 @@ func TestScheduleCollector(t *testing.T) {
 	}, got)
 	assert.Len(t, rec.errors(), 1)
 
+	// With no queue named, every queue with schedules.
+	all := only(gather(t, NewScheduleCollector(c, ScheduleOptions{})), "mq_schedule_paused")
+	assert.Equal(t, map[string]float64{
+		`mq_schedule_paused{queue="jobs",schedule="hourly"}`:  0,
+		`mq_schedule_paused{queue="jobs",schedule="nightly"}`: 1,
+	}, all)
+
 	problems, err := testutil.CollectAndLint(col)
 	require.NoError(t, err)
 	assert.Empty(t, problems, "metric names and help pass promlint")

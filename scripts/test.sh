@@ -99,4 +99,4 @@ echo "test.sh: examples/service" >&2
 # The modules install as a user installs them: from a module proxy built
 # from this working tree, with a fresh module cache (release/install_test.go).
 echo "test.sh: install" >&2
-(cd release && go vet ./... && go test -count=1 ./...)
+(cd release && go vet ./... && go test -count=1 -timeout 30m ./...)

@@ -200,10 +200,15 @@ func MessagesPattern(pattern string, cluster bool) string { return Pattern(patte
 // Pattern is the SCAN pattern that finds key i of every queue whose name
 // matches the glob pattern.
 func Pattern(pattern string, cluster bool, i Index) string {
+	return SuffixPattern(pattern, cluster, Suffixes[i])
+}
+
+// SuffixPattern is Pattern for the key of a queue named by its suffix.
+func SuffixPattern(pattern string, cluster bool, suffix string) string {
 	if cluster {
-		return Prefix + "{" + pattern + "}:" + Suffixes[i]
+		return Prefix + "{" + pattern + "}:" + suffix
 	}
-	return Prefix + pattern + ":" + Suffixes[i]
+	return Prefix + pattern + ":" + suffix
 }
 
 // QueueFromMessagesKey returns the queue name held by a messages key of the
@@ -218,11 +223,17 @@ func QueueFromMessagesKey(key string, cluster bool) (string, bool) {
 
 // QueueFromKey is QueueFromMessagesKey for key i of a queue.
 func QueueFromKey(key string, cluster bool, i Index) (string, bool) {
+	return QueueFromSuffixKey(key, cluster, Suffixes[i])
+}
+
+// QueueFromSuffixKey is QueueFromKey for the key of a queue named by its
+// suffix.
+func QueueFromSuffixKey(key string, cluster bool, suffix string) (string, bool) {
 	rest, ok := strings.CutPrefix(key, Prefix)
 	if !ok {
 		return "", false
 	}
-	name, ok := strings.CutSuffix(rest, ":"+Suffixes[i])
+	name, ok := strings.CutSuffix(rest, ":"+suffix)
 	if !ok {
 		return "", false
 	}

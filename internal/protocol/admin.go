@@ -31,7 +31,7 @@ const scanPage = 1000
 // accepts, found by SCAN (on a cluster client, on every master); a name
 // may come more than once. A queue is a messages hash beside a udts hash
 // that is not empty (every message has an entry there), or a dead-letter
-// index, or a pause mark: keys of other applications that merely look
+// index, or a pause mark, or a schedules hash: keys of other applications that merely look
 // like a queue's are left out.
 //
 // Each page of SCAN (TYPE: Redis 6.0 or later) is checked in one
@@ -62,20 +62,20 @@ func ScanQueues(ctx context.Context, r redis.UniversalClient, cluster bool, patt
 			}
 		}
 		// A queue whose every message became a dead letter, or that is
-		// paused and empty, is a queue too.
+		// paused and empty, or that has schedules (§15), is a queue too.
 		for _, k := range []struct {
-			i   keys.Index
-			typ string
-		}{{keys.DeadIndex, "zset"}, {keys.Paused, "string"}} {
+			suffix string
+			typ    string
+		}{{keys.Suffixes[keys.DeadIndex], "zset"}, {keys.Suffixes[keys.Paused], "string"}, {keys.SchedulesSuffix, "hash"}} {
 			cursor = 0
 			for {
-				page, next, err := node.ScanType(ctx, cursor, keys.Pattern(pattern, cluster, k.i), scanPage, k.typ).Result()
+				page, next, err := node.ScanType(ctx, cursor, keys.SuffixPattern(pattern, cluster, k.suffix), scanPage, k.typ).Result()
 				if err != nil {
 					return err
 				}
 				mu.Lock()
 				for _, key := range page {
-					if q, ok := keys.QueueFromKey(key, cluster, k.i); ok && valid(q) {
+					if q, ok := keys.QueueFromSuffixKey(key, cluster, k.suffix); ok && valid(q) {
 						fn(q)
 					}
 				}
