@@ -253,7 +253,7 @@ local function wake(limit)
     for _, mid in ipairs(ready) do
       local list = prio_list(mid)
       if list then
-        redis.call('rpush', list, mid)
+        push_ready('rpush', mid)
         if list == K_PRIO_HI then hi_empty = false else lo_empty = false end
       else
         normal[#normal + 1] = mid

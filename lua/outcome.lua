@@ -24,14 +24,14 @@ end
 local index_only = false
 
 -- A queue's keys of an extension are read only when its features hash
--- says it uses it: feature_used reads features once per call (one
--- HGETALL of a few fields), when first asked.
+-- says it uses it: feature_used reads the fields of the extensions the
+-- poll and outcomes know (policy, §14; priority, §18) once per call, in
+-- one HMGET, when first asked.
 local features = nil
 local function feature_used(name)
   if features == nil then
-    features = {}
-    local kv = redis.call('hgetall', K_FEATURES)
-    for i = 1, #kv, 2 do features[kv[i]] = true end
+    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority')
+    features = {policy = v[1] ~= false, priority = v[2] ~= false}
   end
   return features[name] == true
 end
@@ -60,9 +60,17 @@ end
 
 -- push_ready puts mid back to be handed out: with cmd 'rpush' first in
 -- line, with 'lpush' last, on its priority's list (prio_list) or on
--- mids-ready.
+-- mids-ready. A high or low one goes onto mid-circle too (unless
+-- index_only), where a Carmine worker finds it: it reads neither
+-- prio-hi nor prio-lo.
 local function push_ready(cmd, mid)
-  redis.call(cmd, prio_list(mid) or K_MIDS_READY, mid)
+  local list = prio_list(mid)
+  if not list then
+    redis.call(cmd, K_MIDS_READY, mid)
+    return
+  end
+  redis.call(cmd, list, mid)
+  if not index_only then redis.call('lpush', K_MID_CIRCLE, mid) end
 end
 
 -- policy_of answers mid's own policy as the client encoded it, '' for
