@@ -527,8 +527,13 @@ for _ = 1, max_steps do
   local mid, from_circle, from_prio = take()
   local answer, stays = decide(mid, from_circle)
   -- A mid taken from prio-hi or prio-lo stands on mid-circle already
-  -- (§18), unless index_only: a locked one is not pushed there again.
-  if from_prio and answer[2] == 'locked' then stays = false end
+  -- (§18), unless index_only: a locked one is not pushed there again;
+  -- one gone (a Carmine worker's lap handled it, or it was deleted) is
+  -- trimmed, as from the circle.
+  if from_prio then
+    if answer[2] == 'locked' then stays = false end
+    if answer[2] == 'unexpected' then answer[2] = 'did-trim' end
+  end
   if mid and stays then
     circle_back[#circle_back + 1] = mid
   end

@@ -233,6 +233,7 @@ func TestPriorityDeleteAndClear(t *testing.T) {
 	r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 2})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"other:l"}, prioIDs(r), "the deleted one dropped")
+	assert.Equal(t, Step{Kind: StepSkip, Reason: "did-trim"}, r.Steps[0])
 	_, err = Clear(ctx, s.RDB, false, []string{q})
 	require.NoError(t, err)
 	for _, k := range []keys.Index{keys.PrioHi, keys.PrioLo, keys.Prio, keys.Features} {
