@@ -190,7 +190,11 @@ end
 
 local function store_requeue()
   redis.call('hset', K_MESSAGES_RQ, mid, content)
-  set_prio(redis.call('hget', K_UDTS, mid), true)
+  if prio ~= '' then
+    set_prio(redis.call('hget', K_UDTS, mid), true)
+  else
+    redis.call('hdel', K_PRIO, mid)
+  end
   if lock_ms > 0 then
     redis.call('hset', K_LOCK_TIMES_RQ, mid, lock_ms)
   else
