@@ -14,10 +14,15 @@ import (
 
 // TestPriorityWorkerOrder: a worker handles high messages before normal
 // ones and normal ones before low ones (docs/protocol.md §18), each
-// handler seeing Message.Priority, and the inspector shows it.
+// handler seeing Message.Priority, and the inspector shows it; on
+// miniredis and in the cluster layout too.
 func TestPriorityWorkerOrder(t *testing.T) {
-	t.Parallel()
-	s := queuetest.RealServer(t)
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		priorityWorkerOrder(t, s)
+	})
+}
+
+func priorityWorkerOrder(t *testing.T, s *queuetest.Server) {
 	c := newClient(t, s, nil)
 	q := queuetest.QueueName(t)
 	for _, m := range []struct {
