@@ -259,3 +259,24 @@ func TestPriorityCarmineHolds(t *testing.T) {
 	assert.Empty(t, append(f.lap(), f.lap()...), "done: not handed out")
 	assert.Equal(t, Counts{}, f.counts(), "collected by the laps")
 }
+
+// TestPriorityKeptByExpiredLock: a message whose handler's process died
+// (its lock ran out) comes back at its priority: a high one before the
+// normal messages queued meanwhile, a low one after them.
+func TestPriorityKeptByExpiredLock(t *testing.T) {
+	s := fleetServer(t)
+	f := newFleet(t, s, queuetest.QueueName(t))
+	f.mustEnqueue(EnqueueMessage{ID: "h", Data: []byte("x"), Priority: PriorityHigh})
+	f.mustEnqueue(EnqueueMessage{ID: "l", Data: []byte("x"), Priority: PriorityLow})
+	args := PollArgs{MaxSteps: 2, LockTime: time.Second}
+	require.Equal(t, []string{"h:h", "l:l"}, prioIDs(f.mustPoll(args)))
+	for _, id := range []string{"n1", "n2"} {
+		f.mustEnqueue(EnqueueMessage{ID: id, Data: []byte("x")})
+	}
+	f.advance(2 * time.Second) // the handler's process died
+	args.MaxSteps = 4
+	r := f.mustPoll(args)
+	assert.Equal(t, []string{"h:h", "n1:", "n2:", "l:l"}, prioIDs(r), "each back at its priority")
+	assert.Equal(t, int64(2), r.Steps[0].Attempt)
+	assert.Empty(t, f.view().stranded)
+}
