@@ -165,6 +165,8 @@ end
 -- also takes at completion (§11). Its lock, if any, is the caller's to
 -- release.
 local function requeue_now(mid, now, default_lock_ms)
+  -- (the priority, §18, read while udts still holds the old time)
+  local _, p = prio_list(mid)
   local content = redis.call('hget', K_MESSAGES_RQ, mid)
     or redis.call('hget', K_MESSAGES, mid) -- legacy requeue set
   local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES_RQ, mid)) or default_lock_ms
@@ -183,11 +185,10 @@ local function requeue_now(mid, now, default_lock_ms)
   redis.call('hdel', K_NSOLO, mid)
   redis.call('srem', K_DONE, mid)
   redis.call('srem', K_REQUEUE, mid)
-  -- A requeue keeps the id's priority (§18): its entry gets the new
-  -- first-enqueue time, and the id goes onto its list and mid-circle.
-  local v = feature_used('priority') and redis.call('hget', K_PRIO, mid)
-  local p = v and string.match(v, ':(%a)$')
-  if p == 'h' or p == 'l' then
+  -- A requeue keeps the id's priority (§18; an enqueue with CanRequeue
+  -- writes the requeue's): its entry gets the new first-enqueue time, and
+  -- the id goes onto its list and mid-circle.
+  if p then
     redis.call('hset', K_PRIO, mid, now .. ':' .. p)
     redis.call('lpush', (p == 'h') and K_PRIO_HI or K_PRIO_LO, mid)
     if not index_only then redis.call('lpush', K_MID_CIRCLE, mid) end
