@@ -81,6 +81,13 @@ type EnqueueOptions struct {
 	// id itself may resend such an enqueue blindly, and the message is
 	// handled once. Default: none.
 	UniqueFor time.Duration
+
+	// Priority is the message's priority within the queue (PriorityHigh,
+	// PriorityNormal or PriorityLow; docs/protocol.md §18): this
+	// library's workers hand out high messages before normal ones and
+	// normal ones before low ones; its retries and releases keep it. A
+	// Carmine worker on the queue ignores it. Default: PriorityNormal.
+	Priority Priority
 }
 
 // Action says what a successful enqueue did.
@@ -278,10 +285,14 @@ func (c *Client) enqueueMessage(queue string, msg any, opts *EnqueueOptions) (pr
 	if err != nil {
 		return protocol.EnqueueMessage{}, err
 	}
+	prio, err := priorityArg(o.Priority)
+	if err != nil {
+		return protocol.EnqueueMessage{}, err
+	}
 	m := protocol.EnqueueMessage{
 		ID: o.MessageID, Data: data, InitialBackoff: o.InitialBackoff, LockTime: o.LockTime,
 		CanUpdate: o.CanUpdate, CanRequeue: o.CanRequeue, ResetInitialBackoff: o.ResetInitialBackoff,
-		Metadata: meta, Policy: policy,
+		Metadata: meta, Policy: policy, Priority: prio,
 	}
 	if !o.At.IsZero() {
 		// 1 ms for any time at or before the epoch: "due already".

@@ -72,6 +72,9 @@ type Message struct {
 	// Policy is the message's own policy, set at enqueue (docs/protocol.md
 	// §14), nil for none.
 	Policy *Policy
+	// Priority is the message's priority, set at enqueue
+	// (docs/protocol.md §18).
+	Priority Priority
 	// Metadata is what the enqueue put in EnqueueOptions.Metadata, nil
 	// for none (and for messages that Carmine enqueued).
 	Metadata map[string]string
@@ -205,6 +208,7 @@ func (h *workerHandler) Handle(ctx context.Context, d *engine.Delivery, lock *en
 
 		MaxAttempts: w.maxAttempts(s.Policy),
 		Policy:      publicPolicy(s.Policy),
+		Priority:    priorityOf(s.Priority),
 		codec:       w.c.cfg.Codec,
 		lock:        lock,
 	}

@@ -279,7 +279,7 @@ func TestPolicyStale(t *testing.T) {
 
 // TestPolicyPlainQueueReadsNoPolicy: a queue that never used a policy is
 // enqueued to, polled and collected without any command naming the
-// policy key (a real Redis's MONITOR sees every command a script runs).
+// policy key, nor the priority keys (§18) (a real Redis's MONITOR sees every command a script runs).
 func TestPolicyPlainQueueReadsNoPolicy(t *testing.T) {
 	s := queuetest.RealServer(t)
 	ctx := context.Background()
@@ -339,6 +339,10 @@ func TestPolicyPlainQueueReadsNoPolicy(t *testing.T) {
 			continue // a script call passes every key; what it runs counts
 		}
 		assert.NotContains(t, cmd, policyKey+`"`, "a plain queue's scripts name no policy key")
+		for _, k := range []keys.Index{keys.PrioHi, keys.PrioLo, keys.Prio} {
+			// (§18) nor any priority key
+			assert.NotContains(t, cmd, s.Key(q, k)+`"`, "a plain queue's scripts name no priority key")
+		}
 		sawScripts = sawScripts || strings.Contains(cmd, "hsetnx")
 	}
 	assert.True(t, sawScripts, "the monitor saw the scripts' commands")

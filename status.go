@@ -85,6 +85,8 @@ type MessageInfo struct {
 	// Policy is the message's own policy (EnqueueOptions MaxAttempts,
 	// Backoff, Timeout, UniqueFor), nil for none.
 	Policy *Policy
+	// Priority is the message's priority (EnqueueOptions.Priority).
+	Priority Priority
 	// Requeue is the content waiting to replace the message once its
 	// handling or backoff ends (a "-with-requeue" status); nil for none.
 	Requeue *PendingRequeue
@@ -183,6 +185,7 @@ func (in *Inspector) messageInfo(id string, data []byte, r protocol.MessageRead,
 		LockTime: r.LockTime,
 		Metadata: decodeMetadata(r.Meta),
 		Policy:   publicPolicy(r.Policy),
+		Priority: priorityOf(r.Priority),
 	}
 	if r.BackoffUntil > now {
 		m.Backoff = time.Duration(r.BackoffUntil-now) * time.Millisecond

@@ -115,6 +115,9 @@ type messageJSON struct {
 	// Policy is the message's own policy in words (mq.Policy.String),
 	// empty for none.
 	Policy string `json:"policy,omitempty"`
+	// Priority is the message's priority, "high" or "low"
+	// (mq.Priority.String), empty for normal.
+	Priority string `json:"priority,omitempty"`
 }
 
 // messagesJSON is the answer of GET api/messages.
@@ -187,6 +190,9 @@ func (h *handler) messageJSON(m mq.MessageInfo) messageJSON {
 	}
 	if m.Policy != nil {
 		mj.Policy = m.Policy.String()
+	}
+	if m.Priority != mq.PriorityNormal {
+		mj.Priority = m.Priority.String()
 	}
 	switch {
 	case len(m.Data) == 0:

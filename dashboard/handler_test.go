@@ -445,6 +445,17 @@ func TestMessageAPI(t *testing.T) {
 	if m := decodeJSON[oneMessageJSON](t, body); code != http.StatusOK || m.Policy != "max attempts 2, unique for 1h0m0s" {
 		t.Errorf("a message's own policy: %d %+v", code, m)
 	}
+	if _, err := c.Enqueue(ctx, "q", "x", &mq.EnqueueOptions{MessageID: "hi", Priority: mq.PriorityHigh}); err != nil {
+		t.Fatal(err)
+	}
+	code, body = get(t, srv, "/mq/api/message?queue=q&id=hi")
+	if m := decodeJSON[oneMessageJSON](t, body); code != http.StatusOK || m.Priority != "high" {
+		t.Errorf("a message's priority: %d %+v", code, m)
+	}
+	code, body = get(t, srv, "/mq/api/message?queue=q&id=p")
+	if m := decodeJSON[oneMessageJSON](t, body); code != http.StatusOK || m.Priority != "" {
+		t.Errorf("a normal message's priority: %d %+v", code, m)
+	}
 	for _, bad := range []string{"queue=a*&id=m", "queue=q&id=", "queue=q"} {
 		if code, body := get(t, srv, "/mq/api/message?"+bad); code != http.StatusBadRequest {
 			t.Errorf("%s: %d %s", bad, code, body)

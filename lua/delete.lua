@@ -3,8 +3,8 @@
 -- requeue and its lock included, so a handler still holding it finds its
 -- outcome fenced off (§7) and an enqueue of the id is a fresh message. The
 -- id stays in mids-ready or mid-circle until a poll meets it there and
--- drops it (§4); its due and window entries and its own policy (§14) go
--- at once. Its dead letter,
+-- drops it (§4), as one in prio-hi or prio-lo (§18); its due and window
+-- entries, its own policy (§14) and its priority go at once. Its dead letter,
 -- if it has one, stays (§11).
 --
 -- KEYS: the queue's keys (prelude.lua).
@@ -27,6 +27,7 @@ for i = 1, #ARGV do
   redis.call('zrem', K_DUE, mid)
   redis.call('zrem', K_WINDOWS, mid)
   redis.call('hdel', K_POLICY, mid)
+  redis.call('hdel', K_PRIO, mid)
   reply[i] = (base ~= 'nil') and 1 or 0
 end
 return reply

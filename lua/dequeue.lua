@@ -123,6 +123,11 @@ local useful = false
 -- call's own steps (did-requeue) can fill it again before the call ends.
 local ready_empty = false
 
+-- hi_empty and lo_empty are set once prio-hi and prio-lo were found
+-- empty (or the queue never used priorities, §18: then they are never
+-- read).
+local hi_empty, lo_empty = true, true
+
 -- Owed pushes onto mid-circle. A step that keeps a mid on mid-circle (the
 -- sentinel, a message locked, and one waiting out a backoff unless
 -- index_only, as Carmine's poll keeps them) owes a
@@ -169,7 +174,11 @@ end
 -- becomes the message (did-requeue), or it is collected (did-gc).
 local function settle_done(mid)
   local reason = finish(mid, now, default_lock_ms)
-  if reason == 'did-requeue' then ready_empty = false end
+  if reason == 'did-requeue' then
+    ready_empty = false
+    -- (a requeue of a high or low message goes to its list, §18)
+    if feature_used('priority') then hi_empty, lo_empty = false, false end
+  end
   return reason
 end
 
@@ -238,6 +247,20 @@ local function wake(limit)
     end
   end
   if #gone > 0 then call_each('zrem', K_DUE, gone) end
+  if #ready > 0 and feature_used('priority') then
+    -- (§18) each to its priority's list, in the same order
+    local normal = {}
+    for _, mid in ipairs(ready) do
+      local list = prio_list(mid)
+      if list then
+        push_ready('rpush', mid)
+        if list == K_PRIO_HI then hi_empty = false else lo_empty = false end
+      else
+        normal[#normal + 1] = mid
+      end
+    end
+    ready = normal
+  end
   if #ready > 0 then
     call_each('rpush', K_MIDS_READY, ready)
     ready_empty = false
@@ -245,12 +268,24 @@ local function wake(limit)
 end
 
 -- take takes the next mid (step 1): from mids-ready's right end, or else
--- from mid-circle's right end, and tells which.
+-- from mid-circle's right end, and tells which; on a queue that ever used
+-- priorities (§18), prio-hi comes before mids-ready and prio-lo after it,
+-- and the third answer is the priority of a mid taken from them.
 local function take()
+  if not hi_empty then
+    local mid = redis.call('rpop', K_PRIO_HI)
+    if mid then return mid, false, 'h' end
+    hi_empty = true
+  end
   if not ready_empty then
     local mid = redis.call('rpop', K_MIDS_READY)
     if mid then return mid, false end
     ready_empty = true
+  end
+  if not lo_empty then
+    local mid = redis.call('rpop', K_PRIO_LO)
+    if mid then return mid, false, 'l' end
+    lo_empty = true
   end
   local mid = redis.call('rpop', K_MID_CIRCLE)
   if (not mid) and #circle_back > 0 then
@@ -464,6 +499,11 @@ local function decide(mid, from_circle)
   local step = {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid), due_at}
   local policy = policy_of(mid, udt)
   if policy ~= '' then step[11] = policy end
+  local _, prio = prio_list(mid, udt)
+  if prio then
+    step[11] = policy
+    step[12] = prio
+  end
   return step, false
 end
 
@@ -479,12 +519,21 @@ if max_steps > 0 and redis.call('exists', K_PAUSED) == 1 then
   max_steps = 0
 end
 if max_steps > 0 then
+  if feature_used('priority') then hi_empty, lo_empty = false, false end
   wake(math.max(max_steps, 64))
 end
 for _ = 1, max_steps do
   if #handed >= max_handles then break end
-  local mid, from_circle = take()
+  local mid, from_circle, from_prio = take()
   local answer, stays = decide(mid, from_circle)
+  -- A mid taken from prio-hi or prio-lo stands on mid-circle already
+  -- (§18), unless index_only: a locked one is not pushed there again;
+  -- one gone (a Carmine worker's lap handled it, or it was deleted) is
+  -- trimmed, as from the circle.
+  if from_prio then
+    if answer[2] == 'locked' then stays = false end
+    if answer[2] == 'unexpected' then answer[2] = 'did-trim' end
+  end
   if mid and stays then
     circle_back[#circle_back + 1] = mid
   end
@@ -501,7 +550,7 @@ end
 if #set_aside > 0 then
   -- (suspect_step) back where they were taken from, first in line
   for i = #set_aside, 1, -1 do
-    redis.call('rpush', K_MIDS_READY, set_aside[i])
+    push_ready('rpush', set_aside[i])
   end
   wake_one()
 end

@@ -8,7 +8,7 @@
 --   Carmine worker reads the queue, §11), '0' to put them on both
 -- ARGV[4]: '1' on the call's first send, '0' on every send after it (the
 --   client's Redis library sending it again), when the receipt is looked for
--- ARGV[5..], in groups of eleven, one group per message:
+-- ARGV[5..], in groups of twelve, one group per message:
 --   mid, encoded message, initial backoff in ms (0 for none), lock time in
 --   ms (0 for the worker's default), then can-update, can-requeue and
 --   reset-init-backoff, each '1' or '0', then the time to hand it out at
@@ -18,7 +18,8 @@
 --   with the content (a pending requeue keeps the metadata there is),
 --   then the message's own policy as the client encoded it ('' for none,
 --   §14), then '1' when the message has a dedupe window (UniqueFor), which
---   turns a refusal into 'duplicate-<the refusal>', else '0'
+--   turns a refusal into 'duplicate-<the refusal>', else '0', then the
+--   message's priority (§18): 'h' high, 'l' low, '' normal
 --
 -- Reply: one string per message, in order: 'added' or 'updated' on
 -- success, or the reason of a refusal: 'already-queued', 'locked' or
@@ -73,7 +74,19 @@ local ready_len = 0
 
 -- One message's arguments, set by the loop below for the helpers.
 local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff, meta
-local policy, unique
+local policy, unique, prio
+
+-- set_prio writes the message's priority (§18), tagged with its
+-- first-enqueue time udt as a policy is, and marks the queue as using
+-- priorities; a normal one deletes the entry the id has, if drop is set.
+local function set_prio(udt, drop)
+  if prio ~= '' then
+    redis.call('hset', K_PRIO, mid, udt .. ':' .. prio)
+    redis.call('hset', K_FEATURES, 'priority', '1')
+  elseif drop then
+    redis.call('hdel', K_PRIO, mid)
+  end
+end
 
 -- set_policy writes the message's own policy (§14), tagged with its
 -- first-enqueue time udt, and marks the queue as using policies; without
@@ -99,6 +112,7 @@ end
 local function add()
   redis.call('hset', K_UDTS, mid, now)
   set_policy(now, false)
+  set_prio(now, false)
   if meta ~= '' then
     redis.call('hset', K_META, mid, meta)
   elseif not index_only then
@@ -108,6 +122,20 @@ local function add()
   end
   if lock_ms > 0 then
     redis.call('hset', K_LOCK_TIMES, mid, lock_ms)
+  end
+  if init_backoff == 0 and prio ~= '' then
+    -- (§18) onto its priority's list, and onto mid-circle, where a
+    -- Carmine worker finds it, unless none reads the queue
+    redis.call('lpush', (prio == 'h') and K_PRIO_HI or K_PRIO_LO, mid)
+    if index_only then
+      if redis.call('exists', K_MID_CIRCLE) == 0 then
+        redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
+      end
+    elseif redis.call('lpush', K_MID_CIRCLE, mid) == 1 then
+      redis.call('rpush', K_MID_CIRCLE, END_OF_CIRCLE)
+    end
+    woken = true
+    return
   end
   if init_backoff == 0 then
     -- mids-ready is never left holding ids while mid-circle is missing
@@ -145,7 +173,9 @@ end
 local function store()
   redis.call('hset', K_MESSAGES, mid, content)
   redis.call('hsetnx', K_UDTS, mid, now)
-  set_policy(redis.call('hget', K_UDTS, mid), true)
+  local udt = redis.call('hget', K_UDTS, mid)
+  set_policy(udt, true)
+  set_prio(udt, true)
   if meta ~= '' then
     redis.call('hset', K_META, mid, meta)
   else
@@ -160,6 +190,11 @@ end
 
 local function store_requeue()
   redis.call('hset', K_MESSAGES_RQ, mid, content)
+  if prio ~= '' then
+    set_prio(redis.call('hget', K_UDTS, mid), true)
+  else
+    redis.call('hdel', K_PRIO, mid)
+  end
   if lock_ms > 0 then
     redis.call('hset', K_LOCK_TIMES_RQ, mid, lock_ms)
   else
@@ -243,14 +278,14 @@ end
 local CODES = {added = 'a', updated = 'u', ['already-queued'] = 'q', locked = 'l', backoff = 'b',
   ['duplicate-queued'] = 'Q', ['duplicate-locked'] = 'L', ['duplicate-backoff'] = 'B'}
 local reply, codes = {}, {}
-for i = 5, #ARGV, 11 do
+for i = 5, #ARGV, 12 do
   mid, content = ARGV[i], ARGV[i + 1]
   init_backoff, lock_ms = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   can_update, can_requeue = ARGV[i + 4] == '1', ARGV[i + 5] == '1'
   reset_init_backoff = ARGV[i + 6] == '1'
   local at_ms = tonumber(ARGV[i + 7])
   meta = ARGV[i + 8]
-  policy, unique = ARGV[i + 9], ARGV[i + 10] == '1'
+  policy, unique, prio = ARGV[i + 9], ARGV[i + 10] == '1', ARGV[i + 11]
   if at_ms > 0 then init_backoff = math.max(0, at_ms - now) end
   -- HSETNX both writes a new message's content and tells whether the id
   -- is new; as the script's first write, and one Redis checks memory

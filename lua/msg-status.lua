@@ -12,7 +12,8 @@
 --   {status, attempts, backoff_until_ms, first_enqueued_ms, locked_until_ms,
 --    own lock ms, requeue content or false, requeue's own lock ms,
 --    metadata or false, content or false, dead letter record or false,
---    own policy or false, attempt errors or false}
+--    own policy or false, attempt errors or false, priority ('h', 'l', or
+--    false for normal)}
 -- status is '' for nil; numbers are 0 where there is no such entry; the
 -- requeue content is that of messages-rq (false for none, and for
 -- Carmine's older requeue marks, which requeue the current content); the
@@ -21,7 +22,8 @@
 -- client encoded it, without its tag; false when stale) is read only when
 -- the queue's features say it uses policies; the attempt errors (items
 -- in threes, pack()ed as attempt-errors.lua keeps them, those of attempts
--- up to the current one only; false for none) only with 'e'.
+-- up to the current one only; false for none) only with 'e'; and the
+-- priority (§18) only when the features say the queue uses priorities.
 
 local want = ARGV[1]
 local with_content = string.find(want, 'c', 1, true) ~= nil
@@ -29,7 +31,8 @@ local with_dead = string.find(want, 'd', 1, true) ~= nil
 local with_errors = string.find(want, 'e', 1, true) ~= nil
 local now = server_now()
 local reply = {now}
-local uses_policy = redis.call('hexists', K_FEATURES, 'policy') == 1
+local used = redis.call('hmget', K_FEATURES, 'policy', 'priority')
+local uses_policy, uses_priority = used[1] ~= false, used[2] ~= false
 for i = 2, #ARGV do
   local mid = ARGV[i]
   local base, in_backoff = message_status(mid, now)
@@ -47,7 +50,13 @@ for i = 2, #ARGV do
     false,
     false,
     false,
+    false,
   }
+  if uses_priority then
+    local v = redis.call('hget', K_PRIO, mid)
+    local tag, p = string.match(v or '', '^(%d+):(%a)$')
+    if tag and tonumber(tag) == entry[4] then entry[14] = p end
+  end
   if uses_policy then
     local v = redis.call('hget', K_POLICY, mid)
     local tag, p = string.match(v or '', '^(%d+):(.*)$')

@@ -16,15 +16,61 @@ local function call_each(cmd, key, items)
   end
 end
 
--- Per-message policies (§14). A queue's keys of an extension are read
--- only when its features hash says it uses it: policy_used reads features
--- once per call, when first asked.
-local uses_policy = nil
-local function policy_used()
-  if uses_policy == nil then
-    uses_policy = redis.call('hexists', K_FEATURES, 'policy') == 1
+-- index_only is set by a call whose client says no Carmine worker reads
+-- the queue (§11): a message waiting out a backoff then waits in due
+-- alone. Otherwise it also stands on mid-circle, where Carmine's protocol
+-- keeps every live id, so that a Carmine enqueue that resets its backoff
+-- (which writes backoffs alone) is seen by the next lap of any worker.
+local index_only = false
+
+-- A queue's keys of an extension are read only when its features hash
+-- says it uses it: feature_used reads the fields of the extensions the
+-- poll and outcomes know (policy, §14; priority, §18) once per call, in
+-- one HMGET, when first asked.
+local features = nil
+local function feature_used(name)
+  if features == nil then
+    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority')
+    features = {policy = v[1] ~= false, priority = v[2] ~= false}
   end
-  return uses_policy
+  return features[name] == true
+end
+
+-- Per-message policies (§14).
+local function policy_used()
+  return feature_used('policy')
+end
+
+-- Priorities (§18): prio_list answers the list mid's priority puts it
+-- on when it is ready, with its priority ('h' or 'l'), or nil for a
+-- normal one (mids-ready), reading prio only when the queue ever used
+-- priorities. Like a policy, an entry is the message's only when its tag
+-- is the message's first-enqueue time udt (read when not given).
+local function prio_list(mid, udt)
+  if not feature_used('priority') then return nil end
+  local v = redis.call('hget', K_PRIO, mid)
+  if not v then return nil end
+  local tag, p = string.match(v, '^(%d+):(%a)$')
+  udt = udt or redis.call('hget', K_UDTS, mid)
+  if tonumber(tag) ~= tonumber(udt) then return nil end
+  if p == 'h' then return K_PRIO_HI, p end
+  if p == 'l' then return K_PRIO_LO, p end
+  return nil
+end
+
+-- push_ready puts mid back to be handed out: with cmd 'rpush' first in
+-- line, with 'lpush' last, on its priority's list (prio_list) or on
+-- mids-ready. A high or low one goes onto mid-circle too (unless
+-- index_only), where a Carmine worker finds it: it reads neither
+-- prio-hi nor prio-lo.
+local function push_ready(cmd, mid)
+  local list = prio_list(mid)
+  if not list then
+    redis.call(cmd, K_MIDS_READY, mid)
+    return
+  end
+  redis.call(cmd, list, mid)
+  if not index_only then redis.call('lpush', K_MID_CIRCLE, mid) end
 end
 
 -- policy_of answers mid's own policy as the client encoded it, '' for
@@ -105,6 +151,7 @@ local function flush_gathered()
       call_each('hdel', key, list)
     end
     if policy_used() then call_each('hdel', K_POLICY, list) end
+    if feature_used('priority') then call_each('hdel', K_PRIO, list) end
     call_each('srem', K_DONE, list)
     call_each('zrem', K_DUE, list)
     call_each('zrem', K_WINDOWS, list)
@@ -118,6 +165,8 @@ end
 -- also takes at completion (§11). Its lock, if any, is the caller's to
 -- release.
 local function requeue_now(mid, now, default_lock_ms)
+  -- (the priority, §18, read while udts still holds the old time)
+  local _, p = prio_list(mid)
   local content = redis.call('hget', K_MESSAGES_RQ, mid)
     or redis.call('hget', K_MESSAGES, mid) -- legacy requeue set
   local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES_RQ, mid)) or default_lock_ms
@@ -136,7 +185,16 @@ local function requeue_now(mid, now, default_lock_ms)
   redis.call('hdel', K_NSOLO, mid)
   redis.call('srem', K_DONE, mid)
   redis.call('srem', K_REQUEUE, mid)
-  redis.call('lpush', K_MIDS_READY, mid)
+  -- A requeue keeps the id's priority (§18; an enqueue with CanRequeue
+  -- writes the requeue's): its entry gets the new first-enqueue time, and
+  -- the id goes onto its list and mid-circle.
+  if p then
+    redis.call('hset', K_PRIO, mid, now .. ':' .. p)
+    redis.call('lpush', (p == 'h') and K_PRIO_HI or K_PRIO_LO, mid)
+    if not index_only then redis.call('lpush', K_MID_CIRCLE, mid) end
+  else
+    redis.call('lpush', K_MIDS_READY, mid)
+  end
   outcomes_wake = true
 end
 
@@ -172,13 +230,6 @@ end
 
 -- Dead letters (§11). The bounds come with every call that may write one.
 local dead_max_count, dead_max_age_ms = 0, 0
-
--- index_only is set by a call whose client says no Carmine worker reads
--- the queue (§11): a message waiting out a backoff then waits in due
--- alone. Otherwise it also stands on mid-circle, where Carmine's protocol
--- keeps every live id, so that a Carmine enqueue that resets its backoff
--- (which writes backoffs alone) is seen by the next lap of any worker.
-local index_only = false
 
 -- trim_dead drops the dead letters older than dead_max_age_ms and the
 -- oldest beyond dead_max_count, at most 100 of each per call, so that a
@@ -307,7 +358,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
       redis.call('hdel', K_NATTEMPTS, mid)
     end
     redis.call('zrem', K_DUE, mid)
-    redis.call('rpush', K_MIDS_READY, mid)
+    push_ready('rpush', mid)
     outcomes_wake = true
     return 'ok'
   elseif outcome == 'dead' then
@@ -327,7 +378,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
       if due_sooner(now + backoff_ms) then outcomes_wake = true end
     else
       redis.call('zrem', K_DUE, mid)
-      redis.call('lpush', K_MIDS_READY, mid)
+      push_ready('lpush', mid)
       outcomes_wake = true
     end
   elseif backoff_ms > 0 then -- success, in a dedupe window

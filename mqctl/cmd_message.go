@@ -92,6 +92,9 @@ func printMessage(w io.Writer, v messageView) error {
 	for _, e := range v.AttemptErrors {
 		row(t, "attempt "+itoa(e.Attempt), timeText(e.At)+"  "+safeTextLine(e.Error))
 	}
+	if v.Priority != "" && v.Priority != mq.PriorityNormal.String() {
+		row(t, "priority", v.Priority)
+	}
 	if v.DeadLetter {
 		row(t, "dead letter", "yes (mqctl dead show)")
 	}

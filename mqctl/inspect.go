@@ -31,6 +31,9 @@ type messageView struct {
 	// Policy is the message's own policy (EnqueueOptions MaxAttempts,
 	// Backoff, Timeout, UniqueFor), if any.
 	Policy *policyView `json:"policy,omitempty"`
+	// Priority is its priority, "high", "normal" or "low"
+	// (EnqueueOptions.Priority).
+	Priority string `json:"priority"`
 	// DeadLetter tells that the queue keeps a dead letter of the same id
 	// (mqctl dead show QUEUE ID shows it).
 	DeadLetter bool `json:"dead_letter,omitempty"`
@@ -128,6 +131,7 @@ func newMessageView(queue string, m mq.MessageInfo) messageView {
 		contentView: decodedContent(m.Data, m.Value, m.DecodeErr),
 		DeadLetter:  m.DeadLetter != nil,
 		Policy:      newPolicyView(m.Policy),
+		Priority:    m.Priority.String(),
 	}
 	if !m.LockedUntil.IsZero() {
 		v.LockedUntil = m.LockedUntil.UTC()

@@ -51,6 +51,9 @@ const (
 	NSolo
 	Features
 	Policy
+	PrioHi
+	PrioLo
+	Prio
 	count
 )
 
@@ -145,6 +148,17 @@ var Suffixes = [count]string{
 	// so that a field a Carmine worker's collection left behind is never
 	// taken for a later message's (§14).
 	Policy: "policy",
+	// prio-hi, prio-lo: the ids of queued messages of high and low
+	// priority, ready to hand out, beside Carmine's mids-ready (normal
+	// priority), which polls take from in the order prio-hi, mids-ready,
+	// prio-lo (docs/protocol.md §18). Their ids stand on mid-circle too,
+	// where a Carmine worker finds them.
+	PrioHi: "prio-hi",
+	PrioLo: "prio-lo",
+	// prio: mid -> the message's priority, "h" or "l" (normal has no
+	// entry), tagged with its first-enqueue time as policy is, so that
+	// its retries and releases go back to its list.
+	Prio: "prio",
 }
 
 // Count is the number of keys of one queue.

@@ -33,7 +33,16 @@ type EnqueueMessage struct {
 	Metadata []byte
 	// Policy is the message's own policy (§14); the zero Policy for none.
 	Policy Policy
+	// Priority is the message's priority (§18): PriorityHigh,
+	// PriorityLow, or "" for normal.
+	Priority string
 }
+
+// The priorities of §18 as the scripts spell them; normal is "".
+const (
+	PriorityHigh = "h"
+	PriorityLow  = "l"
+)
 
 // EnqueueCall is one enqueue call (enqueue.lua, or enqueue-new.lua when it
 // takes the call): its messages, decided in turn, and its receipt (§8).
@@ -57,7 +66,7 @@ type EnqueueCall struct {
 
 // argv is the call's script arguments.
 func (c EnqueueCall) argv() []any {
-	args := make([]any, 0, 4+11*len(c.Messages))
+	args := make([]any, 0, 4+12*len(c.Messages))
 	var first any = "0"
 	if c.Sends != nil {
 		first = c.Sends
@@ -66,7 +75,7 @@ func (c EnqueueCall) argv() []any {
 	for _, m := range c.Messages {
 		args = append(args, m.ID, m.Data, MS(m.InitialBackoff), MS(m.LockTime),
 			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At), m.Metadata,
-			m.policyArg(), boolArg(m.Policy.UniqueFor > 0))
+			m.policyArg(), boolArg(m.Policy.UniqueFor > 0), m.Priority)
 	}
 	return args
 }
@@ -146,7 +155,7 @@ func (c EnqueueCall) lean() bool {
 		return false
 	}
 	for _, m := range c.Messages {
-		if MS(m.InitialBackoff) != 0 || m.At != 0 || m.CanUpdate || m.CanRequeue || m.ResetInitialBackoff || !m.Policy.IsZero() {
+		if MS(m.InitialBackoff) != 0 || m.At != 0 || m.CanUpdate || m.CanRequeue || m.ResetInitialBackoff || !m.Policy.IsZero() || m.Priority != "" {
 			return false
 		}
 	}

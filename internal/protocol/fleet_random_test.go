@@ -107,10 +107,11 @@ func (m *fleetModel) step() string {
 		if m.flip() {
 			msg.Metadata = []byte(`{"k":"v"}`)
 		}
+		msg.Priority = []string{"", PriorityHigh, PriorityLow}[m.rng.IntN(3)] // §18
 		code, err := f.enqueue(msg)
 		require.NoError(f.t, err)
-		return fmt.Sprintf("our enqueue %s bo=%v lock=%v upd=%v rq=%v reset=%v at=%d: %s", msg.ID, msg.InitialBackoff,
-			msg.LockTime, msg.CanUpdate, msg.CanRequeue, msg.ResetInitialBackoff, msg.At, code)
+		return fmt.Sprintf("our enqueue %s bo=%v lock=%v upd=%v rq=%v reset=%v at=%d prio=%q: %s", msg.ID, msg.InitialBackoff,
+			msg.LockTime, msg.CanUpdate, msg.CanRequeue, msg.ResetInitialBackoff, msg.At, msg.Priority, code)
 	case k < 27: // Carmine's enqueue
 		id, bo, lock := m.id(), m.maybe(400), m.maybe(2000)
 		upd, rq, reset := m.flip(), m.flip(), m.flip()

@@ -82,6 +82,9 @@ type Step struct {
 	// Policy is the handed-out message's own policy (§14), nil for none
 	// (or one of a layout this version does not know).
 	Policy *Policy
+	// Priority is the handed-out message's priority (§18): PriorityHigh,
+	// PriorityLow, or "" for normal.
+	Priority string
 }
 
 // PollArgs are the arguments of one poll call.
@@ -245,10 +248,13 @@ func parseStep(e any) (Step, error) {
 		s.Reason, _ = a[1].(string)
 	case StepHandle, stepSolo:
 		s.Kind, s.Solo = StepHandle, s.Kind == stepSolo
-		if len(a) != 10 && len(a) != 11 {
+		if len(a) < 10 || len(a) > 12 {
 			return bad()
 		}
-		if len(a) == 11 {
+		if len(a) == 12 {
+			s.Priority, _ = a[11].(string)
+		}
+		if len(a) >= 11 {
 			raw, _ := a[10].(string)
 			if p, err := DecodePolicy([]byte(raw)); err == nil {
 				s.Policy = &p

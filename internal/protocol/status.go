@@ -37,6 +37,9 @@ type MessageRead struct {
 	// AttemptErrors are the errors of its latest failed attempts, oldest
 	// first (§17), read only when asked for (ReadErrors).
 	AttemptErrors []AttemptError
+	// Priority is the message's priority (§18): PriorityHigh,
+	// PriorityLow, or "" for normal.
+	Priority string
 }
 
 // What ReadMessages reads beyond each message's status.
@@ -70,7 +73,7 @@ func ReadMessages(ctx context.Context, r Redis, keys []string, want string, ids 
 	reads := make([]MessageRead, len(ids))
 	for i, id := range ids {
 		e, _ := reply[i+1].([]any)
-		if len(e) != 13 {
+		if len(e) != 14 {
 			return 0, nil, fmt.Errorf("%w: message status entry %v", ErrUnexpectedReply, reply[i+1])
 		}
 		m := &reads[i]
@@ -84,6 +87,7 @@ func ReadMessages(ctx context.Context, r Redis, keys []string, want string, ids 
 		m.RequeueLockTime = msDuration(e[7])
 		m.Meta = bulk(e[8])
 		m.Content = bulk(e[9])
+		m.Priority = string(bulk(e[13]))
 		if rec := bulk(e[10]); rec != nil {
 			d, err := parseDeadRecord(id, string(rec))
 			if err != nil {
