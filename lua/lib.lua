@@ -53,3 +53,16 @@ local function move_sentinel(isleep_a, isleep_b, b_first)
     end
   end
 end
+
+-- tagged_get answers mid's entry in hash (policy, prio), written as
+-- '<first-enqueue ms>:<value>', when its tag is udt, the message's
+-- first-enqueue time; false for none, and for a stale entry left by an
+-- earlier message of the same id (a Carmine worker's collection does not
+-- know these keys; docs/protocol.md §14).
+local function tagged_get(hash, mid, udt)
+  local v = redis.call('hget', hash, mid)
+  if not v then return false end
+  local tag, value = string.match(v, '^(%d+):(.*)$')
+  if not tag or tonumber(tag) ~= tonumber(udt) then return false end
+  return value
+end

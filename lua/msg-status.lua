@@ -53,15 +53,10 @@ for i = 2, #ARGV do
     false,
   }
   if uses_priority then
-    local v = redis.call('hget', K_PRIO, mid)
-    local tag, p = string.match(v or '', '^(%d+):(%a)$')
-    if tag and tonumber(tag) == entry[4] then entry[14] = p end
+    local p = tagged_get(K_PRIO, mid, entry[4])
+    if p == 'h' or p == 'l' then entry[14] = p end
   end
-  if uses_policy then
-    local v = redis.call('hget', K_POLICY, mid)
-    local tag, p = string.match(v or '', '^(%d+):(.*)$')
-    if tag and tonumber(tag) == entry[4] then entry[12] = p end
-  end
+  if uses_policy then entry[12] = tagged_get(K_POLICY, mid, entry[4]) end
   if with_content then entry[10] = redis.call('hget', K_MESSAGES, mid) end
   if with_dead then entry[11] = redis.call('hget', K_DEAD, mid) end
   if with_errors then

@@ -48,11 +48,7 @@ end
 -- is the message's first-enqueue time udt (read when not given).
 local function prio_list(mid, udt)
   if not feature_used('priority') then return nil end
-  local v = redis.call('hget', K_PRIO, mid)
-  if not v then return nil end
-  local tag, p = string.match(v, '^(%d+):(%a)$')
-  udt = udt or redis.call('hget', K_UDTS, mid)
-  if tonumber(tag) ~= tonumber(udt) then return nil end
+  local p = tagged_get(K_PRIO, mid, udt or redis.call('hget', K_UDTS, mid))
   if p == 'h' then return K_PRIO_HI, p end
   if p == 'l' then return K_PRIO_LO, p end
   return nil
@@ -80,11 +76,7 @@ end
 -- became the message; enqueue.lua, set_policy).
 local function policy_of(mid, udt)
   if not policy_used() then return '' end
-  local v = redis.call('hget', K_POLICY, mid)
-  if not v then return '' end
-  local tag, p = string.match(v, '^(%d+):(.*)$')
-  if tonumber(tag) ~= tonumber(udt) then return '' end
-  return p
+  return tagged_get(K_POLICY, mid, udt) or ''
 end
 
 -- window_of answers the dedupe window in ms of an encoded policy (its
