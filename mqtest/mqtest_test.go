@@ -220,3 +220,26 @@ func TestRequireEnqueued(t *testing.T) {
 		t.Errorf("RequireEmpty passed on a queue of 3 (%q)", msg)
 	}
 }
+
+func TestDrainHandlesWhatHandlersEnqueue(t *testing.T) {
+	c := mqtest.New(t)
+	enqueue(t, c, "q", 1, nil)
+	res, err := mqtest.Drain(context.Background(), c, "q", mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+		var n int
+		if err := m.Decode(&n); err != nil {
+			return err
+		}
+		if n < 5 {
+			_, err := c.Enqueue(ctx, "q", n+1, nil)
+			return err
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := res.Count(mq.OutcomeSucceeded); n != 5 {
+		t.Errorf("%d succeeded, want the chain of 5: %+v", n, res.Handlings)
+	}
+	mqtest.RequireEmpty(t, c, "q")
+}
