@@ -3,6 +3,7 @@ package mqtest_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -242,4 +243,43 @@ func TestDrainHandlesWhatHandlersEnqueue(t *testing.T) {
 		t.Errorf("%d succeeded, want the chain of 5: %+v", n, res.Handlings)
 	}
 	mqtest.RequireEmpty(t, c, "q")
+}
+
+// jsonCodec is a codec other than the default, to show that wants are
+// read with the client's own.
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+func TestRequireEnqueuedWithClientCodec(t *testing.T) {
+	c := mqtest.NewWith(t, &mq.Config{Codec: jsonCodec{}})
+	enqueue(t, c, "q", order{"tea", 2}, nil)
+	got := mqtest.RequireEnqueued(t, c, "q", mqtest.Want{Value: order{"tea", 2}})
+	if string(got[0].Data) != `{"Item":"tea","N":2}` {
+		t.Errorf("stored %s, want JSON", got[0].Data)
+	}
+}
+
+// A handler that ends the draining goroutine (t.FailNow, say) leaves no
+// worker running: Drain closes it on the way out.
+func TestDrainClosesWorkerWhenHandlerEndsGoroutine(t *testing.T) {
+	c := mqtest.New(t)
+	enqueue(t, c, "q", "x", nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = mqtest.Drain(context.Background(), c, "q", mq.HandlerFunc(func(context.Context, *mq.Message) error {
+			runtime.Goexit()
+			return nil
+		}))
+	}()
+	<-done
+	ws, err := c.Inspector().Workers(context.Background(), "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 0 {
+		t.Errorf("%d workers still running after the handler ended Drain's goroutine", len(ws))
+	}
 }
