@@ -283,3 +283,64 @@ func TestDrainClosesWorkerWhenHandlerEndsGoroutine(t *testing.T) {
 		t.Errorf("%d workers still running after the handler ended Drain's goroutine", len(ws))
 	}
 }
+
+func TestEndBackoffs(t *testing.T) {
+	c := mqtest.New(t)
+	ctx := context.Background()
+	enqueue(t, c, "q", order{"tea", 1}, &mq.EnqueueOptions{MessageID: "later", InitialBackoff: time.Hour,
+		Metadata: map[string]string{"k": "v"}, Priority: mq.PriorityHigh, MaxAttempts: 3})
+	enqueue(t, c, "q", "flaky", &mq.EnqueueOptions{MessageID: "flaky"})
+	enqueue(t, c, "q", "done", &mq.EnqueueOptions{MessageID: "done"})
+	h := mq.HandlerFunc(func(_ context.Context, m *mq.Message) error {
+		switch {
+		case m.ID == "flaky" && m.Attempt < 3:
+			return errors.New("not yet")
+		case m.ID == "done":
+			return mq.SucceedWithBackoff(time.Hour) // a dedupe window: left alone
+		}
+		return nil
+	})
+	cfg := mq.WorkerConfig{Handler: h, RetryBackoff: mq.Constant(time.Hour)}
+	drain := func() mqtest.Result {
+		t.Helper()
+		res, err := mqtest.DrainWith(ctx, c, "q", cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+
+	if res := drain(); len(res.Handlings) != 2 { // flaky fails, done succeeds
+		t.Errorf("round 1: %+v, want 2 handlings", res.Handlings)
+	}
+	if n := mqtest.EndBackoffs(t, c, "q"); n != 2 {
+		t.Errorf("round 1 ended %d backoffs, want 2 (later, flaky)", n)
+	}
+	// later keeps what it was enqueued with; flaky its attempt.
+	mqtest.RequireEnqueued(t, c, "q",
+		mqtest.Want{ID: "later", Value: order{"tea", 1}, Status: mq.StatusQueued,
+			Metadata: map[string]string{"k": "v"}, Priority: mq.PriorityHigh, Policy: &mq.Policy{MaxAttempts: 3}},
+		mqtest.Want{ID: "flaky", Value: "flaky", Status: mq.StatusQueued})
+
+	res := drain()
+	if got := res.IDs(mq.OutcomeSucceeded); len(got) != 1 || got[0] != "later" {
+		t.Errorf("round 2 succeeded %v, want [later]", got)
+	}
+	if got := res.Handlings; len(got) != 2 || got[0].ID != "later" || got[1].ID != "flaky" || got[1].Attempt != 2 {
+		t.Errorf("round 2: %+v, want later (high) then flaky's attempt 2", got)
+	}
+	if n := mqtest.EndBackoffs(t, c, "q"); n != 1 {
+		t.Errorf("round 2 ended %d backoffs, want 1 (flaky)", n)
+	}
+	if got := drain().IDs(mq.OutcomeSucceeded); len(got) != 1 || got[0] != "flaky" {
+		t.Errorf("round 3 succeeded %v, want [flaky]", got)
+	}
+	if n := mqtest.EndBackoffs(t, c, "q"); n != 0 {
+		t.Errorf("ended %d backoffs at the end, want 0: a dedupe window is not a backoff to end", n)
+	}
+	// What is left is the dedupe window.
+	mqtest.RequireEnqueued(t, c, "q", mqtest.Want{ID: "done", Status: mq.StatusDoneWithBackoff})
+	if n := len(mqtest.Enqueued(t, c, "q")); n != 1 {
+		t.Errorf("%d messages left, want 1", n)
+	}
+}
