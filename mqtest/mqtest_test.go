@@ -344,3 +344,21 @@ func TestEndBackoffs(t *testing.T) {
 		t.Errorf("%d messages left, want 1", n)
 	}
 }
+
+func TestDrainPausedQueueHasNothingReady(t *testing.T) {
+	c := mqtest.New(t)
+	enqueue(t, c, "q", "x", &mq.EnqueueOptions{MessageID: "x"})
+	if _, err := c.Inspector().PauseQueue(context.Background(), "q"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := mqtest.Drain(ctx, c, "q", mq.HandlerFunc(func(context.Context, *mq.Message) error { return nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Handlings) != 0 {
+		t.Errorf("handlings %+v on a paused queue, want none", res.Handlings)
+	}
+	mqtest.RequireEnqueued(t, c, "q", mqtest.Want{ID: "x", Status: mq.StatusQueued})
+}
