@@ -18,9 +18,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// New returns a client with the default config, but that it logs nothing, on a fresh embedded Redis
-// of its own. The client, its Redis connection and the server are closed
-// when the test ends (t.Cleanup); the client's workers are stopped then.
+// New returns a client on a fresh embedded Redis of its own, with the
+// default config but that it logs nothing. The client, its Redis
+// connection and the server are closed when the test ends (t.Cleanup);
+// the client's workers are stopped then.
 func New(t testing.TB) *mq.Client {
 	t.Helper()
 	return NewWith(t, nil)
