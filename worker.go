@@ -77,7 +77,8 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		return nil, err
 	}
 	wc := cfg.withDefaults()
-	if err := wc.validate(); err != nil {
+	err := wc.validate()
+	if err != nil {
 		return nil, err
 	}
 	w := &Worker{
@@ -91,6 +92,9 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		epoch: time.Now(),
 	}
 	w.cfg.Monitor = w.withPollNote(w.cfg.Monitor)
+	if w.cfg.Handler, err = Chain(wc.Handler, wc.Middleware...); err != nil {
+		return nil, err
+	}
 	w.room = engine.NewRoom(wc.HandlerThreads, wc.Prefetch, wc.Throttle != nil, wc.LockTime)
 	w.room.Share(&c.holdings)
 	w.completer = engine.NewCompleter((*queueStore)(w).Poll, (*completionEvents)(w))
