@@ -182,16 +182,15 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 		return nil, ErrClusterModeRequired
 	}
 	client := &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb), keepsDeadlines: keepsDeadlines(rdb)}
+	if len(c.EnqueueMiddleware) > 0 {
+		var err error
+		if client.enqueueVia, err = chainEnqueue(client.enqueueDirect, c.EnqueueMiddleware); err != nil {
+			return nil, err
+		}
+	}
 	client.hub = newSleepHub(client)
 	client.inspector = &Inspector{c: client}
 	client.workers = map[*Worker]struct{}{}
-	via, err := chainEnqueue(client.enqueueDirect, c.EnqueueMiddleware)
-	if err != nil {
-		return nil, err
-	}
-	if len(c.EnqueueMiddleware) > 0 {
-		client.enqueueVia = via
-	}
 	return client, nil
 }
 

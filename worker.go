@@ -77,10 +77,14 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		return nil, err
 	}
 	wc := cfg.withDefaults()
-	err := wc.validate()
+	if err := wc.validate(); err != nil {
+		return nil, err
+	}
+	h, err := Chain(wc.Handler, wc.Middleware...)
 	if err != nil {
 		return nil, err
 	}
+	wc.Handler = h
 	w := &Worker{
 		c:     c,
 		queue: queue,
@@ -92,9 +96,6 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		epoch: time.Now(),
 	}
 	w.cfg.Monitor = w.withPollNote(w.cfg.Monitor)
-	if w.cfg.Handler, err = Chain(wc.Handler, wc.Middleware...); err != nil {
-		return nil, err
-	}
 	w.room = engine.NewRoom(wc.HandlerThreads, wc.Prefetch, wc.Throttle != nil, wc.LockTime)
 	w.room.Share(&c.holdings)
 	w.completer = engine.NewCompleter((*queueStore)(w).Poll, (*completionEvents)(w))
