@@ -60,3 +60,48 @@ func ExampleHandleTyped() {
 	// Output:
 	// handled: ada@example.com on pro
 }
+
+// Enqueue middleware that stamps every message with the tenant it was
+// enqueued for, read by the handler from the message's metadata.
+func ExampleEnqueueMiddleware() {
+	ctx := context.Background()
+	rdb, done := newRedis()
+	defer done()
+	stamp := func(next mq.EnqueueFunc) mq.EnqueueFunc {
+		return func(ctx context.Context, queue string, reqs []mq.EnqueueRequest) ([]mq.EnqueueResult, error) {
+			out := make([]mq.EnqueueRequest, len(reqs))
+			for i, r := range reqs {
+				var o mq.EnqueueOptions // a copy: the caller's options are the caller's
+				if r.Options != nil {
+					o = *r.Options
+				}
+				o.Metadata = map[string]string{"tenant": "acme"}
+				out[i] = mq.EnqueueRequest{Message: r.Message, Options: &o}
+			}
+			return next(ctx, queue, out)
+		}
+	}
+	client, err := mq.New(rdb, &mq.Config{EnqueueMiddleware: []mq.EnqueueMiddleware{stamp}})
+	if err != nil {
+		panic(err)
+	}
+	if _, err := client.Enqueue(ctx, "reports", "weekly", nil); err != nil {
+		panic(err)
+	}
+	handled := make(chan string)
+	worker, err := client.StartWorker(ctx, "reports", &mq.WorkerConfig{
+		Handler: mq.HandleTyped(func(ctx context.Context, m *mq.Message, report string) error {
+			handled <- report + " for " + m.Metadata["tenant"]
+			return nil
+		}),
+	})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(<-handled)
+	if err := worker.Stop(ctx); err != nil {
+		panic(err)
+	}
+	// Output:
+	// weekly for acme
+}
