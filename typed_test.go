@@ -50,11 +50,11 @@ func TestTypedRoundTrip(t *testing.T) {
 
 // A message that does not decode into T never reaches the handler and is
 // made a dead letter on its first attempt, with ErrUndecodable's text,
-// though attempts are left.
+// though attempts are left. On a real Redis: the burial is outcome.lua's.
 func TestTypedUndecodableIsDeadAtOnce(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	c := newClient(t, queuetest.MiniServer(t), nil)
+	c := newClient(t, queuetest.RealServer(t), nil)
 	enqueue(t, c, "typed", "not an email", &EnqueueOptions{MessageID: "bad"})
 
 	called := make(chan struct{}, 1)
