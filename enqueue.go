@@ -155,7 +155,18 @@ type EnqueueRequest struct {
 // decided as if enqueued alone, in arrival order, and gets its own result;
 // one whose ctx ends returns then without affecting the others (if its
 // message had not been sent yet, it never is).
+//
+// With enqueue middleware (Config.EnqueueMiddleware) the call goes through
+// it first.
 func (c *Client) Enqueue(ctx context.Context, queue string, msg any, opts *EnqueueOptions) (EnqueueResult, error) {
+	if c.enqueueVia != nil {
+		return c.enqueueThrough(ctx, queue, msg, opts)
+	}
+	return c.enqueueOne(ctx, queue, msg, opts)
+}
+
+// enqueueOne is Enqueue, without middleware.
+func (c *Client) enqueueOne(ctx context.Context, queue string, msg any, opts *EnqueueOptions) (EnqueueResult, error) {
 	m, err := c.enqueueMessage(queue, msg, opts)
 	if err != nil {
 		return EnqueueResult{}, err
@@ -196,7 +207,18 @@ const enqueueBatch = 100
 // and with its own receipt, so that go-redis sending the pipeline again
 // after a dropped connection changes nothing; an idle worker is woken once
 // per call rather than once per message.
+//
+// With enqueue middleware (Config.EnqueueMiddleware) the call goes through
+// it first.
 func (c *Client) EnqueueMany(ctx context.Context, queue string, reqs ...EnqueueRequest) ([]EnqueueResult, error) {
+	if c.enqueueVia != nil {
+		return c.enqueueManyThrough(ctx, queue, reqs)
+	}
+	return c.enqueueMany(ctx, queue, reqs...)
+}
+
+// enqueueMany is EnqueueMany, without middleware.
+func (c *Client) enqueueMany(ctx context.Context, queue string, reqs ...EnqueueRequest) ([]EnqueueResult, error) {
 	results := make([]EnqueueResult, len(reqs))
 	var calls []protocol.EnqueueCall
 	for i, r := range reqs {

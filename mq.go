@@ -87,6 +87,11 @@ type Config struct {
 	// enqueue's reset of its backoff is seen only when the old backoff
 	// ends. Default: false.
 	NoCarmineWorkers bool
+
+	// EnqueueMiddleware wraps Enqueue and EnqueueMany (and so a
+	// Producer's), in order: the first is the outermost (see
+	// [EnqueueMiddleware]). Default: none.
+	EnqueueMiddleware []EnqueueMiddleware
 }
 
 // withDefaults returns a copy of c with every unset field defaulted.
@@ -125,6 +130,9 @@ type Client struct {
 	receiptTTL time.Duration
 	// keepsDeadlines tells whether rdb applies context deadlines itself.
 	keepsDeadlines bool
+	// enqueueVia is the enqueue middleware's chain, nil for none
+	// (middleware.go).
+	enqueueVia EnqueueFunc
 
 	keyCache sync.Map // queue name -> []string, every key of the queue
 	groups   sync.Map // queue name -> *enqueueGroup (coalesce.go)
@@ -174,6 +182,12 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 		return nil, ErrClusterModeRequired
 	}
 	client := &Client{rdb: rdb, cfg: c, log: c.Logger, receiptTTL: receiptTTL(rdb), keepsDeadlines: keepsDeadlines(rdb)}
+	if len(c.EnqueueMiddleware) > 0 {
+		var err error
+		if client.enqueueVia, err = chainEnqueue(client.enqueueDirect, c.EnqueueMiddleware); err != nil {
+			return nil, err
+		}
+	}
 	client.hub = newSleepHub(client)
 	client.inspector = &Inspector{c: client}
 	client.workers = map[*Worker]struct{}{}

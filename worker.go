@@ -80,6 +80,11 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 	if err := wc.validate(); err != nil {
 		return nil, err
 	}
+	h, err := Chain(wc.Handler, wc.Middleware...)
+	if err != nil {
+		return nil, err
+	}
+	wc.Handler = h
 	w := &Worker{
 		c:     c,
 		queue: queue,

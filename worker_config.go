@@ -29,6 +29,12 @@ type WorkerConfig struct {
 	// Handler handles each message. Required.
 	Handler Handler
 
+	// Middleware wraps Handler, in order: the first is the outermost, the
+	// first to see each message and the last to see its answer (see
+	// [Chain]). A panic in a middleware is recovered as a handler's is.
+	// Default: none.
+	Middleware []Middleware
+
 	// Monitor is called on every loop turn with the queue size and what the
 	// poll did. Default: QueueSizeMonitor(DefaultMonitorMaxQueueSize,
 	// DefaultMonitorWarnEvery), a warning when more than 1000 messages wait,

@@ -19,6 +19,9 @@ type Producer struct {
 	client *mq.Client
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
+	// next, when set, enqueues instead of client: the producer is then
+	// an enqueue middleware (EnqueueMiddleware).
+	next mq.EnqueueFunc
 }
 
 // NewProducer returns a Producer that enqueues with client. It takes the
@@ -44,7 +47,7 @@ func (p *Producer) Enqueue(ctx context.Context, queue string, msg any, opts *mq.
 	ctx, span := p.tracer.Start(ctx, "send "+queue, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(sendAttrs(queue, opts)...))
 	defer span.End()
-	res, err := p.client.Enqueue(ctx, queue, msg, p.inject(ctx, opts))
+	res, err := p.enqueue(ctx, queue, msg, p.inject(ctx, opts))
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -75,7 +78,7 @@ func (p *Producer) EnqueueMany(ctx context.Context, queue string, reqs ...mq.Enq
 		creates[i] = cs
 		traced[i] = mq.EnqueueRequest{Message: r.Message, Options: p.inject(cctx, r.Options)}
 	}
-	res, err := p.client.EnqueueMany(ctx, queue, traced...)
+	res, err := p.enqueueMany(ctx, queue, traced)
 	for i, cs := range creates {
 		var r mq.EnqueueResult
 		if i < len(res) {
