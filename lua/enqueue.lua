@@ -76,32 +76,28 @@ local ready_len = 0
 local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff, meta
 local policy, unique, prio
 
--- set_prio writes the message's priority (§18), tagged with its
--- first-enqueue time udt as a policy is, and marks the queue as using
--- priorities; a normal one deletes the entry the id has, if drop is set.
-local function set_prio(udt, drop)
-  if prio ~= '' then
-    redis.call('hset', K_PRIO, mid, udt .. ':' .. prio)
-    redis.call('hset', K_FEATURES, 'priority', '1')
+-- set_tagged writes value ('' for none) as mid's entry of hash, tagged
+-- with its first-enqueue time udt (read by lib.lua's tagged_get), and
+-- marks the queue as using feature; with no value, drop is set to delete
+-- an entry the id has (an update's). An entry whose tag is not the
+-- message's first-enqueue time is stale (a Carmine worker's collection
+-- left it) and read as none, so a new id without a value writes nothing
+-- here.
+local function set_tagged(hash, feature, value, udt, drop)
+  if value ~= '' then
+    redis.call('hset', hash, mid, udt .. ':' .. value)
+    redis.call('hset', K_FEATURES, feature, '1')
   elseif drop then
-    redis.call('hdel', K_PRIO, mid)
+    redis.call('hdel', hash, mid)
   end
 end
 
--- set_policy writes the message's own policy (§14), tagged with its
--- first-enqueue time udt, and marks the queue as using policies; without
--- one, drop is set to delete a policy the id has (an update's). A policy
--- whose tag is not the message's first-enqueue time is stale (a Carmine
--- worker's collection left it) and read as none, so a new id without
--- policy writes nothing here.
-local function set_policy(udt, drop)
-  if policy ~= '' then
-    redis.call('hset', K_POLICY, mid, udt .. ':' .. policy)
-    redis.call('hset', K_FEATURES, 'policy', '1')
-  elseif drop then
-    redis.call('hdel', K_POLICY, mid)
-  end
-end
+-- set_policy writes the message's own policy (§14).
+local function set_policy(udt, drop) set_tagged(K_POLICY, 'policy', policy, udt, drop) end
+
+-- set_prio writes the message's priority (§18), 'h' or 'l'; a normal
+-- one has no entry.
+local function set_prio(udt, drop) set_tagged(K_PRIO, 'priority', prio, udt, drop) end
 
 -- add writes the rest of a message new to the queue, whose content the
 -- loop stored already. A new id has no entry in Carmine's hashes, lists

@@ -3,6 +3,17 @@
 -- only the few it uses, shares it with the scripts that bind them all
 -- (prelude.lua).
 
+-- Redis before 7 replicates scripts verbatim unless told otherwise, and then
+-- refuses TIME before a write. From 7 on this is a no-op.
+if redis.replicate_commands then redis.replicate_commands() end
+
+-- server_now is the Redis server's clock in Unix milliseconds, so that
+-- workers on machines with skewed clocks agree.
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 -- Receipts. A receipt records what a call applied, under an id the client
 -- sends with the call (and sends again if it resends the call), so that a
 -- resent or repeated call can recognise its own earlier application. The

@@ -53,17 +53,6 @@ local K_PRIO                  = KEYS[38]
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'
 
--- Redis before 7 replicates scripts verbatim unless told otherwise, and then
--- refuses TIME before a write. From 7 on this is a no-op.
-if redis.replicate_commands then redis.replicate_commands() end
-
--- server_now is the Redis server's clock in Unix milliseconds, so that
--- workers on machines with skewed clocks agree.
-local function server_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- Under maxmemory, Redis checks memory once per script: before the first
 -- write command that may grow memory (a "denyoom" command such as HSET),
 -- and only if no write of any kind ran before it in the script. From then

@@ -18,13 +18,6 @@
 local K_SCHEDULES, K_SCHEDULE_NEXT = KEYS[1], KEYS[2]
 local op = ARGV[1]
 
-if redis.replicate_commands then redis.replicate_commands() end
-
-local function server_now()
-  local t = redis.call('time')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 local function put(name, spec, next)
   local new = redis.call('hset', K_SCHEDULES, name, spec)
   if next == '0' then

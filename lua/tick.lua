@@ -33,8 +33,6 @@ local name, t, spec, t_next = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local enqueue = ARGV[5] == '1'
 local mid, content, lock_ms, meta = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 
-if redis.replicate_commands then redis.replicate_commands() end
-
 -- Scores are integers of ms, which a double holds exactly: compared as
 -- numbers, never as text (ZSCORE may answer 1e+15 forms).
 if tonumber(redis.call('zscore', K_SCHEDULE_NEXT, name)) ~= tonumber(t) then return 0 end
@@ -53,8 +51,7 @@ if cur ~= spec then return 0 end
 -- it once either way. As the script's first write it also refuses the
 -- call before anything is written when Redis is over maxmemory.
 if enqueue and redis.call('hsetnx', K_MESSAGES, mid, content) == 1 then
-  local now = redis.call('time')
-  redis.call('hset', K_UDTS, mid, tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+  redis.call('hset', K_UDTS, mid, server_now())
   if lock_ms > 0 then redis.call('hset', K_LOCK_TIMES, mid, lock_ms) end
   if meta ~= '' then redis.call('hset', K_META, mid, meta) end
   -- As enqueue.lua: the circle needs a look only when mids-ready was empty.
