@@ -52,8 +52,34 @@ func (in *Inspector) History(ctx context.Context, queue string, since time.Time)
 	if !since.IsZero() {
 		ms = since.UnixMilli()
 	}
+	return in.history(ctx, queue, func(ctx context.Context, keys []string) ([]protocol.HistoryMinute, int64, error) {
+		return protocol.History(ctx, in.c.rdb, keys, ms)
+	})
+}
+
+// RecentHistory returns the queue's last d of history (rounded up to
+// whole minutes, at most HistoryWindow), the current minute last, by the
+// Redis server's clock whatever this machine's says, reading only those
+// minutes: what a dashboard refreshing every few seconds should call.
+// A d of 0 or less is an error.
+func (in *Inspector) RecentHistory(ctx context.Context, queue string, d time.Duration) ([]HistoryMinute, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return nil, err
+	}
+	if d <= 0 {
+		return nil, fmt.Errorf("%w: history of %v", ErrInvalidOption, d)
+	}
+	n := int((min(d, HistoryWindow) + time.Minute - 1) / time.Minute)
+	return in.history(ctx, queue, func(ctx context.Context, keys []string) ([]protocol.HistoryMinute, int64, error) {
+		return protocol.HistoryLast(ctx, in.c.rdb, keys, n)
+	})
+}
+
+// history runs read within the client's bounds and converts its minutes.
+func (in *Inspector) history(ctx context.Context, queue string,
+	read func(context.Context, []string) ([]protocol.HistoryMinute, int64, error)) ([]HistoryMinute, error) {
 	raw, err := within(in.c, ctx, func(ctx context.Context) ([]protocol.HistoryMinute, error) {
-		h, _, err := protocol.History(ctx, in.c.rdb, in.c.keys(queue), ms)
+		h, _, err := read(ctx, in.c.keys(queue))
 		return h, err
 	})
 	if err != nil {

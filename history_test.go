@@ -47,6 +47,16 @@ func TestHistoryOfAWorker(t *testing.T) {
 	assert.Equal(t, since.Truncate(time.Minute), h[0].Start, "from the minute holding since")
 	_, err = c.Inspector().History(ctx, "", time.Time{})
 	assert.ErrorIs(t, err, ErrInvalidQueueName)
+	recent, err := c.Inspector().RecentHistory(ctx, q, 90*time.Second)
+	require.NoError(t, err)
+	require.Len(t, recent, 2, "90 s: the current minute and the one before")
+	assert.Equal(t, recent[0].Start.Add(time.Minute), recent[1].Start)
+	assert.False(t, recent[1].Start.Before(h[len(h)-1].Start), "the current minute last")
+	recent, err = c.Inspector().RecentHistory(ctx, q, 48*time.Hour)
+	require.NoError(t, err)
+	assert.Len(t, recent, 1440, "at most the window")
+	_, err = c.Inspector().RecentHistory(ctx, q, 0)
+	assert.ErrorIs(t, err, ErrInvalidOption)
 
 	w, err := c.NewWorker(q, &WorkerConfig{
 		Handler: HandlerFunc(func(_ context.Context, m *Message) error {

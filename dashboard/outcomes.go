@@ -58,15 +58,12 @@ func (h *handler) outcomeHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	// The whole day, so that the minutes are the server's last ones
-	// whatever this machine's clock says; the answer keeps the last N.
-	hist, err := h.client.Inspector().History(ctx, queue, time.Time{})
+	hist, err := h.client.Inspector().RecentHistory(ctx, queue, time.Duration(minutes)*time.Minute)
 	if err != nil {
 		h.log.ErrorContext(ctx, "history", "queue", queue, "error", err)
 		writeError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	hist = hist[max(0, len(hist)-minutes):]
 	out := outcomesJSON{Queue: queue, Minutes: make([]outcomeMinuteJSON, len(hist))}
 	for i, m := range hist {
 		out.Minutes[i] = outcomeMinuteJSON{StartMS: m.Start.UnixMilli(), Processed: m.Processed, Failed: m.Failed, Dead: m.Dead}

@@ -5,6 +5,9 @@
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1]  since, Unix ms: the first minute answered is the one holding
 --          it, or the oldest one the history keeps if that is later
+-- ARGV[2]  (optional) n > 0: answer the last n minutes by the server's
+--          clock instead, ignoring since, so that a caller whose clock
+--          differs from the server's reads only what it shows
 --
 -- Reply: {now_ms, first_minute, p, f, d, p, f, d, ...}: the server's time
 -- and the first minute answered (Unix minutes), then three counts for each
@@ -13,7 +16,10 @@
 
 local now = server_now()
 local minute = math.floor(now / 60000)
-local first = math.max(math.floor(tonumber(ARGV[1]) / 60000), minute - HISTORY_MINUTES + 1)
+local first = math.floor(tonumber(ARGV[1]) / 60000)
+local last_n = tonumber(ARGV[2] or '0')
+if last_n > 0 then first = minute - last_n + 1 end
+first = math.max(first, minute - HISTORY_MINUTES + 1)
 if first > minute then first = minute end
 local fields = {}
 for m = first, minute do

@@ -54,15 +54,13 @@ minute that saw any. Carmine's workers' handlings are not counted.`,
 				return usageErrorf("--since must be more than 0 and at most %v", mq.HistoryWindow)
 			}
 			queue := args[0]
-			// The server's clock decides the minutes: ask for the last
-			// day, and keep the minutes of --since.
-			h, err := c.Inspector().History(ctx, queue, time.Time{})
+			// The server's clock decides the minutes.
+			h, err := c.Inspector().RecentHistory(ctx, queue, since)
 			if err != nil {
 				return err
 			}
-			n := min(len(h), int((since+time.Minute-1)/time.Minute))
-			v := historyView{Queue: queue, Minutes: make([]historyMinuteView, 0, n)}
-			for _, m := range h[len(h)-n:] {
+			v := historyView{Queue: queue, Minutes: make([]historyMinuteView, 0, len(h))}
+			for _, m := range h {
 				v.Minutes = append(v.Minutes, historyMinuteView{Start: m.Start.UTC(), Processed: m.Processed,
 					Failed: m.Failed, Dead: m.Dead})
 			}

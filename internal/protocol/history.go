@@ -25,7 +25,18 @@ type HistoryMinute struct {
 // ms; any value before the window starts at its oldest minute) to the
 // server's current minute, oldest first, and the server's time (Unix ms).
 func History(ctx context.Context, r Redis, keys []string, since int64) ([]HistoryMinute, int64, error) {
-	reply, err := historyScript.Run(ctx, r, keys, strconv.FormatInt(max(0, since), 10)).Int64Slice()
+	return history(ctx, r, keys, strconv.FormatInt(max(0, since), 10))
+}
+
+// HistoryLast answers the queue's last n minutes (at least 1, at most
+// the window) by the server's clock, the current one last, and the
+// server's time (Unix ms).
+func HistoryLast(ctx context.Context, r Redis, keys []string, n int) ([]HistoryMinute, int64, error) {
+	return history(ctx, r, keys, "0", strconv.Itoa(max(1, n)))
+}
+
+func history(ctx context.Context, r Redis, keys []string, args ...any) ([]HistoryMinute, int64, error) {
+	reply, err := historyScript.Run(ctx, r, keys, args...).Int64Slice()
 	if err != nil {
 		return nil, 0, err
 	}
