@@ -196,3 +196,26 @@ func TestResultsCleared(t *testing.T) {
 		assert.Zero(t, n, keys.Suffixes[k])
 	}
 }
+
+// TestWaitResultNoneEver: on a queue whose handlers never gave a result,
+// a wait ends with ErrNoResult once the message is handled: the wait
+// marked the queue as using results, so its outcome was published.
+func TestWaitResultNoneEver(t *testing.T) {
+	s := queuetest.RealServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := queuetest.QueueName(t)
+	c := newClient(t, s, nil)
+	enqueueID(t, c, q, "p", "plain")
+	waited := make(chan error, 1)
+	go func() {
+		_, err := c.WaitResult(ctx, q, "p")
+		waited <- err
+	}()
+	queuetest.WaitFor(t, "the wait to mark the queue", func() bool {
+		n, err := s.RDB.HExists(ctx, c.key(q, keys.Features), "results").Result()
+		return err == nil && n
+	})
+	upperWorker(t, c, q)
+	assert.ErrorIs(t, <-waited, ErrNoResult)
+}
