@@ -28,6 +28,8 @@ func (s *queueStore) Poll(ctx context.Context, a protocol.PollArgs) (protocol.Po
 	}
 	a.DeadMaxCount = max(0, s.cfg.DeadLetterMaxCount)
 	a.DeadMaxAge = max(0, s.cfg.DeadLetterMaxAge)
+	a.ResultMaxCount = max(0, s.cfg.ResultMaxCount)
+	a.ResultMaxAge = max(0, s.cfg.ResultMaxAge)
 	a.QuarantineAfter = max(0, s.cfg.QuarantineAfter)
 	a.IndexOnly = s.c.cfg.NoCarmineWorkers
 	return s.c.pollCall(ctx, s.queue, a)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/gocarmine/mq/internal/engine"
@@ -81,6 +82,9 @@ type Message struct {
 
 	codec Codec
 	lock  *engine.Lock
+
+	resultMu sync.Mutex
+	result   []byte // the encoded result (SetResult); nil for none
 }
 
 // Decode decodes the message into v, a non-nil pointer, with the client's
@@ -215,7 +219,9 @@ func (h *workerHandler) Handle(ctx context.Context, d *engine.Delivery, lock *en
 	if s.Attempt == 1 {
 		w.stats.queueingTime.Add(float64(queueingTime(s)))
 	}
-	return w.call(ctx, msg)
+	err := w.call(ctx, msg)
+	d.Result = msg.takeResult()
+	return err
 }
 
 // queueingTime is Handling.QueueingTime: from when the message was due
@@ -255,10 +261,15 @@ func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err erro
 	c := protocol.Completion{ID: s.ID, Outcome: oc.name, Backoff: oc.backoff}
 	if oc.failed {
 		w.applyRetryPolicy(&c, s.Attempt, oc.err, s.Policy)
-	} else if c.Outcome == protocol.OutcomeSuccess && s.Policy != nil {
-		// A dedupe window (§14) is kept at least as long as the message
-		// asked, whatever window the handler's answer asked for.
-		c.Backoff = max(c.Backoff, s.Policy.UniqueFor)
+	} else if c.Outcome == protocol.OutcomeSuccess {
+		// Only a success keeps its result (docs/protocol.md §21).
+		c.Result = d.Result
+		if s.Policy != nil {
+			// A dedupe window (§14) is kept at least as long as the
+			// message asked, whatever window the handler's answer asked
+			// for.
+			c.Backoff = max(c.Backoff, s.Policy.UniqueFor)
+		}
 	}
 	w.observe(s, took, handlingOutcome(c, oc.failed), err)
 	// Counted once Redis has recorded it (see completionEvents.Recorded).

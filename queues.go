@@ -38,6 +38,10 @@ type QueueCounts struct {
 	Dead int64 `json:"dead"`
 	// Paused tells whether the queue is paused (PauseQueue).
 	Paused bool `json:"paused"`
+	// Results is the number of results kept (Message.SetResult,
+	// Inspector.Result), which the worker's ResultMaxCount and
+	// ResultMaxAge bound.
+	Results int64 `json:"results"`
 }
 
 // QueueCounts returns the queue's counts in one round trip.
@@ -52,7 +56,7 @@ func (in *Inspector) QueueCounts(ctx context.Context, queue string) (QueueCounts
 		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
 	}
 	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total,
-		Dead: n.Dead, Paused: n.Paused}, nil
+		Dead: n.Dead, Paused: n.Paused, Results: n.Results}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a

@@ -82,6 +82,15 @@ type WorkerConfig struct {
 	DeadLetterMaxCount int
 	DeadLetterMaxAge   time.Duration
 
+	// ResultMaxCount and ResultMaxAge bound the queue's results
+	// (Message.SetResult, docs/protocol.md §21): the oldest beyond the
+	// count, and those older than the age, are dropped as new ones come,
+	// at most 100 of each per call. Defaults: DefaultResultMaxCount
+	// (10,000) and DefaultResultMaxAge (24 hours). A negative value takes
+	// the bound away.
+	ResultMaxCount int
+	ResultMaxAge   time.Duration
+
 	// EndOfQueueBackoff gives the end-of-queue sleep after n dry laps in a
 	// row (n from 0 to 4). An enqueue cuts the sleep short. Use Constant for
 	// a fixed time. Times under 10 ms count as 10 ms, so that an idle worker
@@ -193,6 +202,12 @@ func (c *WorkerConfig) withDefaults() WorkerConfig {
 	}
 	if out.DeadLetterMaxAge == 0 {
 		out.DeadLetterMaxAge = DefaultDeadLetterMaxAge
+	}
+	if out.ResultMaxCount == 0 {
+		out.ResultMaxCount = DefaultResultMaxCount
+	}
+	if out.ResultMaxAge == 0 {
+		out.ResultMaxAge = DefaultResultMaxAge
 	}
 	if out.WorkerThreads == 0 {
 		out.WorkerThreads = 1

@@ -224,11 +224,48 @@ type oneMessageJSON struct {
 	// AttemptErrors are the errors of its latest failed attempts, oldest
 	// first, while it is in the queue (api/dead shows a dead letter's).
 	AttemptErrors []attemptErrorJSON `json:"attempt_errors,omitempty"`
+	// Result is the result its handler gave with its success
+	// (mq.Message.SetResult), while the queue keeps it; absent for none.
+	Result *resultJSON `json:"result,omitempty"`
+}
+
+// resultJSON is a message's result (Inspector.Result), its content
+// rendered as a message's is.
+type resultJSON struct {
+	// AtMS is when the success was recorded, Unix ms by the Redis
+	// server's clock.
+	AtMS        int64  `json:"at_ms"`
+	Size        int    `json:"size"`
+	Content     string `json:"content"`
+	DecodeError string `json:"decode_error,omitempty"`
+	Truncated   bool   `json:"truncated,omitempty"`
+}
+
+// resultOf reads the result of message id, nil for none (or when it
+// cannot be read: the message's own view does not fail for it).
+func (h *handler) resultOf(ctx context.Context, queue, id string) *resultJSON {
+	res, err := h.client.Inspector().Result(ctx, queue, id)
+	if err != nil {
+		if !errors.Is(err, mq.ErrNoResult) && !errors.Is(err, mq.ErrResultPending) {
+			h.log.ErrorContext(ctx, "result", "queue", queue, "id", id, "error", err)
+		}
+		return nil
+	}
+	out := &resultJSON{AtMS: res.At.UnixMilli(), Size: len(res.Data)}
+	var v any
+	if err := res.Decode(&v); err != nil {
+		out.DecodeError = err.Error()
+		out.Content, out.Truncated = rawPreview(res.Data, h.opts.MaxContent)
+	} else {
+		out.Content, out.Truncated = renderValue(v, h.opts.MaxContent)
+	}
+	return out
 }
 
 // message answers one message, read in one call (Inspector.Message):
 // ?queue=Q&id=ID. A message not in the queue answers 404, and says
-// whether a dead letter of the id is kept; a queue that does not exist
+// whether a dead letter of the id is kept, and its result, if any, also
+// once it left the queue (one call more); a queue that does not exist
 // answers 404 with an error that says so (mq.ErrQueueNotFound).
 func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -263,6 +300,7 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Requeue = &text
 	}
+	out.Result = h.resultOf(ctx, queue, id)
 	if m.Status == mq.StatusNone {
 		if m.DeadLetter == nil {
 			// Not in the queue: is there such a queue at all?

@@ -25,13 +25,13 @@ local index_only = false
 
 -- A queue's keys of an extension are read only when its features hash
 -- says it uses it: feature_used reads the fields of the extensions the
--- poll and outcomes know (policy, §14; priority, §18) once per call, in
--- one HMGET, when first asked.
+-- poll and outcomes know (policy, §14; priority, §18; results, §21) once
+-- per call, in one HMGET, when first asked.
 local features = nil
 local function feature_used(name)
   if features == nil then
-    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority')
-    features = {policy = v[1] ~= false, priority = v[2] ~= false}
+    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'results')
+    features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false}
   end
   return features[name] == true
 end
@@ -245,6 +245,54 @@ local function trim_dead(now)
   end
 end
 
+-- Results (§21). The bounds come with every call that may write one.
+local results_max_count, results_max_age_ms = 0, 0
+
+-- trim_results drops the results older than results_max_age_ms and the
+-- oldest beyond results_max_count, at most 100 of each per call, as
+-- trim_dead does for dead letters.
+local function trim_results(now)
+  if results_max_age_ms > 0 then
+    local old = redis.call('zrangebyscore', K_RESULTS_INDEX, '-inf', now - results_max_age_ms, 'LIMIT', 0, 100)
+    if #old > 0 then
+      call_each('hdel', K_RESULTS, old)
+      call_each('zrem', K_RESULTS_INDEX, old)
+    end
+  end
+  if results_max_count > 0 then
+    local surplus = redis.call('zcard', K_RESULTS_INDEX) - results_max_count
+    if surplus > 0 then
+      local old = redis.call('zrange', K_RESULTS_INDEX, 0, math.min(surplus, 100) - 1)
+      call_each('hdel', K_RESULTS, old)
+      call_each('zrem', K_RESULTS_INDEX, old)
+    end
+  end
+end
+
+-- keep_result writes result, the bytes a handler gave with mid's success,
+-- as results[mid] = "<now>:<result>", indexed by now in results-index, and
+-- marks the queue as using results (features), so that from this call on
+-- its final outcomes are published (notify_final).
+local function keep_result(mid, result, now)
+  if not feature_used('results') then
+    redis.call('hset', K_FEATURES, 'results', '1')
+    features.results = true
+  end
+  redis.call('hset', K_RESULTS, mid, now .. ':' .. result)
+  redis.call('zadd', K_RESULTS_INDEX, now, mid)
+  trim_results(now)
+end
+
+-- notify_final tells the waiters of a queue that uses results (§21) that
+-- mid is finished (a success, with or without a result, or a dead letter):
+-- a PUBLISH of mid on the channel named as the results key. A waiter
+-- subscribes before it reads, so it misses none.
+local function notify_final(mid)
+  if feature_used('results') then
+    redis.call('publish', K_RESULTS, mid)
+  end
+end
+
 -- enter_window makes mid done, in a dedupe window until at (§6, §14):
 -- the backoff set, indexed in windows, the content emptied (it is never
 -- handed out again; a pending requeue keeps it, as a legacy requeue mark
@@ -288,6 +336,7 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms, window_ms)
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   count_history('d')
   trim_dead(now)
+  notify_final(mid)
   window_ms = math.max(window_ms or 0, window_of(policy))
   if window_ms > 0 then
     enter_window(mid, now + window_ms)
@@ -313,7 +362,8 @@ end
 -- and the message is not done, and answers 'ok'; otherwise it writes
 -- nothing and answers 'lock-lost'. The outcomes (§6, §11):
 --   'success' with no backoff: the message is collected at once, or its
---     pending requeue becomes the message;
+--     pending requeue becomes the message; a result ('' for none) is kept
+--     first (keep_result), and waiters are told (notify_final);
 --   'success' with a backoff: done, in a dedupe window until the backoff
 --     ends (backoffs and windows), its content dropped (it is never
 --     handed out again);
@@ -332,7 +382,7 @@ end
 -- remembers the mids whose lock goes, so that a second outcome for one of
 -- them in the same call reads it as lost, as it would once the lock is
 -- deleted.
-local function record_outcome(mid, token, outcome, backoff_ms, err, now, default_lock_ms, unlocked)
+local function record_outcome(mid, token, outcome, backoff_ms, err, now, default_lock_ms, unlocked, result)
   if unlocked[mid] or collected[mid] then
     return 'lock-lost'
   end
@@ -373,17 +423,21 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
       push_ready('lpush', mid)
       outcomes_wake = true
     end
-  elseif backoff_ms > 0 then -- success, in a dedupe window
-    enter_window(mid, now + backoff_ms)
-  else
-    finish(mid, now, default_lock_ms)
+  else -- success
+    if result and result ~= '' then keep_result(mid, result, now) end
+    if backoff_ms > 0 then -- in a dedupe window
+      enter_window(mid, now + backoff_ms)
+    else
+      finish(mid, now, default_lock_ms)
+    end
+    notify_final(mid)
   end
   gathered.unlock[#gathered.unlock + 1] = mid
   return 'ok'
 end
 
 -- OUTCOME_ARGS is the number of arguments of one outcome.
-local OUTCOME_ARGS = 5
+local OUTCOME_ARGS = 7
 
 -- OUTCOMES are the outcomes record_outcome knows.
 local OUTCOMES = {success = true, retry = true, dead = true, release = true}
@@ -407,7 +461,8 @@ end
 
 -- record_outcomes records the outcomes given in ARGV from index first on,
 -- in groups of OUTCOME_ARGS (mid, token, outcome, backoff in ms, error
--- text), n groups, and answers their results in order. The first #known of
+-- text, the result of a success ('' for none, §21), the follow-ups ('' for
+-- none)), n groups, and answers their results in order. The first #known of
 -- them were recorded by an earlier call whose reply was lost: known holds
 -- their answers, one character each ('o' for 'ok', 'l' for 'lock-lost'),
 -- and they are not recorded again. The gathered writes are flushed before
@@ -425,7 +480,7 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
     else
       local j = first + OUTCOME_ARGS * i
       results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), ARGV[j + 4],
-        now, default_lock_ms, unlocked)
+        now, default_lock_ms, unlocked, ARGV[j + 5])
     end
   end
   flush_gathered()

@@ -34,6 +34,7 @@
 //	mq_queue_messages{queue,state}     gauge  messages by state: queued, locked, backoff, done
 //	mq_queue_total_messages{queue}     gauge  messages in the queue, whatever their state
 //	mq_queue_dead_letters{queue}       gauge  dead letters (Inspector.DeadLetters), not in the total
+//	mq_queue_results{queue}            gauge  results kept (Message.SetResult, Inspector.Result)
 //	mq_queue_paused{queue}             gauge  1 while the queue is paused
 //	mq_history_handlings_last_minute{queue,kind}  gauge  handlings in the last whole minute: processed, failed, dead
 //	mq_history_handlings_last_hour{queue,kind}    gauge  the same over the last 60 whole minutes

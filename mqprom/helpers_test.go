@@ -96,6 +96,7 @@ func queueSamples(q string, queued, locked, backoff, done, total, dead int, paus
 		`mq_queue_dead_letters{queue="` + q + `"}`:             float64(dead),
 		`mq_queue_paused{queue="` + q + `"}`:                   p,
 		`mq_queue_stale{queue="` + q + `"}`:                    0,
+		`mq_queue_results{queue="` + q + `"}`:                  0,
 	}
 }
 

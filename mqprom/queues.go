@@ -65,6 +65,7 @@ type QueueCollector struct {
 	messages, total, dead, paused, stale *prometheus.Desc
 	errorsDesc, errorDesc, durationDesc  *prometheus.Desc
 	lastMinute, lastHour                 *prometheus.Desc
+	results                              *prometheus.Desc
 
 	nameErrors, countErrors atomic.Int64
 
@@ -112,6 +113,9 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 	c.dead = prometheus.NewDesc("mq_queue_dead_letters",
 		"Dead letters of the queue: messages that failed for good or were quarantined, kept out of the queue (mq.QueueCounts.Dead, mq.Inspector.DeadLetters).",
 		[]string{"queue"}, nil)
+	c.results = prometheus.NewDesc("mq_queue_results",
+		"Results the queue keeps: what handlers gave with their successes (mq.Message.SetResult), bounded by the workers' ResultMaxCount and ResultMaxAge (mq.QueueCounts.Results).",
+		[]string{"queue"}, nil)
 	c.paused = prometheus.NewDesc("mq_queue_paused",
 		"1 while the queue is paused (mq.Inspector.PauseQueue), else 0.",
 		[]string{"queue"}, nil)
@@ -139,7 +143,7 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 // Describe sends the descriptions of the collector's metrics.
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.messages, c.total, c.dead, c.paused, c.stale, c.errorsDesc, c.errorDesc, c.durationDesc,
-		c.lastMinute, c.lastHour} {
+		c.lastMinute, c.lastHour, c.results} {
 		ch <- d
 	}
 }
@@ -205,6 +209,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(n.Total), q)
 		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(n.Dead), q)
+		ch <- prometheus.MustNewConstMetric(c.results, prometheus.GaugeValue, float64(n.Results), q)
 		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, bool01(n.Paused), q)
 		c.collectHistory(ch, q, st.hist)
 	}

@@ -23,6 +23,7 @@ type Delivery struct {
 	QueueSize int64
 	Sent      time.Time // when the poll was sent: the lock runs out no sooner than its lock time after
 	Received  time.Time // when the poll's reply came
+	Result    []byte    // the result the handler gave, for a success (set by the root package's Handle)
 }
 
 // stale tells whether a delivery should go back rather than to a handler:

@@ -39,6 +39,7 @@ const (
 	envIdleSleep   = "MQ_FAULT_IDLE_SLEEP"
 	envPoison      = "MQ_FAULT_POISON"
 	envQuarantine  = "MQ_FAULT_QUARANTINE_AFTER"
+	envResults     = "MQ_FAULT_RESULTS"
 )
 
 // PoisonExit is the exit code of a worker process whose handler met a
@@ -80,6 +81,10 @@ type WorkerSpec struct {
 	// and again: a message taken by several of them in turn is not
 	// poison there).
 	QuarantineAfter int
+	// Results makes the handler give a result with each success
+	// (mq.Message.SetResult): "<message id>/<pid>/<handling number>", so
+	// that a reader can tell which handling's result was kept.
+	Results bool
 }
 
 func (s WorkerSpec) env() []string {
@@ -97,6 +102,7 @@ func (s WorkerSpec) env() []string {
 		envIdleSleep + "=" + s.IdleSleep.String(),
 		envPoison + "=" + s.PoisonPrefix,
 		envQuarantine + "=" + strconv.Itoa(s.QuarantineAfter),
+		envResults + "=" + strconv.FormatBool(s.Results),
 	}
 }
 
@@ -118,6 +124,7 @@ func specFromEnv() (WorkerSpec, error) {
 	s.HandlerThreads, _ = strconv.Atoi(os.Getenv(envThreads))
 	s.PoisonPrefix = os.Getenv(envPoison)
 	s.QuarantineAfter, _ = strconv.Atoi(os.Getenv(envQuarantine))
+	s.Results, _ = strconv.ParseBool(os.Getenv(envResults))
 	if len(errs) > 0 {
 		return s, errs[0]
 	}
@@ -186,6 +193,9 @@ func WorkerMain() int {
 			write(Event{Kind: ProcessStalled, StallMS: over.Milliseconds(), Note: "handler overran"})
 		}
 		write(Event{Kind: HandleEnd, ID: m.ID, Handling: n, Cancelled: ctx.Err() != nil})
+		if spec.Results {
+			return m.SetResult(fmt.Sprintf("%s/%d/%d", m.ID, os.Getpid(), n))
+		}
 		return nil
 	})
 	write(Event{Kind: WorkerStart, Note: spec.Queue})

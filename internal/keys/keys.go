@@ -54,6 +54,8 @@ const (
 	PrioHi
 	PrioLo
 	Prio
+	Results
+	ResultsIndex
 	count
 )
 
@@ -159,6 +161,13 @@ var Suffixes = [count]string{
 	// entry), tagged with its first-enqueue time as policy is, so that
 	// its retries and releases go back to its list.
 	Prio: "prio",
+	// results: mid -> "<ms>:<bytes>", the result a handler gave with its
+	// success and when it was recorded, by the server's clock;
+	// results-index orders them by that time, to bound them by age and
+	// count (docs/protocol.md §21). The results name is also the channel
+	// the outcome scripts publish a finished mid on, for waiters.
+	Results:      "results",
+	ResultsIndex: "results-index",
 }
 
 // Count is the number of keys of one queue.

@@ -41,6 +41,9 @@ type Completion struct {
 	// or of an OutcomeRetry after a failure, kept with the message among
 	// its attempts' errors (§17).
 	Error string
+	// Result is the result of an OutcomeSuccess, kept in the queue's
+	// results (§21); nil or empty for none.
+	Result []byte
 }
 
 // Renewal asks to push one lock forward (§7).

@@ -107,6 +107,10 @@ type PollArgs struct {
 	// 0 for no bound.
 	DeadMaxCount int
 	DeadMaxAge   time.Duration
+	// ResultMaxCount and ResultMaxAge bound the queue's results (§21);
+	// 0 for no bound.
+	ResultMaxCount int
+	ResultMaxAge   time.Duration
 	// QuarantineAfter buries a message handed out that many times without
 	// an outcome instead of handing it out again (§11); 0 for never.
 	QuarantineAfter int
@@ -143,7 +147,7 @@ func (a PollArgs) argv() []any {
 	if maxHandles <= 0 {
 		maxHandles = a.MaxSteps
 	}
-	args := make([]any, 0, 18+5*len(a.Completions))
+	args := make([]any, 0, 21+7*len(a.Completions))
 	args = append(args, MS(a.LockTime))
 	for _, d := range a.Sleeps {
 		args = append(args, MS(d))
@@ -153,9 +157,10 @@ func (a PollArgs) argv() []any {
 		max(0, a.DeadMaxCount), MS(max(0, a.DeadMaxAge)), max(0, a.QuarantineAfter), len(a.Completions),
 		boolArg(a.IndexOnly))
 	for _, x := range a.Completions {
-		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error)
+		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error,
+			x.Result, "")
 	}
-	return append(args, max(NotTold, a.Held))
+	return append(args, max(NotTold, a.Held), max(0, a.ResultMaxCount), MS(max(0, a.ResultMaxAge)))
 }
 
 // PollReply is dequeue.lua's answer: the steps taken and the queue size

@@ -145,6 +145,8 @@ type Counts struct {
 	Dead int64
 	// Paused tells whether the queue is paused (pause.lua).
 	Paused bool
+	// Results is the number of results kept (§21).
+	Results int64
 }
 
 // QueueCounts reads the queue's counts in one script call, by the formula
@@ -154,11 +156,11 @@ func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	if len(reply) != 7 {
+	if len(reply) != 8 {
 		return Counts{}, fmt.Errorf("%w: queue counts %v", ErrUnexpectedReply, reply)
 	}
 	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4],
-		Dead: reply[5], Paused: reply[6] == 1}, nil
+		Dead: reply[5], Paused: reply[6] == 1, Results: reply[7]}, nil
 }
 
 // Pause pauses the queue (pause true) or resumes it, in one script call

@@ -1,0 +1,221 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// upperWorker starts a worker of q whose handler answers each string
+// message with its upper case as the result, and "fail" with a final
+// failure, "plain" with a success without a result.
+func upperWorker(t *testing.T, c *Client, q string) *Worker {
+	t.Helper()
+	w, err := c.NewWorker(q, &WorkerConfig{
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			var s string
+			if err := m.Decode(&s); err != nil {
+				return err
+			}
+			switch s {
+			case "fail":
+				require.NoError(t, m.SetResult("not kept"))
+				return Final(errors.New("failed"))
+			case "plain":
+				return nil
+			}
+			return m.SetResult(strings.ToUpper(s))
+		}),
+	})
+	require.NoError(t, err)
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+func enqueueID(t *testing.T, c *Client, q, id string, msg any) {
+	t.Helper()
+	res, err := c.Enqueue(context.Background(), q, msg, &EnqueueOptions{MessageID: id})
+	require.NoError(t, err)
+	require.True(t, res.OK(), "%v", res.Refused)
+}
+
+// TestWaitResult: request and reply, on each kind of server (Cluster
+// included), from a client of its own: a result the handler set; a
+// message that finished without one or became a dead letter answers
+// ErrNoResult, as does one never enqueued; the reading side decodes with
+// its codec.
+func TestWaitResult(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		q := queuetest.QueueName(t)
+		worker := newClient(t, s, nil)
+		asker := newClient(t, s, nil)
+
+		_, err := asker.WaitResult(ctx, q, "never")
+		require.ErrorIs(t, err, ErrNoResult)
+
+		type answer struct {
+			r   Result
+			err error
+		}
+		waits := map[string]chan answer{}
+		for _, id := range []string{"a", "fail", "plain"} {
+			enqueueID(t, asker, q, id, id)
+			ch := make(chan answer, 1)
+			waits[id] = ch
+			go func() {
+				r, err := asker.WaitResult(ctx, q, id)
+				ch <- answer{r, err}
+			}()
+		}
+		upperWorker(t, worker, q)
+
+		a := <-waits["a"]
+		require.NoError(t, a.err)
+		var got string
+		require.NoError(t, a.r.Decode(&got))
+		assert.Equal(t, "A", got)
+		assert.Equal(t, "a", a.r.ID)
+		assert.False(t, a.r.At.IsZero())
+		for _, id := range []string{"fail", "plain"} {
+			assert.ErrorIs(t, (<-waits[id]).err, ErrNoResult, id)
+		}
+
+		r, err := asker.Inspector().Result(ctx, q, "a")
+		require.NoError(t, err)
+		assert.Equal(t, a.r.Data, r.Data)
+		assert.Equal(t, a.r.At, r.At)
+	})
+}
+
+// TestWaitResultThere: a wait that starts after the result was recorded
+// answers it at once, without a worker running.
+func TestWaitResultThere(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		q := queuetest.QueueName(t)
+		c := newClient(t, s, nil)
+		enqueueID(t, c, q, "a", "hello")
+		w := upperWorker(t, c, q)
+		queuetest.WaitFor(t, "the result", func() bool {
+			_, err := c.Inspector().Result(ctx, q, "a")
+			return err == nil
+		})
+		require.NoError(t, w.Stop(ctx))
+		r, err := c.WaitResult(ctx, q, "a")
+		require.NoError(t, err)
+		var got string
+		require.NoError(t, r.Decode(&got))
+		assert.Equal(t, "HELLO", got)
+	})
+}
+
+// TestWaitResultDeadline: a wait for a message no worker handles ends
+// with ctx, its error wrapping ctx's; Inspector.Result answers pending.
+func TestWaitResultDeadline(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		q := queuetest.QueueName(t)
+		c := newClient(t, s, nil)
+		enqueueID(t, c, q, "a", "hello")
+		_, err := c.Inspector().Result(context.Background(), q, "a")
+		assert.ErrorIs(t, err, ErrResultPending)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err = c.WaitResult(ctx, q, "a")
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.NotErrorIs(t, err, ErrResultPending)
+	})
+}
+
+// TestResultTyped: a HandleTypedResult handler's return value is the
+// result; an answer other than success drops it.
+func TestResultTyped(t *testing.T) {
+	s := queuetest.MiniServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := queuetest.QueueName(t)
+	c := newClient(t, s, nil)
+	type sum struct{ A, B int }
+	w, err := c.NewWorker(q, &WorkerConfig{
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandleTypedResult(func(ctx context.Context, m *Message, v sum) (int, error) {
+			if v.A < 0 {
+				return -1, Final(errors.New("negative"))
+			}
+			return v.A + v.B, SucceedWithBackoff(time.Minute)
+		}),
+	})
+	require.NoError(t, err)
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Close() })
+	enqueueID(t, c, q, "ok", sum{2, 3})
+	enqueueID(t, c, q, "bad", sum{-1, 3})
+	r, err := c.WaitResult(ctx, q, "ok")
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, r.Decode(&n))
+	assert.Equal(t, 5, n)
+	_, err = c.WaitResult(ctx, q, "bad")
+	assert.ErrorIs(t, err, ErrNoResult)
+}
+
+// TestResultsCleared: ClearQueues and DeleteMessage remove results.
+func TestResultsCleared(t *testing.T) {
+	s := queuetest.RealServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := queuetest.QueueName(t)
+	c := newClient(t, s, nil)
+	enqueueID(t, c, q, "a", "a")
+	enqueueID(t, c, q, "b", "b")
+	upperWorker(t, c, q)
+	for _, id := range []string{"a", "b"} {
+		_, err := c.WaitResult(ctx, q, id)
+		require.NoError(t, err)
+	}
+	_, err := c.Inspector().DeleteMessage(ctx, q, "a")
+	require.NoError(t, err)
+	_, err = c.Inspector().Result(ctx, q, "a")
+	assert.ErrorIs(t, err, ErrNoResult)
+	_, err = c.Inspector().ClearQueues(ctx, q)
+	require.NoError(t, err)
+	for _, k := range []keys.Index{keys.Results, keys.ResultsIndex} {
+		n, err := s.RDB.Exists(ctx, c.key(q, k)).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, keys.Suffixes[k])
+	}
+}
+
+// TestWaitResultNoneEver: on a queue whose handlers never gave a result,
+// a wait ends with ErrNoResult once the message is handled: the wait
+// marked the queue as using results, so its outcome was published.
+func TestWaitResultNoneEver(t *testing.T) {
+	s := queuetest.RealServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := queuetest.QueueName(t)
+	c := newClient(t, s, nil)
+	enqueueID(t, c, q, "p", "plain")
+	waited := make(chan error, 1)
+	go func() {
+		_, err := c.WaitResult(ctx, q, "p")
+		waited <- err
+	}()
+	queuetest.WaitFor(t, "the wait to mark the queue", func() bool {
+		n, err := s.RDB.HExists(ctx, c.key(q, keys.Features), "results").Result()
+		return err == nil && n
+	})
+	upperWorker(t, c, q)
+	assert.ErrorIs(t, <-waited, ErrNoResult)
+}
