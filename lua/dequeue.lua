@@ -23,14 +23,16 @@
 -- ARGV[17]   n, the number of outcomes to record before polling
 -- ARGV[18]   '1' when no Carmine worker reads the queue (index_only,
 --            outcome.lua; §11), else '0'
--- ARGV[19..] n groups of five: mid, locked_until_ms (the token from a poll
+-- ARGV[19..] n groups of seven: mid, locked_until_ms (the token from a poll
 --            or a renewal), outcome ('success', 'retry', 'dead' or
 --            'release'), backoff in ms (0 for none; for 'dead', the dedupe
 --            window to keep, §14), error text ('' but for 'dead' and a
 --            failed 'retry', attempt-errors.lua); any other outcome fails
 --            the call with an error reply MQOUTCOME before anything is
---            written
--- ARGV[19+5n] held (optional): how many messages the calling worker holds
+--            written; then the result of a success ('' for none, §21), the
+--            follow-ups of a success as the client encoded them ('' for
+--            none), appended to handoffs with the outcome (§22)
+-- ARGV[19+7n] held (optional): how many messages the calling worker holds
 --            besides those this call hands out (absent or negative: not
 --            told); see "Quarantine without innocent victims" below
 --
@@ -326,7 +328,7 @@ end
 -- (nattempts less noutcomes, this hand-out aside; a release uncounts its
 -- attempt). Its loss proves nothing when its process held other messages
 -- too: any of them may have killed it. So a suspect is handed out only
--- to a call whose worker holds nothing (held, ARGV[19+5n], is 0), as the
+-- to a call whose worker holds nothing (held, ARGV[19+7n], is 0), as the
 -- call's only hand-out (step 'solo', which ends the call; the worker
 -- takes nothing more until it is done with it); a call whose worker holds
 -- messages, or that handed out one already, sets it aside (skip
@@ -347,7 +349,7 @@ end
 -- losses in a crowd beyond the first are not charged, but a message
 -- lost 4 x quarantine_after times in all is buried too, so that none
 -- loops for ever. With one handler thread, every loss is charged.
-local held = tonumber(ARGV[19 + 5 * n_outcomes]) or -1
+local held = tonumber(ARGV[19 + 7 * n_outcomes]) or -1
 local handed = {}     -- the mids this call handed out
 local solo_mid = nil  -- the suspect this call handed out alone
 local set_aside = {}  -- suspects this call left for a worker holding nothing

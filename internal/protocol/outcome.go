@@ -41,6 +41,10 @@ type Completion struct {
 	// or of an OutcomeRetry after a failure, kept with the message among
 	// its attempts' errors (§17).
 	Error string
+	// FollowUps are the follow-ups of an OutcomeSuccess, encoded by
+	// EncodeFollowUps (nil for none): appended to the queue's handoffs
+	// with the outcome, for the relay to enqueue (§22).
+	FollowUps []byte
 }
 
 // Renewal asks to push one lock forward (§7).

@@ -143,7 +143,7 @@ func (a PollArgs) argv() []any {
 	if maxHandles <= 0 {
 		maxHandles = a.MaxSteps
 	}
-	args := make([]any, 0, 18+5*len(a.Completions))
+	args := make([]any, 0, 19+7*len(a.Completions))
 	args = append(args, MS(a.LockTime))
 	for _, d := range a.Sleeps {
 		args = append(args, MS(d))
@@ -153,7 +153,8 @@ func (a PollArgs) argv() []any {
 		max(0, a.DeadMaxCount), MS(max(0, a.DeadMaxAge)), max(0, a.QuarantineAfter), len(a.Completions),
 		boolArg(a.IndexOnly))
 	for _, x := range a.Completions {
-		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error)
+		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error,
+			"", x.FollowUps)
 	}
 	return append(args, max(NotTold, a.Held))
 }
