@@ -162,6 +162,9 @@ func (e *completionEvents) Recorded(p engine.Pending) {
 		w.stats.count(cBackoffsSet)
 	}
 	w.handled(p.ID, p.Attempt, o)
+	if p.Relay {
+		w.kickRelay()
+	}
 }
 
 func (e *completionEvents) LockLost(p engine.Pending) {

@@ -135,6 +135,9 @@ type outcome struct {
 	backoff time.Duration
 	failed  bool
 	err     error // for a failure: what the handler said
+	// followUps are a success's follow-ups ([Then]).
+	followUps       []FollowUp
+	followUpsRecord []byte
 }
 
 // Answer is the error form of a handler's answers that are neither plain
@@ -150,6 +153,8 @@ type Answer struct {
 	// Backoff is the wait before the retry, or the dedupe window after the
 	// success.
 	Backoff time.Duration
+	// FollowUps are the messages a success hands off ([Then]).
+	FollowUps []FollowUp
 }
 
 // Error describes the answer.
@@ -179,7 +184,7 @@ func outcomeOf(err error) outcome {
 	if errors.As(err, &a) {
 		switch a.Kind {
 		case OutcomeSucceeded:
-			return outcome{name: protocol.OutcomeSuccess, backoff: a.Backoff}
+			return outcome{name: protocol.OutcomeSuccess, backoff: a.Backoff, followUps: a.FollowUps}
 		case OutcomeRetried:
 			return outcome{name: protocol.OutcomeRetry, backoff: a.Backoff}
 		}
@@ -258,7 +263,17 @@ func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err erro
 			slog.Any("error", err), slog.Any("cause", context.Cause(ctx)))
 		return engine.Pending{}, false
 	}
-	c := protocol.Completion{ID: s.ID, Outcome: oc.name, Backoff: oc.backoff}
+	if len(oc.followUps) > 0 {
+		// Hand-offs (§22): encoded now, appended to handoffs with the
+		// success; one that cannot be makes the handling a failure.
+		fu, err := w.c.encodeFollowUps(w.queue, s.ID, s.LockedUntil, oc.followUps)
+		if err != nil {
+			oc = outcome{name: protocol.OutcomeRetry, failed: true, err: err}
+		} else {
+			oc.followUpsRecord = fu
+		}
+	}
+	c := protocol.Completion{ID: s.ID, Outcome: oc.name, Backoff: oc.backoff, FollowUps: oc.followUpsRecord}
 	if oc.failed {
 		w.applyRetryPolicy(&c, s.Attempt, oc.err, s.Policy)
 	} else if c.Outcome == protocol.OutcomeSuccess {
@@ -273,7 +288,8 @@ func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err erro
 	}
 	w.observe(s, took, handlingOutcome(c, oc.failed), err)
 	// Counted once Redis has recorded it (see completionEvents.Recorded).
-	return engine.Pending{Completion: c, Attempt: s.Attempt, Failed: oc.failed}, true
+	relay := c.FollowUps != nil || (s.Policy != nil && s.Policy.Batch != "")
+	return engine.Pending{Completion: c, Attempt: s.Attempt, Failed: oc.failed, Relay: relay}, true
 }
 
 // Released counts a message given back unhandled, and tells subscribers.

@@ -92,6 +92,14 @@ type Config struct {
 	// Producer's), in order: the first is the outermost (see
 	// [EnqueueMiddleware]). Default: none.
 	EnqueueMiddleware []EnqueueMiddleware
+
+	// HandoffWindow is how long a follow-up's or a batch completion's id
+	// is kept after it was handled, so that the relay delivering it again
+	// (after a crash between its enqueue and the removal of its record)
+	// is refused as a duplicate (docs/protocol.md §22). It bounds how long
+	// a hand-off may wait undelivered and stay exactly once. Default:
+	// DefaultHandoffWindow.
+	HandoffWindow time.Duration
 }
 
 // withDefaults returns a copy of c with every unset field defaulted.
@@ -107,6 +115,7 @@ func (c *Config) withDefaults() Config {
 		out.Logger = slog.Default()
 	}
 	out.MaxMessageSize = cmp.Or(out.MaxMessageSize, DefaultMaxMessageSize)
+	out.HandoffWindow = cmp.Or(out.HandoffWindow, DefaultHandoffWindow)
 	return out
 }
 

@@ -116,7 +116,11 @@ func policyOf(o *EnqueueOptions) (protocol.Policy, error) {
 // publicPolicy answers the policy a handed-out message, a dead letter or a
 // message's status carries, nil for none.
 func publicPolicy(p *protocol.Policy) *Policy {
-	if p == nil || p.IsZero() {
+	if p == nil {
+		return nil
+	}
+	q := *p
+	if q.Batch = ""; q.IsZero() { // (a batch is no policy of its own)
 		return nil
 	}
 	out := &Policy{MaxAttempts: p.MaxAttempts, Timeout: p.Timeout, UniqueFor: p.UniqueFor}

@@ -42,6 +42,10 @@ type Worker struct {
 
 	mu  sync.Mutex
 	run *run // the current or last run; nil before the first Start
+
+	// relayKick wakes the run's relay (handoff.go) after an outcome that
+	// may have left hand-off records.
+	relayKick chan struct{}
 }
 
 // run is one run of a worker, from Start to the return of its last
@@ -68,6 +72,8 @@ type run struct {
 	// schedulerDone is closed when the run's scheduler returned (at
 	// once without one).
 	schedulerDone chan struct{}
+	// relayDone is closed when the run's hand-off relay returned.
+	relayDone chan struct{}
 }
 
 // NewWorker returns a worker for queue, not yet started: Start runs it.
@@ -94,6 +100,8 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 
 		id:    randomID(),
 		epoch: time.Now(),
+
+		relayKick: make(chan struct{}, 1),
 	}
 	w.cfg.Monitor = w.withPollNote(w.cfg.Monitor)
 	w.room = engine.NewRoom(wc.HandlerThreads, wc.Prefetch, wc.Throttle != nil, wc.LockTime)
@@ -207,6 +215,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	r.fetcher.Start(pollCtx, r.deliveries)
 	r.executor.Start(handlersCtx, pollCtx, r.deliveries)
 	r.schedulerDone = w.runScheduler(pollCtx)
+	r.relayDone = w.runRelay(base, pollCtx, r.flusherDone)
 	go func() {
 		// Once the loops are done, no more deliveries come: the handlers
 		// finish what is in hand, give back the rest, and return.
@@ -217,6 +226,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		close(r.loopsDone)
 		<-r.executor.Done()
 		<-r.flusherDone
+		<-r.relayDone
 		// Nothing of the run is left: it leaves the live workers.
 		r.heartbeat.Stop()
 		<-r.heartbeat.Done()

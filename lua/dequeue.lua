@@ -27,10 +27,11 @@
 --            or a renewal), outcome ('success', 'retry', 'dead' or
 --            'release'), backoff in ms (0 for none; for 'dead', the dedupe
 --            window to keep, §14), error text ('' but for 'dead' and a
---            failed 'retry', attempt-errors.lua), the result of a success
---            ('' for none, §21), the follow-ups ('' for none); any other
---            outcome fails the call with an error reply MQOUTCOME before
---            anything is written
+--            failed 'retry', attempt-errors.lua); any other outcome fails
+--            the call with an error reply MQOUTCOME before anything is
+--            written; then the result of a success ('' for none, §21), the
+--            follow-ups of a success as the client encoded them ('' for
+--            none), appended to handoffs with the outcome (§22)
 -- ARGV[19+7n] held (optional): how many messages the calling worker holds
 --            besides those this call hands out (absent or negative: not
 --            told); see "Quarantine without innocent victims" below

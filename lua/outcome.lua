@@ -30,8 +30,9 @@ local index_only = false
 local features = nil
 local function feature_used(name)
   if features == nil then
-    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'results')
+    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'results', 'handoffs', 'batches')
     features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false}
+    features.handoffs, features.batches = v[4] ~= false, v[5] ~= false
   end
   return features[name] == true
 end
@@ -91,6 +92,45 @@ local function window_of(p)
     i = i + 4 + len
   end
   return 0
+end
+
+-- Follow-ups and batches (§22). batch_of answers the batch an encoded
+-- policy names (its ninth field, "<b>\n<completion queue>"), '' for none.
+local function batch_of(p)
+  local i, n = 1, 0
+  while i + 3 <= #p do
+    local a, b, c, d = string.byte(p, i, i + 3)
+    local len = a + 256 * b + 65536 * c + 16777216 * d
+    n = n + 1
+    if n == 9 then return string.sub(p, i + 4, i + 3 + len) end
+    i = i + 4 + len
+  end
+  return ''
+end
+
+-- tick_batch appends to handoffs the tick of mid's final outcome (kind 's'
+-- success, 'd' dead) when mid is a member of a batch: "T<kind>\n<first
+-- enqueue time>\n<batch>\n<completion queue>\n<mid>", which the relay
+-- counts in the completion queue's batches (batch-tick.lua), once per
+-- message (the tick's id is the mid and its first-enqueue time udt, read
+-- when not given).
+local function tick_batch(mid, udt, kind)
+  if not feature_used('batches') then return end
+  udt = udt or redis.call('hget', K_UDTS, mid) or ''
+  local b = batch_of(policy_of(mid, udt))
+  if b == '' then return end
+  redis.call('rpush', K_HANDOFFS, 'T' .. kind .. '\n' .. udt .. '\n' .. b .. '\n' .. mid)
+end
+
+-- hand_off appends a success's follow-ups, as the client encoded them,
+-- to handoffs, for the relay to enqueue (§22).
+local function hand_off(followups)
+  if followups == nil or followups == '' then return end
+  redis.call('rpush', K_HANDOFFS, followups)
+  if not feature_used('handoffs') then
+    redis.call('hset', K_FEATURES, 'handoffs', '1')
+    features.handoffs = true
+  end
 end
 
 -- Gathered writes. Within one call, the due entries written (each a
@@ -332,6 +372,7 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms, window_ms)
   local items = {content, reason, err, tostring(attempts), udt, tostring(now), lock_ms, pack(errors)}
   local policy = policy_of(mid, udt)
   if policy ~= '' then items[9] = policy end
+  tick_batch(mid, udt, 'd')
   redis.call('hset', K_DEAD, mid, pack4(items))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   count_history('d')
@@ -382,7 +423,7 @@ end
 -- remembers the mids whose lock goes, so that a second outcome for one of
 -- them in the same call reads it as lost, as it would once the lock is
 -- deleted.
-local function record_outcome(mid, token, outcome, backoff_ms, err, now, default_lock_ms, unlocked, result)
+local function record_outcome(mid, token, outcome, backoff_ms, err, now, default_lock_ms, unlocked, result, followups)
   if unlocked[mid] or collected[mid] then
     return 'lock-lost'
   end
@@ -390,6 +431,10 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'lock-lost'
   end
   unlocked[mid] = true
+  if outcome == 'success' then -- (before finish, which may rewrite udts)
+    hand_off(followups)
+    tick_batch(mid, nil, 's')
+  end
   if outcome ~= 'release' then
     count_history('p')
     if outcome ~= 'success' then count_history('f') end
@@ -480,7 +525,7 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
     else
       local j = first + OUTCOME_ARGS * i
       results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), ARGV[j + 4],
-        now, default_lock_ms, unlocked, ARGV[j + 5])
+        now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6])
     end
   end
   flush_gathered()

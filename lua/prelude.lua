@@ -1,14 +1,14 @@
 -- prelude.lua: composed in front of every script that binds all of a
 -- queue's keys, after lib.lua, by internal/protocol.
 --
--- KEYS[1..40]: every key of one queue, in the order of internal/keys:
+-- KEYS[1..43]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
 --   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
 --   isleep-a, isleep-b (Carmine's), then lock-aliases, enqueue-receipts,
 --   enqueue-receipts-prev, poll-receipts, poll-receipts-prev, paused, due,
 --   windows, noutcomes, dead, dead-index, workers, worker-info, meta, resumed,
 --   history, attempt-errors, nsolo, features, policy, prio-hi, prio-lo, prio,
---   results, results-index
+--   results, results-index, handoffs, batches, batch-seen
 --   (beyond Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
 -- so that Redis Cluster routes every call to the queue's slot.
@@ -52,6 +52,9 @@ local K_PRIO_LO               = KEYS[37]
 local K_PRIO                  = KEYS[38]
 local K_RESULTS               = KEYS[39]
 local K_RESULTS_INDEX         = KEYS[40]
+local K_HANDOFFS              = KEYS[41]
+local K_BATCHES               = KEYS[42]
+local K_BATCH_SEEN            = KEYS[43]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'

@@ -107,6 +107,16 @@ type Report struct {
 	WorkerExits         int
 	LockLost, Abandoned int64
 
+	// Hand-offs (a pipeline, WorkerSpec.Pipeline): Handoffs counts the ids
+	// handled that a handling handed off (their starts name a Parent).
+	// HandoffsLost counts the ids with a completed handling that hands
+	// off but no hand-off of theirs ever handled; HandoffsDuplicated the
+	// extra ids handed off by one id (an id with n > 1 adds n-1);
+	// HandoffsReenqueued the extra first attempts of a handed-off id (a
+	// hand-off enqueued again after it was handled: its attempt count
+	// starts over).
+	Handoffs, HandoffsLost, HandoffsDuplicated, HandoffsReenqueued int
+
 	// Faults counts fault events by kind.
 	Faults map[Kind]int
 
@@ -225,9 +235,10 @@ func Check(events []Event) Report {
 		if slices.ContainsFunc(hs, func(h *handling) bool { return h.end != nil }) {
 			r.Handled++
 		}
-		if len(c.attempts[id]) == 0 {
+		relayed := hs[0].start.Parent != "" // a hand-off: enqueued by a relay
+		if !relayed && len(c.attempts[id]) == 0 {
 			r.Stray++
-		} else if !acked[id] {
+		} else if !relayed && !acked[id] {
 			r.FailedButHandled++
 		}
 		if len(hs) < 2 {
@@ -256,10 +267,51 @@ func Check(events []Event) Report {
 			}
 		}
 	}
-	for _, xs := range [][]string{lost, unexpected, overlaps} {
+	handoffs := checkHandoffs(&r, byID)
+	for _, xs := range [][]string{lost, unexpected, overlaps, handoffs} {
 		r.Examples = append(r.Examples, xs[:min(len(xs), maxExamples)]...)
 	}
 	return r
+}
+
+// checkHandoffs counts the Handoffs numbers of r, and answers examples.
+func checkHandoffs(r *Report, byID map[string][]*handling) []string {
+	children := map[string]map[string]bool{}
+	for id, hs := range byID {
+		if p := hs[0].start.Parent; p != "" {
+			r.Handoffs++
+			if children[p] == nil {
+				children[p] = map[string]bool{}
+			}
+			children[p][id] = true
+			firsts := 0
+			for _, h := range hs {
+				if h.start.Attempt == 1 {
+					firsts++
+				}
+			}
+			if firsts > 1 {
+				r.HandoffsReenqueued += firsts - 1
+			}
+		}
+	}
+	var bad []string
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		hs := byID[id]
+		if !slices.ContainsFunc(hs, func(h *handling) bool { return h.start.HandsOff }) {
+			continue
+		}
+		n := len(children[id])
+		if n == 0 && slices.ContainsFunc(hs, func(h *handling) bool { return h.end != nil }) {
+			r.HandoffsLost++
+			bad = append(bad, fmt.Sprintf("hand-off lost: %s handled %d times, nothing it handed off handled", id, len(hs)))
+		}
+		if n > 1 {
+			r.HandoffsDuplicated += n - 1
+			bad = append(bad, fmt.Sprintf("hand-off duplicated: %s handed off %v", id, slices.Sorted(maps.Keys(children[id]))))
+		}
+	}
+	return bad[:min(len(bad), maxExamples)]
 }
 
 // explain returns why s, a start of the id after p's, is explained, or ""
@@ -363,6 +415,10 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "  handlings: %d starts, %d ids handled, %d stray\n", r.Starts, r.Handled, r.Stray)
 	if len(r.ByCause) > 0 {
 		fmt.Fprintf(&b, "  attributed to: %s\n", joinCounts(r.ByCause))
+	}
+	if r.Handoffs > 0 || r.HandoffsLost > 0 {
+		fmt.Fprintf(&b, "  hand-offs: %d handled, %d lost, %d duplicated, %d enqueued again\n",
+			r.Handoffs, r.HandoffsLost, r.HandoffsDuplicated, r.HandoffsReenqueued)
 	}
 	fmt.Fprintf(&b, "  workers: %d exits, LockLost %d, Abandoned %d\n", r.WorkerExits, r.LockLost, r.Abandoned)
 	if len(r.Faults) > 0 {

@@ -307,3 +307,41 @@ func TestCheckStalled(t *testing.T) {
 		check(t)
 	require.Equal(t, 1, rep.Unexpected)
 }
+
+// handedOff records a handling of id, handed off by parent (handsOff: it
+// hands off in turn), in pid from ms to end.
+func (r *run) handedOff(id, parent string, handsOff bool, pid, attempt, ms, end int) *run {
+	r.n++
+	r.add(ms, Event{PID: pid, Kind: HandleStart, ID: id, Handling: r.n, Attempt: attempt, LockMS: 1000,
+		Queue: "b", Parent: parent, HandsOff: handsOff})
+	if end >= 0 {
+		r.add(end, Event{PID: pid, Kind: HandleEnd, ID: id, Handling: r.n})
+	}
+	return r
+}
+
+// TestCheckHandoffs: the checker counts a pipeline's hand-offs lost (a
+// completed handling that hands off, nothing handed off by it handled),
+// duplicated (two ids handed off by one) and enqueued again (a handed-off
+// id handled at attempt 1 twice), and takes handed-off ids for no strays.
+func TestCheckHandoffs(t *testing.T) {
+	t.Parallel()
+	start := func(r *run, id string, ms int) *run {
+		r.n++
+		r.add(ms, Event{PID: 2, Kind: HandleStart, ID: id, Handling: r.n, Attempt: 1, LockMS: 1000, HandsOff: true})
+		r.add(ms+5, Event{PID: 2, Kind: HandleEnd, ID: id, Handling: r.n})
+		return r
+	}
+	r := newRun().enqueued("a", "b", "c")
+	start(r, "a", 10).handedOff("a/1/0", "a", false, 2, 1, 20, 30)
+	start(r, "b", 10).handedOff("b/1/0", "b", false, 2, 1, 20, 30).handedOff("b/2/0", "b", false, 3, 1, 20, 30)
+	start(r, "c", 10)
+	r.handedOff("a/1/0", "a", false, 3, 1, 40, 50)
+	rep := r.check(t)
+	require.Equal(t, 3, rep.Handoffs)
+	require.Equal(t, 1, rep.HandoffsLost, "c")
+	require.Equal(t, 1, rep.HandoffsDuplicated, "b")
+	require.Equal(t, 1, rep.HandoffsReenqueued, "a/1/0")
+	require.Zero(t, rep.Stray)
+	require.Zero(t, rep.Lost)
+}

@@ -98,6 +98,13 @@ type Event struct {
 	Note      string     `json:"note,omitempty"`
 	StallMS   int64      `json:"stall_ms,omitempty"`
 	Counts    *mq.Counts `json:"counts,omitempty"`
+	// Queue, Parent and HandsOff are set on the HandleStart events of a
+	// pipeline of hand-offs (WorkerSpec.Pipeline): the queue of a handling
+	// after the first step, the id of the message that handed it off, and
+	// whether this step hands off in turn.
+	Queue    string `json:"queue,omitempty"`
+	Parent   string `json:"parent,omitempty"`
+	HandsOff bool   `json:"hands_off,omitempty"`
 }
 
 // LockTime is the event's lock time.

@@ -2,11 +2,13 @@ package fault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +42,8 @@ const (
 	envPoison      = "MQ_FAULT_POISON"
 	envQuarantine  = "MQ_FAULT_QUARANTINE_AFTER"
 	envResults     = "MQ_FAULT_RESULTS"
+	envPipeline    = "MQ_FAULT_PIPELINE"
+	envExtra       = "MQ_FAULT_EXTRA_QUEUES"
 )
 
 // PoisonExit is the exit code of a worker process whose handler met a
@@ -85,6 +89,18 @@ type WorkerSpec struct {
 	// (mq.Message.SetResult): "<message id>/<pid>/<handling number>", so
 	// that a reader can tell which handling's result was kept.
 	Results bool
+	// Pipeline, when set, names the queues after Queue in a pipeline of
+	// hand-offs (docs/protocol.md §22): the process runs a worker on each,
+	// and the handler of each but the last hands its message's id off to
+	// the next queue (mq.Then); the handlings of those queues write their
+	// queue, the id that handed them off (Parent) and whether they hand off
+	// in turn to their HandleStart events.
+	Pipeline []string
+	// Extra names more queues the process handles, whose messages are
+	// enqueued by the library itself (a batch's completion): their
+	// handlings write their queue, their content as Parent, and a batch
+	// completion's counts as Note.
+	Extra []string
 }
 
 func (s WorkerSpec) env() []string {
@@ -103,6 +119,8 @@ func (s WorkerSpec) env() []string {
 		envPoison + "=" + s.PoisonPrefix,
 		envQuarantine + "=" + strconv.Itoa(s.QuarantineAfter),
 		envResults + "=" + strconv.FormatBool(s.Results),
+		envPipeline + "=" + strings.Join(s.Pipeline, ","),
+		envExtra + "=" + strings.Join(s.Extra, ","),
 	}
 }
 
@@ -125,6 +143,12 @@ func specFromEnv() (WorkerSpec, error) {
 	s.PoisonPrefix = os.Getenv(envPoison)
 	s.QuarantineAfter, _ = strconv.Atoi(os.Getenv(envQuarantine))
 	s.Results, _ = strconv.ParseBool(os.Getenv(envResults))
+	if p := os.Getenv(envPipeline); p != "" {
+		s.Pipeline = strings.Split(p, ",")
+	}
+	if x := os.Getenv(envExtra); x != "" {
+		s.Extra = strings.Split(x, ",")
+	}
 	if len(errs) > 0 {
 		return s, errs[0]
 	}
@@ -177,49 +201,84 @@ func WorkerMain() int {
 	}
 	stallAt := max(spec.LockTime/4, 50*time.Millisecond)
 	var handlings atomic.Int64
-	handler := mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
-		n := handlings.Add(1)
-		start := hist.Now()
-		write(Event{Kind: HandleStart, ID: m.ID, Handling: n, Attempt: m.Attempt,
-			LockMS: m.LockTime.Milliseconds(), Renew: spec.RenewLocks})
-		if spec.PoisonPrefix != "" && strings.HasPrefix(m.ID, spec.PoisonPrefix) {
-			os.Exit(PoisonExit) // the process dies with every message it holds
-		}
-		t := time.NewTimer(spec.HandleFor)
-		<-t.C
-		// A handling that overran its time by much was stalled, whether the
-		// whole process was or only this goroutine (a slow write, say).
-		if over := hist.Now().Sub(start) - spec.HandleFor; over >= stallAt {
-			write(Event{Kind: ProcessStalled, StallMS: over.Milliseconds(), Note: "handler overran"})
-		}
-		write(Event{Kind: HandleEnd, ID: m.ID, Handling: n, Cancelled: ctx.Err() != nil})
-		if spec.Results {
-			return m.SetResult(fmt.Sprintf("%s/%d/%d", m.ID, os.Getpid(), n))
-		}
-		return nil
-	})
+	queues := append([]string{spec.Queue}, spec.Pipeline...)
+	handlerOf := func(stage int) mq.Handler {
+		return mq.HandlerFunc(func(ctx context.Context, m *mq.Message) error {
+			n := handlings.Add(1)
+			start := hist.Now()
+			ev := Event{Kind: HandleStart, ID: m.ID, Handling: n, Attempt: m.Attempt,
+				LockMS: m.LockTime.Milliseconds(), Renew: spec.RenewLocks}
+			if stage >= len(queues) { // an extra queue
+				ev.Queue = m.Queue
+				if err := m.Decode(&ev.Parent); err != nil {
+					return err
+				}
+				if bc, ok := m.BatchCounts(); ok {
+					ev.Note = fmt.Sprintf("succeeded %d dead %d", bc.Succeeded, bc.Dead)
+				}
+			} else if len(queues) > 1 {
+				ev.HandsOff = stage < len(queues)-1
+				if stage > 0 {
+					ev.Queue = queues[stage]
+					if err := m.Decode(&ev.Parent); err != nil {
+						return err
+					}
+				}
+			}
+			write(ev)
+			if spec.PoisonPrefix != "" && strings.HasPrefix(m.ID, spec.PoisonPrefix) {
+				os.Exit(PoisonExit) // the process dies with every message it holds
+			}
+			t := time.NewTimer(spec.HandleFor)
+			<-t.C
+			// A handling that overran its time by much was stalled, whether the
+			// whole process was or only this goroutine (a slow write, say).
+			if over := hist.Now().Sub(start) - spec.HandleFor; over >= stallAt {
+				write(Event{Kind: ProcessStalled, StallMS: over.Milliseconds(), Note: "handler overran"})
+			}
+			write(Event{Kind: HandleEnd, ID: m.ID, Handling: n, Cancelled: ctx.Err() != nil})
+			if stage < len(queues)-1 {
+				return mq.Then(mq.FollowUp{Queue: queues[stage+1], Message: m.ID})
+			}
+			if spec.Results {
+				return m.SetResult(fmt.Sprintf("%s/%d/%d", m.ID, os.Getpid(), n))
+			}
+			return nil
+		})
+	}
 	write(Event{Kind: WorkerStart, Note: spec.Queue})
-	w, err := client.StartWorker(context.Background(), spec.Queue, &mq.WorkerConfig{
-		Handler:           handler,
-		LockTime:          spec.LockTime,
-		NoLockRenewal:     !spec.RenewLocks,
-		QuarantineAfter:   quarantineAfter(spec.QuarantineAfter),
-		HandlerThreads:    spec.HandlerThreads,
-		EndOfQueueBackoff: mq.Constant(spec.IdleSleep),
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fault worker:", err)
-		return 2
+	var ws []*mq.Worker
+	for i, q := range append(slices.Clip(queues), spec.Extra...) {
+		w, err := client.StartWorker(context.Background(), q, &mq.WorkerConfig{
+			Handler:           handlerOf(i),
+			LockTime:          spec.LockTime,
+			NoLockRenewal:     !spec.RenewLocks,
+			QuarantineAfter:   quarantineAfter(spec.QuarantineAfter),
+			HandlerThreads:    spec.HandlerThreads,
+			EndOfQueueBackoff: mq.Constant(spec.IdleSleep),
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fault worker:", err)
+			return 2
+		}
+		ws = append(ws, w)
 	}
 	stopWatch := watchStalls(hist, stallAt, write)
 	<-stop
 	stopWatch()
 	ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
-	err = w.Stop(ctx)
+	var stopErrs []error
+	var counts mq.Counts
+	for _, w := range ws {
+		stopErrs = append(stopErrs, w.Stop(ctx))
+		c := w.Stats().Counts
+		counts.LockLost += c.LockLost
+		counts.Abandoned += c.Abandoned
+		counts.Succeeded += c.Succeeded
+	}
 	cancel()
-	counts := w.Stats().Counts
 	exit := Event{Kind: WorkerExit, Counts: &counts}
-	if err != nil {
+	if err := errors.Join(stopErrs...); err != nil {
 		exit.Err = err.Error()
 	}
 	write(exit)

@@ -56,6 +56,9 @@ const (
 	Prio
 	Results
 	ResultsIndex
+	Handoffs
+	Batches
+	BatchSeen
 	count
 )
 
@@ -168,6 +171,21 @@ var Suffixes = [count]string{
 	// the outcome scripts publish a finished mid on, for waiters.
 	Results:      "results",
 	ResultsIndex: "results-index",
+	// handoffs: records still to deliver, each a string (docs/protocol.md
+	// §22): the follow-ups of one success ("F"), a batch member's final
+	// outcome to tick its batch with ("T"), a completed batch's
+	// completion to enqueue ("C"). The outcome script appends them with
+	// the outcome; a relay delivers each, then removes it.
+	Handoffs: "handoffs",
+	// batches: per batch b of which this queue receives the completion,
+	// "<b>" -> the completion message (encoded by the client), "<b>:n" ->
+	// the number of members, "<b>:s" and "<b>:d" -> members succeeded and
+	// dead, "<b>:at" -> when it was enqueued, "<b>:done" -> when it
+	// completed (§22).
+	Batches: "batches",
+	// batch-seen: the member ticks a batch of this queue counted, by
+	// when, so that a tick delivered twice counts once (§22).
+	BatchSeen: "batch-seen",
 }
 
 // Count is the number of keys of one queue.

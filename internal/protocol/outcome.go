@@ -44,6 +44,10 @@ type Completion struct {
 	// Result is the result of an OutcomeSuccess, kept in the queue's
 	// results (§21); nil or empty for none.
 	Result []byte
+	// FollowUps are the follow-ups of an OutcomeSuccess, encoded by
+	// EncodeFollowUps (nil for none): appended to the queue's handoffs
+	// with the outcome, for the relay to enqueue (§22).
+	FollowUps []byte
 }
 
 // Renewal asks to push one lock forward (§7).

@@ -23,6 +23,10 @@ type Policy struct {
 	// UniqueFor is the dedupe window kept after the message's success or
 	// death; 0 for none.
 	UniqueFor time.Duration
+	// Batch names the batch the message is a member of (docs/protocol.md
+	// §22), as BatchRef builds it: its final outcome ticks the batch. ""
+	// for none. Encoded as field 8, only when set.
+	Batch string
 }
 
 // BackoffSpec is a retry backoff that can travel: a kind and its numbers,
@@ -59,6 +63,9 @@ func EncodePolicy(p Policy) []byte {
 		strconv.FormatFloat(p.Backoff.Jitter, 'g', -1, 64),
 		strconv.FormatInt(MS(p.Timeout), 10),
 		strconv.FormatInt(MS(p.UniqueFor), 10),
+	}
+	if p.Batch != "" {
+		fields = append(fields, p.Batch)
 	}
 	var b []byte
 	for _, f := range fields {
@@ -104,5 +111,8 @@ func DecodePolicy(b []byte) (Policy, error) {
 	}
 	p.Timeout = time.Duration(num(fields[6])) * time.Millisecond
 	p.UniqueFor = time.Duration(num(fields[7])) * time.Millisecond
+	if len(fields) > 8 {
+		p.Batch = fields[8]
+	}
 	return p, err
 }

@@ -158,7 +158,7 @@ func (a PollArgs) argv() []any {
 		boolArg(a.IndexOnly))
 	for _, x := range a.Completions {
 		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error,
-			x.Result, "")
+			x.Result, x.FollowUps)
 	}
 	return append(args, max(NotTold, a.Held), max(0, a.ResultMaxCount), MS(max(0, a.ResultMaxAge)))
 }

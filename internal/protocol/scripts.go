@@ -40,6 +40,7 @@ var scriptParts = map[string][]string{
 	"tick":         {"lib", "tick"}, // binds its own few keys: no prelude
 	"schedules":    {"lib", "schedules"},
 	"result":       {"lib", "prelude", "status", "result"},
+	"batch-tick":   {"lib", "prelude", "batch-tick"},
 }
 
 // The composed scripts, set by Load.
@@ -48,6 +49,7 @@ var (
 	deleteScript, pauseScript, deadScript, heartbeatScript, historyScript *redis.Script
 	tickScript, schedulesScript *redis.Script
 	resultScript                *redis.Script
+	batchTickScript             *redis.Script
 )
 
 // luaFiles holds the .lua files the scripts are composed from, by file
@@ -76,6 +78,7 @@ func Load(luaFS fs.FS) {
 	tickScript = composeScript("tick")
 	schedulesScript = composeScript("schedules")
 	resultScript = composeScript("result")
+	batchTickScript = composeScript("batch-tick")
 }
 
 // composeSource joins the named files of lua/ into one script text.

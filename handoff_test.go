@@ -1,0 +1,220 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestHandoffPipeline: A hands off to B and B to C (docs/protocol.md
+// §22); every C is handled once, under the id derived from its handling,
+// and no record is left behind; on miniredis, Redis and in the cluster
+// layout, where A, B and C live in different slots.
+func TestHandoffPipeline(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		c := newClient(t, s, nil)
+		qa := queuetest.QueueName(t)
+		qb, qc := qa+"-b", qa+"-c"
+		const n = 40
+		var mu sync.Mutex
+		seen := map[string]int{} // C's content -> handlings
+		var ids []string
+		all := make(chan struct{})
+		hand := func(to string) Handler {
+			return HandlerFunc(func(ctx context.Context, m *Message) error {
+				var v string
+				if err := m.Decode(&v); err != nil {
+					return err
+				}
+				return Then(FollowUp{Queue: to, Message: v})
+			})
+		}
+		cfg := func(h Handler) *WorkerConfig {
+			return &WorkerConfig{Handler: h, EndOfQueueBackoff: Constant(20 * time.Millisecond)}
+		}
+		startSubscribed(t, c, qa, cfg(hand(qb)))
+		startSubscribed(t, c, qb, cfg(hand(qc)))
+		startSubscribed(t, c, qc, cfg(HandlerFunc(func(ctx context.Context, m *Message) error {
+			var v string
+			require.NoError(t, m.Decode(&v))
+			mu.Lock()
+			defer mu.Unlock()
+			seen[v]++
+			ids = append(ids, m.ID)
+			if len(seen) == n {
+				close(all)
+			}
+			return nil
+		})))
+		for i := range n {
+			enqueue(t, c, qa, fmt.Sprint("v", i), nil)
+		}
+		select {
+		case <-all:
+		case <-time.After(60 * time.Second):
+			t.Fatal("not every C handled")
+		}
+		queuetest.WaitFor(t, "the relays done", func() bool {
+			for _, q := range []string{qa, qb} {
+				if k, err := c.Inspector().PendingHandoffs(ctx, q); err != nil || k != 0 {
+					return false
+				}
+			}
+			return true
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		for v, k := range seen {
+			assert.Equal(t, 1, k, "%s handled once", v)
+		}
+		for _, id := range ids {
+			assert.Regexp(t, `^.+/\d+/0/\d+/0$`, id, "derived from B's handling, itself derived from A's")
+		}
+	})
+}
+
+// TestHandoffRelayedTwice: a record delivered again (its relay died before
+// removing it) enqueues nothing more, neither while the follow-up waits
+// nor after it was handled: the follow-up's dedupe window refuses it.
+func TestHandoffRelayedTwice(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	ctx := context.Background()
+	c := newClient(t, s, nil)
+	qa := queuetest.QueueName(t)
+	qb := qa + "-b"
+	rec, err := c.encodeFollowUps(qa, "p", 42, []FollowUp{{Queue: qb, Message: "x"}})
+	require.NoError(t, err)
+	push := func() { require.NoError(t, s.RDB.RPush(ctx, s.Key(qa, keys.Handoffs), rec).Err()) }
+
+	push()
+	push() // two relays at once, or one that died after the enqueue
+	k, err := c.relay(ctx, qa)
+	require.NoError(t, err)
+	assert.Equal(t, 2, k)
+	assert.Equal(t, int64(0), pending(t, c, qa))
+	n, err := c.Inspector().QueueCounts(ctx, qb)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n.Queued, "enqueued once")
+
+	handled := make(chan string, 10)
+	_, ev := startSubscribed(t, c, qb, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error { handled <- m.ID; return nil })})
+	waitAllSucceeded(t, ev, "p/42/0")
+	push()
+	_, err = c.relay(ctx, qa)
+	require.NoError(t, err)
+	st, err := c.Inspector().MessageStatus(ctx, qb, "p/42/0")
+	require.NoError(t, err)
+	assert.NotEqual(t, StatusQueued, st, "not enqueued again after its handling")
+	assert.Len(t, handled, 1)
+}
+
+func pending(t *testing.T, c *Client, q string) int64 {
+	t.Helper()
+	n, err := c.Inspector().PendingHandoffs(context.Background(), q)
+	require.NoError(t, err)
+	return n
+}
+
+// TestHandoffLockLost: a success whose lock was lost hands off nothing.
+func TestHandoffLockLost(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	ctx := context.Background()
+	c := newClient(t, s, nil)
+	qa := queuetest.QueueName(t)
+	enqueue(t, c, qa, "x", &EnqueueOptions{MessageID: "m"})
+	release := make(chan struct{})
+	_, ev := startSubscribed(t, c, qa, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		NoLockRenewal: true, LockTime: time.Second, HandlerThreads: 2,
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			if m.Attempt == 1 {
+				<-release
+				return Then(FollowUp{Message: "lost"})
+			}
+			return nil
+		})})
+	// The lock runs out and the message is taken again: the first
+	// handling's late success is fenced off.
+	assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "m", 2))
+	close(release)
+	waitOutcomes(t, ev, map[Outcome]int{OutcomeLockLost: 1})
+	assert.Equal(t, int64(0), pending(t, c, qa))
+	n, err := c.Inspector().QueueCounts(ctx, qa)
+	require.NoError(t, err)
+	assert.EqualValues(t, 0, n.Queued, "no follow-up enqueued")
+}
+
+// TestBatchCompletes: a batch's completion is enqueued once its last
+// member finished, once, with the members' counts; Inspector.Batch shows
+// its progress.
+func TestBatchCompletes(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		c := newClient(t, s, nil)
+		q1 := queuetest.QueueName(t)
+		q2, qd := q1+"-2", q1+"-done"
+		var members []BatchMessage
+		for i := range 20 {
+			q := q1
+			if i%2 == 1 {
+				q = q2
+			}
+			members = append(members, BatchMessage{Queue: q, Message: i})
+		}
+		b, res, err := c.EnqueueBatch(ctx, members, BatchMessage{Queue: qd, Message: "all done"})
+		require.NoError(t, err)
+		require.Len(t, res, 20)
+		info, err := c.Inspector().Batch(ctx, qd, b)
+		require.NoError(t, err)
+		assert.EqualValues(t, 20, info.Members)
+		assert.Zero(t, info.Finished())
+		assert.True(t, info.Done.IsZero())
+
+		h := HandlerFunc(func(ctx context.Context, m *Message) error {
+			var i int
+			require.NoError(t, m.Decode(&i))
+			if i%5 == 0 {
+				return Final(errors.New("no"))
+			}
+			return nil
+		})
+		cfg := &WorkerConfig{Handler: h, EndOfQueueBackoff: Constant(20 * time.Millisecond)}
+		startSubscribed(t, c, q1, cfg)
+		startSubscribed(t, c, q2, cfg)
+		got := make(chan BatchCounts, 10)
+		startSubscribed(t, c, qd, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
+			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+				bc, ok := m.BatchCounts()
+				assert.True(t, ok)
+				got <- bc
+				return nil
+			})})
+		select {
+		case bc := <-got:
+			assert.Equal(t, BatchCounts{Batch: b, Succeeded: 16, Dead: 4}, bc)
+		case <-time.After(60 * time.Second):
+			t.Fatal("no completion")
+		}
+		info, err = c.Inspector().Batch(ctx, qd, b)
+		require.NoError(t, err)
+		assert.EqualValues(t, 16, info.Succeeded)
+		assert.EqualValues(t, 4, info.Dead)
+		assert.False(t, info.Done.IsZero())
+		// Delivered again, a tick counts nothing and the completion is not
+		// enqueued again.
+		_, err = c.relay(ctx, q1)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+	})
+}

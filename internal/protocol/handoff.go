@@ -1,0 +1,192 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// FollowUp is one message a success hands off (docs/protocol.md §22): its
+// target queue and the message as an enqueue takes it, its id already
+// derived or given.
+type FollowUp struct {
+	Queue string         `msgpack:"q"`
+	Msg   EnqueueMessage `msgpack:"m"`
+}
+
+// The kinds of handoffs records, their first byte.
+const (
+	HandoffFollowUps  = 'F' // the follow-ups of one success
+	HandoffTick       = 'T' // a batch member's final outcome
+	HandoffCompletion = 'C' // a completed batch's completion, to enqueue
+)
+
+// EncodeFollowUps encodes the follow-ups of one success as one handoffs
+// record.
+func EncodeFollowUps(fs []FollowUp) ([]byte, error) {
+	b, err := msgpack.Marshal(fs)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{HandoffFollowUps}, b...), nil
+}
+
+// Handoff is one decoded handoffs record.
+type Handoff struct {
+	// Raw is the record as stored, to remove it by.
+	Raw string
+	// Kind is HandoffFollowUps, HandoffTick or HandoffCompletion.
+	Kind byte
+	// FollowUps are a HandoffFollowUps record's messages.
+	FollowUps []FollowUp
+	// Tick is a HandoffTick record's tick.
+	Tick MemberTick
+	// Batch is the batch id of a HandoffCompletion record.
+	Batch string
+}
+
+// MemberTick is a batch member's final outcome, to count in its batch.
+type MemberTick struct {
+	// ID is the tick's id: the member's id and first-enqueue time.
+	ID string
+	// Dead is set for a dead letter, else the member succeeded.
+	Dead bool
+	// Batch and Queue are the batch id and its completion queue.
+	Batch, Queue string
+}
+
+// BatchRef is what a member's policy names its batch by: the batch id and
+// the queue that receives its completion.
+func BatchRef(batch, queue string) string { return batch + "\n" + queue }
+
+// DecodeHandoff decodes a handoffs record.
+func DecodeHandoff(raw string) (Handoff, error) {
+	h := Handoff{Raw: raw}
+	if raw == "" {
+		return h, fmt.Errorf("%w: empty handoffs record", ErrUnexpectedReply)
+	}
+	h.Kind = raw[0]
+	switch h.Kind {
+	case HandoffFollowUps:
+		if err := msgpack.Unmarshal([]byte(raw[1:]), &h.FollowUps); err != nil {
+			return h, fmt.Errorf("%w: follow-ups record: %v", ErrUnexpectedReply, err)
+		}
+	case HandoffTick:
+		// T<kind>\n<udt>\n<batch>\n<queue>\n<mid> (outcome.lua, tick_batch)
+		parts := strings.SplitN(raw[min(3, len(raw)):], "\n", 4)
+		if len(raw) < 3 || raw[2] != '\n' || len(parts) != 4 {
+			return h, fmt.Errorf("%w: tick record %q", ErrUnexpectedReply, raw)
+		}
+		h.Tick = MemberTick{ID: parts[3] + "/" + parts[0], Dead: raw[1] == 'd', Batch: parts[1], Queue: parts[2]}
+	case HandoffCompletion:
+		h.Batch = raw[1:]
+	default:
+		return h, fmt.Errorf("%w: handoffs record of kind %q", ErrUnexpectedReply, h.Kind)
+	}
+	return h, nil
+}
+
+// ReadHandoffs answers up to n records at the head of the queue's
+// handoffs, raw.
+func ReadHandoffs(ctx context.Context, r redis.Cmdable, ks []string, n int) ([]string, error) {
+	return r.LRange(ctx, ks[keys.Handoffs], 0, int64(n-1)).Result()
+}
+
+// RemoveHandoffs removes delivered records from the queue's handoffs, each
+// once, in one round trip. (LREM of the record itself, not a trim: a
+// relay elsewhere may have delivered and removed the same records.)
+func RemoveHandoffs(ctx context.Context, r redis.Cmdable, ks []string, raws []string) error {
+	if len(raws) == 0 {
+		return nil
+	}
+	pipe := r.Pipeline()
+	for _, raw := range raws {
+		pipe.LRem(ctx, ks[keys.Handoffs], 1, raw)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// CountHandoffs answers how many records wait in the queue's handoffs.
+func CountHandoffs(ctx context.Context, r redis.Cmdable, ks []string) (int64, error) {
+	return r.LLen(ctx, ks[keys.Handoffs]).Result()
+}
+
+// Tick answers of batch-tick.lua.
+const (
+	TickSeen     = "seen"
+	TickUnknown  = "unknown"
+	TickCounted  = "counted"
+	TickComplete = "complete"
+)
+
+// BatchTick counts t in its batch, in the completion queue whose keys are
+// ks (batch-tick.lua), keeping its id for keep.
+func BatchTick(ctx context.Context, r Redis, ks []string, t MemberTick, keep time.Duration) (string, error) {
+	kind := "s"
+	if t.Dead {
+		kind = "d"
+	}
+	return batchTickScript.Run(ctx, r, ks, t.ID, kind, t.Batch, MS(keep)).Text()
+}
+
+// BatchCreate writes batch b in its completion queue's batches: its
+// completion message (a FollowUp, encoded) and its number of members.
+// The members' queues are marked as using batches (features).
+func BatchCreate(ctx context.Context, r redis.Cmdable, ks []string, b string, total int, completion FollowUp, memberKeys [][]string) error {
+	spec, err := msgpack.Marshal(completion)
+	if err != nil {
+		return err
+	}
+	pipe := r.Pipeline()
+	pipe.HSet(ctx, ks[keys.Batches], b, spec, b+":n", total, b+":at", time.Now().UnixMilli())
+	pipe.HSet(ctx, ks[keys.Features], "batches", "1")
+	for _, mk := range memberKeys {
+		pipe.HSet(ctx, mk[keys.Features], "batches", "1")
+	}
+	_, err = pipe.Exec(ctx)
+	return err
+}
+
+// BatchState is what batches holds of one batch.
+type BatchState struct {
+	// Found is set when the batch exists.
+	Found bool
+	// Completion is the completion message.
+	Completion FollowUp
+	// Total, Succeeded, Dead count its members.
+	Total, Succeeded, Dead int64
+	// Created and Done are when it was enqueued and completed, in Unix
+	// ms (Done 0 while it runs).
+	Created, Done int64
+}
+
+// BatchRead reads batch b from its completion queue's batches.
+func BatchRead(ctx context.Context, r redis.Cmdable, ks []string, b string) (BatchState, error) {
+	v, err := r.HMGet(ctx, ks[keys.Batches], b, b+":n", b+":s", b+":d", b+":at", b+":done").Result()
+	if err != nil {
+		return BatchState{}, err
+	}
+	var st BatchState
+	spec, ok := v[0].(string)
+	if !ok {
+		return st, nil
+	}
+	st.Found = true
+	if err := msgpack.Unmarshal([]byte(spec), &st.Completion); err != nil {
+		return st, fmt.Errorf("%w: batch %q: %v", ErrUnexpectedReply, b, err)
+	}
+	num := func(x any) int64 {
+		s, _ := x.(string)
+		n, _ := strconv.ParseInt(s, 10, 64)
+		return n
+	}
+	st.Total, st.Succeeded, st.Dead, st.Created, st.Done = num(v[1]), num(v[2]), num(v[3]), num(v[4]), num(v[5])
+	return st, nil
+}

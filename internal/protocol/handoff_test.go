@@ -1,0 +1,104 @@
+package protocol
+
+import (
+	"context"
+	"testing"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestHandoffRecordedWithOutcome: a success's follow-ups are appended to
+// handoffs by the script that records it (docs/protocol.md §22), once:
+// a resent call (its reply lost) appends nothing more, and a success
+// fenced off (lock lost) appends nothing; a batch member's final outcome
+// appends its tick, a success 's', a dead letter 'd'.
+func TestHandoffRecordedWithOutcome(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		q := queuetest.QueueName(t)
+		mustEnqueue(t, s, q, "m1", &EnqueueMessage{ID: "m1"})
+		mustEnqueue(t, s, q, "m2", &EnqueueMessage{ID: "m2"})
+		const p = "ab12"
+		r, err := pollAs(t, s, q, p, 1, 0, 2)
+		require.NoError(t, err)
+		out := handedOut(r)
+		require.Len(t, out, 2)
+		fu, err := EncodeFollowUps([]FollowUp{{Queue: "next", Msg: EnqueueMessage{ID: "m1/x/0", Data: []byte("v")}}})
+		require.NoError(t, err)
+		c1 := Completion{ID: "m1", LockedUntil: out["m1"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: fu}
+		bad := Completion{ID: "m2", LockedUntil: out["m2"].LockedUntil + 1, Outcome: OutcomeSuccess, FollowUps: fu}
+
+		// Call 2 records both; its reply is lost, and call 3 sends them again.
+		r, err = pollAs(t, s, q, p, 2, 1, 0, c1, bad)
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, false}, r.Recorded, "the fenced one is lock-lost")
+		r, err = pollAs(t, s, q, p, 3, 1, 0, c1, bad)
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, false}, r.Recorded)
+
+		recs := queuetest.List(t, s.RDB, s.Key(q, keys.Handoffs))
+		require.Len(t, recs, 1, "one record: not the fenced success's, not the resend's")
+		h, err := DecodeHandoff(recs[0])
+		require.NoError(t, err)
+		require.Equal(t, byte(HandoffFollowUps), h.Kind)
+		require.Len(t, h.FollowUps, 1)
+		assert.Equal(t, "next", h.FollowUps[0].Queue)
+		assert.Equal(t, "m1/x/0", h.FollowUps[0].Msg.ID)
+		assert.Equal(t, "v", string(h.FollowUps[0].Msg.Data))
+	})
+}
+
+// TestBatchTicks: a batch member's success and dead letter each append
+// one tick; batch-tick.lua counts a tick once, however often delivered,
+// and the last one appends the completion record once.
+func TestBatchTicks(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		q, cq := queuetest.QueueName(t), queuetest.QueueName(t)+"-done"
+		ref := BatchRef("b1", cq)
+		require.NoError(t, BatchCreate(ctx, s.RDB, s.Keys(cq), "b1", 2,
+			FollowUp{Queue: cq, Msg: EnqueueMessage{ID: "done"}}, [][]string{s.Keys(q)}))
+		mustEnqueue(t, s, q, "m1", &EnqueueMessage{ID: "m1", Policy: Policy{Batch: ref}})
+		mustEnqueue(t, s, q, "m2", &EnqueueMessage{ID: "m2", Policy: Policy{Batch: ref}})
+		r, err := pollAs(t, s, q, "ab12", 1, 0, 2)
+		require.NoError(t, err)
+		out := handedOut(r)
+		require.Len(t, out, 2)
+		r, err = pollAs(t, s, q, "ab12", 2, 1, 0,
+			Completion{ID: "m1", LockedUntil: out["m1"].LockedUntil, Outcome: OutcomeSuccess},
+			Completion{ID: "m2", LockedUntil: out["m2"].LockedUntil, Outcome: OutcomeDead, Error: "boom"})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true, true}, r.Recorded)
+
+		recs := queuetest.List(t, s.RDB, s.Key(q, keys.Handoffs))
+		require.Len(t, recs, 2)
+		var ticks []MemberTick
+		for _, raw := range recs {
+			h, err := DecodeHandoff(raw)
+			require.NoError(t, err)
+			require.Equal(t, byte(HandoffTick), h.Kind)
+			assert.Equal(t, "b1", h.Tick.Batch)
+			assert.Equal(t, cq, h.Tick.Queue)
+			ticks = append(ticks, h.Tick)
+		}
+		assert.False(t, ticks[0].Dead)
+		assert.True(t, ticks[1].Dead)
+
+		tick := func(tk MemberTick) string {
+			a, err := BatchTick(ctx, s.RDB, s.Keys(cq), tk, 3600e9)
+			require.NoError(t, err)
+			return a
+		}
+		assert.Equal(t, TickCounted, tick(ticks[0]))
+		assert.Equal(t, TickSeen, tick(ticks[0]), "delivered again: counted once")
+		assert.Equal(t, TickComplete, tick(ticks[1]))
+		assert.Equal(t, TickSeen, tick(ticks[1]))
+		st, err := BatchRead(ctx, s.RDB, s.Keys(cq), "b1")
+		require.NoError(t, err)
+		assert.Equal(t, BatchState{Found: true, Completion: st.Completion, Total: 2, Succeeded: 1, Dead: 1, Created: st.Created, Done: st.Done}, st)
+		assert.NotZero(t, st.Done)
+		assert.Equal(t, []string{"Cb1"}, queuetest.List(t, s.RDB, s.Key(cq, keys.Handoffs)), "the completion, once")
+	})
+}
