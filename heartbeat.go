@@ -239,7 +239,7 @@ func (w *Worker) heartbeatInfo(r *run) []byte {
 // handlingOutcomes are the outcomes a handling ends with, as Counts.Of
 // counts them.
 var handlingOutcomes = [...]Outcome{OutcomeSucceeded, OutcomeRetried, OutcomeFailed, OutcomeDead,
-	OutcomeLockLost, OutcomeAbandoned}
+	OutcomeLockLost, OutcomeAbandoned, OutcomeCancelled}
 
 // outcomeCounts are n by outcome, for the heartbeat.
 func outcomeCounts(n Counts) map[Outcome]int64 {

@@ -4,7 +4,8 @@
 -- outcome fenced off (§7) and an enqueue of the id is a fresh message. The
 -- id stays in mids-ready or mid-circle until a poll meets it there and
 -- drops it (§4), as one in prio-hi or prio-lo (§18); its due and window
--- entries, its own policy (§14) and its priority go at once. Its dead letter,
+-- entries, its own policy (§14), its priority, and its cancel and progress
+-- (§20) go at once. Its dead letter,
 -- if it has one, stays (§11).
 --
 -- KEYS: the queue's keys (prelude.lua).
@@ -28,6 +29,8 @@ for i = 1, #ARGV do
   redis.call('zrem', K_WINDOWS, mid)
   redis.call('hdel', K_POLICY, mid)
   redis.call('hdel', K_PRIO, mid)
+  redis.call('hdel', K_CANCELS, mid)
+  redis.call('hdel', K_PROGRESS, mid)
   reply[i] = (base ~= 'nil') and 1 or 0
 end
 return reply

@@ -1,14 +1,14 @@
 -- prelude.lua: composed in front of every script that binds all of a
 -- queue's keys, after lib.lua, by internal/protocol.
 --
--- KEYS[1..38]: every key of one queue, in the order of internal/keys:
+-- KEYS[1..40]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
 --   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
 --   isleep-a, isleep-b (Carmine's), then lock-aliases, enqueue-receipts,
 --   enqueue-receipts-prev, poll-receipts, poll-receipts-prev, paused, due,
 --   windows, noutcomes, dead, dead-index, workers, worker-info, meta, resumed,
---   history, attempt-errors, nsolo, features, policy, prio-hi, prio-lo, prio
---   (beyond Carmine, which ignores them)
+--   history, attempt-errors, nsolo, features, policy, prio-hi, prio-lo, prio,
+--   cancels, progress (beyond Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
 -- so that Redis Cluster routes every call to the queue's slot.
 local K_MESSAGES      = KEYS[1]
@@ -49,6 +49,8 @@ local K_POLICY                = KEYS[35]
 local K_PRIO_HI               = KEYS[36]
 local K_PRIO_LO               = KEYS[37]
 local K_PRIO                  = KEYS[38]
+local K_CANCELS               = KEYS[39]
+local K_PROGRESS              = KEYS[40]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'

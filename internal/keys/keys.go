@@ -54,6 +54,8 @@ const (
 	PrioHi
 	PrioLo
 	Prio
+	Cancels
+	Progress
 	count
 )
 
@@ -159,6 +161,13 @@ var Suffixes = [count]string{
 	// entry), tagged with its first-enqueue time as policy is, so that
 	// its retries and releases go back to its list.
 	Prio: "prio",
+	// cancels: mid -> the cancel asked of a handled message (§20), tagged
+	// with its first-enqueue time ('<udt>:<ms asked>'): any outcome of it
+	// is recorded as cancelled, and a poll never hands it out again.
+	Cancels: "cancels",
+	// progress: mid -> the latest progress its handler reported (§20),
+	// tagged like cancels ('<udt>:<ms> <n> <note>').
+	Progress: "progress",
 }
 
 // Count is the number of keys of one queue.

@@ -39,6 +39,7 @@ var scriptParts = map[string][]string{
 	"history-read": {"lib", "prelude", "history", "history-read"},
 	"tick":         {"lib", "tick"}, // binds its own few keys: no prelude
 	"schedules":    {"lib", "schedules"},
+	"cancel":       {"lib", "prelude", "status", "cancel", "delete"}, // a queued message goes on to delete.lua
 }
 
 // The composed scripts, set by Load.
@@ -46,6 +47,7 @@ var (
 	enqueueScript, enqueueNewScript, dequeueScript, msgStatusScript, renewScript, countsScript,
 	deleteScript, pauseScript, deadScript, heartbeatScript, historyScript *redis.Script
 	tickScript, schedulesScript *redis.Script
+	cancelScript                *redis.Script
 )
 
 // luaFiles holds the .lua files the scripts are composed from, by file
@@ -73,6 +75,7 @@ func Load(luaFS fs.FS) {
 	historyScript = composeScript("history-read")
 	tickScript = composeScript("tick")
 	schedulesScript = composeScript("schedules")
+	cancelScript = composeScript("cancel")
 }
 
 // composeSource joins the named files of lua/ into one script text.
