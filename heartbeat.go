@@ -213,7 +213,7 @@ func (w *Worker) heartbeatInfo(r *run) []byte {
 	st := w.Stats()
 	n := st.Counts
 	info, err := json.Marshal(heartbeatInfo{
-		Handled:        n.Succeeded + n.Retried + n.Failed + n.Dead,
+		Handled:        n.Succeeded + n.Retried + n.Failed + n.Dead + n.Cancelled,
 		Failed:         n.Failed + n.Dead,
 		Outcomes:       outcomeCounts(n),
 		HandlingP50NS:  int64(st.HandlingTime.P50),

@@ -13,8 +13,8 @@
 --   'signalled' mid is locked (being handled): cancels[mid] is set,
 --               tagged with its first-enqueue time, and '<udt> <mid>' (its
 --               first-enqueue time and id) is published on the queue's
---               cancel channel, carmine:mq:Q:cancel (the queue's key
---               prefix, read off KEYS[1], and 'cancel');
+--               cancel channel: the queue's key prefix (read off
+--               K_MESSAGES) and 'cancel';
 --   {1}         (delete.lua's reply) mid was queued, in backoff or not,
 --               or its lock had run out: it is deleted with every entry
 --               of it and never runs.
