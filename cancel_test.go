@@ -353,3 +353,31 @@ func TestCancelledIsErrCancelled(t *testing.T) {
 	assert.True(t, errors.Is(context.Cause(ctx), ErrCancelled))
 	assert.Equal(t, OutcomeCancelled, handlingOutcome(protocol.Completion{Outcome: outcomeOf(fmt.Errorf("w: %w", ErrCancelled)).name}, false))
 }
+
+// TestCancelledHandlerGivesUp: a handler that returns its context's error
+// once cancelled has its outcome recorded as cancelled at once (not left
+// locked as an abandoned handling is).
+func TestCancelledHandlerGivesUp(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
+	ctx := context.Background()
+	started := make(chan string, 1)
+	w, ev := startSubscribed(t, c, q, &WorkerConfig{LockTime: time.Minute,
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			started <- m.ID
+			<-ctx.Done()
+			return ctx.Err()
+		})})
+	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "x"})
+	waitStarted(t, started, "x")
+	r, err := c.Cancel(ctx, q, "x")
+	require.NoError(t, err)
+	assert.Equal(t, CancelSignalled, r)
+	assert.Equal(t, OutcomeCancelled, waitHandled(t, ev, "x", 1))
+	assert.Zero(t, w.Stats().Counts.Abandoned)
+	st, err := c.Inspector().MessageStatus(ctx, q, "x")
+	require.NoError(t, err)
+	assert.Equal(t, StatusNone, st)
+}
