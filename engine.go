@@ -133,6 +133,9 @@ type completionEvents Worker
 // settledOutcome names an outcome in the terms of the worker's counts,
 // events and logs: what the retry policy made of the handler's answer.
 func settledOutcome(p engine.Pending) Outcome {
+	if p.Cancelled {
+		return OutcomeCancelled
+	}
 	if p.Outcome == protocol.OutcomeRelease {
 		return outcomeReleased
 	}
@@ -157,6 +160,10 @@ func (e *completionEvents) Recorded(p engine.Pending) {
 		w.stats.count(cFailed)
 	case OutcomeRetried:
 		w.stats.count(cRetried)
+	case OutcomeCancelled:
+		w.stats.count(cCancelled)
+		w.handled(p.ID, p.Attempt, o)
+		return
 	}
 	if p.Backoff > 0 {
 		w.stats.count(cBackoffsSet)

@@ -99,6 +99,13 @@ var (
 	// however its lock was renewed; the handling has failed, and the
 	// retry policy decides what follows (docs/protocol.md §14).
 	ErrHandlingTimeout = engine.ErrHandlingTimeout
+
+	// ErrCancelled is the cause (context.Cause) of a handler's context
+	// ending because its message was cancelled (Client.Cancel,
+	// docs/protocol.md §20). A handler may return it too (or an error
+	// wrapping it) to cancel its own message: its outcome is then
+	// OutcomeCancelled, not a failure.
+	ErrCancelled = engine.ErrCancelled
 	// ErrFinal marks a handler's error as final: errors.Is(err, ErrFinal)
 	// holds for the errors [Final] returns.
 	ErrFinal = errors.New("mq: final")

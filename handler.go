@@ -27,6 +27,10 @@ import (
 //     requeued or deleted (Inspector.DeadLetters). No failure deletes a
 //     message without leaving that record.
 //
+// A handler that returns ErrCancelled (or an error wrapping it) cancels its
+// own message: OutcomeCancelled, neither retried nor a dead letter
+// (docs/protocol.md §20).
+//
 // A panic is recovered and counts as an error. ctx is cancelled when the
 // worker is closed, when a Stop deadline passes, when the message's lock
 // runs out (cause ErrLockExpired: without renewal, LockTime after the poll
@@ -35,7 +39,10 @@ import (
 // message locked, to be handled again when the lock expires. The message's
 // own Timeout (EnqueueOptions.Timeout) ends ctx too, with the cause
 // ErrHandlingTimeout, however the lock is renewed: that handling has
-// failed, whatever the handler answers, and the retry policy decides.
+// failed, whatever the handler answers, and the retry policy decides. A
+// cancel of the message from any process (Client.Cancel) ends ctx with
+// the cause ErrCancelled, and its outcome is OutcomeCancelled whatever
+// the handler answers.
 type Handler interface {
 	Handle(ctx context.Context, msg *Message) error
 }
@@ -189,6 +196,9 @@ func outcomeOf(err error) outcome {
 			return outcome{name: protocol.OutcomeRetry, backoff: a.Backoff}
 		}
 	}
+	if errors.Is(err, ErrCancelled) {
+		return outcome{name: protocol.OutcomeCancelled}
+	}
 	if errors.Is(err, ErrFinal) {
 		return outcome{name: protocol.OutcomeDead, failed: true, err: err}
 	}
@@ -253,6 +263,12 @@ func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err erro
 		return engine.Pending{}, false
 	}
 	oc := outcomeOf(err)
+	if errors.Is(context.Cause(ctx), ErrCancelled) {
+		// Cancelled from another process (§20): whatever the handler
+		// answered, the outcome is the cancel (Redis records any outcome
+		// of the message as cancelled anyway).
+		oc = outcome{name: protocol.OutcomeCancelled}
+	}
 	if oc.failed && ctx.Err() != nil {
 		// Cancelled by a stop or a lost lock, the handler gave up: leave the
 		// message locked, to be handled again when its lock expires.

@@ -213,7 +213,7 @@ func (w *Worker) heartbeatInfo(r *run) []byte {
 	st := w.Stats()
 	n := st.Counts
 	info, err := json.Marshal(heartbeatInfo{
-		Handled:        n.Succeeded + n.Retried + n.Failed + n.Dead,
+		Handled:        n.Succeeded + n.Retried + n.Failed + n.Dead + n.Cancelled,
 		Failed:         n.Failed + n.Dead,
 		Outcomes:       outcomeCounts(n),
 		HandlingP50NS:  int64(st.HandlingTime.P50),
@@ -239,7 +239,7 @@ func (w *Worker) heartbeatInfo(r *run) []byte {
 // handlingOutcomes are the outcomes a handling ends with, as Counts.Of
 // counts them.
 var handlingOutcomes = [...]Outcome{OutcomeSucceeded, OutcomeRetried, OutcomeFailed, OutcomeDead,
-	OutcomeLockLost, OutcomeAbandoned}
+	OutcomeLockLost, OutcomeAbandoned, OutcomeCancelled}
 
 // outcomeCounts are n by outcome, for the heartbeat.
 func outcomeCounts(n Counts) map[Outcome]int64 {

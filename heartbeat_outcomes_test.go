@@ -46,7 +46,7 @@ func TestWorkersOutcomes(t *testing.T) {
 		}
 	}
 	want := map[Outcome]int64{OutcomeSucceeded: 1, OutcomeRetried: 0, OutcomeFailed: 0, OutcomeDead: 1,
-		OutcomeLockLost: 0, OutcomeAbandoned: 0}
+		OutcomeLockLost: 0, OutcomeAbandoned: 0, OutcomeCancelled: 0}
 	// The next beats tell them.
 	require.Eventually(t, func() bool {
 		lw, ok := workersOf(t, c, q)[w.ID()]

@@ -39,7 +39,7 @@ func (s *summarizer) log() {
 	now, at := s.w.counters(), time.Now()
 	d, over := since(s.last, now), at.Sub(s.at)
 	s.last, s.at = now, at
-	handled := d[cSucceeded] + d[cRetried] + d[cFailed] + d[cDead]
+	handled := d[cSucceeded] + d[cRetried] + d[cFailed] + d[cDead] + d[cCancelled]
 	if handled+d[cLockLost]+d[cAbandoned]+d[cReleased] == 0 {
 		return
 	}
@@ -55,6 +55,7 @@ func (s *summarizer) log() {
 		slog.Int64(string(OutcomeDead), d[cDead]),
 		slog.Int64(string(OutcomeLockLost), d[cLockLost]),
 		slog.Int64(string(OutcomeAbandoned), d[cAbandoned]),
+		slog.Int64(string(OutcomeCancelled), d[cCancelled]),
 		slog.Int64("released", d[cReleased]),
 		slog.Int64("poll_errors", d[cPollErrors]),
 		slog.Int64("queue_size", int64(s.w.stats.queueSize.Summary().Last)),

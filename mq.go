@@ -162,6 +162,9 @@ type Client struct {
 	// tells Redis what the process holds, for quarantine without
 	// innocent victims (docs/protocol.md §11).
 	holdings engine.Holdings
+	// cancels is the client's one subscription to the cancel channels
+	// of its workers' queues, and the handlings it may cancel (cancel.go).
+	cancels *cancelWatch
 
 	inspector *Inspector
 
@@ -198,6 +201,7 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 		}
 	}
 	client.hub = newSleepHub(client)
+	client.cancels = newCancelWatch(client)
 	client.inspector = &Inspector{c: client}
 	client.workers = map[*Worker]struct{}{}
 	return client, nil
@@ -225,6 +229,7 @@ func (c *Client) Close() error {
 	}
 	wg.Wait()
 	c.hub.Close()
+	c.cancels.close()
 	return nil
 }
 

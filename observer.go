@@ -81,6 +81,8 @@ func (w *Worker) observe(s *protocol.Step, took time.Duration, outcome Outcome, 
 // left it, of a handling that failed or not.
 func handlingOutcome(c protocol.Completion, failed bool) Outcome {
 	switch {
+	case c.Outcome == protocol.OutcomeCancelled:
+		return OutcomeCancelled
 	case c.Outcome == protocol.OutcomeDead:
 		return OutcomeDead
 	case failed:

@@ -29,4 +29,8 @@ const (
 	// once its lock expires (a stop cut the handling short, or its outcome
 	// could not be recorded).
 	OutcomeAbandoned Outcome = "abandoned"
+	// OutcomeCancelled: the message was cancelled (Client.Cancel, or the
+	// handler answered ErrCancelled): it is deleted, neither retried nor
+	// a dead letter, whatever its handler answered (docs/protocol.md §20).
+	OutcomeCancelled Outcome = "cancelled"
 )

@@ -65,6 +65,10 @@ type Counts struct {
 	PollErrors int64 `json:"poll_errors"`
 	// Skips counts the poll's steps that handed nothing out, by reason.
 	Skips SkipCounts `json:"skips"`
+	// Cancelled counts handlings whose outcome was recorded as
+	// cancelled (Client.Cancel, or the handler answered ErrCancelled):
+	// their messages are deleted, neither retried nor dead letters.
+	Cancelled int64 `json:"cancelled"`
 }
 
 // Of answers the count of handlings whose outcome was o: Succeeded for
@@ -84,6 +88,8 @@ func (c Counts) Of(o Outcome) int64 {
 		return c.LockLost
 	case OutcomeAbandoned:
 		return c.Abandoned
+	case OutcomeCancelled:
+		return c.Cancelled
 	}
 	return 0
 }
@@ -102,6 +108,7 @@ type SkipCounts struct {
 	Indexed           int64 `json:"indexed"`             // on the circle, and due later: left to the due index
 	Suspect           int64 `json:"suspect"`             // lost before with other messages: left for a worker holding nothing
 	Other             int64 `json:"other"`               // a reason this version does not know
+	Cancelled         int64 `json:"cancelled"`           // cancelled, its handler gone: collected, never handed out again
 }
 
 // Summary holds summary statistics over a worker's recent samples (the
@@ -165,6 +172,8 @@ const (
 	cSkipIndexed
 	cSkipSuspect
 	cSkipOther
+	cCancelled
+	cSkipCancelled
 	numCounters
 )
 
@@ -180,6 +189,7 @@ var skipCounters = map[string]counter{
 	"quarantined":         cSkipQuarantined,
 	"indexed":             cSkipIndexed,
 	"suspect":             cSkipSuspect,
+	"cancelled":           cSkipCancelled,
 }
 
 // workerStats are a worker's live statistics; times are kept in ns.
@@ -239,7 +249,9 @@ func (s *workerStats) snapshot() WorkerStats {
 				Indexed:           n(cSkipIndexed),
 				Suspect:           n(cSkipSuspect),
 				Other:             n(cSkipOther),
+				Cancelled:         n(cSkipCancelled),
 			},
+			Cancelled: n(cCancelled),
 		},
 	}
 }

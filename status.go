@@ -99,6 +99,13 @@ type MessageInfo struct {
 	// none: read by Inspector.Message only. Once it is a dead letter they
 	// are DeadLetter.AttemptErrors.
 	AttemptErrors []AttemptError
+	// Progress is the latest progress its handler reported
+	// (Message.Progress), nil for none: read by Inspector.Message only.
+	Progress *Progress
+	// CancelRequested is when a cancel of the message, being handled,
+	// was asked (Client.Cancel); zero for none: read by Inspector.Message
+	// only.
+	CancelRequested time.Time
 }
 
 // PendingRequeue is the content an enqueue left to replace a message that
@@ -146,6 +153,9 @@ func (in *Inspector) Message(ctx context.Context, queue, id string) (MessageInfo
 		m = MessageInfo{ID: id}
 	} else {
 		m.AttemptErrors = attemptErrors(r.AttemptErrors)
+		if err := in.readJobState(ctx, queue, &m); err != nil {
+			return MessageInfo{}, fmt.Errorf("mq: message progress in %q: %w", queue, err)
+		}
 	}
 	if r.Dead != nil {
 		d := in.deadLetter(*r.Dead)

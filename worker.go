@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/engine"
+	"github.com/gocarmine/mq/internal/protocol"
 )
 
 // Worker polls one queue and hands its messages to a handler. Many workers,
@@ -193,6 +194,9 @@ func (w *Worker) Start(ctx context.Context) error {
 			Store:          (*queueStore)(w),
 			Room:           w.room,
 			Completer:      w.completer,
+			Watch: func(s *protocol.Step, cancel context.CancelCauseFunc) func() {
+				return w.c.cancels.watch(w.queue, s, cancel)
+			},
 		}),
 		started:     time.Now(),
 		startCounts: w.counters(),
@@ -212,6 +216,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	if warning := w.c.addSleepers(w.cfg.WorkerThreads); warning != "" {
 		w.log.Warn(warning)
 	}
+	w.c.cancels.join(w.queue)
 	r.fetcher.Start(pollCtx, r.deliveries)
 	r.executor.Start(handlersCtx, pollCtx, r.deliveries)
 	r.schedulerDone = w.runScheduler(pollCtx)
@@ -225,6 +230,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		close(r.deliveries)
 		close(r.loopsDone)
 		<-r.executor.Done()
+		w.c.cancels.leave(w.queue)
 		<-r.flusherDone
 		<-r.relayDone
 		// Nothing of the run is left: it leaves the live workers.

@@ -4,8 +4,9 @@
 -- outcome fenced off (§7) and an enqueue of the id is a fresh message. The
 -- id stays in mids-ready or mid-circle until a poll meets it there and
 -- drops it (§4), as one in prio-hi or prio-lo (§18); its due and window
--- entries, its own policy (§14) and its priority go at once, and so does its
--- result (§21). Its dead letter, if it has one, stays (§11).
+-- entries, its own policy (§14), its priority, its cancel and progress (§20)
+-- go at once, and so does its result (§21). Its dead letter, if it has one,
+-- stays (§11).
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1..n] mids
@@ -30,6 +31,8 @@ for i = 1, #ARGV do
   redis.call('hdel', K_PRIO, mid)
   redis.call('hdel', K_RESULTS, mid)
   redis.call('zrem', K_RESULTS_INDEX, mid)
+  redis.call('hdel', K_CANCELS, mid)
+  redis.call('hdel', K_PROGRESS, mid)
   reply[i] = (base ~= 'nil') and 1 or 0
 end
 return reply

@@ -480,6 +480,15 @@ local function decide(mid, from_circle)
     return {'skip', settle_done(mid)}, false
   end
 
+  -- A cancelled message (§20) is never handed out again: one whose
+  -- handler died after the cancel, or that a Carmine worker released,
+  -- is collected here as cancelled.
+  if cancel_asked(mid) then
+    redis.call('hdel', K_LOCKS, mid)
+    cancel_now(mid)
+    return {'skip', 'cancelled'}, false
+  end
+
   -- queued, not in backoff, lock absent or expired: hand it out, unless
   -- it is a suspect that must wait for a worker holding nothing, or must
   -- be buried (suspect_step, below).
@@ -569,7 +578,7 @@ end
 if n_outcomes > 0 or #handed > 0 or consumed or confirmed < seq - 1 then
   local answers = {}
   for i, r in ipairs(outcomes) do
-    answers[i] = (r == 'ok') and 'o' or 'l'
+    answers[i] = (r == 'ok') and 'o' or ((r == 'cancelled') and 'c' or 'l')
   end
   local items = {ARGV[11], table.concat(answers), tostring(now), ARGV[1]}
   for _, mid in ipairs(handed) do items[#items + 1] = mid end

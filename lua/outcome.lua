@@ -30,9 +30,11 @@ local index_only = false
 local features = nil
 local function feature_used(name)
   if features == nil then
-    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'results', 'handoffs', 'batches')
+    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'results', 'handoffs', 'batches',
+      'cancel', 'progress')
     features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false}
     features.handoffs, features.batches = v[4] ~= false, v[5] ~= false
+    features.cancel, features.progress = v[6] ~= false, v[7] ~= false
   end
   return features[name] == true
 end
@@ -184,6 +186,8 @@ local function flush_gathered()
     end
     if policy_used() then call_each('hdel', K_POLICY, list) end
     if feature_used('priority') then call_each('hdel', K_PRIO, list) end
+    if feature_used('cancel') then call_each('hdel', K_CANCELS, list) end
+    if feature_used('progress') then call_each('hdel', K_PROGRESS, list) end
     call_each('srem', K_DONE, list)
     call_each('zrem', K_DUE, list)
     call_each('zrem', K_WINDOWS, list)
@@ -399,6 +403,25 @@ local function holds_lock(mid, token)
   return tonumber(from) == tonumber(token) and tonumber(to) == tonumber(held)
 end
 
+-- Cancel (§20). cancel_asked tells whether a cancel of mid stands: the
+-- queue uses the feature, and cancels holds an entry tagged with the
+-- message's first-enqueue time (an entry of an earlier message of the
+-- same id, left by a Carmine worker's collection, is stale).
+local function cancel_asked(mid, udt)
+  if not feature_used('cancel') then return false end
+  return tagged_get(K_CANCELS, mid, udt or redis.call('hget', K_UDTS, mid)) ~= false
+end
+
+-- cancel_now ends a cancelled message for good: collected with every
+-- entry of it, its pending requeue too (a cancel is of the id), never
+-- retried and never a dead letter. Its lock is the caller's to release.
+local function cancel_now(mid)
+  redis.call('hdel', K_MESSAGES_RQ, mid)
+  redis.call('hdel', K_LOCK_TIMES_RQ, mid)
+  redis.call('srem', K_REQUEUE, mid)
+  collect(mid)
+end
+
 -- record_outcome writes one outcome if the token proves the lock of mid
 -- and the message is not done, and answers 'ok'; otherwise it writes
 -- nothing and answers 'lock-lost'. The outcomes (§6, §11):
@@ -418,7 +441,12 @@ end
 --     reply that handed it out was lost): the lock goes, the attempt is
 --     uncounted, and the mid goes to the right of mids-ready, the end
 --     polls pop next, leaving the message as it was before the poll took
---     it.
+--     it;
+--   'cancelled' (§20): the message is collected with its pending requeue
+--     (cancel_now), neither retried nor a dead letter. Any outcome of a
+--     message whose cancel stands (cancel_asked) is recorded as
+--     'cancelled', a release too (it never runs), and answered
+--     'cancelled' instead of 'ok'.
 -- Locks are released as one gathered HDEL (flush_gathered); unlocked
 -- remembers the mids whose lock goes, so that a second outcome for one of
 -- them in the same call reads it as lost, as it would once the lock is
@@ -431,6 +459,12 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'lock-lost'
   end
   unlocked[mid] = true
+  if outcome == 'cancelled' or cancel_asked(mid) then
+    count_history('p')
+    cancel_now(mid)
+    gathered.unlock[#gathered.unlock + 1] = mid
+    return 'cancelled'
+  end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     hand_off(followups)
     tick_batch(mid, nil, 's')
@@ -485,7 +519,7 @@ end
 local OUTCOME_ARGS = 7
 
 -- OUTCOMES are the outcomes record_outcome knows.
-local OUTCOMES = {success = true, retry = true, dead = true, release = true}
+local OUTCOMES = {success = true, retry = true, dead = true, release = true, cancelled = true}
 
 -- check_outcomes answers an error reply (MQOUTCOME) naming the first
 -- outcome given in ARGV from index first on (n groups, as record_outcomes
@@ -509,7 +543,8 @@ end
 -- text, the result of a success ('' for none, §21), the follow-ups ('' for
 -- none)), n groups, and answers their results in order. The first #known of
 -- them were recorded by an earlier call whose reply was lost: known holds
--- their answers, one character each ('o' for 'ok', 'l' for 'lock-lost'),
+-- their answers, one character each ('o' for 'ok', 'c' for 'cancelled',
+-- 'l' for 'lock-lost'),
 -- and they are not recorded again. The gathered writes are flushed before
 -- it returns.
 local function record_outcomes(first, n, now, default_lock_ms, known)
@@ -517,8 +552,11 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
   local unlocked = {}
   for i = 0, n - 1 do
     if i < #known then
-      if string.sub(known, i + 1, i + 1) == 'o' then
+      local k = string.sub(known, i + 1, i + 1)
+      if k == 'o' then
         results[i + 1] = 'ok'
+      elseif k == 'c' then
+        results[i + 1] = 'cancelled'
       else
         results[i + 1] = 'lock-lost'
       end

@@ -98,6 +98,16 @@ func printMessage(w io.Writer, v messageView) error {
 	if v.DeadLetter {
 		row(t, "dead letter", "yes (mqctl dead show)")
 	}
+	if p := v.Progress; p != nil {
+		text := strconv.FormatFloat(p.N, 'g', -1, 64)
+		if p.Note != "" {
+			text += "  " + safeTextLine(p.Note)
+		}
+		row(t, "progress", text+"  ("+timeText(p.At)+")")
+	}
+	if !v.CancelRequested.IsZero() {
+		row(t, "cancel asked", timeText(v.CancelRequested))
+	}
 	contentRows(t, "", v.contentView)
 	if v.Requeue != nil {
 		contentRows(t, "requeue ", *v.Requeue)

@@ -44,6 +44,17 @@ type messageView struct {
 	// Requeue is the content waiting to be queued again once this
 	// handling or backoff ends (a "-with-requeue" status), if any.
 	Requeue *contentView `json:"requeue,omitempty"`
+	// Progress is the latest progress its handler reported, if any.
+	Progress *progressView `json:"progress,omitempty"`
+	// CancelRequested is when a cancel of it, being handled, was asked.
+	CancelRequested time.Time `json:"cancel_requested,omitzero"`
+}
+
+// progressView is a handler's latest progress report (mq.Progress).
+type progressView struct {
+	N    float64   `json:"n"`
+	Note string    `json:"note,omitempty"`
+	At   time.Time `json:"at"`
 }
 
 // policyView is a message's own policy as mqctl shows it.
@@ -142,6 +153,12 @@ func newMessageView(queue string, m mq.MessageInfo) messageView {
 	}
 	for _, e := range m.AttemptErrors {
 		v.AttemptErrors = append(v.AttemptErrors, attemptErrorView{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error})
+	}
+	if p := m.Progress; p != nil {
+		v.Progress = &progressView{N: p.N, Note: p.Note, At: p.At.UTC()}
+	}
+	if !m.CancelRequested.IsZero() {
+		v.CancelRequested = m.CancelRequested.UTC()
 	}
 	return v
 }

@@ -21,7 +21,7 @@ func TestHelpLists(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	help := f.env.ok(t, "", "--help").stdout
-	for _, word := range []string{"queues", "show", "message", "enqueue", "delete", "pause", "resume", "clear", "dead", "workers", "history", "serve"} {
+	for _, word := range []string{"queues", "show", "message", "enqueue", "delete", "cancel", "pause", "resume", "clear", "dead", "workers", "history", "serve"} {
 		if !strings.Contains(help, "\n  "+word+" ") {
 			t.Errorf("help does not list %s:\n%s", word, help)
 		}

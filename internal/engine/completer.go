@@ -27,6 +27,19 @@ type Pending struct {
 	// Relay is set when the outcome may leave hand-off records (§22)
 	// for the worker's relay.
 	Relay bool
+	// Cancelled is set once Redis recorded the outcome as cancelled, its
+	// message's cancel standing (docs/protocol.md §20).
+	Cancelled bool
+}
+
+// markCancelled sets Cancelled on the outcomes of batch that a poll
+// recorded as cancelled (protocol.PollReply.Cancelled, in batch's order).
+func markCancelled(batch []Pending, cancelled []bool) {
+	for i := range batch {
+		if i < len(cancelled) && cancelled[i] {
+			batch[i].Cancelled = true
+		}
+	}
 }
 
 // Completer holds the outcomes of finished handlings until they are
@@ -221,6 +234,7 @@ func (o *Completer) flush(killed context.Context, p *Poller) {
 		cancel()
 		if err == nil {
 			errs = 0
+			markCancelled(resolved, r.Cancelled)
 			o.Done(resolved, r.Recorded)
 			if readies(resolved, r.Recorded) {
 				o.alarm.ring()

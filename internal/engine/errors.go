@@ -15,4 +15,8 @@ var (
 	// ErrHandlingTimeout is the cause of a handler's context ending at
 	// the message's own Timeout (protocol.Policy), renewals or not.
 	ErrHandlingTimeout = errors.New("mq: handling timed out")
+	// ErrCancelled is the cause of a handler's context ending because its
+	// message was cancelled (docs/protocol.md §20), and the answer of a
+	// handler that cancels its message itself.
+	ErrCancelled = errors.New("mq: cancelled")
 )

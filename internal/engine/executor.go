@@ -76,6 +76,11 @@ type ExecutorConfig struct {
 	Store          Store // for lock renewals
 	Room           *Room // freed as messages are done with
 	Completer      Adder // where outcomes go: the completer
+	// Watch, when set, watches for cancels of the message of step s from
+	// other processes while it is handled (docs/protocol.md §20): cancel
+	// ends the handling with cause ErrCancelled; the handling calls the
+	// answered function when it ends.
+	Watch func(s *protocol.Step, cancel context.CancelCauseFunc) (unwatch func())
 }
 
 // Handler thread states (Executor.handlings).
@@ -190,6 +195,9 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 	}
 	lock := newLock(x.cfg.Store, s.ID, s.LockTime, s.LockedUntil, d.Sent.Add(s.LockTime), cancel, expiry)
 	defer lock.over()
+	if x.cfg.Watch != nil {
+		defer x.cfg.Watch(s, cancel)()
+	}
 
 	var renewWG sync.WaitGroup
 	var renewDone chan struct{}

@@ -256,6 +256,7 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 		}
 		return nil, l.failed(ctx, err, received)
 	}
+	markCancelled(resolved, reply.Cancelled)
 	f.cfg.Completer.Done(resolved, reply.Recorded)
 	if l.errs > 0 {
 		f.cfg.Log.Info("mq: poll recovered", slog.Int("after_errors", l.errs),

@@ -24,6 +24,36 @@ type Lock struct {
 	mu          sync.Mutex
 	lockedUntil int64 // Unix ms, server clock: the token
 	lost        bool
+
+	// progress is the handler's latest progress not yet stored
+	// (protocol.EncodeProgress), "" for none: it rides on the next
+	// renewal (docs/protocol.md §20).
+	pmu      sync.Mutex
+	progress string
+}
+
+// SetProgress keeps the handler's latest progress, to be stored with the
+// next renewal.
+func (l *Lock) SetProgress(p string) {
+	l.pmu.Lock()
+	l.progress = p
+	l.pmu.Unlock()
+}
+
+// takeProgress answers the progress to send, and whether there is one.
+func (l *Lock) takeProgress() string {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	return l.progress
+}
+
+// sentProgress forgets p once stored, unless a later one came meanwhile.
+func (l *Lock) sentProgress(p string) {
+	l.pmu.Lock()
+	if l.progress == p {
+		l.progress = ""
+	}
+	l.pmu.Unlock()
 }
 
 func newLock(store Store, id string, lockTime time.Duration, lockedUntil int64, validUntil time.Time, cancel context.CancelCauseFunc, expiry *lockExpiry) *Lock {
@@ -51,8 +81,11 @@ func (l *Lock) token() int64 {
 }
 
 // Renew pushes the lock forward once (Message.ExtendLock, and the
-// executor's renewals). Should the reply be lost, the token
-// held still proves the lock (lock-aliases, renew.lua).
+// executor's renewals), with the progress kept since the last one. Should
+// the reply be lost, the token held still proves the lock (lock-aliases,
+// renew.lua). A renewal that finds the message's cancel standing (§20)
+// ends the handling's context with ErrCancelled: the fallback of the
+// client's cancel subscription.
 func (l *Lock) Renew(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -60,7 +93,8 @@ func (l *Lock) Renew(ctx context.Context) error {
 		return ErrLockLost
 	}
 	sent := time.Now()
-	got, err := l.store.Renew(ctx, []protocol.Renewal{{ID: l.id, LockedUntil: l.lockedUntil, LockTime: l.lockTime}})
+	progress := l.takeProgress()
+	got, err := l.store.Renew(ctx, []protocol.Renewal{{ID: l.id, LockedUntil: l.lockedUntil, LockTime: l.lockTime, Progress: progress}})
 	if err != nil {
 		return err
 	}
@@ -69,8 +103,16 @@ func (l *Lock) Renew(ctx context.Context) error {
 		l.cancel(ErrLockLost)
 		return ErrLockLost
 	}
-	l.lockedUntil = got[0]
+	l.sentProgress(progress)
+	token, cancelled := got[0], false
+	if token < 0 {
+		token, cancelled = -token, true
+	}
+	l.lockedUntil = token
 	l.expiry.arm(sent.Add(l.lockTime), l.cancel)
+	if cancelled {
+		l.cancel(ErrCancelled)
+	}
 	return nil
 }
 

@@ -59,6 +59,8 @@ const (
 	Handoffs
 	Batches
 	BatchSeen
+	Cancels
+	Progress
 	count
 )
 
@@ -186,6 +188,13 @@ var Suffixes = [count]string{
 	// batch-seen: the member ticks a batch of this queue counted, by
 	// when, so that a tick delivered twice counts once (§22).
 	BatchSeen: "batch-seen",
+	// cancels: mid -> the cancel asked of a handled message (§20), tagged
+	// with its first-enqueue time ('<udt>:<ms asked>'): any outcome of it
+	// is recorded as cancelled, and a poll never hands it out again.
+	Cancels: "cancels",
+	// progress: mid -> the latest progress its handler reported (§20),
+	// tagged like cancels ('<udt>:<ms> <n> <note>').
+	Progress: "progress",
 }
 
 // Count is the number of keys of one queue.

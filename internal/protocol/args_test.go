@@ -42,7 +42,7 @@ func TestArgsRoundDurationsUp(t *testing.T) {
 
 	r := renewArgv([]Renewal{{ID: "m", LockedUntil: 5, LockTime: ns}, {ID: "n", LockedUntil: 5, LockTime: 0}})
 	assert.Equal(t, int64(1), r[2], "renew lock time")
-	assert.Equal(t, int64(1), r[5], "renew lock time, at least 1 ms")
+	assert.Equal(t, int64(1), r[6], "renew lock time, at least 1 ms")
 }
 
 // TestQueueCountsAreThePollsSize: QueueCounts and the poll's queue size

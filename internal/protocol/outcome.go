@@ -24,6 +24,10 @@ const (
 	// OutcomeRelease gives back a message taken but never handed to the
 	// handler: unlocked, its attempt uncounted, first in line again.
 	OutcomeRelease Outcome = "release"
+	// OutcomeCancelled: the message is collected, its pending requeue
+	// too, neither retried nor a dead letter (§20). Any outcome of a
+	// message whose cancel stands is recorded as this one.
+	OutcomeCancelled Outcome = "cancelled"
 )
 
 // Completion is the outcome of one handling, fenced on its lock: it is
@@ -58,6 +62,9 @@ type Renewal struct {
 	LockedUntil int64
 	// LockTime is how far from now to push the lock (at least 1 ms).
 	LockTime time.Duration
+	// Progress is the handler's latest progress to store with the
+	// renewal (EncodeProgress), "" for none (§20).
+	Progress string
 }
 
 // NoToken is the token Renew answers for a lock that was lost.
@@ -65,15 +72,17 @@ const NoToken int64 = 0
 
 // argv is the script arguments of rs.
 func renewArgv(rs []Renewal) []any {
-	args := make([]any, 0, 3*len(rs))
+	args := make([]any, 0, 4*len(rs))
 	for _, x := range rs {
-		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), MS(max(time.Millisecond, x.LockTime)))
+		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), MS(max(time.Millisecond, x.LockTime)), x.Progress)
 	}
 	return args
 }
 
 // Renew pushes locks forward in one script call and answers, per
-// renewal, the new token, or NoToken when the lock was lost.
+// renewal, the new token, or NoToken when the lock was lost. A token
+// below zero is the new token negated, for a message whose cancel stands
+// (§20): the lock was renewed, and the handling is to end.
 func Renew(ctx context.Context, r Redis, keys []string, rs []Renewal) ([]int64, error) {
 	tokens, err := renewScript.Run(ctx, r, keys, renewArgv(rs)...).Int64Slice()
 	if err != nil {

@@ -26,7 +26,7 @@ const (
 // SkipReasons are the reasons of every skip step dequeue.lua answers, in
 // the order of §4.
 var SkipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-backoff",
-	"done-with-backoff", "did-requeue", "did-gc", "quarantined", "indexed", "suspect"}
+	"done-with-backoff", "did-requeue", "did-gc", "quarantined", "indexed", "suspect", "cancelled"}
 
 // SkipSuspect is the skip reason of a suspect a poll set aside for a
 // worker holding nothing (§11, Quarantine).
@@ -172,6 +172,10 @@ type PollReply struct {
 	// Recorded answers, per completion sent, whether it took effect
 	// (false: the lock was lost).
 	Recorded []bool
+	// Cancelled answers, per completion sent, whether it was recorded as
+	// OutcomeCancelled, whatever it asked for, its message's cancel
+	// standing (§20); Recorded is true for it too.
+	Cancelled []bool
 	// Steps are the steps taken, in order.
 	Steps []Step
 	// Sent is when the call was sent, by the local clock: the locks it
@@ -207,8 +211,10 @@ func parsePollReply(raw []any) (PollReply, error) {
 		return r, fmt.Errorf("%w: poll reply %v", ErrUnexpectedReply, raw)
 	}
 	r.Recorded = make([]bool, len(recorded))
+	r.Cancelled = make([]bool, len(recorded))
 	for i, x := range recorded {
-		r.Recorded[i] = x == string(Recorded)
+		r.Cancelled[i] = x == string(OutcomeCancelled)
+		r.Recorded[i] = x == string(Recorded) || r.Cancelled[i]
 	}
 	r.Steps = make([]Step, 0, len(raw)-2)
 	for _, e := range raw[2:] {

@@ -41,6 +41,7 @@ var scriptParts = map[string][]string{
 	"schedules":    {"lib", "schedules"},
 	"result":       {"lib", "prelude", "status", "result"},
 	"batch-tick":   {"lib", "prelude", "batch-tick"},
+	"cancel":       {"lib", "prelude", "status", "cancel", "delete"}, // a queued message goes on to delete.lua
 }
 
 // The composed scripts, set by Load.
@@ -50,6 +51,7 @@ var (
 	tickScript, schedulesScript *redis.Script
 	resultScript                *redis.Script
 	batchTickScript             *redis.Script
+	cancelScript                *redis.Script
 )
 
 // luaFiles holds the .lua files the scripts are composed from, by file
@@ -79,6 +81,7 @@ func Load(luaFS fs.FS) {
 	schedulesScript = composeScript("schedules")
 	resultScript = composeScript("result")
 	batchTickScript = composeScript("batch-tick")
+	cancelScript = composeScript("cancel")
 }
 
 // composeSource joins the named files of lua/ into one script text.

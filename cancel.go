@@ -1,0 +1,226 @@
+package mq
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/redis/go-redis/v9"
+)
+
+// CancelResult says what a [Client.Cancel] did (docs/protocol.md §20).
+type CancelResult string
+
+// The results of a cancel.
+const (
+	// CancelRemoved: the message was queued (waiting for a delay or a
+	// retry's backoff, or not): it is deleted and never runs.
+	CancelRemoved CancelResult = "removed"
+	// CancelSignalled: the message is being handled. Its handler's context
+	// ends, with the cause ErrCancelled, as soon as the handling's worker
+	// hears of it (through Redis, at once; else at its next lock renewal),
+	// and whatever the handler answers, its outcome is recorded as
+	// OutcomeCancelled: not retried, not a dead letter. Should its worker
+	// die, no poll hands it out again.
+	CancelSignalled CancelResult = "signalled"
+	// CancelDone: the message is done already (collected soon, or in its
+	// dedupe window): nothing was changed.
+	CancelDone CancelResult = "done"
+	// CancelNotFound: the queue does not hold the message.
+	CancelNotFound CancelResult = "not_found"
+)
+
+// Cancel cancels message id of queue from any process: a queued message
+// is deleted and never runs (CancelRemoved); a message being handled has
+// its handler's context ended with the cause ErrCancelled and its outcome
+// recorded as OutcomeCancelled (CancelSignalled). An id the queue does
+// not hold answers CancelNotFound, with no error. A Carmine worker holding
+// the message does not hear of the cancel; its outcome is still recorded
+// by its own rules (docs/protocol.md §13).
+func (c *Client) Cancel(ctx context.Context, queue, id string) (CancelResult, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return "", err
+	}
+	if err := validateMessageID(id); err != nil {
+		return "", err
+	}
+	a, err := within(c, ctx, func(ctx context.Context) (protocol.CancelAnswer, error) {
+		return protocol.Cancel(ctx, c.rdb, c.keys(queue), id)
+	})
+	if err != nil {
+		return "", fmt.Errorf("mq: cancel %q in %q: %w", id, queue, redisError(err))
+	}
+	switch a {
+	case protocol.CancelRemoved:
+		return CancelRemoved, nil
+	case protocol.CancelSignalled:
+		return CancelSignalled, nil
+	case protocol.CancelDone:
+		return CancelDone, nil
+	}
+	return CancelNotFound, nil
+}
+
+// Cancel is Client.Cancel, for administrators.
+func (in *Inspector) Cancel(ctx context.Context, queue, id string) (CancelResult, error) {
+	return in.c.Cancel(ctx, queue, id)
+}
+
+// cancelHeardFor is how long a cancel heard is kept for a handling that
+// starts after it: a message handed out before its cancel, and still on its
+// way to a handler (prefetched) when the cancel came.
+const cancelHeardFor = time.Minute
+
+// cancelWatch is a client's one subscription to the cancel channels of
+// its workers' queues (docs/protocol.md §20), shared by all its workers,
+// started with its first worker and ended with its last, and the
+// handlings it may cancel. go-redis reconnects the
+// subscription after a connection or Redis is lost, and subscribes again;
+// a cancel published meanwhile is caught by the next lock renewal.
+type cancelWatch struct {
+	c *Client
+
+	mu       sync.Mutex
+	ps       *redis.PubSub
+	channels map[string]int                        // channel -> workers joined
+	running  map[cancelKey]map[*cancelEntry]struct{} // handlings by message
+	heard    map[cancelKey]time.Time               // cancels heard, for cancelHeardFor
+	closed   bool
+	// deaf, set by tests, drops every cancel published, as if the
+	// subscription missed them: renewals still catch them.
+	deaf bool
+}
+
+// cancelKey names one message of one queue: its channel, id and
+// first-enqueue time (Unix ms), so that a cancel never reaches a later
+// message of the same id.
+type cancelKey struct {
+	channel, id string
+	udt         int64
+}
+
+type cancelEntry struct{ cancel context.CancelCauseFunc }
+
+func newCancelWatch(c *Client) *cancelWatch {
+	return &cancelWatch{c: c, channels: map[string]int{}, running: map[cancelKey]map[*cancelEntry]struct{}{},
+		heard: map[cancelKey]time.Time{}}
+}
+
+// join subscribes to queue's cancel channel for a worker of it, starting
+// the client's subscription if it is the first.
+func (cw *cancelWatch) join(queue string) {
+	ch := protocol.CancelChannel(queue, cw.c.cfg.Cluster)
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	if cw.closed {
+		return
+	}
+	cw.channels[ch]++
+	if cw.channels[ch] > 1 {
+		return
+	}
+	if cw.ps == nil {
+		cw.ps = cw.c.rdb.Subscribe(context.Background(), ch)
+		go cw.listen(cw.ps.Channel())
+		return
+	}
+	// (an error here leaves the channel to the reconnect, which
+	// subscribes to every channel joined)
+	_ = cw.ps.Subscribe(context.Background(), ch)
+}
+
+// leave undoes one join.
+func (cw *cancelWatch) leave(queue string) {
+	ch := protocol.CancelChannel(queue, cw.c.cfg.Cluster)
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	if cw.channels[ch]--; cw.channels[ch] > 0 {
+		return
+	}
+	delete(cw.channels, ch)
+	switch {
+	case cw.ps == nil || cw.closed:
+	case len(cw.channels) == 0:
+		// No worker of the client runs: the subscription ends with the
+		// last, and the next to start starts it again.
+		_ = cw.ps.Close()
+		cw.ps = nil
+	default:
+		_ = cw.ps.Unsubscribe(context.Background(), ch)
+	}
+}
+
+// close ends the subscription.
+func (cw *cancelWatch) close() {
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	cw.closed = true
+	if cw.ps != nil {
+		_ = cw.ps.Close()
+	}
+}
+
+func (cw *cancelWatch) listen(msgs <-chan *redis.Message) {
+	for m := range msgs {
+		udt, id, ok := strings.Cut(m.Payload, " ")
+		if !ok {
+			continue
+		}
+		ms, err := strconv.ParseInt(udt, 10, 64)
+		if err != nil {
+			continue
+		}
+		cw.fire(cancelKey{channel: m.Channel, id: id, udt: ms})
+	}
+}
+
+// fire cancels the handlings of k, and keeps k for those about to start.
+func (cw *cancelWatch) fire(k cancelKey) {
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	if cw.deaf {
+		return
+	}
+	now := time.Now()
+	for e := range cw.running[k] {
+		e.cancel(ErrCancelled)
+	}
+	if len(cw.heard) >= 1024 {
+		for h, at := range cw.heard {
+			if now.Sub(at) > cancelHeardFor {
+				delete(cw.heard, h)
+			}
+		}
+	}
+	cw.heard[k] = now
+}
+
+// watch registers a handling of queue's message of step s, which cancel
+// ends, and answers the function that unregisters it.
+func (cw *cancelWatch) watch(queue string, s *protocol.Step, cancel context.CancelCauseFunc) func() {
+	k := cancelKey{channel: protocol.CancelChannel(queue, cw.c.cfg.Cluster), id: s.ID, udt: s.FirstEnqueued}
+	e := &cancelEntry{cancel: cancel}
+	cw.mu.Lock()
+	if at, ok := cw.heard[k]; ok && time.Since(at) <= cancelHeardFor {
+		cancel(ErrCancelled)
+	}
+	set := cw.running[k]
+	if set == nil {
+		set = map[*cancelEntry]struct{}{}
+		cw.running[k] = set
+	}
+	set[e] = struct{}{}
+	cw.mu.Unlock()
+	return func() {
+		cw.mu.Lock()
+		defer cw.mu.Unlock()
+		delete(set, e)
+		if len(set) == 0 && cw.running[k] != nil && len(cw.running[k]) == 0 {
+			delete(cw.running, k)
+		}
+	}
+}
