@@ -286,10 +286,12 @@ end
 -- notify_final tells the waiters of a queue that uses results (§21) that
 -- mid is finished (a success, with or without a result, or a dead letter):
 -- a PUBLISH of mid on the channel named as the results key. A waiter
--- subscribes before it reads, so it misses none.
+-- subscribes before it reads, so it misses none. A PUBLISH refused (an
+-- ACL user without the channel) fails nothing: waiters then find the
+-- outcome at their next read.
 local function notify_final(mid)
   if feature_used('results') then
-    redis.call('publish', K_RESULTS, mid)
+    redis.pcall('publish', K_RESULTS, mid)
   end
 end
 
