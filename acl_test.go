@@ -168,6 +168,7 @@ func aclRun(t *testing.T, cmds []string) (refused []string, err error) {
 	log := &logRecorder{}
 	c, err := New(rdb, &Config{Logger: log.logger(t)})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() }) // the results tour's subscription
 	tour := &aclTour{ctx: ctx, c: c, admin: admin, user: user}
 	err = tour.run()
 	refused, lerr := tour.refused()

@@ -156,6 +156,10 @@ type Client struct {
 
 	inspector *Inspector
 
+	// results is the subscription the client's waits for results share
+	// (results_hub.go).
+	results resultHub
+
 	// schedWake wakes the client's schedulers when a schedule changes
 	// (scheduler.go).
 	schedWake wakeup
@@ -216,6 +220,7 @@ func (c *Client) Close() error {
 	}
 	wg.Wait()
 	c.hub.Close()
+	c.results.close()
 	return nil
 }
 

@@ -58,8 +58,8 @@ func TestWaitResult(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		q := queuetest.QueueName(t)
-		worker := newClient(t, s, nil)
-		asker := newClient(t, s, nil)
+		worker := resultClient(t, s)
+		asker := resultClient(t, s)
 
 		_, err := asker.WaitResult(ctx, q, "never")
 		require.ErrorIs(t, err, ErrNoResult)
@@ -105,7 +105,7 @@ func TestWaitResultThere(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		q := queuetest.QueueName(t)
-		c := newClient(t, s, nil)
+		c := resultClient(t, s)
 		enqueueID(t, c, q, "a", "hello")
 		w := upperWorker(t, c, q)
 		queuetest.WaitFor(t, "the result", func() bool {
@@ -126,7 +126,7 @@ func TestWaitResultThere(t *testing.T) {
 func TestWaitResultDeadline(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		q := queuetest.QueueName(t)
-		c := newClient(t, s, nil)
+		c := resultClient(t, s)
 		enqueueID(t, c, q, "a", "hello")
 		_, err := c.Inspector().Result(context.Background(), q, "a")
 		assert.ErrorIs(t, err, ErrResultPending)
@@ -145,7 +145,7 @@ func TestResultTyped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	q := queuetest.QueueName(t)
-	c := newClient(t, s, nil)
+	c := resultClient(t, s)
 	type sum struct{ A, B int }
 	w, err := c.NewWorker(q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
@@ -176,7 +176,7 @@ func TestResultsCleared(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	q := queuetest.QueueName(t)
-	c := newClient(t, s, nil)
+	c := resultClient(t, s)
 	enqueueID(t, c, q, "a", "a")
 	enqueueID(t, c, q, "b", "b")
 	upperWorker(t, c, q)
@@ -205,7 +205,7 @@ func TestWaitResultNoneEver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	q := queuetest.QueueName(t)
-	c := newClient(t, s, nil)
+	c := resultClient(t, s)
 	enqueueID(t, c, q, "p", "plain")
 	waited := make(chan error, 1)
 	go func() {
@@ -218,4 +218,13 @@ func TestWaitResultNoneEver(t *testing.T) {
 	})
 	upperWorker(t, c, q)
 	assert.ErrorIs(t, <-waited, ErrNoResult)
+}
+
+// resultClient is newClient, closed when the test ends: its waits'
+// subscription outlives them by a minute otherwise.
+func resultClient(t *testing.T, s *queuetest.Server) *Client {
+	t.Helper()
+	c := newClient(t, s, nil)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
