@@ -3,12 +3,14 @@ package mq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -227,4 +229,71 @@ func resultClient(t *testing.T, s *queuetest.Server) *Client {
 	c := newClient(t, s, nil)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// pubsubConns counts the connections of s in a subscription.
+func pubsubConns(t *testing.T, s *queuetest.Server) int {
+	t.Helper()
+	list, err := s.RDB.(interface {
+		ClientList(context.Context) *redis.StringCmd
+	}).ClientList(context.Background()).Result()
+	require.NoError(t, err)
+	n := 0
+	for _, line := range strings.Split(list, "\n") {
+		for _, f := range strings.Fields(line) {
+			if flags, ok := strings.CutPrefix(f, "flags="); ok && strings.Contains(flags, "P") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestWaitResultShared: a client's waits share one subscription; a wait
+// outlives its connection being killed; Client.Close ends the waits.
+func TestWaitResultShared(t *testing.T) {
+	s := queuetest.RealServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := queuetest.QueueName(t)
+	c := resultClient(t, s)
+	const n = 20
+	answers := make(chan error, n)
+	for i := range n {
+		id := fmt.Sprint("m", i)
+		enqueueID(t, c, q, id, id)
+		go func() {
+			_, err := c.WaitResult(ctx, q, id)
+			answers <- err
+		}()
+	}
+	queuetest.WaitFor(t, "every wait to join", func() bool {
+		c.results.mu.Lock()
+		defer c.results.mu.Unlock()
+		return c.results.waits == n
+	})
+	assert.Equal(t, 1, pubsubConns(t, s), "one subscription for every wait")
+
+	// The connection killed: it is made again, the waits go on.
+	require.NoError(t, s.RDB.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err())
+	upperWorker(t, newClient(t, s, nil), q)
+	for range n {
+		require.NoError(t, <-answers)
+	}
+
+	// Closed, the client ends its waits.
+	enqueueID(t, c, "idle-"+q, "x", "x") // a queue no worker handles
+	waited := make(chan error, 1)
+	other := newClient(t, s, nil)
+	go func() {
+		_, err := other.WaitResult(ctx, "idle-"+q, "x")
+		waited <- err
+	}()
+	queuetest.WaitFor(t, "the wait to join", func() bool {
+		other.results.mu.Lock()
+		defer other.results.mu.Unlock()
+		return other.results.waits == 1
+	})
+	require.NoError(t, other.Close())
+	assert.ErrorIs(t, <-waited, ErrClientClosed)
 }
