@@ -185,9 +185,9 @@ func (c *Client) WaitResult(ctx context.Context, queue, id string) (Result, erro
 	if err != nil {
 		return failed(redisError(err))
 	}
-	w, err := within(c, ctx, func(ctx context.Context) (*resultWait, error) {
-		return c.results.join(ctx, c, c.key(queue, keys.Results), id)
-	})
+	// (Not within: a join that went on after its caller gave up would
+	// never leave.)
+	w, err := c.results.join(ctx, c, c.key(queue, keys.Results), id)
 	if err != nil {
 		return failed(err)
 	}
