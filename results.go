@@ -73,7 +73,8 @@ func (r *Result) Decode(v any) error { return decode(r.codec, r.Data, v) }
 // (a [Raw] is kept as it is). It is recorded with the handler's success (a
 // nil answer or [SucceedWithBackoff]), and dropped with any other answer.
 // A later call replaces an earlier one; an empty Raw, or nil, sets none.
-// An encoding error is returned and leaves the result as it was.
+// An encoding error, or a result larger than Config.MaxMessageSize
+// (ErrMessageTooLarge), is returned and leaves the result as it was.
 func (m *Message) SetResult(v any) error {
 	var data []byte
 	switch r := v.(type) {
@@ -85,6 +86,9 @@ func (m *Message) SetResult(v any) error {
 		if data, err = m.codec.Marshal(v); err != nil {
 			return fmt.Errorf("mq: cannot encode the result of %q: %w", m.ID, err)
 		}
+	}
+	if m.maxResult > 0 && len(data) > m.maxResult {
+		return fmt.Errorf("%w: a result of %d bytes encoded, the limit is %d", ErrMessageTooLarge, len(data), m.maxResult)
 	}
 	m.resultMu.Lock()
 	m.result = data

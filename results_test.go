@@ -297,3 +297,31 @@ func TestWaitResultShared(t *testing.T) {
 	require.NoError(t, other.Close())
 	assert.ErrorIs(t, <-waited, ErrClientClosed)
 }
+
+// TestSetResultTooLarge: a result over Config.MaxMessageSize is refused
+// by SetResult, and leaves the result set before.
+func TestSetResultTooLarge(t *testing.T) {
+	s := queuetest.MiniServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := queuetest.QueueName(t)
+	c := newClient(t, s, &Config{MaxMessageSize: 16})
+	t.Cleanup(func() { _ = c.Close() })
+	refused := make(chan error, 1)
+	w, err := c.NewWorker(q, &WorkerConfig{
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			require.NoError(t, m.SetResult(Raw("small")))
+			refused <- m.SetResult(Raw(strings.Repeat("x", 17)))
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Close() })
+	enqueueID(t, c, q, "a", "a")
+	assert.ErrorIs(t, <-refused, ErrMessageTooLarge)
+	r, err := c.WaitResult(ctx, q, "a")
+	require.NoError(t, err)
+	assert.Equal(t, "small", string(r.Data))
+}
