@@ -134,11 +134,11 @@ func (h *resultHub) idleCheck() {
 	if h.waits > 0 || h.sub == nil || h.idle != nil {
 		return
 	}
-	sub := h.sub
 	h.idle = time.AfterFunc(resultHubLinger, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if h.sub == sub && h.waits == 0 {
+		h.idle = nil
+		if h.waits == 0 {
 			h.shut()
 		}
 	})
