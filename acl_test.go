@@ -48,8 +48,10 @@ var aclCommands = []string{
 	"hsetnx",
 	"llen", // also the worker's sleep
 	"lpush",
-	"ltrim",  // a poll's surplus sleep sentinels
-	"rename", // receipts' generations
+	"ltrim",   // a poll's surplus sleep sentinels
+	"ping",    // the health check of WaitResult's subscription
+	"publish", // a final outcome, in a queue that uses results
+	"rename",  // receipts' generations
 	"rpop",
 	"rpoplpush",
 	"rpush", // a prefetched message given back
@@ -61,9 +63,10 @@ var aclCommands = []string{
 	"sismember",
 	"smembers", // the counts, while done holds a Carmine worker's ids
 	"srem",
-	"time",   // every script reads the server's clock
-	"unlink", // receipts' generations; DeleteDeadLetters
-	"zadd",   // also a worker's heartbeat
+	"subscribe", // Client.WaitResult
+	"time",      // every script reads the server's clock
+	"unlink",    // receipts' generations; DeleteDeadLetters
+	"zadd",      // also a worker's heartbeat
 	"zcard",
 	"zrange",
 	"zrangebyscore",
@@ -71,13 +74,14 @@ var aclCommands = []string{
 	"zrevrange", // DeadLetters
 }
 
-// aclKeys is the key pattern of the library's ACL user.
-const aclKeys = "~carmine:mq:*"
+// aclKeys is the key pattern of the library's ACL user, and aclChannels
+// its channel pattern (results, docs/protocol.md §21).
+const aclKeys, aclChannels = "~carmine:mq:*", "&carmine:mq:*"
 
 // aclSetUser is the ACL SETUSER command that creates (or resets) the user
 // name with password, allowed cmds on the library's keys and nothing else.
 func aclSetUser(name, password string, cmds []string) []string {
-	args := []string{"ACL", "SETUSER", name, "reset", "on", ">" + password, aclKeys, "-@all"}
+	args := []string{"ACL", "SETUSER", name, "reset", "on", ">" + password, aclKeys, aclChannels, "-@all"}
 	for _, c := range cmds {
 		args = append(args, "+"+c)
 	}
@@ -164,6 +168,7 @@ func aclRun(t *testing.T, cmds []string) (refused []string, err error) {
 	log := &logRecorder{}
 	c, err := New(rdb, &Config{Logger: log.logger(t)})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() }) // the results tour's subscription
 	tour := &aclTour{ctx: ctx, c: c, admin: admin, user: user}
 	err = tour.run()
 	refused, lerr := tour.refused()

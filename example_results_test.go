@@ -20,6 +20,7 @@ func ExampleClient_WaitResult() {
 	if err != nil {
 		panic(err)
 	}
+	defer client.Close() // ends the subscription the waits share
 
 	worker, err := client.StartWorker(ctx, "shout", &mq.WorkerConfig{
 		Handler: mq.HandleTypedResult(func(ctx context.Context, m *mq.Message, s string) (string, error) {

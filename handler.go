@@ -90,8 +90,9 @@ type Message struct {
 	codec Codec
 	lock  *engine.Lock
 
-	resultMu sync.Mutex
-	result   []byte // the encoded result (SetResult); nil for none
+	resultMu  sync.Mutex
+	result    []byte // the encoded result (SetResult); nil for none
+	maxResult int    // Config.MaxMessageSize; 0 for no limit
 }
 
 // Decode decodes the message into v, a non-nil pointer, with the client's
@@ -230,6 +231,7 @@ func (h *workerHandler) Handle(ctx context.Context, d *engine.Delivery, lock *en
 		Priority:    priorityOf(s.Priority),
 		codec:       w.c.cfg.Codec,
 		lock:        lock,
+		maxResult:   w.c.cfg.MaxMessageSize,
 	}
 	if s.Attempt == 1 {
 		w.stats.queueingTime.Add(float64(queueingTime(s)))

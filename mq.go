@@ -168,6 +168,10 @@ type Client struct {
 
 	inspector *Inspector
 
+	// results is the subscription the client's waits for results share
+	// (results_hub.go).
+	results resultHub
+
 	// schedWake wakes the client's schedulers when a schedule changes
 	// (scheduler.go).
 	schedWake wakeup
@@ -230,6 +234,7 @@ func (c *Client) Close() error {
 	wg.Wait()
 	c.hub.Close()
 	c.cancels.close()
+	c.results.close()
 	return nil
 }
 

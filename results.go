@@ -73,7 +73,8 @@ func (r *Result) Decode(v any) error { return decode(r.codec, r.Data, v) }
 // (a [Raw] is kept as it is). It is recorded with the handler's success (a
 // nil answer or [SucceedWithBackoff]), and dropped with any other answer.
 // A later call replaces an earlier one; an empty Raw, or nil, sets none.
-// An encoding error is returned and leaves the result as it was.
+// An encoding error, or a result larger than Config.MaxMessageSize
+// (ErrMessageTooLarge), is returned and leaves the result as it was.
 func (m *Message) SetResult(v any) error {
 	var data []byte
 	switch r := v.(type) {
@@ -85,6 +86,9 @@ func (m *Message) SetResult(v any) error {
 		if data, err = m.codec.Marshal(v); err != nil {
 			return fmt.Errorf("mq: cannot encode the result of %q: %w", m.ID, err)
 		}
+	}
+	if m.maxResult > 0 && len(data) > m.maxResult {
+		return fmt.Errorf("%w: a result of %d bytes encoded, the limit is %d", ErrMessageTooLarge, len(data), m.maxResult)
 	}
 	m.resultMu.Lock()
 	m.result = data
@@ -161,12 +165,14 @@ func (c *Client) readResult(ctx context.Context, queue, id string) (Result, erro
 // when ctx ends first.
 //
 // It marks the queue as one that uses results (one write, the first time),
-// so that every final outcome recorded from then on is published;
-// subscribes to the queue's results channel; then reads; then waits for
-// the message's notice, so that no outcome recorded after the read is
-// missed. Each call holds one connection of rdb for its subscription while
-// it waits, and reads again every few seconds should a notice be lost to a
-// broken connection. It works with a Cluster client too.
+// so that every final outcome recorded from then on is published; joins
+// the client's subscription to the queue's results channel and waits for
+// it to be confirmed; then reads; then waits for the message's notice, so
+// that no outcome recorded after the read is missed. The client's waits
+// share one subscription, one connection of rdb's, opened by the first
+// wait and closed a minute after the last ended; should its connection
+// break, a notice may be lost while it is made again, so a wait also
+// reads again every few seconds. It works with a Cluster client too.
 func (c *Client) WaitResult(ctx context.Context, queue, id string) (Result, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return Result{}, err
@@ -174,39 +180,44 @@ func (c *Client) WaitResult(ctx context.Context, queue, id string) (Result, erro
 	if err := validateMessageID(id); err != nil {
 		return Result{}, err
 	}
+	failed := func(err error) (Result, error) {
+		return Result{}, fmt.Errorf("mq: wait for the result of %q in %q: %w", id, queue, err)
+	}
 	_, err := within(c, ctx, func(ctx context.Context) (bool, error) {
 		return c.rdb.HSetNX(ctx, c.key(queue, keys.Features), "results", "1").Result()
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("mq: wait for the result of %q in %q: %w", id, queue, redisError(err))
+		return failed(redisError(err))
 	}
-	sub := c.rdb.Subscribe(ctx, c.key(queue, keys.Results))
-	defer sub.Close()
-	// The subscription is confirmed before the read, so that an outcome
-	// recorded after the read is published to it.
-	if _, err := within(c, ctx, func(ctx context.Context) (any, error) { return sub.Receive(ctx) }); err != nil {
-		return Result{}, fmt.Errorf("mq: wait for the result of %q in %q: subscribe: %w", id, queue, err)
+	// (Not within: a join that went on after its caller gave up would
+	// never leave.)
+	w, err := c.results.join(ctx, c, c.key(queue, keys.Results), id)
+	if err != nil {
+		return failed(err)
 	}
-	notices := sub.Channel()
+	defer c.results.leave(w)
 	recheck := time.NewTicker(resultRecheck)
 	defer recheck.Stop()
 	for {
+		// The subscription is confirmed before each read, so that an
+		// outcome recorded after the read is published to it.
+		select {
+		case <-c.results.ready(w):
+		case <-ctx.Done():
+			return failed(ctx.Err())
+		}
+		if c.closed.Load() {
+			return failed(ErrClientClosed)
+		}
 		r, err := c.readResult(ctx, queue, id)
 		if !errors.Is(err, ErrResultPending) {
 			return r, err
 		}
-		for waiting := true; waiting; {
-			select {
-			case <-ctx.Done():
-				return Result{}, fmt.Errorf("mq: wait for the result of %q in %q: %w", id, queue, ctx.Err())
-			case <-recheck.C:
-				waiting = false
-			case m, ok := <-notices:
-				if !ok {
-					return Result{}, fmt.Errorf("mq: wait for the result of %q in %q: %w", id, queue, ErrClientClosed)
-				}
-				waiting = m.Payload != id
-			}
+		select {
+		case <-ctx.Done():
+			return failed(ctx.Err())
+		case <-recheck.C:
+		case <-w.notice:
 		}
 	}
 }

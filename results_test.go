@@ -3,12 +3,14 @@ package mq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -58,8 +60,8 @@ func TestWaitResult(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		q := queuetest.QueueName(t)
-		worker := newClient(t, s, nil)
-		asker := newClient(t, s, nil)
+		worker := resultClient(t, s)
+		asker := resultClient(t, s)
 
 		_, err := asker.WaitResult(ctx, q, "never")
 		require.ErrorIs(t, err, ErrNoResult)
@@ -105,7 +107,7 @@ func TestWaitResultThere(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		q := queuetest.QueueName(t)
-		c := newClient(t, s, nil)
+		c := resultClient(t, s)
 		enqueueID(t, c, q, "a", "hello")
 		w := upperWorker(t, c, q)
 		queuetest.WaitFor(t, "the result", func() bool {
@@ -126,7 +128,7 @@ func TestWaitResultThere(t *testing.T) {
 func TestWaitResultDeadline(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		q := queuetest.QueueName(t)
-		c := newClient(t, s, nil)
+		c := resultClient(t, s)
 		enqueueID(t, c, q, "a", "hello")
 		_, err := c.Inspector().Result(context.Background(), q, "a")
 		assert.ErrorIs(t, err, ErrResultPending)
@@ -145,7 +147,7 @@ func TestResultTyped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	q := queuetest.QueueName(t)
-	c := newClient(t, s, nil)
+	c := resultClient(t, s)
 	type sum struct{ A, B int }
 	w, err := c.NewWorker(q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
@@ -176,7 +178,7 @@ func TestResultsCleared(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	q := queuetest.QueueName(t)
-	c := newClient(t, s, nil)
+	c := resultClient(t, s)
 	enqueueID(t, c, q, "a", "a")
 	enqueueID(t, c, q, "b", "b")
 	upperWorker(t, c, q)
@@ -205,7 +207,7 @@ func TestWaitResultNoneEver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	q := queuetest.QueueName(t)
-	c := newClient(t, s, nil)
+	c := resultClient(t, s)
 	enqueueID(t, c, q, "p", "plain")
 	waited := make(chan error, 1)
 	go func() {
@@ -218,4 +220,108 @@ func TestWaitResultNoneEver(t *testing.T) {
 	})
 	upperWorker(t, c, q)
 	assert.ErrorIs(t, <-waited, ErrNoResult)
+}
+
+// resultClient is newClient, closed when the test ends: its waits'
+// subscription outlives them by a minute otherwise.
+func resultClient(t *testing.T, s *queuetest.Server) *Client {
+	t.Helper()
+	c := newClient(t, s, nil)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// pubsubConns counts the connections of s in a subscription.
+func pubsubConns(t *testing.T, s *queuetest.Server) int {
+	t.Helper()
+	list, err := s.RDB.(interface {
+		ClientList(context.Context) *redis.StringCmd
+	}).ClientList(context.Background()).Result()
+	require.NoError(t, err)
+	n := 0
+	for _, line := range strings.Split(list, "\n") {
+		for _, f := range strings.Fields(line) {
+			if flags, ok := strings.CutPrefix(f, "flags="); ok && strings.Contains(flags, "P") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestWaitResultShared: a client's waits share one subscription; a wait
+// outlives its connection being killed; Client.Close ends the waits.
+func TestWaitResultShared(t *testing.T) {
+	s := queuetest.RealServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := queuetest.QueueName(t)
+	c := resultClient(t, s)
+	const n = 20
+	answers := make(chan error, n)
+	for i := range n {
+		id := fmt.Sprint("m", i)
+		enqueueID(t, c, q, id, id)
+		go func() {
+			_, err := c.WaitResult(ctx, q, id)
+			answers <- err
+		}()
+	}
+	queuetest.WaitFor(t, "every wait to join", func() bool {
+		c.results.mu.Lock()
+		defer c.results.mu.Unlock()
+		return c.results.waits == n
+	})
+	assert.Equal(t, 1, pubsubConns(t, s), "one subscription for every wait")
+
+	// The connection killed: it is made again, the waits go on.
+	require.NoError(t, s.RDB.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err())
+	upperWorker(t, newClient(t, s, nil), q)
+	for range n {
+		require.NoError(t, <-answers)
+	}
+
+	// Closed, the client ends its waits.
+	enqueueID(t, c, "idle-"+q, "x", "x") // a queue no worker handles
+	waited := make(chan error, 1)
+	other := newClient(t, s, nil)
+	go func() {
+		_, err := other.WaitResult(ctx, "idle-"+q, "x")
+		waited <- err
+	}()
+	queuetest.WaitFor(t, "the wait to join", func() bool {
+		other.results.mu.Lock()
+		defer other.results.mu.Unlock()
+		return other.results.waits == 1
+	})
+	require.NoError(t, other.Close())
+	assert.ErrorIs(t, <-waited, ErrClientClosed)
+}
+
+// TestSetResultTooLarge: a result over Config.MaxMessageSize is refused
+// by SetResult, and leaves the result set before.
+func TestSetResultTooLarge(t *testing.T) {
+	s := queuetest.MiniServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := queuetest.QueueName(t)
+	c := newClient(t, s, &Config{MaxMessageSize: 16})
+	t.Cleanup(func() { _ = c.Close() })
+	refused := make(chan error, 1)
+	w, err := c.NewWorker(q, &WorkerConfig{
+		EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			require.NoError(t, m.SetResult(Raw("small")))
+			refused <- m.SetResult(Raw(strings.Repeat("x", 17)))
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Close() })
+	enqueueID(t, c, q, "a", "a")
+	assert.ErrorIs(t, <-refused, ErrMessageTooLarge)
+	r, err := c.WaitResult(ctx, q, "a")
+	require.NoError(t, err)
+	assert.Equal(t, "small", string(r.Data))
 }

@@ -16,6 +16,7 @@ import (
 func TestMessageAPIResult(t *testing.T) {
 	t.Parallel()
 	c, _ := newClient(t)
+	t.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, id := range []string{"r", "plain"} {

@@ -292,12 +292,18 @@ end
 -- Results (§21). The bounds come with every call that may write one.
 local results_max_count, results_max_age_ms = 0, 0
 
+-- results_kept counts the results this call wrote (keep_result).
+local results_kept = 0
+
 -- trim_results drops the results older than results_max_age_ms and the
--- oldest beyond results_max_count, at most 100 of each per call, as
--- trim_dead does for dead letters.
+-- oldest beyond results_max_count, at most 100 of each more than this
+-- call wrote, as trim_dead does for dead letters: once per call, after
+-- its outcomes (record_outcomes), so that the store never grows past its
+-- bound by more than 100.
 local function trim_results(now)
+  local limit = 100 + results_kept
   if results_max_age_ms > 0 then
-    local old = redis.call('zrangebyscore', K_RESULTS_INDEX, '-inf', now - results_max_age_ms, 'LIMIT', 0, 100)
+    local old = redis.call('zrangebyscore', K_RESULTS_INDEX, '-inf', now - results_max_age_ms, 'LIMIT', 0, limit)
     if #old > 0 then
       call_each('hdel', K_RESULTS, old)
       call_each('zrem', K_RESULTS_INDEX, old)
@@ -306,7 +312,7 @@ local function trim_results(now)
   if results_max_count > 0 then
     local surplus = redis.call('zcard', K_RESULTS_INDEX) - results_max_count
     if surplus > 0 then
-      local old = redis.call('zrange', K_RESULTS_INDEX, 0, math.min(surplus, 100) - 1)
+      local old = redis.call('zrange', K_RESULTS_INDEX, 0, math.min(surplus, limit) - 1)
       call_each('hdel', K_RESULTS, old)
       call_each('zrem', K_RESULTS_INDEX, old)
     end
@@ -316,7 +322,8 @@ end
 -- keep_result writes result, the bytes a handler gave with mid's success,
 -- as results[mid] = "<now>:<result>", indexed by now in results-index, and
 -- marks the queue as using results (features), so that from this call on
--- its final outcomes are published (notify_final).
+-- its final outcomes are published (notify_final). The call trims the
+-- results once, after its outcomes (trim_results).
 local function keep_result(mid, result, now)
   if not feature_used('results') then
     redis.call('hset', K_FEATURES, 'results', '1')
@@ -324,16 +331,18 @@ local function keep_result(mid, result, now)
   end
   redis.call('hset', K_RESULTS, mid, now .. ':' .. result)
   redis.call('zadd', K_RESULTS_INDEX, now, mid)
-  trim_results(now)
+  results_kept = results_kept + 1
 end
 
 -- notify_final tells the waiters of a queue that uses results (§21) that
 -- mid is finished (a success, with or without a result, or a dead letter):
 -- a PUBLISH of mid on the channel named as the results key. A waiter
--- subscribes before it reads, so it misses none.
+-- subscribes before it reads, so it misses none. A PUBLISH refused (an
+-- ACL user without the channel) fails nothing: waiters then find the
+-- outcome at their next read.
 local function notify_final(mid)
   if feature_used('results') then
-    redis.call('publish', K_RESULTS, mid)
+    redis.pcall('publish', K_RESULTS, mid)
   end
 end
 
@@ -567,5 +576,6 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
     end
   end
   flush_gathered()
+  if results_kept > 0 then trim_results(now) end
   return results
 end

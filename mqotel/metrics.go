@@ -27,6 +27,9 @@ const (
 	// QueuePausedName is an observable gauge, 1 while a queue is paused
 	// (mq.Inspector.PauseQueue) and 0 otherwise.
 	QueuePausedName = "carmine_mq.queue.paused"
+	// QueueResultsName is an observable gauge of the results a queue
+	// keeps (mq.Message.SetResult, mq.QueueCounts.Results).
+	QueueResultsName = "carmine_mq.queue.results"
 )
 
 // MetricsObserver is an mq.Observer that records every handling it is
@@ -80,7 +83,8 @@ func (o *MetricsObserver) ObserveHandling(h mq.Handling) {
 // RegisterQueueGauges registers, on the meter of the MeterProvider (option
 // WithMeterProvider; default the global one), a callback that reports
 // the counts of the given queues as QueueMessagesName (by StateKey:
-// queued, locked, backoff, done and dead) and QueuePausedName. With no
+// queued, locked, backoff, done and dead), QueuePausedName and
+// QueueResultsName. With no
 // queue named it reports every queue client.QueueNames finds at each
 // collection. The counts are read from Redis with client.QueueCounts,
 // one round trip per queue and collection, so one collection covers the
@@ -96,7 +100,9 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 		metric.WithDescription("Messages of the queue by state, read from Redis; dead letters are not in the other states."))
 	paused, err2 := m.Int64ObservableGauge(QueuePausedName, metric.WithUnit("1"),
 		metric.WithDescription("1 while the queue is paused for every worker of this library, 0 otherwise."))
-	if err := errors.Join(err1, err2); err != nil {
+	results, err3 := m.Int64ObservableGauge(QueueResultsName, metric.WithUnit("{result}"),
+		metric.WithDescription("Results the queue keeps: what handlers gave with their successes, bounded by the workers' ResultMaxCount and ResultMaxAge."))
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, fmt.Errorf("mqotel: queue gauges: %w", err)
 	}
 	queues = append([]string(nil), queues...)
@@ -127,9 +133,10 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 				p = 1
 			}
 			o.ObserveInt64(paused, p, metric.WithAttributes(base...))
+			o.ObserveInt64(results, qc.Results, metric.WithAttributes(base...))
 		}
 		return errors.Join(errs...)
-	}, messages, paused)
+	}, messages, paused, results)
 	if err != nil {
 		return nil, fmt.Errorf("mqotel: queue gauges: %w", err)
 	}

@@ -156,6 +156,8 @@ func TestQueueGauges(t *testing.T) {
 	}
 	want[mqotel.QueuePausedName+" messaging.destination.name=one"] = 0
 	want[mqotel.QueuePausedName+" messaging.destination.name=two"] = 1
+	want[mqotel.QueueResultsName+" messaging.destination.name=one"] = 0
+	want[mqotel.QueueResultsName+" messaging.destination.name=two"] = 0
 	assert.Equal(t, want, got)
 
 	// A new message shows at the next collection.

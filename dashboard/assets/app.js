@@ -645,6 +645,33 @@
   });
   // The chart is drawn at its width: redraw it when that changes.
   window.addEventListener('resize', () => { if (state.overview) renderSelected(); });
+  // The result a handler gave with a message's success (api/message,
+  // which answers it also once the message left the queue, with a 404).
+  $('result-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const id = $('result-id').value;
+    const out = $('result');
+    if (!state.selected || !id) return;
+    try {
+      const r = await fetch('api/message?queue=' + encodeURIComponent(state.selected) + '&id=' + encodeURIComponent(id),
+        { cache: 'no-store', credentials: 'same-origin' });
+      let body = null;
+      try { body = await r.json(); } catch (_) { body = null; }
+      if (body && body.result) {
+        out.replaceChildren(el('div', { 'data-result-at': '' }, 'recorded ' + new Date(body.result.at_ms).toLocaleString()),
+          contentCell(body.result));
+      } else if (body && body.error) {
+        out.replaceChildren('result: ' + body.error);
+      } else if (body && body.status && body.status !== 'nil') {
+        out.replaceChildren('no result yet: the message is ' + body.status);
+      } else {
+        out.replaceChildren('no result');
+      }
+    } catch (e) {
+      out.replaceChildren('result: ' + e.message);
+    }
+  });
+
   $('next-page').addEventListener('click', () => { if (state.next) { state.page++; loadMessages(state.next); } });
   $('first-page').addEventListener('click', () => { state.page = 0; loadMessages(''); });
   $('filter').addEventListener('change', renderMessages);

@@ -53,6 +53,7 @@ func TestScenarioResults(t *testing.T) {
 	p.Set(Rule{Action: Drop, Probability: 0.05, Commands: []string{"evalsha", "eval"}})
 	n, askers := scale(400, 4000), 8
 	asker := h.producer(redis.Options{Addr: h.redis.Addr})
+	t.Cleanup(func() { _ = asker.Close() })
 	results := make([]string, n)
 	var next, answered atomic.Int64
 	var failures atomic.Int64
