@@ -553,6 +553,9 @@
         el('td', {}, contentCell(m)));
       const actions = el('td');
       if (state.overview && state.overview.actions) {
+        if (m.status.startsWith('queued') || m.status.startsWith('locked')) {
+          actions.append(actionButton('Cancel', true, () => post('api/cancel', { queue: state.selected, id: m.id }), m.id));
+        }
         actions.append(actionButton('Delete', true, () => post('api/delete', { queue: state.selected, id: m.id }), m.id));
       }
       tr.append(actions);
