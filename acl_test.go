@@ -49,6 +49,7 @@ var aclCommands = []string{
 	"llen", // also the worker's sleep
 	"lpush",
 	"ltrim",  // a poll's surplus sleep sentinels
+	"publish", // cancel.lua: a cancel of a running message (channel &carmine:mq:*)
 	"rename", // receipts' generations
 	"rpop",
 	"rpoplpush",
@@ -61,6 +62,7 @@ var aclCommands = []string{
 	"sismember",
 	"smembers", // the counts, while done holds a Carmine worker's ids
 	"srem",
+	"subscribe", // the client's cancel subscription, with its first worker (channel &carmine:mq:*)
 	"time",   // every script reads the server's clock
 	"unlink", // receipts' generations; DeleteDeadLetters
 	"zadd",   // also a worker's heartbeat
@@ -74,10 +76,14 @@ var aclCommands = []string{
 // aclKeys is the key pattern of the library's ACL user.
 const aclKeys = "~carmine:mq:*"
 
+// aclChannels is its Pub/Sub channel pattern: the queues' cancel channels
+// (docs/protocol.md §20).
+const aclChannels = "&carmine:mq:*"
+
 // aclSetUser is the ACL SETUSER command that creates (or resets) the user
 // name with password, allowed cmds on the library's keys and nothing else.
 func aclSetUser(name, password string, cmds []string) []string {
-	args := []string{"ACL", "SETUSER", name, "reset", "on", ">" + password, aclKeys, "-@all"}
+	args := []string{"ACL", "SETUSER", name, "reset", "on", ">" + password, aclKeys, aclChannels, "-@all"}
 	for _, c := range cmds {
 		args = append(args, "+"+c)
 	}
