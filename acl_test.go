@@ -48,9 +48,9 @@ var aclCommands = []string{
 	"hsetnx",
 	"llen", // also the worker's sleep
 	"lpush",
-	"ltrim",  // a poll's surplus sleep sentinels
+	"ltrim",   // a poll's surplus sleep sentinels
 	"publish", // cancel.lua: a cancel of a running message (channel &carmine:mq:*)
-	"rename", // receipts' generations
+	"rename",  // receipts' generations
 	"rpop",
 	"rpoplpush",
 	"rpush", // a prefetched message given back
@@ -63,9 +63,9 @@ var aclCommands = []string{
 	"smembers", // the counts, while done holds a Carmine worker's ids
 	"srem",
 	"subscribe", // the client's cancel subscription, with its first worker (channel &carmine:mq:*)
-	"time",   // every script reads the server's clock
-	"unlink", // receipts' generations; DeleteDeadLetters
-	"zadd",   // also a worker's heartbeat
+	"time",      // every script reads the server's clock
+	"unlink",    // receipts' generations; DeleteDeadLetters
+	"zadd",      // also a worker's heartbeat
 	"zcard",
 	"zrange",
 	"zrangebyscore",
