@@ -268,8 +268,15 @@ func TestCancelEntriesBounded(t *testing.T) {
 	for _, id := range []string{"a", "b", "c"} {
 		enqueue(t, c, q, id, &EnqueueOptions{MessageID: id})
 	}
-	_, err := protocol.Poll(ctx, s.RDB, s.Keys(q), protocol.PollArgs{LockTime: time.Minute, MaxSteps: 8, Poller: "p", Seq: 1})
+	reply, err := protocol.Poll(ctx, s.RDB, s.Keys(q), protocol.PollArgs{LockTime: time.Minute, MaxSteps: 8, Poller: "p", Seq: 1})
 	require.NoError(t, err)
+	for _, st := range reply.Steps { // every one reports progress
+		if st.Kind == protocol.StepHandle {
+			_, err := protocol.Renew(ctx, s.RDB, s.Keys(q), []protocol.Renewal{{ID: st.ID, LockedUntil: st.LockedUntil,
+				LockTime: time.Minute, Progress: protocol.EncodeProgress(1, "")}})
+			require.NoError(t, err)
+		}
+	}
 	for _, id := range []string{"a", "b", "c"} {
 		r, err := c.Cancel(ctx, q, id)
 		require.NoError(t, err)
@@ -290,6 +297,12 @@ func TestCancelEntriesBounded(t *testing.T) {
 	}
 	assert.True(t, has("a"))
 	assert.False(t, has("b"), "DeleteMessage drops the cancel")
+	ok, err := s.RDB.HExists(ctx, s.Key(q, keys.Progress), "b").Result()
+	require.NoError(t, err)
+	assert.False(t, ok, "DeleteMessage drops the progress")
+	ok, err = s.RDB.HExists(ctx, s.Key(q, keys.Progress), "c").Result()
+	require.NoError(t, err)
+	assert.True(t, ok)
 	_, err = c.Cancel(ctx, q, "c") // a cancel again: its walk drops "a"
 	require.NoError(t, err)
 	assert.False(t, has("a"), "the walk drops a stale entry")
