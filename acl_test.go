@@ -50,7 +50,7 @@ var aclCommands = []string{
 	"lpush",
 	"ltrim",   // a poll's surplus sleep sentinels
 	"ping",    // the health check of WaitResult's subscription
-	"publish", // a final outcome, in a queue that uses results
+	"publish", // a final outcome in a queue that uses results; cancel.lua, a cancel of a running message
 	"rename",  // receipts' generations
 	"rpop",
 	"rpoplpush",
@@ -63,7 +63,7 @@ var aclCommands = []string{
 	"sismember",
 	"smembers", // the counts, while done holds a Carmine worker's ids
 	"srem",
-	"subscribe", // Client.WaitResult
+	"subscribe", // Client.WaitResult; the client's cancel subscription, with its first worker
 	"time",      // every script reads the server's clock
 	"unlink",    // receipts' generations; DeleteDeadLetters
 	"zadd",      // also a worker's heartbeat
@@ -75,7 +75,7 @@ var aclCommands = []string{
 }
 
 // aclKeys is the key pattern of the library's ACL user, and aclChannels
-// its channel pattern (results, docs/protocol.md §21).
+// its channel pattern (cancels and results, docs/protocol.md §20, §21).
 const aclKeys, aclChannels = "~carmine:mq:*", "&carmine:mq:*"
 
 // aclSetUser is the ACL SETUSER command that creates (or resets) the user

@@ -86,9 +86,9 @@ type cancelWatch struct {
 
 	mu       sync.Mutex
 	ps       *redis.PubSub
-	channels map[string]int                        // channel -> workers joined
+	channels map[string]int                          // channel -> workers joined
 	running  map[cancelKey]map[*cancelEntry]struct{} // handlings by message
-	heard    map[cancelKey]time.Time               // cancels heard, for cancelHeardFor
+	heard    map[cancelKey]time.Time                 // cancels heard, for cancelHeardFor
 	closed   bool
 	// deaf, set by tests, drops every cancel published, as if the
 	// subscription missed them: renewals still catch them.

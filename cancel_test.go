@@ -268,8 +268,15 @@ func TestCancelEntriesBounded(t *testing.T) {
 	for _, id := range []string{"a", "b", "c"} {
 		enqueue(t, c, q, id, &EnqueueOptions{MessageID: id})
 	}
-	_, err := protocol.Poll(ctx, s.RDB, s.Keys(q), protocol.PollArgs{LockTime: time.Minute, MaxSteps: 8, Poller: "p", Seq: 1})
+	reply, err := protocol.Poll(ctx, s.RDB, s.Keys(q), protocol.PollArgs{LockTime: time.Minute, MaxSteps: 8, Poller: "p", Seq: 1})
 	require.NoError(t, err)
+	for _, st := range reply.Steps { // every one reports progress
+		if st.Kind == protocol.StepHandle {
+			_, err := protocol.Renew(ctx, s.RDB, s.Keys(q), []protocol.Renewal{{ID: st.ID, LockedUntil: st.LockedUntil,
+				LockTime: time.Minute, Progress: protocol.EncodeProgress(1, "")}})
+			require.NoError(t, err)
+		}
+	}
 	for _, id := range []string{"a", "b", "c"} {
 		r, err := c.Cancel(ctx, q, id)
 		require.NoError(t, err)
@@ -290,6 +297,12 @@ func TestCancelEntriesBounded(t *testing.T) {
 	}
 	assert.True(t, has("a"))
 	assert.False(t, has("b"), "DeleteMessage drops the cancel")
+	ok, err := s.RDB.HExists(ctx, s.Key(q, keys.Progress), "b").Result()
+	require.NoError(t, err)
+	assert.False(t, ok, "DeleteMessage drops the progress")
+	ok, err = s.RDB.HExists(ctx, s.Key(q, keys.Progress), "c").Result()
+	require.NoError(t, err)
+	assert.True(t, ok)
 	_, err = c.Cancel(ctx, q, "c") // a cancel again: its walk drops "a"
 	require.NoError(t, err)
 	assert.False(t, has("a"), "the walk drops a stale entry")
@@ -380,4 +393,67 @@ func TestCancelledHandlerGivesUp(t *testing.T) {
 	st, err := c.Inspector().MessageStatus(ctx, q, "x")
 	require.NoError(t, err)
 	assert.Equal(t, StatusNone, st)
+}
+
+// TestCancelSubscriptionSurvivesRedisRestart: Redis restarted under a
+// running worker; the client's subscription comes back by itself, so that
+// a cancel after it still ends a handling at once (the lock time of a
+// minute leaves no renewal to catch it).
+func TestCancelSubscriptionSurvivesRedisRestart(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t, "--appendonly", "yes", "--appendfsync", "always")
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
+	ctx := context.Background()
+	h := newBlockingHandler()
+	w, ev := startSubscribed(t, c, q, &WorkerConfig{Handler: h, LockTime: time.Minute,
+		EndOfQueueBackoff: Constant(20 * time.Millisecond)})
+	s.Real.Kill(t)
+	waitKind(t, ev, EventPollFailed, 1)
+	s.Real.Restart(t)
+	var err error
+	for range 50 { // the client reconnects on its own; an enqueue may meet the old connection
+		if _, err = c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "x"}); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err)
+	waitStarted(t, h.started, "x")
+	// The subscription may come back a little after the worker's polls:
+	// cancel until the handling ends (each cancel of a running message
+	// publishes again).
+	deadline := time.Now().Add(eventTimeout)
+	for h.cause("x") == nil {
+		require.True(t, time.Now().Before(deadline), "the handling never ended")
+		r, err := c.Cancel(ctx, q, "x")
+		if err == nil && r != CancelSignalled {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.Equal(t, OutcomeCancelled, waitHandled(t, ev, "x", 1))
+	assert.ErrorIs(t, h.cause("x"), ErrCancelled)
+	assert.Zero(t, w.Stats().Counts.LocksRenewed)
+}
+
+// TestCancelHeardBeforeHandling: a cancel heard for a message whose
+// handling has not started yet (prefetched) ends that handling as it
+// starts; one for another message of the same id (another first-enqueue
+// time) does not.
+func TestCancelHeardBeforeHandling(t *testing.T) {
+	c := &Client{}
+	cw := newCancelWatch(c)
+	ch := protocol.CancelChannel("q", false)
+	cw.fire(cancelKey{channel: ch, id: "x", udt: 5})
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cw.watch("q", &protocol.Step{ID: "x", FirstEnqueued: 5}, cancel)()
+	assert.ErrorIs(t, context.Cause(ctx), ErrCancelled)
+
+	later, cancelLater := context.WithCancelCause(context.Background())
+	defer cw.watch("q", &protocol.Step{ID: "x", FirstEnqueued: 6}, cancelLater)()
+	assert.NoError(t, later.Err(), "another message of the id")
+
+	cw.fire(cancelKey{channel: ch, id: "x", udt: 6})
+	assert.ErrorIs(t, context.Cause(later), ErrCancelled, "a running handling")
 }

@@ -102,5 +102,6 @@ func (w *Worker) stopAttrs(r *run) []any {
 		slog.Int64(string(OutcomeRetried), d[cRetried]),
 		slog.Int64(string(OutcomeFailed), d[cFailed]),
 		slog.Int64(string(OutcomeDead), d[cDead]),
+		slog.Int64(string(OutcomeCancelled), d[cCancelled]),
 	}
 }

@@ -37,8 +37,8 @@ type Counts struct {
 	// Dead counts handlings that failed for good: after their last
 	// attempt, or with an error marked Final. Their messages are dead
 	// letters now (Inspector.DeadLetters). Each handling counts exactly one
-	// of Succeeded, Retried, Failed, Dead, LockLost and Abandoned (see
-	// Of).
+	// of Succeeded, Retried, Failed, Dead, Cancelled, LockLost and
+	// Abandoned (see Of).
 	Dead int64 `json:"dead"`
 	// BackoffsSet counts outcomes that set a backoff (a Retry with a
 	// delay, or SucceedWithBackoff).

@@ -136,7 +136,9 @@ func (in *Inspector) MessageStatus(ctx context.Context, queue, id string) (Messa
 // Message reads everything the queue holds of message id in one atomic
 // script call: its status, content, attempts, times, metadata, pending
 // requeue, the errors of its latest failed attempts, and its dead letter
-// if it has one. A message the queue does
+// if it has one; then, for a message the queue holds, the latest progress
+// its handler reported and when a cancel of it was asked (one more round
+// trip, docs/protocol.md §20). A message the queue does
 // not hold answers Status StatusNone, not an error, with its DeadLetter
 // when there is one. Undecodable content is reported in DecodeErr.
 func (in *Inspector) Message(ctx context.Context, queue, id string) (MessageInfo, error) {

@@ -79,7 +79,7 @@ func (h *handler) action(do func(ctx context.Context, b actionBody) (actionResul
 		switch {
 		case errors.Is(err, errBadAction), errors.Is(err, mq.ErrInvalidMessageID), errors.Is(err, mq.ErrInvalidOption):
 			writeError(w, http.StatusBadRequest, err.Error())
-		case errors.Is(err, mq.ErrQueueNotFound):
+		case errors.Is(err, mq.ErrQueueNotFound), errors.Is(err, errNotFound):
 			writeError(w, http.StatusNotFound, err.Error())
 		case errors.Is(err, mq.ErrAlreadyQueued):
 			// A dead letter whose id the queue holds again: nothing done.
@@ -93,6 +93,10 @@ func (h *handler) action(do func(ctx context.Context, b actionBody) (actionResul
 		}
 	})
 }
+
+// errNotFound is an action's answer about a message the queue does not
+// hold: 404.
+var errNotFound = errors.New("not found")
 
 // sameOrigin is the CSRF guard: the request carries ActionHeader, and
 // what the browser says of its origin (Sec-Fetch-Site, Origin) is this
@@ -147,6 +151,23 @@ func (h *handler) queueMustExist(ctx context.Context, queue string) error {
 		err = fmt.Errorf("%w: %q", mq.ErrQueueNotFound, queue)
 	}
 	return err
+}
+
+// cancelMessage cancels one message (mq.Client.Cancel): a queued one is
+// deleted, a running one's handler told to stop. Changed is false for a
+// message done already; one not in the queue answers 404.
+func (h *handler) cancelMessage(ctx context.Context, b actionBody) (actionResult, error) {
+	r, err := h.client.Cancel(ctx, b.Queue, b.ID)
+	if err != nil {
+		return actionResult{}, err
+	}
+	if r == mq.CancelNotFound {
+		if err := h.queueMustExist(ctx, b.Queue); err != nil {
+			return actionResult{}, err
+		}
+		return actionResult{}, fmt.Errorf("%w: message %q is not in queue %q", errNotFound, b.ID, b.Queue)
+	}
+	return actionResult{Changed: r != mq.CancelDone}, nil
 }
 
 func (h *handler) deleteMessage(ctx context.Context, b actionBody) (actionResult, error) {

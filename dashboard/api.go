@@ -227,6 +227,19 @@ type oneMessageJSON struct {
 	// Result is the result its handler gave with its success
 	// (mq.Message.SetResult), while the queue keeps it; absent for none.
 	Result *resultJSON `json:"result,omitempty"`
+	// Progress is the latest progress its handler reported
+	// (mq.Message.Progress), if any.
+	Progress *progressJSON `json:"progress,omitempty"`
+	// CancelRequestedMS is when a cancel of it, being handled, was asked,
+	// Unix ms by the Redis server's clock; 0 for none.
+	CancelRequestedMS int64 `json:"cancel_requested_ms,omitempty"`
+}
+
+// progressJSON is a handler's latest progress report.
+type progressJSON struct {
+	N    float64 `json:"n"`
+	Note string  `json:"note,omitempty"`
+	AtMS int64   `json:"at_ms"`
 }
 
 // resultJSON is a message's result (Inspector.Result), its content
@@ -290,6 +303,12 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, e := range m.AttemptErrors {
 		out.AttemptErrors = append(out.AttemptErrors, attemptErrorJSON{Attempt: e.Attempt, AtMS: e.At.UnixMilli(), Error: e.Error})
+	}
+	if p := m.Progress; p != nil {
+		out.Progress = &progressJSON{N: p.N, Note: p.Note, AtMS: p.At.UnixMilli()}
+	}
+	if !m.CancelRequested.IsZero() {
+		out.CancelRequestedMS = m.CancelRequested.UnixMilli()
 	}
 	if p := m.Requeue; p != nil {
 		var text string

@@ -162,6 +162,7 @@ func New(client *mq.Client, opts Options) http.Handler {
 	m.Handle("POST /api/pause", h.action(h.pause))
 	m.Handle("POST /api/resume", h.action(h.resume))
 	m.Handle("POST /api/delete", h.action(h.deleteMessage))
+	m.Handle("POST /api/cancel", h.action(h.cancelMessage))
 	m.Handle("POST /api/dead/requeue", h.action(h.requeueDead))
 	m.Handle("POST /api/dead/delete", h.action(h.deleteDead))
 	h.mux = m

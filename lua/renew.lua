@@ -42,8 +42,11 @@ for i = 1, #ARGV, 4 do
     if locked_until <= held then locked_until = held + 1 end
     redis.call('hset', K_LOCKS, mid, locked_until)
     redis.call('hset', K_LOCK_ALIASES, mid, token .. ' ' .. locked_until)
-    local udt = redis.call('hget', K_UDTS, mid)
+    -- (udts read only for a progress, or a cancel when the queue uses
+    -- cancels: cancel_asked reads it then)
+    local udt = nil
     if progress ~= nil and progress ~= '' then
+      udt = redis.call('hget', K_UDTS, mid)
       if not progress_noted then
         redis.call('hset', K_FEATURES, 'progress', '1')
         progress_noted = true

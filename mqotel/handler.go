@@ -97,6 +97,10 @@ func (h *handler) record(ctx context.Context, span trace.Span, msg *mq.Message, 
 // outcome names what the worker will make of err, as its retry policy
 // does.
 func (h *handler) outcome(ctx context.Context, msg *mq.Message, err error) mq.Outcome {
+	if errors.Is(context.Cause(ctx), mq.ErrCancelled) || errors.Is(err, mq.ErrCancelled) {
+		// Cancelled (docs/protocol.md §20): whatever the handler answered.
+		return mq.OutcomeCancelled
+	}
 	if err == nil {
 		return mq.OutcomeSucceeded
 	}

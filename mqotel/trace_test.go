@@ -3,6 +3,7 @@ package mqotel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -155,7 +156,7 @@ func TestOutcomes(t *testing.T) {
 	c := newClient(t, srv)
 	producer := mqotel.NewProducer(c, mqotel.WithTracerProvider(tp), mqotel.WithPropagator(w3c))
 	const q = "jobs"
-	for _, id := range []string{"fails", "retries", "final"} {
+	for _, id := range []string{"fails", "retries", "final", "withdrawn"} {
 		_, err := producer.Enqueue(context.Background(), q, id, &mq.EnqueueOptions{MessageID: id})
 		require.NoError(t, err)
 	}
@@ -169,15 +170,17 @@ func TestOutcomes(t *testing.T) {
 				return boom
 			case m.ID == "final":
 				return mq.Final(boom)
+			case m.ID == "withdrawn":
+				return fmt.Errorf("withdrawn: %w", mq.ErrCancelled)
 			case m.Attempt == 1:
 				return mq.Retry(0)
 			}
 			return nil
 		}), mqotel.WithTracerProvider(tp), mqotel.WithPropagator(w3c)),
 	})
-	queuetest.WaitFor(t, "5 outcomes recorded", func() bool {
+	queuetest.WaitFor(t, "6 outcomes recorded", func() bool {
 		n := w.Stats().Counts
-		return n.Succeeded+n.Failed+n.Retried+n.Dead == 5
+		return n.Succeeded+n.Failed+n.Retried+n.Dead+n.Cancelled == 6
 	})
 	require.NoError(t, w.Stop(context.Background()))
 
@@ -203,11 +206,12 @@ func TestOutcomes(t *testing.T) {
 		assert.Equal(t, sends[id].SpanContext.SpanID(), p.Parent.SpanID(), "every attempt of %s is a child of its enqueue", id)
 	}
 	assert.Equal(t, map[key]rec{
-		{"fails", "1"}:   {"failed", codes.Error, "*errors.errorString", 1},
-		{"fails", "2"}:   {"dead", codes.Error, "*errors.errorString", 1},
-		{"final", "1"}:   {"dead", codes.Error, "*errors.errorString", 1}, // the cause's type, not mq.Final's wrapper
-		{"retries", "1"}: {"retried", codes.Unset, "", 0},
-		{"retries", "2"}: {"succeeded", codes.Unset, "", 0},
+		{"fails", "1"}:     {"failed", codes.Error, "*errors.errorString", 1},
+		{"fails", "2"}:     {"dead", codes.Error, "*errors.errorString", 1},
+		{"final", "1"}:     {"dead", codes.Error, "*errors.errorString", 1}, // the cause's type, not mq.Final's wrapper
+		{"retries", "1"}:   {"retried", codes.Unset, "", 0},
+		{"retries", "2"}:   {"succeeded", codes.Unset, "", 0},
+		{"withdrawn", "1"}: {"cancelled", codes.Unset, "", 0},
 	}, got)
 }
 

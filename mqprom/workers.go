@@ -174,7 +174,7 @@ func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append([]string{q}, labels...)...)
 		}
 		for _, o := range []mq.Outcome{mq.OutcomeSucceeded, mq.OutcomeRetried, mq.OutcomeFailed,
-			mq.OutcomeDead, mq.OutcomeLockLost, mq.OutcomeAbandoned} {
+			mq.OutcomeDead, mq.OutcomeLockLost, mq.OutcomeAbandoned, mq.OutcomeCancelled} {
 			count(c.handled, n.Of(o), string(o))
 		}
 		count(c.released, n.Released)
@@ -191,7 +191,7 @@ func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
 			{"did_trim", s.DidTrim}, {"unexpected", s.Unexpected}, {"locked", s.Locked},
 			{"queued_with_backoff", s.QueuedWithBackoff}, {"done_with_backoff", s.DoneWithBackoff},
 			{"did_requeue", s.DidRequeue}, {"did_gc", s.DidGC}, {"quarantined", s.Quarantined}, {"indexed", s.Indexed},
-			{"suspect", s.Suspect}, {"other", s.Other},
+			{"suspect", s.Suspect}, {"other", s.Other}, {"cancelled", s.Cancelled},
 		} {
 			count(c.skips, r.n, r.reason)
 		}
@@ -214,6 +214,7 @@ func addCounts(a *mq.Counts, b mq.Counts) {
 	a.LocksRenewed += b.LocksRenewed
 	a.EndOfQueueSleeps += b.EndOfQueueSleeps
 	a.PollErrors += b.PollErrors
+	a.Cancelled += b.Cancelled
 	s, t := &a.Skips, b.Skips
 	s.DidTrim += t.DidTrim
 	s.Unexpected += t.Unexpected
@@ -226,4 +227,5 @@ func addCounts(a *mq.Counts, b mq.Counts) {
 	s.Indexed += t.Indexed
 	s.Suspect += t.Suspect
 	s.Other += t.Other
+	s.Cancelled += t.Cancelled
 }

@@ -88,6 +88,7 @@ func TestWorkerCollector(t *testing.T) {
 		`mq_worker_handled_total{outcome="dead",queue="jobs"}`:      2,
 		`mq_worker_handled_total{outcome="lock_lost",queue="jobs"}`: 0,
 		`mq_worker_handled_total{outcome="abandoned",queue="jobs"}`: 0,
+		`mq_worker_handled_total{outcome="cancelled",queue="jobs"}`: 0,
 	}, only(got, "mq_worker_handled_total"))
 	assert.Equal(t, 0.0, got[`mq_worker_running{queue="jobs"}`])
 	n := w.Stats().Counts
@@ -209,6 +210,7 @@ func TestAddCountsCoversEveryCounter(t *testing.T) {
 		handled("dead"):      float64(b.Dead),
 		handled("lock_lost"): float64(b.LockLost),
 		handled("abandoned"): float64(b.Abandoned),
+		handled("cancelled"): float64(b.Cancelled),
 
 		`mq_worker_released_total{queue="q"}`:            float64(b.Released),
 		`mq_worker_backoffs_set_total{queue="q"}`:        float64(b.BackoffsSet),
@@ -228,6 +230,7 @@ func TestAddCountsCoversEveryCounter(t *testing.T) {
 		skip("indexed"):             float64(s.Indexed),
 		skip("suspect"):             float64(s.Suspect),
 		skip("other"):               float64(s.Other),
+		skip("cancelled"):           float64(s.Cancelled),
 	}, got)
 }
 

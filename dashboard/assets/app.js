@@ -551,14 +551,34 @@
         el('td', { class: 'num' }, fmtDuration(m.backoff_ms)),
         el('td', { class: 'num' }, fmtSize(m.size)),
         el('td', {}, contentCell(m)));
+      if (m.status.startsWith('locked')) showProgress(tr.cells[1], m.id);
       const actions = el('td');
       if (state.overview && state.overview.actions) {
+        if (m.status.startsWith('queued') || m.status.startsWith('locked')) {
+          actions.append(actionButton('Cancel', true, () => post('api/cancel', { queue: state.selected, id: m.id }), m.id));
+        }
         actions.append(actionButton('Delete', true, () => post('api/delete', { queue: state.selected, id: m.id }), m.id));
       }
       tr.append(actions);
       tb.append(tr);
     }
     if (!tb.rows.length) tb.append(el('tr', {}, el('td', { colspan: 8, class: 'muted' }, 'No message on this page.')));
+  }
+
+  // showProgress adds, under a running message's status, the latest
+  // progress its handler reported and whether a cancel was asked
+  // (api/message, docs/protocol.md §20).
+  async function showProgress(cell, id) {
+    try {
+      const m = await api('api/message?queue=' + encodeURIComponent(state.selected) + '&id=' + encodeURIComponent(id));
+      if (m.progress) {
+        cell.append(el('div', { class: 'muted', title: 'its handler\'s latest progress', 'data-progress': '' },
+          'progress ' + m.progress.n + (m.progress.note ? ' ' + m.progress.note : '')));
+      }
+      if (m.cancel_requested_ms) cell.append(el('div', { class: 'muted' }, 'cancel asked'));
+    } catch (_) {
+      // gone meanwhile: nothing to show
+    }
   }
 
   // ---- polling and navigation ---------------------------------------------

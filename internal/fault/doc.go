@@ -73,6 +73,10 @@
 //     0 duplicated, and fewer script calls than enqueues. With the
 //     first-send mark broken (every send taken for a first), a short run
 //     counted 67 duplicates.
+//   - TestScenarioCancels: 8 of 16 running messages cancelled through the
+//     proxy dropping 10% of the replies, then the worker process holding
+//     half of them SIGKILLed: no cancelled message starts again, none is
+//     retried or buried, every other one is handled (docs/protocol.md §20).
 //   - TestScenarioOOM: Redis under maxmemory with noeviction, filled past
 //     its limit: enqueues must fail while it is full (0 acknowledged), and
 //     the workers must drain what was queued before.
