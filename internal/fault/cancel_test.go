@@ -127,8 +127,13 @@ func TestScenarioCancels(t *testing.T) {
 	if sum.Retried+sum.Failed+sum.Dead != 0 {
 		t.Errorf("retried %d, failed %d, dead %d: want none", sum.Retried, sum.Failed, sum.Dead)
 	}
-	if got := sum.Cancelled + sum.Skips.Cancelled; got != int64(len(cancelledAt)) {
-		t.Errorf("%d cancels settled (%d handlings, %d collected), want %d", got, sum.Cancelled, sum.Skips.Cancelled, len(cancelledAt))
+	// Each cancelled message is settled once, by its handling's outcome
+	// or by a poll that collects it; the drained queue below proves that
+	// none is left. The counts may fall short: a poll whose reply was
+	// dropped is answered from its receipt (§8), which keeps what it
+	// handed out, not the steps that collected, so those are not counted.
+	if got := sum.Cancelled + sum.Skips.Cancelled; got > int64(len(cancelledAt)) {
+		t.Errorf("%d cancels settled (%d handlings, %d collected), want at most %d", got, sum.Cancelled, sum.Skips.Cancelled, len(cancelledAt))
 	}
 	dead, err := h.rdb.HLen(ctx, fmt.Sprintf("carmine:mq:%s:dead", queue)).Result()
 	if err != nil || dead != 0 {

@@ -269,9 +269,13 @@ func WorkerMain() int {
 	ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
 	var stopErrs []error
 	var counts mq.Counts
-	for _, w := range ws {
+	for i, w := range ws {
 		stopErrs = append(stopErrs, w.Stop(ctx))
 		c := w.Stats().Counts
+		if i == 0 { // the main queue's, every count
+			counts = c
+			continue
+		}
 		counts.LockLost += c.LockLost
 		counts.Abandoned += c.Abandoned
 		counts.Succeeded += c.Succeeded
