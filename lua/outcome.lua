@@ -30,8 +30,8 @@ local index_only = false
 local features = nil
 local function feature_used(name)
   if features == nil then
-    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority')
-    features = {policy = v[1] ~= false, priority = v[2] ~= false}
+    local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'limits')
+    features = {policy = v[1] ~= false, priority = v[2] ~= false, limits = v[3] ~= false}
   end
   return features[name] == true
 end
@@ -121,9 +121,15 @@ end
 -- collect deletes every entry of mid (§11: collection at completion), its
 -- due and window entries included; a pending requeue has been taken
 -- before. The mid stays in the lists until a poll meets it there.
+-- limits_freed (limits.lua, §19; nil in scripts without it) frees the
+-- concurrency slot of a message an outcome ended or a collection took,
+-- and refunds the rate token of a released one.
+local limits_freed = nil
+
 local function collect(mid)
   if collected[mid] then return end
   collected[mid] = true
+  if limits_freed and feature_used('limits') then limits_freed(mid, 'collect') end
   gathered.collect[#gathered.collect + 1] = mid
 end
 
@@ -340,6 +346,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'lock-lost'
   end
   unlocked[mid] = true
+  if limits_freed and feature_used('limits') then limits_freed(mid, outcome) end
   if outcome ~= 'release' then
     count_history('p')
     if outcome ~= 'success' then count_history('f') end

@@ -1,13 +1,14 @@
 -- prelude.lua: composed in front of every script that binds all of a
 -- queue's keys, after lib.lua, by internal/protocol.
 --
--- KEYS[1..38]: every key of one queue, in the order of internal/keys:
+-- KEYS[1..45]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
 --   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
 --   isleep-a, isleep-b (Carmine's), then lock-aliases, enqueue-receipts,
 --   enqueue-receipts-prev, poll-receipts, poll-receipts-prev, paused, due,
 --   windows, noutcomes, dead, dead-index, workers, worker-info, meta, resumed,
---   history, attempt-errors, nsolo, features, policy, prio-hi, prio-lo, prio
+--   history, attempt-errors, nsolo, features, policy, prio-hi, prio-lo, prio,
+--   limits, rate-tat, rate-keys, slots, slot-counts, parked, limit-key
 --   (beyond Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
 -- so that Redis Cluster routes every call to the queue's slot.
@@ -49,6 +50,13 @@ local K_POLICY                = KEYS[35]
 local K_PRIO_HI               = KEYS[36]
 local K_PRIO_LO               = KEYS[37]
 local K_PRIO                  = KEYS[38]
+local K_LIMITS                = KEYS[39]
+local K_RATE_TAT              = KEYS[40]
+local K_RATE_KEYS             = KEYS[41]
+local K_SLOTS                 = KEYS[42]
+local K_SLOT_COUNTS           = KEYS[43]
+local K_PARKED                = KEYS[44]
+local K_LIMIT_KEY             = KEYS[45]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'

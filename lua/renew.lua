@@ -32,6 +32,7 @@ for i = 1, #ARGV, 3 do
     if locked_until <= held then locked_until = held + 1 end
     redis.call('hset', K_LOCKS, mid, locked_until)
     redis.call('hset', K_LOCK_ALIASES, mid, token .. ' ' .. locked_until)
+    limits_renew(mid, locked_until) -- (§19) its slot, in step
     reply[#reply + 1] = locked_until
   end
 end

@@ -28,17 +28,18 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 var scriptParts = map[string][]string{
 	"enqueue":      {"lib", "prelude", "status", "enqueue"},
 	"enqueue-new":  {"lib", "enqueue-new"}, // binds its own few keys: no prelude
-	"dequeue":      {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "dequeue"},
+	"dequeue":      {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "limits", "dequeue"},
 	"msg-status":   {"lib", "prelude", "status", "attempt-errors", "msg-status"},
-	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "renew"},
+	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "renew"},
 	"queue-counts": {"lib", "prelude", "counts", "queue-counts"},
-	"delete":       {"lib", "prelude", "status", "delete"},
+	"delete":       {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "delete"},
 	"pause":        {"lib", "prelude", "pause"},
 	"dead-letters": {"lib", "prelude", "status", "dead-letters"},
 	"heartbeat":    {"lib", "prelude", "heartbeat"},
 	"history-read": {"lib", "prelude", "history", "history-read"},
 	"tick":         {"lib", "tick"}, // binds its own few keys: no prelude
 	"schedules":    {"lib", "schedules"},
+	"limits-set":   {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "limits-set"},
 }
 
 // The composed scripts, set by Load.
@@ -46,6 +47,7 @@ var (
 	enqueueScript, enqueueNewScript, dequeueScript, msgStatusScript, renewScript, countsScript,
 	deleteScript, pauseScript, deadScript, heartbeatScript, historyScript *redis.Script
 	tickScript, schedulesScript *redis.Script
+	limitsSetScript             *redis.Script
 )
 
 // luaFiles holds the .lua files the scripts are composed from, by file
@@ -73,6 +75,7 @@ func Load(luaFS fs.FS) {
 	historyScript = composeScript("history-read")
 	tickScript = composeScript("tick")
 	schedulesScript = composeScript("schedules")
+	limitsSetScript = composeScript("limits-set")
 }
 
 // composeSource joins the named files of lua/ into one script text.
