@@ -484,8 +484,10 @@ local function decide(mid, from_circle)
   end
 
   -- Limits (§19): the queue's own refuse the rest of the call (limit_stop,
-  -- the mid back first in line); a key's park mid or delay it in due,
-  -- on mid-circle unless index_only, where a Carmine worker finds it.
+  -- the mid back first in line); a key's slots park mid, on mid-circle
+  -- unless index_only, where a Carmine worker finds it; a key's rate
+  -- delays it in due alone, which puts it back on mids-ready at its
+  -- token (as a lock's expiry does).
   local limits_plan = nil
   if feature_used('limits') then
     local refusal, at
@@ -500,7 +502,7 @@ local function decide(mid, from_circle)
     elseif refusal == 'rate' then
       limits_reserve(mid, limits_plan, at, now)
       index_due(mid, at)
-      return {'skip', 'rate-limited'}, not index_only
+      return {'skip', 'rate-limited'}, false
     end
   end
 

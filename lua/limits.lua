@@ -189,8 +189,11 @@ local function limits_admit(mid, now)
     plan.q_tat = v
   end
   if c.key_rate and key ~= '' then
-    if redis.call('hexists', K_RATE_TAT, 'r:' .. mid) == 1 then
+    local reserved_at = tonumber(redis.call('hget', K_RATE_TAT, 'r:' .. mid))
+    if reserved_at then
+      -- (met before its token: on a list by a Carmine enqueue or a lap)
       plan.reserved = true
+      if now < reserved_at then return 'rate', reserved_at, plan end
     else
       local ok, v = limits_gcra('k:' .. key, c.key_rate, now_us)
       if not ok then return 'rate', math.ceil(v / 1000), plan end
