@@ -124,7 +124,7 @@ func TestLimitsRateAcrossProcesses(t *testing.T) {
 	q := queuetest.QueueName(t)
 	ctx := context.Background()
 	run := limitsRunFor()
-	require.NoError(t, c.Inspector().SetLimits(ctx, q, Limits{Rate: Rate{N: 100, Per: time.Second}}))
+	require.NoError(t, c.Inspector().SetLimits(ctx, q, Limits{Rate: Rate{N: 100, Per: time.Second, Burst: 3}}))
 	total := int(run.Seconds())*100 + 300
 	reqs := make([]EnqueueRequest, total)
 	for i := range reqs {
