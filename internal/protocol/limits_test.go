@@ -118,9 +118,19 @@ func TestLimitsKeyRate(t *testing.T) {
 	assert.True(t, s.RDB.HExists(context.Background(), s.Key(q, keys.RateTat), "r:a2").Val())
 	assert.EqualValues(t, 2, s.RDB.ZCard(context.Background(), s.Key(q, keys.RateKeys)).Val(), "keys A and B")
 
-	// A reserved message woken at its token (here: moved by hand) goes
-	// out on its reservation, whatever the key's tat says.
+	// A reserved message met on a list before its token (a Carmine
+	// enqueue put it there, say) is refused until then.
+	require.NoError(t, s.RDB.RPush(context.Background(), s.Key(q, keys.MidsReady), "a2").Err())
+	r = limitPoll(t, s, q, 1)
+	handed, skips, _ = limitSteps(r)
+	assert.Empty(t, handed, "not before its reserved token")
+	assert.Equal(t, []string{"rate-limited"}, skips)
+	assert.InDelta(t, float64(now+60_000), s.RDB.ZScore(context.Background(), s.Key(q, keys.Due), "a2").Val(), 1, "still due at its token")
+
+	// A reserved message woken at its token (here: both moved to now by
+	// hand) goes out on its reservation, whatever the key's tat says.
 	require.NoError(t, s.RDB.ZAdd(context.Background(), s.Key(q, keys.Due), redisZ(0, "a2")).Err())
+	require.NoError(t, s.RDB.HSet(context.Background(), s.Key(q, keys.RateTat), "r:a2", 0).Err())
 	r = limitPoll(t, s, q, 10)
 	handed, _, _ = limitSteps(r)
 	assert.Equal(t, []string{"a2"}, handed)
@@ -250,36 +260,47 @@ func lockOf(t *testing.T, s *queuetest.Server, q, id string) int64 {
 	return queuetest.HGetInt(t, s.RDB, s.Key(q, keys.Locks), id)
 }
 
-// TestLimitsLockExpiryFreesSlot: the slot of a handling whose process
-// died (no outcome) comes back when its lock runs out: the poll's wake of
-// its due entry frees it; a renewal keeps slots in step with the lock.
+// TestLimitsLockExpiryFreesSlot: a renewal keeps a live handling's slot
+// past the lock it was handed out with; a slot whose lock ran out with no
+// outcome (its process died; here a Carmine worker then handled and
+// collected the message, so it is never handed out again) is freed by the
+// poll's wake of its due entry, and another message takes it.
 func TestLimitsLockExpiryFreesSlot(t *testing.T) {
 	s, q := limitsQueue(t, Limits{Concurrency: "1"}, "x", "y")
 	ctx := context.Background()
-	r, err := poll(ctx, s, q, PollArgs{LockTime: 300 * time.Millisecond, Sleeps: testSleeps, MaxSteps: 1, IndexOnly: true})
+	r, err := poll(ctx, s, q, PollArgs{LockTime: 200 * time.Millisecond, Sleeps: testSleeps, MaxSteps: 1, IndexOnly: true})
 	require.NoError(t, err)
 	handed, _, _ := limitSteps(r)
 	require.Equal(t, []string{"x"}, handed)
+	first := r.Steps[0].LockedUntil
 
-	tok, err := Renew(ctx, s.RDB, s.Keys(q), []Renewal{{ID: "x", LockedUntil: r.Steps[0].LockedUntil, LockTime: 400 * time.Millisecond}})
+	tok, err := Renew(ctx, s.RDB, s.Keys(q), []Renewal{{ID: "x", LockedUntil: first, LockTime: 1500 * time.Millisecond}})
 	require.NoError(t, err)
 	held := queuetest.HGet(t, s.RDB, s.Key(q, keys.Slots), "h:x")
 	assert.Equal(t, formatInt(tok[0])+" ", held, "renew keeps slots in step")
 
-	r = limitPoll(t, s, q, 5)
-	_, skips, _ := limitSteps(r)
-	require.Equal(t, []string{"limited"}, skips, "the one slot is x's")
-	// x's process died: once its lock ran out, a poll frees its slot and
-	// hands out again.
+	// Past the first lock: x's handling lives on (renewed), so y waits.
+	require.Eventually(t, func() bool {
+		r := limitPoll(t, s, q, 5)
+		handed, skips, _ := limitSteps(r)
+		require.Empty(t, handed, "x's renewed handling keeps its slot")
+		require.Equal(t, []string{"limited"}, skips)
+		return s.RDB.Time(ctx).Val().UnixMilli() > first+50
+	}, 30*time.Second, 20*time.Millisecond)
+
+	// x's process dies; a Carmine worker takes x once its lock ran out and
+	// collects it (Carmine's collection knows none of our keys).
+	for _, k := range []keys.Index{keys.Messages, keys.UDTs, keys.Locks, keys.NAttempts} {
+		require.NoError(t, s.RDB.HDel(ctx, s.Key(q, k), "x").Err())
+	}
 	var got []string
 	require.Eventually(t, func() bool {
-		r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 5, IndexOnly: true})
-		require.NoError(t, err)
-		got, _, _ = limitSteps(r)
+		got, _, _ = limitSteps(limitPoll(t, s, q, 5))
 		return len(got) > 0
 	}, 30*time.Second, 20*time.Millisecond)
-	assert.Equal(t, []string{"x"}, got, "x, woken at its lock's expiry, first in line")
-	assert.EqualValues(t, 1, slotCount(t, s, q, "q"), "its old slot freed, a new one taken")
+	assert.Equal(t, []string{"y"}, got, "x's slot came back at its lock's expiry")
+	assert.EqualValues(t, 1, slotCount(t, s, q, "q"), "y's")
+	assert.False(t, s.RDB.HExists(ctx, s.Key(q, keys.Slots), "h:x").Val())
 }
 
 // TestLimitsSetReleasesParked: setting limits puts parked ids back, and
