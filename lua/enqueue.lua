@@ -197,6 +197,13 @@ local function store_requeue()
   else
     redis.call('hdel', K_PRIO, mid)
   end
+  -- (§19) the requeue's limit key, as its priority; the slot a locked
+  -- message holds keeps the key it was taken under
+  if limit_key ~= '' then
+    set_limit_key(redis.call('hget', K_UDTS, mid), true)
+  else
+    redis.call('hdel', K_LIMIT_KEY, mid)
+  end
   if lock_ms > 0 then
     redis.call('hset', K_LOCK_TIMES_RQ, mid, lock_ms)
   else

@@ -321,3 +321,22 @@ func TestLimitsSetReleasesParked(t *testing.T) {
 	assert.Equal(t, Limits{}, st.Limits)
 	assert.EqualValues(t, 1, st.SlotsHeld, "a1's slot is held until its outcome: a2 took none")
 }
+
+// TestLimitsRequeueKeepsKey: a requeue (CanRequeue) that becomes the
+// message keeps the limit key its enqueue gave, as a priority is kept.
+func TestLimitsRequeueKeepsKey(t *testing.T) {
+	s, q := limitsQueue(t, Limits{KeyConcurrency: "1"}, "x:A")
+	ctx := context.Background()
+	r := limitPoll(t, s, q, 1)
+	handed, _, _ := limitSteps(r)
+	require.Equal(t, []string{"x"}, handed)
+	mustEnqueue(t, s, q, "again", &EnqueueMessage{ID: "x", CanRequeue: true, LimitKey: "A"})
+	mustEnqueue(t, s, q, "y", &EnqueueMessage{ID: "y", LimitKey: "A"})
+	ok, err := complete(ctx, s, q, []Completion{{ID: "x", LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeSuccess}})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true}, ok)
+	r = limitPoll(t, s, q, 5)
+	handed, skips, _ := limitSteps(r)
+	assert.Len(t, handed, 1, "one of A at a time: the requeued x still counts under A")
+	assert.Contains(t, skips, "parked")
+}
