@@ -148,8 +148,10 @@ end
 -- The hook of outcome.lua: an outcome (any, once its lock is proven) or a
 -- collection frees mid's slot; a release also refunds its tokens; an
 -- 'expired' lock (the poll's wake) frees the slot alone.
+local limits_now = nil
 limits_freed = function(mid, why)
-  local now = server_now()
+  if not limits_now then limits_now = server_now() end
+  local now = limits_now
   local held = redis.call('hget', K_SLOTS, 'h:' .. mid)
   if held then limits_free(mid, held, now) end
   if why == 'release' then

@@ -163,8 +163,10 @@ end
 -- also takes at completion (§11). Its lock, if any, is the caller's to
 -- release.
 local function requeue_now(mid, now, default_lock_ms)
-  -- (the priority, §18, read while udts still holds the old time)
+  -- (the priority, §18, and the limit key, §19, read while udts still
+  -- holds the old time)
   local _, p = prio_list(mid)
+  local lk = feature_used('limits') and tagged_get(K_LIMIT_KEY, mid, redis.call('hget', K_UDTS, mid))
   local content = redis.call('hget', K_MESSAGES_RQ, mid)
     or redis.call('hget', K_MESSAGES, mid) -- legacy requeue set
   local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES_RQ, mid)) or default_lock_ms
@@ -186,6 +188,7 @@ local function requeue_now(mid, now, default_lock_ms)
   -- A requeue keeps the id's priority (§18; an enqueue with CanRequeue
   -- writes the requeue's): its entry gets the new first-enqueue time, and
   -- the id goes onto its list and mid-circle.
+  if lk then redis.call('hset', K_LIMIT_KEY, mid, now .. ':' .. lk) end
   if p then
     redis.call('hset', K_PRIO, mid, now .. ':' .. p)
     redis.call('lpush', (p == 'h') and K_PRIO_HI or K_PRIO_LO, mid)
