@@ -401,6 +401,10 @@ local function suspect_step(mid, attempt)
   return nil
 end
 
+-- limit_stop is set when the queue's own limits refused a hand-out (§19):
+-- the time in ms its rate token comes due, or 0 for a slot.
+local limit_stop = nil
+
 -- decide takes steps 2 and 3 for mid and answers the step, and whether the
 -- mid stays on (or, taken from mids-ready, moves onto) mid-circle: the
 -- sentinel, a locked message, and a queued one in backoff unless
@@ -408,10 +412,6 @@ end
 -- Carmine worker or a Carmine enqueue does to them is seen by the next
 -- lap; every other mid leaves the lists, indexed in due or windows when
 -- its status changes by time.
--- limit_stop is set when the queue's own limits refused a hand-out (§19):
--- the time in ms its rate token comes due, or 0 for a slot.
-local limit_stop = nil
-
 local function decide(mid, from_circle)
   if (not mid) or mid == END_OF_CIRCLE then
     local ndry_runs = 0
