@@ -201,6 +201,21 @@ func (a *aclTour) administration() error {
 	if err := a.check("ResumeQueue", err, resumed, resumed); err != nil {
 		return err
 	}
+	err = c.Inspector().SetLimits(ctx, "acl:enqueue", Limits{KeyRate: Rate{N: 1, Per: time.Minute}, KeyConcurrency: 1})
+	if err := a.check("SetLimits", err, true, nil); err != nil {
+		return err
+	}
+	lim, err := c.Inspector().Limits(ctx, "acl:enqueue")
+	if err := a.check("Limits", err, lim.Limits.KeyConcurrency == 1, lim); err != nil {
+		return err
+	}
+	r, err := c.Enqueue(ctx, "acl:enqueue", "x", &EnqueueOptions{MessageID: "keyed", LimitKey: "k"})
+	if err := a.check("Enqueue with LimitKey", err, r.Action == ActionAdded, r); err != nil {
+		return err
+	}
+	if err := a.check("ClearLimits", c.Inspector().ClearLimits(ctx, "acl:enqueue"), true, nil); err != nil {
+		return err
+	}
 	deleted, err := c.Inspector().DeleteMessage(ctx, "acl:enqueue", "m")
 	if err := a.check("DeleteMessage", err, deleted, deleted); err != nil {
 		return err

@@ -88,6 +88,12 @@ type EnqueueOptions struct {
 	// normal ones before low ones; its retries and releases keep it. A
 	// Carmine worker on the queue ignores it. Default: PriorityNormal.
 	Priority Priority
+
+	// LimitKey is the key the queue's per-key limits count the message
+	// under (Limits.KeyRate, Limits.KeyConcurrency; docs/protocol.md
+	// §19), such as a customer id: at most MaxLimitKeyLength bytes, no NUL
+	// byte. Default: none, bound by the queue's own limits alone.
+	LimitKey string
 }
 
 // Action says what a successful enqueue did.
@@ -311,10 +317,13 @@ func (c *Client) enqueueMessage(queue string, msg any, opts *EnqueueOptions) (pr
 	if err != nil {
 		return protocol.EnqueueMessage{}, err
 	}
+	if err := validateLimitKey(o.LimitKey); err != nil {
+		return protocol.EnqueueMessage{}, err
+	}
 	m := protocol.EnqueueMessage{
 		ID: o.MessageID, Data: data, InitialBackoff: o.InitialBackoff, LockTime: o.LockTime,
 		CanUpdate: o.CanUpdate, CanRequeue: o.CanRequeue, ResetInitialBackoff: o.ResetInitialBackoff,
-		Metadata: meta, Policy: policy, Priority: prio,
+		Metadata: meta, Policy: policy, Priority: prio, LimitKey: o.LimitKey,
 	}
 	if !o.At.IsZero() {
 		// 1 ms for any time at or before the epoch: "due already".

@@ -107,6 +107,9 @@ type SkipCounts struct {
 	Quarantined       int64 `json:"quarantined"`         // handed out too often without an outcome: a dead letter now
 	Indexed           int64 `json:"indexed"`             // on the circle, and due later: left to the due index
 	Suspect           int64 `json:"suspect"`             // lost before with other messages: left for a worker holding nothing
+	RateLimited       int64 `json:"rate_limited"`        // refused by a rate limit until its token comes due (§19)
+	Limited           int64 `json:"limited"`             // refused for want of a slot of the queue's concurrency limit (§19)
+	Parked            int64 `json:"parked"`              // refused for want of a slot of its key: parked (§19)
 	Other             int64 `json:"other"`               // a reason this version does not know
 	Cancelled         int64 `json:"cancelled"`           // cancelled, its handler gone: collected, never handed out again
 }
@@ -171,6 +174,9 @@ const (
 	cSkipQuarantined
 	cSkipIndexed
 	cSkipSuspect
+	cSkipRateLimited
+	cSkipLimited
+	cSkipParked
 	cSkipOther
 	cCancelled
 	cSkipCancelled
@@ -190,6 +196,9 @@ var skipCounters = map[string]counter{
 	"indexed":             cSkipIndexed,
 	"suspect":             cSkipSuspect,
 	"cancelled":           cSkipCancelled,
+	"rate-limited":        cSkipRateLimited,
+	"limited":             cSkipLimited,
+	"parked":              cSkipParked,
 }
 
 // workerStats are a worker's live statistics; times are kept in ns.
@@ -248,6 +257,9 @@ func (s *workerStats) snapshot() WorkerStats {
 				Quarantined:       n(cSkipQuarantined),
 				Indexed:           n(cSkipIndexed),
 				Suspect:           n(cSkipSuspect),
+				RateLimited:       n(cSkipRateLimited),
+				Limited:           n(cSkipLimited),
+				Parked:            n(cSkipParked),
 				Other:             n(cSkipOther),
 				Cancelled:         n(cSkipCancelled),
 			},

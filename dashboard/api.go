@@ -38,6 +38,32 @@ type queueJSON struct {
 	Counts  *counts  `json:"counts,omitempty"`
 	Error   string   `json:"error,omitempty"`
 	History []sample `json:"history"`
+	// Limits are the queue's limits and their use (docs/protocol.md §19),
+	// absent when it has none.
+	Limits *limitsJSON `json:"limits,omitempty"`
+}
+
+// limitsJSON is a queue's limits as the page shows them: rates as
+// mq.Rate.String spells them ("none" for none), concurrency 0 for none.
+type limitsJSON struct {
+	Rate           string `json:"rate"`
+	KeyRate        string `json:"key_rate"`
+	Concurrency    int    `json:"concurrency"`
+	KeyConcurrency int    `json:"key_concurrency"`
+	SlotsHeld      int64  `json:"slots_held"`
+	Parked         int64  `json:"parked"`
+}
+
+// queueLimits reads queue's limits (one round trip of three O(1) reads),
+// nil when it has none and none are in use.
+func (h *handler) queueLimits(ctx context.Context, queue string) (*limitsJSON, error) {
+	st, err := h.client.Inspector().Limits(ctx, queue)
+	if err != nil || (st.Limits == mq.Limits{} && st.SlotsHeld == 0 && st.Parked == 0) {
+		return nil, err
+	}
+	return &limitsJSON{Rate: st.Limits.Rate.String(), KeyRate: st.Limits.KeyRate.String(),
+		Concurrency: st.Limits.Concurrency, KeyConcurrency: st.Limits.KeyConcurrency,
+		SlotsHeld: st.SlotsHeld, Parked: st.Parked}, nil
 }
 
 // countReaders bounds the queues whose counts one overview reads at once.
@@ -85,6 +111,11 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 			default:
 				out.Queues[i].Counts = &c
 				out.Queues[i].History = h.hist.record(q, h.now(), c)
+				if l, err := h.queueLimits(ctx, q); err != nil {
+					h.log.ErrorContext(ctx, "queue limits", "queue", q, "error", err)
+				} else {
+					out.Queues[i].Limits = l
+				}
 			}
 		}()
 	}

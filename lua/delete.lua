@@ -4,9 +4,9 @@
 -- outcome fenced off (§7) and an enqueue of the id is a fresh message. The
 -- id stays in mids-ready or mid-circle until a poll meets it there and
 -- drops it (§4), as one in prio-hi or prio-lo (§18); its due and window
--- entries, its own policy (§14), its priority, its cancel and progress (§20)
--- go at once, and so does its result (§21). Its dead letter, if it has one,
--- stays (§11).
+-- entries, its own policy (§14), its priority, its limits state (§19), its
+-- cancel and progress (§20) go at once, and so does its result (§21). Its
+-- dead letter, if it has one, stays (§11).
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1..n] mids
@@ -19,6 +19,8 @@ local reply = {}
 for i = 1, #ARGV do
   local mid = ARGV[i]
   local base = message_status(mid, now)
+  -- (§19) its slot freed, its parked entry and reservation dropped
+  if feature_used('limits') then limits_freed(mid, 'collect') end
   for _, key in ipairs({K_MESSAGES, K_MESSAGES_RQ, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS,
       K_BACKOFFS, K_NATTEMPTS, K_LOCK_ALIASES, K_NOUTCOMES, K_META, K_ATTEMPT_ERRORS, K_NSOLO}) do
     redis.call('hdel', key, mid)
@@ -35,4 +37,5 @@ for i = 1, #ARGV do
   redis.call('hdel', K_PROGRESS, mid)
   reply[i] = (base ~= 'nil') and 1 or 0
 end
+if limits_wake then wake_one() end
 return reply

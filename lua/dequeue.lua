@@ -119,6 +119,9 @@ local outcomes = record_outcomes(19, n_outcomes, now, default_lock_ms, known)
 -- wakes a sleeping worker (§6), before this call's own sleep step picks
 -- the list to block on.
 if outcomes_wake then wake_one() end
+-- (§19) a slot an outcome freed wakes a sleeper too, once
+if limits_wake and not outcomes_wake then wake_one() end
+limits_wake = false
 
 -- useful is set once a step did useful work; ndry-runs is then written
 -- as 0 once, before a sleep step reads it or at the end, which leaves the
@@ -216,6 +219,8 @@ local function wake(limit)
   local ready, gone = {}, {}
   for _, mid in ipairs(redis.call('zrangebyscore', K_DUE, '-inf', now, 'LIMIT', 0, limit)) do
     local base, in_backoff, has_backoff, has_lock = message_status(mid, now, absent_if_collected(mid))
+    -- (§19) a slot held past its lock (its process died) is freed
+    if base ~= 'locked' and feature_used('limits') then limits_freed(mid, 'expired') end
     if base == 'locked' then
       index_due(mid, tonumber(redis.call('hget', K_LOCKS, mid)))
     elseif base == 'queued' and in_backoff then
@@ -402,6 +407,10 @@ local function suspect_step(mid, attempt)
   return nil
 end
 
+-- limit_stop is set when the queue's own limits refused a hand-out (§19):
+-- the time in ms its rate token comes due, or 0 for a slot.
+local limit_stop = nil
+
 -- decide takes steps 2 and 3 for mid and answers the step, and whether the
 -- mid stays on (or, taken from mids-ready, moves onto) mid-circle: the
 -- sentinel, a locked message, and a queued one in backoff unless
@@ -489,6 +498,29 @@ local function decide(mid, from_circle)
     return {'skip', 'cancelled'}, false
   end
 
+  -- Limits (§19): the queue's own refuse the rest of the call (limit_stop,
+  -- the mid back first in line); a key's slots park mid, on mid-circle
+  -- unless index_only, where a Carmine worker finds it; a key's rate
+  -- delays it in due alone, which puts it back on mids-ready at its
+  -- token (as a lock's expiry does).
+  local limits_plan = nil
+  if feature_used('limits') then
+    local refusal, at
+    refusal, at, limits_plan = limits_admit(mid, now)
+    if refusal == 'stop' then
+      limit_stop = at
+      if at > 0 then return {'skip', 'rate-limited'}, from_circle end
+      return {'skip', 'limited'}, from_circle
+    elseif refusal == 'park' then
+      limits_park(mid, limits_plan.key)
+      return {'skip', 'parked'}, not index_only
+    elseif refusal == 'rate' then
+      limits_reserve(mid, limits_plan, at, now)
+      index_due(mid, at)
+      return {'skip', 'rate-limited'}, false
+    end
+  end
+
   -- queued, not in backoff, lock absent or expired: hand it out, unless
   -- it is a suspect that must wait for a worker holding nothing, or must
   -- be buried (suspect_step, below).
@@ -509,6 +541,7 @@ local function decide(mid, from_circle)
     redis.call('hdel', K_BACKOFFS, mid)
   end
   index_due(mid, locked_until)
+  if limits_plan then limits_take(mid, limits_plan, locked_until, now) end
   local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
   due_at = math.max(udt, due_at or udt)
   local step = {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid), due_at}
@@ -541,6 +574,10 @@ for _ = 1, max_steps do
   if #handed >= max_handles then break end
   local mid, from_circle, from_prio = take()
   local answer, stays = decide(mid, from_circle)
+  if limit_stop and not from_circle then
+    -- (§19) back first in line, on the list it was taken from
+    redis.call('rpush', (from_prio == 'h' and K_PRIO_HI) or (from_prio == 'l' and K_PRIO_LO) or K_MIDS_READY, mid)
+  end
   -- A mid taken from prio-hi or prio-lo stands on mid-circle already
   -- (§18), unless index_only: a locked one is not pushed there again;
   -- one gone (a Carmine worker's lap handled it, or it was deleted) is
@@ -553,6 +590,16 @@ for _ = 1, max_steps do
     circle_back[#circle_back + 1] = mid
   end
   reply[#reply + 1] = answer
+  if limit_stop then
+    -- (§19) the longest end-of-queue sleep, ended by due's earliest
+    -- entry, the rate token, or a wake (a slot freed)
+    local s = sleep_step(tonumber(ARGV[6]), tonumber(redis.call('get', K_NDRY_RUNS)) or 0)
+    if limit_stop > 0 and math.max(1, limit_stop - now) < s[2] then
+      s[2], s[5] = math.max(1, limit_stop - now), 1
+    end
+    reply[#reply + 1] = s
+    break
+  end
   if answer[1] == 'sleep' then break end
   if answer[1] == 'handle' then
     handed[#handed + 1] = answer[2]
@@ -562,6 +609,7 @@ for _ = 1, max_steps do
     end
   end
 end
+if limits_wake and #set_aside == 0 then wake_one() end
 if #set_aside > 0 then
   -- (suspect_step) back where they were taken from, first in line
   for i = #set_aside, 1, -1 do

@@ -8,7 +8,7 @@
 --   Carmine worker reads the queue, §11), '0' to put them on both
 -- ARGV[4]: '1' on the call's first send, '0' on every send after it (the
 --   client's Redis library sending it again), when the receipt is looked for
--- ARGV[5..], in groups of twelve, one group per message:
+-- ARGV[5..], in groups of thirteen, one group per message:
 --   mid, encoded message, initial backoff in ms (0 for none), lock time in
 --   ms (0 for the worker's default), then can-update, can-requeue and
 --   reset-init-backoff, each '1' or '0', then the time to hand it out at
@@ -19,7 +19,8 @@
 --   then the message's own policy as the client encoded it ('' for none,
 --   §14), then '1' when the message has a dedupe window (UniqueFor), which
 --   turns a refusal into 'duplicate-<the refusal>', else '0', then the
---   message's priority (§18): 'h' high, 'l' low, '' normal
+--   message's priority (§18): 'h' high, 'l' low, '' normal, then its limit
+--   key (§19, '' for none)
 --
 -- Reply: one string per message, in order: 'added' or 'updated' on
 -- success, or the reason of a refusal: 'already-queued', 'locked' or
@@ -74,7 +75,7 @@ local ready_len = 0
 
 -- One message's arguments, set by the loop below for the helpers.
 local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff, meta
-local policy, unique, prio
+local policy, unique, prio, limit_key
 
 -- set_tagged writes value ('' for none) as mid's entry of hash, tagged
 -- with its first-enqueue time udt (read by lib.lua's tagged_get), and
@@ -99,6 +100,9 @@ local function set_policy(udt, drop) set_tagged(K_POLICY, 'policy', policy, udt,
 -- one has no entry.
 local function set_prio(udt, drop) set_tagged(K_PRIO, 'priority', prio, udt, drop) end
 
+-- set_limit_key writes the message's limit key (§19).
+local function set_limit_key(udt, drop) set_tagged(K_LIMIT_KEY, 'limits', limit_key, udt, drop) end
+
 -- add writes the rest of a message new to the queue, whose content the
 -- loop stored already. A new id has no entry in Carmine's hashes, lists
 -- and sets (collection and delete remove them all), so add reads nothing
@@ -109,6 +113,7 @@ local function add()
   redis.call('hset', K_UDTS, mid, now)
   set_policy(now, false)
   set_prio(now, false)
+  set_limit_key(now, false)
   if meta ~= '' then
     redis.call('hset', K_META, mid, meta)
   elseif not index_only then
@@ -172,6 +177,7 @@ local function store()
   local udt = redis.call('hget', K_UDTS, mid)
   set_policy(udt, true)
   set_prio(udt, true)
+  set_limit_key(udt, true)
   if meta ~= '' then
     redis.call('hset', K_META, mid, meta)
   else
@@ -190,6 +196,13 @@ local function store_requeue()
     set_prio(redis.call('hget', K_UDTS, mid), true)
   else
     redis.call('hdel', K_PRIO, mid)
+  end
+  -- (§19) the requeue's limit key, as its priority; the slot a locked
+  -- message holds keeps the key it was taken under
+  if limit_key ~= '' then
+    set_limit_key(redis.call('hget', K_UDTS, mid), true)
+  else
+    redis.call('hdel', K_LIMIT_KEY, mid)
   end
   if lock_ms > 0 then
     redis.call('hset', K_LOCK_TIMES_RQ, mid, lock_ms)
@@ -274,7 +287,7 @@ end
 local CODES = {added = 'a', updated = 'u', ['already-queued'] = 'q', locked = 'l', backoff = 'b',
   ['duplicate-queued'] = 'Q', ['duplicate-locked'] = 'L', ['duplicate-backoff'] = 'B'}
 local reply, codes = {}, {}
-for i = 5, #ARGV, 12 do
+for i = 5, #ARGV, 13 do
   mid, content = ARGV[i], ARGV[i + 1]
   init_backoff, lock_ms = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   can_update, can_requeue = ARGV[i + 4] == '1', ARGV[i + 5] == '1'
@@ -282,6 +295,7 @@ for i = 5, #ARGV, 12 do
   local at_ms = tonumber(ARGV[i + 7])
   meta = ARGV[i + 8]
   policy, unique, prio = ARGV[i + 9], ARGV[i + 10] == '1', ARGV[i + 11]
+  limit_key = ARGV[i + 12]
   if at_ms > 0 then init_backoff = math.max(0, at_ms - now) end
   -- HSETNX both writes a new message's content and tells whether the id
   -- is new; as the script's first write, and one Redis checks memory

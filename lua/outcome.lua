@@ -31,10 +31,11 @@ local features = nil
 local function feature_used(name)
   if features == nil then
     local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'results', 'handoffs', 'batches',
-      'cancel', 'progress')
+      'cancel', 'progress', 'limits')
     features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false}
     features.handoffs, features.batches = v[4] ~= false, v[5] ~= false
     features.cancel, features.progress = v[6] ~= false, v[7] ~= false
+    features.limits = v[8] ~= false
   end
   return features[name] == true
 end
@@ -163,9 +164,15 @@ end
 -- collect deletes every entry of mid (§11: collection at completion), its
 -- due and window entries included; a pending requeue has been taken
 -- before. The mid stays in the lists until a poll meets it there.
+-- limits_freed (limits.lua, §19; nil in scripts without it) frees the
+-- concurrency slot of a message an outcome ended or a collection took,
+-- and refunds the rate token of a released one.
+local limits_freed = nil
+
 local function collect(mid)
   if collected[mid] then return end
   collected[mid] = true
+  if limits_freed and feature_used('limits') then limits_freed(mid, 'collect') end
   gathered.collect[#gathered.collect + 1] = mid
 end
 
@@ -201,8 +208,10 @@ end
 -- also takes at completion (§11). Its lock, if any, is the caller's to
 -- release.
 local function requeue_now(mid, now, default_lock_ms)
-  -- (the priority, §18, read while udts still holds the old time)
+  -- (the priority, §18, and the limit key, §19, read while udts still
+  -- holds the old time)
   local _, p = prio_list(mid)
+  local lk = feature_used('limits') and tagged_get(K_LIMIT_KEY, mid, redis.call('hget', K_UDTS, mid))
   local content = redis.call('hget', K_MESSAGES_RQ, mid)
     or redis.call('hget', K_MESSAGES, mid) -- legacy requeue set
   local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES_RQ, mid)) or default_lock_ms
@@ -224,6 +233,7 @@ local function requeue_now(mid, now, default_lock_ms)
   -- A requeue keeps the id's priority (§18; an enqueue with CanRequeue
   -- writes the requeue's): its entry gets the new first-enqueue time, and
   -- the id goes onto its list and mid-circle.
+  if lk then redis.call('hset', K_LIMIT_KEY, mid, now .. ':' .. lk) end
   if p then
     redis.call('hset', K_PRIO, mid, now .. ':' .. p)
     redis.call('lpush', (p == 'h') and K_PRIO_HI or K_PRIO_LO, mid)
@@ -474,6 +484,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     gathered.unlock[#gathered.unlock + 1] = mid
     return 'cancelled'
   end
+  if limits_freed and feature_used('limits') then limits_freed(mid, outcome) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     hand_off(followups)
     tick_batch(mid, nil, 's')

@@ -1,16 +1,16 @@
 -- prelude.lua: composed in front of every script that binds all of a
 -- queue's keys, after lib.lua, by internal/protocol.
 --
--- KEYS[1..45]: every key of one queue, in the order of internal/keys:
+-- KEYS[1..52]: every key of one queue, in the order of internal/keys:
 --   messages, messages-rq, lock-times, lock-times-rq, udts, locks, backoffs,
 --   nattempts, done, requeue, mids-ready, mid-circle, ndry-runs,
 --   isleep-a, isleep-b (Carmine's), then lock-aliases, enqueue-receipts,
 --   enqueue-receipts-prev, poll-receipts, poll-receipts-prev, paused, due,
 --   windows, noutcomes, dead, dead-index, workers, worker-info, meta, resumed,
 --   history, attempt-errors, nsolo, features, policy, prio-hi, prio-lo, prio,
---   results, results-index, handoffs, batches, batch-seen, cancels, progress
+--   results, results-index, handoffs, batches, batch-seen, cancels, progress,
+--   limits, rate-tat, rate-keys, slots, slot-counts, parked, limit-key
 --   (beyond Carmine, which ignores them)
---   cancels, progress (beyond Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
 -- so that Redis Cluster routes every call to the queue's slot.
 local K_MESSAGES      = KEYS[1]
@@ -58,6 +58,13 @@ local K_BATCHES               = KEYS[42]
 local K_BATCH_SEEN            = KEYS[43]
 local K_CANCELS               = KEYS[44]
 local K_PROGRESS              = KEYS[45]
+local K_LIMITS                = KEYS[46]
+local K_RATE_TAT              = KEYS[47]
+local K_RATE_KEYS             = KEYS[48]
+local K_SLOTS                 = KEYS[49]
+local K_SLOT_COUNTS           = KEYS[50]
+local K_PARKED                = KEYS[51]
+local K_LIMIT_KEY             = KEYS[52]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'

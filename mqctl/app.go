@@ -157,6 +157,7 @@ queue.`,
 		a.workersCommand(),
 		a.historyCommand(),
 		a.schedulesCommand(),
+		a.limitsCommand(),
 		a.serveCommand(),
 	)
 	return root

@@ -66,6 +66,7 @@ type QueueCollector struct {
 	errorsDesc, errorDesc, durationDesc  *prometheus.Desc
 	lastMinute, lastHour                 *prometheus.Desc
 	results                              *prometheus.Desc
+	slotsHeld, parked                    *prometheus.Desc
 
 	nameErrors, countErrors atomic.Int64
 
@@ -81,6 +82,7 @@ type QueueCollector struct {
 type queueState struct {
 	counts mq.QueueCounts
 	hist   historySums
+	limits mq.LimitState // docs/protocol.md §19
 }
 
 // NewQueueCollector returns a collector of the counts of the queues of
@@ -137,13 +139,19 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 	c.lastHour = prometheus.NewDesc("mq_history_handlings_last_hour",
 		"Handlings of the queue in the last 60 whole minutes by the Redis server's clock, by kind, as mq_history_handlings_last_minute counts them.",
 		[]string{"queue", "kind"}, nil)
+	c.slotsHeld = prometheus.NewDesc("mq_queue_limit_slots_held",
+		"Concurrency slots held in the queue now: messages handed out under a concurrency limit and not yet ended (mq.Inspector.Limits); exported for queues with limits.",
+		[]string{"queue"}, nil)
+	c.parked = prometheus.NewDesc("mq_queue_limit_parked",
+		"Messages parked for want of a slot of their limit key (mq.Inspector.Limits); exported for queues with limits.",
+		[]string{"queue"}, nil)
 	return c
 }
 
 // Describe sends the descriptions of the collector's metrics.
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.messages, c.total, c.dead, c.paused, c.stale, c.errorsDesc, c.errorDesc, c.durationDesc,
-		c.lastMinute, c.lastHour, c.results} {
+		c.lastMinute, c.lastHour, c.results, c.slotsHeld, c.parked} {
 		ch <- d
 	}
 }
@@ -212,6 +220,10 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.results, prometheus.GaugeValue, float64(n.Results), q)
 		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, bool01(n.Paused), q)
 		c.collectHistory(ch, q, st.hist)
+		if l := st.limits; l.Limits != (mq.Limits{}) || l.SlotsHeld != 0 || l.Parked != 0 {
+			ch <- prometheus.MustNewConstMetric(c.slotsHeld, prometheus.GaugeValue, float64(l.SlotsHeld), q)
+			ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(l.Parked), q)
+		}
 	}
 	if nfailed > 0 {
 		// One line a scrape, however many queues failed (a deadline that
@@ -272,7 +284,7 @@ func (c *QueueCollector) lastRead(q string) (queueState, bool) {
 }
 
 // read reads the counts and history of queues, Concurrency at a time,
-// two round trips each, and answers them in the order of queues.
+// three round trips each, and answers them in the order of queues.
 func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead {
 	reads := make([]queueRead, len(queues))
 	next := make(chan int)
@@ -283,6 +295,9 @@ func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead 
 				reads[i].counts, reads[i].err = c.client.Inspector().QueueCounts(ctx, queues[i])
 				if reads[i].err == nil {
 					reads[i].hist, reads[i].err = readHistory(ctx, c.client, queues[i])
+				}
+				if reads[i].err == nil {
+					reads[i].limits, reads[i].err = c.client.Inspector().Limits(ctx, queues[i])
 				}
 			}
 		})

@@ -191,7 +191,8 @@ func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
 			{"did_trim", s.DidTrim}, {"unexpected", s.Unexpected}, {"locked", s.Locked},
 			{"queued_with_backoff", s.QueuedWithBackoff}, {"done_with_backoff", s.DoneWithBackoff},
 			{"did_requeue", s.DidRequeue}, {"did_gc", s.DidGC}, {"quarantined", s.Quarantined}, {"indexed", s.Indexed},
-			{"suspect", s.Suspect}, {"other", s.Other}, {"cancelled", s.Cancelled},
+			{"suspect", s.Suspect}, {"rate_limited", s.RateLimited}, {"limited", s.Limited}, {"parked", s.Parked},
+			{"other", s.Other}, {"cancelled", s.Cancelled},
 		} {
 			count(c.skips, r.n, r.reason)
 		}
@@ -226,6 +227,9 @@ func addCounts(a *mq.Counts, b mq.Counts) {
 	s.Quarantined += t.Quarantined
 	s.Indexed += t.Indexed
 	s.Suspect += t.Suspect
+	s.RateLimited += t.RateLimited
+	s.Limited += t.Limited
+	s.Parked += t.Parked
 	s.Other += t.Other
 	s.Cancelled += t.Cancelled
 }

@@ -229,6 +229,9 @@ func TestAddCountsCoversEveryCounter(t *testing.T) {
 		skip("quarantined"):         float64(s.Quarantined),
 		skip("indexed"):             float64(s.Indexed),
 		skip("suspect"):             float64(s.Suspect),
+		skip("rate_limited"):        float64(s.RateLimited),
+		skip("limited"):             float64(s.Limited),
+		skip("parked"):              float64(s.Parked),
 		skip("other"):               float64(s.Other),
 		skip("cancelled"):           float64(s.Cancelled),
 	}, got)

@@ -284,6 +284,18 @@
     $('q-paused').hidden = !paused;
     $('pause').disabled = paused;
     $('resume').disabled = !paused;
+    // The queue's limits (§19), one line, only when it has any.
+    const lim = q.limits;
+    $('q-limits').hidden = !lim;
+    if (lim) {
+      const parts = [];
+      if (lim.rate !== 'none') parts.push('rate ' + lim.rate);
+      if (lim.key_rate !== 'none') parts.push('per key ' + lim.key_rate);
+      if (lim.concurrency) parts.push('concurrency ' + lim.concurrency);
+      if (lim.key_concurrency) parts.push('per key ' + lim.key_concurrency + ' at once');
+      parts.push(lim.slots_held + ' slots held', lim.parked + ' parked');
+      $('q-limits').textContent = 'Limits: ' + parts.join(' · ');
+    }
     drawChart($('chart'), q.history, ov.features.dead_letters,
       { width: 800, height: 220, pad: { l: 44, r: 12, t: 18, b: 22 }, axes: true });
     drawLegend(q.counts, ov.features.dead_letters);

@@ -61,6 +61,13 @@ const (
 	BatchSeen
 	Cancels
 	Progress
+	Limits
+	RateTat
+	RateKeys
+	Slots
+	SlotCounts
+	Parked
+	LimitKey
 	count
 )
 
@@ -195,6 +202,31 @@ var Suffixes = [count]string{
 	// progress: mid -> the latest progress its handler reported (§20),
 	// tagged like cancels ('<udt>:<ms> <n> <note>').
 	Progress: "progress",
+	// limits: the queue's limits (docs/protocol.md §19), set by
+	// Inspector.SetLimits: "rate" and "key-rate" -> "<n> <period ms>
+	// <burst>", "conc" and "key-conc" -> "<n>"; read by polls only when
+	// features says the queue uses limits.
+	Limits: "limits",
+	// rate-tat: the theoretical arrival times (GCRA, in µs by the
+	// server's clock) of the rate limits: "q" for the queue, "k:<key>"
+	// per limit key; rate-keys orders the per-key fields by that time, so
+	// that polls trim the state of keys whose time passed (§19).
+	RateTat:  "rate-tat",
+	RateKeys: "rate-keys",
+	// slots: the concurrency slots taken, "h:<mid>" -> "<lock expiry ms>
+	// <1 when it counts for the queue, else 0> <limit key or nothing>",
+	// and the parked ids, "p:<mid>" -> their member of parked;
+	// slot-counts: "q" -> slots held in the queue, "k:<key>" -> per key,
+	// "seq" -> the last parking number (§19).
+	Slots:      "slots",
+	SlotCounts: "slot-counts",
+	// parked: the ids refused for want of a slot of their key, FIFO per
+	// key: a sorted set of "<key>\0<seq, 16 digits>\0<mid>", all at score
+	// 0 (§19).
+	Parked: "parked",
+	// limit-key: mid -> the message's limit key (EnqueueOptions.LimitKey),
+	// tagged with its first-enqueue time as prio is (§18, §19).
+	LimitKey: "limit-key",
 }
 
 // Count is the number of keys of one queue.

@@ -36,6 +36,8 @@ type EnqueueMessage struct {
 	// Priority is the message's priority (§18): PriorityHigh,
 	// PriorityLow, or "" for normal.
 	Priority string
+	// LimitKey is the message's limit key (§19), "" for none.
+	LimitKey string
 }
 
 // The priorities of §18 as the scripts spell them; normal is "".
@@ -66,7 +68,7 @@ type EnqueueCall struct {
 
 // argv is the call's script arguments.
 func (c EnqueueCall) argv() []any {
-	args := make([]any, 0, 4+12*len(c.Messages))
+	args := make([]any, 0, 4+13*len(c.Messages))
 	var first any = "0"
 	if c.Sends != nil {
 		first = c.Sends
@@ -75,7 +77,7 @@ func (c EnqueueCall) argv() []any {
 	for _, m := range c.Messages {
 		args = append(args, m.ID, m.Data, MS(m.InitialBackoff), MS(m.LockTime),
 			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At), m.Metadata,
-			m.policyArg(), boolArg(m.Policy.UniqueFor > 0), m.Priority)
+			m.policyArg(), boolArg(m.Policy.UniqueFor > 0), m.Priority, m.LimitKey)
 	}
 	return args
 }
@@ -155,7 +157,7 @@ func (c EnqueueCall) lean() bool {
 		return false
 	}
 	for _, m := range c.Messages {
-		if MS(m.InitialBackoff) != 0 || m.At != 0 || m.CanUpdate || m.CanRequeue || m.ResetInitialBackoff || !m.Policy.IsZero() || m.Priority != "" {
+		if MS(m.InitialBackoff) != 0 || m.At != 0 || m.CanUpdate || m.CanRequeue || m.ResetInitialBackoff || !m.Policy.IsZero() || m.Priority != "" || m.LimitKey != "" {
 			return false
 		}
 	}

@@ -26,7 +26,8 @@ const (
 // SkipReasons are the reasons of every skip step dequeue.lua answers, in
 // the order of §4.
 var SkipReasons = []string{"did-trim", "unexpected", "locked", "queued-with-backoff",
-	"done-with-backoff", "did-requeue", "did-gc", "quarantined", "indexed", "suspect", "cancelled"}
+	"done-with-backoff", "did-requeue", "did-gc", "quarantined", "indexed", "suspect", "cancelled",
+	"rate-limited", "limited", "parked"}
 
 // SkipSuspect is the skip reason of a suspect a poll set aside for a
 // worker holding nothing (§11, Quarantine).

@@ -28,11 +28,11 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 var scriptParts = map[string][]string{
 	"enqueue":      {"lib", "prelude", "status", "enqueue"},
 	"enqueue-new":  {"lib", "enqueue-new"}, // binds its own few keys: no prelude
-	"dequeue":      {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "dequeue"},
+	"dequeue":      {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "limits", "dequeue"},
 	"msg-status":   {"lib", "prelude", "status", "attempt-errors", "msg-status"},
-	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "renew"},
+	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "renew"},
 	"queue-counts": {"lib", "prelude", "counts", "queue-counts"},
-	"delete":       {"lib", "prelude", "status", "delete"},
+	"delete":       {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "delete"},
 	"pause":        {"lib", "prelude", "pause"},
 	"dead-letters": {"lib", "prelude", "status", "dead-letters"},
 	"heartbeat":    {"lib", "prelude", "heartbeat"},
@@ -42,6 +42,7 @@ var scriptParts = map[string][]string{
 	"result":       {"lib", "prelude", "status", "result"},
 	"batch-tick":   {"lib", "prelude", "batch-tick"},
 	"cancel":       {"lib", "prelude", "status", "cancel", "delete"}, // a queued message goes on to delete.lua
+	"limits-set":   {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "limits-set"},
 }
 
 // The composed scripts, set by Load.
@@ -52,6 +53,7 @@ var (
 	resultScript                *redis.Script
 	batchTickScript             *redis.Script
 	cancelScript                *redis.Script
+	limitsSetScript             *redis.Script
 )
 
 // luaFiles holds the .lua files the scripts are composed from, by file
@@ -82,6 +84,7 @@ func Load(luaFS fs.FS) {
 	resultScript = composeScript("result")
 	batchTickScript = composeScript("batch-tick")
 	cancelScript = composeScript("cancel")
+	limitsSetScript = composeScript("limits-set")
 }
 
 // composeSource joins the named files of lua/ into one script text.

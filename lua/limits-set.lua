@@ -1,0 +1,40 @@
+-- limits-set.lua (beyond Carmine): sets or clears the queue's limits
+-- (docs/protocol.md §19) and marks the queue as using them.
+--
+-- KEYS: the queue's keys (prelude.lua).
+-- ARGV[1] the queue's rate, '<n> <period ms> <burst>', '' for none
+-- ARGV[2] the rate per limit key, likewise
+-- ARGV[3] the queue's concurrency limit, '' for none
+-- ARGV[4] the concurrency limit per limit key, '' for none
+--
+-- Every parked id goes back to be handed out (each key's first in line,
+-- in order), so that a limit lifted or raised lets them go; one still
+-- refused parks again. A sleeping worker is woken to read the new limits.
+--
+-- Reply: the number of parked ids released.
+
+local fields = {'rate', 'key-rate', 'conc', 'key-conc'}
+local any = false
+for i, f in ipairs(fields) do
+  if ARGV[i] ~= '' then
+    redis.call('hset', K_LIMITS, f, ARGV[i])
+    any = true
+  else
+    redis.call('hdel', K_LIMITS, f)
+  end
+end
+if any then redis.call('hset', K_FEATURES, 'limits', '1') end
+
+local now = server_now()
+local members = redis.call('zrange', K_PARKED, 0, -1)
+for i = #members, 1, -1 do
+  local mid = string.match(members[i], '^.-%z%d+%z(.*)$')
+  redis.call('hdel', K_SLOTS, 'p:' .. mid)
+  local base, in_backoff = message_status(mid, now)
+  if base == 'queued' and not in_backoff then
+    push_ready('rpush', mid)
+  end
+end
+redis.call('del', K_PARKED)
+wake_one()
+return #members
