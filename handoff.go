@@ -96,8 +96,11 @@ const relayPage = 100
 // its completion queue, each completion enqueued; then it removes them. A
 // record delivered twice (a relay that died before removing it, or two
 // relays at once) is refused the second time: follow-ups and completions
-// by their ids' dedupe windows, ticks by batch-seen. It answers how many
-// records it delivered; an error leaves the rest for the next round.
+// by their ids' dedupe windows, ticks by batch-seen. A page of records
+// costs a few round trips whatever its size: one read, one pipeline of
+// script calls per target queue, one pipeline of removals. It answers how
+// many records it delivered; an error leaves the records it concerns for
+// the next round.
 func (c *Client) relay(ctx context.Context, queue string) (int, error) {
 	total := 0
 	for {
@@ -106,34 +109,28 @@ func (c *Client) relay(ctx context.Context, queue string) (int, error) {
 		if err != nil || len(raws) == 0 {
 			return total, err
 		}
+		r := relayRound{c: c, queue: queue, failed: make([]bool, len(raws))}
+		r.deliver(ctx, raws)
 		var done []string
-		var completed []string // completion queues with a completion to enqueue
-		var errs []error
-		for _, raw := range raws {
-			h, err := protocol.DecodeHandoff(raw)
-			if err == nil {
-				err = c.deliver(ctx, queue, h, &completed)
+		for i, raw := range raws {
+			if !r.failed[i] {
+				done = append(done, raw)
 			}
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			done = append(done, raw)
 		}
 		if err := protocol.RemoveHandoffs(ctx, c.rdb, ks, done); err != nil {
 			return total, err
 		}
 		total += len(done)
 		again := false // a completion appended to this queue's own handoffs
-		for _, q := range completed {
+		for _, q := range r.completed {
 			if q == queue {
 				again = true
 			} else if _, err := c.relay(ctx, q); err != nil {
-				errs = append(errs, err)
+				r.errs = append(r.errs, err)
 			}
 		}
-		if len(errs) > 0 {
-			return total, errors.Join(errs...)
+		if len(r.errs) > 0 {
+			return total, errors.Join(r.errs...)
 		}
 		if len(raws) < relayPage && !again {
 			return total, nil
@@ -141,82 +138,160 @@ func (c *Client) relay(ctx context.Context, queue string) (int, error) {
 	}
 }
 
-// deliver delivers one record of queue's handoffs.
-func (c *Client) deliver(ctx context.Context, queue string, h protocol.Handoff, completed *[]string) error {
-	switch h.Kind {
-	case protocol.HandoffFollowUps:
-		byQueue := map[string][]protocol.EnqueueMessage{}
-		var order []string
-		for _, f := range h.FollowUps {
-			if _, ok := byQueue[f.Queue]; !ok {
-				order = append(order, f.Queue)
-			}
-			byQueue[f.Queue] = append(byQueue[f.Queue], f.Msg)
-		}
-		for _, q := range order {
-			if err := c.enqueueHandoff(ctx, q, byQueue[q]); err != nil {
-				return err
-			}
-		}
-		return nil
-	case protocol.HandoffTick:
-		if err := c.register(ctx, h.Tick.Queue); err != nil {
-			return err
-		}
-		answer, err := protocol.BatchTick(ctx, c.rdb, c.keys(h.Tick.Queue), h.Tick, c.cfg.HandoffWindow)
-		if err != nil {
-			return fmt.Errorf("mq: batch %s tick: %w", h.Tick.Batch, redisError(err))
-		}
-		if answer == protocol.TickComplete {
-			*completed = append(*completed, h.Tick.Queue)
-		}
-		return nil
-	case protocol.HandoffCompletion:
-		st, err := protocol.BatchRead(ctx, c.rdb, c.keys(queue), h.Batch)
-		if err != nil {
-			return err
-		}
-		if !st.Found { // cleared meanwhile: nothing to enqueue
-			return nil
-		}
-		m := st.Completion.Msg
-		meta := decodeMetadata(m.Metadata)
-		if meta == nil {
-			meta = map[string]string{}
-		}
-		meta[metaBatch] = h.Batch
-		meta[metaBatchSucceeded] = strconv.FormatInt(st.Succeeded, 10)
-		meta[metaBatchDead] = strconv.FormatInt(st.Dead, 10)
-		if m.Metadata, err = encodeMetadata(meta); err != nil {
-			return err
-		}
-		return c.enqueueHandoff(ctx, st.Completion.Queue, []protocol.EnqueueMessage{m})
-	}
-	return nil
+// relayRound is one page of a relay: the records that failed, by
+// position, and the completion queues whose batch completed.
+type relayRound struct {
+	c         *Client
+	queue     string
+	failed    []bool
+	errs      []error
+	completed []string
 }
 
-// enqueueHandoff enqueues messages a relay delivers to queue. Every one
-// has a dedupe window, so an answer of duplicate is a repeat of an
-// earlier delivery: delivered.
-func (c *Client) enqueueHandoff(ctx context.Context, queue string, ms []protocol.EnqueueMessage) error {
-	if err := c.register(ctx, queue); err != nil {
-		return err
+func (r *relayRound) fail(i int, err error) {
+	r.failed[i] = true
+	r.errs = append(r.errs, err)
+}
+
+// deliver delivers a page of records, grouped by target queue.
+func (r *relayRound) deliver(ctx context.Context, raws []string) {
+	type item struct {
+		rec int
+		msg protocol.EnqueueMessage
 	}
-	call := c.enqueueCall(len(ms))
-	call.Messages = append(call.Messages, ms...)
-	a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
-	if a.Err != nil {
-		return fmt.Errorf("mq: hand-off to %q: %w", queue, redisError(a.Err))
+	type tick struct {
+		rec int
+		t   protocol.MemberTick
 	}
-	for i, code := range a.Codes {
-		switch code {
-		case protocol.Added, protocol.Updated, protocol.DuplicateQueued, protocol.DuplicateLocked, protocol.DuplicateBackoff:
-		default:
-			c.log.Warn("mq: hand-off refused", slog.String("queue", queue),
-				slog.String("id", ms[i].ID), slog.String("answer", string(code)))
+	msgs := map[string][]item{}
+	ticks := map[string][]tick{}
+	var mqs, tqs []string // target queues, in order
+	for i, raw := range raws {
+		h, err := protocol.DecodeHandoff(raw)
+		if err != nil {
+			r.fail(i, err)
+			continue
+		}
+		switch h.Kind {
+		case protocol.HandoffFollowUps:
+			for _, f := range h.FollowUps {
+				if _, ok := msgs[f.Queue]; !ok {
+					mqs = append(mqs, f.Queue)
+				}
+				msgs[f.Queue] = append(msgs[f.Queue], item{i, f.Msg})
+			}
+		case protocol.HandoffTick:
+			if _, ok := ticks[h.Tick.Queue]; !ok {
+				tqs = append(tqs, h.Tick.Queue)
+			}
+			ticks[h.Tick.Queue] = append(ticks[h.Tick.Queue], tick{i, h.Tick})
+		case protocol.HandoffCompletion:
+			m, q, err := r.c.completionOf(ctx, r.queue, h.Batch)
+			if err == nil && q != "" {
+				msgs[q] = append(msgs[q], item{i, m})
+				if len(msgs[q]) == 1 {
+					mqs = append(mqs, q)
+				}
+			} else if err != nil {
+				r.fail(i, err)
+			}
 		}
 	}
-	return nil
+	for _, q := range mqs {
+		items := msgs[q]
+		ms := make([]protocol.EnqueueMessage, len(items))
+		for k, it := range items {
+			ms[k] = it.msg
+		}
+		errs := r.c.enqueueHandoffs(ctx, q, ms)
+		for k, err := range errs {
+			if err != nil {
+				r.fail(items[k].rec, err)
+			}
+		}
+	}
+	for _, q := range tqs {
+		ts := ticks[q]
+		if err := r.c.register(ctx, q); err != nil {
+			for _, t := range ts {
+				r.fail(t.rec, err)
+			}
+			continue
+		}
+		mts := make([]protocol.MemberTick, len(ts))
+		for k, t := range ts {
+			mts[k] = t.t
+		}
+		answers, errs := protocol.BatchTicks(ctx, r.c.rdb, r.c.keys(q), mts, r.c.cfg.HandoffWindow)
+		for k := range ts {
+			switch {
+			case errs[k] != nil:
+				r.fail(ts[k].rec, fmt.Errorf("mq: batch %s tick: %w", ts[k].t.Batch, redisError(errs[k])))
+			case answers[k] == protocol.TickComplete:
+				r.completed = append(r.completed, q)
+			}
+		}
+	}
+}
+
+// completionOf answers the completion message of batch b of queue, with
+// the members' counts in its metadata, and its queue ("" when the batch
+// is gone: cleared, nothing to enqueue).
+func (c *Client) completionOf(ctx context.Context, queue, b string) (protocol.EnqueueMessage, string, error) {
+	st, err := protocol.BatchRead(ctx, c.rdb, c.keys(queue), b)
+	if err != nil || !st.Found {
+		return protocol.EnqueueMessage{}, "", err
+	}
+	m := st.Completion.Msg
+	meta := decodeMetadata(m.Metadata)
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	meta[metaBatch] = b
+	meta[metaBatchSucceeded] = strconv.FormatInt(st.Succeeded, 10)
+	meta[metaBatchDead] = strconv.FormatInt(st.Dead, 10)
+	if m.Metadata, err = encodeMetadata(meta); err != nil {
+		return m, "", err
+	}
+	return m, st.Completion.Queue, nil
+}
+
+// enqueueHandoffs enqueues messages a relay delivers to queue, in script
+// calls of up to enqueueBatch, in one round trip, and answers each
+// message's error (nil: delivered). Every one has a dedupe window, so an
+// answer of duplicate is a repeat of an earlier delivery: delivered.
+func (c *Client) enqueueHandoffs(ctx context.Context, queue string, ms []protocol.EnqueueMessage) []error {
+	errs := make([]error, len(ms))
+	if err := c.register(ctx, queue); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	var calls []protocol.EnqueueCall
+	for i, m := range ms {
+		if i%enqueueBatch == 0 {
+			calls = append(calls, c.enqueueCall(min(enqueueBatch, len(ms)-i)))
+		}
+		last := &calls[len(calls)-1]
+		last.Messages = append(last.Messages, m)
+	}
+	for n, a := range protocol.EnqueuePipelined(ctx, c.rdb, c.keys(queue), calls) {
+		for k := range calls[n].Messages {
+			i := n*enqueueBatch + k
+			if a.Err != nil {
+				errs[i] = fmt.Errorf("mq: hand-off to %q: %w", queue, redisError(a.Err))
+				continue
+			}
+			switch code := a.Codes[k]; code {
+			case protocol.Added, protocol.Updated, protocol.DuplicateQueued, protocol.DuplicateLocked, protocol.DuplicateBackoff:
+			default:
+				c.log.Warn("mq: hand-off refused", slog.String("queue", queue),
+					slog.String("id", ms[i].ID), slog.String("answer", string(code)))
+			}
+		}
+	}
+	return errs
 }
 
 // PendingHandoffs answers how many hand-off records (follow-ups, batch

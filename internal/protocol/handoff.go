@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -30,11 +31,20 @@ const (
 // EncodeFollowUps encodes the follow-ups of one success as one handoffs
 // record.
 func EncodeFollowUps(fs []FollowUp) ([]byte, error) {
-	b, err := msgpack.Marshal(fs)
-	if err != nil {
+	var buf bytes.Buffer
+	buf.WriteByte(HandoffFollowUps)
+	if err := compact(&buf, fs); err != nil {
 		return nil, err
 	}
-	return append([]byte{HandoffFollowUps}, b...), nil
+	return buf.Bytes(), nil
+}
+
+// compact encodes v as MessagePack, leaving out empty fields, which
+// decode as zero.
+func compact(buf *bytes.Buffer, v any) error {
+	enc := msgpack.NewEncoder(buf)
+	enc.SetOmitEmpty(true)
+	return enc.Encode(v)
 }
 
 // Handoff is one decoded handoffs record.
@@ -140,17 +150,17 @@ func BatchTick(ctx context.Context, r Redis, ks []string, t MemberTick, keep tim
 // completion message (a FollowUp, encoded) and its number of members.
 // The members' queues are marked as using batches (features).
 func BatchCreate(ctx context.Context, r redis.Cmdable, ks []string, b string, total int, completion FollowUp, memberKeys [][]string) error {
-	spec, err := msgpack.Marshal(completion)
-	if err != nil {
+	var spec bytes.Buffer
+	if err := compact(&spec, completion); err != nil {
 		return err
 	}
 	pipe := r.Pipeline()
-	pipe.HSet(ctx, ks[keys.Batches], b, spec, b+":n", total, b+":at", time.Now().UnixMilli())
+	pipe.HSet(ctx, ks[keys.Batches], b, spec.Bytes(), b+":n", total, b+":at", time.Now().UnixMilli())
 	pipe.HSet(ctx, ks[keys.Features], "batches", "1")
 	for _, mk := range memberKeys {
 		pipe.HSet(ctx, mk[keys.Features], "batches", "1")
 	}
-	_, err = pipe.Exec(ctx)
+	_, err := pipe.Exec(ctx)
 	return err
 }
 
@@ -189,4 +199,23 @@ func BatchRead(ctx context.Context, r redis.Cmdable, ks []string, b string) (Bat
 	}
 	st.Total, st.Succeeded, st.Dead, st.Created, st.Done = num(v[1]), num(v[2]), num(v[3]), num(v[4]), num(v[5])
 	return st, nil
+}
+
+// BatchTicks is BatchTick for many ticks of one completion queue, in one
+// round trip: it answers each tick's answer, or its error.
+func BatchTicks(ctx context.Context, r Redis, ks []string, ts []MemberTick, keep time.Duration) ([]string, []error) {
+	argss := make([][]any, len(ts))
+	for i, t := range ts {
+		kind := "s"
+		if t.Dead {
+			kind = "d"
+		}
+		argss[i] = []any{t.ID, kind, t.Batch, MS(keep)}
+	}
+	cmds := runPipelined(ctx, r, batchTickScript, ks, argss)
+	answers, errs := make([]string, len(ts)), make([]error, len(ts))
+	for i, c := range cmds {
+		answers[i], errs[i] = c.Text()
+	}
+	return answers, errs
 }
