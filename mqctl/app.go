@@ -155,6 +155,7 @@ queue.`,
 		a.workersCommand(),
 		a.historyCommand(),
 		a.schedulesCommand(),
+		a.batchCommand(),
 		a.serveCommand(),
 	)
 	return root
