@@ -282,6 +282,9 @@
     $('q-name').textContent = q.name;
     const paused = !!(q.counts && q.counts.paused);
     $('q-paused').hidden = !paused;
+    const handoffs = (q.counts && q.counts.handoffs_pending) || 0;
+    $('q-handoffs').hidden = handoffs === 0;
+    $('q-handoffs').textContent = `${handoffs} hand-offs pending`;
     $('pause').disabled = paused;
     $('resume').disabled = !paused;
     drawChart($('chart'), q.history, ov.features.dead_letters,
