@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/redis/go-redis/v9"
 )
 
 // DefaultHandoffWindow is Config.HandoffWindow's default.
@@ -326,7 +327,7 @@ func (w *Worker) kickRelay() {
 func (w *Worker) runRelay(base, pollCtx context.Context, flusherDone <-chan struct{}) chan struct{} {
 	done := make(chan struct{})
 	once := func(ctx context.Context) {
-		if _, err := w.c.relay(ctx, w.queue); err != nil && ctx.Err() == nil {
+		if _, err := w.c.relay(ctx, w.queue); err != nil && ctx.Err() == nil && !errors.Is(err, redis.ErrClosed) {
 			w.log.Warn("mq: relaying hand-offs failed; they stay for the next round", slog.Any("error", err))
 		}
 	}
