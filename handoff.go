@@ -309,7 +309,7 @@ func (in *Inspector) PendingHandoffs(ctx context.Context, queue string) (int64, 
 // relayInterval is how often a worker's relay looks for hand-off records
 // without being woken: records a dead process left, ticks of messages
 // buried by a poll.
-const relayInterval = 2 * time.Second
+const relayInterval = 5 * time.Second
 
 // kickRelay wakes the worker's relay.
 func (w *Worker) kickRelay() {
