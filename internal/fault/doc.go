@@ -102,9 +102,8 @@
 //     handled under one id, at attempt 1 once, after every member's
 //     handling ended, carrying the counts. With batch-seen's check
 //     removed, the relays (one per process, delivering the same records
-//     at once) counted 1,471 ticks for 500 members.
-//
-//     Long mode, one run each: the pipeline, 10,000 messages, 30 process
+//     at once) counted 1,471 ticks for 500 members. Long mode, one run
+//     each: the pipeline, 10,000 messages, 30 process
 //     kills, 5 Redis kills, 3,262 replies dropped: 19,912 hand-offs
 //     handled (two for each of the 9,956 messages enqueued), 0 lost, 0
 //     duplicated, 0 enqueued again, 32 duplicate handlings, all
