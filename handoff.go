@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/redis/go-redis/v9"
 )
@@ -105,38 +107,41 @@ const relayPage = 100
 func (c *Client) relay(ctx context.Context, queue string) (int, error) {
 	total := 0
 	for {
-		ks := c.keys(queue)
-		raws, err := protocol.ReadHandoffs(ctx, c.rdb, ks, relayPage)
+		raws, err := protocol.ReadHandoffs(ctx, c.rdb, c.keys(queue), relayPage)
 		if err != nil || len(raws) == 0 {
 			return total, err
 		}
-		r := relayRound{c: c, queue: queue, failed: make([]bool, len(raws))}
-		r.deliver(ctx, raws)
-		var done []string
-		for i, raw := range raws {
-			if !r.failed[i] {
-				done = append(done, raw)
-			}
-		}
-		if err := protocol.RemoveHandoffs(ctx, c.rdb, ks, done); err != nil {
+		n, again, err := c.relayRecords(ctx, queue, raws)
+		total += n
+		if err != nil || (len(raws) < relayPage && !again) {
 			return total, err
 		}
-		total += len(done)
-		again := false // a completion appended to this queue's own handoffs
-		for _, q := range r.completed {
-			if q == queue {
-				again = true
-			} else if _, err := c.relay(ctx, q); err != nil {
-				r.errs = append(r.errs, err)
-			}
-		}
-		if len(r.errs) > 0 {
-			return total, errors.Join(r.errs...)
-		}
-		if len(raws) < relayPage && !again {
-			return total, nil
+	}
+}
+
+// relayRecords delivers records of queue's handoffs, then removes those
+// delivered, and relays at once the other queues whose batch completed;
+// again tells that a completion was appended to queue's own handoffs.
+func (c *Client) relayRecords(ctx context.Context, queue string, raws []string) (delivered int, again bool, err error) {
+	r := relayRound{c: c, queue: queue, failed: make([]bool, len(raws))}
+	r.deliver(ctx, raws)
+	var done []string
+	for i, raw := range raws {
+		if !r.failed[i] {
+			done = append(done, raw)
 		}
 	}
+	if err := protocol.RemoveHandoffs(ctx, c.rdb, c.keys(queue), done); err != nil {
+		return 0, false, err
+	}
+	for _, q := range r.completed {
+		if q == queue {
+			again = true
+		} else if _, err := c.relay(ctx, q); err != nil {
+			r.errs = append(r.errs, err)
+		}
+	}
+	return len(done), again, errors.Join(r.errs...)
 }
 
 // relayRound is one page of a relay: the records that failed, by
@@ -311,6 +316,38 @@ func (in *Inspector) PendingHandoffs(ctx context.Context, queue string) (int64, 
 // buried by a poll.
 const relayInterval = 5 * time.Second
 
+// ownRecords holds what a worker's relay has to deliver first: the
+// follow-up records of its own successes, known without reading
+// handoffs (so that the relays of several processes do not all deliver
+// the same records), and whether an outcome may have left a batch tick,
+// which only a read of handoffs finds.
+type ownRecords struct {
+	mu    sync.Mutex
+	recs  []string
+	sweep bool
+}
+
+// add notes what a recorded outcome left for the relay.
+func (o *ownRecords) add(p engine.Pending) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if p.FollowUps != nil {
+		o.recs = append(o.recs, string(p.FollowUps))
+	}
+	if p.FollowUps == nil || p.Batch {
+		o.sweep = true
+	}
+}
+
+// take answers and forgets what there is to deliver.
+func (o *ownRecords) take() ([]string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	recs, sweep := o.recs, o.sweep
+	o.recs, o.sweep = nil, false
+	return recs, sweep
+}
+
 // kickRelay wakes the worker's relay.
 func (w *Worker) kickRelay() {
 	select {
@@ -326,9 +363,29 @@ func (w *Worker) kickRelay() {
 // that may have left records, and every relayInterval.
 func (w *Worker) runRelay(base, pollCtx context.Context, flusherDone <-chan struct{}) chan struct{} {
 	done := make(chan struct{})
-	once := func(ctx context.Context) {
-		if _, err := w.c.relay(ctx, w.queue); err != nil && ctx.Err() == nil && !errors.Is(err, redis.ErrClosed) {
+	warn := func(ctx context.Context, err error) {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, redis.ErrClosed) {
 			w.log.Warn("mq: relaying hand-offs failed; they stay for the next round", slog.Any("error", err))
+		}
+	}
+	once := func(ctx context.Context) {
+		_, err := w.c.relay(ctx, w.queue)
+		warn(ctx, err)
+	}
+	// own delivers the worker's own records (a page at a time), and
+	// reads handoffs only when an outcome may have left a tick, a
+	// completion was appended, or a delivery failed.
+	own := func(ctx context.Context) {
+		recs, sweep := w.relayOwn.take()
+		for len(recs) > 0 {
+			page := recs[:min(len(recs), relayPage)]
+			recs = recs[len(page):]
+			_, again, err := w.c.relayRecords(ctx, w.queue, page)
+			warn(ctx, err)
+			sweep = sweep || again || err != nil
+		}
+		if sweep {
+			once(ctx)
 		}
 	}
 	go func() {
@@ -339,12 +396,13 @@ func (w *Worker) runRelay(base, pollCtx context.Context, flusherDone <-chan stru
 		for {
 			select {
 			case <-w.relayKick:
-				once(pollCtx)
+				own(pollCtx)
 			case <-t.C:
 				once(pollCtx)
 			case <-pollCtx.Done():
 				<-flusherDone
 				ctx, cancel := context.WithTimeout(base, closeGrace)
+				w.relayOwn.take()
 				once(ctx)
 				cancel()
 				return

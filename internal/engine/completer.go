@@ -25,8 +25,9 @@ type Pending struct {
 	Attempt int64 // for the logs
 	Failed  bool  // a retry or dead letter after the handler failed
 	// Relay is set when the outcome may leave hand-off records (§22)
-	// for the worker's relay.
-	Relay bool
+	// for the worker's relay: its FollowUps, or Batch, the tick of a
+	// batch member.
+	Relay, Batch bool
 }
 
 // Completer holds the outcomes of finished handlings until they are
