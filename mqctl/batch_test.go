@@ -32,3 +32,25 @@ func TestBatch(t *testing.T) {
 	}
 	f.env.fails(t, exitNotFound, "not found", "", "batch", "done", "nope")
 }
+
+// TestShowHandoffsPending: mqctl show counts the hand-off records waiting
+// in a queue for a relay, in a row of its own and in --json.
+func TestShowHandoffsPending(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.enqueue(t, "jobs", "j1", "x")
+	if r := f.env.ok(t, "", "show", "jobs"); strings.Contains(r.stdout, "hand-offs") {
+		t.Errorf("a hand-offs row with none pending:\n%s", r.stdout)
+	}
+	if err := f.rdb.RPush(context.Background(), "carmine:mq:jobs:handoffs", "Cb1", "Cb2").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.env.ok(t, "", "show", "jobs"); !strings.Contains(r.stdout, "hand-offs pending  2") {
+		t.Errorf("no hand-offs row in\n%s", r.stdout)
+	}
+	var v showView
+	decode(t, f.env.ok(t, "", "show", "jobs", "--json"), &v)
+	if v.HandoffsPending != 2 {
+		t.Errorf("--json: handoffs_pending %d", v.HandoffsPending)
+	}
+}
