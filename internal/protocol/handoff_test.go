@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
@@ -100,5 +101,38 @@ func TestBatchTicks(t *testing.T) {
 		assert.Equal(t, BatchState{Found: true, Completion: st.Completion, Total: 2, Succeeded: 1, Dead: 1, Created: st.Created, Done: st.Done}, st)
 		assert.NotZero(t, st.Done)
 		assert.Equal(t, []string{"Cb1"}, queuetest.List(t, s.RDB, s.Key(cq, keys.Handoffs)), "the completion, once")
+	})
+}
+
+// TestBatchTrimmed: a completed batch is kept for the keep time given to
+// the ticks, then dropped, with its ticks' ids, by a later tick of the
+// queue.
+func TestBatchTrimmed(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		cq := queuetest.QueueName(t)
+		for _, b := range []string{"b1", "b2"} {
+			require.NoError(t, BatchCreate(ctx, s.RDB, s.Keys(cq), b, 1, FollowUp{Queue: cq, Msg: EnqueueMessage{ID: b}}, nil))
+		}
+		a, err := BatchTick(ctx, s.RDB, s.Keys(cq), MemberTick{ID: "m1/1", Batch: "b1", Queue: cq}, time.Hour)
+		require.NoError(t, err)
+		require.Equal(t, TickComplete, a)
+		st, err := BatchRead(ctx, s.RDB, s.Keys(cq), "b1")
+		require.NoError(t, err)
+		require.True(t, st.Found, "kept while young")
+
+		s.AwaitClock(t, 5)
+		a, err = BatchTick(ctx, s.RDB, s.Keys(cq), MemberTick{ID: "m2/1", Batch: "b2", Queue: cq}, time.Millisecond)
+		require.NoError(t, err)
+		require.Equal(t, TickComplete, a)
+		st, err = BatchRead(ctx, s.RDB, s.Keys(cq), "b1")
+		require.NoError(t, err)
+		assert.False(t, st.Found, "dropped once older than the keep time")
+		n, err := s.RDB.HLen(ctx, s.Key(cq, keys.Batches)).Result()
+		require.NoError(t, err)
+		assert.EqualValues(t, 5, n, "b2's fields only: the message, n, at, s, done")
+		seen, err := s.RDB.ZRange(ctx, s.Key(cq, keys.BatchSeen), 0, -1).Result()
+		require.NoError(t, err)
+		assert.Equal(t, []string{"done:b2", "m2/1"}, seen, "b1's entries gone")
 	})
 }
