@@ -453,9 +453,10 @@ end
 -- record_outcomes records the outcomes given in ARGV from index first on,
 -- in groups of OUTCOME_ARGS (mid, token, outcome, backoff in ms, error
 -- text, result bytes, follow-ups: §21, §22), n groups, and answers their
--- results in order. The first #known of them were recorded by an earlier call whose reply was lost: known holds
--- their answers, one character each ('o' for 'ok', 'l' for 'lock-lost'),
--- and they are not recorded again. The gathered writes are flushed before
+-- results in order. The first #known of them were recorded by an earlier
+-- call whose reply was lost: known holds their answers, one character
+-- each ('o' for 'ok', 'l' for 'lock-lost'), and they are not recorded
+-- again. The gathered writes are flushed before
 -- it returns.
 local function record_outcomes(first, n, now, default_lock_ms, known)
   local results = {}
