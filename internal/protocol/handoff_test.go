@@ -136,3 +136,26 @@ func TestBatchTrimmed(t *testing.T) {
 		assert.Equal(t, []string{"done:b2", "m2/1"}, seen, "b1's entries gone")
 	})
 }
+
+// TestFollowUpsRoundTrip: a follow-ups record decodes to what was
+// encoded, every field of the messages included.
+func TestFollowUpsRoundTrip(t *testing.T) {
+	t.Parallel()
+	fs := []FollowUp{
+		{Queue: "a", Msg: EnqueueMessage{ID: "p/1/0", Data: []byte("x\x00\n")}},
+		{Queue: "b", Msg: EnqueueMessage{ID: "id", Data: []byte{}, InitialBackoff: time.Second, LockTime: 2 * time.Second,
+			CanUpdate: true, ResetInitialBackoff: true, At: 1234, Metadata: []byte("meta"),
+			Policy:   Policy{MaxAttempts: 3, Backoff: BackoffSpec{Kind: "exp", Base: time.Second, Max: time.Minute, Jitter: 0.5}, Timeout: time.Minute, UniqueFor: time.Hour, Batch: "b\nq"},
+			Priority: PriorityHigh}},
+	}
+	raw, err := EncodeFollowUps(fs)
+	require.NoError(t, err)
+	h, err := DecodeHandoff(string(raw))
+	require.NoError(t, err)
+	require.Equal(t, byte(HandoffFollowUps), h.Kind)
+	fs[1].Msg.Data = nil // (empty bytes decode as nil)
+	h.FollowUps[1].Msg.Data = nil
+	assert.Equal(t, fs, h.FollowUps)
+	_, err = DecodeHandoff(string(raw[:len(raw)-1]))
+	assert.ErrorIs(t, err, ErrUnexpectedReply, "truncated")
+}
