@@ -154,9 +154,13 @@ type relayRound struct {
 	completed []string
 }
 
+// fail marks record i failed; the round's error quotes the first few
+// failures only.
 func (r *relayRound) fail(i int, err error) {
 	r.failed[i] = true
-	r.errs = append(r.errs, err)
+	if len(r.errs) < 3 {
+		r.errs = append(r.errs, err)
+	}
 }
 
 // deliver delivers a page of records, grouped by target queue.

@@ -65,6 +65,11 @@ func (h *harness) faultsWhile(live []*WorkerProcess, addr string, kills, redisKi
 			h.write(Event{Kind: RedisRestarted})
 		}
 	}
+	// A process still starting when the run ends would die of the
+	// SIGTERM that stops it, before it handles the signal.
+	for _, p := range live {
+		h.waitFor("the replacements up", 60*time.Second, func() bool { return started(p) })
+	}
 }
 
 // TestScenarioHandoffs: a pipeline of hand-offs (docs/protocol.md §22):
