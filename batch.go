@@ -180,7 +180,9 @@ type BatchInfo struct {
 func (b BatchInfo) Finished() int64 { return b.Succeeded + b.Dead }
 
 // Batch reads the progress of batch id, whose completion goes to queue.
-// An unknown batch is an error wrapping ErrNoBatch.
+// A completed batch is kept for Config.HandoffWindow after it completed
+// (then dropped by a later tick of the queue). An unknown batch is an
+// error wrapping ErrNoBatch.
 func (in *Inspector) Batch(ctx context.Context, queue, id string) (BatchInfo, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return BatchInfo{}, err

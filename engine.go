@@ -170,6 +170,7 @@ func (e *completionEvents) Recorded(p engine.Pending) {
 	}
 	w.handled(p.ID, p.Attempt, o)
 	if p.Relay {
+		w.relayOwn.add(p)
 		w.kickRelay()
 	}
 }

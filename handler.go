@@ -306,8 +306,8 @@ func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err erro
 	}
 	w.observe(s, took, handlingOutcome(c, oc.failed), err)
 	// Counted once Redis has recorded it (see completionEvents.Recorded).
-	relay := c.FollowUps != nil || (s.Policy != nil && s.Policy.Batch != "")
-	return engine.Pending{Completion: c, Attempt: s.Attempt, Failed: oc.failed, Relay: relay}, true
+	batch := s.Policy != nil && s.Policy.Batch != ""
+	return engine.Pending{Completion: c, Attempt: s.Attempt, Failed: oc.failed, Relay: c.FollowUps != nil || batch, Batch: batch}, true
 }
 
 // Released counts a message given back unhandled, and tells subscribers.

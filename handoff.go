@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/redis/go-redis/v9"
 )
 
 // DefaultHandoffWindow is Config.HandoffWindow's default.
@@ -96,127 +99,209 @@ const relayPage = 100
 // its completion queue, each completion enqueued; then it removes them. A
 // record delivered twice (a relay that died before removing it, or two
 // relays at once) is refused the second time: follow-ups and completions
-// by their ids' dedupe windows, ticks by batch-seen. It answers how many
-// records it delivered; an error leaves the rest for the next round.
+// by their ids' dedupe windows, ticks by batch-seen. A page of records
+// costs a few round trips whatever its size: one read, one pipeline of
+// script calls per target queue, one pipeline of removals. It answers how
+// many records it delivered; an error leaves the records it concerns for
+// the next round.
 func (c *Client) relay(ctx context.Context, queue string) (int, error) {
 	total := 0
 	for {
-		ks := c.keys(queue)
-		raws, err := protocol.ReadHandoffs(ctx, c.rdb, ks, relayPage)
+		raws, err := protocol.ReadHandoffs(ctx, c.rdb, c.keys(queue), relayPage)
 		if err != nil || len(raws) == 0 {
 			return total, err
 		}
-		var done []string
-		var completed []string // completion queues with a completion to enqueue
-		var errs []error
-		for _, raw := range raws {
-			h, err := protocol.DecodeHandoff(raw)
-			if err == nil {
-				err = c.deliver(ctx, queue, h, &completed)
-			}
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			done = append(done, raw)
-		}
-		if err := protocol.RemoveHandoffs(ctx, c.rdb, ks, done); err != nil {
+		n, again, err := c.relayRecords(ctx, queue, raws)
+		total += n
+		if err != nil || (len(raws) < relayPage && !again) {
 			return total, err
 		}
-		total += len(done)
-		again := false // a completion appended to this queue's own handoffs
-		for _, q := range completed {
-			if q == queue {
-				again = true
-			} else if _, err := c.relay(ctx, q); err != nil {
-				errs = append(errs, err)
+	}
+}
+
+// relayRecords delivers records of queue's handoffs, then removes those
+// delivered, and relays at once the other queues whose batch completed;
+// again tells that a completion was appended to queue's own handoffs.
+func (c *Client) relayRecords(ctx context.Context, queue string, raws []string) (delivered int, again bool, err error) {
+	r := relayRound{c: c, queue: queue, failed: make([]bool, len(raws))}
+	r.deliver(ctx, raws)
+	var done []string
+	for i, raw := range raws {
+		if !r.failed[i] {
+			done = append(done, raw)
+		}
+	}
+	if err := protocol.RemoveHandoffs(ctx, c.rdb, c.keys(queue), done); err != nil {
+		return 0, false, err
+	}
+	for _, q := range r.completed {
+		if q == queue {
+			again = true
+		} else if _, err := c.relay(ctx, q); err != nil {
+			r.errs = append(r.errs, err)
+		}
+	}
+	return len(done), again, errors.Join(r.errs...)
+}
+
+// relayRound is one page of a relay: the records that failed, by
+// position, and the completion queues whose batch completed.
+type relayRound struct {
+	c         *Client
+	queue     string
+	failed    []bool
+	errs      []error
+	completed []string
+}
+
+// fail marks record i failed; the round's error quotes the first few
+// failures only.
+func (r *relayRound) fail(i int, err error) {
+	r.failed[i] = true
+	if len(r.errs) < 3 {
+		r.errs = append(r.errs, err)
+	}
+}
+
+// deliver delivers a page of records, grouped by target queue.
+func (r *relayRound) deliver(ctx context.Context, raws []string) {
+	type item struct {
+		rec int
+		msg protocol.EnqueueMessage
+	}
+	type tick struct {
+		rec int
+		t   protocol.MemberTick
+	}
+	msgs := map[string][]item{}
+	ticks := map[string][]tick{}
+	var mqs, tqs []string // target queues, in order
+	for i, raw := range raws {
+		h, err := protocol.DecodeHandoff(raw)
+		if err != nil {
+			r.fail(i, err)
+			continue
+		}
+		switch h.Kind {
+		case protocol.HandoffFollowUps:
+			for _, f := range h.FollowUps {
+				if _, ok := msgs[f.Queue]; !ok {
+					mqs = append(mqs, f.Queue)
+				}
+				msgs[f.Queue] = append(msgs[f.Queue], item{i, f.Msg})
+			}
+		case protocol.HandoffTick:
+			if _, ok := ticks[h.Tick.Queue]; !ok {
+				tqs = append(tqs, h.Tick.Queue)
+			}
+			ticks[h.Tick.Queue] = append(ticks[h.Tick.Queue], tick{i, h.Tick})
+		case protocol.HandoffCompletion:
+			m, q, err := r.c.completionOf(ctx, r.queue, h.Batch)
+			if err == nil && q != "" {
+				msgs[q] = append(msgs[q], item{i, m})
+				if len(msgs[q]) == 1 {
+					mqs = append(mqs, q)
+				}
+			} else if err != nil {
+				r.fail(i, err)
 			}
 		}
-		if len(errs) > 0 {
-			return total, errors.Join(errs...)
+	}
+	for _, q := range mqs {
+		items := msgs[q]
+		ms := make([]protocol.EnqueueMessage, len(items))
+		for k, it := range items {
+			ms[k] = it.msg
 		}
-		if len(raws) < relayPage && !again {
-			return total, nil
+		errs := r.c.enqueueHandoffs(ctx, q, ms)
+		for k, err := range errs {
+			if err != nil {
+				r.fail(items[k].rec, err)
+			}
+		}
+	}
+	for _, q := range tqs {
+		ts := ticks[q]
+		if err := r.c.register(ctx, q); err != nil {
+			for _, t := range ts {
+				r.fail(t.rec, err)
+			}
+			continue
+		}
+		mts := make([]protocol.MemberTick, len(ts))
+		for k, t := range ts {
+			mts[k] = t.t
+		}
+		answers, errs := protocol.BatchTicks(ctx, r.c.rdb, r.c.keys(q), mts, r.c.cfg.HandoffWindow)
+		for k := range ts {
+			switch {
+			case errs[k] != nil:
+				r.fail(ts[k].rec, fmt.Errorf("mq: batch %s tick: %w", ts[k].t.Batch, redisError(errs[k])))
+			case answers[k] == protocol.TickComplete:
+				r.completed = append(r.completed, q)
+			}
 		}
 	}
 }
 
-// deliver delivers one record of queue's handoffs.
-func (c *Client) deliver(ctx context.Context, queue string, h protocol.Handoff, completed *[]string) error {
-	switch h.Kind {
-	case protocol.HandoffFollowUps:
-		byQueue := map[string][]protocol.EnqueueMessage{}
-		var order []string
-		for _, f := range h.FollowUps {
-			if _, ok := byQueue[f.Queue]; !ok {
-				order = append(order, f.Queue)
-			}
-			byQueue[f.Queue] = append(byQueue[f.Queue], f.Msg)
-		}
-		for _, q := range order {
-			if err := c.enqueueHandoff(ctx, q, byQueue[q]); err != nil {
-				return err
-			}
-		}
-		return nil
-	case protocol.HandoffTick:
-		if err := c.register(ctx, h.Tick.Queue); err != nil {
-			return err
-		}
-		answer, err := protocol.BatchTick(ctx, c.rdb, c.keys(h.Tick.Queue), h.Tick, c.cfg.HandoffWindow)
-		if err != nil {
-			return fmt.Errorf("mq: batch %s tick: %w", h.Tick.Batch, redisError(err))
-		}
-		if answer == protocol.TickComplete {
-			*completed = append(*completed, h.Tick.Queue)
-		}
-		return nil
-	case protocol.HandoffCompletion:
-		st, err := protocol.BatchRead(ctx, c.rdb, c.keys(queue), h.Batch)
-		if err != nil {
-			return err
-		}
-		if !st.Found { // cleared meanwhile: nothing to enqueue
-			return nil
-		}
-		m := st.Completion.Msg
-		meta := decodeMetadata(m.Metadata)
-		if meta == nil {
-			meta = map[string]string{}
-		}
-		meta[metaBatch] = h.Batch
-		meta[metaBatchSucceeded] = strconv.FormatInt(st.Succeeded, 10)
-		meta[metaBatchDead] = strconv.FormatInt(st.Dead, 10)
-		if m.Metadata, err = encodeMetadata(meta); err != nil {
-			return err
-		}
-		return c.enqueueHandoff(ctx, st.Completion.Queue, []protocol.EnqueueMessage{m})
+// completionOf answers the completion message of batch b of queue, with
+// the members' counts in its metadata, and its queue ("" when the batch
+// is gone: cleared, nothing to enqueue).
+func (c *Client) completionOf(ctx context.Context, queue, b string) (protocol.EnqueueMessage, string, error) {
+	st, err := protocol.BatchRead(ctx, c.rdb, c.keys(queue), b)
+	if err != nil || !st.Found {
+		return protocol.EnqueueMessage{}, "", err
 	}
-	return nil
+	m := st.Completion.Msg
+	meta := decodeMetadata(m.Metadata)
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	meta[metaBatch] = b
+	meta[metaBatchSucceeded] = strconv.FormatInt(st.Succeeded, 10)
+	meta[metaBatchDead] = strconv.FormatInt(st.Dead, 10)
+	if m.Metadata, err = encodeMetadata(meta); err != nil {
+		return m, "", err
+	}
+	return m, st.Completion.Queue, nil
 }
 
-// enqueueHandoff enqueues messages a relay delivers to queue. Every one
-// has a dedupe window, so an answer of duplicate is a repeat of an
-// earlier delivery: delivered.
-func (c *Client) enqueueHandoff(ctx context.Context, queue string, ms []protocol.EnqueueMessage) error {
+// enqueueHandoffs enqueues messages a relay delivers to queue, in script
+// calls of up to enqueueBatch, in one round trip, and answers each
+// message's error (nil: delivered). Every one has a dedupe window, so an
+// answer of duplicate is a repeat of an earlier delivery: delivered.
+func (c *Client) enqueueHandoffs(ctx context.Context, queue string, ms []protocol.EnqueueMessage) []error {
+	errs := make([]error, len(ms))
 	if err := c.register(ctx, queue); err != nil {
-		return err
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
-	call := c.enqueueCall(len(ms))
-	call.Messages = append(call.Messages, ms...)
-	a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
-	if a.Err != nil {
-		return fmt.Errorf("mq: hand-off to %q: %w", queue, redisError(a.Err))
+	var calls []protocol.EnqueueCall
+	for i, m := range ms {
+		if i%enqueueBatch == 0 {
+			calls = append(calls, c.enqueueCall(min(enqueueBatch, len(ms)-i)))
+		}
+		last := &calls[len(calls)-1]
+		last.Messages = append(last.Messages, m)
 	}
-	for i, code := range a.Codes {
-		switch code {
-		case protocol.Added, protocol.Updated, protocol.DuplicateQueued, protocol.DuplicateLocked, protocol.DuplicateBackoff:
-		default:
-			c.log.Warn("mq: hand-off refused", slog.String("queue", queue),
-				slog.String("id", ms[i].ID), slog.String("answer", string(code)))
+	for n, a := range protocol.EnqueuePipelined(ctx, c.rdb, c.keys(queue), calls) {
+		for k := range calls[n].Messages {
+			i := n*enqueueBatch + k
+			if a.Err != nil {
+				errs[i] = fmt.Errorf("mq: hand-off to %q: %w", queue, redisError(a.Err))
+				continue
+			}
+			switch code := a.Codes[k]; code {
+			case protocol.Added, protocol.Updated, protocol.DuplicateQueued, protocol.DuplicateLocked, protocol.DuplicateBackoff:
+			default:
+				c.log.Warn("mq: hand-off refused", slog.String("queue", queue),
+					slog.String("id", ms[i].ID), slog.String("answer", string(code)))
+			}
 		}
 	}
-	return nil
+	return errs
 }
 
 // PendingHandoffs answers how many hand-off records (follow-ups, batch
@@ -233,7 +318,39 @@ func (in *Inspector) PendingHandoffs(ctx context.Context, queue string) (int64, 
 // relayInterval is how often a worker's relay looks for hand-off records
 // without being woken: records a dead process left, ticks of messages
 // buried by a poll.
-const relayInterval = 2 * time.Second
+const relayInterval = 5 * time.Second
+
+// ownRecords holds what a worker's relay has to deliver first: the
+// follow-up records of its own successes, known without reading
+// handoffs (so that the relays of several processes do not all deliver
+// the same records), and whether an outcome may have left a batch tick,
+// which only a read of handoffs finds.
+type ownRecords struct {
+	mu    sync.Mutex
+	recs  []string
+	sweep bool
+}
+
+// add notes what a recorded outcome left for the relay.
+func (o *ownRecords) add(p engine.Pending) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if p.FollowUps != nil {
+		o.recs = append(o.recs, string(p.FollowUps))
+	}
+	if p.FollowUps == nil || p.Batch {
+		o.sweep = true
+	}
+}
+
+// take answers and forgets what there is to deliver.
+func (o *ownRecords) take() ([]string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	recs, sweep := o.recs, o.sweep
+	o.recs, o.sweep = nil, false
+	return recs, sweep
+}
 
 // kickRelay wakes the worker's relay.
 func (w *Worker) kickRelay() {
@@ -250,9 +367,29 @@ func (w *Worker) kickRelay() {
 // that may have left records, and every relayInterval.
 func (w *Worker) runRelay(base, pollCtx context.Context, flusherDone <-chan struct{}) chan struct{} {
 	done := make(chan struct{})
-	once := func(ctx context.Context) {
-		if _, err := w.c.relay(ctx, w.queue); err != nil && ctx.Err() == nil {
+	warn := func(ctx context.Context, err error) {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, redis.ErrClosed) {
 			w.log.Warn("mq: relaying hand-offs failed; they stay for the next round", slog.Any("error", err))
+		}
+	}
+	once := func(ctx context.Context) {
+		_, err := w.c.relay(ctx, w.queue)
+		warn(ctx, err)
+	}
+	// own delivers the worker's own records (a page at a time), and
+	// reads handoffs only when an outcome may have left a tick, a
+	// completion was appended, or a delivery failed.
+	own := func(ctx context.Context) {
+		recs, sweep := w.relayOwn.take()
+		for len(recs) > 0 {
+			page := recs[:min(len(recs), relayPage)]
+			recs = recs[len(page):]
+			_, again, err := w.c.relayRecords(ctx, w.queue, page)
+			warn(ctx, err)
+			sweep = sweep || again || err != nil
+		}
+		if sweep {
+			once(ctx)
 		}
 	}
 	go func() {
@@ -263,12 +400,13 @@ func (w *Worker) runRelay(base, pollCtx context.Context, flusherDone <-chan stru
 		for {
 			select {
 			case <-w.relayKick:
-				once(pollCtx)
+				own(pollCtx)
 			case <-t.C:
 				once(pollCtx)
 			case <-pollCtx.Done():
 				<-flusherDone
 				ctx, cancel := context.WithTimeout(base, closeGrace)
+				w.relayOwn.take()
 				once(ctx)
 				cancel()
 				return

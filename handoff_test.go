@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,10 +212,21 @@ func TestBatchCompletes(t *testing.T) {
 		assert.EqualValues(t, 16, info.Succeeded)
 		assert.EqualValues(t, 4, info.Dead)
 		assert.False(t, info.Done.IsZero())
-		// Delivered again, a tick counts nothing and the completion is not
-		// enqueued again.
+		// Delivered again (a relay that died before removing it), a tick
+		// counts nothing and the completion is not enqueued again.
+		seen, err := s.RDB.ZRange(ctx, s.Key(qd, keys.BatchSeen), 0, 0).Result()
+		require.NoError(t, err)
+		require.Len(t, seen, 1)
+		cut := strings.LastIndex(seen[0], "/")
+		mid, udt := seen[0][:cut], seen[0][cut+1:]
+		require.NoError(t, s.RDB.RPush(ctx, s.Key(q1, keys.Handoffs), "Ts\n"+udt+"\n"+b+"\n"+qd+"\n"+mid).Err())
 		_, err = c.relay(ctx, q1)
 		require.NoError(t, err)
+		assert.Equal(t, int64(0), pending(t, c, q1), "delivered")
+		info, err = c.Inspector().Batch(ctx, qd, b)
+		require.NoError(t, err)
+		assert.EqualValues(t, 16, info.Succeeded, "counted once")
+		assert.EqualValues(t, 4, info.Dead)
 		assert.Empty(t, got)
 	})
 }

@@ -132,3 +132,68 @@ func BenchmarkDelayedStart(b *testing.B) {
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "late-ms")
 	b.ReportMetric(float64(worst.Milliseconds()), "max-late-ms")
 }
+
+// BenchmarkHandoff measures end-to-end handling of a pre-filled queue
+// with a no-op handler (plain), with a handler that enqueues one message
+// to another queue itself (enqueue: not exactly once), and with one
+// follow-up per message (followup: Then, docs/protocol.md §22), counted
+// until every follow-up is in its queue: one b.N is one message.
+func BenchmarkHandoff(b *testing.B) {
+	for _, mode := range []string{"plain", "enqueue", "followup"} {
+		b.Run(mode, func(b *testing.B) {
+			c := benchClient(b)
+			ctx := context.Background()
+			n := b.N
+			for i := 0; i < n; i += 1000 {
+				reqs := make([]EnqueueRequest, min(1000, n-i))
+				for j := range reqs {
+					reqs[j].Message = Raw(benchPayload)
+				}
+				if _, err := c.EnqueueMany(ctx, "bench", reqs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var handled atomic.Int64
+			done := make(chan struct{})
+			b.ReportAllocs()
+			b.ResetTimer()
+			w, err := c.StartWorker(b.Context(), "bench", &WorkerConfig{
+				HandlerThreads: 8,
+				Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+					if handled.Add(1) == int64(n) {
+						defer close(done)
+					}
+					switch mode {
+					case "enqueue":
+						_, err := c.Enqueue(ctx, "bench-next", Raw(benchPayload), nil)
+						return err
+					case "followup":
+						return Then(FollowUp{Queue: "bench-next", Message: Raw(benchPayload)})
+					}
+					return nil
+				}),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			<-done
+			if mode != "plain" {
+				for {
+					counts, err := c.Inspector().QueueCounts(ctx, "bench-next")
+					if err != nil {
+						b.Fatal(err)
+					}
+					if counts.Total-counts.Done >= int64(n) {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			b.StopTimer()
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}

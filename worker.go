@@ -47,6 +47,7 @@ type Worker struct {
 	// relayKick wakes the run's relay (handoff.go) after an outcome that
 	// may have left hand-off records.
 	relayKick chan struct{}
+	relayOwn  ownRecords
 }
 
 // run is one run of a worker, from Start to the return of its last

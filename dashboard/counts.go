@@ -17,16 +17,22 @@ type counts struct {
 	Dead   int64 `json:"dead"`
 	Total  int64 `json:"total"`
 	Paused bool  `json:"paused"`
+	// HandoffsPending counts the hand-off records waiting for a relay
+	// (docs/protocol.md §22).
+	HandoffsPending int64 `json:"handoffs_pending"`
 }
 
 // queueCounts reads queue's counts: Inspector.QueueCounts, one O(1) script
-// call in the client's own key layout.
+// call in the client's own key layout, and its pending hand-offs (one
+// LLEN).
 func (h *handler) queueCounts(ctx context.Context, queue string) (counts, error) {
 	n, err := h.client.Inspector().QueueCounts(ctx, queue)
 	if err != nil {
 		return counts{}, err
 	}
-	return counts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Dead: n.Dead, Total: n.Total, Paused: n.Paused}, nil
+	c := counts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Dead: n.Dead, Total: n.Total, Paused: n.Paused}
+	c.HandoffsPending, err = h.client.Inspector().PendingHandoffs(ctx, queue)
+	return c, err
 }
 
 // nameCache keeps the last scan for queue names for a while.

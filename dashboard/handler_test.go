@@ -462,3 +462,20 @@ func TestMessageAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestOverviewHandoffs: a queue's counts carry the hand-off records
+// waiting in it for a relay (docs/protocol.md §22).
+func TestOverviewHandoffs(t *testing.T) {
+	t.Parallel()
+	c, rdb := newClient(t)
+	if _, err := c.Enqueue(context.Background(), "jobs", "x", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.RPush(context.Background(), "carmine:mq:jobs:handoffs", "Cb1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	q := findQueue(t, overviewOf(t, serve(t, c, Options{})), "jobs")
+	if q.Counts == nil || q.Counts.HandoffsPending != 1 {
+		t.Fatalf("counts %+v, want 1 hand-off pending", q.Counts)
+	}
+}

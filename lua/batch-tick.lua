@@ -9,7 +9,8 @@
 -- ARGV[1]  the tick's id: the member's id and its first-enqueue time
 -- ARGV[2]  's' for a success, 'd' for a dead letter
 -- ARGV[3]  the batch id b
--- ARGV[4]  how long to keep a tick's id in batch-seen, in ms
+-- ARGV[4]  how long to keep a tick's id in batch-seen, and a completed
+--          batch in batches, in ms
 --
 -- Reply: 'seen' (counted before), 'unknown' (no such batch: cleared),
 -- 'counted', or 'complete' when this tick was the batch's last: the
@@ -21,9 +22,19 @@ go_on_when_full()
 local tick, kind, b, keep_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local now = server_now()
 
--- batch-seen is trimmed by age, 100 at a time, by the ticks themselves.
+-- batch-seen is trimmed by age, 100 at a time, by the ticks themselves;
+-- its entry "done:<b>" (never a tick's id, which holds a '/') is the
+-- completion of batch b, whose fields go with it.
 local old = redis.call('zrangebyscore', K_BATCH_SEEN, '-inf', now - keep_ms, 'LIMIT', 0, 100)
-if #old > 0 then redis.call('zrem', K_BATCH_SEEN, unpack(old)) end
+if #old > 0 then
+  redis.call('zrem', K_BATCH_SEEN, unpack(old))
+  for _, t in ipairs(old) do
+    local done = string.match(t, '^done:([^/]+)$')
+    if done then
+      redis.call('hdel', K_BATCHES, done, done .. ':n', done .. ':s', done .. ':d', done .. ':at', done .. ':done')
+    end
+  end
+end
 
 if redis.call('zadd', K_BATCH_SEEN, 'NX', now, tick) == 0 then return 'seen' end
 local total = tonumber(redis.call('hget', K_BATCHES, b .. ':n'))
@@ -33,6 +44,7 @@ local counts = redis.call('hmget', K_BATCHES, b .. ':s', b .. ':d')
 local s, d = tonumber(counts[1]) or 0, tonumber(counts[2]) or 0
 if s + d >= total and redis.call('hsetnx', K_BATCHES, b .. ':done', now) == 1 then
   redis.call('rpush', K_HANDOFFS, 'C' .. b)
+  redis.call('zadd', K_BATCH_SEEN, now, 'done:' .. b)
   return 'complete'
 end
 return 'counted'

@@ -158,6 +158,7 @@ queue.`,
 		a.historyCommand(),
 		a.schedulesCommand(),
 		a.limitsCommand(),
+		a.batchCommand(),
 		a.serveCommand(),
 	)
 	return root

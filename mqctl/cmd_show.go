@@ -24,6 +24,9 @@ type showView struct {
 	Messages []messageView `json:"messages"`
 	// NextCursor is the --cursor of the next page; "" after the last.
 	NextCursor string `json:"next_cursor"`
+	// HandoffsPending counts the hand-off records (follow-ups, batch
+	// ticks and completions) waiting for a relay (docs/protocol.md §22).
+	HandoffsPending int64 `json:"handoffs_pending"`
 }
 
 // showCommand shows a queue's counts and a page of its messages.
@@ -66,6 +69,9 @@ the next page. A queue that does not exist exits with code 3.`,
 				msgs[i] = newMessageView(queue, m)
 			}
 			v := showView{queueView: newQueueView(queue, counts), Messages: msgs, NextCursor: page.Cursor}
+			if v.HandoffsPending, err = c.Inspector().PendingHandoffs(ctx, queue); err != nil {
+				return err
+			}
 			if a.json {
 				return printJSON(a.stdout, v)
 			}
@@ -88,6 +94,9 @@ func printShow(w io.Writer, v showView) error {
 	row(t, "done", itoa(v.Done))
 	row(t, "total", itoa(v.Total))
 	row(t, "dead", itoa(v.Dead))
+	if v.HandoffsPending > 0 {
+		row(t, "hand-offs pending", itoa(v.HandoffsPending))
+	}
 	if err := t.Flush(); err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@
 //	mq_history_handlings_last_hour{queue,kind}    gauge  the same over the last 60 whole minutes
 //	mq_queue_limit_slots_held{queue}   gauge  concurrency slots held (Inspector.Limits), for queues with limits
 //	mq_queue_limit_parked{queue}       gauge  messages parked for want of a slot of their limit key
+//	mq_handoffs_pending{queue}         gauge  hand-off records waiting for a relay (§22)
 //	mq_queue_stale{queue}              gauge  1 while the series above hold the counts last read (Redis unreadable)
 //	mq_scrape_errors_total{op}         counter  failed reads: op queue_names (the listing) or queue_counts (one per queue)
 //	mq_scrape_error                    gauge  1 if the last scrape failed to read anything

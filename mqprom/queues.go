@@ -67,6 +67,7 @@ type QueueCollector struct {
 	lastMinute, lastHour                 *prometheus.Desc
 	results                              *prometheus.Desc
 	slotsHeld, parked                    *prometheus.Desc
+	handoffs                             *prometheus.Desc
 
 	nameErrors, countErrors atomic.Int64
 
@@ -83,6 +84,8 @@ type queueState struct {
 	counts mq.QueueCounts
 	hist   historySums
 	limits mq.LimitState // docs/protocol.md §19
+	// handoffs counts the hand-off records waiting for a relay.
+	handoffs int64
 }
 
 // NewQueueCollector returns a collector of the counts of the queues of
@@ -133,6 +136,9 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 	c.durationDesc = prometheus.NewDesc("mq_scrape_duration_seconds",
 		"How long the last scrape of the queue collector took to read Redis.",
 		nil, nil)
+	c.handoffs = prometheus.NewDesc("mq_handoffs_pending",
+		"Hand-off records of the queue waiting for a relay: follow-ups of successes, batch members' ticks and batch completions, not yet enqueued where they go (mq.Inspector.PendingHandoffs, docs/protocol.md §22). Growing means no worker of the queue relays.",
+		[]string{"queue"}, nil)
 	c.lastMinute = prometheus.NewDesc("mq_history_handlings_last_minute",
 		"Handlings of the queue in the last whole minute by the Redis server's clock, as its workers recorded them in Redis (mq.Inspector.History), by kind: processed (succeeded, retried, failed or dead), failed (of them, not succeeded) and dead (dead letters written, quarantines included).",
 		[]string{"queue", "kind"}, nil)
@@ -151,7 +157,7 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 // Describe sends the descriptions of the collector's metrics.
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.messages, c.total, c.dead, c.paused, c.stale, c.errorsDesc, c.errorDesc, c.durationDesc,
-		c.lastMinute, c.lastHour, c.results, c.slotsHeld, c.parked} {
+		c.lastMinute, c.lastHour, c.results, c.slotsHeld, c.parked, c.handoffs} {
 		ch <- d
 	}
 }
@@ -224,6 +230,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.slotsHeld, prometheus.GaugeValue, float64(l.SlotsHeld), q)
 			ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(l.Parked), q)
 		}
+		ch <- prometheus.MustNewConstMetric(c.handoffs, prometheus.GaugeValue, float64(st.handoffs), q)
 	}
 	if nfailed > 0 {
 		// One line a scrape, however many queues failed (a deadline that
@@ -298,6 +305,9 @@ func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead 
 				}
 				if reads[i].err == nil {
 					reads[i].limits, reads[i].err = c.client.Inspector().Limits(ctx, queues[i])
+				}
+				if reads[i].err == nil {
+					reads[i].handoffs, reads[i].err = c.client.Inspector().PendingHandoffs(ctx, queues[i])
 				}
 			}
 		})

@@ -284,3 +284,16 @@ func TestQueueCollectorRemembersQueues(t *testing.T) {
 		only(gather(t, col), "mq_queue_", "mq_scrape_error"))
 	assert.Equal(t, noErrors, only(gather(t, col), "mq_queue_", "mq_scrape_error"), "forgotten once read empty")
 }
+
+// TestQueueCollectorHandoffs exports the hand-off records waiting in a
+// queue for a relay (docs/protocol.md §22).
+func TestQueueCollectorHandoffs(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := newClient(t, rdb, false)
+	enqueue(t, c, "a", "m", nil)
+	require.NoError(t, rdb.RPush(context.Background(), "carmine:mq:a:handoffs", "Cb1", "Cb2").Err())
+	col := NewQueueCollector(c, &QueueOptions{Queues: []string{"a"}})
+	assert.Equal(t, map[string]float64{`mq_handoffs_pending{queue="a"}`: 2}, only(gather(t, col), "mq_handoffs_"))
+}

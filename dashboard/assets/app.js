@@ -282,6 +282,9 @@
     $('q-name').textContent = q.name;
     const paused = !!(q.counts && q.counts.paused);
     $('q-paused').hidden = !paused;
+    const handoffs = (q.counts && q.counts.handoffs_pending) || 0;
+    $('q-handoffs').hidden = handoffs === 0;
+    $('q-handoffs').textContent = `${handoffs} hand-offs pending`;
     $('pause').disabled = paused;
     $('resume').disabled = !paused;
     // The queue's limits (§19), one line, only when it has any.

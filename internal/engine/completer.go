@@ -25,8 +25,9 @@ type Pending struct {
 	Attempt int64 // for the logs
 	Failed  bool  // a retry or dead letter after the handler failed
 	// Relay is set when the outcome may leave hand-off records (§22)
-	// for the worker's relay.
-	Relay bool
+	// for the worker's relay: its FollowUps, or Batch, the tick of a
+	// batch member.
+	Relay, Batch bool
 	// Cancelled is set once Redis recorded the outcome as cancelled, its
 	// message's cancel standing (docs/protocol.md §20).
 	Cancelled bool

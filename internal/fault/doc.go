@@ -91,6 +91,30 @@
 //     (or -schedule-for=D): 60 ticks in 60 s, each once, 57 enqueued by
 //     the four survivors. With tick.lua's compare and set removed, the
 //     schedulers counted 11 ticks enqueued for 8 handled in an 8 s run.
+//   - TestScenarioHandoffs: a pipeline of hand-offs (mq.Then, protocol
+//     §22), A to B to C, through three worker processes (a worker per
+//     queue each) SIGKILLed at random, a proxy dropping 2% of the replies,
+//     and Redis SIGKILLed under appendfsync always; the checker follows
+//     each hand-off (the Parent of a handling) and demands 0 lost, 0
+//     duplicated (two ids handed off by one handling's message) and 0
+//     enqueued again (a handed-off id handled at attempt 1 twice). 300
+//     messages, 10,000 in the long mode. With the follow-ups' dedupe
+//     window removed, a short run counted 2 duplicated and 7 enqueued
+//     again (433 and 1,707 before each worker delivered its own records
+//     first, when every relay read the same records).
+//   - TestScenarioBatch: a batch (Client.EnqueueBatch) of 500 members,
+//     10,000 in the long mode, under the same faults: its completion is
+//     handled under one id, at attempt 1 once, after every member's
+//     handling ended, carrying the counts. With batch-seen's check
+//     removed, the relays (one per process, reading the same records at
+//     once) counted 1,062 ticks for 500 members. Long mode, one run
+//     each: the pipeline, 10,000 messages, 30 process kills, 5 Redis
+//     kills, 2,785 replies dropped: 19,892 hand-offs handled (two for
+//     each of the 9,946 messages enqueued), 0 lost, 0 duplicated, 0
+//     enqueued again, 43 duplicate handlings, all attributable; the
+//     batch, 10,000 members, 30 process kills, 5 Redis kills, 1,616
+//     drops: one completion, after the last member, with 10,000
+//     succeeded.
 //
 // # How duplicates are explained
 //

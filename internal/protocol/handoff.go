@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,15 +10,14 @@ import (
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/redis/go-redis/v9"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // FollowUp is one message a success hands off (docs/protocol.md §22): its
 // target queue and the message as an enqueue takes it, its id already
 // derived or given.
 type FollowUp struct {
-	Queue string         `msgpack:"q"`
-	Msg   EnqueueMessage `msgpack:"m"`
+	Queue string
+	Msg   EnqueueMessage
 }
 
 // The kinds of handoffs records, their first byte.
@@ -30,11 +30,71 @@ const (
 // EncodeFollowUps encodes the follow-ups of one success as one handoffs
 // record.
 func EncodeFollowUps(fs []FollowUp) ([]byte, error) {
-	b, err := msgpack.Marshal(fs)
-	if err != nil {
-		return nil, err
+	b := []byte{HandoffFollowUps}
+	for _, f := range fs {
+		b = appendFollowUp(b, f)
 	}
-	return append([]byte{HandoffFollowUps}, b...), nil
+	return b, nil
+}
+
+// followUpFields is the number of fields of an encoded follow-up.
+const followUpFields = 13
+
+// appendFollowUp appends f to b as its fields, each after its length in
+// four little-endian bytes (as a policy is, §14): queue, id, data,
+// initial backoff ms, lock time ms, can-update, can-requeue,
+// reset-initial-backoff, at, metadata, policy (EncodePolicy, or empty),
+// priority, and a version mark.
+func appendFollowUp(b []byte, f FollowUp) []byte {
+	m := f.Msg
+	for _, field := range [followUpFields][]byte{
+		[]byte(f.Queue), []byte(m.ID), m.Data,
+		strconv.AppendInt(nil, MS(m.InitialBackoff), 10), strconv.AppendInt(nil, MS(m.LockTime), 10),
+		[]byte(boolArg(m.CanUpdate)), []byte(boolArg(m.CanRequeue)), []byte(boolArg(m.ResetInitialBackoff)),
+		strconv.AppendInt(nil, m.At, 10), m.Metadata, m.policyArg(), []byte(m.Priority), []byte("f1"),
+	} {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(field)))
+		b = append(b, field...)
+	}
+	return b
+}
+
+// decodeFollowUps decodes what EncodeFollowUps wrote after its kind byte.
+func decodeFollowUps(b []byte) ([]FollowUp, error) {
+	var out []FollowUp
+	for len(b) > 0 {
+		var fields [followUpFields][]byte
+		for i := range fields {
+			if len(b) < 4 || uint64(binary.LittleEndian.Uint32(b)) > uint64(len(b)-4) {
+				return nil, fmt.Errorf("%w: follow-ups record truncated", ErrUnexpectedReply)
+			}
+			n := binary.LittleEndian.Uint32(b)
+			fields[i], b = b[4:4+n], b[4+n:]
+		}
+		if string(fields[12]) != "f1" {
+			return nil, fmt.Errorf("%w: follow-up of an unknown layout", ErrUnexpectedReply)
+		}
+		num := func(f []byte) int64 { v, _ := strconv.ParseInt(string(f), 10, 64); return v }
+		m := EnqueueMessage{
+			ID: string(fields[1]), Data: fields[2],
+			InitialBackoff: time.Duration(num(fields[3])) * time.Millisecond,
+			LockTime:       time.Duration(num(fields[4])) * time.Millisecond,
+			CanUpdate:      string(fields[5]) == "1", CanRequeue: string(fields[6]) == "1",
+			ResetInitialBackoff: string(fields[7]) == "1", At: num(fields[8]), Priority: string(fields[11]),
+		}
+		if len(fields[9]) > 0 {
+			m.Metadata = fields[9]
+		}
+		if len(fields[10]) > 0 {
+			p, err := DecodePolicy(fields[10])
+			if err != nil {
+				return nil, err
+			}
+			m.Policy = p
+		}
+		out = append(out, FollowUp{Queue: string(fields[0]), Msg: m})
+	}
+	return out, nil
 }
 
 // Handoff is one decoded handoffs record.
@@ -74,9 +134,11 @@ func DecodeHandoff(raw string) (Handoff, error) {
 	h.Kind = raw[0]
 	switch h.Kind {
 	case HandoffFollowUps:
-		if err := msgpack.Unmarshal([]byte(raw[1:]), &h.FollowUps); err != nil {
-			return h, fmt.Errorf("%w: follow-ups record: %v", ErrUnexpectedReply, err)
+		fs, err := decodeFollowUps([]byte(raw[1:]))
+		if err != nil {
+			return h, err
 		}
+		h.FollowUps = fs
 	case HandoffTick:
 		// T<kind>\n<udt>\n<batch>\n<queue>\n<mid> (outcome.lua, tick_batch)
 		parts := strings.SplitN(raw[min(3, len(raw)):], "\n", 4)
@@ -140,17 +202,14 @@ func BatchTick(ctx context.Context, r Redis, ks []string, t MemberTick, keep tim
 // completion message (a FollowUp, encoded) and its number of members.
 // The members' queues are marked as using batches (features).
 func BatchCreate(ctx context.Context, r redis.Cmdable, ks []string, b string, total int, completion FollowUp, memberKeys [][]string) error {
-	spec, err := msgpack.Marshal(completion)
-	if err != nil {
-		return err
-	}
+	spec := appendFollowUp(nil, completion)
 	pipe := r.Pipeline()
 	pipe.HSet(ctx, ks[keys.Batches], b, spec, b+":n", total, b+":at", time.Now().UnixMilli())
 	pipe.HSet(ctx, ks[keys.Features], "batches", "1")
 	for _, mk := range memberKeys {
 		pipe.HSet(ctx, mk[keys.Features], "batches", "1")
 	}
-	_, err = pipe.Exec(ctx)
+	_, err := pipe.Exec(ctx)
 	return err
 }
 
@@ -179,9 +238,11 @@ func BatchRead(ctx context.Context, r redis.Cmdable, ks []string, b string) (Bat
 		return st, nil
 	}
 	st.Found = true
-	if err := msgpack.Unmarshal([]byte(spec), &st.Completion); err != nil {
-		return st, fmt.Errorf("%w: batch %q: %v", ErrUnexpectedReply, b, err)
+	fs, err := decodeFollowUps([]byte(spec))
+	if err != nil || len(fs) != 1 {
+		return st, fmt.Errorf("%w: batch %q: its completion: %v", ErrUnexpectedReply, b, err)
 	}
+	st.Completion = fs[0]
 	num := func(x any) int64 {
 		s, _ := x.(string)
 		n, _ := strconv.ParseInt(s, 10, 64)
@@ -189,4 +250,23 @@ func BatchRead(ctx context.Context, r redis.Cmdable, ks []string, b string) (Bat
 	}
 	st.Total, st.Succeeded, st.Dead, st.Created, st.Done = num(v[1]), num(v[2]), num(v[3]), num(v[4]), num(v[5])
 	return st, nil
+}
+
+// BatchTicks is BatchTick for many ticks of one completion queue, in one
+// round trip: it answers each tick's answer, or its error.
+func BatchTicks(ctx context.Context, r Redis, ks []string, ts []MemberTick, keep time.Duration) ([]string, []error) {
+	argss := make([][]any, len(ts))
+	for i, t := range ts {
+		kind := "s"
+		if t.Dead {
+			kind = "d"
+		}
+		argss[i] = []any{t.ID, kind, t.Batch, MS(keep)}
+	}
+	cmds := runPipelined(ctx, r, batchTickScript, ks, argss)
+	answers, errs := make([]string, len(ts)), make([]error, len(ts))
+	for i, c := range cmds {
+		answers[i], errs[i] = c.Text()
+	}
+	return answers, errs
 }

@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
@@ -101,4 +102,60 @@ func TestBatchTicks(t *testing.T) {
 		assert.NotZero(t, st.Done)
 		assert.Equal(t, []string{"Cb1"}, queuetest.List(t, s.RDB, s.Key(cq, keys.Handoffs)), "the completion, once")
 	})
+}
+
+// TestBatchTrimmed: a completed batch is kept for the keep time given to
+// the ticks, then dropped, with its ticks' ids, by a later tick of the
+// queue.
+func TestBatchTrimmed(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		cq := queuetest.QueueName(t)
+		for _, b := range []string{"b1", "b2"} {
+			require.NoError(t, BatchCreate(ctx, s.RDB, s.Keys(cq), b, 1, FollowUp{Queue: cq, Msg: EnqueueMessage{ID: b}}, nil))
+		}
+		a, err := BatchTick(ctx, s.RDB, s.Keys(cq), MemberTick{ID: "m1/1", Batch: "b1", Queue: cq}, time.Hour)
+		require.NoError(t, err)
+		require.Equal(t, TickComplete, a)
+		st, err := BatchRead(ctx, s.RDB, s.Keys(cq), "b1")
+		require.NoError(t, err)
+		require.True(t, st.Found, "kept while young")
+
+		s.AwaitClock(t, 5)
+		a, err = BatchTick(ctx, s.RDB, s.Keys(cq), MemberTick{ID: "m2/1", Batch: "b2", Queue: cq}, time.Millisecond)
+		require.NoError(t, err)
+		require.Equal(t, TickComplete, a)
+		st, err = BatchRead(ctx, s.RDB, s.Keys(cq), "b1")
+		require.NoError(t, err)
+		assert.False(t, st.Found, "dropped once older than the keep time")
+		n, err := s.RDB.HLen(ctx, s.Key(cq, keys.Batches)).Result()
+		require.NoError(t, err)
+		assert.EqualValues(t, 5, n, "b2's fields only: the message, n, at, s, done")
+		seen, err := s.RDB.ZRange(ctx, s.Key(cq, keys.BatchSeen), 0, -1).Result()
+		require.NoError(t, err)
+		assert.Equal(t, []string{"done:b2", "m2/1"}, seen, "b1's entries gone")
+	})
+}
+
+// TestFollowUpsRoundTrip: a follow-ups record decodes to what was
+// encoded, every field of the messages included.
+func TestFollowUpsRoundTrip(t *testing.T) {
+	t.Parallel()
+	fs := []FollowUp{
+		{Queue: "a", Msg: EnqueueMessage{ID: "p/1/0", Data: []byte("x\x00\n")}},
+		{Queue: "b", Msg: EnqueueMessage{ID: "id", Data: []byte{}, InitialBackoff: time.Second, LockTime: 2 * time.Second,
+			CanUpdate: true, ResetInitialBackoff: true, At: 1234, Metadata: []byte("meta"),
+			Policy:   Policy{MaxAttempts: 3, Backoff: BackoffSpec{Kind: "exp", Base: time.Second, Max: time.Minute, Jitter: 0.5}, Timeout: time.Minute, UniqueFor: time.Hour, Batch: "b\nq"},
+			Priority: PriorityHigh}},
+	}
+	raw, err := EncodeFollowUps(fs)
+	require.NoError(t, err)
+	h, err := DecodeHandoff(string(raw))
+	require.NoError(t, err)
+	require.Equal(t, byte(HandoffFollowUps), h.Kind)
+	fs[1].Msg.Data = nil // (empty bytes decode as nil)
+	h.FollowUps[1].Msg.Data = nil
+	assert.Equal(t, fs, h.FollowUps)
+	_, err = DecodeHandoff(string(raw[:len(raw)-1]))
+	assert.ErrorIs(t, err, ErrUnexpectedReply, "truncated")
 }
