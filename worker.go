@@ -42,6 +42,12 @@ type Worker struct {
 
 	mu  sync.Mutex
 	run *run // the current or last run; nil before the first Start
+
+	// multi is the multi-queue worker this one is a queue of, nil for a
+	// plain worker: its runs share multi's handler threads, and lane is
+	// where its deliveries go in them (multiqueue.go).
+	multi *MultiWorker
+	lane  *engine.Lane
 }
 
 // run is one run of a worker, from Start to the return of its last
@@ -153,12 +159,23 @@ func (w *Worker) Start(ctx context.Context) error {
 	handlersCtx, cancelHandlers := context.WithCancel(base)
 	unwatch := context.AfterFunc(ctx, stopPolling)
 	flusherStop := make(chan struct{})
+	// A queue of a multi-queue worker hands its messages to the handler
+	// threads of the multi-queue worker's run (multiqueue.go).
+	var shared *multiRun
+	var deliveries chan engine.Delivery
+	if w.multi != nil {
+		shared = w.multi.cur
+		handlersCtx, cancelHandlers = shared.handlersCtx, shared.cancelHandlers
+		deliveries = shared.deliveries
+	} else {
+		deliveries = make(chan engine.Delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch))
+	}
 	r := &run{
 		running:        true,
 		stopPolling:    stopPolling,
 		unwatch:        unwatch,
 		cancelHandlers: cancelHandlers,
-		deliveries:     make(chan engine.Delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch)),
+		deliveries:     deliveries,
 		stopFlusher:    sync.OnceFunc(func() { close(flusherStop) }),
 		flusherDone:    make(chan struct{}),
 		loopsDone:      make(chan struct{}),
@@ -172,6 +189,7 @@ func (w *Worker) Start(ctx context.Context) error {
 			Store:             (*queueStore)(w),
 			Hub:               w.c.hub,
 			Room:              w.room,
+			Lane:              w.lane,
 			Completer:         w.completer,
 			Events:            (*fetcherEvents)(w),
 			Log:               w.log,
@@ -189,6 +207,9 @@ func (w *Worker) Start(ctx context.Context) error {
 		started:     time.Now(),
 		startCounts: w.counters(),
 	}
+	if shared != nil {
+		r.executor = shared.executor
+	}
 	w.run = r
 	w.lastPoll.Store(0)
 	w.completer.Open()
@@ -205,7 +226,9 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.log.Warn(warning)
 	}
 	r.fetcher.Start(pollCtx, r.deliveries)
-	r.executor.Start(handlersCtx, pollCtx, r.deliveries)
+	if shared == nil {
+		r.executor.Start(handlersCtx, pollCtx, r.deliveries)
+	}
 	r.schedulerDone = w.runScheduler(pollCtx)
 	go func() {
 		// Once the loops are done, no more deliveries come: the handlers
@@ -213,7 +236,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		<-r.fetcher.Done()
 		<-r.schedulerDone
 		w.c.addSleepers(-w.cfg.WorkerThreads)
-		close(r.deliveries)
+		if shared != nil {
+			shared.fetchers.Done() // the last closes the deliveries
+		} else {
+			close(r.deliveries)
+		}
 		close(r.loopsDone)
 		<-r.executor.Done()
 		<-r.flusherDone
