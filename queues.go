@@ -38,6 +38,14 @@ type QueueCounts struct {
 	Dead int64 `json:"dead"`
 	// Paused tells whether the queue is paused (PauseQueue).
 	Paused bool `json:"paused"`
+	// ReadyHigh and ReadyLow tell how the ready messages split by
+	// priority (EnqueueOptions.Priority): the lengths of the queue's
+	// high and low lists (docs/protocol.md §18), read in the same call.
+	// They are upper bounds: an id a Carmine worker handled, or one
+	// deleted, stays on its list until a poll meets it. The ready normal
+	// messages are about Queued less the two.
+	ReadyHigh int64 `json:"ready_high"`
+	ReadyLow  int64 `json:"ready_low"`
 }
 
 // QueueCounts returns the queue's counts in one round trip.
@@ -52,7 +60,7 @@ func (in *Inspector) QueueCounts(ctx context.Context, queue string) (QueueCounts
 		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
 	}
 	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total,
-		Dead: n.Dead, Paused: n.Paused}, nil
+		Dead: n.Dead, Paused: n.Paused, ReadyHigh: n.PrioHigh, ReadyLow: n.PrioLow}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a

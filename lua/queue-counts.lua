@@ -3,10 +3,14 @@
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV: none.
 --
--- Reply: {ntotal, nlocked, nbackoff, ndone, nqueued, ndead, paused}
--- (queue_counts, counts.lua; paused is 1 while the queue is paused, else
--- 0). It writes nothing.
+-- Reply: {ntotal, nlocked, nbackoff, ndone, nqueued, ndead, paused,
+-- nprio_hi, nprio_lo} (queue_counts, counts.lua; paused is 1 while the
+-- queue is paused, else 0; nprio_hi and nprio_lo are the lengths of
+-- prio-hi and prio-lo, §18: at most the ready messages of each priority).
+-- It writes nothing.
 
 local reply = {queue_counts(COUNT_DONE_MAX)}
 reply[7] = redis.call('exists', K_PAUSED)
+reply[8] = redis.call('llen', K_PRIO_HI)
+reply[9] = redis.call('llen', K_PRIO_LO)
 return reply

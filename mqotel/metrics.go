@@ -27,6 +27,11 @@ const (
 	// QueuePausedName is an observable gauge, 1 while a queue is paused
 	// (mq.Inspector.PauseQueue) and 0 otherwise.
 	QueuePausedName = "carmine_mq.queue.paused"
+	// QueueReadyByPriorityName is an observable gauge of a queue's ready
+	// messages with a priority, by priority (PriorityKey: high or low;
+	// the other ready messages are normal): mq.QueueCounts.ReadyHigh and
+	// ReadyLow, upper bounds (see there).
+	QueueReadyByPriorityName = "carmine_mq.queue.ready_by_priority"
 )
 
 // MetricsObserver is an mq.Observer that records every handling it is
@@ -96,7 +101,9 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 		metric.WithDescription("Messages of the queue by state, read from Redis; dead letters are not in the other states."))
 	paused, err2 := m.Int64ObservableGauge(QueuePausedName, metric.WithUnit("1"),
 		metric.WithDescription("1 while the queue is paused for every worker of this library, 0 otherwise."))
-	if err := errors.Join(err1, err2); err != nil {
+	byPriority, err3 := m.Int64ObservableGauge(QueueReadyByPriorityName, metric.WithUnit("{message}"),
+		metric.WithDescription("Ready messages of the queue with a priority, by priority (high or low), read from Redis; an upper bound."))
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, fmt.Errorf("mqotel: queue gauges: %w", err)
 	}
 	queues = append([]string(nil), queues...)
@@ -127,9 +134,11 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 				p = 1
 			}
 			o.ObserveInt64(paused, p, metric.WithAttributes(base...))
+			o.ObserveInt64(byPriority, qc.ReadyHigh, metric.WithAttributes(append(base, PriorityKey.String("high"))...))
+			o.ObserveInt64(byPriority, qc.ReadyLow, metric.WithAttributes(append(base, PriorityKey.String("low"))...))
 		}
 		return errors.Join(errs...)
-	}, messages, paused)
+	}, messages, paused, byPriority)
 	if err != nil {
 		return nil, fmt.Errorf("mqotel: queue gauges: %w", err)
 	}

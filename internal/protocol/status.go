@@ -145,6 +145,9 @@ type Counts struct {
 	Dead int64
 	// Paused tells whether the queue is paused (pause.lua).
 	Paused bool
+	// PrioHigh and PrioLow are the lengths of prio-hi and prio-lo
+	// (§18): at most the ready messages of each priority.
+	PrioHigh, PrioLow int64
 }
 
 // QueueCounts reads the queue's counts in one script call, by the formula
@@ -154,11 +157,11 @@ func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	if len(reply) != 7 {
+	if len(reply) != 9 {
 		return Counts{}, fmt.Errorf("%w: queue counts %v", ErrUnexpectedReply, reply)
 	}
 	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4],
-		Dead: reply[5], Paused: reply[6] == 1}, nil
+		Dead: reply[5], Paused: reply[6] == 1, PrioHigh: reply[7], PrioLow: reply[8]}, nil
 }
 
 // Pause pauses the queue (pause true) or resumes it, in one script call
