@@ -17,6 +17,10 @@ type counts struct {
 	Dead   int64 `json:"dead"`
 	Total  int64 `json:"total"`
 	Paused bool  `json:"paused"`
+	// ReadyHigh and ReadyLow: of the ready messages, at most how many
+	// are high and low (mq.QueueCounts).
+	ReadyHigh int64 `json:"ready_high"`
+	ReadyLow  int64 `json:"ready_low"`
 }
 
 // queueCounts reads queue's counts: Inspector.QueueCounts, one O(1) script
@@ -26,7 +30,8 @@ func (h *handler) queueCounts(ctx context.Context, queue string) (counts, error)
 	if err != nil {
 		return counts{}, err
 	}
-	return counts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Dead: n.Dead, Total: n.Total, Paused: n.Paused}, nil
+	return counts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Dead: n.Dead, Total: n.Total, Paused: n.Paused,
+		ReadyHigh: n.ReadyHigh, ReadyLow: n.ReadyLow}, nil
 }
 
 // nameCache keeps the last scan for queue names for a while.
