@@ -158,7 +158,7 @@ func (m *MultiWorker) Info() []WorkerInfo {
 func (m *MultiWorker) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.running {
+	if m.running && m.anyRunning() {
 		return ErrWorkerRunning
 	}
 	if prev := m.cur; prev != nil {
@@ -245,4 +245,18 @@ func (m *MultiWorker) stop(ctx context.Context, now bool) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// anyRunning tells whether any queue's worker still runs: Client.Close
+// stops them one by one, without the multi-queue worker.
+func (m *MultiWorker) anyRunning() bool {
+	for _, w := range m.workers {
+		w.mu.Lock()
+		running := w.run != nil && w.run.running
+		w.mu.Unlock()
+		if running {
+			return true
+		}
+	}
+	return false
 }
