@@ -68,7 +68,15 @@ func (p *Pool) tryTake(r *Room, waiting int) int {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	limit := r.Limit()
+	// One limit for the pool, with the prefetch while any queue's
+	// handlings are quick: the queues share one channel to the handlers,
+	// so a queue's share is of what the worker holds, prefetch included,
+	// and a queue whose own handlings are slow is not held out by the
+	// prefetch of a quick one.
+	limit := int64(0)
+	for _, o := range p.rooms {
+		limit = max(limit, o.Limit())
+	}
 	free, own := limit, limit
 	for j, o := range p.rooms {
 		t := o.taken.Load()
