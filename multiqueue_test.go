@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -227,4 +228,37 @@ func TestMultiWorkerOptions(t *testing.T) {
 	}
 	_, err := c.NewMultiWorker(Weighted{{"a", 2}, {"b", 1}}, nil)
 	assert.ErrorIs(t, err, ErrInvalidOption, "no handler")
+}
+
+// TestHoldingsPerClient: two clients of one process sharing a queue each
+// count what their own workers hold, for the held their polls tell Redis
+// (quarantine, docs/protocol.md §11): a message held by one client's
+// worker is not counted by the other's.
+func TestHoldingsPerClient(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	ca, cb := newClient(t, s, nil), newClient(t, s, nil)
+	q := queuetest.QueueName(t)
+	release := make(chan struct{})
+	defer close(release)
+	_, calls := startWorker(t, ca, q, WorkerConfig{}, func(ctx context.Context, h handling) error {
+		<-release
+		return nil
+	})
+	enqueue(t, ca, q, "x", &EnqueueOptions{MessageID: "held"})
+	next(t, calls)
+	_, _, evb := startWorkerEvents(t, cb, q, WorkerConfig{}, nil)
+	waitAsleep(t, evb)
+	assert.Equal(t, 1, ca.room0().Held(0), "the first client holds its message")
+	assert.Zero(t, cb.room0().Held(0), "the second client counts the first's message")
+}
+// room0 is the room of one of c's running workers: its Held is what
+// that worker's polls tell Redis.
+func (c *Client) room0() *engine.Room {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for w := range c.workers {
+		return w.room
+	}
+	return nil
 }
