@@ -252,6 +252,7 @@ func TestHoldingsPerClient(t *testing.T) {
 	assert.Equal(t, 1, ca.room0().Held(0), "the first client holds its message")
 	assert.Zero(t, cb.room0().Held(0), "the second client counts the first's message")
 }
+
 // room0 is the room of one of c's running workers: its Held is what
 // that worker's polls tell Redis.
 func (c *Client) room0() *engine.Room {
