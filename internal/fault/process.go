@@ -39,6 +39,7 @@ const (
 	envIdleSleep   = "MQ_FAULT_IDLE_SLEEP"
 	envPoison      = "MQ_FAULT_POISON"
 	envQuarantine  = "MQ_FAULT_QUARANTINE_AFTER"
+	envAlso        = "MQ_FAULT_ALSO_QUEUES"
 )
 
 // PoisonExit is the exit code of a worker process whose handler met a
@@ -80,6 +81,10 @@ type WorkerSpec struct {
 	// and again: a message taken by several of them in turn is not
 	// poison there).
 	QuarantineAfter int
+	// AlsoQueues, when set, makes the worker a multi-queue worker
+	// (mq.MultiWorker) over Queue and these, weighted 1 each, sharing its
+	// HandlerThreads.
+	AlsoQueues []string
 }
 
 func (s WorkerSpec) env() []string {
@@ -97,6 +102,7 @@ func (s WorkerSpec) env() []string {
 		envIdleSleep + "=" + s.IdleSleep.String(),
 		envPoison + "=" + s.PoisonPrefix,
 		envQuarantine + "=" + strconv.Itoa(s.QuarantineAfter),
+		envAlso + "=" + strings.Join(s.AlsoQueues, ","),
 	}
 }
 
@@ -118,6 +124,9 @@ func specFromEnv() (WorkerSpec, error) {
 	s.HandlerThreads, _ = strconv.Atoi(os.Getenv(envThreads))
 	s.PoisonPrefix = os.Getenv(envPoison)
 	s.QuarantineAfter, _ = strconv.Atoi(os.Getenv(envQuarantine))
+	if also := os.Getenv(envAlso); also != "" {
+		s.AlsoQueues = strings.Split(also, ",")
+	}
 	if len(errs) > 0 {
 		return s, errs[0]
 	}
@@ -189,14 +198,15 @@ func WorkerMain() int {
 		return nil
 	})
 	write(Event{Kind: WorkerStart, Note: spec.Queue})
-	w, err := client.StartWorker(context.Background(), spec.Queue, &mq.WorkerConfig{
+	cfg := &mq.WorkerConfig{
 		Handler:           handler,
 		LockTime:          spec.LockTime,
 		NoLockRenewal:     !spec.RenewLocks,
 		QuarantineAfter:   quarantineAfter(spec.QuarantineAfter),
 		HandlerThreads:    spec.HandlerThreads,
 		EndOfQueueBackoff: mq.Constant(spec.IdleSleep),
-	})
+	}
+	w, err := startWorker(client, spec, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fault worker:", err)
 		return 2
@@ -207,13 +217,59 @@ func WorkerMain() int {
 	ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
 	err = w.Stop(ctx)
 	cancel()
-	counts := w.Stats().Counts
+	counts := w.Counts()
 	exit := Event{Kind: WorkerExit, Counts: &counts}
 	if err != nil {
 		exit.Err = err.Error()
 	}
 	write(exit)
 	return 0
+}
+
+// faultWorker is a worker process's worker: an mq.Worker, or an
+// mq.MultiWorker (WorkerSpec.AlsoQueues).
+type faultWorker interface {
+	Stop(ctx context.Context) error
+	Counts() mq.Counts
+}
+
+type oneQueue struct{ *mq.Worker }
+
+func (w oneQueue) Counts() mq.Counts { return w.Stats().Counts }
+
+type multiQueue struct{ *mq.MultiWorker }
+
+// Counts adds up the queues' counters that the checker reads.
+func (w multiQueue) Counts() mq.Counts {
+	var n mq.Counts
+	for _, in := range w.Info() {
+		c := in.Stats.Counts
+		n.Succeeded += c.Succeeded
+		n.Retried += c.Retried
+		n.Failed += c.Failed
+		n.Dead += c.Dead
+		n.LockLost += c.LockLost
+		n.Abandoned += c.Abandoned
+		n.Released += c.Released
+	}
+	return n
+}
+
+// startWorker starts the process's worker.
+func startWorker(client *mq.Client, spec WorkerSpec, cfg *mq.WorkerConfig) (faultWorker, error) {
+	if len(spec.AlsoQueues) == 0 {
+		w, err := client.StartWorker(context.Background(), spec.Queue, cfg)
+		return oneQueue{w}, err
+	}
+	order := mq.Weighted{{Queue: spec.Queue, Weight: 1}}
+	for _, q := range spec.AlsoQueues {
+		order = append(order, mq.QueueWeight{Queue: q, Weight: 1})
+	}
+	w, err := client.NewMultiWorker(order, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return multiQueue{w}, w.Start(context.Background())
 }
 
 // stallTick is how often the stall watch looks at the clock.
