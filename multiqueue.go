@@ -213,8 +213,8 @@ func (m *MultiWorker) Start(ctx context.Context) error {
 
 // Stop stops polling every queue, gives back the messages no handler has
 // started, and waits for the handlings in flight and the recording of
-// their outcomes; see Worker.Stop. What a stop cut short abandons is
-// counted in the first queue's statistics.
+// their outcomes; see Worker.Stop. The handlings a stop cut short
+// abandons are counted in the statistics of one of the queues.
 func (m *MultiWorker) Stop(ctx context.Context) error { return m.stop(ctx, false) }
 
 // Close stops the worker without waiting for its handlers; see
