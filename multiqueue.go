@@ -142,6 +142,12 @@ func (m *MultiWorker) Queues() []QueueWeight { return append([]QueueWeight(nil),
 // Strict tells whether the worker's order is strict.
 func (m *MultiWorker) Strict() bool { return m.strict }
 
+// Workers answers the worker of each queue, in order, to read (Stats,
+// Info, ID, Subscribe) or to hand to what takes a *Worker (mqprom's
+// WorkerCollector.Add). Their Start answers an error, and their Stop and
+// Close stop the whole MultiWorker: the queues share their handlers.
+func (m *MultiWorker) Workers() []*Worker { return append([]*Worker(nil), m.workers...) }
+
 // Info describes each queue's part of the worker now, in order: its
 // settings and its statistics.
 func (m *MultiWorker) Info() []WorkerInfo {
@@ -196,14 +202,18 @@ func (m *MultiWorker) Start(ctx context.Context) error {
 	m.pool.Reset(m.workers[0].cfg.WorkerThreads)
 	r.executor.Start(r.handlersCtx, polling, r.deliveries)
 	for i, w := range m.workers {
-		if err := w.Start(ctx); err != nil {
+		if err := w.start(ctx); err != nil {
 			for range len(m.workers) - i {
 				r.fetchers.Done() // never started
 			}
 			var errs []error
+			closeCtx, cancel := context.WithTimeout(context.Background(), closeGrace)
 			for _, started := range m.workers[:i] {
-				errs = append(errs, started.Close())
+				if err := started.stop(closeCtx, true); !errors.Is(err, context.DeadlineExceeded) {
+					errs = append(errs, err)
+				}
 			}
+			cancel()
 			return errors.Join(append([]error{err}, errs...)...)
 		}
 	}

@@ -263,3 +263,34 @@ func (c *Client) room0() *engine.Room {
 	}
 	return nil
 }
+
+// TestMultiWorkerQueues: the workers of a multi-queue worker's queues can
+// be read, not started on their own; stopping one stops the whole worker,
+// and Client.Close closes it.
+func TestMultiWorkerQueues(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	qa, qb := queuetest.QueueName(t)+":a", queuetest.QueueName(t)+":b"
+	log := &handledLog{t: t}
+	m := startMulti(t, c, Weighted{{qa, 1}, {qb, 2}}, WorkerConfig{HandlerThreads: 2}, log.handle)
+	ws := m.Workers()
+	require.Len(t, ws, 2)
+	assert.Equal(t, qb, ws[1].Queue())
+	assert.ErrorIs(t, ws[0].Start(t.Context()), ErrInvalidOption)
+	enqueueN(t, c, qb, 3)
+	queuetest.WaitFor(t, "the second queue handled", func() bool { return log.count(qb) == 3 })
+	assert.Equal(t, int64(3), ws[1].Stats().Counts.Succeeded)
+
+	require.NoError(t, ws[1].Stop(t.Context()))
+	for _, in := range m.Info() {
+		assert.False(t, in.Running, "%s runs after one queue's Stop", in.Queue)
+	}
+	require.NoError(t, m.Start(t.Context()))
+	require.ErrorIs(t, m.Start(t.Context()), ErrWorkerRunning)
+	require.NoError(t, c.Close())
+	for _, in := range m.Info() {
+		assert.False(t, in.Running, "%s runs after Client.Close", in.Queue)
+	}
+	require.ErrorIs(t, m.Start(t.Context()), ErrClientClosed)
+}

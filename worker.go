@@ -3,6 +3,7 @@ package mq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -126,8 +127,17 @@ func (c *Client) StartWorker(ctx context.Context, queue string, cfg *WorkerConfi
 // as Stop does, without waiting (Stop still ends the run). Start answers
 // ErrWorkerRunning when the worker runs already, and ctx's error when ctx
 // ends before a previous run's last goroutines returned (after a Stop cut
-// short while Redis hung).
+// short while Redis hung). A queue's worker of a MultiWorker
+// (MultiWorker.Workers) is started by the MultiWorker only: its Start
+// answers ErrInvalidOption.
 func (w *Worker) Start(ctx context.Context) error {
+	if w.multi != nil {
+		return fmt.Errorf("%w: the worker of %q is a queue of a MultiWorker: start the MultiWorker", ErrInvalidOption, w.queue)
+	}
+	return w.start(ctx)
+}
+
+func (w *Worker) start(ctx context.Context) error {
 	for {
 		w.mu.Lock()
 		prev := w.run
@@ -276,14 +286,24 @@ func isClosed(ch <-chan struct{}) bool {
 // (Counts.Abandoned) every handling still running and every outcome not
 // known to be recorded. Their messages stay locked and are handled again
 // once their locks expire. Stopping a worker that is not running does
-// nothing.
-func (w *Worker) Stop(ctx context.Context) error { return w.stop(ctx, false) }
+// nothing. A queue's worker of a MultiWorker stops the MultiWorker: its
+// queues share their handlers.
+func (w *Worker) Stop(ctx context.Context) error {
+	if w.multi != nil {
+		return w.multi.Stop(ctx)
+	}
+	return w.stop(ctx, false)
+}
 
 // Close stops the worker without waiting for its handlers: it cancels
 // their contexts at once, then gives back what was prefetched and records
 // the outcomes handed in, waiting at most closeGrace for Redis. What it
-// abandons is counted and logged as by a Stop cut short.
+// abandons is counted and logged as by a Stop cut short. A queue's
+// worker of a MultiWorker closes the MultiWorker.
 func (w *Worker) Close() error {
+	if w.multi != nil {
+		return w.multi.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
 	defer cancel()
 	err := w.stop(ctx, true)
