@@ -226,7 +226,7 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 		renewWG.Add(1)
 		go func() {
 			defer renewWG.Done()
-			x.renewLoop(ctx, d, ln.Events, lock, renewDone)
+			x.renewLoop(ctx, d, lock, renewDone)
 		}()
 	}
 
@@ -263,7 +263,8 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 // closed or ctx ends. Should renewals fail, the lock's own timer cancels
 // the handling when the lock runs out (Lock); when a renewal finds the
 // lock lost, it cancels the handling at once.
-func (x *Executor) renewLoop(ctx context.Context, d *Delivery, events ExecutorEvents, lock *Lock, done <-chan struct{}) {
+func (x *Executor) renewLoop(ctx context.Context, d *Delivery, lock *Lock, done <-chan struct{}) {
+	events := x.lane(d).Events
 	every := max(lock.lockTime/3, time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
