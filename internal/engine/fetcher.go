@@ -104,18 +104,18 @@ type FetcherConfig struct {
 	Throttle          func(queueSize int) time.Duration // nil: none
 	EndOfQueueBackoff func(dryLaps int) time.Duration
 
-	Store SleepStore
-	Hub   *Hub // the client's sleep hub; nil: none
-	Room  *Room
-	// Lane, when set, goes with every delivery, to an executor shared
-	// with other queues' fetchers (Pool); its Room is Room.
-	Lane      *Lane
+	Store     SleepStore
+	Hub       *Hub // the client's sleep hub; nil: none
+	Room      *Room
 	Completer Outcomes // whose outcomes ride on the polls
 	Events    FetcherEvents
 	Log       *slog.Logger
 	// BeforeFirstPoll, if set, runs on the first polling loop before its
 	// first poll (the worker's check of Redis's settings).
 	BeforeFirstPoll func(ctx context.Context)
+	// Lane, when set, goes with every delivery, to an executor shared
+	// with other queues' fetchers (Pool); its Room is Room.
+	Lane *Lane
 }
 
 // Fetcher runs the polling loops of one run of a worker (WorkerThreads of
