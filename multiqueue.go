@@ -20,7 +20,8 @@ type QueueOrder interface {
 // polling loops sleep at the end of the queue, or it is paused), so that
 // under a backlog in every queue the first is drained before the second is
 // touched. A message of a later queue taken before an earlier one woke is
-// handled: it is not given back.
+// handled: it is not given back. A queue whose polls fail (its Redis
+// away) counts as busy, and holds the later ones back meanwhile.
 type Strict []string
 
 func (s Strict) queueWeights() ([]QueueWeight, bool) {
