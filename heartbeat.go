@@ -68,6 +68,12 @@ type LiveWorker struct {
 	HandlingP50 time.Duration `json:"handling_p50"`
 	HandlingP99 time.Duration `json:"handling_p99"`
 	QueueingP99 time.Duration `json:"queueing_p99"`
+	// Queues are the queues of a multi-queue worker ([MultiWorker]), this
+	// one among them, in its order, with their weights; Strict tells its
+	// order. Its HandlerThreads and HandlersBusy are those of all its
+	// queues together. Nil for a worker of one queue.
+	Queues []QueueWeight `json:"queues,omitempty"`
+	Strict bool          `json:"strict,omitempty"`
 }
 
 // heartbeatInfo is what a worker stores of itself in worker-info, as JSON
@@ -92,6 +98,9 @@ type heartbeatInfo struct {
 	HandlingP50NS int64             `json:"handling_p50_ns"`
 	HandlingP99NS int64             `json:"handling_p99_ns"`
 	QueueingP99NS int64             `json:"queueing_p99_ns"`
+	// Queues and Strict: a multi-queue worker's (LiveWorker.Queues).
+	Queues []QueueWeight `json:"queues,omitempty"`
+	Strict bool          `json:"strict,omitempty"`
 }
 
 // hostname is this machine's name, as the heartbeats tell it.
@@ -148,6 +157,7 @@ func liveWorker(queue string, e protocol.WorkerEntry) LiveWorker {
 	lw.Handled, lw.Failed, lw.Outcomes = info.Handled, info.Failed, info.Outcomes
 	lw.HandlingP50, lw.HandlingP99 = time.Duration(info.HandlingP50NS), time.Duration(info.HandlingP99NS)
 	lw.QueueingP99 = time.Duration(info.QueueingP99NS)
+	lw.Queues, lw.Strict = info.Queues, info.Strict
 	return lw
 }
 
@@ -212,7 +222,13 @@ func (w *Worker) heartbeatInfo(r *run) []byte {
 	}
 	st := w.Stats()
 	n := st.Counts
+	var queues []QueueWeight
+	if w.multi != nil {
+		queues = w.multi.queues
+	}
 	info, err := json.Marshal(heartbeatInfo{
+		Queues:         queues,
+		Strict:         w.multi != nil && w.multi.strict,
 		Handled:        n.Succeeded + n.Retried + n.Failed + n.Dead + n.Cancelled,
 		Failed:         n.Failed + n.Dead,
 		Outcomes:       outcomeCounts(n),

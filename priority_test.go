@@ -31,6 +31,9 @@ func priorityWorkerOrder(t *testing.T, s *queuetest.Server) {
 	}{{"l1", PriorityLow}, {"n1", PriorityNormal}, {"h1", PriorityHigh}, {"l2", PriorityLow}, {"n2", PriorityNormal}, {"h2", PriorityHigh}} {
 		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: m.id, Priority: m.p})
 	}
+	counts, err := c.Inspector().QueueCounts(context.Background(), q)
+	require.NoError(t, err)
+	assert.Equal(t, QueueCounts{Queued: 6, Total: 6, ReadyHigh: 2, ReadyLow: 2}, counts, "ready by priority")
 	info, err := c.Inspector().Message(context.Background(), q, "h1")
 	require.NoError(t, err)
 	assert.Equal(t, PriorityHigh, info.Priority)
@@ -51,6 +54,9 @@ func priorityWorkerOrder(t *testing.T, s *queuetest.Server) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []string{"h1:high", "h2:high", "n1:normal", "n2:normal", "l1:low", "l2:low"}, seen)
+	counts, err = c.Inspector().QueueCounts(context.Background(), q)
+	require.NoError(t, err)
+	assert.Zero(t, counts.ReadyHigh+counts.ReadyLow, "ready by priority once handled")
 }
 
 // TestPriorityInvalid: a priority that is none of the three is refused

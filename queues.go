@@ -42,6 +42,14 @@ type QueueCounts struct {
 	// Inspector.Result), which the worker's ResultMaxCount and
 	// ResultMaxAge bound.
 	Results int64 `json:"results"`
+	// ReadyHigh and ReadyLow tell how the ready messages split by
+	// priority (EnqueueOptions.Priority): the lengths of the queue's
+	// high and low lists (docs/protocol.md §18), read in the same call.
+	// They are upper bounds: an id a Carmine worker handled, or one
+	// deleted, stays on its list until a poll meets it. The ready normal
+	// messages are about Queued less the two.
+	ReadyHigh int64 `json:"ready_high"`
+	ReadyLow  int64 `json:"ready_low"`
 }
 
 // QueueCounts returns the queue's counts in one round trip.
@@ -56,7 +64,7 @@ func (in *Inspector) QueueCounts(ctx context.Context, queue string) (QueueCounts
 		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
 	}
 	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total,
-		Dead: n.Dead, Paused: n.Paused, Results: n.Results}, nil
+		Dead: n.Dead, Paused: n.Paused, Results: n.Results, ReadyHigh: n.PrioHigh, ReadyLow: n.PrioLow}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a

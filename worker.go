@@ -3,6 +3,7 @@ package mq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,11 @@ type Worker struct {
 	// may have left hand-off records.
 	relayKick chan struct{}
 	relayOwn  ownRecords
+	// multi is the multi-queue worker this one is a queue of, nil for a
+	// plain worker: its runs share multi's handler threads, and lane is
+	// where its deliveries go in them (multiqueue.go).
+	multi *MultiWorker
+	lane  *engine.Lane
 }
 
 // run is one run of a worker, from Start to the return of its last
@@ -130,8 +136,17 @@ func (c *Client) StartWorker(ctx context.Context, queue string, cfg *WorkerConfi
 // as Stop does, without waiting (Stop still ends the run). Start answers
 // ErrWorkerRunning when the worker runs already, and ctx's error when ctx
 // ends before a previous run's last goroutines returned (after a Stop cut
-// short while Redis hung).
+// short while Redis hung). A queue's worker of a MultiWorker
+// (MultiWorker.Workers) is started by the MultiWorker only: its Start
+// answers ErrInvalidOption.
 func (w *Worker) Start(ctx context.Context) error {
+	if w.multi != nil {
+		return fmt.Errorf("%w: the worker of %q is a queue of a MultiWorker: start the MultiWorker", ErrInvalidOption, w.queue)
+	}
+	return w.start(ctx)
+}
+
+func (w *Worker) start(ctx context.Context) error {
 	for {
 		w.mu.Lock()
 		prev := w.run
@@ -163,12 +178,23 @@ func (w *Worker) Start(ctx context.Context) error {
 	handlersCtx, cancelHandlers := context.WithCancel(base)
 	unwatch := context.AfterFunc(ctx, stopPolling)
 	flusherStop := make(chan struct{})
+	// A queue of a multi-queue worker hands its messages to the handler
+	// threads of the multi-queue worker's run (multiqueue.go).
+	var shared *multiRun
+	var deliveries chan engine.Delivery
+	if w.multi != nil {
+		shared = w.multi.cur
+		handlersCtx, cancelHandlers = shared.handlersCtx, shared.cancelHandlers
+		deliveries = shared.deliveries
+	} else {
+		deliveries = make(chan engine.Delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch))
+	}
 	r := &run{
 		running:        true,
 		stopPolling:    stopPolling,
 		unwatch:        unwatch,
 		cancelHandlers: cancelHandlers,
-		deliveries:     make(chan engine.Delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch)),
+		deliveries:     deliveries,
 		stopFlusher:    sync.OnceFunc(func() { close(flusherStop) }),
 		flusherDone:    make(chan struct{}),
 		loopsDone:      make(chan struct{}),
@@ -182,6 +208,7 @@ func (w *Worker) Start(ctx context.Context) error {
 			Store:             (*queueStore)(w),
 			Hub:               w.c.hub,
 			Room:              w.room,
+			Lane:              w.lane,
 			Completer:         w.completer,
 			Events:            (*fetcherEvents)(w),
 			Log:               w.log,
@@ -202,6 +229,9 @@ func (w *Worker) Start(ctx context.Context) error {
 		started:     time.Now(),
 		startCounts: w.counters(),
 	}
+	if shared != nil {
+		r.executor = shared.executor
+	}
 	w.run = r
 	w.lastPoll.Store(0)
 	w.completer.Open()
@@ -219,7 +249,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.c.cancels.join(w.queue)
 	r.fetcher.Start(pollCtx, r.deliveries)
-	r.executor.Start(handlersCtx, pollCtx, r.deliveries)
+	if shared == nil {
+		r.executor.Start(handlersCtx, pollCtx, r.deliveries)
+	}
 	r.schedulerDone = w.runScheduler(pollCtx)
 	r.relayDone = w.runRelay(base, pollCtx, r.flusherDone)
 	go func() {
@@ -228,7 +260,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		<-r.fetcher.Done()
 		<-r.schedulerDone
 		w.c.addSleepers(-w.cfg.WorkerThreads)
-		close(r.deliveries)
+		if shared != nil {
+			shared.fetchers.Done() // the last closes the deliveries
+		} else {
+			close(r.deliveries)
+		}
 		close(r.loopsDone)
 		<-r.executor.Done()
 		w.c.cancels.leave(w.queue)
@@ -266,14 +302,24 @@ func isClosed(ch <-chan struct{}) bool {
 // (Counts.Abandoned) every handling still running and every outcome not
 // known to be recorded. Their messages stay locked and are handled again
 // once their locks expire. Stopping a worker that is not running does
-// nothing.
-func (w *Worker) Stop(ctx context.Context) error { return w.stop(ctx, false) }
+// nothing. A queue's worker of a MultiWorker stops the MultiWorker: its
+// queues share their handlers.
+func (w *Worker) Stop(ctx context.Context) error {
+	if w.multi != nil {
+		return w.multi.Stop(ctx)
+	}
+	return w.stop(ctx, false)
+}
 
 // Close stops the worker without waiting for its handlers: it cancels
 // their contexts at once, then gives back what was prefetched and records
 // the outcomes handed in, waiting at most closeGrace for Redis. What it
-// abandons is counted and logged as by a Stop cut short.
+// abandons is counted and logged as by a Stop cut short. A queue's
+// worker of a MultiWorker closes the MultiWorker.
 func (w *Worker) Close() error {
+	if w.multi != nil {
+		return w.multi.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
 	defer cancel()
 	err := w.stop(ctx, true)

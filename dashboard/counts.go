@@ -20,6 +20,10 @@ type counts struct {
 	// HandoffsPending counts the hand-off records waiting for a relay
 	// (docs/protocol.md §22).
 	HandoffsPending int64 `json:"handoffs_pending"`
+	// ReadyHigh and ReadyLow: of the ready messages, at most how many
+	// are high and low (mq.QueueCounts).
+	ReadyHigh int64 `json:"ready_high"`
+	ReadyLow  int64 `json:"ready_low"`
 }
 
 // queueCounts reads queue's counts: Inspector.QueueCounts, one O(1) script
@@ -30,7 +34,8 @@ func (h *handler) queueCounts(ctx context.Context, queue string) (counts, error)
 	if err != nil {
 		return counts{}, err
 	}
-	c := counts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Dead: n.Dead, Total: n.Total, Paused: n.Paused}
+	c := counts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Dead: n.Dead, Total: n.Total, Paused: n.Paused,
+		ReadyHigh: n.ReadyHigh, ReadyLow: n.ReadyLow}
 	c.HandoffsPending, err = h.client.Inspector().PendingHandoffs(ctx, queue)
 	return c, err
 }

@@ -32,6 +32,11 @@ type workerJSON struct {
 	HandlingP50MS float64 `json:"handling_p50_ms"`
 	HandlingP99MS float64 `json:"handling_p99_ms"`
 	QueueingP99MS float64 `json:"queueing_p99_ms"`
+	// Queues and Strict: a multi-queue worker's queues, with their
+	// weights, and its order (mq.LiveWorker); absent for a worker of one
+	// queue.
+	Queues []mq.QueueWeight `json:"queues,omitempty"`
+	Strict bool             `json:"strict,omitempty"`
 }
 
 // workersJSON is the answer of GET api/workers?queue=Q, and of GET
@@ -86,6 +91,8 @@ func (h *handler) workers(w http.ResponseWriter, r *http.Request) {
 			HandlingP50MS:  ms(lw.HandlingP50),
 			HandlingP99MS:  ms(lw.HandlingP99),
 			QueueingP99MS:  ms(lw.QueueingP99),
+			Queues:         lw.Queues,
+			Strict:         lw.Strict,
 		})
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -23,11 +23,15 @@ type queueView struct {
 	// Dead counts the queue's dead letters, which are not in Total.
 	Dead   int64 `json:"dead"`
 	Paused bool  `json:"paused"`
+	// ReadyHigh and ReadyLow: of the ready messages, at most how many
+	// are high and low (mq.QueueCounts).
+	ReadyHigh int64 `json:"ready_high"`
+	ReadyLow  int64 `json:"ready_low"`
 }
 
 func newQueueView(queue string, c mq.QueueCounts) queueView {
 	return queueView{Queue: queue, Queued: c.Queued, Locked: c.Locked, Backoff: c.Backoff,
-		Done: c.Done, Total: c.Total, Dead: c.Dead, Paused: c.Paused}
+		Done: c.Done, Total: c.Total, Dead: c.Dead, Paused: c.Paused, ReadyHigh: c.ReadyHigh, ReadyLow: c.ReadyLow}
 }
 
 // queuesCommand lists the queues with their counts.

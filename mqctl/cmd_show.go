@@ -89,6 +89,12 @@ func printShow(w io.Writer, v showView) error {
 	row(t, "queue", safeText(v.Queue))
 	row(t, "paused", yesNo(v.Paused))
 	row(t, "queued", itoa(v.Queued))
+	if v.ReadyHigh > 0 || v.ReadyLow > 0 {
+		// Upper bounds (mq.QueueCounts): shown only for a queue using
+		// priorities.
+		row(t, "  ready high", "<= "+itoa(v.ReadyHigh))
+		row(t, "  ready low", "<= "+itoa(v.ReadyLow))
+	}
 	row(t, "locked", itoa(v.Locked))
 	row(t, "backoff", itoa(v.Backoff))
 	row(t, "done", itoa(v.Done))

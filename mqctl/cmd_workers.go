@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gocarmine/mq"
@@ -27,12 +28,37 @@ type workerView struct {
 	HandlersBusy   int `json:"handlers_busy"`
 	HandlerThreads int `json:"handler_threads"`
 	WorkerThreads  int `json:"worker_threads"`
+	// Queues and Strict: the queues of a multi-queue worker, with their
+	// weights, and its order (mq.LiveWorker); absent for a worker of one
+	// queue.
+	Queues []mq.QueueWeight `json:"queues,omitempty"`
+	Strict bool             `json:"strict,omitempty"`
+}
+
+// queuesText names a multi-queue worker's queues: "a > b (strict)" or
+// "a:3, b:1"; "" for a worker of one queue.
+func (v workerView) queuesText() string {
+	if len(v.Queues) == 0 {
+		return ""
+	}
+	parts := make([]string, len(v.Queues))
+	for i, q := range v.Queues {
+		parts[i] = safeText(q.Queue)
+		if !v.Strict {
+			parts[i] += ":" + strconv.Itoa(q.Weight)
+		}
+	}
+	if v.Strict {
+		return strings.Join(parts, " > ") + " (strict)"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func newWorkerView(w mq.LiveWorker) workerView {
 	v := workerView{ID: w.ID, Queue: w.Queue, Host: w.Host, PID: w.PID, Version: w.Version,
 		Started: w.Started.UTC(), LastBeat: w.LastBeat.UTC(), Expires: w.Expires.UTC(),
-		HandlersBusy: w.HandlersBusy, HandlerThreads: w.HandlerThreads, WorkerThreads: w.WorkerThreads}
+		HandlersBusy: w.HandlersBusy, HandlerThreads: w.HandlerThreads, WorkerThreads: w.WorkerThreads,
+		Queues: w.Queues, Strict: w.Strict}
 	if !w.LastPoll.IsZero() {
 		t := w.LastPoll.UTC()
 		v.LastPoll = &t
@@ -87,6 +113,13 @@ that does not exist exits with code 3.`,
 			if all {
 				head = append([]string{"QUEUE"}, head...)
 			}
+			multi := false // a multi-queue worker among them: a column of its queues
+			for _, v := range views {
+				multi = multi || len(v.Queues) > 0
+			}
+			if multi {
+				head = append(head, "QUEUES")
+			}
 			row(t, head...)
 			for _, v := range views {
 				lastPoll := "-"
@@ -98,6 +131,9 @@ that does not exist exits with code 3.`,
 					fmt.Sprintf("%d/%d", v.HandlersBusy, v.HandlerThreads)}
 				if all {
 					cells = append([]string{safeText(v.Queue)}, cells...)
+				}
+				if multi {
+					cells = append(cells, v.queuesText())
 				}
 				row(t, cells...)
 			}

@@ -30,6 +30,11 @@ const (
 	// QueueResultsName is an observable gauge of the results a queue
 	// keeps (mq.Message.SetResult, mq.QueueCounts.Results).
 	QueueResultsName = "carmine_mq.queue.results"
+	// QueueReadyByPriorityName is an observable gauge of a queue's ready
+	// messages with a priority, by priority (PriorityKey: high or low;
+	// the other ready messages are normal): mq.QueueCounts.ReadyHigh and
+	// ReadyLow, upper bounds (see there).
+	QueueReadyByPriorityName = "carmine_mq.queue.ready_by_priority"
 )
 
 // MetricsObserver is an mq.Observer that records every handling it is
@@ -102,7 +107,9 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 		metric.WithDescription("1 while the queue is paused for every worker of this library, 0 otherwise."))
 	results, err3 := m.Int64ObservableGauge(QueueResultsName, metric.WithUnit("{result}"),
 		metric.WithDescription("Results the queue keeps: what handlers gave with their successes, bounded by the workers' ResultMaxCount and ResultMaxAge."))
-	if err := errors.Join(err1, err2, err3); err != nil {
+	byPriority, err4 := m.Int64ObservableGauge(QueueReadyByPriorityName, metric.WithUnit("{message}"),
+		metric.WithDescription("Ready messages of the queue with a priority, by priority (high or low), read from Redis; an upper bound."))
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return nil, fmt.Errorf("mqotel: queue gauges: %w", err)
 	}
 	queues = append([]string(nil), queues...)
@@ -134,9 +141,11 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 			}
 			o.ObserveInt64(paused, p, metric.WithAttributes(base...))
 			o.ObserveInt64(results, qc.Results, metric.WithAttributes(base...))
+			o.ObserveInt64(byPriority, qc.ReadyHigh, metric.WithAttributes(append(base, PriorityKey.String("high"))...))
+			o.ObserveInt64(byPriority, qc.ReadyLow, metric.WithAttributes(append(base, PriorityKey.String("low"))...))
 		}
 		return errors.Join(errs...)
-	}, messages, paused, results)
+	}, messages, paused, results, byPriority)
 	if err != nil {
 		return nil, fmt.Errorf("mqotel: queue gauges: %w", err)
 	}

@@ -139,7 +139,7 @@ func TestQueueGauges(t *testing.T) {
 	}
 	_, err := c.Enqueue(ctx, "one", "later", &mq.EnqueueOptions{InitialBackoff: time.Hour})
 	require.NoError(t, err)
-	_, err = c.Enqueue(ctx, "two", "x", nil)
+	_, err = c.Enqueue(ctx, "two", "x", &mq.EnqueueOptions{Priority: mq.PriorityHigh})
 	require.NoError(t, err)
 	_, err = c.Inspector().PauseQueue(ctx, "two")
 	require.NoError(t, err)
@@ -158,6 +158,10 @@ func TestQueueGauges(t *testing.T) {
 	want[mqotel.QueuePausedName+" messaging.destination.name=two"] = 1
 	want[mqotel.QueueResultsName+" messaging.destination.name=one"] = 0
 	want[mqotel.QueueResultsName+" messaging.destination.name=two"] = 0
+	for q, n := range map[string][2]float64{"one": {0, 0}, "two": {1, 0}} {
+		want[mqotel.QueueReadyByPriorityName+" messaging.carmine_mq.priority=high messaging.destination.name="+q] = n[0]
+		want[mqotel.QueueReadyByPriorityName+" messaging.carmine_mq.priority=low messaging.destination.name="+q] = n[1]
+	}
 	assert.Equal(t, want, got)
 
 	// A new message shows at the next collection.

@@ -38,6 +38,8 @@ const (
 	// StateKey is the state a queue gauge counts: queued, locked, backoff,
 	// done or dead.
 	StateKey = attribute.Key("messaging.carmine_mq.state")
+	// PriorityKey is the priority a queue gauge counts: high or low.
+	PriorityKey = attribute.Key("messaging.carmine_mq.priority")
 )
 
 // Option configures a [Producer], a [Handler], a [MetricsObserver] or

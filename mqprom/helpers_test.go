@@ -87,7 +87,7 @@ func queueSamples(q string, queued, locked, backoff, done, total, dead int, paus
 	if paused {
 		p = 1
 	}
-	return map[string]float64{
+	samples := map[string]float64{
 		`mq_queue_messages{queue="` + q + `",state="queued"}`:  float64(queued),
 		`mq_queue_messages{queue="` + q + `",state="locked"}`:  float64(locked),
 		`mq_queue_messages{queue="` + q + `",state="backoff"}`: float64(backoff),
@@ -98,6 +98,10 @@ func queueSamples(q string, queued, locked, backoff, done, total, dead int, paus
 		`mq_queue_stale{queue="` + q + `"}`:                    0,
 		`mq_queue_results{queue="` + q + `"}`:                  0,
 	}
+	// Ready by priority: none, unless the test sets them.
+	samples[`mq_queue_ready_by_priority{priority="high",queue="`+q+`"}`] = 0
+	samples[`mq_queue_ready_by_priority{priority="low",queue="`+q+`"}`] = 0
+	return samples
 }
 
 // stale marks samples of queueSamples as the last read: mq_queue_stale 1.

@@ -63,6 +63,7 @@ type QueueCollector struct {
 	opts   QueueOptions
 
 	messages, total, dead, paused, stale *prometheus.Desc
+	byPriority                           *prometheus.Desc
 	errorsDesc, errorDesc, durationDesc  *prometheus.Desc
 	lastMinute, lastHour                 *prometheus.Desc
 	results                              *prometheus.Desc
@@ -124,6 +125,9 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 	c.paused = prometheus.NewDesc("mq_queue_paused",
 		"1 while the queue is paused (mq.Inspector.PauseQueue), else 0.",
 		[]string{"queue"}, nil)
+	c.byPriority = prometheus.NewDesc("mq_queue_ready_by_priority",
+		"Ready messages of the queue with a priority (mq.EnqueueOptions.Priority), by priority: high or low; the other ready messages are normal (mq.QueueCounts.ReadyHigh and ReadyLow). Each is the length of the priority's list, an upper bound: an id deleted, or handled by a Carmine worker, stays on it until a poll meets it.",
+		[]string{"queue", "priority"}, nil)
 	c.stale = prometheus.NewDesc("mq_queue_stale",
 		"1 while the queue's other series hold the counts last read, because this scrape could not read Redis (see mq_scrape_errors_total); 0 when they were read now.",
 		[]string{"queue"}, nil)
@@ -157,7 +161,7 @@ func NewQueueCollector(client *mq.Client, opts *QueueOptions) *QueueCollector {
 // Describe sends the descriptions of the collector's metrics.
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.messages, c.total, c.dead, c.paused, c.stale, c.errorsDesc, c.errorDesc, c.durationDesc,
-		c.lastMinute, c.lastHour, c.results, c.slotsHeld, c.parked, c.handoffs} {
+		c.lastMinute, c.lastHour, c.results, c.slotsHeld, c.parked, c.handoffs, c.byPriority} {
 		ch <- d
 	}
 }
@@ -225,6 +229,8 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(n.Dead), q)
 		ch <- prometheus.MustNewConstMetric(c.results, prometheus.GaugeValue, float64(n.Results), q)
 		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, bool01(n.Paused), q)
+		ch <- prometheus.MustNewConstMetric(c.byPriority, prometheus.GaugeValue, float64(n.ReadyHigh), q, "high")
+		ch <- prometheus.MustNewConstMetric(c.byPriority, prometheus.GaugeValue, float64(n.ReadyLow), q, "low")
 		c.collectHistory(ch, q, st.hist)
 		if l := st.limits; l.Limits != (mq.Limits{}) || l.SlotsHeld != 0 || l.Parked != 0 {
 			ch <- prometheus.MustNewConstMetric(c.slotsHeld, prometheus.GaugeValue, float64(l.SlotsHeld), q)

@@ -88,12 +88,18 @@ func TestQueueCollectorCounts(t *testing.T) {
 	for i := range 5 {
 		enqueue(t, c, q, fmt.Sprint("now-", i), nil)
 	}
-	// emails: 1 queued.
+	// emails: 4 queued, 1 of them high and 2 low.
 	enqueue(t, c, "emails", "hello", nil)
+	enqueue(t, c, "emails", "urgent", &mq.EnqueueOptions{Priority: mq.PriorityHigh})
+	enqueue(t, c, "emails", "digest-1", &mq.EnqueueOptions{Priority: mq.PriorityLow})
+	enqueue(t, c, "emails", "digest-2", &mq.EnqueueOptions{Priority: mq.PriorityLow})
 
 	col := NewQueueCollector(c, nil)
 	got := gather(t, col)
-	want := merge(queueSamples("orders", 5, 3, 4, 2, 14, 1, true), queueSamples("emails", 1, 0, 0, 0, 1, 0, false), noErrors)
+	emails := queueSamples("emails", 4, 0, 0, 0, 4, 0, false)
+	emails[`mq_queue_ready_by_priority{priority="high",queue="emails"}`] = 1
+	emails[`mq_queue_ready_by_priority{priority="low",queue="emails"}`] = 2
+	want := merge(queueSamples("orders", 5, 3, 4, 2, 14, 1, true), emails, noErrors)
 	assert.Equal(t, want, only(got, "mq_queue_", "mq_scrape_error"))
 	assert.Contains(t, got, "mq_scrape_duration_seconds")
 

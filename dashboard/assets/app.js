@@ -299,6 +299,14 @@
       parts.push(lim.slots_held + ' slots held', lim.parked + ' parked');
       $('q-limits').textContent = 'Limits: ' + parts.join(' · ');
     }
+    // Ready by priority: the lengths of the priority lists, upper bounds;
+    // shown for a queue using priorities.
+    const c = q.counts || {};
+    const prio = $('q-prio');
+    prio.hidden = !(c.ready_high || c.ready_low);
+    prio.textContent = prio.hidden ? '' : 'ready: \u2264' + c.ready_high + ' high, \u2264' + c.ready_low + ' low';
+    prio.dataset.readyHigh = String(c.ready_high || 0);
+    prio.dataset.readyLow = String(c.ready_low || 0);
     drawChart($('chart'), q.history, ov.features.dead_letters,
       { width: 800, height: 220, pad: { l: 44, r: 12, t: 18, b: 22 }, axes: true });
     drawLegend(q.counts, ov.features.dead_letters);
@@ -421,8 +429,15 @@
       const cur = state.beats[k.id];
       const base = cur.prev;
       const rate = base && cur.beat > base.beat ? (cur.handled - base.handled) * 1000 / (cur.beat - base.beat) : null;
+      const wid = idCell(k.id);
+      if (k.queues) {
+        // A multi-queue worker: its queues and their order.
+        const text = k.strict ? k.queues.map((x) => x.queue).join(' > ') + ' (strict)'
+          : k.queues.map((x) => x.queue + ':' + x.weight).join(', ');
+        wid.append(el('div', { class: 'muted', 'data-queues': text }, 'queues ' + text));
+      }
       tb.append(el('tr', { 'data-worker': k.id },
-        idCell(k.id), el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
+        wid, el('td', {}, k.host), el('td', { class: 'num' }, String(k.pid)),
         el('td', { class: 'num', 'data-busy': k.busy + '/' + k.handler_threads }, k.busy + '/' + k.handler_threads),
         el('td', { class: 'num', 'data-handled': String(k.handled) }, String(k.handled) + (k.failed ? ' (' + k.failed + ' failed)' : '')),
         el('td', { class: 'num' }, rate === null ? '–' : rate.toFixed(1)),

@@ -24,6 +24,22 @@ type Delivery struct {
 	Sent      time.Time // when the poll was sent: the lock runs out no sooner than its lock time after
 	Received  time.Time // when the poll's reply came
 	Result    []byte    // the result the handler gave, for a success (set by the root package's Handle)
+	// Lane is the queue the message came from, when the executor is
+	// shared by several queues' fetchers (a multi-queue worker); nil
+	// for the executor's own (ExecutorConfig).
+	Lane *Lane
+}
+
+// Lane is one queue's side of an executor: where a delivery's handling,
+// renewals and outcome go. An executor has its own, from its config; an
+// executor shared by several queues' fetchers (Pool) takes each
+// delivery's from the delivery.
+type Lane struct {
+	Handler   Handler
+	Events    ExecutorEvents
+	Store     Store // for lock renewals
+	Room      *Room // freed as messages are done with
+	Completer Adder // where outcomes go: the completer
 }
 
 // stale tells whether a delivery should go back rather than to a handler:
@@ -102,11 +118,21 @@ type Executor struct {
 	// learn it.
 	handlings []atomic.Int32
 	done      chan struct{}
+	own       Lane // from cfg
 }
 
 // NewExecutor returns an executor, not yet started.
 func NewExecutor(cfg ExecutorConfig) *Executor {
-	return &Executor{cfg: cfg, handlings: make([]atomic.Int32, cfg.HandlerThreads), done: make(chan struct{})}
+	return &Executor{cfg: cfg, handlings: make([]atomic.Int32, cfg.HandlerThreads), done: make(chan struct{}),
+		own: Lane{Handler: cfg.Handler, Events: cfg.Events, Store: cfg.Store, Room: cfg.Room, Completer: cfg.Completer}}
+}
+
+// lane is where d's handling goes: its own lane, else the executor's.
+func (x *Executor) lane(d *Delivery) *Lane {
+	if d.Lane != nil {
+		return d.Lane
+	}
+	return &x.own
 }
 
 // Start starts the handler threads: they handle deliveries until it is
@@ -160,20 +186,22 @@ func (x *Executor) thread(base, polling context.Context, deliveries <-chan Deliv
 			continue
 		}
 		took, lapsed := x.handle(base, &d, expiry, state)
-		x.cfg.Room.handled(took)
-		x.cfg.Room.finishDelivery(&d, lapsed)
+		room := x.lane(&d).Room
+		room.handled(took)
+		room.finishDelivery(&d, lapsed)
 	}
 }
 
 // GiveBack returns a message taken but not handled (docs/protocol.md §6;
 // fencing, §7, applies: if the lock was lost meanwhile, nothing changes).
 func (x *Executor) GiveBack(d Delivery) {
-	x.cfg.Events.Released(&d)
-	x.cfg.Completer.Add(Pending{
+	ln := x.lane(&d)
+	ln.Events.Released(&d)
+	ln.Completer.Add(Pending{
 		Completion: protocol.Completion{ID: d.Step.ID, LockedUntil: d.Step.LockedUntil, Outcome: protocol.OutcomeRelease},
 		Attempt:    d.Step.Attempt,
 	})
-	x.cfg.Room.finishDelivery(&d, false)
+	ln.Room.finishDelivery(&d, false)
 }
 
 // handle runs the handler on one message and hands in its outcome, unless
@@ -182,6 +210,7 @@ func (x *Executor) GiveBack(d Delivery) {
 // lost) while it ran (Room.lapse).
 func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry, state *atomic.Int32) (time.Duration, bool) {
 	s := &d.Step
+	ln := x.lane(d)
 	ctx, cancelCtx := context.WithCancelCause(base)
 	defer cancelCtx(nil)
 	// lapse: 0 while the handling runs, 1 once its lock lapsed, 2 once it
@@ -189,11 +218,11 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 	var lapse atomic.Int32
 	cancel := func(cause error) {
 		if (errors.Is(cause, ErrLockExpired) || errors.Is(cause, ErrLockLost)) && lapse.CompareAndSwap(0, 1) {
-			x.cfg.Room.lapse(d)
+			ln.Room.lapse(d)
 		}
 		cancelCtx(cause)
 	}
-	lock := newLock(x.cfg.Store, s.ID, s.LockTime, s.LockedUntil, d.Sent.Add(s.LockTime), cancel, expiry)
+	lock := newLock(ln.Store, s.ID, s.LockTime, s.LockedUntil, d.Sent.Add(s.LockTime), cancel, expiry)
 	defer lock.over()
 	if x.cfg.Watch != nil {
 		defer x.cfg.Watch(s, cancel)()
@@ -221,7 +250,7 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 		hctx, hcancel = context.WithTimeoutCause(ctx, s.Policy.Timeout, ErrHandlingTimeout)
 		defer hcancel()
 	}
-	err := x.cfg.Handler.Handle(hctx, d, lock)
+	err := ln.Handler.Handle(hctx, d, lock)
 	took := time.Since(start)
 	if hctx != ctx && ctx.Err() == nil && errors.Is(context.Cause(hctx), ErrHandlingTimeout) {
 		err = timeoutError{timeout: s.Policy.Timeout, answer: err}
@@ -231,10 +260,10 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 		close(renewDone)
 		renewWG.Wait()
 	}
-	p, ok := x.cfg.Handler.Settle(ctx, d, err, took, abandoned)
+	p, ok := ln.Handler.Settle(ctx, d, err, took, abandoned)
 	if ok {
 		p.LockedUntil = lock.token()
-		x.cfg.Completer.Add(p)
+		ln.Completer.Add(p)
 	}
 	return took, !lapse.CompareAndSwap(0, 2)
 }
@@ -244,6 +273,7 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 // the handling when the lock runs out (Lock); when a renewal finds the
 // lock lost, it cancels the handling at once.
 func (x *Executor) renewLoop(ctx context.Context, d *Delivery, lock *Lock, done <-chan struct{}) {
+	events := x.lane(d).Events
 	every := max(lock.lockTime/3, time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -262,16 +292,16 @@ func (x *Executor) renewLoop(ctx context.Context, d *Delivery, lock *Lock, done 
 		rcancel()
 		switch {
 		case err == nil:
-			x.cfg.Events.LockRenewed(d)
+			events.LockRenewed(d)
 		case errors.Is(err, ErrLockLost):
 			// Not counted here: the handling is counted once, as lock-lost
 			// when its outcome is fenced, or as abandoned.
-			x.cfg.Events.RenewFailed(d, err)
+			events.RenewFailed(d, err)
 			return
 		case ctx.Err() != nil:
 			return
 		default:
-			x.cfg.Events.RenewFailed(d, err)
+			events.RenewFailed(d, err)
 		}
 	}
 }

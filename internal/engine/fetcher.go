@@ -113,6 +113,9 @@ type FetcherConfig struct {
 	// BeforeFirstPoll, if set, runs on the first polling loop before its
 	// first poll (the worker's check of Redis's settings).
 	BeforeFirstPoll func(ctx context.Context)
+	// Lane, when set, goes with every delivery, to an executor shared
+	// with other queues' fetchers (Pool); its Room is Room.
+	Lane *Lane
 }
 
 // Fetcher runs the polling loops of one run of a worker (WorkerThreads of
@@ -160,6 +163,7 @@ func (f *Fetcher) Done() <-chan struct{} { return f.done }
 func (f *Fetcher) pollingLoop(ctx context.Context, i int, deliveries chan Delivery) {
 	f.cfg.Completer.Awoken()
 	defer f.cfg.Completer.Asleep()
+	defer f.cfg.Room.LoopAwake(-1)
 	if i > 0 && !f.pause(ctx, time.Duration(rand.Int64N(int64(250*time.Millisecond)))) {
 		return // loops after the first start spread out
 	}
@@ -179,7 +183,9 @@ func (f *Fetcher) pollingLoop(ctx context.Context, i int, deliveries chan Delive
 		switch {
 		case sleep != nil:
 			f.cfg.Completer.Asleep()
+			f.cfg.Room.LoopAwake(-1)
 			f.sleep(ctx, sleep, alarm, f.cfg.Events.Asleep)
+			f.cfg.Room.LoopAwake(1)
 			f.cfg.Completer.Awoken()
 		case f.cfg.Throttle != nil && l.errs == 0: // a failed poll paused already
 			f.pause(ctx, f.cfg.Throttle(int(l.queueSize)))
@@ -227,9 +233,23 @@ func (l *pollLoop) end() {
 // ctx ended. After a failed poll it pauses, by an exponential backoff.
 func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 	f := l.f
+	if !f.cfg.Room.MayPoll() && !f.awaitTurn(ctx) {
+		return nil, false
+	}
 	n := f.reserve(ctx, l.deliveries)
 	if n == 0 {
 		return nil, false
+	}
+	for !f.cfg.Room.MayPoll() {
+		// A queue before this one, in strict order, woke meanwhile: the
+		// room goes back, and the loop waits for its turn again.
+		f.cfg.Room.Finish(n)
+		if !f.awaitTurn(ctx) {
+			return nil, false
+		}
+		if n = f.reserve(ctx, l.deliveries); n == 0 {
+			return nil, false
+		}
 	}
 	if f.cfg.Throttle != nil && n > 1 {
 		// Throttled, a loop takes one message per poll, as Carmine's
@@ -280,7 +300,7 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 			}
 			// Never blocks: deliveries has room for every message that
 			// may be taken.
-			l.deliveries <- Delivery{Step: *s, QueueSize: l.queueSize, Sent: reply.Sent, Received: received}
+			l.deliveries <- Delivery{Step: *s, QueueSize: l.queueSize, Sent: reply.Sent, Received: received, Lane: f.cfg.Lane}
 		case protocol.StepSleep:
 			sleep, ndry = s, s.NDryRuns
 		case protocol.StepSkip:
@@ -390,6 +410,27 @@ func (f *Fetcher) awaitBusy(ctx context.Context) bool {
 		}
 		if f.busy.Load() && f.cfg.Room.Prefetching() {
 			return true
+		}
+	}
+}
+
+// awaitTurn waits, counted as asleep by the completer, until the room's
+// loops may poll (Pool, strict: every queue before this one came back
+// empty). It answers false when ctx ended.
+func (f *Fetcher) awaitTurn(ctx context.Context) bool {
+	p := f.cfg.Room.pool
+	for {
+		changed := p.changed.wait()
+		if f.cfg.Room.MayPoll() {
+			return true
+		}
+		f.cfg.Completer.Asleep()
+		select {
+		case <-changed:
+			f.cfg.Completer.Awoken()
+		case <-ctx.Done():
+			f.cfg.Completer.Awoken()
+			return false
 		}
 	}
 }

@@ -51,6 +51,9 @@ type Room struct {
 	// of the process's other workers: held, solo and the drain are the
 	// process's.
 	shared *Holdings
+	// poolFields join the room with other queues' rooms sharing one
+	// executor (pool.go); unused for a plain worker.
+	poolFields
 }
 
 // MaxDrain bounds a worker's drain for a suspect (Room.Drain): after it,
@@ -97,6 +100,9 @@ func (r *Room) Prefetching() bool {
 // While the worker holds a suspect handed out alone, it takes nothing;
 // while it drains for one, it takes nothing until it holds nothing.
 func (r *Room) TryTake(waiting int) int {
+	if r.pool != nil {
+		return r.pool.tryTake(r, waiting)
+	}
 	for {
 		limit := r.Limit()
 		taken := r.taken.Load()

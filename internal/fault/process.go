@@ -44,6 +44,7 @@ const (
 	envResults     = "MQ_FAULT_RESULTS"
 	envPipeline    = "MQ_FAULT_PIPELINE"
 	envExtra       = "MQ_FAULT_EXTRA_QUEUES"
+	envAlso        = "MQ_FAULT_ALSO_QUEUES"
 )
 
 // PoisonExit is the exit code of a worker process whose handler met a
@@ -101,6 +102,10 @@ type WorkerSpec struct {
 	// handlings write their queue, their content as Parent, and a batch
 	// completion's counts as Note.
 	Extra []string
+	// AlsoQueues, when set, makes the worker a multi-queue worker
+	// (mq.MultiWorker) over Queue and these, weighted 1 each, sharing its
+	// HandlerThreads.
+	AlsoQueues []string
 }
 
 func (s WorkerSpec) env() []string {
@@ -121,6 +126,7 @@ func (s WorkerSpec) env() []string {
 		envResults + "=" + strconv.FormatBool(s.Results),
 		envPipeline + "=" + strings.Join(s.Pipeline, ","),
 		envExtra + "=" + strings.Join(s.Extra, ","),
+		envAlso + "=" + strings.Join(s.AlsoQueues, ","),
 	}
 }
 
@@ -148,6 +154,9 @@ func specFromEnv() (WorkerSpec, error) {
 	}
 	if x := os.Getenv(envExtra); x != "" {
 		s.Extra = strings.Split(x, ",")
+	}
+	if also := os.Getenv(envAlso); also != "" {
+		s.AlsoQueues = strings.Split(also, ",")
 	}
 	if len(errs) > 0 {
 		return s, errs[0]
@@ -247,16 +256,25 @@ func WorkerMain() int {
 		})
 	}
 	write(Event{Kind: WorkerStart, Note: spec.Queue})
-	var ws []*mq.Worker
+	var ws []faultWorker
 	for i, q := range append(slices.Clip(queues), spec.Extra...) {
-		w, err := client.StartWorker(context.Background(), q, &mq.WorkerConfig{
+		cfg := &mq.WorkerConfig{
 			Handler:           handlerOf(i),
 			LockTime:          spec.LockTime,
 			NoLockRenewal:     !spec.RenewLocks,
 			QuarantineAfter:   quarantineAfter(spec.QuarantineAfter),
 			HandlerThreads:    spec.HandlerThreads,
 			EndOfQueueBackoff: mq.Constant(spec.IdleSleep),
-		})
+		}
+		var w faultWorker
+		var err error
+		if i == 0 { // the main queue, with AlsoQueues a multi-queue worker
+			w, err = startWorker(client, spec, cfg)
+		} else {
+			var one *mq.Worker
+			one, err = client.StartWorker(context.Background(), q, cfg)
+			w = oneQueue{one}
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fault worker:", err)
 			return 2
@@ -271,7 +289,7 @@ func WorkerMain() int {
 	var counts mq.Counts
 	for i, w := range ws {
 		stopErrs = append(stopErrs, w.Stop(ctx))
-		c := w.Stats().Counts
+		c := w.Counts()
 		if i == 0 { // the main queue's, every count
 			counts = c
 			continue
@@ -287,6 +305,54 @@ func WorkerMain() int {
 	}
 	write(exit)
 	return 0
+}
+
+// faultWorker is a worker process's worker: an mq.Worker, or an
+// mq.MultiWorker (WorkerSpec.AlsoQueues).
+type faultWorker interface {
+	Stop(ctx context.Context) error
+	Counts() mq.Counts
+}
+
+type oneQueue struct{ *mq.Worker }
+
+func (w oneQueue) Counts() mq.Counts { return w.Stats().Counts }
+
+type multiQueue struct{ *mq.MultiWorker }
+
+// Counts adds up the queues' counters that the checker reads.
+func (w multiQueue) Counts() mq.Counts {
+	var n mq.Counts
+	for _, in := range w.Info() {
+		c := in.Stats.Counts
+		n.Succeeded += c.Succeeded
+		n.Retried += c.Retried
+		n.Failed += c.Failed
+		n.Dead += c.Dead
+		n.LockLost += c.LockLost
+		n.Abandoned += c.Abandoned
+		n.Released += c.Released
+		n.Cancelled += c.Cancelled
+		n.Skips.Cancelled += c.Skips.Cancelled
+	}
+	return n
+}
+
+// startWorker starts the process's worker.
+func startWorker(client *mq.Client, spec WorkerSpec, cfg *mq.WorkerConfig) (faultWorker, error) {
+	if len(spec.AlsoQueues) == 0 {
+		w, err := client.StartWorker(context.Background(), spec.Queue, cfg)
+		return oneQueue{w}, err
+	}
+	order := mq.Weighted{{Queue: spec.Queue, Weight: 1}}
+	for _, q := range spec.AlsoQueues {
+		order = append(order, mq.QueueWeight{Queue: q, Weight: 1})
+	}
+	w, err := client.NewMultiWorker(order, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return multiQueue{w}, w.Start(context.Background())
 }
 
 // stallTick is how often the stall watch looks at the clock.

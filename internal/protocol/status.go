@@ -147,6 +147,9 @@ type Counts struct {
 	Paused bool
 	// Results is the number of results kept (§21).
 	Results int64
+	// PrioHigh and PrioLow are the lengths of prio-hi and prio-lo
+	// (§18): at most the ready messages of each priority.
+	PrioHigh, PrioLow int64
 }
 
 // QueueCounts reads the queue's counts in one script call, by the formula
@@ -156,11 +159,11 @@ func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	if len(reply) != 8 {
+	if len(reply) != 10 {
 		return Counts{}, fmt.Errorf("%w: queue counts %v", ErrUnexpectedReply, reply)
 	}
 	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4],
-		Dead: reply[5], Paused: reply[6] == 1, Results: reply[7]}, nil
+		Dead: reply[5], Paused: reply[6] == 1, Results: reply[7], PrioHigh: reply[8], PrioLow: reply[9]}, nil
 }
 
 // Pause pauses the queue (pause true) or resumes it, in one script call
