@@ -31,6 +31,7 @@ const (
 	metaBatch          = "mq.batch"
 	metaBatchSucceeded = "mq.batch.succeeded"
 	metaBatchDead      = "mq.batch.dead"
+	metaBatchCancelled = "mq.batch.cancelled"
 )
 
 // BatchCounts are a finished batch's counts, as its completion message
@@ -39,8 +40,10 @@ type BatchCounts struct {
 	// Batch is the batch id.
 	Batch string
 	// Succeeded and Dead count the members that succeeded and that
-	// became dead letters (or were refused at the batch's enqueue).
-	Succeeded, Dead int64
+	// became dead letters (or were refused at the batch's enqueue);
+	// Cancelled those cancelled (Client.Cancel) while being handled or
+	// after.
+	Succeeded, Dead, Cancelled int64
 }
 
 // BatchCounts answers the counts of the batch m completes, and false when
@@ -52,7 +55,8 @@ func (m *Message) BatchCounts() (BatchCounts, bool) {
 	}
 	s, _ := strconv.ParseInt(m.Metadata[metaBatchSucceeded], 10, 64)
 	d, _ := strconv.ParseInt(m.Metadata[metaBatchDead], 10, 64)
-	return BatchCounts{Batch: b, Succeeded: s, Dead: d}, true
+	c, _ := strconv.ParseInt(m.Metadata[metaBatchCancelled], 10, 64)
+	return BatchCounts{Batch: b, Succeeded: s, Dead: d, Cancelled: c}, true
 }
 
 // EnqueueBatch enqueues members as one batch, and answers the batch's id
@@ -168,16 +172,16 @@ type BatchInfo struct {
 	ID, Queue string
 	// CompletionID is the id of its completion message.
 	CompletionID string
-	// Members is how many members it has; Succeeded and Dead how many
-	// of them finished so (a refused member counts as dead).
-	Members, Succeeded, Dead int64
+	// Members is how many members it has; Succeeded, Dead and Cancelled
+	// how many of them finished so (a refused member counts as dead).
+	Members, Succeeded, Dead, Cancelled int64
 	// Created is when it was enqueued; Done when its last member
 	// finished (the zero time while it runs).
 	Created, Done time.Time
 }
 
 // Finished counts the members that finished.
-func (b BatchInfo) Finished() int64 { return b.Succeeded + b.Dead }
+func (b BatchInfo) Finished() int64 { return b.Succeeded + b.Dead + b.Cancelled }
 
 // Batch reads the progress of batch id, whose completion goes to queue.
 // A completed batch is kept for Config.HandoffWindow after it completed
@@ -195,7 +199,7 @@ func (in *Inspector) Batch(ctx context.Context, queue, id string) (BatchInfo, er
 		return BatchInfo{}, fmt.Errorf("mq: batch %q of queue %q: %w", id, queue, ErrNoBatch)
 	}
 	info := BatchInfo{ID: id, Queue: queue, CompletionID: st.Completion.Msg.ID,
-		Members: st.Total, Succeeded: st.Succeeded, Dead: st.Dead, Created: time.UnixMilli(st.Created)}
+		Members: st.Total, Succeeded: st.Succeeded, Dead: st.Dead, Cancelled: st.Cancelled, Created: time.UnixMilli(st.Created)}
 	if st.Done > 0 {
 		info.Done = time.UnixMilli(st.Done)
 	}

@@ -260,6 +260,9 @@ func (c *Client) completionOf(ctx context.Context, queue, b string) (protocol.En
 	meta[metaBatch] = b
 	meta[metaBatchSucceeded] = strconv.FormatInt(st.Succeeded, 10)
 	meta[metaBatchDead] = strconv.FormatInt(st.Dead, 10)
+	if st.Cancelled > 0 {
+		meta[metaBatchCancelled] = strconv.FormatInt(st.Cancelled, 10)
+	}
 	if m.Metadata, err = encodeMetadata(meta); err != nil {
 		return m, "", err
 	}

@@ -230,3 +230,53 @@ func TestBatchCompletes(t *testing.T) {
 		assert.Empty(t, got)
 	})
 }
+
+// TestBatchCancelledMember: a member cancelled while being handled
+// finishes its batch as cancelled, so the batch still completes, with the
+// cancel counted apart.
+func TestBatchCancelledMember(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	ctx := context.Background()
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
+	qd := q + "-done"
+	members := []BatchMessage{
+		{Queue: q, Message: 0, Options: &EnqueueOptions{MessageID: "slow"}},
+		{Queue: q, Message: 1},
+		{Queue: q, Message: 2},
+	}
+	b, _, err := c.EnqueueBatch(ctx, members, BatchMessage{Queue: qd, Message: "done"})
+	require.NoError(t, err)
+	running := make(chan struct{})
+	startSubscribed(t, c, q, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			if m.ID == "slow" {
+				close(running)
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		})})
+	got := make(chan BatchCounts, 1)
+	startSubscribed(t, c, qd, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			bc, _ := m.BatchCounts()
+			got <- bc
+			return nil
+		})})
+	<-running
+	r, err := c.Cancel(ctx, q, "slow")
+	require.NoError(t, err)
+	require.Equal(t, CancelSignalled, r)
+	select {
+	case bc := <-got:
+		assert.Equal(t, BatchCounts{Batch: b, Succeeded: 2, Cancelled: 1}, bc)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no completion: the cancelled member never ticked")
+	}
+	info, err := c.Inspector().Batch(ctx, qd, b)
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, info.Finished())
+	assert.EqualValues(t, 1, info.Cancelled)
+}

@@ -7,7 +7,7 @@
 --
 -- KEYS: the completion queue's keys (prelude.lua).
 -- ARGV[1]  the tick's id: the member's id and its first-enqueue time
--- ARGV[2]  's' for a success, 'd' for a dead letter
+-- ARGV[2]  's' for a success, 'd' for a dead letter, 'c' for a cancel (§20)
 -- ARGV[3]  the batch id b
 -- ARGV[4]  how long to keep a tick's id in batch-seen, and a completed
 --          batch in batches, in ms
@@ -39,10 +39,12 @@ end
 if redis.call('zadd', K_BATCH_SEEN, 'NX', now, tick) == 0 then return 'seen' end
 local total = tonumber(redis.call('hget', K_BATCHES, b .. ':n'))
 if not total then return 'unknown' end
-redis.call('hincrby', K_BATCHES, b .. ((kind == 'd') and ':d' or ':s'), 1)
-local counts = redis.call('hmget', K_BATCHES, b .. ':s', b .. ':d')
-local s, d = tonumber(counts[1]) or 0, tonumber(counts[2]) or 0
-if s + d >= total and redis.call('hsetnx', K_BATCHES, b .. ':done', now) == 1 then
+local field = ':s'
+if kind == 'd' or kind == 'c' then field = ':' .. kind end
+redis.call('hincrby', K_BATCHES, b .. field, 1)
+local counts = redis.call('hmget', K_BATCHES, b .. ':s', b .. ':d', b .. ':c')
+local s, d, c = tonumber(counts[1]) or 0, tonumber(counts[2]) or 0, tonumber(counts[3]) or 0
+if s + d + c >= total and redis.call('hsetnx', K_BATCHES, b .. ':done', now) == 1 then
   redis.call('rpush', K_HANDOFFS, 'C' .. b)
   redis.call('zadd', K_BATCH_SEEN, now, 'done:' .. b)
   return 'complete'

@@ -112,7 +112,7 @@ local function batch_of(p)
 end
 
 -- tick_batch appends to handoffs the tick of mid's final outcome (kind 's'
--- success, 'd' dead) when mid is a member of a batch: "T<kind>\n<first
+-- success, 'd' dead, 'c' cancelled, §20) when mid is a member of a batch: "T<kind>\n<first
 -- enqueue time>\n<batch>\n<completion queue>\n<mid>", which the relay
 -- counts in the completion queue's batches (batch-tick.lua), once per
 -- message (the tick's id is the mid and its first-enqueue time udt, read
@@ -435,6 +435,7 @@ end
 -- entry of it, its pending requeue too (a cancel is of the id), never
 -- retried and never a dead letter. Its lock is the caller's to release.
 local function cancel_now(mid)
+  tick_batch(mid, nil, 'c') -- (before collect, which drops the policy)
   redis.call('hdel', K_MESSAGES_RQ, mid)
   redis.call('hdel', K_LOCK_TIMES_RQ, mid)
   redis.call('srem', K_REQUEUE, mid)

@@ -20,6 +20,7 @@ type batchView struct {
 	Members      int64     `json:"members"`
 	Succeeded    int64     `json:"succeeded"`
 	Dead         int64     `json:"dead"`
+	Cancelled    int64     `json:"cancelled"`
 	Finished     int64     `json:"finished"`
 	Created      time.Time `json:"created"`
 	// Done is when its last member finished; absent while it runs.
@@ -47,7 +48,7 @@ unknown batch exits with code 3.`,
 				return err
 			}
 			v := batchView{Queue: queue, Batch: id, CompletionID: info.CompletionID, Members: info.Members,
-				Succeeded: info.Succeeded, Dead: info.Dead, Finished: info.Finished(), Created: info.Created}
+				Succeeded: info.Succeeded, Dead: info.Dead, Cancelled: info.Cancelled, Finished: info.Finished(), Created: info.Created}
 			if !info.Done.IsZero() {
 				v.Done = &info.Done
 			}
@@ -69,6 +70,7 @@ func printBatch(w io.Writer, v batchView) error {
 	row(t, "finished", itoa(v.Finished))
 	row(t, "succeeded", itoa(v.Succeeded))
 	row(t, "dead", itoa(v.Dead))
+	row(t, "cancelled", itoa(v.Cancelled))
 	row(t, "created", timeText(v.Created))
 	done := "running"
 	if v.Done != nil {

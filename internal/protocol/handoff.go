@@ -115,8 +115,9 @@ type Handoff struct {
 type MemberTick struct {
 	// ID is the tick's id: the member's id and first-enqueue time.
 	ID string
-	// Dead is set for a dead letter, else the member succeeded.
-	Dead bool
+	// Dead is set for a dead letter, Cancelled for a cancelled member
+	// (§20); neither, the member succeeded.
+	Dead, Cancelled bool
 	// Batch and Queue are the batch id and its completion queue.
 	Batch, Queue string
 }
@@ -145,7 +146,7 @@ func DecodeHandoff(raw string) (Handoff, error) {
 		if len(raw) < 3 || raw[2] != '\n' || len(parts) != 4 {
 			return h, fmt.Errorf("%w: tick record %q", ErrUnexpectedReply, raw)
 		}
-		h.Tick = MemberTick{ID: parts[3] + "/" + parts[0], Dead: raw[1] == 'd', Batch: parts[1], Queue: parts[2]}
+		h.Tick = MemberTick{ID: parts[3] + "/" + parts[0], Dead: raw[1] == 'd', Cancelled: raw[1] == 'c', Batch: parts[1], Queue: parts[2]}
 	case HandoffCompletion:
 		h.Batch = raw[1:]
 	default:
@@ -191,11 +192,18 @@ const (
 // BatchTick counts t in its batch, in the completion queue whose keys are
 // ks (batch-tick.lua), keeping its id for keep.
 func BatchTick(ctx context.Context, r Redis, ks []string, t MemberTick, keep time.Duration) (string, error) {
-	kind := "s"
-	if t.Dead {
-		kind = "d"
+	return batchTickScript.Run(ctx, r, ks, t.ID, t.kind(), t.Batch, MS(keep)).Text()
+}
+
+// kind is t's kind as batch-tick.lua takes it.
+func (t MemberTick) kind() string {
+	switch {
+	case t.Cancelled:
+		return "c"
+	case t.Dead:
+		return "d"
 	}
-	return batchTickScript.Run(ctx, r, ks, t.ID, kind, t.Batch, MS(keep)).Text()
+	return "s"
 }
 
 // BatchCreate writes batch b in its completion queue's batches: its
@@ -219,8 +227,8 @@ type BatchState struct {
 	Found bool
 	// Completion is the completion message.
 	Completion FollowUp
-	// Total, Succeeded, Dead count its members.
-	Total, Succeeded, Dead int64
+	// Total, Succeeded, Dead and Cancelled count its members.
+	Total, Succeeded, Dead, Cancelled int64
 	// Created and Done are when it was enqueued and completed, in Unix
 	// ms (Done 0 while it runs).
 	Created, Done int64
@@ -228,7 +236,7 @@ type BatchState struct {
 
 // BatchRead reads batch b from its completion queue's batches.
 func BatchRead(ctx context.Context, r redis.Cmdable, ks []string, b string) (BatchState, error) {
-	v, err := r.HMGet(ctx, ks[keys.Batches], b, b+":n", b+":s", b+":d", b+":at", b+":done").Result()
+	v, err := r.HMGet(ctx, ks[keys.Batches], b, b+":n", b+":s", b+":d", b+":at", b+":done", b+":c").Result()
 	if err != nil {
 		return BatchState{}, err
 	}
@@ -249,6 +257,7 @@ func BatchRead(ctx context.Context, r redis.Cmdable, ks []string, b string) (Bat
 		return n
 	}
 	st.Total, st.Succeeded, st.Dead, st.Created, st.Done = num(v[1]), num(v[2]), num(v[3]), num(v[4]), num(v[5])
+	st.Cancelled = num(v[6])
 	return st, nil
 }
 
@@ -257,11 +266,7 @@ func BatchRead(ctx context.Context, r redis.Cmdable, ks []string, b string) (Bat
 func BatchTicks(ctx context.Context, r Redis, ks []string, ts []MemberTick, keep time.Duration) ([]string, []error) {
 	argss := make([][]any, len(ts))
 	for i, t := range ts {
-		kind := "s"
-		if t.Dead {
-			kind = "d"
-		}
-		argss[i] = []any{t.ID, kind, t.Batch, MS(keep)}
+		argss[i] = []any{t.ID, t.kind(), t.Batch, MS(keep)}
 	}
 	cmds := runPipelined(ctx, r, batchTickScript, ks, argss)
 	answers, errs := make([]string, len(ts)), make([]error, len(ts))
