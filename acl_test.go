@@ -48,6 +48,8 @@ var aclCommands = []string{
 	"hsetnx",
 	"llen", // also the worker's sleep
 	"lpush",
+	"lrange",  // a relay reading handoffs (docs/protocol.md §22)
+	"lrem",    // a relay removing a record it delivered
 	"ltrim",   // a poll's surplus sleep sentinels
 	"ping",    // the health check of WaitResult's subscription
 	"publish", // a final outcome in a queue that uses results; cancel.lua, a cancel of a running message

@@ -88,7 +88,7 @@ func (a *aclTour) flushScripts() error {
 }
 
 func (a *aclTour) run() error {
-	for _, part := range []func() error{a.enqueueAndInspect, a.worker, a.renewal, a.administration, a.results, a.cancel} {
+	for _, part := range []func() error{a.enqueueAndInspect, a.worker, a.renewal, a.administration, a.results, a.cancel, a.handoffs} {
 		if err := part(); err != nil {
 			return err
 		}

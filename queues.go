@@ -50,6 +50,11 @@ type QueueCounts struct {
 	// messages are about Queued less the two.
 	ReadyHigh int64 `json:"ready_high"`
 	ReadyLow  int64 `json:"ready_low"`
+	// HandoffsPending counts the hand-off records (follow-ups, batch
+	// ticks, batch completions) waiting for a relay (docs/protocol.md
+	// §22), read in the same call. Growing means no worker of the queue
+	// relays.
+	HandoffsPending int64 `json:"handoffs_pending"`
 }
 
 // QueueCounts returns the queue's counts in one round trip.
@@ -64,7 +69,8 @@ func (in *Inspector) QueueCounts(ctx context.Context, queue string) (QueueCounts
 		return QueueCounts{}, fmt.Errorf("mq: queue counts of %q: %w", queue, redisError(err))
 	}
 	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total,
-		Dead: n.Dead, Paused: n.Paused, Results: n.Results, ReadyHigh: n.PrioHigh, ReadyLow: n.PrioLow}, nil
+		Dead: n.Dead, Paused: n.Paused, Results: n.Results, ReadyHigh: n.PrioHigh, ReadyLow: n.PrioLow,
+		HandoffsPending: n.Handoffs}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a

@@ -69,9 +69,7 @@ the next page. A queue that does not exist exits with code 3.`,
 				msgs[i] = newMessageView(queue, m)
 			}
 			v := showView{queueView: newQueueView(queue, counts), Messages: msgs, NextCursor: page.Cursor}
-			if v.HandoffsPending, err = c.Inspector().PendingHandoffs(ctx, queue); err != nil {
-				return err
-			}
+			v.HandoffsPending = counts.HandoffsPending
 			if a.json {
 				return printJSON(a.stdout, v)
 			}

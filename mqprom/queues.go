@@ -85,8 +85,6 @@ type queueState struct {
 	counts mq.QueueCounts
 	hist   historySums
 	limits mq.LimitState // docs/protocol.md §19
-	// handoffs counts the hand-off records waiting for a relay.
-	handoffs int64
 }
 
 // NewQueueCollector returns a collector of the counts of the queues of
@@ -236,7 +234,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.slotsHeld, prometheus.GaugeValue, float64(l.SlotsHeld), q)
 			ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(l.Parked), q)
 		}
-		ch <- prometheus.MustNewConstMetric(c.handoffs, prometheus.GaugeValue, float64(st.handoffs), q)
+		ch <- prometheus.MustNewConstMetric(c.handoffs, prometheus.GaugeValue, float64(st.counts.HandoffsPending), q)
 	}
 	if nfailed > 0 {
 		// One line a scrape, however many queues failed (a deadline that
@@ -311,9 +309,6 @@ func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead 
 				}
 				if reads[i].err == nil {
 					reads[i].limits, reads[i].err = c.client.Inspector().Limits(ctx, queues[i])
-				}
-				if reads[i].err == nil {
-					reads[i].handoffs, reads[i].err = c.client.Inspector().PendingHandoffs(ctx, queues[i])
 				}
 			}
 		})

@@ -41,7 +41,7 @@ var scriptParts = map[string][]string{
 	"schedules":    {"lib", "schedules"},
 	"result":       {"lib", "prelude", "status", "result"},
 	"batch-tick":   {"lib", "prelude", "batch-tick"},
-	"cancel":       {"lib", "prelude", "status", "cancel", "delete"}, // a queued message goes on to delete.lua
+	"cancel":       {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "cancel", "delete"}, // a queued message goes on to delete.lua
 	"limits-set":   {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "limits-set"},
 }
 

@@ -150,6 +150,9 @@ type Counts struct {
 	// PrioHigh and PrioLow are the lengths of prio-hi and prio-lo
 	// (§18): at most the ready messages of each priority.
 	PrioHigh, PrioLow int64
+	// Handoffs is the length of handoffs: records waiting for a relay
+	// (§22).
+	Handoffs int64
 }
 
 // QueueCounts reads the queue's counts in one script call, by the formula
@@ -159,11 +162,12 @@ func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	if len(reply) != 10 {
+	if len(reply) != 11 {
 		return Counts{}, fmt.Errorf("%w: queue counts %v", ErrUnexpectedReply, reply)
 	}
 	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4],
-		Dead: reply[5], Paused: reply[6] == 1, Results: reply[7], PrioHigh: reply[8], PrioLow: reply[9]}, nil
+		Dead: reply[5], Paused: reply[6] == 1, Results: reply[7], PrioHigh: reply[8], PrioLow: reply[9],
+		Handoffs: reply[10]}, nil
 }
 
 // Pause pauses the queue (pause true) or resumes it, in one script call
