@@ -86,9 +86,9 @@ type cancelWatch struct {
 
 	mu       sync.Mutex
 	ps       *redis.PubSub
-	channels map[string]int                          // channel -> workers joined
-	running  map[cancelKey]map[*cancelEntry]struct{} // handlings by message
-	heard    map[cancelKey]time.Time                 // cancels heard, for cancelHeardFor
+	channels map[string]int             // channel -> workers joined
+	running  map[cancelKey]*cancelEntry // handlings by message, each a list (almost always of one)
+	heard    map[cancelKey]time.Time    // cancels heard, for cancelHeardFor
 	closed   bool
 	// deaf, set by tests, drops every cancel published, as if the
 	// subscription missed them: renewals still catch them.
@@ -103,10 +103,16 @@ type cancelKey struct {
 	udt         int64
 }
 
-type cancelEntry struct{ cancel context.CancelCauseFunc }
+// cancelEntry is one handling a cancel ends; next is another handling of
+// the same message (a handling whose lock ran out while a second one
+// started), nil almost always.
+type cancelEntry struct {
+	cancel context.CancelCauseFunc
+	next   *cancelEntry
+}
 
 func newCancelWatch(c *Client) *cancelWatch {
-	return &cancelWatch{c: c, channels: map[string]int{}, running: map[cancelKey]map[*cancelEntry]struct{}{},
+	return &cancelWatch{c: c, channels: map[string]int{}, running: map[cancelKey]*cancelEntry{},
 		heard: map[cancelKey]time.Time{}}
 }
 
@@ -186,7 +192,7 @@ func (cw *cancelWatch) fire(k cancelKey) {
 		return
 	}
 	now := time.Now()
-	for e := range cw.running[k] {
+	for e := cw.running[k]; e != nil; e = e.next {
 		e.cancel(ErrCancelled)
 	}
 	if len(cw.heard) >= 1024 {
@@ -199,28 +205,42 @@ func (cw *cancelWatch) fire(k cancelKey) {
 	cw.heard[k] = now
 }
 
-// watch registers a handling of queue's message of step s, which cancel
-// ends, and answers the function that unregisters it.
-func (cw *cancelWatch) watch(queue string, s *protocol.Step, cancel context.CancelCauseFunc) func() {
-	k := cancelKey{channel: protocol.CancelChannel(queue, cw.c.cfg.Cluster), id: s.ID, udt: s.FirstEnqueued}
+// watch registers a handling of the message of step s, of the queue whose
+// cancel channel is channel (protocol.CancelChannel), which cancel ends,
+// and answers the function that unregisters it. It runs once per
+// handling: one allocation besides the map's entry.
+func (cw *cancelWatch) watch(channel string, s *protocol.Step, cancel context.CancelCauseFunc) func() {
+	k := cancelKey{channel: channel, id: s.ID, udt: s.FirstEnqueued}
 	e := &cancelEntry{cancel: cancel}
 	cw.mu.Lock()
-	if at, ok := cw.heard[k]; ok && time.Since(at) <= cancelHeardFor {
-		cancel(ErrCancelled)
+	if len(cw.heard) > 0 {
+		if at, ok := cw.heard[k]; ok && time.Since(at) <= cancelHeardFor {
+			cancel(ErrCancelled)
+		}
 	}
-	set := cw.running[k]
-	if set == nil {
-		set = map[*cancelEntry]struct{}{}
-		cw.running[k] = set
-	}
-	set[e] = struct{}{}
+	e.next = cw.running[k]
+	cw.running[k] = e
 	cw.mu.Unlock()
-	return func() {
-		cw.mu.Lock()
-		defer cw.mu.Unlock()
-		delete(set, e)
-		if len(set) == 0 && cw.running[k] != nil && len(cw.running[k]) == 0 {
+	return func() { cw.unwatch(k, e) }
+}
+
+// unwatch unregisters handling e of message k.
+func (cw *cancelWatch) unwatch(k cancelKey, e *cancelEntry) {
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	head := cw.running[k]
+	if head == e {
+		if e.next == nil {
 			delete(cw.running, k)
+		} else {
+			cw.running[k] = e.next
+		}
+		return
+	}
+	for p := head; p != nil; p = p.next {
+		if p.next == e {
+			p.next = e.next
+			return
 		}
 	}
 }

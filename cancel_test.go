@@ -447,13 +447,36 @@ func TestCancelHeardBeforeHandling(t *testing.T) {
 	cw.fire(cancelKey{channel: ch, id: "x", udt: 5})
 
 	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cw.watch("q", &protocol.Step{ID: "x", FirstEnqueued: 5}, cancel)()
+	defer cw.watch(ch, &protocol.Step{ID: "x", FirstEnqueued: 5}, cancel)()
 	assert.ErrorIs(t, context.Cause(ctx), ErrCancelled)
 
 	later, cancelLater := context.WithCancelCause(context.Background())
-	defer cw.watch("q", &protocol.Step{ID: "x", FirstEnqueued: 6}, cancelLater)()
+	defer cw.watch(ch, &protocol.Step{ID: "x", FirstEnqueued: 6}, cancelLater)()
 	assert.NoError(t, later.Err(), "another message of the id")
 
 	cw.fire(cancelKey{channel: ch, id: "x", udt: 6})
 	assert.ErrorIs(t, context.Cause(later), ErrCancelled, "a running handling")
+}
+
+// TestCancelWatchTwoHandlings: two handlings of one message (the first's
+// lock ran out while the second started) are both ended by its cancel,
+// and each unregisters itself alone.
+func TestCancelWatchTwoHandlings(t *testing.T) {
+	cw := newCancelWatch(&Client{})
+	ch := protocol.CancelChannel("q", false)
+	s := &protocol.Step{ID: "x", FirstEnqueued: 5}
+	first, cancelFirst := context.WithCancelCause(context.Background())
+	second, cancelSecond := context.WithCancelCause(context.Background())
+	third, cancelThird := context.WithCancelCause(context.Background())
+	unwatchFirst := cw.watch(ch, s, cancelFirst)
+	unwatchSecond := cw.watch(ch, s, cancelSecond)
+	unwatchThird := cw.watch(ch, s, cancelThird)
+	unwatchSecond() // from the middle of the list
+	cw.fire(cancelKey{channel: ch, id: "x", udt: 5})
+	assert.ErrorIs(t, context.Cause(first), ErrCancelled)
+	assert.NoError(t, second.Err(), "unregistered")
+	assert.ErrorIs(t, context.Cause(third), ErrCancelled)
+	unwatchThird()
+	unwatchFirst()
+	assert.Empty(t, cw.running, "nothing left registered")
 }

@@ -189,6 +189,7 @@ func (w *Worker) start(ctx context.Context) error {
 	} else {
 		deliveries = make(chan engine.Delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch))
 	}
+	cancelChannel := protocol.CancelChannel(w.queue, w.c.cfg.Cluster) // (built once, not per handling)
 	r := &run{
 		running:        true,
 		stopPolling:    stopPolling,
@@ -223,7 +224,7 @@ func (w *Worker) start(ctx context.Context) error {
 			Room:           w.room,
 			Completer:      w.completer,
 			Watch: func(s *protocol.Step, cancel context.CancelCauseFunc) func() {
-				return w.c.cancels.watch(w.queue, s, cancel)
+				return w.c.cancels.watch(cancelChannel, s, cancel)
 			},
 		}),
 		started:     time.Now(),
