@@ -59,3 +59,48 @@ func TestLimitsRefusedInput(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n.Total, "nothing enqueued")
 }
+
+// TestLimitsInQueueCounts: the slots held and the messages parked show in
+// the queue's counts (one call), as Inspector.Limits reads them.
+func TestLimitsInQueueCounts(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
+	ctx := context.Background()
+	require.NoError(t, c.Inspector().SetLimits(ctx, q, Limits{Concurrency: 5, KeyConcurrency: 1}))
+	for _, id := range []string{"a", "b"} {
+		_, err := c.Enqueue(ctx, q, id, &EnqueueOptions{MessageID: id, LimitKey: "k"})
+		require.NoError(t, err)
+	}
+	holding := make(chan struct{}, 2)
+	release := make(chan struct{})
+	w, err := c.StartWorker(ctx, q, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		HandlerThreads: 2, // room for the second: it is polled, and parked
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			holding <- struct{}{}
+			<-release
+			return nil
+		})})
+	require.NoError(t, err)
+	defer w.Close()
+	<-holding
+	queuetest.WaitFor(t, "the second message parked behind the first", func() bool {
+		n, err := c.Inspector().QueueCounts(ctx, q)
+		require.NoError(t, err)
+		return n.LimitParked == 1
+	})
+	n, err := c.Inspector().QueueCounts(ctx, q)
+	require.NoError(t, err)
+	st, err := c.Inspector().Limits(ctx, q)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n.LimitSlotsHeld)
+	assert.Equal(t, st.SlotsHeld, n.LimitSlotsHeld)
+	assert.Equal(t, st.Parked, n.LimitParked)
+	close(release)
+	queuetest.WaitFor(t, "both handled and the slot freed", func() bool {
+		n, err := c.Inspector().QueueCounts(ctx, q)
+		require.NoError(t, err)
+		return n.Total == 0 && n.LimitSlotsHeld == 0 && n.LimitParked == 0
+	})
+}

@@ -55,6 +55,12 @@ type QueueCounts struct {
 	// §22), read in the same call. Growing means no worker of the queue
 	// relays.
 	HandoffsPending int64 `json:"handoffs_pending"`
+	// LimitSlotsHeld and LimitParked are the concurrency slots held in
+	// the queue and the messages parked for want of a slot of their limit
+	// key (Inspector.SetLimits, docs/protocol.md §19), read in the same
+	// call; 0 for a queue without concurrency limits.
+	LimitSlotsHeld int64 `json:"limit_slots_held"`
+	LimitParked    int64 `json:"limit_parked"`
 }
 
 // QueueCounts returns the queue's counts in one round trip.
@@ -70,7 +76,7 @@ func (in *Inspector) QueueCounts(ctx context.Context, queue string) (QueueCounts
 	}
 	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total,
 		Dead: n.Dead, Paused: n.Paused, Results: n.Results, ReadyHigh: n.PrioHigh, ReadyLow: n.PrioLow,
-		HandoffsPending: n.Handoffs}, nil
+		HandoffsPending: n.Handoffs, LimitSlotsHeld: n.SlotsHeld, LimitParked: n.Parked}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a

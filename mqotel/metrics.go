@@ -35,6 +35,16 @@ const (
 	// the other ready messages are normal): mq.QueueCounts.ReadyHigh and
 	// ReadyLow, upper bounds (see there).
 	QueueReadyByPriorityName = "carmine_mq.queue.ready_by_priority"
+	// QueueLimitSlotsName is an observable gauge of the concurrency
+	// slots a queue's handlings hold (mq.Inspector.SetLimits,
+	// mq.QueueCounts.LimitSlotsHeld); QueueLimitParkedName of the
+	// messages parked for want of a slot of their limit key.
+	QueueLimitSlotsName  = "carmine_mq.queue.limit.slots_held"
+	QueueLimitParkedName = "carmine_mq.queue.limit.parked"
+	// QueueHandoffsName is an observable gauge of the hand-off records
+	// (follow-ups, batch ticks and completions) waiting for a relay
+	// (mq.QueueCounts.HandoffsPending).
+	QueueHandoffsName = "carmine_mq.queue.handoffs_pending"
 )
 
 // MetricsObserver is an mq.Observer that records every handling it is
@@ -109,7 +119,13 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 		metric.WithDescription("Results the queue keeps: what handlers gave with their successes, bounded by the workers' ResultMaxCount and ResultMaxAge."))
 	byPriority, err4 := m.Int64ObservableGauge(QueueReadyByPriorityName, metric.WithUnit("{message}"),
 		metric.WithDescription("Ready messages of the queue with a priority, by priority (high or low), read from Redis; an upper bound."))
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	slots, err5 := m.Int64ObservableGauge(QueueLimitSlotsName, metric.WithUnit("{slot}"),
+		metric.WithDescription("Concurrency slots held by the queue's handlings, for its concurrency limits; 0 without."))
+	parked, err6 := m.Int64ObservableGauge(QueueLimitParkedName, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages of the queue parked for want of a concurrency slot of their limit key."))
+	handoffs, err7 := m.Int64ObservableGauge(QueueHandoffsName, metric.WithUnit("{record}"),
+		metric.WithDescription("Hand-off records of the queue waiting for a relay; growing means no worker of the queue relays."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
 		return nil, fmt.Errorf("mqotel: queue gauges: %w", err)
 	}
 	queues = append([]string(nil), queues...)
@@ -143,9 +159,12 @@ func RegisterQueueGauges(client *mq.Client, queues []string, opts ...Option) (me
 			o.ObserveInt64(results, qc.Results, metric.WithAttributes(base...))
 			o.ObserveInt64(byPriority, qc.ReadyHigh, metric.WithAttributes(append(base, PriorityKey.String("high"))...))
 			o.ObserveInt64(byPriority, qc.ReadyLow, metric.WithAttributes(append(base, PriorityKey.String("low"))...))
+			o.ObserveInt64(slots, qc.LimitSlotsHeld, metric.WithAttributes(base...))
+			o.ObserveInt64(parked, qc.LimitParked, metric.WithAttributes(base...))
+			o.ObserveInt64(handoffs, qc.HandoffsPending, metric.WithAttributes(base...))
 		}
 		return errors.Join(errs...)
-	}, messages, paused, results, byPriority)
+	}, messages, paused, results, byPriority, slots, parked, handoffs)
 	if err != nil {
 		return nil, fmt.Errorf("mqotel: queue gauges: %w", err)
 	}

@@ -158,6 +158,10 @@ func TestQueueGauges(t *testing.T) {
 	want[mqotel.QueuePausedName+" messaging.destination.name=two"] = 1
 	want[mqotel.QueueResultsName+" messaging.destination.name=one"] = 0
 	want[mqotel.QueueResultsName+" messaging.destination.name=two"] = 0
+	for _, name := range []string{mqotel.QueueLimitSlotsName, mqotel.QueueLimitParkedName, mqotel.QueueHandoffsName} {
+		want[name+" messaging.destination.name=one"] = 0
+		want[name+" messaging.destination.name=two"] = 0
+	}
 	for q, n := range map[string][2]float64{"one": {0, 0}, "two": {1, 0}} {
 		want[mqotel.QueueReadyByPriorityName+" messaging.carmine_mq.priority=high messaging.destination.name="+q] = n[0]
 		want[mqotel.QueueReadyByPriorityName+" messaging.carmine_mq.priority=low messaging.destination.name="+q] = n[1]
