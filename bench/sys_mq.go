@@ -60,6 +60,11 @@ func (s *mqSystem) enqueueMany(ctx context.Context, ps [][]byte, opts *mq.Enqueu
 	for _, p := range ps {
 		s.reqs = append(s.reqs, mq.EnqueueRequest{Message: mq.Raw(p), Options: opts})
 	}
+	return s.sendReqs(ctx)
+}
+
+// sendReqs enqueues s.reqs in one EnqueueMany, failing on a refusal.
+func (s *mqSystem) sendReqs(ctx context.Context) error {
 	res, err := s.c.EnqueueMany(ctx, s.queue, s.reqs...)
 	if err != nil {
 		return err

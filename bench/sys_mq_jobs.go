@@ -49,14 +49,5 @@ func (s *mqJobsSystem) enqueueBatch(ctx context.Context, ps [][]byte) error {
 	for _, p := range ps {
 		s.reqs = append(s.reqs, mq.EnqueueRequest{Message: mq.Raw(p), Options: s.options()})
 	}
-	res, err := s.c.EnqueueMany(ctx, s.queue, s.reqs...)
-	if err != nil {
-		return err
-	}
-	for _, r := range res {
-		if !r.OK() {
-			return r.Refused
-		}
-	}
-	return nil
+	return s.sendReqs(ctx)
 }
