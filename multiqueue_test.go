@@ -294,3 +294,37 @@ func TestMultiWorkerQueues(t *testing.T) {
 	}
 	require.ErrorIs(t, m.Start(t.Context()), ErrClientClosed)
 }
+
+// TestMultiCancel: a cancel reaches a handling of any queue of a
+// multi-queue worker through the subscription (no lock renewal to fall
+// back on), each queue's handlings watched under its own channel.
+func TestMultiCancel(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	c := newClient(t, s, nil)
+	ctx := context.Background()
+	qa, qb := queuetest.QueueName(t)+":a", queuetest.QueueName(t)+":b"
+	running := make(chan string, 2)
+	causes := make(chan error, 2)
+	startMulti(t, c, Weighted{{qa, 1}, {qb, 1}}, WorkerConfig{HandlerThreads: 2, NoLockRenewal: true},
+		func(ctx context.Context, m *Message) error {
+			running <- m.Queue
+			<-ctx.Done()
+			causes <- context.Cause(ctx)
+			return ctx.Err()
+		})
+	for _, q := range []string{qb, qa} {
+		_, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "x"})
+		require.NoError(t, err)
+		require.Equal(t, q, <-running)
+		r, err := c.Cancel(ctx, q, "x")
+		require.NoError(t, err)
+		require.Equal(t, CancelSignalled, r)
+		select {
+		case err := <-causes:
+			assert.ErrorIs(t, err, ErrCancelled, "queue %s", q)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the handling of queue %s never heard its cancel", q)
+		}
+	}
+}

@@ -54,6 +54,15 @@ type Worker struct {
 	// where its deliveries go in them (multiqueue.go).
 	multi *MultiWorker
 	lane  *engine.Lane
+	// cancelChannel is the queue's cancel channel (docs/protocol.md §20),
+	// built once rather than per handling.
+	cancelChannel string
+}
+
+// watchCancels registers a handling of the message of step s with the
+// client's cancel watch, for cancel to end it (engine.Lane.Watch).
+func (w *Worker) watchCancels(s *protocol.Step, cancel context.CancelCauseFunc) func() {
+	return w.c.cancels.watch(w.cancelChannel, s, cancel)
 }
 
 // run is one run of a worker, from Start to the return of its last
@@ -109,7 +118,8 @@ func (c *Client) NewWorker(queue string, cfg *WorkerConfig) (*Worker, error) {
 		id:    randomID(),
 		epoch: time.Now(),
 
-		relayKick: make(chan struct{}, 1),
+		relayKick:     make(chan struct{}, 1),
+		cancelChannel: protocol.CancelChannel(queue, c.cfg.Cluster),
 	}
 	w.cfg.Monitor = w.withPollNote(w.cfg.Monitor)
 	w.room = engine.NewRoom(wc.HandlerThreads, wc.Prefetch, wc.Throttle != nil, wc.LockTime)
@@ -189,7 +199,6 @@ func (w *Worker) start(ctx context.Context) error {
 	} else {
 		deliveries = make(chan engine.Delivery, w.cfg.HandlerThreads+max(0, w.cfg.Prefetch))
 	}
-	cancelChannel := protocol.CancelChannel(w.queue, w.c.cfg.Cluster) // (built once, not per handling)
 	r := &run{
 		running:        true,
 		stopPolling:    stopPolling,
@@ -223,9 +232,7 @@ func (w *Worker) start(ctx context.Context) error {
 			Store:          (*queueStore)(w),
 			Room:           w.room,
 			Completer:      w.completer,
-			Watch: func(s *protocol.Step, cancel context.CancelCauseFunc) func() {
-				return w.c.cancels.watch(cancelChannel, s, cancel)
-			},
+			Watch:          w.watchCancels,
 		}),
 		started:     time.Now(),
 		startCounts: w.counters(),

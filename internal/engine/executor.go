@@ -40,6 +40,9 @@ type Lane struct {
 	Store     Store // for lock renewals
 	Room      *Room // freed as messages are done with
 	Completer Adder // where outcomes go: the completer
+	// Watch, when set, watches for cancels of the queue's message of
+	// step s (see ExecutorConfig.Watch).
+	Watch func(s *protocol.Step, cancel context.CancelCauseFunc) (unwatch func())
 }
 
 // stale tells whether a delivery should go back rather than to a handler:
@@ -124,7 +127,8 @@ type Executor struct {
 // NewExecutor returns an executor, not yet started.
 func NewExecutor(cfg ExecutorConfig) *Executor {
 	return &Executor{cfg: cfg, handlings: make([]atomic.Int32, cfg.HandlerThreads), done: make(chan struct{}),
-		own: Lane{Handler: cfg.Handler, Events: cfg.Events, Store: cfg.Store, Room: cfg.Room, Completer: cfg.Completer}}
+		own: Lane{Handler: cfg.Handler, Events: cfg.Events, Store: cfg.Store, Room: cfg.Room, Completer: cfg.Completer,
+			Watch: cfg.Watch}}
 }
 
 // lane is where d's handling goes: its own lane, else the executor's.
@@ -224,8 +228,8 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 	}
 	lock := newLock(ln.Store, s.ID, s.LockTime, s.LockedUntil, d.Sent.Add(s.LockTime), cancel, expiry)
 	defer lock.over()
-	if x.cfg.Watch != nil {
-		defer x.cfg.Watch(s, cancel)()
+	if ln.Watch != nil { // (the delivery's queue's: a shared executor has none of its own)
+		defer ln.Watch(s, cancel)()
 	}
 
 	var renewWG sync.WaitGroup
