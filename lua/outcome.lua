@@ -345,7 +345,8 @@ local function keep_result(mid, result, now)
 end
 
 -- notify_final tells the waiters of a queue that uses results (§21) that
--- mid is finished (a success, with or without a result, or a dead letter):
+-- mid is finished (a success, with or without a result, a dead letter, or
+-- a cancel, §20):
 -- a PUBLISH of mid on the channel named as the results key. A waiter
 -- subscribes before it reads, so it misses none. A PUBLISH refused (an
 -- ACL user without the channel) fails nothing: waiters then find the
@@ -436,6 +437,7 @@ end
 -- retried and never a dead letter. Its lock is the caller's to release.
 local function cancel_now(mid)
   tick_batch(mid, nil, 'c') -- (before collect, which drops the policy)
+  notify_final(mid) -- (a waiter for its result learns there is none)
   redis.call('hdel', K_MESSAGES_RQ, mid)
   redis.call('hdel', K_LOCK_TIMES_RQ, mid)
   redis.call('srem', K_REQUEUE, mid)

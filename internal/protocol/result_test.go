@@ -161,8 +161,13 @@ func TestResultNotify(t *testing.T) {
 		st = handOut(t, s, q, "b")
 		require.True(t, succeedWith(t, s, q, st, "", PollArgs{}))
 		bury(t, s, q, "c", PollArgs{LockTime: time.Minute, Sleeps: testSleeps})
+		st = handOut(t, s, q, "d")
+		r, err := poll(ctx, s, q, PollArgs{LockTime: testLockMS * time.Millisecond,
+			Completions: []Completion{{ID: st.ID, LockedUntil: st.LockedUntil, Outcome: OutcomeCancelled}}})
+		require.NoError(t, err)
+		require.True(t, r.Cancelled[0])
 		var got []string
-		for len(got) < 3 {
+		for len(got) < 4 {
 			select {
 			case m := <-notices:
 				got = append(got, m.Payload)
@@ -170,7 +175,7 @@ func TestResultNotify(t *testing.T) {
 				t.Fatalf("notices so far: %v", got)
 			}
 		}
-		assert.Equal(t, []string{"a", "b", "c"}, got, "the success that kept a result, then every final outcome")
+		assert.Equal(t, []string{"a", "b", "c", "d"}, got, "the success that kept a result, then every final outcome, a cancel too")
 	})
 }
 
