@@ -280,3 +280,42 @@ func TestBatchCancelledMember(t *testing.T) {
 	assert.EqualValues(t, 3, info.Finished())
 	assert.EqualValues(t, 1, info.Cancelled)
 }
+
+// TestBatchDeletedMember: a member deleted, or cancelled, while queued
+// finishes its batch as cancelled, so that the batch still completes.
+func TestBatchDeletedMember(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	ctx := context.Background()
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
+	qd := q + "-done"
+	members := []BatchMessage{
+		{Queue: q, Message: 0, Options: &EnqueueOptions{MessageID: "deleted"}},
+		{Queue: q, Message: 1, Options: &EnqueueOptions{MessageID: "cancelled"}},
+		{Queue: q, Message: 2},
+	}
+	b, _, err := c.EnqueueBatch(ctx, members, BatchMessage{Queue: qd, Message: "done"})
+	require.NoError(t, err)
+	deleted, err := c.Inspector().DeleteMessage(ctx, q, "deleted")
+	require.NoError(t, err)
+	require.True(t, deleted)
+	r, err := c.Cancel(ctx, q, "cancelled")
+	require.NoError(t, err)
+	require.Equal(t, CancelRemoved, r)
+	got := make(chan BatchCounts, 1)
+	startSubscribed(t, c, q, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error { return nil })})
+	startSubscribed(t, c, qd, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			bc, _ := m.BatchCounts()
+			got <- bc
+			return nil
+		})})
+	select {
+	case bc := <-got:
+		assert.Equal(t, BatchCounts{Batch: b, Succeeded: 1, Cancelled: 2}, bc)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no completion: a deleted member never ticked")
+	}
+}

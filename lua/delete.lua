@@ -6,7 +6,8 @@
 -- drops it (§4), as one in prio-hi or prio-lo (§18); its due and window
 -- entries, its own policy (§14), its priority, its limits state (§19), its
 -- cancel and progress (§20) go at once, and so does its result (§21). Its
--- dead letter, if it has one, stays (§11).
+-- dead letter, if it has one, stays (§11). A batch member not yet finished
+-- ticks its batch as cancelled (§22), so that the batch still completes.
 --
 -- KEYS: the queue's keys (prelude.lua).
 -- ARGV[1..n] mids
@@ -19,6 +20,10 @@ local reply = {}
 for i = 1, #ARGV do
   local mid = ARGV[i]
   local base = message_status(mid, now)
+  -- (§22) a batch member deleted (or cancelled while queued, cancel.lua)
+  -- before it finished finishes its batch as cancelled; a done one ticked
+  -- with its success
+  if base ~= 'nil' and base ~= 'done' then tick_batch(mid, nil, 'c') end
   -- (§19) its slot freed, its parked entry and reservation dropped
   if feature_used('limits') then limits_freed(mid, 'collect') end
   for _, key in ipairs({K_MESSAGES, K_MESSAGES_RQ, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS,
