@@ -217,7 +217,8 @@ end
 --   * the message is queued, so a lock entry it has ran out: it goes, as
 --     a poll would delete it at the due entry this overwrites, so that the
 --     counts (§10) never read it as locked. Such a message was on no list
---     (a poll of this library handed it out), so one put in backoff goes
+--     (a poll of this library handed it out), nor was one whose due entry
+--     is due already, so one put in backoff goes
 --     onto mid-circle as well (unless index_only), where Carmine's
 --     protocol keeps a message in backoff and a later Carmine reset is
 --     seen by the next lap;
@@ -229,11 +230,19 @@ end
 local function set_init_backoff()
   local expired_lock = redis.call('hdel', K_LOCKS, mid) == 1
   if init_backoff > 0 then
+    -- On no list too: one whose due entry is due already (a lock that ran
+    -- out and was taken back by an earlier reset, a backoff that ended):
+    -- it waits for a poll to move it to mids-ready.
+    local on_no_list = expired_lock
+    if not on_no_list and not index_only then
+      local due = tonumber(redis.call('zscore', K_DUE, mid))
+      on_no_list = due ~= nil and due <= now
+    end
     local at = now + init_backoff
     if due_sooner(at) then woken = true end
     redis.call('hset', K_BACKOFFS, mid, at)
     redis.call('zadd', K_DUE, at, mid)
-    if expired_lock and not index_only then
+    if on_no_list and not index_only then
       redis.call('lpush', K_MID_CIRCLE, mid)
     end
   elseif redis.call('hdel', K_BACKOFFS, mid) == 1 then

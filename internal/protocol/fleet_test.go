@@ -508,6 +508,17 @@ func TestFleetCarmineResetOfIndexedBackoff(t *testing.T) {
 			f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x"), CanUpdate: true, ResetInitialBackoff: true,
 				InitialBackoff: 10 * time.Second})
 		}},
+		{"reset to none, then to a backoff, of a lock that ran out", func(f *fleet) {
+			// The first reset takes the lock back and leaves the message
+			// due now, on no list; the second puts it in backoff
+			// (TestFleetRandom, seed 1796585315634013713).
+			f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x")})
+			require.Len(t, f.lap(), 1)
+			f.advance(2 * time.Minute)
+			f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x"), CanUpdate: true, ResetInitialBackoff: true})
+			f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x"), ResetInitialBackoff: true,
+				InitialBackoff: 10 * time.Second})
+		}},
 		{"Carmine's reset of a lock that ran out", func(f *fleet) {
 			f.mustEnqueue(EnqueueMessage{ID: "x", Data: []byte("x")})
 			require.Len(t, f.lap(), 1)
