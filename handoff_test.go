@@ -258,23 +258,12 @@ func TestBatchCancelledMember(t *testing.T) {
 			}
 			return nil
 		})})
-	got := make(chan BatchCounts, 1)
-	startSubscribed(t, c, qd, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
-		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
-			bc, _ := m.BatchCounts()
-			got <- bc
-			return nil
-		})})
+	got := completions(t, c, qd)
 	<-running
 	r, err := c.Cancel(ctx, q, "slow")
 	require.NoError(t, err)
 	require.Equal(t, CancelSignalled, r)
-	select {
-	case bc := <-got:
-		assert.Equal(t, BatchCounts{Batch: b, Succeeded: 2, Cancelled: 1}, bc)
-	case <-time.After(60 * time.Second):
-		t.Fatal("no completion: the cancelled member never ticked")
-	}
+	assert.Equal(t, BatchCounts{Batch: b, Succeeded: 2, Cancelled: 1}, nextCompletion(t, got))
 	info, err := c.Inspector().Batch(ctx, qd, b)
 	require.NoError(t, err)
 	assert.EqualValues(t, 3, info.Finished())
@@ -303,19 +292,35 @@ func TestBatchDeletedMember(t *testing.T) {
 	r, err := c.Cancel(ctx, q, "cancelled")
 	require.NoError(t, err)
 	require.Equal(t, CancelRemoved, r)
-	got := make(chan BatchCounts, 1)
 	startSubscribed(t, c, q, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error { return nil })})
+	got := completions(t, c, qd)
+	assert.Equal(t, BatchCounts{Batch: b, Succeeded: 1, Cancelled: 2}, nextCompletion(t, got))
+}
+
+// completions runs a worker on the completion queue qd whose handler sends
+// each completion's counts.
+func completions(t *testing.T, c *Client, qd string) <-chan BatchCounts {
+	t.Helper()
+	got := make(chan BatchCounts, 1)
 	startSubscribed(t, c, qd, &WorkerConfig{EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			bc, _ := m.BatchCounts()
 			got <- bc
 			return nil
 		})})
+	return got
+}
+
+// nextCompletion waits for the next completion of got: a member that never
+// ticks leaves its batch incomplete, and the test fails here.
+func nextCompletion(t *testing.T, got <-chan BatchCounts) BatchCounts {
+	t.Helper()
 	select {
 	case bc := <-got:
-		assert.Equal(t, BatchCounts{Batch: b, Succeeded: 1, Cancelled: 2}, bc)
+		return bc
 	case <-time.After(60 * time.Second):
-		t.Fatal("no completion: a deleted member never ticked")
+		t.Fatal("no completion: a member never ticked its batch")
+		return BatchCounts{}
 	}
 }

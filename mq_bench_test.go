@@ -62,17 +62,8 @@ func BenchmarkWorker(b *testing.B) {
 	for _, handlers := range []int{1, 8} {
 		b.Run(fmt.Sprintf("handlers=%d", handlers), func(b *testing.B) {
 			c := benchClient(b)
-			ctx := context.Background()
 			n := b.N
-			for i := 0; i < n; i += 1000 {
-				reqs := make([]EnqueueRequest, min(1000, n-i))
-				for j := range reqs {
-					reqs[j].Message = Raw(benchPayload)
-				}
-				if _, err := c.EnqueueMany(ctx, "bench", reqs...); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchFill(b, c, "bench", n)
 			var handled atomic.Int64
 			done := make(chan struct{})
 			b.ReportAllocs()
@@ -144,15 +135,7 @@ func BenchmarkHandoff(b *testing.B) {
 			c := benchClient(b)
 			ctx := context.Background()
 			n := b.N
-			for i := 0; i < n; i += 1000 {
-				reqs := make([]EnqueueRequest, min(1000, n-i))
-				for j := range reqs {
-					reqs[j].Message = Raw(benchPayload)
-				}
-				if _, err := c.EnqueueMany(ctx, "bench", reqs...); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchFill(b, c, "bench", n)
 			var handled atomic.Int64
 			done := make(chan struct{})
 			b.ReportAllocs()
@@ -195,5 +178,19 @@ func BenchmarkHandoff(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
 		})
+	}
+}
+
+// benchFill enqueues n messages of benchPayload to queue, 1,000 a call.
+func benchFill(b *testing.B, c *Client, queue string, n int) {
+	b.Helper()
+	for i := 0; i < n; i += 1000 {
+		reqs := make([]EnqueueRequest, min(1000, n-i))
+		for j := range reqs {
+			reqs[j].Message = Raw(benchPayload)
+		}
+		if _, err := c.EnqueueMany(context.Background(), queue, reqs...); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

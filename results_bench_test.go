@@ -33,17 +33,8 @@ func benchWorkerResults(b *testing.B, withResult bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
 	n := b.N
-	for i := 0; i < n; i += 1000 {
-		reqs := make([]EnqueueRequest, min(1000, n-i))
-		for j := range reqs {
-			reqs[j].Message = Raw(benchPayload)
-		}
-		if _, err := c.EnqueueMany(ctx, "bench", reqs...); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchFill(b, c, "bench", n)
 	var handled atomic.Int64
 	done := make(chan struct{})
 	b.ReportAllocs()
