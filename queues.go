@@ -61,6 +61,9 @@ type QueueCounts struct {
 	// call; 0 for a queue without concurrency limits.
 	LimitSlotsHeld int64 `json:"limit_slots_held"`
 	LimitParked    int64 `json:"limit_parked"`
+	// Limited is set when the queue has limits (Inspector.SetLimits);
+	// Inspector.Limits reads them.
+	Limited bool `json:"limited"`
 }
 
 // QueueCounts returns the queue's counts in one round trip.
@@ -76,7 +79,8 @@ func (in *Inspector) QueueCounts(ctx context.Context, queue string) (QueueCounts
 	}
 	return QueueCounts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Total: n.Total,
 		Dead: n.Dead, Paused: n.Paused, Results: n.Results, ReadyHigh: n.PrioHigh, ReadyLow: n.PrioLow,
-		HandoffsPending: n.Handoffs, LimitSlotsHeld: n.SlotsHeld, LimitParked: n.Parked}, nil
+		HandoffsPending: n.Handoffs, LimitSlotsHeld: n.SlotsHeld, LimitParked: n.Parked,
+		Limited: n.Limited}, nil
 }
 
 // QueueSize returns the approximate number of messages waiting for a

@@ -111,9 +111,11 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 			default:
 				out.Queues[i].Counts = &c
 				out.Queues[i].History = h.hist.record(q, h.now(), c)
-				if l, err := h.queueLimits(ctx, q); err != nil {
-					h.log.ErrorContext(ctx, "queue limits", "queue", q, "error", err)
-				} else {
+				if c.limited { // (a queue without limits spares their read)
+					l, err := h.queueLimits(ctx, q)
+					if err != nil {
+						h.log.ErrorContext(ctx, "queue limits", "queue", q, "error", err)
+					}
 					out.Queues[i].Limits = l
 				}
 			}

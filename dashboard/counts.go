@@ -24,6 +24,9 @@ type counts struct {
 	// are high and low (mq.QueueCounts).
 	ReadyHigh int64 `json:"ready_high"`
 	ReadyLow  int64 `json:"ready_low"`
+	// limited tells that the queue has limits or uses them: the overview
+	// reads them then only.
+	limited bool
 }
 
 // queueCounts reads queue's counts: Inspector.QueueCounts, one O(1) script
@@ -34,7 +37,8 @@ func (h *handler) queueCounts(ctx context.Context, queue string) (counts, error)
 		return counts{}, err
 	}
 	c := counts{Queued: n.Queued, Locked: n.Locked, Backoff: n.Backoff, Done: n.Done, Dead: n.Dead, Total: n.Total, Paused: n.Paused,
-		ReadyHigh: n.ReadyHigh, ReadyLow: n.ReadyLow, HandoffsPending: n.HandoffsPending}
+		ReadyHigh: n.ReadyHigh, ReadyLow: n.ReadyLow, HandoffsPending: n.HandoffsPending,
+		limited: n.Limited || n.LimitSlotsHeld != 0 || n.LimitParked != 0}
 	return c, nil
 }
 

@@ -84,7 +84,6 @@ type QueueCollector struct {
 type queueState struct {
 	counts mq.QueueCounts
 	hist   historySums
-	limits mq.LimitState // docs/protocol.md §19
 }
 
 // NewQueueCollector returns a collector of the counts of the queues of
@@ -230,9 +229,9 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.byPriority, prometheus.GaugeValue, float64(n.ReadyHigh), q, "high")
 		ch <- prometheus.MustNewConstMetric(c.byPriority, prometheus.GaugeValue, float64(n.ReadyLow), q, "low")
 		c.collectHistory(ch, q, st.hist)
-		if l := st.limits; l.Limits != (mq.Limits{}) || l.SlotsHeld != 0 || l.Parked != 0 {
-			ch <- prometheus.MustNewConstMetric(c.slotsHeld, prometheus.GaugeValue, float64(l.SlotsHeld), q)
-			ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(l.Parked), q)
+		if n := st.counts; n.Limited || n.LimitSlotsHeld != 0 || n.LimitParked != 0 {
+			ch <- prometheus.MustNewConstMetric(c.slotsHeld, prometheus.GaugeValue, float64(n.LimitSlotsHeld), q)
+			ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(n.LimitParked), q)
 		}
 		ch <- prometheus.MustNewConstMetric(c.handoffs, prometheus.GaugeValue, float64(st.counts.HandoffsPending), q)
 	}
@@ -295,7 +294,7 @@ func (c *QueueCollector) lastRead(q string) (queueState, bool) {
 }
 
 // read reads the counts and history of queues, Concurrency at a time,
-// three round trips each, and answers them in the order of queues.
+// two round trips each, and answers them in the order of queues.
 func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead {
 	reads := make([]queueRead, len(queues))
 	next := make(chan int)
@@ -306,9 +305,6 @@ func (c *QueueCollector) read(ctx context.Context, queues []string) []queueRead 
 				reads[i].counts, reads[i].err = c.client.Inspector().QueueCounts(ctx, queues[i])
 				if reads[i].err == nil {
 					reads[i].hist, reads[i].err = readHistory(ctx, c.client, queues[i])
-				}
-				if reads[i].err == nil {
-					reads[i].limits, reads[i].err = c.client.Inspector().Limits(ctx, queues[i])
 				}
 			}
 		})

@@ -156,6 +156,8 @@ type Counts struct {
 	// SlotsHeld and Parked are the concurrency slots held in the queue
 	// and the messages parked for want of one of their key (§19).
 	SlotsHeld, Parked int64
+	// Limited is set when the queue has limits (§19).
+	Limited bool
 }
 
 // QueueCounts reads the queue's counts in one script call, by the formula
@@ -165,12 +167,12 @@ func QueueCounts(ctx context.Context, r Redis, keys []string) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	if len(reply) != 13 {
+	if len(reply) != 14 {
 		return Counts{}, fmt.Errorf("%w: queue counts %v", ErrUnexpectedReply, reply)
 	}
 	return Counts{Total: reply[0], Locked: reply[1], Backoff: reply[2], Done: reply[3], Queued: reply[4],
 		Dead: reply[5], Paused: reply[6] == 1, Results: reply[7], PrioHigh: reply[8], PrioLow: reply[9],
-		Handoffs: reply[10], SlotsHeld: reply[11], Parked: reply[12]}, nil
+		Handoffs: reply[10], SlotsHeld: reply[11], Parked: reply[12], Limited: reply[13] == 1}, nil
 }
 
 // Pause pauses the queue (pause true) or resumes it, in one script call
