@@ -11,29 +11,44 @@
 -- script runs, and the prelude binds all thirty-one keys of the queue.
 --
 -- KEYS: messages, udts, mids-ready, mid-circle, isleep-a, isleep-b,
---   enqueue-receipts, enqueue-receipts-prev; then lock-times and meta,
---   only when a message has a lock time or metadata, or stale metadata
---   must go (a Carmine worker may read the queue)
+--   enqueue-receipts; then enqueue-receipts-prev, only on a sampled call
+--   (the token ends in '0', below); then lock-times and meta, only when a
+--   message has a lock time or metadata, or stale metadata must go (a
+--   Carmine worker may read the queue)
 -- ARGV[1]: the call's token on its first send, '' on every send after it
 --   (a send after the first looks for the call's receipt: enqueue.lua)
--- ARGV[2]: how long to keep the call's receipt at least, in ms
--- ARGV[3]: '' without lock-times and meta; with them, '1' when a message
---   without metadata has its meta entry deleted, '0' when not
--- ARGV[4..]: per message, its id and content, and with lock-times and meta
---   its lock time in ms ('0' for the worker's) and metadata ('' for none)
+-- then, on a sampled call only: how long to keep the call's receipt at
+--   least, in ms
+-- then, with lock-times and meta only: '1' when a message without
+--   metadata has its meta entry deleted, '0' when not
+-- then per message: its id and content, and with lock-times and meta its
+--   lock time in ms ('0' for the worker's) and metadata ('' for none)
+-- Every key and argument costs Redis about as much as a command the
+-- script runs, so those a call does not use are not passed.
 --
 -- Reply: 'added', for every message, or nil when the call must go through
 -- enqueue.lua.
-local K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_ISLEEP_A, K_ISLEEP_B = KEYS[5], KEYS[6]
-local K_RECEIPTS, K_RECEIPTS_PREV = KEYS[7], KEYS[8]
-local K_LOCK_TIMES, K_META = KEYS[9], KEYS[10]
-
-local token, mode = ARGV[1], ARGV[3]
+local token = ARGV[1]
 if token == '' then return nil end
-local per = 2
-if mode ~= '' then per = 4 end
-local n = (#ARGV - 3) / per
+local K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_ISLEEP_A, K_ISLEEP_B, K_RECEIPTS = KEYS[5], KEYS[6], KEYS[7]
+-- One call in sixteen (the token's last digit is '0') also reads when the
+-- receipts' current generation began, and starts a new one when it is old
+-- enough.
+local sampled = string.byte(token, -1) == 48
+local K_RECEIPTS_PREV, keep_ms
+local k, at = 8, 2
+if sampled then
+  K_RECEIPTS_PREV, keep_ms = KEYS[8], tonumber(ARGV[2])
+  k, at = 9, 3
+end
+local K_LOCK_TIMES, K_META = KEYS[k], KEYS[k + 1]
+local mode, per = '', 2
+if K_LOCK_TIMES then
+  mode, per = ARGV[at], 4
+  at = at + 1
+end
+local n = (#ARGV - at + 1) / per
 
 -- The contents first: one new id is both checked and stored by HSETNX;
 -- many are read with one HMGET, and stored with one HSET only if all are
@@ -42,13 +57,13 @@ local n = (#ARGV - 3) / per
 -- the common case, builds no table.
 local ids
 if n == 1 then
-  if redis.call('hsetnx', K_MESSAGES, ARGV[4], ARGV[5]) == 0 then return nil end
+  if redis.call('hsetnx', K_MESSAGES, ARGV[at], ARGV[at + 1]) == 0 then return nil end
 else
   local contents = {}
   ids = {}
   for i = 1, n do
-    local at = 4 + (i - 1) * per
-    ids[i], contents[2 * i - 1], contents[2 * i] = ARGV[at], ARGV[at], ARGV[at + 1]
+    local a = at + (i - 1) * per
+    ids[i], contents[2 * i - 1], contents[2 * i] = ARGV[a], ARGV[a], ARGV[a + 1]
   end
   local seen = {}
   for i, held in ipairs(redis.call('hmget', K_MESSAGES, unpack(ids))) do
@@ -63,7 +78,7 @@ end
 local t = redis.call('time')
 local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
 if n == 1 then
-  redis.call('hset', K_UDTS, ARGV[4], now)
+  redis.call('hset', K_UDTS, ARGV[at], now)
 else
   local udts = {}
   for i = 1, n do
@@ -72,12 +87,12 @@ else
   redis.call('hset', K_UDTS, unpack(udts))
 end
 
-if mode ~= '' then
+if K_LOCK_TIMES then
   local locks, metas, stale = {}, {}, {}
   for i = 1, n do
-    local at = 4 + (i - 1) * per
-    local lock_ms, meta = ARGV[at + 2], ARGV[at + 3]
-    local mid = ARGV[at]
+    local a = at + (i - 1) * per
+    local lock_ms, meta = ARGV[a + 2], ARGV[a + 3]
+    local mid = ARGV[a]
     if lock_ms ~= '0' then
       locks[#locks + 1], locks[#locks + 2] = mid, lock_ms
     end
@@ -99,7 +114,7 @@ end
 -- circle needs a look only when mids-ready was empty.
 local ready_len
 if n == 1 then
-  ready_len = redis.call('lpush', K_MIDS_READY, ARGV[4])
+  ready_len = redis.call('lpush', K_MIDS_READY, ARGV[at])
 else
   ready_len = redis.call('lpush', K_MIDS_READY, unpack(ids))
 end
@@ -107,19 +122,16 @@ if ready_len == n and redis.call('exists', K_MID_CIRCLE) == 0 then
   redis.call('lpush', K_MID_CIRCLE, 'end-of-circle')
 end
 
--- The receipt (§8), as enqueue.lua writes it on a first send: one call in
--- sixteen (the token's last digit is '0') also reads when the current
--- generation began, and starts a new one when it is old enough.
+-- The receipt (§8), as enqueue.lua writes it on a first send; a sampled
+-- call reads when the current generation began, and starts a new one when
+-- it is old enough.
 local codes = 'a'
 if n > 1 then codes = string.rep('a', n) end
-local since = false
-if string.byte(token, -1) == 48 then
-  since = tonumber(redis.call('hget', K_RECEIPTS, '@since'))
-end
-if since == false then
-  redis.call('hset', K_RECEIPTS, token, codes)
+if sampled then
+  local since = tonumber(redis.call('hget', K_RECEIPTS, '@since'))
+  receipt_put(K_RECEIPTS, K_RECEIPTS_PREV, token, codes, since, keep_ms, tonumber(now))
 else
-  receipt_put(K_RECEIPTS, K_RECEIPTS_PREV, token, codes, since, tonumber(ARGV[2]), tonumber(now))
+  redis.call('hset', K_RECEIPTS, token, codes)
 end
 
 -- Wake one sleeping worker (§5), once for the call, as enqueue.lua does,

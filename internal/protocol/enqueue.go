@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -179,12 +180,23 @@ func (c EnqueueCall) leanOptional() bool {
 	return false
 }
 
+// sampled tells whether the call is one of the one in sixteen whose
+// first send reads when the receipts' generation began (its token ends in
+// '0', §8): only such a call passes enqueue-new.lua the previous
+// generation's key and the receipts' keep time.
+func (c EnqueueCall) sampled() bool {
+	return strings.HasSuffix(c.Token, "0")
+}
+
 // leanKeys answers the keys enqueue-new.lua takes, from all the queue's
 // keys.
 func leanKeys(all []string, c EnqueueCall) []string {
 	ks := make([]string, 0, 10)
 	ks = append(ks, all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.MidCircle],
-		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts], all[keys.EnqueueReceiptsPrev])
+		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts])
+	if c.sampled() {
+		ks = append(ks, all[keys.EnqueueReceiptsPrev])
+	}
 	if c.leanOptional() {
 		ks = append(ks, all[keys.LockTimes], all[keys.Meta])
 	}
@@ -198,10 +210,13 @@ func leanArgv(c EnqueueCall) []any {
 	if optional {
 		per = 4
 	}
-	args := make([]any, 3, 3+per*len(c.Messages))
-	args[0], args[1], args[2] = firstSendToken{c.Token, c.Sends}, MS(c.Keep), ""
+	args := make([]any, 0, 3+per*len(c.Messages))
+	args = append(args, firstSendToken{c.Token, c.Sends})
+	if c.sampled() {
+		args = append(args, MS(c.Keep))
+	}
 	if optional {
-		args[2] = boolArg(!c.IndexOnly)
+		args = append(args, boolArg(!c.IndexOnly))
 	}
 	for _, m := range c.Messages {
 		args = append(args, m.ID, m.Data)

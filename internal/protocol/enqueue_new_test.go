@@ -149,26 +149,36 @@ func TestEnqueueNewLeavesTheRest(t *testing.T) {
 }
 
 // TestEnqueueNewArgsInStep: lock-times and meta, and the per-message
-// lock times and metadata, come together, as the script's header says.
+// lock times and metadata, come together, as the script's header says;
+// and only a sampled call (its token ends in '0') passes the previous
+// receipts' key and the keep time.
 func TestEnqueueNewArgsInStep(t *testing.T) {
 	all := keys.All("q", false)
 	base := []string{all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.MidCircle],
-		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts], all[keys.EnqueueReceiptsPrev]}
+		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts]}
 	plain := EnqueueMessage{ID: "p", Data: []byte("d")}
-	for _, m := range []EnqueueMessage{{ID: "m", Data: []byte("d")}, {ID: "m", Data: []byte("d"), Metadata: []byte("m")},
-		{ID: "m", Data: []byte("d"), LockTime: time.Second}} {
-		for _, indexOnly := range []bool{false, true} {
-			c := EnqueueCall{Token: "t", Sends: new(Sends), Keep: time.Minute, IndexOnly: indexOnly, Messages: []EnqueueMessage{plain, m}}
-			ks, args := leanKeys(all, c), leanArgv(c)
-			optional := len(m.Metadata) > 0 || m.LockTime > 0 || !indexOnly
-			if !optional {
-				assert.Equal(t, base, ks)
-				assert.Equal(t, []any{int64(60000), "", "p", []byte("d"), "m", []byte("d")}, args[1:])
-				continue
+	for _, token := range []string{"t1", "t0"} {
+		sampled := token == "t0"
+		wantKeys, wantArgs := slices.Clone(base), []any{}
+		if sampled {
+			wantKeys, wantArgs = append(wantKeys, all[keys.EnqueueReceiptsPrev]), append(wantArgs, int64(60000))
+		}
+		for _, m := range []EnqueueMessage{{ID: "m", Data: []byte("d")}, {ID: "m", Data: []byte("d"), Metadata: []byte("m")},
+			{ID: "m", Data: []byte("d"), LockTime: time.Second}} {
+			for _, indexOnly := range []bool{false, true} {
+				c := EnqueueCall{Token: token, Sends: new(Sends), Keep: time.Minute, IndexOnly: indexOnly, Messages: []EnqueueMessage{plain, m}}
+				ks, args := leanKeys(all, c), leanArgv(c)
+				assert.Equal(t, firstSendToken{token, c.Sends}, args[0])
+				optional := len(m.Metadata) > 0 || m.LockTime > 0 || !indexOnly
+				if !optional {
+					assert.Equal(t, wantKeys, ks)
+					assert.Equal(t, append(slices.Clone(wantArgs), "p", []byte("d"), "m", []byte("d")), args[1:])
+					continue
+				}
+				assert.Equal(t, append(slices.Clone(wantKeys), all[keys.LockTimes], all[keys.Meta]), ks)
+				assert.Equal(t, append(slices.Clone(wantArgs), boolArg(!indexOnly), "p", []byte("d"), int64(0), []byte(nil),
+					"m", []byte("d"), MS(m.LockTime), m.Metadata), args[1:], "%+v index-only %v", m, indexOnly)
 			}
-			assert.Equal(t, append(slices.Clone(base), all[keys.LockTimes], all[keys.Meta]), ks)
-			assert.Equal(t, []any{int64(60000), boolArg(!indexOnly), "p", []byte("d"), int64(0), []byte(nil),
-				"m", []byte("d"), MS(m.LockTime), m.Metadata}, args[1:], "%+v index-only %v", m, indexOnly)
 		}
 	}
 }

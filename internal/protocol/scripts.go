@@ -1,9 +1,12 @@
 package protocol
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +30,7 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
 	"enqueue":      {"lib", "prelude", "status", "enqueue"},
-	"enqueue-new":  {"lib", "enqueue-new"}, // binds its own few keys: no prelude
+	"enqueue-new":  {"lib:receipt_put,move_sentinel", "enqueue-new"}, // binds its own few keys: no prelude
 	"dequeue":      {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "limits", "dequeue"},
 	"msg-status":   {"lib", "prelude", "status", "attempt-errors", "msg-status"},
 	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "renew"},
@@ -87,20 +90,70 @@ func Load(luaFS fs.FS) {
 	limitsSetScript = composeScript("limits-set")
 }
 
-// composeSource joins the named files of lua/ into one script text.
+// composeSource joins the named files of lua/ into one script text. A
+// part "lib:f,g" is lib.lua with only its functions f and g (and all that
+// is not a function of its own): Redis makes a closure of every function
+// a script defines at every call, a cost worth saving on the hot path.
 func composeSource(parts ...string) string {
 	var b strings.Builder
+	var dropped []string
 	for i, p := range parts {
-		src, err := fs.ReadFile(luaFiles, p+".lua")
+		name, only, subset := strings.Cut(p, ":")
+		src, err := fs.ReadFile(luaFiles, name+".lua")
 		if err != nil {
-			panic("protocol: missing embedded script " + p + ": " + err.Error())
+			panic("protocol: missing embedded script " + name + ": " + err.Error())
+		}
+		if subset {
+			var d []string
+			src, d = onlyFunctions(src, strings.Split(only, ","))
+			dropped = append(dropped, d...)
 		}
 		if i > 0 {
 			b.WriteString("\n")
 		}
 		b.Write(src)
 	}
-	return b.String()
+	text := b.String()
+	for _, f := range dropped {
+		if strings.Contains(strings.ReplaceAll(text, "function "+f+"(", ""), f+"(") {
+			panic("protocol: a script composed of " + strings.Join(parts, ", ") + " calls " + f + ", left out")
+		}
+	}
+	return text
+}
+
+// localFunction finds the name of a top-level function a paragraph defines.
+var localFunction = regexp.MustCompile(`(?m)^local function ([A-Za-z_][A-Za-z0-9_]*)\(`)
+
+// onlyFunctions answers src, a file of paragraphs (separated by blank
+// lines) each defining at most one function, without the paragraphs of
+// functions not named in keep, and the names of those it left out. It
+// panics when a name in keep is not defined in src.
+func onlyFunctions(src []byte, keep []string) ([]byte, []string) {
+	var out [][]byte
+	var dropped []string
+	found := map[string]bool{}
+	for _, para := range bytes.Split(src, []byte("\n\n")) {
+		if m := localFunction.FindSubmatch(para); m != nil {
+			f := string(m[1])
+			if !slices.Contains(keep, f) {
+				dropped = append(dropped, f)
+				continue
+			}
+			found[f] = true
+		}
+		out = append(out, para)
+	}
+	for _, f := range keep {
+		if !found[f] {
+			panic("protocol: no function " + f + " to compose")
+		}
+	}
+	text := bytes.Join(out, []byte("\n\n"))
+	if bytes.HasSuffix(src, []byte("\n")) && !bytes.HasSuffix(text, []byte("\n")) {
+		text = append(text, '\n')
+	}
+	return text, dropped
 }
 
 func composeScript(name string) *redis.Script {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // The scripts' files, read from the repository's lua/ directory: package
@@ -169,11 +171,29 @@ func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
 		}
 	}
 	for name, parts := range scriptParts {
-		if parts[0] != "lib" {
+		if lib, _, _ := strings.Cut(parts[0], ":"); lib != "lib" {
 			t.Errorf("%s is composed of %v: lib comes first, for every part after it", name, parts)
 		}
 		if (name == "enqueue-new" || name == "tick" || name == "schedules") && slices.Contains(parts, "prelude") {
 			t.Errorf("%s is composed of %v: it binds its own keys, and the prelude would bind them again", name, parts)
 		}
 	}
+}
+
+// TestComposedLibSubset: a part "lib:f,g" keeps lib.lua's functions f and
+// g and leaves out the others; a script calling one left out, or naming
+// one lib.lua lacks, does not compose.
+func TestComposedLibSubset(t *testing.T) {
+	src := composeSource("lib:move_sentinel,receipt_put")
+	for _, f := range []string{"move_sentinel", "receipt_put"} {
+		assert.Contains(t, src, "local function "+f+"(")
+	}
+	for _, f := range []string{"receipt_get", "tagged_get", "server_now"} {
+		assert.NotContains(t, src, "local function "+f+"(")
+	}
+	assert.Contains(t, src, "redis.replicate_commands()", "what is not a function stays")
+	assert.Panics(t, func() { composeSource("lib:move_sentinel", "enqueue") }, "enqueue.lua calls receipt_get")
+	assert.Panics(t, func() { composeSource("lib:no_such_function") })
+	assert.Equal(t, composeSource("lib"), composeSource("lib:server_now,receipt_get,receipt_put,move_sentinel,tagged_get"),
+		"every function kept: lib.lua as it is")
 }
