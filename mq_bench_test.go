@@ -194,3 +194,22 @@ func benchFill(b *testing.B, c *Client, queue string, n int) {
 		}
 	}
 }
+
+// BenchmarkEnqueueConcurrent has four goroutines per GOMAXPROCS call
+// Enqueue in a loop, as request handlers do: their calls are coalesced
+// (coalesce.go). One b.N is one message; profile it with -cpuprofile.
+func BenchmarkEnqueueConcurrent(b *testing.B) {
+	c := benchClient(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Enqueue(ctx, "bench", Raw(benchPayload), nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

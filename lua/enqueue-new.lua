@@ -55,22 +55,21 @@ local n = (#ARGV - at + 1) / per
 -- new and distinct. Either is the script's first write, refused before
 -- anything is written when Redis is over maxmemory (§9). One message,
 -- the common case, builds no table.
-local ids
+local ids, fields -- fields: id, content, id, content..., then id, now...
 if n == 1 then
   if redis.call('hsetnx', K_MESSAGES, ARGV[at], ARGV[at + 1]) == 0 then return nil end
 else
-  local contents = {}
-  ids = {}
+  ids, fields = {}, {}
   for i = 1, n do
     local a = at + (i - 1) * per
-    ids[i], contents[2 * i - 1], contents[2 * i] = ARGV[a], ARGV[a], ARGV[a + 1]
+    ids[i], fields[2 * i - 1], fields[2 * i] = ARGV[a], ARGV[a], ARGV[a + 1]
   end
   local seen = {}
   for i, held in ipairs(redis.call('hmget', K_MESSAGES, unpack(ids))) do
     if held or seen[ids[i]] then return nil end
     seen[ids[i]] = true
   end
-  redis.call('hset', K_MESSAGES, unpack(contents))
+  redis.call('hset', K_MESSAGES, unpack(fields))
 end
 
 -- The server's time in ms, as a string: TIME's seconds and the first three
@@ -80,11 +79,10 @@ local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
 if n == 1 then
   redis.call('hset', K_UDTS, ARGV[at], now)
 else
-  local udts = {}
   for i = 1, n do
-    udts[2 * i - 1], udts[2 * i] = ids[i], now
+    fields[2 * i] = now
   end
-  redis.call('hset', K_UDTS, unpack(udts))
+  redis.call('hset', K_UDTS, unpack(fields))
 end
 
 if K_LOCK_TIMES then
