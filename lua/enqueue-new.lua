@@ -6,9 +6,11 @@
 -- it leaves alone, writing nothing, and answers nil: the client then runs
 -- enqueue.lua, which decides every case.
 --
--- It is composed without prelude.lua (after lib.lua alone): every key and
--- argument Redis passes to a script costs about as much as a command the
--- script runs, and the prelude binds all thirty-one keys of the queue.
+-- It is composed without prelude.lua, after the two functions of lib.lua
+-- it calls alone: every key and argument Redis passes to a script costs
+-- about as much as a command the script runs, and every function it
+-- defines a closure at every call; the prelude binds all thirty-one keys
+-- of the queue.
 --
 -- KEYS: messages, udts, mids-ready, mid-circle, isleep-a, isleep-b,
 --   enqueue-receipts; then enqueue-receipts-prev, only on a sampled call
