@@ -90,23 +90,30 @@ function lim.time()
   return lim.now
 end
 
--- lim.count answers slot-counts field f; with more fields, it reads the
--- unread ones in one HMGET and answers the first.
-function lim.count(f, ...)
-  if lim.counts[f] == nil or select('#', ...) > 0 then
-    local want = {}
-    for _, g in ipairs({f, ...}) do
-      if lim.counts[g] == nil then want[#want + 1] = g end
-    end
-    if #want > 0 then
-      local v = redis.call('hmget', K_SLOT_COUNTS, unpack(want))
-      for i, g in ipairs(want) do
-        lim.counts[g] = (tonumber(v[i]) or 0) + (lim.deltas[g] or 0)
-        lim.deltas[g] = nil
-      end
+-- lim.count answers slot-counts field f.
+function lim.count(f)
+  local v = lim.counts[f]
+  if v == nil then
+    v = (tonumber(redis.call('hget', K_SLOT_COUNTS, f)) or 0) + (lim.deltas[f] or 0)
+    lim.counts[f], lim.deltas[f] = v, nil
+  end
+  return v
+end
+
+-- lim.read_counts reads the unread slot-counts fields of list in one
+-- HMGET.
+function lim.read_counts(list)
+  local want = {}
+  for _, f in ipairs(list) do
+    if lim.counts[f] == nil then want[#want + 1] = f end
+  end
+  for i = 1, #want, UNPACK_MAX do
+    local part = {unpack(want, i, math.min(i + UNPACK_MAX - 1, #want))}
+    for j, v in ipairs(redis.call('hmget', K_SLOT_COUNTS, unpack(part))) do
+      local f = part[j]
+      lim.counts[f], lim.deltas[f] = (tonumber(v) or 0) + (lim.deltas[f] or 0), nil
     end
   end
-  return lim.counts[f]
 end
 
 -- lim.add changes slot-counts field f by d.
@@ -219,7 +226,7 @@ limits_flush = function()
   lim.slots_w = {}
   local unread = {}
   for f in pairs(lim.deltas) do unread[#unread + 1] = f end
-  if #unread > 0 then lim.count(unread[1], unpack(unread, 2)) end
+  if #unread > 0 then lim.read_counts(unread) end
   lim.flush_hash(K_SLOT_COUNTS, lim.counts_w, lim.counts, true)
   lim.counts_w = {}
   if next(lim.rkeys) and not lim.trimmed then
@@ -391,15 +398,16 @@ local function limits_admit(mid, now)
   if c.conc or c.key_conc then
     plan.slot = true
     plan.key_slot = c.key_conc ~= nil and key ~= ''
-    local kf = 'k:' .. key
-    if (c.conc and lim.count('q', kf) >= c.conc) or (plan.key_slot and lim.count(kf) >= c.key_conc) then
+    local kf = plan.key_slot and ('k:' .. key)
+    if kf and lim.counts[kf] == nil and lim.counts['q'] == nil then lim.read_counts({'q', kf}) end
+    if (c.conc and lim.count('q') >= c.conc) or (kf and lim.count(kf) >= c.key_conc) then
       -- (exact counts first, then whether mid holds a slot already: it
       -- keeps it, and needs none free)
       lim.resolve()
       plan.held = lim.slot('h:' .. mid)
       if not plan.held then
         if c.conc and lim.count('q') >= c.conc then return 'stop', 0 end
-        if plan.key_slot and lim.count(kf) >= c.key_conc then return 'park', nil, plan end
+        if kf and lim.count(kf) >= c.key_conc then return 'park', nil, plan end
       end
     end
   end
