@@ -27,14 +27,33 @@ func init() {
 		}
 		return &mqJobsSystem{mqSystem: m}, nil
 	}
+	// mq-limits is issue 19's own combination: every message high
+	// priority, the queue with a rate and a concurrency limit (no limit
+	// keys), at bounds the benchmark never reaches.
+	systems["mq-limits"] = func(ctx context.Context, addr, queue string) (system, error) {
+		s, err := systems["mq"](ctx, addr, queue)
+		if err != nil {
+			return nil, err
+		}
+		m := s.(*mqSystem)
+		lots := mq.Rate{N: 1_000_000, Per: time.Second, Burst: 1_000_000}
+		if err := m.c.Inspector().SetLimits(ctx, queue, mq.Limits{Rate: lots, Concurrency: 10_000}); err != nil {
+			return nil, err
+		}
+		return &mqJobsSystem{mqSystem: m, noKey: true}, nil
+	}
 }
 
 type mqJobsSystem struct {
 	*mqSystem
-	n int
+	n     int
+	noKey bool // mq-limits: no limit key
 }
 
 func (s *mqJobsSystem) options() *mq.EnqueueOptions {
+	if s.noKey {
+		return &mq.EnqueueOptions{Priority: mq.PriorityHigh}
+	}
 	s.n++
 	return &mq.EnqueueOptions{Priority: mq.PriorityHigh, LimitKey: "k" + strconv.Itoa(s.n%16)}
 }

@@ -220,7 +220,7 @@ local function wake(limit)
   for _, mid in ipairs(redis.call('zrangebyscore', K_DUE, '-inf', now, 'LIMIT', 0, limit)) do
     local base, in_backoff, has_backoff, has_lock = message_status(mid, now, absent_if_collected(mid))
     -- (§19) a slot held past its lock (its process died) is freed
-    if base ~= 'locked' and feature_used('limits') then limits_freed(mid, 'expired') end
+    if base ~= 'locked' and feature_used('limits') then limits_freed(mid, 'expired', now) end
     if base == 'locked' then
       index_due(mid, tonumber(redis.call('hget', K_LOCKS, mid)))
     elseif base == 'queued' and in_backoff then

@@ -10,11 +10,12 @@
 -- rate-tat, in µs, under 'q' for the queue and 'k:<key>' per limit key.
 -- A message refused by its key's rate reserves that key's next token
 -- (tat moves on as if it were handed out; rate-tat 'r:<mid>' marks the
--- reservation) and waits in due until the token comes due, so that
--- messages of one key waiting on its rate are each woken once, at their
--- own token. A message refused by the queue's rate (or its concurrency)
--- stays first in line and the call ends with a sleep step that ends when
--- the token comes due: nothing of the queue could be handed out before.
+-- reservation, and rate-tat 'nr' counts the marks) and waits in due until
+-- the token comes due, so that messages of one key waiting on its rate
+-- are each woken once, at their own token. A message refused by the
+-- queue's rate (or its concurrency) stays first in line and the call ends
+-- with a sleep step that ends when the token comes due: nothing of the
+-- queue could be handed out before.
 --
 -- Concurrency: a hand-out takes a slot, slots['h:<mid>'] = '<lock expiry>
 -- <key>', counted in slot-counts 'q' (and 'k:<key>' when the queue has a
@@ -25,9 +26,38 @@
 -- parked (FIFO per key by lexical order) and slots['p:<mid>'] naming it;
 -- freeing a slot of the key moves the first parked id of the key back to
 -- be handed out, first in line, and wakes a sleeper.
+--
+-- Gathered state. A call reads each field of slot-counts, rate-tat and
+-- slots it needs once, keeps what it changes in lim (below), and writes
+-- it when outcome.lua's flush_gathered runs (limits_flush): one HSET (and
+-- one HDEL) per hash, one ZADD of rate-keys, with the net result of all
+-- its hand-outs and outcomes, which is the state the writes one by one
+-- would leave. Nothing else writes these fields within the call, and every
+-- read of them in the call goes through lim, so the call sees its own
+-- writes. A hand-out of a message whose slot the call does not know
+-- counts a slot at once and checks, with one HMGET for all such hand-outs
+-- (lim_resolve), whether the message held one already (its lock ran out
+-- before its wake): such a slot is kept, its count given back, before any
+-- refusal for want of a slot and before the writes.
 
 -- The queue's limits, read once per call: false for none.
 local limits_conf = nil
+
+-- lim is the call's gathered state:
+--   slots[f]   slots field f as the call has it (false: absent; nil: unread)
+--   slots_w[f] f was written by the call
+--   counts[f]  slot-counts field f (a number) as the call has it
+--   deltas[f]  the call's change of an unread slot-counts field
+--   counts_w[f] f was written by the call
+--   tats[f]    rate-tat field f ('q', 'k:<key>', 'nr'), a number (false:
+--              absent), and tats_w[f] whether the call wrote it
+--   rkeys[k]   rate-keys score the call wrote for key k
+--   unsure     hand-outs whose earlier slot is unknown: mid -> key counted
+--   dropped    ids collected, whose limit-key entry goes
+--   nparked    ZCARD parked as the call has it (nil: unread)
+--   now        the server's time in ms
+local lim = {slots = {}, slots_w = {}, counts = {}, deltas = {}, counts_w = {}, tats = {}, tats_w = {},
+  rkeys = {}, unsure = {}, dropped = {}}
 
 -- limits_parse_rate answers {t = µs per token, tau = µs of burst} of a
 -- rate field '<n> <period ms> <burst>', nil for none.
@@ -55,8 +85,194 @@ local function limits_cfg()
   return limits_conf
 end
 
+function lim.time()
+  if not lim.now then lim.now = server_now() end
+  return lim.now
+end
+
+-- lim.count answers slot-counts field f.
+function lim.count(f)
+  local v = lim.counts[f]
+  if v == nil then
+    v = (tonumber(redis.call('hget', K_SLOT_COUNTS, f)) or 0) + (lim.deltas[f] or 0)
+    lim.counts[f], lim.deltas[f] = v, nil
+  end
+  return v
+end
+
+-- lim.read_counts reads the unread slot-counts fields of list in one
+-- HMGET.
+function lim.read_counts(list)
+  local want = {}
+  for _, f in ipairs(list) do
+    if lim.counts[f] == nil then want[#want + 1] = f end
+  end
+  for i = 1, #want, UNPACK_MAX do
+    local part = {unpack(want, i, math.min(i + UNPACK_MAX - 1, #want))}
+    for j, v in ipairs(redis.call('hmget', K_SLOT_COUNTS, unpack(part))) do
+      local f = part[j]
+      lim.counts[f], lim.deltas[f] = (tonumber(v) or 0) + (lim.deltas[f] or 0), nil
+    end
+  end
+end
+
+-- lim.add changes slot-counts field f by d.
+function lim.add(f, d)
+  if lim.counts[f] ~= nil then
+    lim.counts[f] = lim.counts[f] + d
+  else
+    lim.deltas[f] = (lim.deltas[f] or 0) + d
+  end
+  lim.counts_w[f] = true
+end
+
+-- lim.slot answers slots field f. No 'h:' field exists while slot-counts
+-- 'q' is 0: every slot taken counts there, and every slot freed.
+function lim.slot(f)
+  local v = lim.slots[f]
+  if v == nil then
+    if string.byte(f, 1) == 104 and lim.count('q') <= 0 then -- 'h'
+      v = false
+    else
+      v = redis.call('hget', K_SLOTS, f)
+    end
+    lim.slots[f] = v
+  end
+  return v
+end
+
+function lim.set_slot(f, v)
+  lim.slots[f] = v
+  lim.slots_w[f] = true
+end
+
+-- lim.tat answers rate-tat field f as a number, nil for none.
+function lim.tat(f)
+  local v = lim.tats[f]
+  if v == nil then
+    v = tonumber(redis.call('hget', K_RATE_TAT, f)) or false
+    lim.tats[f] = v
+  end
+  return v or nil
+end
+
+function lim.set_tat(f, v)
+  lim.tats[f] = v
+  lim.tats_w[f] = true
+end
+
+-- lim.set_key_tat writes a key's tat (µs) and its rate-keys entry.
+function lim.set_key_tat(key, tat)
+  lim.set_tat('k:' .. key, tat)
+  lim.rkeys[key] = math.ceil(tat / 1000)
+end
+
+-- lim.parked answers how many ids are parked (ZCARD once per call).
+function lim.parked()
+  if lim.nparked == nil then lim.nparked = redis.call('zcard', K_PARKED) end
+  return lim.nparked
+end
+
+-- lim.resolve checks the unsure hand-outs (lim, above): a message that
+-- held a slot already keeps it, with the key it was taken under, and the
+-- slot its hand-out counted is given back.
+function lim.resolve()
+  local fields, mids = {}, {}
+  for mid in pairs(lim.unsure) do
+    mids[#mids + 1] = mid
+    fields[#fields + 1] = 'h:' .. mid
+  end
+  if #fields == 0 then return end
+  local held = redis.call('hmget', K_SLOTS, unpack(fields))
+  for i, mid in ipairs(mids) do
+    if held[i] then
+      local key = lim.unsure[mid]
+      lim.add('q', -1)
+      if key ~= '' then lim.add('k:' .. key, -1) end
+      local f = fields[i]
+      lim.set_slot(f, string.match(lim.slots[f], '^(%d+) ') .. ' ' .. (string.match(held[i], '^%d+ (.*)$') or ''))
+    end
+  end
+  lim.unsure = {}
+end
+
 -- limits_us writes a time in µs as an integer (tostring would round it).
 local function limits_us(x) return string.format('%.0f', x) end
+
+-- lim.flush_hash writes the fields of written (a set) from values to hash:
+-- one HSET of those to keep, one HDEL of those gone (false, or a number
+-- not above 0 when numbers).
+function lim.flush_hash(hash, written, values, numbers)
+  local set, del = {}, {}
+  for f in pairs(written) do
+    local v = values[f]
+    if v and not (numbers and v <= 0) then
+      set[#set + 1] = f
+      set[#set + 1] = numbers and limits_us(v) or v
+    else
+      del[#del + 1] = f
+    end
+  end
+  if #set > 0 then call_each('hset', hash, set) end
+  if #del > 0 then call_each('hdel', hash, del) end
+end
+
+-- limits_flush writes the call's gathered state (outcome.lua's
+-- flush_gathered calls it). A call that wrote a key's tat also drops up
+-- to 20 keys whose tat passed (once per call): they read as absent then.
+limits_flush = function()
+  lim.resolve()
+  lim.flush_hash(K_SLOTS, lim.slots_w, lim.slots, false)
+  lim.slots_w = {}
+  local unread = {}
+  for f in pairs(lim.deltas) do unread[#unread + 1] = f end
+  if #unread > 0 then lim.read_counts(unread) end
+  lim.flush_hash(K_SLOT_COUNTS, lim.counts_w, lim.counts, true)
+  lim.counts_w = {}
+  if next(lim.rkeys) and not lim.trimmed then
+    lim.trimmed = true
+    local stale, fields = {}, {}
+    for _, key in ipairs(redis.call('zrangebyscore', K_RATE_KEYS, '-inf', lim.time(), 'LIMIT', 0, 20)) do
+      if not lim.rkeys[key] then
+        stale[#stale + 1] = key
+        fields[#fields + 1] = 'k:' .. key
+        lim.tats['k:' .. key], lim.tats_w['k:' .. key] = false, nil
+      end
+    end
+    if #stale > 0 then
+      redis.call('hdel', K_RATE_TAT, unpack(fields))
+      redis.call('zrem', K_RATE_KEYS, unpack(stale))
+    end
+  end
+  lim.flush_hash(K_RATE_TAT, lim.tats_w, lim.tats, true)
+  lim.tats_w = {}
+  local scores = {}
+  for key, at in pairs(lim.rkeys) do
+    scores[#scores + 1] = at
+    scores[#scores + 1] = key
+  end
+  if #scores > 0 then call_each('zadd', K_RATE_KEYS, scores) end
+  lim.rkeys = {}
+  if #lim.dropped > 0 then call_each('hdel', K_LIMIT_KEY, lim.dropped) end
+  lim.dropped = {}
+end
+
+-- limits_prefetch reads the slots of the outcomes in ARGV from index first
+-- on (n groups, the first skip answered from a receipt), in one HMGET.
+limits_prefetch = function(first, n, skip)
+  if n - skip < 2 or lim.count('q') <= 0 then return end
+  local fields = {}
+  for i = skip, n - 1 do
+    local f = 'h:' .. ARGV[first + OUTCOME_ARGS * i]
+    if lim.slots[f] == nil then fields[#fields + 1] = f end
+  end
+  for i = 1, #fields, UNPACK_MAX do
+    local part = {unpack(fields, i, math.min(i + UNPACK_MAX - 1, #fields))}
+    for j, v in ipairs(redis.call('hmget', K_SLOTS, unpack(part))) do
+      if lim.slots[part[j]] == nil then lim.slots[part[j]] = v end
+    end
+  end
+end
 
 -- limits_key_of answers mid's limit key, '' for none (a stale entry, left
 -- by an earlier message of the id, is none: tagged_get).
@@ -64,10 +280,10 @@ local function limits_key_of(mid)
   return tagged_get(K_LIMIT_KEY, mid, redis.call('hget', K_UDTS, mid)) or ''
 end
 
--- limits_gcra answers whether the rate r allows a hand-out now (µs) under
+-- lim.gcra answers whether the rate r allows a hand-out now (µs) under
 -- field, and the new tat if so, else when the token comes due (µs).
-local function limits_gcra(field, r, now_us)
-  local tat = tonumber(redis.call('hget', K_RATE_TAT, field)) or now_us
+function lim.gcra(field, r, now_us)
+  local tat = lim.tat(field) or now_us
   if tat - now_us > r.tau then return false, tat - r.tau end
   return true, math.max(tat, now_us) + r.t
 end
@@ -76,16 +292,18 @@ end
 -- out: the calling script wakes one.
 local limits_wake = false
 
--- limits_unpark moves the first parked id of key that is still queued
+-- lim.unpark moves the first parked id of key that is still queued
 -- back to be handed out, first in line, and answers whether it did.
-local function limits_unpark(key, now)
+function lim.unpark(key, now)
   for _ = 1, 10 do
+    if lim.parked() <= 0 then return false end
     -- (ZRANGE BYLEX, Redis 6.2, as BLMOVE: no command beyond the ACL list)
     local first = redis.call('zrange', K_PARKED, '[' .. key .. '\0', '(' .. key .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
     if not first then return false end
     redis.call('zrem', K_PARKED, first)
+    lim.nparked = lim.nparked - 1
     local mid = string.match(first, '^.-%z%d+%z(.*)$')
-    redis.call('hdel', K_SLOTS, 'p:' .. mid)
+    lim.set_slot('p:' .. mid, false)
     local base, in_backoff = message_status(mid, now)
     if base == 'queued' and not in_backoff then
       push_ready('rpush', mid)
@@ -95,69 +313,72 @@ local function limits_unpark(key, now)
   return false
 end
 
--- limits_free frees the slot mid holds (held: its slots entry).
-local function limits_free(mid, held, now)
-  redis.call('hdel', K_SLOTS, 'h:' .. mid)
+-- lim.free frees the slot mid holds (held: its slots entry).
+function lim.free(mid, held, now)
+  lim.set_slot('h:' .. mid, false)
   local key = string.match(held, '^%d+ (.*)$') or ''
-  local n = redis.call('hincrby', K_SLOT_COUNTS, 'q', -1)
-  if n <= 0 then redis.call('hdel', K_SLOT_COUNTS, 'q') end
   local c = limits_cfg()
-  if c and c.conc and n + 1 >= c.conc then limits_wake = true end
+  if c and c.conc and lim.count('q') >= c.conc then limits_wake = true end
+  lim.add('q', -1)
   if key ~= '' then
-    local m = redis.call('hincrby', K_SLOT_COUNTS, 'k:' .. key, -1)
-    if m <= 0 then redis.call('hdel', K_SLOT_COUNTS, 'k:' .. key) end
-    if limits_unpark(key, now) then limits_wake = true end
+    lim.add('k:' .. key, -1)
+    if lim.unpark(key, now) then limits_wake = true end
   end
 end
 
--- limits_unreserve drops mid's reservation of a key token, if any.
-local function limits_unreserve(mid)
-  redis.call('hdel', K_RATE_TAT, 'r:' .. mid)
-end
-
--- limits_forget drops mid's parked entry and reservation (a deleted or
--- collected id).
-local function limits_forget(mid)
-  local member = redis.call('hget', K_SLOTS, 'p:' .. mid)
-  if member then
-    redis.call('zrem', K_PARKED, member)
-    redis.call('hdel', K_SLOTS, 'p:' .. mid)
+-- lim.unreserve drops mid's reservation of a key token, if any.
+function lim.unreserve(mid)
+  if (lim.tat('nr') or 0) <= 0 then return end
+  if redis.call('hdel', K_RATE_TAT, 'r:' .. mid) == 1 then
+    lim.set_tat('nr', lim.tat('nr') - 1)
   end
-  limits_unreserve(mid)
-  redis.call('hdel', K_LIMIT_KEY, mid)
 end
 
--- limits_refund gives back the rate tokens a released hand-out took: it
+-- lim.forget drops mid's parked entry, reservation and limit key (a
+-- deleted or collected id).
+function lim.forget(mid)
+  if lim.parked() > 0 then
+    local member = lim.slot('p:' .. mid)
+    if member then
+      lim.nparked = lim.nparked - redis.call('zrem', K_PARKED, member)
+      lim.set_slot('p:' .. mid, false)
+    end
+  end
+  lim.unreserve(mid)
+  lim.dropped[#lim.dropped + 1] = mid
+end
+
+-- lim.refund gives back the rate tokens a released hand-out took: it
 -- was never handled.
-local function limits_refund(mid)
+function lim.refund(mid)
   local c = limits_cfg()
   if not c then return end
   if c.rate then
-    local tat = tonumber(redis.call('hget', K_RATE_TAT, 'q'))
-    if tat then redis.call('hset', K_RATE_TAT, 'q', limits_us(tat - c.rate.t)) end
+    local tat = lim.tat('q')
+    if tat then lim.set_tat('q', tat - c.rate.t) end
   end
   if c.key_rate then
     local key = limits_key_of(mid)
     if key ~= '' then
-      local tat = tonumber(redis.call('hget', K_RATE_TAT, 'k:' .. key))
-      if tat then redis.call('hset', K_RATE_TAT, 'k:' .. key, limits_us(tat - c.key_rate.t)) end
+      local tat = lim.tat('k:' .. key)
+      if tat then lim.set_key_tat(key, tat - c.key_rate.t) end
     end
   end
 end
 
 -- The hook of outcome.lua: an outcome (any, once its lock is proven) or a
 -- collection frees mid's slot; a release also refunds its tokens; an
--- 'expired' lock (the poll's wake) frees the slot alone.
-local limits_now = nil
-limits_freed = function(mid, why)
-  if not limits_now then limits_now = server_now() end
-  local now = limits_now
-  local held = redis.call('hget', K_SLOTS, 'h:' .. mid)
-  if held then limits_free(mid, held, now) end
+-- 'expired' lock (the poll's wake) frees the slot alone. now (ms), when
+-- the caller knows it, spares a TIME.
+limits_freed = function(mid, why, now)
+  if now and not lim.now then lim.now = now end
+  now = lim.time()
+  local held = lim.slot('h:' .. mid)
+  if held then lim.free(mid, held, now) end
   if why == 'release' then
-    limits_refund(mid)
+    lim.refund(mid)
   elseif why == 'collect' then
-    limits_forget(mid)
+    lim.forget(mid)
   end
 end
 
@@ -170,35 +391,41 @@ end
 local function limits_admit(mid, now)
   local c = limits_cfg()
   if not c then return nil end
+  if not lim.now then lim.now = now end
   local key = ''
   if c.key_rate or c.key_conc then key = limits_key_of(mid) end
   local plan = {key = key}
   if c.conc or c.key_conc then
     plan.slot = true
-    plan.held = redis.call('hget', K_SLOTS, 'h:' .. mid)
-    if not plan.held then
-      local counts = redis.call('hmget', K_SLOT_COUNTS, 'q', 'k:' .. key)
-      if c.conc and (tonumber(counts[1]) or 0) >= c.conc then return 'stop', 0 end
-      if c.key_conc and key ~= '' then
-        plan.key_slot = true
-        if (tonumber(counts[2]) or 0) >= c.key_conc then return 'park', nil, plan end
+    plan.key_slot = c.key_conc ~= nil and key ~= ''
+    local kf = plan.key_slot and ('k:' .. key)
+    if kf and lim.counts[kf] == nil and lim.counts['q'] == nil then lim.read_counts({'q', kf}) end
+    if (c.conc and lim.count('q') >= c.conc) or (kf and lim.count(kf) >= c.key_conc) then
+      -- (exact counts first, then whether mid holds a slot already: it
+      -- keeps it, and needs none free)
+      lim.resolve()
+      plan.held = lim.slot('h:' .. mid)
+      if not plan.held then
+        if c.conc and lim.count('q') >= c.conc then return 'stop', 0 end
+        if kf and lim.count(kf) >= c.key_conc then return 'park', nil, plan end
       end
     end
   end
   local now_us = now * 1000
   if c.rate then
-    local ok, v = limits_gcra('q', c.rate, now_us)
+    local ok, v = lim.gcra('q', c.rate, now_us)
     if not ok then return 'stop', math.ceil(v / 1000) end
     plan.q_tat = v
   end
   if c.key_rate and key ~= '' then
-    local reserved_at = tonumber(redis.call('hget', K_RATE_TAT, 'r:' .. mid))
+    local reserved_at = nil
+    if (lim.tat('nr') or 0) > 0 then reserved_at = tonumber(redis.call('hget', K_RATE_TAT, 'r:' .. mid)) end
     if reserved_at then
       -- (met before its token: on a list by a Carmine enqueue or a lap)
       plan.reserved = true
       if now < reserved_at then return 'rate', reserved_at, plan end
     else
-      local ok, v = limits_gcra('k:' .. key, c.key_rate, now_us)
+      local ok, v = lim.gcra('k:' .. key, c.key_rate, now_us)
       if not ok then return 'rate', math.ceil(v / 1000), plan end
       plan.k_tat = v
     end
@@ -206,66 +433,52 @@ local function limits_admit(mid, now)
   return nil, nil, plan
 end
 
--- limits_trim_keys drops the state of up to 20 keys whose tat passed:
--- it reads as absent then.
-local limits_trimmed = false
-local function limits_trim_keys(now)
-  if limits_trimmed then return end
-  limits_trimmed = true
-  local stale = redis.call('zrangebyscore', K_RATE_KEYS, '-inf', now, 'LIMIT', 0, 20)
-  for _, key in ipairs(stale) do
-    redis.call('hdel', K_RATE_TAT, 'k:' .. key)
-    redis.call('zrem', K_RATE_KEYS, key)
-  end
-end
-
--- limits_set_key_tat writes a key's tat (µs) and its rate-keys entry.
-local function limits_set_key_tat(key, tat, now)
-  redis.call('hset', K_RATE_TAT, 'k:' .. key, limits_us(tat))
-  redis.call('zadd', K_RATE_KEYS, math.ceil(tat / 1000), key)
-  limits_trim_keys(now)
-end
-
 -- limits_reserve reserves mid's key token that comes due at at_ms: the
 -- key's tat moves on by one token, as if mid were handed out then.
 local function limits_reserve(mid, plan, at_ms, now)
   if plan.reserved then return end
   local c = limits_cfg()
-  local tat = tonumber(redis.call('hget', K_RATE_TAT, 'k:' .. plan.key)) or now * 1000
-  limits_set_key_tat(plan.key, tat + c.key_rate.t, now)
+  lim.set_key_tat(plan.key, (lim.tat('k:' .. plan.key) or now * 1000) + c.key_rate.t)
   redis.call('hset', K_RATE_TAT, 'r:' .. mid, at_ms)
+  lim.set_tat('nr', (lim.tat('nr') or 0) + 1)
 end
 
 -- limits_park parks mid (refused for want of a slot of its key).
 local function limits_park(mid, key)
-  if redis.call('hexists', K_SLOTS, 'p:' .. mid) == 1 then return end
+  if lim.parked() > 0 and lim.slot('p:' .. mid) then return end
   local seq = redis.call('hincrby', K_SLOT_COUNTS, 'seq', 1)
   local member = key .. '\0' .. string.format('%016d', seq) .. '\0' .. mid
   redis.call('zadd', K_PARKED, 0, member)
-  redis.call('hset', K_SLOTS, 'p:' .. mid, member)
+  lim.nparked = lim.parked() + 1
+  lim.set_slot('p:' .. mid, member)
 end
 
 -- limits_take writes what limits_admit planned for mid's hand-out, locked
 -- until locked_until (ms).
 local function limits_take(mid, plan, locked_until, now)
-  if plan.q_tat then redis.call('hset', K_RATE_TAT, 'q', limits_us(plan.q_tat)) end
-  if plan.k_tat then limits_set_key_tat(plan.key, plan.k_tat, now) end
-  if plan.reserved then limits_unreserve(mid) end
+  if plan.q_tat then lim.set_tat('q', plan.q_tat) end
+  if plan.k_tat then lim.set_key_tat(plan.key, plan.k_tat) end
+  if plan.reserved then lim.unreserve(mid) end
   if plan.slot then
+    local f = 'h:' .. mid
     local key = ''
     if plan.held then
       key = string.match(plan.held, '^%d+ (.*)$') or ''
     else
       if plan.key_slot then key = plan.key end
-      redis.call('hincrby', K_SLOT_COUNTS, 'q', 1)
-      if key ~= '' then redis.call('hincrby', K_SLOT_COUNTS, 'k:' .. key, 1) end
-      local member = redis.call('hget', K_SLOTS, 'p:' .. mid)
-      if member then
-        redis.call('zrem', K_PARKED, member)
-        redis.call('hdel', K_SLOTS, 'p:' .. mid)
+      lim.add('q', 1)
+      if key ~= '' then lim.add('k:' .. key, 1) end
+      -- (a slot the call does not know is checked at the flush)
+      if lim.slots[f] == nil then lim.unsure[mid] = key end
+      if lim.parked() > 0 then
+        local member = lim.slot('p:' .. mid)
+        if member then
+          lim.nparked = lim.nparked - redis.call('zrem', K_PARKED, member)
+          lim.set_slot('p:' .. mid, false)
+        end
       end
     end
-    redis.call('hset', K_SLOTS, 'h:' .. mid, locked_until .. ' ' .. key)
+    lim.set_slot(f, locked_until .. ' ' .. key)
   end
 end
 

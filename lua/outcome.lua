@@ -166,8 +166,10 @@ end
 -- before. The mid stays in the lists until a poll meets it there.
 -- limits_freed (limits.lua, §19; nil in scripts without it) frees the
 -- concurrency slot of a message an outcome ended or a collection took,
--- and refunds the rate token of a released one.
-local limits_freed = nil
+-- and refunds the rate token of a released one; it gathers what it
+-- writes, which limits_flush sends (flush_gathered), and limits_prefetch
+-- reads the slots of a call's outcomes at once (record_outcomes).
+local limits_freed, limits_flush, limits_prefetch = nil, nil, nil
 
 local function collect(mid)
   if collected[mid] then return end
@@ -199,6 +201,7 @@ local function flush_gathered()
     call_each('zrem', K_DUE, list)
     call_each('zrem', K_WINDOWS, list)
   end
+  if limits_flush and feature_used('limits') then limits_flush() end
   gathered = {due = {}, windows = {}, unlock = {}, done = {}, collect = {}}
 end
 
@@ -487,7 +490,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     gathered.unlock[#gathered.unlock + 1] = mid
     return 'cancelled'
   end
-  if limits_freed and feature_used('limits') then limits_freed(mid, outcome) end
+  if limits_freed and feature_used('limits') then limits_freed(mid, outcome, now) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     hand_off(followups)
     tick_batch(mid, nil, 's')
@@ -573,6 +576,7 @@ end
 local function record_outcomes(first, n, now, default_lock_ms, known)
   local results = {}
   local unlocked = {}
+  if limits_prefetch and feature_used('limits') then limits_prefetch(first, n, #known) end
   for i = 0, n - 1 do
     if i < #known then
       local k = string.sub(known, i + 1, i + 1)

@@ -340,3 +340,73 @@ func TestLimitsRequeueKeepsKey(t *testing.T) {
 	assert.Len(t, handed, 1, "one of A at a time: the requeued x still counts under A")
 	assert.Contains(t, skips, "parked")
 }
+
+// TestLimitsGatheredInOneCall: a call counts its own hand-outs before it
+// writes them (limits.lua gathers its writes): one poll over five
+// messages of a key with 2 slots hands out exactly 2 and parks the rest,
+// and the counts it writes are the net of the call.
+func TestLimitsGatheredInOneCall(t *testing.T) {
+	s, q := limitsQueue(t, Limits{KeyConcurrency: "2", Concurrency: "4", Rate: RateArg(3, 60_000, 2)},
+		"a1:A", "a2:A", "a3:A", "b1:B", "a4:A", "b2:B", "b3:B")
+	ctx := context.Background()
+	r := limitPoll(t, s, q, 10)
+	handed, skips, sleep := limitSteps(r)
+	assert.Equal(t, []string{"a1", "a2", "b1"}, handed, "2 of A, then the queue's rate (a burst of 3) stops the call")
+	assert.Equal(t, []string{"parked", "parked", "rate-limited"}, skips)
+	require.NotNil(t, sleep)
+	assert.EqualValues(t, 2, slotCount(t, s, q, "k:A"))
+	assert.EqualValues(t, 1, slotCount(t, s, q, "k:B"))
+	assert.EqualValues(t, 3, slotCount(t, s, q, "q"))
+	assert.EqualValues(t, 2, s.RDB.ZCard(ctx, s.Key(q, keys.Parked)).Val(), "a3 and a4")
+	tat := queuetest.HGetInt(t, s.RDB, s.Key(q, keys.RateTat), "q")
+	assert.InDelta(t, float64(r.Steps[0].Now*1000+60_000_000), float64(tat), 1000, "three tokens of 20 s, written once")
+
+	// Outcomes of the three in one call free three slots, net.
+	var cs []Completion
+	for _, st := range r.Steps {
+		if st.Kind == StepHandle {
+			cs = append(cs, Completion{ID: st.ID, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess})
+		}
+	}
+	ok, err := complete(ctx, s, q, cs)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{true, true, true}, ok)
+	assert.EqualValues(t, 0, slotCount(t, s, q, "q"))
+	assert.False(t, s.RDB.HExists(ctx, s.Key(q, keys.SlotCounts), "k:A").Val(), "a count at 0 goes")
+	assert.EqualValues(t, 0, s.RDB.HLen(ctx, s.Key(q, keys.Slots)).Val(), "no slot left, the parked entries taken back")
+	assert.Equal(t, []string{"b2", "a3", "a4"}, queuetest.List(t, s.RDB, s.Key(q, keys.MidsReady))[1:], "each freed slot of A unparked one, first in line")
+	assert.EqualValues(t, 0, s.RDB.ZCard(ctx, s.Key(q, keys.Parked)).Val())
+}
+
+// TestLimitsHandOutKeepsHeldSlot: a message handed out again while it
+// still holds a slot (its lock ran out, its wake not yet come) keeps that
+// slot and the key it was taken under, counted once, whether the queue's
+// slots are all held or not.
+func TestLimitsHandOutKeepsHeldSlot(t *testing.T) {
+	for _, conc := range []string{"1", "5"} {
+		t.Run("conc "+conc, func(t *testing.T) {
+			s, q := limitsQueue(t, Limits{Concurrency: conc, KeyConcurrency: "5"}, "x:A", "y:A")
+			ctx := context.Background()
+			// x holds a slot under key Z from an earlier hand-out.
+			require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Slots), "h:x", "1 Z").Err())
+			require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.SlotCounts), "q", 1, "k:Z", 1).Err())
+			r := limitPoll(t, s, q, 1)
+			handed, _, _ := limitSteps(r)
+			require.Equal(t, []string{"x"}, handed)
+			assert.EqualValues(t, 1, slotCount(t, s, q, "q"), "x's slot, counted once")
+			assert.EqualValues(t, 1, slotCount(t, s, q, "k:Z"))
+			assert.EqualValues(t, 0, slotCount(t, s, q, "k:A"))
+			assert.Equal(t, formatInt(r.Steps[0].LockedUntil)+" Z", queuetest.HGet(t, s.RDB, s.Key(q, keys.Slots), "h:x"))
+			r = limitPoll(t, s, q, 2)
+			handed, skips, _ := limitSteps(r)
+			if conc == "1" {
+				assert.Empty(t, handed, "x holds the only slot")
+				assert.Equal(t, []string{"limited"}, skips)
+			} else {
+				assert.Equal(t, []string{"y"}, handed)
+				assert.EqualValues(t, 2, slotCount(t, s, q, "q"))
+				assert.EqualValues(t, 1, slotCount(t, s, q, "k:A"))
+			}
+		})
+	}
+}
