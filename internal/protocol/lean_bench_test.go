@@ -26,14 +26,16 @@ import (
 // variants run in interleaved rounds on one redis-server; each reports
 // the median of its rounds' µs of Redis per call (EVALSHA's usec in
 // INFO commandstats, the script's whole run), as <variant>-µs/call.
-// Run: go test -run '^$' -bench PollKeySets -benchtime 1x .
+// Run: go test -run '^$' -bench PollKeySets -benchtime 1x . (with
+// LEAN_BENCH_EMPTY=1, calls that record nothing and take no step: the
+// script's fixed cost alone).
 func BenchmarkPollKeySets(b *testing.B) {
 	calls, rounds := 3000, 7
 	var s *queuetest.Server
 	// LEAN_BENCH_ADDR and LEAN_BENCH_PID name a redis-server run under
-	// valgrind --tool=callgrind: the variants are then measured in
-	// instructions per call (callgrind's totals), which a busy machine
-	// does not blur.
+	// valgrind --tool=callgrind, writing its dumps to CALLGRIND_DIR: the
+	// variants are then measured in instructions per call (callgrind's
+	// totals), which a busy machine does not blur.
 	addr, pid := os.Getenv("LEAN_BENCH_ADDR"), os.Getenv("LEAN_BENCH_PID")
 	if addr != "" {
 		calls, rounds = 500, 1
