@@ -38,7 +38,7 @@ func BenchmarkPollKeySets(b *testing.B) {
 	// totals), which a busy machine does not blur.
 	addr, pid := os.Getenv("LEAN_BENCH_ADDR"), os.Getenv("LEAN_BENCH_PID")
 	if addr != "" {
-		calls, rounds = 500, 1
+		calls, rounds = 4000, 1
 		rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Minute})
 		b.Cleanup(func() { rdb.Close() })
 		s = &queuetest.Server{RDB: rdb}
@@ -62,6 +62,22 @@ func BenchmarkPollKeySets(b *testing.B) {
 		{"lean52", dequeueLeanScript, 52},
 		{"lean38", dequeueLeanScript, LeanKeys},
 	}
+	// LEAN_BENCH_BASE names another commit's composed dequeue (outcome
+	// groups of five, before results and follow-ups), run as "base".
+	base := os.Getenv("LEAN_BENCH_BASE")
+	if base != "" {
+		src, err := os.ReadFile(base)
+		require.NoError(b, err)
+		variants = append(variants, struct {
+			name   string
+			script *redis.Script
+			nkeys  int
+		}{"base", redis.NewScript(string(src)), LeanKeys})
+	}
+	batch := 1
+	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_BATCH")); err == nil && n > 0 {
+		batch = n
+	}
 	got := map[string][]float64{}
 	usec := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+),usec=(\d+)`)
 	for round := range rounds {
@@ -77,17 +93,21 @@ func BenchmarkPollKeySets(b *testing.B) {
 				require.NoError(b, a.Err)
 			}
 			require.NoError(b, s.RDB.(*redis.Client).ConfigResetStat(ctx).Err())
-			if pid != "" {
-				cg("-z")
-			}
-			a := PollArgs{LockTime: time.Minute, MaxSteps: 1, MaxHandles: 1, Poller: randomToken(), Held: 0}
+			a := PollArgs{LockTime: time.Minute, MaxSteps: batch, MaxHandles: batch, Poller: randomToken(), Held: 0}
 			a.Sleeps = [5]time.Duration{time.Second, time.Second, time.Second, time.Second, time.Second}
 			if os.Getenv("LEAN_BENCH_EMPTY") != "" {
 				a.MaxSteps = 0 // the chunk's own cost: no outcome, no step
 			}
-			for range calls {
+			for i := range calls / batch {
+				if i == 10 && pid != "" {
+					cg("-z") // (after the first calls: the enqueues' garbage is collected)
+				}
 				a.Seq++
-				raw, err := v.script.Run(ctx, s.RDB, ks, a.argv()...).Slice()
+				argv := a.argv()
+				if v.name == "base" {
+					argv = argv5(a)
+				}
+				raw, err := v.script.Run(ctx, s.RDB, ks, argv...).Slice()
 				require.NoError(b, err)
 				reply, err := parsePollReply(raw)
 				require.NoError(b, err)
@@ -101,7 +121,7 @@ func BenchmarkPollKeySets(b *testing.B) {
 			}
 			if pid != "" {
 				cg("-d")
-				got[v.name] = append(got[v.name], float64(callgrindTotal(b, pid))/float64(calls))
+				got[v.name] = append(got[v.name], float64(callgrindTotal(b, pid))/float64((calls/batch-10)*batch))
 				continue
 			}
 			info, err := s.RDB.(*redis.Client).Info(ctx, "commandstats").Result()
@@ -110,12 +130,12 @@ func BenchmarkPollKeySets(b *testing.B) {
 			require.NotNil(b, m, info)
 			n, _ := strconv.ParseFloat(m[1], 64)
 			us, _ := strconv.ParseFloat(m[2], 64)
-			got[v.name] = append(got[v.name], us/n)
+			got[v.name] = append(got[v.name], us/n/float64(batch))
 		}
 	}
-	unit := "-µs/call"
+	unit := "-µs/msg"
 	if pid != "" {
-		unit = "-instr/call"
+		unit = "-instr/msg"
 	}
 	for _, v := range variants {
 		xs := slices.Sorted(slices.Values(got[v.name]))
@@ -140,4 +160,16 @@ func callgrindTotal(b *testing.B, pid string) int64 {
 	require.NotNil(b, m)
 	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
 	return n
+}
+
+// argv5 is a's arguments as dequeue.lua took them before results and
+// follow-ups: outcome groups of five.
+func argv5(a PollArgs) []any {
+	full := a.argv()
+	n := len(a.Completions)
+	args := append([]any{}, full[:18]...)
+	for i := range n {
+		args = append(args, full[18+7*i:18+7*i+5]...)
+	}
+	return append(args, full[18+7*n])
 }
