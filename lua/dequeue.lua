@@ -97,19 +97,20 @@ local bad = check_outcomes(19, n_outcomes)
 if bad then return bad end
 
 -- The lean call (§4). A queue that uses no extension with keys of its
--- own (the 39th to the 52nd: results .. limit-key) is polled with its first 38 keys
--- only, by a composition without limits.lua: Redis then makes and binds
--- 14 strings fewer per call, and the script 18 closures fewer. Such a
--- call checks, before it writes anything, that the queue still uses none
--- of them (another script may have marked one since the client chose:
--- a cancel, a progress, limits) and that none of its outcomes carries a
--- result or follow-ups; otherwise it answers MQKEYS having written
--- nothing, and the client sends the same call again with every key, as
--- it does from then on for that queue. (The queue's own keys end before
--- the follow-ups' targets, ARGV[22+7n], when the call carries those.)
+-- own (the 39th to the 52nd: results .. limit-key) is polled with its
+-- first 38 keys only, by a composition without limits.lua (limits_freed
+-- is nil then): Redis makes and binds 14 strings fewer per call, and the
+-- script 18 closures fewer. Such a call checks, before it writes
+-- anything, that the queue still uses none of them (another script may
+-- have marked one since the client chose: a cancel, a progress, limits)
+-- and that none of its outcomes carries a result or follow-ups; otherwise
+-- it answers MQKEYS having written nothing, and the client sends the same
+-- call again with every key, as it does from then on for that queue.
+-- (The queue's own keys end before the follow-ups' targets, ARGV[22+7n],
+-- when the call carries those.)
 local own_keys = tonumber(ARGV[22 + OUTCOME_ARGS * n_outcomes]) or 0
 own_keys = (own_keys > 0) and (own_keys - 1) or #KEYS
-if own_keys < 52 then
+if own_keys < 52 or limits_freed == nil then
   feature_used('results') -- (reads every feature, into features)
   local f = features
   if f.results or f.handoffs or f.batches or f.cancel or f.progress or f.limits then

@@ -181,10 +181,11 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 	dump := func() map[string]string {
 		return queuetest.Dump(t, s.RDB, func(i keys.Index) string { return s.Key(q, i) }, now)
 	}
-	lean := func(cs ...Completion) error {
+	leanWith := func(nkeys int, cs ...Completion) error {
 		a := PollArgs{LockTime: time.Minute, MaxSteps: 2, Completions: cs, Poller: randomToken(), Seq: 1}
-		return dequeueLeanScript.Run(ctx, s.RDB, s.Keys(q)[:LeanKeys], a.argv()...).Err()
+		return dequeueLeanScript.Run(ctx, s.RDB, s.Keys(q)[:nkeys], a.argv()...).Err()
 	}
+	lean := func(cs ...Completion) error { return leanWith(LeanKeys, cs...) }
 	done := Completion{ID: r.Steps[0].ID, LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeSuccess}
 
 	before := dump()
@@ -200,6 +201,7 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 		require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Features), f, "1").Err())
 		before := dump()
 		assert.Equal(t, NeedKeys, ErrorCode(lean(done)), f)
+		assert.Equal(t, NeedKeys, ErrorCode(leanWith(keys.Count, done)), "%s, every key but the lean script", f)
 		assert.Equal(t, before, dump(), "a call refused for %s wrote nothing", f)
 		require.NoError(t, s.RDB.HDel(ctx, s.Key(q, keys.Features), f).Err())
 	}
