@@ -52,27 +52,24 @@ func BenchmarkPollKeySets(b *testing.B) {
 		return string(out)
 	}
 	ctx := context.Background()
-	variants := []struct {
+	type variant struct {
 		name   string
 		script *redis.Script
 		nkeys  int
-	}{
-		{"full52", dequeueScript, 52},
-		{"full38", dequeueScript, LeanKeys},
-		{"lean52", dequeueLeanScript, 52},
+	}
+	variants := []variant{
 		{"lean38", dequeueLeanScript, LeanKeys},
+		{"full52", dequeueScript, 52},
+		{"lean52", dequeueLeanScript, 52},
+		{"full38", dequeueScript, LeanKeys},
 	}
 	// LEAN_BENCH_BASE names another commit's composed dequeue (outcome
-	// groups of five, before results and follow-ups), run as "base".
-	base := os.Getenv("LEAN_BENCH_BASE")
-	if base != "" {
+	// groups of five, before results and follow-ups), run as "base",
+	// second.
+	if base := os.Getenv("LEAN_BENCH_BASE"); base != "" {
 		src, err := os.ReadFile(base)
 		require.NoError(b, err)
-		variants = append(variants, struct {
-			name   string
-			script *redis.Script
-			nkeys  int
-		}{"base", redis.NewScript(string(src)), LeanKeys})
+		variants = slices.Insert(variants, 1, variant{"base", redis.NewScript(string(src)), LeanKeys})
 	}
 	batch := 1
 	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_BATCH")); err == nil && n > 0 {
