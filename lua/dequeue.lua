@@ -122,6 +122,7 @@ if own_keys < 52 or limits_freed == nil then
       return redis.error_reply('MQKEYS an outcome with a result or follow-ups needs all of the queue\'s keys')
     end
   end
+  lean_call = true
 end
 
 local known, consumed = '', false
@@ -523,7 +524,7 @@ local function decide(mid, from_circle)
   -- A cancelled message (§20) is never handed out again: one whose
   -- handler died after the cancel, or that a Carmine worker released,
   -- is collected here as cancelled.
-  if cancel_asked(mid) then
+  if not lean_call and cancel_asked(mid) then
     redis.call('hdel', K_LOCKS, mid)
     cancel_now(mid)
     return {'skip', 'cancelled'}, false

@@ -71,6 +71,13 @@ func BenchmarkPollKeySets(b *testing.B) {
 		require.NoError(b, err)
 		variants = slices.Insert(variants, 1, variant{"base", redis.NewScript(string(src)), LeanKeys})
 	}
+	// LEAN_BENCH_ALT names a composed dequeue of this commit's arguments,
+	// run as "alt", last: a change tried before it is made.
+	if alt := os.Getenv("LEAN_BENCH_ALT"); alt != "" {
+		src, err := os.ReadFile(alt)
+		require.NoError(b, err)
+		variants = append(variants, variant{"alt", redis.NewScript(string(src)), LeanKeys})
+	}
 	batch := 1
 	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_BATCH")); err == nil && n > 0 {
 		batch = n
