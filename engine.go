@@ -38,6 +38,7 @@ func (s *queueStore) Poll(ctx context.Context, a protocol.PollArgs) (protocol.Po
 // pollCall records a.Completions, then takes up to a.MaxSteps steps of the
 // queue's circle, all in one script call, within ctx (see within).
 func (c *Client) pollCall(ctx context.Context, queue string, a protocol.PollArgs) (protocol.PollReply, error) {
+	a.Lean = c.lean(queue)
 	r, err := within(c, ctx, func(ctx context.Context) (protocol.PollReply, error) {
 		return protocol.Poll(ctx, c.rdb, c.keys(queue), a)
 	})

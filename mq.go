@@ -144,6 +144,7 @@ type Client struct {
 	enqueueVia EnqueueFunc
 
 	keyCache sync.Map // queue name -> []string, every key of the queue
+	leans    sync.Map // queue name -> *protocol.Lean, the keys its polls pass
 	groups   sync.Map // queue name -> *enqueueGroup (coalesce.go)
 	// registered holds the queues this client put in the registry
 	// (registry.go), so that it registers each once.
@@ -322,6 +323,18 @@ func (c *Client) keys(q string) []string {
 	ks := keys.All(q, c.cfg.Cluster)
 	c.keyCache.Store(q, ks)
 	return ks
+}
+
+// lean returns queue q's lean state (docs/protocol.md §4): its poll
+// calls pass the lean key set until one finds that the queue uses an
+// extension with keys of its own, and every key from then on, for every
+// worker of this client.
+func (c *Client) lean(q string) *protocol.Lean {
+	if l, ok := c.leans.Load(q); ok {
+		return l.(*protocol.Lean)
+	}
+	l, _ := c.leans.LoadOrStore(q, new(protocol.Lean))
+	return l.(*protocol.Lean)
 }
 
 // key returns one key of queue q.

@@ -40,6 +40,12 @@ local function feature_used(name)
   return features[name] == true
 end
 
+-- lean_call is set by a lean poll (dequeue.lua, §4) once it checked that
+-- the queue uses none of results, handoffs, batches, cancel, progress and
+-- limits, and that no outcome carries a result or follow-ups: the
+-- per-message calls of those extensions are skipped then, each a no-op.
+local lean_call = false
+
 -- Per-message policies (§14).
 local function policy_used()
   return feature_used('policy')
@@ -484,14 +490,14 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'lock-lost'
   end
   unlocked[mid] = true
-  if outcome == 'cancelled' or cancel_asked(mid) then
+  if outcome == 'cancelled' or (not lean_call and cancel_asked(mid)) then
     count_history('p')
     cancel_now(mid)
     gathered.unlock[#gathered.unlock + 1] = mid
     return 'cancelled'
   end
   if limits_freed and feature_used('limits') then limits_freed(mid, outcome, now) end
-  if outcome == 'success' then -- (before finish, which may rewrite udts)
+  if outcome == 'success' and not lean_call then -- (before finish, which may rewrite udts)
     hand_off(followups)
     tick_batch(mid, nil, 's')
   end
@@ -535,7 +541,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     else
       finish(mid, now, default_lock_ms)
     end
-    notify_final(mid)
+    if not lean_call then notify_final(mid) end
   end
   gathered.unlock[#gathered.unlock + 1] = mid
   return 'ok'

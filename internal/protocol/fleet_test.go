@@ -242,14 +242,15 @@ type fleet struct {
 	keys []string
 	now  int64
 
-	enqueueScript, dequeueScript, statusScript, carmine *redis.Script
+	enqueueScript, dequeueScript, dequeueLeanScript, statusScript, carmine *redis.Script
 }
 
 func newFleet(t testing.TB, s *queuetest.Server, q string) *fleet {
 	t.Helper()
 	f := &fleet{t: t, ctx: context.Background(), rdb: s.RDB.(*redis.Client), q: q, keys: s.Keys(q),
 		enqueueScript: virtualScript(t, "enqueue"), dequeueScript: virtualScript(t, "dequeue"),
-		statusScript: virtualScript(t, "msg-status"), carmine: redis.NewScript(carmineLua)}
+		dequeueLeanScript: virtualScript(t, "dequeue-lean"),
+		statusScript:      virtualScript(t, "msg-status"), carmine: redis.NewScript(carmineLua)}
 	f.set(1_700_000_000_000)
 	return f
 }
@@ -282,10 +283,15 @@ func (f *fleet) mustEnqueue(m EnqueueMessage) {
 	require.Contains(f.t, []Code{Added, Updated}, code)
 }
 
-// poll is one poll call of this library by a poller of its own.
+// poll is one poll call of this library by a poller of its own, lean as
+// a client's first call on the queue (§4), sent again with every key
+// when refused for want of them.
 func (f *fleet) poll(a PollArgs) (PollReply, error) {
 	a.Poller, a.Seq, a.Confirmed = randomToken(), 1, 0
-	raw, err := f.dequeueScript.Run(f.ctx, f.rdb, f.keys, a.argv()...).Slice()
+	raw, err := f.dequeueLeanScript.Run(f.ctx, f.rdb, f.keys[:LeanKeys], a.argv()...).Slice()
+	if ErrorCode(err) == NeedKeys {
+		raw, err = f.dequeueScript.Run(f.ctx, f.rdb, f.keys, a.argv()...).Slice()
+	}
 	if err != nil {
 		return PollReply{}, err
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
 )
 
 // StepKind is the kind of one poll step (docs/protocol.md §4).
@@ -130,6 +133,43 @@ type PollArgs struct {
 	// reply arrived (§8).
 	Poller         string
 	Seq, Confirmed uint64
+
+	// Lean, when set, is the queue's lean state for the calling client:
+	// the call passes only the queue's first LeanKeys keys while the
+	// queue uses no extension with keys of its own (§4). nil: every key.
+	Lean *Lean
+}
+
+// LeanKeys is how many of a queue's keys a lean poll call passes
+// (docs/protocol.md §4): messages .. prio, those of a queue that uses no
+// extension with keys of its own (results .. limit-key).
+const LeanKeys = int(keys.Results)
+
+// Lean is one queue's lean state for one client (PollArgs.Lean): its
+// poll calls pass the lean key set to a lean composition of the poll
+// script, until one of them carries a result or follow-ups, or is
+// refused (NeedKeys) because the queue uses an extension with keys of its
+// own; from then on they pass every key. The zero value is lean; it is
+// safe for concurrent use.
+type Lean struct{ full atomic.Bool }
+
+// Full tells whether the queue's calls pass every key from now on.
+func (l *Lean) Full() bool { return l.full.Load() }
+
+// lean tells whether the call a may pass the lean key set, and switches l
+// to every key for good when a's outcomes need them (their result or
+// follow-ups mark the queue as using an extension with keys of its own).
+func (l *Lean) lean(a *PollArgs) bool {
+	if l == nil || l.full.Load() {
+		return false
+	}
+	for _, x := range a.Completions {
+		if len(x.Result) > 0 || len(x.FollowUps) > 0 {
+			l.full.Store(true)
+			return false
+		}
+	}
+	return true
 }
 
 // NotTold, as PollArgs.Held, does not tell the poll how many messages
@@ -185,11 +225,25 @@ type PollReply struct {
 }
 
 // Poll records a.Completions, then takes up to a.MaxSteps steps of the
-// queue's circle, all in one script call. A call that comes after a later
+// queue's circle, all in one script call; keys are all of the queue's
+// keys, of which a lean call (a.Lean) passes the first LeanKeys. A lean
+// call refused with NeedKeys wrote nothing: Poll switches a.Lean to every
+// key and sends the same call again. A call that comes after a later
 // call of its poller fails with an error reply of code Stale.
 func Poll(ctx context.Context, r Redis, keys []string, a PollArgs) (PollReply, error) {
 	sent := time.Now()
-	raw, err := dequeueScript.Run(ctx, r, keys, a.argv()...).Slice()
+	argv := a.argv()
+	var raw []any
+	var err error
+	if a.Lean.lean(&a) {
+		raw, err = dequeueLeanScript.Run(ctx, r, keys[:LeanKeys], argv...).Slice()
+		if ErrorCode(err) == NeedKeys {
+			a.Lean.full.Store(true)
+			raw, err = dequeueScript.Run(ctx, r, keys, argv...).Slice()
+		}
+	} else {
+		raw, err = dequeueScript.Run(ctx, r, keys, argv...).Slice()
+	}
 	if err != nil {
 		return PollReply{Sent: sent}, err
 	}

@@ -29,9 +29,13 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // counts (§10) are each written once. The composed texts are pinned by a
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
-	"enqueue":      {"lib", "prelude", "status", "enqueue"},
-	"enqueue-new":  {"lib:receipt_put,move_sentinel", "enqueue-new"}, // binds its own few keys: no prelude
-	"dequeue":      {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "limits", "dequeue"},
+	"enqueue":     {"lib", "prelude", "status", "enqueue"},
+	"enqueue-new": {"lib:receipt_put,move_sentinel", "enqueue-new"}, // binds its own few keys: no prelude
+	"dequeue":     {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "limits", "dequeue"},
+	// The lean poll (docs/protocol.md §4), for a queue that uses no
+	// extension with keys of its own: without limits.lua, whose closures
+	// every call would make for nothing.
+	"dequeue-lean": {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "dequeue"},
 	"msg-status":   {"lib", "prelude", "status", "attempt-errors", "msg-status"},
 	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "renew"},
 	"queue-counts": {"lib", "prelude", "counts", "queue-counts"},
@@ -50,7 +54,7 @@ var scriptParts = map[string][]string{
 
 // The composed scripts, set by Load.
 var (
-	enqueueScript, enqueueNewScript, dequeueScript, msgStatusScript, renewScript, countsScript,
+	enqueueScript, enqueueNewScript, dequeueScript, dequeueLeanScript, msgStatusScript, renewScript, countsScript,
 	deleteScript, pauseScript, deadScript, heartbeatScript, historyScript *redis.Script
 	tickScript, schedulesScript *redis.Script
 	resultScript                *redis.Script
@@ -74,6 +78,7 @@ func Load(luaFS fs.FS) {
 	enqueueScript = composeScript("enqueue")
 	enqueueNewScript = composeScript("enqueue-new")
 	dequeueScript = composeScript("dequeue")
+	dequeueLeanScript = composeScript("dequeue-lean")
 	msgStatusScript = composeScript("msg-status")
 	renewScript = composeScript("renew")
 	countsScript = composeScript("queue-counts")
@@ -195,6 +200,10 @@ const (
 	// BadOutcome: a poll call named an outcome the scripts do not know
 	// (§6); the call wrote nothing.
 	BadOutcome Code = "MQOUTCOME"
+	// NeedKeys: a lean poll call (§4) found that the queue uses an
+	// extension with keys of its own, or carried a result or follow-ups;
+	// the call wrote nothing, and is to be sent again with every key.
+	NeedKeys Code = "MQKEYS"
 	// NoScript: EVALSHA of a script not in the server's cache.
 	NoScript Code = "NOSCRIPT"
 )

@@ -48,9 +48,12 @@ func mustEnqueue(t *testing.T, s *queuetest.Server, q string, data any, m *Enque
 	require.Contains(t, []Code{Added, Updated}, code)
 }
 
-// poll is one poll call by a poller of its own.
+// poll is one poll call by a poller of its own, lean as a client's first
+// call on the queue (§4): the lean key set, or every key once the call
+// is refused for want of them.
 func poll(ctx context.Context, s *queuetest.Server, q string, a PollArgs) (PollReply, error) {
 	a.Poller, a.Seq, a.Confirmed = randomToken(), 1, 0
+	a.Lean = new(Lean)
 	return Poll(ctx, s.RDB, s.Keys(q), a)
 }
 

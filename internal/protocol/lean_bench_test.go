@@ -1,0 +1,179 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/gocarmine/mq/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// BenchmarkPollKeySets measures what Redis spends on one poll call (an
+// outcome recorded and a message handed out, as a busy worker's call) by
+// the keys it passes and the composition it runs, on a queue that uses no
+// extension: the lean call's two savings apart (docs/protocol.md §4). The
+// variants run in interleaved rounds on one redis-server; each reports
+// the median of its rounds' µs of Redis per call (EVALSHA's usec in
+// INFO commandstats, the script's whole run), as <variant>-µs/call.
+// Run: go test -run '^$' -bench PollKeySets -benchtime 1x . (with
+// LEAN_BENCH_EMPTY=1, calls that record nothing and take no step: the
+// script's fixed cost alone).
+func BenchmarkPollKeySets(b *testing.B) {
+	calls, rounds := 3000, 7
+	var s *queuetest.Server
+	// LEAN_BENCH_ADDR and LEAN_BENCH_PID name a redis-server run under
+	// valgrind --tool=callgrind, writing its dumps to CALLGRIND_DIR: the
+	// variants are then measured in instructions per call (callgrind's
+	// totals), which a busy machine does not blur.
+	addr, pid := os.Getenv("LEAN_BENCH_ADDR"), os.Getenv("LEAN_BENCH_PID")
+	if addr != "" {
+		calls, rounds = 4000, 1
+		rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Minute})
+		b.Cleanup(func() { rdb.Close() })
+		s = &queuetest.Server{RDB: rdb}
+	} else {
+		r := redistest.Start(b)
+		s = &queuetest.Server{RDB: r.Client(b), Real: r}
+	}
+	cg := func(arg string) string {
+		out, err := exec.Command("callgrind_control", arg, pid).CombinedOutput()
+		require.NoError(b, err, string(out))
+		return string(out)
+	}
+	ctx := context.Background()
+	type variant struct {
+		name   string
+		script *redis.Script
+		nkeys  int
+	}
+	variants := []variant{
+		{"lean38", dequeueLeanScript, LeanKeys},
+		{"full52", dequeueScript, 52},
+		{"lean52", dequeueLeanScript, 52},
+		{"full38", dequeueScript, LeanKeys},
+	}
+	// LEAN_BENCH_BASE names another commit's composed dequeue (outcome
+	// groups of five, before results and follow-ups), run as "base",
+	// second.
+	if base := os.Getenv("LEAN_BENCH_BASE"); base != "" {
+		src, err := os.ReadFile(base)
+		require.NoError(b, err)
+		variants = slices.Insert(variants, 1, variant{"base", redis.NewScript(string(src)), LeanKeys})
+	}
+	// LEAN_BENCH_ALT names a composed dequeue of this commit's arguments,
+	// run as "alt", last: a change tried before it is made.
+	if alt := os.Getenv("LEAN_BENCH_ALT"); alt != "" {
+		src, err := os.ReadFile(alt)
+		require.NoError(b, err)
+		variants = append(variants, variant{"alt", redis.NewScript(string(src)), LeanKeys})
+	}
+	batch := 1
+	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_BATCH")); err == nil && n > 0 {
+		batch = n
+	}
+	got := map[string][]float64{}
+	usec := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+),usec=(\d+)`)
+	for round := range rounds {
+		for _, v := range variants {
+			q := fmt.Sprintf("bench:%s:%d", v.name, round)
+			ks := s.Keys(q)[:v.nkeys]
+			for i := 0; i < calls; i += 500 {
+				msgs := make([]EnqueueMessage, 500)
+				for j := range msgs {
+					msgs[j] = EnqueueMessage{ID: strconv.Itoa(i + j), Data: []byte("payload")}
+				}
+				a := Enqueue(ctx, s.RDB, s.Keys(q), EnqueueCall{Token: randomToken(), Keep: time.Minute, Messages: msgs})
+				require.NoError(b, a.Err)
+			}
+			require.NoError(b, s.RDB.(*redis.Client).ConfigResetStat(ctx).Err())
+			a := PollArgs{LockTime: time.Minute, MaxSteps: batch, MaxHandles: batch, Poller: randomToken(), Held: 0}
+			a.Sleeps = [5]time.Duration{time.Second, time.Second, time.Second, time.Second, time.Second}
+			if os.Getenv("LEAN_BENCH_EMPTY") != "" {
+				a.MaxSteps = 0 // the chunk's own cost: no outcome, no step
+			}
+			for i := range calls / batch {
+				if i == 10 && pid != "" {
+					cg("-z") // (after the first calls: the enqueues' garbage is collected)
+				}
+				a.Seq++
+				argv := a.argv()
+				if v.name == "base" {
+					argv = argv5(a)
+				}
+				raw, err := v.script.Run(ctx, s.RDB, ks, argv...).Slice()
+				require.NoError(b, err)
+				reply, err := parsePollReply(raw)
+				require.NoError(b, err)
+				a.Confirmed = a.Seq
+				a.Completions = a.Completions[:0]
+				for _, st := range reply.Steps {
+					if st.Kind == StepHandle {
+						a.Completions = append(a.Completions, Completion{ID: st.ID, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess})
+					}
+				}
+			}
+			if pid != "" {
+				cg("-d")
+				got[v.name] = append(got[v.name], float64(callgrindTotal(b, pid))/float64((calls/batch-10)*batch))
+				continue
+			}
+			info, err := s.RDB.(*redis.Client).Info(ctx, "commandstats").Result()
+			require.NoError(b, err)
+			m := usec.FindStringSubmatch(info)
+			require.NotNil(b, m, info)
+			n, _ := strconv.ParseFloat(m[1], 64)
+			us, _ := strconv.ParseFloat(m[2], 64)
+			got[v.name] = append(got[v.name], us/n/float64(batch))
+		}
+	}
+	unit := "-µs/msg"
+	if pid != "" {
+		unit = "-instr/msg"
+	}
+	for _, v := range variants {
+		xs := slices.Sorted(slices.Values(got[v.name]))
+		b.ReportMetric(xs[len(xs)/2], v.name+unit)
+	}
+}
+
+// callgrindTotal answers the instructions of callgrind's latest dump of
+// process pid (in the working directory of the server, CALLGRIND_DIR).
+func callgrindTotal(b *testing.B, pid string) int64 {
+	files, err := filepath.Glob(filepath.Join(os.Getenv("CALLGRIND_DIR"), "callgrind.out."+pid+".*"))
+	require.NoError(b, err)
+	require.NotEmpty(b, files)
+	slices.SortFunc(files, func(x, y string) int {
+		nx, _ := strconv.Atoi(x[strings.LastIndex(x, ".")+1:])
+		ny, _ := strconv.Atoi(y[strings.LastIndex(y, ".")+1:])
+		return nx - ny
+	})
+	data, err := os.ReadFile(files[len(files)-1])
+	require.NoError(b, err)
+	m := regexp.MustCompile(`(?m)^(?:totals|summary): (\d+)`).FindSubmatch(data)
+	require.NotNil(b, m)
+	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return n
+}
+
+// argv5 is a's arguments as dequeue.lua took them before results and
+// follow-ups: outcome groups of five.
+func argv5(a PollArgs) []any {
+	full := a.argv()
+	n := len(a.Completions)
+	args := append([]any{}, full[:18]...)
+	for i := range n {
+		args = append(args, full[18+7*i:18+7*i+5]...)
+	}
+	return append(args, full[18+7*n])
+}

@@ -1,0 +1,209 @@
+package protocol
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// leanPoller polls one queue as a worker's polling loop does: numbered
+// calls, each confirming the one before, on the client's lean state.
+type leanPoller struct {
+	t    *testing.T
+	s    *queuetest.Server
+	q    string
+	lean *Lean
+	id   string
+	seq  uint64
+}
+
+func (p *leanPoller) poll(steps int, cs ...Completion) PollReply {
+	p.t.Helper()
+	p.seq++
+	r, err := Poll(context.Background(), p.s.RDB, p.s.Keys(p.q), PollArgs{LockTime: time.Minute, MaxSteps: steps,
+		Completions: cs, Poller: p.id, Seq: p.seq, Confirmed: p.seq - 1, Held: NotTold, Lean: p.lean})
+	require.NoError(p.t, err)
+	return r
+}
+
+// handled answers the handlings the queue's history counted (§17): each
+// outcome recorded once counts once.
+func handled(t *testing.T, s *queuetest.Server, q string) int {
+	t.Helper()
+	h, err := s.RDB.HGetAll(context.Background(), s.Key(q, keys.History)).Result()
+	require.NoError(t, err)
+	n := 0
+	for f, v := range h {
+		if regexp.MustCompile(`^\d+p$`).MatchString(f) {
+			x, _ := strconv.Atoi(v)
+			n += x
+		}
+	}
+	return n
+}
+
+// TestLeanPollSwitchesToEveryKey: a queue polled with the lean key set
+// (§4) switches to every key on the first use of each extension with keys
+// of its own, whoever marked it, and the call that found it out is sent
+// again without being applied twice: every outcome is recorded once, and
+// what the extension keeps of the message is kept or collected with it.
+func TestLeanPollSwitchesToEveryKey(t *testing.T) {
+	ctx := context.Background()
+	s := queuetest.RealServer(t)
+	start := func(t *testing.T) (*leanPoller, []Step) {
+		q := queuetest.QueueName(t)
+		for i := range 4 {
+			mustEnqueue(t, s, q, i, &EnqueueMessage{ID: "m" + strconv.Itoa(i)})
+		}
+		p := &leanPoller{t: t, s: s, q: q, lean: new(Lean), id: randomToken()}
+		r := p.poll(2)
+		require.Len(t, r.Steps, 2)
+		require.False(t, p.lean.Full(), "a queue without extensions stays lean")
+		return p, r.Steps
+	}
+	success := func(st Step) Completion {
+		return Completion{ID: st.ID, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}
+	}
+	// finish hands out and completes the rest, lean or not, and checks
+	// that every message was handled once and none is left.
+	finish := func(t *testing.T, p *leanPoller, want int) {
+		for range 4 {
+			r := p.poll(1)
+			for _, st := range r.Steps {
+				if st.Kind == StepHandle {
+					p.poll(0, success(st))
+				}
+			}
+		}
+		assert.Equal(t, want, handled(t, s, p.q), "outcomes recorded")
+		n, err := s.RDB.HLen(ctx, s.Key(p.q, keys.Messages)).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "messages left")
+	}
+
+	t.Run("limits", func(t *testing.T) {
+		p, held := start(t)
+		_, err := SetLimits(ctx, s.RDB, s.Keys(p.q), Limits{Concurrency: "1"})
+		require.NoError(t, err)
+		r := p.poll(4, success(held[0]), success(held[1]))
+		assert.True(t, p.lean.Full())
+		assert.Equal(t, []bool{true, true}, r.Recorded)
+		var handles int
+		for _, st := range r.Steps {
+			if st.Kind == StepHandle {
+				handles++
+				p.poll(0, success(st))
+			}
+		}
+		assert.Equal(t, 1, handles, "the concurrency limit holds from the switch on")
+		finish(t, p, 4)
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		p, held := start(t)
+		a, err := Cancel(ctx, s.RDB, s.Keys(p.q), held[0].ID)
+		require.NoError(t, err)
+		require.Equal(t, CancelSignalled, a)
+		r := p.poll(0, success(held[0]), success(held[1]))
+		assert.True(t, p.lean.Full())
+		assert.Equal(t, []bool{true, false}, r.Cancelled, "the cancel stands over the success")
+		assert.Equal(t, []bool{true, true}, r.Recorded)
+		n, err := s.RDB.HLen(ctx, s.Key(p.q, keys.Cancels)).Result()
+		require.NoError(t, err)
+		assert.LessOrEqual(t, n, int64(1), "the cancel entry goes with its message (but the walk's cursor)")
+		finish(t, p, 4)
+	})
+
+	t.Run("progress", func(t *testing.T) {
+		p, held := start(t)
+		_, err := Renew(ctx, s.RDB, s.Keys(p.q), []Renewal{{ID: held[0].ID, LockedUntil: held[0].LockedUntil,
+			LockTime: time.Minute, Progress: EncodeProgress(0.5, "half")}})
+		require.NoError(t, err)
+		// (the renewal's alias proves the old token)
+		r := p.poll(0, success(held[0]), success(held[1]))
+		assert.True(t, p.lean.Full())
+		assert.Equal(t, []bool{true, true}, r.Recorded)
+		n, err := s.RDB.HLen(ctx, s.Key(p.q, keys.Progress)).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "the progress goes with its message")
+		finish(t, p, 4)
+	})
+
+	t.Run("result", func(t *testing.T) {
+		p, held := start(t)
+		c := success(held[0])
+		c.Result = []byte("forty-two")
+		r := p.poll(0, c, success(held[1]))
+		assert.True(t, p.lean.Full(), "a result needs every key")
+		assert.Equal(t, []bool{true, true}, r.Recorded)
+		rec, err := ReadResult(ctx, s.RDB, s.Keys(p.q), held[0].ID)
+		require.NoError(t, err)
+		assert.Equal(t, "forty-two", string(rec.Data))
+		finish(t, p, 4)
+	})
+
+	t.Run("result of another client", func(t *testing.T) {
+		p, held := start(t)
+		other := &leanPoller{t: t, s: s, q: p.q, lean: new(Lean), id: randomToken()}
+		c := success(held[0])
+		c.Result = []byte("theirs")
+		other.poll(0, c)
+		assert.False(t, p.lean.Full())
+		r := p.poll(0, success(held[1]))
+		assert.True(t, p.lean.Full(), "a queue that uses results is polled with every key")
+		assert.Equal(t, []bool{true}, r.Recorded)
+		finish(t, p, 4)
+	})
+}
+
+// TestLeanPollRefusesBeforeWriting: a lean call (§4) on a queue that uses
+// an extension with keys of its own, or with an outcome that carries a
+// result or follow-ups, answers NeedKeys and writes nothing: the same
+// call sent again with every key is its only application.
+func TestLeanPollRefusesBeforeWriting(t *testing.T) {
+	ctx := context.Background()
+	s := queuetest.RealServer(t)
+	q := queuetest.QueueName(t)
+	for i := range 3 {
+		mustEnqueue(t, s, q, i, &EnqueueMessage{ID: "m" + strconv.Itoa(i)})
+	}
+	r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, MaxSteps: 2})
+	require.NoError(t, err)
+	require.Len(t, r.Steps, 2)
+	now := s.Now(t)
+	dump := func() map[string]string {
+		return queuetest.Dump(t, s.RDB, func(i keys.Index) string { return s.Key(q, i) }, now)
+	}
+	leanWith := func(nkeys int, cs ...Completion) error {
+		a := PollArgs{LockTime: time.Minute, MaxSteps: 2, Completions: cs, Poller: randomToken(), Seq: 1}
+		return dequeueLeanScript.Run(ctx, s.RDB, s.Keys(q)[:nkeys], a.argv()...).Err()
+	}
+	lean := func(cs ...Completion) error { return leanWith(LeanKeys, cs...) }
+	done := Completion{ID: r.Steps[0].ID, LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeSuccess}
+
+	before := dump()
+	withResult := done
+	withResult.Result = []byte("r")
+	assert.Equal(t, NeedKeys, ErrorCode(lean(withResult)), "a result")
+	withFollowUps := done
+	withFollowUps.FollowUps = []byte("f")
+	assert.Equal(t, NeedKeys, ErrorCode(lean(withFollowUps)), "follow-ups")
+	assert.Equal(t, before, dump(), "a refused call wrote nothing")
+
+	for _, f := range []string{"results", "handoffs", "batches", "cancel", "progress", "limits"} {
+		require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Features), f, "1").Err())
+		before := dump()
+		assert.Equal(t, NeedKeys, ErrorCode(lean(done)), f)
+		assert.Equal(t, NeedKeys, ErrorCode(leanWith(keys.Count, done)), "%s, every key but the lean script", f)
+		assert.Equal(t, before, dump(), "a call refused for %s wrote nothing", f)
+		require.NoError(t, s.RDB.HDel(ctx, s.Key(q, keys.Features), f).Err())
+	}
+	require.NoError(t, lean(done), "a queue without them is polled lean")
+}
