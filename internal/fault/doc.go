@@ -115,7 +115,6 @@
 //     batch, 10,000 members, 30 process kills, 5 Redis kills, 1,616
 //     drops: one completion, after the last member, with 10,000
 //     succeeded.
-//
 //   - TestScenarioLimitsDroppedReplies: TestScenarioDroppedReplies on a
 //     queue with a rate and a concurrency limit; also no slot held once
 //     drained.
