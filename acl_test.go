@@ -65,10 +65,11 @@ var aclCommands = []string{
 	"sismember",
 	"smembers", // the counts, while done holds a Carmine worker's ids
 	"srem",
-	"subscribe", // Client.WaitResult; the client's cancel subscription, with its first worker
-	"time",      // every script reads the server's clock
-	"unlink",    // receipts' generations; DeleteDeadLetters
-	"zadd",      // also a worker's heartbeat
+	"subscribe",   // Client.WaitResult; the client's cancel subscription, with its first worker
+	"time",        // every script reads the server's clock
+	"unlink",      // receipts' generations; DeleteDeadLetters
+	"unsubscribe", // the last worker of a queue stopped while the client's subscription goes on (results, other queues)
+	"zadd",        // also a worker's heartbeat
 	"zcard",
 	"zrange",
 	"zrangebyscore",

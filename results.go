@@ -191,7 +191,7 @@ func (c *Client) WaitResult(ctx context.Context, queue, id string) (Result, erro
 	}
 	// (Not within: a join that went on after its caller gave up would
 	// never leave.)
-	w, err := c.results.join(ctx, c, c.key(queue, keys.Results), id)
+	w, err := c.results.join(ctx, c.key(queue, keys.Results), id)
 	if err != nil {
 		return failed(err)
 	}
