@@ -151,5 +151,4 @@ func TestScenarioLimitsRedisFaults(t *testing.T) {
 		zero("ids parked after the drain", parked),
 	)
 	expect(t, rep, checks...)
-
 }
