@@ -51,7 +51,7 @@ var aclCommands = []string{
 	"lrange",  // a relay reading handoffs (docs/protocol.md §22)
 	"lrem",    // a relay removing a record it delivered
 	"ltrim",   // a poll's surplus sleep sentinels
-	"ping",    // the health check of WaitResult's subscription
+	"ping",    // the health check of the client's subscription (cancels, results)
 	"publish", // a final outcome in a queue that uses results; cancel.lua, a cancel of a running message
 	"rename",  // receipts' generations
 	"rpop",
