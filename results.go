@@ -194,6 +194,11 @@ func (c *Client) WaitResult(ctx context.Context, queue, id string) (Result, erro
 	// never leave.)
 	w, err := c.results.join(ctx, c.key(queue, keys.Results), id)
 	if err != nil {
+		if ctx.Err() != nil {
+			// (the SUBSCRIBE's write deadline is ctx's: an i/o timeout
+			// then means the caller's deadline)
+			err = fmt.Errorf("%w: %v", ctx.Err(), err)
+		}
 		return failed(err)
 	}
 	defer c.results.leave(w)
