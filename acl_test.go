@@ -51,7 +51,7 @@ var aclCommands = []string{
 	"lrange",  // a relay reading handoffs (docs/protocol.md §22)
 	"lrem",    // a relay removing a record it delivered
 	"ltrim",   // a poll's surplus sleep sentinels
-	"ping",    // the health check of WaitResult's subscription
+	"ping",    // the health check of the client's subscription (cancels, results)
 	"publish", // a final outcome in a queue that uses results; cancel.lua, a cancel of a running message
 	"rename",  // receipts' generations
 	"rpop",
@@ -65,10 +65,11 @@ var aclCommands = []string{
 	"sismember",
 	"smembers", // the counts, while done holds a Carmine worker's ids
 	"srem",
-	"subscribe", // Client.WaitResult; the client's cancel subscription, with its first worker
-	"time",      // every script reads the server's clock
-	"unlink",    // receipts' generations; DeleteDeadLetters
-	"zadd",      // also a worker's heartbeat
+	"subscribe",   // Client.WaitResult; the client's cancel subscription, with its first worker
+	"time",        // every script reads the server's clock
+	"unlink",      // receipts' generations; DeleteDeadLetters
+	"unsubscribe", // the last worker of a queue stopped while the client's subscription goes on (results, other queues)
+	"zadd",        // also a worker's heartbeat
 	"zcard",
 	"zrange",
 	"zrangebyscore",

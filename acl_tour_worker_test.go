@@ -13,9 +13,24 @@ import (
 )
 
 // worker runs a worker through every outcome, a requeue, a sleep and its
-// wake-up, and a stop that gives back prefetched messages.
+// wake-up, and a stop that gives back prefetched messages, on a queue with
+// every limit (docs/protocol.md §19) set and each message a limit key:
+// slots taken and freed, rate tokens taken, a key's token reserved (a
+// second handling of one key within its period), a message parked for want
+// of its key's slot and moved back when the slot is freed, slots freed by
+// a stop's release.
 func (a *aclTour) worker() error {
 	ctx, c, q := a.ctx, a.c, "acl:worker"
+	err := c.Inspector().SetLimits(ctx, q, Limits{
+		Rate:    Rate{N: 1000, Per: time.Second, Burst: 100},
+		KeyRate: Rate{N: 5, Per: time.Second}, // a key's second hand-out waits 200 ms
+		// Room for the prefetched messages; one per key, so that a second
+		// message of a key being handled is parked.
+		Concurrency: 64, KeyConcurrency: 1,
+	})
+	if err := a.check("SetLimits of the worker's queue", err, true, nil); err != nil {
+		return err
+	}
 	// Sleep sentinels pushed by another writer, in both lists: the first
 	// end-of-queue sleep leaves one.
 	for k, n := range map[keys.Index]int{keys.ISleepA: 4, keys.ISleepB: 2} {
@@ -98,7 +113,7 @@ func (a *aclTour) worker() error {
 	reqs := func(ids ...string) []EnqueueRequest {
 		rs := make([]EnqueueRequest, len(ids))
 		for i, id := range ids {
-			rs[i] = EnqueueRequest{Message: id, Options: &EnqueueOptions{MessageID: id}}
+			rs[i] = EnqueueRequest{Message: id, Options: &EnqueueOptions{MessageID: id, LimitKey: id}}
 		}
 		return rs
 	}
@@ -164,8 +179,9 @@ func (a *aclTour) worker() error {
 		return err
 	}
 
-	// A requeue of a message being handled.
-	if _, err := c.Enqueue(ctx, q, "requeue", &EnqueueOptions{MessageID: "requeue"}); err != nil {
+	// A requeue of a message being handled; another message of its limit
+	// key parked meanwhile.
+	if _, err := c.Enqueue(ctx, q, "requeue", &EnqueueOptions{MessageID: "requeue", LimitKey: "shared"}); err != nil {
 		return a.check("Enqueue", err, true, nil)
 	}
 	select {
@@ -173,18 +189,27 @@ func (a *aclTour) worker() error {
 	case <-ctx.Done():
 		return a.check("waiting for the requeue's first handling", ctx.Err(), false, nil)
 	}
-	r, err = c.Enqueue(ctx, q, "requeue again", &EnqueueOptions{MessageID: "requeue", CanRequeue: true})
+	r, err = c.Enqueue(ctx, q, "requeue again", &EnqueueOptions{MessageID: "requeue", CanRequeue: true, LimitKey: "shared"})
 	if err := a.check("Enqueue with CanRequeue of a locked id", err, r.Action == ActionAdded, r); err != nil {
 		return err
 	}
 	if err := a.wait("the requeue to be pending", status("requeue", StatusLockedWithRequeue)); err != nil {
 		return err
 	}
+	if _, err := c.Enqueue(ctx, q, "parked", &EnqueueOptions{MessageID: "parked", LimitKey: "shared"}); err != nil {
+		return a.check("Enqueue", err, true, nil)
+	}
+	if err := a.wait("a message parked for want of its key's slot", func() (bool, error) {
+		st, err := c.Inspector().Limits(ctx, q)
+		return st.Parked == 1, err
+	}); err != nil {
+		return err
+	}
 	openRequeued()
-	if err := a.wait("the requeued message handled again", func() (bool, error) {
+	if err := a.wait("the requeued message handled again, and the parked one", func() (bool, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		return finished["requeue"] == 2, nil
+		return finished["requeue"] == 2 && finished["parked"] == 1, nil
 	}); err != nil {
 		return err
 	}
@@ -263,7 +288,11 @@ func (a *aclTour) worker() error {
 			givenBack++
 		}
 	}
-	return a.check("QueueContent after the stop", err, givenBack > 0, content)
+	if err := a.check("QueueContent after the stop", err, givenBack > 0, content); err != nil {
+		return err
+	}
+	st, err := c.Inspector().Limits(ctx, q)
+	return a.check("Limits after the stop: every slot freed", err, st.SlotsHeld == 0 && st.Parked == 0, st)
 }
 
 // blockedIn answers a condition: a connection of the tour's user is

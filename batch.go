@@ -69,8 +69,15 @@ func (m *Message) BatchCounts() (BatchCounts, bool) {
 // A member the queue refuses (its id already queued, say) is no member:
 // it counts as dead at once, so that the batch still completes. On an
 // error from Redis the batch may be left with members never enqueued, and
-// then never completes; Inspector.Batch shows it. A member handled by a
-// Carmine worker never counts either.
+// then never completes; Inspector.Batch shows it.
+//
+// A Carmine worker on a member queue knows nothing of batches: its
+// handling of a member ticks nothing. The member counts, as succeeded
+// (Carmine's done does not tell a success from an error), when a poll of
+// this library collects it, after its dedupe window if it has one, and
+// within a relay's round (5 s) after that; a Carmine worker's own poll
+// may collect it first, or it may have a requeue pending, and then it
+// never counts and the batch never completes.
 func (c *Client) EnqueueBatch(ctx context.Context, members []BatchMessage, completion BatchMessage) (string, []EnqueueResult, error) {
 	if len(members) == 0 {
 		return "", nil, fmt.Errorf("%w: a batch needs members", ErrInvalidOption)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/protocol"
-	"github.com/redis/go-redis/v9"
 )
 
 // CancelResult says what a [Client.Cancel] did (docs/protocol.md §20).
@@ -75,17 +74,16 @@ func (in *Inspector) Cancel(ctx context.Context, queue, id string) (CancelResult
 // way to a handler (prefetched) when the cancel came.
 const cancelHeardFor = time.Minute
 
-// cancelWatch is a client's one subscription to the cancel channels of
-// its workers' queues (docs/protocol.md §20), shared by all its workers,
-// started with its first worker and ended with its last, and the
-// handlings it may cancel. go-redis reconnects the
-// subscription after a connection or Redis is lost, and subscribes again;
-// a cancel published meanwhile is caught by the next lock renewal.
+// cancelWatch is a client's watch of the cancel channels of its workers'
+// queues (docs/protocol.md §20), on the client's one subscription
+// (pubsub.go), shared by all its workers, joined with a queue's first
+// worker and left with its last, and the handlings it may cancel. The
+// subscription is made again after a connection or Redis is lost; a
+// cancel published meanwhile is caught by the next lock renewal.
 type cancelWatch struct {
 	c *Client
 
 	mu       sync.Mutex
-	ps       *redis.PubSub
 	channels map[string]int             // channel -> workers joined
 	running  map[cancelKey]*cancelEntry // handlings by message, each a list (almost always of one)
 	heard    map[cancelKey]time.Time    // cancels heard, for cancelHeardFor
@@ -116,8 +114,7 @@ func newCancelWatch(c *Client) *cancelWatch {
 		heard: map[cancelKey]time.Time{}}
 }
 
-// join subscribes to queue's cancel channel for a worker of it, starting
-// the client's subscription if it is the first.
+// join subscribes to queue's cancel channel for a worker of it.
 func (cw *cancelWatch) join(queue string) {
 	ch := protocol.CancelChannel(queue, cw.c.cfg.Cluster)
 	cw.mu.Lock()
@@ -126,17 +123,11 @@ func (cw *cancelWatch) join(queue string) {
 		return
 	}
 	cw.channels[ch]++
-	if cw.channels[ch] > 1 {
-		return
+	if cw.channels[ch] == 1 {
+		// (an error here leaves the channel to the reconnect, which
+		// subscribes to every channel joined)
+		_ = cw.c.subs.join(context.Background(), ch, cw)
 	}
-	if cw.ps == nil {
-		cw.ps = cw.c.rdb.Subscribe(context.Background(), ch)
-		go cw.listen(cw.ps.Channel())
-		return
-	}
-	// (an error here leaves the channel to the reconnect, which
-	// subscribes to every channel joined)
-	_ = cw.ps.Subscribe(context.Background(), ch)
 }
 
 // leave undoes one join.
@@ -148,41 +139,37 @@ func (cw *cancelWatch) leave(queue string) {
 		return
 	}
 	delete(cw.channels, ch)
-	switch {
-	case cw.ps == nil || cw.closed:
-	case len(cw.channels) == 0:
-		// No worker of the client runs: the subscription ends with the
-		// last, and the next to start starts it again.
-		_ = cw.ps.Close()
-		cw.ps = nil
-	default:
-		_ = cw.ps.Unsubscribe(context.Background(), ch)
+	if !cw.closed {
+		cw.c.subs.leave(ch)
 	}
 }
 
-// close ends the subscription.
+// close ends the watch (the client's subscription closes with the
+// client).
 func (cw *cancelWatch) close() {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
 	cw.closed = true
-	if cw.ps != nil {
-		_ = cw.ps.Close()
-	}
 }
 
-func (cw *cancelWatch) listen(msgs <-chan *redis.Message) {
-	for m := range msgs {
-		udt, id, ok := strings.Cut(m.Payload, " ")
-		if !ok {
-			continue
-		}
-		ms, err := strconv.ParseInt(udt, 10, 64)
-		if err != nil {
-			continue
-		}
-		cw.fire(cancelKey{channel: m.Channel, id: id, udt: ms})
+// message hears a cancel published on channel (a subListener of the
+// client's subscription): "<first-enqueue time> <id>".
+func (cw *cancelWatch) message(channel, payload string) {
+	udt, id, ok := strings.Cut(payload, " ")
+	if !ok {
+		return
 	}
+	ms, err := strconv.ParseInt(udt, 10, 64)
+	if err != nil {
+		return
+	}
+	cw.fire(cancelKey{channel: channel, id: id, udt: ms})
 }
+
+// confirmed and broken: nothing to do, a cancel missed while the
+// connection was broken is caught by the next lock renewal.
+func (cw *cancelWatch) confirmed(string) {}
+func (cw *cancelWatch) broken()          {}
 
 // fire cancels the handlings of k, and keeps k for those about to start.
 func (cw *cancelWatch) fire(k cancelKey) {

@@ -163,14 +163,16 @@ type Client struct {
 	// tells Redis what the process holds, for quarantine without
 	// innocent victims (docs/protocol.md §11).
 	holdings engine.Holdings
-	// cancels is the client's one subscription to the cancel channels
-	// of its workers' queues, and the handlings it may cancel (cancel.go).
+	// subs is the client's one Pub/Sub connection, which cancels and
+	// results share (pubsub.go).
+	subs *pubSub
+	// cancels is the client's watch of the cancel channels of its
+	// workers' queues, and the handlings it may cancel (cancel.go).
 	cancels *cancelWatch
 
 	inspector *Inspector
 
-	// results is the subscription the client's waits for results share
-	// (results_hub.go).
+	// results is the client's waits for results (results_hub.go).
 	results resultHub
 
 	// schedWake wakes the client's schedulers when a schedule changes
@@ -206,7 +208,9 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 		}
 	}
 	client.hub = newSleepHub(client)
+	client.subs = newPubSub(rdb)
 	client.cancels = newCancelWatch(client)
+	client.results.s = client.subs
 	client.inspector = &Inspector{c: client}
 	client.workers = map[*Worker]struct{}{}
 	return client, nil
@@ -236,6 +240,7 @@ func (c *Client) Close() error {
 	c.hub.Close()
 	c.cancels.close()
 	c.results.close()
+	c.subs.close()
 	return nil
 }
 

@@ -169,8 +169,9 @@ func (c *Client) readResult(ctx context.Context, queue, id string) (Result, erro
 // the client's subscription to the queue's results channel and waits for
 // it to be confirmed; then reads; then waits for the message's notice, so
 // that no outcome recorded after the read is missed. The client's waits
-// share one subscription, one connection of rdb's, opened by the first
-// wait and closed a minute after the last ended; should its connection
+// share its one subscription (one connection of rdb's, its workers' cancel
+// watch's too), joining a queue's channel with its first wait and leaving
+// it a minute after the last ended; should its connection
 // break, a notice may be lost while it is made again, so a wait also
 // reads again every few seconds. It works with a Cluster client too.
 func (c *Client) WaitResult(ctx context.Context, queue, id string) (Result, error) {
@@ -191,8 +192,13 @@ func (c *Client) WaitResult(ctx context.Context, queue, id string) (Result, erro
 	}
 	// (Not within: a join that went on after its caller gave up would
 	// never leave.)
-	w, err := c.results.join(ctx, c, c.key(queue, keys.Results), id)
+	w, err := c.results.join(ctx, c.key(queue, keys.Results), id)
 	if err != nil {
+		if ctx.Err() != nil {
+			// (the SUBSCRIBE's write deadline is ctx's: an i/o timeout
+			// then means the caller's deadline)
+			err = fmt.Errorf("%w: %v", ctx.Err(), err)
+		}
 		return failed(err)
 	}
 	defer c.results.leave(w)

@@ -2,44 +2,34 @@ package mq
 
 import (
 	"context"
-	"errors"
-	"net"
 	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
-// The client's waits for results share one subscription (one connection),
-// opened by the first wait and closed once no wait was left for
-// resultHubLinger: resultHub. Each wait joins the channel of its queue
-// (docs/protocol.md §21), waits until the subscription to it is
-// confirmed, and is woken by the notices naming its message.
+// The client's waits for results share its subscription (pubsub.go,
+// one connection): resultHub joins the channel of a wait's queue
+// (docs/protocol.md §21) on it, and leaves its channels once no wait was
+// left for resultHubLinger. Each wait waits until the subscription to its
+// channel is confirmed, and is woken by the notices naming its message.
 
-const (
-	// resultHubLinger is how long the subscription stays open after the
-	// last wait ended, so that a caller waiting for one result after
-	// another does not open a connection for each.
-	resultHubLinger = time.Minute
-	// resultHubPing is how long the subscription may stay silent before
-	// it is checked with a PING (a broken connection is then made again).
-	resultHubPing = 3 * time.Second
-)
+// resultHubLinger is how long the hub keeps its channels after the last
+// wait ended, so that a caller waiting for one result after another does
+// not subscribe for each.
+const resultHubLinger = time.Minute
 
-// resultHub is the client's subscription for results. Its zero value is
-// closed; it opens with the first wait.
+// resultHub is the client's waits for results, on the client's
+// subscription s.
 type resultHub struct {
+	s *pubSub
+
 	mu       sync.Mutex
-	rdb      redis.UniversalClient
-	sub      *redis.PubSub // nil while closed
-	stop     context.CancelFunc
-	channels map[string]*hubChannel
+	channels map[string]*hubChannel // nil while none is joined
 	waits    int
 	idle     *time.Timer
 	closed   bool // the client was closed
 }
 
-// hubChannel is one channel of the subscription.
+// hubChannel is one channel of the hub.
 type hubChannel struct {
 	// ready is closed once the subscription to the channel is confirmed;
 	// it is replaced by an open one when the connection broke, until the
@@ -59,7 +49,7 @@ type resultWait struct {
 
 // join registers a wait for message id on channel, subscribing to the
 // channel if no wait holds it yet. The caller leaves when done.
-func (h *resultHub) join(ctx context.Context, c *Client, channel, id string) (*resultWait, error) {
+func (h *resultHub) join(ctx context.Context, channel, id string) (*resultWait, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -69,17 +59,13 @@ func (h *resultHub) join(ctx context.Context, c *Client, channel, id string) (*r
 		h.idle.Stop()
 		h.idle = nil
 	}
-	if h.sub == nil {
-		h.rdb = c.rdb
-		h.sub = c.rdb.Subscribe(context.WithoutCancel(ctx)) // no channel yet: no call
+	if h.channels == nil {
 		h.channels = map[string]*hubChannel{}
-		loopCtx, stop := context.WithCancel(context.Background())
-		h.stop = stop
-		go h.loop(loopCtx, h.sub)
 	}
 	ch := h.channels[channel]
 	if ch == nil {
-		if err := h.sub.Subscribe(ctx, channel); err != nil {
+		if err := h.s.join(ctx, channel, h); err != nil {
+			h.s.leave(channel)
 			h.idleCheck()
 			return nil, err
 		}
@@ -128,10 +114,10 @@ func (h *resultHub) leave(w *resultWait) {
 	h.idleCheck()
 }
 
-// idleCheck closes the subscription resultHubLinger after the last wait
+// idleCheck leaves the hub's channels resultHubLinger after the last wait
 // ended, unless another one comes first. The caller holds h.mu.
 func (h *resultHub) idleCheck() {
-	if h.waits > 0 || h.sub == nil || h.idle != nil {
+	if h.waits > 0 || len(h.channels) == 0 || h.idle != nil {
 		return
 	}
 	h.idle = time.AfterFunc(resultHubLinger, func() {
@@ -144,15 +130,15 @@ func (h *resultHub) idleCheck() {
 	})
 }
 
-// shut closes the subscription. The caller holds h.mu.
+// shut leaves the hub's channels and wakes every wait. The caller holds
+// h.mu.
 func (h *resultHub) shut() {
-	if h.sub == nil {
-		return
+	if h.idle != nil {
+		h.idle.Stop()
+		h.idle = nil
 	}
-	h.stop()
-	_ = h.sub.Close()
-	h.sub, h.stop, h.idle = nil, nil, nil
-	for _, ch := range h.channels {
+	for name, ch := range h.channels {
+		h.s.leave(name)
 		if !ch.confirmed {
 			close(ch.ready)
 		}
@@ -172,9 +158,6 @@ func (h *resultHub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	if h.idle != nil {
-		h.idle.Stop()
-	}
 	h.shut()
 }
 
@@ -185,61 +168,9 @@ func wake(w *resultWait) {
 	}
 }
 
-// loop reads the subscription until ctx ends: confirmations, notices,
-// and errors, after which go-redis makes the connection again and
-// subscribes anew (each channel is then confirmed again, and every wait
-// is woken, since notices may have been lost meanwhile). A connection
-// silent for resultHubPing is sent a PING; one that stays silent as long
-// again is replaced.
-func (h *resultHub) loop(ctx context.Context, sub *redis.PubSub) {
-	pause := 10 * time.Millisecond
-	pinged := false
-	for ctx.Err() == nil {
-		msg, err := sub.ReceiveTimeout(ctx, resultHubPing)
-		if err != nil && isTimeout(err) {
-			if pinged {
-				if sub = h.replace(ctx, sub); sub == nil {
-					return
-				}
-				pinged = false
-				continue
-			}
-			pinged = true
-			err = sub.Ping(ctx)
-		} else {
-			pinged = false
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			h.broken()
-			select { // Redis may be down: do not spin
-			case <-ctx.Done():
-				return
-			case <-time.After(pause):
-			}
-			pause = min(2*pause, time.Second)
-			continue
-		}
-		pause = 10 * time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				h.confirm(m.Channel)
-			}
-		case *redis.Message:
-			h.notify(m.Channel, m.Payload)
-		}
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func (h *resultHub) confirm(channel string) {
+// confirmed marks channel's subscription confirmed (resultHub is the
+// subListener of its channels).
+func (h *resultHub) confirmed(channel string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ch := h.channels[channel]; ch != nil && !ch.confirmed {
@@ -248,7 +179,8 @@ func (h *resultHub) confirm(channel string) {
 	}
 }
 
-func (h *resultHub) notify(channel, id string) {
+// message wakes the waits for message id of channel.
+func (h *resultHub) message(channel, id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ch := h.channels[channel]; ch != nil {
@@ -256,25 +188,6 @@ func (h *resultHub) notify(channel, id string) {
 			wake(w)
 		}
 	}
-}
-
-// replace replaces sub, which did not answer a PING, by a new
-// subscription to the same channels, and answers it (nil when the hub
-// moved on meanwhile: closed, or opened anew).
-func (h *resultHub) replace(ctx context.Context, sub *redis.PubSub) *redis.PubSub {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.sub != sub {
-		return nil
-	}
-	_ = sub.Close()
-	channels := make([]string, 0, len(h.channels))
-	for name := range h.channels {
-		channels = append(channels, name)
-	}
-	h.sub = h.rdb.Subscribe(ctx, channels...)
-	h.markBroken()
-	return h.sub
 }
 
 // broken marks every channel unconfirmed and wakes every wait.

@@ -212,8 +212,15 @@ local function sleep_list()
 end
 
 -- settle_done takes a done message out of its backoff: its pending requeue
--- becomes the message (did-requeue), or it is collected (did-gc).
+-- becomes the message (did-requeue), or it is collected (did-gc). A batch
+-- member that a Carmine worker finished ticks its batch here, as a
+-- success (§22): this library's success ticked at its outcome and left
+-- the content empty (enter_window) or collected the message at once; a
+-- member with a requeue pending is left alone.
 local function settle_done(mid)
+  if feature_used('batches') and not has_requeue(mid) and redis.call('hget', K_MESSAGES, mid) ~= '' then
+    tick_batch(mid, nil, 's')
+  end
   local reason = finish(mid, now, default_lock_ms)
   if reason == 'did-requeue' then
     ready_empty = false

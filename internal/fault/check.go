@@ -150,11 +150,17 @@ type checker struct {
 // Check reads a run's events (as [ReadHistories] returns them, in time
 // order) and reports the numbers defined on [Report].
 func Check(events []Event) Report {
-	r := Report{ByCause: map[string]int{}, Faults: map[Kind]int{}}
-	c := checker{kills: map[int][]time.Time{}, stalls: map[int][]interval{}, attempts: map[string][]time.Time{}}
-	acked := map[string]bool{}
+	r, c, order, acked := scan(events)
+	return c.report(r, order, acked)
+}
+
+// scan indexes a run's events: the Report's counts of events, the checker,
+// the handlings in the order of their starts, and the acknowledged ids.
+func scan(events []Event) (r Report, c *checker, order []*handling, acked map[string]bool) {
+	r = Report{ByCause: map[string]int{}, Faults: map[Kind]int{}}
+	c = &checker{kills: map[int][]time.Time{}, stalls: map[int][]interval{}, attempts: map[string][]time.Time{}}
+	acked = map[string]bool{}
 	byKey := map[[2]int64]*handling{}
-	var order []*handling
 	type pidID struct {
 		pid int
 		id  string
@@ -217,7 +223,11 @@ func Check(events []Event) Report {
 			r.Faults[e.Kind]++
 		}
 	}
+	return r, c, order, acked
+}
 
+// report counts the rest of the Report's numbers from the handlings.
+func (c *checker) report(r Report, order []*handling, acked map[string]bool) Report {
 	byID := map[string][]*handling{}
 	for _, h := range order {
 		byID[h.start.ID] = append(byID[h.start.ID], h)
@@ -436,4 +446,35 @@ func joinCounts[K ~string](m map[K]int) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// PeakRunning answers the most handlings that ran at once with a valid
+// lock (as [Report] presumes it), over the whole run and per group: group
+// names an id's group (a limit key, say), "" for none. A concurrency
+// limit bounds these: a handling whose lock may have run out (its process
+// stalled, Redis faulted since one lock time before it started, a reply
+// lost while it renewed) is not counted, as its slot may rightly have been
+// given to another.
+func PeakRunning(events []Event, group func(id string) string) (peak int, byGroup map[string]int) {
+	_, c, order, _ := scan(events)
+	byGroup = map[string]int{}
+	var running []*handling
+	for _, s := range order {
+		t := s.start.Time
+		running = slices.DeleteFunc(append(running, s), func(h *handling) bool { return !c.running(h, t) })
+		n, in := 0, map[string]int{}
+		for _, h := range running {
+			if c.lockValid(h, t) {
+				n++
+				if g := group(h.start.ID); g != "" {
+					in[g]++
+				}
+			}
+		}
+		peak = max(peak, n)
+		for g, k := range in {
+			byGroup[g] = max(byGroup[g], k)
+		}
+	}
+	return peak, byGroup
 }

@@ -345,3 +345,39 @@ func TestCheckHandoffs(t *testing.T) {
 	require.Zero(t, rep.Stray)
 	require.Zero(t, rep.Lost)
 }
+
+// TestPeakRunning: handlings overlapping in time count together, by group
+// too; one whose lock may have run out (a Redis fault since one lock time
+// before its start) does not.
+func TestPeakRunning(t *testing.T) {
+	t.Parallel()
+	group := func(id string) string { return id[:1] }
+	r := newRun().enqueued("a1", "a2", "b1", "b2").
+		handled("a1", 2, 1, 10, 50, 1000, true).
+		handled("a2", 3, 1, 20, 60, 1000, true).
+		handled("b1", 2, 1, 30, 40, 1000, true).
+		handled("b2", 3, 1, 45, 70, 1000, true) // b1 ended before it
+	peak, by := PeakRunning(r.events, group)
+	require.Equal(t, 3, peak)
+	require.Equal(t, map[string]int{"a": 2, "b": 1}, by)
+
+	// Four at once just after a Redis restart: none is known to hold its
+	// lock (the poll's reply may have waited out the fault); four at once
+	// a lock time later all are.
+	r.add(5000, Event{PID: 1, Kind: RedisRestarted})
+	for i := range 4 {
+		r.handled("a1", 2+i%2, 2+i, 5100+i, 5200, 1000, true)
+	}
+	ev := append([]Event(nil), r.events...)
+	sortEvents(ev)
+	peak, _ = PeakRunning(ev, group)
+	require.Equal(t, 3, peak)
+	for i := range 4 {
+		r.handled("b3", 2+i%2, 1+i, 7100+i, 7200, 1000, true)
+	}
+	ev = append(ev[:0], r.events...)
+	sortEvents(ev)
+	peak, by = PeakRunning(ev, group)
+	require.Equal(t, 4, peak)
+	require.Equal(t, map[string]int{"a": 2, "b": 4}, by)
+}

@@ -115,6 +115,20 @@
 //     batch, 10,000 members, 30 process kills, 5 Redis kills, 1,616
 //     drops: one completion, after the last member, with 10,000
 //     succeeded.
+//   - TestScenarioLimitsDroppedReplies: TestScenarioDroppedReplies on a
+//     queue with a rate and a concurrency limit; also no slot held once
+//     drained.
+//   - TestScenarioLimitsRedisFaults: every limit on (concurrency 4, 2 per
+//     limit key over 4 keys, a rate and a key rate), three worker
+//     processes, Redis frozen for twice the lock time and resumed, then
+//     frozen and SIGKILLed, restarted on its data under appendfsync
+//     always. From the history ([PeakRunning]): never more than 4
+//     handlings at once with a valid lock, nor 2 of one key; after the
+//     drain no slot, slot count or parked id is left. With a slot freed
+//     twice (limits_free decrementing by 2), a short run counted 6 at
+//     once; with neither the poll's wake of an expired lock nor a new
+//     hand-out of the same id giving its slot back, 2 queue slots and 2
+//     key slots were left after the drain.
 //
 // # How duplicates are explained
 //

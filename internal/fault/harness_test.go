@@ -85,6 +85,9 @@ type harness struct {
 	// spec is the template for worker processes; Redis and History are
 	// filled in per process.
 	spec WorkerSpec
+	// limitKey, when set, names each enqueued message's limit key
+	// (EnqueueOptions.LimitKey) from its id.
+	limitKey func(id string) string
 
 	mu      sync.Mutex
 	workers []*WorkerProcess
@@ -173,7 +176,7 @@ func (h *harness) stopWorkers() {
 // attempt and its answer to the history.
 func (h *harness) enqueue(ctx context.Context, c *mq.Client, id string) error {
 	h.write(Event{Kind: EnqueueAttempt, ID: id})
-	res, err := c.Enqueue(ctx, queue, id, &mq.EnqueueOptions{MessageID: id})
+	res, err := c.Enqueue(ctx, queue, id, h.options(id))
 	if err != nil {
 		h.write(Event{Kind: EnqueueFail, ID: id, Err: err.Error()})
 		return err
@@ -182,13 +185,22 @@ func (h *harness) enqueue(ctx context.Context, c *mq.Client, id string) error {
 	return nil
 }
 
+// options are the enqueue options of message id.
+func (h *harness) options(id string) *mq.EnqueueOptions {
+	o := &mq.EnqueueOptions{MessageID: id}
+	if h.limitKey != nil {
+		o.LimitKey = h.limitKey(id)
+	}
+	return o
+}
+
 // enqueueMany enqueues ids in one EnqueueMany call, writing each attempt
 // and answer; a message without a result failed with the call's error.
 func (h *harness) enqueueMany(ctx context.Context, c *mq.Client, ids []string) error {
 	reqs := make([]mq.EnqueueRequest, len(ids))
 	for i, id := range ids {
 		h.write(Event{Kind: EnqueueAttempt, ID: id})
-		reqs[i] = mq.EnqueueRequest{Message: id, Options: &mq.EnqueueOptions{MessageID: id}}
+		reqs[i] = mq.EnqueueRequest{Message: id, Options: h.options(id)}
 	}
 	results, err := c.EnqueueMany(ctx, queue, reqs...)
 	for i, id := range ids {
