@@ -4,7 +4,8 @@
 -- due (§11). With no steps to take, it only records outcomes (the worker's
 -- flusher calls it so).
 --
--- KEYS: the queue's keys (prelude.lua).
+-- KEYS: the queue's keys (prelude.lua), then the keys of the queues follow-ups go
+-- to (ARGV[22+7n]).
 -- ARGV[1]    the worker's default lock time in ms
 -- ARGV[2..6] the five end-of-queue sleep times in ms
 -- ARGV[7]    the most steps to take (0 to only record outcomes)
@@ -31,12 +32,17 @@
 --            the call with an error reply MQOUTCOME before anything is
 --            written; then the result of a success ('' for none, §21), the
 --            follow-ups of a success as the client encoded them ('' for
---            none), appended to handoffs with the outcome (§22)
+--            none), enqueued or appended to handoffs with the outcome
+--            (§22; outcome.lua, hand_off)
 -- ARGV[19+7n] held (optional): how many messages the calling worker holds
 --            besides those this call hands out (absent or negative: not
 --            told); see "Quarantine without innocent victims" below
 -- ARGV[20+7n], ARGV[21+7n] (optional) the most results to keep and the
 --            longest to keep one, in ms (0 or absent: no bound; §21)
+-- ARGV[22+7n] (optional) the KEYS index of the first key of the queues
+--            that follow-ups are enqueued to by this call (§22, "In the
+--            script"; outcome.lua, in_script), eight keys each, after the
+--            queue's own (absent or 0: none)
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
 -- of §10 after the steps (-1 when not asked for), outcomes the
@@ -87,6 +93,7 @@ local max_handles = tonumber(ARGV[8])
 dead_max_count, dead_max_age_ms = tonumber(ARGV[14]), tonumber(ARGV[15])
 results_max_count = tonumber(ARGV[20 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
 results_max_age_ms = tonumber(ARGV[21 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
+in_script.first = tonumber(ARGV[22 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
 local quarantine_after = tonumber(ARGV[16])
 local n_outcomes = tonumber(ARGV[17])
 index_only = ARGV[18] == '1'

@@ -125,17 +125,6 @@ local function tick_batch(mid, udt, kind)
   redis.call('rpush', K_HANDOFFS, 'T' .. kind .. '\n' .. udt .. '\n' .. b .. '\n' .. mid)
 end
 
--- hand_off appends a success's follow-ups, as the client encoded them,
--- to handoffs, for the relay to enqueue (§22).
-local function hand_off(followups)
-  if followups == nil or followups == '' then return end
-  redis.call('rpush', K_HANDOFFS, followups)
-  if not feature_used('handoffs') then
-    redis.call('hset', K_FEATURES, 'handoffs', '1')
-    features.handoffs = true
-  end
-end
-
 -- Gathered writes. Within one call, the due entries written (each a
 -- score and a mid), the windows written and the messages collected are
 -- gathered and sent as one command per key by flush_gathered, which leaves
@@ -152,6 +141,122 @@ local collected = {}
 -- becomes the message. The script then wakes a sleeping worker (§6), whose
 -- sleep would otherwise run on past it.
 local outcomes_wake = false
+
+-- Follow-ups enqueued by the script itself (§22, "In the script"). A
+-- success's follow-ups record that starts with 'S' holds, each after its
+-- length in four little-endian bytes: the number of follow-ups to enqueue
+-- here, then per follow-up its target (the target queue's messages key,
+-- '' for this queue), id, content, lock time in ms ('0' for the worker's)
+-- and metadata ('' for none); what follows them is a record for the relay
+-- ('' for none), appended to handoffs as before. A target queue's keys
+-- come after the queue's own, eight each (messages, udts, mids-ready,
+-- mid-circle, isleep-a, isleep-b, lock-times, meta), the first at KEYS
+-- index in_script.first (dequeue.lua's ARGV[22+7n]; 0 for none).
+-- in_script.parsed holds, by the ARGV index of a group's follow-ups, what
+-- in_script.check parsed, and in_script.woken the target queues whose
+-- sleeper this call woke.
+local in_script = {first = 0, parsed = {}, woken = {}}
+
+-- in_script.field_at answers the field at position i of s (its length in four
+-- little-endian bytes, then its bytes) and the position after it, or nil
+-- when s is too short.
+function in_script.field_at(s, i)
+  local a, b, c, d = string.byte(s, i, i + 3)
+  if not d then return nil end
+  local len = a + 256 * b + 65536 * c + 16777216 * d
+  if i + 3 + len > #s then return nil end
+  return string.sub(s, i + 4, i + 3 + len), i + 4 + len
+end
+
+-- in_script.keys answers the keys of the queue whose messages key is name
+-- ('' or K_MESSAGES: this queue), or nil when the call did not pass them.
+function in_script.keys(name)
+  if name == '' or name == K_MESSAGES then
+    return {K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_LOCK_TIMES, K_META}
+  end
+  if in_script.first < 1 then return nil end
+  for g = in_script.first, #KEYS - 7, 8 do
+    if KEYS[g] == name then
+      return {KEYS[g], KEYS[g + 1], KEYS[g + 2], KEYS[g + 3], KEYS[g + 4], KEYS[g + 5], KEYS[g + 6], KEYS[g + 7]}
+    end
+  end
+  return nil
+end
+
+-- in_script.check parses the 'S' record rec of the outcome group at ARGV
+-- index j into in_script.parsed[j], and answers nil, or an error text
+-- when the record is damaged or names a queue whose keys the call lacks:
+-- the call is then refused before anything is written.
+function in_script.check(j, rec)
+  local n, i = in_script.field_at(rec, 2)
+  n = tonumber(n)
+  if not n then return 'a damaged follow-ups record' end
+  local list, targets = {}, {}
+  for k = 1, n do
+    local f = {}
+    for x = 1, 5 do
+      f[x], i = in_script.field_at(rec, i)
+      if not f[x] then return 'a damaged follow-ups record' end
+    end
+    local ks = targets[f[1]] or in_script.keys(f[1])
+    if not ks then return 'no keys for the follow-ups to ' .. f[1] end
+    targets[f[1]] = ks
+    list[k] = {keys = ks, id = f[2], content = f[3], lock_ms = f[4], meta = f[5]}
+  end
+  in_script.parsed[j] = {list = list, rest = string.sub(rec, i)}
+  return nil
+end
+
+-- in_script.enqueue enqueues follow-ups parsed by in_script.check, each
+-- as an enqueue of a new id would (enqueue.lua's add, §3): its content,
+-- first-enqueue time now, metadata, lock time, at the left of mids-ready
+-- (and mid-circle's sentinel when the circle is missing), and a sleeping
+-- worker of its queue woken, once per queue and call (move_sentinel,
+-- lib.lua; this queue's by outcomes_wake). An id its queue holds already
+-- is this handling's follow-up there already (its id is derived from the
+-- handling): nothing is written for it.
+function in_script.enqueue(list, now)
+  for _, f in ipairs(list) do
+    local ks = f.keys
+    if redis.call('hsetnx', ks[1], f.id, f.content) == 1 then
+      redis.call('hset', ks[2], f.id, now)
+      if f.meta ~= '' then
+        redis.call('hset', ks[8], f.id, f.meta)
+      elseif not index_only then
+        redis.call('hdel', ks[8], f.id) -- (left by a Carmine collection, §13)
+      end
+      if f.lock_ms ~= '0' then redis.call('hset', ks[7], f.id, f.lock_ms) end
+      local len = redis.call('lpush', ks[3], f.id)
+      if len == 1 and redis.call('exists', ks[4]) == 0 then
+        redis.call('lpush', ks[4], END_OF_CIRCLE)
+      end
+      if ks[1] == K_MESSAGES then
+        outcomes_wake = true
+      elseif not in_script.woken[ks[1]] then
+        in_script.woken[ks[1]] = true
+        move_sentinel(ks[5], ks[6], len % 2 == 1)
+      end
+    end
+  end
+end
+
+-- hand_off records a success's follow-ups (§22): those the client sent to
+-- enqueue here (an 'S' record, parsed as j's by in_script.check) are
+-- enqueued at once; a record for the relay is appended to handoffs.
+local function hand_off(followups, j, now)
+  if followups == nil or followups == '' then return end
+  local p = j and in_script.parsed[j]
+  if p then
+    in_script.enqueue(p.list, now)
+    followups = p.rest
+    if followups == '' then return end
+  end
+  redis.call('rpush', K_HANDOFFS, followups)
+  if not feature_used('handoffs') then
+    redis.call('hset', K_FEATURES, 'handoffs', '1')
+    features.handoffs = true
+  end
+end
 
 -- index_due writes mid's due entry (§11): when its status next changes
 -- by time alone.
@@ -473,7 +578,8 @@ end
 -- remembers the mids whose lock goes, so that a second outcome for one of
 -- them in the same call reads it as lost, as it would once the lock is
 -- deleted.
-local function record_outcome(mid, token, outcome, backoff_ms, err, now, default_lock_ms, unlocked, result, followups)
+local function record_outcome(mid, token, outcome, backoff_ms, err, now, default_lock_ms, unlocked, result, followups,
+    j)
   if unlocked[mid] or collected[mid] then
     return 'lock-lost'
   end
@@ -489,7 +595,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
   end
   if limits_freed and feature_used('limits') then limits_freed(mid, outcome) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
-    hand_off(followups)
+    hand_off(followups, j, now)
     tick_batch(mid, nil, 's')
   end
   if outcome ~= 'release' then
@@ -546,8 +652,9 @@ local OUTCOMES = {success = true, retry = true, dead = true, release = true, can
 
 -- check_outcomes answers an error reply (MQOUTCOME) naming the first
 -- outcome given in ARGV from index first on (n groups, as record_outcomes
--- takes them) that is not one of OUTCOMES, or nil when all are known. A
--- call checks before it writes anything: Redis does not undo the writes a
+-- takes them) that is not one of OUTCOMES, or whose follow-ups to enqueue
+-- here cannot be (in_script.check), or nil when all are known. A call
+-- checks before it writes anything: Redis does not undo the writes a
 -- script made before it failed, and an answer it does not know is refused,
 -- never guessed.
 local function check_outcomes(first, n)
@@ -556,6 +663,13 @@ local function check_outcomes(first, n)
     if not OUTCOMES[ARGV[j + 2]] then
       return redis.error_reply('MQOUTCOME unknown outcome "' .. tostring(ARGV[j + 2]) ..
         '" for message "' .. tostring(ARGV[j]) .. '"')
+    end
+    local fu = ARGV[j + 6]
+    if fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
+      local bad = in_script.check(j + 6, fu)
+      if bad then
+        return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(ARGV[j]) .. '"')
+      end
     end
   end
   return nil
@@ -586,7 +700,7 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
     else
       local j = first + OUTCOME_ARGS * i
       results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), ARGV[j + 4],
-        now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6])
+        now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6], j + 6)
     end
   end
   flush_gathered()

@@ -285,7 +285,7 @@ func (f *fleet) mustEnqueue(m EnqueueMessage) {
 // poll is one poll call of this library by a poller of its own.
 func (f *fleet) poll(a PollArgs) (PollReply, error) {
 	a.Poller, a.Seq, a.Confirmed = randomToken(), 1, 0
-	raw, err := f.dequeueScript.Run(f.ctx, f.rdb, f.keys, a.argv()...).Slice()
+	raw, err := f.dequeueScript.Run(f.ctx, f.rdb, f.keys, a.argv(0)...).Slice()
 	if err != nil {
 		return PollReply{}, err
 	}

@@ -275,3 +275,155 @@ func BatchTicks(ctx context.Context, r Redis, ks []string, ts []MemberTick, keep
 	}
 	return answers, errs
 }
+
+// InScriptFollowUp is a follow-up the success's own script enqueues
+// (docs/protocol.md §22, "In the script"): a message new to its queue,
+// added ready with its content, lock time and metadata alone, as
+// enqueue-new.lua adds one (IsPlain), atomically with the success.
+type InScriptFollowUp struct {
+	// Target is the target queue's messages key, "" for the queue of
+	// the outcome. Its keys must be reachable from that queue's script:
+	// the same Redis, or in a Cluster the same slot.
+	Target string
+	// ID is the follow-up's id, derived from the handling (a user's id
+	// may be held already, which takes enqueue.lua to decide).
+	ID string
+	// Data, LockTime and Metadata are as in EnqueueMessage.
+	Data     []byte
+	LockTime time.Duration
+	Metadata []byte
+}
+
+// HandoffInScript is the first byte of a follow-ups record whose
+// follow-ups, or some of them, the outcome's script enqueues itself.
+const HandoffInScript = 'S'
+
+// IsPlain tells whether m is a message enqueue-new.lua adds as it is
+// when its id is new: no delay, no option for a held id, no policy,
+// priority or limit key. Only such a follow-up may go in the script.
+func (m EnqueueMessage) IsPlain() bool {
+	return MS(m.InitialBackoff) == 0 && m.At == 0 && !m.CanUpdate && !m.CanRequeue && !m.ResetInitialBackoff &&
+		m.Policy.IsZero() && m.Priority == "" && m.LimitKey == ""
+}
+
+// EncodeInScript encodes the follow-ups of one success as the record
+// outcome.lua takes: those to enqueue in the script (in, at least one),
+// then relay, a record for the relay (EncodeFollowUps; nil for none),
+// which the script appends to handoffs. Its fields are each after its
+// length in four little-endian bytes: the number of in, then per
+// follow-up its target, id, content, lock time in ms and metadata.
+func EncodeInScript(in []InScriptFollowUp, relay []byte) []byte {
+	field := func(b, f []byte) []byte {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(f)))
+		return append(b, f...)
+	}
+	b := field([]byte{HandoffInScript}, strconv.AppendInt(nil, int64(len(in)), 10))
+	for _, f := range in {
+		b = field(b, []byte(f.Target))
+		b = field(b, []byte(f.ID))
+		b = field(b, f.Data)
+		b = field(b, strconv.AppendInt(nil, MS(f.LockTime), 10))
+		b = field(b, f.Metadata)
+	}
+	return append(b, relay...)
+}
+
+// inScriptFields is the number of fields of one follow-up of an
+// EncodeInScript record.
+const inScriptFields = 5
+
+// splitInScript answers the targets of an EncodeInScript record (with
+// repeats, "" for the queue of the outcome) and its relay record (nil for
+// none); ok is false for a record of another kind, or a damaged one.
+func splitInScript(rec []byte) (targets []string, relay []byte, ok bool) {
+	if len(rec) == 0 || rec[0] != HandoffInScript {
+		return nil, nil, false
+	}
+	b := rec[1:]
+	next := func() ([]byte, bool) {
+		if len(b) < 4 || uint64(binary.LittleEndian.Uint32(b)) > uint64(len(b)-4) {
+			return nil, false
+		}
+		n := binary.LittleEndian.Uint32(b)
+		f := b[4 : 4+n]
+		b = b[4+n:]
+		return f, true
+	}
+	nf, ok := next()
+	n, err := strconv.Atoi(string(nf))
+	if !ok || err != nil || n < 0 {
+		return nil, nil, false
+	}
+	for range n {
+		for i := range inScriptFields {
+			f, ok := next()
+			if !ok {
+				return nil, nil, false
+			}
+			if i == 0 {
+				targets = append(targets, string(f))
+			}
+		}
+	}
+	if len(b) > 0 {
+		relay = b
+	}
+	return targets, relay, true
+}
+
+// RelayRecord answers what of a success's follow-ups record goes to the
+// queue's handoffs, for the relay: the record itself, or an
+// EncodeInScript record's relay part; nil for nothing.
+func RelayRecord(rec []byte) []byte {
+	if len(rec) == 0 {
+		return nil
+	}
+	if rec[0] != HandoffInScript {
+		return rec
+	}
+	_, relay, _ := splitInScript(rec)
+	return relay
+}
+
+// inScriptKeys are the keys of a target queue a poll call passes for the
+// follow-ups its script enqueues there, in this order (outcome.lua,
+// in_script.keys).
+var inScriptKeys = [...]keys.Index{keys.Messages, keys.UDTs, keys.MidsReady, keys.MidCircle,
+	keys.ISleepA, keys.ISleepB, keys.LockTimes, keys.Meta}
+
+// withInScriptKeys answers the keys of a poll call of the queue whose
+// keys are own (all of them, or the first few a lean call passes): own,
+// then, when completions hold follow-ups to enqueue in the script to
+// other queues, the inScriptKeys of each such queue, and the KEYS index
+// (from 1) of the first of these (ARGV[22+7n]), 0 for none.
+func withInScriptKeys(own []string, completions []Completion) ([]string, int) {
+	var ks []string
+	for _, c := range completions {
+		targets, _, ok := splitInScript(c.FollowUps)
+		if !ok {
+			continue
+		}
+	next:
+		for _, t := range targets {
+			if t == "" || t == own[keys.Messages] {
+				continue
+			}
+			for g := len(own); g < len(ks); g += len(inScriptKeys) {
+				if ks[g] == t {
+					continue next
+				}
+			}
+			if ks == nil {
+				ks = append(make([]string, 0, len(own)+len(inScriptKeys)), own...)
+			}
+			prefix := strings.TrimSuffix(t, keys.Suffixes[keys.Messages])
+			for _, i := range inScriptKeys {
+				ks = append(ks, prefix+keys.Suffixes[i])
+			}
+		}
+	}
+	if ks == nil {
+		return own, 0
+	}
+	return ks, len(own) + 1
+}

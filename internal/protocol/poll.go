@@ -142,13 +142,15 @@ const NotTold = -1
 // handed out are handed out again when their locks expire.
 const PollReceiptTTL = time.Hour
 
-// argv is the call's script arguments.
-func (a PollArgs) argv() []any {
+// argv is the call's script arguments; inScript is the KEYS index of
+// the first key of the queues follow-ups are enqueued to by the script
+// (withInScriptKeys), 0 for none.
+func (a PollArgs) argv(inScript int) []any {
 	maxHandles := a.MaxHandles
 	if maxHandles <= 0 {
 		maxHandles = a.MaxSteps
 	}
-	args := make([]any, 0, 21+7*len(a.Completions))
+	args := make([]any, 0, 22+7*len(a.Completions))
 	args = append(args, MS(a.LockTime))
 	for _, d := range a.Sleeps {
 		args = append(args, MS(d))
@@ -161,7 +163,11 @@ func (a PollArgs) argv() []any {
 		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error,
 			x.Result, x.FollowUps)
 	}
-	return append(args, max(NotTold, a.Held), max(0, a.ResultMaxCount), MS(max(0, a.ResultMaxAge)))
+	args = append(args, max(NotTold, a.Held), max(0, a.ResultMaxCount), MS(max(0, a.ResultMaxAge)))
+	if inScript > 0 {
+		args = append(args, inScript)
+	}
+	return args
 }
 
 // PollReply is dequeue.lua's answer: the steps taken and the queue size
@@ -186,10 +192,13 @@ type PollReply struct {
 
 // Poll records a.Completions, then takes up to a.MaxSteps steps of the
 // queue's circle, all in one script call. A call that comes after a later
-// call of its poller fails with an error reply of code Stale.
+// call of its poller fails with an error reply of code Stale. The keys of
+// the queues that completions' follow-ups are enqueued to in the script
+// (EncodeInScript) are passed after keys, the queue's own.
 func Poll(ctx context.Context, r Redis, keys []string, a PollArgs) (PollReply, error) {
 	sent := time.Now()
-	raw, err := dequeueScript.Run(ctx, r, keys, a.argv()...).Slice()
+	keys, inScript := withInScriptKeys(keys, a.Completions)
+	raw, err := dequeueScript.Run(ctx, r, keys, a.argv(inScript)...).Slice()
 	if err != nil {
 		return PollReply{Sent: sent}, err
 	}
