@@ -153,9 +153,11 @@ local outcomes_wake = false
 -- mid-circle, isleep-a, isleep-b, lock-times, meta), the first at KEYS
 -- index in_script.first (dequeue.lua's ARGV[22+7n]; 0 for none).
 -- in_script.parsed holds, by the ARGV index of a group's follow-ups, what
--- in_script.check parsed, and in_script.woken the target queues whose
--- sleeper this call woke.
-local in_script = {first = 0, parsed = {}, woken = {}}
+-- in_script.check parsed; in_script.targets the keys of each target
+-- queue, by name; in_script.gathered the follow-ups recorded successes
+-- hand off, by target, in the order of in_script.order, enqueued by
+-- in_script.flush.
+local in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}}
 
 -- in_script.field_at answers the field at position i of s (its length in four
 -- little-endian bytes, then its bytes) and the position after it, or nil
@@ -171,16 +173,21 @@ end
 -- in_script.keys answers the keys of the queue whose messages key is name
 -- ('' or K_MESSAGES: this queue), or nil when the call did not pass them.
 function in_script.keys(name)
-  if name == '' or name == K_MESSAGES then
-    return {K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_LOCK_TIMES, K_META}
-  end
-  if in_script.first < 1 then return nil end
-  for g = in_script.first, #KEYS - 7, 8 do
-    if KEYS[g] == name then
-      return {KEYS[g], KEYS[g + 1], KEYS[g + 2], KEYS[g + 3], KEYS[g + 4], KEYS[g + 5], KEYS[g + 6], KEYS[g + 7]}
+  if name == '' then name = K_MESSAGES end
+  local ks = in_script.targets[name]
+  if ks then return ks end
+  if name == K_MESSAGES then
+    ks = {K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_LOCK_TIMES, K_META}
+  elseif in_script.first > 0 then
+    for g = in_script.first, #KEYS - 7, 8 do
+      if KEYS[g] == name then
+        ks = {KEYS[g], KEYS[g + 1], KEYS[g + 2], KEYS[g + 3], KEYS[g + 4], KEYS[g + 5], KEYS[g + 6], KEYS[g + 7]}
+        break
+      end
     end
   end
-  return nil
+  in_script.targets[name] = ks
+  return ks
 end
 
 -- in_script.check parses the 'S' record rec of the outcome group at ARGV
@@ -191,63 +198,100 @@ function in_script.check(j, rec)
   local n, i = in_script.field_at(rec, 2)
   n = tonumber(n)
   if not n then return 'a damaged follow-ups record' end
-  local list, targets = {}, {}
+  local list = {}
   for k = 1, n do
     local f = {}
     for x = 1, 5 do
       f[x], i = in_script.field_at(rec, i)
       if not f[x] then return 'a damaged follow-ups record' end
     end
-    local ks = targets[f[1]] or in_script.keys(f[1])
+    local ks = in_script.keys(f[1])
     if not ks then return 'no keys for the follow-ups to ' .. f[1] end
-    targets[f[1]] = ks
-    list[k] = {keys = ks, id = f[2], content = f[3], lock_ms = f[4], meta = f[5]}
+    f[1] = ks
+    list[k] = f
   end
   in_script.parsed[j] = {list = list, rest = string.sub(rec, i)}
   return nil
 end
 
--- in_script.enqueue enqueues follow-ups parsed by in_script.check, each
--- as an enqueue of a new id would (enqueue.lua's add, §3): its content,
--- first-enqueue time now, metadata, lock time, at the left of mids-ready
--- (and mid-circle's sentinel when the circle is missing), and a sleeping
--- worker of its queue woken, once per queue and call (move_sentinel,
--- lib.lua; this queue's by outcomes_wake). An id its queue holds already
--- is this handling's follow-up there already (its id is derived from the
--- handling): nothing is written for it.
-function in_script.enqueue(list, now)
-  for _, f in ipairs(list) do
-    local ks = f.keys
-    if redis.call('hsetnx', ks[1], f.id, f.content) == 1 then
-      redis.call('hset', ks[2], f.id, now)
-      if f.meta ~= '' then
-        redis.call('hset', ks[8], f.id, f.meta)
-      elseif not index_only then
-        redis.call('hdel', ks[8], f.id) -- (left by a Carmine collection, §13)
+-- in_script.flush enqueues the follow-ups gathered, a few commands per
+-- target queue, each as an enqueue of a new id would (enqueue.lua's add,
+-- §3): its content, first-enqueue time now, metadata and lock time when it
+-- has them, at the left of mids-ready in order (and mid-circle's sentinel
+-- when the circle is missing), and a sleeping worker of its queue woken,
+-- once per queue and call (move_sentinel, lib.lua; this queue's through
+-- outcomes_wake). An id its queue holds already is this handling's
+-- follow-up there already (its id is derived from the handling, unique to
+-- it): nothing is written for it. No stale metadata can wait under such
+-- an id (§13), so none is deleted.
+function in_script.flush(now)
+  for _, ks in ipairs(in_script.order) do
+    local fs = in_script.gathered[ks[1]]
+    local new = {}
+    if #fs == 1 then
+      if redis.call('hsetnx', ks[1], fs[1][2], fs[1][3]) == 1 then new[1] = fs[1] end
+    else
+      local seen, contents = {}, {}
+      for c = 1, #fs, UNPACK_MAX do
+        local ids = {}
+        for k = c, math.min(c + UNPACK_MAX - 1, #fs) do ids[#ids + 1] = fs[k][2] end
+        for k, held in ipairs(redis.call('hmget', ks[1], unpack(ids))) do
+          local f = fs[c + k - 1]
+          if not held and not seen[f[2]] then
+            seen[f[2]] = true
+            new[#new + 1] = f
+            contents[#contents + 1], contents[#contents + 2] = f[2], f[3]
+          end
+        end
       end
-      if f.lock_ms ~= '0' then redis.call('hset', ks[7], f.id, f.lock_ms) end
-      local len = redis.call('lpush', ks[3], f.id)
-      if len == 1 and redis.call('exists', ks[4]) == 0 then
+      call_each('hset', ks[1], contents)
+    end
+    if #new > 0 then
+      local ids, udts, locks, metas = {}, {}, {}, {}
+      for k, f in ipairs(new) do
+        ids[k] = f[2]
+        udts[#udts + 1], udts[#udts + 2] = f[2], now
+        if f[4] ~= '0' then locks[#locks + 1], locks[#locks + 2] = f[2], f[4] end
+        if f[5] ~= '' then metas[#metas + 1], metas[#metas + 2] = f[2], f[5] end
+      end
+      call_each('hset', ks[2], udts)
+      call_each('hset', ks[7], locks)
+      call_each('hset', ks[8], metas)
+      local len = 0
+      for c = 1, #ids, UNPACK_MAX do
+        len = redis.call('lpush', ks[3], unpack(ids, c, math.min(c + UNPACK_MAX - 1, #ids)))
+      end
+      if len == #ids and redis.call('exists', ks[4]) == 0 then
         redis.call('lpush', ks[4], END_OF_CIRCLE)
       end
       if ks[1] == K_MESSAGES then
         outcomes_wake = true
-      elseif not in_script.woken[ks[1]] then
-        in_script.woken[ks[1]] = true
+      else
         move_sentinel(ks[5], ks[6], len % 2 == 1)
       end
     end
   end
+  in_script.gathered, in_script.order = {}, {}
 end
 
 -- hand_off records a success's follow-ups (§22): those the client sent to
 -- enqueue here (an 'S' record, parsed as j's by in_script.check) are
--- enqueued at once; a record for the relay is appended to handoffs.
-local function hand_off(followups, j, now)
+-- gathered for in_script.flush; a record for the relay is appended to
+-- handoffs.
+local function hand_off(followups, j)
   if followups == nil or followups == '' then return end
   local p = j and in_script.parsed[j]
   if p then
-    in_script.enqueue(p.list, now)
+    for _, f in ipairs(p.list) do
+      local ks = f[1]
+      local fs = in_script.gathered[ks[1]]
+      if not fs then
+        fs = {}
+        in_script.gathered[ks[1]] = fs
+        in_script.order[#in_script.order + 1] = ks
+      end
+      fs[#fs + 1] = f
+    end
     followups = p.rest
     if followups == '' then return end
   end
@@ -595,7 +639,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
   end
   if limits_freed and feature_used('limits') then limits_freed(mid, outcome) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
-    hand_off(followups, j, now)
+    hand_off(followups, j)
     tick_batch(mid, nil, 's')
   end
   if outcome ~= 'release' then
@@ -703,6 +747,7 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
         now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6], j + 6)
     end
   end
+  in_script.flush(now)
   flush_gathered()
   if results_kept > 0 then trim_results(now) end
   return results

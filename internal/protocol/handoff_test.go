@@ -23,10 +23,10 @@ func TestHandoffRecordedWithOutcome(t *testing.T) {
 		mustEnqueue(t, s, q, "m1", &EnqueueMessage{ID: "m1"})
 		mustEnqueue(t, s, q, "m2", &EnqueueMessage{ID: "m2"})
 		const p = "ab12"
-		r, err := pollAs(t, s, q, p, 1, 0, 2)
+		r, err := pollAs(t, s, q, p, 1, 0, 3)
 		require.NoError(t, err)
 		out := handedOut(r)
-		require.Len(t, out, 2)
+		require.Len(t, out, 3)
 		fu, err := EncodeFollowUps([]FollowUp{{Queue: "next", Msg: EnqueueMessage{ID: "m1/x/0", Data: []byte("v")}}})
 		require.NoError(t, err)
 		c1 := Completion{ID: "m1", LockedUntil: out["m1"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: fu}
@@ -67,8 +67,10 @@ func TestHandoffInScript(t *testing.T) {
 		next := sameSlot(s, q, q+"-next")
 		mustEnqueue(t, s, q, "m1", &EnqueueMessage{ID: "m1"})
 		mustEnqueue(t, s, q, "m2", &EnqueueMessage{ID: "m2"})
-		// next's sentinel, where a sleeping worker of next blocks
-		mustEnqueue(t, s, next, "n0", &EnqueueMessage{ID: "n0"})
+		mustEnqueue(t, s, q, "m4", &EnqueueMessage{ID: "m4"})
+		// m4's follow-up to next is there already (as if enqueued by an
+		// earlier recording of the same handling): it stays as it is.
+		mustEnqueue(t, s, next, "old", &EnqueueMessage{ID: "m4/x/0"})
 		sentinelIn := func() string {
 			if len(queuetest.List(t, s.RDB, s.Key(next, keys.ISleepA))) > 0 {
 				return "a"
@@ -77,10 +79,10 @@ func TestHandoffInScript(t *testing.T) {
 		}
 		before := sentinelIn()
 		const p = "cd34"
-		r, err := pollAs(t, s, q, p, 1, 0, 2)
+		r, err := pollAs(t, s, q, p, 1, 0, 3)
 		require.NoError(t, err)
 		out := handedOut(r)
-		require.Len(t, out, 2)
+		require.Len(t, out, 3)
 		relay, err := EncodeFollowUps([]FollowUp{{Queue: "far", Msg: EnqueueMessage{ID: "m1/x/2", Data: []byte("f")}}})
 		require.NoError(t, err)
 		rec := func(prefix string) []byte {
@@ -93,10 +95,14 @@ func TestHandoffInScript(t *testing.T) {
 		assert.Equal(t, relay, RelayRecord(rec("m1/x")))
 		c1 := Completion{ID: "m1", LockedUntil: out["m1"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: rec("m1/x")}
 		bad := Completion{ID: "m2", LockedUntil: out["m2"].LockedUntil + 1, Outcome: OutcomeSuccess, FollowUps: rec("m2/x")}
+		c4 := Completion{ID: "m4", LockedUntil: out["m4"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: rec("m4/x")}
 
-		r, err = pollAs(t, s, q, p, 2, 1, 0, c1, bad)
+		r, err = pollAs(t, s, q, p, 2, 1, 0, c1, bad, c4)
 		require.NoError(t, err)
-		assert.Equal(t, []bool{true, false}, r.Recorded, "the fenced one is lock-lost")
+		assert.Equal(t, []bool{true, false, true}, r.Recorded, "the fenced one is lock-lost")
+		assert.Equal(t, []string{"m1/x/0", "m4/x/0"}, queuetest.List(t, s.RDB, s.Key(next, keys.MidsReady)),
+			"m1's added, m4's there before")
+		assert.Equal(t, "old", queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m4/x/0"), "held: left as it was")
 		assert.NotEqual(t, before, sentinelIn(), "next's sleeper woken")
 		assert.Equal(t, "n", queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m1/x/0"))
 		assert.Equal(t, "md", queuetest.HGet(t, s.RDB, s.Key(next, keys.Meta), "m1/x/0"))
@@ -117,18 +123,19 @@ func TestHandoffInScript(t *testing.T) {
 
 		// The call sent again, as it was, and then the next call.
 		for _, seq := range []uint64{2, 3} {
-			r, err = pollAs(t, s, q, p, seq, 1, 0, c1, bad)
+			r, err = pollAs(t, s, q, p, seq, 1, 0, c1, bad, c4)
 			require.NoError(t, err)
-			assert.Equal(t, []bool{true, false}, r.Recorded, "answered from the receipt")
+			assert.Equal(t, []bool{true, false, true}, r.Recorded, "answered from the receipt")
 		}
 		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m1/x/0"), "not enqueued again")
 		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m2/x/0"), "the fenced success enqueued nothing")
 		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m2/x/1"))
 		ready := queuetest.List(t, s.RDB, s.Key(q, keys.MidsReady))
 		assert.Equal(t, 1, countOf(ready, "m1/x/1"), "the own follow-up once")
+		assert.Equal(t, 1, countOf(ready, "m4/x/1"))
 		assert.Zero(t, countOf(ready, "m2/x/1"))
-		assert.Equal(t, []string{string(relay)}, queuetest.List(t, s.RDB, s.Key(q, keys.Handoffs)),
-			"the relay part once")
+		assert.Equal(t, []string{string(relay), string(relay)}, queuetest.List(t, s.RDB, s.Key(q, keys.Handoffs)),
+			"the relay parts once each")
 
 		// A call without the target's keys is refused before it writes.
 		mustEnqueue(t, s, q, "m3", &EnqueueMessage{ID: "m3"})
