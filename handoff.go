@@ -55,7 +55,10 @@ func Then(followUps ...FollowUp) error {
 
 // followUpID derives the id of a handling's n-th follow-up.
 func followUpID(parent string, token int64, n int) string {
-	id := parent + "/" + strconv.FormatInt(token, 10) + "/" + strconv.Itoa(n)
+	b := make([]byte, 0, len(parent)+24)
+	b = append(append(b, parent...), '/')
+	b = append(strconv.AppendInt(b, token, 10), '/')
+	id := string(strconv.AppendInt(b, int64(n), 10))
 	if len(id) > MaxMessageIDLength {
 		sum := sha256.Sum256([]byte(id))
 		id = "fu-" + hex.EncodeToString(sum[:])

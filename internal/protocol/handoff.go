@@ -313,17 +313,26 @@ func (m EnqueueMessage) IsPlain() bool {
 // length in four little-endian bytes: the number of in, then per
 // follow-up its target, id, content, lock time in ms and metadata.
 func EncodeInScript(in []InScriptFollowUp, relay []byte) []byte {
-	field := func(b, f []byte) []byte {
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(f)))
-		return append(b, f...)
-	}
-	b := field([]byte{HandoffInScript}, strconv.AppendInt(nil, int64(len(in)), 10))
+	size := 1 + 4 + 20 + len(relay)
 	for _, f := range in {
-		b = field(b, []byte(f.Target))
-		b = field(b, []byte(f.ID))
-		b = field(b, f.Data)
-		b = field(b, strconv.AppendInt(nil, MS(f.LockTime), 10))
-		b = field(b, f.Metadata)
+		size += inScriptFields*4 + len(f.Target) + len(f.ID) + len(f.Data) + 20 + len(f.Metadata)
+	}
+	b := make([]byte, 1, size)
+	b[0] = HandoffInScript
+	// number appends v's digits after a length written once they are known.
+	number := func(b []byte, v int64) []byte {
+		at := len(b)
+		b = strconv.AppendInt(append(b, 0, 0, 0, 0), v, 10)
+		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+		return b
+	}
+	b = number(b, int64(len(in)))
+	for _, f := range in {
+		b = append(binary.LittleEndian.AppendUint32(b, uint32(len(f.Target))), f.Target...)
+		b = append(binary.LittleEndian.AppendUint32(b, uint32(len(f.ID))), f.ID...)
+		b = append(binary.LittleEndian.AppendUint32(b, uint32(len(f.Data))), f.Data...)
+		b = number(b, MS(f.LockTime))
+		b = append(binary.LittleEndian.AppendUint32(b, uint32(len(f.Metadata))), f.Metadata...)
 	}
 	return append(b, relay...)
 }
@@ -332,43 +341,45 @@ func EncodeInScript(in []InScriptFollowUp, relay []byte) []byte {
 // EncodeInScript record.
 const inScriptFields = 5
 
-// splitInScript answers the targets of an EncodeInScript record (with
-// repeats, "" for the queue of the outcome) and its relay record (nil for
-// none); ok is false for a record of another kind, or a damaged one.
-func splitInScript(rec []byte) (targets []string, relay []byte, ok bool) {
+// splitInScript calls target with the target of each follow-up of an
+// EncodeInScript record (with repeats, empty for the queue of the
+// outcome), and answers its relay record (nil for none); ok is false for
+// a record of another kind, or a damaged one.
+func splitInScript(rec []byte, target func([]byte)) (relay []byte, ok bool) {
 	if len(rec) == 0 || rec[0] != HandoffInScript {
-		return nil, nil, false
+		return nil, false
 	}
 	b := rec[1:]
-	next := func() ([]byte, bool) {
+	var f []byte
+	next := func() bool {
 		if len(b) < 4 || uint64(binary.LittleEndian.Uint32(b)) > uint64(len(b)-4) {
-			return nil, false
+			return false
 		}
 		n := binary.LittleEndian.Uint32(b)
-		f := b[4 : 4+n]
-		b = b[4+n:]
-		return f, true
+		f, b = b[4:4+n], b[4+n:]
+		return true
 	}
-	nf, ok := next()
-	n, err := strconv.Atoi(string(nf))
-	if !ok || err != nil || n < 0 {
-		return nil, nil, false
+	if !next() {
+		return nil, false
+	}
+	n, err := strconv.Atoi(string(f))
+	if err != nil || n < 0 {
+		return nil, false
 	}
 	for range n {
 		for i := range inScriptFields {
-			f, ok := next()
-			if !ok {
-				return nil, nil, false
+			if !next() {
+				return nil, false
 			}
-			if i == 0 {
-				targets = append(targets, string(f))
+			if i == 0 && target != nil {
+				target(f)
 			}
 		}
 	}
 	if len(b) > 0 {
 		relay = b
 	}
-	return targets, relay, true
+	return relay, true
 }
 
 // RelayRecord answers what of a success's follow-ups record goes to the
@@ -381,7 +392,7 @@ func RelayRecord(rec []byte) []byte {
 	if rec[0] != HandoffInScript {
 		return rec
 	}
-	_, relay, _ := splitInScript(rec)
+	relay, _ := splitInScript(rec, nil)
 	return relay
 }
 
@@ -398,29 +409,25 @@ var inScriptKeys = [...]keys.Index{keys.Messages, keys.UDTs, keys.MidsReady, key
 // (from 1) of the first of these (ARGV[22+7n]), 0 for none.
 func withInScriptKeys(own []string, completions []Completion) ([]string, int) {
 	var ks []string
+	add := func(t []byte) {
+		if len(t) == 0 || string(t) == own[keys.Messages] {
+			return
+		}
+		for g := len(own); g < len(ks); g += len(inScriptKeys) {
+			if ks[g] == string(t) {
+				return
+			}
+		}
+		if ks == nil {
+			ks = append(make([]string, 0, len(own)+len(inScriptKeys)), own...)
+		}
+		prefix := strings.TrimSuffix(string(t), keys.Suffixes[keys.Messages])
+		for _, i := range inScriptKeys {
+			ks = append(ks, prefix+keys.Suffixes[i])
+		}
+	}
 	for _, c := range completions {
-		targets, _, ok := splitInScript(c.FollowUps)
-		if !ok {
-			continue
-		}
-	next:
-		for _, t := range targets {
-			if t == "" || t == own[keys.Messages] {
-				continue
-			}
-			for g := len(own); g < len(ks); g += len(inScriptKeys) {
-				if ks[g] == t {
-					continue next
-				}
-			}
-			if ks == nil {
-				ks = append(make([]string, 0, len(own)+len(inScriptKeys)), own...)
-			}
-			prefix := strings.TrimSuffix(t, keys.Suffixes[keys.Messages])
-			for _, i := range inScriptKeys {
-				ks = append(ks, prefix+keys.Suffixes[i])
-			}
-		}
+		splitInScript(c.FollowUps, add)
 	}
 	if ks == nil {
 		return own, 0
