@@ -142,6 +142,7 @@ func BenchmarkHandoff(b *testing.B) {
 			done := make(chan struct{})
 			b.ReportAllocs()
 			cpu0, calls0 := redisUsage(b, c)
+			own0 := processCPU(b)
 			b.ResetTimer()
 			w, err := c.StartWorker(b.Context(), "bench", &WorkerConfig{
 				HandlerThreads: 8,
@@ -177,12 +178,14 @@ func BenchmarkHandoff(b *testing.B) {
 			}
 			b.StopTimer()
 			cpu1, calls1 := redisUsage(b, c)
+			own1 := processCPU(b)
 			if err := w.Close(); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
 			b.ReportMetric((cpu1-cpu0)*1e6/float64(n), "redis-µs/msg")
 			b.ReportMetric(float64(calls1-calls0)/float64(n), "cmds/msg")
+			b.ReportMetric((own1-own0)*1e6/float64(n), "client-µs/msg")
 		})
 	}
 }
