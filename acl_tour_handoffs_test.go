@@ -6,7 +6,8 @@ import (
 )
 
 // handoffs runs a handler that hands its message off to another queue
-// (Then): the relay delivers the record and removes it (LREM), and reads
+// (Then), twice: one follow-up its outcome's script enqueues, one (its id
+// the user's) that the relay delivers and removes (LREM); the relay reads
 // the queue's records at its start (LRANGE).
 func (a *aclTour) handoffs() error {
 	ctx, c, q := a.ctx, a.c, "acl:handoffs"
@@ -17,7 +18,8 @@ func (a *aclTour) handoffs() error {
 	w, err := c.NewWorker(q, &WorkerConfig{
 		EndOfQueueBackoff: Constant(20 * time.Millisecond),
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
-			return Then(FollowUp{Queue: next, Message: "handed on"})
+			return Then(FollowUp{Queue: next, Message: "handed on"},
+				FollowUp{Queue: next, Message: "relayed", Options: &EnqueueOptions{MessageID: "relayed"}})
 		}),
 	})
 	if err := a.check("NewWorker for hand-offs", err, true, nil); err != nil {
@@ -29,7 +31,7 @@ func (a *aclTour) handoffs() error {
 	defer w.Close()
 	return a.wait("the follow-up delivered and its record removed", func() (bool, error) {
 		n, err := c.Inspector().QueueCounts(ctx, next)
-		if err != nil || n.Total == 0 {
+		if err != nil || n.Total < 2 {
 			return false, err
 		}
 		m, err := c.Inspector().QueueCounts(ctx, q)

@@ -12,6 +12,7 @@ import (
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -229,6 +230,87 @@ func TestCluster(t *testing.T) {
 		cleared, err := c.Inspector().ClearQueues(ctx, q)
 		require.NoError(t, err)
 		require.Equal(t, []string{q}, cleared)
+	})
+
+	// FollowUps: a success's follow-ups to its own queue and to a queue of
+	// the same slot go in the outcome's script (docs/protocol.md §22, "In
+	// the script": no dedupe window, no relay); one to a queue of another
+	// slot, which no script can reach, keeps the relay (handoffs, and the
+	// window). Each is handled once.
+	t.Run("FollowUps", func(t *testing.T) {
+		ctx := clusterCtx(t, 60*time.Second)
+		c := newClusterClient(t, cc)
+		src := "fu:src"
+		slot := rc.Slot(t, keys.Key(src, true, keys.Messages))
+		var near, far string
+		for i := 0; near == "" || far == ""; i++ {
+			q := fmt.Sprintf("fu:%d", i)
+			s := keys.Slot(keys.Key(q, true, keys.Messages))
+			require.Equal(t, rc.Slot(t, keys.Key(q, true, keys.Messages)), s, "keys.Slot of %s", q)
+			switch {
+			case s == slot && near == "":
+				near = q
+			case s != slot && far == "":
+				far = q
+			}
+		}
+		type handling struct {
+			queue, data string
+			policy      *Policy
+		}
+		got := make(chan handling, 10)
+		handler := HandlerFunc(func(ctx context.Context, m *Message) error {
+			var data string
+			if err := m.Decode(&data); err != nil {
+				return err
+			}
+			got <- handling{m.Queue, data, m.Policy}
+			if data != "start" {
+				return nil
+			}
+			return Then(FollowUp{Message: "own"}, FollowUp{Queue: near, Message: "near"},
+				FollowUp{Queue: far, Message: "far"})
+		})
+		var workers []*Worker
+		for _, q := range []string{src, near, far} {
+			w, err := c.StartWorker(t.Context(), q, &WorkerConfig{Handler: handler,
+				EndOfQueueBackoff: Constant(20 * time.Millisecond)})
+			require.NoError(t, err)
+			workers = append(workers, w)
+		}
+		_, err := c.Enqueue(ctx, src, "start", nil)
+		require.NoError(t, err)
+		seen := map[string]handling{}
+		for len(seen) < 4 {
+			select {
+			case h := <-got:
+				_, again := seen[h.data]
+				require.False(t, again, "%s handled twice", h.data)
+				seen[h.data] = h
+			case <-ctx.Done():
+				t.Fatalf("handled only %v", seen)
+			}
+		}
+		assert.Equal(t, src, seen["own"].queue)
+		assert.Nil(t, seen["own"].policy, "in the script: no window")
+		assert.Equal(t, near, seen["near"].queue)
+		assert.Nil(t, seen["near"].policy, "in the script: no window")
+		assert.Equal(t, far, seen["far"].queue)
+		if assert.NotNil(t, seen["far"].policy, "through the relay") {
+			assert.Equal(t, DefaultHandoffWindow, seen["far"].policy.UniqueFor)
+		}
+		relayed, err := cc.HExists(ctx, keys.Key(src, true, keys.Features), "handoffs").Result()
+		require.NoError(t, err)
+		assert.True(t, relayed, "the far one went to handoffs")
+		require.Eventually(t, func() bool {
+			n, err := c.Inspector().PendingHandoffs(ctx, src)
+			return err == nil && n == 0
+		}, 10*time.Second, 10*time.Millisecond)
+		for _, w := range workers {
+			require.NoError(t, w.Close())
+		}
+		_, err = c.Inspector().ClearQueues(ctx, src, near, far)
+		require.NoError(t, err)
 	})
 
 	t.Run("WorkersInParallel", func(t *testing.T) {

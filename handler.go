@@ -282,9 +282,10 @@ func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err erro
 		return engine.Pending{}, false
 	}
 	if len(oc.followUps) > 0 {
-		// Hand-offs (§22): encoded now, appended to handoffs with the
-		// success; one that cannot be makes the handling a failure.
-		fu, err := w.c.encodeFollowUps(w.queue, s.ID, s.LockedUntil, oc.followUps)
+		// Hand-offs (§22): encoded now, enqueued or appended to handoffs
+		// with the success; one that cannot be makes the handling a
+		// failure.
+		fu, err := w.c.encodeFollowUps(ctx, w.queue, s.ID, s.LockedUntil, oc.followUps)
 		if err != nil {
 			oc = outcome{name: protocol.OutcomeRetry, failed: true, err: err}
 		} else {
@@ -307,7 +308,7 @@ func (h *workerHandler) Settle(ctx context.Context, d *engine.Delivery, err erro
 	w.observe(s, took, handlingOutcome(c, oc.failed), err)
 	// Counted once Redis has recorded it (see completionEvents.Recorded).
 	batch := s.Policy != nil && s.Policy.Batch != ""
-	return engine.Pending{Completion: c, Attempt: s.Attempt, Failed: oc.failed, Relay: c.FollowUps != nil || batch, Batch: batch}, true
+	return engine.Pending{Completion: c, Attempt: s.Attempt, Failed: oc.failed, Relay: protocol.RelayRecord(c.FollowUps) != nil || batch, Batch: batch}, true
 }
 
 // Released counts a message given back unhandled, and tells subscribers.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/engine"
+	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/redis/go-redis/v9"
 )
@@ -54,7 +55,10 @@ func Then(followUps ...FollowUp) error {
 
 // followUpID derives the id of a handling's n-th follow-up.
 func followUpID(parent string, token int64, n int) string {
-	id := parent + "/" + strconv.FormatInt(token, 10) + "/" + strconv.Itoa(n)
+	b := make([]byte, 0, len(parent)+24)
+	b = append(append(b, parent...), '/')
+	b = append(strconv.AppendInt(b, token, 10), '/')
+	id := string(strconv.AppendInt(b, int64(n), 10))
 	if len(id) > MaxMessageIDLength {
 		sum := sha256.Sum256([]byte(id))
 		id = "fu-" + hex.EncodeToString(sum[:])
@@ -62,13 +66,17 @@ func followUpID(parent string, token int64, n int) string {
 	return id
 }
 
-// encodeFollowUps encodes a handling's follow-ups as outcome.lua appends
-// them to handoffs. parent and token name the handling.
-func (c *Client) encodeFollowUps(queue, parent string, token int64, fs []FollowUp) ([]byte, error) {
+// encodeFollowUps encodes a handling's follow-ups as outcome.lua takes
+// them (docs/protocol.md §22). parent and token name the handling. A
+// follow-up the script can enqueue itself (inScript) goes in the script,
+// atomically with the success; the others go to handoffs, for the relay,
+// with a dedupe window of at least Config.HandoffWindow.
+func (c *Client) encodeFollowUps(ctx context.Context, queue, parent string, token int64, fs []FollowUp) ([]byte, error) {
 	if len(fs) == 0 {
 		return nil, nil
 	}
-	out := make([]protocol.FollowUp, len(fs))
+	var in []protocol.InScriptFollowUp
+	var relay []protocol.FollowUp
 	for i, f := range fs {
 		q := f.Queue
 		if q == "" {
@@ -78,17 +86,56 @@ func (c *Client) encodeFollowUps(queue, parent string, token int64, fs []FollowU
 		if f.Options != nil {
 			o = *f.Options
 		}
-		if o.MessageID == "" {
+		derived := o.MessageID == ""
+		if derived {
 			o.MessageID = followUpID(parent, token, i)
 		}
-		o.UniqueFor = max(o.UniqueFor, c.cfg.HandoffWindow)
 		m, err := c.enqueueMessage(q, f.Message, &o)
 		if err != nil {
 			return nil, fmt.Errorf("mq: follow-up %d to %q: %w", i, q, err)
 		}
-		out[i] = protocol.FollowUp{Queue: q, Msg: m}
+		if derived && m.IsPlain() && c.inScript(ctx, queue, q) {
+			var target string
+			if q != queue {
+				target = c.key(q, keys.Messages)
+			}
+			in = append(in, protocol.InScriptFollowUp{Target: target, ID: m.ID, Data: m.Data,
+				LockTime: m.LockTime, Metadata: m.Metadata})
+			continue
+		}
+		o.UniqueFor = max(o.UniqueFor, c.cfg.HandoffWindow)
+		if m.Policy, err = policyOf(&o); err != nil {
+			return nil, fmt.Errorf("mq: follow-up %d to %q: %w", i, q, err)
+		}
+		relay = append(relay, protocol.FollowUp{Queue: q, Msg: m})
 	}
-	return protocol.EncodeFollowUps(out)
+	var rec []byte
+	if len(relay) > 0 {
+		rec, _ = protocol.EncodeFollowUps(relay)
+	}
+	if len(in) == 0 {
+		return rec, nil
+	}
+	return protocol.EncodeInScript(in, rec), nil
+}
+
+// inScript tells whether the script recording an outcome of queue can
+// enqueue a follow-up to target itself: target is queue, or the client
+// is not a Cluster client, or target's keys share queue's slot. A target
+// other than queue is registered first (§16), as an enqueue would
+// register it; a registration that fails is tried again with the next
+// follow-up and stops nothing (the registry only lists queues).
+func (c *Client) inScript(ctx context.Context, queue, target string) bool {
+	if target == queue {
+		return true
+	}
+	if c.cfg.Cluster && keys.Slot(c.key(queue, keys.Messages)) != keys.Slot(c.key(target, keys.Messages)) {
+		return false
+	}
+	if err := c.register(ctx, target); err != nil {
+		c.log.Debug("mq: registering a follow-up's queue failed; tried again with the next", slog.String("queue", target), slog.Any("error", err))
+	}
+	return true
 }
 
 // relayPage is how many handoffs records one relay round reads.
@@ -338,10 +385,11 @@ type ownRecords struct {
 func (o *ownRecords) add(p engine.Pending) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if p.FollowUps != nil {
-		o.recs = append(o.recs, string(p.FollowUps))
+	rec := protocol.RelayRecord(p.FollowUps)
+	if rec != nil {
+		o.recs = append(o.recs, string(rec))
 	}
-	if p.FollowUps == nil || p.Batch {
+	if rec == nil || p.Batch {
 		o.sweep = true
 	}
 }

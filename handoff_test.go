@@ -93,7 +93,8 @@ func TestHandoffRelayedTwice(t *testing.T) {
 	c := newClient(t, s, nil)
 	qa := queuetest.QueueName(t)
 	qb := qa + "-b"
-	rec, err := c.encodeFollowUps(qa, "p", 42, []FollowUp{{Queue: qb, Message: "x"}})
+	// (a policy keeps it off the script's path, for the relay)
+	rec, err := c.encodeFollowUps(ctx, qa, "p", 42, []FollowUp{{Queue: qb, Message: "x", Options: &EnqueueOptions{MaxAttempts: 5}}})
 	require.NoError(t, err)
 	push := func() { require.NoError(t, s.RDB.RPush(ctx, s.Key(qa, keys.Handoffs), rec).Err()) }
 

@@ -3,6 +3,8 @@ package mq
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -139,6 +141,8 @@ func BenchmarkHandoff(b *testing.B) {
 			var handled atomic.Int64
 			done := make(chan struct{})
 			b.ReportAllocs()
+			cpu0, calls0 := redisUsage(b, c)
+			own0 := processCPU(b)
 			b.ResetTimer()
 			w, err := c.StartWorker(b.Context(), "bench", &WorkerConfig{
 				HandlerThreads: 8,
@@ -173,12 +177,44 @@ func BenchmarkHandoff(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			cpu1, calls1 := redisUsage(b, c)
+			own1 := processCPU(b)
 			if err := w.Close(); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric((cpu1-cpu0)*1e6/float64(n), "redis-µs/msg")
+			b.ReportMetric(float64(calls1-calls0)/float64(n), "cmds/msg")
+			b.ReportMetric((own1-own0)*1e6/float64(n), "client-µs/msg")
 		})
 	}
+}
+
+// redisUsage answers the CPU seconds the benchmark's Redis used so far
+// (used_cpu_sys + used_cpu_user) and the commands it ran, scripts' own
+// calls included (INFO commandstats). Between two readings they include
+// what the measure's own calls cost (BenchmarkHandoff's waits for the
+// follow-ups read the counts, a script call each).
+func redisUsage(b *testing.B, c *Client) (cpu float64, calls int64) {
+	b.Helper()
+	info, err := c.rdb.Info(context.Background(), "cpu", "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		name, value, ok := strings.Cut(line, ":")
+		switch {
+		case !ok:
+		case name == "used_cpu_sys" || name == "used_cpu_user":
+			v, _ := strconv.ParseFloat(value, 64)
+			cpu += v
+		case strings.HasPrefix(name, "cmdstat_") && name != "cmdstat_info":
+			f, _, _ := strings.Cut(value, ",")
+			v, _ := strconv.ParseInt(strings.TrimPrefix(f, "calls="), 10, 64)
+			calls += v
+		}
+	}
+	return cpu, calls
 }
 
 // benchFill enqueues n messages of benchPayload to queue, 1,000 a call.

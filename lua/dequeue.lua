@@ -5,7 +5,8 @@
 -- flusher calls it so).
 --
 -- KEYS: the queue's keys (prelude.lua): all 52, or in a lean call the
---            first 38 (see "The lean call" below)
+--            first 38 (see "The lean call" below); then the keys of the
+--            queues follow-ups go to (ARGV[22+7n])
 -- ARGV[1]    the worker's default lock time in ms
 -- ARGV[2..6] the five end-of-queue sleep times in ms
 -- ARGV[7]    the most steps to take (0 to only record outcomes)
@@ -32,12 +33,17 @@
 --            the call with an error reply MQOUTCOME before anything is
 --            written; then the result of a success ('' for none, §21), the
 --            follow-ups of a success as the client encoded them ('' for
---            none), appended to handoffs with the outcome (§22)
+--            none), enqueued or appended to handoffs with the outcome
+--            (§22; outcome.lua, hand_off)
 -- ARGV[19+7n] held (optional): how many messages the calling worker holds
 --            besides those this call hands out (absent or negative: not
 --            told); see "Quarantine without innocent victims" below
 -- ARGV[20+7n], ARGV[21+7n] (optional) the most results to keep and the
 --            longest to keep one, in ms (0 or absent: no bound; §21)
+-- ARGV[22+7n] (optional) the KEYS index of the first key of the queues
+--            that follow-ups are enqueued to by this call (§22, "In the
+--            script"; outcome.lua, in_script), eight keys each, after the
+--            queue's own (absent or 0: none)
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
 -- of §10 after the steps (-1 when not asked for), outcomes the
@@ -88,6 +94,7 @@ local max_handles = tonumber(ARGV[8])
 dead_max_count, dead_max_age_ms = tonumber(ARGV[14]), tonumber(ARGV[15])
 results_max_count = tonumber(ARGV[20 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
 results_max_age_ms = tonumber(ARGV[21 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
+in_script.first = tonumber(ARGV[22 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
 local quarantine_after = tonumber(ARGV[16])
 local n_outcomes = tonumber(ARGV[17])
 index_only = ARGV[18] == '1'
@@ -103,7 +110,8 @@ if bad then return bad end
 -- script 18 closures fewer. Such a call checks, before it writes
 -- anything, that the queue still uses none of them (another script may
 -- have marked one since the client chose: a cancel, a progress, limits)
--- and that none of its outcomes carries a result or follow-ups; otherwise
+-- and that none of its outcomes carries a result or follow-ups for the
+-- relay; otherwise
 -- it answers MQKEYS having written nothing, and the client sends the same
 -- call again with every key, as it does from then on for that queue.
 -- (The queue's own keys end before the follow-ups' targets, ARGV[22+7n],
@@ -118,8 +126,10 @@ if own_keys < 52 or limits_freed == nil then
   end
   for i = 0, n_outcomes - 1 do
     local j = 19 + OUTCOME_ARGS * i
-    if ARGV[j + 5] ~= '' or ARGV[j + 6] ~= '' then
-      return redis.error_reply('MQKEYS an outcome with a result or follow-ups needs all of the queue\'s keys')
+    -- (follow-ups enqueued in the script, §22, need none of them)
+    local p = in_script.parsed[j + 6]
+    if ARGV[j + 5] ~= '' or ((p and p.rest) or ARGV[j + 6]) ~= '' then
+      return redis.error_reply('MQKEYS an outcome with a result or follow-ups for the relay needs all of the queue\'s keys')
     end
   end
   lean_call = true

@@ -131,17 +131,6 @@ local function tick_batch(mid, udt, kind)
   redis.call('rpush', K_HANDOFFS, 'T' .. kind .. '\n' .. udt .. '\n' .. b .. '\n' .. mid)
 end
 
--- hand_off appends a success's follow-ups, as the client encoded them,
--- to handoffs, for the relay to enqueue (§22).
-local function hand_off(followups)
-  if followups == nil or followups == '' then return end
-  redis.call('rpush', K_HANDOFFS, followups)
-  if not feature_used('handoffs') then
-    redis.call('hset', K_FEATURES, 'handoffs', '1')
-    features.handoffs = true
-  end
-end
-
 -- Gathered writes. Within one call, the due entries written (each a
 -- score and a mid), the windows written and the messages collected are
 -- gathered and sent as one command per key by flush_gathered, which leaves
@@ -158,6 +147,166 @@ local collected = {}
 -- becomes the message. The script then wakes a sleeping worker (§6), whose
 -- sleep would otherwise run on past it.
 local outcomes_wake = false
+
+-- Follow-ups enqueued by the script itself (§22, "In the script"). A
+-- success's follow-ups record that starts with 'S' holds, each after its
+-- length in four little-endian bytes: the number of follow-ups to enqueue
+-- here, then per follow-up its target (the target queue's messages key,
+-- '' for this queue), id, content, lock time in ms ('0' for the worker's)
+-- and metadata ('' for none); what follows them is a record for the relay
+-- ('' for none), appended to handoffs as before. A target queue's keys
+-- come after the queue's own, eight each (messages, udts, mids-ready,
+-- mid-circle, isleep-a, isleep-b, lock-times, meta), the first at KEYS
+-- index in_script.first (dequeue.lua's ARGV[22+7n]; 0 for none).
+-- in_script.parsed holds, by the ARGV index of a group's follow-ups, what
+-- in_script.check parsed; in_script.targets the keys of each target
+-- queue, by name; in_script.gathered the follow-ups recorded successes
+-- hand off, by target, in the order of in_script.order, enqueued by
+-- in_script.flush.
+local in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}}
+
+-- in_script.field_at answers the field at position i of s (its length in four
+-- little-endian bytes, then its bytes) and the position after it, or nil
+-- when s is too short.
+function in_script.field_at(s, i)
+  local a, b, c, d = string.byte(s, i, i + 3)
+  if not d then return nil end
+  local len = a + 256 * b + 65536 * c + 16777216 * d
+  if i + 3 + len > #s then return nil end
+  return string.sub(s, i + 4, i + 3 + len), i + 4 + len
+end
+
+-- in_script.keys answers the keys of the queue whose messages key is name
+-- ('' or K_MESSAGES: this queue), or nil when the call did not pass them.
+function in_script.keys(name)
+  if name == '' then name = K_MESSAGES end
+  local ks = in_script.targets[name]
+  if ks then return ks end
+  if name == K_MESSAGES then
+    ks = {K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_LOCK_TIMES, K_META}
+  elseif in_script.first > 0 then
+    for g = in_script.first, #KEYS - 7, 8 do
+      if KEYS[g] == name then
+        ks = {KEYS[g], KEYS[g + 1], KEYS[g + 2], KEYS[g + 3], KEYS[g + 4], KEYS[g + 5], KEYS[g + 6], KEYS[g + 7]}
+        break
+      end
+    end
+  end
+  in_script.targets[name] = ks
+  return ks
+end
+
+-- in_script.check parses the 'S' record rec of the outcome group at ARGV
+-- index j into in_script.parsed[j], and answers nil, or an error text
+-- when the record is damaged or names a queue whose keys the call lacks:
+-- the call is then refused before anything is written.
+function in_script.check(j, rec)
+  local n, i = in_script.field_at(rec, 2)
+  n = tonumber(n)
+  if not n then return 'a damaged follow-ups record' end
+  local list = {}
+  for k = 1, n do
+    local f = {}
+    for x = 1, 5 do
+      f[x], i = in_script.field_at(rec, i)
+      if not f[x] then return 'a damaged follow-ups record' end
+    end
+    local ks = in_script.keys(f[1])
+    if not ks then return 'no keys for the follow-ups to ' .. f[1] end
+    f[1] = ks
+    list[k] = f
+  end
+  in_script.parsed[j] = {list = list, rest = string.sub(rec, i)}
+  return nil
+end
+
+-- in_script.flush enqueues the follow-ups gathered, a few commands per
+-- target queue, each as an enqueue of a new id would (enqueue.lua's add,
+-- §3): its content, first-enqueue time now, metadata and lock time when it
+-- has them, at the left of mids-ready in order (and mid-circle's sentinel
+-- when the circle is missing), and a sleeping worker of its queue woken,
+-- once per queue and call (move_sentinel, lib.lua; this queue's through
+-- outcomes_wake). An id its queue holds already is this handling's
+-- follow-up there already (its id is derived from the handling, unique to
+-- it): nothing is written for it. No stale metadata can wait under such
+-- an id (§13), so none is deleted.
+function in_script.flush(now)
+  for _, ks in ipairs(in_script.order) do
+    local fs = in_script.gathered[ks[1]]
+    local new = {}
+    if #fs == 1 then
+      if redis.call('hsetnx', ks[1], fs[1][2], fs[1][3]) == 1 then new[1] = fs[1] end
+    else
+      local seen, contents = {}, {}
+      for c = 1, #fs, UNPACK_MAX do
+        local ids = {}
+        for k = c, math.min(c + UNPACK_MAX - 1, #fs) do ids[#ids + 1] = fs[k][2] end
+        for k, held in ipairs(redis.call('hmget', ks[1], unpack(ids))) do
+          local f = fs[c + k - 1]
+          if not held and not seen[f[2]] then
+            seen[f[2]] = true
+            new[#new + 1] = f
+            contents[#contents + 1], contents[#contents + 2] = f[2], f[3]
+          end
+        end
+      end
+      call_each('hset', ks[1], contents)
+    end
+    if #new > 0 then
+      local ids, udts, locks, metas = {}, {}, {}, {}
+      for k, f in ipairs(new) do
+        ids[k] = f[2]
+        udts[#udts + 1], udts[#udts + 2] = f[2], now
+        if f[4] ~= '0' then locks[#locks + 1], locks[#locks + 2] = f[2], f[4] end
+        if f[5] ~= '' then metas[#metas + 1], metas[#metas + 2] = f[2], f[5] end
+      end
+      call_each('hset', ks[2], udts)
+      call_each('hset', ks[7], locks)
+      call_each('hset', ks[8], metas)
+      local len = 0
+      for c = 1, #ids, UNPACK_MAX do
+        len = redis.call('lpush', ks[3], unpack(ids, c, math.min(c + UNPACK_MAX - 1, #ids)))
+      end
+      if len == #ids and redis.call('exists', ks[4]) == 0 then
+        redis.call('lpush', ks[4], END_OF_CIRCLE)
+      end
+      if ks[1] == K_MESSAGES then
+        outcomes_wake = true
+      else
+        move_sentinel(ks[5], ks[6], len % 2 == 1)
+      end
+    end
+  end
+  in_script.gathered, in_script.order = {}, {}
+end
+
+-- hand_off records a success's follow-ups (§22): those the client sent to
+-- enqueue here (an 'S' record, parsed as j's by in_script.check) are
+-- gathered for in_script.flush; a record for the relay is appended to
+-- handoffs.
+local function hand_off(followups, j)
+  if followups == nil or followups == '' then return end
+  local p = j and in_script.parsed[j]
+  if p then
+    for _, f in ipairs(p.list) do
+      local ks = f[1]
+      local fs = in_script.gathered[ks[1]]
+      if not fs then
+        fs = {}
+        in_script.gathered[ks[1]] = fs
+        in_script.order[#in_script.order + 1] = ks
+      end
+      fs[#fs + 1] = f
+    end
+    followups = p.rest
+    if followups == '' then return end
+  end
+  redis.call('rpush', K_HANDOFFS, followups)
+  if not feature_used('handoffs') then
+    redis.call('hset', K_FEATURES, 'handoffs', '1')
+    features.handoffs = true
+  end
+end
 
 -- index_due writes mid's due entry (§11): when its status next changes
 -- by time alone.
@@ -482,7 +631,8 @@ end
 -- remembers the mids whose lock goes, so that a second outcome for one of
 -- them in the same call reads it as lost, as it would once the lock is
 -- deleted.
-local function record_outcome(mid, token, outcome, backoff_ms, err, now, default_lock_ms, unlocked, result, followups)
+local function record_outcome(mid, token, outcome, backoff_ms, err, now, default_lock_ms, unlocked, result, followups,
+    j)
   if unlocked[mid] or collected[mid] then
     return 'lock-lost'
   end
@@ -497,9 +647,10 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'cancelled'
   end
   if limits_freed and feature_used('limits') then limits_freed(mid, outcome, now) end
-  if outcome == 'success' and not lean_call then -- (before finish, which may rewrite udts)
-    hand_off(followups)
-    tick_batch(mid, nil, 's')
+  if outcome == 'success' then -- (before finish, which may rewrite udts)
+    -- (a lean call carries no follow-ups for the relay: refused, §4)
+    hand_off(followups, j)
+    if not lean_call then tick_batch(mid, nil, 's') end
   end
   if outcome ~= 'release' then
     count_history('p')
@@ -555,8 +706,9 @@ local OUTCOMES = {success = true, retry = true, dead = true, release = true, can
 
 -- check_outcomes answers an error reply (MQOUTCOME) naming the first
 -- outcome given in ARGV from index first on (n groups, as record_outcomes
--- takes them) that is not one of OUTCOMES, or nil when all are known. A
--- call checks before it writes anything: Redis does not undo the writes a
+-- takes them) that is not one of OUTCOMES, or whose follow-ups to enqueue
+-- here cannot be (in_script.check), or nil when all are known. A call
+-- checks before it writes anything: Redis does not undo the writes a
 -- script made before it failed, and an answer it does not know is refused,
 -- never guessed.
 local function check_outcomes(first, n)
@@ -565,6 +717,13 @@ local function check_outcomes(first, n)
     if not OUTCOMES[ARGV[j + 2]] then
       return redis.error_reply('MQOUTCOME unknown outcome "' .. tostring(ARGV[j + 2]) ..
         '" for message "' .. tostring(ARGV[j]) .. '"')
+    end
+    local fu = ARGV[j + 6]
+    if fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
+      local bad = in_script.check(j + 6, fu)
+      if bad then
+        return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(ARGV[j]) .. '"')
+      end
     end
   end
   return nil
@@ -596,9 +755,10 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
     else
       local j = first + OUTCOME_ARGS * i
       results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), ARGV[j + 4],
-        now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6])
+        now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6], j + 6)
     end
   end
+  in_script.flush(now)
   flush_gathered()
   if results_kept > 0 then trim_results(now) end
   return results

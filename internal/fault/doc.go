@@ -97,8 +97,11 @@
 //     and Redis SIGKILLed under appendfsync always; the checker follows
 //     each hand-off (the Parent of a handling) and demands 0 lost, 0
 //     duplicated (two ids handed off by one handling's message) and 0
-//     enqueued again (a handed-off id handled at attempt 1 twice). 300
-//     messages, 10,000 in the long mode. With the follow-ups' dedupe
+//     enqueued again (a handed-off id handled at attempt 1 twice), and
+//     that every hand-off went in the outcome's own script (no queue's
+//     features ever marked handoffs, which the relay path sets). 300
+//     messages, 10,000 in the long mode. On the relay path, before
+//     follow-ups went in the script, with the follow-ups' dedupe
 //     window removed, a short run counted 2 duplicated and 7 enqueued
 //     again (433 and 1,707 before each worker delivered its own records
 //     first, when every relay read the same records).
@@ -108,7 +111,7 @@
 //     handling ended, carrying the counts. With batch-seen's check
 //     removed, the relays (one per process, reading the same records at
 //     once) counted 1,062 ticks for 500 members. Long mode, one run
-//     each: the pipeline, 10,000 messages, 30 process kills, 5 Redis
+//     each (the pipeline still on the relay path): the pipeline, 10,000 messages, 30 process kills, 5 Redis
 //     kills, 2,785 replies dropped: 19,892 hand-offs handled (two for
 //     each of the 9,946 messages enqueued), 0 lost, 0 duplicated, 0
 //     enqueued again, 43 duplicate handlings, all attributable; the

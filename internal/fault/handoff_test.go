@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq"
+	"github.com/gocarmine/mq/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -103,6 +104,15 @@ func TestScenarioHandoffs(t *testing.T) {
 		zero("hand-offs enqueued again", rep.HandoffsReenqueued),
 		check{"hand-offs handled (two per message)", int64(rep.Handoffs), 2 * int64(rep.Handled-rep.Handoffs)},
 	)...)
+	// Every hand-off went in the outcome's own script (§22, "In the
+	// script": same Redis, plain options): none was ever appended to a
+	// queue's handoffs for the relay, which marks the queue's features.
+	for _, q := range []string{queue, queue + "-b"} {
+		relayed, err := h.rdb.HExists(context.Background(), keys.Key(q, false, keys.Features), "handoffs").Result()
+		if err != nil || relayed {
+			t.Errorf("queue %s: a hand-off went through the relay (%v)", q, err)
+		}
+	}
 }
 
 // TestScenarioBatch: a batch (docs/protocol.md §22) whose members worker

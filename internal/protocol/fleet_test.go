@@ -288,9 +288,11 @@ func (f *fleet) mustEnqueue(m EnqueueMessage) {
 // when refused for want of them.
 func (f *fleet) poll(a PollArgs) (PollReply, error) {
 	a.Poller, a.Seq, a.Confirmed = randomToken(), 1, 0
-	raw, err := f.dequeueLeanScript.Run(f.ctx, f.rdb, f.keys[:LeanKeys], a.argv()...).Slice()
+	ks, first := withInScriptKeys(f.keys[:LeanKeys:LeanKeys], a.Completions)
+	raw, err := f.dequeueLeanScript.Run(f.ctx, f.rdb, ks, a.argv(first)...).Slice()
 	if ErrorCode(err) == NeedKeys {
-		raw, err = f.dequeueScript.Run(f.ctx, f.rdb, f.keys, a.argv()...).Slice()
+		ks, first = withInScriptKeys(f.keys, a.Completions)
+		raw, err = f.dequeueScript.Run(f.ctx, f.rdb, ks, a.argv(first)...).Slice()
 	}
 	if err != nil {
 		return PollReply{}, err

@@ -275,3 +275,162 @@ func BatchTicks(ctx context.Context, r Redis, ks []string, ts []MemberTick, keep
 	}
 	return answers, errs
 }
+
+// InScriptFollowUp is a follow-up the success's own script enqueues
+// (docs/protocol.md §22, "In the script"): a message new to its queue,
+// added ready with its content, lock time and metadata alone, as
+// enqueue-new.lua adds one (IsPlain), atomically with the success.
+type InScriptFollowUp struct {
+	// Target is the target queue's messages key, "" for the queue of
+	// the outcome. Its keys must be reachable from that queue's script:
+	// the same Redis, or in a Cluster the same slot.
+	Target string
+	// ID is the follow-up's id, derived from the handling (a user's id
+	// may be held already, which takes enqueue.lua to decide).
+	ID string
+	// Data, LockTime and Metadata are as in EnqueueMessage.
+	Data     []byte
+	LockTime time.Duration
+	Metadata []byte
+}
+
+// HandoffInScript is the first byte of a follow-ups record whose
+// follow-ups, or some of them, the outcome's script enqueues itself.
+const HandoffInScript = 'S'
+
+// IsPlain tells whether m is a message enqueue-new.lua adds as it is
+// when its id is new: no delay, no option for a held id, no policy,
+// priority or limit key. Only such a follow-up may go in the script.
+func (m EnqueueMessage) IsPlain() bool {
+	return MS(m.InitialBackoff) == 0 && m.At == 0 && !m.CanUpdate && !m.CanRequeue && !m.ResetInitialBackoff &&
+		m.Policy.IsZero() && m.Priority == "" && m.LimitKey == ""
+}
+
+// EncodeInScript encodes the follow-ups of one success as the record
+// outcome.lua takes: those to enqueue in the script (in, at least one),
+// then relay, a record for the relay (EncodeFollowUps; nil for none),
+// which the script appends to handoffs. Its fields are each after its
+// length in four little-endian bytes: the number of in, then per
+// follow-up its target, id, content, lock time in ms and metadata.
+func EncodeInScript(in []InScriptFollowUp, relay []byte) []byte {
+	size := 1 + 4 + 20 + len(relay)
+	for _, f := range in {
+		size += inScriptFields*4 + len(f.Target) + len(f.ID) + len(f.Data) + 20 + len(f.Metadata)
+	}
+	b := make([]byte, 1, size)
+	b[0] = HandoffInScript
+	// number appends v's digits after a length written once they are known.
+	number := func(b []byte, v int64) []byte {
+		at := len(b)
+		b = strconv.AppendInt(append(b, 0, 0, 0, 0), v, 10)
+		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+		return b
+	}
+	b = number(b, int64(len(in)))
+	for _, f := range in {
+		b = append(binary.LittleEndian.AppendUint32(b, uint32(len(f.Target))), f.Target...)
+		b = append(binary.LittleEndian.AppendUint32(b, uint32(len(f.ID))), f.ID...)
+		b = append(binary.LittleEndian.AppendUint32(b, uint32(len(f.Data))), f.Data...)
+		b = number(b, MS(f.LockTime))
+		b = append(binary.LittleEndian.AppendUint32(b, uint32(len(f.Metadata))), f.Metadata...)
+	}
+	return append(b, relay...)
+}
+
+// inScriptFields is the number of fields of one follow-up of an
+// EncodeInScript record.
+const inScriptFields = 5
+
+// splitInScript calls target with the target of each follow-up of an
+// EncodeInScript record (with repeats, empty for the queue of the
+// outcome), and answers its relay record (nil for none); ok is false for
+// a record of another kind, or a damaged one.
+func splitInScript(rec []byte, target func([]byte)) (relay []byte, ok bool) {
+	if len(rec) == 0 || rec[0] != HandoffInScript {
+		return nil, false
+	}
+	b := rec[1:]
+	var f []byte
+	next := func() bool {
+		if len(b) < 4 || uint64(binary.LittleEndian.Uint32(b)) > uint64(len(b)-4) {
+			return false
+		}
+		n := binary.LittleEndian.Uint32(b)
+		f, b = b[4:4+n], b[4+n:]
+		return true
+	}
+	if !next() {
+		return nil, false
+	}
+	n, err := strconv.Atoi(string(f))
+	if err != nil || n < 0 {
+		return nil, false
+	}
+	for range n {
+		for i := range inScriptFields {
+			if !next() {
+				return nil, false
+			}
+			if i == 0 && target != nil {
+				target(f)
+			}
+		}
+	}
+	if len(b) > 0 {
+		relay = b
+	}
+	return relay, true
+}
+
+// RelayRecord answers what of a success's follow-ups record goes to the
+// queue's handoffs, for the relay: the record itself, or an
+// EncodeInScript record's relay part; nil for nothing.
+func RelayRecord(rec []byte) []byte {
+	if len(rec) == 0 {
+		return nil
+	}
+	if rec[0] != HandoffInScript {
+		return rec
+	}
+	relay, _ := splitInScript(rec, nil)
+	return relay
+}
+
+// inScriptKeys are the keys of a target queue a poll call passes for the
+// follow-ups its script enqueues there, in this order (outcome.lua,
+// in_script.keys).
+var inScriptKeys = [...]keys.Index{keys.Messages, keys.UDTs, keys.MidsReady, keys.MidCircle,
+	keys.ISleepA, keys.ISleepB, keys.LockTimes, keys.Meta}
+
+// withInScriptKeys answers the keys of a poll call of the queue whose
+// keys are own (all of them, or the first few a lean call passes): own,
+// then, when completions hold follow-ups to enqueue in the script to
+// other queues, the inScriptKeys of each such queue, and the KEYS index
+// (from 1) of the first of these (ARGV[22+7n]), 0 for none.
+func withInScriptKeys(own []string, completions []Completion) ([]string, int) {
+	var ks []string
+	add := func(t []byte) {
+		if len(t) == 0 || string(t) == own[keys.Messages] {
+			return
+		}
+		for g := len(own); g < len(ks); g += len(inScriptKeys) {
+			if ks[g] == string(t) {
+				return
+			}
+		}
+		if ks == nil {
+			ks = append(make([]string, 0, len(own)+len(inScriptKeys)), own...)
+		}
+		prefix := strings.TrimSuffix(string(t), keys.Suffixes[keys.Messages])
+		for _, i := range inScriptKeys {
+			ks = append(ks, prefix+keys.Suffixes[i])
+		}
+	}
+	for _, c := range completions {
+		splitInScript(c.FollowUps, add)
+	}
+	if ks == nil {
+		return own, 0
+	}
+	return ks, len(own) + 1
+}

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -49,6 +50,128 @@ func TestHandoffRecordedWithOutcome(t *testing.T) {
 		assert.Equal(t, "m1/x/0", h.FollowUps[0].Msg.ID)
 		assert.Equal(t, "v", string(h.FollowUps[0].Msg.Data))
 	})
+}
+
+// TestHandoffInScript: follow-ups the success's own script enqueues
+// (docs/protocol.md §22, "In the script"), to another queue whose keys the
+// call passes and to the queue itself, exist exactly when the success
+// does: a resent call (same seq, its reply lost; then the next call with
+// the outcome still unconfirmed) enqueues nothing more, even once the
+// first follow-up was handled and collected; a success fenced off (lock
+// lost) enqueues nothing. The relay part of the record goes to handoffs,
+// and the target's sleeping worker is woken.
+func TestHandoffInScript(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		q := queuetest.QueueName(t)
+		next := sameSlot(s, q, q+"-next")
+		mustEnqueue(t, s, q, "m1", &EnqueueMessage{ID: "m1"})
+		mustEnqueue(t, s, q, "m2", &EnqueueMessage{ID: "m2"})
+		mustEnqueue(t, s, q, "m4", &EnqueueMessage{ID: "m4"})
+		// m4's follow-up to next is there already (as if enqueued by an
+		// earlier recording of the same handling): it stays as it is.
+		mustEnqueue(t, s, next, "old", &EnqueueMessage{ID: "m4/x/0"})
+		sentinelIn := func() string {
+			if len(queuetest.List(t, s.RDB, s.Key(next, keys.ISleepA))) > 0 {
+				return "a"
+			}
+			return "b"
+		}
+		before := sentinelIn()
+		const p = "cd34"
+		r, err := pollAs(t, s, q, p, 1, 0, 3)
+		require.NoError(t, err)
+		out := handedOut(r)
+		require.Len(t, out, 3)
+		relay, err := EncodeFollowUps([]FollowUp{{Queue: "far", Msg: EnqueueMessage{ID: "m1/x/2", Data: []byte("f")}}})
+		require.NoError(t, err)
+		rec := func(prefix string) []byte {
+			return EncodeInScript([]InScriptFollowUp{
+				{Target: s.Key(next, keys.Messages), ID: prefix + "/0", Data: []byte("n"), LockTime: 5 * time.Second,
+					Metadata: []byte("md")},
+				{ID: prefix + "/1", Data: []byte("own")},
+			}, relay)
+		}
+		assert.Equal(t, relay, RelayRecord(rec("m1/x")))
+		c1 := Completion{ID: "m1", LockedUntil: out["m1"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: rec("m1/x")}
+		bad := Completion{ID: "m2", LockedUntil: out["m2"].LockedUntil + 1, Outcome: OutcomeSuccess, FollowUps: rec("m2/x")}
+		c4 := Completion{ID: "m4", LockedUntil: out["m4"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: rec("m4/x")}
+
+		r, err = pollAs(t, s, q, p, 2, 1, 0, c1, bad, c4)
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, false, true}, r.Recorded, "the fenced one is lock-lost")
+		assert.Equal(t, []string{"m1/x/0", "m4/x/0"}, queuetest.List(t, s.RDB, s.Key(next, keys.MidsReady)),
+			"m1's added, m4's there before")
+		assert.Equal(t, "old", queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m4/x/0"), "held: left as it was")
+		assert.NotEqual(t, before, sentinelIn(), "next's sleeper woken")
+		assert.Equal(t, "n", queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m1/x/0"))
+		assert.Equal(t, "md", queuetest.HGet(t, s.RDB, s.Key(next, keys.Meta), "m1/x/0"))
+		assert.Equal(t, "5000", queuetest.HGet(t, s.RDB, s.Key(next, keys.LockTimes), "m1/x/0"))
+		assert.NotEmpty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.UDTs), "m1/x/0"))
+		assert.Equal(t, "own", queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m1/x/1"))
+
+		// next's follow-up is handled and collected: a second enqueue of its
+		// id would now be added again.
+		rn, err := pollAs(t, s, next, "ef56", 1, 0, 2)
+		require.NoError(t, err)
+		got := handedOut(rn)
+		require.Contains(t, got, "m1/x/0")
+		_, err = pollAs(t, s, next, "ef56", 2, 1, 0,
+			Completion{ID: "m1/x/0", LockedUntil: got["m1/x/0"].LockedUntil, Outcome: OutcomeSuccess})
+		require.NoError(t, err)
+		require.Empty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m1/x/0"), "collected")
+
+		// The call sent again, as it was, and then the next call.
+		for _, seq := range []uint64{2, 3} {
+			r, err = pollAs(t, s, q, p, seq, 1, 0, c1, bad, c4)
+			require.NoError(t, err)
+			assert.Equal(t, []bool{true, false, true}, r.Recorded, "answered from the receipt")
+		}
+		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m1/x/0"), "not enqueued again")
+		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m2/x/0"), "the fenced success enqueued nothing")
+		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m2/x/1"))
+		ready := queuetest.List(t, s.RDB, s.Key(q, keys.MidsReady))
+		assert.Equal(t, 1, countOf(ready, "m1/x/1"), "the own follow-up once")
+		assert.Equal(t, 1, countOf(ready, "m4/x/1"))
+		assert.Zero(t, countOf(ready, "m2/x/1"))
+		assert.Equal(t, []string{string(relay), string(relay)}, queuetest.List(t, s.RDB, s.Key(q, keys.Handoffs)),
+			"the relay parts once each")
+
+		// A call without the target's keys is refused before it writes.
+		mustEnqueue(t, s, q, "m3", &EnqueueMessage{ID: "m3"})
+		r, err = pollAs(t, s, q, "ab78", 1, 0, 5)
+		require.NoError(t, err)
+		m3 := handedOut(r)["m3"]
+		require.NotZero(t, m3.LockedUntil)
+		a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, Poller: "ab78", Seq: 2, Confirmed: 1,
+			Completions: []Completion{{ID: "m3", LockedUntil: m3.LockedUntil, Outcome: OutcomeSuccess, FollowUps: rec("m3/x")}}}
+		err = dequeueScript.Run(ctx, s.RDB, s.Keys(q), a.argv(0)...).Err()
+		require.ErrorContains(t, err, "MQOUTCOME no keys for the follow-ups")
+		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m3/x/1"))
+		assert.NotEmpty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Locks), "m3"), "m3 still locked")
+	})
+}
+
+// sameSlot answers a queue named name or after it whose keys share q's
+// slot, on a cluster (keys.Slot), so that one script may touch both.
+func sameSlot(s *queuetest.Server, q, name string) string {
+	want := keys.Slot(s.Key(q, keys.Messages))
+	for i := 0; ; i++ {
+		n := fmt.Sprintf("%s-%d", name, i)
+		if !s.Cluster || keys.Slot(s.Key(n, keys.Messages)) == want {
+			return n
+		}
+	}
+}
+
+func countOf(xs []string, x string) int {
+	n := 0
+	for _, y := range xs {
+		if y == x {
+			n++
+		}
+	}
+	return n
 }
 
 // TestBatchTicks: a batch member's success and dead letter each append

@@ -107,7 +107,7 @@ func BenchmarkPollKeySets(b *testing.B) {
 					cg("-z") // (after the first calls: the enqueues' garbage is collected)
 				}
 				a.Seq++
-				argv := a.argv()
+				argv := a.argv(0)
 				if v.name == "base" {
 					argv = argv5(a)
 				}
@@ -169,7 +169,7 @@ func callgrindTotal(b *testing.B, pid string) int64 {
 // argv5 is a's arguments as dequeue.lua took them before results and
 // follow-ups: outcome groups of five.
 func argv5(a PollArgs) []any {
-	full := a.argv()
+	full := a.argv(0)
 	n := len(a.Completions)
 	args := append([]any{}, full[:18]...)
 	for i := range n {

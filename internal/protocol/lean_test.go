@@ -183,7 +183,7 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 	}
 	leanWith := func(nkeys int, cs ...Completion) error {
 		a := PollArgs{LockTime: time.Minute, MaxSteps: 2, Completions: cs, Poller: randomToken(), Seq: 1}
-		return dequeueLeanScript.Run(ctx, s.RDB, s.Keys(q)[:nkeys], a.argv()...).Err()
+		return dequeueLeanScript.Run(ctx, s.RDB, s.Keys(q)[:nkeys], a.argv(0)...).Err()
 	}
 	lean := func(cs ...Completion) error { return leanWith(LeanKeys, cs...) }
 	done := Completion{ID: r.Steps[0].ID, LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeSuccess}

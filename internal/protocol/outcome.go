@@ -49,8 +49,9 @@ type Completion struct {
 	// results (§21); nil or empty for none.
 	Result []byte
 	// FollowUps are the follow-ups of an OutcomeSuccess, encoded by
-	// EncodeFollowUps (nil for none): appended to the queue's handoffs
-	// with the outcome, for the relay to enqueue (§22).
+	// EncodeFollowUps (nil for none), appended to the queue's handoffs
+	// with the outcome for the relay to enqueue, or by EncodeInScript,
+	// enqueued by the outcome's script itself (§22).
 	FollowUps []byte
 }
 

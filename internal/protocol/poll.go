@@ -157,14 +157,15 @@ type Lean struct{ full atomic.Bool }
 func (l *Lean) Full() bool { return l.full.Load() }
 
 // lean tells whether the call a may pass the lean key set, and switches l
-// to every key for good when a's outcomes need them (their result or
-// follow-ups mark the queue as using an extension with keys of its own).
+// to every key for good when a's outcomes need them (a result, or
+// follow-ups for the relay, mark the queue as using an extension with keys
+// of its own; follow-ups enqueued in the script need none, §22).
 func (l *Lean) lean(a *PollArgs) bool {
 	if l == nil || l.full.Load() {
 		return false
 	}
 	for _, x := range a.Completions {
-		if len(x.Result) > 0 || len(x.FollowUps) > 0 {
+		if len(x.Result) > 0 || len(RelayRecord(x.FollowUps)) > 0 {
 			l.full.Store(true)
 			return false
 		}
@@ -182,13 +183,15 @@ const NotTold = -1
 // handed out are handed out again when their locks expire.
 const PollReceiptTTL = time.Hour
 
-// argv is the call's script arguments.
-func (a PollArgs) argv() []any {
+// argv is the call's script arguments; inScript is the KEYS index of
+// the first key of the queues follow-ups are enqueued to by the script
+// (withInScriptKeys), 0 for none.
+func (a PollArgs) argv(inScript int) []any {
 	maxHandles := a.MaxHandles
 	if maxHandles <= 0 {
 		maxHandles = a.MaxSteps
 	}
-	args := make([]any, 0, 21+7*len(a.Completions))
+	args := make([]any, 0, 22+7*len(a.Completions))
 	args = append(args, MS(a.LockTime))
 	for _, d := range a.Sleeps {
 		args = append(args, MS(d))
@@ -201,7 +204,11 @@ func (a PollArgs) argv() []any {
 		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error,
 			x.Result, x.FollowUps)
 	}
-	return append(args, max(NotTold, a.Held), max(0, a.ResultMaxCount), MS(max(0, a.ResultMaxAge)))
+	args = append(args, max(NotTold, a.Held), max(0, a.ResultMaxCount), MS(max(0, a.ResultMaxAge)))
+	if inScript > 0 {
+		args = append(args, inScript)
+	}
+	return args
 }
 
 // PollReply is dequeue.lua's answer: the steps taken and the queue size
@@ -226,23 +233,27 @@ type PollReply struct {
 
 // Poll records a.Completions, then takes up to a.MaxSteps steps of the
 // queue's circle, all in one script call; keys are all of the queue's
-// keys, of which a lean call (a.Lean) passes the first LeanKeys. A lean
-// call refused with NeedKeys wrote nothing: Poll switches a.Lean to every
-// key and sends the same call again. A call that comes after a later
-// call of its poller fails with an error reply of code Stale.
+// keys, of which a lean call (a.Lean) passes the first LeanKeys. The keys
+// of the queues that completions' follow-ups are enqueued to in the
+// script (EncodeInScript) are passed after the queue's own. A lean call
+// refused with NeedKeys wrote nothing: Poll switches a.Lean to every key
+// and sends the same call again. A call that comes after a later call of
+// its poller fails with an error reply of code Stale.
 func Poll(ctx context.Context, r Redis, keys []string, a PollArgs) (PollReply, error) {
 	sent := time.Now()
-	argv := a.argv()
 	var raw []any
 	var err error
+	full := true
 	if a.Lean.lean(&a) {
-		raw, err = dequeueLeanScript.Run(ctx, r, keys[:LeanKeys], argv...).Slice()
-		if ErrorCode(err) == NeedKeys {
+		ks, first := withInScriptKeys(keys[:LeanKeys:LeanKeys], a.Completions)
+		raw, err = dequeueLeanScript.Run(ctx, r, ks, a.argv(first)...).Slice()
+		if full = ErrorCode(err) == NeedKeys; full {
 			a.Lean.full.Store(true)
-			raw, err = dequeueScript.Run(ctx, r, keys, argv...).Slice()
 		}
-	} else {
-		raw, err = dequeueScript.Run(ctx, r, keys, argv...).Slice()
+	}
+	if full {
+		ks, first := withInScriptKeys(keys, a.Completions)
+		raw, err = dequeueScript.Run(ctx, r, ks, a.argv(first)...).Slice()
 	}
 	if err != nil {
 		return PollReply{Sent: sent}, err
