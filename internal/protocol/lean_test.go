@@ -207,3 +207,48 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 	}
 	require.NoError(t, lean(done), "a queue without them is polled lean")
 }
+
+// TestLeanPollInScriptFollowUps: follow-ups the script enqueues itself
+// (§22) need none of the extension keys, so a call carrying them stays
+// lean, and enqueues them (to its own queue and to another); one that
+// also carries follow-ups for the relay passes every key.
+func TestLeanPollInScriptFollowUps(t *testing.T) {
+	ctx := context.Background()
+	s := queuetest.RealServer(t)
+	q, next := queuetest.QueueName(t), queuetest.QueueName(t)+"-next"
+	for i := range 2 {
+		mustEnqueue(t, s, q, i, &EnqueueMessage{ID: "m" + strconv.Itoa(i)})
+	}
+	lean := new(Lean)
+	a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 2, Poller: randomToken(), Seq: 1, Lean: lean}
+	r, err := Poll(ctx, s.RDB, s.Keys(q), a)
+	require.NoError(t, err)
+	out := handedOut(r)
+	require.Len(t, out, 2)
+
+	in := EncodeInScript([]InScriptFollowUp{
+		{Target: s.Key(next, keys.Messages), ID: "m0/a", Data: []byte("to next")},
+		{ID: "m0/b", Data: []byte("to own")},
+	}, nil)
+	a.Seq, a.Confirmed, a.MaxSteps = 2, 1, 0
+	a.Completions = []Completion{{ID: "m0", LockedUntil: out["m0"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: in}}
+	r, err = Poll(ctx, s.RDB, s.Keys(q), a)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{true}, r.Recorded)
+	assert.False(t, lean.Full(), "follow-ups enqueued in the script keep the call lean")
+	assert.Equal(t, "to next", s.RDB.HGet(ctx, s.Key(next, keys.Messages), "m0/a").Val())
+	assert.Equal(t, "to own", s.RDB.HGet(ctx, s.Key(q, keys.Messages), "m0/b").Val())
+	assert.Zero(t, s.RDB.Exists(ctx, s.Key(q, keys.Handoffs)).Val(), "nothing for the relay")
+
+	relay, err := EncodeFollowUps([]FollowUp{{Queue: "far", Msg: EnqueueMessage{ID: "m1/x/0", Data: []byte("f")}}})
+	require.NoError(t, err)
+	a.Seq, a.Confirmed = 3, 2
+	a.Completions = []Completion{{ID: "m1", LockedUntil: out["m1"].LockedUntil, Outcome: OutcomeSuccess,
+		FollowUps: EncodeInScript([]InScriptFollowUp{{ID: "m1/y", Data: []byte("own")}}, relay)}}
+	r, err = Poll(ctx, s.RDB, s.Keys(q), a)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{true}, r.Recorded)
+	assert.True(t, lean.Full(), "follow-ups for the relay need every key")
+	assert.Equal(t, "own", s.RDB.HGet(ctx, s.Key(q, keys.Messages), "m1/y").Val())
+	assert.Equal(t, int64(1), s.RDB.LLen(ctx, s.Key(q, keys.Handoffs)).Val(), "the relay's record")
+}
