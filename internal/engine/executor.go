@@ -234,7 +234,14 @@ func (x *Executor) thread(base, polling context.Context, deliveries <-chan Deliv
 	}
 	var watchers threadWatchers
 	defer watchers.close()
-	for d := range deliveries {
+	// The thread's handlings derive their contexts from its own, so
+	// that they do not all register with base's, under one lock.
+	base, cancel := context.WithCancel(base)
+	defer cancel()
+	// d serves handling after handling (nothing keeps it past its
+	// handling): one allocation per thread rather than per message.
+	var d Delivery
+	for d = range deliveries {
 		if polling.Err() != nil || d.stale() {
 			x.GiveBack(d)
 			continue
