@@ -496,7 +496,7 @@ func TestCancelWatchTwoHandlings(t *testing.T) {
 
 // TestCancelWatchAllocatesNothing: a handling's watch, while no cancel
 // was heard lately, allocates nothing (no entry, no closure: the thread's
-// slot is made once), and takes no lock shared with other threads.
+// slot is made once).
 func TestCancelWatchAllocatesNothing(t *testing.T) {
 	cw := newCancelWatch(&Client{})
 	slot := cw.watcher(protocol.CancelChannel("q", false))
