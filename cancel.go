@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gocarmine/mq/internal/protocol"
@@ -80,14 +81,23 @@ const cancelHeardFor = time.Minute
 // worker and left with its last, and the handlings it may cancel. The
 // subscription is made again after a connection or Redis is lost; a
 // cancel published meanwhile is caught by the next lock renewal.
+//
+// Each handler thread watches its handlings of a queue through a slot of
+// its own (cancelSlot), made once: a handling's watch touches only its
+// slot, and a cancel, rare, looks at every slot of its channel.
 type cancelWatch struct {
 	c *Client
 
 	mu       sync.Mutex
-	channels map[string]int             // channel -> workers joined
-	running  map[cancelKey]*cancelEntry // handlings by message, each a list (almost always of one)
-	heard    map[cancelKey]time.Time    // cancels heard, for cancelHeardFor
+	channels map[string]int                      // channel -> workers joined
+	slots    map[string]map[*cancelSlot]struct{} // channel -> its handler threads' slots
+	heard    map[cancelKey]time.Time             // cancels heard, for cancelHeardFor
 	closed   bool
+	// lastHeard is when the last cancel was heard, by the monotonic
+	// clock (time.Since(epoch), plus one; 0 for never): a handling
+	// starting later than cancelHeardFor after it skips heard.
+	epoch     time.Time
+	lastHeard atomic.Int64
 	// deaf, set by tests, drops every cancel published, as if the
 	// subscription missed them: renewals still catch them.
 	deaf bool
@@ -101,17 +111,21 @@ type cancelKey struct {
 	udt         int64
 }
 
-// cancelEntry is one handling a cancel ends; next is another handling of
-// the same message (a handling whose lock ran out while a second one
-// started), nil almost always.
-type cancelEntry struct {
-	cancel context.CancelCauseFunc
-	next   *cancelEntry
+// cancelSlot is one handler thread's watch of its handlings of one queue
+// (an engine.CancelWatcher): the message of the handling it runs, if any.
+type cancelSlot struct {
+	cw      *cancelWatch
+	channel string
+
+	mu     sync.Mutex
+	id     string
+	udt    int64
+	cancel context.CancelCauseFunc // nil between handlings
 }
 
 func newCancelWatch(c *Client) *cancelWatch {
-	return &cancelWatch{c: c, channels: map[string]int{}, running: map[cancelKey]*cancelEntry{},
-		heard: map[cancelKey]time.Time{}}
+	return &cancelWatch{c: c, channels: map[string]int{}, slots: map[string]map[*cancelSlot]struct{}{},
+		heard: map[cancelKey]time.Time{}, epoch: time.Now()}
 }
 
 // join subscribes to queue's cancel channel for a worker of it.
@@ -179,9 +193,6 @@ func (cw *cancelWatch) fire(k cancelKey) {
 		return
 	}
 	now := time.Now()
-	for e := cw.running[k]; e != nil; e = e.next {
-		e.cancel(ErrCancelled)
-	}
 	if len(cw.heard) >= 1024 {
 		for h, at := range cw.heard {
 			if now.Sub(at) > cancelHeardFor {
@@ -190,44 +201,66 @@ func (cw *cancelWatch) fire(k cancelKey) {
 		}
 	}
 	cw.heard[k] = now
-}
-
-// watch registers a handling of the message of step s, of the queue whose
-// cancel channel is channel (protocol.CancelChannel), which cancel ends,
-// and answers the function that unregisters it. It runs once per
-// handling: one allocation besides the map's entry.
-func (cw *cancelWatch) watch(channel string, s *protocol.Step, cancel context.CancelCauseFunc) func() {
-	k := cancelKey{channel: channel, id: s.ID, udt: s.FirstEnqueued}
-	e := &cancelEntry{cancel: cancel}
-	cw.mu.Lock()
-	if len(cw.heard) > 0 {
-		if at, ok := cw.heard[k]; ok && time.Since(at) <= cancelHeardFor {
-			cancel(ErrCancelled)
+	// Before the slots are read: a handling that starts meanwhile either
+	// is in its slot already, or finds lastHeard set (Watch).
+	cw.lastHeard.Store(int64(time.Since(cw.epoch)) + 1)
+	for s := range cw.slots[k.channel] {
+		s.mu.Lock()
+		if s.cancel != nil && s.id == k.id && s.udt == k.udt {
+			s.cancel(ErrCancelled)
 		}
+		s.mu.Unlock()
 	}
-	e.next = cw.running[k]
-	cw.running[k] = e
-	cw.mu.Unlock()
-	return func() { cw.unwatch(k, e) }
 }
 
-// unwatch unregisters handling e of message k.
-func (cw *cancelWatch) unwatch(k cancelKey, e *cancelEntry) {
+// watcher answers a new slot for a handler thread's handlings of the
+// queue whose cancel channel is channel (protocol.CancelChannel).
+func (cw *cancelWatch) watcher(channel string) *cancelSlot {
+	s := &cancelSlot{cw: cw, channel: channel}
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
-	head := cw.running[k]
-	if head == e {
-		if e.next == nil {
-			delete(cw.running, k)
-		} else {
-			cw.running[k] = e.next
-		}
+	if cw.slots[channel] == nil {
+		cw.slots[channel] = map[*cancelSlot]struct{}{}
+	}
+	cw.slots[channel][s] = struct{}{}
+	return s
+}
+
+// Watch registers the handling of the message of step st, which cancel
+// ends: no allocation, and no lock but the slot's own unless a cancel was
+// heard within cancelHeardFor.
+func (s *cancelSlot) Watch(st *protocol.Step, cancel context.CancelCauseFunc) {
+	s.mu.Lock()
+	s.id, s.udt, s.cancel = st.ID, st.FirstEnqueued, cancel
+	s.mu.Unlock()
+	cw := s.cw
+	last := cw.lastHeard.Load()
+	if last == 0 || int64(time.Since(cw.epoch))+1-last > int64(cancelHeardFor) {
 		return
 	}
-	for p := head; p != nil; p = p.next {
-		if p.next == e {
-			p.next = e.next
-			return
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	if at, ok := cw.heard[cancelKey{channel: s.channel, id: st.ID, udt: st.FirstEnqueued}]; ok && time.Since(at) <= cancelHeardFor {
+		cancel(ErrCancelled)
+	}
+}
+
+// Unwatch unregisters the handling that ended.
+func (s *cancelSlot) Unwatch() {
+	s.mu.Lock()
+	s.id, s.cancel = "", nil
+	s.mu.Unlock()
+}
+
+// Close unregisters the slot, its thread done.
+func (s *cancelSlot) Close() {
+	cw := s.cw
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	if set := cw.slots[s.channel]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(cw.slots, s.channel)
 		}
 	}
 }

@@ -446,21 +446,27 @@ func TestCancelHeardBeforeHandling(t *testing.T) {
 	ch := protocol.CancelChannel("q", false)
 	cw.fire(cancelKey{channel: ch, id: "x", udt: 5})
 
+	slot := cw.watcher(ch)
+	defer slot.Close()
 	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cw.watch(ch, &protocol.Step{ID: "x", FirstEnqueued: 5}, cancel)()
+	slot.Watch(&protocol.Step{ID: "x", FirstEnqueued: 5}, cancel)
 	assert.ErrorIs(t, context.Cause(ctx), ErrCancelled)
+	slot.Unwatch()
 
 	later, cancelLater := context.WithCancelCause(context.Background())
-	defer cw.watch(ch, &protocol.Step{ID: "x", FirstEnqueued: 6}, cancelLater)()
+	slot.Watch(&protocol.Step{ID: "x", FirstEnqueued: 6}, cancelLater)
 	assert.NoError(t, later.Err(), "another message of the id")
 
 	cw.fire(cancelKey{channel: ch, id: "x", udt: 6})
 	assert.ErrorIs(t, context.Cause(later), ErrCancelled, "a running handling")
+	slot.Unwatch()
 }
 
 // TestCancelWatchTwoHandlings: two handlings of one message (the first's
-// lock ran out while the second started) are both ended by its cancel,
-// and each unregisters itself alone.
+// lock ran out while the second started), on two handler threads, are
+// both ended by its cancel; a thread's handling that ended is not, nor is
+// another queue's message of the same id, and a thread done leaves
+// nothing registered.
 func TestCancelWatchTwoHandlings(t *testing.T) {
 	cw := newCancelWatch(&Client{})
 	ch := protocol.CancelChannel("q", false)
@@ -468,15 +474,37 @@ func TestCancelWatchTwoHandlings(t *testing.T) {
 	first, cancelFirst := context.WithCancelCause(context.Background())
 	second, cancelSecond := context.WithCancelCause(context.Background())
 	third, cancelThird := context.WithCancelCause(context.Background())
-	unwatchFirst := cw.watch(ch, s, cancelFirst)
-	unwatchSecond := cw.watch(ch, s, cancelSecond)
-	unwatchThird := cw.watch(ch, s, cancelThird)
-	unwatchSecond() // from the middle of the list
+	other, cancelOther := context.WithCancelCause(context.Background())
+	slots := []*cancelSlot{cw.watcher(ch), cw.watcher(ch), cw.watcher(ch)}
+	otherSlot := cw.watcher(protocol.CancelChannel("r", false))
+	slots[0].Watch(s, cancelFirst)
+	slots[1].Watch(s, cancelSecond)
+	slots[2].Watch(s, cancelThird)
+	otherSlot.Watch(s, cancelOther)
+	slots[1].Unwatch()
 	cw.fire(cancelKey{channel: ch, id: "x", udt: 5})
 	assert.ErrorIs(t, context.Cause(first), ErrCancelled)
 	assert.NoError(t, second.Err(), "unregistered")
 	assert.ErrorIs(t, context.Cause(third), ErrCancelled)
-	unwatchThird()
-	unwatchFirst()
-	assert.Empty(t, cw.running, "nothing left registered")
+	assert.NoError(t, other.Err(), "another queue's")
+	for _, slot := range append(slots, otherSlot) {
+		slot.Unwatch()
+		slot.Close()
+	}
+	assert.Empty(t, cw.slots, "nothing left registered")
+}
+
+// TestCancelWatchAllocatesNothing: a handling's watch, while no cancel
+// was heard lately, allocates nothing (no entry, no closure: the thread's
+// slot is made once).
+func TestCancelWatchAllocatesNothing(t *testing.T) {
+	cw := newCancelWatch(&Client{})
+	slot := cw.watcher(protocol.CancelChannel("q", false))
+	defer slot.Close()
+	s := &protocol.Step{ID: "x", FirstEnqueued: 5}
+	_, cancel := context.WithCancelCause(context.Background())
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		slot.Watch(s, cancel)
+		slot.Unwatch()
+	}))
 }

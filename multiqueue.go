@@ -127,7 +127,7 @@ func (c *Client) NewMultiWorker(order QueueOrder, cfg *WorkerConfig) (*MultiWork
 		}
 		w.multi = m
 		w.lane = &engine.Lane{Handler: (*workerHandler)(w), Events: (*workerHandler)(w),
-			Store: (*queueStore)(w), Room: w.room, Completer: w.completer, Watch: w.watchCancels}
+			Store: (*queueStore)(w), Room: w.room, Completer: w.completer, Watcher: w.cancelWatcher}
 		m.workers = append(m.workers, w)
 		rooms[i], weights[i] = w.room, q.Weight
 	}

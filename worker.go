@@ -59,10 +59,10 @@ type Worker struct {
 	cancelChannel string
 }
 
-// watchCancels registers a handling of the message of step s with the
-// client's cancel watch, for cancel to end it (engine.Lane.Watch).
-func (w *Worker) watchCancels(s *protocol.Step, cancel context.CancelCauseFunc) func() {
-	return w.c.cancels.watch(w.cancelChannel, s, cancel)
+// cancelWatcher answers a handler thread's watcher of cancels of the
+// queue's messages, from the client's cancel watch (engine.Lane.Watcher).
+func (w *Worker) cancelWatcher() engine.CancelWatcher {
+	return w.c.cancels.watcher(w.cancelChannel)
 }
 
 // run is one run of a worker, from Start to the return of its last
@@ -232,7 +232,7 @@ func (w *Worker) start(ctx context.Context) error {
 			Store:          (*queueStore)(w),
 			Room:           w.room,
 			Completer:      w.completer,
-			Watch:          w.watchCancels,
+			Watcher:        w.cancelWatcher,
 		}),
 		started:     time.Now(),
 		startCounts: w.counters(),

@@ -40,9 +40,52 @@ type Lane struct {
 	Store     Store // for lock renewals
 	Room      *Room // freed as messages are done with
 	Completer Adder // where outcomes go: the completer
-	// Watch, when set, watches for cancels of the queue's message of
-	// step s (see ExecutorConfig.Watch).
-	Watch func(s *protocol.Step, cancel context.CancelCauseFunc) (unwatch func())
+	// Watcher, when set, answers a handler thread's watcher of the
+	// queue's messages (see ExecutorConfig.Watcher).
+	Watcher func() CancelWatcher
+}
+
+// CancelWatcher watches for cancels, from other processes, of the messages
+// one handler thread handles (docs/protocol.md §20), handling after
+// handling: it is made once per thread and queue, so that a handling's
+// watch costs neither a lock shared with other threads nor an allocation.
+type CancelWatcher interface {
+	// Watch watches the message of step s until Unwatch: its cancel calls
+	// cancel with ErrCancelled, at once if it was heard already.
+	Watch(s *protocol.Step, cancel context.CancelCauseFunc)
+	// Unwatch ends the watch of the handling that ended.
+	Unwatch()
+	// Close releases the watcher once its thread is done.
+	Close()
+}
+
+// threadWatchers are a handler thread's cancel watchers, one per lane it
+// served (a shared executor's thread serves several lanes).
+type threadWatchers struct {
+	lanes    []*Lane
+	watchers []CancelWatcher
+}
+
+// of answers the thread's watcher of ln's messages, nil when ln watches
+// none.
+func (t *threadWatchers) of(ln *Lane) CancelWatcher {
+	if ln.Watcher == nil {
+		return nil
+	}
+	for i, l := range t.lanes {
+		if l == ln {
+			return t.watchers[i]
+		}
+	}
+	w := ln.Watcher()
+	t.lanes, t.watchers = append(t.lanes, ln), append(t.watchers, w)
+	return w
+}
+
+func (t *threadWatchers) close() {
+	for _, w := range t.watchers {
+		w.Close()
+	}
 }
 
 // stale tells whether a delivery should go back rather than to a handler:
@@ -95,11 +138,11 @@ type ExecutorConfig struct {
 	Store          Store // for lock renewals
 	Room           *Room // freed as messages are done with
 	Completer      Adder // where outcomes go: the completer
-	// Watch, when set, watches for cancels of the message of step s from
-	// other processes while it is handled (docs/protocol.md §20): cancel
-	// ends the handling with cause ErrCancelled; the handling calls the
-	// answered function when it ends.
-	Watch func(s *protocol.Step, cancel context.CancelCauseFunc) (unwatch func())
+	// Watcher, when set, answers a watcher of cancels from other
+	// processes (docs/protocol.md §20) for one handler thread: the thread
+	// watches each handling's message while it runs, and a cancel ends
+	// the handling with cause ErrCancelled.
+	Watcher func() CancelWatcher
 }
 
 // Handler thread states (Executor.handlings).
@@ -128,7 +171,7 @@ type Executor struct {
 func NewExecutor(cfg ExecutorConfig) *Executor {
 	return &Executor{cfg: cfg, handlings: make([]atomic.Int32, cfg.HandlerThreads), done: make(chan struct{}),
 		own: Lane{Handler: cfg.Handler, Events: cfg.Events, Store: cfg.Store, Room: cfg.Room, Completer: cfg.Completer,
-			Watch: cfg.Watch}}
+			Watcher: cfg.Watcher}}
 }
 
 // lane is where d's handling goes: its own lane, else the executor's.
@@ -184,12 +227,26 @@ func (x *Executor) Abandon() int {
 func (x *Executor) thread(base, polling context.Context, deliveries <-chan Delivery, state *atomic.Int32) {
 	expiry := newLockExpiry()
 	defer expiry.stop()
-	for d := range deliveries {
+	var renew *renewer
+	if !x.cfg.NoLockRenewal {
+		renew = newRenewer()
+		defer renew.stop()
+	}
+	var watchers threadWatchers
+	defer watchers.close()
+	// The thread's handlings derive their contexts from its own, so
+	// that they do not all register with base's, under one lock.
+	base, cancel := context.WithCancel(base)
+	defer cancel()
+	// d serves handling after handling (nothing keeps it past its
+	// handling): one allocation per thread rather than per message.
+	var d Delivery
+	for d = range deliveries {
 		if polling.Err() != nil || d.stale() {
 			x.GiveBack(d)
 			continue
 		}
-		took, lapsed := x.handle(base, &d, expiry, state)
+		took, lapsed := x.handle(base, &d, expiry, renew, &watchers, state)
 		room := x.lane(&d).Room
 		room.handled(took)
 		room.finishDelivery(&d, lapsed)
@@ -211,8 +268,10 @@ func (x *Executor) GiveBack(d Delivery) {
 // handle runs the handler on one message and hands in its outcome, unless
 // a stop cut short abandoned the handling meanwhile (state). It answers
 // how long the handler took, and whether its lock lapsed (ran out, or was
-// lost) while it ran (Room.lapse).
-func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry, state *atomic.Int32) (time.Duration, bool) {
+// lost) while it ran (Room.lapse). The thread's renew, nil without
+// renewals, renews the lock while the handler runs, and its watchers
+// watch for a cancel of the message.
+func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry, renew *renewer, watchers *threadWatchers, state *atomic.Int32) (time.Duration, bool) {
 	s := &d.Step
 	ln := x.lane(d)
 	ctx, cancelCtx := context.WithCancelCause(base)
@@ -228,19 +287,13 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 	}
 	lock := newLock(ln.Store, s.ID, s.LockTime, s.LockedUntil, d.Sent.Add(s.LockTime), cancel, expiry)
 	defer lock.over()
-	if ln.Watch != nil { // (the delivery's queue's: a shared executor has none of its own)
-		defer ln.Watch(s, cancel)()
+	if cw := watchers.of(ln); cw != nil { // (the delivery's queue's: a shared executor has none of its own)
+		cw.Watch(s, cancel)
+		defer cw.Unwatch()
 	}
 
-	var renewWG sync.WaitGroup
-	var renewDone chan struct{}
-	if !x.cfg.NoLockRenewal {
-		renewDone = make(chan struct{})
-		renewWG.Add(1)
-		go func() {
-			defer renewWG.Done()
-			x.renewLoop(ctx, d, lock, renewDone)
-		}()
+	if renew != nil {
+		renew.start(ctx, d, lock, ln.Events)
 	}
 
 	state.Store(handlingRunning)
@@ -260,9 +313,8 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 		err = timeoutError{timeout: s.Policy.Timeout, answer: err}
 	}
 	abandoned := !state.CompareAndSwap(handlingRunning, handlingIdle)
-	if renewDone != nil {
-		close(renewDone)
-		renewWG.Wait()
+	if renew != nil {
+		renew.end()
 	}
 	p, ok := ln.Handler.Settle(ctx, d, err, took, abandoned)
 	if ok {
@@ -270,44 +322,6 @@ func (x *Executor) handle(base context.Context, d *Delivery, expiry *lockExpiry,
 		ln.Completer.Add(p)
 	}
 	return took, !lapse.CompareAndSwap(0, 2)
-}
-
-// renewLoop pushes lock forward every third of its lock time until done is
-// closed or ctx ends. Should renewals fail, the lock's own timer cancels
-// the handling when the lock runs out (Lock); when a renewal finds the
-// lock lost, it cancels the handling at once.
-func (x *Executor) renewLoop(ctx context.Context, d *Delivery, lock *Lock, done <-chan struct{}) {
-	events := x.lane(d).Events
-	every := max(lock.lockTime/3, time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		// A renewal may take until the lock could run out: a slow answer
-		// still counts, and after that the lock's timer has ended ctx.
-		rctx, rcancel := context.WithDeadline(ctx, lock.deadline())
-		err := lock.Renew(rctx)
-		rcancel()
-		switch {
-		case err == nil:
-			events.LockRenewed(d)
-		case errors.Is(err, ErrLockLost):
-			// Not counted here: the handling is counted once, as lock-lost
-			// when its outcome is fenced, or as abandoned.
-			events.RenewFailed(d, err)
-			return
-		case ctx.Err() != nil:
-			return
-		default:
-			events.RenewFailed(d, err)
-		}
-	}
 }
 
 // timeoutError is the failure of a handling that ran past its message's

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,4 +143,49 @@ func TestExecutorAbandon(t *testing.T) {
 		t.Errorf("an abandoned handling handed in %v", p)
 	default:
 	}
+}
+
+// nopHandler succeeds at once, and allocates nothing of its own.
+type nopHandler struct{}
+
+func (nopHandler) Handle(context.Context, *Delivery, *Lock) error { return nil }
+func (nopHandler) Settle(_ context.Context, d *Delivery, _ error, _ time.Duration, _ bool) (Pending, bool) {
+	return Pending{Completion: protocol.Completion{ID: d.Step.ID, Outcome: protocol.OutcomeSuccess}}, true
+}
+
+type nopAdder struct{}
+
+func (nopAdder) Add(Pending) {}
+
+// nopWatcher is a cancel watcher that never hears a cancel.
+type nopWatcher struct{}
+
+func (nopWatcher) Watch(*protocol.Step, context.CancelCauseFunc) {}
+func (nopWatcher) Unwatch()                                      {}
+func (nopWatcher) Close()                                        {}
+
+// TestExecutorHandlingAllocations: a handling with lock renewal and a
+// cancel watch on costs its context, its lock and its cancel function and
+// little else: no goroutine, timer or channel of its own (the thread's
+// renewer and lock expiry serve handling after handling), no watch entry.
+func TestExecutorHandlingAllocations(t *testing.T) {
+	room := NewRoom(1, 0, false, time.Minute)
+	x := NewExecutor(ExecutorConfig{HandlerThreads: 1, Handler: nopHandler{}, Events: &fakeExecEvents{}, Room: room,
+		Completer: nopAdder{}, Watcher: func() CancelWatcher { return nopWatcher{} }})
+	expiry := newLockExpiry()
+	defer expiry.stop()
+	renew := newRenewer()
+	defer renew.stop()
+	var watchers threadWatchers
+	defer watchers.close()
+	var state atomic.Int32
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d := delivery("a", 1, time.Now())
+	allocs := testing.AllocsPerRun(100, func() {
+		x.handle(base, &d, expiry, renew, &watchers, &state)
+	})
+	// The handling's context (2), its cancel function and lapse state
+	// (2), and its lock (1).
+	assert.LessOrEqual(t, allocs, 5.0)
 }
