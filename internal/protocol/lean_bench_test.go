@@ -78,6 +78,12 @@ func BenchmarkPollKeySets(b *testing.B) {
 		require.NoError(b, err)
 		variants = append(variants, variant{"alt", redis.NewScript(string(src)), LeanKeys})
 	}
+	// LEAN_BENCH_ONLY keeps only the variants it names (comma-separated).
+	if only := os.Getenv("LEAN_BENCH_ONLY"); only != "" {
+		variants = slices.DeleteFunc(variants, func(v variant) bool {
+			return !slices.Contains(strings.Split(only, ","), v.name)
+		})
+	}
 	batch := 1
 	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_BATCH")); err == nil && n > 0 {
 		batch = n
