@@ -3,9 +3,13 @@ package mq
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 
 	"github.com/gocarmine/mq/internal/engine"
 	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/redis/go-redis/v9"
 )
 
 // This file holds every error value of the package, and is the one place
@@ -173,4 +177,18 @@ func renewResult(token int64) error {
 		return ErrLockLost
 	}
 	return nil
+}
+
+// transientRedisError tells whether err says that Redis is out of reach
+// for now (refused or broken connection, a timeout, a server still
+// loading its data after a restart) rather than answering: a call may be
+// made again later.
+func transientRedisError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, redis.ErrPoolTimeout) || protocol.ErrorCode(err) == "LOADING"
 }

@@ -1,11 +1,15 @@
 package mq
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 
 	"github.com/gocarmine/mq/internal/protocol"
+	"github.com/gocarmine/mq/internal/redistest"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -57,4 +61,26 @@ func TestRedisErrorMaps(t *testing.T) {
 	assert.Equal(t, other, redisError(other))
 	assert.ErrorIs(t, renewResult(protocol.NoToken), ErrLockLost)
 	assert.NoError(t, renewResult(12345))
+}
+
+// TestTransientRedisError: what WaitResult waits out (docs: a Redis out of
+// reach for now) against what it answers at once.
+func TestTransientRedisError(t *testing.T) {
+	ctx := context.Background()
+	// a port nothing listens on: a real refused connection, as go-redis
+	// reports it
+	r := redistest.Start(t)
+	addr := r.Addr
+	r.Kill(t)
+	down := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer down.Close()
+	refused := down.Ping(ctx).Err()
+	require.Error(t, refused)
+	assert.True(t, transientRedisError(fmt.Errorf("mq: result: %w", refused)), "refused: %v", refused)
+	assert.True(t, transientRedisError(replyError("LOADING Redis is loading the dataset in memory")))
+	assert.True(t, transientRedisError(io.EOF))
+	assert.False(t, transientRedisError(nil))
+	assert.False(t, transientRedisError(ErrNoResult))
+	assert.False(t, transientRedisError(ErrResultPending))
+	assert.False(t, transientRedisError(replyError("NOPERM this user has no permissions to run the 'evalsha' command")))
 }

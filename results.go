@@ -173,7 +173,9 @@ func (c *Client) readResult(ctx context.Context, queue, id string) (Result, erro
 // watch's too), joining a queue's channel with its first wait and leaving
 // it a minute after the last ended; should its connection
 // break, a notice may be lost while it is made again, so a wait also
-// reads again every few seconds. It works with a Cluster client too.
+// reads again every few seconds, and a read that fails because Redis is
+// out of reach (down, restarting, loading its data, frozen) is made
+// again so, until ctx ends. It works with a Cluster client too.
 func (c *Client) WaitResult(ctx context.Context, queue, id string) (Result, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return Result{}, err
@@ -216,9 +218,11 @@ func (c *Client) WaitResult(ctx context.Context, queue, id string) (Result, erro
 			return failed(ErrClientClosed)
 		}
 		r, err := c.readResult(ctx, queue, id)
-		if !errors.Is(err, ErrResultPending) {
+		if !errors.Is(err, ErrResultPending) && !transientRedisError(err) {
 			return r, err
 		}
+		// (pending, or Redis out of reach for now: a wait outlives an
+		// outage, read again at the notice or the next recheck)
 		select {
 		case <-ctx.Done():
 			return failed(ctx.Err())

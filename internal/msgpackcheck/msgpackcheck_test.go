@@ -227,10 +227,13 @@ func TestCheckAllocations(t *testing.T) {
 	assert.Zero(t, testing.AllocsPerRun(20, func() { _ = Check(at32) }))
 	deep := valid["nested 512 maps"]
 	assert.LessOrEqual(t, testing.AllocsPerRun(20, func() { _ = Check(deep) }), 8.0)
-	// Refusals allocate their error, whatever the length declared.
+	// Refusals allocate their error, whatever the length declared. (Over
+	// 100 runs, so that an allocation of the runtime's own during the
+	// measurement, which counts too, is averaged away: over 5, one CI run
+	// on a loaded machine read 17 for a case that allocates 16.)
 	for _, tc := range hostile {
 		require.Error(t, Check(tc.data), tc.name)
-		assert.LessOrEqual(t, testing.AllocsPerRun(5, func() { _ = Check(tc.data) }), 16.0, tc.name)
+		assert.LessOrEqual(t, testing.AllocsPerRun(100, func() { _ = Check(tc.data) }), 16.0, tc.name)
 	}
 }
 
