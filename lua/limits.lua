@@ -334,9 +334,8 @@ function lim.unreserve(mid)
   end
 end
 
--- lim.forget drops mid's parked entry, reservation and limit key (a
--- deleted or collected id).
-function lim.forget(mid)
+-- lim.unpark_entry drops mid's parked entry, if any.
+function lim.unpark_entry(mid)
   if lim.parked() > 0 then
     local member = lim.slot('p:' .. mid)
     if member then
@@ -344,6 +343,12 @@ function lim.forget(mid)
       lim.set_slot('p:' .. mid, false)
     end
   end
+end
+
+-- lim.forget drops mid's parked entry, reservation and limit key (a
+-- deleted or collected id).
+function lim.forget(mid)
+  lim.unpark_entry(mid)
   lim.unreserve(mid)
   lim.dropped[#lim.dropped + 1] = mid
 end
@@ -470,13 +475,7 @@ local function limits_take(mid, plan, locked_until, now)
       if key ~= '' then lim.add('k:' .. key, 1) end
       -- (a slot the call does not know is checked at the flush)
       if lim.slots[f] == nil then lim.unsure[mid] = key end
-      if lim.parked() > 0 then
-        local member = lim.slot('p:' .. mid)
-        if member then
-          lim.nparked = lim.nparked - redis.call('zrem', K_PARKED, member)
-          lim.set_slot('p:' .. mid, false)
-        end
-      end
+      lim.unpark_entry(mid)
     end
     lim.set_slot(f, locked_until .. ' ' .. key)
   end
