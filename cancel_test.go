@@ -404,36 +404,13 @@ func TestCancelSubscriptionSurvivesRedisRestart(t *testing.T) {
 	s := queuetest.RealServer(t, "--appendonly", "yes", "--appendfsync", "always")
 	c := newClient(t, s, nil)
 	q := queuetest.QueueName(t)
-	ctx := context.Background()
 	h := newBlockingHandler()
 	w, ev := startSubscribed(t, c, q, &WorkerConfig{Handler: h, LockTime: time.Minute,
 		EndOfQueueBackoff: Constant(20 * time.Millisecond)})
 	s.Real.Kill(t)
 	waitKind(t, ev, EventPollFailed, 1)
 	s.Real.Restart(t)
-	var err error
-	for range 50 { // the client reconnects on its own; an enqueue may meet the old connection
-		if _, err = c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "x"}); err == nil {
-			break
-		}
-	}
-	require.NoError(t, err)
-	waitStarted(t, h.started, "x")
-	// The subscription may come back a little after the worker's polls:
-	// cancel until the handling ends (each cancel of a running message
-	// publishes again).
-	deadline := time.Now().Add(eventTimeout)
-	for h.cause("x") == nil {
-		require.True(t, time.Now().Before(deadline), "the handling never ended")
-		r, err := c.Cancel(ctx, q, "x")
-		if err == nil && r != CancelSignalled {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	assert.Equal(t, OutcomeCancelled, waitHandled(t, ev, "x", 1))
-	assert.ErrorIs(t, h.cause("x"), ErrCancelled)
-	assert.Zero(t, w.Stats().Counts.LocksRenewed)
+	cancelAfterRestart(t, c, q, h, w, ev)
 }
 
 // TestCancelHeardBeforeHandling: a cancel heard for a message whose
@@ -507,4 +484,34 @@ func TestCancelWatchAllocatesNothing(t *testing.T) {
 		slot.Watch(s, cancel)
 		slot.Unwatch()
 	}))
+}
+
+// cancelAfterRestart enqueues a message "x" to q once the client, after
+// a Redis restart, reaches Redis again, waits for w's handler h to start
+// it, and cancels it until the handling ends (the subscription may come
+// back a little after the worker's polls; each cancel of a running message
+// publishes again): the handling ends cancelled, with no lock renewal.
+func cancelAfterRestart(t *testing.T, c *Client, q string, h *blockingHandler, w *Worker, ev <-chan Event) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	for range 50 { // the client reconnects on its own; an enqueue may meet the old connection
+		if _, err = c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "x"}); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err)
+	waitStarted(t, h.started, "x")
+	deadline := time.Now().Add(eventTimeout)
+	for h.cause("x") == nil {
+		require.True(t, time.Now().Before(deadline), "the handling never ended")
+		r, err := c.Cancel(ctx, q, "x")
+		if err == nil && r != CancelSignalled {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.Equal(t, OutcomeCancelled, waitHandled(t, ev, "x", 1))
+	assert.ErrorIs(t, h.cause("x"), ErrCancelled)
+	assert.Zero(t, w.Stats().Counts.LocksRenewed)
 }

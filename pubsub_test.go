@@ -62,26 +62,7 @@ func TestOnePubSubConnection(t *testing.T) {
 	s.Real.Restart(t)
 
 	// The cancel watch, subscribed again: a cancel ends a handling at once.
-	var err error
-	for range 50 { // the client reconnects on its own; an enqueue may meet the old connection
-		if _, err = c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "x"}); err == nil {
-			break
-		}
-	}
-	require.NoError(t, err)
-	waitStarted(t, h.started, "x")
-	deadline := time.Now().Add(eventTimeout)
-	for h.cause("x") == nil {
-		require.True(t, time.Now().Before(deadline), "the handling never ended")
-		r, err := c.Cancel(ctx, q, "x")
-		if err == nil && r != CancelSignalled {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	assert.Equal(t, OutcomeCancelled, waitHandled(t, ev, "x", 1))
-	assert.ErrorIs(t, h.cause("x"), ErrCancelled)
-	assert.Zero(t, w.Stats().Counts.LocksRenewed)
+	cancelAfterRestart(t, c, q, h, w, ev)
 
 	// The results, subscribed again: the wait from before the restart and
 	// one after it get their results.
