@@ -15,6 +15,7 @@ const (
 	CauseRedis       = "redis"
 	CauseStalled     = "stalled"
 	CauseLockExpired = "lock-expired"
+	CauseFenced      = "fenced"
 	CauseError       = "error"
 	CauseReEnqueued  = "re-enqueued"
 )
@@ -82,6 +83,10 @@ type Report struct {
 	//   - lock-expired: p had no renewal, s came after p's lock deadline,
 	//     and p ran past that deadline too (no end, or an end after it), so
 	//     its outcome was fenced off;
+	//   - fenced: p's outcome was fenced off (a HandleFenced event of its
+	//     process: the worker found its lock run out when the outcome's
+	//     call ran), and both s and that event came no sooner than p's
+	//     lock could have run out ([Report.Fenced]);
 	//   - error: p's handler returned an error (or a retry);
 	//   - re-enqueued: the producer enqueued the id again between p's start
 	//     and s.
@@ -96,6 +101,19 @@ type Report struct {
 	// of the same id still ran, its lock valid or not (overlaps included):
 	// two handlers at work on one message at once.
 	Concurrent int
+
+	// Fenced counts the handlings whose outcome their worker found fenced
+	// off (HandleFenced events). When the lock a handling was handed out
+	// with is known, by Redis's clock, it ran out no sooner than the id's
+	// first enqueue attempt plus the handling's Message.Age (the poll that
+	// took the lock) plus its lock time; FencedEarly counts the fenced
+	// handlings whose worker told of the fence before then: an outcome
+	// refused while its lock could still be valid, which the protocol
+	// never allows (docs/protocol.md §7). A fence after that time is the
+	// protocol at work: the lease ran out before the outcome was recorded
+	// (a slow poll reply, a slow outcome call), and the message may be
+	// handed out again.
+	Fenced, FencedEarly int
 
 	// AckedWhileFull counts enqueues attempted and acknowledged inside an
 	// OOM window (between OOMBegin and OOMEnd).
@@ -129,6 +147,7 @@ type Report struct {
 type handling struct {
 	start Event
 	end   *Event
+	fence *Event // its HandleFenced event, if any
 }
 
 func (h *handling) key() [2]int64 { return [2]int64{int64(h.start.PID), h.start.Handling} }
@@ -137,6 +156,18 @@ func (h *handling) key() [2]int64 { return [2]int64{int64(h.start.PID), h.start.
 func (h *handling) deadline() time.Time {
 	return h.start.Time.Add(h.start.LockTime() * 3 / 4)
 }
+
+// fenceKey names a handling by what a HandleFenced event tells of it.
+type fenceKey struct {
+	pid     int
+	id      string
+	attempt int
+}
+
+// lockSlack allows for the rounding of Redis's clock to the millisecond
+// (the first-enqueue time and Message.Age) and for the two clocks (Redis's
+// and each process's, the same machine's) reading a little apart.
+const lockSlack = 5 * time.Millisecond
 
 // checker holds a run's events, indexed.
 type checker struct {
@@ -167,6 +198,7 @@ func scan(events []Event) (r Report, c *checker, order []*handling, acked map[st
 	}
 	lastAttempt := map[pidID]time.Time{}
 	var oomSince *time.Time
+	var fences []Event
 
 	for _, e := range events {
 		switch e.Kind {
@@ -193,6 +225,9 @@ func scan(events []Event) (r Report, c *checker, order []*handling, acked map[st
 			if h, ok := byKey[[2]int64{int64(e.PID), e.Handling}]; ok {
 				h.end = &e
 			}
+		case HandleFenced:
+			r.Fenced++
+			fences = append(fences, e)
 		case WorkerExit:
 			r.WorkerExits++
 			if e.Counts != nil {
@@ -223,7 +258,30 @@ func scan(events []Event) (r Report, c *checker, order []*handling, acked map[st
 			r.Faults[e.Kind]++
 		}
 	}
+	// A fence is told after its handling's start: match it to the last
+	// start of the id's attempt in its process.
+	last := map[fenceKey]*handling{}
+	for _, h := range order {
+		last[fenceKey{h.start.PID, h.start.ID, h.start.Attempt}] = h
+	}
+	for _, e := range fences {
+		if h := last[fenceKey{e.PID, e.ID, e.Attempt}]; h != nil && h.fence == nil {
+			h.fence = &e
+		}
+	}
 	return r, c, order, acked
+}
+
+// lockRunsOut answers the time before which the lock h was handed out
+// with cannot have run out (see Report.Fenced), and whether it is known:
+// not for an id never enqueued by the producer (a hand-off).
+func (c *checker) lockRunsOut(h *handling) (time.Time, bool) {
+	at := c.attempts[h.start.ID]
+	if len(at) == 0 {
+		return time.Time{}, false
+	}
+	age := time.Duration(h.start.AgeMS) * time.Millisecond
+	return at[0].Add(age + h.start.LockTime() - lockSlack), true
 }
 
 // report counts the rest of the Report's numbers from the handlings.
@@ -232,7 +290,18 @@ func (c *checker) report(r Report, order []*handling, acked map[string]bool) Rep
 	for _, h := range order {
 		byID[h.start.ID] = append(byID[h.start.ID], h)
 	}
-	var lost, unexpected, overlaps []string
+	var lost, unexpected, overlaps, fenced []string
+	for _, h := range order {
+		if h.fence == nil {
+			continue
+		}
+		if out, ok := c.lockRunsOut(h); ok && h.fence.Time.Before(out) {
+			r.FencedEarly++
+			fenced = append(fenced, "fenced early "+c.describeFence(h))
+		} else if len(fenced) < maxExamples {
+			fenced = append(fenced, "fenced "+c.describeFence(h))
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(acked)) {
 		if !slices.ContainsFunc(byID[id], func(h *handling) bool { return h.end != nil }) {
 			r.Lost++
@@ -278,7 +347,7 @@ func (c *checker) report(r Report, order []*handling, acked map[string]bool) Rep
 		}
 	}
 	handoffs := checkHandoffs(&r, byID)
-	for _, xs := range [][]string{lost, unexpected, overlaps, handoffs} {
+	for _, xs := range [][]string{lost, unexpected, overlaps, fenced, handoffs} {
 		r.Examples = append(r.Examples, xs[:min(len(xs), maxExamples)]...)
 	}
 	return r
@@ -343,6 +412,11 @@ func (c *checker) explain(p, s *handling) string {
 	}
 	if !p.start.Renew && !st.Before(p.deadline()) && (p.end == nil || !p.end.Time.Before(p.deadline())) {
 		return CauseLockExpired
+	}
+	if p.fence != nil {
+		if out, ok := c.lockRunsOut(p); ok && !st.Before(out) && !p.fence.Time.Before(out) {
+			return CauseFenced
+		}
 	}
 	if p.end != nil && p.end.Err != "" {
 		return CauseError
@@ -415,6 +489,24 @@ func describe(p, s *handling) string {
 		s.start.Attempt, s.start.PID, s.start.Time.Sub(p.start.Time).Round(time.Millisecond))
 }
 
+// describeFence tells where the lease of a fenced handling went: from the
+// earliest its lock can have been taken (the id's first enqueue attempt
+// plus the handling's Message.Age) to its start, its end, and the fence.
+func (c *checker) describeFence(h *handling) string {
+	s := fmt.Sprintf("%s: attempt %d in pid %d (lock %v)", h.start.ID, h.start.Attempt, h.start.PID, h.start.LockTime())
+	at := c.attempts[h.start.ID]
+	if len(at) == 0 {
+		return s + ", lock taken at an unknown time"
+	}
+	taken := at[0].Add(time.Duration(h.start.AgeMS) * time.Millisecond)
+	since := func(t time.Time) time.Duration { return t.Sub(taken).Round(time.Millisecond) }
+	s += fmt.Sprintf(", lock taken at T: started T+%v", since(h.start.Time))
+	if h.end != nil {
+		s += fmt.Sprintf(", ended T+%v", since(h.end.Time))
+	}
+	return s + fmt.Sprintf(", fence told at T+%v", since(h.fence.Time))
+}
+
 // String prints the report's numbers, for test logs.
 func (r Report) String() string {
 	var b strings.Builder
@@ -430,7 +522,8 @@ func (r Report) String() string {
 		fmt.Fprintf(&b, "  hand-offs: %d handled, %d lost, %d duplicated, %d enqueued again\n",
 			r.Handoffs, r.HandoffsLost, r.HandoffsDuplicated, r.HandoffsReenqueued)
 	}
-	fmt.Fprintf(&b, "  workers: %d exits, LockLost %d, Abandoned %d\n", r.WorkerExits, r.LockLost, r.Abandoned)
+	fmt.Fprintf(&b, "  workers: %d exits, LockLost %d, Abandoned %d; %d outcomes fenced (%d early)\n",
+		r.WorkerExits, r.LockLost, r.Abandoned, r.Fenced, r.FencedEarly)
 	if len(r.Faults) > 0 {
 		fmt.Fprintf(&b, "  faults: %s\n", joinCounts(r.Faults))
 	}

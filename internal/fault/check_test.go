@@ -381,3 +381,50 @@ func TestPeakRunning(t *testing.T) {
 	require.Equal(t, 4, peak)
 	require.Equal(t, map[string]int{"a": 2, "b": 4}, by)
 }
+
+// TestCheckFenced: a handling whose outcome its worker found fenced off
+// (HandleFenced) explains the next start of its id when both the fence
+// and that start came no sooner than its lock could have run out: the
+// id's first enqueue attempt (0 here) plus the handling's Age plus its
+// lock time. A fence told before then is counted as early, and explains
+// nothing.
+func TestCheckFenced(t *testing.T) {
+	t.Parallel()
+	// Lock 1,000 ms taken by a poll 700 ms after the enqueue (Age): it
+	// runs out at 1,700 ms, though the handler started and ended at 1,500
+	// ms, well inside the checker's presumed deadline (start + 750).
+	fenced := func(fenceMS, againMS int) Report {
+		r := newRun().enqueued("a")
+		r.n++
+		r.add(1500, Event{PID: 2, Kind: HandleStart, ID: "a", Handling: r.n, Attempt: 1, LockMS: 1000, AgeMS: 700})
+		r.add(1502, Event{PID: 2, Kind: HandleEnd, ID: "a", Handling: r.n})
+		r.add(fenceMS, Event{PID: 2, Kind: HandleFenced, ID: "a", Attempt: 1})
+		return r.handled("a", 3, 2, againMS, againMS+2, 1000, false).check(t)
+	}
+	t.Run("after the lease", func(t *testing.T) {
+		rep := fenced(1800, 1750)
+		require.Equal(t, 1, rep.Fenced)
+		require.Equal(t, 0, rep.FencedEarly)
+		require.Equal(t, 1, rep.Attributable)
+		require.Equal(t, map[string]int{CauseFenced: 1}, rep.ByCause)
+		require.Contains(t, rep.Examples, "fenced a: attempt 1 in pid 2 (lock 1s), lock taken at T: started T+800ms, ended T+802ms, fence told at T+1.1s")
+	})
+	t.Run("told early", func(t *testing.T) {
+		rep := fenced(1600, 1750) // before 1,700: the lock could still be valid
+		require.Equal(t, 1, rep.FencedEarly)
+		require.Equal(t, 1, rep.Unexpected)
+	})
+	t.Run("handed out again early", func(t *testing.T) {
+		rep := fenced(1800, 1650)
+		require.Equal(t, 0, rep.FencedEarly)
+		require.Equal(t, 1, rep.Unexpected)
+	})
+	t.Run("no fence", func(t *testing.T) {
+		r := newRun().enqueued("a")
+		r.n++
+		r.add(1500, Event{PID: 2, Kind: HandleStart, ID: "a", Handling: r.n, Attempt: 1, LockMS: 1000, AgeMS: 700})
+		r.add(1502, Event{PID: 2, Kind: HandleEnd, ID: "a", Handling: r.n})
+		rep := r.handled("a", 3, 2, 1750, 1752, 1000, false).check(t)
+		require.Equal(t, 1, rep.Unexpected, "a lock that ran out explains nothing without the worker's word")
+	})
+}

@@ -393,3 +393,18 @@ func safe(rep Report) []check {
 		zero("stray (handled, never enqueued)", rep.Stray),
 	}
 }
+
+// leaseKept are the checks of a scenario whose faults the library must
+// absorb without losing a lock: no duplicate but of a handling whose
+// outcome was fenced off after its lease had run out (Report.Fenced; a
+// machine so busy that the poll's reply and the outcome's call took the
+// whole lock time, which the protocol answers by handing the message out
+// again) or whose process stalled, every lock the workers count lost told in their histories, and
+// none fenced while its lock could still be valid.
+func leaseKept(rep Report) []check {
+	return []check{
+		zero("duplicated (beyond fenced or stalled handlings)", rep.Duplicated-rep.ByCause[CauseFenced]-rep.ByCause[CauseStalled]),
+		check{"LockLost (beyond the fences told)", rep.LockLost, int64(rep.Fenced)},
+		zero("fenced early (an outcome refused while its lock could be valid)", rep.FencedEarly),
+	}
+}

@@ -29,12 +29,21 @@ const (
 	EnqueueFail Kind = "enqueue-fail"
 
 	// HandleStart: a handler began on ID (attempt Attempt, lock time
-	// LockMS, renewal Renew), handling number Handling of process PID.
+	// LockMS, renewal Renew), handling number Handling of process PID;
+	// AgeMS is Message.Age, the time from the id's first enqueue to the
+	// poll that took the lock, by Redis's clock.
 	HandleStart Kind = "handle-start"
 	// HandleEnd: the handler of handling Handling returned: Err is what it
 	// returned ("" for nil); Cancelled tells whether its context had been
 	// cancelled by then.
 	HandleEnd Kind = "handle-end"
+
+	// HandleFenced: the outcome of the handling of ID at attempt Attempt
+	// in process PID was fenced off: its lock had run out, and the message
+	// may have been handed out again, by the time the outcome's call ran
+	// (the worker counts it in LockLost). Written once the worker knows,
+	// after that call's reply.
+	HandleFenced Kind = "handle-fenced"
 
 	// WorkerStart: a worker process is up (its own first event).
 	WorkerStart Kind = "worker-start"
@@ -90,6 +99,7 @@ type Event struct {
 	Handling  int64      `json:"h,omitempty"`
 	Attempt   int        `json:"attempt,omitempty"`
 	LockMS    int64      `json:"lock_ms,omitempty"`
+	AgeMS     int64      `json:"age_ms,omitempty"`
 	Renew     bool       `json:"renew,omitempty"`
 	Cancelled bool       `json:"cancelled,omitempty"`
 	Result    string     `json:"result,omitempty"`

@@ -216,7 +216,7 @@ func WorkerMain() int {
 			n := handlings.Add(1)
 			start := hist.Now()
 			ev := Event{Kind: HandleStart, ID: m.ID, Handling: n, Attempt: m.Attempt,
-				LockMS: m.LockTime.Milliseconds(), Renew: spec.RenewLocks}
+				LockMS: m.LockTime.Milliseconds(), Renew: spec.RenewLocks, AgeMS: m.Age.Milliseconds()}
 			if stage >= len(queues) { // an extra queue
 				ev.Queue = m.Queue
 				if err := m.Decode(&ev.Parent); err != nil {
@@ -281,14 +281,18 @@ func WorkerMain() int {
 		}
 		ws = append(ws, w)
 	}
+	stopFences := watchFences(ws, write)
 	stopWatch := watchStalls(hist, stallAt, write)
 	<-stop
 	stopWatch()
 	ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
 	var stopErrs []error
+	for _, w := range ws {
+		stopErrs = append(stopErrs, w.Stop(ctx))
+	}
+	stopFences() // (after the stops: the last outcomes are settled)
 	var counts mq.Counts
 	for i, w := range ws {
-		stopErrs = append(stopErrs, w.Stop(ctx))
 		c := w.Counts()
 		if i == 0 { // the main queue's, every count
 			counts = c
@@ -312,13 +316,46 @@ func WorkerMain() int {
 type faultWorker interface {
 	Stop(ctx context.Context) error
 	Counts() mq.Counts
+	// Workers answers the mq workers it runs, one a queue.
+	Workers() []*mq.Worker
 }
 
 type oneQueue struct{ *mq.Worker }
 
 func (w oneQueue) Counts() mq.Counts { return w.Stats().Counts }
 
+func (w oneQueue) Workers() []*mq.Worker { return []*mq.Worker{w.Worker} }
+
 type multiQueue struct{ *mq.MultiWorker }
+
+// watchFences writes a HandleFenced event for each handling of the
+// workers ws whose outcome was fenced off (mq.OutcomeLockLost: its lock
+// had run out by the time the outcome reached Redis), as the worker tells
+// its subscribers, once it knows. It returns a function that ends the
+// watch once every event told so far is written.
+func watchFences(ws []faultWorker, write func(Event)) (stop func()) {
+	var unsubs []func()
+	var wg sync.WaitGroup
+	for _, fw := range ws {
+		for _, w := range fw.Workers() {
+			ch, unsub := w.Subscribe(mq.EventHandled)
+			unsubs = append(unsubs, unsub)
+			wg.Go(func() {
+				for e := range ch {
+					if e.Outcome == mq.OutcomeLockLost {
+						write(Event{Kind: HandleFenced, ID: e.ID, Attempt: e.Attempt})
+					}
+				}
+			})
+		}
+	}
+	return func() {
+		for _, unsub := range unsubs {
+			unsub()
+		}
+		wg.Wait()
+	}
+}
 
 // Counts adds up the queues' counters that the checker reads.
 func (w multiQueue) Counts() mq.Counts {
