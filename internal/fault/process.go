@@ -199,6 +199,7 @@ func WorkerMain() int {
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	tellReady()
 
 	rdb := redis.NewClient(&redis.Options{Addr: spec.Redis, ReadTimeout: spec.ReadTimeout})
 	defer rdb.Close()
@@ -427,6 +428,26 @@ func watchStalls(hist *History, threshold time.Duration, write func(Event)) (sto
 	}
 }
 
+// readyFD is the descriptor of the pipe on which a worker process tells
+// [StartWorker] that it handles SIGTERM: the first of cmd.ExtraFiles.
+// envReady, set to it, tells the process that the pipe is there.
+const (
+	readyFD  = 3
+	envReady = "MQ_FAULT_READY_FD"
+)
+
+// tellReady tells the process that started this worker process that its
+// SIGTERM handler is in place, by closing the pipe's write end (the only
+// copy left once the parent closed its own).
+func tellReady() {
+	if os.Getenv(envReady) != strconv.Itoa(readyFD) {
+		return
+	}
+	if f := os.NewFile(readyFD, "ready"); f != nil {
+		_ = f.Close()
+	}
+}
+
 // quarantineAfter is WorkerSpec.QuarantineAfter as the worker's setting.
 func quarantineAfter(n int) int {
 	if n <= 0 {
@@ -451,11 +472,12 @@ type WorkerProcess struct {
 	// stderr.
 	Log string
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process is reaped
-	err  error         // cmd.Wait's answer, once done is closed
-	hist *History      // the test's history, for the kill event
-	mu   sync.Mutex
+	cmd   *exec.Cmd
+	ready chan struct{} // closed once the process handles SIGTERM, or has exited
+	done  chan struct{} // closed once the process is reaped
+	err   error         // cmd.Wait's answer, once done is closed
+	hist  *History      // the test's history, for the kill event
+	mu    sync.Mutex
 }
 
 // StartWorker re-executes the test binary as a worker process (see
@@ -475,10 +497,29 @@ func StartWorker(tb testing.TB, hist *History, spec WorkerSpec) *WorkerProcess {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	setParentDeathSignal(cmd.SysProcAttr)
-	if err := cmd.Start(); err != nil {
+	// The child closes its end of this pipe once it handles SIGTERM (a
+	// SIGTERM before that, while the Go runtime and the test framework
+	// start, would kill it with the signal's default action); the read
+	// end then sees EOF, as it does when the child exits.
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		tb.Fatalf("fault: worker ready pipe: %v", err)
+	}
+	cmd.ExtraFiles = []*os.File{readyW} // readyFD in the child
+	cmd.Env = append(cmd.Env, envReady+"="+strconv.Itoa(readyFD))
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		readyR.Close()
 		tb.Fatalf("fault: starting worker process: %v", err)
 	}
-	p := &WorkerProcess{PID: cmd.Process.Pid, Log: logPath, cmd: cmd, done: make(chan struct{}), hist: hist}
+	p := &WorkerProcess{PID: cmd.Process.Pid, Log: logPath, cmd: cmd,
+		ready: make(chan struct{}), done: make(chan struct{}), hist: hist}
+	go func() {
+		defer close(p.ready)
+		defer readyR.Close()
+		_, _ = readyR.Read(make([]byte, 1)) // EOF
+	}()
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -510,18 +551,27 @@ func (p *WorkerProcess) Kill(tb testing.TB) {
 
 // Stop sends SIGTERM and waits for the process to stop its worker and
 // exit, for at most timeout; then it kills the process and fails the
-// test. A process that exits with an error fails the test too, with the
-// tail of its log.
+// test. A process still starting is sent the signal once it handles it.
+// A process that exits with an error fails the test too, with the tail of
+// its log.
 func (p *WorkerProcess) Stop(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
+	stopped := false
 	select {
-	case <-p.done:
+	case <-p.ready:
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			stopped = true
+		case <-t.C:
+		}
 	case <-t.C:
+	}
+	if !stopped {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 		tb.Errorf("fault: worker process %d did not stop within %v; killed. Its log:\n%s", p.PID, timeout, tail(p.Log))
