@@ -141,7 +141,23 @@
 // ProcessStalled event. The checker takes such a stall, like a kill or a
 // Redis fault, as an explanation of a redelivery (see [Report]). Proxy
 // faults, OOM and SCRIPT FLUSH explain nothing: the library must absorb
-// them. The checker's clock is each process's wall clock at its start
+// them.
+//
+// A worker process also writes a HandleFenced event for each handling
+// whose outcome its worker found fenced off (LockLost), and each
+// HandleStart carries Message.Age: the lock was taken by a poll at the
+// id's first enqueue plus that age, by Redis's clock, and cannot have run
+// out before that plus the lock time. On a busy machine (load ~20) a
+// poll's reply and then the outcome's call can take a whole lease, the
+// handler starting up to 3/4 of the lock time after the poll was sent;
+// the outcome is then fenced and the message handed out again, as the
+// protocol says. The checker takes such a fence as an explanation when
+// both it and the next start came after the lock could have run out, and
+// counts a fence told before then as FencedEarly, which no scenario
+// allows. Where a scenario below says "0 duplicated and no LockLost" it
+// demands, so that it holds on a busy machine ([Report.Fenced]): no
+// duplicate but of a fenced or stalled handling, a fence told for every
+// LockLost, none early. The checker's clock is each process's wall clock at its start
 // plus its monotonic time since; the processes share one machine and so
 // one clock.
 //
