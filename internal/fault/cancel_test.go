@@ -18,7 +18,10 @@ import (
 // worker's are collected by the others' polls as cancelled, not retried),
 // every cancelled handling of a surviving worker has its context ended,
 // no message is retried, failed or buried, and every message not
-// cancelled is handled.
+// cancelled is handled. A cancel may find a handling's lock run out (a
+// machine too busy for the renewals to come through in time): it then
+// answers CancelRemoved, and that handling's context must have ended by
+// its lock's expiry (the HandleEnd's Cause).
 func TestScenarioCancels(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -52,6 +55,7 @@ func TestScenarioCancels(t *testing.T) {
 	p.Set(Rule{Action: Drop, Probability: 0.1})
 	canceller := h.producer(redis.Options{Addr: p.Addr})
 	cancelledAt := map[string]time.Time{}
+	lapsed := map[string]bool{} // cancels answered CancelRemoved
 	for i, id := range all {
 		if i%2 == 1 {
 			continue
@@ -69,7 +73,16 @@ func TestScenarioCancels(t *testing.T) {
 		if err != nil {
 			t.Fatalf("cancel %s: %v", id, err)
 		}
-		if r != mq.CancelSignalled {
+		switch r {
+		case mq.CancelSignalled:
+		case mq.CancelRemoved:
+			// Its lock had run out: on a busy machine (load ~35) the
+			// renewals through the proxy can take a whole lock time. The
+			// message is queued then, and the cancel deletes it: it never
+			// runs again, as checked below; its handling, still running,
+			// must have had its context ended by its lock's expiry.
+			lapsed[id] = true
+		default:
 			t.Fatalf("cancel %s answered %s: the handling ended first (a slow machine?)", id, r)
 		}
 		cancelledAt[id] = time.Now()
@@ -79,7 +92,7 @@ func TestScenarioCancels(t *testing.T) {
 	h.drain(90 * time.Second)
 	p.Set(Rule{})
 	h.stopWorkers()
-	t.Logf("proxy: %+v", p.Stats())
+	t.Logf("proxy: %+v; %d of %d cancels found the lock run out (removed)", p.Stats(), len(lapsed), len(cancelledAt))
 
 	evs, err := ReadHistories(h.dir)
 	if err != nil {
@@ -98,6 +111,9 @@ func TestScenarioCancels(t *testing.T) {
 			handled[e.ID] = true
 			if _, ok := cancelledAt[e.ID]; ok && !e.Cancelled {
 				t.Errorf("a handling of cancelled %s ended with its context still live", e.ID)
+			}
+			if lapsed[e.ID] && e.Cause != mq.ErrLockExpired.Error() {
+				t.Errorf("cancel of %s answered removed, but its running handling's context ended for %q, not its lock's expiry", e.ID, e.Cause)
 			}
 		}
 	}

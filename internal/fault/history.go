@@ -35,7 +35,8 @@ const (
 	HandleStart Kind = "handle-start"
 	// HandleEnd: the handler of handling Handling returned: Err is what it
 	// returned ("" for nil); Cancelled tells whether its context had been
-	// cancelled by then.
+	// cancelled by then, and Cause why (context.Cause: mq.ErrCancelled,
+	// mq.ErrLockExpired, ...).
 	HandleEnd Kind = "handle-end"
 
 	// HandleFenced: the outcome of the handling of ID at attempt Attempt
@@ -102,6 +103,7 @@ type Event struct {
 	AgeMS     int64      `json:"age_ms,omitempty"`
 	Renew     bool       `json:"renew,omitempty"`
 	Cancelled bool       `json:"cancelled,omitempty"`
+	Cause     string     `json:"cause,omitempty"`
 	Result    string     `json:"result,omitempty"`
 	Err       string     `json:"err,omitempty"`
 	Target    int        `json:"target,omitempty"`

@@ -246,7 +246,11 @@ func WorkerMain() int {
 			if over := hist.Now().Sub(start) - spec.HandleFor; over >= stallAt {
 				write(Event{Kind: ProcessStalled, StallMS: over.Milliseconds(), Note: "handler overran"})
 			}
-			write(Event{Kind: HandleEnd, ID: m.ID, Handling: n, Cancelled: ctx.Err() != nil})
+			end := Event{Kind: HandleEnd, ID: m.ID, Handling: n, Cancelled: ctx.Err() != nil}
+			if end.Cancelled {
+				end.Cause = context.Cause(ctx).Error()
+			}
+			write(end)
 			if stage < len(queues)-1 {
 				return mq.Then(mq.FollowUp{Queue: queues[stage+1], Message: m.ID})
 			}
