@@ -190,11 +190,14 @@ func TestWorkerRequeue(t *testing.T) {
 		h := next(t, calls)
 		assert.Equal(t, handling{id: "rq", attempt: 1, value: "v2"}, h, "handled again with the new content, attempts reset")
 
-		// Requeue during done-with-backoff: handled after the backoff.
+		// Requeue during done-with-backoff: handled after the backoff. The
+		// window is long enough for the status to be seen and the requeue
+		// to land in it on a loaded machine (with 500 ms, at load ~35, the
+		// wait for the status outlasted the window).
 		q2 := q + ":2"
 		_, calls2 := startWorker(t, c, q2, WorkerConfig{}, func(_ context.Context, h handling) error {
 			if h.value == "v1" {
-				return SucceedWithBackoff(500 * time.Millisecond)
+				return SucceedWithBackoff(5 * time.Second)
 			}
 			return nil
 		})
