@@ -147,7 +147,10 @@ func TestCancelRunningViaRenewal(t *testing.T) {
 	q := queuetest.QueueName(t)
 	ctx := context.Background()
 	h := newBlockingHandler()
-	w, ev := startSubscribed(t, c, q, &WorkerConfig{Handler: h, LockTime: 900 * time.Millisecond})
+	// Renewals every second: with a 900 ms lock (every 300 ms) a loaded
+	// machine (-race, load ~30) let the lock run out before a renewal came
+	// through, and the handling ended for its lock's expiry instead.
+	w, ev := startSubscribed(t, c, q, &WorkerConfig{Handler: h, LockTime: 3 * time.Second})
 	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "x"})
 	waitStarted(t, h.started, "x")
 	r, err := c.Cancel(ctx, q, "x")
