@@ -33,9 +33,13 @@ func TestWorkerLockTimeout(t *testing.T) {
 				})
 				enqueue(t, c, q, "x", opts)
 				assert.Equal(t, 1, next(t, calls).attempt)
-				assert.Equal(t, 2, next(t, calls).attempt, "handed out again once the lock expired")
+				// Handed out again, as attempt 2 unless that hand-out went
+				// stale before it started (its poll took most of the 300 ms
+				// lock) and its release was fenced off in turn: seen at
+				// load ~30 on miniredis, the second start was attempt 3.
+				assert.Greater(t, next(t, calls).attempt, 1, "handed out again once the lock expired")
 				close(release)
-				// Attempt 2's lock is as short as attempt 1's: on a busy
+				// The next attempt's lock is as short as attempt 1's: on a busy
 				// machine its poll's reply and its outcome's call may take
 				// all of it, its outcome is fenced too and a later attempt
 				// succeeds. Whatever the machine, every handling but one
