@@ -476,12 +476,13 @@ type WorkerProcess struct {
 	// stderr.
 	Log string
 
-	cmd   *exec.Cmd
-	ready chan struct{} // closed once the process handles SIGTERM, or has exited
-	done  chan struct{} // closed once the process is reaped
-	err   error         // cmd.Wait's answer, once done is closed
-	hist  *History      // the test's history, for the kill event
-	mu    sync.Mutex
+	cmd    *exec.Cmd
+	poison bool          // its spec has a PoisonPrefix: exiting with PoisonExit is expected
+	ready  chan struct{} // closed once the process handles SIGTERM, or has exited
+	done   chan struct{} // closed once the process is reaped
+	err    error         // cmd.Wait's answer, once done is closed
+	hist   *History      // the test's history, for the kill event
+	mu     sync.Mutex
 }
 
 // StartWorker re-executes the test binary as a worker process (see
@@ -517,7 +518,7 @@ func StartWorker(tb testing.TB, hist *History, spec WorkerSpec) *WorkerProcess {
 		readyR.Close()
 		tb.Fatalf("fault: starting worker process: %v", err)
 	}
-	p := &WorkerProcess{PID: cmd.Process.Pid, Log: logPath, cmd: cmd,
+	p := &WorkerProcess{PID: cmd.Process.Pid, Log: logPath, cmd: cmd, poison: spec.PoisonPrefix != "",
 		ready: make(chan struct{}), done: make(chan struct{}), hist: hist}
 	go func() {
 		defer close(p.ready)
@@ -557,7 +558,8 @@ func (p *WorkerProcess) Kill(tb testing.TB) {
 // exit, for at most timeout; then it kills the process and fails the
 // test. A process still starting is sent the signal once it handles it.
 // A process that exits with an error fails the test too, with the tail of
-// its log.
+// its log, unless it died of a poison message (WorkerSpec.PoisonPrefix):
+// one may have been handed out just before the stop.
 func (p *WorkerProcess) Stop(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
 	p.mu.Lock()
@@ -581,9 +583,19 @@ func (p *WorkerProcess) Stop(tb testing.TB, timeout time.Duration) {
 		tb.Errorf("fault: worker process %d did not stop within %v; killed. Its log:\n%s", p.PID, timeout, tail(p.Log))
 		return
 	}
+	if p.poisoned() {
+		return // died of a poison message before the signal, as its scenario lets it
+	}
 	if p.err != nil {
 		tb.Errorf("fault: worker process %d: %v. Its log:\n%s", p.PID, p.err, tail(p.Log))
 	}
+}
+
+// poisoned tells whether the process, reaped, exited with PoisonExit, with
+// a PoisonPrefix in its spec.
+func (p *WorkerProcess) poisoned() bool {
+	var exit *exec.ExitError
+	return p.poison && errors.As(p.err, &exit) && exit.ExitCode() == PoisonExit
 }
 
 // Exited tells whether the process has ended.
