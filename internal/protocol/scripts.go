@@ -30,7 +30,7 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
 	"enqueue":     {"lib", "prelude", "status", "enqueue"},
-	"enqueue-new": {"lib:receipt_put,move_sentinel", "enqueue-new"}, // binds its own few keys: no prelude
+	"enqueue-new": {"lib:", "enqueue-new"}, // binds its own few keys: no prelude, and no function (a closure a call)
 	"dequeue":     {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "limits", "dequeue"},
 	// The lean poll (docs/protocol.md §4), for a queue that uses no
 	// extension with keys of its own: without limits.lua, whose closures
@@ -110,7 +110,11 @@ func composeSource(parts ...string) string {
 		}
 		if subset {
 			var d []string
-			src, d = onlyFunctions(src, strings.Split(only, ","))
+			var keep []string // "lib:": none of its functions
+			if only != "" {
+				keep = strings.Split(only, ",")
+			}
+			src, d = onlyFunctions(src, keep)
 			dropped = append(dropped, d...)
 		}
 		if i > 0 {

@@ -197,6 +197,15 @@ func TestComposedLibSubset(t *testing.T) {
 		assert.NotContains(t, src, "local function "+f+"(")
 	}
 	assert.Contains(t, src, "redis.replicate_commands()", "what is not a function stays")
+	none := composeSource("lib:")
+	assert.NotContains(t, none, "local function ", "lib: keeps no function")
+	assert.Contains(t, none, "redis.replicate_commands()", "what is not a function stays")
+	assert.NotContains(t, composeSource(scriptParts["enqueue-new"]...), "local function ",
+		"enqueue-new.lua defines no function: each would be a closure made at every call")
+	body := composeSource("enqueue-new")
+	assert.NotContains(t, body, "redis.call(", "enqueue-new.lua looks redis.call up once, into a local")
+	assert.Contains(t, body, "local call = redis.call\n")
+	assert.Contains(t, body, "local KEYS, ARGV = KEYS, ARGV", "and binds KEYS and ARGV to locals")
 	assert.Panics(t, func() { composeSource("lib:move_sentinel", "enqueue") }, "enqueue.lua calls receipt_get")
 	assert.Panics(t, func() { composeSource("lib:no_such_function") })
 	assert.Equal(t, composeSource("lib"), composeSource("lib:server_now,receipt_get,receipt_put,move_sentinel,tagged_get"),

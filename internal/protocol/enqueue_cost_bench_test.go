@@ -1,0 +1,151 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/gocarmine/mq/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// refEnqueueScript is a reference single enqueue of the shape asynq
+// v0.26.0's takes (written here from its documented behaviour, not
+// copied): two keys (the task's hash, the pending list), three arguments
+// (the encoded task, its id, the time), and three commands (EXISTS, one
+// HSET of three fields, LPUSH). It is what issue 21's "no more Redis CPU
+// per call than asynq's" is measured against without running asynq.
+var refEnqueueScript = redis.NewScript(`
+if redis.call('exists', KEYS[1]) == 1 then return 0 end
+redis.call('hset', KEYS[1], 'msg', ARGV[1], 'state', 'pending', 'pending_since', ARGV[3])
+redis.call('lpush', KEYS[2], ARGV[2])
+return 1`)
+
+// BenchmarkEnqueueNewCost measures what Redis spends on one single-message
+// enqueue from a request handler (Enqueue of a new id, no options, a
+// first send, the lean script of docs/protocol.md §3), beside the
+// reference script of asynq's shape (refEnqueueScript, with a 170-byte
+// encoded task: asynq wraps a 100-byte payload in its task message).
+// Each call is one round trip, as a lone producer makes it, so the figures
+// include Redis's reading of the request and writing of the reply.
+//
+// By default it reports the median over interleaved rounds of µs per call
+// (EVALSHA's usec in INFO commandstats: the script's run alone). With
+// LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server run under
+// valgrind --tool=callgrind (dumps in CALLGRIND_DIR), it reports
+// instructions per call of the whole server process, network included.
+// ENQUEUE_BENCH_ALT names a composed enqueue-new script taking the same
+// keys and arguments, run as "alt": a change tried before it is made.
+// Run: go test -run '^$' -bench EnqueueNewCost -benchtime 1x .
+func BenchmarkEnqueueNewCost(b *testing.B) {
+	calls, rounds, warm := 3000, 7, 0
+	var s *queuetest.Server
+	addr, pid := os.Getenv("LEAN_BENCH_ADDR"), os.Getenv("LEAN_BENCH_PID")
+	if addr != "" {
+		calls, rounds, warm = 6000, 1, 2000
+		rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Minute})
+		b.Cleanup(func() { rdb.Close() })
+		s = &queuetest.Server{RDB: rdb}
+	} else {
+		r := redistest.Start(b)
+		s = &queuetest.Server{RDB: r.Client(b), Real: r}
+	}
+	cg := func(arg string) {
+		out, err := exec.Command("callgrind_control", arg, pid).CombinedOutput()
+		require.NoError(b, err, string(out))
+	}
+	ctx := context.Background()
+	payload := []byte(strings.Repeat("p", 100))
+	task := []byte(strings.Repeat("t", 170))
+	var alt *redis.Script
+	if f := os.Getenv("ENQUEUE_BENCH_ALT"); f != "" {
+		src, err := os.ReadFile(f)
+		require.NoError(b, err)
+		alt = redis.NewScript(string(src))
+	}
+	run := map[string]func(q string, i int) error{
+		"lean": func(q string, i int) error {
+			call := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, IndexOnly: true,
+				Messages: []EnqueueMessage{{ID: fmt.Sprintf("%036d", i), Data: payload}}}
+			return Enqueue(ctx, s.RDB, s.Keys(q), call).Err
+		},
+		"ref": func(q string, i int) error {
+			id := fmt.Sprintf("%036d", i)
+			return refEnqueueScript.Run(ctx, s.RDB, []string{"asynq:{" + q + "}:t:" + id, "asynq:{" + q + "}:pending"},
+				task, id, time.Now().UnixNano()).Err()
+		},
+	}
+	names := []string{"ref", "lean"} // ref first: the keys it creates (one a call) may start a rehash of the keyspace, which the next variant would pay
+	if alt != nil {
+		// Loaded first: the call's first-send token is empty when sent
+		// again as EVAL after NOSCRIPT, and the script then steps aside.
+		require.NoError(b, alt.Load(ctx, s.RDB).Err())
+		names = append(names, "alt")
+		run["alt"] = func(q string, i int) error {
+			call := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, IndexOnly: true,
+				Messages: []EnqueueMessage{{ID: fmt.Sprintf("%036d", i), Data: payload}}}
+			return alt.Run(ctx, s.RDB, leanKeys(s.Keys(q), call), leanArgv(call)...).Err()
+		}
+	}
+	got := map[string][]float64{}
+	for round := range rounds {
+		for _, name := range names {
+			q := fmt.Sprintf("bench:%s:%d:%s", name, round, randomToken())
+			require.NoError(b, s.RDB.(*redis.Client).ConfigResetStat(ctx).Err())
+			for i := range calls {
+				if i == warm && pid != "" {
+					cg("-z")
+				}
+				require.NoError(b, run[name](q, i))
+			}
+			if pid != "" {
+				cg("-d")
+				got[name] = append(got[name], float64(callgrindTotal(b, pid))/float64(calls-warm))
+				continue
+			}
+			info, err := s.RDB.(*redis.Client).Info(ctx, "commandstats").Result()
+			require.NoError(b, err)
+			m := usecOf(info, "evalsha")
+			require.NotZero(b, m[0], info)
+			got[name] = append(got[name], m[1]/m[0])
+		}
+	}
+	unit := "-µs/call"
+	if pid != "" {
+		unit = "-instr/call"
+	}
+	for _, name := range names {
+		xs := slices.Sorted(slices.Values(got[name]))
+		b.ReportMetric(xs[len(xs)/2], name+unit)
+	}
+}
+
+// usecOf answers the calls and usec of command cmd in INFO commandstats.
+func usecOf(info, cmd string) [2]float64 {
+	for line := range strings.SplitSeq(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
+		if !ok {
+			continue
+		}
+		var out [2]float64
+		for kv := range strings.SplitSeq(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "calls":
+				out[0], _ = strconv.ParseFloat(v, 64)
+			case "usec":
+				out[1], _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		return out
+	}
+	return [2]float64{}
+}
