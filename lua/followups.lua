@@ -1,3 +1,9 @@
+-- followups.lua: a success's follow-ups (§22), enqueued in the script or
+-- appended to handoffs for the relay, composed after outcome.lua into the
+-- poll's compositions but the plain lean one (§4): a lean call without
+-- follow-ups to enqueue here needs none of it. in_script and hand_off are
+-- outcome.lua's names (nil without this file), set here.
+
 -- Follow-ups enqueued by the script itself (§22, "In the script"). A
 -- success's follow-ups record that starts with 'S' holds, each after its
 -- length in four little-endian bytes: the number of follow-ups to enqueue
@@ -13,7 +19,7 @@
 -- queue, by name; in_script.gathered the follow-ups recorded successes
 -- hand off, by target, in the order of in_script.order, enqueued by
 -- in_script.flush.
-local in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}}
+in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}}
 
 -- in_script.field_at answers the field at position i of s (its length in four
 -- little-endian bytes, then its bytes) and the position after it, or nil
@@ -134,7 +140,7 @@ end
 -- enqueue here (an 'S' record, parsed as j's by in_script.check) are
 -- gathered for in_script.flush; a record for the relay is appended to
 -- handoffs.
-local function hand_off(followups, j)
+function hand_off(followups, j)
   if followups == nil or followups == '' then return end
   local p = j and in_script.parsed[j]
   if p then

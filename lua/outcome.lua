@@ -2,8 +2,8 @@
 -- the lock its handling took (§7), and the writes it shares with the poll:
 -- collecting a message, requeueing it, and its dead letter (§11). Composed
 -- into dequeue.lua, which records outcomes before it polls, and into
--- renew.lua and dead-letters.lua, after history.lua and
--- attempt-errors.lua (§17).
+-- renew.lua, delete.lua, cancel.lua and limits-set.lua, after history.lua
+-- and attempt-errors.lua (§17).
 
 -- UNPACK_MAX bounds the arguments one gathered command takes, well inside
 -- what Lua's unpack can spread.
@@ -45,6 +45,19 @@ end
 -- limits, and that no outcome carries a result or follow-ups: the
 -- per-message calls of those extensions are skipped then, each a no-op.
 local lean_call = false
+
+-- The outcome code of the extensions with keys of their own lives apart,
+-- in outcome-ext.lua (batches §22, results §21, a cancel's check §20) and
+-- followups.lua (follow-ups, §22), each composed after this file where it
+-- is needed. The lean poll's compositions (§4) leave out outcome-ext.lua,
+-- and the plain one followups.lua too: Redis makes a closure of every
+-- function a script defines, and binds its upvalues, at every call, a
+-- cost its busy workers would pay for nothing. There the names below stay
+-- nil: code a lean call reaches calls them only when they are there; code
+-- it never reaches (behind lean_call, or behind a feature it found unused,
+-- or a result, which it refuses) calls them as they are.
+local tick_batch, notify_final, cancel_asked, keep_result, trim_results = nil, nil, nil, nil, nil
+local in_script, hand_off = nil, nil
 
 -- Per-message policies (§14).
 local function policy_used()
@@ -314,12 +327,12 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms, window_ms)
   local items = {content, reason, err, tostring(attempts), udt, tostring(now), lock_ms, pack(errors)}
   local policy = policy_of(mid, udt)
   if policy ~= '' then items[9] = policy end
-  tick_batch(mid, udt, 'd')
+  if tick_batch then tick_batch(mid, udt, 'd') end
   redis.call('hset', K_DEAD, mid, pack4(items))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   count_history('d')
   trim_dead(now)
-  notify_final(mid)
+  if notify_final then notify_final(mid) end
   window_ms = math.max(window_ms or 0, window_of(policy))
   if window_ms > 0 then
     enter_window(mid, now + window_ms)
@@ -345,8 +358,10 @@ end
 -- entry of it, its pending requeue too (a cancel is of the id), never
 -- retried and never a dead letter. Its lock is the caller's to release.
 local function cancel_now(mid)
-  tick_batch(mid, nil, 'c') -- (before collect, which drops the policy)
-  notify_final(mid) -- (a waiter for its result learns there is none)
+  if tick_batch then
+    tick_batch(mid, nil, 'c') -- (before collect, which drops the policy)
+    notify_final(mid) -- (a waiter for its result learns there is none)
+  end
   redis.call('hdel', K_MESSAGES_RQ, mid)
   redis.call('hdel', K_LOCK_TIMES_RQ, mid)
   redis.call('srem', K_REQUEUE, mid)
@@ -400,7 +415,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
   if limits_freed and feature_used('limits') then limits_freed(mid, outcome, now) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     -- (a lean call carries no follow-ups for the relay: refused, §4)
-    hand_off(followups, j)
+    if hand_off then hand_off(followups, j) end
     if not lean_call then tick_batch(mid, nil, 's') end
   end
   if outcome ~= 'release' then
@@ -470,7 +485,7 @@ local function check_outcomes(first, n)
         '" for message "' .. tostring(ARGV[j]) .. '"')
     end
     local fu = ARGV[j + 6]
-    if fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
+    if in_script and fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
       local bad = in_script.check(j + 6, fu)
       if bad then
         return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(ARGV[j]) .. '"')
@@ -509,7 +524,7 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
         now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6], j + 6)
     end
   end
-  in_script.flush(now)
+  if in_script then in_script.flush(now) end
   flush_gathered()
   if results_kept > 0 then trim_results(now) end
   return results
