@@ -32,10 +32,10 @@ local function feature_used(name)
   if features == nil then
     local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'results', 'handoffs', 'batches',
       'cancel', 'progress', 'limits')
-    features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false}
-    features.handoffs, features.batches = v[4] ~= false, v[5] ~= false
-    features.cancel, features.progress = v[6] ~= false, v[7] ~= false
-    features.limits = v[8] ~= false
+    -- (one constructor: Lua sizes the table once)
+    features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false,
+      handoffs = v[4] ~= false, batches = v[5] ~= false, cancel = v[6] ~= false, progress = v[7] ~= false,
+      limits = v[8] ~= false}
   end
   return features[name] == true
 end
@@ -182,7 +182,14 @@ local function flush_gathered()
     call_each('zrem', K_WINDOWS, list)
   end
   if limits_flush and feature_used('limits') then limits_flush() end
-  gathered = {due = {}, windows = {}, unlock = {}, done = {}, collect = {}}
+  -- (a new list only for one written: each table is an allocation, and
+  -- a call flushes two or three times)
+  local g = gathered
+  if #g.due > 0 then g.due = {} end
+  if #g.windows > 0 then g.windows = {} end
+  if #g.unlock > 0 then g.unlock = {} end
+  if #g.done > 0 then g.done = {} end
+  if #g.collect > 0 then g.collect = {} end
 end
 
 -- requeue_now turns mid's pending requeue (messages-rq, or the legacy
