@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"iter"
 	"regexp"
 	"slices"
 	"strings"
@@ -178,6 +177,12 @@ func composed(name string) string {
 	return withoutUnused(composeSource(scriptParts[name]...))
 }
 
+// luaComment and luaName find a Lua line comment and a name.
+var (
+	luaComment = regexp.MustCompile(`--[^\n]*`)
+	luaName    = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+)
+
 // withoutUnused answers text, a composed script, without the top-level
 // local functions that nothing in it names but their definition (a
 // mention in a comment does not count; one in a string does), each with
@@ -187,94 +192,35 @@ func composed(name string) string {
 // every call. A function nothing names cannot run, so leaving it out
 // changes nothing else. A function's definition ends at the first line
 // "end" at the left margin, its body being indented, or on its own line
-// when that ends with "end" and the next line is not indented. (Every
-// process composes its scripts as it starts: one pass over the text.)
+// when that ends with "end" and the next line is not indented.
 func withoutUnused(text string) string {
-	lines := strings.SplitAfter(text, "\n")
-	uses := map[string]int{} // of each function defined, how often the code names it
-	for _, l := range lines {
-		if m := localFunction.FindStringSubmatch(l); m != nil {
-			uses[m[1]] = 0
+	for {
+		code := luaComment.ReplaceAllString(text, "")
+		uses := map[string]int{}
+		for _, n := range luaName.FindAllString(code, -1) {
+			uses[n]++
 		}
-	}
-	names := make([][]string, len(lines)) // the functions each line's code names
-	for i, l := range lines {
-		for n := range luaNames(withoutComment(l)) {
-			if _, ok := uses[n]; ok {
-				names[i] = append(names[i], n)
-				uses[n]++
-			}
-		}
-	}
-	type def struct {
-		name        string
-		first, last int // its lines, its comment's first
-	}
-	var defs []def
-	for i := 0; i < len(lines); i++ {
-		if m := localFunction.FindStringSubmatch(lines[i]); m != nil {
-			d := def{name: m[1], first: i, last: functionEnd(lines, i)}
-			for d.first > 0 && strings.HasPrefix(lines[d.first-1], "--") {
-				d.first--
-			}
-			defs = append(defs, d)
-			i = d.last
-		}
-	}
-	drop := make([]bool, len(lines))
-	for again := true; again; {
-		again = false
-		for _, d := range defs {
-			if drop[d.first] || uses[d.name] > 1 {
+		lines := strings.SplitAfter(text, "\n")
+		var kept []string
+		dropped := false
+		for i := 0; i < len(lines); i++ {
+			m := localFunction.FindStringSubmatch(lines[i])
+			if m == nil || uses[m[1]] > 1 {
+				kept = append(kept, lines[i])
 				continue
 			}
-			for j := d.first; j <= d.last; j++ {
-				drop[j] = true
-				for _, n := range names[j] {
-					uses[n]--
-				}
+			end := functionEnd(lines, i)
+			for len(kept) > 0 && strings.HasPrefix(kept[len(kept)-1], "--") {
+				kept = kept[:len(kept)-1] // (its comment)
 			}
-			if (d.first == 0 || lines[d.first-1] == "\n") && d.last+1 < len(lines) && lines[d.last+1] == "\n" {
-				drop[d.last+1] = true // (one blank line between its neighbours, not two)
+			if (len(kept) == 0 || kept[len(kept)-1] == "\n") && end+1 < len(lines) && lines[end+1] == "\n" {
+				end++ // (one blank line between its neighbours, not two)
 			}
-			again = true
+			i, dropped = end, true
 		}
-	}
-	var b strings.Builder
-	b.Grow(len(text))
-	for i, l := range lines {
-		if !drop[i] {
-			b.WriteString(l)
-		}
-	}
-	return b.String()
-}
-
-// withoutComment answers line without its comment, if any. (No string in
-// the scripts holds "--".)
-func withoutComment(line string) string {
-	if i := strings.Index(line, "--"); i >= 0 {
-		return line[:i]
-	}
-	return line
-}
-
-// luaNames calls yield with each name (or keyword) in code.
-func luaNames(code string) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		isStart := func(c byte) bool { return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
-		for i := 0; i < len(code); i++ {
-			if !isStart(code[i]) || i > 0 && ('0' <= code[i-1] && code[i-1] <= '9') {
-				continue
-			}
-			j := i + 1
-			for j < len(code) && (isStart(code[j]) || '0' <= code[j] && code[j] <= '9') {
-				j++
-			}
-			if !yield(code[i:j]) {
-				return
-			}
-			i = j
+		text = strings.Join(kept, "")
+		if !dropped {
+			return text
 		}
 	}
 }
@@ -283,7 +229,7 @@ func luaNames(code string) iter.Seq[string] {
 // function whose definition starts at lines[i] (withoutUnused). It panics
 // when that end is not clear, a build error.
 func functionEnd(lines []string, i int) int {
-	first := strings.TrimSpace(withoutComment(lines[i]))
+	first := strings.TrimSpace(luaComment.ReplaceAllString(lines[i], ""))
 	indented := func(l string) bool { return strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t") }
 	if strings.HasSuffix(first, " end") && (i+1 == len(lines) || !indented(lines[i+1])) {
 		return i

@@ -244,7 +244,7 @@ return c(1)
 	assert.Panics(t, func() { withoutUnused("local function f(x)\nreturn x\nend\n") }, "a body not indented")
 	for name := range scriptParts {
 		src := composed(name)
-		code := regexp.MustCompile(`--[^\n]*`).ReplaceAllString(src, "")
+		code := luaComment.ReplaceAllString(src, "")
 		for _, m := range localFunction.FindAllStringSubmatch(src, -1) {
 			if n := len(regexp.MustCompile(`\b`+m[1]+`\b`).FindAllString(code, -1)); n < 2 {
 				t.Errorf("composed %s defines %s, which it never names", name, m[1])
