@@ -37,7 +37,7 @@ end`
 // from clockKey instead of the server's TIME.
 func virtualScript(t testing.TB, name string) *redis.Script {
 	t.Helper()
-	src := composed(name)
+	src := composeSource(scriptParts[name]...)
 	require.Equal(t, 1, strings.Count(src, serverNowLua), "prelude.lua's server_now changed: update serverNowLua")
 	return redis.NewScript(strings.Replace(src, serverNowLua,
 		"local function server_now()\n  return tonumber(redis.call('get', '"+clockKey+"'))\nend", 1))

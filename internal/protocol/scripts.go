@@ -131,8 +131,7 @@ func composeSource(parts ...string) string {
 	return text
 }
 
-// localFunction finds the name of a top-level function a paragraph (or a
-// line) defines.
+// localFunction finds the name of a top-level function a paragraph defines.
 var localFunction = regexp.MustCompile(`(?m)^local function ([A-Za-z_][A-Za-z0-9_]*)\(`)
 
 // onlyFunctions answers src, a file of paragraphs (separated by blank
@@ -167,82 +166,7 @@ func onlyFunctions(src []byte, keep []string) ([]byte, []string) {
 }
 
 func composeScript(name string) *redis.Script {
-	return redis.NewScript(composed(name))
-}
-
-// composed answers the text of the script name: its parts joined
-// (composeSource), less every top-level local function it never names
-// (withoutUnused).
-func composed(name string) string {
-	return withoutUnused(composeSource(scriptParts[name]...))
-}
-
-// luaComment and luaName find a Lua line comment and a name.
-var (
-	luaComment = regexp.MustCompile(`--[^\n]*`)
-	luaName    = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
-)
-
-// withoutUnused answers text, a composed script, without the top-level
-// local functions that nothing in it names but their definition (a
-// mention in a comment does not count; one in a string does), each with
-// the comment lines right above it, until every one left is named: a
-// shared part defines functions some scripts never call, and Redis makes
-// a closure of every function a script defines, binding its upvalues, at
-// every call. A function nothing names cannot run, so leaving it out
-// changes nothing else. A function's definition ends at the first line
-// "end" at the left margin, its body being indented, or on its own line
-// when that ends with "end" and the next line is not indented.
-func withoutUnused(text string) string {
-	for {
-		code := luaComment.ReplaceAllString(text, "")
-		uses := map[string]int{}
-		for _, n := range luaName.FindAllString(code, -1) {
-			uses[n]++
-		}
-		lines := strings.SplitAfter(text, "\n")
-		var kept []string
-		dropped := false
-		for i := 0; i < len(lines); i++ {
-			m := localFunction.FindStringSubmatch(lines[i])
-			if m == nil || uses[m[1]] > 1 {
-				kept = append(kept, lines[i])
-				continue
-			}
-			end := functionEnd(lines, i)
-			for len(kept) > 0 && strings.HasPrefix(kept[len(kept)-1], "--") {
-				kept = kept[:len(kept)-1] // (its comment)
-			}
-			if (len(kept) == 0 || kept[len(kept)-1] == "\n") && end+1 < len(lines) && lines[end+1] == "\n" {
-				end++ // (one blank line between its neighbours, not two)
-			}
-			i, dropped = end, true
-		}
-		text = strings.Join(kept, "")
-		if !dropped {
-			return text
-		}
-	}
-}
-
-// functionEnd answers the index of the last line of the top-level
-// function whose definition starts at lines[i] (withoutUnused). It panics
-// when that end is not clear, a build error.
-func functionEnd(lines []string, i int) int {
-	first := strings.TrimSpace(luaComment.ReplaceAllString(lines[i], ""))
-	indented := func(l string) bool { return strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t") }
-	if strings.HasSuffix(first, " end") && (i+1 == len(lines) || !indented(lines[i+1])) {
-		return i
-	}
-	for j := i + 1; j < len(lines); j++ {
-		if strings.TrimRight(lines[j], " \n") == "end" {
-			return j
-		}
-		if strings.TrimSpace(lines[j]) != "" && !indented(lines[j]) {
-			break
-		}
-	}
-	panic("protocol: no clear end of the function defined by " + strings.TrimSpace(lines[i]))
+	return redis.NewScript(composeSource(scriptParts[name]...))
 }
 
 // EndOfCircle is the sentinel that marks one lap of a queue's mid-circle

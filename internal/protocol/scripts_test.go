@@ -34,8 +34,8 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files under te
 // to a shared part shows up as a diff in each script that uses it.
 // Run `go test -run Golden -update .` after a deliberate change.
 func TestComposedScriptsGolden(t *testing.T) {
-	for name := range scriptParts {
-		got := composed(name)
+	for name, parts := range scriptParts {
+		got := composeSource(parts...)
 		path := filepath.Join("testdata", name+".lua.golden")
 		if *updateGolden {
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -201,54 +201,4 @@ func TestComposedLibSubset(t *testing.T) {
 	assert.Panics(t, func() { composeSource("lib:no_such_function") })
 	assert.Equal(t, composeSource("lib"), composeSource("lib:server_now,receipt_get,receipt_put,move_sentinel,tagged_get"),
 		"every function kept: lib.lua as it is")
-}
-
-// TestComposedWithoutUnused: a composed script leaves out the top-level
-// local functions nothing in it names (with their comments), again and
-// again until every one left is named; a mention in a comment does not
-// keep one, a string that names it does.
-func TestComposedWithoutUnused(t *testing.T) {
-	src := `-- a is called by b alone.
-local function a()
-  return 1
-end
-
--- b is called by nothing.
-local function b() return a() end
-
-local function c(x)
-  -- (d() is named here alone)
-  return x .. 'e'
-end
-
-local function d() return 2 end
-
-local function e(x)
-  return x
-end
-
-return c(1)
-`
-	want := `local function c(x)
-  -- (d() is named here alone)
-  return x .. 'e'
-end
-
-local function e(x)
-  return x
-end
-
-return c(1)
-`
-	assert.Equal(t, want, withoutUnused(src))
-	assert.Panics(t, func() { withoutUnused("local function f(x)\nreturn x\nend\n") }, "a body not indented")
-	for name := range scriptParts {
-		src := composed(name)
-		code := luaComment.ReplaceAllString(src, "")
-		for _, m := range localFunction.FindAllStringSubmatch(src, -1) {
-			if n := len(regexp.MustCompile(`\b`+m[1]+`\b`).FindAllString(code, -1)); n < 2 {
-				t.Errorf("composed %s defines %s, which it never names", name, m[1])
-			}
-		}
-	}
 }
