@@ -94,7 +94,7 @@ local max_handles = tonumber(ARGV[8])
 dead_max_count, dead_max_age_ms = tonumber(ARGV[14]), tonumber(ARGV[15])
 results_max_count = tonumber(ARGV[20 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
 results_max_age_ms = tonumber(ARGV[21 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
-in_script.first = tonumber(ARGV[22 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
+if in_script then in_script.first = tonumber(ARGV[22 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0 end
 local quarantine_after = tonumber(ARGV[16])
 local n_outcomes = tonumber(ARGV[17])
 index_only = ARGV[18] == '1'
@@ -105,9 +105,11 @@ if bad then return bad end
 
 -- The lean call (§4). A queue that uses no extension with keys of its
 -- own (the 39th to the 52nd: results .. limit-key) is polled with its
--- first 38 keys only, by a composition without limits.lua (limits_freed
--- is nil then): Redis makes and binds 14 strings fewer per call, and the
--- script 18 closures fewer. Such a call checks, before it writes
+-- first 38 keys only, by a composition without limits.lua and
+-- outcome-ext.lua, and without followups.lua unless the call enqueues
+-- follow-ups here (limits_freed is nil then): Redis makes and binds 14
+-- strings fewer per call, and none of those files' closures (some 40 of
+-- the 94 the full poll makes). Such a call checks, before it writes
 -- anything, that the queue still uses none of them (another script may
 -- have marked one since the client chose: a cancel, a progress, limits)
 -- and that none of its outcomes carries a result or follow-ups for the
@@ -127,7 +129,7 @@ if own_keys < 52 or limits_freed == nil then
   for i = 0, n_outcomes - 1 do
     local j = 19 + OUTCOME_ARGS * i
     -- (follow-ups enqueued in the script, §22, need none of them)
-    local p = in_script.parsed[j + 6]
+    local p = in_script and in_script.parsed[j + 6]
     if ARGV[j + 5] ~= '' or ((p and p.rest) or ARGV[j + 6]) ~= '' then
       return redis.error_reply('MQKEYS an outcome with a result or follow-ups for the relay needs all of the queue\'s keys')
     end

@@ -2,8 +2,8 @@
 -- the lock its handling took (§7), and the writes it shares with the poll:
 -- collecting a message, requeueing it, and its dead letter (§11). Composed
 -- into dequeue.lua, which records outcomes before it polls, and into
--- renew.lua and dead-letters.lua, after history.lua and
--- attempt-errors.lua (§17).
+-- renew.lua, delete.lua, cancel.lua and limits-set.lua, after history.lua
+-- and attempt-errors.lua (§17).
 
 -- UNPACK_MAX bounds the arguments one gathered command takes, well inside
 -- what Lua's unpack can spread.
@@ -32,10 +32,10 @@ local function feature_used(name)
   if features == nil then
     local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'results', 'handoffs', 'batches',
       'cancel', 'progress', 'limits')
-    features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false}
-    features.handoffs, features.batches = v[4] ~= false, v[5] ~= false
-    features.cancel, features.progress = v[6] ~= false, v[7] ~= false
-    features.limits = v[8] ~= false
+    -- (one constructor: Lua sizes the table once)
+    features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false,
+      handoffs = v[4] ~= false, batches = v[5] ~= false, cancel = v[6] ~= false, progress = v[7] ~= false,
+      limits = v[8] ~= false}
   end
   return features[name] == true
 end
@@ -45,6 +45,19 @@ end
 -- limits, and that no outcome carries a result or follow-ups: the
 -- per-message calls of those extensions are skipped then, each a no-op.
 local lean_call = false
+
+-- The outcome code of the extensions with keys of their own lives apart,
+-- in outcome-ext.lua (batches §22, results §21, a cancel's check §20) and
+-- followups.lua (follow-ups, §22), each composed after this file where it
+-- is needed. The lean poll's compositions (§4) leave out outcome-ext.lua,
+-- and the plain one followups.lua too: Redis makes a closure of every
+-- function a script defines, and binds its upvalues, at every call, a
+-- cost its busy workers would pay for nothing. There the names below stay
+-- nil: code a lean call reaches calls them only when they are there; code
+-- it never reaches (behind lean_call, or behind a feature it found unused,
+-- or a result, which it refuses) calls them as they are.
+local tick_batch, notify_final, cancel_asked, keep_result, trim_results = nil, nil, nil, nil, nil
+local in_script, hand_off = nil, nil
 
 -- Per-message policies (§14).
 local function policy_used()
@@ -103,34 +116,6 @@ local function window_of(p)
   return 0
 end
 
--- Follow-ups and batches (§22). batch_of answers the batch an encoded
--- policy names (its ninth field, "<b>\n<completion queue>"), '' for none.
-local function batch_of(p)
-  local i, n = 1, 0
-  while i + 3 <= #p do
-    local a, b, c, d = string.byte(p, i, i + 3)
-    local len = a + 256 * b + 65536 * c + 16777216 * d
-    n = n + 1
-    if n == 9 then return string.sub(p, i + 4, i + 3 + len) end
-    i = i + 4 + len
-  end
-  return ''
-end
-
--- tick_batch appends to handoffs the tick of mid's final outcome (kind 's'
--- success, 'd' dead, 'c' cancelled, §20) when mid is a member of a batch: "T<kind>\n<first
--- enqueue time>\n<batch>\n<completion queue>\n<mid>", which the relay
--- counts in the completion queue's batches (batch-tick.lua), once per
--- message (the tick's id is the mid and its first-enqueue time udt, read
--- when not given).
-local function tick_batch(mid, udt, kind)
-  if not feature_used('batches') then return end
-  udt = udt or redis.call('hget', K_UDTS, mid) or ''
-  local b = batch_of(policy_of(mid, udt))
-  if b == '' then return end
-  redis.call('rpush', K_HANDOFFS, 'T' .. kind .. '\n' .. udt .. '\n' .. b .. '\n' .. mid)
-end
-
 -- Gathered writes. Within one call, the due entries written (each a
 -- score and a mid), the windows written and the messages collected are
 -- gathered and sent as one command per key by flush_gathered, which leaves
@@ -147,166 +132,6 @@ local collected = {}
 -- becomes the message. The script then wakes a sleeping worker (§6), whose
 -- sleep would otherwise run on past it.
 local outcomes_wake = false
-
--- Follow-ups enqueued by the script itself (§22, "In the script"). A
--- success's follow-ups record that starts with 'S' holds, each after its
--- length in four little-endian bytes: the number of follow-ups to enqueue
--- here, then per follow-up its target (the target queue's messages key,
--- '' for this queue), id, content, lock time in ms ('0' for the worker's)
--- and metadata ('' for none); what follows them is a record for the relay
--- ('' for none), appended to handoffs as before. A target queue's keys
--- come after the queue's own, eight each (messages, udts, mids-ready,
--- mid-circle, isleep-a, isleep-b, lock-times, meta), the first at KEYS
--- index in_script.first (dequeue.lua's ARGV[22+7n]; 0 for none).
--- in_script.parsed holds, by the ARGV index of a group's follow-ups, what
--- in_script.check parsed; in_script.targets the keys of each target
--- queue, by name; in_script.gathered the follow-ups recorded successes
--- hand off, by target, in the order of in_script.order, enqueued by
--- in_script.flush.
-local in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}}
-
--- in_script.field_at answers the field at position i of s (its length in four
--- little-endian bytes, then its bytes) and the position after it, or nil
--- when s is too short.
-function in_script.field_at(s, i)
-  local a, b, c, d = string.byte(s, i, i + 3)
-  if not d then return nil end
-  local len = a + 256 * b + 65536 * c + 16777216 * d
-  if i + 3 + len > #s then return nil end
-  return string.sub(s, i + 4, i + 3 + len), i + 4 + len
-end
-
--- in_script.keys answers the keys of the queue whose messages key is name
--- ('' or K_MESSAGES: this queue), or nil when the call did not pass them.
-function in_script.keys(name)
-  if name == '' then name = K_MESSAGES end
-  local ks = in_script.targets[name]
-  if ks then return ks end
-  if name == K_MESSAGES then
-    ks = {K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_LOCK_TIMES, K_META}
-  elseif in_script.first > 0 then
-    for g = in_script.first, #KEYS - 7, 8 do
-      if KEYS[g] == name then
-        ks = {KEYS[g], KEYS[g + 1], KEYS[g + 2], KEYS[g + 3], KEYS[g + 4], KEYS[g + 5], KEYS[g + 6], KEYS[g + 7]}
-        break
-      end
-    end
-  end
-  in_script.targets[name] = ks
-  return ks
-end
-
--- in_script.check parses the 'S' record rec of the outcome group at ARGV
--- index j into in_script.parsed[j], and answers nil, or an error text
--- when the record is damaged or names a queue whose keys the call lacks:
--- the call is then refused before anything is written.
-function in_script.check(j, rec)
-  local n, i = in_script.field_at(rec, 2)
-  n = tonumber(n)
-  if not n then return 'a damaged follow-ups record' end
-  local list = {}
-  for k = 1, n do
-    local f = {}
-    for x = 1, 5 do
-      f[x], i = in_script.field_at(rec, i)
-      if not f[x] then return 'a damaged follow-ups record' end
-    end
-    local ks = in_script.keys(f[1])
-    if not ks then return 'no keys for the follow-ups to ' .. f[1] end
-    f[1] = ks
-    list[k] = f
-  end
-  in_script.parsed[j] = {list = list, rest = string.sub(rec, i)}
-  return nil
-end
-
--- in_script.flush enqueues the follow-ups gathered, a few commands per
--- target queue, each as an enqueue of a new id would (enqueue.lua's add,
--- §3): its content, first-enqueue time now, metadata and lock time when it
--- has them, at the left of mids-ready in order (and mid-circle's sentinel
--- when the circle is missing), and a sleeping worker of its queue woken,
--- once per queue and call (move_sentinel, lib.lua; this queue's through
--- outcomes_wake). An id its queue holds already is this handling's
--- follow-up there already (its id is derived from the handling, unique to
--- it): nothing is written for it. No stale metadata can wait under such
--- an id (§13), so none is deleted.
-function in_script.flush(now)
-  for _, ks in ipairs(in_script.order) do
-    local fs = in_script.gathered[ks[1]]
-    local new = {}
-    if #fs == 1 then
-      if redis.call('hsetnx', ks[1], fs[1][2], fs[1][3]) == 1 then new[1] = fs[1] end
-    else
-      local seen, contents = {}, {}
-      for c = 1, #fs, UNPACK_MAX do
-        local ids = {}
-        for k = c, math.min(c + UNPACK_MAX - 1, #fs) do ids[#ids + 1] = fs[k][2] end
-        for k, held in ipairs(redis.call('hmget', ks[1], unpack(ids))) do
-          local f = fs[c + k - 1]
-          if not held and not seen[f[2]] then
-            seen[f[2]] = true
-            new[#new + 1] = f
-            contents[#contents + 1], contents[#contents + 2] = f[2], f[3]
-          end
-        end
-      end
-      call_each('hset', ks[1], contents)
-    end
-    if #new > 0 then
-      local ids, udts, locks, metas = {}, {}, {}, {}
-      for k, f in ipairs(new) do
-        ids[k] = f[2]
-        udts[#udts + 1], udts[#udts + 2] = f[2], now
-        if f[4] ~= '0' then locks[#locks + 1], locks[#locks + 2] = f[2], f[4] end
-        if f[5] ~= '' then metas[#metas + 1], metas[#metas + 2] = f[2], f[5] end
-      end
-      call_each('hset', ks[2], udts)
-      call_each('hset', ks[7], locks)
-      call_each('hset', ks[8], metas)
-      local len = 0
-      for c = 1, #ids, UNPACK_MAX do
-        len = redis.call('lpush', ks[3], unpack(ids, c, math.min(c + UNPACK_MAX - 1, #ids)))
-      end
-      if len == #ids and redis.call('exists', ks[4]) == 0 then
-        redis.call('lpush', ks[4], END_OF_CIRCLE)
-      end
-      if ks[1] == K_MESSAGES then
-        outcomes_wake = true
-      else
-        move_sentinel(ks[5], ks[6], len % 2 == 1)
-      end
-    end
-  end
-  in_script.gathered, in_script.order = {}, {}
-end
-
--- hand_off records a success's follow-ups (§22): those the client sent to
--- enqueue here (an 'S' record, parsed as j's by in_script.check) are
--- gathered for in_script.flush; a record for the relay is appended to
--- handoffs.
-local function hand_off(followups, j)
-  if followups == nil or followups == '' then return end
-  local p = j and in_script.parsed[j]
-  if p then
-    for _, f in ipairs(p.list) do
-      local ks = f[1]
-      local fs = in_script.gathered[ks[1]]
-      if not fs then
-        fs = {}
-        in_script.gathered[ks[1]] = fs
-        in_script.order[#in_script.order + 1] = ks
-      end
-      fs[#fs + 1] = f
-    end
-    followups = p.rest
-    if followups == '' then return end
-  end
-  redis.call('rpush', K_HANDOFFS, followups)
-  if not feature_used('handoffs') then
-    redis.call('hset', K_FEATURES, 'handoffs', '1')
-    features.handoffs = true
-  end
-end
 
 -- index_due writes mid's due entry (§11): when its status next changes
 -- by time alone.
@@ -357,7 +182,14 @@ local function flush_gathered()
     call_each('zrem', K_WINDOWS, list)
   end
   if limits_flush and feature_used('limits') then limits_flush() end
-  gathered = {due = {}, windows = {}, unlock = {}, done = {}, collect = {}}
+  -- (a new list only for one written: each table is an allocation, and
+  -- a call flushes two or three times)
+  local g = gathered
+  if #g.due > 0 then g.due = {} end
+  if #g.windows > 0 then g.windows = {} end
+  if #g.unlock > 0 then g.unlock = {} end
+  if #g.done > 0 then g.done = {} end
+  if #g.collect > 0 then g.collect = {} end
 end
 
 -- requeue_now turns mid's pending requeue (messages-rq, or the legacy
@@ -463,58 +295,6 @@ local results_max_count, results_max_age_ms = 0, 0
 -- results_kept counts the results this call wrote (keep_result).
 local results_kept = 0
 
--- trim_results drops the results older than results_max_age_ms and the
--- oldest beyond results_max_count, at most 100 of each more than this
--- call wrote, as trim_dead does for dead letters: once per call, after
--- its outcomes (record_outcomes), so that the store never grows past its
--- bound by more than 100.
-local function trim_results(now)
-  local limit = 100 + results_kept
-  if results_max_age_ms > 0 then
-    local old = redis.call('zrangebyscore', K_RESULTS_INDEX, '-inf', now - results_max_age_ms, 'LIMIT', 0, limit)
-    if #old > 0 then
-      call_each('hdel', K_RESULTS, old)
-      call_each('zrem', K_RESULTS_INDEX, old)
-    end
-  end
-  if results_max_count > 0 then
-    local surplus = redis.call('zcard', K_RESULTS_INDEX) - results_max_count
-    if surplus > 0 then
-      local old = redis.call('zrange', K_RESULTS_INDEX, 0, math.min(surplus, limit) - 1)
-      call_each('hdel', K_RESULTS, old)
-      call_each('zrem', K_RESULTS_INDEX, old)
-    end
-  end
-end
-
--- keep_result writes result, the bytes a handler gave with mid's success,
--- as results[mid] = "<now>:<result>", indexed by now in results-index, and
--- marks the queue as using results (features), so that from this call on
--- its final outcomes are published (notify_final). The call trims the
--- results once, after its outcomes (trim_results).
-local function keep_result(mid, result, now)
-  if not feature_used('results') then
-    redis.call('hset', K_FEATURES, 'results', '1')
-    features.results = true
-  end
-  redis.call('hset', K_RESULTS, mid, now .. ':' .. result)
-  redis.call('zadd', K_RESULTS_INDEX, now, mid)
-  results_kept = results_kept + 1
-end
-
--- notify_final tells the waiters of a queue that uses results (§21) that
--- mid is finished (a success, with or without a result, a dead letter, or
--- a cancel, §20):
--- a PUBLISH of mid on the channel named as the results key. A waiter
--- subscribes before it reads, so it misses none. A PUBLISH refused (an
--- ACL user without the channel) fails nothing: waiters then find the
--- outcome at their next read.
-local function notify_final(mid)
-  if feature_used('results') then
-    redis.pcall('publish', K_RESULTS, mid)
-  end
-end
-
 -- enter_window makes mid done, in a dedupe window until at (§6, §14):
 -- the backoff set, indexed in windows, the content emptied (it is never
 -- handed out again; a pending requeue keeps it, as a legacy requeue mark
@@ -554,12 +334,12 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms, window_ms)
   local items = {content, reason, err, tostring(attempts), udt, tostring(now), lock_ms, pack(errors)}
   local policy = policy_of(mid, udt)
   if policy ~= '' then items[9] = policy end
-  tick_batch(mid, udt, 'd')
+  if tick_batch then tick_batch(mid, udt, 'd') end
   redis.call('hset', K_DEAD, mid, pack4(items))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   count_history('d')
   trim_dead(now)
-  notify_final(mid)
+  if notify_final then notify_final(mid) end
   window_ms = math.max(window_ms or 0, window_of(policy))
   if window_ms > 0 then
     enter_window(mid, now + window_ms)
@@ -581,21 +361,14 @@ local function holds_lock(mid, token)
   return tonumber(from) == tonumber(token) and tonumber(to) == tonumber(held)
 end
 
--- Cancel (§20). cancel_asked tells whether a cancel of mid stands: the
--- queue uses the feature, and cancels holds an entry tagged with the
--- message's first-enqueue time (an entry of an earlier message of the
--- same id, left by a Carmine worker's collection, is stale).
-local function cancel_asked(mid, udt)
-  if not feature_used('cancel') then return false end
-  return tagged_get(K_CANCELS, mid, udt or redis.call('hget', K_UDTS, mid)) ~= false
-end
-
 -- cancel_now ends a cancelled message for good: collected with every
 -- entry of it, its pending requeue too (a cancel is of the id), never
 -- retried and never a dead letter. Its lock is the caller's to release.
 local function cancel_now(mid)
-  tick_batch(mid, nil, 'c') -- (before collect, which drops the policy)
-  notify_final(mid) -- (a waiter for its result learns there is none)
+  if tick_batch then
+    tick_batch(mid, nil, 'c') -- (before collect, which drops the policy)
+    notify_final(mid) -- (a waiter for its result learns there is none)
+  end
   redis.call('hdel', K_MESSAGES_RQ, mid)
   redis.call('hdel', K_LOCK_TIMES_RQ, mid)
   redis.call('srem', K_REQUEUE, mid)
@@ -649,7 +422,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
   if limits_freed and feature_used('limits') then limits_freed(mid, outcome, now) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     -- (a lean call carries no follow-ups for the relay: refused, §4)
-    hand_off(followups, j)
+    if hand_off then hand_off(followups, j) end
     if not lean_call then tick_batch(mid, nil, 's') end
   end
   if outcome ~= 'release' then
@@ -719,7 +492,7 @@ local function check_outcomes(first, n)
         '" for message "' .. tostring(ARGV[j]) .. '"')
     end
     local fu = ARGV[j + 6]
-    if fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
+    if in_script and fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
       local bad = in_script.check(j + 6, fu)
       if bad then
         return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(ARGV[j]) .. '"')
@@ -758,7 +531,7 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
         now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6], j + 6)
     end
   end
-  in_script.flush(now)
+  if in_script then in_script.flush(now) end
   flush_gathered()
   if results_kept > 0 then trim_results(now) end
   return results

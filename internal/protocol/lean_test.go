@@ -195,6 +195,12 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 	withFollowUps := done
 	withFollowUps.FollowUps = []byte("f")
 	assert.Equal(t, NeedKeys, ErrorCode(lean(withFollowUps)), "follow-ups")
+	// (Poll sends follow-ups to enqueue in the script to the lean
+	// composition that has their code, dequeue-lean-followups; the plain
+	// one, without it, refuses them rather than drop them.)
+	inScript := done
+	inScript.FollowUps = EncodeInScript([]InScriptFollowUp{{ID: "m0/x", Data: []byte("f")}}, nil)
+	assert.Equal(t, NeedKeys, ErrorCode(lean(inScript)), "follow-ups to enqueue in the script, to the plain lean composition")
 	assert.Equal(t, before, dump(), "a refused call wrote nothing")
 
 	for _, f := range []string{"results", "handoffs", "batches", "cancel", "progress", "limits"} {
@@ -216,15 +222,15 @@ func TestLeanPollInScriptFollowUps(t *testing.T) {
 	ctx := context.Background()
 	s := queuetest.RealServer(t)
 	q, next := queuetest.QueueName(t), queuetest.QueueName(t)+"-next"
-	for i := range 2 {
+	for i := range 3 {
 		mustEnqueue(t, s, q, i, &EnqueueMessage{ID: "m" + strconv.Itoa(i)})
 	}
 	lean := new(Lean)
-	a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 2, Poller: randomToken(), Seq: 1, Lean: lean}
+	a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 3, Poller: randomToken(), Seq: 1, Lean: lean}
 	r, err := Poll(ctx, s.RDB, s.Keys(q), a)
 	require.NoError(t, err)
 	out := handedOut(r)
-	require.Len(t, out, 2)
+	require.Len(t, out, 3)
 
 	in := EncodeInScript([]InScriptFollowUp{
 		{Target: s.Key(next, keys.Messages), ID: "m0/a", Data: []byte("to next")},
@@ -240,9 +246,20 @@ func TestLeanPollInScriptFollowUps(t *testing.T) {
 	assert.Equal(t, "to own", s.RDB.HGet(ctx, s.Key(q, keys.Messages), "m0/b").Val())
 	assert.Zero(t, s.RDB.Exists(ctx, s.Key(q, keys.Handoffs)).Val(), "nothing for the relay")
 
+	// Follow-ups to its own queue alone pass no keys of another queue:
+	// still the lean composition with their code.
+	a.Seq, a.Confirmed = 3, 2
+	a.Completions = []Completion{{ID: "m2", LockedUntil: out["m2"].LockedUntil, Outcome: OutcomeSuccess,
+		FollowUps: EncodeInScript([]InScriptFollowUp{{ID: "m2/a", Data: []byte("own only")}}, nil)}}
+	r, err = Poll(ctx, s.RDB, s.Keys(q), a)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{true}, r.Recorded)
+	assert.False(t, lean.Full(), "follow-ups to its own queue keep the call lean")
+	assert.Equal(t, "own only", s.RDB.HGet(ctx, s.Key(q, keys.Messages), "m2/a").Val())
+
 	relay, err := EncodeFollowUps([]FollowUp{{Queue: "far", Msg: EnqueueMessage{ID: "m1/x/0", Data: []byte("f")}}})
 	require.NoError(t, err)
-	a.Seq, a.Confirmed = 3, 2
+	a.Seq, a.Confirmed = 4, 3
 	a.Completions = []Completion{{ID: "m1", LockedUntil: out["m1"].LockedUntil, Outcome: OutcomeSuccess,
 		FollowUps: EncodeInScript([]InScriptFollowUp{{ID: "m1/y", Data: []byte("own")}}, relay)}}
 	r, err = Poll(ctx, s.RDB, s.Keys(q), a)

@@ -173,6 +173,18 @@ func (l *Lean) lean(a *PollArgs) bool {
 	return true
 }
 
+// enqueuesInScript tells whether any of cs has follow-ups that the poll
+// script enqueues itself (§22, EncodeInScript): a lean call carrying
+// them runs the lean composition that has the code for them (§4).
+func enqueuesInScript(cs []Completion) bool {
+	for _, c := range cs {
+		if len(c.FollowUps) > 0 && c.FollowUps[0] == HandoffInScript {
+			return true
+		}
+	}
+	return false
+}
+
 // NotTold, as PollArgs.Held, does not tell the poll how many messages
 // the worker holds: suspects are handed out as any message.
 const NotTold = -1
@@ -246,7 +258,11 @@ func Poll(ctx context.Context, r Redis, keys []string, a PollArgs) (PollReply, e
 	full := true
 	if a.Lean.lean(&a) {
 		ks, first := withInScriptKeys(keys[:LeanKeys:LeanKeys], a.Completions)
-		raw, err = dequeueLeanScript.Run(ctx, r, ks, a.argv(first)...).Slice()
+		script := dequeueLeanScript
+		if enqueuesInScript(a.Completions) {
+			script = dequeueLeanFollowUpsScript
+		}
+		raw, err = script.Run(ctx, r, ks, a.argv(first)...).Slice()
 		if full = ErrorCode(err) == NeedKeys; full {
 			a.Lean.full.Store(true)
 		}

@@ -31,30 +31,33 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 var scriptParts = map[string][]string{
 	"enqueue":     {"lib", "prelude", "status", "enqueue"},
 	"enqueue-new": {"lib:", "enqueue-new"}, // binds its own few keys: no prelude, and no function (a closure a call)
-	"dequeue":     {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "limits", "dequeue"},
+	"dequeue":     {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "outcome-ext", "followups", "limits", "dequeue"},
 	// The lean poll (docs/protocol.md §4), for a queue that uses no
-	// extension with keys of its own: without limits.lua, whose closures
-	// every call would make for nothing.
-	"dequeue-lean": {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "dequeue"},
-	"msg-status":   {"lib", "prelude", "status", "attempt-errors", "msg-status"},
-	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "renew"},
-	"queue-counts": {"lib", "prelude", "counts", "queue-counts"},
-	"delete":       {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "delete"},
-	"pause":        {"lib", "prelude", "pause"},
-	"dead-letters": {"lib", "prelude", "status", "dead-letters"},
-	"heartbeat":    {"lib", "prelude", "heartbeat"},
-	"history-read": {"lib", "prelude", "history", "history-read"},
-	"tick":         {"lib", "tick"}, // binds its own few keys: no prelude
-	"schedules":    {"lib", "schedules"},
-	"result":       {"lib", "prelude", "status", "result"},
-	"batch-tick":   {"lib", "prelude", "batch-tick"},
-	"cancel":       {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "cancel", "delete"}, // a queued message goes on to delete.lua
-	"limits-set":   {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "limits-set"},
+	// extension with keys of its own: without limits.lua and
+	// outcome-ext.lua, whose closures every call would make for nothing,
+	// and without followups.lua but for a call that enqueues follow-ups in
+	// the script (§22).
+	"dequeue-lean":           {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "dequeue"},
+	"dequeue-lean-followups": {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "followups", "dequeue"},
+	"msg-status":             {"lib", "prelude", "status", "attempt-errors", "msg-status"},
+	"renew":                  {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "renew"},
+	"queue-counts":           {"lib", "prelude", "counts", "queue-counts"},
+	"delete":                 {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "delete"},
+	"pause":                  {"lib", "prelude", "pause"},
+	"dead-letters":           {"lib", "prelude", "status", "dead-letters"},
+	"heartbeat":              {"lib", "prelude", "heartbeat"},
+	"history-read":           {"lib", "prelude", "history", "history-read"},
+	"tick":                   {"lib", "tick"}, // binds its own few keys: no prelude
+	"schedules":              {"lib", "schedules"},
+	"result":                 {"lib", "prelude", "status", "result"},
+	"batch-tick":             {"lib", "prelude", "batch-tick"},
+	"cancel":                 {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "cancel", "delete"}, // a queued message goes on to delete.lua
+	"limits-set":             {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "limits-set"},
 }
 
 // The composed scripts, set by Load.
 var (
-	enqueueScript, enqueueNewScript, dequeueScript, dequeueLeanScript, msgStatusScript, renewScript, countsScript,
+	enqueueScript, enqueueNewScript, dequeueScript, dequeueLeanScript, dequeueLeanFollowUpsScript, msgStatusScript, renewScript, countsScript,
 	deleteScript, pauseScript, deadScript, heartbeatScript, historyScript *redis.Script
 	tickScript, schedulesScript *redis.Script
 	resultScript                *redis.Script
@@ -79,6 +82,7 @@ func Load(luaFS fs.FS) {
 	enqueueNewScript = composeScript("enqueue-new")
 	dequeueScript = composeScript("dequeue")
 	dequeueLeanScript = composeScript("dequeue-lean")
+	dequeueLeanFollowUpsScript = composeScript("dequeue-lean-followups")
 	msgStatusScript = composeScript("msg-status")
 	renewScript = composeScript("renew")
 	countsScript = composeScript("queue-counts")

@@ -157,7 +157,7 @@ func TestSkipReasonsAreTheScripts(t *testing.T) {
 // TestScriptsUseOnlyKeysFromKEYS guards the cluster rule: keys reach the
 // scripts only through KEYS, bound to names once in the prelude (or, for
 // enqueue-new.lua, tick.lua and schedules.lua, composed with lib.lua alone,
-// once at their top; outcome.lua reads the keys of the queues follow-ups
+// once at their top; followups.lua reads the keys of the queues follow-ups
 // go to, after the queue's own, as KEYS[g + i] alone, §22), and no
 // script builds a key name of its own.
 func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
@@ -168,7 +168,7 @@ func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
 		if strings.Contains(string(src), "carmine:") {
 			t.Errorf("%s names a key prefix", name)
 		}
-		if name == "outcome.lua" {
+		if name == "followups.lua" {
 			src = targets.ReplaceAll(src, nil)
 		}
 		if !binds[name] && strings.Contains(string(src), "KEYS[") {

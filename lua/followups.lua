@@ -1,0 +1,165 @@
+-- followups.lua: a success's follow-ups (§22), enqueued in the script or
+-- appended to handoffs for the relay, composed after outcome.lua into the
+-- poll's compositions but the plain lean one (§4): a lean call without
+-- follow-ups to enqueue here needs none of it. in_script and hand_off are
+-- outcome.lua's names (nil without this file), set here.
+
+-- Follow-ups enqueued by the script itself (§22, "In the script"). A
+-- success's follow-ups record that starts with 'S' holds, each after its
+-- length in four little-endian bytes: the number of follow-ups to enqueue
+-- here, then per follow-up its target (the target queue's messages key,
+-- '' for this queue), id, content, lock time in ms ('0' for the worker's)
+-- and metadata ('' for none); what follows them is a record for the relay
+-- ('' for none), appended to handoffs as before. A target queue's keys
+-- come after the queue's own, eight each (messages, udts, mids-ready,
+-- mid-circle, isleep-a, isleep-b, lock-times, meta), the first at KEYS
+-- index in_script.first (dequeue.lua's ARGV[22+7n]; 0 for none).
+-- in_script.parsed holds, by the ARGV index of a group's follow-ups, what
+-- in_script.check parsed; in_script.targets the keys of each target
+-- queue, by name; in_script.gathered the follow-ups recorded successes
+-- hand off, by target, in the order of in_script.order, enqueued by
+-- in_script.flush.
+in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}}
+
+-- in_script.field_at answers the field at position i of s (its length in four
+-- little-endian bytes, then its bytes) and the position after it, or nil
+-- when s is too short.
+function in_script.field_at(s, i)
+  local a, b, c, d = string.byte(s, i, i + 3)
+  if not d then return nil end
+  local len = a + 256 * b + 65536 * c + 16777216 * d
+  if i + 3 + len > #s then return nil end
+  return string.sub(s, i + 4, i + 3 + len), i + 4 + len
+end
+
+-- in_script.keys answers the keys of the queue whose messages key is name
+-- ('' or K_MESSAGES: this queue), or nil when the call did not pass them.
+function in_script.keys(name)
+  if name == '' then name = K_MESSAGES end
+  local ks = in_script.targets[name]
+  if ks then return ks end
+  if name == K_MESSAGES then
+    ks = {K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_LOCK_TIMES, K_META}
+  elseif in_script.first > 0 then
+    for g = in_script.first, #KEYS - 7, 8 do
+      if KEYS[g] == name then
+        ks = {KEYS[g], KEYS[g + 1], KEYS[g + 2], KEYS[g + 3], KEYS[g + 4], KEYS[g + 5], KEYS[g + 6], KEYS[g + 7]}
+        break
+      end
+    end
+  end
+  in_script.targets[name] = ks
+  return ks
+end
+
+-- in_script.check parses the 'S' record rec of the outcome group at ARGV
+-- index j into in_script.parsed[j], and answers nil, or an error text
+-- when the record is damaged or names a queue whose keys the call lacks:
+-- the call is then refused before anything is written.
+function in_script.check(j, rec)
+  local n, i = in_script.field_at(rec, 2)
+  n = tonumber(n)
+  if not n then return 'a damaged follow-ups record' end
+  local list = {}
+  for k = 1, n do
+    local f = {}
+    for x = 1, 5 do
+      f[x], i = in_script.field_at(rec, i)
+      if not f[x] then return 'a damaged follow-ups record' end
+    end
+    local ks = in_script.keys(f[1])
+    if not ks then return 'no keys for the follow-ups to ' .. f[1] end
+    f[1] = ks
+    list[k] = f
+  end
+  in_script.parsed[j] = {list = list, rest = string.sub(rec, i)}
+  return nil
+end
+
+-- in_script.flush enqueues the follow-ups gathered, a few commands per
+-- target queue, each as an enqueue of a new id would (enqueue.lua's add,
+-- §3): its content, first-enqueue time now, metadata and lock time when it
+-- has them, at the left of mids-ready in order (and mid-circle's sentinel
+-- when the circle is missing), and a sleeping worker of its queue woken,
+-- once per queue and call (move_sentinel, lib.lua; this queue's through
+-- outcomes_wake). An id its queue holds already is this handling's
+-- follow-up there already (its id is derived from the handling, unique to
+-- it): nothing is written for it. No stale metadata can wait under such
+-- an id (§13), so none is deleted.
+function in_script.flush(now)
+  for _, ks in ipairs(in_script.order) do
+    local fs = in_script.gathered[ks[1]]
+    local new = {}
+    if #fs == 1 then
+      if redis.call('hsetnx', ks[1], fs[1][2], fs[1][3]) == 1 then new[1] = fs[1] end
+    else
+      local seen, contents = {}, {}
+      for c = 1, #fs, UNPACK_MAX do
+        local ids = {}
+        for k = c, math.min(c + UNPACK_MAX - 1, #fs) do ids[#ids + 1] = fs[k][2] end
+        for k, held in ipairs(redis.call('hmget', ks[1], unpack(ids))) do
+          local f = fs[c + k - 1]
+          if not held and not seen[f[2]] then
+            seen[f[2]] = true
+            new[#new + 1] = f
+            contents[#contents + 1], contents[#contents + 2] = f[2], f[3]
+          end
+        end
+      end
+      call_each('hset', ks[1], contents)
+    end
+    if #new > 0 then
+      local ids, udts, locks, metas = {}, {}, {}, {}
+      for k, f in ipairs(new) do
+        ids[k] = f[2]
+        udts[#udts + 1], udts[#udts + 2] = f[2], now
+        if f[4] ~= '0' then locks[#locks + 1], locks[#locks + 2] = f[2], f[4] end
+        if f[5] ~= '' then metas[#metas + 1], metas[#metas + 2] = f[2], f[5] end
+      end
+      call_each('hset', ks[2], udts)
+      call_each('hset', ks[7], locks)
+      call_each('hset', ks[8], metas)
+      local len = 0
+      for c = 1, #ids, UNPACK_MAX do
+        len = redis.call('lpush', ks[3], unpack(ids, c, math.min(c + UNPACK_MAX - 1, #ids)))
+      end
+      if len == #ids and redis.call('exists', ks[4]) == 0 then
+        redis.call('lpush', ks[4], END_OF_CIRCLE)
+      end
+      if ks[1] == K_MESSAGES then
+        outcomes_wake = true
+      else
+        move_sentinel(ks[5], ks[6], len % 2 == 1)
+      end
+    end
+  end
+  in_script.gathered, in_script.order = {}, {}
+end
+
+-- hand_off records a success's follow-ups (§22): those the client sent to
+-- enqueue here (an 'S' record, parsed as j's by in_script.check) are
+-- gathered for in_script.flush; a record for the relay is appended to
+-- handoffs.
+function hand_off(followups, j)
+  if followups == nil or followups == '' then return end
+  local p = j and in_script.parsed[j]
+  if p then
+    for _, f in ipairs(p.list) do
+      local ks = f[1]
+      local fs = in_script.gathered[ks[1]]
+      if not fs then
+        fs = {}
+        in_script.gathered[ks[1]] = fs
+        in_script.order[#in_script.order + 1] = ks
+      end
+      fs[#fs + 1] = f
+    end
+    followups = p.rest
+    if followups == '' then return end
+  end
+  redis.call('rpush', K_HANDOFFS, followups)
+  if not feature_used('handoffs') then
+    redis.call('hset', K_FEATURES, 'handoffs', '1')
+    features.handoffs = true
+  end
+end
