@@ -37,7 +37,7 @@ var scriptParts = map[string][]string{
 	// every call would make for nothing.
 	"dequeue-lean": {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "dequeue"},
 	"msg-status":   {"lib", "prelude", "status", "attempt-errors", "msg-status"},
-	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "renew"},
+	"renew":        {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "renew"},
 	"queue-counts": {"lib", "prelude", "counts", "queue-counts"},
 	"delete":       {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "limits", "delete"},
 	"pause":        {"lib", "prelude", "pause"},
