@@ -77,7 +77,10 @@ local function limits_cfg()
   if limits_conf == nil then
     limits_conf = false
     if feature_used('limits') then
-      local v = redis.call('hmget', K_LIMITS, 'rate', 'key-rate', 'conc', 'key-conc')
+      -- (features.limits spells them, as limits-set.lua wrote them; '1'
+      -- when it has not, and limits holds them then)
+      local v = {string.match(features.limits_conf, '^=(.-)|(.-)|(.-)|(.*)$')}
+      if not v[1] then v = redis.call('hmget', K_LIMITS, 'rate', 'key-rate', 'conc', 'key-conc') end
       local c = {rate = limits_parse_rate(v[1]), key_rate = limits_parse_rate(v[2]),
         conc = tonumber(v[3]), key_conc = tonumber(v[4])}
       if c.conc and c.conc <= 0 then c.conc = nil end

@@ -35,7 +35,7 @@ local function feature_used(name)
     features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false}
     features.handoffs, features.batches = v[4] ~= false, v[5] ~= false
     features.cancel, features.progress = v[6] ~= false, v[7] ~= false
-    features.limits = v[8] ~= false
+    features.limits, features.limits_conf = v[8] ~= false, v[8] -- (§19: the limits themselves)
   end
   return features[name] == true
 end
