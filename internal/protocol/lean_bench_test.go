@@ -83,8 +83,9 @@ func BenchmarkPollKeySets(b *testing.B) {
 	// under limits at bounds never reached, as the bench systems do
 	// (§18, §19): "limits" a rate and a concurrency limit (mq-limits),
 	// "jobs" those per key too, each message with one of 16 limit keys
-	// (mq-jobs). Only the full composition enforces them: run full52 and
-	// alt, which passes every key then.
+	// (mq-jobs); "prio" the priority alone, to tell its share. Only the
+	// full composition enforces limits: run full52 and alt, which passes
+	// every key then.
 	limitsMode := os.Getenv("LEAN_BENCH_LIMITS")
 	if limitsMode != "" {
 		for i := range variants {
@@ -123,7 +124,7 @@ func BenchmarkPollKeySets(b *testing.B) {
 				a := Enqueue(ctx, s.RDB, s.Keys(q), EnqueueCall{Token: randomToken(), Keep: time.Minute, Messages: msgs})
 				require.NoError(b, a.Err)
 			}
-			if limitsMode != "" {
+			if limitsMode != "" && limitsMode != "prio" {
 				lots := RateArg(1_000_000, 1000, 1_000_000)
 				l := Limits{Rate: lots, Concurrency: "10000"}
 				if limitsMode == "jobs" {
