@@ -137,6 +137,8 @@ if own_keys < 52 or limits_freed == nil then
   lean_call = true
 end
 
+-- (§19) the limits' writes wait for the call's last flush
+if limits_flush then limits_deferred = true end
 local known, consumed = '', false
 local receipt, since = receipt_get(K_POLL_RECEIPTS, K_POLL_RECEIPTS_PREV, poller)
 if receipt then
@@ -592,7 +594,7 @@ local function decide(mid, from_circle)
     redis.call('hdel', K_BACKOFFS, mid)
   end
   index_due(mid, locked_until)
-  if limits_plan then limits_take(mid, limits_plan, locked_until, now) end
+  if limits_plan then limits_take(mid, limits_plan) end
   local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
   due_at = math.max(udt, due_at or udt)
   local step = {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid), due_at}
@@ -668,6 +670,7 @@ if #set_aside > 0 then
   end
   wake_one()
 end
+if limits_flush then limits_deferred = false end
 flush()
 flush_history(now)
 if useful then

@@ -87,7 +87,8 @@ local policy, unique, prio, limit_key
 local function set_tagged(hash, feature, value, udt, drop)
   if value ~= '' then
     redis.call('hset', hash, mid, udt .. ':' .. value)
-    redis.call('hset', K_FEATURES, feature, '1')
+    -- (only when absent: features.limits may spell the limits, §19)
+    redis.call('hsetnx', K_FEATURES, feature, '1')
   elseif drop then
     redis.call('hdel', hash, mid)
   end

@@ -7,6 +7,10 @@
 -- ARGV[3] the queue's concurrency limit, '' for none
 -- ARGV[4] the concurrency limit per limit key, '' for none
 --
+-- features.limits, set, spells the limits too, '=<rate>|<key-rate>|<conc>|
+-- <key-conc>', so that a poll reads them with the features it reads
+-- anyway (an enqueue with a limit key sets it only when absent).
+--
 -- Every parked id goes back to be handed out (each key's first in line,
 -- in order), so that a limit lifted or raised lets them go; one still
 -- refused parks again. A sleeping worker is woken to read the new limits.
@@ -16,6 +20,7 @@
 local fields = {'rate', 'key-rate', 'conc', 'key-conc'}
 local any = false
 for i, f in ipairs(fields) do
+  if string.find(ARGV[i], '|', 1, true) then return redis.error_reply('ERR a limit holds no |') end
   if ARGV[i] ~= '' then
     redis.call('hset', K_LIMITS, f, ARGV[i])
     any = true
@@ -23,7 +28,9 @@ for i, f in ipairs(fields) do
     redis.call('hdel', K_LIMITS, f)
   end
 end
-if any then redis.call('hset', K_FEATURES, 'limits', '1') end
+if any or redis.call('hexists', K_FEATURES, 'limits') == 1 then
+  redis.call('hset', K_FEATURES, 'limits', '=' .. table.concat({ARGV[1], ARGV[2], ARGV[3], ARGV[4]}, '|'))
+end
 
 local now = server_now()
 local members = redis.call('zrange', K_PARKED, 0, -1)

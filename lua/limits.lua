@@ -17,11 +17,13 @@
 -- with a sleep step that ends when the token comes due: nothing of the
 -- queue could be handed out before.
 --
--- Concurrency: a hand-out takes a slot, slots['h:<mid>'] = '<lock expiry>
--- <key>', counted in slot-counts 'q' (and 'k:<key>' when the queue has a
+-- Concurrency: a hand-out takes a slot, slots['h:<mid>'] = '<key>' ('' for
+-- none), counted in slot-counts 'q' (and 'k:<key>' when the queue has a
 -- per-key limit and the message a key). The outcome frees it, as does the
 -- poll's wake of its due entry once its lock ran out without one (the
--- process died), a collection, and a delete. A message refused for want
+-- process died), a collection, and a delete. The slot's liveness is its
+-- message's lock (locks, and its due entry): the slot holds no expiry of
+-- its own, so a renewal does not touch it. A message refused for want
 -- of a slot of its key is parked: a member '<key>\0<seq>\0<mid>' of
 -- parked (FIFO per key by lexical order) and slots['p:<mid>'] naming it;
 -- freeing a slot of the key moves the first parked id of the key back to
@@ -36,9 +38,10 @@
 -- read of them in the call goes through lim, so the call sees its own
 -- writes. A hand-out of a message whose slot the call does not know
 -- counts a slot at once and checks, with one HMGET for all such hand-outs
--- (lim_resolve), whether the message held one already (its lock ran out
--- before its wake): such a slot is kept, its count given back, before any
--- refusal for want of a slot and before the writes.
+-- (lim_resolve; one HSETNX, which writes the slot too, when there is one),
+-- whether the message held one already (its lock ran out before its wake):
+-- such a slot is kept, its count given back, before any refusal for want
+-- of a slot and before the writes.
 
 -- The queue's limits, read once per call: false for none.
 local limits_conf = nil
@@ -74,7 +77,10 @@ local function limits_cfg()
   if limits_conf == nil then
     limits_conf = false
     if feature_used('limits') then
-      local v = redis.call('hmget', K_LIMITS, 'rate', 'key-rate', 'conc', 'key-conc')
+      -- (features.limits spells them, as limits-set.lua wrote them; '1'
+      -- when it has not, and limits holds them then)
+      local v = {string.match(features.limits_conf, '^=(.-)|(.-)|(.-)|(.*)$')}
+      if not v[1] then v = redis.call('hmget', K_LIMITS, 'rate', 'key-rate', 'conc', 'key-conc') end
       local c = {rate = limits_parse_rate(v[1]), key_rate = limits_parse_rate(v[2]),
         conc = tonumber(v[3]), key_conc = tonumber(v[4])}
       if c.conc and c.conc <= 0 then c.conc = nil end
@@ -150,8 +156,15 @@ end
 function lim.tat(f)
   local v = lim.tats[f]
   if v == nil then
-    v = tonumber(redis.call('hget', K_RATE_TAT, f)) or false
-    lim.tats[f] = v
+    if (f == 'q' or f == 'nr') and lim.tats.q == nil and lim.tats.nr == nil then
+      -- (the queue's tat and the reservations' count, read together)
+      local both = redis.call('hmget', K_RATE_TAT, 'q', 'nr')
+      lim.tats.q, lim.tats.nr = tonumber(both[1]) or false, tonumber(both[2]) or false
+      v = lim.tats[f]
+    else
+      v = tonumber(redis.call('hget', K_RATE_TAT, f)) or false
+      lim.tats[f] = v
+    end
   end
   return v or nil
 end
@@ -167,9 +180,18 @@ function lim.set_key_tat(key, tat)
   lim.rkeys[key] = math.ceil(tat / 1000)
 end
 
--- lim.parked answers how many ids are parked (ZCARD once per call).
+-- lim.parked answers how many ids are parked (ZCARD once per call). Only
+-- a limit per key parks, and setting limits empties parked: without one,
+-- none is.
 function lim.parked()
-  if lim.nparked == nil then lim.nparked = redis.call('zcard', K_PARKED) end
+  if lim.nparked == nil then
+    local c = limits_cfg()
+    if c and c.key_conc then
+      lim.nparked = redis.call('zcard', K_PARKED)
+    else
+      lim.nparked = 0
+    end
+  end
   return lim.nparked
 end
 
@@ -183,17 +205,28 @@ function lim.resolve()
     fields[#fields + 1] = 'h:' .. mid
   end
   if #fields == 0 then return end
-  local held = redis.call('hmget', K_SLOTS, unpack(fields))
+  lim.unsure = {}
+  local held
+  if #fields == 1 then
+    -- (one: written at once unless held, which it then reads)
+    local f = fields[1]
+    if not lim.slots[f] then return end
+    if redis.call('hsetnx', K_SLOTS, f, lim.slots[f]) == 1 then
+      lim.slots_w[f] = nil
+      return
+    end
+    held = {redis.call('hget', K_SLOTS, f)}
+  else
+    held = redis.call('hmget', K_SLOTS, unpack(fields))
+  end
   for i, mid in ipairs(mids) do
     if held[i] then
-      local key = lim.unsure[mid]
+      local key = lim.slots[fields[i]]
       lim.add('q', -1)
       if key ~= '' then lim.add('k:' .. key, -1) end
-      local f = fields[i]
-      lim.set_slot(f, string.match(lim.slots[f], '^(%d+) ') .. ' ' .. (string.match(held[i], '^%d+ (.*)$') or ''))
+      lim.set_slot(fields[i], held[i])
     end
   end
-  lim.unsure = {}
 end
 
 -- limits_us writes a time in µs as an integer (tostring would round it).
@@ -217,10 +250,16 @@ function lim.flush_hash(hash, written, values, numbers)
   if #del > 0 then call_each('hdel', hash, del) end
 end
 
+-- limits_deferred, set by a poll call from its outcomes to its end, holds
+-- the writes back until the call's last flush: its outcomes and its
+-- hand-outs then write each hash once together.
+local limits_deferred = false
+
 -- limits_flush writes the call's gathered state (outcome.lua's
 -- flush_gathered calls it). A call that wrote a key's tat also drops up
 -- to 20 keys whose tat passed (once per call): they read as absent then.
 limits_flush = function()
+  if limits_deferred then return end
   lim.resolve()
   lim.flush_hash(K_SLOTS, lim.slots_w, lim.slots, false)
   lim.slots_w = {}
@@ -316,7 +355,7 @@ end
 -- lim.free frees the slot mid holds (held: its slots entry).
 function lim.free(mid, held, now)
   lim.set_slot('h:' .. mid, false)
-  local key = string.match(held, '^%d+ (.*)$') or ''
+  local key = held
   local c = limits_cfg()
   if c and c.conc and lim.count('q') >= c.conc then limits_wake = true end
   lim.add('q', -1)
@@ -458,34 +497,22 @@ local function limits_park(mid, key)
   lim.set_slot('p:' .. mid, member)
 end
 
--- limits_take writes what limits_admit planned for mid's hand-out, locked
--- until locked_until (ms).
-local function limits_take(mid, plan, locked_until, now)
+-- limits_take writes what limits_admit planned for mid's hand-out.
+local function limits_take(mid, plan)
   if plan.q_tat then lim.set_tat('q', plan.q_tat) end
   if plan.k_tat then lim.set_key_tat(plan.key, plan.k_tat) end
   if plan.reserved then lim.unreserve(mid) end
   if plan.slot then
     local f = 'h:' .. mid
-    local key = ''
-    if plan.held then
-      key = string.match(plan.held, '^%d+ (.*)$') or ''
-    else
+    if not plan.held then
+      local key = ''
       if plan.key_slot then key = plan.key end
       lim.add('q', 1)
       if key ~= '' then lim.add('k:' .. key, 1) end
       -- (a slot the call does not know is checked at the flush)
-      if lim.slots[f] == nil then lim.unsure[mid] = key end
+      if lim.slots[f] == nil then lim.unsure[mid] = true end
       lim.unpark_entry(mid)
+      lim.set_slot(f, key)
     end
-    lim.set_slot(f, locked_until .. ' ' .. key)
-  end
-end
-
--- limits_renew keeps mid's slot in step with its renewed lock.
-local function limits_renew(mid, locked_until)
-  if not feature_used('limits') then return end
-  local held = redis.call('hget', K_SLOTS, 'h:' .. mid)
-  if held then
-    redis.call('hset', K_SLOTS, 'h:' .. mid, locked_until .. ' ' .. (string.match(held, '^%d+ (.*)$') or ''))
   end
 end

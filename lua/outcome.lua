@@ -32,10 +32,11 @@ local function feature_used(name)
   if features == nil then
     local v = redis.call('hmget', K_FEATURES, 'policy', 'priority', 'results', 'handoffs', 'batches',
       'cancel', 'progress', 'limits')
-    -- (one constructor: Lua sizes the table once)
+    -- (one constructor: Lua sizes the table once; limits_conf holds the
+    -- limits themselves, §19)
     features = {policy = v[1] ~= false, priority = v[2] ~= false, results = v[3] ~= false,
       handoffs = v[4] ~= false, batches = v[5] ~= false, cancel = v[6] ~= false, progress = v[7] ~= false,
-      limits = v[8] ~= false}
+      limits = v[8] ~= false, limits_conf = v[8]}
   end
   return features[name] == true
 end

@@ -53,7 +53,6 @@ for i = 1, #ARGV, 4 do
       end
       redis.call('hset', K_PROGRESS, mid, (udt or '0') .. ':' .. now .. ' ' .. progress)
     end
-    limits_renew(mid, locked_until) -- (§19) its slot, in step
     if cancel_asked(mid, udt) then
       reply[#reply + 1] = -locked_until
     else

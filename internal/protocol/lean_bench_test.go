@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -78,6 +79,21 @@ func BenchmarkPollKeySets(b *testing.B) {
 		require.NoError(b, err)
 		variants = append(variants, variant{"alt", redis.NewScript(string(src)), LeanKeys})
 	}
+	// LEAN_BENCH_LIMITS puts every message at high priority and the queue
+	// under limits at bounds never reached, as the bench systems do
+	// (§18, §19): "limits" a rate and a concurrency limit (mq-limits),
+	// "jobs" those per key too, each message with one of 16 limit keys
+	// (mq-jobs); "prio" the priority alone, to tell its share. Only the
+	// full composition enforces limits: run full52 and alt, which passes
+	// every key then.
+	limitsMode := os.Getenv("LEAN_BENCH_LIMITS")
+	if limitsMode != "" {
+		for i := range variants {
+			if variants[i].name == "alt" {
+				variants[i].nkeys = 52
+			}
+		}
+	}
 	// LEAN_BENCH_ONLY keeps only the variants it names (comma-separated).
 	if only := os.Getenv("LEAN_BENCH_ONLY"); only != "" {
 		variants = slices.DeleteFunc(variants, func(v variant) bool {
@@ -98,9 +114,24 @@ func BenchmarkPollKeySets(b *testing.B) {
 				msgs := make([]EnqueueMessage, 500)
 				for j := range msgs {
 					msgs[j] = EnqueueMessage{ID: strconv.Itoa(i + j), Data: []byte("payload")}
+					if limitsMode != "" {
+						msgs[j].Priority = PriorityHigh
+					}
+					if limitsMode == "jobs" {
+						msgs[j].LimitKey = "k" + strconv.Itoa((i+j)%16)
+					}
 				}
 				a := Enqueue(ctx, s.RDB, s.Keys(q), EnqueueCall{Token: randomToken(), Keep: time.Minute, Messages: msgs})
 				require.NoError(b, a.Err)
+			}
+			if limitsMode != "" && limitsMode != "prio" {
+				lots := RateArg(1_000_000, 1000, 1_000_000)
+				l := Limits{Rate: lots, Concurrency: "10000"}
+				if limitsMode == "jobs" {
+					l.KeyRate, l.KeyConcurrency = lots, "10000"
+				}
+				_, err := SetLimits(ctx, s.RDB, s.Keys(q), l)
+				require.NoError(b, err)
 			}
 			require.NoError(b, s.RDB.(*redis.Client).ConfigResetStat(ctx).Err())
 			a := PollArgs{LockTime: time.Minute, MaxSteps: batch, MaxHandles: batch, Poller: randomToken(), Held: 0}
@@ -136,6 +167,15 @@ func BenchmarkPollKeySets(b *testing.B) {
 			}
 			info, err := s.RDB.(*redis.Client).Info(ctx, "commandstats").Result()
 			require.NoError(b, err)
+			// LEAN_BENCH_CMDS names a file to which the first round's
+			// commandstats of each variant are appended.
+			if f := os.Getenv("LEAN_BENCH_CMDS"); f != "" && round == 0 {
+				out := fmt.Sprintf("# %s, %d calls of %d\n%s\n", v.name, calls/batch, batch, info)
+				fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+				require.NoError(b, err)
+				_, err = fh.WriteString(out)
+				require.NoError(b, errors.Join(err, fh.Close()))
+			}
 			m := usec.FindStringSubmatch(info)
 			require.NotNil(b, m, info)
 			n, _ := strconv.ParseFloat(m[1], 64)

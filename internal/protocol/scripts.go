@@ -40,7 +40,7 @@ var scriptParts = map[string][]string{
 	"dequeue-lean":           {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "dequeue"},
 	"dequeue-lean-followups": {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "followups", "dequeue"},
 	"msg-status":             {"lib", "prelude", "status", "attempt-errors", "msg-status"},
-	"renew":                  {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "renew"},
+	"renew":                  {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "renew"},
 	"queue-counts":           {"lib", "prelude", "counts", "queue-counts"},
 	"delete":                 {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "delete"},
 	"pause":                  {"lib", "prelude", "pause"},
