@@ -148,6 +148,17 @@ func TestHandoffInScript(t *testing.T) {
 		err = dequeueScript.Run(ctx, s.RDB, s.Keys(q), a.argv(0)...).Err()
 		require.ErrorContains(t, err, "MQOUTCOME no keys for the follow-ups")
 		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m3/x/1"))
+		// A record cut short (a field's length past its end) is refused
+		// before anything is written, however its fields are read.
+		ks, first := withInScriptKeys(s.Keys(q), []Completion{{FollowUps: rec("m3/x")}})
+		for _, cut := range []int{6, 12, 30} {
+			full := rec("m3/x")
+			a.Completions[0].FollowUps = full[:len(full)-len(relay)-cut]
+			err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(first)...).Err()
+			require.ErrorContains(t, err, "MQOUTCOME a damaged follow-ups record", "cut %d", cut)
+		}
+		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m3/x/1"))
+		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m3/x/0"))
 		assert.NotEmpty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Locks), "m3"), "m3 still locked")
 	})
 }
@@ -282,3 +293,4 @@ func TestFollowUpsRoundTrip(t *testing.T) {
 	_, err = DecodeHandoff(string(raw[:len(raw)-1]))
 	assert.ErrorIs(t, err, ErrUnexpectedReply, "truncated")
 }
+
