@@ -3,6 +3,8 @@ package protocol
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -294,3 +296,40 @@ func TestFollowUpsRoundTrip(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnexpectedReply, "truncated")
 }
 
+// TestWithInScriptKeys: a poll call's keys are the queue's own (all or
+// the lean few), then each other target's eight once, in order of first
+// mention, whatever keys were asked for before (the cache is keyed by
+// queue, key count and target).
+func TestWithInScriptKeys(t *testing.T) {
+	all := keys.All("wik", false)
+	next, far := keys.All("wik-next", false), keys.All("wik-far", false)
+	rec := func(targets ...string) Completion {
+		var in []InScriptFollowUp
+		for i, tg := range targets {
+			in = append(in, InScriptFollowUp{Target: tg, ID: strconv.Itoa(i)})
+		}
+		return Completion{FollowUps: EncodeInScript(in, nil)}
+	}
+	eight := func(ks []string) []string {
+		var out []string
+		for _, i := range inScriptKeys {
+			out = append(out, ks[i])
+		}
+		return out
+	}
+	for range 2 { // (the second time from the cache)
+		for _, own := range [][]string{all[:LeanKeys], all} {
+			ks, first := withInScriptKeys(own, []Completion{rec("", all[keys.Messages])})
+			assert.Equal(t, own, ks, "the queue's own follow-ups need no more keys")
+			assert.Zero(t, first)
+
+			ks, first = withInScriptKeys(own, []Completion{rec(next[keys.Messages]), rec("", next[keys.Messages])})
+			assert.Equal(t, append(slices.Clone(own), eight(next)...), ks)
+			assert.Equal(t, len(own)+1, first)
+
+			ks, first = withInScriptKeys(own, []Completion{rec(far[keys.Messages], next[keys.Messages]), rec(far[keys.Messages])})
+			assert.Equal(t, append(append(slices.Clone(own), eight(far)...), eight(next)...), ks)
+			assert.Equal(t, len(own)+1, first)
+		}
+	}
+}
