@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,12 +54,18 @@ func Then(followUps ...FollowUp) error {
 	return &Answer{Kind: OutcomeSucceeded, FollowUps: followUps}
 }
 
-// followUpID derives the id of a handling's n-th follow-up.
+// followUpID derives the id of a handling's n-th follow-up, in one
+// allocation.
 func followUpID(parent string, token int64, n int) string {
-	b := make([]byte, 0, len(parent)+24)
-	b = append(append(b, parent...), '/')
-	b = append(strconv.AppendInt(b, token, 10), '/')
-	id := string(strconv.AppendInt(b, int64(n), 10))
+	var num [20]byte
+	var b strings.Builder
+	b.Grow(len(parent) + 24)
+	b.WriteString(parent)
+	b.WriteByte('/')
+	b.Write(strconv.AppendInt(num[:0], token, 10))
+	b.WriteByte('/')
+	b.Write(strconv.AppendInt(num[:0], int64(n), 10))
+	id := b.String()
 	if len(id) > MaxMessageIDLength {
 		sum := sha256.Sum256([]byte(id))
 		id = "fu-" + hex.EncodeToString(sum[:])
@@ -75,7 +82,8 @@ func (c *Client) encodeFollowUps(ctx context.Context, queue, parent string, toke
 	if len(fs) == 0 {
 		return nil, nil
 	}
-	var in []protocol.InScriptFollowUp
+	var inBuf [4]protocol.InScriptFollowUp // (a handler's few follow-ups: no allocation)
+	in := inBuf[:0]
 	var relay []protocol.FollowUp
 	for i, f := range fs {
 		q := f.Queue

@@ -3,11 +3,13 @@ package mq
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -271,4 +273,55 @@ func TestDeadLettersPagingWhileLettersArrive(t *testing.T) {
 		_, err := in.DeadLetters(ctx, q, bad, 4)
 		assert.ErrorIs(t, err, ErrInvalidOption, bad)
 	}
+}
+
+// roundTripHook counts a client's round trips: a command, or a pipeline
+// however many commands it holds.
+type roundTripHook struct{ n *atomic.Int64 }
+
+func (h roundTripHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h roundTripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h roundTripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// TestMessageOneRoundTrip: Inspector.Message reads a held message with
+// its progress and cancel in one round trip (once its script is loaded),
+// and the progress and cancel are those of the message it read.
+func TestMessageOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	s := queuetest.RealServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	var trips atomic.Int64
+	rdb.AddHook(roundTripHook{&trips})
+	c, err := New(rdb, &Config{Logger: testLogger(t)})
+	require.NoError(t, err)
+	q := queuetest.QueueName(t)
+	ctx := context.Background()
+	enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "x"})
+	step := takeOne(t, c, q)
+	_, err = protocol.Renew(ctx, c.rdb, c.keys(q), []protocol.Renewal{{ID: "x", LockedUntil: step.LockedUntil,
+		LockTime: time.Minute, Progress: protocol.EncodeProgress(3, "three")}})
+	require.NoError(t, err)
+	_, err = c.Inspector().Message(ctx, q, "x") // (loads the script)
+	require.NoError(t, err)
+	trips.Store(0)
+	info, err := c.Inspector().Message(ctx, q, "x")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), trips.Load(), "one round trip")
+	require.NotNil(t, info.Progress)
+	assert.Equal(t, 3.0, info.Progress.N)
+	assert.Equal(t, "three", info.Progress.Note)
+	assert.True(t, info.CancelRequested.IsZero())
 }

@@ -39,22 +39,3 @@ func (m *Message) ProgressNow(ctx context.Context, n float64, note string) error
 	m.Progress(n, note)
 	return m.ExtendLock(ctx)
 }
-
-// readJobState adds the progress and cancel of §20 to m, a message the
-// queue holds.
-func (in *Inspector) readJobState(ctx context.Context, queue string, m *MessageInfo) error {
-	if m.FirstEnqueued.IsZero() {
-		return nil
-	}
-	s, err := within(in.c, ctx, func(ctx context.Context) (protocol.JobState, error) {
-		return protocol.ReadJobState(ctx, in.c.rdb, in.c.keys(queue), m.ID, m.FirstEnqueued.UnixMilli())
-	})
-	if err != nil {
-		return redisError(err)
-	}
-	if s.Progress != nil {
-		m.Progress = &Progress{N: s.Progress.N, Note: s.Progress.Note, At: s.Progress.At}
-	}
-	m.CancelRequested = s.CancelRequested
-	return nil
-}

@@ -133,31 +133,41 @@ func (in *Inspector) MessageStatus(ctx context.Context, queue, id string) (Messa
 	return MessageStatus(reads[0].Status), nil
 }
 
-// Message reads everything the queue holds of message id in one atomic
-// script call: its status, content, attempts, times, metadata, pending
-// requeue, the errors of its latest failed attempts, and its dead letter
-// if it has one; then, for a message the queue holds, the latest progress
-// its handler reported and when a cancel of it was asked (one more round
-// trip, docs/protocol.md §20). A message the queue does
-// not hold answers Status StatusNone, not an error, with its DeadLetter
-// when there is one. Undecodable content is reported in DecodeErr.
+// Message reads everything the queue holds of message id in one round
+// trip: in one atomic script call its status, content, attempts, times,
+// metadata, pending requeue, the errors of its latest failed attempts, and
+// its dead letter if it has one; pipelined with it, for a message the
+// queue holds, the latest progress its handler reported and when a cancel
+// of it was asked (docs/protocol.md §20). A message the queue does not
+// hold answers Status StatusNone, not an error, with its DeadLetter when
+// there is one. Undecodable content is reported in DecodeErr.
 func (in *Inspector) Message(ctx context.Context, queue, id string) (MessageInfo, error) {
 	if err := in.validateIDIn(queue, id); err != nil {
 		return MessageInfo{}, err
 	}
-	now, reads, err := in.readMessages(ctx, queue, protocol.ReadContent+protocol.ReadDead+protocol.ReadErrors, []string{id})
-	if err != nil {
-		return MessageInfo{}, err
+	type answer struct {
+		now   int64
+		read  protocol.MessageRead
+		state protocol.JobState
 	}
-	r := reads[0]
-	m, ok := in.messageInfo(id, r.Content, r, now)
+	a, err := within(in.c, ctx, func(ctx context.Context) (answer, error) {
+		now, r, s, err := protocol.ReadMessageState(ctx, in.c.rdb, in.c.keys(queue),
+			protocol.ReadContent+protocol.ReadDead+protocol.ReadErrors, id)
+		return answer{now, r, s}, err
+	})
+	if err != nil {
+		return MessageInfo{}, fmt.Errorf("mq: message status in %q: %w", queue, redisError(err))
+	}
+	r := a.read
+	m, ok := in.messageInfo(id, r.Content, r, a.now)
 	if !ok {
 		m = MessageInfo{ID: id}
 	} else {
 		m.AttemptErrors = attemptErrors(r.AttemptErrors)
-		if err := in.readJobState(ctx, queue, &m); err != nil {
-			return MessageInfo{}, fmt.Errorf("mq: message progress in %q: %w", queue, err)
+		if p := a.state.Progress; p != nil {
+			m.Progress = &Progress{N: p.N, Note: p.Note, At: p.At}
 		}
+		m.CancelRequested = a.state.CancelRequested
 	}
 	if r.Dead != nil {
 		d := in.deadLetter(*r.Dead)

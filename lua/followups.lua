@@ -18,19 +18,9 @@
 -- in_script.check parsed; in_script.targets the keys of each target
 -- queue, by name; in_script.gathered the follow-ups recorded successes
 -- hand off, by target, in the order of in_script.order, enqueued by
--- in_script.flush.
-in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}}
-
--- in_script.field_at answers the field at position i of s (its length in four
--- little-endian bytes, then its bytes) and the position after it, or nil
--- when s is too short.
-function in_script.field_at(s, i)
-  local a, b, c, d = string.byte(s, i, i + 3)
-  if not d then return nil end
-  local len = a + 256 * b + 65536 * c + 16777216 * d
-  if i + 3 + len > #s then return nil end
-  return string.sub(s, i + 4, i + 3 + len), i + 4 + len
-end
+-- in_script.flush; in_script.struct is Redis's struct library, nil where
+-- the server lacks it.
+in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}, struct = rawget(_G, 'struct')}
 
 -- in_script.keys answers the keys of the queue whose messages key is name
 -- ('' or K_MESSAGES: this queue), or nil when the call did not pass them.
@@ -52,27 +42,59 @@ function in_script.keys(name)
   return ks
 end
 
+-- in_script.field_at answers the field at position i of s (its length in four
+-- little-endian bytes, then its bytes) and the position after it, or nil
+-- when s is too short.
+function in_script.field_at(s, i)
+  local a, b, c, d = string.byte(s, i, i + 3)
+  if not d then return nil end
+  local len = a + 256 * b + 65536 * c + 16777216 * d
+  if i + 3 + len > #s then return nil end
+  return string.sub(s, i + 4, i + 3 + len), i + 4 + len
+end
+
+-- in_script.fields answers the five fields of the follow-up at position i
+-- of rec (target, id, content, lock time, metadata) and the position after
+-- them, or nil when rec is too short. Where Redis has its struct library
+-- (in_script.struct), one struct.unpack reads them ('c0' takes the length
+-- read before it): reading them field by field in Lua was most of what a
+-- follow-up cost the script. Elsewhere (an embedded server) it is done
+-- field by field.
+function in_script.fields(rec, i)
+  if in_script.struct then
+    local ok, target, id, data, lock, meta, after = pcall(in_script.struct.unpack, '<I4c0I4c0I4c0I4c0I4c0', rec, i)
+    if ok then return target, id, data, lock, meta, after end
+    return nil
+  end
+  local f = {}
+  for x = 1, 5 do
+    f[x], i = in_script.field_at(rec, i)
+    if not f[x] then return nil end
+  end
+  return f[1], f[2], f[3], f[4], f[5], i
+end
+
 -- in_script.check parses the 'S' record rec of the outcome group at ARGV
--- index j into in_script.parsed[j], and answers nil, or an error text
--- when the record is damaged or names a queue whose keys the call lacks:
--- the call is then refused before anything is written.
+-- index j into in_script.parsed[j] (its follow-ups in order, each {keys,
+-- id, content, lock time, metadata}, and rest, the record for the relay),
+-- and answers nil, or an error text when the record is damaged or names a
+-- queue whose keys the call lacks: the call is then refused before
+-- anything is written.
 function in_script.check(j, rec)
   local n, i = in_script.field_at(rec, 2)
   n = tonumber(n)
   if not n then return 'a damaged follow-ups record' end
-  local list = {}
+  local p = {}
   for k = 1, n do
-    local f = {}
-    for x = 1, 5 do
-      f[x], i = in_script.field_at(rec, i)
-      if not f[x] then return 'a damaged follow-ups record' end
-    end
-    local ks = in_script.keys(f[1])
-    if not ks then return 'no keys for the follow-ups to ' .. f[1] end
-    f[1] = ks
-    list[k] = f
+    local target, id, data, lock, meta
+    target, id, data, lock, meta, i = in_script.fields(rec, i)
+    if not target then return 'a damaged follow-ups record' end
+    local ks = in_script.keys(target)
+    if not ks then return 'no keys for the follow-ups to ' .. target end
+    p[k] = {ks, id, data, lock, meta}
   end
-  in_script.parsed[j] = {list = list, rest = string.sub(rec, i)}
+  p.rest = string.sub(rec, i)
+  in_script.parsed[j] = p
   return nil
 end
 
@@ -110,9 +132,10 @@ function in_script.flush(now)
     end
     if #new > 0 then
       local ids, udts, locks, metas = {}, {}, {}, {}
+      local at = tostring(now) -- (once: Redis formats a number argument each time)
       for k, f in ipairs(new) do
         ids[k] = f[2]
-        udts[#udts + 1], udts[#udts + 2] = f[2], now
+        udts[#udts + 1], udts[#udts + 2] = f[2], at
         if f[4] ~= '0' then locks[#locks + 1], locks[#locks + 2] = f[2], f[4] end
         if f[5] ~= '' then metas[#metas + 1], metas[#metas + 2] = f[2], f[5] end
       end
@@ -144,7 +167,7 @@ function hand_off(followups, j)
   if followups == nil or followups == '' then return end
   local p = j and in_script.parsed[j]
   if p then
-    for _, f in ipairs(p.list) do
+    for _, f in ipairs(p) do
       local ks = f[1]
       local fs = in_script.gathered[ks[1]]
       if not fs then

@@ -124,6 +124,12 @@ func ReadJobState(ctx context.Context, r Redis, queueKeys []string, id string, u
 	prog := p.HGet(ctx, queueKeys[keys.Progress], id)
 	canc := p.HGet(ctx, queueKeys[keys.Cancels], id)
 	_, _ = p.Exec(ctx)
+	return jobStateOf(prog, canc, udt)
+}
+
+// jobStateOf is the job state of a message first enqueued at udt, from
+// the replies of its progress and cancel entries.
+func jobStateOf(prog, canc *redis.StringCmd, udt int64) (JobState, error) {
 	var s JobState
 	for _, c := range []interface{ Err() error }{prog, canc} {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
@@ -139,4 +145,39 @@ func ReadJobState(ctx context.Context, r Redis, queueKeys []string, id string, u
 		}
 	}
 	return s, nil
+}
+
+// ReadMessageState is ReadMessages of the one message id and ReadJobState
+// of it, in one round trip: the script call and the reads of its progress
+// and cancel entries go in one pipeline. The entries are those of the
+// incarnation the script read (its first-enqueue time); a message the
+// queue does not hold has none.
+func ReadMessageState(ctx context.Context, r Redis, queueKeys []string, want, id string) (int64, MessageRead, JobState, error) {
+	var st *redis.Cmd
+	var prog, canc *redis.StringCmd
+	send := func(eval func(p redis.Pipeliner) *redis.Cmd) {
+		p := r.Pipeline()
+		st = eval(p)
+		prog = p.HGet(ctx, queueKeys[keys.Progress], id)
+		canc = p.HGet(ctx, queueKeys[keys.Cancels], id)
+		_, _ = p.Exec(ctx) // errors stay on each command
+	}
+	send(func(p redis.Pipeliner) *redis.Cmd { return msgStatusScript.EvalSha(ctx, p, queueKeys, want, id) })
+	if ErrorCode(st.Err()) == NoScript {
+		send(func(p redis.Pipeliner) *redis.Cmd { return msgStatusScript.Eval(ctx, p, queueKeys, want, id) })
+	}
+	reply, err := st.Slice()
+	if err != nil {
+		return 0, MessageRead{}, JobState{}, err
+	}
+	now, reads, err := parseMessageReads(reply, []string{id})
+	if err != nil {
+		return 0, MessageRead{}, JobState{}, err
+	}
+	m := reads[0]
+	if m.Status == "" || m.FirstEnqueued <= 0 {
+		return now, m, JobState{}, nil
+	}
+	s, err := jobStateOf(prog, canc, m.FirstEnqueued)
+	return now, m, s, err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
@@ -406,31 +407,105 @@ var inScriptKeys = [...]keys.Index{keys.Messages, keys.UDTs, keys.MidsReady, key
 // keys are own (all of them, or the first few a lean call passes): own,
 // then, when completions hold follow-ups to enqueue in the script to
 // other queues, the inScriptKeys of each such queue, and the KEYS index
-// (from 1) of the first of these (ARGV[22+7n]), 0 for none.
+// (from 1) of the first of these (ARGV[22+7n]), 0 for none. The keys of a
+// call whose follow-ups go to one other queue, a worker's usual call, are
+// built once per queue, key set and target (inScriptCache), not per call.
 func withInScriptKeys(own []string, completions []Completion) ([]string, int) {
-	var ks []string
-	add := func(t []byte) {
-		if len(t) == 0 || string(t) == own[keys.Messages] {
-			return
-		}
-		for g := len(own); g < len(ks); g += len(inScriptKeys) {
-			if ks[g] == string(t) {
-				return
-			}
-		}
-		if ks == nil {
-			ks = append(make([]string, 0, len(own)+len(inScriptKeys)), own...)
-		}
-		prefix := strings.TrimSuffix(string(t), keys.Suffixes[keys.Messages])
-		for _, i := range inScriptKeys {
-			ks = append(ks, prefix+keys.Suffixes[i])
-		}
-	}
+	var one []byte // the one other target so far
+	var many [][]byte
 	for _, c := range completions {
-		splitInScript(c.FollowUps, add)
+		splitInScript(c.FollowUps, func(t []byte) {
+			switch {
+			case len(t) == 0 || string(t) == own[keys.Messages] || string(t) == string(one):
+			case one == nil:
+				one = t
+			default:
+				for _, m := range many {
+					if string(m) == string(t) {
+						return
+					}
+				}
+				many = append(many, t)
+			}
+		})
 	}
-	if ks == nil {
+	if one == nil {
 		return own, 0
 	}
+	if many == nil {
+		return inScriptCache.keys(own, one), len(own) + 1
+	}
+	ks := append(make([]string, 0, len(own)+(1+len(many))*len(inScriptKeys)), own...)
+	for _, t := range append([][]byte{one}, many...) {
+		ks = append(ks, inScriptCache.targetKeys(t)...)
+	}
 	return ks, len(own) + 1
+}
+
+// inScriptCache holds the keys of poll calls with follow-ups to one other
+// queue, by the queue's messages key and key count and by target, and
+// each target's inScriptKeys, up to inScriptCacheMax of each.
+var inScriptCache = keyCache{calls: map[ownKeys]map[string][]string{}, targets: map[string][]string{}}
+
+// inScriptCacheMax bounds each of inScriptCache's maps: past it, keys are
+// built per call (a client with that many queues and targets).
+const inScriptCacheMax = 4096
+
+// ownKeys names a queue's key set in a poll call: its messages key and
+// how many of its keys the call passes.
+type ownKeys struct {
+	messages string
+	n        int
+}
+
+// keyCache is inScriptCache's type; safe for concurrent use.
+type keyCache struct {
+	mu      sync.RWMutex
+	calls   map[ownKeys]map[string][]string
+	size    int
+	targets map[string][]string
+}
+
+// keys answers own followed by target's inScriptKeys.
+func (kc *keyCache) keys(own []string, target []byte) []string {
+	k := ownKeys{own[keys.Messages], len(own)}
+	kc.mu.RLock()
+	ks, ok := kc.calls[k][string(target)]
+	kc.mu.RUnlock()
+	if ok {
+		return ks
+	}
+	ks = append(append(make([]string, 0, len(own)+len(inScriptKeys)), own...), kc.targetKeys(target)...)
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	if kc.size < inScriptCacheMax {
+		if kc.calls[k] == nil {
+			kc.calls[k] = map[string][]string{}
+		}
+		kc.calls[k][string(target)] = ks
+		kc.size++
+	}
+	return ks
+}
+
+// targetKeys answers the inScriptKeys of the queue whose messages key is
+// target.
+func (kc *keyCache) targetKeys(target []byte) []string {
+	kc.mu.RLock()
+	ks, ok := kc.targets[string(target)]
+	kc.mu.RUnlock()
+	if ok {
+		return ks
+	}
+	prefix := strings.TrimSuffix(string(target), keys.Suffixes[keys.Messages])
+	ks = make([]string, 0, len(inScriptKeys))
+	for _, i := range inScriptKeys {
+		ks = append(ks, prefix+keys.Suffixes[i])
+	}
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	if len(kc.targets) < inScriptCacheMax {
+		kc.targets[string(target)] = ks
+	}
+	return ks
 }

@@ -3,6 +3,8 @@ package protocol
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -148,6 +150,17 @@ func TestHandoffInScript(t *testing.T) {
 		err = dequeueScript.Run(ctx, s.RDB, s.Keys(q), a.argv(0)...).Err()
 		require.ErrorContains(t, err, "MQOUTCOME no keys for the follow-ups")
 		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m3/x/1"))
+		// A record cut short (a field's length past its end) is refused
+		// before anything is written, however its fields are read.
+		ks, first := withInScriptKeys(s.Keys(q), []Completion{{FollowUps: rec("m3/x")}})
+		for _, cut := range []int{6, 12, 30} {
+			full := rec("m3/x")
+			a.Completions[0].FollowUps = full[:len(full)-len(relay)-cut]
+			err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(first)...).Err()
+			require.ErrorContains(t, err, "MQOUTCOME a damaged follow-ups record", "cut %d", cut)
+		}
+		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m3/x/1"))
+		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m3/x/0"))
 		assert.NotEmpty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Locks), "m3"), "m3 still locked")
 	})
 }
@@ -281,4 +294,42 @@ func TestFollowUpsRoundTrip(t *testing.T) {
 	assert.Equal(t, fs, h.FollowUps)
 	_, err = DecodeHandoff(string(raw[:len(raw)-1]))
 	assert.ErrorIs(t, err, ErrUnexpectedReply, "truncated")
+}
+
+// TestWithInScriptKeys: a poll call's keys are the queue's own (all or
+// the lean few), then each other target's eight once, in order of first
+// mention, whatever keys were asked for before (the cache is keyed by
+// queue, key count and target).
+func TestWithInScriptKeys(t *testing.T) {
+	all := keys.All("wik", false)
+	next, far := keys.All("wik-next", false), keys.All("wik-far", false)
+	rec := func(targets ...string) Completion {
+		var in []InScriptFollowUp
+		for i, tg := range targets {
+			in = append(in, InScriptFollowUp{Target: tg, ID: strconv.Itoa(i)})
+		}
+		return Completion{FollowUps: EncodeInScript(in, nil)}
+	}
+	eight := func(ks []string) []string {
+		var out []string
+		for _, i := range inScriptKeys {
+			out = append(out, ks[i])
+		}
+		return out
+	}
+	for range 2 { // (the second time from the cache)
+		for _, own := range [][]string{all[:LeanKeys], all} {
+			ks, first := withInScriptKeys(own, []Completion{rec("", all[keys.Messages])})
+			assert.Equal(t, own, ks, "the queue's own follow-ups need no more keys")
+			assert.Zero(t, first)
+
+			ks, first = withInScriptKeys(own, []Completion{rec(next[keys.Messages]), rec("", next[keys.Messages])})
+			assert.Equal(t, append(slices.Clone(own), eight(next)...), ks)
+			assert.Equal(t, len(own)+1, first)
+
+			ks, first = withInScriptKeys(own, []Completion{rec(far[keys.Messages], next[keys.Messages]), rec(far[keys.Messages])})
+			assert.Equal(t, append(append(slices.Clone(own), eight(far)...), eight(next)...), ks)
+			assert.Equal(t, len(own)+1, first)
+		}
+	}
 }

@@ -66,6 +66,11 @@ func ReadMessages(ctx context.Context, r Redis, keys []string, want string, ids 
 	if err != nil {
 		return 0, nil, err
 	}
+	return parseMessageReads(reply, ids)
+}
+
+// parseMessageReads parses msg-status.lua's reply for ids.
+func parseMessageReads(reply []any, ids []string) (int64, []MessageRead, error) {
 	if len(reply) != len(ids)+1 {
 		return 0, nil, fmt.Errorf("%w: message status answered %d entries for %d ids", ErrUnexpectedReply, len(reply)-1, len(ids))
 	}

@@ -1,0 +1,146 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/gocarmine/mq/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// BenchmarkPollFollowUps measures what Redis spends on a busy worker's
+// poll calls (LEAN_BENCH_BATCH outcomes recorded and as many messages
+// handed out a call, 8 unless told) by what the successes hand off
+// (docs/protocol.md §22, "In the script"): "plain", nothing; "own", one
+// follow-up each to the queue itself; "other", one follow-up each to
+// another queue, whose keys the call passes after the queue's own. The
+// variants run in interleaved rounds; each reports the median of its
+// rounds' µs of Redis per message (EVALSHA's usec in INFO commandstats),
+// or, with LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server under
+// callgrind (as BenchmarkPollKeySets takes them), its instructions per
+// message, which a busy machine does not blur. The calls go through Poll,
+// as a worker's do: the lean key set, the target's keys appended.
+// Run: go test -run '^$' -bench PollFollowUps -benchtime 1x .
+func BenchmarkPollFollowUps(b *testing.B) {
+	calls, rounds := 1000, 5
+	var s *queuetest.Server
+	addr, pid := os.Getenv("LEAN_BENCH_ADDR"), os.Getenv("LEAN_BENCH_PID")
+	if addr != "" {
+		calls, rounds = 1000, 1
+		if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_ROUNDS")); err == nil && n > 0 {
+			rounds = n
+		}
+		rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Minute})
+		b.Cleanup(func() { rdb.Close() })
+		s = &queuetest.Server{RDB: rdb}
+	} else {
+		r := redistest.Start(b)
+		s = &queuetest.Server{RDB: r.Client(b), Real: r}
+	}
+	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_CALLS")); err == nil && n > 10 {
+		calls = n
+	}
+	// LEAN_BENCH_ALT names a composed dequeue-lean of this commit's
+	// arguments, run instead of the lean script by every variant: a change
+	// tried before it is made.
+	if alt := os.Getenv("LEAN_BENCH_ALT"); alt != "" {
+		src, err := os.ReadFile(alt)
+		require.NoError(b, err)
+		saved := dequeueLeanScript
+		dequeueLeanScript = redis.NewScript(string(src))
+		b.Cleanup(func() { dequeueLeanScript = saved })
+	}
+	batch := 8
+	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_BATCH")); err == nil && n > 0 {
+		batch = n
+	}
+	ctx := context.Background()
+	variants := []string{"plain", "own", "other"}
+	if only := os.Getenv("LEAN_BENCH_ONLY"); only != "" {
+		variants = regexp.MustCompile(`,`).Split(only, -1)
+	}
+	payload := make([]byte, 100)
+	run := randomToken() // (a server under callgrind keeps its keys between runs)
+	got := map[string][]float64{}
+	usec := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+),usec=(\d+)`)
+	for round := range rounds {
+		for _, v := range variants {
+			q := fmt.Sprintf("bench:%s:%s:%d", run, v, round)
+			target := ""
+			if v == "other" {
+				target = keys.Key(q+":next", false, keys.Messages)
+			}
+			for i := 0; i < calls*batch; i += 500 {
+				msgs := make([]EnqueueMessage, 500)
+				for j := range msgs {
+					msgs[j] = EnqueueMessage{ID: strconv.Itoa(i + j), Data: payload}
+				}
+				a := Enqueue(ctx, s.RDB, s.Keys(q), EnqueueCall{Token: randomToken(), Keep: time.Minute, Messages: msgs})
+				require.NoError(b, a.Err)
+			}
+			require.NoError(b, s.RDB.(*redis.Client).ConfigResetStat(ctx).Err())
+			a := PollArgs{LockTime: time.Minute, MaxSteps: batch, MaxHandles: batch, Poller: randomToken(), Held: 0, Lean: &Lean{}}
+			a.Sleeps = [5]time.Duration{time.Second, time.Second, time.Second, time.Second, time.Second}
+			handled := 0
+			for i := range calls {
+				if i == 10 && pid != "" {
+					callgrindControl(b, "-z", pid)
+				}
+				a.Seq++
+				reply, err := Poll(ctx, s.RDB, s.Keys(q), a)
+				require.NoError(b, err)
+				a.Confirmed = a.Seq
+				a.Completions = a.Completions[:0]
+				for _, st := range reply.Steps {
+					if st.Kind != StepHandle {
+						continue
+					}
+					c := Completion{ID: st.ID, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess}
+					if v != "plain" {
+						c.FollowUps = EncodeInScript([]InScriptFollowUp{{Target: target, ID: st.ID + "/" + strconv.FormatInt(st.LockedUntil, 10) + "/0", Data: payload}}, nil)
+					}
+					a.Completions = append(a.Completions, c)
+					handled++
+				}
+			}
+			require.Equal(b, calls*batch, handled)
+			require.False(b, a.Lean.Full(), "follow-ups in the script keep the call lean")
+			if pid != "" {
+				callgrindControl(b, "-d", pid)
+				got[v] = append(got[v], float64(callgrindTotal(b, pid))/float64((calls-10)*batch))
+				continue
+			}
+			info, err := s.RDB.(*redis.Client).Info(ctx, "commandstats").Result()
+			require.NoError(b, err)
+			m := usec.FindStringSubmatch(info)
+			require.NotNil(b, m, info)
+			n, _ := strconv.ParseFloat(m[1], 64)
+			us, _ := strconv.ParseFloat(m[2], 64)
+			got[v] = append(got[v], us/n/float64(batch))
+		}
+	}
+	unit := "-µs/msg"
+	if pid != "" {
+		unit = "-instr/msg"
+	}
+	for _, v := range variants {
+		xs := slices.Sorted(slices.Values(got[v]))
+		b.ReportMetric(xs[len(xs)/2], v+unit)
+	}
+}
+
+// callgrindControl runs callgrind_control with arg on process pid.
+func callgrindControl(b *testing.B, arg, pid string) {
+	out, err := exec.Command("callgrind_control", arg, pid).CombinedOutput()
+	require.NoError(b, err, string(out))
+}
