@@ -63,7 +63,8 @@
 --   it (§16), and policy the message's own policy (§14), present only
 --   when it has one
 --   {'solo', ...as 'handle'}: a suspect handed out alone (the call's
---    only hand-out, and its last step)
+--    only hand-out, and its last step; or, set aside for its lock time,
+--    the last hand-out of a busy call)
 -- locked_until_ms is the fencing token for outcomes and renew.lua.
 --
 -- The receipt. A poller (one polling loop of a worker, or its flusher)
@@ -397,9 +398,12 @@ end
 -- 'suspect'): it goes back to the right of mids-ready at the end of the
 -- call, first in line for the next call, and a sleeper is woken to take
 -- it; once it has waited so for its lock time (no worker holding nothing
--- came: every one is busy, or stuck), it goes to the next call, in a
--- crowd. A call that does not tell held, or whose worker never
--- quarantines (quarantine_after 0), hands suspects out as any message.
+-- came: every one is busy, or stuck), it goes to the next call, busy or
+-- not, as that call's last hand-out, step 'solo' too: its worker takes
+-- nothing more until done with it, and its loss is charged as alone, so
+-- that a poison message dies at most quarantine_after times. A call that
+-- does not tell held, or whose worker never quarantines
+-- (quarantine_after 0), hands suspects out as any message.
 -- nsolo[mid] is "<solo hand-outs lost> <attempt> <noutcomes> <aside>",
 -- the middle two taken at its latest solo hand-out: a later hand-out that
 -- finds no hand-out and no outcome since then counts that one as lost
@@ -408,9 +412,10 @@ end
 -- Burial: a message is charged with its first lost hand-out (the one
 -- that made it a suspect: alone or not, no one can tell) and with every
 -- one lost alone since, and buried once charged with quarantine_after;
--- losses in a crowd beyond the first are not charged, but a message
--- lost 4 x quarantine_after times in all is buried too, so that none
--- loops for ever. With one handler thread, every loss is charged.
+-- losses in a crowd beyond the first (a caller that does not tell held)
+-- are not charged, but a message lost 4 x quarantine_after times in all
+-- is buried too, so that none loops for ever. With one handler thread,
+-- every loss is charged.
 local held = tonumber(ARGV[19 + OUTCOME_ARGS * n_outcomes]) or -1
 local handed = {}     -- the mids this call handed out
 local solo_mid = nil  -- the suspect this call handed out alone
@@ -439,11 +444,6 @@ local function suspect_step(mid, attempt)
       attempt - 1, now, default_lock_ms)
     return {'skip', 'quarantined'}
   end
-  if held == 0 and #handed == 0 then
-    solo_mid = mid
-    redis.call('hset', K_NSOLO, mid, solo_lost .. ' ' .. attempt .. ' ' .. outcomes .. ' 0')
-    return nil
-  end
   if held > 0 or #handed > 0 then
     if aside == 0 then aside = now end
     local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or default_lock_ms
@@ -453,6 +453,13 @@ local function suspect_step(mid, attempt)
       set_aside[#set_aside + 1] = mid
       return {'skip', 'suspect'}
     end
+  end
+  if held >= 0 then
+    -- Alone, or (set aside for its lock time) after what the worker
+    -- holds: either way the call's last hand-out, and its loss charged.
+    solo_mid = mid
+    redis.call('hset', K_NSOLO, mid, solo_lost .. ' ' .. attempt .. ' ' .. outcomes .. ' 0')
+    return nil
   end
   if solo_lost > 0 or rec then
     redis.call('hset', K_NSOLO, mid, solo_lost .. ' 0 0 0')

@@ -80,8 +80,9 @@ type Step struct {
 	// none.
 	Metadata []byte
 	// Solo tells that the handed-out message is a suspect, handed out
-	// alone to a worker holding nothing (§11, Quarantine): the worker is
-	// to take nothing more until it is done with it.
+	// alone to a worker holding nothing, or, once it waited its lock time
+	// for one, as the last hand-out to a busy worker (§11, Quarantine):
+	// the worker is to take nothing more until it is done with it.
 	Solo bool
 	// Policy is the handed-out message's own policy (§14), nil for none
 	// (or one of a layout this version does not know).

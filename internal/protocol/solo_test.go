@@ -252,8 +252,10 @@ func TestSoloOffWithoutQuarantine(t *testing.T) {
 }
 
 // TestSoloAsideBounded: a suspect set aside for its lock time (no worker
-// holding nothing came for it) goes to the next call, busy or not, in a
-// crowd: a queue whose every worker is busy, or stuck, still hands it out.
+// holding nothing came for it) goes to the next call, busy or not: a
+// queue whose every worker is busy, or stuck, still hands it out. It goes
+// as that call's last hand-out, step solo (the worker then takes nothing
+// more until it is done with it), and its loss there counts as alone.
 func TestSoloAsideBounded(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
@@ -272,11 +274,72 @@ func TestSoloAsideBounded(t *testing.T) {
 		require.NoError(t, err)
 		assert.InDelta(t, s.Now(t), aside, float64(time.Minute.Milliseconds()), "the first set-aside kept")
 
+		// A fresh message before it in line: the busy call takes that,
+		// then the suspect, and ends there.
+		mustEnqueue(t, s, sq.q, "fresh", &EnqueueMessage{ID: "fresh"})
+		require.NoError(t, s.RDB.Del(ctx, s.Key(sq.q, keys.MidsReady)).Err())
+		require.NoError(t, s.RDB.RPush(ctx, s.Key(sq.q, keys.MidsReady), mid, "fresh").Err())
 		long := fmt.Sprintf("%d 0 0 %d", lost, s.Now(t)-time.Minute.Milliseconds()-1)
 		require.NoError(t, s.RDB.HSet(ctx, s.Key(sq.q, keys.NSolo), mid, long).Err())
-		got := handed(sq.poll(1, 4))
-		require.Len(t, got, 1, "set aside for a lock time: handed to a busy worker")
+		r = sq.poll(1, 4)
+		got := handed(r)
+		require.Len(t, got, 2, "set aside for a lock time: handed to a busy worker")
+		assert.Equal(t, "fresh", got[0].ID)
 		assert.False(t, got[0].Solo)
-		assert.Equal(t, "0 0 0 0", sq.nsolo(mid))
+		assert.Equal(t, mid, got[1].ID)
+		assert.True(t, got[1].Solo, "the worker takes nothing more while it holds it")
+		require.Equal(t, got[1], r.Steps[len(r.Steps)-1], "and ends the call")
+		assert.Equal(t, "0 2 0 0", sq.nsolo(mid), "taken as a hand-out alone")
+	})
+}
+
+// TestSoloAsideTimedOutPoison: a poison message lost in a crowd, then
+// alone three times, then set aside for its lock time and handed to a
+// busy worker, where it kills the process once more: that loss is its
+// fifth charge, and it is buried before a sixth death (issue 19: at most
+// five deaths however it was handed out). Before, such a hand-out went
+// out in a crowd, uncharged, and the message died six times.
+func TestSoloAsideTimedOutPoison(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		sq := newSoloQueue(t, s, 5)
+		mustEnqueue(t, s, sq.q, "poison", &EnqueueMessage{ID: "poison"})
+		deaths := 0
+		kill := func(got []Step) {
+			t.Helper()
+			require.Len(t, got, 1)
+			require.Equal(t, "poison", got[0].ID)
+			deaths++
+			sq.die(got...)
+		}
+		kill(handed(sq.poll(0, 4))) // in a crowd: the first charge
+		for range 3 {
+			got := handed(sq.poll(0, 4))
+			require.True(t, got[0].Solo)
+			kill(got)
+		}
+		// Busy workers only, for a lock time.
+		r := sq.poll(2, 4)
+		require.Equal(t, 1, skips(r, "suspect"))
+		var lost, at, outcomes, aside int64
+		_, err := fmt.Sscanf(sq.nsolo("poison"), "%d %d %d %d", &lost, &at, &outcomes, &aside)
+		require.NoError(t, err)
+		require.EqualValues(t, 3, lost)
+		long := fmt.Sprintf("%d 0 0 %d", lost, s.Now(t)-time.Minute.Milliseconds()-1)
+		require.NoError(t, s.RDB.HSet(ctx, s.Key(sq.q, keys.NSolo), "poison", long).Err())
+		kill(handed(sq.poll(2, 4))) // to a busy worker: the fifth death
+
+		for range 3 {
+			r = sq.poll(0, 4)
+			if skips(r, "quarantined") == 1 {
+				break
+			}
+			kill(handed(r))
+		}
+		assert.Equal(t, 5, deaths, "deaths before the burial")
+		d, ok := sq.dead("poison")
+		require.True(t, ok, "buried")
+		assert.Equal(t, "quarantined", d.Reason)
+		assert.Contains(t, d.Error, "handed out 5 times")
 	})
 }
