@@ -132,7 +132,7 @@ func poisonRun(t *testing.T, threads int) {
 			t.Errorf("%s: dead letter for %s, want quarantined", id, d.Reason)
 		}
 		if starts[id] < 1 || starts[id] > bound {
-			t.Errorf("%s killed its process %d times, want 1 to %d", id, starts[id], bound)
+			t.Errorf("%s killed its process %d times, want 1 to %d (dead letter: %s)", id, starts[id], bound, d.Error)
 		}
 	}
 	handled := 0
