@@ -81,6 +81,19 @@ end
 -- queue whose keys the call lacks: the call is then refused before
 -- anything is written.
 function in_script.check(j, rec)
+  if in_script.struct then
+    -- A worker's usual record holds one follow-up: its count and its five
+    -- fields are read by one unpack. (A record of another count may
+    -- unpack too, its fields misread: they are then read again below.)
+    local ok, n, target, id, data, lock, meta, after =
+      pcall(in_script.struct.unpack, '<I4c0I4c0I4c0I4c0I4c0I4c0', rec, 2)
+    if ok and n == '1' then
+      local ks = in_script.keys(target)
+      if not ks then return 'no keys for the follow-ups to ' .. target end
+      in_script.parsed[j] = {{ks, id, data, lock, meta}, rest = string.sub(rec, after)}
+      return nil
+    end
+  end
   local n, i = in_script.field_at(rec, 2)
   n = tonumber(n)
   if not n then return 'a damaged follow-ups record' end
