@@ -413,3 +413,21 @@ func TestLimitsHandOutKeepsHeldSlot(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitsHeldSlotThenNewSlot hands out, in one call, a message that
+// holds its slot already and then one that needs a new slot: the second
+// takes its own (the plan of one hand-out carries nothing to the next).
+func TestLimitsHeldSlotThenNewSlot(t *testing.T) {
+	s, q := limitsQueue(t, Limits{KeyConcurrency: "1"}, "x:Z", "y:A")
+	ctx := context.Background()
+	// x holds the only slot of its key Z from an earlier hand-out.
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Slots), "h:x", "Z").Err())
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.SlotCounts), "q", 1, "k:Z", 1).Err())
+	r := limitPoll(t, s, q, 2)
+	handed, _, _ := limitSteps(r)
+	require.Equal(t, []string{"x", "y"}, handed)
+	assert.EqualValues(t, 2, slotCount(t, s, q, "q"), "x's slot and y's")
+	assert.EqualValues(t, 1, slotCount(t, s, q, "k:Z"))
+	assert.EqualValues(t, 1, slotCount(t, s, q, "k:A"), "y's slot, under its key")
+	assert.Equal(t, "A", queuetest.HGet(t, s.RDB, s.Key(q, keys.Slots), "h:y"))
+}
