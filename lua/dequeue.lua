@@ -134,7 +134,7 @@ if own_keys < 52 or ext.limits_freed == nil then
       return redis.error_reply('MQKEYS an outcome with a result or follow-ups for the relay needs all of the queue\'s keys')
     end
   end
-  lean_call = true
+  ext.lean_call = true
 end
 
 -- (§19) the limits' writes wait for the call's last flush
@@ -545,7 +545,7 @@ local function decide(mid, from_circle)
   -- A cancelled message (§20) is never handed out again: one whose
   -- handler died after the cancel, or that a Carmine worker released,
   -- is collected here as cancelled.
-  if not lean_call and ext.cancel_asked(mid) then
+  if not ext.lean_call and ext.cancel_asked(mid) then
     redis.call('hdel', K_LOCKS, mid)
     cancel_now(mid)
     return {'skip', 'cancelled'}, false

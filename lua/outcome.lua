@@ -41,12 +41,6 @@ local function feature_used(name)
   return features[name] == true
 end
 
--- lean_call is set by a lean poll (dequeue.lua, §4) once it checked that
--- the queue uses none of results, handoffs, batches, cancel, progress and
--- limits, and that no outcome carries a result or follow-ups: the
--- per-message calls of those extensions are skipped then, each a no-op.
-local lean_call = false
-
 -- The outcome code of the extensions with keys of their own lives apart,
 -- in outcome-ext.lua (batches §22, results §21, a cancel's check §20),
 -- followups.lua (follow-ups, §22) and limits.lua (§19), each composed
@@ -59,12 +53,19 @@ local lean_call = false
 -- closure of every function a script defines, and binds its upvalues, at
 -- every call, a cost its busy workers would pay for nothing. There those
 -- fields stay nil: code a lean call reaches calls them only when they are
--- there; code it never reaches (behind lean_call, or behind a feature it
+-- there; code it never reaches (behind ext.lean_call, or behind a feature it
 -- found unused, or a result, which it refuses) calls them as they are.
 -- (One table, not a local each: Lua 5.1 finds each upvalue a closure
 -- binds by walking the list of those already bound, so every local that
 -- some function uses makes every later closure dearer.)
 local ext = {}
+
+-- ext.lean_call is set by a lean poll (dequeue.lua, §4) once it checked
+-- that the queue uses none of results, handoffs, batches, cancel,
+-- progress and limits, and that no outcome carries a result or
+-- follow-ups: the per-message calls of those extensions are skipped then,
+-- each a no-op.
+ext.lean_call = false
 
 -- Per-message policies (§14).
 local function policy_used()
@@ -420,7 +421,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'lock-lost'
   end
   unlocked[mid] = true
-  if outcome == 'cancelled' or (not lean_call and ext.cancel_asked(mid)) then
+  if outcome == 'cancelled' or (not ext.lean_call and ext.cancel_asked(mid)) then
     count_history('p')
     cancel_now(mid)
     gathered.unlock[#gathered.unlock + 1] = mid
@@ -430,7 +431,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     -- (a lean call carries no follow-ups for the relay: refused, §4)
     if ext.hand_off then ext.hand_off(followups, j) end
-    if not lean_call then ext.tick_batch(mid, nil, 's') end
+    if not ext.lean_call then ext.tick_batch(mid, nil, 's') end
   end
   if outcome ~= 'release' then
     count_history('p')
@@ -472,7 +473,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     else
       finish(mid, now, default_lock_ms)
     end
-    if not lean_call then ext.notify_final(mid) end
+    if not ext.lean_call then ext.notify_final(mid) end
   end
   gathered.unlock[#gathered.unlock + 1] = mid
   return 'ok'
