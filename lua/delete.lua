@@ -23,9 +23,9 @@ for i = 1, #ARGV do
   -- (§22) a batch member deleted (or cancelled while queued, cancel.lua)
   -- before it finished finishes its batch as cancelled; a done one ticked
   -- with its success
-  if base ~= 'nil' and base ~= 'done' then tick_batch(mid, nil, 'c') end
+  if base ~= 'nil' and base ~= 'done' then ext.tick_batch(mid, nil, 'c') end
   -- (§19) its slot freed, its parked entry and reservation dropped
-  if feature_used('limits') then limits_freed(mid, 'collect', now) end
+  if feature_used('limits') then ext.limits_freed(mid, 'collect', now) end
   for _, key in ipairs({K_MESSAGES, K_MESSAGES_RQ, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS,
       K_BACKOFFS, K_NATTEMPTS, K_LOCK_ALIASES, K_NOUTCOMES, K_META, K_ATTEMPT_ERRORS, K_NSOLO}) do
     redis.call('hdel', key, mid)
@@ -42,6 +42,6 @@ for i = 1, #ARGV do
   redis.call('hdel', K_PROGRESS, mid)
   reply[i] = (base ~= 'nil') and 1 or 0
 end
-if feature_used('limits') then limits_flush() end -- (§19) its gathered writes
+if feature_used('limits') then ext.limits_flush() end -- (§19) its gathered writes
 if limits_wake then wake_one() end
 return reply

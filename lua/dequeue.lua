@@ -95,7 +95,7 @@ local max_handles = tonumber(ARGV[8])
 dead_max_count, dead_max_age_ms = tonumber(ARGV[14]), tonumber(ARGV[15])
 results_max_count = tonumber(ARGV[20 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
 results_max_age_ms = tonumber(ARGV[21 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
-if in_script then in_script.first = tonumber(ARGV[22 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0 end
+if ext.in_script then ext.in_script.first = tonumber(ARGV[22 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0 end
 local quarantine_after = tonumber(ARGV[16])
 local n_outcomes = tonumber(ARGV[17])
 index_only = ARGV[18] == '1'
@@ -121,7 +121,7 @@ if bad then return bad end
 -- when the call carries those.)
 local own_keys = tonumber(ARGV[22 + OUTCOME_ARGS * n_outcomes]) or 0
 own_keys = (own_keys > 0) and (own_keys - 1) or #KEYS
-if own_keys < 52 or limits_freed == nil then
+if own_keys < 52 or ext.limits_freed == nil then
   feature_used('results') -- (reads every feature, into features)
   local f = features
   if f.results or f.handoffs or f.batches or f.cancel or f.progress or f.limits then
@@ -130,16 +130,16 @@ if own_keys < 52 or limits_freed == nil then
   for i = 0, n_outcomes - 1 do
     local j = 19 + OUTCOME_ARGS * i
     -- (follow-ups enqueued in the script, §22, need none of them)
-    local p = in_script and in_script.parsed[j + 6]
+    local p = ext.in_script and ext.in_script.parsed[j + 6]
     if ARGV[j + 5] ~= '' or ((p and p.rest) or ARGV[j + 6]) ~= '' then
       return redis.error_reply('MQKEYS an outcome with a result or follow-ups for the relay needs all of the queue\'s keys')
     end
   end
-  lean_call = true
+  ext.lean_call = true
 end
 
 -- (§19) the limits' writes wait for the call's last flush
-if limits_flush then limits_deferred = true end
+if ext.limits_flush then limits_deferred = true end
 local known, consumed = '', false
 local receipt, since = receipt_get(K_POLL_RECEIPTS, K_POLL_RECEIPTS_PREV, poller)
 if receipt then
@@ -234,7 +234,7 @@ end
 -- member with a requeue pending is left alone.
 local function settle_done(mid)
   if feature_used('batches') and not has_requeue(mid) and redis.call('hget', K_MESSAGES, mid) ~= '' then
-    tick_batch(mid, nil, 's')
+    ext.tick_batch(mid, nil, 's')
   end
   local reason = finish(mid, now, default_lock_ms)
   if reason == 'did-requeue' then
@@ -274,7 +274,7 @@ local function wake(limit)
   for _, mid in ipairs(redis.call('zrangebyscore', K_DUE, '-inf', now, 'LIMIT', 0, limit)) do
     local base, in_backoff, has_backoff, has_lock = message_status(mid, now, absent_if_collected(mid))
     -- (§19) a slot held past its lock (its process died) is freed
-    if base ~= 'locked' and feature_used('limits') then limits_freed(mid, 'expired', now) end
+    if base ~= 'locked' and feature_used('limits') then ext.limits_freed(mid, 'expired', now) end
     if base == 'locked' then
       index_due(mid, tonumber(redis.call('hget', K_LOCKS, mid)))
     elseif base == 'queued' and in_backoff then
@@ -552,7 +552,7 @@ local function decide(mid, from_circle)
   -- A cancelled message (§20) is never handed out again: one whose
   -- handler died after the cancel, or that a Carmine worker released,
   -- is collected here as cancelled.
-  if not lean_call and cancel_asked(mid) then
+  if not ext.lean_call and ext.cancel_asked(mid) then
     redis.call('hdel', K_LOCKS, mid)
     cancel_now(mid)
     return {'skip', 'cancelled'}, false
@@ -677,7 +677,7 @@ if #set_aside > 0 then
   end
   wake_one()
 end
-if limits_flush then limits_deferred = false end
+if ext.limits_flush then limits_deferred = false end
 flush()
 flush_history(now)
 if useful then

@@ -20,7 +20,8 @@
 -- hand off, by target, in the order of in_script.order, enqueued by
 -- in_script.flush; in_script.struct is Redis's struct library, nil where
 -- the server lacks it.
-in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}, struct = rawget(_G, 'struct')}
+local in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}, struct = rawget(_G, 'struct')}
+ext.in_script = in_script
 
 -- in_script.keys answers the keys of the queue whose messages key is name
 -- ('' or K_MESSAGES: this queue), or nil when the call did not pass them.
@@ -176,7 +177,7 @@ end
 -- enqueue here (an 'S' record, parsed as j's by in_script.check) are
 -- gathered for in_script.flush; a record for the relay is appended to
 -- handoffs.
-function hand_off(followups, j)
+function ext.hand_off(followups, j)
   if followups == nil or followups == '' then return end
   local p = j and in_script.parsed[j]
   if p then

@@ -258,7 +258,7 @@ local limits_deferred = false
 -- limits_flush writes the call's gathered state (outcome.lua's
 -- flush_gathered calls it). A call that wrote a key's tat also drops up
 -- to 20 keys whose tat passed (once per call): they read as absent then.
-limits_flush = function()
+ext.limits_flush = function()
   if limits_deferred then return end
   lim.resolve()
   lim.flush_hash(K_SLOTS, lim.slots_w, lim.slots, false)
@@ -298,7 +298,7 @@ end
 
 -- limits_prefetch reads the slots of the outcomes in ARGV from index first
 -- on (n groups, the first skip answered from a receipt), in one HMGET.
-limits_prefetch = function(first, n, skip)
+ext.limits_prefetch = function(first, n, skip)
   if n - skip < 2 or lim.count('q') <= 0 then return end
   local fields = {}
   for i = skip, n - 1 do
@@ -414,7 +414,7 @@ end
 -- collection frees mid's slot; a release also refunds its tokens; an
 -- 'expired' lock (the poll's wake) frees the slot alone. now (ms), when
 -- the caller knows it, spares a TIME.
-limits_freed = function(mid, why, now)
+ext.limits_freed = function(mid, why, now)
   if now and not lim.now then lim.now = now end
   now = lim.time()
   local held = lim.slot('h:' .. mid)

@@ -24,7 +24,7 @@ end
 -- counts in the completion queue's batches (batch-tick.lua), once per
 -- message (the tick's id is the mid and its first-enqueue time udt, read
 -- when not given).
-function tick_batch(mid, udt, kind)
+function ext.tick_batch(mid, udt, kind)
   if not feature_used('batches') then return end
   udt = udt or redis.call('hget', K_UDTS, mid) or ''
   local b = batch_of(policy_of(mid, udt))
@@ -37,7 +37,7 @@ end
 -- call wrote, as trim_dead does for dead letters: once per call, after
 -- its outcomes (record_outcomes), so that the store never grows past its
 -- bound by more than 100.
-function trim_results(now)
+function ext.trim_results(now)
   local limit = 100 + results_kept
   if results_max_age_ms > 0 then
     local old = redis.call('zrangebyscore', K_RESULTS_INDEX, '-inf', now - results_max_age_ms, 'LIMIT', 0, limit)
@@ -61,7 +61,7 @@ end
 -- marks the queue as using results (features), so that from this call on
 -- its final outcomes are published (notify_final). The call trims the
 -- results once, after its outcomes (trim_results).
-function keep_result(mid, result, now)
+function ext.keep_result(mid, result, now)
   if not feature_used('results') then
     redis.call('hset', K_FEATURES, 'results', '1')
     features.results = true
@@ -78,7 +78,7 @@ end
 -- subscribes before it reads, so it misses none. A PUBLISH refused (an
 -- ACL user without the channel) fails nothing: waiters then find the
 -- outcome at their next read.
-function notify_final(mid)
+function ext.notify_final(mid)
   if feature_used('results') then
     redis.pcall('publish', K_RESULTS, mid)
   end
@@ -88,7 +88,7 @@ end
 -- queue uses the feature, and cancels holds an entry tagged with the
 -- message's first-enqueue time (an entry of an earlier message of the
 -- same id, left by a Carmine worker's collection, is stale).
-function cancel_asked(mid, udt)
+function ext.cancel_asked(mid, udt)
   if not feature_used('cancel') then return false end
   return tagged_get(K_CANCELS, mid, udt or redis.call('hget', K_UDTS, mid)) ~= false
 end

@@ -41,24 +41,31 @@ local function feature_used(name)
   return features[name] == true
 end
 
--- lean_call is set by a lean poll (dequeue.lua, §4) once it checked that
--- the queue uses none of results, handoffs, batches, cancel, progress and
--- limits, and that no outcome carries a result or follow-ups: the
--- per-message calls of those extensions are skipped then, each a no-op.
-local lean_call = false
-
 -- The outcome code of the extensions with keys of their own lives apart,
--- in outcome-ext.lua (batches §22, results §21, a cancel's check §20) and
--- followups.lua (follow-ups, §22), each composed after this file where it
--- is needed. The lean poll's compositions (§4) leave out outcome-ext.lua,
--- and the plain one followups.lua too: Redis makes a closure of every
--- function a script defines, and binds its upvalues, at every call, a
--- cost its busy workers would pay for nothing. There the names below stay
--- nil: code a lean call reaches calls them only when they are there; code
--- it never reaches (behind lean_call, or behind a feature it found unused,
--- or a result, which it refuses) calls them as they are.
-local tick_batch, notify_final, cancel_asked, keep_result, trim_results = nil, nil, nil, nil, nil
-local in_script, hand_off = nil, nil
+-- in outcome-ext.lua (batches §22, results §21, a cancel's check §20),
+-- followups.lua (follow-ups, §22) and limits.lua (§19), each composed
+-- after this file where it is needed, and reached through one table, ext:
+-- ext.tick_batch, ext.notify_final, ext.cancel_asked, ext.keep_result,
+-- ext.trim_results (outcome-ext.lua), ext.in_script, ext.hand_off
+-- (followups.lua), ext.limits_freed, ext.limits_flush, ext.limits_prefetch
+-- (limits.lua). The lean poll's compositions (§4) leave out outcome-ext.lua
+-- and limits.lua, and the plain one followups.lua too: Redis makes a
+-- closure of every function a script defines, and binds its upvalues, at
+-- every call, a cost its busy workers would pay for nothing. There those
+-- fields stay nil: code a lean call reaches calls them only when they are
+-- there; code it never reaches (behind ext.lean_call, or behind a feature it
+-- found unused, or a result, which it refuses) calls them as they are.
+-- (One table, not a local each: Lua 5.1 finds each upvalue a closure
+-- binds by walking the list of those already bound, so every local that
+-- some function uses makes every later closure dearer.)
+local ext = {}
+
+-- ext.lean_call is set by a lean poll (dequeue.lua, §4) once it checked
+-- that the queue uses none of results, handoffs, batches, cancel,
+-- progress and limits, and that no outcome carries a result or
+-- follow-ups: the per-message calls of those extensions are skipped then,
+-- each a no-op.
+ext.lean_call = false
 
 -- Per-message policies (§14).
 local function policy_used()
@@ -145,17 +152,17 @@ end
 -- collect deletes every entry of mid (§11: collection at completion), its
 -- due and window entries included; a pending requeue has been taken
 -- before. The mid stays in the lists until a poll meets it there.
--- limits_freed (limits.lua, §19; nil in scripts without it) frees the
--- concurrency slot of a message an outcome ended or a collection took,
--- and refunds the rate token of a released one; it gathers what it
--- writes, which limits_flush sends (flush_gathered), and limits_prefetch
--- reads the slots of a call's outcomes at once (record_outcomes).
-local limits_freed, limits_flush, limits_prefetch = nil, nil, nil
+-- ext.limits_freed (limits.lua, §19; nil in scripts without it) frees
+-- the concurrency slot of a message an outcome ended or a collection
+-- took, and refunds the rate token of a released one; it gathers what it
+-- writes, which ext.limits_flush sends (flush_gathered), and
+-- ext.limits_prefetch reads the slots of a call's outcomes at once
+-- (record_outcomes).
 
 local function collect(mid)
   if collected[mid] then return end
   collected[mid] = true
-  if limits_freed and feature_used('limits') then limits_freed(mid, 'collect') end
+  if ext.limits_freed and feature_used('limits') then ext.limits_freed(mid, 'collect') end
   gathered.collect[#gathered.collect + 1] = mid
 end
 
@@ -182,7 +189,7 @@ local function flush_gathered()
     call_each('zrem', K_DUE, list)
     call_each('zrem', K_WINDOWS, list)
   end
-  if limits_flush and feature_used('limits') then limits_flush() end
+  if ext.limits_flush and feature_used('limits') then ext.limits_flush() end
   -- (a new list only for one written: each table is an allocation, and
   -- a call flushes two or three times)
   local g = gathered
@@ -335,12 +342,12 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms, window_ms)
   local items = {content, reason, err, tostring(attempts), udt, tostring(now), lock_ms, pack(errors)}
   local policy = policy_of(mid, udt)
   if policy ~= '' then items[9] = policy end
-  if tick_batch then tick_batch(mid, udt, 'd') end
+  if ext.tick_batch then ext.tick_batch(mid, udt, 'd') end
   redis.call('hset', K_DEAD, mid, pack4(items))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   count_history('d')
   trim_dead(now)
-  if notify_final then notify_final(mid) end
+  if ext.notify_final then ext.notify_final(mid) end
   window_ms = math.max(window_ms or 0, window_of(policy))
   if window_ms > 0 then
     enter_window(mid, now + window_ms)
@@ -366,9 +373,9 @@ end
 -- entry of it, its pending requeue too (a cancel is of the id), never
 -- retried and never a dead letter. Its lock is the caller's to release.
 local function cancel_now(mid)
-  if tick_batch then
-    tick_batch(mid, nil, 'c') -- (before collect, which drops the policy)
-    notify_final(mid) -- (a waiter for its result learns there is none)
+  if ext.tick_batch then
+    ext.tick_batch(mid, nil, 'c') -- (before collect, which drops the policy)
+    ext.notify_final(mid) -- (a waiter for its result learns there is none)
   end
   redis.call('hdel', K_MESSAGES_RQ, mid)
   redis.call('hdel', K_LOCK_TIMES_RQ, mid)
@@ -414,17 +421,17 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'lock-lost'
   end
   unlocked[mid] = true
-  if outcome == 'cancelled' or (not lean_call and cancel_asked(mid)) then
+  if outcome == 'cancelled' or (not ext.lean_call and ext.cancel_asked(mid)) then
     count_history('p')
     cancel_now(mid)
     gathered.unlock[#gathered.unlock + 1] = mid
     return 'cancelled'
   end
-  if limits_freed and feature_used('limits') then limits_freed(mid, outcome, now) end
+  if ext.limits_freed and feature_used('limits') then ext.limits_freed(mid, outcome, now) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     -- (a lean call carries no follow-ups for the relay: refused, §4)
-    if hand_off then hand_off(followups, j) end
-    if not lean_call then tick_batch(mid, nil, 's') end
+    if ext.hand_off then ext.hand_off(followups, j) end
+    if not ext.lean_call then ext.tick_batch(mid, nil, 's') end
   end
   if outcome ~= 'release' then
     count_history('p')
@@ -460,13 +467,13 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
       outcomes_wake = true
     end
   else -- success
-    if result and result ~= '' then keep_result(mid, result, now) end
+    if result and result ~= '' then ext.keep_result(mid, result, now) end
     if backoff_ms > 0 then -- in a dedupe window
       enter_window(mid, now + backoff_ms)
     else
       finish(mid, now, default_lock_ms)
     end
-    if not lean_call then notify_final(mid) end
+    if not ext.lean_call then ext.notify_final(mid) end
   end
   gathered.unlock[#gathered.unlock + 1] = mid
   return 'ok'
@@ -493,8 +500,8 @@ local function check_outcomes(first, n)
         '" for message "' .. tostring(ARGV[j]) .. '"')
     end
     local fu = ARGV[j + 6]
-    if in_script and fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
-      local bad = in_script.check(j + 6, fu)
+    if ext.in_script and fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
+      local bad = ext.in_script.check(j + 6, fu)
       if bad then
         return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(ARGV[j]) .. '"')
       end
@@ -515,7 +522,7 @@ end
 local function record_outcomes(first, n, now, default_lock_ms, known)
   local results = {}
   local unlocked = {}
-  if limits_prefetch and feature_used('limits') then limits_prefetch(first, n, #known) end
+  if ext.limits_prefetch and feature_used('limits') then ext.limits_prefetch(first, n, #known) end
   for i = 0, n - 1 do
     if i < #known then
       local k = string.sub(known, i + 1, i + 1)
@@ -532,8 +539,8 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
         now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6], j + 6)
     end
   end
-  if in_script then in_script.flush(now) end
+  if ext.in_script then ext.in_script.flush(now) end
   flush_gathered()
-  if results_kept > 0 then trim_results(now) end
+  if results_kept > 0 then ext.trim_results(now) end
   return results
 end

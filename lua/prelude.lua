@@ -12,7 +12,9 @@
 --   limits, rate-tat, rate-keys, slots, slot-counts, parked, limit-key
 --   (beyond Carmine, which ignores them)
 -- Scripts name keys only through these locals, never by building a string,
--- so that Redis Cluster routes every call to the queue's slot.
+-- so that Redis Cluster routes every call to the queue's slot. The keys
+-- from results on (the 39th to the 52nd) are bound by prelude-ext.lua,
+-- composed after this file in every script but the lean poll's (§4).
 local K_MESSAGES      = KEYS[1]
 local K_MESSAGES_RQ   = KEYS[2]
 local K_LOCK_TIMES    = KEYS[3]
@@ -51,20 +53,6 @@ local K_POLICY                = KEYS[35]
 local K_PRIO_HI               = KEYS[36]
 local K_PRIO_LO               = KEYS[37]
 local K_PRIO                  = KEYS[38]
-local K_RESULTS               = KEYS[39]
-local K_RESULTS_INDEX         = KEYS[40]
-local K_HANDOFFS              = KEYS[41]
-local K_BATCHES               = KEYS[42]
-local K_BATCH_SEEN            = KEYS[43]
-local K_CANCELS               = KEYS[44]
-local K_PROGRESS              = KEYS[45]
-local K_LIMITS                = KEYS[46]
-local K_RATE_TAT              = KEYS[47]
-local K_RATE_KEYS             = KEYS[48]
-local K_SLOTS                 = KEYS[49]
-local K_SLOT_COUNTS           = KEYS[50]
-local K_PARKED                = KEYS[51]
-local K_LIMIT_KEY             = KEYS[52]
 
 -- The sentinel that marks one lap of mid-circle.
 local END_OF_CIRCLE = 'end-of-circle'

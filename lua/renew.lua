@@ -53,7 +53,7 @@ for i = 1, #ARGV, 4 do
       end
       redis.call('hset', K_PROGRESS, mid, (udt or '0') .. ':' .. now .. ' ' .. progress)
     end
-    if cancel_asked(mid, udt) then
+    if ext.cancel_asked(mid, udt) then
       reply[#reply + 1] = -locked_until
     else
       reply[#reply + 1] = locked_until

@@ -29,31 +29,42 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // counts (§10) are each written once. The composed texts are pinned by a
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
-	"enqueue":     {"lib", "prelude", "status", "enqueue"},
+	"enqueue":     {"lib", "prelude", "prelude-ext", "status", "enqueue"},
 	"enqueue-new": {"lib:", "enqueue-new"}, // binds its own few keys: no prelude, and no function (a closure a call)
-	"dequeue":     {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "outcome-ext", "followups", "limits", "dequeue"},
+	"dequeue":     {"lib", "prelude", "prelude-ext", "status", "counts", "history", "attempt-errors", "outcome", "outcome-ext", "followups", "limits", "dequeue"},
 	// The lean poll (docs/protocol.md §4), for a queue that uses no
 	// extension with keys of its own: without limits.lua and
 	// outcome-ext.lua, whose closures every call would make for nothing,
 	// and without followups.lua but for a call that enqueues follow-ups in
-	// the script (§22).
-	"dequeue-lean":           {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "dequeue"},
-	"dequeue-lean-followups": {"lib", "prelude", "status", "counts", "history", "attempt-errors", "outcome", "followups", "dequeue"},
-	"msg-status":             {"lib", "prelude", "status", "attempt-errors", "msg-status"},
-	"renew":                  {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "renew"},
-	"queue-counts":           {"lib", "prelude", "counts", "queue-counts"},
-	"delete":                 {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "delete"},
-	"pause":                  {"lib", "prelude", "pause"},
-	"dead-letters":           {"lib", "prelude", "status", "dead-letters"},
-	"heartbeat":              {"lib", "prelude", "heartbeat"},
-	"history-read":           {"lib", "prelude", "history", "history-read"},
+	// the script (§22). Both leave out prelude-ext.lua too (the keys a lean call is not
+	// passed, named only in code it never reaches), and the functions of
+	// prelude.lua and status.lua the poll never calls: refuse_when_full
+	// (an enqueue's) and status_name (msg-status's).
+	"dequeue-lean":           {"lib", leanPrelude, leanStatus, "counts", "history", "attempt-errors", "outcome", "dequeue"},
+	"dequeue-lean-followups": {"lib", leanPrelude, leanStatus, "counts", "history", "attempt-errors", "outcome", "followups", "dequeue"},
+	"msg-status":             {"lib", "prelude", "prelude-ext", "status", "attempt-errors", "msg-status"},
+	"renew":                  {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "renew"},
+	"queue-counts":           {"lib", "prelude", "prelude-ext", "counts", "queue-counts"},
+	"delete":                 {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "delete"},
+	"pause":                  {"lib", "prelude", "prelude-ext", "pause"},
+	"dead-letters":           {"lib", "prelude", "prelude-ext", "status", "dead-letters"},
+	"heartbeat":              {"lib", "prelude", "prelude-ext", "heartbeat"},
+	"history-read":           {"lib", "prelude", "prelude-ext", "history", "history-read"},
 	"tick":                   {"lib", "tick"}, // binds its own few keys: no prelude
 	"schedules":              {"lib", "schedules"},
-	"result":                 {"lib", "prelude", "status", "result"},
-	"batch-tick":             {"lib", "prelude", "batch-tick"},
-	"cancel":                 {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "cancel", "delete"}, // a queued message goes on to delete.lua
-	"limits-set":             {"lib", "prelude", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "limits-set"},
+	"result":                 {"lib", "prelude", "prelude-ext", "status", "result"},
+	"batch-tick":             {"lib", "prelude", "prelude-ext", "batch-tick"},
+	"cancel":                 {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "cancel", "delete"}, // a queued message goes on to delete.lua
+	"limits-set":             {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "limits-set"},
 }
+
+// leanPrelude and leanStatus are the parts of prelude.lua and status.lua
+// the lean poll's compositions take: the functions they call, not those
+// of other scripts, each a closure a call would make for nothing.
+const (
+	leanPrelude = "prelude:go_on_when_full,pack,unpack_items,wake_one,due_sooner"
+	leanStatus  = "status:message_status,has_requeue"
+)
 
 // The composed scripts, set by Load.
 var (
