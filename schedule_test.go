@@ -206,7 +206,11 @@ func TestScheduleCatchUpPattern(t *testing.T) {
 	<-done
 
 	ts := tickTimes(t, s, q, "s")
-	assert.EqualValues(t, 1, sc.Stats().Skipped, "the ticks beyond the bound skipped in one step")
+	// The ticks beyond the bound go in one step; on a loaded machine a
+	// later step may find the next tick beyond the bound too (seen in CI:
+	// a step more than a second after the first skip), and skip it as
+	// well, which is the bound doing its work.
+	assert.GreaterOrEqual(t, sc.Stats().Skipped, int64(1), "the ticks beyond the bound skipped")
 	assert.GreaterOrEqual(t, ts[0], t0+7000, "no tick older than the bound: %v", ts)
 	// The first tick not older than the bound at the step, which came
 	// before stepBefore: within a tick's period of stepBefore - 3 s.

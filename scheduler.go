@@ -100,8 +100,9 @@ func (c *Client) NewScheduler(queue string, cfg *SchedulerConfig) (*Scheduler, e
 
 // SchedulerStats counts the ticks a scheduler took.
 type SchedulerStats struct {
-	// Enqueued counts the ticks it enqueued; Skipped those it skipped,
-	// missed by more than CatchUp.
+	// Enqueued counts the ticks it enqueued; Skipped the steps in which
+	// it skipped ticks missed by more than CatchUp (one step skips every
+	// such tick of a schedule at once).
 	Enqueued int64 `json:"enqueued"`
 	Skipped  int64 `json:"skipped"`
 }
