@@ -4,15 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/queuetest"
-	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -47,20 +43,9 @@ return 1`)
 // Run: go test -run '^$' -bench EnqueueNewCost -benchtime 1x .
 func BenchmarkEnqueueNewCost(b *testing.B) {
 	calls, rounds, warm := 3000, 7, 0
-	var s *queuetest.Server
-	addr, pid := os.Getenv("LEAN_BENCH_ADDR"), os.Getenv("LEAN_BENCH_PID")
-	if addr != "" {
+	s, pid := costServer(b)
+	if pid != "" {
 		calls, rounds, warm = 6000, 1, 2000
-		rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Minute})
-		b.Cleanup(func() { rdb.Close() })
-		s = &queuetest.Server{RDB: rdb}
-	} else {
-		r := redistest.Start(b)
-		s = &queuetest.Server{RDB: r.Client(b), Real: r}
-	}
-	cg := func(arg string) {
-		out, err := exec.Command("callgrind_control", arg, pid).CombinedOutput()
-		require.NoError(b, err, string(out))
 	}
 	ctx := context.Background()
 	payload := []byte(strings.Repeat("p", 100))
@@ -102,12 +87,12 @@ func BenchmarkEnqueueNewCost(b *testing.B) {
 			require.NoError(b, s.RDB.(*redis.Client).ConfigResetStat(ctx).Err())
 			for i := range calls {
 				if i == warm && pid != "" {
-					cg("-z")
+					callgrindControl(b, "-z", pid)
 				}
 				require.NoError(b, run[name](q, i))
 			}
 			if pid != "" {
-				cg("-d")
+				callgrindControl(b, "-d", pid)
 				got[name] = append(got[name], float64(callgrindTotal(b, pid))/float64(calls-warm))
 				continue
 			}
@@ -126,26 +111,4 @@ func BenchmarkEnqueueNewCost(b *testing.B) {
 		xs := slices.Sorted(slices.Values(got[name]))
 		b.ReportMetric(xs[len(xs)/2], name+unit)
 	}
-}
-
-// usecOf answers the calls and usec of command cmd in INFO commandstats.
-func usecOf(info, cmd string) [2]float64 {
-	for line := range strings.SplitSeq(info, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
-		if !ok {
-			continue
-		}
-		var out [2]float64
-		for kv := range strings.SplitSeq(rest, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			switch k {
-			case "calls":
-				out[0], _ = strconv.ParseFloat(v, 64)
-			case "usec":
-				out[1], _ = strconv.ParseFloat(v, 64)
-			}
-		}
-		return out
-	}
-	return [2]float64{}
 }

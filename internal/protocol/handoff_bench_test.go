@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
-	"github.com/gocarmine/mq/internal/queuetest"
-	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -33,19 +30,12 @@ import (
 // Run: go test -run '^$' -bench PollFollowUps -benchtime 1x .
 func BenchmarkPollFollowUps(b *testing.B) {
 	calls, rounds := 1000, 5
-	var s *queuetest.Server
-	addr, pid := os.Getenv("LEAN_BENCH_ADDR"), os.Getenv("LEAN_BENCH_PID")
-	if addr != "" {
+	s, pid := costServer(b)
+	if pid != "" {
 		calls, rounds = 1000, 1
 		if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_ROUNDS")); err == nil && n > 0 {
 			rounds = n
 		}
-		rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Minute})
-		b.Cleanup(func() { rdb.Close() })
-		s = &queuetest.Server{RDB: rdb}
-	} else {
-		r := redistest.Start(b)
-		s = &queuetest.Server{RDB: r.Client(b), Real: r}
 	}
 	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_CALLS")); err == nil && n > 10 {
 		calls = n
@@ -72,7 +62,6 @@ func BenchmarkPollFollowUps(b *testing.B) {
 	payload := make([]byte, 100)
 	run := randomToken() // (a server under callgrind keeps its keys between runs)
 	got := map[string][]float64{}
-	usec := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+),usec=(\d+)`)
 	for round := range rounds {
 		for _, v := range variants {
 			q := fmt.Sprintf("bench:%s:%s:%d", run, v, round)
@@ -122,11 +111,9 @@ func BenchmarkPollFollowUps(b *testing.B) {
 			}
 			info, err := s.RDB.(*redis.Client).Info(ctx, "commandstats").Result()
 			require.NoError(b, err)
-			m := usec.FindStringSubmatch(info)
-			require.NotNil(b, m, info)
-			n, _ := strconv.ParseFloat(m[1], 64)
-			us, _ := strconv.ParseFloat(m[2], 64)
-			got[v] = append(got[v], us/n/float64(batch))
+			m := usecOf(info, "evalsha")
+			require.NotZero(b, m[0], info)
+			got[v] = append(got[v], m[1]/m[0]/float64(batch))
 		}
 	}
 	unit := "-µs/msg"
@@ -137,10 +124,4 @@ func BenchmarkPollFollowUps(b *testing.B) {
 		xs := slices.Sorted(slices.Values(got[v]))
 		b.ReportMetric(xs[len(xs)/2], v+unit)
 	}
-}
-
-// callgrindControl runs callgrind_control with arg on process pid.
-func callgrindControl(b *testing.B, arg, pid string) {
-	out, err := exec.Command("callgrind_control", arg, pid).CombinedOutput()
-	require.NoError(b, err, string(out))
 }

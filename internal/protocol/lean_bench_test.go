@@ -5,17 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gocarmine/mq/internal/queuetest"
-	"github.com/gocarmine/mq/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -32,25 +27,11 @@ import (
 // script's fixed cost alone).
 func BenchmarkPollKeySets(b *testing.B) {
 	calls, rounds := 3000, 7
-	var s *queuetest.Server
-	// LEAN_BENCH_ADDR and LEAN_BENCH_PID name a redis-server run under
-	// valgrind --tool=callgrind, writing its dumps to CALLGRIND_DIR: the
-	// variants are then measured in instructions per call (callgrind's
-	// totals), which a busy machine does not blur.
-	addr, pid := os.Getenv("LEAN_BENCH_ADDR"), os.Getenv("LEAN_BENCH_PID")
-	if addr != "" {
+	// Under callgrind (costServer), the variants are measured in
+	// instructions per call.
+	s, pid := costServer(b)
+	if pid != "" {
 		calls, rounds = 4000, 1
-		rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Minute})
-		b.Cleanup(func() { rdb.Close() })
-		s = &queuetest.Server{RDB: rdb}
-	} else {
-		r := redistest.Start(b)
-		s = &queuetest.Server{RDB: r.Client(b), Real: r}
-	}
-	cg := func(arg string) string {
-		out, err := exec.Command("callgrind_control", arg, pid).CombinedOutput()
-		require.NoError(b, err, string(out))
-		return string(out)
 	}
 	ctx := context.Background()
 	type variant struct {
@@ -115,7 +96,6 @@ func BenchmarkPollKeySets(b *testing.B) {
 		batch = n
 	}
 	got := map[string][]float64{}
-	usec := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+),usec=(\d+)`)
 	for round := range rounds {
 		for _, v := range variants {
 			q := fmt.Sprintf("bench:%s:%d", v.name, round)
@@ -151,7 +131,7 @@ func BenchmarkPollKeySets(b *testing.B) {
 			}
 			for i := range calls / batch {
 				if i == 10 && pid != "" {
-					cg("-z") // (after the first calls: the enqueues' garbage is collected)
+					callgrindControl(b, "-z", pid) // (after the first calls: the enqueues' garbage is collected)
 				}
 				a.Seq++
 				argv := a.argv(0)
@@ -171,7 +151,7 @@ func BenchmarkPollKeySets(b *testing.B) {
 				}
 			}
 			if pid != "" {
-				cg("-d")
+				callgrindControl(b, "-d", pid)
 				got[v.name] = append(got[v.name], float64(callgrindTotal(b, pid))/float64((calls/batch-10)*batch))
 				continue
 			}
@@ -186,11 +166,9 @@ func BenchmarkPollKeySets(b *testing.B) {
 				_, err = fh.WriteString(out)
 				require.NoError(b, errors.Join(err, fh.Close()))
 			}
-			m := usec.FindStringSubmatch(info)
-			require.NotNil(b, m, info)
-			n, _ := strconv.ParseFloat(m[1], 64)
-			us, _ := strconv.ParseFloat(m[2], 64)
-			got[v.name] = append(got[v.name], us/n/float64(batch))
+			m := usecOf(info, "evalsha")
+			require.NotZero(b, m[0], info)
+			got[v.name] = append(got[v.name], m[1]/m[0]/float64(batch))
 		}
 	}
 	unit := "-µs/msg"
@@ -204,25 +182,6 @@ func BenchmarkPollKeySets(b *testing.B) {
 		xs := slices.Sorted(slices.Values(got[v.name]))
 		b.ReportMetric(xs[len(xs)/2], v.name+unit)
 	}
-}
-
-// callgrindTotal answers the instructions of callgrind's latest dump of
-// process pid (in the working directory of the server, CALLGRIND_DIR).
-func callgrindTotal(b *testing.B, pid string) int64 {
-	files, err := filepath.Glob(filepath.Join(os.Getenv("CALLGRIND_DIR"), "callgrind.out."+pid+".*"))
-	require.NoError(b, err)
-	require.NotEmpty(b, files)
-	slices.SortFunc(files, func(x, y string) int {
-		nx, _ := strconv.Atoi(x[strings.LastIndex(x, ".")+1:])
-		ny, _ := strconv.Atoi(y[strings.LastIndex(y, ".")+1:])
-		return nx - ny
-	})
-	data, err := os.ReadFile(files[len(files)-1])
-	require.NoError(b, err)
-	m := regexp.MustCompile(`(?m)^(?:totals|summary): (\d+)`).FindSubmatch(data)
-	require.NotNil(b, m)
-	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return n
 }
 
 // argv5 is a's arguments as dequeue.lua took them before results and

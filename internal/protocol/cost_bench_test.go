@@ -1,0 +1,86 @@
+package protocol
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/gocarmine/mq/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// The cost benchmarks (BenchmarkPollKeySets, BenchmarkPollFollowUps,
+// BenchmarkEnqueueNewCost) measure what Redis spends on a script: by
+// default the usec INFO commandstats gives, on a throwaway redis-server;
+// with LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server run under
+// valgrind --tool=callgrind (writing its dumps to CALLGRIND_DIR), in
+// instructions, which a busy machine does not blur.
+
+// costServer answers the server a cost benchmark measures, and the pid
+// of the redis-server under callgrind ("" for a throwaway server).
+func costServer(b *testing.B) (*queuetest.Server, string) {
+	addr, pid := os.Getenv("LEAN_BENCH_ADDR"), os.Getenv("LEAN_BENCH_PID")
+	if addr == "" {
+		r := redistest.Start(b)
+		return &queuetest.Server{RDB: r.Client(b), Real: r}, ""
+	}
+	require.NotEmpty(b, pid, "LEAN_BENCH_ADDR without LEAN_BENCH_PID")
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Minute})
+	b.Cleanup(func() { rdb.Close() })
+	return &queuetest.Server{RDB: rdb}, pid
+}
+
+// callgrindControl runs callgrind_control with arg on process pid.
+func callgrindControl(b *testing.B, arg, pid string) {
+	out, err := exec.Command("callgrind_control", arg, pid).CombinedOutput()
+	require.NoError(b, err, string(out))
+}
+
+// callgrindTotal answers the instructions of callgrind's latest dump of
+// process pid (in the working directory of the server, CALLGRIND_DIR).
+func callgrindTotal(b *testing.B, pid string) int64 {
+	files, err := filepath.Glob(filepath.Join(os.Getenv("CALLGRIND_DIR"), "callgrind.out."+pid+".*"))
+	require.NoError(b, err)
+	require.NotEmpty(b, files)
+	slices.SortFunc(files, func(x, y string) int {
+		nx, _ := strconv.Atoi(x[strings.LastIndex(x, ".")+1:])
+		ny, _ := strconv.Atoi(y[strings.LastIndex(y, ".")+1:])
+		return nx - ny
+	})
+	data, err := os.ReadFile(files[len(files)-1])
+	require.NoError(b, err)
+	m := regexp.MustCompile(`(?m)^(?:totals|summary): (\d+)`).FindSubmatch(data)
+	require.NotNil(b, m)
+	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return n
+}
+
+// usecOf answers the calls and usec of command cmd in INFO commandstats.
+func usecOf(info, cmd string) [2]float64 {
+	for line := range strings.SplitSeq(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
+		if !ok {
+			continue
+		}
+		var out [2]float64
+		for kv := range strings.SplitSeq(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "calls":
+				out[0], _ = strconv.ParseFloat(v, 64)
+			case "usec":
+				out[1], _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		return out
+	}
+	return [2]float64{}
+}
