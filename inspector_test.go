@@ -275,26 +275,6 @@ func TestDeadLettersPagingWhileLettersArrive(t *testing.T) {
 	}
 }
 
-// roundTripHook counts a client's round trips: a command, or a pipeline
-// however many commands it holds.
-type roundTripHook struct{ n *atomic.Int64 }
-
-func (h roundTripHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h roundTripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h roundTripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
 // TestMessageOneRoundTrip: Inspector.Message reads a held message with
 // its progress and cancel in one round trip (once its script is loaded),
 // and the progress and cancel are those of the message it read.
@@ -304,7 +284,7 @@ func TestMessageOneRoundTrip(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr})
 	t.Cleanup(func() { rdb.Close() })
 	var trips atomic.Int64
-	rdb.AddHook(roundTripHook{&trips})
+	rdb.AddHook(countingHook{trips: &trips})
 	c, err := New(rdb, &Config{Logger: testLogger(t)})
 	require.NoError(t, err)
 	q := queuetest.QueueName(t)

@@ -366,7 +366,7 @@ func TestLimitsIdleCost(t *testing.T) {
 			rdb := redis.NewClient(&redis.Options{Addr: s.Real.Addr})
 			t.Cleanup(func() { rdb.Close() })
 			var sent atomic.Int64
-			rdb.AddHook(countingHook{&sent})
+			rdb.AddHook(countingHook{cmds: &sent})
 			c, err := New(rdb, &Config{Logger: testLogger(t)})
 			require.NoError(t, err)
 			q := queuetest.QueueName(t)
@@ -419,22 +419,33 @@ func TestLimitsIdleCost(t *testing.T) {
 	}
 }
 
-// countingHook counts the commands a client sends.
-type countingHook struct{ n *atomic.Int64 }
+// countingHook counts what a client sends: in cmds every command (each
+// of a pipeline's), in trips every round trip (a command, or a pipeline
+// however many commands it holds); either may be nil.
+type countingHook struct{ cmds, trips *atomic.Int64 }
 
 func (h countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
+		h.add(1)
 		return next(ctx, cmd)
 	}
 }
 
 func (h countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(int64(len(cmds)))
+		h.add(int64(len(cmds)))
 		return next(ctx, cmds)
+	}
+}
+
+func (h countingHook) add(cmds int64) {
+	if h.cmds != nil {
+		h.cmds.Add(cmds)
+	}
+	if h.trips != nil {
+		h.trips.Add(1)
 	}
 }
 
