@@ -93,15 +93,17 @@ local default_lock_ms = tonumber(ARGV[1])
 local max_steps = tonumber(ARGV[7])
 local max_handles = tonumber(ARGV[8])
 dead_max_count, dead_max_age_ms = tonumber(ARGV[14]), tonumber(ARGV[15])
-results_max_count = tonumber(ARGV[20 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
-results_max_age_ms = tonumber(ARGV[21 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0
-if ext.in_script then ext.in_script.first = tonumber(ARGV[22 + OUTCOME_ARGS * tonumber(ARGV[17])]) or 0 end
 local quarantine_after = tonumber(ARGV[16])
 local n_outcomes = tonumber(ARGV[17])
+if ext.keep_result then -- (only a composition that keeps results reads their bounds, §21)
+  results_max_count = tonumber(ARGV[20 + OUTCOME_ARGS * n_outcomes]) or 0
+  results_max_age_ms = tonumber(ARGV[21 + OUTCOME_ARGS * n_outcomes]) or 0
+end
+if ext.in_script then ext.in_script.first = tonumber(ARGV[22 + OUTCOME_ARGS * n_outcomes]) or 0 end
 index_only = ARGV[18] == '1'
 local now = server_now()
 
-local bad = check_outcomes(19, n_outcomes)
+local bad, carries = check_outcomes(19, n_outcomes)
 if bad then return bad end
 
 -- The lean call (§4). A queue that uses no extension with keys of its
@@ -127,13 +129,10 @@ if own_keys < 52 or ext.limits_freed == nil then
   if f.results or f.handoffs or f.batches or f.cancel or f.progress or f.limits then
     return redis.error_reply('MQKEYS the queue uses an extension with keys of its own: the poll needs all of its keys')
   end
-  for i = 0, n_outcomes - 1 do
-    local j = 19 + OUTCOME_ARGS * i
-    -- (follow-ups enqueued in the script, §22, need none of them)
-    local p = ext.in_script and ext.in_script.parsed[j + 6]
-    if ARGV[j + 5] ~= '' or ((p and p.rest) or ARGV[j + 6]) ~= '' then
-      return redis.error_reply('MQKEYS an outcome with a result or follow-ups for the relay needs all of the queue\'s keys')
-    end
+  -- (follow-ups enqueued in the script, §22, need none of them:
+  -- check_outcomes told)
+  if carries then
+    return redis.error_reply('MQKEYS an outcome with a result or follow-ups for the relay needs all of the queue\'s keys')
   end
   ext.lean_call = true
 end

@@ -9,9 +9,15 @@
 -- what Lua's unpack can spread.
 local UNPACK_MAX = 1000
 
--- call_each runs redis.call(cmd, key, ...) over all of items, in chunks.
+-- call_each runs redis.call(cmd, key, ...) over all of items, in chunks:
+-- one command for the common list that fits in one, none for an empty one.
 local function call_each(cmd, key, items)
-  for i = 1, #items, UNPACK_MAX do
+  local n = #items
+  if n <= UNPACK_MAX then
+    if n > 0 then redis.call(cmd, key, unpack(items)) end
+    return
+  end
+  for i = 1, n, UNPACK_MAX do
     redis.call(cmd, key, unpack(items, i, math.min(i + UNPACK_MAX - 1, #items)))
   end
 end
@@ -58,14 +64,13 @@ end
 -- (One table, not a local each: Lua 5.1 finds each upvalue a closure
 -- binds by walking the list of those already bound, so every local that
 -- some function uses makes every later closure dearer.)
-local ext = {}
-
 -- ext.lean_call is set by a lean poll (dequeue.lua, §4) once it checked
 -- that the queue uses none of results, handoffs, batches, cancel,
 -- progress and limits, and that no outcome carries a result or
 -- follow-ups: the per-message calls of those extensions are skipped then,
--- each a no-op.
-ext.lean_call = false
+-- each a no-op. (Its field is given in the constructor: Lua sizes the
+-- table once.)
+local ext = {lean_call = false}
 
 -- Per-message policies (§14).
 local function policy_used()
@@ -106,7 +111,7 @@ end
 -- worker's collection, which does not know the key, or by a requeue that
 -- became the message; enqueue.lua, set_policy).
 local function policy_of(mid, udt)
-  if not policy_used() then return '' end
+  if not feature_used('policy') then return '' end -- (policy_used, one call fewer a hand-out)
   return tagged_get(K_POLICY, mid, udt) or ''
 end
 
@@ -167,24 +172,32 @@ local function collect(mid)
 end
 
 local function flush_gathered()
-  if #gathered.due > 0 then
-    call_each('zadd', K_DUE, gathered.due)
-  end
-  if #gathered.windows > 0 then
-    call_each('zadd', K_WINDOWS, gathered.windows)
-  end
-  call_each('sadd', K_DONE, gathered.done)
-  call_each('hdel', K_LOCKS, gathered.unlock)
-  local list = gathered.collect
+  local g = gathered
+  if #g.due > 0 then call_each('zadd', K_DUE, g.due) end
+  if #g.windows > 0 then call_each('zadd', K_WINDOWS, g.windows) end
+  if #g.done > 0 then call_each('sadd', K_DONE, g.done) end
+  if #g.unlock > 0 then call_each('hdel', K_LOCKS, g.unlock) end
+  local list = g.collect
   if #list > 0 then
-    for _, key in ipairs({K_MESSAGES, K_LOCK_TIMES, K_LOCK_TIMES_RQ, K_UDTS, K_LOCKS, K_NATTEMPTS,
-        K_LOCK_ALIASES, K_BACKOFFS, K_NOUTCOMES, K_META, K_ATTEMPT_ERRORS, K_NSOLO}) do
-      call_each('hdel', key, list)
-    end
+    -- (a line a key, not a loop over a table of them: a table is an
+    -- allocation a call)
+    call_each('hdel', K_MESSAGES, list)
+    call_each('hdel', K_LOCK_TIMES, list)
+    call_each('hdel', K_LOCK_TIMES_RQ, list)
+    call_each('hdel', K_UDTS, list)
+    call_each('hdel', K_LOCKS, list)
+    call_each('hdel', K_NATTEMPTS, list)
+    call_each('hdel', K_LOCK_ALIASES, list)
+    call_each('hdel', K_BACKOFFS, list)
+    call_each('hdel', K_NOUTCOMES, list)
+    call_each('hdel', K_META, list)
+    call_each('hdel', K_ATTEMPT_ERRORS, list)
+    call_each('hdel', K_NSOLO, list)
     if policy_used() then call_each('hdel', K_POLICY, list) end
-    if feature_used('priority') then call_each('hdel', K_PRIO, list) end
-    if feature_used('cancel') then call_each('hdel', K_CANCELS, list) end
-    if feature_used('progress') then call_each('hdel', K_PROGRESS, list) end
+    local f = features -- (read by policy_used)
+    if f.priority then call_each('hdel', K_PRIO, list) end
+    if f.cancel then call_each('hdel', K_CANCELS, list) end
+    if f.progress then call_each('hdel', K_PROGRESS, list) end
     call_each('srem', K_DONE, list)
     call_each('zrem', K_DUE, list)
     call_each('zrem', K_WINDOWS, list)
@@ -192,7 +205,6 @@ local function flush_gathered()
   if ext.limits_flush and feature_used('limits') then ext.limits_flush() end
   -- (a new list only for one written: each table is an allocation, and
   -- a call flushes two or three times)
-  local g = gathered
   if #g.due > 0 then g.due = {} end
   if #g.windows > 0 then g.windows = {} end
   if #g.unlock > 0 then g.unlock = {} end
@@ -421,17 +433,20 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'lock-lost'
   end
   unlocked[mid] = true
-  if outcome == 'cancelled' or (not ext.lean_call and ext.cancel_asked(mid)) then
+  -- (a lean call, §4, reads ext.lean_call once: the extensions it skips
+  -- are each a no-op for it)
+  local full = not ext.lean_call
+  if outcome == 'cancelled' or (full and ext.cancel_asked(mid)) then
     count_history('p')
     cancel_now(mid)
     gathered.unlock[#gathered.unlock + 1] = mid
     return 'cancelled'
   end
-  if ext.limits_freed and feature_used('limits') then ext.limits_freed(mid, outcome, now) end
+  if full and ext.limits_freed and feature_used('limits') then ext.limits_freed(mid, outcome, now) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     -- (a lean call carries no follow-ups for the relay: refused, §4)
     if ext.hand_off then ext.hand_off(followups, j) end
-    if not ext.lean_call then ext.tick_batch(mid, nil, 's') end
+    if full then ext.tick_batch(mid, nil, 's') end
   end
   if outcome ~= 'release' then
     count_history('p')
@@ -467,13 +482,13 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
       outcomes_wake = true
     end
   else -- success
-    if result and result ~= '' then ext.keep_result(mid, result, now) end
+    if full and result and result ~= '' then ext.keep_result(mid, result, now) end
     if backoff_ms > 0 then -- in a dedupe window
       enter_window(mid, now + backoff_ms)
     else
       finish(mid, now, default_lock_ms)
     end
-    if not ext.lean_call then ext.notify_final(mid) end
+    if full then ext.notify_final(mid) end
   end
   gathered.unlock[#gathered.unlock + 1] = mid
   return 'ok'
@@ -488,26 +503,31 @@ local OUTCOMES = {success = true, retry = true, dead = true, release = true, can
 -- check_outcomes answers an error reply (MQOUTCOME) naming the first
 -- outcome given in ARGV from index first on (n groups, as record_outcomes
 -- takes them) that is not one of OUTCOMES, or whose follow-ups to enqueue
--- here cannot be (in_script.check), or nil when all are known. A call
--- checks before it writes anything: Redis does not undo the writes a
--- script made before it failed, and an answer it does not know is refused,
--- never guessed.
+-- here cannot be (in_script.check), or nil when all are known; and, second,
+-- whether any of them carries a result or follow-ups for the relay (what
+-- follows the follow-ups enqueued here, in_script.parsed's rest), which a
+-- lean call refuses (dequeue.lua, §4). A call checks before it writes
+-- anything: Redis does not undo the writes a script made before it failed,
+-- and an answer it does not know is refused, never guessed.
 local function check_outcomes(first, n)
+  local argv, in_script, carries = ARGV, ext.in_script, false
   for i = 0, n - 1 do
     local j = first + OUTCOME_ARGS * i
-    if not OUTCOMES[ARGV[j + 2]] then
-      return redis.error_reply('MQOUTCOME unknown outcome "' .. tostring(ARGV[j + 2]) ..
-        '" for message "' .. tostring(ARGV[j]) .. '"')
+    if not OUTCOMES[argv[j + 2]] then
+      return redis.error_reply('MQOUTCOME unknown outcome "' .. tostring(argv[j + 2]) ..
+        '" for message "' .. tostring(argv[j]) .. '"'), carries
     end
-    local fu = ARGV[j + 6]
-    if ext.in_script and fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
-      local bad = ext.in_script.check(j + 6, fu)
+    local fu = argv[j + 6]
+    if in_script and fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
+      local bad = in_script.check(j + 6, fu)
       if bad then
-        return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(ARGV[j]) .. '"')
+        return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(argv[j]) .. '"'), carries
       end
+      fu = in_script.parsed[j + 6].rest
     end
+    if argv[j + 5] ~= '' or fu ~= '' then carries = true end
   end
-  return nil
+  return nil, carries
 end
 
 -- record_outcomes records the outcomes given in ARGV from index first on,
@@ -523,6 +543,7 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
   local results = {}
   local unlocked = {}
   if ext.limits_prefetch and feature_used('limits') then ext.limits_prefetch(first, n, #known) end
+  local argv = ARGV -- (a local: each read of the global is a lookup)
   for i = 0, n - 1 do
     if i < #known then
       local k = string.sub(known, i + 1, i + 1)
@@ -535,8 +556,8 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
       end
     else
       local j = first + OUTCOME_ARGS * i
-      results[i + 1] = record_outcome(ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3]), ARGV[j + 4],
-        now, default_lock_ms, unlocked, ARGV[j + 5], ARGV[j + 6], j + 6)
+      results[i + 1] = record_outcome(argv[j], argv[j + 1], argv[j + 2], tonumber(argv[j + 3]), argv[j + 4],
+        now, default_lock_ms, unlocked, argv[j + 5], argv[j + 6], j + 6)
     end
   end
   if ext.in_script then ext.in_script.flush(now) end
