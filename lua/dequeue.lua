@@ -88,19 +88,20 @@
 
 go_on_when_full()
 
-local poller, seq, confirmed = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
-local default_lock_ms = tonumber(ARGV[1])
-local max_steps = tonumber(ARGV[7])
-local max_handles = tonumber(ARGV[8])
-dead_max_count, dead_max_age_ms = tonumber(ARGV[14]), tonumber(ARGV[15])
-local quarantine_after = tonumber(ARGV[16])
-local n_outcomes = tonumber(ARGV[17])
+local argv = ARGV -- (a local: each read of the global is a lookup)
+local poller, seq, confirmed = argv[10], tonumber(argv[11]), tonumber(argv[12])
+local default_lock_ms = tonumber(argv[1])
+local max_steps = tonumber(argv[7])
+local max_handles = tonumber(argv[8])
+dead_max_count, dead_max_age_ms = tonumber(argv[14]), tonumber(argv[15])
+local quarantine_after = tonumber(argv[16])
+local n_outcomes = tonumber(argv[17])
 if ext.keep_result then -- (only a composition that keeps results reads their bounds, §21)
-  results_max_count = tonumber(ARGV[20 + OUTCOME_ARGS * n_outcomes]) or 0
-  results_max_age_ms = tonumber(ARGV[21 + OUTCOME_ARGS * n_outcomes]) or 0
+  results_max_count = tonumber(argv[20 + OUTCOME_ARGS * n_outcomes]) or 0
+  results_max_age_ms = tonumber(argv[21 + OUTCOME_ARGS * n_outcomes]) or 0
 end
-if ext.in_script then ext.in_script.first = tonumber(ARGV[22 + OUTCOME_ARGS * n_outcomes]) or 0 end
-index_only = ARGV[18] == '1'
+if ext.in_script then ext.in_script.first = tonumber(argv[22 + OUTCOME_ARGS * n_outcomes]) or 0 end
+index_only = argv[18] == '1'
 local now = server_now()
 
 local bad, carries = check_outcomes(19, n_outcomes)
@@ -121,7 +122,7 @@ if bad then return bad end
 -- call again with every key, as it does from then on for that queue.
 -- (The queue's own keys end before the follow-ups' targets, ARGV[22+7n],
 -- when the call carries those.)
-local own_keys = tonumber(ARGV[22 + OUTCOME_ARGS * n_outcomes]) or 0
+local own_keys = tonumber(argv[22 + OUTCOME_ARGS * n_outcomes]) or 0
 own_keys = (own_keys > 0) and (own_keys - 1) or #KEYS
 if own_keys < 52 or ext.limits_freed == nil then
   feature_used('results') -- (reads every feature, into features)
@@ -604,12 +605,17 @@ local function decide(mid, from_circle)
   local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
   due_at = math.max(udt, due_at or udt)
   local step = {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid), due_at}
-  local policy = policy_of(mid, udt)
+  -- (features was read before the first step, feature_used('priority'):
+  -- a queue without policies or priorities spends no call on them)
+  local f = features
+  local policy = f.policy and policy_of(mid, udt) or ''
   if policy ~= '' then step[11] = policy end
-  local _, prio = prio_list(mid, udt)
-  if prio then
-    step[11] = policy
-    step[12] = prio
+  if f.priority then
+    local _, prio = prio_list(mid, udt)
+    if prio then
+      step[11] = policy
+      step[12] = prio
+    end
   end
   return step, false
 end
