@@ -20,7 +20,10 @@ import (
 // handed out a call, 8 unless told) by what the successes hand off
 // (docs/protocol.md §22, "In the script"): "plain", nothing; "own", one
 // follow-up each to the queue itself; "other", one follow-up each to
-// another queue, whose keys the call passes after the queue's own. The
+// another queue, whose keys the call passes after the queue's own, a
+// queue no worker drains; "drained", as "other" but to a new queue each
+// call, as a target a worker keeps empty finds it (its ready list gone,
+// its hashes small), the target's keys created by the call. The
 // variants run in interleaved rounds; each reports the median of its
 // rounds' µs of Redis per message (EVALSHA's usec in INFO commandstats),
 // or, with LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server under
@@ -55,7 +58,7 @@ func BenchmarkPollFollowUps(b *testing.B) {
 		batch = n
 	}
 	ctx := context.Background()
-	variants := []string{"plain", "own", "other"}
+	variants := []string{"plain", "own", "other", "drained"}
 	if only := os.Getenv("LEAN_BENCH_ONLY"); only != "" {
 		variants = regexp.MustCompile(`,`).Split(only, -1)
 	}
@@ -84,6 +87,9 @@ func BenchmarkPollFollowUps(b *testing.B) {
 			for i := range calls {
 				if i == 10 && pid != "" {
 					callgrindControl(b, "-z", pid)
+				}
+				if v == "drained" {
+					target = keys.Key(q+":next:"+strconv.Itoa(i), false, keys.Messages)
 				}
 				a.Seq++
 				reply, err := Poll(ctx, s.RDB, s.Keys(q), a)
