@@ -183,13 +183,24 @@ func SucceedWithBackoff(backoff time.Duration) error {
 	return &Answer{Kind: OutcomeSucceeded, Backoff: max(0, backoff)}
 }
 
+// answerOf answers the Answer err is or wraps. A handler's own Answer
+// (Then, Retry, SucceedWithBackoff) is taken as it is: errors.As, for one
+// a middleware wrapped, costs an allocation and a walk by reflection.
+func answerOf(err error) (*Answer, bool) {
+	if a, ok := err.(*Answer); ok {
+		return a, true
+	}
+	var a *Answer
+	ok := errors.As(err, &a)
+	return a, ok
+}
+
 // outcomeOf maps a handler's answer to an outcome.
 func outcomeOf(err error) outcome {
 	if err == nil {
 		return outcome{name: protocol.OutcomeSuccess}
 	}
-	var a *Answer
-	if errors.As(err, &a) {
+	if a, ok := answerOf(err); ok {
 		switch a.Kind {
 		case OutcomeSucceeded:
 			return outcome{name: protocol.OutcomeSuccess, backoff: a.Backoff, followUps: a.FollowUps}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -324,4 +325,19 @@ func nextCompletion(t *testing.T, got <-chan BatchCounts) BatchCounts {
 		t.Fatal("no completion: a member never ticked its batch")
 		return BatchCounts{}
 	}
+}
+
+// TestOutcomeOfAnswer: a handler's Answer is mapped without an
+// allocation when returned as it is (the usual Then), and still found
+// when a middleware wrapped it.
+func TestOutcomeOfAnswer(t *testing.T) {
+	then := Then(FollowUp{Queue: "next", Message: "x"})
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = outcomeOf(then) }), "allocations per outcomeOf(Then(...))")
+	oc := outcomeOf(fmt.Errorf("middleware: %w", then))
+	assert.Equal(t, protocol.OutcomeSuccess, oc.name)
+	assert.Len(t, oc.followUps, 1)
+	oc = outcomeOf(fmt.Errorf("middleware: %w", Retry(time.Second)))
+	assert.Equal(t, protocol.OutcomeRetry, oc.name)
+	assert.Equal(t, time.Second, oc.backoff)
+	assert.False(t, oc.failed)
 }

@@ -141,7 +141,7 @@ func BenchmarkHandoff(b *testing.B) {
 			var handled atomic.Int64
 			done := make(chan struct{})
 			b.ReportAllocs()
-			cpu0, calls0 := redisUsage(b, c)
+			cpu0, calls0, evals0 := redisUsage(b, c)
 			own0 := processCPU(b)
 			b.ResetTimer()
 			w, err := c.StartWorker(b.Context(), "bench", &WorkerConfig{
@@ -177,7 +177,7 @@ func BenchmarkHandoff(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			cpu1, calls1 := redisUsage(b, c)
+			cpu1, calls1, evals1 := redisUsage(b, c)
 			own1 := processCPU(b)
 			if err := w.Close(); err != nil {
 				b.Fatal(err)
@@ -185,17 +185,19 @@ func BenchmarkHandoff(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
 			b.ReportMetric((cpu1-cpu0)*1e6/float64(n), "redis-µs/msg")
 			b.ReportMetric(float64(calls1-calls0)/float64(n), "cmds/msg")
+			b.ReportMetric(float64(n)/float64(max(1, evals1-evals0)), "msgs/script")
 			b.ReportMetric((own1-own0)*1e6/float64(n), "client-µs/msg")
 		})
 	}
 }
 
 // redisUsage answers the CPU seconds the benchmark's Redis used so far
-// (used_cpu_sys + used_cpu_user) and the commands it ran, scripts' own
-// calls included (INFO commandstats). Between two readings they include
+// (used_cpu_sys + used_cpu_user), the commands it ran, scripts' own
+// calls included, and the script calls (EVALSHA) among them (INFO
+// commandstats). Between two readings they include
 // what the measure's own calls cost (BenchmarkHandoff's waits for the
 // follow-ups read the counts, a script call each).
-func redisUsage(b *testing.B, c *Client) (cpu float64, calls int64) {
+func redisUsage(b *testing.B, c *Client) (cpu float64, calls, evals int64) {
 	b.Helper()
 	info, err := c.rdb.Info(context.Background(), "cpu", "commandstats").Result()
 	if err != nil {
@@ -212,9 +214,12 @@ func redisUsage(b *testing.B, c *Client) (cpu float64, calls int64) {
 			f, _, _ := strings.Cut(value, ",")
 			v, _ := strconv.ParseInt(strings.TrimPrefix(f, "calls="), 10, 64)
 			calls += v
+			if name == "cmdstat_evalsha" {
+				evals = v
+			}
 		}
 	}
-	return cpu, calls
+	return cpu, calls, evals
 }
 
 // benchFill enqueues n messages of benchPayload to queue, 1,000 a call.

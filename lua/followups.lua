@@ -76,11 +76,13 @@ function in_script.fields(rec, i)
 end
 
 -- in_script.check parses the 'S' record rec of the outcome group at ARGV
--- index j into in_script.parsed[j] (its follow-ups in order, each {keys,
--- id, content, lock time, metadata}, and rest, the record for the relay),
--- and answers nil, or an error text when the record is damaged or names a
--- queue whose keys the call lacks: the call is then refused before
--- anything is written.
+-- index j into in_script.parsed[j]: its follow-ups in order, five
+-- entries each in one flat table (the target's keys, id, content, lock
+-- time, metadata), and rest, the record for the relay. It answers nil,
+-- or an error text when the record is damaged or names a queue whose
+-- keys the call lacks: the call is then refused before anything is
+-- written. (One table per outcome, whatever its follow-ups: a table per
+-- follow-up cost the script more than reading its fields.)
 function in_script.check(j, rec)
   if in_script.struct then
     -- A worker's usual record holds one follow-up: its count and its five
@@ -91,7 +93,9 @@ function in_script.check(j, rec)
     if ok and n == '1' then
       local ks = in_script.keys(target)
       if not ks then return 'no keys for the follow-ups to ' .. target end
-      in_script.parsed[j] = {{ks, id, data, lock, meta}, rest = string.sub(rec, after)}
+      local rest = ''
+      if after <= #rec then rest = string.sub(rec, after) end
+      in_script.parsed[j] = {ks, id, data, lock, meta, rest = rest}
       return nil
     end
   end
@@ -99,13 +103,13 @@ function in_script.check(j, rec)
   n = tonumber(n)
   if not n then return 'a damaged follow-ups record' end
   local p = {}
-  for k = 1, n do
+  for k = 0, n - 1 do
     local target, id, data, lock, meta
     target, id, data, lock, meta, i = in_script.fields(rec, i)
     if not target then return 'a damaged follow-ups record' end
     local ks = in_script.keys(target)
     if not ks then return 'no keys for the follow-ups to ' .. target end
-    p[k] = {ks, id, data, lock, meta}
+    p[5 * k + 1], p[5 * k + 2], p[5 * k + 3], p[5 * k + 4], p[5 * k + 5] = ks, id, data, lock, meta
   end
   p.rest = string.sub(rec, i)
   in_script.parsed[j] = p
@@ -121,38 +125,41 @@ end
 -- outcomes_wake). An id its queue holds already is this handling's
 -- follow-up there already (its id is derived from the handling, unique to
 -- it): nothing is written for it. No stale metadata can wait under such
--- an id (§13), so none is deleted.
+-- an id (§13), so none is deleted. A target's gathered follow-ups are
+-- four entries each in one flat table (id, content, lock time, metadata).
 function in_script.flush(now)
+  local at -- (formatted once: Redis formats a number argument each time)
   for _, ks in ipairs(in_script.order) do
     local fs = in_script.gathered[ks[1]]
-    local new = {}
-    if #fs == 1 then
-      if redis.call('hsetnx', ks[1], fs[1][2], fs[1][3]) == 1 then new[1] = fs[1] end
+    local ids, udts, locks, metas = {}, {}, {}, {}
+    if #fs == 4 then
+      if redis.call('hsetnx', ks[1], fs[1], fs[2]) == 1 then ids[1] = fs[1] end
     else
-      local seen, contents = {}, {}
-      for c = 1, #fs, UNPACK_MAX do
-        local ids = {}
-        for k = c, math.min(c + UNPACK_MAX - 1, #fs) do ids[#ids + 1] = fs[k][2] end
-        for k, held in ipairs(redis.call('hmget', ks[1], unpack(ids))) do
-          local f = fs[c + k - 1]
-          if not held and not seen[f[2]] then
-            seen[f[2]] = true
-            new[#new + 1] = f
-            contents[#contents + 1], contents[#contents + 2] = f[2], f[3]
+      local seen, contents, all = {}, {}, {}
+      for k = 1, #fs, 4 do all[#all + 1] = fs[k] end
+      for c = 1, #all, UNPACK_MAX do
+        local held = redis.call('hmget', ks[1], unpack(all, c, math.min(c + UNPACK_MAX - 1, #all)))
+        for k = 1, #held do
+          local x = 4 * (c + k - 2) + 1
+          local id = fs[x]
+          if not held[k] and not seen[id] then
+            seen[id] = true
+            ids[#ids + 1] = id
+            contents[#contents + 1], contents[#contents + 2] = id, fs[x + 1]
+            if fs[x + 2] ~= '0' then locks[#locks + 1], locks[#locks + 2] = id, fs[x + 2] end
+            if fs[x + 3] ~= '' then metas[#metas + 1], metas[#metas + 2] = id, fs[x + 3] end
           end
         end
       end
       call_each('hset', ks[1], contents)
     end
-    if #new > 0 then
-      local ids, udts, locks, metas = {}, {}, {}, {}
-      local at = tostring(now) -- (once: Redis formats a number argument each time)
-      for k, f in ipairs(new) do
-        ids[k] = f[2]
-        udts[#udts + 1], udts[#udts + 2] = f[2], at
-        if f[4] ~= '0' then locks[#locks + 1], locks[#locks + 2] = f[2], f[4] end
-        if f[5] ~= '' then metas[#metas + 1], metas[#metas + 2] = f[2], f[5] end
+    if #ids > 0 then
+      at = at or tostring(now)
+      if #fs == 4 then
+        if fs[3] ~= '0' then locks[1], locks[2] = fs[1], fs[3] end
+        if fs[4] ~= '' then metas[1], metas[2] = fs[1], fs[4] end
       end
+      for k = 1, #ids do udts[2 * k - 1], udts[2 * k] = ids[k], at end
       call_each('hset', ks[2], udts)
       call_each('hset', ks[7], locks)
       call_each('hset', ks[8], metas)
@@ -181,15 +188,17 @@ function ext.hand_off(followups, j)
   if followups == nil or followups == '' then return end
   local p = j and in_script.parsed[j]
   if p then
-    for _, f in ipairs(p) do
-      local ks = f[1]
-      local fs = in_script.gathered[ks[1]]
+    local gathered = in_script.gathered
+    for k = 1, #p, 5 do
+      local ks = p[k]
+      local fs = gathered[ks[1]]
       if not fs then
         fs = {}
-        in_script.gathered[ks[1]] = fs
+        gathered[ks[1]] = fs
         in_script.order[#in_script.order + 1] = ks
       end
-      fs[#fs + 1] = f
+      local m = #fs
+      fs[m + 1], fs[m + 2], fs[m + 3], fs[m + 4] = p[k + 1], p[k + 2], p[k + 3], p[k + 4]
     end
     followups = p.rest
     if followups == '' then return end

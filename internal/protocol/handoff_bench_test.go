@@ -20,7 +20,10 @@ import (
 // handed out a call, 8 unless told) by what the successes hand off
 // (docs/protocol.md §22, "In the script"): "plain", nothing; "own", one
 // follow-up each to the queue itself; "other", one follow-up each to
-// another queue, whose keys the call passes after the queue's own. The
+// another queue, whose keys the call passes after the queue's own, a
+// queue no worker drains; "drained", as "other" but to a new queue each
+// call, as a target a worker keeps empty finds it (its ready list gone,
+// its hashes small), the target's keys created by the call. The
 // variants run in interleaved rounds; each reports the median of its
 // rounds' µs of Redis per message (EVALSHA's usec in INFO commandstats),
 // or, with LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server under
@@ -28,6 +31,15 @@ import (
 // message, which a busy machine does not blur. The calls go through Poll,
 // as a worker's do: the lean key set, the target's keys appended.
 // Run: go test -run '^$' -bench PollFollowUps -benchtime 1x .
+//
+// Where a follow-up's instructions go (callgrind, 300 calls of 8, before
+// followups.lua's flat tables; own / other, over plain's ~210k): the
+// writes of flush ~20k / ~29k, parsing (in_script.check) ~9k / ~10k,
+// gathering (hand_off) ~3.4k / ~3.8k, the rest ~10k / ~13k, of which the
+// lean-followups composition itself ~3k (plain's calls run on it) and
+// the target's eight keys ~3k (a call's per-call costs halve at the ~16
+// messages a call of BenchmarkHandoff). Measured by cutting each part
+// out of the script in turn.
 func BenchmarkPollFollowUps(b *testing.B) {
 	calls, rounds := 1000, 5
 	s, pid := costServer(b)
@@ -55,7 +67,7 @@ func BenchmarkPollFollowUps(b *testing.B) {
 		batch = n
 	}
 	ctx := context.Background()
-	variants := []string{"plain", "own", "other"}
+	variants := []string{"plain", "own", "other", "drained"}
 	if only := os.Getenv("LEAN_BENCH_ONLY"); only != "" {
 		variants = regexp.MustCompile(`,`).Split(only, -1)
 	}
@@ -84,6 +96,9 @@ func BenchmarkPollFollowUps(b *testing.B) {
 			for i := range calls {
 				if i == 10 && pid != "" {
 					callgrindControl(b, "-z", pid)
+				}
+				if v == "drained" {
+					target = keys.Key(q+":next:"+strconv.Itoa(i), false, keys.Messages)
 				}
 				a.Seq++
 				reply, err := Poll(ctx, s.RDB, s.Keys(q), a)

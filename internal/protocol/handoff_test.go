@@ -190,6 +190,41 @@ func countOf(xs []string, x string) int {
 // TestBatchTicks: a batch member's success and dead letter each append
 // one tick; batch-tick.lua counts a tick once, however often delivered,
 // and the last one appends the completion record once.
+// TestHandoffInScriptOne: a call whose one success hands off one
+// follow-up to a queue (the script's path for a single follow-up, by
+// HSETNX) writes its lock time and metadata too, and nothing for one its
+// queue holds already.
+func TestHandoffInScriptOne(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		q := queuetest.QueueName(t)
+		next := sameSlot(s, q, q+"-next")
+		mustEnqueue(t, s, q, "m1", &EnqueueMessage{ID: "m1"})
+		mustEnqueue(t, s, q, "m2", &EnqueueMessage{ID: "m2"})
+		mustEnqueue(t, s, next, "old", &EnqueueMessage{ID: "m2/x/0"})
+		r, err := pollAs(t, s, q, "ab12", 1, 0, 2)
+		require.NoError(t, err)
+		out := handedOut(r)
+		require.Len(t, out, 2)
+		seq := uint64(1)
+		for _, id := range []string{"m1", "m2"} {
+			rec := EncodeInScript([]InScriptFollowUp{{Target: s.Key(next, keys.Messages), ID: id + "/x/0", Data: []byte("n"),
+				LockTime: 5 * time.Second, Metadata: []byte("md")}}, nil)
+			seq++
+			r, err = pollAs(t, s, q, "ab12", seq, seq-1, 0,
+				Completion{ID: id, LockedUntil: out[id].LockedUntil, Outcome: OutcomeSuccess, FollowUps: rec})
+			require.NoError(t, err)
+			assert.Equal(t, []bool{true}, r.Recorded)
+		}
+		assert.Equal(t, "n", queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m1/x/0"))
+		assert.Equal(t, "md", queuetest.HGet(t, s.RDB, s.Key(next, keys.Meta), "m1/x/0"))
+		assert.Equal(t, "5000", queuetest.HGet(t, s.RDB, s.Key(next, keys.LockTimes), "m1/x/0"))
+		assert.NotEmpty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.UDTs), "m1/x/0"))
+		assert.Equal(t, "old", queuetest.HGet(t, s.RDB, s.Key(next, keys.Messages), "m2/x/0"), "held: left as it was")
+		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.Meta), "m2/x/0"))
+		assert.Equal(t, []string{"m1/x/0", "m2/x/0"}, queuetest.List(t, s.RDB, s.Key(next, keys.MidsReady)))
+	})
+}
+
 func TestBatchTicks(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
