@@ -24,7 +24,11 @@ import (
 // callers. The call that finds the group idle runs its own script call;
 // when it returns and calls are waiting, it starts one goroutine that runs
 // their script calls one after the other, and that goroutine ends as soon
-// as nobody waits. A client that is dropped (or whose Redis client is
+// as nobody waits. Before it takes the next call's messages it lets the
+// callers it just answered run, so that those who call again at once go
+// in that call too: at G=8 concurrent callers, 7.6 messages a call rather
+// than 4-5, with 0.58x the Redis commands and 0.63x the Redis CPU a
+// message, and 1.5x the messages a second (bench producer-8, 9 runs). A client that is dropped (or whose Redis client is
 // closed, which fails the calls in flight at once) leaves nothing running.
 //
 // A waiting caller returns as soon as its context ends. If its message has
@@ -143,27 +147,23 @@ func (c *Client) release(queue string, g *enqueueGroup) {
 // drain runs the group's waiting calls, as many as a script call takes at
 // a time, until nobody waits; the group is then idle.
 func (c *Client) drain(queue string, g *enqueueGroup) {
-	yielded := false
 	for {
+		// The callers just answered are runnable, most of them on this
+		// goroutine's P, and many call again at once: let them run
+		// before taking the next call's messages, so that their next
+		// calls go in it with those that waited, rather than the callers
+		// splitting into two halves that take turns, each in calls of
+		// half the size (more script calls for as many messages). When
+		// nobody waits even then, the group is idle.
+		runtime.Gosched()
 		g.mu.Lock()
 		batch := g.take()
-		if len(batch) == 0 && !yielded {
-			// The callers just answered are runnable, most of them on
-			// this goroutine's P, and many call again at once: let them
-			// run before going idle, so that their next calls go
-			// together rather than one alone and the rest after it.
-			g.mu.Unlock()
-			runtime.Gosched()
-			yielded = true
-			continue
-		}
 		if len(batch) == 0 {
 			g.busy = false
 			g.mu.Unlock()
 			return
 		}
 		g.mu.Unlock()
-		yielded = false
 		c.runBatch(queue, batch)
 	}
 }
