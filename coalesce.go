@@ -51,6 +51,10 @@ type enqueueGroup struct {
 	mu      sync.Mutex
 	busy    bool // a script call of this queue's group is in flight
 	waiting []*enqueueWaiter
+	// spare holds waiters whose callers took their answer, with their
+	// channels, for calls to come (at most coalesceMax): a waiter and its
+	// channel are three allocations a message otherwise.
+	spare []*enqueueWaiter
 }
 
 // enqueueWaiter is one Enqueue call waiting in a group.
@@ -92,12 +96,13 @@ func (c *Client) enqueueCoalesced(ctx context.Context, queue string, m protocol.
 		c.release(queue, g)
 		return code, err
 	}
-	w := &enqueueWaiter{ctx: ctx, msg: m, done: make(chan enqueueReply, 1)}
+	w := g.waiter(ctx, m)
 	g.waiting = append(g.waiting, w)
 	g.mu.Unlock()
 
 	select {
 	case r := <-w.done:
+		g.reuse(w)
 		return r.code, r.err
 	case <-ctx.Done():
 	}
@@ -111,10 +116,39 @@ func (c *Client) enqueueCoalesced(ctx context.Context, queue string, m protocol.
 	g.mu.Unlock()
 	select {
 	case r := <-w.done: // answered just in time
+		g.reuse(w)
 		return r.code, r.err
 	default:
+		// Its answer may still come: w is left to the runner, not reused.
 		return "", ctx.Err()
 	}
+}
+
+// waiter returns a waiter for m, a spare one if there is one. g.mu is
+// held.
+func (g *enqueueGroup) waiter(ctx context.Context, m protocol.EnqueueMessage) *enqueueWaiter {
+	var w *enqueueWaiter
+	if n := len(g.spare); n > 0 {
+		w, g.spare[n-1] = g.spare[n-1], nil
+		g.spare = g.spare[:n-1]
+	} else {
+		w = &enqueueWaiter{done: make(chan enqueueReply, 1)}
+	}
+	w.ctx, w.msg = ctx, m
+	return w
+}
+
+// reuse keeps w, whose caller took its answer, for a later call. Only
+// that caller may give it back, and only then: the runner sends nothing
+// more to a waiter it answered and no longer reads it, while a waiter not
+// answered yet (its caller gave up) may still get its answer.
+func (g *enqueueGroup) reuse(w *enqueueWaiter) {
+	w.ctx, w.msg = nil, protocol.EnqueueMessage{}
+	g.mu.Lock()
+	if len(g.spare) < coalesceMax {
+		g.spare = append(g.spare, w)
+	}
+	g.mu.Unlock()
 }
 
 // enqueueAlone runs one script call for m alone, by ctx's deadline.
