@@ -27,8 +27,10 @@ import (
 // as nobody waits. Before it takes the next call's messages it lets the
 // callers it just answered run, so that those who call again at once go
 // in that call too: at G=8 concurrent callers, 7.6 messages a call rather
-// than 4-5, with 0.58x the Redis commands and 0.63x the Redis CPU a
-// message, and 1.5x the messages a second (bench producer-8, 9 runs). A client that is dropped (or whose Redis client is
+// than 4-5 in two halves taking turns, with 0.58x the Redis commands and
+// 0.63-0.75x the Redis CPU a message, and 1.2-2.0x the messages a second
+// (bench producer-8, three invocations of 9 interleaved runs, a loaded
+// machine). A client that is dropped (or whose Redis client is
 // closed, which fails the calls in flight at once) leaves nothing running.
 //
 // A waiting caller returns as soon as its context ends. If its message has
