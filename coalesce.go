@@ -24,7 +24,13 @@ import (
 // callers. The call that finds the group idle runs its own script call;
 // when it returns and calls are waiting, it starts one goroutine that runs
 // their script calls one after the other, and that goroutine ends as soon
-// as nobody waits. A client that is dropped (or whose Redis client is
+// as nobody waits. Before it takes the next call's messages it lets the
+// callers it just answered run, so that those who call again at once go
+// in that call too: at G=8 concurrent callers, 7.6 messages a call rather
+// than 4-5 in two halves taking turns, with 0.58x the Redis commands and
+// 0.63-0.75x the Redis CPU a message, and 1.2-2.0x the messages a second
+// (bench producer-8, three invocations of 9 interleaved runs, a loaded
+// machine). A client that is dropped (or whose Redis client is
 // closed, which fails the calls in flight at once) leaves nothing running.
 //
 // A waiting caller returns as soon as its context ends. If its message has
@@ -47,6 +53,10 @@ type enqueueGroup struct {
 	mu      sync.Mutex
 	busy    bool // a script call of this queue's group is in flight
 	waiting []*enqueueWaiter
+	// spare holds waiters whose callers took their answer, with their
+	// channels, for calls to come (at most coalesceMax): a waiter and its
+	// channel are three allocations a message otherwise.
+	spare []*enqueueWaiter
 }
 
 // enqueueWaiter is one Enqueue call waiting in a group.
@@ -88,12 +98,13 @@ func (c *Client) enqueueCoalesced(ctx context.Context, queue string, m protocol.
 		c.release(queue, g)
 		return code, err
 	}
-	w := &enqueueWaiter{ctx: ctx, msg: m, done: make(chan enqueueReply, 1)}
+	w := g.waiter(ctx, m)
 	g.waiting = append(g.waiting, w)
 	g.mu.Unlock()
 
 	select {
 	case r := <-w.done:
+		g.reuse(w)
 		return r.code, r.err
 	case <-ctx.Done():
 	}
@@ -107,10 +118,39 @@ func (c *Client) enqueueCoalesced(ctx context.Context, queue string, m protocol.
 	g.mu.Unlock()
 	select {
 	case r := <-w.done: // answered just in time
+		g.reuse(w)
 		return r.code, r.err
 	default:
+		// Its answer may still come: w is left to the runner, not reused.
 		return "", ctx.Err()
 	}
+}
+
+// waiter returns a waiter for m, a spare one if there is one. g.mu is
+// held.
+func (g *enqueueGroup) waiter(ctx context.Context, m protocol.EnqueueMessage) *enqueueWaiter {
+	var w *enqueueWaiter
+	if n := len(g.spare); n > 0 {
+		w, g.spare[n-1] = g.spare[n-1], nil
+		g.spare = g.spare[:n-1]
+	} else {
+		w = &enqueueWaiter{done: make(chan enqueueReply, 1)}
+	}
+	w.ctx, w.msg = ctx, m
+	return w
+}
+
+// reuse keeps w, whose caller took its answer, for a later call. Only
+// that caller may give it back, and only then: the runner sends nothing
+// more to a waiter it answered and no longer reads it, while a waiter not
+// answered yet (its caller gave up) may still get its answer.
+func (g *enqueueGroup) reuse(w *enqueueWaiter) {
+	w.ctx, w.msg = nil, protocol.EnqueueMessage{}
+	g.mu.Lock()
+	if len(g.spare) < coalesceMax {
+		g.spare = append(g.spare, w)
+	}
+	g.mu.Unlock()
 }
 
 // enqueueAlone runs one script call for m alone, by ctx's deadline.
@@ -143,27 +183,23 @@ func (c *Client) release(queue string, g *enqueueGroup) {
 // drain runs the group's waiting calls, as many as a script call takes at
 // a time, until nobody waits; the group is then idle.
 func (c *Client) drain(queue string, g *enqueueGroup) {
-	yielded := false
 	for {
+		// The callers just answered are runnable, most of them on this
+		// goroutine's P, and many call again at once: let them run
+		// before taking the next call's messages, so that their next
+		// calls go in it with those that waited, rather than the callers
+		// splitting into two halves that take turns, each in calls of
+		// half the size (more script calls for as many messages). When
+		// nobody waits even then, the group is idle.
+		runtime.Gosched()
 		g.mu.Lock()
 		batch := g.take()
-		if len(batch) == 0 && !yielded {
-			// The callers just answered are runnable, most of them on
-			// this goroutine's P, and many call again at once: let them
-			// run before going idle, so that their next calls go
-			// together rather than one alone and the rest after it.
-			g.mu.Unlock()
-			runtime.Gosched()
-			yielded = true
-			continue
-		}
 		if len(batch) == 0 {
 			g.busy = false
 			g.mu.Unlock()
 			return
 		}
 		g.mu.Unlock()
-		yielded = false
 		c.runBatch(queue, batch)
 	}
 }

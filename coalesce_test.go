@@ -337,3 +337,43 @@ func TestEnqueueAloneNoWait(t *testing.T) {
 	assert.Equal(t, int64(1), gate.calls.Load(), "no script call")
 	assert.True(t, c.idle(q))
 }
+
+// TestEnqueueCoalescedGivenUpNotReused: a caller that gave up while its
+// message was in flight leaves its waiter to the runner, which answers it
+// later; a call that comes meanwhile gets a waiter of its own, and so its
+// own answer, not the one meant for the caller that gave up.
+func TestEnqueueCoalescedGivenUpNotReused(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		c, gate := gated(t, s)
+		q := queuetest.QueueName(t)
+		_, err := c.Enqueue(ctx, q, "x", &EnqueueOptions{MessageID: "held"})
+		require.NoError(t, err)
+
+		gate.close()
+		first := goEnqueue(ctx, c, q, "x", nil)
+		queuetest.WaitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		quitCtx, quit := context.WithCancel(ctx)
+		gaveUp := goEnqueue(quitCtx, c, q, "x", &EnqueueOptions{MessageID: "held"})
+		queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 1 })
+		gate.mu.Lock()
+		release := gate.hold
+		gate.hold = make(chan struct{}) // its call is held in its turn
+		gate.mu.Unlock()
+		close(release)
+		require.NoError(t, (<-first).err)
+		queuetest.WaitFor(t, "its call in flight", func() bool { return gate.held.Load() == 1 })
+		quit()
+		require.ErrorIs(t, (<-gaveUp).err, context.Canceled)
+
+		next := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "next"})
+		queuetest.WaitFor(t, "the next call waiting", func() bool { return c.waitingIn(q) == 1 })
+		gate.open() // the call given up on answers "already queued"
+		o := <-next
+		require.NoError(t, o.err)
+		assert.Equal(t, "next", o.res.MessageID)
+		assert.NoError(t, o.res.Refused, "its own answer, not the one given up on")
+		assert.Equal(t, ActionAdded, o.res.Action)
+		queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
+	})
+}
