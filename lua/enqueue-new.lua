@@ -152,10 +152,13 @@ else
   end
 end
 
--- Wake one sleeping worker (§5), once for the call, as enqueue.lua does:
--- the sentinel moves to the other isleep list (created in isleep-a the
--- first time), looking first where it went if nothing was taken since the
--- queue's first enqueue (an odd length: b).
+-- Wake one sleeping worker (§5), once for the call, as enqueue.lua does,
+-- unless mids-ready held WAKE_BACKLOG ids a message before the call
+-- (wake-backlog.lua; LPUSH told its length): the sleepers there were are woken
+-- already. The sentinel moves to the other isleep list (created in
+-- isleep-a the first time), looking first where it went if nothing was
+-- taken since the queue's first enqueue (an odd length: b).
+if ready_len - n >= WAKE_BACKLOG * n then return 'added' end
 local from, to = K_ISLEEP_A, K_ISLEEP_B
 if ready_len % 2 == 1 then from, to = K_ISLEEP_B, K_ISLEEP_A end
 if not call('rpoplpush', from, to) then

@@ -41,6 +41,12 @@ type EnqueueMessage struct {
 	LimitKey string
 }
 
+// WakeBacklog is the scripts' WAKE_BACKLOG (lua/wake-backlog.lua): an enqueue call
+// that pushes k ids onto mids-ready wakes a sleeping worker for them only
+// when the list held fewer than WakeBacklog*k ids before the call
+// (docs/protocol.md §5).
+const WakeBacklog = 1024
+
 // The priorities of §18 as the scripts spell them; normal is "".
 const (
 	PriorityHigh = "h"

@@ -29,8 +29,8 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // counts (§10) are each written once. The composed texts are pinned by a
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
-	"enqueue":     {"lib", "prelude", "prelude-ext", "status", "enqueue"},
-	"enqueue-new": {"lib:", "enqueue-new"}, // binds its own few keys: no prelude, and no function (a closure a call)
+	"enqueue":     {"lib", "prelude", "prelude-ext", "status", "wake-backlog", "enqueue"},
+	"enqueue-new": {"lib:", "wake-backlog", "enqueue-new"}, // binds its own few keys: no prelude, and no function (a closure a call)
 	"dequeue":     {"lib", "prelude", "prelude-ext", "status", "counts", "history", "attempt-errors", "outcome", "outcome-ext", "followups", "limits", "dequeue"},
 	// The lean poll (docs/protocol.md §4), for a queue that uses no
 	// extension with keys of its own: without limits.lua and
