@@ -3,8 +3,9 @@
 -- send, whose ids the queue does not hold (an Enqueue, or concurrent
 -- Enqueue calls coalesced). It does what enqueue.lua does for such
 -- messages, with fewer keys, arguments and commands; a call it cannot take
--- it leaves alone, writing nothing, and answers nil: the client then runs
--- enqueue.lua, which decides every case.
+-- it leaves alone, changing nothing (a short call takes back the push it
+-- made first), and answers nil: the client then runs enqueue.lua, which
+-- decides every case.
 --
 -- It is composed without prelude.lua, and with none of lib.lua's
 -- functions: every key and argument Redis passes to a script costs about
