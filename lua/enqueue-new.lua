@@ -102,7 +102,7 @@ if SHORT then
     ready_len = call('lpush', K_MIDS_READY, unpack(ids))
   end
   if ready_len - n < WAKE_BACKLOG * n then
-    call('lpop', K_MIDS_READY, n)
+    call('ltrim', K_MIDS_READY, n, -1)
     return 'keys'
   end
 end
@@ -115,14 +115,14 @@ end
 -- One message, the common case, builds no table.
 if n == 1 then
   if call('hsetnx', K_MESSAGES, ARGV[at], ARGV[at + 1]) == 0 then
-    if SHORT then call('lpop', K_MIDS_READY, n) end
+    if SHORT then call('ltrim', K_MIDS_READY, n, -1) end
     return nil
   end
 else
   local seen = {}
   for i, held in ipairs(call('hmget', K_MESSAGES, unpack(ids))) do
     if held or seen[ids[i]] then
-      if SHORT then call('lpop', K_MIDS_READY, n) end
+      if SHORT then call('ltrim', K_MIDS_READY, n, -1) end
       return nil
     end
     seen[ids[i]] = true
