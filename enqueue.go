@@ -192,7 +192,7 @@ func (c *Client) enqueueOne(ctx context.Context, queue string, msg any, opts *En
 // kept as long as the client's resends may come (docs/protocol.md §8).
 func (c *Client) enqueueCall(n int) protocol.EnqueueCall {
 	return protocol.EnqueueCall{Token: randomID(), Sends: new(protocol.Sends), Keep: c.receiptTTL,
-		IndexOnly: c.cfg.NoCarmineWorkers, Messages: make([]protocol.EnqueueMessage, 0, n)}
+		IndexOnly: c.cfg.NoCarmineWorkers, Messages: make([]protocol.EnqueueMessage, 0, n), Backlogs: &c.backlogs}
 }
 
 // enqueueBatch is how many messages one enqueue script call takes in

@@ -145,6 +145,10 @@ type Client struct {
 
 	keyCache sync.Map // queue name -> []string, every key of the queue
 	leans    sync.Map // queue name -> *protocol.Lean, the keys its polls pass
+	// backlogs is which queues' mids-ready held the wake backlog at this
+	// client's last enqueue to them: its lean calls there go short
+	// (docs/protocol.md §3)
+	backlogs protocol.Backlogs
 	groups   sync.Map // queue name -> *enqueueGroup (coalesce.go)
 	// registered holds the queues this client put in the registry
 	// (registry.go), so that it registers each once.

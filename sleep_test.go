@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -235,4 +236,59 @@ func TestClientClose(t *testing.T) {
 		require.NoError(t, rdb.Close())
 		goleak.VerifyNone(t, ignore)
 	}
+}
+
+// TestBurstWakesEverySleeper: docs/protocol.md §5. Workers asleep at the
+// end of the queue (for an hour) are each woken by a burst of single
+// enqueues that runs mids-ready past protocol.WakeBacklog, beyond which
+// an enqueue wakes nobody: every worker takes a message (a handling waits
+// until one runs on every worker, so that no worker can drain the burst
+// alone), and every message is handled, long before a sleep would end.
+func TestBurstWakesEverySleeper(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		const fleet = 4
+		n := protocol.WakeBacklog + fleet
+		c := newClient(t, s, nil)
+		q := queuetest.QueueName(t)
+		var started, handled atomic.Int64
+		everyWorker := make(chan struct{}) // closed once fleet handlings started
+		done := make(chan struct{})        // closed once n handlings succeeded
+		h := HandlerFunc(func(ctx context.Context, m *Message) error {
+			// One handler thread a worker: fleet handlings waiting here
+			// at once run on fleet workers.
+			if started.Add(1) == fleet {
+				close(everyWorker)
+			}
+			select {
+			case <-everyWorker:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if handled.Add(1) == int64(n) {
+				close(done)
+			}
+			return nil
+		})
+		var asleep []<-chan Event
+		for range fleet {
+			cfg := idle(WorkerConfig{Handler: h})
+			w, err := c.NewWorker(q, &cfg)
+			require.NoError(t, err)
+			asleep = append(asleep, subscribe(t, w, EventAsleep))
+			require.NoError(t, w.Start(t.Context()))
+			t.Cleanup(func() { _ = w.Close() })
+		}
+		for _, ch := range asleep {
+			waitAsleep(t, ch)
+		}
+		for i := range n {
+			enqueue(t, c, q, "x", &EnqueueOptions{MessageID: fmt.Sprint("m", i)})
+		}
+		select {
+		case <-done:
+		case <-time.After(eventTimeout):
+			t.Fatalf("%d of %d messages handled, %d handlings started (%d workers, asleep for an hour but for a wake)",
+				handled.Load(), n, started.Load(), fleet)
+		}
+	})
 }

@@ -3,8 +3,9 @@
 -- send, whose ids the queue does not hold (an Enqueue, or concurrent
 -- Enqueue calls coalesced). It does what enqueue.lua does for such
 -- messages, with fewer keys, arguments and commands; a call it cannot take
--- it leaves alone, writing nothing, and answers nil: the client then runs
--- enqueue.lua, which decides every case.
+-- it leaves alone, changing nothing (a short call takes back the push it
+-- made first), and answers nil: the client then runs enqueue.lua, which
+-- decides every case.
 --
 -- It is composed without prelude.lua, and with none of lib.lua's
 -- functions: every key and argument Redis passes to a script costs about
@@ -19,7 +20,13 @@
 -- instructions a call, network included, where the script with lib.lua's
 -- two functions and the globals took 82.3-82.8).
 --
--- KEYS: messages, udts, mids-ready, mid-circle, isleep-a, isleep-b,
+-- It is composed twice: after enqueue-new-full.lua (SHORT false), and
+-- after enqueue-new-short.lua (SHORT true), the short call, which is not
+-- passed mid-circle and the isleep lists: a client sends it to a queue
+-- whose mids-ready held the wake backlog at its last call (below).
+--
+-- KEYS: messages, udts, mids-ready, then, but in a short call,
+--   mid-circle, isleep-a, isleep-b; then
 --   enqueue-receipts; then enqueue-receipts-prev, only on a sampled call
 --   (the token ends in '0', below); then lock-times and meta, only when a
 --   message has a lock time or metadata, or stale metadata must go (a
@@ -35,23 +42,33 @@
 -- Every key and argument costs Redis about as much as a command the
 -- script runs, so those a call does not use are not passed.
 --
--- Reply: 'added', for every message, or nil when the call must go through
--- enqueue.lua.
+-- Reply: 'added' or 'deep' when every message was added ('deep' when
+-- mids-ready held the wake backlog before the call, so that it woke
+-- nobody: the client's next call may go short); nil when the call must go
+-- through enqueue.lua; 'keys' from a short call that found mids-ready
+-- below the backlog, having changed nothing: the call goes again, full.
 local call = redis.call
 local KEYS, ARGV = KEYS, ARGV
 local token = ARGV[1]
 if token == '' then return nil end
-local K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_ISLEEP_A, K_ISLEEP_B, K_RECEIPTS = KEYS[5], KEYS[6], KEYS[7]
+local K_MESSAGES, K_UDTS, K_MIDS_READY = KEYS[1], KEYS[2], KEYS[3]
+-- A short call (SHORT, enqueue-new-short.lua) is not passed the keys of
+-- the circle and of the wake, which it never needs (below).
+local K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_RECEIPTS, k
+if SHORT then
+  K_RECEIPTS, k = KEYS[4], 5
+else
+  K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_RECEIPTS, k = KEYS[4], KEYS[5], KEYS[6], KEYS[7], 8
+end
 -- One call in sixteen (the token's last digit is '0') also reads when the
 -- receipts' current generation began, and starts a new one when it is old
 -- enough.
 local sampled = string.byte(token, -1) == 48
 local K_RECEIPTS_PREV, keep_ms
-local k, at = 8, 2
+local at = 2
 if sampled then
-  K_RECEIPTS_PREV, keep_ms = KEYS[8], tonumber(ARGV[2])
-  k, at = 9, 3
+  K_RECEIPTS_PREV, keep_ms = KEYS[k], tonumber(ARGV[2])
+  k, at = k + 1, 3
 end
 local K_LOCK_TIMES, K_META = KEYS[k], KEYS[k + 1]
 local mode, per = '', 2
@@ -61,23 +78,53 @@ if K_LOCK_TIMES then
 end
 local n = (#ARGV - at + 1) / per
 
--- The contents first: one new id is both checked and stored by HSETNX;
--- many are read with one HMGET, and stored with one HSET only if all are
--- new and distinct. Either is the script's first write, refused before
--- anything is written when Redis is over maxmemory (§9). One message,
--- the common case, builds no table.
 local ids, fields -- fields: id, content, id, content..., then id, now...
-if n == 1 then
-  if call('hsetnx', K_MESSAGES, ARGV[at], ARGV[at + 1]) == 0 then return nil end
-else
+if n > 1 then
   ids, fields = {}, {}
   for i = 1, n do
     local a = at + (i - 1) * per
     ids[i], fields[2 * i - 1], fields[2 * i] = ARGV[a], ARGV[a], ARGV[a + 1]
   end
+end
+
+-- push pushes every id onto mids-ready, in order, as one push each would
+-- leave them, and answers the list's length; unpush takes them back.
+-- A short call pushes first: only a list that held the wake backlog
+-- (WAKE_BACKLOG a message, wake-backlog.lua) wants neither a wake nor a
+-- look at the circle, and a short call finding it shorter takes its ids
+-- back and answers 'keys', having changed nothing: the client sends the
+-- call again with those keys (docs/protocol.md §3).
+local ready_len
+if SHORT then
+  if n == 1 then
+    ready_len = call('lpush', K_MIDS_READY, ARGV[at])
+  else
+    ready_len = call('lpush', K_MIDS_READY, unpack(ids))
+  end
+  if ready_len - n < WAKE_BACKLOG * n then
+    call('ltrim', K_MIDS_READY, n, -1)
+    return 'keys'
+  end
+end
+
+-- The contents: one new id is both checked and stored by HSETNX; many are
+-- read with one HMGET, and stored with one HSET only if all are new and
+-- distinct. Either is the script's first write (the push before it in a
+-- short call), refused before anything is written when Redis is over
+-- maxmemory (§9); a short call that finds an id held takes its push back.
+-- One message, the common case, builds no table.
+if n == 1 then
+  if call('hsetnx', K_MESSAGES, ARGV[at], ARGV[at + 1]) == 0 then
+    if SHORT then call('ltrim', K_MIDS_READY, n, -1) end
+    return nil
+  end
+else
   local seen = {}
   for i, held in ipairs(call('hmget', K_MESSAGES, unpack(ids))) do
-    if held or seen[ids[i]] then return nil end
+    if held or seen[ids[i]] then
+      if SHORT then call('ltrim', K_MIDS_READY, n, -1) end
+      return nil
+    end
     seen[ids[i]] = true
   end
   call('hset', K_MESSAGES, unpack(fields))
@@ -118,17 +165,19 @@ if K_LOCK_TIMES then
   if #stale > 0 and mode == '1' then call('hdel', K_META, unpack(stale)) end
 end
 
--- One push for all, in order, as one push each would leave them.
--- mids-ready is never left holding ids while mid-circle is missing, so the
--- circle needs a look only when mids-ready was empty.
-local ready_len
-if n == 1 then
-  ready_len = call('lpush', K_MIDS_READY, ARGV[at])
-else
-  ready_len = call('lpush', K_MIDS_READY, unpack(ids))
-end
-if ready_len == n and call('exists', K_MID_CIRCLE) == 0 then
-  call('lpush', K_MID_CIRCLE, 'end-of-circle')
+-- One push for all, in order, as one push each would leave them (a short
+-- call pushed them already). mids-ready is never left holding ids while
+-- mid-circle is missing, so the circle needs a look only when mids-ready
+-- was empty.
+if not SHORT then
+  if n == 1 then
+    ready_len = call('lpush', K_MIDS_READY, ARGV[at])
+  else
+    ready_len = call('lpush', K_MIDS_READY, unpack(ids))
+  end
+  if ready_len == n and call('exists', K_MID_CIRCLE) == 0 then
+    call('lpush', K_MID_CIRCLE, 'end-of-circle')
+  end
 end
 
 -- The receipt (§8), as enqueue.lua writes it on a first send; a sampled
@@ -152,10 +201,15 @@ else
   end
 end
 
--- Wake one sleeping worker (§5), once for the call, as enqueue.lua does:
--- the sentinel moves to the other isleep list (created in isleep-a the
+-- Wake one sleeping worker (§5), once for the call, as enqueue.lua does,
+-- unless mids-ready held WAKE_BACKLOG ids a message before the call
+-- (wake-backlog.lua; LPUSH told its length): the sleepers there were are
+-- woken already. Past it, a call answers 'deep', so that the client's
+-- next call on the queue goes short (a short call is always past it).
+-- The sentinel moves to the other isleep list (created in isleep-a the
 -- first time), looking first where it went if nothing was taken since the
 -- queue's first enqueue (an odd length: b).
+if ready_len - n >= WAKE_BACKLOG * n then return 'deep' end
 local from, to = K_ISLEEP_A, K_ISLEEP_B
 if ready_len % 2 == 1 then from, to = K_ISLEEP_B, K_ISLEEP_A end
 if not call('rpoplpush', from, to) then

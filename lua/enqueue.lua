@@ -37,9 +37,10 @@
 -- The sleep sentinel is moved once per call, after the last message: moving
 -- it twice in one script would put it back where it was and wake nobody.
 -- It is moved only when a sleeping worker has something to do: a message
--- added ready (or requeued from done), or a delayed one that comes due
--- before every entry of due, so that a worker sleeping until that entry
--- sleeps less.
+-- added ready (or requeued from done) while mids-ready is short
+-- (WAKE_BACKLOG, wake-backlog.lua), one added to a priority's list, or a delayed
+-- one that comes due before every entry of due, so that a worker sleeping
+-- until that entry sleeps less.
 --
 -- A new id, the common case, costs no read of its own: HSETNX on messages
 -- both stores it and says it is new. Only an id the queue holds already
@@ -70,8 +71,11 @@ local woken = false
 local wrote = false
 -- How long mids-ready was after this call's last push onto it (0: none):
 -- with nothing taken meanwhile, each enqueue pushes one id and moves the
--- sentinel once, so its parity says which isleep list holds the sentinel.
-local ready_len = 0
+-- sentinel once (none past WAKE_BACKLOG, which a list that nothing was
+-- taken from never comes back under), so its parity says which isleep
+-- list holds the sentinel. ready_pushed counts this call's pushes onto
+-- it: the list held ready_len - ready_pushed ids before the call.
+local ready_len, ready_pushed = 0, 0
 
 -- One message's arguments, set by the loop below for the helpers.
 local mid, content, init_backoff, lock_ms, can_update, can_requeue, reset_init_backoff, meta
@@ -144,10 +148,10 @@ local function add()
     -- (both go together, by ClearQueues alone), so the circle needs a
     -- look only when this push finds mids-ready empty.
     ready_len = redis.call('lpush', K_MIDS_READY, mid)
+    ready_pushed = ready_pushed + 1
     if ready_len == 1 and redis.call('exists', K_MID_CIRCLE) == 0 then
       redis.call('lpush', K_MID_CIRCLE, END_OF_CIRCLE)
     end
-    woken = true
     return
   end
   -- A delayed message stands on mid-circle, where a Carmine worker finds
@@ -289,8 +293,8 @@ local function enqueue()
     if unique then return 'duplicate-backoff' end
     return 'backoff'
   end
-  redis.call('lpush', K_MIDS_READY, mid)
-  woken = true
+  ready_len = redis.call('lpush', K_MIDS_READY, mid)
+  ready_pushed = ready_pushed + 1
   return to_requeue()
 end
 
@@ -343,7 +347,10 @@ end
 
 -- wake one worker sleeping at the end of the queue (wake_one, prelude.lua),
 -- looking first where the sentinel went if nothing was taken since the
--- queue's first enqueue (an odd length: b).
+-- queue's first enqueue (an odd length: b); for ids pushed onto
+-- mids-ready, only while it held fewer than WAKE_BACKLOG ids each before
+-- the call (wake-backlog.lua), as enqueue-new.lua does.
+if ready_pushed > 0 and ready_len - ready_pushed < WAKE_BACKLOG * ready_pushed then woken = true end
 if woken then
   wake_one(ready_len % 2 == 1)
 end

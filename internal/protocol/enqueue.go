@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,12 @@ type EnqueueMessage struct {
 	LimitKey string
 }
 
+// WakeBacklog is the scripts' WAKE_BACKLOG (lua/wake-backlog.lua): an enqueue call
+// that pushes k ids onto mids-ready wakes a sleeping worker for them only
+// when the list held fewer than WakeBacklog*k ids before the call
+// (docs/protocol.md §5).
+const WakeBacklog = 1024
+
 // The priorities of §18 as the scripts spell them; normal is "".
 const (
 	PriorityHigh = "h"
@@ -65,6 +72,36 @@ type EnqueueCall struct {
 	IndexOnly bool
 	// Messages are the call's messages.
 	Messages []EnqueueMessage
+	// Backlogs, when not nil, is what the client knows of its queues'
+	// backlogs: a lean call to a queue whose mids-ready held the wake
+	// backlog at the client's last lean call goes short (§3).
+	Backlogs *Backlogs
+}
+
+// Backlogs is what a client remembers, between its enqueue calls, of the
+// queues whose mids-ready held the wake backlog (WakeBacklog a message)
+// at its last lean call to them (docs/protocol.md §3, §5): a lean call to
+// such a queue goes short, passed neither mid-circle nor the isleep lists,
+// which it would not need; one that finds the list shorter changes
+// nothing and answers so, and the call goes again with them. The zero
+// Backlogs knows of none; it is safe for concurrent use.
+type Backlogs struct {
+	deep sync.Map // a queue's messages key -> struct{}
+}
+
+// has tells whether the queue of messages key q had the backlog.
+func (b *Backlogs) has(q string) bool {
+	_, ok := b.deep.Load(q)
+	return ok
+}
+
+// set records whether the queue of messages key q has the backlog.
+func (b *Backlogs) set(q string, deep bool) {
+	if deep {
+		b.deep.Store(q, struct{}{})
+	} else {
+		b.deep.Delete(q)
+	}
 }
 
 // argv is the call's script arguments.
@@ -123,12 +160,31 @@ type EnqueueAnswer struct {
 // Enqueue runs one enqueue call. A call of messages with no delay, on its
 // first send, goes through enqueue-new.lua first, which adds them when
 // their ids are new with a few keys, arguments and commands, and
-// otherwise writes nothing and sends the call on to enqueue.lua.
-func Enqueue(ctx context.Context, r Redis, keys []string, call EnqueueCall) EnqueueAnswer {
+// otherwise writes nothing and sends the call on to enqueue.lua; its
+// short call (the queue had the wake backlog, call.Backlogs) goes again
+// full when the backlog is gone. all is every key of the queue.
+func Enqueue(ctx context.Context, r Redis, all []string, call EnqueueCall) EnqueueAnswer {
 	if call.lean() {
-		v, err := enqueueNewScript.Run(ctx, r, leanKeys(keys, call), leanArgv(call)...).Result()
+		q := all[keys.Messages]
+		script, short := enqueueNewScript, call.Backlogs != nil && call.Backlogs.has(q)
+		if short {
+			script = enqueueNewShortScript
+		}
+		v, err := script.Run(ctx, r, leanKeys(all, call, short), leanArgv(call)...).Result()
+		if short && err == nil && v == "keys" {
+			// Below the backlog: the short call changed nothing, and this
+			// reply is to its first send (a later one steps aside). The
+			// call goes again, full, as on its first send.
+			call.Backlogs.set(q, false)
+			call.Sends = new(Sends)
+			v, err = enqueueNewScript.Run(ctx, r, leanKeys(all, call, false), leanArgv(call)...).Result()
+			short = false
+		}
 		switch {
-		case err == nil && v == string(Added):
+		case err == nil && (v == string(Added) || v == "deep"):
+			if call.Backlogs != nil && !short && v == "deep" {
+				call.Backlogs.set(q, true)
+			}
 			codes := make([]Code, len(call.Messages))
 			for i := range codes {
 				codes[i] = Added
@@ -144,7 +200,7 @@ func Enqueue(ctx context.Context, r Redis, keys []string, call EnqueueCall) Enqu
 		// may have been applied. enqueue.lua decides, under the same
 		// token, looking for the call's receipt: its Sends is written.
 	}
-	reply, err := enqueueScript.Run(ctx, r, keys, call.argv()...).StringSlice()
+	reply, err := enqueueScript.Run(ctx, r, all, call.argv()...).StringSlice()
 	return enqueueAnswer(call, reply, err)
 }
 
@@ -189,11 +245,14 @@ func (c EnqueueCall) sampled() bool {
 }
 
 // leanKeys answers the keys enqueue-new.lua takes, from all the queue's
-// keys.
-func leanKeys(all []string, c EnqueueCall) []string {
+// keys: in a short call, neither mid-circle nor the isleep lists.
+func leanKeys(all []string, c EnqueueCall, short bool) []string {
 	ks := make([]string, 0, 10)
-	ks = append(ks, all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.MidCircle],
-		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts])
+	ks = append(ks, all[keys.Messages], all[keys.UDTs], all[keys.MidsReady])
+	if !short {
+		ks = append(ks, all[keys.MidCircle], all[keys.ISleepA], all[keys.ISleepB])
+	}
+	ks = append(ks, all[keys.EnqueueReceipts])
 	if c.sampled() {
 		ks = append(ks, all[keys.EnqueueReceiptsPrev])
 	}

@@ -118,7 +118,7 @@ func TestEnqueueNewLeavesTheRest(t *testing.T) {
 		} {
 			now := s.Now(t)
 			before := withReceipts(t, s, q, dumpQueue(t, s, q, now))
-			err := enqueueNewScript.Run(ctx, s.RDB, leanKeys(s.Keys(q), c), leanArgv(c)...).Err()
+			err := enqueueNewScript.Run(ctx, s.RDB, leanKeys(s.Keys(q), c, false), leanArgv(c)...).Err()
 			require.ErrorIs(t, err, redis.Nil, "%+v", c.Messages)
 			assert.Equal(t, before, withReceipts(t, s, q, dumpQueue(t, s, q, now)), "the lean script wrote nothing: %+v", c.Messages)
 		}
@@ -139,7 +139,7 @@ func TestEnqueueNewLeavesTheRest(t *testing.T) {
 		require.NoError(t, a.Err)
 		require.Equal(t, []Code{Added, Added}, a.Codes)
 		require.NoError(t, s.RDB.HDel(ctx, s.Key(q, keys.Messages), "b").Err())
-		require.ErrorIs(t, enqueueNewScript.Run(ctx, s.RDB, leanKeys(s.Keys(q), c), leanArgv(c)...).Err(), redis.Nil,
+		require.ErrorIs(t, enqueueNewScript.Run(ctx, s.RDB, leanKeys(s.Keys(q), c, false), leanArgv(c)...).Err(), redis.Nil,
 			"a later send of the lean call")
 		a = Enqueue(ctx, s.RDB, s.Keys(q), c)
 		require.NoError(t, a.Err)
@@ -167,7 +167,7 @@ func TestEnqueueNewArgsInStep(t *testing.T) {
 			{ID: "m", Data: []byte("d"), LockTime: time.Second}} {
 			for _, indexOnly := range []bool{false, true} {
 				c := EnqueueCall{Token: token, Sends: new(Sends), Keep: time.Minute, IndexOnly: indexOnly, Messages: []EnqueueMessage{plain, m}}
-				ks, args := leanKeys(all, c), leanArgv(c)
+				ks, args := leanKeys(all, c, false), leanArgv(c)
 				assert.Equal(t, firstSendToken{token, c.Sends}, args[0])
 				optional := len(m.Metadata) > 0 || m.LockTime > 0 || !indexOnly
 				if !optional {
@@ -181,4 +181,140 @@ func TestEnqueueNewArgsInStep(t *testing.T) {
 			}
 		}
 	}
+}
+
+// backlogged gives q a backlog of n ready ids, its circle and the sleep
+// sentinel in isleep-a.
+func backlogged(t *testing.T, s *queuetest.Server, q string, n int) {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("r%d", i)
+	}
+	setList(t, s, q, keys.MidsReady, ids...)
+	setList(t, s, q, keys.MidCircle, EndOfCircle)
+	setList(t, s, q, keys.ISleepA, "_")
+	setList(t, s, q, keys.ISleepB)
+}
+
+// TestEnqueueNewShortWritesAsFull: docs/protocol.md §3. Past the wake
+// backlog, the short call (no mid-circle, no isleep lists) writes exactly
+// what the full lean call writes, receipts included, for calls of one
+// message and of three, with and without the optional keys, sampled or
+// not; both answer 'deep'.
+func TestEnqueueNewShortWritesAsFull(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		// Loaded first: a first-send token goes empty when sent again as
+		// EVAL after NOSCRIPT, and the script then steps aside.
+		require.NoError(t, enqueueNewScript.Load(ctx, s.RDB).Err())
+		require.NoError(t, enqueueNewShortScript.Load(ctx, s.RDB).Err())
+		for _, indexOnly := range []bool{true, false} {
+			for _, size := range []int{1, 3} {
+				for _, token := range []string{"ab1", "ab0"} {
+					name := fmt.Sprintf("index-only %v, %d a call, token %s", indexOnly, size, token)
+					short, full := queuetest.QueueName(t)+":short:"+name, queuetest.QueueName(t)+":full:"+name
+					backlogged(t, s, short, WakeBacklog*size)
+					backlogged(t, s, full, WakeBacklog*size)
+					call := EnqueueCall{Token: token, Sends: new(Sends), Keep: time.Hour, IndexOnly: indexOnly}
+					for k := range size {
+						m := EnqueueMessage{ID: fmt.Sprint("id-", k), Data: []byte(fmt.Sprint("x", k))}
+						if k == 1 {
+							m.LockTime, m.Metadata = time.Second, []byte("m")
+						}
+						call.Messages = append(call.Messages, m)
+					}
+					v, err := enqueueNewShortScript.Run(ctx, s.RDB, leanKeys(s.Keys(short), call, true), leanArgv(call)...).Result()
+					require.NoError(t, err, name)
+					assert.Equal(t, "deep", v, name)
+					call.Sends = new(Sends)
+					v, err = enqueueNewScript.Run(ctx, s.RDB, leanKeys(s.Keys(full), call, false), leanArgv(call)...).Result()
+					require.NoError(t, err, name)
+					assert.Equal(t, "deep", v, name)
+					now := s.Now(t)
+					assert.Equal(t, withReceipts(t, s, full, dumpQueue(t, s, full, now)), withReceipts(t, s, short, dumpQueue(t, s, short, now)), name)
+				}
+			}
+		}
+	})
+}
+
+// TestEnqueueNewShortChangesNothingElse: a short call that finds
+// mids-ready below the wake backlog (an empty queue, or one id short of
+// it) answers 'keys', and one that finds an id held answers nil; either
+// leaves the queue as it was (its push taken back).
+func TestEnqueueNewShortChangesNothingElse(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		// Loaded first: a first-send token goes empty when sent again as
+		// EVAL after NOSCRIPT, and the script then steps aside.
+		require.NoError(t, enqueueNewScript.Load(ctx, s.RDB).Err())
+		require.NoError(t, enqueueNewShortScript.Load(ctx, s.RDB).Err())
+		for _, size := range []int{1, 3} {
+			for _, backlog := range []int{0, WakeBacklog*size - 1, WakeBacklog * size} {
+				q := fmt.Sprintf("%s:%d:%d", queuetest.QueueName(t), size, backlog)
+				if backlog > 0 {
+					backlogged(t, s, q, backlog)
+				}
+				held := backlog == WakeBacklog*size
+				if held {
+					mustEnqueue(t, s, q, "held", &EnqueueMessage{ID: "id-1"})
+				}
+				call := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, IndexOnly: true}
+				for k := range size {
+					call.Messages = append(call.Messages, EnqueueMessage{ID: fmt.Sprint("id-", k+1), Data: []byte("x")})
+				}
+				now := s.Now(t)
+				before := withReceipts(t, s, q, dumpQueue(t, s, q, now))
+				v, err := enqueueNewShortScript.Run(ctx, s.RDB, leanKeys(s.Keys(q), call, true), leanArgv(call)...).Result()
+				if held {
+					require.ErrorIs(t, err, redis.Nil, q)
+				} else {
+					require.NoError(t, err, q)
+					assert.Equal(t, "keys", v, q)
+				}
+				assert.Equal(t, before, withReceipts(t, s, q, dumpQueue(t, s, q, now)), "%s: nothing changed", q)
+			}
+		}
+	})
+}
+
+// TestEnqueueBacklogs: a client's lean calls to a queue go short once
+// one found the wake backlog, and full again once a short one found the
+// list below it, which then adds the message and wakes a sleeper as a
+// full call does.
+func TestEnqueueBacklogs(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		q := queuetest.QueueName(t)
+		ks := s.Keys(q)
+		b := new(Backlogs)
+		require.NoError(t, enqueueNewScript.Load(ctx, s.RDB).Err())
+		require.NoError(t, enqueueNewShortScript.Load(ctx, s.RDB).Err())
+		call := func(id string) EnqueueAnswer {
+			c := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, IndexOnly: true, Backlogs: b,
+				Messages: []EnqueueMessage{{ID: id, Data: []byte("x")}}}
+			return Enqueue(ctx, s.RDB, ks, c)
+		}
+		backlogged(t, s, q, WakeBacklog-1)
+		require.Equal(t, []Code{Added}, call("below").Codes)
+		assert.False(t, b.has(ks[keys.Messages]), "below the backlog: full")
+		assert.Equal(t, "b", sentinel(t, s, q), "woken")
+		require.Equal(t, []Code{Added}, call("at").Codes)
+		assert.True(t, b.has(ks[keys.Messages]), "at the backlog: short from now on")
+		assert.Equal(t, "b", sentinel(t, s, q), "nobody woken")
+		require.Equal(t, []Code{Added}, call("short").Codes)
+		assert.True(t, b.has(ks[keys.Messages]))
+		assert.Equal(t, []Code{AlreadyQueued}, call("short").Codes, "a held id goes on to enqueue.lua")
+		assert.True(t, b.has(ks[keys.Messages]))
+
+		// The backlog taken: the short call finds the list empty and the
+		// call goes again, full: the message is added and a sleeper woken.
+		require.NoError(t, s.RDB.Del(ctx, ks[keys.MidsReady]).Err())
+		require.Equal(t, []Code{Added}, call("after").Codes)
+		assert.False(t, b.has(ks[keys.Messages]), "full again")
+		assert.Equal(t, []string{"after"}, list(t, s, q, keys.MidsReady))
+		assert.Equal(t, "a", sentinel(t, s, q), "woken")
+		assert.Equal(t, StatusQueued, statusOf(t, s, q, "after"))
+	})
 }

@@ -29,8 +29,8 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // counts (§10) are each written once. The composed texts are pinned by a
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
-	"enqueue":     {"lib", "prelude", "prelude-ext", "status", "enqueue"},
-	"enqueue-new": {"lib:", "enqueue-new"}, // binds its own few keys: no prelude, and no function (a closure a call)
+	"enqueue":     {"lib", "prelude", "prelude-ext", "status", "wake-backlog", "enqueue"},
+	"enqueue-new": {"lib:", "wake-backlog", "enqueue-new-full", "enqueue-new"}, // binds its own few keys: no prelude, and no function (a closure a call)
 	"dequeue":     {"lib", "prelude", "prelude-ext", "status", "counts", "history", "attempt-errors", "outcome", "outcome-ext", "followups", "limits", "dequeue"},
 	// The lean poll (docs/protocol.md §4), for a queue that uses no
 	// extension with keys of its own: without limits.lua and
@@ -56,6 +56,10 @@ var scriptParts = map[string][]string{
 	"batch-tick":             {"lib", "prelude", "prelude-ext", "batch-tick"},
 	"cancel":                 {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "cancel", "delete"}, // a queued message goes on to delete.lua
 	"limits-set":             {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "limits-set"},
+
+	// enqueue-new.lua's short call, passed neither mid-circle nor the
+	// isleep lists (docs/protocol.md §3)
+	"enqueue-new-short": {"lib:", "wake-backlog", "enqueue-new-short", "enqueue-new"},
 }
 
 // leanPrelude and leanStatus are the parts of prelude.lua and status.lua
@@ -68,7 +72,7 @@ const (
 
 // The composed scripts, set by Load.
 var (
-	enqueueScript, enqueueNewScript, dequeueScript, dequeueLeanScript, dequeueLeanFollowUpsScript, msgStatusScript, renewScript, countsScript,
+	enqueueScript, enqueueNewScript, enqueueNewShortScript, dequeueScript, dequeueLeanScript, dequeueLeanFollowUpsScript, msgStatusScript, renewScript, countsScript,
 	deleteScript, pauseScript, deadScript, heartbeatScript, historyScript *redis.Script
 	tickScript, schedulesScript *redis.Script
 	resultScript                *redis.Script
@@ -91,6 +95,7 @@ func Load(luaFS fs.FS) {
 	luaFiles = luaFS
 	enqueueScript = composeScript("enqueue")
 	enqueueNewScript = composeScript("enqueue-new")
+	enqueueNewShortScript = composeScript("enqueue-new-short")
 	dequeueScript = composeScript("dequeue")
 	dequeueLeanScript = composeScript("dequeue-lean")
 	dequeueLeanFollowUpsScript = composeScript("dequeue-lean-followups")

@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -189,4 +190,76 @@ func TestHubPop(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, lists[1], list)
 	assert.Equal(t, "_", elem)
+}
+
+// TestEnqueueWakeBacklog: docs/protocol.md §5. An enqueue that pushes k
+// ids onto mids-ready moves the sleep sentinel for them only while the
+// list held fewer than WakeBacklog*k ids before the call: one id below
+// that backlog wakes a sleeper, at it none is woken. Both scripts agree,
+// for calls of one message and of three; enqueue.lua still wakes at any
+// backlog for a delayed message that comes due before every due entry,
+// and a message put on a priority's list.
+func TestEnqueueWakeBacklog(t *testing.T) {
+	assert.Contains(t, composeSource("wake-backlog"), fmt.Sprintf("\nlocal WAKE_BACKLOG = %d\n", WakeBacklog), "wake-backlog.lua's WAKE_BACKLOG is WakeBacklog")
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		// prepare gives q a backlog of ready ids and a sentinel in isleep-a.
+		prepare := func(q string, backlog int) {
+			ids := make([]string, backlog)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("r%d", i)
+			}
+			setList(t, s, q, keys.MidsReady, ids...)
+			setList(t, s, q, keys.MidCircle, EndOfCircle)
+			setList(t, s, q, keys.ISleepA, "_")
+			setList(t, s, q, keys.ISleepB)
+		}
+		call := func(k int) EnqueueCall {
+			c := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, IndexOnly: true}
+			for i := range k {
+				c.Messages = append(c.Messages, EnqueueMessage{ID: fmt.Sprintf("m%d", i), Data: []byte("x")})
+			}
+			return c
+		}
+		for _, k := range []int{1, 3} {
+			for _, below := range []bool{true, false} {
+				backlog := WakeBacklog * k
+				if below {
+					backlog--
+				}
+				name := fmt.Sprintf("%d a call, %d ready before", k, backlog)
+				lean, full := queuetest.QueueName(t)+":lean:"+name, queuetest.QueueName(t)+":full:"+name
+				prepare(lean, backlog)
+				prepare(full, backlog)
+				c := call(k)
+				require.True(t, c.lean(), name)
+				a := Enqueue(ctx, s.RDB, s.Keys(lean), c)
+				require.NoError(t, a.Err, name)
+				require.Equal(t, slices.Repeat([]Code{Added}, k), a.Codes, name)
+				c.Sends = new(Sends) // the same call, on enqueue.lua's own first send
+				reply, err := enqueueScript.Run(ctx, s.RDB, s.Keys(full), c.argv()...).StringSlice()
+				require.NoError(t, err, name)
+				require.Equal(t, slices.Repeat([]string{"added"}, k), reply, name)
+				want := "a"
+				if below {
+					want = "b"
+				}
+				assert.Equal(t, want, sentinel(t, s, lean), "%s: enqueue-new.lua", name)
+				assert.Equal(t, want, sentinel(t, s, full), "%s: enqueue.lua", name)
+			}
+		}
+
+		// Other reasons to wake hold at any backlog: a delayed message due
+		// before every due entry, one put on a priority's list.
+		for _, m := range []EnqueueMessage{{ID: "d", InitialBackoff: time.Second}, {ID: "p", Priority: PriorityHigh}} {
+			q := queuetest.QueueName(t) + ":" + m.ID
+			prepare(q, 2*WakeBacklog)
+			c := call(1)
+			c.Messages = append(c.Messages, m)
+			a := Enqueue(ctx, s.RDB, s.Keys(q), c)
+			require.NoError(t, a.Err)
+			require.Equal(t, []Code{Added, Added}, a.Codes)
+			assert.Equal(t, "b", sentinel(t, s, q), "%+v: woken", m)
+		}
+	})
 }
