@@ -47,20 +47,26 @@
 local limits_conf = nil
 
 -- lim is the call's gathered state:
---   slots[f]   slots field f as the call has it (false: absent; nil: unread)
---   slots_w[f] f was written by the call
+--   held[mid]  slots field 'h:<mid>' as the call has it: the key the slot
+--              counts under (false: absent; nil: unread), and held_w[mid]
+--              whether the call wrote it (kept by id, so that the hot path
+--              builds no field name)
+--   pmark[mid] slots field 'p:<mid>' likewise, and pmark_w[mid]
 --   counts[f]  slot-counts field f (a number) as the call has it
 --   deltas[f]  the call's change of an unread slot-counts field
 --   counts_w[f] f was written by the call
 --   tats[f]    rate-tat field f ('q', 'k:<key>', 'nr'), a number (false:
 --              absent), and tats_w[f] whether the call wrote it
 --   rkeys[k]   rate-keys score the call wrote for key k
---   unsure     hand-outs whose earlier slot is unknown: mid -> key counted
+--   unsure     hand-outs whose earlier slot is unknown: a list of ids
 --   dropped    ids collected, whose limit-key entry goes
 --   nparked    ZCARD parked as the call has it (nil: unread)
 --   now        the server's time in ms
-local lim = {slots = {}, slots_w = {}, counts = {}, deltas = {}, counts_w = {}, tats = {}, tats_w = {},
-  rkeys = {}, unsure = {}, dropped = {}}
+--   p          the plan limits_admit answered last: one table a call,
+--              its fields set again at each admission
+local lim = {held = {}, held_w = {}, pmark = {}, pmark_w = {}, counts = {}, deltas = {}, counts_w = {}, tats = {},
+  tats_w = {}, rkeys = {}, unsure = {}, dropped = {},
+  p = {key = '', slot = false, key_slot = false, held = false, q_tat = false, k_tat = false, reserved = false}}
 
 -- limits_parse_rate answers {t = µs per token, tau = µs of burst} of a
 -- rate field '<n> <period ms> <burst>', nil for none.
@@ -89,11 +95,6 @@ local function limits_cfg()
     end
   end
   return limits_conf
-end
-
-function lim.time()
-  if not lim.now then lim.now = server_now() end
-  return lim.now
 end
 
 -- lim.count answers slot-counts field f.
@@ -132,24 +133,30 @@ function lim.add(f, d)
   lim.counts_w[f] = true
 end
 
--- lim.slot answers slots field f. No 'h:' field exists while slot-counts
--- 'q' is 0: every slot taken counts there, and every slot freed.
-function lim.slot(f)
-  local v = lim.slots[f]
+-- lim.held_of answers mid's slots field 'h:<mid>'. None exists while
+-- slot-counts 'q' is 0: every slot taken counts there, and every slot
+-- freed.
+function lim.held_of(mid)
+  local v = lim.held[mid]
   if v == nil then
-    if string.byte(f, 1) == 104 and lim.count('q') <= 0 then -- 'h'
+    if lim.count('q') <= 0 then
       v = false
     else
-      v = redis.call('hget', K_SLOTS, f)
+      v = redis.call('hget', K_SLOTS, 'h:' .. mid)
     end
-    lim.slots[f] = v
+    lim.held[mid] = v
   end
   return v
 end
 
-function lim.set_slot(f, v)
-  lim.slots[f] = v
-  lim.slots_w[f] = true
+-- lim.pmark_of answers mid's slots field 'p:<mid>'.
+function lim.pmark_of(mid)
+  local v = lim.pmark[mid]
+  if v == nil then
+    v = redis.call('hget', K_SLOTS, 'p:' .. mid)
+    lim.pmark[mid] = v
+  end
+  return v
 end
 
 -- lim.tat answers rate-tat field f as a number, nil for none.
@@ -199,32 +206,33 @@ end
 -- held a slot already keeps it, with the key it was taken under, and the
 -- slot its hand-out counted is given back.
 function lim.resolve()
-  local fields, mids = {}, {}
-  for mid in pairs(lim.unsure) do
-    mids[#mids + 1] = mid
-    fields[#fields + 1] = 'h:' .. mid
-  end
-  if #fields == 0 then return end
+  local mids = lim.unsure
+  local n = #mids
+  if n == 0 then return end
   lim.unsure = {}
   local held
-  if #fields == 1 then
+  if n == 1 then
     -- (one: written at once unless held, which it then reads)
-    local f = fields[1]
-    if not lim.slots[f] then return end
-    if redis.call('hsetnx', K_SLOTS, f, lim.slots[f]) == 1 then
-      lim.slots_w[f] = nil
+    local mid = mids[1]
+    local key = lim.held[mid]
+    if not key then return end
+    if redis.call('hsetnx', K_SLOTS, 'h:' .. mid, key) == 1 then
+      lim.held_w[mid] = nil
       return
     end
-    held = {redis.call('hget', K_SLOTS, f)}
+    held = {redis.call('hget', K_SLOTS, 'h:' .. mid)}
   else
+    local fields = {}
+    for i = 1, n do fields[i] = 'h:' .. mids[i] end
     held = redis.call('hmget', K_SLOTS, unpack(fields))
   end
-  for i, mid in ipairs(mids) do
-    if held[i] then
-      local key = lim.slots[fields[i]]
+  for i = 1, n do
+    local mid = mids[i]
+    local key = lim.held[mid]
+    if held[i] and key then
       lim.add('q', -1)
       if key ~= '' then lim.add('k:' .. key, -1) end
-      lim.set_slot(fields[i], held[i])
+      lim.held[mid], lim.held_w[mid] = held[i], true
     end
   end
 end
@@ -234,11 +242,12 @@ local function limits_us(x) return string.format('%.0f', x) end
 
 -- lim.flush_hash writes the fields of written (a set) from values to hash:
 -- one HSET of those to keep, one HDEL of those gone (false, or a number
--- not above 0 when numbers).
-function lim.flush_hash(hash, written, values, numbers)
-  local set, del = {}, {}
+-- not above 0 when numbers). With prefix, written and values are by id,
+-- and the fields prefix .. id (the slots fields, lim.held and lim.pmark).
+function lim.flush_hash(hash, written, values, numbers, prefix, set, del)
   for f in pairs(written) do
     local v = values[f]
+    if prefix then f = prefix .. f end
     if v and not (numbers and v <= 0) then
       set[#set + 1] = f
       set[#set + 1] = numbers and limits_us(v) or v
@@ -246,8 +255,10 @@ function lim.flush_hash(hash, written, values, numbers)
       del[#del + 1] = f
     end
   end
-  if #set > 0 then call_each('hset', hash, set) end
-  if #del > 0 then call_each('hdel', hash, del) end
+  if hash then
+    if #set > 0 then call_each('hset', hash, set) end
+    if #del > 0 then call_each('hdel', hash, del) end
+  end
 end
 
 -- limits_deferred, set by a poll call from its outcomes to its end, holds
@@ -258,20 +269,29 @@ local limits_deferred = false
 -- limits_flush writes the call's gathered state (outcome.lua's
 -- flush_gathered calls it). A call that wrote a key's tat also drops up
 -- to 20 keys whose tat passed (once per call): they read as absent then.
+-- (A set of the call's written is made anew only when it held some.)
 ext.limits_flush = function()
   if limits_deferred then return end
   lim.resolve()
-  lim.flush_hash(K_SLOTS, lim.slots_w, lim.slots, false)
-  lim.slots_w = {}
-  local unread = {}
-  for f in pairs(lim.deltas) do unread[#unread + 1] = f end
-  if #unread > 0 then lim.read_counts(unread) end
-  lim.flush_hash(K_SLOT_COUNTS, lim.counts_w, lim.counts, true)
-  lim.counts_w = {}
+  if next(lim.held_w) or next(lim.pmark_w) then
+    local set, del = {}, {}
+    lim.flush_hash(nil, lim.held_w, lim.held, false, 'h:', set, del)
+    lim.flush_hash(K_SLOTS, lim.pmark_w, lim.pmark, false, 'p:', set, del)
+    lim.held_w, lim.pmark_w = {}, {}
+  end
+  if next(lim.deltas) then
+    local unread = {}
+    for f in pairs(lim.deltas) do unread[#unread + 1] = f end
+    lim.read_counts(unread)
+  end
+  if next(lim.counts_w) then
+    lim.flush_hash(K_SLOT_COUNTS, lim.counts_w, lim.counts, true, nil, {}, {})
+    lim.counts_w = {}
+  end
   if next(lim.rkeys) and not lim.trimmed then
     lim.trimmed = true
     local stale, fields = {}, {}
-    for _, key in ipairs(redis.call('zrangebyscore', K_RATE_KEYS, '-inf', lim.time(), 'LIMIT', 0, 20)) do
+    for _, key in ipairs(redis.call('zrangebyscore', K_RATE_KEYS, '-inf', lim.now or server_now(), 'LIMIT', 0, 20)) do
       if not lim.rkeys[key] then
         stale[#stale + 1] = key
         fields[#fields + 1] = 'k:' .. key
@@ -283,32 +303,42 @@ ext.limits_flush = function()
       redis.call('zrem', K_RATE_KEYS, unpack(stale))
     end
   end
-  lim.flush_hash(K_RATE_TAT, lim.tats_w, lim.tats, true)
-  lim.tats_w = {}
-  local scores = {}
-  for key, at in pairs(lim.rkeys) do
-    scores[#scores + 1] = at
-    scores[#scores + 1] = key
+  if next(lim.tats_w) then
+    lim.flush_hash(K_RATE_TAT, lim.tats_w, lim.tats, true, nil, {}, {})
+    lim.tats_w = {}
   end
-  if #scores > 0 then call_each('zadd', K_RATE_KEYS, scores) end
-  lim.rkeys = {}
-  if #lim.dropped > 0 then call_each('hdel', K_LIMIT_KEY, lim.dropped) end
-  lim.dropped = {}
+  if next(lim.rkeys) then
+    local scores = {}
+    for key, at in pairs(lim.rkeys) do
+      scores[#scores + 1] = at
+      scores[#scores + 1] = key
+    end
+    call_each('zadd', K_RATE_KEYS, scores)
+    lim.rkeys = {}
+  end
+  if #lim.dropped > 0 then
+    call_each('hdel', K_LIMIT_KEY, lim.dropped)
+    lim.dropped = {}
+  end
 end
 
 -- limits_prefetch reads the slots of the outcomes in ARGV from index first
 -- on (n groups, the first skip answered from a receipt), in one HMGET.
 ext.limits_prefetch = function(first, n, skip)
   if n - skip < 2 or lim.count('q') <= 0 then return end
-  local fields = {}
+  local held, mids, fields = lim.held, {}, {}
   for i = skip, n - 1 do
-    local f = 'h:' .. ARGV[first + OUTCOME_ARGS * i]
-    if lim.slots[f] == nil then fields[#fields + 1] = f end
+    local mid = ARGV[first + OUTCOME_ARGS * i]
+    if held[mid] == nil then
+      mids[#mids + 1] = mid
+      fields[#fields + 1] = 'h:' .. mid
+    end
   end
   for i = 1, #fields, UNPACK_MAX do
-    local part = {unpack(fields, i, math.min(i + UNPACK_MAX - 1, #fields))}
-    for j, v in ipairs(redis.call('hmget', K_SLOTS, unpack(part))) do
-      if lim.slots[part[j]] == nil then lim.slots[part[j]] = v end
+    local last = math.min(i + UNPACK_MAX - 1, #fields)
+    local got = redis.call('hmget', K_SLOTS, unpack(fields, i, last))
+    for j = i, last do
+      if held[mids[j]] == nil then held[mids[j]] = got[j - i + 1] end
     end
   end
 end
@@ -324,7 +354,8 @@ end
 function lim.gcra(field, r, now_us)
   local tat = lim.tat(field) or now_us
   if tat - now_us > r.tau then return false, tat - r.tau end
-  return true, math.max(tat, now_us) + r.t
+  if tat < now_us then tat = now_us end
+  return true, tat + r.t
 end
 
 -- limits_wake is set when a freed slot may let a sleeper hand something
@@ -342,7 +373,7 @@ function lim.unpark(key, now)
     redis.call('zrem', K_PARKED, first)
     lim.nparked = lim.nparked - 1
     local mid = string.match(first, '^.-%z%d+%z(.*)$')
-    lim.set_slot('p:' .. mid, false)
+    lim.pmark[mid], lim.pmark_w[mid] = false, true
     local base, in_backoff = message_status(mid, now)
     if base == 'queued' and not in_backoff then
       push_ready('rpush', mid)
@@ -352,16 +383,17 @@ function lim.unpark(key, now)
   return false
 end
 
--- lim.free frees the slot mid holds (held: its slots entry).
+-- lim.free frees the slot mid holds (held: the key it counts under).
 function lim.free(mid, held, now)
-  lim.set_slot('h:' .. mid, false)
-  local key = held
-  local c = limits_cfg()
-  if c and c.conc and lim.count('q') >= c.conc then limits_wake = true end
-  lim.add('q', -1)
-  if key ~= '' then
-    lim.add('k:' .. key, -1)
-    if lim.unpark(key, now) then limits_wake = true end
+  lim.held[mid], lim.held_w[mid] = false, true
+  local c = limits_conf
+  if c == nil then c = limits_cfg() end
+  local q = lim.count('q')
+  if c and c.conc and q >= c.conc then limits_wake = true end
+  lim.counts.q, lim.counts_w.q = q - 1, true
+  if held ~= '' then
+    lim.add('k:' .. held, -1)
+    if lim.unpark(held, now) then limits_wake = true end
   end
 end
 
@@ -375,21 +407,13 @@ end
 
 -- lim.unpark_entry drops mid's parked entry, if any.
 function lim.unpark_entry(mid)
-  if lim.parked() > 0 then
-    local member = lim.slot('p:' .. mid)
+  if (lim.nparked or lim.parked()) > 0 then
+    local member = lim.pmark_of(mid)
     if member then
       lim.nparked = lim.nparked - redis.call('zrem', K_PARKED, member)
-      lim.set_slot('p:' .. mid, false)
+      lim.pmark[mid], lim.pmark_w[mid] = false, true
     end
   end
-end
-
--- lim.forget drops mid's parked entry, reservation and limit key (a
--- deleted or collected id).
-function lim.forget(mid)
-  lim.unpark_entry(mid)
-  lim.unreserve(mid)
-  lim.dropped[#lim.dropped + 1] = mid
 end
 
 -- lim.refund gives back the rate tokens a released hand-out took: it
@@ -412,43 +436,56 @@ end
 
 -- The hook of outcome.lua: an outcome (any, once its lock is proven) or a
 -- collection frees mid's slot; a release also refunds its tokens; an
--- 'expired' lock (the poll's wake) frees the slot alone. now (ms), when
--- the caller knows it, spares a TIME.
+-- 'expired' lock (the poll's wake) frees the slot alone; a collection
+-- (a deleted or collected id) also drops mid's parked entry, reservation
+-- and limit key. now (ms), when the caller knows it, spares a TIME.
 ext.limits_freed = function(mid, why, now)
-  if now and not lim.now then lim.now = now end
-  now = lim.time()
-  local held = lim.slot('h:' .. mid)
+  if not lim.now then lim.now = now or server_now() end
+  now = lim.now
+  local held = lim.held[mid]
+  if held == nil then held = lim.held_of(mid) end
   if held then lim.free(mid, held, now) end
   if why == 'release' then
     lim.refund(mid)
   elseif why == 'collect' then
-    lim.forget(mid)
+    lim.unpark_entry(mid)
+    lim.unreserve(mid)
+    lim.dropped[#lim.dropped + 1] = mid
   end
 end
 
 -- limits_admit decides whether mid may be handed out now (ms), reading
 -- only. It answers nil, nil, plan to hand it out (limits_take writes the
--- plan), or a refusal: 'stop' and when to poll again in ms (0: when woken)
--- when the queue's own limits refuse (nothing of the queue may go out),
--- 'park' when its key has no slot free, or 'rate' and when its key's
--- token comes due (ms), reserved by limits_reserve.
+-- plan; lim.p, set anew), or a refusal: 'stop' and when to poll again in
+-- ms (0: when woken) when the queue's own limits refuse (nothing of the
+-- queue may go out), 'park' when its key has no slot free, or 'rate' and
+-- when its key's token comes due (ms), reserved by limits_reserve.
 local function limits_admit(mid, now)
-  local c = limits_cfg()
+  local c = limits_conf
+  if c == nil then c = limits_cfg() end
   if not c then return nil end
   if not lim.now then lim.now = now end
   local key = ''
   if c.key_rate or c.key_conc then key = limits_key_of(mid) end
-  local plan = {key = key}
+  local plan = lim.p
+  plan.key, plan.slot, plan.key_slot, plan.held, plan.q_tat, plan.k_tat, plan.reserved =
+    key, false, false, false, false, false, false
   if c.conc or c.key_conc then
     plan.slot = true
-    plan.key_slot = c.key_conc ~= nil and key ~= ''
-    local kf = plan.key_slot and ('k:' .. key)
-    if kf and lim.counts[kf] == nil and lim.counts['q'] == nil then lim.read_counts({'q', kf}) end
-    if (c.conc and lim.count('q') >= c.conc) or (kf and lim.count(kf) >= c.key_conc) then
+    local kf = false
+    if c.key_conc and key ~= '' then
+      kf = 'k:' .. key
+      plan.key_slot = true
+    end
+    local counts = lim.counts
+    if kf and counts[kf] == nil and counts.q == nil then lim.read_counts({'q', kf}) end
+    local q = counts.q
+    if q == nil then q = lim.count('q') end
+    if (c.conc and q >= c.conc) or (kf and lim.count(kf) >= c.key_conc) then
       -- (exact counts first, then whether mid holds a slot already: it
       -- keeps it, and needs none free)
       lim.resolve()
-      plan.held = lim.slot('h:' .. mid)
+      plan.held = lim.held_of(mid)
       if not plan.held then
         if c.conc and lim.count('q') >= c.conc then return 'stop', 0 end
         if kf and lim.count(kf) >= c.key_conc then return 'park', nil, plan end
@@ -456,10 +493,14 @@ local function limits_admit(mid, now)
     end
   end
   local now_us = now * 1000
-  if c.rate then
-    local ok, v = lim.gcra('q', c.rate, now_us)
-    if not ok then return 'stop', math.ceil(v / 1000) end
-    plan.q_tat = v
+  local r = c.rate
+  if r then
+    local tat = lim.tats.q
+    if tat == nil then tat = lim.tat('q') end
+    tat = tat or now_us
+    if tat - now_us > r.tau then return 'stop', math.ceil((tat - r.tau) / 1000) end
+    if tat < now_us then tat = now_us end
+    plan.q_tat = tat + r.t
   end
   if c.key_rate and key ~= '' then
     local reserved_at = nil
@@ -489,30 +530,27 @@ end
 
 -- limits_park parks mid (refused for want of a slot of its key).
 local function limits_park(mid, key)
-  if lim.parked() > 0 and lim.slot('p:' .. mid) then return end
+  if lim.parked() > 0 and lim.pmark_of(mid) then return end
   local seq = redis.call('hincrby', K_SLOT_COUNTS, 'seq', 1)
   local member = key .. '\0' .. string.format('%016d', seq) .. '\0' .. mid
   redis.call('zadd', K_PARKED, 0, member)
   lim.nparked = lim.parked() + 1
-  lim.set_slot('p:' .. mid, member)
+  lim.pmark[mid], lim.pmark_w[mid] = member, true
 end
 
 -- limits_take writes what limits_admit planned for mid's hand-out.
 local function limits_take(mid, plan)
-  if plan.q_tat then lim.set_tat('q', plan.q_tat) end
+  if plan.q_tat then lim.tats.q, lim.tats_w.q = plan.q_tat, true end
   if plan.k_tat then lim.set_key_tat(plan.key, plan.k_tat) end
   if plan.reserved then lim.unreserve(mid) end
-  if plan.slot then
-    local f = 'h:' .. mid
-    if not plan.held then
-      local key = ''
-      if plan.key_slot then key = plan.key end
-      lim.add('q', 1)
-      if key ~= '' then lim.add('k:' .. key, 1) end
-      -- (a slot the call does not know is checked at the flush)
-      if lim.slots[f] == nil then lim.unsure[mid] = true end
-      lim.unpark_entry(mid)
-      lim.set_slot(f, key)
-    end
+  if plan.slot and not plan.held then
+    local key = ''
+    if plan.key_slot then key = plan.key end
+    lim.add('q', 1)
+    if key ~= '' then lim.add('k:' .. key, 1) end
+    -- (a slot the call does not know is checked at the flush)
+    if lim.held[mid] == nil then lim.unsure[#lim.unsure + 1] = mid end
+    lim.unpark_entry(mid)
+    lim.held[mid], lim.held_w[mid] = key, true
   end
 end
