@@ -79,28 +79,91 @@ local function limits_parse_rate(s)
   return {t = t, tau = b * t}
 end
 
+-- limits_migrate moves the queue's own rate state from where the layout
+-- before kept it, rate-tat 'q' (its tat) and 'nr' (the reservations'
+-- count), to slot-counts 'tq' and 'nr' (§19), unless those are there
+-- already. A queue whose features.limits starts with '+' is in the
+-- layout of now; limits-set.lua and the first limits_cfg of a call on
+-- any other (a queue set up before) call it, and spell features.limits
+-- with '+' then, so that it runs once.
+local function limits_migrate()
+  local v = redis.call('hmget', K_RATE_TAT, 'q', 'nr')
+  if v[1] or v[2] then
+    if v[1] then redis.call('hsetnx', K_SLOT_COUNTS, 'tq', v[1]) end
+    if v[2] then redis.call('hsetnx', K_SLOT_COUNTS, 'nr', v[2]) end
+    redis.call('hdel', K_RATE_TAT, 'q', 'nr')
+  end
+end
+
+-- limits_unkey makes every slot held count under no key, and drops the
+-- counts per key: setting limits without a concurrency limit per key
+-- calls it (limits-set.lua, and limits_cfg moving a queue set up
+-- before), so that without one no slot counts under a key (lim.resolve
+-- relies on it).
+local function limits_unkey()
+  local drop = {}
+  for _, f in ipairs(redis.call('hkeys', K_SLOT_COUNTS)) do
+    if string.sub(f, 1, 2) == 'k:' then drop[#drop + 1] = f end
+  end
+  if #drop > 0 then call_each('hdel', K_SLOT_COUNTS, drop) end
+  local flat, set = redis.call('hgetall', K_SLOTS), {}
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 2) == 'h:' and flat[i + 1] ~= '' then
+      set[#set + 1] = flat[i]
+      set[#set + 1] = ''
+    end
+  end
+  if #set > 0 then call_each('hset', K_SLOTS, set) end
+end
+
 local function limits_cfg()
   if limits_conf == nil then
     limits_conf = false
     if feature_used('limits') then
-      -- (features.limits spells them, as limits-set.lua wrote them; '1'
-      -- when it has not, and limits holds them then)
-      local v = {string.match(features.limits_conf, '^=(.-)|(.-)|(.-)|(.*)$')}
+      -- (features.limits spells them, as limits-set.lua wrote them, after
+      -- '+'; after '=' in the layout before; '1' when limits-set.lua has
+      -- not run, and limits holds them then)
+      local spelled = features.limits_conf
+      local v = {string.match(spelled, '^[+=](.-)|(.-)|(.-)|(.*)$')}
       if not v[1] then v = redis.call('hmget', K_LIMITS, 'rate', 'key-rate', 'conc', 'key-conc') end
       local c = {rate = limits_parse_rate(v[1]), key_rate = limits_parse_rate(v[2]),
         conc = tonumber(v[3]), key_conc = tonumber(v[4])}
       if c.conc and c.conc <= 0 then c.conc = nil end
       if c.key_conc and c.key_conc <= 0 then c.key_conc = nil end
-      if c.rate or c.key_rate or c.conc or c.key_conc then limits_conf = c end
+      if c.rate or c.key_rate or c.conc or c.key_conc then
+        limits_conf = c
+        if string.byte(spelled, 1) ~= 43 then -- (not '+': a queue set up before)
+          limits_migrate()
+          if not c.key_conc then limits_unkey() end
+          redis.call('hset', K_FEATURES, 'limits',
+            '+' .. (v[1] or '') .. '|' .. (v[2] or '') .. '|' .. (v[3] or '') .. '|' .. (v[4] or ''))
+        end
+      end
     end
   end
   return limits_conf
+end
+
+-- lim.read_q reads the queue's own slot-counts fields, its count 'q',
+-- its rate's tat 'tq' and the reservations' count 'nr', in one HMGET,
+-- once per call.
+function lim.read_q()
+  limits_cfg() -- (which moves a queue set up before to this layout)
+  local v = redis.call('hmget', K_SLOT_COUNTS, 'q', 'tq', 'nr')
+  local counts, deltas = lim.counts, lim.deltas
+  if counts.q == nil then counts.q, deltas.q = (tonumber(v[1]) or 0) + (deltas.q or 0), nil end
+  if counts.tq == nil then counts.tq = tonumber(v[2]) or 0 end
+  if counts.nr == nil then counts.nr = tonumber(v[3]) or 0 end
 end
 
 -- lim.count answers slot-counts field f.
 function lim.count(f)
   local v = lim.counts[f]
   if v == nil then
+    if f == 'q' then
+      lim.read_q()
+      return lim.counts.q
+    end
     v = (tonumber(redis.call('hget', K_SLOT_COUNTS, f)) or 0) + (lim.deltas[f] or 0)
     lim.counts[f], lim.deltas[f] = v, nil
   end
@@ -108,11 +171,24 @@ function lim.count(f)
 end
 
 -- lim.read_counts reads the unread slot-counts fields of list in one
--- HMGET.
+-- HMGET, with the queue's own ('q', 'tq', 'nr') when unread: a call
+-- reads those once, with the first field it needs.
 function lim.read_counts(list)
   local want = {}
+  local counts = lim.counts
   for _, f in ipairs(list) do
-    if lim.counts[f] == nil then want[#want + 1] = f end
+    if counts[f] == nil then want[#want + 1] = f end
+  end
+  if counts.q == nil then
+    -- (the queue's own fields with them: lim.read_q)
+    limits_cfg()
+    for _, f in ipairs(want) do
+      if f == 'q' then
+        want[#want + 1] = 'tq'
+        want[#want + 1] = 'nr'
+        break
+      end
+    end
   end
   for i = 1, #want, UNPACK_MAX do
     local part = {unpack(want, i, math.min(i + UNPACK_MAX - 1, #want))}
@@ -159,24 +235,32 @@ function lim.pmark_of(mid)
   return v
 end
 
--- lim.tat answers rate-tat field f as a number, nil for none.
+-- lim.tat answers a tat as a number, nil for none: rate-tat field f
+-- ('k:<key>'), or for f 'tq' (the queue's) and 'nr' (the reservations'
+-- count) the slot-counts field, read with the queue's count.
 function lim.tat(f)
+  if f == 'tq' or f == 'nr' then
+    local v = lim.counts[f]
+    if v == nil then
+      lim.read_q()
+      v = lim.counts[f]
+    end
+    if v > 0 then return v end
+    return nil
+  end
   local v = lim.tats[f]
   if v == nil then
-    if (f == 'q' or f == 'nr') and lim.tats.q == nil and lim.tats.nr == nil then
-      -- (the queue's tat and the reservations' count, read together)
-      local both = redis.call('hmget', K_RATE_TAT, 'q', 'nr')
-      lim.tats.q, lim.tats.nr = tonumber(both[1]) or false, tonumber(both[2]) or false
-      v = lim.tats[f]
-    else
-      v = tonumber(redis.call('hget', K_RATE_TAT, f)) or false
-      lim.tats[f] = v
-    end
+    v = tonumber(redis.call('hget', K_RATE_TAT, f)) or false
+    lim.tats[f] = v
   end
   return v or nil
 end
 
 function lim.set_tat(f, v)
+  if f == 'tq' or f == 'nr' then
+    lim.counts[f], lim.counts_w[f] = v, true
+    return
+  end
   lim.tats[f] = v
   lim.tats_w[f] = true
 end
@@ -210,6 +294,27 @@ function lim.resolve()
   local n = #mids
   if n == 0 then return end
   lim.unsure = {}
+  local c = limits_conf
+  if c and not c.key_conc then
+    -- Without a limit per key every slot counts under '' (limits_unkey):
+    -- the slots are written here, and HSET's answer, the fields it added,
+    -- tells how many of them were held already, whose counts go back.
+    local set = {}
+    for i = 1, n do
+      local mid = mids[i]
+      if lim.held[mid] == '' then
+        set[#set + 1] = 'h:' .. mid
+        set[#set + 1] = ''
+        lim.held_w[mid] = nil
+      end
+    end
+    local added = 0
+    for i = 1, #set, UNPACK_MAX do
+      added = added + redis.call('hset', K_SLOTS, unpack(set, i, math.min(i + UNPACK_MAX - 1, #set)))
+    end
+    if added < #set / 2 then lim.add('q', added - #set / 2) end
+    return
+  end
   local held
   if n == 1 then
     -- (one: written at once unless held, which it then reads)
@@ -388,7 +493,8 @@ function lim.free(mid, held, now)
   lim.held[mid], lim.held_w[mid] = false, true
   local c = limits_conf
   if c == nil then c = limits_cfg() end
-  local q = lim.count('q')
+  local q = lim.counts.q
+  if q == nil then q = lim.count('q') end
   if c and c.conc and q >= c.conc then limits_wake = true end
   lim.counts.q, lim.counts_w.q = q - 1, true
   if held ~= '' then
@@ -422,8 +528,8 @@ function lim.refund(mid)
   local c = limits_cfg()
   if not c then return end
   if c.rate then
-    local tat = lim.tat('q')
-    if tat then lim.set_tat('q', tat - c.rate.t) end
+    local tat = lim.tat('tq')
+    if tat then lim.set_tat('tq', tat - c.rate.t) end
   end
   if c.key_rate then
     local key = limits_key_of(mid)
@@ -440,17 +546,19 @@ end
 -- (a deleted or collected id) also drops mid's parked entry, reservation
 -- and limit key. now (ms), when the caller knows it, spares a TIME.
 ext.limits_freed = function(mid, why, now)
-  if not lim.now then lim.now = now or server_now() end
-  now = lim.now
-  local held = lim.held[mid]
-  if held == nil then held = lim.held_of(mid) end
-  if held then lim.free(mid, held, now) end
-  if why == 'release' then
-    lim.refund(mid)
-  elseif why == 'collect' then
-    lim.unpark_entry(mid)
-    lim.unreserve(mid)
-    lim.dropped[#lim.dropped + 1] = mid
+  local l = lim
+  if not l.now then l.now = now or server_now() end
+  local held = l.held[mid]
+  if held == nil then held = l.held_of(mid) end
+  if held then l.free(mid, held, l.now) end
+  if why == 'collect' then
+    -- (each a call only when there may be something to drop)
+    if l.nparked ~= 0 then l.unpark_entry(mid) end
+    local nr = l.counts.nr
+    if nr == nil or nr > 0 then l.unreserve(mid) end
+    l.dropped[#l.dropped + 1] = mid
+  elseif why == 'release' then
+    l.refund(mid)
   end
 end
 
@@ -495,9 +603,9 @@ local function limits_admit(mid, now)
   local now_us = now * 1000
   local r = c.rate
   if r then
-    local tat = lim.tats.q
-    if tat == nil then tat = lim.tat('q') end
-    tat = tat or now_us
+    local tat = lim.counts.tq
+    if tat == nil then tat = lim.tat('tq') end
+    if not tat or tat <= 0 then tat = now_us end
     if tat - now_us > r.tau then return 'stop', math.ceil((tat - r.tau) / 1000) end
     if tat < now_us then tat = now_us end
     plan.q_tat = tat + r.t
@@ -540,17 +648,23 @@ end
 
 -- limits_take writes what limits_admit planned for mid's hand-out.
 local function limits_take(mid, plan)
-  if plan.q_tat then lim.tats.q, lim.tats_w.q = plan.q_tat, true end
-  if plan.k_tat then lim.set_key_tat(plan.key, plan.k_tat) end
-  if plan.reserved then lim.unreserve(mid) end
+  local l = lim
+  if plan.q_tat then l.counts.tq, l.counts_w.tq = plan.q_tat, true end
+  if plan.k_tat then l.set_key_tat(plan.key, plan.k_tat) end
+  if plan.reserved then l.unreserve(mid) end
   if plan.slot and not plan.held then
     local key = ''
     if plan.key_slot then key = plan.key end
-    lim.add('q', 1)
-    if key ~= '' then lim.add('k:' .. key, 1) end
+    local counts = l.counts
+    if counts.q ~= nil then
+      counts.q, l.counts_w.q = counts.q + 1, true
+    else
+      l.add('q', 1)
+    end
+    if key ~= '' then l.add('k:' .. key, 1) end
     -- (a slot the call does not know is checked at the flush)
-    if lim.held[mid] == nil then lim.unsure[#lim.unsure + 1] = mid end
-    lim.unpark_entry(mid)
-    lim.held[mid], lim.held_w[mid] = key, true
+    if l.held[mid] == nil then l.unsure[#l.unsure + 1] = mid end
+    if l.nparked ~= 0 then l.unpark_entry(mid) end
+    l.held[mid], l.held_w[mid] = key, true
   end
 end

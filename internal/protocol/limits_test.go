@@ -71,7 +71,7 @@ func slotCount(t *testing.T, s *queuetest.Server, q, field string) int64 {
 // nothing out.
 func TestLimitsQueueRate(t *testing.T) {
 	s, q := limitsQueue(t, Limits{Rate: RateArg(1, 60_000, 2)}, "a", "b", "c", "d", "e")
-	assert.Equal(t, "="+RateArg(1, 60_000, 2)+"|||", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"), "the limits, read with the features")
+	assert.Equal(t, "+"+RateArg(1, 60_000, 2)+"|||", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"), "the limits, read with the features")
 	r := limitPoll(t, s, q, 10)
 	handed, skips, sleep := limitSteps(r)
 	assert.Equal(t, []string{"a", "b", "c"}, handed, "one token and a burst of two")
@@ -309,13 +309,13 @@ func TestLimitsLockExpiryFreesSlot(t *testing.T) {
 func TestLimitsSetReleasesParked(t *testing.T) {
 	s, q := limitsQueue(t, Limits{KeyConcurrency: "1"}, "a1:A", "a2:A")
 	ctx := context.Background()
-	assert.Equal(t, "=|||1", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"))
+	assert.Equal(t, "+|||1", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"))
 	limitPoll(t, s, q, 10)
 	require.EqualValues(t, 1, s.RDB.ZCard(ctx, s.Key(q, keys.Parked)).Val())
 	n, err := SetLimits(ctx, s.RDB, s.Keys(q), Limits{})
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, n)
-	assert.Equal(t, "=|||", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"))
+	assert.Equal(t, "+|||", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"))
 	r := limitPoll(t, s, q, 10)
 	handed, _, _ := limitSteps(r)
 	assert.Equal(t, []string{"a2"}, handed)
@@ -361,7 +361,7 @@ func TestLimitsGatheredInOneCall(t *testing.T) {
 	assert.EqualValues(t, 1, slotCount(t, s, q, "k:B"))
 	assert.EqualValues(t, 3, slotCount(t, s, q, "q"))
 	assert.EqualValues(t, 2, s.RDB.ZCard(ctx, s.Key(q, keys.Parked)).Val(), "a3 and a4")
-	tat := queuetest.HGetInt(t, s.RDB, s.Key(q, keys.RateTat), "q")
+	tat := queuetest.HGetInt(t, s.RDB, s.Key(q, keys.SlotCounts), "tq")
 	assert.InDelta(t, float64(r.Steps[0].Now*1000+60_000_000), float64(tat), 1000, "three tokens of 20 s, written once")
 
 	// Outcomes of the three in one call free three slots, net.
