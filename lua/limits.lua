@@ -7,10 +7,11 @@
 -- Rate: GCRA. A rate of n per period with burst b allows a hand-out when
 -- tat - now <= tau, where t = period / n is the time one token takes and
 -- tau = b * t; the hand-out moves tat to max(tat, now) + t. tat is kept in
--- rate-tat, in µs, under 'q' for the queue and 'k:<key>' per limit key.
+-- µs, in slot-counts 'tq' for the queue (beside its slot count 'q', read
+-- and written with it) and in rate-tat 'k:<key>' per limit key.
 -- A message refused by its key's rate reserves that key's next token
 -- (tat moves on as if it were handed out; rate-tat 'r:<mid>' marks the
--- reservation, and rate-tat 'nr' counts the marks) and waits in due until
+-- reservation, and slot-counts 'nr' counts the marks) and waits in due until
 -- the token comes due, so that messages of one key waiting on its rate
 -- are each woken once, at their own token. A message refused by the
 -- queue's rate (or its concurrency) stays first in line and the call ends
@@ -38,10 +39,12 @@
 -- read of them in the call goes through lim, so the call sees its own
 -- writes. A hand-out of a message whose slot the call does not know
 -- counts a slot at once and checks, with one HMGET for all such hand-outs
--- (lim_resolve; one HSETNX, which writes the slot too, when there is one),
--- whether the message held one already (its lock ran out before its wake):
--- such a slot is kept, its count given back, before any refusal for want
--- of a slot and before the writes.
+-- (lim.resolve; one HSETNX, which writes the slot too, when there is one;
+-- without a limit per key, where every slot is '', the HSET that writes
+-- them, by the number of fields it added), whether the message held one
+-- already (its lock ran out before its wake): such a slot is kept, its
+-- count given back, before any refusal for want of a slot and before the
+-- writes.
 
 -- The queue's limits, read once per call: false for none.
 local limits_conf = nil
