@@ -67,9 +67,17 @@ local limits_conf = nil
 --   now        the server's time in ms
 --   p          the plan limits_admit answered last: one table a call,
 --              its fields set again at each admission
-local lim = {held = {}, held_w = {}, pmark = {}, pmark_w = {}, counts = {}, deltas = {}, counts_w = {}, tats = {},
-  tats_w = {}, rkeys = {}, unsure = {}, dropped = {},
-  p = {key = '', slot = false, key_slot = false, held = false, q_tat = false, k_tat = false, reserved = false}}
+-- Those tables are made by lim_init at the call's first use of limits
+-- (each entry point: limits_freed, limits_flush, limits_prefetch,
+-- limits_admit), so that a call on a queue without limits makes none.
+local lim = {}
+
+local function lim_init()
+  local l = lim
+  l.held, l.held_w, l.pmark, l.pmark_w, l.counts, l.deltas, l.counts_w = {}, {}, {}, {}, {}, {}, {}
+  l.tats, l.tats_w, l.rkeys, l.unsure, l.dropped = {}, {}, {}, {}, {}
+  l.p = {key = '', slot = false, key_slot = false, held = false, q_tat = false, k_tat = false, reserved = false}
+end
 
 -- limits_parse_rate answers {t = µs per token, tau = µs of burst} of a
 -- rate field '<n> <period ms> <burst>', nil for none.
@@ -379,7 +387,7 @@ local limits_deferred = false
 -- to 20 keys whose tat passed (once per call): they read as absent then.
 -- (A set of the call's written is made anew only when it held some.)
 ext.limits_flush = function()
-  if limits_deferred then return end
+  if limits_deferred or not lim.held then return end
   lim.resolve()
   if next(lim.held_w) or next(lim.pmark_w) then
     local set, del = {}, {}
@@ -433,6 +441,7 @@ end
 -- limits_prefetch reads the slots of the outcomes in ARGV from index first
 -- on (n groups, the first skip answered from a receipt), in one HMGET.
 ext.limits_prefetch = function(first, n, skip)
+  if not lim.held then lim_init() end
   if n - skip < 2 or lim.count('q') <= 0 then return end
   local held, mids, fields = lim.held, {}, {}
   for i = skip, n - 1 do
@@ -550,6 +559,7 @@ end
 -- and limit key. now (ms), when the caller knows it, spares a TIME.
 ext.limits_freed = function(mid, why, now)
   local l = lim
+  if not l.held then lim_init() end
   if not l.now then l.now = now or server_now() end
   local held = l.held[mid]
   if held == nil then held = l.held_of(mid) end
@@ -575,6 +585,7 @@ local function limits_admit(mid, now)
   local c = limits_conf
   if c == nil then c = limits_cfg() end
   if not c then return nil end
+  if not lim.held then lim_init() end
   if not lim.now then lim.now = now end
   local key = ''
   if c.key_rate or c.key_conc then key = limits_key_of(mid) end
