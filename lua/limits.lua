@@ -111,19 +111,25 @@ end
 -- calls it (limits-set.lua, and limits_cfg moving a queue set up
 -- before), so that without one no slot counts under a key (lim.resolve
 -- relies on it).
+-- (HSCAN, not HKEYS or HGETALL: no command beyond the ACL list)
 local function limits_unkey()
-  local drop = {}
-  for _, f in ipairs(redis.call('hkeys', K_SLOT_COUNTS)) do
-    if string.sub(f, 1, 2) == 'k:' then drop[#drop + 1] = f end
+  local drop, set = {}, {}
+  for _, w in ipairs({{K_SLOT_COUNTS, 'k:*', drop}, {K_SLOTS, 'h:*', set}}) do
+    local cursor = '0'
+    repeat
+      local r = redis.call('hscan', w[1], cursor, 'MATCH', w[2], 'COUNT', 1000)
+      cursor = r[1]
+      for i = 1, #r[2], 2 do
+        if w[3] == drop then
+          drop[#drop + 1] = r[2][i]
+        elseif r[2][i + 1] ~= '' then
+          set[#set + 1] = r[2][i]
+          set[#set + 1] = ''
+        end
+      end
+    until cursor == '0'
   end
   if #drop > 0 then call_each('hdel', K_SLOT_COUNTS, drop) end
-  local flat, set = redis.call('hgetall', K_SLOTS), {}
-  for i = 1, #flat, 2 do
-    if string.sub(flat[i], 1, 2) == 'h:' and flat[i + 1] ~= '' then
-      set[#set + 1] = flat[i]
-      set[#set + 1] = ''
-    end
-  end
   if #set > 0 then call_each('hset', K_SLOTS, set) end
 end
 
