@@ -7,9 +7,11 @@
 -- ARGV[3] the queue's concurrency limit, '' for none
 -- ARGV[4] the concurrency limit per limit key, '' for none
 --
--- features.limits, set, spells the limits too, '=<rate>|<key-rate>|<conc>|
+-- features.limits, set, spells the limits too, '+<rate>|<key-rate>|<conc>|
 -- <key-conc>', so that a poll reads them with the features it reads
--- anyway (an enqueue with a limit key sets it only when absent).
+-- anyway (an enqueue with a limit key sets it only when absent); the '+'
+-- says the queue's state is in the layout of now (limits.lua,
+-- limits_migrate).
 --
 -- Every parked id goes back to be handed out (each key's first in line,
 -- in order), so that a limit lifted or raised lets them go; one still
@@ -28,9 +30,16 @@ for i, f in ipairs(fields) do
     redis.call('hdel', K_LIMITS, f)
   end
 end
-if any or redis.call('hexists', K_FEATURES, 'limits') == 1 then
-  redis.call('hset', K_FEATURES, 'limits', '=' .. table.concat({ARGV[1], ARGV[2], ARGV[3], ARGV[4]}, '|'))
+local spelled = redis.call('hget', K_FEATURES, 'limits')
+if any or spelled then
+  -- (a queue set up before this layout moves to it first, §19)
+  if spelled and string.byte(spelled, 1) ~= 43 then limits_migrate() end -- ('+')
+  redis.call('hset', K_FEATURES, 'limits', '+' .. table.concat({ARGV[1], ARGV[2], ARGV[3], ARGV[4]}, '|'))
 end
+
+-- (without a limit per key, no slot counts under a key: limits.lua,
+-- lim.resolve)
+if (tonumber(ARGV[4]) or 0) <= 0 then limits_unkey() end
 
 local now = server_now()
 local members = redis.call('zrange', K_PARKED, 0, -1)

@@ -208,16 +208,18 @@ var Suffixes = [count]string{
 	// features says the queue uses limits.
 	Limits: "limits",
 	// rate-tat: the theoretical arrival times (GCRA, in µs by the
-	// server's clock) of the rate limits: "q" for the queue, "k:<key>"
-	// per limit key; rate-keys orders the per-key fields by that time, so
-	// that polls trim the state of keys whose time passed (§19).
+	// server's clock) of the rate per limit key, "k:<key>", and the
+	// reserved key tokens, "r:<mid>" -> when one comes due (ms); rate-keys
+	// orders the per-key fields by that time, so that polls trim the
+	// state of keys whose time passed (§19).
 	RateTat:  "rate-tat",
 	RateKeys: "rate-keys",
-	// slots: the concurrency slots taken, "h:<mid>" -> "<lock expiry ms>
-	// <1 when it counts for the queue, else 0> <limit key or nothing>",
-	// and the parked ids, "p:<mid>" -> their member of parked;
-	// slot-counts: "q" -> slots held in the queue, "k:<key>" -> per key,
-	// "seq" -> the last parking number (§19).
+	// slots: the concurrency slots taken, "h:<mid>" -> the limit key the
+	// slot counts under ("" for none), and the parked ids, "p:<mid>" ->
+	// their member of parked; slot-counts: "q" -> slots held in the
+	// queue, "k:<key>" -> per key, "seq" -> the last parking number,
+	// "tq" -> the queue rate's theoretical arrival time (µs), "nr" -> the
+	// number of reserved key tokens (§19).
 	Slots:      "slots",
 	SlotCounts: "slot-counts",
 	// parked: the ids refused for want of a slot of their key, FIFO per

@@ -71,7 +71,7 @@ func slotCount(t *testing.T, s *queuetest.Server, q, field string) int64 {
 // nothing out.
 func TestLimitsQueueRate(t *testing.T) {
 	s, q := limitsQueue(t, Limits{Rate: RateArg(1, 60_000, 2)}, "a", "b", "c", "d", "e")
-	assert.Equal(t, "="+RateArg(1, 60_000, 2)+"|||", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"), "the limits, read with the features")
+	assert.Equal(t, "+"+RateArg(1, 60_000, 2)+"|||", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"), "the limits, read with the features")
 	r := limitPoll(t, s, q, 10)
 	handed, skips, sleep := limitSteps(r)
 	assert.Equal(t, []string{"a", "b", "c"}, handed, "one token and a burst of two")
@@ -309,13 +309,13 @@ func TestLimitsLockExpiryFreesSlot(t *testing.T) {
 func TestLimitsSetReleasesParked(t *testing.T) {
 	s, q := limitsQueue(t, Limits{KeyConcurrency: "1"}, "a1:A", "a2:A")
 	ctx := context.Background()
-	assert.Equal(t, "=|||1", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"))
+	assert.Equal(t, "+|||1", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"))
 	limitPoll(t, s, q, 10)
 	require.EqualValues(t, 1, s.RDB.ZCard(ctx, s.Key(q, keys.Parked)).Val())
 	n, err := SetLimits(ctx, s.RDB, s.Keys(q), Limits{})
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, n)
-	assert.Equal(t, "=|||", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"))
+	assert.Equal(t, "+|||", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"))
 	r := limitPoll(t, s, q, 10)
 	handed, _, _ := limitSteps(r)
 	assert.Equal(t, []string{"a2"}, handed)
@@ -361,7 +361,7 @@ func TestLimitsGatheredInOneCall(t *testing.T) {
 	assert.EqualValues(t, 1, slotCount(t, s, q, "k:B"))
 	assert.EqualValues(t, 3, slotCount(t, s, q, "q"))
 	assert.EqualValues(t, 2, s.RDB.ZCard(ctx, s.Key(q, keys.Parked)).Val(), "a3 and a4")
-	tat := queuetest.HGetInt(t, s.RDB, s.Key(q, keys.RateTat), "q")
+	tat := queuetest.HGetInt(t, s.RDB, s.Key(q, keys.SlotCounts), "tq")
 	assert.InDelta(t, float64(r.Steps[0].Now*1000+60_000_000), float64(tat), 1000, "three tokens of 20 s, written once")
 
 	// Outcomes of the three in one call free three slots, net.
@@ -430,4 +430,88 @@ func TestLimitsHeldSlotThenNewSlot(t *testing.T) {
 	assert.EqualValues(t, 1, slotCount(t, s, q, "k:Z"))
 	assert.EqualValues(t, 1, slotCount(t, s, q, "k:A"), "y's slot, under its key")
 	assert.Equal(t, "A", queuetest.HGet(t, s.RDB, s.Key(q, keys.Slots), "h:y"))
+}
+
+// TestLimitsHandOutKeepsHeldSlotNoKeyLimit: without a limit per key, the
+// hand-outs' slots are written by one HSET whose answer (the fields it
+// added) tells which were held already: a message handed out again while
+// it holds a slot is counted once, among others handed out in the same
+// call.
+func TestLimitsHandOutKeepsHeldSlotNoKeyLimit(t *testing.T) {
+	s, q := limitsQueue(t, Limits{Concurrency: "5"}, "x", "y", "z")
+	ctx := context.Background()
+	// x holds a slot from an earlier hand-out.
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Slots), "h:x", "").Err())
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.SlotCounts), "q", 1).Err())
+	r := limitPoll(t, s, q, 3)
+	handed, _, _ := limitSteps(r)
+	require.Equal(t, []string{"x", "y", "z"}, handed)
+	assert.EqualValues(t, 3, slotCount(t, s, q, "q"), "x's slot counted once")
+	for _, f := range []string{"h:x", "h:y", "h:z"} {
+		assert.True(t, s.RDB.HExists(ctx, s.Key(q, keys.Slots), f).Val(), f)
+	}
+	var cs []Completion
+	for _, st := range r.Steps {
+		if st.Kind == StepHandle {
+			cs = append(cs, Completion{ID: st.ID, LockedUntil: st.LockedUntil, Outcome: OutcomeSuccess})
+		}
+	}
+	_, err := complete(ctx, s, q, cs)
+	require.NoError(t, err)
+	assert.EqualValues(t, 0, slotCount(t, s, q, "q"))
+	assert.EqualValues(t, 0, s.RDB.HLen(ctx, s.Key(q, keys.Slots)).Val())
+}
+
+// TestLimitsSetWithoutKeyLimitUnkeys: limits set without a concurrency
+// limit per key leave no slot counted under a key (the hand-outs' HSET of
+// TestLimitsHandOutKeepsHeldSlotNoKeyLimit relies on it): a slot taken
+// under key A keeps counting for the queue, under no key, and is freed as
+// such.
+func TestLimitsSetWithoutKeyLimitUnkeys(t *testing.T) {
+	s, q := limitsQueue(t, Limits{Concurrency: "5", KeyConcurrency: "5"}, "x:A")
+	ctx := context.Background()
+	r := limitPoll(t, s, q, 1)
+	handed, _, _ := limitSteps(r)
+	require.Equal(t, []string{"x"}, handed)
+	require.Equal(t, "A", queuetest.HGet(t, s.RDB, s.Key(q, keys.Slots), "h:x"))
+	require.EqualValues(t, 1, slotCount(t, s, q, "k:A"))
+	_, err := SetLimits(ctx, s.RDB, s.Keys(q), Limits{Concurrency: "5"})
+	require.NoError(t, err)
+	assert.Equal(t, "", queuetest.HGet(t, s.RDB, s.Key(q, keys.Slots), "h:x"), "under no key")
+	assert.False(t, s.RDB.HExists(ctx, s.Key(q, keys.SlotCounts), "k:A").Val(), "no count per key")
+	assert.EqualValues(t, 1, slotCount(t, s, q, "q"))
+	ok, err := complete(ctx, s, q, []Completion{{ID: "x", LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeSuccess}})
+	require.NoError(t, err)
+	assert.Equal(t, []bool{true}, ok)
+	assert.EqualValues(t, 0, slotCount(t, s, q, "q"))
+	assert.EqualValues(t, 0, s.RDB.HLen(ctx, s.Key(q, keys.Slots)).Val())
+}
+
+// TestLimitsLayoutBeforeMoves: a queue whose limits were set by the
+// layout before (features.limits spelled with '=', the queue's tat and
+// reservations' count in rate-tat 'q' and 'nr', a slot under a key with no
+// limit per key) is moved to the layout of now by its first poll, which
+// honours the tat it moved.
+func TestLimitsLayoutBeforeMoves(t *testing.T) {
+	s, q := limitsQueue(t, Limits{Rate: RateArg(1, 60_000, 0), Concurrency: "5"}, "a")
+	ctx := context.Background()
+	now, err := s.RDB.Time(ctx).Result()
+	require.NoError(t, err)
+	tat := now.UnixMicro() + 10*60_000_000 // ten tokens ahead: nothing goes out
+	ks := s.Key(q, keys.SlotCounts)
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Features), "limits", "="+RateArg(1, 60_000, 0)+"||5|").Err())
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.RateTat), "q", tat, "nr", 1).Err())
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Slots), "h:old", "K").Err())
+	require.NoError(t, s.RDB.HSet(ctx, ks, "q", 1, "k:K", 1).Err())
+	r := limitPoll(t, s, q, 1)
+	handed, skips, _ := limitSteps(r)
+	assert.Empty(t, handed, "the tat moved over holds")
+	assert.Equal(t, []string{"rate-limited"}, skips)
+	assert.Equal(t, "+"+RateArg(1, 60_000, 0)+"||5|", queuetest.HGet(t, s.RDB, s.Key(q, keys.Features), "limits"))
+	assert.EqualValues(t, tat, queuetest.HGetInt(t, s.RDB, ks, "tq"))
+	assert.EqualValues(t, 1, queuetest.HGetInt(t, s.RDB, ks, "nr"))
+	assert.EqualValues(t, 0, s.RDB.HLen(ctx, s.Key(q, keys.RateTat)).Val(), "rate-tat keeps the keys' state alone")
+	assert.Equal(t, "", queuetest.HGet(t, s.RDB, s.Key(q, keys.Slots), "h:old"), "no limit per key: under no key")
+	assert.False(t, s.RDB.HExists(ctx, ks, "k:K").Val())
+	assert.EqualValues(t, 1, slotCount(t, s, q, "q"))
 }
