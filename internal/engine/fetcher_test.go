@@ -156,3 +156,95 @@ func TestFetcherCarriesOutcomesAndDelivers(t *testing.T) {
 	cancel()
 	receive(t, f.Done())
 }
+
+// TestReserveCountsPollsUnderWay: while the worker prefetches, the room a
+// poll under way took counts as messages waiting for a handler, so that
+// another loop waits for half the limit rather than poll at once for the
+// little room left; unprefetched, or with no poll under way, any room
+// will do, with nothing in the deliveries.
+func TestReserveCountsPollsUnderWay(t *testing.T) {
+	// reserve on a context already ended answers what it could take at
+	// once, 0 when it would wait.
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	deliveries := make(chan Delivery, 10)
+	for _, tc := range []struct {
+		name        string
+		prefetching bool
+		underWay    int64
+		want        int
+	}{
+		{"prefetching, a poll under way", true, 7, 0},
+		{"prefetching, none under way", true, 0, 3},
+		{"not prefetching, a poll under way", false, 7, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			room := NewRoom(8, 32, false, time.Minute)
+			if tc.prefetching {
+				for range 8 {
+					room.handled(0) // handlings are quick
+				}
+			}
+			require.Equal(t, tc.prefetching, room.Prefetching())
+			limit := int(room.Limit())
+			require.Equal(t, limit, room.TryTake(0))
+			room.Finish(3) // 3 free: less than half the limit
+			f := NewFetcher(FetcherConfig{Room: room, Completer: &fakeOutcomes{alarm: newAlarm()}})
+			f.polling.Store(tc.underWay)
+			assert.Equal(t, tc.want, f.reserve(ended, deliveries))
+		})
+	}
+}
+
+// pollHookStore is a fakeSleepStore that calls onPoll during each poll.
+type pollHookStore struct {
+	*fakeSleepStore
+	onPoll func(protocol.PollArgs)
+}
+
+func (s *pollHookStore) Poll(ctx context.Context, a protocol.PollArgs) (protocol.PollReply, error) {
+	s.onPoll(a)
+	return s.fakeSleepStore.Poll(ctx, a)
+}
+
+// TestFetcherCountsPollUnderWay: a poll counts the room it took as under
+// way (what reserve counts as waiting) while Redis runs it, and no longer
+// once it came back.
+func TestFetcherCountsPollUnderWay(t *testing.T) {
+	var f *Fetcher
+	var underWay []int64
+	var handles []int
+	store := &pollHookStore{
+		fakeSleepStore: &fakeSleepStore{handOut: []string{"m"}, nudged: make(chan struct{}, 1)},
+		onPoll: func(a protocol.PollArgs) {
+			underWay = append(underWay, f.polling.Load())
+			handles = append(handles, a.MaxHandles)
+		},
+	}
+	ev := &fakeFetcherEvents{asleep: make(chan struct{}, 4)}
+	room := NewRoom(2, 0, false, time.Minute)
+	f = NewFetcher(FetcherConfig{
+		WorkerThreads:     1,
+		LockTime:          time.Minute,
+		EndOfQueueBackoff: func(int) time.Duration { return time.Hour },
+		Store:             store,
+		Room:              room,
+		Completer:         &fakeOutcomes{alarm: newAlarm()},
+		Events:            ev,
+		Log:               slog.New(slog.DiscardHandler),
+	})
+	deliveries := make(chan Delivery, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.Start(ctx, deliveries)
+	receive(t, deliveries)
+	room.Finish(1) // handled
+	receive(t, ev.asleep)
+	// The loop sleeps: its polls are over.
+	assert.Zero(t, f.polling.Load(), "nothing under way once the polls came back")
+	cancel()
+	receive(t, f.Done())
+	require.NotEmpty(t, underWay)
+	for i := range underWay {
+		assert.Equal(t, int64(handles[i]), underWay[i], "poll %d: its room counted as under way", i)
+	}
+}
