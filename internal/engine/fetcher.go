@@ -261,8 +261,10 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 		f.cfg.Room.Finish(n - 1)
 		n = 1
 	}
+	// Under way until its messages are in the deliveries, or its room
+	// goes back: counted off before the room is freed, so that a loop the
+	// freeing wakes sees the poll over.
 	f.polling.Add(int64(n))
-	defer f.polling.Add(-int64(n)) // once the messages are in the deliveries
 	held := f.cfg.Room.Held(n)
 	batch := f.cfg.Completer.Take(l.p.Room())
 	wantSize := f.cfg.Throttle != nil || time.Since(l.sizeSeen) >= queueSizeSampleEvery
@@ -276,6 +278,7 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 	}, batch)
 	received := time.Now()
 	if err != nil {
+		f.polling.Add(-int64(n))
 		f.cfg.Room.Finish(n)
 		if ctx.Err() != nil {
 			return nil, false
@@ -326,6 +329,7 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 	} else if held == 0 {
 		f.cfg.Room.Drained()
 	}
+	f.polling.Add(-int64(n))
 	f.cfg.Room.Finish(n - handled)
 	f.setBusy(sleep == nil && handled == n)
 	f.cfg.Events.Polled(ctx, PollInfo{QueueSize: l.queueSize, NDryRuns: ndry, Handled: handled, Slept: sleep != nil})
