@@ -191,7 +191,7 @@ func (c *Client) drain(queue string, g *enqueueGroup) {
 		// splitting into two halves that take turns, each in calls of
 		// half the size (more script calls for as many messages). When
 		// nobody waits even then, the group is idle.
-		runtime.Gosched()
+		g.settle()
 		g.mu.Lock()
 		batch := g.take()
 		if len(batch) == 0 {
@@ -264,3 +264,29 @@ func (c *Client) runBatch(queue string, batch []*enqueueWaiter) {
 		}
 	}
 }
+
+// settle lets the callers just answered run until their next calls stop
+// joining the waiting list: it yields, and again as long as the list grew
+// since the last yield and is short of a full call, settleYields times at
+// most. One yield lets through only the callers on this goroutine's P's
+// run queue up to the first the scheduler hands to the other P or to this
+// goroutine's turn again: with 64 callers, calls took about 41 messages
+// rather than 60 or more (go test -bench, one queue, 2 cores).
+func (g *enqueueGroup) settle() {
+	last := -1
+	for range settleYields {
+		runtime.Gosched()
+		g.mu.Lock()
+		n := len(g.waiting)
+		g.mu.Unlock()
+		if n == last || n >= coalesceMax {
+			return
+		}
+		last = n
+	}
+}
+
+// settleYields bounds the yields of settle: a caller that is slow to call
+// again waits for the call after, and those that waited do not wait long
+// for it.
+const settleYields = 4
