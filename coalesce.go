@@ -268,10 +268,9 @@ func (c *Client) runBatch(queue string, batch []*enqueueWaiter) {
 // settle lets the callers just answered run until their next calls stop
 // joining the waiting list: it yields, and again as long as the list grew
 // since the last yield and is short of a full call, settleYields times at
-// most. One yield lets through only the callers on this goroutine's P's
-// run queue up to the first the scheduler hands to the other P or to this
-// goroutine's turn again: with 64 callers, calls took about 41 messages
-// rather than 60 or more (go test -bench, one queue, 2 cores).
+// most. One yield let only part of them through (some run on another P,
+// or later than this goroutine): with 64 callers, calls took about 41
+// messages rather than 60 or more (go test -bench, one queue, 2 cores).
 func (g *enqueueGroup) settle() {
 	last := -1
 	for range settleYields {
