@@ -30,11 +30,12 @@ import (
 // than 4-5 in two halves taking turns, with 0.58x the Redis commands and
 // 0.63-0.75x the Redis CPU a message, and 1.2-2.0x the messages a second
 // (bench producer-8, three invocations of 9 interleaved runs, a loaded
-// machine). It yields until they stop joining (settle), not once: at
-// G=64, 62 messages a call rather than 39-41, and 1.20x the messages a
-// second; at G=8, 7.9 rather than 7.4, 1.10x (go test -bench, 8
-// interleaved runs). A client that is dropped (or whose Redis client is
-// closed, which fails the calls in flight at once) leaves nothing running.
+// machine). It yields until they stop joining or 32 wait (settle), not
+// once: at G=8, 7.9 messages a call rather than 7.4 and 1.1-1.3x the
+// messages a second; at G=64, about 55 rather than 38-41, 1.05-1.2x
+// (go test -bench, 8 interleaved runs; loaded machine). A client that
+// is dropped (or whose Redis client is closed, which fails the calls in
+// flight at once) leaves nothing running.
 //
 // A waiting caller returns as soon as its context ends. If its message has
 // not gone to Redis yet it is taken out of the group, so that nothing of
