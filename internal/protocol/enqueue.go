@@ -277,14 +277,25 @@ func leanArgv(c EnqueueCall) []any {
 	if optional {
 		args = append(args, boolArg(!c.IndexOnly))
 	}
-	for _, m := range c.Messages {
-		args = append(args, m.ID, m.Data)
+	// Each message's id and content go as pointers into c.Messages: a
+	// string or a slice made an interface value is an allocation each, a
+	// pointer none. The messages are not changed while the call runs.
+	for i := range c.Messages {
+		m := &c.Messages[i]
+		args = append(args, &m.ID, (*bytesArg)(&m.Data))
 		if optional {
-			args = append(args, MS(m.LockTime), m.Metadata)
+			args = append(args, MS(m.LockTime), (*bytesArg)(&m.Metadata))
 		}
 	}
 	return args
 }
+
+// bytesArg is a script argument given as a pointer to its bytes, which
+// go-redis writes as they are, as it writes a []byte.
+type bytesArg []byte
+
+// MarshalBinary answers the bytes, not copied.
+func (b *bytesArg) MarshalBinary() ([]byte, error) { return *b, nil }
 
 // firstSendToken is enqueue-new.lua's first argument: the call's token
 // the first time its Redis client writes the call (or any copy of it),
