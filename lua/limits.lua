@@ -72,6 +72,9 @@ local limits_admit, limits_park, limits_reserve, limits_take, limits_migrate, li
 local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_KEYS, K_RATE_TAT, K_SLOTS,
     K_SLOT_COUNTS, K_UDTS, OUTCOME_ARGS, UNPACK_MAX, call_each, ext, features, feature_used,
     message_status, push_ready, server_now, tagged_get)
+  -- (made by limits_more, below)
+  local limits_more, limits_key_of
+
   -- The queue's limits, read once per call: false for none.
   local limits_conf = nil
 
@@ -100,8 +103,9 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
 
   local function lim_init()
     local l = lim
-    l.held, l.held_w, l.pmark, l.pmark_w, l.counts, l.deltas, l.counts_w = {}, {}, {}, {}, {}, {}, {}
-    l.tats, l.tats_w, l.rkeys, l.unsure, l.dropped = {}, {}, {}, {}, {}
+    -- (pmark, pmark_w, tats, tats_w and rkeys, which only limits per key
+    -- and reservations use, are made by limits_more)
+    l.held, l.held_w, l.counts, l.deltas, l.counts_w, l.unsure, l.dropped = {}, {}, {}, {}, {}, {}, {}
     l.p = {key = '', slot = false, key_slot = false, held = false, q_tat = false, k_tat = false, reserved = false}
   end
 
@@ -114,49 +118,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     if not n or n <= 0 or p <= 0 then return nil end
     local t = math.ceil(p * 1000 / n)
     return {t = t, tau = b * t}
-  end
-
-  -- limits_migrate moves the queue's own rate state from where the layout
-  -- before kept it, rate-tat 'q' (its tat) and 'nr' (the reservations'
-  -- count), to slot-counts 'tq' and 'nr' (§19), unless those are there
-  -- already. A queue whose features.limits starts with '+' is in the
-  -- layout of now; limits-set.lua and the first limits_cfg of a call on
-  -- any other (a queue set up before) call it, and spell features.limits
-  -- with '+' then, so that it runs once.
-  function limits_migrate()
-    local v = redis.call('hmget', K_RATE_TAT, 'q', 'nr')
-    if v[1] or v[2] then
-      if v[1] then redis.call('hsetnx', K_SLOT_COUNTS, 'tq', v[1]) end
-      if v[2] then redis.call('hsetnx', K_SLOT_COUNTS, 'nr', v[2]) end
-      redis.call('hdel', K_RATE_TAT, 'q', 'nr')
-    end
-  end
-
-  -- limits_unkey makes every slot held count under no key, and drops the
-  -- counts per key: setting limits without a concurrency limit per key
-  -- calls it (limits-set.lua, and limits_cfg moving a queue set up
-  -- before), so that without one no slot counts under a key (lim.resolve
-  -- relies on it).
-  -- (HSCAN, not HKEYS or HGETALL: no command beyond the ACL list)
-  function limits_unkey()
-    local drop, set = {}, {}
-    for _, w in ipairs({{K_SLOT_COUNTS, 'k:*', drop}, {K_SLOTS, 'h:*', set}}) do
-      local cursor = '0'
-      repeat
-        local r = redis.call('hscan', w[1], cursor, 'MATCH', w[2], 'COUNT', 1000)
-        cursor = r[1]
-        for i = 1, #r[2], 2 do
-          if w[3] == drop then
-            drop[#drop + 1] = r[2][i]
-          elseif r[2][i + 1] ~= '' then
-            set[#set + 1] = r[2][i]
-            set[#set + 1] = ''
-          end
-        end
-      until cursor == '0'
-    end
-    if #drop > 0 then call_each('hdel', K_SLOT_COUNTS, drop) end
-    if #set > 0 then call_each('hset', K_SLOTS, set) end
   end
 
   local function limits_cfg()
@@ -176,6 +137,7 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
         if c.rate or c.key_rate or c.conc or c.key_conc then
           limits_conf = c
           if string.byte(spelled, 1) ~= 43 then -- (not '+': a queue set up before)
+            limits_more()
             limits_migrate()
             if not c.key_conc then limits_unkey() end
             redis.call('hset', K_FEATURES, 'limits',
@@ -213,35 +175,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     return v
   end
 
-  -- lim.read_counts reads the unread slot-counts fields of list in one
-  -- HMGET, with the queue's own ('q', 'tq', 'nr') when unread: a call
-  -- reads those once, with the first field it needs.
-  function lim.read_counts(list)
-    local want = {}
-    local counts = lim.counts
-    for _, f in ipairs(list) do
-      if counts[f] == nil then want[#want + 1] = f end
-    end
-    if counts.q == nil then
-      -- (the queue's own fields with them: lim.read_q)
-      limits_cfg()
-      for _, f in ipairs(want) do
-        if f == 'q' then
-          want[#want + 1] = 'tq'
-          want[#want + 1] = 'nr'
-          break
-        end
-      end
-    end
-    for i = 1, #want, UNPACK_MAX do
-      local part = {unpack(want, i, math.min(i + UNPACK_MAX - 1, #want))}
-      for j, v in ipairs(redis.call('hmget', K_SLOT_COUNTS, unpack(part))) do
-        local f = part[j]
-        lim.counts[f], lim.deltas[f] = (tonumber(v) or 0) + (lim.deltas[f] or 0), nil
-      end
-    end
-  end
-
   -- lim.add changes slot-counts field f by d.
   function lim.add(f, d)
     if lim.counts[f] ~= nil then
@@ -268,16 +201,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     return v
   end
 
-  -- lim.pmark_of answers mid's slots field 'p:<mid>'.
-  function lim.pmark_of(mid)
-    local v = lim.pmark[mid]
-    if v == nil then
-      v = redis.call('hget', K_SLOTS, 'p:' .. mid)
-      lim.pmark[mid] = v
-    end
-    return v
-  end
-
   -- lim.tat answers a tat as a number, nil for none: rate-tat field f
   -- ('k:<key>'), or for f 'tq' (the queue's) and 'nr' (the reservations'
   -- count) the slot-counts field, read with the queue's count.
@@ -297,21 +220,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
       lim.tats[f] = v
     end
     return v or nil
-  end
-
-  function lim.set_tat(f, v)
-    if f == 'tq' or f == 'nr' then
-      lim.counts[f], lim.counts_w[f] = v, true
-      return
-    end
-    lim.tats[f] = v
-    lim.tats_w[f] = true
-  end
-
-  -- lim.set_key_tat writes a key's tat (µs) and its rate-keys entry.
-  function lim.set_key_tat(key, tat)
-    lim.set_tat('k:' .. key, tat)
-    lim.rkeys[key] = math.ceil(tat / 1000)
   end
 
   -- lim.parked answers how many ids are parked (ZCARD once per call). Only
@@ -336,7 +244,7 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     local mids = lim.unsure
     local n = #mids
     if n == 0 then return end
-    lim.unsure = {}
+    lim.unsure = {} -- (mids, read below, stays whole)
     local c = limits_conf
     if c and not c.key_conc then
       -- Without a limit per key every slot counts under '' (limits_unkey):
@@ -416,22 +324,32 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
   ext.limits_flush = function()
     if limits_deferred or not lim.held then return end
     lim.resolve()
-    if next(lim.held_w) or next(lim.pmark_w) then
+    local pw = lim.pmark_w
+    if next(lim.held_w) or (pw and next(pw)) then
       local set, del = {}, {}
-      lim.flush_hash(nil, lim.held_w, lim.held, false, 'h:', set, del)
-      lim.flush_hash(K_SLOTS, lim.pmark_w, lim.pmark, false, 'p:', set, del)
-      lim.held_w, lim.pmark_w = {}, {}
+      local hash = K_SLOTS
+      if pw then hash = nil end
+      lim.flush_hash(hash, lim.held_w, lim.held, false, 'h:', set, del)
+      if pw then
+        lim.flush_hash(K_SLOTS, pw, lim.pmark, false, 'p:', set, del)
+        lim.pmark_w = {}
+      end
+      lim.held_w = {}
     end
     if next(lim.deltas) then
       local unread = {}
       for f in pairs(lim.deltas) do unread[#unread + 1] = f end
+      limits_more()
       lim.read_counts(unread)
     end
     if next(lim.counts_w) then
-      lim.flush_hash(K_SLOT_COUNTS, lim.counts_w, lim.counts, true, nil, {}, {})
-      lim.counts_w = {}
+      local cw = lim.counts_w
+      lim.flush_hash(K_SLOT_COUNTS, cw, lim.counts, true, nil, {}, {})
+      for f in pairs(cw) do cw[f] = nil end -- (emptied in place: no new table)
     end
-    if next(lim.rkeys) and not lim.trimmed then
+    if not lim.rkeys then
+      -- (none of the below without limits_more)
+    elseif next(lim.rkeys) and not lim.trimmed then
       lim.trimmed = true
       local stale, fields = {}, {}
       for _, key in ipairs(redis.call('zrangebyscore', K_RATE_KEYS, '-inf', lim.now or server_now(), 'LIMIT', 0, 20)) do
@@ -446,11 +364,11 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
         redis.call('zrem', K_RATE_KEYS, unpack(stale))
       end
     end
-    if next(lim.tats_w) then
+    if lim.tats_w and next(lim.tats_w) then
       lim.flush_hash(K_RATE_TAT, lim.tats_w, lim.tats, true, nil, {}, {})
       lim.tats_w = {}
     end
-    if next(lim.rkeys) then
+    if lim.rkeys and next(lim.rkeys) then
       local scores = {}
       for key, at in pairs(lim.rkeys) do
         scores[#scores + 1] = at
@@ -459,9 +377,10 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
       call_each('zadd', K_RATE_KEYS, scores)
       lim.rkeys = {}
     end
-    if #lim.dropped > 0 then
-      call_each('hdel', K_LIMIT_KEY, lim.dropped)
-      lim.dropped = {}
+    local d = lim.dropped
+    if #d > 0 then
+      call_each('hdel', K_LIMIT_KEY, d)
+      for i = #d, 1, -1 do d[i] = nil end
     end
   end
 
@@ -487,42 +406,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     end
   end
 
-  -- limits_key_of answers mid's limit key, '' for none (a stale entry, left
-  -- by an earlier message of the id, is none: tagged_get).
-  local function limits_key_of(mid)
-    return tagged_get(K_LIMIT_KEY, mid, redis.call('hget', K_UDTS, mid)) or ''
-  end
-
-  -- lim.gcra answers whether the rate r allows a hand-out now (µs) under
-  -- field, and the new tat if so, else when the token comes due (µs).
-  function lim.gcra(field, r, now_us)
-    local tat = lim.tat(field) or now_us
-    if tat - now_us > r.tau then return false, tat - r.tau end
-    if tat < now_us then tat = now_us end
-    return true, tat + r.t
-  end
-
-  -- lim.unpark moves the first parked id of key that is still queued
-  -- back to be handed out, first in line, and answers whether it did.
-  function lim.unpark(key, now)
-    for _ = 1, 10 do
-      if lim.parked() <= 0 then return false end
-      -- (ZRANGE BYLEX, Redis 6.2, as BLMOVE: no command beyond the ACL list)
-      local first = redis.call('zrange', K_PARKED, '[' .. key .. '\0', '(' .. key .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
-      if not first then return false end
-      redis.call('zrem', K_PARKED, first)
-      lim.nparked = lim.nparked - 1
-      local mid = string.match(first, '^.-%z%d+%z(.*)$')
-      lim.pmark[mid], lim.pmark_w[mid] = false, true
-      local base, in_backoff = message_status(mid, now)
-      if base == 'queued' and not in_backoff then
-        push_ready('rpush', mid)
-        return true
-      end
-    end
-    return false
-  end
-
   -- lim.free frees the slot mid holds (held: the key it counts under).
   function lim.free(mid, held, now)
     lim.held[mid], lim.held_w[mid] = false, true
@@ -534,43 +417,19 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     lim.counts.q, lim.counts_w.q = q - 1, true
     if held ~= '' then
       lim.add('k:' .. held, -1)
+      limits_more()
       if lim.unpark(held, now) then limits_wake = true end
-    end
-  end
-
-  -- lim.unreserve drops mid's reservation of a key token, if any.
-  function lim.unreserve(mid)
-    if (lim.tat('nr') or 0) <= 0 then return end
-    if redis.call('hdel', K_RATE_TAT, 'r:' .. mid) == 1 then
-      lim.set_tat('nr', lim.tat('nr') - 1)
     end
   end
 
   -- lim.unpark_entry drops mid's parked entry, if any.
   function lim.unpark_entry(mid)
     if (lim.nparked or lim.parked()) > 0 then
+      limits_more()
       local member = lim.pmark_of(mid)
       if member then
         lim.nparked = lim.nparked - redis.call('zrem', K_PARKED, member)
         lim.pmark[mid], lim.pmark_w[mid] = false, true
-      end
-    end
-  end
-
-  -- lim.refund gives back the rate tokens a released hand-out took: it
-  -- was never handled.
-  function lim.refund(mid)
-    local c = limits_cfg()
-    if not c then return end
-    if c.rate then
-      local tat = lim.tat('tq')
-      if tat then lim.set_tat('tq', tat - c.rate.t) end
-    end
-    if c.key_rate then
-      local key = limits_key_of(mid)
-      if key ~= '' then
-        local tat = lim.tat('k:' .. key)
-        if tat then lim.set_key_tat(key, tat - c.key_rate.t) end
       end
     end
   end
@@ -585,15 +444,40 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     if not l.held then lim_init() end
     if not l.now then l.now = now or server_now() end
     local held = l.held[mid]
-    if held == nil then held = l.held_of(mid) end
-    if held then l.free(mid, held, l.now) end
+    local gone = false
+    if held == nil then
+      local c = limits_conf
+      if c == nil then c = limits_cfg() end
+      if c and not c.key_conc then
+        -- (without a limit per key every slot is '', limits_unkey: the
+        -- slot's HDEL, at once, is its read as well as its write, its
+        -- answer telling whether it was held)
+        gone = true
+        held = (l.counts.q or l.count('q')) > 0 and redis.call('hdel', K_SLOTS, 'h:' .. mid) == 1 and ''
+        l.held[mid] = held
+      else
+        held = l.held_of(mid)
+      end
+    end
+    if held then
+      l.free(mid, held, l.now)
+      if gone then l.held_w[mid] = nil end
+    end
     if why == 'collect' then
       -- (each a call only when there may be something to drop)
       if l.nparked ~= 0 then l.unpark_entry(mid) end
       local nr = l.counts.nr
-      if nr == nil or nr > 0 then l.unreserve(mid) end
+      if nr == nil then
+        l.read_q()
+        nr = l.counts.nr
+      end
+      if nr > 0 then
+        limits_more()
+        l.unreserve(mid)
+      end
       l.dropped[#l.dropped + 1] = mid
     elseif why == 'release' then
+      limits_more()
       l.refund(mid)
     end
   end
@@ -611,7 +495,10 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     if not lim.held then lim_init() end
     if not lim.now then lim.now = now end
     local key = ''
-    if c.key_rate or c.key_conc then key = limits_key_of(mid) end
+    if c.key_rate or c.key_conc then
+      limits_more()
+      key = limits_key_of(mid)
+    end
     local plan = lim.p
     plan.key, plan.slot, plan.key_slot, plan.held, plan.q_tat, plan.k_tat, plan.reserved =
       key, false, false, false, false, false, false
@@ -623,6 +510,7 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
         plan.key_slot = true
       end
       local counts = lim.counts
+      -- (kf: a key, so limits_more has run)
       if kf and counts[kf] == nil and counts.q == nil then lim.read_counts({'q', kf}) end
       local q = counts.q
       if q == nil then q = lim.count('q') end
@@ -663,26 +551,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     return nil, nil, plan
   end
 
-  -- limits_reserve reserves mid's key token that comes due at at_ms: the
-  -- key's tat moves on by one token, as if mid were handed out then.
-  function limits_reserve(mid, plan, at_ms, now)
-    if plan.reserved then return end
-    local c = limits_cfg()
-    lim.set_key_tat(plan.key, (lim.tat('k:' .. plan.key) or now * 1000) + c.key_rate.t)
-    redis.call('hset', K_RATE_TAT, 'r:' .. mid, at_ms)
-    lim.set_tat('nr', (lim.tat('nr') or 0) + 1)
-  end
-
-  -- limits_park parks mid (refused for want of a slot of its key).
-  function limits_park(mid, key)
-    if lim.parked() > 0 and lim.pmark_of(mid) then return end
-    local seq = redis.call('hincrby', K_SLOT_COUNTS, 'seq', 1)
-    local member = key .. '\0' .. string.format('%016d', seq) .. '\0' .. mid
-    redis.call('zadd', K_PARKED, 0, member)
-    lim.nparked = lim.parked() + 1
-    lim.pmark[mid], lim.pmark_w[mid] = member, true
-  end
-
   -- limits_take writes what limits_admit planned for mid's hand-out.
   function limits_take(mid, plan)
     local l = lim
@@ -705,6 +573,193 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
       l.held[mid], l.held_w[mid] = key, true
     end
   end
+
+  -- limits_more makes the functions only queues with limits per key, a
+  -- release, a refusal, a layout before or limits-set.lua use (once a
+  -- call): a call of mq-limits' setting makes none of them.
+  function limits_more()
+    if lim.gcra then return end
+    lim.pmark, lim.pmark_w, lim.tats, lim.tats_w, lim.rkeys = {}, {}, {}, {}, {}
+    -- limits_migrate moves the queue's own rate state from where the layout
+    -- before kept it, rate-tat 'q' (its tat) and 'nr' (the reservations'
+    -- count), to slot-counts 'tq' and 'nr' (§19), unless those are there
+    -- already. A queue whose features.limits starts with '+' is in the
+    -- layout of now; limits-set.lua and the first limits_cfg of a call on
+    -- any other (a queue set up before) call it, and spell features.limits
+    -- with '+' then, so that it runs once.
+    function limits_migrate()
+      local v = redis.call('hmget', K_RATE_TAT, 'q', 'nr')
+      if v[1] or v[2] then
+        if v[1] then redis.call('hsetnx', K_SLOT_COUNTS, 'tq', v[1]) end
+        if v[2] then redis.call('hsetnx', K_SLOT_COUNTS, 'nr', v[2]) end
+        redis.call('hdel', K_RATE_TAT, 'q', 'nr')
+      end
+    end
+
+    -- limits_unkey makes every slot held count under no key, and drops the
+    -- counts per key: setting limits without a concurrency limit per key
+    -- calls it (limits-set.lua, and limits_cfg moving a queue set up
+    -- before), so that without one no slot counts under a key (lim.resolve
+    -- relies on it).
+    -- (HSCAN, not HKEYS or HGETALL: no command beyond the ACL list)
+    function limits_unkey()
+      local drop, set = {}, {}
+      for _, w in ipairs({{K_SLOT_COUNTS, 'k:*', drop}, {K_SLOTS, 'h:*', set}}) do
+        local cursor = '0'
+        repeat
+          local r = redis.call('hscan', w[1], cursor, 'MATCH', w[2], 'COUNT', 1000)
+          cursor = r[1]
+          for i = 1, #r[2], 2 do
+            if w[3] == drop then
+              drop[#drop + 1] = r[2][i]
+            elseif r[2][i + 1] ~= '' then
+              set[#set + 1] = r[2][i]
+              set[#set + 1] = ''
+            end
+          end
+        until cursor == '0'
+      end
+      if #drop > 0 then call_each('hdel', K_SLOT_COUNTS, drop) end
+      if #set > 0 then call_each('hset', K_SLOTS, set) end
+    end
+
+    -- lim.read_counts reads the unread slot-counts fields of list in one
+    -- HMGET, with the queue's own ('q', 'tq', 'nr') when unread: a call
+    -- reads those once, with the first field it needs.
+    function lim.read_counts(list)
+      local want = {}
+      local counts = lim.counts
+      for _, f in ipairs(list) do
+        if counts[f] == nil then want[#want + 1] = f end
+      end
+      if counts.q == nil then
+        -- (the queue's own fields with them: lim.read_q)
+        limits_cfg()
+        for _, f in ipairs(want) do
+          if f == 'q' then
+            want[#want + 1] = 'tq'
+            want[#want + 1] = 'nr'
+            break
+          end
+        end
+      end
+      for i = 1, #want, UNPACK_MAX do
+        local part = {unpack(want, i, math.min(i + UNPACK_MAX - 1, #want))}
+        for j, v in ipairs(redis.call('hmget', K_SLOT_COUNTS, unpack(part))) do
+          local f = part[j]
+          lim.counts[f], lim.deltas[f] = (tonumber(v) or 0) + (lim.deltas[f] or 0), nil
+        end
+      end
+    end
+
+    -- lim.pmark_of answers mid's slots field 'p:<mid>'.
+    function lim.pmark_of(mid)
+      local v = lim.pmark[mid]
+      if v == nil then
+        v = redis.call('hget', K_SLOTS, 'p:' .. mid)
+        lim.pmark[mid] = v
+      end
+      return v
+    end
+
+    function lim.set_tat(f, v)
+      if f == 'tq' or f == 'nr' then
+        lim.counts[f], lim.counts_w[f] = v, true
+        return
+      end
+      lim.tats[f] = v
+      lim.tats_w[f] = true
+    end
+
+    -- lim.set_key_tat writes a key's tat (µs) and its rate-keys entry.
+    function lim.set_key_tat(key, tat)
+      lim.set_tat('k:' .. key, tat)
+      lim.rkeys[key] = math.ceil(tat / 1000)
+    end
+
+    -- limits_key_of answers mid's limit key, '' for none (a stale entry, left
+    -- by an earlier message of the id, is none: tagged_get).
+    function limits_key_of(mid)
+      return tagged_get(K_LIMIT_KEY, mid, redis.call('hget', K_UDTS, mid)) or ''
+    end
+
+    -- lim.gcra answers whether the rate r allows a hand-out now (µs) under
+    -- field, and the new tat if so, else when the token comes due (µs).
+    function lim.gcra(field, r, now_us)
+      local tat = lim.tat(field) or now_us
+      if tat - now_us > r.tau then return false, tat - r.tau end
+      if tat < now_us then tat = now_us end
+      return true, tat + r.t
+    end
+
+    -- lim.unpark moves the first parked id of key that is still queued
+    -- back to be handed out, first in line, and answers whether it did.
+    function lim.unpark(key, now)
+      for _ = 1, 10 do
+        if lim.parked() <= 0 then return false end
+        -- (ZRANGE BYLEX, Redis 6.2, as BLMOVE: no command beyond the ACL list)
+        local first = redis.call('zrange', K_PARKED, '[' .. key .. '\0', '(' .. key .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
+        if not first then return false end
+        redis.call('zrem', K_PARKED, first)
+        lim.nparked = lim.nparked - 1
+        local mid = string.match(first, '^.-%z%d+%z(.*)$')
+        lim.pmark[mid], lim.pmark_w[mid] = false, true
+        local base, in_backoff = message_status(mid, now)
+        if base == 'queued' and not in_backoff then
+          push_ready('rpush', mid)
+          return true
+        end
+      end
+      return false
+    end
+
+    -- lim.unreserve drops mid's reservation of a key token, if any.
+    function lim.unreserve(mid)
+      if (lim.tat('nr') or 0) <= 0 then return end
+      if redis.call('hdel', K_RATE_TAT, 'r:' .. mid) == 1 then
+        lim.set_tat('nr', lim.tat('nr') - 1)
+      end
+    end
+
+    -- lim.refund gives back the rate tokens a released hand-out took: it
+    -- was never handled.
+    function lim.refund(mid)
+      local c = limits_cfg()
+      if not c then return end
+      if c.rate then
+        local tat = lim.tat('tq')
+        if tat then lim.set_tat('tq', tat - c.rate.t) end
+      end
+      if c.key_rate then
+        local key = limits_key_of(mid)
+        if key ~= '' then
+          local tat = lim.tat('k:' .. key)
+          if tat then lim.set_key_tat(key, tat - c.key_rate.t) end
+        end
+      end
+    end
+
+    -- limits_reserve reserves mid's key token that comes due at at_ms: the
+    -- key's tat moves on by one token, as if mid were handed out then.
+    function limits_reserve(mid, plan, at_ms, now)
+      if plan.reserved then return end
+      local c = limits_cfg()
+      lim.set_key_tat(plan.key, (lim.tat('k:' .. plan.key) or now * 1000) + c.key_rate.t)
+      redis.call('hset', K_RATE_TAT, 'r:' .. mid, at_ms)
+      lim.set_tat('nr', (lim.tat('nr') or 0) + 1)
+    end
+
+    -- limits_park parks mid (refused for want of a slot of its key).
+    function limits_park(mid, key)
+      if lim.parked() > 0 and lim.pmark_of(mid) then return end
+      local seq = redis.call('hincrby', K_SLOT_COUNTS, 'seq', 1)
+      local member = key .. '\0' .. string.format('%016d', seq) .. '\0' .. mid
+      redis.call('zadd', K_PARKED, 0, member)
+      lim.nparked = lim.parked() + 1
+      lim.pmark[mid], lim.pmark_w[mid] = member, true
+    end
+  end
+  ext.limits_more = limits_more
 end
 
 -- (dequeue.lua tells a full composition by it)
