@@ -111,7 +111,7 @@ if bad then return bad end
 -- own (the 39th to the 52nd: results .. limit-key) is polled with its
 -- first 38 keys only, by a composition without limits.lua and
 -- outcome-ext.lua, and without followups.lua unless the call enqueues
--- follow-ups here (limits_freed is nil then): Redis makes and binds 14
+-- follow-ups here (ext.limits_load is nil then): Redis makes and binds 14
 -- strings fewer per call, and none of those files' closures (some 40 of
 -- the 94 the full poll makes). Such a call checks, before it writes
 -- anything, that the queue still uses none of them (another script may
@@ -124,7 +124,7 @@ if bad then return bad end
 -- when the call carries those.)
 local own_keys = tonumber(argv[22 + OUTCOME_ARGS * n_outcomes]) or 0
 own_keys = (own_keys > 0) and (own_keys - 1) or #KEYS
-if own_keys < 52 or ext.limits_freed == nil then
+if own_keys < 52 or ext.limits_load == nil then
   feature_used('results') -- (reads every feature, into features)
   local f = features
   if f.results or f.handoffs or f.batches or f.cancel or f.progress or f.limits then

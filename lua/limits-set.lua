@@ -19,6 +19,15 @@
 --
 -- Reply: the number of parked ids released.
 
+-- (limits.lua's functions: limits_load has run already when the queue
+-- uses limits; limits_more makes limits_migrate and limits_unkey)
+if not ext.limits_more then
+  limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_KEYS, K_RATE_TAT, K_SLOTS,
+    K_SLOT_COUNTS, K_UDTS, OUTCOME_ARGS, UNPACK_MAX, call_each, ext, features, feature_used,
+    message_status, push_ready, server_now, tagged_get)
+end
+ext.limits_more()
+
 local fields = {'rate', 'key-rate', 'conc', 'key-conc'}
 local any = false
 for i, f in ipairs(fields) do

@@ -46,645 +46,726 @@
 -- count given back, before any refusal for want of a slot and before the
 -- writes.
 
--- The queue's limits, read once per call: false for none.
-local limits_conf = nil
-
--- lim is the call's gathered state:
---   held[mid]  slots field 'h:<mid>' as the call has it: the key the slot
---              counts under (false: absent; nil: unread), and held_w[mid]
---              whether the call wrote it (kept by id, so that the hot path
---              builds no field name)
---   pmark[mid] slots field 'p:<mid>' likewise, and pmark_w[mid]
---   counts[f]  slot-counts field f (a number) as the call has it
---   deltas[f]  the call's change of an unread slot-counts field
---   counts_w[f] f was written by the call
---   tats[f]    rate-tat field f ('q', 'k:<key>', 'nr'), a number (false:
---              absent), and tats_w[f] whether the call wrote it
---   rkeys[k]   rate-keys score the call wrote for key k
---   unsure     hand-outs whose earlier slot is unknown: a list of ids
---   dropped    ids collected, whose limit-key entry goes
---   nparked    ZCARD parked as the call has it (nil: unread)
---   now        the server's time in ms
---   p          the plan limits_admit answered last: one table a call,
---              its fields set again at each admission
--- Those tables are made by lim_init at the call's first use of limits
--- (each entry point: limits_freed, limits_flush, limits_prefetch,
--- limits_admit), so that a call on a queue without limits makes none.
-local lim = {}
-
-local function lim_init()
-  local l = lim
-  l.held, l.held_w, l.pmark, l.pmark_w, l.counts, l.deltas, l.counts_w = {}, {}, {}, {}, {}, {}, {}
-  l.tats, l.tats_w, l.rkeys, l.unsure, l.dropped = {}, {}, {}, {}, {}
-  l.p = {key = '', slot = false, key_slot = false, held = false, q_tat = false, k_tat = false, reserved = false}
-end
-
--- limits_parse_rate answers {t = µs per token, tau = µs of burst} of a
--- rate field '<n> <period ms> <burst>', nil for none.
-local function limits_parse_rate(s)
-  if not s then return nil end
-  local n, p, b = string.match(s, '^(%d+) (%d+) (%d+)$')
-  n, p, b = tonumber(n), tonumber(p), tonumber(b)
-  if not n or n <= 0 or p <= 0 then return nil end
-  local t = math.ceil(p * 1000 / n)
-  return {t = t, tau = b * t}
-end
-
--- limits_migrate moves the queue's own rate state from where the layout
--- before kept it, rate-tat 'q' (its tat) and 'nr' (the reservations'
--- count), to slot-counts 'tq' and 'nr' (§19), unless those are there
--- already. A queue whose features.limits starts with '+' is in the
--- layout of now; limits-set.lua and the first limits_cfg of a call on
--- any other (a queue set up before) call it, and spell features.limits
--- with '+' then, so that it runs once.
-local function limits_migrate()
-  local v = redis.call('hmget', K_RATE_TAT, 'q', 'nr')
-  if v[1] or v[2] then
-    if v[1] then redis.call('hsetnx', K_SLOT_COUNTS, 'tq', v[1]) end
-    if v[2] then redis.call('hsetnx', K_SLOT_COUNTS, 'nr', v[2]) end
-    redis.call('hdel', K_RATE_TAT, 'q', 'nr')
-  end
-end
-
--- limits_unkey makes every slot held count under no key, and drops the
--- counts per key: setting limits without a concurrency limit per key
--- calls it (limits-set.lua, and limits_cfg moving a queue set up
--- before), so that without one no slot counts under a key (lim.resolve
--- relies on it).
--- (HSCAN, not HKEYS or HGETALL: no command beyond the ACL list)
-local function limits_unkey()
-  local drop, set = {}, {}
-  for _, w in ipairs({{K_SLOT_COUNTS, 'k:*', drop}, {K_SLOTS, 'h:*', set}}) do
-    local cursor = '0'
-    repeat
-      local r = redis.call('hscan', w[1], cursor, 'MATCH', w[2], 'COUNT', 1000)
-      cursor = r[1]
-      for i = 1, #r[2], 2 do
-        if w[3] == drop then
-          drop[#drop + 1] = r[2][i]
-        elseif r[2][i + 1] ~= '' then
-          set[#set + 1] = r[2][i]
-          set[#set + 1] = ''
-        end
-      end
-    until cursor == '0'
-  end
-  if #drop > 0 then call_each('hdel', K_SLOT_COUNTS, drop) end
-  if #set > 0 then call_each('hset', K_SLOTS, set) end
-end
-
-local function limits_cfg()
-  if limits_conf == nil then
-    limits_conf = false
-    if feature_used('limits') then
-      -- (features.limits spells them, as limits-set.lua wrote them, after
-      -- '+'; after '=' in the layout before; '1' when limits-set.lua has
-      -- not run, and limits holds them then)
-      local spelled = features.limits_conf
-      local v = {string.match(spelled, '^[+=](.-)|(.-)|(.-)|(.*)$')}
-      if not v[1] then v = redis.call('hmget', K_LIMITS, 'rate', 'key-rate', 'conc', 'key-conc') end
-      local c = {rate = limits_parse_rate(v[1]), key_rate = limits_parse_rate(v[2]),
-        conc = tonumber(v[3]), key_conc = tonumber(v[4])}
-      if c.conc and c.conc <= 0 then c.conc = nil end
-      if c.key_conc and c.key_conc <= 0 then c.key_conc = nil end
-      if c.rate or c.key_rate or c.conc or c.key_conc then
-        limits_conf = c
-        if string.byte(spelled, 1) ~= 43 then -- (not '+': a queue set up before)
-          limits_migrate()
-          if not c.key_conc then limits_unkey() end
-          redis.call('hset', K_FEATURES, 'limits',
-            '+' .. (v[1] or '') .. '|' .. (v[2] or '') .. '|' .. (v[3] or '') .. '|' .. (v[4] or ''))
-        end
-      end
-    end
-  end
-  return limits_conf
-end
-
--- lim.read_q reads the queue's own slot-counts fields, its count 'q',
--- its rate's tat 'tq' and the reservations' count 'nr', in one HMGET,
--- once per call.
-function lim.read_q()
-  limits_cfg() -- (which moves a queue set up before to this layout)
-  local v = redis.call('hmget', K_SLOT_COUNTS, 'q', 'tq', 'nr')
-  local counts, deltas = lim.counts, lim.deltas
-  if counts.q == nil then counts.q, deltas.q = (tonumber(v[1]) or 0) + (deltas.q or 0), nil end
-  if counts.tq == nil then counts.tq = tonumber(v[2]) or 0 end
-  if counts.nr == nil then counts.nr = tonumber(v[3]) or 0 end
-end
-
--- lim.count answers slot-counts field f.
-function lim.count(f)
-  local v = lim.counts[f]
-  if v == nil then
-    if f == 'q' then
-      lim.read_q()
-      return lim.counts.q
-    end
-    v = (tonumber(redis.call('hget', K_SLOT_COUNTS, f)) or 0) + (lim.deltas[f] or 0)
-    lim.counts[f], lim.deltas[f] = v, nil
-  end
-  return v
-end
-
--- lim.read_counts reads the unread slot-counts fields of list in one
--- HMGET, with the queue's own ('q', 'tq', 'nr') when unread: a call
--- reads those once, with the first field it needs.
-function lim.read_counts(list)
-  local want = {}
-  local counts = lim.counts
-  for _, f in ipairs(list) do
-    if counts[f] == nil then want[#want + 1] = f end
-  end
-  if counts.q == nil then
-    -- (the queue's own fields with them: lim.read_q)
-    limits_cfg()
-    for _, f in ipairs(want) do
-      if f == 'q' then
-        want[#want + 1] = 'tq'
-        want[#want + 1] = 'nr'
-        break
-      end
-    end
-  end
-  for i = 1, #want, UNPACK_MAX do
-    local part = {unpack(want, i, math.min(i + UNPACK_MAX - 1, #want))}
-    for j, v in ipairs(redis.call('hmget', K_SLOT_COUNTS, unpack(part))) do
-      local f = part[j]
-      lim.counts[f], lim.deltas[f] = (tonumber(v) or 0) + (lim.deltas[f] or 0), nil
-    end
-  end
-end
-
--- lim.add changes slot-counts field f by d.
-function lim.add(f, d)
-  if lim.counts[f] ~= nil then
-    lim.counts[f] = lim.counts[f] + d
-  else
-    lim.deltas[f] = (lim.deltas[f] or 0) + d
-  end
-  lim.counts_w[f] = true
-end
-
--- lim.held_of answers mid's slots field 'h:<mid>'. None exists while
--- slot-counts 'q' is 0: every slot taken counts there, and every slot
--- freed.
-function lim.held_of(mid)
-  local v = lim.held[mid]
-  if v == nil then
-    if lim.count('q') <= 0 then
-      v = false
-    else
-      v = redis.call('hget', K_SLOTS, 'h:' .. mid)
-    end
-    lim.held[mid] = v
-  end
-  return v
-end
-
--- lim.pmark_of answers mid's slots field 'p:<mid>'.
-function lim.pmark_of(mid)
-  local v = lim.pmark[mid]
-  if v == nil then
-    v = redis.call('hget', K_SLOTS, 'p:' .. mid)
-    lim.pmark[mid] = v
-  end
-  return v
-end
-
--- lim.tat answers a tat as a number, nil for none: rate-tat field f
--- ('k:<key>'), or for f 'tq' (the queue's) and 'nr' (the reservations'
--- count) the slot-counts field, read with the queue's count.
-function lim.tat(f)
-  if f == 'tq' or f == 'nr' then
-    local v = lim.counts[f]
-    if v == nil then
-      lim.read_q()
-      v = lim.counts[f]
-    end
-    if v > 0 then return v end
-    return nil
-  end
-  local v = lim.tats[f]
-  if v == nil then
-    v = tonumber(redis.call('hget', K_RATE_TAT, f)) or false
-    lim.tats[f] = v
-  end
-  return v or nil
-end
-
-function lim.set_tat(f, v)
-  if f == 'tq' or f == 'nr' then
-    lim.counts[f], lim.counts_w[f] = v, true
-    return
-  end
-  lim.tats[f] = v
-  lim.tats_w[f] = true
-end
-
--- lim.set_key_tat writes a key's tat (µs) and its rate-keys entry.
-function lim.set_key_tat(key, tat)
-  lim.set_tat('k:' .. key, tat)
-  lim.rkeys[key] = math.ceil(tat / 1000)
-end
-
--- lim.parked answers how many ids are parked (ZCARD once per call). Only
--- a limit per key parks, and setting limits empties parked: without one,
--- none is.
-function lim.parked()
-  if lim.nparked == nil then
-    local c = limits_cfg()
-    if c and c.key_conc then
-      lim.nparked = redis.call('zcard', K_PARKED)
-    else
-      lim.nparked = 0
-    end
-  end
-  return lim.nparked
-end
-
--- lim.resolve checks the unsure hand-outs (lim, above): a message that
--- held a slot already keeps it, with the key it was taken under, and the
--- slot its hand-out counted is given back.
-function lim.resolve()
-  local mids = lim.unsure
-  local n = #mids
-  if n == 0 then return end
-  lim.unsure = {}
-  local c = limits_conf
-  if c and not c.key_conc then
-    -- Without a limit per key every slot counts under '' (limits_unkey):
-    -- the slots are written here, and HSET's answer, the fields it added,
-    -- tells how many of them were held already, whose counts go back.
-    local set = {}
-    for i = 1, n do
-      local mid = mids[i]
-      if lim.held[mid] == '' then
-        set[#set + 1] = 'h:' .. mid
-        set[#set + 1] = ''
-        lim.held_w[mid] = nil
-      end
-    end
-    local added = 0
-    for i = 1, #set, UNPACK_MAX do
-      added = added + redis.call('hset', K_SLOTS, unpack(set, i, math.min(i + UNPACK_MAX - 1, #set)))
-    end
-    if added < #set / 2 then lim.add('q', added - #set / 2) end
-    return
-  end
-  local held
-  if n == 1 then
-    -- (one: written at once unless held, which it then reads)
-    local mid = mids[1]
-    local key = lim.held[mid]
-    if not key then return end
-    if redis.call('hsetnx', K_SLOTS, 'h:' .. mid, key) == 1 then
-      lim.held_w[mid] = nil
-      return
-    end
-    held = {redis.call('hget', K_SLOTS, 'h:' .. mid)}
-  else
-    local fields = {}
-    for i = 1, n do fields[i] = 'h:' .. mids[i] end
-    held = redis.call('hmget', K_SLOTS, unpack(fields))
-  end
-  for i = 1, n do
-    local mid = mids[i]
-    local key = lim.held[mid]
-    if held[i] and key then
-      lim.add('q', -1)
-      if key ~= '' then lim.add('k:' .. key, -1) end
-      lim.held[mid], lim.held_w[mid] = held[i], true
-    end
-  end
-end
-
--- limits_us writes a time in µs as an integer (tostring would round it).
-local function limits_us(x) return string.format('%.0f', x) end
-
--- lim.flush_hash writes the fields of written (a set) from values to hash:
--- one HSET of those to keep, one HDEL of those gone (false, or a number
--- not above 0 when numbers). With prefix, written and values are by id,
--- and the fields prefix .. id (the slots fields, lim.held and lim.pmark).
-function lim.flush_hash(hash, written, values, numbers, prefix, set, del)
-  for f in pairs(written) do
-    local v = values[f]
-    if prefix then f = prefix .. f end
-    if v and not (numbers and v <= 0) then
-      set[#set + 1] = f
-      set[#set + 1] = numbers and limits_us(v) or v
-    else
-      del[#del + 1] = f
-    end
-  end
-  if hash then
-    if #set > 0 then call_each('hset', hash, set) end
-    if #del > 0 then call_each('hdel', hash, del) end
-  end
-end
-
 -- limits_deferred, set by a poll call from its outcomes to its end, holds
 -- the writes back until the call's last flush: its outcomes and its
 -- hand-outs then write each hash once together.
 local limits_deferred = false
 
--- limits_flush writes the call's gathered state (outcome.lua's
--- flush_gathered calls it). A call that wrote a key's tat also drops up
--- to 20 keys whose tat passed (once per call): they read as absent then.
--- (A set of the call's written is made anew only when it held some.)
-ext.limits_flush = function()
-  if limits_deferred or not lim.held then return end
-  lim.resolve()
-  if next(lim.held_w) or next(lim.pmark_w) then
-    local set, del = {}, {}
-    lim.flush_hash(nil, lim.held_w, lim.held, false, 'h:', set, del)
-    lim.flush_hash(K_SLOTS, lim.pmark_w, lim.pmark, false, 'p:', set, del)
-    lim.held_w, lim.pmark_w = {}, {}
-  end
-  if next(lim.deltas) then
-    local unread = {}
-    for f in pairs(lim.deltas) do unread[#unread + 1] = f end
-    lim.read_counts(unread)
-  end
-  if next(lim.counts_w) then
-    lim.flush_hash(K_SLOT_COUNTS, lim.counts_w, lim.counts, true, nil, {}, {})
-    lim.counts_w = {}
-  end
-  if next(lim.rkeys) and not lim.trimmed then
-    lim.trimmed = true
-    local stale, fields = {}, {}
-    for _, key in ipairs(redis.call('zrangebyscore', K_RATE_KEYS, '-inf', lim.now or server_now(), 'LIMIT', 0, 20)) do
-      if not lim.rkeys[key] then
-        stale[#stale + 1] = key
-        fields[#fields + 1] = 'k:' .. key
-        lim.tats['k:' .. key], lim.tats_w['k:' .. key] = false, nil
-      end
-    end
-    if #stale > 0 then
-      redis.call('hdel', K_RATE_TAT, unpack(fields))
-      redis.call('zrem', K_RATE_KEYS, unpack(stale))
-    end
-  end
-  if next(lim.tats_w) then
-    lim.flush_hash(K_RATE_TAT, lim.tats_w, lim.tats, true, nil, {}, {})
-    lim.tats_w = {}
-  end
-  if next(lim.rkeys) then
-    local scores = {}
-    for key, at in pairs(lim.rkeys) do
-      scores[#scores + 1] = at
-      scores[#scores + 1] = key
-    end
-    call_each('zadd', K_RATE_KEYS, scores)
-    lim.rkeys = {}
-  end
-  if #lim.dropped > 0 then
-    call_each('hdel', K_LIMIT_KEY, lim.dropped)
-    lim.dropped = {}
-  end
-end
-
--- limits_prefetch reads the slots of the outcomes in ARGV from index first
--- on (n groups, the first skip answered from a receipt), in one HMGET.
-ext.limits_prefetch = function(first, n, skip)
-  if not lim.held then lim_init() end
-  if n - skip < 2 or lim.count('q') <= 0 then return end
-  local held, mids, fields = lim.held, {}, {}
-  for i = skip, n - 1 do
-    local mid = ARGV[first + OUTCOME_ARGS * i]
-    if held[mid] == nil then
-      mids[#mids + 1] = mid
-      fields[#fields + 1] = 'h:' .. mid
-    end
-  end
-  for i = 1, #fields, UNPACK_MAX do
-    local last = math.min(i + UNPACK_MAX - 1, #fields)
-    local got = redis.call('hmget', K_SLOTS, unpack(fields, i, last))
-    for j = i, last do
-      if held[mids[j]] == nil then held[mids[j]] = got[j - i + 1] end
-    end
-  end
-end
-
--- limits_key_of answers mid's limit key, '' for none (a stale entry, left
--- by an earlier message of the id, is none: tagged_get).
-local function limits_key_of(mid)
-  return tagged_get(K_LIMIT_KEY, mid, redis.call('hget', K_UDTS, mid)) or ''
-end
-
--- lim.gcra answers whether the rate r allows a hand-out now (µs) under
--- field, and the new tat if so, else when the token comes due (µs).
-function lim.gcra(field, r, now_us)
-  local tat = lim.tat(field) or now_us
-  if tat - now_us > r.tau then return false, tat - r.tau end
-  if tat < now_us then tat = now_us end
-  return true, tat + r.t
-end
-
 -- limits_wake is set when a freed slot may let a sleeper hand something
 -- out: the calling script wakes one.
 local limits_wake = false
 
--- lim.unpark moves the first parked id of key that is still queued
--- back to be handed out, first in line, and answers whether it did.
-function lim.unpark(key, now)
-  for _ = 1, 10 do
-    if lim.parked() <= 0 then return false end
-    -- (ZRANGE BYLEX, Redis 6.2, as BLMOVE: no command beyond the ACL list)
-    local first = redis.call('zrange', K_PARKED, '[' .. key .. '\0', '(' .. key .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
-    if not first then return false end
-    redis.call('zrem', K_PARKED, first)
-    lim.nparked = lim.nparked - 1
-    local mid = string.match(first, '^.-%z%d+%z(.*)$')
-    lim.pmark[mid], lim.pmark_w[mid] = false, true
-    local base, in_backoff = message_status(mid, now)
-    if base == 'queued' and not in_backoff then
-      push_ready('rpush', mid)
-      return true
+-- The functions the scripts call, made by limits_load (nil before).
+local limits_admit, limits_park, limits_reserve, limits_take, limits_migrate, limits_unkey
+
+-- limits_load makes the functions below, and the hooks of outcome.lua
+-- (ext.limits_freed, ext.limits_flush, ext.limits_prefetch): once a call,
+-- only in a call on a queue that uses limits (below) and in
+-- limits-set.lua. Every function is a new closure at each call (Lua
+-- 5.1), and binding each upvalue walks the list of the script's upvalues
+-- bound before it, some 200 long at a composition's end: made at the top
+-- level, limits.lua's closures cost a poll some 80k instructions, limits
+-- or none. Made here, they bind limits_load's own locals and arguments,
+-- a short list, and limits_load binds only the few locals above; the
+-- script's keys and functions they use come as its arguments (under the
+-- same names).
+local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_KEYS, K_RATE_TAT, K_SLOTS,
+    K_SLOT_COUNTS, K_UDTS, OUTCOME_ARGS, UNPACK_MAX, call_each, ext, features, feature_used,
+    message_status, push_ready, server_now, tagged_get)
+  -- (made by limits_more, below)
+  local limits_more, limits_key_of
+
+  -- The queue's limits, read once per call: false for none.
+  local limits_conf = nil
+
+  -- lim is the call's gathered state:
+  --   held[mid]  slots field 'h:<mid>' as the call has it: the key the slot
+  --              counts under (false: absent; nil: unread), and held_w[mid]
+  --              whether the call wrote it (kept by id, so that the hot path
+  --              builds no field name)
+  --   pmark[mid] slots field 'p:<mid>' likewise, and pmark_w[mid]
+  --   counts[f]  slot-counts field f (a number) as the call has it
+  --   deltas[f]  the call's change of an unread slot-counts field
+  --   counts_w[f] f was written by the call
+  --   tats[f]    rate-tat field f ('q', 'k:<key>', 'nr'), a number (false:
+  --              absent), and tats_w[f] whether the call wrote it
+  --   rkeys[k]   rate-keys score the call wrote for key k
+  --   unsure     hand-outs whose earlier slot is unknown: a list of ids
+  --   dropped    ids collected, whose limit-key entry goes
+  --   nparked    ZCARD parked as the call has it (nil: unread)
+  --   now        the server's time in ms
+  --   p          the plan limits_admit answered last: one table a call,
+  --              its fields set again at each admission
+  -- Those tables are made by lim_init at the call's first use of limits
+  -- (each entry point: limits_freed, limits_flush, limits_prefetch,
+  -- limits_admit), so that a call on a queue without limits makes none.
+  local lim = {}
+
+  local function lim_init()
+    local l = lim
+    -- (pmark, pmark_w, tats, tats_w and rkeys, which only limits per key
+    -- and reservations use, are made by limits_more)
+    l.held, l.held_w, l.counts, l.deltas, l.counts_w, l.unsure, l.dropped = {}, {}, {}, {}, {}, {}, {}
+    l.p = {key = '', slot = false, key_slot = false, held = false, q_tat = false, k_tat = false, reserved = false}
+  end
+
+  -- limits_parse_rate answers {t = µs per token, tau = µs of burst} of a
+  -- rate field '<n> <period ms> <burst>', nil for none.
+  local function limits_parse_rate(s)
+    if not s then return nil end
+    local n, p, b = string.match(s, '^(%d+) (%d+) (%d+)$')
+    n, p, b = tonumber(n), tonumber(p), tonumber(b)
+    if not n or n <= 0 or p <= 0 then return nil end
+    local t = math.ceil(p * 1000 / n)
+    return {t = t, tau = b * t}
+  end
+
+  local function limits_cfg()
+    if limits_conf == nil then
+      limits_conf = false
+      if feature_used('limits') then
+        -- (features.limits spells them, as limits-set.lua wrote them, after
+        -- '+'; after '=' in the layout before; '1' when limits-set.lua has
+        -- not run, and limits holds them then)
+        local spelled = features.limits_conf
+        local v = {string.match(spelled, '^[+=](.-)|(.-)|(.-)|(.*)$')}
+        if not v[1] then v = redis.call('hmget', K_LIMITS, 'rate', 'key-rate', 'conc', 'key-conc') end
+        local c = {rate = limits_parse_rate(v[1]), key_rate = limits_parse_rate(v[2]),
+          conc = tonumber(v[3]), key_conc = tonumber(v[4])}
+        if c.conc and c.conc <= 0 then c.conc = nil end
+        if c.key_conc and c.key_conc <= 0 then c.key_conc = nil end
+        if c.rate or c.key_rate or c.conc or c.key_conc then
+          limits_conf = c
+          if string.byte(spelled, 1) ~= 43 then -- (not '+': a queue set up before)
+            limits_more()
+            limits_migrate()
+            if not c.key_conc then limits_unkey() end
+            redis.call('hset', K_FEATURES, 'limits',
+              '+' .. (v[1] or '') .. '|' .. (v[2] or '') .. '|' .. (v[3] or '') .. '|' .. (v[4] or ''))
+          end
+        end
+      end
     end
+    return limits_conf
   end
-  return false
-end
 
--- lim.free frees the slot mid holds (held: the key it counts under).
-function lim.free(mid, held, now)
-  lim.held[mid], lim.held_w[mid] = false, true
-  local c = limits_conf
-  if c == nil then c = limits_cfg() end
-  local q = lim.counts.q
-  if q == nil then q = lim.count('q') end
-  if c and c.conc and q >= c.conc then limits_wake = true end
-  lim.counts.q, lim.counts_w.q = q - 1, true
-  if held ~= '' then
-    lim.add('k:' .. held, -1)
-    if lim.unpark(held, now) then limits_wake = true end
+  -- lim.read_q reads the queue's own slot-counts fields, its count 'q',
+  -- its rate's tat 'tq' and the reservations' count 'nr', in one HMGET,
+  -- once per call.
+  function lim.read_q()
+    limits_cfg() -- (which moves a queue set up before to this layout)
+    local v = redis.call('hmget', K_SLOT_COUNTS, 'q', 'tq', 'nr')
+    local counts, deltas = lim.counts, lim.deltas
+    if counts.q == nil then counts.q, deltas.q = (tonumber(v[1]) or 0) + (deltas.q or 0), nil end
+    if counts.tq == nil then counts.tq = tonumber(v[2]) or 0 end
+    if counts.nr == nil then counts.nr = tonumber(v[3]) or 0 end
   end
-end
 
--- lim.unreserve drops mid's reservation of a key token, if any.
-function lim.unreserve(mid)
-  if (lim.tat('nr') or 0) <= 0 then return end
-  if redis.call('hdel', K_RATE_TAT, 'r:' .. mid) == 1 then
-    lim.set_tat('nr', lim.tat('nr') - 1)
-  end
-end
-
--- lim.unpark_entry drops mid's parked entry, if any.
-function lim.unpark_entry(mid)
-  if (lim.nparked or lim.parked()) > 0 then
-    local member = lim.pmark_of(mid)
-    if member then
-      lim.nparked = lim.nparked - redis.call('zrem', K_PARKED, member)
-      lim.pmark[mid], lim.pmark_w[mid] = false, true
+  -- lim.count answers slot-counts field f.
+  function lim.count(f)
+    local v = lim.counts[f]
+    if v == nil then
+      if f == 'q' then
+        lim.read_q()
+        return lim.counts.q
+      end
+      v = (tonumber(redis.call('hget', K_SLOT_COUNTS, f)) or 0) + (lim.deltas[f] or 0)
+      lim.counts[f], lim.deltas[f] = v, nil
     end
+    return v
   end
-end
 
--- lim.refund gives back the rate tokens a released hand-out took: it
--- was never handled.
-function lim.refund(mid)
-  local c = limits_cfg()
-  if not c then return end
-  if c.rate then
-    local tat = lim.tat('tq')
-    if tat then lim.set_tat('tq', tat - c.rate.t) end
-  end
-  if c.key_rate then
-    local key = limits_key_of(mid)
-    if key ~= '' then
-      local tat = lim.tat('k:' .. key)
-      if tat then lim.set_key_tat(key, tat - c.key_rate.t) end
+  -- lim.add changes slot-counts field f by d.
+  function lim.add(f, d)
+    if lim.counts[f] ~= nil then
+      lim.counts[f] = lim.counts[f] + d
+    else
+      lim.deltas[f] = (lim.deltas[f] or 0) + d
     end
+    lim.counts_w[f] = true
   end
-end
 
--- The hook of outcome.lua: an outcome (any, once its lock is proven) or a
--- collection frees mid's slot; a release also refunds its tokens; an
--- 'expired' lock (the poll's wake) frees the slot alone; a collection
--- (a deleted or collected id) also drops mid's parked entry, reservation
--- and limit key. now (ms), when the caller knows it, spares a TIME.
-ext.limits_freed = function(mid, why, now)
-  local l = lim
-  if not l.held then lim_init() end
-  if not l.now then l.now = now or server_now() end
-  local held = l.held[mid]
-  if held == nil then held = l.held_of(mid) end
-  if held then l.free(mid, held, l.now) end
-  if why == 'collect' then
-    -- (each a call only when there may be something to drop)
-    if l.nparked ~= 0 then l.unpark_entry(mid) end
-    local nr = l.counts.nr
-    if nr == nil or nr > 0 then l.unreserve(mid) end
-    l.dropped[#l.dropped + 1] = mid
-  elseif why == 'release' then
-    l.refund(mid)
-  end
-end
-
--- limits_admit decides whether mid may be handed out now (ms), reading
--- only. It answers nil, nil, plan to hand it out (limits_take writes the
--- plan; lim.p, set anew), or a refusal: 'stop' and when to poll again in
--- ms (0: when woken) when the queue's own limits refuse (nothing of the
--- queue may go out), 'park' when its key has no slot free, or 'rate' and
--- when its key's token comes due (ms), reserved by limits_reserve.
-local function limits_admit(mid, now)
-  local c = limits_conf
-  if c == nil then c = limits_cfg() end
-  if not c then return nil end
-  if not lim.held then lim_init() end
-  if not lim.now then lim.now = now end
-  local key = ''
-  if c.key_rate or c.key_conc then key = limits_key_of(mid) end
-  local plan = lim.p
-  plan.key, plan.slot, plan.key_slot, plan.held, plan.q_tat, plan.k_tat, plan.reserved =
-    key, false, false, false, false, false, false
-  if c.conc or c.key_conc then
-    plan.slot = true
-    local kf = false
-    if c.key_conc and key ~= '' then
-      kf = 'k:' .. key
-      plan.key_slot = true
+  -- lim.held_of answers mid's slots field 'h:<mid>'. None exists while
+  -- slot-counts 'q' is 0: every slot taken counts there, and every slot
+  -- freed.
+  function lim.held_of(mid)
+    local v = lim.held[mid]
+    if v == nil then
+      if lim.count('q') <= 0 then
+        v = false
+      else
+        v = redis.call('hget', K_SLOTS, 'h:' .. mid)
+      end
+      lim.held[mid] = v
     end
-    local counts = lim.counts
-    if kf and counts[kf] == nil and counts.q == nil then lim.read_counts({'q', kf}) end
-    local q = counts.q
-    if q == nil then q = lim.count('q') end
-    if (c.conc and q >= c.conc) or (kf and lim.count(kf) >= c.key_conc) then
-      -- (exact counts first, then whether mid holds a slot already: it
-      -- keeps it, and needs none free)
-      lim.resolve()
-      plan.held = lim.held_of(mid)
-      if not plan.held then
-        if c.conc and lim.count('q') >= c.conc then return 'stop', 0 end
-        if kf and lim.count(kf) >= c.key_conc then return 'park', nil, plan end
+    return v
+  end
+
+  -- lim.tat answers a tat as a number, nil for none: rate-tat field f
+  -- ('k:<key>'), or for f 'tq' (the queue's) and 'nr' (the reservations'
+  -- count) the slot-counts field, read with the queue's count.
+  function lim.tat(f)
+    if f == 'tq' or f == 'nr' then
+      local v = lim.counts[f]
+      if v == nil then
+        lim.read_q()
+        v = lim.counts[f]
+      end
+      if v > 0 then return v end
+      return nil
+    end
+    local v = lim.tats[f]
+    if v == nil then
+      v = tonumber(redis.call('hget', K_RATE_TAT, f)) or false
+      lim.tats[f] = v
+    end
+    return v or nil
+  end
+
+  -- lim.parked answers how many ids are parked (ZCARD once per call). Only
+  -- a limit per key parks, and setting limits empties parked: without one,
+  -- none is.
+  function lim.parked()
+    if lim.nparked == nil then
+      local c = limits_cfg()
+      if c and c.key_conc then
+        lim.nparked = redis.call('zcard', K_PARKED)
+      else
+        lim.nparked = 0
+      end
+    end
+    return lim.nparked
+  end
+
+  -- lim.resolve checks the unsure hand-outs (lim, above): a message that
+  -- held a slot already keeps it, with the key it was taken under, and the
+  -- slot its hand-out counted is given back.
+  function lim.resolve()
+    local mids = lim.unsure
+    local n = #mids
+    if n == 0 then return end
+    lim.unsure = {} -- (mids, read below, stays whole)
+    local c = limits_conf
+    if c and not c.key_conc then
+      -- Without a limit per key every slot counts under '' (limits_unkey):
+      -- the slots are written here, and HSET's answer, the fields it added,
+      -- tells how many of them were held already, whose counts go back.
+      local set = {}
+      for i = 1, n do
+        local mid = mids[i]
+        if lim.held[mid] == '' then
+          set[#set + 1] = 'h:' .. mid
+          set[#set + 1] = ''
+          lim.held_w[mid] = nil
+        end
+      end
+      local added = 0
+      for i = 1, #set, UNPACK_MAX do
+        added = added + redis.call('hset', K_SLOTS, unpack(set, i, math.min(i + UNPACK_MAX - 1, #set)))
+      end
+      if added < #set / 2 then lim.add('q', added - #set / 2) end
+      return
+    end
+    local held
+    if n == 1 then
+      -- (one: written at once unless held, which it then reads)
+      local mid = mids[1]
+      local key = lim.held[mid]
+      if not key then return end
+      if redis.call('hsetnx', K_SLOTS, 'h:' .. mid, key) == 1 then
+        lim.held_w[mid] = nil
+        return
+      end
+      held = {redis.call('hget', K_SLOTS, 'h:' .. mid)}
+    else
+      local fields = {}
+      for i = 1, n do fields[i] = 'h:' .. mids[i] end
+      held = redis.call('hmget', K_SLOTS, unpack(fields))
+    end
+    for i = 1, n do
+      local mid = mids[i]
+      local key = lim.held[mid]
+      if held[i] and key then
+        lim.add('q', -1)
+        if key ~= '' then lim.add('k:' .. key, -1) end
+        lim.held[mid], lim.held_w[mid] = held[i], true
       end
     end
   end
-  local now_us = now * 1000
-  local r = c.rate
-  if r then
-    local tat = lim.counts.tq
-    if tat == nil then tat = lim.tat('tq') end
-    if not tat or tat <= 0 then tat = now_us end
-    if tat - now_us > r.tau then return 'stop', math.ceil((tat - r.tau) / 1000) end
-    if tat < now_us then tat = now_us end
-    plan.q_tat = tat + r.t
-  end
-  if c.key_rate and key ~= '' then
-    local reserved_at = nil
-    if (lim.tat('nr') or 0) > 0 then reserved_at = tonumber(redis.call('hget', K_RATE_TAT, 'r:' .. mid)) end
-    if reserved_at then
-      -- (met before its token: on a list by a Carmine enqueue or a lap)
-      plan.reserved = true
-      if now < reserved_at then return 'rate', reserved_at, plan end
-    else
-      local ok, v = lim.gcra('k:' .. key, c.key_rate, now_us)
-      if not ok then return 'rate', math.ceil(v / 1000), plan end
-      plan.k_tat = v
+
+  -- limits_us writes a time in µs as an integer (tostring would round it).
+  local function limits_us(x) return string.format('%.0f', x) end
+
+  -- lim.flush_hash writes the fields of written (a set) from values to hash:
+  -- one HSET of those to keep, one HDEL of those gone (false, or a number
+  -- not above 0 when numbers). With prefix, written and values are by id,
+  -- and the fields prefix .. id (the slots fields, lim.held and lim.pmark).
+  function lim.flush_hash(hash, written, values, numbers, prefix, set, del)
+    for f in pairs(written) do
+      local v = values[f]
+      if prefix then f = prefix .. f end
+      if v and not (numbers and v <= 0) then
+        set[#set + 1] = f
+        set[#set + 1] = numbers and limits_us(v) or v
+      else
+        del[#del + 1] = f
+      end
+    end
+    if hash then
+      if #set > 0 then call_each('hset', hash, set) end
+      if #del > 0 then call_each('hdel', hash, del) end
     end
   end
-  return nil, nil, plan
-end
 
--- limits_reserve reserves mid's key token that comes due at at_ms: the
--- key's tat moves on by one token, as if mid were handed out then.
-local function limits_reserve(mid, plan, at_ms, now)
-  if plan.reserved then return end
-  local c = limits_cfg()
-  lim.set_key_tat(plan.key, (lim.tat('k:' .. plan.key) or now * 1000) + c.key_rate.t)
-  redis.call('hset', K_RATE_TAT, 'r:' .. mid, at_ms)
-  lim.set_tat('nr', (lim.tat('nr') or 0) + 1)
-end
+  -- limits_flush writes the call's gathered state (outcome.lua's
+  -- flush_gathered calls it). A call that wrote a key's tat also drops up
+  -- to 20 keys whose tat passed (once per call): they read as absent then.
+  -- (A set of the call's written is made anew only when it held some.)
+  ext.limits_flush = function()
+    if limits_deferred or not lim.held then return end
+    lim.resolve()
+    local pw = lim.pmark_w
+    if next(lim.held_w) or (pw and next(pw)) then
+      local set, del = {}, {}
+      local hash = K_SLOTS
+      if pw then hash = nil end
+      lim.flush_hash(hash, lim.held_w, lim.held, false, 'h:', set, del)
+      if pw then
+        lim.flush_hash(K_SLOTS, pw, lim.pmark, false, 'p:', set, del)
+        lim.pmark_w = {}
+      end
+      lim.held_w = {}
+    end
+    if next(lim.deltas) then
+      local unread = {}
+      for f in pairs(lim.deltas) do unread[#unread + 1] = f end
+      limits_more()
+      lim.read_counts(unread)
+    end
+    if next(lim.counts_w) then
+      local cw = lim.counts_w
+      lim.flush_hash(K_SLOT_COUNTS, cw, lim.counts, true, nil, {}, {})
+      for f in pairs(cw) do cw[f] = nil end -- (emptied in place: no new table)
+    end
+    if not lim.rkeys then
+      -- (none of the below without limits_more)
+    elseif next(lim.rkeys) and not lim.trimmed then
+      lim.trimmed = true
+      local stale, fields = {}, {}
+      for _, key in ipairs(redis.call('zrangebyscore', K_RATE_KEYS, '-inf', lim.now or server_now(), 'LIMIT', 0, 20)) do
+        if not lim.rkeys[key] then
+          stale[#stale + 1] = key
+          fields[#fields + 1] = 'k:' .. key
+          lim.tats['k:' .. key], lim.tats_w['k:' .. key] = false, nil
+        end
+      end
+      if #stale > 0 then
+        redis.call('hdel', K_RATE_TAT, unpack(fields))
+        redis.call('zrem', K_RATE_KEYS, unpack(stale))
+      end
+    end
+    if lim.tats_w and next(lim.tats_w) then
+      lim.flush_hash(K_RATE_TAT, lim.tats_w, lim.tats, true, nil, {}, {})
+      lim.tats_w = {}
+    end
+    if lim.rkeys and next(lim.rkeys) then
+      local scores = {}
+      for key, at in pairs(lim.rkeys) do
+        scores[#scores + 1] = at
+        scores[#scores + 1] = key
+      end
+      call_each('zadd', K_RATE_KEYS, scores)
+      lim.rkeys = {}
+    end
+    local d = lim.dropped
+    if #d > 0 then
+      call_each('hdel', K_LIMIT_KEY, d)
+      for i = #d, 1, -1 do d[i] = nil end
+    end
+  end
 
--- limits_park parks mid (refused for want of a slot of its key).
-local function limits_park(mid, key)
-  if lim.parked() > 0 and lim.pmark_of(mid) then return end
-  local seq = redis.call('hincrby', K_SLOT_COUNTS, 'seq', 1)
-  local member = key .. '\0' .. string.format('%016d', seq) .. '\0' .. mid
-  redis.call('zadd', K_PARKED, 0, member)
-  lim.nparked = lim.parked() + 1
-  lim.pmark[mid], lim.pmark_w[mid] = member, true
-end
+  -- limits_prefetch reads the slots of the outcomes in ARGV from index first
+  -- on (n groups, the first skip answered from a receipt), in one HMGET.
+  ext.limits_prefetch = function(first, n, skip)
+    if not lim.held then lim_init() end
+    if n - skip < 2 or lim.count('q') <= 0 then return end
+    local held, mids, fields = lim.held, {}, {}
+    for i = skip, n - 1 do
+      local mid = ARGV[first + OUTCOME_ARGS * i]
+      if held[mid] == nil then
+        mids[#mids + 1] = mid
+        fields[#fields + 1] = 'h:' .. mid
+      end
+    end
+    for i = 1, #fields, UNPACK_MAX do
+      local last = math.min(i + UNPACK_MAX - 1, #fields)
+      local got = redis.call('hmget', K_SLOTS, unpack(fields, i, last))
+      for j = i, last do
+        if held[mids[j]] == nil then held[mids[j]] = got[j - i + 1] end
+      end
+    end
+  end
 
--- limits_take writes what limits_admit planned for mid's hand-out.
-local function limits_take(mid, plan)
-  local l = lim
-  if plan.q_tat then l.counts.tq, l.counts_w.tq = plan.q_tat, true end
-  if plan.k_tat then l.set_key_tat(plan.key, plan.k_tat) end
-  if plan.reserved then l.unreserve(mid) end
-  if plan.slot and not plan.held then
+  -- lim.free frees the slot mid holds (held: the key it counts under).
+  function lim.free(mid, held, now)
+    lim.held[mid], lim.held_w[mid] = false, true
+    local c = limits_conf
+    if c == nil then c = limits_cfg() end
+    local q = lim.counts.q
+    if q == nil then q = lim.count('q') end
+    if c and c.conc and q >= c.conc then limits_wake = true end
+    lim.counts.q, lim.counts_w.q = q - 1, true
+    if held ~= '' then
+      lim.add('k:' .. held, -1)
+      limits_more()
+      if lim.unpark(held, now) then limits_wake = true end
+    end
+  end
+
+  -- lim.unpark_entry drops mid's parked entry, if any.
+  function lim.unpark_entry(mid)
+    if (lim.nparked or lim.parked()) > 0 then
+      limits_more()
+      local member = lim.pmark_of(mid)
+      if member then
+        lim.nparked = lim.nparked - redis.call('zrem', K_PARKED, member)
+        lim.pmark[mid], lim.pmark_w[mid] = false, true
+      end
+    end
+  end
+
+  -- The hook of outcome.lua: an outcome (any, once its lock is proven) or a
+  -- collection frees mid's slot; a release also refunds its tokens; an
+  -- 'expired' lock (the poll's wake) frees the slot alone; a collection
+  -- (a deleted or collected id) also drops mid's parked entry, reservation
+  -- and limit key. now (ms), when the caller knows it, spares a TIME.
+  ext.limits_freed = function(mid, why, now)
+    local l = lim
+    if not l.held then lim_init() end
+    if not l.now then l.now = now or server_now() end
+    local held = l.held[mid]
+    local gone = false
+    if held == nil then
+      local c = limits_conf
+      if c == nil then c = limits_cfg() end
+      if c and not c.key_conc then
+        -- (without a limit per key every slot is '', limits_unkey: the
+        -- slot's HDEL, at once, is its read as well as its write, its
+        -- answer telling whether it was held)
+        gone = true
+        held = (l.counts.q or l.count('q')) > 0 and redis.call('hdel', K_SLOTS, 'h:' .. mid) == 1 and ''
+        l.held[mid] = held
+      else
+        held = l.held_of(mid)
+      end
+    end
+    if held then
+      l.free(mid, held, l.now)
+      if gone then l.held_w[mid] = nil end
+    end
+    if why == 'collect' then
+      -- (each a call only when there may be something to drop)
+      if l.nparked ~= 0 then l.unpark_entry(mid) end
+      local nr = l.counts.nr
+      if nr == nil then
+        l.read_q()
+        nr = l.counts.nr
+      end
+      if nr > 0 then
+        limits_more()
+        l.unreserve(mid)
+      end
+      l.dropped[#l.dropped + 1] = mid
+    elseif why == 'release' then
+      limits_more()
+      l.refund(mid)
+    end
+  end
+
+  -- limits_admit decides whether mid may be handed out now (ms), reading
+  -- only. It answers nil, nil, plan to hand it out (limits_take writes the
+  -- plan; lim.p, set anew), or a refusal: 'stop' and when to poll again in
+  -- ms (0: when woken) when the queue's own limits refuse (nothing of the
+  -- queue may go out), 'park' when its key has no slot free, or 'rate' and
+  -- when its key's token comes due (ms), reserved by limits_reserve.
+  function limits_admit(mid, now)
+    local c = limits_conf
+    if c == nil then c = limits_cfg() end
+    if not c then return nil end
+    if not lim.held then lim_init() end
+    if not lim.now then lim.now = now end
     local key = ''
-    if plan.key_slot then key = plan.key end
-    local counts = l.counts
-    if counts.q ~= nil then
-      counts.q, l.counts_w.q = counts.q + 1, true
-    else
-      l.add('q', 1)
+    if c.key_rate or c.key_conc then
+      limits_more()
+      key = limits_key_of(mid)
     end
-    if key ~= '' then l.add('k:' .. key, 1) end
-    -- (a slot the call does not know is checked at the flush)
-    if l.held[mid] == nil then l.unsure[#l.unsure + 1] = mid end
-    if l.nparked ~= 0 then l.unpark_entry(mid) end
-    l.held[mid], l.held_w[mid] = key, true
+    local plan = lim.p
+    plan.key, plan.slot, plan.key_slot, plan.held, plan.q_tat, plan.k_tat, plan.reserved =
+      key, false, false, false, false, false, false
+    if c.conc or c.key_conc then
+      plan.slot = true
+      local kf = false
+      if c.key_conc and key ~= '' then
+        kf = 'k:' .. key
+        plan.key_slot = true
+      end
+      local counts = lim.counts
+      -- (kf: a key, so limits_more has run)
+      if kf and counts[kf] == nil and counts.q == nil then lim.read_counts({'q', kf}) end
+      local q = counts.q
+      if q == nil then q = lim.count('q') end
+      if (c.conc and q >= c.conc) or (kf and lim.count(kf) >= c.key_conc) then
+        -- (exact counts first, then whether mid holds a slot already: it
+        -- keeps it, and needs none free)
+        lim.resolve()
+        plan.held = lim.held_of(mid)
+        if not plan.held then
+          if c.conc and lim.count('q') >= c.conc then return 'stop', 0 end
+          if kf and lim.count(kf) >= c.key_conc then return 'park', nil, plan end
+        end
+      end
+    end
+    local now_us = now * 1000
+    local r = c.rate
+    if r then
+      local tat = lim.counts.tq
+      if tat == nil then tat = lim.tat('tq') end
+      if not tat or tat <= 0 then tat = now_us end
+      if tat - now_us > r.tau then return 'stop', math.ceil((tat - r.tau) / 1000) end
+      if tat < now_us then tat = now_us end
+      plan.q_tat = tat + r.t
+    end
+    if c.key_rate and key ~= '' then
+      local reserved_at = nil
+      if (lim.tat('nr') or 0) > 0 then reserved_at = tonumber(redis.call('hget', K_RATE_TAT, 'r:' .. mid)) end
+      if reserved_at then
+        -- (met before its token: on a list by a Carmine enqueue or a lap)
+        plan.reserved = true
+        if now < reserved_at then return 'rate', reserved_at, plan end
+      else
+        local ok, v = lim.gcra('k:' .. key, c.key_rate, now_us)
+        if not ok then return 'rate', math.ceil(v / 1000), plan end
+        plan.k_tat = v
+      end
+    end
+    return nil, nil, plan
   end
+
+  -- limits_take writes what limits_admit planned for mid's hand-out.
+  function limits_take(mid, plan)
+    local l = lim
+    if plan.q_tat then l.counts.tq, l.counts_w.tq = plan.q_tat, true end
+    if plan.k_tat then l.set_key_tat(plan.key, plan.k_tat) end
+    if plan.reserved then l.unreserve(mid) end
+    if plan.slot and not plan.held then
+      local key = ''
+      if plan.key_slot then key = plan.key end
+      local counts = l.counts
+      if counts.q ~= nil then
+        counts.q, l.counts_w.q = counts.q + 1, true
+      else
+        l.add('q', 1)
+      end
+      if key ~= '' then l.add('k:' .. key, 1) end
+      -- (a slot the call does not know is checked at the flush)
+      if l.held[mid] == nil then l.unsure[#l.unsure + 1] = mid end
+      if l.nparked ~= 0 then l.unpark_entry(mid) end
+      l.held[mid], l.held_w[mid] = key, true
+    end
+  end
+
+  -- limits_more makes the functions only queues with limits per key, a
+  -- release, a refusal, a layout before or limits-set.lua use (once a
+  -- call): a call of mq-limits' setting makes none of them.
+  function limits_more()
+    if lim.gcra then return end
+    lim.pmark, lim.pmark_w, lim.tats, lim.tats_w, lim.rkeys = {}, {}, {}, {}, {}
+    -- limits_migrate moves the queue's own rate state from where the layout
+    -- before kept it, rate-tat 'q' (its tat) and 'nr' (the reservations'
+    -- count), to slot-counts 'tq' and 'nr' (§19), unless those are there
+    -- already. A queue whose features.limits starts with '+' is in the
+    -- layout of now; limits-set.lua and the first limits_cfg of a call on
+    -- any other (a queue set up before) call it, and spell features.limits
+    -- with '+' then, so that it runs once.
+    function limits_migrate()
+      local v = redis.call('hmget', K_RATE_TAT, 'q', 'nr')
+      if v[1] or v[2] then
+        if v[1] then redis.call('hsetnx', K_SLOT_COUNTS, 'tq', v[1]) end
+        if v[2] then redis.call('hsetnx', K_SLOT_COUNTS, 'nr', v[2]) end
+        redis.call('hdel', K_RATE_TAT, 'q', 'nr')
+      end
+    end
+
+    -- limits_unkey makes every slot held count under no key, and drops the
+    -- counts per key: setting limits without a concurrency limit per key
+    -- calls it (limits-set.lua, and limits_cfg moving a queue set up
+    -- before), so that without one no slot counts under a key (lim.resolve
+    -- relies on it).
+    -- (HSCAN, not HKEYS or HGETALL: no command beyond the ACL list)
+    function limits_unkey()
+      local drop, set = {}, {}
+      for _, w in ipairs({{K_SLOT_COUNTS, 'k:*', drop}, {K_SLOTS, 'h:*', set}}) do
+        local cursor = '0'
+        repeat
+          local r = redis.call('hscan', w[1], cursor, 'MATCH', w[2], 'COUNT', 1000)
+          cursor = r[1]
+          for i = 1, #r[2], 2 do
+            if w[3] == drop then
+              drop[#drop + 1] = r[2][i]
+            elseif r[2][i + 1] ~= '' then
+              set[#set + 1] = r[2][i]
+              set[#set + 1] = ''
+            end
+          end
+        until cursor == '0'
+      end
+      if #drop > 0 then call_each('hdel', K_SLOT_COUNTS, drop) end
+      if #set > 0 then call_each('hset', K_SLOTS, set) end
+    end
+
+    -- lim.read_counts reads the unread slot-counts fields of list in one
+    -- HMGET, with the queue's own ('q', 'tq', 'nr') when unread: a call
+    -- reads those once, with the first field it needs.
+    function lim.read_counts(list)
+      local want = {}
+      local counts = lim.counts
+      for _, f in ipairs(list) do
+        if counts[f] == nil then want[#want + 1] = f end
+      end
+      if counts.q == nil then
+        -- (the queue's own fields with them: lim.read_q)
+        limits_cfg()
+        for _, f in ipairs(want) do
+          if f == 'q' then
+            want[#want + 1] = 'tq'
+            want[#want + 1] = 'nr'
+            break
+          end
+        end
+      end
+      for i = 1, #want, UNPACK_MAX do
+        local part = {unpack(want, i, math.min(i + UNPACK_MAX - 1, #want))}
+        for j, v in ipairs(redis.call('hmget', K_SLOT_COUNTS, unpack(part))) do
+          local f = part[j]
+          lim.counts[f], lim.deltas[f] = (tonumber(v) or 0) + (lim.deltas[f] or 0), nil
+        end
+      end
+    end
+
+    -- lim.pmark_of answers mid's slots field 'p:<mid>'.
+    function lim.pmark_of(mid)
+      local v = lim.pmark[mid]
+      if v == nil then
+        v = redis.call('hget', K_SLOTS, 'p:' .. mid)
+        lim.pmark[mid] = v
+      end
+      return v
+    end
+
+    function lim.set_tat(f, v)
+      if f == 'tq' or f == 'nr' then
+        lim.counts[f], lim.counts_w[f] = v, true
+        return
+      end
+      lim.tats[f] = v
+      lim.tats_w[f] = true
+    end
+
+    -- lim.set_key_tat writes a key's tat (µs) and its rate-keys entry.
+    function lim.set_key_tat(key, tat)
+      lim.set_tat('k:' .. key, tat)
+      lim.rkeys[key] = math.ceil(tat / 1000)
+    end
+
+    -- limits_key_of answers mid's limit key, '' for none (a stale entry, left
+    -- by an earlier message of the id, is none: tagged_get).
+    function limits_key_of(mid)
+      return tagged_get(K_LIMIT_KEY, mid, redis.call('hget', K_UDTS, mid)) or ''
+    end
+
+    -- lim.gcra answers whether the rate r allows a hand-out now (µs) under
+    -- field, and the new tat if so, else when the token comes due (µs).
+    function lim.gcra(field, r, now_us)
+      local tat = lim.tat(field) or now_us
+      if tat - now_us > r.tau then return false, tat - r.tau end
+      if tat < now_us then tat = now_us end
+      return true, tat + r.t
+    end
+
+    -- lim.unpark moves the first parked id of key that is still queued
+    -- back to be handed out, first in line, and answers whether it did.
+    function lim.unpark(key, now)
+      for _ = 1, 10 do
+        if lim.parked() <= 0 then return false end
+        -- (ZRANGE BYLEX, Redis 6.2, as BLMOVE: no command beyond the ACL list)
+        local first = redis.call('zrange', K_PARKED, '[' .. key .. '\0', '(' .. key .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
+        if not first then return false end
+        redis.call('zrem', K_PARKED, first)
+        lim.nparked = lim.nparked - 1
+        local mid = string.match(first, '^.-%z%d+%z(.*)$')
+        lim.pmark[mid], lim.pmark_w[mid] = false, true
+        local base, in_backoff = message_status(mid, now)
+        if base == 'queued' and not in_backoff then
+          push_ready('rpush', mid)
+          return true
+        end
+      end
+      return false
+    end
+
+    -- lim.unreserve drops mid's reservation of a key token, if any.
+    function lim.unreserve(mid)
+      if (lim.tat('nr') or 0) <= 0 then return end
+      if redis.call('hdel', K_RATE_TAT, 'r:' .. mid) == 1 then
+        lim.set_tat('nr', lim.tat('nr') - 1)
+      end
+    end
+
+    -- lim.refund gives back the rate tokens a released hand-out took: it
+    -- was never handled.
+    function lim.refund(mid)
+      local c = limits_cfg()
+      if not c then return end
+      if c.rate then
+        local tat = lim.tat('tq')
+        if tat then lim.set_tat('tq', tat - c.rate.t) end
+      end
+      if c.key_rate then
+        local key = limits_key_of(mid)
+        if key ~= '' then
+          local tat = lim.tat('k:' .. key)
+          if tat then lim.set_key_tat(key, tat - c.key_rate.t) end
+        end
+      end
+    end
+
+    -- limits_reserve reserves mid's key token that comes due at at_ms: the
+    -- key's tat moves on by one token, as if mid were handed out then.
+    function limits_reserve(mid, plan, at_ms, now)
+      if plan.reserved then return end
+      local c = limits_cfg()
+      lim.set_key_tat(plan.key, (lim.tat('k:' .. plan.key) or now * 1000) + c.key_rate.t)
+      redis.call('hset', K_RATE_TAT, 'r:' .. mid, at_ms)
+      lim.set_tat('nr', (lim.tat('nr') or 0) + 1)
+    end
+
+    -- limits_park parks mid (refused for want of a slot of its key).
+    function limits_park(mid, key)
+      if lim.parked() > 0 and lim.pmark_of(mid) then return end
+      local seq = redis.call('hincrby', K_SLOT_COUNTS, 'seq', 1)
+      local member = key .. '\0' .. string.format('%016d', seq) .. '\0' .. mid
+      redis.call('zadd', K_PARKED, 0, member)
+      lim.nparked = lim.parked() + 1
+      lim.pmark[mid], lim.pmark_w[mid] = member, true
+    end
+  end
+  ext.limits_more = limits_more
+end
+
+-- (dequeue.lua tells a full composition by it)
+ext.limits_load = limits_load
+if feature_used('limits') then
+  limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_KEYS, K_RATE_TAT, K_SLOTS,
+    K_SLOT_COUNTS, K_UDTS, OUTCOME_ARGS, UNPACK_MAX, call_each, ext, features, feature_used,
+    message_status, push_ready, server_now, tagged_get)
 end

@@ -462,6 +462,32 @@ func TestLimitsHandOutKeepsHeldSlotNoKeyLimit(t *testing.T) {
 	assert.EqualValues(t, 0, s.RDB.HLen(ctx, s.Key(q, keys.Slots)).Val())
 }
 
+// TestLimitsLoneOutcomeWithoutSlot: without a concurrency limit per key a
+// lone outcome frees its slot by its HDEL at once, whose answer tells
+// whether it held one: an outcome of a message that holds none (its slot
+// freed already) leaves the count of the others alone.
+func TestLimitsLoneOutcomeWithoutSlot(t *testing.T) {
+	s, q := limitsQueue(t, Limits{Concurrency: "5"}, "a", "b")
+	ctx := context.Background()
+	r := limitPoll(t, s, q, 2)
+	handed, _, _ := limitSteps(r)
+	require.Equal(t, []string{"a", "b"}, handed)
+	require.EqualValues(t, 2, slotCount(t, s, q, "q"))
+	// a's slot is gone (as freed by its lock's expiry), b's is held.
+	require.NoError(t, s.RDB.HDel(ctx, s.Key(q, keys.Slots), "h:a").Err())
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.SlotCounts), "q", 1).Err())
+	ok, err := complete(ctx, s, q, []Completion{{ID: "a", LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeSuccess}})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true}, ok)
+	assert.EqualValues(t, 1, slotCount(t, s, q, "q"), "b's slot still counts")
+	assert.True(t, s.RDB.HExists(ctx, s.Key(q, keys.Slots), "h:b").Val())
+	ok, err = complete(ctx, s, q, []Completion{{ID: "b", LockedUntil: r.Steps[1].LockedUntil, Outcome: OutcomeSuccess}})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true}, ok)
+	assert.EqualValues(t, 0, slotCount(t, s, q, "q"))
+	assert.EqualValues(t, 0, s.RDB.HLen(ctx, s.Key(q, keys.Slots)).Val())
+}
+
 // TestLimitsSetWithoutKeyLimitUnkeys: limits set without a concurrency
 // limit per key leave no slot counted under a key (the hand-outs' HSET of
 // TestLimitsHandOutKeepsHeldSlotNoKeyLimit relies on it): a slot taken
