@@ -23,7 +23,10 @@ import (
 // another queue, whose keys the call passes after the queue's own, a
 // queue no worker drains; "drained", as "other" but to a new queue each
 // call, as a target a worker keeps empty finds it (its ready list gone,
-// its hashes small), the target's keys created by the call. The
+// its hashes small), the target's keys created by the call; "backlog", as
+// "other" but to a queue whose ready list holds the wake backlog
+// (WakeBacklog ids a follow-up of a call) from the start, as a target
+// whose workers fall behind: no call wakes its sleepers (§5). The
 // variants run in interleaved rounds; each reports the median of its
 // rounds' µs of Redis per message (EVALSHA's usec in INFO commandstats),
 // or, with LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server under
@@ -62,12 +65,21 @@ func BenchmarkPollFollowUps(b *testing.B) {
 		dequeueLeanScript = redis.NewScript(string(src))
 		b.Cleanup(func() { dequeueLeanScript = saved })
 	}
+	// LEAN_BENCH_ALT_FOLLOWUPS does the same for dequeue-lean-followups,
+	// which the variants with follow-ups run.
+	if alt := os.Getenv("LEAN_BENCH_ALT_FOLLOWUPS"); alt != "" {
+		src, err := os.ReadFile(alt)
+		require.NoError(b, err)
+		saved := dequeueLeanFollowUpsScript
+		dequeueLeanFollowUpsScript = redis.NewScript(string(src))
+		b.Cleanup(func() { dequeueLeanFollowUpsScript = saved })
+	}
 	batch := 8
 	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_BATCH")); err == nil && n > 0 {
 		batch = n
 	}
 	ctx := context.Background()
-	variants := []string{"plain", "own", "other", "drained"}
+	variants := []string{"plain", "own", "other", "drained", "backlog"}
 	if only := os.Getenv("LEAN_BENCH_ONLY"); only != "" {
 		variants = regexp.MustCompile(`,`).Split(only, -1)
 	}
@@ -78,8 +90,18 @@ func BenchmarkPollFollowUps(b *testing.B) {
 		for _, v := range variants {
 			q := fmt.Sprintf("bench:%s:%s:%d", run, v, round)
 			target := ""
-			if v == "other" {
+			if v == "other" || v == "backlog" {
 				target = keys.Key(q+":next", false, keys.Messages)
+			}
+			if v == "backlog" {
+				ready := keys.Key(q+":next", false, keys.MidsReady)
+				for i := 0; i < WakeBacklog*batch; i += 1000 {
+					ids := make([]any, min(1000, WakeBacklog*batch-i))
+					for j := range ids {
+						ids[j] = "r" + strconv.Itoa(i+j)
+					}
+					require.NoError(b, s.RDB.(*redis.Client).RPush(ctx, ready, ids...).Err())
+				}
 			}
 			for i := 0; i < calls*batch; i += 500 {
 				msgs := make([]EnqueueMessage, 500)

@@ -368,3 +368,76 @@ func TestWithInScriptKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoffInScriptWakeBacklog: docs/protocol.md §5 and §22. The
+// follow-ups a call enqueues in the script wake a sleeper of their
+// target queue by the enqueues' rule: k follow-ups pushed onto a
+// mids-ready that held WakeBacklog*k-1 ids move the sentinel, onto one
+// that held WakeBacklog*k none; so for another queue (move_sentinel) and
+// for the queue itself (as an outcome wakes), through the full poll and
+// the lean one.
+func TestHandoffInScriptWakeBacklog(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		for _, lean := range []bool{false, true} {
+			for _, own := range []bool{false, true} {
+				for _, k := range []int{1, 2} {
+					for _, below := range []bool{true, false} {
+						backlog := WakeBacklog * k
+						if below {
+							backlog--
+						}
+						name := fmt.Sprintf("lean %v, own %v, %d a call, %d ready before", lean, own, k, backlog)
+						q := queuetest.QueueName(t) + fmt.Sprintf(":%v:%v:%d:%v", lean, own, k, below)
+						target := sameSlot(s, q, q+"-next")
+						if own {
+							target = q
+						}
+						for i := range k {
+							mustEnqueue(t, s, q, "m", &EnqueueMessage{ID: fmt.Sprintf("m%d", i)})
+						}
+						a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 10, MaxHandles: k,
+							Poller: randomToken(), Seq: 1}
+						if lean {
+							a.Lean = new(Lean)
+						}
+						r, err := Poll(ctx, s.RDB, s.Keys(q), a)
+						require.NoError(t, err, name)
+						out := handedOut(r)
+						require.Len(t, out, k, name)
+						// the target's backlog, and its sentinel in isleep-a
+						ids := make([]string, backlog)
+						for i := range ids {
+							ids[i] = fmt.Sprintf("r%d", i)
+						}
+						setList(t, s, target, keys.MidsReady, ids...)
+						setList(t, s, target, keys.MidCircle, EndOfCircle)
+						setList(t, s, target, keys.ISleepA, "_")
+						setList(t, s, target, keys.ISleepB)
+						a.Seq, a.Confirmed, a.MaxSteps, a.MaxHandles = 2, 1, 0, 0
+						for id, st := range out {
+							f := InScriptFollowUp{ID: id + "/x/0", Data: []byte("n")}
+							if !own {
+								f.Target = s.Key(target, keys.Messages)
+							}
+							a.Completions = append(a.Completions, Completion{ID: id, LockedUntil: st.LockedUntil,
+								Outcome: OutcomeSuccess, FollowUps: EncodeInScript([]InScriptFollowUp{f}, nil)})
+						}
+						r, err = Poll(ctx, s.RDB, s.Keys(q), a)
+						require.NoError(t, err, name)
+						require.Equal(t, slices.Repeat([]bool{true}, k), r.Recorded, name)
+						require.Len(t, queuetest.List(t, s.RDB, s.Key(target, keys.MidsReady)), backlog+k, name)
+						if lean {
+							require.False(t, a.Lean.Full(), "%s: the lean call stayed lean", name)
+						}
+						want := "a"
+						if below {
+							want = "b"
+						}
+						assert.Equal(t, want, sentinel(t, s, target), name)
+					}
+				}
+			}
+		}
+	})
+}
