@@ -116,6 +116,60 @@ function in_script.check(j, rec)
   return nil
 end
 
+-- in_script.check_all parses the 'S' records of the call's n outcome
+-- groups, from ARGV index first on (as check_outcomes takes them), into
+-- in_script.parsed, and answers nil when all are sound; otherwise the
+-- ARGV index of the first damaged one's follow-ups field and in_script.check's
+-- error text for it. A worker's usual record (one follow-up) is read by
+-- one struct.unpack, unprotected: a record too short for it stops the
+-- whole parse with an error, which one pcall for the call catches, and
+-- then every record is read again by in_script.check, record by record,
+-- to name the first damaged one. (A pcall a record cost a follow-up some
+-- 2k instructions, BenchmarkPollFollowUps.)
+function in_script.check_all(first, n)
+  local argv = ARGV
+  local ok, bad_j, bad = true, nil, nil
+  if in_script.struct then
+    ok, bad_j, bad = pcall(function()
+      local unpack_s, parsed = in_script.struct.unpack, in_script.parsed
+      for i = 0, n - 1 do
+        local j = first + OUTCOME_ARGS * i + 6
+        local rec = argv[j]
+        if rec and string.byte(rec, 1) == 83 then -- 'S'
+          -- (a record of another count may unpack too, its fields misread:
+          -- in_script.check reads it again)
+          local c, target, id, data, lock, meta, after = unpack_s('<I4c0I4c0I4c0I4c0I4c0I4c0', rec, 2)
+          local ks = c == '1' and in_script.keys(target)
+          if ks then
+            local rest = ''
+            if after <= #rec then rest = string.sub(rec, after) end
+            parsed[j] = {ks, id, data, lock, meta, rest = rest}
+          else
+            local e = in_script.check(j, rec)
+            if e then return j, e end
+          end
+        end
+      end
+      return nil
+    end)
+  end
+  if ok and not bad_j then
+    if in_script.struct then return nil end
+  elseif ok then
+    return bad_j, bad
+  end
+  -- (no struct library, or a record cut short: one by one)
+  for i = 0, n - 1 do
+    local j = first + OUTCOME_ARGS * i + 6
+    local rec = argv[j]
+    if rec and string.byte(rec, 1) == 83 then
+      local e = in_script.check(j, rec)
+      if e then return j, e end
+    end
+  end
+  return nil
+end
+
 -- in_script.flush enqueues the follow-ups gathered, a few commands per
 -- target queue, each as an enqueue of a new id would (enqueue.lua's add,
 -- §3): its content, first-enqueue time now, metadata and lock time when it

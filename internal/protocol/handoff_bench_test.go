@@ -43,6 +43,19 @@ import (
 // the target's eight keys ~3k (a call's per-call costs halve at the ~16
 // messages a call of BenchmarkHandoff). Measured by cutting each part
 // out of the script in turn.
+//
+// Later (1000 calls of 8, medians of LEAN_BENCH_ROUNDS): runs of one
+// script differ by up to ~1.6k a message (the Lua collector's phase), so
+// compare medians of rounds, and never run two benchmarks against one
+// server under callgrind at once (each flushes the other's keys). A
+// pcall a record in in_script.check cost ~2k a follow-up: the call's
+// records are read under one (in_script.check_all). Skipping HMGET, as
+// HSET's answer could, saved under 1k (not done: an id held would be
+// overwritten). The functions of followups.lua made as methods naming no
+// local of an earlier part saved ~0.3k at 2000 calls (not kept): what
+// plain pays on the lean-followups composition, ~4k, is not the walk of
+// their upvalues. Past the wake backlog ("backlog") a call skips the
+// target's move_sentinel, ~0.8k a message under "other".
 func BenchmarkPollFollowUps(b *testing.B) {
 	calls, rounds := 1000, 5
 	s, pid := costServer(b)

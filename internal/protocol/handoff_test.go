@@ -441,3 +441,42 @@ func TestHandoffInScriptWakeBacklog(t *testing.T) {
 		}
 	})
 }
+
+// TestHandoffInScriptDamagedNamed: docs/protocol.md §22. The 'S' records
+// of a call are parsed together before anything is written (one
+// protected parse for the call); a record cut short is refused naming its
+// own message, not a sound record's before it, and an unknown outcome
+// before it is named first, as the outcomes are checked in order.
+func TestHandoffInScriptDamagedNamed(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		q := queuetest.QueueName(t)
+		for _, id := range []string{"a", "b", "c"} {
+			mustEnqueue(t, s, q, id, &EnqueueMessage{ID: id})
+		}
+		r, err := pollAs(t, s, q, "ab90", 1, 0, 3)
+		require.NoError(t, err)
+		out := handedOut(r)
+		require.Len(t, out, 3)
+		rec := func(id string) []byte {
+			return EncodeInScript([]InScriptFollowUp{{ID: id + "/x/0", Data: []byte("n")}}, nil)
+		}
+		good, cut := rec("a"), rec("b")
+		cut = cut[:len(cut)-3]
+		cs := []Completion{
+			{ID: "a", LockedUntil: out["a"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: good},
+			{ID: "b", LockedUntil: out["b"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: cut},
+			{ID: "c", LockedUntil: out["c"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: rec("c")},
+		}
+		a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, Poller: "ab90", Seq: 2, Confirmed: 1, Completions: cs}
+		ks, first := withInScriptKeys(s.Keys(q), cs)
+		err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(first)...).Err()
+		require.ErrorContains(t, err, `MQOUTCOME a damaged follow-ups record for message "b"`)
+		a.Completions[0].Outcome = "nonsense"
+		err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(first)...).Err()
+		require.ErrorContains(t, err, `MQOUTCOME unknown outcome "nonsense" for message "a"`)
+		for _, id := range []string{"a/x/0", "c/x/0"} {
+			assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), id), "nothing written")
+		}
+	})
+}
