@@ -503,7 +503,7 @@ local OUTCOMES = {success = true, retry = true, dead = true, release = true, can
 -- check_outcomes answers an error reply (MQOUTCOME) naming the first
 -- outcome given in ARGV from index first on (n groups, as record_outcomes
 -- takes them) that is not one of OUTCOMES, or whose follow-ups to enqueue
--- here cannot be (in_script.check_all), or nil when all are known; and, second,
+-- here cannot be (in_script.check), or nil when all are known; and, second,
 -- whether any of them carries a result or follow-ups for the relay (what
 -- follows the follow-ups enqueued here, in_script.parsed's rest), which a
 -- lean call refuses (dequeue.lua, §4). A call checks before it writes
@@ -511,8 +511,6 @@ local OUTCOMES = {success = true, retry = true, dead = true, release = true, can
 -- and an answer it does not know is refused, never guessed.
 local function check_outcomes(first, n)
   local argv, in_script, carries = ARGV, ext.in_script, false
-  local bad_j, bad -- (the first damaged 'S' record, in_script.check_all)
-  if in_script then bad_j, bad = in_script.check_all(first, n) end
   for i = 0, n - 1 do
     local j = first + OUTCOME_ARGS * i
     if not OUTCOMES[argv[j + 2]] then
@@ -521,7 +519,8 @@ local function check_outcomes(first, n)
     end
     local fu = argv[j + 6]
     if in_script and fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
-      if bad_j == j + 6 then
+      local bad = in_script.check(j + 6, fu)
+      if bad then
         return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(argv[j]) .. '"'), carries
       end
       fu = in_script.parsed[j + 6].rest

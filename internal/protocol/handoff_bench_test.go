@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,18 +45,21 @@ import (
 // messages a call of BenchmarkHandoff). Measured by cutting each part
 // out of the script in turn.
 //
-// Later (1000 calls of 8, medians of LEAN_BENCH_ROUNDS): runs of one
-// script differ by up to ~1.6k a message (the Lua collector's phase), so
-// compare medians of rounds, and never run two benchmarks against one
-// server under callgrind at once (each flushes the other's keys). A
-// pcall a record in in_script.check cost ~2k a follow-up: the call's
-// records are read under one (in_script.check_all). Skipping HMGET, as
-// HSET's answer could, saved under 1k (not done: an id held would be
-// overwritten). The functions of followups.lua made as methods naming no
-// local of an earlier part saved ~0.3k at 2000 calls (not kept): what
-// plain pays on the lean-followups composition, ~4k, is not the walk of
-// their upvalues. Past the wake backlog ("backlog") a call skips the
-// target's move_sentinel, ~0.8k a message under "other".
+// Later (1000 calls of 8, medians of LEAN_BENCH_ROUNDS): a script's cost
+// moves by 1-2k a message from one run of the benchmark to the next on
+// one server (the second run after a FLUSHALL tends to be lower), so
+// compare a change in one run, its composition given by
+// LEAN_BENCH_ALT_FOLLOWUPS to "-alt" variants beside the plain ones, and
+// never run two benchmarks against one server under callgrind at once
+// (each flushes the other's keys). So measured: the call's 'S' records
+// parsed under one pcall instead of one each, -0.3k own / -0.2k other
+// (not kept). Measured across runs, within that noise: HMGET skipped
+// (as HSET's answer could; an id held would be overwritten, not done),
+// under 1k; followups.lua's functions made methods naming no local of
+// an earlier part, ~0.3k at 2000 calls (not kept), so what plain pays
+// on the lean-followups composition (~4k) is not the walk of their
+// upvalues. In one run, past the wake backlog ("backlog") a call skips
+// the target's move_sentinel: ~0.8k a message under "other".
 func BenchmarkPollFollowUps(b *testing.B) {
 	calls, rounds := 1000, 5
 	s, pid := costServer(b)
@@ -79,13 +83,17 @@ func BenchmarkPollFollowUps(b *testing.B) {
 		b.Cleanup(func() { dequeueLeanScript = saved })
 	}
 	// LEAN_BENCH_ALT_FOLLOWUPS does the same for dequeue-lean-followups,
-	// which the variants with follow-ups run.
-	if alt := os.Getenv("LEAN_BENCH_ALT_FOLLOWUPS"); alt != "" {
-		src, err := os.ReadFile(alt)
+	// which the variants with follow-ups run, but only for the variants
+	// named with "-alt" after their name ("own-alt": "own" on it): in
+	// LEAN_BENCH_ONLY beside the plain ones, the change is measured in
+	// the same interleaved rounds (runs of one script differ by ~1-2k a
+	// message from one server run to the next).
+	base, alt := dequeueLeanFollowUpsScript, dequeueLeanFollowUpsScript
+	if f := os.Getenv("LEAN_BENCH_ALT_FOLLOWUPS"); f != "" {
+		src, err := os.ReadFile(f)
 		require.NoError(b, err)
-		saved := dequeueLeanFollowUpsScript
-		dequeueLeanFollowUpsScript = redis.NewScript(string(src))
-		b.Cleanup(func() { dequeueLeanFollowUpsScript = saved })
+		alt = redis.NewScript(string(src))
+		b.Cleanup(func() { dequeueLeanFollowUpsScript = base })
 	}
 	batch := 8
 	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_BATCH")); err == nil && n > 0 {
@@ -100,8 +108,13 @@ func BenchmarkPollFollowUps(b *testing.B) {
 	run := randomToken() // (a server under callgrind keeps its keys between runs)
 	got := map[string][]float64{}
 	for round := range rounds {
-		for _, v := range variants {
-			q := fmt.Sprintf("bench:%s:%s:%d", run, v, round)
+		for _, name := range variants {
+			v, isAlt := strings.CutSuffix(name, "-alt")
+			dequeueLeanFollowUpsScript = base
+			if isAlt {
+				dequeueLeanFollowUpsScript = alt
+			}
+			q := fmt.Sprintf("bench:%s:%s:%d", run, name, round)
 			target := ""
 			if v == "other" || v == "backlog" {
 				target = keys.Key(q+":next", false, keys.Messages)
@@ -156,14 +169,14 @@ func BenchmarkPollFollowUps(b *testing.B) {
 			require.False(b, a.Lean.Full(), "follow-ups in the script keep the call lean")
 			if pid != "" {
 				callgrindControl(b, "-d", pid)
-				got[v] = append(got[v], float64(callgrindTotal(b, pid))/float64((calls-10)*batch))
+				got[name] = append(got[name], float64(callgrindTotal(b, pid))/float64((calls-10)*batch))
 				continue
 			}
 			info, err := s.RDB.(*redis.Client).Info(ctx, "commandstats").Result()
 			require.NoError(b, err)
 			m := usecOf(info, "evalsha")
 			require.NotZero(b, m[0], info)
-			got[v] = append(got[v], m[1]/m[0]/float64(batch))
+			got[name] = append(got[name], m[1]/m[0]/float64(batch))
 		}
 	}
 	unit := "-µs/msg"

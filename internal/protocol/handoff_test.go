@@ -443,10 +443,10 @@ func TestHandoffInScriptWakeBacklog(t *testing.T) {
 }
 
 // TestHandoffInScriptDamagedNamed: docs/protocol.md §22. The 'S' records
-// of a call are parsed together before anything is written (one
-// protected parse for the call); a record cut short is refused naming its
-// own message, not a sound record's before it, and an unknown outcome
-// before it is named first, as the outcomes are checked in order.
+// of a call are parsed before anything is written; a record cut short is
+// refused naming its own message, not a sound record's before it, and an
+// unknown outcome before it is named first, as the outcomes are checked
+// in order.
 func TestHandoffInScriptDamagedNamed(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
