@@ -122,7 +122,9 @@ end
 -- has them, at the left of mids-ready in order (and mid-circle's sentinel
 -- when the circle is missing), and a sleeping worker of its queue woken,
 -- once per queue and call (move_sentinel, lib.lua; this queue's through
--- outcomes_wake). An id its queue holds already is this handling's
+-- outcomes_wake), unless its mids-ready held WAKE_BACKLOG ids a follow-up
+-- pushed before (wake-backlog.lua; §5, "No wake past a backlog": the push
+-- answers the length). An id its queue holds already is this handling's
 -- follow-up there already (its id is derived from the handling, unique to
 -- it): nothing is written for it. No stale metadata can wait under such
 -- an id (§13), so none is deleted. A target's gathered follow-ups are
@@ -170,7 +172,9 @@ function in_script.flush(now)
       if len == #ids and redis.call('exists', ks[4]) == 0 then
         redis.call('lpush', ks[4], END_OF_CIRCLE)
       end
-      if ks[1] == K_MESSAGES then
+      if len - #ids >= WAKE_BACKLOG * #ids then
+        -- (past the backlog: no sleeper waits for this wake)
+      elseif ks[1] == K_MESSAGES then
         outcomes_wake = true
       else
         move_sentinel(ks[5], ks[6], len % 2 == 1)

@@ -1,5 +1,6 @@
 -- wake-backlog.lua: composed into the enqueue scripts (enqueue.lua,
--- enqueue-new.lua), before their bodies.
+-- enqueue-new.lua), before their bodies, and into the poll's compositions
+-- with followups.lua, before it (its follow-ups wake by the same rule).
 
 -- WAKE_BACKLOG is the backlog past which an enqueue wakes nobody
 -- (docs/protocol.md §5): a call that pushes k ids onto mids-ready moves

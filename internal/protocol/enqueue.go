@@ -45,7 +45,8 @@ type EnqueueMessage struct {
 // WakeBacklog is the scripts' WAKE_BACKLOG (lua/wake-backlog.lua): an enqueue call
 // that pushes k ids onto mids-ready wakes a sleeping worker for them only
 // when the list held fewer than WakeBacklog*k ids before the call
-// (docs/protocol.md §5).
+// (docs/protocol.md §5), and so do k follow-ups a poll call enqueues to
+// a queue in the script (§22).
 const WakeBacklog = 1024
 
 // The priorities of §18 as the scripts spell them; normal is "".

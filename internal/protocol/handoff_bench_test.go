@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,10 @@ import (
 // another queue, whose keys the call passes after the queue's own, a
 // queue no worker drains; "drained", as "other" but to a new queue each
 // call, as a target a worker keeps empty finds it (its ready list gone,
-// its hashes small), the target's keys created by the call. The
+// its hashes small), the target's keys created by the call; "backlog", as
+// "other" but to a queue whose ready list holds the wake backlog
+// (WakeBacklog ids a follow-up of a call) from the start, as a target
+// whose workers fall behind: no call wakes its sleepers (§5). The
 // variants run in interleaved rounds; each reports the median of its
 // rounds' µs of Redis per message (EVALSHA's usec in INFO commandstats),
 // or, with LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server under
@@ -40,6 +44,22 @@ import (
 // the target's eight keys ~3k (a call's per-call costs halve at the ~16
 // messages a call of BenchmarkHandoff). Measured by cutting each part
 // out of the script in turn.
+//
+// Later (1000 calls of 8, medians of LEAN_BENCH_ROUNDS): a script's cost
+// moves by 1-2k a message from one run of the benchmark to the next on
+// one server (the second run after a FLUSHALL tends to be lower), so
+// compare a change in one run, its composition given by
+// LEAN_BENCH_ALT_FOLLOWUPS to "-alt" variants beside the plain ones, and
+// never run two benchmarks against one server under callgrind at once
+// (each flushes the other's keys). So measured: the call's 'S' records
+// parsed under one pcall instead of one each, -0.3k own / -0.2k other
+// (not kept). Measured across runs, within that noise: HMGET skipped
+// (as HSET's answer could; an id held would be overwritten, not done),
+// under 1k; followups.lua's functions made methods naming no local of
+// an earlier part, ~0.3k at 2000 calls (not kept), so what plain pays
+// on the lean-followups composition (~4k) is not the walk of their
+// upvalues. In one run, past the wake backlog ("backlog") a call skips
+// the target's move_sentinel: ~0.8k a message under "other".
 func BenchmarkPollFollowUps(b *testing.B) {
 	calls, rounds := 1000, 5
 	s, pid := costServer(b)
@@ -62,12 +82,25 @@ func BenchmarkPollFollowUps(b *testing.B) {
 		dequeueLeanScript = redis.NewScript(string(src))
 		b.Cleanup(func() { dequeueLeanScript = saved })
 	}
+	// LEAN_BENCH_ALT_FOLLOWUPS does the same for dequeue-lean-followups,
+	// which the variants with follow-ups run, but only for the variants
+	// named with "-alt" after their name ("own-alt": "own" on it): in
+	// LEAN_BENCH_ONLY beside the plain ones, the change is measured in
+	// the same interleaved rounds (runs of one script differ by ~1-2k a
+	// message from one server run to the next).
+	base, alt := dequeueLeanFollowUpsScript, dequeueLeanFollowUpsScript
+	if f := os.Getenv("LEAN_BENCH_ALT_FOLLOWUPS"); f != "" {
+		src, err := os.ReadFile(f)
+		require.NoError(b, err)
+		alt = redis.NewScript(string(src))
+		b.Cleanup(func() { dequeueLeanFollowUpsScript = base })
+	}
 	batch := 8
 	if n, err := strconv.Atoi(os.Getenv("LEAN_BENCH_BATCH")); err == nil && n > 0 {
 		batch = n
 	}
 	ctx := context.Background()
-	variants := []string{"plain", "own", "other", "drained"}
+	variants := []string{"plain", "own", "other", "drained", "backlog"}
 	if only := os.Getenv("LEAN_BENCH_ONLY"); only != "" {
 		variants = regexp.MustCompile(`,`).Split(only, -1)
 	}
@@ -75,11 +108,26 @@ func BenchmarkPollFollowUps(b *testing.B) {
 	run := randomToken() // (a server under callgrind keeps its keys between runs)
 	got := map[string][]float64{}
 	for round := range rounds {
-		for _, v := range variants {
-			q := fmt.Sprintf("bench:%s:%s:%d", run, v, round)
+		for _, name := range variants {
+			v, isAlt := strings.CutSuffix(name, "-alt")
+			dequeueLeanFollowUpsScript = base
+			if isAlt {
+				dequeueLeanFollowUpsScript = alt
+			}
+			q := fmt.Sprintf("bench:%s:%s:%d", run, name, round)
 			target := ""
-			if v == "other" {
+			if v == "other" || v == "backlog" {
 				target = keys.Key(q+":next", false, keys.Messages)
+			}
+			if v == "backlog" {
+				ready := keys.Key(q+":next", false, keys.MidsReady)
+				for i := 0; i < WakeBacklog*batch; i += 1000 {
+					ids := make([]any, min(1000, WakeBacklog*batch-i))
+					for j := range ids {
+						ids[j] = "r" + strconv.Itoa(i+j)
+					}
+					require.NoError(b, s.RDB.(*redis.Client).RPush(ctx, ready, ids...).Err())
+				}
 			}
 			for i := 0; i < calls*batch; i += 500 {
 				msgs := make([]EnqueueMessage, 500)
@@ -121,14 +169,14 @@ func BenchmarkPollFollowUps(b *testing.B) {
 			require.False(b, a.Lean.Full(), "follow-ups in the script keep the call lean")
 			if pid != "" {
 				callgrindControl(b, "-d", pid)
-				got[v] = append(got[v], float64(callgrindTotal(b, pid))/float64((calls-10)*batch))
+				got[name] = append(got[name], float64(callgrindTotal(b, pid))/float64((calls-10)*batch))
 				continue
 			}
 			info, err := s.RDB.(*redis.Client).Info(ctx, "commandstats").Result()
 			require.NoError(b, err)
 			m := usecOf(info, "evalsha")
 			require.NotZero(b, m[0], info)
-			got[v] = append(got[v], m[1]/m[0]/float64(batch))
+			got[name] = append(got[name], m[1]/m[0]/float64(batch))
 		}
 	}
 	unit := "-µs/msg"

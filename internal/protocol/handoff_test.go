@@ -368,3 +368,115 @@ func TestWithInScriptKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoffInScriptWakeBacklog: docs/protocol.md §5 and §22. The
+// follow-ups a call enqueues in the script wake a sleeper of their
+// target queue by the enqueues' rule: k follow-ups pushed onto a
+// mids-ready that held WakeBacklog*k-1 ids move the sentinel, onto one
+// that held WakeBacklog*k none; so for another queue (move_sentinel) and
+// for the queue itself (as an outcome wakes), through the full poll and
+// the lean one.
+func TestHandoffInScriptWakeBacklog(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		for _, lean := range []bool{false, true} {
+			for _, own := range []bool{false, true} {
+				for _, k := range []int{1, 2} {
+					for _, below := range []bool{true, false} {
+						backlog := WakeBacklog * k
+						if below {
+							backlog--
+						}
+						name := fmt.Sprintf("lean %v, own %v, %d a call, %d ready before", lean, own, k, backlog)
+						q := queuetest.QueueName(t) + fmt.Sprintf(":%v:%v:%d:%v", lean, own, k, below)
+						target := sameSlot(s, q, q+"-next")
+						if own {
+							target = q
+						}
+						for i := range k {
+							mustEnqueue(t, s, q, "m", &EnqueueMessage{ID: fmt.Sprintf("m%d", i)})
+						}
+						a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 10, MaxHandles: k,
+							Poller: randomToken(), Seq: 1}
+						if lean {
+							a.Lean = new(Lean)
+						}
+						r, err := Poll(ctx, s.RDB, s.Keys(q), a)
+						require.NoError(t, err, name)
+						out := handedOut(r)
+						require.Len(t, out, k, name)
+						// the target's backlog, and its sentinel in isleep-a
+						ids := make([]string, backlog)
+						for i := range ids {
+							ids[i] = fmt.Sprintf("r%d", i)
+						}
+						setList(t, s, target, keys.MidsReady, ids...)
+						setList(t, s, target, keys.MidCircle, EndOfCircle)
+						setList(t, s, target, keys.ISleepA, "_")
+						setList(t, s, target, keys.ISleepB)
+						a.Seq, a.Confirmed, a.MaxSteps, a.MaxHandles = 2, 1, 0, 0
+						for id, st := range out {
+							f := InScriptFollowUp{ID: id + "/x/0", Data: []byte("n")}
+							if !own {
+								f.Target = s.Key(target, keys.Messages)
+							}
+							a.Completions = append(a.Completions, Completion{ID: id, LockedUntil: st.LockedUntil,
+								Outcome: OutcomeSuccess, FollowUps: EncodeInScript([]InScriptFollowUp{f}, nil)})
+						}
+						r, err = Poll(ctx, s.RDB, s.Keys(q), a)
+						require.NoError(t, err, name)
+						require.Equal(t, slices.Repeat([]bool{true}, k), r.Recorded, name)
+						require.Len(t, queuetest.List(t, s.RDB, s.Key(target, keys.MidsReady)), backlog+k, name)
+						if lean {
+							require.False(t, a.Lean.Full(), "%s: the lean call stayed lean", name)
+						}
+						want := "a"
+						if below {
+							want = "b"
+						}
+						assert.Equal(t, want, sentinel(t, s, target), name)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestHandoffInScriptDamagedNamed: docs/protocol.md §22. The 'S' records
+// of a call are parsed before anything is written; a record cut short is
+// refused naming its own message, not a sound record's before it, and an
+// unknown outcome before it is named first, as the outcomes are checked
+// in order.
+func TestHandoffInScriptDamagedNamed(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		q := queuetest.QueueName(t)
+		for _, id := range []string{"a", "b", "c"} {
+			mustEnqueue(t, s, q, id, &EnqueueMessage{ID: id})
+		}
+		r, err := pollAs(t, s, q, "ab90", 1, 0, 3)
+		require.NoError(t, err)
+		out := handedOut(r)
+		require.Len(t, out, 3)
+		rec := func(id string) []byte {
+			return EncodeInScript([]InScriptFollowUp{{ID: id + "/x/0", Data: []byte("n")}}, nil)
+		}
+		good, cut := rec("a"), rec("b")
+		cut = cut[:len(cut)-3]
+		cs := []Completion{
+			{ID: "a", LockedUntil: out["a"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: good},
+			{ID: "b", LockedUntil: out["b"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: cut},
+			{ID: "c", LockedUntil: out["c"].LockedUntil, Outcome: OutcomeSuccess, FollowUps: rec("c")},
+		}
+		a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, Poller: "ab90", Seq: 2, Confirmed: 1, Completions: cs}
+		ks, first := withInScriptKeys(s.Keys(q), cs)
+		err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(first)...).Err()
+		require.ErrorContains(t, err, `MQOUTCOME a damaged follow-ups record for message "b"`)
+		a.Completions[0].Outcome = "nonsense"
+		err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(first)...).Err()
+		require.ErrorContains(t, err, `MQOUTCOME unknown outcome "nonsense" for message "a"`)
+		for _, id := range []string{"a/x/0", "c/x/0"} {
+			assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), id), "nothing written")
+		}
+	})
+}

@@ -31,7 +31,7 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 var scriptParts = map[string][]string{
 	"enqueue":     {"lib", "prelude", "prelude-ext", "status", "wake-backlog", "enqueue"},
 	"enqueue-new": {"lib:", "wake-backlog", "enqueue-new-full", "enqueue-new"}, // binds its own few keys: no prelude, and no function (a closure a call)
-	"dequeue":     {"lib", "prelude", "prelude-ext", "status", "counts", "history", "attempt-errors", "outcome", "outcome-ext", "followups", "limits", "dequeue"},
+	"dequeue":     {"lib", "prelude", "prelude-ext", "status", "counts", "history", "attempt-errors", "outcome", "outcome-ext", "wake-backlog", "followups", "limits", "dequeue"},
 	// The lean poll (docs/protocol.md §4), for a queue that uses no
 	// extension with keys of its own: without limits.lua and
 	// outcome-ext.lua, whose closures every call would make for nothing,
@@ -41,7 +41,7 @@ var scriptParts = map[string][]string{
 	// prelude.lua and status.lua the poll never calls: refuse_when_full
 	// (an enqueue's) and status_name (msg-status's).
 	"dequeue-lean":           {"lib", leanPrelude, leanStatus, "counts", "history", "attempt-errors", "outcome", "dequeue"},
-	"dequeue-lean-followups": {"lib", leanPrelude, leanStatus, "counts", "history", "attempt-errors", "outcome", "followups", "dequeue"},
+	"dequeue-lean-followups": {"lib", leanPrelude, leanStatus, "counts", "history", "attempt-errors", "outcome", "wake-backlog", "followups", "dequeue"},
 	"msg-status":             {"lib", "prelude", "prelude-ext", "status", "attempt-errors", "msg-status"},
 	"renew":                  {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "renew"},
 	"queue-counts":           {"lib", "prelude", "prelude-ext", "counts", "queue-counts"},
