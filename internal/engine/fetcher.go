@@ -130,11 +130,7 @@ type Fetcher struct {
 	// then. busySignal wakes it.
 	busy       atomic.Bool
 	busySignal chan struct{}
-	// polling counts the room taken by the loops' polls under way: their
-	// messages are on their way to the handlers, as those waiting in the
-	// deliveries are (reserve).
-	polling atomic.Int64
-	done    chan struct{}
+	done       chan struct{}
 }
 
 // NewFetcher returns a fetcher, not yet started.
@@ -261,10 +257,6 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 		f.cfg.Room.Finish(n - 1)
 		n = 1
 	}
-	// Under way until its messages are in the deliveries, or its room
-	// goes back: counted off before the room is freed, so that a loop the
-	// freeing wakes sees the poll over.
-	f.polling.Add(int64(n))
 	held := f.cfg.Room.Held(n)
 	batch := f.cfg.Completer.Take(l.p.Room())
 	wantSize := f.cfg.Throttle != nil || time.Since(l.sizeSeen) >= queueSizeSampleEvery
@@ -278,7 +270,6 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 	}, batch)
 	received := time.Now()
 	if err != nil {
-		f.polling.Add(-int64(n))
 		f.cfg.Room.Finish(n)
 		if ctx.Err() != nil {
 			return nil, false
@@ -329,7 +320,6 @@ func (l *pollLoop) turn(ctx context.Context) (*protocol.Step, bool) {
 	} else if held == 0 {
 		f.cfg.Room.Drained()
 	}
-	f.polling.Add(-int64(n))
 	f.cfg.Room.Finish(n - handled)
 	f.setBusy(sleep == nil && handled == n)
 	f.cfg.Events.Polled(ctx, PollInfo{QueueSize: l.queueSize, NDryRuns: ndry, Handled: handled, Slept: sleep != nil})
@@ -447,18 +437,8 @@ func (f *Fetcher) awaitTurn(ctx context.Context) bool {
 
 // reserve waits until there is room for messages and takes all of it. It
 // answers how many messages the next poll may take, 0 when ctx ended.
-// With nothing waiting for a handler, any room will do, so that idle
-// handlers get work at once; otherwise it waits for half the limit, so
-// that a poll takes many messages at once. While the worker prefetches,
-// the messages of the loops' polls under way count as waiting (see
-// waiting): the loop then waits only while less than half the limit is
-// free, so that busy handlers and polls under way hold more than half of
-// it, and with a prefetch of at least the handlers (the default) every
-// idle handler has a message on its way. Were they not counted, the room
-// the last messages of a poll free as they are handled would go out at
-// once, in polls of a few messages each, while another poll is under way:
-// more script calls for as many messages, each with a cost of its own in
-// Redis. Outcomes
+// With nothing waiting for a handler, any room will do; otherwise it waits
+// for half the limit, so that a poll takes many messages at once. Outcomes
 // handed in meanwhile ride on that poll; should the wait outlast
 // maxOutcomeDelay, the loop counts as asleep and the flusher records them,
 // so that slow handlings never hold an outcome back (and past its lock).
@@ -475,7 +455,7 @@ func (f *Fetcher) reserve(ctx context.Context, deliveries chan Delivery) int {
 		}
 	}()
 	for {
-		if n := f.cfg.Room.TryTake(f.waiting(deliveries)); n > 0 {
+		if n := f.cfg.Room.TryTake(len(deliveries)); n > 0 {
 			return n
 		}
 		if timer == nil {
@@ -501,19 +481,6 @@ func (f *Fetcher) reserve(ctx context.Context, deliveries chan Delivery) int {
 			drainTimer.Stop()
 		}
 	}
-}
-
-// waiting is how many messages wait for a handler, for reserve: those in
-// deliveries and, while the worker prefetches, those of polls under way.
-// Unprefetched, a poll under way may bring fewer messages than there are
-// idle handlers, and a throttled loop's poll paces its own messages only,
-// so there it does not count.
-func (f *Fetcher) waiting(deliveries chan Delivery) int {
-	n := len(deliveries)
-	if f.cfg.Room.Prefetching() {
-		n += int(f.polling.Load())
-	}
-	return n
 }
 
 // sleep is the interruptible sleep of docs/protocol.md §5: until an

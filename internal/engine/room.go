@@ -93,8 +93,7 @@ func (r *Room) Prefetching() bool {
 }
 
 // TryTake takes all the room there is, when there is enough: any, with
-// nothing waiting for a handler (waiting is how many messages do: in the
-// deliveries and, while prefetching, on their way in polls under way);
+// nothing waiting for a handler (waiting is how many deliveries do);
 // otherwise half the limit, so that a poll takes many messages at once.
 // It answers how much it took, 0 for none.
 //
