@@ -203,17 +203,6 @@ func TestEnqueueWakeBacklog(t *testing.T) {
 	assert.Contains(t, composeSource("wake-backlog"), fmt.Sprintf("\nlocal WAKE_BACKLOG = %d\n", WakeBacklog), "wake-backlog.lua's WAKE_BACKLOG is WakeBacklog")
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
-		// prepare gives q a backlog of ready ids and a sentinel in isleep-a.
-		prepare := func(q string, backlog int) {
-			ids := make([]string, backlog)
-			for i := range ids {
-				ids[i] = fmt.Sprintf("r%d", i)
-			}
-			setList(t, s, q, keys.MidsReady, ids...)
-			setList(t, s, q, keys.MidCircle, EndOfCircle)
-			setList(t, s, q, keys.ISleepA, "_")
-			setList(t, s, q, keys.ISleepB)
-		}
 		call := func(k int) EnqueueCall {
 			c := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, IndexOnly: true}
 			for i := range k {
@@ -229,8 +218,8 @@ func TestEnqueueWakeBacklog(t *testing.T) {
 				}
 				name := fmt.Sprintf("%d a call, %d ready before", k, backlog)
 				lean, full := queuetest.QueueName(t)+":lean:"+name, queuetest.QueueName(t)+":full:"+name
-				prepare(lean, backlog)
-				prepare(full, backlog)
+				backlogged(t, s, lean, backlog)
+				backlogged(t, s, full, backlog)
 				c := call(k)
 				require.True(t, c.lean(), name)
 				a := Enqueue(ctx, s.RDB, s.Keys(lean), c)
@@ -253,7 +242,7 @@ func TestEnqueueWakeBacklog(t *testing.T) {
 		// before every due entry, one put on a priority's list.
 		for _, m := range []EnqueueMessage{{ID: "d", InitialBackoff: time.Second}, {ID: "p", Priority: PriorityHigh}} {
 			q := queuetest.QueueName(t) + ":" + m.ID
-			prepare(q, 2*WakeBacklog)
+			backlogged(t, s, q, 2*WakeBacklog)
 			c := call(1)
 			c.Messages = append(c.Messages, m)
 			a := Enqueue(ctx, s.RDB, s.Keys(q), c)
