@@ -34,26 +34,11 @@ end
 
 -- trim_results drops the results older than results_max_age_ms and the
 -- oldest beyond results_max_count, at most 100 of each more than this
--- call wrote, as trim_dead does for dead letters: once per call, after
+-- call wrote, as trim_store (outcome.lua) does for dead letters: once per call, after
 -- its outcomes (record_outcomes), so that the store never grows past its
 -- bound by more than 100.
 function ext.trim_results(now)
-  local limit = 100 + results_kept
-  if results_max_age_ms > 0 then
-    local old = redis.call('zrangebyscore', K_RESULTS_INDEX, '-inf', now - results_max_age_ms, 'LIMIT', 0, limit)
-    if #old > 0 then
-      call_each('hdel', K_RESULTS, old)
-      call_each('zrem', K_RESULTS_INDEX, old)
-    end
-  end
-  if results_max_count > 0 then
-    local surplus = redis.call('zcard', K_RESULTS_INDEX) - results_max_count
-    if surplus > 0 then
-      local old = redis.call('zrange', K_RESULTS_INDEX, 0, math.min(surplus, limit) - 1)
-      call_each('hdel', K_RESULTS, old)
-      call_each('zrem', K_RESULTS_INDEX, old)
-    end
-  end
+  trim_store(K_RESULTS, K_RESULTS_INDEX, results_max_age_ms, results_max_count, 100 + results_kept, now)
 end
 
 -- keep_result writes result, the bytes a handler gave with mid's success,

@@ -287,24 +287,26 @@ end
 -- Dead letters (§11). The bounds come with every call that may write one.
 local dead_max_count, dead_max_age_ms = 0, 0
 
--- trim_dead drops the dead letters older than dead_max_age_ms and the
--- oldest beyond dead_max_count, at most 100 of each per call, so that a
--- call's work stays bounded (each dead letter written drops at least one
--- over the bound, so the store never grows past it by more than that).
-local function trim_dead(now)
-  if dead_max_age_ms > 0 then
-    local old = redis.call('zrangebyscore', K_DEAD_INDEX, '-inf', now - dead_max_age_ms, 'LIMIT', 0, 100)
+-- trim_store drops the entries of a store (a hash, with its index by
+-- time, a sorted set) older than max_age_ms and the oldest beyond
+-- max_count, at most `limit` of each per call, so that a call's work stays
+-- bounded (each entry written drops at least one over the bound, so the
+-- store never grows past it by more than that). Dead letters use it
+-- (at most 100 of each a call), and results (outcome-ext.lua's trim_results).
+local function trim_store(store, index, max_age_ms, max_count, limit, now)
+  if max_age_ms > 0 then
+    local old = redis.call('zrangebyscore', index, '-inf', now - max_age_ms, 'LIMIT', 0, limit)
     if #old > 0 then
-      call_each('hdel', K_DEAD, old)
-      call_each('zrem', K_DEAD_INDEX, old)
+      call_each('hdel', store, old)
+      call_each('zrem', index, old)
     end
   end
-  if dead_max_count > 0 then
-    local surplus = redis.call('zcard', K_DEAD_INDEX) - dead_max_count
+  if max_count > 0 then
+    local surplus = redis.call('zcard', index) - max_count
     if surplus > 0 then
-      local old = redis.call('zrange', K_DEAD_INDEX, 0, math.min(surplus, 100) - 1)
-      call_each('hdel', K_DEAD, old)
-      call_each('zrem', K_DEAD_INDEX, old)
+      local old = redis.call('zrange', index, 0, math.min(surplus, limit) - 1)
+      call_each('hdel', store, old)
+      call_each('zrem', index, old)
     end
   end
 end
@@ -358,7 +360,7 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms, window_ms)
   redis.call('hset', K_DEAD, mid, pack4(items))
   redis.call('zadd', K_DEAD_INDEX, now, mid)
   count_history('d')
-  trim_dead(now)
+  trim_store(K_DEAD, K_DEAD_INDEX, dead_max_age_ms, dead_max_count, 100, now)
   if ext.notify_final then ext.notify_final(mid) end
   window_ms = math.max(window_ms or 0, window_of(policy))
   if window_ms > 0 then
