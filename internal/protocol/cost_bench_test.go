@@ -84,3 +84,20 @@ func usecOf(info, cmd string) [2]float64 {
 	}
 	return [2]float64{}
 }
+
+// reportMedians reports, for each name in order, the median of its
+// rounds in got, as <name>-µs/<per>, or -instr/<per> under callgrind
+// (pid set); a name without rounds (a warm-up) is left out.
+func reportMedians(b *testing.B, got map[string][]float64, names []string, per, pid string) {
+	unit := "-µs/" + per
+	if pid != "" {
+		unit = "-instr/" + per
+	}
+	for _, name := range names {
+		if len(got[name]) == 0 {
+			continue
+		}
+		xs := slices.Sorted(slices.Values(got[name]))
+		b.ReportMetric(xs[len(xs)/2], name+unit)
+	}
+}

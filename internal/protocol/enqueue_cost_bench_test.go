@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,12 +116,5 @@ func BenchmarkEnqueueNewCost(b *testing.B) {
 			got[name] = append(got[name], m[1]/m[0])
 		}
 	}
-	unit := "-µs/call"
-	if pid != "" {
-		unit = "-instr/call"
-	}
-	for _, name := range names {
-		xs := slices.Sorted(slices.Values(got[name]))
-		b.ReportMetric(xs[len(xs)/2], name+unit)
-	}
+	reportMedians(b, got, names, "call", pid)
 }

@@ -71,15 +71,7 @@ func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
 						}
 						call.Messages = append(call.Messages, m)
 					}
-					require.True(t, call.lean(), name)
-					a := Enqueue(ctx, s.RDB, s.Keys(lean), call)
-					require.NoError(t, a.Err, name)
-					require.Equal(t, slices.Repeat([]Code{Added}, size), a.Codes, name)
-
-					call.Sends = new(Sends) // the same call, on enqueue.lua's own first send
-					reply, err := enqueueScript.Run(ctx, s.RDB, s.Keys(full), call.argv()...).StringSlice()
-					require.NoError(t, err, name)
-					require.Equal(t, slices.Repeat([]string{"added"}, size), reply, name)
+					addedBoth(t, s, lean, full, call, name)
 				}
 				now := s.Now(t)
 				assert.Equal(t, withReceipts(t, s, full, dumpQueue(t, s, full, now)), withReceipts(t, s, lean, dumpQueue(t, s, lean, now)), name)
@@ -181,6 +173,22 @@ func TestEnqueueNewArgsInStep(t *testing.T) {
 			}
 		}
 	}
+}
+
+// addedBoth sends call, a lean one, to queue lean through Enqueue (so
+// enqueue-new.lua) and to queue full through enqueue.lua on its own first
+// send, and requires both to answer added for every message.
+func addedBoth(t *testing.T, s *queuetest.Server, lean, full string, call EnqueueCall, name string) {
+	t.Helper()
+	ctx := context.Background()
+	require.True(t, call.lean(), name)
+	a := Enqueue(ctx, s.RDB, s.Keys(lean), call)
+	require.NoError(t, a.Err, name)
+	require.Equal(t, slices.Repeat([]Code{Added}, len(call.Messages)), a.Codes, name)
+	call.Sends = new(Sends) // the same call, on enqueue.lua's own first send
+	reply, err := enqueueScript.Run(ctx, s.RDB, s.Keys(full), call.argv()...).StringSlice()
+	require.NoError(t, err, name)
+	require.Equal(t, slices.Repeat([]string{"added"}, len(call.Messages)), reply, name)
 }
 
 // backlogged gives q a backlog of n ready ids, its circle and the sleep

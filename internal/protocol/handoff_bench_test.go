@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,12 +178,5 @@ func BenchmarkPollFollowUps(b *testing.B) {
 			got[name] = append(got[name], m[1]/m[0]/float64(batch))
 		}
 	}
-	unit := "-µs/msg"
-	if pid != "" {
-		unit = "-instr/msg"
-	}
-	for _, v := range variants {
-		xs := slices.Sorted(slices.Values(got[v]))
-		b.ReportMetric(xs[len(xs)/2], v+unit)
-	}
+	reportMedians(b, got, variants, "msg", pid)
 }

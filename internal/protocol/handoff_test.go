@@ -406,14 +406,7 @@ func TestHandoffInScriptWakeBacklog(t *testing.T) {
 						out := handedOut(r)
 						require.Len(t, out, k, name)
 						// the target's backlog, and its sentinel in isleep-a
-						ids := make([]string, backlog)
-						for i := range ids {
-							ids[i] = fmt.Sprintf("r%d", i)
-						}
-						setList(t, s, target, keys.MidsReady, ids...)
-						setList(t, s, target, keys.MidCircle, EndOfCircle)
-						setList(t, s, target, keys.ISleepA, "_")
-						setList(t, s, target, keys.ISleepB)
+						backlogged(t, s, target, backlog)
 						a.Seq, a.Confirmed, a.MaxSteps, a.MaxHandles = 2, 1, 0, 0
 						for id, st := range out {
 							f := InScriptFollowUp{ID: id + "/x/0", Data: []byte("n")}

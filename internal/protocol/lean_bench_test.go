@@ -171,17 +171,13 @@ func BenchmarkPollKeySets(b *testing.B) {
 			got[v.name] = append(got[v.name], m[1]/m[0]/float64(batch))
 		}
 	}
-	unit := "-µs/msg"
-	if pid != "" {
-		unit = "-instr/msg"
-	}
+	var names []string
 	for _, v := range variants {
-		if v.name == "warm" {
-			continue
+		if v.name != "warm" {
+			names = append(names, v.name)
 		}
-		xs := slices.Sorted(slices.Values(got[v.name]))
-		b.ReportMetric(xs[len(xs)/2], v.name+unit)
 	}
+	reportMedians(b, got, names, "msg", pid)
 }
 
 // argv5 is a's arguments as dequeue.lua took them before results and

@@ -3,7 +3,6 @@ package protocol
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -220,15 +219,7 @@ func TestEnqueueWakeBacklog(t *testing.T) {
 				lean, full := queuetest.QueueName(t)+":lean:"+name, queuetest.QueueName(t)+":full:"+name
 				backlogged(t, s, lean, backlog)
 				backlogged(t, s, full, backlog)
-				c := call(k)
-				require.True(t, c.lean(), name)
-				a := Enqueue(ctx, s.RDB, s.Keys(lean), c)
-				require.NoError(t, a.Err, name)
-				require.Equal(t, slices.Repeat([]Code{Added}, k), a.Codes, name)
-				c.Sends = new(Sends) // the same call, on enqueue.lua's own first send
-				reply, err := enqueueScript.Run(ctx, s.RDB, s.Keys(full), c.argv()...).StringSlice()
-				require.NoError(t, err, name)
-				require.Equal(t, slices.Repeat([]string{"added"}, k), reply, name)
+				addedBoth(t, s, lean, full, call(k), name)
 				want := "a"
 				if below {
 					want = "b"
