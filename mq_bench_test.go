@@ -3,6 +3,7 @@ package mq
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -236,21 +237,32 @@ func benchFill(b *testing.B, c *Client, queue string, n int) {
 	}
 }
 
-// BenchmarkEnqueueConcurrent has four goroutines per GOMAXPROCS call
-// Enqueue in a loop, as request handlers do: their calls are coalesced
-// (coalesce.go). One b.N is one message; profile it with -cpuprofile.
+// BenchmarkEnqueueConcurrent has G goroutines (8 and 64, rounded to a
+// multiple of GOMAXPROCS) call Enqueue in a loop, as request handlers do:
+// their calls are coalesced (coalesce.go). One b.N is one message; it
+// reports the messages a script call carried (msgs/script, from INFO
+// commandstats). Profile it with -cpuprofile.
 func BenchmarkEnqueueConcurrent(b *testing.B) {
-	c := benchClient(b)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.SetParallelism(4)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := c.Enqueue(ctx, "bench", Raw(benchPayload), nil); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	for _, g := range []int{8, 64} {
+		b.Run(fmt.Sprintf("G=%d", g), func(b *testing.B) {
+			c := benchClient(b)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(max(1, g/runtime.GOMAXPROCS(0)))
+			_, _, evals0 := redisUsage(b, c)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.Enqueue(ctx, "bench", Raw(benchPayload), nil); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			_, _, evals1 := redisUsage(b, c)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(b.N)/float64(max(1, evals1-evals0)), "msgs/script")
+		})
+	}
 }
