@@ -4,19 +4,7 @@
 -- (§4), whose queue uses none of them. Its functions are outcome.lua's
 -- names (nil without this file), set here.
 
--- Follow-ups and batches (§22). batch_of answers the batch an encoded
--- policy names (its ninth field, "<b>\n<completion queue>"), '' for none.
-local function batch_of(p)
-  local i, n = 1, 0
-  while i + 3 <= #p do
-    local a, b, c, d = string.byte(p, i, i + 3)
-    local len = a + 256 * b + 65536 * c + 16777216 * d
-    n = n + 1
-    if n == 9 then return string.sub(p, i + 4, i + 3 + len) end
-    i = i + 4 + len
-  end
-  return ''
-end
+-- Follow-ups and batches (§22).
 
 -- tick_batch appends to handoffs the tick of mid's final outcome (kind 's'
 -- success, 'd' dead, 'c' cancelled, §20) when mid is a member of a batch: "T<kind>\n<first
@@ -27,7 +15,7 @@ end
 function ext.tick_batch(mid, udt, kind)
   if not feature_used('batches') then return end
   udt = udt or redis.call('hget', K_UDTS, mid) or ''
-  local b = batch_of(policy_of(mid, udt))
+  local b = policy_field(policy_of(mid, udt), 9) or ''
   if b == '' then return end
   redis.call('rpush', K_HANDOFFS, 'T' .. kind .. '\n' .. udt .. '\n' .. b .. '\n' .. mid)
 end

@@ -115,18 +115,20 @@ local function policy_of(mid, udt)
   return tagged_get(K_POLICY, mid, udt) or ''
 end
 
--- window_of answers the dedupe window in ms of an encoded policy (its
--- eighth field, EncodePolicy in internal/protocol), 0 for none.
-local function window_of(p)
-  local i, n = 1, 0
+-- policy_field answers field n of an encoded policy (EncodePolicy in
+-- internal/protocol: fields of a four-byte little-endian length and
+-- their bytes), nil when it has fewer: the eighth is the dedupe window in
+-- ms, the ninth the batch (outcome-ext.lua).
+local function policy_field(p, n)
+  local i, k = 1, 0
   while i + 3 <= #p do
     local a, b, c, d = string.byte(p, i, i + 3)
     local len = a + 256 * b + 65536 * c + 16777216 * d
-    n = n + 1
-    if n == 8 then return tonumber(string.sub(p, i + 4, i + 3 + len)) or 0 end
+    k = k + 1
+    if k == n then return string.sub(p, i + 4, i + 3 + len) end
     i = i + 4 + len
   end
-  return 0
+  return nil
 end
 
 -- Gathered writes. Within one call, the due entries written (each a
@@ -362,7 +364,7 @@ local function bury(mid, reason, err, attempts, now, default_lock_ms, window_ms)
   count_history('d')
   trim_store(K_DEAD, K_DEAD_INDEX, dead_max_age_ms, dead_max_count, 100, now)
   if ext.notify_final then ext.notify_final(mid) end
-  window_ms = math.max(window_ms or 0, window_of(policy))
+  window_ms = math.max(window_ms or 0, tonumber(policy_field(policy, 8)) or 0)
   if window_ms > 0 then
     enter_window(mid, now + window_ms)
     return
