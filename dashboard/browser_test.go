@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +114,14 @@ func poll[T any](t *testing.T, ctx context.Context, what, expr string) T {
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(tctx, chromedp.Poll[T](expr, chromedp.WithPollingInterval(20*time.Millisecond)))
+	// Right after a navigation, chromium may still name the page it left
+	// as the frame's execution context: the evaluation is refused with
+	// "Cannot find context with specified id" (seen once in CI, the page
+	// drawn meanwhile). That is the navigation settling, not the page's
+	// answer: poll again, by the same deadline.
+	for err != nil && tctx.Err() == nil && strings.Contains(err.Error(), "Cannot find context with specified id") {
+		v, err = chromedp.Run(tctx, chromedp.Poll[T](expr, chromedp.WithPollingInterval(20*time.Millisecond)))
+	}
 	if err != nil {
 		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
 		t.Fatalf("waiting for %s: %v; the page says:\n%s", what, err, text)
