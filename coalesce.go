@@ -187,7 +187,6 @@ func (c *Client) release(queue string, g *enqueueGroup) {
 // drain runs the group's waiting calls, as many as a script call takes at
 // a time, until nobody waits; the group is then idle.
 func (c *Client) drain(queue string, g *enqueueGroup) {
-	answered := 1 // the call that ran alone
 	for {
 		// The callers just answered are runnable, most of them on this
 		// goroutine's P, and many call again at once: let them run
@@ -196,7 +195,7 @@ func (c *Client) drain(queue string, g *enqueueGroup) {
 		// splitting into two halves that take turns, each in calls of
 		// half the size (more script calls for as many messages). When
 		// nobody waits even then, the group is idle.
-		g.settle(answered)
+		g.settle()
 		g.mu.Lock()
 		batch := g.take()
 		if len(batch) == 0 {
@@ -206,7 +205,6 @@ func (c *Client) drain(queue string, g *enqueueGroup) {
 		}
 		g.mu.Unlock()
 		c.runBatch(queue, batch)
-		answered = len(batch)
 	}
 }
 
@@ -277,29 +275,14 @@ func (c *Client) runBatch(queue string, batch []*enqueueWaiter) {
 // most. One yield let only part of them through (some run on another P,
 // or later than this goroutine): with 64 callers, calls took about 41
 // messages rather than 60 or more (go test -bench, one queue, 2 cores).
-//
-// It also stops once the list holds as many calls more as the answered
-// callers (the last script call's): when all of them are back, a yield
-// more only confirms that nobody else comes. At G=8 that was the second
-// yield of every cycle, on the path between Redis's reply and the next
-// call, where Redis waits: each runtime.Gosched goes through the global
-// run queue and may wake an idle P's thread (a futex call) for nothing.
-// With it cut (a runtime trace of go test -bench EnqueueConcurrent/G=8,
-// medians of about 2,200 cycles on a loaded machine): 1 yield a cycle
-// instead of 2, the same 7.9 messages a call; 12 interleaved pairs of
-// BenchmarkEnqueueConcurrent/G=8 gave a median 1.25x the msgs/s (0.95x to
-// 1.8x, a loaded machine).
-func (g *enqueueGroup) settle(answered int) {
-	g.mu.Lock()
-	enough := min(len(g.waiting)+answered, settleEnough)
-	g.mu.Unlock()
+func (g *enqueueGroup) settle() {
 	last := -1
 	for range settleYields {
 		runtime.Gosched()
 		g.mu.Lock()
 		n := len(g.waiting)
 		g.mu.Unlock()
-		if n == last || n >= enough {
+		if n == last || n >= settleEnough {
 			return
 		}
 		last = n
