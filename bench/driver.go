@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,10 @@ type driverArgs struct {
 	probeEvery time.Duration
 	// collectTimeout bounds the wait for handled messages to be collected.
 	collectTimeout time.Duration
+	// cpuProfile, when not empty, is the file a CPU profile of the
+	// measured phase (from GO to the end) is written to: where a
+	// system's client spends its CPU, run by hand with -driver.
+	cpuProfile string
 }
 
 // mark is what a driver reports at a measurement point. The orchestrator
@@ -168,10 +173,31 @@ func runDriver(ctx context.Context, a driverArgs) error {
 	defer sys.close()
 
 	in := bufio.NewScanner(os.Stdin)
+	stopProfile := func() error { return nil }
+	defer func() {
+		if err := stopProfile(); err != nil {
+			fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		}
+	}()
 	ready := func() error {
 		fmt.Println("READY")
 		if !in.Scan() || in.Text() != "GO" {
 			return fmt.Errorf("expected GO from the orchestrator")
+		}
+		if a.cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(a.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		stopProfile = func() error {
+			pprof.StopCPUProfile()
+			return f.Close()
 		}
 		return nil
 	}

@@ -75,6 +75,7 @@ func main() {
 	flag.IntVar(&d.queues, "queues", 100, "driver: queues of the queues scenario")
 	flag.IntVar(&d.probes, "probes", 20, "queues: probe messages")
 	flag.DurationVar(&d.probeEvery, "probe-every", 250*time.Millisecond, "queues: time between probes")
+	flag.StringVar(&d.cpuProfile, "cpuprofile", "", "driver: write a CPU profile of the measured phase to this file")
 	flag.DurationVar(&d.collectTimeout, "collect-timeout", 2*time.Minute, "longest wait for handled messages to be collected")
 	flag.Parse()
 	log.SetFlags(0)
