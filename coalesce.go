@@ -55,7 +55,7 @@ import (
 // write, the futex that wakes an idle P for the first caller answered
 // (whose thread comes too late to run any: the 8 callers run one after
 // the other on the runner's P, about 1 µs each), and the wake-ups of
-// both sides from epoll; this package's own code is under a tenth of
+// both sides from epoll; this package's own code is about a tenth of
 // the client's CPU. Two calls in flight would overlap the two parts but
 // halve the calls: two calls of 4 messages cost Redis 351,000
 // instructions against 241,500 for one of 8, which eats the overlap.
