@@ -241,6 +241,17 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
   -- held a slot already keeps it, with the key it was taken under, and the
   -- slot its hand-out counted is given back.
   function lim.resolve()
+    local fr = lim.freeing
+    if fr and #fr > 0 then
+      -- (the slots freed below the limit, limits_freed: one HDEL, whose
+      -- answer is how many were held)
+      lim.freeing = nil
+      local gone = 0
+      for i = 1, #fr, UNPACK_MAX do
+        gone = gone + redis.call('hdel', K_SLOTS, unpack(fr, i, math.min(i + UNPACK_MAX - 1, #fr)))
+      end
+      if gone > 0 then lim.add('q', -gone) end
+    end
     local mids = lim.unsure
     local n = #mids
     if n == 0 then return end
@@ -389,6 +400,10 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
   ext.limits_prefetch = function(first, n, skip)
     if not lim.held then lim_init() end
     if n - skip < 2 or lim.count('q') <= 0 then return end
+    -- (without a limit per key, the outcomes' HDEL is their read:
+    -- limits_freed)
+    local c = limits_conf
+    if c and not c.key_conc then return end
     local held, mids, fields = lim.held, {}, {}
     for i = skip, n - 1 do
       local mid = ARGV[first + OUTCOME_ARGS * i]
@@ -450,10 +465,30 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
       if c == nil then c = limits_cfg() end
       if c and not c.key_conc then
         -- (without a limit per key every slot is '', limits_unkey: the
-        -- slot's HDEL, at once, is its read as well as its write, its
-        -- answer telling whether it was held)
-        gone = true
-        held = (l.counts.q or l.count('q')) > 0 and redis.call('hdel', K_SLOTS, 'h:' .. mid) == 1 and ''
+        -- slot's HDEL is its read as well as its write, its answer
+        -- telling whether it was held. Below the queue's limit, where
+        -- the count need not be exact, the call's HDELs are one, sent by
+        -- lim.resolve, which gives their count back; at the limit, at
+        -- once, so that the count is exact and the wake is owed.)
+        local q = l.counts.q or l.count('q')
+        if c.conc and q >= c.conc and l.freeing then
+          l.resolve() -- (the count made exact first: the frees deferred)
+          q = l.counts.q
+        end
+        if q <= 0 then
+          held = false
+        elseif c.conc and q >= c.conc then
+          gone = true
+          held = redis.call('hdel', K_SLOTS, 'h:' .. mid) == 1 and ''
+        else
+          local fr = l.freeing
+          if not fr then
+            fr = {}
+            l.freeing = fr
+          end
+          fr[#fr + 1] = 'h:' .. mid
+          held = false
+        end
         l.held[mid] = held
       else
         held = l.held_of(mid)
