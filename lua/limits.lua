@@ -109,17 +109,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     l.p = {key = '', slot = false, key_slot = false, held = false, q_tat = false, k_tat = false, reserved = false}
   end
 
-  -- limits_parse_rate answers {t = µs per token, tau = µs of burst} of a
-  -- rate field '<n> <period ms> <burst>', nil for none.
-  local function limits_parse_rate(s)
-    if not s then return nil end
-    local n, p, b = string.match(s, '^(%d+) (%d+) (%d+)$')
-    n, p, b = tonumber(n), tonumber(p), tonumber(b)
-    if not n or n <= 0 or p <= 0 then return nil end
-    local t = math.ceil(p * 1000 / n)
-    return {t = t, tau = b * t}
-  end
-
   local function limits_cfg()
     if limits_conf == nil then
       limits_conf = false
@@ -130,8 +119,18 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
         local spelled = features.limits_conf
         local v = {string.match(spelled, '^[+=](.-)|(.-)|(.-)|(.*)$')}
         if not v[1] then v = redis.call('hmget', K_LIMITS, 'rate', 'key-rate', 'conc', 'key-conc') end
-        local c = {rate = limits_parse_rate(v[1]), key_rate = limits_parse_rate(v[2]),
-          conc = tonumber(v[3]), key_conc = tonumber(v[4])}
+        local c = {rate = false, key_rate = false, conc = tonumber(v[3]), key_conc = tonumber(v[4])}
+        -- (the rates, '<n> <period ms> <burst>': {t = µs per token, tau =
+        -- µs of burst}, false for none; parsed here, not by a function of
+        -- its own, which would be one closure more a call)
+        for i = 1, 2 do
+          local n, p, b = string.match(v[i] or '', '^(%d+) (%d+) (%d+)$')
+          n, p, b = tonumber(n), tonumber(p), tonumber(b)
+          if n and n > 0 and p > 0 then
+            local t = math.ceil(p * 1000 / n)
+            if i == 1 then c.rate = {t = t, tau = b * t} else c.key_rate = {t = t, tau = b * t} end
+          end
+        end
         if c.conc and c.conc <= 0 then c.conc = nil end
         if c.key_conc and c.key_conc <= 0 then c.key_conc = nil end
         if c.rate or c.key_rate or c.conc or c.key_conc then
@@ -145,6 +144,9 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
           end
         end
       end
+      -- (only a limit per key parks: without one, none is parked, and
+      -- lim.parked, made by limits_more, is never needed)
+      if not (limits_conf and limits_conf.key_conc) then lim.nparked = 0 end
     end
     return limits_conf
   end
@@ -185,62 +187,21 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     lim.counts_w[f] = true
   end
 
-  -- lim.held_of answers mid's slots field 'h:<mid>'. None exists while
-  -- slot-counts 'q' is 0: every slot taken counts there, and every slot
-  -- freed.
-  function lim.held_of(mid)
-    local v = lim.held[mid]
-    if v == nil then
-      if lim.count('q') <= 0 then
-        v = false
-      else
-        v = redis.call('hget', K_SLOTS, 'h:' .. mid)
-      end
-      lim.held[mid] = v
-    end
-    return v
-  end
-
-  -- lim.tat answers a tat as a number, nil for none: rate-tat field f
-  -- ('k:<key>'), or for f 'tq' (the queue's) and 'nr' (the reservations'
-  -- count) the slot-counts field, read with the queue's count.
-  function lim.tat(f)
-    if f == 'tq' or f == 'nr' then
-      local v = lim.counts[f]
-      if v == nil then
-        lim.read_q()
-        v = lim.counts[f]
-      end
-      if v > 0 then return v end
-      return nil
-    end
-    local v = lim.tats[f]
-    if v == nil then
-      v = tonumber(redis.call('hget', K_RATE_TAT, f)) or false
-      lim.tats[f] = v
-    end
-    return v or nil
-  end
-
-  -- lim.parked answers how many ids are parked (ZCARD once per call). Only
-  -- a limit per key parks, and setting limits empties parked: without one,
-  -- none is.
-  function lim.parked()
-    if lim.nparked == nil then
-      local c = limits_cfg()
-      if c and c.key_conc then
-        lim.nparked = redis.call('zcard', K_PARKED)
-      else
-        lim.nparked = 0
-      end
-    end
-    return lim.nparked
-  end
-
   -- lim.resolve checks the unsure hand-outs (lim, above): a message that
   -- held a slot already keeps it, with the key it was taken under, and the
   -- slot its hand-out counted is given back.
   function lim.resolve()
+    local fr = lim.freeing
+    if fr and #fr > 0 then
+      -- (the slots freed below the limit, limits_freed: one HDEL, whose
+      -- answer is how many were held)
+      lim.freeing = nil
+      local gone = 0
+      for i = 1, #fr, UNPACK_MAX do
+        gone = gone + redis.call('hdel', K_SLOTS, unpack(fr, i, math.min(i + UNPACK_MAX - 1, #fr)))
+      end
+      if gone > 0 then lim.add('q', -gone) end
+    end
     local mids = lim.unsure
     local n = #mids
     if n == 0 then return end
@@ -293,9 +254,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     end
   end
 
-  -- limits_us writes a time in µs as an integer (tostring would round it).
-  local function limits_us(x) return string.format('%.0f', x) end
-
   -- lim.flush_hash writes the fields of written (a set) from values to hash:
   -- one HSET of those to keep, one HDEL of those gone (false, or a number
   -- not above 0 when numbers). With prefix, written and values are by id,
@@ -306,7 +264,8 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
       if prefix then f = prefix .. f end
       if v and not (numbers and v <= 0) then
         set[#set + 1] = f
-        set[#set + 1] = numbers and limits_us(v) or v
+        -- (a time in µs as an integer: tostring would round it)
+        set[#set + 1] = numbers and string.format('%.0f', v) or v
       else
         del[#del + 1] = f
       end
@@ -389,6 +348,10 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
   ext.limits_prefetch = function(first, n, skip)
     if not lim.held then lim_init() end
     if n - skip < 2 or lim.count('q') <= 0 then return end
+    -- (without a limit per key, the outcomes' HDEL is their read:
+    -- limits_freed)
+    local c = limits_conf
+    if c and not c.key_conc then return end
     local held, mids, fields = lim.held, {}, {}
     for i = skip, n - 1 do
       local mid = ARGV[first + OUTCOME_ARGS * i]
@@ -422,18 +385,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     end
   end
 
-  -- lim.unpark_entry drops mid's parked entry, if any.
-  function lim.unpark_entry(mid)
-    if (lim.nparked or lim.parked()) > 0 then
-      limits_more()
-      local member = lim.pmark_of(mid)
-      if member then
-        lim.nparked = lim.nparked - redis.call('zrem', K_PARKED, member)
-        lim.pmark[mid], lim.pmark_w[mid] = false, true
-      end
-    end
-  end
-
   -- The hook of outcome.lua: an outcome (any, once its lock is proven) or a
   -- collection frees mid's slot; a release also refunds its tokens; an
   -- 'expired' lock (the poll's wake) frees the slot alone; a collection
@@ -450,12 +401,33 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
       if c == nil then c = limits_cfg() end
       if c and not c.key_conc then
         -- (without a limit per key every slot is '', limits_unkey: the
-        -- slot's HDEL, at once, is its read as well as its write, its
-        -- answer telling whether it was held)
-        gone = true
-        held = (l.counts.q or l.count('q')) > 0 and redis.call('hdel', K_SLOTS, 'h:' .. mid) == 1 and ''
+        -- slot's HDEL is its read as well as its write, its answer
+        -- telling whether it was held. Below the queue's limit, where
+        -- the count need not be exact, the call's HDELs are one, sent by
+        -- lim.resolve, which gives their count back; at the limit, at
+        -- once, so that the count is exact and the wake is owed.)
+        local q = l.counts.q or l.count('q')
+        if c.conc and q >= c.conc and l.freeing then
+          l.resolve() -- (the count made exact first: the frees deferred)
+          q = l.counts.q
+        end
+        if q <= 0 then
+          held = false
+        elseif c.conc and q >= c.conc then
+          gone = true
+          held = redis.call('hdel', K_SLOTS, 'h:' .. mid) == 1 and ''
+        else
+          local fr = l.freeing
+          if not fr then
+            fr = {}
+            l.freeing = fr
+          end
+          fr[#fr + 1] = 'h:' .. mid
+          held = false
+        end
         l.held[mid] = held
       else
+        limits_more()
         held = l.held_of(mid)
       end
     end
@@ -465,7 +437,10 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     end
     if why == 'collect' then
       -- (each a call only when there may be something to drop)
-      if l.nparked ~= 0 then l.unpark_entry(mid) end
+      if l.nparked ~= 0 then
+        limits_more()
+        l.unpark_entry(mid)
+      end
       local nr = l.counts.nr
       if nr == nil then
         l.read_q()
@@ -518,6 +493,7 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
         -- (exact counts first, then whether mid holds a slot already: it
         -- keeps it, and needs none free)
         lim.resolve()
+        limits_more()
         plan.held = lim.held_of(mid)
         if not plan.held then
           if c.conc and lim.count('q') >= c.conc then return 'stop', 0 end
@@ -529,7 +505,10 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     local r = c.rate
     if r then
       local tat = lim.counts.tq
-      if tat == nil then tat = lim.tat('tq') end
+      if tat == nil then
+        lim.read_q()
+        tat = lim.counts.tq
+      end
       if not tat or tat <= 0 then tat = now_us end
       if tat - now_us > r.tau then return 'stop', math.ceil((tat - r.tau) / 1000) end
       if tat < now_us then tat = now_us end
@@ -569,14 +548,18 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
       if key ~= '' then l.add('k:' .. key, 1) end
       -- (a slot the call does not know is checked at the flush)
       if l.held[mid] == nil then l.unsure[#l.unsure + 1] = mid end
-      if l.nparked ~= 0 then l.unpark_entry(mid) end
+      if l.nparked ~= 0 then
+        limits_more()
+        l.unpark_entry(mid)
+      end
       l.held[mid], l.held_w[mid] = key, true
     end
   end
 
   -- limits_more makes the functions only queues with limits per key, a
-  -- release, a refusal, a layout before or limits-set.lua use (once a
-  -- call): a call of mq-limits' setting makes none of them.
+  -- release, a hand-out at a limit (whether it holds a slot already), a
+  -- refusal, a layout before or limits-set.lua use (once a call): a call
+  -- of mq-limits' setting below its bounds makes none of them.
   function limits_more()
     if lim.gcra then return end
     lim.pmark, lim.pmark_w, lim.tats, lim.tats_w, lim.rkeys = {}, {}, {}, {}, {}
@@ -621,6 +604,70 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
       end
       if #drop > 0 then call_each('hdel', K_SLOT_COUNTS, drop) end
       if #set > 0 then call_each('hset', K_SLOTS, set) end
+    end
+
+    -- lim.held_of answers mid's slots field 'h:<mid>'. None exists while
+    -- slot-counts 'q' is 0: every slot taken counts there, and every slot
+    -- freed.
+    function lim.held_of(mid)
+      local v = lim.held[mid]
+      if v == nil then
+        if lim.count('q') <= 0 then
+          v = false
+        else
+          v = redis.call('hget', K_SLOTS, 'h:' .. mid)
+        end
+        lim.held[mid] = v
+      end
+      return v
+    end
+
+    -- lim.tat answers a tat as a number, nil for none: rate-tat field f
+    -- ('k:<key>'), or for f 'tq' (the queue's) and 'nr' (the reservations'
+    -- count) the slot-counts field, read with the queue's count.
+    function lim.tat(f)
+      if f == 'tq' or f == 'nr' then
+        local v = lim.counts[f]
+        if v == nil then
+          lim.read_q()
+          v = lim.counts[f]
+        end
+        if v > 0 then return v end
+        return nil
+      end
+      local v = lim.tats[f]
+      if v == nil then
+        v = tonumber(redis.call('hget', K_RATE_TAT, f)) or false
+        lim.tats[f] = v
+      end
+      return v or nil
+    end
+
+    -- lim.parked answers how many ids are parked (ZCARD once per call). Only
+    -- a limit per key parks, and setting limits empties parked: without one,
+    -- none is.
+    function lim.parked()
+      if lim.nparked == nil then
+        local c = limits_cfg()
+        if c and c.key_conc then
+          lim.nparked = redis.call('zcard', K_PARKED)
+        else
+          lim.nparked = 0
+        end
+      end
+      return lim.nparked
+    end
+
+    -- lim.unpark_entry drops mid's parked entry, if any.
+    function lim.unpark_entry(mid)
+      if (lim.nparked or lim.parked()) > 0 then
+        limits_more()
+        local member = lim.pmark_of(mid)
+        if member then
+          lim.nparked = lim.nparked - redis.call('zrem', K_PARKED, member)
+          lim.pmark[mid], lim.pmark_w[mid] = false, true
+        end
+      end
     end
 
     -- lim.read_counts reads the unread slot-counts fields of list in one
