@@ -286,7 +286,8 @@ func (c *Client) enqueueMessage(queue string, msg any, opts *EnqueueOptions) (pr
 		// A random id is new every call: a resend would not be recognised.
 		return protocol.EnqueueMessage{}, fmt.Errorf("%w: UniqueFor needs a MessageID of the producer's choosing", ErrInvalidOption)
 	}
-	if o.MessageID == "" {
+	fresh := o.MessageID == ""
+	if fresh {
 		o.MessageID = uuid.New()
 	}
 	if err := validateMessageID(o.MessageID); err != nil {
@@ -323,7 +324,7 @@ func (c *Client) enqueueMessage(queue string, msg any, opts *EnqueueOptions) (pr
 	m := protocol.EnqueueMessage{
 		ID: o.MessageID, Data: data, InitialBackoff: o.InitialBackoff, LockTime: o.LockTime,
 		CanUpdate: o.CanUpdate, CanRequeue: o.CanRequeue, ResetInitialBackoff: o.ResetInitialBackoff,
-		Metadata: meta, Policy: policy, Priority: prio, LimitKey: o.LimitKey,
+		Metadata: meta, Policy: policy, Priority: prio, LimitKey: o.LimitKey, FreshID: fresh,
 	}
 	if !o.At.IsZero() {
 		// 1 ms for any time at or before the epoch: "due already".

@@ -25,12 +25,13 @@
 -- passed mid-circle and the isleep lists: a client sends it to a queue
 -- whose mids-ready held the wake backlog at its last call (below).
 --
--- KEYS: messages, udts, mids-ready, then, but in a short call,
---   mid-circle, isleep-a, isleep-b; then
---   enqueue-receipts; then enqueue-receipts-prev, only on a sampled call
---   (the token ends in '0', below); then lock-times and meta, only when a
---   message has a lock time or metadata, or stale metadata must go (a
---   Carmine worker may read the queue)
+-- KEYS: messages, udts, mids-ready, enqueue-receipts, then, but in a
+--   short call, mid-circle, isleep-a, isleep-b (KEYS_BASE keys so far);
+--   then enqueue-receipts-prev, only on a sampled call (the token ends in
+--   '0', below); then lock-times and meta, only when a message has a lock
+--   time or metadata, or stale metadata of its id may be there (a Carmine
+--   worker may read the queue, and the id is not one the client drew for
+--   the message)
 -- ARGV[1]: the call's token on its first send, '' on every send after it
 --   (a send after the first looks for the call's receipt: enqueue.lua)
 -- then, on a sampled call only: how long to keep the call's receipt at
@@ -48,38 +49,41 @@
 -- through enqueue.lua; 'keys' from a short call that found mids-ready
 -- below the backlog, having changed nothing: the call goes again, full.
 local call = redis.call
-local KEYS, ARGV = KEYS, ARGV
+local ARGV = ARGV
 local token = ARGV[1]
 if token == '' then return nil end
-local K_MESSAGES, K_UDTS, K_MIDS_READY = KEYS[1], KEYS[2], KEYS[3]
+local KEYS = KEYS
+local K_MESSAGES, K_UDTS, K_MIDS_READY, K_RECEIPTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- A short call (SHORT, enqueue-new-short.lua) is not passed the keys of
 -- the circle and of the wake, which it never needs (below).
-local K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_RECEIPTS, k
-if SHORT then
-  K_RECEIPTS, k = KEYS[4], 5
-else
-  K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_RECEIPTS, k = KEYS[4], KEYS[5], KEYS[6], KEYS[7], 8
+local K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B
+if not SHORT then
+  K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B = KEYS[5], KEYS[6], KEYS[7]
 end
--- One call in sixteen (the token's last digit is '0') also reads when the
--- receipts' current generation began, and starts a new one when it is old
--- enough.
-local sampled = string.byte(token, -1) == 48
-local K_RECEIPTS_PREV, keep_ms
-local at = 2
-if sampled then
-  K_RECEIPTS_PREV, keep_ms = KEYS[k], tonumber(ARGV[2])
-  k, at = k + 1, 3
-end
-local K_LOCK_TIMES, K_META = KEYS[k], KEYS[k + 1]
-local mode, per = '', 2
-if K_LOCK_TIMES then
-  mode, per = ARGV[at], 4
-  at = at + 1
+-- at: the first message's first argument; per: the arguments a message.
+-- The common call (no key past the KEYS_BASE of its head file) has none
+-- but the token before its messages, two arguments each. One call in
+-- sixteen (sampled: the token's last digit is '0', one key more) also
+-- reads when the receipts' current generation began, and starts a new one
+-- when it is old enough.
+local at, per = 2, 2
+local K_RECEIPTS_PREV, keep_ms, K_LOCK_TIMES, K_META, mode
+local nkeys = #KEYS
+if nkeys > KEYS_BASE then
+  local k = KEYS_BASE + 1
+  if (nkeys - KEYS_BASE) % 2 == 1 then
+    K_RECEIPTS_PREV, keep_ms, k, at = KEYS[k], tonumber(ARGV[2]), k + 1, 3
+  end
+  if k < nkeys then
+    K_LOCK_TIMES, K_META, mode, per, at = KEYS[k], KEYS[k + 1], ARGV[at], 4, at + 1
+  end
 end
 local n = (#ARGV - at + 1) / per
 
-local ids, fields -- fields: id, content, id, content..., then id, now...
-if n > 1 then
+local id, ids, fields -- fields: id, content, id, content..., then id, now...
+if n == 1 then
+  id = ARGV[at]
+else
   ids, fields = {}, {}
   for i = 1, n do
     local a = at + (i - 1) * per
@@ -97,7 +101,7 @@ end
 local ready_len
 if SHORT then
   if n == 1 then
-    ready_len = call('lpush', K_MIDS_READY, ARGV[at])
+    ready_len = call('lpush', K_MIDS_READY, id)
   else
     ready_len = call('lpush', K_MIDS_READY, unpack(ids))
   end
@@ -114,7 +118,7 @@ end
 -- maxmemory (§9); a short call that finds an id held takes its push back.
 -- One message, the common case, builds no table.
 if n == 1 then
-  if call('hsetnx', K_MESSAGES, ARGV[at], ARGV[at + 1]) == 0 then
+  if call('hsetnx', K_MESSAGES, id, ARGV[at + 1]) == 0 then
     if SHORT then call('ltrim', K_MIDS_READY, n, -1) end
     return nil
   end
@@ -131,11 +135,17 @@ else
 end
 
 -- The server's time in ms, as a string: TIME's seconds and the first three
--- of its six microsecond digits, so that Lua formats no number.
+-- of its microseconds' six digits (padded only when it has fewer, one
+-- call in ten), so that Lua formats no number.
 local t = call('time')
-local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
+local now, us = t[1], t[2]
+if #us == 6 then
+  now = now .. string.sub(us, 1, 3)
+else
+  now = now .. string.sub('00000' .. us, -6, -4)
+end
 if n == 1 then
-  call('hset', K_UDTS, ARGV[at], now)
+  call('hset', K_UDTS, id, now)
 else
   for i = 1, n do
     fields[2 * i] = now
@@ -171,7 +181,7 @@ end
 -- was empty.
 if not SHORT then
   if n == 1 then
-    ready_len = call('lpush', K_MIDS_READY, ARGV[at])
+    ready_len = call('lpush', K_MIDS_READY, id)
   else
     ready_len = call('lpush', K_MIDS_READY, unpack(ids))
   end
@@ -185,7 +195,7 @@ end
 -- it is old enough.
 local codes = 'a'
 if n > 1 then codes = string.rep('a', n) end
-if not sampled then
+if not K_RECEIPTS_PREV then
   call('hset', K_RECEIPTS, token, codes)
 else
   local since = tonumber(call('hget', K_RECEIPTS, '@since'))

@@ -40,6 +40,10 @@ type EnqueueMessage struct {
 	Priority string
 	// LimitKey is the message's limit key (§19), "" for none.
 	LimitKey string
+	// FreshID tells that the client drew ID at random for this message
+	// (a UUID): no key of the queue holds it, nor metadata a Carmine
+	// worker's collection left behind, so a lean call deletes none (§3).
+	FreshID bool
 }
 
 // WakeBacklog is the scripts' WAKE_BACKLOG (lua/wake-backlog.lua): an enqueue call
@@ -223,14 +227,11 @@ func (c EnqueueCall) lean() bool {
 }
 
 // leanOptional tells whether enqueue-new.lua takes lock-times and meta:
-// when a message has a lock time or metadata, or stale metadata must be
-// deleted (no IndexOnly).
+// when a message has a lock time or metadata, or stale metadata of its id
+// may be there (no IndexOnly, and an id the client did not draw).
 func (c EnqueueCall) leanOptional() bool {
-	if !c.IndexOnly {
-		return true
-	}
 	for _, m := range c.Messages {
-		if MS(m.LockTime) > 0 || len(m.Metadata) > 0 {
+		if MS(m.LockTime) > 0 || len(m.Metadata) > 0 || !c.IndexOnly && !m.FreshID {
 			return true
 		}
 	}
@@ -249,11 +250,10 @@ func (c EnqueueCall) sampled() bool {
 // keys: in a short call, neither mid-circle nor the isleep lists.
 func leanKeys(all []string, c EnqueueCall, short bool) []string {
 	ks := make([]string, 0, 10)
-	ks = append(ks, all[keys.Messages], all[keys.UDTs], all[keys.MidsReady])
+	ks = append(ks, all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.EnqueueReceipts])
 	if !short {
 		ks = append(ks, all[keys.MidCircle], all[keys.ISleepA], all[keys.ISleepB])
 	}
-	ks = append(ks, all[keys.EnqueueReceipts])
 	if c.sampled() {
 		ks = append(ks, all[keys.EnqueueReceiptsPrev])
 	}

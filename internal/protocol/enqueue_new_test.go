@@ -35,7 +35,9 @@ func withReceipts(t *testing.T, s *queuetest.Server, q string, d map[string]stri
 // included, over a few calls in a row (so that the sentinel moves each way
 // and mid-circle gets its sentinel once), with one message a call or
 // three; and it reads the sampled generation of the receipts as
-// enqueue.lua does.
+// enqueue.lua does. Ids the producer gave may have metadata a Carmine
+// worker left behind, which both delete; ids the client drew cannot, and
+// the lean call is then passed neither lock-times nor meta.
 func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
@@ -44,9 +46,12 @@ func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
 			indexOnly bool
 			meta      []byte
 			lock      time.Duration
+			fresh     bool // ids drawn by the client: no stale metadata
 		}
 		for _, v := range []variant{
 			{name: "plain"},
+			{name: "plain, drawn ids", fresh: true},
+			{name: "metadata, drawn ids", meta: []byte("m1"), fresh: true},
 			{name: "index-only", indexOnly: true},
 			{name: "metadata", meta: []byte("m1")},
 			{name: "metadata, index-only", meta: []byte("m1"), indexOnly: true},
@@ -58,6 +63,9 @@ func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
 				name := fmt.Sprintf("%s, %d a call", v.name, size)
 				lean, full := queuetest.QueueName(t)+":"+name+":lean", queuetest.QueueName(t)+":"+name+":full"
 				for _, q := range []string{lean, full} {
+					if v.fresh {
+						break // an id the client drew for its message has none
+					}
 					// Metadata a Carmine worker's collection left behind.
 					require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Meta), "id-1", "stale", "id-4", "stale").Err())
 				}
@@ -65,7 +73,7 @@ func TestEnqueueNewWritesAsEnqueue(t *testing.T) {
 				for i, token := range []string{"ab1", "ab0", "ac3", "ad0"} {
 					call := EnqueueCall{Token: token, Sends: new(Sends), Keep: time.Hour, IndexOnly: v.indexOnly}
 					for k := range size {
-						m := EnqueueMessage{ID: fmt.Sprintf("id-%d", i*size+k), Data: []byte(fmt.Sprint("x", k))}
+						m := EnqueueMessage{ID: fmt.Sprintf("id-%d", i*size+k), Data: []byte(fmt.Sprint("x", k)), FreshID: v.fresh}
 						if k != 1 { // in calls of three, the second has neither
 							m.LockTime, m.Metadata = v.lock, v.meta
 						}
@@ -141,14 +149,15 @@ func TestEnqueueNewLeavesTheRest(t *testing.T) {
 }
 
 // TestEnqueueNewArgsInStep: lock-times and meta, and the per-message
-// lock times and metadata, come together, as the script's header says;
+// lock times and metadata, come together, as the script's header says,
+// passed only when a message has a lock time or metadata, or stale
+// metadata may be there (no IndexOnly, an id the client did not draw);
 // and only a sampled call (its token ends in '0') passes the previous
 // receipts' key and the keep time.
 func TestEnqueueNewArgsInStep(t *testing.T) {
 	all := keys.All("q", false)
-	base := []string{all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.MidCircle],
-		all[keys.ISleepA], all[keys.ISleepB], all[keys.EnqueueReceipts]}
-	plain := EnqueueMessage{ID: "p", Data: []byte("d")}
+	base := []string{all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.EnqueueReceipts],
+		all[keys.MidCircle], all[keys.ISleepA], all[keys.ISleepB]}
 	for _, token := range []string{"t1", "t0"} {
 		sampled := token == "t0"
 		wantKeys, wantArgs := slices.Clone(base), []any{}
@@ -157,11 +166,14 @@ func TestEnqueueNewArgsInStep(t *testing.T) {
 		}
 		for _, m := range []EnqueueMessage{{ID: "m", Data: []byte("d")}, {ID: "m", Data: []byte("d"), Metadata: []byte("m")},
 			{ID: "m", Data: []byte("d"), LockTime: time.Second}} {
-			for _, indexOnly := range []bool{false, true} {
+			for _, v := range []struct{ indexOnly, fresh bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+				indexOnly := v.indexOnly
+				plain := EnqueueMessage{ID: "p", Data: []byte("d"), FreshID: v.fresh}
+				m.FreshID = v.fresh
 				c := EnqueueCall{Token: token, Sends: new(Sends), Keep: time.Minute, IndexOnly: indexOnly, Messages: []EnqueueMessage{plain, m}}
 				ks, args := leanKeys(all, c, false), writtenArgs(leanArgv(c))
 				assert.Equal(t, firstSendToken{token, c.Sends}, args[0])
-				optional := len(m.Metadata) > 0 || m.LockTime > 0 || !indexOnly
+				optional := len(m.Metadata) > 0 || m.LockTime > 0 || !indexOnly && !v.fresh
 				if !optional {
 					assert.Equal(t, wantKeys, ks)
 					assert.Equal(t, append(slices.Clone(wantArgs), "p", []byte("d"), "m", []byte("d")), args[1:])
