@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -51,4 +52,37 @@ func TestMetadataTooLarge(t *testing.T) {
 	c := newClient(t, s, nil)
 	_, err := c.Enqueue(context.Background(), "q", "x", &EnqueueOptions{Metadata: map[string]string{"k": strings.Repeat("x", 70<<10)}})
 	assert.ErrorIs(t, err, ErrMessageTooLarge)
+}
+
+// TestMetadataStaleOnlyUnderGivenIDs: with Carmine workers possible (the
+// default config), metadata a Carmine worker's collection left under an
+// id is deleted when a message without metadata is enqueued under it
+// again; a message whose id the client drew at random cannot meet such
+// an entry, and its enqueue deletes nothing (no HDEL at all: the lean
+// script is not even passed meta, docs/protocol.md §3).
+func TestMetadataStaleOnlyUnderGivenIDs(t *testing.T) {
+	s := queuetest.RealServer(t)
+	ctx := context.Background()
+	c := newClient(t, s, nil)
+	q := queuetest.QueueName(t)
+	hdels := func() string {
+		info, err := s.RDB.Info(ctx, "commandstats").Result()
+		require.NoError(t, err)
+		for line := range strings.SplitSeq(info, "\r\n") {
+			if strings.HasPrefix(line, "cmdstat_hdel:") {
+				return line
+			}
+		}
+		return ""
+	}
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Meta), "given", "stale").Err())
+	enqueue(t, c, q, "x", nil) // the first registers the queue (§16)
+	require.NoError(t, s.RDB.ConfigResetStat(ctx).Err())
+	enqueue(t, c, q, "y", nil)
+	enqueue(t, c, q, "w", nil)
+	assert.Empty(t, hdels(), "random ids: nothing to delete")
+
+	enqueue(t, c, q, "z", &EnqueueOptions{MessageID: "given"})
+	assert.NotEmpty(t, hdels(), "a given id")
+	assert.Zero(t, s.RDB.HExists(ctx, s.Key(q, keys.Meta), "given").Val(), "its stale metadata deleted")
 }

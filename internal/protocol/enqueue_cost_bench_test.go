@@ -75,13 +75,27 @@ func BenchmarkEnqueueNewCost(b *testing.B) {
 				Messages: []EnqueueMessage{{ID: fmt.Sprintf("%036d", i), Data: payload}}}
 			return Enqueue(ctx, s.RDB, s.Keys(q), call).Err
 		},
+		// default and default-given: as lean, from a client of the
+		// default Config (Carmine workers possible: no IndexOnly), for an
+		// id it drew itself (FreshID: no stale meta to delete, so neither
+		// lock-times nor meta passed) and for an id the producer gave.
+		"default": func(q string, i int) error {
+			call := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute,
+				Messages: []EnqueueMessage{{ID: fmt.Sprintf("%036d", i), Data: payload, FreshID: true}}}
+			return Enqueue(ctx, s.RDB, s.Keys(q), call).Err
+		},
+		"default-given": func(q string, i int) error {
+			call := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute,
+				Messages: []EnqueueMessage{{ID: fmt.Sprintf("%036d", i), Data: payload}}}
+			return Enqueue(ctx, s.RDB, s.Keys(q), call).Err
+		},
 		"ref": func(q string, i int) error {
 			id := fmt.Sprintf("%036d", i)
 			return refEnqueueScript.Run(ctx, s.RDB, []string{"asynq:{" + q + "}:t:" + id, "asynq:{" + q + "}:pending"},
 				task, id, time.Now().UnixNano()).Err()
 		},
 	}
-	names := []string{"ref", "lean", "short"} // ref first: the keys it creates (one a call) may start a rehash of the keyspace, which the next variant would pay
+	names := []string{"ref", "lean", "short", "default", "default-given"} // ref first: the keys it creates (one a call) may start a rehash of the keyspace, which the next variant would pay
 	if alt != nil {
 		// Loaded first: the call's first-send token is empty when sent
 		// again as EVAL after NOSCRIPT, and the script then steps aside.
