@@ -47,9 +47,9 @@ import (
 // client waits, then the client reads the answer, wakes the callers, lets
 // them call again and writes the next call while Redis waits. At G=8
 // (about 125 µs a cycle on an idle machine) Redis's part is about half:
-// 241,500 instructions for a call of 8 new messages against 108,500 for
-// one of 1, about 89,500 a call and 19,000 a message (callgrind, the
-// whole server, a default client). The client's part (a runtime trace,
+// 207,500 instructions for a call of 8 new messages with ids the client
+// drew against 93,800 for one of 1, about 77,500 a call and 16,000 a
+// message (callgrind, the whole server). The client's part (a runtime trace,
 // medians, loaded machine) is mostly go-redis's syscalls and the
 // scheduler's: the read, its health check of the pooled connection, the
 // write, the futex that wakes an idle P for the first caller answered
@@ -57,8 +57,8 @@ import (
 // the other on the runner's P, about 1 µs each), and the wake-ups of
 // both sides from epoll; this package's own code is about a tenth of
 // the client's CPU. Two calls in flight would overlap the two parts but
-// halve the calls: two calls of 4 messages cost Redis 351,000
-// instructions against 241,500 for one of 8, which eats the overlap.
+// halve the calls: two calls of 4 messages cost Redis about 77,500
+// more than one of 8, a third more, which eats the overlap.
 
 // Bounds of one coalesced script call: as many messages as an EnqueueMany
 // call takes, and no more than about a megabyte of content, so that one
