@@ -450,9 +450,10 @@ func (f *Fetcher) awaitTurn(ctx context.Context) bool {
 //
 // With nothing waiting for a handler but quick handlings still under way
 // while another poll is under way (Room.Finishing), it first waits for
-// those handlings, for at most settleWait: the other poll's messages come
-// first anyway, and this poll then takes the room of the messages just
-// done with too, rather than leave it to a poll of its own. Handlers kept
+// those handlings, for at most settleWait and no longer than that poll is
+// under way: the other poll's messages come first anyway, and this poll
+// then takes the room of the messages just done with too, rather than
+// leave it to a poll of its own. Handlers kept
 // busy by a poll-per-loop pipeline otherwise free that room just after a
 // loop reserved, and the loops' polls settle into sizes summing to the
 // limit less the handler threads (8 handlers, prefetch 32: 7 and 26 in
@@ -472,9 +473,10 @@ func (f *Fetcher) reserve(ctx context.Context, deliveries chan Delivery) int {
 			f.cfg.Completer.Awoken()
 		}
 	}()
+	held := false // waited for the handlings in hand
 	for {
 		waiting := len(deliveries)
-		hold := false // for the handlings under way
+		hold := false // for the handlings in hand
 		if waiting == 0 && f.cfg.Room.Finishing() {
 			if settle == nil {
 				settle = time.NewTimer(f.settleWait)
@@ -482,7 +484,15 @@ func (f *Fetcher) reserve(ctx context.Context, deliveries chan Delivery) int {
 			}
 			hold = settled != nil
 		}
-		if !hold {
+		if hold {
+			held = true
+		} else {
+			if held {
+				// The wait began with nothing waiting for a handler:
+				// the other poll's answer, come meanwhile, does not make
+				// this one wait for half the limit.
+				waiting = 0
+			}
 			if n := f.cfg.Room.TryTake(waiting); n > 0 {
 				return n
 			}

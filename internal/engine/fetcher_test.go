@@ -210,15 +210,18 @@ func (o *asleepOutcomes) Asleep() { o.asleep <- struct{}{} }
 // TestReserveWaitsForHandlingsInHand: with nothing waiting for a handler
 // and another poll under way, a loop about to poll waits for the quick
 // handlings in hand, and then takes their room too, in one poll; once
-// settleWait passed, the room there is will do.
+// settleWait passed, or once the other poll was answered (its messages
+// then wait for a handler), the room there is will do.
 func TestReserveWaitsForHandlingsInHand(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		settle time.Duration
-		want   int
+		name     string
+		settle   time.Duration
+		answered bool
+		want     int
 	}{
-		{"handlings done", time.Hour, 2},
-		{"waited long enough", 0, 1},
+		{"handlings done", time.Hour, false, 2},
+		{"waited long enough", 0, false, 1},
+		{"the other poll answered", time.Hour, true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			room := quickRoom()
@@ -230,7 +233,8 @@ func TestReserveWaitsForHandlingsInHand(t *testing.T) {
 			room.Finish(1)  // of the two in hand, one was handled
 
 			got := make(chan int, 1)
-			go func() { got <- f.reserve(context.Background(), make(chan Delivery, 4)) }()
+			deliveries := make(chan Delivery, 4)
+			go func() { got <- f.reserve(context.Background(), deliveries) }()
 			if tc.settle > 0 {
 				// It parked, past maxOutcomeDelay: it waits, and took nothing.
 				select {
@@ -239,7 +243,13 @@ func TestReserveWaitsForHandlingsInHand(t *testing.T) {
 				case <-out.asleep:
 				}
 				assert.Equal(t, int64(3), room.Taken())
-				room.Finish(1) // the other handled
+				if tc.answered {
+					deliveries <- Delivery{}
+					deliveries <- Delivery{}
+					room.Answered(2)
+				} else {
+					room.Finish(1) // the other handled
+				}
 			}
 			assert.Equal(t, tc.want, receive(t, got))
 		})

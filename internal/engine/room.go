@@ -137,8 +137,13 @@ func (r *Room) TryTake(waiting int) int {
 }
 
 // Sending and Answered bracket a poll under way that took n of the room.
-func (r *Room) Sending(n int)  { r.underWay.Add(int64(n)) }
-func (r *Room) Answered(n int) { r.underWay.Add(-int64(n)) }
+// Answered wakes a loop waiting for room: one waiting for the handlings
+// in hand (Finishing) waits no longer.
+func (r *Room) Sending(n int) { r.underWay.Add(int64(n)) }
+func (r *Room) Answered(n int) {
+	r.underWay.Add(-int64(n))
+	r.signalFreed()
+}
 
 // Finishing tells whether a poll is under way while the handlers still
 // hold messages, and handlings are quick enough (see settleHandling) that
