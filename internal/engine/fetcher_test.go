@@ -156,3 +156,102 @@ func TestFetcherCarriesOutcomesAndDelivers(t *testing.T) {
 	cancel()
 	receive(t, f.Done())
 }
+
+// quickRoom is the room of a worker of 2 handlers and a prefetch of 2
+// whose handlings have been seen to be quick (Room.Finishing's threshold).
+func quickRoom() *Room {
+	r := NewRoom(2, 2, false, time.Minute)
+	for range 64 {
+		r.handled(time.Microsecond)
+	}
+	return r
+}
+
+// TestRoomFinishing: a poll under way while the handlers still hold
+// messages, with quick handlings; not without a poll under way, nor with
+// nothing in hand, nor when handlings are slow or throttled.
+func TestRoomFinishing(t *testing.T) {
+	r := quickRoom()
+	require.Equal(t, 4, r.TryTake(0))
+	assert.False(t, r.Finishing(), "no poll under way")
+	r.Sending(3) // a loop's poll took 3, one is in hand
+	assert.True(t, r.Finishing())
+	r.Finish(1) // the one in hand was handled
+	assert.False(t, r.Finishing(), "nothing in hand")
+	require.Equal(t, 1, r.TryTake(0))
+	assert.True(t, r.Finishing(), "what a loop took for its poll about to go counts as in hand")
+	r.Finish(1)
+	r.Answered(3) // the poll came back...
+	assert.False(t, r.Finishing(), "...and none is under way")
+
+	slow := NewRoom(2, 2, false, time.Minute)
+	require.Equal(t, 2, slow.TryTake(0))
+	slow.Sending(1)
+	assert.False(t, slow.Finishing(), "handlings not seen to be quick")
+
+	throttled := NewRoom(2, 2, true, time.Minute)
+	for range 64 {
+		throttled.handled(time.Microsecond)
+	}
+	require.Equal(t, 2, throttled.TryTake(0))
+	throttled.Sending(1)
+	assert.False(t, throttled.Finishing(), "throttled")
+}
+
+// asleepOutcomes is a fakeOutcomes that tells when a loop parks
+// (Completer.Asleep).
+type asleepOutcomes struct {
+	fakeOutcomes
+	asleep chan struct{}
+}
+
+func (o *asleepOutcomes) Asleep() { o.asleep <- struct{}{} }
+
+// TestReserveWaitsForHandlingsInHand: with nothing waiting for a handler
+// and another poll under way, a loop about to poll waits for the quick
+// handlings in hand, and then takes their room too, in one poll; once
+// settleWait passed, or once the other poll was answered (its messages
+// then wait for a handler), the room there is will do.
+func TestReserveWaitsForHandlingsInHand(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		settle   time.Duration
+		answered bool
+		want     int
+	}{
+		{"handlings done", time.Hour, false, 2},
+		{"waited long enough", 0, false, 1},
+		{"the other poll answered", time.Hour, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			room := quickRoom()
+			out := &asleepOutcomes{fakeOutcomes: fakeOutcomes{alarm: newAlarm()}, asleep: make(chan struct{}, 1)}
+			f := NewFetcher(FetcherConfig{Room: room, Completer: out, Log: slog.New(slog.DiscardHandler)})
+			f.settleWait = tc.settle
+			require.Equal(t, 4, room.TryTake(0))
+			room.Sending(2) // the other loop's poll
+			room.Finish(1)  // of the two in hand, one was handled
+
+			got := make(chan int, 1)
+			deliveries := make(chan Delivery, 4)
+			go func() { got <- f.reserve(context.Background(), deliveries) }()
+			if tc.settle > 0 {
+				// It parked, past maxOutcomeDelay: it waits, and took nothing.
+				select {
+				case n := <-got:
+					t.Fatalf("took %d without waiting for the handling in hand", n)
+				case <-out.asleep:
+				}
+				assert.Equal(t, int64(3), room.Taken())
+				if tc.answered {
+					deliveries <- Delivery{}
+					deliveries <- Delivery{}
+					room.Answered(2)
+				} else {
+					room.Finish(1) // the other handled
+				}
+			}
+			assert.Equal(t, tc.want, receive(t, got))
+		})
+	}
+}

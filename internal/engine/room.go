@@ -12,6 +12,13 @@ const (
 	prefetchMaxHandling   = 10 * time.Millisecond // mean handling time, lately
 	prefetchMinLockTime   = 10 * time.Second
 	handlingTimeSmoothing = 4 // weight 1/4 for each new handling time
+	// settleHandling is the mean handling time, lately, under which a
+	// loop about to poll with nothing waiting for a handler waits for the
+	// handlings under way while another poll is under way
+	// (Room.Finishing), for at most settleWait (Fetcher.reserve): they
+	// end well within a poll's round trip.
+	settleHandling = 100 * time.Microsecond
+	settleWait     = time.Millisecond
 )
 
 // Room counts the messages a worker took and is not done with, against
@@ -29,6 +36,9 @@ type Room struct {
 	// loop waiting for room when a message finishes.
 	taken atomic.Int64
 	freed chan struct{}
+	// underWay counts the room taken by polls under way (sent, not yet
+	// answered): the rest of taken is the messages in the worker's hands.
+	underWay atomic.Int64
 	// handlingNS is a moving average of handling times, in ns:
 	// prefetching waits until handlings have been seen to be quick.
 	handlingNS atomic.Int64
@@ -124,6 +134,31 @@ func (r *Room) TryTake(waiting int) int {
 			r.shared.taken.Add(-room)
 		}
 	}
+}
+
+// Sending and Answered bracket a poll under way that took n of the room.
+// Answered wakes a loop waiting for room: one waiting for the handlings
+// in hand (Finishing) waits no longer.
+func (r *Room) Sending(n int) { r.underWay.Add(int64(n)) }
+func (r *Room) Answered(n int) {
+	r.underWay.Add(-int64(n))
+	r.signalFreed()
+}
+
+// Finishing tells whether a poll is under way while the handlers still
+// hold messages, and handlings are quick enough (see settleHandling) that
+// those messages are soon done with: a loop about to poll with no
+// message waiting for a handler then waits for them, so that its poll
+// takes their room too rather than leave it to a poll of its own.
+//
+// A throttled worker's loops, and a room of a Pool, whose queues share
+// their handlers, never wait so.
+func (r *Room) Finishing() bool {
+	if r.pool != nil || r.throttled || time.Duration(r.handlingNS.Load()) >= settleHandling {
+		return false
+	}
+	under := r.underWay.Load()
+	return under > 0 && r.taken.Load()-under-r.lapsed.Load() > 0
 }
 
 // Freed answers a channel that receives after messages are finished.
