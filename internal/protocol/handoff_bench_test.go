@@ -65,8 +65,10 @@ import (
 // to see what the composition costs a call that carries no follow-ups):
 // the follow-ups gathered by target as in_script.check parses them
 // (hand_off only marks a recorded success's) instead of one table per
-// outcome copied by target at its success, -1.4k other / -2.9k own
-// (kept). What plain pays on the lean-followups composition, +4.3k and
+// outcome copied by target at its success, -1.4k other / -2.9k own,
+// -3.4k other in a second run; at LEAN_BENCH_BATCH=16 (200 calls, 2
+// rounds), +1.3k other and +0.8k backlog, within the noise (kept: no
+// more code than before). What plain pays on the lean-followups composition, +4.3k and
 // +5.6k in two runs, follows followups.lua's functions: none of it
 // without them (the in_script table alone, -0.3k), +2.3k with their
 // bodies emptied, +3.0k with the file's body in one function of its own
