@@ -14,13 +14,19 @@
 -- come after the queue's own, eight each (messages, udts, mids-ready,
 -- mid-circle, isleep-a, isleep-b, lock-times, meta), the first at KEYS
 -- index in_script.first (dequeue.lua's ARGV[22+7n]; 0 for none).
--- in_script.parsed holds, by the ARGV index of a group's follow-ups, what
--- in_script.check parsed; in_script.targets the keys of each target
--- queue, by name; in_script.gathered the follow-ups recorded successes
--- hand off, by target, in the order of in_script.order, enqueued by
--- in_script.flush; in_script.struct is Redis's struct library, nil where
--- the server lacks it.
-local in_script = {first = 0, parsed = {}, targets = {}, gathered = {}, order = {}, struct = rawget(_G, 'struct')}
+-- in_script.check gathers the follow-ups of every 'S' record of a call,
+-- by target, as it parses them (before anything is written):
+-- in_script.gathered holds them by target, in the order of
+-- in_script.order, five entries each in one flat table (the ARGV index of
+-- its outcome group's follow-ups, id, content, lock time, metadata);
+-- in_script.recs, by that ARGV index, the record's rest (for the relay,
+-- '' for none) once checked, and true once hand_off found its success
+-- recorded: in_script.flush enqueues only those. (Gathered once, as
+-- parsed: a table per outcome, copied by target at its success, cost the
+-- script more than the copies saved.) in_script.targets holds the keys
+-- of each target queue, by name; in_script.struct is Redis's struct
+-- library, nil where the server lacks it.
+local in_script = {first = 0, recs = {}, targets = {}, gathered = {}, order = {}, struct = rawget(_G, 'struct')}
 ext.in_script = in_script
 
 -- in_script.keys answers the keys of the queue whose messages key is name
@@ -76,14 +82,12 @@ function in_script.fields(rec, i)
 end
 
 -- in_script.check parses the 'S' record rec of the outcome group at ARGV
--- index j into in_script.parsed[j]: its follow-ups in order, five
--- entries each in one flat table (the target's keys, id, content, lock
--- time, metadata), and rest, the record for the relay. It answers nil,
--- or an error text when the record is damaged or names a queue whose
--- keys the call lacks: the call is then refused before anything is
--- written. (One table per outcome, whatever its follow-ups: a table per
--- follow-up cost the script more than reading its fields.)
+-- index j and gathers its follow-ups (in_script.gathered). It answers
+-- nil and the record's rest, the record for the relay, or an error text
+-- when the record is damaged or names a queue whose keys the call lacks:
+-- the call is then refused before anything is written.
 function in_script.check(j, rec)
+  local gathered, order = in_script.gathered, in_script.order
   if in_script.struct then
     -- A worker's usual record holds one follow-up: its count and its five
     -- fields are read by one unpack. (A record of another count may
@@ -93,27 +97,41 @@ function in_script.check(j, rec)
     if ok and n == '1' then
       local ks = in_script.keys(target)
       if not ks then return 'no keys for the follow-ups to ' .. target end
+      local fs = gathered[ks[1]]
+      if not fs then
+        fs = {}
+        gathered[ks[1]] = fs
+        order[#order + 1] = ks
+      end
+      local m = #fs
+      fs[m + 1], fs[m + 2], fs[m + 3], fs[m + 4], fs[m + 5] = j, id, data, lock, meta
       local rest = ''
       if after <= #rec then rest = string.sub(rec, after) end
-      in_script.parsed[j] = {ks, id, data, lock, meta, rest = rest}
-      return nil
+      in_script.recs[j] = rest
+      return nil, rest
     end
   end
   local n, i = in_script.field_at(rec, 2)
   n = tonumber(n)
   if not n then return 'a damaged follow-ups record' end
-  local p = {}
-  for k = 0, n - 1 do
+  for _ = 1, n do
     local target, id, data, lock, meta
     target, id, data, lock, meta, i = in_script.fields(rec, i)
     if not target then return 'a damaged follow-ups record' end
     local ks = in_script.keys(target)
     if not ks then return 'no keys for the follow-ups to ' .. target end
-    p[5 * k + 1], p[5 * k + 2], p[5 * k + 3], p[5 * k + 4], p[5 * k + 5] = ks, id, data, lock, meta
+    local fs = gathered[ks[1]]
+    if not fs then
+      fs = {}
+      gathered[ks[1]] = fs
+      order[#order + 1] = ks
+    end
+    local m = #fs
+    fs[m + 1], fs[m + 2], fs[m + 3], fs[m + 4], fs[m + 5] = j, id, data, lock, meta
   end
-  p.rest = string.sub(rec, i)
-  in_script.parsed[j] = p
-  return nil
+  local rest = string.sub(rec, i)
+  in_script.recs[j] = rest
+  return nil, rest
 end
 
 -- in_script.flush enqueues the follow-ups gathered, a few commands per
@@ -127,29 +145,37 @@ end
 -- answers the length). An id its queue holds already is this handling's
 -- follow-up there already (its id is derived from the handling, unique to
 -- it): nothing is written for it. No stale metadata can wait under such
--- an id (§13), so none is deleted. A target's gathered follow-ups are
--- four entries each in one flat table (id, content, lock time, metadata).
+-- an id (§13), so none is deleted. Follow-ups gathered whose success was
+-- not recorded (lock-lost, or recorded by an earlier call whose reply
+-- was lost) are skipped.
 function in_script.flush(now)
   local at -- (formatted once: Redis formats a number argument each time)
+  local recs = in_script.recs
   for _, ks in ipairs(in_script.order) do
     local fs = in_script.gathered[ks[1]]
     local ids, udts, locks, metas = {}, {}, {}, {}
-    if #fs == 4 then
-      if redis.call('hsetnx', ks[1], fs[1], fs[2]) == 1 then ids[1] = fs[1] end
+    if #fs == 5 then
+      if recs[fs[1]] == true and redis.call('hsetnx', ks[1], fs[2], fs[3]) == 1 then
+        ids[1] = fs[2]
+        if fs[4] ~= '0' then locks[1], locks[2] = fs[2], fs[4] end
+        if fs[5] ~= '' then metas[1], metas[2] = fs[2], fs[5] end
+      end
     else
-      local seen, contents, all = {}, {}, {}
-      for k = 1, #fs, 4 do all[#all + 1] = fs[k] end
+      local seen, contents, all, pos = {}, {}, {}, {}
+      for k = 1, #fs, 5 do
+        if recs[fs[k]] == true then all[#all + 1], pos[#pos + 1] = fs[k + 1], k end
+      end
       for c = 1, #all, UNPACK_MAX do
         local held = redis.call('hmget', ks[1], unpack(all, c, math.min(c + UNPACK_MAX - 1, #all)))
         for k = 1, #held do
-          local x = 4 * (c + k - 2) + 1
-          local id = fs[x]
+          local x = pos[c + k - 1]
+          local id = fs[x + 1]
           if not held[k] and not seen[id] then
             seen[id] = true
             ids[#ids + 1] = id
-            contents[#contents + 1], contents[#contents + 2] = id, fs[x + 1]
-            if fs[x + 2] ~= '0' then locks[#locks + 1], locks[#locks + 2] = id, fs[x + 2] end
-            if fs[x + 3] ~= '' then metas[#metas + 1], metas[#metas + 2] = id, fs[x + 3] end
+            contents[#contents + 1], contents[#contents + 2] = id, fs[x + 2]
+            if fs[x + 3] ~= '0' then locks[#locks + 1], locks[#locks + 2] = id, fs[x + 3] end
+            if fs[x + 4] ~= '' then metas[#metas + 1], metas[#metas + 2] = id, fs[x + 4] end
           end
         end
       end
@@ -157,10 +183,6 @@ function in_script.flush(now)
     end
     if #ids > 0 then
       at = at or tostring(now)
-      if #fs == 4 then
-        if fs[3] ~= '0' then locks[1], locks[2] = fs[1], fs[3] end
-        if fs[4] ~= '' then metas[1], metas[2] = fs[1], fs[4] end
-      end
       for k = 1, #ids do udts[2 * k - 1], udts[2 * k] = ids[k], at end
       call_each('hset', ks[2], udts)
       call_each('hset', ks[7], locks)
@@ -185,26 +207,15 @@ function in_script.flush(now)
 end
 
 -- hand_off records a success's follow-ups (§22): those the client sent to
--- enqueue here (an 'S' record, parsed as j's by in_script.check) are
--- gathered for in_script.flush; a record for the relay is appended to
--- handoffs.
+-- enqueue here (an 'S' record, checked as j's by in_script.check) are
+-- marked recorded for in_script.flush; a record for the relay is appended
+-- to handoffs.
 function ext.hand_off(followups, j)
   if followups == nil or followups == '' then return end
-  local p = j and in_script.parsed[j]
-  if p then
-    local gathered = in_script.gathered
-    for k = 1, #p, 5 do
-      local ks = p[k]
-      local fs = gathered[ks[1]]
-      if not fs then
-        fs = {}
-        gathered[ks[1]] = fs
-        in_script.order[#in_script.order + 1] = ks
-      end
-      local m = #fs
-      fs[m + 1], fs[m + 2], fs[m + 3], fs[m + 4] = p[k + 1], p[k + 2], p[k + 3], p[k + 4]
-    end
-    followups = p.rest
+  local rest = j and in_script.recs[j]
+  if rest then
+    in_script.recs[j] = true
+    followups = rest
     if followups == '' then return end
   end
   redis.call('rpush', K_HANDOFFS, followups)

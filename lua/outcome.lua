@@ -509,8 +509,8 @@ local OUTCOMES = {success = true, retry = true, dead = true, release = true, can
 -- takes them) that is not one of OUTCOMES, or whose follow-ups to enqueue
 -- here cannot be (in_script.check), or nil when all are known; and, second,
 -- whether any of them carries a result or follow-ups for the relay (what
--- follows the follow-ups enqueued here, in_script.parsed's rest), which a
--- lean call refuses (dequeue.lua, §4). A call checks before it writes
+-- follows the follow-ups enqueued here, the rest in_script.check
+-- answers), which a lean call refuses (dequeue.lua, §4). A call checks before it writes
 -- anything: Redis does not undo the writes a script made before it failed,
 -- and an answer it does not know is refused, never guessed.
 local function check_outcomes(first, n)
@@ -523,11 +523,11 @@ local function check_outcomes(first, n)
     end
     local fu = argv[j + 6]
     if in_script and fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
-      local bad = in_script.check(j + 6, fu)
+      local bad, rest = in_script.check(j + 6, fu)
       if bad then
         return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(argv[j]) .. '"'), carries
       end
-      fu = in_script.parsed[j + 6].rest
+      fu = rest
     end
     if argv[j + 5] ~= '' or fu ~= '' then carries = true end
   end

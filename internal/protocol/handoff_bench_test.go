@@ -59,6 +59,28 @@ import (
 // on the lean-followups composition (~4k) is not the walk of their
 // upvalues. In one run, past the wake backlog ("backlog") a call skips
 // the target's move_sentinel: ~0.8k a message under "other".
+//
+// Later still (300 calls of 8, 3 rounds, the change in one run as an
+// "-alt" variant; "plain-alt" runs plain's calls on the alt composition,
+// to see what the composition costs a call that carries no follow-ups):
+// the follow-ups gathered by target as in_script.check parses them
+// (hand_off only marks a recorded success's) instead of one table per
+// outcome copied by target at its success, -1.4k other / -2.9k own,
+// -3.4k other in a second run; at LEAN_BENCH_BATCH=16 (200 calls, 2
+// rounds), +1.3k other and +0.8k backlog, within the noise (kept: no
+// more code than before). What plain pays on the lean-followups composition, +4.3k and
+// +5.6k in two runs, follows followups.lua's functions: none of it
+// without them (the in_script table alone, -0.3k), +2.3k with their
+// bodies emptied, +3.0k with the file's body in one function of its own
+// (its main-chunk constants out of the main chunk; not kept), and
+// "other" +2.0k with in_script.field_at and fields left out (struct
+// present): within the noise, so not the closures alone. Not done:
+// the follow-ups' fields as ARGV entries of their own instead of one
+// record. A stub that skips the unpack altogether saves ~6k a message
+// (own and other), but an EVALSHA argument costs Redis ~1.7k
+// instructions at 50 bytes and ~2.3k at 100 (2,000 calls of
+// "return 1" through redis-cli --pipe, 40 arguments against none), so
+// the five or more a follow-up would add cost more than that.
 func BenchmarkPollFollowUps(b *testing.B) {
 	calls, rounds := 1000, 5
 	s, pid := costServer(b)
@@ -110,8 +132,12 @@ func BenchmarkPollFollowUps(b *testing.B) {
 		for _, name := range variants {
 			v, isAlt := strings.CutSuffix(name, "-alt")
 			dequeueLeanFollowUpsScript = base
+			lean := dequeueLeanScript
 			if isAlt {
 				dequeueLeanFollowUpsScript = alt
+				if v == "plain" { // (plain's calls carry no follow-ups: "plain-alt" runs them on alt)
+					dequeueLeanScript = alt
+				}
 			}
 			q := fmt.Sprintf("bench:%s:%s:%d", run, name, round)
 			target := ""
@@ -166,6 +192,7 @@ func BenchmarkPollFollowUps(b *testing.B) {
 			}
 			require.Equal(b, calls*batch, handled)
 			require.False(b, a.Lean.Full(), "follow-ups in the script keep the call lean")
+			dequeueLeanScript = lean
 			if pid != "" {
 				callgrindControl(b, "-d", pid)
 				got[name] = append(got[name], float64(callgrindTotal(b, pid))/float64((calls-10)*batch))
