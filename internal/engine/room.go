@@ -136,10 +136,13 @@ func (r *Room) TryTake(waiting int) int {
 	}
 }
 
-// Sending and Answered bracket a poll under way that took n of the room.
-// Answered wakes a loop waiting for room: one waiting for the handlings
-// in hand (Finishing) waits no longer.
+// Sending tells that a poll which took n of the room is under way, until
+// Answered.
 func (r *Room) Sending(n int) { r.underWay.Add(int64(n)) }
+
+// Answered tells that the poll of Sending(n) was answered, and wakes a
+// loop waiting for room: one waiting for the handlings in hand
+// (Finishing) waits no longer.
 func (r *Room) Answered(n int) {
 	r.underWay.Add(-int64(n))
 	r.signalFreed()
