@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -238,16 +239,18 @@ func TestPolicyStale(t *testing.T) {
 		info, err := c.Inspector().Message(ctx, q, "a")
 		require.NoError(t, err)
 		require.NotNil(t, info.Policy)
+		udt, err := strconv.ParseInt(queuetest.HGet(t, s.RDB, s.Key(q, keys.UDTs), "a"), 10, 64)
+		require.NoError(t, err)
 		// A Carmine worker's collection, as its protocol writes it.
 		for _, i := range []keys.Index{keys.Messages, keys.UDTs, keys.NAttempts, keys.LockTimes} {
 			require.NoError(t, s.RDB.HDel(ctx, s.Key(q, i), "a").Err())
 		}
 		require.NotEmpty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Policy), "a"), "left behind")
-		if s.Mini != nil {
-			s.Mini.FastForward(2 * time.Millisecond) // a later first-enqueue time
-		} else {
-			time.Sleep(2 * time.Millisecond) // the server's clock, not a synchronisation
-		}
+		// The next message of the id is first enqueued at a later
+		// millisecond of the server's clock, which the tag tells apart.
+		// (miniredis's FastForward moves TTLs, not TIME: the two enqueues
+		// could share a millisecond, and the entry read as current.)
+		queuetest.WaitFor(t, "the server's clock past the first enqueue", func() bool { return s.Now(t) > udt })
 		enqueue(t, c, q, "y", &EnqueueOptions{MessageID: "a"})
 		info, err = c.Inspector().Message(ctx, q, "a")
 		require.NoError(t, err)
