@@ -111,29 +111,37 @@ if bad then return bad end
 -- own (the 39th to the 52nd: results .. limit-key) is polled with its
 -- first 38 keys only, by a composition without limits.lua and
 -- outcome-ext.lua, and without followups.lua unless the call enqueues
--- follow-ups here (ext.limits_load is nil then): Redis makes and binds 14
--- strings fewer per call, and none of those files' closures (some 40 of
--- the 94 the full poll makes). Such a call checks, before it writes
--- anything, that the queue still uses none of them (another script may
--- have marked one since the client chose: a cancel, a progress, limits)
--- and that none of its outcomes carries a result or follow-ups for the
--- relay; otherwise
--- it answers MQKEYS having written nothing, and the client sends the same
--- call again with every key, as it does from then on for that queue.
--- (The queue's own keys end before the follow-ups' targets, ARGV[22+7n],
--- when the call carries those.)
+-- follow-ups here: Redis makes and binds 14 strings fewer per call, and
+-- none of those files' closures (some 40 of the 94 the full poll makes).
+-- A queue that uses limits (§19) but none of the others is polled with
+-- every key by the lean composition with limits.lua (dequeue-limits), the
+-- outcome code of results, batches, cancels and follow-ups left out.
+-- Such a call checks, before it writes anything, that the queue still
+-- uses none of them (another script may have marked one since the client
+-- chose: a cancel, a progress, limits) and that none of its outcomes
+-- carries a result or follow-ups for the relay; otherwise it answers
+-- MQKEYS having written nothing, and the client sends the same call again
+-- with every key to the full composition, as it does from then on for
+-- that queue; or, a call without limits.lua or its keys on a queue that
+-- uses limits and no other, MQLIMITS, and the client sends it again to
+-- dequeue-limits, as it does from then on for that queue. (The queue's
+-- own keys end before the follow-ups' targets, ARGV[22+7n], when the call
+-- carries those.)
 local own_keys = tonumber(argv[22 + OUTCOME_ARGS * n_outcomes]) or 0
 own_keys = (own_keys > 0) and (own_keys - 1) or #KEYS
-if own_keys < 52 or ext.limits_load == nil then
+if own_keys < 52 or ext.cancel_asked == nil then -- (a lean composition: no outcome-ext.lua)
   feature_used('results') -- (reads every feature, into features)
   local f = features
-  if f.results or f.handoffs or f.batches or f.cancel or f.progress or f.limits then
+  if f.results or f.handoffs or f.batches or f.cancel or f.progress then
     return redis.error_reply('MQKEYS the queue uses an extension with keys of its own: the poll needs all of its keys')
   end
   -- (follow-ups enqueued in the script, §22, need none of them:
   -- check_outcomes told)
   if carries then
     return redis.error_reply('MQKEYS an outcome with a result or follow-ups for the relay needs all of the queue\'s keys')
+  end
+  if f.limits and (own_keys < 52 or ext.limits_load == nil) then
+    return redis.error_reply('MQLIMITS the queue uses limits: the poll needs limits.lua and all of its keys')
   end
   ext.lean_call = true
 end

@@ -96,18 +96,14 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
   --   now        the server's time in ms
   --   p          the plan limits_admit answered last: one table a call,
   --              its fields set again at each admission
-  -- Those tables are made by lim_init at the call's first use of limits
-  -- (each entry point: limits_freed, limits_flush, limits_prefetch,
-  -- limits_admit), so that a call on a queue without limits makes none.
-  local lim = {}
-
-  local function lim_init()
-    local l = lim
-    -- (pmark, pmark_w, tats, tats_w and rkeys, which only limits per key
-    -- and reservations use, are made by limits_more)
-    l.held, l.held_w, l.counts, l.deltas, l.counts_w, l.unsure, l.dropped = {}, {}, {}, {}, {}, {}, {}
-    l.p = {key = '', slot = false, key_slot = false, held = false, q_tat = false, k_tat = false, reserved = false}
-  end
+  -- Those tables are made here, with limits_load's other state: it runs
+  -- only in a call on a queue that uses limits (or sets them), and a
+  -- function that made them at the call's first use of limits would be
+  -- one closure more a call.
+  -- (pmark, pmark_w, tats, tats_w and rkeys, which only limits per key
+  -- and reservations use, are made by limits_more)
+  local lim = {held = {}, held_w = {}, counts = {}, deltas = {}, counts_w = {}, unsure = {}, dropped = {},
+    p = {key = '', slot = false, key_slot = false, held = false, q_tat = false, k_tat = false, reserved = false}}
 
   local function limits_cfg()
     if limits_conf == nil then
@@ -281,7 +277,7 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
   -- to 20 keys whose tat passed (once per call): they read as absent then.
   -- (A set of the call's written is made anew only when it held some.)
   ext.limits_flush = function()
-    if limits_deferred or not lim.held then return end
+    if limits_deferred then return end
     lim.resolve()
     local pw = lim.pmark_w
     if next(lim.held_w) or (pw and next(pw)) then
@@ -346,7 +342,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
   -- limits_prefetch reads the slots of the outcomes in ARGV from index first
   -- on (n groups, the first skip answered from a receipt), in one HMGET.
   ext.limits_prefetch = function(first, n, skip)
-    if not lim.held then lim_init() end
     if n - skip < 2 or lim.count('q') <= 0 then return end
     -- (without a limit per key, the outcomes' HDEL is their read:
     -- limits_freed)
@@ -392,7 +387,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
   -- and limit key. now (ms), when the caller knows it, spares a TIME.
   ext.limits_freed = function(mid, why, now)
     local l = lim
-    if not l.held then lim_init() end
     if not l.now then l.now = now or server_now() end
     local held = l.held[mid]
     local gone = false
@@ -467,7 +461,6 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
     local c = limits_conf
     if c == nil then c = limits_cfg() end
     if not c then return nil end
-    if not lim.held then lim_init() end
     if not lim.now then lim.now = now end
     local key = ''
     if c.key_rate or c.key_conc then

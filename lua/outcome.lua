@@ -66,7 +66,8 @@ end
 -- some function uses makes every later closure dearer.)
 -- ext.lean_call is set by a lean poll (dequeue.lua, §4) once it checked
 -- that the queue uses none of results, handoffs, batches, cancel,
--- progress and limits, and that no outcome carries a result or
+-- progress and (but in dequeue-limits, which has limits.lua) limits, and
+-- that no outcome carries a result or
 -- follow-ups: the per-message calls of those extensions are skipped then,
 -- each a no-op. (Its field is given in the constructor: Lua sizes the
 -- table once.)
@@ -446,7 +447,8 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     gathered.unlock[#gathered.unlock + 1] = mid
     return 'cancelled'
   end
-  if full and ext.limits_freed and feature_used('limits') then ext.limits_freed(mid, outcome, now) end
+  -- (ext.limits_freed is there in a lean composition with limits.lua)
+  if ext.limits_freed and feature_used('limits') then ext.limits_freed(mid, outcome, now) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     -- (a lean call carries no follow-ups for the relay: refused, §4)
     if ext.hand_off then ext.hand_off(followups, j) end

@@ -45,6 +45,7 @@ func BenchmarkPollKeySets(b *testing.B) {
 		{"full52", dequeueScript, 52, false},
 		{"lean52", dequeueLeanScript, 52, false},
 		{"full38", dequeueScript, LeanKeys, false},
+		{"limits52", dequeueLimitsScript, 52, false},
 	}
 	// LEAN_BENCH_BASE names another commit's composed dequeue (outcome
 	// groups of five, before results and follow-ups), run as "base",
@@ -66,8 +67,9 @@ func BenchmarkPollKeySets(b *testing.B) {
 	// (§18, §19): "limits" a rate and a concurrency limit (mq-limits),
 	// "jobs" those per key too, each message with one of 16 limit keys
 	// (mq-jobs); "prio" the priority alone, to tell its share. Only the
-	// full composition enforces limits: run full52 and alt, which passes
-	// every key then.
+	// compositions with limits.lua enforce limits: run full52, limits52
+	// (the lean one with limits.lua, §4) and alt, which passes every key
+	// then.
 	limitsMode := os.Getenv("LEAN_BENCH_LIMITS")
 	if limitsMode != "" {
 		for i := range variants {

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"strconv"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/gocarmine/mq/internal/queuetest"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -93,7 +95,7 @@ func TestLeanPollSwitchesToEveryKey(t *testing.T) {
 		_, err := SetLimits(ctx, s.RDB, s.Keys(p.q), Limits{Concurrency: "1"})
 		require.NoError(t, err)
 		r := p.poll(4, success(held[0]), success(held[1]))
-		assert.True(t, p.lean.Full())
+		assert.True(t, p.lean.Limits(), "a queue with limits alone goes to dequeue-limits")
 		assert.Equal(t, []bool{true, true}, r.Recorded)
 		var handles int
 		for _, st := range r.Steps {
@@ -103,6 +105,53 @@ func TestLeanPollSwitchesToEveryKey(t *testing.T) {
 			}
 		}
 		assert.Equal(t, 1, handles, "the concurrency limit holds from the switch on")
+		assert.True(t, p.lean.Limits())
+		finish(t, p, 4)
+		assert.True(t, p.lean.Limits())
+	})
+
+	t.Run("limits, then a cancel", func(t *testing.T) {
+		p, held := start(t)
+		_, err := SetLimits(ctx, s.RDB, s.Keys(p.q), Limits{Concurrency: "2"})
+		require.NoError(t, err)
+		r := p.poll(2, success(held[0]), success(held[1]))
+		require.True(t, p.lean.Limits())
+		out := handedOutSteps(r)
+		require.Len(t, out, 2, "two slots, taken by dequeue-limits")
+		slots := func() int64 {
+			n, err := s.RDB.HGet(ctx, s.Key(p.q, keys.SlotCounts), "q").Int64()
+			if errors.Is(err, redis.Nil) {
+				return 0 // (a count of 0 is not kept)
+			}
+			require.NoError(t, err)
+			return n
+		}
+		require.Equal(t, int64(2), slots())
+		a, err := Cancel(ctx, s.RDB, s.Keys(p.q), out[0].ID)
+		require.NoError(t, err)
+		require.Equal(t, CancelSignalled, a)
+		r = p.poll(0, success(out[0]), success(out[1]))
+		assert.True(t, p.lean.Full(), "a cancel takes the queue from dequeue-limits to every extension")
+		assert.Equal(t, []bool{true, false}, r.Cancelled, "the cancel stands over the success")
+		assert.Equal(t, []bool{true, true}, r.Recorded)
+		assert.Zero(t, slots(), "both slots freed, once each")
+		finish(t, p, 4)
+	})
+
+	t.Run("limits, then a result", func(t *testing.T) {
+		p, held := start(t)
+		_, err := SetLimits(ctx, s.RDB, s.Keys(p.q), Limits{Concurrency: "2"})
+		require.NoError(t, err)
+		p.poll(0)
+		require.True(t, p.lean.Limits())
+		c := success(held[0])
+		c.Result = []byte("forty-two")
+		r := p.poll(0, c, success(held[1]))
+		assert.True(t, p.lean.Full(), "a result needs every extension")
+		assert.Equal(t, []bool{true, true}, r.Recorded)
+		rec, err := ReadResult(ctx, s.RDB, s.Keys(p.q), held[0].ID)
+		require.NoError(t, err)
+		assert.Equal(t, "forty-two", string(rec.Data))
 		finish(t, p, 4)
 	})
 
@@ -203,11 +252,31 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 	assert.Equal(t, NeedKeys, ErrorCode(lean(inScript)), "follow-ups to enqueue in the script, to the plain lean composition")
 	assert.Equal(t, before, dump(), "a refused call wrote nothing")
 
+	withLimits := func(cs ...Completion) error {
+		a := PollArgs{LockTime: time.Minute, MaxSteps: 2, Completions: cs, Poller: randomToken(), Seq: 1}
+		return dequeueLimitsScript.Run(ctx, s.RDB, s.Keys(q), a.argv(0)...).Err()
+	}
+	assert.Equal(t, NeedKeys, ErrorCode(withLimits(withResult)), "a result, to dequeue-limits")
+	assert.Equal(t, NeedKeys, ErrorCode(withLimits(withFollowUps)), "follow-ups, to dequeue-limits")
+	assert.Equal(t, NeedKeys, ErrorCode(withLimits(inScript)), "follow-ups to enqueue in the script, to dequeue-limits")
+	assert.Equal(t, before, dump(), "a refused call wrote nothing")
+
 	for _, f := range []string{"results", "handoffs", "batches", "cancel", "progress", "limits"} {
 		require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Features), f, "1").Err())
 		before := dump()
-		assert.Equal(t, NeedKeys, ErrorCode(lean(done)), f)
-		assert.Equal(t, NeedKeys, ErrorCode(leanWith(keys.Count, done)), "%s, every key but the lean script", f)
+		want := NeedKeys
+		if f == "limits" {
+			want = NeedLimits // (to dequeue-limits, with every key)
+		}
+		assert.Equal(t, want, ErrorCode(lean(done)), f)
+		assert.Equal(t, want, ErrorCode(leanWith(keys.Count, done)), "%s, every key but the lean script", f)
+		if f != "limits" {
+			assert.Equal(t, NeedKeys, ErrorCode(withLimits(done)), "%s, to dequeue-limits", f)
+			require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Features), "limits", "1").Err())
+			assert.Equal(t, NeedKeys, ErrorCode(lean(done)), "%s and limits", f)
+			assert.Equal(t, NeedKeys, ErrorCode(withLimits(done)), "%s and limits, to dequeue-limits", f)
+			require.NoError(t, s.RDB.HDel(ctx, s.Key(q, keys.Features), "limits").Err())
+		}
 		assert.Equal(t, before, dump(), "a call refused for %s wrote nothing", f)
 		require.NoError(t, s.RDB.HDel(ctx, s.Key(q, keys.Features), f).Err())
 	}
@@ -268,4 +337,15 @@ func TestLeanPollInScriptFollowUps(t *testing.T) {
 	assert.True(t, lean.Full(), "follow-ups for the relay need every key")
 	assert.Equal(t, "own", s.RDB.HGet(ctx, s.Key(q, keys.Messages), "m1/y").Val())
 	assert.Equal(t, int64(1), s.RDB.LLen(ctx, s.Key(q, keys.Handoffs)).Val(), "the relay's record")
+}
+
+// handedOutSteps answers the handle steps of r, in order.
+func handedOutSteps(r PollReply) []Step {
+	var out []Step
+	for _, st := range r.Steps {
+		if st.Kind == StepHandle {
+			out = append(out, st)
+		}
+	}
+	return out
 }

@@ -148,30 +148,61 @@ const LeanKeys = int(keys.Results)
 
 // Lean is one queue's lean state for one client (PollArgs.Lean): its
 // poll calls pass the lean key set to a lean composition of the poll
-// script, until one of them carries a result or follow-ups, or is
-// refused (NeedKeys) because the queue uses an extension with keys of its
-// own; from then on they pass every key. The zero value is lean; it is
-// safe for concurrent use.
-type Lean struct{ full atomic.Bool }
+// script until one of them is refused because the queue uses limits and
+// no other extension with keys of its own (NeedLimits): from then on they
+// pass every key to the lean composition with limits.lua; and, lean or
+// with limits, until one of them carries a result or follow-ups for the
+// relay, or is refused (NeedKeys) because the queue uses another
+// extension with keys of its own: from then on they pass every key to the
+// full composition. The zero value is lean; it is safe for concurrent
+// use.
+type Lean struct{ mode atomic.Int32 }
 
-// Full tells whether the queue's calls pass every key from now on.
-func (l *Lean) Full() bool { return l.full.Load() }
+// The modes of a Lean, in the only order it goes through them.
+const (
+	leanPlain  int32 = iota // the lean key set, dequeue-lean
+	leanLimits              // every key, dequeue-limits
+	leanFull                // every key, dequeue
+)
 
-// lean tells whether the call a may pass the lean key set, and switches l
-// to every key for good when a's outcomes need them (a result, or
-// follow-ups for the relay, mark the queue as using an extension with keys
-// of its own; follow-ups enqueued in the script need none, §22).
-func (l *Lean) lean(a *PollArgs) bool {
-	if l == nil || l.full.Load() {
-		return false
+// Full tells whether the queue's calls pass every key to the full
+// composition from now on.
+func (l *Lean) Full() bool { return l.mode.Load() == leanFull }
+
+// Limits tells whether the queue's calls go to the lean composition with
+// limits.lua (§19), passing every key.
+func (l *Lean) Limits() bool { return l.mode.Load() == leanLimits }
+
+// to moves l on to mode m, never back.
+func (l *Lean) to(m int32) {
+	for {
+		cur := l.mode.Load()
+		if cur >= m || l.mode.CompareAndSwap(cur, m) {
+			return
+		}
+	}
+}
+
+// modeOf answers the mode of the call a, and switches l to the full
+// composition for good when a's outcomes need it (a result, or follow-ups
+// for the relay, mark the queue as using an extension with keys of its
+// own; follow-ups enqueued in the script need none, §22). A nil l is
+// full.
+func (l *Lean) modeOf(a *PollArgs) int32 {
+	if l == nil {
+		return leanFull
+	}
+	m := l.mode.Load()
+	if m == leanFull {
+		return m
 	}
 	for _, x := range a.Completions {
 		if len(x.Result) > 0 || len(RelayRecord(x.FollowUps)) > 0 {
-			l.full.Store(true)
-			return false
+			l.to(leanFull)
+			return leanFull
 		}
 	}
-	return true
+	return m
 }
 
 // enqueuesInScript tells whether any of cs has follow-ups that the poll
@@ -256,19 +287,36 @@ func Poll(ctx context.Context, r Redis, keys []string, a PollArgs) (PollReply, e
 	sent := time.Now()
 	var raw []any
 	var err error
-	full := true
-	if a.Lean.lean(&a) {
+	mode := a.Lean.modeOf(&a)
+	if mode == leanPlain {
 		ks, first := withInScriptKeys(keys[:LeanKeys:LeanKeys], a.Completions)
 		script := dequeueLeanScript
 		if enqueuesInScript(a.Completions) {
 			script = dequeueLeanFollowUpsScript
 		}
 		raw, err = script.Run(ctx, r, ks, a.argv(first)...).Slice()
-		if full = ErrorCode(err) == NeedKeys; full {
-			a.Lean.full.Store(true)
+		switch ErrorCode(err) {
+		case NeedLimits:
+			mode = leanLimits
+			a.Lean.to(mode)
+		case NeedKeys:
+			mode = leanFull
+			a.Lean.to(mode)
 		}
 	}
-	if full {
+	// (a call that enqueues follow-ups in the script goes to the full
+	// composition, which has their code: dequeue-limits has not)
+	if mode == leanLimits && !enqueuesInScript(a.Completions) {
+		ks, first := withInScriptKeys(keys, a.Completions)
+		raw, err = dequeueLimitsScript.Run(ctx, r, ks, a.argv(first)...).Slice()
+		if ErrorCode(err) == NeedKeys {
+			mode = leanFull
+			a.Lean.to(mode)
+		}
+	} else if mode == leanLimits {
+		mode = leanFull // (this call only)
+	}
+	if mode == leanFull {
 		ks, first := withInScriptKeys(keys, a.Completions)
 		raw, err = dequeueScript.Run(ctx, r, ks, a.argv(first)...).Slice()
 	}

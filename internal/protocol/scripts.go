@@ -29,9 +29,9 @@ var ErrUnexpectedReply = errors.New("unexpected reply from Redis")
 // counts (§10) are each written once. The composed texts are pinned by a
 // golden test (testdata/*.lua.golden).
 var scriptParts = map[string][]string{
-	"enqueue":     {"lib", "prelude", "prelude-ext", "status", "wake-backlog", "enqueue"},
+	"enqueue":     {"lib", "prelude", "prelude-ext", "prelude-limits", "status", "wake-backlog", "enqueue"},
 	"enqueue-new": {"lib:", "wake-backlog", "enqueue-new-full", "enqueue-new"}, // binds its own few keys: no prelude, and no function (a closure a call)
-	"dequeue":     {"lib", "prelude", "prelude-ext", "status", "counts", "history", "attempt-errors", "outcome", "outcome-ext", "wake-backlog", "followups", "limits", "dequeue"},
+	"dequeue":     {"lib", "prelude", "prelude-ext", "prelude-limits", "status", "counts", "history", "attempt-errors", "outcome", "outcome-ext", "wake-backlog", "followups", "limits", "dequeue"},
 	// The lean poll (docs/protocol.md §4), for a queue that uses no
 	// extension with keys of its own: without limits.lua and
 	// outcome-ext.lua, whose closures every call would make for nothing,
@@ -42,20 +42,24 @@ var scriptParts = map[string][]string{
 	// (an enqueue's) and status_name (msg-status's).
 	"dequeue-lean":           {"lib", leanPrelude, leanStatus, "counts", "history", "attempt-errors", "outcome", "dequeue"},
 	"dequeue-lean-followups": {"lib", leanPrelude, leanStatus, "counts", "history", "attempt-errors", "outcome", "wake-backlog", "followups", "dequeue"},
-	"msg-status":             {"lib", "prelude", "prelude-ext", "status", "attempt-errors", "msg-status"},
-	"renew":                  {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "renew"},
-	"queue-counts":           {"lib", "prelude", "prelude-ext", "counts", "queue-counts"},
-	"delete":                 {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "delete"},
-	"pause":                  {"lib", "prelude", "prelude-ext", "pause"},
-	"dead-letters":           {"lib", "prelude", "prelude-ext", "status", "dead-letters"},
-	"heartbeat":              {"lib", "prelude", "prelude-ext", "heartbeat"},
-	"history-read":           {"lib", "prelude", "prelude-ext", "history", "history-read"},
-	"tick":                   {"lib", "tick"}, // binds its own few keys: no prelude
-	"schedules":              {"lib", "schedules"},
-	"result":                 {"lib", "prelude", "prelude-ext", "status", "result"},
-	"batch-tick":             {"lib", "prelude", "prelude-ext", "batch-tick"},
-	"cancel":                 {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "cancel", "delete"}, // a queued message goes on to delete.lua
-	"limits-set":             {"lib", "prelude", "prelude-ext", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "limits-set"},
+	// The lean poll of a queue that uses limits (§19) and no other
+	// extension with keys of its own: every key, and limits.lua, but
+	// neither outcome-ext.lua nor followups.lua.
+	"dequeue-limits": {"lib", leanPrelude, leanStatus, "prelude-limits", "counts", "history", "attempt-errors", "outcome", "limits", "dequeue"},
+	"msg-status":     {"lib", "prelude", "prelude-ext", "prelude-limits", "status", "attempt-errors", "msg-status"},
+	"renew":          {"lib", "prelude", "prelude-ext", "prelude-limits", "status", "history", "attempt-errors", "outcome", "outcome-ext", "renew"},
+	"queue-counts":   {"lib", "prelude", "prelude-ext", "prelude-limits", "counts", "queue-counts"},
+	"delete":         {"lib", "prelude", "prelude-ext", "prelude-limits", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "delete"},
+	"pause":          {"lib", "prelude", "prelude-ext", "prelude-limits", "pause"},
+	"dead-letters":   {"lib", "prelude", "prelude-ext", "prelude-limits", "status", "dead-letters"},
+	"heartbeat":      {"lib", "prelude", "prelude-ext", "prelude-limits", "heartbeat"},
+	"history-read":   {"lib", "prelude", "prelude-ext", "prelude-limits", "history", "history-read"},
+	"tick":           {"lib", "tick"}, // binds its own few keys: no prelude
+	"schedules":      {"lib", "schedules"},
+	"result":         {"lib", "prelude", "prelude-ext", "prelude-limits", "status", "result"},
+	"batch-tick":     {"lib", "prelude", "prelude-ext", "prelude-limits", "batch-tick"},
+	"cancel":         {"lib", "prelude", "prelude-ext", "prelude-limits", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "cancel", "delete"}, // a queued message goes on to delete.lua
+	"limits-set":     {"lib", "prelude", "prelude-ext", "prelude-limits", "status", "history", "attempt-errors", "outcome", "outcome-ext", "limits", "limits-set"},
 
 	// enqueue-new.lua's short call, passed neither mid-circle nor the
 	// isleep lists (docs/protocol.md §3)
@@ -72,7 +76,7 @@ const (
 
 // The composed scripts, set by Load.
 var (
-	enqueueScript, enqueueNewScript, enqueueNewShortScript, dequeueScript, dequeueLeanScript, dequeueLeanFollowUpsScript, msgStatusScript, renewScript, countsScript,
+	enqueueScript, enqueueNewScript, enqueueNewShortScript, dequeueScript, dequeueLeanScript, dequeueLeanFollowUpsScript, dequeueLimitsScript, msgStatusScript, renewScript, countsScript,
 	deleteScript, pauseScript, deadScript, heartbeatScript, historyScript *redis.Script
 	tickScript, schedulesScript *redis.Script
 	resultScript                *redis.Script
@@ -99,6 +103,7 @@ func Load(luaFS fs.FS) {
 	dequeueScript = composeScript("dequeue")
 	dequeueLeanScript = composeScript("dequeue-lean")
 	dequeueLeanFollowUpsScript = composeScript("dequeue-lean-followups")
+	dequeueLimitsScript = composeScript("dequeue-limits")
 	msgStatusScript = composeScript("msg-status")
 	renewScript = composeScript("renew")
 	countsScript = composeScript("queue-counts")
@@ -228,6 +233,11 @@ const (
 	// extension with keys of its own, or carried a result or follow-ups;
 	// the call wrote nothing, and is to be sent again with every key.
 	NeedKeys Code = "MQKEYS"
+	// NeedLimits: a lean poll call (§4) without limits.lua or every key
+	// found that the queue uses limits (§19) and no other extension with
+	// keys of its own; the call wrote nothing, and is to be sent again
+	// with every key to the lean composition with limits.lua.
+	NeedLimits Code = "MQLIMITS"
 	// NoScript: EVALSHA of a script not in the server's cache.
 	NoScript Code = "NOSCRIPT"
 )

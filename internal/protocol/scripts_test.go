@@ -156,13 +156,13 @@ func TestSkipReasonsAreTheScripts(t *testing.T) {
 
 // TestScriptsUseOnlyKeysFromKEYS guards the cluster rule: keys reach the
 // scripts only through KEYS, bound to names once in the prelude and
-// prelude-ext.lua (or, for
+// prelude-ext.lua and prelude-limits.lua (or, for
 // enqueue-new.lua, tick.lua and schedules.lua, composed with lib.lua alone,
 // once at their top; followups.lua reads the keys of the queues follow-ups
 // go to, after the queue's own, as KEYS[g + i] alone, §22), and no
 // script builds a key name of its own.
 func TestScriptsUseOnlyKeysFromKEYS(t *testing.T) {
-	binds := map[string]bool{"prelude.lua": true, "prelude-ext.lua": true, "enqueue-new.lua": true, "tick.lua": true, "schedules.lua": true}
+	binds := map[string]bool{"prelude.lua": true, "prelude-ext.lua": true, "prelude-limits.lua": true, "enqueue-new.lua": true, "tick.lua": true, "schedules.lua": true}
 	targets := regexp.MustCompile(`KEYS\[g( \+ [1-7])?\]`)
 	for _, name := range luaFileNames(t) {
 		src, _ := fs.ReadFile(luaFiles, name)
