@@ -94,10 +94,13 @@ func TestMultiStrictOrder(t *testing.T) {
 }
 
 // TestMultiWeightedShares: weights 3:1 over 4 handler threads. Every
-// handling waits for the test, which lets them go 4 at a time: while only
-// the first queue has messages it holds all 4 (the second lends its
-// share); once the second has a backlog, every round holds exactly 3 of
-// the first and 1 of the second, until the second is drained.
+// handling waits for the test, which lets them go 4 at a time, each round
+// the 4 the round before started (a release meant for one of those and
+// taken by a handling started since would let a share's slot turn twice
+// in one round): while only the first queue has messages it holds all 4
+// (the second lends its share); once the second has a backlog, every
+// round holds exactly 3 of the first and 1 of the second, until the
+// second is drained.
 func TestMultiWeightedShares(t *testing.T) {
 	t.Parallel()
 	s := queuetest.RealServer(t)
@@ -105,24 +108,32 @@ func TestMultiWeightedShares(t *testing.T) {
 	qa, qb := queuetest.QueueName(t)+":a", queuetest.QueueName(t)+":b"
 	const nb = 12
 	enqueueN(t, c, qa, 4*nb+20)
-	started := make(chan string, 100)
-	release := make(chan struct{})
+	type handling struct {
+		queue string
+		done  chan struct{} // closed by the test to let it end
+	}
+	started := make(chan handling, 100)
+	end := make(chan struct{}) // closed at the end: lets every handling go
 	m := startMulti(t, c, Weighted{{qa, 3}, {qb, 1}}, WorkerConfig{HandlerThreads: 4, Prefetch: -1},
 		func(ctx context.Context, msg *Message) error {
-			started <- msg.Queue
+			h := handling{queue: msg.Queue, done: make(chan struct{})}
+			started <- h
 			select {
-			case <-release:
+			case <-h.done:
+			case <-end:
 			case <-ctx.Done():
 			}
 			return nil
 		})
+	var running []handling // the round's, until let
 	round := func() map[string]int {
 		t.Helper()
 		got := map[string]int{}
 		for range 4 {
 			select {
-			case q := <-started:
-				got[q]++
+			case h := <-started:
+				got[h.queue]++
+				running = append(running, h)
 			case <-time.After(eventTimeout):
 				t.Fatalf("timed out waiting for 4 handlings; got %v", got)
 			}
@@ -130,10 +141,12 @@ func TestMultiWeightedShares(t *testing.T) {
 		return got
 	}
 	let := func() {
-		for range 4 {
-			release <- struct{}{}
+		for _, h := range running {
+			close(h.done)
 		}
+		running = nil
 	}
+	t.Cleanup(func() { close(end) })
 	assert.Equal(t, map[string]int{qa: 4}, round(), "the idle queue lends its share")
 	enqueueN(t, c, qb, nb)
 	queuetest.WaitFor(t, "the second queue's loop awake", m.workers[1].room.Awake)
@@ -141,8 +154,6 @@ func TestMultiWeightedShares(t *testing.T) {
 		let()
 		require.Equal(t, map[string]int{qa: 3, qb: 1}, round(), "round %d with both queues busy", i)
 	}
-	let()
-	close(release)
 }
 
 // TestMultiPausedQueue: a paused queue first in strict order does not hold
