@@ -88,36 +88,27 @@ end
 -- the call is then refused before anything is written.
 function in_script.check(j, rec)
   local gathered, order = in_script.gathered, in_script.order
+  local n, i, target, id, data, lock, meta
   if in_script.struct then
     -- A worker's usual record holds one follow-up: its count and its five
     -- fields are read by one unpack. (A record of another count may
     -- unpack too, its fields misread: they are then read again below.)
-    local ok, n, target, id, data, lock, meta, after =
+    local ok, c, t, d1, d2, l, m, after =
       pcall(in_script.struct.unpack, '<I4c0I4c0I4c0I4c0I4c0I4c0', rec, 2)
-    if ok and n == '1' then
-      local ks = in_script.keys(target)
-      if not ks then return 'no keys for the follow-ups to ' .. target end
-      local fs = gathered[ks[1]]
-      if not fs then
-        fs = {}
-        gathered[ks[1]] = fs
-        order[#order + 1] = ks
-      end
-      local m = #fs
-      fs[m + 1], fs[m + 2], fs[m + 3], fs[m + 4], fs[m + 5] = j, id, data, lock, meta
-      local rest = ''
-      if after <= #rec then rest = string.sub(rec, after) end
-      in_script.recs[j] = rest
-      return nil, rest
+    if ok and c == '1' then
+      n, i, target, id, data, lock, meta = 1, after, t, d1, d2, l, m
     end
   end
-  local n, i = in_script.field_at(rec, 2)
-  n = tonumber(n)
-  if not n then return 'a damaged follow-ups record' end
-  for _ = 1, n do
-    local target, id, data, lock, meta
-    target, id, data, lock, meta, i = in_script.fields(rec, i)
-    if not target then return 'a damaged follow-ups record' end
+  if not n then
+    n, i = in_script.field_at(rec, 2)
+    n = tonumber(n)
+    if not n then return 'a damaged follow-ups record' end
+  end
+  for k = 1, n do
+    if k > 1 or not target then -- (the one unpack above read the first)
+      target, id, data, lock, meta, i = in_script.fields(rec, i)
+      if not target then return 'a damaged follow-ups record' end
+    end
     local ks = in_script.keys(target)
     if not ks then return 'no keys for the follow-ups to ' .. target end
     local fs = gathered[ks[1]]
@@ -129,7 +120,8 @@ function in_script.check(j, rec)
     local m = #fs
     fs[m + 1], fs[m + 2], fs[m + 3], fs[m + 4], fs[m + 5] = j, id, data, lock, meta
   end
-  local rest = string.sub(rec, i)
+  local rest = ''
+  if i <= #rec then rest = string.sub(rec, i) end
   in_script.recs[j] = rest
   return nil, rest
 end
