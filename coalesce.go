@@ -174,18 +174,39 @@ func (g *enqueueGroup) reuse(w *enqueueWaiter) {
 	g.mu.Unlock()
 }
 
-// enqueueAlone runs one script call for m alone, by ctx's deadline.
+// enqueueAlone runs one script call for m alone, by ctx's deadline. A
+// message whose id the client drew has that id as the call's token
+// (protocol.EnqueueCall.Token): none is drawn for it.
 func (c *Client) enqueueAlone(ctx context.Context, queue string, m protocol.EnqueueMessage) (protocol.Code, error) {
-	call := c.enqueueCall(1)
-	call.Messages = append(call.Messages, m)
-	answer, err := within(c, ctx, func(ctx context.Context) (protocol.EnqueueAnswer, error) {
-		a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
-		return a, a.Err
-	})
-	if err != nil {
-		return "", err
+	// The call's Sends and its message, in one allocation.
+	one := &struct {
+		sends protocol.Sends
+		msgs  [1]protocol.EnqueueMessage
+	}{msgs: [1]protocol.EnqueueMessage{m}}
+	call := protocol.EnqueueCall{Sends: &one.sends, Keep: c.receiptTTL, IndexOnly: c.cfg.NoCarmineWorkers,
+		Messages: one.msgs[:], Backlogs: &c.backlogs}
+	if !m.FreshID {
+		call.Token = randomID()
 	}
-	return answer.Codes[0], nil
+	var a protocol.EnqueueAnswer
+	if c.direct(ctx) {
+		// within's case of a call on this goroutine, without its closure
+		// (an allocation a call).
+		a = protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
+	} else {
+		var err error
+		a, err = within(c, ctx, func(ctx context.Context) (protocol.EnqueueAnswer, error) {
+			a := protocol.Enqueue(ctx, c.rdb, c.keys(queue), call)
+			return a, a.Err
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	if a.Err != nil {
+		return "", a.Err
+	}
+	return a.Codes[0], nil
 }
 
 // release ends the group's call in flight: the group is idle again if

@@ -22,7 +22,7 @@ import (
 // deadline: go-redis then honours a cancellation before it sends and
 // between attempts, and its own timeouts bound the rest.
 func within[T any](c *Client, ctx context.Context, call func(context.Context) (T, error)) (T, error) {
-	if _, ok := ctx.Deadline(); !ok || c.keepsDeadlines {
+	if c.direct(ctx) {
 		return call(ctx)
 	}
 	var zero T
@@ -50,6 +50,13 @@ func within[T any](c *Client, ctx context.Context, call func(context.Context) (T
 			return zero, ctx.Err()
 		}
 	}
+}
+
+// direct tells whether within runs a call with ctx on the caller's
+// goroutine: when go-redis keeps ctx's deadline itself, or ctx has none.
+func (c *Client) direct(ctx context.Context) bool {
+	_, ok := ctx.Deadline()
+	return !ok || c.keepsDeadlines
 }
 
 // keepsDeadlines tells whether rdb applies context deadlines to its reads

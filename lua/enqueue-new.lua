@@ -32,27 +32,29 @@
 --   time or metadata, or stale metadata of its id may be there (a Carmine
 --   worker may read the queue, and the id is not one the client drew for
 --   the message)
--- ARGV[1]: the call's token on its first send, '' on every send after it
---   (a send after the first looks for the call's receipt: enqueue.lua)
--- then, on a sampled call only: how long to keep the call's receipt at
---   least, in ms
+-- ARGV: on a sampled call only, first: how long to keep the call's
+--   receipt at least, in ms
 -- then, with lock-times and meta only: '1' when a message without
 --   metadata has its meta entry deleted, '0' when not
+-- then the call's token on its first send, '' on every send after it (a
+--   send after the first looks for the call's receipt: enqueue.lua)
 -- then per message: its id and content, and with lock-times and meta its
---   lock time in ms ('0' for the worker's) and metadata ('' for none)
+--   lock time in ms ('0' for the worker's) and metadata ('' for none);
+--   but a call of one message whose id the client drew has that id as
+--   its token (§8), and passes it once: the token is the message's id,
+--   which is not passed again (an odd count of arguments after the token)
 -- Every key and argument costs Redis about as much as a command the
 -- script runs, so those a call does not use are not passed.
 --
--- Reply: 'added' or 'deep' when every message was added ('deep' when
+-- Reply: a number, the cheapest reply to make and to read: 1 when every
+-- message was added, 2 ('deep') when every message was added and
 -- mids-ready held the wake backlog before the call, so that it woke
--- nobody: the client's next call may go short); nil when the call must go
--- through enqueue.lua; 'keys' from a short call that found mids-ready
--- below the backlog, having changed nothing: the call goes again, full.
+-- nobody (the client's next call may go short); 0 ('keys') from a short
+-- call that found mids-ready below the backlog, having changed nothing:
+-- the call goes again, full; nil when the call must go through
+-- enqueue.lua.
 local call = redis.call
-local ARGV = ARGV
-local token = ARGV[1]
-if token == '' then return nil end
-local KEYS = KEYS
+local ARGV, KEYS = ARGV, KEYS
 local K_MESSAGES, K_UDTS, K_MIDS_READY, K_RECEIPTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- A short call (SHORT, enqueue-new-short.lua) is not passed the keys of
 -- the circle and of the wake, which it never needs (below).
@@ -60,34 +62,95 @@ local K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B
 if not SHORT then
   K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B = KEYS[5], KEYS[6], KEYS[7]
 end
--- at: the first message's first argument; per: the arguments a message.
--- The common call (no key past the KEYS_BASE of its head file) has none
--- but the token before its messages, two arguments each. One call in
--- sixteen (sampled: the token's last digit is '0', one key more) also
--- reads when the receipts' current generation began, and starts a new one
--- when it is old enough.
-local at, per = 2, 2
+
+-- The common call, one message whose id the client drew, its token
+-- (§8), with no optional key, not sampled: the general path below, written
+-- out for it alone, saving the branches and the reads that calls of many
+-- messages, sampled calls and the optional keys need (some 1,000
+-- instructions of Redis's 60,000, BenchmarkEnqueueNewCost's short
+-- variant under callgrind). Tests pin that it writes what enqueue.lua
+-- writes, as the general path does.
+if #ARGV == 2 and #KEYS == KEYS_BASE then
+  local id = ARGV[1]
+  if id == '' then return nil end
+  local ready_len
+  if SHORT then
+    ready_len = call('lpush', K_MIDS_READY, id)
+    if ready_len <= WAKE_BACKLOG then
+      call('ltrim', K_MIDS_READY, 1, -1)
+      return 0
+    end
+  end
+  if call('hsetnx', K_MESSAGES, id, ARGV[2]) == 0 then
+    if SHORT then call('ltrim', K_MIDS_READY, 1, -1) end
+    return nil
+  end
+  local t = call('time')
+  local now, us = t[1], t[2]
+  if #us == 6 then
+    now = now .. string.sub(us, 1, 3)
+  else
+    now = now .. string.sub('00000' .. us, -6, -4)
+  end
+  call('hset', K_UDTS, id, now)
+  if SHORT then
+    call('hset', K_RECEIPTS, id, 'a')
+    return 2
+  end
+  ready_len = call('lpush', K_MIDS_READY, id)
+  if ready_len == 1 and call('exists', K_MID_CIRCLE) == 0 then
+    call('lpush', K_MID_CIRCLE, 'end-of-circle')
+  end
+  call('hset', K_RECEIPTS, id, 'a')
+  if ready_len > WAKE_BACKLOG then return 2 end
+  local from, to = K_ISLEEP_A, K_ISLEEP_B
+  if ready_len % 2 == 1 then from, to = K_ISLEEP_B, K_ISLEEP_A end
+  if not call('rpoplpush', from, to) then
+    if not call('rpoplpush', to, from) then
+      call('lpush', K_ISLEEP_A, '_')
+    end
+  end
+  return 1
+end
+
+-- at: the token's argument; per: the arguments a message. The common
+-- call (no key past the KEYS_BASE of its head file) has nothing before
+-- the token, and two arguments a message. One call in sixteen (sampled:
+-- the token's last digit is '0', one key more) also reads when the
+-- receipts' current generation began, and starts a new one when it is
+-- old enough.
+local at, per = 1, 2
 local K_RECEIPTS_PREV, keep_ms, K_LOCK_TIMES, K_META, mode
 local nkeys = #KEYS
 if nkeys > KEYS_BASE then
   local k = KEYS_BASE + 1
   if (nkeys - KEYS_BASE) % 2 == 1 then
-    K_RECEIPTS_PREV, keep_ms, k, at = KEYS[k], tonumber(ARGV[2]), k + 1, 3
+    K_RECEIPTS_PREV, keep_ms, k, at = KEYS[k], tonumber(ARGV[1]), k + 1, 2
   end
   if k < nkeys then
     K_LOCK_TIMES, K_META, mode, per, at = KEYS[k], KEYS[k + 1], ARGV[at], 4, at + 1
   end
 end
-local n = (#ARGV - at + 1) / per
+local token = ARGV[at]
+if token == '' then return nil end
 
+-- n: the messages; at from here on: the first message's id (the token
+-- itself when it is the id, one argument fewer).
 local id, ids, fields -- fields: id, content, id, content..., then id, now...
-if n == 1 then
-  id = ARGV[at]
+local n = #ARGV - at
+if n % 2 == 1 then
+  n, id = 1, token
 else
-  ids, fields = {}, {}
-  for i = 1, n do
-    local a = at + (i - 1) * per
-    ids[i], fields[2 * i - 1], fields[2 * i] = ARGV[a], ARGV[a], ARGV[a + 1]
+  at = at + 1
+  n = n / per
+  if n == 1 then
+    id = ARGV[at]
+  else
+    ids, fields = {}, {}
+    for i = 1, n do
+      local a = at + (i - 1) * per
+      ids[i], fields[2 * i - 1], fields[2 * i] = ARGV[a], ARGV[a], ARGV[a + 1]
+    end
   end
 end
 
@@ -96,7 +159,7 @@ end
 -- A short call pushes first: only a list that held the wake backlog
 -- (WAKE_BACKLOG a message, wake-backlog.lua) wants neither a wake nor a
 -- look at the circle, and a short call finding it shorter takes its ids
--- back and answers 'keys', having changed nothing: the client sends the
+-- back and answers 0 ('keys'), having changed nothing: the client sends the
 -- call again with those keys (docs/protocol.md §3).
 local ready_len
 if SHORT then
@@ -107,7 +170,7 @@ if SHORT then
   end
   if ready_len - n < WAKE_BACKLOG * n then
     call('ltrim', K_MIDS_READY, n, -1)
-    return 'keys'
+    return 0
   end
 end
 
@@ -158,7 +221,7 @@ if K_LOCK_TIMES then
   for i = 1, n do
     local a = at + (i - 1) * per
     local lock_ms, meta = ARGV[a + 2], ARGV[a + 3]
-    local mid = ARGV[a]
+    local mid = id or ids[i]
     if lock_ms ~= '0' then
       locks[#locks + 1], locks[#locks + 2] = mid, lock_ms
     end
@@ -214,12 +277,12 @@ end
 -- Wake one sleeping worker (§5), once for the call, as enqueue.lua does,
 -- unless mids-ready held WAKE_BACKLOG ids a message before the call
 -- (wake-backlog.lua; LPUSH told its length): the sleepers there were are
--- woken already. Past it, a call answers 'deep', so that the client's
+-- woken already. Past it, a call answers 2 ('deep'), so that the client's
 -- next call on the queue goes short (a short call is always past it).
 -- The sentinel moves to the other isleep list (created in isleep-a the
 -- first time), looking first where it went if nothing was taken since the
 -- queue's first enqueue (an odd length: b).
-if ready_len - n >= WAKE_BACKLOG * n then return 'deep' end
+if ready_len - n >= WAKE_BACKLOG * n then return 2 end
 local from, to = K_ISLEEP_A, K_ISLEEP_B
 if ready_len % 2 == 1 then from, to = K_ISLEEP_B, K_ISLEEP_A end
 if not call('rpoplpush', from, to) then
@@ -227,4 +290,4 @@ if not call('rpoplpush', from, to) then
     call('lpush', K_ISLEEP_A, '_')
   end
 end
-return 'added'
+return 1

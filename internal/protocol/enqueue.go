@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gocarmine/mq/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -63,7 +64,9 @@ const (
 // takes the call): its messages, decided in turn, and its receipt (§8).
 type EnqueueCall struct {
 	// Token identifies the call, drawn at random once and sent again with
-	// every resend of the call.
+	// every resend of the call. A call of one message whose id the client
+	// drew (FreshID) has that id as its token instead, Token unused: the
+	// id is as unique, and the lean call passes it once (§8).
 	Token string
 	// Sends, when not nil, tells the script which send of the call is the
 	// first: a first send cannot find a receipt under a token drawn for
@@ -116,7 +119,7 @@ func (c EnqueueCall) argv() []any {
 	if c.Sends != nil {
 		first = c.Sends
 	}
-	args = append(args, c.Token, MS(c.Keep), boolArg(c.IndexOnly), first)
+	args = append(args, c.token(), MS(c.Keep), boolArg(c.IndexOnly), first)
 	for _, m := range c.Messages {
 		args = append(args, m.ID, m.Data, MS(m.InitialBackoff), MS(m.LockTime),
 			boolArg(m.CanUpdate), boolArg(m.CanRequeue), boolArg(m.ResetInitialBackoff), max(0, m.At), m.Metadata,
@@ -141,7 +144,12 @@ func (m EnqueueMessage) policyArg() []byte {
 // another node after a redirect, says so to the script, which then looks
 // for the call's receipt. (A proxy between the client and Redis that
 // resent commands on its own would defeat this; go-redis does not.)
-type Sends struct{ written atomic.Bool }
+type Sends struct {
+	written atomic.Bool
+	// token is the call's token, as enqueue-new.lua's token argument
+	// (firstSend) writes it on the first send.
+	token string
+}
 
 // MarshalBinary encodes the argument: "1" the first time, "0" after.
 func (s *Sends) MarshalBinary() ([]byte, error) {
@@ -155,7 +163,8 @@ func (s *Sends) MarshalBinary() ([]byte, error) {
 type EnqueueAnswer struct {
 	// Codes holds one answer per message, in order, when Err is nil:
 	// Added, Updated, AlreadyQueued, Locked or Backoff (the caller tells
-	// any other code for an unexpected reply, message by message).
+	// any other code for an unexpected reply, message by message). It
+	// may be shared between answers: read it, never change it.
 	Codes []Code
 	// Err is the call's error: Redis's (an OOM error reply when Redis is
 	// full, see ErrorCode), or ErrUnexpectedReply.
@@ -171,30 +180,23 @@ type EnqueueAnswer struct {
 func Enqueue(ctx context.Context, r Redis, all []string, call EnqueueCall) EnqueueAnswer {
 	if call.lean() {
 		q := all[keys.Messages]
-		script, short := enqueueNewScript, call.Backlogs != nil && call.Backlogs.has(q)
-		if short {
-			script = enqueueNewShortScript
-		}
-		v, err := script.Run(ctx, r, leanKeys(all, call, short), leanArgv(call)...).Result()
-		if short && err == nil && v == "keys" {
+		short := call.Backlogs != nil && call.Backlogs.has(q)
+		v, err := runLean(ctx, r, all, call, short)
+		if short && err == nil && v == leanKeysNeeded {
 			// Below the backlog: the short call changed nothing, and this
 			// reply is to its first send (a later one steps aside). The
 			// call goes again, full, as on its first send.
 			call.Backlogs.set(q, false)
 			call.Sends = new(Sends)
-			v, err = enqueueNewScript.Run(ctx, r, leanKeys(all, call, false), leanArgv(call)...).Result()
+			v, err = runLean(ctx, r, all, call, false)
 			short = false
 		}
 		switch {
-		case err == nil && (v == string(Added) || v == "deep"):
-			if call.Backlogs != nil && !short && v == "deep" {
+		case err == nil && (v == leanAdded || v == leanDeep):
+			if call.Backlogs != nil && !short && v == leanDeep {
 				call.Backlogs.set(q, true)
 			}
-			codes := make([]Code, len(call.Messages))
-			for i := range codes {
-				codes[i] = Added
-			}
-			return EnqueueAnswer{Codes: codes}
+			return EnqueueAnswer{Codes: addedCodes(len(call.Messages))}
 		case err == nil:
 			return EnqueueAnswer{Err: fmt.Errorf("%w: enqueue-new answered %v", ErrUnexpectedReply, v)}
 		case err != redis.Nil:
@@ -207,6 +209,29 @@ func Enqueue(ctx context.Context, r Redis, all []string, call EnqueueCall) Enque
 	}
 	reply, err := enqueueScript.Run(ctx, r, all, call.argv()...).StringSlice()
 	return enqueueAnswer(call, reply, err)
+}
+
+// enqueue-new.lua's replies, numbers (nil: not taken).
+const (
+	leanKeysNeeded = 0 // a short call found mids-ready below the backlog, and changed nothing
+	leanAdded      = 1 // every message added
+	leanDeep       = 2 // every message added, past the wake backlog: nobody woken
+)
+
+// addedOne is the codes of a call of one message, every one added,
+// shared: the callers only read them.
+var addedOne = []Code{Added}
+
+// addedCodes answers the codes of a call of n messages, every one added.
+func addedCodes(n int) []Code {
+	if n == 1 {
+		return addedOne
+	}
+	codes := make([]Code, n)
+	for i := range codes {
+		codes[i] = Added
+	}
+	return codes
 }
 
 // lean tells whether the call may go through enqueue-new.lua: messages
@@ -238,57 +263,119 @@ func (c EnqueueCall) leanOptional() bool {
 	return false
 }
 
+// token answers the call's token: the id of its one message when the
+// client drew it (a random UUID, unique per call as a drawn token is),
+// else Token (§8).
+func (c EnqueueCall) token() string {
+	if c.idToken() {
+		return c.Messages[0].ID
+	}
+	return c.Token
+}
+
+// idToken tells whether the call's token is its one message's id, which
+// the client drew.
+func (c EnqueueCall) idToken() bool {
+	return len(c.Messages) == 1 && c.Messages[0].FreshID
+}
+
 // sampled tells whether the call is one of the one in sixteen whose
 // first send reads when the receipts' generation began (its token ends in
 // '0', §8): only such a call passes enqueue-new.lua the previous
 // generation's key and the receipts' keep time.
 func (c EnqueueCall) sampled() bool {
-	return strings.HasSuffix(c.Token, "0")
+	return strings.HasSuffix(c.token(), "0")
 }
 
-// leanKeys answers the keys enqueue-new.lua takes, from all the queue's
-// keys: in a short call, neither mid-circle nor the isleep lists.
-func leanKeys(all []string, c EnqueueCall, short bool) []string {
-	ks := make([]string, 0, 10)
-	ks = append(ks, all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.EnqueueReceipts])
+// runLean runs enqueue-new.lua for call, its short composition when
+// short, as go-redis's Script.Run runs a script (EVALSHA, then EVAL when
+// Redis answers NOSCRIPT), and answers its reply, a number (redis.Nil
+// for nil). It builds the command's one slice of arguments itself:
+// Script.Run makes an interface value of the script's hash and of each
+// key, an allocation each, and takes the keys and the arguments in two
+// slices more. Here the hash was made one once (leanScript), and each key
+// goes as a pointer into all, which go-redis writes, and routes by in a
+// cluster, as the string it points to; all is not changed meanwhile (the
+// client's keys of the queue, never changed).
+func runLean(ctx context.Context, r Redis, all []string, c EnqueueCall, short bool) (int64, error) {
+	s := &enqueueNewLean
+	if short {
+		s = &enqueueNewShortLean
+	}
+	args := make([]any, 3, 3+8+3+4*len(c.Messages))
+	args[0], args[1] = "evalsha", s.hash
+	args = appendLeanKeys(args, all, c, short)
+	args[2] = len(args) - 3
+	args = appendLeanArgv(args, c)
+	cmd := redis.NewCmd(ctx, args...)
+	cmd.SetFirstKeyPos(3)
+	_ = r.Process(ctx, cmd)
+	if ErrorCode(cmd.Err()) == NoScript {
+		// Sent again: the token argument goes empty (firstSend), and the
+		// script steps aside for enqueue.lua, as after any later send.
+		args[0], args[1] = "eval", s.src
+		cmd = redis.NewCmd(ctx, args...)
+		cmd.SetFirstKeyPos(3)
+		_ = r.Process(ctx, cmd)
+	}
+	return cmd.Int64()
+}
+
+// leanScript is a composition of enqueue-new.lua as runLean runs it: its
+// hash and its text, each made an interface value once.
+type leanScript struct{ hash, src any }
+
+// newLeanScript answers the leanScript of the script composed of parts.
+func newLeanScript(name string) leanScript {
+	src := composeSource(scriptParts[name]...)
+	return leanScript{hash: redis.NewScript(src).Hash(), src: src}
+}
+
+// appendLeanKeys appends to dst the keys enqueue-new.lua takes, as
+// pointers into all, the queue's every key: in a short call, neither
+// mid-circle nor the isleep lists.
+func appendLeanKeys(dst []any, all []string, c EnqueueCall, short bool) []any {
+	dst = append(dst, &all[keys.Messages], &all[keys.UDTs], &all[keys.MidsReady], &all[keys.EnqueueReceipts])
 	if !short {
-		ks = append(ks, all[keys.MidCircle], all[keys.ISleepA], all[keys.ISleepB])
+		dst = append(dst, &all[keys.MidCircle], &all[keys.ISleepA], &all[keys.ISleepB])
 	}
 	if c.sampled() {
-		ks = append(ks, all[keys.EnqueueReceiptsPrev])
+		dst = append(dst, &all[keys.EnqueueReceiptsPrev])
 	}
 	if c.leanOptional() {
-		ks = append(ks, all[keys.LockTimes], all[keys.Meta])
+		dst = append(dst, &all[keys.LockTimes], &all[keys.Meta])
 	}
-	return ks
+	return dst
 }
 
-// leanArgv answers enqueue-new.lua's arguments, in step with leanKeys.
-func leanArgv(c EnqueueCall) []any {
+// appendLeanArgv appends to dst enqueue-new.lua's arguments, in step with
+// appendLeanKeys: the token last before the messages, and, when it is the
+// one message's id, the id not passed again.
+func appendLeanArgv(dst []any, c EnqueueCall) []any {
 	optional := c.leanOptional()
-	per := 2
-	if optional {
-		per = 4
-	}
-	args := make([]any, 0, 3+per*len(c.Messages))
-	args = append(args, firstSendToken{c.Token, c.Sends})
 	if c.sampled() {
-		args = append(args, MS(c.Keep))
+		dst = append(dst, MS(c.Keep))
 	}
 	if optional {
-		args = append(args, boolArg(!c.IndexOnly))
+		dst = append(dst, boolArg(!c.IndexOnly))
 	}
+	idToken := c.idToken()
+	c.Sends.token = c.token()
+	dst = append(dst, (*firstSend)(c.Sends))
 	// Each message's id and content go as pointers into c.Messages: a
 	// string or a slice made an interface value is an allocation each, a
 	// pointer none. The messages are not changed while the call runs.
 	for i := range c.Messages {
 		m := &c.Messages[i]
-		args = append(args, &m.ID, (*bytesArg)(&m.Data))
+		if !idToken {
+			dst = append(dst, &m.ID)
+		}
+		dst = append(dst, (*bytesArg)(&m.Data))
 		if optional {
-			args = append(args, MS(m.LockTime), (*bytesArg)(&m.Metadata))
+			dst = append(dst, MS(m.LockTime), (*bytesArg)(&m.Metadata))
 		}
 	}
-	return args
+	return dst
 }
 
 // bytesArg is a script argument given as a pointer to its bytes, which
@@ -298,22 +385,22 @@ type bytesArg []byte
 // MarshalBinary answers the bytes, not copied.
 func (b *bytesArg) MarshalBinary() ([]byte, error) { return *b, nil }
 
-// firstSendToken is enqueue-new.lua's first argument: the call's token
-// the first time its Redis client writes the call (or any copy of it),
-// empty every time after, as Sends tells enqueue.lua: a later send may
-// follow an applied one, whose receipt only enqueue.lua looks for. It
-// marks the call's Sends written.
-type firstSendToken struct {
-	token string
-	sends *Sends
-}
+// firstSend is enqueue-new.lua's token argument, the call's Sends seen as
+// another type: the call's token the first time its Redis client writes
+// the call (or any copy of it), empty every time after, as Sends tells
+// enqueue.lua: a later send may follow an applied one, whose receipt only
+// enqueue.lua looks for. It marks the call's Sends written. Being the
+// call's Sends, it costs no allocation of its own.
+type firstSend Sends
 
-// MarshalBinary encodes the argument: the token the first time, empty after.
-func (t firstSendToken) MarshalBinary() ([]byte, error) {
-	if t.sends.written.Swap(true) {
-		return []byte{}, nil
+// MarshalBinary encodes the argument: the token the first time, empty
+// after. The token's bytes are not copied: go-redis copies them into
+// its write buffer and keeps nothing.
+func (t *firstSend) MarshalBinary() ([]byte, error) {
+	if t.written.Swap(true) {
+		return nil, nil
 	}
-	return []byte(t.token), nil
+	return unsafe.Slice(unsafe.StringData(t.token), len(t.token)), nil
 }
 
 // EnqueuePipelined runs many enqueue calls in one round trip and answers

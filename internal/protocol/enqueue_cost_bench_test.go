@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gocarmine/mq/internal/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -43,6 +45,8 @@ return 1`)
 // instructions per call of the whole server process, network included.
 // ENQUEUE_BENCH_ALT names a composed enqueue-new script taking the same
 // keys and arguments, run as "alt": a change tried before it is made.
+// ENQUEUE_BENCH_ONLY, a comma-separated list of variant names, runs those
+// alone (in the order above), to spare callgrind's time.
 // Run: go test -run '^$' -bench EnqueueNewCost -benchtime 1x .
 func BenchmarkEnqueueNewCost(b *testing.B) {
 	calls, rounds, warm := 3000, 7, 0
@@ -63,7 +67,7 @@ func BenchmarkEnqueueNewCost(b *testing.B) {
 	run := map[string]func(q string, i int) error{
 		"lean": func(q string, i int) error {
 			call := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, IndexOnly: true,
-				Messages: []EnqueueMessage{{ID: fmt.Sprintf("%036d", i), Data: payload}}}
+				Messages: []EnqueueMessage{{ID: uuid.New(), Data: payload, FreshID: true}}}
 			return Enqueue(ctx, s.RDB, s.Keys(q), call).Err
 		},
 		// short: as lean, from a client that remembers the queue's
@@ -72,7 +76,7 @@ func BenchmarkEnqueueNewCost(b *testing.B) {
 		// callgrind.
 		"short": func(q string, i int) error {
 			call := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, IndexOnly: true, Backlogs: backlogs,
-				Messages: []EnqueueMessage{{ID: fmt.Sprintf("%036d", i), Data: payload}}}
+				Messages: []EnqueueMessage{{ID: uuid.New(), Data: payload, FreshID: true}}}
 			return Enqueue(ctx, s.RDB, s.Keys(q), call).Err
 		},
 		// default and default-given: as lean, from a client of the
@@ -81,7 +85,7 @@ func BenchmarkEnqueueNewCost(b *testing.B) {
 		// lock-times nor meta passed) and for an id the producer gave.
 		"default": func(q string, i int) error {
 			call := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute,
-				Messages: []EnqueueMessage{{ID: fmt.Sprintf("%036d", i), Data: payload, FreshID: true}}}
+				Messages: []EnqueueMessage{{ID: uuid.New(), Data: payload, FreshID: true}}}
 			return Enqueue(ctx, s.RDB, s.Keys(q), call).Err
 		},
 		"default-given": func(q string, i int) error {
@@ -96,6 +100,9 @@ func BenchmarkEnqueueNewCost(b *testing.B) {
 		},
 	}
 	names := []string{"ref", "lean", "short", "default", "default-given"} // ref first: the keys it creates (one a call) may start a rehash of the keyspace, which the next variant would pay
+	if only := os.Getenv("ENQUEUE_BENCH_ONLY"); only != "" {
+		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(strings.Split(only, ","), n) })
+	}
 	if alt != nil {
 		// Loaded first: the call's first-send token is empty when sent
 		// again as EVAL after NOSCRIPT, and the script then steps aside.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,8 +153,10 @@ func TestEnqueueNewLeavesTheRest(t *testing.T) {
 // lock times and metadata, come together, as the script's header says,
 // passed only when a message has a lock time or metadata, or stale
 // metadata may be there (no IndexOnly, an id the client did not draw);
-// and only a sampled call (its token ends in '0') passes the previous
-// receipts' key and the keep time.
+// only a sampled call (its token ends in '0') passes the previous
+// receipts' key and the keep time; the token comes last before the
+// messages, and a call of one message whose id the client drew has that
+// id as its token, passed once.
 func TestEnqueueNewArgsInStep(t *testing.T) {
 	all := keys.All("q", false)
 	base := []string{all[keys.Messages], all[keys.UDTs], all[keys.MidsReady], all[keys.EnqueueReceipts],
@@ -172,17 +175,37 @@ func TestEnqueueNewArgsInStep(t *testing.T) {
 				m.FreshID = v.fresh
 				c := EnqueueCall{Token: token, Sends: new(Sends), Keep: time.Minute, IndexOnly: indexOnly, Messages: []EnqueueMessage{plain, m}}
 				ks, args := leanKeys(all, c, false), writtenArgs(leanArgv(c))
-				assert.Equal(t, firstSendToken{token, c.Sends}, args[0])
 				optional := len(m.Metadata) > 0 || m.LockTime > 0 || !indexOnly && !v.fresh
 				if !optional {
 					assert.Equal(t, wantKeys, ks)
-					assert.Equal(t, append(slices.Clone(wantArgs), "p", []byte("d"), "m", []byte("d")), args[1:])
+					assert.Equal(t, append(slices.Clone(wantArgs), firstSendToken{token, c.Sends}, "p", []byte("d"), "m", []byte("d")), args)
 					continue
 				}
 				assert.Equal(t, append(slices.Clone(wantKeys), all[keys.LockTimes], all[keys.Meta]), ks)
-				assert.Equal(t, append(slices.Clone(wantArgs), boolArg(!indexOnly), "p", []byte("d"), int64(0), []byte(nil),
-					"m", []byte("d"), MS(m.LockTime), m.Metadata), args[1:], "%+v index-only %v", m, indexOnly)
+				assert.Equal(t, append(slices.Clone(wantArgs), boolArg(!indexOnly), firstSendToken{token, c.Sends}, "p", []byte("d"), int64(0), []byte(nil),
+					"m", []byte("d"), MS(m.LockTime), m.Metadata), args, "%+v index-only %v", m, indexOnly)
 			}
+		}
+	}
+	// One message whose id the client drew: its id is the token, whatever
+	// Token says, sampled by its last digit, and not passed again.
+	for _, id := range []string{"i1", "i0"} {
+		for _, m := range []EnqueueMessage{{ID: id, Data: []byte("d"), FreshID: true}, {ID: id, Data: []byte("d"), FreshID: true, Metadata: []byte("m")}} {
+			c := EnqueueCall{Token: "t1", Sends: new(Sends), Keep: time.Minute, IndexOnly: true, Messages: []EnqueueMessage{m}}
+			require.Equal(t, id, c.token())
+			wantKeys, wantArgs := slices.Clone(base), []any{}
+			if id == "i0" {
+				wantKeys, wantArgs = append(wantKeys, all[keys.EnqueueReceiptsPrev]), append(wantArgs, int64(60000))
+			}
+			if m.Metadata != nil {
+				wantKeys = append(wantKeys, all[keys.LockTimes], all[keys.Meta])
+				wantArgs = append(wantArgs, "0", firstSendToken{id, c.Sends}, []byte("d"), int64(0), []byte("m"))
+			} else {
+				wantArgs = append(wantArgs, firstSendToken{id, c.Sends}, []byte("d"))
+			}
+			assert.Equal(t, wantKeys, leanKeys(all, c, false), "%+v", m)
+			assert.Equal(t, wantArgs, writtenArgs(leanArgv(c)), "%+v", m)
+			assert.Equal(t, id, c.argv()[0], "enqueue.lua's token, for a later send")
 		}
 	}
 }
@@ -231,14 +254,17 @@ func TestEnqueueNewShortWritesAsFull(t *testing.T) {
 		require.NoError(t, enqueueNewShortScript.Load(ctx, s.RDB).Err())
 		for _, indexOnly := range []bool{true, false} {
 			for _, size := range []int{1, 3} {
-				for _, token := range []string{"ab1", "ab0"} {
+				for _, token := range []string{"ab1", "ab0", "drawn ids 1", "drawn ids 0"} {
 					name := fmt.Sprintf("index-only %v, %d a call, token %s", indexOnly, size, token)
+					// Drawn ids, one a call: the id is the token, sampled
+					// by its last digit, as the token's would be.
+					fresh := strings.HasPrefix(token, "drawn")
 					short, full := queuetest.QueueName(t)+":short:"+name, queuetest.QueueName(t)+":full:"+name
 					backlogged(t, s, short, WakeBacklog*size)
 					backlogged(t, s, full, WakeBacklog*size)
 					call := EnqueueCall{Token: token, Sends: new(Sends), Keep: time.Hour, IndexOnly: indexOnly}
 					for k := range size {
-						m := EnqueueMessage{ID: fmt.Sprint("id-", k), Data: []byte(fmt.Sprint("x", k))}
+						m := EnqueueMessage{ID: fmt.Sprint("id-", k, "-", token), Data: []byte(fmt.Sprint("x", k)), FreshID: fresh}
 						if k == 1 {
 							m.LockTime, m.Metadata = time.Second, []byte("m")
 						}
@@ -246,11 +272,11 @@ func TestEnqueueNewShortWritesAsFull(t *testing.T) {
 					}
 					v, err := enqueueNewShortScript.Run(ctx, s.RDB, leanKeys(s.Keys(short), call, true), leanArgv(call)...).Result()
 					require.NoError(t, err, name)
-					assert.Equal(t, "deep", v, name)
+					assert.Equal(t, int64(leanDeep), v, name)
 					call.Sends = new(Sends)
 					v, err = enqueueNewScript.Run(ctx, s.RDB, leanKeys(s.Keys(full), call, false), leanArgv(call)...).Result()
 					require.NoError(t, err, name)
-					assert.Equal(t, "deep", v, name)
+					assert.Equal(t, int64(leanDeep), v, name)
 					now := s.Now(t)
 					assert.Equal(t, withReceipts(t, s, full, dumpQueue(t, s, full, now)), withReceipts(t, s, short, dumpQueue(t, s, short, now)), name)
 				}
@@ -262,7 +288,8 @@ func TestEnqueueNewShortWritesAsFull(t *testing.T) {
 // TestEnqueueNewShortChangesNothingElse: a short call that finds
 // mids-ready below the wake backlog (an empty queue, or one id short of
 // it) answers 'keys', and one that finds an id held answers nil; either
-// leaves the queue as it was (its push taken back).
+// leaves the queue as it was (its push taken back), on the general path
+// and on the one-message path (an id the client drew, its token).
 func TestEnqueueNewShortChangesNothingElse(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
@@ -271,8 +298,12 @@ func TestEnqueueNewShortChangesNothingElse(t *testing.T) {
 		require.NoError(t, enqueueNewScript.Load(ctx, s.RDB).Err())
 		require.NoError(t, enqueueNewShortScript.Load(ctx, s.RDB).Err())
 		for _, size := range []int{1, 3} {
-			for _, backlog := range []int{0, WakeBacklog*size - 1, WakeBacklog * size} {
-				q := fmt.Sprintf("%s:%d:%d", queuetest.QueueName(t), size, backlog)
+			for _, c := range []struct {
+				backlog int
+				fresh   bool // ids the client drew: one a call is the token
+			}{{0, false}, {WakeBacklog*size - 1, false}, {WakeBacklog * size, false}, {0, true}, {WakeBacklog*size - 1, true}, {WakeBacklog * size, true}} {
+				backlog := c.backlog
+				q := fmt.Sprintf("%s:%d:%d:%v", queuetest.QueueName(t), size, backlog, c.fresh)
 				if backlog > 0 {
 					backlogged(t, s, q, backlog)
 				}
@@ -282,7 +313,7 @@ func TestEnqueueNewShortChangesNothingElse(t *testing.T) {
 				}
 				call := EnqueueCall{Token: randomToken(), Sends: new(Sends), Keep: time.Minute, IndexOnly: true}
 				for k := range size {
-					call.Messages = append(call.Messages, EnqueueMessage{ID: fmt.Sprint("id-", k+1), Data: []byte("x")})
+					call.Messages = append(call.Messages, EnqueueMessage{ID: fmt.Sprint("id-", k+1), Data: []byte("x"), FreshID: c.fresh})
 				}
 				now := s.Now(t)
 				before := withReceipts(t, s, q, dumpQueue(t, s, q, now))
@@ -291,7 +322,7 @@ func TestEnqueueNewShortChangesNothingElse(t *testing.T) {
 					require.ErrorIs(t, err, redis.Nil, q)
 				} else {
 					require.NoError(t, err, q)
-					assert.Equal(t, "keys", v, q)
+					assert.Equal(t, int64(leanKeysNeeded), v, q)
 				}
 				assert.Equal(t, before, withReceipts(t, s, q, dumpQueue(t, s, q, now)), "%s: nothing changed", q)
 			}
@@ -339,12 +370,36 @@ func TestEnqueueBacklogs(t *testing.T) {
 	})
 }
 
+// leanKeys answers the keys appendLeanKeys passes, as strings: the keys
+// of enqueue-new.lua run through Script.Run.
+func leanKeys(all []string, c EnqueueCall, short bool) []string {
+	var ks []string
+	for _, k := range appendLeanKeys(nil, all, c, short) {
+		ks = append(ks, *k.(*string))
+	}
+	return ks
+}
+
+// leanArgv answers appendLeanArgv's arguments alone.
+func leanArgv(c EnqueueCall) []any { return appendLeanArgv(nil, c) }
+
+// firstSendToken is what a *firstSend argument stands for, to compare:
+// its token and its Sends.
+type firstSendToken struct {
+	token string
+	sends *Sends
+}
+
 // writtenArgs answers args with each one go-redis writes through a
-// pointer (an id's *string, a *bytesArg) replaced by what it writes.
+// pointer (an id's *string, a *bytesArg) replaced by what it writes, and
+// each *firstSend by its firstSendToken (not written: writing it marks
+// the call sent).
 func writtenArgs(args []any) []any {
 	out := make([]any, len(args))
 	for i, a := range args {
 		switch v := a.(type) {
+		case *firstSend:
+			out[i] = firstSendToken{v.token, (*Sends)(v)}
 		case *string:
 			out[i] = *v
 		case *bytesArg:

@@ -381,3 +381,43 @@ func TestCompletionCollectsMetadata(t *testing.T) {
 		assert.Zero(t, n, "the metadata went with its message")
 	})
 }
+
+// TestEnqueueResentDrawnID: a call of one message whose id the client
+// drew has that id as its token (§8), whatever Token says: its first
+// send, by the full call and by the short one past the wake backlog,
+// stores its receipt under the id, and the very call sent again once the
+// message was collected answers that receipt and adds nothing.
+func TestEnqueueResentDrawnID(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		// Loaded first: a first send that meets NOSCRIPT is sent again as
+		// EVAL, a later send, which enqueue.lua takes.
+		require.NoError(t, enqueueNewScript.Load(ctx, s.RDB).Err())
+		require.NoError(t, enqueueNewShortScript.Load(ctx, s.RDB).Err())
+		for _, short := range []bool{false, true} {
+			q := fmt.Sprintf("%s:%v", queuetest.QueueName(t), short)
+			b := new(Backlogs)
+			if short {
+				backlogged(t, s, q, WakeBacklog)
+				b.set(s.Keys(q)[keys.Messages], true)
+			}
+			const id = "0b5d4e1e-8f0c-4a57-9d7e-3c1f2a6b7d81" // unsampled: its last digit is not 0
+			call := EnqueueCall{Token: "ab01", Sends: new(Sends), Keep: time.Minute, IndexOnly: true, Backlogs: b,
+				Messages: []EnqueueMessage{{ID: id, Data: []byte("x"), FreshID: true}}}
+			a := Enqueue(ctx, s.RDB, s.Keys(q), call)
+			require.NoError(t, a.Err)
+			require.Equal(t, []Code{Added}, a.Codes)
+			assert.Equal(t, map[string]string{id: "a"}, s.RDB.HGetAll(ctx, s.Key(q, keys.EnqueueReceipts)).Val(), "short %v", short)
+			assert.Equal(t, short, b.has(s.Keys(q)[keys.Messages]), "still short, or full")
+			// Collected, as a completion does (§11).
+			for _, k := range []keys.Index{keys.Messages, keys.UDTs} {
+				require.NoError(t, s.RDB.HDel(ctx, s.Key(q, k), id).Err())
+			}
+			require.NoError(t, s.RDB.LRem(ctx, s.Key(q, keys.MidsReady), 0, id).Err())
+			a = Enqueue(ctx, s.RDB, s.Keys(q), call)
+			require.NoError(t, a.Err)
+			assert.Equal(t, []Code{Added}, a.Codes, "answered from the receipt")
+			assert.Equal(t, StatusNone, statusOf(t, s, q, id), "not added anew")
+		}
+	})
+}

@@ -18,6 +18,7 @@ import (
 type Redis interface {
 	redis.Scripter
 	Pipeline() redis.Pipeliner
+	Process(ctx context.Context, cmd redis.Cmder) error
 }
 
 // ErrUnexpectedReply reports a script reply of a shape the protocol does
@@ -83,6 +84,9 @@ var (
 	batchTickScript             *redis.Script
 	cancelScript                *redis.Script
 	limitsSetScript             *redis.Script
+
+	// the compositions of enqueue-new.lua as runLean runs them
+	enqueueNewLean, enqueueNewShortLean leanScript
 )
 
 // luaFiles holds the .lua files the scripts are composed from, by file
@@ -100,6 +104,8 @@ func Load(luaFS fs.FS) {
 	enqueueScript = composeScript("enqueue")
 	enqueueNewScript = composeScript("enqueue-new")
 	enqueueNewShortScript = composeScript("enqueue-new-short")
+	enqueueNewLean = newLeanScript("enqueue-new")
+	enqueueNewShortLean = newLeanScript("enqueue-new-short")
 	dequeueScript = composeScript("dequeue")
 	dequeueLeanScript = composeScript("dequeue-lean")
 	dequeueLeanFollowUpsScript = composeScript("dequeue-lean-followups")
@@ -245,8 +251,11 @@ const (
 // ErrorCode answers the code of an error reply of Redis (its first word,
 // such as OOM or MQSTALE), or "" when err is not an error reply.
 func ErrorCode(err error) Code {
+	if err == nil {
+		return "" // before re, which escapes: an allocation otherwise
+	}
 	var re redis.Error
-	if err == nil || !errors.As(err, &re) {
+	if !errors.As(err, &re) {
 		return ""
 	}
 	code, _, _ := strings.Cut(re.Error(), " ")
