@@ -294,9 +294,9 @@ func (c EnqueueCall) sampled() bool {
 // Script.Run makes an interface value of the script's hash and of each
 // key, an allocation each, and takes the keys and the arguments in two
 // slices more. Here the hash was made one once (leanScript), and each key
-// goes as a pointer into all, which go-redis writes, and routes by in a
-// cluster, as the string it points to; all is not changed meanwhile (the
-// client's keys of the queue, never changed).
+// goes as a pointer into all (strArg), which go-redis writes, and routes
+// by in a cluster, as the string it points to; all is not changed
+// meanwhile (the client's keys of the queue, never changed).
 func runLean(ctx context.Context, r Redis, all []string, c EnqueueCall, short bool) (int64, error) {
 	s := &enqueueNewLean
 	if short {
@@ -335,18 +335,34 @@ func newLeanScript(name string) leanScript {
 // pointers into all, the queue's every key: in a short call, neither
 // mid-circle nor the isleep lists.
 func appendLeanKeys(dst []any, all []string, c EnqueueCall, short bool) []any {
-	dst = append(dst, &all[keys.Messages], &all[keys.UDTs], &all[keys.MidsReady], &all[keys.EnqueueReceipts])
+	key := func(i keys.Index) *strArg { return (*strArg)(&all[i]) }
+	dst = append(dst, key(keys.Messages), key(keys.UDTs), key(keys.MidsReady), key(keys.EnqueueReceipts))
 	if !short {
-		dst = append(dst, &all[keys.MidCircle], &all[keys.ISleepA], &all[keys.ISleepB])
+		dst = append(dst, key(keys.MidCircle), key(keys.ISleepA), key(keys.ISleepB))
 	}
 	if c.sampled() {
-		dst = append(dst, &all[keys.EnqueueReceiptsPrev])
+		dst = append(dst, key(keys.EnqueueReceiptsPrev))
 	}
 	if c.leanOptional() {
-		dst = append(dst, &all[keys.LockTimes], &all[keys.Meta])
+		dst = append(dst, key(keys.LockTimes), key(keys.Meta))
 	}
 	return dst
 }
+
+// strArg is a script's key or argument given as a pointer to its
+// string, which go-redis writes as it is (MarshalBinary), routes by in a
+// cluster when it is the first key, and shows in a command's text
+// (String), as it does a string.
+type strArg string
+
+// MarshalBinary answers the string's bytes, not copied: go-redis copies them
+// into its write buffer and keeps nothing.
+func (k *strArg) MarshalBinary() ([]byte, error) {
+	return unsafe.Slice(unsafe.StringData(string(*k)), len(*k)), nil
+}
+
+// String answers the string.
+func (k *strArg) String() string { return string(*k) }
 
 // appendLeanArgv appends to dst enqueue-new.lua's arguments, in step with
 // appendLeanKeys: the token last before the messages, and, when it is the
@@ -362,13 +378,13 @@ func appendLeanArgv(dst []any, c EnqueueCall) []any {
 	idToken := c.idToken()
 	c.Sends.token = c.token()
 	dst = append(dst, (*firstSend)(c.Sends))
-	// Each message's id and content go as pointers into c.Messages: a
-	// string or a slice made an interface value is an allocation each, a
-	// pointer none. The messages are not changed while the call runs.
+	// Each message's id and content go as pointers into c.Messages
+	// (strArg, bytesArg): a string or a slice made an interface value is
+	// an allocation each, a pointer none. The messages are not changed while the call runs.
 	for i := range c.Messages {
 		m := &c.Messages[i]
 		if !idToken {
-			dst = append(dst, &m.ID)
+			dst = append(dst, (*strArg)(&m.ID))
 		}
 		dst = append(dst, (*bytesArg)(&m.Data))
 		if optional {
@@ -384,6 +400,10 @@ type bytesArg []byte
 
 // MarshalBinary answers the bytes, not copied.
 func (b *bytesArg) MarshalBinary() ([]byte, error) { return *b, nil }
+
+// String answers the bytes as a string, for a command's text (go-redis's
+// Cmd.String, which hooks such as tracing show).
+func (b *bytesArg) String() string { return string(*b) }
 
 // firstSend is enqueue-new.lua's token argument, the call's Sends seen as
 // another type: the call's token the first time its Redis client writes
@@ -402,6 +422,9 @@ func (t *firstSend) MarshalBinary() ([]byte, error) {
 	}
 	return unsafe.Slice(unsafe.StringData(t.token), len(t.token)), nil
 }
+
+// String answers the token, for a command's text; it marks nothing.
+func (t *firstSend) String() string { return t.token }
 
 // EnqueuePipelined runs many enqueue calls in one round trip and answers
 // each, in order.

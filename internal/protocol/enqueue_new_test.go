@@ -375,7 +375,7 @@ func TestEnqueueBacklogs(t *testing.T) {
 func leanKeys(all []string, c EnqueueCall, short bool) []string {
 	var ks []string
 	for _, k := range appendLeanKeys(nil, all, c, short) {
-		ks = append(ks, *k.(*string))
+		ks = append(ks, k.(*strArg).String())
 	}
 	return ks
 }
@@ -400,8 +400,8 @@ func writtenArgs(args []any) []any {
 		switch v := a.(type) {
 		case *firstSend:
 			out[i] = firstSendToken{v.token, (*Sends)(v)}
-		case *string:
-			out[i] = *v
+		case *strArg:
+			out[i] = v.String()
 		case *bytesArg:
 			out[i] = []byte(*v)
 		default:
@@ -409,4 +409,26 @@ func writtenArgs(args []any) []any {
 		}
 	}
 	return out
+}
+
+// TestEnqueueNewCommandText: the lean call's keys, id, content and token,
+// passed as pointers to spare allocations, show in the command's text
+// (go-redis's Cmd.String, which tracing hooks show) as the strings they
+// stand for, and showing them marks no send.
+func TestEnqueueNewCommandText(t *testing.T) {
+	all := keys.All("q", false)
+	for _, m := range []EnqueueMessage{{ID: "given-id", Data: []byte("content")}, {ID: "drawn-id", Data: []byte("content"), FreshID: true}} {
+		c := EnqueueCall{Token: "tok1", Sends: new(Sends), Keep: time.Minute, IndexOnly: true, Messages: []EnqueueMessage{m}}
+		args := appendLeanKeys([]any{"evalsha", "sha", 7}, all, c, false)
+		args = appendLeanArgv(args, c)
+		text := redis.NewCmd(context.Background(), args...).String()
+		want := "evalsha sha 7 " + strings.Join(leanKeys(all, c, false), " ")
+		if m.FreshID {
+			want += " drawn-id content"
+		} else {
+			want += " tok1 given-id content"
+		}
+		assert.Equal(t, want, text)
+		assert.False(t, c.Sends.written.Load(), "shown, not sent")
+	}
 }
