@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -312,7 +313,10 @@ func runLean(ctx context.Context, r Redis, all []string, c EnqueueCall, short bo
 	_ = r.Process(ctx, cmd)
 	if ErrorCode(cmd.Err()) == NoScript {
 		// Sent again: the token argument goes empty (firstSend), and the
-		// script steps aside for enqueue.lua, as after any later send.
+		// script steps aside for enqueue.lua, as after any later send. (A
+		// slice of its own: the first command's may still be read, by a
+		// hook.)
+		args = slices.Clone(args)
 		args[0], args[1] = "eval", s.src
 		cmd = redis.NewCmd(ctx, args...)
 		cmd.SetFirstKeyPos(3)
