@@ -22,7 +22,8 @@ import (
 // default the usec INFO commandstats gives, on a throwaway redis-server;
 // with LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server run under
 // valgrind --tool=callgrind (writing its dumps to CALLGRIND_DIR), in
-// instructions, which a busy machine does not blur.
+// instructions, which a busy machine does not blur (but for serverCron's
+// share, which CALLGRIND_NET takes out: callgrindTotal).
 
 // costServer answers the server a cost benchmark measures, and the pid
 // of the redis-server under callgrind ("" for a throwaway server).
@@ -46,6 +47,11 @@ func callgrindControl(b *testing.B, arg, pid string) {
 
 // callgrindTotal answers the instructions of callgrind's latest dump of
 // process pid (in the working directory of the server, CALLGRIND_DIR).
+// With CALLGRIND_NET set, less what serverCron ran (callgrind_annotate's
+// inclusive figure): the cron runs hz times a second of wall time, so
+// its share of a call follows how fast the run went (one to four
+// thousand instructions a call on a loaded machine), not what the call
+// costs.
 func callgrindTotal(b *testing.B, pid string) int64 {
 	files, err := filepath.Glob(filepath.Join(os.Getenv("CALLGRIND_DIR"), "callgrind.out."+pid+".*"))
 	require.NoError(b, err)
@@ -60,6 +66,14 @@ func callgrindTotal(b *testing.B, pid string) int64 {
 	m := regexp.MustCompile(`(?m)^(?:totals|summary): (\d+)`).FindSubmatch(data)
 	require.NotNil(b, m)
 	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	if os.Getenv("CALLGRIND_NET") != "" {
+		out, err := exec.Command("callgrind_annotate", "--inclusive=yes", files[len(files)-1]).Output()
+		require.NoError(b, err)
+		if c := regexp.MustCompile(`(?m)^\s*([\d,]+) .*:serverCron `).FindSubmatch(out); c != nil {
+			cron, _ := strconv.ParseInt(strings.ReplaceAll(string(c[1]), ",", ""), 10, 64)
+			n -= cron
+		}
+	}
 	return n
 }
 
