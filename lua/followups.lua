@@ -14,30 +14,44 @@
 -- come after the queue's own, eight each (messages, udts, mids-ready,
 -- mid-circle, isleep-a, isleep-b, lock-times, meta), the first at KEYS
 -- index in_script.first (dequeue.lua's ARGV[22+7n]; 0 for none).
+--
 -- in_script.check gathers the follow-ups of every 'S' record of a call,
--- by target, as it parses them (before anything is written):
--- in_script.gathered holds them by target, in the order of
--- in_script.order, five entries each in one flat table (the ARGV index of
--- its outcome group's follow-ups, id, content, lock time, metadata);
--- in_script.recs, by that ARGV index, the record's rest (for the relay,
--- '' for none) once checked, and true once hand_off found its success
--- recorded: in_script.flush enqueues only those. (Gathered once, as
--- parsed: a table per outcome, copied by target at its success, cost the
--- script more than the copies saved.) in_script.targets holds the keys
--- of each target queue, by name; in_script.struct is Redis's struct
--- library, nil where the server lacks it.
-local in_script = {first = 0, recs = {}, targets = {}, gathered = {}, order = {}, struct = rawget(_G, 'struct')}
+-- by target, as it parses them (before anything is written): one table
+-- per target, in_script.gathered[its messages key], in the order of
+-- in_script.order, holds n (how many), ids (1..n), pairs (id, content,
+-- id, content, ...: HSET's arguments as they are), js (the ARGV index of
+-- each one's outcome group) and, only when some follow-up has them, locks
+-- and metas (by its number). in_script.recs holds, by that ARGV index,
+-- the record's rest (for the relay, '' for none) once checked, and true
+-- once hand_off found its success recorded: in_script.flush enqueues only
+-- those. in_script.targets holds the keys of each target queue, by name;
+-- in_script.struct is Redis's struct library, nil where the server lacks
+-- it.
+--
+-- (What Redis pays for this file at every call it is composed into is
+-- mostly its closures binding their upvalues: Lua 5.1 finds each one by
+-- walking the list of the upvalues bound before it, some hundred here,
+-- a few hundred instructions for each. So the functions below name one
+-- local, in_script, bound last; what they need of the parts before it is
+-- copied into in_script by the main chunk, which reads its locals
+-- directly. And every table is filled in ascending order, one assignment
+-- each: Lua 5.1 assigns a multiple assignment's targets from the last,
+-- so that an element past the array's end goes to the hash part and
+-- rebuilds the table.)
+local in_script = {first = 0, recs = {}, gathered = {}, order = {}, struct = rawget(_G, 'struct'),
+  own = {K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_LOCK_TIMES, K_META},
+  call_each = call_each, move_sentinel = move_sentinel,
+  UNPACK_MAX = UNPACK_MAX, WAKE_BACKLOG = WAKE_BACKLOG, END_OF_CIRCLE = END_OF_CIRCLE}
+in_script.targets = {[K_MESSAGES] = in_script.own}
 ext.in_script = in_script
 
 -- in_script.keys answers the keys of the queue whose messages key is name
 -- ('' or K_MESSAGES: this queue), or nil when the call did not pass them.
 function in_script.keys(name)
-  if name == '' then name = K_MESSAGES end
+  if name == '' then return in_script.own end
   local ks = in_script.targets[name]
   if ks then return ks end
-  if name == K_MESSAGES then
-    ks = {K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_LOCK_TIMES, K_META}
-  elseif in_script.first > 0 then
+  if in_script.first > 0 then
     for g = in_script.first, #KEYS - 7, 8 do
       if KEYS[g] == name then
         ks = {KEYS[g], KEYS[g + 1], KEYS[g + 2], KEYS[g + 3], KEYS[g + 4], KEYS[g + 5], KEYS[g + 6], KEYS[g + 7]}
@@ -87,7 +101,6 @@ end
 -- when the record is damaged or names a queue whose keys the call lacks:
 -- the call is then refused before anything is written.
 function in_script.check(j, rec)
-  local gathered, order = in_script.gathered, in_script.order
   local n, i, target, id, data, lock, meta
   if in_script.struct then
     -- A worker's usual record holds one follow-up: its count and its five
@@ -111,14 +124,26 @@ function in_script.check(j, rec)
     end
     local ks = in_script.keys(target)
     if not ks then return 'no keys for the follow-ups to ' .. target end
-    local fs = gathered[ks[1]]
-    if not fs then
-      fs = {}
-      gathered[ks[1]] = fs
-      order[#order + 1] = ks
+    local g = in_script.gathered[ks[1]]
+    if not g then
+      g = {n = 0, ids = {}, pairs = {}, js = {}}
+      in_script.gathered[ks[1]] = g
+      in_script.order[#in_script.order + 1] = ks
     end
-    local m = #fs
-    fs[m + 1], fs[m + 2], fs[m + 3], fs[m + 4], fs[m + 5] = j, id, data, lock, meta
+    local c = g.n + 1
+    g.n = c
+    g.ids[c] = id
+    g.pairs[2 * c - 1] = id
+    g.pairs[2 * c] = data
+    g.js[c] = j
+    if lock ~= '0' then
+      g.locks = g.locks or {}
+      g.locks[c] = lock
+    end
+    if meta ~= '' then
+      g.metas = g.metas or {}
+      g.metas[c] = meta
+    end
   end
   local rest = ''
   if i <= #rec then rest = string.sub(rec, i) end
@@ -131,77 +156,133 @@ end
 -- §3): its content, first-enqueue time now, metadata and lock time when it
 -- has them, at the left of mids-ready in order (and mid-circle's sentinel
 -- when the circle is missing), and a sleeping worker of its queue woken,
--- once per queue and call (move_sentinel, lib.lua; this queue's through
--- outcomes_wake), unless its mids-ready held WAKE_BACKLOG ids a follow-up
--- pushed before (wake-backlog.lua; §5, "No wake past a backlog": the push
--- answers the length). An id its queue holds already is this handling's
--- follow-up there already (its id is derived from the handling, unique to
--- it): nothing is written for it. No stale metadata can wait under such
--- an id (§13), so none is deleted. Follow-ups gathered whose success was
--- not recorded (lock-lost, or recorded by an earlier call whose reply
--- was lost) are skipped.
+-- once per queue and call (move_sentinel, lib.lua), unless its mids-ready
+-- held WAKE_BACKLOG ids a follow-up pushed before (wake-backlog.lua; §5,
+-- "No wake past a backlog": the push answers the length). It answers true
+-- when this queue's own sleeper is to be woken (outcome.lua sets
+-- outcomes_wake). An id its queue holds already is this handling's
+-- follow-up there already, or one of an id the client was given: nothing
+-- is written for it, nor for an id a follow-up before it in the call
+-- took. No stale metadata can wait under such an id (§13), so none is
+-- deleted. Follow-ups gathered whose success was not recorded (lock-lost,
+-- or recorded by an earlier call whose reply was lost) are skipped.
 function in_script.flush(now)
-  local at -- (formatted once: Redis formats a number argument each time)
-  local recs = in_script.recs
-  for _, ks in ipairs(in_script.order) do
-    local fs = in_script.gathered[ks[1]]
-    local ids, udts, locks, metas = {}, {}, {}, {}
-    if #fs == 5 then
-      if recs[fs[1]] == true and redis.call('hsetnx', ks[1], fs[2], fs[3]) == 1 then
-        ids[1] = fs[2]
-        if fs[4] ~= '0' then locks[1], locks[2] = fs[2], fs[4] end
-        if fs[5] ~= '' then metas[1], metas[2] = fs[2], fs[5] end
+  local order = in_script.order
+  if #order == 0 then return false end
+  local at = tostring(now) -- (formatted once: Redis formats a number argument each time)
+  local recs, UNPACK_MAX, wake_own = in_script.recs, in_script.UNPACK_MAX, false
+  for _, ks in ipairs(order) do
+    local g = in_script.gathered[ks[1]]
+    local n, ids, pairs, locks, metas = g.n, g.ids, g.pairs, g.locks, g.metas
+    local all = true -- (every one's success recorded)
+    for k = 1, n do
+      if recs[g.js[k]] ~= true then all = false; break end
+    end
+    local held = false -- (some id found in the queue already)
+    if all then
+      for c = 1, n, UNPACK_MAX do
+        local got = redis.call('hmget', ks[1], unpack(ids, c, math.min(c + UNPACK_MAX - 1, n)))
+        for k = 1, #got do
+          if got[k] then held = true; break end
+        end
+        if held then break end
       end
-    else
-      local seen, contents, all, pos = {}, {}, {}, {}
-      for k = 1, #fs, 5 do
-        if recs[fs[k]] == true then all[#all + 1], pos[#pos + 1] = fs[k + 1], k end
+    end
+    local added = 0
+    if all and not held then
+      for c = 1, 2 * n, 2 * UNPACK_MAX do
+        added = added + redis.call('hset', ks[1], unpack(pairs, c, math.min(c + 2 * UNPACK_MAX - 1, 2 * n)))
       end
-      for c = 1, #all, UNPACK_MAX do
-        local held = redis.call('hmget', ks[1], unpack(all, c, math.min(c + UNPACK_MAX - 1, #all)))
-        for k = 1, #held do
-          local x = pos[c + k - 1]
-          local id = fs[x + 1]
-          if not held[k] and not seen[id] then
-            seen[id] = true
-            ids[#ids + 1] = id
-            contents[#contents + 1], contents[#contents + 2] = id, fs[x + 2]
-            if fs[x + 3] ~= '0' then locks[#locks + 1], locks[#locks + 2] = id, fs[x + 3] end
-            if fs[x + 4] ~= '' then metas[#metas + 1], metas[#metas + 2] = id, fs[x + 4] end
+    end
+    if added < n then
+      -- Not the usual call: some success not recorded, an id held, or one
+      -- id twice (then the first is the follow-up, as an enqueue of the
+      -- second would find it, and its content is written again). Those to
+      -- write are gathered anew, and their contents written.
+      local got = {} -- (held before: none when this call's HSET added some)
+      for c = 1, (added == 0) and n or 0, UNPACK_MAX do
+        local part = redis.call('hmget', ks[1], unpack(ids, c, math.min(c + UNPACK_MAX - 1, n)))
+        for k = 1, #part do got[c + k - 1] = part[k] end
+      end
+      local seen, new_ids, new_pairs, new_locks, new_metas, m = {}, {}, {}, nil, nil, 0
+      for k = 1, n do
+        local id = ids[k]
+        if recs[g.js[k]] == true and not got[k] and not seen[id] then
+          seen[id] = true
+          m = m + 1
+          new_ids[m] = id
+          new_pairs[2 * m - 1] = id
+          new_pairs[2 * m] = pairs[2 * k]
+          if locks and locks[k] then
+            new_locks = new_locks or {}
+            new_locks[m] = locks[k]
+          end
+          if metas and metas[k] then
+            new_metas = new_metas or {}
+            new_metas[m] = metas[k]
           end
         end
       end
-      call_each('hset', ks[1], contents)
+      n, ids, pairs, locks, metas = m, new_ids, new_pairs, new_locks, new_metas
+      in_script.call_each('hset', ks[1], pairs)
     end
-    if #ids > 0 then
-      at = at or tostring(now)
-      for k = 1, #ids do udts[2 * k - 1], udts[2 * k] = ids[k], at end
-      call_each('hset', ks[2], udts)
-      call_each('hset', ks[7], locks)
-      call_each('hset', ks[8], metas)
+    if n > 0 then
+      for k = 1, n do pairs[2 * k] = at end
+      in_script.call_each('hset', ks[2], pairs)
+      if locks then
+        local l, x = {}, 0
+        for k = 1, n do
+          if locks[k] then l[x + 1] = ids[k]; l[x + 2] = locks[k]; x = x + 2 end
+        end
+        in_script.call_each('hset', ks[7], l)
+      end
+      if metas then
+        local l, x = {}, 0
+        for k = 1, n do
+          if metas[k] then l[x + 1] = ids[k]; l[x + 2] = metas[k]; x = x + 2 end
+        end
+        in_script.call_each('hset', ks[8], l)
+      end
       local len = 0
-      for c = 1, #ids, UNPACK_MAX do
-        len = redis.call('lpush', ks[3], unpack(ids, c, math.min(c + UNPACK_MAX - 1, #ids)))
+      for c = 1, n, UNPACK_MAX do
+        len = redis.call('lpush', ks[3], unpack(ids, c, math.min(c + UNPACK_MAX - 1, n)))
       end
-      if len == #ids and redis.call('exists', ks[4]) == 0 then
-        redis.call('lpush', ks[4], END_OF_CIRCLE)
+      if len == n and redis.call('exists', ks[4]) == 0 then
+        redis.call('lpush', ks[4], in_script.END_OF_CIRCLE)
       end
-      if len - #ids >= WAKE_BACKLOG * #ids then
+      if len - n >= in_script.WAKE_BACKLOG * n then
         -- (past the backlog: no sleeper waits for this wake)
-      elseif ks[1] == K_MESSAGES then
-        outcomes_wake = true
+      elseif ks == in_script.own then
+        wake_own = true
       else
-        move_sentinel(ks[5], ks[6], len % 2 == 1)
+        in_script.move_sentinel(ks[5], ks[6], len % 2 == 1)
       end
     end
   end
   in_script.gathered, in_script.order = {}, {}
+  return wake_own
+end
+
+-- in_script.relay appends rec, a success's follow-ups for the relay, to
+-- handoffs, and marks the queue as using handoffs (features). Only the
+-- full poll makes it (it has outcome-ext.lua, and prelude-ext.lua's
+-- K_HANDOFFS): a lean call carries no follow-ups for the relay (refused
+-- before anything is written, §4), and a closure not made costs a call
+-- nothing.
+if ext.cancel_asked then
+  function in_script.relay(rec)
+    redis.call('rpush', K_HANDOFFS, rec)
+    if not feature_used('handoffs') then
+      redis.call('hset', K_FEATURES, 'handoffs', '1')
+      features.handoffs = true
+    end
+  end
 end
 
 -- hand_off records a success's follow-ups (§22): those the client sent to
 -- enqueue here (an 'S' record, checked as j's by in_script.check) are
 -- marked recorded for in_script.flush; a record for the relay is appended
--- to handoffs.
+-- to handoffs (in_script.relay).
 function ext.hand_off(followups, j)
   if followups == nil or followups == '' then return end
   local rest = j and in_script.recs[j]
@@ -210,9 +291,5 @@ function ext.hand_off(followups, j)
     followups = rest
     if followups == '' then return end
   end
-  redis.call('rpush', K_HANDOFFS, followups)
-  if not feature_used('handoffs') then
-    redis.call('hset', K_FEATURES, 'handoffs', '1')
-    features.handoffs = true
-  end
+  in_script.relay(followups)
 end

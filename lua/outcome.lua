@@ -566,7 +566,7 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
         now, default_lock_ms, unlocked, argv[j + 5], argv[j + 6], j + 6)
     end
   end
-  if ext.in_script then ext.in_script.flush(now) end
+  if ext.in_script and ext.in_script.flush(now) then outcomes_wake = true end
   flush_gathered()
   if results_kept > 0 then ext.trim_results(now) end
   return results

@@ -81,6 +81,51 @@ import (
 // instructions at 50 bytes and ~2.3k at 100 (2,000 calls of
 // "return 1" through redis-cli --pipe, 40 arguments against none), so
 // the five or more a follow-up would add cost more than that.
+//
+// Later again (300 calls of 8, 2 rounds, the old composition as the
+// "-alt" variant), by function (callgrind_annotate of each variant's
+// dump; the Debian redis-server is stripped, but Lua's API and Redis's
+// exported functions keep their names and the rest its addresses, whose
+// callers tell them apart): most of a follow-up's cost was Lua, not
+// Redis's commands. "own" over plain, a message: the commands the script
+// runs (scriptCall) 5.0k, struct.unpack 5.8k (6 strings pushed, 13
+// format items), table sets 8.5k of which rehashes 3.5k (13.75 a message
+// against plain's 7.25): Lua 5.1 assigns a multiple assignment from its
+// last target, so "fs[m+1], ..., fs[m+5] = ..." put each follow-up past
+// the array's end into the hash part and rebuilt the table. And the
+// composition's fixed cost was mostly upvalues: each one a closure binds
+// walks the list of those bound before it (luaF_findupval; ~100 open in
+// this composition, a few hundred instructions each; plain's own calls
+// bind ~266 a call, ~7.4k a message at 8 a call), followups.lua's 24
+// ~1.1k a message. With its functions naming only in_script (bound
+// last) and its tables filled in ascending order, the usual call's
+// follow-ups written from the tables the parse filled: own 245.9k ->
+// 238.6k and 244.4k -> 236.1k, other 255.1k -> 248.0k and 255.0k ->
+// 248.0k (plain 207.3k and 201.4k in the same rounds); plain's calls on
+// the composition +3.5k over dequeue-lean, findupval +0.08k of it. What
+// "own" still adds (second round, 236.1k against 201.4k): the script's
+// commands 4.9k, struct.unpack under pcall 5.7k, table sets 4.9k (of
+// which rehashes 2.0k: the HMGET's answer, the gathered tables' growth),
+// luaS_newlstr 3.4k (the record's ARGV string, the id's and the
+// content's), the rest Lua's own instructions. "other" adds ~12k more,
+// of which ~6.8k is lpFind: the target's udts is a listpack until 512
+// entries (hash-max-listpack-entries here), searched at each HSET, which
+// a long run or a drained target does not pay (in BenchmarkHandoff the
+// first 512 of 20,000). At LEAN_BENCH_BATCH=16 (200 calls, 2 rounds):
+// own 212.2k -> 204.0k, other 219.9k -> 215.7k and 217.6k -> 211.7k
+// (plain ~174k). Then, in one run each at 8 and at 16 a call, the
+// gathered tables found by the record's own target name (the empty one included)
+// and the call's order holding them: -1.0k to +1.7k a message, noise
+// (not kept). Lua's GC (luaC_step) is ~1.2k of "own"'s and ~1.8k of
+// "other"'s added cost. Not done: a record of its own kind for the usual
+// follow-up (target and id after their lengths, the content the rest,
+// read by one string.byte and string.sub each instead of struct.unpack
+// under pcall): 5.3k against 6.5k instructions a record in a loop of
+// 20,000 in one EVALSHA (callgrind; the loop alone 85), so ~1.2k a
+// message for a new record kind in the client, the script and §22. A
+// call of a C function from Lua costs Redis ~700 instructions even when
+// it does nothing (string.sub of one byte, 698), so what is left to
+// save lies in the calls and strings a follow-up makes, not in parsing.
 func BenchmarkPollFollowUps(b *testing.B) {
 	calls, rounds := 1000, 5
 	s, pid := costServer(b)

@@ -225,6 +225,57 @@ func TestHandoffInScriptOne(t *testing.T) {
 	})
 }
 
+// TestHandoffInScriptSameID: follow-ups of one call to one queue, all
+// recorded and none held there before (the script's usual path, one HSET
+// of them all), get their lock times and metadata each; one id twice
+// among them (ids the client was given) is enqueued once, as the first
+// of them, as an enqueue of the second would find it.
+func TestHandoffInScriptSameID(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		q := queuetest.QueueName(t)
+		next := sameSlot(s, q, q+"-next")
+		target := s.Key(next, keys.Messages)
+		for _, id := range []string{"m1", "m2", "m3"} {
+			mustEnqueue(t, s, q, id, &EnqueueMessage{ID: id})
+		}
+		r, err := pollAs(t, s, q, "ab12", 1, 0, 3)
+		require.NoError(t, err)
+		out := handedOut(r)
+		require.Len(t, out, 3)
+		fu := map[string][]InScriptFollowUp{
+			"m1": {{Target: target, ID: "a", Data: []byte("a1"), LockTime: 5 * time.Second},
+				{Target: target, ID: "dup", Data: []byte("first"), LockTime: 7 * time.Second, Metadata: []byte("md1")}},
+			"m2": {{Target: target, ID: "b", Data: []byte("b1"), Metadata: []byte("mdb")}},
+			"m3": {{Target: target, ID: "dup", Data: []byte("second"), Metadata: []byte("md2")},
+				{Target: target, ID: "c", Data: []byte("c1")}},
+		}
+		var cs []Completion
+		for _, id := range []string{"m1", "m2", "m3"} {
+			cs = append(cs, Completion{ID: id, LockedUntil: out[id].LockedUntil, Outcome: OutcomeSuccess,
+				FollowUps: EncodeInScript(fu[id], nil)})
+		}
+		r, err = pollAs(t, s, q, "ab12", 2, 1, 0, cs...)
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, true, true}, r.Recorded)
+		assert.Equal(t, []string{"c", "b", "dup", "a"}, queuetest.List(t, s.RDB, s.Key(next, keys.MidsReady)),
+			"each once, in order")
+		for id, want := range map[string][3]string{
+			"a": {"a1", "5000", ""}, "dup": {"first", "7000", "md1"}, "b": {"b1", "", "mdb"}, "c": {"c1", "", ""},
+		} {
+			assert.Equal(t, want[0], queuetest.HGet(t, s.RDB, target, id), id)
+			assert.Equal(t, want[1], queuetest.HGet(t, s.RDB, s.Key(next, keys.LockTimes), id), id)
+			assert.Equal(t, want[2], queuetest.HGet(t, s.RDB, s.Key(next, keys.Meta), id), id)
+			assert.NotEmpty(t, queuetest.HGet(t, s.RDB, s.Key(next, keys.UDTs), id), id)
+		}
+
+		// Sent again (its reply lost): nothing more.
+		r, err = pollAs(t, s, q, "ab12", 2, 1, 0, cs...)
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, true, true}, r.Recorded)
+		assert.Len(t, queuetest.List(t, s.RDB, s.Key(next, keys.MidsReady)), 4)
+	})
+}
+
 func TestBatchTicks(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		ctx := context.Background()
