@@ -572,7 +572,7 @@ local function decide(mid, from_circle)
   -- delays it in due alone, which puts it back on mids-ready at its
   -- token (as a lock's expiry does).
   local limits_plan = nil
-  if feature_used('limits') then
+  if features.limits then -- (features read before the first step)
     local refusal, at
     refusal, at, limits_plan = limits_admit(mid, now)
     if refusal == 'stop' then
@@ -619,8 +619,9 @@ local function decide(mid, from_circle)
   local policy = f.policy and policy_of(mid, udt) or ''
   if policy ~= '' then step[11] = policy end
   if f.priority then
-    local _, prio = prio_list(mid, udt)
-    if prio then
+    -- (prio_list's read, without its check of the feature)
+    local prio = tagged_get(K_PRIO, mid, udt)
+    if prio == 'h' or prio == 'l' then
       step[11] = policy
       step[12] = prio
     end
