@@ -854,6 +854,12 @@ local function limits_load_q(K_LIMIT_KEY, K_RATE_TAT, K_SLOTS, K_SLOT_COUNTS, UN
   end
 
   ext.limits_freed = function(mid, why)
+    if why == 'collect' and mid == last then
+      -- (the collection of an id whose outcome freed its slot just now)
+      dropped[#dropped + 1] = mid
+      if nr > 0 then unres[#unres + 1] = 'r:' .. mid end
+      return
+    end
     if q == nil then
       local v = redis.call('hmget', K_SLOT_COUNTS, 'q', 'tq', 'nr')
       q, tq, nr = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
@@ -861,7 +867,6 @@ local function limits_load_q(K_LIMIT_KEY, K_RATE_TAT, K_SLOTS, K_SLOT_COUNTS, UN
     if why == 'collect' then
       dropped[#dropped + 1] = mid
       if nr > 0 then unres[#unres + 1] = 'r:' .. mid end
-      if mid == last then return end
     elseif why == 'release' and t and tq > 0 then
       tq, tq_w = tq - t, true
     end
