@@ -572,7 +572,7 @@ local function decide(mid, from_circle)
   -- delays it in due alone, which puts it back on mids-ready at its
   -- token (as a lock's expiry does).
   local limits_plan = nil
-  if feature_used('limits') then
+  if features.limits then -- (features read before the first step)
     local refusal, at
     refusal, at, limits_plan = limits_admit(mid, now)
     if refusal == 'stop' then
@@ -610,7 +610,8 @@ local function decide(mid, from_circle)
   end
   index_due(mid, locked_until)
   if limits_plan then limits_take(mid, limits_plan) end
-  local udt = tonumber(redis.call('hget', K_UDTS, mid)) or now
+  local udt_s = redis.call('hget', K_UDTS, mid)
+  local udt = tonumber(udt_s) or now
   due_at = math.max(udt, due_at or udt)
   local step = {'handle', mid, content, attempt, lock_ms, udt, locked_until, now, metadata_of(mid), due_at}
   -- (features was read before the first step, feature_used('priority'):
@@ -619,8 +620,20 @@ local function decide(mid, from_circle)
   local policy = f.policy and policy_of(mid, udt) or ''
   if policy ~= '' then step[11] = policy end
   if f.priority then
-    local _, prio = prio_list(mid, udt)
+    -- (prio_list's read, without its check of the feature: the entry of
+    -- this message, '<udt>:<p>' as enqueue.lua writes it, told by its
+    -- tag as written, udts' integer ms, without tagged_get's pattern and
+    -- numbers; any other entry by tagged_get)
+    local prio = redis.call('hget', K_PRIO, mid)
     if prio then
+      local n = udt_s and #udt_s or 0
+      if n > 0 and #prio == n + 2 and string.byte(prio, n + 1) == 58 and string.sub(prio, 1, n) == udt_s then
+        prio = string.sub(prio, n + 2)
+      else
+        prio = tagged_get(K_PRIO, mid, udt)
+      end
+    end
+    if prio == 'h' or prio == 'l' then
       step[11] = policy
       step[12] = prio
     end

@@ -802,10 +802,191 @@ local function limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_K
   ext.limits_more = limits_more
 end
 
+-- limits_load_q makes the functions of a queue whose limits are its own
+-- alone (no rate and no concurrency limit per key; conc the queue's
+-- concurrency limit or nil, a rate of t µs a token and tau µs of burst,
+-- or t nil), in the layout of now: the state below and four closures
+-- instead of limits_load's dozen and its tables by id. Nothing parks and
+-- nothing reserves a key's token then (no limit per key refuses), so
+-- limits_admit refuses with 'stop' alone, and every slot is '' (setting
+-- such limits made it so, limits_unkey): the hand-outs' HSET and the
+-- frees' HDEL are their own reads, their answers correcting the count.
+-- The state and writes are those of limits_load's path (§19), which
+-- TestLimits* check on both.
+local function limits_load_q(K_LIMIT_KEY, K_RATE_TAT, K_SLOTS, K_SLOT_COUNTS, UNPACK_MAX, call_each, ext, conc, t, tau)
+  -- q, tq, nr: slot-counts' fields as the call has them (q nil: unread),
+  -- and whether the call changed them; freeing the fields of the slots
+  -- freed, whose HDEL waits (below the queue's limit) for the next
+  -- admission at the limit or the flush; taking the hand-outs' slots (a
+  -- field and '' each); dropped the ids collected (limit-key) and
+  -- unres the marks of their reservations (only while nr is above 0:
+  -- marks left by a rate per key since lifted); last the id freed last, which its
+  -- collection then does not free again; held, set by limits_admit, that
+  -- the id admitted at the limit holds a slot already (it keeps it);
+  -- plan_tq the tat its hand-out writes.
+  local q, tq, nr, q_w, tq_w, nr_w = nil, 0, 0, false, false, false
+  local freeing, taking, dropped, unres = {}, {}, {}, {}
+  local last, held, plan_tq = nil, false, false
+
+  -- settle deletes the slots of freeing, then writes those of taking:
+  -- HDEL answers how many were held, and HSET how many were not held
+  -- already (a hand-out that held its slot still, its lock run out before
+  -- its wake, keeps it and counts once), so that q is exact after.
+  local function settle()
+    local n = #freeing
+    if n > 0 then
+      local gone = 0
+      for i = 1, n, UNPACK_MAX do
+        gone = gone + redis.call('hdel', K_SLOTS, unpack(freeing, i, math.min(i + UNPACK_MAX - 1, n)))
+      end
+      freeing = {}
+      if gone > 0 then q, q_w = q - gone, true end
+    end
+    n = #taking
+    if n > 0 then
+      local added = 0
+      for i = 1, n, UNPACK_MAX do
+        added = added + redis.call('hset', K_SLOTS, unpack(taking, i, math.min(i + UNPACK_MAX - 1, n)))
+      end
+      taking = {}
+      if added < n / 2 then q = q + added - n / 2 end
+    end
+  end
+
+  ext.limits_freed = function(mid, why)
+    if why == 'collect' and mid == last then
+      -- (the collection of an id whose outcome freed its slot just now)
+      dropped[#dropped + 1] = mid
+      if nr > 0 then unres[#unres + 1] = 'r:' .. mid end
+      return
+    end
+    if q == nil then
+      local v = redis.call('hmget', K_SLOT_COUNTS, 'q', 'tq', 'nr')
+      q, tq, nr = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
+    end
+    if why == 'collect' then
+      dropped[#dropped + 1] = mid
+      if nr > 0 then unres[#unres + 1] = 'r:' .. mid end
+    elseif why == 'release' and t and tq > 0 then
+      tq, tq_w = tq - t, true
+    end
+    last = mid
+    -- (none is held while q is 0; below the limit the HDEL waits; at it,
+    -- the deferred ones first, then this one at once, so that the count
+    -- is exact and a sleeper woken for the slot freed)
+    if q <= 0 then return end
+    if conc and q >= conc then
+      settle()
+      if q >= conc then
+        if redis.call('hdel', K_SLOTS, 'h:' .. mid) == 1 then
+          q, q_w = q - 1, true
+          limits_wake = true
+        end
+        return
+      end
+    end
+    freeing[#freeing + 1] = 'h:' .. mid
+  end
+
+  ext.limits_flush = function()
+    if limits_deferred or q == nil then return end
+    settle()
+    if #unres > 0 then
+      local gone = 0
+      for i = 1, #unres, UNPACK_MAX do
+        gone = gone + redis.call('hdel', K_RATE_TAT, unpack(unres, i, math.min(i + UNPACK_MAX - 1, #unres)))
+      end
+      unres = {}
+      if gone > 0 then nr, nr_w = nr - gone, true end
+    end
+    if q_w or tq_w or nr_w then
+      -- (a count at 0 or below goes; a time in µs as an integer:
+      -- tostring would round it)
+      local set, del = {}, {}
+      if q_w then
+        if q > 0 then set[#set + 1], set[#set + 2] = 'q', q else del[#del + 1] = 'q' end
+      end
+      if tq_w then
+        if tq > 0 then set[#set + 1], set[#set + 2] = 'tq', string.format('%.0f', tq) else del[#del + 1] = 'tq' end
+      end
+      if nr_w then
+        if nr > 0 then set[#set + 1], set[#set + 2] = 'nr', nr else del[#del + 1] = 'nr' end
+      end
+      if #set > 0 then redis.call('hset', K_SLOT_COUNTS, unpack(set)) end
+      if #del > 0 then redis.call('hdel', K_SLOT_COUNTS, unpack(del)) end
+      q_w, tq_w, nr_w = false, false, false
+    end
+    if #dropped > 0 then
+      call_each('hdel', K_LIMIT_KEY, dropped)
+      dropped = {}
+    end
+  end
+
+  ext.limits_prefetch = nil
+
+  limits_admit = function(mid, now)
+    if not (t or conc) then return nil end -- (none: no plan)
+    if q == nil then
+      local v = redis.call('hmget', K_SLOT_COUNTS, 'q', 'tq', 'nr')
+      q, tq, nr = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
+    end
+    held = false
+    if conc and q >= conc then
+      -- (exact counts first, then whether mid holds a slot already: it
+      -- keeps it, and needs none free)
+      settle()
+      if q >= conc then
+        held = redis.call('hexists', K_SLOTS, 'h:' .. mid) == 1
+        if not held then return 'stop', 0 end
+      end
+    end
+    if t then
+      local now_us = now * 1000
+      local tat = tq
+      if tat <= 0 then tat = now_us end
+      if tat - now_us > tau then return 'stop', math.ceil((tat - tau) / 1000) end
+      if tat < now_us then tat = now_us end
+      plan_tq = tat + t
+    end
+    return nil, nil, true
+  end
+
+  limits_take = function(mid)
+    if t then tq, tq_w = plan_tq, true end
+    if conc and not held then
+      q, q_w = q + 1, true
+      taking[#taking + 1] = 'h:' .. mid
+      taking[#taking + 1] = ''
+    end
+  end
+end
+
 -- (dequeue.lua tells a full composition by it)
 ext.limits_load = limits_load
 if feature_used('limits') then
-  limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_KEYS, K_RATE_TAT, K_SLOTS,
-    K_SLOT_COUNTS, K_UDTS, OUTCOME_ARGS, UNPACK_MAX, call_each, ext, features, feature_used,
-    message_status, push_ready, server_now, tagged_get)
+  -- A queue with limits of its own alone, in the layout of now
+  -- ('+<rate>||<conc>|'), goes to limits_load_q; every other to
+  -- limits_load (which limits-set.lua runs too).
+  -- (the '|'s found plainly: a pattern of four lazy captures costs a call
+  -- some 20k instructions, callgrind)
+  local spelled = features.limits_conf
+  local i = string.byte(spelled, 1) == 43 and string.find(spelled, '|', 2, true)
+  local j = i and string.find(spelled, '|', i + 1, true)
+  if j and j == i + 1 and string.find(spelled, '|', j + 1, true) == #spelled then
+    local conc = string.sub(spelled, j + 1, -2)
+    local n, p, b = string.match(string.sub(spelled, 2, i - 1), '^(%d+) (%d+) (%d+)$')
+    n, p, b = tonumber(n), tonumber(p), tonumber(b)
+    local t, tau = nil, nil
+    if n and n > 0 and p > 0 then
+      t = math.ceil(p * 1000 / n)
+      tau = b * t
+    end
+    conc = tonumber(conc)
+    if conc and conc <= 0 then conc = nil end
+    limits_load_q(K_LIMIT_KEY, K_RATE_TAT, K_SLOTS, K_SLOT_COUNTS, UNPACK_MAX, call_each, ext, conc, t, tau)
+  else
+    limits_load(K_FEATURES, K_LIMITS, K_LIMIT_KEY, K_PARKED, K_RATE_KEYS, K_RATE_TAT, K_SLOTS,
+      K_SLOT_COUNTS, K_UDTS, OUTCOME_ARGS, UNPACK_MAX, call_each, ext, features, feature_used,
+      message_status, push_ready, server_now, tagged_get)
+  end
 end

@@ -160,7 +160,9 @@ end
 -- collect deletes every entry of mid (§11: collection at completion), its
 -- due and window entries included; a pending requeue has been taken
 -- before. The mid stays in the lists until a poll meets it there.
--- ext.limits_freed (limits.lua, §19; nil in scripts without it) frees
+-- ext.limits_freed (limits.lua, §19; nil in scripts without it, and in a
+-- call on a queue that uses no limits: limits.lua makes the hooks only
+-- then, or in limits-set.lua, which records nothing) frees
 -- the concurrency slot of a message an outcome ended or a collection
 -- took, and refunds the rate token of a released one; it gathers what it
 -- writes, which ext.limits_flush sends (flush_gathered), and
@@ -170,7 +172,7 @@ end
 local function collect(mid)
   if collected[mid] then return end
   collected[mid] = true
-  if ext.limits_freed and feature_used('limits') then ext.limits_freed(mid, 'collect') end
+  if ext.limits_freed then ext.limits_freed(mid, 'collect') end
   gathered.collect[#gathered.collect + 1] = mid
 end
 
@@ -205,7 +207,7 @@ local function flush_gathered()
     call_each('zrem', K_DUE, list)
     call_each('zrem', K_WINDOWS, list)
   end
-  if ext.limits_flush and feature_used('limits') then ext.limits_flush() end
+  if ext.limits_flush then ext.limits_flush() end
   -- (a new list only for one written: each table is an allocation, and
   -- a call flushes two or three times)
   if #g.due > 0 then g.due = {} end
@@ -448,7 +450,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     return 'cancelled'
   end
   -- (ext.limits_freed is there in a lean composition with limits.lua)
-  if ext.limits_freed and feature_used('limits') then ext.limits_freed(mid, outcome, now) end
+  if ext.limits_freed then ext.limits_freed(mid, outcome, now) end
   if outcome == 'success' then -- (before finish, which may rewrite udts)
     -- (a lean call carries no follow-ups for the relay: refused, §4)
     if ext.hand_off then ext.hand_off(followups, j) end

@@ -22,8 +22,12 @@ import (
 // default the usec INFO commandstats gives, on a throwaway redis-server;
 // with LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server run under
 // valgrind --tool=callgrind (writing its dumps to CALLGRIND_DIR), in
-// instructions, which a busy machine does not blur (but for serverCron's
-// share, which CALLGRIND_NET takes out: callgrindTotal).
+// instructions, which a busy machine does not blur. Run that server with
+// --hz 1: its timer refreshes the allocator's statistics ten times a
+// second by default, work that grows with the run's wall time (5% of a
+// run's count on a machine at load 20, against 1.5% idle) and not with
+// what the script does; CALLGRIND_NET takes serverCron's share out of
+// the count too (callgrindTotal).
 
 // costServer answers the server a cost benchmark measures, and the pid
 // of the redis-server under callgrind ("" for a throwaway server).

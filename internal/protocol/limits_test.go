@@ -462,6 +462,49 @@ func TestLimitsHandOutKeepsHeldSlotNoKeyLimit(t *testing.T) {
 	assert.EqualValues(t, 0, s.RDB.HLen(ctx, s.Key(q, keys.Slots)).Val())
 }
 
+// TestLimitsHandOutKeepsHeldSlotAtLimit: with the queue's slots all held
+// (limits of the queue alone), a message that holds one of them still
+// (its lock ran out, its wake not yet come) is handed out on it, and
+// counted once; the next is refused.
+func TestLimitsHandOutKeepsHeldSlotAtLimit(t *testing.T) {
+	s, q := limitsQueue(t, Limits{Concurrency: "1"}, "x", "y")
+	ctx := context.Background()
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Slots), "h:x", "").Err())
+	require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.SlotCounts), "q", 1).Err())
+	r := limitPoll(t, s, q, 3)
+	handed, skips, _ := limitSteps(r)
+	assert.Equal(t, []string{"x"}, handed, "x on the slot it holds")
+	assert.Equal(t, []string{"limited"}, skips, "y waits")
+	assert.EqualValues(t, 1, slotCount(t, s, q, "q"), "x's slot counted once")
+	assert.True(t, s.RDB.HExists(ctx, s.Key(q, keys.Slots), "h:x").Val())
+	assert.False(t, s.RDB.HExists(ctx, s.Key(q, keys.Slots), "h:y").Val())
+}
+
+// TestLimitsQueueOnlyDropsReservations: reservations of a key's token
+// left by a rate per key since lifted go with their messages (slot-counts
+// nr counts them down): the limits of the queue alone still drop a
+// collected message's mark.
+func TestLimitsQueueOnlyDropsReservations(t *testing.T) {
+	s, q := limitsQueue(t, Limits{KeyRate: RateArg(1, 60_000, 0)}, "a1:A", "a2:A", "a3:A")
+	ctx := context.Background()
+	r := limitPoll(t, s, q, 3)
+	handed, skips, _ := limitSteps(r)
+	require.Equal(t, []string{"a1"}, handed)
+	require.Equal(t, []string{"rate-limited", "rate-limited"}, skips)
+	require.EqualValues(t, 2, slotCount(t, s, q, "nr"))
+	_, err := SetLimits(ctx, s.RDB, s.Keys(q), Limits{Concurrency: "5"})
+	require.NoError(t, err)
+	ok, err := complete(ctx, s, q, []Completion{{ID: "a1", LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeSuccess}})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true}, ok)
+	assert.EqualValues(t, 2, slotCount(t, s, q, "nr"), "a1 held no reservation")
+	_, err = Delete(ctx, s.RDB, s.Keys(q), []string{"a2"})
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, slotCount(t, s, q, "nr"), "a2's reservation gone with it")
+	assert.False(t, s.RDB.HExists(ctx, s.Key(q, keys.RateTat), "r:a2").Val())
+	assert.True(t, s.RDB.HExists(ctx, s.Key(q, keys.RateTat), "r:a3").Val())
+}
+
 // TestLimitsLoneOutcomeWithoutSlot: without a concurrency limit per key a
 // lone outcome frees its slot by its HDEL at once, whose answer tells
 // whether it held one: an outcome of a message that holds none (its slot

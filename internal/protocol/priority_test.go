@@ -280,3 +280,30 @@ func TestPriorityKeptByExpiredLock(t *testing.T) {
 	assert.Equal(t, int64(2), r.Steps[0].Attempt)
 	assert.Empty(t, f.view().stranded)
 }
+
+// TestPriorityStepTag: a hand-out's step tells the priority its prio
+// entry gives when the entry's tag is the message's first-enqueue time,
+// written as udts holds it or as another spelling of the same number,
+// and none for an entry of an earlier message of the id (stale), though
+// the id was taken from prio-hi.
+func TestPriorityStepTag(t *testing.T) {
+	for _, c := range []struct {
+		name, entry, want string
+	}{
+		{"as written", "%d:l", PriorityLow},
+		{"another spelling", "0%d:l", PriorityLow},
+		{"stale", "%d1:l", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := fleetServer(t)
+			q := queuetest.QueueName(t)
+			ctx := context.Background()
+			mustEnqueue(t, s, q, "x", &EnqueueMessage{ID: "m", Priority: PriorityHigh})
+			udt := queuetest.HGetInt(t, s.RDB, s.Key(q, keys.UDTs), "m")
+			require.NoError(t, s.RDB.HSet(ctx, s.Key(q, keys.Prio), "m", fmt.Sprintf(c.entry, udt)).Err())
+			r, err := poll(ctx, s, q, PollArgs{LockTime: time.Minute, Sleeps: testSleeps, MaxSteps: 1})
+			require.NoError(t, err)
+			assert.Equal(t, []string{"m:" + c.want}, prioIDs(r))
+		})
+	}
+}
