@@ -227,6 +227,7 @@ func (w *Worker) start(ctx context.Context) error {
 		executor: engine.NewExecutor(engine.ExecutorConfig{
 			HandlerThreads: w.cfg.HandlerThreads,
 			NoLockRenewal:  w.cfg.NoLockRenewal,
+			RenewEvery:     w.cfg.renewEvery,
 			Handler:        (*workerHandler)(w),
 			Events:         (*workerHandler)(w),
 			Store:          (*queueStore)(w),

@@ -112,24 +112,42 @@ func TestWorkerFencing(t *testing.T) {
 	})
 }
 
+// TestWorkerRenewal: the worker renews a running handling's lock again
+// and again, each renewal pushing the lock on in Redis, and the outcome,
+// sent with the token of the last renewal, succeeds: the message is
+// handled once and no lock is lost. That a renewal also moves the time at
+// which the handling is cancelled is TestLockRenewMovesDeadline's
+// (internal/engine).
+//
+// The lock is an hour long and renewed every 10 ms, so that no stall of a
+// loaded machine lets it run out. With a 3 s lock renewed every second,
+// as a worker does by default, it ran out under load, and the handling
+// was abandoned as it must be: beside the suite of -race tests, the
+// process's timers fired one to three seconds late and a renewal took
+// 2.5 s to answer.
 func TestWorkerRenewal(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		c := newClient(t, s, nil)
 		q := queuetest.QueueName(t)
 		var handled atomic.Int64
-		var extendErr error
+		var extendErr, readErr error
+		var before, after time.Time // the lock in Redis, at the handler's start and end
 		var renewals <-chan Event
-		// The lock time leaves a busy machine room to renew in time (with
-		// 1 s, a renewal on miniredis under -race beside a CPU-bound loop
-		// outlasted the 0.67 s left of the lock); the work itself lasts
-		// until the worker renewed the lock four times, so over a lock time
-		// and a third.
+		lockedUntil := func(ctx context.Context) time.Time {
+			info, err := c.Inspector().Message(ctx, q, "long")
+			if err != nil {
+				readErr = err
+			}
+			return info.LockedUntil
+		}
 		w, err := c.NewWorker(q, &WorkerConfig{
-			LockTime:          3 * time.Second,
+			LockTime:          time.Hour,
+			renewEvery:        10 * time.Millisecond,
 			HandlerThreads:    2,
 			EndOfQueueBackoff: Constant(20 * time.Millisecond),
 			Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 				handled.Add(1)
+				before = lockedUntil(ctx)
 				extendErr = m.ExtendLock(ctx)
 				for range 4 {
 					select {
@@ -138,6 +156,7 @@ func TestWorkerRenewal(t *testing.T) {
 						return ctx.Err()
 					}
 				}
+				after = lockedUntil(ctx)
 				return nil
 			}),
 		})
@@ -150,7 +169,10 @@ func TestWorkerRenewal(t *testing.T) {
 		assert.Equal(t, OutcomeSucceeded, waitHandled(t, ev, "long", 1))
 		assert.Equal(t, int64(1), handled.Load(), "handled once")
 		assert.NoError(t, extendErr)
-		assert.Positive(t, w.Stats().Counts.LocksRenewed)
+		require.NoError(t, readErr)
+		assert.False(t, before.IsZero(), "locked while handled")
+		assert.True(t, after.After(before), "the lock pushed on: %v, then %v", before, after)
+		assert.GreaterOrEqual(t, w.Stats().Counts.LocksRenewed, int64(4))
 		assert.Zero(t, w.Stats().Counts.LockLost)
 	})
 }
