@@ -223,6 +223,7 @@ func (w *Worker) start(ctx context.Context) error {
 			Events:            (*fetcherEvents)(w),
 			Log:               w.log,
 			BeforeFirstPoll:   w.warnOfRedis,
+			SleepChunk:        w.cfg.sleepChunk,
 		}),
 		executor: engine.NewExecutor(engine.ExecutorConfig{
 			HandlerThreads: w.cfg.HandlerThreads,

@@ -175,6 +175,10 @@ type WorkerConfig struct {
 	// often next to a lock too long for any stall of a loaded machine to
 	// let it run out.
 	renewEvery time.Duration
+
+	// sleepChunk, for tests, is the longest blocking call of a sleep on
+	// the worker's own connection (engine.FetcherConfig.SleepChunk).
+	sleepChunk time.Duration
 }
 
 // defaultPrefetch is the least default prefetch depth.
