@@ -161,7 +161,7 @@ type logRecorder struct {
 }
 
 func (r *logRecorder) logger(t *testing.T) *slog.Logger {
-	return slog.New(&recordingHandler{r: r, next: &testHandler{t: t}})
+	return slog.New(&recordingHandler{r: r, next: testLogger(t).Handler()})
 }
 
 // messages answers the messages logged at level, in order.

@@ -223,10 +223,12 @@ func (w *Worker) start(ctx context.Context) error {
 			Events:            (*fetcherEvents)(w),
 			Log:               w.log,
 			BeforeFirstPoll:   w.warnOfRedis,
+			SleepChunk:        w.cfg.sleepChunk,
 		}),
 		executor: engine.NewExecutor(engine.ExecutorConfig{
 			HandlerThreads: w.cfg.HandlerThreads,
 			NoLockRenewal:  w.cfg.NoLockRenewal,
+			RenewEvery:     w.cfg.renewEvery,
 			Handler:        (*workerHandler)(w),
 			Events:         (*workerHandler)(w),
 			Store:          (*queueStore)(w),

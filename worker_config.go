@@ -169,6 +169,16 @@ type WorkerConfig struct {
 	// heartbeatEvery and heartbeatTTL set the worker's heartbeat (see
 	// heartbeat.go), for tests: every heartbeatEvery, living heartbeatTTL.
 	heartbeatEvery, heartbeatTTL time.Duration
+
+	// renewEvery, for tests, renews a running handling's lock at this
+	// period instead of every third of its lock time: renewals that come
+	// often next to a lock too long for any stall of a loaded machine to
+	// let it run out.
+	renewEvery time.Duration
+
+	// sleepChunk, for tests, is the longest blocking call of a sleep on
+	// the worker's own connection (engine.FetcherConfig.SleepChunk).
+	sleepChunk time.Duration
 }
 
 // defaultPrefetch is the least default prefetch depth.

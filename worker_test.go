@@ -239,11 +239,19 @@ func TestWorkerUndecodable(t *testing.T) {
 
 // TestWorkerWakeUp: an idle worker asleep at the end of the queue handles a
 // new message before its sleep would have ended.
+//
+// Where a worker sleeps on its own connection (miniredis, which lacks
+// BLMPOP, and a cluster), its sleep blocks an hour at a time, the whole
+// sleep: with the default, a blocking call of a second then a look at
+// mids-ready, an enqueue that reached Redis between a call's end and the
+// look (a window a loaded machine widens) woke the worker through the
+// look, and the sentinel stayed in isleep-a.
 func TestWorkerWakeUp(t *testing.T) {
 	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
 		c := newClient(t, s, nil)
 		q := queuetest.QueueName(t)
-		_, calls, ev := startWorkerEvents(t, c, q, WorkerConfig{EndOfQueueBackoff: Constant(time.Minute)}, nil)
+		cfg := WorkerConfig{EndOfQueueBackoff: Constant(time.Minute), sleepChunk: time.Hour}
+		_, calls, ev := startWorkerEvents(t, c, q, cfg, nil)
 		waitAsleep(t, ev)
 		enqueue(t, c, q, "wake", &EnqueueOptions{MessageID: "w"})
 		select {

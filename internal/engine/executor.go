@@ -143,6 +143,10 @@ type ExecutorConfig struct {
 	// watches each handling's message while it runs, and a cancel ends
 	// the handling with cause ErrCancelled.
 	Watcher func() CancelWatcher
+	// RenewEvery is how often a running handling's lock is renewed; 0 for
+	// every third of the message's lock time, the default (other periods
+	// are for tests, see renewer).
+	RenewEvery time.Duration
 }
 
 // Handler thread states (Executor.handlings).
@@ -229,7 +233,7 @@ func (x *Executor) thread(base, polling context.Context, deliveries <-chan Deliv
 	defer expiry.stop()
 	var renew *renewer
 	if !x.cfg.NoLockRenewal {
-		renew = newRenewer()
+		renew = newRenewer(x.cfg.RenewEvery)
 		defer renew.stop()
 	}
 	var watchers threadWatchers

@@ -174,7 +174,7 @@ func TestExecutorHandlingAllocations(t *testing.T) {
 		Completer: nopAdder{}, Watcher: func() CancelWatcher { return nopWatcher{} }})
 	expiry := newLockExpiry()
 	defer expiry.stop()
-	renew := newRenewer()
+	renew := newRenewer(0)
 	defer renew.stop()
 	var watchers threadWatchers
 	defer watchers.close()

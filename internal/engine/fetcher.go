@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"math/rand/v2"
@@ -116,6 +117,11 @@ type FetcherConfig struct {
 	// Lane, when set, goes with every delivery, to an executor shared
 	// with other queues' fetchers (Pool); its Room is Room.
 	Lane *Lane
+	// SleepChunk is the longest single blocking call of a sleep on the
+	// worker's own connection; 0 for sleepChunk, the default (other
+	// values are for tests, e.g. one that must see the sleep woken by
+	// the sentinel, not by the look at mids-ready between calls).
+	SleepChunk time.Duration
 }
 
 // Fetcher runs the polling loops of one run of a worker (WorkerThreads of
@@ -568,13 +574,14 @@ func (f *Fetcher) sleep(ctx context.Context, s *protocol.Step, alarm <-chan stru
 		}()
 	}
 	asleep()
+	chunk := cmp.Or(f.cfg.SleepChunk, sleepChunk)
 	deadline := time.Now().Add(d)
 	for ctx.Err() == nil {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return
 		}
-		woken, err := st.BlockingMove(ctx, from, to, min(left, sleepChunk))
+		woken, err := st.BlockingMove(ctx, from, to, min(left, chunk))
 		if woken || err != nil {
 			return // woken, or Redis trouble: let the next poll report it
 		}

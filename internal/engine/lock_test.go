@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestLockExpiryServesHandlingAfterHandling: one timer serves a handler
@@ -47,4 +48,22 @@ func TestLockExpiryServesHandlingAfterHandling(t *testing.T) {
 		t.Error("A was cancelled after it finished")
 	default:
 	}
+}
+
+// TestLockRenewMovesDeadline: a renewal takes the token Redis answered and
+// moves the time before which the lock cannot have run out to a lock time
+// after the renewal was sent, past the time the lock was taken with: the
+// handling's context now ends then (lockExpiry.arm), not before.
+func TestLockRenewMovesDeadline(t *testing.T) {
+	t.Parallel()
+	store := &renewStore{renewed: make(chan renewCall, 1)}
+	expiry := newLockExpiry()
+	defer expiry.stop()
+	taken := time.Now().Add(time.Minute)
+	lock := newLock(store, "a", time.Hour, 1, taken, func(error) {}, expiry)
+	require.Equal(t, taken, lock.deadline())
+	sent := time.Now()
+	require.NoError(t, lock.Renew(context.Background()))
+	assert.Equal(t, int64(2), lock.token(), "the token Redis answered")
+	assert.False(t, lock.deadline().Before(sent.Add(time.Hour)), "deadline %v, renewal sent %v", lock.deadline(), sent)
 }

@@ -8,13 +8,17 @@ import (
 )
 
 // renewer renews the locks of one handler thread's handlings, every third
-// of the lock time while each runs. Like lockExpiry it serves handling
+// of the lock time while each runs (or every fixed period, for tests that
+// need renewals that come often next to a lock long enough that no stall
+// of a loaded machine lets it run out). Like lockExpiry it serves handling
 // after handling with one timer, moved only when it would fire too late:
 // handlings are short next to their locks, so most start and end without
 // a renewal, a goroutine or a timer of their own. A renewal runs on the
 // timer's goroutine; end waits for one under way, so that none runs once
 // the handling's outcome is settled.
 type renewer struct {
+	period time.Duration // 0: a third of each lock time
+
 	mu    sync.Mutex
 	timer *time.Timer
 	due   time.Time // when the timer fires; zero when stopped
@@ -31,17 +35,20 @@ type renewer struct {
 	running sync.WaitGroup // a renewal under way
 }
 
-func newRenewer() *renewer {
-	r := &renewer{}
+func newRenewer(period time.Duration) *renewer {
+	r := &renewer{period: period}
 	r.timer = time.AfterFunc(time.Hour, r.fire)
 	r.timer.Stop()
 	return r
 }
 
-// start renews lock every third of its lock time from now, with ctx the
-// handling's context, until end.
+// start renews lock every third of its lock time (or every period) from
+// now, with ctx the handling's context, until end.
 func (r *renewer) start(ctx context.Context, d *Delivery, lock *Lock, events ExecutorEvents) {
-	every := max(lock.lockTime/3, time.Millisecond)
+	every := r.period
+	if every <= 0 {
+		every = max(lock.lockTime/3, time.Millisecond)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ctx, r.d, r.lock, r.events, r.every = ctx, d, lock, events, every

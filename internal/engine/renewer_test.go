@@ -59,7 +59,7 @@ func TestRenewerServesHandlingAfterHandling(t *testing.T) {
 	store := &renewStore{renewed: make(chan renewCall, 8)}
 	expiry := newLockExpiry()
 	defer expiry.stop()
-	r := newRenewer()
+	r := newRenewer(0)
 	defer r.stop()
 	ev := &renewEvents{}
 	ctx := context.Background()
@@ -94,7 +94,7 @@ func TestRenewerEndWaitsForRenewal(t *testing.T) {
 	store := &renewStore{renewed: make(chan renewCall, 8), hold: make(chan struct{})}
 	expiry := newLockExpiry()
 	defer expiry.stop()
-	r := newRenewer()
+	r := newRenewer(0)
 	defer r.stop()
 	ev := &renewEvents{}
 	d := delivery("a", 1, time.Now())
