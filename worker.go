@@ -305,7 +305,9 @@ func isClosed(ch <-chan struct{}) bool {
 // Stop stops polling, gives back the prefetched messages no handler has
 // started (see WorkerConfig.Prefetch), and waits for the handlers in
 // flight and the recording of their outcomes, like http.Server.Shutdown;
-// the worker then leaves Inspector.Workers.
+// the worker then leaves Inspector.Workers (its entry removed, waiting at
+// most a second for Redis: an entry it could not remove runs out after
+// the heartbeat's 20 s).
 //
 // When ctx ends first, Stop returns ctx.Err() at once, even with Redis
 // hung: it cancels the handlers' contexts, and counts as abandoned
@@ -383,7 +385,8 @@ func (w *Worker) stop(ctx context.Context, now bool) error {
 	}
 	r.cancelHandlers()
 	// The run's end removes its heartbeat entry, so that a stopped worker
-	// leaves Inspector.Workers at once.
+	// leaves Inspector.Workers at once when Redis answers within
+	// closeGrace (else the entry runs out by itself).
 	select {
 	case <-r.done:
 	case <-ctx.Done():
