@@ -101,6 +101,13 @@ func (r *renewer) fire() {
 		r.armLocked()
 		r.mu.Unlock()
 		return
+	case !time.Now().Before(lock.deadline()):
+		// The lock may have run out already (the process stalled past
+		// it): its expiry ends the handling, and a renewal could only fail
+		// past its deadline, once for each renewal missed meanwhile.
+		r.ctx, r.d, r.lock, r.events = nil, nil, nil, nil
+		r.mu.Unlock()
+		return
 	}
 	r.running.Add(1)
 	r.mu.Unlock()

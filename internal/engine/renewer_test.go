@@ -125,3 +125,45 @@ func TestRenewerEndWaitsForRenewal(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 }
+
+// TestRenewerSkipsLockRunOut: a renewal due once the lock's deadline has
+// passed (a process stalled past it) is not sent, nor the renewals
+// missed meanwhile: the lock's expiry ends the handling. A renewal due
+// before it is sent.
+func TestRenewerSkipsLockRunOut(t *testing.T) {
+	t.Parallel()
+	store := &renewStore{renewed: make(chan renewCall, 8)}
+	expiry := newLockExpiry()
+	defer expiry.stop()
+	r := newRenewer(time.Hour) // its timer never fires in the test: fire is called below
+	defer r.stop()
+	ev := &renewEvents{}
+	ctx := context.Background()
+	due := func() {
+		r.mu.Lock()
+		r.next = time.Now().Add(-10 * time.Hour) // ten renewals missed
+		r.mu.Unlock()
+		r.fire()
+	}
+
+	a := delivery("a", 1, time.Now())
+	r.start(ctx, &a, handlingLock(store, "a", 3*time.Hour, expiry), ev)
+	due()
+	assert.Equal(t, "a", receive(t, store.renewed).id, "a live lock is renewed")
+	r.end()
+
+	b := delivery("b", 1, time.Now())
+	lock := newLock(store, "b", 3*time.Hour, 1, time.Now().Add(-time.Millisecond), func(error) {}, expiry)
+	r.start(ctx, &b, lock, ev)
+	due()
+	due()
+	r.end()
+	select {
+	case c := <-store.renewed:
+		t.Fatalf("renewal of %s sent past its lock's deadline", c.id)
+	default:
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	assert.Equal(t, []string{"a"}, ev.renewed)
+}
