@@ -116,7 +116,7 @@ func TestLeanPollSwitchesToEveryKey(t *testing.T) {
 		require.NoError(t, err)
 		r := p.poll(2, success(held[0]), success(held[1]))
 		require.True(t, p.lean.Limits())
-		out := handedOutSteps(r)
+		out := handed(r)
 		require.Len(t, out, 2, "two slots, taken by dequeue-limits")
 		slots := func() int64 {
 			n, err := s.RDB.HGet(ctx, s.Key(p.q, keys.SlotCounts), "q").Int64()
@@ -337,15 +337,4 @@ func TestLeanPollInScriptFollowUps(t *testing.T) {
 	assert.True(t, lean.Full(), "follow-ups for the relay need every key")
 	assert.Equal(t, "own", s.RDB.HGet(ctx, s.Key(q, keys.Messages), "m1/y").Val())
 	assert.Equal(t, int64(1), s.RDB.LLen(ctx, s.Key(q, keys.Handoffs)).Val(), "the relay's record")
-}
-
-// handedOutSteps answers the handle steps of r, in order.
-func handedOutSteps(r PollReply) []Step {
-	var out []Step
-	for _, st := range r.Steps {
-		if st.Kind == StepHandle {
-			out = append(out, st)
-		}
-	}
-	return out
 }
