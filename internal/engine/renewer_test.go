@@ -139,24 +139,27 @@ func TestRenewerSkipsLockRunOut(t *testing.T) {
 	defer r.stop()
 	ev := &renewEvents{}
 	ctx := context.Background()
-	due := func() {
+	// due has the renewal due since ago, and fires the timer. (A renewal
+	// sent from a due time more than a period ago would be followed by
+	// the next one at once, on the timer's goroutine, as a ticker's.)
+	due := func(ago time.Duration) {
 		r.mu.Lock()
-		r.next = time.Now().Add(-10 * time.Hour) // ten renewals missed
+		r.next = time.Now().Add(-ago)
 		r.mu.Unlock()
 		r.fire()
 	}
 
 	a := delivery("a", 1, time.Now())
 	r.start(ctx, &a, handlingLock(store, "a", 3*time.Hour, expiry), ev)
-	due()
+	due(time.Millisecond)
 	assert.Equal(t, "a", receive(t, store.renewed).id, "a live lock is renewed")
 	r.end()
 
 	b := delivery("b", 1, time.Now())
 	lock := newLock(store, "b", 3*time.Hour, 1, time.Now().Add(-time.Millisecond), func(error) {}, expiry)
 	r.start(ctx, &b, lock, ev)
-	due()
-	due()
+	due(10 * time.Hour) // ten renewals missed
+	due(10 * time.Hour)
 	r.end()
 	select {
 	case c := <-store.renewed:
