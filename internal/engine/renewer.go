@@ -141,8 +141,13 @@ func (r *renewer) fire() {
 		r.ctx, r.d, r.lock, r.events = nil, nil, nil, nil
 		return
 	}
-	// As a ticker does: the next renewal a third of the lock time after
-	// this one was due, at once if that has passed.
+	// The next renewal a third of the lock time after this one was due;
+	// but after a stall that let more than a period pass, a third of the
+	// lock time from now: this renewal pushed the lock from now, and a
+	// ticker's catch-up would only send the missed renewals back to back.
 	r.next = r.next.Add(r.every)
+	if now := time.Now(); r.next.Before(now) {
+		r.next = now.Add(r.every)
+	}
 	r.armLocked()
 }

@@ -170,3 +170,36 @@ func TestRenewerSkipsLockRunOut(t *testing.T) {
 	defer ev.mu.Unlock()
 	assert.Equal(t, []string{"a"}, ev.renewed)
 }
+
+// TestRenewerNoCatchUpAfterStall: a renewal sent after a stall that let
+// many periods pass is followed by the next one a period later, not by
+// one for each period missed, back to back.
+func TestRenewerNoCatchUpAfterStall(t *testing.T) {
+	t.Parallel()
+	store := &renewStore{renewed: make(chan renewCall, 64)}
+	expiry := newLockExpiry()
+	defer expiry.stop()
+	r := newRenewer(time.Hour)
+	defer r.stop()
+	ev := &renewEvents{}
+	a := delivery("a", 1, time.Now())
+	// (The store's channel has room for every renewal a catch-up would
+	// send, so that a failure is an assertion, not a blocked renewal.)
+	r.start(context.Background(), &a, handlingLock(store, "a", 30*time.Hour, expiry), ev)
+	r.mu.Lock()
+	r.next = time.Now().Add(-10 * time.Hour) // ten renewals missed
+	r.mu.Unlock()
+	r.fire()
+	assert.Equal(t, "a", receive(t, store.renewed).id, "the live lock is renewed")
+	r.mu.Lock()
+	next := r.next
+	r.mu.Unlock()
+	assert.True(t, next.After(time.Now().Add(30*time.Minute)),
+		"the next renewal is due a period after this one, not at once: %v", time.Until(next))
+	r.end()
+	select {
+	case c := <-store.renewed:
+		t.Fatalf("renewal of %s sent again at once", c.id)
+	default:
+	}
+}
