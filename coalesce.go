@@ -14,17 +14,29 @@ import (
 // sends its own script call at once, with no added wait; calls that arrive
 // while one is in flight wait together, and go in one script call as soon
 // as it returns (up to coalesceMax messages or coalesceBytes of content a
-// call; what is left goes in the next). Redis decides the messages of a
-// coalesced call one by one in arrival order, exactly as if each were
+// call; what is left goes in the next), or, once overlapAt of them wait,
+// in a second call at once beside it (below). Redis decides the messages
+// of a coalesced call one by one in arrival order, exactly as if each were
 // enqueued alone (docs/protocol.md §3), and each caller gets its own
-// answer. The call has one receipt (§8), so a resend of it answers every
-// message's first answer again and changes nothing.
+// answer. Two calls in flight together may reach Redis in either order:
+// their callers called concurrently, and no order between them is owed.
+// A call has one receipt (§8), so a resend of it answers every message's
+// first answer again and changes nothing.
 //
 // There is no goroutine to start or stop: a queue's group is driven by its
 // callers. The call that finds the group idle runs its own script call;
 // when it returns and calls are waiting, it starts one goroutine that runs
 // their script calls one after the other, and that goroutine ends as soon
-// as nobody waits. Before it takes the next call's messages it lets the
+// as nobody waits. The caller that makes overlapAt wait while one call is
+// in flight starts a second such goroutine; of two, one that finds fewer
+// than overlapAt waiting when its call returns ends, leaving them to the
+// other's next call (stop), so that at most two calls are in flight and
+// a small group never splits into calls taking turns. The two calls share
+// what the client knows of the queue's wake backlog (protocol.Backlogs):
+// either's answer may change it while the other is in flight, and a call
+// that went short on a stale word of it changes nothing, answers so, and
+// goes again full (docs/protocol.md §3): a round trip more, never a wrong
+// write. Before it takes the next call's messages, a goroutine lets the
 // callers it just answered run, so that those who call again at once go
 // in that call too: at G=8 concurrent callers, 7.6 messages a call rather
 // than 4-5 in two halves taking turns, with 0.58x the Redis commands and
@@ -78,6 +90,23 @@ import (
 // connection (redis.Conn) for the group, which takes the pool's
 // 6 points out of the profile and 0.4 allocations a message but not
 // the µs, and would lose go-redis's retry on a fresh connection.
+//
+// Hence overlapAt: a second call goes only when that many wait, more than
+// can at G=8, so that G=1 and G=8 run exactly as with one call in flight.
+// At G=64 a call's fixed cost is spread over 30 messages or more, and two
+// in flight (7,994 of 8,082 calls of a run were taken with the other run
+// going) took 31 messages a call rather than 46, and on the shared
+// 2-core machine when the other helpers left it about idle (load average
+// 2, go test -bench EnqueueConcurrent/G=64, 300,000 messages, 32 runs
+// alternating with the one-call code): 1.28x the msgs/s (1.11x-1.68x,
+// 24 runs: 156,800 against 122,600) and 1.34x (1.19x-1.42x, 8 runs),
+// with the client's CPU a message 0.95x and Redis's 0.93x (3.7 and 5.2
+// µs). Under their load (load average 4-6) it was a wash: 0.99x (0.67x-
+// 1.46x, 38 runs), the overlap wanting CPU that was not there. bench
+// producer-64 (-quick -n 20000 -runs 7, against the one-call code as
+// mq-base): 1.09x (0.98x-1.67x) at load average 2, p99 1.11x, Redis CPU
+// a message 1.00x, its commands (those the scripts run included) 1.65x;
+// 1.00x (0.69x-1.49x, 36 runs in four invocations) under load.
 
 // Bounds of one coalesced script call: as many messages as an EnqueueMany
 // call takes, and no more than about a megabyte of content, so that one
@@ -90,8 +119,10 @@ const (
 // enqueueGroup holds the enqueue calls to one queue that wait for the
 // call in flight.
 type enqueueGroup struct {
-	mu      sync.Mutex
-	busy    bool // a script call of this queue's group is in flight
+	mu sync.Mutex
+	// runs is how many script calls of this queue's group are in flight
+	// or about to be: 0, 1, or 2 while enough wait (overlapAt).
+	runs    int
 	waiting []*enqueueWaiter
 	// spare holds waiters whose callers took their answer, with their
 	// channels, for calls to come (at most coalesceMax): a waiter and its
@@ -130,9 +161,9 @@ func (c *Client) enqueueCoalesced(ctx context.Context, queue string, m protocol.
 	}
 	g := c.group(queue)
 	g.mu.Lock()
-	if !g.busy {
+	if g.runs == 0 {
 		// Nothing in flight: go at once, on this goroutine, alone.
-		g.busy = true
+		g.runs = 1
 		g.mu.Unlock()
 		code, err := c.enqueueAlone(ctx, queue, m)
 		c.release(queue, g)
@@ -140,7 +171,15 @@ func (c *Client) enqueueCoalesced(ctx context.Context, queue string, m protocol.
 	}
 	w := g.waiter(ctx, m)
 	g.waiting = append(g.waiting, w)
+	second := g.runs == 1 && len(g.waiting) >= overlapAt
+	if second {
+		g.runs = 2
+	}
 	g.mu.Unlock()
+	if second {
+		// Enough wait for a call of their own beside the one in flight.
+		go c.drain(queue, g)
+	}
 
 	select {
 	case r := <-w.done:
@@ -228,21 +267,31 @@ func (c *Client) enqueueAlone(ctx context.Context, queue string, m protocol.Enqu
 	return a.Codes[0], nil
 }
 
-// release ends the group's call in flight: the group is idle again if
-// nobody waits, else one goroutine runs the waiting calls.
+// release ends the call in flight of an Enqueue that went alone: unless
+// it stops there (stop), one goroutine runs the waiting calls.
 func (c *Client) release(queue string, g *enqueueGroup) {
 	g.mu.Lock()
-	if len(g.waiting) == 0 {
-		g.busy = false
-		g.mu.Unlock()
-		return
-	}
+	stop := g.stop()
 	g.mu.Unlock()
-	go c.drain(queue, g)
+	if !stop {
+		go c.drain(queue, g)
+	}
+}
+
+// stop tells whether a run of the group's calls whose call returned ends
+// there, and if so no longer counts it in g.runs: when nobody waits, or
+// when the other call in flight will take those waiting, too few for a
+// call of their own (overlapAt). g.mu is held.
+func (g *enqueueGroup) stop() bool {
+	if len(g.waiting) == 0 || g.runs > 1 && len(g.waiting) < overlapAt {
+		g.runs--
+		return true
+	}
+	return false
 }
 
 // drain runs the group's waiting calls, as many as a script call takes at
-// a time, until nobody waits; the group is then idle.
+// a time, until it stops (stop).
 func (c *Client) drain(queue string, g *enqueueGroup) {
 	for {
 		// The callers just answered are runnable, most of them on this
@@ -254,22 +303,21 @@ func (c *Client) drain(queue string, g *enqueueGroup) {
 		// nobody waits even then, the group is idle.
 		g.settle()
 		g.mu.Lock()
-		batch := g.take()
-		if len(batch) == 0 {
-			g.busy = false
+		g.prune()
+		if g.stop() {
 			g.mu.Unlock()
 			return
 		}
+		batch := g.take()
 		g.mu.Unlock()
 		c.runBatch(queue, batch)
 	}
 }
 
-// take removes and returns the waiting calls of the next script call, in
-// arrival order, within coalesceMax and coalesceBytes (one at least).
-// g.mu is held.
-func (g *enqueueGroup) take() []*enqueueWaiter {
-	live := g.waiting[:0] // a caller whose context ended returns by itself
+// prune takes the calls whose context ended out of the waiting list:
+// their callers return by themselves. g.mu is held.
+func (g *enqueueGroup) prune() {
+	live := g.waiting[:0]
 	for _, w := range g.waiting {
 		if w.ctx.Err() == nil {
 			live = append(live, w)
@@ -277,6 +325,12 @@ func (g *enqueueGroup) take() []*enqueueWaiter {
 	}
 	clear(g.waiting[len(live):])
 	g.waiting = live
+}
+
+// take removes and returns the waiting calls of the next script call, in
+// arrival order, within coalesceMax and coalesceBytes (one at least: g
+// has one waiting). g.mu is held.
+func (g *enqueueGroup) take() []*enqueueWaiter {
 	n, size := 0, 0
 	for n < len(g.waiting) && n < coalesceMax {
 		size += len(g.waiting[n].msg.Data) + len(g.waiting[n].msg.Metadata)
@@ -359,3 +413,13 @@ const settleYields = 4
 // messages a call at G=64 rather than 61, msgs/s within noise of it
 // (1.05x against 1.07x of main's, go test -bench, 8 interleaved runs).
 const settleEnough = 32
+
+// overlapAt is how many waiting calls, while one script call of their
+// group is in flight, go in a second call at once rather than wait for
+// it to return. It is above the callers that can wait at G=8 (7 while the
+// eighth is in flight), so that they wait as with one call in flight.
+// At 24 G=64's calls took 41-43 messages, at 32 the second call was rare
+// (53 a call); on the loaded machine neither did better than 16 (go test
+// -bench, alternating runs: 24 at 0.94x-1.07x of the one-call code's in
+// four sets of 6-12, 32 at 1.03x in one of 12).
+const overlapAt = 16

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/protocol"
 	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -23,6 +24,9 @@ type scriptGate struct {
 	mu    sync.Mutex
 	hold  chan struct{} // while not nil, script calls wait for it to close
 	held  atomic.Int64  // script calls waiting now
+	// each holds a channel for every script call held since the gate
+	// closed, in the order they came: closing one lets that call go.
+	each []chan struct{}
 }
 
 func (g *scriptGate) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -35,8 +39,15 @@ func (g *scriptGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			hold := g.hold
 			g.mu.Unlock()
 			if hold != nil {
+				own := make(chan struct{})
+				g.mu.Lock()
+				g.each = append(g.each, own)
+				g.mu.Unlock()
 				g.held.Add(1)
-				<-hold
+				select {
+				case <-hold:
+				case <-own:
+				}
 				g.held.Add(-1)
 			}
 		}
@@ -52,6 +63,14 @@ func (g *scriptGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 func (g *scriptGate) close() {
 	g.mu.Lock()
 	g.hold = make(chan struct{})
+	g.each = nil
+	g.mu.Unlock()
+}
+
+// let lets the i-th script call held since the gate closed go.
+func (g *scriptGate) let(i int) {
+	g.mu.Lock()
+	close(g.each[i])
 	g.mu.Unlock()
 }
 
@@ -87,7 +106,7 @@ func (c *Client) idle(q string) bool {
 	g := c.group(q)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return !g.busy && len(g.waiting) == 0
+	return g.runs == 0 && len(g.waiting) == 0
 }
 
 type enqueueOutcome struct {
@@ -375,5 +394,224 @@ func TestEnqueueCoalescedGivenUpNotReused(t *testing.T) {
 		assert.NoError(t, o.res.Refused, "its own answer, not the one given up on")
 		assert.Equal(t, ActionAdded, o.res.Action)
 		queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
+	})
+}
+
+// runsIn is how many script calls of q's group are in flight or about to
+// be.
+func (c *Client) runsIn(q string) int {
+	g := c.group(q)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.runs
+}
+
+// overlapCallers starts overlapAt Enqueue calls of ids while the group's
+// one call is held at the gate, each once the one before waits; the last
+// makes them enough for a second call, which they go in at once, held at
+// the gate in its turn. It answers their outcomes, in order.
+func overlapCallers(t *testing.T, c *Client, gate *scriptGate, q string, ctxs []context.Context, ids []string) []<-chan enqueueOutcome {
+	t.Helper()
+	require.Len(t, ids, overlapAt)
+	outs := make([]<-chan enqueueOutcome, len(ids))
+	for i, id := range ids {
+		outs[i] = goEnqueue(ctxs[i], c, q, "v-"+id, &EnqueueOptions{MessageID: id})
+		if i < len(ids)-1 {
+			queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == i+1 })
+			require.Equal(t, 1, c.runsIn(q), "too few for a second call: one in flight")
+		}
+	}
+	queuetest.WaitFor(t, "a second call in flight", func() bool { return gate.held.Load() == 2 && c.waitingIn(q) == 0 })
+	assert.Equal(t, 2, c.runsIn(q))
+	return outs
+}
+
+// TestEnqueueCoalescedOverlap: while one call is in flight, overlapAt
+// waiting calls go in a second call at once, each with its own answer,
+// decided as if alone in arrival order within their call; fewer wait for
+// a call to return, and then go in one call.
+func TestEnqueueCoalescedOverlap(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		c, gate := gated(t, s)
+		q := queuetest.QueueName(t)
+		enqueue(t, c, q, "old", &EnqueueOptions{MessageID: "old"}) // the script loaded
+		gate.calls.Store(0)
+
+		gate.close()
+		first := goEnqueue(ctx, c, q, "first", &EnqueueOptions{MessageID: "first"})
+		queuetest.WaitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		ctxs, ids := make([]context.Context, overlapAt), make([]string, overlapAt)
+		for i := range ids {
+			ctxs[i], ids[i] = ctx, fmt.Sprint("m", i)
+		}
+		ids[5] = "m3"
+		outs := overlapCallers(t, c, gate, q, ctxs, ids)
+
+		// Two in flight: the calls that come now wait for one to return.
+		late := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "first"})
+		queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 1 })
+		late2 := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "late2"})
+		queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 2 })
+		assert.Equal(t, 2, c.runsIn(q), "no third call")
+		assert.Equal(t, int64(2), gate.held.Load())
+
+		// The first call returns: the two waiting are too few for a call
+		// beside the one still in flight, and wait for it.
+		gate.let(0)
+		f := <-first
+		require.NoError(t, f.err)
+		assert.Equal(t, ActionAdded, f.res.Action)
+		queuetest.WaitFor(t, "the first call's run ended", func() bool { return c.runsIn(q) == 1 })
+		assert.Equal(t, 2, c.waitingIn(q), "left to the call in flight")
+		assert.Equal(t, int64(1), gate.held.Load(), "no call sent")
+
+		gate.open()
+		for i, id := range ids {
+			o := <-outs[i]
+			require.NoError(t, o.err, "call %d", i)
+			assert.Equal(t, id, o.res.MessageID, "call %d", i)
+			if i == 5 {
+				assert.ErrorIs(t, o.res.Refused, ErrAlreadyQueued, "call %d: m3 added by call 3 of the same script call", i)
+			} else {
+				assert.NoError(t, o.res.Refused, "call %d", i)
+				assert.Equal(t, ActionAdded, o.res.Action, "call %d", i)
+			}
+		}
+		o := <-late
+		require.NoError(t, o.err)
+		assert.ErrorIs(t, o.res.Refused, ErrAlreadyQueued, "sent after the first call returned")
+		o = <-late2
+		require.NoError(t, o.err)
+		assert.Equal(t, ActionAdded, o.res.Action)
+		// The first alone, the overlapAt waiting in a second, the late two
+		// in a third; the second and third each hold an id that is in the
+		// queue by the time they run, and so go on from enqueue-new.lua to
+		// enqueue.lua: two script calls each.
+		assert.Equal(t, int64(1+2+2), gate.calls.Load())
+		queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
+		qc, err := c.Inspector().QueueCounts(ctx, q)
+		require.NoError(t, err)
+		assert.Equal(t, int64(1+1+overlapAt-1+1), qc.Queued)
+	})
+}
+
+// TestEnqueueCoalescedOverlapGivenUp: a caller of the second call in
+// flight whose context ends returns at once, its message applied, and the
+// others of that call are answered; a caller waiting while two are in
+// flight whose context ends is never written.
+func TestEnqueueCoalescedOverlapGivenUp(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		c, gate := gated(t, s)
+		q := queuetest.QueueName(t)
+		enqueue(t, c, q, "old", nil) // the script loaded
+		gate.calls.Store(0)
+
+		gate.close()
+		first := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "first"})
+		queuetest.WaitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		ctxs, ids := make([]context.Context, overlapAt), make([]string, overlapAt)
+		for i := range ids {
+			ctxs[i], ids[i] = ctx, fmt.Sprint("m", i)
+		}
+		inFlight, quitInFlight := context.WithCancel(ctx)
+		defer quitInFlight()
+		ctxs[2], ids[2] = inFlight, "in-flight"
+		outs := overlapCallers(t, c, gate, q, ctxs, ids)
+
+		notSent, quitNotSent := context.WithCancel(ctx)
+		defer quitNotSent()
+		gone := goEnqueue(notSent, c, q, "x", &EnqueueOptions{MessageID: "not-sent"})
+		queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 1 })
+		stays := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "stays"})
+		queuetest.WaitFor(t, "the call waiting", func() bool { return c.waitingIn(q) == 2 })
+
+		quitInFlight()
+		o := <-outs[2]
+		assert.ErrorIs(t, o.err, context.Canceled, "returns by its context, its call held")
+		assert.Equal(t, "in-flight", o.res.MessageID)
+		quitNotSent()
+		o = <-gone
+		assert.ErrorIs(t, o.err, context.Canceled)
+		assert.Equal(t, 1, c.waitingIn(q), "taken out of the group")
+		assert.Equal(t, int64(2), gate.held.Load(), "both calls still held")
+
+		gate.open()
+		require.NoError(t, (<-first).err)
+		for i, ch := range outs {
+			if i == 2 {
+				continue
+			}
+			o := <-ch
+			require.NoError(t, o.err, "call %d", i)
+			assert.Equal(t, ids[i], o.res.MessageID)
+			assert.Equal(t, ActionAdded, o.res.Action, "call %d", i)
+		}
+		o = <-stays
+		require.NoError(t, o.err)
+		assert.Equal(t, ActionAdded, o.res.Action)
+		queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
+		assert.Equal(t, int64(3), gate.calls.Load())
+		for id, want := range map[string]MessageStatus{"in-flight": StatusQueued, "not-sent": StatusNone, "stays": StatusQueued} {
+			st, err := c.Inspector().MessageStatus(ctx, q, id)
+			require.NoError(t, err)
+			assert.Equal(t, want, st, id)
+		}
+	})
+}
+
+// TestEnqueueCoalescedOverlapBacklog: two calls in flight to a queue whose
+// mids-ready held the wake backlog both go short (docs/protocol.md §3);
+// the backlog gone by the time they run, each changes nothing, answers
+// so, and goes again full: every caller's message is added once, and the
+// calls after go full at once.
+func TestEnqueueCoalescedOverlapBacklog(t *testing.T) {
+	queuetest.OnEachServer(t, func(t *testing.T, s *queuetest.Server) {
+		ctx := context.Background()
+		c, gate := gated(t, s)
+		q := queuetest.QueueName(t)
+		fill := make([]any, protocol.WakeBacklog)
+		for i := range fill {
+			fill[i] = fmt.Sprint("r", i)
+		}
+		require.NoError(t, s.RDB.RPush(ctx, s.Key(q, keys.MidsReady), fill...).Err())
+		// The first call loads enqueue-new.lua, the second finds the
+		// backlog (short from now on), the third loads the short call's
+		// script.
+		for _, id := range []string{"load", "deep", "short"} {
+			enqueue(t, c, q, "x", &EnqueueOptions{MessageID: id})
+		}
+		gate.calls.Store(0)
+
+		gate.close()
+		first := goEnqueue(ctx, c, q, "x", &EnqueueOptions{MessageID: "first"})
+		queuetest.WaitFor(t, "the first call in flight", func() bool { return gate.held.Load() == 1 })
+		ctxs, ids := make([]context.Context, overlapAt), make([]string, overlapAt)
+		for i := range ids {
+			ctxs[i], ids[i] = ctx, fmt.Sprint("m", i)
+		}
+		outs := overlapCallers(t, c, gate, q, ctxs, ids)
+		require.NoError(t, s.RDB.Del(ctx, s.Key(q, keys.MidsReady)).Err())
+		gate.open()
+
+		f := <-first
+		require.NoError(t, f.err)
+		assert.Equal(t, ActionAdded, f.res.Action)
+		for i, ch := range outs {
+			o := <-ch
+			require.NoError(t, o.err, "call %d", i)
+			assert.Equal(t, ids[i], o.res.MessageID)
+			assert.Equal(t, ActionAdded, o.res.Action, "call %d", i)
+		}
+		queuetest.WaitFor(t, "the group idle", func() bool { return c.idle(q) })
+		assert.Equal(t, int64(2+2), gate.calls.Load(), "both short, each again full")
+		ready, err := s.RDB.LRange(ctx, s.Key(q, keys.MidsReady), 0, -1).Result()
+		require.NoError(t, err)
+		assert.ElementsMatch(t, append([]string{"first"}, ids...), ready, "each once")
+
+		gate.calls.Store(0)
+		enqueue(t, c, q, "x", &EnqueueOptions{MessageID: "after"})
+		assert.Equal(t, int64(1), gate.calls.Load(), "full at once")
 	})
 }
