@@ -24,9 +24,10 @@
 -- and metas (by its number). in_script.recs holds, by that ARGV index,
 -- the record's rest (for the relay, '' for none) once checked, and true
 -- once hand_off found its success recorded: in_script.flush enqueues only
--- those. in_script.targets holds the keys of each target queue, by name;
--- in_script.struct is Redis's struct library, nil where the server lacks
--- it.
+-- those. in_script.targets holds the keys of each target queue, by name,
+-- and in_script.last_target and last_g the target of the follow-up
+-- gathered last and its table (false before the first); in_script.struct
+-- is Redis's struct library, nil where the server lacks it.
 --
 -- (What Redis pays for this file at every call it is composed into is
 -- mostly its closures binding their upvalues: Lua 5.1 finds each one by
@@ -39,6 +40,7 @@
 -- so that an element past the array's end goes to the hash part and
 -- rebuilds the table.)
 local in_script = {first = 0, recs = {}, gathered = {}, order = {}, struct = rawget(_G, 'struct'),
+  last_target = false, last_g = false,
   own = {K_MESSAGES, K_UDTS, K_MIDS_READY, K_MID_CIRCLE, K_ISLEEP_A, K_ISLEEP_B, K_LOCK_TIMES, K_META},
   call_each = call_each, move_sentinel = move_sentinel,
   UNPACK_MAX = UNPACK_MAX, WAKE_BACKLOG = WAKE_BACKLOG, END_OF_CIRCLE = END_OF_CIRCLE}
@@ -95,24 +97,29 @@ function in_script.fields(rec, i)
   return f[1], f[2], f[3], f[4], f[5], i
 end
 
--- in_script.check parses the 'S' record rec of the outcome group at ARGV
--- index j and gathers its follow-ups (in_script.gathered). It answers
--- nil and the record's rest, the record for the relay, or an error text
--- when the record is damaged or names a queue whose keys the call lacks:
--- the call is then refused before anything is written.
+-- in_script.check parses the follow-ups record rec (not '') of the
+-- outcome group at ARGV index j and, when it is an 'S' record, gathers
+-- its follow-ups (in_script.gathered). It answers nil and the record's
+-- rest, the record for the relay (rec itself when it is of another kind),
+-- or an error text when the record is damaged or names a queue whose
+-- keys the call lacks: the call is then refused before anything is
+-- written.
 function in_script.check(j, rec)
   local n, i, target, id, data, lock, meta
   if in_script.struct then
-    -- A worker's usual record holds one follow-up: its count and its five
-    -- fields are read by one unpack. (A record of another count may
-    -- unpack too, its fields misread: they are then read again below.)
-    local ok, c, t, d1, d2, l, m, after =
-      pcall(in_script.struct.unpack, '<I4c0I4c0I4c0I4c0I4c0I4c0', rec, 2)
-    if ok and c == '1' then
+    -- A worker's usual record holds one follow-up: its kind, its count and
+    -- its five fields are read by one unpack, which spares the call of
+    -- string.byte that would read the kind alone. (A record of another
+    -- count may unpack too, its fields misread: they are then read again
+    -- below.)
+    local ok, kind, c, t, d1, d2, l, m, after =
+      pcall(in_script.struct.unpack, '<c1I4c0I4c0I4c0I4c0I4c0I4c0', rec, 1)
+    if ok and kind == 'S' and c == '1' then
       n, i, target, id, data, lock, meta = 1, after, t, d1, d2, l, m
     end
   end
   if not n then
+    if string.byte(rec, 1) ~= 83 then return nil, rec end -- (not 'S': for the relay)
     n, i = in_script.field_at(rec, 2)
     n = tonumber(n)
     if not n then return 'a damaged follow-ups record' end
@@ -122,13 +129,17 @@ function in_script.check(j, rec)
       target, id, data, lock, meta, i = in_script.fields(rec, i)
       if not target then return 'a damaged follow-ups record' end
     end
-    local ks = in_script.keys(target)
-    if not ks then return 'no keys for the follow-ups to ' .. target end
-    local g = in_script.gathered[ks[1]]
-    if not g then
-      g = {n = 0, ids = {}, pairs = {}, js = {}}
-      in_script.gathered[ks[1]] = g
-      in_script.order[#in_script.order + 1] = ks
+    local g = in_script.last_g -- (the usual call's follow-ups all go to one queue)
+    if target ~= in_script.last_target then
+      local ks = in_script.keys(target)
+      if not ks then return 'no keys for the follow-ups to ' .. target end
+      g = in_script.gathered[ks[1]]
+      if not g then
+        g = {n = 0, ids = {}, pairs = {}, js = {}}
+        in_script.gathered[ks[1]] = g
+        in_script.order[#in_script.order + 1] = ks
+      end
+      in_script.last_target, in_script.last_g = target, g
     end
     local c = g.n + 1
     g.n = c
@@ -259,7 +270,7 @@ function in_script.flush(now)
       end
     end
   end
-  in_script.gathered, in_script.order = {}, {}
+  in_script.gathered, in_script.order, in_script.last_target, in_script.last_g = {}, {}, false, false
   return wake_own
 end
 

@@ -526,7 +526,7 @@ local function check_outcomes(first, n)
         '" for message "' .. tostring(argv[j]) .. '"'), carries
     end
     local fu = argv[j + 6]
-    if in_script and fu and string.byte(fu, 1) == 83 then -- 'S': follow-ups to enqueue here
+    if in_script and fu and fu ~= '' then -- (an 'S' record: follow-ups to enqueue here)
       local bad, rest = in_script.check(j + 6, fu)
       if bad then
         return redis.error_reply('MQOUTCOME ' .. bad .. ' for message "' .. tostring(argv[j]) .. '"'), carries

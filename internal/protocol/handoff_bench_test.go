@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gocarmine/mq/internal/keys"
+	"github.com/gocarmine/mq/internal/queuetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -26,7 +27,11 @@ import (
 // its hashes small), the target's keys created by the call; "backlog", as
 // "other" but to a queue whose ready list holds the wake backlog
 // (WakeBacklog ids a follow-up of a call) from the start, as a target
-// whose workers fall behind: no call wakes its sleepers (§5). The
+// whose workers fall behind: no call wakes its sleepers (§5); and, only
+// when LEAN_BENCH_ONLY names it, "big", as "other" but to a queue that
+// holds 100,000 messages from the start (messages, udts and mids-ready
+// filled as that many enqueues leave them; bigFill), the target a long
+// run leaves undrained: past the wake backlog too. The
 // variants run in interleaved rounds; each reports the median of its
 // rounds' µs of Redis per message (EVALSHA's usec in INFO commandstats),
 // or, with LEAN_BENCH_ADDR and LEAN_BENCH_PID naming a redis-server under
@@ -126,6 +131,43 @@ import (
 // call of a C function from Lua costs Redis ~700 instructions even when
 // it does nothing (string.sub of one byte, 698), so what is left to
 // save lies in the calls and strings a follow-up makes, not in parsing.
+//
+// Does a follow-up cost more as its target grows (issue 20:
+// BenchmarkHandoff's followup/plain msgs/s was read as 0.83x-0.84x at
+// 20,000 messages and 0.78x at 100,000, put down to the undrained
+// target's 100,000 entries)? Not in instructions: at 16 a call (200
+// calls, 2 rounds) plain 172.1k, other 209.8k, big 203.1k a message (the
+// big target's hashes are hashtables, not the listpacks a small target
+// searches at each HSET, and past the backlog nobody is woken). End to
+// end, Redis itself under callgrind (a redis-server on PATH that runs
+// valgrind --hz 1; the count reset once the queue is filled, dumped once
+// every follow-up is in; ~16.4 messages a call): followup 216.2k a
+// message at 20,000 and 215.6k at 100,000, plain 186.2k and 183.3k
+// (1.16x and 1.18x). With --cache-sim=yes at 20,000 a follow-up adds ~100
+// D1 read misses, ~40 D1 write misses and ~6 LL misses to plain's ~350,
+// ~130 and ~4 a message, so its share of Redis's time is larger than of
+// its instructions (Redis CPU a message, timed: ~1.25x-1.3x plain's).
+// Timed with Redis's CPU read every 50 ms, a run's CPU a message is flat
+// across its fifths in either mode, and Redis takes ~0.04 minor faults a
+// follow-up. In alternated timed pairs (a shared machine, load 2-4) the
+// msgs/s ratio kept its gap (medians 0.86x at 20,000, 0.79x at 100,000)
+// while Redis's CPU a message did not (plain/followup 0.77x and 0.76x;
+// Redis's and the client's together 0.81x and 0.80x): what differs is
+// the part of a short run (~0.4-0.6 s) that is not spent a message, in
+// both modes: 5-60 ms from the worker's start to its first handling,
+// and a slower first fifth. Where a follow-up's ~30k go end to end (by
+// function, 100,000 messages): Lua's VM +6.0k, interning strings (luaS_newlstr, which
+// Redis's Lua hashes over every byte: the record, its id, its content)
+// +4.9k, Lua's tables ~+4k, struct.unpack ~+2.0k, the allocator ~+2.5k,
+// siphash (the target's hashes) +1.5k, Lua's GC +0.7k. At 16 a call the
+// lean-followups composition costs a call without follow-ups 1.9k a
+// message over dequeue-lean (plain-alt 173.8k, plain 171.9k), and the
+// HMGET that finds held ids 1.4k (other 208.3k, without it 206.8k; kept:
+// without it a held id's content would be overwritten). The records'
+// kind read by the one unpack (no string.byte call for it) and the last
+// target's gathered table kept for the next follow-up: other 209.8k ->
+// 208.3k, own 201.0k -> 199.4k (2 rounds, the old composition as the
+// "-alt" variants).
 func BenchmarkPollFollowUps(b *testing.B) {
 	calls, rounds := 1000, 5
 	s, pid := costServer(b)
@@ -186,7 +228,7 @@ func BenchmarkPollFollowUps(b *testing.B) {
 			}
 			q := fmt.Sprintf("bench:%s:%s:%d", run, name, round)
 			target := ""
-			if v == "other" || v == "backlog" {
+			if v == "other" || v == "backlog" || v == "big" {
 				target = keys.Key(q+":next", false, keys.Messages)
 			}
 			if v == "backlog" {
@@ -198,6 +240,9 @@ func BenchmarkPollFollowUps(b *testing.B) {
 					}
 					require.NoError(b, s.RDB.(*redis.Client).RPush(ctx, ready, ids...).Err())
 				}
+			}
+			if v == "big" {
+				bigFill(b, s, q+":next", 100000, payload)
 			}
 			for i := 0; i < calls*batch; i += 500 {
 				msgs := make([]EnqueueMessage, 500)
@@ -251,4 +296,28 @@ func BenchmarkPollFollowUps(b *testing.B) {
 		}
 	}
 	reportMedians(b, got, variants, "msg", pid)
+}
+
+// bigFill puts n messages of data into queue's messages, udts and
+// mids-ready, as n enqueues would, in pipelines of 1000.
+func bigFill(b *testing.B, s *queuetest.Server, queue string, n int, data []byte) {
+	ctx := context.Background()
+	rdb := s.RDB.(*redis.Client)
+	for i := 0; i < n; i += 1000 {
+		m := min(1000, n-i)
+		msgs, udts, ids := make([]any, 0, 2*m), make([]any, 0, 2*m), make([]any, 0, m)
+		for j := range m {
+			id := "big" + strconv.Itoa(i+j)
+			msgs = append(msgs, id, data)
+			udts = append(udts, id, "1700000000000")
+			ids = append(ids, id)
+		}
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, keys.Key(queue, false, keys.Messages), msgs...)
+			p.HSet(ctx, keys.Key(queue, false, keys.UDTs), udts...)
+			p.LPush(ctx, keys.Key(queue, false, keys.MidsReady), ids...)
+			return nil
+		})
+		require.NoError(b, err)
+	}
 }

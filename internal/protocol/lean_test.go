@@ -251,6 +251,17 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 	inScript.FollowUps = EncodeInScript([]InScriptFollowUp{{ID: "m0/x", Data: []byte("f")}}, nil)
 	assert.Equal(t, NeedKeys, ErrorCode(lean(inScript)), "follow-ups to enqueue in the script, to the plain lean composition")
 	assert.Equal(t, before, dump(), "a refused call wrote nothing")
+	// The lean composition with their code refuses a record for the relay
+	// (in_script.check answers a record of another kind whole), beside
+	// one to enqueue in the script or alone.
+	leanFollowUps := func(cs ...Completion) error {
+		a := PollArgs{LockTime: time.Minute, MaxSteps: 2, Completions: cs, Poller: randomToken(), Seq: 1}
+		return dequeueLeanFollowUpsScript.Run(ctx, s.RDB, s.Keys(q)[:LeanKeys], a.argv(0)...).Err()
+	}
+	relayToo := Completion{ID: r.Steps[1].ID, LockedUntil: r.Steps[1].LockedUntil, Outcome: OutcomeSuccess, FollowUps: []byte("f")}
+	assert.Equal(t, NeedKeys, ErrorCode(leanFollowUps(inScript, relayToo)), "follow-ups for the relay beside, to dequeue-lean-followups")
+	assert.Equal(t, NeedKeys, ErrorCode(leanFollowUps(withFollowUps)), "follow-ups for the relay, to dequeue-lean-followups")
+	assert.Equal(t, before, dump(), "a refused call wrote nothing")
 
 	withLimits := func(cs ...Completion) error {
 		a := PollArgs{LockTime: time.Minute, MaxSteps: 2, Completions: cs, Poller: randomToken(), Seq: 1}
