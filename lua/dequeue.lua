@@ -226,9 +226,9 @@ local function sleep_list()
     nb = 0
   end
   if na > 1 then
-    redis.call('ltrim', K_ISLEEP_A, 0, 0)
+    redis.call('ltrim', K_ISLEEP_A, '0', '0')
   elseif nb > 1 then
-    redis.call('ltrim', K_ISLEEP_B, 0, 0)
+    redis.call('ltrim', K_ISLEEP_B, '0', '0')
   end
   if na > 0 then return 'b' end
   return 'a'
@@ -447,7 +447,7 @@ local function suspect_step(mid, attempt)
   end
   local charged = solo_lost + math.min(1, math.max(0, lost - solo_lost))
   if charged >= quarantine_after or lost >= 4 * quarantine_after then
-    redis.call('hincrby', K_NATTEMPTS, mid, -1)
+    redis.call('hincrby', K_NATTEMPTS, mid, '-1')
     bury(mid, 'quarantined', 'handed out ' .. lost .. ' times without an outcome (' .. solo_lost .. ' alone)',
       attempt - 1, now, default_lock_ms)
     return {'skip', 'quarantined'}
@@ -457,7 +457,7 @@ local function suspect_step(mid, attempt)
     local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or default_lock_ms
     if now - aside < lock_ms then
       redis.call('hset', K_NSOLO, mid, solo_lost .. ' 0 0 ' .. aside)
-      redis.call('hincrby', K_NATTEMPTS, mid, -1)
+      redis.call('hincrby', K_NATTEMPTS, mid, '-1')
       set_aside[#set_aside + 1] = mid
       return {'skip', 'suspect'}
     end
@@ -592,7 +592,7 @@ local function decide(mid, from_circle)
   -- queued, not in backoff, lock absent or expired: hand it out, unless
   -- it is a suspect that must wait for a worker holding nothing, or must
   -- be buried (suspect_step, below).
-  local attempt = redis.call('hincrby', K_NATTEMPTS, mid, 1)
+  local attempt = redis.call('hincrby', K_NATTEMPTS, mid, '1')
   if attempt > 1 and quarantine_after > 0 then
     local skip = suspect_step(mid, attempt)
     if skip then return skip, false end
@@ -707,7 +707,7 @@ if ext.limits_flush then limits_deferred = false end
 flush()
 flush_history(now)
 if useful then
-  redis.call('set', K_NDRY_RUNS, 0)
+  redis.call('set', K_NDRY_RUNS, '0')
 end
 
 if n_outcomes > 0 or #handed > 0 or consumed or confirmed < seq - 1 then

@@ -462,7 +462,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
   end
   if outcome == 'release' then
     redis.call('hdel', K_LOCKS, mid)
-    if redis.call('hincrby', K_NATTEMPTS, mid, -1) <= 0 then
+    if redis.call('hincrby', K_NATTEMPTS, mid, '-1') <= 0 then
       redis.call('hdel', K_NATTEMPTS, mid)
     end
     redis.call('zrem', K_DUE, mid)
@@ -475,7 +475,7 @@ local function record_outcome(mid, token, outcome, backoff_ms, err, now, default
     gathered.unlock[#gathered.unlock + 1] = mid
     return 'ok'
   elseif outcome == 'retry' then
-    redis.call('hincrby', K_NOUTCOMES, mid, 1)
+    redis.call('hincrby', K_NOUTCOMES, mid, '1')
     note_attempt_error(mid, now, err)
     if backoff_ms > 0 then
       redis.call('hset', K_BACKOFFS, mid, now + backoff_ms)
