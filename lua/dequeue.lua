@@ -599,7 +599,14 @@ local function decide(mid, from_circle)
   end
   local lock_ms = tonumber(redis.call('hget', K_LOCK_TIMES, mid)) or default_lock_ms
   local locked_until = now + lock_ms
-  redis.call('hset', K_LOCKS, mid, locked_until)
+  -- The token as text, written to locks and the due index: formatted
+  -- once a call for the hand-outs that share it (every one with the
+  -- default lock time), where Redis 7.0 would format the number with
+  -- %.17g for each write. %d writes what %.17g does for a whole number
+  -- of ms below 2^53, and what the reply's integer says.
+  local lu = gathered.lu
+  if lu[1] ~= locked_until then lu[1], lu[2] = locked_until, string.format('%d', locked_until) end
+  redis.call('hset', K_LOCKS, mid, lu[2])
   -- When the message was due: its enqueue, or the end of the backoff it
   -- waited out (read before its expired entry is deleted, or kept by the
   -- wake that deleted it), whichever is later.
@@ -608,7 +615,7 @@ local function decide(mid, from_circle)
     due_at = tonumber(redis.call('hget', K_BACKOFFS, mid))
     redis.call('hdel', K_BACKOFFS, mid)
   end
-  index_due(mid, locked_until)
+  index_due(mid, lu[2])
   if limits_plan then limits_take(mid, limits_plan) end
   local udt_s = redis.call('hget', K_UDTS, mid)
   local udt = tonumber(udt_s) or now

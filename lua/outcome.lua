@@ -133,14 +133,15 @@ local function policy_field(p, n)
 end
 
 -- Gathered writes. Within one call, the due entries written (each a
--- score and a mid), the windows written and the messages collected are
+-- score and a mid; lu keeps the last lock token a hand-out wrote and its
+-- text, dequeue.lua), the windows written and the messages collected are
 -- gathered and sent as one command per key by flush_gathered, which leaves
 -- the same state as writing each in turn: a collected mid reads as absent
 -- from then on (collected), and nothing writes an absent mid's entries, so
 -- the due and windows entries, sent first, are never those of a mid
 -- collected later in the call. (Under maxmemory no write of a poll is
 -- refused, go_on_when_full, prelude.lua.)
-local gathered = {due = {}, windows = {}, unlock = {}, done = {}, collect = {}}
+local gathered = {due = {}, windows = {}, unlock = {}, done = {}, collect = {}, lu = {}}
 local collected = {}
 
 -- outcomes_wake is set by an outcome that makes a message ready, or due
