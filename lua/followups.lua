@@ -240,19 +240,15 @@ function in_script.flush(now)
     if n > 0 then
       for k = 1, n do pairs[2 * k] = at end
       in_script.call_each('hset', ks[2], pairs)
-      if locks then
-        local l, x = {}, 0
-        for k = 1, n do
-          if locks[k] then l[x + 1] = ids[k]; l[x + 2] = locks[k]; x = x + 2 end
+      for f = 7, 8 do -- lock-times (ks[7]) and meta (ks[8]), of those that have them
+        local vals = f == 7 and locks or f == 8 and metas
+        if vals then
+          local l, x = {}, 0
+          for k = 1, n do
+            if vals[k] then l[x + 1] = ids[k]; l[x + 2] = vals[k]; x = x + 2 end
+          end
+          in_script.call_each('hset', ks[f], l)
         end
-        in_script.call_each('hset', ks[7], l)
-      end
-      if metas then
-        local l, x = {}, 0
-        for k = 1, n do
-          if metas[k] then l[x + 1] = ids[k]; l[x + 2] = metas[k]; x = x + 2 end
-        end
-        in_script.call_each('hset', ks[8], l)
       end
       local len = 0
       for c = 1, n, UNPACK_MAX do
