@@ -44,6 +44,9 @@
 --            that follow-ups are enqueued to by this call (§22, "In the
 --            script"; outcome.lua, in_script), eight keys each, after the
 --            queue's own (absent or 0: none)
+-- ARGV[23+7n..] (optional) the block: the id and content of each
+--            follow-up whose success's field is a 'B' mark (§22, "The
+--            block"; followups.lua), by target in ascending group order
 --
 -- Reply: {queue_size, outcomes, step, step, ...} where queue_size is nqueued
 -- of §10 after the steps (-1 when not asked for), outcomes the
@@ -100,7 +103,10 @@ if ext.keep_result then -- (only a composition that keeps results reads their bo
   results_max_count = tonumber(argv[20 + OUTCOME_ARGS * n_outcomes]) or 0
   results_max_age_ms = tonumber(argv[21 + OUTCOME_ARGS * n_outcomes]) or 0
 end
-if ext.in_script then ext.in_script.first = tonumber(argv[22 + OUTCOME_ARGS * n_outcomes]) or 0 end
+if ext.in_script then
+  ext.in_script.first = tonumber(argv[22 + OUTCOME_ARGS * n_outcomes]) or 0
+  ext.in_script.base = 23 + OUTCOME_ARGS * n_outcomes -- (the block's first index, §22)
+end
 index_only = argv[18] == '1'
 local now = server_now()
 

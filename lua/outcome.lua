@@ -512,7 +512,8 @@ local OUTCOMES = {success = true, retry = true, dead = true, release = true, can
 -- check_outcomes answers an error reply (MQOUTCOME) naming the first
 -- outcome given in ARGV from index first on (n groups, as record_outcomes
 -- takes them) that is not one of OUTCOMES, or whose follow-ups to enqueue
--- here cannot be (in_script.check), or nil when all are known; and, second,
+-- here cannot be (in_script.check), or a call whose block does not
+-- match its 'B' marks (in_script.check_block), or nil when all are known; and, second,
 -- whether any of them carries a result or follow-ups for the relay (what
 -- follows the follow-ups enqueued here, the rest in_script.check
 -- answers), which a lean call refuses (dequeue.lua, §4). A call checks before it writes
@@ -535,6 +536,10 @@ local function check_outcomes(first, n)
       fu = rest
     end
     if argv[j + 5] ~= '' or fu ~= '' then carries = true end
+  end
+  if in_script then
+    local bad = in_script.check_block()
+    if bad then return redis.error_reply('MQOUTCOME ' .. bad), carries end
   end
   return nil, carries
 end
@@ -569,7 +574,7 @@ local function record_outcomes(first, n, now, default_lock_ms, known)
         now, default_lock_ms, unlocked, argv[j + 5], argv[j + 6], j + 6)
     end
   end
-  if ext.in_script and ext.in_script.flush(now) then outcomes_wake = true end
+  if ext.in_script and ext.in_script.flush(now, results, #known) then outcomes_wake = true end
   flush_gathered()
   if results_kept > 0 then ext.trim_results(now) end
   return results

@@ -32,7 +32,7 @@ func TestArgsRoundDurationsUp(t *testing.T) {
 	assert.Equal(t, int64(1), enq[7], "lock time")
 
 	p := PollArgs{LockTime: ns, Sleeps: [5]time.Duration{ns, ns, ns, ns, ns}, MaxSteps: 1, DeadMaxAge: ns,
-		Completions: []Completion{{ID: "m", LockedUntil: 5, Outcome: OutcomeRetry, Backoff: ns}}}.argv(0)
+		Completions: []Completion{{ID: "m", LockedUntil: 5, Outcome: OutcomeRetry, Backoff: ns}}}.argv(nil, 0)
 	for i := 0; i < 6; i++ {
 		assert.Equal(t, int64(1), p[i], "poll lock time and sleeps, ARGV[%d]", i+1)
 	}

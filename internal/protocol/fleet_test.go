@@ -289,10 +289,10 @@ func (f *fleet) mustEnqueue(m EnqueueMessage) {
 func (f *fleet) poll(a PollArgs) (PollReply, error) {
 	a.Poller, a.Seq, a.Confirmed = randomToken(), 1, 0
 	ks, first := withInScriptKeys(f.keys[:LeanKeys:LeanKeys], a.Completions)
-	raw, err := f.dequeueLeanScript.Run(f.ctx, f.rdb, ks, a.argv(first)...).Slice()
+	raw, err := f.dequeueLeanScript.Run(f.ctx, f.rdb, ks, a.argv(ks, first)...).Slice()
 	if ErrorCode(err) == NeedKeys {
 		ks, first = withInScriptKeys(f.keys, a.Completions)
-		raw, err = f.dequeueScript.Run(f.ctx, f.rdb, ks, a.argv(first)...).Slice()
+		raw, err = f.dequeueScript.Run(f.ctx, f.rdb, ks, a.argv(ks, first)...).Slice()
 	}
 	if err != nil {
 		return PollReply{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,38 +348,22 @@ const inScriptFields = 5
 // outcome), and answers its relay record (nil for none); ok is false for
 // a record of another kind, or a damaged one.
 func splitInScript(rec []byte, target func([]byte)) (relay []byte, ok bool) {
-	if len(rec) == 0 || rec[0] != HandoffInScript {
-		return nil, false
-	}
-	b := rec[1:]
-	var f []byte
-	next := func() bool {
-		if len(b) < 4 || uint64(binary.LittleEndian.Uint32(b)) > uint64(len(b)-4) {
-			return false
-		}
-		n := binary.LittleEndian.Uint32(b)
-		f, b = b[4:4+n], b[4+n:]
-		return true
-	}
-	if !next() {
-		return nil, false
-	}
-	n, err := strconv.Atoi(string(f))
-	if err != nil || n < 0 {
+	r := inScriptReader{rec: rec}
+	n, ok := r.count()
+	if !ok {
 		return nil, false
 	}
 	for range n {
-		for i := range inScriptFields {
-			if !next() {
-				return nil, false
-			}
-			if i == 0 && target != nil {
-				target(f)
-			}
+		t, _, _, _, _, ok := r.next()
+		if !ok {
+			return nil, false
+		}
+		if target != nil {
+			target(t)
 		}
 	}
-	if len(b) > 0 {
-		relay = b
+	if len(r.rec) > 0 {
+		relay = r.rec
 	}
 	return relay, true
 }
@@ -395,6 +380,174 @@ func RelayRecord(rec []byte) []byte {
 	}
 	relay, _ := splitInScript(rec, nil)
 	return relay
+}
+
+// HandoffBlock is the first byte of a success's follow-ups field in a
+// poll call whose follow-ups to enqueue in the script travel in the
+// call's block (§22, "The block"): the rest names each follow-up's
+// target, its group number (0 for the queue itself, g for the g-th
+// queue whose keys come after the queue's own), comma-separated.
+const HandoffBlock = 'B'
+
+// inScriptBlock answers, for a poll call whose keys are ks (the target
+// queues' keys from KEYS index first on, 0 for none) and whose
+// completions are cs, the follow-ups field of each completion and the
+// block that goes after the call's other arguments: per target group in
+// ascending order, per follow-up in the completions' order, its id and
+// content. ok is false when some in-script record cannot go in a block
+// (a follow-up with a lock time or metadata, or a part for the relay):
+// the call then sends every record as it is.
+func inScriptBlock(ks []string, first int, cs []Completion) (fields []any, block []any, ok bool) {
+	fields = make([]any, len(cs))
+	block = make([]any, 0, 2*len(cs)) // (the usual: one follow-up a success)
+	var groups []int                  // (each follow-up's group, kept only once two differ)
+	last := -1
+	for i, c := range cs {
+		if len(c.FollowUps) == 0 || c.FollowUps[0] != HandoffInScript {
+			fields[i] = c.FollowUps
+			continue
+		}
+		r := inScriptReader{rec: c.FollowUps}
+		n, valid := r.count()
+		if !valid {
+			return nil, nil, false
+		}
+		var mark []byte
+		for range n {
+			target, id, data, lock, meta, valid := r.next()
+			if !valid || string(lock) != "0" || len(meta) > 0 {
+				return nil, nil, false
+			}
+			g := targetGroup(ks, first, target)
+			if g < 0 {
+				return nil, nil, false
+			}
+			if groups == nil && last >= 0 && g != last {
+				groups = make([]int, len(block)/2, len(block))
+				for k := range groups {
+					groups[k] = last
+				}
+			}
+			if groups != nil {
+				groups = append(groups, g)
+			}
+			last = g
+			block = append(block, id, data)
+			if n == 1 && g < len(blockMarks) {
+				continue
+			}
+			if mark == nil {
+				mark = append(make([]byte, 0, 8), HandoffBlock)
+			} else {
+				mark = append(mark, ',')
+			}
+			mark = strconv.AppendInt(mark, int64(g), 10)
+		}
+		if len(r.rec) > 0 { // (a part for the relay)
+			return nil, nil, false
+		}
+		switch {
+		case n == 0:
+			fields[i] = ""
+		case mark == nil:
+			fields[i] = blockMarks[last]
+		default:
+			fields[i] = string(mark)
+		}
+	}
+	if len(block) == 0 {
+		return nil, nil, false
+	}
+	if groups != nil {
+		sortBlock(block, groups)
+	}
+	return fields, block, true
+}
+
+// blockMarks are the fields of a success with one follow-up to the queue
+// itself or to the first to fourth other queue, made once.
+var blockMarks = [...]any{"B0", "B1", "B2", "B3", "B4"}
+
+// sortBlock orders block's pairs (id, content) by their groups, keeping
+// the order of those of one group.
+func sortBlock(block []any, groups []int) {
+	type pair struct {
+		g        int
+		id, data any
+	}
+	ps := make([]pair, len(groups))
+	for k, g := range groups {
+		ps[k] = pair{g, block[2*k], block[2*k+1]}
+	}
+	slices.SortStableFunc(ps, func(a, b pair) int { return a.g - b.g })
+	for k, p := range ps {
+		block[2*k], block[2*k+1] = p.id, p.data
+	}
+}
+
+// targetGroup answers the group number of target in a call whose keys
+// are ks, the target queues' keys from KEYS index first on (0 for
+// none): 0 for the queue itself, g for the g-th target queue; -1 when
+// the call lacks its keys.
+func targetGroup(ks []string, first int, target []byte) int {
+	if len(target) == 0 || string(target) == ks[keys.Messages] {
+		return 0
+	}
+	if first > 0 {
+		for i := first - 1; i+len(inScriptKeys) <= len(ks); i += len(inScriptKeys) {
+			if ks[i] == string(target) {
+				return (i-first+1)/len(inScriptKeys) + 1
+			}
+		}
+	}
+	return -1
+}
+
+// inScriptReader reads an EncodeInScript record: count first, then next
+// for each follow-up; what is left in rec after them is the part for
+// the relay.
+type inScriptReader struct {
+	rec []byte
+}
+
+// field answers the next field, or false when rec is too short.
+func (r *inScriptReader) field() ([]byte, bool) {
+	b := r.rec
+	if len(b) < 4 || uint64(binary.LittleEndian.Uint32(b)) > uint64(len(b)-4) {
+		return nil, false
+	}
+	n := binary.LittleEndian.Uint32(b)
+	r.rec = b[4+n:]
+	return b[4 : 4+n : 4+n], true
+}
+
+// count reads the record's kind and its number of follow-ups; false for
+// a record of another kind, or a damaged one.
+func (r *inScriptReader) count() (int, bool) {
+	if len(r.rec) == 0 || r.rec[0] != HandoffInScript {
+		return 0, false
+	}
+	r.rec = r.rec[1:]
+	f, ok := r.field()
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(f))
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// next reads one follow-up's fields.
+func (r *inScriptReader) next() (target, id, data, lock, meta []byte, ok bool) {
+	var fs [inScriptFields][]byte
+	for i := range fs {
+		if fs[i], ok = r.field(); !ok {
+			return nil, nil, nil, nil, nil, false
+		}
+	}
+	return fs[0], fs[1], fs[2], fs[3], fs[4], true
 }
 
 // inScriptKeys are the keys of a target queue a poll call passes for the

@@ -147,7 +147,7 @@ func TestHandoffInScript(t *testing.T) {
 		require.NotZero(t, m3.LockedUntil)
 		a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, Poller: "ab78", Seq: 2, Confirmed: 1,
 			Completions: []Completion{{ID: "m3", LockedUntil: m3.LockedUntil, Outcome: OutcomeSuccess, FollowUps: rec("m3/x")}}}
-		err = dequeueScript.Run(ctx, s.RDB, s.Keys(q), a.argv(0)...).Err()
+		err = dequeueScript.Run(ctx, s.RDB, s.Keys(q), a.argv(nil, 0)...).Err()
 		require.ErrorContains(t, err, "MQOUTCOME no keys for the follow-ups")
 		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m3/x/1"))
 		// A record cut short (a field's length past its end) is refused
@@ -156,7 +156,7 @@ func TestHandoffInScript(t *testing.T) {
 		for _, cut := range []int{6, 12, 30} {
 			full := rec("m3/x")
 			a.Completions[0].FollowUps = full[:len(full)-len(relay)-cut]
-			err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(first)...).Err()
+			err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(ks, first)...).Err()
 			require.ErrorContains(t, err, "MQOUTCOME a damaged follow-ups record", "cut %d", cut)
 		}
 		assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), "m3/x/1"))
@@ -514,10 +514,10 @@ func TestHandoffInScriptDamagedNamed(t *testing.T) {
 		}
 		a := PollArgs{LockTime: time.Minute, Sleeps: testSleeps, Poller: "ab90", Seq: 2, Confirmed: 1, Completions: cs}
 		ks, first := withInScriptKeys(s.Keys(q), cs)
-		err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(first)...).Err()
+		err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(ks, first)...).Err()
 		require.ErrorContains(t, err, `MQOUTCOME a damaged follow-ups record for message "b"`)
 		a.Completions[0].Outcome = "nonsense"
-		err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(first)...).Err()
+		err = dequeueScript.Run(ctx, s.RDB, ks, a.argv(ks, first)...).Err()
 		require.ErrorContains(t, err, `MQOUTCOME unknown outcome "nonsense" for message "a"`)
 		for _, id := range []string{"a/x/0", "c/x/0"} {
 			assert.Empty(t, queuetest.HGet(t, s.RDB, s.Key(q, keys.Messages), id), "nothing written")

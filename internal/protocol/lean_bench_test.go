@@ -136,7 +136,7 @@ func BenchmarkPollKeySets(b *testing.B) {
 					callgrindControl(b, "-z", pid) // (after the first calls: the enqueues' garbage is collected)
 				}
 				a.Seq++
-				argv := a.argv(0)
+				argv := a.argv(nil, 0)
 				if v.old {
 					argv = argv5(a)
 				}
@@ -185,7 +185,7 @@ func BenchmarkPollKeySets(b *testing.B) {
 // argv5 is a's arguments as dequeue.lua took them before results and
 // follow-ups: outcome groups of five.
 func argv5(a PollArgs) []any {
-	full := a.argv(0)
+	full := a.argv(nil, 0)
 	n := len(a.Completions)
 	args := append([]any{}, full[:18]...)
 	for i := range n {

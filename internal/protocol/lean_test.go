@@ -232,7 +232,7 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 	}
 	leanWith := func(nkeys int, cs ...Completion) error {
 		a := PollArgs{LockTime: time.Minute, MaxSteps: 2, Completions: cs, Poller: randomToken(), Seq: 1}
-		return dequeueLeanScript.Run(ctx, s.RDB, s.Keys(q)[:nkeys], a.argv(0)...).Err()
+		return dequeueLeanScript.Run(ctx, s.RDB, s.Keys(q)[:nkeys], a.argv(nil, 0)...).Err()
 	}
 	lean := func(cs ...Completion) error { return leanWith(LeanKeys, cs...) }
 	done := Completion{ID: r.Steps[0].ID, LockedUntil: r.Steps[0].LockedUntil, Outcome: OutcomeSuccess}
@@ -256,7 +256,7 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 	// one to enqueue in the script or alone.
 	leanFollowUps := func(cs ...Completion) error {
 		a := PollArgs{LockTime: time.Minute, MaxSteps: 2, Completions: cs, Poller: randomToken(), Seq: 1}
-		return dequeueLeanFollowUpsScript.Run(ctx, s.RDB, s.Keys(q)[:LeanKeys], a.argv(0)...).Err()
+		return dequeueLeanFollowUpsScript.Run(ctx, s.RDB, s.Keys(q)[:LeanKeys], a.argv(nil, 0)...).Err()
 	}
 	relayToo := Completion{ID: r.Steps[1].ID, LockedUntil: r.Steps[1].LockedUntil, Outcome: OutcomeSuccess, FollowUps: []byte("f")}
 	assert.Equal(t, NeedKeys, ErrorCode(leanFollowUps(inScript, relayToo)), "follow-ups for the relay beside, to dequeue-lean-followups")
@@ -265,7 +265,7 @@ func TestLeanPollRefusesBeforeWriting(t *testing.T) {
 
 	withLimits := func(cs ...Completion) error {
 		a := PollArgs{LockTime: time.Minute, MaxSteps: 2, Completions: cs, Poller: randomToken(), Seq: 1}
-		return dequeueLimitsScript.Run(ctx, s.RDB, s.Keys(q), a.argv(0)...).Err()
+		return dequeueLimitsScript.Run(ctx, s.RDB, s.Keys(q), a.argv(nil, 0)...).Err()
 	}
 	assert.Equal(t, NeedKeys, ErrorCode(withLimits(withResult)), "a result, to dequeue-limits")
 	assert.Equal(t, NeedKeys, ErrorCode(withLimits(withFollowUps)), "follow-ups, to dequeue-limits")

@@ -227,15 +227,21 @@ const NotTold = -1
 // handed out are handed out again when their locks expire.
 const PollReceiptTTL = time.Hour
 
-// argv is the call's script arguments; inScript is the KEYS index of
-// the first key of the queues follow-ups are enqueued to by the script
-// (withInScriptKeys), 0 for none.
-func (a PollArgs) argv(inScript int) []any {
+// argv is the call's script arguments, for a call whose keys are ks;
+// inScript is the KEYS index of the first key of the queues follow-ups
+// are enqueued to by the script (withInScriptKeys), 0 for none. The
+// follow-ups the script enqueues go in the call's block where they can
+// (inScriptBlock; §22, "The block"), as records where they cannot.
+func (a PollArgs) argv(ks []string, inScript int) []any {
 	maxHandles := a.MaxHandles
 	if maxHandles <= 0 {
 		maxHandles = a.MaxSteps
 	}
-	args := make([]any, 0, 22+7*len(a.Completions))
+	var fields, block []any
+	if ks != nil && enqueuesInScript(a.Completions) {
+		fields, block, _ = inScriptBlock(ks, inScript, a.Completions)
+	}
+	args := make([]any, 0, 22+7*len(a.Completions)+len(block))
 	args = append(args, MS(a.LockTime))
 	for _, d := range a.Sleeps {
 		args = append(args, MS(d))
@@ -244,15 +250,19 @@ func (a PollArgs) argv(inScript int) []any {
 		a.Poller, a.Seq, a.Confirmed, MS(PollReceiptTTL),
 		max(0, a.DeadMaxCount), MS(max(0, a.DeadMaxAge)), max(0, a.QuarantineAfter), len(a.Completions),
 		boolArg(a.IndexOnly))
-	for _, x := range a.Completions {
+	for i, x := range a.Completions {
+		var fu any = x.FollowUps
+		if fields != nil {
+			fu = fields[i]
+		}
 		args = append(args, x.ID, strconv.FormatInt(x.LockedUntil, 10), string(x.Outcome), MS(x.Backoff), x.Error,
-			x.Result, x.FollowUps)
+			x.Result, fu)
 	}
 	args = append(args, max(NotTold, a.Held), max(0, a.ResultMaxCount), MS(max(0, a.ResultMaxAge)))
-	if inScript > 0 {
+	if inScript > 0 || block != nil {
 		args = append(args, inScript)
 	}
-	return args
+	return append(args, block...)
 }
 
 // PollReply is dequeue.lua's answer: the steps taken and the queue size
@@ -294,7 +304,7 @@ func Poll(ctx context.Context, r Redis, keys []string, a PollArgs) (PollReply, e
 		if enqueuesInScript(a.Completions) {
 			script = dequeueLeanFollowUpsScript
 		}
-		raw, err = script.Run(ctx, r, ks, a.argv(first)...).Slice()
+		raw, err = script.Run(ctx, r, ks, a.argv(ks, first)...).Slice()
 		switch ErrorCode(err) {
 		case NeedLimits:
 			mode = leanLimits
@@ -308,7 +318,7 @@ func Poll(ctx context.Context, r Redis, keys []string, a PollArgs) (PollReply, e
 	// composition, which has their code: dequeue-limits has not)
 	if mode == leanLimits && !enqueuesInScript(a.Completions) {
 		ks, first := withInScriptKeys(keys, a.Completions)
-		raw, err = dequeueLimitsScript.Run(ctx, r, ks, a.argv(first)...).Slice()
+		raw, err = dequeueLimitsScript.Run(ctx, r, ks, a.argv(ks, first)...).Slice()
 		if ErrorCode(err) == NeedKeys {
 			mode = leanFull
 			a.Lean.to(mode)
@@ -318,7 +328,7 @@ func Poll(ctx context.Context, r Redis, keys []string, a PollArgs) (PollReply, e
 	}
 	if mode == leanFull {
 		ks, first := withInScriptKeys(keys, a.Completions)
-		raw, err = dequeueScript.Run(ctx, r, ks, a.argv(first)...).Slice()
+		raw, err = dequeueScript.Run(ctx, r, ks, a.argv(ks, first)...).Slice()
 	}
 	if err != nil {
 		return PollReply{Sent: sent}, err
