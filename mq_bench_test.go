@@ -192,6 +192,108 @@ func BenchmarkHandoff(b *testing.B) {
 	}
 }
 
+// BenchmarkHandoffPhases measures what BenchmarkHandoff's followup/plain
+// ratio measures, in one run: a pre-filled queue in phases of
+// handoffPhase messages, plain and followup in turn (a message's first
+// byte says which), handled by one worker of 8 handler threads, each
+// phase timed from its first handling to the next phase's. Phases of
+// tens of milliseconds alternate, so that what else a shared machine
+// runs weighs on both modes alike, where runs of seconds each (as
+// BenchmarkHandoff's, compared pair by pair) catch it in one and not the
+// other. The first and last two phases are not counted (the worker's
+// start; the last follow-ups in flight). Reports each mode's msgs/s, the
+// ratio (followup-x, followup's msgs/s over plain's) and each mode's
+// Redis CPU a message (INFO, read at each phase's start). One b.N is one
+// message; run it with -benchtime of at least 40 phases (e.g. 100000x).
+func BenchmarkHandoffPhases(b *testing.B) {
+	c := benchClient(b)
+	ctx := context.Background()
+	phases := max(8, b.N/handoffPhase)
+	n := phases * handoffPhase
+	followup := append([]byte{1}, benchPayload[1:]...)
+	for i := 0; i < n; i += 1000 {
+		reqs := make([]EnqueueRequest, 1000)
+		for j := range reqs {
+			reqs[j].Message = Raw(benchPayload)
+			if (i+j)/handoffPhase%2 == 1 {
+				reqs[j].Message = Raw(followup)
+			}
+		}
+		if _, err := c.EnqueueMany(ctx, "bench", reqs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	type mark struct {
+		at  time.Time
+		cpu float64
+	}
+	marks := make([]mark, phases+1)
+	sampled := make(chan int, phases+1)
+	sampler := make(chan struct{})
+	go func() { // (INFO off the handlers' path)
+		defer close(sampler)
+		for k := range sampled {
+			info, err := c.rdb.Info(ctx, "cpu").Result()
+			if err != nil {
+				b.Error(err)
+				continue
+			}
+			marks[k].cpu, _, _ = parseRedisUsage(info)
+		}
+	}()
+	var handled atomic.Int64
+	done := make(chan struct{})
+	b.ResetTimer()
+	w, err := c.StartWorker(b.Context(), "bench", &WorkerConfig{
+		HandlerThreads: 8,
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			h := handled.Add(1)
+			if h%handoffPhase == 1 {
+				k := int(h / handoffPhase)
+				marks[k].at = time.Now()
+				sampled <- k
+			}
+			if h == int64(n) {
+				defer close(done)
+			}
+			if m.Data[0] == 1 {
+				return Then(FollowUp{Queue: "bench-next", Message: Raw(benchPayload)})
+			}
+			return nil
+		}),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	b.StopTimer()
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	close(sampled)
+	<-sampler
+	var took [2]time.Duration
+	var cpu [2]float64
+	var count [2]int
+	for k := 1; k < phases-2; k++ {
+		mode := k % 2
+		took[mode] += marks[k+1].at.Sub(marks[k].at)
+		cpu[mode] += marks[k+1].cpu - marks[k].cpu
+		count[mode] += handoffPhase
+	}
+	plain := float64(count[0]) / took[0].Seconds()
+	follow := float64(count[1]) / took[1].Seconds()
+	b.ReportMetric(plain, "plain-msgs/s")
+	b.ReportMetric(follow, "followup-msgs/s")
+	b.ReportMetric(follow/plain, "followup-x")
+	b.ReportMetric(cpu[0]*1e6/float64(count[0]), "plain-redis-µs/msg")
+	b.ReportMetric(cpu[1]*1e6/float64(count[1]), "followup-redis-µs/msg")
+}
+
+// handoffPhase is the number of messages of one phase of
+// BenchmarkHandoffPhases.
+const handoffPhase = 2000
+
 // redisUsage answers the CPU seconds the benchmark's Redis used so far
 // (used_cpu_sys + used_cpu_user), the commands it ran, scripts' own
 // calls included, and the script calls (EVALSHA) among them (INFO
@@ -204,6 +306,11 @@ func redisUsage(b *testing.B, c *Client) (cpu float64, calls, evals int64) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return parseRedisUsage(info)
+}
+
+// parseRedisUsage reads redisUsage's figures from INFO's answer.
+func parseRedisUsage(info string) (cpu float64, calls, evals int64) {
 	for _, line := range strings.Split(info, "\r\n") {
 		name, value, ok := strings.Cut(line, ":")
 		switch {
