@@ -3,6 +3,7 @@ package mq
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -205,6 +206,8 @@ func BenchmarkHandoff(b *testing.B) {
 // ratio (followup-x, followup's msgs/s over plain's) and each mode's
 // Redis CPU a message (INFO, read at each phase's start). One b.N is one
 // message; run it with -benchtime of at least 40 phases (e.g. 100000x).
+// MQ_BENCH_TARGET_FILL=n fills the follow-ups' queue with n messages
+// first, as a backlog leaves it.
 func BenchmarkHandoffPhases(b *testing.B) {
 	c := benchClient(b)
 	ctx := context.Background()
@@ -222,6 +225,9 @@ func BenchmarkHandoffPhases(b *testing.B) {
 		if _, err := c.EnqueueMany(ctx, "bench", reqs...); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if fill, _ := strconv.Atoi(os.Getenv("MQ_BENCH_TARGET_FILL")); fill > 0 {
+		benchFill(b, c, "bench-next", fill)
 	}
 	type mark struct {
 		at  time.Time

@@ -399,8 +399,8 @@ const HandoffBlock = 'B'
 // the call then sends every record as it is.
 func inScriptBlock(ks []string, first int, cs []Completion) (fields []any, block []any, ok bool) {
 	fields = make([]any, len(cs))
-	block = make([]any, 0, 2*len(cs)) // (the usual: one follow-up a success)
-	var groups []int                  // (each follow-up's group, kept only once two differ)
+	vals := make([]blockArg, 0, 2*len(cs)) // (the usual: one follow-up a success)
+	var groups []int                       // (each follow-up's group, kept only once two differ)
 	last := -1
 	for i, c := range cs {
 		if len(c.FollowUps) == 0 || c.FollowUps[0] != HandoffInScript {
@@ -423,7 +423,7 @@ func inScriptBlock(ks []string, first int, cs []Completion) (fields []any, block
 				return nil, nil, false
 			}
 			if groups == nil && last >= 0 && g != last {
-				groups = make([]int, len(block)/2, len(block))
+				groups = make([]int, len(vals)/2, len(vals))
 				for k := range groups {
 					groups[k] = last
 				}
@@ -432,7 +432,7 @@ func inScriptBlock(ks []string, first int, cs []Completion) (fields []any, block
 				groups = append(groups, g)
 			}
 			last = g
-			block = append(block, id, data)
+			vals = append(vals, id, data)
 			if n == 1 && g < len(blockMarks) {
 				continue
 			}
@@ -455,33 +455,47 @@ func inScriptBlock(ks []string, first int, cs []Completion) (fields []any, block
 			fields[i] = string(mark)
 		}
 	}
-	if len(block) == 0 {
+	if len(vals) == 0 {
 		return nil, nil, false
 	}
 	if groups != nil {
-		sortBlock(block, groups)
+		sortBlock(vals, groups)
+	}
+	// (a []byte put in an interface is an allocation of its own; a pointer
+	// into vals is none)
+	block = make([]any, len(vals))
+	for k := range vals {
+		block[k] = &vals[k]
 	}
 	return fields, block, true
 }
+
+// blockArg is one argument of a call's block, its id or content, given
+// to go-redis by pointer (encoding.BinaryMarshaler), which puts it in
+// the call as it is.
+type blockArg []byte
+
+// MarshalBinary answers a's bytes.
+func (a *blockArg) MarshalBinary() ([]byte, error) { return *a, nil }
 
 // blockMarks are the fields of a success with one follow-up to the queue
 // itself or to the first to fourth other queue, made once.
 var blockMarks = [...]any{"B0", "B1", "B2", "B3", "B4"}
 
-// sortBlock orders block's pairs (id, content) by their groups, keeping
+// sortBlock orders vals' pairs (id, content) by their groups, keeping
 // the order of those of one group.
-func sortBlock(block []any, groups []int) {
+func sortBlock(vals []blockArg, groups []int) {
 	type pair struct {
 		g        int
-		id, data any
+		id, data blockArg
 	}
 	ps := make([]pair, len(groups))
 	for k, g := range groups {
-		ps[k] = pair{g, block[2*k], block[2*k+1]}
+		ps[k] = pair{g, vals[2*k], vals[2*k+1]}
 	}
 	slices.SortStableFunc(ps, func(a, b pair) int { return a.g - b.g })
 	for k, p := range ps {
-		block[2*k], block[2*k+1] = p.id, p.data
+		vals[2*k], vals[2*k+1] = p.id, p.data
 	}
 }
 
@@ -529,12 +543,15 @@ func (r *inScriptReader) count() (int, bool) {
 	}
 	r.rec = r.rec[1:]
 	f, ok := r.field()
-	if !ok {
+	if !ok || len(f) == 0 || len(f) > 9 {
 		return 0, false
 	}
-	n, err := strconv.Atoi(string(f))
-	if err != nil || n < 0 {
-		return 0, false
+	n := 0
+	for _, c := range f { // (decimal, as EncodeInScript writes it)
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = 10*n + int(c-'0')
 	}
 	return n, true
 }

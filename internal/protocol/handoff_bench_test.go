@@ -336,3 +336,32 @@ func bigFill(b *testing.B, s *queuetest.Server, queue string, n int, data []byte
 		require.NoError(b, err)
 	}
 }
+
+// BenchmarkPollArgs measures what the client spends building a poll
+// call's arguments (on the poller's path, between a reply and the next
+// call) for 20 successes with one follow-up each to another queue: as
+// marks and a block (§22, "The block"), and as the records themselves.
+func BenchmarkPollArgs(b *testing.B) {
+	own := make([]string, LeanKeys)
+	own[keys.Messages] = "q:messages"
+	cs := make([]Completion, 20)
+	for i := range cs {
+		cs[i] = Completion{ID: fmt.Sprint(i), LockedUntil: 1765000000000, Outcome: OutcomeSuccess,
+			FollowUps: EncodeInScript([]InScriptFollowUp{{Target: "t:messages",
+				ID: fmt.Sprintf("%024d/1765000000000/0", i), Data: make([]byte, 100)}}, nil)}
+	}
+	ks, first := withInScriptKeys(own, cs)
+	a := PollArgs{Completions: cs}
+	for _, mode := range []string{"block", "records"} {
+		b.Run(mode, func(b *testing.B) {
+			use := ks
+			if mode == "records" {
+				use = nil // (argv sends the records as they are)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = a.argv(use, first)
+			}
+		})
+	}
+}
