@@ -165,6 +165,10 @@ end
 -- call lacks: the call is then refused before anything is written.
 function in_script.check(j, rec)
   local bm = in_script.bmarks[rec]
+  -- (a mark the call has not shown yet is told by its first byte, read
+  -- before the unpack below: a record pays that read, but a mark would
+  -- otherwise pay the unpack failing under pcall, ~8k instructions a call
+  -- against ~0.7k a record, and marks are what a worker usually sends)
   if not bm and string.byte(rec, 1) == 66 then -- ('B': follow-ups in the block)
     local bad
     bm, bad = in_script.mark(rec)
@@ -181,11 +185,9 @@ function in_script.check(j, rec)
   end
   local n, i, target, id, data, lock, meta
   if in_script.struct then
-    -- A worker's usual record holds one follow-up: its kind, its count and
-    -- its five fields are read by one unpack, which spares the call of
-    -- string.byte that would read the kind alone. (A record of another
-    -- count may unpack too, its fields misread: they are then read again
-    -- below.)
+    -- A record of one follow-up: its kind, its count and its five fields
+    -- are read by one unpack. (A record of another count may unpack too,
+    -- its fields misread: they are then read again below.)
     local ok, kind, c, t, d1, d2, l, m, after =
       pcall(in_script.struct.unpack, '<c1I4c0I4c0I4c0I4c0I4c0I4c0', rec, 1)
     if ok and kind == 'S' and c == '1' then
