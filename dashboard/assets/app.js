@@ -540,6 +540,9 @@
       await refresh();
       await loadMessages(state.cursor);
       await loadDead();
+      // (how many actions have their reloads drawn: a test's next click
+      // waits for it, or a redraw of the table under it can eat the click)
+      document.body.dataset.actionsDone = String(Number(document.body.dataset.actionsDone || 0) + 1);
     });
     return b;
   }
