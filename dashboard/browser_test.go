@@ -306,7 +306,7 @@ func TestBrowser(t *testing.T) {
 	// Requeue moves a dead letter back into the queue, at one click. (Not
 	// before the delete's reloads are drawn: the dead letters' table,
 	// redrawn last, replaced the button between the click's press and
-	// release in 3 of 34 runs beside other tests and a CPU hog, and no
+	// release in 5 of 44 runs beside other tests and a CPU hog, and no
 	// click came of it.)
 	poll[bool](t, ctx, "the delete's reloads drawn", `Number(document.body.dataset.actionsDone || 0) >= 1`)
 	do(t, ctx, "requeue", chromedp.Click(chromedp.CSS(`#dead-letters tr[data-dead="dead-0"] button[data-action="requeue"]`)))
